@@ -1,0 +1,8 @@
+"""csn_model: the Conditional Similarity Network, its data, training, benchmark and inference.
+
+This package never imports Django (tests/csn_model/test_layering.py enforces it).
+"""
+
+CONDITIONS: tuple[str, ...] = ("drums", "bass", "piano", "guitar", "others")
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from csn_model.cli import main
+
+raise SystemExit(main())

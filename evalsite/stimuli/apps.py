@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class StimuliConfig(AppConfig):
+    name = "evalsite.stimuli"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,37 @@
+"""Project-wide rules: layering, lint, migrations in sync."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_it_keeps_django_out_of_csn_model():
+    # Import every csn_model module in a fresh interpreter and check Django never got loaded.
+    code = (
+        "import importlib, pkgutil, sys, csn_model\n"
+        "for m in pkgutil.walk_packages(csn_model.__path__, 'csn_model.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "bad = sorted(k for k in sys.modules if k == 'django' or k.startswith('django.'))\n"
+        "print(bad[:5]); sys.exit(1 if bad else 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_it_passes_ruff():
+    ruff = Path(sys.executable).with_name("ruff")
+    for args in (["check", "."], ["format", "--check", "."]):
+        result = subprocess.run([str(ruff), *args], capture_output=True, text=True, cwd=ROOT)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_it_has_no_missing_migrations():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
