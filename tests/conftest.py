@@ -48,3 +48,19 @@ def browser(chromium_path):
         b = pw.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """A small Slakh-layout dataset rendered by `csn synth` (12 tracks of 8 s at 22050 Hz).
+
+    Splits: 6 train, 2 validation, 4 test tracks; most tracks have all five conditions. Renders
+    in a few seconds, once per test session. Treat it as read-only: other tests share it.
+    """
+    from csn_model.data.synth import synthesize
+
+    root = tmp_path_factory.mktemp("tiny_dataset")
+    synthesize(
+        root, 12, 3, seconds=8.0, workers=2, split_fractions=(0.5, 0.17, 0.33), progress=False
+    )
+    return root
