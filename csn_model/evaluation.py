@@ -1,0 +1,195 @@
+"""Triplet accuracy and its statistics: bootstrap over pieces, exact McNemar, Holm.
+
+Everything here is a pure function on arrays or tidy DataFrames (no torch, no files), so the
+benchmark, the tests and any report can share it.
+
+The per-triplet table that the benchmark builds ("outcomes") has one row per (system, triplet):
+`system, kind, condition, triplet, piece, correct` where `correct` is 1 when the masked distance
+anchor-positive is strictly smaller than anchor-negative (a tie counts as wrong: a collapsed
+embedding must not score 50%), and `piece` is the track whose `condition` stem the anchor and the
+positive share (the unit the bootstrap resamples, because triplets of one piece are not
+independent).
+
+Result tables use the project's column vocabulary
+`term, estimate, se, ci_low, ci_high, stat, df, p_val, p_adj, n` plus identifying columns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from csn_model import CONDITIONS
+
+MEAN = "mean"  # the macro mean over the five conditions
+OUTCOME_COLUMNS = ("system", "kind", "condition", "triplet", "piece", "correct")
+
+
+def triplet_correct(anchor: np.ndarray, positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
+    """1 where ||a - p|| < ||a - n|| (strictly), per row. Inputs (N, d) already masked. -> (N,)"""
+    d_ap = np.linalg.norm(anchor - positive, axis=1)  # (N,)
+    d_an = np.linalg.norm(anchor - negative, axis=1)  # (N,)
+    return (d_ap < d_an).astype(np.int8)
+
+
+# -- bootstrap over pieces ---------------------------------------------------------------------
+def _piece_sums(outcomes: pd.DataFrame, conditions: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per piece and condition: number correct and number of triplets. Each (P, C)."""
+    grouped = outcomes.groupby(["piece", "condition"])["correct"].agg(["sum", "count"])
+    hits = grouped["sum"].unstack("condition").reindex(columns=conditions).fillna(0.0)
+    counts = grouped["count"].unstack("condition").reindex(columns=conditions).fillna(0.0)
+    return hits.to_numpy(float), counts.to_numpy(float)
+
+
+def bootstrap_accuracy(
+    outcomes: pd.DataFrame, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> pd.DataFrame:
+    """Accuracy per condition and their macro mean, with percentile CIs by resampling pieces.
+
+    `outcomes`: rows of one system and one kind (columns condition, piece, correct).
+    A resample draws as many pieces as there are, with replacement, and recomputes every
+    condition's accuracy (pooled over the drawn pieces' triplets) and their mean; pieces are
+    resampled once for all conditions so the mean's interval respects their dependence.
+    Returns one row per term (the conditions present, then "mean") with
+    term, estimate, se, ci_low, ci_high, n (n = number of triplets).
+    """
+    conditions = [c for c in CONDITIONS if c in set(outcomes["condition"])]
+    if not conditions:
+        raise ValueError("bootstrap_accuracy: no triplet outcomes to score")
+    hits, counts = _piece_sums(outcomes, conditions)  # (P, C)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, hits.shape[0], size=(n_boot, hits.shape[0]))  # (B, P)
+    # Sum over drawn pieces via counts of each piece per draw: (B, P) @ (P, C) -> (B, C).
+    weights = np.zeros((n_boot, hits.shape[0]))
+    np.add.at(weights, (np.arange(n_boot)[:, None], draws), 1.0)
+    boot_hits, boot_counts = weights @ hits, weights @ counts  # (B, C)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot_acc = boot_hits / boot_counts  # (B, C); NaN where a draw has no triplet of c
+    boot_mean = np.nanmean(boot_acc, axis=1) if boot_acc.size else np.array([])  # (B,)
+    point = hits.sum(0) / counts.sum(0)  # (C,)
+    alpha = (1.0 - level) / 2.0
+    rows = []
+    for j, cond in enumerate(conditions):
+        rows.append(_ci_row(cond, point[j], boot_acc[:, j], alpha, int(counts[:, j].sum())))
+    rows.append(_ci_row(MEAN, float(point.mean()), boot_mean, alpha, int(counts.sum())))
+    return pd.DataFrame(rows)
+
+
+def _ci_row(term: str, estimate: float, boot: np.ndarray, alpha: float, n: int) -> dict:
+    boot = boot[np.isfinite(boot)]
+    lo, hi = np.quantile(boot, [alpha, 1.0 - alpha]) if boot.size else (np.nan, np.nan)
+    se = float(boot.std(ddof=1)) if boot.size > 1 else np.nan
+    return {
+        "term": term,
+        "estimate": float(estimate),
+        "se": se,
+        "ci_low": float(lo),
+        "ci_high": float(hi),
+        "n": n,
+    }
+
+
+# -- paired tests ----------------------------------------------------------------------------
+def mcnemar_exact(a_correct: np.ndarray, b_correct: np.ndarray) -> dict:
+    """Exact (binomial) McNemar test of two systems scored on the same items.
+
+    b = items only A gets right, c = items only B gets right; under H0 b ~ Binomial(b + c, 1/2).
+    Two-sided p = min(1, 2 * P(X <= min(b, c))), the convention of statsmodels'
+    `mcnemar(exact=True)`. Returns stat (= min(b, c)), p_val, n_discordant, b, c.
+    """
+    a = np.asarray(a_correct, dtype=bool)
+    b_arr = np.asarray(b_correct, dtype=bool)
+    if a.shape != b_arr.shape:
+        raise ValueError(
+            f"mcnemar_exact: paired outcomes differ in shape {a.shape} vs {b_arr.shape}"
+        )
+    only_a = int(np.sum(a & ~b_arr))
+    only_b = int(np.sum(~a & b_arr))
+    n = only_a + only_b
+    k = min(only_a, only_b)
+    p = 1.0 if n == 0 else min(1.0, 2.0 * float(stats.binom.cdf(k, n, 0.5)))
+    return {"stat": float(k), "p_val": p, "n_discordant": n, "b": only_a, "c": only_b}
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm (1979) step-down adjusted p-values, in the input order."""
+    p = np.asarray(p_values, dtype=float)
+    if p.size == 0:
+        return p
+    order = np.argsort(p, kind="stable")
+    m = p.size
+    adjusted_sorted = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out = np.empty(m)
+    out[order] = np.minimum(adjusted_sorted, 1.0)
+    return out
+
+
+def compare_to_reference(outcomes: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """Paired exact McNemar of `reference` against every other system, Holm-adjusted.
+
+    One family per (kind, term): the tests of the reference against each other system on the
+    same triplets, so "is the proposed system better than X on drums" is corrected for the
+    number of systems it is compared with. term "mean" pools all conditions' triplets.
+    Returns kind, term, system (the other), reference, estimate (accuracy difference
+    reference - other), stat, p_val, p_adj, n (triplets), n_discordant, b, c.
+    """
+    rows = []
+    for kind, part in outcomes.groupby("kind", sort=False):
+        wide = part.pivot_table(
+            index=["condition", "triplet"], columns="system", values="correct", aggfunc="first"
+        )
+        if reference not in wide.columns:
+            raise ValueError(f"compare_to_reference: reference system {reference!r} not scored")
+        terms = [c for c in CONDITIONS if c in wide.index.get_level_values(0)] + [MEAN]
+        for term in terms:
+            sub = wide if term == MEAN else wide.loc[[term]]
+            family = []
+            for other in [s for s in wide.columns if s != reference]:
+                pair = sub[[reference, other]].dropna()
+                test = mcnemar_exact(pair[reference].to_numpy(), pair[other].to_numpy())
+                diff = float(pair[reference].mean() - pair[other].mean())
+                family.append(
+                    {
+                        "kind": kind,
+                        "term": term,
+                        "system": other,
+                        "reference": reference,
+                        "estimate": diff,
+                        "n": len(pair),
+                        **test,
+                    }
+                )
+            adjusted = holm([r["p_val"] for r in family])
+            for r, p_adj in zip(family, adjusted):
+                r["p_adj"] = float(p_adj)
+            rows.extend(family)
+    columns = [
+        "kind",
+        "term",
+        "system",
+        "reference",
+        "estimate",
+        "stat",
+        "p_val",
+        "p_adj",
+        "n",
+        "n_discordant",
+        "b",
+        "c",
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def accuracy_table(outcomes: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """bootstrap_accuracy for every (system, kind): tidy rows system, kind, term, estimate, ..."""
+    missing = set(OUTCOME_COLUMNS) - set(outcomes.columns)
+    if missing:
+        raise ValueError(f"accuracy_table: outcomes lack columns {sorted(missing)}")
+    frames = []
+    for (system, kind), part in outcomes.groupby(["system", "kind"], sort=False):
+        table = bootstrap_accuracy(part, n_boot=n_boot, seed=seed)
+        table.insert(0, "kind", kind)
+        table.insert(0, "system", system)
+        frames.append(table)
+    return pd.concat(frames, ignore_index=True)
