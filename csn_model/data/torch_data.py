@@ -1,0 +1,109 @@
+"""PyTorch datasets over triplets: mixtures with their clean stems, and isolated stems.
+
+Random training items are drawn from a TripletSampler with a generator seeded by
+(sampler seed, epoch, index), so an item is the same whichever DataLoader worker builds it and
+however many workers there are; call `set_epoch` to draw fresh items each epoch. A fixed list of
+triplets (an evaluation set) is served as is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from csn_model import CONDITIONS
+from csn_model.data.slakh import SlakhDataset
+from csn_model.data.triplets import Triplet, TripletSampler, render_stems
+
+
+class _TripletSource:
+    def __init__(self, source, ds, num_frames, length, kind, condition):
+        if isinstance(source, TripletSampler):
+            self.sampler, self.fixed = source, None
+            self.ds = source.ds
+            self.num_frames = int(num_frames or source.segment_frames)
+            self.length = int(length or 10_000)
+        else:
+            self.sampler, self.fixed = None, list(source)
+            if ds is None or num_frames is None:
+                raise ValueError("a fixed triplet list needs ds= and num_frames=")
+            self.ds, self.num_frames = ds, int(num_frames)
+            self.length = len(self.fixed)
+        self.kind, self.condition, self.epoch = kind, condition, 0
+
+    def get(self, index: int) -> Triplet:
+        if self.fixed is not None:
+            return self.fixed[index]
+        rng = np.random.default_rng([self.sampler.seed, self.epoch, index])
+        return self.sampler.sample(self.condition, self.kind, rng)
+
+
+class TripletTorchDataset(Dataset):
+    """Items: {"mix": (3, T) [anchor, positive, negative], "stems": (3, K, T),
+    "condition": int, "interchanged": (K,) bool} as float32/bool tensors."""
+
+    def __init__(
+        self,
+        source: TripletSampler | list[Triplet],
+        ds: SlakhDataset | None = None,
+        num_frames: int | None = None,
+        length: int | None = None,
+        kind: str = "pseudo",
+        condition: str | None = None,
+    ):
+        self.src = _TripletSource(source, ds, num_frames, length, kind, condition)
+
+    def __len__(self) -> int:
+        return self.src.length
+
+    def set_epoch(self, epoch: int) -> None:
+        self.src.epoch = int(epoch)
+
+    def triplet(self, index: int) -> Triplet:
+        return self.src.get(index)
+
+    def __getitem__(self, index: int) -> dict:
+        t = self.src.get(index)
+        cache: dict = {}  # anchor and negative share parts: read each once
+        specs = (t.anchor, t.positive, t.negative)
+        stems = np.stack([render_stems(self.src.ds, s, self.src.num_frames, cache) for s in specs])
+        inter = np.array([c in t.interchanged for c in CONDITIONS])  # (K,)
+        return {
+            "mix": torch.from_numpy(stems.sum(axis=1)),  # (3, K, T) -> (3, T)
+            "stems": torch.from_numpy(stems),  # (3, K, T)
+            "condition": CONDITIONS.index(t.condition),
+            "interchanged": torch.from_numpy(inter),  # (K,)
+        }
+
+
+class StemTorchDataset(Dataset):
+    """Isolated-stem triplets of one condition: {"stems": (3, T) [anchor, positive, negative],
+    "condition": int}. Anchor and positive are two segments of one piece's stem, the negative
+    another piece's stem (the individual networks' training data and CSN pre-training)."""
+
+    def __init__(
+        self,
+        source: TripletSampler | list[Triplet],
+        ds: SlakhDataset | None = None,
+        num_frames: int | None = None,
+        length: int | None = None,
+        condition: str | None = None,
+    ):
+        self.src = _TripletSource(source, ds, num_frames, length, "stem", condition)
+
+    def __len__(self) -> int:
+        return self.src.length
+
+    def set_epoch(self, epoch: int) -> None:
+        self.src.epoch = int(epoch)
+
+    def __getitem__(self, index: int) -> dict:
+        t = self.src.get(index)
+        k = CONDITIONS.index(t.condition)
+        n = self.src.num_frames
+        segs = [s.part(t.condition) for s in (t.anchor, t.positive, t.negative)]
+        stems = np.stack(
+            [self.src.ds.track(g.track).read_condition(CONDITIONS[k], g.start, n) for g in segs]
+        )  # (3, T)
+        return {"stems": torch.from_numpy(stems), "condition": k}

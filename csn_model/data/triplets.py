@@ -1,0 +1,334 @@
+"""Triplets for condition-wise metric learning (METHOD.md "Training" and "Evaluation").
+
+Pseudo-mixed triplet for condition c (figure 1 of the paper), with pieces A, B, C, D:
+    anchor   = A^c_B : segment s1 of A's c stem + every other stem of B at segment sB
+    positive = A^c_C : segment s2 of A's c stem (|s2 - s1| >= one segment) + C's other stems
+    negative = D^c_B : a c stem from D != A + the same B stems at sB as the anchor
+Interchanged (figure 2): for k != c, (anchor, negative, positive) is a valid triplet when B's k
+stem is audible at sB and C's k stem is audible at sC, because anchor and negative share B's k
+stem and the positive carries C's. `Triplet.interchanged` lists those k.
+Natural triplet: two segments of one piece's full mix vs a segment of another piece (no
+interchanged conditions). Isolated-stem triplet (kind "stem"): the c stem alone, for
+pre-training and the individual-network baselines.
+
+Segments start on a grid of `hop` frames (half a segment by default) where the relevant stems are
+audible (Track.active_segments' energy threshold). Pieces without an instrument never supply it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from csn_model import CONDITIONS
+from csn_model.data.slakh import DataError, SlakhDataset
+
+K = len(CONDITIONS)
+KINDS = ("pseudo", "natural", "stem")
+FORMAT = "csn-triplets"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Segment:
+    track: str  # Track.name
+    start: int  # frame
+
+
+@dataclass(frozen=True)
+class MixSpec:
+    parts: tuple[Segment | None, ...]  # len K, CONDITIONS order; None = absent
+
+    def part(self, condition: str) -> Segment | None:
+        return self.parts[CONDITIONS.index(condition)]
+
+
+@dataclass(frozen=True)
+class Triplet:
+    condition: str
+    anchor: MixSpec
+    positive: MixSpec
+    negative: MixSpec
+    kind: str  # "pseudo" | "natural" | "stem"
+    interchanged: tuple[str, ...] = ()  # k != condition with (anchor, negative, positive) valid
+
+    def to_json(self) -> dict:
+        def spec(m: MixSpec) -> list:
+            return [None if s is None else [s.track, s.start] for s in m.parts]
+
+        return {
+            "condition": self.condition,
+            "kind": self.kind,
+            "interchanged": list(self.interchanged),
+            "anchor": spec(self.anchor),
+            "positive": spec(self.positive),
+            "negative": spec(self.negative),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> Triplet:
+        def spec(parts: list) -> MixSpec:
+            if len(parts) != K:
+                raise ValueError(f"expected {K} parts, got {len(parts)}")
+            return MixSpec(
+                tuple(None if p is None else Segment(str(p[0]), int(p[1])) for p in parts)
+            )
+
+        if d["condition"] not in CONDITIONS or d["kind"] not in KINDS:
+            raise ValueError(f"condition {d['condition']!r} or kind {d['kind']!r} unknown")
+        return cls(
+            condition=d["condition"],
+            anchor=spec(d["anchor"]),
+            positive=spec(d["positive"]),
+            negative=spec(d["negative"]),
+            kind=d["kind"],
+            interchanged=tuple(d.get("interchanged", ())),
+        )
+
+
+# ---- rendering -------------------------------------------------------------------------------
+def render_stems(ds: SlakhDataset, spec: MixSpec, num_frames: int, cache: dict | None = None):
+    """Clean condition stems of a MixSpec, zeros for absent parts. (K, T) float32
+
+    `cache` (optional, keyed by (track, condition, start)) avoids reading a part twice when
+    several specs share it, as anchor and negative do.
+    """
+    out = np.zeros((K, num_frames), dtype=np.float32)  # (K, T)
+    for k, seg in enumerate(spec.parts):
+        if seg is None:
+            continue
+        key = (seg.track, k, seg.start)
+        if cache is not None and key in cache:
+            out[k] = cache[key]
+            continue
+        out[k] = ds.track(seg.track).read_condition(CONDITIONS[k], seg.start, num_frames)
+        if cache is not None:
+            cache[key] = out[k]
+    return out
+
+
+def render_mix(ds: SlakhDataset, spec: MixSpec, num_frames: int) -> np.ndarray:
+    """The mixture of a MixSpec: the sum of its parts. (T,) float32"""
+    return render_stems(ds, spec, num_frames).sum(axis=0)  # (K, T) -> (T,)
+
+
+# ---- sampling --------------------------------------------------------------------------------
+class TripletSampler:
+    """Random triplets from one split. Builds an activity index once (one streamed pass over the
+    stems per track), then samples with numpy only: thousands of triplets per second."""
+
+    def __init__(
+        self,
+        ds: SlakhDataset,
+        split: str,
+        segment_frames: int,
+        seed: int = 0,
+        hop: int | None = None,
+    ):
+        self.ds, self.split, self.seed = ds, split, seed
+        self.segment_frames = int(segment_frames)
+        self.hop = int(hop or max(1, self.segment_frames // 2))
+        self.rng = np.random.default_rng(seed)
+        self.tracks = [t.name for t in ds.tracks(split)]
+        # active[t][k]: grid positions (start frames) where condition k of track t is audible.
+        self.active: list[list[np.ndarray]] = []
+        for name in self.tracks:
+            tr = ds.track(name)
+            self.active.append(
+                [tr.active_segments(c, self.segment_frames, self.hop) for c in CONDITIONS]
+            )
+        self._pairable = [self._pairable_tracks(k) for k in range(K)]
+        self._has = [
+            [i for i in range(len(self.tracks)) if len(self.active[i][k])] for k in range(K)
+        ]
+
+    def _pairable_tracks(self, k: int) -> list[int]:
+        """Tracks whose k stem is audible in two segments at least one segment apart."""
+        out = []
+        for i, act in enumerate(self.active):
+            a = act[k]
+            if len(a) >= 2 and a[-1] - a[0] >= self.segment_frames:
+                out.append(i)
+        return out
+
+    def can_sample(self, condition: str, kind: str = "pseudo") -> bool:
+        k = CONDITIONS.index(condition)
+        if not self._pairable[k] or len(self._has[k]) < 2:
+            return False
+        return kind != "pseudo" or len(self.tracks) >= 3
+
+    def sample(self, condition: str | None = None, kind: str = "pseudo", rng=None) -> Triplet:
+        """One random triplet; condition uniform over those possible when not given."""
+        rng = self.rng if rng is None else rng
+        if condition is None:
+            possible = [c for c in CONDITIONS if self.can_sample(c, kind)]
+            if not possible:
+                raise DataError(
+                    f"{self.ds.root}/{self.split}: no condition can form {kind} triplets"
+                )
+            condition = possible[int(rng.integers(len(possible)))]
+        if not self.can_sample(condition, kind):
+            raise DataError(
+                f"{self.ds.root}/{self.split}: too few tracks with audible {condition} for {kind} "
+                "triplets; expected two tracks with it, one of them audible in two segments"
+            )
+        k = CONDITIONS.index(condition)
+        a, s1, s2 = self._anchor_pair(k, rng)
+        d = self._pick(rng, [i for i in self._has[k] if i != a])
+        sd = self._pick(rng, self.active[d][k])
+        if kind == "pseudo":
+            return self._pseudo(k, a, s1, s2, d, sd, rng)
+        if kind == "natural":
+            return Triplet(
+                condition,
+                self._full(a, s1),
+                self._full(a, s2),
+                self._full(d, sd),
+                "natural",
+            )
+        if kind == "stem":
+            return Triplet(
+                condition, self._only(k, a, s1), self._only(k, a, s2), self._only(k, d, sd), "stem"
+            )
+        raise ValueError(f"kind {kind!r}: expected one of {', '.join(KINDS)}")
+
+    def _pseudo(self, k, a, s1, s2, d, sd, rng) -> Triplet:
+        others = [j for j in range(K) if j != k]
+        b = self._pick(rng, [i for i in range(len(self.tracks)) if i != a and self._any(i, others)])
+        c = self._pick(rng, [i for i in range(len(self.tracks)) if i not in (a, b)])
+        sb = self._pick(rng, self._any_active(b, others))
+        sc_pos = self._any_active(c, others)
+        sc = self._pick(rng, sc_pos) if len(sc_pos) else 0  # C lacks every other condition
+        anchor = [self._seg(b, j, sb, track_level=True) for j in range(K)]
+        positive = [self._seg(c, j, sc, track_level=True) for j in range(K)]
+        negative = list(anchor)
+        anchor[k] = self._seg(a, k, s1)
+        positive[k] = self._seg(a, k, s2)
+        negative[k] = self._seg(d, k, sd)
+        inter = tuple(
+            CONDITIONS[j] for j in others if self._active_at(b, j, sb) and self._active_at(c, j, sc)
+        )
+        return Triplet(
+            CONDITIONS[k], MixSpec(tuple(anchor)), MixSpec(tuple(positive)),
+            MixSpec(tuple(negative)), "pseudo", inter,
+        )  # fmt: skip
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _anchor_pair(self, k: int, rng) -> tuple[int, int, int]:
+        a = self._pick(rng, self._pairable[k])
+        act = self.active[a][k]
+        while True:
+            s1 = int(act[int(rng.integers(len(act)))])
+            far = act[np.abs(act - s1) >= self.segment_frames]
+            if len(far):
+                return a, s1, int(far[int(rng.integers(len(far)))])
+
+    @staticmethod
+    def _pick(rng, items):
+        return int(items[int(rng.integers(len(items)))])
+
+    def _any(self, i: int, conds: list[int]) -> bool:
+        return any(len(self.active[i][j]) for j in conds)
+
+    def _any_active(self, i: int, conds: list[int]) -> np.ndarray:
+        parts = [self.active[i][j] for j in conds if len(self.active[i][j])]
+        return np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+
+    def _active_at(self, i: int, k: int, start: int) -> bool:
+        act = self.active[i][k]
+        j = np.searchsorted(act, start)
+        return bool(j < len(act) and act[j] == start)
+
+    def _seg(self, i: int, k: int, start: int, track_level: bool = False) -> Segment | None:
+        """Segment of track i for condition k, or None when the track lacks k."""
+        if track_level and not len(self.active[i][k]):
+            return None
+        return Segment(self.tracks[i], int(start))
+
+    def _full(self, i: int, start: int) -> MixSpec:
+        return MixSpec(tuple(self._seg(i, j, start, track_level=True) for j in range(K)))
+
+    def _only(self, k: int, i: int, start: int) -> MixSpec:
+        return MixSpec(tuple(Segment(self.tracks[i], start) if j == k else None for j in range(K)))
+
+
+# ---- fixed evaluation sets ---------------------------------------------------------------------
+def make_eval_set(
+    ds: SlakhDataset,
+    split: str,
+    kind: str,
+    per_condition: int,
+    seed: int,
+    segment_frames: int,
+) -> list[Triplet]:
+    """A fixed, seed-defined set of distinct triplets: per_condition for each condition (fewer,
+    with a warning, when the split cannot form that many distinct ones; none for a condition no
+    track of the split has). Each condition draws from its own stream: SeedSequence([seed, k])."""
+    if kind not in ("pseudo", "natural"):
+        raise ValueError(f"kind {kind!r}: expected 'pseudo' or 'natural'")
+    sampler = TripletSampler(ds, split, segment_frames, seed)
+    out: list[Triplet] = []
+    for k, cond in enumerate(CONDITIONS):
+        if not sampler.can_sample(cond, kind):
+            warnings.warn(
+                f"{ds.root}/{split}: no {kind} triplets possible for {cond}", stacklevel=2
+            )
+            continue
+        rng = np.random.default_rng(np.random.SeedSequence([seed, k]))
+        seen: set[Triplet] = set()
+        tries = 0
+        while len(seen) < per_condition and tries < 50 * per_condition:
+            t = sampler.sample(cond, kind, rng)
+            tries += 1
+            if t not in seen:
+                seen.add(t)
+                out.append(t)
+        if len(seen) < per_condition:
+            warnings.warn(
+                f"{ds.root}/{split}: only {len(seen)} distinct {kind} triplets for {cond} "
+                f"(asked {per_condition})",
+                stacklevel=2,
+            )
+    return out
+
+
+def save_triplets(path: str | Path, triplets: list[Triplet], meta: dict) -> None:
+    """Write triplets and their provenance as JSON (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "conditions": list(CONDITIONS),
+        "meta": meta,
+        "triplets": [t.to_json() for t in triplets],
+    }
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def load_triplets(path: str | Path) -> tuple[list[Triplet], dict]:
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: cannot read a triplet file: {exc}") from exc
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise DataError(f"{path}: field 'format' is not {FORMAT!r}; not a csn triplet file")
+    if doc.get("conditions") != list(CONDITIONS):
+        raise DataError(
+            f"{path}: field 'conditions' is {doc.get('conditions')}; expected {CONDITIONS}"
+        )
+    triplets = []
+    for i, d in enumerate(doc.get("triplets", [])):
+        try:
+            triplets.append(Triplet.from_json(d))
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise DataError(f"{path}: triplets[{i}] is malformed: {exc}") from exc
+    return triplets, dict(doc.get("meta", {}))
