@@ -1,0 +1,38 @@
+from django.contrib import admin
+
+from evalsite.studies.models import Answer, Assignment, Participant, Study, Trial
+
+
+@admin.register(Study)
+class StudyAdmin(admin.ModelAdmin):
+    list_display = ("name", "owner", "status", "created_at")
+    list_filter = ("status",)
+    search_fields = ("name", "slug")
+    filter_horizontal = ("shared_with",)
+
+
+@admin.register(Trial)
+class TrialAdmin(admin.ModelAdmin):
+    list_display = ("id", "study", "instrument", "is_practice", "catch_kind", "model_choice")
+    list_filter = ("study", "instrument", "is_practice", "is_catch")
+    raw_id_fields = ("reference", "candidate_a", "candidate_b", "repeat_of")
+
+
+@admin.register(Participant)
+class ParticipantAdmin(admin.ModelAdmin):
+    list_display = ("id", "study", "external_pid", "prolific_pid", "step", "started_at")
+    list_filter = ("study", "step")
+    search_fields = ("prolific_pid", "external_pid", "token")
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ("participant", "index", "trial", "displayed_first", "reserved_until")
+    raw_id_fields = ("participant", "trial")
+
+
+@admin.register(Answer)
+class AnswerAdmin(admin.ModelAdmin):
+    list_display = ("participant", "trial", "trial_index", "chosen", "response_ms", "created_at")
+    list_filter = ("trial__study",)
+    raw_id_fields = ("participant", "trial")

@@ -1,0 +1,265 @@
+"""Studies, trials, participants, their stored assignments and answers.
+
+Canonical order: a trial's candidates are `candidate_a` and `candidate_b`; what a participant saw
+in display positions "A"/"B" is stored per assignment (`displayed_first`: which canonical candidate
+was shown in position A). Answers are stored in canonical terms ("a"/"b") and positions ("A"/"B").
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from evalsite.stimuli.models import Catalogue, Clip, new_token
+
+AB = [("a", "a"), ("b", "b")]
+
+# Every key a study's `settings` may hold, with its default. `Study.setting(key)` reads through.
+DEFAULT_SETTINGS: dict = {
+    "screening": True,  # antiphase headphone screening (Woods et al. 2017)
+    "huggins": False,  # additional Huggins-pitch screening (Milne et al. 2021)
+    "catch": {"identical": 1, "attention": 1, "repeat": 1},  # per participant, counts by kind
+    "exclusion": {
+        "min_catch_accuracy": 0.75,
+        "max_same_position_share": 0.9,
+        "min_median_rt_ms": 1500,
+    },
+    "target_answers_per_trial": 5,
+    "trials_per_participant": None,  # None: every main trial
+    "languages": ["en", "ja"],
+    "refuse_phones": True,
+    "completion_code": "",
+    "prolific_completion_url": "",
+    "reservation_timeout_s": 1800,
+    "loudness_target_lufs": -23.0,
+    "practice_trials": 2,
+}
+
+
+def new_completion_code() -> str:
+    return secrets.token_hex(4).upper()
+
+
+class Study(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "draft"
+        OPEN = "open", "open"
+        PAUSED = "paused", "paused"
+        CLOSED = "closed", "closed"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="studies"
+    )
+    shared_with = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="shared_studies"
+    )
+    name = models.CharField(max_length=200)
+    slug = models.CharField(
+        max_length=32, unique=True, default=new_token, help_text="Public token of the entry link."
+    )
+    catalogue = models.ForeignKey(
+        Catalogue, on_delete=models.SET_NULL, null=True, blank=True, related_name="studies"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    instruments = models.JSONField(default=list, help_text='e.g. ["drums", "guitar"]')
+    consent_text = models.TextField(blank=True)
+    description = models.TextField(blank=True, help_text="Shown on the instructions page.")
+    settings = models.JSONField(default=dict, blank=True, help_text="Overrides DEFAULT_SETTINGS.")
+    # How the trials were made: {"strategy": "random"|"model", "seed": int, "by": "...", ...}
+    design = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "studies"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def setting(self, key: str):
+        """The study's value for `key`, falling back to DEFAULT_SETTINGS (dicts merged)."""
+        default = copy.deepcopy(DEFAULT_SETTINGS.get(key))
+        value = (self.settings or {}).get(key, default)
+        if isinstance(default, dict) and isinstance(value, dict):
+            return {**default, **value}
+        return value
+
+    def full_settings(self) -> dict:
+        return {key: self.setting(key) for key in DEFAULT_SETTINGS} | {
+            k: v for k, v in (self.settings or {}).items() if k not in DEFAULT_SETTINGS
+        }
+
+    def visible_to(self, user) -> bool:
+        if not user.is_authenticated:
+            return False
+        return (
+            user.is_superuser
+            or self.owner_id == user.id
+            or self.shared_with.filter(pk=user.pk).exists()
+        )
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == self.Status.OPEN
+
+
+class Trial(models.Model):
+    """A reference and two candidates (canonical order) judged for one instrument."""
+
+    class CatchKind(models.TextChoices):
+        NONE = "", "none"
+        IDENTICAL = "identical", "identical candidate"
+        ATTENTION = "attention", "instrument attention"
+        REPEAT = "repeat", "repeat with A/B swapped"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="trials")
+    reference = models.ForeignKey(Clip, on_delete=models.PROTECT, related_name="+")
+    candidate_a = models.ForeignKey(Clip, on_delete=models.PROTECT, related_name="+")
+    candidate_b = models.ForeignKey(Clip, on_delete=models.PROTECT, related_name="+")
+    instrument = models.CharField(max_length=16)
+    is_practice = models.BooleanField(default=False)
+    is_catch = models.BooleanField(default=False)
+    catch_kind = models.CharField(max_length=16, choices=CatchKind.choices, blank=True, default="")
+    # The correct answer of catch and practice trials ("a"/"b"); blank for main and repeat trials.
+    expected = models.CharField(max_length=1, choices=AB, blank=True, default="")
+    repeat_of = models.ForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="repeats"
+    )
+    # NULL (not "") means "no model choice": the export maps it to None and agree to NaN.
+    model_choice = models.CharField(max_length=1, choices=AB, null=True, blank=True)  # noqa: DJ001
+    model_margin = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        kind = "practice" if self.is_practice else (self.catch_kind or "main")
+        return f"trial {self.pk} ({self.instrument}, {kind})"
+
+    @property
+    def is_main(self) -> bool:
+        return not self.is_practice and not self.is_catch
+
+
+class Participant(models.Model):
+    class Step(models.TextChoices):
+        BROWSER_CHECK = "browser_check", "browser check"
+        CONSENT = "consent", "consent"
+        QUESTIONNAIRE = "questionnaire", "questionnaire"
+        CALIBRATION = "calibration", "volume calibration"
+        SCREENING = "screening", "headphone screening"
+        INSTRUCTIONS = "instructions", "instructions"
+        PRACTICE = "practice", "practice"
+        TRIALS = "trials", "trials"
+        DONE = "done", "done"
+        SCREENED_OUT = "screened_out", "screened out"
+        DECLINED = "declined", "declined consent"
+        REFUSED = "refused", "refused (browser)"
+        FULL = "full", "study full"
+
+    FINAL_STEPS = {Step.DONE, Step.SCREENED_OUT, Step.DECLINED, Step.REFUSED, Step.FULL}
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="participants")
+    token = models.CharField(max_length=32, unique=True, default=new_token, editable=False)
+    session = models.CharField(
+        max_length=64, default=new_token, help_text="Session id (Prolific SESSION_ID if given)."
+    )
+    prolific_pid = models.CharField(max_length=64, blank=True, db_index=True)
+    prolific_study_id = models.CharField(max_length=64, blank=True)
+    prolific_session_id = models.CharField(max_length=64, blank=True)
+    external_pid = models.CharField(max_length=128, blank=True, db_index=True)  # generic ?pid=
+    recruitment = models.JSONField(default=dict, blank=True)  # every query parameter at entry
+    questionnaire = models.JSONField(default=dict, blank=True)
+    browser = models.JSONField(default=dict, blank=True)  # browser-check report
+    language = models.CharField(max_length=8, default="en")
+    user_agent = models.TextField(blank=True)
+    audio_sample_rate = models.PositiveIntegerField(null=True, blank=True)
+    screening = models.JSONField(default=dict, blank=True)  # {"antiphase": [...], "huggins": [...]}
+    screening_passed = models.BooleanField(null=True, blank=True)
+    screen_out_code = models.CharField(max_length=32, blank=True)
+    completion_code = models.CharField(max_length=32, blank=True)
+    step = models.CharField(max_length=16, choices=Step.choices, default=Step.BROWSER_CHECK)
+    state = models.JSONField(default=dict, blank=True)  # transient step state (e.g. feedback)
+    seed = models.BigIntegerField(default=0)
+    started_at = models.DateTimeField(default=timezone.now)
+    consented_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"participant {self.pk} of {self.study_id}"
+
+    @property
+    def external_id(self) -> str:
+        return self.prolific_pid or self.external_pid
+
+
+class Assignment(models.Model):
+    """One slot of a participant's stored trial list: order, displayed positions, reservation."""
+
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="slots")
+    trial = models.ForeignKey(Trial, on_delete=models.CASCADE, related_name="slots")
+    index = models.PositiveIntegerField()  # 0-based over practice and main trials together
+    displayed_first = models.CharField(max_length=1, choices=AB)  # canonical one shown as "A"
+    reserved_until = models.DateTimeField()
+    shown_at = models.DateTimeField(null=True, blank=True)  # first time the page was served
+
+    class Meta:
+        ordering = ["participant", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["participant", "index"], name="slot_index_unique"),
+            models.UniqueConstraint(fields=["participant", "trial"], name="slot_trial_unique"),
+        ]
+        indexes = [models.Index(fields=["trial", "reserved_until"])]
+
+    def __str__(self) -> str:
+        return f"slot {self.index} of participant {self.participant_id}"
+
+
+class Answer(models.Model):
+    """Exactly one per (participant, trial): the database refuses a second one."""
+
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="answers")
+    trial = models.ForeignKey(Trial, on_delete=models.CASCADE, related_name="answers")
+    trial_index = models.PositiveIntegerField()
+    chosen = models.CharField(max_length=1, choices=AB)  # canonical
+    chosen_position = models.CharField(max_length=1, choices=[("A", "A"), ("B", "B")])
+    displayed_first = models.CharField(max_length=1, choices=AB)
+    response_ms = models.PositiveIntegerField(
+        null=True, blank=True
+    )  # client, buttons unlocked->click
+    plays_reference = models.PositiveSmallIntegerField(default=0)
+    plays_a = models.PositiveSmallIntegerField(default=0)  # canonical candidate a
+    plays_b = models.PositiveSmallIntegerField(default=0)
+    heard_reference = models.FloatField(null=True, blank=True)  # fraction of the clip heard
+    heard_a = models.FloatField(null=True, blank=True)
+    heard_b = models.FloatField(null=True, blank=True)
+    blur_events = models.PositiveSmallIntegerField(default=0)
+    audio_sample_rate = models.PositiveIntegerField(null=True, blank=True)
+    client = models.JSONField(default=dict, blank=True)  # raw client log for this trial
+    shown_at = models.DateTimeField(null=True, blank=True)  # server time the trial page was served
+    created_at = models.DateTimeField(auto_now_add=True)  # server time the answer was stored
+
+    class Meta:
+        ordering = ["participant", "trial_index"]
+        constraints = [
+            models.UniqueConstraint(fields=["participant", "trial"], name="answer_once_per_trial")
+        ]
+
+    def __str__(self) -> str:
+        return f"answer of participant {self.participant_id} to trial {self.trial_id}"
+
+    @property
+    def catch_correct(self) -> bool | None:
+        if self.trial.is_catch and self.trial.expected:
+            return self.chosen == self.trial.expected
+        return None
