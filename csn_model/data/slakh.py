@@ -35,6 +35,7 @@ SILENCE_PEAK = 1e-4  # -80 dBFS: a stem whose peak stays below this is silent
 ENVELOPE_HOP = 1024  # frames per energy-envelope value
 ACTIVE_ABS_RMS = 1e-3  # -60 dBFS: a segment quieter than this is never "active"
 ACTIVE_REL_DB = -20.0  # ... nor one more than 20 dB below the condition's RMS over the track
+ACTIVE_COVERAGE = 0.15  # ... nor one where under 15% of its envelope frames reach floor - 10 dB
 
 
 class DataError(ValueError):
@@ -134,20 +135,25 @@ class Track:
         return [s.program for s in self.stems.get(condition, ())]
 
     def active_segments(self, condition: str, num_frames: int, hop: int) -> np.ndarray:
-        """Start frames (multiples of hop) of segments where the condition is audible."""
+        """Start frames (multiples of hop) of segments where the condition is audible: the
+        segment's RMS reaches max(-60 dBFS, the condition's track RMS - 20 dB) and at least 15%
+        of its 1024-frame envelope frames reach that floor - 10 dB (notes and their decays)."""
         self.analyse()
         env = self._envelopes.get(condition)
         if env is None or num_frames > self.num_frames:
             return np.zeros(0, dtype=np.int64)
         starts = np.arange(0, self.num_frames - num_frames + 1, hop, dtype=np.int64)
         # Mean square over the envelope frames that each segment covers (cumulative sums).
-        csum = np.concatenate([[0.0], np.cumsum(env)])
-        first = starts // ENVELOPE_HOP
-        last = np.minimum((starts + num_frames) // ENVELOPE_HOP, len(env))
-        ms = (csum[last] - csum[first]) / np.maximum(last - first, 1)
         track_ms = float(env.mean())
         floor = max(ACTIVE_ABS_RMS**2, track_ms * 10 ** (ACTIVE_REL_DB / 10))
-        return starts[ms >= floor]
+        csum = np.concatenate([[0.0], np.cumsum(env)])
+        loud = np.concatenate([[0], np.cumsum(env >= floor / 10)])  # decays count
+        first = starts // ENVELOPE_HOP
+        last = np.minimum((starts + num_frames) // ENVELOPE_HOP, len(env))
+        count = np.maximum(last - first, 1)
+        ms = (csum[last] - csum[first]) / count
+        coverage = (loud[last] - loud[first]) / count
+        return starts[(ms >= floor) & (coverage >= ACTIVE_COVERAGE)]
 
     # -- reading ----------------------------------------------------------------------------
     def read_condition(self, condition: str, start: int, num_frames: int) -> np.ndarray:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
+import pytest
 import yaml
 
 from csn_model import CONDITIONS
+from csn_model.cli import main
+from csn_model.data.render import RenderError
 from csn_model.data.slakh import SlakhDataset
+from csn_model.data.synth import MANIFEST, split_plan, synthesize
 
 
 def test_it_writes_a_dataset_the_reader_loads(tiny_dataset):
@@ -39,3 +45,50 @@ def test_it_records_what_each_stem_plays_and_every_listed_stem_is_audible(tiny_d
         for sm in meta["stems"].values():
             assert {"program_num", "is_drum", "inst_class", "midi_program_name"} <= set(sm)
             assert (sm["bank"] == 128) == sm["is_drum"]
+
+
+def _digest(root) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+
+
+def test_it_is_deterministic_across_worker_counts_and_skips_finished_tracks(tmp_path):
+    kwargs = dict(seconds=3.0, audio_format="wav", progress=False)
+    one = synthesize(tmp_path / "w1", 4, 11, workers=1, **kwargs)
+    two = synthesize(tmp_path / "w2", 4, 11, workers=2, **kwargs)
+    assert one.rendered == two.rendered == 4
+    assert _digest(tmp_path / "w1") == _digest(tmp_path / "w2")
+    before = _digest(tmp_path / "w1")
+    again = synthesize(tmp_path / "w1", 5, 11, workers=1, **kwargs)  # one more track
+    assert (again.rendered, again.already_done) == (1, 4)
+    after = _digest(tmp_path / "w1")
+    assert {k: after[k] for k in before} == before
+
+
+def test_it_refuses_to_mix_settings_in_one_folder_and_names_bad_soundfonts(tmp_path):
+    synthesize(tmp_path / "d", 1, 0, seconds=1.0, progress=False)
+    with pytest.raises(RenderError, match="seed: 0 there, 1 now"):
+        synthesize(tmp_path / "d", 1, 1, seconds=1.0, progress=False)
+    with pytest.raises(RenderError, match="nope.sf2: file not found"):
+        synthesize(tmp_path / "e", 1, 0, soundfont=tmp_path / "nope.sf2", progress=False)
+
+
+def test_it_runs_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert main(["synth", "--out", str(out), "--tracks", "2", "--seconds", "2", "--seed", "5",
+                 "--no-progress", "--workers", "1"]) == 0  # fmt: skip
+    assert "synth: 2 tracks (2 rendered, 0 already done)" in capsys.readouterr().out
+    assert len(SlakhDataset(out).tracks("train")) == 2
+    assert main(["synth", "--out", str(out), "--tracks", "2", "--seconds", "2", "--seed", "5",
+                 "--no-progress"]) == 0  # fmt: skip
+    assert "already done" in capsys.readouterr().out
+    assert main(["synth", "--out", str(out), "--tracks", "0"]) == 2
+
+
+def test_it_splits_prefix_stably():
+    plan = split_plan(20, (0.7, 0.15, 0.15))
+    assert plan[:10] == split_plan(10, (0.7, 0.15, 0.15))
+    assert [plan.count(s) for s in ("train", "validation", "test")] == [14, 3, 3]

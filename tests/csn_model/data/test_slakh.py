@@ -1,0 +1,137 @@
+"""The Slakh reader on the hand-written fixture in the real Slakh metadata schema."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from csn_model.data.slakh import DataError, SlakhDataset, condition_of
+
+from .conftest import SECONDS, SR, stem_signal
+
+Q = 2.0 / 2**16  # PCM_16 quantisation step, twice: a tolerance for comparing tones
+
+
+def test_it_maps_gm_programs_to_the_five_conditions():
+    assert [condition_of(p) for p in (0, 7, 8, 24, 31, 32, 39, 40, 127)] == [
+        "piano", "piano", "others", "guitar", "guitar", "bass", "bass", "others", "others",
+    ]  # fmt: skip
+    assert condition_of(30, is_drum=True) == "drums"
+    assert condition_of({"program_num": 33, "is_drum": False}) == "bass"
+
+
+def test_it_reads_the_real_slakh_layout(slakh_mini):
+    ds = SlakhDataset(slakh_mini)
+    assert ds.splits == ("train", "validation", "test")  # omitted/ is ignored
+    assert ds.sample_rate == SR
+    (t,) = ds.tracks("train")
+    assert (t.name, t.split, t.num_frames) == ("Track00001", "train", SR * SECONDS)
+    assert t.metadata["UUID"] == "1a81ae092884234f3264e2f45927f00a"
+    assert t.conditions == ("drums", "bass", "piano", "guitar", "others")
+    assert t.programs("piano") == [0, 4] and t.programs("drums") == [0]
+    assert t.programs("others") == [48]  # S05 (organ) was not rendered
+    assert ds.track("Track01876").split == "test"
+
+
+def test_it_sums_the_stems_of_one_condition_and_reads_by_seeking(slakh_mini):
+    t = SlakhDataset(slakh_mini).track("Track00001")
+    piano = t.read_condition("piano", 1000, 4000)
+    expected = stem_signal("Track00001", "S03") + stem_signal("Track00001", "S04")
+    np.testing.assert_allclose(piano, expected[1000:5000], atol=Q)
+    assert piano.dtype == np.float32 and piano.shape == (4000,)
+    mix = t.read_mix(1000, 4000)
+    total = sum(t.read_condition(c, 1000, 4000) for c in t.conditions)
+    np.testing.assert_allclose(total, mix, atol=8 * Q)
+
+
+def test_it_counts_unrendered_and_silent_stems_as_documented_skips(slakh_mini):
+    ds = SlakhDataset(slakh_mini)
+    t = ds.track("Track01876")
+    assert t.conditions == ("drums", "bass", "guitar", "others")  # synth lead stays
+    assert t.programs("others") == [81] and t.silent_stems == ("S04",)
+    ds.track("Track00001").conditions  # noqa: B018 - analyse
+    assert ("Track00001", "S05", "audio_rendered: false") in ds.skipped
+    assert ("Track01876", "S04", "silent audio") in ds.skipped
+    assert ds.skip_summary() == (
+        "1 stems skipped: audio_rendered: false, 1 stems skipped: silent audio"
+    )
+
+
+def test_it_finds_active_segments_by_energy(slakh_mini):
+    t = SlakhDataset(slakh_mini).track("Track00001")
+    starts = t.active_segments("others", SR // 2, SR // 4)  # strings: second half only
+    # Segments wholly in the silent first half are out; from half-covered ones on, all are in.
+    assert starts.tolist() == list(range(SR * SECONDS // 2 - SR // 4, SR * 5 // 2 + 1, SR // 4))
+    assert len(t.active_segments("bass", SR // 2, SR // 4)) == len(
+        range(0, SR * 5 // 2 + 1, SR // 4)
+    )
+    assert len(t.active_segments("piano", SR * 10, SR)) == 0  # longer than the track
+
+
+# ---- bad input: every case names the track, the stem and what was expected ---------------------
+def _corrupt(root):
+    (root / "train/Track00001/stems/S01.flac").write_bytes(b"fLaC not really" * 10)
+
+
+def _missing(root):
+    (root / "train/Track00001/stems/S01.flac").unlink()
+
+
+def _other_rate(root):
+    sf.write(root / "train/Track00001/stems/S01.flac", np.zeros(SR * SECONDS // 2), SR // 2)
+
+
+def _other_length(root):
+    sf.write(root / "train/Track00001/stems/S01.flac", np.zeros(SR), SR)
+
+
+def _no_program(root):
+    p = root / "train/Track00001/metadata.yaml"
+    p.write_text(p.read_text().replace("    program_num: 33\n", ""))
+
+
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        (_corrupt, "unreadable or corrupt"),
+        (_missing, "does not exist"),
+        (_other_rate, "expected 8000 Hz"),
+        (_other_length, f"expected {SR * SECONDS} like the mix"),
+        (_no_program, "stems.S01.program_num missing; expected int"),
+    ],
+)
+def test_it_names_track_stem_and_expectation_for_bad_stems(slakh_mini, damage, expected):
+    damage(slakh_mini)
+    with pytest.raises(DataError) as err:
+        SlakhDataset(slakh_mini).tracks("train")
+    msg = str(err.value)
+    assert "Track00001" in msg and "S01" in msg and expected in msg
+
+
+def test_it_rejects_a_truncated_stem_when_decoding(slakh_mini):
+    path = slakh_mini / "train/Track00001/stems/S01.flac"
+    ds = SlakhDataset(slakh_mini)
+    ds.tracks("train")  # headers are fine
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    with pytest.raises(DataError, match="S01 of Track00001"):
+        ds.track("Track00001").conditions  # noqa: B018
+
+
+def test_it_rejects_an_empty_split_a_missing_metadata_file_and_mixed_rates(slakh_mini):
+    (slakh_mini / "empty_root" / "test").mkdir(parents=True)
+    with pytest.raises(DataError, match="empty split"):
+        SlakhDataset(slakh_mini / "empty_root").tracks("test")
+    with pytest.raises(DataError, match="no split folder"):
+        SlakhDataset(slakh_mini / "train")
+    (slakh_mini / "test/Track01876/metadata.yaml").unlink()
+    with pytest.raises(DataError, match="Track01876/metadata.yaml: missing"):
+        SlakhDataset(slakh_mini).tracks("test")
+
+
+def test_it_rejects_a_dataset_with_two_sample_rates(slakh_mini):
+    folder = slakh_mini / "validation/Track01501"
+    for f in [folder / "mix.flac", *sorted((folder / "stems").iterdir())]:
+        sf.write(f, np.zeros(SR), SR * 2)
+    with pytest.raises(DataError, match="Track01501.*16000 Hz; expected 8000 Hz"):
+        SlakhDataset(slakh_mini).sample_rate  # noqa: B018

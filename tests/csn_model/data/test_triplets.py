@@ -1,0 +1,155 @@
+"""Triplet invariants on data made by `csn synth` (the session's tiny_dataset)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from csn_model import CONDITIONS
+from csn_model.data.slakh import ACTIVE_ABS_RMS, DataError, SlakhDataset
+from csn_model.data.torch_data import StemTorchDataset, TripletTorchDataset
+from csn_model.data.triplets import (
+    TripletSampler,
+    load_triplets,
+    make_eval_set,
+    render_mix,
+    render_stems,
+    save_triplets,
+)
+
+SEG = 22050  # one-second segments
+
+
+@pytest.fixture(scope="module")
+def ds(tiny_dataset):
+    return SlakhDataset(tiny_dataset)
+
+
+@pytest.fixture(scope="module")
+def sampler(ds):
+    return TripletSampler(ds, "test", SEG, seed=7)
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+
+
+def test_it_builds_pseudo_mix_triplets_as_method_md_defines_them(sampler):
+    for cond in CONDITIONS:
+        k = CONDITIONS.index(cond)
+        for _ in range(40):
+            t = sampler.sample(cond, "pseudo")
+            a, p, n = t.anchor.parts, t.positive.parts, t.negative.parts
+            assert t.condition == cond and t.kind == "pseudo"
+            # anchor and positive: the c stem of the same piece A, at different segments
+            assert a[k].track == p[k].track and abs(a[k].start - p[k].start) >= SEG
+            # negative: a c stem from a piece D != A ...
+            assert n[k].track != a[k].track
+            others = [j for j in range(len(CONDITIONS)) if j != k]
+            # ... with exactly the anchor's other stems (B's, same segment)
+            assert [a[j] for j in others] == [n[j] for j in others]
+            b_tracks = {a[j].track for j in others if a[j] is not None}
+            c_tracks = {p[j].track for j in others if p[j] is not None}
+            assert len(b_tracks) <= 1 and len(c_tracks) <= 1
+            assert a[k].track not in b_tracks | c_tracks and not b_tracks & c_tracks
+
+
+def test_it_marks_interchanged_conditions_only_where_the_reversed_triplet_is_valid(ds, sampler):
+    checked = 0
+    for _ in range(60):
+        t = sampler.sample(None, "pseudo")
+        for cond in t.interchanged:
+            k = CONDITIONS.index(cond)
+            assert cond != t.condition
+            a, p, n = t.anchor.part(cond), t.positive.part(cond), t.negative.part(cond)
+            # (anchor, negative, positive) under k: anchor and negative share B's k stem ...
+            assert a == n and p is not None and p.track != a.track
+            stems = [render_stems(ds, s, SEG)[k] for s in (t.anchor, t.negative, t.positive)]
+            np.testing.assert_array_equal(stems[0], stems[1])
+            # ... and the positive's k stem (another piece) is audible too, as is B's
+            assert min(_rms(stems[0]), _rms(stems[2])) > ACTIVE_ABS_RMS
+            checked += 1
+    assert checked > 50
+
+
+def test_it_picks_segments_where_the_conditions_stem_is_audible(ds, sampler):
+    for cond in CONDITIONS:
+        k = CONDITIONS.index(cond)
+        for _ in range(10):
+            t = sampler.sample(cond, "pseudo")
+            for spec in (t.anchor, t.positive, t.negative):
+                assert _rms(render_stems(ds, spec, SEG)[k]) > ACTIVE_ABS_RMS
+
+
+def test_it_renders_mixes_as_the_sum_of_their_stems_and_reads_the_right_sources(ds, sampler):
+    t = sampler.sample("bass", "pseudo")
+    stems = render_stems(ds, t.anchor, SEG)  # (K, T)
+    np.testing.assert_allclose(render_mix(ds, t.anchor, SEG), stems.sum(axis=0), atol=1e-6)
+    seg = t.anchor.part("bass")
+    direct = ds.track(seg.track).read_condition("bass", seg.start, SEG)
+    np.testing.assert_array_equal(stems[CONDITIONS.index("bass")], direct)
+    natural = sampler.sample("drums", "natural")
+    seg = natural.anchor.part("drums")
+    whole = ds.track(seg.track).read_mix(seg.start, SEG)
+    np.testing.assert_allclose(render_mix(ds, natural.anchor, SEG), whole, atol=1e-6)
+
+
+def test_it_builds_natural_and_isolated_stem_triplets(sampler):
+    t = sampler.sample("piano", "natural")
+    tracks = [{s.track for s in m.parts if s} for m in (t.anchor, t.positive, t.negative)]
+    assert tracks[0] == tracks[1] and len(tracks[0]) == 1 and tracks[2] != tracks[0]
+    assert t.anchor.part("piano").start != t.positive.part("piano").start
+    assert t.interchanged == ()
+    s = sampler.sample("guitar", "stem")
+    assert all(
+        m.parts.count(None) == len(CONDITIONS) - 1 for m in (s.anchor, s.positive, s.negative)
+    )
+
+
+def test_it_fixes_evaluation_sets_by_seed_and_round_trips_them_through_json(ds, tmp_path):
+    first = make_eval_set(ds, "test", "pseudo", 6, seed=3, segment_frames=SEG)
+    again = make_eval_set(ds, "test", "pseudo", 6, seed=3, segment_frames=SEG)
+    other = make_eval_set(ds, "test", "pseudo", 6, seed=4, segment_frames=SEG)
+    assert first == again and first != other
+    assert len(set(first)) == len(first)
+    assert {c: sum(t.condition == c for t in first) for c in CONDITIONS} == dict.fromkeys(
+        CONDITIONS, 6
+    )
+    save_triplets(tmp_path / "eval.json", first, {"seed": 3})
+    loaded, meta = load_triplets(tmp_path / "eval.json")
+    assert loaded == first and meta == {"seed": 3}
+    natural = make_eval_set(ds, "test", "natural", 4, seed=3, segment_frames=SEG)
+    assert {t.kind for t in natural} == {"natural"} and len(natural) == 20
+
+
+def test_it_rejects_a_file_that_is_not_a_triplet_set(tmp_path):
+    (tmp_path / "x.json").write_text('{"format": "something else"}')
+    with pytest.raises(DataError, match="x.json: field 'format'"):
+        load_triplets(tmp_path / "x.json")
+
+
+def test_it_serves_torch_items_identically_with_and_without_workers(ds, sampler):
+    data = TripletTorchDataset(sampler, length=6)
+    item = data[0]
+    assert item["mix"].shape == (3, SEG) and item["stems"].shape == (3, len(CONDITIONS), SEG)
+    assert item["interchanged"].dtype == torch.bool and item["interchanged"].shape == (5,)
+    torch.testing.assert_close(item["mix"], item["stems"].sum(dim=1))
+    k = item["condition"]
+    assert not item["interchanged"][k]
+    serial = list(torch.utils.data.DataLoader(data, batch_size=3, num_workers=0))
+    forked = list(torch.utils.data.DataLoader(data, batch_size=3, num_workers=2))
+    for x, y in zip(serial, forked):
+        torch.testing.assert_close(x["mix"], y["mix"], rtol=0, atol=0)
+    data.set_epoch(1)
+    assert not torch.equal(data[0]["mix"], item["mix"])
+
+
+def test_it_serves_fixed_lists_and_isolated_stems(ds, sampler):
+    fixed = make_eval_set(ds, "test", "pseudo", 1, seed=0, segment_frames=SEG)
+    data = TripletTorchDataset(fixed, ds=ds, num_frames=SEG)
+    assert len(data) == len(fixed) and data.triplet(0) == fixed[0]
+    stems = StemTorchDataset(sampler, length=4, condition="drums")
+    item = stems[2]
+    assert item["stems"].shape == (3, SEG) and item["condition"] == 0
+    assert all(_rms(x.numpy()) > ACTIVE_ABS_RMS for x in item["stems"])
