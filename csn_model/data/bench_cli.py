@@ -1,0 +1,110 @@
+"""`csn bench-data`: how fast data is made and read, against references measured in the same run.
+
+1. Synthesis: `csn synth`'s whole pipeline (compose, render every stem with a fresh synth, write
+   FLAC, MIDI, metadata) in stem-audio seconds per wall second per core, next to the raw
+   FluidSynth render of one stem (the reference: what the synthesiser alone does on this core).
+2. Loading: pseudo-mix triplets per second read from disk by TripletTorchDataset (3 mixtures with
+   their 5 clean condition stems each), in one process and through a DataLoader with workers,
+   next to the reference of reading one condition segment.
+Figures only: nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tracks", type=int, default=4, help="tracks to synthesise")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each track")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="synth/loader")
+    parser.add_argument("--items", type=int, default=200, help="triplets to load per setting")
+    parser.add_argument("--segment-seconds", type=float, default=3.0)
+    parser.add_argument("--soundfont", help="default: as `csn synth`")
+    parser.add_argument("--keep", help="write the dataset here instead of a temporary folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="csn-bench-") as tmp:
+        root = Path(args.keep) if args.keep else Path(tmp) / "data"
+        ref = _reference_render(args)
+        print(f"reference: raw FluidSynth render of one stem: {ref:.0f}x real time (1 core)")
+        for workers in sorted({1, args.workers}):
+            out = root.with_name(f"{root.name}-w{workers}")
+            summary = _synth(args, out, workers)
+            per_core = summary.stem_seconds / summary.wall_seconds / workers
+            print(
+                f"synth ({workers} worker(s)): {summary.tracks} tracks x {args.seconds:g} s, "
+                f"{summary.stem_seconds:.0f} s of stems in {summary.wall_seconds:.2f} s: "
+                f"{per_core:.0f}x real time per core, all stems "
+                f"({per_core / ref:.2f} of the reference; target >= 400x per core)"
+            )
+        _bench_loading(args, root.with_name(f"{root.name}-w1"))
+    return 0
+
+
+def _reference_render(args) -> float:
+    import numpy as np  # noqa: PLC0415
+
+    from csn_model.data.compose import compose  # noqa: PLC0415
+    from csn_model.data.render import check_soundfont, default_soundfont, render_notes  # noqa: PLC0415
+
+    sf = check_soundfont(args.soundfont) if args.soundfont else default_soundfont()
+    piece = compose(np.random.default_rng(0), args.seconds)
+    n = int(args.seconds * 22050)
+    speeds = []
+    for part in piece.parts:  # every stem of one piece, a fresh synth each: the median speed
+        t = time.perf_counter()
+        render_notes(part.notes, program=part.program, bank=part.bank, soundfont=sf,
+                     sample_rate=22050, num_frames=n)  # fmt: skip
+        speeds.append(args.seconds / (time.perf_counter() - t))
+    return float(np.median(speeds))
+
+
+def _synth(args, out: Path, workers: int):
+    from csn_model.data.synth import synthesize  # noqa: PLC0415
+
+    if out.exists():
+        import shutil  # noqa: PLC0415
+
+        shutil.rmtree(out)
+    return synthesize(out, args.tracks, 0, soundfont=args.soundfont, seconds=args.seconds,
+                      workers=workers, progress=False)  # fmt: skip
+
+
+def _bench_loading(args, root: Path) -> None:
+    import torch  # noqa: PLC0415
+
+    from csn_model.data.slakh import SlakhDataset  # noqa: PLC0415
+    from csn_model.data.torch_data import TripletTorchDataset  # noqa: PLC0415
+    from csn_model.data.triplets import TripletSampler  # noqa: PLC0415
+
+    ds = SlakhDataset(root)
+    frames = int(args.segment_seconds * ds.sample_rate)
+    split = max(ds.splits, key=lambda s: len(ds.tracks(s)))
+    sampler = TripletSampler(ds, split, frames, seed=0)
+    track = ds.tracks(split)[0]
+    t = time.perf_counter()
+    reads = 50
+    for i in range(reads):
+        track.read_condition(track.conditions[i % len(track.conditions)], 0, frames)
+    ref = reads / (time.perf_counter() - t)
+    print(f"reference: one condition segment ({args.segment_seconds:g} s) read: {ref:.0f}/s")
+    data = TripletTorchDataset(sampler, length=args.items)
+    t = time.perf_counter()
+    for i in range(args.items):
+        data[i]
+    single = args.items / (time.perf_counter() - t)
+    print(f"triplets ({args.segment_seconds:g} s segments, mixes + 5 stems each), 1 process: "
+          f"{single:.0f} triplets/s ({single / ref:.3f} of the reference read rate)")  # fmt: skip
+    loader = torch.utils.data.DataLoader(data, batch_size=8, num_workers=args.workers)
+    t = time.perf_counter()
+    for _batch in loader:
+        pass
+    multi = args.items / (time.perf_counter() - t)
+    print(f"triplets, DataLoader with {args.workers} workers: {multi:.0f} triplets/s "
+          f"({multi / single:.2f}x one process, worker start-up included)")  # fmt: skip
