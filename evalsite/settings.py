@@ -129,6 +129,8 @@ STORAGES = {
 CSN_CHECKPOINT = env_str("CSN_CHECKPOINT", str(CSN_HOME / "runs" / "demo" / "checkpoint.pt"))
 # Where Slakh-layout datasets made or imported by the demo live.
 CSN_DATA_DIR = env_path("CSN_DATA_DIR", CSN_HOME / "data")
+# More Slakh-layout dataset roots for the /datasets/ listing (comma-separated paths).
+CSN_DATASETS = [Path(p).expanduser().resolve() for p in env_list("CSN_DATASETS", [])]
 
 # Celery. Embedded default: kombu's filesystem transport under CSN_HOME, so a real worker process
 # runs without any broker server. Production: CELERY_BROKER_URL=redis://host:6379/0.
