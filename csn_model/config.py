@@ -1,0 +1,256 @@
+"""Experiment configuration: frozen dataclasses whose field names are the same in code, YAML files
+and command-line overrides.
+
+An experiment file under experiments/configs/ holds only what differs from the defaults below
+(METHOD.md's choices), e.g.
+
+    train:
+      steps: 50
+    model:
+      channels: [8, 16]
+
+and `--set train.steps=100 model.embedding_dim=320` overrides single fields (values parsed as YAML).
+Unknown sections or fields, and values of the wrong type, raise ConfigError naming the file, the
+field and what was expected.
+
+Other parts of the project extend the schema by subclassing ExperimentConfig with more sections
+(a frozen dataclass field whose default_factory is a frozen dataclass) and passing
+`schema=TheirConfig` to load_config; the machinery below works for any nesting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from csn_model import CONDITIONS
+
+
+class ConfigError(ValueError):
+    """A bad experiment config; the message names the file, the field and what was expected."""
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Log-mel front end; defaults are METHOD.md's [choice]s (librosa's conventions)."""
+
+    sample_rate: int = 22050
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 128
+    fmin: float = 0.0
+    fmax: float | None = None  # None: sample_rate / 2
+    top_db: float | None = 80.0  # librosa.power_to_db's default floor below each clip's maximum
+    segment_seconds: float = 3.0  # length of one training / embedding segment
+
+    @property
+    def segment_frames(self) -> int:
+        return int(round(self.segment_seconds * self.sample_rate))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Encoder: Conv+BN+ReLU blocks, mean over time, fully connected layers, masks.
+
+    Default: small enough to train on CPU in minutes and to embed >1,500x real time on 2 cores.
+    """
+
+    embedding_dim: int = 640  # D = K x 128 [choice]
+    channels: tuple[int, ...] = (16, 32, 64, 128)  # one Conv+BN+ReLU block per entry
+    kernels: tuple[int, ...] = (3, 3, 3, 3)
+    strides: tuple[int, ...] = (2, 2, 2, 2)
+    hidden: tuple[int, ...] = (512,)  # fully connected layers between Mean(t) and the embedding
+    learned_masks: bool = False  # Veit et al. 2017 learned masks instead of fixed disjoint blocks
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training of one system: the CSN on mixtures or one individual network on a clean stem."""
+
+    system: str = "csn"  # "csn" | "individual"
+    condition: str = "drums"  # individual networks only: the stem they learn from
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    margin: float = 0.2  # triplet margin delta [choice]
+    pseudo_mix: bool = True  # False: natural mixtures (two segments of one piece vs another piece)
+    interchanged: bool = True  # reuse each triple under the conditions it is valid for
+    aux_loss: float = 1.0  # weight lambda of the MSE towards frozen teachers; 0 switches it off
+    pretrain: int = 0  # steps of pre-training on isolated stems (needs teachers); 0 = off
+    mask_l1: float = 5e-4  # learned masks only: L1 penalty on the masks (Veit et al.)
+    embed_norm: float = 1e-3  # weight of the mean embedding norm (Veit et al.): bounds the scale
+    seed: int = 0
+    num_workers: int = 2  # DataLoader worker processes (0: load in the training process)
+    checkpoint_every: int = 500
+    log_every: int = 25
+    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "default"
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+def check(cfg: ExperimentConfig, source: str = "config") -> None:
+    """Cross-field checks that types alone cannot express."""
+    t, m, f = cfg.train, cfg.model, cfg.features
+    k = len(CONDITIONS)
+    rules = [
+        (t.system in ("csn", "individual"), "train.system", "'csn' or 'individual'"),
+        (t.condition in CONDITIONS, "train.condition", f"one of {', '.join(CONDITIONS)}"),
+        (m.embedding_dim % k == 0, "model.embedding_dim", f"a multiple of K = {k}"),
+        (len(m.channels) >= 1, "model.channels", "at least one block"),
+        (
+            len(m.kernels) == len(m.channels) == len(m.strides),
+            "model.kernels/strides",
+            f"one entry per channel block ({len(m.channels)})",
+        ),
+        (t.steps >= 0 and t.pretrain >= 0, "train.steps/pretrain", "non-negative integers"),
+        (t.batch_size >= 1, "train.batch_size", "a positive integer"),
+        (t.device in ("auto", "cpu", "cuda"), "train.device", "'auto', 'cpu' or 'cuda'"),
+        (f.segment_frames >= f.n_fft, "features.segment_seconds", "at least one FFT window long"),
+        (t.aux_loss >= 0 and t.margin >= 0, "train.aux_loss/margin", "non-negative numbers"),
+    ]
+    for ok, name, expected in rules:
+        if not ok:
+            raise ConfigError(f"{source}: field {name} must be {expected}")
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain, YAML/JSON-able dict (tuples become lists)."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(v):
+            v = to_dict(v)
+        elif isinstance(v, tuple):
+            v = list(v)
+        out[f.name] = v
+    return out
+
+
+def from_dict(schema: type, data: dict | None, source: str = "config", prefix: str = "") -> Any:
+    """Build `schema` from a (partial) nested dict, checking every name and type."""
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        where = prefix.rstrip(".") or "top level"
+        raise ConfigError(f"{source}: {where} must be a mapping of fields, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    hints = typing.get_type_hints(schema)
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown field {prefix}{unknown[0]}; "
+            f"expected one of {', '.join(prefix + n for n in fields)}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = from_dict(hint, value, source, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(value, hint, source, f"{prefix}{name}")
+    try:
+        return schema(**kwargs)
+    except ConfigError as exc:  # cross-field checks name the field but not the file
+        msg = str(exc)
+        raise ConfigError(msg if msg.startswith(source) else f"{source}: {msg}") from None
+
+
+def _coerce(value: Any, hint: Any, source: str, name: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, source, name)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{source}: field {name} must be a list, got {value!r}")
+        return tuple(_coerce(v, args[0], source, f"{name}[{i}]") for i, v in enumerate(value))
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, int | float) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(hint)
+    if ok is None:
+        raise ConfigError(f"{source}: field {name} has unsupported type {hint}")
+    if not ok:
+        raise ConfigError(f"{source}: field {name} must be {hint.__name__}, got {value!r}")
+    return float(value) if hint is float else value
+
+
+def apply_overrides(data: dict, overrides: list[str], source: str = "--set") -> dict:
+    """Merge `section.field=value` strings (values parsed as YAML) into a nested dict."""
+    data = _deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{source}: {item!r} must look like section.field=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: {key}: value {raw!r} is not valid YAML ({exc})") from None
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{source}: {key}: {part} is not a section")
+        node[parts[-1]] = value
+    return data
+
+
+def _deepcopy(d: dict) -> dict:
+    return {k: _deepcopy(v) if isinstance(v, dict) else v for k, v in d.items()}
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    schema: type = ExperimentConfig,
+) -> Any:
+    """Defaults <- experiment YAML (only what differs) <- `section.field=value` overrides."""
+    data: dict = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read config file ({exc.strerror})") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: not valid YAML ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: top level must be a mapping of sections, got {data!r}")
+        data.setdefault("name", Path(path).stem)
+    if overrides:
+        data = apply_overrides(data, list(overrides))
+        source = f"{source} + --set {' '.join(overrides)}"
+    return from_dict(schema, data, source)
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,0 +1,98 @@
+"""Log-mel front end in torch: the one place where waveforms become model input.
+
+Matches `librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_fft=n_fft,
+hop_length=hop, n_mels=n_mels, fmin=fmin, fmax=fmax), top_db=top_db)` (librosa's defaults:
+centred frames padded with zeros, periodic Hann window, power 2, Slaney mel filterbank,
+ref 1.0, amin 1e-10) to float32 precision; tests/csn_model/model/test_features.py checks it.
+It runs on the module's device, so a model moved to CUDA computes its features there.
+"""
+
+from __future__ import annotations
+
+import librosa
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+AMIN = 1e-10  # librosa.power_to_db's floor on power before the log
+CPU_CHUNK = 8  # clips per chunk on CPU: keeps the frames and spectra of one chunk in cache
+
+
+class LogMel(nn.Module):
+    def __init__(
+        self,
+        sample_rate: int = 22050,
+        n_fft: int = 2048,
+        hop_length: int = 512,
+        n_mels: int = 128,
+        fmin: float = 0.0,
+        fmax: float | None = None,
+        top_db: float | None = 80.0,
+    ):
+        super().__init__()
+        self.sample_rate, self.n_fft, self.hop_length = sample_rate, n_fft, hop_length
+        self.n_mels, self.top_db = n_mels, top_db
+        # Periodic Hann, as scipy.signal.get_window("hann", n_fft, fftbins=True) in librosa.
+        window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64).float()
+        fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+        # Derived from the arguments, so not part of the state_dict.
+        self.register_buffer("window", window, persistent=False)  # (n_fft,)
+        self.register_buffer("mel_fb_t", torch.from_numpy(np.ascontiguousarray(fb.T)), False)
+        # mel_fb_t: (n_freq, n_mels)
+
+    def num_frames(self, num_samples: int) -> int:
+        return 1 + num_samples // self.hop_length
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """(B, T) float waveforms -> (B, n_mels, frames) log-mel in dB."""
+        with torch.autocast(wave.device.type, enabled=False):  # features stay float32 under AMP
+            wave = wave.float()
+            if wave.device.type == "cpu" and wave.shape[0] > CPU_CHUNK:
+                parts = [self._logmel(w) for w in wave.split(CPU_CHUNK)]
+                return torch.cat(parts)  # (B, n_mels, frames)
+            return self._logmel(wave)
+
+    def power_mel(self, wave: torch.Tensor) -> torch.Tensor:
+        """(B, T) -> (B, frames, n_mels) mel power spectrogram (librosa.feature.melspectrogram)."""
+        pad = self.n_fft // 2
+        x = F.pad(wave, (pad, pad))  # (B, T + n_fft), zeros as librosa's pad_mode="constant"
+        frames = x.unfold(-1, self.n_fft, self.hop_length) * self.window  # (B, frames, n_fft)
+        spec = torch.fft.rfft(frames)  # (B, frames, n_freq) complex
+        power = spec.real.square() + spec.imag.square()  # (B, frames, n_freq)
+        return power @ self.mel_fb_t  # (B, frames, n_mels)
+
+    def _logmel(self, wave: torch.Tensor) -> torch.Tensor:
+        mel = self.power_mel(wave)  # (B, frames, n_mels)
+        db = torch.log10(mel.clamp(min=AMIN)).mul_(10.0)  # ref = 1.0: no offset
+        if self.top_db is not None:
+            peak = db.amax(dim=(1, 2), keepdim=True)  # (B, 1, 1) per clip, as librosa per call
+            db = torch.maximum(db, peak - self.top_db)
+        return db.transpose(1, 2)  # (B, n_mels, frames)
+
+
+def reference_logmel(y: np.ndarray, cfg) -> np.ndarray:
+    """librosa's log-mel of one clip (the naive path and the reference the tests compare to)."""
+    mel = librosa.feature.melspectrogram(
+        y=y,
+        sr=cfg.sample_rate,
+        n_fft=cfg.n_fft,
+        hop_length=cfg.hop_length,
+        n_mels=cfg.n_mels,
+        fmin=cfg.fmin,
+        fmax=cfg.fmax,
+    )
+    return librosa.power_to_db(mel, ref=1.0, amin=AMIN, top_db=cfg.top_db)  # (n_mels, frames)
+
+
+def frontend_from_config(cfg) -> LogMel:
+    """LogMel from a FeatureConfig (or anything with its field names)."""
+    return LogMel(
+        sample_rate=cfg.sample_rate,
+        n_fft=cfg.n_fft,
+        hop_length=cfg.hop_length,
+        n_mels=cfg.n_mels,
+        fmin=cfg.fmin,
+        fmax=cfg.fmax,
+        top_db=cfg.top_db,
+    )

@@ -1,0 +1,413 @@
+"""Training of one system: the CSN on mixtures, or one individual network on a clean stem.
+
+    train_run(cfg, data_root, out_dir, teachers={"drums": Path(...), ...}) -> out_dir/final.pt
+
+Phases, in step order: `cfg.train.pretrain` steps of pre-training on isolated stems (CSN only,
+needs teachers), then `cfg.train.steps` steps of the system's own objective:
+- CSN: masked triplet loss on pseudo-mixed triplets (or, with train.pseudo_mix false, natural
+  mixtures: anchor and positive two segments of one piece's mix, the negative another piece's mix;
+  this is our reading of "without pseudo-mixing"), plus interchanged triplets, plus lambda x the
+  MSE towards the frozen teachers' embeddings of the clean stems;
+- individual: plain triplet loss on train.condition's isolated stem.
+
+The batch of step s holds items s*B .. s*B+B-1 of the data layer's datasets, whose items depend
+only on (seed, index): a run is the same with any number of DataLoader workers, and a resumed run
+continues exactly where the last checkpoint left it. Writes to out_dir: config.yaml (resolved),
+train.log, metrics.jsonl, checkpoint.pt (latest, with optimizer state), final.pt, summary.json.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from csn_model import CONDITIONS
+from csn_model import losses as L
+from csn_model.checkpoint import load_checkpoint, load_model, make_payload, save_checkpoint
+from csn_model.config import ConfigError, ExperimentConfig, save_config, to_dict
+from csn_model.model import build_model, model_args_from_config
+
+PRESENT_PEAK = 1e-4  # a clean stem quieter than this (peak) counts as absent: zero aux target
+# Fields that do not change what a run computes: a resumed run may differ in these.
+RUNTIME_FIELDS = ("num_workers", "checkpoint_every", "log_every", "device")
+
+
+class TrainError(RuntimeError):
+    """A run that cannot start or continue; the message says what is missing or inconsistent."""
+
+
+class StepBatches(Dataset):
+    """Index s -> the whole batch of step s (items s*B .. s*B+B-1 of an item dataset)."""
+
+    def __init__(self, items: Dataset, batch_size: int, offset: int = 0):
+        self.items, self.batch_size, self.offset = items, batch_size, offset
+
+    def __len__(self) -> int:
+        return len(self.items) // self.batch_size
+
+    def __getitem__(self, step: int) -> dict:
+        first = (step - self.offset) * self.batch_size
+        rows = [self.items[first + j] for j in range(self.batch_size)]
+        return torch.utils.data.default_collate(rows)  # each field gains a leading (B, ...)
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # workers read audio; the training process owns the cores
+
+
+def make_loader(items: Dataset, cfg: ExperimentConfig, start: int, stop: int, offset: int = 0):
+    batches = StepBatches(items, cfg.train.batch_size, offset)
+    workers = cfg.train.num_workers
+    return DataLoader(
+        batches,
+        batch_size=None,  # StepBatches already builds batches
+        sampler=range(start, stop),
+        num_workers=workers,
+        worker_init_fn=_worker_init if workers else None,
+        prefetch_factor=4 if workers else None,
+        pin_memory=torch.cuda.is_available(),
+    )
+
+
+def make_datasets(cfg: ExperimentConfig, data_root: str | Path) -> dict[str, Dataset]:
+    """Item datasets of the run's phases from the data layer (train split)."""
+    from csn_model.data.slakh import SlakhDataset
+    from csn_model.data.torch_data import StemTorchDataset, TripletTorchDataset
+    from csn_model.data.triplets import TripletSampler
+
+    t, f = cfg.train, cfg.features
+    ds = SlakhDataset(data_root)
+    if ds.sample_rate != f.sample_rate:
+        raise TrainError(
+            f"{data_root}: dataset sample rate {ds.sample_rate} Hz, but features.sample_rate is "
+            f"{f.sample_rate}: set features.sample_rate to the dataset's rate"
+        )
+    sampler = TripletSampler(ds, "train", f.segment_frames, seed=t.seed)
+    out: dict[str, Dataset] = {}
+    if t.system == "individual":
+        out["main"] = StemTorchDataset(
+            sampler, length=t.steps * t.batch_size, condition=t.condition
+        )
+        return out
+    if t.pretrain:
+        out["pretrain"] = StemTorchDataset(sampler, length=t.pretrain * t.batch_size)
+    kind = "pseudo" if t.pseudo_mix else "natural"
+    out["main"] = TripletTorchDataset(sampler, length=t.steps * t.batch_size, kind=kind)
+    return out
+
+
+def resolve_device(cfg: ExperimentConfig) -> torch.device:
+    if cfg.train.device == "cuda" and not torch.cuda.is_available():
+        raise TrainError("train.device is 'cuda' but no CUDA device is available")
+    if cfg.train.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.train.device)
+
+
+def load_teachers(teachers: dict[str, Path] | None, cfg: ExperimentConfig, device) -> list:
+    """Frozen individual networks in CONDITIONS order, or [] when the run needs none."""
+    t = cfg.train
+    if t.system != "csn" or (t.aux_loss == 0 and t.pretrain == 0):
+        return []
+    missing = [c for c in CONDITIONS if c not in (teachers or {})]
+    if missing:
+        raise TrainError(
+            f"train.aux_loss / train.pretrain need individual-network teachers; missing "
+            f"{', '.join(missing)} (pass teachers={{condition: checkpoint}})"
+        )
+    sub = cfg.model.embedding_dim // len(CONDITIONS)
+    out = []
+    for c in CONDITIONS:
+        model, _ = load_model(teachers[c], device)
+        if model.embedding_dim != sub or model.sample_rate != cfg.features.sample_rate:
+            raise TrainError(
+                f"{teachers[c]}: teacher for {c} embeds {model.embedding_dim} dims at "
+                f"{model.sample_rate} Hz; expected {sub} dims at {cfg.features.sample_rate} Hz"
+            )
+        out.append(model.requires_grad_(False))
+    return out
+
+
+@torch.no_grad()
+def teacher_targets(teachers: list, frontend, stems: torch.Tensor) -> torch.Tensor:
+    """Clean stems (N, K, T) -> teachers' embeddings (N, K, D/K), log-mel computed once."""
+    n, k, t = stems.shape
+    logmel = frontend(stems.reshape(n * k, t))  # (N*K, M, F)
+    logmel = logmel.view(n, k, *logmel.shape[1:])  # (N, K, M, F)
+    return torch.stack([teachers[i].embed_logmel(logmel[:, i]) for i in range(k)], 1)
+
+
+def csn_losses(model, batch: dict, cfg: ExperimentConfig, teachers: list) -> dict:
+    """Loss terms of one CSN step on a batch of triplets."""
+    t = cfg.train
+    mix = batch["mix"]  # (B, 3, T)
+    b = mix.shape[0]
+    emb = model(mix.flatten(0, 1)).view(b, 3, -1)  # (B*3, T) -> (B, 3, D)
+    a, p, n = emb.unbind(1)  # 3 x (B, D)
+    masks = model.masks()  # (K, D)
+    out = {"triplet": L.masked_triplet_loss(a, p, n, batch["condition"], masks, t.margin)}
+    if t.interchanged:
+        out["interchanged"] = L.interchanged_loss(a, p, n, batch["interchanged"], masks, t.margin)
+    if t.aux_loss > 0:
+        stems = batch["stems"].flatten(0, 1)  # (B*3, K, T)
+        present = stems.abs().amax(dim=-1) > PRESENT_PEAK  # (B*3, K)
+        targets = teacher_targets(teachers, model.frontend, stems)  # (B*3, K, D/K)
+        out["aux"] = t.aux_loss * L.aux_loss(emb.flatten(0, 1), targets.float(), present)
+    if t.embed_norm > 0:
+        out["embed_norm"] = t.embed_norm * L.embedding_norm(emb.flatten(0, 1))
+    if model.learned_masks and t.mask_l1 > 0:
+        out["mask_l1"] = t.mask_l1 * L.mask_l1(masks)
+    return out
+
+
+def pretrain_losses(model, batch: dict, cfg: ExperimentConfig, teachers: list) -> dict:
+    """Isolated stems: own subspace -> the teacher's embedding of the stem, the others -> 0."""
+    x = batch["stems"].flatten(0, 1)  # (B, 3, T) -> (B*3, T)
+    cond = batch["condition"].repeat_interleave(3)  # (B*3,)
+    with torch.no_grad():
+        logmel = model.frontend(x)  # (B*3, M, F)
+        target = torch.zeros(x.shape[0], model.sub_dim, device=x.device)  # (B*3, D/K)
+        for c in cond.unique().tolist():
+            idx = (cond == c).nonzero(as_tuple=True)[0]  # (n_c,)
+            target[idx] = teachers[c].embed_logmel(logmel[idx]).float()  # (n_c, D/K)
+    emb = model.embed_logmel(logmel)  # (B*3, D)
+    return {"pretrain": L.pretrain_loss(emb, target, cond)}
+
+
+def individual_losses(model, batch: dict, cfg: ExperimentConfig, teachers: list) -> dict:
+    stems = batch["stems"]  # (B, 3, T)
+    b = stems.shape[0]
+    emb = model(stems.flatten(0, 1)).view(b, 3, -1)  # (B, 3, D/K)
+    a, p, n = emb.unbind(1)
+    ones = model.masks()[0]  # (D/K,) all ones: plain Euclidean distance
+    out = {"triplet": L.triplet_loss(a, p, n, ones, cfg.train.margin).mean()}
+    if cfg.train.embed_norm > 0:
+        out["embed_norm"] = cfg.train.embed_norm * L.embedding_norm(emb.flatten(0, 1))
+    return out
+
+
+def _to(batch: dict, device) -> dict:
+    return {
+        k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
+    }
+
+
+def _comparable(cfg_dict: dict) -> dict:
+    d = json.loads(json.dumps(cfg_dict))
+    for name in RUNTIME_FIELDS:
+        d.get("train", {}).pop(name, None)
+    return d
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _logger(out_dir: Path) -> logging.Logger:
+    log = logging.getLogger(f"csn_model.train.{out_dir.resolve()}")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    if not log.handlers:
+        h = logging.FileHandler(out_dir / "train.log")
+        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(h)
+    return log
+
+
+def _check_same_run(path: Path, cfg: ExperimentConfig) -> dict:
+    payload = load_checkpoint(path)
+    if _comparable(payload["config"]) != _comparable(to_dict(cfg)):
+        raise ConfigError(
+            f"{path}: this folder holds a run with another config; use a new out_dir "
+            "or the same config (only train.num_workers, checkpoint_every, log_every and device "
+            "may differ)"
+        )
+    return payload
+
+
+def train_run(
+    cfg: ExperimentConfig,
+    data_root: str | Path,
+    out_dir: str | Path,
+    teachers: dict[str, Path] | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train one system; returns out_dir/final.pt. Resumes from out_dir/checkpoint.pt; returns at
+    once when out_dir already holds the finished run of the same config."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final, last = out_dir / "final.pt", out_dir / "checkpoint.pt"
+    if final.exists():
+        _check_same_run(final, cfg)
+        return final
+    resume = _check_same_run(last, cfg) if last.exists() else None
+    save_config(cfg, out_dir / "config.yaml")
+    log = _logger(out_dir)
+    device = resolve_device(cfg)
+    _seed_everything(cfg.train.seed)
+    name, args = cfg.train.system, model_args_from_config(cfg)
+    model = build_model(name, args).to(device)
+    teacher_nets = load_teachers(teachers, cfg, device)
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
+    )
+    use_amp = device.type == "cuda" and cfg.train.amp
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    start = 0
+    if resume is not None:
+        model.load_state_dict(resume["state_dict"])
+        opt.load_state_dict(resume["optimizer"])
+        scaler.load_state_dict(resume["scaler"])
+        start = int(resume["step"])
+        log.info("resuming %s at step %d", last, start)
+    datasets = make_datasets(cfg, data_root)
+    ctx = _RunContext(
+        cfg, model, name, args, opt, scaler, teacher_nets, device, use_amp, log, out_dir, progress
+    )
+    log.info(
+        "start: %s on %s, %d parameters, steps %d (+%d pre-training)",
+        name,
+        device,
+        sum(p.numel() for p in model.parameters()),
+        cfg.train.steps,
+        cfg.train.pretrain,
+    )
+    pre = cfg.train.pretrain if "pretrain" in datasets else 0
+    if start < pre:
+        ctx.run_phase("pretrain", datasets["pretrain"], start, pre, 0, pretrain_losses)
+        start = pre
+    step_fn = individual_losses if name == "individual" else csn_losses
+    ctx.run_phase("main", datasets["main"], start, pre + cfg.train.steps, pre, step_fn)
+    ctx.save(last, pre + cfg.train.steps)
+    payload = make_payload(name, args, model, to_dict(cfg), step=pre + cfg.train.steps)
+    save_checkpoint(final, payload)
+    ctx.write_summary(pre + cfg.train.steps)
+    log.info("finished: %s", final)
+    return final
+
+
+class _RunContext:
+    """What the phases of one run share: model, optimiser, logging, timing."""
+
+    def __init__(
+        self, cfg, model, name, args, opt, scaler, teachers, device, use_amp, log, out_dir, progress
+    ):
+        self.cfg, self.model, self.name, self.args = cfg, model, name, args
+        self.opt, self.scaler, self.teachers = opt, scaler, teachers
+        self.device, self.use_amp, self.log, self.out_dir = device, use_amp, log, out_dir
+        self.progress = progress
+        self.wait_s = self.total_s = 0.0
+        self.clips = 0
+        self.last_loss = float("nan")
+
+    def save(self, path: Path, step: int) -> None:
+        payload = make_payload(
+            self.name,
+            self.args,
+            self.model,
+            to_dict(self.cfg),
+            step=step,
+            optimizer=self.opt.state_dict(),
+            scaler=self.scaler.state_dict(),
+        )
+        save_checkpoint(path, payload)
+
+    def run_phase(self, phase, items, start, stop, offset, loss_fn) -> None:
+        t = self.cfg.train
+        loader = make_loader(items, self.cfg, start, stop, offset)
+        bar = tqdm(
+            total=stop - offset,
+            initial=start - offset,
+            desc=phase,
+            unit="step",
+            disable=not self.progress,
+            dynamic_ncols=True,
+        )
+        seg_s = self.cfg.features.segment_seconds
+        sums: dict[str, float] = {}
+        n_win, wait_win, total_win, clips_win = 0, 0.0, 0.0, 0
+        self.model.train()
+        batches = iter(loader)
+        for step in range(start, stop):
+            t0 = time.perf_counter()
+            batch = _to(next(batches), self.device)
+            t_data = time.perf_counter() - t0
+            terms = self._step(loss_fn, batch)
+            dt = time.perf_counter() - t0
+            clips = 3 * t.batch_size
+            n_win, wait_win, total_win, clips_win = (
+                n_win + 1,
+                wait_win + t_data,
+                total_win + dt,
+                clips_win + clips,
+            )
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v
+            bar.update(1)
+            bar.set_postfix(loss=f"{terms['loss']:.4f}", xrt=f"{clips * seg_s / dt:.0f}")
+            if (step + 1) % t.log_every == 0 or step + 1 == stop:
+                row = {
+                    "step": step + 1,
+                    "phase": phase,
+                    **{k: v / n_win for k, v in sums.items()},
+                    "clips_per_s": clips_win / total_win,
+                    "x_real_time": clips_win * seg_s / total_win,
+                    "data_wait_share": wait_win / total_win,
+                    "time": time.time(),
+                }
+                self._record(row)
+                self.wait_s, self.total_s = self.wait_s + wait_win, self.total_s + total_win
+                self.clips += clips_win
+                sums, n_win, wait_win, total_win, clips_win = {}, 0, 0.0, 0.0, 0
+            if (step + 1) % t.checkpoint_every == 0 and step + 1 < stop:
+                self.save(self.out_dir / "checkpoint.pt", step + 1)
+        bar.close()
+
+    def _step(self, loss_fn, batch: dict) -> dict[str, float]:
+        with torch.autocast(self.device.type, enabled=self.use_amp):
+            terms = loss_fn(self.model, batch, self.cfg, self.teachers)
+            loss = sum(terms.values())
+        if not torch.isfinite(loss):
+            raise TrainError(f"loss became {loss.item()} ({terms}); lower train.lr")
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.last_loss = float(loss.detach())
+        return {"loss": self.last_loss, **{k: float(v) for k, v in terms.items()}}
+
+    def _record(self, row: dict) -> None:
+        with open(self.out_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        self.log.info(
+            "step %d %s loss %.4f  %.0f clips/s  data wait %.1f%%",
+            row["step"],
+            row["phase"],
+            row["loss"],
+            row["clips_per_s"],
+            100 * row["data_wait_share"],
+        )
+
+    def write_summary(self, steps: int) -> None:
+        share = self.wait_s / self.total_s if self.total_s else float("nan")
+        summary = {
+            "system": self.name,
+            "steps": steps,
+            "device": str(self.device),
+            "final_loss": self.last_loss,
+            "train_seconds": self.total_s,
+            "clips_per_s": self.clips / self.total_s if self.total_s else float("nan"),
+            "data_wait_share": share,
+        }
+        (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        self.log.info("data wait share %.1f%% of step time (target < 10%%)", 100 * share)
