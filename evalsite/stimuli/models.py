@@ -65,6 +65,9 @@ class Clip(models.Model):
     # For clips built from stems: condition -> piece the stem came from (None: absent), e.g.
     # {"drums": "Track00002", "bass": "Track00001", ...}. Empty for plain mixes and uploads.
     parts = models.JSONField(default=dict, blank=True)
+    # How a built clip is meant to be used, e.g. an attention-check candidate:
+    # {"kind": "attention", "group": "<id>", "condition": "drums", "role": "same"|"different"}.
+    meta = models.JSONField(default=dict, blank=True)
     duration_s = models.FloatField(null=True, blank=True)
     sample_rate = models.PositiveIntegerField(null=True, blank=True)
     channels = models.PositiveSmallIntegerField(null=True, blank=True)

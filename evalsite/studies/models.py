@@ -32,7 +32,8 @@ DEFAULT_SETTINGS: dict = {
     "trials_per_participant": None,  # None: every main trial
     "languages": ["en", "ja"],
     "refuse_phones": True,
-    "completion_code": "",
+    "completion_code": "",  # "" : a random code per participant
+    "screen_out_code": "",  # "" : a random code per screened-out participant
     "prolific_completion_url": "",
     "reservation_timeout_s": 1800,
     "loudness_target_lufs": -23.0,

@@ -1,0 +1,206 @@
+"""Audio handling for the catalogue: validate, measure loudness (ITU-R BS.1770), normalise,
+and store as 16-bit PCM WAV (which every major browser decodes).
+
+Plain functions: the upload view, the import command and Celery tasks all call the same ones.
+`process_clip` never raises on bad audio: it marks the clip failed with an error that names the
+file, what was wrong and what was expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyloudnorm
+import soundfile as sf
+from django.conf import settings
+from django.core.files.base import ContentFile
+
+from evalsite.stimuli.models import Catalogue, Clip
+
+PEAK_CEILING_DBFS = -1.0  # normalisation never pushes a sample above this
+BS1770_BLOCK_S = 0.4  # pyloudnorm's gating block; shorter clips are padded with silence
+
+
+class AudioError(ValueError):
+    """Bad audio input; the message names the file and what was expected."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    min_duration_s: float = 0.5
+    max_duration_s: float = 120.0
+    min_sample_rate: int = 16000
+    max_sample_rate: int = 96000
+    max_channels: int = 2
+    silence_dbfs: float = -60.0  # a clip whose peak is below this is "silent"
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def read_audio(path: str | Path, name: str | None = None) -> tuple[np.ndarray, int]:
+    """Decode a file to float32 (T, C). Raises AudioError if it cannot be decoded."""
+    label = name or Path(path).name
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioError(
+            f"{label}: cannot decode audio ({exc}); expected WAV, FLAC, OGG or MP3"
+        ) from exc
+    return data, int(sr)
+
+
+def validate(data: np.ndarray, sr: int, name: str, limits: Limits = DEFAULT_LIMITS) -> None:
+    """Check duration, sample rate, channels and silence; raise AudioError naming the field."""
+    if not limits.min_sample_rate <= sr <= limits.max_sample_rate:
+        raise AudioError(
+            f"{name}: sample_rate {sr} Hz; expected {limits.min_sample_rate}-"
+            f"{limits.max_sample_rate} Hz"
+        )
+    channels = data.shape[1]
+    if channels < 1 or channels > limits.max_channels:
+        raise AudioError(f"{name}: channels {channels}; expected 1-{limits.max_channels}")
+    duration = data.shape[0] / sr
+    if not limits.min_duration_s <= duration <= limits.max_duration_s:
+        raise AudioError(
+            f"{name}: duration {duration:.2f} s; expected {limits.min_duration_s:g}-"
+            f"{limits.max_duration_s:g} s"
+        )
+    if not np.all(np.isfinite(data)):
+        raise AudioError(f"{name}: samples contain NaN or infinity; expected finite audio")
+    peak = float(np.max(np.abs(data))) if data.size else 0.0
+    peak_db = 20 * np.log10(peak) if peak > 0 else -np.inf
+    if peak_db < limits.silence_dbfs:
+        raise AudioError(
+            f"{name}: silent (peak {peak_db:.1f} dBFS); expected a peak above "
+            f"{limits.silence_dbfs:g} dBFS"
+        )
+
+
+def loudness_lufs(data: np.ndarray, sr: int) -> float:
+    """Integrated loudness (BS.1770-4, pyloudnorm). data: (T, C) or (T,)."""
+    x = data if data.ndim == 2 else data[:, None]  # (T, C)
+    min_len = int(np.ceil(BS1770_BLOCK_S * sr)) + 1
+    if x.shape[0] < min_len:
+        x = np.pad(x, ((0, min_len - x.shape[0]), (0, 0)))
+    value = pyloudnorm.Meter(sr).integrated_loudness(x.astype(np.float64))
+    return float(value) if np.isfinite(value) else -70.0
+
+
+def normalise(data: np.ndarray, sr: int, target_lufs: float) -> tuple[np.ndarray, float]:
+    """Gain to `target_lufs`, reduced if needed so the peak stays under PEAK_CEILING_DBFS.
+
+    Returns (audio, gain_db actually applied).
+    """
+    gain_db = target_lufs - loudness_lufs(data, sr)
+    peak = float(np.max(np.abs(data)))
+    if peak > 0:
+        gain_db = min(gain_db, PEAK_CEILING_DBFS - 20 * np.log10(peak))
+    return (data * 10 ** (gain_db / 20)).astype(np.float32), float(gain_db)
+
+
+def wav_bytes(data: np.ndarray, sr: int) -> bytes:
+    """16-bit PCM WAV bytes of float audio (clipped to [-1, 1])."""
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(data, -1.0, 1.0), sr, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def _store(clip: Clip, data: np.ndarray, sr: int) -> None:
+    """Write the WAV under a random name and fill the measured fields (does not save)."""
+    payload = wav_bytes(data, sr)
+    stored, _ = sf.read(io.BytesIO(payload), dtype="float32", always_2d=True)
+    clip.file.save(f"{secrets.token_hex(16)}.wav", ContentFile(payload), save=False)
+    clip.sha256 = hashlib.sha256(payload).hexdigest()
+    clip.duration_s = data.shape[0] / sr
+    clip.sample_rate = sr
+    clip.channels = data.shape[1] if data.ndim == 2 else 1
+    clip.loudness_lufs = loudness_lufs(stored, sr)
+    clip.status = Clip.Status.READY
+    clip.error = ""
+
+
+def process_clip(
+    clip: Clip, target_lufs: float | None = None, limits: Limits = DEFAULT_LIMITS
+) -> Clip:
+    """Validate a pending clip's uploaded file, normalise it and store it as 16-bit WAV.
+
+    Idempotent: a ready clip is returned unchanged. Bad audio marks the clip failed (saved).
+    """
+    if clip.status == Clip.Status.READY:
+        return clip
+    name = clip.name or Path(clip.file.name).name
+    try:
+        if not clip.file:
+            raise AudioError(f"{name}: no file attached; expected an audio file")
+        data, sr = read_audio(clip.file.path, name)
+        validate(data, sr, name, limits)
+        if target_lufs is not None:
+            data, _ = normalise(data, sr, target_lufs)
+        original = clip.file.name
+        _store(clip, data, sr)
+        if original != clip.file.name:
+            clip.file.storage.delete(original)
+    except AudioError as exc:
+        clip.status = Clip.Status.FAILED
+        clip.error = str(exc)
+    clip.save()
+    return clip
+
+
+def clip_from_upload(
+    uploaded, catalogue: Catalogue | None, target_lufs: float | None = None, **fields
+) -> Clip:
+    """Store an uploaded file (Django UploadedFile) as a pending clip and process it."""
+    clip = Clip(catalogue=catalogue, name=Path(uploaded.name).name[:255], **fields)
+    clip.file.save(uploaded.name, uploaded, save=False)
+    clip.save()
+    return process_clip(clip, target_lufs)
+
+
+def clip_from_array(
+    data: np.ndarray,
+    sr: int,
+    catalogue: Catalogue | None = None,
+    target_lufs: float | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    **fields,
+) -> Clip:
+    """Validate, normalise and store generated audio (T,) or (T, C) as a ready clip.
+
+    Raises AudioError (nothing is saved) when the audio fails validation.
+    """
+    x = data[:, None] if data.ndim == 1 else data  # (T, C)
+    name = fields.get("name") or fields.get("piece") or "generated clip"
+    validate(x, sr, name, limits)
+    if target_lufs is not None:
+        x, _ = normalise(x, sr, target_lufs)
+    clip = Clip(catalogue=catalogue, **fields)
+    _store(clip, x, sr)
+    clip.save()
+    return clip
+
+
+def normalised_path(clip: Clip, target_lufs: float) -> Path:
+    """Path of the clip normalised to a study's target (cached next to the media files).
+
+    The stored clip is returned when it is already within 0.1 LU of the target.
+    """
+    source = Path(clip.file.path)
+    if clip.loudness_lufs is None or abs(clip.loudness_lufs - target_lufs) < 0.1:
+        return source
+    folder = Path(settings.MEDIA_ROOT) / "normalised"
+    out = folder / f"{clip.token}_{target_lufs:+.1f}.wav"
+    if not out.exists():
+        data, sr = read_audio(source)
+        data, _ = normalise(data, sr, target_lufs)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(f".{secrets.token_hex(4)}.tmp")
+        tmp.write_bytes(wav_bytes(data, sr))
+        tmp.replace(out)  # atomic: concurrent requests never read a half-written file
+    return out

@@ -1,0 +1,67 @@
+"""manage.py import_slakh DATASET_ROOT --split test --catalogue NAME [--seconds S] [--attention]"""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from csn_model import CONDITIONS
+from csn_model.data.slakh import DataError
+from evalsite.stimuli.models import Catalogue
+from evalsite.stimuli.slakh_import import import_slakh
+
+
+class Command(BaseCommand):
+    help = "Import a Slakh-layout dataset split as catalogue clips (mix excerpts, attention sets)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("root", help="dataset root holding train/ validation/ test/")
+        parser.add_argument("--split", default="test", choices=["train", "validation", "test"])
+        parser.add_argument("--catalogue", required=True, help="catalogue name (created if new)")
+        parser.add_argument("--seconds", type=float, default=5.0, help="excerpt length")
+        parser.add_argument(
+            "--attention", action="store_true", help="also build stem clips for attention checks"
+        )
+        parser.add_argument(
+            "--conditions", default=",".join(CONDITIONS), help="conditions for attention sets"
+        )
+        parser.add_argument("--lufs", type=float, default=-23.0, help="loudness target (LUFS)")
+        parser.add_argument("--owner", help="username owning the catalogue (default: a superuser)")
+
+    def handle(self, *args, **opts):
+        owner = self._owner(opts["owner"])
+        conditions = tuple(c.strip() for c in opts["conditions"].split(",") if c.strip())
+        unknown = sorted(set(conditions) - set(CONDITIONS))
+        if unknown:
+            raise CommandError(f"--conditions: unknown {unknown}; expected some of {CONDITIONS}")
+        catalogue, _ = Catalogue.objects.get_or_create(owner=owner, name=opts["catalogue"])
+        try:
+            report = import_slakh(
+                opts["root"],
+                opts["split"],
+                catalogue,
+                seconds=opts["seconds"],
+                attention=opts["attention"],
+                conditions=conditions,
+                target_lufs=opts["lufs"],
+            )
+        except DataError as exc:
+            raise CommandError(str(exc)) from exc
+        for line in report.skipped:
+            self.stderr.write(f"skipped {line}")
+        self.stdout.write(
+            f"catalogue {catalogue.name!r}: {len(report.mixes)} mix clips, "
+            f"{len(report.attention)} attention sets, {len(report.skipped)} skipped"
+        )
+
+    def _owner(self, username):
+        users = get_user_model().objects
+        if username:
+            try:
+                return users.get(username=username)
+            except users.model.DoesNotExist as exc:
+                raise CommandError(f"--owner {username!r}: no such user") from exc
+        owner = users.filter(is_superuser=True).order_by("id").first()
+        if owner is None:
+            raise CommandError("--owner: no superuser exists; pass --owner USERNAME")
+        return owner

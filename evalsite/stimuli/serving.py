@@ -1,0 +1,73 @@
+"""Serving audio files with HTTP range requests (browsers seek and stream <audio> that way).
+
+Responses carry no file name (no Content-Disposition) and are private to the browser, so a URL
+reveals nothing about the clip and shared caches never hand one participant's audio to another.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.utils.http import http_date
+
+RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+CHUNK = 64 * 1024
+
+
+def _file_range(handle, start: int, length: int):
+    handle.seek(start)
+    remaining = length
+    while remaining > 0:
+        chunk = handle.read(min(CHUNK, remaining))
+        if not chunk:
+            break
+        remaining -= len(chunk)
+        yield chunk
+    handle.close()
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """(start, end inclusive) of a single `bytes=` range, or None if absent/unsatisfiable."""
+    match = RANGE_RE.match(header.strip())
+    if not match or (not match.group(1) and not match.group(2)):
+        return None
+    first, last = match.groups()
+    if first == "":  # suffix range: the last N bytes
+        n = int(last)
+        if n == 0:
+            return None
+        return max(size - n, 0), size - 1
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or end < start:
+        return None
+    return start, end
+
+
+def serve_audio(request: HttpRequest, path: Path, content_type: str = "audio/wav") -> HttpResponse:
+    """200 with the whole file, 206 for a satisfiable Range, 416 for an unsatisfiable one."""
+    size = path.stat().st_size
+    header = request.headers.get("Range", "")
+    if header:
+        span = parse_range(header, size)
+        if span is None:
+            response = HttpResponse(status=416)
+            response["Content-Range"] = f"bytes */{size}"
+            return response
+        start, end = span
+        length = end - start + 1
+        response = StreamingHttpResponse(
+            _file_range(path.open("rb"), start, length), status=206, content_type=content_type
+        )
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+        response["Content-Length"] = str(length)
+    else:
+        response = FileResponse(path.open("rb"), content_type=content_type)
+        response["Content-Length"] = str(size)
+    response["Accept-Ranges"] = "bytes"
+    response["Cache-Control"] = "private, max-age=3600"
+    response["Last-Modified"] = http_date(path.stat().st_mtime)
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

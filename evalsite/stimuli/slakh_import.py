@@ -1,0 +1,162 @@
+"""Import a Slakh-layout dataset into the catalogue as clips.
+
+For every track of a split: one mix excerpt of `seconds`, placed where the most conditions are
+audible. With `attention=True`, also stem-combination clips for instrument-attention catch trials:
+for a pair of tracks (X, Y) and a condition c present in both,
+  "same":      c's stem from X, every other stem from Y  (same c as X's mix, the rest differs)
+  "different": c's stem from Y, every other stem from X  (only c differs from X's mix)
+Judged on c, "same" is the more similar candidate to the reference (X's mix excerpt).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from csn_model import CONDITIONS
+from csn_model.data.slakh import SlakhDataset, Track
+from evalsite.stimuli.audio import AudioError, clip_from_array
+from evalsite.stimuli.models import Catalogue, Clip
+
+
+@dataclass
+class ImportReport:
+    mixes: list[Clip] = field(default_factory=list)
+    attention: list[tuple[Clip, Clip, Clip]] = field(default_factory=list)  # ref, same, different
+    skipped: list[str] = field(default_factory=list)  # "track: reason"
+
+
+def best_start(track: Track, num_frames: int, hop: int) -> int:
+    """Start frame where the most conditions are active (earliest of the ties); 0 if none."""
+    counts: dict[int, int] = {}
+    for cond in track.conditions:
+        for start in track.active_segments(cond, num_frames, hop):
+            counts[int(start)] = counts.get(int(start), 0) + 1
+    if not counts:
+        return 0
+    most = max(counts.values())
+    return min(s for s, n in counts.items() if n == most)
+
+
+def _mix_clip(ds, track, start, num_frames, catalogue, target_lufs) -> Clip:
+    sr = ds.sample_rate
+    audio = track.read_mix(start, num_frames)  # (T,)
+    return clip_from_array(
+        audio,
+        sr,
+        catalogue,
+        target_lufs,
+        name=f"{track.name} mix @{start / sr:.1f}s",
+        piece=track.name,
+        dataset=str(ds.root),
+        split=track.split,
+        start_s=start / sr,
+    )
+
+
+def _stem_clip(ds, sources, condition, role, group, reference, catalogue, target_lufs, num_frames):
+    """sources: condition -> (track, start). Sum of those conditions' stems."""
+    audio = np.zeros(num_frames, dtype=np.float32)  # (T,)
+    for cond, (track, start) in sources.items():
+        audio += track.read_condition(cond, start, num_frames)
+    ref_track, ref_start = (
+        sources[condition]
+        if role == "same"
+        else next(v for c, v in sources.items() if c != condition)
+    )
+    return clip_from_array(
+        audio,
+        ds.sample_rate,
+        catalogue,
+        target_lufs,
+        name=f"attention {condition} {role} ({group})",
+        piece=ref_track.name,
+        dataset=str(ds.root),
+        split=ref_track.split,
+        start_s=ref_start / ds.sample_rate,
+        parts={c: (sources[c][0].name if c in sources else None) for c in CONDITIONS},
+        meta={
+            "kind": "attention",
+            "group": group,
+            "condition": condition,
+            "role": role,
+            "reference": reference.pk,
+        },
+    )
+
+
+def _attention_set(ds, x, sx, y, sy, cond, ref, catalogue, target_lufs, num_frames):
+    shared = [c for c in CONDITIONS if c in x.conditions and c in y.conditions]
+    group = f"{x.name}+{y.name}:{cond}"
+    same = {cond: (x, sx)} | {c: (y, sy) for c in shared if c != cond}
+    diff = {cond: (y, sy)} | {c: (x, sx) for c in shared if c != cond}
+    return (
+        ref,
+        _stem_clip(ds, same, cond, "same", group, ref, catalogue, target_lufs, num_frames),
+        _stem_clip(ds, diff, cond, "different", group, ref, catalogue, target_lufs, num_frames),
+    )
+
+
+def import_slakh(
+    root,
+    split: str,
+    catalogue: Catalogue,
+    seconds: float = 5.0,
+    attention: bool = False,
+    conditions: tuple[str, ...] = CONDITIONS,
+    target_lufs: float | None = -23.0,
+) -> ImportReport:
+    """Import one split of a Slakh-layout dataset (DataError on a malformed dataset).
+
+    Attention sets are made for each pair of neighbouring tracks (sorted by name, cyclic) and each
+    condition in `conditions` that both tracks have.
+    """
+    ds = SlakhDataset(root)
+    sr = ds.sample_rate
+    num_frames = int(round(seconds * sr))
+    report = ImportReport()
+    starts: dict[str, int] = {}
+    refs: dict[str, Clip] = {}
+    tracks = ds.tracks(split)
+    for track in tracks:
+        if track.num_frames < num_frames:
+            report.skipped.append(f"{track.name}: shorter than {seconds:g} s")
+            continue
+        start = best_start(track, num_frames, hop=max(sr // 2, 1))
+        try:
+            refs[track.name] = _mix_clip(ds, track, start, num_frames, catalogue, target_lufs)
+        except AudioError as exc:
+            report.skipped.append(f"{track.name}: {exc}")
+            continue
+        starts[track.name] = start
+        report.mixes.append(refs[track.name])
+    if attention:
+        usable = [t for t in tracks if t.name in refs]
+        partners = usable[1:] + usable[:1]  # each track paired with the next one (a cycle)
+        for x, y in zip(usable, partners):
+            if x is y:
+                continue
+            shared = [c for c in x.conditions if c in y.conditions]
+            if len(shared) < 2:
+                report.skipped.append(f"{x.name}+{y.name}: fewer than 2 shared conditions")
+                continue
+            for cond in (c for c in shared if c in conditions):
+                try:
+                    report.attention.append(
+                        _attention_set(
+                            ds,
+                            x,
+                            starts[x.name],
+                            y,
+                            starts[y.name],
+                            cond,
+                            refs[x.name],
+                            catalogue,
+                            target_lufs,
+                            num_frames,
+                        )
+                    )
+                except AudioError as exc:
+                    report.skipped.append(f"{x.name}+{y.name} ({cond}): {exc}")
+    return report

@@ -1,0 +1,226 @@
+"""Server-side design: trial order, A/B positions, and balanced assignment of trials.
+
+Rules (docs/site.md):
+- Order: seeded Fisher-Yates; catch trials spread, one per equal block of the sequence; no trial
+  follows one with the same reference; a repeat comes after its original with at least one other
+  trial between. The first of `attempts` shuffles meeting every rule is kept (else the one with
+  the fewest violations): deterministic for a seed.
+- Positions: within a participant and instrument, half the trials show canonical "a" in position
+  A (odd counts: the extra one by the seed); a repeat shows its original's candidates swapped.
+- Assignment: main trials least-filled first (answers stored + live reservations), below-target
+  trials before the others; the study is full when every main trial reached its target. A slot's
+  reservation lasts `reservation_timeout_s` from the participant's last request; expired slots of
+  unfinished participants no longer count, so their trials go to the next participants.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta
+
+import pandas as pd
+from django.db import transaction
+from django.db.models import Count, Exists, OuterRef
+
+from evalsite.studies.models import Answer, Assignment, Participant, Study, Trial
+
+
+def fisher_yates(items: list, rng: random.Random) -> list:
+    """A uniformly random permutation (Durstenfeld's in-place Fisher-Yates on a copy)."""
+    out = list(items)
+    for i in range(len(out) - 1, 0, -1):
+        j = rng.randint(0, i)
+        out[i], out[j] = out[j], out[i]
+    return out
+
+
+def violations(seq: list) -> int:
+    """Count of broken order rules: same reference back to back, repeat not after original+1."""
+    bad = sum(1 for x, y in zip(seq, seq[1:]) if x.reference_id == y.reference_id)
+    where = {t.id: i for i, t in enumerate(seq)}
+    for i, t in enumerate(seq):
+        original = getattr(t, "repeat_of_id", None)
+        if original in where and i - where[original] < 2:
+            bad += 1
+    return bad
+
+
+def spread_catch(main: list, catch: list, rng: random.Random) -> list:
+    """Interleave: the sequence is cut into len(catch) equal blocks, one catch trial in each."""
+    n, k = len(main) + len(catch), len(catch)
+    slots = {rng.randrange(i * n // k, (i + 1) * n // k) for i in range(k)} if k else set()
+    seq, mains, catches = [], iter(main), iter(catch)
+    for pos in range(n):
+        seq.append(next(catches) if pos in slots else next(mains))
+    return seq
+
+
+def order_trials(trials: list, seed: int, attempts: int = 200) -> list:
+    """Order main and catch trials under the rules above (trials: objects with id, reference_id,
+    is_catch, repeat_of_id)."""
+    rng = random.Random(seed)
+    main = [t for t in trials if not t.is_catch]
+    catch = [t for t in trials if t.is_catch]
+    best, best_bad = list(trials), None
+    for _ in range(attempts):
+        seq = spread_catch(fisher_yates(main, rng), fisher_yates(catch, rng), rng)
+        bad = violations(seq)
+        if best_bad is None or bad < best_bad:
+            best, best_bad = seq, bad
+        if bad == 0:
+            break
+    return best
+
+
+def balance_positions(trials: list, seed: int) -> dict[int, str]:
+    """trial id -> canonical candidate shown in position A ("a"/"b"), balanced per instrument."""
+    rng = random.Random(seed)
+    shown: dict[int, str] = {}
+    by_instrument = defaultdict(list)
+    for t in trials:
+        if getattr(t, "repeat_of_id", None) is None:
+            by_instrument[t.instrument].append(t)
+    for instrument in sorted(by_instrument):
+        group = by_instrument[instrument]
+        sides = ["a", "b"] * (len(group) // 2) + ([rng.choice("ab")] if len(group) % 2 else [])
+        for t, side in zip(fisher_yates(group, rng), fisher_yates(sides, rng)):
+            shown[t.id] = side
+    for t in trials:
+        original = getattr(t, "repeat_of_id", None)
+        if original is not None:
+            shown[t.id] = {"a": "b", "b": "a"}[shown.get(original, rng.choice("ab"))]
+    return shown
+
+
+def fill_counts(study: Study, now: datetime) -> Counter:
+    """trial id -> answers stored + unanswered slots still reserved."""
+    counts: Counter = Counter()
+    answered = Answer.objects.filter(trial__study=study).values("trial").annotate(n=Count("id"))
+    for row in answered:
+        counts[row["trial"]] += row["n"]
+    answer = Answer.objects.filter(participant=OuterRef("participant"), trial=OuterRef("trial"))
+    live = (
+        Assignment.objects.filter(trial__study=study, reserved_until__gt=now)
+        .exclude(Exists(answer))
+        .values("trial")
+        .annotate(n=Count("id"))
+    )
+    for row in live:
+        counts[row["trial"]] += row["n"]
+    return counts
+
+
+def _least_filled(trials: list, counts: Counter, rng: random.Random, n: int) -> list:
+    keyed = sorted(trials, key=lambda t: (counts[t.id], rng.random()))
+    return keyed[:n]
+
+
+def select_trials(study: Study, seed: int, now: datetime) -> list[Trial] | None:
+    """Main + catch trials for one new participant, or None when the study is full."""
+    rng = random.Random(seed)
+    counts = fill_counts(study, now)
+    target = int(study.setting("target_answers_per_trial"))
+    trials = list(study.trials.filter(is_practice=False))
+    main = [t for t in trials if not t.is_catch]
+    if not main or all(counts[t.id] >= target for t in main):
+        return None
+    n = study.setting("trials_per_participant") or len(main)
+    below = [t for t in main if counts[t.id] < target]
+    chosen = _least_filled(below, counts, rng, n)
+    if len(chosen) < n:  # top up a short session with the least-filled of the rest
+        rest = [t for t in main if counts[t.id] >= target]
+        chosen += _least_filled(rest, counts, rng, n - len(chosen))
+    chosen_ids = {t.id for t in chosen}
+    per_kind = study.setting("catch")
+    for kind in ("identical", "attention", "repeat"):
+        pool = [t for t in trials if t.catch_kind == kind]
+        if kind == "repeat":
+            pool = [t for t in pool if t.repeat_of_id in chosen_ids]
+        chosen += _least_filled(pool, counts, rng, int(per_kind.get(kind, 0) or 0))
+    return chosen
+
+
+def assign(participant: Participant, now: datetime) -> bool:
+    """Store the participant's ordered slots (practice first). False when the study is full.
+
+    Idempotent: a participant who already has slots keeps them. The study row is locked so
+    concurrent participants see each other's reservations.
+    """
+    with transaction.atomic():
+        study = Study.objects.select_for_update().get(pk=participant.study_id)
+        if participant.slots.exists():
+            return True
+        chosen = select_trials(study, participant.seed, now)
+        if chosen is None:
+            return False
+        practice = list(study.trials.filter(is_practice=True).order_by("id"))
+        practice = practice[: int(study.setting("practice_trials") or 0)]
+        ordered = practice + order_trials(chosen, participant.seed)
+        shown = balance_positions(ordered, participant.seed)
+        until = now + timedelta(seconds=int(study.setting("reservation_timeout_s")))
+        Assignment.objects.bulk_create(
+            Assignment(
+                participant=participant,
+                trial=t,
+                index=i,
+                displayed_first=shown[t.id],
+                reserved_until=until,
+            )
+            for i, t in enumerate(ordered)
+        )
+    return True
+
+
+def extend_reservations(participant: Participant, now: datetime) -> None:
+    """Keep the participant's unanswered slots reserved while they are active."""
+    timeout = int(participant.study.setting("reservation_timeout_s"))
+    answer = Answer.objects.filter(participant=participant, trial=OuterRef("trial"))
+    participant.slots.exclude(Exists(answer)).update(
+        reserved_until=now + timedelta(seconds=timeout)
+    )
+
+
+def release_reservations(participant: Participant) -> None:
+    """Give back every unanswered slot at once (participant left, screened out, withdrew)."""
+    answer = Answer.objects.filter(participant=participant, trial=OuterRef("trial"))
+    participant.slots.exclude(Exists(answer)).update(reserved_until=participant.started_at)
+
+
+def realised_design(study: Study) -> pd.DataFrame:
+    """One row per stored slot: who saw which trial, where, in which positions, answered or not."""
+    answered = set(
+        Answer.objects.filter(trial__study=study).values_list("participant_id", "trial_id")
+    )
+    rows = []
+    slots = Assignment.objects.filter(trial__study=study).select_related("trial", "participant")
+    for s in slots.order_by("participant_id", "index"):
+        t = s.trial
+        rows.append(
+            {
+                "study": study.pk,
+                "participant": s.participant_id,
+                "session": s.participant.session,
+                "trial": t.pk,
+                "trial_index": s.index,
+                "instrument": t.instrument,
+                "reference": t.reference_id,
+                "candidate_a": t.candidate_a_id,
+                "candidate_b": t.candidate_b_id,
+                "displayed_first": s.displayed_first,
+                "is_practice": t.is_practice,
+                "is_catch": t.is_catch,
+                "catch_kind": t.catch_kind,
+                "repeat_of": t.repeat_of_id,
+                "seed": s.participant.seed,
+                "answered": (s.participant_id, t.pk) in answered,
+            }
+        )
+    return pd.DataFrame(rows, columns=REALISED_COLUMNS)
+
+
+REALISED_COLUMNS = [
+    "study", "participant", "session", "trial", "trial_index", "instrument", "reference",
+    "candidate_a", "candidate_b", "displayed_first", "is_practice", "is_catch", "catch_kind",
+    "repeat_of", "seed", "answered",
+]  # fmt: skip

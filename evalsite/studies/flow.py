@@ -1,0 +1,178 @@
+"""The participant's state machine, without HTTP: entry, step changes, stored answers.
+
+Views call these; each step change is one UPDATE guarded by the step the participant was in, so
+a replayed or concurrent POST for a step already left changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from evalsite.studies import design, screening
+from evalsite.studies.models import Answer, Assignment, Participant, Study, new_completion_code
+
+log = logging.getLogger("evalsite.studies.participant")
+Step = Participant.Step
+
+PROLIFIC_KEYS = {"PROLIFIC_PID": "prolific_pid", "STUDY_ID": "prolific_study_id",
+                 "SESSION_ID": "prolific_session_id", "pid": "external_pid"}  # fmt: skip
+
+
+def find_or_create(study: Study, params: dict, user_agent: str, language: str) -> Participant:
+    """The participant these recruitment parameters name (resume), or a new one."""
+    ids = {field: str(params.get(key, ""))[:64] for key, field in PROLIFIC_KEYS.items()}
+    if ids["prolific_pid"]:
+        found = study.participants.filter(prolific_pid=ids["prolific_pid"]).last()
+    elif ids["external_pid"]:
+        found = study.participants.filter(external_pid=ids["external_pid"]).last()
+    else:
+        found = None
+    if found is not None:
+        return found
+    return Participant.objects.create(
+        study=study,
+        recruitment={k: str(v)[:200] for k, v in list(params.items())[:30]},
+        user_agent=user_agent[:1000],
+        language=language,
+        seed=random.SystemRandom().getrandbits(62),
+        session=ids["prolific_session_id"] or Participant._meta.get_field("session").default(),
+        **ids,
+    )
+
+
+def advance(p: Participant, from_step: str, to_step: str, **fields) -> bool:
+    """Move p from `from_step` to `to_step` (saving `fields`); False if p was not there."""
+    now = timezone.now()
+    if to_step in Participant.FINAL_STEPS:
+        fields.setdefault("finished_at", now)
+    updated = Participant.objects.filter(pk=p.pk, step=from_step).update(
+        step=to_step, last_seen_at=now, **fields
+    )
+    if updated:
+        for key, value in fields.items():
+            setattr(p, key, value)
+        p.step = to_step
+        log.info("participant %s: %s -> %s", p.pk, from_step, to_step)
+        if to_step in {Step.SCREENED_OUT, Step.DECLINED, Step.REFUSED}:
+            design.release_reservations(p)
+    return bool(updated)
+
+
+def after_calibration(p: Participant) -> str:
+    return Step.SCREENING if screening_kinds(p.study) else Step.INSTRUCTIONS
+
+
+def screening_kinds(study: Study) -> list[str]:
+    kinds = ["antiphase"] if study.setting("screening") else []
+    return kinds + (["huggins"] if study.setting("screening") and study.setting("huggins") else [])
+
+
+def screening_position(p: Participant) -> tuple[str, int] | None:
+    """(kind, number) of the screening trial to show next, None when all are answered."""
+    done = len(p.screening.get("answers", []))
+    sequence = screening.plan(screening_kinds(p.study), screening.config())
+    return sequence[done] if done < len(sequence) else None
+
+
+def record_screening(p: Participant, n: int, choice: int, rt_ms: int | None) -> None:
+    """Store a screening answer (only for the current trial number n) and score finished kinds."""
+    cfg = screening.config()
+    with transaction.atomic():
+        p = Participant.objects.select_for_update().get(pk=p.pk)
+        answers = p.screening.get("answers", [])
+        position = screening_position(p)
+        if p.step != Step.SCREENING or position is None or n != len(answers):
+            return  # stale or replayed POST
+        kind, i = position
+        key = screening.answer_key(p.seed, kind, i)
+        answers.append({"kind": kind, "i": i, "choice": choice, "rt_ms": rt_ms,
+                        "correct": choice == key["target"]})  # fmt: skip
+        p.screening = {**p.screening, "answers": answers}
+        p.save(update_fields=["screening"])
+    finished_kind = i == cfg.trials - 1
+    if finished_kind and screening.score(answers, kind) < cfg.pass_correct:
+        code = p.study.setting("screen_out_code") or f"SO-{new_completion_code()}"
+        advance(p, Step.SCREENING, Step.SCREENED_OUT, screening_passed=False, screen_out_code=code)
+    elif screening_position(p) is None:
+        advance(p, Step.SCREENING, Step.INSTRUCTIONS, screening_passed=True)
+
+
+def start_trials(p: Participant) -> None:
+    """Assign the trials (or mark the study full) and go to practice or the main trials."""
+    if not design.assign(p, timezone.now()):
+        advance(p, Step.INSTRUCTIONS, Step.FULL)
+        return
+    has_practice = p.slots.filter(trial__is_practice=True).exists()
+    advance(p, Step.INSTRUCTIONS, Step.PRACTICE if has_practice else Step.TRIALS)
+
+
+def current_slot(p: Participant) -> Assignment | None:
+    """The first slot without an answer (practice slots come first)."""
+    answered = Answer.objects.filter(participant=p, trial=OuterRef("trial"))
+    return p.slots.exclude(Exists(answered)).select_related("trial").order_by("index").first()
+
+
+@dataclass
+class ClientLog:
+    response_ms: int | None
+    plays: dict  # position ("r", "A", "B") -> count
+    heard: dict  # position -> fraction 0..1
+    blur_events: int
+    audio_sample_rate: int | None
+    raw: dict
+
+
+def store_answer(p: Participant, slot: Assignment, position: str, client: ClientLog) -> bool:
+    """Store the answer to `slot`; False if one was already stored (it is kept unchanged)."""
+    shown_b = "b" if slot.displayed_first == "a" else "a"
+    canon = {"A": slot.displayed_first, "B": shown_b}
+    plays = {canon[k]: int(client.plays.get(k, 0)) for k in ("A", "B")}
+    heard = {canon[k]: client.heard.get(k) for k in ("A", "B")}
+    try:
+        with transaction.atomic():
+            answer = Answer.objects.create(
+                participant=p, trial=slot.trial, trial_index=slot.index,
+                chosen=canon[position], chosen_position=position,
+                displayed_first=slot.displayed_first, response_ms=client.response_ms,
+                plays_reference=int(client.plays.get("r", 0)),
+                plays_a=plays["a"], plays_b=plays["b"],
+                heard_reference=client.heard.get("r"), heard_a=heard["a"], heard_b=heard["b"],
+                blur_events=client.blur_events, audio_sample_rate=client.audio_sample_rate,
+                client=client.raw, shown_at=slot.shown_at,
+            )  # fmt: skip
+    except IntegrityError:
+        return False
+    log.info(
+        "answer participant=%s trial=%s index=%s chosen=%s position=%s rt_ms=%s plays=%s",
+        p.pk, slot.trial_id, slot.index, answer.chosen, position, client.response_ms,
+        client.plays,
+    )  # fmt: skip
+    return True
+
+
+def finish_if_complete(p: Participant) -> bool:
+    """Done only when the server holds an answer for every slot (checked in the database)."""
+    total = p.slots.count()
+    stored = Answer.objects.filter(participant=p, trial__slots__participant=p).count()
+    if total == 0 or stored < total:
+        return False
+    code = p.study.setting("completion_code") or new_completion_code()
+    return advance(p, Step.TRIALS, Step.DONE, completion_code=code)
+
+
+def prolific_redirect(p: Participant) -> str:
+    """The study's Prolific completion URL with the code filled in ("" if none)."""
+    url = p.study.setting("prolific_completion_url") or ""
+    if not url:
+        return ""
+    if "{code}" in url:
+        return url.replace("{code}", p.completion_code)
+    if "cc=" in url:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}cc={p.completion_code}"

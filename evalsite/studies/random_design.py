@@ -1,0 +1,138 @@
+"""The "random" design strategy: trials drawn from a catalogue without a model.
+
+Main trials: a reference mix and two candidate mixes from three different pieces. Catch trials:
+"identical" (one candidate is the reference itself), "attention" (from the catalogue's attention
+sets: the "same" candidate shares the judged instrument's stem with the reference, the
+"different" one shares everything else), and "repeat" (a main trial again, positions swapped by
+the design). Practice trials are attention sets (or identical ones), with the expected answer.
+The model strategy (model_design.py) fills the same fields, plus model_choice and model_margin.
+"""
+
+from __future__ import annotations
+
+import random
+
+from django.db import transaction
+
+from evalsite.stimuli.models import Catalogue, Clip
+from evalsite.studies.models import Study, Trial
+
+
+class DesignError(ValueError):
+    pass
+
+
+def _mixes(catalogue: Catalogue) -> list[Clip]:
+    clips = catalogue.clips.filter(status=Clip.Status.READY).order_by("id")
+    return [c for c in clips if not c.meta]
+
+
+def _attention_sets(catalogue: Catalogue, instrument: str) -> list[tuple[Clip, Clip, Clip]]:
+    """(reference, same, different) triples of the catalogue for one judged instrument."""
+    groups: dict[str, dict[str, Clip]] = {}
+    for clip in catalogue.clips.filter(status=Clip.Status.READY, meta__kind="attention"):
+        if clip.meta.get("condition") == instrument:
+            groups.setdefault(clip.meta["group"], {})[clip.meta["role"]] = clip
+    sets = []
+    for group in sorted(groups):
+        g = groups[group]
+        ref = Clip.objects.filter(pk=g.get("same", g.get("different")).meta["reference"]).first()
+        if ref is not None and {"same", "different"} <= set(g):
+            sets.append((ref, g["same"], g["different"]))
+    return sets
+
+
+def _trial(study, instrument, ref, a, b, **fields) -> Trial:
+    return Trial.objects.create(
+        study=study, instrument=instrument, reference=ref, candidate_a=a, candidate_b=b, **fields
+    )
+
+
+def _catch_attention(study, instrument, triple, rng, **fields) -> Trial:
+    ref, same, different = triple
+    if rng.random() < 0.5:
+        return _trial(study, instrument, ref, same, different, expected="a", **fields)
+    return _trial(study, instrument, ref, different, same, expected="b", **fields)
+
+
+def _catch_identical(study, instrument, ref, other, rng, **fields) -> Trial:
+    if rng.random() < 0.5:
+        return _trial(study, instrument, ref, ref, other, expected="a", **fields)
+    return _trial(study, instrument, ref, other, ref, expected="b", **fields)
+
+
+def build_random_trials(
+    study: Study,
+    catalogue: Catalogue,
+    per_instrument: int,
+    seed: int = 0,
+    practice: int = 2,
+    catch_per_kind: int = 2,
+) -> list[Trial]:
+    """Create the study's trials; replaces none (call on a study without trials)."""
+    if study.trials.exists():
+        raise DesignError(f"study {study.pk}: already has trials; expected an empty study")
+    mixes = _mixes(catalogue)
+    pieces = {c.piece or c.pk for c in mixes}
+    if len(pieces) < 3:
+        raise DesignError(
+            f"catalogue {catalogue.name!r}: {len(pieces)} pieces with ready mix clips; "
+            "expected at least 3"
+        )
+    rng = random.Random(seed)
+    made: list[Trial] = []
+    with transaction.atomic():
+        for instrument in study.instruments:
+            main = []
+            for _ in range(per_instrument):
+                ref, a, b = _three_pieces(mixes, rng)
+                main.append(_trial(study, instrument, ref, a, b))
+            made += main
+            for original in rng.sample(main, min(catch_per_kind, len(main))):
+                made.append(
+                    _trial(
+                        study, instrument, original.reference, original.candidate_a,
+                        original.candidate_b, is_catch=True, catch_kind="repeat",
+                        repeat_of=original,
+                    )
+                )  # fmt: skip
+            sets = _attention_sets(catalogue, instrument)
+            rng.shuffle(sets)
+            for triple in sets[:catch_per_kind]:
+                made.append(
+                    _catch_attention(study, instrument, triple, rng, is_catch=True,
+                                     catch_kind="attention")
+                )  # fmt: skip
+            for _ in range(catch_per_kind):
+                ref, other, _ = _three_pieces(mixes, rng)
+                made.append(
+                    _catch_identical(study, instrument, ref, other, rng, is_catch=True,
+                                     catch_kind="identical")
+                )  # fmt: skip
+        made += _practice(study, catalogue, mixes, practice, rng)
+        study.design = {"strategy": "random", "seed": seed, "by": "random_design",
+                        "per_instrument": per_instrument, "catalogue": catalogue.pk}  # fmt: skip
+        study.catalogue = catalogue
+        study.save(update_fields=["design", "catalogue", "updated_at"])
+    return made
+
+
+def _three_pieces(mixes: list[Clip], rng: random.Random) -> tuple[Clip, Clip, Clip]:
+    while True:
+        trio = rng.sample(mixes, 3)
+        if len({c.piece or c.pk for c in trio}) == 3:
+            return trio[0], trio[1], trio[2]
+
+
+def _practice(study, catalogue, mixes, n, rng) -> list[Trial]:
+    made = []
+    for i in range(n):
+        instrument = study.instruments[i % len(study.instruments)]
+        sets = _attention_sets(catalogue, instrument)
+        if sets:
+            made.append(_catch_attention(study, instrument, rng.choice(sets), rng,
+                                         is_practice=True))  # fmt: skip
+        else:
+            ref, other, _ = _three_pieces(mixes, rng)
+            made.append(_catch_identical(study, instrument, ref, other, rng, is_practice=True))
+    return made
