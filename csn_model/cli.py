@@ -16,6 +16,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("csn_model.data.synth_cli", "render a Slakh-layout multitrack dataset from MIDI"),
     "triplets": ("csn_model.data.triplets_cli", "sample and save fixed evaluation triplet sets"),
     "bench-data": ("csn_model.data.bench_cli", "benchmark synthesis and triplet loading speed"),
+    "train": ("csn_model.train_cli", "train a CSN or an individual network from a config"),
+    "embed": ("csn_model.embed_cli", "embed audio files with a checkpoint"),
+    "bench": ("csn_model.bench_cli", "train and score every system on fixed test triplets"),
+    "analyze-subspaces": ("csn_model.analysis", "subspace projections, disentanglement matrix"),
 }
 
 

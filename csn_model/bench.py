@@ -1,0 +1,408 @@
+"""The accuracy benchmark: train (or load) every system, score all on fixed saved test triplets.
+
+Systems (METHOD.md "Baselines" and the ablations):
+    individual_clean      five individual networks on the clean stems (also the CSN's teachers)
+    individual_separated  the same networks on stems from the separator (csn_model.separation)
+    csn                   the proposed CSN on mixtures
+    csn_no_<switch>       the CSN with one of pseudo_mix, interchanged, aux_loss, pretrain off
+
+Run folder (everything is reused when present, so an interrupted run resumes where it stopped):
+    config.yaml                  the resolved BenchConfig (a rerun must use the same config)
+    systems/<name>/              train_run's out_dir; done.json names the finished checkpoint
+    separator/separator.pt, sdr.csv, sdr.json
+    triplets/test_<kind>.json    the fixed evaluation triplets (data layer's make_eval_set)
+    outcomes.csv                 one row per (system, triplet): correct or not
+    results.json, results.csv, comparisons.csv, results.md
+    analysis/                    subspace analysis of the proposed CSN (csn_model.analysis)
+`score_run(run_dir, other_dataset)` scores the trained systems on another Slakh-layout dataset
+(generalisation) without training anything; its triplets live in that output folder.
+
+Nothing is selected on the test split: systems train for a fixed number of steps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from csn_model import CONDITIONS
+from csn_model.bench_report import build_results, write_results
+from csn_model.config import ExperimentConfig, load_config, to_dict
+from csn_model.evaluation import accuracy_table, compare_to_reference, triplet_correct
+from csn_model.separation import SeparatorConfig
+
+log = logging.getLogger("csn.bench")
+
+PROPOSED = "csn"
+ABLATIONS = {  # system name -> the override that switches one component off
+    "csn_no_pseudo_mix": {"pseudo_mix": False},
+    "csn_no_interchanged": {"interchanged": False},
+    "csn_no_aux_loss": {"aux_loss": 0.0},
+    "csn_no_pretrain": {"pretrain": 0},
+}
+ALL_SYSTEMS = ("individual_clean", "individual_separated", PROPOSED, *ABLATIONS)
+INPUTS = {"individual_clean": "clean", "individual_separated": "separated"}
+DESCRIPTIONS = {
+    "individual_clean": "individual networks, clean stems (impractical reference)",
+    "individual_separated": "individual networks, stems from our separator",
+    PROPOSED: "proposed CSN on mixtures",
+    "csn_no_pseudo_mix": "CSN without pseudo-mixed triplets (natural mixtures)",
+    "csn_no_interchanged": "CSN without interchanged triplets",
+    "csn_no_aux_loss": "CSN without the auxiliary loss",
+    "csn_no_pretrain": "CSN without pre-training on isolated stems",
+}
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """`bench.X` in config files."""
+
+    systems: tuple[str, ...] = ALL_SYSTEMS
+    kinds: tuple[str, ...] = ("pseudo", "natural")
+    per_condition: int = 200  # test triplets per condition and kind
+    eval_seed: int = 20240410  # seed of the fixed test triplets
+    individual_steps: int = 0  # steps of each individual network; 0: train.steps
+    n_boot: int = 2000
+    batch_triplets: int = 16  # triplets rendered and embedded together while scoring
+    sdr_chunk_seconds: float = 10.0
+    analysis: bool = True  # subspace analysis of the proposed CSN at the end
+
+
+@dataclass(frozen=True)
+class BenchConfig(ExperimentConfig):
+    bench: BenchSettings = field(default_factory=BenchSettings)
+    separator: SeparatorConfig = field(default_factory=SeparatorConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        unknown = [s for s in self.bench.systems if s not in ALL_SYSTEMS]
+        if unknown:
+            from csn_model.config import ConfigError
+
+            raise ConfigError(f"bench.systems: unknown {unknown}; expected some of {ALL_SYSTEMS}")
+
+
+def load_bench_config(path, overrides=()) -> BenchConfig:
+    return load_config(path, overrides, schema=BenchConfig)
+
+
+# -- training ----------------------------------------------------------------------------------
+def _model_cfg(cfg: BenchConfig, **train_overrides) -> ExperimentConfig:
+    """The plain ExperimentConfig that train_run sees for one system."""
+    base = ExperimentConfig(name=cfg.name, features=cfg.features, model=cfg.model, train=cfg.train)
+    return replace(base, train=replace(base.train, **train_overrides))
+
+
+def _train_once(name: str, mcfg, data_root: Path, run_dir: Path, teachers=None) -> Path:
+    """train_run into systems/<name>/ unless done.json says it finished (idempotent)."""
+    from csn_model.train import train_run
+
+    out_dir = run_dir / "systems" / name
+    done = out_dir / "done.json"
+    if done.exists():
+        return Path(json.loads(done.read_text())["checkpoint"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log.info("training %s (%d steps)", name, mcfg.train.steps)
+    t0 = time.time()
+    checkpoint = Path(train_run(mcfg, data_root, out_dir, teachers=teachers, progress=False))
+    done.write_text(json.dumps({"checkpoint": str(checkpoint), "seconds": time.time() - t0}))
+    log.info("trained %s in %.0f s -> %s", name, time.time() - t0, checkpoint)
+    return checkpoint
+
+
+def train_systems(cfg: BenchConfig, data_root: Path, run_dir: Path, ds) -> dict:
+    """Checkpoints of every system: {name: Path or {condition: Path}}; separator path under
+    'separator'. Systems that an ablation would leave unchanged (the switch is already off in
+    the config) are skipped with a log line."""
+    wanted = set(cfg.bench.systems)
+    need_teachers = (
+        wanted & {"individual_clean", "individual_separated"}
+        or any(s.startswith("csn") for s in wanted)
+        and (cfg.train.aux_loss > 0 or cfg.train.pretrain > 0)
+    )
+    out: dict = {}
+    teachers = None
+    if need_teachers:
+        steps = cfg.bench.individual_steps or cfg.train.steps
+        teachers = {
+            c: _train_once(
+                f"individual_{c}",
+                _model_cfg(cfg, system="individual", condition=c, steps=steps),
+                data_root,
+                run_dir,
+            )
+            for c in CONDITIONS
+        }
+    if "individual_clean" in wanted:
+        out["individual_clean"] = teachers
+    if "individual_separated" in wanted:
+        out["individual_separated"] = teachers
+        out["separator"] = _separator(cfg, ds, run_dir)
+    if PROPOSED in wanted:
+        out[PROPOSED] = _train_once(
+            PROPOSED, _model_cfg(cfg, system="csn"), data_root, run_dir, teachers
+        )
+    for name, switch in ABLATIONS.items():
+        if name not in wanted:
+            continue
+        mcfg = _model_cfg(cfg, system="csn", **switch)
+        if mcfg.train == _model_cfg(cfg, system="csn").train:
+            log.warning("skipping %s: %s is already off in the config", name, switch)
+            continue
+        out[name] = _train_once(name, mcfg, data_root, run_dir, teachers)
+    return out
+
+
+def _separator(cfg: BenchConfig, ds, run_dir: Path) -> Path | None:
+    from csn_model.separation import load_separator, sdr_table, train_separator, write_sdr
+
+    folder = run_dir / "separator"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = None
+    if cfg.separator.backend == "trained":
+        log.info("separator: training or loading %s", folder / "separator.pt")
+        path = train_separator(ds, cfg.separator, folder / "separator.pt", log=log.info)
+    if not (folder / "sdr.json").exists():
+        sep = load_separator(cfg.separator, path, ds.sample_rate)
+        table = sdr_table(ds, sep, "test", cfg.bench.sdr_chunk_seconds)
+        write_sdr(table, folder / "sdr")
+    return path
+
+
+# -- evaluation triplets ---------------------------------------------------------------------
+def eval_triplets(ds, folder: Path, cfg: BenchConfig) -> dict:
+    """{kind: (triplets, path)}; made once with make_eval_set and saved, then always reused."""
+    from csn_model.data.triplets import load_triplets, make_eval_set, save_triplets
+
+    out = {}
+    frames = cfg.features.segment_frames
+    for kind in cfg.bench.kinds:
+        path = folder / f"test_{kind}.json"
+        if not path.exists():
+            triplets = make_eval_set(
+                ds, "test", kind, cfg.bench.per_condition, cfg.bench.eval_seed, frames
+            )
+            meta = {
+                "dataset": str(ds.root),
+                "split": "test",
+                "kind": kind,
+                "per_condition": cfg.bench.per_condition,
+                "seed": cfg.bench.eval_seed,
+                "segment_frames": frames,
+                "sample_rate": ds.sample_rate,
+            }
+            save_triplets(path, triplets, meta)
+        triplets, meta = load_triplets(path)
+        if meta.get("segment_frames") != frames:
+            raise ValueError(
+                f"{path}: field meta.segment_frames is {meta.get('segment_frames')}; "
+                f"the config's features.segment_seconds needs {frames}"
+            )
+        out[kind] = (triplets, path)
+    return out
+
+
+# -- scoring ----------------------------------------------------------------------------------
+class _Net:
+    """One loaded network: waveforms -> condition subspace vectors."""
+
+    def __init__(self, path: Path, device: torch.device):
+        from csn_model.checkpoint import file_id, load_model
+
+        self.model, _payload = load_model(path, device)
+        self.device, self.id = device, file_id(path)
+
+    @torch.no_grad()
+    def embed(self, waves: np.ndarray) -> torch.Tensor:
+        x = torch.as_tensor(waves, dtype=torch.float32, device=self.device)  # (N, T)
+        return self.model(x)  # (N, D)
+
+    def subspace(self, emb: torch.Tensor, condition: str) -> np.ndarray:
+        k = self.model.conditions.index(condition)
+        return self.model.subspace(emb, k).cpu().numpy()  # (N, d)
+
+
+def _correct(net: _Net, waves: np.ndarray, condition: str) -> np.ndarray:
+    """waves (n, 3, T) anchor/positive/negative -> correct (n,)."""
+    n = waves.shape[0]
+    sub = net.subspace(net.embed(waves.reshape(3 * n, -1)), condition).reshape(n, 3, -1)
+    return triplet_correct(sub[:, 0], sub[:, 1], sub[:, 2])
+
+
+def score(
+    ds, triplets_by_kind: dict, systems: dict, frames: int, separator=None, batch: int = 16
+) -> pd.DataFrame:
+    """Outcomes (system, kind, condition, triplet, piece, correct) of every system on every
+    triplet. `systems`: {name: _Net (mixture input) or {condition: _Net} (stem input)}; the stem
+    system named individual_separated gets the separator's estimates instead of clean stems.
+    `piece` is the track whose condition stem the anchor and positive share."""
+    from csn_model.data.triplets import render_stems
+
+    rows = []
+    for kind, (triplets, _path) in triplets_by_kind.items():
+        t0 = time.time()
+        for lo in range(0, len(triplets), batch):
+            chunk = triplets[lo : lo + batch]
+            cache: dict = {}
+            stems = np.stack(
+                [
+                    np.stack(
+                        [
+                            render_stems(ds, spec, frames, cache)
+                            for spec in (t.anchor, t.positive, t.negative)
+                        ]
+                    )
+                    for t in chunk
+                ]
+            )  # (n, 3, K, T)
+            mixes = stems.sum(axis=2)  # (n, 3, T)
+            if "individual_separated" in systems:
+                n = len(chunk)
+                est = separator.separate(mixes.reshape(3 * n, -1))  # (3n, K, T)
+                separated = est.reshape(n, 3, len(CONDITIONS), -1)  # (n, 3, K, T)
+            conds = np.array([t.condition for t in chunk])
+            for name, net in systems.items():
+                correct = np.zeros(len(chunk), dtype=np.int8)
+                for cond in dict.fromkeys(conds):
+                    idx, k = np.flatnonzero(conds == cond), CONDITIONS.index(cond)
+                    if isinstance(net, _Net):
+                        correct[idx] = _correct(net, mixes[idx], cond)
+                    elif name == "individual_separated":
+                        correct[idx] = _correct(net[cond], separated[idx, :, k], cond)
+                    else:
+                        correct[idx] = _correct(net[cond], stems[idx, :, k], cond)
+                for i, t in enumerate(chunk):
+                    piece = t.anchor.part(t.condition).track
+                    rows.append((name, kind, t.condition, lo + i, piece, int(correct[i])))
+        log.info("scored %d %s triplets in %.0f s", len(triplets), kind, time.time() - t0)
+    return pd.DataFrame(
+        rows, columns=["system", "kind", "condition", "triplet", "piece", "correct"]
+    )
+
+
+def load_systems(checkpoints: dict, device: torch.device) -> dict:
+    nets: dict = {}
+    loaded: dict[str, _Net] = {}  # teachers serve two systems: load once
+
+    def net(path) -> _Net:
+        key = str(path)
+        if key not in loaded:
+            loaded[key] = _Net(Path(path), device)
+        return loaded[key]
+
+    for name, ckpt in checkpoints.items():
+        if name == "separator":
+            continue
+        nets[name] = {c: net(p) for c, p in ckpt.items()} if isinstance(ckpt, dict) else net(ckpt)
+    return nets
+
+
+# -- the two entry points ------------------------------------------------------------------------
+def run_bench(cfg: BenchConfig, data_root: Path, run_dir: Path) -> dict:
+    """Train (or load) every system, score them on the fixed test triplets, write the results."""
+    from csn_model.config import save_config
+    from csn_model.data.slakh import SlakhDataset
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved = run_dir / "config.yaml"
+    if saved.exists():
+        before = yaml.safe_load(saved.read_text())
+        if before != yaml.safe_load(yaml.safe_dump(to_dict(cfg), sort_keys=False)):
+            raise ValueError(
+                f"{saved}: this run folder was made with another config; "
+                "use the same config to resume, or a new --out"
+            )
+    else:
+        save_config(cfg, saved)
+    ds = SlakhDataset(data_root)
+    _check_rate(ds, cfg, data_root)
+    checkpoints = train_systems(cfg, data_root, run_dir, ds)
+    (run_dir / "checkpoints.json").write_text(json.dumps(_jsonable(checkpoints), indent=2))
+    results = evaluate(cfg, ds, checkpoints, run_dir)
+    if cfg.bench.analysis and PROPOSED in checkpoints:
+        from csn_model.analysis import analyze_subspaces
+
+        analyze_subspaces(checkpoints[PROPOSED], ds, run_dir / "analysis", split="test")
+    return results
+
+
+def score_run(run_dir: Path, data_root: Path, out_dir: Path | None = None) -> dict:
+    """Score an existing run's trained systems on another dataset's test split (no training)."""
+    from csn_model.data.slakh import SlakhDataset
+
+    cfg = load_bench_config(run_dir / "config.yaml")
+    index = run_dir / "checkpoints.json"
+    if not index.exists():
+        raise ValueError(f"{index}: missing; run `csn bench` to completion in {run_dir} first")
+    checkpoints = json.loads(index.read_text())
+    ds = SlakhDataset(data_root)
+    _check_rate(ds, cfg, data_root)
+    out_dir = out_dir or run_dir / "eval" / Path(data_root).resolve().name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return evaluate(cfg, ds, checkpoints, out_dir, trained_on=str(run_dir))
+
+
+def _check_rate(ds, cfg: BenchConfig, data_root) -> None:
+    if ds.sample_rate != cfg.features.sample_rate:
+        raise ValueError(
+            f"{data_root}: sample rate {ds.sample_rate} Hz; the config's "
+            f"features.sample_rate is {cfg.features.sample_rate}"
+        )
+
+
+def evaluate(cfg: BenchConfig, ds, checkpoints: dict, out_dir: Path, trained_on: str = "") -> dict:
+    from csn_model.separation import SeparatorConfig, load_separator
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    triplets = eval_triplets(ds, out_dir / "triplets", cfg)
+    nets = load_systems(checkpoints, device)
+    separator = None
+    if "individual_separated" in nets:
+        sep_cfg = cfg.separator if isinstance(cfg.separator, SeparatorConfig) else SeparatorConfig()
+        sep_path = checkpoints.get("separator")
+        separator = load_separator(sep_cfg, sep_path and Path(sep_path), ds.sample_rate)
+    outcomes = score(
+        ds, triplets, nets, cfg.features.segment_frames, separator, cfg.bench.batch_triplets
+    )
+    outcomes.to_csv(out_dir / "outcomes.csv", index=False)
+    acc = accuracy_table(outcomes, n_boot=cfg.bench.n_boot, seed=cfg.bench.eval_seed)
+    reference = PROPOSED if PROPOSED in nets else next(iter(nets))
+    comps = compare_to_reference(outcomes, reference) if len(nets) > 1 else pd.DataFrame()
+    sdr = _sdr_summary(checkpoints, out_dir, ds, cfg, separator)
+    results = build_results(cfg, ds, triplets, nets, acc, comps, sdr, trained_on)
+    write_results(results, acc, comps, out_dir)
+    log.info("results written to %s", out_dir / "results.md")
+    return results
+
+
+def _sdr_summary(checkpoints, out_dir: Path, ds, cfg, separator) -> list:
+    from csn_model.separation import sdr_table, write_sdr
+
+    if separator is None:
+        return []
+    existing = out_dir / "separator" / "sdr.json"
+    if not existing.exists():  # another dataset (score_run): measure the separator there too
+        existing.parent.mkdir(parents=True, exist_ok=True)
+        write_sdr(
+            sdr_table(ds, separator, "test", cfg.bench.sdr_chunk_seconds), existing.with_suffix("")
+        )
+    return json.loads(existing.read_text())
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    return None if obj is None else str(obj)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]

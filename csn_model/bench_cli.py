@@ -1,0 +1,71 @@
+"""`csn bench`: train (or load) every system of an experiment and score them on fixed test triplets.
+
+    csn bench --config experiments/configs/cpu.yaml --data DATASET --out RUN_DIR
+    csn bench --from RUN_DIR --data OTHER_DATASET [--out DIR]   # generalisation, no training
+
+Rerunning the first form resumes: finished systems, the separator and the saved triplet sets are
+reused. See experiments/README.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--config", help="experiment YAML (only what differs from defaults)")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override config fields, e.g. train.steps=100",
+    )
+    parser.add_argument("--data", required=True, help="Slakh-layout dataset root")
+    parser.add_argument(
+        "--out",
+        help="run folder (with --from: where the new results go; "
+        "default RUN_DIR/eval/<dataset folder name>)",
+    )
+    parser.add_argument("--from", dest="from_run", help="score the systems of this finished run")
+
+
+def run(args) -> int:
+    from csn_model.bench import load_bench_config, run_bench, score_run
+    from csn_model.config import ConfigError
+    from csn_model.data.slakh import DataError
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout
+    )
+    try:
+        if args.from_run:
+            if args.config or args.set:
+                print(
+                    "csn bench: --from uses the run's own config; drop --config/--set",
+                    file=sys.stderr,
+                )
+                return 2
+            out = Path(args.out) if args.out else None
+            results = score_run(Path(args.from_run), Path(args.data), out)
+        else:
+            if not args.out:
+                print("csn bench: --out RUN_DIR is required (or --from RUN_DIR)", file=sys.stderr)
+                return 2
+            cfg = load_bench_config(args.config, args.set)
+            results = run_bench(cfg, Path(args.data), Path(args.out))
+    except (ConfigError, DataError, ValueError) as exc:
+        print(f"csn bench: {exc}", file=sys.stderr)
+        return 2
+    _print_summary(results)
+    return 0
+
+
+def _print_summary(results: dict) -> None:
+    kind = results["primary_kind"]
+    print(f"mean triplet accuracy ({kind}):")
+    for name, s in results["systems"].items():
+        lo, hi = s["ci95"]["mean"]
+        print(f"  {name:22s} {s['accuracy']['mean']:.3f} [{lo:.3f}, {hi:.3f}]")

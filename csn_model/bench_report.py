@@ -1,0 +1,205 @@
+"""Rendering of benchmark results: results.json (full precision), results.csv, results.md.
+
+results.json:
+    {"systems": {NAME: {"input": "mixture"|"clean"|"separated", "description": ...,
+                        "checkpoint_ids": [...],
+                        "accuracy": {cond..., "mean"}, "ci95": {cond: [lo, hi]},
+                        "n_triplets": {cond..., "mean"},        # primary kind (pseudo-mix)
+                        "by_kind": {KIND: {"accuracy", "ci95", "n_triplets"}}}},
+     "primary_kind": "pseudo", "reference": "csn",
+     "comparisons": [{kind, term, system, reference, estimate, stat, p_val, p_adj, n,
+                      n_discordant, b, c}, ...],
+     "separator_sdr": [{method, condition, mean, median, n}, ...],
+     "config": {...}, "dataset": {...}, "triplets": {KIND: {path, sha256, n}}, "trained_on": ...}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from csn_model import CONDITIONS
+from csn_model.config import to_dict
+from csn_model.evaluation import MEAN
+
+TERMS = (*CONDITIONS, MEAN)
+
+
+def _input_of(name: str) -> str:
+    return {"individual_clean": "clean", "individual_separated": "separated"}.get(name, "mixture")
+
+
+def _ids(net) -> list[str]:
+    return [n.id for n in net.values()] if isinstance(net, dict) else [net.id]
+
+
+def _kind_block(acc: pd.DataFrame) -> dict:
+    by_term = acc.set_index("term")
+    terms = [t for t in TERMS if t in by_term.index]
+    return {
+        "accuracy": {t: float(by_term.loc[t, "estimate"]) for t in terms},
+        "ci95": {
+            t: [float(by_term.loc[t, "ci_low"]), float(by_term.loc[t, "ci_high"])] for t in terms
+        },
+        "n_triplets": {t: int(by_term.loc[t, "n"]) for t in terms},
+    }
+
+
+def dataset_info(ds) -> dict:
+    info = {
+        "root": str(Path(ds.root).resolve()),
+        "name": Path(ds.root).resolve().name,
+        "sample_rate": ds.sample_rate,
+        "tracks": {s: len(ds.tracks(s)) for s in ds.splits},
+    }
+    manifest = Path(ds.root) / "csn_synth.json"  # written by `csn synth`: seed, soundfont, ...
+    if manifest.exists():
+        info["synth"] = json.loads(manifest.read_text())
+    return info
+
+
+def build_results(cfg, ds, triplets, nets, acc, comps, sdr, trained_on="") -> dict:
+    from csn_model.bench import DESCRIPTIONS, PROPOSED
+
+    kinds = list(triplets)
+    primary = "pseudo" if "pseudo" in kinds else kinds[0]
+    systems = {}
+    for name, net in nets.items():
+        blocks = {k: _kind_block(acc[(acc.system == name) & (acc.kind == k)]) for k in kinds}
+        systems[name] = {
+            "input": _input_of(name),
+            "description": DESCRIPTIONS.get(name, name),
+            "checkpoint_ids": _ids(net),
+            **blocks[primary],
+            "by_kind": blocks,
+        }
+    return {
+        "systems": systems,
+        "primary_kind": primary,
+        "reference": PROPOSED if PROPOSED in nets else next(iter(nets)),
+        "comparisons": _records(comps),
+        "separator_sdr": sdr,
+        "config": to_dict(cfg),
+        "dataset": dataset_info(ds),
+        "triplets": {
+            k: {
+                "path": str(p),
+                "n": len(t),
+                "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest()[:16],
+            }
+            for k, (t, p) in triplets.items()
+        },
+        "trained_on": trained_on,
+    }
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    out = []
+    for rec in df.to_dict(orient="records"):
+        out.append(
+            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in rec.items()}
+        )
+    return out
+
+
+def write_results(results: dict, acc: pd.DataFrame, comps: pd.DataFrame, out_dir: Path) -> None:
+    out_dir = Path(out_dir)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=_plain))
+    table = acc.copy()
+    table.insert(1, "input", table["system"].map(_input_of))
+    table.to_csv(out_dir / "results.csv", index=False)
+    comps.to_csv(out_dir / "comparisons.csv", index=False)
+    (out_dir / "results.md").write_text(render_markdown(results, acc, comps))
+
+
+def _plain(v):
+    if hasattr(v, "item"):
+        return v.item()
+    raise TypeError(f"not JSON-serialisable: {type(v)}")
+
+
+def render_markdown(results: dict, acc: pd.DataFrame, comps: pd.DataFrame) -> str:
+    ds = results["dataset"]
+    lines = [f"# Triplet accuracy on {ds['name']} (test split)", ""]
+    synth = ds.get("synth", {})
+    if synth:
+        cfg = synth.get("config", synth)
+        lines += [
+            f"Dataset: `{ds['root']}`, {ds['tracks']}, sample rate {ds['sample_rate']}; "
+            f"synth seed {cfg.get('seed')}, soundfont `{cfg.get('soundfont')}`.",
+            "",
+        ]
+    if results.get("trained_on"):
+        lines += [f"Systems trained in `{results['trained_on']}` (no retraining).", ""]
+    for kind in acc["kind"].unique():
+        lines += [_accuracy_md(results, acc[acc.kind == kind], kind), ""]
+    if len(comps):
+        lines += [_comparisons_md(comps, results["reference"]), ""]
+    if results.get("separator_sdr"):
+        lines += [_sdr_md(results["separator_sdr"]), ""]
+    return "\n".join(lines)
+
+
+def _accuracy_md(results, acc: pd.DataFrame, kind: str) -> str:
+    label = {"pseudo": "pseudo-mixed", "natural": "natural"}.get(kind, kind)
+    head = f"## Accuracy, {label} triplets (95% CI, bootstrap over pieces)\n\n"
+    head += "| system | input | " + " | ".join(TERMS) + " |\n"
+    head += "|---|---|" + "---|" * len(TERMS) + "\n"
+    rows, n_row = [], None
+    for name in results["systems"]:
+        part = acc[acc.system == name].set_index("term")
+        cells = [
+            f"{part.loc[t, 'estimate']:.3f} [{part.loc[t, 'ci_low']:.2f}, "
+            f"{part.loc[t, 'ci_high']:.2f}]"
+            if t in part.index
+            else "-"
+            for t in TERMS
+        ]
+        rows.append(f"| {name} | {_input_of(name)} | " + " | ".join(cells) + " |")
+        n_row = n_row or [str(int(part.loc[t, "n"])) if t in part.index else "-" for t in TERMS]
+    rows.append("| n triplets | | " + " | ".join(n_row or []) + " |")
+    return head + "\n".join(rows)
+
+
+def _comparisons_md(comps: pd.DataFrame, reference: str) -> str:
+    out = [f"## Paired exact McNemar: {reference} vs each system (Holm-adjusted p per term)", ""]
+    for kind in comps["kind"].unique():
+        part = comps[comps.kind == kind]
+        out += [
+            f"**{kind}** (cell: accuracy difference {reference} - other, adjusted p)",
+            "",
+            "| system | " + " | ".join(TERMS) + " |",
+            "|---|" + "---|" * len(TERMS),
+        ]
+        for system in part["system"].unique():
+            rows = part[part.system == system].set_index("term")
+            cells = [
+                f"{rows.loc[t, 'estimate']:+.3f} (p={rows.loc[t, 'p_adj']:.3g})"
+                if t in rows.index
+                else "-"
+                for t in TERMS
+            ]
+            out.append(f"| {system} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _sdr_md(sdr: list[dict]) -> str:
+    out = [
+        "## Separator SDR on the test split (dB, mean over tracks; median in brackets)",
+        "",
+        "| method | " + " | ".join(CONDITIONS) + " |",
+        "|---|" + "---|" * len(CONDITIONS),
+    ]
+    for method in dict.fromkeys(r["method"] for r in sdr):
+        by = {r["condition"]: r for r in sdr if r["method"] == method}
+        cells = [
+            f"{by[c]['mean']:.2f} ({by[c]['median']:.2f}), n={by[c]['n']}" if c in by else "-"
+            for c in CONDITIONS
+        ]
+        out.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
