@@ -1,0 +1,309 @@
+"""Experimenter pages: dashboard, study create/edit, stimuli, trials, status, progress, export.
+
+Every view needs a login, and every study is looked up through `permissions.get_visible_study`,
+so a researcher who may not see a study gets the same 404 as for one that does not exist.
+Progress uses a handful of aggregate queries; statistics live in the reports app.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.db.models import Count, Q
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.views.decorators.http import require_POST
+
+from csn_model.data.slakh import DataError
+from evalsite.stimuli.audio import clip_from_upload
+from evalsite.stimuli.models import Catalogue, Clip
+from evalsite.stimuli.slakh_import import import_slakh
+from evalsite.studies import export, progress
+from evalsite.studies.forms import (
+    ClipUploadForm,
+    ImportForm,
+    RandomTrialsForm,
+    StudyForm,
+    TrialCSVForm,
+    TrialForm,
+    study_clips,
+)
+from evalsite.studies.models import Study
+from evalsite.studies.permissions import get_visible_study, is_owner, visible_studies
+from evalsite.studies.random_design import DesignError, build_random_trials
+
+# Allowed status changes: action -> (from states, to state).
+TRANSITIONS = {
+    "open": ({Study.Status.DRAFT, Study.Status.PAUSED}, Study.Status.OPEN),
+    "pause": ({Study.Status.OPEN}, Study.Status.PAUSED),
+    "close": ({Study.Status.OPEN, Study.Status.PAUSED, Study.Status.DRAFT}, Study.Status.CLOSED),
+}
+
+
+def participant_url(request: HttpRequest, study: Study) -> str:
+    """The absolute entry link participants get (recruitment parameters are appended to it)."""
+    try:
+        path = reverse("studies:entry", args=[study.slug])
+    except NoReverseMatch:  # participant flow not mounted (yet): the documented entry path
+        path = f"/s/{study.slug}/"
+    return request.build_absolute_uri(path)
+
+
+def _editable(request: HttpRequest, study: Study) -> bool:
+    if study.status == Study.Status.CLOSED:
+        messages.error(request, f"Study {study.name!r} is closed; it can no longer be changed.")
+        return False
+    return True
+
+
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    studies = visible_studies(request.user).annotate(
+        n_trials=Count("trials", distinct=True),
+        n_participants=Count("participants", distinct=True),
+    )
+    return render(request, "studies/experimenter/dashboard.html", {"studies": studies})
+
+
+@login_required
+def study_create(request: HttpRequest) -> HttpResponse:
+    form = StudyForm(request.POST or None, owner=request.user)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            study = form.save(commit=False)
+            study.owner = request.user
+            study.save()
+            form.save_sharing(study)
+        messages.success(request, f"Study {study.name!r} created.")
+        return redirect("studies:study_detail", pk=study.pk)
+    return render(request, "studies/experimenter/study_form.html", {"form": form, "study": None})
+
+
+@login_required
+def study_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    study = get_visible_study(request.user, pk)
+    if request.method == "POST" and not _editable(request, study):
+        return redirect("studies:study_detail", pk=study.pk)
+    form = StudyForm(request.POST or None, instance=study, can_share=is_owner(request.user, study))
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, "Study saved.")
+        return redirect("studies:study_detail", pk=study.pk)
+    return render(request, "studies/experimenter/study_form.html", {"form": form, "study": study})
+
+
+@login_required
+def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    study = get_visible_study(request.user, pk)
+    trials = study.trials.all()
+    context = {
+        "study": study,
+        "participant_url": participant_url(request, study),
+        "n_clips": study_catalogue_clips(study).count(),
+        "trial_counts": trials.aggregate(
+            main=Count("id", filter=Q(is_practice=False, is_catch=False)),
+            practice=Count("id", filter=Q(is_practice=True)),
+            catch=Count("id", filter=Q(is_catch=True)),
+        ),
+        "actions": [a for a, (src, _) in TRANSITIONS.items() if study.status in src],
+        "settings": study.full_settings(),
+        "is_owner": is_owner(request.user, study),
+    }
+    return render(request, "studies/experimenter/study_detail.html", context)
+
+
+@login_required
+@require_POST
+def study_status(request: HttpRequest, pk: int) -> HttpResponse:
+    study = get_visible_study(request.user, pk)
+    action = request.POST.get("action", "")
+    if action not in TRANSITIONS:
+        messages.error(request, f"Unknown action {action!r}; expected open, pause or close.")
+    elif study.status not in TRANSITIONS[action][0]:
+        messages.error(request, f"A {study.status} study cannot be changed by {action!r}.")
+    elif action == "open" and not study.trials.filter(is_practice=False, is_catch=False).exists():
+        messages.error(request, "Add main trials before opening the study.")
+    else:
+        study.status = TRANSITIONS[action][1]
+        study.save(update_fields=["status", "updated_at"])
+        messages.success(request, f"Study is now {study.status}.")
+    return redirect("studies:study_detail", pk=study.pk)
+
+
+def study_catalogue(study: Study) -> Catalogue:
+    """The study's catalogue, created (owned by the study's owner) on first use."""
+    if study.catalogue_id is None:
+        catalogue, _ = Catalogue.objects.get_or_create(
+            owner=study.owner, name=f"study {study.pk}: {study.name}"[:200]
+        )
+        study.catalogue = catalogue
+        study.save(update_fields=["catalogue", "updated_at"])
+    return study.catalogue
+
+
+def study_catalogue_clips(study: Study):
+    if study.catalogue_id is None:
+        return Clip.objects.none()
+    return Clip.objects.filter(catalogue_id=study.catalogue_id)
+
+
+@login_required
+def clips(request: HttpRequest, pk: int) -> HttpResponse:
+    """List the study catalogue's clips; upload several files at once, each validated."""
+    study = get_visible_study(request.user, pk)
+    form = ClipUploadForm(request.POST or None, request.FILES or None)
+    results = []
+    if request.method == "POST" and _editable(request, study) and form.is_valid():
+        catalogue = study_catalogue(study)
+        target = study.setting("loudness_target_lufs")
+        for upload in form.cleaned_data["files"]:
+            piece = form.cleaned_data["piece"] or ""
+            results.append(clip_from_upload(upload, catalogue, target, piece=piece))
+        ok = sum(c.is_ready for c in results)
+        if ok:
+            messages.success(request, f"{ok} of {len(results)} file(s) added.")
+        if ok < len(results):
+            messages.error(request, f"{len(results) - ok} file(s) refused; see the errors below.")
+    context = {
+        "study": study,
+        "form": form,
+        "results": results,
+        "clips": study_catalogue_clips(study).order_by("-id")[:500],
+        "target_lufs": study.setting("loudness_target_lufs"),
+    }
+    return render(request, "studies/experimenter/clips.html", context)
+
+
+@login_required
+def dataset_import(request: HttpRequest, pk: int) -> HttpResponse:
+    """Import a Slakh-layout split into the study's catalogue (synchronous; small datasets)."""
+    study = get_visible_study(request.user, pk)
+    form = ImportForm(request.POST or None)
+    report = None
+    if request.method == "POST" and _editable(request, study) and form.is_valid():
+        data = form.cleaned_data
+        try:
+            report = import_slakh(
+                data["root"],
+                data["split"],
+                study_catalogue(study),
+                seconds=data["seconds"],
+                attention=data["attention"],
+                target_lufs=study.setting("loudness_target_lufs"),
+            )
+        except (DataError, OSError) as exc:
+            form.add_error("root", str(exc))
+        else:
+            messages.success(
+                request,
+                f"Imported {len(report.mixes)} mix clips and {len(report.attention)} attention "
+                f"sets; {len(report.skipped)} skipped.",
+            )
+    context = {"study": study, "form": form, "report": report}
+    return render(request, "studies/experimenter/import.html", context)
+
+
+@login_required
+def trials(request: HttpRequest, pk: int) -> HttpResponse:
+    study = get_visible_study(request.user, pk)
+    return _trials_page(request, study)
+
+
+def _trials_page(request, study, *, form=None, csv_form=None, random_form=None, status=200):
+    context = {
+        "study": study,
+        "form": form or TrialForm(study=study),
+        "csv_form": csv_form or TrialCSVForm(study=study),
+        "random_form": random_form or RandomTrialsForm(),
+        "trials": study.trials.select_related("reference", "candidate_a", "candidate_b"),
+        "n_clips": study_clips(study).count(),
+    }
+    return render(request, "studies/experimenter/trials.html", context, status=status)
+
+
+@login_required
+@require_POST
+def trial_add(request: HttpRequest, pk: int) -> HttpResponse:
+    study = get_visible_study(request.user, pk)
+    if not _editable(request, study):
+        return redirect("studies:trials", pk=study.pk)
+    form = TrialForm(request.POST, study=study)
+    if not form.is_valid():
+        return _trials_page(request, study, form=form, status=400)
+    trial = form.save()
+    messages.success(request, f"Trial {trial.pk} added.")
+    return redirect("studies:trials", pk=study.pk)
+
+
+@login_required
+@require_POST
+def trials_csv(request: HttpRequest, pk: int) -> HttpResponse:
+    study = get_visible_study(request.user, pk)
+    if not _editable(request, study):
+        return redirect("studies:trials", pk=study.pk)
+    form = TrialCSVForm(request.POST, request.FILES, study=study)
+    if not form.is_valid():
+        return _trials_page(request, study, csv_form=form, status=400)
+    made = form.cleaned_data["csv_file"]
+    with transaction.atomic():
+        for trial in made:
+            trial.save()
+    messages.success(request, f"{len(made)} trial(s) added from CSV.")
+    return redirect("studies:trials", pk=study.pk)
+
+
+@login_required
+@require_POST
+def trials_random(request: HttpRequest, pk: int) -> HttpResponse:
+    """Draw trials at random from the catalogue (the model-free design of random_design.py)."""
+    study = get_visible_study(request.user, pk)
+    if not _editable(request, study):
+        return redirect("studies:trials", pk=study.pk)
+    form = RandomTrialsForm(request.POST)
+    if not form.is_valid():
+        return _trials_page(request, study, random_form=form, status=400)
+    data = form.cleaned_data
+    try:
+        made = build_random_trials(
+            study,
+            study_catalogue(study),
+            per_instrument=data["per_instrument"],
+            seed=data["seed"],
+            practice=study.setting("practice_trials"),
+            catch_per_kind=data["catch_per_kind"],
+        )
+    except DesignError as exc:
+        form.add_error(None, str(exc))
+        return _trials_page(request, study, random_form=form, status=400)
+    messages.success(request, f"{len(made)} trial(s) drawn at random (seed {data['seed']}).")
+    return redirect("studies:trials", pk=study.pk)
+
+
+@login_required
+def study_progress(request: HttpRequest, pk: int) -> HttpResponse:
+    study = get_visible_study(request.user, pk)
+    context = {"study": study, **progress.summary(study)}
+    return render(request, "studies/experimenter/progress.html", context)
+
+
+@login_required
+def export_index(request: HttpRequest, pk: int) -> HttpResponse:
+    study = get_visible_study(request.user, pk)
+    files = list(export.EXPORT_FILES)
+    return render(request, "studies/experimenter/export.html", {"study": study, "files": files})
+
+
+@login_required
+def export_download(request: HttpRequest, pk: int, name: str) -> HttpResponse:
+    study = get_visible_study(request.user, pk)
+    if name == "bundle.zip":
+        content, content_type = export.export_zip(study), "application/zip"
+    elif name in export.EXPORT_FILES:
+        content, content_type = export.export_file(study, name), export.EXPORT_FILES[name][0]
+    else:
+        raise Http404(f"No export named {name!r}.")
+    response = HttpResponse(content, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="study-{study.pk}-{name}"'
+    return response

@@ -1,0 +1,318 @@
+"""Turn a study's database rows into tidy tables and files: the one place the ORM meets analysis.
+
+`answers_dataframe(study)` is the contract the statistics read (columns in `ANSWER_COLUMNS`,
+fixed in TEAM.md): one row per main or catch answer. The downloads (`answers.csv`, `answers.json`)
+hold every stored answer exactly once, practice answers included and flagged, with a few logged
+extras after the contract columns. `CODEBOOK` documents every column of every table.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+
+from evalsite.stimuli.models import Clip
+from evalsite.studies.design import realised_design
+from evalsite.studies.models import Answer, Study, Trial
+
+ANSWER_COLUMNS = (
+    "study", "participant", "session", "trial", "trial_index", "instrument", "reference",
+    "candidate_a", "candidate_b", "displayed_first", "chosen", "chosen_position", "model_choice",
+    "model_margin", "agree", "is_catch", "catch_kind", "catch_correct", "response_ms",
+    "plays_reference", "plays_a", "plays_b", "screening_passed", "created_at",
+)  # fmt: skip
+EXTRA_COLUMNS = (
+    "is_practice", "heard_reference", "heard_a", "heard_b", "blur_events", "audio_sample_rate",
+    "shown_at",
+)  # fmt: skip
+MANIFEST_COLUMNS = (
+    "token", "clip_id", "name", "piece", "dataset", "split", "start_s", "parts", "sha256",
+    "loudness_lufs", "duration_s", "sample_rate", "channels",
+)  # fmt: skip
+
+_ANSWER_FIELDS = {
+    "participant_id": "participant",
+    "participant__session": "session",
+    "participant__screening_passed": "screening_passed_raw",
+    "trial_id": "trial",
+    "trial_index": "trial_index",
+    "trial__instrument": "instrument",
+    "trial__reference__token": "reference",
+    "trial__candidate_a__token": "candidate_a",
+    "trial__candidate_b__token": "candidate_b",
+    "trial__candidate_a_id": "clip_a",
+    "trial__candidate_b_id": "clip_b",
+    "trial__is_practice": "is_practice",
+    "trial__is_catch": "is_catch",
+    "trial__catch_kind": "catch_kind",
+    "trial__expected": "expected",
+    "trial__repeat_of_id": "repeat_of",
+    "trial__model_choice": "model_choice",
+    "trial__model_margin": "model_margin",
+    "displayed_first": "displayed_first",
+    "chosen": "chosen",
+    "chosen_position": "chosen_position",
+    "response_ms": "response_ms",
+    "plays_reference": "plays_reference",
+    "plays_a": "plays_a",
+    "plays_b": "plays_b",
+    "heard_reference": "heard_reference",
+    "heard_a": "heard_a",
+    "heard_b": "heard_b",
+    "blur_events": "blur_events",
+    "audio_sample_rate": "audio_sample_rate",
+    "shown_at": "shown_at",
+    "created_at": "created_at",
+}
+
+
+def answers_dataframe(study: Study) -> pd.DataFrame:
+    """One row per main or catch answer of `study`, exactly `ANSWER_COLUMNS` (practice left out)."""
+    frame = full_answers_dataframe(study)
+    return frame.loc[~frame["is_practice"], list(ANSWER_COLUMNS)].reset_index(drop=True)
+
+
+def full_answers_dataframe(study: Study) -> pd.DataFrame:
+    """Every stored answer of `study` once: `ANSWER_COLUMNS` then `EXTRA_COLUMNS`."""
+    rows = list(
+        Answer.objects.filter(participant__study=study)
+        .order_by("participant_id", "trial_index", "id")
+        .values_list(*_ANSWER_FIELDS)
+    )
+    raw = pd.DataFrame(rows, columns=list(_ANSWER_FIELDS.values()))
+    out = pd.DataFrame(index=raw.index)
+    out["study"] = study.pk
+    for col in ANSWER_COLUMNS[1:12]:  # participant ... chosen_position, copied as stored
+        out[col] = raw[col]
+    out["model_choice"] = raw["model_choice"].map(lambda v: v if v in {"a", "b"} else None)
+    out["model_margin"] = raw["model_margin"].astype(float)
+    has_model = out["model_choice"].notna()
+    out["agree"] = np.where(has_model, (raw["chosen"] == out["model_choice"]).astype(float), np.nan)
+    out["is_catch"] = raw["is_catch"].astype(bool)
+    out["catch_kind"] = raw["catch_kind"].fillna("")
+    out["catch_correct"] = _catch_correct(raw)
+    out["response_ms"] = raw["response_ms"].astype(float)
+    for col in ("plays_reference", "plays_a", "plays_b"):
+        out[col] = raw[col].astype(int)
+    # NULL means no screening was run (the study has it off): not screened out.
+    out["screening_passed"] = raw["screening_passed_raw"].map(lambda v: v is not False)
+    out["created_at"] = raw["created_at"].map(iso_utc)
+    out["is_practice"] = raw["is_practice"].astype(bool)
+    for col in ("heard_reference", "heard_a", "heard_b"):
+        out[col] = raw[col].astype(float)
+    out["blur_events"] = raw["blur_events"].astype(int)
+    out["audio_sample_rate"] = raw["audio_sample_rate"].astype(float)
+    out["shown_at"] = raw["shown_at"].map(iso_utc)
+    return out[list(ANSWER_COLUMNS + EXTRA_COLUMNS)]
+
+
+def _catch_correct(raw: pd.DataFrame) -> pd.Series:
+    """1/0 for catch trials with a known answer; for repeats, whether the same clip was chosen as
+    on the original trial (NaN while the original is unanswered); NaN for everything else."""
+    chosen_clip = np.where(raw["chosen"] == "a", raw["clip_a"], raw["clip_b"])
+    by_trial = {(p, t): c for p, t, c in zip(raw["participant"], raw["trial"], chosen_clip)}
+    values = []
+    for i, row in enumerate(raw.itertuples(index=False)):
+        if row.is_catch and row.catch_kind == "repeat" and row.repeat_of:
+            first = by_trial.get((row.participant, row.repeat_of))
+            values.append(np.nan if first is None else float(first == chosen_clip[i]))
+        elif row.is_catch and row.expected in {"a", "b"}:
+            values.append(float(row.chosen == row.expected))
+        else:
+            values.append(np.nan)
+    return pd.Series(values, index=raw.index, dtype=float)
+
+
+def iso_utc(value: datetime | None) -> str:
+    """ISO 8601 in UTC with a Z, millisecond precision; "" for missing."""
+    if value is None or value is pd.NaT or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def manifest_dataframe(study: Study) -> pd.DataFrame:
+    """Every clip a trial of `study` uses, once: blind token, provenance, hash, loudness."""
+    ids = set()
+    for fields in Trial.objects.filter(study=study).values_list(
+        "reference_id", "candidate_a_id", "candidate_b_id"
+    ):
+        ids.update(fields)
+    rows = []
+    for clip in Clip.objects.filter(pk__in=ids).order_by("id"):
+        rows.append(
+            {
+                "token": clip.token,
+                "clip_id": clip.pk,
+                "name": clip.name,
+                "piece": clip.piece,
+                "dataset": clip.dataset,
+                "split": clip.split,
+                "start_s": clip.start_s,
+                "parts": json.dumps(clip.parts or {}, sort_keys=True),
+                "sha256": clip.sha256,
+                "loudness_lufs": clip.loudness_lufs,
+                "duration_s": clip.duration_s,
+                "sample_rate": clip.sample_rate,
+                "channels": clip.channels,
+            }
+        )
+    return pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+
+
+def config_snapshot(study: Study) -> dict:
+    """The study as configured at export time: settings with defaults filled in, the design."""
+    from csn_model import __version__
+
+    trials = Trial.objects.filter(study=study)
+    return {
+        "study": study.pk,
+        "name": study.name,
+        "status": study.status,
+        "owner": study.owner.get_username(),
+        "shared_with": sorted(u.get_username() for u in study.shared_with.all()),
+        "instruments": list(study.instruments or []),
+        "description": study.description,
+        "consent_text": study.consent_text,
+        "settings": study.full_settings(),
+        "design": study.design,
+        "trials": {
+            "total": trials.count(),
+            "main": trials.filter(is_practice=False, is_catch=False).count(),
+            "practice": trials.filter(is_practice=True).count(),
+            "catch": trials.filter(is_catch=True).count(),
+        },
+        "created_at": iso_utc(study.created_at),
+        "updated_at": iso_utc(study.updated_at),
+        "exported_at": iso_utc(datetime.now(UTC)),
+        "software": {"csn-eval": __version__},
+    }
+
+
+def _col(meaning: str, type_: str, values: str = "") -> dict:
+    return {"meaning": meaning, "type": type_, "values": values}
+
+
+# column -> meaning/type/values, per exported table. A test checks every column is documented.
+CODEBOOK: dict[str, dict[str, dict]] = {
+    "answers": {
+        "study": _col("Study id", "integer"),
+        "participant": _col("Participant id within this site (not the Prolific id)", "integer"),
+        "session": _col(
+            "Session id: Prolific SESSION_ID when given, else a random token", "string"
+        ),
+        "trial": _col("Trial id", "integer"),
+        "trial_index": _col(
+            "0-based position in the participant's list (practice first)", "integer"
+        ),
+        "instrument": _col(
+            "Instrument the participant judged", "string", "drums, bass, piano, guitar, others"
+        ),  # fmt: skip
+        "reference": _col("Reference clip token (see manifest)", "string"),
+        "candidate_a": _col("Canonical candidate a: clip token", "string"),
+        "candidate_b": _col("Canonical candidate b: clip token", "string"),
+        "displayed_first": _col("Canonical candidate shown in position A", "string", "a, b"),
+        "chosen": _col("Candidate judged more similar, canonical", "string", "a, b"),
+        "chosen_position": _col("Position of the chosen candidate on screen", "string", "A, B"),
+        "model_choice": _col(
+            "Candidate the model judged more similar",
+            "string or null",
+            "a, b, null (no model choice)",
+        ),  # fmt: skip
+        "model_margin": _col("Model's similarity margin for its choice", "float or NaN"),
+        "agree": _col("chosen == model_choice", "float", "1, 0, NaN (no model choice)"),
+        "is_catch": _col("Catch trial", "boolean"),
+        "catch_kind": _col("Kind of catch trial", "string", "'', identical, attention, repeat"),
+        "catch_correct": _col(
+            "Catch answered correctly (repeat: same clip chosen as on the original trial)",
+            "float",
+            "1, 0, NaN (not a catch trial / original unanswered)",
+        ),  # fmt: skip
+        "response_ms": _col("Client time from buttons unlocked to the click", "float (ms) or NaN"),
+        "plays_reference": _col("Times the reference was played", "integer"),
+        "plays_a": _col("Times canonical candidate a was played", "integer"),
+        "plays_b": _col("Times canonical candidate b was played", "integer"),
+        "screening_passed": _col(
+            "Participant passed headphone screening (or none was run)", "boolean"
+        ),  # fmt: skip
+        "created_at": _col("Server time the answer was stored", "ISO 8601 UTC"),
+        "is_practice": _col(
+            "Practice trial (with feedback); not in answers_dataframe()", "boolean"
+        ),  # fmt: skip
+        "heard_reference": _col("Fraction of the reference heard", "float 0..1 or NaN"),
+        "heard_a": _col("Fraction of canonical candidate a heard", "float 0..1 or NaN"),
+        "heard_b": _col("Fraction of canonical candidate b heard", "float 0..1 or NaN"),
+        "blur_events": _col("Times the window lost focus during the trial", "integer"),
+        "audio_sample_rate": _col("Browser audio output sample rate", "float (Hz) or NaN"),
+        "shown_at": _col("Server time the trial page was first served", "ISO 8601 UTC or ''"),
+    },
+    "manifest": {
+        "token": _col("Blind clip token used in answers and audio URLs", "string"),
+        "clip_id": _col("Clip id in the catalogue", "integer"),
+        "name": _col("Original file name or label", "string"),
+        "piece": _col("Source track name", "string"),
+        "dataset": _col("Source dataset", "string"),
+        "split": _col("Source split", "string"),
+        "start_s": _col("Excerpt start in the source", "float (s) or empty"),
+        "parts": _col("Condition -> source piece of each stem (JSON)", "JSON object"),
+        "sha256": _col("SHA-256 of the served file", "hex string"),
+        "loudness_lufs": _col("Integrated loudness (ITU-R BS.1770)", "float (LUFS)"),
+        "duration_s": _col("Duration", "float (s)"),
+        "sample_rate": _col("Sample rate", "integer (Hz)"),
+        "channels": _col("Channels", "integer"),
+    },
+    "design": {
+        "study": _col("Study id", "integer"),
+        "participant": _col("Participant id", "integer"),
+        "session": _col("Session id", "string"),
+        "trial": _col("Trial id", "integer"),
+        "trial_index": _col("0-based position in the participant's stored order", "integer"),
+        "instrument": _col("Instrument judged", "string"),
+        "reference": _col("Reference clip id (manifest clip_id)", "integer"),
+        "candidate_a": _col("Canonical candidate a: clip id", "integer"),
+        "candidate_b": _col("Canonical candidate b: clip id", "integer"),
+        "displayed_first": _col("Canonical candidate shown in position A", "string", "a, b"),
+        "is_practice": _col("Practice trial", "boolean"),
+        "is_catch": _col("Catch trial", "boolean"),
+        "catch_kind": _col("Kind of catch trial", "string", "'', identical, attention, repeat"),
+        "repeat_of": _col("Original trial of a repeat", "integer or empty"),
+        "seed": _col("Participant's design seed", "integer"),
+        "answered": _col("An answer is stored for this slot", "boolean"),
+    },
+}
+
+
+def _json_records(frame: pd.DataFrame) -> bytes:
+    records = json.loads(frame.to_json(orient="records", force_ascii=False))
+    return json.dumps(records, indent=1, ensure_ascii=False).encode()
+
+
+EXPORT_FILES: dict[str, tuple[str, object]] = {
+    "answers.csv": ("text/csv", lambda s: full_answers_dataframe(s).to_csv(index=False).encode()),
+    "answers.json": ("application/json", lambda s: _json_records(full_answers_dataframe(s))),
+    "codebook.json": ("application/json", lambda s: json.dumps(CODEBOOK, indent=1).encode()),
+    "config.json": (
+        "application/json",
+        lambda s: json.dumps(config_snapshot(s), indent=1, ensure_ascii=False).encode(),
+    ),
+    "manifest.csv": ("text/csv", lambda s: manifest_dataframe(s).to_csv(index=False).encode()),
+    "design.csv": ("text/csv", lambda s: realised_design(s).to_csv(index=False).encode()),
+}
+
+
+def export_file(study: Study, name: str) -> bytes:
+    """One export file of `study` by name (a key of `EXPORT_FILES`)."""
+    return EXPORT_FILES[name][1](study)
+
+
+def export_zip(study: Study) -> bytes:
+    """All export files in one zip, under a folder named for the study."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in EXPORT_FILES:
+            archive.writestr(f"study-{study.pk}/{name}", export_file(study, name))
+    return buffer.getvalue()

@@ -1,0 +1,356 @@
+"""Experimenter forms: a study and its settings, clip uploads, trials (one by one, CSV, random).
+
+A study's settings live in one JSON field (`Study.settings`, defaults in
+`evalsite.studies.models.DEFAULT_SETTINGS`); `StudyForm` shows them as ordinary typed fields and
+writes them back as that JSON, so the participant flow reads one place.
+(Participant-side forms are in participant_forms.py.)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from django import forms
+from django.conf import settings as django_settings
+from django.contrib.auth import get_user_model
+
+from csn_model import CONDITIONS
+from evalsite.stimuli.models import Catalogue, Clip
+from evalsite.studies.models import DEFAULT_SETTINGS, Study, Trial
+
+INSTRUMENT_CHOICES = [(c, c) for c in CONDITIONS]
+CATCH_KINDS = ("identical", "attention", "repeat")
+EXCLUSION_KEYS = ("min_catch_accuracy", "max_same_position_share", "min_median_rt_ms")
+
+# Settings keys shown as one form field each (the nested ones, catch and exclusion, are split).
+_FLAT_SETTINGS = (
+    "screening",
+    "huggins",
+    "target_answers_per_trial",
+    "trials_per_participant",
+    "languages",
+    "refuse_phones",
+    "completion_code",
+    "prolific_completion_url",
+    "reservation_timeout_s",
+    "loudness_target_lufs",
+    "practice_trials",
+)
+
+
+class StudyForm(forms.ModelForm):
+    """A study's description, instruments and every setting the participant flow reads."""
+
+    instruments = forms.MultipleChoiceField(
+        choices=INSTRUMENT_CHOICES, widget=forms.CheckboxSelectMultiple
+    )
+    screening = forms.BooleanField(required=False, label="Antiphase headphone screening")
+    huggins = forms.BooleanField(required=False, label="Also Huggins-pitch screening")
+    catch_identical = forms.IntegerField(min_value=0, max_value=20, label="Identical catch trials")
+    catch_attention = forms.IntegerField(
+        min_value=0, max_value=20, label="Instrument-attention catch trials"
+    )
+    catch_repeat = forms.IntegerField(min_value=0, max_value=20, label="Repeats with A/B swapped")
+    min_catch_accuracy = forms.FloatField(
+        min_value=0, max_value=1, label="Exclude below catch accuracy"
+    )
+    max_same_position_share = forms.FloatField(
+        min_value=0.5, max_value=1, label="Exclude above same-position share"
+    )
+    min_median_rt_ms = forms.IntegerField(min_value=0, label="Exclude below median response (ms)")
+    target_answers_per_trial = forms.IntegerField(min_value=1, max_value=1000)
+    trials_per_participant = forms.IntegerField(
+        min_value=1, required=False, help_text="Empty: every main trial."
+    )
+    languages = forms.MultipleChoiceField(
+        choices=lambda: list(django_settings.LANGUAGES), widget=forms.CheckboxSelectMultiple
+    )
+    refuse_phones = forms.BooleanField(required=False)
+    completion_code = forms.CharField(
+        max_length=32, required=False, help_text="Empty: a random code per participant."
+    )
+    prolific_completion_url = forms.URLField(
+        required=False, assume_scheme="https", label="Prolific completion URL"
+    )
+    reservation_timeout_s = forms.IntegerField(min_value=60, max_value=86400)
+    loudness_target_lufs = forms.FloatField(min_value=-70, max_value=0)
+    practice_trials = forms.IntegerField(min_value=0, max_value=20)
+    shared_with_names = forms.CharField(
+        required=False,
+        label="Shared with",
+        help_text="User names of other researchers, separated by commas.",
+    )
+
+    class Meta:
+        model = Study
+        fields = ["name", "description", "instruments", "consent_text", "catalogue"]
+        widgets = {
+            "description": forms.Textarea(attrs={"rows": 3}),
+            "consent_text": forms.Textarea(attrs={"rows": 6}),
+        }
+
+    def __init__(self, *args, owner=None, can_share: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        study = self.instance
+        owner_id = study.owner_id if study.pk else getattr(owner, "pk", None)
+        self.fields["catalogue"].queryset = Catalogue.objects.filter(owner_id=owner_id)
+        self.fields["catalogue"].help_text = "Clips for this study (created on first upload)."
+        values = study.full_settings() if study.pk else dict(DEFAULT_SETTINGS)
+        for name in _FLAT_SETTINGS:
+            self.initial.setdefault(name, values[name])
+        for kind in CATCH_KINDS:
+            self.initial.setdefault(f"catch_{kind}", values["catch"].get(kind, 0))
+        for key in EXCLUSION_KEYS:
+            self.initial.setdefault(key, values["exclusion"].get(key))
+        if study.pk:
+            names = study.shared_with.order_by("username").values_list("username", flat=True)
+            self.initial.setdefault("shared_with_names", ", ".join(names))
+        if not can_share:
+            self.fields["shared_with_names"].disabled = True
+
+    def clean_shared_with_names(self):
+        value = self.cleaned_data["shared_with_names"]
+        if isinstance(value, list):  # disabled field: the initial list of users came back
+            return value
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        users = list(get_user_model().objects.filter(username__in=names))
+        missing = sorted(set(names) - {u.username for u in users})
+        if missing:
+            raise forms.ValidationError(f"No researcher named {', '.join(missing)}.")
+        return users
+
+    def clean(self):
+        data = super().clean()
+        if data.get("huggins") and not data.get("screening"):
+            self.add_error("huggins", "Huggins-pitch screening runs after the antiphase test.")
+        return data
+
+    def settings_json(self) -> dict:
+        """The cleaned settings as the JSON `Study.settings` stores (unknown keys kept)."""
+        data = self.cleaned_data
+        out = dict(self.instance.settings or {})
+        for name in _FLAT_SETTINGS:
+            out[name] = data[name]
+        out["catch"] = {kind: data[f"catch_{kind}"] for kind in CATCH_KINDS}
+        out["exclusion"] = {key: data[key] for key in EXCLUSION_KEYS}
+        return out
+
+    def save(self, commit: bool = True) -> Study:
+        study = super().save(commit=False)
+        study.settings = self.settings_json()
+        if commit:
+            study.save()
+            self.save_sharing(study)
+        return study
+
+    def save_sharing(self, study: Study) -> None:
+        if not self.fields["shared_with_names"].disabled:
+            users = self.cleaned_data["shared_with_names"]
+            study.shared_with.set([u for u in users if u.pk != study.owner_id])
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """A file field taking several files at once (Django's documented recipe)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput(attrs={"accept": "audio/*"}))
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        single = super().clean
+        if isinstance(data, list | tuple):
+            return [single(d, initial) for d in data]
+        return [single(data, initial)]
+
+
+class ClipUploadForm(forms.Form):
+    files = MultipleFileField(label="Audio files (WAV, FLAC, OGG, MP3)")
+    piece = forms.CharField(
+        max_length=255, required=False, help_text="Source track name for all files (optional)."
+    )
+
+
+class ImportForm(forms.Form):
+    """Import clips from a Slakh-layout dataset folder on the server."""
+
+    root = forms.CharField(
+        max_length=1000, label="Dataset folder", help_text="Holds train/, validation/, test/."
+    )
+    split = forms.ChoiceField(choices=[(s, s) for s in ("test", "validation", "train")])
+    seconds = forms.FloatField(min_value=0.5, max_value=60, initial=5.0, label="Excerpt (s)")
+    attention = forms.BooleanField(
+        required=False, initial=True, label="Also build stem clips for attention checks"
+    )
+
+
+class RandomTrialsForm(forms.Form):
+    """Draw main, catch and practice trials at random from the study's catalogue."""
+
+    per_instrument = forms.IntegerField(min_value=1, max_value=500, initial=10)
+    catch_per_kind = forms.IntegerField(min_value=0, max_value=20, initial=2)
+    seed = forms.IntegerField(min_value=0, initial=0)
+
+
+def study_clips(study: Study):
+    """Clips an experimenter may put in `study`'s trials: ready clips of the owner's catalogues."""
+    return Clip.objects.filter(
+        catalogue__owner_id=study.owner_id, status=Clip.Status.READY
+    ).order_by("id")
+
+
+class TrialForm(forms.ModelForm):
+    """One trial: reference and two candidates (canonical order) from the owner's clips."""
+
+    class Meta:
+        model = Trial
+        fields = [
+            "reference",
+            "candidate_a",
+            "candidate_b",
+            "instrument",
+            "is_practice",
+            "catch_kind",
+            "expected",
+            "model_choice",
+            "model_margin",
+        ]
+
+    def __init__(self, *args, study: Study, **kwargs):
+        super().__init__(*args, **kwargs)
+        clips = study_clips(study)
+        for name in ("reference", "candidate_a", "candidate_b"):
+            self.fields[name].queryset = clips
+        self.fields["instrument"] = forms.ChoiceField(
+            choices=[(i, i) for i in (study.instruments or CONDITIONS)]
+        )
+        self.fields["catch_kind"].choices = [
+            c for c in Trial.CatchKind.choices if c[0] != Trial.CatchKind.REPEAT
+        ]
+        self.study = study
+
+    def clean(self):
+        data = super().clean()
+        if data.get("catch_kind") and not data.get("expected"):
+            self.add_error("expected", "An identical or attention catch trial needs its answer.")
+        if data.get("is_practice") and not data.get("expected"):
+            self.add_error("expected", "A practice trial needs its answer (feedback is shown).")
+        return data
+
+    def save(self, commit: bool = True) -> Trial:
+        trial = super().save(commit=False)
+        trial.study = self.study
+        trial.is_catch = bool(trial.catch_kind)
+        trial.model_choice = trial.model_choice or None
+        if commit:
+            trial.save()
+        return trial
+
+
+TRIAL_CSV_COLUMNS = ("reference", "candidate_a", "candidate_b", "instrument")
+TRIAL_CSV_OPTIONAL = ("is_practice", "catch_kind", "expected", "model_choice", "model_margin")
+
+
+class TrialCSVForm(forms.Form):
+    """Bulk trials: a CSV with a header row; clips named by token, id or name."""
+
+    csv_file = forms.FileField(label="Trials CSV")
+
+    def __init__(self, *args, study: Study, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.study = study
+
+    def clean_csv_file(self) -> list[Trial]:
+        upload = self.cleaned_data["csv_file"]
+        try:
+            text = upload.read().decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise forms.ValidationError(f"{upload.name}: expected UTF-8 text") from None
+        trials, errors = parse_trials_csv(text, upload.name, self.study)
+        if errors:
+            shown = errors[:20] + ([f"... and {len(errors) - 20} more"] if len(errors) > 20 else [])
+            raise forms.ValidationError(shown)
+        if not trials:
+            raise forms.ValidationError(f"{upload.name}: no trial rows below the header")
+        return trials
+
+
+def parse_trials_csv(text: str, filename: str, study: Study) -> tuple[list[Trial], list[str]]:
+    """Unsaved trials from CSV text, and one message per bad row (file, line, field, expected)."""
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    missing = [c for c in TRIAL_CSV_COLUMNS if c not in header]
+    if missing:
+        expected = f"{', '.join(TRIAL_CSV_COLUMNS)} (optional: {', '.join(TRIAL_CSV_OPTIONAL)})"
+        return [], [f"{filename}: header lacks {', '.join(missing)}; expected {expected}"]
+    lookup = _clip_lookup(study)
+    trials, errors = [], []
+    for line, row in enumerate(reader, start=2):
+        trial, row_errors = _trial_from_row(row, study, lookup)
+        errors += [f"{filename}, line {line}: {e}" for e in row_errors]
+        if trial is not None:
+            trials.append(trial)
+    return trials, errors
+
+
+def _clip_lookup(study: Study) -> dict[str, Clip]:
+    lookup: dict[str, Clip] = {}
+    for clip in study_clips(study):
+        for key in (clip.name, str(clip.pk), clip.token):  # later keys win: token over id, name
+            if key:
+                lookup[key] = clip
+    return lookup
+
+
+def _trial_from_row(row: dict, study: Study, lookup: dict) -> tuple[Trial | None, list[str]]:
+    errors, clips = [], {}
+    for col in ("reference", "candidate_a", "candidate_b"):
+        key = (row.get(col) or "").strip()
+        clips[col] = lookup.get(key)
+        if clips[col] is None:
+            errors.append(
+                f"field {col!r} = {key!r}: expected the token, id or name of a ready clip"
+            )
+    instrument = (row.get("instrument") or "").strip()
+    allowed = study.instruments or list(CONDITIONS)
+    if instrument not in allowed:
+        errors.append(f"field 'instrument' = {instrument!r}: expected one of {', '.join(allowed)}")
+    kind = (row.get("catch_kind") or "").strip()
+    if kind not in {"", "identical", "attention"}:
+        errors.append(f"field 'catch_kind' = {kind!r}: expected empty, identical or attention")
+    choice = {}
+    for col in ("expected", "model_choice"):
+        choice[col] = (row.get(col) or "").strip().lower()
+        if choice[col] not in {"", "a", "b"}:
+            errors.append(f"field {col!r} = {row.get(col)!r}: expected a, b or empty")
+    practice = (row.get("is_practice") or "").strip().lower()
+    if practice not in {"", "0", "1", "true", "false", "yes", "no"}:
+        errors.append(f"field 'is_practice' = {practice!r}: expected true/false or 1/0")
+    margin_text = (row.get("model_margin") or "").strip()
+    margin = None
+    try:
+        margin = float(margin_text) if margin_text else None
+    except ValueError:
+        errors.append(f"field 'model_margin' = {margin_text!r}: expected a number or empty")
+    if (kind or practice in {"1", "true", "yes"}) and not choice["expected"]:
+        errors.append("field 'expected' is empty: catch and practice trials need their answer")
+    if errors:
+        return None, errors
+    trial = Trial(
+        study=study,
+        reference=clips["reference"],
+        candidate_a=clips["candidate_a"],
+        candidate_b=clips["candidate_b"],
+        instrument=instrument,
+        is_practice=practice in {"1", "true", "yes"},
+        is_catch=bool(kind),
+        catch_kind=kind,
+        expected=choice["expected"],
+        model_choice=choice["model_choice"] or None,
+        model_margin=margin,
+    )
+    return trial, []

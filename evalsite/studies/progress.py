@@ -1,0 +1,118 @@
+"""Live progress of a study from a few aggregate queries (no statistics: see the reports app).
+
+Participants by outcome, answers per instrument and per main trial against the target, and
+catch-trial pass rates. Repeats count as passed when the same clip was chosen as on the original.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Count, F, Q
+
+from evalsite.studies.models import Answer, Participant, Study, Trial
+
+IN_PROGRESS = "in progress"
+
+
+def participant_counts(study: Study) -> dict[str, int]:
+    """started (every entry), finished, screened_out, in_progress, other (declined, refused...)."""
+    by_step = dict(
+        Participant.objects.filter(study=study)
+        .values_list("step")
+        .annotate(n=Count("id"))
+        .values_list("step", "n")
+    )
+    final = {str(s) for s in Participant.FINAL_STEPS}
+    finished = by_step.get(Participant.Step.DONE, 0)
+    screened = by_step.get(Participant.Step.SCREENED_OUT, 0)
+    in_progress = sum(n for step, n in by_step.items() if step not in final)
+    started = sum(by_step.values())
+    return {
+        "started": started,
+        "finished": finished,
+        "screened_out": screened,
+        "in_progress": in_progress,
+        "other": started - finished - screened - in_progress,
+    }
+
+
+def answers_per_instrument(study: Study) -> list[dict]:
+    rows = (
+        Answer.objects.filter(trial__study=study, trial__is_practice=False)
+        .values("trial__instrument")
+        .annotate(
+            main=Count("id", filter=Q(trial__is_catch=False)),
+            catch=Count("id", filter=Q(trial__is_catch=True)),
+        )
+        .order_by("trial__instrument")
+    )
+    return [
+        {"instrument": r["trial__instrument"], "main": r["main"], "catch": r["catch"]} for r in rows
+    ]
+
+
+def answers_per_trial(study: Study) -> list[Trial]:
+    """Main trials with `n_answers`, least-answered first."""
+    target = study.setting("target_answers_per_trial")
+    trials = (
+        Trial.objects.filter(study=study, is_practice=False, is_catch=False)
+        .annotate(n_answers=Count("answers"))
+        .order_by("n_answers", "id")
+    )
+    out = list(trials)
+    for t in out:
+        t.target = target
+        t.fill = min(t.n_answers / target, 1.0) if target else 1.0
+    return out
+
+
+def catch_pass_rates(study: Study) -> list[dict]:
+    """Per catch kind: answers, passed, rate (None without answers)."""
+    keyed = (
+        Answer.objects.filter(trial__study=study, trial__is_catch=True)
+        .exclude(trial__expected="")
+        .values("trial__catch_kind")
+        .annotate(n=Count("id"), passed=Count("id", filter=Q(chosen=F("trial__expected"))))
+    )
+    rates = {r["trial__catch_kind"]: (r["n"], r["passed"]) for r in keyed}
+    rates["repeat"] = _repeat_consistency(study)
+    out = []
+    for kind in ("identical", "attention", "repeat"):
+        n, passed = rates.get(kind, (0, 0))
+        out.append({"kind": kind, "n": n, "passed": passed, "rate": passed / n if n else None})
+    return out
+
+
+def _repeat_consistency(study: Study) -> tuple[int, int]:
+    """(repeats whose original is answered, of which the same clip was chosen)."""
+    rows = Answer.objects.filter(
+        trial__study=study, trial__catch_kind="repeat", trial__repeat_of__isnull=False
+    ).values_list("participant_id", "trial__repeat_of_id", "chosen", "trial__candidate_a_id",
+                  "trial__candidate_b_id")  # fmt: skip
+    rows = list(rows)
+    if not rows:
+        return 0, 0
+    originals = {
+        (p, t): (a if c == "a" else b)
+        for p, t, c, a, b in Answer.objects.filter(
+            participant_id__in={r[0] for r in rows}, trial_id__in={r[1] for r in rows}
+        ).values_list(
+            "participant_id", "trial_id", "chosen", "trial__candidate_a_id", "trial__candidate_b_id"
+        )  # fmt: skip
+    }
+    n = passed = 0
+    for participant, original, chosen, a, b in rows:
+        first = originals.get((participant, original))
+        if first is not None:
+            n += 1
+            passed += first == (a if chosen == "a" else b)
+    return n, passed
+
+
+def summary(study: Study) -> dict:
+    return {
+        "participants": participant_counts(study),
+        "per_instrument": answers_per_instrument(study),
+        "per_trial": answers_per_trial(study),
+        "catch": catch_pass_rates(study),
+        "n_answers": Answer.objects.filter(trial__study=study, trial__is_practice=False).count(),
+    }
