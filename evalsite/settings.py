@@ -126,7 +126,7 @@ STORAGES = {
 }
 
 # Model checkpoint used by the workers for embeddings and model choices.
-CSN_CHECKPOINT = env_str("CSN_CHECKPOINT", str(CSN_HOME / "runs" / "demo" / "checkpoint.pt"))
+CSN_CHECKPOINT = env_str("CSN_CHECKPOINT", str(CSN_HOME / "runs" / "demo" / "final.pt"))
 # Where Slakh-layout datasets made or imported by the demo live.
 CSN_DATA_DIR = env_path("CSN_DATA_DIR", CSN_HOME / "data")
 # More Slakh-layout dataset roots for the /datasets/ listing (comma-separated paths).
