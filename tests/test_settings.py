@@ -1,0 +1,57 @@
+"""Settings: production is configuration away, and malformed configuration fails loudly."""
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evalsite.env import EnvError, env_bool, env_int, env_list
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _manage(args, **env):
+    full = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY"}}
+    full.update(env)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], capture_output=True, text=True, cwd=ROOT, env=full
+    )
+
+
+def test_it_passes_djangos_deploy_checks_in_production_settings(tmp_path):
+    result = _manage(
+        ["check", "--deploy", "--fail-level", "WARNING"],
+        CSN_ENV="production",
+        SECRET_KEY=secrets.token_urlsafe(64),
+        ALLOWED_HOSTS="eval.example.org",
+        CSN_HOME=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_it_refuses_production_without_a_secret_key(tmp_path):
+    result = _manage(["check"], CSN_ENV="production", CSN_HOME=str(tmp_path))
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr
+
+
+def test_it_names_the_variable_when_a_value_is_malformed(monkeypatch):
+    monkeypatch.setenv("CSN_TEST_FLAG", "maybe")
+    with pytest.raises(EnvError, match="CSN_TEST_FLAG='maybe'"):
+        env_bool("CSN_TEST_FLAG", False)
+    monkeypatch.setenv("CSN_TEST_INT", "12x")
+    with pytest.raises(EnvError, match="CSN_TEST_INT"):
+        env_int("CSN_TEST_INT", 1)
+
+
+def test_it_reads_lists_and_defaults():
+    assert env_list("CSN_TEST_UNSET_LIST", ["a"]) == ["a"]
+    os.environ["CSN_TEST_LIST"] = "a.example, b.example ,"
+    try:
+        assert env_list("CSN_TEST_LIST", []) == ["a.example", "b.example"]
+    finally:
+        del os.environ["CSN_TEST_LIST"]
