@@ -20,6 +20,7 @@ DEBIAN_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 INSTALL_HINT = "apt-get install fluidsynth fluid-soundfont-gm"
 SYNTH_GAIN = 0.5
 BLOCK = 4096  # frames rendered per C call between events
+FLUID_WARN = 2  # fluid_log_level
 
 
 class RenderError(RuntimeError):
@@ -45,11 +46,18 @@ def fluidsynth_module():
     if not hasattr(fluidsynth, "_fl"):
         raise RenderError(f"pyfluidsynth found no libfluidsynth; install it with `{INSTALL_HINT}`")
     lib = fluidsynth._fl
-    fn = lib.fluid_synth_write_float
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
-    fn.argtypes += [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
-    fn.restype = ctypes.c_int
+    vp, i = ctypes.c_void_p, ctypes.c_int
+    _declare(lib.fluid_synth_write_float, i, [vp, i, vp, i, i, vp, i, i])
+    _declare(lib.fluid_synth_add_sfont, i, [vp, vp])
+    _declare(lib.fluid_synth_remove_sfont, i, [vp, vp])
+    _declare(lib.fluid_synth_get_sfont_by_id, vp, [vp, i])
+    _declare(lib.fluid_set_log_function, vp, [i, vp, vp])
     return fluidsynth
+
+
+def _declare(fn, restype, argtypes) -> None:
+    """ctypes prototypes: without them, 64-bit pointers are truncated to int."""
+    fn.restype, fn.argtypes = restype, argtypes
 
 
 def default_soundfont() -> Path:
@@ -81,39 +89,74 @@ def render_notes(
     soundfont: Path,
     sample_rate: int,
     num_frames: int,
+    share_soundfont: bool = True,
 ) -> tuple[np.ndarray, str]:
     """Render notes on channel 0 (channel 9 for bank 128 kits) to mono float32 audio.
 
+    The synth is always fresh. With share_soundfont, the parsed soundfont is loaded once per
+    process and lent to each fresh synth (the output is bit-identical to a synth that loads the
+    file itself: tests/csn_model/data/test_render.py), saving the 20-250 ms of each load.
     Returns the audio (T,) and the soundfont's name for the preset used.
     """
     fs = fluidsynth_module()
-    write = fs._fl.fluid_synth_write_float
+    lib = fs._fl
     synth = fs.Synth(gain=SYNTH_GAIN, samplerate=float(sample_rate), channels=16)
+    lent = None
     try:
         synth.setting("synth.reverb.active", 0)
         synth.setting("synth.chorus.active", 0)
         # Load only the samples of presets in use: FluidR3 is 148 MB, one stem needs a few.
         synth.setting("synth.dynamic-sample-loading", 1)
-        sfid = synth.sfload(str(soundfont))
+        if share_soundfont:
+            lent = _shared_soundfont(fs, soundfont)
+            sfid = lib.fluid_synth_add_sfont(synth.synth, lent)
+        else:
+            sfid = synth.sfload(str(soundfont))
         if sfid < 0:
             raise RenderError(f"{soundfont}: FluidSynth could not load this soundfont")
         chan = 9 if bank == 128 else 0
         preset = synth.sfpreset_name(sfid, bank, program)
         if preset is None or synth.program_select(chan, sfid, bank, program) != 0:
             raise RenderError(f"{soundfont}: no preset at bank {bank} program {program}")
-        left = np.zeros(num_frames, dtype=np.float32)
-        right = np.zeros(num_frames, dtype=np.float32)
-        pos = 0
-        for frame, on, pitch, vel in _events(notes, sample_rate, num_frames):
-            pos = _render_until(write, synth.synth, left, right, pos, frame)
-            if on:
-                synth.noteon(chan, pitch, vel)
-            else:
-                synth.noteoff(chan, pitch)
-        _render_until(write, synth.synth, left, right, pos, num_frames)
+        audio = _render_events(lib, synth, chan, notes, sample_rate, num_frames)
     finally:
+        if lent is not None:  # hand the soundfont back before delete, which would free it
+            previous = lib.fluid_set_log_function(FLUID_WARN, None, None)
+            lib.fluid_synth_remove_sfont(synth.synth, lent)  # warns about emptied channels
+            lib.fluid_set_log_function(FLUID_WARN, previous, None)
         synth.delete()
-    return (left + right) * np.float32(0.5), str(preset)  # (T,)
+    return audio, str(preset)
+
+
+def _render_events(lib, synth, chan, notes, sample_rate, num_frames) -> np.ndarray:
+    write = lib.fluid_synth_write_float
+    left = np.zeros(num_frames, dtype=np.float32)
+    right = np.zeros(num_frames, dtype=np.float32)
+    pos = 0
+    for frame, on, pitch, vel in _events(notes, sample_rate, num_frames):
+        pos = _render_until(write, synth.synth, left, right, pos, frame)
+        if on:
+            synth.noteon(chan, pitch, vel)
+        else:
+            synth.noteoff(chan, pitch)
+    _render_until(write, synth.synth, left, right, pos, num_frames)
+    return (left + right) * np.float32(0.5)  # (T,) mono
+
+
+_SHARED: dict[tuple[int, str], tuple[object, int]] = {}  # (pid, path) -> (holder synth, sfont*)
+
+
+def _shared_soundfont(fs, soundfont: Path) -> int:
+    """The soundfont parsed once per process (per pid: never used across a fork)."""
+    key = (os.getpid(), str(soundfont))
+    if key not in _SHARED:
+        holder = fs.Synth(gain=SYNTH_GAIN, samplerate=22050.0, channels=16)
+        holder.setting("synth.dynamic-sample-loading", 1)
+        sfid = holder.sfload(str(soundfont))
+        if sfid < 0:
+            raise RenderError(f"{soundfont}: FluidSynth could not load this soundfont")
+        _SHARED[key] = (holder, fs._fl.fluid_synth_get_sfont_by_id(holder.synth, sfid))
+    return _SHARED[key][1]
 
 
 def available_presets(soundfont: Path, bank: int, programs: tuple[int, ...]) -> tuple[int, ...]:

@@ -62,7 +62,8 @@ class SynthSummary:
     already_done: int
     mix_seconds: float  # audio seconds of the tracks rendered in this run
     stem_seconds: float  # summed over every stem of those tracks
-    render_seconds: float  # CPU seconds spent inside FluidSynth, over all workers
+    render_seconds: float  # seconds spent inside FluidSynth, over all workers
+    cpu_seconds: float  # CPU seconds of the workers' track jobs (independent of other load)
     wall_seconds: float
     workers: int
 
@@ -76,7 +77,8 @@ class SynthSummary:
             f"audio in {self.wall_seconds:.1f} s wall with {self.workers} worker(s): "
             f"{self.stem_seconds / wall:.0f}x real time all stems "
             f"({self.stem_seconds / wall / self.workers:.0f}x per core), "
-            f"{self.mix_seconds / wall:.1f}x real time per finished track"
+            f"{self.mix_seconds / wall:.1f}x real time per finished track; "
+            f"{self.stem_seconds / max(self.cpu_seconds, 1e-9):.0f}x per CPU-second"
         )
 
 
@@ -144,6 +146,7 @@ def synthesize(
         mix_seconds=sum(r["mix_seconds"] for r in results),
         stem_seconds=sum(r["stem_seconds"] for r in results),
         render_seconds=sum(r["render_seconds"] for r in results),
+        cpu_seconds=sum(r["cpu_seconds"] for r in results),
         wall_seconds=wall,
         workers=workers,
     )
@@ -198,6 +201,7 @@ def _is_done(out: Path, split: str, index: int) -> bool:
 
 def _render_job(job) -> dict:
     out, cfg, index, split = job
+    cpu0 = time.process_time()
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, index]))
     piece = compose(rng, cfg.seconds, cfg.kits)
     n = cfg.num_frames
@@ -227,6 +231,7 @@ def _render_job(job) -> dict:
         "mix_seconds": n / cfg.sample_rate,
         "stem_seconds": len(stems) * n / cfg.sample_rate,
         "render_seconds": t_render,
+        "cpu_seconds": time.process_time() - cpu0,
     }
 
 

@@ -57,7 +57,7 @@ def test_it_builds_pseudo_mix_triplets_as_method_md_defines_them(sampler):
 
 def test_it_marks_interchanged_conditions_only_where_the_reversed_triplet_is_valid(ds, sampler):
     checked = 0
-    for _ in range(60):
+    for _ in range(25):
         t = sampler.sample(None, "pseudo")
         for cond in t.interchanged:
             k = CONDITIONS.index(cond)
@@ -70,7 +70,7 @@ def test_it_marks_interchanged_conditions_only_where_the_reversed_triplet_is_val
             # ... and the positive's k stem (another piece) is audible too, as is B's
             assert min(_rms(stems[0]), _rms(stems[2])) > ACTIVE_ABS_RMS
             checked += 1
-    assert checked > 50
+    assert checked > 20
 
 
 def test_it_picks_segments_where_the_conditions_stem_is_audible(ds, sampler):
