@@ -10,7 +10,7 @@ from pathlib import Path
 import dj_database_url
 from django.utils.translation import gettext_lazy as _
 
-from evalsite.env import EnvError, env_bool, env_int, env_list, env_path, env_str
+from evalsite.env import EnvError, env_bool, env_float, env_int, env_list, env_path, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "evalsite.studies",
     "evalsite.reports",
     "evalsite.retrieval",
+    "evalsite.jobs",
 ]
 
 MIDDLEWARE = [
@@ -141,7 +142,15 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+    }
+else:
+    # Redis: an unacknowledged message (its worker was killed) is delivered again after this
+    # many seconds; it must exceed the longest task (CELERY_TASK_TIME_LIMIT).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+        "unacked_restore_interval": env_int("CELERY_UNACKED_RESTORE_INTERVAL", 10),
     }
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "") or None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
@@ -152,7 +161,11 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 900)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 840)
-CELERY_TASK_DEFAULT_QUEUE = "cpu"
+CELERY_TASK_DEFAULT_QUEUE = "cpu"  # queues and routes: evalsite/celery.py, docs/workers.md
+# Clips that become ready are embedded by a worker after the commit (evalsite/retrieval/signals.py).
+CSN_AUTO_EMBED = env_bool("CSN_AUTO_EMBED", True)
+# Seconds a worker pauses between embedding batches: 0 except in the crash-recovery test.
+CSN_EMBED_PAUSE_S = env_float("CSN_EMBED_PAUSE_S", 0.0)
 
 LOGGING = {
     "version": 1,

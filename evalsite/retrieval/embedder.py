@@ -1,0 +1,100 @@
+"""The model, loaded lazily once per process, and its identity in the database.
+
+Worker processes call `get_embedder()` inside the task, so the model (and CUDA, when the machine
+has it) is first touched in the prefork child, never in the parent before fork.
+`evalsite.celery` clears the cache when a child starts. The web process loads the model only to
+embed an uploaded query clip on the retrieval page.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from django.conf import settings
+
+from evalsite.retrieval.models import ModelVersion
+
+
+class CheckpointMissing(FileNotFoundError):
+    """settings.CSN_CHECKPOINT names no file."""
+
+
+_lock = threading.Lock()
+_embedders: dict[tuple, object] = {}
+_ids: dict[tuple, str] = {}
+
+
+def checkpoint_path(path: str | Path | None = None) -> Path:
+    p = Path(path or settings.CSN_CHECKPOINT)
+    if not p.is_file():
+        raise CheckpointMissing(
+            f"CSN_CHECKPOINT={p}: no such checkpoint file; expected a file written by `csn train`"
+        )
+    return p
+
+
+def _key(path: Path) -> tuple:
+    st = path.stat()
+    return (str(path.resolve()), st.st_mtime_ns, st.st_size)
+
+
+def checkpoint_id(path: str | Path | None = None) -> str:
+    """The checkpoint's identity (same rule as Embedder.checkpoint_id), cached per file state."""
+    from csn_model.checkpoint import file_id
+
+    p = checkpoint_path(path)
+    key = _key(p)
+    if key not in _ids:
+        _ids[key] = file_id(p)
+    return _ids[key]
+
+
+def get_embedder(path: str | Path | None = None):
+    """csn_model.inference.Embedder for the checkpoint, loaded on first use in this process."""
+    p = checkpoint_path(path)
+    key = _key(p)
+    with _lock:
+        if key not in _embedders:
+            from csn_model.inference import Embedder  # torch is imported only where needed
+
+            device = os.environ.get("CSN_DEVICE") or None  # None: CUDA when available
+            _embedders[key] = Embedder.from_checkpoint(p, device=device)
+        return _embedders[key]
+
+
+def reset() -> None:
+    """Forget loaded models (a forked child must not reuse its parent's)."""
+    with _lock:
+        _embedders.clear()
+
+
+def version_for(embedder, path: str | Path | None = None) -> ModelVersion:
+    """The ModelVersion row of a loaded embedder (created on first use)."""
+    if embedder.model.learned_masks:
+        masks = embedder.model.masks().detach().cpu().numpy()  # (K, D)
+        subspaces = {c: {"mask": masks[i].tolist()} for i, c in enumerate(embedder.conditions)}
+    else:
+        subspaces = {c: {"slice": [s.start, s.stop]} for c, s in embedder.subspace_slices.items()}
+    version, _ = ModelVersion.objects.get_or_create(
+        checkpoint_id=embedder.checkpoint_id,
+        defaults={
+            "path": str(path or settings.CSN_CHECKPOINT),
+            "model_name": embedder.model_name,
+            "dim": embedder.dim,
+            "sample_rate": embedder.sample_rate,
+            "conditions": list(embedder.conditions),
+            "subspaces": subspaces,
+        },
+    )
+    return version
+
+
+def current_version(load: bool = False) -> ModelVersion | None:
+    """The version of settings.CSN_CHECKPOINT; None when nothing was embedded with it yet
+    (unless load=True, which loads the model to register it). CheckpointMissing if no file."""
+    version = ModelVersion.objects.filter(checkpoint_id=checkpoint_id()).first()
+    if version is None and load:
+        version = version_for(get_embedder())
+    return version

@@ -1,0 +1,60 @@
+"""Every clip that becomes ready is embedded by a worker once its transaction commits
+(settings.CSN_AUTO_EMBED); the embed task skips clips already embedded with the checkpoint, so a
+clip saved again costs one query.
+
+Clips saved in one transaction (an import, a batch upload) are queued together, in batches, by
+the first on_commit callback that runs. Nothing is queued when no checkpoint file exists yet
+(the demo before training): an ingest job (evalsite/stimuli/tasks.queue_ingest) embeds them later.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+
+from evalsite.stimuli.models import Clip
+
+_pending = threading.local()
+
+
+@contextmanager
+def suppressed():
+    """No auto-embed for clips saved inside (the ingest pipeline embeds them itself)."""
+    _pending.off = getattr(_pending, "off", 0) + 1
+    try:
+        yield
+    finally:
+        _pending.off -= 1
+
+
+def _flush() -> None:
+    from evalsite.stimuli.tasks import BATCH, embed_clips
+
+    ids = sorted(getattr(_pending, "ids", set()))
+    _pending.ids = set()
+    for i in range(0, len(ids), BATCH):
+        embed_clips.delay(ids[i : i + BATCH])
+
+
+@receiver(post_save, sender=Clip, dispatch_uid="retrieval_auto_embed")
+def queue_ready_clip(sender, instance: Clip, **kwargs) -> None:
+    if instance.status != Clip.Status.READY or not settings.CSN_AUTO_EMBED or kwargs.get("raw"):
+        return
+    if getattr(_pending, "off", 0):
+        return
+    from evalsite.retrieval.embedder import CheckpointMissing, checkpoint_path
+
+    try:
+        checkpoint_path()
+    except CheckpointMissing:
+        return
+    if not hasattr(_pending, "ids"):
+        _pending.ids = set()
+    _pending.ids.add(instance.pk)
+    # Every clip registers the callback; the first to run after the commit takes them all.
+    transaction.on_commit(_flush)

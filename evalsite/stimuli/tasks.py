@@ -1,0 +1,131 @@
+"""Ingest tasks: prepare (validate, decode, loudness, transcode) on "cpu", embed on "gpu".
+
+Each task takes ids, calls plain functions in evalsite/retrieval/ingest.py and is idempotent;
+tasks are queued after the database commit (queue_ingest). A clip that fails for good ends
+`failed` with its error, which the job page lists; the other clips go on.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task, chain, shared_task
+from django.db import transaction
+
+from evalsite.jobs import progress
+from evalsite.jobs.models import Job
+from evalsite.retrieval import ingest
+from evalsite.retrieval.embedder import CheckpointMissing, checkpoint_id
+from evalsite.stimuli.models import Catalogue, Clip
+
+log = logging.getLogger(__name__)
+BATCH = ingest.DEFAULT_BATCH
+
+# Transient failures (database or file system hiccups) are retried with exponential backoff;
+# bad audio is not an exception here (it marks the clip failed and the task succeeds).
+RETRY = {
+    "autoretry_for": (OSError, ConnectionError),
+    "retry_backoff": 5,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": 5,
+    "acks_late": True,
+}
+
+
+def _job(job_id: int | None) -> Job | None:
+    return Job.objects.filter(pk=job_id).first() if job_id else None
+
+
+class ClipTask(Task):
+    """When a task fails for good (retries spent, time limit), its clips that are not done
+    say so in Clip.error and its job lists the error."""
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        clip_ids = args[0] if args else kwargs.get("clip_ids", [])
+        job_id = args[1] if len(args) > 1 else kwargs.get("job_id")
+        message = f"{self.name} failed after retries: {type(exc).__name__}: {exc}"
+        from evalsite.retrieval.models import Embedding
+
+        embedded = Embedding.objects.filter(clip_id__in=clip_ids).values_list("clip_id")
+        Clip.objects.filter(pk__in=clip_ids).exclude(pk__in=embedded).update(
+            status=Clip.Status.FAILED, error=message
+        )
+        job = _job(job_id)
+        if job:
+            progress.add_error(job, message)
+            progress.refresh(job)
+
+
+@shared_task(name="stimuli.prepare_clips", base=ClipTask, **RETRY)
+def prepare_clips(clip_ids: list[int], job_id: int | None = None) -> dict:
+    job = _job(job_id)
+    if job:
+        progress.start(job)
+    errors = ingest.prepare_clips(clip_ids)
+    if job:
+        progress.refresh(job)
+    return {"failed": len(errors)}
+
+
+@shared_task(name="stimuli.embed_clips", base=ClipTask, **RETRY)
+def embed_clips(clip_ids: list[int], job_id: int | None = None) -> dict:
+    job = _job(job_id)
+    if job:
+        progress.start(job)
+    try:
+        report = ingest.embed_clips(clip_ids)
+    except CheckpointMissing as exc:  # permanent: no retry; the job says why
+        if job:
+            job.fail(str(exc))
+        log.error("%s", exc)
+        return {"error": str(exc)}
+    if job:
+        progress.refresh(job)
+    return {"embedded": len(report.embedded), "skipped": len(report.skipped)}
+
+
+def ingest_signature(clip_ids: list[int], job_id: int | None = None):
+    """prepare (cpu) then embed (gpu), for one batch of clips."""
+    return chain(prepare_clips.si(clip_ids, job_id), embed_clips.si(clip_ids, job_id))
+
+
+@shared_task(name="stimuli.ingest_catalogue", **RETRY)
+def ingest_catalogue(job_id: int) -> int:
+    """Fan a job's clips out into batches (each batch: prepare then embed)."""
+    job = _job(job_id)
+    if job is None:
+        return 0
+    progress.start(job)
+    ids = job.params.get("clips", [])
+    for i in range(0, len(ids), BATCH):
+        ingest_signature(ids[i : i + BATCH], job.pk).delay()
+    progress.refresh(job)
+    return len(ids)
+
+
+def queue_ingest(catalogue: Catalogue, clip_ids: list[int] | None = None, study=None) -> Job:
+    """Create an ingest job for a catalogue's clips (default: all not failed) and queue it after
+    the current transaction commits. The job is visible at once on the progress page."""
+    if clip_ids is None:
+        clip_ids = list(
+            catalogue.clips.exclude(status=Clip.Status.FAILED)
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
+    try:
+        ckpt = checkpoint_id()
+    except CheckpointMissing as exc:
+        job = Job.objects.create(kind=Job.Kind.INGEST, catalogue=catalogue, study=study)
+        job.fail(str(exc))
+        return job
+    job = Job.objects.create(
+        kind=Job.Kind.INGEST,
+        catalogue=catalogue,
+        study=study,
+        checkpoint_id=ckpt,
+        params={"clips": clip_ids},
+        total=len(clip_ids),
+    )
+    transaction.on_commit(lambda: ingest_catalogue.delay(job.pk))
+    return job

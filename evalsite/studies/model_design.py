@@ -1,0 +1,281 @@
+"""The "model" design strategy: trials chosen with the model's instrument subspaces, and the
+model's choice and margin on any trial.
+
+Model choice (every trial, catch trials too): the candidate closer to the reference in the
+trial's instrument subspace, d(x, y; m_c) = ||m_c * (x - y)||; ties go to "a". The margin is
+d(reference, other) - d(reference, chosen) >= 0, in the subspace's distance units. Neither is
+ever shown to participants (only the experimenter's pages and the export carry them).
+
+Main trials (plan_trials, a plain function on arrays): for each instrument, a reference clip, its
+nearest neighbour in the instrument subspace, and one other candidate picked by the strategy:
+  nearest_random     a random clip
+  nearest_farthest   the farthest clip
+  margin_easy        margin in the top third of the instrument's margins (model sure)
+  margin_borderline  margin in the bottom third (nearly equidistant)
+  margin_confidently_wrong  margin in the top third, but the whole embedding (all five
+                     subspaces) puts the other candidate closer: a listener judging the whole
+                     mix instead of the instrument would disagree with the model. [choice]
+  margin_stratified  the three margin bins in turn
+Margins are pooled over every (reference, nearest neighbour, other) of the instrument to set the
+thirds. No candidate comes from the reference's piece, the two candidates come from different
+pieces, and each pick prefers the least-used pieces so far (ties by the seeded generator), so
+piece usage stays balanced. Nearest neighbour lands in canonical "a" or "b" by a seeded coin.
+Catch and practice trials are those of the random design (evalsite/studies/random_design.py):
+identical, attention (stem-built clips: only the judged instrument's stem vs only the other
+stems changed), repeat. Same seed, same catalogue and embeddings -> the same trials.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+from django.db import transaction
+
+from evalsite.stimuli.models import Catalogue, Clip
+from evalsite.studies import random_design as rd
+from evalsite.studies.models import Study, Trial
+
+STRATEGIES = (
+    "nearest_random",
+    "nearest_farthest",
+    "margin_easy",
+    "margin_borderline",
+    "margin_confidently_wrong",
+    "margin_stratified",
+)
+BINS = ("easy", "borderline", "confidently_wrong")
+
+
+class DesignError(rd.DesignError):
+    pass
+
+
+def choose(ref: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[str, float]:
+    """("a"|"b", margin) from subspace vectors of reference and candidates (d,)."""
+    da, db = float(np.linalg.norm(ref - a)), float(np.linalg.norm(ref - b))
+    return ("a", db - da) if da <= db else ("b", da - db)
+
+
+@dataclass(frozen=True)
+class Planned:
+    instrument: str
+    reference: int  # row index into the arrays given to plan_trials
+    nearest: int
+    other: int
+    nearest_is_a: bool
+    margin: float
+    bin: str  # "random", "farthest", or one of BINS
+
+
+def _pairwise(x: np.ndarray) -> np.ndarray:
+    sq = (x.astype(np.float64) ** 2).sum(1)
+    d2 = sq[:, None] - 2.0 * x.astype(np.float64) @ x.astype(np.float64).T + sq[None, :]
+    return np.sqrt(np.maximum(d2, 0.0))  # (N, N)
+
+
+def _bins(sub: np.ndarray, full: np.ndarray, pieces: np.ndarray) -> dict:
+    """For each reference: nearest other-piece neighbour, candidate margins and bin masks."""
+    n = len(pieces)
+    same = pieces[:, None] == pieces[None, :]  # (N, N)
+    nn = np.where(same, np.inf, sub).argmin(1)  # (N,)
+    margin = sub - sub[np.arange(n), nn][:, None]  # (N, N) d(ref, j) - d(ref, nn)
+    allowed = ~same & (pieces[None, :] != pieces[nn][:, None])  # not ref's or nn's piece
+    pooled = margin[allowed]
+    lo, hi = np.quantile(pooled, [1 / 3, 2 / 3]) if pooled.size else (0.0, 0.0)
+    wrong = full < full[np.arange(n), nn][:, None]  # whole embedding prefers j over nn
+    return {
+        "nn": nn,
+        "margin": margin,
+        "allowed": allowed,
+        "easy": allowed & (margin >= hi),
+        "borderline": allowed & (margin <= lo),
+        "confidently_wrong": allowed & (margin >= hi) & wrong,
+        "thresholds": (float(lo), float(hi)),
+    }
+
+
+def _pick(mask_row: np.ndarray, pieces, usage: Counter, rng: random.Random, key=None) -> int:
+    idx = np.flatnonzero(mask_row)
+    if key is not None:  # a deterministic target (farthest): take it
+        return int(idx[np.argmax(key[idx])])
+    least = min(usage[pieces[i]] for i in idx)
+    return rng.choice([int(i) for i in idx if usage[pieces[i]] == least])
+
+
+def plan_trials(
+    pieces: list[str],
+    subspaces: dict[str, np.ndarray],
+    full: np.ndarray,
+    strategy: str,
+    per_instrument: int,
+    seed: int,
+) -> tuple[list[Planned], dict]:
+    """Plan main trials. pieces: (N,) piece of each clip; subspaces: instrument -> (N, d);
+    full: (N, D) whole embeddings. Returns (trials, info with thresholds and shortfalls)."""
+    if strategy not in STRATEGIES:
+        raise DesignError(f"strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
+    pieces_arr = np.asarray(pieces, dtype=object)
+    if len(set(pieces)) < 3:
+        raise DesignError(f"{len(set(pieces))} pieces with embeddings; expected at least 3")
+    rng = random.Random(seed)
+    usage: Counter = Counter()
+    full_d = _pairwise(full)
+    planned, info = [], {"thresholds": {}, "shortfall": {}}
+    for instrument, x in subspaces.items():
+        sub = _pairwise(x)
+        b = _bins(sub, full_d, pieces_arr)
+        info["thresholds"][instrument] = b["thresholds"]
+        used: set[tuple[int, int, int]] = set()
+        made = 0
+        for _attempt in range(per_instrument * 20):
+            if made == per_instrument:
+                break
+            kind = _kind(strategy, made)
+            ref = _reference(pieces_arr, usage, rng)
+            mask = b["allowed"][ref] if kind in ("random", "farthest") else b[kind][ref]
+            mask = mask & ~np.array([(ref, int(b["nn"][ref]), j) in used for j in range(len(mask))])
+            if not mask.any():
+                usage[pieces_arr[ref]] += 0.01  # steer the next attempts to other references
+                continue
+            nn = int(b["nn"][ref])
+            other = _pick(mask, pieces_arr, usage, rng, sub[ref] if kind == "farthest" else None)
+            used.add((ref, nn, other))
+            for i in (ref, nn, other):
+                usage[pieces_arr[i]] += 1
+            planned.append(
+                Planned(instrument, ref, nn, other, rng.random() < 0.5,
+                        float(b["margin"][ref, other]), kind)
+            )  # fmt: skip
+            made += 1
+        if made < per_instrument:
+            info["shortfall"][instrument] = per_instrument - made
+    info["piece_usage"] = {"min": int(min(usage.values(), default=0)),
+                           "max": int(max(usage.values(), default=0))}  # fmt: skip
+    return planned, info
+
+
+def _kind(strategy: str, i: int) -> str:
+    if strategy == "nearest_random":
+        return "random"
+    if strategy == "nearest_farthest":
+        return "farthest"
+    if strategy == "margin_stratified":
+        return BINS[i % len(BINS)]
+    return strategy.removeprefix("margin_")
+
+
+def _reference(pieces: np.ndarray, usage: Counter, rng: random.Random) -> int:
+    """A clip of one of the least-used pieces."""
+    least = min(usage[p] for p in set(pieces))
+    options = [i for i, p in enumerate(pieces) if usage[p] == least]
+    return rng.choice(options)
+
+
+def assign_model_choices(trials, version) -> tuple[int, set[int]]:
+    """Store model_choice and model_margin on trials whose three clips are embedded under
+    version. Returns (how many were set, ids of clips that lack an embedding)."""
+    from evalsite.retrieval.ingest import vectors_for
+
+    trials = list(trials)
+    ids = {c for t in trials for c in (t.reference_id, t.candidate_a_id, t.candidate_b_id)}
+    vectors = vectors_for(version, list(ids))
+    missing = ids - set(vectors)
+    changed = []
+    for t in trials:
+        trio = (t.reference_id, t.candidate_a_id, t.candidate_b_id)
+        if any(c not in vectors for c in trio):
+            continue
+        ref, a, b = version.subspace(np.stack([vectors[c] for c in trio]), t.instrument)
+        t.model_choice, t.model_margin = choose(ref, a, b)
+        changed.append(t)
+    Trial.objects.bulk_update(changed, ["model_choice", "model_margin"])
+    return len(changed), missing
+
+
+def catalogue_clip_ids(catalogue: Catalogue) -> list[int]:
+    """Every ready clip of the catalogue (mixes and stem-built catch clips): what to embed."""
+    return list(
+        catalogue.clips.filter(status=Clip.Status.READY).order_by("id").values_list("id", flat=True)
+    )
+
+
+def build_model_trials(
+    study: Study,
+    catalogue: Catalogue,
+    version,
+    strategy: str,
+    per_instrument: int,
+    seed: int = 0,
+    practice: int = 2,
+    catch_per_kind: int = 2,
+) -> list[Trial]:
+    """Create the study's trials from the model (call on a study without trials, with the
+    catalogue embedded under version). Stores strategy, seed and checkpoint on Study.design."""
+    from evalsite.retrieval.ingest import vectors_for
+
+    if study.trials.exists():
+        raise DesignError(f"study {study.pk}: already has trials; expected an empty study")
+    unknown = [i for i in study.instruments if i not in version.conditions]
+    if unknown:
+        raise DesignError(f"study {study.pk}: instruments {unknown} not in {version.conditions}")
+    mixes = rd._mixes(catalogue)
+    vectors = vectors_for(version, [c.pk for c in mixes])
+    mixes = [c for c in mixes if c.pk in vectors]
+    if not mixes:
+        raise DesignError(f"catalogue {catalogue.name!r}: no embedded mix clips; ingest it first")
+    full = np.stack([vectors[c.pk] for c in mixes])  # (N, D)
+    subspaces = {i: version.subspace(full, i) for i in study.instruments}
+    pieces = [c.piece or f"clip {c.pk}" for c in mixes]
+    plan, info = plan_trials(pieces, subspaces, full, strategy, per_instrument, seed)
+    rng = random.Random(seed + 1)  # catch trials: their own stream, same seed
+    with transaction.atomic():
+        made = [_main_trial(study, mixes, p) for p in plan]
+        made += _catch_trials(study, catalogue, mixes, made, rng, catch_per_kind)
+        made += rd._practice(study, catalogue, mixes, practice, rng)
+        assign_model_choices([t for t in made if t.model_choice is None], version)
+        study.design = {
+            "strategy": strategy, "seed": seed, "by": "model_design",
+            "checkpoint_id": version.checkpoint_id, "per_instrument": per_instrument,
+            "catalogue": catalogue.pk, "catch_per_kind": catch_per_kind, **info,
+        }  # fmt: skip
+        study.catalogue = catalogue
+        study.save(update_fields=["design", "catalogue", "updated_at"])
+    return made
+
+
+def _main_trial(study: Study, mixes: list[Clip], p: Planned) -> Trial:
+    nn, other = mixes[p.nearest], mixes[p.other]
+    a, b = (nn, other) if p.nearest_is_a else (other, nn)
+    return Trial.objects.create(
+        study=study, instrument=p.instrument, reference=mixes[p.reference],
+        candidate_a=a, candidate_b=b, model_choice="a" if p.nearest_is_a else "b",
+        model_margin=p.margin,
+    )  # fmt: skip
+
+
+def _catch_trials(study, catalogue, mixes, main, rng, per_kind) -> list[Trial]:
+    made = []
+    for instrument in study.instruments:
+        own = [t for t in main if t.instrument == instrument]
+        for original in rng.sample(own, min(per_kind, len(own))):
+            made.append(
+                Trial.objects.create(
+                    study=study, instrument=instrument, reference=original.reference,
+                    candidate_a=original.candidate_a, candidate_b=original.candidate_b,
+                    is_catch=True, catch_kind="repeat", repeat_of=original,
+                    model_choice=original.model_choice, model_margin=original.model_margin,
+                )
+            )  # fmt: skip
+        sets = rd._attention_sets(catalogue, instrument)
+        rng.shuffle(sets)
+        for triple in sets[:per_kind]:
+            made.append(rd._catch_attention(study, instrument, triple, rng, is_catch=True,
+                                            catch_kind="attention"))  # fmt: skip
+        for _ in range(per_kind):
+            ref, other, _ = rd._three_pieces(mixes, rng)
+            made.append(rd._catch_identical(study, instrument, ref, other, rng, is_catch=True,
+                                            catch_kind="identical"))  # fmt: skip
+    return made

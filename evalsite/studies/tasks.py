@@ -1,0 +1,131 @@
+"""Model tasks for studies, on the "gpu" queue: model choices for a study's trials, and a study
+designed from the model. Each takes ids, embeds what is missing first (idempotent), then calls
+one plain function of evalsite/studies/model_design.py. Failures end on the study's job.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task, shared_task
+from django.db import transaction
+
+from evalsite.jobs import progress
+from evalsite.jobs.models import Job
+from evalsite.retrieval import ingest
+from evalsite.retrieval.embedder import CheckpointMissing, checkpoint_id, get_embedder, version_for
+from evalsite.studies import model_design
+from evalsite.studies.models import Study
+
+log = logging.getLogger(__name__)
+RETRY = {
+    "autoretry_for": (OSError, ConnectionError),
+    "retry_backoff": 5,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": 5,
+    "acks_late": True,
+}
+
+
+class JobTask(Task):
+    """A task whose first argument is a Job id: failing for good marks the job failed."""
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        job = Job.objects.filter(pk=args[0] if args else kwargs.get("job_id")).first()
+        if job:
+            job.fail(f"{self.name} failed: {type(exc).__name__}: {exc}")
+
+
+def _trial_clip_ids(study: Study) -> list[int]:
+    ids = set()
+    for row in study.trials.values_list("reference_id", "candidate_a_id", "candidate_b_id"):
+        ids.update(row)
+    return sorted(ids)
+
+
+@shared_task(name="studies.model_choices", base=JobTask, **RETRY)
+def model_choices(job_id: int) -> dict:
+    """Embed the study's trial clips that lack an embedding, then store every trial's choice."""
+    job = Job.objects.select_related("study").get(pk=job_id)
+    progress.start(job)
+    embedder = get_embedder()
+    version = version_for(embedder)
+    report = ingest.embed_clips(_trial_clip_ids(job.study), embedder=embedder)
+    set_count, missing = model_design.assign_model_choices(job.study.trials.all(), version)
+    for clip_id in sorted(missing):
+        error = report.failed.get(clip_id, "not embedded")
+        job.errors = [*job.errors, {"clip": clip_id, "error": error}]
+    job.failed = len(missing)
+    job.save(update_fields=["errors", "failed", "updated_at"])
+    progress.finish(job, f"{set_count} trial(s) have the model's choice")
+    return {"set": set_count, "missing": len(missing)}
+
+
+@shared_task(name="studies.design_from_model", base=JobTask, **RETRY)
+def design_from_model(job_id: int) -> dict:
+    """Embed the catalogue (all ready clips), then build the study's trials from the model."""
+    job = Job.objects.select_related("study", "catalogue").get(pk=job_id)
+    progress.start(job)
+    study, p = job.study, job.params
+    if study.trials.exists():  # redelivered after the trials were committed: nothing to do
+        return {"trials": study.trials.count()}
+    embedder = get_embedder()
+    version = version_for(embedder)
+    ingest.embed_clips(p["clips"], embedder=embedder)
+    progress.refresh(job)
+    try:
+        made = model_design.build_model_trials(
+            study, job.catalogue, version, p["strategy"], p["per_instrument"], p["seed"],
+            practice=p.get("practice", 2), catch_per_kind=p.get("catch_per_kind", 2),
+        )  # fmt: skip
+    except model_design.DesignError as exc:
+        job.fail(str(exc))
+        return {"error": str(exc)}
+    progress.finish(job, f"{len(made)} trial(s) designed ({p['strategy']}, seed {p['seed']})")
+    return {"trials": len(made)}
+
+
+def _new_job(kind: str, study: Study, **fields) -> Job:
+    try:
+        ckpt = checkpoint_id()
+    except CheckpointMissing as exc:
+        job = Job.objects.create(kind=kind, study=study, catalogue=study.catalogue)
+        job.fail(str(exc))
+        return job
+    return Job.objects.create(kind=kind, study=study, checkpoint_id=ckpt, **fields)
+
+
+def queue_model_choices(study: Study) -> Job:
+    """Queue model choices for every trial of the study, after the current transaction commits."""
+    job = _new_job(Job.Kind.MODEL_CHOICE, study, catalogue=study.catalogue)
+    if not job.is_finished:
+        job.total = study.trials.count()
+        job.save(update_fields=["total"])
+        transaction.on_commit(lambda: model_choices.delay(job.pk))
+    return job
+
+
+def queue_design(
+    study: Study,
+    catalogue,
+    strategy: str,
+    per_instrument: int,
+    seed: int = 0,
+    practice: int = 2,
+    catch_per_kind: int = 2,
+) -> Job:
+    """Queue a model design of the (empty) study from the catalogue, after the commit."""
+    if strategy not in model_design.STRATEGIES:
+        raise model_design.DesignError(
+            f"strategy {strategy!r}: expected one of {', '.join(model_design.STRATEGIES)}"
+        )
+    clips = model_design.catalogue_clip_ids(catalogue)
+    params = {
+        "strategy": strategy, "per_instrument": per_instrument, "seed": seed,
+        "practice": practice, "catch_per_kind": catch_per_kind, "clips": clips,
+    }  # fmt: skip
+    job = _new_job(Job.Kind.DESIGN, study, catalogue=catalogue, params=params, total=len(clips))
+    if not job.is_finished:
+        transaction.on_commit(lambda: design_from_model.delay(job.pk))
+    return job
