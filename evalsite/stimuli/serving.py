@@ -66,6 +66,8 @@ def serve_audio(request: HttpRequest, path: Path, content_type: str = "audio/wav
     else:
         response = FileResponse(path.open("rb"), content_type=content_type)
         response["Content-Length"] = str(size)
+        if "Content-Disposition" in response:  # FileResponse names the file: don't
+            del response["Content-Disposition"]
     response["Accept-Ranges"] = "bytes"
     response["Cache-Control"] = "private, max-age=3600"
     response["Last-Modified"] = http_date(path.stat().st_mtime)

@@ -1,4 +1,29 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from evalsite.studies import experimenter as ex
+from evalsite.studies import participant as pt
 
 app_name = "studies"
-urlpatterns: list = []
+urlpatterns: list = [
+    # Participant side: study link, the participant's page, blind audio (docs/site.md).
+    path("s/<str:slug>/", pt.entry, name="entry"),
+    path("p/<str:token>/", pt.page, name="participant"),
+    path("p/<str:token>/audio/<int:index>/<str:part>", pt.audio, name="audio"),
+    path("p/<str:token>/screening/<int:n>", pt.screening_audio, name="screening_audio"),
+    path("p/<str:token>/calibration", pt.calibration_audio, name="calibration_audio"),
+    # Experimenter side (login required): dashboard, study pages, stimuli, trials, export.
+    path("studies/", ex.dashboard, name="dashboard"),
+    path("studies/new/", ex.study_create, name="study_create"),
+    path("studies/<int:pk>/", ex.study_detail, name="study_detail"),
+    path("studies/<int:pk>/edit/", ex.study_edit, name="study_edit"),
+    path("studies/<int:pk>/status/", ex.study_status, name="study_status"),
+    path("studies/<int:pk>/clips/", ex.clips, name="clips"),
+    path("studies/<int:pk>/import/", ex.dataset_import, name="dataset_import"),
+    path("studies/<int:pk>/trials/", ex.trials, name="trials"),
+    path("studies/<int:pk>/trials/add/", ex.trial_add, name="trial_add"),
+    path("studies/<int:pk>/trials/csv/", ex.trials_csv, name="trials_csv"),
+    path("studies/<int:pk>/trials/random/", ex.trials_random, name="trials_random"),
+    path("studies/<int:pk>/progress/", ex.study_progress, name="progress"),
+    path("studies/<int:pk>/export/", ex.export_index, name="export"),
+    path("studies/<int:pk>/export/<str:name>", ex.export_download, name="export_file"),
+]

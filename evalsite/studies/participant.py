@@ -1,0 +1,324 @@
+"""Participant pages: one URL per participant (/p/<token>/) that shows the current step.
+
+Every POST names the step it answers; a POST for a step the participant already left changes
+nothing and redirects (POST-redirect-GET), so reloads, double clicks and replayed requests are
+harmless. Pages and audio are served only to the browser session the participant entered with
+(or re-entered with the same recruitment id).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.cache import never_cache
+
+from evalsite.stimuli.audio import normalise, normalised_path, wav_bytes
+from evalsite.stimuli.serving import serve_audio
+from evalsite.studies import design, flow, screening
+from evalsite.studies.models import Participant, Study
+from evalsite.studies.participant_forms import AnswerForm, QuestionnaireForm, ScreeningForm
+
+Step = Participant.Step
+SESSION_KEY = "csn_participants"
+INSTRUMENTS = {"drums": gettext_lazy("drums"), "bass": gettext_lazy("bass"),
+               "piano": gettext_lazy("piano"), "guitar": gettext_lazy("guitar"),
+               "others": gettext_lazy("other instruments")}  # fmt: skip
+PHONE_UA = re.compile(r"iPhone|iPod|Android.*Mobile|Windows Phone|Mobi")
+
+
+def _language(study: Study, request: HttpRequest) -> str:
+    languages = study.setting("languages") or ["en"]
+    wanted = request.GET.get("lang") or translation.get_language_from_request(request)
+    return wanted if wanted in languages else languages[0]
+
+
+def _render(request, p: Participant, template: str, context: dict | None = None, status=200):
+    translation.activate(p.language)
+    request.LANGUAGE_CODE = p.language
+    ctx = {"p": p, "study": p.study, "languages": p.study.setting("languages"),
+           "page_url": reverse("studies:participant", args=[p.token])}  # fmt: skip
+    response = render(
+        request, f"studies/participant/{template}", ctx | (context or {}), status=status
+    )
+    response["Content-Language"] = p.language
+    return response
+
+
+def _refused(request, message: str, status: int = 403) -> HttpResponse:
+    return render(request, "studies/participant/refused.html", {"message": message}, status=status)
+
+
+@never_cache
+def entry(request: HttpRequest, slug: str) -> HttpResponse:
+    """The study link: captures recruitment parameters, creates or resumes the participant."""
+    study = get_object_or_404(Study, slug=slug)
+    known = request.session.get(SESSION_KEY, [])
+    mine = study.participants.filter(token__in=known).last()
+    has_id = any(request.GET.get(k) for k in ("PROLIFIC_PID", "pid"))
+    if mine is not None and not has_id:
+        return redirect("studies:participant", mine.token)
+    if not study.is_open and not (has_id and _known_id(study, request.GET)):
+        translation.activate(_language(study, request))
+        return _refused(request, _("This study is not open at the moment. Please try again later."))
+    p = flow.find_or_create(
+        study, request.GET.dict(), request.headers.get("User-Agent", ""), _language(study, request)
+    )
+    if p.token not in known:
+        request.session[SESSION_KEY] = (known + [p.token])[-20:]
+    return redirect("studies:participant", p.token)
+
+
+def _known_id(study: Study, params) -> bool:
+    """A closed or paused study still lets its started participants come back and finish."""
+    pid, ext = params.get("PROLIFIC_PID"), params.get("pid")
+    return (pid and study.participants.filter(prolific_pid=pid).exists()) or bool(
+        ext and study.participants.filter(external_pid=ext).exists()
+    )
+
+
+def _own(request: HttpRequest, token: str) -> Participant | None:
+    if token not in request.session.get(SESSION_KEY, []):
+        return None
+    return Participant.objects.select_related("study").filter(token=token).first()
+
+
+@never_cache
+def page(request: HttpRequest, token: str) -> HttpResponse:
+    p = _own(request, token)
+    if p is None:
+        return _refused(request, _("This page belongs to another session."))
+    lang = request.GET.get("lang")
+    if lang and lang in (p.study.setting("languages") or []):
+        Participant.objects.filter(pk=p.pk).update(language=lang)
+        return redirect("studies:participant", p.token)
+    if request.method == "POST":
+        if request.POST.get("step") == p.step:
+            handler = POST_HANDLERS.get(p.step)
+            if handler is not None:
+                response = handler(request, p)
+                if response is not None:
+                    return response
+        return redirect("studies:participant", p.token)
+    Participant.objects.filter(pk=p.pk).update(last_seen_at=timezone.now())
+    return GET_HANDLERS[p.step](request, p)
+
+
+# -- steps: GET ---------------------------------------------------------------------------------
+def _simple(template):
+    return lambda request, p: _render(request, p, template)
+
+
+def get_consent(request, p):
+    return _render(request, p, "consent.html")
+
+
+def get_questionnaire(request, p, form=None):
+    return _render(request, p, "questionnaire.html", {"form": form or QuestionnaireForm()})
+
+
+def get_screening(request, p):
+    kind, i = flow.screening_position(p)
+    cfg = screening.config()
+    n = len(p.screening.get("answers", []))
+    audio = reverse("studies:screening_audio", args=[p.token, n])
+    return _render(request, p, "screening.html", {"kind": kind, "i": i, "n": n, "audio": audio,
+                   "number": i + 1, "total": cfg.trials})  # fmt: skip
+
+
+def get_instructions(request, p):
+    names = [INSTRUMENTS.get(i, i) for i in p.study.instruments]
+    return _render(request, p, "instructions.html", {"instrument_names": names})
+
+
+def get_trial(request, p):
+    slot = flow.current_slot(p)
+    feedback = p.state.get("feedback")
+    if p.step == Step.PRACTICE and not feedback and (slot is None or not slot.trial.is_practice):
+        flow.advance(p, Step.PRACTICE, Step.TRIALS)  # practice over (e.g. reload after feedback)
+    if slot is None and not feedback:
+        flow.finish_if_complete(p)
+        return redirect("studies:participant", p.token)
+    if slot is not None and slot.shown_at is None:
+        type(slot).objects.filter(pk=slot.pk, shown_at__isnull=True).update(shown_at=timezone.now())
+    design.extend_reservations(p, timezone.now())
+    main = p.slots.filter(trial__is_practice=False)
+    done = main.filter(index__lt=slot.index).count() if slot else main.count()
+    total = main.count()
+    ctx = {"slot": slot, "feedback": feedback, "progress_done": done, "progress_total": total,
+           "progress_pct": round(100 * done / max(total, 1))}  # fmt: skip
+    if feedback:
+        ctx["feedback_instrument"] = INSTRUMENTS.get(feedback["instrument"], feedback["instrument"])
+    if slot is not None:
+        ctx["instrument"] = INSTRUMENTS.get(slot.trial.instrument, slot.trial.instrument)
+        ctx["audio"] = {k: reverse("studies:audio", args=[p.token, slot.index, k]) for k in "rAB"}
+    return _render(request, p, "trial.html", ctx)
+
+
+def get_done(request, p):
+    return _render(request, p, "done.html", {"prolific_url": flow.prolific_redirect(p)})
+
+
+# -- steps: POST --------------------------------------------------------------------------------
+def post_browser_check(request, p):
+    report = {
+        k: request.POST.get(k, "")[:200] for k in ("web_audio", "touch", "screen", "ua_mobile")
+    }
+    rate = request.POST.get("sample_rate", "")
+    sample_rate = int(rate) if rate.isdigit() else None
+    ua = request.headers.get("User-Agent", "")
+    phone = report["ua_mobile"] == "1" or bool(PHONE_UA.search(ua))
+    fields = {"browser": report | {"phone": phone}, "audio_sample_rate": sample_rate}
+    if report["web_audio"] != "1":
+        flow.advance(p, Step.BROWSER_CHECK, Step.REFUSED, state={"reason": "web_audio"}, **fields)
+    elif phone and p.study.setting("refuse_phones"):
+        flow.advance(p, Step.BROWSER_CHECK, Step.REFUSED, state={"reason": "phone"}, **fields)
+    else:
+        flow.advance(p, Step.BROWSER_CHECK, Step.CONSENT, **fields)
+
+
+def post_consent(request, p):
+    if request.POST.get("decision") == "agree":
+        flow.advance(p, Step.CONSENT, Step.QUESTIONNAIRE, consented_at=timezone.now())
+    elif request.POST.get("decision") == "decline":
+        flow.advance(p, Step.CONSENT, Step.DECLINED)
+
+
+def post_questionnaire(request, p):
+    form = QuestionnaireForm(request.POST)
+    if not form.is_valid():
+        return get_questionnaire(request, p, form)
+    flow.advance(p, Step.QUESTIONNAIRE, Step.CALIBRATION, questionnaire=form.cleaned_data)
+
+
+def post_calibration(request, p):
+    flow.advance(p, Step.CALIBRATION, flow.after_calibration(p))
+
+
+def post_screening(request, p):
+    form = ScreeningForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        flow.record_screening(p, data["n"], data["choice"], data.get("rt_ms"))
+
+
+def post_instructions(request, p):
+    flow.start_trials(p)
+
+
+def post_trial(request, p):
+    if request.POST.get("action") == "continue":  # acknowledges practice feedback
+        Participant.objects.filter(pk=p.pk).update(state={})
+        p.state = {}
+        if flow.current_slot(p) is None:
+            flow.finish_if_complete(p)
+        elif p.step == Step.PRACTICE and not flow.current_slot(p).trial.is_practice:
+            flow.advance(p, Step.PRACTICE, Step.TRIALS)
+        return None
+    form = AnswerForm(request.POST)
+    slot = flow.current_slot(p)
+    if not form.is_valid() or slot is None or form.cleaned_data["index"] != slot.index:
+        return None  # replayed or stale: the stored answer stands, show the current step
+    stored = flow.store_answer(p, slot, form.cleaned_data["choice"], form.client_log())
+    if stored and slot.trial.is_practice:
+        expected = slot.trial.expected
+        correct_position = "A" if slot.displayed_first == expected else "B"
+        p.state = {"feedback": {"correct": form.cleaned_data["choice"] == correct_position,
+                                "position": correct_position,
+                                "instrument": slot.trial.instrument,
+                                "kind": "identical" if slot.trial.reference_id in (
+                                    slot.trial.candidate_a_id, slot.trial.candidate_b_id)
+                                else "attention"}}  # fmt: skip
+        Participant.objects.filter(pk=p.pk).update(state=p.state)
+    elif stored and flow.current_slot(p) is None:
+        flow.finish_if_complete(p)
+    return None
+
+
+GET_HANDLERS = {
+    Step.BROWSER_CHECK: _simple("browser_check.html"),
+    Step.CONSENT: get_consent,
+    Step.QUESTIONNAIRE: get_questionnaire,
+    Step.CALIBRATION: _simple("calibration.html"),
+    Step.SCREENING: get_screening,
+    Step.INSTRUCTIONS: get_instructions,
+    Step.PRACTICE: get_trial,
+    Step.TRIALS: get_trial,
+    Step.DONE: get_done,
+    Step.SCREENED_OUT: _simple("screened_out.html"),
+    Step.DECLINED: _simple("declined.html"),
+    Step.REFUSED: _simple("browser_refused.html"),
+    Step.FULL: _simple("full.html"),
+}
+POST_HANDLERS = {
+    Step.BROWSER_CHECK: post_browser_check,
+    Step.CONSENT: post_consent,
+    Step.QUESTIONNAIRE: post_questionnaire,
+    Step.CALIBRATION: post_calibration,
+    Step.SCREENING: post_screening,
+    Step.INSTRUCTIONS: post_instructions,
+    Step.PRACTICE: post_trial,
+    Step.TRIALS: post_trial,
+}
+
+
+# -- audio --------------------------------------------------------------------------------------
+def audio(request: HttpRequest, token: str, index: int, part: str) -> HttpResponse:
+    """A clip of the participant's current trial, by display position only (r, A or B)."""
+    p = _own(request, token)
+    if p is None or p.step not in (Step.PRACTICE, Step.TRIALS):
+        raise Http404
+    slot = flow.current_slot(p)
+    if slot is None or slot.index != index or part not in ("r", "A", "B"):
+        raise Http404
+    t = slot.trial
+    shown_b = "b" if slot.displayed_first == "a" else "a"
+    canonical = {"r": None, "A": slot.displayed_first, "B": shown_b}[part]
+    clip = {None: t.reference, "a": t.candidate_a, "b": t.candidate_b}[canonical]
+    return serve_audio(
+        request, normalised_path(clip, float(p.study.setting("loudness_target_lufs")))
+    )
+
+
+def _cached_wav(name: str, make) -> Path:
+    folder = Path(settings.MEDIA_ROOT) / "generated"
+    path = folder / name
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{timezone.now().timestamp()}.tmp")
+        tmp.write_bytes(wav_bytes(*make()))
+        tmp.replace(path)
+    return path
+
+
+def screening_audio(request: HttpRequest, token: str, n: int) -> HttpResponse:
+    p = _own(request, token)
+    if p is None or p.step != Step.SCREENING or n != len(p.screening.get("answers", [])):
+        raise Http404
+    kind, i = flow.screening_position(p)
+    cfg = screening.config()
+    name = f"screen_{p.token}_{n}_{cfg.tone_s:g}_{cfg.gap_s:g}.wav"
+    return serve_audio(
+        request, _cached_wav(name, lambda: (screening.render(p.seed, kind, i, cfg), screening.SR))
+    )
+
+
+def calibration_audio(request: HttpRequest, token: str) -> HttpResponse:
+    """Pink noise at the study's loudness target, for setting a comfortable volume."""
+    p = _own(request, token)
+    if p is None:
+        raise Http404
+    target = float(p.study.setting("loudness_target_lufs"))
+
+    def make():
+        noise, _gain = normalise(screening.calibration_noise(), screening.SR, target)
+        return noise, screening.SR
+
+    return serve_audio(request, _cached_wav(f"calibration_{target:+.1f}.wav", make))

@@ -1,0 +1,177 @@
+// Participant pages: browser check, listening forms (play tracking, unlock, keyboard), answer log.
+// No framework; every page works by POST-redirect-GET, this only adds the listening rules.
+(function () {
+  "use strict";
+
+  // -- browser check --------------------------------------------------------------------------
+  function browserCheck(form) {
+    var AC = window.AudioContext || window.webkitAudioContext;
+    var status = document.getElementById("check-status");
+    var set = function (name, value) { form.elements[name].value = value; };
+    var mobile = (navigator.userAgentData && navigator.userAgentData.mobile) ||
+      /iPhone|iPod|Android.*Mobile|Windows Phone/.test(navigator.userAgent);
+    set("touch", navigator.maxTouchPoints > 0 ? "1" : "0");
+    set("screen", screen.width + "x" + screen.height);
+    set("ua_mobile", mobile ? "1" : "0");
+    var ok = !!AC && typeof Audio !== "undefined";
+    if (ok) {
+      try {
+        var ctx = new AC();
+        set("sample_rate", String(Math.round(ctx.sampleRate)));
+        if (ctx.close) ctx.close();
+      } catch (e) { ok = false; }
+    }
+    set("web_audio", ok ? "1" : "0");
+    status.textContent = ok ? status.dataset.ok : status.dataset.fail;
+    form.querySelector("button[type=submit]").disabled = false;
+  }
+
+  // -- listening forms ------------------------------------------------------------------------
+  function audioSampleRate() {
+    try {
+      var AC = window.AudioContext || window.webkitAudioContext;
+      var ctx = new AC();
+      var rate = ctx.sampleRate;
+      if (ctx.close) ctx.close();
+      return Math.round(rate);
+    } catch (e) { return null; }
+  }
+
+  function listen(form) {
+    var required = (form.dataset.required || "").split(",").filter(Boolean);
+    var audios = {}, plays = {}, bins = {}, ended = {};
+    var unlockedAt = null, blurs = 0, events = [], sent = false;
+    var t0 = performance.now();
+    var log = function (what) {
+      if (events.length < 200) events.push([Math.round(performance.now() - t0), what]);
+    };
+
+    form.querySelectorAll("audio[data-key]").forEach(function (a) {
+      var k = a.dataset.key;
+      audios[k] = a; plays[k] = 0; ended[k] = false; bins[k] = null;
+      var last = 0;
+      a.addEventListener("loadedmetadata", function () {
+        bins[k] = new Uint8Array(Math.max(1, Math.ceil(a.duration * 10)));
+      });
+      a.addEventListener("timeupdate", function () {
+        var now = a.currentTime;
+        if (bins[k] && now >= last && now - last < 1.0) {
+          for (var i = Math.floor(last * 10); i < Math.min(bins[k].length, Math.ceil(now * 10)); i++) bins[k][i] = 1;
+        }
+        last = now;
+      });
+      a.addEventListener("ended", function () {
+        if (bins[k]) for (var i = Math.floor(last * 10); i < bins[k].length; i++) bins[k][i] = 1;
+        last = 0;
+        ended[k] = true;
+        log("ended " + k);
+        setState(k, "done");
+        var btn = form.querySelector('[data-play="' + k + '"]');
+        if (btn) btn.classList.remove("playing");
+        if (a.hasAttribute("data-once") && btn) btn.disabled = true;
+        maybeUnlock();
+      });
+      a.addEventListener("error", function () { setState(k, "error"); log("error " + k); });
+    });
+
+    function setState(k, state) {
+      var el = form.querySelector('[data-state="' + k + '"]');
+      if (!el) return;
+      el.dataset.value = state;
+      el.textContent = state === "done" ? "✓" : state === "playing" ? "♪" : state === "error" ? "!" : "";
+    }
+
+    function heard(k) {
+      if (!bins[k]) return 0;
+      var n = 0;
+      for (var i = 0; i < bins[k].length; i++) n += bins[k][i];
+      return Math.round((1000 * n) / bins[k].length) / 1000;
+    }
+
+    function play(k) {
+      var a = audios[k];
+      if (!a || sent) return;
+      var btn = form.querySelector('[data-play="' + k + '"]');
+      if (btn && btn.disabled) return;
+      Object.keys(audios).forEach(function (o) {
+        if (o !== k && !audios[o].paused) {
+          audios[o].pause();
+          setState(o, ended[o] ? "done" : "");
+          var ob = form.querySelector('[data-play="' + o + '"]');
+          if (ob) ob.classList.remove("playing");
+        }
+      });
+      a.currentTime = 0;
+      plays[k] += 1;
+      log("play " + k);
+      setState(k, "playing");
+      if (btn) btn.classList.add("playing");
+      if (a.hasAttribute("data-once") && btn) btn.disabled = true;
+      var p = a.play();
+      if (p && p.catch) p.catch(function (e) { log("play-failed " + k + " " + e.name); });
+    }
+
+    function maybeUnlock() {
+      if (unlockedAt !== null) return;
+      if (!required.every(function (k) { return ended[k]; })) return;
+      unlockedAt = performance.now();
+      log("unlocked");
+      form.querySelectorAll("[data-unlock]").forEach(function (b) { b.disabled = false; });
+      var hint = form.querySelector("[data-locked-hint]");
+      if (hint) hint.hidden = true;
+    }
+
+    function choose(value) {
+      if (sent || unlockedAt === null) return;
+      sent = true;  // one submission per page, whatever the clicks
+      var rt = Math.round(performance.now() - unlockedAt);
+      form.elements.choice.value = value;
+      if (form.elements.rt_ms) form.elements.rt_ms.value = String(rt);
+      if (form.elements.log) {
+        var h = {};
+        Object.keys(audios).forEach(function (k) { h[k] = heard(k); });
+        form.elements.log.value = JSON.stringify({
+          response_ms: rt, plays: plays, heard: h, blur_events: blurs,
+          audio_sample_rate: audioSampleRate(), events: events,
+          viewport: window.innerWidth + "x" + window.innerHeight,
+        });
+      }
+      form.querySelectorAll("button").forEach(function (b) { b.disabled = true; });
+      Object.keys(audios).forEach(function (k) { audios[k].pause(); });
+      form.submit();
+    }
+
+    form.querySelectorAll("[data-play]").forEach(function (b) {
+      b.addEventListener("click", function () { play(b.dataset.play); });
+    });
+    form.querySelectorAll("[data-choice]").forEach(function (b) {
+      b.addEventListener("click", function () { choose(b.dataset.choice); });
+    });
+    window.addEventListener("blur", function () { blurs += 1; log("blur"); });
+    window.addEventListener("focus", function () { log("focus"); });
+    form.addEventListener("submit", function (e) {
+      // Only forms without choices (calibration) submit natively, and only once unlocked.
+      if (form.hasAttribute("data-answer") || unlockedAt === null || sent) { e.preventDefault(); return; }
+      sent = true;
+    });
+
+    document.addEventListener("keydown", function (e) {
+      if (e.ctrlKey || e.metaKey || e.altKey) return;
+      var tag = (e.target && e.target.tagName) || "";
+      if (tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA") return;
+      var key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+      var target = Array.prototype.find.call(form.querySelectorAll("[data-shortcut]"), function (el) {
+        return el.dataset.shortcut.split("|").indexOf(key) >= 0;
+      });
+      if (!target || target.disabled) return;
+      e.preventDefault();
+      target.click();
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var check = document.querySelector("form[data-browser-check]");
+    if (check) browserCheck(check);
+    document.querySelectorAll("form[data-listen]").forEach(listen);
+  });
+})();

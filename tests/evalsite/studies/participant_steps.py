@@ -1,0 +1,88 @@
+"""Helpers that walk a participant through the flow with Django's test client."""
+
+from __future__ import annotations
+
+import json
+
+from django.urls import reverse
+
+from evalsite.studies import flow, screening
+from evalsite.studies.models import Participant
+
+DESKTOP_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36"
+
+
+def url(p: Participant) -> str:
+    return reverse("studies:participant", args=[p.token])
+
+
+def post(client, p: Participant, step: str, **data):
+    return client.post(url(p), {"step": step, **data}, HTTP_USER_AGENT=DESKTOP_UA)
+
+
+def pass_browser_check(client, p):
+    return post(client, p, "browser_check", web_audio="1", sample_rate="48000", ua_mobile="0")
+
+
+def answer_questionnaire(client, p):
+    return post(client, p, "questionnaire", musical_training="lt2", device="laptop",
+                headphones="over_ear")  # fmt: skip
+
+
+def screen(client, p, correct: bool = True):
+    """Answer every screening trial (correctly or always wrongly)."""
+    p.refresh_from_db()
+    while p.step == "screening":
+        n = len(p.screening.get("answers", []))
+        kind, i = flow.screening_position(p)
+        target = screening.answer_key(p.seed, kind, i)["target"]
+        choice = target if correct else (target % 3) + 1
+        post(client, p, "screening", n=n, choice=choice, rt_ms=900)
+        p.refresh_from_db()
+
+
+def to_step(client, p, step: str) -> Participant:
+    """Walk p forward (passing every check) until it reaches `step`."""
+    actions = {
+        "browser_check": lambda: pass_browser_check(client, p),
+        "consent": lambda: post(client, p, "consent", decision="agree"),
+        "questionnaire": lambda: answer_questionnaire(client, p),
+        "calibration": lambda: post(client, p, "calibration"),
+        "screening": lambda: screen(client, p),
+        "instructions": lambda: post(client, p, "instructions"),
+    }
+    p.refresh_from_db()
+    while p.step != step:
+        actions[p.step]()
+        p.refresh_from_db()
+    return p
+
+
+def client_log(**overrides) -> str:
+    log = {"response_ms": 1234, "plays": {"r": 1, "A": 2, "B": 1},
+           "heard": {"r": 1.0, "A": 1.0, "B": 0.95}, "blur_events": 1,
+           "audio_sample_rate": 48000}  # fmt: skip
+    return json.dumps(log | overrides)
+
+
+def answer_current(client, p, choice: str = "A", expected: bool = False):
+    """Answer the current slot (with the right answer to practice trials when `expected`)."""
+    client.get(url(p))  # the trial page, as a browser shows it (stamps shown_at)
+    slot = flow.current_slot(p)
+    if expected and slot.trial.expected:
+        choice = "A" if slot.displayed_first == slot.trial.expected else "B"
+    response = post(client, p, p.step, index=slot.index, choice=choice, log=client_log())
+    p.refresh_from_db()
+    return slot, response
+
+
+def finish(client, p) -> Participant:
+    """Answer every remaining slot (acknowledging practice feedback) until the end."""
+    p.refresh_from_db()
+    while p.step in ("practice", "trials"):
+        if p.state.get("feedback"):
+            post(client, p, p.step, action="continue")
+            p.refresh_from_db()
+            continue
+        answer_current(client, p, expected=True)
+    return p

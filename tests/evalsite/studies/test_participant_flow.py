@@ -1,0 +1,224 @@
+"""The participant flow through Django's test client: entry, steps, answers, resume, refusals."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from evalsite.studies import flow
+from evalsite.studies.models import Answer, Participant, Study
+from tests.evalsite.studies.conftest import enter
+from tests.evalsite.studies.participant_steps import (
+    DESKTOP_UA,
+    answer_current,
+    client_log,
+    finish,
+    post,
+    screen,
+    to_step,
+    url,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_records_recruitment_parameters_and_binds_the_session(client, listening_study):
+    p = enter(client, listening_study, PROLIFIC_PID="pp1", STUDY_ID="st1", SESSION_ID="se1")
+    assert (p.prolific_pid, p.prolific_study_id, p.prolific_session_id) == ("pp1", "st1", "se1")
+    assert p.session == "se1" and p.recruitment["PROLIFIC_PID"] == "pp1"
+    assert client.get(url(p)).status_code == 200
+    assert p.step == "browser_check"
+
+
+def test_it_resumes_the_same_participant_by_recruitment_id(client, listening_study):
+    p = enter(client, listening_study, pid="abc")
+    to_step(client, p, "questionnaire")
+    other_browser = Client()
+    again = enter(other_browser, listening_study, pid="abc")
+    assert again.pk == p.pk and again.step == "questionnaire"
+    assert Participant.objects.filter(study=listening_study).count() == 1
+
+
+def test_it_refuses_pages_and_audio_of_another_session(client, listening_study):
+    p = to_step(client, enter(client, listening_study), "practice")
+    stranger = Client()
+    enter(stranger, listening_study)
+    response = stranger.get(url(p))
+    assert response.status_code == 403
+    assert stranger.post(url(p), {"step": "practice"}).status_code == 403
+    audio = reverse("studies:audio", args=[p.token, 0, "r"])
+    assert stranger.get(audio).status_code == 404
+    assert client.get(audio).status_code == 200
+
+
+def test_it_refuses_new_participants_when_the_study_is_paused(client, listening_study):
+    listening_study.status = Study.Status.PAUSED
+    listening_study.save()
+    response = client.get(reverse("studies:entry", args=[listening_study.slug]))
+    assert response.status_code == 403
+    assert not listening_study.participants.exists()
+
+
+def test_it_refuses_phones_when_the_study_does(client, listening_study):
+    p = enter(client, listening_study)
+    post(client, p, "browser_check", web_audio="1", ua_mobile="1")
+    p.refresh_from_db()
+    assert p.step == "refused" and p.browser["phone"] is True
+
+
+def test_it_records_a_declined_consent_and_stops(client, listening_study):
+    p = to_step(client, enter(client, listening_study), "consent")
+    post(client, p, "consent", decision="decline")
+    p.refresh_from_db()
+    assert p.step == "declined" and not p.slots.exists()
+
+
+def test_it_shows_questionnaire_errors_without_advancing(client, listening_study):
+    p = to_step(client, enter(client, listening_study), "questionnaire")
+    response = post(client, p, "questionnaire", musical_training="", device="laptop")
+    assert response.status_code == 200 and b'role="alert"' in response.content
+    p.refresh_from_db()
+    assert p.step == "questionnaire"
+
+
+def test_it_screens_out_a_participant_who_fails_the_antiphase_test(client, listening_study):
+    p = to_step(client, enter(client, listening_study), "screening")
+    screen(client, p, correct=False)
+    p.refresh_from_db()
+    assert p.step == "screened_out" and p.screening_passed is False
+    assert p.screen_out_code.startswith("SO-")
+    assert not p.slots.exists()  # no trial reserved for someone who cannot take part
+    assert b"screen-out-code" in client.get(url(p)).content
+
+
+def test_it_runs_huggins_after_antiphase_when_enabled(client, experimenter, listening_catalogue):
+    from tests.evalsite.studies.conftest import make_study
+
+    study = make_study(experimenter, listening_catalogue, huggins=True)
+    p = to_step(client, enter(client, study), "screening")
+    screen(client, p)
+    p.refresh_from_db()
+    kinds = [a["kind"] for a in p.screening["answers"]]
+    assert kinds == ["antiphase", "antiphase", "huggins", "huggins"]
+    assert p.step == "instructions" and p.screening_passed is True
+
+
+def test_it_serves_the_screening_sound_of_the_current_trial_only(client, listening_study):
+    p = to_step(client, enter(client, listening_study), "screening")
+    ok = client.get(reverse("studies:screening_audio", args=[p.token, 0]))
+    assert ok.status_code == 200 and ok["Content-Type"] == "audio/wav"
+    assert client.get(reverse("studies:screening_audio", args=[p.token, 1])).status_code == 404
+
+
+def test_it_gives_feedback_after_each_practice_trial(client, listening_study):
+    p = to_step(client, enter(client, listening_study), "practice")
+    slot, _ = answer_current(client, p, expected=True)
+    assert slot.trial.is_practice and p.state["feedback"]["correct"] is True
+    page = client.get(url(p)).content.decode()
+    assert 'id="feedback"' in page and 'id="play-r"' not in page
+    post(client, p, "practice", action="continue")
+    p.refresh_from_db()
+    assert p.state == {}
+
+
+def test_it_stores_exactly_one_answer_for_a_replayed_post(client, listening_study):
+    p = to_step(client, enter(client, listening_study), "practice")
+    finish_practice(client, p)
+    slot = flow.current_slot(p)
+    data = {"step": "trials", "index": slot.index, "choice": "A", "log": client_log()}
+    first = client.post(url(p), data, HTTP_USER_AGENT=DESKTOP_UA)
+    replay = client.post(url(p), data | {"choice": "B"}, HTTP_USER_AGENT=DESKTOP_UA)
+    assert first.status_code == replay.status_code == 302
+    answers = Answer.objects.filter(participant=p, trial=slot.trial)
+    assert answers.count() == 1 and answers.get().chosen_position == "A"
+
+
+def test_it_refuses_a_second_answer_even_when_bypassing_the_view(client, listening_study):
+    p = to_step(client, enter(client, listening_study), "practice")
+    finish_practice(client, p)
+    slot = flow.current_slot(p)
+    log = flow.ClientLog(1000, {"r": 1, "A": 1, "B": 1}, {}, 0, 48000, {})
+    assert flow.store_answer(p, slot, "A", log) is True
+    assert flow.store_answer(p, slot, "B", log) is False
+    assert Answer.objects.filter(participant=p, trial=slot.trial).count() == 1
+
+
+def test_it_stores_canonical_choice_positions_and_client_log(client, listening_study):
+    p = to_step(client, enter(client, listening_study), "practice")
+    finish_practice(client, p)
+    slot, _ = answer_current(client, p, choice="B")
+    a = Answer.objects.get(participant=p, trial=slot.trial)
+    shown_b = "b" if slot.displayed_first == "a" else "a"
+    assert (a.chosen_position, a.chosen, a.displayed_first) == ("B", shown_b, slot.displayed_first)
+    plays_shown_a = a.plays_a if slot.displayed_first == "a" else a.plays_b
+    assert plays_shown_a == 2 and a.plays_reference == 1  # the log played position A twice
+    assert (a.response_ms, a.blur_events, a.audio_sample_rate) == (1234, 1, 48000)
+    assert a.trial_index == slot.index and a.shown_at is not None
+
+
+def test_it_never_shows_an_answered_trial_again(client, listening_study):
+    p = to_step(client, enter(client, listening_study), "practice")
+    finish_practice(client, p)
+    slot, _ = answer_current(client, p)
+    assert flow.current_slot(p).index == slot.index + 1
+    stale = post(client, p, "trials", index=slot.index, choice="B", log=client_log())
+    assert stale.status_code == 302
+    assert Answer.objects.filter(participant=p).count() == slot.index + 1
+
+
+def test_it_serves_only_the_current_trials_audio_by_position(client, listening_study):
+    p = to_step(client, enter(client, listening_study), "practice")
+    slot = flow.current_slot(p)
+    page = client.get(url(p)).content.decode()
+    for clip in (slot.trial.reference, slot.trial.candidate_a, slot.trial.candidate_b):
+        assert clip.token not in page and f"/{clip.pk}" not in page
+    audio = reverse("studies:audio", args=[p.token, slot.index, "A"])
+    assert audio in page
+    whole = client.get(audio)
+    assert whole.status_code == 200 and whole["Accept-Ranges"] == "bytes"
+    assert "Content-Disposition" not in whole
+    part = client.get(audio, HTTP_RANGE="bytes=0-99")
+    assert part.status_code == 206 and part["Content-Range"].startswith("bytes 0-99/")
+    assert len(b"".join(part.streaming_content)) == 100
+    nxt = reverse("studies:audio", args=[p.token, slot.index + 1, "A"])
+    assert client.get(nxt).status_code == 404
+
+
+def test_it_completes_only_when_every_answer_is_stored(client, listening_study):
+    listening_study.settings |= {"prolific_completion_url": "https://app.prolific.com/c"}
+    listening_study.save()
+    p = to_step(client, enter(client, listening_study, PROLIFIC_PID="x1"), "practice")
+    finish(client, p)
+    assert p.step == "done" and p.finished_at is not None
+    assert Answer.objects.filter(participant=p).count() == p.slots.count()
+    page = client.get(url(p)).content.decode()
+    assert p.completion_code in page
+    assert f"https://app.prolific.com/c?cc={p.completion_code}" in page
+
+
+def test_it_does_not_finish_while_an_answer_is_missing(client, listening_study):
+    p = to_step(client, enter(client, listening_study), "practice")
+    finish(client, p)
+    Answer.objects.filter(participant=p).order_by("-trial_index").first().delete()
+    Participant.objects.filter(pk=p.pk).update(step="trials")
+    p.refresh_from_db()
+    assert flow.finish_if_complete(p) is False
+
+
+def test_it_translates_participant_pages_to_japanese(client, listening_study):
+    p = enter(client, listening_study, lang="ja")
+    assert p.language == "ja"
+    page = client.get(url(p)).content.decode()
+    assert "ようこそ" in page and 'lang="ja"' in page
+    client.get(url(p), {"lang": "en"})
+    assert "Welcome" in client.get(url(p)).content.decode()
+
+
+def finish_practice(client, p):
+    while p.step == "practice":
+        if p.state.get("feedback"):
+            post(client, p, "practice", action="continue")
+        else:
+            answer_current(client, p, expected=True)
+        p.refresh_from_db()
