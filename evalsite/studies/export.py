@@ -89,7 +89,9 @@ def full_answers_dataframe(study: Study) -> pd.DataFrame:
     out["study"] = study.pk
     for col in ANSWER_COLUMNS[1:12]:  # participant ... chosen_position, copied as stored
         out[col] = raw[col]
-    out["model_choice"] = raw["model_choice"].map(lambda v: v if v in {"a", "b"} else None)
+    # object dtype: None (not NaN) marks "no model choice", as the contract says.
+    choices = [v if v in {"a", "b"} else None for v in raw["model_choice"]]
+    out["model_choice"] = pd.Series(choices, index=raw.index, dtype=object)
     out["model_margin"] = raw["model_margin"].astype(float)
     has_model = out["model_choice"].notna()
     out["agree"] = np.where(has_model, (raw["chosen"] == out["model_choice"]).astype(float), np.nan)

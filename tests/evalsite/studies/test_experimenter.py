@@ -1,0 +1,231 @@
+"""Experimenter views: create, edit, status changes, uploads, trials, progress."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from evalsite.stimuli.models import Clip
+from evalsite.studies.models import Study, Trial
+from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
+from tests.evalsite.studies.experimenter_personas import wav_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+def _study_post(**overrides) -> dict:
+    data = {
+        "name": "Guitar study", "description": "", "instruments": ["guitar", "piano"],
+        "consent_text": "You agree to take part.", "languages": ["en", "ja"],
+        "screening": "on", "catch_identical": 2, "catch_attention": 1, "catch_repeat": 1,
+        "min_catch_accuracy": 0.8, "max_same_position_share": 0.9, "min_median_rt_ms": 1000,
+        "target_answers_per_trial": 7, "trials_per_participant": "", "refuse_phones": "on",
+        "completion_code": "", "prolific_completion_url": "https://app.prolific.com/submissions/complete?cc=ABC",
+        "reservation_timeout_s": 1800, "loudness_target_lufs": -23, "practice_trials": 2,
+        "shared_with_names": "",
+    }  # fmt: skip
+    data.update(overrides)
+    return data
+
+
+def test_it_creates_a_study_owned_by_the_researcher(client, alice, bob):
+    client.force_login(alice)
+    response = client.post(reverse("studies:study_create"), _study_post(shared_with_names="bob"))
+    study = Study.objects.get(name="Guitar study")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("studies:study_detail", args=[study.pk])
+    assert study.owner == alice and study.status == "draft"
+    assert study.instruments == ["guitar", "piano"]
+    assert study.setting("target_answers_per_trial") == 7
+    assert study.setting("catch") == {"identical": 2, "attention": 1, "repeat": 1}
+    assert study.setting("exclusion")["min_catch_accuracy"] == 0.8
+    assert list(study.shared_with.all()) == [bob]
+
+
+def test_it_shows_the_participant_link_with_a_copy_button(client, alice, study):
+    client.force_login(alice)
+    html = client.get(reverse("studies:study_detail", args=[study.pk])).content.decode()
+    assert f"http://testserver{reverse('studies:entry', args=[study.slug])}" in html
+    assert 'id="copy-link"' in html
+
+
+def test_it_names_the_field_and_expectation_on_bad_settings(client, alice):
+    client.force_login(alice)
+    post = _study_post(instruments=[], target_answers_per_trial=0, shared_with_names="nobody")
+    response = client.post(reverse("studies:study_create"), post)
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert set(errors) >= {"instruments", "target_answers_per_trial", "shared_with_names"}
+    assert "nobody" in str(errors["shared_with_names"])
+    assert not Study.objects.exists()
+
+
+def test_it_edits_settings_and_keeps_keys_it_does_not_show(client, alice, study):
+    study.settings = {**study.settings, "screen_out_code": "SO-1"}
+    study.save()
+    client.force_login(alice)
+    post = _study_post(name="Renamed", target_answers_per_trial=3, screening="")
+    response = client.post(reverse("studies:study_edit", args=[study.pk]), post)
+    assert response.status_code == 302
+    study.refresh_from_db()
+    assert study.name == "Renamed" and study.setting("target_answers_per_trial") == 3
+    assert study.setting("screening") is False
+    assert study.settings["screen_out_code"] == "SO-1"
+
+
+def test_it_keeps_sharing_unchanged_when_a_collaborator_edits(client, carol, study):
+    client.force_login(carol)
+    post = _study_post(shared_with_names="")  # the field is disabled for non-owners
+    assert client.post(reverse("studies:study_edit", args=[study.pk]), post).status_code == 302
+    assert list(study.shared_with.all()) == [carol]
+
+
+def _status(client, study, action):
+    return client.post(reverse("studies:study_status", args=[study.pk]), {"action": action})
+
+
+def test_it_opens_pauses_reopens_and_closes_a_study(client, alice, study):
+    client.force_login(alice)
+    for action, expected in [("open", "open"), ("pause", "paused"), ("open", "open"),
+                             ("close", "closed")]:  # fmt: skip
+        assert _status(client, study, action).status_code == 302
+        study.refresh_from_db()
+        assert study.status == expected, action
+
+
+def test_it_refuses_to_reopen_a_closed_study_or_open_one_without_trials(client, alice, study):
+    client.force_login(alice)
+    study.status = "closed"
+    study.save()
+    _status(client, study, "open")
+    study.refresh_from_db()
+    assert study.status == "closed"
+    empty = Study.objects.create(owner=alice, name="empty", instruments=["drums"])
+    response = client.post(
+        reverse("studies:study_status", args=[empty.pk]), {"action": "open"}, follow=True
+    )
+    assert "Add main trials" in response.content.decode()
+    empty.refresh_from_db()
+    assert empty.status == "draft"
+
+
+def test_it_refuses_edits_to_a_closed_study(client, alice, study):
+    study.status = "closed"
+    study.save()
+    client.force_login(alice)
+    client.post(reverse("studies:study_edit", args=[study.pk]), _study_post(name="Changed"))
+    study.refresh_from_db()
+    assert study.name == "Drums and bass"
+
+
+def test_it_uploads_several_files_and_reports_each_bad_one(
+    client, alice, study, settings, tmp_path
+):
+    settings.MEDIA_ROOT = tmp_path
+    client.force_login(alice)
+    files = [
+        SimpleUploadedFile("good.wav", wav_bytes(), "audio/wav"),
+        SimpleUploadedFile("good.flac", wav_bytes(freq=220, fmt="FLAC"), "audio/flac"),
+        SimpleUploadedFile("silent.wav", wav_bytes(amplitude=0.0), "audio/wav"),
+        SimpleUploadedFile("short.wav", wav_bytes(seconds=0.1), "audio/wav"),
+        SimpleUploadedFile("notes.txt", b"not audio at all", "text/plain"),
+    ]
+    response = client.post(reverse("studies:clips", args=[study.pk]), {"files": files})
+    assert response.status_code == 200
+    results = {c.name: c for c in response.context["results"]}
+    assert [n for n, c in results.items() if c.is_ready] == ["good.wav", "good.flac"]
+    assert "silent" in results["silent.wav"].error
+    assert "duration" in results["short.wav"].error
+    assert "notes.txt" in results["notes.txt"].error and "decode" in results["notes.txt"].error
+    html = response.content.decode()
+    for name in ("silent.wav", "short.wav", "notes.txt"):
+        assert f"{name}: " in html  # each error names its file on the page
+    good = results["good.wav"]
+    assert good.catalogue_id == study.catalogue_id and len(good.sha256) == 64
+    assert abs(good.loudness_lufs - study.setting("loudness_target_lufs")) < 0.5
+
+
+def test_it_creates_a_catalogue_on_the_first_upload(client, alice, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    study = Study.objects.create(owner=alice, name="fresh", instruments=["drums"])
+    client.force_login(alice)
+    upload = SimpleUploadedFile("a.wav", wav_bytes(), "audio/wav")
+    client.post(reverse("studies:clips", args=[study.pk]), {"files": [upload]})
+    study.refresh_from_db()
+    assert study.catalogue.owner == alice
+    assert study.catalogue.clips.get().status == Clip.Status.READY
+
+
+def test_it_adds_a_trial_from_the_form(client, alice, study):
+    client.force_login(alice)
+    ref, a, b = Clip.objects.filter(catalogue=study.catalogue)[:3]
+    data = {"reference": ref.pk, "candidate_a": a.pk, "candidate_b": b.pk, "instrument": "bass",
+            "catch_kind": "", "expected": "", "model_choice": "", "model_margin": ""}  # fmt: skip
+    response = client.post(reverse("studies:trial_add", args=[study.pk]), data)
+    assert response.status_code == 302
+    trial = study.trials.latest("id")
+    assert (trial.reference, trial.candidate_a, trial.instrument) == (ref, a, "bass")
+    assert trial.model_choice is None and not trial.is_catch
+
+
+def test_it_refuses_clips_of_another_researcher_in_a_trial(client, alice, bob, study):
+    from evalsite.stimuli.models import Catalogue
+
+    foreign = Clip.objects.create(catalogue=Catalogue.objects.create(owner=bob, name="b"),
+                                  status="ready", name="bob.wav")  # fmt: skip
+    client.force_login(alice)
+    ref, a = Clip.objects.filter(catalogue=study.catalogue)[:2]
+    data = {"reference": ref.pk, "candidate_a": a.pk, "candidate_b": foreign.pk,
+            "instrument": "drums"}  # fmt: skip
+    response = client.post(reverse("studies:trial_add", args=[study.pk]), data)
+    assert response.status_code == 400
+    assert "candidate_b" in response.context["form"].errors
+
+
+def test_it_bulk_creates_trials_from_csv_and_names_bad_lines(client, alice, study):
+    client.force_login(alice)
+    c = list(Clip.objects.filter(catalogue=study.catalogue))
+    before = study.trials.count()
+    good = (f"reference,candidate_a,candidate_b,instrument,catch_kind,expected,model_choice\n"
+            f"{c[0].token},{c[1].token},{c[2].token},drums,,,a\n"
+            f"{c[3].name},{c[4].pk},{c[5].pk},bass,identical,b,\n")  # fmt: skip
+    url = reverse("studies:trials_csv", args=[study.pk])
+    response = client.post(url, {"csv_file": SimpleUploadedFile("t.csv", good.encode())})
+    assert response.status_code == 302
+    made = list(study.trials.order_by("-id")[:2])[::-1]
+    assert study.trials.count() == before + 2
+    assert made[0].model_choice == "a" and made[1].catch_kind == "identical" and made[1].is_catch
+    bad = (f"reference,candidate_a,candidate_b,instrument\n"
+           f"{c[0].token},{c[1].token},{c[2].token},drums\n"
+           f"nope,{c[1].token},{c[2].token},vocals\n")  # fmt: skip
+    response = client.post(url, {"csv_file": SimpleUploadedFile("bad.csv", bad.encode())})
+    assert response.status_code == 400
+    errors = " ".join(response.context["csv_form"].errors["csv_file"])
+    assert "bad.csv, line 3: field 'reference' = 'nope'" in errors
+    assert "field 'instrument' = 'vocals'" in errors
+    assert study.trials.count() == before + 2  # nothing from a file with errors
+
+
+def test_it_shows_live_progress_counts(client, alice, answered_study):
+    client.force_login(alice)
+    response = client.get(reverse("studies:progress", args=[answered_study.pk]))
+    assert response.status_code == 200
+    ctx = response.context
+    assert ctx["participants"] == {"started": 4, "finished": 2, "screened_out": 1,
+                                   "in_progress": 1, "other": 0}  # fmt: skip
+    assert ctx["n_answers"] == 16
+    per = {r["instrument"]: (r["main"], r["catch"]) for r in ctx["per_instrument"]}
+    assert per == {"drums": (6, 4), "bass": (4, 2)}  # p3 answered two drums mains
+    catch = {r["kind"]: (r["n"], r["passed"]) for r in ctx["catch"]}
+    assert catch == {"identical": (2, 2), "attention": (2, 2), "repeat": (2, 1)}
+    assert sum(t.n_answers for t in ctx["per_trial"]) == 10
+    assert f"/reports/{answered_study.pk}/" in response.content.decode()
+
+
+def test_it_lists_trials_and_counts_them_on_the_overview(client, alice, study):
+    client.force_login(alice)
+    html = client.get(reverse("studies:trials", args=[study.pk])).content.decode()
+    assert html.count("<tr><td>") == Trial.objects.filter(study=study).count()
+    overview = client.get(reverse("studies:study_detail", args=[study.pk]))
+    assert overview.context["trial_counts"] == {"main": 4, "practice": 1, "catch": 3}

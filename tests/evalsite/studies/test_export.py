@@ -1,0 +1,138 @@
+"""The export: the tidy answers table of TEAM.md, the downloads, and every answer exactly once."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+from django.urls import reverse
+
+from evalsite.studies.export import (
+    ANSWER_COLUMNS,
+    CODEBOOK,
+    EXPORT_FILES,
+    answers_dataframe,
+    config_snapshot,
+    full_answers_dataframe,
+    manifest_dataframe,
+)
+from evalsite.studies.models import Answer
+from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
+
+pytestmark = pytest.mark.django_db
+
+TEAM_MD_COLUMNS = [
+    "study", "participant", "session", "trial", "trial_index", "instrument", "reference",
+    "candidate_a", "candidate_b", "displayed_first", "chosen", "chosen_position", "model_choice",
+    "model_margin", "agree", "is_catch", "catch_kind", "catch_correct", "response_ms",
+    "plays_reference", "plays_a", "plays_b", "screening_passed", "created_at",
+]  # fmt: skip
+
+
+def _stored_pairs(study, practice=None) -> list[tuple[int, int]]:
+    answers = Answer.objects.filter(participant__study=study)
+    if practice is not None:
+        answers = answers.filter(trial__is_practice=practice)
+    return sorted(answers.values_list("participant_id", "trial_id"))
+
+
+def test_it_has_exactly_the_team_md_columns(answered_study):
+    frame = answers_dataframe(answered_study)
+    assert list(frame.columns) == TEAM_MD_COLUMNS == list(ANSWER_COLUMNS)
+
+
+def test_it_has_each_main_and_catch_answer_exactly_once(answered_study):
+    frame = answers_dataframe(answered_study)
+    pairs = sorted(zip(frame["participant"], frame["trial"]))
+    assert pairs == _stored_pairs(answered_study, practice=False)
+    assert len(pairs) == len(set(pairs)) == 16  # 7 + 7 + 2 non-practice answers
+
+
+def test_it_returns_the_columns_for_a_study_without_answers(study):
+    frame = answers_dataframe(study)
+    assert frame.empty
+    assert list(frame.columns) == TEAM_MD_COLUMNS
+
+
+def test_it_derives_agreement_positions_and_catch_correctness(answered_study):
+    frame = answers_dataframe(answered_study).set_index(["participant", "trial"])
+    trials = {t.catch_kind or ("model" if t.model_choice else "plain"): t
+              for t in answered_study.trials.filter(is_practice=False)}  # fmt: skip
+    p1, p2 = sorted(frame.index.get_level_values(0).unique())[:2]
+    row = frame.loc[(p1, trials["model"].pk)]
+    assert row["agree"] == float(row["chosen"] == trials["model"].model_choice)
+    assert row["chosen_position"] == ("A" if row["chosen"] == row["displayed_first"] else "B")
+    plain = frame.loc[(p1, trials["plain"].pk)]
+    assert plain["model_choice"] is None and np.isnan(plain["agree"])
+    assert np.isnan(plain["catch_correct"])
+    assert frame.loc[(p1, trials["identical"].pk), "catch_correct"] == 1.0
+    assert frame.loc[(p1, trials["attention"].pk), "catch_correct"] == 1.0
+    # p1 chose the same clip on the repeat as on its original, p2 did not.
+    assert frame.loc[(p1, trials["repeat"].pk), "catch_correct"] == 1.0
+    assert frame.loc[(p2, trials["repeat"].pk), "catch_correct"] == 0.0
+    assert frame["screening_passed"].dtype == bool and frame["screening_passed"].all()
+    assert frame["created_at"].str.endswith("Z").all()
+
+
+def test_it_uses_clip_tokens_that_the_manifest_lists(answered_study):
+    frame = answers_dataframe(answered_study)
+    manifest = manifest_dataframe(answered_study)
+    used = set(frame[["reference", "candidate_a", "candidate_b"]].to_numpy().ravel())
+    assert used <= set(manifest["token"])
+    assert manifest["token"].is_unique
+    assert manifest["sha256"].str.len().eq(64).all()
+
+
+def test_it_documents_every_exported_column_in_the_codebook(answered_study):
+    full = full_answers_dataframe(answered_study)
+    assert list(full.columns) == list(CODEBOOK["answers"])
+    assert list(manifest_dataframe(answered_study).columns) == list(CODEBOOK["manifest"])
+
+
+def test_it_downloads_csv_and_json_with_every_answer_once(client, alice, answered_study):
+    client.force_login(alice)
+    base = [answered_study.pk]
+    csv = client.get(reverse("studies:export_file", args=[*base, "answers.csv"]))
+    assert csv.status_code == 200 and csv["Content-Type"] == "text/csv"
+    table = pd.read_csv(io.BytesIO(csv.content))
+    records = json.loads(client.get(reverse("studies:export_file", args=[*base, "answers.json"]))
+                         .content)  # fmt: skip
+    stored = _stored_pairs(answered_study)
+    assert len(stored) == 19  # practice answers included in the downloads
+    assert sorted(zip(table["participant"], table["trial"])) == stored
+    assert sorted((r["participant"], r["trial"]) for r in records) == stored
+
+
+def test_it_bundles_every_export_file_in_one_zip(client, carol, answered_study):
+    client.force_login(carol)  # a collaborator may export too
+    response = client.get(reverse("studies:export_file", args=[answered_study.pk, "bundle.zip"]))
+    assert response.status_code == 200
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    names = sorted(n.split("/", 1)[1] for n in archive.namelist())
+    assert names == sorted(EXPORT_FILES)
+    folder = f"study-{answered_study.pk}"
+    answers = pd.read_csv(archive.open(f"{folder}/answers.csv"))
+    assert len(answers) == len(_stored_pairs(answered_study))
+    design = pd.read_csv(archive.open(f"{folder}/design.csv"))
+    assert len(design) == 3 * answered_study.trials.count()
+    assert design["answered"].sum() == len(answers)
+    config = json.loads(archive.read(f"{folder}/config.json"))
+    assert config["settings"]["target_answers_per_trial"] == 2
+    assert config["trials"] == {"total": 8, "main": 4, "practice": 1, "catch": 3}
+
+
+def test_it_refuses_an_unknown_export_name(client, alice, study):
+    client.force_login(alice)
+    url = reverse("studies:export_file", args=[study.pk, "secrets.txt"])
+    assert client.get(url).status_code == 404
+
+
+def test_it_snapshots_the_config_with_defaults_filled_in(study):
+    snapshot = config_snapshot(study)
+    assert snapshot["settings"]["screening"] is True  # a default
+    assert snapshot["settings"]["target_answers_per_trial"] == 2  # the study's own value
+    assert snapshot["shared_with"] == ["carol"]

@@ -1,0 +1,80 @@
+"""Who sees which study: owner, shared researcher, other researcher, anonymous."""
+
+from __future__ import annotations
+
+import pytest
+from django.http import Http404
+from django.urls import reverse
+
+from evalsite.studies.permissions import get_visible_study, is_owner, visible_studies
+from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
+
+pytestmark = pytest.mark.django_db
+
+STUDY_PAGES = [
+    "studies:study_detail", "studies:study_edit", "studies:clips", "studies:dataset_import",
+    "studies:trials", "studies:progress", "studies:export",
+]  # fmt: skip
+
+
+def test_it_lists_owned_and_shared_studies_only(study, alice, bob, carol):
+    assert list(visible_studies(alice)) == [study]
+    assert list(visible_studies(carol)) == [study]
+    assert list(visible_studies(bob)) == []
+
+
+def test_it_raises_404_for_a_study_of_someone_else(study, bob):
+    with pytest.raises(Http404):
+        get_visible_study(bob, study.pk)
+
+
+def test_it_lets_only_the_owner_share(study, alice, carol):
+    assert is_owner(alice, study)
+    assert not is_owner(carol, study)
+
+
+@pytest.mark.parametrize("name", STUDY_PAGES)
+def test_it_requires_login_on_every_study_page(client, study, name):
+    url = reverse(name, args=[study.pk])
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+def test_it_requires_login_for_dashboard_create_and_downloads(client, study):
+    for url in (
+        reverse("studies:dashboard"),
+        reverse("studies:study_create"),
+        reverse("studies:export_file", args=[study.pk, "answers.csv"]),
+        reverse("studies:export_file", args=[study.pk, "bundle.zip"]),
+    ):
+        assert client.get(url).status_code == 302, url
+
+
+@pytest.mark.parametrize("name", [*STUDY_PAGES, "studies:export_file"])
+def test_it_answers_404_to_another_researcher(client, study, bob, name):
+    client.force_login(bob)
+    args = [study.pk, "answers.csv"] if name == "studies:export_file" else [study.pk]
+    assert client.get(reverse(name, args=args)).status_code == 404
+
+
+def test_it_refuses_status_changes_by_another_researcher(client, study, bob):
+    client.force_login(bob)
+    response = client.post(reverse("studies:study_status", args=[study.pk]), {"action": "open"})
+    assert response.status_code == 404
+    study.refresh_from_db()
+    assert study.status == "draft"
+
+
+def test_it_shows_a_shared_study_to_the_collaborator(client, study, carol):
+    client.force_login(carol)
+    response = client.get(reverse("studies:study_detail", args=[study.pk]))
+    assert response.status_code == 200
+    assert study.slug in response.content.decode()
+
+
+def test_it_hides_another_researchers_study_from_the_dashboard(client, study, bob):
+    client.force_login(bob)
+    response = client.get(reverse("studies:dashboard"))
+    assert response.status_code == 200
+    assert study.name not in response.content.decode()
