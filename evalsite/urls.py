@@ -18,4 +18,5 @@ urlpatterns = [
     path("", include("evalsite.studies.urls")),
     path("reports/", include("evalsite.reports.urls")),
     path("retrieval/", include("evalsite.retrieval.urls")),
+    path("jobs/", include("evalsite.jobs.urls")),
 ]

@@ -1,0 +1,84 @@
+"""Job progress for experimenters: a page per study, an includable HTML fragment, JSON, and the
+buttons that queue model work (ingest the catalogue, model choices, design from the model).
+
+URLs: /jobs/study/<pk>/ (page), /jobs/study/<pk>/fragment (for the dashboard to include or
+poll), /jobs/study/<pk>.json, POST /jobs/study/<pk>/{ingest,model-choices,design}.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from evalsite.jobs import progress
+from evalsite.jobs.models import Job
+from evalsite.studies.model_design import STRATEGIES, DesignError
+from evalsite.studies.permissions import get_visible_study
+
+
+def study_jobs(study):
+    """The study's jobs and those of its catalogue, newest first, with fresh counts."""
+    jobs = Job.objects.filter(Q(study=study) | Q(catalogue_id=study.catalogue_id, study=None))
+    jobs = list(jobs.order_by("-created_at", "-id")[:20])
+    for job in jobs:
+        if not job.is_finished:
+            progress.refresh(job)
+    return jobs
+
+
+def _context(study) -> dict:
+    return {"study": study, "jobs": study_jobs(study), "strategies": STRATEGIES}
+
+
+@login_required
+def study_page(request: HttpRequest, pk: int) -> HttpResponse:
+    study = get_visible_study(request.user, pk)
+    return render(request, "jobs/study.html", _context(study))
+
+
+@login_required
+def study_fragment(request: HttpRequest, pk: int) -> HttpResponse:
+    study = get_visible_study(request.user, pk)
+    return render(request, "jobs/_study_jobs.html", _context(study))
+
+
+@login_required
+def study_json(request: HttpRequest, pk: int) -> JsonResponse:
+    study = get_visible_study(request.user, pk)
+    fields = ("id", "kind", "status", "total", "done", "failed", "errors", "message")
+    rows = [
+        {f: getattr(j, f) for f in fields}
+        | {"checkpoint_id": j.checkpoint_id, "created_at": j.created_at.isoformat()}
+        for j in study_jobs(study)
+    ]
+    return JsonResponse({"study": study.pk, "jobs": rows})
+
+
+@login_required
+@require_POST
+def queue(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    from evalsite.stimuli.tasks import queue_ingest
+    from evalsite.studies.tasks import queue_design, queue_model_choices
+
+    study = get_visible_study(request.user, pk)
+    if action == "ingest":
+        if study.catalogue is None:
+            messages.error(request, "The study has no catalogue yet; add clips first.")
+        else:
+            queue_ingest(study.catalogue, study=study)
+    elif action == "model-choices":
+        queue_model_choices(study)
+    elif action == "design":
+        try:
+            queue_design(
+                study, study.catalogue, request.POST.get("strategy", ""),
+                int(request.POST.get("per_instrument") or 10), int(request.POST.get("seed") or 0),
+                catch_per_kind=int(request.POST.get("catch_per_kind") or 2),
+            )  # fmt: skip
+        except (DesignError, ValueError) as exc:
+            messages.error(request, str(exc))
+    return redirect("jobs:study", pk=study.pk)

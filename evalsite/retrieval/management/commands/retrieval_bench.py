@@ -1,0 +1,88 @@
+"""manage.py retrieval_bench: queries/s and recall@10 of the HNSW index against exact search,
+on synthetic vectors (default 1M x 128 per subspace) and on the real catalogue's embeddings.
+Run under `nice`: building a 1M-vector index takes minutes of both cores."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from django.core.management.base import BaseCommand
+
+from evalsite.retrieval import bench
+from evalsite.retrieval.search import DEFAULT_HNSW, HnswParams
+
+
+class Command(BaseCommand):
+    help = __doc__.splitlines()[0]
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--n", type=int, default=1_000_000, help="vectors per subspace")
+        parser.add_argument("--dim", type=int, default=128)
+        parser.add_argument("--queries", type=int, default=2000)
+        parser.add_argument(
+            "--subspaces",
+            type=int,
+            default=1,
+            help="synthetic subspaces to benchmark (each is built separately)",
+        )
+        parser.add_argument("--kind", choices=["clustered", "gaussian"], default="clustered")
+        parser.add_argument("--m", type=int, default=DEFAULT_HNSW.m)
+        parser.add_argument("--ef-construction", type=int, default=DEFAULT_HNSW.ef_construction)
+        parser.add_argument("--skip-synthetic", action="store_true")
+        parser.add_argument("--skip-catalogue", action="store_true")
+        parser.add_argument("--seed", type=int, default=0)  # fmt: skip
+
+    def handle(self, *args, **o) -> None:
+        params = HnswParams(o["m"], o["ef_construction"], DEFAULT_HNSW.ef_search)
+        if not o["skip_synthetic"]:
+            for s in range(o["subspaces"]):
+                self._synthetic(o, params, s)
+        if not o["skip_catalogue"]:
+            self._catalogue(params)
+
+    def _synthetic(self, o: dict, params: HnswParams, s: int) -> None:
+        t = time.perf_counter()
+        base = bench.synthetic(o["n"], o["dim"], o["kind"], seed=o["seed"] + 2 * s)
+        queries = bench.synthetic(o["queries"], o["dim"], o["kind"], seed=o["seed"] + 2 * s + 1)
+        self.stdout.write(
+            f"synthetic subspace {s}: {o['kind']} {o['n']:,} x {o['dim']}, "
+            f"{o['queries']} queries (generated in {time.perf_counter() - t:.0f} s)"
+        )
+        rows, info = bench.run_bench(base, queries, params, log=self.stdout.write)
+        self.stdout.write(bench.table(rows, info["exact_qps"]))
+        self._verdict(rows, info["exact_qps"])
+
+    def _verdict(self, rows, exact_qps) -> None:
+        b = bench.best(rows)
+        if b is None:
+            self.stdout.write("no efSearch reached recall@10 >= 0.95")
+        else:
+            self.stdout.write(
+                f"best at recall@10 >= 0.95: {b.param}, {b.qps:,.0f} q/s, recall {b.recall10:.4f}"
+                f", {b.qps / exact_qps:.1f}x exact search measured in this run"
+            )
+
+    def _catalogue(self, params: HnswParams) -> None:
+        from evalsite.retrieval.embedder import CheckpointMissing, current_version
+        from evalsite.retrieval.service import scope
+
+        try:
+            version = current_version()
+        except CheckpointMissing as exc:
+            self.stdout.write(f"real catalogue: skipped ({exc})")
+            return
+        if version is None:
+            self.stdout.write("real catalogue: skipped (nothing embedded with the checkpoint)")
+            return
+        blobs = list(scope(version).values_list("vector", flat=True))
+        if len(blobs) < 20:
+            self.stdout.write(f"real catalogue: skipped ({len(blobs)} embedded mix clips)")
+            return
+        full = np.stack([np.frombuffer(bytes(b), dtype="<f4") for b in blobs])
+        for condition in version.conditions:
+            x = version.subspace(full, condition)
+            self.stdout.write(f"real catalogue, {condition}: {len(x)} x {x.shape[1]}")
+            rows, info = bench.run_bench(x, x, params, log=lambda _m: None)
+            self.stdout.write(bench.table(rows, info["exact_qps"]))
+            self._verdict(rows, info["exact_qps"])

@@ -1,0 +1,139 @@
+"""What the retrieval page and API do with a request: find the query vector (a catalogue clip's
+stored embedding, or an uploaded file embedded now), search each asked subspace, and describe
+the hits with blind audio URLs. Errors are QueryError with the HTTP status to answer."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from django.db.models import Q
+from django.urls import reverse
+
+from evalsite.retrieval.embedder import CheckpointMissing, current_version, get_embedder
+from evalsite.retrieval.models import Embedding
+from evalsite.retrieval.service import search_vector
+from evalsite.stimuli.models import Catalogue, Clip
+
+MAX_K = 100
+
+
+class QueryError(ValueError):
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def visible_catalogues(user):
+    if user.is_superuser:
+        return Catalogue.objects.all()
+    return Catalogue.objects.filter(
+        Q(owner=user) | Q(studies__owner=user) | Q(studies__shared_with=user)
+    ).distinct()
+
+
+def parse_k(raw) -> int:
+    try:
+        k = int(raw or 10)
+    except (TypeError, ValueError):
+        raise QueryError(f"k={raw!r}: expected an integer 1-{MAX_K}") from None
+    if not 1 <= k <= MAX_K:
+        raise QueryError(f"k={k}: expected an integer 1-{MAX_K}")
+    return k
+
+
+def _version():
+    try:
+        version = current_version(load=True)
+    except CheckpointMissing as exc:
+        raise QueryError(str(exc), status=503) from None
+    return version
+
+
+def clip_vector(version, clip: Clip) -> np.ndarray:
+    emb = Embedding.objects.filter(clip=clip, version=version).first()
+    if emb is None:
+        raise QueryError(
+            f"clip {clip.pk}: not embedded with checkpoint {version.checkpoint_id} yet; "
+            "expected an ingested clip (see its catalogue's jobs)",
+            status=409,
+        )
+    return emb.as_array()
+
+
+def upload_vector(uploaded) -> np.ndarray:
+    """Embed an uploaded file with the model (validated like catalogue audio)."""
+    from evalsite.stimuli.audio import AudioError, read_audio, validate
+
+    suffix = Path(uploaded.name).suffix.lower()[:8] or ".bin"
+    with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
+        for chunk in uploaded.chunks():
+            tmp.write(chunk)
+        tmp.flush()
+        try:
+            data, sr = read_audio(tmp.name, uploaded.name)
+            validate(data, sr, uploaded.name)
+        except AudioError as exc:
+            raise QueryError(str(exc)) from None
+    mono = data.mean(axis=1)  # (T,)
+    return get_embedder().embed_waveforms([mono], sr)[0]
+
+
+def audio_url(clip: Clip) -> str:
+    return reverse("retrieval:audio", args=[clip.token])
+
+
+def describe(clip: Clip) -> dict:
+    return {"clip": clip.pk, "name": clip.name, "piece": clip.piece, "audio_url": audio_url(clip)}
+
+
+def search(user, params: dict, uploaded=None) -> dict:
+    """params: clip (id) or an uploaded file; instrument (a condition or "all"); k; catalogue."""
+    version = _version()
+    k = parse_k(params.get("k"))
+    instrument = params.get("instrument") or "all"
+    if instrument != "all" and instrument not in version.conditions:
+        raise QueryError(
+            f"instrument={instrument!r}: expected 'all' or one of {', '.join(version.conditions)}"
+        )
+    catalogues = visible_catalogues(user)
+    catalogue = None
+    if params.get("catalogue"):
+        catalogue = catalogues.filter(pk=params["catalogue"]).first()
+        if catalogue is None:
+            raise QueryError(f"catalogue={params['catalogue']!r}: no such catalogue", status=404)
+    elif not user.is_superuser:
+        raise QueryError("catalogue: expected the id of one of your catalogues")
+    if uploaded is not None:
+        vector, query, exclude_piece, exclude_clip = upload_vector(uploaded), None, "", None
+    elif params.get("clip"):
+        clip = Clip.objects.filter(pk=params["clip"], catalogue__in=catalogues).first()
+        if clip is None:
+            raise QueryError(f"clip={params['clip']!r}: no such clip", status=404)
+        vector, query = clip_vector(version, clip), describe(clip)
+        exclude_piece, exclude_clip = clip.piece, clip.pk
+    else:
+        raise QueryError("expected a clip id (clip=...) or an uploaded file (audio)")
+    conditions = version.conditions if instrument == "all" else [instrument]
+    results, methods = {}, {}
+    for condition in conditions:
+        hits, methods[condition] = search_vector(
+            version, vector, condition, k, catalogue.pk if catalogue else None,
+            exclude_piece=exclude_piece, exclude_clip=exclude_clip,
+        )  # fmt: skip
+        clips = Clip.objects.in_bulk([h.clip_id for h in hits])
+        results[condition] = [
+            {**describe(clips[h.clip_id]), "distance": h.distance, "score": 1 / (1 + h.distance)}
+            for h in hits
+            if h.clip_id in clips
+        ]
+    return {
+        "checkpoint": version.checkpoint_id,
+        "catalogue": catalogue.pk if catalogue else None,
+        "instrument": instrument,
+        "k": k,
+        "query": query or {"upload": uploaded.name},
+        "method": methods,
+        "results": results,
+    }
