@@ -92,6 +92,7 @@ class TrainConfig:
     log_every: int = 25
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
     device: str = "auto"  # "auto" | "cpu" | "cuda"
+    threads: int = 0  # CPU threads of the training process (0: torch's default, all cores)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from csn_model.model import build_model, model_args_from_config
 
 PRESENT_PEAK = 1e-4  # a clean stem quieter than this (peak) counts as absent: zero aux target
 # Fields that do not change what a run computes: a resumed run may differ in these.
-RUNTIME_FIELDS = ("num_workers", "checkpoint_every", "log_every", "device")
+RUNTIME_FIELDS = ("num_workers", "checkpoint_every", "log_every", "device", "threads")
 
 
 class TrainError(RuntimeError):
@@ -229,8 +229,8 @@ def _check_same_run(path: Path, cfg: ExperimentConfig) -> dict:
     if _comparable(payload["config"]) != _comparable(to_dict(cfg)):
         raise ConfigError(
             f"{path}: this folder holds a run with another config; use a new out_dir "
-            "or the same config (only train.num_workers, checkpoint_every, log_every and device "
-            "may differ)"
+            "or the same config (only train.num_workers, checkpoint_every, log_every, device and "
+            "threads may differ)"
         )
     return payload
 
@@ -251,6 +251,17 @@ def train_run(
         _check_same_run(final, cfg)
         return final
     resume = _check_same_run(last, cfg) if last.exists() else None
+    threads = torch.get_num_threads()
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    try:
+        return _train(cfg, data_root, out_dir, teachers, progress, resume)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg, data_root, out_dir: Path, teachers, progress: bool, resume: dict | None) -> Path:
+    final, last = out_dir / "final.pt", out_dir / "checkpoint.pt"
     save_config(cfg, out_dir / "config.yaml")
     log = _logger(out_dir)
     device = resolve_device(cfg)
@@ -384,7 +395,7 @@ class _RunContext:
         self.scaler.step(self.opt)
         self.scaler.update()
         self.last_loss = float(loss.detach())
-        return {"loss": self.last_loss, **{k: float(v) for k, v in terms.items()}}
+        return {"loss": self.last_loss, **{k: float(v.detach()) for k, v in terms.items()}}
 
     def _record(self, row: dict) -> None:
         with open(self.out_dir / "metrics.jsonl", "a") as f:

@@ -1,0 +1,78 @@
+"""Embedding files and waveforms with a trained checkpoint; the `csn embed` command."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from csn_model.cli import main
+from csn_model.inference import Embedder, EmbedError, embed_batch, segment_starts
+
+
+@pytest.fixture(scope="module")
+def embedder(smoke_run):
+    return Embedder.from_checkpoint(smoke_run, device="cpu")
+
+
+def test_it_describes_the_checkpoint(embedder):
+    assert len(embedder.checkpoint_id) == 16
+    assert embedder.sample_rate == 22050 and embedder.dim == 40
+    assert list(embedder.subspace_slices) == list(embedder.conditions)
+    assert embedder.subspace_slices["bass"] == slice(8, 16)
+
+
+def test_it_cuts_long_clips_into_segments_by_the_documented_rule():
+    assert segment_starts(100, 100) == [0]
+    assert segment_starts(249, 100) == [0, 100]  # remainder 49 < 50: dropped
+    assert segment_starts(250, 100) == [0, 100, 150]  # remainder 50: a last segment at the end
+
+
+def test_it_averages_segment_embeddings_of_a_long_waveform(embedder):
+    rng = np.random.default_rng(0)
+    seg = embedder.segment
+    long = (0.1 * rng.standard_normal(2 * seg)).astype(np.float32)
+    whole = embedder.embed_waveforms([long], embedder.sample_rate)  # (1, D)
+    parts = embed_batch(embedder.model, np.stack([long[:seg], long[seg:]]))  # (2, D)
+    np.testing.assert_allclose(whole[0], parts.mean(0), rtol=1e-5, atol=1e-6)
+
+
+def test_it_embeds_files_like_the_same_waveforms(embedder, tiny_dataset, tmp_path):
+    files = sorted(tiny_dataset.glob("test/*/mix.*"))[:2]
+    waves = [sf.read(f, dtype="float32")[0] for f in files]
+    mono_44k = np.repeat(waves[0][:22050], 2)  # (44100,) one second at 44.1 kHz
+    stereo_44k = tmp_path / "stereo.wav"  # decode -> mono -> resample path
+    sf.write(stereo_44k, np.stack([mono_44k] * 2, axis=1), 44100, subtype="FLOAT")
+    v = embedder.embed_files([*files, stereo_44k])
+    w = embedder.embed_waveforms(waves, 22050)
+    w44 = embedder.embed_waveforms([mono_44k], 44100)
+    assert v.shape == (3, 40) and v.dtype == np.float32
+    np.testing.assert_allclose(v, np.concatenate([w, w44]), rtol=1e-4, atol=1e-5)
+    assert embedder.subspace(v, "piano").shape == (3, 8)
+    np.testing.assert_array_equal(embedder.subspace(v, "piano"), v[:, 16:24])
+
+
+def test_it_returns_one_subspace_from_embed_batch(embedder):
+    x = np.zeros((3, 4096), np.float32)
+    assert embed_batch(embedder.model, x, condition="guitar").shape == (3, 8)
+
+
+def test_it_names_a_file_it_cannot_decode(embedder, tmp_path):
+    bad = tmp_path / "not_audio.wav"
+    bad.write_text("hello")
+    with pytest.raises(EmbedError, match="not_audio.wav"):
+        embedder.embed_files([bad])
+
+
+def test_it_writes_embeddings_from_the_command_line(smoke_run, tiny_dataset, tmp_path, capsys):
+    files = [str(f) for f in sorted(tiny_dataset.glob("test/*/mix.*"))[:2]]
+    out = tmp_path / "e.npy"
+    assert main(["embed", *files, "--checkpoint", str(smoke_run), "--out", str(out)]) == 0
+    assert np.load(out).shape == (2, 40)
+    assert main(["embed", files[0], "--checkpoint", str(smoke_run)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["subspace_slices"]["drums"] == [0, 8] and len(doc["embeddings"][0]) == 40
+    assert main(["embed", files[0], "--checkpoint", str(tmp_path / "missing.pt")]) == 2
+    assert "missing.pt" in capsys.readouterr().err

@@ -1,0 +1,60 @@
+"""Shapes, masks and the FLOP count of the encoder."""
+
+from __future__ import annotations
+
+import torch
+
+from csn_model import CONDITIONS
+from csn_model.config import load_config
+from csn_model.losses import masked_distance
+from csn_model.model import build_model, count_flops, model_args_from_config
+
+
+def _model(*overrides, system=None, condition=None):
+    cfg = load_config(None, list(overrides))
+    return build_model(system or cfg.train.system, model_args_from_config(cfg, system, condition))
+
+
+def test_it_embeds_waveforms_into_d_dims_with_k_disjoint_masks():
+    model = _model().eval()
+    wave = torch.randn(2, 22050)  # (B, T) one second
+    with torch.no_grad():
+        emb = model(wave)
+    assert emb.shape == (2, 640)
+    masks = model.masks()  # (K, D)
+    assert masks.shape == (5, 640)
+    assert torch.equal(masks.sum(0), torch.ones(640))  # disjoint and covering
+    assert torch.equal(masks.sum(1), torch.full((5,), 128.0))
+    assert model.subspace(emb, 2).shape == (2, 128)
+    assert torch.equal(model.subspaces(emb)[:, 2], model.subspace(emb, 2))
+
+
+def test_it_ignores_other_subspaces_in_the_masked_distance():
+    model = _model()
+    x = torch.randn(3, 640)
+    y = x.clone()
+    y[:, 128:] += 5.0  # change every subspace but drums
+    d = masked_distance(x, y, model.masks()[CONDITIONS.index("drums")])
+    assert torch.allclose(d, torch.zeros(3), atol=1e-5)
+
+
+def test_it_builds_an_individual_network_of_one_subspace():
+    model = _model(system="individual", condition="guitar").eval()
+    assert model.conditions == ("guitar",) and model.embedding_dim == 128
+    with torch.no_grad():
+        assert model(torch.randn(2, 4096)).shape == (2, 128)
+    assert torch.equal(model.masks(), torch.ones(1, 128))
+
+
+def test_it_learns_non_negative_masks_when_asked():
+    model = _model("model.learned_masks=true")
+    masks = model.masks()
+    assert masks.requires_grad and (masks >= 0).all()
+    emb = torch.randn(2, 640)
+    assert model.subspace(emb, 0).shape == (2, 640)  # masked full vector
+
+
+def test_it_counts_flops_per_stage():
+    flops = count_flops(_model(), 22050)
+    assert flops["total"] == sum(v for k, v in flops.items() if k != "total")
+    assert flops["conv"] > 0 and flops["mel"] == 2 * 44 * 1025 * 128

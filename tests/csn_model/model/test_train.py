@@ -1,0 +1,110 @@
+"""Training on the tiny dataset: the smoke config learns, reloads, resumes and is deterministic."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from csn_model import CONDITIONS
+from csn_model.checkpoint import load_model, make_payload, save_checkpoint
+from csn_model.config import ConfigError
+from csn_model.train import TrainError, _RunContext, train_run
+
+
+def _metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _fast(cfg, **train):
+    return replace(cfg, train=replace(cfg.train, **train))
+
+
+def test_it_trains_the_smoke_config_and_the_loss_goes_down(smoke_run):
+    run = smoke_run.parent
+    rows = _metrics(run)
+    assert [r["step"] for r in rows] == [5, 10, 15, 20, 25, 30]
+    first, last = rows[0]["triplet"], (rows[-1]["triplet"] + rows[-2]["triplet"]) / 2
+    assert last < first
+    for name in ("config.yaml", "train.log", "summary.json", "checkpoint.pt"):
+        assert (run / name).exists()
+    summary = json.loads((run / "summary.json").read_text())
+    assert 0.0 <= summary["data_wait_share"] <= 1.0 and summary["steps"] == 30
+
+
+def test_it_reloads_a_checkpoint_to_identical_outputs(smoke_run, tmp_path):
+    raw = torch.load(smoke_run, weights_only=True)
+    assert set(raw) >= {"model_name", "model_args", "state_dict", "config", "versions"}
+    model, payload = load_model(smoke_run)
+    copy = save_checkpoint(
+        tmp_path / "copy.pt",
+        make_payload(payload["model_name"], payload["model_args"], model, payload["config"]),
+    )
+    again, _ = load_model(copy)
+    wave = torch.randn(3, 22050, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(model(wave), again(wave))
+    assert not list(tmp_path.glob(".*tmp*"))  # atomic write leaves no temporary file
+
+
+def test_it_resumes_to_the_same_weights_as_an_uninterrupted_run(
+    smoke_cfg, tiny_dataset, smoke_run, tmp_path, monkeypatch
+):
+    calls = {"n": 0}
+    step = _RunContext._step
+
+    def interrupted(self, loss_fn, batch):
+        calls["n"] += 1
+        if calls["n"] > 15:
+            raise KeyboardInterrupt  # a crash after the step-10 checkpoint
+        return step(self, loss_fn, batch)
+
+    monkeypatch.setattr(_RunContext, "_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(smoke_cfg, tiny_dataset, tmp_path, progress=False)
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 10
+    monkeypatch.setattr(_RunContext, "_step", step)
+    # resumed with DataLoader worker processes this time: batches depend only on the step
+    final = train_run(_fast(smoke_cfg, num_workers=2), tiny_dataset, tmp_path, progress=False)
+    a = torch.load(final, weights_only=True)["state_dict"]
+    b = torch.load(smoke_run, weights_only=True)["state_dict"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_it_returns_a_finished_run_without_training_again(smoke_cfg, tiny_dataset, smoke_run):
+    before = smoke_run.stat().st_mtime_ns
+    assert train_run(smoke_cfg, tiny_dataset, smoke_run.parent, progress=False) == smoke_run
+    assert smoke_run.stat().st_mtime_ns == before
+
+
+def test_it_refuses_to_continue_a_run_with_another_config(smoke_cfg, tiny_dataset, smoke_run):
+    with pytest.raises(ConfigError, match="another config"):
+        train_run(_fast(smoke_cfg, lr=0.5), tiny_dataset, smoke_run.parent, progress=False)
+
+
+def test_it_asks_for_teachers_when_the_aux_loss_is_on(smoke_cfg, tiny_dataset, tmp_path):
+    with pytest.raises(TrainError, match="teachers"):
+        train_run(_fast(smoke_cfg, aux_loss=1.0), tiny_dataset, tmp_path, progress=False)
+
+
+def test_it_trains_teachers_then_a_csn_with_aux_loss_and_pretraining(
+    smoke_cfg, tiny_dataset, tmp_path
+):
+    teachers = {
+        c: train_run(
+            _fast(smoke_cfg, system="individual", condition=c, steps=2),
+            tiny_dataset,
+            tmp_path / c,
+            progress=False,
+        )
+        for c in CONDITIONS
+    }
+    cfg = _fast(smoke_cfg, aux_loss=1.0, pretrain=2, steps=2, log_every=1, pseudo_mix=False)
+    final = train_run(cfg, tiny_dataset, tmp_path / "csn", teachers, progress=False)
+    rows = _metrics(final.parent)
+    assert [r["phase"] for r in rows] == ["pretrain", "pretrain", "main", "main"]
+    assert "pretrain" in rows[0] and "aux" in rows[-1] and rows[-1]["aux"] > 0
