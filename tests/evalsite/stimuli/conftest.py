@@ -1,0 +1,13 @@
+"""Stimuli tests write media to a temporary folder."""
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _media(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+
+
+@pytest.fixture
+def owner(django_user_model):
+    return django_user_model.objects.create_user("erin", "erin@example.org", "listen-42-carefully")

@@ -1,0 +1,180 @@
+"""Server-side design rules: order, positions, least-filled assignment, reservations, export."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import timedelta
+from types import SimpleNamespace as T
+
+import pytest
+from django.utils import timezone
+
+from evalsite.studies import design
+from evalsite.studies.models import Answer, Assignment, Participant, Study
+from tests.evalsite.studies.conftest import make_study
+
+
+def items(n_main=12, n_catch=3, refs=4):
+    main = [T(id=i, reference_id=i % refs, is_catch=False, repeat_of_id=None, instrument="drums")
+            for i in range(n_main)]  # fmt: skip
+    catch = [T(id=100 + j, reference_id=50 + j, is_catch=True, repeat_of_id=None,
+               instrument="drums") for j in range(n_catch)]  # fmt: skip
+    return main + catch
+
+
+def test_it_shuffles_uniformly_with_fisher_yates():
+    # 3 items have 6 orders; 6000 draws give ~1000 each. A chi-square test at 5 df: the 0.999
+    # quantile is 20.5 (tables), so a correct shuffle fails this 1 time in 1000 (fixed seed here).
+    rng = random.Random(7)
+    counts = Counter(tuple(design.fisher_yates([1, 2, 3], rng)) for _ in range(6000))
+    assert len(counts) == 6
+    chi2 = sum((c - 1000) ** 2 / 1000 for c in counts.values())
+    assert chi2 < 20.5
+
+
+def test_it_orders_deterministically_per_seed():
+    trials = items()
+    a = [t.id for t in design.order_trials(trials, seed=3)]
+    assert a == [t.id for t in design.order_trials(trials, seed=3)]
+    assert a != [t.id for t in design.order_trials(trials, seed=4)]
+    assert sorted(a) == sorted(t.id for t in trials)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_it_never_puts_the_same_reference_back_to_back(seed):
+    seq = design.order_trials(items(), seed)
+    assert all(x.reference_id != y.reference_id for x, y in zip(seq, seq[1:]))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_it_spreads_catch_trials_one_per_block(seed):
+    seq = design.order_trials(items(n_main=12, n_catch=3), seed)
+    where = [i for i, t in enumerate(seq) if t.is_catch]
+    assert [i * 3 // len(seq) for i in where] == [0, 1, 2]  # one in each third
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_it_places_a_repeat_after_its_original_with_a_gap(seed):
+    trials = items(n_main=8, n_catch=0)
+    trials.append(T(id=200, reference_id=trials[0].reference_id, is_catch=True, repeat_of_id=0,
+                    instrument="drums"))  # fmt: skip
+    seq = design.order_trials(trials, seed)
+    pos = {t.id: i for i, t in enumerate(seq)}
+    assert pos[200] - pos[0] >= 2
+
+
+@pytest.mark.parametrize("n", [4, 5, 8])
+def test_it_balances_positions_per_instrument(n):
+    trials = [T(id=i, instrument="drums" if i % 2 else "guitar", repeat_of_id=None)
+              for i in range(2 * n)]  # fmt: skip
+    shown = design.balance_positions(trials, seed=1)
+    for instrument in ("drums", "guitar"):
+        sides = Counter(shown[t.id] for t in trials if t.instrument == instrument)
+        assert abs(sides["a"] - sides["b"]) <= 1
+
+
+def test_it_swaps_positions_on_a_repeat():
+    trials = [T(id=1, instrument="drums", repeat_of_id=None),
+              T(id=2, instrument="drums", repeat_of_id=None),
+              T(id=3, instrument="drums", repeat_of_id=1)]  # fmt: skip
+    for seed in range(10):
+        shown = design.balance_positions(trials, seed)
+        assert shown[3] != shown[1]
+
+
+# -- assignment (database) -----------------------------------------------------------------------
+def participant(study: Study, seed: int) -> Participant:
+    return Participant.objects.create(study=study, seed=seed, step="instructions")
+
+
+def answer_all(p: Participant) -> None:
+    for s in p.slots.all():
+        Answer.objects.create(participant=p, trial=s.trial, trial_index=s.index, chosen="a",
+                              chosen_position="A", displayed_first=s.displayed_first)  # fmt: skip
+
+
+@pytest.fixture
+def small_study(experimenter, listening_catalogue) -> Study:
+    """3 main trials per instrument (6), each wanted twice, 3 per participant, no catch/practice."""
+    no_catch = {"identical": 0, "attention": 0, "repeat": 0}
+    return make_study(
+        experimenter, listening_catalogue, trials_per_participant=3, practice_trials=0,
+        catch=no_catch,
+    )  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_it_assigns_least_filled_trials_first(small_study):
+    now = timezone.now()
+    first, second = participant(small_study, 1), participant(small_study, 2)
+    assert design.assign(first, now) and design.assign(second, now)
+    a = {s.trial_id for s in first.slots.all()}
+    b = {s.trial_id for s in second.slots.all()}
+    assert len(a) == len(b) == 3 and not a & b  # the second participant got the other three
+
+
+@pytest.mark.django_db
+def test_it_keeps_assignment_idempotent(small_study):
+    p = participant(small_study, 1)
+    design.assign(p, timezone.now())
+    before = list(p.slots.values_list("trial_id", "index", "displayed_first"))
+    design.assign(p, timezone.now())
+    assert list(p.slots.values_list("trial_id", "index", "displayed_first")) == before
+
+
+@pytest.mark.django_db
+def test_it_releases_reservations_after_the_timeout(small_study):
+    now = timezone.now()
+    gone = participant(small_study, 1)
+    design.assign(gone, now)
+    mine = {s.trial_id for s in gone.slots.all()}
+    later = now + timedelta(seconds=small_study.setting("reservation_timeout_s") + 1)
+    counts = design.fill_counts(small_study, later)
+    assert all(counts[t] == 0 for t in mine)  # expired: no longer counted
+    assert all(design.fill_counts(small_study, now)[t] == 1 for t in mine)
+
+
+@pytest.mark.django_db
+def test_it_counts_stored_answers_after_reservations_expire(small_study):
+    now = timezone.now()
+    p = participant(small_study, 1)
+    design.assign(p, now)
+    answer_all(p)
+    later = now + timedelta(days=1)
+    assert sum(design.fill_counts(small_study, later).values()) == 3
+
+
+@pytest.mark.django_db
+def test_it_reports_full_when_every_trial_reached_its_target(small_study):
+    now = timezone.now()
+    for seed in range(4):  # 4 participants x 3 trials = 6 trials x 2 answers
+        p = participant(small_study, seed)
+        assert design.assign(p, now)
+        answer_all(p)
+    assert all(n == 2 for n in design.fill_counts(small_study, now).values())
+    assert design.assign(participant(small_study, 99), now) is False
+
+
+@pytest.mark.django_db
+def test_it_includes_catch_trials_and_repeats_of_assigned_originals(listening_study):
+    p = participant(listening_study, 5)
+    design.assign(p, timezone.now())
+    trials = [s.trial for s in p.slots.select_related("trial")]
+    kinds = Counter(t.catch_kind for t in trials if t.is_catch)
+    assert kinds == {"identical": 1, "attention": 1, "repeat": 1}
+    ids = {t.id for t in trials}
+    assert all(t.repeat_of_id in ids for t in trials if t.catch_kind == "repeat")
+    practice = [s.index for s in p.slots.all() if s.trial.is_practice]
+    assert practice == [0, 1]  # practice first
+
+
+@pytest.mark.django_db
+def test_it_exports_the_realised_design(listening_study):
+    p = participant(listening_study, 5)
+    design.assign(p, timezone.now())
+    df = design.realised_design(listening_study)
+    assert list(df.columns) == design.REALISED_COLUMNS
+    assert len(df) == p.slots.count() and not df["answered"].any()
+    assert set(df["displayed_first"]) <= {"a", "b"}
+    assert df["trial_index"].tolist() == sorted(Assignment.objects.values_list("index", flat=True))
