@@ -1,0 +1,52 @@
+"""manage.py loadtest --participants 200 --duration 30 [--kill-worker]: see studies/loadtest.py."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from evalsite.studies.loadtest import LoadConfig, LoadTestError, format_report, passed, run
+
+
+class Command(BaseCommand):
+    help = (
+        "Simulate concurrent participants against gunicorn on PostgreSQL (loopback only) and "
+        "report req/s and p50/p99 for trial pages, answer submission and /healthz."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--participants", type=int, default=200)
+        parser.add_argument("--duration", type=float, default=30.0, help="trial phase, seconds")
+        parser.add_argument(
+            "--reference-duration", type=float, default=None, help="/healthz phase (default D/3)"
+        )
+        parser.add_argument("--trials", type=int, default=60, help="main trials in the study")
+        parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
+        parser.add_argument("--threads", type=int, default=4, help="threads per worker")
+        parser.add_argument(
+            "--kill-worker", action="store_true", help="SIGKILL one worker half-way"
+        )
+        parser.add_argument("--keep", action="store_true", help="keep the study afterwards")
+
+    def handle(self, *args, **opts):
+        bounds = {"participants": (1, 1000), "duration": (1, 600), "trials": (1, 1000),
+                  "workers": (1, 32), "threads": (1, 64)}  # fmt: skip
+        for name, (lo, hi) in bounds.items():
+            if not lo <= opts[name] <= hi:
+                raise CommandError(f"--{name} {opts[name]}: expected {lo}..{hi}")
+        cfg = LoadConfig(
+            participants=opts["participants"],
+            duration=opts["duration"],
+            reference_duration=opts["reference_duration"] or max(opts["duration"] / 3, 1.0),
+            trials=opts["trials"],
+            workers=opts["workers"],
+            threads=opts["threads"],
+            kill_worker=opts["kill_worker"],
+            keep=opts["keep"],
+        )
+        try:
+            result = run(cfg, out=self.stdout.write)
+        except LoadTestError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(format_report(cfg, result))
+        if not passed(result):
+            raise CommandError("load test failed: acknowledged and stored answers differ")
