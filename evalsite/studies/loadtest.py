@@ -34,6 +34,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import requests
@@ -124,6 +125,17 @@ def make_study(n_trials: int) -> Study:
     return study
 
 
+def database_url() -> str:
+    """The URL of the database this process uses (under pytest: the test database)."""
+    db = settings.DATABASES["default"]
+    auth = quote(db.get("USER") or "", safe="")
+    if db.get("PASSWORD"):
+        auth += ":" + quote(db["PASSWORD"], safe="")
+    host = db.get("HOST") or "127.0.0.1"
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgresql://{auth}{'@' if auth else ''}{host}{port}/{quote(db['NAME'], safe='')}"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -133,8 +145,8 @@ def free_port() -> int:
 def start_server(cfg: LoadConfig, port: int, log_path: Path) -> subprocess.Popen:
     """gunicorn on loopback with DEBUG off and persistent DB connections; waits for /healthz."""
     env = dict(os.environ)
-    env.update(DEBUG="false", DB_CONN_MAX_AGE="60", LOG_LEVEL="WARNING",
-               ALLOWED_HOSTS="127.0.0.1,localhost")  # fmt: skip
+    env.update(DATABASE_URL=database_url(), DEBUG="false", DB_CONN_MAX_AGE="60",
+               LOG_LEVEL="WARNING", ALLOWED_HOSTS="127.0.0.1,localhost")  # fmt: skip
     command = [
         sys.executable, "-m", "gunicorn", "evalsite.wsgi:application",
         "--bind", f"127.0.0.1:{port}", "--workers", str(cfg.workers),
