@@ -17,9 +17,13 @@ nearest neighbour in the instrument subspace, and one other candidate picked by 
                      mix instead of the instrument would disagree with the model. [choice]
   margin_stratified  the three margin bins in turn
 Margins are pooled over every (reference, nearest neighbour, other) of the instrument to set the
-thirds. No candidate comes from the reference's piece, the two candidates come from different
-pieces, and each pick prefers the least-used pieces so far (ties by the seeded generator), so
-piece usage stays balanced. Nearest neighbour lands in canonical "a" or "b" by a seeded coin.
+thirds. No candidate comes from the reference's piece and the two candidates come from different
+pieces. Balance: references go to the pieces used least as a reference so far (counts differ by
+at most one when every piece can serve), then least used overall; the strategy's other candidate
+goes to the least-used piece of its bin (ties by the seeded generator). The nearest neighbour is
+what the model says it is, so a "hub" piece can appear more often in that role; the design
+records the min/max usage per piece. The nearest neighbour lands in canonical "a" or "b" by a
+seeded coin.
 Catch and practice trials are those of the random design (evalsite/studies/random_design.py):
 identical, attention (stem-built clips: only the judged instrument's stem vs only the other
 stems changed), repeat. Same seed, same catalogue and embeddings -> the same trials.
@@ -121,28 +125,33 @@ def plan_trials(
     if len(set(pieces)) < 3:
         raise DesignError(f"{len(set(pieces))} pieces with embeddings; expected at least 3")
     rng = random.Random(seed)
-    usage: Counter = Counter()
+    usage: Counter = Counter()  # appearances in any role
+    as_ref: Counter = Counter()  # appearances as the reference
     full_d = _pairwise(full)
     planned, info = [], {"thresholds": {}, "shortfall": {}}
     for instrument, x in subspaces.items():
         sub = _pairwise(x)
         b = _bins(sub, full_d, pieces_arr)
         info["thresholds"][instrument] = b["thresholds"]
-        used: set[tuple[int, int, int]] = set()
-        made = 0
-        for _attempt in range(per_instrument * 20):
-            if made == per_instrument:
-                break
-            kind = _kind(strategy, made)
-            ref = _reference(pieces_arr, usage, rng)
-            mask = b["allowed"][ref] if kind in ("random", "farthest") else b[kind][ref]
-            mask = mask & ~np.array([(ref, int(b["nn"][ref]), j) in used for j in range(len(mask))])
-            if not mask.any():
-                usage[pieces_arr[ref]] += 0.01  # steer the next attempts to other references
+        used = np.zeros_like(b["allowed"])  # (N, N) (reference, other) pairs already planned
+        made, slot, empty = 0, 0, set()
+        kinds = BINS if strategy == "margin_stratified" else (_kind(strategy, 0),)
+        while made < per_instrument and len(empty) < len(kinds):
+            kind = _kind(strategy, slot)
+            slot += 1
+            if kind in empty:
                 continue
+            masks = (b["allowed"] if kind in ("random", "farthest") else b[kind]) & ~used
+            feasible = masks.any(1)  # (N,) references that still have a candidate of this kind
+            if not feasible.any():
+                empty.add(kind)
+                continue
+            ref = _reference(pieces_arr, as_ref, usage, rng, feasible)
             nn = int(b["nn"][ref])
-            other = _pick(mask, pieces_arr, usage, rng, sub[ref] if kind == "farthest" else None)
-            used.add((ref, nn, other))
+            key = sub[ref] if kind == "farthest" else None
+            other = _pick(masks[ref], pieces_arr, usage, rng, key)
+            used[ref, other] = True
+            as_ref[pieces_arr[ref]] += 1
             for i in (ref, nn, other):
                 usage[pieces_arr[i]] += 1
             planned.append(
@@ -150,6 +159,8 @@ def plan_trials(
                         float(b["margin"][ref, other]), kind)
             )  # fmt: skip
             made += 1
+        if empty:
+            info.setdefault("empty_bins", {})[instrument] = sorted(empty)
         if made < per_instrument:
             info["shortfall"][instrument] = per_instrument - made
     info["piece_usage"] = {"min": int(min(usage.values(), default=0)),
@@ -167,11 +178,11 @@ def _kind(strategy: str, i: int) -> str:
     return strategy.removeprefix("margin_")
 
 
-def _reference(pieces: np.ndarray, usage: Counter, rng: random.Random) -> int:
-    """A clip of one of the least-used pieces."""
-    least = min(usage[p] for p in set(pieces))
-    options = [i for i, p in enumerate(pieces) if usage[p] == least]
-    return rng.choice(options)
+def _reference(pieces, as_ref: Counter, usage: Counter, rng: random.Random, feasible) -> int:
+    """A feasible clip of the pieces used least as a reference so far, then least overall."""
+    idx = np.flatnonzero(feasible)
+    least = min((as_ref[pieces[i]], usage[pieces[i]]) for i in idx)
+    return rng.choice([int(i) for i in idx if (as_ref[pieces[i]], usage[pieces[i]]) == least])
 
 
 def assign_model_choices(trials, version) -> tuple[int, set[int]]:

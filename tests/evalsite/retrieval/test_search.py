@@ -1,0 +1,55 @@
+"""Exact search and the per-subspace index (plain functions, no database)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from evalsite.retrieval.bench import recall_at, synthetic
+from evalsite.retrieval.search import HnswParams, SubspaceIndex, exact_topk
+
+
+def brute_force(base, queries, k):
+    d = np.linalg.norm(queries[:, None, :] - base[None, :, :], axis=2)  # (Q, N)
+    idx = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(d, idx, 1), idx
+
+
+def test_it_finds_the_same_neighbours_as_brute_force():
+    rng = np.random.default_rng(0)
+    base, queries = rng.standard_normal((300, 8)), rng.standard_normal((20, 8))
+    dist, idx = exact_topk(base, queries, 10)
+    ref_d, ref_i = brute_force(base, queries, 10)
+    np.testing.assert_array_equal(idx, ref_i)
+    np.testing.assert_allclose(dist, ref_d, rtol=1e-5)
+
+
+def test_it_returns_everything_when_k_exceeds_the_catalogue():
+    base = np.array([[0.0], [3.0], [1.0]], np.float32)
+    dist, idx = exact_topk(base, np.array([[0.2]], np.float32), 10)
+    assert idx.tolist() == [[0, 2, 1]]
+    np.testing.assert_allclose(dist, [[0.2, 0.8, 2.8]], rtol=1e-5)
+
+
+def test_it_gives_the_exact_top_k_from_the_hnsw_index_on_a_small_catalogue():
+    base = synthetic(2000, 16, seed=1, clusters=40)
+    queries = synthetic(100, 16, seed=2, clusters=40)
+    ids = np.arange(2000) + 500  # clip ids, not row numbers
+    index = SubspaceIndex(16, exact_max=0, params=HnswParams(32, 200, 200))
+    index.add(ids, base)
+    assert index.method == "hnsw"
+    _, found = index.search(queries, 10)
+    _, truth = exact_topk(base, queries, 10)
+    assert recall_at(found, ids[truth], 10) == 1.0
+
+
+def test_it_switches_to_hnsw_above_the_size_and_keeps_finding_new_vectors():
+    rng = np.random.default_rng(3)
+    index = SubspaceIndex(4, exact_max=50)
+    index.add(np.arange(40), rng.standard_normal((40, 4)))
+    assert index.method == "exact"
+    index.add(np.arange(40, 80), rng.standard_normal((40, 4)))
+    assert index.method == "hnsw"
+    target = np.full((1, 4), 9.0, np.float32)
+    index.add(np.array([999]), target)
+    dist, ids = index.search(target, 1)
+    assert ids[0, 0] == 999 and dist[0, 0] == 0.0

@@ -1,0 +1,114 @@
+"""Celery wiring in eager mode (tasks run in the test process after the commit). What must work
+with a real worker and broker is in tests/integration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from evalsite.celery import app
+from evalsite.jobs.models import Job
+from evalsite.retrieval.models import Embedding, ModelVersion
+from evalsite.stimuli.models import Clip
+from evalsite.stimuli.tasks import queue_ingest
+from evalsite.studies.model_design import choose
+from evalsite.studies.models import Study, Trial
+from evalsite.studies.tasks import queue_design, queue_model_choices
+from tests.evalsite.retrieval.helpers import add_attention_set, corrupt_clip
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_routes_model_work_to_gpu_and_the_rest_to_cpu():
+    router = app.amqp.router
+    route = lambda name: router.route({}, name)["queue"].name  # noqa: E731
+    assert route("stimuli.embed_clips") == "gpu"
+    assert route("studies.model_choices") == "gpu"
+    assert route("studies.design_from_model") == "gpu"
+    assert route("stimuli.prepare_clips") == "cpu"
+    assert route("reports.recompute_study") == "cpu"
+    assert {q.name for q in app.conf.task_queues} == {"cpu", "gpu"}
+    assert app.conf.task_acks_late and app.conf.task_reject_on_worker_lost
+
+
+def test_it_queues_ingest_only_after_the_commit(
+    catalogue, eager, settings, django_capture_on_commit_callbacks
+):
+    corrupt_clip(catalogue, settings.MEDIA_ROOT)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        job = queue_ingest(catalogue)
+    assert Embedding.objects.count() == 0 and len(callbacks) == 1
+    callbacks[0]()
+    job.refresh_from_db()
+    assert job.status == Job.Status.DONE
+    assert (job.total, job.done, job.failed) == (9, 8, 1)
+    assert job.errors[0]["clip"] == Clip.objects.get(name="broken.wav").pk
+    assert "cannot decode" in job.errors[0]["error"]
+
+
+def test_it_stores_the_model_choice_on_every_trial(
+    catalogue, eager, ada, django_capture_on_commit_callbacks
+):
+    clips = list(catalogue.clips.order_by("id"))
+    study = Study.objects.create(owner=ada, name="s", catalogue=catalogue, instruments=["drums"])
+    for i in range(4):
+        Trial.objects.create(study=study, instrument=["drums", "bass"][i % 2], reference=clips[i],
+                             candidate_a=clips[i + 1], candidate_b=clips[i + 2])  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        job = queue_model_choices(study)
+    job.refresh_from_db()
+    assert job.status == Job.Status.DONE and job.done == job.total == 4
+    version = ModelVersion.objects.get()
+    for t in study.trials.all():
+        vecs = {e.clip_id: e.as_array() for e in Embedding.objects.all()}
+        trio = np.stack([vecs[t.reference_id], vecs[t.candidate_a_id], vecs[t.candidate_b_id]])
+        ref, a, b = version.subspace(trio, t.instrument)
+        assert (t.model_choice, pytest.approx(t.model_margin, rel=1e-5)) == choose(ref, a, b)
+
+
+def test_it_designs_a_study_from_the_model_with_catch_trials(
+    catalogue, eager, ada, django_capture_on_commit_callbacks
+):
+    ref = catalogue.clips.order_by("id").first()
+    add_attention_set(catalogue, ref, "drums", "g1")
+    study = Study.objects.create(owner=ada, name="m", catalogue=catalogue,
+                                 instruments=["drums", "guitar"])  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        job = queue_design(study, catalogue, "margin_stratified", 4, seed=11, catch_per_kind=1)
+    job.refresh_from_db()
+    study.refresh_from_db()
+    assert job.status == Job.Status.DONE, job.message
+    assert study.design["strategy"] == "margin_stratified" and study.design["seed"] == 11
+    assert study.design["checkpoint_id"] == ModelVersion.objects.get().checkpoint_id
+    main = study.trials.filter(is_catch=False, is_practice=False)
+    assert main.count() == 8
+    assert not study.trials.filter(model_choice__isnull=True).exists()
+    for t in main:
+        assert len({t.reference.piece, t.candidate_a.piece, t.candidate_b.piece}) == 3
+    kinds = set(study.trials.filter(is_catch=True).values_list("catch_kind", flat=True))
+    assert kinds == {"repeat", "attention", "identical"}
+    attention = study.trials.get(catch_kind="attention")
+    same = attention.candidate_a if attention.expected == "a" else attention.candidate_b
+    assert same.meta["role"] == "same" and attention.instrument == "drums"
+
+
+def test_it_designs_the_same_trials_from_the_same_seed(
+    catalogue, eager, ada, django_capture_on_commit_callbacks
+):
+    def design(name):
+        study = Study.objects.create(owner=ada, name=name, catalogue=catalogue,
+                                     instruments=["bass"])  # fmt: skip
+        with django_capture_on_commit_callbacks(execute=True):
+            queue_design(study, catalogue, "nearest_random", 5, seed=3, catch_per_kind=0)
+        rows = study.trials.order_by("id").values_list(
+            "reference", "candidate_a", "candidate_b", "model_choice", "catch_kind"
+        )
+        return list(rows)
+
+    assert design("one") == design("two")
+
+
+def test_it_reports_a_missing_checkpoint_on_the_job(catalogue, settings, tmp_path):
+    settings.CSN_CHECKPOINT = str(tmp_path / "nope.pt")
+    job = queue_ingest(catalogue)
+    assert job.status == Job.Status.FAILED and "nope.pt" in job.message

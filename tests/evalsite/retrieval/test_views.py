@@ -1,0 +1,117 @@
+"""The retrieval page and JSON API, and the job progress page, through the test client."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import soundfile as sf
+from django.urls import reverse
+
+from evalsite.jobs.models import Job
+from evalsite.retrieval.embedder import get_embedder
+from evalsite.retrieval.ingest import embed_clips
+from evalsite.retrieval.search import exact_topk
+from evalsite.stimuli.audio import clip_from_array
+from evalsite.studies.models import Study
+from tests.evalsite.retrieval.helpers import SR, piece_audio
+
+pytestmark = pytest.mark.django_db
+API = "/retrieval/api/search"
+
+
+@pytest.fixture
+def embedded(catalogue):
+    embed_clips(list(catalogue.clips.values_list("id", flat=True)))
+    return catalogue
+
+
+def test_it_answers_top_k_per_instrument_as_exact_search_would(client, ada, embedded):
+    client.force_login(ada)
+    query = embedded.clips.order_by("id").first()
+    r = client.get(API, {"clip": query.pk, "instrument": "drums", "k": 3,
+                         "catalogue": embedded.pk})  # fmt: skip
+    assert r.status_code == 200, r.content
+    hits = r.json()["results"]["drums"]
+    assert len(hits) == 3 and query.piece not in {h["piece"] for h in hits}
+    assert [h["distance"] for h in hits] == sorted(h["distance"] for h in hits)
+    others = list(embedded.clips.exclude(pk=query.pk).order_by("id"))
+    emb = get_embedder()
+    vecs = emb.embed_files([c.file.path for c in others + [query]])
+    sub = emb.subspace(vecs, "drums")
+    _, idx = exact_topk(sub[:-1], sub[-1:], 3)
+    assert [h["clip"] for h in hits] == [others[i].pk for i in idx[0]]
+    audio = client.get(hits[0]["audio_url"])
+    assert audio.status_code == 200 and audio["Content-Type"] == "audio/wav"
+    assert "P0" not in hits[0]["audio_url"]  # blind: token only
+
+
+def test_it_answers_every_instrument_for_all(client, ada, embedded):
+    client.force_login(ada)
+    r = client.get(API, {"clip": embedded.clips.first().pk, "catalogue": embedded.pk})
+    assert list(r.json()["results"]) == ["drums", "bass", "piano", "guitar", "others"]
+
+
+def test_it_makes_a_new_clip_findable(client, ada, embedded):
+    client.force_login(ada)
+    query = embedded.clips.order_by("id").first()
+    params = {"clip": query.pk, "instrument": "piano", "k": 20, "catalogue": embedded.pk}
+    before = {h["clip"] for h in client.get(API, params).json()["results"]["piano"]}
+    new = clip_from_array(piece_audio(3, 9), SR, embedded, name="late", piece="LATE")
+    embed_clips([new.pk])
+    after = {h["clip"] for h in client.get(API, params).json()["results"]["piano"]}
+    assert new.pk not in before and after == before | {new.pk}
+
+
+def test_it_searches_with_an_uploaded_clip(client, ada, embedded):
+    client.force_login(ada)
+    buf = io.BytesIO()
+    sf.write(buf, piece_audio(2, 0), SR, format="WAV")
+    buf.seek(0)
+    buf.name = "mine.wav"
+    r = client.post(API, {"audio": buf, "instrument": "guitar", "k": 1, "catalogue": embedded.pk})
+    assert r.status_code == 200, r.content
+    top = r.json()["results"]["guitar"][0]
+    assert top["piece"] == "P02" and top["distance"] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_it_explains_bad_requests(client, ada, bob, embedded):
+    assert client.get(API, {"clip": 1}).status_code == 401
+    client.force_login(ada)
+    r = client.get(API, {"clip": embedded.clips.first().pk, "instrument": "kazoo",
+                         "catalogue": embedded.pk})  # fmt: skip
+    assert r.status_code == 400 and "kazoo" in r.json()["error"]
+    assert client.get(API, {"clip": 1, "k": "many", "catalogue": embedded.pk}).status_code == 400
+    client.force_login(bob)  # not his catalogue
+    r = client.get(API, {"clip": embedded.clips.first().pk, "catalogue": embedded.pk})
+    assert r.status_code == 404
+
+
+def test_it_renders_the_page_with_players(client, ada, embedded):
+    client.force_login(ada)
+    page = client.get("/retrieval/")
+    assert page.status_code == 200 and b"P00" in page.content
+    clip = embedded.clips.order_by("id").first()
+    r = client.post("/retrieval/", {"catalogue": embedded.pk, "clip": clip.pk,
+                                    "instrument": "bass", "k": 2})  # fmt: skip
+    assert r.status_code == 200
+    assert r.content.count(b"<audio") == 3  # the query and two hits
+
+
+def test_it_shows_job_progress_with_the_failing_clip(client, ada, catalogue):
+    study = Study.objects.create(owner=ada, name="s", catalogue=catalogue, instruments=["drums"])
+    errors = [{"clip": 7, "name": "x.wav", "error": "bad"}]
+    Job.objects.create(kind=Job.Kind.INGEST, study=study, status=Job.Status.DONE, total=3,
+                       done=2, failed=1, errors=errors)  # fmt: skip
+    client.force_login(ada)
+    fragment = client.get(reverse("jobs:study_fragment", args=[study.pk]))
+    assert b"2 / 3" in fragment.content and b"x.wav" in fragment.content
+    data = client.get(reverse("jobs:study_json", args=[study.pk])).json()
+    assert data["jobs"][0]["errors"][0]["clip"] == 7
+    assert client.get(reverse("jobs:study", args=[study.pk])).status_code == 200
+
+
+def test_it_hides_other_peoples_jobs(client, bob, ada, catalogue):
+    study = Study.objects.create(owner=ada, name="s", catalogue=catalogue, instruments=["drums"])
+    client.force_login(bob)
+    assert client.get(reverse("jobs:study_fragment", args=[study.pk])).status_code == 404
