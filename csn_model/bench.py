@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
 from csn_model import CONDITIONS
 from csn_model.bench_report import build_results, write_results
@@ -315,8 +314,9 @@ def run_bench(cfg: BenchConfig, data_root: Path, run_dir: Path) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     saved = run_dir / "config.yaml"
     if saved.exists():
-        before = yaml.safe_load(saved.read_text())
-        if before != yaml.safe_load(yaml.safe_dump(to_dict(cfg), sort_keys=False)):
+        # Through the schema, so fields added to the code since (with defaults) compare equal.
+        before = _runtime_free(to_dict(load_bench_config(saved)))
+        if before != _runtime_free(to_dict(cfg)):
             raise ValueError(
                 f"{saved}: this run folder was made with another config; "
                 "use the same config to resume, or a new --out"
@@ -325,6 +325,8 @@ def run_bench(cfg: BenchConfig, data_root: Path, run_dir: Path) -> dict:
         save_config(cfg, saved)
     ds = SlakhDataset(data_root)
     _check_rate(ds, cfg, data_root)
+    if cfg.train.threads:  # the separator and scoring too, not only train_run
+        torch.set_num_threads(cfg.train.threads)
     checkpoints = train_systems(cfg, data_root, run_dir, ds)
     (run_dir / "checkpoints.json").write_text(json.dumps(_jsonable(checkpoints), indent=2))
     results = evaluate(cfg, ds, checkpoints, run_dir)
@@ -346,9 +348,21 @@ def score_run(run_dir: Path, data_root: Path, out_dir: Path | None = None) -> di
     checkpoints = json.loads(index.read_text())
     ds = SlakhDataset(data_root)
     _check_rate(ds, cfg, data_root)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
     out_dir = out_dir or run_dir / "eval" / Path(data_root).resolve().name
     out_dir.mkdir(parents=True, exist_ok=True)
     return evaluate(cfg, ds, checkpoints, out_dir, trained_on=str(run_dir))
+
+
+def _runtime_free(d: dict) -> dict:
+    """A config dict without the fields that do not change results (threads, workers, ...)."""
+    from csn_model.train import RUNTIME_FIELDS
+
+    d = json.loads(json.dumps(d))
+    for name in RUNTIME_FIELDS:
+        d["train"].pop(name, None)
+    return d
 
 
 def _check_rate(ds, cfg: BenchConfig, data_root) -> None:
