@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench-data": ("csn_model.data.bench_cli", "benchmark synthesis and triplet loading speed"),
     "train": ("csn_model.train_cli", "train a CSN or an individual network from a config"),
     "embed": ("csn_model.embed_cli", "embed audio files with a checkpoint"),
+    "bench-speed": ("csn_model.speed_cli", "measure end-to-end embedding throughput"),
     "bench": ("csn_model.bench_cli", "train and score every system on fixed test triplets"),
     "analyze-subspaces": ("csn_model.analysis", "subspace projections, disentanglement matrix"),
 }

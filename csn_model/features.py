@@ -17,6 +17,7 @@ from torch import nn
 
 AMIN = 1e-10  # librosa.power_to_db's floor on power before the log
 CPU_CHUNK = 8  # clips per chunk on CPU: keeps the frames and spectra of one chunk in cache
+MEL_GROUPS = 8  # mel bands in groups of 128/8; each group multiplies only its frequency range
 
 
 class LogMel(nn.Module):
@@ -32,14 +33,17 @@ class LogMel(nn.Module):
     ):
         super().__init__()
         self.sample_rate, self.n_fft, self.hop_length = sample_rate, n_fft, hop_length
-        self.n_mels, self.top_db = n_mels, top_db
+        self.n_mels, self.top_db, self.fmin, self.fmax = n_mels, top_db, fmin, fmax
         # Periodic Hann, as scipy.signal.get_window("hann", n_fft, fftbins=True) in librosa.
         window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64).float()
         fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
         # Derived from the arguments, so not part of the state_dict.
         self.register_buffer("window", window, persistent=False)  # (n_fft,)
         self.register_buffer("mel_fb_t", torch.from_numpy(np.ascontiguousarray(fb.T)), False)
-        # mel_fb_t: (n_freq, n_mels)
+        # mel_fb_t: (n_freq, n_mels). The filterbank is banded (each filter spans a few bins):
+        # per group of bands, the bin range where any of them is non-zero, so that the product
+        # skips the ~87% of zeros. Same sum as the dense product up to float rounding.
+        self.bands = _band_ranges(fb, MEL_GROUPS)
 
     def num_frames(self, num_samples: int) -> int:
         return 1 + num_samples // self.hop_length
@@ -60,7 +64,13 @@ class LogMel(nn.Module):
         frames = x.unfold(-1, self.n_fft, self.hop_length) * self.window  # (B, frames, n_fft)
         spec = torch.fft.rfft(frames)  # (B, frames, n_freq) complex
         power = spec.real.square() + spec.imag.square()  # (B, frames, n_freq)
-        return power @ self.mel_fb_t  # (B, frames, n_mels)
+        if self.bands is None:
+            return power @ self.mel_fb_t  # (B, frames, n_mels)
+        parts = [
+            power[..., lo:hi] @ self.mel_fb_t[lo:hi, m0:m1]  # (B, frames, m1 - m0)
+            for m0, m1, lo, hi in self.bands
+        ]
+        return torch.cat(parts, dim=-1)  # (B, frames, n_mels)
 
     def _logmel(self, wave: torch.Tensor) -> torch.Tensor:
         mel = self.power_mel(wave)  # (B, frames, n_mels)
@@ -69,6 +79,21 @@ class LogMel(nn.Module):
             peak = db.amax(dim=(1, 2), keepdim=True)  # (B, 1, 1) per clip, as librosa per call
             db = torch.maximum(db, peak - self.top_db)
         return db.transpose(1, 2)  # (B, n_mels, frames)
+
+
+def _band_ranges(fb: np.ndarray, groups: int) -> list[tuple[int, int, int, int]] | None:
+    """[(first band, end band, first bin, end bin)] per group of mel bands, None if not banded."""
+    n_mels = fb.shape[0]
+    if n_mels % groups:
+        return None
+    size = n_mels // groups
+    nonzero = fb != 0  # (n_mels, n_freq)
+    out = []
+    for m0 in range(0, n_mels, size):
+        cols = np.flatnonzero(nonzero[m0 : m0 + size].any(axis=0))
+        lo, hi = (int(cols[0]), int(cols[-1]) + 1) if cols.size else (0, 1)
+        out.append((m0, m0 + size, lo, hi))
+    return out
 
 
 def reference_logmel(y: np.ndarray, cfg) -> np.ndarray:

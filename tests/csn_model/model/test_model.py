@@ -57,4 +57,4 @@ def test_it_learns_non_negative_masks_when_asked():
 def test_it_counts_flops_per_stage():
     flops = count_flops(_model(), 22050)
     assert flops["total"] == sum(v for k, v in flops.items() if k != "total")
-    assert flops["conv"] > 0 and flops["mel"] == 2 * 44 * 1025 * 128
+    assert flops["conv"] > 0 and 0 < flops["mel"] < 2 * 44 * 1025 * 128  # banded < dense

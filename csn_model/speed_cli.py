@@ -1,0 +1,58 @@
+"""`csn bench-speed`: end-to-end embedding throughput against a naive path and the matmul peak."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "--checkpoint", type=Path, help="default: the default model, random weights"
+    )
+    parser.add_argument("--files", type=int, default=96, help="clips in the generated corpus")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each clip")
+    parser.add_argument("--rate", type=int, default=44100, help="sample rate of the files")
+    parser.add_argument("--format", choices=("flac", "wav"), default="flac")
+    parser.add_argument("--naive-files", type=int, default=6, help="clips timed on the naive path")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's, all cores)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+
+
+def run(args) -> int:
+    import torch
+
+    from csn_model.speed import run_speed
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    r = run_speed(
+        args.checkpoint,
+        args.files,
+        args.seconds,
+        args.rate,
+        args.format,
+        args.naive_files,
+        args.batch_size,
+    )
+    print(
+        f"corpus: {r['files']} x {r['seconds_per_file']:g} s, {r['file_format']}; "
+        f"{r['threads']} torch threads, {r['cores']} cores, torch {r['torch']}"
+    )
+    print(f"fast path (batched, torch log-mel)   {r['fast_x_real_time']:10.0f} x real time")
+    print(f"naive path (one clip, librosa)       {r['naive_x_real_time']:10.0f} x real time")
+    print(f"ratio fast / naive                   {r['ratio_fast_to_naive']:10.1f}")
+    print(
+        f"decode + resample alone              {r['decode_resample_x_real_time']:10.0f} x real time"
+    )
+    by_stage = r["mflop_by_stage_per_audio_second"].items()
+    stages = ", ".join(f"{k} {v:.1f}" for k, v in by_stage if k != "total")
+    print(f"model cost: {r['model_mflop_per_audio_second']:.1f} MFLOP per audio second ({stages})")
+    print(
+        f"achieved {r['achieved_gflops']:.1f} GFLOP/s = {100 * r['share_of_peak']:.1f}% of the "
+        f"measured matmul peak {r['matmul_peak_gflops']:.0f} GFLOP/s"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(r, indent=2))
+    return 0
