@@ -43,7 +43,9 @@ class StudyForm(forms.ModelForm):
     """A study's description, instruments and every setting the participant flow reads."""
 
     instruments = forms.MultipleChoiceField(
-        choices=INSTRUMENT_CHOICES, widget=forms.CheckboxSelectMultiple
+        choices=INSTRUMENT_CHOICES,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="The instrument to judge is named on every trial.",
     )
     screening = forms.BooleanField(required=False, label="Antiphase headphone screening")
     huggins = forms.BooleanField(required=False, label="Also Huggins-pitch screening")
@@ -59,7 +61,11 @@ class StudyForm(forms.ModelForm):
         min_value=0.5, max_value=1, label="Exclude above same-position share"
     )
     min_median_rt_ms = forms.IntegerField(min_value=0, label="Exclude below median response (ms)")
-    target_answers_per_trial = forms.IntegerField(min_value=1, max_value=1000)
+    target_answers_per_trial = forms.IntegerField(
+        min_value=1,
+        max_value=1000,
+        help_text="Trials are assigned least-filled first until each has this many answers.",
+    )
     trials_per_participant = forms.IntegerField(
         min_value=1, required=False, help_text="Empty: every main trial."
     )
@@ -71,10 +77,18 @@ class StudyForm(forms.ModelForm):
         max_length=32, required=False, help_text="Empty: a random code per participant."
     )
     prolific_completion_url = forms.URLField(
-        required=False, assume_scheme="https", label="Prolific completion URL"
-    )
-    reservation_timeout_s = forms.IntegerField(min_value=60, max_value=86400)
-    loudness_target_lufs = forms.FloatField(min_value=-70, max_value=0)
+        required=False, assume_scheme="https", label="Prolific completion URL",
+        help_text="Participants are sent here once every answer is stored; {code} is replaced "
+        "by the completion code.",
+    )  # fmt: skip
+    reservation_timeout_s = forms.IntegerField(
+        min_value=60, max_value=86400, label="Reservation timeout (s)",
+        help_text="An inactive participant's unanswered trials go back to the pool after this.",
+    )  # fmt: skip
+    loudness_target_lufs = forms.FloatField(
+        min_value=-70, max_value=0, label="Loudness target (LUFS)",
+        help_text="Clips are normalised to this integrated loudness (ITU-R BS.1770).",
+    )  # fmt: skip
     practice_trials = forms.IntegerField(min_value=0, max_value=20)
     shared_with_names = forms.CharField(
         required=False,
@@ -88,6 +102,9 @@ class StudyForm(forms.ModelForm):
         widgets = {
             "description": forms.Textarea(attrs={"rows": 3}),
             "consent_text": forms.Textarea(attrs={"rows": 6}),
+        }
+        help_texts = {
+            "consent_text": "Shown before anything else; say what happens to partial data.",
         }
 
     def __init__(self, *args, owner=None, can_share: bool = True, **kwargs):

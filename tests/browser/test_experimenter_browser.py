@@ -1,0 +1,109 @@
+"""An experimenter in real headless Chromium: log in, create a study, upload clips, draw trials,
+open it, copy the participant link, and a participant reaches the study through that link.
+
+Screenshots: artifacts/screens/experimenter_01_login.png ... experimenter_08_progress.png.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from evalsite.studies.models import Study
+from tests.evalsite.studies.experimenter_personas import PASSWORD, wav_bytes
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+WAIT_MS = 15000
+
+
+@pytest.fixture
+def screens(artifacts_dir):
+    folder = artifacts_dir / "screens"
+    folder.mkdir(exist_ok=True)
+    return lambda name: str(folder / f"experimenter_{name}.png")
+
+
+@pytest.fixture
+def context(browser, live_server):
+    context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    context.set_default_timeout(WAIT_MS)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def audio_files(tmp_path):
+    paths = []
+    for i in range(4):
+        path = tmp_path / f"piece{i}.wav"
+        path.write_bytes(wav_bytes(seconds=1.0, freq=220 * 1.25**i))
+        paths.append(str(path))
+    bad = tmp_path / "notes.txt"
+    bad.write_bytes(b"not audio")
+    return [*paths, str(bad)]
+
+
+def test_it_creates_and_opens_a_study_that_a_participant_can_enter(
+    context, live_server, django_user_model, screens, audio_files, settings
+):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    django_user_model.objects.create_user("alice", "alice@example.org", PASSWORD)
+    page = context.new_page()
+    page.goto(f"{live_server.url}/studies/")
+    page.wait_for_selector("#id_username")  # login required: redirected to the login page
+    page.screenshot(path=screens("01_login"))
+    page.fill("#id_username", "alice")
+    page.fill("#id_password", PASSWORD)
+    page.click("main button[type=submit]")
+    page.wait_for_selector("text=My studies")
+    page.screenshot(path=screens("02_dashboard"))
+
+    page.click("text=New study")
+    page.fill("#id_name", "Drums and guitar, browser")
+    page.check("input[name=instruments][value=drums]")
+    page.check("input[name=instruments][value=guitar]")
+    page.uncheck("#id_screening")
+    page.fill("#id_consent_text", "You agree to listen carefully.")
+    page.screenshot(path=screens("03_new_study"), full_page=True)
+    page.click("main button[type=submit]")
+
+    link = page.locator("#participant-link")
+    link.wait_for()
+    study = Study.objects.get(name="Drums and guitar, browser")
+    url = link.input_value()
+    assert url == f"{live_server.url}/s/{study.slug}/"
+    page.click("#copy-link")
+    page.wait_for_selector("#copy-done:has-text('Cop')")  # "Copied." (or the Ctrl+C hint)
+    page.screenshot(path=screens("04_study"), full_page=True)
+
+    page.click("nav.ex-tabs >> text=Clips")
+    page.set_input_files("input[name=files]", audio_files)
+    page.click("button:has-text('Upload')")
+    page.wait_for_selector("#upload-results")
+    assert page.locator("#upload-results tr.ok").count() == 4
+    assert "notes.txt: cannot decode" in page.locator("#upload-results tr.error").inner_text()
+    page.screenshot(path=screens("05_clips"), full_page=True)
+
+    page.click("nav.ex-tabs >> text=Trials")
+    page.fill("#id_per_instrument", "2")
+    page.fill("#id_catch_per_kind", "1")
+    page.click("button:has-text('Draw trials')")
+    page.wait_for_selector("text=drawn at random")
+    page.screenshot(path=screens("06_trials"), full_page=True)
+
+    page.click("nav.ex-tabs >> text=Overview")
+    page.click("button[data-action=open]")
+    page.wait_for_selector("[data-testid=status]:has-text('open')")
+    page.screenshot(path=screens("07_open"), full_page=True)
+
+    participant = context.browser.new_context(locale="en-US").new_page()
+    participant.goto(f"{url}?pid=browser-1")
+    participant.wait_for_url(re.compile(r"/p/[^/]+/$"))
+    participant.wait_for_selector("input[name=step][value=browser_check]", state="attached")
+    participant.context.close()
+
+    page.click("nav.ex-tabs >> text=Progress")
+    assert page.locator("#participants .card").first.inner_text().startswith("1")
+    page.screenshot(path=screens("08_progress"), full_page=True)
