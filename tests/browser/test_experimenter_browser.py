@@ -46,9 +46,10 @@ def audio_files(tmp_path):
 
 
 def test_it_creates_and_opens_a_study_that_a_participant_can_enter(
-    context, live_server, django_user_model, screens, audio_files, settings
+    context, live_server, django_user_model, screens, audio_files, settings, tmp_path
 ):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.MEDIA_ROOT = str(tmp_path / "media")  # the live server runs in this process
     django_user_model.objects.create_user("alice", "alice@example.org", PASSWORD)
     page = context.new_page()
     page.goto(f"{live_server.url}/studies/")
