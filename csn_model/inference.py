@@ -28,7 +28,7 @@ from csn_model.checkpoint import file_id, load_model
 from csn_model.model import ConditionalSimilarityNet
 
 DEFAULT_BATCH = 64
-DECODE_CHUNK = 64  # files decoded ahead (in threads) while the previous chunk is embedded
+FILE_CHUNK = 16  # files per unit of work in embed_files
 
 
 class EmbedError(ValueError):
@@ -121,6 +121,8 @@ class Embedder:
         seconds = payload.get("config", {}).get("features", {}).get("segment_seconds", 3.0)
         self.segment = int(round(seconds * self.sample_rate))
         self.batch_size = batch_size
+        self.file_chunk = FILE_CHUNK
+        self.threads = torch.get_num_threads()  # CPU: pipeline threads of embed_files
         if model.learned_masks:  # subspaces are masked full vectors, not blocks
             self.subspace_slices = {c: slice(0, self.dim) for c in self.conditions}
         else:
@@ -153,18 +155,43 @@ class Embedder:
         return self._embed_clips(clips)
 
     def embed_files(self, paths: Iterable[str | Path]) -> np.ndarray:
-        """Audio files -> (N, D); decoding runs in threads, ahead of the model."""
+        """Audio files -> (N, D).
+
+        On CPU, chunks of files go to one thread per torch thread, each decoding and embedding
+        its chunk with single-threaded torch operations (whole-pipeline parallelism beats
+        splitting each small operation across cores); on CUDA one thread decodes ahead of the
+        model.
+        """
         paths = list(paths)
+        if not paths:
+            return np.zeros((0, self.dim), np.float32)
+        chunks = [paths[i : i + self.file_chunk] for i in range(0, len(paths), self.file_chunk)]
+        if self.device.type != "cpu" or self.threads <= 1:
+            return self._embed_chunks_ahead(chunks)
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(max_workers=self.threads) as pool:
+                out = list(pool.map(self._embed_paths, chunks))
+        finally:
+            torch.set_num_threads(before)
+        return np.concatenate(out)
+
+    def _embed_paths(self, paths: list) -> np.ndarray:
+        return self._embed_clips([decode(p, self.sample_rate) for p in paths])
+
+    def _embed_chunks_ahead(self, chunks: list[list]) -> np.ndarray:
         out = []
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            chunks = [paths[i : i + DECODE_CHUNK] for i in range(0, len(paths), DECODE_CHUNK)]
-            pending = pool.map(lambda p: decode(p, self.sample_rate), chunks[0]) if chunks else []
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(lambda c: [decode(p, self.sample_rate) for p in c], chunks[0])
             for j in range(len(chunks)):
-                clips = list(pending)
+                clips = pending.result()
                 if j + 1 < len(chunks):
-                    pending = pool.map(lambda p: decode(p, self.sample_rate), chunks[j + 1])
+                    pending = pool.submit(
+                        lambda c: [decode(p, self.sample_rate) for p in c], chunks[j + 1]
+                    )
                 out.append(self._embed_clips(clips))
-        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+        return np.concatenate(out)
 
     def subspace(self, vectors: np.ndarray, condition: str) -> np.ndarray:
         """(N, D) -> condition's (N, D/K) block (masked (N, D) for learned masks)."""
