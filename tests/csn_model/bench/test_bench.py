@@ -1,0 +1,146 @@
+"""`csn bench` end to end on the tiny_dataset fixture: a few training steps per system."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from csn_model import CONDITIONS
+from csn_model.cli import main
+
+TINY = """
+features: {segment_seconds: 1.0, n_mels: 32}
+model: {channels: [4, 8], kernels: [3, 3], strides: [2, 2], hidden: [16], embedding_dim: 40}
+train: {steps: 2, batch_size: 2, pretrain: 1, num_workers: 0, log_every: 1, threads: 1}
+separator: {n_fft: 256, hop: 64, hidden: 16, lstm_layers: 1, steps: 2, batch_size: 2,
+            segment_seconds: 1.0}
+bench: {per_condition: 2, n_boot: 50, sdr_chunk_seconds: 4.0, analysis: false,
+        systems: [individual_clean, individual_separated, csn]}
+"""
+ALL_SYSTEMS = """
+bench: {per_condition: 2, n_boot: 50, sdr_chunk_seconds: 4.0, analysis: true}
+"""
+TERMS = {*CONDITIONS, "mean"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """train.threads sets torch's thread count for the process: restore it for later tests."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def other_dataset(tmp_path_factory):
+    """A second dataset: another soundfont (TimGM6mb, inside pretty_midi), test split only."""
+    from pathlib import Path
+
+    import pretty_midi
+
+    from csn_model.data.synth import synthesize
+
+    soundfont = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+    root = tmp_path_factory.mktemp("other_dataset")
+    synthesize(
+        root,
+        3,
+        9,
+        soundfont=soundfont,
+        seconds=6.0,
+        workers=1,
+        split_fractions=(0.0, 0.0, 1.0),
+        progress=False,
+    )
+    return root
+
+
+def _check_schema(results: dict, systems: set[str]) -> None:
+    assert set(results["systems"]) == systems
+    for name, s in results["systems"].items():
+        assert s["input"] == {"individual_clean": "clean", "individual_separated": "separated"}.get(
+            name, "mixture"
+        )
+        assert set(s["accuracy"]) <= TERMS and "mean" in s["accuracy"]
+        assert all(0.0 <= v <= 1.0 for v in s["accuracy"].values())
+        assert all(lo <= s["accuracy"][t] <= hi for t, (lo, hi) in s["ci95"].items())
+        assert s["n_triplets"]["mean"] == sum(v for t, v in s["n_triplets"].items() if t != "mean")
+        assert set(s["by_kind"]) == {"pseudo", "natural"}
+    for c in results["comparisons"]:
+        assert c["reference"] == "csn" and c["system"] != "csn"
+        assert 0.0 <= c["p_val"] <= c["p_adj"] <= 1.0
+    assert {"config", "dataset", "triplets", "separator_sdr"} <= set(results)
+
+
+def test_it_benchmarks_every_system_and_scores_another_dataset(
+    tiny_dataset, other_dataset, tmp_path
+):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY)
+    run = tmp_path / "run"
+    args = ["bench", "--config", str(config), "--data", str(tiny_dataset), "--out", str(run)]
+    assert main(args) == 0
+    results = json.loads((run / "results.json").read_text())
+    systems = {"individual_clean", "individual_separated", "csn"}
+    _check_schema(results, systems)
+    assert (run / "results.csv").exists() and "| csn | mixture |" in (
+        run / "results.md"
+    ).read_text()
+    triplet_file = run / "triplets" / "test_pseudo.json"
+    before = triplet_file.read_bytes()
+
+    # A rerun trains nothing and reuses the saved triplets: identical outcomes.
+    outcomes = (run / "outcomes.csv").read_text()
+    assert main(args) == 0
+    assert triplet_file.read_bytes() == before
+    assert (run / "outcomes.csv").read_text() == outcomes
+
+    out = tmp_path / "generalisation"
+    assert main(["bench", "--from", str(run), "--data", str(other_dataset), "--out", str(out)]) == 0
+    other = json.loads((out / "results.json").read_text())
+    _check_schema(other, systems)
+    assert other["trained_on"] == str(run)
+    assert other["dataset"]["root"] == str(other_dataset.resolve())
+    ids = {n: s["checkpoint_ids"] for n, s in results["systems"].items()}
+    assert {n: s["checkpoint_ids"] for n, s in other["systems"].items()} == ids
+
+
+def test_it_refuses_to_resume_a_run_with_another_config(tiny_dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("name: something-else\n")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY)
+    args = ["bench", "--config", str(config), "--data", str(tiny_dataset), "--out", str(run)]
+    assert main(args) == 2
+    assert "another config" in capsys.readouterr().err
+
+
+def test_it_names_the_field_of_a_bad_bench_config(tiny_dataset, tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("bench: {systems: [csn, nonsense]}\n")
+    args = ["bench", "--config", str(config), "--data", str(tiny_dataset), "--out", str(tmp_path)]
+    assert main(args) == 2
+    assert "bench.systems" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_it_trains_every_ablation_and_analyses_the_subspaces(tiny_dataset, tmp_path):
+    from csn_model.bench import ALL_SYSTEMS as NAMES
+
+    config = tmp_path / "all.yaml"
+    config.write_text(TINY.split("bench:")[0] + ALL_SYSTEMS)
+    run = tmp_path / "run"
+    assert (
+        main(["bench", "--config", str(config), "--data", str(tiny_dataset), "--out", str(run)])
+        == 0
+    )
+    results = json.loads((run / "results.json").read_text())
+    _check_schema(results, set(NAMES))
+    assert len({c["system"] for c in results["comparisons"]}) == len(NAMES) - 1
+    matrix = (run / "analysis" / "disentanglement.csv").read_text().splitlines()
+    assert matrix[0].startswith("subspace,target,accuracy") and len(matrix) == 1 + 25
+    assert (run / "analysis" / "disentanglement.png").stat().st_size > 0
