@@ -316,9 +316,10 @@ def calibration_audio(request: HttpRequest, token: str) -> HttpResponse:
     if p is None:
         raise Http404
     target = float(p.study.setting("loudness_target_lufs"))
+    seconds = screening.config().calibration_s
 
     def make():
-        noise, _gain = normalise(screening.calibration_noise(), screening.SR, target)
+        noise, _gain = normalise(screening.calibration_noise(seconds), screening.SR, target)
         return noise, screening.SR
 
-    return serve_audio(request, _cached_wav(f"calibration_{target:+.1f}.wav", make))
+    return serve_audio(request, _cached_wav(f"calibration_{target:+.1f}_{seconds:g}.wav", make))

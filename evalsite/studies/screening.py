@@ -32,6 +32,7 @@ class ScreeningConfig:
     pass_correct: int = 5  # per kind, out of `trials`
     tone_s: float = 1.0
     gap_s: float = 0.5
+    calibration_s: float = 4.0  # length of the volume-calibration noise
 
 
 def config() -> ScreeningConfig:

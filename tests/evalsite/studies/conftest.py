@@ -21,13 +21,16 @@ from evalsite.studies.random_design import build_random_trials
 
 SR = 22050
 SECONDS = 1.2
-SHORT_SCREENING = {"trials": 2, "pass_correct": 2, "tone_s": 0.25, "gap_s": 0.1}
+SHORT_SCREENING = {"trials": 2, "pass_correct": 2, "tone_s": 0.25, "gap_s": 0.1,
+                   "calibration_s": 0.5}  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
 def _media_and_screening(settings, tmp_path):
     """Every studies test writes media to its own folder and uses the short screening."""
     settings.MEDIA_ROOT = str(tmp_path / "media")
+    # A fast hasher: the default one costs about a second per user on this machine.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.CSN_SCREENING = SHORT_SCREENING
 
 
@@ -44,19 +47,19 @@ def tone(freq: float, seed: int, seconds: float = SECONDS) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def make_catalogue(owner, pieces: int = 6) -> Catalogue:
+def make_catalogue(owner, pieces: int = 6, seconds: float = SECONDS) -> Catalogue:
     catalogue = Catalogue.objects.create(owner=owner, name="generated")
     mixes = []
     for i in range(pieces):
         mixes.append(
-            clip_from_array(tone(220 * 1.25**i, i), SR, catalogue, -23.0,
+            clip_from_array(tone(220 * 1.25**i, i, seconds), SR, catalogue, -23.0,
                             name=f"piece{i} mix", piece=f"Piece{i:02d}")
         )  # fmt: skip
     for n, (instrument, x, y) in enumerate([("drums", 0, 1), ("guitar", 2, 3)]):
         group = f"Piece{x:02d}+Piece{y:02d}:{instrument}"
         for role, freq in (("same", 220 * 1.25**x), ("different", 220 * 1.25**y)):
             clip_from_array(
-                tone(freq, 100 + n) + tone(330, 200 + n), SR, catalogue, -23.0,
+                tone(freq, 100 + n, seconds) + tone(330, 200 + n, seconds), SR, catalogue, -23.0,
                 name=f"attention {role}", piece=f"Piece{x:02d}",
                 parts={instrument: f"Piece{x if role == 'same' else y:02d}"},
                 meta={"kind": "attention", "group": group, "condition": instrument, "role": role,
@@ -70,14 +73,16 @@ def listening_catalogue(experimenter) -> Catalogue:
     return make_catalogue(experimenter)
 
 
-def make_study(owner, catalogue, **settings) -> Study:
+def make_study(owner, catalogue, per_instrument: int = 3, **settings) -> Study:
     study = Study.objects.create(
         owner=owner, name="Drums and guitar", instruments=["drums", "guitar"],
         status=Study.Status.OPEN, consent_text="You agree to listen carefully.",
         settings={"target_answers_per_trial": 2, "practice_trials": 2,
                   "catch": {"identical": 1, "attention": 1, "repeat": 1}} | settings,
     )  # fmt: skip
-    build_random_trials(study, catalogue, per_instrument=3, seed=1, practice=2, catch_per_kind=1)
+    practice = settings.get("practice_trials", 2)
+    build_random_trials(study, catalogue, per_instrument, seed=1, practice=practice,
+                        catch_per_kind=1)  # fmt: skip
     return study
 
 

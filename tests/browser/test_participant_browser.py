@@ -1,0 +1,228 @@
+"""Participants in real headless Chromium against the site on the live server (PostgreSQL).
+
+Screenshots of every step go to artifacts/screens/ (01_entry.png ... 11_refused.png).
+Clips are ~1 s tones generated here and the screening is shortened (tests' CSN_SCREENING).
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from evalsite.studies import flow, screening
+from evalsite.studies.models import Answer, Participant
+from tests.evalsite.studies.conftest import SHORT_SCREENING, make_catalogue, make_study
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+CLIP_S = 0.6
+WAIT_MS = 15000
+
+
+@pytest.fixture(autouse=True)
+def _media_and_screening(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    # A fast hasher: the default one costs about a second per user on this machine.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.CSN_SCREENING = SHORT_SCREENING
+
+
+@pytest.fixture
+def screens(artifacts_dir):
+    folder = artifacts_dir / "screens"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def owner(django_user_model):
+    return django_user_model.objects.create_user("erin", "erin@example.org", "listen-42-carefully")
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(WAIT_MS)
+    yield context.new_page()
+    context.close()
+
+
+def study_url(live_server, study, **params) -> str:
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return f"{live_server.url}{reverse('studies:entry', args=[study.slug])}?{query}"
+
+
+def through_calibration(page, shot=None):
+    """Browser check, consent, questionnaire, calibration (taking screenshots if asked)."""
+    page.wait_for_selector("#continue:not([disabled])")
+    shot and page.screenshot(path=shot("01_entry"))
+    page.click("#continue")
+    page.wait_for_selector("#agree")
+    shot and page.screenshot(path=shot("02_consent"))
+    page.click("#agree")
+    page.select_option("#id_musical_training", "2to5")
+    page.select_option("#id_device", "laptop")
+    page.select_option("#id_headphones", "over_ear")
+    shot and page.screenshot(path=shot("03_questionnaire"))
+    page.click("#continue")
+    page.click("[data-play=cal]")
+    page.wait_for_selector("#continue:not([disabled])")
+    shot and page.screenshot(path=shot("04_calibration"))
+    page.click("#continue")
+
+
+def screen(page, p: Participant, correct: bool, shot=None):
+    for n in range(SHORT_SCREENING["trials"]):
+        page.wait_for_selector(f"input[name=n][value='{n}']", state="attached")
+        page.keyboard.press(" ")  # the play shortcut
+        page.wait_for_selector("[data-choice='1']:not([disabled])")
+        shot and n == 0 and page.screenshot(path=shot("05_screening"))
+        target = screening.answer_key(p.seed, "antiphase", n)["target"]
+        page.keyboard.press(str(target if correct else target % 3 + 1))
+
+
+def listen_all(page):
+    for key in ("r", "A", "B"):
+        page.click(f"#play-{key}")
+        page.wait_for_selector(f"[data-state='{key}'][data-value='done']")
+    page.wait_for_selector("#choose-A:not([disabled])")
+
+
+def right_choice(p: Participant) -> str:
+    slot = flow.current_slot(p)
+    if slot.trial.expected:
+        return "A" if slot.displayed_first == slot.trial.expected else "B"
+    return "A"
+
+
+def test_it_takes_a_participant_through_a_whole_study(live_server, page, owner, screens):
+    prolific = "https://app.prolific.com/submissions/complete"
+    catalogue = make_catalogue(owner, seconds=CLIP_S)
+    study = make_study(owner, catalogue, 1, practice_trials=1, prolific_completion_url=prolific)
+    shot = lambda name: str(screens / f"{name}.png")  # noqa: E731
+    page.goto(study_url(live_server, study, PROLIFIC_PID="pp-1", STUDY_ID="s1", SESSION_ID="x1"))
+    through_calibration(page, shot)
+    p = Participant.objects.get(prolific_pid="pp-1")
+    screen(page, p, correct=True, shot=shot)
+    page.wait_for_selector("text=Instructions")
+    page.screenshot(path=shot("06_instructions"))
+    page.click("#continue")
+
+    answered_before_reload = None
+    main_seen = 0
+    while True:
+        p.refresh_from_db()
+        if p.step == "done":
+            break
+        if page.query_selector("#feedback"):
+            page.screenshot(path=shot("07_practice_feedback"))
+            page.click("#continue")
+            page.wait_for_load_state()
+            continue
+        page.wait_for_selector("#play-r")
+        listen_all(page)
+        if p.step == "trials":
+            main_seen += 1
+            if main_seen == 1:
+                page.screenshot(path=shot("08_trial"))
+            if main_seen == 2 and answered_before_reload is None:
+                # Reload mid-study, then come back through the study link: same trial again.
+                index = flow.current_slot(p).index
+                answered_before_reload = Answer.objects.filter(participant=p).count()
+                page.reload()
+                page.goto(study_url(live_server, study, PROLIFIC_PID="pp-1"))
+                page.wait_for_selector(f"form[data-trial='{index}']", state="attached")
+                assert Answer.objects.filter(participant=p).count() == answered_before_reload
+                listen_all(page)
+        choice = right_choice(p)
+        with page.expect_navigation():
+            page.keyboard.press(choice.lower())
+
+    page.wait_for_selector("#completion-code")
+    page.screenshot(path=shot("09_done"))
+    p.refresh_from_db()
+    answers = Answer.objects.filter(participant=p)
+    assert answers.count() == p.slots.count() and answered_before_reload is not None
+    assert all(a.plays_reference >= 1 and a.plays_a >= 1 and a.plays_b >= 1 for a in answers)
+    assert all(a.response_ms is not None and a.audio_sample_rate for a in answers)
+    assert {a.trial.catch_kind for a in answers if a.trial.is_catch} == {
+        "identical", "attention", "repeat"}  # fmt: skip
+    catch = [a for a in answers if a.trial.is_catch and a.trial.expected]
+    assert all(a.chosen == a.trial.expected for a in catch)
+    href = page.get_attribute("#prolific", "href")
+    assert href.endswith(f"cc={p.completion_code}")
+
+
+def test_it_screens_out_a_participant_who_fails_the_headphone_check(
+    live_server, page, owner, screens
+):
+    study = make_study(owner, make_catalogue(owner, seconds=CLIP_S), per_instrument=1)
+    page.goto(study_url(live_server, study, pid="fails"))
+    through_calibration(page)
+    p = Participant.objects.get(external_pid="fails")
+    screen(page, p, correct=False)
+    page.wait_for_selector("#screen-out-code")
+    page.screenshot(path=str(screens / "10_screened_out.png"))
+    p.refresh_from_db()
+    assert p.step == "screened_out" and page.inner_text("#screen-out-code") == p.screen_out_code
+    assert not p.slots.exists()
+
+
+def to_first_trial(live_server, page, study, pid) -> Participant:
+    page.goto(study_url(live_server, study, pid=pid))
+    through_calibration(page)
+    page.click("#continue")  # instructions (no screening, no practice in this study)
+    page.wait_for_selector("#play-r")
+    return Participant.objects.get(external_pid=pid)
+
+
+def quick_study(owner):
+    return make_study(owner, make_catalogue(owner, seconds=CLIP_S), per_instrument=1,
+                      screening=False, practice_trials=0)  # fmt: skip
+
+
+def test_it_stores_one_answer_for_a_double_click_and_a_replayed_post(live_server, page, owner):
+    study = quick_study(owner)
+    p = to_first_trial(live_server, page, study, "dbl")
+    slot = flow.current_slot(p)
+    listen_all(page)
+    posts = []
+    page.on("request", lambda r: r.method == "POST" and posts.append(r.post_data))
+    with page.expect_navigation():
+        page.dblclick("#choose-B")
+    page.wait_for_selector(f"form[data-trial='{slot.index + 1}']", state="attached")
+    assert len(posts) == 1  # the page sent one submission
+    replay = page.request.post(
+        page.url, data=posts[0], headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert replay.ok  # redirected back to the current step, nothing stored
+    stored = Answer.objects.filter(participant=p, trial=slot.trial)
+    assert stored.count() == 1 and stored.get().chosen_position == "B"
+    assert Answer.objects.filter(participant=p).count() == 1
+
+
+def test_it_refuses_another_participants_pages_and_audio(
+    live_server, browser, page, owner, screens
+):
+    study = quick_study(owner)
+    victim = to_first_trial(live_server, page, study, "victim")
+    slot = flow.current_slot(victim)
+    other = browser.new_context(locale="en-US")
+    intruder = other.new_page()
+    try:
+        intruder.goto(study_url(live_server, study, pid="intruder"))
+        csrf = intruder.get_attribute("input[name=csrfmiddlewaretoken]", "value")
+        own_page = live_server.url + reverse("studies:participant", args=[victim.token])
+        response = intruder.goto(own_page)
+        assert response.status == 403
+        assert "another session" in intruder.inner_text("#refused")
+        intruder.screenshot(path=str(screens / "11_refused.png"))
+        audio = live_server.url + reverse("studies:audio", args=[victim.token, slot.index, "A"])
+        assert intruder.request.get(audio).status == 404
+        assert page.request.get(audio).status == 200
+        data = {"step": "trials", "index": str(slot.index), "choice": "A",
+                "csrfmiddlewaretoken": csrf}  # fmt: skip
+        form = intruder.request.post(own_page, form=data, headers={"Referer": own_page})
+        assert form.status == 403
+        assert not Answer.objects.filter(participant=victim).exists()
+    finally:
+        other.close()
