@@ -145,7 +145,8 @@ def compare_to_reference(outcomes: pd.DataFrame, reference: str) -> pd.DataFrame
         for term in terms:
             sub = wide if term == MEAN else wide.loc[[term]]
             family = []
-            for other in [s for s in wide.columns if s != reference]:
+            order = [s for s in part["system"].unique() if s != reference]  # input order
+            for other in order:
                 pair = sub[[reference, other]].dropna()
                 test = mcnemar_exact(pair[reference].to_numpy(), pair[other].to_numpy())
                 diff = float(pair[reference].mean() - pair[other].mean())
