@@ -415,7 +415,7 @@ def _sdr_summary(checkpoints, out_dir: Path, ds, cfg, separator) -> list:
 def _jsonable(obj):
     if isinstance(obj, dict):
         return {k: _jsonable(v) for k, v in obj.items()}
-    return None if obj is None else str(obj)
+    return None if obj is None else str(Path(obj).resolve())  # usable from any directory
 
 
 def _sha256(path: Path) -> str:
