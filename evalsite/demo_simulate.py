@@ -1,0 +1,135 @@
+"""Simulated participants for the demo: real HTTP through the participant pages.
+
+Every step (entry link, browser check, consent, questionnaire, calibration, headphone screening,
+instructions, practice, trials) is a GET/POST against the running site, exactly what a browser
+sends, so answers are stored by the same views and rules as a person's. What a simulated
+listener *decides* comes from an oracle that reads the database (it must: the pages are blind):
+attentive listeners pass screening and catch trials, and on a main trial agree with the model's
+choice with the probability given for that trial's instrument.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass
+
+import requests
+
+INDEX_RE = re.compile(r'name="index" value="(\d+)"')
+MAX_REQUESTS = 2000  # per participant: a bound so a flow bug cannot loop forever
+
+
+class SimulationError(RuntimeError):
+    pass
+
+
+@dataclass
+class Outcome:
+    participant: str
+    step: str
+    answers: int
+
+
+def _position(displayed_first: str, canonical: str) -> str:
+    return "A" if displayed_first == canonical else "B"
+
+
+def decide(slot, rates: dict[str, float], rng: random.Random) -> str:
+    """The screen position ("A"/"B") a simulated listener picks for an assignment slot."""
+    trial = slot.trial
+    if trial.is_practice or trial.is_catch:
+        if trial.expected:
+            return _position(slot.displayed_first, trial.expected)
+        return rng.choice("AB")
+    if trial.model_choice is None:
+        return rng.choice("AB")
+    other = "b" if trial.model_choice == "a" else "a"
+    agree = rng.random() < rates.get(trial.instrument, 0.5)
+    return _position(slot.displayed_first, trial.model_choice if agree else other)
+
+
+class SimulatedParticipant:
+    def __init__(self, base_url: str, slug: str, pid: str, rates: dict[str, float], seed: int):
+        self.base, self.slug, self.pid = base_url.rstrip("/"), slug, pid
+        self.rates, self.rng = rates, random.Random(seed)
+        self.http = requests.Session()
+        self.page_url = ""
+        self.requests = 0
+
+    def _req(self, method: str, url: str, **kw) -> requests.Response:
+        self.requests += 1
+        if self.requests > MAX_REQUESTS:
+            raise SimulationError(f"{self.pid}: more than {MAX_REQUESTS} requests; flow stuck?")
+        r = self.http.request(method, url, timeout=30, **kw)
+        if r.status_code >= 400:
+            raise SimulationError(f"{self.pid}: {method} {url} -> HTTP {r.status_code}")
+        return r
+
+    def post(self, step: str, **data) -> requests.Response:
+        data |= {"step": step, "csrfmiddlewaretoken": self.http.cookies.get("csrftoken", "")}
+        return self._req("POST", self.page_url, data=data)
+
+    def participant(self):
+        from evalsite.studies.models import Participant
+
+        token = self.page_url.rstrip("/").rsplit("/", 1)[-1]
+        return Participant.objects.select_related("study").get(token=token)
+
+    def run(self) -> Outcome:
+        r = self._req("GET", f"{self.base}/s/{self.slug}/?pid={self.pid}")
+        self.page_url = r.url
+        while True:
+            p = self.participant()
+            if p.step in type(p).FINAL_STEPS:
+                return Outcome(self.pid, p.step, p.answers.count())
+            self.step(p)
+
+    def step(self, p) -> None:
+        from evalsite.studies import flow, screening
+
+        s = p.step
+        if s == "browser_check":
+            self.post(s, web_audio="1", sample_rate="48000", touch="0", screen="1920x1080",
+                      ua_mobile="0")  # fmt: skip
+        elif s == "consent":
+            self.post(s, decision="agree")
+        elif s == "questionnaire":
+            self.post(s, musical_training="none", device="laptop", headphones="over_ear")
+        elif s in {"calibration", "instructions"}:
+            self.post(s)
+        elif s == "screening":
+            kind, i = flow.screening_position(p)
+            n = len(p.screening.get("answers", []))
+            target = screening.answer_key(p.seed, kind, i)["target"]
+            self.post(s, n=str(n), choice=str(target), rt_ms="2500")
+        elif s in {"practice", "trials"}:
+            self.trial(p, s)
+        else:
+            raise SimulationError(f"{self.pid}: no simulated action for step {s!r}")
+
+    def trial(self, p, step: str) -> None:
+        from evalsite.studies import flow
+
+        page = self._req("GET", self.page_url).text
+        if p.state.get("feedback"):
+            self.post(step, action="continue")
+            return
+        match = INDEX_RE.search(page)
+        slot = flow.current_slot(p)
+        if match is None or slot is None:
+            return  # the server finishes the participant on the next GET
+        choice = decide(slot, self.rates, self.rng)
+        log = {"response_ms": self.rng.randint(1500, 6000), "plays": {"r": 1, "A": 1, "B": 1},
+               "heard": {"r": 1.0, "A": 1.0, "B": 1.0}, "audio_sample_rate": 48000}  # fmt: skip
+        self.post(step, index=match.group(1), choice=choice, log=json.dumps(log))
+
+
+def simulate(base_url: str, slug: str, n: int, rates: dict[str, float], seed: int) -> list:
+    """Run n simulated participants one after another; returns their outcomes."""
+    outcomes = []
+    for i in range(n):
+        sim = SimulatedParticipant(base_url, slug, f"sim-{seed}-{i:04d}", rates, seed * 7919 + i)
+        outcomes.append(sim.run())
+    return outcomes
