@@ -455,7 +455,7 @@ if __name__ == "__main__":
 
 
 def recovered_consent(study) -> dict[str, dict]:
-    """Per-instrument consent from the study's latest computed report (tidy rows, term=instrument)."""
+    """Per-instrument consent from the latest computed report (tidy rows, term=instrument)."""
     from csn_model import CONDITIONS
     from evalsite.reports.models import ReportSnapshot
 
