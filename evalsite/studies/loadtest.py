@@ -66,6 +66,7 @@ class LoadConfig:
     workers: int = 3
     threads: int = 4
     kill_worker: bool = False
+    think: float = 0.0  # seconds between a trial page and its answer (0: back to back)
     setup_timeout: float = 180.0
     keep: bool = False  # keep the study (and its answers) in the database afterwards
 
@@ -152,6 +153,7 @@ def start_server(cfg: LoadConfig, port: int, log_path: Path) -> subprocess.Popen
         "--bind", f"127.0.0.1:{port}", "--workers", str(cfg.workers),
         "--worker-class", "gthread", "--threads", str(cfg.threads), "--backlog", "2048",
         "--timeout", "30", "--graceful-timeout", "5", "--keep-alive", "30",
+        "--no-control-socket",  # several servers on one machine would share the default socket
     ]  # fmt: skip
     log = open(log_path, "wb")  # noqa: SIM115 (closed with the process in stop_server)
     server = subprocess.Popen(
@@ -187,6 +189,18 @@ def stop_server(server: subprocess.Popen) -> None:
 def worker_pids(server: subprocess.Popen) -> list[int]:
     path = Path(f"/proc/{server.pid}/task/{server.pid}/children")
     return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def worker_cpu_seconds(server: subprocess.Popen) -> float:
+    """User + system CPU time of the live gunicorn workers (Linux /proc)."""
+    total = 0
+    for pid in worker_pids(server):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the worker just exited
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 class Participant:
@@ -248,7 +262,7 @@ class Participant:
                 "csrfmiddlewaretoken": self.http.cookies.get("csrftoken", "")}  # fmt: skip
         self.request("answer", "POST", self.page_url, data=data, allow_redirects=False)
 
-    def run_trials(self, stop: threading.Event) -> None:
+    def run_trials(self, stop: threading.Event, think: float = 0.0) -> None:
         """GET -> POST until `stop`; an answer counts as acknowledged once the next page the
         server shows is a different trial (or none), i.e. the server confirmed it moved on."""
         pending = None
@@ -263,12 +277,14 @@ class Participant:
                 self.enter()
                 index = self.trial_page()
                 continue
+            if think:
+                stop.wait(think)  # listening to the three clips
             self.answer(index)
             pending = index
             index = self.trial_page()
 
 
-def _thread_main(p, rec, barrier, healthz_stop, trials_stop, errors):
+def _thread_main(p, rec, barrier, healthz_stop, trials_stop, errors, think):
     try:
         p.enter()
         barrier.wait()
@@ -276,7 +292,7 @@ def _thread_main(p, rec, barrier, healthz_stop, trials_stop, errors):
         while not healthz_stop.is_set():
             p.request("healthz", "GET", url)
         barrier.wait()
-        p.run_trials(trials_stop)
+        p.run_trials(trials_stop, think)
     except threading.BrokenBarrierError:
         pass
     except Exception as exc:  # noqa: BLE001 (reported, and the run is marked failed)
@@ -316,6 +332,7 @@ def _drive(cfg, study, server, base, out) -> dict:
                 healthz_stop,
                 trials_stop,
                 errors,
+                cfg.think,
             ),
             daemon=True,
         )  # fmt: skip
@@ -332,13 +349,19 @@ def _drive(cfg, study, server, base, out) -> dict:
         raise LoadTestError(f"setup failed: {errors[:3] or 'timed out'}") from None
     out(f"setup: {cfg.participants} participants at their first trial "
         f"in {time.monotonic() - t0:.1f} s")  # fmt: skip
+    cpu = {"start": worker_cpu_seconds(server)}
     phases = {"healthz": _phase(cfg.reference_duration, healthz_stop)}
+    cpu["healthz"] = worker_cpu_seconds(server)
     barrier.wait()
     killed = _trial_phase(cfg, rec, server, trials_stop, phases, out)
+    cpu["trials"] = worker_cpu_seconds(server)
     for t in threads:
         t.join(timeout=REQUEST_TIMEOUT_S * RETRIES)
     stuck = sum(t.is_alive() for t in threads)
-    return summarise(rec, study, phases, killed, errors, stuck)
+    result = summarise(rec, study, phases, killed, errors, stuck)
+    result["cpu_s"] = {"healthz": cpu["healthz"] - cpu["start"],
+                       "trials": cpu["trials"] - cpu["healthz"]}  # fmt: skip
+    return result
 
 
 def _phase(seconds: float, stop: threading.Event) -> tuple[float, float]:
@@ -416,7 +439,7 @@ def format_report(cfg: LoadConfig, result: dict) -> str:
     lines = [
         f"participants={cfg.participants} trial phase={cfg.duration:g}s "
         f"reference phase={cfg.reference_duration:g}s gunicorn={cfg.workers}x{cfg.threads} gthread "
-        f"kill_worker={cfg.kill_worker}",
+        f"think={cfg.think:g}s kill_worker={cfg.kill_worker}",
         f"{'kind':<12}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
         f"{'vs healthz':>12}",
     ]
@@ -426,6 +449,14 @@ def format_report(cfg: LoadConfig, result: dict) -> str:
         lines.append(f"{kind:<12}{x['requests']:>9}{x['rps']:>9.1f}{x['p50_ms']:>9.1f}"
                      f"{x['p99_ms']:>9.1f}{x['errors']:>8}{ratio:>12.2f}")  # fmt: skip
     mixed = f["trial_page"]["rps"] + f["answer"]["rps"]
+    cpu = result.get("cpu_s", {})
+    n_trial = f["trial_page"]["requests"] + f["answer"]["requests"]
+    if cpu and f["healthz"]["requests"] and n_trial and not result["killed_workers"]:
+        lines.append(
+            f"gunicorn worker CPU per request: healthz "
+            f"{1000 * cpu['healthz'] / f['healthz']['requests']:.1f} ms, trial phase "
+            f"{1000 * cpu['trials'] / n_trial:.1f} ms (PostgreSQL's own CPU not included)"
+        )
     lines += [
         f"trial phase, all requests: {mixed:.1f} req/s = {mixed / ref if ref else float('nan'):.2f}"
         " x healthz (each answered trial is one page GET + one answer POST)",

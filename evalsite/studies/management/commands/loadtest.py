@@ -25,11 +25,15 @@ class Command(BaseCommand):
         parser.add_argument(
             "--kill-worker", action="store_true", help="SIGKILL one worker half-way"
         )
+        parser.add_argument(
+            "--think", type=float, default=0.0,
+            help="seconds between a trial page and its answer (default 0: back to back)",
+        )  # fmt: skip
         parser.add_argument("--keep", action="store_true", help="keep the study afterwards")
 
     def handle(self, *args, **opts):
         bounds = {"participants": (1, 1000), "duration": (1, 600), "trials": (1, 1000),
-                  "workers": (1, 32), "threads": (1, 64)}  # fmt: skip
+                  "workers": (1, 32), "threads": (1, 64), "think": (0, 120)}  # fmt: skip
         for name, (lo, hi) in bounds.items():
             if not lo <= opts[name] <= hi:
                 raise CommandError(f"--{name} {opts[name]}: expected {lo}..{hi}")
@@ -41,6 +45,7 @@ class Command(BaseCommand):
             workers=opts["workers"],
             threads=opts["threads"],
             kill_worker=opts["kill_worker"],
+            think=opts["think"],
             keep=opts["keep"],
         )
         try:
