@@ -135,7 +135,8 @@ def train_systems(cfg: BenchConfig, data_root: Path, run_dir: Path, ds) -> dict:
         teachers = {
             c: _train_once(
                 f"individual_{c}",
-                _model_cfg(cfg, system="individual", condition=c, steps=steps),
+                # pretrain is CSN-only: zero here so CSN schedules do not change the teachers
+                _model_cfg(cfg, system="individual", condition=c, steps=steps, pretrain=0),
                 data_root,
                 run_dir,
             )
