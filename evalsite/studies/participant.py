@@ -31,7 +31,7 @@ SESSION_KEY = "csn_participants"
 INSTRUMENTS = {"drums": gettext_lazy("drums"), "bass": gettext_lazy("bass"),
                "piano": gettext_lazy("piano"), "guitar": gettext_lazy("guitar"),
                "others": gettext_lazy("other instruments")}  # fmt: skip
-PHONE_UA = re.compile(r"iPhone|iPod|Android.*Mobile|Windows Phone|Mobi")
+PHONE_UA = re.compile(r"iPhone|iPod|Android.*Mobile|Windows Phone")  # not tablets
 
 
 def _language(study: Study, request: HttpRequest) -> str:

@@ -144,6 +144,7 @@ def test_it_takes_a_participant_through_a_whole_study(live_server, page, owner, 
     assert answers.count() == p.slots.count() and answered_before_reload is not None
     assert all(a.plays_reference >= 1 and a.plays_a >= 1 and a.plays_b >= 1 for a in answers)
     assert all(a.response_ms is not None and a.audio_sample_rate for a in answers)
+    assert all(min(a.heard_reference, a.heard_a, a.heard_b) > 0.9 for a in answers)
     assert {a.trial.catch_kind for a in answers if a.trial.is_catch} == {
         "identical", "attention", "repeat"}  # fmt: skip
     catch = [a for a in answers if a.trial.is_catch and a.trial.expected]

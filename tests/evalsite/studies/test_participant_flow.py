@@ -222,3 +222,16 @@ def finish_practice(client, p):
         else:
             answer_current(client, p, expected=True)
         p.refresh_from_db()
+
+
+def test_it_tells_a_participant_when_the_study_is_full(client, experimenter, listening_catalogue):
+    from tests.evalsite.studies.conftest import make_study
+
+    study = make_study(experimenter, listening_catalogue, target_answers_per_trial=1)
+    finish(client, to_step(client, enter(client, study, pid="first"), "practice"))
+    late = Client()
+    p = to_step(late, enter(late, study, pid="late"), "instructions")
+    post(late, p, "instructions")
+    p.refresh_from_db()
+    assert p.step == "full" and not p.slots.exists()
+    assert "The study is full" in late.get(url(p)).content.decode()
