@@ -1,0 +1,151 @@
+"""Agreement among people, coded by the chosen candidate's identity (never its screen position):
+Fleiss' kappa, Krippendorff's alpha (nominal), and a leave-one-rater-out noise ceiling per
+instrument against which the model's agreement is expressed.
+
+Intervals come from a bootstrap over trials (the units rated), vectorised over replicates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .inputs import instruments_present
+
+
+def counts_from_ratings(matrix) -> np.ndarray:
+    """Units x categories counts from a raters x units (or units x raters) matrix with NaN gaps.
+
+    `matrix` rows are units; values are category labels; NaN = not rated.
+    """
+    m = np.asarray(matrix, dtype=float)
+    cats = np.unique(m[~np.isnan(m)])
+    return np.stack([(m == c).sum(axis=1) for c in cats], axis=1).astype(float)
+
+
+def fleiss_kappa(counts, weights=None) -> float:
+    """Fleiss (1971) kappa from units x categories counts; units may have different numbers of
+    raters (each unit's agreement uses its own n_i); units with fewer than 2 ratings are skipped.
+    `weights` (units,) or (B, units) give bootstrap multiplicities."""
+    c = np.asarray(counts, dtype=float)
+    n_i = c.sum(axis=1)
+    keep = n_i >= 2
+    c, n_i = c[keep], n_i[keep]
+    w = np.ones(len(c)) if weights is None else np.asarray(weights, dtype=float)[..., keep]
+    p_i = ((c**2).sum(axis=1) - n_i) / (n_i * (n_i - 1))  # (U,)
+    p_bar = (w @ p_i) / w.sum(axis=-1)
+    p_j = (w @ c) / (w @ n_i)[..., None]  # (..., C)
+    p_e = (p_j**2).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (p_bar - p_e) / (1 - p_e)
+
+
+def krippendorff_alpha_nominal(counts, weights=None) -> float:
+    """Krippendorff's alpha for nominal data from units x categories counts (pairable units only:
+    m_u >= 2), via the coincidence matrix (Krippendorff 2011, "Computing Krippendorff's alpha")."""
+    c = np.asarray(counts, dtype=float)
+    m_u = c.sum(axis=1)
+    keep = m_u >= 2
+    c, m_u = c[keep], m_u[keep]
+    w = np.ones(len(c)) if weights is None else np.asarray(weights, dtype=float)[..., keep]
+    # Observed disagreement per unit: sum over ordered pairs c != k of n_uc n_uk / (m_u - 1).
+    disagree_u = (m_u**2 - (c**2).sum(axis=1)) / (m_u - 1)  # (U,)
+    n_c = w @ c  # (..., C): coincidence marginals equal the value totals of pairable units
+    n = n_c.sum(axis=-1)
+    expected = n**2 - (n_c**2).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 1 - (n - 1) * (w @ disagree_u) / expected
+
+
+def _trial_counts(df: pd.DataFrame) -> pd.DataFrame:
+    """Per trial: ratings for canonical candidate a and b (identities), and model-agreement sums."""
+    data = df[~df["is_catch"]]
+    g = data.assign(is_a=(data["chosen"] == "a").astype(float)).groupby("trial")
+    out = pd.DataFrame(
+        {
+            "instrument": g["instrument"].first(),
+            "n_a": g["is_a"].sum(),
+            "n": g.size().astype(float),
+            "model_choice": g["model_choice"].first(),
+        }
+    )
+    out["n_b"] = out["n"] - out["n_a"]
+    return out.reset_index()
+
+
+def _ceiling_parts(tc: pd.DataFrame) -> pd.DataFrame:
+    """Per trial: summed leave-one-rater-out credit, model agreement and answers counted."""
+    tc = tc[tc["n"] >= 2].copy()
+    others = tc["n"] - 1
+
+    # A rater who chose a sees n_a - 1 other a votes among n - 1; ties give half credit.
+    def credit(own_votes_others):
+        return np.where(
+            own_votes_others * 2 > others, 1.0, np.where(own_votes_others * 2 == others, 0.5, 0.0)
+        )
+
+    tc["credit"] = tc["n_a"] * credit(tc["n_a"] - 1) + tc["n_b"] * credit(tc["n_b"] - 1)
+    has_model = tc["model_choice"].isin(["a", "b"])
+    tc["model_n"] = np.where(has_model, tc["n"], 0.0)
+    tc["model_agree"] = np.where(
+        tc["model_choice"] == "a", tc["n_a"], np.where(tc["model_choice"] == "b", tc["n_b"], 0.0)
+    )
+    tc["credit_m"] = np.where(has_model, tc["credit"], 0.0)
+    return tc
+
+
+def agreement_tables(df: pd.DataFrame, n_boot: int, seed: int, confidence: float = 0.95):
+    """(reliability, noise_ceiling) tidy tables per instrument and overall."""
+    tc = _ceiling_parts(_trial_counts(df))
+    rng = np.random.default_rng(seed)
+    lo, hi = 50 * (1 - confidence), 50 * (1 + confidence)
+    rel_rows, ceil_rows = [], []
+    for term in [*instruments_present(tc), "overall"]:
+        part = tc if term == "overall" else tc[tc["instrument"] == term]
+        if len(part) < 2:
+            continue
+        counts = part[["n_a", "n_b"]].to_numpy()
+        w = rng.multinomial(len(part), np.full(len(part), 1 / len(part)), size=n_boot)  # (B, U)
+        for measure, fn in (
+            ("fleiss_kappa", fleiss_kappa),
+            ("krippendorff_alpha", krippendorff_alpha_nominal),
+        ):
+            boot = fn(counts, w)
+            rel_rows.append(
+                {
+                    "term": term,
+                    "measure": measure,
+                    "estimate": float(fn(counts)),
+                    "se": float(np.nanstd(boot, ddof=1)),
+                    "ci_low": float(np.nanpercentile(boot, lo)),
+                    "ci_high": float(np.nanpercentile(boot, hi)),
+                    "n": int(part["n"].sum()),
+                    "n_items": len(part),
+                }
+            )
+        ceil_rows.append(_ceiling_row(term, part, w, lo, hi))
+    return pd.DataFrame(rel_rows), pd.DataFrame(ceil_rows)
+
+
+def _ceiling_row(term: str, part: pd.DataFrame, w: np.ndarray, lo: float, hi: float) -> dict:
+    credit, n = part["credit"].to_numpy(), part["n"].to_numpy()
+    cm, mn, ma = (part[c].to_numpy() for c in ("credit_m", "model_n", "model_agree"))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ceiling = credit.sum() / n.sum()
+        model = ma.sum() / mn.sum()
+        relative = model / (cm.sum() / mn.sum())
+        b_ceiling = (w @ credit) / (w @ n)
+        b_relative = ((w @ ma) / (w @ mn)) / ((w @ cm) / (w @ mn))
+    return {
+        "term": term,
+        "estimate": float(ceiling),
+        "se": float(np.nanstd(b_ceiling, ddof=1)),
+        "ci_low": float(np.nanpercentile(b_ceiling, lo)),
+        "ci_high": float(np.nanpercentile(b_ceiling, hi)),
+        "model_agreement": float(model),
+        "relative": float(relative),
+        "relative_ci_low": float(np.nanpercentile(b_relative, lo)),
+        "relative_ci_high": float(np.nanpercentile(b_relative, hi)),
+        "n": int(n.sum()),
+        "n_items": len(part),
+    }

@@ -1,0 +1,109 @@
+"""Consent: the share of answers agreeing with the model's choice, per instrument and overall.
+
+Answer level: Wilson and Clopper-Pearson intervals and an exact binomial test against 0.5, Holm
+across instruments. Participant level: each participant's agreement rate, then a one-sample t test
+of those rates against 0.5, because answers within a participant are not independent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .inputs import instruments_present
+from .proportions import holm, proportion_row
+
+COLUMNS = [
+    "term",
+    "estimate",
+    "se",
+    "ci_low",
+    "ci_high",
+    "cp_low",
+    "cp_high",
+    "stat",
+    "df",
+    "p_val",
+    "p_adj",
+    "n",
+    "k",
+]
+
+
+def scored(df: pd.DataFrame) -> pd.DataFrame:
+    """The answers consent is computed on: non-catch trials where the model made a choice."""
+    return df[~df["is_catch"] & df["agree"].notna()]
+
+
+def consent_table(df: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    data = scored(df)
+    rows = []
+    for inst in instruments_present(data):
+        a = data.loc[data["instrument"] == inst, "agree"]
+        rows.append(proportion_row(inst, int(a.sum()), len(a), confidence))
+    out = pd.DataFrame(rows, columns=COLUMNS)
+    out["p_adj"] = holm(out["p_val"].to_numpy())
+    overall = proportion_row("overall", int(data["agree"].sum()), len(data), confidence)
+    return pd.concat([out, pd.DataFrame([overall], columns=COLUMNS)], ignore_index=True)
+
+
+def one_sample_t(values: np.ndarray, term: str, mu: float, confidence: float) -> dict:
+    values = np.asarray(values, dtype=float)
+    n = len(values)
+    mean = float(values.mean()) if n else np.nan
+    if n < 2:
+        return {
+            "term": term,
+            "estimate": mean,
+            "se": np.nan,
+            "ci_low": np.nan,
+            "ci_high": np.nan,
+            "stat": np.nan,
+            "df": np.nan,
+            "p_val": np.nan,
+            "p_adj": np.nan,
+            "n": n,
+        }
+    se = float(values.std(ddof=1) / np.sqrt(n))
+    df_ = n - 1
+    q = float(stats.t.ppf(0.5 + confidence / 2, df_))
+    t = (mean - mu) / se if se > 0 else (np.inf if mean != mu else np.nan)
+    p = float(2 * stats.t.sf(abs(t), df_)) if np.isfinite(t) else (0.0 if t == t else np.nan)
+    return {
+        "term": term,
+        "estimate": mean,
+        "se": se,
+        "ci_low": mean - q * se,
+        "ci_high": mean + q * se,
+        "stat": t,
+        "df": float(df_),
+        "p_val": p,
+        "p_adj": np.nan,
+        "n": n,
+    }
+
+
+def participant_rates(df: pd.DataFrame) -> pd.DataFrame:
+    """Agreement rate of each participant per instrument and overall (tidy, long)."""
+    data = scored(df)
+    per = data.groupby(["participant", "instrument"])["agree"].agg(["mean", "size"]).reset_index()
+    overall = data.groupby("participant")["agree"].agg(["mean", "size"]).reset_index()
+    overall["instrument"] = "overall"
+    out = pd.concat([per, overall], ignore_index=True)
+    return out.rename(columns={"mean": "estimate", "size": "n"})[
+        ["participant", "instrument", "estimate", "n"]
+    ]
+
+
+def participant_consent_table(df: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    rates = participant_rates(df)
+    terms = [*instruments_present(scored(df)), "overall"]
+    rows = [
+        one_sample_t(rates.loc[rates["instrument"] == t, "estimate"].to_numpy(), t, 0.5, confidence)
+        for t in terms
+    ]
+    out = pd.DataFrame(rows)
+    inst = out["term"] != "overall"
+    out.loc[inst, "p_adj"] = holm(out.loc[inst, "p_val"].to_numpy())
+    return out

@@ -1,0 +1,129 @@
+"""Participant exclusions by the study's pre-registered rules, applied before any analysis.
+
+Only these rules exist, each with its threshold in ExclusionRules: failed screening, catch-trial
+accuracy below a threshold, same-position responding, implausibly fast answers. Agreement with
+the model is never an exclusion criterion: no rule reads `agree` or `model_choice`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class ExclusionRules:
+    require_screening: bool = True
+    min_catch_accuracy: float = 0.75  # share of scored catch trials answered correctly
+    min_catch_trials: int = 2  # the catch rule applies once a participant has this many
+    # Catch kinds with a right answer; "repeat" measures consistency (test-retest), which honest
+    # listeners often lack on hard trials, so it is reported but not an exclusion by default.
+    catch_kinds: tuple[str, ...] = ("identical", "attention")
+    max_same_position_share: float = 0.9  # share of answers on one screen position (A or B)
+    min_answers_for_position_rule: int = 20
+    fast_ms: float = 500.0  # an answer quicker than this is implausibly fast
+    max_fast_share: float = 0.5  # excluded when more than this share of answers is fast
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict | None) -> ExclusionRules:
+        raw = dict(raw or {})
+        unknown = sorted(set(raw) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(
+                f"exclusion rules: unknown field(s) {unknown}; "
+                f"expected some of {sorted(cls.__dataclass_fields__)}"
+            )
+        if "catch_kinds" in raw:
+            raw["catch_kinds"] = tuple(raw["catch_kinds"])
+        return cls(**raw)
+
+
+def participant_summary(df: pd.DataFrame, rules: ExclusionRules) -> pd.DataFrame:
+    """One row per participant with every quantity a rule reads."""
+    g = df.groupby("participant", sort=True)
+    kinds = df["catch_kind"].isin(rules.catch_kinds)
+    scored = df[df["is_catch"] & kinds & df["catch_correct"].notna()]
+    catch = scored.groupby("participant")["catch_correct"].agg(["mean", "size"])
+    rt = df[df["response_ms"].notna()]
+    fast = (rt["response_ms"] < rules.fast_ms).groupby(rt["participant"]).mean()
+    out = pd.DataFrame(
+        {
+            "n": g.size(),
+            "screening_passed": g["screening_passed"].all(),
+            "catch_accuracy": catch["mean"],
+            "catch_n": catch["size"],
+            "share_A": (df["chosen_position"] == "A").groupby(df["participant"]).mean(),
+            "fast_share": fast,
+            "median_response_ms": g["response_ms"].median(),
+        }
+    )
+    out["catch_n"] = out["catch_n"].fillna(0).astype(int)
+    out["same_position_share"] = np.maximum(out["share_A"], 1 - out["share_A"])
+    return out.reset_index()
+
+
+def find_exclusions(df: pd.DataFrame, rules: ExclusionRules) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(exclusions, participants): one exclusions row per (participant, rule) that fired."""
+    summary = participant_summary(df, rules)
+    checks = [
+        ("failed_screening", "screening_passed", lambda s: ~s["screening_passed"], 1.0)
+        if rules.require_screening
+        else None,
+        (
+            "catch_accuracy_below_threshold",
+            "catch_accuracy",
+            lambda s: (
+                (s["catch_n"] >= rules.min_catch_trials)
+                & (s["catch_accuracy"] < rules.min_catch_accuracy)
+            ),
+            rules.min_catch_accuracy,
+        ),
+        (
+            "same_position_responding",
+            "same_position_share",
+            lambda s: (
+                (s["n"] >= rules.min_answers_for_position_rule)
+                & (s["same_position_share"] > rules.max_same_position_share)
+            ),
+            rules.max_same_position_share,
+        ),
+        (
+            "implausibly_fast_answers",
+            "fast_share",
+            lambda s: s["fast_share"].fillna(0) > rules.max_fast_share,
+            rules.max_fast_share,
+        ),
+    ]
+    rows = []
+    for check in checks:
+        if check is None:
+            continue
+        rule, field, fired, threshold = check
+        for _, r in summary[fired(summary).fillna(False).astype(bool)].iterrows():
+            value = r[field]
+            rows.append(
+                {
+                    "participant": r["participant"],
+                    "rule": rule,
+                    "value": float(value),
+                    "threshold": float(threshold),
+                    "n": int(r["n"]),
+                }
+            )
+    exclusions = pd.DataFrame(rows, columns=["participant", "rule", "value", "threshold", "n"])
+    summary["excluded"] = summary["participant"].isin(exclusions["participant"])
+    summary["rules"] = (
+        summary["participant"]
+        .map(exclusions.groupby("participant")["rule"].agg(", ".join))
+        .fillna("")
+    )
+    return exclusions, summary
+
+
+def apply_exclusions(df: pd.DataFrame, exclusions: pd.DataFrame) -> pd.DataFrame:
+    return df[~df["participant"].isin(set(exclusions["participant"]))].reset_index(drop=True)

@@ -1,0 +1,190 @@
+"""The tidy answers table the statistics read: its columns, their types, and checks that turn
+malformed input into one clear message (naming the source, the field and what was expected).
+
+The column vocabulary is fixed by `evalsite.studies.export.answers_dataframe` (see TEAM.md);
+this module only reads it and never touches the database.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+# The same order as csn_model.CONDITIONS (a test checks they agree); duplicated here so the
+# analysis imports neither torch nor anything else heavy.
+CONDITIONS: tuple[str, ...] = ("drums", "bass", "piano", "guitar", "others")
+
+REQUIRED = ("participant", "trial", "instrument", "chosen")
+OPTIONAL_DEFAULTS: dict[str, object] = {
+    "study": "",
+    "session": "",
+    "trial_index": np.nan,
+    "reference": "",
+    "candidate_a": "",
+    "candidate_b": "",
+    "displayed_first": "a",
+    "chosen_position": None,  # derived from chosen and displayed_first when absent
+    "model_choice": None,
+    "model_margin": np.nan,
+    "agree": None,  # derived from chosen and model_choice when absent
+    "is_catch": False,
+    "catch_kind": "",
+    "catch_correct": np.nan,
+    "response_ms": np.nan,
+    "plays_reference": np.nan,
+    "plays_a": np.nan,
+    "plays_b": np.nan,
+    "screening_passed": True,
+    "created_at": "",
+}
+COLUMNS = (
+    "study",
+    "participant",
+    "session",
+    "trial",
+    "trial_index",
+    "instrument",
+    "reference",
+    "candidate_a",
+    "candidate_b",
+    "displayed_first",
+    "chosen",
+    "chosen_position",
+    "model_choice",
+    "model_margin",
+    "agree",
+    "is_catch",
+    "catch_kind",
+    "catch_correct",
+    "response_ms",
+    "plays_reference",
+    "plays_a",
+    "plays_b",
+    "screening_passed",
+    "created_at",
+)
+
+_TRUE = {"1", "true", "t", "yes", "y", "1.0"}
+_FALSE = {"0", "false", "f", "no", "n", "0.0", ""}
+
+
+class ReportInputError(ValueError):
+    """The answers table cannot be analysed; the message says which field and what was expected."""
+
+
+def _as_bool(series: pd.Series, field: str, source: str) -> pd.Series:
+    if series.dtype == bool:
+        return series
+    text = pd.Series(
+        ["" if _is_blank(v) else str(v).strip().lower() for v in series], index=series.index
+    )
+    bad = ~text.isin(_TRUE | _FALSE)
+    if bad.any():
+        example = series[bad].iloc[0]
+        raise ReportInputError(
+            f"{source}: field {field!r} holds {example!r}; expected true/false (or 1/0)"
+        )
+    return text.isin(_TRUE)
+
+
+def _as_float(series: pd.Series, field: str, source: str) -> pd.Series:
+    out = pd.to_numeric(series, errors="coerce")
+    bad = out.isna() & series.notna() & (series.astype(str).str.strip() != "")
+    if bad.any():
+        raise ReportInputError(
+            f"{source}: field {field!r} holds {series[bad].iloc[0]!r}; expected a number"
+        )
+    return out.astype(float)
+
+
+def _is_blank(v) -> bool:
+    return v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() in {"", "None"}
+
+
+def _as_choice(series: pd.Series, field: str, source: str, allowed: set[str], nullable: bool):
+    text = pd.Series(
+        [None if _is_blank(v) else str(v).strip() for v in series], index=series.index, dtype=object
+    )
+    bad = text.notna() & ~text.isin(allowed)
+    if bad.any() or (not nullable and text.isna().any()):
+        example = series[bad].iloc[0] if bad.any() else "(empty)"
+        raise ReportInputError(
+            f"{source}: field {field!r} holds {example!r}; expected one of {sorted(allowed)}"
+        )
+    return text
+
+
+def normalise_answers(raw: pd.DataFrame, source: str = "answers") -> pd.DataFrame:
+    """Check and type the answers table; derived columns filled in when the export omits them.
+
+    Raises ReportInputError for missing columns, unknown instruments, malformed values or no rows.
+    """
+    if not isinstance(raw, pd.DataFrame):
+        raise ReportInputError(f"{source}: expected a table of answers, got {type(raw).__name__}")
+    missing = [c for c in REQUIRED if c not in raw.columns]
+    if missing:
+        raise ReportInputError(
+            f"{source}: missing column(s) {', '.join(missing)}; expected at least "
+            f"{', '.join(REQUIRED)} (the export's columns: {', '.join(COLUMNS)})"
+        )
+    if len(raw) == 0:
+        raise ReportInputError(f"{source}: the study has no answers yet; nothing to analyse")
+    df = raw.copy()
+    for col, default in OPTIONAL_DEFAULTS.items():
+        if col not in df.columns:
+            df[col] = default
+    for col in ("participant", "session", "trial", "reference", "candidate_a", "candidate_b"):
+        df[col] = df[col].map(lambda v: "" if v is None or v != v else str(v))
+    if (df["participant"] == "").any() or (df["trial"] == "").any():
+        raise ReportInputError(f"{source}: fields 'participant' and 'trial' must not be empty")
+    df["instrument"] = df["instrument"].astype(str).str.strip()
+    unknown = sorted(set(df["instrument"]) - set(CONDITIONS))
+    if unknown:
+        raise ReportInputError(
+            f"{source}: field 'instrument' holds unknown instrument(s) {unknown}; "
+            f"expected one of {list(CONDITIONS)}"
+        )
+    df["chosen"] = _as_choice(df["chosen"], "chosen", source, {"a", "b"}, nullable=False)
+    df["displayed_first"] = _as_choice(
+        df["displayed_first"], "displayed_first", source, {"a", "b"}, nullable=False
+    )
+    df["model_choice"] = _as_choice(df["model_choice"], "model_choice", source, {"a", "b"}, True)
+    derived_pos = np.where(df["chosen"] == df["displayed_first"], "A", "B")
+    if df["chosen_position"].isna().all():
+        df["chosen_position"] = derived_pos
+    df["chosen_position"] = _as_choice(
+        df["chosen_position"], "chosen_position", source, {"A", "B"}, nullable=False
+    )
+    for col in (
+        "trial_index",
+        "model_margin",
+        "catch_correct",
+        "response_ms",
+        "plays_reference",
+        "plays_a",
+        "plays_b",
+    ):
+        df[col] = _as_float(df[col], col, source)
+    derived_agree = np.where(
+        df["model_choice"].isna(), np.nan, (df["chosen"] == df["model_choice"]).astype(float)
+    )
+    df["agree"] = (
+        derived_agree if df["agree"].isna().all() else _as_float(df["agree"], "agree", source)
+    )
+    bad_agree = df["agree"].notna() & ~df["agree"].isin([0.0, 1.0])
+    if bad_agree.any():
+        raise ReportInputError(f"{source}: field 'agree' must be 1, 0 or empty")
+    df["is_catch"] = _as_bool(df["is_catch"], "is_catch", source)
+    df["screening_passed"] = _as_bool(df["screening_passed"], "screening_passed", source)
+    df["catch_kind"] = df["catch_kind"].map(lambda v: "" if v is None or v != v else str(v))
+    if df["trial_index"].isna().all():
+        df["trial_index"] = df.groupby("participant").cumcount().astype(float)
+    df["chosen_clip"] = np.where(df["chosen"] == "a", df["candidate_a"], df["candidate_b"])
+    df.loc[df["chosen_clip"] == "", "chosen_clip"] = df["trial"] + ":" + df["chosen"]
+    return df[[*COLUMNS, "chosen_clip"]].reset_index(drop=True)
+
+
+def instruments_present(df: pd.DataFrame) -> list[str]:
+    """Instruments in the data, in CONDITIONS order."""
+    seen = set(df["instrument"])
+    return [c for c in CONDITIONS if c in seen]

@@ -1,0 +1,80 @@
+"""Intervals and tests for a binomial proportion, and Holm's step-down adjustment.
+
+Written out from their definitions (not delegated) so the tests can pin each one against an
+independent source: statsmodels, published worked examples, and sums of binomial terms.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+
+def z_for(confidence: float) -> float:
+    return float(stats.norm.ppf(0.5 + confidence / 2))
+
+
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson (1927) score interval."""
+    if n <= 0:
+        return (np.nan, np.nan)
+    z = z_for(confidence)
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def clopper_pearson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson (1934) exact interval from beta quantiles."""
+    if n <= 0:
+        return (np.nan, np.nan)
+    alpha = 1 - confidence
+    low = 0.0 if k == 0 else float(stats.beta.ppf(alpha / 2, k, n - k + 1))
+    high = 1.0 if k == n else float(stats.beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return (low, high)
+
+
+def binomial_test(k: int, n: int, p0: float = 0.5) -> float:
+    """Exact two-sided binomial test: total probability of outcomes no likelier than k."""
+    if n <= 0:
+        return np.nan
+    return float(stats.binomtest(int(k), int(n), p0, alternative="two-sided").pvalue)
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm (1979) step-down adjusted p-values; NaN entries stay NaN and are not counted."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full_like(p, np.nan)
+    ok = ~np.isnan(p)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    idx = np.flatnonzero(ok)
+    order = idx[np.argsort(p[idx], kind="stable")]
+    scaled = (m - np.arange(m)) * p[order]
+    out[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    return out
+
+
+def proportion_row(term: str, k: int, n: int, confidence: float = 0.95, p0: float = 0.5) -> dict:
+    """One tidy row: estimate, its binomial se, Wilson and Clopper-Pearson intervals, exact test."""
+    est = k / n if n else np.nan
+    w_low, w_high = wilson_interval(k, n, confidence)
+    cp_low, cp_high = clopper_pearson_interval(k, n, confidence)
+    return {
+        "term": term,
+        "estimate": est,
+        "se": float(np.sqrt(est * (1 - est) / n)) if n else np.nan,
+        "ci_low": w_low,
+        "ci_high": w_high,
+        "cp_low": cp_low,
+        "cp_high": cp_high,
+        "stat": float(k),
+        "df": np.nan,
+        "p_val": binomial_test(k, n, p0),
+        "p_adj": np.nan,
+        "n": int(n),
+        "k": int(k),
+    }

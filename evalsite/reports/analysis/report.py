@@ -1,0 +1,305 @@
+"""The whole report: tidy answers in, named tidy tables out, plus messages and timings.
+
+Each part runs on its own: a part the data cannot support (one participant, identical answers)
+leaves a message naming the part and the reason, and the other parts still run. Nothing here
+imports Django; the site and the CSV command both call build_report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from . import agreement, bootstrap, consent, diagnostics, exclusions, mixed, power
+from .inputs import ReportInputError, instruments_present, normalise_answers
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    confidence: float = 0.95
+    n_boot: int = 1000
+    seed: int = 20240406
+    rules: exclusions.ExclusionRules = field(default_factory=exclusions.ExclusionRules)
+    mixed_model: bool = True
+    # statsmodels' variational BinomialBayesMixedGLM runs up to this many analysed answers; the
+    # Laplace fit of the same model always runs (minutes against seconds at 100k answers).
+    bayes_max_answers: int = 8000
+    blas_threads: int = 1  # the dense steps are small: extra BLAS threads only contend
+    fatigue_bins: int = 5
+    margin_bins: int = 5
+    power_half_width: float = 0.05
+    power_target: float = 0.8
+    power_alpha: float = 0.05
+    power_trials_grid: tuple[int, ...] = (5, 10, 20, 40)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict | None) -> ReportConfig:
+        raw = dict(raw or {})
+        unknown = sorted(set(raw) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"report config: unknown field(s) {unknown}")
+        if "rules" in raw:
+            raw["rules"] = exclusions.ExclusionRules.from_dict(raw["rules"])
+        if "power_trials_grid" in raw:
+            raw["power_trials_grid"] = tuple(int(m) for m in raw["power_trials_grid"])
+        return cls(**raw)
+
+
+@dataclass
+class Report:
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    messages: list[dict] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not any(m["level"] == "error" for m in self.messages)
+
+    def note(self, level: str, part: str, text: str) -> None:
+        self.messages.append({"level": level, "part": part, "text": text})
+
+    def to_dict(self) -> dict:
+        """JSON-ready: tables as lists of records (column order in `columns`), NaN as null."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "tables": {
+                k: [_clean_record(r) for r in v.to_dict("records")] for k, v in self.tables.items()
+            },
+            "columns": {k: list(map(str, v.columns)) for k, v in self.tables.items()},
+            "messages": self.messages,
+            "meta": _clean(self.meta),
+            "timings": self.timings,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Report:
+        tables = {
+            k: pd.DataFrame(rows, columns=raw["columns"][k]) for k, rows in raw["tables"].items()
+        }
+        return cls(tables, list(raw["messages"]), dict(raw["meta"]), dict(raw["timings"]))
+
+
+def _clean(value):
+    """numpy scalars to Python, NaN/inf to None (JSON and PostgreSQL jsonb have no NaN)."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return value
+
+
+def _clean_record(record: dict) -> dict:
+    return {str(k): _clean(v) for k, v in record.items()}
+
+
+def answers_digest(df: pd.DataFrame) -> str:
+    """sha256 of the answers as CSV: identifies the exact input a report was computed from."""
+    return hashlib.sha256(df.to_csv(index=False).encode()).hexdigest()
+
+
+def build_report(
+    raw: pd.DataFrame, config: ReportConfig | None = None, source: str = "answers"
+) -> Report:
+    config = config or ReportConfig()
+    with threadpool_limits(limits=config.blas_threads):
+        return _build(raw, config, source)
+
+
+def _build(raw: pd.DataFrame, config: ReportConfig, source: str) -> Report:
+    report = Report(meta={"config": config.to_dict(), "source": source, "versions": _versions()})
+    t0 = time.perf_counter()
+    try:
+        df = normalise_answers(raw, source)
+    except ReportInputError as exc:
+        report.note("error", "input", str(exc))
+        return report
+    report.timings["validate"] = time.perf_counter() - t0
+    report.meta.update(
+        n_answers=len(df),
+        n_participants=int(df["participant"].nunique()),
+        instruments=instruments_present(df),
+    )
+    clean = _run_exclusions(report, df, config)
+    if clean is None:
+        return report
+    _check_shape(report, clean)
+    for name, part in _parts(config):
+        t = time.perf_counter()
+        try:
+            part(report, clean, df, config)
+        except (mixed.ModelFitError, ValueError, np.linalg.LinAlgError) as exc:
+            report.note("warning", name, f"{name} not computed: {exc}")
+        report.timings[name] = time.perf_counter() - t
+    report.timings["total"] = time.perf_counter() - t0
+    return report
+
+
+def _versions() -> dict:
+    import scipy
+    import statsmodels
+
+    return {
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "scipy": scipy.__version__,
+        "statsmodels": statsmodels.__version__,
+        "format": FORMAT_VERSION,
+    }
+
+
+def _run_exclusions(report: Report, df: pd.DataFrame, config: ReportConfig):
+    t = time.perf_counter()
+    excl, participants = exclusions.find_exclusions(df, config.rules)
+    report.tables["participants"] = participants
+    report.tables["exclusions"] = excl
+    clean = exclusions.apply_exclusions(df, excl)
+    report.meta.update(
+        n_excluded=int(excl["participant"].nunique()),
+        n_participants_analysed=int(clean["participant"].nunique()),
+        n_answers_analysed=len(clean),
+        n_scored_answers=len(consent.scored(clean)),
+    )
+    report.timings["exclusions"] = time.perf_counter() - t
+    if clean.empty:
+        report.note(
+            "error",
+            "exclusions",
+            f"all {df['participant'].nunique()} participants were excluded by the "
+            "pre-registered rules; see the exclusions table",
+        )
+        return None
+    if consent.scored(clean).empty:
+        report.note(
+            "error",
+            "consent",
+            "no analysable answers: every answer is a catch trial "
+            "or lacks the model's choice (model_choice empty)",
+        )
+        return None
+    return clean
+
+
+def _check_shape(report: Report, clean: pd.DataFrame) -> None:
+    if clean["participant"].nunique() < 2:
+        report.note(
+            "warning",
+            "input",
+            "only one participant: participant-level tests, the "
+            "mixed model and agreement among people need at least two",
+        )
+    agree = consent.scored(clean)["agree"]
+    if agree.nunique() == 1:
+        report.note(
+            "warning",
+            "input",
+            f"every analysed answer has agree = {int(agree.iloc[0])}:"
+            " the intervals are one-sided and the models cannot be fitted",
+        )
+
+
+def _consent(report, clean, df, config):
+    report.tables["consent"] = consent.consent_table(clean, config.confidence)
+    report.tables["participant_consent"] = consent.participant_consent_table(
+        clean, config.confidence
+    )
+    report.tables["participant_rates"] = consent.participant_rates(clean)
+
+
+def _bootstrap(report, clean, df, config):
+    report.tables["bootstrap"] = bootstrap.cluster_bootstrap(
+        clean, config.n_boot, config.seed, config.confidence
+    )
+
+
+def _mixed(report, clean, df, config):
+    if not config.mixed_model:
+        report.note("info", "mixed", "mixed model switched off in the report config")
+        return
+    fixed, notes = mixed.laplace_model(clean, config.confidence)
+    report.tables["mixed_laplace"] = fixed
+    n = len(consent.scored(clean))
+    if n <= config.bayes_max_answers:
+        fixed, _ = mixed.mixed_model(clean, config.confidence)
+        report.tables["mixed"] = fixed
+    else:
+        notes.append(
+            f"statsmodels BinomialBayesMixedGLM skipped: {n} answers exceed "
+            f"bayes_max_answers={config.bayes_max_answers}; the Laplace fit of the same "
+            "model is in the mixed_laplace table"
+        )
+    report.tables["mixed_probability"] = mixed.instrument_probabilities(
+        fixed, instruments_present(clean)
+    )
+    for text in notes:
+        report.note("info", "mixed", text)
+
+
+def _gee(report, clean, df, config):
+    report.tables["gee"], _ = mixed.gee_check(clean, config.confidence)
+
+
+def _agreement(report, clean, df, config):
+    rel, ceiling = agreement.agreement_tables(
+        clean, config.n_boot, config.seed + 1, config.confidence
+    )
+    if rel.empty:
+        report.note(
+            "warning",
+            "agreement",
+            "no trial was answered by two or more participants: "
+            "agreement among people and the noise ceiling need repeated ratings",
+        )
+    report.tables["reliability"], report.tables["noise_ceiling"] = rel, ceiling
+
+
+def _diagnostics(report, clean, df, config):
+    c = config.confidence
+    report.tables["position_bias"] = diagnostics.position_bias(clean, c)
+    report.tables["fatigue"] = diagnostics.fatigue(clean, config.fatigue_bins, c)
+    bins, fit = diagnostics.psychometric(clean, config.margin_bins, c)
+    report.tables["psychometric"], report.tables["psychometric_fit"] = bins, fit
+    report.tables["catch"] = diagnostics.catch_pass_rates(df, set(clean["participant"]), c)
+    report.tables["test_retest"] = diagnostics.test_retest(clean, c)
+
+
+def _power(report, clean, df, config):
+    inputs = power.pilot_inputs(clean)
+    report.tables["power_inputs"] = inputs
+    report.tables["power_plan"] = power.plan(
+        inputs,
+        config.power_trials_grid,
+        config.power_half_width,
+        config.power_target,
+        config.power_alpha,
+        config.confidence,
+    )
+
+
+def _parts(config: ReportConfig):
+    return [
+        ("consent", _consent),
+        ("bootstrap", _bootstrap),
+        ("mixed", _mixed),
+        ("gee", _gee),
+        ("agreement", _agreement),
+        ("diagnostics", _diagnostics),
+        ("power", _power),
+    ]

@@ -1,0 +1,35 @@
+"""Write a report to a folder: every table as CSV (full precision) and in report.json, plots as
+SVG and PNG, and Markdown/HTML summaries. Used by the CSV command and the site's bundle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..analysis.report import Report
+from .plots import all_plots
+from .summary import html_summary, markdown_summary
+
+
+def report_json(report: Report) -> str:
+    return json.dumps(report.to_dict(), indent=1, allow_nan=False)
+
+
+def write_report(report: Report, out: Path, plots: dict[str, str] | None = None) -> list[Path]:
+    out = Path(out)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, table in report.tables.items():
+        path = out / "tables" / f"{name}.csv"
+        table.to_csv(path, index=False)
+        written.append(path)
+    (out / "report.json").write_text(report_json(report))
+    plots = all_plots(report) if plots is None else plots
+    if plots:
+        (out / "plots").mkdir(exist_ok=True)
+    for name, svg in plots.items():
+        (out / "plots" / f"{name}.svg").write_text(svg)
+        written.append(out / "plots" / f"{name}.svg")
+    (out / "summary.md").write_text(markdown_summary(report))
+    (out / "summary.html").write_text(html_summary(report, plots))
+    return written + [out / "report.json", out / "summary.md", out / "summary.html"]

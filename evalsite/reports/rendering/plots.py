@@ -1,0 +1,113 @@
+"""Report plots as SVG text: consent per instrument (intervals, chance, noise ceiling), the
+psychometric curve, position bias and fatigue. Agg backend: no display is ever needed."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import pandas as pd  # noqa: E402
+
+from ..analysis.report import Report  # noqa: E402
+
+CHANCE = dict(color="0.4", linestyle="--", linewidth=1)
+
+
+def _svg(fig) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _interval_points(ax, table: pd.DataFrame, x, offset: float, label: str, **style) -> None:
+    ax.errorbar(
+        [i + offset for i in x],
+        table["estimate"],
+        yerr=[table["estimate"] - table["ci_low"], table["ci_high"] - table["estimate"]],
+        fmt="o",
+        capsize=3,
+        label=label,
+        **style,
+    )
+
+
+def consent_plot(report: Report) -> str | None:
+    consent = report.tables.get("consent")
+    if consent is None or consent.empty:
+        return None
+    terms = list(consent["term"])
+    x = list(range(len(terms)))
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    _interval_points(ax, consent, x, -0.12, "consent (Wilson 95%)", color="C0")
+    boot = report.tables.get("bootstrap")
+    if boot is not None and not boot.empty:
+        b = boot.set_index("term").reindex(terms)
+        _interval_points(ax, b, x, 0.0, "cluster bootstrap 95%", color="C2")
+    ceiling = report.tables.get("noise_ceiling")
+    if ceiling is not None and not ceiling.empty:
+        c = ceiling.set_index("term").reindex(terms)
+        _interval_points(ax, c, x, 0.12, "noise ceiling", color="C1", marker="_", markersize=14)
+    ax.axhline(0.5, label="chance", **CHANCE)
+    ax.set_xticks(x, terms)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share agreeing with the model")
+    ax.legend(fontsize=8, loc="lower right")
+    return _svg(fig)
+
+
+def psychometric_plot(report: Report) -> str | None:
+    bins, fit = report.tables.get("psychometric"), report.tables.get("psychometric_fit")
+    if bins is None or bins.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.errorbar(
+        bins["bin_mean"],
+        bins["estimate"],
+        yerr=[bins["estimate"] - bins["ci_low"], bins["ci_high"] - bins["estimate"]],
+        fmt="o",
+        capsize=3,
+        label="binned consent (Wilson 95%)",
+    )
+    if fit is not None and not fit.empty:
+        ax.plot(fit["model_margin"], fit["estimate"], color="C1", label="logistic fit")
+        ax.fill_between(fit["model_margin"], fit["ci_low"], fit["ci_high"], color="C1", alpha=0.2)
+    ax.axhline(0.5, label="chance", **CHANCE)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("model margin")
+    ax.set_ylabel("share agreeing with the model")
+    ax.legend(fontsize=8)
+    return _svg(fig)
+
+
+def _share_plot(table: pd.DataFrame | None, xlabel: str, ylabel: str, x_col: str = "term"):
+    if table is None or table.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    x = list(range(len(table)))
+    _interval_points(ax, table, x, 0.0, "95% Wilson", color="C0")
+    ax.axhline(0.5, label="0.5", **CHANCE)
+    ax.set_xticks(x, list(table[x_col]))
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return _svg(fig)
+
+
+def all_plots(report: Report) -> dict[str, str]:
+    plots = {
+        "consent": consent_plot(report),
+        "psychometric": psychometric_plot(report),
+        "position_bias": _share_plot(
+            report.tables.get("position_bias"), "instrument", "share choosing position A"
+        ),
+        "fatigue": _share_plot(
+            report.tables.get("fatigue"),
+            "trial-index bin (session order)",
+            "share agreeing with the model",
+        ),
+    }
+    return {k: v for k, v in plots.items() if v}

@@ -1,0 +1,111 @@
+"""Human-readable summaries of a report (Markdown and standalone HTML). Rounding happens here
+only; the tables and downloads keep full precision."""
+
+from __future__ import annotations
+
+import html
+import math
+
+import pandas as pd
+
+from ..analysis.report import Report
+
+TITLES = {
+    "consent": "Consent per instrument (answer level; Wilson and Clopper-Pearson 95%, exact "
+    "binomial test against 0.5, Holm across instruments)",
+    "participant_consent": "Consent on participant-level agreement rates (one-sample t test)",
+    "bootstrap": "Cluster bootstrap (participants x trials) intervals for consent",
+    "mixed": "Mixed-effects logistic regression (log-odds; crossed random intercepts)",
+    "mixed_probability": "Mixed model: instrument probabilities for an average participant/trial",
+    "gee": "GEE check (log-odds; exchangeable within participant, robust SE)",
+    "reliability": "Agreement among people (identity-coded; trial bootstrap 95%)",
+    "noise_ceiling": "Leave-one-rater-out noise ceiling and the model relative to it",
+    "exclusions": "Excluded participants (pre-registered rules)",
+    "position_bias": "Position bias (share choosing screen position A)",
+    "fatigue": "Fatigue (consent by trial-index bin)",
+    "psychometric": "Consent by model margin (bins)",
+    "catch": "Catch-trial pass rates",
+    "test_retest": "Test-retest consistency on repeated comparisons",
+    "power_inputs": "Power planner: pilot inputs",
+    "power_plan": "Power planner: participants needed",
+}
+ORDER = list(TITLES)
+HIDDEN = {"participants", "participant_rates", "psychometric_fit"}  # downloads only
+
+
+def format_value(value, column: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if column.startswith("p_"):
+            return f"{value:.2g}" if value < 0.001 else f"{value:.3f}"
+        if column in {"n", "k", "stat"} and value.is_integer():
+            return str(int(value))
+        return f"{value:.3f}"
+    return str(value)
+
+
+def rounded(table: pd.DataFrame) -> list[list[str]]:
+    return [
+        [format_value(v, c) for c, v in zip(table.columns, row)]
+        for row in table.itertuples(index=False)
+    ]
+
+
+def table_names(report: Report) -> list[str]:
+    shown = [n for n in ORDER if n in report.tables]
+    return shown + [n for n in report.tables if n not in ORDER and n not in HIDDEN]
+
+
+def markdown_summary(report: Report) -> str:
+    meta = report.meta
+    lines = ["# Listening-study report", ""]
+    lines += [
+        f"- answers: {meta.get('n_answers', 0)} from {meta.get('n_participants', 0)} "
+        f"participants; excluded participants: {meta.get('n_excluded', 0)}; answers "
+        f"analysed for consent: {meta.get('n_scored_answers', 0)}",
+        "",
+    ]
+    for m in report.messages:
+        lines.append(f"> **{m['level']}** ({m['part']}): {m['text']}")
+    for name in table_names(report):
+        table = report.tables[name]
+        lines += ["", f"## {TITLES.get(name, name)}", ""]
+        if table.empty:
+            lines.append("(empty)")
+            continue
+        lines.append("| " + " | ".join(map(str, table.columns)) + " |")
+        lines.append("|" + "---|" * len(table.columns))
+        lines += ["| " + " | ".join(r) + " |" for r in rounded(table)]
+    return "\n".join(lines) + "\n"
+
+
+def html_table(table: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>" for r in rounded(table)
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def html_summary(report: Report, plots: dict[str, str]) -> str:
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>Report</title>",
+        "<style>body{font-family:sans-serif;max-width:70em;margin:auto}table{border-collapse:"
+        "collapse;font-size:90%}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+        "</style></head><body><h1>Listening-study report</h1>",
+    ]
+    for m in report.messages:
+        parts.append(
+            f"<p class='{m['level']}'><b>{m['level']}</b> ({html.escape(m['part'])}): "
+            f"{html.escape(m['text'])}</p>"
+        )
+    parts += [f"<figure>{svg}</figure>" for svg in plots.values()]
+    for name in table_names(report):
+        parts.append(f"<h2>{html.escape(TITLES.get(name, name))}</h2>")
+        parts.append(html_table(report.tables[name]) if not report.tables[name].empty else "")
+    return "".join(parts) + "</body></html>"
