@@ -1,4 +1,10 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from evalsite.datasets import views
 
 app_name = "datasets"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("<slug:slug>/", views.detail, name="detail"),
+    path("<slug:slug>/audio/<path:relpath>", views.audio, name="audio"),
+]

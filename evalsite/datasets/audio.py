@@ -1,0 +1,76 @@
+"""Serve dataset audio with HTTP range requests (seeking in <audio>), confined to the dataset."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
+
+AUDIO_TYPES = {".flac": "audio/flac", ".wav": "audio/wav"}
+RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+CHUNK = 64 * 1024
+
+
+def resolve_inside(root: Path, relpath: str) -> Path:
+    """The file at root/relpath, refusing anything that resolves outside root (.., symlinks)
+    and anything that is not an audio file."""
+    root = root.resolve()
+    try:
+        path = (root / relpath).resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise Http404("no such audio file") from None
+    if not path.is_relative_to(root) or not path.is_file():
+        raise Http404("no such audio file")
+    if path.suffix.lower() not in AUDIO_TYPES:
+        raise Http404("not an audio file")
+    return path
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """(first, last) byte, inclusive, for a single-range header; None when unsatisfiable."""
+    m = RANGE.match(header.strip())
+    if not m or (m.group(1) == "" and m.group(2) == ""):
+        return None
+    if m.group(1) == "":  # suffix: the last N bytes
+        n = int(m.group(2))
+        return (max(size - n, 0), size - 1) if n > 0 and size > 0 else None
+    first = int(m.group(1))
+    last = int(m.group(2)) if m.group(2) else size - 1
+    if first >= size or last < first:
+        return None
+    return first, min(last, size - 1)
+
+
+def audio_response(request, path: Path) -> HttpResponse:
+    content_type = AUDIO_TYPES[path.suffix.lower()]
+    size = path.stat().st_size
+    header = request.headers.get("Range")
+    if not header:
+        response = FileResponse(path.open("rb"), content_type=content_type)
+        response["Accept-Ranges"] = "bytes"
+        return response
+    span = parse_range(header, size)
+    if span is None:
+        response = HttpResponse(status=416)
+        response["Content-Range"] = f"bytes */{size}"
+        return response
+    first, last = span
+    response = StreamingHttpResponse(
+        _read_span(path, first, last - first + 1), status=206, content_type=content_type
+    )
+    response["Content-Length"] = str(last - first + 1)
+    response["Content-Range"] = f"bytes {first}-{last}/{size}"
+    response["Accept-Ranges"] = "bytes"
+    return response
+
+
+def _read_span(path: Path, first: int, length: int):
+    with path.open("rb") as f:
+        f.seek(first)
+        while length > 0:
+            data = f.read(min(CHUNK, length))
+            if not data:
+                return
+            length -= len(data)
+            yield data

@@ -1,0 +1,82 @@
+"""The /datasets/ listing and its audio view (range requests, confinement to the dataset)."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils.text import slugify
+
+from csn_model.data.slakh import SlakhDataset
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def listed(settings, tiny_dataset, tmp_path):
+    """Persona: a site whose data folder is empty and whose CSN_DATASETS names tiny_dataset."""
+    settings.CSN_DATA_DIR = tmp_path / "empty"
+    settings.CSN_DATASETS = [tiny_dataset]
+    return tiny_dataset
+
+
+def _audio_url(root, relpath: str) -> str:
+    return f"/datasets/{slugify(root.name)}/audio/{relpath}"
+
+
+def test_it_lists_tracks_per_split_with_tempo_key_programs_and_audio(client, listed):
+    page = client.get("/datasets/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    ds = SlakhDataset(listed)
+    for split in ("train", "validation", "test"):
+        assert f"<strong>{split}</strong>" in html
+        for track in ds.tracks(split):
+            assert f'data-track="{track.name}"' in html
+            assert f"{track.metadata['tempo']:.0f} bpm" in html
+            assert _audio_url(listed, f"{split}/{track.name}/mix.flac") in html
+    t = ds.tracks("test")[0]
+    stem = t.stems[t.conditions[0]][0]
+    assert _audio_url(listed, f"test/{t.name}/stems/{stem.name}.flac") in html
+    assert f"program {t.programs('bass')[0]}" in html
+
+
+def test_it_says_how_to_make_a_dataset_when_there_is_none(client, settings, tmp_path):
+    settings.CSN_DATA_DIR = tmp_path
+    settings.CSN_DATASETS = []
+    assert "csn synth --out DIR" in client.get("/datasets/").content.decode()
+
+
+def test_it_serves_audio_whole_and_by_byte_range(client, listed):
+    rel = "test/Track00002/mix.flac"
+    data = (listed / rel).read_bytes()
+    whole = client.get(_audio_url(listed, rel))
+    assert whole.status_code == 200 and whole["Accept-Ranges"] == "bytes"
+    assert b"".join(whole.streaming_content) == data and whole["Content-Type"] == "audio/flac"
+    part = client.get(_audio_url(listed, rel), HTTP_RANGE="bytes=100-1099")
+    assert part.status_code == 206
+    assert part["Content-Range"] == f"bytes 100-1099/{len(data)}"
+    assert b"".join(part.streaming_content) == data[100:1100]
+    tail = client.get(_audio_url(listed, rel), HTTP_RANGE="bytes=-10")
+    assert b"".join(tail.streaming_content) == data[-10:]
+    bad = client.get(_audio_url(listed, rel), HTTP_RANGE=f"bytes={len(data)}-")
+    assert bad.status_code == 416 and bad["Content-Range"] == f"bytes */{len(data)}"
+
+
+def test_it_refuses_paths_outside_the_dataset_and_non_audio_files(client, listed, tmp_path):
+    secret = tmp_path / "secret.wav"
+    secret.write_bytes(b"RIFF secret")
+    link = listed / "test" / "Track00002" / "stems" / "link.wav"
+    link.symlink_to(secret)
+    try:
+        for rel in (
+            "../secret.wav",
+            "test/../../secret.wav",
+            "%2e%2e/%2e%2e/secret.wav",
+            "test/Track00002/stems/link.wav",  # a symlink that leaves the root
+            "test/Track00002/metadata.yaml",  # inside, but not audio
+            "/etc/passwd",
+        ):
+            response = client.get(_audio_url(listed, rel))
+            assert response.status_code == 404, rel
+    finally:
+        link.unlink()
+    assert client.get("/datasets/no-such-dataset/audio/test/x.flac").status_code == 404
