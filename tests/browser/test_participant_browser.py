@@ -119,9 +119,15 @@ def test_it_takes_a_participant_through_a_whole_study(live_server, page, owner, 
             page.wait_for_load_state()
             continue
         page.wait_for_selector("#play-r")
+        main_seen += p.step == "trials"
+        if p.step == "trials" and main_seen == 1:
+            page.click("a[lang=ja]")  # the same trial in Japanese, then back to English
+            page.wait_for_selector("text=どちらの候補")
+            page.screenshot(path=shot("08_trial_ja"))
+            page.click("a[lang=en]")
+            page.wait_for_selector("#play-r")
         listen_all(page)
         if p.step == "trials":
-            main_seen += 1
             if main_seen == 1:
                 page.screenshot(path=shot("08_trial"))
             if main_seen == 2 and answered_before_reload is None:
