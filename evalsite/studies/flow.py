@@ -156,6 +156,17 @@ def store_answer(p: Participant, slot: Assignment, position: str, client: Client
     return True
 
 
+def practice_feedback(slot: Assignment, position: str) -> dict:
+    """What the feedback page after a practice trial says ("correct": None without a key)."""
+    t = slot.trial
+    if not t.expected:
+        return {"correct": None, "position": "", "instrument": t.instrument, "kind": ""}
+    right = "A" if slot.displayed_first == t.expected else "B"
+    identical = t.reference_id in (t.candidate_a_id, t.candidate_b_id)
+    return {"correct": position == right, "position": right, "instrument": t.instrument,
+            "kind": "identical" if identical else "attention"}  # fmt: skip
+
+
 def finish_if_complete(p: Participant) -> bool:
     """Done only when the server holds an answer for every slot (checked in the database)."""
     total = p.slots.count()

@@ -228,14 +228,7 @@ def post_trial(request, p):
         return None  # replayed or stale: the stored answer stands, show the current step
     stored = flow.store_answer(p, slot, form.cleaned_data["choice"], form.client_log())
     if stored and slot.trial.is_practice:
-        expected = slot.trial.expected
-        correct_position = "A" if slot.displayed_first == expected else "B"
-        p.state = {"feedback": {"correct": form.cleaned_data["choice"] == correct_position,
-                                "position": correct_position,
-                                "instrument": slot.trial.instrument,
-                                "kind": "identical" if slot.trial.reference_id in (
-                                    slot.trial.candidate_a_id, slot.trial.candidate_b_id)
-                                else "attention"}}  # fmt: skip
+        p.state = {"feedback": flow.practice_feedback(slot, form.cleaned_data["choice"])}
         Participant.objects.filter(pk=p.pk).update(state=p.state)
     elif stored and flow.current_slot(p) is None:
         flow.finish_if_complete(p)

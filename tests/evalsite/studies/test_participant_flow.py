@@ -235,3 +235,11 @@ def test_it_tells_a_participant_when_the_study_is_full(client, experimenter, lis
     p.refresh_from_db()
     assert p.step == "full" and not p.slots.exists()
     assert "The study is full" in late.get(url(p)).content.decode()
+
+
+def test_it_gives_neutral_feedback_to_a_practice_trial_without_a_key(client, listening_study):
+    listening_study.trials.filter(is_practice=True).update(expected="")
+    p = to_step(client, enter(client, listening_study), "practice")
+    answer_current(client, p)
+    assert p.state["feedback"]["correct"] is None
+    assert "Practice answer recorded." in client.get(url(p)).content.decode()
