@@ -31,23 +31,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="csn-bench-") as tmp:
         root = Path(args.keep) if args.keep else Path(tmp) / "data"
-        ref = _reference_render(args)
-        print(f"reference: raw FluidSynth render of one stem: {ref:.0f}x real time (1 core)")
+        ref_wall, ref_cpu = _reference_render(args)
+        print(
+            f"reference: raw FluidSynth render of one stem (median over one piece's stems): "
+            f"{ref_wall:.0f}x real time per wall second, {ref_cpu:.0f}x per CPU-second"
+        )
         for workers in sorted({1, args.workers}):
             out = root.with_name(f"{root.name}-w{workers}")
-            summary = _synth(args, out, workers)
-            per_core = summary.stem_seconds / summary.wall_seconds / workers
+            s = _synth(args, out, workers)
+            per_core = s.stem_seconds / s.wall_seconds / workers
+            per_cpu = s.stem_seconds / s.cpu_seconds
             print(
-                f"synth ({workers} worker(s)): {summary.tracks} tracks x {args.seconds:g} s, "
-                f"{summary.stem_seconds:.0f} s of stems in {summary.wall_seconds:.2f} s: "
-                f"{per_core:.0f}x real time per core, all stems "
-                f"({per_core / ref:.2f} of the reference; target >= 400x per core)"
+                f"synth ({workers} worker(s)): {s.tracks} tracks x {args.seconds:g} s, "
+                f"{s.stem_seconds:.0f} s of stems in {s.wall_seconds:.2f} s wall: "
+                f"{per_core:.0f}x real time per core ({per_core / ref_wall:.2f} of the reference), "
+                f"{per_cpu:.0f}x per CPU-second ({per_cpu / ref_cpu:.2f} of the reference); "
+                f"target >= 400x per core, all stems"
             )
         _bench_loading(args, root.with_name(f"{root.name}-w1"))
     return 0
 
 
-def _reference_render(args) -> float:
+def _reference_render(args) -> tuple[float, float]:
     import numpy as np  # noqa: PLC0415
 
     from csn_model.data.compose import compose  # noqa: PLC0415
@@ -56,13 +61,14 @@ def _reference_render(args) -> float:
     sf = check_soundfont(args.soundfont) if args.soundfont else default_soundfont()
     piece = compose(np.random.default_rng(0), args.seconds)
     n = int(args.seconds * 22050)
-    speeds = []
-    for part in piece.parts:  # every stem of one piece, a fresh synth each: the median speed
-        t = time.perf_counter()
+    wall, cpu = [], []
+    for part in piece.parts:  # every stem of one piece, a fresh synth each
+        t, c = time.perf_counter(), time.process_time()
         render_notes(part.notes, program=part.program, bank=part.bank, soundfont=sf,
                      sample_rate=22050, num_frames=n)  # fmt: skip
-        speeds.append(args.seconds / (time.perf_counter() - t))
-    return float(np.median(speeds))
+        wall.append(args.seconds / (time.perf_counter() - t))
+        cpu.append(args.seconds / max(time.process_time() - c, 1e-9))
+    return float(np.median(wall)), float(np.median(cpu))
 
 
 def _synth(args, out: Path, workers: int):
@@ -101,6 +107,15 @@ def _bench_loading(args, root: Path) -> None:
     single = args.items / (time.perf_counter() - t)
     print(f"triplets ({args.segment_seconds:g} s segments, mixes + 5 stems each), 1 process: "
           f"{single:.0f} triplets/s ({single / ref:.3f} of the reference read rate)")  # fmt: skip
+    cached = SlakhDataset(root, cache_audio=True)
+    cached.preload(split)
+    fast = TripletTorchDataset(TripletSampler(cached, split, frames, seed=0), length=args.items)
+    t = time.perf_counter()
+    for i in range(args.items):
+        fast[i]
+    mem = args.items / (time.perf_counter() - t)
+    print(f"triplets, SlakhDataset(cache_audio=True) after preload: {mem:.0f} triplets/s "
+          f"({mem / single:.1f}x reading from disk)")  # fmt: skip
     loader = torch.utils.data.DataLoader(data, batch_size=8, num_workers=args.workers)
     t = time.perf_counter()
     for _batch in loader:

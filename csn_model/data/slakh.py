@@ -24,22 +24,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import yaml
 
 from csn_model import CONDITIONS
+from csn_model.data import audio_io
+from csn_model.data.audio_io import ENVELOPE_HOP, audio_file, read_mono, stem_envelope
+from csn_model.data.errors import DataError
+
+__all__ = ["DataError", "SlakhDataset", "Stem", "Track", "condition_of", "load_track"]
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
-AUDIO_SUFFIXES: tuple[str, ...] = (".flac", ".wav")
 SILENCE_PEAK = 1e-4  # -80 dBFS: a stem whose peak stays below this is silent
-ENVELOPE_HOP = 1024  # frames per energy-envelope value
 ACTIVE_ABS_RMS = 1e-3  # -60 dBFS: a segment quieter than this is never "active"
 ACTIVE_REL_DB = -20.0  # ... nor one more than 20 dB below the condition's RMS over the track
 ACTIVE_COVERAGE = 0.15  # ... nor one where under 15% of its envelope frames reach floor - 10 dB
-
-
-class DataError(ValueError):
-    """Malformed dataset input; the message names the file, the field and what was expected."""
 
 
 def condition_of(program: int | dict, is_drum: bool = False) -> str:
@@ -85,6 +83,8 @@ class Track:
     mix_path: Path
     stems: dict[str, tuple[Stem, ...]]  # condition -> stems (silent ones dropped by analyse())
     skip_log: list = field(default_factory=list, repr=False)  # the dataset's `skipped` list
+    cache_audio: bool = False  # keep each decoded condition in memory after its first read
+    _audio: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _envelopes: dict[str, np.ndarray] | None = field(default=None, repr=False)
     _silent: tuple[str, ...] = field(default=(), repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -92,6 +92,7 @@ class Track:
     def __getstate__(self) -> dict:  # picklable for DataLoader workers (locks are not)
         state = dict(self.__dict__)
         state.pop("_lock")
+        state["_audio"] = {}  # decoded audio stays in its process (fork shares it for free)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -107,7 +108,7 @@ class Track:
             envelopes, silent, audible = {}, [], {}
             for cond, stems in self.stems.items():
                 for stem in stems:
-                    env, peak = _stem_envelope(self, stem)
+                    env, peak = stem_envelope(stem.path, self.num_frames, self.name, stem.name)
                     if peak < SILENCE_PEAK:
                         silent.append(stem.name)
                         self.skip_log.append((self.name, stem.name, "silent audio"))
@@ -159,14 +160,31 @@ class Track:
     def read_condition(self, condition: str, start: int, num_frames: int) -> np.ndarray:
         """Sum of the condition's stems over [start, start+num_frames), zeros if absent. (T,)"""
         self._check_range(start, num_frames)
+        if self.cache_audio:
+            return self._decoded(condition)[start : start + num_frames].copy()
         out = np.zeros(num_frames, dtype=np.float32)
         for stem in self.stems.get(condition, ()):
-            out += _read_mono(stem.path, start, num_frames, self, stem.name)
+            out += read_mono(stem.path, start, num_frames, self.name, stem.name)
         return out
 
     def read_mix(self, start: int, num_frames: int) -> np.ndarray:
         self._check_range(start, num_frames)
-        return _read_mono(self.mix_path, start, num_frames, self, "mix")
+        if self.cache_audio:
+            return self._decoded("mix")[start : start + num_frames].copy()
+        return read_mono(self.mix_path, start, num_frames, self.name, "mix")
+
+    def _decoded(self, what: str) -> np.ndarray:
+        """A whole condition (or the mix) decoded once: the opt-in in-memory cache. (T,)"""
+        if what not in self._audio:
+            self.cache_audio = False  # read through the seeking path, once
+            try:
+                if what == "mix":
+                    self._audio[what] = self.read_mix(0, self.num_frames)
+                else:
+                    self._audio[what] = self.read_condition(what, 0, self.num_frames)
+            finally:
+                self.cache_audio = True
+        return self._audio[what]
 
     def _check_range(self, start: int, num_frames: int) -> None:
         if start < 0 or num_frames < 0 or start + num_frames > self.num_frames:
@@ -176,53 +194,15 @@ class Track:
             )
 
 
-def _read_mono(path: Path, start: int, num_frames: int, track: Track, what: str) -> np.ndarray:
-    try:
-        with sf.SoundFile(str(path)) as f:
-            f.seek(start)
-            data = f.read(num_frames, dtype="float32", always_2d=True)  # (T, C)
-    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise DataError(f"{path}: cannot read {what} of {track.name}: {exc}") from exc
-    if data.shape[0] != num_frames:
-        raise DataError(
-            f"{path}: {what} of {track.name} ended after {data.shape[0]} of the "
-            f"{num_frames} frames requested from frame {start} (truncated or corrupt file)"
-        )
-    return data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]  # (T,)
-
-
-def _stem_envelope(track: Track, stem: Stem) -> tuple[np.ndarray, float]:
-    """Mean square per ENVELOPE_HOP frames, and the peak, in one streamed pass."""
-    n_env = -(-track.num_frames // ENVELOPE_HOP)
-    env = np.zeros(n_env, dtype=np.float64)
-    peak, pos = 0.0, 0
-    block = ENVELOPE_HOP * 64
-    try:
-        for data in sf.blocks(str(stem.path), blocksize=block, dtype="float32", always_2d=True):
-            mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]  # (t,)
-            peak = max(peak, float(np.abs(mono).max(initial=0.0)))
-            pad = (-len(mono)) % ENVELOPE_HOP
-            sq = np.pad(mono.astype(np.float64) ** 2, (0, pad)).reshape(-1, ENVELOPE_HOP)
-            i = pos // ENVELOPE_HOP
-            env[i : i + len(sq)] = sq.sum(axis=1) / ENVELOPE_HOP
-            pos += len(mono)
-    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise DataError(
-            f"{stem.path}: cannot decode stem {stem.name} of {track.name}: {exc}"
-        ) from exc
-    if pos != track.num_frames:
-        raise DataError(
-            f"{stem.path}: stem {stem.name} of {track.name} decoded to {pos} frames; "
-            f"expected {track.num_frames} (the header's length)"
-        )
-    return env, peak
-
-
 class SlakhDataset:
     """A Slakh-layout dataset root. Splits are scanned lazily, once each."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, cache_audio: bool = False):
+        """cache_audio: keep every condition a read touches decoded in memory (about 0.5 MB per
+        condition-minute at 22050 Hz; for small datasets and fast training loaders). Call
+        preload(split) before forking DataLoader workers so that they share one copy."""
         self.root = Path(root)
+        self.cache_audio = cache_audio
         if not self.root.is_dir():
             raise DataError(f"{self.root}: dataset root is not a directory")
         present = [s for s in SPLITS if (self.root / s).is_dir()]
@@ -260,6 +240,14 @@ class SlakhDataset:
             self._tracks[split] = tracks
         return self._tracks[split]
 
+    def preload(self, split: str) -> None:
+        """Decode every condition of the split's tracks into the cache (needs cache_audio)."""
+        if not self.cache_audio:
+            raise DataError(f"{self.root}: preload needs SlakhDataset(..., cache_audio=True)")
+        for track in self.tracks(split):
+            for condition in track.conditions:
+                track._decoded(condition)
+
     def track(self, name: str) -> Track:
         """A track by name, from any split (names are unique across a Slakh dataset)."""
         if name not in self._by_name:
@@ -278,6 +266,7 @@ class SlakhDataset:
 
     def _load_track(self, split: str, folder: Path) -> Track:
         track = load_track(split, folder, self.skipped)
+        track.cache_audio = self.cache_audio
         if self._sample_rate is None:
             self._sample_rate = track.sample_rate
         elif track.sample_rate != self._sample_rate:
@@ -291,21 +280,6 @@ class SlakhDataset:
             )
         self._by_name[track.name] = track
         return track
-
-
-def _audio_file(folder: Path, stem: str) -> Path | None:
-    for suffix in AUDIO_SUFFIXES:
-        p = folder / f"{stem}{suffix}"
-        if p.is_file():
-            return p
-    return None
-
-
-def _info(path: Path, track: str, what: str) -> sf._SoundFileInfo:
-    try:
-        return sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise DataError(f"{path}: {what} of {track} is unreadable or corrupt audio: {exc}") from exc
 
 
 def _read_metadata(folder: Path) -> dict:
@@ -330,10 +304,10 @@ def load_track(split: str, folder: Path, skipped: list | None = None) -> Track:
     skipped = skipped if skipped is not None else []
     meta = _read_metadata(folder)
     meta_path = folder / "metadata.yaml"
-    mix_path = _audio_file(folder, "mix")
+    mix_path = audio_file(folder, "mix")
     if mix_path is None:
         raise DataError(f"{folder}: mix.flac or mix.wav missing")
-    mix = _info(mix_path, folder.name, "mix")
+    mix = audio_io.info(mix_path, folder.name, "mix")
     audio_dir = folder / str(meta.get("audio_dir") or "stems")
     by_cond: dict[str, list[Stem]] = {}
     for name, sm in meta["stems"].items():
@@ -363,13 +337,13 @@ def _load_stem(folder, meta_path, audio_dir, name, sm, mix) -> Stem:
     for key, kind in (("program_num", int), ("is_drum", bool)):
         if key not in sm or not isinstance(sm[key], kind):
             raise DataError(f"{meta_path}: stems.{name}.{key} missing; expected {kind.__name__}")
-    path = _audio_file(audio_dir, name)
+    path = audio_file(audio_dir, name)
     if path is None:
         raise DataError(
             f"{meta_path}: stem {name} of {folder.name} is listed with audio_rendered true but "
             f"{audio_dir / name}.flac|.wav does not exist"
         )
-    info = _info(path, folder.name, f"stem {name}")
+    info = audio_io.info(path, folder.name, f"stem {name}")
     if info.samplerate != mix.samplerate:
         raise DataError(
             f"{path}: stem {name} of {folder.name} has sample rate {info.samplerate} Hz; "

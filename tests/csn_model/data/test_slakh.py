@@ -135,3 +135,18 @@ def test_it_rejects_a_dataset_with_two_sample_rates(slakh_mini):
         sf.write(f, np.zeros(SR), SR * 2)
     with pytest.raises(DataError, match="Track01501.*16000 Hz; expected 8000 Hz"):
         SlakhDataset(slakh_mini).sample_rate  # noqa: B018
+
+
+def test_it_serves_the_same_audio_from_its_opt_in_memory_cache(slakh_mini):
+    plain = SlakhDataset(slakh_mini).track("Track00001")
+    cached_ds = SlakhDataset(slakh_mini, cache_audio=True)
+    cached_ds.preload("train")
+    cached = cached_ds.track("Track00001")
+    for cond in plain.conditions:
+        np.testing.assert_array_equal(cached.read_condition(cond, 500, 3000),
+                                      plain.read_condition(cond, 500, 3000))  # fmt: skip
+    np.testing.assert_array_equal(cached.read_mix(7, 99), plain.read_mix(7, 99))
+    cached.read_condition("bass", 0, 10)[:] = 1.0  # callers get copies
+    assert cached.read_condition("bass", 0, 10).max() < 0.1
+    with pytest.raises(DataError, match="preload needs"):
+        SlakhDataset(slakh_mini).preload("train")

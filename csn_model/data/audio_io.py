@@ -1,0 +1,74 @@
+"""Audio file access for the Slakh reader: header checks, seeking reads, streamed envelopes.
+
+Every libsndfile failure becomes a DataError naming the file, the track and the stem.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from csn_model.data.errors import DataError
+
+AUDIO_SUFFIXES: tuple[str, ...] = (".flac", ".wav")
+ENVELOPE_HOP = 1024  # frames per energy-envelope value
+_SF_ERRORS = (sf.LibsndfileError, RuntimeError, OSError)
+
+
+def audio_file(folder: Path, stem: str) -> Path | None:
+    """folder/stem.flac or folder/stem.wav, whichever exists."""
+    for suffix in AUDIO_SUFFIXES:
+        p = folder / f"{stem}{suffix}"
+        if p.is_file():
+            return p
+    return None
+
+
+def info(path: Path, track: str, what: str):
+    """The file's header (sample rate, frames, channels), without decoding audio."""
+    try:
+        return sf.info(str(path))
+    except _SF_ERRORS as exc:
+        raise DataError(f"{path}: {what} of {track} is unreadable or corrupt audio: {exc}") from exc
+
+
+def read_mono(path: Path, start: int, num_frames: int, track: str, what: str) -> np.ndarray:
+    """Frames [start, start+num_frames) by seeking, channels averaged. (T,) float32"""
+    try:
+        with sf.SoundFile(str(path)) as f:
+            f.seek(start)
+            data = f.read(num_frames, dtype="float32", always_2d=True)  # (T, C)
+    except _SF_ERRORS as exc:
+        raise DataError(f"{path}: cannot read {what} of {track}: {exc}") from exc
+    if data.shape[0] != num_frames:
+        raise DataError(
+            f"{path}: {what} of {track} ended after {data.shape[0]} of the "
+            f"{num_frames} frames requested from frame {start} (truncated or corrupt file)"
+        )
+    return data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]  # (T, C) -> (T,)
+
+
+def stem_envelope(path: Path, num_frames: int, track: str, stem: str) -> tuple[np.ndarray, float]:
+    """Mean square per ENVELOPE_HOP frames, and the peak, in one streamed pass."""
+    env = np.zeros(-(-num_frames // ENVELOPE_HOP), dtype=np.float64)
+    peak, pos = 0.0, 0
+    try:
+        for data in sf.blocks(str(path), blocksize=ENVELOPE_HOP * 64, dtype="float32",
+                              always_2d=True):  # fmt: skip
+            mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]  # (t,)
+            peak = max(peak, float(np.abs(mono).max(initial=0.0)))
+            pad = (-len(mono)) % ENVELOPE_HOP
+            sq = np.pad(mono.astype(np.float64) ** 2, (0, pad)).reshape(-1, ENVELOPE_HOP)
+            i = pos // ENVELOPE_HOP
+            env[i : i + len(sq)] = sq.sum(axis=1) / ENVELOPE_HOP
+            pos += len(mono)
+    except _SF_ERRORS as exc:
+        raise DataError(f"{path}: cannot decode stem {stem} of {track}: {exc}") from exc
+    if pos != num_frames:
+        raise DataError(
+            f"{path}: stem {stem} of {track} decoded to {pos} frames; "
+            f"expected {num_frames} (the header's length)"
+        )
+    return env, peak
