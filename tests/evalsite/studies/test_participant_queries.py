@@ -1,0 +1,26 @@
+"""Trial pages and answers stay cheap: a bounded number of database queries each (the load
+benchmark measures the time; this guards against an accidental query per slot)."""
+
+from __future__ import annotations
+
+import pytest
+
+from evalsite.studies import flow
+from tests.evalsite.studies.conftest import enter
+from tests.evalsite.studies.participant_steps import DESKTOP_UA, client_log, post, to_step, url
+from tests.evalsite.studies.test_participant_flow import finish_practice
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_serves_a_trial_page_and_stores_an_answer_in_few_queries(
+    client, listening_study, django_assert_max_num_queries
+):
+    p = to_step(client, enter(client, listening_study), "practice")
+    finish_practice(client, p)
+    with django_assert_max_num_queries(10):
+        assert client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).status_code == 200
+    slot = flow.current_slot(p)
+    with django_assert_max_num_queries(9):
+        response = post(client, p, "trials", index=slot.index, choice="A", log=client_log())
+    assert response.status_code == 302
