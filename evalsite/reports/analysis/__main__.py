@@ -18,7 +18,8 @@ import pandas as pd
 from .report import ReportConfig, build_report
 
 
-def read_answers(path: Path) -> pd.DataFrame:
+def read_answers(path) -> pd.DataFrame:
+    """The answers CSV (a path or a binary file object) as the analysis reads it."""
     # Everything as text: ids such as "007" stay ids; the analysis types each column itself.
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 

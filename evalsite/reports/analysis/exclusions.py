@@ -23,6 +23,7 @@ class ExclusionRules:
     catch_kinds: tuple[str, ...] = ("identical", "attention")
     max_same_position_share: float = 0.9  # share of answers on one screen position (A or B)
     min_answers_for_position_rule: int = 20
+    min_median_rt_ms: float = 0.0  # excluded when the median response time is lower (0: off)
     fast_ms: float = 500.0  # an answer quicker than this is implausibly fast
     max_fast_share: float = 0.5  # excluded when more than this share of answers is fast
 
@@ -94,6 +95,14 @@ def find_exclusions(df: pd.DataFrame, rules: ExclusionRules) -> tuple[pd.DataFra
         ),
         (
             "implausibly_fast_answers",
+            "median_response_ms",
+            lambda s: s["median_response_ms"] < rules.min_median_rt_ms,
+            rules.min_median_rt_ms,
+        )
+        if rules.min_median_rt_ms > 0
+        else None,
+        (
+            "implausibly_fast_answers",
             "fast_share",
             lambda s: s["fast_share"].fillna(0) > rules.max_fast_share,
             rules.max_fast_share,
@@ -116,6 +125,8 @@ def find_exclusions(df: pd.DataFrame, rules: ExclusionRules) -> tuple[pd.DataFra
                 }
             )
     exclusions = pd.DataFrame(rows, columns=["participant", "rule", "value", "threshold", "n"])
+    # One rule may fire through two of its checks (median and share of fast answers): list once.
+    exclusions = exclusions.drop_duplicates(["participant", "rule"]).reset_index(drop=True)
     summary["excluded"] = summary["participant"].isin(exclusions["participant"])
     summary["rules"] = (
         summary["participant"]

@@ -56,9 +56,10 @@ def rounded(table: pd.DataFrame) -> list[list[str]]:
     ]
 
 
-def table_names(report: Report) -> list[str]:
-    shown = [n for n in ORDER if n in report.tables]
-    return shown + [n for n in report.tables if n not in ORDER and n not in HIDDEN]
+def table_names(tables: dict) -> list[str]:
+    """Tables to show, in reading order (per-participant tables are downloads only)."""
+    shown = [n for n in ORDER if n in tables]
+    return shown + [n for n in tables if n not in ORDER and n not in HIDDEN]
 
 
 def markdown_summary(report: Report) -> str:
@@ -72,7 +73,7 @@ def markdown_summary(report: Report) -> str:
     ]
     for m in report.messages:
         lines.append(f"> **{m['level']}** ({m['part']}): {m['text']}")
-    for name in table_names(report):
+    for name in table_names(report.tables):
         table = report.tables[name]
         lines += ["", f"## {TITLES.get(name, name)}", ""]
         if table.empty:
@@ -105,7 +106,7 @@ def html_summary(report: Report, plots: dict[str, str]) -> str:
             f"{html.escape(m['text'])}</p>"
         )
     parts += [f"<figure>{svg}</figure>" for svg in plots.values()]
-    for name in table_names(report):
+    for name in table_names(report.tables):
         parts.append(f"<h2>{html.escape(TITLES.get(name, name))}</h2>")
         parts.append(html_table(report.tables[name]) if not report.tables[name].empty else "")
     return "".join(parts) + "</body></html>"

@@ -1,0 +1,52 @@
+"""Computed reports: one ReportSnapshot per computation (tables as JSON at full precision), and a
+per-study ReportState that debounces recomputation requests."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from evalsite.studies.models import Study
+
+
+class ReportSnapshot(models.Model):
+    """The report of a study as computed at `computed_at` by the worker.
+
+    `tables[name]` is a list of row dicts (column order in `columns[name]`; JSON has no NaN, so
+    missing values are null). The per-instrument consent is `tables["consent"]`, one row per
+    instrument with term=instrument, estimate, ci_low, ci_high (Wilson), n, plus "overall".
+    `error` is empty when the report holds no error message.
+    """
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="report_snapshots")
+    computed_at = models.DateTimeField(default=timezone.now, db_index=True)
+    error = models.TextField(blank=True)
+    input_sha256 = models.CharField(max_length=64, blank=True)
+    n_answers = models.PositiveIntegerField(default=0)
+    config = models.JSONField(default=dict)
+    tables = models.JSONField(default=dict)
+    columns = models.JSONField(default=dict)
+    messages = models.JSONField(default=list)
+    meta = models.JSONField(default=dict)
+    timings = models.JSONField(default=dict)
+    plots = models.JSONField(default=dict)  # name -> SVG text
+    bundle = models.BinaryField(blank=True, default=b"")  # reproducibility zip
+
+    class Meta:
+        ordering = ["-computed_at"]
+        indexes = [models.Index(fields=["study", "-computed_at"])]
+
+    def __str__(self) -> str:
+        return f"report of study {self.study_id} at {self.computed_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ReportState(models.Model):
+    """Debounce: `pending` while a recomputation is queued and has not started."""
+
+    study = models.OneToOneField(Study, on_delete=models.CASCADE, related_name="report_state")
+    pending = models.BooleanField(default=False)
+    requested_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"report state of study {self.study_id}: {'pending' if self.pending else 'idle'}"

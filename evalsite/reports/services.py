@@ -1,0 +1,90 @@
+"""Compute and store a study's report (called by the worker task). The statistics themselves are
+the Django-free evalsite.reports.analysis; this module only loads rows and saves the result."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+
+import pandas as pd
+from django.db import transaction
+
+from evalsite.reports.analysis import ReportConfig, build_report
+from evalsite.reports.analysis.__main__ import read_answers
+from evalsite.reports.analysis.exclusions import ExclusionRules
+from evalsite.reports.analysis.report import Report
+from evalsite.reports.bundle import make_bundle
+from evalsite.reports.models import ReportSnapshot
+from evalsite.reports.rendering.plots import all_plots
+from evalsite.studies.export import answers_dataframe
+from evalsite.studies.models import Study
+
+log = logging.getLogger(__name__)
+
+# Study.settings["exclusion"] keys that map onto ExclusionRules fields of the same name.
+RULE_KEYS = set(ExclusionRules.__dataclass_fields__)
+
+
+def report_config_for(study: Study) -> tuple[ReportConfig, list[str]]:
+    """The study's pre-registered exclusion rules (Study.settings["exclusion"]) and report
+    settings (Study.settings["report"]: ReportConfig fields), with notes on ignored keys."""
+    notes = []
+    raw = dict(study.setting("exclusion") or {})
+    unknown = sorted(set(raw) - RULE_KEYS)
+    if unknown:
+        notes.append(f"study settings 'exclusion': keys {unknown} are not rules the report knows")
+    rules = {k: v for k, v in raw.items() if k in RULE_KEYS}
+    if study.setting("screening") is False:
+        rules["require_screening"] = False
+    extra = dict((study.settings or {}).get("report") or {})
+    extra["rules"] = rules
+    return ReportConfig.from_dict(extra), notes
+
+
+def answers_csv(study: Study) -> bytes:
+    return answers_dataframe(study).to_csv(index=False).encode()
+
+
+def compute(study: Study, csv: bytes) -> Report:
+    """The report from the answers as CSV text: exactly what the bundle and the CSV command read,
+    so the page, the downloads and `python -m evalsite.reports.analysis` agree to full precision."""
+    config, notes = report_config_for(study)
+    answers = read_answers(io.BytesIO(csv)) if csv.strip() else pd.DataFrame()
+    report = build_report(answers, config, source=f"answers.csv of study {study.pk}")
+    for text in notes:
+        report.note("warning", "config", text)
+    return report
+
+
+def compute_snapshot(study_id: int) -> ReportSnapshot:
+    """Compute and store; if the latest snapshot was made from the same answers and config and
+    holds no error, return it instead (idempotent: a repeated task does no harm)."""
+    study = Study.objects.get(pk=study_id)
+    csv = answers_csv(study)
+    config, _ = report_config_for(study)
+    digest = hashlib.sha256(csv + json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
+    latest = ReportSnapshot.objects.filter(study=study).order_by("-computed_at").first()
+    if latest is not None and latest.input_sha256 == digest and not latest.error:
+        return latest
+    report = compute(study, csv)
+    data = report.to_dict()
+    errors = [m["text"] for m in report.messages if m["level"] == "error"]
+    plots = all_plots(report)
+    bundle = make_bundle(study, csv, report, config, plots)
+    with transaction.atomic():
+        return ReportSnapshot.objects.create(
+            study=study,
+            error="; ".join(errors),
+            input_sha256=digest,
+            n_answers=report.meta.get("n_answers", 0),
+            config=config.to_dict(),
+            tables=data["tables"],
+            columns=data["columns"],
+            messages=data["messages"],
+            meta=data["meta"],
+            timings=data["timings"],
+            plots=plots,
+            bundle=bundle,
+        )

@@ -1,0 +1,139 @@
+"""Report pages and downloads. Every view reads the latest stored ReportSnapshot: nothing heavy
+is computed in a request. Login required; only the study's owner and the users it is shared with
+(Study.visible_to) see it; anyone else gets 404, which does not reveal that the study exists."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_POST
+
+from evalsite.reports.models import ReportSnapshot, ReportState
+from evalsite.reports.rendering.summary import TITLES, rounded, table_names
+from evalsite.reports.tasks import schedule_report
+from evalsite.studies.models import Study
+
+
+def _study(request: HttpRequest, key: str) -> Study:
+    lookup = {"pk": int(key)} if key.isdigit() else {"slug": key}
+    study = get_object_or_404(Study, **lookup)
+    if not study.visible_to(request.user):
+        raise Http404("no such study")
+    return study
+
+
+def _latest(study: Study) -> ReportSnapshot | None:
+    return ReportSnapshot.objects.filter(study=study).order_by("-computed_at").first()
+
+
+def _snapshot_or_404(study: Study) -> ReportSnapshot:
+    snap = _latest(study)
+    if snap is None:
+        raise Http404("no report computed yet")
+    return snap
+
+
+def _frame(snap: ReportSnapshot, name: str) -> pd.DataFrame:
+    if name not in snap.tables:
+        raise Http404("no such table")
+    return pd.DataFrame(snap.tables[name], columns=snap.columns.get(name))
+
+
+@login_required
+def report_page(request: HttpRequest, key: str) -> HttpResponse:
+    study = _study(request, key)
+    snap = _latest(study)
+    state = ReportState.objects.filter(study=study).first()
+    tables = []
+    if snap is not None:
+        frames = {name: _frame(snap, name) for name in snap.tables}
+        for name in table_names(frames):
+            frame = frames[name]
+            tables.append(
+                {
+                    "name": name,
+                    "title": TITLES.get(name, name),
+                    "columns": list(frame.columns),
+                    "rows": rounded(frame),
+                }
+            )
+    context = {
+        "study": study,
+        "snap": snap,
+        "pending": bool(state and state.pending),
+        "tables": tables,
+        # SVG made by matplotlib in our worker from numbers and our own labels.
+        "plots": {k: mark_safe(v) for k, v in (snap.plots if snap else {}).items()},  # noqa: S308
+        "downloads": sorted(snap.tables) if snap else [],
+    }
+    return render(request, "reports/report.html", context)
+
+
+@login_required
+@require_POST
+def recompute(request: HttpRequest, key: str) -> HttpResponse:
+    study = _study(request, key)
+    if schedule_report(study.pk, countdown=0):
+        messages.info(request, "Recomputation queued; reload the page in a moment.")
+    else:
+        messages.info(request, "A recomputation is already queued.")
+    return redirect("reports:page", key=key)
+
+
+@login_required
+def table_download(request: HttpRequest, key: str, name: str, fmt: str) -> HttpResponse:
+    snap = _snapshot_or_404(_study(request, key))
+    frame = _frame(snap, name)
+    filename = f"study-{snap.study_id}-{name}.{fmt}"
+    if fmt == "csv":
+        response = HttpResponse(frame.to_csv(index=False), content_type="text/csv")
+    elif fmt == "json":
+        response = HttpResponse(
+            json.dumps(snap.tables[name], indent=1), content_type="application/json"
+        )
+    else:
+        raise Http404("expected .csv or .json")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@login_required
+def report_json(request: HttpRequest, key: str) -> JsonResponse:
+    snap = _snapshot_or_404(_study(request, key))
+    return JsonResponse(
+        {
+            "study": snap.study_id,
+            "computed_at": snap.computed_at.isoformat(),
+            "error": snap.error,
+            "tables": snap.tables,
+            "columns": snap.columns,
+            "messages": snap.messages,
+            "meta": snap.meta,
+            "timings": snap.timings,
+            "config": snap.config,
+        }
+    )
+
+
+@login_required
+def bundle(request: HttpRequest, key: str) -> HttpResponse:
+    snap = _snapshot_or_404(_study(request, key))
+    if not snap.bundle:
+        raise Http404("this report has no bundle")
+    response = HttpResponse(bytes(snap.bundle), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="report-study-{snap.study_id}.zip"'
+    return response
+
+
+@login_required
+def plot(request: HttpRequest, key: str, name: str) -> HttpResponse:
+    snap = _snapshot_or_404(_study(request, key))
+    if name not in snap.plots:
+        raise Http404("no such plot")
+    return HttpResponse(snap.plots[name], content_type="image/svg+xml")

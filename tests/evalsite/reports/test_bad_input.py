@@ -1,0 +1,79 @@
+"""Bad input gives a clear message in the report (naming the field and what was expected), never
+a traceback, and is never silently skipped."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from evalsite.reports.analysis import ReportConfig, build_report
+from evalsite.reports.analysis.simulate import SimulationSpec, simulate_answers
+
+FAST = ReportConfig(n_boot=50, mixed_model=False)
+
+
+@pytest.fixture(scope="module")
+def answers() -> pd.DataFrame:
+    spec = SimulationSpec(n_participants=6, trials_per_instrument=4, careless_share=0, seed=2)
+    return simulate_answers(spec)[0]
+
+
+def _errors(report) -> list[str]:
+    return [m["text"] for m in report.messages if m["level"] == "error"]
+
+
+def test_it_names_missing_columns(answers):
+    report = build_report(answers.drop(columns=["chosen", "trial"]), FAST, source="x.csv")
+    (text,) = _errors(report)
+    assert "x.csv" in text and "chosen" in text and "trial" in text and "expected" in text
+    assert report.tables == {}
+
+
+def test_it_names_unknown_instruments(answers):
+    bad = answers.copy()
+    bad.loc[3, "instrument"] = "kazoo"
+    (text,) = _errors(build_report(bad, FAST))
+    assert "'instrument'" in text and "kazoo" in text and "drums" in text
+
+
+def test_it_names_malformed_values(answers):
+    bad = answers.copy()
+    bad["chosen"] = bad["chosen"].astype(object)
+    bad.loc[0, "chosen"] = "left"
+    (text,) = _errors(build_report(bad, FAST))
+    assert "'chosen'" in text and "left" in text and "['a', 'b']" in text
+
+
+def test_it_says_a_study_without_answers_has_nothing_to_analyse(answers):
+    (text,) = _errors(build_report(answers.iloc[:0], FAST))
+    assert "no answers" in text
+    (text,) = _errors(build_report(pd.DataFrame(), FAST))
+    assert "missing column" in text
+
+
+def test_it_reports_a_single_participant_with_a_warning(answers):
+    one = answers[answers["participant"] == answers["participant"].iloc[0]]
+    report = build_report(one, ReportConfig(n_boot=50))
+    assert report.ok
+    assert not report.tables["consent"].empty
+    warnings = " ".join(m["text"] for m in report.messages if m["level"] == "warning")
+    assert "only one participant" in warnings
+    assert "mixed" in warnings  # the mixed model says why it was not fitted
+
+
+def test_it_reports_identical_answers_without_fitting_models(answers):
+    same = answers.assign(chosen=answers["model_choice"].fillna("a"))
+    same = same.assign(chosen_position=None, agree=None)
+    report = build_report(same, ReportConfig(n_boot=50))
+    assert report.ok
+    consent = report.tables["consent"].set_index("term")
+    assert (consent["estimate"] == 1.0).all()
+    texts = " ".join(m["text"] for m in report.messages)
+    assert "every analysed answer has agree = 1" in texts
+    assert "same agreement value" in texts
+
+
+def test_it_says_when_every_participant_is_excluded(answers):
+    fast = answers.assign(response_ms=100.0)
+    (text,) = _errors(build_report(fast, FAST))
+    assert "all 6 participants were excluded" in text

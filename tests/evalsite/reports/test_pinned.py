@@ -1,0 +1,183 @@
+"""Every statistic pinned to an independent source, named in a comment next to each value."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import proportion_confint
+
+from evalsite.reports.analysis.agreement import (
+    counts_from_ratings,
+    fleiss_kappa,
+    krippendorff_alpha_nominal,
+)
+from evalsite.reports.analysis.consent import one_sample_t
+from evalsite.reports.analysis.power import (
+    design_effect,
+    icc_oneway,
+    n_for_half_width,
+    n_for_power,
+)
+from evalsite.reports.analysis.proportions import (
+    binomial_test,
+    clopper_pearson_interval,
+    holm,
+    wilson_interval,
+)
+
+# Newcombe (1998), "Two-sided confidence intervals for the single proportion: comparison of seven
+# methods", Stat. Med. 17:857-872, Table II: (k, n) -> Wilson (method 3), Clopper-Pearson (5).
+NEWCOMBE = [
+    ((81, 263), (0.2553, 0.3662), (0.2527, 0.3676)),
+    ((15, 148), (0.0624, 0.1605), (0.0578, 0.1617)),
+    ((0, 20), (0.0, 0.1611), (0.0, 0.1684)),
+    ((1, 29), (0.0061, 0.1718), (0.0009, 0.1776)),
+]
+
+
+@pytest.mark.parametrize(("kn", "wilson", "exact"), NEWCOMBE)
+def test_it_matches_newcombes_published_intervals(kn, wilson, exact):
+    assert wilson_interval(*kn) == pytest.approx(wilson, abs=1e-4)
+    assert clopper_pearson_interval(*kn) == pytest.approx(exact, abs=1e-4)
+
+
+@pytest.mark.parametrize(("k", "n"), [(7, 10), (535, 700), (0, 13), (13, 13), (1, 2)])
+def test_it_matches_statsmodels_proportion_confint(k, n):
+    # statsmodels.stats.proportion.proportion_confint: an independent implementation.
+    assert wilson_interval(k, n) == pytest.approx(proportion_confint(k, n, method="wilson"))
+    assert clopper_pearson_interval(k, n) == pytest.approx(
+        proportion_confint(k, n, method="beta"), abs=1e-12
+    )
+
+
+@pytest.mark.parametrize(("k", "n"), [(7, 10), (2, 10), (10, 10), (31, 50), (50, 100)])
+def test_it_computes_the_exact_binomial_test_from_first_principles(k, n):
+    # Two-sided exact test against 0.5: the sum of C(n, i) / 2^n over all outcomes i no likelier
+    # than the observed k (the binomial is symmetric at 0.5).
+    pk = math.comb(n, k)
+    total = sum(math.comb(n, i) for i in range(n + 1) if math.comb(n, i) <= pk * (1 + 1e-12))
+    assert binomial_test(k, n) == pytest.approx(min(1.0, total / 2**n), rel=1e-12)
+
+
+def test_it_gives_the_textbook_value_for_7_of_10():
+    # P = 2 * (C(10,7) + C(10,8) + C(10,9) + C(10,10)) / 1024 = 2 * 176 / 1024 = 0.34375.
+    assert binomial_test(7, 10) == pytest.approx(0.34375, rel=1e-12)
+
+
+def test_it_adjusts_p_values_by_holm():
+    # Worked example: sorted p 0.005, 0.01, 0.03, 0.04 (m = 4) -> 4*0.005 = 0.02, 3*0.01 = 0.03,
+    # 2*0.03 = 0.06, max(0.06, 1*0.04) = 0.06 (step-down monotonicity), in the input order.
+    p = [0.01, 0.04, 0.03, 0.005]
+    assert holm(p) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    rng = np.random.default_rng(3)
+    q = rng.uniform(0, 0.2, 7)
+    assert holm(q) == pytest.approx(multipletests(q, method="holm")[1])  # statsmodels
+
+
+def test_it_keeps_nan_out_of_the_holm_family():
+    assert np.isnan(holm([0.01, np.nan, 0.02])[1])
+    assert holm([0.01, np.nan, 0.02])[[0, 2]] == pytest.approx([0.02, 0.02])
+
+
+def test_it_computes_the_one_sample_t_test_in_closed_form():
+    # Rates 0.6, 0.7, 0.8: mean 0.7, sd 0.1, se 0.1/sqrt(3), t = 0.2/se = 3.4641 on 2 df. The t
+    # distribution with 2 df has F(t) = 1/2 + t / (2 sqrt(2 + t^2)), so p = 1 - t/sqrt(2 + t^2).
+    row = one_sample_t(np.array([0.6, 0.7, 0.8]), "x", 0.5, 0.95)
+    t = 0.2 / (0.1 / math.sqrt(3))
+    assert row["stat"] == pytest.approx(t)
+    assert row["df"] == 2
+    assert row["p_val"] == pytest.approx(1 - t / math.sqrt(2 + t * t))
+    # 95% t quantile on 2 df is 4.302653 (any t table).
+    assert row["ci_high"] - row["estimate"] == pytest.approx(4.302653 * 0.1 / math.sqrt(3), 1e-6)
+
+
+# Fleiss (1971), "Measuring nominal scale agreement among many raters", Psychol. Bull. 76(5):
+# 30 patients, 6 psychiatrists, 5 diagnoses; as R irr's `diagnoses` data (also copied in
+# statsmodels' test_inter_rater.py). kappam.fleiss(diagnoses) = 0.4302445; Fleiss reports 0.430.
+DIAGNOSES = np.array(
+    [
+        [4, 4, 4, 4, 4, 4],
+        [2, 2, 2, 5, 5, 5],
+        [2, 3, 3, 3, 3, 5],
+        [5, 5, 5, 5, 5, 5],
+        [2, 2, 2, 4, 4, 4],
+        [1, 1, 3, 3, 3, 3],
+        [3, 3, 3, 3, 5, 5],
+        [1, 1, 3, 3, 3, 4],
+        [1, 1, 4, 4, 4, 4],
+        [5, 5, 5, 5, 5, 5],
+        [1, 4, 4, 4, 4, 4],
+        [1, 2, 4, 4, 4, 4],
+        [2, 2, 2, 3, 3, 3],
+        [1, 4, 4, 4, 4, 4],
+        [2, 2, 4, 4, 4, 5],
+        [3, 3, 3, 3, 3, 5],
+        [1, 1, 1, 4, 5, 5],
+        [1, 1, 1, 1, 1, 2],
+        [2, 2, 4, 4, 4, 4],
+        [1, 3, 3, 5, 5, 5],
+        [5, 5, 5, 5, 5, 5],
+        [2, 4, 4, 4, 4, 4],
+        [2, 2, 4, 5, 5, 5],
+        [1, 1, 4, 4, 4, 4],
+        [1, 4, 4, 4, 4, 5],
+        [2, 2, 2, 2, 2, 4],
+        [1, 1, 1, 1, 5, 5],
+        [2, 2, 4, 4, 4, 4],
+        [1, 3, 3, 3, 3, 3],
+        [5, 5, 5, 5, 5, 5],
+    ]
+)
+
+
+def test_it_reproduces_fleiss_1971_kappa():
+    assert fleiss_kappa(counts_from_ratings(DIAGNOSES)) == pytest.approx(0.4302445, abs=1e-7)
+    assert round(float(fleiss_kappa(counts_from_ratings(DIAGNOSES))), 3) == 0.430
+
+
+# Krippendorff (2011), "Computing Krippendorff's alpha-reliability", the canonical example: 4
+# coders x 12 units with missing values; nominal alpha = 0.743.
+NAN = np.nan
+RELIABILITY = np.array(
+    [
+        [1, 2, 3, 3, 2, 1, 4, 1, 2, NAN, NAN, NAN],
+        [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, NAN, 3],
+        [NAN, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, NAN],
+        [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, NAN],
+    ]
+)
+
+
+def test_it_reproduces_krippendorffs_canonical_example():
+    alpha = krippendorff_alpha_nominal(counts_from_ratings(RELIABILITY.T))
+    assert round(float(alpha), 3) == 0.743
+    import krippendorff  # the PyPI package by Castro: an independent implementation
+
+    assert alpha == pytest.approx(
+        krippendorff.alpha(reliability_data=RELIABILITY, level_of_measurement="nominal")
+    )
+
+
+def test_it_computes_icc1_as_shrout_and_fleiss():
+    # Shrout & Fleiss (1979), "Intraclass correlations: uses in assessing rater reliability",
+    # Table 2: 6 targets x 4 judges; ICC(1,1) = 0.17.
+    ratings = np.array(
+        [[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]]
+    )
+    groups = np.repeat(np.arange(6), 4)
+    assert round(icc_oneway(ratings.ravel(), groups), 2) == 0.17
+
+
+def test_it_plans_sample_sizes_from_textbook_formulas():
+    # Cochran (1977): p = 0.5, half-width 0.05, 95% -> n = 1.959964^2 * 0.25 / 0.0025 = 384.15.
+    assert n_for_half_width(0.5, 0.05) == pytest.approx(384.146, abs=1e-3)
+    # Kish (1965) design effect 1 + (m - 1) * rho: m = 10, rho = 0.1 -> 1.9.
+    assert design_effect(10, 0.1) == pytest.approx(1.9)
+    # One-sample proportion test, p0 = 0.5 vs p = 0.6, alpha 0.05 two-sided, power 0.8:
+    # n = ((1.959964 * 0.5 + 0.841621 * sqrt(0.24)) / 0.1)^2 = 193.8 (normal approximation).
+    expected = ((1.959964 * 0.5 + 0.841621 * math.sqrt(0.24)) / 0.1) ** 2
+    assert n_for_power(0.6) == pytest.approx(expected, rel=1e-5)
+    assert expected == pytest.approx(193.85, abs=0.01)
