@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import random
 import re
 import secrets
 import signal
@@ -40,7 +41,7 @@ import numpy as np
 import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 from evalsite.stimuli.models import Catalogue, Clip
 from evalsite.studies.models import Answer, Study, Trial
@@ -66,7 +67,7 @@ class LoadConfig:
     workers: int = 3
     threads: int = 4
     kill_worker: bool = False
-    think: float = 0.0  # seconds between a trial page and its answer (0: back to back)
+    think: float = 0.0  # mean seconds between a trial page and its answer (0: back to back)
     setup_timeout: float = 180.0
     keep: bool = False  # keep the study (and its answers) in the database afterwards
 
@@ -266,6 +267,9 @@ class Participant:
         """GET -> POST until `stop`; an answer counts as acknowledged once the next page the
         server shows is a different trial (or none), i.e. the server confirmed it moved on."""
         pending = None
+        rng = random.Random(self.token)
+        if think:  # participants arrive spread over one think time, not all at once
+            stop.wait(rng.uniform(0, think))
         index = self.trial_page()
         while True:
             if pending is not None and index != pending:
@@ -278,7 +282,7 @@ class Participant:
                 index = self.trial_page()
                 continue
             if think:
-                stop.wait(think)  # listening to the three clips
+                stop.wait(think * rng.uniform(0.5, 1.5))  # listening to the three clips
             self.answer(index)
             pending = index
             index = self.trial_page()
@@ -314,7 +318,10 @@ def run(cfg: LoadConfig, out=print) -> dict:
     finally:
         stop_server(server)
         if not cfg.keep:
-            _delete(study)
+            try:
+                _delete(study)
+            except DatabaseError as exc:  # keep the figures; say what is left behind
+                out(f"could not delete study {study.pk} ({exc}); delete it in the admin")
 
 
 def _drive(cfg, study, server, base, out) -> dict:
