@@ -10,7 +10,7 @@ export CSN_HOME
 # System packages: FluidSynth and a General MIDI soundfont to render stems; for the tests also
 # Chromium (browser tests), PostgreSQL and Redis (integration tests against real servers).
 DEMO_DEBS  := fluidsynth fluid-soundfont-gm
-TEST_DEBS  := $(DEMO_DEBS) chromium postgresql redis-server
+TEST_DEBS  := $(DEMO_DEBS) chromium fonts-ipafont-gothic postgresql redis-server
 
 # The test suite talks to the real PostgreSQL and Redis on this machine; override to point elsewhere.
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/csn_eval
