@@ -275,11 +275,16 @@ def stage_study(opts: DemoOptions) -> dict:
     study, _ = Study.objects.get_or_create(
         owner=user,
         name="Demo: which candidate is more similar in the named instrument?",
-        defaults={"catalogue": catalogue, "instruments": list(CONDITIONS)},
+        defaults={
+            "catalogue": catalogue,
+            "instruments": list(CONDITIONS),
+            # Room for many people (and --simulate runs) before trials count as full.
+            "settings": {"target_answers_per_trial": 200},
+        },
     )
     if not study.trials.exists():
         with LocalWorker(opts) as worker:
-            job = queue_design(study, catalogue, "nearest_random", per_instrument=4, seed=opts.seed)
+            job = queue_design(study, catalogue, "nearest_random", per_instrument=6, seed=opts.seed)
             wait_for_job(job, worker, "design study")
     study.status = Study.Status.OPEN
     study.save(update_fields=["status"])
@@ -450,10 +455,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 def recovered_consent(study) -> dict[str, dict]:
     """Per-instrument consent from the latest computed report (tidy rows, term=instrument)."""
     from csn_model import CONDITIONS
@@ -468,3 +469,7 @@ def recovered_consent(study) -> dict[str, dict]:
         for c in CONDITIONS
         if c in rows
     }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
