@@ -44,6 +44,12 @@ def run(args) -> int:
     print(f"naive path (one clip, librosa)       {r['naive_x_real_time']:10.0f} x real time")
     print(f"ratio fast / naive                   {r['ratio_fast_to_naive']:10.1f}")
     print(
+        f"audio seconds per CPU second: fast {r['fast_audio_s_per_cpu_s']:.0f}, "
+        f"naive {r['naive_audio_s_per_cpu_s']:.0f} "
+        f"(x {r['cores']} cores = {r['cores'] * r['fast_audio_s_per_cpu_s']:.0f} x real time "
+        "with the cores to itself)"
+    )
+    print(
         f"decode + resample alone              {r['decode_resample_x_real_time']:10.0f} x real time"
     )
     by_stage = r["mflop_by_stage_per_audio_second"].items()
@@ -53,6 +59,8 @@ def run(args) -> int:
         f"achieved {r['achieved_gflops']:.1f} GFLOP/s = {100 * r['share_of_peak']:.1f}% of the "
         f"measured matmul peak {r['matmul_peak_gflops']:.0f} GFLOP/s"
     )
+    load = r["load_average_1min"]
+    print(f"machine load average (1 min) before/after: {load[0]:.1f} / {load[1]:.1f}")
     if args.json:
         args.json.write_text(json.dumps(r, indent=2))
     return 0

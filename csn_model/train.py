@@ -30,12 +30,11 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from csn_model import CONDITIONS
-from csn_model import losses as L
 from csn_model.checkpoint import load_checkpoint, load_model, make_payload, save_checkpoint
 from csn_model.config import ConfigError, ExperimentConfig, save_config, to_dict
 from csn_model.model import build_model, model_args_from_config
+from csn_model.objectives import csn_losses, individual_losses, pretrain_losses
 
-PRESENT_PEAK = 1e-4  # a clean stem quieter than this (peak) counts as absent: zero aux target
 # Fields that do not change what a run computes: a resumed run may differ in these.
 RUNTIME_FIELDS = ("num_workers", "checkpoint_every", "log_every", "device", "threads")
 
@@ -133,64 +132,6 @@ def load_teachers(teachers: dict[str, Path] | None, cfg: ExperimentConfig, devic
                 f"{model.sample_rate} Hz; expected {sub} dims at {cfg.features.sample_rate} Hz"
             )
         out.append(model.requires_grad_(False))
-    return out
-
-
-@torch.no_grad()
-def teacher_targets(teachers: list, frontend, stems: torch.Tensor) -> torch.Tensor:
-    """Clean stems (N, K, T) -> teachers' embeddings (N, K, D/K), log-mel computed once."""
-    n, k, t = stems.shape
-    logmel = frontend(stems.reshape(n * k, t))  # (N*K, M, F)
-    logmel = logmel.view(n, k, *logmel.shape[1:])  # (N, K, M, F)
-    return torch.stack([teachers[i].embed_logmel(logmel[:, i]) for i in range(k)], 1)
-
-
-def csn_losses(model, batch: dict, cfg: ExperimentConfig, teachers: list) -> dict:
-    """Loss terms of one CSN step on a batch of triplets."""
-    t = cfg.train
-    mix = batch["mix"]  # (B, 3, T)
-    b = mix.shape[0]
-    emb = model(mix.flatten(0, 1)).view(b, 3, -1)  # (B*3, T) -> (B, 3, D)
-    a, p, n = emb.unbind(1)  # 3 x (B, D)
-    masks = model.masks()  # (K, D)
-    out = {"triplet": L.masked_triplet_loss(a, p, n, batch["condition"], masks, t.margin)}
-    if t.interchanged:
-        out["interchanged"] = L.interchanged_loss(a, p, n, batch["interchanged"], masks, t.margin)
-    if t.aux_loss > 0:
-        stems = batch["stems"].flatten(0, 1)  # (B*3, K, T)
-        present = stems.abs().amax(dim=-1) > PRESENT_PEAK  # (B*3, K)
-        targets = teacher_targets(teachers, model.frontend, stems)  # (B*3, K, D/K)
-        out["aux"] = t.aux_loss * L.aux_loss(emb.flatten(0, 1), targets.float(), present)
-    if t.embed_norm > 0:
-        out["embed_norm"] = t.embed_norm * L.embedding_norm(emb.flatten(0, 1))
-    if model.learned_masks and t.mask_l1 > 0:
-        out["mask_l1"] = t.mask_l1 * L.mask_l1(masks)
-    return out
-
-
-def pretrain_losses(model, batch: dict, cfg: ExperimentConfig, teachers: list) -> dict:
-    """Isolated stems: own subspace -> the teacher's embedding of the stem, the others -> 0."""
-    x = batch["stems"].flatten(0, 1)  # (B, 3, T) -> (B*3, T)
-    cond = batch["condition"].repeat_interleave(3)  # (B*3,)
-    with torch.no_grad():
-        logmel = model.frontend(x)  # (B*3, M, F)
-        target = torch.zeros(x.shape[0], model.sub_dim, device=x.device)  # (B*3, D/K)
-        for c in cond.unique().tolist():
-            idx = (cond == c).nonzero(as_tuple=True)[0]  # (n_c,)
-            target[idx] = teachers[c].embed_logmel(logmel[idx]).float()  # (n_c, D/K)
-    emb = model.embed_logmel(logmel)  # (B*3, D)
-    return {"pretrain": L.pretrain_loss(emb, target, cond)}
-
-
-def individual_losses(model, batch: dict, cfg: ExperimentConfig, teachers: list) -> dict:
-    stems = batch["stems"]  # (B, 3, T)
-    b = stems.shape[0]
-    emb = model(stems.flatten(0, 1)).view(b, 3, -1)  # (B, 3, D/K)
-    a, p, n = emb.unbind(1)
-    ones = model.masks()[0]  # (D/K,) all ones: plain Euclidean distance
-    out = {"triplet": L.triplet_loss(a, p, n, ones, cfg.train.margin).mean()}
-    if cfg.train.embed_norm > 0:
-        out["embed_norm"] = cfg.train.embed_norm * L.embedding_norm(emb.flatten(0, 1))
     return out
 
 
