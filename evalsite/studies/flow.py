@@ -174,7 +174,14 @@ def finish_if_complete(p: Participant) -> bool:
     if total == 0 or stored < total:
         return False
     code = p.study.setting("completion_code") or new_completion_code()
-    return advance(p, Step.TRIALS, Step.DONE, completion_code=code)
+    finished = advance(p, Step.TRIALS, Step.DONE, completion_code=code)
+    if finished:
+        # The report is recomputed in a worker, debounced, once per finished participant rather
+        # than per answer: a per-answer trigger would lock the study's report row on every POST.
+        from evalsite.reports.tasks import schedule_report
+
+        schedule_report(p.study_id)
+    return finished
 
 
 def prolific_redirect(p: Participant) -> str:
