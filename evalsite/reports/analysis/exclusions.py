@@ -128,11 +128,8 @@ def find_exclusions(df: pd.DataFrame, rules: ExclusionRules) -> tuple[pd.DataFra
     # One rule may fire through two of its checks (median and share of fast answers): list once.
     exclusions = exclusions.drop_duplicates(["participant", "rule"]).reset_index(drop=True)
     summary["excluded"] = summary["participant"].isin(exclusions["participant"])
-    summary["rules"] = (
-        summary["participant"]
-        .map(exclusions.groupby("participant")["rule"].agg(", ".join))
-        .fillna("")
-    )
+    rules_of = exclusions.groupby("participant")["rule"].agg(", ".join).to_dict()
+    summary["rules"] = [rules_of.get(p, "") for p in summary["participant"]]
     return exclusions, summary
 
 

@@ -237,7 +237,7 @@ def _mixed(report, clean, df, config):
     report.tables["mixed_laplace"] = fixed
     n = len(consent.scored(clean))
     if n <= config.bayes_max_answers:
-        fixed, _ = mixed.mixed_model(clean, config.confidence)
+        fixed, _ = mixed.mixed_model(clean, config.confidence, config.seed)
         report.tables["mixed"] = fixed
     else:
         notes.append(

@@ -24,11 +24,11 @@ def _svg(fig) -> str:
 
 
 def _interval_points(ax, table: pd.DataFrame, x, offset: float, label: str, **style) -> None:
+    style.setdefault("fmt", "o")
     ax.errorbar(
         [i + offset for i in x],
         table["estimate"],
         yerr=[table["estimate"] - table["ci_low"], table["ci_high"] - table["estimate"]],
-        fmt="o",
         capsize=3,
         label=label,
         **style,
@@ -50,7 +50,7 @@ def consent_plot(report: Report) -> str | None:
     ceiling = report.tables.get("noise_ceiling")
     if ceiling is not None and not ceiling.empty:
         c = ceiling.set_index("term").reindex(terms)
-        _interval_points(ax, c, x, 0.12, "noise ceiling", color="C1", marker="_", markersize=14)
+        _interval_points(ax, c, x, 0.12, "noise ceiling", color="C1", fmt="_", markersize=14)
     ax.axhline(0.5, label="chance", **CHANCE)
     ax.set_xticks(x, terms)
     ax.set_ylim(0, 1)

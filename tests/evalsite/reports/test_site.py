@@ -1,0 +1,159 @@
+"""The report in the site: computed by the task from the export, shown to the owner and shared
+researchers only, downloads equal to the stored tables at full precision, a bundle that recomputes
+itself, and debounced scheduling."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import zipfile
+
+import pandas as pd
+import pytest
+from django.urls import reverse
+
+from evalsite.reports.analysis.proportions import wilson_interval
+from evalsite.reports.models import ReportSnapshot, ReportState
+from evalsite.reports.tasks import recompute_report, schedule_report
+from evalsite.studies.export import answers_dataframe
+from evalsite.studies.models import Participant, Study
+from tests.evalsite.reports.conftest import answer_all
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def snapshot(sim_study) -> ReportSnapshot:
+    return ReportSnapshot.objects.get(pk=recompute_report(sim_study.pk))
+
+
+def test_it_stores_consent_per_instrument_as_computed_from_the_answers(sim_study, snapshot):
+    assert snapshot.error == ""
+    frame = answers_dataframe(sim_study)
+    main = frame[~frame["is_catch"].astype(bool)]
+    rows = {r["term"]: r for r in snapshot.tables["consent"]}
+    for instrument in ("drums", "guitar"):
+        agree = main.loc[main["instrument"] == instrument, "agree"].astype(float)
+        row = rows[instrument]
+        assert row["n"] == len(agree) == 40
+        assert row["estimate"] == agree.mean()
+        assert (row["ci_low"], row["ci_high"]) == wilson_interval(int(agree.sum()), len(agree))
+    assert rows["drums"]["estimate"] > rows["guitar"]["estimate"]  # simulated 0.9 vs 0.6
+
+
+def test_it_keeps_the_snapshot_when_nothing_changed_and_recomputes_when_answers_arrive(
+    sim_study, snapshot
+):
+    assert recompute_report(sim_study.pk) == snapshot.pk
+    p = Participant.objects.create(
+        study=sim_study, external_pid="late", step="done", screening_passed=True
+    )
+    import numpy as np
+
+    answer_all(sim_study, p, list(sim_study.trials.order_by("id")), np.random.default_rng(1))
+    newer = recompute_report(sim_study.pk)
+    assert newer != snapshot.pk
+    assert ReportSnapshot.objects.get(pk=newer).n_answers == snapshot.n_answers + 12
+
+
+def test_it_debounces_scheduling_until_the_queued_run_starts(
+    sim_study, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert schedule_report(sim_study.pk) is True
+        assert schedule_report(sim_study.pk) is False
+        assert schedule_report(sim_study.pk) is False
+    assert len(callbacks) == 1  # one task queued for the burst, after the commit
+    assert ReportState.objects.get(study=sim_study).pending
+    recompute_report(sim_study.pk)  # the queued run starts: new answers may queue again
+    assert not ReportState.objects.get(study=sim_study).pending
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert schedule_report(sim_study.pk) is True
+    assert len(callbacks) == 1
+
+
+def test_it_shows_the_report_to_the_owner_and_shared_researchers_only(
+    client, sim_study, snapshot, alice, bob, carol
+):
+    url = reverse("reports:page", args=[sim_study.pk])
+    assert client.get(url).status_code == 302  # anonymous: to the login page
+    for user, status in ((alice, 200), (carol, 200), (bob, 404)):
+        client.force_login(user)
+        response = client.get(url)
+        assert response.status_code == status, user
+    client.force_login(alice)
+    page = client.get(reverse("reports:page", args=[sim_study.slug])).content.decode()
+    assert 'data-testid="computed-at"' in page and snapshot.computed_at.strftime("%Y-%m-%d") in page
+    assert 'data-table="consent"' in page and "<svg" in page
+
+
+def test_it_never_computes_in_the_request(client, sim_study, alice):
+    client.force_login(alice)
+    page = client.get(reverse("reports:page", args=[sim_study.pk])).content.decode()
+    assert "No report has been computed yet" in page
+    assert not ReportSnapshot.objects.exists()
+
+
+def test_it_queues_a_recomputation_from_the_button(
+    client, sim_study, alice, django_capture_on_commit_callbacks
+):
+    client.force_login(alice)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post(reverse("reports:recompute", args=[sim_study.pk]))
+    assert response.status_code == 302
+    assert len(callbacks) == 1 and ReportState.objects.get(study=sim_study).pending
+
+
+def test_it_downloads_every_table_at_full_precision(client, sim_study, snapshot, alice):
+    client.force_login(alice)
+    for name, rows in snapshot.tables.items():
+        got = client.get(reverse("reports:table", args=[sim_study.pk, name, "json"]))
+        assert json.loads(got.content) == rows, name
+        if not snapshot.columns[name]:  # a part with nothing to show (e.g. no repeats)
+            continue
+        csv = client.get(reverse("reports:table", args=[sim_study.pk, name, "csv"]))
+        frame = pd.read_csv(io.BytesIO(csv.content))
+        assert list(frame.columns) == snapshot.columns[name]
+    consent = pd.read_csv(
+        io.BytesIO(
+            client.get(reverse("reports:table", args=[sim_study.pk, "consent", "csv"])).content
+        )
+    )
+    assert list(consent["estimate"]) == [r["estimate"] for r in snapshot.tables["consent"]]
+
+
+def test_it_bundles_a_script_that_recomputes_identical_tables(
+    client, sim_study, snapshot, alice, tmp_path
+):
+    client.force_login(alice)
+    response = client.get(reverse("reports:bundle", args=[sim_study.pk]))
+    zipfile.ZipFile(io.BytesIO(response.content)).extractall(tmp_path)
+    root = tmp_path / f"report-study-{sim_study.pk}"
+    for name in (
+        "config.json",
+        "seeds.json",
+        "design.csv",
+        "answers.csv",
+        "codebook.json",
+        "report_config.json",
+        "report.json",
+        "recompute.py",
+    ):
+        assert (root / name).is_file(), name
+    assert json.loads((root / "seeds.json").read_text())["design"] == 3
+    result = subprocess.run(
+        [sys.executable, "recompute.py"], cwd=root, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all tables identical" in result.stdout
+    stored = json.loads((root / "report.json").read_text())["tables"]
+    assert stored["consent"] == snapshot.tables["consent"]
+
+
+def test_it_reports_a_study_without_answers_with_a_message(alice):
+    study = Study.objects.create(owner=alice, name="Empty", instruments=["drums"])
+    snap = ReportSnapshot.objects.get(pk=recompute_report(study.pk))
+    assert "no answers" in snap.error
+    assert snap.tables == {}
