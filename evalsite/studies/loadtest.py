@@ -281,8 +281,8 @@ class Participant:
                 self.enter()
                 index = self.trial_page()
                 continue
-            if think:
-                stop.wait(think * rng.uniform(0.5, 1.5))  # listening to the three clips
+            if think and stop.wait(think * rng.uniform(0.5, 1.5)):  # listening to the clips
+                return  # the phase ended while listening: no answer after the stop
             self.answer(index)
             pending = index
             index = self.trial_page()
