@@ -39,10 +39,13 @@ class LogMel(nn.Module):
         fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
         # Derived from the arguments, so not part of the state_dict.
         self.register_buffer("window", window, persistent=False)  # (n_fft,)
-        self.register_buffer("mel_fb_t", torch.from_numpy(np.ascontiguousarray(fb.T)), False)
-        # mel_fb_t: (n_freq, n_mels). The filterbank is banded (each filter spans a few bins):
-        # per group of bands, the bin range where any of them is non-zero, so that the product
-        # skips the ~87% of zeros. Same sum as the dense product up to float rounding.
+        # Each row twice, to multiply the interleaved (re, im) squares directly:
+        # sum_f (re_f^2 + im_f^2) w_f = sum_f re_f^2 w_f + im_f^2 w_f, one pass fewer.
+        fb2 = np.ascontiguousarray(np.repeat(fb.T, 2, axis=0))  # (2 * n_freq, n_mels)
+        self.register_buffer("mel_fb2_t", torch.from_numpy(fb2), persistent=False)
+        # The filterbank is banded (each filter spans a few bins): per group of bands, the bin
+        # range where any of them is non-zero, so that the product skips the ~87% of zeros.
+        # Same sum as the dense product up to float rounding.
         self.bands = _band_ranges(fb, MEL_GROUPS)
 
     def num_frames(self, num_samples: int) -> int:
@@ -63,11 +66,11 @@ class LogMel(nn.Module):
         x = F.pad(wave, (pad, pad))  # (B, T + n_fft), zeros as librosa's pad_mode="constant"
         frames = x.unfold(-1, self.n_fft, self.hop_length) * self.window  # (B, frames, n_fft)
         spec = torch.fft.rfft(frames)  # (B, frames, n_freq) complex
-        power = spec.real.square() + spec.imag.square()  # (B, frames, n_freq)
+        sq = torch.view_as_real(spec).flatten(-2).square()  # (B, frames, 2 * n_freq) re², im²
         if self.bands is None:
-            return power @ self.mel_fb_t  # (B, frames, n_mels)
+            return sq @ self.mel_fb2_t  # (B, frames, n_mels)
         parts = [
-            power[..., lo:hi] @ self.mel_fb_t[lo:hi, m0:m1]  # (B, frames, m1 - m0)
+            sq[..., 2 * lo : 2 * hi] @ self.mel_fb2_t[2 * lo : 2 * hi, m0:m1]  # (B, frames, m)
             for m0, m1, lo, hi in self.bands
         ]
         return torch.cat(parts, dim=-1)  # (B, frames, n_mels)
