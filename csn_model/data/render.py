@@ -110,7 +110,9 @@ def render_notes(
         # Load only the samples of presets in use: FluidR3 is 148 MB, one stem needs a few.
         synth.setting("synth.dynamic-sample-loading", 1)
         if share_soundfont:
-            lent = _shared_soundfont(fs, soundfont)
+            lender = _lender(fs, soundfont)
+            lender.pin(bank, program)
+            lent = lender.sfont
             sfid = lib.fluid_synth_add_sfont(synth.synth, lent)
         else:
             sfid = synth.sfload(str(soundfont))
@@ -145,20 +147,42 @@ def _render_events(lib, synth, chan, notes, sample_rate, num_frames) -> np.ndarr
     return (left + right) * np.float32(0.5)  # (T,) mono
 
 
-_SHARED: dict[tuple[int, str], tuple[object, int]] = {}  # (pid, path) -> (holder synth, sfont*)
+@dataclass
+class _Lender:
+    """A holder synth that parsed the soundfont once, and keeps the presets used so far
+    selected on its own channels, so that their samples stay loaded between stems (dynamic
+    loading would otherwise free and re-read them for every fresh synth)."""
+
+    synth: object
+    sfid: int
+    sfont: int  # fluid_sfont_t*
+    pinned: dict[tuple[int, int], int]  # (bank, program) -> holder channel
+
+    def pin(self, bank: int, program: int) -> None:
+        if (bank, program) not in self.pinned and len(self.pinned) < LENDER_CHANNELS:
+            self.synth.program_select(len(self.pinned), self.sfid, bank, program)
+            self.pinned[(bank, program)] = len(self.pinned)
 
 
-def _shared_soundfont(fs, soundfont: Path) -> int:
-    """The soundfont parsed once per process (per pid: never used across a fork)."""
+LENDER_CHANNELS = 256
+_LENDERS: dict[tuple[int, str], _Lender] = {}  # (pid, path) -> lender; never used across a fork
+
+
+def _lender(fs, soundfont: Path) -> _Lender:
     key = (os.getpid(), str(soundfont))
-    if key not in _SHARED:
-        holder = fs.Synth(gain=SYNTH_GAIN, samplerate=22050.0, channels=16)
+    if key not in _LENDERS:
+        holder = fs.Synth(gain=SYNTH_GAIN, samplerate=22050.0, channels=LENDER_CHANNELS)
         holder.setting("synth.dynamic-sample-loading", 1)  # as in a fresh synth: same samples
         sfid = holder.sfload(str(soundfont))
         if sfid < 0:
             raise RenderError(f"{soundfont}: FluidSynth could not load this soundfont")
-        _SHARED[key] = (holder, fs._fl.fluid_synth_get_sfont_by_id(holder.synth, sfid))
-    return _SHARED[key][1]
+        ptr = fs._fl.fluid_synth_get_sfont_by_id(holder.synth, sfid)
+        lender = _Lender(holder, sfid, ptr, {})
+        # Adding the soundfont to a synth selects these defaults on its channels: keep them warm.
+        lender.pin(0, 0)
+        lender.pin(128, 0)
+        _LENDERS[key] = lender
+    return _LENDERS[key]
 
 
 def available_presets(soundfont: Path, bank: int, programs: tuple[int, ...]) -> tuple[int, ...]:

@@ -112,8 +112,12 @@ def synthesize(
     audio_format: str = "flac",
     split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
     progress: bool = True,
+    midi: bool = False,
 ) -> SynthSummary:
-    """Render `tracks` pieces into `out` (Slakh layout). Finished tracks are skipped."""
+    """Render `tracks` pieces into `out` (Slakh layout). Finished tracks are skipped.
+
+    midi: also write MIDI/Sxx.mid per stem (Slakh has them; off by default because writing
+    them costs ~10% of the run and a piece is re-made exactly from its seed anyway)."""
     if tracks < 1:
         raise ValueError(f"tracks={tracks}: expected at least 1")
     if audio_format not in {"flac", "wav"}:
@@ -137,7 +141,7 @@ def synthesize(
     todo = [(i, splits[i]) for i in range(tracks) if not _is_done(out, splits[i], i)]
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
     t0 = time.perf_counter()
-    results = _run_jobs(out, cfg, todo, workers, progress)
+    results = _run_jobs(out, cfg, todo, workers, progress, midi)
     wall = time.perf_counter() - t0
     return SynthSummary(
         tracks=tracks,
@@ -152,10 +156,10 @@ def synthesize(
     )
 
 
-def _run_jobs(out: Path, cfg: SynthConfig, todo, workers: int, progress: bool) -> list[dict]:
+def _run_jobs(out: Path, cfg: SynthConfig, todo, workers: int, progress: bool, midi: bool):
     from tqdm import tqdm  # noqa: PLC0415
 
-    jobs = [(out, cfg, i, split) for i, split in todo]
+    jobs = [(out, cfg, i, split, midi) for i, split in todo]
     bar = tqdm(total=len(jobs), unit="track", desc="csn synth", disable=not progress)
     results = []
     try:
@@ -200,7 +204,7 @@ def _is_done(out: Path, split: str, index: int) -> bool:
 
 
 def _render_job(job) -> dict:
-    out, cfg, index, split = job
+    out, cfg, index, split, midi = job
     cpu0 = time.process_time()
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, index]))
     piece = compose(rng, cfg.seconds, cfg.kits)
@@ -219,14 +223,17 @@ def _render_job(job) -> dict:
         t_render += time.perf_counter() - t
         stems.append(audio)
         presets.append(preset)
-    stack = np.stack(stems).astype(np.float64)  # (S, T)
-    peak = float(np.abs(stack.sum(axis=0)).max())
+    stack = np.stack(stems)  # (S, T) float32
+    peak = float(np.abs(stack.sum(axis=0, dtype=np.float64)).max())
     gain = TARGET_PEAK / peak if peak > 0 else 1.0
-    q = np.clip(np.round(stack * gain * FULL_SCALE), -FULL_SCALE, FULL_SCALE - 1).astype(np.int64)
-    mix = q.sum(axis=0)  # (T,) exact integer sum of the quantised stems
+    q = np.empty(stack.shape, dtype=np.int32)  # (S, T) 24-bit values
+    for s, stem in enumerate(stack):
+        scaled = np.rint(stem.astype(np.float64) * (gain * FULL_SCALE))
+        q[s] = np.clip(scaled, -FULL_SCALE, FULL_SCALE - 1)
+    mix = q.sum(axis=0, dtype=np.int64)  # (T,) exact integer sum of the quantised stems
     if np.abs(mix).max() >= FULL_SCALE:
         raise RenderError(f"{track_name(index)}: mix clips after normalisation (internal error)")
-    _write_track(out, cfg, index, split, piece, q, mix, presets, gain)
+    _write_track(out, cfg, index, split, piece, q, mix, presets, gain, midi)
     return {
         "mix_seconds": n / cfg.sample_rate,
         "stem_seconds": len(stems) * n / cfg.sample_rate,
@@ -241,27 +248,29 @@ def _write_pcm24(path: Path, ints: np.ndarray, sample_rate: int, fmt: str) -> No
     sf.write(str(path), data, sample_rate, subtype="PCM_24", format=fmt.upper())
 
 
-def _write_track(out, cfg, index, split, piece: Piece, q, mix, presets, gain) -> None:
+def _write_track(out, cfg, index, split, piece: Piece, q, mix, presets, gain, midi) -> None:
     name = track_name(index)
     final = out / split / name
     tmp = out / split / f".{name}.partial"
     if tmp.exists():
         shutil.rmtree(tmp)  # left over from an interrupted run
     (tmp / "stems").mkdir(parents=True)
-    (tmp / "MIDI").mkdir()
+    if midi:
+        (tmp / "MIDI").mkdir()
     ext = cfg.audio_format
     stems_meta = {}
     for s, (part, preset) in enumerate(zip(piece.parts, presets)):
         sname = f"S{s:02d}"
         _write_pcm24(tmp / "stems" / f"{sname}.{ext}", q[s], cfg.sample_rate, ext)
-        _write_midi(tmp / "MIDI" / f"{sname}.mid", part, piece.tempo)
+        if midi:
+            _write_midi(tmp / "MIDI" / f"{sname}.mid", part, piece.tempo)
         rms = float(np.sqrt(np.mean((q[s] / FULL_SCALE) ** 2)))
         stems_meta[sname] = {
             "audio_rendered": True,
             "inst_class": part.inst_class,
             "is_drum": part.is_drum,
             "midi_program_name": part.program_name,
-            "midi_saved": True,
+            "midi_saved": midi,
             "plugin_name": f"{Path(cfg.soundfont).name}:{preset}",
             "program_num": part.program,
             # csn synth's own fields
@@ -276,6 +285,7 @@ def _write_track(out, cfg, index, split, piece: Piece, q, mix, presets, gain) ->
         }
     _write_pcm24(tmp / f"mix.{ext}", mix, cfg.sample_rate, ext)
     meta = _track_metadata(cfg, index, piece, gain, stems_meta)
+    meta["midi_dir"] = "MIDI" if midi else None
     (tmp / "metadata.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
     if final.exists():
         shutil.rmtree(final)  # a folder without metadata.yaml is an unfinished one

@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=(0.7, 0.15, 0.15),
         help="train,validation,test shares (default 0.7,0.15,0.15)",
     )
+    parser.add_argument("--midi", action="store_true", help="also write MIDI/Sxx.mid per stem")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -66,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
             audio_format=args.audio_format,
             split_fractions=args.splits,
             progress=not args.no_progress,
+            midi=args.midi,
         )
     except RenderError as exc:
         print(f"csn synth: {exc}", file=sys.stderr)

@@ -79,7 +79,8 @@ def test_it_refuses_to_mix_settings_in_one_folder_and_names_bad_soundfonts(tmp_p
 def test_it_runs_from_the_command_line(tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["synth", "--out", str(out), "--tracks", "2", "--seconds", "2", "--seed", "5",
-                 "--no-progress", "--workers", "1"]) == 0  # fmt: skip
+                 "--no-progress", "--workers", "1", "--midi"]) == 0  # fmt: skip
+    assert len(list(out.glob("train/Track00001/MIDI/S*.mid"))) >= 3
     assert "synth: 2 tracks (2 rendered, 0 already done)" in capsys.readouterr().out
     assert len(SlakhDataset(out).tracks("train")) == 2
     assert main(["synth", "--out", str(out), "--tracks", "2", "--seconds", "2", "--seed", "5",
