@@ -167,6 +167,8 @@ CELERY_TASK_DEFAULT_QUEUE = "cpu"  # queues and routes: evalsite/celery.py, docs
 CSN_AUTO_EMBED = env_bool("CSN_AUTO_EMBED", True)
 # Seconds a worker pauses between embedding batches: 0 except in the crash-recovery test.
 CSN_EMBED_PAUSE_S = env_float("CSN_EMBED_PAUSE_S", 0.0)
+# Clips per model call in the embedding task (and per task when a catalogue is ingested).
+CSN_EMBED_BATCH = env_int("CSN_EMBED_BATCH", 32)
 
 LOGGING = {
     "version": 1,

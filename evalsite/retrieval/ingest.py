@@ -19,8 +19,6 @@ from evalsite.retrieval.embedder import get_embedder, version_for
 from evalsite.retrieval.models import Embedding, ModelVersion, to_bytes
 from evalsite.stimuli.models import Clip
 
-DEFAULT_BATCH = 32  # clips per model call: amortises the model, bounds memory per task
-
 
 @dataclass
 class IngestReport:
@@ -89,12 +87,14 @@ def _embed_chunk(embedder, clips: list[Clip], report: IngestReport) -> tuple[lis
 
 
 def embed_clips(
-    clip_ids: list[int], embedder=None, batch: int = DEFAULT_BATCH, pause_s: float | None = None
+    clip_ids: list[int], embedder=None, batch: int | None = None, pause_s: float | None = None
 ) -> IngestReport:
-    """Embed the ready clips among clip_ids that have no embedding for the checkpoint yet."""
+    """Embed the ready clips among clip_ids that have no embedding for the checkpoint yet, in
+    model calls of `batch` clips (settings.CSN_EMBED_BATCH: amortises the model, bounds memory)."""
     from csn_model.inference import EmbedError
 
     embedder = embedder or get_embedder()
+    batch = batch or settings.CSN_EMBED_BATCH
     version = version_for(embedder)
     pause_s = settings.CSN_EMBED_PAUSE_S if pause_s is None else pause_s
     report = IngestReport()
@@ -130,7 +130,7 @@ def embed_clips(
     return report
 
 
-def ingest_clips(clip_ids: list[int], embedder=None, batch: int = DEFAULT_BATCH) -> IngestReport:
+def ingest_clips(clip_ids: list[int], embedder=None, batch: int | None = None) -> IngestReport:
     """prepare_clips then embed_clips, in one process (eager use and the CLI)."""
     errors = prepare_clips(clip_ids)
     report = embed_clips(clip_ids, embedder=embedder, batch=batch)

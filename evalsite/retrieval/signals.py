@@ -33,12 +33,12 @@ def suppressed():
 
 
 def _flush() -> None:
-    from evalsite.stimuli.tasks import BATCH, embed_clips
+    from evalsite.stimuli.tasks import embed_clips
 
-    ids = sorted(getattr(_pending, "ids", set()))
+    ids, batch = sorted(getattr(_pending, "ids", set())), settings.CSN_EMBED_BATCH
     _pending.ids = set()
-    for i in range(0, len(ids), BATCH):
-        embed_clips.delay(ids[i : i + BATCH])
+    for i in range(0, len(ids), batch):
+        embed_clips.delay(ids[i : i + batch])
 
 
 @receiver(post_save, sender=Clip, dispatch_uid="retrieval_auto_embed")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from celery import Task, chain, shared_task
+from django.conf import settings
 from django.db import transaction
 
 from evalsite.jobs import progress
@@ -19,7 +20,6 @@ from evalsite.retrieval.embedder import CheckpointMissing, checkpoint_id
 from evalsite.stimuli.models import Catalogue, Clip
 
 log = logging.getLogger(__name__)
-BATCH = ingest.DEFAULT_BATCH
 
 # Transient failures (database or file system hiccups) are retried with exponential backoff;
 # bad audio is not an exception here (it marks the clip failed and the task succeeds).
@@ -97,9 +97,9 @@ def ingest_catalogue(job_id: int) -> int:
     if job is None:
         return 0
     progress.start(job)
-    ids = job.params.get("clips", [])
-    for i in range(0, len(ids), BATCH):
-        ingest_signature(ids[i : i + BATCH], job.pk).delay()
+    ids, batch = job.params.get("clips", []), settings.CSN_EMBED_BATCH
+    for i in range(0, len(ids), batch):
+        ingest_signature(ids[i : i + batch], job.pk).delay()
     progress.refresh(job)
     return len(ids)
 

@@ -54,4 +54,4 @@ def bob(django_user_model):
 
 @pytest.fixture
 def catalogue(db, ada):
-    return make_catalogue(ada, n_pieces=8)
+    return make_catalogue(ada, n_pieces=6)

@@ -30,7 +30,7 @@ def write_checkpoint(path: Path, seed: int = 0) -> Path:
     return save_checkpoint(path, make_payload("csn", args, model, to_dict(cfg)))
 
 
-def piece_audio(piece: int, variant: int = 0, seconds: float = 1.5) -> np.ndarray:
+def piece_audio(piece: int, variant: int = 0, seconds: float = 1.2) -> np.ndarray:
     """A clip of a piece: a chord whose pitches and rhythm depend on the piece (T,)."""
     rng = np.random.default_rng(1000 * piece + variant)
     t = np.arange(int(seconds * SR)) / SR

@@ -5,6 +5,7 @@ Run under `nice`: building a 1M-vector index takes minutes of both cores."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 from django.core.management.base import BaseCommand
@@ -31,7 +32,9 @@ class Command(BaseCommand):
         parser.add_argument("--ef-construction", type=int, default=DEFAULT_HNSW.ef_construction)
         parser.add_argument("--skip-synthetic", action="store_true")
         parser.add_argument("--skip-catalogue", action="store_true")
-        parser.add_argument("--seed", type=int, default=0)  # fmt: skip
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--index-dir", default=None,
+                            help="save/reuse built synthetic indexes here")  # fmt: skip
 
     def handle(self, *args, **o) -> None:
         params = HnswParams(o["m"], o["ef_construction"], DEFAULT_HNSW.ef_search)
@@ -49,7 +52,12 @@ class Command(BaseCommand):
             f"synthetic subspace {s}: {o['kind']} {o['n']:,} x {o['dim']}, "
             f"{o['queries']} queries (generated in {time.perf_counter() - t:.0f} s)"
         )
-        rows, info = bench.run_bench(base, queries, params, log=self.stdout.write)
+        path = None
+        if o["index_dir"]:
+            Path(o["index_dir"]).mkdir(parents=True, exist_ok=True)
+            name = f"{o['kind']}-{o['n']}x{o['dim']}-s{o['seed'] + 2 * s}-M{params.m}.faiss"
+            path = Path(o["index_dir"]) / name
+        rows, info = bench.run_bench(base, queries, params, log=self.stdout.write, index_path=path)
         self.stdout.write(bench.table(rows, info["exact_qps"]))
         self._verdict(rows, info["exact_qps"])
 
@@ -59,8 +67,9 @@ class Command(BaseCommand):
             self.stdout.write("no efSearch reached recall@10 >= 0.95")
         else:
             self.stdout.write(
-                f"best at recall@10 >= 0.95: {b.param}, {b.qps:,.0f} q/s, recall {b.recall10:.4f}"
-                f", {b.qps / exact_qps:.1f}x exact search measured in this run"
+                f"best at recall@10 >= 0.95: {b.param}, {b.qps:,.0f} queries/CPU-s "
+                f"({b.wall_qps:,.0f} q/s wall), recall {b.recall10:.4f}, "
+                f"{b.qps / exact_qps:.1f}x exact search measured in this run"
             )
 
     def _catalogue(self, params: HnswParams) -> None:
