@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import tempfile
 import time
+from pathlib import Path
 
 from .report import ReportConfig, build_report
 from .simulate import SimulationSpec, simulate_answers
@@ -47,6 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     report = build_report(answers, ReportConfig(n_boot=args.n_boot, seed=args.seed))
     for part, seconds in report.timings.items():
         print(f"{part:40s} {seconds:8.2f} s")
+    from ..rendering.files import write_report  # matplotlib only here
+
+    with tempfile.TemporaryDirectory() as out:
+        t = time.perf_counter()
+        write_report(report, Path(out))
+        t_render = time.perf_counter() - t
+    print(f"{'render (plots, tables, summaries)':40s} {t_render:8.2f} s")
+    print(f"{'report + render':40s} {report.timings.get('total', 0) + t_render:8.2f} s")
     for m in report.messages:
         print(f"[{m['level']}] {m['part']}: {m['text']}")
     return 0 if report.ok else 1
