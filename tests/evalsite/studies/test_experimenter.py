@@ -229,3 +229,37 @@ def test_it_lists_trials_and_counts_them_on_the_overview(client, alice, study):
     assert html.count("<tr><td>") == Trial.objects.filter(study=study).count()
     overview = client.get(reverse("studies:study_detail", args=[study.pk]))
     assert overview.context["trial_counts"] == {"main": 4, "practice": 1, "catch": 3}
+
+
+def test_it_names_a_bad_dataset_folder_on_the_import_page(client, alice, study, tmp_path):
+    client.force_login(alice)
+    data = {"root": str(tmp_path / "missing"), "split": "test", "seconds": 2, "attention": "on"}
+    response = client.post(reverse("studies:dataset_import", args=[study.pk]), data)
+    assert response.status_code == 200
+    assert str(tmp_path / "missing") in str(response.context["form"].errors["root"])
+
+
+def test_it_imports_a_slakh_layout_split_into_the_study_catalogue(
+    client, alice, tiny_dataset, settings, tmp_path
+):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    study = Study.objects.create(owner=alice, name="import", instruments=["drums", "bass"])
+    client.force_login(alice)
+    data = {"root": str(tiny_dataset), "split": "validation", "seconds": 2, "attention": "on"}
+    response = client.post(reverse("studies:dataset_import", args=[study.pk]), data)
+    assert response.status_code == 200, response.context["form"].errors
+    report = response.context["report"]
+    study.refresh_from_db()
+    clips = Clip.objects.filter(catalogue=study.catalogue, status=Clip.Status.READY)
+    assert len(report.mixes) == 2 and clips.count() >= 2
+    assert {c.piece for c in report.mixes} <= set(clips.values_list("piece", flat=True))
+
+
+def test_it_explains_why_random_trials_cannot_be_drawn(client, alice):
+    study = Study.objects.create(owner=alice, name="no clips", instruments=["drums"])
+    client.force_login(alice)
+    data = {"per_instrument": 2, "catch_per_kind": 1, "seed": 0}
+    response = client.post(reverse("studies:trials_random", args=[study.pk]), data)
+    assert response.status_code == 400
+    assert "expected at least 3" in str(response.context["random_form"].non_field_errors())
+    assert not study.trials.exists()
