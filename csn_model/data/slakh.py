@@ -198,7 +198,7 @@ class SlakhDataset:
     """A Slakh-layout dataset root. Splits are scanned lazily, once each."""
 
     def __init__(self, root: str | Path, cache_audio: bool = False):
-        """cache_audio: keep every condition a read touches decoded in memory (about 0.5 MB per
+        """cache_audio: keep every condition a read touches decoded in memory (about 5.3 MB per
         condition-minute at 22050 Hz; for small datasets and fast training loaders). Call
         preload(split) before forking DataLoader workers so that they share one copy."""
         self.root = Path(root)
