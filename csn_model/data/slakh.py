@@ -11,7 +11,8 @@ by decoding whole files, except for the one streamed pass that measures each con
 envelope (cached per track) to find silent stems and active segments.
 
 Documented, counted skips (listed in `SlakhDataset.skipped`, never silent):
-- a stem whose metadata says `audio_rendered: false` (Slakh does not render those), and
+- a stem whose metadata says `audio_rendered: false` (Slakh does not render those),
+- an audio file in the stems folder that metadata.yaml does not list (it is not read), and
 - a stem whose audio is silent (peak below SILENCE_PEAK): its condition is absent from the track
   unless another stem of that condition plays.
 Everything else that is malformed raises DataError naming the track, the stem and the expectation.
@@ -28,7 +29,13 @@ import yaml
 
 from csn_model import CONDITIONS
 from csn_model.data import audio_io
-from csn_model.data.audio_io import ENVELOPE_HOP, audio_file, read_mono, stem_envelope
+from csn_model.data.audio_io import (
+    AUDIO_SUFFIXES,
+    ENVELOPE_HOP,
+    audio_file,
+    read_mono,
+    stem_envelope,
+)
 from csn_model.data.errors import DataError
 
 __all__ = ["DataError", "SlakhDataset", "Stem", "Track", "condition_of", "load_track"]
@@ -320,6 +327,10 @@ def load_track(split: str, folder: Path, skipped: list | None = None) -> Track:
         by_cond.setdefault(stem.condition, []).append(stem)
     if not by_cond:
         raise DataError(f"{meta_path}: no stem has rendered audio; expected at least one")
+    listed = {str(n) for n in meta["stems"]}
+    for extra in sorted(audio_dir.glob("*")) if audio_dir.is_dir() else ():
+        if extra.suffix.lower() in AUDIO_SUFFIXES and extra.stem not in listed:
+            skipped.append((folder.name, extra.stem, "audio file not listed in metadata.yaml"))
     return Track(
         name=folder.name,
         split=split,

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
 from csn_model.data.compose import compose
-from csn_model.data.render import RenderError, check_soundfont, default_soundfont, render_notes
+from csn_model.data.render import (
+    RenderError,
+    check_soundfont,
+    default_soundfont,
+    fluidsynth_module,
+    render_notes,
+)
 
 
 def test_it_renders_identically_with_a_shared_or_a_freshly_loaded_soundfont():
@@ -30,3 +38,9 @@ def test_it_names_missing_presets_and_bad_soundfont_files(tmp_path):
     (tmp_path / "x.txt").write_text("")
     with pytest.raises(RenderError, match="expected a .sf2 or .sf3 file"):
         check_soundfont(tmp_path / "x.txt")
+
+
+def test_it_says_what_to_install_when_libfluidsynth_is_missing(monkeypatch):
+    monkeypatch.setitem(sys.modules, "fluidsynth", None)  # import fails as without the library
+    with pytest.raises(RenderError, match="apt-get install fluidsynth"):
+        fluidsynth_module()

@@ -58,6 +58,14 @@ def test_it_counts_unrendered_and_silent_stems_as_documented_skips(slakh_mini):
     )
 
 
+def test_it_counts_audio_files_that_metadata_does_not_list(slakh_mini):
+    sf.write(slakh_mini / "train/Track00001/stems/S09.flac", np.zeros(SR * SECONDS), SR)
+    ds = SlakhDataset(slakh_mini)
+    ds.tracks("train")
+    assert ("Track00001", "S09", "audio file not listed in metadata.yaml") in ds.skipped
+    assert "S09" not in {s.name for stems in ds.track("Track00001").stems.values() for s in stems}
+
+
 def test_it_finds_active_segments_by_energy(slakh_mini):
     t = SlakhDataset(slakh_mini).track("Track00001")
     starts = t.active_segments("others", SR // 2, SR // 4)  # strings: second half only
