@@ -34,6 +34,8 @@ from evalsite.studies.models import Study
 from evalsite.studies.permissions import get_visible_study, is_owner, visible_studies
 from evalsite.studies.random_design import DesignError, build_random_trials
 
+MAX_UPLOAD_BYTES = 100_000_000  # above the longest clip audio.py accepts, in any format
+
 # Allowed status changes: action -> (from states, to state).
 TRANSITIONS = {
     "open": ({Study.Status.DRAFT, Study.Status.PAUSED}, Study.Status.OPEN),
@@ -159,6 +161,9 @@ def clips(request: HttpRequest, pk: int) -> HttpResponse:
         catalogue = study_catalogue(study)
         target = study.setting("loudness_target_lufs")
         for upload in form.cleaned_data["files"]:
+            if upload.size > MAX_UPLOAD_BYTES:  # refused before decoding; shown, not stored
+                results.append(_oversized(upload))
+                continue
             piece = form.cleaned_data["piece"] or ""
             results.append(clip_from_upload(upload, catalogue, target, piece=piece))
         ok = sum(c.is_ready for c in results)
@@ -174,6 +179,15 @@ def clips(request: HttpRequest, pk: int) -> HttpResponse:
         "target_lufs": study.setting("loudness_target_lufs"),
     }
     return render(request, "studies/experimenter/clips.html", context)
+
+
+def _oversized(upload) -> Clip:
+    """An unsaved failed clip that reports a file over MAX_UPLOAD_BYTES."""
+    error = (
+        f"{upload.name}: {upload.size / 1e6:.0f} MB; expected at most "
+        f"{MAX_UPLOAD_BYTES / 1e6:.0f} MB (120 s of 96 kHz stereo float WAV)"
+    )
+    return Clip(name=upload.name, status=Clip.Status.FAILED, error=error)
 
 
 @login_required

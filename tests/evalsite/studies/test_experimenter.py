@@ -263,3 +263,19 @@ def test_it_explains_why_random_trials_cannot_be_drawn(client, alice):
     assert response.status_code == 400
     assert "expected at least 3" in str(response.context["random_form"].non_field_errors())
     assert not study.trials.exists()
+
+
+def test_it_refuses_an_oversized_file_before_decoding(
+    client, alice, study, settings, tmp_path, monkeypatch
+):
+    from evalsite.studies import experimenter
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    client.force_login(alice)
+    big = wav_bytes(seconds=2.0)
+    monkeypatch.setattr(experimenter, "MAX_UPLOAD_BYTES", len(big) - 1)
+    upload = SimpleUploadedFile("big.wav", big, "audio/wav")
+    response = client.post(reverse("studies:clips", args=[study.pk]), {"files": [upload]})
+    (result,) = response.context["results"]
+    assert result.pk is None and "big.wav" in result.error and "expected at most" in result.error
+    assert not Clip.objects.filter(name="big.wav").exists()
