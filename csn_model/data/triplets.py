@@ -228,8 +228,12 @@ class TripletSampler:
             if len(far):
                 return a, s1, int(far[int(rng.integers(len(far)))])
 
-    @staticmethod
-    def _pick(rng, items):
+    def _pick(self, rng, items):
+        if len(items) == 0:
+            raise DataError(
+                f"{self.ds.root}/{self.split}: too few tracks with audible stems to complete a "
+                "triplet; expected pieces with at least two conditions each"
+            )
         return int(items[int(rng.integers(len(items)))])
 
     def _any(self, i: int, conds: list[int]) -> bool:
