@@ -1,13 +1,14 @@
 """Load benchmark: simulated participants against gunicorn on PostgreSQL, over loopback HTTP.
 
-One run, all in this process except the server:
+One run, all in this process except the server (the clients are in loadtest_client.py):
 1. a study with file-less clips and main trials (no screening, practice or catch trials) is made;
 2. gunicorn (gthread workers) is started on 127.0.0.1 with the same DATABASE_URL, DEBUG off and
    persistent database connections, as a child process;
 3. setup: every simulated participant enters by the study link and walks the real flow (browser
    check, consent, questionnaire, calibration, instructions) up to its first trial (not timed);
 4. reference phase: every participant thread requests the trivial view /healthz back to back;
-5. trial phase: every participant loops GET trial page -> POST answer, with no think time;
+5. trial phase: every participant loops GET trial page -> POST answer (back to back, or
+   `think` seconds apart on average, jittered);
    a participant who runs out of trials enters again under a new id. With `kill_worker`, one
    gunicorn worker gets SIGKILL half-way through this phase (the master starts a new one);
 6. the answers each client saw acknowledged (the server moved it past the trial) are compared
@@ -19,11 +20,7 @@ terminated in a `finally`. Figures are printed by `format_report`.
 
 from __future__ import annotations
 
-import itertools
-import json
 import os
-import random
-import re
 import secrets
 import signal
 import socket
@@ -32,8 +29,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -44,18 +40,15 @@ from django.contrib.auth import get_user_model
 from django.db import DatabaseError, transaction
 
 from evalsite.stimuli.models import Catalogue, Clip
+from evalsite.studies.loadtest_client import (
+    REQUEST_TIMEOUT_S,
+    RETRIES,
+    LoadTestError,
+    Participant,
+    Recorder,
+    participant_thread,
+)
 from evalsite.studies.models import Answer, Study, Trial
-
-INDEX_RE = re.compile(r'name="index" value="(\d+)"')
-REQUEST_TIMEOUT_S = 15
-RETRIES = 5
-# What the trial page's script posts with an answer (plays and fraction heard per position).
-CLIENT_LOG = {"response_ms": 1234, "plays": {"r": 1, "A": 1, "B": 1},
-              "heard": {"r": 1.0, "A": 1.0, "B": 1.0}, "audio_sample_rate": 48000}  # fmt: skip
-
-
-class LoadTestError(RuntimeError):
-    """The benchmark could not run (bad configuration, server did not start)."""
 
 
 @dataclass(frozen=True)
@@ -70,24 +63,6 @@ class LoadConfig:
     think: float = 0.0  # mean seconds between a trial page and its answer (0: back to back)
     setup_timeout: float = 180.0
     keep: bool = False  # keep the study (and its answers) in the database afterwards
-
-
-@dataclass
-class Recorder:
-    """Latencies per request kind, errors, and the answers acknowledged to the clients."""
-
-    latencies: dict = field(default_factory=lambda: defaultdict(list))  # kind -> [(end, s)]
-    errors: dict = field(default_factory=lambda: defaultdict(int))  # kind -> count
-    acked: list = field(default_factory=list)  # (participant token, trial index)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, kind: str, seconds: float) -> None:
-        # (monotonic end time, latency); list.append is atomic under the GIL
-        self.latencies[kind].append((time.monotonic(), seconds))
-
-    def error(self, kind: str) -> None:
-        with self.lock:
-            self.errors[kind] += 1
 
 
 def check_database() -> None:
@@ -204,106 +179,6 @@ def worker_cpu_seconds(server: subprocess.Popen) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-class Participant:
-    """One simulated participant: a requests session walking the participant pages."""
-
-    _ids = itertools.count()
-
-    def __init__(self, base: str, slug: str, rec: Recorder):
-        self.base, self.slug, self.rec = base, slug, rec
-        self.http = requests.Session()
-        self.page_url = ""
-        self.token = ""
-
-    def request(self, kind: str, method: str, url: str, **kwargs) -> requests.Response:
-        """Timed request; connection errors (a killed worker) are retried, each one counted."""
-        for attempt in range(RETRIES):
-            start = time.perf_counter()
-            try:
-                r = self.http.request(method, url, timeout=REQUEST_TIMEOUT_S, **kwargs)
-            except requests.RequestException:
-                self.rec.error(kind)
-                time.sleep(0.05 * (attempt + 1))
-                continue
-            self.rec.add(kind, time.perf_counter() - start)
-            if r.status_code >= 500:
-                self.rec.error(kind)
-                time.sleep(0.05 * (attempt + 1))
-                continue
-            return r
-        raise LoadTestError(f"{method} {url}: failed {RETRIES} times")
-
-    def post_step(self, step: str, **data) -> requests.Response:
-        data |= {"step": step, "csrfmiddlewaretoken": self.http.cookies.get("csrftoken", "")}
-        return self.request("flow", "POST", self.page_url, data=data, allow_redirects=False)
-
-    def enter(self) -> None:
-        """Study link -> first trial, through every step of the real flow."""
-        self.http.cookies.clear()
-        pid = f"load{os.getpid()}-{next(self._ids)}"
-        r = self.request("flow", "GET", f"{self.base}/s/{self.slug}/?pid={pid}")
-        self.page_url = r.url
-        self.token = self.page_url.rstrip("/").rsplit("/", 1)[-1]
-        self.post_step("browser_check", web_audio="1", sample_rate="48000", touch="0",
-                       screen="1920x1080", ua_mobile="0")  # fmt: skip
-        self.post_step("consent", decision="agree")
-        self.post_step("questionnaire", musical_training="none", device="laptop",
-                       headphones="over_ear")  # fmt: skip
-        self.post_step("calibration")
-        self.post_step("instructions")
-
-    def trial_page(self) -> int | None:
-        r = self.request("trial_page", "GET", self.page_url)
-        match = INDEX_RE.search(r.text)
-        return int(match.group(1)) if match else None
-
-    def answer(self, index: int) -> None:
-        log = json.dumps(CLIENT_LOG)
-        data = {"step": "trials", "index": index, "choice": "AB"[index % 2], "log": log,
-                "csrfmiddlewaretoken": self.http.cookies.get("csrftoken", "")}  # fmt: skip
-        self.request("answer", "POST", self.page_url, data=data, allow_redirects=False)
-
-    def run_trials(self, stop: threading.Event, think: float = 0.0) -> None:
-        """GET -> POST until `stop`; an answer counts as acknowledged once the next page the
-        server shows is a different trial (or none), i.e. the server confirmed it moved on."""
-        pending = None
-        rng = random.Random(self.token)
-        if think:  # participants arrive spread over one think time, not all at once
-            stop.wait(rng.uniform(0, think))
-        index = self.trial_page()
-        while True:
-            if pending is not None and index != pending:
-                self.rec.acked.append((self.token, pending))
-            pending = None
-            if stop.is_set():
-                return
-            if index is None:  # all trials answered: a new participant enters
-                self.enter()
-                index = self.trial_page()
-                continue
-            if think and stop.wait(think * rng.uniform(0.5, 1.5)):  # listening to the clips
-                return  # the phase ended while listening: no answer after the stop
-            self.answer(index)
-            pending = index
-            index = self.trial_page()
-
-
-def _thread_main(p, rec, barrier, healthz_stop, trials_stop, errors, think):
-    try:
-        p.enter()
-        barrier.wait()
-        url = f"{p.base}/healthz"
-        while not healthz_stop.is_set():
-            p.request("healthz", "GET", url)
-        barrier.wait()
-        p.run_trials(trials_stop, think)
-    except threading.BrokenBarrierError:
-        pass
-    except Exception as exc:  # noqa: BLE001 (reported, and the run is marked failed)
-        errors.append(f"{type(exc).__name__}: {exc}")
-        barrier.abort()
-
-
 def run(cfg: LoadConfig, out=print) -> dict:
     """Run the benchmark; returns the figures (see `format_report`)."""
     check_database()
@@ -331,7 +206,7 @@ def _drive(cfg, study, server, base, out) -> dict:
     errors: list[str] = []
     threads = [
         threading.Thread(
-            target=_thread_main,
+            target=participant_thread,
             args=(
                 Participant(base, study.slug, rec),
                 rec,
