@@ -17,7 +17,7 @@ import os
 
 from celery import Celery
 from celery.signals import worker_process_init
-from kombu import Queue
+from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "evalsite.settings")
 
@@ -26,7 +26,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 # A worker started without -Q consumes both queues (the demo's single worker).
-app.conf.task_queues = (Queue("cpu"), Queue("gpu"))
+app.conf.task_queues = tuple(Queue(q, Exchange(q), routing_key=q) for q in ("cpu", "gpu"))
 app.conf.task_routes = {
     "stimuli.prepare_clips": {"queue": "cpu"},
     "stimuli.embed_clips": {"queue": "gpu"},
