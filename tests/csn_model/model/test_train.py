@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -108,3 +109,29 @@ def test_it_trains_teachers_then_a_csn_with_aux_loss_and_pretraining(
     rows = _metrics(final.parent)
     assert [r["phase"] for r in rows] == ["pretrain", "pretrain", "main", "main"]
     assert "pretrain" in rows[0] and "aux" in rows[-1] and rows[-1]["aux"] > 0
+
+
+def test_it_trains_from_the_command_line_and_names_bad_config_fields(
+    tiny_dataset, tmp_path, capsys
+):
+    from csn_model.cli import main
+
+    smoke = Path(__file__).resolve().parents[3] / "experiments" / "configs" / "smoke.yaml"
+    args = ["train", "--config", str(smoke), "--data", str(tiny_dataset), "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "ok"), "--set", "train.steps=2"]) == 0
+    assert capsys.readouterr().out.strip().endswith("final.pt")
+    assert main([*args, "--out", str(tmp_path / "bad"), "--set", "train.stepz=2"]) == 2
+    err = capsys.readouterr().err
+    assert "smoke.yaml" in err and "train.stepz" in err
+
+
+@pytest.mark.gpu
+def test_it_trains_with_mixed_precision_on_cuda(smoke_cfg, tiny_dataset, tmp_path):
+    from csn_model.inference import Embedder
+
+    cfg = _fast(smoke_cfg, device="cuda", amp=True, steps=10)
+    final = train_run(cfg, tiny_dataset, tmp_path, progress=False)
+    assert json.loads((tmp_path / "summary.json").read_text())["device"].startswith("cuda")
+    emb = Embedder.from_checkpoint(final)
+    assert emb.device.type == "cuda"
+    assert emb.embed_waveforms([torch.randn(22050).numpy()], 22050).shape == (1, 40)
