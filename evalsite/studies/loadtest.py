@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -187,16 +188,21 @@ def run(cfg: LoadConfig, out=print) -> dict:
     port = free_port()
     out(f"study {study.pk}: {cfg.trials} trials; gunicorn {cfg.workers}x{cfg.threads} gthread "
         f"on 127.0.0.1:{port}; log {workdir / 'gunicorn.log'}")  # fmt: skip
-    server = start_server(cfg, port, workdir / "gunicorn.log")
+    server = None
     try:
-        return _drive(cfg, study, server, f"http://127.0.0.1:{port}", out)
+        server = start_server(cfg, port, workdir / "gunicorn.log")
+        result = _drive(cfg, study, server, f"http://127.0.0.1:{port}", out)
     finally:
-        stop_server(server)
+        if server is not None:
+            stop_server(server)
         if not cfg.keep:
             try:
                 _delete(study)
             except DatabaseError as exc:  # keep the figures; say what is left behind
                 out(f"could not delete study {study.pk} ({exc}); delete it in the admin")
+    if not cfg.keep:  # the server log is kept only when something went wrong
+        shutil.rmtree(workdir, ignore_errors=True)
+    return result
 
 
 def _drive(cfg, study, server, base, out) -> dict:
