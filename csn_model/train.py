@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from csn_model import CONDITIONS
 from csn_model.checkpoint import load_checkpoint, load_model, make_payload, save_checkpoint
-from csn_model.config import ConfigError, ExperimentConfig, save_config, to_dict
+from csn_model.config import ConfigError, ExperimentConfig, from_dict, save_config, to_dict
 from csn_model.model import build_model, model_args_from_config
 from csn_model.objectives import csn_losses, individual_losses, pretrain_losses
 
@@ -123,13 +123,14 @@ def load_teachers(teachers: dict[str, Path] | None, cfg: ExperimentConfig, devic
             f"{', '.join(missing)} (pass teachers={{condition: checkpoint}})"
         )
     sub = cfg.model.embedding_dim // len(CONDITIONS)
+    features = model_args_from_config(cfg)["features"]  # teachers reuse the CSN's log-mel
     out = []
     for c in CONDITIONS:
-        model, _ = load_model(teachers[c], device)
-        if model.embedding_dim != sub or model.sample_rate != cfg.features.sample_rate:
+        model, payload = load_model(teachers[c], device)
+        if model.embedding_dim != sub or payload["model_args"]["features"] != features:
             raise TrainError(
-                f"{teachers[c]}: teacher for {c} embeds {model.embedding_dim} dims at "
-                f"{model.sample_rate} Hz; expected {sub} dims at {cfg.features.sample_rate} Hz"
+                f"{teachers[c]}: teacher for {c} embeds {model.embedding_dim} dims from features "
+                f"{payload['model_args']['features']}; expected {sub} dims from {features}"
             )
         out.append(model.requires_grad_(False))
     return out
@@ -141,8 +142,13 @@ def _to(batch: dict, device) -> dict:
     }
 
 
-def _comparable(cfg_dict: dict) -> dict:
-    d = json.loads(json.dumps(cfg_dict))
+def _comparable(cfg_dict: dict, schema: type) -> dict:
+    """The config as it computes: fields added to the schema since the run take their defaults
+    (new fields must default to the old behaviour), runtime-only fields are dropped."""
+    try:
+        d = to_dict(from_dict(schema, cfg_dict))
+    except ConfigError:  # a field that no longer exists: not the same run
+        d = json.loads(json.dumps(cfg_dict))
     for name in RUNTIME_FIELDS:
         d.get("train", {}).pop(name, None)
     return d
@@ -167,7 +173,7 @@ def _logger(out_dir: Path) -> logging.Logger:
 
 def _check_same_run(path: Path, cfg: ExperimentConfig) -> dict:
     payload = load_checkpoint(path)
-    if _comparable(payload["config"]) != _comparable(to_dict(cfg)):
+    if _comparable(payload["config"], type(cfg)) != _comparable(to_dict(cfg), type(cfg)):
         raise ConfigError(
             f"{path}: this folder holds a run with another config; use a new out_dir "
             "or the same config (only train.num_workers, checkpoint_every, log_every, device and "

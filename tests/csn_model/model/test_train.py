@@ -135,3 +135,21 @@ def test_it_trains_with_mixed_precision_on_cuda(smoke_cfg, tiny_dataset, tmp_pat
     emb = Embedder.from_checkpoint(final)
     assert emb.device.type == "cuda"
     assert emb.embed_waveforms([torch.randn(22050).numpy()], 22050).shape == (1, 40)
+
+
+def test_it_trains_learned_masks_that_stay_non_negative(smoke_cfg, tiny_dataset, tmp_path):
+    cfg = replace(smoke_cfg, model=replace(smoke_cfg.model, learned_masks=True))
+    final = train_run(_fast(cfg, steps=3), tiny_dataset, tmp_path, progress=False)
+    model, _ = load_model(final)
+    assert model.learned_masks and (model.masks() >= 0).all()
+    assert "mask_l1" in _metrics(tmp_path)[-1]
+
+
+def test_it_accepts_a_finished_run_from_before_a_new_config_field(
+    smoke_cfg, tiny_dataset, tmp_path
+):
+    final = train_run(_fast(smoke_cfg, steps=1), tiny_dataset, tmp_path, progress=False)
+    payload = torch.load(final, weights_only=True)
+    del payload["config"]["train"]["embed_norm"]  # as if written before the field existed
+    save_checkpoint(final, payload)
+    assert train_run(_fast(smoke_cfg, steps=1), tiny_dataset, tmp_path, progress=False) == final
