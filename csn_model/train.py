@@ -225,7 +225,8 @@ def _train(cfg, data_root, out_dir: Path, teachers, progress: bool, resume: dict
     if resume is not None:
         model.load_state_dict(resume["state_dict"])
         opt.load_state_dict(resume["optimizer"])
-        scaler.load_state_dict(resume["scaler"])
+        if resume["scaler"] and use_amp:  # empty when saved by a CPU run (scaler disabled)
+            scaler.load_state_dict(resume["scaler"])
         start = int(resume["step"])
         log.info("resuming %s at step %d", last, start)
     datasets = make_datasets(cfg, data_root)
