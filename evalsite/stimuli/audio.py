@@ -49,8 +49,11 @@ def read_audio(path: str | Path, name: str | None = None) -> tuple[np.ndarray, i
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        # libsndfile's message quotes the path it opened (our storage path, e.g.
+        # clips/<hash>.txt): name only the file as the uploader knows it.
+        reason = getattr(exc, "error_string", None) or str(exc).replace(str(path), label)
         raise AudioError(
-            f"{label}: cannot decode audio ({exc}); expected WAV, FLAC, OGG or MP3"
+            f"{label}: cannot decode audio ({reason}); expected WAV, FLAC, OGG or MP3"
         ) from exc
     return data, int(sr)
 

@@ -94,6 +94,16 @@ def test_it_marks_a_bad_upload_failed_with_a_clear_error(owner):
 
 
 @pytest.mark.django_db
+def test_it_names_an_undecodable_upload_without_the_storage_path(owner):
+    cat = Catalogue.objects.create(owner=owner, name="uploads")
+    clip = audio.clip_from_upload(SimpleUploadedFile("My Notes.txt", b"not audio"), cat)
+    assert clip.status == Clip.Status.FAILED
+    assert clip.error.startswith("My Notes.txt: cannot decode audio"), clip.error
+    stored = clip.file.name  # e.g. clips/<name>.txt under MEDIA_ROOT
+    assert stored not in clip.error and "clips/" not in clip.error and "media" not in clip.error
+
+
+@pytest.mark.django_db
 def test_it_caches_a_study_specific_loudness_version(owner):
     clip = audio.clip_from_array(noise(1.0, 0.05), SR, None, -23.0, name="x")
     assert audio.normalised_path(clip, -23.0).name == clip.file.name.split("/")[-1]
