@@ -48,6 +48,29 @@ def exact_topk(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarra
     return dist, idx.astype(np.int64)
 
 
+@dataclass(frozen=True)
+class IvfParams:
+    nlist: int = 2048  # inverted lists (k-means cells)
+    nprobe: int = 8  # lists scanned per query
+    train_size: int = 100_000  # vectors k-means is trained on
+
+
+def build_ivf(base: np.ndarray, params: IvfParams = IvfParams()):
+    """IVF-Flat whose coarse quantizer is itself an HNSW graph over the centroids, so a query
+    pays for nprobe short lists instead of a scan of every centroid."""
+    import faiss
+
+    d = base.shape[1]
+    quantizer = faiss.IndexHNSWFlat(d, 32)
+    index = faiss.IndexIVFFlat(quantizer, d, params.nlist)
+    rng = np.random.default_rng(0)
+    sample = base[rng.choice(len(base), min(len(base), params.train_size), replace=False)]
+    index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    index.add(np.ascontiguousarray(base, dtype=np.float32))
+    index.nprobe = params.nprobe
+    return index
+
+
 def build_hnsw(base: np.ndarray, params: HnswParams = DEFAULT_HNSW):
     import faiss
 

@@ -57,4 +57,5 @@ def queue_ready_clip(sender, instance: Clip, **kwargs) -> None:
         _pending.ids = set()
     _pending.ids.add(instance.pk)
     # Every clip registers the callback; the first to run after the commit takes them all.
-    transaction.on_commit(_flush)
+    # robust: a broker that is down is logged and never fails the save (ingest jobs catch up).
+    transaction.on_commit(_flush, robust=True)

@@ -33,6 +33,13 @@ class Command(BaseCommand):
         parser.add_argument("--skip-synthetic", action="store_true")
         parser.add_argument("--skip-catalogue", action="store_true")
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument(
+            "--ivf-nlist",
+            type=int,
+            default=0,
+            help="also benchmark IVF-Flat with this many lists (0: skip)",
+        )
+        parser.add_argument("--ef-grid", default="16,24,32,48,64,96,128,256")
         parser.add_argument("--index-dir", default=None,
                             help="save/reuse built synthetic indexes here")  # fmt: skip
 
@@ -57,7 +64,10 @@ class Command(BaseCommand):
             Path(o["index_dir"]).mkdir(parents=True, exist_ok=True)
             name = f"{o['kind']}-{o['n']}x{o['dim']}-s{o['seed'] + 2 * s}-M{params.m}.faiss"
             path = Path(o["index_dir"]) / name
-        rows, info = bench.run_bench(base, queries, params, log=self.stdout.write, index_path=path)
+        ivf = bench.IvfParams(nlist=o["ivf_nlist"]) if o["ivf_nlist"] else None
+        ef_grid = tuple(int(x) for x in o["ef_grid"].split(",") if x)
+        rows, info = bench.run_bench(base, queries, params, ef_grid=ef_grid, log=self.stdout.write,
+                                     index_path=path, ivf=ivf)  # fmt: skip
         self.stdout.write(bench.table(rows, info["exact_qps"]))
         self._verdict(rows, info["exact_qps"])
 
