@@ -14,7 +14,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _manage(args, **env):
-    full = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY"}}
+    # A fresh deployment's environment: nothing the test session itself set (the browser fixture
+    # sets DJANGO_ALLOW_ASYNC_UNSAFE, which the deploy checks rightly refuse).
+    unset = {"DEBUG", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    full = {k: v for k, v in os.environ.items() if k not in unset}
     full.update(env)
     return subprocess.run(
         [sys.executable, "manage.py", *args], capture_output=True, text=True, cwd=ROOT, env=full
