@@ -16,7 +16,7 @@ TEST_DEBS  := $(DEMO_DEBS) chromium fonts-ipafont-gothic postgresql redis-server
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/csn_eval
 TEST_BROKER_URL   ?= redis://127.0.0.1:6379/14
 
-.PHONY: demo test install system-deps-demo system-deps-test services lint format clean-venv
+.PHONY: demo test install system-deps-demo system-deps-test services lint format clean-venv screenshots
 
 demo: install system-deps-demo  ## make data, train, design a study, serve it (see README)
 	$(PY) -m evalsite.demo $(ARGS)
@@ -82,3 +82,8 @@ else
 fi
 endef
 export SYSTEM_DEPS
+
+# The README's pictures come from the browser tests' screenshots (run `make test` first).
+screenshots:
+	cp artifacts/screens/08_trial.png docs/img/trial.png
+	cp artifacts/screens/report.png docs/img/report.png
