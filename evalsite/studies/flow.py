@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import random
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Count, Exists, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from evalsite.studies import design, screening
@@ -116,6 +118,57 @@ def current_slot(p: Participant) -> Assignment | None:
     """The first slot without an answer (practice slots come first)."""
     answered = Answer.objects.filter(participant=p, trial=OuterRef("trial"))
     return p.slots.exclude(Exists(answered)).select_related("trial").order_by("index").first()
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a participant stands: computed once per request, in one query."""
+
+    slot: Assignment | None  # the current slot (first without an answer), with its trial
+    done: int  # main (non-practice) slots before it
+    total: int  # main slots in all
+    is_last: bool  # no unanswered slot after it: answering it completes the list
+
+
+def _count(slots) -> Coalesce:
+    """COUNT(*) of `slots` as a scalar subquery (0 when empty)."""
+    counted = slots.order_by().values("participant").annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(counted), 0)
+
+
+def position(p: Participant) -> Position:
+    """The current slot with the progress counts the trial page shows, in one query."""
+    unanswered = ~Exists(Answer.objects.filter(participant=p, trial=OuterRef("trial")))
+    main = Assignment.objects.filter(participant=p, trial__is_practice=False)
+    later = Assignment.objects.filter(participant=p, index__gt=OuterRef("index"))
+    slot = (
+        p.slots.filter(unanswered)
+        .select_related("trial")
+        .annotate(
+            main_before=_count(main.filter(index__lt=OuterRef("index"))),
+            main_total=_count(main),
+            unanswered_after=Exists(later.filter(unanswered)),
+        )
+        .order_by("index")
+        .first()
+    )
+    if slot is None:  # every slot answered (or none assigned)
+        total = main.count()
+        return Position(None, total, total, True)
+    return Position(slot, slot.main_before, slot.main_total, not slot.unanswered_after)
+
+
+def touch(p: Participant, now, slot: Assignment | None = None) -> None:
+    """Record a page view: `last_seen_at`, the slot's first `shown_at` and, when due, the
+    reservation of the unanswered slots, committed together (one WAL flush, not three)."""
+    first_view = slot is not None and slot.shown_at is None
+    renew = slot is not None and design.reservation_due(p, slot, now)
+    with transaction.atomic() if first_view or renew else nullcontext():
+        Participant.objects.filter(pk=p.pk).update(last_seen_at=now)
+        if first_view:
+            Assignment.objects.filter(pk=slot.pk, shown_at__isnull=True).update(shown_at=now)
+        if renew:
+            design.extend_reservations(p, now)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from django.views.decorators.cache import never_cache
 
 from evalsite.stimuli.audio import normalise, normalised_path, wav_bytes
 from evalsite.stimuli.serving import serve_audio
-from evalsite.studies import design, flow, screening
+from evalsite.studies import flow, screening
 from evalsite.studies.models import Participant, Study
 from evalsite.studies.participant_forms import AnswerForm, QuestionnaireForm, ScreeningForm
 
@@ -107,7 +107,8 @@ def page(request: HttpRequest, token: str) -> HttpResponse:
                 if response is not None:
                     return response
         return redirect("studies:participant", p.token)
-    Participant.objects.filter(pk=p.pk).update(last_seen_at=timezone.now())
+    if p.step not in TRIAL_STEPS:  # trial pages record the view together with their own writes
+        flow.touch(p, timezone.now())
     return GET_HANDLERS[p.step](request, p)
 
 
@@ -139,21 +140,17 @@ def get_instructions(request, p):
 
 
 def get_trial(request, p):
-    slot = flow.current_slot(p)
-    feedback = p.state.get("feedback")
+    at = flow.position(p)  # the current slot and progress, once per request
+    slot, feedback = at.slot, p.state.get("feedback")
+    flow.touch(p, timezone.now(), slot)
     if p.step == Step.PRACTICE and not feedback and (slot is None or not slot.trial.is_practice):
         flow.advance(p, Step.PRACTICE, Step.TRIALS)  # practice over (e.g. reload after feedback)
     if slot is None and not feedback:
         flow.finish_if_complete(p)
         return redirect("studies:participant", p.token)
-    if slot is not None and slot.shown_at is None:
-        type(slot).objects.filter(pk=slot.pk, shown_at__isnull=True).update(shown_at=timezone.now())
-    design.extend_reservations(p, timezone.now())
-    main = p.slots.filter(trial__is_practice=False)
-    done = main.filter(index__lt=slot.index).count() if slot else main.count()
-    total = main.count()
-    ctx = {"slot": slot, "feedback": feedback, "progress_done": done, "progress_total": total,
-           "progress_pct": round(100 * done / max(total, 1))}  # fmt: skip
+    pct = round(100 * at.done / max(at.total, 1))
+    ctx = {"slot": slot, "feedback": feedback, "progress_done": at.done,
+           "progress_total": at.total, "progress_pct": pct}  # fmt: skip
     if feedback:
         ctx["feedback_instrument"] = INSTRUMENTS.get(feedback["instrument"], feedback["instrument"])
     if slot is not None:
@@ -217,24 +214,27 @@ def post_trial(request, p):
     if request.POST.get("action") == "continue":  # acknowledges practice feedback
         Participant.objects.filter(pk=p.pk).update(state={})
         p.state = {}
-        if flow.current_slot(p) is None:
+        slot = flow.current_slot(p)
+        if slot is None:
             flow.finish_if_complete(p)
-        elif p.step == Step.PRACTICE and not flow.current_slot(p).trial.is_practice:
+        elif p.step == Step.PRACTICE and not slot.trial.is_practice:
             flow.advance(p, Step.PRACTICE, Step.TRIALS)
         return None
     form = AnswerForm(request.POST)
-    slot = flow.current_slot(p)
+    at = flow.position(p)
+    slot = at.slot
     if not form.is_valid() or slot is None or form.cleaned_data["index"] != slot.index:
         return None  # replayed or stale: the stored answer stands, show the current step
     stored = flow.store_answer(p, slot, form.cleaned_data["choice"], form.client_log())
     if stored and slot.trial.is_practice:
         p.state = {"feedback": flow.practice_feedback(slot, form.cleaned_data["choice"])}
         Participant.objects.filter(pk=p.pk).update(state=p.state)
-    elif stored and flow.current_slot(p) is None:
+    elif stored and at.is_last:  # no unanswered slot after this one: the list may be complete
         flow.finish_if_complete(p)
     return None
 
 
+TRIAL_STEPS = (Step.PRACTICE, Step.TRIALS)
 GET_HANDLERS = {
     Step.BROWSER_CHECK: _simple("browser_check.html"),
     Step.CONSENT: get_consent,

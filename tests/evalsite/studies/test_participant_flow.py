@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from evalsite.studies import flow
 from evalsite.studies.models import Answer, Participant, Study
@@ -165,6 +168,26 @@ def test_it_never_shows_an_answered_trial_again(client, listening_study):
     stale = post(client, p, "trials", index=slot.index, choice="B", log=client_log())
     assert stale.status_code == 302
     assert Answer.objects.filter(participant=p).count() == slot.index + 1
+
+
+def test_it_keeps_the_slots_of_an_active_participant_reserved(client, listening_study):
+    p = to_step(client, enter(client, listening_study), "practice")
+    finish_practice(client, p)
+    timeout = timedelta(seconds=listening_study.setting("reservation_timeout_s"))
+    unanswered = p.slots.filter(index__gte=flow.current_slot(p).index)
+    fresh = timezone.now() + timeout * 0.95  # more than 90 % left: the page leaves it alone
+    unanswered.update(reserved_until=fresh)
+    assert client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).status_code == 200
+    assert set(unanswered.values_list("reserved_until", flat=True)) == {fresh}
+    stale = timezone.now() - timedelta(seconds=1)  # expired while away: renewed in full
+    unanswered.update(reserved_until=stale)
+    answered = p.slots.filter(index__lt=flow.current_slot(p).index).order_by("index")
+    kept = list(answered.values_list("reserved_until", flat=True))
+    before = timezone.now()
+    assert client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).status_code == 200
+    renewed = set(unanswered.values_list("reserved_until", flat=True))
+    assert len(renewed) == 1 and min(renewed) >= before + timeout
+    assert list(answered.values_list("reserved_until", flat=True)) == kept
 
 
 def test_it_serves_only_the_current_trials_audio_by_position(client, listening_study):
