@@ -103,6 +103,7 @@ def sim_study(alice, carol) -> Study:  # noqa: F811
         instruments=list(RATES),
         catalogue=catalogue,
         design={"seed": 3},
+        settings={"report": {"n_boot": 200}},  # report settings of the study: fewer replicates
     )
     study.shared_with.add(carol)
     trials = _trials(study, clips, rng)

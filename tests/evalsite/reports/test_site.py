@@ -31,6 +31,11 @@ def snapshot(sim_study) -> ReportSnapshot:
 
 def test_it_stores_consent_per_instrument_as_computed_from_the_answers(sim_study, snapshot):
     assert snapshot.error == ""
+    # The study's pre-registered rules (settings "exclusion", defaults filled in) and its report
+    # settings are what the report applied.
+    assert snapshot.config["rules"]["min_median_rt_ms"] == 1500
+    assert snapshot.config["rules"]["min_catch_accuracy"] == 0.75
+    assert snapshot.config["n_boot"] == 200
     frame = answers_dataframe(sim_study)
     main = frame[~frame["is_catch"].astype(bool)]
     rows = {r["term"]: r for r in snapshot.tables["consent"]}
