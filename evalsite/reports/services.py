@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 # Study.settings["exclusion"] keys that map onto ExclusionRules fields of the same name.
 RULE_KEYS = set(ExclusionRules.__dataclass_fields__)
+KEEP_BUNDLES = 3
 
 
 def report_config_for(study: Study) -> tuple[ReportConfig, list[str]]:
@@ -74,7 +75,7 @@ def compute_snapshot(study_id: int) -> ReportSnapshot:
     plots = all_plots(report)
     bundle = make_bundle(study, csv, report, config, plots)
     with transaction.atomic():
-        return ReportSnapshot.objects.create(
+        snap = ReportSnapshot.objects.create(
             study=study,
             error="; ".join(errors),
             input_sha256=digest,
@@ -88,3 +89,13 @@ def compute_snapshot(study_id: int) -> ReportSnapshot:
             plots=plots,
             bundle=bundle,
         )
+        # Bundles hold every answer: keep them on the latest few snapshots of the study only.
+        keep = list(
+            ReportSnapshot.objects.filter(study=study)
+            .order_by("-computed_at")
+            .values_list("pk", flat=True)[:KEEP_BUNDLES]
+        )
+        ReportSnapshot.objects.filter(study=study).exclude(pk__in=keep).exclude(bundle=b"").update(
+            bundle=b""
+        )
+    return snap

@@ -14,6 +14,7 @@ Where the site calls it: after an answer is saved (evalsite/studies participant 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
@@ -23,6 +24,7 @@ from django.utils import timezone
 from evalsite.reports.models import ReportState
 
 log = logging.getLogger(__name__)
+STALE_AFTER = timedelta(minutes=15)  # a pending request older than this is queued again
 
 
 def debounce_seconds() -> float:
@@ -54,7 +56,8 @@ def schedule_report(study_id: int, countdown: float | None = None) -> bool:
             state, _ = ReportState.objects.select_for_update().get_or_create(study_id=study_id)
         except IntegrityError:  # created concurrently by another request
             state = ReportState.objects.select_for_update().get(study_id=study_id)
-        if state.pending:
+        stale = state.requested_at and timezone.now() - state.requested_at > STALE_AFTER
+        if state.pending and not stale:  # a lost message must not block reports forever
             return False
         state.pending, state.requested_at = True, timezone.now()
         state.save(update_fields=["pending", "requested_at"])

@@ -1,5 +1,5 @@
-"""Write a report to a folder: every table as CSV (full precision) and in report.json, plots as
-SVG and PNG, and Markdown/HTML summaries. Used by the CSV command and the site's bundle."""
+"""Write a report to a folder: every table as CSV and JSON (full precision) and in report.json,
+plots as SVG, and Markdown/HTML summaries. Used by the CSV command and the site's bundle."""
 
 from __future__ import annotations
 
@@ -19,11 +19,13 @@ def write_report(report: Report, out: Path, plots: dict[str, str] | None = None)
     out = Path(out)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     written = []
+    data = report.to_dict()
     for name, table in report.tables.items():
         path = out / "tables" / f"{name}.csv"
         table.to_csv(path, index=False)
-        written.append(path)
-    (out / "report.json").write_text(report_json(report))
+        (out / "tables" / f"{name}.json").write_text(json.dumps(data["tables"][name], indent=1))
+        written += [path, out / "tables" / f"{name}.json"]
+    (out / "report.json").write_text(json.dumps(data, indent=1, allow_nan=False))
     plots = all_plots(report) if plots is None else plots
     if plots:
         (out / "plots").mkdir(exist_ok=True)

@@ -162,3 +162,34 @@ def test_it_reports_a_study_without_answers_with_a_message(alice):
     snap = ReportSnapshot.objects.get(pk=recompute_report(study.pk))
     assert "no answers" in snap.error
     assert snap.tables == {}
+
+
+def test_it_keeps_bundles_on_the_latest_snapshots_only(sim_study):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    old = [
+        ReportSnapshot.objects.create(
+            study=sim_study, computed_at=timezone.now() - timedelta(hours=h), bundle=b"old"
+        )
+        for h in (3, 2, 1)
+    ]
+    recompute_report(sim_study.pk)
+    kept = [bytes(ReportSnapshot.objects.get(pk=s.pk).bundle) for s in old]
+    assert kept == [b"", b"old", b"old"]  # the newest three (two old + the new one) keep theirs
+
+
+def test_it_queues_again_when_a_pending_request_went_stale(
+    sim_study, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    ReportState.objects.create(
+        study=sim_study, pending=True, requested_at=timezone.now() - timedelta(hours=1)
+    )
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert schedule_report(sim_study.pk) is True
+    assert len(callbacks) == 1
