@@ -127,7 +127,7 @@ def _build(raw: pd.DataFrame, config: ReportConfig, source: str) -> Report:
     report = Report(meta={"config": config.to_dict(), "source": source, "versions": _versions()})
     t0 = time.perf_counter()
     try:
-        df = normalise_answers(raw, source)
+        df = normalise_answers(_without_practice(report, raw, source), source)
     except ReportInputError as exc:
         report.note("error", "input", str(exc))
         return report
@@ -150,6 +150,17 @@ def _build(raw: pd.DataFrame, config: ReportConfig, source: str) -> Report:
         report.timings[name] = time.perf_counter() - t
     report.timings["total"] = time.perf_counter() - t0
     return report
+
+
+def _without_practice(report: Report, raw, source: str):
+    """The site's full export (answers.csv download) also holds practice answers, flagged in
+    `is_practice`; the statistics never use them."""
+    if not isinstance(raw, pd.DataFrame) or "is_practice" not in raw.columns or raw.empty:
+        return raw
+    flag = raw["is_practice"].astype(str).str.strip().str.lower().isin({"true", "1", "1.0"})
+    if flag.any():
+        report.note("info", "input", f"{int(flag.sum())} practice answers in {source} left out")
+    return raw[~flag]
 
 
 def _versions() -> dict:

@@ -77,3 +77,13 @@ def test_it_says_when_every_participant_is_excluded(answers):
     fast = answers.assign(response_ms=100.0)
     (text,) = _errors(build_report(fast, FAST))
     assert "all 6 participants were excluded" in text
+
+
+def test_it_leaves_practice_answers_of_the_full_export_out(answers):
+    practice = answers.iloc[:5].assign(trial="practice", instrument="drums")
+    full = pd.concat([answers.assign(is_practice=False), practice.assign(is_practice=True)])
+    full = full.astype({"is_practice": str})  # as read back from the CSV download
+    report = build_report(full, FAST)
+    plain = build_report(answers, FAST)
+    assert report.tables["consent"].equals(plain.tables["consent"])
+    assert any("5 practice answers" in m["text"] for m in report.messages)
