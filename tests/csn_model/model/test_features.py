@@ -31,7 +31,7 @@ def test_it_matches_librosa_log_mel(top_db):
     for i in range(3):
         ref = reference_logmel(x[i], cfg)  # (M, F)
         assert ours[i].shape == ref.shape
-        np.testing.assert_allclose(ours[i], ref, rtol=0, atol=2e-3)  # dB: ~1e-6 relative power
+        np.testing.assert_allclose(ours[i], ref, rtol=0, atol=1e-4)  # dB; measured ~1e-5
 
 
 def test_it_matches_librosa_mel_power_to_float32_precision():
@@ -44,7 +44,7 @@ def test_it_matches_librosa_mel_power_to_float32_precision():
         ours = fe.power_mel(torch.from_numpy(x)).numpy().transpose(0, 2, 1)  # (2, M, F)
     ref = librosa.feature.melspectrogram(y=x, sr=cfg.sample_rate, n_fft=2048, hop_length=512)
     rel = np.abs(ours - ref).max() / np.abs(ref).max()
-    assert rel < 1e-5
+    assert rel < 1e-6  # measured 1.7e-7
 
 
 def test_it_gives_the_same_features_in_cpu_chunks_as_one_by_one():
