@@ -65,11 +65,10 @@ def queue(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     from evalsite.studies.tasks import queue_design, queue_model_choices
 
     study = get_visible_study(request.user, pk)
-    if action == "ingest":
-        if study.catalogue is None:
-            messages.error(request, "The study has no catalogue yet; add clips first.")
-        else:
-            queue_ingest(study.catalogue, study=study)
+    if action in ("ingest", "design") and study.catalogue is None:
+        messages.error(request, "The study has no catalogue yet; add clips first.")
+    elif action == "ingest":
+        queue_ingest(study.catalogue, study=study)
     elif action == "model-choices":
         queue_model_choices(study)
     elif action == "design":

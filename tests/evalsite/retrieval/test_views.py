@@ -115,3 +115,21 @@ def test_it_hides_other_peoples_jobs(client, bob, ada, catalogue):
     study = Study.objects.create(owner=ada, name="s", catalogue=catalogue, instruments=["drums"])
     client.force_login(bob)
     assert client.get(reverse("jobs:study_fragment", args=[study.pk])).status_code == 404
+
+
+def test_it_queues_a_model_design_from_the_jobs_page(
+    client, ada, catalogue, eager, django_capture_on_commit_callbacks
+):
+    study = Study.objects.create(owner=ada, name="s", catalogue=catalogue, instruments=["drums"])
+    client.force_login(ada)
+    url = reverse("jobs:queue", args=[study.pk, "design"])
+    with django_capture_on_commit_callbacks(execute=True):
+        r = client.post(url, {"strategy": "nearest_farthest", "per_instrument": 2, "seed": 4,
+                              "catch_per_kind": 0})  # fmt: skip
+    assert r.status_code == 302
+    job = Job.objects.get(study=study)
+    assert job.status == Job.Status.DONE, job.message
+    assert study.trials.filter(is_practice=False).count() == 2
+    empty = Study.objects.create(owner=ada, name="e", instruments=["drums"])
+    r = client.post(reverse("jobs:queue", args=[empty.pk, "design"]), {"strategy": "x"})
+    assert r.status_code == 302 and not Job.objects.filter(study=empty).exists()
