@@ -19,6 +19,13 @@ from evalsite.reports.rendering.summary import TITLES, rounded, table_names
 from evalsite.reports.tasks import schedule_report
 from evalsite.studies.models import Study
 
+PLOT_TITLES = {  # display order (the JSON field does not keep key order)
+    "consent": "Consent per instrument against chance and the noise ceiling",
+    "psychometric": "Consent against the model's margin",
+    "position_bias": "Position bias: share choosing screen position A",
+    "fatigue": "Consent along the session (trial-index bins)",
+}
+
 
 def _study(request: HttpRequest, key: str) -> Study:
     lookup = {"pk": int(key)} if key.isdigit() else {"slug": key}
@@ -69,7 +76,11 @@ def report_page(request: HttpRequest, key: str) -> HttpResponse:
         "pending": bool(state and state.pending),
         "tables": tables,
         # SVG made by matplotlib in our worker from numbers and our own labels.
-        "plots": {k: mark_safe(v) for k, v in (snap.plots if snap else {}).items()},  # noqa: S308
+        "plots": [
+            (name, title, mark_safe(snap.plots[name]))  # noqa: S308
+            for name, title in PLOT_TITLES.items()
+            if snap and name in snap.plots
+        ],
         "downloads": sorted(snap.tables) if snap else [],
     }
     return render(request, "reports/report.html", context)
@@ -94,9 +105,9 @@ def table_download(request: HttpRequest, key: str, name: str, fmt: str) -> HttpR
     if fmt == "csv":
         response = HttpResponse(frame.to_csv(index=False), content_type="text/csv")
     elif fmt == "json":
-        response = HttpResponse(
-            json.dumps(snap.tables[name], indent=1), content_type="application/json"
-        )
+        # Rows with keys in column order (PostgreSQL's jsonb does not keep key order).
+        rows = [{c: r.get(c) for c in frame.columns} for r in snap.tables[name]]
+        response = HttpResponse(json.dumps(rows, indent=1), content_type="application/json")
     else:
         raise Http404("expected .csv or .json")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
