@@ -146,6 +146,7 @@ def _log_sd_se(f, theta: np.ndarray, h: float = 1e-3) -> np.ndarray:
         + f(theta - e[0] - e[1])
     ) / (4 * h * h)
     try:
-        return np.sqrt(np.diag(linalg.inv(H)))
+        with np.errstate(invalid="ignore"):  # an SD at its bound has no curvature: NaN interval
+            return np.sqrt(np.diag(linalg.inv(H)))
     except (linalg.LinAlgError, ValueError):
         return np.full(2, np.nan)
