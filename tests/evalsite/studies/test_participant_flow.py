@@ -266,3 +266,27 @@ def test_it_gives_neutral_feedback_to_a_practice_trial_without_a_key(client, lis
     answer_current(client, p)
     assert p.state["feedback"]["correct"] is None
     assert "Practice answer recorded." in client.get(url(p)).content.decode()
+
+
+def test_it_computes_the_position_like_the_orm_at_every_slot(client, listening_study):
+    p = to_step(client, enter(client, listening_study), "practice")
+    main = p.slots.filter(trial__is_practice=False)
+    fields = ["id", "instrument", "is_practice", "is_catch", "catch_kind", "expected",
+              "reference_id", "candidate_a_id", "candidate_b_id", "repeat_of_id"]  # fmt: skip
+    while (expected := flow.current_slot(p)) is not None:
+        at = flow.position(p)
+        assert [getattr(at.slot, f.attname) for f in at.slot._meta.concrete_fields] == [
+            getattr(expected, f.attname) for f in expected._meta.concrete_fields
+        ]
+        assert [getattr(at.slot.trial, f) for f in fields] == [
+            getattr(expected.trial, f) for f in fields
+        ]
+        done = main.filter(index__lt=expected.index).count()
+        assert (at.done, at.total) == (done, main.count())
+        assert at.is_last == (expected.index == p.slots.count() - 1)
+        p.refresh_from_db()
+        if p.state.get("feedback"):
+            post(client, p, p.step, action="continue")
+        else:
+            answer_current(client, p)
+    assert flow.position(p) == flow.Position(None, main.count(), main.count(), True)
