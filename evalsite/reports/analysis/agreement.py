@@ -7,6 +7,8 @@ Intervals come from a bootstrap over trials (the units rated), vectorised over r
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -123,7 +125,9 @@ def agreement_tables(df: pd.DataFrame, n_boot: int, seed: int, confidence: float
                     "n_items": len(part),
                 }
             )
-        ceil_rows.append(_ceiling_row(term, part, w, lo, hi))
+        with warnings.catch_warnings():  # no model choices: the model columns are all NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ceil_rows.append(_ceiling_row(term, part, w, lo, hi))
     return pd.DataFrame(rel_rows), pd.DataFrame(ceil_rows)
 
 

@@ -141,7 +141,10 @@ def _build(raw: pd.DataFrame, config: ReportConfig, source: str) -> Report:
     if clean is None:
         return report
     _check_shape(report, clean)
+    scorable = not consent.scored(clean).empty
     for name, part in _parts(config):
+        if not scorable and name in NEEDS_MODEL_CHOICES:
+            continue
         t = time.perf_counter()
         try:
             part(report, clean, df, config)
@@ -199,12 +202,12 @@ def _run_exclusions(report: Report, df: pd.DataFrame, config: ReportConfig):
         return None
     if consent.scored(clean).empty:
         report.note(
-            "error",
+            "warning",
             "consent",
-            "no analysable answers: every answer is a catch trial "
-            "or lacks the model's choice (model_choice empty)",
+            "no answer can be scored against the model: every "
+            "answer is a catch trial or its trial has no model choice yet (model_choice "
+            "empty); only agreement among people and diagnostics are computed",
         )
-        return None
     return clean
 
 
@@ -302,6 +305,9 @@ def _power(report, clean, df, config):
         config.power_alpha,
         config.confidence,
     )
+
+
+NEEDS_MODEL_CHOICES = {"consent", "bootstrap", "mixed", "gee", "power"}
 
 
 def _parts(config: ReportConfig):

@@ -87,3 +87,11 @@ def test_it_leaves_practice_answers_of_the_full_export_out(answers):
     plain = build_report(answers, FAST)
     assert report.tables["consent"].equals(plain.tables["consent"])
     assert any("5 practice answers" in m["text"] for m in report.messages)
+
+
+def test_it_reports_agreement_among_people_before_the_model_has_chosen(answers):
+    no_model = answers.assign(model_choice=None, agree=None, model_margin=None)
+    report = build_report(no_model, FAST)
+    assert report.ok
+    assert "consent" not in report.tables and not report.tables["reliability"].empty
+    assert any("no answer can be scored against the model" in m["text"] for m in report.messages)
