@@ -87,7 +87,7 @@ def _known_id(study: Study, params) -> bool:
 def _own(request: HttpRequest, token: str) -> Participant | None:
     if token not in request.session.get(SESSION_KEY, []):
         return None
-    return Participant.objects.select_related("study").filter(token=token).first()
+    return flow.participant_by_token(token)
 
 
 @never_cache

@@ -290,3 +290,15 @@ def test_it_computes_the_position_like_the_orm_at_every_slot(client, listening_s
         else:
             answer_current(client, p)
     assert flow.position(p) == flow.Position(None, main.count(), main.count(), True)
+
+
+def test_it_loads_a_participant_and_study_by_token_like_the_orm(client, listening_study):
+    p = to_step(client, enter(client, listening_study, PROLIFIC_PID="pp9"), "practice")
+    expected = Participant.objects.select_related("study").get(pk=p.pk)
+    loaded = flow.participant_by_token(p.token)
+    for want, got in ((expected, loaded), (expected.study, loaded.study)):
+        assert {f.attname: getattr(got, f.attname) for f in want._meta.concrete_fields} == {
+            f.attname: getattr(want, f.attname) for f in want._meta.concrete_fields
+        }
+    assert loaded.questionnaire and loaded.study.settings  # JSON fields decoded, not strings
+    assert flow.participant_by_token("no-such-token") is None
