@@ -103,8 +103,11 @@ def catch_pass_rates(df: pd.DataFrame, included: set, confidence: float = 0.95) 
 def test_retest(df: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """Consistency of a participant's choice (candidate identity) across repeats of the same
     comparison: each later answer is compared with that participant's first answer."""
-    key = ["participant", "instrument", "reference", "candidate_a", "candidate_b"]
+    key = ["participant", "instrument", "reference", "pair_lo", "pair_hi"]
     data = df[(df["candidate_a"] != "") & (df["reference"] != "")].sort_values("trial_index")
+    # The same comparison may come back with its candidates in the other canonical order.
+    pair = np.sort(data[["candidate_a", "candidate_b"]].to_numpy(str), axis=1)
+    data = data.assign(pair_lo=pair[:, 0], pair_hi=pair[:, 1])
     first = data.groupby(key)["chosen_clip"].transform("first")
     order = data.groupby(key).cumcount()
     later = data[order > 0].assign(same=(data["chosen_clip"] == first)[order > 0])

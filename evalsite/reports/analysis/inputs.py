@@ -150,8 +150,10 @@ def normalise_answers(raw: pd.DataFrame, source: str = "answers") -> pd.DataFram
     )
     df["model_choice"] = _as_choice(df["model_choice"], "model_choice", source, {"a", "b"}, True)
     derived_pos = np.where(df["chosen"] == df["displayed_first"], "A", "B")
-    if df["chosen_position"].isna().all():
-        df["chosen_position"] = derived_pos
+    blank = df["chosen_position"].map(_is_blank)
+    df["chosen_position"] = df["chosen_position"].where(
+        ~blank, pd.Series(derived_pos, index=df.index)
+    )
     df["chosen_position"] = _as_choice(
         df["chosen_position"], "chosen_position", source, {"A", "B"}, nullable=False
     )
@@ -168,8 +170,9 @@ def normalise_answers(raw: pd.DataFrame, source: str = "answers") -> pd.DataFram
     derived_agree = np.where(
         df["model_choice"].isna(), np.nan, (df["chosen"] == df["model_choice"]).astype(float)
     )
-    df["agree"] = (
-        derived_agree if df["agree"].isna().all() else _as_float(df["agree"], "agree", source)
+    # Derived per row where the export left the value out.
+    df["agree"] = _as_float(df["agree"], "agree", source).fillna(
+        pd.Series(derived_agree, index=df.index)
     )
     bad_agree = df["agree"].notna() & ~df["agree"].isin([0.0, 1.0])
     if bad_agree.any():

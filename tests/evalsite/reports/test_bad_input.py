@@ -83,6 +83,7 @@ def test_it_leaves_practice_answers_of_the_full_export_out(answers):
     practice = answers.iloc[:5].assign(trial="practice", instrument="drums")
     full = pd.concat([answers.assign(is_practice=False), practice.assign(is_practice=True)])
     full = full.astype({"is_practice": str})  # as read back from the CSV download
+    full = full.assign(agree=None, chosen_position=None)  # derived again, row by row
     report = build_report(full, FAST)
     plain = build_report(answers, FAST)
     assert report.tables["consent"].equals(plain.tables["consent"])
@@ -95,3 +96,19 @@ def test_it_reports_agreement_among_people_before_the_model_has_chosen(answers):
     assert report.ok
     assert "consent" not in report.tables and not report.tables["reliability"].empty
     assert any("no answer can be scored against the model" in m["text"] for m in report.messages)
+
+
+def test_it_matches_a_repeat_whose_candidates_come_back_swapped(answers):
+    from evalsite.reports.analysis.diagnostics import test_retest
+    from evalsite.reports.analysis.inputs import normalise_answers
+
+    first = answers[~answers["is_catch"]].iloc[[0]]
+    again = first.assign(
+        trial="again", trial_index=999.0, candidate_a=first["candidate_b"].iloc[0],
+        candidate_b=first["candidate_a"].iloc[0],
+        chosen={"a": "b", "b": "a"}[first["chosen"].iloc[0]],  # the same clip, other label
+        chosen_position=None, agree=None, model_choice=None,
+    )  # fmt: skip
+    table = test_retest(normalise_answers(pd.concat([first, again]).assign(agree=None)))
+    overall = table.set_index("term").loc["overall"]
+    assert (overall["n"], overall["estimate"]) == (1, 1.0)
