@@ -27,6 +27,10 @@ from evalsite.studies.models import Participant, Study
 from evalsite.studies.participant_forms import AnswerForm, QuestionnaireForm, ScreeningForm
 
 Step = Participant.Step
+# The participant tokens a browser entered as travel in a signed cookie (HMAC with SECRET_KEY:
+# it cannot be forged or edited), so a participant request needs no session read from the
+# database. Browsers bound before the cookie existed are still recognised by their session.
+BINDING_COOKIE = "csn_participants"
 SESSION_KEY = "csn_participants"
 INSTRUMENTS = {"drums": gettext_lazy("drums"), "bass": gettext_lazy("bass"),
                "piano": gettext_lazy("piano"), "guitar": gettext_lazy("guitar"),
@@ -60,7 +64,7 @@ def _refused(request, message: str, status: int = 403) -> HttpResponse:
 def entry(request: HttpRequest, slug: str) -> HttpResponse:
     """The study link: captures recruitment parameters, creates or resumes the participant."""
     study = get_object_or_404(Study, slug=slug)
-    known = request.session.get(SESSION_KEY, [])
+    known = list(dict.fromkeys(request.session.get(SESSION_KEY, []) + _bound(request)))
     mine = study.participants.filter(token__in=known).last()
     has_id = any(request.GET.get(k) for k in ("PROLIFIC_PID", "pid"))
     if mine is not None and not has_id:
@@ -71,9 +75,22 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
     p = flow.find_or_create(
         study, request.GET.dict(), request.headers.get("User-Agent", ""), _language(study, request)
     )
-    if p.token not in known:
-        request.session[SESSION_KEY] = (known + [p.token])[-20:]
-    return redirect("studies:participant", p.token)
+    response = redirect("studies:participant", p.token)
+    if p.token not in _bound(request):
+        response.set_signed_cookie(
+            BINDING_COOKIE, ",".join((known + [p.token])[-20:]), salt=BINDING_COOKIE,
+            max_age=settings.SESSION_COOKIE_AGE, secure=settings.SESSION_COOKIE_SECURE,
+            httponly=True, samesite=settings.SESSION_COOKIE_SAMESITE,
+        )  # fmt: skip
+    return response
+
+
+def _bound(request: HttpRequest) -> list[str]:
+    """Tokens in this browser's binding cookie ([] when absent, expired or tampered with)."""
+    value = request.get_signed_cookie(
+        BINDING_COOKIE, default="", salt=BINDING_COOKIE, max_age=settings.SESSION_COOKIE_AGE
+    )
+    return value.split(",") if value else []
 
 
 def _known_id(study: Study, params) -> bool:
@@ -85,7 +102,7 @@ def _known_id(study: Study, params) -> bool:
 
 
 def _own(request: HttpRequest, token: str) -> Participant | None:
-    if token not in request.session.get(SESSION_KEY, []):
+    if token not in _bound(request) and token not in request.session.get(SESSION_KEY, []):
         return None
     return flow.participant_by_token(token)
 

@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from evalsite.studies import flow
+from evalsite.studies import flow, participant
 from evalsite.studies.models import Answer, Participant, Study
 from tests.evalsite.studies.conftest import enter
 from tests.evalsite.studies.participant_steps import (
@@ -53,6 +53,28 @@ def test_it_refuses_pages_and_audio_of_another_session(client, listening_study):
     audio = reverse("studies:audio", args=[p.token, 0, "r"])
     assert stranger.get(audio).status_code == 404
     assert client.get(audio).status_code == 200
+
+
+def test_it_refuses_a_forged_or_edited_binding_cookie(client, listening_study):
+    p = enter(client, listening_study)
+    stranger = Client()
+    mine = enter(stranger, listening_study)
+    signed = stranger.cookies[participant.BINDING_COOKIE].value
+    stranger.cookies[participant.BINDING_COOKIE] = signed.replace(mine.token, p.token)
+    assert stranger.get(url(p)).status_code == 403
+    stranger.cookies[participant.BINDING_COOKIE] = p.token  # unsigned
+    assert stranger.get(url(p)).status_code == 403
+    assert client.get(url(p)).status_code == 200
+
+
+def test_it_still_serves_a_browser_bound_through_its_session(client, listening_study):
+    p = enter(client, listening_study)
+    earlier = Client()  # bound before the binding cookie existed: tokens in the session only
+    session = earlier.session
+    session[participant.SESSION_KEY] = [p.token]
+    session.save()
+    assert earlier.get(url(p)).status_code == 200
+    assert earlier.get(reverse("studies:entry", args=[listening_study.slug])).url == url(p)
 
 
 def test_it_refuses_new_participants_when_the_study_is_paused(client, listening_study):

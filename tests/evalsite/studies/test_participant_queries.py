@@ -18,9 +18,9 @@ def test_it_serves_a_trial_page_and_stores_an_answer_in_few_queries(
 ):
     p = to_step(client, enter(client, listening_study), "practice")
     finish_practice(client, p)
-    with django_assert_max_num_queries(7):
+    with django_assert_max_num_queries(6):
         assert client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).status_code == 200
     slot = flow.current_slot(p)
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(5):
         response = post(client, p, "trials", index=slot.index, choice="A", log=client_log())
     assert response.status_code == 302
