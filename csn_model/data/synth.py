@@ -168,7 +168,9 @@ def _run_jobs(out: Path, cfg: SynthConfig, todo, workers: int, progress: bool, m
                 results.append(_render_job(job))
                 bar.update()
         else:
-            ctx = multiprocessing.get_context("fork")
+            # forkserver, not fork: a fork after torch or BLAS threads started (as in a test session
+            # or a training process) can deadlock the child on a lock held by another thread.
+            ctx = multiprocessing.get_context("forkserver")
             with ctx.Pool(workers) as pool:
                 for r in pool.imap_unordered(_render_job, jobs):
                     results.append(r)
