@@ -43,7 +43,7 @@ def int_checkpoint(tmp_path_factory):
 
 
 @pytest.fixture
-def broker(transactional_db, settings, tmp_path, int_checkpoint):
+def broker(transactional_db, settings, tmp_path, int_checkpoint, monkeypatch):
     """Point this process's Celery app at Redis db 5, empty it, and share media/checkpoint."""
     if django_settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         pytest.skip("integration tests need DATABASE_URL=postgresql://... (a shared database)")
@@ -53,6 +53,9 @@ def broker(transactional_db, settings, tmp_path, int_checkpoint):
     settings.CSN_CHECKPOINT = str(int_checkpoint)
     settings.CSN_AUTO_EMBED = False
     saved = (app.conf.broker_url, app.conf.broker_transport_options, app.conf.task_always_eager)
+    # Celery prefers the CELERY_BROKER_URL environment variable (set by `make test`) over
+    # app.conf.broker_url, so the publisher would miss the worker's db without this.
+    monkeypatch.setenv("CELERY_BROKER_URL", REDIS_URL)
     app.conf.broker_url = REDIS_URL
     app.conf.broker_transport_options = {"visibility_timeout": 4}
     app.conf.task_always_eager = False
