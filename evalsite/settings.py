@@ -92,6 +92,20 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         "transaction_mode": "IMMEDIATE",
     }
 
+# The queries every participant request runs are prepared (planned once per connection) on
+# PostgreSQL (studies/flow.py: hot_cursor). Turn off behind a pooler in transaction mode that
+# does not keep prepared statements (PgBouncer before 1.21, or without max_prepared_statements).
+DB_PREPARE_PARTICIPANT_QUERIES = env_bool("DB_PREPARE_PARTICIPANT_QUERIES", True)
+if DB_PREPARE_PARTICIPANT_QUERIES and "postgresql" in DATABASES["default"]["ENGINE"]:
+    # Django sets psycopg's threshold to None (nothing is ever prepared, even when asked); a
+    # threshold no query reaches prepares only what asks for it (prepare=True). Those are
+    # planned once, generically: re-planning them per run (PostgreSQL's default for the first
+    # runs and whenever a custom plan looks cheaper) cost twice their execution time.
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    _options["prepare_threshold"] = 2**31 - 1
+    _generic = "-c plan_cache_mode=force_generic_plan"
+    _options["options"] = f"{_options.get('options', '')} {_generic}".strip()
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
