@@ -207,8 +207,12 @@ class Participant(models.Model):
 class Assignment(models.Model):
     """One slot of a participant's stored trial list: order, displayed positions, reservation."""
 
-    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="slots")
-    trial = models.ForeignKey(Trial, on_delete=models.CASCADE, related_name="slots")
+    # No single-column indexes on the foreign keys: the unique constraints below lead with
+    # participant and the (trial, reserved_until) index with trial, and serve those lookups.
+    participant = models.ForeignKey(
+        Participant, on_delete=models.CASCADE, related_name="slots", db_index=False
+    )
+    trial = models.ForeignKey(Trial, on_delete=models.CASCADE, related_name="slots", db_index=False)
     index = models.PositiveIntegerField()  # 0-based over practice and main trials together
     displayed_first = models.CharField(max_length=1, choices=AB)  # canonical one shown as "A"
     reserved_until = models.DateTimeField()
@@ -229,7 +233,11 @@ class Assignment(models.Model):
 class Answer(models.Model):
     """Exactly one per (participant, trial): the database refuses a second one."""
 
-    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="answers")
+    # participant is served by the unique (participant, trial) index, which leads with it: one
+    # index less to update per stored answer.
+    participant = models.ForeignKey(
+        Participant, on_delete=models.CASCADE, related_name="answers", db_index=False
+    )
     trial = models.ForeignKey(Trial, on_delete=models.CASCADE, related_name="answers")
     trial_index = models.PositiveIntegerField()
     chosen = models.CharField(max_length=1, choices=AB)  # canonical
