@@ -6,13 +6,19 @@ One run, all in this process except the server (the clients are in loadtest_clie
    persistent database connections, as a child process;
 3. setup: every simulated participant enters by the study link and walks the real flow (browser
    check, consent, questionnaire, calibration, instructions) up to its first trial (not timed);
-4. reference phase: every participant thread requests the trivial view /healthz back to back;
-5. trial phase: every participant loops GET trial page -> POST answer (back to back, or
-   `think` seconds apart on average, jittered);
-   a participant who runs out of trials enters again under a new id. With `kill_worker`, one
-   gunicorn worker gets SIGKILL half-way through this phase (the master starts a new one);
-6. the answers each client saw acknowledged (the server moved it past the trial) are compared
-   with the answers stored in the database; the study is deleted afterwards.
+4. phases, all threads together, each started once every thread finished the previous one:
+   - reference: GET /healthz (a trivial Django view) back to back;
+   - answers: POST the next answer back to back (answer submission alone, saturated; compared
+     with the reference for the throughput target); reference and answers alternate, ROUNDS
+     times, so a drift in the machine's speed during the run weighs on both alike;
+   - loop: GET trial page -> POST answer back to back (the real sequence, saturated); with
+     `kill_worker` one gunicorn worker gets SIGKILL half-way through (the master starts another);
+   - paced (`think` > 0): the same loop with `think` seconds (jittered) between a trial page and
+     its answer, like listeners (the latency target is read here: a saturated server's p99 is
+     its queue, not its speed).
+   A participant who runs out of trials enters again under a new id.
+5. the answers each client saw acknowledged are compared with the answers stored in the
+   database; the study is deleted afterwards.
 
 Everything is bounded: request timeouts, phase durations, a join timeout, and the server is
 terminated in a `finally`. Figures are printed by `format_report`.
@@ -44,6 +50,7 @@ from evalsite.stimuli.models import Catalogue, Clip
 from evalsite.studies.loadtest_client import (
     REQUEST_TIMEOUT_S,
     RETRIES,
+    ROUNDS,
     LoadTestError,
     Participant,
     Recorder,
@@ -61,7 +68,7 @@ class LoadConfig:
     workers: int = 3
     threads: int = 4
     kill_worker: bool = False
-    think: float = 0.0  # mean seconds between a trial page and its answer (0: back to back)
+    think: float = 5.0  # paced phase: mean seconds between a trial page and its answer (0: none)
     setup_timeout: float = 180.0
     keep: bool = False  # keep the study (and its answers) in the database afterwards
 
@@ -168,16 +175,40 @@ def worker_pids(server: subprocess.Popen) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
-def worker_cpu_seconds(server: subprocess.Popen) -> float:
-    """User + system CPU time of the live gunicorn workers (Linux /proc)."""
-    total = 0
-    for pid in worker_pids(server):
+def _cpu_seconds(pids) -> dict[int, float]:
+    """User + system CPU seconds of each of these processes (Linux /proc; gone ones left out)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    seconds = {}
+    for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the worker just exited
+        except OSError:  # the process just exited
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
-    return total / os.sysconf("SC_CLK_TCK")
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return seconds
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two snapshots by the processes alive at the second one
+    (one that started in between counts whole; one that exited in between is not seen)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+def worker_cpu_seconds(server: subprocess.Popen) -> dict[int, float]:
+    return _cpu_seconds(worker_pids(server))
+
+
+def postgres_cpu_seconds() -> dict[int, float]:
+    """CPU seconds of each PostgreSQL server process on this machine (none when it runs
+    elsewhere or its processes cannot be read)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if stat.read_text().split(" (", 1)[1].startswith("postgres)"):
+                pids.append(int(stat.parent.name))
+        except (OSError, IndexError):
+            continue
+    return _cpu_seconds(pids)
 
 
 def run(cfg: LoadConfig, out=print) -> dict:
@@ -208,7 +239,8 @@ def run(cfg: LoadConfig, out=print) -> dict:
 def _drive(cfg, study, server, base, out) -> dict:
     rec = Recorder()
     barrier = threading.Barrier(cfg.participants + 1, timeout=cfg.setup_timeout)
-    healthz_stop, trials_stop = threading.Event(), threading.Event()
+    names = [f"{kind}{r}" for r in range(ROUNDS) for kind in ("healthz", "answers")]
+    stops = {name: threading.Event() for name in [*names, "loop", "paced"]}
     errors: list[str] = []
     threads = [
         threading.Thread(
@@ -217,10 +249,10 @@ def _drive(cfg, study, server, base, out) -> dict:
                 Participant(base, study.slug, rec),
                 rec,
                 barrier,
-                healthz_stop,
-                trials_stop,
+                stops,
                 errors,
                 cfg.think,
+                cfg.trials,
             ),
             daemon=True,
         )  # fmt: skip
@@ -232,58 +264,67 @@ def _drive(cfg, study, server, base, out) -> dict:
     try:
         barrier.wait()  # every participant is at its first trial
     except threading.BrokenBarrierError:
-        healthz_stop.set()
-        trials_stop.set()
+        for stop in stops.values():
+            stop.set()
         raise LoadTestError(f"setup failed: {errors[:3] or 'timed out'}") from None
     out(f"setup: {cfg.participants} participants at their first trial "
         f"in {time.monotonic() - t0:.1f} s")  # fmt: skip
-    cpu = {"start": worker_cpu_seconds(server)}
-    phases = {"healthz": _phase(cfg.reference_duration, healthz_stop)}
-    cpu["healthz"] = worker_cpu_seconds(server)
-    barrier.wait()
-    killed = _trial_phase(cfg, rec, server, trials_stop, phases, out)
-    cpu["trials"] = worker_cpu_seconds(server)
+    phases, cpu, killed = {}, {}, []
+    schedule = []
+    for r in range(ROUNDS):
+        schedule += [(f"healthz{r}", ["healthz"], cfg.reference_duration / ROUNDS),
+                     (f"answers{r}", ["answer"], cfg.duration / 2 / ROUNDS)]  # fmt: skip
+    schedule.append(("loop", ["loop_trial_page", "loop_answer"], cfg.duration))
+    if cfg.think:
+        schedule.append(("paced", ["paced_trial_page", "paced_answer"], cfg.duration))
+    for i, (name, kinds, seconds) in enumerate(schedule):
+        if i:
+            barrier.wait()  # every thread finished the previous phase's last request
+        before = worker_cpu_seconds(server), postgres_cpu_seconds()
+        window = _phase(cfg, name, seconds, stops[name], server, killed, out)
+        base = name.rstrip("0123456789")
+        used = (cpu_used(before[0], worker_cpu_seconds(server)),
+                cpu_used(before[1], postgres_cpu_seconds()))  # fmt: skip
+        cpu[base] = cpu.get(base, 0.0) + used[0]
+        cpu[f"{base}_postgres"] = cpu.get(f"{base}_postgres", 0.0) + used[1]
+        for kind in kinds:
+            phases.setdefault(kind, []).append(window)
     for t in threads:
         t.join(timeout=REQUEST_TIMEOUT_S * RETRIES)
     stuck = sum(t.is_alive() for t in threads)
     result = summarise(rec, study, phases, killed, errors, stuck)
-    result["cpu_s"] = {"healthz": cpu["healthz"] - cpu["start"],
-                       "trials": cpu["trials"] - cpu["healthz"]}  # fmt: skip
+    result["cpu_s"] = cpu
     return result
 
 
-def _phase(seconds: float, stop: threading.Event) -> tuple[float, float]:
-    """Let the threads run for `seconds`; the (start, end) window requests are counted in."""
+def _phase(cfg, name, seconds, stop, server, killed, out) -> tuple[float, float]:
+    """Let the threads run phase `name` for `seconds` (killing a worker half-way through the
+    trial loop with `kill_worker`); the (start, end) window its requests are counted in."""
     start = time.monotonic()
-    time.sleep(seconds)
-    stop.set()
-    return start, time.monotonic()
-
-
-def _trial_phase(cfg, rec, server, stop, phases, out) -> list[int]:
-    start = time.monotonic()
-    killed = []
-    if cfg.kill_worker:
-        time.sleep(cfg.duration / 2)
+    if cfg.kill_worker and name == "loop":
+        time.sleep(seconds / 2)
         pids = worker_pids(server)
         if pids:
             os.kill(pids[0], signal.SIGKILL)
             killed.append(pids[0])
-            out(f"killed gunicorn worker {pids[0]} (SIGKILL) at {cfg.duration / 2:.1f} s")
-    time.sleep(max(cfg.duration - (time.monotonic() - start), 0))
+            out(f"killed gunicorn worker {pids[0]} (SIGKILL) at {seconds / 2:.1f} s of the loop")
+    time.sleep(max(seconds - (time.monotonic() - start), 0))
     stop.set()
-    phases["trial_page"] = phases["answer"] = (start, time.monotonic())
-    return killed
+    return start, time.monotonic()
 
 
 def summarise(rec, study, phases, killed, errors, stuck) -> dict:
     figures = {}
-    for kind, (start, end) in phases.items():
-        # requests that completed inside the phase window; latencies in ms
-        lat = np.asarray([s for t, s in rec.latencies[kind] if start <= t <= end]) * 1000
+    for kind, windows in phases.items():
+        # requests that completed inside the phase's windows; latencies in ms
+        lat = np.asarray(
+            [s for t, s in rec.latencies[kind] if any(a <= t <= b for a, b in windows)]
+        )
+        lat = lat * 1000
+        seconds = sum(b - a for a, b in windows)
         figures[kind] = {
             "requests": int(lat.size),
-            "rps": lat.size / (end - start),
+            "rps": lat.size / seconds,
             "p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
             "p99_ms": float(np.percentile(lat, 99)) if lat.size else float("nan"),
             "errors": rec.errors.get(kind, 0),
@@ -321,33 +362,70 @@ def passed(result: dict) -> bool:
     )
 
 
+# (phase, request kind in the Recorder, what the row shows)
+ROWS = [
+    ("reference", "healthz", "GET /healthz (trivial view)"),
+    ("answers", "answer", "POST answer, back to back"),
+    ("loop", "loop_trial_page", "GET trial page"),
+    ("loop", "loop_answer", "POST answer"),
+    ("paced", "paced_trial_page", "GET trial page"),
+    ("paced", "paced_answer", "POST answer"),
+]
+THROUGHPUT_TARGET = 0.5  # answer submission / trivial view, both saturated
+P99_TARGET_MS = 50.0  # at the paced (listener-like) load
+
+
+def targets(result: dict) -> dict:
+    """The issue's two targets, read from a run: answer throughput ratio and paced p99."""
+    f = result["figures"]
+    ref = f["healthz"]["rps"]
+    ratio = f["answer"]["rps"] / ref if ref else float("nan")
+    paced = [f[k]["p99_ms"] for k in ("paced_trial_page", "paced_answer") if k in f]
+    p99 = max(paced) if paced else float("nan")
+    return {"answer_ratio": ratio, "answer_ratio_met": ratio >= THROUGHPUT_TARGET,
+            "paced_p99_ms": p99, "paced_p99_met": bool(paced) and p99 < P99_TARGET_MS}  # fmt: skip
+
+
 def format_report(cfg: LoadConfig, result: dict) -> str:
     f = result["figures"]
     ref = f["healthz"]["rps"]
     lines = [
-        f"participants={cfg.participants} trial phase={cfg.duration:g}s "
-        f"reference phase={cfg.reference_duration:g}s gunicorn={cfg.workers}x{cfg.threads} gthread "
-        f"think={cfg.think:g}s kill_worker={cfg.kill_worker}",
-        f"{'kind':<12}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
-        f"{'vs healthz':>12}",
+        f"participants={cfg.participants} gunicorn={cfg.workers}x{cfg.threads} gthread "
+        f"phases: reference {cfg.reference_duration:g}s and answers {cfg.duration / 2:g}s "
+        f"(alternated, {ROUNDS} rounds), "
+        f"loop {cfg.duration:g}s"
+        + (f", paced {cfg.duration:g}s (think {cfg.think:g}s)" if cfg.think else "")
+        + f" kill_worker={cfg.kill_worker}",
+        f"{'phase':<10}{'request':<29}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'errors':>8}{'vs healthz':>12}{'CPU ms/req':>14}",
     ]
-    for kind in ("healthz", "trial_page", "answer"):
+    cpu = result.get("cpu_s", {})
+    for phase, kind, label in ROWS:
+        if kind not in f:
+            continue
         x = f[kind]
         ratio = x["rps"] / ref if ref else float("nan")
-        lines.append(f"{kind:<12}{x['requests']:>9}{x['rps']:>9.1f}{x['p50_ms']:>9.1f}"
-                     f"{x['p99_ms']:>9.1f}{x['errors']:>8}{ratio:>12.2f}")  # fmt: skip
-    mixed = f["trial_page"]["rps"] + f["answer"]["rps"]
-    cpu = result.get("cpu_s", {})
-    n_trial = f["trial_page"]["requests"] + f["answer"]["requests"]
-    if cpu and f["healthz"]["requests"] and n_trial and not result["killed_workers"]:
-        lines.append(
-            f"gunicorn worker CPU per request: healthz "
-            f"{1000 * cpu['healthz'] / f['healthz']['requests']:.1f} ms, trial phase "
-            f"{1000 * cpu['trials'] / n_trial:.1f} ms (PostgreSQL's own CPU not included)"
-        )
+        phase_key = "healthz" if phase == "reference" else phase
+        n_phase = sum(f[k]["requests"] for p, k, _ in ROWS if p == phase and k in f)
+        per_req = "-"
+        if phase_key in cpu and n_phase and not result["killed_workers"]:
+            ms = [1000 * cpu[k] / n_phase for k in (phase_key, f"{phase_key}_postgres")]
+            per_req = f"{ms[0]:.2f} / {ms[1]:.2f}"
+        lines.append(f"{phase:<10}{label:<29}{x['requests']:>9}{x['rps']:>9.1f}"
+                     f"{x['p50_ms']:>9.1f}{x['p99_ms']:>9.1f}{x['errors']:>8}{ratio:>12.2f}"
+                     f"{per_req:>14}")  # fmt: skip
+    t = targets(result)
     lines += [
-        f"trial phase, all requests: {mixed:.1f} req/s = {mixed / ref if ref else float('nan'):.2f}"
-        " x healthz (each answered trial is one page GET + one answer POST)",
+        "(CPU ms/req: CPU per request of the phase in gunicorn's workers / in PostgreSQL when it "
+        "runs on this machine; the clients' not included)",
+        f"target: answer submission >= {THROUGHPUT_TARGET:g} x healthz throughput, both "
+        f"saturated: {t['answer_ratio']:.2f} -> {'met' if t['answer_ratio_met'] else 'NOT met'}",
+        (
+            f"target: p99 < {P99_TARGET_MS:g} ms at the paced load: {t['paced_p99_ms']:.1f} ms -> "
+            f"{'met' if t['paced_p99_met'] else 'NOT met'}"
+        )
+        if cfg.think
+        else "target: p99 at a paced load: not measured (--think 0)",
         f"answers acknowledged={result['acknowledged']} (unique {result['acknowledged_unique']}) "
         f"stored={result['stored']} (unique participant+trial {result['stored_unique']}) "
         f"acked-not-stored={result['acked_not_stored']} "

@@ -22,6 +22,9 @@ import requests
 
 INDEX_RE = re.compile(r'name="index" value="(\d+)"')
 REQUEST_TIMEOUT_S = 15
+# The reference and answer phases alternate this many times, so that a change in the machine's
+# speed during a run (other processes, CPU steal in a VM) weighs on both alike.
+ROUNDS = 2
 RETRIES = 5
 # What the trial page's script posts with an answer (plays and fraction heard per position).
 CLIENT_LOG = {"response_ms": 1234, "plays": {"r": 1, "A": 1, "B": 1},
@@ -98,25 +101,45 @@ class Participant:
         self.post_step("calibration")
         self.post_step("instructions")
 
-    def trial_page(self) -> int | None:
-        r = self.request("trial_page", "GET", self.page_url)
+    def trial_page(self, kind: str = "trial_page") -> int | None:
+        r = self.request(kind, "GET", self.page_url)
         match = INDEX_RE.search(r.text)
         return int(match.group(1)) if match else None
 
-    def answer(self, index: int) -> None:
+    def answer(self, index: int, kind: str = "answer") -> None:
         log = json.dumps(CLIENT_LOG)
         data = {"step": "trials", "index": index, "choice": "AB"[index % 2], "log": log,
                 "csrfmiddlewaretoken": self.http.cookies.get("csrftoken", "")}  # fmt: skip
-        self.request("answer", "POST", self.page_url, data=data, allow_redirects=False)
+        self.request(kind, "POST", self.page_url, data=data, allow_redirects=False)
 
-    def run_trials(self, stop: threading.Event, think: float = 0.0) -> None:
+    def run_answers(self, stop: threading.Event, n_trials: int, kind: str = "answer") -> None:
+        """Answer submission alone: POST the next answer as soon as the previous one returned.
+
+        The next index is the previous one + 1 (slots are numbered in the order shown and the
+        load-test study has no practice trials), so no trial page is needed in between. A POST
+        that returned counts as acknowledged; had the server not stored it, every later POST of
+        this participant would name the wrong slot, be refused, and show as acknowledged but
+        not stored."""
+        index = self.trial_page("setup")
+        while not stop.is_set():
+            if index is None:  # all trials answered: a new participant enters
+                self.enter()
+                index = self.trial_page("setup")
+                continue
+            self.answer(index, kind)
+            self.rec.acked.append((self.token, index))
+            index = index + 1 if index + 1 < n_trials else self.trial_page("setup")
+
+    def run_trials(self, stop: threading.Event, think: float = 0.0, prefix: str = "") -> None:
         """GET -> POST until `stop`; an answer counts as acknowledged once the next page the
-        server shows is a different trial (or none), i.e. the server confirmed it moved on."""
+        server shows is a different trial (or none), i.e. the server confirmed it moved on.
+        Requests are recorded as `prefix` + "trial_page" / "answer"."""
+        page_kind, answer_kind = prefix + "trial_page", prefix + "answer"
         pending = None
         rng = random.Random(self.token)
         if think:  # participants arrive spread over one think time, not all at once
             stop.wait(rng.uniform(0, think))
-        index = self.trial_page()
+        index = self.trial_page(page_kind)
         while True:
             if pending is not None and index != pending:
                 self.rec.acked.append((self.token, pending))
@@ -125,25 +148,33 @@ class Participant:
                 return
             if index is None:  # all trials answered: a new participant enters
                 self.enter()
-                index = self.trial_page()
+                index = self.trial_page(page_kind)
                 continue
             if think and stop.wait(think * rng.uniform(0.5, 1.5)):  # listening to the clips
                 return  # the phase ended while listening: no answer after the stop
-            self.answer(index)
+            self.answer(index, answer_kind)
             pending = index
-            index = self.trial_page()
+            index = self.trial_page(page_kind)
 
 
-def participant_thread(p, rec, barrier, healthz_stop, trials_stop, errors, think):
-    """One thread's life: enter, /healthz phase, trial phase (phases separated by `barrier`)."""
+def participant_thread(p, rec, barrier, stops, errors, think, n_trials):
+    """One thread's life: enter, then the phases in order, separated by `barrier`:
+    /healthz and answers alone (ROUNDS times), the trial loop, and (with `think`) the paced
+    trial loop."""
     try:
         p.enter()
         barrier.wait()
         url = f"{p.base}/healthz"
-        while not healthz_stop.is_set():
-            p.request("healthz", "GET", url)
-        barrier.wait()
-        p.run_trials(trials_stop, think)
+        for r in range(ROUNDS):  # reference and answers alternate (see loadtest.ROUNDS)
+            while not stops[f"healthz{r}"].is_set():
+                p.request("healthz", "GET", url)
+            barrier.wait()
+            p.run_answers(stops[f"answers{r}"], n_trials)
+            barrier.wait()
+        p.run_trials(stops["loop"], 0.0, prefix="loop_")
+        if think:
+            barrier.wait()
+            p.run_trials(stops["paced"], think, prefix="paced_")
     except threading.BrokenBarrierError:
         pass
     except Exception as exc:  # noqa: BLE001 (reported, and the run is marked failed)

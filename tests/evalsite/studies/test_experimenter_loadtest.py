@@ -1,24 +1,50 @@
-"""A tiny run of the load benchmark: real gunicorn on the test PostgreSQL, a few participants."""
+"""The load benchmark: a tiny real run (gunicorn on the test PostgreSQL, a few participants), and
+how a run's figures are read against the issue's targets."""
 
 from __future__ import annotations
 
 import pytest
 
-from evalsite.studies.loadtest import LoadConfig, format_report, passed, run
+from evalsite.studies.loadtest import LoadConfig, format_report, passed, run, targets
 from evalsite.studies.models import Study
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-
+@pytest.mark.integration  # ~15 s each: in the default suite
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("kill_worker", [False, True])
 def test_it_stores_every_acknowledged_answer_once(kill_worker):
     cfg = LoadConfig(participants=4, duration=4, reference_duration=1, trials=8, workers=2,
-                     threads=2, kill_worker=kill_worker)  # fmt: skip
+                     threads=2, kill_worker=kill_worker, think=0.3)  # fmt: skip
     result = run(cfg, out=lambda line: None)
     print(format_report(cfg, result))
+    figures = result["figures"]
+    for kind in ("healthz", "answer", "loop_trial_page", "loop_answer", "paced_answer"):
+        assert figures[kind]["requests"] > 0, kind
     assert result["acknowledged"] > 0
-    assert result["figures"]["healthz"]["requests"] > 0
     assert passed(result), format_report(cfg, result)
     if kill_worker:
         assert len(result["killed_workers"]) == 1
     assert not Study.objects.filter(name__startswith="loadtest").exists()  # cleaned up
+
+
+def _result(healthz_rps, answer_rps, paced_p99_ms=None):
+    row = {"requests": 100, "p50_ms": 5.0, "p99_ms": 900.0, "errors": 0}
+    figures = {"healthz": row | {"rps": healthz_rps}, "answer": row | {"rps": answer_rps}}
+    if paced_p99_ms is not None:
+        figures["paced_trial_page"] = row | {"rps": 10.0, "p99_ms": 12.0}
+        figures["paced_answer"] = row | {"rps": 10.0, "p99_ms": paced_p99_ms}
+    return {"figures": figures}
+
+
+@pytest.mark.parametrize(
+    ("healthz", "answer", "p99", "ratio_met", "p99_met"),
+    [(800, 400, 30.0, True, True), (800, 399, 30.0, False, True), (800, 600, 50.0, True, False),
+     (800, 600, None, True, False)],
+)  # fmt: skip
+def test_it_reads_the_throughput_ratio_and_the_paced_p99_against_the_targets(
+    healthz, answer, p99, ratio_met, p99_met
+):
+    t = targets(_result(healthz, answer, p99))
+    assert t["answer_ratio"] == pytest.approx(answer / healthz)
+    assert t["answer_ratio_met"] is ratio_met
+    assert t["paced_p99_met"] is p99_met  # the worst of page and answer; unmeasured is not met

@@ -1,4 +1,5 @@
-"""manage.py loadtest --participants 200 --duration 30 [--kill-worker]: see studies/loadtest.py."""
+"""manage.py loadtest --participants 200 --duration 30 [--kill-worker] [--think S]: see
+studies/loadtest.py."""
 
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ class Command(BaseCommand):
             "--kill-worker", action="store_true", help="SIGKILL one worker half-way"
         )
         parser.add_argument(
-            "--think", type=float, default=0.0,
-            help="seconds between a trial page and its answer (default 0: back to back)",
+            "--think", type=float, default=LoadConfig.think,
+            help="paced phase: mean seconds between a trial page and its answer, like a "
+            "listener (default %(default)s; 0: no paced phase)",
         )  # fmt: skip
         parser.add_argument("--keep", action="store_true", help="keep the study afterwards")
 
