@@ -1,11 +1,14 @@
 """Load benchmark: simulated participants against gunicorn on PostgreSQL, over loopback HTTP.
 
-One run, all in this process except the server (the clients are in loadtest_client.py):
+One run; this process coordinates, the server and the clients are child processes:
 1. a study with file-less clips and main trials (no screening, practice or catch trials) is made;
 2. gunicorn (gthread workers) is started on 127.0.0.1 with the same DATABASE_URL, DEBUG off and
-   persistent database connections, as a child process;
-3. setup: every simulated participant enters by the study link and walks the real flow (browser
-   check, consent, questionnaire, calibration, instructions) up to its first trial (not timed);
+   persistent database connections;
+3. setup (untimed): the simulated participants, spread over `client_processes` processes
+   (loadtest_client.py), enter by the study link and walk the real flow (browser check, consent,
+   questionnaire, calibration, instructions) up to their first trial; each thread also enters
+   `spares_per_thread` more participants, taken in turn when one has answered every trial, so
+   that no entry (which assigns a trial list) falls inside a timed phase;
 4. phases, all threads together, each started once every thread finished the previous one:
    - reference: GET /healthz (a trivial Django view) back to back;
    - answers: POST the next answer back to back (answer submission alone, saturated; compared
@@ -16,17 +19,22 @@ One run, all in this process except the server (the clients are in loadtest_clie
    - paced (`think` > 0): the same loop with `think` seconds (jittered) between a trial page and
      its answer, like listeners (the latency target is read here: a saturated server's p99 is
      its queue, not its speed).
-   A participant who runs out of trials enters again under a new id.
+   The CPU each phase used is read from /proc for gunicorn's workers, PostgreSQL, the clients
+   and the whole machine, so a reader sees which part was the bottleneck.
 5. the answers each client saw acknowledged are compared with the answers stored in the
    database; the study is deleted afterwards.
 
-Everything is bounded: request timeouts, phase durations, a join timeout, and the server is
-terminated in a `finally`. Figures are printed by `format_report`.
+Everything is bounded: request timeouts, phase durations, barrier and join timeouts, and the
+server and clients are stopped in a `finally`. Figures are printed by
+`loadtest_report.format_report`.
 """
 
 from __future__ import annotations
 
+import math
+import multiprocessing
 import os
+import queue
 import secrets
 import shutil
 import signal
@@ -51,10 +59,10 @@ from evalsite.studies.loadtest_client import (
     REQUEST_TIMEOUT_S,
     RETRIES,
     ROUNDS,
+    ClientPlan,
     LoadTestError,
-    Participant,
     Recorder,
-    participant_thread,
+    client_process,
 )
 from evalsite.studies.models import Answer, Study, Trial
 
@@ -67,6 +75,8 @@ class LoadConfig:
     trials: int = 60  # main trials in the study (each participant answers all, then re-enters)
     workers: int = 3
     threads: int = 4
+    client_processes: int = 4  # the simulated participants are spread over these processes
+    spares: int | None = None  # participants per thread entered ahead (None: spares_per_thread)
     kill_worker: bool = False
     think: float = 5.0  # paced phase: mean seconds between a trial page and its answer (0: none)
     setup_timeout: float = 180.0
@@ -127,6 +137,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+KEEP_ALIVE_S = 30  # gunicorn closes a keep-alive connection idle this long (the clients: 20 s)
+
+
 def start_server(cfg: LoadConfig, port: int, log_path: Path) -> subprocess.Popen:
     """gunicorn on loopback with DEBUG off and persistent DB connections; waits for /healthz."""
     env = dict(os.environ)
@@ -136,7 +149,7 @@ def start_server(cfg: LoadConfig, port: int, log_path: Path) -> subprocess.Popen
         sys.executable, "-m", "gunicorn", "evalsite.wsgi:application",
         "--bind", f"127.0.0.1:{port}", "--workers", str(cfg.workers),
         "--worker-class", "gthread", "--threads", str(cfg.threads), "--backlog", "2048",
-        "--timeout", "30", "--graceful-timeout", "5", "--keep-alive", "30",
+        "--timeout", "30", "--graceful-timeout", "5", "--keep-alive", str(KEEP_ALIVE_S),
         "--no-control-socket",  # several servers on one machine would share the default socket
     ]  # fmt: skip
     log = open(log_path, "wb")  # noqa: SIM115 (closed with the process in stop_server)
@@ -198,6 +211,13 @@ def worker_cpu_seconds(server: subprocess.Popen) -> dict[int, float]:
     return _cpu_seconds(worker_pids(server))
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores of this machine spent on anything but idling (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # user..steal
+
+
 def postgres_cpu_seconds() -> dict[int, float]:
     """CPU seconds of each PostgreSQL server process on this machine (none when it runs
     elsewhere or its processes cannot be read)."""
@@ -236,40 +256,8 @@ def run(cfg: LoadConfig, out=print) -> dict:
     return result
 
 
-def _drive(cfg, study, server, base, out) -> dict:
-    rec = Recorder()
-    barrier = threading.Barrier(cfg.participants + 1, timeout=cfg.setup_timeout)
-    names = [f"{kind}{r}" for r in range(ROUNDS) for kind in ("healthz", "answers")]
-    stops = {name: threading.Event() for name in [*names, "loop", "paced"]}
-    errors: list[str] = []
-    threads = [
-        threading.Thread(
-            target=participant_thread,
-            args=(
-                Participant(base, study.slug, rec),
-                rec,
-                barrier,
-                stops,
-                errors,
-                cfg.think,
-                cfg.trials,
-            ),
-            daemon=True,
-        )  # fmt: skip
-        for _ in range(cfg.participants)
-    ]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    try:
-        barrier.wait()  # every participant is at its first trial
-    except threading.BrokenBarrierError:
-        for stop in stops.values():
-            stop.set()
-        raise LoadTestError(f"setup failed: {errors[:3] or 'timed out'}") from None
-    out(f"setup: {cfg.participants} participants at their first trial "
-        f"in {time.monotonic() - t0:.1f} s")  # fmt: skip
-    phases, cpu, killed = {}, {}, []
+def _schedule(cfg: LoadConfig) -> list[tuple[str, list[str], float]]:
+    """(phase name, request kinds counted in it, seconds), in the order the clients run them."""
     schedule = []
     for r in range(ROUNDS):
         schedule += [(f"healthz{r}", ["healthz"], cfg.reference_duration / ROUNDS),
@@ -277,24 +265,105 @@ def _drive(cfg, study, server, base, out) -> dict:
     schedule.append(("loop", ["loop_trial_page", "loop_answer"], cfg.duration))
     if cfg.think:
         schedule.append(("paced", ["paced_trial_page", "paced_answer"], cfg.duration))
-    for i, (name, kinds, seconds) in enumerate(schedule):
-        if i:
-            barrier.wait()  # every thread finished the previous phase's last request
-        before = worker_cpu_seconds(server), postgres_cpu_seconds()
-        window = _phase(cfg, name, seconds, stops[name], server, killed, out)
-        base = name.rstrip("0123456789")
-        used = (cpu_used(before[0], worker_cpu_seconds(server)),
-                cpu_used(before[1], postgres_cpu_seconds()))  # fmt: skip
-        cpu[base] = cpu.get(base, 0.0) + used[0]
-        cpu[f"{base}_postgres"] = cpu.get(f"{base}_postgres", 0.0) + used[1]
-        for kind in kinds:
-            phases.setdefault(kind, []).append(window)
-    for t in threads:
-        t.join(timeout=REQUEST_TIMEOUT_S * RETRIES)
-    stuck = sum(t.is_alive() for t in threads)
+    return schedule
+
+
+# An upper bound on the answers per second the server takes (the 2-core reference machine
+# measured ~450): each thread enters enough participants in setup to answer at this rate through
+# every phase, so that no participant enters (and is assigned its trials) inside a timed phase.
+MAX_ANSWER_RATE = 1000.0
+
+
+def spares_per_thread(cfg: LoadConfig) -> int:
+    """Participants each client thread enters in setup beyond its first (see MAX_ANSWER_RATE)."""
+    if cfg.spares is not None:
+        return cfg.spares
+    saturated = MAX_ANSWER_RATE * cfg.duration / cfg.participants  # answers phases + the loop
+    paced = cfg.duration / cfg.think if cfg.think else 0.0
+    return max(math.ceil((saturated + paced) / cfg.trials) - 1, 0)
+
+
+def _drive(cfg, study, server, base, out) -> dict:
+    ctx = multiprocessing.get_context("spawn")  # no child inherits this process's DB connections
+    n_proc = max(min(cfg.client_processes, cfg.participants), 1)
+    shares = [cfg.participants // n_proc + (i < cfg.participants % n_proc) for i in range(n_proc)]
+    schedule = _schedule(cfg)
+    barrier = ctx.Barrier(n_proc + 1, timeout=cfg.setup_timeout)
+    stops = {name: ctx.Event() for name, _, _ in schedule}
+    results = ctx.Queue()
+    plan = ClientPlan(base, study.slug, cfg.think, cfg.trials, spares=spares_per_thread(cfg),
+                      last_phase=schedule[-1][0])  # fmt: skip
+    procs = [
+        ctx.Process(target=client_process, args=(plan, n, barrier, stops, results), daemon=True)
+        for n in shares
+    ]
+    t0 = time.monotonic()
+    for proc in procs:
+        proc.start()
+    try:
+        try:
+            barrier.wait()  # every participant is at its first trial
+        except threading.BrokenBarrierError:
+            failures = _collect(results, procs)[1][:3]
+            raise LoadTestError(f"setup failed: {failures or 'timed out'}") from None
+        out(f"setup: {cfg.participants} participants in {n_proc} client processes at their "
+            f"first trial, {plan.spares} more each entered ahead, "
+            f"in {time.monotonic() - t0:.1f} s")  # fmt: skip
+        phases, cpu, killed = _run_phases(cfg, schedule, barrier, stops, server, procs, out)
+        rec, errors, stuck = _collect(results, procs)
+    finally:
+        for stop in stops.values():
+            stop.set()
+        for proc in procs:
+            proc.join(timeout=REQUEST_TIMEOUT_S)
+            if proc.is_alive():
+                proc.kill()
     result = summarise(rec, study, phases, killed, errors, stuck)
     result["cpu_s"] = cpu
     return result
+
+
+def _run_phases(cfg, schedule, barrier, stops, server, procs, out):
+    """Run the phases; the windows each request kind is counted in, the CPU each phase used
+    (gunicorn's workers, PostgreSQL, the clients, the whole machine), the killed workers."""
+    phases, cpu, killed = {}, {}, []
+    clients = [proc.pid for proc in procs]
+    for i, (name, kinds, seconds) in enumerate(schedule):
+        if i:
+            try:
+                barrier.wait()  # every thread finished the previous phase's last request
+            except threading.BrokenBarrierError:
+                break  # a client failed: its error is reported with the results
+        before, n_killed = _cpu_snapshot(server, clients), len(killed)
+        window = _phase(cfg, name, seconds, stops[name], server, killed, out)
+        after = _cpu_snapshot(server, clients)
+        base = name.rstrip("0123456789")
+        for part in after if len(killed) == n_killed else ():  # a killed worker's CPU is lost
+            used = cpu_used(before[part], after[part])
+            cpu[f"{base}_{part}"] = cpu.get(f"{base}_{part}", 0.0) + used
+        for kind in kinds:
+            phases.setdefault(kind, []).append(window)
+    return phases, cpu, killed
+
+
+def _cpu_snapshot(server, clients) -> dict[str, dict[int, float]]:
+    return {"gunicorn": worker_cpu_seconds(server), "postgres": postgres_cpu_seconds(),
+            "clients": _cpu_seconds(clients), "machine": {0: machine_busy_seconds()}}  # fmt: skip
+
+
+def _collect(results, procs) -> tuple[Recorder, list[str], int]:
+    """The figures every client process sent (waiting for each, bounded)."""
+    rec, errors, stuck = Recorder(), [], 0
+    for _ in procs:
+        try:
+            part = results.get(timeout=REQUEST_TIMEOUT_S * RETRIES + 30)
+        except queue.Empty:
+            errors.append("a client process sent no results")
+            continue
+        rec.merge(part["rec"])
+        errors += part["errors"]
+        stuck += part["stuck"]
+    return rec, errors, stuck
 
 
 def _phase(cfg, name, seconds, stop, server, killed, out) -> tuple[float, float]:
@@ -323,6 +392,7 @@ def summarise(rec, study, phases, killed, errors, stuck) -> dict:
         lat = lat * 1000
         seconds = sum(b - a for a, b in windows)
         figures[kind] = {
+            "seconds": seconds,
             "requests": int(lat.size),
             "rps": lat.size / seconds,
             "p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
@@ -339,6 +409,7 @@ def summarise(rec, study, phases, killed, errors, stuck) -> dict:
     return {
         "figures": figures,
         "flow_errors": rec.errors.get("flow", 0),
+        "entered_in_phase": rec.events.get("entered_in_phase", 0),
         "acknowledged": len(rec.acked),
         "acknowledged_unique": len(acked),
         "stored": len(stored),
@@ -349,93 +420,6 @@ def summarise(rec, study, phases, killed, errors, stuck) -> dict:
         "client_errors": errors[:5],
         "stuck_threads": stuck,
     }
-
-
-def passed(result: dict) -> bool:
-    """Every acknowledged answer stored once, no duplicates, no client failure."""
-    return (
-        result["acknowledged"] == result["acknowledged_unique"] == result["stored"]
-        and result["stored"] == result["stored_unique"]
-        and result["acked_not_stored"] == 0
-        and not result["client_errors"]
-        and result["stuck_threads"] == 0
-    )
-
-
-# (phase, request kind in the Recorder, what the row shows)
-ROWS = [
-    ("reference", "healthz", "GET /healthz (trivial view)"),
-    ("answers", "answer", "POST answer, back to back"),
-    ("loop", "loop_trial_page", "GET trial page"),
-    ("loop", "loop_answer", "POST answer"),
-    ("paced", "paced_trial_page", "GET trial page"),
-    ("paced", "paced_answer", "POST answer"),
-]
-THROUGHPUT_TARGET = 0.5  # answer submission / trivial view, both saturated
-P99_TARGET_MS = 50.0  # at the paced (listener-like) load
-
-
-def targets(result: dict) -> dict:
-    """The issue's two targets, read from a run: answer throughput ratio and paced p99."""
-    f = result["figures"]
-    ref = f["healthz"]["rps"]
-    ratio = f["answer"]["rps"] / ref if ref else float("nan")
-    paced = [f[k]["p99_ms"] for k in ("paced_trial_page", "paced_answer") if k in f]
-    p99 = max(paced) if paced else float("nan")
-    return {"answer_ratio": ratio, "answer_ratio_met": ratio >= THROUGHPUT_TARGET,
-            "paced_p99_ms": p99, "paced_p99_met": bool(paced) and p99 < P99_TARGET_MS}  # fmt: skip
-
-
-def format_report(cfg: LoadConfig, result: dict) -> str:
-    f = result["figures"]
-    ref = f["healthz"]["rps"]
-    lines = [
-        f"participants={cfg.participants} gunicorn={cfg.workers}x{cfg.threads} gthread "
-        f"phases: reference {cfg.reference_duration:g}s and answers {cfg.duration / 2:g}s "
-        f"(alternated, {ROUNDS} rounds), "
-        f"loop {cfg.duration:g}s"
-        + (f", paced {cfg.duration:g}s (think {cfg.think:g}s)" if cfg.think else "")
-        + f" kill_worker={cfg.kill_worker}",
-        f"{'phase':<10}{'request':<29}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'errors':>8}{'vs healthz':>12}{'CPU ms/req':>14}",
-    ]
-    cpu = result.get("cpu_s", {})
-    for phase, kind, label in ROWS:
-        if kind not in f:
-            continue
-        x = f[kind]
-        ratio = x["rps"] / ref if ref else float("nan")
-        phase_key = "healthz" if phase == "reference" else phase
-        n_phase = sum(f[k]["requests"] for p, k, _ in ROWS if p == phase and k in f)
-        per_req = "-"
-        if phase_key in cpu and n_phase and not result["killed_workers"]:
-            ms = [1000 * cpu[k] / n_phase for k in (phase_key, f"{phase_key}_postgres")]
-            per_req = f"{ms[0]:.2f} / {ms[1]:.2f}"
-        lines.append(f"{phase:<10}{label:<29}{x['requests']:>9}{x['rps']:>9.1f}"
-                     f"{x['p50_ms']:>9.1f}{x['p99_ms']:>9.1f}{x['errors']:>8}{ratio:>12.2f}"
-                     f"{per_req:>14}")  # fmt: skip
-    t = targets(result)
-    lines += [
-        "(CPU ms/req: CPU per request of the phase in gunicorn's workers / in PostgreSQL when it "
-        "runs on this machine; the clients' not included)",
-        f"target: answer submission >= {THROUGHPUT_TARGET:g} x healthz throughput, both "
-        f"saturated: {t['answer_ratio']:.2f} -> {'met' if t['answer_ratio_met'] else 'NOT met'}",
-        (
-            f"target: p99 < {P99_TARGET_MS:g} ms at the paced load: {t['paced_p99_ms']:.1f} ms -> "
-            f"{'met' if t['paced_p99_met'] else 'NOT met'}"
-        )
-        if cfg.think
-        else "target: p99 at a paced load: not measured (--think 0)",
-        f"answers acknowledged={result['acknowledged']} (unique {result['acknowledged_unique']}) "
-        f"stored={result['stored']} (unique participant+trial {result['stored_unique']}) "
-        f"acked-not-stored={result['acked_not_stored']} "
-        f"stored-not-acked={result['stored_not_acked']}",
-        f"killed workers={result['killed_workers'] or 'none'} flow errors={result['flow_errors']}"
-        f" client failures={len(result['client_errors'])} stuck threads={result['stuck_threads']}",
-        f"RESULT: {'PASS' if passed(result) else 'FAIL'} (acknowledged == stored, no duplicates)",
-    ]
-    lines += [f"  client failure: {e}" for e in result["client_errors"]]
-    return "\n".join(lines)
 
 
 def _delete(study: Study) -> None:

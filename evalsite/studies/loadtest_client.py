@@ -1,13 +1,22 @@
-"""The simulated participants of the load benchmark: HTTP only (requests), no Django.
+"""The simulated participants of the load benchmark: HTTP only (the standard library), no Django.
 
-Each `Participant` is one `requests` session that walks the participant pages like a browser:
-the study link, every step up to the first trial, then trial page -> answer. Every request is
-timed into a shared `Recorder`; connection errors, timeouts and 5xx responses are counted and the
-request is retried (the server treats a repeated answer as already stored).
+The clients run in `processes` separate processes (started with `spawn`, so none inherits the
+coordinator's database connections), each with its share of the participants as threads. One
+Python process with 200 threads could not keep up with the server: it saturated one core, and
+its threads held the GIL so long that the coordinator's own clock and CPU readings came seconds
+late. Each participant is one persistent `http.client` connection with its own cookies (about a
+fifth of the CPU per request of a `requests` session, measured here) that walks the participant
+pages like a browser: the study link, every step up to the first trial, then trial page ->
+answer. Every request is timed; connection errors, timeouts and 5xx responses are counted and
+the request is retried on a new connection (the server treats a repeated answer as stored).
+
+Phases are separated by barriers: the threads of a process meet at a thread barrier whose
+action (run by one of them) meets the other processes and the coordinator at a process barrier.
 """
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import json
 import os
@@ -17,8 +26,8 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-
-import requests
+from http.cookies import CookieError, SimpleCookie
+from urllib.parse import urlencode, urlsplit
 
 INDEX_RE = re.compile(r'name="index" value="(\d+)"')
 REQUEST_TIMEOUT_S = 15
@@ -26,73 +35,150 @@ REQUEST_TIMEOUT_S = 15
 # speed during a run (other processes, CPU steal in a VM) weighs on both alike.
 ROUNDS = 2
 RETRIES = 5
+# A keep-alive connection idle this long is replaced before the next request: the server closes
+# idle ones after its keep-alive timeout (loadtest.KEEP_ALIVE_S), and a request sent as it does
+# fails. Threads sit idle that long only at barriers (waiting for the slowest).
+IDLE_RECONNECT_S = 20.0
 # What the trial page's script posts with an answer (plays and fraction heard per position).
-CLIENT_LOG = {"response_ms": 1234, "plays": {"r": 1, "A": 1, "B": 1},
-              "heard": {"r": 1.0, "A": 1.0, "B": 1.0}, "audio_sample_rate": 48000}  # fmt: skip
+CLIENT_LOG = json.dumps(
+    {"response_ms": 1234, "plays": {"r": 1, "A": 1, "B": 1},
+     "heard": {"r": 1.0, "A": 1.0, "B": 1.0}, "audio_sample_rate": 48000}
+)  # fmt: skip
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 class LoadTestError(RuntimeError):
-    """The benchmark could not run (bad configuration, server did not start)."""
+    """The benchmark could not run (bad configuration, server did not start, client failed)."""
 
 
 @dataclass
 class Recorder:
-    """Latencies per request kind, errors, and the answers acknowledged to the clients."""
+    """Latencies per request kind, errors, and the answers acknowledged, for one process."""
 
     latencies: dict = field(default_factory=lambda: defaultdict(list))  # kind -> [(end, s)]
     errors: dict = field(default_factory=lambda: defaultdict(int))  # kind -> count
     acked: list = field(default_factory=list)  # (participant token, trial index)
+    events: dict = field(default_factory=lambda: defaultdict(int))  # name -> count
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, kind: str, seconds: float) -> None:
-        # (monotonic end time, latency); list.append is atomic under the GIL
+        # (monotonic end time: the same clock in every process on Linux; latency in seconds);
+        # list.append is atomic under the GIL
         self.latencies[kind].append((time.monotonic(), seconds))
 
     def error(self, kind: str) -> None:
         with self.lock:
             self.errors[kind] += 1
 
+    def event(self, name: str) -> None:
+        with self.lock:
+            self.events[name] += 1
+
+    def merge(self, other: dict) -> None:
+        """Add the figures another process sent (`as_dict`)."""
+        for kind, rows in other["latencies"].items():
+            self.latencies[kind].extend(rows)
+        for kind, n in other["errors"].items():
+            self.errors[kind] += n
+        for name, n in other["events"].items():
+            self.events[name] += n
+        self.acked.extend(other["acked"])
+
+    def as_dict(self) -> dict:
+        return {"latencies": dict(self.latencies), "errors": dict(self.errors),
+                "events": dict(self.events), "acked": self.acked}  # fmt: skip
+
+
+@dataclass
+class Response:
+    status: int
+    location: str
+    text: str
+
 
 class Participant:
-    """One simulated participant: a requests session walking the participant pages."""
+    """One simulated participant: a keep-alive connection and the cookies a browser would keep."""
 
     _ids = itertools.count()
 
     def __init__(self, base: str, slug: str, rec: Recorder):
-        self.base, self.slug, self.rec = base, slug, rec
-        self.http = requests.Session()
-        self.page_url = ""
+        self.host, self.port = urlsplit(base).hostname, urlsplit(base).port
+        self.slug, self.rec = slug, rec
+        self.conn: http.client.HTTPConnection | None = None
+        self.cookies: dict[str, str] = {}  # name -> value as the server coded it
+        self.page_path = ""
         self.token = ""
+        self.spares: list[tuple] = []  # participants entered ahead (see `enter_spares`)
+        self.last_used = 0.0  # when the connection last completed a request (monotonic)
 
-    def request(self, kind: str, method: str, url: str, **kwargs) -> requests.Response:
-        """Timed request; connection errors (a killed worker) are retried, each one counted."""
+    def _send(self, method: str, path: str, body: str | None) -> Response:
+        if self.conn is not None and time.monotonic() - self.last_used > IDLE_RECONNECT_S:
+            self._reconnect()  # the server may have closed it meanwhile, as browsers expect
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=REQUEST_TIMEOUT_S)
+        headers = dict(FORM) if body is not None else {}
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        self.conn.request(method, path, body=body, headers=headers)
+        r = self.conn.getresponse()
+        text = r.read().decode("utf-8", "replace")
+        self.last_used = time.monotonic()
+        for header in r.headers.get_all("Set-Cookie") or []:
+            self._keep_cookie(header)
+        return Response(r.status, r.headers.get("Location", ""), text)
+
+    def _keep_cookie(self, header: str) -> None:
+        jar = SimpleCookie()
+        try:
+            jar.load(header)
+        except CookieError:
+            return
+        for name, morsel in jar.items():
+            if morsel["max-age"] == "0" or morsel.value == "":
+                self.cookies.pop(name, None)  # deleted by the server
+            else:
+                self.cookies[name] = morsel.coded_value
+
+    def request(self, kind: str, method: str, path: str, body: str | None = None) -> Response:
+        """Timed request; connection errors (a killed worker), timeouts and 5xx are retried on a
+        new connection, each one counted."""
         for attempt in range(RETRIES):
             start = time.perf_counter()
             try:
-                r = self.http.request(method, url, timeout=REQUEST_TIMEOUT_S, **kwargs)
-            except requests.RequestException:
+                r = self._send(method, path, body)
+            except (OSError, http.client.HTTPException):  # socket errors and timeouts included
                 self.rec.error(kind)
+                self._reconnect()
                 time.sleep(0.05 * (attempt + 1))
                 continue
             self.rec.add(kind, time.perf_counter() - start)
-            if r.status_code >= 500:
+            if r.status >= 500:
                 self.rec.error(kind)
+                self._reconnect()
                 time.sleep(0.05 * (attempt + 1))
                 continue
             return r
-        raise LoadTestError(f"{method} {url}: failed {RETRIES} times")
+        raise LoadTestError(f"{method} {path}: failed {RETRIES} times")
 
-    def post_step(self, step: str, **data) -> requests.Response:
-        data |= {"step": step, "csrfmiddlewaretoken": self.http.cookies.get("csrftoken", "")}
-        return self.request("flow", "POST", self.page_url, data=data, allow_redirects=False)
+    def _reconnect(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.conn = None
+
+    def post_step(self, step: str, **data) -> Response:
+        data |= {"step": step, "csrfmiddlewaretoken": self.cookies.get("csrftoken", "")}
+        return self.request("flow", "POST", self.page_path, urlencode(data))
 
     def enter(self) -> None:
-        """Study link -> first trial, through every step of the real flow."""
-        self.http.cookies.clear()
+        """Study link -> first trial, through every step of the real flow, as a new browser."""
+        self.cookies.clear()
         pid = f"load{os.getpid()}-{next(self._ids)}"
-        r = self.request("flow", "GET", f"{self.base}/s/{self.slug}/?pid={pid}")
-        self.page_url = r.url
-        self.token = self.page_url.rstrip("/").rsplit("/", 1)[-1]
+        r = self.request("flow", "GET", f"/s/{self.slug}/?pid={pid}")
+        if r.status != 302 or "/p/" not in r.location:
+            raise LoadTestError(f"study link: expected a redirect to /p/<token>/, got {r.status}")
+        self.page_path = urlsplit(r.location).path
+        self.token = self.page_path.rstrip("/").rsplit("/", 1)[-1]
+        self.request("flow", "GET", self.page_path)  # sets the CSRF cookie, as a browser would
         self.post_step("browser_check", web_audio="1", sample_rate="48000", touch="0",
                        screen="1920x1080", ua_mobile="0")  # fmt: skip
         self.post_step("consent", decision="agree")
@@ -101,18 +187,37 @@ class Participant:
         self.post_step("calibration")
         self.post_step("instructions")
 
+    def enter_spares(self, n: int) -> None:
+        """Enter `n` more participants now (setup, untimed), to be taken in turn by `next`
+        when the current one has answered every trial: entering costs the server ~20 answers'
+        CPU (the trial list is assigned), which must not count in the timed phases."""
+        current = (dict(self.cookies), self.page_path, self.token)
+        for _ in range(n):
+            self.enter()
+            self.spares.append((dict(self.cookies), self.page_path, self.token))
+        self.cookies, self.page_path, self.token = current
+
+    def next(self) -> None:
+        """Go on as the next spare participant; enter a new one (counted) when none is left."""
+        if self.spares:
+            self.cookies, self.page_path, self.token = self.spares.pop(0)
+        else:
+            self.rec.event("entered_in_phase")
+            self.enter()
+
     def trial_page(self, kind: str = "trial_page") -> int | None:
-        r = self.request(kind, "GET", self.page_url)
+        r = self.request(kind, "GET", self.page_path)
         match = INDEX_RE.search(r.text)
         return int(match.group(1)) if match else None
 
     def answer(self, index: int, kind: str = "answer") -> None:
-        log = json.dumps(CLIENT_LOG)
-        data = {"step": "trials", "index": index, "choice": "AB"[index % 2], "log": log,
-                "csrfmiddlewaretoken": self.http.cookies.get("csrftoken", "")}  # fmt: skip
-        self.request(kind, "POST", self.page_url, data=data, allow_redirects=False)
+        data = {"step": "trials", "index": index, "choice": "AB"[index % 2], "log": CLIENT_LOG,
+                "csrfmiddlewaretoken": self.cookies.get("csrftoken", "")}  # fmt: skip
+        r = self.request(kind, "POST", self.page_path, urlencode(data))
+        if r.status != 302:
+            raise LoadTestError(f"answer: expected a redirect, got {r.status}")
 
-    def run_answers(self, stop: threading.Event, n_trials: int, kind: str = "answer") -> None:
+    def run_answers(self, stop, n_trials: int, kind: str = "answer") -> None:
         """Answer submission alone: POST the next answer as soon as the previous one returned.
 
         The next index is the previous one + 1 (slots are numbered in the order shown and the
@@ -122,15 +227,15 @@ class Participant:
         not stored."""
         index = self.trial_page("setup")
         while not stop.is_set():
-            if index is None:  # all trials answered: a new participant enters
-                self.enter()
+            if index is None:  # all trials answered: the next participant goes on
+                self.next()
                 index = self.trial_page("setup")
                 continue
             self.answer(index, kind)
             self.rec.acked.append((self.token, index))
             index = index + 1 if index + 1 < n_trials else self.trial_page("setup")
 
-    def run_trials(self, stop: threading.Event, think: float = 0.0, prefix: str = "") -> None:
+    def run_trials(self, stop, think: float = 0.0, prefix: str = "") -> None:
         """GET -> POST until `stop`; an answer counts as acknowledged once the next page the
         server shows is a different trial (or none), i.e. the server confirmed it moved on.
         Requests are recorded as `prefix` + "trial_page" / "answer"."""
@@ -146,8 +251,8 @@ class Participant:
             pending = None
             if stop.is_set():
                 return
-            if index is None:  # all trials answered: a new participant enters
-                self.enter()
+            if index is None:  # all trials answered: the next participant goes on
+                self.next()
                 index = self.trial_page(page_kind)
                 continue
             if think and stop.wait(think * rng.uniform(0.5, 1.5)):  # listening to the clips
@@ -157,26 +262,76 @@ class Participant:
             index = self.trial_page(page_kind)
 
 
-def participant_thread(p, rec, barrier, stops, errors, think, n_trials):
+@dataclass(frozen=True)
+class ClientPlan:
+    """What every client process does (picklable: sent to `spawn`ed processes)."""
+
+    base: str
+    slug: str
+    think: float
+    n_trials: int
+    spares: int  # participants each thread enters ahead, in setup
+    last_phase: str  # the name of the last phase's stop event
+
+
+def participant_thread(p: Participant, plan: ClientPlan, barrier, stops, errors) -> None:
     """One thread's life: enter, then the phases in order, separated by `barrier`:
     /healthz and answers alone (ROUNDS times), the trial loop, and (with `think`) the paced
     trial loop."""
     try:
         p.enter()
+        p.enter_spares(plan.spares)
         barrier.wait()
-        url = f"{p.base}/healthz"
-        for r in range(ROUNDS):  # reference and answers alternate (see loadtest.ROUNDS)
+        for r in range(ROUNDS):  # reference and answers alternate (see ROUNDS)
             while not stops[f"healthz{r}"].is_set():
-                p.request("healthz", "GET", url)
+                p.request("healthz", "GET", "/healthz")
             barrier.wait()
-            p.run_answers(stops[f"answers{r}"], n_trials)
+            p.run_answers(stops[f"answers{r}"], plan.n_trials)
             barrier.wait()
         p.run_trials(stops["loop"], 0.0, prefix="loop_")
-        if think:
+        if plan.think:
             barrier.wait()
-            p.run_trials(stops["paced"], think, prefix="paced_")
+            p.run_trials(stops["paced"], plan.think, prefix="paced_")
     except threading.BrokenBarrierError:
         pass
     except Exception as exc:  # noqa: BLE001 (reported, and the run is marked failed)
         errors.append(f"{type(exc).__name__}: {exc}")
         barrier.abort()
+    finally:
+        if p.conn is not None:
+            p.conn.close()
+
+
+def client_process(plan: ClientPlan, n_threads: int, all_processes, stops, results) -> None:
+    """A client process: `n_threads` participants; its threads meet at a thread barrier whose
+    action meets the other processes and the coordinator at `all_processes`. Sends its figures
+    (Recorder.as_dict, errors, stuck threads) on `results` when its threads are done."""
+    rec, errors = Recorder(), []
+
+    def meet_the_others():
+        try:
+            all_processes.wait()
+        except threading.BrokenBarrierError:
+            local.abort()
+            raise
+
+    local = threading.Barrier(n_threads, action=meet_the_others)
+    threads = [
+        threading.Thread(
+            target=participant_thread,
+            args=(Participant(plan.base, plan.slug, rec), plan, local, stops, errors),
+            daemon=True,
+        )
+        for _ in range(n_threads)
+    ]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads) and not stops[plan.last_phase].wait(0.5):
+        pass  # the threads end early only when the run is aborted
+    deadline = time.monotonic() + REQUEST_TIMEOUT_S * RETRIES  # the last requests in flight
+    for t in threads:
+        t.join(timeout=max(deadline - time.monotonic(), 0.1))
+    if errors:
+        all_processes.abort()  # the coordinator stops waiting for this run
+    stuck = sum(t.is_alive() for t in threads)
+    results.put({"rec": rec.as_dict(), "errors": errors, "stuck": stuck, "pid": os.getpid()})

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from evalsite.studies.loadtest import LoadConfig, format_report, passed, run, targets
+from evalsite.studies.loadtest import LoadConfig, run
+from evalsite.studies.loadtest_report import format_report, passed, targets
 from evalsite.studies.models import Study
 
 
@@ -14,7 +15,8 @@ from evalsite.studies.models import Study
 @pytest.mark.parametrize("kill_worker", [False, True])
 def test_it_stores_every_acknowledged_answer_once(kill_worker):
     cfg = LoadConfig(participants=4, duration=4, reference_duration=1, trials=8, workers=2,
-                     threads=2, kill_worker=kill_worker, think=0.3)  # fmt: skip
+                     threads=2, client_processes=2, spares=1, kill_worker=kill_worker,
+                     think=0.3)  # fmt: skip
     result = run(cfg, out=lambda line: None)
     print(format_report(cfg, result))
     figures = result["figures"]

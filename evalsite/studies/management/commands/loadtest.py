@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from evalsite.studies.loadtest import LoadConfig, LoadTestError, format_report, passed, run
+from evalsite.studies.loadtest import LoadConfig, LoadTestError, run
+from evalsite.studies.loadtest_report import format_report, passed
 
 
 class Command(BaseCommand):
@@ -24,6 +25,15 @@ class Command(BaseCommand):
         parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
         parser.add_argument("--threads", type=int, default=4, help="threads per worker")
         parser.add_argument(
+            "--client-processes", type=int, default=LoadConfig.client_processes,
+            help="processes the simulated participants are spread over (default %(default)s)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--spares", type=int, default=None,
+            help="participants each client thread enters ahead, in setup (default: enough for "
+            "1000 answers/s through every phase)",
+        )  # fmt: skip
+        parser.add_argument(
             "--kill-worker", action="store_true", help="SIGKILL one worker half-way"
         )
         parser.add_argument(
@@ -35,10 +45,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         bounds = {"participants": (1, 1000), "duration": (1, 600), "trials": (1, 1000),
-                  "workers": (1, 32), "threads": (1, 64), "think": (0, 120)}  # fmt: skip
+                  "workers": (1, 32), "threads": (1, 64), "think": (0, 120),
+                  "client_processes": (1, 64), "spares": (0, 100)}  # fmt: skip
         for name, (lo, hi) in bounds.items():
-            if not lo <= opts[name] <= hi:
-                raise CommandError(f"--{name} {opts[name]}: expected {lo}..{hi}")
+            if opts[name] is not None and not lo <= opts[name] <= hi:
+                flag = name.replace("_", "-")
+                raise CommandError(f"--{flag} {opts[name]}: expected {lo}..{hi}")
         cfg = LoadConfig(
             participants=opts["participants"],
             duration=opts["duration"],
@@ -46,6 +58,8 @@ class Command(BaseCommand):
             trials=opts["trials"],
             workers=opts["workers"],
             threads=opts["threads"],
+            client_processes=opts["client_processes"],
+            spares=opts["spares"],
             kill_worker=opts["kill_worker"],
             think=opts["think"],
             keep=opts["keep"],

@@ -1,0 +1,111 @@
+"""The load benchmark's figures read against the issue's targets, and printed (loadtest.py runs
+the benchmark; this module only reads the dict `loadtest.run` returns)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from evalsite.studies.loadtest_client import ROUNDS
+
+if TYPE_CHECKING:
+    from evalsite.studies.loadtest import LoadConfig
+
+
+def passed(result: dict) -> bool:
+    """Every acknowledged answer stored once, no duplicates, no client failure."""
+    return (
+        result["acknowledged"] == result["acknowledged_unique"] == result["stored"]
+        and result["stored"] == result["stored_unique"]
+        and result["acked_not_stored"] == 0
+        and not result["client_errors"]
+        and result["stuck_threads"] == 0
+    )
+
+
+# (phase, request kind in the Recorder, what the row shows)
+ROWS = [
+    ("reference", "healthz", "GET /healthz (trivial view)"),
+    ("answers", "answer", "POST answer, back to back"),
+    ("loop", "loop_trial_page", "GET trial page"),
+    ("loop", "loop_answer", "POST answer"),
+    ("paced", "paced_trial_page", "GET trial page"),
+    ("paced", "paced_answer", "POST answer"),
+]
+THROUGHPUT_TARGET = 0.5  # answer submission / trivial view, both saturated
+P99_TARGET_MS = 50.0  # at the paced (listener-like) load
+
+
+def targets(result: dict) -> dict:
+    """The issue's two targets, read from a run: answer throughput ratio and paced p99."""
+    f = result["figures"]
+    ref = f["healthz"]["rps"]
+    ratio = f["answer"]["rps"] / ref if ref else float("nan")
+    paced = [f[k]["p99_ms"] for k in ("paced_trial_page", "paced_answer") if k in f]
+    p99 = max(paced) if paced else float("nan")
+    return {"answer_ratio": ratio, "answer_ratio_met": ratio >= THROUGHPUT_TARGET,
+            "paced_p99_ms": p99, "paced_p99_met": bool(paced) and p99 < P99_TARGET_MS}  # fmt: skip
+
+
+def _cpu_column(result: dict, phase: str, n_requests: int, seconds: float) -> str:
+    """CPU per request of a phase in gunicorn / PostgreSQL / the clients, and how busy the whole
+    machine was (share of all cores)."""
+    cpu = result.get("cpu_s", {})
+    key = "healthz" if phase == "reference" else phase
+    if f"{key}_gunicorn" not in cpu or not n_requests:  # not measured (a worker was killed)
+        return "-"
+    per_req = [1000 * cpu[f"{key}_{part}"] / n_requests for part in CPU_PARTS]
+    busy = cpu[f"{key}_machine"] / (seconds * (os.cpu_count() or 1)) if seconds else float("nan")
+    return " / ".join(f"{ms:.2f}" for ms in per_req) + f"  {busy:4.0%}"
+
+
+CPU_PARTS = ("gunicorn", "postgres", "clients")
+
+
+def format_report(cfg: LoadConfig, result: dict) -> str:
+    f = result["figures"]
+    ref = f["healthz"]["rps"]
+    lines = [
+        f"participants={cfg.participants} in {cfg.client_processes} client processes "
+        f"gunicorn={cfg.workers}x{cfg.threads} gthread "
+        f"phases: reference {cfg.reference_duration:.3g}s and answers {cfg.duration / 2:.3g}s "
+        f"(alternated, {ROUNDS} rounds), loop {cfg.duration:.3g}s"
+        + (f", paced {cfg.duration:.3g}s (think {cfg.think:.3g}s)" if cfg.think else "")
+        + f" kill_worker={cfg.kill_worker}",
+        f"{'phase':<10}{'request':<29}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'errors':>8}{'vs healthz':>12}   CPU ms/req (gunicorn / postgres / clients)  busy",
+    ]
+    for phase, kind, label in ROWS:
+        if kind not in f:
+            continue
+        x = f[kind]
+        ratio = x["rps"] / ref if ref else float("nan")
+        n_phase = sum(f[k]["requests"] for p, k, _ in ROWS if p == phase and k in f)
+        per_req = _cpu_column(result, phase, n_phase, x["seconds"])
+        lines.append(f"{phase:<10}{label:<29}{x['requests']:>9}{x['rps']:>9.1f}"
+                     f"{x['p50_ms']:>9.1f}{x['p99_ms']:>9.1f}{x['errors']:>8}{ratio:>12.2f}"
+                     f"   {per_req}")  # fmt: skip
+    t = targets(result)
+    lines += [
+        "(CPU ms/req: CPU per request of the phase in gunicorn's workers, in PostgreSQL (when it "
+        "runs on this machine) and in the client processes; busy: share of all cores in use)",
+        f"target: answer submission >= {THROUGHPUT_TARGET:g} x healthz throughput, both "
+        f"saturated: {t['answer_ratio']:.2f} -> {'met' if t['answer_ratio_met'] else 'NOT met'}",
+        (
+            f"target: p99 < {P99_TARGET_MS:g} ms at the paced load: {t['paced_p99_ms']:.1f} ms -> "
+            f"{'met' if t['paced_p99_met'] else 'NOT met'}"
+        )
+        if cfg.think
+        else "target: p99 at a paced load: not measured (--think 0)",
+        f"answers acknowledged={result['acknowledged']} (unique {result['acknowledged_unique']}) "
+        f"stored={result['stored']} (unique participant+trial {result['stored_unique']}) "
+        f"acked-not-stored={result['acked_not_stored']} "
+        f"stored-not-acked={result['stored_not_acked']}",
+        f"participants who entered inside a timed phase (spares used up): "
+        f"{result['entered_in_phase']}",
+        f"killed workers={result['killed_workers'] or 'none'} flow errors={result['flow_errors']}"
+        f" client failures={len(result['client_errors'])} stuck threads={result['stuck_threads']}",
+        f"RESULT: {'PASS' if passed(result) else 'FAIL'} (acknowledged == stored, no duplicates)",
+    ]
+    lines += [f"  client failure: {e}" for e in result["client_errors"]]
+    return "\n".join(lines)
