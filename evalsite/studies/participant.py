@@ -101,15 +101,22 @@ def _known_id(study: Study, params) -> bool:
     )
 
 
+def _is_mine(request: HttpRequest, token: str) -> bool:
+    return token in _bound(request) or token in request.session.get(SESSION_KEY, [])
+
+
 def _own(request: HttpRequest, token: str) -> Participant | None:
-    if token not in _bound(request) and token not in request.session.get(SESSION_KEY, []):
-        return None
-    return flow.participant_by_token(token)
+    return flow.participant_by_token(token) if _is_mine(request, token) else None
 
 
 @never_cache
 def page(request: HttpRequest, token: str) -> HttpResponse:
-    p = _own(request, token)
+    if not _is_mine(request, token):
+        return _refused(request, _("This page belongs to another session."))
+    if request.method == "POST" and _is_answer(request):
+        post_answer(request, token)  # one statement, without loading the participant first
+        return redirect("studies:participant", token)
+    p = flow.participant_by_token(token)
     if p is None:
         return _refused(request, _("This page belongs to another session."))
     lang = request.GET.get("lang")
@@ -228,7 +235,8 @@ def post_instructions(request, p):
 
 
 def post_trial(request, p):
-    if request.POST.get("action") == "continue":  # acknowledges practice feedback
+    """Acknowledging practice feedback (answers take `post_answer`)."""
+    if request.POST.get("action") == "continue":
         Participant.objects.filter(pk=p.pk).update(state={})
         p.state = {}
         slot = flow.current_slot(p)
@@ -236,19 +244,33 @@ def post_trial(request, p):
             flow.finish_if_complete(p)
         elif p.step == Step.PRACTICE and not slot.trial.is_practice:
             flow.advance(p, Step.PRACTICE, Step.TRIALS)
-        return None
-    form = AnswerForm(request.POST)
-    at = flow.position(p)
-    slot = at.slot
-    if not form.is_valid() or slot is None or form.cleaned_data["index"] != slot.index:
-        return None  # replayed or stale: the stored answer stands, show the current step
-    stored = flow.store_answer(p, slot, form.cleaned_data["choice"], form.client_log())
-    if stored and slot.trial.is_practice:
-        p.state = {"feedback": flow.practice_feedback(slot, form.cleaned_data["choice"])}
-        Participant.objects.filter(pk=p.pk).update(state=p.state)
-    elif stored and at.is_last:  # no unanswered slot after this one: the list may be complete
-        flow.finish_if_complete(p)
     return None
+
+
+def _is_answer(request) -> bool:
+    return request.POST.get("step") in TRIAL_STEPS and "action" not in request.POST
+
+
+def post_answer(request, token: str) -> None:
+    """Store an answer: one statement that also checks the participant is at the posted step and
+    the answer is to its current slot (a replayed, stale or forged POST stores nothing). Only a
+    practice answer (feedback) or the last one (completion) reads more."""
+    form = AnswerForm(request.POST)
+    if not form.is_valid():
+        return
+    choice = form.cleaned_data["choice"]
+    stored = flow.store_answer(
+        token, request.POST["step"], form.cleaned_data["index"], choice, form.client_log()
+    )
+    if stored is None or not (stored.is_practice or stored.is_last):
+        return
+    p = flow.participant_by_token(token)
+    if stored.is_practice:
+        slot = p.slots.select_related("trial").get(trial_id=stored.trial_id)
+        p.state = {"feedback": flow.practice_feedback(slot, choice)}
+        Participant.objects.filter(pk=p.pk).update(state=p.state)
+    else:  # no unanswered slot after this one: the list may be complete
+        flow.finish_if_complete(p)
 
 
 TRIAL_STEPS = (Step.PRACTICE, Step.TRIALS)

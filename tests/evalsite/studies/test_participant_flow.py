@@ -164,8 +164,8 @@ def test_it_refuses_a_second_answer_even_when_bypassing_the_view(client, listeni
     finish_practice(client, p)
     slot = flow.current_slot(p)
     log = flow.ClientLog(1000, {"r": 1, "A": 1, "B": 1}, {}, 0, 48000, {})
-    assert flow.store_answer(p, slot, "A", log) is True
-    assert flow.store_answer(p, slot, "B", log) is False
+    assert flow.store_answer(p.token, "trials", slot.index, "A", log) is not None
+    assert flow.store_answer(p.token, "trials", slot.index, "B", log) is None
     assert Answer.objects.filter(participant=p, trial=slot.trial).count() == 1
 
 
@@ -324,3 +324,28 @@ def test_it_loads_a_participant_and_study_by_token_like_the_orm(client, listenin
         }
     assert loaded.questionnaire and loaded.study.settings  # JSON fields decoded, not strings
     assert flow.participant_by_token("no-such-token") is None
+
+
+def test_it_stores_an_answer_only_for_the_current_slot_at_the_posted_step(client, listening_study):
+    p = to_step(client, enter(client, listening_study), "practice")
+    finish_practice(client, p)
+    slot = flow.current_slot(p)
+    log = client_log()
+    ahead = post(client, p, "trials", index=slot.index + 1, choice="A", log=log)  # forged
+    wrong_step = post(client, p, "practice", index=slot.index, choice="A", log=log)
+    assert ahead.status_code == wrong_step.status_code == 302
+    assert not Answer.objects.filter(participant=p, trial_index__gte=slot.index).exists()
+    post(client, p, "trials", index=slot.index, choice="B", log=log)
+    stored = Answer.objects.get(participant=p, trial_index=slot.index)
+    assert (stored.trial_id, stored.chosen_position) == (slot.trial_id, "B")
+    assert flow.current_slot(p).index == slot.index + 1
+
+
+def test_it_refuses_an_answer_from_a_browser_not_bound_to_the_participant(client, listening_study):
+    p = to_step(client, enter(client, listening_study), "practice")
+    finish_practice(client, p)
+    slot = flow.current_slot(p)
+    other = Client()
+    data = {"step": "trials", "index": slot.index, "choice": "A", "log": client_log()}
+    assert other.post(url(p), data, HTTP_USER_AGENT=DESKTOP_UA).status_code == 403
+    assert not Answer.objects.filter(participant=p, trial=slot.trial).exists()
