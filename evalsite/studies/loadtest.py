@@ -56,6 +56,7 @@ from django.db import DatabaseError, transaction
 
 from evalsite.stimuli.models import Catalogue, Clip
 from evalsite.studies.loadtest_client import (
+    ENTERED_IN_PHASE,
     REQUEST_TIMEOUT_S,
     RETRIES,
     ROUNDS,
@@ -409,7 +410,8 @@ def summarise(rec, study, phases, killed, errors, stuck) -> dict:
     return {
         "figures": figures,
         "flow_errors": rec.errors.get("flow", 0),
-        "entered_in_phase": rec.events.get("entered_in_phase", 0),
+        "entered_in_phase": rec.events.get(ENTERED_IN_PHASE, 0),
+        "error_reasons": {k: n for k, n in sorted(rec.events.items()) if k != ENTERED_IN_PHASE},
         "acknowledged": len(rec.acked),
         "acknowledged_unique": len(acked),
         "stored": len(stored),

@@ -20,6 +20,7 @@ import http.client
 import itertools
 import json
 import os
+import queue
 import random
 import re
 import threading
@@ -35,6 +36,7 @@ REQUEST_TIMEOUT_S = 15
 # speed during a run (other processes, CPU steal in a VM) weighs on both alike.
 ROUNDS = 2
 RETRIES = 5
+ENTERED_IN_PHASE = "entered in a timed phase"  # Recorder.events: the spare pool ran dry
 # A keep-alive connection idle this long is replaced before the next request: the server closes
 # idle ones after its keep-alive timeout (loadtest.KEEP_ALIVE_S), and a request sent as it does
 # fails. Threads sit idle that long only at barriers (waiting for the slowest).
@@ -101,14 +103,13 @@ class Participant:
 
     _ids = itertools.count()
 
-    def __init__(self, base: str, slug: str, rec: Recorder):
+    def __init__(self, base: str, slug: str, rec: Recorder, spares: queue.SimpleQueue):
         self.host, self.port = urlsplit(base).hostname, urlsplit(base).port
-        self.slug, self.rec = slug, rec
+        self.slug, self.rec, self.spares = slug, rec, spares
         self.conn: http.client.HTTPConnection | None = None
         self.cookies: dict[str, str] = {}  # name -> value as the server coded it
         self.page_path = ""
         self.token = ""
-        self.spares: list[tuple] = []  # participants entered ahead (see `enter_spares`)
         self.last_used = 0.0  # when the connection last completed a request (monotonic)
 
     def _send(self, method: str, path: str, body: str | None) -> Response:
@@ -146,14 +147,16 @@ class Participant:
             start = time.perf_counter()
             try:
                 r = self._send(method, path, body)
-            except (OSError, http.client.HTTPException):  # socket errors and timeouts included
+            except (OSError, http.client.HTTPException) as exc:  # socket errors, timeouts too
                 self.rec.error(kind)
+                self.rec.event(f"{kind}: {type(exc).__name__}")
                 self._reconnect()
                 time.sleep(0.05 * (attempt + 1))
                 continue
             self.rec.add(kind, time.perf_counter() - start)
             if r.status >= 500:
                 self.rec.error(kind)
+                self.rec.event(f"{kind}: HTTP {r.status}")
                 self._reconnect()
                 time.sleep(0.05 * (attempt + 1))
                 continue
@@ -188,21 +191,22 @@ class Participant:
         self.post_step("instructions")
 
     def enter_spares(self, n: int) -> None:
-        """Enter `n` more participants now (setup, untimed), to be taken in turn by `next`
-        when the current one has answered every trial: entering costs the server ~20 answers'
-        CPU (the trial list is assigned), which must not count in the timed phases."""
+        """Enter `n` more participants now (setup, untimed) into the process's shared pool, for
+        any thread whose participant has answered every trial (`next`): entering costs the
+        server ~20 answers' CPU (the trial list is assigned), which must not count in the timed
+        phases, and threads are not served equally fast, so the pool is shared."""
         current = (dict(self.cookies), self.page_path, self.token)
         for _ in range(n):
             self.enter()
-            self.spares.append((dict(self.cookies), self.page_path, self.token))
+            self.spares.put((dict(self.cookies), self.page_path, self.token))
         self.cookies, self.page_path, self.token = current
 
     def next(self) -> None:
-        """Go on as the next spare participant; enter a new one (counted) when none is left."""
-        if self.spares:
-            self.cookies, self.page_path, self.token = self.spares.pop(0)
-        else:
-            self.rec.event("entered_in_phase")
+        """Go on as a spare participant; enter a new one (counted) when the pool is empty."""
+        try:
+            self.cookies, self.page_path, self.token = self.spares.get_nowait()
+        except queue.Empty:
+            self.rec.event(ENTERED_IN_PHASE)
             self.enter()
 
     def trial_page(self, kind: str = "trial_page") -> int | None:
@@ -316,10 +320,11 @@ def client_process(plan: ClientPlan, n_threads: int, all_processes, stops, resul
             raise
 
     local = threading.Barrier(n_threads, action=meet_the_others)
+    spares: queue.SimpleQueue = queue.SimpleQueue()  # shared by this process's threads
     threads = [
         threading.Thread(
             target=participant_thread,
-            args=(Participant(plan.base, plan.slug, rec), plan, local, stops, errors),
+            args=(Participant(plan.base, plan.slug, rec, spares), plan, local, stops, errors),
             daemon=True,
         )
         for _ in range(n_threads)

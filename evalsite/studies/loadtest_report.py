@@ -103,6 +103,8 @@ def format_report(cfg: LoadConfig, result: dict) -> str:
         f"stored-not-acked={result['stored_not_acked']}",
         f"participants who entered inside a timed phase (spares used up): "
         f"{result['entered_in_phase']}",
+        "retried requests by kind and reason: "
+        + (", ".join(f"{k} x{n}" for k, n in result["error_reasons"].items()) or "none"),
         f"killed workers={result['killed_workers'] or 'none'} flow errors={result['flow_errors']}"
         f" client failures={len(result['client_errors'])} stuck threads={result['stuck_threads']}",
         f"RESULT: {'PASS' if passed(result) else 'FAIL'} (acknowledged == stored, no duplicates)",
