@@ -60,3 +60,18 @@ def env_list(name: str, default: list[str]) -> list[str]:
 def env_path(name: str, default: Path) -> Path:
     raw = os.environ.get(name)
     return Path(raw).expanduser().resolve() if raw else default
+
+
+def env_database(name: str, default: str, conn_max_age: int = 0) -> dict:
+    """Django's DATABASES entry from a URL (`postgresql://user:pass@host:5432/db`,
+    `sqlite:///path`); unset or empty: `default`."""
+    import dj_database_url  # only settings read databases
+
+    raw = os.environ.get(name) or default
+    try:
+        return dj_database_url.parse(raw, conn_max_age=conn_max_age)
+    except (ValueError, KeyError) as exc:  # unknown scheme, unparsable URL
+        raise EnvError(
+            f"{name}={raw!r}: expected a database URL such as "
+            f"postgresql://user:password@host:5432/name or sqlite:///path/db.sqlite3 ({exc})"
+        ) from exc

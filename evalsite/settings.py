@@ -7,10 +7,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dj_database_url
 from django.utils.translation import gettext_lazy as _
 
-from evalsite.env import EnvError, env_bool, env_float, env_int, env_list, env_path, env_str
+from evalsite.env import (
+    EnvError,
+    env_bool,
+    env_database,
+    env_float,
+    env_int,
+    env_list,
+    env_path,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -80,9 +88,7 @@ TEMPLATES = [
 # SQLite under CSN_HOME by default; DATABASE_URL=postgresql://... in production and in the tests.
 _default_db = f"sqlite:///{CSN_HOME / 'db.sqlite3'}"
 DATABASES = {
-    "default": dj_database_url.parse(
-        env_str("DATABASE_URL", _default_db), conn_max_age=env_int("DB_CONN_MAX_AGE", 0)
-    )
+    "default": env_database("DATABASE_URL", _default_db, env_int("DB_CONN_MAX_AGE", 0)),
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # WAL and a busy timeout let the web process and a local worker share one SQLite file.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from evalsite.env import EnvError, env_bool, env_int, env_list
+from evalsite.env import EnvError, env_bool, env_database, env_int, env_list
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,3 +58,12 @@ def test_it_reads_lists_and_defaults():
         assert env_list("CSN_TEST_LIST", []) == ["a.example", "b.example"]
     finally:
         del os.environ["CSN_TEST_LIST"]
+
+
+def test_it_names_the_variable_when_the_database_url_is_malformed(monkeypatch, tmp_path):
+    monkeypatch.setenv("CSN_TEST_DB", "postgres-ql://db/csn")
+    with pytest.raises(EnvError, match="CSN_TEST_DB='postgres-ql://db/csn': expected a database"):
+        env_database("CSN_TEST_DB", "sqlite:///x.sqlite3")
+    monkeypatch.setenv("CSN_TEST_DB", "")  # empty: the default, as for every other reader
+    sqlite = env_database("CSN_TEST_DB", f"sqlite:///{tmp_path / 'db.sqlite3'}", conn_max_age=5)
+    assert sqlite["ENGINE"].endswith("sqlite3") and sqlite["CONN_MAX_AGE"] == 5
