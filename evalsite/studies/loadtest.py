@@ -7,8 +7,9 @@ One run; this process coordinates, the server and the clients are child processe
 3. setup (untimed): the simulated participants, spread over `client_processes` processes
    (loadtest_client.py), enter by the study link and walk the real flow (browser check, consent,
    questionnaire, calibration, instructions) up to their first trial; each thread also enters
-   `spares_per_thread` more participants, taken in turn when one has answered every trial, so
-   that no entry (which assigns a trial list) falls inside a timed phase;
+   `spares_per_thread` more participants into its process's pool, from which a thread whose
+   participant has answered every trial takes the next, so that no entry (which assigns a
+   trial list) falls inside a timed phase;
 4. phases, all threads together, each started once every thread finished the previous one:
    - reference: GET /healthz (a trivial Django view) back to back;
    - answers: POST the next answer back to back (answer submission alone, saturated; compared
@@ -73,7 +74,7 @@ class LoadConfig:
     participants: int = 200
     duration: float = 30.0  # trial phase, seconds
     reference_duration: float = 10.0  # /healthz phase, seconds
-    trials: int = 60  # main trials in the study (each participant answers all, then re-enters)
+    trials: int = 60  # main trials in the study (each participant answers all, then a spare)
     workers: int = 3
     threads: int = 4
     client_processes: int = 4  # the simulated participants are spread over these processes
@@ -270,7 +271,7 @@ def _schedule(cfg: LoadConfig) -> list[tuple[str, list[str], float]]:
 
 
 # An upper bound on the answers per second the server takes (the 2-core reference machine
-# measured ~450): each thread enters enough participants in setup to answer at this rate through
+# measured 460-540): each thread enters enough participants in setup to answer at this rate through
 # every phase, so that no participant enters (and is assigned its trials) inside a timed phase.
 MAX_ANSWER_RATE = 1000.0
 

@@ -1,7 +1,8 @@
 """The simulated participants of the load benchmark: HTTP only (the standard library), no Django.
 
-The clients run in `processes` separate processes (started with `spawn`, so none inherits the
-coordinator's database connections), each with its share of the participants as threads. One
+The clients run in `LoadConfig.client_processes` processes (started with `spawn`, so none
+inherits the coordinator's database connections), each with its share of the participants as
+threads. One
 Python process with 200 threads could not keep up with the server: it saturated one core, and
 its threads held the GIL so long that the coordinator's own clock and CPU readings came seconds
 late. Each participant is one persistent `http.client` connection with its own cookies (about a
