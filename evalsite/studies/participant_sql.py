@@ -237,6 +237,12 @@ class StoredAnswer:
 # unique (participant, trial) constraint and is dropped (ON CONFLICT DO NOTHING). The canonical
 # choice, plays and fraction heard are mapped from displayed positions with the slot's
 # `displayed_first`. Parameters are CAST where only the statement says their type (CASE).
+#
+# "Current" is checked on the slot just before (index - 1) and "last" on the slot just after, not
+# on every slot before or after: slots are numbered 0..n-1 (design.assign) and this statement,
+# the only writer of answers, stores one only when the slot before is answered, so the answered
+# slots are always 0..k-1. Each answer then costs the same few index probes at slot 5 or 500
+# (checking every earlier slot made an answer's cost grow with its position in the list).
 ANSWER_SQL = """
 INSERT INTO {answers} ({columns})
 SELECT s.participant_id, s.trial_id, s.{idx},
@@ -253,12 +259,12 @@ SELECT s.participant_id, s.trial_id, s.{idx},
 FROM {slots} s JOIN {participants} p ON p.id = s.participant_id
 WHERE p.token = %s AND p.step = %s AND s.{idx} = %s
   AND NOT EXISTS (SELECT 1 FROM {slots} e WHERE e.participant_id = s.participant_id
-                  AND e.{idx} < s.{idx} AND {e_unanswered})
+                  AND e.{idx} = s.{idx} - 1 AND {e_unanswered})
 ON CONFLICT DO NOTHING
 RETURNING participant_id, trial_id,
   (SELECT t.is_practice FROM {trials} t WHERE t.id = {answers}.trial_id),
   NOT EXISTS (SELECT 1 FROM {slots} l WHERE l.participant_id = {answers}.participant_id
-              AND l.{idx} > {answers}.trial_index AND {l_unanswered})
+              AND l.{idx} = {answers}.trial_index + 1)
 """
 ANSWER_COLUMNS = ("participant", "trial", "trial_index", "chosen", "chosen_position",
                   "displayed_first", "response_ms", "plays_reference", "plays_a", "plays_b",
@@ -273,10 +279,9 @@ def _answer_sql(vendor: str) -> str:
               "answers": qn(Answer._meta.db_table),
               "participants": qn(Participant._meta.db_table)}  # fmt: skip
     columns = ", ".join(qn(Answer._meta.get_field(name).column) for name in ANSWER_COLUMNS)
-    unanswered = {s: UNANSWERED_SQL.format(s=s, **tables) for s in ("e", "l")}
     return ANSWER_SQL.format(
-        columns=columns, idx=qn("index"), e_unanswered=unanswered["e"],
-        l_unanswered=unanswered["l"], **tables,
+        columns=columns, idx=qn("index"), e_unanswered=UNANSWERED_SQL.format(s="e", **tables),
+        **tables,
     )  # fmt: skip
 
 

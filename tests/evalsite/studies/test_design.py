@@ -170,6 +170,15 @@ def test_it_includes_catch_trials_and_repeats_of_assigned_originals(listening_st
 
 
 @pytest.mark.django_db
+def test_it_numbers_the_slots_without_gaps_in_the_order_shown(listening_study):
+    # The answer statement checks only the slot just before the one answered
+    # (participant_sql.ANSWER_SQL): that needs slots numbered 0..n-1.
+    p = participant(listening_study, 7)
+    design.assign(p, timezone.now())
+    assert sorted(p.slots.values_list("index", flat=True)) == list(range(p.slots.count()))
+
+
+@pytest.mark.django_db
 def test_it_exports_the_realised_design(listening_study):
     p = participant(listening_study, 5)
     design.assign(p, timezone.now())
