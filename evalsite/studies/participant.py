@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -24,7 +24,7 @@ from evalsite.stimuli.audio import normalise, normalised_path, wav_bytes
 from evalsite.stimuli.serving import serve_audio
 from evalsite.studies import flow, screening
 from evalsite.studies.models import Participant, Study
-from evalsite.studies.participant_forms import AnswerForm, QuestionnaireForm, ScreeningForm
+from evalsite.studies.participant_forms import QuestionnaireForm, ScreeningForm, parse_answer
 
 Step = Participant.Step
 # The participant tokens a browser entered as travel in a signed cookie (HMAC with SECRET_KEY:
@@ -115,7 +115,7 @@ def page(request: HttpRequest, token: str) -> HttpResponse:
         return _refused(request, _("This page belongs to another session."))
     if request.method == "POST" and _is_answer(request):
         post_answer(request, token)  # one statement, without loading the participant first
-        return redirect("studies:participant", token)
+        return HttpResponseRedirect(request.path)  # this page (no URL reversal per answer)
     p = flow.participant_by_token(token)
     if p is None:
         return _refused(request, _("This page belongs to another session."))
@@ -255,19 +255,16 @@ def post_answer(request, token: str) -> None:
     """Store an answer: one statement that also checks the participant is at the posted step and
     the answer is to its current slot (a replayed, stale or forged POST stores nothing). Only a
     practice answer (feedback) or the last one (completion) reads more."""
-    form = AnswerForm(request.POST)
-    if not form.is_valid():
+    answer = parse_answer(request.POST)
+    if answer is None:
         return
-    choice = form.cleaned_data["choice"]
-    stored = flow.store_answer(
-        token, request.POST["step"], form.cleaned_data["index"], choice, form.client_log()
-    )
+    stored = flow.store_answer(token, request.POST["step"], answer.index, answer.choice, answer.log)
     if stored is None or not (stored.is_practice or stored.is_last):
         return
     p = flow.participant_by_token(token)
     if stored.is_practice:
         slot = p.slots.select_related("trial").get(trial_id=stored.trial_id)
-        p.state = {"feedback": flow.practice_feedback(slot, choice)}
+        p.state = {"feedback": flow.practice_feedback(slot, answer.choice)}
         Participant.objects.filter(pk=p.pk).update(state=p.state)
     else:  # no unanswered slot after this one: the list may be complete
         flow.finish_if_complete(p)

@@ -159,6 +159,45 @@ def test_it_stores_exactly_one_answer_for_a_replayed_post(client, listening_stud
     assert answers.count() == 1 and answers.get().chosen_position == "A"
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [{"index": "-1"}, {"index": "x"}, {"index": "\uff11"}, {"index": "10000000"}, {"index": ""},
+     {"choice": "C"}, {"choice": ""}, {"log": "x" * 20_001}],
+    ids=["negative", "text", "fullwidth-digit", "huge", "empty-index", "choice-C", "no-choice",
+         "log-too-long"],
+)  # fmt: skip
+def test_it_stores_nothing_for_a_malformed_answer(client, listening_study, bad):
+    p = to_step(client, enter(client, listening_study), "practice")
+    finish_practice(client, p)
+    slot = flow.current_slot(p)
+    data = {"step": "trials", "index": str(slot.index), "choice": "A", "log": client_log()}
+    response = client.post(url(p), data | bad, HTTP_USER_AGENT=DESKTOP_UA)
+    assert response.status_code == 302 and response["Location"] == url(p)
+    assert not Answer.objects.filter(participant=p, trial_index__gte=slot.index).exists()
+    assert flow.current_slot(p).index == slot.index  # the same trial is shown again
+
+
+@pytest.mark.parametrize(
+    ("log", "expected"),
+    [("not json", (None, 0, None)), ("[1, 2]", (None, 0, None)),
+     ('{"response_ms": "soon", "heard": {"r": "nan", "A": NaN, "B": 7}, "plays": {"A": -3}}',
+      (None, 0, 1.0)),
+     ('{"response_ms": 1e400, "blur_events": 99999}', (None, 1000, None))],
+    ids=["not-json", "not-an-object", "wrong-types-and-nan", "out-of-range"],
+)  # fmt: skip
+def test_it_stores_an_answer_with_a_garbled_client_log_as_unknowns(
+    client, listening_study, log, expected
+):
+    p = to_step(client, enter(client, listening_study), "practice")
+    finish_practice(client, p)
+    slot = flow.current_slot(p)
+    post(client, p, "trials", index=slot.index, choice="A", log=log)
+    a = Answer.objects.get(participant=p, trial=slot.trial)
+    heard_shown_b = a.heard_b if slot.displayed_first == "a" else a.heard_a
+    assert (a.response_ms, a.blur_events, heard_shown_b) == expected
+    assert (a.plays_a, a.plays_b, a.heard_reference) == (0, 0, None)
+
+
 def test_it_refuses_a_second_answer_even_when_bypassing_the_view(client, listening_study):
     p = to_step(client, enter(client, listening_study), "practice")
     finish_practice(client, p)
