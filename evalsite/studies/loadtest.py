@@ -53,7 +53,7 @@ import numpy as np
 import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 
 from evalsite.stimuli.models import Catalogue, Clip
 from evalsite.studies.loadtest_client import (
@@ -122,6 +122,27 @@ def make_study(n_trials: int) -> Study:
     return study
 
 
+def create_write_table(study: Study) -> str:
+    """The table the bare-write reference fills: the answers' columns, defaults, checks and
+    indexes (unique (participant, trial) included), without their foreign keys."""
+    name = f"loadtest_bare_write_{study.pk}"
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE {qn(name)} (LIKE {qn(Answer._meta.db_table)} INCLUDING ALL)")
+    return name
+
+
+def write_table_rows(name: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COUNT(*) FROM {connection.ops.quote_name(name)}")
+        return cursor.fetchone()[0]
+
+
+def drop_write_table(name: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {connection.ops.quote_name(name)}")
+
+
 def database_url() -> str:
     """The URL of the database this process uses (under pytest: the test database)."""
     db = settings.DATABASES["default"]
@@ -142,11 +163,14 @@ def free_port() -> int:
 KEEP_ALIVE_S = 30  # gunicorn closes a keep-alive connection idle this long (the clients: 20 s)
 
 
-def start_server(cfg: LoadConfig, port: int, log_path: Path) -> subprocess.Popen:
-    """gunicorn on loopback with DEBUG off and persistent DB connections; waits for /healthz."""
+def start_server(cfg: LoadConfig, port: int, log_path: Path, write_table: str) -> subprocess.Popen:
+    """gunicorn on loopback with DEBUG off and persistent DB connections, the site plus the
+    bare-write reference (loadtest_settings.py) writing `write_table`; waits for /healthz."""
     env = dict(os.environ)
     env.update(DATABASE_URL=database_url(), DEBUG="false", DB_CONN_MAX_AGE="60",
-               LOG_LEVEL="WARNING", ALLOWED_HOSTS="127.0.0.1,localhost")  # fmt: skip
+               LOG_LEVEL="WARNING", ALLOWED_HOSTS="127.0.0.1,localhost",
+               DJANGO_SETTINGS_MODULE="evalsite.studies.loadtest_settings",
+               CSN_LOADTEST_WRITE_TABLE=write_table)  # fmt: skip
     command = [
         sys.executable, "-m", "gunicorn", "evalsite.wsgi:application",
         "--bind", f"127.0.0.1:{port}", "--workers", str(cfg.workers),
@@ -213,11 +237,14 @@ def worker_cpu_seconds(server: subprocess.Popen) -> dict[int, float]:
     return _cpu_seconds(worker_pids(server))
 
 
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores of this machine spent on anything but idling (/proc/stat)."""
+def machine_seconds() -> dict[str, float]:
+    """CPU seconds all cores of this machine spent busy (user to softirq), and stolen by the
+    hypervisor (a virtual machine's cores waiting for the host's: the run was slowed from
+    outside), from /proc/stat."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # user..steal
+    tick = os.sysconf("SC_CLK_TCK")
+    busy = sum(fields[:7]) - fields[3] - fields[4]  # user..softirq without idle and iowait
+    return {"busy": busy / tick, "steal": fields[7] / tick}
 
 
 def postgres_cpu_seconds() -> dict[int, float]:
@@ -241,13 +268,15 @@ def run(cfg: LoadConfig, out=print) -> dict:
     port = free_port()
     out(f"study {study.pk}: {cfg.trials} trials; gunicorn {cfg.workers}x{cfg.threads} gthread "
         f"on 127.0.0.1:{port}; log {workdir / 'gunicorn.log'}")  # fmt: skip
-    server = None
+    server, write_table = None, create_write_table(study)
     try:
-        server = start_server(cfg, port, workdir / "gunicorn.log")
+        server = start_server(cfg, port, workdir / "gunicorn.log", write_table)
         result = _drive(cfg, study, server, f"http://127.0.0.1:{port}", out)
+        result["writes_stored"] = write_table_rows(write_table)
     finally:
         if server is not None:
             stop_server(server)
+        drop_write_table(write_table)
         if not cfg.keep:
             try:
                 _delete(study)
@@ -263,7 +292,8 @@ def _schedule(cfg: LoadConfig) -> list[tuple[str, list[str], float]]:
     schedule = []
     for r in range(ROUNDS):
         schedule += [(f"healthz{r}", ["healthz"], cfg.reference_duration / ROUNDS),
-                     (f"answers{r}", ["answer"], cfg.duration / 2 / ROUNDS)]  # fmt: skip
+                     (f"answers{r}", ["answer"], cfg.duration / 2 / ROUNDS),
+                     (f"write{r}", ["write"], cfg.reference_duration / ROUNDS)]  # fmt: skip
     schedule.append(("loop", ["loop_trial_page", "loop_answer"], cfg.duration))
     if cfg.think:
         schedule.append(("paced", ["paced_trial_page", "paced_answer"], cfg.duration))
@@ -349,8 +379,10 @@ def _run_phases(cfg, schedule, barrier, stops, server, procs, out):
 
 
 def _cpu_snapshot(server, clients) -> dict[str, dict[int, float]]:
+    machine = machine_seconds()
     return {"gunicorn": worker_cpu_seconds(server), "postgres": postgres_cpu_seconds(),
-            "clients": _cpu_seconds(clients), "machine": {0: machine_busy_seconds()}}  # fmt: skip
+            "clients": _cpu_seconds(clients), "machine": {0: machine["busy"]},
+            "steal": {0: machine["steal"]}}  # fmt: skip
 
 
 def _collect(results, procs) -> tuple[Recorder, list[str], int]:
@@ -419,6 +451,7 @@ def summarise(rec, study, phases, killed, errors, stuck) -> dict:
         "stored_unique": len({(token, trial) for token, _, trial in stored}),
         "acked_not_stored": len(acked - stored_keys),
         "stored_not_acked": len(stored_keys - acked),
+        "writes_acknowledged": len(set(rec.writes)),
         "killed_workers": killed,
         "client_errors": errors[:5],
         "stuck_threads": stuck,

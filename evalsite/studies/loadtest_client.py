@@ -61,6 +61,7 @@ class Recorder:
     latencies: dict = field(default_factory=lambda: defaultdict(list))  # kind -> [(end, s)]
     errors: dict = field(default_factory=lambda: defaultdict(int))  # kind -> count
     acked: list = field(default_factory=list)  # (participant token, trial index)
+    writes: list = field(default_factory=list)  # (writer, index) of bare writes that returned
     events: dict = field(default_factory=lambda: defaultdict(int))  # name -> count
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -86,10 +87,12 @@ class Recorder:
         for name, n in other["events"].items():
             self.events[name] += n
         self.acked.extend(other["acked"])
+        self.writes.extend(other["writes"])
 
     def as_dict(self) -> dict:
         return {"latencies": dict(self.latencies), "errors": dict(self.errors),
-                "events": dict(self.events), "acked": self.acked}  # fmt: skip
+                "events": dict(self.events), "acked": self.acked,
+                "writes": self.writes}  # fmt: skip
 
 
 @dataclass
@@ -103,6 +106,7 @@ class Participant:
     """One simulated participant: a keep-alive connection and the cookies a browser would keep."""
 
     _ids = itertools.count()
+    _writers = itertools.count()
 
     def __init__(self, base: str, slug: str, rec: Recorder, spares: queue.SimpleQueue):
         self.host, self.port = urlsplit(base).hostname, urlsplit(base).port
@@ -112,6 +116,8 @@ class Participant:
         self.page_path = ""
         self.token = ""
         self.last_used = 0.0  # when the connection last completed a request (monotonic)
+        # bare writes (run_writes): a number no other thread of any process uses, and a counter
+        self.writer, self.written = os.getpid() * 100_000 + next(self._writers), 0
 
     def _send(self, method: str, path: str, body: str | None) -> Response:
         if self.conn is not None and time.monotonic() - self.last_used > IDLE_RECONNECT_S:
@@ -240,6 +246,19 @@ class Participant:
             self.rec.acked.append((self.token, index))
             index = index + 1 if index + 1 < n_trials else self.trial_page("setup")
 
+    def run_writes(self, stop) -> None:
+        """The second reference: POST a bare write (loadtest_views.py: one INSERT shaped like an
+        answer, no checks) back to back, with the body an answer has."""
+        while not stop.is_set():
+            n = self.written
+            data = {"writer": self.writer, "index": n, "choice": "AB"[n % 2], "log": CLIENT_LOG,
+                    "csrfmiddlewaretoken": self.cookies.get("csrftoken", "")}  # fmt: skip
+            r = self.request("write", "POST", "/loadtest/bare-write", urlencode(data))
+            if r.status != 302:
+                raise LoadTestError(f"bare write: expected a redirect, got {r.status}")
+            self.rec.writes.append((self.writer, n))
+            self.written = n + 1
+
     def run_trials(self, stop, think: float = 0.0, prefix: str = "") -> None:
         """GET -> POST until `stop`; an answer counts as acknowledged once the next page the
         server shows is a different trial (or none), i.e. the server confirmed it moved on.
@@ -281,17 +300,19 @@ class ClientPlan:
 
 def participant_thread(p: Participant, plan: ClientPlan, barrier, stops, errors) -> None:
     """One thread's life: enter, then the phases in order, separated by `barrier`:
-    /healthz and answers alone (ROUNDS times), the trial loop, and (with `think`) the paced
-    trial loop."""
+    /healthz, answers alone and bare writes (ROUNDS times), the trial loop, and (with `think`)
+    the paced trial loop."""
     try:
         p.enter()
         p.enter_spares(plan.spares)
         barrier.wait()
-        for r in range(ROUNDS):  # reference and answers alternate (see ROUNDS)
+        for r in range(ROUNDS):  # the references and answers alternate (see ROUNDS)
             while not stops[f"healthz{r}"].is_set():
                 p.request("healthz", "GET", "/healthz")
             barrier.wait()
             p.run_answers(stops[f"answers{r}"], plan.n_trials)
+            barrier.wait()
+            p.run_writes(stops[f"write{r}"])
             barrier.wait()
         p.run_trials(stops["loop"], 0.0, prefix="loop_")
         if plan.think:

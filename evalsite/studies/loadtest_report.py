@@ -27,6 +27,7 @@ def passed(result: dict) -> bool:
 ROWS = [
     ("reference", "healthz", "GET /healthz (trivial view)"),
     ("answers", "answer", "POST answer, back to back"),
+    ("write", "write", "POST bare write (1 INSERT)"),
     ("loop", "loop_trial_page", "GET trial page"),
     ("loop", "loop_answer", "POST answer"),
     ("paced", "paced_trial_page", "GET trial page"),
@@ -36,27 +37,36 @@ THROUGHPUT_TARGET = 0.5  # answer submission / trivial view, both saturated
 P99_TARGET_MS = 50.0  # at the paced (listener-like) load
 
 
+def _ratio(f: dict, kind: str, reference: str) -> float:
+    ok = kind in f and reference in f and f[reference]["rps"]
+    return f[kind]["rps"] / f[reference]["rps"] if ok else float("nan")
+
+
 def targets(result: dict) -> dict:
-    """The issue's two targets, read from a run: answer throughput ratio and paced p99."""
+    """The issue's two targets, read from a run: answer throughput ratio and paced p99; and the
+    bare write's throughput next to both references (what any durable answer can reach)."""
     f = result["figures"]
-    ref = f["healthz"]["rps"]
-    ratio = f["answer"]["rps"] / ref if ref else float("nan")
+    ratio = _ratio(f, "answer", "healthz")
     paced = [f[k]["p99_ms"] for k in ("paced_trial_page", "paced_answer") if k in f]
     p99 = max(paced) if paced else float("nan")
     return {"answer_ratio": ratio, "answer_ratio_met": ratio >= THROUGHPUT_TARGET,
-            "paced_p99_ms": p99, "paced_p99_met": bool(paced) and p99 < P99_TARGET_MS}  # fmt: skip
+            "paced_p99_ms": p99, "paced_p99_met": bool(paced) and p99 < P99_TARGET_MS,
+            "write_ratio": _ratio(f, "write", "healthz"),
+            "answer_vs_write": _ratio(f, "answer", "write")}  # fmt: skip
 
 
 def _cpu_column(result: dict, phase: str, n_requests: int, seconds: float) -> str:
-    """CPU per request of a phase in gunicorn / PostgreSQL / the clients, and how busy the whole
-    machine was (share of all cores)."""
+    """CPU per request of a phase in gunicorn / PostgreSQL / the clients, how busy the whole
+    machine was and how much the hypervisor took (shares of all cores)."""
     cpu = result.get("cpu_s", {})
     key = "healthz" if phase == "reference" else phase
     if f"{key}_gunicorn" not in cpu or not n_requests:  # not measured (a worker was killed)
         return "-"
     per_req = [1000 * cpu[f"{key}_{part}"] / n_requests for part in CPU_PARTS]
-    busy = cpu[f"{key}_machine"] / (seconds * (os.cpu_count() or 1)) if seconds else float("nan")
-    return " / ".join(f"{ms:.2f}" for ms in per_req) + f"  {busy:4.0%}"
+    cores = seconds * (os.cpu_count() or 1)
+    busy, steal = (cpu.get(f"{key}_{part}", 0.0) / cores if cores else float("nan")
+                   for part in ("machine", "steal"))  # fmt: skip
+    return " / ".join(f"{ms:.2f}" for ms in per_req) + f"  {busy:4.0%} {steal:5.0%}"
 
 
 CPU_PARTS = ("gunicorn", "postgres", "clients")
@@ -68,12 +78,14 @@ def format_report(cfg: LoadConfig, result: dict) -> str:
     lines = [
         f"participants={cfg.participants} in {cfg.client_processes} client processes "
         f"gunicorn={cfg.workers}x{cfg.threads} gthread "
-        f"phases: reference {cfg.reference_duration:.3g}s and answers {cfg.duration / 2:.3g}s "
-        f"(alternated, {ROUNDS} rounds), loop {cfg.duration:.3g}s"
+        f"phases: reference {cfg.reference_duration:.3g}s, answers {cfg.duration / 2:.3g}s and "
+        f"bare write {cfg.reference_duration:.3g}s (alternated, {ROUNDS} rounds), "
+        f"loop {cfg.duration:.3g}s"
         + (f", paced {cfg.duration:.3g}s (think {cfg.think:.3g}s)" if cfg.think else "")
         + f" kill_worker={cfg.kill_worker}",
         f"{'phase':<10}{'request':<29}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'errors':>8}{'vs healthz':>12}   CPU ms/req (gunicorn / postgres / clients)  busy",
+        f"{'errors':>8}{'vs healthz':>12}   CPU ms/req (gunicorn / postgres / clients)  busy "
+        "steal",
     ]
     for phase, kind, label in ROWS:
         if kind not in f:
@@ -88,9 +100,13 @@ def format_report(cfg: LoadConfig, result: dict) -> str:
     t = targets(result)
     lines += [
         "(CPU ms/req: CPU per request of the phase in gunicorn's workers, in PostgreSQL (when it "
-        "runs on this machine) and in the client processes; busy: share of all cores in use)",
+        "runs on this machine) and in the client processes; busy: share of all cores in use; "
+        "steal: share the hypervisor gave to other machines (a run slowed from outside))",
         f"target: answer submission >= {THROUGHPUT_TARGET:g} x healthz throughput, both "
         f"saturated: {t['answer_ratio']:.2f} -> {'met' if t['answer_ratio_met'] else 'NOT met'}",
+        f"  a bare durable write (one INSERT shaped like an answer, none of its checks) reaches "
+        f"{t['write_ratio']:.2f} x healthz; the answer reaches {t['answer_vs_write']:.2f} x "
+        "the bare write",
         (
             f"target: p99 < {P99_TARGET_MS:g} ms at the paced load: {t['paced_p99_ms']:.1f} ms -> "
             f"{'met' if t['paced_p99_met'] else 'NOT met'}"
@@ -100,7 +116,8 @@ def format_report(cfg: LoadConfig, result: dict) -> str:
         f"answers acknowledged={result['acknowledged']} (unique {result['acknowledged_unique']}) "
         f"stored={result['stored']} (unique participant+trial {result['stored_unique']}) "
         f"acked-not-stored={result['acked_not_stored']} "
-        f"stored-not-acked={result['stored_not_acked']}",
+        f"stored-not-acked={result['stored_not_acked']}; bare writes acknowledged="
+        f"{result.get('writes_acknowledged', 0)} stored={result.get('writes_stored', 0)}",
         f"participants who entered inside a timed phase (spares used up): "
         f"{result['entered_in_phase']}",
         "retried requests by kind and reason: "

@@ -20,13 +20,27 @@ def test_it_stores_every_acknowledged_answer_once(kill_worker):
     result = run(cfg, out=lambda line: None)
     print(format_report(cfg, result))
     figures = result["figures"]
-    for kind in ("healthz", "answer", "loop_trial_page", "loop_answer", "paced_answer"):
+    for kind in ("healthz", "answer", "write", "loop_trial_page", "loop_answer", "paced_answer"):
         assert figures[kind]["requests"] > 0, kind
     assert result["acknowledged"] > 0
     assert passed(result), format_report(cfg, result)
+    assert result["writes_stored"] == result["writes_acknowledged"] > 0  # the bare writes
     if kill_worker:
         assert len(result["killed_workers"]) == 1
     assert not Study.objects.filter(name__startswith="loadtest").exists()  # cleaned up
+
+
+@pytest.mark.django_db
+def test_it_serves_the_bare_write_reference_only_to_the_benchmark(client):
+    # The site's own URLconf has no such view: only loadtest_settings mounts it.
+    assert client.post("/loadtest/bare-write", {"writer": "1", "index": "0"}).status_code == 404
+
+
+def test_it_reads_the_bare_write_next_to_both_references():
+    result = _result(800, 300)
+    result["figures"]["write"] = result["figures"]["answer"] | {"rps": 400.0}
+    t = targets(result)
+    assert (t["write_ratio"], t["answer_vs_write"]) == (0.5, 0.75)
 
 
 def _result(healthz_rps, answer_rps, paced_p99_ms=None):

@@ -1,0 +1,9 @@
+"""The site's URLs plus the load benchmark's bare-write reference (loadtest_settings.py only).
+Appended after the site's own patterns, so that those resolve exactly as in production."""
+
+from django.urls import path
+
+from evalsite.studies.loadtest_views import bare_write
+from evalsite.urls import urlpatterns as site_urlpatterns
+
+urlpatterns = [*site_urlpatterns, path("loadtest/bare-write", bare_write)]

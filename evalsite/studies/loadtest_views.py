@@ -1,0 +1,56 @@
+"""The load benchmark's second reference: a bare durable write, served only by the gunicorn that
+`manage.py loadtest` starts (evalsite.studies.loadtest_settings mounts it; the site's own URLconf
+never does).
+
+An answer POST must at least: go through the middleware (CSRF included), parse a form body and
+the client log, store one row in one committed statement, and redirect. This view does exactly
+that, into a table with the answers' columns, indexes and checks (no foreign keys), and nothing
+else: no participant, no step, no current slot. Its throughput next to /healthz shows what any
+durable answer can reach on the machine; the answer's next to it, what the answer's own checks
+and bookkeeping cost.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from evalsite.studies.models import Answer
+from evalsite.studies.participant_forms import parse_answer
+from evalsite.studies.participant_sql import ANSWER_COLUMNS, hot_cursor
+
+
+@functools.cache
+def _insert_sql(table: str) -> str:
+    qn = connection.ops.quote_name
+    columns = [qn(Answer._meta.get_field(name).column) for name in ANSWER_COLUMNS]
+    values = ", ".join(["%s"] * len(columns))
+    return (
+        f"INSERT INTO {qn(table)} ({', '.join(columns)}) VALUES ({values}) ON CONFLICT DO NOTHING"
+    )
+
+
+@never_cache
+@require_POST
+def bare_write(request: HttpRequest) -> HttpResponse:
+    """Store one answer-shaped row for writer `writer` and number `index` (a pair used once;
+    a retried request stores nothing more, as a retried answer does not)."""
+    writer = request.POST.get("writer", "")
+    answer = parse_answer(request.POST)
+    if answer is None or not (writer.isascii() and writer.isdigit()):
+        return HttpResponseBadRequest("expected writer, index, choice and log")
+    log, now = answer.log, timezone.now()
+    plays, heard = log.plays, log.heard
+    client = Answer._meta.get_field("client").get_db_prep_save(log.raw, connection)
+    params = [int(writer), answer.index, answer.index, "a", answer.choice, "a", log.response_ms,
+              plays["r"], plays["A"], plays["B"], heard["r"], heard["A"], heard["B"],
+              log.blur_events, log.audio_sample_rate, client, now, now]  # fmt: skip
+    with hot_cursor() as cursor:
+        cursor.execute(_insert_sql(settings.CSN_LOADTEST_WRITE_TABLE), params)
+    return HttpResponseRedirect(request.path)
