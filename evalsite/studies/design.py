@@ -95,20 +95,28 @@ def balance_positions(trials: list, seed: int) -> dict[int, str]:
 
 
 def fill_counts(study: Study, now: datetime) -> Counter:
-    """trial id -> answers stored + unanswered slots still reserved."""
+    """trial id -> answers stored + unanswered slots still reserved.
+
+    Read on every entry, under the study's lock, over all of the study's answers and live slots:
+    the queries name the columns (`trial_id`, `participant_id`) rather than the relations, which
+    kept the ORM from joining the trial and participant tables to every row (3x faster at 36,000
+    slots: docs/experimenter.md)."""
     counts: Counter = Counter()
-    answered = Answer.objects.filter(trial__study=study).values("trial").annotate(n=Count("id"))
-    for row in answered:
-        counts[row["trial"]] += row["n"]
-    answer = Answer.objects.filter(participant=OuterRef("participant"), trial=OuterRef("trial"))
+    trials = list(Trial.objects.filter(study=study).values_list("id", flat=True))
+    answered = Answer.objects.filter(trial_id__in=trials).values("trial_id").annotate(n=Count("id"))
+    for row in answered.order_by():
+        counts[row["trial_id"]] += row["n"]
+    answer = Answer.objects.filter(
+        participant_id=OuterRef("participant_id"), trial_id=OuterRef("trial_id")
+    )
     live = (
-        Assignment.objects.filter(trial__study=study, reserved_until__gt=now)
+        Assignment.objects.filter(trial_id__in=trials, reserved_until__gt=now)
         .exclude(Exists(answer))
-        .values("trial")
+        .values("trial_id")
         .annotate(n=Count("id"))
     )
-    for row in live:
-        counts[row["trial"]] += row["n"]
+    for row in live.order_by():
+        counts[row["trial_id"]] += row["n"]
     return counts
 
 
