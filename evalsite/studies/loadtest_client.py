@@ -305,7 +305,8 @@ def participant_thread(p: Participant, plan: ClientPlan, barrier, stops, errors)
     try:
         p.enter()
         p.enter_spares(plan.spares)
-        barrier.wait()
+        barrier.wait()  # setup done (the coordinator analyzes the tables)
+        barrier.wait()  # go
         for r in range(ROUNDS):  # the references and answers alternate (see ROUNDS)
             while not stops[f"healthz{r}"].is_set():
                 p.request("healthz", "GET", "/healthz")
