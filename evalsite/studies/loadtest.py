@@ -57,6 +57,7 @@ from django.db import DatabaseError, connection, transaction
 
 from evalsite.stimuli.models import Catalogue, Clip
 from evalsite.studies.loadtest_client import (
+    ASSIGN,
     ENTERED_IN_PHASE,
     REQUEST_TIMEOUT_S,
     RETRIES,
@@ -422,23 +423,27 @@ def _phase(cfg, name, seconds, stop, server, killed, out) -> tuple[float, float]
     return start, time.monotonic()
 
 
+def _latency_figures(latencies_s: list[float], seconds: float, errors: int) -> dict:
+    lat = np.asarray(latencies_s) * 1000  # ms
+    return {
+        "seconds": seconds,
+        "requests": int(lat.size),
+        "rps": lat.size / seconds if seconds else float("nan"),
+        "p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
+        "p99_ms": float(np.percentile(lat, 99)) if lat.size else float("nan"),
+        "errors": errors,
+    }
+
+
 def summarise(rec, study, phases, killed, errors, stuck) -> dict:
     figures = {}
-    for kind, windows in phases.items():
-        # requests that completed inside the phase's windows; latencies in ms
-        lat = np.asarray(
-            [s for t, s in rec.latencies[kind] if any(a <= t <= b for a, b in windows)]
-        )
-        lat = lat * 1000
+    for kind, windows in phases.items():  # requests that completed inside the phase's windows
+        lat = [s for t, s in rec.latencies[kind] if any(a <= t <= b for a, b in windows)]
         seconds = sum(b - a for a, b in windows)
-        figures[kind] = {
-            "seconds": seconds,
-            "requests": int(lat.size),
-            "rps": lat.size / seconds,
-            "p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
-            "p99_ms": float(np.percentile(lat, 99)) if lat.size else float("nan"),
-            "errors": rec.errors.get(kind, 0),
-        }
+        figures[kind] = _latency_figures(lat, seconds, rec.errors.get(kind, 0))
+    # entering (setup, untimed): the POST that assigns a participant's trial list, all of them
+    assign = [s for _, s in rec.latencies[ASSIGN]]
+    figures[ASSIGN] = _latency_figures(assign, float("nan"), rec.errors.get(ASSIGN, 0))
     stored = list(
         Answer.objects.filter(participant__study=study).values_list(
             "participant__token", "trial_index", "trial_id"

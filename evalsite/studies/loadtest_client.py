@@ -38,6 +38,7 @@ REQUEST_TIMEOUT_S = 15
 ROUNDS = 2
 RETRIES = 5
 ENTERED_IN_PHASE = "entered in a timed phase"  # Recorder.events: the spare pool ran dry
+ASSIGN = "assign"  # request kind of the POST after the instructions, where trials are assigned
 # A keep-alive connection idle this long is replaced before the next request: the server closes
 # idle ones after its keep-alive timeout (loadtest.KEEP_ALIVE_S), and a request sent as it does
 # fails. Threads sit idle that long only at barriers (waiting for the slowest).
@@ -175,9 +176,9 @@ class Participant:
             self.conn.close()
         self.conn = None
 
-    def post_step(self, step: str, **data) -> Response:
+    def post_step(self, step: str, kind: str = "flow", **data) -> Response:
         data |= {"step": step, "csrfmiddlewaretoken": self.cookies.get("csrftoken", "")}
-        return self.request("flow", "POST", self.page_path, urlencode(data))
+        return self.request(kind, "POST", self.page_path, urlencode(data))
 
     def enter(self) -> None:
         """Study link -> first trial, through every step of the real flow, as a new browser."""
@@ -195,7 +196,7 @@ class Participant:
         self.post_step("questionnaire", musical_training="none", device="laptop",
                        headphones="over_ear")  # fmt: skip
         self.post_step("calibration")
-        self.post_step("instructions")
+        self.post_step("instructions", kind=ASSIGN)  # the server assigns the trial list
 
     def enter_spares(self, n: int) -> None:
         """Enter `n` more participants now (setup, untimed) into the process's shared pool, for

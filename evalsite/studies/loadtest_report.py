@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from evalsite.studies.loadtest_client import ROUNDS
+from evalsite.studies.loadtest_client import ASSIGN, REQUEST_TIMEOUT_S, ROUNDS
 
 if TYPE_CHECKING:
     from evalsite.studies.loadtest import LoadConfig
@@ -72,6 +72,16 @@ def _cpu_column(result: dict, phase: str, n_requests: int, seconds: float) -> st
 CPU_PARTS = ("gunicorn", "postgres", "clients")
 
 
+def _assign_line(x: dict | None) -> str:
+    """Entering, all participants at once in setup: the POST that assigns a trial list."""
+    if not x or not x["requests"]:
+        return "entering: no trial list assigned"
+    return (f"entering: {x['requests']} trial lists assigned (the POST after the instructions; "
+            f"setup enters every participant at once): p50 {x['p50_ms']:.0f} ms, "
+            f"p99 {x['p99_ms']:.0f} ms, {x['errors']} failed and retried "
+            f"(timeout {REQUEST_TIMEOUT_S} s)")  # fmt: skip
+
+
 def format_report(cfg: LoadConfig, result: dict) -> str:
     f = result["figures"]
     ref = f["healthz"]["rps"]
@@ -120,6 +130,7 @@ def format_report(cfg: LoadConfig, result: dict) -> str:
         f"{result.get('writes_acknowledged', 0)} stored={result.get('writes_stored', 0)}",
         f"participants who entered inside a timed phase (spares used up): "
         f"{result['entered_in_phase']}",
+        _assign_line(f.get(ASSIGN)),
         "retried requests by kind and reason: "
         + (", ".join(f"{k} x{n}" for k, n in result["error_reasons"].items()) or "none"),
         f"killed workers={result['killed_workers'] or 'none'} flow errors={result['flow_errors']}"
