@@ -269,15 +269,20 @@ def run(cfg: LoadConfig, out=print) -> dict:
     port = free_port()
     out(f"study {study.pk}: {cfg.trials} trials; gunicorn {cfg.workers}x{cfg.threads} gthread "
         f"on 127.0.0.1:{port}; log {workdir / 'gunicorn.log'}")  # fmt: skip
-    server, write_table = None, create_write_table(study)
+    server = write_table = None
     try:
+        write_table = create_write_table(study)
         server = start_server(cfg, port, workdir / "gunicorn.log", write_table)
         result = _drive(cfg, study, server, f"http://127.0.0.1:{port}", out)
         result["writes_stored"] = write_table_rows(write_table)
     finally:
         if server is not None:
             stop_server(server)
-        drop_write_table(write_table)
+        try:
+            if write_table is not None:
+                drop_write_table(write_table)  # kept with --keep neither: it is no study's data
+        except DatabaseError as exc:
+            out(f"could not drop table {write_table} ({exc}); drop it by hand")
         if not cfg.keep:
             try:
                 _delete(study)
