@@ -18,10 +18,10 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
 from django.utils import timezone
-from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from evalsite.studies.models import Answer
+from evalsite.studies.participant import no_store
 from evalsite.studies.participant_forms import parse_answer
 from evalsite.studies.participant_sql import ANSWER_COLUMNS, hot_cursor
 
@@ -36,7 +36,7 @@ def _insert_sql(table: str) -> str:
     )
 
 
-@never_cache
+@no_store  # the headers an answer's redirect carries
 @require_POST
 def bare_write(request: HttpRequest) -> HttpResponse:
     """Store one answer-shaped row for writer `writer` and number `index` (a pair used once;
