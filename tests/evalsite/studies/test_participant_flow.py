@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.http import HttpResponse
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
+from django.utils.http import parse_http_date
 
 from evalsite.studies import flow, participant
 from evalsite.studies.models import Answer, Participant, Study
@@ -363,6 +369,39 @@ def test_it_loads_a_participant_and_study_by_token_like_the_orm(client, listenin
         }
     assert loaded.questionnaire and loaded.study.settings  # JSON fields decoded, not strings
     assert flow.participant_by_token("no-such-token") is None
+
+
+def test_it_marks_participant_pages_and_answers_uncacheable_as_never_cache_does(
+    client, listening_study
+):
+    reference = HttpResponse()
+    add_never_cache_headers(reference)
+    link = client.get(reverse("studies:entry", args=[listening_study.slug]))
+    p = Participant.objects.get(study=listening_study)
+    p = to_step(client, p, "practice")
+    page = client.get(url(p))
+    _, answer = answer_current(client, p)
+    assert (link.status_code, page.status_code, answer.status_code) == (302, 200, 302)
+    for response in (link, page, answer):
+        assert set(response["Cache-Control"].split(", ")) == set(
+            reference["Cache-Control"].split(", ")
+        )
+        assert parse_http_date(response["Expires"]) < time.time()
+
+
+@pytest.mark.django_db(transaction=True)  # closes the database connection
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared on PostgreSQL only")
+def test_it_reuses_one_prepared_cursor_per_connection_and_logs_its_queries(client, listening_study):
+    p = to_step(client, enter(client, listening_study), "practice")
+    flow.participant_by_token(p.token)
+    cursor = connection._csn_hot_cursor
+    with CaptureQueriesContext(connection) as queries:
+        assert flow.participant_by_token(p.token).pk == p.pk
+    assert connection._csn_hot_cursor is cursor
+    assert len(queries) == 1  # still seen by Django (debug cursor), as every query is
+    connection.close()  # as CONN_MAX_AGE does between requests
+    assert flow.participant_by_token(p.token).pk == p.pk
+    assert connection._csn_hot_cursor is not cursor and not connection._csn_hot_cursor.closed
 
 
 def test_it_stores_an_answer_only_for_the_current_slot_at_the_posted_step(client, listening_study):
