@@ -109,13 +109,16 @@ class Participant:
     _ids = itertools.count()
     _writers = itertools.count()
 
-    def __init__(self, base: str, slug: str, rec: Recorder, spares: queue.SimpleQueue):
+    def __init__(
+        self, base: str, slug: str, n_trials: int, rec: Recorder, spares: queue.SimpleQueue
+    ):
         self.host, self.port = urlsplit(base).hostname, urlsplit(base).port
-        self.slug, self.rec, self.spares = slug, rec, spares
+        self.slug, self.n_trials, self.rec, self.spares = slug, n_trials, rec, spares
         self.conn: http.client.HTTPConnection | None = None
         self.cookies: dict[str, str] = {}  # name -> value as the server coded it
         self.page_path = ""
         self.token = ""
+        self.index: int | None = None  # the next trial to answer (None: every trial answered)
         self.last_used = 0.0  # when the connection last completed a request (monotonic)
         # bare writes (run_writes): a number no other thread of any process uses, and a counter
         self.writer, self.written = os.getpid() * 100_000 + next(self._writers), 0
@@ -197,30 +200,48 @@ class Participant:
                        headphones="over_ear")  # fmt: skip
         self.post_step("calibration")
         self.post_step("instructions", kind=ASSIGN)  # the server assigns the trial list
+        # The first answer, in setup: the planner then sees answers when the tables are
+        # analyzed after setup, as in a study under way. Had it seen an empty answers table,
+        # PostgreSQL would plan the participant queries once per connection with a scan of
+        # every answer where an index probe belongs (docs/experimenter.md: "Database upkeep").
+        self.trial_page("setup")
+        if self.index is None:
+            raise LoadTestError("entered: expected a trial page after the instructions")
+        self.answer(self.index, "setup")
+        self.rec.acked.append((self.token, self.index))
+        self.index = self._after(self.index)
+
+    def _after(self, index: int) -> int | None:
+        """The trial after `index`: slots are numbered in the order shown (the load-test study
+        has no practice trials), so no trial page is needed to know it."""
+        return index + 1 if index + 1 < self.n_trials else None
 
     def enter_spares(self, n: int) -> None:
         """Enter `n` more participants now (setup, untimed) into the process's shared pool, for
         any thread whose participant has answered every trial (`next`): entering costs the
         server ~20 answers' CPU (the trial list is assigned), which must not count in the timed
         phases, and threads are not served equally fast, so the pool is shared."""
-        current = (dict(self.cookies), self.page_path, self.token)
+        current = (dict(self.cookies), self.page_path, self.token, self.index)
         for _ in range(n):
             self.enter()
-            self.spares.put((dict(self.cookies), self.page_path, self.token))
-        self.cookies, self.page_path, self.token = current
+            self.spares.put((dict(self.cookies), self.page_path, self.token, self.index))
+        self.cookies, self.page_path, self.token, self.index = current
 
     def next(self) -> None:
         """Go on as a spare participant; enter a new one (counted) when the pool is empty."""
         try:
-            self.cookies, self.page_path, self.token = self.spares.get_nowait()
+            self.cookies, self.page_path, self.token, self.index = self.spares.get_nowait()
         except queue.Empty:
             self.rec.event(ENTERED_IN_PHASE)
             self.enter()
 
     def trial_page(self, kind: str = "trial_page") -> int | None:
+        """GET the participant's page; the trial it shows (None: no trial), also kept as the
+        next one to answer."""
         r = self.request(kind, "GET", self.page_path)
         match = INDEX_RE.search(r.text)
-        return int(match.group(1)) if match else None
+        self.index = int(match.group(1)) if match else None
+        return self.index
 
     def answer(self, index: int, kind: str = "answer") -> None:
         data = {"step": "trials", "index": index, "choice": "AB"[index % 2], "log": CLIENT_LOG,
@@ -229,23 +250,20 @@ class Participant:
         if r.status != 302:
             raise LoadTestError(f"answer: expected a redirect, got {r.status}")
 
-    def run_answers(self, stop, n_trials: int, kind: str = "answer") -> None:
-        """Answer submission alone: POST the next answer as soon as the previous one returned.
-
-        The next index is the previous one + 1 (slots are numbered in the order shown and the
-        load-test study has no practice trials), so no trial page is needed in between. A POST
-        that returned counts as acknowledged; had the server not stored it, every later POST of
-        this participant would name the wrong slot, be refused, and show as acknowledged but
-        not stored."""
-        index = self.trial_page("setup")
+    def run_answers(self, stop, kind: str = "answer") -> None:
+        """Answer submission alone: POST the next answer as soon as the previous one returned,
+        with no trial page in between (the next index is known: `_after`), also when a round
+        starts or a spare participant goes on. A POST that returned counts as acknowledged;
+        had the server not stored it, every later POST of this participant would name the
+        wrong slot, be refused, and show as acknowledged but not stored."""
         while not stop.is_set():
-            if index is None:  # all trials answered: the next participant goes on
+            if self.index is None:  # all trials answered: the next participant goes on
                 self.next()
-                index = self.trial_page("setup")
                 continue
+            index = self.index
             self.answer(index, kind)
             self.rec.acked.append((self.token, index))
-            index = index + 1 if index + 1 < n_trials else self.trial_page("setup")
+            self.index = self._after(index)
 
     def run_writes(self, stop) -> None:
         """The second reference: POST a bare write (loadtest_views.py: one INSERT shaped like an
@@ -312,7 +330,7 @@ def participant_thread(p: Participant, plan: ClientPlan, barrier, stops, errors)
             while not stops[f"healthz{r}"].is_set():
                 p.request("healthz", "GET", "/healthz")
             barrier.wait()
-            p.run_answers(stops[f"answers{r}"], plan.n_trials)
+            p.run_answers(stops[f"answers{r}"])
             barrier.wait()
             p.run_writes(stops[f"write{r}"])
             barrier.wait()
@@ -348,7 +366,13 @@ def client_process(plan: ClientPlan, n_threads: int, all_processes, stops, resul
     threads = [
         threading.Thread(
             target=participant_thread,
-            args=(Participant(plan.base, plan.slug, rec, spares), plan, local, stops, errors),
+            args=(
+                Participant(plan.base, plan.slug, plan.n_trials, rec, spares),
+                plan,
+                local,
+                stops,
+                errors,
+            ),
             daemon=True,
         )
         for _ in range(n_threads)
