@@ -9,7 +9,9 @@ One run; this process coordinates, the server and the clients are child processe
    questionnaire, calibration, instructions) up to their first trial; each thread also enters
    `spares_per_thread` more participants into its process's pool, from which a thread whose
    participant has answered every trial takes the next, so that no entry (which assigns a
-   trial list) falls inside a timed phase;
+   trial list) falls inside a timed phase; once all entered, the participant of every thread
+   answers its first trial (the tables are analyzed with answers in them, as in a study under
+   way: docs/experimenter.md, "Database upkeep");
 4. phases, all threads together, each started once every thread finished the previous one:
    - reference: GET /healthz (a trivial Django view) back to back;
    - answers: POST the next answer back to back (answer submission alone, saturated; compared
@@ -342,11 +344,12 @@ def _drive(cfg, study, server, base, out) -> dict:
     try:
         try:
             barrier.wait()  # every participant is at its first trial
+            barrier.wait()  # and the participant of every thread answered it
         except threading.BrokenBarrierError:
             failures = _collect(results, procs)[1][:3]
             raise LoadTestError(f"setup failed: {failures or 'timed out'}") from None
         out(f"setup: {cfg.participants} participants in {n_proc} client processes at their "
-            f"first trial, {plan.spares} more each entered ahead, "
+            f"first trial (then answered it), {plan.spares} more each entered ahead, "
             f"in {time.monotonic() - t0:.1f} s")  # fmt: skip
         maintain_tables("ANALYZE")  # the planner sees the rows setup wrote, as in a live study
         try:

@@ -200,13 +200,15 @@ class Participant:
                        headphones="over_ear")  # fmt: skip
         self.post_step("calibration")
         self.post_step("instructions", kind=ASSIGN)  # the server assigns the trial list
-        # The first answer, in setup: the planner then sees answers when the tables are
-        # analyzed after setup, as in a study under way. Had it seen an empty answers table,
-        # PostgreSQL would plan the participant queries once per connection with a scan of
-        # every answer where an index probe belongs (docs/experimenter.md: "Database upkeep").
-        self.trial_page("setup")
-        if self.index is None:
+        if self.trial_page("setup") is None:
             raise LoadTestError("entered: expected a trial page after the instructions")
+
+    def answer_first(self) -> None:
+        """Answer the current trial, in setup, once every participant entered: the planner then
+        sees answers when the tables are analyzed after setup, as in a study under way. Had it
+        seen an empty answers table, PostgreSQL would plan the participant queries once per
+        connection with a scan of every answer where an index probe belongs
+        (docs/experimenter.md: "Database upkeep")."""
         self.answer(self.index, "setup")
         self.rec.acked.append((self.token, self.index))
         self.index = self._after(self.index)
@@ -324,6 +326,8 @@ def participant_thread(p: Participant, plan: ClientPlan, barrier, stops, errors)
     try:
         p.enter()
         p.enter_spares(plan.spares)
+        barrier.wait()  # every participant entered (entering is measured without answers)
+        p.answer_first()
         barrier.wait()  # setup done (the coordinator analyzes the tables)
         barrier.wait()  # go
         for r in range(ROUNDS):  # the references and answers alternate (see ROUNDS)
