@@ -250,9 +250,26 @@ def machine_seconds() -> dict[str, float]:
     return {"busy": busy / tick, "steal": fields[7] / tick}
 
 
+def group_cpu_seconds(pids) -> float:
+    """User + system CPU seconds of these processes together with their children that exited
+    and were waited for (Linux /proc: cutime + cstime), so that a process exiting between two
+    readings keeps its CPU in the group's total (gone ones left out)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process just exited
+            continue
+        total += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
+    return total / tick
+
+
 def postgres_cpu_seconds() -> dict[int, float]:
-    """CPU seconds of each PostgreSQL server process on this machine (none when it runs
-    elsewhere or its processes cannot be read)."""
+    """CPU seconds of the PostgreSQL server on this machine, as one total ({0: seconds}; {} when
+    it runs elsewhere or its processes cannot be read). Its backends are children of the
+    postmaster: one that exits (Django closed a connection older than DB_CONN_MAX_AGE) passes its
+    CPU to the postmaster's cutime, where reading process by process would lose it."""
     pids = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -260,7 +277,7 @@ def postgres_cpu_seconds() -> dict[int, float]:
                 pids.append(int(stat.parent.name))
         except (OSError, IndexError):
             continue
-    return _cpu_seconds(pids)
+    return {0: group_cpu_seconds(pids)} if pids else {}
 
 
 def run(cfg: LoadConfig, out=print) -> dict:

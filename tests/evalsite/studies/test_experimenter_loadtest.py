@@ -3,9 +3,13 @@ how a run's figures are read against the issue's targets."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import time
+
 import pytest
 
-from evalsite.studies.loadtest import LoadConfig, run
+from evalsite.studies.loadtest import LoadConfig, group_cpu_seconds, run
 from evalsite.studies.loadtest_report import format_report, passed, targets
 from evalsite.studies.models import Study
 
@@ -28,6 +32,22 @@ def test_it_stores_every_acknowledged_answer_once(kill_worker):
     if kill_worker:
         assert len(result["killed_workers"]) == 1
     assert not Study.objects.filter(name__startswith="loadtest").exists()  # cleaned up
+
+
+def _burn(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_it_keeps_the_cpu_of_a_process_that_exited_in_its_parents_total():
+    # As a PostgreSQL backend whose connection was closed: gone from /proc, its CPU in the
+    # postmaster's cutime/cstime (readings process by process lost it).
+    before = group_cpu_seconds([os.getpid()])
+    child = multiprocessing.get_context("fork").Process(target=_burn, args=(0.5,))
+    child.start()
+    child.join()  # exited and waited for
+    assert group_cpu_seconds([os.getpid()]) - before >= 0.4
 
 
 @pytest.mark.django_db
