@@ -217,17 +217,19 @@ def worker_pids(server: subprocess.Popen) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
+def _times(pid: int) -> list[int] | None:
+    """utime, stime, cutime, cstime of a process in clock ticks (Linux /proc; None when gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # the process just exited
+        return None
+    return [int(x) for x in fields[11:15]]
+
+
 def _cpu_seconds(pids) -> dict[int, float]:
-    """User + system CPU seconds of each of these processes (Linux /proc; gone ones left out)."""
+    """User + system CPU seconds of each of these processes (gone ones left out)."""
     tick = os.sysconf("SC_CLK_TCK")
-    seconds = {}
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the process just exited
-            continue
-        seconds[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
-    return seconds
+    return {pid: sum(t[:2]) / tick for pid in pids if (t := _times(pid)) is not None}
 
 
 def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
@@ -254,15 +256,8 @@ def group_cpu_seconds(pids) -> float:
     """User + system CPU seconds of these processes together with their children that exited
     and were waited for (Linux /proc: cutime + cstime), so that a process exiting between two
     readings keeps its CPU in the group's total (gone ones left out)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the process just exited
-            continue
-        total += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
-    return total / tick
+    times = (_times(pid) for pid in pids)
+    return sum(sum(t) for t in times if t is not None) / os.sysconf("SC_CLK_TCK")
 
 
 def postgres_cpu_seconds() -> dict[int, float]:
