@@ -9,13 +9,14 @@ from evalsite import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    # The participant pages first: most of the site's requests, resolved against fewer patterns.
+    path("", include("evalsite.studies.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     path("datasets/", include("evalsite.datasets.urls")),
     path("stimuli/", include("evalsite.stimuli.urls")),
-    path("", include("evalsite.studies.urls")),
     path("reports/", include("evalsite.reports.urls")),
     path("retrieval/", include("evalsite.retrieval.urls")),
     path("jobs/", include("evalsite.jobs.urls")),
