@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import functools
 import re
+import time
 from pathlib import Path
 
 from django.conf import settings
+from django.core import signing
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -105,10 +107,29 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
 
 def _bound(request: HttpRequest) -> list[str]:
     """Tokens in this browser's binding cookie ([] when absent, expired or tampered with)."""
-    value = request.get_signed_cookie(
-        BINDING_COOKIE, default="", salt=BINDING_COOKIE, max_age=settings.SESSION_COOKIE_AGE
-    )
-    return value.split(",") if value else []
+    raw = request.COOKIES.get(BINDING_COOKIE)
+    if not raw:
+        return []
+    try:
+        tokens, signed_at = _verified_binding(raw)
+    except signing.BadSignature:
+        return []
+    if time.time() - signed_at > settings.SESSION_COOKIE_AGE:  # as TimestampSigner's max_age
+        return []
+    return list(tokens)
+
+
+@functools.lru_cache(maxsize=4096)
+def _verified_binding(raw: str) -> tuple[tuple[str, ...], int]:
+    """The tokens of a binding cookie's value and when it was signed; BadSignature when the
+    signature does not match (raised, so never cached). A browser sends the same value with every
+    request, and checking its HMAC was ~5 % of an answer's CPU in-process: each value is checked
+    once per process (at most 4,096 kept), its age on every request (`_bound`)."""
+    probe = HttpRequest()
+    probe.COOKIES[BINDING_COOKIE] = raw
+    value = probe.get_signed_cookie(BINDING_COOKIE, salt=BINDING_COOKIE)  # no max_age: see _bound
+    signed_at = signing.b62_decode(raw.rsplit(":", 2)[1])  # value:timestamp:signature
+    return tuple(value.split(",")) if value else (), signed_at
 
 
 def _known_id(study: Study, params) -> bool:

@@ -73,6 +73,27 @@ def test_it_refuses_a_forged_or_edited_binding_cookie(client, listening_study):
     assert client.get(url(p)).status_code == 200
 
 
+def test_it_refuses_a_binding_cookie_once_older_than_the_session_age_though_checked_before(
+    client, listening_study, settings
+):
+    p = enter(client, listening_study)
+    assert client.get(url(p)).status_code == 200  # its signature checked (and kept) once
+    settings.SESSION_COOKIE_AGE = -1  # every cookie is now too old
+    assert client.get(url(p)).status_code == 403
+
+
+def test_it_keeps_no_forged_binding_cookie_among_the_checked_ones(client, listening_study):
+    p = enter(client, listening_study)
+    stranger = Client()
+    participant._verified_binding.cache_clear()
+    for n in range(3):
+        stranger.cookies[participant.BINDING_COOKIE] = f"{p.token}:1xZW1u:forged{n}"
+        assert stranger.get(url(p)).status_code == 403
+    assert participant._verified_binding.cache_info().currsize == 0
+    assert client.get(url(p)).status_code == 200
+    assert participant._verified_binding.cache_info().currsize == 1
+
+
 def test_it_still_serves_a_browser_bound_through_its_session(client, listening_study):
     p = enter(client, listening_study)
     earlier = Client()  # bound before the binding cookie existed: tokens in the session only
