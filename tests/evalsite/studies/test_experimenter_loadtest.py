@@ -10,6 +10,7 @@ import time
 import pytest
 
 from evalsite.studies.loadtest import LoadConfig, group_cpu_seconds, run
+from evalsite.studies.loadtest_cost import CostConfig, cost_passed, format_cost, run_cost
 from evalsite.studies.loadtest_report import format_report, passed, targets
 from evalsite.studies.models import Study
 
@@ -31,6 +32,20 @@ def test_it_stores_every_acknowledged_answer_once(kill_worker):
     assert result["writes_stored"] == result["writes_acknowledged"] > 0  # the bare writes
     if kill_worker:
         assert len(result["killed_workers"]) == 1
+    assert not Study.objects.filter(name__startswith="loadtest").exists()  # cleaned up
+
+
+@pytest.mark.integration  # ~15 s: in the default suite
+@pytest.mark.django_db(transaction=True)
+def test_its_cost_mode_reads_each_kinds_cpu_and_stores_every_acknowledged_answer():
+    result = run_cost(CostConfig(requests=200, rounds=1, trials=8), out=lambda line: None)
+    print(format_cost(result))
+    assert result["requests"] == dict.fromkeys(("healthz", "answer", "write", "trial_page"), 200)
+    cpu = result["cpu_ms"]  # read in clock ticks (10 ms): hundreds of requests show in them
+    assert cpu["healthz"]["total"] > 0 and cpu["answer"]["server"] > 0
+    assert sum(cpu[kind]["postgres"] for kind in ("answer", "write", "trial_page")) > 0
+    assert result["acknowledged"] > 200  # the warm-up's and setup's answers too
+    assert cost_passed(result), format_cost(result)
     assert not Study.objects.filter(name__startswith="loadtest").exists()  # cleaned up
 
 

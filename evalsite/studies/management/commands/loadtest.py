@@ -1,11 +1,12 @@
 """manage.py loadtest --participants 200 --duration 30 [--kill-worker] [--think S]: see
-studies/loadtest.py."""
+studies/loadtest.py; manage.py loadtest --cost [--requests N]: see studies/loadtest_cost.py."""
 
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
 from evalsite.studies.loadtest import LoadConfig, LoadTestError, run
+from evalsite.studies.loadtest_cost import CostConfig, cost_passed, format_cost, run_cost
 from evalsite.studies.loadtest_report import format_report, passed
 
 
@@ -42,15 +43,27 @@ class Command(BaseCommand):
             "listener (default %(default)s; 0: no paced phase)",
         )  # fmt: skip
         parser.add_argument("--keep", action="store_true", help="keep the study afterwards")
+        parser.add_argument(
+            "--cost", action="store_true",
+            help="instead: CPU per request of each kind with no queue (one worker thread, one "
+            "client, requests in sequence): loadtest_cost.py",
+        )  # fmt: skip
+        parser.add_argument(
+            "--requests", type=int, default=CostConfig.requests,
+            help="--cost: requests per kind and round (default %(default)s)",
+        )  # fmt: skip
 
     def handle(self, *args, **opts):
         bounds = {"participants": (1, 1000), "duration": (1, 600), "trials": (1, 1000),
                   "workers": (1, 32), "threads": (1, 64), "think": (0, 120),
-                  "client_processes": (1, 64), "spares": (0, 100)}  # fmt: skip
+                  "client_processes": (1, 64), "spares": (0, 100),
+                  "requests": (1, 100_000)}  # fmt: skip
         for name, (lo, hi) in bounds.items():
             if opts[name] is not None and not lo <= opts[name] <= hi:
                 flag = name.replace("_", "-")
                 raise CommandError(f"--{flag} {opts[name]}: expected {lo}..{hi}")
+        if opts["cost"]:
+            return self._cost(CostConfig(requests=opts["requests"], trials=max(opts["trials"], 2)))
         cfg = LoadConfig(
             participants=opts["participants"],
             duration=opts["duration"],
@@ -71,3 +84,12 @@ class Command(BaseCommand):
         self.stdout.write(format_report(cfg, result))
         if not passed(result):
             raise CommandError("load test failed: acknowledged and stored answers differ")
+
+    def _cost(self, cfg: CostConfig) -> None:
+        try:
+            result = run_cost(cfg, out=self.stdout.write)
+        except LoadTestError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(format_cost(result))
+        if not cost_passed(result):
+            raise CommandError("cost run failed: acknowledged and stored differ")

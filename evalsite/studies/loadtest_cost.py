@@ -1,0 +1,205 @@
+"""The load benchmark's cost mode (`manage.py loadtest --cost`): the CPU one request of each kind
+costs the server, with no queue and no contention.
+
+The saturated phases (loadtest.py) answer "how many per second", but on a small shared machine
+their ratio moves by +-0.05 from run to run with the same code (the machine's own speed drifts
+and every part shares the same cores). Here one gunicorn worker with one thread serves one client
+(this process) that sends the requests one after the other, in rounds that alternate the kinds;
+the CPU of the worker (user and system), of PostgreSQL and of the client is read around each
+batch. A request's total (server + client) is what it takes from the machine; the ratio of two
+totals is the throughput ratio both would reach if they saturated the same cores alone.
+
+Kinds: `healthz` (the reference), `answer` (a participant's next answer, as the answers phase),
+`write` (the bare write, loadtest_views.py) and `trial_page` (GET a participant's page). Every
+acknowledged answer is checked against the stored ones, as in the saturated run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.db import DatabaseError
+
+from evalsite.studies.loadtest import (
+    LoadConfig,
+    _delete,
+    _times,
+    check_database,
+    create_write_table,
+    drop_write_table,
+    free_port,
+    maintain_tables,
+    postgres_cpu_seconds,
+    start_server,
+    stop_server,
+    summarise,
+    worker_pids,
+    write_table_rows,
+)
+from evalsite.studies.loadtest import make_study as _make_study
+from evalsite.studies.loadtest_client import LoadTestError, Participant, Recorder
+from evalsite.studies.loadtest_report import passed
+
+KINDS = ("healthz", "answer", "write", "trial_page")
+
+
+@dataclass(frozen=True)
+class CostConfig:
+    requests: int = 1000  # per kind and round
+    rounds: int = 2
+    trials: int = 60  # each participant answers trials - 1 in the timed rounds
+
+
+WARM_UP = 50  # requests of each kind before the counted rounds
+
+
+def participants_needed(cfg: CostConfig) -> int:
+    """Answers in the warm-up and the rounds, over the trials each participant answers then,
+    and one more whose page is still at a trial when the last answer is sent."""
+    answers = WARM_UP + cfg.requests * cfg.rounds
+    return math.ceil(answers / max(cfg.trials - 1, 1)) + 1
+
+
+def run_cost(cfg: CostConfig, out=print) -> dict:
+    """Measure; returns {"cpu_ms": {kind: {"gunicorn_user", "gunicorn_sys", "postgres",
+    "client", "server", "total"}}, "requests": {kind: n}} and the acknowledged/stored counts."""
+    check_database()
+    study = _make_study(cfg.trials)
+    workdir = Path(tempfile.mkdtemp(prefix="csn-loadtest-cost-"))
+    port, server, write_table = free_port(), None, None
+    try:
+        write_table = create_write_table(study)
+        server = start_server(LoadConfig(workers=1, threads=1), port, workdir / "gunicorn.log",
+                              write_table)  # fmt: skip
+        result = _measure(cfg, study, server, f"http://127.0.0.1:{port}", out)
+        result["writes_stored"] = write_table_rows(write_table)
+    finally:
+        if server is not None:
+            stop_server(server)
+        try:
+            if write_table is not None:
+                drop_write_table(write_table)
+            _delete(study)
+            maintain_tables("VACUUM (ANALYZE)")
+        except DatabaseError as exc:
+            out(f"could not clean up study {study.pk} / table {write_table} ({exc})")
+    shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+def _measure(cfg, study, server, base, out) -> dict:
+    rec = Recorder()
+    people = [Participant(base, study.slug, cfg.trials, rec, queue.SimpleQueue())
+              for _ in range(participants_needed(cfg))]  # fmt: skip
+    t0 = time.monotonic()
+    for p in people:
+        p.enter()
+    for p in people:
+        p.answer_first()  # as in the saturated run: analyzed with answers stored
+    maintain_tables("ANALYZE")
+    out(f"setup: {len(people)} participants at their first trial, answered, in "
+        f"{time.monotonic() - t0:.1f} s; gunicorn 1x1 gthread, one client")  # fmt: skip
+    (worker,) = worker_pids(server)
+    writer = people[0]
+    sent = {kind: 0 for kind in KINDS}
+    answering = iter(p for p in people for _ in range(cfg.trials - 1))
+
+    def healthz():
+        writer.request("healthz", "GET", "/healthz")
+
+    def answer():
+        p = next(answering)
+        index = p.index
+        p.answer(index)
+        rec.acked.append((p.token, index))
+        p.index = p._after(index)
+
+    def write():
+        body = writer._answer_body(writer=writer.writer, index=writer.written, choice="A")
+        r = writer.request("write", "POST", "/loadtest/bare-write", body)
+        if r.status != 302:
+            raise LoadTestError(f"bare write: expected a redirect, got {r.status}")
+        rec.writes.append((writer.writer, writer.written))
+        writer.written += 1
+
+    def trial_page():  # the page of a participant at a trial, a different one each time
+        at_trial = [p for p in people if p.index is not None]
+        p = at_trial[sent["trial_page"] % len(at_trial)]
+        p.request("trial_page", "GET", p.page_path)
+
+    send = {"healthz": healthz, "answer": answer, "write": write, "trial_page": trial_page}
+    used = {kind: [0.0, 0.0, 0.0, 0.0] for kind in KINDS}  # user, sys, postgres, client (s)
+    tick = os.sysconf("SC_CLK_TCK")
+    for kind in KINDS:  # warm-up, not counted: first-time code paths, prepared statements
+        for _ in range(WARM_UP):
+            send[kind]()
+            sent[kind] += 1
+    sent.update(dict.fromkeys(KINDS, 0))
+    for _ in range(cfg.rounds):
+        for kind in KINDS:
+            before = _readings(worker, tick)
+            for _ in range(cfg.requests):
+                send[kind]()
+                sent[kind] += 1
+            after = _readings(worker, tick)
+            for i in range(4):
+                used[kind][i] += after[i] - before[i]
+    cpu_ms = {}
+    for kind, (user, system, pg, client) in used.items():
+        n = sent[kind]
+        parts = {"gunicorn_user": user, "gunicorn_sys": system, "postgres": pg, "client": client}
+        row = {name: 1000 * seconds / n for name, seconds in parts.items()}
+        row["server"] = row["gunicorn_user"] + row["gunicorn_sys"] + row["postgres"]
+        row["total"] = row["server"] + row["client"]
+        cpu_ms[kind] = row
+    result = summarise(rec, study, {}, [], [], 0)
+    return result | {"cpu_ms": cpu_ms, "requests": sent, "cost_config": cfg}
+
+
+def _readings(worker: int, tick: int) -> tuple[float, float, float, float]:
+    """CPU seconds so far: the worker's user and system time, PostgreSQL's (all its processes),
+    this process's (the client)."""
+    times = _times(worker)
+    if times is None:
+        raise LoadTestError(f"gunicorn worker {worker} exited during the cost run")
+    return (times[0] / tick, times[1] / tick, sum(postgres_cpu_seconds().values()),
+            time.process_time())  # fmt: skip
+
+
+def cost_passed(result: dict) -> bool:
+    """Every acknowledged answer (setup's first ones included) and bare write stored once."""
+    return passed(result) and result["writes_stored"] == result["writes_acknowledged"]
+
+
+def format_cost(result: dict) -> str:
+    cpu, n = result["cpu_ms"], result["requests"]
+    lines = [
+        "kind        requests   CPU ms/request: gunicorn user + sys, PostgreSQL, client = total"
+    ]
+    for kind in KINDS:
+        c = cpu[kind]
+        lines.append(
+            f"{kind:<11} {n[kind]:>8}   {c['gunicorn_user']:.3f} + {c['gunicorn_sys']:.3f}, "
+            f"{c['postgres']:.3f}, {c['client']:.3f} = {c['total']:.3f}"
+        )
+    h = cpu["healthz"]["total"]
+    lines += [
+        f"healthz / answer (total CPU): {h / cpu['answer']['total']:.2f}   "
+        f"healthz / bare write: {h / cpu['write']['total']:.2f}   "
+        f"bare write / answer: {cpu['write']['total'] / cpu['answer']['total']:.2f}",
+        "(the throughput ratio each pair would reach saturating the same cores alone; the "
+        "saturated run's answer / healthz target is read on these)",
+        f"answers acknowledged={result['acknowledged']} (setup's first ones included) "
+        f"stored={result['stored']} acked-not-stored={result['acked_not_stored']}; "
+        f"bare writes acknowledged={result['writes_acknowledged']} "
+        f"stored={result['writes_stored']}",
+        f"RESULT: {'PASS' if cost_passed(result) else 'FAIL'} (acknowledged == stored)",
+    ]
+    return "\n".join(lines)
