@@ -47,6 +47,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -280,23 +281,13 @@ def run(cfg: LoadConfig, out=print) -> dict:
     check_database()
     study = make_study(cfg.trials)
     workdir = Path(tempfile.mkdtemp(prefix="csn-loadtest-"))
-    port = free_port()
-    out(f"study {study.pk}: {cfg.trials} trials; gunicorn {cfg.workers}x{cfg.threads} gthread "
-        f"on 127.0.0.1:{port}; log {workdir / 'gunicorn.log'}")  # fmt: skip
-    server = write_table = None
     try:
-        write_table = create_write_table(study)
-        server = start_server(cfg, port, workdir / "gunicorn.log", write_table)
-        result = _drive(cfg, study, server, f"http://127.0.0.1:{port}", out)
-        result["writes_stored"] = write_table_rows(write_table)
+        with serving(cfg, study, workdir / "gunicorn.log", out) as (server, base, write_table):
+            out(f"study {study.pk}: {cfg.trials} trials; gunicorn {cfg.workers}x{cfg.threads} "
+                f"gthread on {base}; log {workdir / 'gunicorn.log'}")  # fmt: skip
+            result = _drive(cfg, study, server, base, out)
+            result["writes_stored"] = write_table_rows(write_table)
     finally:
-        if server is not None:
-            stop_server(server)
-        try:
-            if write_table is not None:
-                drop_write_table(write_table)  # kept with --keep neither: it is no study's data
-        except DatabaseError as exc:
-            out(f"could not drop table {write_table} ({exc}); drop it by hand")
         if not cfg.keep:
             try:
                 _delete(study)
@@ -306,6 +297,26 @@ def run(cfg: LoadConfig, out=print) -> dict:
     if not cfg.keep:  # the server log is kept only when something went wrong
         shutil.rmtree(workdir, ignore_errors=True)
     return result
+
+
+@contextmanager
+def serving(cfg: LoadConfig, study: Study, log_path: Path, out):
+    """gunicorn (`start_server`) with the bare-write table made for this run: yields (server,
+    base URL, table name); the server is stopped and the table dropped on the way out (kept
+    with --keep neither: it is no study's data)."""
+    port, server, write_table = free_port(), None, None
+    try:
+        write_table = create_write_table(study)
+        server = start_server(cfg, port, log_path, write_table)
+        yield server, f"http://127.0.0.1:{port}", write_table
+    finally:
+        if server is not None:
+            stop_server(server)
+        try:
+            if write_table is not None:
+                drop_write_table(write_table)
+        except DatabaseError as exc:
+            out(f"could not drop table {write_table} ({exc}); drop it by hand")
 
 
 def _schedule(cfg: LoadConfig) -> list[tuple[str, list[str], float]]:

@@ -32,13 +32,9 @@ from evalsite.studies.loadtest import (
     _delete,
     _times,
     check_database,
-    create_write_table,
-    drop_write_table,
-    free_port,
     maintain_tables,
     postgres_cpu_seconds,
-    start_server,
-    stop_server,
+    serving,
     summarise,
     worker_pids,
     write_table_rows,
@@ -73,23 +69,17 @@ def run_cost(cfg: CostConfig, out=print) -> dict:
     check_database()
     study = _make_study(cfg.trials)
     workdir = Path(tempfile.mkdtemp(prefix="csn-loadtest-cost-"))
-    port, server, write_table = free_port(), None, None
+    one_thread = LoadConfig(workers=1, threads=1)
     try:
-        write_table = create_write_table(study)
-        server = start_server(LoadConfig(workers=1, threads=1), port, workdir / "gunicorn.log",
-                              write_table)  # fmt: skip
-        result = _measure(cfg, study, server, f"http://127.0.0.1:{port}", out)
-        result["writes_stored"] = write_table_rows(write_table)
+        with serving(one_thread, study, workdir / "gunicorn.log", out) as (server, base, table):
+            result = _measure(cfg, study, server, base, out)
+            result["writes_stored"] = write_table_rows(table)
     finally:
-        if server is not None:
-            stop_server(server)
         try:
-            if write_table is not None:
-                drop_write_table(write_table)
             _delete(study)
             maintain_tables("VACUUM (ANALYZE)")
         except DatabaseError as exc:
-            out(f"could not clean up study {study.pk} / table {write_table} ({exc})")
+            out(f"could not delete study {study.pk} ({exc}); delete it in the admin")
     shutil.rmtree(workdir, ignore_errors=True)
     return result
 
