@@ -33,13 +33,13 @@ from evalsite.studies.loadtest import (
     _times,
     check_database,
     maintain_tables,
+    make_study,
     postgres_cpu_seconds,
     serving,
     summarise,
     worker_pids,
     write_table_rows,
 )
-from evalsite.studies.loadtest import make_study as _make_study
 from evalsite.studies.loadtest_client import LoadTestError, Participant, Recorder
 from evalsite.studies.loadtest_report import passed
 
@@ -67,7 +67,7 @@ def run_cost(cfg: CostConfig, out=print) -> dict:
     """Measure; returns {"cpu_ms": {kind: {"gunicorn_user", "gunicorn_sys", "postgres",
     "client", "server", "total"}}, "requests": {kind: n}} and the acknowledged/stored counts."""
     check_database()
-    study = _make_study(cfg.trials)
+    study = make_study(cfg.trials)
     workdir = Path(tempfile.mkdtemp(prefix="csn-loadtest-cost-"))
     one_thread = LoadConfig(workers=1, threads=1)
     try:
