@@ -9,9 +9,13 @@ the CPU of the worker (user and system), of PostgreSQL and of the client is read
 batch. A request's total (server + client) is what it takes from the machine; the ratio of two
 totals is the throughput ratio both would reach if they saturated the same cores alone.
 
-Kinds: `healthz` (the reference), `answer` (a participant's next answer, as the answers phase),
-`write` (the bare write, loadtest_views.py) and `trial_page` (GET a participant's page). Every
-acknowledged answer is checked against the stored ones, as in the saturated run.
+Kinds: `healthz` (the reference), `answer` (a participant's next answer, as the answers phase)
+and `write` (the bare write, loadtest_views.py): the three the throughput target is read on.
+Trial pages are left to the saturated run's loop: interleaved here (page, then its answer),
+their writes (a slot's first view, `last_seen_at`) leave dead rows the answers then probe on a
+database without autovacuum; two such runs read 0.55-0.63 ms of PostgreSQL per answer against
+0.45-0.50 without (docs/experimenter.md). Every acknowledged answer is checked against the
+stored ones, as in the saturated run.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from evalsite.studies.loadtest import (
 from evalsite.studies.loadtest_client import LoadTestError, Participant, Recorder
 from evalsite.studies.loadtest_report import passed
 
-KINDS = ("healthz", "answer", "write", "trial_page")
+KINDS = ("healthz", "answer", "write")
 
 
 @dataclass(frozen=True)
@@ -57,10 +61,10 @@ WARM_UP = 50  # requests of each kind before the counted rounds
 
 
 def participants_needed(cfg: CostConfig) -> int:
-    """Answers in the warm-up and the rounds, over the trials each participant answers then,
-    and one more whose page is still at a trial when the last answer is sent."""
+    """The answers of the warm-up and the rounds, over the trials each participant answers
+    after setup."""
     answers = WARM_UP + cfg.requests * cfg.rounds
-    return math.ceil(answers / max(cfg.trials - 1, 1)) + 1
+    return math.ceil(answers / max(cfg.trials - 1, 1))
 
 
 def run_cost(cfg: CostConfig, out=print) -> dict:
@@ -119,12 +123,7 @@ def _measure(cfg, study, server, base, out) -> dict:
         rec.writes.append((writer.writer, writer.written))
         writer.written += 1
 
-    def trial_page():  # the page of a participant at a trial, a different one each time
-        at_trial = [p for p in people if p.index is not None]
-        p = at_trial[sent["trial_page"] % len(at_trial)]
-        p.request("trial_page", "GET", p.page_path)
-
-    send = {"healthz": healthz, "answer": answer, "write": write, "trial_page": trial_page}
+    send = {"healthz": healthz, "answer": answer, "write": write}
     used = {kind: [0.0, 0.0, 0.0, 0.0] for kind in KINDS}  # user, sys, postgres, client (s)
     tick = os.sysconf("SC_CLK_TCK")
     for kind in KINDS:  # warm-up, not counted: first-time code paths, prepared statements
