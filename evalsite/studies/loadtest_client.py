@@ -217,9 +217,15 @@ class Participant:
         seen an empty answers table, PostgreSQL would plan the participant queries once per
         connection with a scan of every answer where an index probe belongs
         (docs/experimenter.md: "Database upkeep")."""
-        self.answer(self.index, "setup")
-        self.rec.acked.append((self.token, self.index))
-        self.index = self._after(self.index)
+        self.answer_next("setup")
+
+    def answer_next(self, kind: str = "answer") -> None:
+        """POST the answer to the current trial, count it acknowledged once the POST returned,
+        and go on to the next trial (no trial page in between: `_after`)."""
+        index = self.index
+        self.answer(index, kind)
+        self.rec.acked.append((self.token, index))
+        self.index = self._after(index)
 
     def _after(self, index: int) -> int | None:
         """The trial after `index`: slots are numbered in the order shown (the load-test study
@@ -274,22 +280,24 @@ class Participant:
             if self.index is None:  # all trials answered: the next participant goes on
                 self.next()
                 continue
-            index = self.index
-            self.answer(index, kind)
-            self.rec.acked.append((self.token, index))
-            self.index = self._after(index)
+            self.answer_next(kind)
 
     def run_writes(self, stop) -> None:
         """The second reference: POST a bare write (loadtest_views.py: one INSERT shaped like an
         answer, no checks) back to back, with the body an answer has."""
         while not stop.is_set():
-            n = self.written
-            body = self._answer_body(writer=self.writer, index=n, choice="AB"[n % 2])
-            r = self.request("write", "POST", "/loadtest/bare-write", body)
-            if r.status != 302:
-                raise LoadTestError(f"bare write: expected a redirect, got {r.status}")
-            self.rec.writes.append((self.writer, n))
-            self.written = n + 1
+            self.write_next()
+
+    def write_next(self) -> None:
+        """One bare write, numbered after this participant's previous one, counted once the POST
+        returned."""
+        n = self.written
+        body = self._answer_body(writer=self.writer, index=n, choice="AB"[n % 2])
+        r = self.request("write", "POST", "/loadtest/bare-write", body)
+        if r.status != 302:
+            raise LoadTestError(f"bare write: expected a redirect, got {r.status}")
+        self.rec.writes.append((self.writer, n))
+        self.written = n + 1
 
     def run_trials(self, stop, think: float = 0.0, prefix: str = "") -> None:
         """GET -> POST until `stop`; an answer counts as acknowledged once the next page the

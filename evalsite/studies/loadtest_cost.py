@@ -108,22 +108,8 @@ def _measure(cfg, study, server, base, out) -> dict:
     def healthz():
         writer.request("healthz", "GET", "/healthz")
 
-    def answer():
-        p = next(answering)
-        index = p.index
-        p.answer(index)
-        rec.acked.append((p.token, index))
-        p.index = p._after(index)
-
-    def write():
-        body = writer._answer_body(writer=writer.writer, index=writer.written, choice="A")
-        r = writer.request("write", "POST", "/loadtest/bare-write", body)
-        if r.status != 302:
-            raise LoadTestError(f"bare write: expected a redirect, got {r.status}")
-        rec.writes.append((writer.writer, writer.written))
-        writer.written += 1
-
-    send = {"healthz": healthz, "answer": answer, "write": write}
+    send = {"healthz": healthz, "answer": lambda: next(answering).answer_next(),
+            "write": writer.write_next}  # fmt: skip
     used = {kind: [0.0, 0.0, 0.0, 0.0] for kind in KINDS}  # user, sys, postgres, client (s)
     tick = os.sysconf("SC_CLK_TCK")
     for kind in KINDS:  # warm-up, not counted: first-time code paths, prepared statements
