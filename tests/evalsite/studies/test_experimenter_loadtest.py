@@ -9,7 +9,13 @@ import time
 
 import pytest
 
-from evalsite.studies.loadtest import LoadConfig, group_cpu_seconds, run
+from evalsite.studies.loadtest import (
+    MAX_ANSWER_RATE,
+    LoadConfig,
+    group_cpu_seconds,
+    run,
+    spares_per_thread,
+)
 from evalsite.studies.loadtest_cost import CostConfig, cost_passed, format_cost, run_cost
 from evalsite.studies.loadtest_report import format_report, passed, targets
 from evalsite.studies.models import Study
@@ -63,6 +69,16 @@ def test_it_keeps_the_cpu_of_a_process_that_exited_in_its_parents_total():
     child.start()
     child.join()  # exited and waited for
     assert group_cpu_seconds([os.getpid()]) - before >= 0.4
+
+
+@pytest.mark.parametrize("duration", [10.0, 30.0, 120.0])
+def test_it_enters_enough_participants_ahead_to_answer_at_the_rate_bound_in_every_phase(duration):
+    cfg = LoadConfig(participants=200, duration=duration)
+    spares = spares_per_thread(cfg)
+    needed = MAX_ANSWER_RATE * duration / cfg.participants + duration / cfg.think  # per thread
+    # the first participant answered its first trial in setup; a spare answers every trial
+    assert (cfg.trials - 1) + spares * cfg.trials >= needed
+    assert spares == 0 or (cfg.trials - 1) + (spares - 1) * cfg.trials < needed  # no more
 
 
 @pytest.mark.django_db
