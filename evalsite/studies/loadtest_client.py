@@ -299,6 +299,13 @@ class Participant:
         self.rec.writes.append((self.writer, n))
         self.written = n + 1
 
+    def post_next(self) -> None:
+        """The bare write's POST (same body, same size) to the reference that stores nothing."""
+        body = self._answer_body(writer=self.writer, index=self.written, choice="A")
+        r = self.request("post", "POST", "/loadtest/bare-post", body)
+        if r.status != 302:
+            raise LoadTestError(f"bare POST: expected a redirect, got {r.status}")
+
     def run_trials(self, stop, think: float = 0.0, prefix: str = "") -> None:
         """GET -> POST until `stop`; an answer counts as acknowledged once the next page the
         server shows is a different trial (or none), i.e. the server confirmed it moved on.

@@ -9,8 +9,10 @@ the CPU of the worker (user and system), of PostgreSQL and of the client is read
 batch. A request's total (server + client) is what it takes from the machine; the ratio of two
 totals is the throughput ratio both would reach if they saturated the same cores alone.
 
-Kinds: `healthz` (the reference), `answer` (a participant's next answer, as the answers phase)
-and `write` (the bare write, loadtest_views.py): the three the throughput target is read on.
+Kinds: `healthz` (the reference), `post` (the bare write's POST to a view that stores nothing,
+loadtest_views.py), `answer` (a participant's next answer, as the answers phase) and `write`
+(the bare write). healthz, answer and write are the three the throughput target is read on; the
+bare POST splits the step from healthz to the bare write into receiving a POST and storing a row.
 Trial pages are left to the saturated run's loop: interleaved here (page, then its answer),
 their writes (a slot's first view, `last_seen_at`) leave dead rows the answers then probe on a
 database without autovacuum; two such runs read 0.55-0.63 ms of PostgreSQL per answer against
@@ -47,13 +49,15 @@ from evalsite.studies.loadtest import (
 from evalsite.studies.loadtest_client import LoadTestError, Participant, Recorder
 from evalsite.studies.loadtest_report import passed
 
-KINDS = ("healthz", "answer", "write")
+KINDS = ("healthz", "post", "answer", "write")
 
 
 @dataclass(frozen=True)
 class CostConfig:
-    requests: int = 1000  # per kind and round
-    rounds: int = 2
+    # per kind: 2,000 in all, in short batches: the machine's speed drifts within a run, and kinds
+    # measured in turn often see the same drift (2 rounds of 1,000 read 0.32-0.45 on one day)
+    requests: int = 200  # per kind and round
+    rounds: int = 10
     trials: int = 60  # each participant answers trials - 1 in the timed rounds
 
 
@@ -108,7 +112,8 @@ def _measure(cfg, study, server, base, out) -> dict:
     def healthz():
         writer.request("healthz", "GET", "/healthz")
 
-    send = {"healthz": healthz, "answer": lambda: next(answering).answer_next(),
+    send = {"healthz": healthz, "post": writer.post_next,
+            "answer": lambda: next(answering).answer_next(),
             "write": writer.write_next}  # fmt: skip
     used = {kind: [0.0, 0.0, 0.0, 0.0] for kind in KINDS}  # user, sys, postgres, client (s)
     tick = os.sysconf("SC_CLK_TCK")
@@ -153,6 +158,10 @@ def cost_passed(result: dict) -> bool:
     return passed(result) and result["writes_stored"] == result["writes_acknowledged"]
 
 
+def _step(cpu: dict, before: str, after: str) -> str:
+    return f"{cpu[after]['total'] - cpu[before]['total']:+.3f}"
+
+
 def format_cost(result: dict) -> str:
     cpu, n = result["cpu_ms"], result["requests"]
     lines = [
@@ -171,6 +180,9 @@ def format_cost(result: dict) -> str:
         f"bare write / answer: {cpu['write']['total'] / cpu['answer']['total']:.2f}",
         "(the throughput ratio each pair would reach saturating the same cores alone; the "
         "saturated run's answer / healthz target is read on these)",
+        "steps in total CPU ms: healthz -> bare POST (receive a form POST, no database) "
+        f"{_step(cpu, 'healthz', 'post')}; -> bare write (store it) {_step(cpu, 'post', 'write')}; "
+        f"-> answer (the answer's own checks) {_step(cpu, 'write', 'answer')}",
         f"answers acknowledged={result['acknowledged']} (setup's first ones included) "
         f"stored={result['stored']} acked-not-stored={result['acked_not_stored']}; "
         f"bare writes acknowledged={result['writes_acknowledged']} "

@@ -1,13 +1,15 @@
-"""The load benchmark's second reference: a bare durable write, served only by the gunicorn that
-`manage.py loadtest` starts (evalsite.studies.loadtest_settings mounts it; the site's own URLconf
-never does).
+"""The load benchmark's references beyond /healthz: a bare durable write, and (the cost mode
+only) the same POST without the write. Served only by the gunicorn that `manage.py loadtest`
+starts (evalsite.studies.loadtest_settings mounts them; the site's own URLconf never does).
 
 An answer POST must at least: go through the middleware (CSRF included), parse a form body and
 the client log, store one row in one committed statement, and redirect. This view does exactly
 that, into a table with the answers' columns, indexes and checks (no foreign keys), and nothing
 else: no participant, no step, no current slot. Its throughput next to /healthz shows what any
 durable answer can reach on the machine; the answer's next to it, what the answer's own checks
-and bookkeeping cost.
+and bookkeeping cost. `bare_post` does all of it but the write (middleware, form, log, redirect):
+the step from /healthz to it is what receiving an answer costs, the step from it to the bare
+write what storing one durably costs.
 """
 
 from __future__ import annotations
@@ -34,6 +36,15 @@ def _insert_sql(table: str) -> str:
     return (
         f"INSERT INTO {qn(table)} ({', '.join(columns)}) VALUES ({values}) ON CONFLICT DO NOTHING"
     )
+
+
+@no_store  # the headers an answer's redirect carries
+@require_POST
+def bare_post(request: HttpRequest) -> HttpResponse:
+    """Everything the bare write does but the write: the answer parsed, then a redirect."""
+    if parse_answer(request.POST) is None:
+        return HttpResponseBadRequest("expected index, choice and log")
+    return HttpResponseRedirect(request.path)
 
 
 @no_store  # the headers an answer's redirect carries

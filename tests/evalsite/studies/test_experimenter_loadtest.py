@@ -46,10 +46,11 @@ def test_it_stores_every_acknowledged_answer_once(kill_worker):
 def test_its_cost_mode_reads_each_kinds_cpu_and_stores_every_acknowledged_answer():
     result = run_cost(CostConfig(requests=200, rounds=1, trials=8), out=lambda line: None)
     print(format_cost(result))
-    assert result["requests"] == dict.fromkeys(("healthz", "answer", "write"), 200)
+    assert result["requests"] == dict.fromkeys(("healthz", "post", "answer", "write"), 200)
     cpu = result["cpu_ms"]  # read in clock ticks (10 ms): hundreds of requests show in them
     assert cpu["healthz"]["total"] > 0 and cpu["answer"]["server"] > 0
     assert cpu["answer"]["postgres"] + cpu["write"]["postgres"] > 0
+    assert "-> bare write (store it)" in format_cost(result)
     assert result["acknowledged"] > 200  # the warm-up's and setup's answers too
     assert cost_passed(result), format_cost(result)
     assert not Study.objects.filter(name__startswith="loadtest").exists()  # cleaned up
@@ -83,8 +84,9 @@ def test_it_enters_enough_participants_ahead_to_answer_at_the_rate_bound_in_ever
 
 @pytest.mark.django_db
 def test_it_serves_the_bare_write_reference_only_to_the_benchmark(client):
-    # The site's own URLconf has no such view: only loadtest_settings mounts it.
+    # The site's own URLconf has no such views: only loadtest_settings mounts them.
     assert client.post("/loadtest/bare-write", {"writer": "1", "index": "0"}).status_code == 404
+    assert client.post("/loadtest/bare-post", {"index": "0"}).status_code == 404
 
 
 def test_it_reads_the_bare_write_next_to_both_references():

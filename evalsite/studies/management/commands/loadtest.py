@@ -1,5 +1,6 @@
 """manage.py loadtest --participants 200 --duration 30 [--kill-worker] [--think S]: see
-studies/loadtest.py; manage.py loadtest --cost [--requests N]: see studies/loadtest_cost.py."""
+studies/loadtest.py; manage.py loadtest --cost [--requests N --rounds R]: see
+studies/loadtest_cost.py."""
 
 from __future__ import annotations
 
@@ -52,18 +53,23 @@ class Command(BaseCommand):
             "--requests", type=int, default=CostConfig.requests,
             help="--cost: requests per kind and round (default %(default)s)",
         )  # fmt: skip
+        parser.add_argument(
+            "--rounds", type=int, default=CostConfig.rounds,
+            help="--cost: rounds, each kind in turn (default %(default)s)",
+        )  # fmt: skip
 
     def handle(self, *args, **opts):
         bounds = {"participants": (1, 1000), "duration": (1, 600), "trials": (1, 1000),
                   "workers": (1, 32), "threads": (1, 64), "think": (0, 120),
                   "client_processes": (1, 64), "spares": (0, 100),
-                  "requests": (1, 100_000)}  # fmt: skip
+                  "requests": (1, 100_000), "rounds": (1, 1000)}  # fmt: skip
         for name, (lo, hi) in bounds.items():
             if opts[name] is not None and not lo <= opts[name] <= hi:
                 flag = name.replace("_", "-")
                 raise CommandError(f"--{flag} {opts[name]}: expected {lo}..{hi}")
         if opts["cost"]:
-            return self._cost(CostConfig(requests=opts["requests"], trials=max(opts["trials"], 2)))
+            return self._cost(CostConfig(requests=opts["requests"], rounds=opts["rounds"],
+                                         trials=max(opts["trials"], 2)))  # fmt: skip
         cfg = LoadConfig(
             participants=opts["participants"],
             duration=opts["duration"],
