@@ -23,6 +23,12 @@ class ParticipantAdmin(admin.ModelAdmin):
     list_display = ("id", "study", "external_pid", "prolific_pid", "step", "started_at")
     list_filter = ("study", "step")
     search_fields = ("prolific_pid", "external_pid", "token")
+    # Participants are created by the study link and moved between steps by the flow; a final
+    # step is final (design.fill_counts adds such a participant's answers up once, `StudyFold`).
+    readonly_fields = ("study", "step", "seed")
+
+    def has_add_permission(self, request) -> bool:
+        return False
 
 
 @admin.register(Assignment)
@@ -33,6 +39,18 @@ class AssignmentAdmin(admin.ModelAdmin):
 
 @admin.register(Answer)
 class AnswerAdmin(admin.ModelAdmin):
+    """Answers are the study's record: shown, never added, edited or deleted one by one (they go
+    with their participant or study)."""
+
     list_display = ("participant", "trial", "trial_index", "chosen", "response_ms", "created_at")
     list_filter = ("trial__study",)
     raw_id_fields = ("participant", "trial")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

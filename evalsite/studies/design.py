@@ -24,7 +24,15 @@ import pandas as pd
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef
 
-from evalsite.studies.models import Answer, Assignment, Participant, Study, Trial
+from evalsite.studies.models import (
+    Answer,
+    Assignment,
+    FoldedParticipant,
+    Participant,
+    Study,
+    StudyFold,
+    Trial,
+)
 
 
 def fisher_yates(items: list, rng: random.Random) -> list:
@@ -97,26 +105,67 @@ def balance_positions(trials: list, seed: int) -> dict[int, str]:
 def fill_counts(study: Study, now: datetime) -> Counter:
     """trial id -> answers stored + unanswered slots still reserved.
 
-    Read on every entry, under the study's lock, over all of the study's answers and live slots:
-    the queries name the columns (`trial_id`, `participant_id`) rather than the relations, which
-    keeps the ORM from joining the trial and participant tables to every row (600 entries at
-    once: 28-40 s instead of 52-63 s, docs/experimenter.md)."""
-    counts: Counter = Counter()
-    trials = list(Trial.objects.filter(study=study).values_list("id", flat=True))
-    answered = Answer.objects.filter(trial_id__in=trials).values("trial_id").annotate(n=Count("id"))
-    for row in answered.order_by():
-        counts[row["trial_id"]] += row["n"]
-    answer = Answer.objects.filter(
-        participant_id=OuterRef("participant_id"), trial_id=OuterRef("trial_id")
+    Read on every entry (under the study's lock, taken here too). The answers of participants in
+    a final step never change, so they are added up once per participant (`_fold`); each entry
+    counts only the answers of the others and the live slots: its work grows with the
+    participants still under way, not with every answer the study holds (docs/experimenter.md,
+    "Entering"). The queries name the columns (`trial_id`, `participant_id`) rather than the
+    relations where they can, which keeps the ORM from joining tables it does not need."""
+    with transaction.atomic():
+        list(Study.objects.select_for_update().filter(pk=study.pk).values_list("pk"))
+        counts = _fold(study)
+        answered = (
+            Answer.objects.filter(participant__study_id=study.pk, participant__folded__isnull=True)
+            .values("trial_id")
+            .annotate(n=Count("id"))
+        )
+        for row in answered.order_by():
+            counts[row["trial_id"]] += row["n"]
+        trials = Trial.objects.filter(study_id=study.pk).values("id")
+        answer = Answer.objects.filter(
+            participant_id=OuterRef("participant_id"), trial_id=OuterRef("trial_id")
+        )
+        live = (
+            Assignment.objects.filter(trial_id__in=trials, reserved_until__gt=now)
+            .exclude(Exists(answer))
+            .values("trial_id")
+            .annotate(n=Count("id"))
+        )
+        for row in live.order_by():
+            counts[row["trial_id"]] += row["n"]
+    return counts
+
+
+FOLD_BATCH = 500  # participant ids per query while folding (SQLite limits a statement's parameters)
+
+
+def _fold(study: Study) -> Counter:
+    """The answers per trial of the study's folded participants, after folding in those that
+    reached a final step since the last entry (rebuilt from nothing when a folded participant
+    was deleted). Under the study's lock: the only writer of the fold."""
+    fold, _ = StudyFold.objects.get_or_create(study=study)
+    folded = FoldedParticipant.objects.filter(study_id=study.pk)
+    changed = folded.count() != fold.participants
+    if changed:  # a folded participant (and its answers) was deleted: count again from nothing
+        folded.delete()
+        fold.participants, fold.answers = 0, {}
+    counts = Counter({int(trial): n for trial, n in fold.answers.items()})
+    final = Participant.objects.filter(
+        study_id=study.pk, step__in=Participant.FINAL_STEPS, folded__isnull=True
     )
-    live = (
-        Assignment.objects.filter(trial_id__in=trials, reserved_until__gt=now)
-        .exclude(Exists(answer))
-        .values("trial_id")
-        .annotate(n=Count("id"))
-    )
-    for row in live.order_by():
-        counts[row["trial_id"]] += row["n"]
+    new = list(final.values_list("id", flat=True))
+    for start in range(0, len(new), FOLD_BATCH):
+        batch = new[start : start + FOLD_BATCH]
+        answered = Answer.objects.filter(participant_id__in=batch).values("trial_id")
+        for row in answered.annotate(n=Count("id")).order_by():
+            counts[row["trial_id"]] += row["n"]
+        FoldedParticipant.objects.bulk_create(
+            FoldedParticipant(participant_id=pk, study_id=study.pk) for pk in batch
+        )
+    if new or changed:
+        fold.participants += len(new)
+        fold.answers = {str(trial): n for trial, n in counts.items() if n}
+        fold.save()
     return counts
 
 
@@ -201,6 +250,14 @@ def extend_reservations(participant: Participant, now: datetime) -> None:
     """Keep the participant's unanswered slots reserved for the full timeout from `now`."""
     answer = Answer.objects.filter(participant=participant, trial=OuterRef("trial"))
     participant.slots.exclude(Exists(answer)).update(reserved_until=now + _timeout(participant))
+
+
+def release_finished(participant: Participant) -> None:
+    """A finished participant's slots are all answered and counted by their answers: none needs
+    a reservation. Releasing them keeps `fill_counts`' live slots to participants under way."""
+    participant.slots.filter(reserved_until__gt=participant.started_at).update(
+        reserved_until=participant.started_at
+    )
 
 
 def release_reservations(participant: Participant) -> None:

@@ -169,6 +169,7 @@ def finish_if_complete(p: Participant) -> bool:
     code = p.study.setting("completion_code") or new_completion_code()
     finished = advance(p, Step.TRIALS, Step.DONE, completion_code=code)
     if finished:
+        design.release_finished(p)
         # The report is recomputed in a worker, debounced, once per finished participant rather
         # than per answer: a per-answer trigger would lock the study's report row on every POST.
         from evalsite.reports.tasks import schedule_report

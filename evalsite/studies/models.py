@@ -272,3 +272,35 @@ class Answer(models.Model):
         if self.trial.is_catch and self.trial.expected:
             return self.chosen == self.trial.expected
         return None
+
+
+class StudyFold(models.Model):
+    """The answers per trial of the study's participants in a final step, added up once per
+    participant (`FoldedParticipant`), so that an entry does not recount them
+    (`design.fill_counts`). Such a participant's answers no longer change: done participants
+    cannot answer again, the others have no slots. Written only under the study's lock.
+
+    `participants` is how many were folded: when the `FoldedParticipant` rows no longer number
+    as many (a folded participant was deleted, and its answers with it), the fold is rebuilt.
+    Answers are not deleted on their own (read-only in the admin)."""
+
+    study = models.OneToOneField(
+        Study, on_delete=models.CASCADE, primary_key=True, related_name="fold"
+    )
+    participants = models.PositiveIntegerField(default=0)
+    answers = models.JSONField(default=dict)  # {trial id (str): answers of folded participants}
+
+    def __str__(self) -> str:
+        return f"fold of study {self.study_id}: {self.participants} participants"
+
+
+class FoldedParticipant(models.Model):
+    """A participant whose answers are in its study's `StudyFold`."""
+
+    participant = models.OneToOneField(
+        Participant, on_delete=models.CASCADE, primary_key=True, related_name="folded"
+    )
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="+")
+
+    def __str__(self) -> str:
+        return f"participant {self.participant_id} folded"

@@ -10,8 +10,15 @@ from types import SimpleNamespace as T
 import pytest
 from django.utils import timezone
 
-from evalsite.studies import design
-from evalsite.studies.models import Answer, Assignment, Participant, Study
+from evalsite.studies import design, flow
+from evalsite.studies.models import (
+    Answer,
+    Assignment,
+    FoldedParticipant,
+    Participant,
+    Study,
+    StudyFold,
+)
 from tests.evalsite.studies.conftest import make_study
 
 
@@ -187,3 +194,104 @@ def test_it_exports_the_realised_design(listening_study):
     assert len(df) == p.slots.count() and not df["answered"].any()
     assert set(df["displayed_first"]) <= {"a", "b"}
     assert df["trial_index"].tolist() == sorted(Assignment.objects.values_list("index", flat=True))
+
+
+def recount(study: Study, now) -> Counter:
+    """fill_counts by definition, the slow way: every stored answer to the study's trials, and
+    every reserved slot without one."""
+    counts = Counter(a.trial_id for a in Answer.objects.filter(trial__study=study))
+    for s in Assignment.objects.filter(trial__study=study, reserved_until__gt=now):
+        if not Answer.objects.filter(participant=s.participant_id, trial=s.trial_id).exists():
+            counts[s.trial_id] += 1
+    return counts
+
+
+def finish(p: Participant) -> None:
+    answer_all(p)
+    Participant.objects.filter(pk=p.pk).update(step=Participant.Step.DONE)
+
+
+@pytest.fixture
+def study_under_way(small_study):
+    """Two finished participants, one half way, one with no answer yet, one screened out."""
+    now = timezone.now()
+    done = [participant(small_study, seed) for seed in (1, 2)]
+    going, fresh = participant(small_study, 3), participant(small_study, 4)
+    for p in (*done, going, fresh):
+        assert design.assign(p, now)
+    for p in done:
+        finish(p)
+    first = going.slots.order_by("index").first()
+    Answer.objects.create(participant=going, trial=first.trial, trial_index=0, chosen="a",
+                          chosen_position="A", displayed_first=first.displayed_first)  # fmt: skip
+    Participant.objects.create(study=small_study, seed=5, step=Participant.Step.SCREENED_OUT)
+    return small_study, now, done
+
+
+@pytest.mark.django_db
+def test_it_counts_as_a_full_recount_with_finished_participants_folded(study_under_way):
+    study, now, done = study_under_way
+    later = now + timedelta(seconds=study.setting("reservation_timeout_s") + 1)
+    for when in (now, later, now):  # twice at `now`: a second entry folds nothing again
+        assert design.fill_counts(study, when) == recount(study, when)
+    fold = StudyFold.objects.get(study=study)
+    assert fold.participants == 3  # the two done and the screened-out one
+    assert sum(fold.answers.values()) == 6  # the done ones' 3 answers each, once
+    assert set(FoldedParticipant.objects.values_list("participant__seed", flat=True)) == {1, 2, 5}
+
+
+@pytest.mark.django_db
+def test_it_counts_a_finished_participants_answers_from_the_fold_not_again(study_under_way):
+    study, now, done = study_under_way
+    later = now + timedelta(seconds=study.setting("reservation_timeout_s") + 1)  # slots expired
+    before = design.fill_counts(study, later)
+    # Not something the site does (answers are read-only in the admin): it shows the answers of
+    # a folded participant are no longer read.
+    Answer.objects.filter(participant=done[0]).delete()
+    assert design.fill_counts(study, later) == before
+    assert design.fill_counts(study, later) != recount(study, later)
+
+
+@pytest.mark.django_db
+def test_it_rebuilds_the_fold_when_a_finished_participant_is_deleted(study_under_way):
+    study, now, done = study_under_way
+    design.fill_counts(study, now)
+    done[0].delete()  # e.g. withdrew: its answers go with it
+    assert design.fill_counts(study, now) == recount(study, now)
+    assert StudyFold.objects.get(study=study).participants == 2
+
+
+@pytest.mark.django_db
+def test_it_reports_full_when_finished_participants_filled_every_trial(small_study):
+    now = timezone.now()
+    for seed in range(4):  # 4 participants x 3 trials = 6 trials x 2 answers
+        p = participant(small_study, seed)
+        assert design.assign(p, now)
+        finish(p)
+    assert design.assign(participant(small_study, 99), now) is False
+    assert StudyFold.objects.get(study=small_study).participants == 4
+
+
+@pytest.mark.django_db
+def test_it_releases_a_finished_participants_slots_and_still_counts_its_answers(small_study):
+    now = timezone.now()
+    p = participant(small_study, 1)
+    design.assign(p, now)
+    answer_all(p)
+    Participant.objects.filter(pk=p.pk).update(step=Participant.Step.TRIALS)
+    p.refresh_from_db()
+    assert flow.finish_if_complete(p)
+    after = timezone.now()
+    assert not p.slots.filter(reserved_until__gt=after).exists()
+    assert design.fill_counts(small_study, after) == recount(small_study, after)
+    assert sum(design.fill_counts(small_study, after).values()) == 3
+
+
+@pytest.mark.django_db
+def test_it_keeps_participants_steps_and_answers_out_of_admin_edits(admin_client, study_under_way):
+    study, _, done = study_under_way
+    answer = Answer.objects.filter(participant=done[0]).first()
+    assert admin_client.get(f"/admin/studies/answer/{answer.pk}/delete/").status_code == 403
+    assert admin_client.get("/admin/studies/answer/add/").status_code == 403
+    page = admin_client.get(f"/admin/studies/participant/{done[0].pk}/change/")
+    assert page.status_code == 200 and 'name="step"' not in page.content.decode()
