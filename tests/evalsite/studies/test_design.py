@@ -101,6 +101,21 @@ def answer_all(p: Participant) -> None:
                               chosen_position="A", displayed_first=s.displayed_first)  # fmt: skip
 
 
+def recount(study: Study, now) -> Counter:
+    """fill_counts by definition, the slow way: every stored answer to the study's trials, and
+    every reserved slot without one."""
+    counts = Counter(a.trial_id for a in Answer.objects.filter(trial__study=study))
+    for s in Assignment.objects.filter(trial__study=study, reserved_until__gt=now):
+        if not Answer.objects.filter(participant=s.participant_id, trial=s.trial_id).exists():
+            counts[s.trial_id] += 1
+    return counts
+
+
+def finish(p: Participant) -> None:
+    answer_all(p)
+    Participant.objects.filter(pk=p.pk).update(step=Participant.Step.DONE)
+
+
 @pytest.fixture
 def small_study(experimenter, listening_catalogue) -> Study:
     """3 main trials per instrument (6), each wanted twice, 3 per participant, no catch/practice."""
@@ -153,14 +168,16 @@ def test_it_counts_stored_answers_after_reservations_expire(small_study):
 
 
 @pytest.mark.django_db
-def test_it_reports_full_when_every_trial_reached_its_target(small_study):
+@pytest.mark.parametrize("finished", [False, True])  # still at their last trial, or done
+def test_it_reports_full_when_every_trial_reached_its_target(small_study, finished):
     now = timezone.now()
     for seed in range(4):  # 4 participants x 3 trials = 6 trials x 2 answers
         p = participant(small_study, seed)
         assert design.assign(p, now)
-        answer_all(p)
+        (finish if finished else answer_all)(p)
     assert all(n == 2 for n in design.fill_counts(small_study, now).values())
     assert design.assign(participant(small_study, 99), now) is False
+    assert StudyFold.objects.get(study=small_study).participants == (4 if finished else 0)
 
 
 @pytest.mark.django_db
@@ -194,21 +211,6 @@ def test_it_exports_the_realised_design(listening_study):
     assert len(df) == p.slots.count() and not df["answered"].any()
     assert set(df["displayed_first"]) <= {"a", "b"}
     assert df["trial_index"].tolist() == sorted(Assignment.objects.values_list("index", flat=True))
-
-
-def recount(study: Study, now) -> Counter:
-    """fill_counts by definition, the slow way: every stored answer to the study's trials, and
-    every reserved slot without one."""
-    counts = Counter(a.trial_id for a in Answer.objects.filter(trial__study=study))
-    for s in Assignment.objects.filter(trial__study=study, reserved_until__gt=now):
-        if not Answer.objects.filter(participant=s.participant_id, trial=s.trial_id).exists():
-            counts[s.trial_id] += 1
-    return counts
-
-
-def finish(p: Participant) -> None:
-    answer_all(p)
-    Participant.objects.filter(pk=p.pk).update(step=Participant.Step.DONE)
 
 
 @pytest.fixture
@@ -259,17 +261,6 @@ def test_it_rebuilds_the_fold_when_a_finished_participant_is_deleted(study_under
     done[0].delete()  # e.g. withdrew: its answers go with it
     assert design.fill_counts(study, now) == recount(study, now)
     assert StudyFold.objects.get(study=study).participants == 2
-
-
-@pytest.mark.django_db
-def test_it_reports_full_when_finished_participants_filled_every_trial(small_study):
-    now = timezone.now()
-    for seed in range(4):  # 4 participants x 3 trials = 6 trials x 2 answers
-        p = participant(small_study, seed)
-        assert design.assign(p, now)
-        finish(p)
-    assert design.assign(participant(small_study, 99), now) is False
-    assert StudyFold.objects.get(study=small_study).participants == 4
 
 
 @pytest.mark.django_db
