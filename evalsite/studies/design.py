@@ -11,7 +11,8 @@ Rules (docs/site.md):
   trials before the others; the study is full when every main trial reached its target. A slot's
   reservation lasts at least 90 % of `reservation_timeout_s` after the participant's latest trial
   page (renewed to the full timeout once less is left); expired slots of unfinished participants
-  no longer count, so their trials go to the next participants.
+  no longer count, so their trials go to the next participants. Entries that arrive together
+  share one count for a few seconds (`entry_fill`); none is turned away on a shared count.
 """
 
 from __future__ import annotations
@@ -174,10 +175,10 @@ def _least_filled(trials: list, counts: Counter, rng: random.Random, n: int) -> 
     return keyed[:n]
 
 
-def select_trials(study: Study, seed: int, now: datetime) -> list[Trial] | None:
-    """Main + catch trials for one new participant, or None when the study is full."""
+def select_trials(study: Study, seed: int, counts: Counter) -> list[Trial] | None:
+    """Main + catch trials for one new participant by the fill `counts`, or None when the study
+    is full."""
     rng = random.Random(seed)
-    counts = fill_counts(study, now)
     target = int(study.setting("target_answers_per_trial"))
     trials = list(study.trials.filter(is_practice=False))
     main = [t for t in trials if not t.is_catch]
@@ -199,22 +200,64 @@ def select_trials(study: Study, seed: int, now: datetime) -> list[Trial] | None:
     return chosen
 
 
+# How long entries reuse a count of the fill (plus the slots they assigned since) before one
+# counts again. Counting grows with the participants under way (`fill_counts`) and is done under
+# the study's lock, so entries arriving together (a study's launch) queued behind one count
+# each: in-process, an entry took 87 ms with 600 participants under way, 72 of them counting
+# (docs/experimenter.md, "Entering"). What a reused count misses is at most this old:
+# reservations that expired or were released (the count is high: those trials wait a few
+# seconds longer) and expired slots answered or renewed by a returning participant (the count is
+# low: a trial may get an answer more than its target). Seconds, against reservations of
+# minutes (`reservation_timeout_s`).
+FILL_REUSE = timedelta(seconds=5)
+
+
+def entry_fill(study: Study, now: datetime) -> tuple[Counter, bool]:
+    """The fill an entry assigns by, and whether it was counted now (False: reused, see
+    FILL_REUSE). Under the study's lock, as its update by `assign`."""
+    kept = StudyFold.objects.filter(study_id=study.pk).values("fill", "fill_at").first()
+    counted_at = kept["fill_at"] if kept else None
+    if counted_at is not None and counted_at <= now < counted_at + FILL_REUSE:
+        return Counter({int(trial): n for trial, n in kept["fill"].items()}), False
+    return count_fill(study, now), True
+
+
+def count_fill(study: Study, now: datetime) -> Counter:
+    """`fill_counts`, kept with the study for the entries of the next FILL_REUSE."""
+    counts = fill_counts(study, now)  # also makes the StudyFold row
+    _keep_fill(study, counts, now)
+    return counts
+
+
+def _keep_fill(study: Study, counts: Counter, counted_at: datetime | None = None) -> None:
+    fields = {"fill": {str(trial): n for trial, n in counts.items() if n}}
+    if counted_at is not None:
+        fields["fill_at"] = counted_at
+    StudyFold.objects.filter(study_id=study.pk).update(**fields)
+
+
 def assign(participant: Participant, now: datetime) -> bool:
     """Store the participant's ordered slots (practice first). False when the study is full.
 
     Idempotent: a participant who already has slots keeps them. The study row is locked so
-    concurrent participants see each other's reservations.
+    concurrent participants see each other's reservations (counted, or added to a reused count).
     """
     with transaction.atomic():
         study = Study.objects.select_for_update().get(pk=participant.study_id)
         if participant.slots.exists():
             return True
-        chosen = select_trials(study, participant.seed, now)
+        counts, counted = entry_fill(study, now)
+        chosen = select_trials(study, participant.seed, counts)
+        if chosen is None and not counted:  # no one is turned away on a reused count
+            counts = count_fill(study, now)
+            chosen = select_trials(study, participant.seed, counts)
         if chosen is None:
             return False
         practice = list(study.trials.filter(is_practice=True).order_by("id"))
         practice = practice[: int(study.setting("practice_trials") or 0)]
         ordered = practice + order_trials(chosen, participant.seed)
+        counts.update(t.id for t in ordered)  # the next entries see these slots
+        _keep_fill(study, counts)
         shown = balance_positions(ordered, participant.seed)
         until = now + timedelta(seconds=int(study.setting("reservation_timeout_s")))
         Assignment.objects.bulk_create(

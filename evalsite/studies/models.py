@@ -282,13 +282,19 @@ class StudyFold(models.Model):
 
     `participants` is how many were folded: when the `FoldedParticipant` rows no longer number
     as many (a folded participant was deleted, and its answers with it), the fold is rebuilt.
-    Answers are not deleted on their own (read-only in the admin)."""
+    Answers are not deleted on their own (read-only in the admin).
+
+    `fill` is the study's whole fill as an entry last counted it at `fill_at`, plus the slots
+    entries assigned since: entries within `design.FILL_REUSE` of that count assign by it
+    instead of counting again (`design.entry_fill`)."""
 
     study = models.OneToOneField(
         Study, on_delete=models.CASCADE, primary_key=True, related_name="fold"
     )
     participants = models.PositiveIntegerField(default=0)
     answers = models.JSONField(default=dict)  # {trial id (str): answers of folded participants}
+    fill = models.JSONField(default=dict)  # {trial id (str): answers + live slots}, see above
+    fill_at = models.DateTimeField(null=True, blank=True)  # when `fill` was counted (None: never)
 
     def __str__(self) -> str:
         return f"fold of study {self.study_id}: {self.participants} participants"

@@ -279,6 +279,44 @@ def test_it_releases_a_finished_participants_slots_and_still_counts_its_answers(
 
 
 @pytest.mark.django_db
+def test_it_lets_entries_that_arrive_together_share_one_count_and_their_slots(small_study):
+    now = timezone.now()
+    for i, seed in enumerate((1, 2, 3)):  # entries a second apart: one count, then reused
+        assert design.assign(participant(small_study, seed), now + timedelta(seconds=i))
+    counts, counted = design.entry_fill(small_study, now + timedelta(seconds=3))
+    assert not counted
+    assert counts == recount(small_study, now) and sum(counts.values()) == 9
+    counts, counted = design.entry_fill(small_study, now + design.FILL_REUSE)
+    assert counted and counts == recount(small_study, now + design.FILL_REUSE)
+
+
+@pytest.mark.django_db
+def test_it_sees_released_slots_only_at_the_next_count(small_study):
+    now = timezone.now()
+    gone = participant(small_study, 1)
+    design.assign(gone, now)
+    design.release_reservations(gone)  # e.g. screened out: its trials are free again
+    soon, later = now + timedelta(seconds=1), now + design.FILL_REUSE
+    assert design.entry_fill(small_study, soon) == (recount(small_study, now), False)
+    assert sum(recount(small_study, soon).values()) == 0
+    assert design.entry_fill(small_study, later) == (Counter(), True)
+
+
+@pytest.mark.django_db
+def test_it_counts_again_before_turning_a_participant_away(small_study):
+    now = timezone.now()
+    entered = [participant(small_study, seed) for seed in range(4)]
+    for p in entered:  # 4 participants x 3 trials = 6 trials x 2: full
+        assert design.assign(p, now)
+    design.release_reservations(entered[-1])  # the last one leaves: 3 trials wanted again
+    late = participant(small_study, 99)
+    assert design.assign(late, now + timedelta(seconds=1))  # the reused count says full
+    freed = set(entered[-1].slots.values_list("trial_id", flat=True))
+    assert set(late.slots.values_list("trial_id", flat=True)) == freed
+    assert design.assign(participant(small_study, 100), now + timedelta(seconds=2)) is False
+
+
+@pytest.mark.django_db
 def test_it_keeps_participants_steps_and_answers_out_of_admin_edits(admin_client, study_under_way):
     study, _, done = study_under_way
     answer = Answer.objects.filter(participant=done[0]).first()
