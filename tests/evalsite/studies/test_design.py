@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+import threading
 from collections import Counter
 from datetime import timedelta
 from types import SimpleNamespace as T
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from evalsite.studies import design, flow
@@ -314,6 +316,32 @@ def test_it_counts_again_before_turning_a_participant_away(small_study):
     freed = set(entered[-1].slots.values_list("trial_id", flat=True))
     assert set(late.slots.values_list("trial_id", flat=True)) == freed
     assert design.assign(participant(small_study, 100), now + timedelta(seconds=2)) is False
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)  # each thread commits on its own connection
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers: PostgreSQL")
+def test_it_fills_every_trial_to_its_target_when_participants_enter_at_once(small_study):
+    now = timezone.now()
+    assert design.assign(participant(small_study, 10), now)  # counted: the others reuse it
+    entering = [participant(small_study, seed) for seed in range(5)]  # room for 3 more
+    start, outcomes = threading.Barrier(len(entering)), []
+
+    def enter(p):
+        try:
+            start.wait()
+            outcomes.append(design.assign(p, now))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=enter, args=(p,)) for p in entering]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(outcomes) == [False, False, True, True, True]
+    assert set(recount(small_study, now).values()) == {2}  # 6 trials, 2 participants each
+    assert design.entry_fill(small_study, now) == (recount(small_study, now), False)
 
 
 @pytest.mark.django_db
