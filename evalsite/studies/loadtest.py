@@ -336,8 +336,9 @@ def _schedule(cfg: LoadConfig) -> list[tuple[str, list[str], float]]:
 # 2026-12-03 and up to 1,320 on 2026-12-04, a faster CPU; at the old bound of 1,000, 82
 # participants ran out of trials and entered inside a timed phase): each thread enters enough
 # participants in setup to answer at this rate through every phase, so that no participant enters
-# (and is assigned its trials) inside a timed phase. Not higher than needed: every entry reads the
-# study's fill counts under its lock, so setup time grows with the square of the entries.
+# (and is assigned its trials) inside a timed phase. Not higher than needed: entries queue for
+# the study's lock, and the count of the fill they share (every 5 s, design.FILL_REUSE) grows
+# with the participants entered, so setup time grows faster than the entries.
 MAX_ANSWER_RATE = 1600.0
 
 
