@@ -204,7 +204,8 @@ def select_trials(study: Study, seed: int, counts: Counter) -> list[Trial] | Non
 # counts again. Counting grows with the participants under way (`fill_counts`) and is done under
 # the study's lock, so entries arriving together (a study's launch) queued behind one count
 # each: in-process, an entry took 87 ms with 600 participants under way, 72 of them counting
-# (docs/experimenter.md, "Entering"). What a reused count misses is at most this old:
+# (docs/experimenter.md, "Figures (2026-12-04, a third machine)"). What a reused count misses is
+# at most this old:
 # reservations that expired or were released (the count is high: those trials wait a few
 # seconds longer) and expired slots answered or renewed by a returning participant (the count is
 # low: a trial may get an answer more than its target). Seconds, against reservations of
@@ -214,10 +215,12 @@ FILL_REUSE = timedelta(seconds=5)
 
 def entry_fill(study: Study, now: datetime) -> tuple[Counter, bool]:
     """The fill an entry assigns by, and whether it was counted now (False: reused, see
-    FILL_REUSE). Under the study's lock, as its update by `assign`."""
+    FILL_REUSE). Under the study's lock, as its update by `assign`. An entry's `now` may be
+    before the count it finds (it was taken before waiting for the lock, and another entry's
+    count came first): that count is no older than the entry, and is reused too."""
     kept = StudyFold.objects.filter(study_id=study.pk).values("fill", "fill_at").first()
     counted_at = kept["fill_at"] if kept else None
-    if counted_at is not None and counted_at <= now < counted_at + FILL_REUSE:
+    if counted_at is not None and now - FILL_REUSE < counted_at < now + FILL_REUSE:
         return Counter({int(trial): n for trial, n in kept["fill"].items()}), False
     return count_fill(study, now), True
 

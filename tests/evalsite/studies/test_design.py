@@ -288,6 +288,8 @@ def test_it_lets_entries_that_arrive_together_share_one_count_and_their_slots(sm
     counts, counted = design.entry_fill(small_study, now + timedelta(seconds=3))
     assert not counted
     assert counts == recount(small_study, now) and sum(counts.values()) == 9
+    # an entry that took its time before waiting for the lock, while the count was made
+    assert design.entry_fill(small_study, now - timedelta(seconds=1)) == (counts, False)
     counts, counted = design.entry_fill(small_study, now + design.FILL_REUSE)
     assert counted and counts == recount(small_study, now + design.FILL_REUSE)
 
