@@ -147,13 +147,16 @@ def drop_write_table(name: str) -> None:
         cursor.execute(f"DROP TABLE IF EXISTS {connection.ops.quote_name(name)}")
 
 
-def database_url() -> str:
-    """The URL of the database this process uses (under pytest: the test database)."""
-    db = settings.DATABASES["default"]
+def database_url(db: dict | None = None) -> str:
+    """The URL of `db` (a DATABASES entry; default: the database this process uses, under
+    pytest the test database), for the server's settings to read back."""
+    db = db or settings.DATABASES["default"]
     auth = quote(db.get("USER") or "", safe="")
     if db.get("PASSWORD"):
         auth += ":" + quote(db["PASSWORD"], safe="")
     host = db.get("HOST") or "127.0.0.1"
+    if host.startswith("/"):  # a Unix socket's directory: %2F-quoted in a URL
+        host = quote(host, safe="")
     port = f":{db['PORT']}" if db.get("PORT") else ""
     return f"postgresql://{auth}{'@' if auth else ''}{host}{port}/{quote(db['NAME'], safe='')}"
 

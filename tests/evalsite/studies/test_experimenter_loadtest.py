@@ -12,6 +12,7 @@ import pytest
 from evalsite.studies.loadtest import (
     MAX_ANSWER_RATE,
     LoadConfig,
+    database_url,
     group_cpu_seconds,
     run,
     spares_per_thread,
@@ -54,6 +55,20 @@ def test_its_cost_mode_reads_each_kinds_cpu_and_stores_every_acknowledged_answer
     assert result["acknowledged"] > 200  # the warm-up's and setup's answers too
     assert cost_passed(result), format_cost(result)
     assert not Study.objects.filter(name__startswith="loadtest").exists()  # cleaned up
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "url"),
+    [("127.0.0.1", "5432", "postgresql://u:p%40ss@127.0.0.1:5432/csn%20db"),
+     ("/var/run/postgresql", "", "postgresql://u:p%40ss@%2Fvar%2Frun%2Fpostgresql/csn%20db")],
+)  # fmt: skip
+def test_it_hands_the_server_a_url_of_the_same_database_over_tcp_or_a_socket(host, port, url):
+    import dj_database_url
+
+    db = {"USER": "u", "PASSWORD": "p@ss", "HOST": host, "PORT": port, "NAME": "csn db"}
+    assert database_url(db) == url
+    parsed = dj_database_url.parse(url)  # what the server's settings read back
+    assert (parsed["HOST"], parsed["NAME"], parsed["PASSWORD"]) == (host, "csn db", "p@ss")
 
 
 def _burn(seconds: float) -> None:
