@@ -204,12 +204,11 @@ def select_trials(study: Study, seed: int, counts: Counter) -> list[Trial] | Non
 # counts again. Counting grows with the participants under way (`fill_counts`) and is done under
 # the study's lock, so entries arriving together (a study's launch) queued behind one count
 # each: in-process, an entry took 87 ms with 600 participants under way, 72 of them counting
-# (docs/experimenter.md, "Figures (2026-12-04, a third machine)"). What a reused count misses is
-# at most this old:
-# reservations that expired or were released (the count is high: those trials wait a few
-# seconds longer) and expired slots answered or renewed by a returning participant (the count is
-# low: a trial may get an answer more than its target). Seconds, against reservations of
-# minutes (`reservation_timeout_s`).
+# (docs/load-benchmark-log.md, "Figures (2026-12-04, a third machine)"). What a reused count
+# misses is at most this old: reservations that expired or were released (the count is high:
+# those trials wait a few seconds longer) and expired slots answered or renewed by a returning
+# participant (the count is low: a trial may get an answer more than its target). Seconds,
+# against reservations of minutes (`reservation_timeout_s`).
 FILL_REUSE = timedelta(seconds=5)
 
 

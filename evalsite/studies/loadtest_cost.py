@@ -16,7 +16,7 @@ bare POST splits the step from healthz to the bare write into receiving a POST a
 Trial pages are left to the saturated run's loop: interleaved here (page, then its answer),
 their writes (a slot's first view, `last_seen_at`) leave dead rows the answers then probe on a
 database without autovacuum; two such runs read 0.55-0.63 ms of PostgreSQL per answer against
-0.45-0.50 without (docs/experimenter.md). Every acknowledged answer is checked against the
+0.45-0.50 without (docs/load-benchmark-log.md). Every acknowledged answer is checked against the
 stored ones, as in the saturated run.
 """
 
