@@ -23,6 +23,7 @@ from evalsite.studies.participant_sql import (  # noqa: F401 (re-exported)
     ClientLog,
     Position,
     StoredAnswer,
+    mark_shown,
     participant_by_token,
     position,
     store_answer,
@@ -144,7 +145,7 @@ def touch(p: Participant, now, slot: Assignment | None = None) -> None:
         if seen:
             Participant.objects.filter(pk=p.pk).update(last_seen_at=now)
         if first_view:
-            Assignment.objects.filter(pk=slot.pk, shown_at__isnull=True).update(shown_at=now)
+            mark_shown(slot, now)
         if renew:
             design.extend_reservations(p, now)
 

@@ -235,6 +235,24 @@ def test_it_refuses_a_second_answer_even_when_bypassing_the_view(client, listeni
     assert Answer.objects.filter(participant=p, trial=slot.trial).count() == 1
 
 
+def test_it_keeps_a_trials_first_view_time_through_reloads_and_stores_it_with_the_answer(
+    client, listening_study
+):
+    p = to_step(client, enter(client, listening_study), "practice")
+    finish_practice(client, p)
+    slot = flow.current_slot(p)
+    assert slot.shown_at is None  # not yet seen on the server
+    client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
+    slot.refresh_from_db()
+    first = slot.shown_at
+    assert first is not None
+    client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)  # a reload
+    slot.refresh_from_db()
+    assert slot.shown_at == first
+    answer_current(client, p)
+    assert Answer.objects.get(participant=p, trial=slot.trial).shown_at == first
+
+
 def test_it_stores_canonical_choice_positions_and_client_log(client, listening_study):
     p = to_step(client, enter(client, listening_study), "practice")
     finish_practice(client, p)
