@@ -17,7 +17,14 @@ from evalsite.studies.loadtest import (
     run,
     spares_per_thread,
 )
+from evalsite.studies.loadtest_client import LoadTestError
 from evalsite.studies.loadtest_cost import CostConfig, cost_passed, format_cost, run_cost
+from evalsite.studies.loadtest_inprocess import (
+    InProcessConfig,
+    format_in_process,
+    in_process_passed,
+    run_in_process,
+)
 from evalsite.studies.loadtest_report import format_report, passed, targets
 from evalsite.studies.models import Study
 
@@ -55,6 +62,39 @@ def test_its_cost_mode_reads_each_kinds_cpu_and_stores_every_acknowledged_answer
     assert result["acknowledged"] > 200  # the warm-up's and setup's answers too
     assert cost_passed(result), format_cost(result)
     assert not Study.objects.filter(name__startswith="loadtest").exists()  # cleaned up
+
+
+@pytest.mark.django_db(transaction=True)
+def test_its_in_process_mode_reads_djangos_cpu_per_kind_and_stores_every_acknowledged_answer():
+    cfg = InProcessConfig(participants=2, rounds=2, trials=6, profile=50)
+    result = run_in_process(cfg, out=lambda line: None)
+    text = format_in_process(result)
+    print(text)
+    assert result["requests"] == dict.fromkeys(("healthz", "trial_page", "answer"), 4)
+    assert all(ms > 0 for ms in result["cpu_ms"].values())
+    assert result["acknowledged"] == result["stored"] == 2 * (1 + 1 + 2)  # setup, warm-up, rounds
+    assert in_process_passed(result), text
+    assert "store_answer" in result["profiles"]["answer"]  # the profiler saw the view's code
+    assert "participant_by_token" in result["profiles"]["trial_page"]
+    assert not Study.objects.filter(name__startswith="loadtest").exists()  # cleaned up
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [({"DEBUG": True}, "DEBUG=false"), ({"ALLOWED_HOSTS": ["example.org"]}, "ALLOWED_HOSTS")],
+)
+def test_its_in_process_mode_refuses_settings_it_would_not_measure_as_served(
+    settings, overrides, message
+):
+    for name, value in overrides.items():
+        setattr(settings, name, value)
+    with pytest.raises(LoadTestError, match=message):
+        run_in_process(InProcessConfig(participants=1, rounds=1, trials=3))
+
+
+def test_its_in_process_mode_needs_a_trial_per_round_beyond_setup_and_warm_up():
+    with pytest.raises(LoadTestError, match="12 trials"):
+        run_in_process(InProcessConfig(rounds=10, trials=11))
 
 
 @pytest.mark.parametrize(

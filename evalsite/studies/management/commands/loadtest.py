@@ -1,6 +1,7 @@
 """manage.py loadtest --participants 200 --duration 30 [--kill-worker] [--think S]: see
 studies/loadtest.py; manage.py loadtest --cost [--requests N --rounds R]: see
-studies/loadtest_cost.py."""
+studies/loadtest_cost.py; manage.py loadtest --in-process [--participants N --rounds R
+--profile N]: see studies/loadtest_inprocess.py."""
 
 from __future__ import annotations
 
@@ -8,6 +9,12 @@ from django.core.management.base import BaseCommand, CommandError
 
 from evalsite.studies.loadtest import LoadConfig, LoadTestError, run
 from evalsite.studies.loadtest_cost import CostConfig, cost_passed, format_cost, run_cost
+from evalsite.studies.loadtest_inprocess import (
+    InProcessConfig,
+    format_in_process,
+    in_process_passed,
+    run_in_process,
+)
 from evalsite.studies.loadtest_report import format_report, passed
 
 
@@ -50,23 +57,39 @@ class Command(BaseCommand):
             "client, requests in sequence): loadtest_cost.py",
         )  # fmt: skip
         parser.add_argument(
+            "--in-process", action="store_true",
+            help="instead: Django's CPU per trial page and per answer, its WSGI handler called "
+            "in this process (no server, no HTTP; DEBUG=false): loadtest_inprocess.py",
+        )  # fmt: skip
+        parser.add_argument(
+            "--profile", type=int, default=0,
+            help="--in-process: also print this many functions by CPU per kind (cProfile)",
+        )  # fmt: skip
+        parser.add_argument(
             "--requests", type=int, default=CostConfig.requests,
             help="--cost: requests per kind and round (default %(default)s)",
         )  # fmt: skip
         parser.add_argument(
             "--rounds", type=int, default=CostConfig.rounds,
-            help="--cost: rounds, each kind in turn (default %(default)s)",
+            help="--cost, --in-process: rounds, each kind in turn (default %(default)s)",
         )  # fmt: skip
 
     def handle(self, *args, **opts):
         bounds = {"participants": (1, 1000), "duration": (1, 600), "trials": (1, 1000),
                   "workers": (1, 32), "threads": (1, 64), "think": (0, 120),
                   "client_processes": (1, 64), "spares": (0, 100),
-                  "requests": (1, 100_000), "rounds": (1, 1000)}  # fmt: skip
+                  "requests": (1, 100_000), "rounds": (1, 1000), "profile": (0, 200)}  # fmt: skip
         for name, (lo, hi) in bounds.items():
             if opts[name] is not None and not lo <= opts[name] <= hi:
                 flag = name.replace("_", "-")
                 raise CommandError(f"--{flag} {opts[name]}: expected {lo}..{hi}")
+        if opts["cost"] and opts["in_process"]:
+            raise CommandError("--cost and --in-process are two modes: choose one")
+        if opts["in_process"]:
+            return self._in_process(InProcessConfig(
+                participants=opts["participants"], rounds=opts["rounds"], trials=opts["trials"],
+                profile=opts["profile"],
+            ))  # fmt: skip
         if opts["cost"]:
             return self._cost(CostConfig(requests=opts["requests"], rounds=opts["rounds"],
                                          trials=max(opts["trials"], 2)))  # fmt: skip
@@ -99,3 +122,12 @@ class Command(BaseCommand):
         self.stdout.write(format_cost(result))
         if not cost_passed(result):
             raise CommandError("cost run failed: acknowledged and stored differ")
+
+    def _in_process(self, cfg: InProcessConfig) -> None:
+        try:
+            result = run_in_process(cfg, out=self.stdout.write)
+        except LoadTestError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(format_in_process(result))
+        if not in_process_passed(result):
+            raise CommandError("in-process run failed: acknowledged and stored differ")
