@@ -523,6 +523,20 @@ def maintain_tables(command: str) -> None:
         cursor.execute(f"{command} {tables}")
 
 
+def enter_in_sequence(people, out, served_by: str) -> None:
+    """Setup of the sequential modes (cost, in-process): every participant enters by the study
+    link and answers its first trial, then the tables are analyzed with answers stored, as in
+    the saturated run's setup."""
+    t0 = time.monotonic()
+    for p in people:
+        p.enter()
+    for p in people:
+        p.answer_first()
+    maintain_tables("ANALYZE")
+    out(f"setup: {len(people)} participants at their first trial, answered, in "
+        f"{time.monotonic() - t0:.1f} s; {served_by}")  # fmt: skip
+
+
 def _delete(study: Study) -> None:
     catalogue = study.catalogue
     study.delete()  # trials, participants, slots, answers cascade

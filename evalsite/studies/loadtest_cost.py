@@ -38,6 +38,7 @@ from evalsite.studies.loadtest import (
     _delete,
     _times,
     check_database,
+    enter_in_sequence,
     maintain_tables,
     make_study,
     postgres_cpu_seconds,
@@ -96,14 +97,7 @@ def _measure(cfg, study, server, base, out) -> dict:
     rec = Recorder()
     people = [Participant(base, study.slug, cfg.trials, rec, queue.SimpleQueue())
               for _ in range(participants_needed(cfg))]  # fmt: skip
-    t0 = time.monotonic()
-    for p in people:
-        p.enter()
-    for p in people:
-        p.answer_first()  # as in the saturated run: analyzed with answers stored
-    maintain_tables("ANALYZE")
-    out(f"setup: {len(people)} participants at their first trial, answered, in "
-        f"{time.monotonic() - t0:.1f} s; gunicorn 1x1 gthread, one client")  # fmt: skip
+    enter_in_sequence(people, out, "gunicorn 1x1 gthread, one client")
     (worker,) = worker_pids(server)
     writer = people[0]
     sent = {kind: 0 for kind in KINDS}

@@ -36,6 +36,7 @@ from django.http.request import validate_host
 from evalsite.studies.loadtest import (
     _delete,
     check_database,
+    enter_in_sequence,
     maintain_tables,
     make_study,
     summarise,
@@ -156,14 +157,7 @@ def served_as_by_gunicorn(seconds: int = 60):
 def _measure(cfg: InProcessConfig, study, out) -> dict:
     rec = Recorder()
     people = [InProcessParticipant(study.slug, cfg.trials, rec) for _ in range(cfg.participants)]
-    t0 = time.monotonic()
-    for p in people:
-        p.enter()
-    for p in people:
-        p.answer_first()  # as in the saturated run: analyzed with answers stored
-    maintain_tables("ANALYZE")
-    out(f"setup: {len(people)} participants at their first trial, answered, in "
-        f"{time.monotonic() - t0:.1f} s; Django's WSGI handler in this process")  # fmt: skip
+    enter_in_sequence(people, out, "Django's WSGI handler in this process")
     # timed in this thread's CPU, not wall time: waiting for PostgreSQL is not the site's work
     profiles = (
         {kind: cProfile.Profile(time.thread_time) for kind in KINDS[1:]} if cfg.profile else {}

@@ -86,13 +86,14 @@ class Command(BaseCommand):
         if opts["cost"] and opts["in_process"]:
             raise CommandError("--cost and --in-process are two modes: choose one")
         if opts["in_process"]:
-            return self._in_process(InProcessConfig(
-                participants=opts["participants"], rounds=opts["rounds"], trials=opts["trials"],
-                profile=opts["profile"],
-            ))  # fmt: skip
+            cfg = InProcessConfig(participants=opts["participants"], rounds=opts["rounds"],
+                                  trials=opts["trials"], profile=opts["profile"])  # fmt: skip
+            return self._run_mode(run_in_process, cfg, format_in_process, in_process_passed,
+                                  "in-process")  # fmt: skip
         if opts["cost"]:
-            return self._cost(CostConfig(requests=opts["requests"], rounds=opts["rounds"],
-                                         trials=max(opts["trials"], 2)))  # fmt: skip
+            cfg = CostConfig(requests=opts["requests"], rounds=opts["rounds"],
+                             trials=max(opts["trials"], 2))  # fmt: skip
+            return self._run_mode(run_cost, cfg, format_cost, cost_passed, "cost")
         cfg = LoadConfig(
             participants=opts["participants"],
             duration=opts["duration"],
@@ -114,20 +115,12 @@ class Command(BaseCommand):
         if not passed(result):
             raise CommandError("load test failed: acknowledged and stored answers differ")
 
-    def _cost(self, cfg: CostConfig) -> None:
+    def _run_mode(self, run_mode, cfg, format_result, ok, name: str) -> None:
+        """One of the sequential modes (--cost, --in-process): run, print, fail on a loss."""
         try:
-            result = run_cost(cfg, out=self.stdout.write)
+            result = run_mode(cfg, out=self.stdout.write)
         except LoadTestError as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(format_cost(result))
-        if not cost_passed(result):
-            raise CommandError("cost run failed: acknowledged and stored differ")
-
-    def _in_process(self, cfg: InProcessConfig) -> None:
-        try:
-            result = run_in_process(cfg, out=self.stdout.write)
-        except LoadTestError as exc:
-            raise CommandError(str(exc)) from exc
-        self.stdout.write(format_in_process(result))
-        if not in_process_passed(result):
-            raise CommandError("in-process run failed: acknowledged and stored differ")
+        self.stdout.write(format_result(result))
+        if not ok(result):
+            raise CommandError(f"{name} run failed: acknowledged and stored differ")
