@@ -292,11 +292,7 @@ def run(cfg: LoadConfig, out=print) -> dict:
             result["writes_stored"] = write_table_rows(write_table)
     finally:
         if not cfg.keep:
-            try:
-                _delete(study)
-                maintain_tables("VACUUM (ANALYZE)")
-            except DatabaseError as exc:  # keep the figures; say what is left behind
-                out(f"could not delete study {study.pk} ({exc}); delete it in the admin")
+            clean_up(study, out)
     if not cfg.keep:  # the server log is kept only when something went wrong
         shutil.rmtree(workdir, ignore_errors=True)
     return result
@@ -535,6 +531,16 @@ def enter_in_sequence(people, out, served_by: str) -> None:
     maintain_tables("ANALYZE")
     out(f"setup: {len(people)} participants at their first trial, answered, in "
         f"{time.monotonic() - t0:.1f} s; {served_by}")  # fmt: skip
+
+
+def clean_up(study: Study, out) -> None:
+    """Delete the run's study and vacuum what it wrote; a failure is said, not raised (the
+    run's figures are kept)."""
+    try:
+        _delete(study)
+        maintain_tables("VACUUM (ANALYZE)")
+    except DatabaseError as exc:
+        out(f"could not delete study {study.pk} ({exc}); delete it in the admin")
 
 
 def _delete(study: Study) -> None:

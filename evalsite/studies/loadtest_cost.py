@@ -31,15 +31,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.db import DatabaseError
-
 from evalsite.studies.loadtest import (
     LoadConfig,
-    _delete,
     _times,
     check_database,
+    clean_up,
     enter_in_sequence,
-    maintain_tables,
     make_study,
     postgres_cpu_seconds,
     serving,
@@ -84,11 +81,7 @@ def run_cost(cfg: CostConfig, out=print) -> dict:
             result = _measure(cfg, study, server, base, out)
             result["writes_stored"] = write_table_rows(table)
     finally:
-        try:
-            _delete(study)
-            maintain_tables("VACUUM (ANALYZE)")
-        except DatabaseError as exc:
-            out(f"could not delete study {study.pk} ({exc}); delete it in the admin")
+        clean_up(study, out)
     shutil.rmtree(workdir, ignore_errors=True)
     return result
 

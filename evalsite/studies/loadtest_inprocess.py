@@ -30,14 +30,13 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
-from django.db import DatabaseError, connection
+from django.db import connection
 from django.http.request import validate_host
 
 from evalsite.studies.loadtest import (
-    _delete,
     check_database,
+    clean_up,
     enter_in_sequence,
-    maintain_tables,
     make_study,
     summarise,
 )
@@ -129,11 +128,7 @@ def run_in_process(cfg: InProcessConfig, out=print) -> dict:
         with served_as_by_gunicorn():
             return _measure(cfg, study, out)
     finally:
-        try:
-            _delete(study)
-            maintain_tables("VACUUM (ANALYZE)")
-        except DatabaseError as exc:
-            out(f"could not delete study {study.pk} ({exc}); delete it in the admin")
+        clean_up(study, out)
 
 
 @contextmanager
