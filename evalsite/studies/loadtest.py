@@ -167,6 +167,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+CONN_MAX_AGE_S = 60  # the server keeps its database connections this long (persistent)
 KEEP_ALIVE_S = 30  # gunicorn closes a keep-alive connection idle this long (the clients: 20 s)
 
 
@@ -174,7 +175,7 @@ def start_server(cfg: LoadConfig, port: int, log_path: Path, write_table: str) -
     """gunicorn on loopback with DEBUG off and persistent DB connections, the site plus the
     bare-write reference (loadtest_settings.py) writing `write_table`; waits for /healthz."""
     env = dict(os.environ)
-    env.update(DATABASE_URL=database_url(), DEBUG="false", DB_CONN_MAX_AGE="60",
+    env.update(DATABASE_URL=database_url(), DEBUG="false", DB_CONN_MAX_AGE=str(CONN_MAX_AGE_S),
                LOG_LEVEL="WARNING", ALLOWED_HOSTS="127.0.0.1,localhost",
                DJANGO_SETTINGS_MODULE="evalsite.studies.loadtest_settings",
                CSN_LOADTEST_WRITE_TABLE=write_table)  # fmt: skip

@@ -34,6 +34,7 @@ from django.db import connection
 from django.http.request import validate_host
 
 from evalsite.studies.loadtest import (
+    CONN_MAX_AGE_S,
     check_database,
     clean_up,
     enter_in_sequence,
@@ -132,11 +133,11 @@ def run_in_process(cfg: InProcessConfig, out=print) -> dict:
 
 
 @contextmanager
-def served_as_by_gunicorn(seconds: int = 60):
+def served_as_by_gunicorn(seconds: int = CONN_MAX_AGE_S):
     """Serve as the benchmark's gunicorn does: the database connection kept across requests
-    (DB_CONN_MAX_AGE=60: with this process's 0, the end of every request would close it, and
-    each request would pay a new connection and prepare its statements again) and nothing
-    logged below WARNING (LOG_LEVEL=WARNING: each answer's INFO line would be measured)."""
+    (its DB_CONN_MAX_AGE, CONN_MAX_AGE_S; with this process's 0 the end of every request would
+    close it, and each request would pay a new connection and prepare its statements again) and
+    nothing logged below WARNING (its LOG_LEVEL: each answer's INFO line would be measured)."""
     before = connection.settings_dict["CONN_MAX_AGE"]
     connection.close()  # the next connection is opened with the new setting
     connection.settings_dict["CONN_MAX_AGE"] = seconds
@@ -173,7 +174,6 @@ def _measure(cfg: InProcessConfig, study, out) -> dict:
                 if counted:
                     cpu[kind] += p.last_cpu
                     sent[kind] += 1
-    p.profiler = None
     result = summarise(rec, study, {}, [], [], 0)
     return result | {
         "cpu_ms": {kind: 1000 * cpu[kind] / max(sent[kind], 1) for kind in KINDS},
