@@ -50,10 +50,18 @@
       var k = a.dataset.key;
       audios[k] = a; plays[k] = 0; ended[k] = false; bins[k] = null;
       var last = 0;
-      a.addEventListener("loadedmetadata", function () {
-        bins[k] = new Uint8Array(Math.max(1, Math.ceil(a.duration * 10)));
-      });
+      // The clip's 100 ms bins, made once its duration is known. Metadata of a cached or fast
+      // clip can arrive before this deferred script runs, so "loadedmetadata" alone would miss it.
+      var makeBins = function () {
+        if (!bins[k] && isFinite(a.duration) && a.duration > 0) {
+          bins[k] = new Uint8Array(Math.max(1, Math.ceil(a.duration * 10)));
+        }
+      };
+      makeBins();
+      a.addEventListener("loadedmetadata", makeBins);
+      a.addEventListener("durationchange", makeBins);
       a.addEventListener("timeupdate", function () {
+        makeBins();
         var now = a.currentTime;
         if (bins[k] && now >= last && now - last < 1.0) {
           for (var i = Math.floor(last * 10); i < Math.min(bins[k].length, Math.ceil(now * 10)); i++) bins[k][i] = 1;
@@ -61,6 +69,7 @@
         last = now;
       });
       a.addEventListener("ended", function () {
+        makeBins();
         if (bins[k]) for (var i = Math.floor(last * 10); i < bins[k].length; i++) bins[k][i] = 1;
         last = 0;
         ended[k] = true;

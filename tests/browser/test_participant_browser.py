@@ -6,6 +6,8 @@ Clips are ~1 s tones generated here and the screening is shortened (tests' CSN_S
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.urls import reverse
 
@@ -205,6 +207,23 @@ def test_it_stores_one_answer_for_a_double_click_and_a_replayed_post(live_server
     stored = Answer.objects.filter(participant=p, trial=slot.trial)
     assert stored.count() == 1 and stored.get().chosen_position == "B"
     assert Answer.objects.filter(participant=p).count() == 1
+
+
+def test_it_measures_the_fraction_heard_when_the_audio_loads_before_the_script(
+    live_server, page, owner
+):
+    # The clips' metadata arrives while the page's deferred script is held back, as it does
+    # for cached audio: the fraction heard must still be measured, not stored as 0.
+    study = quick_study(owner)
+    p = to_first_trial(live_server, page, study, "slow-script")
+    page.route("**/studies/participant.js", lambda route: (time.sleep(1.5), route.continue_()))
+    page.reload()
+    page.wait_for_selector("#play-r")
+    listen_all(page)
+    with page.expect_navigation():
+        page.keyboard.press("a")
+    answer = Answer.objects.get(participant=p)
+    assert min(answer.heard_reference, answer.heard_a, answer.heard_b) > 0.9
 
 
 def test_it_refuses_another_participants_pages_and_audio(
