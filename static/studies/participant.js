@@ -81,6 +81,7 @@
         maybeUnlock();
       });
       a.addEventListener("error", function () { setState(k, "error"); log("error " + k); });
+      if (a.error) { setState(k, "error"); log("error " + k); }  // failed before this script ran
     });
 
     function setState(k, state) {

@@ -226,6 +226,16 @@ def test_it_measures_the_fraction_heard_when_the_audio_loads_before_the_script(
     assert min(answer.heard_reference, answer.heard_a, answer.heard_b) > 0.9
 
 
+def test_it_shows_a_clip_that_failed_to_load_before_the_script_ran(live_server, page, owner):
+    study = quick_study(owner)
+    to_first_trial(live_server, page, study, "broken-clip")
+    page.route("**/studies/participant.js", lambda route: (time.sleep(1.5), route.continue_()))
+    page.route("**/audio/*/A", lambda route: route.abort())
+    page.reload()
+    page.wait_for_selector("[data-state='A'][data-value='error']", state="attached")
+    assert page.is_disabled("#choose-A")
+
+
 def test_it_refuses_another_participants_pages_and_audio(
     live_server, browser, page, owner, screens
 ):
