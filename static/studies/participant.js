@@ -183,5 +183,7 @@
     var check = document.querySelector("form[data-browser-check]");
     if (check) browserCheck(check);
     document.querySelectorAll("form[data-listen]").forEach(listen);
+    // Play buttons and shortcuts work from here on (tests wait for this, not for the markup).
+    document.documentElement.setAttribute("data-listening", "");
   });
 })();

@@ -53,6 +53,12 @@ def study_url(live_server, study, **params) -> str:
     return f"{live_server.url}{reverse('studies:entry', args=[study.slug])}?{query}"
 
 
+def scripted(page):
+    """Wait until the page's script has attached its players and shortcuts: the markup can be
+    there before the deferred script ran, and a click or key press then does nothing."""
+    page.wait_for_selector("html[data-listening]", state="attached")
+
+
 def through_calibration(page, shot=None):
     """Browser check, consent, questionnaire, calibration (taking screenshots if asked)."""
     page.wait_for_selector("#continue:not([disabled])")
@@ -66,6 +72,8 @@ def through_calibration(page, shot=None):
     page.select_option("#id_headphones", "over_ear")
     shot and page.screenshot(path=shot("03_questionnaire"))
     page.click("#continue")
+    page.wait_for_selector("[data-play=cal]")
+    scripted(page)
     page.click("[data-play=cal]")
     page.wait_for_selector("#continue:not([disabled])")
     shot and page.screenshot(path=shot("04_calibration"))
@@ -75,6 +83,7 @@ def through_calibration(page, shot=None):
 def screen(page, p: Participant, correct: bool, shot=None):
     for n in range(SHORT_SCREENING["trials"]):
         page.wait_for_selector(f"input[name=n][value='{n}']", state="attached")
+        scripted(page)
         page.keyboard.press(" ")  # the play shortcut
         page.wait_for_selector("[data-choice='1']:not([disabled])")
         shot and n == 0 and page.screenshot(path=shot("05_screening"))
@@ -83,6 +92,7 @@ def screen(page, p: Participant, correct: bool, shot=None):
 
 
 def listen_all(page):
+    scripted(page)
     for key in ("r", "A", "B"):
         page.click(f"#play-{key}")
         page.wait_for_selector(f"[data-state='{key}'][data-value='done']")
