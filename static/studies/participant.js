@@ -80,8 +80,9 @@
         if (a.hasAttribute("data-once") && btn) btn.disabled = true;
         maybeUnlock();
       });
-      a.addEventListener("error", function () { setState(k, "error"); log("error " + k); });
-      if (a.error) { setState(k, "error"); log("error " + k); }  // failed before this script ran
+      var failed = function () { setState(k, "error"); log("error " + k); };
+      a.addEventListener("error", failed);
+      if (a.error) failed();  // it failed before this script ran
     });
 
     function setState(k, state) {

@@ -219,14 +219,19 @@ def test_it_stores_one_answer_for_a_double_click_and_a_replayed_post(live_server
     assert Answer.objects.filter(participant=p).count() == 1
 
 
+def hold_back_script(page, seconds=1.5):
+    """Serve the page's script late: the audio loads (or fails) before it runs, as with cached
+    clips."""
+    page.route("**/studies/participant.js", lambda r: (time.sleep(seconds), r.continue_()))
+
+
 def test_it_measures_the_fraction_heard_when_the_audio_loads_before_the_script(
     live_server, page, owner
 ):
-    # The clips' metadata arrives while the page's deferred script is held back, as it does
-    # for cached audio: the fraction heard must still be measured, not stored as 0.
+    # The fraction heard must still be measured, not stored as 0.
     study = quick_study(owner)
     p = to_first_trial(live_server, page, study, "slow-script")
-    page.route("**/studies/participant.js", lambda route: (time.sleep(1.5), route.continue_()))
+    hold_back_script(page)
     page.reload()
     page.wait_for_selector("#play-r")
     listen_all(page)
@@ -239,7 +244,7 @@ def test_it_measures_the_fraction_heard_when_the_audio_loads_before_the_script(
 def test_it_shows_a_clip_that_failed_to_load_before_the_script_ran(live_server, page, owner):
     study = quick_study(owner)
     to_first_trial(live_server, page, study, "broken-clip")
-    page.route("**/studies/participant.js", lambda route: (time.sleep(1.5), route.continue_()))
+    hold_back_script(page)
     page.route("**/audio/*/A", lambda route: route.abort())
     page.reload()
     page.wait_for_selector("[data-state='A'][data-value='error']", state="attached")
