@@ -1,16 +1,21 @@
 """An experimenter in real headless Chromium: log in, create a study, upload clips, draw trials,
-open it, copy the participant link, and a participant reaches the study through that link.
+open it and copy the participant link; a participant takes the whole study through that link;
+the experimenter sees the progress and downloads the export, which holds every answer once.
 
-Screenshots: artifacts/screens/experimenter_01_login.png ... experimenter_08_progress.png.
+Screenshots: artifacts/screens/experimenter_01_login.png ... experimenter_09_export.png.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import re
+from collections import Counter
 
 import pytest
 
-from evalsite.studies.models import Study
+from evalsite.studies.models import Answer, Participant, Study
+from tests.browser.participant_steps import answer_every_trial, through_calibration
 from tests.evalsite.studies.experimenter_personas import PASSWORD, wav_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -45,7 +50,7 @@ def audio_files(tmp_path):
     return [*paths, str(bad)]
 
 
-def test_it_creates_and_opens_a_study_that_a_participant_can_enter(
+def test_a_study_made_here_is_taken_end_to_end_and_exported_with_each_answer_once(
     context, live_server, django_user_model, screens, audio_files, settings, tmp_path
 ):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -100,11 +105,29 @@ def test_it_creates_and_opens_a_study_that_a_participant_can_enter(
     page.screenshot(path=screens("07_open"), full_page=True)
 
     participant = context.browser.new_context(locale="en-US").new_page()
+    participant.set_default_timeout(WAIT_MS)
     participant.goto(f"{url}?pid=browser-1")
     participant.wait_for_url(re.compile(r"/p/[^/]+/$"))
-    participant.wait_for_selector("input[name=step][value=browser_check]", state="attached")
+    through_calibration(participant)  # no headphone screening in this study
+    participant.wait_for_selector("text=Instructions")
+    participant.click("#continue")
+    p = Participant.objects.get(study=study, external_pid="browser-1")
+    chosen = answer_every_trial(participant, p)
+    participant.wait_for_selector("#completion-code")
     participant.context.close()
 
     page.click("nav.ex-tabs >> text=Progress")
     assert page.locator("#participants .card").first.inner_text().startswith("1")
     page.screenshot(path=screens("08_progress"), full_page=True)
+
+    page.click("nav.ex-tabs >> text=Export")
+    page.screenshot(path=screens("09_export"), full_page=True)
+    with page.expect_download() as download:
+        page.click("a:text-is('answers.csv')")
+    rows = list(csv.DictReader(io.StringIO(download.value.path().read_text())))
+    assert len(chosen) == p.slots.count() == Answer.objects.filter(participant=p).count() > 4
+    pairs = Counter((row["participant"], row["trial"]) for row in rows)
+    assert set(pairs.values()) == {1}  # each answer once
+    assert {int(trial) for _, trial in pairs} == set(chosen)  # and every answer given
+    assert {int(r["trial"]): r["chosen_position"] for r in rows} == chosen
+    assert {r["is_practice"] for r in rows} == {"True", "False"}

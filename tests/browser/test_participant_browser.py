@@ -11,8 +11,14 @@ import time
 import pytest
 from django.urls import reverse
 
-from evalsite.studies import flow, screening
+from evalsite.studies import flow
 from evalsite.studies.models import Answer, Participant
+from tests.browser.participant_steps import (
+    listen_all,
+    right_choice,
+    screen,
+    through_calibration,
+)
 from tests.evalsite.studies.conftest import SHORT_SCREENING, make_catalogue, make_study
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -51,59 +57,6 @@ def page(browser):
 def study_url(live_server, study, **params) -> str:
     query = "&".join(f"{k}={v}" for k, v in params.items())
     return f"{live_server.url}{reverse('studies:entry', args=[study.slug])}?{query}"
-
-
-def scripted(page):
-    """Wait until the page's script has attached its players and shortcuts: the markup can be
-    there before the deferred script ran, and a click or key press then does nothing."""
-    page.wait_for_selector("html[data-listening]", state="attached")
-
-
-def through_calibration(page, shot=None):
-    """Browser check, consent, questionnaire, calibration (taking screenshots if asked)."""
-    page.wait_for_selector("#continue:not([disabled])")
-    shot and page.screenshot(path=shot("01_entry"))
-    page.click("#continue")
-    page.wait_for_selector("#agree")
-    shot and page.screenshot(path=shot("02_consent"))
-    page.click("#agree")
-    page.select_option("#id_musical_training", "2to5")
-    page.select_option("#id_device", "laptop")
-    page.select_option("#id_headphones", "over_ear")
-    shot and page.screenshot(path=shot("03_questionnaire"))
-    page.click("#continue")
-    page.wait_for_selector("[data-play=cal]")
-    scripted(page)
-    page.click("[data-play=cal]")
-    page.wait_for_selector("#continue:not([disabled])")
-    shot and page.screenshot(path=shot("04_calibration"))
-    page.click("#continue")
-
-
-def screen(page, p: Participant, correct: bool, shot=None):
-    for n in range(SHORT_SCREENING["trials"]):
-        page.wait_for_selector(f"input[name=n][value='{n}']", state="attached")
-        scripted(page)
-        page.keyboard.press(" ")  # the play shortcut
-        page.wait_for_selector("[data-choice='1']:not([disabled])")
-        shot and n == 0 and page.screenshot(path=shot("05_screening"))
-        target = screening.answer_key(p.seed, "antiphase", n)["target"]
-        page.keyboard.press(str(target if correct else target % 3 + 1))
-
-
-def listen_all(page):
-    scripted(page)
-    for key in ("r", "A", "B"):
-        page.click(f"#play-{key}")
-        page.wait_for_selector(f"[data-state='{key}'][data-value='done']")
-    page.wait_for_selector("#choose-A:not([disabled])")
-
-
-def right_choice(p: Participant) -> str:
-    slot = flow.current_slot(p)
-    if slot.trial.expected:
-        return "A" if slot.displayed_first == slot.trial.expected else "B"
-    return "A"
 
 
 def test_it_takes_a_participant_through_a_whole_study(live_server, page, owner, screens):
