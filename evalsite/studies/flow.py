@@ -12,11 +12,19 @@ from contextlib import nullcontext
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from evalsite.studies import design, screening
-from evalsite.studies.models import Answer, Assignment, Participant, Study, new_completion_code
+from evalsite.studies.models import (
+    Answer,
+    Assignment,
+    FoldedParticipant,
+    Participant,
+    Study,
+    StudyFold,
+    new_completion_code,
+)
 
 # The hand-written hot path (one query per trial page or answer), used through this module.
 from evalsite.studies.participant_sql import (  # noqa: F401 (re-exported)
@@ -37,7 +45,9 @@ PROLIFIC_KEYS = {"PROLIFIC_PID": "prolific_pid", "STUDY_ID": "prolific_study_id"
 
 
 def find_or_create(study: Study, params: dict, user_agent: str, language: str) -> Participant:
-    """The participant these recruitment parameters name (resume), or a new one."""
+    """The participant these recruitment parameters name (resume), or a new one. One refused at
+    the browser check (a phone, no Web Audio) starts that check again: the refusal page asks
+    them to come back with the same link on another device."""
     ids = {field: str(params.get(key, ""))[:64] for key, field in PROLIFIC_KEYS.items()}
     if ids["prolific_pid"]:
         found = study.participants.filter(prolific_pid=ids["prolific_pid"]).last()
@@ -46,6 +56,8 @@ def find_or_create(study: Study, params: dict, user_agent: str, language: str) -
     else:
         found = None
     if found is not None:
+        if found.step == Step.REFUSED:
+            check_browser_again(found, user_agent)
         return found
     return Participant.objects.create(
         study=study,
@@ -56,6 +68,20 @@ def find_or_create(study: Study, params: dict, user_agent: str, language: str) -
         session=ids["prolific_session_id"] or Participant._meta.get_field("session").default(),
         **ids,
     )
+
+
+def check_browser_again(p: Participant, user_agent: str) -> None:
+    """Take a participant refused at the browser check back to it (the only way out of a final
+    step). Refused there, it has no slots and no answers; it leaves the study's fold (under the
+    study's lock, as every change to the fold), which it had entered with nothing."""
+    with transaction.atomic():
+        list(Study.objects.select_for_update().filter(pk=p.study_id).values_list("pk"))
+        if not advance(p, Step.REFUSED, Step.BROWSER_CHECK, state={}, finished_at=None,
+                       user_agent=user_agent[:1000]):  # fmt: skip
+            return  # another request took it back first
+        if FoldedParticipant.objects.filter(participant_id=p.pk).delete()[0]:
+            StudyFold.objects.filter(study_id=p.study_id).update(participants=F("participants") - 1)
+    log.info("participant %s: refused at the browser check, checking again", p.pk)
 
 
 def advance(p: Participant, from_step: str, to_step: str, **fields) -> bool:

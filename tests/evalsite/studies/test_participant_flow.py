@@ -15,8 +15,14 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.http import parse_http_date
 
-from evalsite.studies import flow, participant
-from evalsite.studies.models import Answer, Participant, Study
+from evalsite.studies import design, flow, participant
+from evalsite.studies.models import (
+    Answer,
+    FoldedParticipant,
+    Participant,
+    Study,
+    StudyFold,
+)
 from tests.evalsite.studies.conftest import enter
 from tests.evalsite.studies.participant_steps import (
     DESKTOP_UA,
@@ -117,6 +123,43 @@ def test_it_refuses_phones_when_the_study_does(client, listening_study):
     post(client, p, "browser_check", web_audio="1", ua_mobile="1")
     p.refresh_from_db()
     assert p.step == "refused" and p.browser["phone"] is True
+
+
+def test_it_refuses_a_browser_without_web_audio(client, listening_study):
+    p = enter(client, listening_study)
+    post(client, p, "browser_check", web_audio="0", ua_mobile="0")
+    p.refresh_from_db()
+    assert p.step == "refused" and p.state == {"reason": "web_audio"}
+    assert b"cannot play the sounds" in client.get(url(p)).content
+
+
+def test_a_participant_refused_on_a_phone_takes_the_check_again_on_another_device(
+    client, listening_study
+):
+    p = enter(client, listening_study, PROLIFIC_PID="pp-phone")
+    post(client, p, "browser_check", web_audio="1", ua_mobile="1")
+    design.count_fill(listening_study, timezone.now())  # folds the refused participant
+    assert FoldedParticipant.objects.filter(participant=p).exists()
+
+    laptop = Client()
+    assert enter(laptop, listening_study, PROLIFIC_PID="pp-phone") == p  # same link, same id
+    p.refresh_from_db()
+    assert p.step == "browser_check" and p.finished_at is None and p.state == {}
+    assert not FoldedParticipant.objects.filter(participant=p).exists()
+    fold = StudyFold.objects.get(study=listening_study)
+    assert fold.participants == FoldedParticipant.objects.filter(study=listening_study).count()
+    post(laptop, p, "browser_check", web_audio="1", ua_mobile="0")
+    p.refresh_from_db()
+    assert p.step == "consent" and p.browser["phone"] is False
+    assert listening_study.participants.count() == 1
+
+
+def test_a_participant_who_declined_stays_declined_when_coming_back(client, listening_study):
+    p = to_step(client, enter(client, listening_study, pid="no-thanks"), "consent")
+    post(client, p, "consent", decision="decline")
+    assert enter(Client(), listening_study, pid="no-thanks") == p
+    p.refresh_from_db()
+    assert p.step == "declined"
 
 
 def test_it_records_a_declined_consent_and_stops(client, listening_study):
