@@ -3,7 +3,9 @@
 `answers_dataframe(study)` is the contract the statistics read (columns in `ANSWER_COLUMNS`,
 fixed in TEAM.md): one row per main or catch answer. The downloads (`answers.csv`, `answers.json`)
 hold every stored answer exactly once, practice answers included and flagged, with a few logged
-extras after the contract columns. `CODEBOOK` documents every column of every table.
+extras after the contract columns. `participants_dataframe(study)` has one row per participant
+(recruitment ids, status, codes, questionnaire, screening), for paying, approving or excluding
+participants and analysing by background. `CODEBOOK` documents every column of every table.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
+from django.db.models import Count
 
 from evalsite.stimuli.models import Clip
 from evalsite.studies.design import realised_design
-from evalsite.studies.models import Answer, Study, Trial
+from evalsite.studies.models import Answer, Participant, Study, Trial
 
 ANSWER_COLUMNS = (
     "study", "participant", "session", "trial", "trial_index", "instrument", "reference",
@@ -34,6 +37,23 @@ MANIFEST_COLUMNS = (
     "token", "clip_id", "name", "piece", "dataset", "split", "start_s", "parts", "sha256",
     "loudness_lufs", "duration_s", "sample_rate", "channels",
 )  # fmt: skip
+
+PARTICIPANT_COLUMNS = (
+    "study", "participant", "session", "prolific_pid", "prolific_study_id", "prolific_session_id",
+    "external_pid", "status", "language", "started_at", "consented_at", "finished_at",
+    "last_seen_at", "musical_training", "plays_instrument", "device", "headphones", "web_audio",
+    "phone", "audio_sample_rate", "user_agent", "screening_passed", "antiphase_correct",
+    "antiphase_trials", "huggins_correct", "huggins_trials", "screen_out_code", "completion_code",
+    "slots", "answers", "practice_answers", "catch_answers", "catch_correct", "recruitment",
+)  # fmt: skip
+QUESTIONNAIRE_FIELDS = ("musical_training", "plays_instrument", "device", "headphones")
+SCREENING_KINDS = ("antiphase", "huggins")
+# Text a participant typed or put in the study link: a value starting with one of these would run
+# as a formula when the CSV is opened in a spreadsheet (OWASP "CSV injection"); it gets a leading
+# apostrophe. Recruitment ids (Prolific's are hex) never start with one.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+PARTICIPANT_TEXT = ("session", "prolific_pid", "prolific_study_id", "prolific_session_id",
+                    "external_pid", "plays_instrument", "user_agent")  # fmt: skip
 
 _ANSWER_FIELDS = {
     "participant_id": "participant",
@@ -135,6 +155,56 @@ def iso_utc(value: datetime | None) -> str:
     if value is None or value is pd.NaT or (isinstance(value, float) and np.isnan(value)):
         return ""
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def participants_dataframe(study: Study) -> pd.DataFrame:
+    """One row per participant of `study` who entered (`PARTICIPANT_COLUMNS`), whatever the step
+    reached: ids to pay or approve with (Prolific's), status and codes, the questionnaire, the
+    browser check, the screening score, and answers counted from the stored answers."""
+    answers = full_answers_dataframe(study)
+    main = answers[~answers["is_practice"]]
+    catch = main[main["is_catch"]]
+    counts = {
+        "answers": main.groupby("participant").size(),
+        "practice_answers": answers[answers["is_practice"]].groupby("participant").size(),
+        "catch_answers": catch.groupby("participant").size(),
+        "catch_correct": catch.groupby("participant")["catch_correct"].sum(),
+    }
+    slots = dict(
+        Participant.objects.filter(study=study).annotate(n=Count("slots")).values_list("id", "n")
+    )
+    rows = []
+    for p in Participant.objects.filter(study=study).order_by("id"):
+        screened = p.screening.get("answers", [])
+        row = {
+            "study": study.pk, "participant": p.pk, "session": p.session,
+            "prolific_pid": p.prolific_pid, "prolific_study_id": p.prolific_study_id,
+            "prolific_session_id": p.prolific_session_id, "external_pid": p.external_pid,
+            "status": p.step, "language": p.language, "started_at": iso_utc(p.started_at),
+            "consented_at": iso_utc(p.consented_at), "finished_at": iso_utc(p.finished_at),
+            "last_seen_at": iso_utc(p.last_seen_at),
+            **{f: p.questionnaire.get(f, "") for f in QUESTIONNAIRE_FIELDS},
+            "web_audio": p.browser.get("web_audio", ""), "phone": p.browser.get("phone", ""),
+            "audio_sample_rate": p.audio_sample_rate, "user_agent": p.user_agent,
+            "screening_passed": "" if p.screening_passed is None else p.screening_passed,
+            "screen_out_code": p.screen_out_code, "completion_code": p.completion_code,
+            "slots": slots.get(p.pk, 0),
+            **{k: int(v.get(p.pk, 0)) for k, v in counts.items()},
+            "recruitment": json.dumps(p.recruitment, ensure_ascii=False, sort_keys=True),
+        }  # fmt: skip
+        for col in PARTICIPANT_TEXT:
+            row[col] = _inert(str(row[col]))
+        for kind in SCREENING_KINDS:
+            of_kind = [a for a in screened if a.get("kind") == kind]
+            row[f"{kind}_correct"] = sum(1 for a in of_kind if a.get("correct"))
+            row[f"{kind}_trials"] = len(of_kind)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(PARTICIPANT_COLUMNS))
+
+
+def _inert(text: str) -> str:
+    """`text`, with a leading apostrophe when a spreadsheet would read it as a formula."""
+    return "'" + text if text.startswith(FORMULA_START) else text
 
 
 def manifest_dataframe(study: Study) -> pd.DataFrame:
@@ -252,6 +322,59 @@ CODEBOOK: dict[str, dict[str, dict]] = {
         "audio_sample_rate": _col("Browser audio output sample rate", "float (Hz) or NaN"),
         "shown_at": _col("Server time the trial page was first served", "ISO 8601 UTC or ''"),
     },
+    "participants": {
+        "study": _col("Study id", "integer"),
+        "participant": _col(
+            "Participant id within this site (answers.csv `participant`)", "integer"
+        ),
+        "session": _col(
+            "Session id: Prolific SESSION_ID when given, else a random token", "string"
+        ),
+        "prolific_pid": _col("Prolific PROLIFIC_PID from the study link", "string or ''"),
+        "prolific_study_id": _col("Prolific STUDY_ID from the study link", "string or ''"),
+        "prolific_session_id": _col("Prolific SESSION_ID from the study link", "string or ''"),
+        "external_pid": _col("Generic `pid` from the study link", "string or ''"),
+        "status": _col(
+            "Step reached (final steps: done, screened_out, declined, refused, full)",
+            "string",
+            "browser_check, consent, questionnaire, calibration, screening, instructions, "
+            "practice, trials, done, screened_out, declined, refused, full",
+        ),
+        "language": _col("Language the pages were shown in", "string", "en, ja"),
+        "started_at": _col("Server time of entry", "ISO 8601 UTC"),
+        "consented_at": _col("Server time consent was given", "ISO 8601 UTC or ''"),
+        "finished_at": _col("Server time a final step was reached", "ISO 8601 UTC or ''"),
+        "last_seen_at": _col("Server time of the last page or answer", "ISO 8601 UTC"),
+        "musical_training": _col(
+            "Years of musical training", "string or ''", "none, lt2, 2to5, gt5, professional"
+        ),
+        "plays_instrument": _col("Instruments played (free text)", "string or ''"),
+        "device": _col("Device", "string or ''", "laptop, desktop, tablet, other"),
+        "headphones": _col("Listening with", "string or ''", "over_ear, on_ear, in_ear, speakers"),
+        "web_audio": _col("Browser reported Web Audio support", "string", "1, 0, ''"),
+        "phone": _col("Browser check judged the device a phone", "boolean or ''"),
+        "audio_sample_rate": _col("Browser audio output sample rate", "float (Hz) or NaN"),
+        "user_agent": _col(
+            "User-Agent at entry (at the last device check if refused before)", "string"
+        ),
+        "screening_passed": _col(
+            "Passed headphone screening", "boolean or ''", "'' (none run or not finished)"
+        ),
+        "antiphase_correct": _col("Antiphase screening trials answered correctly", "integer"),
+        "antiphase_trials": _col("Antiphase screening trials answered", "integer"),
+        "huggins_correct": _col("Huggins-pitch screening trials answered correctly", "integer"),
+        "huggins_trials": _col("Huggins-pitch screening trials answered", "integer"),
+        "screen_out_code": _col("Code shown when screened out", "string or ''"),
+        "completion_code": _col("Completion code shown at the end", "string or ''"),
+        "slots": _col("Trials assigned (practice included)", "integer"),
+        "answers": _col("Main and catch answers stored", "integer"),
+        "practice_answers": _col("Practice answers stored", "integer"),
+        "catch_answers": _col("Catch answers stored", "integer"),
+        "catch_correct": _col(
+            "Catch answers correct (answers.csv `catch_correct` summed)", "integer"
+        ),
+        "recruitment": _col("Every query parameter of the study link at entry", "JSON object"),
+    },
     "manifest": {
         "token": _col("Blind clip token used in answers and audio URLs", "string"),
         "clip_id": _col("Clip id in the catalogue", "integer"),
@@ -293,6 +416,12 @@ def _json_records(frame: pd.DataFrame) -> bytes:
     return json.dumps(records, indent=1, ensure_ascii=False).encode()
 
 
+for _text in PARTICIPANT_TEXT:
+    CODEBOOK["participants"][_text]["meaning"] += (
+        "; a value starting with = + - @ gets a leading ' (a spreadsheet would run it)"
+    )
+
+
 EXPORT_FILES: dict[str, tuple[str, object]] = {
     "answers.csv": ("text/csv", lambda s: full_answers_dataframe(s).to_csv(index=False).encode()),
     "answers.json": ("application/json", lambda s: _json_records(full_answers_dataframe(s))),
@@ -300,6 +429,10 @@ EXPORT_FILES: dict[str, tuple[str, object]] = {
     "config.json": (
         "application/json",
         lambda s: json.dumps(config_snapshot(s), indent=1, ensure_ascii=False).encode(),
+    ),
+    "participants.csv": (
+        "text/csv",
+        lambda s: participants_dataframe(s).to_csv(index=False).encode(),
     ),
     "manifest.csv": ("text/csv", lambda s: manifest_dataframe(s).to_csv(index=False).encode()),
     "design.csv": ("text/csv", lambda s: realised_design(s).to_csv(index=False).encode()),

@@ -19,8 +19,9 @@ from evalsite.studies.export import (
     config_snapshot,
     full_answers_dataframe,
     manifest_dataframe,
+    participants_dataframe,
 )
-from evalsite.studies.models import Answer
+from evalsite.studies.models import Answer, Participant
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
 
 pytestmark = pytest.mark.django_db
@@ -91,6 +92,8 @@ def test_it_documents_every_exported_column_in_the_codebook(answered_study):
     full = full_answers_dataframe(answered_study)
     assert list(full.columns) == list(CODEBOOK["answers"])
     assert list(manifest_dataframe(answered_study).columns) == list(CODEBOOK["manifest"])
+    participants = participants_dataframe(answered_study)
+    assert list(participants.columns) == list(CODEBOOK["participants"])
 
 
 def test_it_downloads_csv_and_json_with_every_answer_once(client, alice, answered_study):
@@ -136,3 +139,39 @@ def test_it_snapshots_the_config_with_defaults_filled_in(study):
     assert snapshot["settings"]["screening"] is True  # a default
     assert snapshot["settings"]["target_answers_per_trial"] == 2  # the study's own value
     assert snapshot["shared_with"] == ["carol"]
+
+
+def test_it_lists_every_participant_with_ids_status_codes_and_answer_counts(answered_study):
+    p1 = answered_study.participants.get(external_pid="p1")
+    p1.prolific_pid, p1.completion_code = "5f1e2d3c4b5a", "C0DE1234"
+    p1.questionnaire = {"musical_training": "gt5", "device": "laptop", "headphones": "over_ear"}
+    p1.screening = {"answers": [{"kind": "antiphase", "i": i, "correct": i != 1} for i in range(3)]}
+    p1.save()
+    frame = participants_dataframe(answered_study).set_index("external_pid")
+    assert list(frame.index) == ["p1", "p2", "p3", "p4"]  # the screened-out one included
+    assert frame.loc["p1", "prolific_pid"] == "5f1e2d3c4b5a"
+    assert frame.loc["p1", "completion_code"] == "C0DE1234"
+    assert frame.loc["p1", "musical_training"] == "gt5"
+    assert (frame.loc["p1", "antiphase_correct"], frame.loc["p1", "antiphase_trials"]) == (2, 3)
+    assert list(frame["status"]) == ["done", "done", "trials", "screened_out"]
+    assert list(frame["screening_passed"]) == [True, True, True, False]
+    stored = Answer.objects.filter(participant__study=answered_study)
+    for pid in ("p1", "p2", "p3", "p4"):
+        mine = stored.filter(participant__external_pid=pid)
+        assert frame.loc[pid, "answers"] == mine.filter(trial__is_practice=False).count()
+        assert frame.loc[pid, "practice_answers"] == mine.filter(trial__is_practice=True).count()
+    assert list(frame["slots"]) == [8, 8, 8, 0]
+    assert frame.loc["p1", "catch_correct"] == 3 and frame.loc["p2", "catch_correct"] == 2
+
+
+def test_it_defuses_participant_text_a_spreadsheet_would_run(client, alice, answered_study):
+    p = answered_study.participants.get(external_pid="p3")
+    Participant.objects.filter(pk=p.pk).update(
+        external_pid='=HYPERLINK("http://x")', questionnaire={"plays_instrument": "+1 guitar"}
+    )
+    client.force_login(alice)
+    url = reverse("studies:export_file", args=[answered_study.pk, "participants.csv"])
+    table = pd.read_csv(io.BytesIO(client.get(url).content), keep_default_na=False)
+    row = table[table["participant"] == p.pk].iloc[0]
+    assert row["external_pid"] == '\'=HYPERLINK("http://x")'
+    assert row["plays_instrument"] == "'+1 guitar"
