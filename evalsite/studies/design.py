@@ -83,23 +83,49 @@ def order_trials(trials: list, seed: int, attempts: int = 200) -> list:
     return best
 
 
+FLIP = {"a": "b", "b": "a"}
+# The groups whose positions are balanced on their own, per instrument, in this order.
+POSITION_GROUPS = ("main", "practice", "identical", "attention")
+
+
+def _position_group(t) -> str:
+    if getattr(t, "is_practice", False):
+        return "practice"
+    return getattr(t, "catch_kind", "") or "main"
+
+
 def balance_positions(trials: list, seed: int) -> dict[int, str]:
-    """trial id -> canonical candidate shown in position A ("a"/"b"), balanced per instrument."""
+    """trial id -> canonical candidate shown in position A ("a"/"b").
+
+    Balanced within the participant, per instrument, and within each of the instrument's groups
+    (main trials, practice, identical and attention checks) on its own, so that mixing in
+    practice and catch trials does not unbalance the main ones. What is balanced is where a
+    trial's key candidate appears: the expected answer of a check or practice trial (the right
+    answer is in A as often as in B), canonical "a" otherwise. A group of odd size has one side
+    more; that extra side alternates over the instrument's groups, so the instrument as a whole
+    stays within one. A repeat shows its original's candidates the other way round."""
     rng = random.Random(seed)
-    shown: dict[int, str] = {}
-    by_instrument = defaultdict(list)
+    groups = defaultdict(list)
     for t in trials:
         if getattr(t, "repeat_of_id", None) is None:
-            by_instrument[t.instrument].append(t)
-    for instrument in sorted(by_instrument):
-        group = by_instrument[instrument]
-        sides = ["a", "b"] * (len(group) // 2) + ([rng.choice("ab")] if len(group) % 2 else [])
-        for t, side in zip(fisher_yates(group, rng), fisher_yates(sides, rng)):
-            shown[t.id] = side
+            groups[(t.instrument, _position_group(t))].append(t)
+    shown: dict[int, str] = {}
+    for instrument in sorted({instrument for instrument, _ in groups}):
+        extra = rng.choice("ab")
+        names = {name for i, name in groups if i == instrument}
+        for name in [*POSITION_GROUPS, *sorted(names - set(POSITION_GROUPS))]:
+            group = groups.get((instrument, name), [])
+            sides = ["a", "b"] * (len(group) // 2)  # "a": the key candidate is shown in A
+            if len(group) % 2:
+                sides.append(extra)
+                extra = FLIP[extra]
+            for t, side in zip(fisher_yates(group, rng), fisher_yates(sides, rng)):
+                key = t.expected if getattr(t, "expected", None) in FLIP else "a"
+                shown[t.id] = key if side == "a" else FLIP[key]
     for t in trials:
         original = getattr(t, "repeat_of_id", None)
         if original is not None:
-            shown[t.id] = {"a": "b", "b": "a"}[shown.get(original, rng.choice("ab"))]
+            shown[t.id] = FLIP[shown.get(original, rng.choice("ab"))]
     return shown
 
 

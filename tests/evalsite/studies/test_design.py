@@ -83,6 +83,34 @@ def test_it_balances_positions_per_instrument(n):
         assert abs(sides["a"] - sides["b"]) <= 1
 
 
+@pytest.mark.parametrize("seed", range(50))
+def test_it_balances_main_trials_apart_from_the_practice_and_checks_mixed_in(seed):
+    trials = []
+    for instrument in ("drums", "bass"):
+        n = len(trials)
+        trials += [T(id=n + i, instrument=instrument, is_practice=False, catch_kind="",
+                     expected="") for i in range(4)]  # fmt: skip
+        trials += [T(id=n + 4, instrument=instrument, is_practice=True, catch_kind="identical",
+                     expected="a"),
+                   T(id=n + 5, instrument=instrument, is_practice=False, catch_kind="identical",
+                     expected="b"),
+                   T(id=n + 6, instrument=instrument, is_practice=False, catch_kind="identical",
+                     expected="b"),
+                   T(id=n + 7, instrument=instrument, is_practice=False, catch_kind="attention",
+                     expected="a")]  # fmt: skip
+    shown = design.balance_positions(trials, seed)
+    for instrument in ("drums", "bass"):
+        mine = [t for t in trials if t.instrument == instrument]
+        main = Counter(shown[t.id] for t in mine if not t.expected)
+        assert main == {"a": 2, "b": 2}
+        # the right answer of the two identical checks: once in A, once in B
+        identical = [t for t in mine if t.catch_kind == "identical" and not t.is_practice]
+        assert sorted(shown[t.id] == t.expected for t in identical) == [False, True]
+        # key candidate (expected, else canonical a) in A: within one over the instrument
+        key_in_a = [shown[t.id] == (t.expected or "a") for t in mine]
+        assert abs(2 * sum(key_in_a) - len(key_in_a)) <= 1
+
+
 def test_it_swaps_positions_on_a_repeat():
     trials = [T(id=1, instrument="drums", repeat_of_id=None),
               T(id=2, instrument="drums", repeat_of_id=None),
