@@ -1,16 +1,18 @@
-"""Serving audio files with HTTP range requests (browsers seek and stream <audio> that way).
+"""Serving audio with HTTP range requests (browsers seek and stream <audio> that way), from a file
+or from bytes made for the request.
 
-Responses carry no file name (no Content-Disposition) and are private to the browser, so a URL
-reveals nothing about the clip and shared caches never hand one participant's audio to another.
+Responses carry no file name (no Content-Disposition) and no file date (no Last-Modified), and are
+private to the browser, so a response reveals nothing about the clip beyond its bytes and shared
+caches never hand one participant's audio to another.
 """
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
 from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
-from django.utils.http import http_date
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 CHUNK = 64 * 1024
@@ -46,9 +48,15 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-def serve_audio(request: HttpRequest, path: Path, content_type: str = "audio/wav") -> HttpResponse:
-    """200 with the whole file, 206 for a satisfiable Range, 416 for an unsatisfiable one."""
-    size = path.stat().st_size
+def serve_audio(
+    request: HttpRequest, source: Path | bytes, content_type: str = "audio/wav"
+) -> HttpResponse:
+    """200 with the whole file (or bytes), 206 for a satisfiable Range, 416 for an unsatisfiable
+    one."""
+    if isinstance(source, bytes):
+        size, opener = len(source), lambda: io.BytesIO(source)
+    else:
+        size, opener = source.stat().st_size, lambda: source.open("rb")
     header = request.headers.get("Range", "")
     if header:
         span = parse_range(header, size)
@@ -59,17 +67,16 @@ def serve_audio(request: HttpRequest, path: Path, content_type: str = "audio/wav
         start, end = span
         length = end - start + 1
         response = StreamingHttpResponse(
-            _file_range(path.open("rb"), start, length), status=206, content_type=content_type
+            _file_range(opener(), start, length), status=206, content_type=content_type
         )
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
         response["Content-Length"] = str(length)
     else:
-        response = FileResponse(path.open("rb"), content_type=content_type)
+        response = FileResponse(opener(), content_type=content_type)
         response["Content-Length"] = str(size)
         if "Content-Disposition" in response:  # FileResponse names the file: don't
             del response["Content-Disposition"]
     response["Accept-Ranges"] = "bytes"
     response["Cache-Control"] = "private, max-age=3600"
-    response["Last-Modified"] = http_date(path.stat().st_mtime)
     response["X-Content-Type-Options"] = "nosniff"
     return response

@@ -32,13 +32,23 @@ def test_it_serves_partial_content(wav):
     assert b"".join(response.streaming_content) == bytes(range(10, 20))
 
 
-def test_it_serves_the_whole_file_without_naming_it(wav):
+def test_it_serves_the_whole_file_without_naming_or_dating_it(wav):
     response = serve_audio(RequestFactory().get("/"), wav)
     assert response.status_code == 200 and response["Accept-Ranges"] == "bytes"
-    assert "Content-Disposition" not in response
+    assert "Content-Disposition" not in response and "Last-Modified" not in response
     assert b"".join(response.streaming_content) == wav.read_bytes()
 
 
 def test_it_answers_416_to_an_unsatisfiable_range(wav):
     response = serve_audio(RequestFactory().get("/", HTTP_RANGE="bytes=5000-"), wav)
     assert response.status_code == 416 and response["Content-Range"] == "bytes */1024"
+
+
+def test_it_serves_bytes_made_for_the_request_whole_and_in_ranges(wav):
+    data = wav.read_bytes()
+    whole = serve_audio(RequestFactory().get("/"), data)
+    assert whole.status_code == 200 and whole["Content-Length"] == "1024"
+    assert b"".join(whole.streaming_content) == data
+    part = serve_audio(RequestFactory().get("/", HTTP_RANGE="bytes=-4"), data)
+    assert part.status_code == 206 and part["Content-Range"] == "bytes 1020-1023/1024"
+    assert b"".join(part.streaming_content) == data[-4:]

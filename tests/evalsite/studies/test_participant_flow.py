@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -199,10 +200,13 @@ def test_it_runs_huggins_after_antiphase_when_enabled(client, experimenter, list
     assert p.step == "instructions" and p.screening_passed is True
 
 
-def test_it_serves_the_screening_sound_of_the_current_trial_only(client, listening_study):
+def test_it_serves_the_screening_sound_of_the_current_trial_only(client, listening_study, settings):
     p = to_step(client, enter(client, listening_study), "screening")
     ok = client.get(reverse("studies:screening_audio", args=[p.token, 0]))
     assert ok.status_code == 200 and ok["Content-Type"] == "audio/wav"
+    again = client.get(reverse("studies:screening_audio", args=[p.token, 0]), HTTP_RANGE="bytes=0-")
+    assert b"".join(again.streaming_content) == b"".join(ok.streaming_content)  # the same sound
+    assert not list(Path(settings.MEDIA_ROOT).glob("**/screen_*"))  # nothing kept per participant
     assert client.get(reverse("studies:screening_audio", args=[p.token, 1])).status_code == 404
 
 
