@@ -32,6 +32,7 @@ _FLAT_SETTINGS = (
     "languages",
     "refuse_phones",
     "completion_code",
+    "screen_out_code",
     "prolific_completion_url",
     "reservation_timeout_s",
     "loudness_target_lufs",
@@ -76,6 +77,11 @@ class StudyForm(forms.ModelForm):
     completion_code = forms.CharField(
         max_length=32, required=False, help_text="Empty: a random code per participant."
     )
+    screen_out_code = forms.CharField(
+        max_length=32, required=False,
+        help_text="Prolific's code for screened-out participants (sent to Prolific with it). "
+        "Empty: a random code per screened-out participant, shown to them only.",
+    )  # fmt: skip
     prolific_completion_url = forms.URLField(
         required=False, assume_scheme="https", label="Prolific completion URL",
         help_text="Participants are sent here once every answer is stored; {code} is replaced "

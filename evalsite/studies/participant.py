@@ -226,6 +226,11 @@ def get_done(request, p):
     return _render(request, p, "done.html", {"prolific_url": flow.prolific_redirect(p)})
 
 
+def get_screened_out(request, p):
+    url = flow.prolific_screen_out_redirect(p)
+    return _render(request, p, "screened_out.html", {"prolific_url": url})
+
+
 # -- steps: POST --------------------------------------------------------------------------------
 def post_browser_check(request, p):
     report = {
@@ -320,7 +325,7 @@ GET_HANDLERS = {
     Step.PRACTICE: get_trial,
     Step.TRIALS: get_trial,
     Step.DONE: get_done,
-    Step.SCREENED_OUT: _simple("screened_out.html"),
+    Step.SCREENED_OUT: get_screened_out,
     Step.DECLINED: _simple("declined.html"),
     Step.REFUSED: _simple("browser_refused.html"),
     Step.FULL: _simple("full.html"),

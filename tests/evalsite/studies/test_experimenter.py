@@ -21,7 +21,7 @@ def _study_post(**overrides) -> dict:
         "screening": "on", "catch_identical": 2, "catch_attention": 1, "catch_repeat": 1,
         "min_catch_accuracy": 0.8, "max_same_position_share": 0.9, "min_median_rt_ms": 1000,
         "target_answers_per_trial": 7, "trials_per_participant": "", "refuse_phones": "on",
-        "completion_code": "", "prolific_completion_url": "https://app.prolific.com/submissions/complete?cc=ABC",
+        "completion_code": "", "screen_out_code": "C1SCREEN", "prolific_completion_url": "https://app.prolific.com/submissions/complete?cc=ABC",
         "reservation_timeout_s": 1800, "loudness_target_lufs": -23, "practice_trials": 2,
         "shared_with_names": "",
     }  # fmt: skip
@@ -39,6 +39,7 @@ def test_it_creates_a_study_owned_by_the_researcher(client, alice, bob):
     assert study.instruments == ["guitar", "piano"]
     assert study.setting("target_answers_per_trial") == 7
     assert study.setting("catch") == {"identical": 2, "attention": 1, "repeat": 1}
+    assert study.setting("screen_out_code") == "C1SCREEN"
     assert study.setting("exclusion")["min_catch_accuracy"] == 0.8
     assert list(study.shared_with.all()) == [bob]
 
@@ -62,7 +63,7 @@ def test_it_names_the_field_and_expectation_on_bad_settings(client, alice):
 
 
 def test_it_edits_settings_and_keeps_keys_it_does_not_show(client, alice, study):
-    study.settings = {**study.settings, "screen_out_code": "SO-1"}
+    study.settings = {**study.settings, "lab_note": "booth 2"}
     study.save()
     client.force_login(alice)
     post = _study_post(name="Renamed", target_answers_per_trial=3, screening="")
@@ -71,7 +72,7 @@ def test_it_edits_settings_and_keeps_keys_it_does_not_show(client, alice, study)
     study.refresh_from_db()
     assert study.name == "Renamed" and study.setting("target_answers_per_trial") == 3
     assert study.setting("screening") is False
-    assert study.settings["screen_out_code"] == "SO-1"
+    assert study.settings["lab_note"] == "booth 2"
 
 
 def test_it_keeps_sharing_unchanged_when_a_collaborator_edits(client, carol, study):

@@ -178,6 +178,36 @@ def test_it_shows_questionnaire_errors_without_advancing(client, listening_study
     assert p.step == "questionnaire"
 
 
+@pytest.mark.parametrize(
+    ("back", "expected"),
+    [("https://app.prolific.com/submissions/complete?cc=DONE1", "?cc=C1SCREEN"),
+     ("https://app.prolific.com/submissions/complete", "?cc=C1SCREEN"),
+     ("https://example.org/back?code={code}&x=1", "?code=C1SCREEN&x=1")],
+)  # fmt: skip
+def test_it_sends_a_screened_out_prolific_participant_back_with_the_screen_out_code(
+    client, listening_study, back, expected
+):
+    listening_study.settings = {**listening_study.settings, "screen_out_code": "C1SCREEN",
+                                "prolific_completion_url": back}  # fmt: skip
+    listening_study.save()
+    p = to_step(client, enter(client, listening_study, PROLIFIC_PID="pp-so"), "screening")
+    screen(client, p, correct=False)
+    p.refresh_from_db()
+    assert p.screen_out_code == "C1SCREEN"
+    page = client.get(url(p)).content.decode()
+    assert f'href="{back.split("?")[0]}{expected}"'.replace("&", "&amp;") in page
+    assert "DONE1" not in page  # never the completion code
+
+
+def test_it_offers_no_prolific_link_with_a_random_screen_out_code(client, listening_study):
+    back = {"prolific_completion_url": "https://app.prolific.com/x"}
+    listening_study.settings = {**listening_study.settings, **back}
+    listening_study.save()
+    p = to_step(client, enter(client, listening_study, PROLIFIC_PID="pp-so2"), "screening")
+    screen(client, p, correct=False)
+    assert b'id="prolific"' not in client.get(url(p)).content
+
+
 def test_it_screens_out_a_participant_who_fails_the_antiphase_test(client, listening_study):
     p = to_step(client, enter(client, listening_study), "screening")
     screen(client, p, correct=False)
