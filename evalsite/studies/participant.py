@@ -199,7 +199,11 @@ def get_screening(request, p):
 
 def get_instructions(request, p):
     names = [INSTRUMENTS.get(i, i) for i in p.study.instruments]
-    return _render(request, p, "instructions.html", {"instrument_names": names})
+    has_practice = bool(p.study.setting("practice_trials")) and (
+        p.study.trials.filter(is_practice=True).exists()
+    )
+    return _render(request, p, "instructions.html",
+                   {"instrument_names": names, "has_practice": has_practice})  # fmt: skip
 
 
 def get_trial(request, p):

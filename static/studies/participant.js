@@ -80,7 +80,12 @@
         if (a.hasAttribute("data-once") && btn) btn.disabled = true;
         maybeUnlock();
       });
-      var failed = function () { setState(k, "error"); log("error " + k); };
+      var failed = function () {
+        setState(k, "error");
+        log("error " + k);
+        var alert = form.querySelector("[data-load-error]");
+        if (alert) alert.hidden = false;  // say why the page stays locked
+      };
       a.addEventListener("error", failed);
       if (a.error) failed();  // it failed before this script ran
     });

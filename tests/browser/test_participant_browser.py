@@ -202,6 +202,7 @@ def test_it_shows_a_clip_that_failed_to_load_before_the_script_ran(live_server, 
     page.reload()
     page.wait_for_selector("[data-state='A'][data-value='error']", state="attached")
     assert page.is_disabled("#choose-A")
+    assert "could not be loaded" in page.locator("[data-load-error]").inner_text()  # visible
 
 
 def test_it_refuses_another_participants_pages_and_audio(

@@ -240,6 +240,14 @@ def test_it_serves_the_screening_sound_of_the_current_trial_only(client, listeni
     assert client.get(reverse("studies:screening_audio", args=[p.token, 1])).status_code == 404
 
 
+def test_it_promises_practice_trials_only_when_the_study_has_some(client, listening_study):
+    p = to_step(client, enter(client, listening_study), "instructions")
+    assert b"practice trials" in client.get(url(p)).content
+    listening_study.settings = {**listening_study.settings, "practice_trials": 0}
+    listening_study.save()
+    assert b"practice trials" not in client.get(url(p)).content
+
+
 def test_it_gives_feedback_after_each_practice_trial(client, listening_study):
     p = to_step(client, enter(client, listening_study), "practice")
     slot, _ = answer_current(client, p, expected=True)
