@@ -17,6 +17,7 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_POST
 
 from csn_model.data.slakh import DataError
+from evalsite.datasets.catalog import datasets
 from evalsite.stimuli.audio import clip_from_upload
 from evalsite.stimuli.models import Catalogue, Clip
 from evalsite.stimuli.slakh_import import import_slakh
@@ -198,9 +199,12 @@ def dataset_import(request: HttpRequest, pk: int) -> HttpResponse:
     report = None
     if request.method == "POST" and _editable(request, study) and form.is_valid():
         data = form.cleaned_data
+        root = {ref.slug: ref.root for ref in datasets()}.get(data["root"])
         try:
+            if root is None:  # listed when the form was made, gone since
+                raise DataError(f"dataset {data['root']!r} is no longer on this server")
             report = import_slakh(
-                data["root"],
+                root,
                 data["split"],
                 study_catalogue(study),
                 seconds=data["seconds"],
@@ -215,7 +219,7 @@ def dataset_import(request: HttpRequest, pk: int) -> HttpResponse:
                 f"Imported {len(report.mixes)} mix clips and {len(report.attention)} attention "
                 f"sets; {len(report.skipped)} skipped.",
             )
-    context = {"study": study, "form": form, "report": report}
+    context = {"study": study, "form": form, "report": report, "offered": datasets()}
     return render(request, "studies/experimenter/import.html", context)
 
 

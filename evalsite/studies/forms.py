@@ -16,6 +16,7 @@ from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 
 from csn_model import CONDITIONS
+from evalsite.datasets.catalog import datasets
 from evalsite.stimuli.models import Catalogue, Clip
 from evalsite.studies.models import DEFAULT_SETTINGS, Study, Trial
 
@@ -198,12 +199,20 @@ class ClipUploadForm(forms.Form):
     )
 
 
-class ImportForm(forms.Form):
-    """Import clips from a Slakh-layout dataset folder on the server."""
+def _dataset_choices() -> list[tuple[str, str]]:
+    return [(ref.slug, f"{ref.slug} ({ref.root})") for ref in datasets()]
 
-    root = forms.CharField(
-        max_length=1000, label="Dataset folder", help_text="Holds train/, validation/, test/."
-    )
+
+class ImportForm(forms.Form):
+    """Import clips from one of the Slakh-layout datasets this server offers (CSN_DATA_DIR and
+    CSN_DATASETS, as on the Datasets page): researchers pick one, they cannot name any folder
+    the server can read."""
+
+    root = forms.ChoiceField(
+        choices=_dataset_choices, label="Dataset",
+        help_text="The server's datasets (CSN_DATA_DIR, CSN_DATASETS); each holds train/, "
+        "validation/, test/.",
+    )  # fmt: skip
     split = forms.ChoiceField(choices=[(s, s) for s in ("test", "validation", "train")])
     seconds = forms.FloatField(min_value=0.5, max_value=60, initial=5.0, label="Excerpt (s)")
     attention = forms.BooleanField(

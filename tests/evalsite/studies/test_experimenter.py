@@ -6,6 +6,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from evalsite.datasets.catalog import datasets
 from evalsite.stimuli.models import Clip
 from evalsite.studies.models import Study, Trial
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
@@ -232,22 +233,34 @@ def test_it_lists_trials_and_counts_them_on_the_overview(client, alice, study):
     assert overview.context["trial_counts"] == {"main": 4, "practice": 1, "catch": 3}
 
 
-def test_it_names_a_bad_dataset_folder_on_the_import_page(client, alice, study, tmp_path):
+def test_it_imports_only_from_the_datasets_the_server_offers(
+    client, alice, study, tiny_dataset, settings, tmp_path
+):
+    settings.CSN_DATA_DIR, settings.CSN_DATASETS = tmp_path / "none", []
     client.force_login(alice)
-    data = {"root": str(tmp_path / "missing"), "split": "test", "seconds": 2, "attention": "on"}
-    response = client.post(reverse("studies:dataset_import", args=[study.pk]), data)
-    assert response.status_code == 200
-    assert str(tmp_path / "missing") in str(response.context["form"].errors["root"])
+    url = reverse("studies:dataset_import", args=[study.pk])
+    assert b'id="no-datasets"' in client.get(url).content
+    clips = Clip.objects.count()
+    for root in (str(tiny_dataset), "/etc", "../../"):  # a folder the server can read
+        data = {"root": root, "split": "test", "seconds": 2, "attention": "on"}
+        response = client.post(url, data)
+        assert response.status_code == 200
+        assert "Select a valid choice" in str(response.context["form"].errors["root"])
+    assert Clip.objects.count() == clips
 
 
 def test_it_imports_a_slakh_layout_split_into_the_study_catalogue(
     client, alice, tiny_dataset, settings, tmp_path
 ):
     settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.CSN_DATA_DIR, settings.CSN_DATASETS = tmp_path / "none", [tiny_dataset]
+    (ref,) = datasets()
     study = Study.objects.create(owner=alice, name="import", instruments=["drums", "bass"])
     client.force_login(alice)
-    data = {"root": str(tiny_dataset), "split": "validation", "seconds": 2, "attention": "on"}
-    response = client.post(reverse("studies:dataset_import", args=[study.pk]), data)
+    url = reverse("studies:dataset_import", args=[study.pk])
+    assert str(tiny_dataset) in client.get(url).content.decode()  # offered by name and folder
+    data = {"root": ref.slug, "split": "validation", "seconds": 2, "attention": "on"}
+    response = client.post(url, data)
     assert response.status_code == 200, response.context["form"].errors
     report = response.context["report"]
     study.refresh_from_db()
