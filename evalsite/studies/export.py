@@ -10,15 +10,19 @@ participants and analysing by background. `CODEBOOK` documents every column of e
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import zipfile
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import soundfile as sf
 from django.db.models import Count
 
+from evalsite.stimuli.audio import AudioError, loudness_lufs, normalised_path
 from evalsite.stimuli.models import Clip
 from evalsite.studies.design import realised_design
 from evalsite.studies.models import Answer, Participant, Study, Trial
@@ -35,7 +39,8 @@ EXTRA_COLUMNS = (
 )  # fmt: skip
 MANIFEST_COLUMNS = (
     "token", "clip_id", "name", "piece", "dataset", "split", "start_s", "parts", "sha256",
-    "loudness_lufs", "duration_s", "sample_rate", "channels",
+    "loudness_lufs", "duration_s", "sample_rate", "channels", "served_sha256",
+    "served_loudness_lufs",
 )  # fmt: skip
 
 PARTICIPANT_COLUMNS = (
@@ -207,8 +212,26 @@ def _inert(text: str) -> str:
     return "'" + text if text.startswith(FORMULA_START) else text
 
 
+def served(clip: Clip, target_lufs: float) -> tuple[str, float | None]:
+    """SHA-256 and integrated loudness of the file participants of a study with this loudness
+    target are served for `clip` (`normalised_path`: the stored file when it is within 0.1 LU
+    of the target, else a copy normalised to it); ("", None) when the clip has no readable file.
+    """
+    try:
+        path = normalised_path(clip, target_lufs)
+        payload = path.read_bytes()
+    except (OSError, ValueError, AudioError):  # no file (ValueError), gone or undecodable
+        return "", None
+    if path == Path(clip.file.path):
+        return hashlib.sha256(payload).hexdigest(), clip.loudness_lufs
+    data, sr = sf.read(io.BytesIO(payload), dtype="float32", always_2d=True)  # (T, C)
+    return hashlib.sha256(payload).hexdigest(), round(loudness_lufs(data, sr), 3)
+
+
 def manifest_dataframe(study: Study) -> pd.DataFrame:
-    """Every clip a trial of `study` uses, once: blind token, provenance, hash, loudness."""
+    """Every clip a trial of `study` uses, once: blind token, provenance, the stored file's hash
+    and loudness, and those of the file participants were served (at the study's target)."""
+    target = float(study.setting("loudness_target_lufs"))
     ids = set()
     for fields in Trial.objects.filter(study=study).values_list(
         "reference_id", "candidate_a_id", "candidate_b_id"
@@ -233,6 +256,7 @@ def manifest_dataframe(study: Study) -> pd.DataFrame:
                 "channels": clip.channels,
             }
         )
+        rows[-1]["served_sha256"], rows[-1]["served_loudness_lufs"] = served(clip, target)
     return pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
 
 
@@ -384,11 +408,25 @@ CODEBOOK: dict[str, dict[str, dict]] = {
         "split": _col("Source split", "string"),
         "start_s": _col("Excerpt start in the source", "float (s) or empty"),
         "parts": _col("Condition -> source piece of each stem (JSON)", "JSON object"),
-        "sha256": _col("SHA-256 of the served file", "hex string"),
-        "loudness_lufs": _col("Integrated loudness (ITU-R BS.1770)", "float (LUFS)"),
+        "sha256": _col(
+            "SHA-256 of the stored file (as validated at upload or import)", "hex string"
+        ),
+        "loudness_lufs": _col(
+            "Integrated loudness of the stored file (ITU-R BS.1770)", "float (LUFS)"
+        ),
         "duration_s": _col("Duration", "float (s)"),
         "sample_rate": _col("Sample rate", "integer (Hz)"),
         "channels": _col("Channels", "integer"),
+        "served_sha256": _col(
+            "SHA-256 of the file participants are served at the study's loudness target (the "
+            "stored file when within 0.1 LU of it, else a normalised copy)",
+            "hex string or '' (no readable file)",
+        ),
+        "served_loudness_lufs": _col(
+            "Integrated loudness of that served file; below the target when the peak ceiling "
+            "limited the gain",
+            "float (LUFS) or empty (no readable file)",
+        ),
     },
     "design": {
         "study": _col("Study id", "integer"),

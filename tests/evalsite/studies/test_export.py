@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 from django.urls import reverse
 
+from evalsite.stimuli.audio import clip_from_array
+from evalsite.stimuli.models import Catalogue
 from evalsite.studies.export import (
     ANSWER_COLUMNS,
     CODEBOOK,
@@ -21,7 +23,7 @@ from evalsite.studies.export import (
     manifest_dataframe,
     participants_dataframe,
 )
-from evalsite.studies.models import Answer, Participant
+from evalsite.studies.models import Answer, Participant, Study, Trial
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
 
 pytestmark = pytest.mark.django_db
@@ -175,3 +177,34 @@ def test_it_defuses_participant_text_a_spreadsheet_would_run(client, alice, answ
     row = table[table["participant"] == p.pk].iloc[0]
     assert row["external_pid"] == '\'=HYPERLINK("http://x")'
     assert row["plays_instrument"] == "'+1 guitar"
+
+
+def test_it_lists_the_served_file_of_a_clip_normalised_to_the_study_target(
+    alice, settings, tmp_path
+):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    t = np.arange(22050 * 2) / 22050
+    tone = (0.1 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)  # (T,)
+    catalogue = Catalogue.objects.create(owner=alice, name="tones")
+    clips = [clip_from_array(tone * (i + 1), 22050, catalogue, target_lufs=-23.0, name=f"t{i}")
+             for i in range(3)]  # fmt: skip
+    study = Study.objects.create(owner=alice, name="quiet", instruments=["drums"],
+                                 catalogue=catalogue)  # fmt: skip
+    Trial.objects.create(study=study, reference=clips[0], candidate_a=clips[1],
+                         candidate_b=clips[2], instrument="drums")  # fmt: skip
+    at_target = manifest_dataframe(study)  # default target -23: the stored files are served
+    assert (at_target["served_sha256"] == at_target["sha256"]).all()
+    assert (at_target["served_loudness_lufs"] == at_target["loudness_lufs"]).all()
+
+    study.settings = {"loudness_target_lufs": -30.0}
+    study.save()
+    quieter = manifest_dataframe(study)
+    assert not (quieter["served_sha256"] == quieter["sha256"]).any()
+    assert np.allclose(quieter["served_loudness_lufs"], -30.0, atol=0.2)
+    assert np.allclose(quieter["loudness_lufs"], -23.0, atol=0.2)  # the stored files
+
+
+def test_it_leaves_the_served_columns_empty_for_a_clip_without_a_file(answered_study):
+    manifest = manifest_dataframe(answered_study)  # the fixture's clips have no files
+    assert (manifest["served_sha256"] == "").all()
+    assert manifest["served_loudness_lufs"].isna().all()
