@@ -21,7 +21,7 @@ from evalsite.datasets.catalog import datasets
 from evalsite.stimuli.audio import clip_from_upload
 from evalsite.stimuli.models import Catalogue, Clip
 from evalsite.stimuli.slakh_import import import_slakh
-from evalsite.studies import export, progress
+from evalsite.studies import export, history, progress
 from evalsite.studies.forms import (
     ClipUploadForm,
     ImportForm,
@@ -35,6 +35,7 @@ from evalsite.studies.models import Study
 from evalsite.studies.permissions import get_visible_study, is_owner, visible_studies
 from evalsite.studies.random_design import DesignError, build_random_trials
 
+HISTORY_SHOWN = 20  # latest changes on the overview; the export has them all
 MAX_UPLOAD_BYTES = 100_000_000  # above the longest clip audio.py accepts, in any format
 
 # Allowed status changes: action -> (from states, to state).
@@ -79,6 +80,9 @@ def study_create(request: HttpRequest) -> HttpResponse:
             study.owner = request.user
             study.save()
             form.save_sharing(study)
+            history.record(
+                study, request.user, history.Kind.CREATED, history.changes({}, history.state(study))
+            )
         messages.success(request, f"Study {study.name!r} created.")
         return redirect("studies:study_detail", pk=study.pk)
     return render(request, "studies/experimenter/study_form.html", {"form": form, "study": None})
@@ -91,7 +95,12 @@ def study_edit(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("studies:study_detail", pk=study.pk)
     form = StudyForm(request.POST or None, instance=study, can_share=is_owner(request.user, study))
     if request.method == "POST" and form.is_valid():
-        form.save()
+        before = history.state(study)
+        with transaction.atomic():
+            form.save()
+            study.refresh_from_db()
+            changed = history.changes(before, history.state(study))
+            history.record(study, request.user, history.Kind.EDITED, changed)
         messages.success(request, "Study saved.")
         return redirect("studies:study_detail", pk=study.pk)
     return render(request, "studies/experimenter/study_form.html", {"form": form, "study": study})
@@ -113,6 +122,7 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "actions": [a for a, (src, _) in TRANSITIONS.items() if study.status in src],
         "settings": study.full_settings(),
         "is_owner": is_owner(request.user, study),
+        "events": history.events(study)[-HISTORY_SHOWN:][::-1],
     }
     return render(request, "studies/experimenter/study_detail.html", context)
 
@@ -129,8 +139,12 @@ def study_status(request: HttpRequest, pk: int) -> HttpResponse:
     elif action == "open" and not study.trials.filter(is_practice=False, is_catch=False).exists():
         messages.error(request, "Add main trials before opening the study.")
     else:
-        study.status = TRANSITIONS[action][1]
-        study.save(update_fields=["status", "updated_at"])
+        before, study.status = study.status, TRANSITIONS[action][1]
+        with transaction.atomic():
+            study.save(update_fields=["status", "updated_at"])
+            history.record(
+                study, request.user, history.Kind.STATUS, {"status": [before, study.status]}
+            )
         messages.success(request, f"Study is now {study.status}.")
     return redirect("studies:study_detail", pk=study.pk)
 
@@ -250,7 +264,9 @@ def trial_add(request: HttpRequest, pk: int) -> HttpResponse:
     form = TrialForm(request.POST, study=study)
     if not form.is_valid():
         return _trials_page(request, study, form=form, status=400)
-    trial = form.save()
+    with transaction.atomic():
+        trial = form.save()
+        history.record(study, request.user, history.Kind.TRIALS, {"added": 1, "how": "form"})
     messages.success(request, f"Trial {trial.pk} added.")
     return redirect("studies:trials", pk=study.pk)
 
@@ -268,6 +284,8 @@ def trials_csv(request: HttpRequest, pk: int) -> HttpResponse:
     with transaction.atomic():
         for trial in made:
             trial.save()
+        what = {"added": len(made), "how": "csv", "file": request.FILES["csv_file"].name}
+        history.record(study, request.user, history.Kind.TRIALS, what)
     messages.success(request, f"{len(made)} trial(s) added from CSV.")
     return redirect("studies:trials", pk=study.pk)
 
@@ -295,6 +313,8 @@ def trials_random(request: HttpRequest, pk: int) -> HttpResponse:
     except DesignError as exc:
         form.add_error(None, str(exc))
         return _trials_page(request, study, random_form=form, status=400)
+    what = {"added": len(made), "how": "random", **data}
+    history.record(study, request.user, history.Kind.TRIALS, what)
     messages.success(request, f"{len(made)} trial(s) drawn at random (seed {data['seed']}).")
     return redirect("studies:trials", pk=study.pk)
 

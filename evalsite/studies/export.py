@@ -24,6 +24,7 @@ from django.db.models import Count
 
 from evalsite.stimuli.audio import AudioError, loudness_lufs, normalised_path
 from evalsite.stimuli.models import Clip
+from evalsite.studies import history
 from evalsite.studies.design import realised_design
 from evalsite.studies.models import Answer, Participant, Study, Trial
 
@@ -261,7 +262,8 @@ def manifest_dataframe(study: Study) -> pd.DataFrame:
 
 
 def config_snapshot(study: Study) -> dict:
-    """The study as configured at export time: settings with defaults filled in, the design."""
+    """The study as configured at export time (settings with defaults filled in, the design), and
+    the history of changes made on the experimenter pages before it."""
     from csn_model import __version__
 
     trials = Trial.objects.filter(study=study)
@@ -285,6 +287,9 @@ def config_snapshot(study: Study) -> dict:
         "created_at": iso_utc(study.created_at),
         "updated_at": iso_utc(study.updated_at),
         "exported_at": iso_utc(datetime.now(UTC)),
+        # Every change since the study was created (settings edited while it ran, status, trials
+        # added): what a participant got depends on when they took part.
+        "history": [e | {"at": iso_utc(e["at"])} for e in history.events(study)],
         "software": {"csn-eval": __version__},
     }
 

@@ -310,3 +310,29 @@ class FoldedParticipant(models.Model):
 
     def __str__(self) -> str:
         return f"participant {self.participant_id} folded"
+
+
+class StudyEvent(models.Model):
+    """One change an experimenter made to a study, kept so that the export says what held when
+    (`history.py`): settings edited while participants were taking it, opening and pausing,
+    trials added. Append-only."""
+
+    class Kind(models.TextChoices):
+        CREATED = "created", "created"
+        EDITED = "edited", "edited"
+        STATUS = "status", "status changed"
+        TRIALS = "trials", "trials added"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(default=timezone.now)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    changes = models.JSONField(default=dict)  # {field: [before, after]}, or what was added
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} study {self.study_id} at {self.at:%Y-%m-%d %H:%M}"

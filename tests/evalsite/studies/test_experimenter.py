@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
@@ -293,3 +295,41 @@ def test_it_refuses_an_oversized_file_before_decoding(
     (result,) = response.context["results"]
     assert result.pk is None and "big.wav" in result.error and "expected at most" in result.error
     assert not Clip.objects.filter(name="big.wav").exists()
+
+
+def test_it_records_every_change_to_a_study_and_exports_the_history(
+    client, alice, carol, settings, tmp_path
+):
+    settings.MEDIA_ROOT = tmp_path
+    client.force_login(alice)
+    client.post(reverse("studies:study_create"), _study_post(target_answers_per_trial=7))
+    study = Study.objects.get(name="Guitar study")
+    data = {"per_instrument": 2, "catch_per_kind": 0, "seed": 3}
+    client.force_login(carol)  # not shared: refused, nothing recorded
+    assert client.post(reverse("studies:trials_random", args=[study.pk]), data).status_code == 404
+    client.force_login(alice)
+    edit = reverse("studies:study_edit", args=[study.pk])
+    client.post(edit, _study_post(target_answers_per_trial=7))  # nothing changed: no event
+    client.post(edit, _study_post(target_answers_per_trial=3, loudness_target_lufs=-30))
+    status = reverse("studies:study_status", args=[study.pk])
+    client.post(status, {"action": "open"})  # refused (no trials): no event
+    tones = [SimpleUploadedFile(f"{i}.wav", wav_bytes(freq=200 + 50 * i), "audio/wav")
+             for i in range(6)]  # fmt: skip
+    client.post(reverse("studies:clips", args=[study.pk]), {"files": tones})
+    client.post(reverse("studies:trials_random", args=[study.pk]), data)
+    client.post(status, {"action": "open"})
+
+    config = json.loads(client.get(reverse("studies:export_file", args=[study.pk, "config.json"]))
+                        .content)  # fmt: skip
+    kinds = [(e["kind"], e["by"]) for e in config["history"]]
+    assert kinds == [("created", "alice"), ("edited", "alice"), ("trials", "alice"),
+                     ("status", "alice")]  # fmt: skip
+    created, edited, drawn, opened = (e["changes"] for e in config["history"])
+    assert created["settings.target_answers_per_trial"] == [None, 7]
+    assert edited == {"settings.target_answers_per_trial": [7, 3],
+                      "settings.loudness_target_lufs": [-23.0, -30.0]}  # fmt: skip
+    assert drawn["how"] == "random" and drawn["seed"] == 3 and drawn["added"] > 0
+    assert opened == {"status": ["draft", "open"]}
+    assert all(e["at"].endswith("Z") for e in config["history"])
+    page = client.get(reverse("studies:study_detail", args=[study.pk])).content.decode()
+    assert "settings.loudness_target_lufs: [-23.0, -30.0]" in page
