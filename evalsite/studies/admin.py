@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from evalsite.studies.models import Answer, Assignment, Participant, Study, Trial
+from evalsite.studies.models import Answer, Assignment, Participant, Study, StudyEvent, Trial
 
 
 @admin.register(Study)
@@ -53,4 +53,18 @@ class AnswerAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(StudyEvent)
+class StudyEventAdmin(admin.ModelAdmin):
+    """The study history, read-only: it is what the export says held when."""
+
+    list_display = ("at", "study", "user", "kind")
+    list_filter = ("kind",)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
         return False
