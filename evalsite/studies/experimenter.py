@@ -26,6 +26,7 @@ from evalsite.studies.forms import (
     ClipUploadForm,
     ImportForm,
     RandomTrialsForm,
+    RepeatsForm,
     StudyForm,
     TrialCSVForm,
     TrialForm,
@@ -33,7 +34,7 @@ from evalsite.studies.forms import (
 )
 from evalsite.studies.models import Study
 from evalsite.studies.permissions import get_visible_study, is_owner, visible_studies
-from evalsite.studies.random_design import DesignError, build_random_trials
+from evalsite.studies.random_design import DesignError, add_repeats, build_random_trials
 
 HISTORY_SHOWN = 20  # latest changes on the overview; the export has them all
 MAX_UPLOAD_BYTES = 100_000_000  # above the longest clip audio.py accepts, in any format
@@ -123,8 +124,27 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "settings": study.full_settings(),
         "is_owner": is_owner(request.user, study),
         "events": history.events(study)[-HISTORY_SHOWN:][::-1],
+        "shortfalls": catch_shortfalls(study),
     }
     return render(request, "studies/experimenter/study_detail.html", context)
+
+
+def catch_shortfalls(study: Study) -> list[str]:
+    """The catch settings the study's trials cannot meet, said plainly: a participant gets at
+    most as many checks of a kind as there are such trials (a repeat only with its original)."""
+    have = dict(
+        study.trials.filter(is_catch=True, is_practice=False)
+        .values_list("catch_kind")
+        .annotate(n=Count("id"))
+    )
+    lines = []
+    for kind, wanted in study.setting("catch").items():
+        if int(wanted or 0) > have.get(kind, 0):
+            lines.append(
+                f"Settings ask for {wanted} {kind} catch trial(s) per participant; the study "
+                f"has {have.get(kind, 0)}, so participants get at most that many."
+            )
+    return lines
 
 
 @login_required
@@ -243,12 +263,15 @@ def trials(request: HttpRequest, pk: int) -> HttpResponse:
     return _trials_page(request, study)
 
 
-def _trials_page(request, study, *, form=None, csv_form=None, random_form=None, status=200):
+def _trials_page(
+    request, study, *, form=None, csv_form=None, random_form=None, repeats_form=None, status=200
+):
     context = {
         "study": study,
         "form": form or TrialForm(study=study),
         "csv_form": csv_form or TrialCSVForm(study=study),
         "random_form": random_form or RandomTrialsForm(),
+        "repeats_form": repeats_form or RepeatsForm(),
         "trials": study.trials.select_related("reference", "candidate_a", "candidate_b"),
         "n_clips": study_clips(study).count(),
     }
@@ -316,6 +339,28 @@ def trials_random(request: HttpRequest, pk: int) -> HttpResponse:
     what = {"added": len(made), "how": "random", **data}
     history.record(study, request.user, history.Kind.TRIALS, what)
     messages.success(request, f"{len(made)} trial(s) drawn at random (seed {data['seed']}).")
+    return redirect("studies:trials", pk=study.pk)
+
+
+@login_required
+@require_POST
+def trials_repeats(request: HttpRequest, pk: int) -> HttpResponse:
+    """Add A/B-swapped repeats of main trials (`random_design.add_repeats`)."""
+    study = get_visible_study(request.user, pk)
+    if not _editable(request, study):
+        return redirect("studies:trials", pk=study.pk)
+    form = RepeatsForm(request.POST)
+    if not form.is_valid():
+        return _trials_page(request, study, repeats_form=form, status=400)
+    try:
+        with transaction.atomic():
+            made = add_repeats(study, **form.cleaned_data)
+            what = {"added": len(made), "how": "repeats", **form.cleaned_data}
+            history.record(study, request.user, history.Kind.TRIALS, what)
+    except DesignError as exc:
+        form.add_error(None, str(exc))
+        return _trials_page(request, study, repeats_form=form, status=400)
+    messages.success(request, f"{len(made)} repeat trial(s) added.")
     return redirect("studies:trials", pk=study.pk)
 
 

@@ -228,6 +228,16 @@ class RandomTrialsForm(forms.Form):
     seed = forms.IntegerField(min_value=0, initial=0)
 
 
+class RepeatsForm(forms.Form):
+    """Add A/B-swapped repeats of main trials (any trials: uploaded, CSV, by hand)."""
+
+    per_instrument = forms.IntegerField(
+        min_value=1, max_value=100, initial=2, label="Repeats per instrument",
+        help_text="Main trials without a repeat yet are chosen at random by the seed.",
+    )  # fmt: skip
+    seed = forms.IntegerField(min_value=0, initial=0)
+
+
 def study_clips(study: Study):
     """Clips an experimenter may put in `study`'s trials: ready clips of the owner's catalogues."""
     return Clip.objects.filter(

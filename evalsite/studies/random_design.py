@@ -117,6 +117,36 @@ def build_random_trials(
     return made
 
 
+def add_repeats(study: Study, per_instrument: int, seed: int = 0) -> list[Trial]:
+    """Repeat catch trials for trials made any way (uploaded, CSV, by hand): per instrument, up to
+    `per_instrument` main trials without a repeat yet, chosen by `seed`, each again with the same
+    clips (positions are swapped when assigned, `design.balance_positions`; a participant gets a
+    repeat only with its original). The model's choice and margin are copied. Raises DesignError
+    when no main trial is left to repeat."""
+    rng = random.Random(seed)
+    repeated = set(study.trials.filter(catch_kind="repeat").values_list("repeat_of_id", flat=True))
+    made: list[Trial] = []
+    with transaction.atomic():
+        for instrument in study.instruments:
+            main = [t for t in study.trials.filter(instrument=instrument, is_practice=False,
+                                                  is_catch=False).order_by("id")
+                    if t.pk not in repeated]  # fmt: skip
+            for original in rng.sample(main, min(per_instrument, len(main))):
+                made.append(
+                    _trial(
+                        study, instrument, original.reference, original.candidate_a,
+                        original.candidate_b, is_catch=True, catch_kind="repeat",
+                        repeat_of=original, model_choice=original.model_choice,
+                        model_margin=original.model_margin,
+                    )
+                )  # fmt: skip
+    if not made:
+        raise DesignError(
+            f"study {study.pk}: no main trial without a repeat; expected at least one to repeat"
+        )
+    return made
+
+
 def _three_pieces(mixes: list[Clip], rng: random.Random) -> tuple[Clip, Clip, Clip]:
     while True:
         trio = rng.sample(mixes, 3)

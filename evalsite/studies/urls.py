@@ -23,6 +23,7 @@ urlpatterns: list = [
     path("studies/<int:pk>/trials/add/", ex.trial_add, name="trial_add"),
     path("studies/<int:pk>/trials/csv/", ex.trials_csv, name="trials_csv"),
     path("studies/<int:pk>/trials/random/", ex.trials_random, name="trials_random"),
+    path("studies/<int:pk>/trials/repeats/", ex.trials_repeats, name="trials_repeats"),
     path("studies/<int:pk>/progress/", ex.study_progress, name="progress"),
     path("studies/<int:pk>/export/", ex.export_index, name="export"),
     path("studies/<int:pk>/export/<str:name>", ex.export_download, name="export_file"),

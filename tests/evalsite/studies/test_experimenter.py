@@ -333,3 +333,33 @@ def test_it_records_every_change_to_a_study_and_exports_the_history(
     assert all(e["at"].endswith("Z") for e in config["history"])
     page = client.get(reverse("studies:study_detail", args=[study.pk])).content.decode()
     assert "settings.loudness_target_lufs: [-23.0, -30.0]" in page
+
+
+def test_it_adds_ab_swapped_repeats_of_main_trials_without_one(client, alice, study):
+    client.force_login(alice)
+    url = reverse("studies:trials_repeats", args=[study.pk])
+    before = set(study.trials.values_list("pk", flat=True))
+    assert client.post(url, {"per_instrument": 5, "seed": 1}).status_code == 302
+    made = study.trials.exclude(pk__in=before)
+    originals = [t.repeat_of for t in made]
+    # main[0] (drums) already had a repeat: the other three main trials get one each
+    assert len(made) == 3 and all(t.catch_kind == "repeat" and t.is_catch for t in made)
+    assert len(set(originals)) == 3 and all(not o.is_catch for o in originals)
+    for t, o in zip(made, originals):
+        assert (t.reference, t.candidate_a, t.candidate_b, t.instrument, t.model_choice) == (
+            o.reference, o.candidate_a, o.candidate_b, o.instrument, o.model_choice)  # fmt: skip
+    again = client.post(url, {"per_instrument": 5, "seed": 1})
+    assert again.status_code == 400
+    assert "no main trial without a repeat" in str(again.context["repeats_form"].non_field_errors())
+    assert study.events.filter(kind="trials").count() == 1
+
+
+def test_it_warns_when_the_trials_cannot_meet_the_catch_settings(client, alice, study):
+    client.force_login(alice)
+    url = reverse("studies:study_detail", args=[study.pk])
+    assert b"shortfall" not in client.get(url).content  # 1 of each kind asked, 1 of each made
+    study.settings = {**study.settings, "catch": {"identical": 1, "attention": 1, "repeat": 3}}
+    study.save()
+    page = client.get(url).content.decode()
+    assert "ask for 3 repeat catch trial(s) per participant; the study has 1" in page
+    assert page.count('class="error shortfall"') == 1
