@@ -196,6 +196,23 @@ def _fold(study: Study) -> Counter:
     return counts
 
 
+def known_full(study: Study) -> bool:
+    """Whether the answers of the study's finished participants alone (its fold) already give
+    every main trial its target: then it is full for good, since stored answers stay. Read at
+    entry, without the study's lock, so that a newcomer is told before consent and screening,
+    not after (assignment at the instructions still decides every other case). A fold that no
+    longer matches its participants (one was deleted) is not trusted."""
+    fold = StudyFold.objects.filter(study_id=study.pk).values("participants", "answers").first()
+    if not fold or not fold["participants"]:
+        return False
+    if FoldedParticipant.objects.filter(study_id=study.pk).count() != fold["participants"]:
+        return False
+    target = int(study.setting("target_answers_per_trial"))
+    main = study.trials.filter(is_practice=False, is_catch=False).values_list("id", flat=True)
+    answered = fold["answers"]
+    return bool(main) and all(answered.get(str(t), 0) >= target for t in main)
+
+
 def _least_filled(trials: list, counts: Counter, rng: random.Random, n: int) -> list:
     keyed = sorted(trials, key=lambda t: (counts[t.id], rng.random()))
     return keyed[:n]

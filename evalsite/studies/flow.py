@@ -46,7 +46,8 @@ PROLIFIC_KEYS = {"PROLIFIC_PID": "prolific_pid", "STUDY_ID": "prolific_study_id"
 
 
 def find_or_create(study: Study, params: dict, user_agent: str, language: str) -> Participant:
-    """The participant these recruitment parameters name (resume), or a new one. One refused at
+    """The participant these recruitment parameters name (resume), or a new one (at `full` at
+    once when the study is known to be full, `design.known_full`). One refused at
     the browser check (a phone, no Web Audio) starts that check again: the refusal page asks
     them to come back with the same link on another device."""
     ids = {field: str(params.get(key, ""))[:64] for key, field in PROLIFIC_KEYS.items()}
@@ -60,7 +61,7 @@ def find_or_create(study: Study, params: dict, user_agent: str, language: str) -
         if found.step == Step.REFUSED:
             check_browser_again(found, user_agent)
         return found
-    return Participant.objects.create(
+    p = Participant.objects.create(
         study=study,
         recruitment={k: str(v)[:200] for k, v in list(params.items())[:30]},
         user_agent=user_agent[:1000],
@@ -69,6 +70,9 @@ def find_or_create(study: Study, params: dict, user_agent: str, language: str) -
         session=ids["prolific_session_id"] or Participant._meta.get_field("session").default(),
         **ids,
     )
+    if design.known_full(study):  # told now, not after consent and screening
+        advance(p, Step.BROWSER_CHECK, Step.FULL)
+    return p
 
 
 def check_browser_again(p: Participant, user_agent: str) -> None:

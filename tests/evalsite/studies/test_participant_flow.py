@@ -450,6 +450,25 @@ def test_it_tells_a_participant_when_the_study_is_full(client, experimenter, lis
     assert p.step == "full" and not p.slots.exists()
     assert "The study is full" in late.get(url(p)).content.decode()
 
+    # Now the finished participant's answers are in the fold: a newcomer is told at the door,
+    # before consent and screening.
+    door = Client()
+    newcomer = enter(door, study, PROLIFIC_PID="pp-door")
+    assert newcomer.step == "full" and newcomer.finished_at is not None
+    page = door.get(url(newcomer)).content.decode()
+    assert "The study is full" in page and "return your submission" in page
+
+
+def test_it_does_not_turn_newcomers_away_while_the_trials_still_need_answers(
+    client, experimenter, listening_catalogue
+):
+    from tests.evalsite.studies.conftest import make_study
+
+    study = make_study(experimenter, listening_catalogue, target_answers_per_trial=2)
+    finish(client, to_step(client, enter(client, study, pid="first"), "practice"))
+    design.count_fill(study, timezone.now())  # the first participant folded: one answer each
+    assert enter(Client(), study, pid="second").step == "browser_check"
+
 
 def test_it_gives_neutral_feedback_to_a_practice_trial_without_a_key(client, listening_study):
     listening_study.trials.filter(is_practice=True).update(expected="")
