@@ -104,7 +104,7 @@ def make_bundle(
         )
         z.writestr(f"{root}/report_config.json", json.dumps(config.to_dict(), indent=1))
         z.writestr(f"{root}/seeds.json", json.dumps(seeds, indent=1, default=str))
-        z.writestr(f"{root}/design.csv", design.to_csv(index=False))
+        z.writestr(f"{root}/design.csv", export.to_csv(design))
         z.writestr(f"{root}/answers.csv", answers_csv)
         z.writestr(f"{root}/codebook.json", json.dumps(export.CODEBOOK, indent=1))
         z.writestr(f"{root}/report.json", report_json(report))

@@ -18,7 +18,7 @@ from evalsite.reports.analysis.report import Report
 from evalsite.reports.bundle import make_bundle
 from evalsite.reports.models import ReportSnapshot
 from evalsite.reports.rendering.plots import all_plots
-from evalsite.studies.export import answers_dataframe
+from evalsite.studies.export import answers_dataframe, to_csv
 from evalsite.studies.models import Study
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def report_config_for(study: Study) -> tuple[ReportConfig, list[str]]:
 
 
 def answers_csv(study: Study) -> bytes:
-    return answers_dataframe(study).to_csv(index=False).encode()
+    return to_csv(answers_dataframe(study))
 
 
 def compute(study: Study, csv: bytes) -> Report:

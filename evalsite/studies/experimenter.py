@@ -94,9 +94,9 @@ def study_edit(request: HttpRequest, pk: int) -> HttpResponse:
     study = get_visible_study(request.user, pk)
     if request.method == "POST" and not _editable(request, study):
         return redirect("studies:study_detail", pk=study.pk)
+    before = history.state(study)  # now: validating a ModelForm writes the POST onto `study`
     form = StudyForm(request.POST or None, instance=study, can_share=is_owner(request.user, study))
     if request.method == "POST" and form.is_valid():
-        before = history.state(study)
         with transaction.atomic():
             form.save()
             study.refresh_from_db()

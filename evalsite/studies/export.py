@@ -54,12 +54,11 @@ PARTICIPANT_COLUMNS = (
 )  # fmt: skip
 QUESTIONNAIRE_FIELDS = ("musical_training", "plays_instrument", "device", "headphones")
 SCREENING_KINDS = ("antiphase", "huggins")
-# Text a participant typed or put in the study link: a value starting with one of these would run
-# as a formula when the CSV is opened in a spreadsheet (OWASP "CSV injection"); it gets a leading
-# apostrophe. Recruitment ids (Prolific's are hex) never start with one.
+# A text cell starting with one of these would run as a formula when a CSV file is opened in a
+# spreadsheet (OWASP "CSV injection"): participants control ids (the study link), free text and
+# browser reports. Every CSV export writes such a cell with a leading apostrophe (`to_csv`);
+# JSON files keep the values as stored. Recruitment ids (Prolific's are hex) never start so.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-PARTICIPANT_TEXT = ("session", "prolific_pid", "prolific_study_id", "prolific_session_id",
-                    "external_pid", "plays_instrument", "user_agent")  # fmt: skip
 
 _ANSWER_FIELDS = {
     "participant_id": "participant",
@@ -198,8 +197,6 @@ def participants_dataframe(study: Study) -> pd.DataFrame:
             **{k: int(v.get(p.pk, 0)) for k, v in counts.items()},
             "recruitment": json.dumps(p.recruitment, ensure_ascii=False, sort_keys=True),
         }  # fmt: skip
-        for col in PARTICIPANT_TEXT:
-            row[col] = _inert(str(row[col]))
         for kind in SCREENING_KINDS:
             of_kind = [a for a in screened if a.get("kind") == kind]
             row[f"{kind}_correct"] = sum(1 for a in of_kind if a.get("correct"))
@@ -208,9 +205,17 @@ def participants_dataframe(study: Study) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(PARTICIPANT_COLUMNS))
 
 
-def _inert(text: str) -> str:
-    """`text`, with a leading apostrophe when a spreadsheet would read it as a formula."""
-    return "'" + text if text.startswith(FORMULA_START) else text
+def _inert(value):
+    """A text `value` with a leading apostrophe when a spreadsheet would read it as a formula;
+    anything else unchanged."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
+
+
+def to_csv(frame: pd.DataFrame) -> bytes:
+    """CSV bytes of `frame` for people and spreadsheets: text cells that would run as a formula
+    get a leading apostrophe (FORMULA_START); numbers are written as they are."""
+    text = frame.select_dtypes(include="object").columns
+    return frame.assign(**{c: frame[c].map(_inert) for c in text}).to_csv(index=False).encode()
 
 
 def served(clip: Clip, target_lufs: float) -> tuple[str, float | None]:
@@ -459,14 +464,18 @@ def _json_records(frame: pd.DataFrame) -> bytes:
     return json.dumps(records, indent=1, ensure_ascii=False).encode()
 
 
-for _text in PARTICIPANT_TEXT:
-    CODEBOOK["participants"][_text]["meaning"] += (
-        "; a value starting with = + - @ gets a leading ' (a spreadsheet would run it)"
+CODEBOOK["csv"] = {
+    "text_cells": _col(
+        "In every CSV file, a text cell starting with = + - @ (or a tab or carriage return) is "
+        "written with a leading ' so that a spreadsheet shows it instead of running it as a "
+        "formula; the JSON files hold the values as stored",
+        "rule",
     )
+}
 
 
 EXPORT_FILES: dict[str, tuple[str, object]] = {
-    "answers.csv": ("text/csv", lambda s: full_answers_dataframe(s).to_csv(index=False).encode()),
+    "answers.csv": ("text/csv", lambda s: to_csv(full_answers_dataframe(s))),
     "answers.json": ("application/json", lambda s: _json_records(full_answers_dataframe(s))),
     "codebook.json": ("application/json", lambda s: json.dumps(CODEBOOK, indent=1).encode()),
     "config.json": (
@@ -475,10 +484,10 @@ EXPORT_FILES: dict[str, tuple[str, object]] = {
     ),
     "participants.csv": (
         "text/csv",
-        lambda s: participants_dataframe(s).to_csv(index=False).encode(),
+        lambda s: to_csv(participants_dataframe(s)),
     ),
-    "manifest.csv": ("text/csv", lambda s: manifest_dataframe(s).to_csv(index=False).encode()),
-    "design.csv": ("text/csv", lambda s: realised_design(s).to_csv(index=False).encode()),
+    "manifest.csv": ("text/csv", lambda s: to_csv(manifest_dataframe(s))),
+    "design.csv": ("text/csv", lambda s: to_csv(realised_design(s))),
 }
 
 

@@ -60,6 +60,8 @@ def find_or_create(study: Study, params: dict, user_agent: str, language: str) -
     if found is not None:
         if found.step == Step.REFUSED:
             check_browser_again(found, user_agent)
+            if found.step == Step.BROWSER_CHECK and design.known_full(study):
+                advance(found, Step.BROWSER_CHECK, Step.FULL)
         return found
     p = Participant.objects.create(
         study=study,

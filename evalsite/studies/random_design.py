@@ -124,9 +124,13 @@ def add_repeats(study: Study, per_instrument: int, seed: int = 0) -> list[Trial]
     repeat only with its original). The model's choice and margin are copied. Raises DesignError
     when no main trial is left to repeat."""
     rng = random.Random(seed)
-    repeated = set(study.trials.filter(catch_kind="repeat").values_list("repeat_of_id", flat=True))
     made: list[Trial] = []
     with transaction.atomic():
+        # The study's lock: a second submission waits, then sees these repeats and adds others.
+        list(Study.objects.select_for_update().filter(pk=study.pk).values_list("pk"))
+        repeated = set(
+            study.trials.filter(catch_kind="repeat").values_list("repeat_of_id", flat=True)
+        )
         for instrument in study.instruments:
             main = [t for t in study.trials.filter(instrument=instrument, is_practice=False,
                                                   is_catch=False).order_by("id")

@@ -310,7 +310,8 @@ def test_it_records_every_change_to_a_study_and_exports_the_history(
     client.force_login(alice)
     edit = reverse("studies:study_edit", args=[study.pk])
     client.post(edit, _study_post(target_answers_per_trial=7))  # nothing changed: no event
-    client.post(edit, _study_post(target_answers_per_trial=3, loudness_target_lufs=-30))
+    client.post(edit, _study_post(target_answers_per_trial=3, loudness_target_lufs=-30,
+                                  consent_text="New consent.", instruments=["guitar"]))  # fmt: skip
     status = reverse("studies:study_status", args=[study.pk])
     client.post(status, {"action": "open"})  # refused (no trials): no event
     tones = [SimpleUploadedFile(f"{i}.wav", wav_bytes(freq=200 + 50 * i), "audio/wav")
@@ -327,7 +328,9 @@ def test_it_records_every_change_to_a_study_and_exports_the_history(
     created, edited, drawn, opened = (e["changes"] for e in config["history"])
     assert created["settings.target_answers_per_trial"] == [None, 7]
     assert edited == {"settings.target_answers_per_trial": [7, 3],
-                      "settings.loudness_target_lufs": [-23.0, -30.0]}  # fmt: skip
+                      "settings.loudness_target_lufs": [-23.0, -30.0],
+                      "consent_text": ["You agree to take part.", "New consent."],
+                      "instruments": [["guitar", "piano"], ["guitar"]]}  # fmt: skip
     assert drawn["how"] == "random" and drawn["seed"] == 3 and drawn["added"] > 0
     assert opened == {"status": ["draft", "open"]}
     assert all(e["at"].endswith("Z") for e in config["history"])

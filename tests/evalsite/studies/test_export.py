@@ -166,17 +166,29 @@ def test_it_lists_every_participant_with_ids_status_codes_and_answer_counts(answ
     assert frame.loc["p1", "catch_correct"] == 3 and frame.loc["p2", "catch_correct"] == 2
 
 
-def test_it_defuses_participant_text_a_spreadsheet_would_run(client, alice, answered_study):
+def test_it_defuses_text_a_spreadsheet_would_run_in_every_csv(client, alice, answered_study):
     p = answered_study.participants.get(external_pid="p3")
     Participant.objects.filter(pk=p.pk).update(
-        external_pid='=HYPERLINK("http://x")', questionnaire={"plays_instrument": "+1 guitar"}
-    )
+        external_pid="=HYPERLINK(\"http://x\")", session="@SUM(1)",
+        questionnaire={"plays_instrument": "+1 guitar"}, browser={"web_audio": "-2+3"},
+    )  # fmt: skip
     client.force_login(alice)
-    url = reverse("studies:export_file", args=[answered_study.pk, "participants.csv"])
-    table = pd.read_csv(io.BytesIO(client.get(url).content), keep_default_na=False)
-    row = table[table["participant"] == p.pk].iloc[0]
+
+    def table(name):
+        url = reverse("studies:export_file", args=[answered_study.pk, name])
+        frame = pd.read_csv(io.BytesIO(client.get(url).content), keep_default_na=False)
+        return frame[frame["participant"] == p.pk]
+
+    row = table("participants.csv").iloc[0]
     assert row["external_pid"] == '\'=HYPERLINK("http://x")'
-    assert row["plays_instrument"] == "'+1 guitar"
+    assert row["plays_instrument"] == "'+1 guitar" and row["web_audio"] == "'-2+3"
+    assert set(table("answers.csv")["session"]) == {"'@SUM(1)"}
+    assert set(table("design.csv")["session"]) == {"'@SUM(1)"}
+    records = json.loads(
+        client.get(reverse("studies:export_file", args=[answered_study.pk, "answers.json"])).content
+    )
+    assert {r["session"] for r in records if r["participant"] == p.pk} == {"@SUM(1)"}  # as stored
+    assert table("answers.csv")["response_ms"].min() > 0  # numbers untouched
 
 
 def test_it_lists_the_served_file_of_a_clip_normalised_to_the_study_target(

@@ -459,6 +459,22 @@ def test_it_tells_a_participant_when_the_study_is_full(client, experimenter, lis
     assert "The study is full" in page and "return your submission" in page
 
 
+def test_a_participant_refused_on_a_phone_is_told_at_once_when_the_study_filled_meanwhile(
+    client, experimenter, listening_catalogue
+):
+    from tests.evalsite.studies.conftest import make_study
+
+    study = make_study(experimenter, listening_catalogue, target_answers_per_trial=1)
+    phone = Client()
+    p = enter(phone, study, pid="phone-first")
+    post(phone, p, "browser_check", web_audio="1", ua_mobile="1")
+    finish(client, to_step(client, enter(client, study, pid="first"), "practice"))
+    design.count_fill(study, timezone.now())  # the finished participant folded: study full
+    assert enter(Client(), study, pid="phone-first") == p
+    p.refresh_from_db()
+    assert p.step == "full"
+
+
 def test_it_does_not_turn_newcomers_away_while_the_trials_still_need_answers(
     client, experimenter, listening_catalogue
 ):
