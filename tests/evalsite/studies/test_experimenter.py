@@ -335,7 +335,7 @@ def test_it_records_every_change_to_a_study_and_exports_the_history(
     assert opened == {"status": ["draft", "open"]}
     assert all(e["at"].endswith("Z") for e in config["history"])
     page = client.get(reverse("studies:study_detail", args=[study.pk])).content.decode()
-    assert "settings.loudness_target_lufs: [-23.0, -30.0]" in page
+    assert "<code>settings.loudness_target_lufs</code>: -23.0 → -30.0" in page
 
 
 def test_it_adds_ab_swapped_repeats_of_main_trials_without_one(client, alice, study):
