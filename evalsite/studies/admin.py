@@ -3,6 +3,19 @@ from django.contrib import admin
 from evalsite.studies.models import Answer, Assignment, Participant, Study, StudyEvent, Trial
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows shown, never added, edited or deleted one by one in the admin."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Study)
 class StudyAdmin(admin.ModelAdmin):
     list_display = ("name", "owner", "status", "created_at")
@@ -38,7 +51,7 @@ class AssignmentAdmin(admin.ModelAdmin):
 
 
 @admin.register(Answer)
-class AnswerAdmin(admin.ModelAdmin):
+class AnswerAdmin(ReadOnlyAdmin):
     """Answers are the study's record: shown, never added, edited or deleted one by one (they go
     with their participant or study)."""
 
@@ -46,28 +59,10 @@ class AnswerAdmin(admin.ModelAdmin):
     list_filter = ("trial__study",)
     raw_id_fields = ("participant", "trial")
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(StudyEvent)
-class StudyEventAdmin(admin.ModelAdmin):
+class StudyEventAdmin(ReadOnlyAdmin):
     """The study history, read-only: it is what the export says held when."""
 
     list_display = ("at", "study", "user", "kind")
     list_filter = ("kind",)
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

@@ -278,15 +278,25 @@ def _trials_page(
     return render(request, "studies/experimenter/trials.html", context, status=status)
 
 
+def _trials_form(request, pk: int, make_form, page_key: str):
+    """(study, bound form, None) for a POST that adds trials, or (study, form, the response to
+    give instead): back to the trials of a closed study, or the page with the form's errors."""
+    study = get_visible_study(request.user, pk)
+    if not _editable(request, study):
+        return study, None, redirect("studies:trials", pk=study.pk)
+    form = make_form(study)
+    if not form.is_valid():
+        return study, form, _trials_page(request, study, **{page_key: form}, status=400)
+    return study, form, None
+
+
 @login_required
 @require_POST
 def trial_add(request: HttpRequest, pk: int) -> HttpResponse:
-    study = get_visible_study(request.user, pk)
-    if not _editable(request, study):
-        return redirect("studies:trials", pk=study.pk)
-    form = TrialForm(request.POST, study=study)
-    if not form.is_valid():
-        return _trials_page(request, study, form=form, status=400)
+    make = lambda study: TrialForm(request.POST, study=study)  # noqa: E731
+    study, form, refused = _trials_form(request, pk, make, "form")
+    if refused:
+        return refused
     with transaction.atomic():
         trial = form.save()
         history.record(study, request.user, history.Kind.TRIALS, {"added": 1, "how": "form"})
@@ -297,12 +307,10 @@ def trial_add(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def trials_csv(request: HttpRequest, pk: int) -> HttpResponse:
-    study = get_visible_study(request.user, pk)
-    if not _editable(request, study):
-        return redirect("studies:trials", pk=study.pk)
-    form = TrialCSVForm(request.POST, request.FILES, study=study)
-    if not form.is_valid():
-        return _trials_page(request, study, csv_form=form, status=400)
+    make = lambda study: TrialCSVForm(request.POST, request.FILES, study=study)  # noqa: E731
+    study, form, refused = _trials_form(request, pk, make, "csv_form")
+    if refused:
+        return refused
     made = form.cleaned_data["csv_file"]
     with transaction.atomic():
         for trial in made:
@@ -317,12 +325,11 @@ def trials_csv(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def trials_random(request: HttpRequest, pk: int) -> HttpResponse:
     """Draw trials at random from the catalogue (the model-free design of random_design.py)."""
-    study = get_visible_study(request.user, pk)
-    if not _editable(request, study):
-        return redirect("studies:trials", pk=study.pk)
-    form = RandomTrialsForm(request.POST)
-    if not form.is_valid():
-        return _trials_page(request, study, random_form=form, status=400)
+    study, form, refused = _trials_form(
+        request, pk, lambda _: RandomTrialsForm(request.POST), "random_form"
+    )
+    if refused:
+        return refused
     data = form.cleaned_data
     try:
         made = build_random_trials(
@@ -346,12 +353,11 @@ def trials_random(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def trials_repeats(request: HttpRequest, pk: int) -> HttpResponse:
     """Add A/B-swapped repeats of main trials (`random_design.add_repeats`)."""
-    study = get_visible_study(request.user, pk)
-    if not _editable(request, study):
-        return redirect("studies:trials", pk=study.pk)
-    form = RepeatsForm(request.POST)
-    if not form.is_valid():
-        return _trials_page(request, study, repeats_form=form, status=400)
+    study, form, refused = _trials_form(
+        request, pk, lambda _: RepeatsForm(request.POST), "repeats_form"
+    )
+    if refused:
+        return refused
     try:
         with transaction.atomic():
             made = add_repeats(study, **form.cleaned_data)
