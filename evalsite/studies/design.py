@@ -129,6 +129,12 @@ def balance_positions(trials: list, seed: int) -> dict[int, str]:
     return shown
 
 
+def lock_study(study_id: int) -> None:
+    """Take the study's lock (its row, FOR UPDATE) until the transaction ends: the fill, the fold
+    and trials added to it change only under it."""
+    list(Study.objects.select_for_update().filter(pk=study_id).values_list("pk"))
+
+
 def fill_counts(study: Study, now: datetime) -> Counter:
     """trial id -> answers stored + unanswered slots still reserved.
 
@@ -139,7 +145,7 @@ def fill_counts(study: Study, now: datetime) -> Counter:
     "Entering"). The queries name the columns (`trial_id`, `participant_id`) rather than the
     relations where they can, which keeps the ORM from joining tables it does not need."""
     with transaction.atomic():
-        list(Study.objects.select_for_update().filter(pk=study.pk).values_list("pk"))
+        lock_study(study.pk)
         counts = _fold(study)
         answered = (
             Answer.objects.filter(participant__study_id=study.pk, participant__folded__isnull=True)

@@ -82,7 +82,7 @@ def check_browser_again(p: Participant, user_agent: str) -> None:
     step). Refused there, it has no slots and no answers; it leaves the study's fold (under the
     study's lock, as every change to the fold), which it had entered with nothing."""
     with transaction.atomic():
-        list(Study.objects.select_for_update().filter(pk=p.study_id).values_list("pk"))
+        design.lock_study(p.study_id)
         if not advance(p, Step.REFUSED, Step.BROWSER_CHECK, state={}, finished_at=None,
                        user_agent=user_agent[:1000]):  # fmt: skip
             return  # another request took it back first

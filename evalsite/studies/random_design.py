@@ -15,6 +15,7 @@ import random
 from django.db import transaction
 
 from evalsite.stimuli.models import Catalogue, Clip
+from evalsite.studies.design import lock_study
 from evalsite.studies.models import Study, Trial
 
 
@@ -127,7 +128,7 @@ def add_repeats(study: Study, per_instrument: int, seed: int = 0) -> list[Trial]
     made: list[Trial] = []
     with transaction.atomic():
         # The study's lock: a second submission waits, then sees these repeats and adds others.
-        list(Study.objects.select_for_update().filter(pk=study.pk).values_list("pk"))
+        lock_study(study.pk)
         repeated = set(
             study.trials.filter(catch_kind="repeat").values_list("repeat_of_id", flat=True)
         )
