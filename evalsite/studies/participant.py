@@ -20,7 +20,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext
 
 from evalsite.stimuli.audio import normalise, normalised_path, wav_bytes
 from evalsite.stimuli.serving import serve_audio
@@ -198,12 +198,15 @@ def get_screening(request, p):
 
 
 def get_instructions(request, p):
+    # "drums, bass" in English, "ドラム、ベース" in Japanese: the separator is translated too
     names = [INSTRUMENTS.get(i, i) for i in p.study.instruments]
     has_practice = bool(p.study.setting("practice_trials")) and (
         p.study.trials.filter(is_practice=True).exists()
     )
+    translation.activate(p.language)
+    listed = pgettext("list separator", ", ").join(str(n) for n in names)
     return _render(request, p, "instructions.html",
-                   {"instrument_names": names, "has_practice": has_practice})  # fmt: skip
+                   {"instrument_names": listed, "has_practice": has_practice})  # fmt: skip
 
 
 def get_trial(request, p):

@@ -60,10 +60,13 @@
       makeBins();
       a.addEventListener("loadedmetadata", makeBins);
       a.addEventListener("durationchange", makeBins);
+      // A seek (a replay starts at 0) is not listening: the bins count from where it landed. No
+      // time limit between two updates: a busy page or a background tab sends them seconds apart.
+      a.addEventListener("seeking", function () { last = a.currentTime; });
       a.addEventListener("timeupdate", function () {
         makeBins();
         var now = a.currentTime;
-        if (bins[k] && now >= last && now - last < 1.0) {
+        if (bins[k] && now >= last) {
           for (var i = Math.floor(last * 10); i < Math.min(bins[k].length, Math.ceil(now * 10)); i++) bins[k][i] = 1;
         }
         last = now;
@@ -80,21 +83,35 @@
         if (a.hasAttribute("data-once") && btn) btn.disabled = true;
         maybeUnlock();
       });
-      var failed = function () {
-        setState(k, "error");
-        log("error " + k);
-        var alert = form.querySelector("[data-load-error]");
-        if (alert) alert.hidden = false;  // say why the page stays locked
-      };
-      a.addEventListener("error", failed);
-      if (a.error) failed();  // it failed before this script ran
+      a.addEventListener("error", function () { failed(k); });
+      if (a.error) failed(k);  // it failed before this script ran
     });
+
+    function failed(k) {
+      setState(k, "error");
+      log("error " + k);
+      var alert = form.querySelector("[data-load-error]");
+      if (alert) alert.hidden = false;  // say why the page stays locked
+    }
 
     function setState(k, state) {
       var el = form.querySelector('[data-state="' + k + '"]');
       if (!el) return;
       el.dataset.value = state;
-      el.textContent = state === "done" ? "✓" : state === "playing" ? "♪" : state === "error" ? "!" : "";
+      el.textContent = "";
+      var mark = { done: "✓", playing: "♪", error: "!" }[state];
+      if (!mark) return;
+      var shown = document.createElement("span");
+      shown.setAttribute("aria-hidden", "true");  // screen readers get the words, or nothing
+      shown.textContent = mark;
+      el.appendChild(shown);
+      var said = form.dataset["said" + state.charAt(0).toUpperCase() + state.slice(1)];
+      if (said && state !== "playing") {  // nothing is spoken over the sound
+        var words = document.createElement("span");
+        words.className = "sr-only";
+        words.textContent = said;
+        el.appendChild(words);
+      }
     }
 
     function heard(k) {
@@ -124,7 +141,13 @@
       if (btn) btn.classList.add("playing");
       if (a.hasAttribute("data-once") && btn) btn.disabled = true;
       var p = a.play();
-      if (p && p.catch) p.catch(function (e) { log("play-failed " + k + " " + e.name); });
+      if (p && p.catch) p.catch(function (e) {
+        log("play-failed " + k + " " + e.name);
+        if (e.name === "AbortError") return;  // paused by another play: nothing went wrong
+        plays[k] -= 1;  // it never played: it may be played again, and is not counted
+        if (btn) { btn.classList.remove("playing"); btn.disabled = false; }
+        failed(k);
+      });
     }
 
     function maybeUnlock() {
@@ -134,7 +157,7 @@
       log("unlocked");
       form.querySelectorAll("[data-unlock]").forEach(function (b) { b.disabled = false; });
       var hint = form.querySelector("[data-locked-hint]");
-      if (hint) hint.hidden = true;
+      if (hint) hint.textContent = hint.dataset.unlocked || "";  // a live region: read out
     }
 
     function choose(value) {
@@ -148,7 +171,7 @@
         Object.keys(audios).forEach(function (k) { h[k] = heard(k); });
         form.elements.log.value = JSON.stringify({
           response_ms: rt, plays: plays, heard: h, blur_events: blurs,
-          audio_sample_rate: audioSampleRate(), events: events,
+          audio_sample_rate: audioSampleRate(), events: events, hidden_ms: hiddenMs(),
           viewport: window.innerWidth + "x" + window.innerHeight,
         });
       }
@@ -164,6 +187,16 @@
       b.addEventListener("click", function () { choose(b.dataset.choice); });
     });
     window.addEventListener("blur", function () { blurs += 1; log("blur"); });
+    // Time the page spent hidden (another tab, minimised): the response time includes it.
+    var hiddenTotal = 0, hiddenSince = document.hidden ? performance.now() : null;
+    var hiddenMs = function () {
+      var open = hiddenSince === null ? 0 : performance.now() - hiddenSince;
+      return Math.round(hiddenTotal + open);
+    };
+    document.addEventListener("visibilitychange", function () {
+      if (document.hidden) { hiddenSince = performance.now(); log("hidden"); }
+      else if (hiddenSince !== null) { hiddenTotal += performance.now() - hiddenSince; hiddenSince = null; log("visible"); }
+    });
     window.addEventListener("focus", function () { log("focus"); });
     form.addEventListener("submit", function (e) {
       // Only forms without choices (calibration) submit natively, and only once unlocked.
@@ -172,7 +205,9 @@
     });
 
     document.addEventListener("keydown", function (e) {
-      if (e.ctrlKey || e.metaKey || e.altKey) return;
+      if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;  // a held key acts once
+      // Space and Enter on a focused button or link press that button or follow that link.
+      if ((e.key === " " || e.key === "Enter") && e.target.closest && e.target.closest("button, a")) return;
       var tag = (e.target && e.target.tagName) || "";
       if (tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA") return;
       var key = e.key.length === 1 ? e.key.toLowerCase() : e.key;

@@ -17,6 +17,7 @@ from tests.browser.participant_steps import (
     listen_all,
     right_choice,
     screen,
+    scripted,
     through_calibration,
 )
 from tests.evalsite.studies.conftest import SHORT_SCREENING, make_catalogue, make_study
@@ -231,3 +232,41 @@ def test_it_refuses_another_participants_pages_and_audio(
         assert not Answer.objects.filter(participant=victim).exists()
     finally:
         other.close()
+
+
+def test_a_held_key_plays_a_clip_once_and_the_log_holds_the_hidden_time(live_server, page, owner):
+    study = quick_study(owner)
+    p = to_first_trial(live_server, page, study, "held-key")
+    scripted(page)
+    for _ in range(4):  # key auto-repeat: one press, three repeats
+        page.keyboard.down("1")
+    page.keyboard.up("1")
+    page.wait_for_selector("[data-state='r'][data-value='done']")
+    for key in ("A", "B"):
+        page.click(f"#play-{key}")
+        page.wait_for_selector(f"[data-state='{key}'][data-value='done']")
+    assert "answer now" in page.inner_text("[data-locked-hint]")  # said on unlock
+    with page.expect_navigation():
+        page.keyboard.press("b")
+    answer = Answer.objects.get(participant=p)
+    assert answer.plays_reference == 1 and answer.client["hidden_ms"] == 0
+
+
+def test_space_on_a_focused_button_presses_it_instead_of_replaying(live_server, page, owner):
+    study = quick_study(owner)
+    page.goto(study_url(live_server, study, pid="space"))
+    page.wait_for_selector("#continue:not([disabled])")
+    page.click("#continue")
+    page.click("#agree")
+    page.select_option("#id_musical_training", "2to5")
+    page.select_option("#id_device", "laptop")
+    page.select_option("#id_headphones", "over_ear")
+    page.click("#continue")
+    page.wait_for_selector("[data-play=cal]")
+    scripted(page)
+    page.keyboard.press(" ")  # nothing focused: the shortcut plays the noise
+    page.wait_for_selector("#continue:not([disabled])")
+    page.focus("#continue")
+    with page.expect_navigation():
+        page.keyboard.press(" ")  # the focused button is pressed
+    assert Participant.objects.get(external_pid="space").step == "instructions"

@@ -248,6 +248,12 @@ def test_it_promises_practice_trials_only_when_the_study_has_some(client, listen
     assert b"practice trials" not in client.get(url(p)).content
 
 
+def test_it_lists_the_instruments_with_the_language_s_separator(client, listening_study):
+    p = to_step(client, enter(client, listening_study, lang="ja"), "instructions")
+    Participant.objects.filter(pk=p.pk).update(language="ja")
+    assert "ドラム、ギター" in client.get(url(p)).content.decode()
+
+
 def test_it_gives_feedback_after_each_practice_trial(client, listening_study):
     p = to_step(client, enter(client, listening_study), "practice")
     slot, _ = answer_current(client, p, expected=True)
