@@ -6,22 +6,31 @@ catch-trial pass rates. Repeats count as passed when the same clip was chosen as
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from django.db.models import Count, F, Q
+from django.utils import timezone
 
 from evalsite.studies.models import Answer, Participant, Study, Trial
 
 IN_PROGRESS = "in progress"
 
 
-def participant_counts(study: Study) -> dict[str, int]:
-    """started (every entry), finished, screened_out, in_progress, other (declined, refused...)."""
-    by_step = dict(
-        Participant.objects.filter(study=study)
-        .values_list("step")
-        .annotate(n=Count("id"))
-        .values_list("step", "n")
-    )
+def participant_counts(study: Study, now: datetime | None = None) -> dict[str, int]:
+    """started (every entry), finished, screened_out, in_progress, other (declined, refused...),
+    and inactive: those in progress not seen for longer than the reservation timeout (their
+    unanswered trials are back in the pool; they can still come back and resume)."""
+    now = now or timezone.now()
+    idle_since = now - timedelta(seconds=int(study.setting("reservation_timeout_s")))
     final = {str(s) for s in Participant.FINAL_STEPS}
+    rows = (
+        Participant.objects.filter(study=study)
+        .values("step")
+        .annotate(n=Count("id"), idle=Count("id", filter=Q(last_seen_at__lt=idle_since)))
+        .order_by()
+    )
+    by_step = {r["step"]: r["n"] for r in rows}
+    inactive = sum(r["idle"] for r in rows if r["step"] not in final)
     finished = by_step.get(Participant.Step.DONE, 0)
     screened = by_step.get(Participant.Step.SCREENED_OUT, 0)
     in_progress = sum(n for step, n in by_step.items() if step not in final)
@@ -31,6 +40,7 @@ def participant_counts(study: Study) -> dict[str, int]:
         "finished": finished,
         "screened_out": screened,
         "in_progress": in_progress,
+        "inactive": inactive,
         "other": started - finished - screened - in_progress,
     }
 

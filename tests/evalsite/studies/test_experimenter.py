@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import timezone
 
 from evalsite.datasets.catalog import datasets
 from evalsite.stimuli.models import Clip
-from evalsite.studies.models import Study, Trial
+from evalsite.studies.models import Participant, Study, Trial
+from evalsite.studies.progress import participant_counts
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
 from tests.evalsite.studies.experimenter_personas import wav_bytes
 
@@ -217,7 +220,7 @@ def test_it_shows_live_progress_counts(client, alice, answered_study):
     assert response.status_code == 200
     ctx = response.context
     assert ctx["participants"] == {"started": 4, "finished": 2, "screened_out": 1,
-                                   "in_progress": 1, "other": 0}  # fmt: skip
+                                   "in_progress": 1, "inactive": 0, "other": 0}  # fmt: skip
     assert ctx["n_answers"] == 16
     per = {r["instrument"]: (r["main"], r["catch"]) for r in ctx["per_instrument"]}
     assert per == {"drums": (6, 4), "bass": (4, 2)}  # p3 answered two drums mains
@@ -225,6 +228,23 @@ def test_it_shows_live_progress_counts(client, alice, answered_study):
     assert catch == {"identical": (2, 2), "attention": (2, 2), "repeat": (2, 1)}
     assert sum(t.n_answers for t in ctx["per_trial"]) == 10
     assert f"/reports/{answered_study.pk}/" in response.content.decode()
+
+
+def test_progress_counts_participants_idle_past_the_reservation_timeout_as_inactive(
+    client, alice, answered_study
+):
+    timeout = timedelta(seconds=int(answered_study.setting("reservation_timeout_s")))
+    under_way = answered_study.participants.exclude(step__in=Participant.FINAL_STEPS)
+    finished = answered_study.participants.filter(step=Participant.Step.DONE)
+    long_ago = timezone.now() - timeout - timedelta(minutes=1)
+    finished.update(last_seen_at=long_ago)  # a finished participant is never "inactive"
+    assert participant_counts(answered_study)["inactive"] == 0
+    under_way.update(last_seen_at=long_ago)
+    counts = participant_counts(answered_study)
+    assert counts["inactive"] == under_way.count() == counts["in_progress"] == 1
+    client.force_login(alice)
+    html = client.get(reverse("studies:progress", args=[answered_study.pk])).content.decode()
+    assert "1 inactive" in html
 
 
 def test_it_lists_trials_and_counts_them_on_the_overview(client, alice, study):
