@@ -87,7 +87,7 @@ class SimulatedParticipant:
             self.step(p)
 
     def step(self, p) -> None:
-        from evalsite.studies import flow, screening
+        from evalsite.studies import flow
 
         s = p.step
         if s == "browser_check":
@@ -100,10 +100,10 @@ class SimulatedParticipant:
         elif s in {"calibration", "instructions"}:
             self.post(s)
         elif s == "screening":
-            kind, i = flow.screening_position(p)
             n = len(p.screening.get("answers", []))
-            target = screening.answer_key(p.seed, kind, i)["target"]
-            self.post(s, n=str(n), choice=str(target), rt_ms="2500")
+            target = flow.screening_key(p)["target"]  # of the page last drawn
+            self.post(s, n=str(n), draw=str(flow.screening_draw(p)), choice=str(target),
+                      rt_ms="2500")  # fmt: skip
         elif s in {"practice", "trials"}:
             self.trial(p, s)
         else:

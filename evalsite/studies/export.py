@@ -49,7 +49,8 @@ PARTICIPANT_COLUMNS = (
     "external_pid", "status", "language", "started_at", "consented_at", "finished_at",
     "last_seen_at", "musical_training", "plays_instrument", "device", "headphones", "web_audio",
     "phone", "audio_sample_rate", "user_agent", "screening_passed", "antiphase_correct",
-    "antiphase_trials", "huggins_correct", "huggins_trials", "screen_out_code", "completion_code",
+    "antiphase_trials", "huggins_correct", "huggins_trials", "screening_reloads", "screen_out_code",
+    "completion_code",
     "slots", "answers", "practice_answers", "catch_answers", "catch_correct", "recruitment",
 )  # fmt: skip
 QUESTIONNAIRE_FIELDS = ("musical_training", "plays_instrument", "device", "headphones")
@@ -201,6 +202,7 @@ def participants_dataframe(study: Study) -> pd.DataFrame:
             of_kind = [a for a in screened if a.get("kind") == kind]
             row[f"{kind}_correct"] = sum(1 for a in of_kind if a.get("correct"))
             row[f"{kind}_trials"] = len(of_kind)
+        row["screening_reloads"] = sum(max(v - 1, 0) for v in p.screening.get("views", []))
         rows.append(row)
     return pd.DataFrame(rows, columns=list(PARTICIPANT_COLUMNS))
 
@@ -398,6 +400,11 @@ CODEBOOK: dict[str, dict[str, dict]] = {
         "antiphase_trials": _col("Antiphase screening trials answered", "integer"),
         "huggins_correct": _col("Huggins-pitch screening trials answered correctly", "integer"),
         "huggins_trials": _col("Huggins-pitch screening trials answered", "integer"),
+        "screening_reloads": _col(
+            "Screening pages viewed again before being answered (each view draws a new trial:"
+            " the sounds of a screening trial are heard at most once)",
+            "integer",
+        ),
         "screen_out_code": _col("Code shown when screened out", "string or ''"),
         "completion_code": _col("Completion code shown at the end", "string or ''"),
         "slots": _col("Trials assigned (practice included)", "integer"),

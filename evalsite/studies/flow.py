@@ -125,8 +125,38 @@ def screening_position(p: Participant) -> tuple[str, int] | None:
     return sequence[done] if done < len(sequence) else None
 
 
-def record_screening(p: Participant, n: int, choice: int, rt_ms: int | None) -> None:
-    """Store a screening answer (only for the current trial number n) and score finished kinds."""
+def screening_draw(p: Participant) -> int:
+    """Which draw of the current screening trial its page shows (screening.py: each view of the
+    page draws the trial afresh; 0 before and at the first view)."""
+    n = len(p.screening.get("answers", []))
+    views = p.screening.get("views", [])
+    return max(views[n] - 1, 0) if n < len(views) else 0
+
+
+def screening_key(p: Participant) -> dict:
+    """The answer key of the screening trial the participant's page shows now."""
+    kind, i = screening_position(p)
+    return screening.answer_key(p.seed, kind, i, screening_draw(p))
+
+
+def view_screening(p: Participant) -> int:
+    """Count a view of the current screening page (each draws its trial afresh) and return the
+    draw it shows; `p.screening` is updated in place."""
+    with transaction.atomic():
+        locked = Participant.objects.select_for_update().only("screening").get(pk=p.pk)
+        n = len(locked.screening.get("answers", []))
+        views = list(locked.screening.get("views", []))
+        views += [0] * (n + 1 - len(views))  # a trial answered unseen (a scripted POST) counts 0
+        views[n] += 1
+        locked.screening = {**locked.screening, "views": views}
+        locked.save(update_fields=["screening"])
+    p.screening = locked.screening
+    return views[n] - 1
+
+
+def record_screening(p: Participant, n: int, draw: int, choice: int, rt_ms: int | None) -> None:
+    """Store a screening answer (only to the current trial number n, as drawn for the page
+    shown last) and score finished kinds."""
     cfg = screening.config()
     with transaction.atomic():
         p = Participant.objects.select_for_update().get(pk=p.pk)
@@ -134,9 +164,11 @@ def record_screening(p: Participant, n: int, choice: int, rt_ms: int | None) -> 
         position = screening_position(p)
         if p.step != Step.SCREENING or position is None or n != len(answers):
             return  # stale or replayed POST
+        if draw != screening_draw(p):
+            return  # answered on a page drawn before a reload (another tab): not what was heard
         kind, i = position
-        key = screening.answer_key(p.seed, kind, i)
-        answers.append({"kind": kind, "i": i, "choice": choice, "rt_ms": rt_ms,
+        key = screening.answer_key(p.seed, kind, i, draw)
+        answers.append({"kind": kind, "i": i, "draw": draw, "choice": choice, "rt_ms": rt_ms,
                         "correct": choice == key["target"]})  # fmt: skip
         p.screening = {**p.screening, "answers": answers}
         p.save(update_fields=["screening"])

@@ -191,10 +191,11 @@ def get_questionnaire(request, p, form=None):
 def get_screening(request, p):
     kind, i = flow.screening_position(p)
     cfg = screening.config()
+    draw = flow.view_screening(p)  # a reload draws a new trial, never a second hearing
     n = len(p.screening.get("answers", []))
-    audio = reverse("studies:screening_audio", args=[p.token, n])
-    return _render(request, p, "screening.html", {"kind": kind, "i": i, "n": n, "audio": audio,
-                   "number": i + 1, "total": cfg.trials})  # fmt: skip
+    audio = reverse("studies:screening_audio", args=[p.token, n, draw])
+    return _render(request, p, "screening.html", {"kind": kind, "i": i, "n": n, "draw": draw,
+                   "audio": audio, "number": i + 1, "total": cfg.trials})  # fmt: skip
 
 
 def get_instructions(request, p):
@@ -278,7 +279,8 @@ def post_screening(request, p):
     form = ScreeningForm(request.POST)
     if form.is_valid():
         data = form.cleaned_data
-        flow.record_screening(p, data["n"], data["choice"], data.get("rt_ms"))
+        draw = data["draw"] or 0  # a page from before draws were numbered posts none: 0
+        flow.record_screening(p, data["n"], draw, data["choice"], data.get("rt_ms"))
 
 
 def post_instructions(request, p):
@@ -378,15 +380,18 @@ def _cached_wav(name: str, make) -> Path:
     return path
 
 
-def screening_audio(request: HttpRequest, token: str, n: int) -> HttpResponse:
-    """The participant's current screening trial, rendered for each request (~9 ms, ~0.75 MB) and
-    never written to disk: the stimuli are the participant's own (its seed), and files kept per
-    participant added up to ~9 MB each."""
+def screening_audio(request: HttpRequest, token: str, n: int, draw: int) -> HttpResponse:
+    """The participant's current screening trial as its page drew it, rendered for each request
+    (~9 ms, ~0.75 MB) and never written to disk: the stimuli are the participant's own (its
+    seed), and files kept per participant added up to ~9 MB each. The draw is in the URL so that
+    a reloaded page never plays a cached earlier draw."""
     p = _own(request, token)
     if p is None or p.step != Step.SCREENING or n != len(p.screening.get("answers", [])):
         raise Http404
+    if draw != flow.screening_draw(p):
+        raise Http404
     kind, i = flow.screening_position(p)
-    signal = screening.render(p.seed, kind, i, screening.config())
+    signal = screening.render(p.seed, kind, i, screening.config(), draw)
     return serve_audio(request, wav_bytes(signal, screening.SR))
 
 

@@ -110,5 +110,6 @@ def client_log(text: str) -> ClientLog:
 
 class ScreeningForm(forms.Form):
     n = forms.IntegerField(min_value=0)
+    draw = forms.IntegerField(required=False, min_value=0)  # which draw of trial n was shown
     choice = forms.TypedChoiceField(choices=[(1, "1"), (2, "2"), (3, "3")], coerce=int)
     rt_ms = forms.IntegerField(required=False, min_value=0, max_value=3_600_000)

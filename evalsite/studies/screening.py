@@ -11,7 +11,10 @@ band around 600 Hz (+-6%) is phase-inverted in the right ear. Only over headphon
 evoke a faint pitch. Task: "which noise contains a faint tone?".
 
 Each screening trial is one WAV of three intervals; the answer key (which interval is the target)
-is derived from the participant's seed, so nothing about it appears in a URL or a page.
+is derived from the participant's seed, so nothing about it appears in a URL or a page. Every
+view of a screening page draws its trial afresh (`draw`: 0 for the first view, 1 after a reload,
+...): the sounds play only once per page, and a reload gives a new trial, not a second hearing
+of the same one (this project's choice; the papers do not say how a reload is handled).
 """
 
 from __future__ import annotations
@@ -45,9 +48,13 @@ def plan(kinds: list[str], cfg: ScreeningConfig) -> list[tuple[str, int]]:
     return [(kind, i) for kind in kinds for i in range(cfg.trials)]
 
 
-def answer_key(seed: int, kind: str, i: int) -> dict:
+def _name(seed: int, kind: str, i: int, draw: int) -> str:
+    return f"{seed}:{kind}:{i}" + (f":{draw}" if draw else "")
+
+
+def answer_key(seed: int, kind: str, i: int, draw: int = 0) -> dict:
     """Where the target (1-3) is; antiphase also places the antiphase distractor."""
-    rng = random.Random(f"{seed}:{kind}:{i}")
+    rng = random.Random(_name(seed, kind, i, draw))
     order = [1, 2, 3]
     rng.shuffle(order)
     return {"target": order[0], "distractor": order[1]}
@@ -84,11 +91,12 @@ def _huggins_interval(target: bool, n: int, rng: np.random.Generator) -> np.ndar
     return np.stack([noise * env, right * env], axis=1)  # (T, 2)
 
 
-def render(seed: int, kind: str, i: int, cfg: ScreeningConfig) -> np.ndarray:
+def render(seed: int, kind: str, i: int, cfg: ScreeningConfig, draw: int = 0) -> np.ndarray:
     """The three intervals with gaps, stereo float32 (T, 2)."""
-    key = answer_key(seed, kind, i)
+    key = answer_key(seed, kind, i, draw)
     n, gap = int(cfg.tone_s * SR), np.zeros((int(cfg.gap_s * SR), 2))
-    rng = np.random.default_rng(random.Random(f"noise:{seed}:{kind}:{i}").getrandbits(32))
+    name = _name(seed, kind, i, draw)
+    rng = np.random.default_rng(random.Random(f"noise:{name}").getrandbits(32))
     parts = []
     for pos in (1, 2, 3):
         if kind == "antiphase":

@@ -9,7 +9,7 @@ urlpatterns: list = [
     path("s/<str:slug>/", pt.entry, name="entry"),
     path("p/<str:token>/", pt.page, name="participant"),
     path("p/<str:token>/audio/<int:index>/<str:part>", pt.audio, name="audio"),
-    path("p/<str:token>/screening/<int:n>", pt.screening_audio, name="screening_audio"),
+    path("p/<str:token>/screening/<int:n>/<int:draw>", pt.screening_audio, name="screening_audio"),
     path("p/<str:token>/calibration", pt.calibration_audio, name="calibration_audio"),
     # Experimenter side (login required): dashboard, study pages, stimuli, trials, export.
     path("studies/", ex.dashboard, name="dashboard"),

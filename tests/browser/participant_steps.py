@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from evalsite.studies import flow, screening
+from evalsite.studies import flow
 from evalsite.studies.models import Participant
 from tests.evalsite.studies.conftest import SHORT_SCREENING
 
@@ -34,14 +34,25 @@ def through_calibration(page, shot=None):
     page.click("#continue")
 
 
-def screen(page, p: Participant, correct: bool, shot=None):
+def screen(page, p: Participant, correct: bool, shot=None, reload_at: int | None = None):
+    """Answer the screening; with `reload_at`, reload that trial's page once its sound played
+    (the reloaded page must offer a newly drawn sound, playable again)."""
     for n in range(SHORT_SCREENING["trials"]):
         page.wait_for_selector(f"input[name=n][value='{n}']", state="attached")
         scripted(page)
         page.keyboard.press(" ")  # the play shortcut
         page.wait_for_selector("[data-choice='1']:not([disabled])")
         shot and n == 0 and page.screenshot(path=shot("05_screening"))
-        target = screening.answer_key(p.seed, "antiphase", n)["target"]
+        if n == reload_at:
+            assert page.is_disabled("#play")  # played once
+            page.reload()
+            page.wait_for_selector("input[name=draw][value='1']", state="attached")
+            assert page.is_enabled("#play") and page.is_disabled("[data-choice='1']")
+            scripted(page)
+            page.keyboard.press(" ")
+            page.wait_for_selector("[data-choice='1']:not([disabled])")
+        p.refresh_from_db()
+        target = flow.screening_key(p)["target"]  # of the trial as this page drew it
         page.keyboard.press(str(target if correct else target % 3 + 1))
 
 

@@ -68,8 +68,13 @@ def test_it_takes_a_participant_through_a_whole_study(live_server, page, owner, 
     page.goto(study_url(live_server, study, PROLIFIC_PID="pp-1", STUDY_ID="s1", SESSION_ID="x1"))
     through_calibration(page, shot)
     p = Participant.objects.get(prolific_pid="pp-1")
-    screen(page, p, correct=True, shot=shot)
+    screen(page, p, correct=True, shot=shot, reload_at=1)
     page.wait_for_selector("text=Instructions")
+    p.refresh_from_db()
+    assert [a["draw"] for a in p.screening["answers"]] == [0, 1] + [0] * (
+        len(p.screening["answers"]) - 2
+    )
+    assert all(a["correct"] for a in p.screening["answers"])  # each scored against its own draw
     page.screenshot(path=shot("06_instructions"))
     page.click("#continue")
 

@@ -6,7 +6,7 @@ import json
 
 from django.urls import reverse
 
-from evalsite.studies import flow, screening
+from evalsite.studies import flow
 from evalsite.studies.models import Participant
 
 DESKTOP_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36"
@@ -34,10 +34,9 @@ def screen(client, p, correct: bool = True):
     p.refresh_from_db()
     while p.step == "screening":
         n = len(p.screening.get("answers", []))
-        kind, i = flow.screening_position(p)
-        target = screening.answer_key(p.seed, kind, i)["target"]
+        target = flow.screening_key(p)["target"]
         choice = target if correct else (target % 3) + 1
-        post(client, p, "screening", n=n, choice=choice, rt_ms=900)
+        post(client, p, "screening", n=n, draw=flow.screening_draw(p), choice=choice, rt_ms=900)
         p.refresh_from_db()
 
 

@@ -147,7 +147,8 @@ def test_it_lists_every_participant_with_ids_status_codes_and_answer_counts(answ
     p1 = answered_study.participants.get(external_pid="p1")
     p1.prolific_pid, p1.completion_code = "5f1e2d3c4b5a", "C0DE1234"
     p1.questionnaire = {"musical_training": "gt5", "device": "laptop", "headphones": "over_ear"}
-    p1.screening = {"answers": [{"kind": "antiphase", "i": i, "correct": i != 1} for i in range(3)]}
+    p1.screening = {"answers": [{"kind": "antiphase", "i": i, "correct": i != 1} for i in range(3)],
+                    "views": [1, 3, 1, 2]}  # fmt: skip
     p1.save()
     frame = participants_dataframe(answered_study).set_index("external_pid")
     assert list(frame.index) == ["p1", "p2", "p3", "p4"]  # the screened-out one included
@@ -155,6 +156,7 @@ def test_it_lists_every_participant_with_ids_status_codes_and_answer_counts(answ
     assert frame.loc["p1", "completion_code"] == "C0DE1234"
     assert frame.loc["p1", "musical_training"] == "gt5"
     assert (frame.loc["p1", "antiphase_correct"], frame.loc["p1", "antiphase_trials"]) == (2, 3)
+    assert frame.loc["p1", "screening_reloads"] == 3 and frame.loc["p2", "screening_reloads"] == 0
     assert list(frame["status"]) == ["done", "done", "trials", "screened_out"]
     assert list(frame["screening_passed"]) == [True, True, True, False]
     stored = Answer.objects.filter(participant__study=answered_study)

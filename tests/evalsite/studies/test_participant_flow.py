@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.http import parse_http_date
 
-from evalsite.studies import design, flow, participant
+from evalsite.studies import design, flow, participant, screening
 from evalsite.studies.models import (
     Answer,
     FoldedParticipant,
@@ -232,12 +232,45 @@ def test_it_runs_huggins_after_antiphase_when_enabled(client, experimenter, list
 
 def test_it_serves_the_screening_sound_of_the_current_trial_only(client, listening_study, settings):
     p = to_step(client, enter(client, listening_study), "screening")
-    ok = client.get(reverse("studies:screening_audio", args=[p.token, 0]))
+    page = client.get(url(p))
+    audio = reverse("studies:screening_audio", args=[p.token, 0, 0])
+    assert audio in page.content.decode()
+    ok = client.get(audio)
     assert ok.status_code == 200 and ok["Content-Type"] == "audio/wav"
-    again = client.get(reverse("studies:screening_audio", args=[p.token, 0]), HTTP_RANGE="bytes=0-")
+    again = client.get(audio, HTTP_RANGE="bytes=0-")
     assert b"".join(again.streaming_content) == b"".join(ok.streaming_content)  # the same sound
     assert not list(Path(settings.MEDIA_ROOT).glob("**/screen_*"))  # nothing kept per participant
-    assert client.get(reverse("studies:screening_audio", args=[p.token, 1])).status_code == 404
+    assert client.get(reverse("studies:screening_audio", args=[p.token, 1, 0])).status_code == 404
+    assert client.get(reverse("studies:screening_audio", args=[p.token, 0, 1])).status_code == 404
+
+
+def test_a_reloaded_screening_page_draws_a_new_trial_and_refuses_answers_to_the_old_one(
+    client, listening_study
+):
+    p = to_step(client, enter(client, listening_study), "screening")
+    first = reverse("studies:screening_audio", args=[p.token, 0, 0])
+    assert first in client.get(url(p)).content.decode()
+    reloaded = client.get(url(p)).content.decode()  # the sound was heard once; now a reload
+    second = reverse("studies:screening_audio", args=[p.token, 0, 1])
+    assert second in reloaded and 'name="draw" value="1"' in reloaded
+    assert client.get(first).status_code == 404  # the first draw cannot be heard again
+    assert client.get(second).status_code == 200
+    p.refresh_from_db()
+    assert flow.screening_draw(p) == 1 and p.screening["views"] == [2]
+    old_key = screening.answer_key(p.seed, "antiphase", 0, 0)["target"]
+    post(client, p, "screening", n=0, draw=0, choice=old_key, rt_ms=800)  # the old tab's answer
+    p.refresh_from_db()
+    assert p.screening.get("answers", []) == []  # not stored: it answers sounds not shown now
+    key = flow.screening_key(p)["target"]
+    assert key == screening.answer_key(p.seed, "antiphase", 0, 1)["target"]
+    post(client, p, "screening", n=0, draw=1, choice=key, rt_ms=800)
+    p.refresh_from_db()
+    assert p.screening["answers"] == [
+        {"kind": "antiphase", "i": 0, "draw": 1, "choice": key, "rt_ms": 800, "correct": True}
+    ]
+    client.get(url(p))  # the next trial's first view is its draw 0
+    p.refresh_from_db()
+    assert p.screening["views"] == [2, 1] and flow.screening_draw(p) == 0
 
 
 def test_it_promises_practice_trials_only_when_the_study_has_some(client, listening_study):

@@ -47,6 +47,15 @@ def test_it_inverts_a_narrow_band_around_600_hz_in_one_ear_for_huggins():
         assert np.allclose(left[outside], right[outside], atol=1e-3)
 
 
+def test_each_draw_of_a_screening_trial_is_its_own_trial():
+    draws = [screening.answer_key(3, "antiphase", 0, draw) for draw in range(30)]
+    assert draws == [screening.answer_key(3, "antiphase", 0, draw) for draw in range(30)]
+    assert len({(k["target"], k["distractor"]) for k in draws}) == 6  # every arrangement occurs
+    assert screening.answer_key(3, "huggins", 1) == screening.answer_key(3, "huggins", 1, 0)
+    noise = [screening.render(3, "huggins", 1, CFG, draw) for draw in (0, 1)]
+    assert not np.array_equal(*noise)  # a reload hears new noise even where the target stays
+
+
 def test_it_derives_the_answer_key_from_the_seed_only():
     keys = [screening.answer_key(3, "antiphase", i)["target"] for i in range(50)]
     assert keys == [screening.answer_key(3, "antiphase", i)["target"] for i in range(50)]
