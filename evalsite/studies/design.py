@@ -311,6 +311,9 @@ def assign(participant: Participant, now: datetime) -> bool:
         _keep_fill(study, counts)
         shown = balance_positions(ordered, participant.seed)
         until = now + timedelta(seconds=int(study.setting("reservation_timeout_s")))
+        # Without a listening check every slot may be answered from the start; with one, only
+        # once its page was shown (its first view sets the time, flow.touch).
+        answerable = None if float(study.setting("min_listen_share") or 0) > 0 else 0
         Assignment.objects.bulk_create(
             Assignment(
                 participant=participant,
@@ -318,6 +321,7 @@ def assign(participant: Participant, now: datetime) -> bool:
                 index=i,
                 displayed_first=shown[t.id],
                 reserved_until=until,
+                answerable_ms=answerable,
             )
             for i, t in enumerate(ordered)
         )

@@ -51,7 +51,8 @@ PARTICIPANT_COLUMNS = (
     "phone", "audio_sample_rate", "user_agent", "screening_passed", "antiphase_correct",
     "antiphase_trials", "huggins_correct", "huggins_trials", "screening_reloads", "screen_out_code",
     "completion_code",
-    "slots", "answers", "practice_answers", "catch_answers", "catch_correct", "recruitment",
+    "slots", "answers", "practice_answers", "catch_answers", "catch_correct", "early_answers",
+    "recruitment",
 )  # fmt: skip
 QUESTIONNAIRE_FIELDS = ("musical_training", "plays_instrument", "device", "headphones")
 SCREENING_KINDS = ("antiphase", "huggins")
@@ -196,6 +197,7 @@ def participants_dataframe(study: Study) -> pd.DataFrame:
             "screen_out_code": p.screen_out_code, "completion_code": p.completion_code,
             "slots": slots.get(p.pk, 0),
             **{k: int(v.get(p.pk, 0)) for k, v in counts.items()},
+            "early_answers": p.early_answers,
             "recruitment": json.dumps(p.recruitment, ensure_ascii=False, sort_keys=True),
         }  # fmt: skip
         for kind in SCREENING_KINDS:
@@ -413,6 +415,12 @@ CODEBOOK: dict[str, dict[str, dict]] = {
         "catch_answers": _col("Catch answers stored", "integer"),
         "catch_correct": _col(
             "Catch answers correct (answers.csv `catch_correct` summed)", "integer"
+        ),
+        "early_answers": _col(
+            "Answers refused because they came sooner after the trial page than the study's"
+            " min_listen_share of its clips' total duration, or to a trial never shown (the"
+            " page does not send these: a script or a bot does)",
+            "integer",
         ),
         "recruitment": _col("Every query parameter of the study link at entry", "JSON object"),
     },

@@ -32,6 +32,7 @@ from evalsite.studies.participant_sql import (  # noqa: F401 (re-exported)
     ClientLog,
     Position,
     StoredAnswer,
+    epoch_ms,
     mark_shown,
     participant_by_token,
     position,
@@ -195,6 +196,29 @@ def current_slot(p: Participant) -> Assignment | None:
     return p.slots.exclude(Exists(answered)).select_related("trial").order_by("index").first()
 
 
+def note_early_answer(token: str, index: int, now) -> bool:
+    """After an answer was refused: count it in the participant's `early_answers` when it was to
+    the current slot before its page had been open long enough to play the clips (or to a slot
+    never shown), which only a script sends; False (nothing written) for any other refusal."""
+    slot = (
+        Assignment.objects.filter(participant__token=token, index=index)
+        .select_related("participant")
+        .first()
+    )
+    if slot is None or slot.participant.step not in (Step.PRACTICE, Step.TRIALS):
+        return False
+    if slot.answerable_ms is not None and slot.answerable_ms <= epoch_ms(now):
+        return False
+    current = current_slot(slot.participant)
+    if current is None or current.pk != slot.pk:
+        return False
+    Participant.objects.filter(pk=slot.participant_id).update(early_answers=F("early_answers") + 1)
+    left = "never shown" if slot.answerable_ms is None else slot.answerable_ms - epoch_ms(now)
+    log.warning("early answer refused participant=%s index=%s ms_left=%s",
+                slot.participant_id, index, left)  # fmt: skip
+    return True
+
+
 # `last_seen_at` is rewritten at most this often by page views alone (a step change or a first
 # view of a trial writes anyway): a trial page then costs one write, not two.
 LAST_SEEN_RESOLUTION = timedelta(seconds=30)
@@ -210,7 +234,7 @@ def touch(p: Participant, now, slot: Assignment | None = None) -> None:
         if seen:
             Participant.objects.filter(pk=p.pk).update(last_seen_at=now)
         if first_view:
-            mark_shown(slot, now)
+            mark_shown(slot, now, float(p.study.setting("min_listen_share") or 0))
         if renew:
             design.extend_reservations(p, now)
 

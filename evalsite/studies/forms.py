@@ -38,6 +38,7 @@ _FLAT_SETTINGS = (
     "reservation_timeout_s",
     "loudness_target_lufs",
     "practice_trials",
+    "min_listen_share",
 )
 
 
@@ -97,6 +98,12 @@ class StudyForm(forms.ModelForm):
         help_text="Clips are normalised to this integrated loudness (ITU-R BS.1770).",
     )  # fmt: skip
     practice_trials = forms.IntegerField(min_value=0, max_value=20)
+    min_listen_share = forms.FloatField(
+        min_value=0, max_value=1, label="Minimum listening before an answer (share)",
+        help_text="The server stores an answer only once its trial page has been open this "
+        "share of the three clips' total duration (the page itself unlocks the buttons after "
+        "all three played to the end). 0: no check.",
+    )  # fmt: skip
     shared_with_names = forms.CharField(
         required=False,
         label="Shared with",

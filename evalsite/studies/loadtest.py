@@ -115,8 +115,10 @@ def make_study(n_trials: int) -> Study:
             settings={"screening": False, "huggins": False, "practice_trials": 0,
                       "catch": {"identical": 0, "attention": 0, "repeat": 0},
                       "target_answers_per_trial": 1_000_000, "refuse_phones": False,
-                      "languages": ["en"]},
+                      "languages": ["en"], "min_listen_share": 0},
         )  # fmt: skip
+        # min_listen_share 0: the clients answer as soon as a page is shown instead of playing
+        # its clips; every answer still runs the listening check (`answerable_ms`), at 0 ms.
         Trial.objects.bulk_create(
             Trial(study=study, instrument=("drums", "bass")[i % 2], reference=clips[i],
                   candidate_a=clips[i + 1], candidate_b=clips[i + 2],

@@ -38,6 +38,11 @@ DEFAULT_SETTINGS: dict = {
     "reservation_timeout_s": 1800,
     "loudness_target_lufs": -23.0,
     "practice_trials": 2,
+    # The server stores an answer only once the trial page has been open this share of the three
+    # clips' total duration (the page unlocks the buttons after all three played to the end;
+    # this holds the rule for any client). 0: no check. Below 1 leaves room for clip lengths
+    # rounded in the catalogue; this project's choice, not the paper's.
+    "min_listen_share": 0.9,
 }
 
 
@@ -192,6 +197,9 @@ class Participant(models.Model):
     consented_at = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Answers refused because they came sooner after the trial page than its clips can be played
+    # (or to a trial never shown): the page does not send these, a script or a bot does.
+    early_answers = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["id"]
@@ -217,6 +225,10 @@ class Assignment(models.Model):
     displayed_first = models.CharField(max_length=1, choices=AB)  # canonical one shown as "A"
     reserved_until = models.DateTimeField()
     shown_at = models.DateTimeField(null=True, blank=True)  # first time the page was served
+    # Earliest server time an answer is stored, in ms since the Unix epoch (an integer, so that
+    # the answer's one statement compares it in standard SQL): the first view plus the study's
+    # `min_listen_share` of the three clips' durations. NULL until the page was first served.
+    answerable_ms = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["participant", "index"]

@@ -153,8 +153,9 @@ def page(request: HttpRequest, token: str) -> HttpResponse:
     if not _is_mine(request, token):
         return _refused(request, _("This page belongs to another session."))
     if request.method == "POST" and _is_answer(request):
-        post_answer(request, token)  # one statement, without loading the participant first
-        return HttpResponseRedirect(request.path)  # this page (no URL reversal per answer)
+        early = post_answer(request, token)  # one statement, without loading the participant
+        # this page (no URL reversal per answer); saying why when the answer came too early
+        return HttpResponseRedirect(request.path + ("?early=1" if early else ""))
     p = flow.participant_by_token(token)
     if p is None:
         return _refused(request, _("This page belongs to another session."))
@@ -221,7 +222,8 @@ def get_trial(request, p):
         return redirect("studies:participant", p.token)
     pct = round(100 * at.done / max(at.total, 1))
     ctx = {"slot": slot, "feedback": feedback, "progress_done": at.done,
-           "progress_total": at.total, "progress_pct": pct}  # fmt: skip
+           "progress_total": at.total, "progress_pct": pct,
+           "early": request.GET.get("early") == "1"}  # fmt: skip
     if feedback:
         ctx["feedback_instrument"] = INSTRUMENTS.get(feedback["instrument"], feedback["instrument"])
     if slot is not None:
@@ -304,16 +306,21 @@ def _is_answer(request) -> bool:
     return request.POST.get("step") in TRIAL_STEPS and "action" not in request.POST
 
 
-def post_answer(request, token: str) -> None:
-    """Store an answer: one statement that also checks the participant is at the posted step and
-    the answer is to its current slot (a replayed, stale or forged POST stores nothing). Only a
-    practice answer (feedback) or the last one (completion) reads more."""
+def post_answer(request, token: str) -> bool:
+    """Store an answer: one statement that also checks the participant is at the posted step,
+    the answer is to its current slot (a replayed, stale or forged POST stores nothing) and its
+    page has been open long enough to play the clips (True: refused for that, and counted).
+    Only a practice answer (feedback) or the last one (completion) reads more."""
     answer = parse_answer(request.POST)
     if answer is None:
-        return
-    stored = flow.store_answer(token, request.POST["step"], answer.index, answer.choice, answer.log)
-    if stored is None or not (stored.is_practice or stored.is_last):
-        return
+        return False
+    now = timezone.now()
+    step = request.POST["step"]
+    stored = flow.store_answer(token, step, answer.index, answer.choice, answer.log, now)
+    if stored is None:  # the same page is shown again: locked until its clips have played
+        return flow.note_early_answer(token, answer.index, now)
+    if not (stored.is_practice or stored.is_last):
+        return False
     p = flow.participant_by_token(token)
     if stored.is_practice:
         slot = p.slots.select_related("trial").get(trial_id=stored.trial_id)
@@ -321,6 +328,7 @@ def post_answer(request, token: str) -> None:
         Participant.objects.filter(pk=p.pk).update(state=p.state)
     else:  # no unanswered slot after this one: the list may be complete
         flow.finish_if_complete(p)
+    return False
 
 
 TRIAL_STEPS = (Step.PRACTICE, Step.TRIALS)

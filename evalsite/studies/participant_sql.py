@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.utils import timezone
 
+from evalsite.stimuli.models import Clip
 from evalsite.studies.models import Answer, Assignment, Participant, Study, Trial
 
 log = logging.getLogger("evalsite.studies.participant")
@@ -226,21 +227,44 @@ def position(p: Participant) -> Position:
     return _position(slot, rest)
 
 
+# A slot's first view: `shown_at`, and the earliest time an answer is stored (`answerable_ms`):
+# the view plus `share` of its three clips' durations, summed by the same statement (a missing
+# duration counts 0). Standard SQL; the subquery reads the updated row's trial.
+SHOWN_SQL = """
+UPDATE {slots} SET {shown} = %s, answerable_ms = %s + (
+  SELECT CAST(%s * 1000 * (COALESCE(r.duration_s, 0) + COALESCE(a.duration_s, 0)
+                           + COALESCE(b.duration_s, 0)) AS BIGINT)
+  FROM {trials} t JOIN {clips} r ON r.id = t.reference_id
+    JOIN {clips} a ON a.id = t.candidate_a_id JOIN {clips} b ON b.id = t.candidate_b_id
+  WHERE t.id = {slots}.trial_id)
+WHERE {pk} = %s AND {shown} IS NULL
+"""
+
+
 @functools.cache
 def _shown_sql(vendor: str) -> str:
     qn = connection.ops.quote_name
-    shown = qn(Assignment._meta.get_field("shown_at").column)
-    return (f"UPDATE {qn(Assignment._meta.db_table)} SET {shown} = %s"
-            f" WHERE {qn(Assignment._meta.pk.column)} = %s AND {shown} IS NULL")  # fmt: skip
+    return SHOWN_SQL.format(
+        slots=qn(Assignment._meta.db_table), trials=qn(Trial._meta.db_table),
+        clips=qn(Clip._meta.db_table), shown=qn(Assignment._meta.get_field("shown_at").column),
+        pk=qn(Assignment._meta.pk.column),
+    )  # fmt: skip
 
 
-def mark_shown(slot: Assignment, now) -> None:
-    """Stamp the slot's first view (`shown_at`; a later view keeps it). Every trial page after an
-    answer runs it: as the ORM's `update()` it cost 0.61-0.79 ms of CPU in-process, most of it
-    building the query; 0.14-0.20 ms as this prepared statement."""
+def epoch_ms(when) -> int:
+    """Milliseconds since the Unix epoch (`answerable_ms` is compared in these)."""
+    return int(when.timestamp() * 1000)
+
+
+def mark_shown(slot: Assignment, now, min_listen_share: float) -> None:
+    """Stamp the slot's first view (`shown_at`, and `answerable_ms` from the study's
+    `min_listen_share`; a later view keeps both). Every trial page after an answer runs it: as
+    the ORM's `update()` it cost 0.61-0.79 ms of CPU in-process, most of it building the query;
+    0.14-0.20 ms as this prepared statement."""
     value = Assignment._meta.get_field("shown_at").get_db_prep_save(now, connection)
+    params = [value, epoch_ms(now), float(min_listen_share), slot.pk]
     with hot_cursor() as cursor:
-        cursor.execute(_shown_sql(connection.vendor), [value, slot.pk])
+        cursor.execute(_shown_sql(connection.vendor), params)
 
 
 @dataclass
@@ -263,9 +287,11 @@ class StoredAnswer:
     is_last: bool  # no unanswered slot after it: the participant may be done
 
 
-# Stores the answer to slot `index` only if the participant (by token) is at `step` and that slot
-# is its current one (no unanswered slot before it); a second answer to the same trial meets the
-# unique (participant, trial) constraint and is dropped (ON CONFLICT DO NOTHING). The canonical
+# Stores the answer to slot `index` only if the participant (by token) is at `step`, that slot
+# is its current one (no unanswered slot before it) and its page has been open long enough to
+# play its clips (`answerable_ms`; NULL, never shown, stores nothing); a second answer to the
+# same trial meets the unique (participant, trial) constraint and is dropped (ON CONFLICT DO
+# NOTHING). The canonical
 # choice, plays and fraction heard are mapped from displayed positions with the slot's
 # `displayed_first`. Parameters are CAST where only the statement says their type (CASE).
 #
@@ -288,7 +314,7 @@ SELECT s.participant_id, s.trial_id, s.{idx},
        ELSE CAST(%s AS DOUBLE PRECISION) END,
   CAST(%s AS INTEGER), CAST(%s AS INTEGER), %s, s.shown_at, %s
 FROM {slots} s JOIN {participants} p ON p.id = s.participant_id
-WHERE p.token = %s AND p.step = %s AND s.{idx} = %s
+WHERE p.token = %s AND p.step = %s AND s.{idx} = %s AND s.answerable_ms <= %s
   AND NOT EXISTS (SELECT 1 FROM {slots} e WHERE e.participant_id = s.participant_id
                   AND e.{idx} = s.{idx} - 1 AND {e_unanswered})
 ON CONFLICT DO NOTHING
@@ -317,11 +343,13 @@ def _answer_sql(vendor: str) -> str:
 
 
 def store_answer(
-    token: str, step: str, index: int, position: str, client: ClientLog
+    token: str, step: str, index: int, position: str, client: ClientLog, now=None
 ) -> StoredAnswer | None:
     """Store the answer to slot `index` of the participant with this token, in one statement;
     None (and nothing written) unless the participant is at `step` and that slot is its
-    current one, with no answer yet (a replayed, stale or forged POST)."""
+    current one, with no answer yet (a replayed, stale or forged POST), and its page has been
+    open long enough to play its clips (`answerable_ms`; an early answer)."""
+    now = now or timezone.now()
     plays, heard = client.plays, client.heard
     params = [
         position, position, client.response_ms, int(plays.get("r", 0)),
@@ -329,8 +357,8 @@ def store_answer(
         int(plays.get("A", 0)), heard.get("r"), heard.get("A"), heard.get("B"), heard.get("B"),
         heard.get("A"), client.blur_events, client.audio_sample_rate,
         Answer._meta.get_field("client").get_db_prep_save(client.raw, connection),
-        Answer._meta.get_field("created_at").get_db_prep_save(timezone.now(), connection),
-        token, step, index,
+        Answer._meta.get_field("created_at").get_db_prep_save(now, connection),
+        token, step, index, epoch_ms(now),
     ]  # fmt: skip
     with hot_cursor() as cursor:
         cursor.execute(_answer_sql(connection.vendor), params)

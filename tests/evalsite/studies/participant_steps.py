@@ -7,7 +7,7 @@ import json
 from django.urls import reverse
 
 from evalsite.studies import flow
-from evalsite.studies.models import Participant
+from evalsite.studies.models import Assignment, Participant
 
 DESKTOP_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36"
 
@@ -64,10 +64,24 @@ def client_log(**overrides) -> str:
     return json.dumps(log | overrides)
 
 
+def listened(slot: Assignment) -> None:
+    """Fast-forward past the slot's listening time (its clips take seconds to play): an answer
+    to it is stored from now on, if its page was shown."""
+    Assignment.objects.filter(pk=slot.pk, answerable_ms__isnull=False).update(answerable_ms=0)
+
+
+def open_trial(client, p) -> Assignment:
+    """Show the current trial's page, as a browser does (stamps its first view), and let its
+    listening time pass: the slot, ready to be answered."""
+    client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
+    slot = flow.current_slot(p)
+    listened(slot)
+    return slot
+
+
 def answer_current(client, p, choice: str = "A", expected: bool = False):
     """Answer the current slot (with the right answer to practice trials when `expected`)."""
-    client.get(url(p))  # the trial page, as a browser shows it (stamps shown_at)
-    slot = flow.current_slot(p)
+    slot = open_trial(client, p)
     if expected and slot.trial.expected:
         choice = "A" if slot.displayed_first == slot.trial.expected else "B"
     response = post(client, p, p.step, index=slot.index, choice=choice, log=client_log())

@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.http import parse_http_date
 
-from evalsite.studies import design, flow, participant, screening
+from evalsite.studies import design, export, flow, participant, screening
 from evalsite.studies.models import (
     Answer,
     FoldedParticipant,
@@ -24,12 +24,14 @@ from evalsite.studies.models import (
     Study,
     StudyFold,
 )
-from tests.evalsite.studies.conftest import enter
+from tests.evalsite.studies.conftest import enter, make_study
 from tests.evalsite.studies.participant_steps import (
     DESKTOP_UA,
     answer_current,
     client_log,
     finish,
+    listened,
+    open_trial,
     post,
     screen,
     to_step,
@@ -301,7 +303,7 @@ def test_it_gives_feedback_after_each_practice_trial(client, listening_study):
 def test_it_stores_exactly_one_answer_for_a_replayed_post(client, listening_study):
     p = to_step(client, enter(client, listening_study), "practice")
     finish_practice(client, p)
-    slot = flow.current_slot(p)
+    slot = open_trial(client, p)
     data = {"step": "trials", "index": slot.index, "choice": "A", "log": client_log()}
     first = client.post(url(p), data, HTTP_USER_AGENT=DESKTOP_UA)
     replay = client.post(url(p), data | {"choice": "B"}, HTTP_USER_AGENT=DESKTOP_UA)
@@ -341,7 +343,7 @@ def test_it_stores_an_answer_with_a_garbled_client_log_as_unknowns(
 ):
     p = to_step(client, enter(client, listening_study), "practice")
     finish_practice(client, p)
-    slot = flow.current_slot(p)
+    slot = open_trial(client, p)
     post(client, p, "trials", index=slot.index, choice="A", log=log)
     a = Answer.objects.get(participant=p, trial=slot.trial)
     heard_shown_b = a.heard_b if slot.displayed_first == "a" else a.heard_a
@@ -352,7 +354,7 @@ def test_it_stores_an_answer_with_a_garbled_client_log_as_unknowns(
 def test_it_refuses_a_second_answer_even_when_bypassing_the_view(client, listening_study):
     p = to_step(client, enter(client, listening_study), "practice")
     finish_practice(client, p)
-    slot = flow.current_slot(p)
+    slot = open_trial(client, p)
     log = flow.ClientLog(1000, {"r": 1, "A": 1, "B": 1}, {}, 0, 48000, {})
     assert flow.store_answer(p.token, "trials", slot.index, "A", log) is not None
     assert flow.store_answer(p.token, "trials", slot.index, "B", log) is None
@@ -605,7 +607,7 @@ def test_it_reuses_one_prepared_cursor_per_connection_and_logs_its_queries(clien
 def test_it_stores_an_answer_only_for_the_current_slot_at_the_posted_step(client, listening_study):
     p = to_step(client, enter(client, listening_study), "practice")
     finish_practice(client, p)
-    slot = flow.current_slot(p)
+    slot = open_trial(client, p)
     log = client_log()
     ahead = post(client, p, "trials", index=slot.index + 1, choice="A", log=log)  # forged
     wrong_step = post(client, p, "practice", index=slot.index, choice="A", log=log)
@@ -625,3 +627,76 @@ def test_it_refuses_an_answer_from_a_browser_not_bound_to_the_participant(client
     data = {"step": "trials", "index": slot.index, "choice": "A", "log": client_log()}
     assert other.post(url(p), data, HTTP_USER_AGENT=DESKTOP_UA).status_code == 403
     assert not Answer.objects.filter(participant=p, trial=slot.trial).exists()
+
+
+def _listen_ms(slot, share: float) -> int:
+    t = slot.trial
+    total = t.reference.duration_s + t.candidate_a.duration_s + t.candidate_b.duration_s
+    return round(share * 1000 * total)  # the database rounds (PostgreSQL) or truncates (SQLite)
+
+
+def test_it_refuses_and_counts_an_answer_sent_before_the_clips_could_have_been_played(
+    client, listening_study
+):
+    p = to_step(client, enter(client, listening_study), "practice")
+    finish_practice(client, p)
+    before = flow.epoch_ms(timezone.now())
+    client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)  # the page is shown; a script answers at once
+    slot = flow.current_slot(p)
+    shown_ms = flow.epoch_ms(slot.shown_at)
+    assert before <= shown_ms and abs(slot.answerable_ms - shown_ms - _listen_ms(slot, 0.9)) <= 1
+    response = post(client, p, "trials", index=slot.index, choice="A", log=client_log())
+    assert response.status_code == 302 and response["Location"] == url(p) + "?early=1"
+    assert not Answer.objects.filter(participant=p, trial=slot.trial).exists()
+    p.refresh_from_db()
+    assert p.early_answers == 1
+    again = client.get(response["Location"], HTTP_USER_AGENT=DESKTOP_UA).content.decode()
+    assert 'id="early"' in again and f'name="index" value="{slot.index}"' in again  # same trial
+    assert 'id="early"' not in client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).content.decode()
+    slot.refresh_from_db()
+    assert flow.epoch_ms(slot.shown_at) == shown_ms
+    assert abs(slot.answerable_ms - shown_ms - _listen_ms(slot, 0.9)) <= 1
+    listened(slot)  # as when that time has passed
+    post(client, p, "trials", index=slot.index, choice="A", log=client_log())
+    assert Answer.objects.filter(participant=p, trial=slot.trial).count() == 1
+    p.refresh_from_db()
+    assert p.early_answers == 1
+    frame = export.participants_dataframe(listening_study).set_index("participant")
+    assert frame.loc[p.pk, "early_answers"] == 1
+
+
+def test_it_refuses_an_answer_to_a_trial_whose_page_was_never_shown(client, listening_study):
+    p = to_step(client, enter(client, listening_study), "practice")
+    finish_practice(client, p)
+    slot = flow.current_slot(p)
+    assert slot.shown_at is None and slot.answerable_ms is None
+    post(client, p, "trials", index=slot.index, choice="A", log=client_log())
+    assert not Answer.objects.filter(participant=p, trial=slot.trial).exists()
+    p.refresh_from_db()
+    assert p.early_answers == 1
+
+
+def test_a_stale_or_forged_answer_is_refused_without_being_counted_early(client, listening_study):
+    p = to_step(client, enter(client, listening_study), "practice")
+    finish_practice(client, p)
+    slot = open_trial(client, p)
+    ahead = post(client, p, "trials", index=slot.index + 1, choice="A", log=client_log())
+    post(client, p, "trials", index=slot.index, choice="A", log=client_log())
+    replayed = post(client, p, "trials", index=slot.index, choice="B", log=client_log())
+    assert ahead["Location"] == replayed["Location"] == url(p)  # no "too early" notice
+    p.refresh_from_db()
+    assert p.early_answers == 0 and Answer.objects.filter(participant=p).count() == slot.index + 1
+
+
+def test_a_study_without_the_listening_check_stores_answers_at_once(
+    client, experimenter, listening_catalogue
+):
+    study = make_study(experimenter, listening_catalogue, min_listen_share=0)
+    p = to_step(client, enter(client, study), "practice")
+    finish_practice(client, p)
+    slot = flow.current_slot(p)
+    assert slot.answerable_ms == 0  # answerable from the start: no page view needed
+    post(client, p, "trials", index=slot.index, choice="A", log=client_log())
+    assert Answer.objects.filter(participant=p, trial=slot.trial).count() == 1
+    p.refresh_from_db()
+    assert p.early_answers == 0

@@ -9,7 +9,14 @@ import pytest
 
 from evalsite.studies import flow
 from tests.evalsite.studies.conftest import enter
-from tests.evalsite.studies.participant_steps import DESKTOP_UA, client_log, post, to_step, url
+from tests.evalsite.studies.participant_steps import (
+    DESKTOP_UA,
+    client_log,
+    listened,
+    post,
+    to_step,
+    url,
+)
 from tests.evalsite.studies.test_participant_flow import finish_practice
 
 pytestmark = pytest.mark.django_db
@@ -23,6 +30,7 @@ def test_it_serves_a_trial_page_and_stores_an_answer_in_few_queries(
     with django_assert_max_num_queries(2):
         assert client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).status_code == 200
     slot = flow.current_slot(p)
+    listened(slot)
     with django_assert_max_num_queries(1):
         response = post(client, p, "trials", index=slot.index, choice="A", log=client_log())
     assert response.status_code == 302
