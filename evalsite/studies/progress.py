@@ -18,15 +18,21 @@ IN_PROGRESS = "in progress"
 
 def participant_counts(study: Study, now: datetime | None = None) -> dict[str, int]:
     """started (every entry), finished, screened_out, in_progress, other (declined, refused...),
-    and inactive: those in progress not seen for longer than the reservation timeout (their
-    unanswered trials are back in the pool; they can still come back and resume)."""
+    inactive: those in progress not seen for longer than the reservation timeout (their
+    unanswered trials are back in the pool; they can still come back and resume), and
+    early_answering: those who sent an answer sooner than its clips can be played (a script or
+    a bot; the answer was refused)."""
     now = now or timezone.now()
     idle_since = now - timedelta(seconds=int(study.setting("reservation_timeout_s")))
     final = {str(s) for s in Participant.FINAL_STEPS}
     rows = (
         Participant.objects.filter(study=study)
         .values("step")
-        .annotate(n=Count("id"), idle=Count("id", filter=Q(last_seen_at__lt=idle_since)))
+        .annotate(
+            n=Count("id"),
+            idle=Count("id", filter=Q(last_seen_at__lt=idle_since)),
+            early=Count("id", filter=Q(early_answers__gt=0)),
+        )
         .order_by()
     )
     by_step = {r["step"]: r["n"] for r in rows}
@@ -42,6 +48,7 @@ def participant_counts(study: Study, now: datetime | None = None) -> dict[str, i
         "in_progress": in_progress,
         "inactive": inactive,
         "other": started - finished - screened - in_progress,
+        "early_answering": sum(r["early"] for r in rows),
     }
 
 

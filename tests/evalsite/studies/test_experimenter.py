@@ -221,7 +221,8 @@ def test_it_shows_live_progress_counts(client, alice, answered_study):
     assert response.status_code == 200
     ctx = response.context
     assert ctx["participants"] == {"started": 4, "finished": 2, "screened_out": 1,
-                                   "in_progress": 1, "inactive": 0, "other": 0}  # fmt: skip
+                                   "in_progress": 1, "inactive": 0, "other": 0,
+                                   "early_answering": 0}  # fmt: skip
     assert ctx["n_answers"] == 16
     per = {r["instrument"]: (r["main"], r["catch"]) for r in ctx["per_instrument"]}
     assert per == {"drums": (6, 4), "bass": (4, 2)}  # p3 answered two drums mains
@@ -231,7 +232,7 @@ def test_it_shows_live_progress_counts(client, alice, answered_study):
     assert f"/reports/{answered_study.pk}/" in response.content.decode()
 
 
-def test_progress_counts_participants_idle_past_the_reservation_timeout_as_inactive(
+def test_progress_counts_idle_participants_as_inactive_and_flags_early_answering_ones(
     client, alice, answered_study
 ):
     timeout = timedelta(seconds=int(answered_study.setting("reservation_timeout_s")))
@@ -245,7 +246,11 @@ def test_progress_counts_participants_idle_past_the_reservation_timeout_as_inact
     assert counts["inactive"] == under_way.count() == counts["in_progress"] == 1
     client.force_login(alice)
     html = client.get(reverse("studies:progress", args=[answered_study.pk])).content.decode()
-    assert "1 inactive" in html
+    assert "1 inactive" in html and 'id="early-answering"' not in html
+    under_way.update(early_answers=3)
+    assert participant_counts(answered_study)["early_answering"] == 1
+    html = client.get(reverse("studies:progress", args=[answered_study.pk])).content.decode()
+    assert "1 participant sent answers sooner than the clips can be played" in html
 
 
 def test_it_lists_trials_and_counts_them_on_the_overview(client, alice, study):
