@@ -403,8 +403,9 @@ CODEBOOK: dict[str, dict[str, dict]] = {
         "huggins_correct": _col("Huggins-pitch screening trials answered correctly", "integer"),
         "huggins_trials": _col("Huggins-pitch screening trials answered", "integer"),
         "screening_reloads": _col(
-            "Screening pages viewed again before being answered (each view draws a new trial:"
-            " the sounds of a screening trial are heard at most once)",
+            "Screening pages viewed again before being answered (reloads, a language switch):"
+            " each view of the page draws a new trial, so a reload never plays the same one"
+            " again",
             "integer",
         ),
         "screen_out_code": _col("Code shown when screened out", "string or ''"),

@@ -227,7 +227,7 @@ LAST_SEEN_RESOLUTION = timedelta(seconds=30)
 def touch(p: Participant, now, slot: Assignment | None = None) -> None:
     """Record a page view: `last_seen_at` (to LAST_SEEN_RESOLUTION), the slot's first
     `shown_at` and, when due, the reservation of the unanswered slots, committed together."""
-    first_view = slot is not None and slot.shown_at is None
+    first_view = slot is not None and (slot.shown_at is None or slot.answerable_ms is None)
     renew = slot is not None and design.reservation_due(p, slot, now)
     seen = p.last_seen_at is None or now - p.last_seen_at >= LAST_SEEN_RESOLUTION
     with transaction.atomic() if first_view + renew + seen > 1 else nullcontext():

@@ -190,9 +190,9 @@ def get_questionnaire(request, p, form=None):
 
 
 def get_screening(request, p):
-    kind, i = flow.screening_position(p)
-    cfg = screening.config()
     draw = flow.view_screening(p)  # a reload draws a new trial, never a second hearing
+    kind, i = flow.screening_position(p)  # all from the state the view was counted in
+    cfg = screening.config()
     n = len(p.screening.get("answers", []))
     audio = reverse("studies:screening_audio", args=[p.token, n, draw])
     return _render(request, p, "screening.html", {"kind": kind, "i": i, "n": n, "draw": draw,

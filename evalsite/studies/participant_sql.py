@@ -229,15 +229,17 @@ def position(p: Participant) -> Position:
 
 # A slot's first view: `shown_at`, and the earliest time an answer is stored (`answerable_ms`):
 # the view plus `share` of its three clips' durations, summed by the same statement (a missing
-# duration counts 0). Standard SQL; the subquery reads the updated row's trial.
+# duration counts 0). Standard SQL; the subquery reads the updated row's trial. A slot shown
+# without an `answerable_ms` (by code from before the check, between a migration and a restart)
+# gets one from its next view, keeping its first view's `shown_at`: it is never left unanswerable.
 SHOWN_SQL = """
-UPDATE {slots} SET {shown} = %s, answerable_ms = %s + (
+UPDATE {slots} SET {shown} = COALESCE({shown}, %s), answerable_ms = %s + (
   SELECT CAST(%s * 1000 * (COALESCE(r.duration_s, 0) + COALESCE(a.duration_s, 0)
                            + COALESCE(b.duration_s, 0)) AS BIGINT)
   FROM {trials} t JOIN {clips} r ON r.id = t.reference_id
     JOIN {clips} a ON a.id = t.candidate_a_id JOIN {clips} b ON b.id = t.candidate_b_id
   WHERE t.id = {slots}.trial_id)
-WHERE {pk} = %s AND {shown} IS NULL
+WHERE {pk} = %s AND ({shown} IS NULL OR answerable_ms IS NULL)
 """
 
 
@@ -258,7 +260,8 @@ def epoch_ms(when) -> int:
 
 def mark_shown(slot: Assignment, now, min_listen_share: float) -> None:
     """Stamp the slot's first view (`shown_at`, and `answerable_ms` from the study's
-    `min_listen_share`; a later view keeps both). Every trial page after an answer runs it: as
+    `min_listen_share` now: a share changed since the slot was assigned applies; a later view
+    keeps both). Every trial page after an answer runs it: as
     the ORM's `update()` it cost 0.61-0.79 ms of CPU in-process, most of it building the query;
     0.14-0.20 ms as this prepared statement."""
     value = Assignment._meta.get_field("shown_at").get_db_prep_save(now, connection)

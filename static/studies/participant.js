@@ -224,6 +224,10 @@
     var check = document.querySelector("form[data-browser-check]");
     if (check) browserCheck(check);
     document.querySelectorAll("form[data-listen]").forEach(listen);
+    // "Your answer was not saved" is said once: a reload of this page must not say it again.
+    if (/[?&]early=1/.test(location.search) && window.history && history.replaceState) {
+      history.replaceState(null, "", location.pathname);
+    }
     // Play buttons and shortcuts work from here on (tests wait for this, not for the markup).
     document.documentElement.setAttribute("data-listening", "");
   });

@@ -19,6 +19,7 @@ from django.utils.http import parse_http_date
 from evalsite.studies import design, export, flow, participant, screening
 from evalsite.studies.models import (
     Answer,
+    Assignment,
     FoldedParticipant,
     Participant,
     Study,
@@ -700,3 +701,35 @@ def test_a_study_without_the_listening_check_stores_answers_at_once(
     assert Answer.objects.filter(participant=p, trial=slot.trial).count() == 1
     p.refresh_from_db()
     assert p.early_answers == 0
+
+
+def test_a_slot_shown_without_a_listening_time_gets_one_at_its_next_view(client, listening_study):
+    p = to_step(client, enter(client, listening_study), "practice")
+    finish_practice(client, p)
+    slot = flow.current_slot(p)
+    shown = timezone.now() - timedelta(minutes=5)  # shown by code from before the check
+    Assignment.objects.filter(pk=slot.pk).update(shown_at=shown, answerable_ms=None)
+    client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
+    slot.refresh_from_db()
+    assert slot.shown_at == shown  # the first view's time is kept
+    assert slot.answerable_ms is not None and slot.answerable_ms > flow.epoch_ms(shown)
+    listened(slot)
+    post(client, p, "trials", index=slot.index, choice="A", log=client_log())
+    assert Answer.objects.filter(participant=p, trial=slot.trial).count() == 1
+
+
+def test_a_listening_check_turned_on_mid_study_applies_to_trials_not_yet_shown(
+    client, experimenter, listening_catalogue
+):
+    study = make_study(experimenter, listening_catalogue, min_listen_share=0)
+    p = to_step(client, enter(client, study), "practice")
+    finish_practice(client, p)
+    study.settings = {**study.settings, "min_listen_share": 1.0}
+    study.save()
+    client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
+    slot = flow.current_slot(p)
+    assert abs(slot.answerable_ms - flow.epoch_ms(slot.shown_at) - _listen_ms(slot, 1.0)) <= 1
+    post(client, p, "trials", index=slot.index, choice="A", log=client_log())
+    assert not Answer.objects.filter(participant=p, trial=slot.trial).exists()
+    p.refresh_from_db()
+    assert p.early_answers == 1
