@@ -178,6 +178,30 @@ def test_it_stores_one_answer_for_a_double_click_and_a_replayed_post(live_server
     assert Answer.objects.filter(participant=p).count() == 1
 
 
+def test_it_refuses_an_answer_sent_before_the_clips_played_and_says_so_once(
+    live_server, page, owner
+):
+    study = quick_study(owner)
+    p = to_first_trial(live_server, page, study, "too-fast")
+    slot = flow.current_slot(p)
+    with page.expect_navigation():  # a script fills the form and sends it without listening
+        page.evaluate("""() => { const f = document.querySelector('form[data-answer]');
+                                 f.elements.choice.value = 'A'; f.submit(); }""")
+    page.wait_for_selector("#early", state="visible")
+    assert page.url.endswith(f"/p/{p.token}/")  # the notice is not kept in the address
+    assert not Answer.objects.filter(participant=p).exists()
+    assert page.is_disabled("#choose-A")  # the same trial, locked until its clips play
+    p.refresh_from_db()
+    assert p.early_answers == 1
+    page.reload()
+    page.wait_for_selector("#play-r")
+    assert page.locator("#early").count() == 0  # said once, not at every reload
+    listen_all(page)
+    with page.expect_navigation():
+        page.click("#choose-B")
+    assert Answer.objects.get(participant=p, trial=slot.trial).chosen_position == "B"
+
+
 def hold_back_script(page, seconds=1.5):
     """Serve the page's script late: the audio loads (or fails) before it runs, as with cached
     clips."""
