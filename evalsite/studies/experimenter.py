@@ -7,6 +7,8 @@ Progress uses a handful of aggregate queries; statistics live in the reports app
 
 from __future__ import annotations
 
+import secrets
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
@@ -32,7 +34,7 @@ from evalsite.studies.forms import (
     TrialForm,
     study_clips,
 )
-from evalsite.studies.models import Study
+from evalsite.studies.models import Study, StudyFold
 from evalsite.studies.permissions import get_visible_study, is_owner, visible_studies
 from evalsite.studies.random_design import DesignError, add_repeats, build_random_trials
 
@@ -124,6 +126,8 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "settings": study.full_settings(),
         "is_owner": is_owner(request.user, study),
         "events": history.events(study)[-HISTORY_SHOWN:][::-1],
+        "preview_url": f"{participant_url(request, study)}?pid=preview-{secrets.token_hex(4)}",
+        "n_previews": study.participants.count() if study.status == Study.Status.DRAFT else 0,
         "shortfalls": catch_shortfalls(study),
     }
     return render(request, "studies/experimenter/study_detail.html", context)
@@ -162,11 +166,23 @@ def study_status(request: HttpRequest, pk: int) -> HttpResponse:
         before, study.status = study.status, TRANSITIONS[action][1]
         with transaction.atomic():
             study.save(update_fields=["status", "updated_at"])
-            history.record(
-                study, request.user, history.Kind.STATUS, {"status": [before, study.status]}
-            )
+            what = {"status": [before, study.status]}
+            if before == Study.Status.DRAFT:
+                if removed := remove_previews(study):
+                    what["preview participants"] = [removed, 0]
+            history.record(study, request.user, history.Kind.STATUS, what)
         messages.success(request, f"Study is now {study.status}.")
     return redirect("studies:study_detail", pk=study.pk)
+
+
+def remove_previews(study: Study) -> int:
+    """Delete what researchers' previews of a draft study stored (only researchers can enter a
+    draft: every participant it has is a preview), with the fill counted from them; the count
+    removed. Run as the study leaves draft, so that no preview reaches its data."""
+    removed = study.participants.count()
+    study.participants.all().delete()  # their slots and answers with them
+    StudyFold.objects.filter(study=study).delete()  # made again from nothing at the next entry
+    return removed
 
 
 def study_catalogue(study: Study) -> Catalogue:

@@ -27,6 +27,7 @@ from evalsite.stimuli.serving import serve_audio
 from evalsite.studies import flow, screening
 from evalsite.studies.models import Participant, Study
 from evalsite.studies.participant_forms import QuestionnaireForm, ScreeningForm, parse_answer
+from evalsite.studies.permissions import visible_studies
 
 Step = Participant.Step
 # The participant tokens a browser entered as travel in a signed cookie (HMAC with SECRET_KEY:
@@ -89,7 +90,9 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
     has_id = any(request.GET.get(k) for k in ("PROLIFIC_PID", "pid"))
     if mine is not None and not has_id:
         return redirect("studies:participant", mine.token)
-    if not study.is_open and not (has_id and _known_id(study, request.GET)):
+    if not (
+        study.is_open or _previewing(request, study) or (has_id and _known_id(study, request.GET))
+    ):
         translation.activate(_language(study, request))
         return _refused(request, _("This study is not open at the moment. Please try again later."))
     p = flow.find_or_create(
@@ -103,6 +106,16 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
             httponly=True, samesite=settings.SESSION_COOKIE_SAMESITE,
         )  # fmt: skip
     return response
+
+
+def _previewing(request: HttpRequest, study: Study) -> bool:
+    """A researcher who can see a draft study may take it before it opens (a preview): nobody
+    else can enter a draft, and what previews store is deleted when it opens or closes
+    (experimenter.study_status)."""
+    return (
+        study.status == Study.Status.DRAFT
+        and visible_studies(request.user).filter(pk=study.pk).exists()
+    )
 
 
 def _bound(request: HttpRequest) -> list[str]:

@@ -15,7 +15,7 @@ from collections import Counter
 import pytest
 
 from evalsite.studies.models import Answer, Participant, Study
-from tests.browser.participant_steps import answer_every_trial, through_calibration
+from tests.browser.participant_steps import answer_every_trial, listen_all, through_calibration
 from tests.evalsite.studies.experimenter_personas import PASSWORD, wav_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -100,6 +100,20 @@ def test_a_study_made_here_is_taken_end_to_end_and_exported_with_each_answer_onc
     page.screenshot(path=screens("06_trials"), full_page=True)
 
     page.click("nav.ex-tabs >> text=Overview")
+    with page.expect_popup() as popup:  # the researcher tries the draft first
+        page.click("#preview a")
+    preview = popup.value
+    preview.set_default_timeout(WAIT_MS)
+    preview.wait_for_selector("#preview-banner")
+    through_calibration(preview)
+    preview.wait_for_selector("text=Instructions")
+    preview.click("#continue")
+    listen_all(preview)
+    with preview.expect_navigation():
+        preview.click("#choose-A")
+    assert Answer.objects.filter(participant__study=study).count() == 1  # stored while a draft
+    preview.close()
+    page.reload()
     page.click("button[data-action=open]")
     page.wait_for_selector("[data-testid=status]:has-text('open')")
     page.screenshot(path=screens("07_open"), full_page=True)
@@ -117,7 +131,7 @@ def test_a_study_made_here_is_taken_end_to_end_and_exported_with_each_answer_onc
     participant.context.close()
 
     page.click("nav.ex-tabs >> text=Progress")
-    assert page.locator("#participants .card").first.inner_text().startswith("1")
+    assert page.locator("#participants .card").first.inner_text().startswith("1")  # no preview
     page.screenshot(path=screens("08_progress"), full_page=True)
 
     page.click("nav.ex-tabs >> text=Export")

@@ -253,6 +253,17 @@ def test_progress_counts_idle_participants_as_inactive_and_flags_early_answering
     assert "1 participant sent answers sooner than the clips can be played" in html
 
 
+def test_the_overview_offers_a_fresh_preview_of_a_draft_study_only(client, carol, study):
+    client.force_login(carol)  # shared with her: she may preview it too
+    overview = reverse("studies:study_detail", args=[study.pk])
+    first, second = (client.get(overview).context["preview_url"] for _ in range(2))
+    assert first != second and "?pid=preview-" in first  # a new participant each time
+    assert 'id="preview"' in client.get(overview).content.decode()
+    study.status = Study.Status.OPEN
+    study.save()
+    assert 'id="preview"' not in client.get(overview).content.decode()
+
+
 def test_it_lists_trials_and_counts_them_on_the_overview(client, alice, study):
     client.force_login(alice)
     html = client.get(reverse("studies:trials", args=[study.pk])).content.decode()

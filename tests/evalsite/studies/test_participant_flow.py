@@ -733,3 +733,47 @@ def test_a_listening_check_turned_on_mid_study_applies_to_trials_not_yet_shown(
     assert not Answer.objects.filter(participant=p, trial=slot.trial).exists()
     p.refresh_from_db()
     assert p.early_answers == 1
+
+
+def test_researchers_who_can_see_a_draft_study_can_preview_it_and_nobody_else_can(
+    client, listening_study, experimenter, django_user_model
+):
+    listening_study.status = Study.Status.DRAFT
+    listening_study.save()
+    link = reverse("studies:entry", args=[listening_study.slug]) + "?pid=preview-1"
+    assert Client().get(link, HTTP_USER_AGENT=DESKTOP_UA).status_code == 403  # a participant
+    other = Client()
+    other.force_login(django_user_model.objects.create_user("olga", "o@example.org", "pw-olga-42"))
+    assert other.get(link, HTTP_USER_AGENT=DESKTOP_UA).status_code == 403  # not shared with her
+    assert not listening_study.participants.exists()
+    client.force_login(experimenter)
+    assert client.get(link, HTTP_USER_AGENT=DESKTOP_UA).status_code == 302
+    p = listening_study.participants.get(external_pid="preview-1")
+    assert 'id="preview-banner"' in client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).content.decode()
+    p = to_step(client, p, "practice")
+    finish(client, p)  # the whole draft study, answers stored as a participant's
+    assert Answer.objects.filter(participant=p).exists()
+
+
+def test_opening_a_draft_deletes_what_its_previews_stored(client, listening_study, experimenter):
+    listening_study.status = Study.Status.DRAFT
+    listening_study.save()
+    client.force_login(experimenter)
+    client.get(reverse("studies:entry", args=[listening_study.slug]) + "?pid=preview-2")
+    p = to_step(client, listening_study.participants.get(), "practice")
+    answer_current(client, p, expected=True)
+    assert Answer.objects.filter(participant=p).exists() and StudyFold.objects.exists()
+    response = client.post(reverse("studies:study_status", args=[listening_study.pk]),
+                           {"action": "open"})  # fmt: skip
+    assert response.status_code == 302
+    listening_study.refresh_from_db()
+    assert listening_study.status == Study.Status.OPEN
+    assert not listening_study.participants.exists()
+    assert not Answer.objects.filter(trial__study=listening_study).exists()
+    assert not StudyFold.objects.filter(study=listening_study).exists()
+    event = listening_study.events.latest("at")
+    assert event.changes == {"status": ["draft", "open"], "preview participants": [1, 0]}
+    page = client.get(reverse("studies:entry", args=[listening_study.slug]) + "?pid=real-1")
+    real = listening_study.participants.get(external_pid="real-1")
+    assert page.status_code == 302
+    assert 'id="preview-banner"' not in client.get(url(real)).content.decode()
