@@ -373,10 +373,11 @@ CODEBOOK: dict[str, dict[str, dict]] = {
         "prolific_session_id": _col("Prolific SESSION_ID from the study link", "string or ''"),
         "external_pid": _col("Generic `pid` from the study link", "string or ''"),
         "status": _col(
-            "Step reached (final steps: done, screened_out, declined, refused, full)",
+            "Step reached (final steps: done, screened_out, declined, refused, full, withdrawn)",
             "string",
             "browser_check, consent, questionnaire, calibration, screening, instructions, "
-            "practice, trials, done, screened_out, declined, refused, full",
+            "practice, trials, done, screened_out, declined, refused, full, withdrawn (left"
+            " the study on its page; its answers are deleted unless the study keeps them)",
         ),
         "language": _col("Language the pages were shown in", "string", "en, ja"),
         "started_at": _col("Server time of entry", "ISO 8601 UTC"),

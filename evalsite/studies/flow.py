@@ -110,6 +110,26 @@ def advance(p: Participant, from_step: str, to_step: str, **fields) -> bool:
     return bool(updated)
 
 
+def withdraw(p: Participant) -> bool:
+    """The participant leaves the study from its current step (a final step, `withdrawn`): its
+    unanswered trials go back to the pool and, unless the study keeps them
+    (`withdrawn_answers`), its answers and trial list are deleted. False (nothing done) when it
+    was at no step one can leave from."""
+    if p.step not in Participant.WITHDRAWABLE_STEPS:
+        return False
+    with transaction.atomic():
+        if not advance(p, p.step, Step.WITHDRAWN, state={}):
+            return False  # moved on meanwhile (another tab)
+        delete = p.study.setting("withdrawn_answers") != "keep"
+        if delete:
+            Answer.objects.filter(participant=p).delete()
+            p.slots.all().delete()
+        else:  # the answers count by themselves; no slot stays reserved
+            design.release_finished(p)
+    log.info("participant %s withdrew; answers %s", p.pk, "deleted" if delete else "kept")
+    return True
+
+
 def after_calibration(p: Participant) -> str:
     return Step.SCREENING if screening_kinds(p.study) else Step.INSTRUCTIONS
 

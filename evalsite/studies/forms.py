@@ -39,6 +39,7 @@ _FLAT_SETTINGS = (
     "loudness_target_lufs",
     "practice_trials",
     "min_listen_share",
+    "withdrawn_answers",
 )
 
 
@@ -104,6 +105,12 @@ class StudyForm(forms.ModelForm):
         "share of the three clips' total duration (the page itself unlocks the buttons after "
         "all three played to the end). 0: no check.",
     )  # fmt: skip
+    withdrawn_answers = forms.ChoiceField(
+        choices=[("delete", "delete them"), ("keep", "keep them (flagged as withdrawn)")],
+        label="Answers of participants who leave",
+        help_text='Participant pages have a "Leave the study" button. Say in the consent '
+        "text what happens to the answers given before it.",
+    )
     shared_with_names = forms.CharField(
         required=False,
         label="Shared with",

@@ -43,6 +43,10 @@ DEFAULT_SETTINGS: dict = {
     # this holds the rule for any client). 0: no check. Below 1 leaves room for clip lengths
     # rounded in the catalogue; this project's choice, not the paper's.
     "min_listen_share": 0.9,
+    # What happens to the answers of a participant who leaves the study on its page ("Leave the
+    # study"): "delete" (as JATOS' abortStudy does) or "keep" (flagged by status `withdrawn`).
+    # Say which in the consent text.
+    "withdrawn_answers": "delete",
 }
 
 
@@ -168,8 +172,16 @@ class Participant(models.Model):
         DECLINED = "declined", "declined consent"
         REFUSED = "refused", "refused (browser)"
         FULL = "full", "study full"
+        WITHDRAWN = "withdrawn", "left the study"
 
-    FINAL_STEPS = {Step.DONE, Step.SCREENED_OUT, Step.DECLINED, Step.REFUSED, Step.FULL}
+    FINAL_STEPS = {
+        Step.DONE, Step.SCREENED_OUT, Step.DECLINED, Step.REFUSED, Step.FULL, Step.WITHDRAWN
+    }  # fmt: skip
+    # Steps from which a participant may leave the study ("Leave the study" on the page).
+    WITHDRAWABLE_STEPS = {
+        Step.QUESTIONNAIRE, Step.CALIBRATION, Step.SCREENING, Step.INSTRUCTIONS, Step.PRACTICE,
+        Step.TRIALS,
+    }  # fmt: skip
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="participants")
     token = models.CharField(max_length=32, unique=True, default=new_token, editable=False)

@@ -69,7 +69,10 @@ def _render(request, p: Participant, template: str, context: dict | None = None,
     translation.activate(p.language)
     request.LANGUAGE_CODE = p.language
     ctx = {"p": p, "study": p.study, "languages": p.study.setting("languages"),
-           "page_url": reverse("studies:participant", args=[p.token])}  # fmt: skip
+           "page_url": reverse("studies:participant", args=[p.token]),
+           "can_leave": p.step in Participant.WITHDRAWABLE_STEPS}  # fmt: skip
+    if ctx["can_leave"]:
+        ctx["study_keeps_withdrawn"] = p.study.setting("withdrawn_answers") == "keep"
     response = render(
         request, f"studies/participant/{template}", ctx | (context or {}), status=status
     )
@@ -177,6 +180,9 @@ def page(request: HttpRequest, token: str) -> HttpResponse:
         Participant.objects.filter(pk=p.pk).update(language=lang)
         return redirect("studies:participant", p.token)
     if request.method == "POST":
+        if request.POST.get("action") == "withdraw" and request.POST.get("step") == p.step:
+            flow.withdraw(p)
+            return redirect("studies:participant", p.token)
         if request.POST.get("step") == p.step:
             handler = POST_HANDLERS.get(p.step)
             if handler is not None:
@@ -252,6 +258,11 @@ def get_done(request, p):
 def get_screened_out(request, p):
     url = flow.prolific_screen_out_redirect(p)
     return _render(request, p, "screened_out.html", {"prolific_url": url})
+
+
+def get_withdrawn(request, p):
+    kept = p.study.setting("withdrawn_answers") == "keep"
+    return _render(request, p, "withdrawn.html", {"kept": kept, "prolific": bool(p.prolific_pid)})
 
 
 # -- steps: POST --------------------------------------------------------------------------------
@@ -359,6 +370,7 @@ GET_HANDLERS = {
     Step.DECLINED: _simple("declined.html"),
     Step.REFUSED: _simple("browser_refused.html"),
     Step.FULL: _simple("full.html"),
+    Step.WITHDRAWN: get_withdrawn,
 }
 POST_HANDLERS = {
     Step.BROWSER_CHECK: post_browser_check,

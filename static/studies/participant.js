@@ -224,6 +224,12 @@
     var check = document.querySelector("form[data-browser-check]");
     if (check) browserCheck(check);
     document.querySelectorAll("form[data-listen]").forEach(listen);
+    // Leaving the study asks first (without the script the button leaves at once).
+    document.querySelectorAll("[data-confirm]").forEach(function (b) {
+      b.addEventListener("click", function (e) {
+        if (!window.confirm(b.dataset.confirm)) e.preventDefault();
+      });
+    });
     // "Your answer was not saved" is said once: a reload of this page must not say it again.
     if (/[?&]early=1/.test(location.search) && window.history && history.replaceState) {
       history.replaceState(null, "", location.pathname);

@@ -202,6 +202,26 @@ def test_it_refuses_an_answer_sent_before_the_clips_played_and_says_so_once(
     assert Answer.objects.get(participant=p, trial=slot.trial).chosen_position == "B"
 
 
+def test_leaving_the_study_asks_first_and_then_deletes_the_answers(live_server, page, owner):
+    study = quick_study(owner)
+    p = to_first_trial(live_server, page, study, "leaver")
+    listen_all(page)
+    with page.expect_navigation():
+        page.click("#choose-A")
+    page.wait_for_selector("#play-r")
+    page.once("dialog", lambda dialog: dialog.dismiss())  # "Leave the study now?" -> no
+    page.click("#leave")
+    page.wait_for_selector("#play-r")
+    p.refresh_from_db()
+    assert p.step == "trials" and Answer.objects.filter(participant=p).count() == 1
+    page.once("dialog", lambda dialog: dialog.accept())
+    with page.expect_navigation():
+        page.click("#leave")
+    page.wait_for_selector("#withdrawn")
+    p.refresh_from_db()
+    assert p.step == "withdrawn" and not Answer.objects.filter(participant=p).exists()
+
+
 def hold_back_script(page, seconds=1.5):
     """Serve the page's script late: the audio loads (or fails) before it runs, as with cached
     clips."""

@@ -29,7 +29,7 @@ def _study_post(**overrides) -> dict:
         "target_answers_per_trial": 7, "trials_per_participant": "", "refuse_phones": "on",
         "completion_code": "", "screen_out_code": "C1SCREEN", "prolific_completion_url": "https://app.prolific.com/submissions/complete?cc=ABC",
         "reservation_timeout_s": 1800, "loudness_target_lufs": -23, "practice_trials": 2,
-        "min_listen_share": 0.9,
+        "min_listen_share": 0.9, "withdrawn_answers": "delete",
         "shared_with_names": "",
     }  # fmt: skip
     data.update(overrides)

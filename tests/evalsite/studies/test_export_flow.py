@@ -30,7 +30,7 @@ def _build_study(experimenter) -> Study:
         "catch_identical": 1, "catch_attention": 1, "catch_repeat": 1, "min_catch_accuracy": 0.75,
         "max_same_position_share": 0.9, "min_median_rt_ms": 1500, "target_answers_per_trial": 5,
         "reservation_timeout_s": 1800, "loudness_target_lufs": -23, "practice_trials": 1,
-        "min_listen_share": 0.9,
+        "min_listen_share": 0.9, "withdrawn_answers": "delete",
     }  # fmt: skip
     assert web.post(reverse("studies:study_create"), post).status_code == 302
     study = Study.objects.get(name="Export end to end")

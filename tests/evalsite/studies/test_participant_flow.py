@@ -777,3 +777,61 @@ def test_opening_a_draft_deletes_what_its_previews_stored(client, listening_stud
     real = listening_study.participants.get(external_pid="real-1")
     assert page.status_code == 302
     assert 'id="preview-banner"' not in client.get(url(real)).content.decode()
+
+
+def leave(client, p):
+    return client.post(url(p), {"step": p.step, "action": "withdraw"}, HTTP_USER_AGENT=DESKTOP_UA)
+
+
+def test_a_participant_who_leaves_the_study_has_their_answers_deleted_and_trials_freed(
+    client, listening_study
+):
+    p = to_step(client, enter(client, listening_study, PROLIFIC_PID="pp-leave"), "practice")
+    finish_practice(client, p)
+    answer_current(client, p)
+    assert 'id="leave"' in client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).content.decode()
+    assert leave(client, p).status_code == 302
+    p.refresh_from_db()
+    assert p.step == "withdrawn" and p.finished_at is not None
+    assert not Answer.objects.filter(participant=p).exists() and not p.slots.exists()
+    page = client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).content.decode()
+    assert 'id="withdrawn"' in page and "have been deleted" in page and "Prolific" in page
+    assert 'id="leave"' not in page
+    counts = design.fill_counts(listening_study, timezone.now())
+    assert all(n == 0 for n in counts.values())  # nothing of p is counted any more
+    frame = export.participants_dataframe(listening_study).set_index("participant")
+    assert frame.loc[p.pk, "status"] == "withdrawn" and frame.loc[p.pk, "answers"] == 0
+
+
+def test_a_study_may_keep_the_answers_of_participants_who_leave(client, listening_study):
+    listening_study.settings = {**listening_study.settings, "withdrawn_answers": "keep"}
+    listening_study.save()
+    p = to_step(client, enter(client, listening_study), "practice")
+    finish_practice(client, p)
+    slot, _ = answer_current(client, p)
+    assert "are kept" in client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).content.decode()
+    leave(client, p)
+    p.refresh_from_db()
+    assert p.step == "withdrawn"
+    assert Answer.objects.filter(participant=p, trial=slot.trial).exists()
+    assert not p.slots.filter(reserved_until__gt=timezone.now()).exists()  # given back
+    assert "are kept" in client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).content.decode()
+
+
+def test_leaving_is_refused_before_consent_after_the_end_and_from_a_stale_page(
+    client, listening_study
+):
+    p = enter(client, listening_study)
+    assert 'id="leave"' not in client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).content.decode()
+    leave(client, p)  # at the browser check: nothing to leave yet
+    p.refresh_from_db()
+    assert p.step == "browser_check"
+    p = to_step(client, p, "calibration")
+    client.post(url(p), {"step": "consent", "action": "withdraw"}, HTTP_USER_AGENT=DESKTOP_UA)
+    p.refresh_from_db()
+    assert p.step == "calibration"  # a form from an earlier page does nothing
+    p = finish(client, to_step(client, p, "practice"))
+    assert p.step == "done"
+    leave(client, p)
+    p.refresh_from_db()
+    assert p.step == "done" and Answer.objects.filter(participant=p).exists()
