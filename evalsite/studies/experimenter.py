@@ -165,6 +165,10 @@ def study_status(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         before, study.status = study.status, TRANSITIONS[action][1]
         with transaction.atomic():
+            locked = Study.objects.select_for_update().only("status").get(pk=study.pk)
+            if locked.status != before:  # changed by another request meanwhile
+                messages.error(request, f"The study is already {locked.status}.")
+                return redirect("studies:study_detail", pk=study.pk)
             study.save(update_fields=["status", "updated_at"])
             what = {"status": [before, study.status]}
             if before == Study.Status.DRAFT:
@@ -176,12 +180,15 @@ def study_status(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def remove_previews(study: Study) -> int:
-    """Delete what researchers' previews of a draft study stored (only researchers can enter a
-    draft: every participant it has is a preview), with the fill counted from them; the count
-    removed. Run as the study leaves draft, so that no preview reaches its data."""
-    removed = study.participants.count()
-    study.participants.all().delete()  # their slots and answers with them
-    StudyFold.objects.filter(study=study).delete()  # made again from nothing at the next entry
+    """Delete what researchers' previews of a draft study stored (`is_preview`), with the fill
+    counted from them and the reports computed from them; the count removed. Run as the study
+    leaves draft, so that no preview reaches its data."""
+    previews = study.participants.filter(is_preview=True)
+    removed = previews.count()
+    if removed:
+        previews.delete()  # their slots and answers with them
+        StudyFold.objects.filter(study=study).delete()  # made again at the next entry
+        study.report_snapshots.all().delete()  # computed from previews only
     return removed
 
 

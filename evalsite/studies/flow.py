@@ -117,15 +117,23 @@ def withdraw(p: Participant) -> bool:
     was at no step one can leave from."""
     if p.step not in Participant.WITHDRAWABLE_STEPS:
         return False
+    delete = p.study.setting("withdrawn_answers") != "keep"
     with transaction.atomic():
-        if not advance(p, p.step, Step.WITHDRAWN, state={}):
+        # An answer POST from another tab in the very same instant may still be stored after
+        # this (its statement read the step before); the page that sent it shows `withdrawn`.
+        given = {"questionnaire": {}, "screening": {}, "browser": {}, "user_agent": ""}
+        if not advance(p, p.step, Step.WITHDRAWN, state={}, **(given if delete else {})):
             return False  # moved on meanwhile (another tab)
-        delete = p.study.setting("withdrawn_answers") != "keep"
-        if delete:
+        if delete:  # what they gave; the ids stay, to record that they left
             Answer.objects.filter(participant=p).delete()
             p.slots.all().delete()
+            p.study.report_snapshots.exclude(bundle=b"").update(bundle=b"")  # held every answer
         else:  # the answers count by themselves; no slot stays reserved
             design.release_finished(p)
+    if delete:
+        from evalsite.reports.tasks import schedule_report
+
+        schedule_report(p.study_id)  # reports without their answers
     log.info("participant %s withdrew; answers %s", p.pk, "deleted" if delete else "kept")
     return True
 
@@ -207,7 +215,9 @@ def start_trials(p: Participant) -> None:
         advance(p, Step.INSTRUCTIONS, Step.FULL)
         return
     has_practice = p.slots.filter(trial__is_practice=True).exists()
-    advance(p, Step.INSTRUCTIONS, Step.PRACTICE if has_practice else Step.TRIALS)
+    moved = advance(p, Step.INSTRUCTIONS, Step.PRACTICE if has_practice else Step.TRIALS)
+    if not moved and Participant.objects.filter(pk=p.pk, step=Step.WITHDRAWN).exists():
+        p.slots.all().delete()  # left (another tab) while these were assigned
 
 
 def current_slot(p: Participant) -> Assignment | None:

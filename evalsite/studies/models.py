@@ -212,6 +212,8 @@ class Participant(models.Model):
     # Answers refused because they came sooner after the trial page than its clips can be played
     # (or to a trial never shown): the page does not send these, a script or a bot does.
     early_answers = models.PositiveIntegerField(default=0)
+    # Entered a draft study as a researcher's preview: deleted when the study leaves draft.
+    is_preview = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["id"]

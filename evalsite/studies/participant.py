@@ -93,14 +93,18 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
     has_id = any(request.GET.get(k) for k in ("PROLIFIC_PID", "pid"))
     if mine is not None and not has_id:
         return redirect("studies:participant", mine.token)
-    if not (
-        study.is_open or _previewing(request, study) or (has_id and _known_id(study, request.GET))
-    ):
+    if study.status == Study.Status.DRAFT:  # previews only: a known id lets no one else in
+        allowed = _previewing(request, study)
+    else:
+        allowed = study.is_open or (has_id and _known_id(study, request.GET))
+    if not allowed:
         translation.activate(_language(study, request))
         return _refused(request, _("This study is not open at the moment. Please try again later."))
     p = flow.find_or_create(
         study, request.GET.dict(), request.headers.get("User-Agent", ""), _language(study, request)
     )
+    if study.status == Study.Status.DRAFT and not p.is_preview:
+        Participant.objects.filter(pk=p.pk).update(is_preview=True)
     response = redirect("studies:participant", p.token)
     if p.token not in _bound(request):
         response.set_signed_cookie(

@@ -209,9 +209,12 @@ def test_leaving_the_study_asks_first_and_then_deletes_the_answers(live_server, 
     with page.expect_navigation():
         page.click("#choose-A")
     page.wait_for_selector("#play-r")
+    posts = []
+    page.on("request", lambda r: r.method == "POST" and posts.append(r.url))
+    page.evaluate("window.stayed = true")  # gone if the page were replaced
     page.once("dialog", lambda dialog: dialog.dismiss())  # "Leave the study now?" -> no
     page.click("#leave")
-    page.wait_for_selector("#play-r")
+    assert page.evaluate("window.stayed === true") and posts == []  # nothing was sent
     p.refresh_from_db()
     assert p.step == "trials" and Answer.objects.filter(participant=p).count() == 1
     page.once("dialog", lambda dialog: dialog.accept())

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.http import parse_http_date
 
+from evalsite.reports.models import ReportSnapshot
 from evalsite.studies import design, export, flow, participant, screening
 from evalsite.studies.models import (
     Answer,
@@ -750,12 +751,18 @@ def test_researchers_who_can_see_a_draft_study_can_preview_it_and_nobody_else_ca
     assert client.get(link, HTTP_USER_AGENT=DESKTOP_UA).status_code == 302
     p = listening_study.participants.get(external_pid="preview-1")
     assert 'id="preview-banner"' in client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).content.decode()
+    assert p.is_preview
     p = to_step(client, p, "practice")
     finish(client, p)  # the whole draft study, answers stored as a participant's
     assert Answer.objects.filter(participant=p).exists()
+    stranger = Client()  # the used preview link names a known id: still not for strangers
+    assert stranger.get(link, HTTP_USER_AGENT=DESKTOP_UA).status_code == 403
+    assert stranger.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).status_code == 403
 
 
-def test_opening_a_draft_deletes_what_its_previews_stored(client, listening_study, experimenter):
+def test_opening_a_draft_deletes_what_its_previews_stored_and_nothing_else(
+    client, listening_study, experimenter
+):
     listening_study.status = Study.Status.DRAFT
     listening_study.save()
     client.force_login(experimenter)
@@ -763,14 +770,17 @@ def test_opening_a_draft_deletes_what_its_previews_stored(client, listening_stud
     p = to_step(client, listening_study.participants.get(), "practice")
     answer_current(client, p, expected=True)
     assert Answer.objects.filter(participant=p).exists() and StudyFold.objects.exists()
+    ReportSnapshot.objects.create(study=listening_study, bundle=b"preview answers")
+    earlier = Participant.objects.create(study=listening_study, external_pid="from-when-open")
     response = client.post(reverse("studies:study_status", args=[listening_study.pk]),
                            {"action": "open"})  # fmt: skip
     assert response.status_code == 302
     listening_study.refresh_from_db()
     assert listening_study.status == Study.Status.OPEN
-    assert not listening_study.participants.exists()
+    assert list(listening_study.participants.all()) == [earlier]  # not a preview: kept
     assert not Answer.objects.filter(trial__study=listening_study).exists()
     assert not StudyFold.objects.filter(study=listening_study).exists()
+    assert not ReportSnapshot.objects.filter(study=listening_study).exists()
     event = listening_study.events.latest("at")
     assert event.changes == {"status": ["draft", "open"], "preview participants": [1, 0]}
     page = client.get(reverse("studies:entry", args=[listening_study.slug]) + "?pid=real-1")
@@ -789,11 +799,15 @@ def test_a_participant_who_leaves_the_study_has_their_answers_deleted_and_trials
     p = to_step(client, enter(client, listening_study, PROLIFIC_PID="pp-leave"), "practice")
     finish_practice(client, p)
     answer_current(client, p)
+    snapshot = ReportSnapshot.objects.create(study=listening_study, bundle=b"every answer")
     assert 'id="leave"' in client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).content.decode()
     assert leave(client, p).status_code == 302
     p.refresh_from_db()
     assert p.step == "withdrawn" and p.finished_at is not None
     assert not Answer.objects.filter(participant=p).exists() and not p.slots.exists()
+    assert p.questionnaire == {} and p.screening == {} and p.prolific_pid == "pp-leave"
+    snapshot.refresh_from_db()
+    assert bytes(snapshot.bundle) == b""  # an earlier report's answers went with them
     page = client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).content.decode()
     assert 'id="withdrawn"' in page and "have been deleted" in page and "Prolific" in page
     assert 'id="leave"' not in page
