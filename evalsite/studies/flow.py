@@ -119,15 +119,14 @@ def withdraw(p: Participant) -> bool:
         return False
     delete = p.study.setting("withdrawn_answers") != "keep"
     with transaction.atomic():
-        # An answer POST from another tab in the very same instant may still be stored after
-        # this (its statement read the step before); the page that sent it shows `withdrawn`.
+        # The step's UPDATE holds the participant's row until the commit: an answer POST from
+        # another tab in the same instant waits for it and then stores nothing
+        # (participant_sql.ANSWER_SQL), or was stored before and is deleted here.
         given = {"questionnaire": {}, "screening": {}, "browser": {}, "user_agent": ""}
         if not advance(p, p.step, Step.WITHDRAWN, state={}, **(given if delete else {})):
             return False  # moved on meanwhile (another tab)
-        if delete:  # what they gave; the ids stay, to record that they left
-            Answer.objects.filter(participant=p).delete()
-            p.slots.all().delete()
-            p.study.report_snapshots.exclude(bundle=b"").update(bundle=b"")  # held every answer
+        if delete:
+            _forget(p)
         else:  # the answers count by themselves; no slot stays reserved
             design.release_finished(p)
     if delete:
@@ -136,6 +135,14 @@ def withdraw(p: Participant) -> bool:
         schedule_report(p.study_id)  # reports without their answers
     log.info("participant %s withdrew; answers %s", p.pk, "deleted" if delete else "kept")
     return True
+
+
+def _forget(p: Participant) -> None:
+    """Delete what a leaving participant gave (its answers, its trial list, the study's report
+    bundles that held them); its ids stay, to record that it left. In `withdraw`'s transaction."""
+    Answer.objects.filter(participant=p).delete()
+    p.slots.all().delete()
+    p.study.report_snapshots.exclude(bundle=b"").update(bundle=b"")
 
 
 def after_calibration(p: Participant) -> str:

@@ -303,6 +303,12 @@ class StoredAnswer:
 # the only writer of answers, stores one only when the slot before is answered, so the answered
 # slots are always 0..k-1. Each answer then costs the same few index probes at slot 5 or 500
 # (checking every earlier slot made an answer's cost grow with its position in the list).
+#
+# On PostgreSQL the participant's row is locked FOR SHARE while the answer is stored: a
+# participant leaving at the same instant (`flow.withdraw`: step changed, answers and slots
+# deleted, one transaction) holds it FOR UPDATE, so the answer waits for that to commit and is
+# then checked against the new step, storing nothing; an answer that locked it first is stored
+# before the leaving starts, and deleted by it. (SQLite runs one writer at a time.)
 ANSWER_SQL = """
 INSERT INTO {answers} ({columns})
 SELECT s.participant_id, s.trial_id, s.{idx},
@@ -319,7 +325,7 @@ SELECT s.participant_id, s.trial_id, s.{idx},
 FROM {slots} s JOIN {participants} p ON p.id = s.participant_id
 WHERE p.token = %s AND p.step = %s AND s.{idx} = %s AND s.answerable_ms <= %s
   AND NOT EXISTS (SELECT 1 FROM {slots} e WHERE e.participant_id = s.participant_id
-                  AND e.{idx} = s.{idx} - 1 AND {e_unanswered})
+                  AND e.{idx} = s.{idx} - 1 AND {e_unanswered}){lock}
 ON CONFLICT DO NOTHING
 RETURNING participant_id, trial_id,
   (SELECT t.is_practice FROM {trials} t WHERE t.id = {answers}.trial_id),
@@ -341,7 +347,7 @@ def _answer_sql(vendor: str) -> str:
     columns = ", ".join(qn(Answer._meta.get_field(name).column) for name in ANSWER_COLUMNS)
     return ANSWER_SQL.format(
         columns=columns, idx=qn("index"), e_unanswered=UNANSWERED_SQL.format(s="e", **tables),
-        **tables,
+        lock="\nFOR SHARE OF p" if vendor == "postgresql" else "", **tables,
     )  # fmt: skip
 
 

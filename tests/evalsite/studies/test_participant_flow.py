@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +18,15 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.http import parse_http_date
 
 from evalsite.reports.models import ReportSnapshot
-from evalsite.studies import design, export, flow, participant, screening
+from evalsite.studies import (
+    design,
+    export,
+    flow,
+    participant,
+    participant_forms,
+    participant_sql,
+    screening,
+)
 from evalsite.studies.models import (
     Answer,
     Assignment,
@@ -830,6 +839,48 @@ def test_a_study_may_keep_the_answers_of_participants_who_leave(client, listenin
     assert Answer.objects.filter(participant=p, trial=slot.trial).exists()
     assert not p.slots.filter(reserved_until__gt=timezone.now()).exists()  # given back
     assert "are kept" in client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).content.decode()
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)  # the other tab commits on its own connection
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers: PostgreSQL")
+def test_an_answer_sent_from_another_tab_while_the_participant_leaves_is_not_kept(
+    client, listening_study, monkeypatch
+):
+    p = to_step(client, enter(client, listening_study), "practice")
+    finish_practice(client, p)
+    answer_current(client, p)
+    slot = open_trial(client, p)
+    tab = {}
+
+    def answer_from_another_tab():
+        try:
+            log = participant_forms.client_log(client_log())
+            tab["stored"] = participant_sql.store_answer(p.token, p.step, slot.index, "A", log)
+        finally:
+            connection.close()
+
+    forget = flow._forget
+
+    def answered_while_forgetting(q):
+        forget(q)  # answers and slots deleted; leaving not committed yet
+        tab["thread"] = threading.Thread(target=answer_from_another_tab)
+        tab["thread"].start()
+        waiting = "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        deadline = time.monotonic() + 30
+        while tab["thread"].is_alive() and time.monotonic() < deadline:
+            with connection.cursor() as cursor:  # the other tab waits for the leaving to end?
+                cursor.execute(waiting)
+                if cursor.fetchone()[0]:
+                    break
+            time.sleep(0.01)
+
+    monkeypatch.setattr(flow, "_forget", answered_while_forgetting)
+    assert leave(client, p).status_code == 302
+    tab["thread"].join(timeout=30)
+    assert not tab["thread"].is_alive() and tab["stored"] is None
+    p.refresh_from_db()
+    assert p.step == "withdrawn" and not Answer.objects.filter(participant=p).exists()
 
 
 def test_leaving_is_refused_before_consent_after_the_end_and_from_a_stale_page(
