@@ -41,7 +41,13 @@ from evalsite.studies.loadtest import (
     make_study,
     summarise,
 )
-from evalsite.studies.loadtest_client import LoadTestError, Participant, Recorder, Response
+from evalsite.studies.loadtest_client import (
+    ASSIGN,
+    LoadTestError,
+    Participant,
+    Recorder,
+    Response,
+)
 from evalsite.studies.loadtest_report import passed
 
 KINDS = ("healthz", "trial_page", "answer")
@@ -66,7 +72,14 @@ class InProcessParticipant(Participant):
     def __init__(self, slug: str, n_trials: int, rec: Recorder):
         super().__init__(f"http://{HOST}", slug, n_trials, rec, queue.SimpleQueue())
         self.last_cpu = 0.0
+        self.assign_cpu = 0.0  # thread CPU of the POST that assigned its trial list
         self.profiler: cProfile.Profile | None = None
+
+    def request(self, kind: str, method: str, path: str, body: str | None = None) -> Response:
+        response = super().request(kind, method, path, body)
+        if kind == ASSIGN:
+            self.assign_cpu += self.last_cpu
+        return response
 
     def _send(self, method: str, path: str, body: str | None) -> Response:
         path, _, query = path.partition("?")
@@ -175,9 +188,17 @@ def _measure(cfg: InProcessConfig, study, out) -> dict:
                     cpu[kind] += p.last_cpu
                     sent[kind] += 1
     result = summarise(rec, study, {}, [], [], 0)
+    assign_wall = sorted(seconds for _, seconds in rec.latencies[ASSIGN])
     return result | {
         "cpu_ms": {kind: 1000 * cpu[kind] / max(sent[kind], 1) for kind in KINDS},
         "requests": sent,
+        # entering, one participant at a time (setup): no queueing, so the wall time is the
+        # request's own, most of it with the study's lock held
+        "assign": {
+            "requests": len(assign_wall),
+            "cpu_ms": 1000 * sum(p.assign_cpu for p in people) / max(len(assign_wall), 1),
+            "wall_p50_ms": 1000 * assign_wall[len(assign_wall) // 2] if assign_wall else 0.0,
+        },
         "errors": sum(rec.errors.values()),
         "profiles": {kind: _top(prof, cfg.profile) for kind, prof in profiles.items()},
     }
@@ -203,8 +224,13 @@ def format_in_process(result: dict) -> str:
     for kind in KINDS:
         lines.append(f"{kind:<13} {n[kind]:>8}   {cpu[kind]:>8.3f}"
                      f"{'':<31}{cpu[kind] / cpu['healthz']:.2f}")  # fmt: skip
+    entering = result["assign"]
     lines += [
         f"trial page / answer: {cpu['trial_page'] / cpu['answer']:.2f}",
+        f"entering (setup, one at a time): {entering['requests']} trial lists assigned, "
+        f"CPU {entering['cpu_ms']:.3f} ms/request ({entering['cpu_ms'] / cpu['healthz']:.2f} x "
+        f"healthz), wall p50 {entering['wall_p50_ms']:.2f} ms (two commits; the study's lock "
+        "held until the first, design.assign)",
         f"answers acknowledged={result['acknowledged']} (setup's first ones included) "
         f"stored={result['stored']} acked-not-stored={result['acked_not_stored']}; "
         f"failed requests={result['errors']}",

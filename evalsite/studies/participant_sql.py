@@ -270,6 +270,38 @@ def mark_shown(slot: Assignment, now, min_listen_share: float) -> None:
         cursor.execute(_shown_sql(connection.vendor), params)
 
 
+# An entry's trial list: one multi-row INSERT per batch of slots (standard SQL). Under the study's
+# lock, which every entry queues for; `bulk_create` spent 2.6 ms building 60 model instances and
+# their SQL, a third of an entry's time under the lock.
+SLOT_BATCH = 150  # rows per statement: 900 parameters, under SQLite's oldest limit (999)
+SLOT_COLUMNS = ("participant", "trial", "index", "displayed_first", "reserved_until",
+                "answerable_ms")  # fmt: skip
+
+
+@functools.cache
+def _slots_sql(vendor: str, rows: int) -> str:
+    qn = connection.ops.quote_name
+    columns = ", ".join(qn(Assignment._meta.get_field(name).column) for name in SLOT_COLUMNS)
+    values = ", ".join(["(" + ", ".join(["%s"] * len(SLOT_COLUMNS)) + ")"] * rows)
+    return f"INSERT INTO {qn(Assignment._meta.db_table)} ({columns}) VALUES {values}"
+
+
+def insert_slots(
+    participant_id: int, trials: list[tuple[int, str]], reserved_until, answerable_ms: int | None
+) -> None:
+    """Store a participant's trial list: slot i for the i-th (trial id, canonical candidate shown
+    in A) of `trials`, each reserved until `reserved_until`."""
+    until = Assignment._meta.get_field("reserved_until").get_db_prep_save(
+        reserved_until, connection
+    )
+    rows = [(participant_id, trial, i, first, until, answerable_ms)
+            for i, (trial, first) in enumerate(trials)]  # fmt: skip
+    with hot_cursor() as cursor:
+        for start in range(0, len(rows), SLOT_BATCH):
+            batch = rows[start : start + SLOT_BATCH]
+            cursor.execute(_slots_sql(connection.vendor, len(batch)), [v for r in batch for v in r])
+
+
 @dataclass
 class ClientLog:
     response_ms: int | None
