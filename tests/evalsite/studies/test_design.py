@@ -125,6 +125,28 @@ def participant(study: Study, seed: int) -> Participant:
     return Participant.objects.create(study=study, seed=seed, step="instructions")
 
 
+@pytest.mark.django_db
+def test_it_stores_a_trial_list_longer_than_one_insert_in_its_order_and_positions():
+    from evalsite.studies import loadtest, participant_sql
+
+    study = loadtest.make_study(participant_sql.SLOT_BATCH + 20)  # two INSERT statements
+    p = participant(study, seed=5)
+    now = timezone.now()
+    assert design.assign(p, now)
+    slots = list(p.slots.order_by("index"))
+    trials = design.select_trials(study, p.seed, Counter())  # every trial, none filled yet
+    expected = design.order_trials(trials, p.seed)
+    shown = design.balance_positions(expected, p.seed)
+    assert [s.index for s in slots] == list(range(len(trials)))
+    assert [s.trial_id for s in slots] == [t.id for t in expected]
+    assert [s.displayed_first for s in slots] == [shown[t.id] for t in expected]
+    timeout = timedelta(seconds=int(study.setting("reservation_timeout_s")))
+    assert {s.reserved_until for s in slots} == {now + timeout}
+    assert {s.answerable_ms for s in slots} == {0}  # the load study has no listening check
+    assert design.assign(p, now)  # again: the same list, nothing added
+    assert p.slots.count() == len(trials)
+
+
 def answer_all(p: Participant) -> None:
     for s in p.slots.all():
         Answer.objects.create(participant=p, trial=s.trial, trial_index=s.index, chosen="a",

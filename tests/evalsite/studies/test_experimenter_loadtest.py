@@ -74,6 +74,8 @@ def test_its_in_process_mode_reads_djangos_cpu_per_kind_and_stores_every_acknowl
     assert all(ms > 0 for ms in result["cpu_ms"].values())
     assert result["acknowledged"] == result["stored"] == 2 * (1 + 1 + 2)  # setup, warm-up, rounds
     assert in_process_passed(result), text
+    assert result["assign"]["requests"] == 2 and result["assign"]["cpu_ms"] > 0
+    assert "entering (setup, one at a time): 2 trial lists assigned" in text
     for kind in ("trial_page", "answer"):  # the profiler ran around Django's handler
         assert "Ordered by: internal time" in result["profiles"][kind]
         assert "site-packages/django/" in result["profiles"][kind]
