@@ -193,7 +193,7 @@ def _measure(cfg: InProcessConfig, study, out) -> dict:
         "cpu_ms": {kind: 1000 * cpu[kind] / max(sent[kind], 1) for kind in KINDS},
         "requests": sent,
         # entering, one participant at a time (setup): no queueing, so the wall time is the
-        # request's own, most of it with the study's lock held
+        # request's own (design.assign holds the study's lock until its commit)
         "assign": {
             "requests": len(assign_wall),
             "cpu_ms": 1000 * sum(p.assign_cpu for p in people) / max(len(assign_wall), 1),

@@ -338,9 +338,10 @@ class StoredAnswer:
 #
 # On PostgreSQL the participant's row is locked FOR SHARE while the answer is stored: a
 # participant leaving at the same instant (`flow.withdraw`: step changed, answers and slots
-# deleted, one transaction) holds it FOR UPDATE, so the answer waits for that to commit and is
-# then checked against the new step, storing nothing; an answer that locked it first is stored
-# before the leaving starts, and deleted by it. (SQLite runs one writer at a time.)
+# deleted, one transaction) holds it from its UPDATE of the step, so the answer waits for that
+# to commit and is then checked against the new step, storing nothing; an answer that locked it
+# first makes the leave's UPDATE wait for its commit, and is deleted by the leave. (SQLite runs
+# one writer at a time.)
 ANSWER_SQL = """
 INSERT INTO {answers} ({columns})
 SELECT s.participant_id, s.trial_id, s.{idx},
