@@ -241,10 +241,12 @@ class TrialRef:
     repeat_of_id: int | None
 
 
+TRIAL_REF_FIELDS = tuple(TrialRef.__dataclass_fields__)  # in declaration order
+
+
 def trial_refs(trials) -> list[TrialRef]:
     """A Trial queryset as TrialRefs, in its order."""
-    fields = [f.name for f in TrialRef.__dataclass_fields__.values()]
-    return [TrialRef(*row) for row in trials.values_list(*fields)]
+    return [TrialRef(*row) for row in trials.values_list(*TRIAL_REF_FIELDS)]
 
 
 def select_trials(study: Study, seed: int, counts: Counter) -> list[TrialRef] | None:
