@@ -89,14 +89,16 @@ def test_it_finishes_a_task_after_kill_9_without_duplicate_embeddings(broker, wo
     worker.kill9()
     partial = count()
     assert partial < len(ids)
-    # Unacknowledged: back in its queue (restored after the visibility timeout), not lost.
-    assert broker.llen("gpu") == 1
+    # Not lost: unacknowledged, the message is held in kombu's `unacked` hash (or, once a
+    # consumer has restored it after the visibility timeout, back in its queue).
+    assert broker.hlen("unacked") + broker.llen("gpu") == 1
     restarted = worker_factory().start()
     wait_for(lambda: count() == len(ids), 120, restarted, "the redelivered task")
     version = version_for(get_embedder())
     per_clip = Embedding.objects.filter(version=version).values_list("clip_id", flat=True)
     assert sorted(per_clip) == sorted(ids)  # each clip exactly once
     assert broker.llen("gpu") == 0
+    wait_for(lambda: broker.hlen("unacked") == 0, 30, restarted, "the redelivered task's ack")
 
 
 def test_it_makes_a_clip_added_later_findable_through_the_worker(
