@@ -21,9 +21,18 @@ class LaplaceFit:
     beta: np.ndarray  # (p,) fixed effects
     beta_se: np.ndarray  # (p,)
     sds: np.ndarray  # (G,) random-intercept SD per grouping factor
-    sds_ci: np.ndarray  # (G, 2) Wald interval on the log-SD scale, mapped back
+    log_sds_se: np.ndarray  # (G,) Wald SE of log(SD); NaN where the SD sits at its bound
     loglik: float
     converged: bool
+
+    def sds_interval(self, z: float = 1.96) -> np.ndarray:
+        """(G, 2) Wald interval of each SD at normal quantile `z`, built on the log-SD scale and
+        mapped back: never below 0; its upper end is inf where the likelihood is so flat in the SD
+        that exp overflows (no upper bound), NaN where the SD sits at its bound."""
+        log_sds = np.log(self.sds)
+        with np.errstate(over="ignore"):
+            return np.exp(np.column_stack([log_sds - z * self.log_sds_se,
+                                           log_sds + z * self.log_sds_se]))  # fmt: skip
 
 
 def _indicator(codes: np.ndarray, n_levels: int) -> sparse.csr_matrix:
@@ -120,13 +129,11 @@ class CrossedLogit:
         # complement of everything else, computed from S = A - B D^-1 B^T.
         S = A - (B / D) @ B.T
         beta_cov = linalg.inv(S)[: self.p, : self.p]
-        se_t = _log_sd_se(f, theta)
-        ci = np.exp(np.column_stack([theta - 1.96 * se_t, theta + 1.96 * se_t]))
         return LaplaceFit(
             beta=x[: self.p],
             beta_se=np.sqrt(np.diag(beta_cov)),
             sds=np.exp(theta),
-            sds_ci=ci,
+            log_sds_se=_log_sd_se(f, theta),
             loglik=loglik,
             converged=bool(res.success),
         )

@@ -138,7 +138,13 @@ def laplace_model(df: pd.DataFrame, confidence: float = 0.95) -> tuple[pd.DataFr
         for name, b, s in zip(names, fit.beta, fit.beta_se)
     ]
     levels = (data["participant"].nunique(), data["trial"].nunique())
-    for name, sd, ci, k in zip(["participant", "trial"], fit.sds, fit.sds_ci, levels):
+    intervals = fit.sds_interval(z)
+    for name, sd, ci, k in zip(["participant", "trial"], fit.sds, intervals, levels):
+        if not np.isfinite(ci).all():
+            notes.append(
+                f"Laplace fit: sd({name}) = {sd:.3g} has no finite Wald interval (the likelihood "
+                "is flat in it, or it sits at its bound): read it as poorly determined"
+            )
         out.append(
             {
                 "term": f"sd({name})",

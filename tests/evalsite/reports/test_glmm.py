@@ -44,3 +44,40 @@ def test_it_recovers_crossed_random_intercepts():
     # the conditional slope of the mixed model (Zeger, Liang & Albert 1988).
     glm = sm.GLM(y, X, family=sm.families.Binomial()).fit()
     assert abs(glm.params[1]) < abs(fit.beta[1])
+
+
+def test_it_builds_the_sd_intervals_at_the_requested_confidence():
+    y, X, p, t = _data(0.8, 0.5, seed=1)
+    fit = CrossedLogit(y, X, [p, t]).fit()
+    wide, narrow = fit.sds_interval(1.96), fit.sds_interval(1.645)
+    assert np.isfinite(wide).all()
+    assert (wide[:, 0] < narrow[:, 0]).all() and (narrow[:, 1] < wide[:, 1]).all()
+    assert (narrow[:, 0] < fit.sds).all() and (fit.sds < narrow[:, 1]).all()
+    # On the log scale the interval is symmetric about the estimate.
+    assert np.log(narrow).mean(axis=1) == pytest.approx(np.log(fit.sds))
+
+
+def test_it_reads_an_sd_the_likelihood_barely_determines_as_an_unbounded_interval():
+    y, X, p, t = _data(0.8, 0.5, seed=1)
+    fit = CrossedLogit(y, X, [p, t]).fit()
+    fit.log_sds_se = np.array([fit.log_sds_se[0], 400.0])  # a flat likelihood in sd(trial)
+    with np.errstate(over="raise"):  # no overflow warning: inf is the answer
+        interval = fit.sds_interval(1.96)
+    assert interval[1, 1] == np.inf and interval[1, 0] == pytest.approx(0.0, abs=1e-300)
+    assert np.isfinite(interval[0]).all()
+
+
+def test_it_reports_the_laplace_sds_at_the_reports_confidence():
+    from evalsite.reports.analysis.mixed import laplace_model
+    from evalsite.reports.analysis.simulate import SimulationSpec, simulate_answers
+
+    answers, _ = simulate_answers(
+        SimulationSpec(n_participants=20, trials_per_instrument=8, seed=3)
+    )
+    at_95, _ = laplace_model(answers, 0.95)
+    at_80, _ = laplace_model(answers, 0.80)
+    for term in ("sd(participant)", "sd(trial)"):
+        wide, narrow = at_95.set_index("term").loc[term], at_80.set_index("term").loc[term]
+        assert wide["estimate"] == narrow["estimate"]
+        assert wide["ci_low"] < narrow["ci_low"] <= narrow["estimate"] <= narrow["ci_high"]
+        assert narrow["ci_high"] < wide["ci_high"]
