@@ -22,6 +22,7 @@ from evalsite.studies.export import (
     full_answers_dataframe,
     manifest_dataframe,
     participants_dataframe,
+    to_csv,
 )
 from evalsite.studies.models import Answer, Participant, Study, Trial
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
@@ -166,6 +167,22 @@ def test_it_lists_every_participant_with_ids_status_codes_and_answer_counts(answ
         assert frame.loc[pid, "practice_answers"] == mine.filter(trial__is_practice=True).count()
     assert list(frame["slots"]) == [8, 8, 8, 0]
     assert frame.loc["p1", "catch_correct"] == 3 and frame.loc["p2", "catch_correct"] == 2
+
+
+def test_it_defuses_formulas_in_text_columns_of_every_pandas_dtype():
+    # pandas 3 stores text as a `str` dtype, not object; categoricals and object columns of
+    # mixed values hold text too. Numbers (negative ones included) stay numbers.
+    frame = pd.DataFrame({
+        "str": pd.Series(["=1+1", "fine"], dtype="string"),
+        "object": pd.Series([{"k": 1}, "+2"], dtype=object),
+        "category": pd.Categorical(["@A", "b"]),
+        "number": [-3, 4],
+    })  # fmt: skip
+    read = pd.read_csv(io.BytesIO(to_csv(frame)), keep_default_na=False)
+    assert list(read["str"]) == ["'=1+1", "fine"]
+    assert list(read["object"]) == ["{'k': 1}", "'+2"]
+    assert list(read["category"]) == ["'@A", "b"]
+    assert list(read["number"]) == [-3, 4]
 
 
 def test_it_defuses_text_a_spreadsheet_would_run_in_every_csv(client, alice, answered_study):
