@@ -217,23 +217,11 @@ def _inert(value):
 
 def to_csv(frame: pd.DataFrame) -> bytes:
     """CSV bytes of `frame` for people and spreadsheets: text cells that would run as a formula
-    get a leading apostrophe (FORMULA_START); numbers are written as they are."""
-    return (
-        frame.assign(**{c: frame[c].map(_inert) for c in _text_columns(frame)})
-        .to_csv(index=False)
-        .encode()
-    )
-
-
-def _text_columns(frame: pd.DataFrame) -> list:
-    """The columns that may hold text: object, string (pandas 3 gives text columns a `str` dtype,
-    which `select_dtypes(include="object")` stops matching in pandas 4) and categorical ones."""
-    types = pd.api.types
-    return [
-        c for c, dtype in frame.dtypes.items()
-        if types.is_object_dtype(dtype) or types.is_string_dtype(dtype)
-        or isinstance(dtype, pd.CategoricalDtype)
-    ]  # fmt: skip
+    get a leading apostrophe (FORMULA_START); numbers are written as they are. Text columns are
+    object, string and categorical ones: pandas 3 gives text a `str` dtype, which "object" alone
+    matches only by a fallback pandas 4 drops."""
+    text = frame.select_dtypes(include=["object", "string", "category"]).columns
+    return frame.assign(**{c: frame[c].map(_inert) for c in text}).to_csv(index=False).encode()
 
 
 def served(clip: Clip, target_lufs: float) -> tuple[str, float | None]:
