@@ -48,9 +48,10 @@ ACTIVE_COVERAGE = 0.15  # ... nor one where under 15% of its envelope frames rea
 
 
 def condition_of(program: int | dict, is_drum: bool = False) -> str:
-    """Condition of a stem from its GM program (0-127) and drum flag, or from a stem metadata dict.
+    """Condition of a stem from its GM program and drum flag, or from a stem metadata dict.
 
-    Programs 0-7 piano, 24-31 guitar, 32-39 bass, drum kits drums, everything else others
+    Programs 0-7 piano, 24-31 guitar, 32-39 bass, drum kits drums (program 0-127, or 128 as
+    Slakh2100-redux numbers them), everything else others
     (METHOD.md, a project choice).
     """
     if isinstance(program, dict):
@@ -294,9 +295,11 @@ def _read_metadata(folder: Path) -> dict:
     if not meta_path.is_file():
         raise DataError(f"{meta_path}: missing; every Slakh track folder needs metadata.yaml")
     try:
-        meta = yaml.load(
-            meta_path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        )
+        text = meta_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{meta_path}: cannot read as UTF-8 text: {exc}") from exc
+    try:
+        meta = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         raise DataError(f"{meta_path}: not valid YAML: {exc}") from exc
     if not isinstance(meta, dict) or not isinstance(meta.get("stems"), dict) or not meta["stems"]:
@@ -366,8 +369,11 @@ def _load_stem(folder, meta_path, audio_dir, name, sm, mix) -> Stem:
             f"expected {mix.frames} like the mix"
         )
     program = int(sm["program_num"])
-    if not 0 <= program <= 127:
-        raise DataError(f"{meta_path}: stems.{name}.program_num={program}; expected 0-127")
+    # Slakh2100-redux numbers drum stems 128 (midi_program_name "Drums"); other renderings 0-127.
+    if not 0 <= program <= (128 if sm["is_drum"] else 127):
+        raise DataError(
+            f"{meta_path}: stems.{name}.program_num={program}; expected 0-127 (128 only for drums)"
+        )
     return Stem(
         name=name,
         path=path,

@@ -29,9 +29,17 @@ def test_it_reads_the_real_slakh_layout(slakh_mini):
     assert (t.name, t.split, t.num_frames) == ("Track00001", "train", SR * SECONDS)
     assert t.metadata["UUID"] == "1a81ae092884234f3264e2f45927f00a"
     assert t.conditions == ("drums", "bass", "piano", "guitar", "others")
-    assert t.programs("piano") == [0, 4] and t.programs("drums") == [0]
+    assert t.programs("piano") == [0, 4] and t.programs("drums") == [128]
     assert t.programs("others") == [48]  # S05 (organ) was not rendered
     assert ds.track("Track01876").split == "test"
+
+
+def test_it_reads_drum_stems_numbered_128_as_the_release_does_or_0_as_other_renderings(slakh_mini):
+    # Slakh2100-redux's metadata gives drum stems program_num 128 ("Drums"); the validation
+    # fixture keeps 0 with is_drum true, as other renderings write it.
+    ds = SlakhDataset(slakh_mini)
+    assert ds.track("Track01876").programs("drums") == [128]
+    assert ds.track("Track01501").programs("drums") == [0]
 
 
 def test_it_sums_the_stems_of_one_condition_and_reads_by_seeking(slakh_mini):
@@ -94,6 +102,16 @@ def _other_length(root):
     sf.write(root / "train/Track00001/stems/S01.flac", np.zeros(SR), SR)
 
 
+def _program_128_not_drum(root):
+    p = root / "train/Track00001/metadata.yaml"
+    p.write_text(p.read_text().replace("    program_num: 33\n", "    program_num: 128\n"))
+
+
+def _latin1_metadata(root):
+    p = root / "train/Track00001/metadata.yaml"
+    p.write_bytes(p.read_bytes().replace(b"(finger)", "(finger \u00e9)".encode("latin-1")))
+
+
 def _no_program(root):
     p = root / "train/Track00001/metadata.yaml"
     p.write_text(p.read_text().replace("    program_num: 33\n", ""))
@@ -107,6 +125,7 @@ def _no_program(root):
         (_other_rate, "expected 8000 Hz"),
         (_other_length, f"expected {SR * SECONDS} like the mix"),
         (_no_program, "stems.S01.program_num missing; expected int"),
+        (_program_128_not_drum, "stems.S01.program_num=128; expected 0-127 (128 only for drums)"),
     ],
 )
 def test_it_names_track_stem_and_expectation_for_bad_stems(slakh_mini, damage, expected):
@@ -115,6 +134,12 @@ def test_it_names_track_stem_and_expectation_for_bad_stems(slakh_mini, damage, e
         SlakhDataset(slakh_mini).tracks("train")
     msg = str(err.value)
     assert "Track00001" in msg and "S01" in msg and expected in msg
+
+
+def test_it_names_a_metadata_file_that_is_not_utf8(slakh_mini):
+    _latin1_metadata(slakh_mini)
+    with pytest.raises(DataError, match=r"Track00001/metadata.yaml: cannot read as UTF-8"):
+        SlakhDataset(slakh_mini).tracks("train")
 
 
 def test_it_rejects_a_truncated_stem_when_decoding(slakh_mini):
