@@ -47,7 +47,18 @@ def read_mono(path: Path, start: int, num_frames: int, track: str, what: str) ->
             f"{path}: {what} of {track} ended after {data.shape[0]} of the "
             f"{num_frames} frames requested from frame {start} (truncated or corrupt file)"
         )
+    _check_finite(data, path, f"{what} of {track}", start)
     return data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]  # (T, C) -> (T,)
+
+
+def _check_finite(data: np.ndarray, path: Path, what: str, start: int) -> None:
+    """Float files can hold NaN or infinity, which would turn every feature of a clip into NaN."""
+    bad = ~np.isfinite(data).all(axis=1)  # (T, C) -> (T,)
+    if bad.any():
+        raise DataError(
+            f"{path}: {what} has NaN or infinite samples from frame {start + int(bad.argmax())}; "
+            "expected finite audio"
+        )
 
 
 def stem_envelope(path: Path, num_frames: int, track: str, stem: str) -> tuple[np.ndarray, float]:
@@ -57,6 +68,7 @@ def stem_envelope(path: Path, num_frames: int, track: str, stem: str) -> tuple[n
     try:
         for data in sf.blocks(str(path), blocksize=ENVELOPE_HOP * 64, dtype="float32",
                               always_2d=True):  # fmt: skip
+            _check_finite(data, path, f"stem {stem} of {track}", pos)
             mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]  # (t,)
             peak = max(peak, float(np.abs(mono).max(initial=0.0)))
             pad = (-len(mono)) % ENVELOPE_HOP

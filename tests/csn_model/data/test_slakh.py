@@ -151,6 +151,25 @@ def test_it_rejects_a_truncated_stem_when_decoding(slakh_mini):
         ds.track("Track00001").conditions  # noqa: B018
 
 
+def test_it_rejects_nan_or_infinite_samples_in_a_float_stem_or_mix(slakh_mini):
+    folder = slakh_mini / "train/Track00001"
+    bad = stem_signal("Track00001", "S01").astype(np.float32)
+    bad[SR : SR + 10] = np.nan
+    bad[2 * SR] = np.inf
+    (folder / "stems/S01.flac").unlink()
+    sf.write(folder / "stems/S01.wav", bad, SR, subtype="FLOAT")
+    with pytest.raises(
+        DataError, match=rf"S01 of Track00001 has NaN or infinite samples from frame {SR};"
+    ):
+        SlakhDataset(slakh_mini).track("Track00001").conditions  # noqa: B018
+    (folder / "mix.flac").unlink()
+    sf.write(folder / "mix.wav", bad, SR, subtype="FLOAT")
+    (folder / "stems/S01.wav").unlink()
+    sf.write(folder / "stems/S01.flac", np.nan_to_num(bad, posinf=0.0), SR)
+    with pytest.raises(DataError, match="mix of Track00001 has NaN or infinite samples"):
+        SlakhDataset(slakh_mini).track("Track00001").read_mix(0, 3 * SR)
+
+
 def test_it_rejects_an_empty_split_a_missing_metadata_file_and_mixed_rates(slakh_mini):
     (slakh_mini / "empty_root" / "test").mkdir(parents=True)
     with pytest.raises(DataError, match="empty split"):
