@@ -107,8 +107,25 @@ def normalise(data: np.ndarray, sr: int, target_lufs: float) -> tuple[np.ndarray
     return (data * 10 ** (gain_db / 20)).astype(np.float32), float(gain_db)
 
 
+def fit_level(data: np.ndarray, sr: int, name: str, target_lufs: float | None) -> np.ndarray:
+    """Normalise to `target_lufs`, or without a target check the audio fits 16-bit PCM as is.
+
+    Float files can peak above 0 dBFS; stored unnormalised they would be clipped, so they are
+    refused instead (normalisation keeps every peak under PEAK_CEILING_DBFS).
+    """
+    if target_lufs is not None:
+        return normalise(data, sr, target_lufs)[0]
+    peak = float(np.max(np.abs(data)))
+    if peak > 1.0:
+        raise AudioError(
+            f"{name}: peak {20 * np.log10(peak):+.1f} dBFS; expected at most 0 dBFS, or a 16-bit "
+            "copy would clip (lower its level, or store it with a loudness target)"
+        )
+    return data
+
+
 def wav_bytes(data: np.ndarray, sr: int) -> bytes:
-    """16-bit PCM WAV bytes of float audio (clipped to [-1, 1])."""
+    """16-bit PCM WAV bytes of float audio in [-1, 1] (fit_level has checked it)."""
     buf = io.BytesIO()
     sf.write(buf, np.clip(data, -1.0, 1.0), sr, format="WAV", subtype="PCM_16")
     return buf.getvalue()
@@ -143,8 +160,7 @@ def process_clip(
             raise AudioError(f"{name}: no file attached; expected an audio file")
         data, sr = read_audio(clip.file.path, name)
         validate(data, sr, name, limits)
-        if target_lufs is not None:
-            data, _ = normalise(data, sr, target_lufs)
+        data = fit_level(data, sr, name, target_lufs)
         original = clip.file.name
         _store(clip, data, sr)
         if original != clip.file.name:
@@ -181,8 +197,7 @@ def clip_from_array(
     x = data[:, None] if data.ndim == 1 else data  # (T, C)
     name = fields.get("name") or fields.get("piece") or "generated clip"
     validate(x, sr, name, limits)
-    if target_lufs is not None:
-        x, _ = normalise(x, sr, target_lufs)
+    x = fit_level(x, sr, name, target_lufs)
     clip = Clip(catalogue=catalogue, **fields)
     _store(clip, x, sr)
     clip.save()

@@ -22,9 +22,9 @@ def noise(seconds=2.0, level=0.1, sr=SR, channels=1, seed=0):
             ).astype(np.float32)  # fmt: skip
 
 
-def upload(data, sr, name="take.wav", fmt="WAV"):
+def upload(data, sr, name="take.wav", fmt="WAV", subtype=None):
     buf = io.BytesIO()
-    sf.write(buf, data, sr, format=fmt)
+    sf.write(buf, data, sr, format=fmt, subtype=subtype)
     return SimpleUploadedFile(name, buf.getvalue())
 
 
@@ -91,6 +91,27 @@ def test_it_marks_a_bad_upload_failed_with_a_clear_error(owner):
     assert clip.status == Clip.Status.FAILED
     assert clip.error.startswith("quiet.wav: silent")
     assert audio.process_clip(clip).status == Clip.Status.FAILED  # stays failed, no crash
+
+
+@pytest.mark.django_db
+def test_it_refuses_float_audio_above_full_scale_without_a_target_instead_of_clipping_it(owner):
+    cat = Catalogue.objects.create(owner=owner, name="uploads")
+    hot = noise(2.0, 0.02)
+    hot[100] = 2.0  # +6.0 dBFS, only a float file can hold it
+    clip = audio.clip_from_upload(
+        upload(hot, SR, "hot.wav", "WAV", "FLOAT"), cat
+    )  # no loudness target
+    assert clip.status == Clip.Status.FAILED
+    assert clip.error.startswith("hot.wav: peak +6.0 dBFS; expected at most 0 dBFS"), clip.error
+    with pytest.raises(audio.AudioError, match="peak \\+6.0 dBFS"):
+        audio.clip_from_array(hot, SR, cat, name="hot")
+    assert not Clip.objects.filter(name="hot").exists()
+    stored = audio.clip_from_upload(
+        upload(hot, SR, "hot.wav", "WAV", "FLOAT"), cat, target_lufs=-23.0
+    )
+    assert stored.status == Clip.Status.READY  # normalisation brings its peak under the ceiling
+    data, _ = sf.read(stored.file.path)
+    assert 20 * np.log10(np.max(np.abs(data))) <= audio.PEAK_CEILING_DBFS + 0.01
 
 
 @pytest.mark.django_db
