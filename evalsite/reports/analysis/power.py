@@ -2,6 +2,12 @@
 within participants, and time per trial give the participants and trials needed per instrument
 for a target interval half-width or for a power against chance, with Kish's design effect
 1 + (m - 1) * ICC for m repeated trials per participant.
+
+A pilot estimate of 0 or 1 (every answer agrees, or none does) has p(1 - p) = 0 and would plan no
+answers at all, though that interval is still wide. There the plan uses the end of the pilot's
+Wilson interval (at the report's confidence) nearest 0.5: the least favourable proportion the pilot
+does not rule out, the usual conservative planning value, taken from the pilot's own interval
+rather than the blanket 0.5. Both the width and the power columns use it.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from scipy import stats
 
 from .consent import scored
 from .inputs import instruments_present
+from .proportions import wilson_interval
 
 
 def icc_oneway(values: np.ndarray, groups: np.ndarray) -> float:
@@ -52,6 +59,29 @@ def n_for_power(p: float, p0: float = 0.5, alpha: float = 0.05, power: float = 0
     return float(((za * math.sqrt(p0 * (1 - p0)) + zb * math.sqrt(p * (1 - p))) / (p - p0)) ** 2)
 
 
+def planning_proportion(estimate: float, n: int, confidence: float = 0.95) -> float:
+    """The pilot estimate, or where it is 0 or 1 the end of its Wilson interval nearest 0.5."""
+    if not n or estimate not in (0.0, 1.0):
+        return estimate
+    low, high = wilson_interval(round(estimate * n), int(n), confidence)
+    return low if estimate == 1.0 else high
+
+
+def planning_notes(inputs: pd.DataFrame, confidence: float = 0.95) -> list[str]:
+    """One line per instrument whose pilot estimate is 0 or 1, saying what the plan used."""
+    notes = []
+    for _, r in inputs.iterrows():
+        p = planning_proportion(r["estimate"], r["n"], confidence)
+        if p != r["estimate"]:
+            end = "lower" if r["estimate"] == 1.0 else "upper"
+            notes.append(
+                f"power plan for {r['term']}: every one of its {int(r['n'])} pilot answers has "
+                f"agree = {int(r['estimate'])}, which would plan no answers; planned with "
+                f"{p:.3f}, the {end} end of its {100 * confidence:g}% Wilson interval, instead"
+            )
+    return notes
+
+
 def pilot_inputs(df: pd.DataFrame) -> pd.DataFrame:
     data = scored(df)
     rows = []
@@ -81,19 +111,22 @@ def plan(
     alpha: float = 0.05,
     confidence: float = 0.95,
 ) -> pd.DataFrame:
-    """Participants needed per instrument for each number of trials per participant."""
+    """Participants needed per instrument for each number of trials per participant, planned
+    with `planning_p` (the pilot estimate, or its Wilson bound nearest 0.5 where it is 0 or 1)."""
     rows = []
     n_inst = max(len(inputs), 1)
     for _, r in inputs.iterrows():
         icc = 0.0 if np.isnan(r["icc"]) else r["icc"]
+        p = planning_proportion(r["estimate"], r["n"], confidence)
         for m in trials_grid:
             de = design_effect(m, icc)
-            n_w = n_for_half_width(r["estimate"], half_width, confidence) * de
-            n_p = n_for_power(r["estimate"], 0.5, alpha, power) * de
+            n_w = n_for_half_width(p, half_width, confidence) * de
+            n_p = n_for_power(p, 0.5, alpha, power) * de
             minutes = m * n_inst * r["seconds_per_trial"] / 60
             rows.append(
                 {
                     "term": r["term"],
+                    "planning_p": p,
                     "trials_per_participant": m,
                     "design_effect": de,
                     "answers_for_width": n_w,

@@ -305,6 +305,8 @@ def _power(report, clean, df, config):
         config.power_alpha,
         config.confidence,
     )
+    for text in power.planning_notes(inputs, config.confidence):
+        report.note("info", "power", text)
 
 
 NEEDS_MODEL_CHOICES = {"consent", "bootstrap", "mixed", "gee", "power"}

@@ -73,6 +73,21 @@ def test_it_reports_identical_answers_without_fitting_models(answers):
     assert "same agreement value" in texts
 
 
+def test_it_plans_an_instrument_whose_pilot_answers_all_agree_and_says_how(answers):
+    drums = (answers["instrument"] == "drums") & answers["agree"].notna()
+    same = answers.copy()
+    same.loc[drums, "chosen"] = same.loc[drums, "model_choice"]
+    same.loc[drums, ["chosen_position", "agree"]] = None  # derived again, row by row
+    report = build_report(same, ReportConfig(n_boot=50, mixed_model=False, confidence=0.9))
+    consent = report.tables["consent"].set_index("term").loc["drums"]
+    assert consent["estimate"] == 1.0
+    plan = report.tables["power_plan"].set_index("term").loc["drums"]
+    assert (plan["answers_for_width"] > 0).all() and (plan["participants_for_width"] > 0).all()
+    assert (plan["planning_p"] == consent["ci_low"]).all()  # the Wilson interval's far end
+    (text,) = [m["text"] for m in report.messages if m["part"] == "power"]
+    assert "drums" in text and "90% Wilson" in text and f"{consent['ci_low']:.3f}" in text
+
+
 def test_it_says_when_every_participant_is_excluded(answers):
     fast = answers.assign(response_ms=100.0)
     (text,) = _errors(build_report(fast, FAST))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
@@ -20,6 +21,7 @@ from evalsite.reports.analysis.power import (
     icc_oneway,
     n_for_half_width,
     n_for_power,
+    plan,
 )
 from evalsite.reports.analysis.proportions import (
     binomial_test,
@@ -181,3 +183,31 @@ def test_it_plans_sample_sizes_from_textbook_formulas():
     expected = ((1.959964 * 0.5 + 0.841621 * math.sqrt(0.24)) / 0.1) ** 2
     assert n_for_power(0.6) == pytest.approx(expected, rel=1e-5)
     assert expected == pytest.approx(193.85, abs=0.01)
+
+
+def test_it_plans_a_pilot_where_every_answer_agrees_from_its_wilson_interval():
+    # 24 of 24 drums answers agree (0 of 24 guitar): p(1 - p) = 0 would plan no answers. The plan
+    # uses the end of the pilot's Wilson interval nearest 0.5: for k = n that is n / (n + z^2)
+    # = 24 / 27.8415 = 0.862024 (statsmodels proportion_confint, method "wilson").
+    low = proportion_confint(24, 24, alpha=0.05, method="wilson")[0]
+    assert low == pytest.approx(24 / (24 + 1.959964**2), rel=1e-6)
+    pilot = {"icc": np.nan, "trials_per_participant": 4.0, "seconds_per_trial": 3.0, "n": 24}
+    inputs = pd.DataFrame(
+        [
+            {"term": "drums", "estimate": 1.0, **pilot},
+            {"term": "guitar", "estimate": 0.0, **pilot},
+            {"term": "piano", "estimate": 0.75, **pilot},
+        ]
+    )
+    table = plan(inputs, trials_grid=(5,), half_width=0.05).set_index("term")
+    # Cochran's n at that proportion: 1.959964^2 * 0.862024 * 0.137976 / 0.05^2 = 182.8.
+    expected = 1.959964**2 * low * (1 - low) / 0.05**2
+    for term in ("drums", "guitar"):
+        assert table.loc[term, "answers_for_width"] == pytest.approx(expected, rel=1e-6)
+        assert table.loc[term, "participants_for_width"] == math.ceil(expected / 5)
+        assert table.loc[term, "answers_for_power"] == pytest.approx(n_for_power(low), rel=1e-9)
+    assert table.loc["drums", "planning_p"] == pytest.approx(low, rel=1e-9)
+    assert table.loc["guitar", "planning_p"] == pytest.approx(1 - low, rel=1e-9)
+    # A pilot estimate strictly between 0 and 1 is planned with as it is.
+    assert table.loc["piano", "planning_p"] == 0.75
+    assert table.loc["piano", "answers_for_width"] == pytest.approx(n_for_half_width(0.75, 0.05))
