@@ -72,7 +72,9 @@ def _segment_frames(checkpoint: Path) -> int:
 
 def subspace_vectors(model, emb: np.ndarray, cond: str) -> np.ndarray:
     k = model.conditions.index(cond)
-    return model.subspace(torch.as_tensor(emb), k).numpy()  # (N, D/K) or (N, D) learned masks
+    x = torch.as_tensor(emb, device=model.masks().device)  # (N, D) next to the masks
+    # detach: learned masks are parameters, so their subspaces require grad
+    return model.subspace(x, k).detach().cpu().numpy()  # (N, D/K) or (N, D) learned masks
 
 
 def probe_accuracy(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int = 5) -> float:

@@ -228,7 +228,8 @@ class _Net:
 
     def subspace(self, emb: torch.Tensor, condition: str) -> np.ndarray:
         k = self.model.conditions.index(condition)
-        return self.model.subspace(emb, k).cpu().numpy()  # (N, d)
+        # detach: learned masks are parameters, so their subspaces require grad
+        return self.model.subspace(emb, k).detach().cpu().numpy()  # (N, d)
 
 
 def _correct(net: _Net, waves: np.ndarray, condition: str) -> np.ndarray:

@@ -144,3 +144,17 @@ def test_it_trains_every_ablation_and_analyses_the_subspaces(tiny_dataset, tmp_p
     matrix = (run / "analysis" / "disentanglement.csv").read_text().splitlines()
     assert matrix[0].startswith("subspace,target,accuracy") and len(matrix) == 1 + 25
     assert (run / "analysis" / "disentanglement.png").stat().st_size > 0
+
+
+def test_it_scores_and_analyses_a_csn_with_learned_masks(tiny_dataset, tmp_path):
+    # Learned masks are parameters: the subspaces they cut require grad until detached.
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY)
+    run = tmp_path / "run"
+    settings = ["model.learned_masks=true", "train.aux_loss=0", "train.pretrain=0"]
+    settings += ["bench.systems=[csn]", "bench.analysis=true"]
+    args = ["bench", "--config", str(config), "--data", str(tiny_dataset), "--out", str(run)]
+    assert main([*args, "--set", *settings]) == 0
+    _check_schema(json.loads((run / "results.json").read_text()), {"csn"})
+    matrix = (run / "analysis" / "disentanglement.csv").read_text().splitlines()
+    assert matrix[0].startswith("subspace,target,accuracy") and len(matrix) == 1 + 25
