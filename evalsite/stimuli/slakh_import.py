@@ -25,6 +25,7 @@ class ImportReport:
     mixes: list[Clip] = field(default_factory=list)
     attention: list[tuple[Clip, Clip, Clip]] = field(default_factory=list)  # ref, same, different
     skipped: list[str] = field(default_factory=list)  # "track: reason"
+    existing: list[str] = field(default_factory=list)  # clips an earlier import already made
 
 
 def best_start(track: Track, num_frames: int, hop: int) -> int:
@@ -37,6 +38,28 @@ def best_start(track: Track, num_frames: int, hop: int) -> int:
         return 0
     most = max(counts.values())
     return min(s for s, n in counts.items() if n == most)
+
+
+def _imported_mix(ds, track, num_frames, catalogue) -> Clip | None:
+    """The mix excerpt an earlier import of this track made in the catalogue, if any."""
+    return (
+        catalogue.clips.filter(
+            dataset=str(ds.root),
+            split=track.split,
+            piece=track.name,
+            duration_s=num_frames / ds.sample_rate,
+            status=Clip.Status.READY,
+        )
+        .exclude(meta__has_key="kind")
+        .first()
+    )
+
+
+def _imported_attention(catalogue, x, y, cond, ref) -> bool:
+    group = f"{x.name}+{y.name}:{cond}"
+    return catalogue.clips.filter(
+        meta__kind="attention", meta__group=group, meta__reference=ref.pk
+    ).exists()
 
 
 def _mix_clip(ds, track, start, num_frames, catalogue, target_lufs) -> Clip:
@@ -110,7 +133,9 @@ def import_slakh(
     """Import one split of a Slakh-layout dataset (DataError on a malformed dataset).
 
     Attention sets are made for each pair of neighbouring tracks (sorted by name, cyclic) and each
-    condition in `conditions` that both tracks have.
+    condition in `conditions` that both tracks have. Importing a split again into the same
+    catalogue reuses the clips the earlier import made (listed in `existing`), so a reload or a
+    second run never duplicates a clip.
     """
     ds = SlakhDataset(root)
     sr = ds.sample_rate
@@ -122,6 +147,11 @@ def import_slakh(
     for track in tracks:
         if track.num_frames < num_frames:
             report.skipped.append(f"{track.name}: shorter than {seconds:g} s")
+            continue
+        earlier = _imported_mix(ds, track, num_frames, catalogue)
+        if earlier is not None:  # a repeated import (a reload, a second run) adds nothing
+            refs[track.name], starts[track.name] = earlier, int(round(earlier.start_s * sr))
+            report.existing.append(f"{track.name}: mix clip {earlier.pk}")
             continue
         start = best_start(track, num_frames, hop=max(sr // 2, 1))
         try:
@@ -142,6 +172,9 @@ def import_slakh(
                 report.skipped.append(f"{x.name}+{y.name}: fewer than 2 shared conditions")
                 continue
             for cond in (c for c in shared if c in conditions):
+                if _imported_attention(catalogue, x, y, cond, refs[x.name]):
+                    report.existing.append(f"{x.name}+{y.name} ({cond}): attention set")
+                    continue
                 try:
                     report.attention.append(
                         _attention_set(

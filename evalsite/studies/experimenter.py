@@ -274,7 +274,7 @@ def dataset_import(request: HttpRequest, pk: int) -> HttpResponse:
             messages.success(
                 request,
                 f"Imported {len(report.mixes)} mix clips and {len(report.attention)} attention "
-                f"sets; {len(report.skipped)} skipped.",
+                f"sets; {len(report.skipped)} skipped; {len(report.existing)} already imported.",
             )
     context = {"study": study, "form": form, "report": report, "offered": datasets()}
     return render(request, "studies/experimenter/import.html", context)

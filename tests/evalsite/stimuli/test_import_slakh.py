@@ -33,6 +33,28 @@ def test_it_imports_mix_excerpts_and_attention_sets(tiny_dataset, owner, capsys)
 
 
 @pytest.mark.django_db
+def test_it_makes_no_clip_twice_when_a_split_is_imported_again(tiny_dataset, owner, capsys):
+    def run(seconds):
+        call_command("import_slakh", str(tiny_dataset), "--split", "test", "--catalogue", "tiny",
+                     "--seconds", seconds, "--attention", "--conditions", "drums,bass",
+                     "--owner", "erin")  # fmt: skip
+        return capsys.readouterr().out
+
+    run("2")
+    cat = Catalogue.objects.get(name="tiny", owner=owner)
+    first = sorted(cat.clips.values_list("pk", flat=True))
+    n_sets = cat.clips.filter(meta__kind="attention").count() // 2  # a same and a different clip
+    n_mixes = len(first) - 2 * n_sets
+    out = run("2")
+    assert sorted(cat.clips.values_list("pk", flat=True)) == first
+    assert "0 mix clips, 0 attention sets" in out
+    assert f"{n_mixes + n_sets} already imported" in out
+    run("1")  # another excerpt length is another import: new clips, the 2 s ones untouched
+    assert cat.clips.filter(meta={}, duration_s=1.0).count() == n_mixes
+    assert set(first) <= set(cat.clips.values_list("pk", flat=True))
+
+
+@pytest.mark.django_db
 def test_it_fails_clearly_on_a_folder_that_is_not_a_dataset(tmp_path, owner):
     with pytest.raises(CommandError, match="no split folder found"):
         call_command("import_slakh", str(tmp_path), "--catalogue", "x", "--owner", "erin")

@@ -306,6 +306,11 @@ def test_it_imports_a_slakh_layout_split_into_the_study_catalogue(
     clips = Clip.objects.filter(catalogue=study.catalogue, status=Clip.Status.READY)
     assert len(report.mixes) == 2 and clips.count() >= 2
     assert {c.piece for c in report.mixes} <= set(clips.values_list("piece", flat=True))
+    made = clips.count()
+    again = client.post(url, data)  # a reload of the result page posts the form again
+    assert again.status_code == 200 and b'id="already-imported"' in again.content
+    assert again.context["report"].mixes == [] and again.context["report"].attention == []
+    assert Clip.objects.filter(catalogue=study.catalogue).count() == made
 
 
 def test_it_explains_why_random_trials_cannot_be_drawn(client, alice):

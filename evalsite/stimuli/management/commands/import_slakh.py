@@ -51,7 +51,8 @@ class Command(BaseCommand):
             self.stderr.write(f"skipped {line}")
         self.stdout.write(
             f"catalogue {catalogue.name!r}: {len(report.mixes)} mix clips, "
-            f"{len(report.attention)} attention sets, {len(report.skipped)} skipped"
+            f"{len(report.attention)} attention sets, {len(report.skipped)} skipped, "
+            f"{len(report.existing)} already imported"
         )
 
     def _owner(self, username):
