@@ -15,7 +15,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from evalsite.reports.models import ReportSnapshot, ReportState
-from evalsite.reports.rendering.summary import TITLES, rounded, table_names
+from evalsite.reports.rendering.summary import config_level, rounded, table_names, title
 from evalsite.reports.tasks import schedule_report
 from evalsite.studies.models import Study
 
@@ -60,12 +60,13 @@ def report_page(request: HttpRequest, key: str) -> HttpResponse:
     tables = []
     if snap is not None:
         frames = {name: _frame(snap, name) for name in snap.tables}
+        level_text = config_level(snap.config)
         for name in table_names(frames):
             frame = frames[name]
             tables.append(
                 {
                     "name": name,
-                    "title": TITLES.get(name, name),
+                    "title": title(name, level_text),
                     "columns": list(frame.columns),
                     "rows": rounded(frame),
                 }

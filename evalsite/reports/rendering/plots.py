@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import pandas as pd  # noqa: E402
 
 from ..analysis.report import Report  # noqa: E402
+from .summary import report_level  # noqa: E402
 
 CHANCE = dict(color="0.4", linestyle="--", linewidth=1)
 
@@ -41,12 +42,13 @@ def consent_plot(report: Report) -> str | None:
         return None
     terms = list(consent["term"])
     x = list(range(len(terms)))
+    level = report_level(report)
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    _interval_points(ax, consent, x, -0.12, "consent (Wilson 95%)", color="C0")
+    _interval_points(ax, consent, x, -0.12, f"consent (Wilson {level})", color="C0")
     boot = report.tables.get("bootstrap")
     if boot is not None and not boot.empty:
         b = boot.set_index("term").reindex(terms)
-        _interval_points(ax, b, x, 0.0, "cluster bootstrap 95%", color="C2")
+        _interval_points(ax, b, x, 0.0, f"cluster bootstrap {level}", color="C2")
     ceiling = report.tables.get("noise_ceiling")
     if ceiling is not None and not ceiling.empty:
         c = ceiling.set_index("term").reindex(terms)
@@ -70,7 +72,7 @@ def psychometric_plot(report: Report) -> str | None:
         yerr=[bins["estimate"] - bins["ci_low"], bins["ci_high"] - bins["estimate"]],
         fmt="o",
         capsize=3,
-        label="binned consent (Wilson 95%)",
+        label=f"binned consent (Wilson {report_level(report)})",
     )
     if fit is not None and not fit.empty:
         ax.plot(fit["model_margin"], fit["estimate"], color="C1", label="logistic fit")
@@ -83,12 +85,14 @@ def psychometric_plot(report: Report) -> str | None:
     return _svg(fig)
 
 
-def _share_plot(table: pd.DataFrame | None, xlabel: str, ylabel: str, x_col: str = "term"):
+def _share_plot(
+    table: pd.DataFrame | None, level: str, xlabel: str, ylabel: str, x_col: str = "term"
+):
     if table is None or table.empty:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.2))
     x = list(range(len(table)))
-    _interval_points(ax, table, x, 0.0, "95% Wilson", color="C0")
+    _interval_points(ax, table, x, 0.0, f"{level} Wilson", color="C0")
     ax.axhline(0.5, label="0.5", **CHANCE)
     ax.set_xticks(x, list(table[x_col]))
     ax.set_ylim(0, 1)
@@ -98,14 +102,16 @@ def _share_plot(table: pd.DataFrame | None, xlabel: str, ylabel: str, x_col: str
 
 
 def all_plots(report: Report) -> dict[str, str]:
+    level = report_level(report)
     plots = {
         "consent": consent_plot(report),
         "psychometric": psychometric_plot(report),
         "position_bias": _share_plot(
-            report.tables.get("position_bias"), "instrument", "share choosing position A"
+            report.tables.get("position_bias"), level, "instrument", "share choosing position A"
         ),
         "fatigue": _share_plot(
             report.tables.get("fatigue"),
+            level,
             "trial-index bin (session order)",
             "share agreeing with the model",
         ),

@@ -8,17 +8,18 @@ import math
 
 import pandas as pd
 
-from ..analysis.report import Report
+from ..analysis.report import Report, ReportConfig
 
+# Table titles; {level} is the report's confidence as a percentage (see `title`).
 TITLES = {
-    "consent": "Consent per instrument (answer level; Wilson and Clopper-Pearson 95%, exact "
+    "consent": "Consent per instrument (answer level; Wilson and Clopper-Pearson {level}, exact "
     "binomial test against 0.5, Holm across instruments)",
     "participant_consent": "Consent on participant-level agreement rates (one-sample t test)",
     "bootstrap": "Cluster bootstrap (participants x trials) intervals for consent",
     "mixed": "Mixed-effects logistic regression (log-odds; crossed random intercepts)",
     "mixed_probability": "Mixed model: instrument probabilities for an average participant/trial",
     "gee": "GEE check (log-odds; exchangeable within participant, robust SE)",
-    "reliability": "Agreement among people (identity-coded; trial bootstrap 95%)",
+    "reliability": "Agreement among people (identity-coded; trial bootstrap {level})",
     "noise_ceiling": "Leave-one-rater-out noise ceiling and the model relative to it",
     "exclusions": "Excluded participants (pre-registered rules)",
     "position_bias": "Position bias (share choosing screen position A)",
@@ -31,6 +32,24 @@ TITLES = {
 }
 ORDER = list(TITLES)
 HIDDEN = {"participants", "participant_rates", "psychometric_fit"}  # downloads only
+
+
+def level(confidence: float) -> str:
+    """An interval's level as a label: 0.95 -> '95%', 0.8 -> '80%', 0.975 -> '97.5%'."""
+    return f"{100 * confidence:g}%"
+
+
+def config_level(config: dict | None) -> str:
+    """The level a report's intervals were computed at: its config's `confidence`, as a label."""
+    return level((config or {}).get("confidence", ReportConfig.confidence))
+
+
+def report_level(report: Report) -> str:
+    return config_level(report.meta.get("config"))
+
+
+def title(name: str, level_text: str) -> str:
+    return TITLES[name].format(level=level_text) if name in TITLES else name
 
 
 def format_value(value, column: str = "") -> str:
@@ -75,7 +94,7 @@ def markdown_summary(report: Report) -> str:
         lines.append(f"> **{m['level']}** ({m['part']}): {m['text']}")
     for name in table_names(report.tables):
         table = report.tables[name]
-        lines += ["", f"## {TITLES.get(name, name)}", ""]
+        lines += ["", f"## {title(name, report_level(report))}", ""]
         if table.empty:
             lines.append("(empty)")
             continue
@@ -107,6 +126,6 @@ def html_summary(report: Report, plots: dict[str, str]) -> str:
         )
     parts += [f"<figure>{svg}</figure>" for svg in plots.values()]
     for name in table_names(report.tables):
-        parts.append(f"<h2>{html.escape(TITLES.get(name, name))}</h2>")
+        parts.append(f"<h2>{html.escape(title(name, report_level(report)))}</h2>")
         parts.append(html_table(report.tables[name]) if not report.tables[name].empty else "")
     return "".join(parts) + "</body></html>"

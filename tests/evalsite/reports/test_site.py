@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -92,6 +93,17 @@ def test_it_shows_the_report_to_the_owner_and_shared_researchers_only(
     page = client.get(reverse("reports:page", args=[sim_study.slug])).content.decode()
     assert 'data-testid="computed-at"' in page and snapshot.computed_at.strftime("%Y-%m-%d") in page
     assert 'data-table="consent"' in page and "<svg" in page
+
+
+def test_it_titles_the_tables_with_the_reports_confidence(client, sim_study, alice):
+    sim_study.settings["report"]["confidence"] = 0.8
+    sim_study.save()
+    recompute_report(sim_study.pk)
+    client.force_login(alice)
+    page = client.get(reverse("reports:page", args=[sim_study.pk])).content.decode()
+    headings = re.findall(r"<h2 id=\"table-[^\"]*\">(.*?)</h2>", page)
+    levels = [h for h in headings if "%" in h]
+    assert len(levels) == 2 and all("80%" in h and "95%" not in h for h in levels), headings
 
 
 def test_it_never_computes_in_the_request(client, sim_study, alice):

@@ -1,0 +1,40 @@
+"""Rendering: the summaries' headings and the plots' labels name the interval level the report
+was computed at, not a fixed 95%."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from evalsite.reports.analysis import ReportConfig, build_report
+from evalsite.reports.analysis.simulate import SimulationSpec, simulate_answers
+from evalsite.reports.rendering.plots import all_plots
+from evalsite.reports.rendering.summary import html_summary, markdown_summary
+
+
+@pytest.fixture(scope="module")
+def report_at_80():
+    spec = SimulationSpec(n_participants=8, trials_per_instrument=4, seed=1)
+    answers = simulate_answers(spec)[0]
+    return build_report(answers, ReportConfig(n_boot=50, mixed_model=False, confidence=0.8))
+
+
+def test_it_names_the_reports_confidence_in_the_summary_headings(report_at_80):
+    plots = all_plots(report_at_80)
+    md = [line for line in markdown_summary(report_at_80).splitlines() if line.startswith("## ")]
+    page = re.findall(r"<h2>(.*?)</h2>", html_summary(report_at_80, plots))
+    for headings in (md, page):
+        levels = [h for h in headings if "%" in h]
+        assert any(h.startswith(("## Consent per", "Consent per")) for h in levels), headings
+        assert len(levels) == 2 and all("80%" in h and "95%" not in h for h in levels), levels
+
+
+def test_it_names_the_reports_confidence_in_the_plot_labels(report_at_80):
+    plots = all_plots(report_at_80)
+    # matplotlib writes each text drawn as paths after a comment holding the text.
+    labels = {n: re.findall(r"<!-- ([^>]*%[^>]*) -->", svg) for n, svg in plots.items()}
+    assert "consent (Wilson 80%)" in labels["consent"]
+    assert "cluster bootstrap 80%" in labels["consent"]
+    assert "binned consent (Wilson 80%)" in labels["psychometric"]
+    assert not [label for found in labels.values() for label in found if "95%" in label]
