@@ -127,6 +127,12 @@ def load_teachers(teachers: dict[str, Path] | None, cfg: ExperimentConfig, devic
     out = []
     for c in CONDITIONS:
         model, payload = load_model(teachers[c], device)
+        if payload["model_name"] != "individual" or model.conditions != (c,):
+            raise TrainError(
+                f"{teachers[c]}: teacher for {c} has model_name {payload['model_name']!r} and "
+                f"conditions {list(model.conditions)}; expected an individual network trained "
+                f"on {c} (train.system=individual, train.condition={c})"
+            )
         if model.embedding_dim != sub or payload["model_args"]["features"] != features:
             raise TrainError(
                 f"{teachers[c]}: teacher for {c} embeds {model.embedding_dim} dims from features "

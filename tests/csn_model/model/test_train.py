@@ -11,7 +11,8 @@ import torch
 
 from csn_model import CONDITIONS
 from csn_model.checkpoint import load_model, make_payload, save_checkpoint
-from csn_model.config import ConfigError
+from csn_model.config import ConfigError, to_dict
+from csn_model.model import build_model, model_args_from_config
 from csn_model.train import TrainError, _RunContext, train_run
 
 
@@ -90,6 +91,20 @@ def test_it_refuses_to_continue_a_run_with_another_config(smoke_cfg, tiny_datase
 def test_it_asks_for_teachers_when_the_aux_loss_is_on(smoke_cfg, tiny_dataset, tmp_path):
     with pytest.raises(TrainError, match="teachers"):
         train_run(_fast(smoke_cfg, aux_loss=1.0), tiny_dataset, tmp_path, progress=False)
+
+
+def test_it_refuses_a_teacher_trained_on_another_instrument(smoke_cfg, tiny_dataset, tmp_path):
+    teachers = {}
+    for c in CONDITIONS:
+        cfg = _fast(smoke_cfg, system="individual", condition=c)
+        args = model_args_from_config(cfg)
+        payload = make_payload("individual", args, build_model("individual", args), to_dict(cfg))
+        teachers[c] = save_checkpoint(tmp_path / f"{c}.pt", payload)
+    swapped = {**teachers, "drums": teachers["bass"]}  # --teacher drums=bass.pt
+    with pytest.raises(TrainError, match=r"bass\.pt.*drums"):
+        train_run(
+            _fast(smoke_cfg, aux_loss=1.0), tiny_dataset, tmp_path / "csn", swapped, progress=False
+        )
 
 
 def test_it_trains_teachers_then_a_csn_with_aux_loss_and_pretraining(
