@@ -291,9 +291,11 @@ def sdr_table(ds, separator: TrainedSeparator, split: str = "test", chunk_second
     """
     import pandas as pd
 
-    ref_model = MaskSeparator(n_fft=1024, hop=256)  # STFT for the ideal mask: same as default
+    # The ideal mask needs only an STFT: the separator's own for a trained one (a fresh CPU
+    # module, so the separator's model stays on its device), else the default.
+    ref_model = MaskSeparator(n_fft=1024, hop=256)
     if isinstance(separator, TrainedSeparator):
-        ref_model = separator.model.cpu()
+        ref_model = MaskSeparator(n_fft=separator.model.n_fft, hop=separator.model.hop)
     rows = []
     chunk = int(chunk_seconds * ds.sample_rate)
     for track in ds.tracks(split):

@@ -67,3 +67,34 @@ def test_it_trains_saves_reloads_and_scores_on_the_tiny_dataset(tiny_dataset, tm
     assert {c for (_m, c) in summary} == present
     for cond in present:  # the oracle mask beats using the mixture as every stem
         assert summary[("ideal_ratio_mask", cond)]["mean"] > summary[("mixture", cond)]["mean"]
+
+
+def _untrained_separator(ds, path, device):
+    cfg = SeparatorConfig(n_fft=512, hop=128, hidden=16, lstm_layers=1, steps=0)
+    return TrainedSeparator(train_separator(ds, cfg, path, log=lambda _m: None), device=device)
+
+
+def test_it_measures_sdr_without_moving_the_separators_model(tiny_dataset, tmp_path, monkeypatch):
+    # On a GPU machine a model moved to the CPU under a separator whose device still says cuda
+    # breaks its next separate() call; on CPU the move itself is what can be observed.
+    ds = SlakhDataset(tiny_dataset)
+    sep = _untrained_separator(ds, tmp_path / "sep.pt", "cpu")
+    moved = []
+    apply = torch.nn.Module._apply
+
+    def spy(module, fn, *args, **kwargs):
+        moved.append(module)
+        return apply(module, fn, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "_apply", spy)
+    assert len(sdr_table(ds, sep, "test", chunk_seconds=4.0)) > 0
+    assert not any(m is sep.model for m in moved)
+
+
+@pytest.mark.gpu
+def test_it_separates_on_cuda_after_measuring_sdr(tiny_dataset, tmp_path):
+    ds = SlakhDataset(tiny_dataset)
+    sep = _untrained_separator(ds, tmp_path / "sep.pt", "cuda")
+    sdr_table(ds, sep, "test", chunk_seconds=4.0)
+    assert all(p.device.type == "cuda" for p in sep.model.parameters())
+    assert sep.separate(np.zeros((1, 22050), np.float32)).shape == (1, len(CONDITIONS), 22050)
