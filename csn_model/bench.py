@@ -8,9 +8,11 @@ Systems (METHOD.md "Baselines" and the ablations):
 
 Run folder (everything is reused when present, so an interrupted run resumes where it stopped):
     config.yaml                  the resolved BenchConfig (a rerun must use the same config)
+    dataset.json                 {"root": the dataset's absolute path} (a rerun must use it too)
     systems/<name>/              train_run's out_dir; done.json names the finished checkpoint
     separator/separator.pt, sdr.csv, sdr.json
-    triplets/test_<kind>.json    the fixed evaluation triplets (data layer's make_eval_set)
+    triplets/test_<kind>.json    the fixed evaluation triplets (data layer's make_eval_set), reused
+                                 only for the dataset and settings recorded in their meta
     outcomes.csv                 one row per (system, triplet): correct or not
     results.json, results.csv, comparisons.csv, results.md
     analysis/                    subspace analysis of the proposed CSN (csn_model.analysis)
@@ -179,36 +181,57 @@ def _separator(cfg: BenchConfig, ds, run_dir: Path) -> Path | None:
 
 
 # -- evaluation triplets ---------------------------------------------------------------------
+META_SOURCES = {  # field of a triplet file's meta -> where this run's value comes from
+    "dataset": "--data",
+    "split": "the test split",
+    "kind": "bench.kinds",
+    "per_condition": "bench.per_condition",
+    "seed": "bench.eval_seed",
+    "segment_frames": "features.segment_seconds",
+    "sample_rate": "the dataset's sample rate",
+}
+
+
 def eval_triplets(ds, folder: Path, cfg: BenchConfig) -> dict:
-    """{kind: (triplets, path)}; made once with make_eval_set and saved, then always reused."""
+    """{kind: (triplets, path)}; made once with make_eval_set and saved, then reused as long as
+    every field of their meta matches this run's (ValueError otherwise)."""
     from csn_model.data.triplets import load_triplets, make_eval_set, save_triplets
 
     out = {}
     frames = cfg.features.segment_frames
     for kind in cfg.bench.kinds:
         path = folder / f"test_{kind}.json"
+        meta = {
+            "dataset": str(Path(ds.root).resolve()),
+            "split": "test",
+            "kind": kind,
+            "per_condition": cfg.bench.per_condition,
+            "seed": cfg.bench.eval_seed,
+            "segment_frames": frames,
+            "sample_rate": ds.sample_rate,
+        }
         if not path.exists():
             triplets = make_eval_set(
                 ds, "test", kind, cfg.bench.per_condition, cfg.bench.eval_seed, frames
             )
-            meta = {
-                "dataset": str(ds.root),
-                "split": "test",
-                "kind": kind,
-                "per_condition": cfg.bench.per_condition,
-                "seed": cfg.bench.eval_seed,
-                "segment_frames": frames,
-                "sample_rate": ds.sample_rate,
-            }
             save_triplets(path, triplets, meta)
-        triplets, meta = load_triplets(path)
-        if meta.get("segment_frames") != frames:
-            raise ValueError(
-                f"{path}: field meta.segment_frames is {meta.get('segment_frames')}; "
-                f"the config's features.segment_seconds needs {frames}"
-            )
+        triplets, saved = load_triplets(path)
+        _check_meta(path, saved, meta)
         out[kind] = (triplets, path)
     return out
+
+
+def _check_meta(path: Path, saved: dict, expected: dict) -> None:
+    for name, want in expected.items():
+        got = saved.get(name)
+        if name == "dataset" and isinstance(got, str):
+            got = str(Path(got).resolve())  # older files hold the root as given, maybe relative
+        if got != want:
+            raise ValueError(
+                f"{path}: field meta.{name} is {got!r}, but this run needs {want!r} "
+                f"({META_SOURCES[name]}); these triplets were made for other data or settings: "
+                "use a new --out"
+            )
 
 
 # -- scoring ----------------------------------------------------------------------------------
@@ -313,6 +336,8 @@ def run_bench(cfg: BenchConfig, data_root: Path, run_dir: Path) -> dict:
     from csn_model.config import save_config
     from csn_model.data.slakh import SlakhDataset
 
+    ds = SlakhDataset(data_root)  # first: a mistyped --data must not be recorded below
+    _check_rate(ds, cfg, data_root)
     run_dir.mkdir(parents=True, exist_ok=True)
     saved = run_dir / "config.yaml"
     if saved.exists():
@@ -323,10 +348,11 @@ def run_bench(cfg: BenchConfig, data_root: Path, run_dir: Path) -> dict:
                 f"{saved}: this run folder was made with another config; "
                 "use the same config to resume, or a new --out"
             )
-    else:
+        _check_dataset(run_dir / "dataset.json", Path(data_root))
+    else:  # record first: config.yaml without dataset.json then means a folder from before
+        root = str(Path(data_root).resolve())
+        (run_dir / "dataset.json").write_text(json.dumps({"root": root}) + "\n")
         save_config(cfg, saved)
-    ds = SlakhDataset(data_root)
-    _check_rate(ds, cfg, data_root)
     if cfg.train.threads:  # the separator and scoring too, not only train_run
         torch.set_num_threads(cfg.train.threads)
     checkpoints = train_systems(cfg, data_root, run_dir, ds)
@@ -355,6 +381,27 @@ def score_run(run_dir: Path, data_root: Path, out_dir: Path | None = None) -> di
     out_dir = out_dir or run_dir / "eval" / Path(data_root).resolve().name
     out_dir.mkdir(parents=True, exist_ok=True)
     return evaluate(cfg, ds, checkpoints, out_dir, trained_on=str(run_dir))
+
+
+def _check_dataset(record: Path, data_root: Path) -> None:
+    """A run folder resumes only on the dataset it was started on: its systems, separator and
+    triplets came from that dataset."""
+    root = str(data_root.resolve())
+    if not record.exists():
+        raise ValueError(
+            f"{record}: missing; this run folder was made before csn bench recorded its dataset, "
+            f"so it cannot tell whether {root} is the data its systems were trained on; use a new "
+            f"--out, or if it is that data, write {json.dumps({'root': root})} to {record}"
+        )
+    try:
+        recorded = json.loads(record.read_text())["root"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f'{record}: expected {{"root": DATASET_PATH}} ({exc!r})') from None
+    if recorded != root:
+        raise ValueError(
+            f"{record}: this run folder was made from the dataset {recorded}, not {root}; "
+            "use the same --data to resume, or a new --out"
+        )
 
 
 def _runtime_free(d: dict) -> dict:

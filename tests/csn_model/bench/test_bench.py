@@ -158,3 +158,79 @@ def test_it_scores_and_analyses_a_csn_with_learned_masks(tiny_dataset, tmp_path)
     _check_schema(json.loads((run / "results.json").read_text()), {"csn"})
     matrix = (run / "analysis" / "disentanglement.csv").read_text().splitlines()
     assert matrix[0].startswith("subspace,target,accuracy") and len(matrix) == 1 + 25
+
+
+def _csn_only(tmp_path) -> list[str]:
+    """`csn bench` arguments (less --data) of a quick run: the CSN alone, no teachers."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY)
+    settings = ["train.aux_loss=0", "train.pretrain=0", "bench.systems=[csn]"]
+    return ["bench", "--config", str(config), "--out", str(tmp_path / "run"), "--set", *settings]
+
+
+def test_it_refuses_to_resume_a_run_with_another_dataset(tiny_dataset, tmp_path, capsys):
+    import shutil
+
+    other = shutil.copytree(tiny_dataset, tmp_path / "other")  # same content, another dataset
+    args = _csn_only(tmp_path)
+    assert main([*args, "--data", str(tiny_dataset)]) == 0
+    capsys.readouterr()
+    assert main([*args, "--data", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert str(tiny_dataset.resolve()) in err and str(other.resolve()) in err
+
+
+def test_it_asks_which_dataset_an_old_run_folder_was_made_from(tiny_dataset, tmp_path, capsys):
+    args = [*_csn_only(tmp_path), "--data", str(tiny_dataset)]
+    assert main(args) == 0
+    record = tmp_path / "run" / "dataset.json"
+    record.unlink()  # as written before run folders recorded their dataset
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert str(record) in err and str(tiny_dataset.resolve()) in err
+    record.write_text(json.dumps({"root": str(tiny_dataset.resolve())}))  # what the error says
+    assert main(args) == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "saved"),
+    [
+        ("dataset", "/data/another_dataset"),
+        ("split", "validation"),
+        ("kind", "natural"),
+        ("per_condition", 999),
+        ("seed", 1),
+        ("segment_frames", 11025),
+        ("sample_rate", 44100),
+    ],
+)
+def test_it_refuses_saved_triplets_made_for_other_data_or_settings(
+    tiny_dataset, tmp_path, field, saved
+):
+    from csn_model.bench import eval_triplets, load_bench_config
+    from csn_model.data.slakh import SlakhDataset
+    from csn_model.data.triplets import save_triplets
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY)
+    cfg = load_bench_config(config)
+    meta = {
+        "dataset": str(tiny_dataset.resolve()),
+        "split": "test",
+        "kind": "pseudo",
+        "per_condition": cfg.bench.per_condition,
+        "seed": cfg.bench.eval_seed,
+        "segment_frames": cfg.features.segment_frames,
+        "sample_rate": 22050,
+    }
+    path = tmp_path / "triplets" / "test_pseudo.json"
+    save_triplets(path, [], {**meta, field: saved})
+    with pytest.raises(ValueError) as err:
+        eval_triplets(SlakhDataset(tiny_dataset), path.parent, cfg)
+    for name in (str(path), f"meta.{field}", repr(saved), repr(meta[field])):
+        assert name in str(err.value)
+    # The same dataset named by another path (here a symbolic link) is the same dataset.
+    save_triplets(path, [], meta)
+    (tmp_path / "link").symlink_to(tiny_dataset)
+    assert eval_triplets(SlakhDataset(tmp_path / "link"), path.parent, cfg)["pseudo"][0] == []
