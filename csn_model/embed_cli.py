@@ -34,13 +34,13 @@ def run(args) -> int:
         np.save(args.out, vectors)
         print(f"{args.out}: {vectors.shape[0]} x {vectors.shape[1]} float32", file=sys.stderr)
         return 0
-    doc = {
-        "checkpoint_id": emb.checkpoint_id,
-        "conditions": list(emb.conditions),
-        "subspace_slices": {c: [s.start, s.stop] for c, s in emb.subspace_slices.items()},
-        "files": [str(p) for p in args.files],
-        "embeddings": vectors.tolist(),
-    }
+    doc = {"checkpoint_id": emb.checkpoint_id, "conditions": list(emb.conditions)}
+    if emb.subspace_masks is not None:  # learned masks: no slice describes a subspace
+        doc["subspace_masks"] = {c: m.tolist() for c, m in emb.subspace_masks.items()}
+    else:
+        doc["subspace_slices"] = {c: [s.start, s.stop] for c, s in emb.subspace_slices.items()}
+    doc["files"] = [str(p) for p in args.files]
+    doc["embeddings"] = vectors.tolist()
     text = json.dumps(doc)
     if args.out is not None:
         args.out.write_text(text)

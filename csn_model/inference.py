@@ -123,7 +123,12 @@ class Embedder:
         self.batch_size = batch_size
         self.file_chunk = FILE_CHUNK
         self.threads = torch.get_num_threads()  # CPU: pipeline threads of embed_files
-        if model.learned_masks:  # subspaces are masked full vectors, not blocks
+        # Learned masks: a subspace is the full vector times the condition's mask (D,), so
+        # subspace_masks holds the masks and each slice is the full range; fixed masks: blocks.
+        self.subspace_masks: dict[str, np.ndarray] | None = None
+        if model.learned_masks:
+            masks = model.masks().detach().cpu().numpy()  # (K, D)
+            self.subspace_masks = {c: masks[i] for i, c in enumerate(self.conditions)}
             self.subspace_slices = {c: slice(0, self.dim) for c in self.conditions}
         else:
             s = model.sub_dim
@@ -198,9 +203,8 @@ class Embedder:
         if condition not in self.subspace_slices:
             raise ValueError(f"unknown condition {condition!r}; expected one of {self.conditions}")
         vectors = np.asarray(vectors, dtype=np.float32)
-        if self.model.learned_masks:
-            k = self.conditions.index(condition)
-            return vectors * self.model.masks()[k].detach().cpu().numpy()
+        if self.subspace_masks is not None:
+            return vectors * self.subspace_masks[condition]  # (N, D)
         return vectors[:, self.subspace_slices[condition]]
 
     def _embed_clips(self, clips: list[np.ndarray]) -> np.ndarray:

@@ -76,3 +76,32 @@ def test_it_writes_embeddings_from_the_command_line(smoke_run, tiny_dataset, tmp
     assert doc["subspace_slices"]["drums"] == [0, 8] and len(doc["embeddings"][0]) == 40
     assert main(["embed", files[0], "--checkpoint", str(tmp_path / "missing.pt")]) == 2
     assert "missing.pt" in capsys.readouterr().err
+
+
+def test_it_writes_each_conditions_learned_mask_to_the_json(smoke_cfg, tiny_dataset, tmp_path):
+    # With learned masks a subspace is the whole vector times a mask: no slice describes it.
+    from dataclasses import replace
+
+    import torch
+
+    from csn_model.checkpoint import load_model, make_payload, save_checkpoint
+    from csn_model.config import to_dict
+    from csn_model.model import build_model, model_args_from_config
+
+    cfg = replace(smoke_cfg, model=replace(smoke_cfg.model, learned_masks=True))
+    args = model_args_from_config(cfg)
+    torch.manual_seed(0)  # masks from N(0.9, 0.7): some entries are zero after the ReLU
+    payload = make_payload("csn", args, build_model("csn", args), to_dict(cfg))
+    checkpoint = save_checkpoint(tmp_path / "learned.pt", payload)
+    file = str(sorted(tiny_dataset.glob("test/*/mix.*"))[0])
+    out = tmp_path / "e.json"
+    assert main(["embed", file, "--checkpoint", str(checkpoint), "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert "subspace_slices" not in doc and list(doc["subspace_masks"]) == list(doc["conditions"])
+    masks = load_model(checkpoint)[0].masks().detach().numpy()  # (K, D)
+    for k, c in enumerate(doc["conditions"]):
+        np.testing.assert_array_equal(doc["subspace_masks"][c], masks[k])
+    assert len(doc["embeddings"][0]) == 40
+    v = np.asarray(doc["embeddings"], np.float32)  # (1, D)
+    embedder = Embedder.from_checkpoint(checkpoint, device="cpu")
+    np.testing.assert_array_equal(embedder.subspace(v, "bass"), v * masks[1])
