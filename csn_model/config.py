@@ -122,6 +122,9 @@ def check(cfg: ExperimentConfig, source: str = "config") -> None:
         ),
         (t.steps >= 0 and t.pretrain >= 0, "train.steps/pretrain", "non-negative integers"),
         (t.batch_size >= 1, "train.batch_size", "a positive integer"),
+        # training logs and checkpoints at step numbers divisible by these
+        (t.log_every >= 1, "train.log_every", "a positive integer (steps)"),
+        (t.checkpoint_every >= 1, "train.checkpoint_every", "a positive integer (steps)"),
         (t.device in ("auto", "cpu", "cuda"), "train.device", "'auto', 'cpu' or 'cuda'"),
         (f.segment_frames >= f.n_fft, "features.segment_seconds", "at least one FFT window long"),
         (t.aux_loss >= 0 and t.margin >= 0, "train.aux_loss/margin", "non-negative numbers"),

@@ -67,6 +67,16 @@ def test_it_names_the_file_and_field_of_a_bad_config(tmp_path, text, overrides, 
         assert name in str(err.value)
 
 
+@pytest.mark.parametrize("field", ["train.log_every", "train.checkpoint_every"])
+@pytest.mark.parametrize("value", [0, -5])
+def test_it_refuses_a_logging_or_checkpoint_interval_below_one_step(tmp_path, field, value):
+    path = tmp_path / "exp.yaml"
+    path.write_text("")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, [f"{field}={value}"])  # training divides step numbers by it
+    assert "exp.yaml" in str(err.value) and field in str(err.value)
+
+
 def test_it_reports_a_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="nope.yaml"):
         load_config(tmp_path / "nope.yaml")
