@@ -92,6 +92,8 @@ def decode(path: str | Path, sample_rate: int) -> np.ndarray:
         audio, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (T, C)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise EmbedError(f"{path}: cannot decode audio ({exc})") from None
+    if not np.isfinite(audio).all():  # one NaN makes the whole log-mel and embedding NaN
+        raise EmbedError(f"{path}: samples contain NaN or infinity; expected finite audio")
     mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]  # (T,)
     if sr != sample_rate:
         mono = soxr.resample(mono, sr, sample_rate).astype(np.float32, copy=False)

@@ -66,6 +66,17 @@ def test_it_names_a_file_it_cannot_decode(embedder, tmp_path):
         embedder.embed_files([bad])
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_it_names_a_file_whose_samples_are_not_finite(embedder, tmp_path, bad):
+    # One NaN sample makes the whole log-mel, and so the embedding, NaN.
+    wave = np.zeros(22050, np.float32)
+    wave[100] = bad
+    path = tmp_path / "broken.wav"
+    sf.write(path, wave, 22050, subtype="FLOAT")
+    with pytest.raises(EmbedError, match=r"broken\.wav.*NaN or infinity"):
+        embedder.embed_files([path])
+
+
 def test_it_writes_embeddings_from_the_command_line(smoke_run, tiny_dataset, tmp_path, capsys):
     files = [str(f) for f in sorted(tiny_dataset.glob("test/*/mix.*"))[:2]]
     out = tmp_path / "e.npy"
