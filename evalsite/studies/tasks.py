@@ -66,10 +66,12 @@ def model_choices(job_id: int) -> dict:
 def design_from_model(job_id: int) -> dict:
     """Embed the catalogue (all ready clips), then build the study's trials from the model."""
     job = Job.objects.select_related("study", "catalogue").get(pk=job_id)
+    if job.is_finished:  # redelivered after it finished: keep what it said
+        return {"status": job.status}
     progress.start(job)
     study, p = job.study, job.params
-    if study.trials.exists():  # redelivered after the trials were committed: nothing to do
-        return {"trials": study.trials.count()}
+    if study.trials.exists():  # a second job for the study, or redelivered after the commit
+        return _nothing_designed(job, study)
     embedder = get_embedder()
     version = version_for(embedder)
     ingest.embed_clips(p["clips"], embedder=embedder)
@@ -84,6 +86,13 @@ def design_from_model(job_id: int) -> dict:
         return {"error": str(exc)}
     progress.finish(job, f"{len(made)} trial(s) designed ({p['strategy']}, seed {p['seed']})")
     return {"trials": len(made)}
+
+
+def _nothing_designed(job: Job, study: Study) -> dict:
+    """Finish the job without designing: the study's trials exist (never design twice)."""
+    existing = study.trials.count()
+    progress.finish(job, f"study already has {existing} trial(s); nothing designed")
+    return {"trials": 0, "existing": existing}
 
 
 def _new_job(kind: str, study: Study, **fields) -> Job:

@@ -13,7 +13,7 @@ from evalsite.stimuli.models import Clip
 from evalsite.stimuli.tasks import queue_ingest
 from evalsite.studies.model_design import choose
 from evalsite.studies.models import Study, Trial
-from evalsite.studies.tasks import queue_design, queue_model_choices
+from evalsite.studies.tasks import design_from_model, queue_design, queue_model_choices
 from tests.evalsite.retrieval.helpers import add_attention_set, corrupt_clip
 
 pytestmark = pytest.mark.django_db
@@ -106,6 +106,27 @@ def test_it_designs_the_same_trials_from_the_same_seed(
         return list(rows)
 
     assert design("one") == design("two")
+
+
+def test_it_finishes_a_design_job_whose_study_already_has_trials(
+    catalogue, eager, ada, django_capture_on_commit_callbacks
+):
+    study = Study.objects.create(owner=ada, name="m", catalogue=catalogue, instruments=["drums"])
+    with django_capture_on_commit_callbacks(execute=True):
+        first = queue_design(study, catalogue, "nearest_random", 2, seed=1)
+        second = queue_design(study, catalogue, "nearest_random", 2, seed=1)  # a double submit
+    first.refresh_from_db()
+    second.refresh_from_db()
+    made = study.trials.count()
+    assert first.status == Job.Status.DONE and f"{made} trial(s) designed" in first.message
+    assert second.status == Job.Status.DONE
+    assert second.message == f"study already has {made} trial(s); nothing designed"
+    assert study.trials.filter(is_catch=False, is_practice=False).count() == 2
+    # The worker was killed after the commit, before the job was finished: run again, it ends.
+    Job.objects.filter(pk=first.pk).update(status=Job.Status.RUNNING, finished_at=None)
+    design_from_model(first.pk)
+    first.refresh_from_db()
+    assert first.status == Job.Status.DONE and study.trials.count() == made
 
 
 def test_it_reports_a_missing_checkpoint_on_the_job(catalogue, settings, tmp_path):
