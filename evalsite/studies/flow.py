@@ -46,18 +46,30 @@ PROLIFIC_KEYS = {"PROLIFIC_PID": "prolific_pid", "STUDY_ID": "prolific_study_id"
                  "SESSION_ID": "prolific_session_id", "pid": "external_pid"}  # fmt: skip
 
 
+def _recruitment_ids(params) -> dict[str, str]:
+    return {field: str(params.get(key, ""))[:64] for key, field in PROLIFIC_KEYS.items()}
+
+
+def find_existing(study: Study, params) -> Participant | None:
+    """The participant these recruitment parameters name: by PROLIFIC_PID when given, else by pid.
+
+    The entry's "may a paused or closed study let this one back in" check and the resume use this
+    one lookup, so an id that lets someone in is always the id they resume with."""
+    ids = _recruitment_ids(params)
+    if ids["prolific_pid"]:
+        return study.participants.filter(prolific_pid=ids["prolific_pid"]).last()
+    if ids["external_pid"]:
+        return study.participants.filter(external_pid=ids["external_pid"]).last()
+    return None
+
+
 def find_or_create(study: Study, params: dict, user_agent: str, language: str) -> Participant:
     """The participant these recruitment parameters name (resume), or a new one (at `full` at
     once when the study is known to be full, `design.known_full`). One refused at
     the browser check (a phone, no Web Audio) starts that check again: the refusal page asks
     them to come back with the same link on another device."""
-    ids = {field: str(params.get(key, ""))[:64] for key, field in PROLIFIC_KEYS.items()}
-    if ids["prolific_pid"]:
-        found = study.participants.filter(prolific_pid=ids["prolific_pid"]).last()
-    elif ids["external_pid"]:
-        found = study.participants.filter(external_pid=ids["external_pid"]).last()
-    else:
-        found = None
+    ids = _recruitment_ids(params)
+    found = find_existing(study, params)
     if found is not None:
         if found.step == Step.REFUSED:
             check_browser_again(found, user_agent)

@@ -154,10 +154,7 @@ def _verified_binding(raw: str) -> tuple[tuple[str, ...], int]:
 
 def _known_id(study: Study, params) -> bool:
     """A closed or paused study still lets its started participants come back and finish."""
-    pid, ext = params.get("PROLIFIC_PID"), params.get("pid")
-    return (pid and study.participants.filter(prolific_pid=pid).exists()) or bool(
-        ext and study.participants.filter(external_pid=ext).exists()
-    )
+    return flow.find_existing(study, params) is not None
 
 
 def _is_mine(request: HttpRequest, token: str) -> bool:

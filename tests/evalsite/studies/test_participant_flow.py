@@ -132,6 +132,28 @@ def test_it_refuses_new_participants_when_the_study_is_paused(client, listening_
     assert not listening_study.participants.exists()
 
 
+@pytest.mark.parametrize("status", [Study.Status.PAUSED, Study.Status.CLOSED])
+def test_it_lets_only_started_participants_back_into_a_paused_or_closed_study(
+    client, listening_study, status
+):
+    long_id = "L" * 80  # stored cut to 64 characters
+    started = enter(client, listening_study, pid="known-1")
+    returning = enter(Client(), listening_study, PROLIFIC_PID=long_id)
+    Study.objects.filter(pk=listening_study.pk).update(status=status)
+    entry = reverse("studies:entry", args=[listening_study.slug])
+    stranger = Client()
+    # a new PROLIFIC_PID next to someone else's pid: the resume looks up PROLIFIC_PID first, so
+    # letting this in would have made a new participant in a study that takes none
+    assert stranger.get(entry, {"PROLIFIC_PID": "NEWCOMER", "pid": "known-1"}).status_code == 403
+    assert stranger.get(entry, {"PROLIFIC_PID": "NEWCOMER"}).status_code == 403
+    assert set(listening_study.participants.values_list("pk", flat=True)) == {
+        started.pk,
+        returning.pk,
+    }
+    assert stranger.get(entry, {"pid": "known-1"})["Location"] == url(started)
+    assert Client().get(entry, {"PROLIFIC_PID": long_id})["Location"] == url(returning)
+
+
 def test_it_refuses_phones_when_the_study_does(client, listening_study):
     p = enter(client, listening_study)
     post(client, p, "browser_check", web_audio="1", ua_mobile="1")
