@@ -57,6 +57,10 @@ class DesignError(rd.DesignError):
     pass
 
 
+class StudyNotEmpty(DesignError):
+    """The study has trials already: a design never adds to them."""
+
+
 def choose(ref: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[str, float]:
     """("a"|"b", margin) from subspace vectors of reference and candidates (d,)."""
     da, db = float(np.linalg.norm(ref - a)), float(np.linalg.norm(ref - b))
@@ -227,8 +231,7 @@ def build_model_trials(
     catalogue embedded under version). Stores strategy, seed and checkpoint on Study.design."""
     from evalsite.retrieval.ingest import vectors_for
 
-    if study.trials.exists():
-        raise DesignError(f"study {study.pk}: already has trials; expected an empty study")
+    _refuse_trials(study)
     unknown = [i for i in study.instruments if i not in version.conditions]
     if unknown:
         raise DesignError(f"study {study.pk}: instruments {unknown} not in {version.conditions}")
@@ -243,6 +246,10 @@ def build_model_trials(
     plan, info = plan_trials(pieces, subspaces, full, strategy, per_instrument, seed)
     rng = random.Random(seed + 1)  # catch trials: their own stream, same seed
     with transaction.atomic():
+        # Two design jobs for one study can both pass the check above; the row lock makes the
+        # second wait for the first's commit, and the check again then sees its trials.
+        Study.objects.select_for_update().get(pk=study.pk)
+        _refuse_trials(study)
         made = [_main_trial(study, mixes, p) for p in plan]
         made += _catch_trials(study, catalogue, mixes, made, rng, catch_per_kind)
         made += rd._practice(study, catalogue, mixes, practice, rng)
@@ -255,6 +262,11 @@ def build_model_trials(
         study.catalogue = catalogue
         study.save(update_fields=["design", "catalogue", "updated_at"])
     return made
+
+
+def _refuse_trials(study: Study) -> None:
+    if study.trials.exists():
+        raise StudyNotEmpty(f"study {study.pk}: already has trials; expected an empty study")
 
 
 def _main_trial(study: Study, mixes: list[Clip], p: Planned) -> Trial:

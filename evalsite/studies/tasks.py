@@ -81,6 +81,8 @@ def design_from_model(job_id: int) -> dict:
             study, job.catalogue, version, p["strategy"], p["per_instrument"], p["seed"],
             practice=p.get("practice", 2), catch_per_kind=p.get("catch_per_kind", 2),
         )  # fmt: skip
+    except model_design.StudyNotEmpty:  # another job designed it meanwhile
+        return _nothing_designed(job, study)
     except model_design.DesignError as exc:
         job.fail(str(exc))
         return {"error": str(exc)}

@@ -3,11 +3,15 @@ with a real worker and broker is in tests/integration."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
+from django.db import connection
 
 from evalsite.celery import app
 from evalsite.jobs.models import Job
+from evalsite.retrieval.ingest import embed_clips
 from evalsite.retrieval.models import Embedding, ModelVersion
 from evalsite.stimuli.models import Clip
 from evalsite.stimuli.tasks import queue_ingest
@@ -127,6 +131,48 @@ def test_it_finishes_a_design_job_whose_study_already_has_trials(
     design_from_model(first.pk)
     first.refresh_from_db()
     assert first.status == Job.Status.DONE and study.trials.count() == made
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)  # each worker thread commits on its own connection
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers: PostgreSQL")
+def test_it_designs_a_study_once_when_two_workers_run_its_design_jobs_at_once(
+    catalogue, ada, monkeypatch
+):
+    from evalsite.studies import model_design
+
+    embed_clips(list(catalogue.clips.values_list("id", flat=True)))
+    study = Study.objects.create(owner=ada, name="m", catalogue=catalogue, instruments=["drums"])
+    monkeypatch.setattr(design_from_model, "delay", lambda job_id: None)  # the threads run them
+    jobs = [queue_design(study, catalogue, "nearest_random", 2, seed=1) for _ in range(2)]
+    both_planned, plan, errors = threading.Barrier(2, timeout=60), model_design.plan_trials, []
+
+    def planned_together(*args, **kwargs):  # both jobs are past every check outside the lock
+        both_planned.wait()
+        return plan(*args, **kwargs)
+
+    def worker(job_id):
+        try:
+            design_from_model(job_id)
+        except Exception as exc:  # noqa: BLE001 - the assertion below names it
+            errors.append(repr(exc))
+        finally:
+            connection.close()
+
+    monkeypatch.setattr(model_design, "plan_trials", planned_together)
+    threads = [threading.Thread(target=worker, args=(job.pk,)) for job in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    made = study.trials.count()
+    messages = sorted(Job.objects.filter(study=study).values_list("status", "message"))
+    assert messages == [
+        ("done", f"{made} trial(s) designed (nearest_random, seed 1)"),
+        ("done", f"study already has {made} trial(s); nothing designed"),
+    ]
+    assert study.trials.filter(is_catch=False, is_practice=False).count() == 2
 
 
 def test_it_reports_a_missing_checkpoint_on_the_job(catalogue, settings, tmp_path):
