@@ -271,8 +271,8 @@ def post_browser_check(request, p):
     report = {
         k: request.POST.get(k, "")[:200] for k in ("web_audio", "touch", "screen", "ua_mobile")
     }
-    rate = request.POST.get("sample_rate", "")
-    sample_rate = int(rate) if rate.isdigit() else None
+    rate = request.POST.get("sample_rate", "")  # isdigit() alone passes "²", which int() refuses
+    sample_rate = int(rate) if rate.isascii() and rate.isdigit() and len(rate) <= 7 else None
     ua = request.headers.get("User-Agent", "")
     phone = report["ua_mobile"] == "1" or bool(PHONE_UA.search(ua))
     fields = {"browser": report | {"phone": phone}, "audio_sample_rate": sample_rate}

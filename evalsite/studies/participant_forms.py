@@ -84,8 +84,8 @@ def client_log(text: str) -> ClientLog:
     """The client's trial log (JSON), tolerant of missing keys, bounded in size and type."""
     try:  # NaN and infinities become null: PostgreSQL's JSON has no such numbers
         raw = json.loads(text or "{}", parse_constant=lambda _: None, parse_float=_finite)
-    except json.JSONDecodeError:
-        raw = {}
+    except (ValueError, RecursionError):  # JSONDecodeError, an integer over Python's 4,300
+        raw = {}  # digits, or brackets nested deeper than the parser recurses
     if not isinstance(raw, dict):
         raw = {}
 

@@ -154,6 +154,15 @@ def test_it_lets_only_started_participants_back_into_a_paused_or_closed_study(
     assert Client().get(entry, {"PROLIFIC_PID": long_id})["Location"] == url(returning)
 
 
+@pytest.mark.parametrize("rate", ["\u00b2", "99999999999", "-1", "48k"])
+def test_it_stores_an_unreadable_output_sample_rate_as_unknown(client, listening_study, rate):
+    p = enter(client, listening_study)
+    response = post(client, p, "browser_check", web_audio="1", ua_mobile="0", sample_rate=rate)
+    assert response.status_code == 302
+    p.refresh_from_db()
+    assert p.step == "consent" and p.audio_sample_rate is None
+
+
 def test_it_refuses_phones_when_the_study_does(client, listening_study):
     p = enter(client, listening_study)
     post(client, p, "browser_check", web_audio="1", ua_mobile="1")
@@ -368,8 +377,11 @@ def test_it_stores_nothing_for_a_malformed_answer(client, listening_study, bad):
     [("not json", (None, 0, None)), ("[1, 2]", (None, 0, None)),
      ('{"response_ms": "soon", "heard": {"r": "nan", "A": NaN, "B": 7}, "plays": {"A": -3}}',
       (None, 0, 1.0)),
-     ('{"response_ms": 1e400, "blur_events": 99999}', (None, 1000, None))],
-    ids=["not-json", "not-an-object", "wrong-types-and-nan", "out-of-range"],
+     ('{"response_ms": 1e400, "blur_events": 99999}', (None, 1000, None)),
+     ('{"response_ms": ' + "9" * 5000 + "}", (None, 0, None)),
+     ("[" * 9000 + "]" * 9000, (None, 0, None))],
+    ids=["not-json", "not-an-object", "wrong-types-and-nan", "out-of-range",
+         "integer-over-4300-digits", "nested-too-deep"],
 )  # fmt: skip
 def test_it_stores_an_answer_with_a_garbled_client_log_as_unknowns(
     client, listening_study, log, expected
