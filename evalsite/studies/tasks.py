@@ -52,11 +52,14 @@ def model_choices(job_id: int) -> dict:
     embedder = get_embedder()
     version = version_for(embedder)
     report = ingest.embed_clips(_trial_clip_ids(job.study), embedder=embedder)
-    set_count, missing = model_design.assign_model_choices(job.study.trials.all(), version)
-    for clip_id in sorted(missing):
-        error = report.failed.get(clip_id, "not embedded")
-        job.errors = [*job.errors, {"clip": clip_id, "error": error}]
-    job.failed = len(missing)
+    trials = list(job.study.trials.all())
+    set_count, missing = model_design.assign_model_choices(trials, version)
+    # Rebuilt, never appended to: a task delivered again lists each missing clip once.
+    job.errors = [e for e in job.errors if "clip" not in e] + [
+        {"clip": clip_id, "error": report.failed.get(clip_id, "not embedded")}
+        for clip_id in sorted(missing)
+    ]
+    job.failed = len(trials) - set_count  # trials left without a choice: total counts trials
     job.save(update_fields=["errors", "failed", "updated_at"])
     progress.finish(job, f"{set_count} trial(s) have the model's choice")
     return {"set": set_count, "missing": len(missing)}

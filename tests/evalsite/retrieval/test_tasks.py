@@ -17,7 +17,12 @@ from evalsite.stimuli.models import Clip
 from evalsite.stimuli.tasks import queue_ingest
 from evalsite.studies.model_design import choose
 from evalsite.studies.models import Study, Trial
-from evalsite.studies.tasks import design_from_model, queue_design, queue_model_choices
+from evalsite.studies.tasks import (
+    design_from_model,
+    model_choices,
+    queue_design,
+    queue_model_choices,
+)
 from tests.evalsite.retrieval.helpers import add_attention_set, corrupt_clip
 
 pytestmark = pytest.mark.django_db
@@ -68,6 +73,23 @@ def test_it_stores_the_model_choice_on_every_trial(
         trio = np.stack([vecs[t.reference_id], vecs[t.candidate_a_id], vecs[t.candidate_b_id]])
         ref, a, b = version.subspace(trio, t.instrument)
         assert (t.model_choice, pytest.approx(t.model_margin, rel=1e-5)) == choose(ref, a, b)
+
+
+def test_it_lists_each_missing_clip_once_and_counts_failed_trials_on_redelivery(
+    catalogue, eager, ada, django_capture_on_commit_callbacks
+):
+    clips = list(catalogue.clips.order_by("id"))
+    Clip.objects.filter(pk=clips[0].pk).update(status=Clip.Status.FAILED, error="bad audio")
+    study = Study.objects.create(owner=ada, name="s", catalogue=catalogue, instruments=["drums"])
+    for ref, a, b in [(0, 1, 2), (0, 3, 4), (1, 2, 3)]:  # the failed clip is in two trials
+        Trial.objects.create(study=study, instrument="drums", reference=clips[ref],
+                             candidate_a=clips[a], candidate_b=clips[b])  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        job = queue_model_choices(study)
+    model_choices(job.pk)  # delivered again: the worker died before acknowledging it
+    job.refresh_from_db()
+    assert job.errors == [{"clip": clips[0].pk, "error": "bad audio"}]
+    assert (job.total, job.done, job.failed) == (3, 1, 2)  # trials, not clips
 
 
 def test_it_designs_a_study_from_the_model_with_catch_trials(
