@@ -24,6 +24,9 @@ def refresh(job: Job) -> Job:
     """Recount done/failed/errors from the database; finish the job when nothing is left."""
     from evalsite.retrieval.models import Embedding
 
+    # Another task may have failed the job or listed an error since this copy was read; a save of
+    # the stale copy would undo that (every caller saves its own changes first).
+    job.refresh_from_db()
     if job.kind in (Job.Kind.INGEST, Job.Kind.DESIGN):
         ids = job.params.get("clips", [])
         embedded = set(

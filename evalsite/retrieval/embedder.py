@@ -21,9 +21,14 @@ class CheckpointMissing(FileNotFoundError):
     """settings.CSN_CHECKPOINT names no file."""
 
 
+class CheckpointChanged(RuntimeError):
+    """No file holds the checkpoint a job was queued with any more (not retried: permanent)."""
+
+
 _lock = threading.Lock()
 _embedders: dict[tuple, object] = {}
 _ids: dict[tuple, str] = {}
+_sources: dict[str, str] = {}  # checkpoint id -> the file it was loaded from in this process
 
 
 def checkpoint_path(path: str | Path | None = None) -> Path:
@@ -61,7 +66,32 @@ def get_embedder(path: str | Path | None = None):
 
             device = os.environ.get("CSN_DEVICE") or None  # None: CUDA when available
             _embedders[key] = Embedder.from_checkpoint(p, device=device)
+        _sources[_embedders[key].checkpoint_id] = str(p)
         return _embedders[key]
+
+
+def embedder_for(wanted: str, path: str | None = None):
+    """The embedder of checkpoint `wanted` (a job's checkpoint_id), from the first file that
+    still holds it: `path` (where it was when the job was queued), the file its ModelVersion
+    was made from, CSN_CHECKPOINT. CheckpointChanged, naming both ids, when none does."""
+    made_from = ModelVersion.objects.filter(checkpoint_id=wanted).values_list("path", flat=True)
+    for candidate in dict.fromkeys(
+        p for p in (path, made_from.first(), settings.CSN_CHECKPOINT) if p
+    ):
+        try:
+            if checkpoint_id(candidate) == wanted:
+                return get_embedder(candidate)
+        except CheckpointMissing:
+            continue
+    try:
+        now = f"checkpoint {checkpoint_id()}"
+    except CheckpointMissing:
+        now = "no file"
+    raise CheckpointChanged(
+        f"the job was queued with checkpoint {wanted} ({path or 'path not recorded'}); no file "
+        f"holds it now and CSN_CHECKPOINT={settings.CSN_CHECKPOINT} is {now}: expected the "
+        "job's checkpoint; queue the job again to use the current one"
+    )
 
 
 def reset() -> None:
@@ -80,7 +110,7 @@ def version_for(embedder, path: str | Path | None = None) -> ModelVersion:
     version, _ = ModelVersion.objects.get_or_create(
         checkpoint_id=embedder.checkpoint_id,
         defaults={
-            "path": str(path or settings.CSN_CHECKPOINT),
+            "path": str(path or _sources.get(embedder.checkpoint_id) or settings.CSN_CHECKPOINT),
             "model_name": embedder.model_name,
             "dim": embedder.dim,
             "sample_rate": embedder.sample_rate,

@@ -16,7 +16,13 @@ from django.db import transaction
 from evalsite.jobs import progress
 from evalsite.jobs.models import Job
 from evalsite.retrieval import ingest
-from evalsite.retrieval.embedder import CheckpointMissing, checkpoint_id
+from evalsite.retrieval.embedder import (
+    CheckpointChanged,
+    CheckpointMissing,
+    checkpoint_id,
+    checkpoint_path,
+    embedder_for,
+)
 from evalsite.stimuli.models import Catalogue, Clip
 
 log = logging.getLogger(__name__)
@@ -73,9 +79,10 @@ def embed_clips(clip_ids: list[int], job_id: int | None = None) -> dict:
     job = _job(job_id)
     if job:
         progress.start(job)
-    try:
-        report = ingest.embed_clips(clip_ids)
-    except CheckpointMissing as exc:  # permanent: no retry; the job says why
+    try:  # a job's clips: with the checkpoint it was queued with, which its progress counts
+        embedder = embedder_for(job.checkpoint_id, job.params.get("checkpoint")) if job else None
+        report = ingest.embed_clips(clip_ids, embedder=embedder)
+    except (CheckpointMissing, CheckpointChanged) as exc:  # permanent: no retry; the job says why
         if job:
             job.fail(str(exc))
         log.error("%s", exc)
@@ -114,7 +121,8 @@ def queue_ingest(catalogue: Catalogue, clip_ids: list[int] | None = None, study=
             .values_list("id", flat=True)
         )
     try:
-        ckpt = checkpoint_id()
+        path = checkpoint_path()
+        ckpt = checkpoint_id(path)
     except CheckpointMissing as exc:
         job = Job.objects.create(kind=Job.Kind.INGEST, catalogue=catalogue, study=study)
         job.fail(str(exc))
@@ -124,7 +132,7 @@ def queue_ingest(catalogue: Catalogue, clip_ids: list[int] | None = None, study=
         catalogue=catalogue,
         study=study,
         checkpoint_id=ckpt,
-        params={"clips": clip_ids},
+        params={"clips": clip_ids, "checkpoint": str(path)},
         total=len(clip_ids),
     )
     transaction.on_commit(lambda: ingest_catalogue.delay(job.pk))

@@ -13,7 +13,14 @@ from django.db import transaction
 from evalsite.jobs import progress
 from evalsite.jobs.models import Job
 from evalsite.retrieval import ingest
-from evalsite.retrieval.embedder import CheckpointMissing, checkpoint_id, get_embedder, version_for
+from evalsite.retrieval.embedder import (
+    CheckpointChanged,
+    CheckpointMissing,
+    checkpoint_id,
+    checkpoint_path,
+    embedder_for,
+    version_for,
+)
 from evalsite.studies import model_design
 from evalsite.studies.models import Study
 
@@ -37,6 +44,16 @@ class JobTask(Task):
             job.fail(f"{self.name} failed: {type(exc).__name__}: {exc}")
 
 
+def _embedder(job: Job):
+    """The model of the checkpoint the job was queued with; None (the job failed, saying why)
+    when no file holds it any more."""
+    try:
+        return embedder_for(job.checkpoint_id, job.params.get("checkpoint"))
+    except CheckpointChanged as exc:
+        job.fail(str(exc))
+        return None
+
+
 def _trial_clip_ids(study: Study) -> list[int]:
     ids = set()
     for row in study.trials.values_list("reference_id", "candidate_a_id", "candidate_b_id"):
@@ -49,7 +66,9 @@ def model_choices(job_id: int) -> dict:
     """Embed the study's trial clips that lack an embedding, then store every trial's choice."""
     job = Job.objects.select_related("study").get(pk=job_id)
     progress.start(job)
-    embedder = get_embedder()
+    embedder = _embedder(job)
+    if embedder is None:
+        return {"error": job.message}
     version = version_for(embedder)
     report = ingest.embed_clips(_trial_clip_ids(job.study), embedder=embedder)
     trials = list(job.study.trials.all())
@@ -75,7 +94,9 @@ def design_from_model(job_id: int) -> dict:
     study, p = job.study, job.params
     if study.trials.exists():  # a second job for the study, or redelivered after the commit
         return _nothing_designed(job, study)
-    embedder = get_embedder()
+    embedder = _embedder(job)
+    if embedder is None:
+        return {"error": job.message}
     version = version_for(embedder)
     ingest.embed_clips(p["clips"], embedder=embedder)
     progress.refresh(job)
@@ -100,14 +121,16 @@ def _nothing_designed(job: Job, study: Study) -> dict:
     return {"trials": 0, "existing": existing}
 
 
-def _new_job(kind: str, study: Study, **fields) -> Job:
+def _new_job(kind: str, study: Study, params: dict | None = None, **fields) -> Job:
     try:
-        ckpt = checkpoint_id()
+        path = checkpoint_path()
+        ckpt = checkpoint_id(path)
     except CheckpointMissing as exc:
         job = Job.objects.create(kind=kind, study=study, catalogue=study.catalogue)
         job.fail(str(exc))
         return job
-    return Job.objects.create(kind=kind, study=study, checkpoint_id=ckpt, **fields)
+    params = {**(params or {}), "checkpoint": str(path)}  # the worker loads this checkpoint
+    return Job.objects.create(kind=kind, study=study, checkpoint_id=ckpt, params=params, **fields)
 
 
 def queue_model_choices(study: Study) -> Job:

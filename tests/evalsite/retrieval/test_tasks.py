@@ -3,6 +3,7 @@ with a real worker and broker is in tests/integration."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 
 import numpy as np
@@ -11,6 +12,7 @@ from django.db import connection
 
 from evalsite.celery import app
 from evalsite.jobs.models import Job
+from evalsite.retrieval.embedder import checkpoint_id
 from evalsite.retrieval.ingest import embed_clips
 from evalsite.retrieval.models import Embedding, ModelVersion
 from evalsite.stimuli.models import Clip
@@ -53,6 +55,36 @@ def test_it_queues_ingest_only_after_the_commit(
     assert (job.total, job.done, job.failed) == (7, 6, 1)
     assert job.errors[0]["clip"] == Clip.objects.get(name="broken.wav").pk
     assert "cannot decode" in job.errors[0]["error"]
+
+
+def test_it_embeds_with_the_jobs_checkpoint_when_another_is_deployed_before_a_worker_runs(
+    catalogue, eager, settings, other_checkpoint, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        job = queue_ingest(catalogue)
+    settings.CSN_CHECKPOINT = str(other_checkpoint)  # the queued job's file is still there
+    callbacks[0]()
+    job.refresh_from_db()
+    assert job.status == Job.Status.DONE and job.done == job.total == 6
+    used = set(Embedding.objects.values_list("version__checkpoint_id", flat=True))
+    assert used == {job.checkpoint_id}
+
+
+def test_it_fails_the_job_naming_both_checkpoints_when_its_own_is_gone(
+    catalogue, eager, settings, checkpoint, other_checkpoint, tmp_path,
+    django_capture_on_commit_callbacks,
+):  # fmt: skip
+    deployed = tmp_path / "final.pt"
+    shutil.copy(checkpoint, deployed)
+    settings.CSN_CHECKPOINT = str(deployed)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        job = queue_ingest(catalogue)
+    shutil.copy(other_checkpoint, deployed)  # retrained and written over the same file
+    callbacks[0]()
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED and Embedding.objects.count() == 0
+    assert job.checkpoint_id in job.message and checkpoint_id(deployed) in job.message
+    assert job.checkpoint_id != checkpoint_id(deployed)
 
 
 def test_it_stores_the_model_choice_on_every_trial(
@@ -116,6 +148,20 @@ def test_it_designs_a_study_from_the_model_with_catch_trials(
     attention = study.trials.get(catch_kind="attention")
     same = attention.candidate_a if attention.expected == "a" else attention.candidate_b
     assert same.meta["role"] == "same" and attention.instrument == "drums"
+
+
+def test_it_designs_with_the_jobs_checkpoint_when_another_is_deployed_before_a_worker_runs(
+    catalogue, eager, ada, settings, other_checkpoint, django_capture_on_commit_callbacks
+):
+    study = Study.objects.create(owner=ada, name="m", catalogue=catalogue, instruments=["drums"])
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        job = queue_design(study, catalogue, "nearest_random", 2, seed=1)
+    settings.CSN_CHECKPOINT = str(other_checkpoint)
+    callbacks[0]()
+    job.refresh_from_db()
+    study.refresh_from_db()
+    assert job.status == Job.Status.DONE and job.done == job.total, job.message
+    assert study.design["checkpoint_id"] == job.checkpoint_id
 
 
 def test_it_designs_the_same_trials_from_the_same_seed(
