@@ -40,7 +40,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--spares", type=int, default=None,
             help="participants each client thread enters ahead, in setup (default: enough for "
-            "1000 answers/s through every phase)",
+            "1,600 answers/s through every phase)",
         )  # fmt: skip
         parser.add_argument(
             "--kill-worker", action="store_true", help="SIGKILL one worker half-way"
