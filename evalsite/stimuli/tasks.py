@@ -43,6 +43,13 @@ def _job(job_id: int | None) -> Job | None:
     return Job.objects.filter(pk=job_id).first() if job_id else None
 
 
+def _current_checkpoint_id() -> str:
+    try:
+        return checkpoint_id()
+    except CheckpointMissing:
+        return ""
+
+
 class ClipTask(Task):
     """When a task fails for good (retries spent, time limit), its clips that are not done
     say so in Clip.error and its job lists the error."""
@@ -53,11 +60,16 @@ class ClipTask(Task):
         message = f"{self.name} failed after retries: {type(exc).__name__}: {exc}"
         from evalsite.retrieval.models import Embedding
 
-        embedded = Embedding.objects.filter(clip_id__in=clip_ids).values_list("clip_id")
+        job = _job(job_id)
+        # Done means embedded with the job's checkpoint (what its progress counts), not with any
+        # model: a clip embedded only by an earlier model is not done for this job.
+        ckpt = job.checkpoint_id if job else _current_checkpoint_id()
+        embedded = Embedding.objects.filter(
+            clip_id__in=clip_ids, version__checkpoint_id=ckpt
+        ).values_list("clip_id")
         Clip.objects.filter(pk__in=clip_ids).exclude(pk__in=embedded).update(
             status=Clip.Status.FAILED, error=message
         )
-        job = _job(job_id)
         if job:
             progress.add_error(job, message)
             progress.refresh(job)

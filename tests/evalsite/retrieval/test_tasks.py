@@ -12,6 +12,7 @@ from django.db import connection
 
 from evalsite.celery import app
 from evalsite.jobs.models import Job
+from evalsite.retrieval import ingest
 from evalsite.retrieval.embedder import checkpoint_id
 from evalsite.retrieval.ingest import embed_clips
 from evalsite.retrieval.models import Embedding, ModelVersion
@@ -85,6 +86,24 @@ def test_it_fails_the_job_naming_both_checkpoints_when_its_own_is_gone(
     assert job.status == Job.Status.FAILED and Embedding.objects.count() == 0
     assert job.checkpoint_id in job.message and checkpoint_id(deployed) in job.message
     assert job.checkpoint_id != checkpoint_id(deployed)
+
+
+def test_it_ends_the_job_when_its_task_fails_for_good_on_clips_the_old_model_embedded(
+    catalogue, eager, settings, other_checkpoint, monkeypatch, django_capture_on_commit_callbacks
+):
+    embed_clips(list(catalogue.clips.values_list("id", flat=True)))  # with the first model
+    settings.CSN_CHECKPOINT = str(other_checkpoint)
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(ingest, "embed_clips", out_of_memory)
+    eager.conf.task_eager_propagates = False  # a propagated error skips on_failure
+    with django_capture_on_commit_callbacks(execute=True):
+        queue_ingest(catalogue)
+    job = Job.objects.get(kind=Job.Kind.INGEST)
+    assert job.status == Job.Status.DONE and (job.total, job.done, job.failed) == (6, 0, 6)
+    assert all("CUDA out of memory" in e["error"] for e in job.errors)
 
 
 def test_it_stores_the_model_choice_on_every_trial(
