@@ -3,9 +3,12 @@ page and the JSON API call.
 
 One SubspaceIndex per (checkpoint version, catalogue or all, condition), held by the process.
 Before each search the index takes the embeddings added since it last looked (ids are
-increasing, so that is one indexed query) and adds them; if clips were removed or failed since,
-it is rebuilt. Only whole-mix clips are searched: stem-combination clips built for catch trials
-(Clip.meta["kind"]) are not pieces of the catalogue.
+increasing, so that is one indexed query) and adds them. It is rebuilt when the rows it already
+holds are no longer exactly the scope's rows up to the newest it took (a clip removed, failed or
+back, a row committed late), judged by their count and id sum: a count alone misses one clip
+failing while another is added. A hit whose clip is not ready is never returned. Only
+whole-mix clips are searched: stem-combination clips built for catch trials (Clip.meta["kind"])
+are not pieces of the catalogue.
 """
 
 from __future__ import annotations
@@ -14,13 +17,15 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
+from django.db.models import Count, Sum
 
 from evalsite.retrieval.models import Embedding, ModelVersion
 from evalsite.retrieval.search import EXACT_MAX, SubspaceIndex
 from evalsite.stimuli.models import Clip
 
 _lock = threading.Lock()
-_registry: dict[tuple, tuple[SubspaceIndex, int]] = {}
+# key -> (index, newest embedding id in it, (count, id sum) of the embedding rows in it)
+_registry: dict[tuple, tuple[SubspaceIndex, int, tuple[int, int]]] = {}
 
 
 @dataclass(frozen=True)
@@ -37,13 +42,19 @@ def scope(version: ModelVersion, catalogue_id: int | None = None):
     return qs.filter(clip__catalogue_id=catalogue_id) if catalogue_id else qs
 
 
-def _decode(rows) -> tuple[np.ndarray, np.ndarray, int]:
-    ids, vecs, last = [], [], 0
+def _decode(rows) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    ids, vecs, emb_ids = [], [], []
     for emb_id, clip_id, blob in rows:
         ids.append(clip_id)
         vecs.append(np.frombuffer(bytes(blob), dtype="<f4"))
-        last = max(last, emb_id)
-    return np.asarray(ids, np.int64), np.stack(vecs) if vecs else None, last
+        emb_ids.append(emb_id)
+    return np.asarray(ids, np.int64), np.stack(vecs) if vecs else None, emb_ids
+
+
+def _held(qs) -> tuple[int, int]:
+    """(count, sum of ids) of the embedding rows: what an index over them holds."""
+    row = qs.aggregate(n=Count("id"), s=Sum("id"))
+    return row["n"], row["s"] or 0
 
 
 def synced_index(
@@ -53,18 +64,19 @@ def synced_index(
     key = (version.pk, catalogue_id, condition, exact_max)
     qs = scope(version, catalogue_id)
     with _lock:
-        index, last = _registry.get(key, (None, 0))
-        if index is not None and qs.count() < len(index):  # clips removed or failed: rebuild
-            index, last = None, 0
+        index, last, held = _registry.get(key, (None, 0, (0, 0)))
+        if index is not None and _held(qs.filter(id__lte=last)) != held:  # changed: rebuild
+            index, last, held = None, 0, (0, 0)
         if index is None:
             probe = version.subspace(np.zeros((1, version.dim), np.float32), condition)
             index = SubspaceIndex(probe.shape[1], exact_max=exact_max)
         rows = qs.filter(id__gt=last).order_by("id").values_list("id", "clip_id", "vector")
-        ids, vecs, newest = _decode(rows.iterator(chunk_size=2000))
+        ids, vecs, emb_ids = _decode(rows.iterator(chunk_size=2000))
         if vecs is not None:
             index.add(ids, version.subspace(vecs, condition))
-            last = max(last, newest)
-        _registry[key] = (index, last)
+            last = max(last, *emb_ids)
+            held = (held[0] + len(emb_ids), held[1] + sum(emb_ids))
+        _registry[key] = (index, last, held)
     return index
 
 
@@ -89,10 +101,13 @@ def search_vector(
     fetch = min(len(index), 4 * k + 8)
     while True:
         dist, ids = index.search(query, fetch)
-        pieces = dict(Clip.objects.filter(pk__in=ids[0].tolist()).values_list("pk", "piece"))
+        ready = Clip.objects.filter(pk__in=ids[0].tolist(), status=Clip.Status.READY)
+        pieces = dict(ready.values_list("pk", "piece"))
         hits, seen = [], set()
         for d, cid in zip(dist[0].tolist(), ids[0].tolist()):
-            piece = pieces.get(cid, "") or f"clip {cid}"
+            if cid not in pieces:  # failed or removed since the index last looked
+                continue
+            piece = pieces[cid] or f"clip {cid}"
             if cid == exclude_clip or (exclude_piece and piece == exclude_piece) or piece in seen:
                 continue
             seen.add(piece)

@@ -13,6 +13,7 @@ from evalsite.retrieval.embedder import get_embedder
 from evalsite.retrieval.ingest import embed_clips
 from evalsite.retrieval.search import exact_topk
 from evalsite.stimuli.audio import clip_from_array
+from evalsite.stimuli.models import Clip
 from evalsite.studies.models import Study
 from tests.evalsite.retrieval.helpers import SR, piece_audio
 
@@ -61,6 +62,21 @@ def test_it_makes_a_new_clip_findable(client, ada, embedded):
     embed_clips([new.pk])
     after = {h["clip"] for h in client.get(API, params).json()["results"]["piano"]}
     assert new.pk not in before and after == before | {new.pk}
+
+
+def test_it_drops_a_failed_clip_from_the_results_when_a_new_clip_is_added_too(
+    client, ada, embedded
+):
+    client.force_login(ada)
+    query = embedded.clips.order_by("id").first()
+    params = {"clip": query.pk, "instrument": "drums", "k": 20, "catalogue": embedded.pk}
+    before = {h["clip"] for h in client.get(API, params).json()["results"]["drums"]}
+    gone = embedded.clips.exclude(pk=query.pk).order_by("id").first()
+    Clip.objects.filter(pk=gone.pk).update(status=Clip.Status.FAILED, error="withdrawn")
+    new = clip_from_array(piece_audio(9), SR, embedded, name="late", piece="LATE")
+    embed_clips([new.pk])  # one out, one in: as many embeddings in scope as before
+    after = {h["clip"] for h in client.get(API, params).json()["results"]["drums"]}
+    assert gone.pk in before and after == (before - {gone.pk}) | {new.pk}
 
 
 def test_it_searches_with_an_uploaded_clip(client, ada, embedded):
