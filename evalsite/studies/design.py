@@ -2,9 +2,10 @@
 
 Rules (docs/site.md):
 - Order: seeded Fisher-Yates; catch trials spread, one per equal block of the sequence; no trial
-  follows one with the same reference; a repeat comes after its original with at least one other
-  trial between. The first of `attempts` shuffles meeting every rule is kept (else the one with
-  the fewest violations): deterministic for a seed.
+  follows one with the same reference (the first one after the practice included); a repeat
+  comes after its original with at least one other trial between. The first of `attempts`
+  shuffles meeting every rule is kept (else the one with the fewest violations): deterministic
+  for a seed.
 - Positions: within a participant and instrument, half the trials show canonical "a" in position
   A (odd counts: the extra one by the seed); a repeat shows its original's candidates swapped.
 - Assignment: main trials least-filled first (answers stored + live reservations), below-target
@@ -47,9 +48,11 @@ def fisher_yates(items: list, rng: random.Random) -> list:
     return out
 
 
-def violations(seq: list) -> int:
-    """Count of broken order rules: same reference back to back, repeat not after original+1."""
-    bad = sum(1 for x, y in zip(seq, seq[1:]) if x.reference_id == y.reference_id)
+def violations(seq: list, before=None) -> int:
+    """Count of broken order rules: same reference back to back, repeat not after original+1.
+    `before`: the trial shown just before the sequence (the last practice trial), if any."""
+    shown = [before, *seq] if before is not None else seq
+    bad = sum(1 for x, y in zip(shown, shown[1:]) if x.reference_id == y.reference_id)
     where = {t.id: i for i, t in enumerate(seq)}
     for i, t in enumerate(seq):
         original = getattr(t, "repeat_of_id", None)
@@ -68,16 +71,17 @@ def spread_catch(main: list, catch: list, rng: random.Random) -> list:
     return seq
 
 
-def order_trials(trials: list, seed: int, attempts: int = 200) -> list:
+def order_trials(trials: list, seed: int, attempts: int = 200, before=None) -> list:
     """Order main and catch trials under the rules above (trials: objects with id, reference_id,
-    is_catch, repeat_of_id)."""
+    is_catch, repeat_of_id). `before`: the trial shown just before them (the last practice
+    trial): the first of them must not have its reference either."""
     rng = random.Random(seed)
     main = [t for t in trials if not t.is_catch]
     catch = [t for t in trials if t.is_catch]
     best, best_bad = list(trials), None
     for _ in range(attempts):
         seq = spread_catch(fisher_yates(main, rng), fisher_yates(catch, rng), rng)
-        bad = violations(seq)
+        bad = violations(seq, before)
         if best_bad is None or bad < best_bad:
             best, best_bad = seq, bad
         if bad == 0:
@@ -333,7 +337,8 @@ def assign(participant: Participant, now: datetime) -> bool:
         practice = []
         if n_practice:  # the study's first practice trials
             practice = trial_refs(study.trials.filter(is_practice=True))[:n_practice]
-        ordered = practice + order_trials(chosen, participant.seed)
+        last = practice[-1] if practice else None
+        ordered = practice + order_trials(chosen, participant.seed, before=last)
         counts.update(t.id for t in ordered)  # the next entries see these slots
         _keep_fill(study, counts)
         shown = balance_positions(ordered, participant.seed)

@@ -56,6 +56,16 @@ def test_it_never_puts_the_same_reference_back_to_back(seed):
     assert all(x.reference_id != y.reference_id for x, y in zip(seq, seq[1:]))
 
 
+def test_it_does_not_start_with_the_reference_of_the_trial_before():
+    # The last practice trial comes right before the ordered main and catch trials.
+    trials = items(n_main=8, n_catch=2, refs=3)
+    before = T(id=300, reference_id=0, is_catch=False, repeat_of_id=None, instrument="drums")
+    for seed in range(100):
+        seq = design.order_trials(trials, seed, before=before)
+        assert seq[0].reference_id != before.reference_id
+        assert all(x.reference_id != y.reference_id for x, y in zip(seq, seq[1:]))
+
+
 @pytest.mark.parametrize("seed", range(10))
 def test_it_spreads_catch_trials_one_per_block(seed):
     seq = design.order_trials(items(n_main=12, n_catch=3), seed)
@@ -243,6 +253,19 @@ def test_it_includes_catch_trials_and_repeats_of_assigned_originals(listening_st
     assert all(t.repeat_of_id in ids for t in trials if t.catch_kind == "repeat")
     practice = [s.index for s in p.slots.all() if s.trial.is_practice]
     assert practice == [0, 1]  # practice first
+
+
+@pytest.mark.django_db
+def test_it_never_puts_the_same_reference_back_to_back_after_the_practice(
+    experimenter, listening_catalogue
+):
+    study = make_study(experimenter, listening_catalogue, target_answers_per_trial=1_000)
+    now = timezone.now()
+    for seed in range(20):
+        p = participant(study, seed)
+        assert design.assign(p, now)
+        refs = [s.trial.reference_id for s in p.slots.select_related("trial").order_by("index")]
+        assert all(x != y for x, y in zip(refs, refs[1:])), (seed, refs)
 
 
 @pytest.mark.django_db
