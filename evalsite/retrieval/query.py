@@ -43,6 +43,17 @@ def parse_k(raw) -> int:
     return k
 
 
+def parse_id(params: dict, name: str) -> int | None:
+    """The integer id in params[name]; None when it is absent or empty."""
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise QueryError(f"{name}={raw!r}: expected an integer id") from None
+
+
 def _version():
     try:
         version = current_version(load=True)
@@ -97,20 +108,21 @@ def search(user, params: dict, uploaded=None) -> dict:
         raise QueryError(
             f"instrument={instrument!r}: expected 'all' or one of {', '.join(version.conditions)}"
         )
+    catalogue_id, clip_id = parse_id(params, "catalogue"), parse_id(params, "clip")
     catalogues = visible_catalogues(user)
     catalogue = None
-    if params.get("catalogue"):
-        catalogue = catalogues.filter(pk=params["catalogue"]).first()
+    if catalogue_id is not None:
+        catalogue = catalogues.filter(pk=catalogue_id).first()
         if catalogue is None:
-            raise QueryError(f"catalogue={params['catalogue']!r}: no such catalogue", status=404)
+            raise QueryError(f"catalogue={catalogue_id}: no such catalogue", status=404)
     elif not user.is_superuser:
         raise QueryError("catalogue: expected the id of one of your catalogues")
     if uploaded is not None:
         vector, query, exclude_piece, exclude_clip = upload_vector(uploaded), None, "", None
-    elif params.get("clip"):
-        clip = Clip.objects.filter(pk=params["clip"], catalogue__in=catalogues).first()
+    elif clip_id is not None:
+        clip = Clip.objects.filter(pk=clip_id, catalogue__in=catalogues).first()
         if clip is None:
-            raise QueryError(f"clip={params['clip']!r}: no such clip", status=404)
+            raise QueryError(f"clip={clip_id}: no such clip", status=404)
         vector, query = clip_vector(version, clip), describe(clip)
         exclude_piece, exclude_clip = clip.piece, clip.pk
     else:

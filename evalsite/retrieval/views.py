@@ -26,18 +26,22 @@ def page(request: HttpRequest) -> HttpResponse:
     catalogues = list(query.visible_catalogues(request.user).order_by("name"))
     params = request.POST if request.method == "POST" else request.GET
     chosen = params.get("catalogue") or (str(catalogues[0].pk) if catalogues else "")
-    clips = Clip.objects.none()
-    if chosen:
-        clips = Clip.objects.filter(
-            catalogue_id=chosen, catalogue__in=catalogues, status=Clip.Status.READY
-        ).exclude(meta__has_key="kind")
     context = {
         "catalogues": catalogues,
         "chosen": chosen,
-        "clips": clips,
+        "clips": Clip.objects.none(),
         "params": params,
         "instruments": CONDITIONS,
     }
+    try:
+        catalogue_id = query.parse_id({"catalogue": chosen}, "catalogue")
+    except query.QueryError as exc:
+        context["error"] = str(exc)
+        return render(request, "retrieval/search.html", context, status=exc.status)
+    if catalogue_id is not None:
+        context["clips"] = Clip.objects.filter(
+            catalogue_id=catalogue_id, catalogue__in=catalogues, status=Clip.Status.READY
+        ).exclude(meta__has_key="kind")
     uploaded = request.FILES.get("audio")
     status = 200
     if uploaded or params.get("clip"):

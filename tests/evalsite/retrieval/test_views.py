@@ -103,6 +103,20 @@ def test_it_explains_bad_requests(client, ada, bob, embedded):
     assert r.status_code == 404
 
 
+def test_it_answers_400_naming_an_id_parameter_that_is_not_an_integer(client, ada, embedded):
+    client.force_login(ada)
+    clip = embedded.clips.first()
+    for params, name in [
+        ({"catalogue": "abc", "clip": clip.pk}, "catalogue"),
+        ({"catalogue": embedded.pk, "clip": "abc"}, "clip"),
+    ]:
+        r = client.get(API, params)
+        assert r.status_code == 400 and r.json()["error"] == f"{name}='abc': expected an integer id"
+        page = client.get("/retrieval/", params)
+        assert page.status_code == 400 and f"{name}=&#x27;abc&#x27;" in page.content.decode()
+    assert client.get("/retrieval/", {"catalogue": "abc"}).status_code == 400
+
+
 def test_it_renders_the_page_with_players(client, ada, embedded):
     client.force_login(ada)
     page = client.get("/retrieval/")
