@@ -6,8 +6,9 @@ Rules (docs/site.md):
   comes after its original with at least one other trial between. The first of `attempts`
   shuffles meeting every rule is kept (else the one with the fewest violations): deterministic
   for a seed.
-- Positions: within a participant and instrument, half the trials show canonical "a" in position
-  A (odd counts: the extra one by the seed); a repeat shows its original's candidates swapped.
+- Positions: within a participant and instrument, half the trials show their key candidate in
+  position A (odd counts: the extra one by the seed), repeats counted; a repeat shows its
+  original's candidates swapped.
 - Assignment: main trials least-filled first (answers stored + live reservations), below-target
   trials before the others; the study is full when every main trial reached its target. A slot's
   reservation lasts at least 90 % of `reservation_timeout_s` after the participant's latest trial
@@ -107,13 +108,20 @@ def balance_positions(trials: list, seed: int) -> dict[int, str]:
     (main trials, practice, identical and attention checks) on its own, so that mixing in
     practice and catch trials does not unbalance the main ones. What is balanced is where a
     trial's key candidate appears: the expected answer of a check or practice trial (the right
-    answer is in A as often as in B), canonical "a" otherwise. A group of odd size has one side
-    more; that extra side alternates over the instrument's groups, so the instrument as a whole
-    stays within one. A repeat shows its original's candidates the other way round."""
+    answer is in A as often as in B), canonical "a" otherwise. A repeat shows its original's
+    candidates the other way round, so an original and its repeat show the key once on each
+    side whatever the original's side: a group's repeated originals are balanced among
+    themselves and the rest of the group among itself. Where that rest has an odd size, its
+    extra side alternates over the instrument's groups, so the instrument as a whole, repeats
+    included, stays within one; the repeated originals' extra side (odd count) is the other one
+    of the rest's, so the group's originals stay within one too. A repeat whose original is not
+    in `trials` is balanced with the other trials of its catch kind."""
     rng = random.Random(seed)
+    ids = {t.id for t in trials}
+    repeated = {t.repeat_of_id for t in trials if getattr(t, "repeat_of_id", None) in ids}
     groups = defaultdict(list)
     for t in trials:
-        if getattr(t, "repeat_of_id", None) is None:
+        if getattr(t, "repeat_of_id", None) not in ids:
             groups[(t.instrument, _position_group(t))].append(t)
     shown: dict[int, str] = {}
     for instrument in sorted({instrument for instrument, _ in groups}):
@@ -121,18 +129,30 @@ def balance_positions(trials: list, seed: int) -> dict[int, str]:
         names = {name for i, name in groups if i == instrument}
         for name in [*POSITION_GROUPS, *sorted(names - set(POSITION_GROUPS))]:
             group = groups.get((instrument, name), [])
-            sides = ["a", "b"] * (len(group) // 2)  # "a": the key candidate is shown in A
-            if len(group) % 2:
-                sides.append(extra)
+            rest = [t for t in group if t.id not in repeated]
+            paired = [t for t in group if t.id in repeated]
+            _place(rest, _sides(len(rest), extra), rng, shown)
+            if paired:
+                paired_extra = FLIP[extra] if len(rest) % 2 else rng.choice("ab")
+                _place(paired, _sides(len(paired), paired_extra), rng, shown)
+            if len(rest) % 2:
                 extra = FLIP[extra]
-            for t, side in zip(fisher_yates(group, rng), fisher_yates(sides, rng)):
-                key = t.expected if getattr(t, "expected", None) in FLIP else "a"
-                shown[t.id] = key if side == "a" else FLIP[key]
     for t in trials:
-        original = getattr(t, "repeat_of_id", None)
-        if original is not None:
-            shown[t.id] = FLIP[shown.get(original, rng.choice("ab"))]
+        if getattr(t, "repeat_of_id", None) in ids:
+            shown[t.id] = FLIP[shown[t.repeat_of_id]]
     return shown
+
+
+def _sides(n: int, extra: str) -> list[str]:
+    """n sides, half "a" (the key candidate is shown in A) and half "b"; an odd one is `extra`."""
+    return ["a", "b"] * (n // 2) + [extra] * (n % 2)
+
+
+def _place(group: list, sides: list[str], rng: random.Random, shown: dict[int, str]) -> None:
+    """Deal the sides to the group's trials at random, as the canonical candidate shown in A."""
+    for t, side in zip(fisher_yates(group, rng), fisher_yates(sides, rng)):
+        key = t.expected if getattr(t, "expected", None) in FLIP else "a"
+        shown[t.id] = key if side == "a" else FLIP[key]
 
 
 def lock_study(study_id: int) -> None:

@@ -121,6 +121,33 @@ def test_it_balances_main_trials_apart_from_the_practice_and_checks_mixed_in(see
         assert abs(2 * sum(key_in_a) - len(key_in_a)) <= 1
 
 
+def key_in_a_imbalance(trials, shown) -> int:
+    """|#A - #B| of where the key candidate (expected, else canonical a) is shown."""
+    key_in_a = [shown[t.id] == (t.expected or "a") for t in trials]
+    return abs(2 * sum(key_in_a) - len(key_in_a))
+
+
+@pytest.mark.parametrize("n_main, n_repeats", [(4, 2), (4, 1), (5, 2), (5, 3), (3, 3)])
+def test_it_balances_every_slot_of_an_instrument_with_repeats_counted(n_main, n_repeats):
+    # An original and its repeat show each side once; the unrepeated main trials must not then
+    # lean to one side by two.
+    def trial(id, catch_kind="", expected="", repeat_of_id=None, is_practice=False):
+        return T(id=id, instrument="drums", is_practice=is_practice, catch_kind=catch_kind,
+                 expected=expected, repeat_of_id=repeat_of_id)  # fmt: skip
+
+    trials = [trial(i) for i in range(n_main)]
+    trials += [trial(100 + i, "repeat", repeat_of_id=i) for i in range(n_repeats)]
+    trials += [trial(200, is_practice=True, catch_kind="attention", expected="b"),
+               trial(201, "identical", "a"), trial(202, "attention", "b")]  # fmt: skip
+    for seed in range(300):
+        shown = design.balance_positions(trials, seed)
+        assert key_in_a_imbalance(trials, shown) <= 1, seed
+        main = [t for t in trials if not t.catch_kind and not t.is_practice]
+        assert key_in_a_imbalance(main, shown) <= 1, seed
+        assert all(shown[100 + i] != shown[i] for i in range(n_repeats))
+        assert shown == design.balance_positions(trials, seed)
+
+
 def test_it_swaps_positions_on_a_repeat():
     trials = [T(id=1, instrument="drums", repeat_of_id=None),
               T(id=2, instrument="drums", repeat_of_id=None),
@@ -266,6 +293,21 @@ def test_it_never_puts_the_same_reference_back_to_back_after_the_practice(
         assert design.assign(p, now)
         refs = [s.trial.reference_id for s in p.slots.select_related("trial").order_by("index")]
         assert all(x != y for x, y in zip(refs, refs[1:])), (seed, refs)
+
+
+@pytest.mark.django_db
+def test_it_balances_the_stored_positions_of_each_instrument(experimenter, listening_catalogue):
+    # Per instrument: 2 practice (one of them here), 3 main, one check of each kind, a repeat.
+    study = make_study(experimenter, listening_catalogue, target_answers_per_trial=1_000)
+    now = timezone.now()
+    for seed in range(20):
+        p = participant(study, seed)
+        assert design.assign(p, now)
+        slots = list(p.slots.select_related("trial"))
+        for instrument in study.instruments:
+            mine = [s for s in slots if s.trial.instrument == instrument]
+            shown = {s.trial_id: s.displayed_first for s in mine}
+            assert key_in_a_imbalance([s.trial for s in mine], shown) <= 1, (seed, instrument)
 
 
 @pytest.mark.django_db
