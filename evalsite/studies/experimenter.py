@@ -30,13 +30,13 @@ from evalsite.studies.forms import (
     RandomTrialsForm,
     RepeatsForm,
     StudyForm,
-    TrialCSVForm,
     TrialForm,
     study_clips,
 )
 from evalsite.studies.models import Study, StudyFold
 from evalsite.studies.permissions import get_visible_study, is_owner, visible_studies
 from evalsite.studies.random_design import DesignError, add_repeats, build_random_trials
+from evalsite.studies.trials_csv import TrialCSVForm
 
 HISTORY_SHOWN = 20  # latest changes on the overview; the export has them all
 MAX_UPLOAD_BYTES = 100_000_000  # above the longest clip audio.py accepts, in any format
