@@ -30,24 +30,32 @@ def env_bool(name: str, default: bool) -> bool:
     raise EnvError(f"{name}={raw!r}: expected one of 1/0, true/false, yes/no, on/off")
 
 
-def env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int, minimum: int | None = None) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
+    expected = "an integer" if minimum is None else f"an integer >= {minimum}"
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as exc:
-        raise EnvError(f"{name}={raw!r}: expected an integer") from exc
+        raise EnvError(f"{name}={raw!r}: expected {expected}") from exc
+    if minimum is not None and value < minimum:
+        raise EnvError(f"{name}={raw!r}: expected {expected}")
+    return value
 
 
-def env_float(name: str, default: float) -> float:
+def env_float(name: str, default: float, minimum: float | None = None) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
+    expected = "a number" if minimum is None else f"a number >= {minimum:g}"
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError as exc:
-        raise EnvError(f"{name}={raw!r}: expected a number") from exc
+        raise EnvError(f"{name}={raw!r}: expected {expected}") from exc
+    if minimum is not None and not value >= minimum:  # not >=: NaN is refused too
+        raise EnvError(f"{name}={raw!r}: expected {expected}")
+    return value
 
 
 def env_list(name: str, default: list[str]) -> list[str]:

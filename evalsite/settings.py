@@ -88,7 +88,7 @@ TEMPLATES = [
 # SQLite under CSN_HOME by default; DATABASE_URL=postgresql://... in production and in the tests.
 _default_db = f"sqlite:///{CSN_HOME / 'db.sqlite3'}"
 DATABASES = {
-    "default": env_database("DATABASE_URL", _default_db, env_int("DB_CONN_MAX_AGE", 0)),
+    "default": env_database("DATABASE_URL", _default_db, env_int("DB_CONN_MAX_AGE", 0, minimum=0)),
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # WAL and a busy timeout let the web process and a local worker share one SQLite file.
@@ -169,9 +169,9 @@ else:
     # Redis: an unacknowledged message (its worker was killed) is delivered again after this
     # many seconds; it must exceed the longest task (CELERY_TASK_TIME_LIMIT).
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
-        "unacked_restore_interval": env_int("CELERY_UNACKED_RESTORE_INTERVAL", 10),
-        "unacked_restore_throttle": env_int("CELERY_UNACKED_RESTORE_THROTTLE", 10),
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1),
+        "unacked_restore_interval": env_int("CELERY_UNACKED_RESTORE_INTERVAL", 10, minimum=1),
+        "unacked_restore_throttle": env_int("CELERY_UNACKED_RESTORE_THROTTLE", 10, minimum=1),
     }
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "") or None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
@@ -180,15 +180,15 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 900)
-CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 840)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 900, minimum=1)
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 840, minimum=1)
 CELERY_TASK_DEFAULT_QUEUE = "cpu"  # queues and routes: evalsite/celery.py, docs/workers.md
 # Clips that become ready are embedded by a worker after the commit (evalsite/retrieval/signals.py).
 CSN_AUTO_EMBED = env_bool("CSN_AUTO_EMBED", True)
 # Seconds a worker pauses between embedding batches: 0 except in the crash-recovery test.
-CSN_EMBED_PAUSE_S = env_float("CSN_EMBED_PAUSE_S", 0.0)
+CSN_EMBED_PAUSE_S = env_float("CSN_EMBED_PAUSE_S", 0.0, minimum=0)
 # Clips per model call in the embedding task (and per task when a catalogue is ingested).
-CSN_EMBED_BATCH = env_int("CSN_EMBED_BATCH", 32)
+CSN_EMBED_BATCH = env_int("CSN_EMBED_BATCH", 32, minimum=1)
 
 LOGGING = {
     "version": 1,
@@ -202,7 +202,7 @@ if PRODUCTION:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from evalsite.env import EnvError, env_bool, env_database, env_int, env_list
+from evalsite.env import EnvError, env_bool, env_database, env_float, env_int, env_list
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,6 +49,27 @@ def test_it_names_the_variable_when_a_value_is_malformed(monkeypatch):
     monkeypatch.setenv("CSN_TEST_INT", "12x")
     with pytest.raises(EnvError, match="CSN_TEST_INT"):
         env_int("CSN_TEST_INT", 1)
+
+
+def test_it_refuses_a_number_below_the_readers_minimum(monkeypatch):
+    monkeypatch.setenv("CSN_TEST_INT", "0")
+    with pytest.raises(EnvError, match="CSN_TEST_INT='0': expected an integer >= 1"):
+        env_int("CSN_TEST_INT", 32, minimum=1)
+    monkeypatch.setenv("CSN_TEST_FLOAT", "-0.5")
+    with pytest.raises(EnvError, match="CSN_TEST_FLOAT='-0.5': expected a number >= 0"):
+        env_float("CSN_TEST_FLOAT", 0.0, minimum=0)
+    monkeypatch.setenv("CSN_TEST_INT", "1")
+    assert env_int("CSN_TEST_INT", 32, minimum=1) == 1
+
+
+@pytest.mark.parametrize(
+    "name", ["CSN_EMBED_BATCH", "CELERY_TASK_TIME_LIMIT", "CELERY_VISIBILITY_TIMEOUT"]
+)
+def test_it_refuses_a_batch_size_or_time_limit_below_one(name, tmp_path):
+    broker = {"CELERY_BROKER_URL": "redis://127.0.0.1:6379/0"}  # the visibility timeout: Redis
+    result = _manage(["check"], CSN_HOME=str(tmp_path), **broker, **{name: "-1"})
+    assert result.returncode != 0
+    assert f"{name}='-1': expected an integer >= 1" in result.stderr
 
 
 def test_it_reads_lists_and_defaults():

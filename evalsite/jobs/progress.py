@@ -8,6 +8,7 @@ task ran (redelivery after a crash, retries).
 
 from __future__ import annotations
 
+from celery import Task
 from django.utils import timezone
 
 from evalsite.jobs.models import Job
@@ -64,3 +65,12 @@ def finish(job: Job, message: str = "") -> Job:
 def add_error(job: Job, message: str) -> None:
     job.errors = [*job.errors, {"error": message}]
     job.save(update_fields=["errors", "updated_at"])
+
+
+class JobTask(Task):
+    """A task whose first argument is a Job id: failing for good marks the job failed."""
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        job = Job.objects.filter(pk=args[0] if args else kwargs.get("job_id")).first()
+        if job:
+            job.fail(f"{self.name} failed: {type(exc).__name__}: {exc}")

@@ -15,6 +15,7 @@ from django.db import transaction
 
 from evalsite.jobs import progress
 from evalsite.jobs.models import Job
+from evalsite.jobs.progress import JobTask
 from evalsite.retrieval import ingest
 from evalsite.retrieval.embedder import (
     CheckpointChanged,
@@ -109,7 +110,7 @@ def ingest_signature(clip_ids: list[int], job_id: int | None = None):
     return chain(prepare_clips.si(clip_ids, job_id), embed_clips.si(clip_ids, job_id))
 
 
-@shared_task(name="stimuli.ingest_catalogue", **RETRY)
+@shared_task(name="stimuli.ingest_catalogue", base=JobTask, **RETRY)
 def ingest_catalogue(job_id: int) -> int:
     """Fan a job's clips out into batches (each batch: prepare then embed)."""
     job = _job(job_id)

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import logging
 
-from celery import Task, shared_task
+from celery import shared_task
 from django.db import transaction
 
 from evalsite.jobs import progress
 from evalsite.jobs.models import Job
+from evalsite.jobs.progress import JobTask
 from evalsite.retrieval import ingest
 from evalsite.retrieval.embedder import (
     CheckpointChanged,
@@ -33,15 +34,6 @@ RETRY = {
     "max_retries": 5,
     "acks_late": True,
 }
-
-
-class JobTask(Task):
-    """A task whose first argument is a Job id: failing for good marks the job failed."""
-
-    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
-        job = Job.objects.filter(pk=args[0] if args else kwargs.get("job_id")).first()
-        if job:
-            job.fail(f"{self.name} failed: {type(exc).__name__}: {exc}")
 
 
 def _embedder(job: Job):

@@ -106,6 +106,18 @@ def test_it_ends_the_job_when_its_task_fails_for_good_on_clips_the_old_model_emb
     assert all("CUDA out of memory" in e["error"] for e in job.errors)
 
 
+def test_it_fails_the_job_when_the_fan_out_task_fails(
+    catalogue, eager, settings, django_capture_on_commit_callbacks
+):
+    settings.CSN_EMBED_BATCH = 0  # past the settings check: range() refuses a step of 0
+    eager.conf.task_eager_propagates = False  # a propagated error skips on_failure
+    with django_capture_on_commit_callbacks(execute=True):
+        job = queue_ingest(catalogue)
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED
+    assert job.message.startswith("stimuli.ingest_catalogue failed: ValueError")
+
+
 def test_it_stores_the_model_choice_on_every_trial(
     catalogue, eager, ada, django_capture_on_commit_callbacks
 ):
