@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 
 from django import forms
 
@@ -42,20 +43,33 @@ class TrialCSVForm(forms.Form):
 
 def parse_trials_csv(text: str, filename: str, study: Study) -> tuple[list[Trial], list[str]]:
     """Unsaved trials from CSV text, and one message per bad row (file, line, field, expected)."""
-    reader = csv.DictReader(io.StringIO(text))
-    header = reader.fieldnames or []
+    reader = csv.reader(io.StringIO(text, newline=""))  # newline="": as the csv module asks
+    header = next(reader, [])
     missing = [c for c in TRIAL_CSV_COLUMNS if c not in header]
     if missing:
         expected = f"{', '.join(TRIAL_CSV_COLUMNS)} (optional: {', '.join(TRIAL_CSV_OPTIONAL)})"
         return [], [f"{filename}: header lacks {', '.join(missing)}; expected {expected}"]
     lookup = _clip_lookup(study)
     trials, errors = [], []
-    for line, row in enumerate(reader, start=2):
-        trial, row_errors = _trial_from_row(row, study, lookup)
+    for line, fields in _records(reader):
+        trial, row_errors = _trial_from_row(dict(zip(header, fields)), study, lookup)
         errors += [f"{filename}, line {line}: {e}" for e in row_errors]
         if trial is not None:
             trials.append(trial)
     return trials, errors
+
+
+def _records(reader) -> Iterator[tuple[int, list[str]]]:
+    """(the line a record starts on, its fields) for each record left in `reader`, blank lines
+    skipped. The reader's line_num counts the lines read so far, and a record spans several
+    when a quoted field holds a line break: the line after those read before it is its first."""
+    while True:
+        line = reader.line_num + 1
+        fields = next(reader, None)
+        if fields is None:
+            return
+        if fields:
+            yield line, fields
 
 
 def _clip_lookup(study: Study) -> dict[str, Clip]:
