@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import math
+from collections import defaultdict
 from collections.abc import Iterator
 
 from django import forms
@@ -42,54 +44,119 @@ class TrialCSVForm(forms.Form):
 
 
 def parse_trials_csv(text: str, filename: str, study: Study) -> tuple[list[Trial], list[str]]:
-    """Unsaved trials from CSV text, and one message per bad row (file, line, field, expected)."""
+    """Unsaved trials from CSV text, and one message per problem (file, line, column or field,
+    expected). TrialCSVForm refuses a file with any message as a whole."""
     reader = csv.reader(io.StringIO(text, newline=""))  # newline="": as the csv module asks
-    header = next(reader, [])
-    missing = [c for c in TRIAL_CSV_COLUMNS if c not in header]
-    if missing:
-        expected = f"{', '.join(TRIAL_CSV_COLUMNS)} (optional: {', '.join(TRIAL_CSV_OPTIONAL)})"
-        return [], [f"{filename}: header lacks {', '.join(missing)}; expected {expected}"]
+    try:
+        header = next(reader, [])
+    except csv.Error as exc:
+        return [], [f"{filename}, line 1: {_unreadable(exc)}"]
+    header_errors = _header_errors(header)
+    if header_errors:
+        return [], [f"{filename}, line 1: {e}" for e in header_errors]
     lookup = _clip_lookup(study)
     trials, errors = [], []
-    for line, fields in _records(reader):
-        trial, row_errors = _trial_from_row(dict(zip(header, fields)), study, lookup)
-        errors += [f"{filename}, line {line}: {e}" for e in row_errors]
+    for line, fields, unreadable in _records(reader):
+        if unreadable:
+            errors.append(f"{filename}, line {line}: {unreadable}")
+            break
+        row_errors = _extra_fields(fields, len(header))
+        trial, field_errors = _trial_from_row(dict(zip(header, fields)), study, lookup)
+        errors += [f"{filename}, line {line}: {e}" for e in row_errors + field_errors]
         if trial is not None:
             trials.append(trial)
     return trials, errors
 
 
-def _records(reader) -> Iterator[tuple[int, list[str]]]:
-    """(the line a record starts on, its fields) for each record left in `reader`, blank lines
-    skipped. The reader's line_num counts the lines read so far, and a record spans several
-    when a quoted field holds a line break: the line after those read before it is its first."""
+def _header_errors(header: list[str]) -> list[str]:
+    """A column the import does not know (a typo would drop its values unseen) or names twice,
+    and the required columns missing."""
+    known = (*TRIAL_CSV_COLUMNS, *TRIAL_CSV_OPTIONAL)
+    errors = []
+    for i, name in enumerate(header):
+        if name not in known:
+            errors.append(
+                f"column {i + 1} = {name!r}: not a known column; expected one of {', '.join(known)}"
+            )
+        elif header.index(name) < i:
+            errors.append(
+                f"column {i + 1} = {name!r}: repeats column {header.index(name) + 1}; "
+                "expected each column once"
+            )
+    missing = [c for c in TRIAL_CSV_COLUMNS if c not in header]
+    if missing:
+        expected = f"{', '.join(TRIAL_CSV_COLUMNS)} (optional: {', '.join(TRIAL_CSV_OPTIONAL)})"
+        errors.append(f"header lacks {', '.join(missing)}; expected {expected}")
+    return errors
+
+
+def _records(reader) -> Iterator[tuple[int, list[str], str]]:
+    """(the line a record starts on, its fields, "") for each record left in `reader`, blank
+    lines skipped; a record the csv module cannot read (a cell over its field size limit) ends
+    them with (its line, [], why). The reader's line_num counts the lines read so far, and a
+    record spans several when a quoted field holds a line break: the line after those read
+    before it is its first."""
     while True:
         line = reader.line_num + 1
-        fields = next(reader, None)
+        try:
+            fields = next(reader, None)
+        except csv.Error as exc:
+            yield line, [], _unreadable(exc)
+            return
         if fields is None:
             return
         if fields:
-            yield line, fields
+            yield line, fields, ""
 
 
-def _clip_lookup(study: Study) -> dict[str, Clip]:
-    lookup: dict[str, Clip] = {}
+def _unreadable(exc: csv.Error) -> str:
+    return f"not readable as CSV ({exc}); nothing from here on was read"
+
+
+def _extra_fields(fields: list[str], n: int) -> list[str]:
+    if len(fields) <= n:
+        return []
+    return [
+        f"column {n + 1} = {fields[n]!r}: {len(fields)} fields, the header has {n}; "
+        f"expected at most {n}"
+    ]
+
+
+def _clip_lookup(study: Study) -> tuple[dict[str, Clip], dict[str, Clip], dict[str, list[Clip]]]:
+    """The clips an experimenter may use by token, by id and by name (names need not be
+    unique)."""
+    by_token, by_id, by_name = {}, {}, defaultdict(list)
     for clip in study_clips(study):
-        for key in (clip.name, str(clip.pk), clip.token):  # later keys win: token over id, name
-            if key:
-                lookup[key] = clip
-    return lookup
+        by_token[clip.token] = clip
+        by_id[str(clip.pk)] = clip
+        if clip.name:
+            by_name[clip.name].append(clip)
+    return by_token, by_id, by_name
 
 
-def _trial_from_row(row: dict, study: Study, lookup: dict) -> tuple[Trial | None, list[str]]:
+def _find_clip(lookup: tuple, col: str, key: str) -> tuple[Clip | None, str]:
+    """A clip by token, else id, else name (a clip's id never finds another clip named so), and
+    "" or why none."""
+    by_token, by_id, by_name = lookup
+    clip = by_token.get(key) or by_id.get(key)
+    named = by_name.get(key, [])
+    if clip is None and len(named) == 1:
+        clip = named[0]
+    if clip is not None:
+        return clip, ""
+    if named:
+        return None, (
+            f"field {col!r} = {key!r}: {len(named)} ready clips have this name; "
+            "expected the token or id of one of them"
+        )
+    return None, f"field {col!r} = {key!r}: expected the token, id or name of a ready clip"
+
+
+def _trial_from_row(row: dict, study: Study, lookup: tuple) -> tuple[Trial | None, list[str]]:
     errors, clips = [], {}
     for col in ("reference", "candidate_a", "candidate_b"):
-        key = (row.get(col) or "").strip()
-        clips[col] = lookup.get(key)
-        if clips[col] is None:
-            errors.append(
-                f"field {col!r} = {key!r}: expected the token, id or name of a ready clip"
-            )
+        clips[col], error = _find_clip(lookup, col, (row.get(col) or "").strip())
+        errors += [error] if error else []
     instrument = (row.get("instrument") or "").strip()
     allowed = study.instruments or list(CONDITIONS)
     if instrument not in allowed:
@@ -105,12 +172,8 @@ def _trial_from_row(row: dict, study: Study, lookup: dict) -> tuple[Trial | None
     practice = (row.get("is_practice") or "").strip().lower()
     if practice not in {"", "0", "1", "true", "false", "yes", "no"}:
         errors.append(f"field 'is_practice' = {practice!r}: expected true/false or 1/0")
-    margin_text = (row.get("model_margin") or "").strip()
-    margin = None
-    try:
-        margin = float(margin_text) if margin_text else None
-    except ValueError:
-        errors.append(f"field 'model_margin' = {margin_text!r}: expected a number or empty")
+    margin, error = _margin((row.get("model_margin") or "").strip())
+    errors += [error] if error else []
     if (kind or practice in {"1", "true", "yes"}) and not choice["expected"]:
         errors.append("field 'expected' is empty: catch and practice trials need their answer")
     if errors:
@@ -129,3 +192,14 @@ def _trial_from_row(row: dict, study: Study, lookup: dict) -> tuple[Trial | None
         model_margin=margin,
     )
     return trial, []
+
+
+def _margin(text: str) -> tuple[float | None, str]:
+    """The model margin, and "" or why not: a finite number or empty (nan and inf parse)."""
+    try:
+        margin = float(text) if text else None
+    except ValueError:
+        margin = math.nan
+    if margin is not None and not math.isfinite(margin):
+        return None, f"field 'model_margin' = {text!r}: expected a finite number or empty"
+    return margin, ""

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import csv
 
-from evalsite.stimuli.models import Clip
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from evalsite.stimuli.models import Catalogue, Clip
 from evalsite.studies.trials_csv import parse_trials_csv
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
 
@@ -43,3 +47,92 @@ def test_it_names_the_line_where_a_record_with_a_quoted_line_break_starts(study)
     trials, errors = parse_trials_csv(text, "t.csv", study)
     assert [e.split(":")[0] for e in errors] == ["t.csv, line 3", "t.csv, line 5"]
     assert "field 'instrument' = 'dr\\nums'" in errors[0]
+
+
+def test_it_refuses_a_row_with_more_fields_than_the_header(study):
+    c = clips(study)
+    text = (
+        "reference,candidate_a,candidate_b,instrument,model_choice\n"
+        + f"{c[0].token},{c[1].token},{c[2].token},drums,a,b,0.7\n"
+    )
+    trials, errors = parse_trials_csv(text, "extra.csv", study)
+    assert len(errors) == 1
+    assert errors[0].startswith("extra.csv, line 2: column 6 = 'b': 7 fields, the header has 5")
+
+
+def test_it_refuses_a_header_column_it_does_not_know(study):
+    c = clips(study)
+    text = (
+        "reference,candidate_a,candidate_b,instrument,model_choise,model_margin\n"
+        + f"{c[0].token},{c[1].token},{c[2].token},drums,b,0.7\n"
+    )
+    trials, errors = parse_trials_csv(text, "typo.csv", study)
+    assert trials == [] and len(errors) == 1
+    assert errors[0].startswith("typo.csv, line 1: column 5 = 'model_choise': not a known column")
+    assert "reference, candidate_a, candidate_b, instrument, is_practice" in errors[0]
+
+
+def test_it_refuses_a_header_naming_a_column_twice(study):
+    c = clips(study)
+    text = HEADER.strip() + ",instrument\n" + f"{c[0].token},{c[1].token},{c[2].token},drums,bass\n"
+    trials, errors = parse_trials_csv(text, "twice.csv", study)
+    assert errors == [
+        "twice.csv, line 1: column 5 = 'instrument': repeats column 4; expected each column once"
+    ]
+
+
+def test_it_refuses_a_model_margin_that_is_not_a_finite_number(study):
+    c = clips(study)
+    rows = [f"{c[0].token},{c[1].token},{c[2].token},drums,a,{m}\n" for m in ("nan", "-inf")]
+    text = "reference,candidate_a,candidate_b,instrument,model_choice,model_margin\n" + "".join(
+        rows
+    )
+    trials, errors = parse_trials_csv(text, "m.csv", study)
+    assert errors == [
+        f"m.csv, line {line}: field 'model_margin' = {m!r}: expected a finite number or empty"
+        for line, m in ((2, "nan"), (3, "-inf"))
+    ]
+
+
+def test_it_refuses_a_clip_name_that_several_clips_share(alice, study):
+    c = clips(study)
+    other = Catalogue.objects.create(owner=alice, name="second")
+    Clip.objects.create(catalogue=other, name=c[0].name, status="ready", duration_s=5.0)
+    text = HEADER + f"{c[0].name},{c[1].token},{c[2].token},drums\n"
+    trials, errors = parse_trials_csv(text, "amb.csv", study)
+    assert errors == [
+        f"amb.csv, line 2: field 'reference' = {c[0].name!r}: 2 ready clips have this name; "
+        "expected the token or id of one of them"
+    ]
+
+
+def test_it_reads_a_clip_id_as_that_clip_before_another_clips_name(alice, study):
+    c = clips(study)
+    other = Catalogue.objects.create(owner=alice, name="second")
+    named_like_id = Clip.objects.create(catalogue=other, name=str(c[1].pk), status="ready")
+    named_like_token = Clip.objects.create(catalogue=other, name=c[2].token, status="ready")
+    text = HEADER + f"{c[0].token},{c[1].pk},{c[2].token},drums\n"
+    trials, errors = parse_trials_csv(text, "ids.csv", study)
+    assert errors == []
+    assert trials[0].candidate_a == c[1] != named_like_id
+    assert trials[0].candidate_b == c[2] != named_like_token
+
+
+def test_it_answers_a_cell_over_the_csv_size_limit_with_a_form_error(client, alice, study):
+    c = clips(study)
+    text = (
+        HEADER
+        + f"{c[0].token},{c[1].token},{c[2].token},drums\n"
+        + f"{'x' * (csv.field_size_limit() + 1)},{c[1].token},{c[2].token},drums\n"
+    )
+    client.force_login(alice)
+    before = study.trials.count()
+    url = reverse("studies:trials_csv", args=[study.pk])
+    response = client.post(url, {"csv_file": SimpleUploadedFile("big.csv", text.encode())})
+    assert response.status_code == 400
+    errors = response.context["csv_form"].errors["csv_file"]
+    assert errors == [
+        f"big.csv, line 3: not readable as CSV (field larger than field limit "
+        f"({csv.field_size_limit()})); nothing from here on was read"
+    ]
+    assert study.trials.count() == before
