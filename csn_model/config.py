@@ -21,6 +21,7 @@ Other parts of the project extend the schema by subclassing ExperimentConfig wit
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -107,31 +108,120 @@ class ExperimentConfig:
 
 
 def check(cfg: ExperimentConfig, source: str = "config") -> None:
-    """Cross-field checks that types alone cannot express."""
-    t, m, f = cfg.train, cfg.model, cfg.features
+    """Ranges and cross-field checks that types alone cannot express: the first broken rule raises
+    ConfigError naming the field, what was expected and the value found."""
+    rules = _feature_rules(cfg.features) + _model_rules(cfg.model) + _train_rules(cfg.train)
+    for ok, name, expected, got in rules:
+        if not ok:
+            shown = "" if got is None else f", got {list(got) if isinstance(got, tuple) else got!r}"
+            raise ConfigError(f"{source}: field {name} must be {expected}{shown}")
+
+
+def _finite(x: Any, low: float = -math.inf) -> bool:
+    """x is a finite number >= low (NaN and infinities fail every comparison that matters)."""
+    return isinstance(x, int | float) and math.isfinite(x) and x >= low
+
+
+def _feature_rules(f: FeatureConfig) -> list[tuple[bool, str, str, Any]]:
+    nyquist = f.sample_rate / 2
+    return [
+        (f.sample_rate >= 1, "features.sample_rate", "a positive integer (Hz)", f.sample_rate),
+        (f.n_fft >= 1, "features.n_fft", "a positive integer (samples)", f.n_fft),
+        (f.hop_length >= 1, "features.hop_length", "a positive integer (samples)", f.hop_length),
+        (f.n_mels >= 1, "features.n_mels", "a positive integer (mel bands)", f.n_mels),
+        (
+            _finite(f.fmin, 0) and f.fmin < nyquist,
+            "features.fmin",
+            f"a finite, non-negative frequency below sample_rate / 2 = {nyquist:g} Hz",
+            f.fmin,
+        ),
+        (
+            f.fmax is None or (_finite(f.fmax) and f.fmin < f.fmax <= nyquist),
+            "features.fmax",
+            f"null or a finite frequency above features.fmin ({f.fmin:g} Hz) and at most "
+            f"sample_rate / 2 = {nyquist:g} Hz",
+            f.fmax,
+        ),
+        (
+            f.top_db is None or (_finite(f.top_db) and f.top_db > 0),
+            "features.top_db",
+            "null or a finite, positive number of dB",
+            f.top_db,
+        ),
+        (
+            _finite(f.segment_seconds) and f.segment_seconds > 0,
+            "features.segment_seconds",
+            "a finite, positive number of seconds",
+            f.segment_seconds,
+        ),
+        (
+            # rules are built eagerly: an infinite length must not reach segment_frames' int()
+            _finite(f.segment_seconds) and f.segment_frames >= f.n_fft,
+            "features.segment_seconds",
+            f"at least one FFT window long ({f.n_fft} samples)",
+            f.segment_seconds,
+        ),
+    ]
+
+
+def _model_rules(m: ModelConfig) -> list[tuple[bool, str, str, Any]]:
     k = len(CONDITIONS)
-    rules = [
-        (t.system in ("csn", "individual"), "train.system", "'csn' or 'individual'"),
-        (t.condition in CONDITIONS, "train.condition", f"one of {', '.join(CONDITIONS)}"),
-        (m.embedding_dim % k == 0, "model.embedding_dim", f"a multiple of K = {k}"),
-        (len(m.channels) >= 1, "model.channels", "at least one block"),
+
+    def positive(values: tuple[int, ...]) -> bool:
+        return all(v >= 1 for v in values)
+
+    return [
+        (
+            m.embedding_dim >= 1 and m.embedding_dim % k == 0,
+            "model.embedding_dim",
+            f"a positive multiple of K = {k}",
+            m.embedding_dim,
+        ),
+        (len(m.channels) >= 1, "model.channels", "at least one block", m.channels),
+        (positive(m.channels), "model.channels", "positive integers", m.channels),
+        (positive(m.kernels), "model.kernels", "positive integers", m.kernels),
+        (positive(m.strides), "model.strides", "positive integers", m.strides),
         (
             len(m.kernels) == len(m.channels) == len(m.strides),
             "model.kernels/strides",
             f"one entry per channel block ({len(m.channels)})",
+            None,
         ),
-        (t.steps >= 0 and t.pretrain >= 0, "train.steps/pretrain", "non-negative integers"),
-        (t.batch_size >= 1, "train.batch_size", "a positive integer"),
-        # training logs and checkpoints at step numbers divisible by these
-        (t.log_every >= 1, "train.log_every", "a positive integer (steps)"),
-        (t.checkpoint_every >= 1, "train.checkpoint_every", "a positive integer (steps)"),
-        (t.device in ("auto", "cpu", "cuda"), "train.device", "'auto', 'cpu' or 'cuda'"),
-        (f.segment_frames >= f.n_fft, "features.segment_seconds", "at least one FFT window long"),
-        (t.aux_loss >= 0 and t.margin >= 0, "train.aux_loss/margin", "non-negative numbers"),
+        (positive(m.hidden), "model.hidden", "positive integers (layer widths) or []", m.hidden),
     ]
-    for ok, name, expected in rules:
-        if not ok:
-            raise ConfigError(f"{source}: field {name} must be {expected}")
+
+
+def _train_rules(t: TrainConfig) -> list[tuple[bool, str, str, Any]]:
+    def weight(name: str) -> tuple[bool, str, str, Any]:
+        value = getattr(t, name)
+        return (_finite(value, 0), f"train.{name}", "a finite, non-negative number", value)
+
+    return [
+        (t.system in ("csn", "individual"), "train.system", "'csn' or 'individual'", t.system),
+        (
+            t.condition in CONDITIONS,
+            "train.condition",
+            f"one of {', '.join(CONDITIONS)}",
+            t.condition,
+        ),
+        (t.steps >= 0, "train.steps", "a non-negative integer", t.steps),
+        (t.pretrain >= 0, "train.pretrain", "a non-negative integer", t.pretrain),
+        (t.batch_size >= 1, "train.batch_size", "a positive integer", t.batch_size),
+        (_finite(t.lr) and t.lr > 0, "train.lr", "a finite, positive number", t.lr),
+        *(weight(n) for n in ("weight_decay", "margin", "aux_loss", "mask_l1", "embed_norm")),
+        (t.seed >= 0, "train.seed", "a non-negative integer (numpy seeds are)", t.seed),
+        (t.num_workers >= 0, "train.num_workers", "a non-negative integer", t.num_workers),
+        # training logs and checkpoints at step numbers divisible by these
+        (t.log_every >= 1, "train.log_every", "a positive integer (steps)", t.log_every),
+        (
+            t.checkpoint_every >= 1,
+            "train.checkpoint_every",
+            "a positive integer (steps)",
+            t.checkpoint_every,
+        ),
+        (t.device in ("auto", "cpu", "cuda"), "train.device", "'auto', 'cpu' or 'cuda'", t.device),
+        (t.threads >= 0, "train.threads", "a non-negative integer (0: torch's default)", t.threads),
+    ]
 
 
 def to_dict(cfg: Any) -> dict:
@@ -170,8 +260,8 @@ def from_dict(schema: type, data: dict | None, source: str = "config", prefix: s
             kwargs[name] = _coerce(value, hint, source, f"{prefix}{name}")
     try:
         return schema(**kwargs)
-    except ConfigError as exc:  # cross-field checks name the field but not the file
-        msg = str(exc)
+    except ConfigError as exc:  # check() names the field but not the file
+        msg = str(exc).removeprefix("config: ")
         raise ConfigError(msg if msg.startswith(source) else f"{source}: {msg}") from None
 
 

@@ -80,3 +80,67 @@ def test_it_refuses_a_logging_or_checkpoint_interval_below_one_step(tmp_path, fi
 def test_it_reports_a_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="nope.yaml"):
         load_config(tmp_path / "nope.yaml")
+
+
+SMALL = ["model.channels=[4, 8]", "model.kernels=[3, 3]", "model.strides=[2, 2]"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "expected"),
+    [
+        (["features.sample_rate=0"], "features.sample_rate", "positive"),
+        (["features.n_fft=0"], "features.n_fft", "positive"),
+        (["features.hop_length=0"], "features.hop_length", "positive"),
+        (["features.hop_length=-5"], "features.hop_length", "positive"),
+        (["features.n_mels=0"], "features.n_mels", "positive"),
+        (["features.fmin=-1"], "features.fmin", "non-negative"),
+        (["features.fmin=100", "features.fmax=5"], "features.fmax", "above features.fmin"),
+        (["features.fmax=20000"], "features.fmax", "11025"),
+        (["features.fmin=12000"], "features.fmin", "11025"),
+        (["features.fmax=.nan"], "features.fmax", "finite"),
+        (["features.top_db=-5"], "features.top_db", "positive"),
+        (["features.top_db=.inf"], "features.top_db", "finite"),
+        (["features.segment_seconds=.inf"], "features.segment_seconds", "finite"),
+        (["features.segment_seconds=.nan"], "features.segment_seconds", "finite"),
+        (["features.segment_seconds=-1"], "features.segment_seconds", "positive"),
+        (["model.embedding_dim=0"], "model.embedding_dim", "positive"),
+        (["model.embedding_dim=-5"], "model.embedding_dim", "positive"),
+        ([*SMALL, "model.channels=[0, 8]"], "model.channels", "positive"),
+        ([*SMALL, "model.channels=[-4, 8]"], "model.channels", "positive"),
+        ([*SMALL, "model.kernels=[0, 3]"], "model.kernels", "positive"),
+        ([*SMALL, "model.strides=[0, 2]"], "model.strides", "positive"),
+        (["model.hidden=[-3]"], "model.hidden", "positive"),
+        (["model.hidden=[0]"], "model.hidden", "positive"),
+        (["train.lr=-1"], "train.lr", "positive"),
+        (["train.lr=0"], "train.lr", "positive"),
+        (["train.lr=.nan"], "train.lr", "finite"),
+        (["train.weight_decay=-1"], "train.weight_decay", "non-negative"),
+        (["train.margin=.nan"], "train.margin", "finite"),
+        (["train.aux_loss=.inf"], "train.aux_loss", "finite"),
+        (["train.mask_l1=-1"], "train.mask_l1", "non-negative"),
+        (["train.embed_norm=.nan"], "train.embed_norm", "finite"),
+        (["train.seed=-1"], "train.seed", "non-negative"),
+        (["train.num_workers=-1"], "train.num_workers", "non-negative"),
+        (["train.threads=-2"], "train.threads", "non-negative"),
+    ],
+)
+def test_it_refuses_out_of_range_values_naming_the_field(tmp_path, overrides, field, expected):
+    path = tmp_path / "exp.yaml"
+    path.write_text("")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, overrides)
+    msg = str(err.value)
+    assert "exp.yaml" in msg and f"field {field} " in msg and expected in msg, msg
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model.hidden=[]"],  # no hidden layer: Mean(t) straight to the embedding
+        ["features.fmin=30", "features.fmax=8000.5"],
+        ["features.top_db=null"],
+        ["train.threads=0", "train.num_workers=0", "train.aux_loss=0", "train.mask_l1=0"],
+    ],
+)
+def test_it_accepts_edge_values_that_mean_something(overrides):
+    load_config(None, overrides)
