@@ -7,15 +7,24 @@
    their 5 clean condition stems each), in one process and through a DataLoader with workers,
    next to the reference of reading one condition segment.
 Figures only: nothing here asserts a speed.
+
+--keep DIR writes the datasets to DIR/w1 and DIR/wN (N = --workers) instead of a temporary folder.
+DIR must be new, empty, or an earlier --keep folder of this command (it holds KEEP_MARKER); each
+run replaces DIR/w1 and DIR/wN, and nothing outside DIR is ever written or removed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+KEEP_MARKER = "csn_bench_data.json"  # marks a --keep folder as this command's own
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,10 +35,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--segment-seconds", type=float, default=3.0)
     parser.add_argument("--soundfont", help="default: as `csn synth`")
     parser.add_argument("--format", choices=("flac", "wav"), default="flac", dest="audio_format")
-    parser.add_argument("--keep", help="write the dataset here instead of a temporary folder")
+    parser.add_argument(
+        "--keep",
+        metavar="DIR",
+        help="write the datasets to DIR/w1 and DIR/wN instead of a temporary folder (DIR: new, "
+        "empty or an earlier --keep folder; its w1 and wN are replaced)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.keep:
+        try:
+            _claim_keep_folder(Path(args.keep))
+        except ValueError as exc:
+            print(f"csn bench-data: {exc}", file=sys.stderr)
+            return 2
     with tempfile.TemporaryDirectory(prefix="csn-bench-") as tmp:
         root = Path(args.keep) if args.keep else Path(tmp) / "data"
         ref_wall, ref_cpu = _reference_render(args)
@@ -38,8 +58,7 @@ def run(args: argparse.Namespace) -> int:
             f"{ref_wall:.0f}x real time per wall second, {ref_cpu:.0f}x per CPU-second"
         )
         for workers in sorted({1, args.workers}):
-            out = root.with_name(f"{root.name}-w{workers}")
-            s = _synth(args, out, workers)
+            s = _synth(args, root / f"w{workers}", workers)
             per_core = s.stem_seconds / s.wall_seconds / workers
             per_cpu = s.stem_seconds / s.cpu_seconds
             print(
@@ -49,8 +68,24 @@ def run(args: argparse.Namespace) -> int:
                 f"{per_cpu:.0f}x per CPU-second ({per_cpu / ref_cpu:.2f} of the reference); "
                 f"target >= 400x per core, all stems"
             )
-        _bench_loading(args, root.with_name(f"{root.name}-w1"))
+        _bench_loading(args, root / "w1")
     return 0
+
+
+def _claim_keep_folder(root: Path) -> None:
+    """Make `root` this command's own folder, or refuse it (ValueError) when it holds anything
+    else: the datasets under it are deleted and rewritten on every run."""
+    if root.exists() and not root.is_dir():
+        raise ValueError(
+            f"--keep {root}: not a folder; expected a new, empty or earlier --keep one"
+        )
+    if root.is_dir() and any(root.iterdir()) and not (root / KEEP_MARKER).is_file():
+        raise ValueError(
+            f"--keep {root}: folder is not empty and holds no {KEEP_MARKER}, so it is not an "
+            "earlier --keep folder of csn bench-data; expected a new or empty folder"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    (root / KEEP_MARKER).write_text(json.dumps({"written_by": "csn bench-data"}) + "\n")
 
 
 def _reference_render(args) -> tuple[float, float]:
@@ -75,9 +110,7 @@ def _reference_render(args) -> tuple[float, float]:
 def _synth(args, out: Path, workers: int):
     from csn_model.data.synth import synthesize  # noqa: PLC0415
 
-    if out.exists():
-        import shutil  # noqa: PLC0415
-
+    if out.exists():  # inside a temporary or claimed --keep folder: this command's own output
         shutil.rmtree(out)
     return synthesize(out, args.tracks, 0, soundfont=args.soundfont, seconds=args.seconds,
                       workers=workers, audio_format=args.audio_format, progress=False)  # fmt: skip
