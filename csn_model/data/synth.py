@@ -6,7 +6,8 @@ synth, so the output is identical across runs and across worker counts. Stems ar
 24-bit PCM (FLAC or WAV) and the mix is the exact integer sum of the quantised stems, so that
 reading the files back, the stems sum to the mix exactly (as floats). A track folder is written
 under a temporary name and renamed when complete: a finished folder is the completion marker, and
-re-running with the same arguments skips finished tracks.
+re-running with the same arguments skips finished tracks. The manifest csn_synth.json records
+the settings: a folder without it must be empty.
 """
 
 from __future__ import annotations
@@ -181,9 +182,15 @@ def _run_jobs(out: Path, cfg: SynthConfig, todo, workers: int, progress: bool, m
 
 
 def _check_manifest(out: Path, cfg: SynthConfig) -> None:
-    """A dataset folder holds tracks of one configuration only."""
-    out.mkdir(parents=True, exist_ok=True)
+    """A dataset folder holds tracks of one configuration only, all written by csn synth: a folder
+    without the manifest must be empty, or its tracks would count as finished ones of this run."""
     path = out / MANIFEST
+    if out.is_dir() and not path.exists() and any(out.iterdir()):
+        raise RenderError(
+            f"{out}: folder is not empty and holds no {MANIFEST}, so it is not a csn synth "
+            "dataset; expected a new or empty folder (choose another --out)"
+        )
+    out.mkdir(parents=True, exist_ok=True)
     want = {"generator_version": GENERATOR_VERSION, **asdict(cfg)}
     want = json.loads(json.dumps(want))  # tuples -> lists, as read back
     if path.exists():

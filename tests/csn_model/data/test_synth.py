@@ -76,6 +76,19 @@ def test_it_refuses_to_mix_settings_in_one_folder_and_names_bad_soundfonts(tmp_p
         synthesize(tmp_path / "e", 1, 0, soundfont=tmp_path / "nope.sf2", progress=False)
 
 
+def test_it_refuses_a_non_empty_folder_without_its_manifest(tmp_path):
+    foreign = tmp_path / "foreign"
+    (foreign / "train" / "Track00001").mkdir(parents=True)
+    (foreign / "train" / "Track00001" / "metadata.yaml").write_text("UUID: someone else's\n")
+    with pytest.raises(RenderError, match=f"{foreign}: .*no {MANIFEST}"):
+        synthesize(foreign, 2, 0, seconds=1.0, progress=False)
+    assert not (foreign / MANIFEST).exists()
+    assert [p.name for p in foreign.iterdir()] == ["train"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert synthesize(empty, 1, 0, seconds=1.0, progress=False).rendered == 1
+
+
 def test_it_runs_from_the_command_line(tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["synth", "--out", str(out), "--tracks", "2", "--seconds", "2", "--seed", "5",
