@@ -37,6 +37,8 @@ if PRODUCTION and len(SECRET_KEY) < 50:
     raise EnvError("SECRET_KEY: production needs a random secret of at least 50 characters")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]"])
+if PRODUCTION and not ALLOWED_HOSTS:  # Django would answer every request 400, and only warn
+    raise EnvError("ALLOWED_HOSTS: production needs the site's host names, e.g. eval.example.org")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [

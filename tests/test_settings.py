@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _manage(args, **env):
     # A fresh deployment's environment: nothing the test session itself set (the browser fixture
     # sets DJANGO_ALLOW_ASYNC_UNSAFE, which the deploy checks rightly refuse).
-    unset = {"DEBUG", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    unset = {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DJANGO_ALLOW_ASYNC_UNSAFE"}
     full = {k: v for k, v in os.environ.items() if k not in unset}
     full.update(env)
     return subprocess.run(
@@ -40,6 +40,13 @@ def test_it_refuses_production_without_a_secret_key(tmp_path):
     result = _manage(["check"], CSN_ENV="production", CSN_HOME=str(tmp_path))
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
+
+
+def test_it_refuses_production_without_allowed_hosts(tmp_path):
+    secret = secrets.token_urlsafe(64)
+    result = _manage(["check"], CSN_ENV="production", SECRET_KEY=secret, CSN_HOME=str(tmp_path))
+    assert result.returncode != 0
+    assert "ALLOWED_HOSTS: production needs the site's host names" in result.stderr
 
 
 def test_it_names_the_variable_when_a_value_is_malformed(monkeypatch):
