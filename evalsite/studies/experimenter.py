@@ -192,14 +192,23 @@ def remove_previews(study: Study) -> int:
     return removed
 
 
-def study_catalogue(study: Study) -> Catalogue:
-    """The study's catalogue, created (owned by the study's owner) on first use."""
+def study_catalogue(study: Study, user) -> Catalogue:
+    """The study's catalogue, created (owned by the study's owner) on first use; setting it is a
+    change to the study, recorded in its history as `user`'s. The study's row is locked while
+    it is set, so two first uploads at once record it once."""
     if study.catalogue_id is None:
-        catalogue, _ = Catalogue.objects.get_or_create(
-            owner=study.owner, name=f"study {study.pk}: {study.name}"[:200]
-        )
-        study.catalogue = catalogue
-        study.save(update_fields=["catalogue", "updated_at"])
+        with transaction.atomic():
+            locked = Study.objects.select_for_update().get(pk=study.pk)
+            if locked.catalogue_id is None:
+                catalogue, _ = Catalogue.objects.get_or_create(
+                    owner=study.owner, name=f"study {study.pk}: {study.name}"[:200]
+                )
+                study.catalogue = catalogue
+                study.save(update_fields=["catalogue", "updated_at"])
+                what = {"catalogue": [None, catalogue.pk]}
+                history.record(study, user, history.Kind.EDITED, what)
+            else:
+                study.catalogue_id = locked.catalogue_id
     return study.catalogue
 
 
@@ -216,7 +225,7 @@ def clips(request: HttpRequest, pk: int) -> HttpResponse:
     form = ClipUploadForm(request.POST or None, request.FILES or None)
     results = []
     if request.method == "POST" and _editable(request, study) and form.is_valid():
-        catalogue = study_catalogue(study)
+        catalogue = study_catalogue(study, request.user)
         target = study.setting("loudness_target_lufs")
         for upload in form.cleaned_data["files"]:
             if upload.size > MAX_UPLOAD_BYTES:  # refused before decoding; shown, not stored
@@ -263,7 +272,7 @@ def dataset_import(request: HttpRequest, pk: int) -> HttpResponse:
             report = import_slakh(
                 root,
                 data["split"],
-                study_catalogue(study),
+                study_catalogue(study, request.user),
                 seconds=data["seconds"],
                 attention=data["attention"],
                 target_lufs=study.setting("loudness_target_lufs"),
@@ -357,7 +366,7 @@ def trials_random(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         made = build_random_trials(
             study,
-            study_catalogue(study),
+            study_catalogue(study, request.user),
             per_instrument=data["per_instrument"],
             seed=data["seed"],
             practice=study.setting("practice_trials"),

@@ -311,6 +311,8 @@ def test_it_imports_a_slakh_layout_split_into_the_study_catalogue(
     assert again.status_code == 200 and b'id="already-imported"' in again.content
     assert again.context["report"].mixes == [] and again.context["report"].attention == []
     assert Clip.objects.filter(catalogue=study.catalogue).count() == made
+    events = [(e.kind, e.user, e.changes) for e in study.events.all()]  # once, by the first
+    assert events == [("edited", alice, {"catalogue": [None, study.catalogue_id]})]
 
 
 def test_it_explains_why_random_trials_cannot_be_drawn(client, alice):
@@ -365,14 +367,16 @@ def test_it_records_every_change_to_a_study_and_exports_the_history(
     config = json.loads(client.get(reverse("studies:export_file", args=[study.pk, "config.json"]))
                         .content)  # fmt: skip
     kinds = [(e["kind"], e["by"]) for e in config["history"]]
-    assert kinds == [("created", "alice"), ("edited", "alice"), ("trials", "alice"),
-                     ("status", "alice")]  # fmt: skip
-    created, edited, drawn, opened = (e["changes"] for e in config["history"])
+    assert kinds == [("created", "alice"), ("edited", "alice"), ("edited", "alice"),
+                     ("trials", "alice"), ("status", "alice")]  # fmt: skip
+    created, edited, uploaded, drawn, opened = (e["changes"] for e in config["history"])
     assert created["settings.target_answers_per_trial"] == [None, 7]
     assert edited == {"settings.target_answers_per_trial": [7, 3],
                       "settings.loudness_target_lufs": [-23.0, -30.0],
                       "consent_text": ["You agree to take part.", "New consent."],
                       "instruments": [["guitar", "piano"], ["guitar"]]}  # fmt: skip
+    study.refresh_from_db()  # the first upload made the study's catalogue
+    assert uploaded == {"catalogue": [None, study.catalogue_id]}
     assert drawn["how"] == "random" and drawn["seed"] == 3 and drawn["added"] > 0
     assert opened == {"status": ["draft", "open"]}
     assert all(e["at"].endswith("Z") for e in config["history"])
