@@ -10,8 +10,9 @@ An experiment file under experiments/configs/ holds only what differs from the d
       channels: [8, 16]
 
 and `--set train.steps=100 model.embedding_dim=320` overrides single fields (values parsed as YAML).
-Unknown sections or fields, and values of the wrong type, raise ConfigError naming the file, the
-field and what was expected.
+Files are UTF-8 YAML; an empty section (`train:` alone) keeps that section's defaults. Unknown
+sections or fields, a key repeated in one mapping, values of the wrong type or out of range raise
+ConfigError naming the file, the field and what was expected.
 
 Other parts of the project extend the schema by subclassing ExperimentConfig with more sections
 (a frozen dataclass field whose default_factory is a frozen dataclass) and passing
@@ -245,7 +246,7 @@ def from_dict(schema: type, data: dict | None, source: str = "config", prefix: s
         raise ConfigError(f"{source}: {where} must be a mapping of fields, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(schema)}
     hints = typing.get_type_hints(schema)
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(str(k) for k in data if k not in fields)  # YAML keys may be ints or bools
     if unknown:
         raise ConfigError(
             f"{source}: unknown field {prefix}{unknown[0]}; "
@@ -294,6 +295,28 @@ def _coerce(value: Any, hint: Any, source: str, name: str) -> Any:
     return float(value) if hint is float else value
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key repeated in one mapping (YAML requires unique keys; PyYAML
+    would keep the last value silently). Keys brought in by a `<<` merge may still be overridden.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_line: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                seen = first_line.get(key)
+            except TypeError:  # unhashable key: SafeLoader reports it below
+                continue
+            if seen is not None:
+                raise yaml.YAMLError(f"duplicate key {key!r} on line {line}, first on line {seen}")
+            first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def apply_overrides(data: dict, overrides: list[str], source: str = "--set") -> dict:
     """Merge `section.field=value` strings (values parsed as YAML) into a nested dict."""
     data = _deepcopy(data)
@@ -302,13 +325,15 @@ def apply_overrides(data: dict, overrides: list[str], source: str = "--set") -> 
         if not sep or not key.strip():
             raise ConfigError(f"{source}: {item!r} must look like section.field=value")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw.strip() else ""
         except yaml.YAMLError as exc:
             raise ConfigError(f"{source}: {key}: value {raw!r} is not valid YAML ({exc})") from None
         node = data
         parts = key.strip().split(".")
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
+            if node.get(part) is None:  # absent, or an empty section (`train:` alone) in the file
+                node[part] = {}
+            node = node[part]
             if not isinstance(node, dict):
                 raise ConfigError(f"{source}: {key}: {part} is not a section")
         node[parts[-1]] = value
@@ -330,11 +355,16 @@ def load_config(
     if path is not None:
         source = str(path)
         try:
-            text = Path(path).read_text()
+            text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"{source}: cannot read config file ({exc.strerror})") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{source}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                f"{exc.start}); expected a UTF-8 YAML file"
+            ) from None
         try:
-            data = yaml.safe_load(text) or {}
+            data = yaml.load(text, Loader=_UniqueKeyLoader) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{source}: not valid YAML ({exc})") from None
         if not isinstance(data, dict):

@@ -144,3 +144,43 @@ def test_it_refuses_out_of_range_values_naming_the_field(tmp_path, overrides, fi
 )
 def test_it_accepts_edge_values_that_mean_something(overrides):
     load_config(None, overrides)
+
+
+@pytest.mark.parametrize(
+    ("content", "names"),
+    [
+        (b"1: a\nfoo: b\n", ["exp.yaml", "unknown field 1", "expected one of"]),
+        (b"name: \xff\xfe\n", ["exp.yaml", "UTF-8"]),
+        (b"train:\n  steps: 3\n  steps: 5\n", ["exp.yaml", "duplicate key 'steps'", "line 3"]),
+        (b"train: {}\ntrain:\n  steps: 5\n", ["exp.yaml", "duplicate key 'train'", "line 2"]),
+    ],
+)
+def test_it_names_the_file_of_a_malformed_config(tmp_path, content, names):
+    path = tmp_path / "exp.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    for name in names:
+        assert name in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("overrides", [[], ["train.steps=5"], ["model.hidden=[8]"]])
+def test_it_reads_an_empty_section_as_all_defaults(tmp_path, overrides):
+    path = tmp_path / "exp.yaml"
+    path.write_text("train:\nmodel:\n")
+    cfg = load_config(path, overrides)
+    assert cfg.train.steps == (5 if "train.steps=5" in overrides else 3000)
+    assert cfg.model.hidden == ((8,) if overrides == ["model.hidden=[8]"] else (512,))
+
+
+def test_it_refuses_a_duplicate_key_in_a_set_value():
+    with pytest.raises(ConfigError, match="duplicate key 'a'"):
+        load_config(None, ["train.steps={a: 1, a: 2}"])
+
+
+def test_it_still_reads_yaml_merge_keys(tmp_path):
+    # an explicit key overriding a merged one is YAML's merge rule, not a duplicate
+    path = tmp_path / "exp.yaml"
+    path.write_text("train:\n  <<: {steps: 4, batch_size: 2}\n  steps: 6\n")
+    cfg = load_config(path)
+    assert (cfg.train.steps, cfg.train.batch_size) == (6, 2)
