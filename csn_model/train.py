@@ -12,8 +12,10 @@ needs teachers), then `cfg.train.steps` steps of the system's own objective:
 
 The batch of step s holds items s*B .. s*B+B-1 of the data layer's datasets, whose items depend
 only on (seed, index): a run is the same with any number of DataLoader workers, and a resumed run
-continues exactly where the last checkpoint left it. Writes to out_dir: config.yaml (resolved),
-train.log, metrics.jsonl, checkpoint.pt (latest, with optimizer state), final.pt, summary.json.
+continues exactly where the last checkpoint left it. Writes to out_dir: csn_train.json (marks the
+folder as a training run's), config.yaml (resolved), train.log, metrics.jsonl, checkpoint.pt
+(latest, with optimizer state), final.pt, summary.json. out_dir must be new, empty or a training
+run's folder: anything else is refused rather than overwritten.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ from csn_model.objectives import csn_losses, individual_losses, pretrain_losses
 
 # Fields that do not change what a run computes: a resumed run may differ in these.
 RUNTIME_FIELDS = ("num_workers", "checkpoint_every", "log_every", "device", "threads")
+RUN_MARKER = "csn_train.json"  # written first into out_dir: the folder is a training run's
+OWN_FILES = {RUN_MARKER, "config.yaml", "train.log", "metrics.jsonl", "checkpoint.pt", "final.pt",
+             "summary.json"}  # fmt: skip
 
 
 class TrainError(RuntimeError):
@@ -198,7 +203,7 @@ def train_run(
     """Train one system; returns out_dir/final.pt. Resumes from out_dir/checkpoint.pt; returns at
     once when out_dir already holds the finished run of the same config."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _claim_out_dir(out_dir)
     final, last = out_dir / "final.pt", out_dir / "checkpoint.pt"
     if final.exists():
         _check_same_run(final, cfg)
@@ -211,6 +216,27 @@ def train_run(
         return _train(cfg, data_root, out_dir, teachers, progress, resume)
     finally:
         torch.set_num_threads(threads)
+
+
+def _claim_out_dir(out_dir: Path) -> None:
+    """Make out_dir a training run's folder, or refuse it (TrainError): a folder that is not empty
+    must hold RUN_MARKER, or be a run from before the marker (only the run's own files, and
+    train.log or a checkpoint among them)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TrainError(f"{out_dir}: not a folder; expected a new, empty or training run folder")
+    marker = out_dir / RUN_MARKER
+    names = {p.name for p in out_dir.iterdir()} if out_dir.is_dir() else set()
+    if names and not marker.is_file():
+        temporary = {n for n in names if n.startswith((".checkpoint.pt.tmp", ".final.pt.tmp"))}
+        foreign = sorted(names - OWN_FILES - temporary)
+        if foreign or not names & {"train.log", "checkpoint.pt", "final.pt"}:
+            raise TrainError(
+                f"{out_dir}: folder is not empty and not a training run (no {RUN_MARKER}; holds "
+                f"{', '.join(foreign or sorted(names))}); expected a new or empty folder"
+            )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not marker.is_file():
+        marker.write_text(json.dumps({"written_by": "csn train"}) + "\n")
 
 
 def _train(cfg, data_root, out_dir: Path, teachers, progress: bool, resume: dict | None) -> Path:

@@ -168,3 +168,28 @@ def test_it_accepts_a_finished_run_from_before_a_new_config_field(
     del payload["config"]["train"]["embed_norm"]  # as if written before the field existed
     save_checkpoint(final, payload)
     assert train_run(_fast(smoke_cfg, steps=1), tiny_dataset, tmp_path, progress=False) == final
+
+
+def test_it_refuses_an_out_folder_that_is_not_a_training_run(smoke_cfg, tiny_dataset, tmp_path):
+    bench_run = tmp_path / "bench_run"  # e.g. a `csn bench` run folder
+    bench_run.mkdir()
+    (bench_run / "config.yaml").write_text("bench: {per_condition: 2}\n")
+    (bench_run / "dataset.json").write_text("{}\n")
+    mine = tmp_path / "mine"  # only the user's own config so far
+    mine.mkdir()
+    (mine / "config.yaml").write_text("train: {steps: 1}\n")
+    for folder in (bench_run, mine):
+        before = {p.name: p.read_text() for p in folder.iterdir()}
+        with pytest.raises(TrainError, match=f"{folder}: .*not a training run"):
+            train_run(_fast(smoke_cfg, steps=1), tiny_dataset, folder, progress=False)
+        assert {p.name: p.read_text() for p in folder.iterdir()} == before
+
+
+def test_it_resumes_a_run_folder_from_before_the_run_marker(smoke_cfg, tiny_dataset, tmp_path):
+    from csn_model.train import RUN_MARKER
+
+    cfg = _fast(smoke_cfg, steps=1)
+    final = train_run(cfg, tiny_dataset, tmp_path, progress=False)
+    assert (tmp_path / RUN_MARKER).is_file()
+    (tmp_path / RUN_MARKER).unlink()
+    assert train_run(cfg, tiny_dataset, tmp_path, progress=False) == final
