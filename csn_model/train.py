@@ -261,6 +261,7 @@ def _train(cfg, data_root, out_dir: Path, teachers, progress: bool, resume: dict
             scaler.load_state_dict(resume["scaler"])
         start = int(resume["step"])
         log.info("resuming %s at step %d", last, start)
+    _trim_metrics(out_dir / "metrics.jsonl", start)
     datasets = make_datasets(cfg, data_root)
     ctx = _RunContext(
         cfg, model, name, args, opt, scaler, teacher_nets, device, use_amp, log, out_dir, progress
@@ -285,6 +286,24 @@ def _train(cfg, data_root, out_dir: Path, teachers, progress: bool, resume: dict
     ctx.write_summary(pre + cfg.train.steps)
     log.info("finished: %s", final)
     return final
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """Keep the rows of steps up to `step` (where the run resumes): the steps after it are run and
+    logged again. A row torn by an interruption is dropped. Rewritten atomically."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+            keep.append(line + "\n")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(keep))
+    tmp.replace(path)
 
 
 class _RunContext:

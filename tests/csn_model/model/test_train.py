@@ -193,3 +193,32 @@ def test_it_resumes_a_run_folder_from_before_the_run_marker(smoke_cfg, tiny_data
     assert (tmp_path / RUN_MARKER).is_file()
     (tmp_path / RUN_MARKER).unlink()
     assert train_run(cfg, tiny_dataset, tmp_path, progress=False) == final
+
+
+def _interrupt_after(monkeypatch, steps: int) -> None:
+    calls = {"n": 0}
+    step = _RunContext._step
+
+    def interrupted(self, loss_fn, batch):
+        calls["n"] += 1
+        if calls["n"] > steps:
+            raise KeyboardInterrupt
+        return step(self, loss_fn, batch)
+
+    monkeypatch.setattr(_RunContext, "_step", interrupted)
+
+
+@pytest.mark.parametrize("interrupted_after", [9, 4])  # after the step-5 checkpoint; before it
+def test_it_logs_each_step_once_when_a_run_resumes(
+    smoke_cfg, tiny_dataset, tmp_path, monkeypatch, interrupted_after
+):
+    cfg = _fast(smoke_cfg, steps=12, checkpoint_every=5, log_every=3)
+    with monkeypatch.context() as m:
+        _interrupt_after(m, interrupted_after)
+        with pytest.raises(KeyboardInterrupt):
+            train_run(cfg, tiny_dataset, tmp_path, progress=False)
+    assert [r["step"] for r in _metrics(tmp_path)] == [3, 6, 9][: interrupted_after // 3]
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 10, "pha')  # a row torn by the interruption
+    train_run(cfg, tiny_dataset, tmp_path, progress=False)
+    assert [r["step"] for r in _metrics(tmp_path)] == [3, 6, 9, 12]
