@@ -9,7 +9,8 @@ Systems (METHOD.md "Baselines" and the ablations):
 Run folder (everything is reused when present, so an interrupted run resumes where it stopped):
     config.yaml                  the resolved BenchConfig (a rerun must use the same config)
     dataset.json                 {"root": the dataset's absolute path} (a rerun must use it too)
-    systems/<name>/              train_run's out_dir; done.json names the finished checkpoint
+    systems/<name>/              train_run's out_dir; done.json names the finished checkpoint,
+                                 relative to the run folder
     separator/separator.pt, sdr.csv, sdr.json
     triplets/test_<kind>.json    the fixed evaluation triplets (data layer's make_eval_set), reused
                                  only for the dataset and settings recorded in their meta
@@ -110,14 +111,44 @@ def _train_once(name: str, mcfg, data_root: Path, run_dir: Path, teachers=None) 
     out_dir = run_dir / "systems" / name
     done = out_dir / "done.json"
     if done.exists():
-        return Path(json.loads(done.read_text())["checkpoint"])
+        return _done_checkpoint(done, run_dir, name)
     out_dir.mkdir(parents=True, exist_ok=True)
     log.info("training %s (%d steps)", name, mcfg.train.steps)
     t0 = time.time()
     checkpoint = Path(train_run(mcfg, data_root, out_dir, teachers=teachers, progress=False))
-    done.write_text(json.dumps({"checkpoint": str(checkpoint), "seconds": time.time() - t0}))
+    # relative to the run folder, so that the run resumes from any working directory
+    record = {"checkpoint": checkpoint.relative_to(run_dir).as_posix(), "seconds": time.time() - t0}
+    _write_json(done, record)
     log.info("trained %s in %.0f s -> %s", name, time.time() - t0, checkpoint)
     return checkpoint
+
+
+def _done_checkpoint(done: Path, run_dir: Path, name: str) -> Path:
+    """The checkpoint that systems/<name>/done.json names, relative to the run folder. Earlier
+    versions wrote the run folder as given then (relative to that run's working directory, or
+    absolute): such a path ending in systems/<name>/final.pt is this folder's final.pt."""
+    try:
+        value = json.loads(done.read_text())["checkpoint"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f'{done}: expected {{"checkpoint": PATH, ...}} ({exc!r})') from None
+    path = run_dir / value if isinstance(value, str) else None
+    if path is not None and path.is_file():
+        return path
+    own = done.parent / "final.pt"
+    if path is not None and path.parts[-3:] == ("systems", name, "final.pt") and own.is_file():
+        return own
+    raise ValueError(
+        f"{done}: field checkpoint is {value!r}, but {path} is not a file; expected this "
+        f"system's final.pt relative to the run folder (systems/{name}/final.pt); delete "
+        f"{done} to reuse the final.pt of {done.parent} or train {name} again"
+    )
+
+
+def _write_json(path: Path, obj) -> None:
+    """Written to a temporary file and renamed: a crash never leaves half a record."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    tmp.replace(path)
 
 
 def train_systems(cfg: BenchConfig, data_root: Path, run_dir: Path, ds) -> dict:
@@ -355,8 +386,8 @@ def run_bench(cfg: BenchConfig, data_root: Path, run_dir: Path) -> dict:
         save_config(cfg, saved)
     if cfg.train.threads:  # the separator and scoring too, not only train_run
         torch.set_num_threads(cfg.train.threads)
-    checkpoints = train_systems(cfg, data_root, run_dir, ds)
-    (run_dir / "checkpoints.json").write_text(json.dumps(_jsonable(checkpoints), indent=2))
+    checkpoints = train_systems(cfg, data_root, run_dir, ds)  # raises before a bad index is written
+    _write_json(run_dir / "checkpoints.json", _jsonable(checkpoints))
     results = evaluate(cfg, ds, checkpoints, run_dir)
     if cfg.bench.analysis and PROPOSED in checkpoints:
         from csn_model.analysis import analyze_subspaces

@@ -234,3 +234,57 @@ def test_it_refuses_saved_triplets_made_for_other_data_or_settings(
     save_triplets(path, [], meta)
     (tmp_path / "link").symlink_to(tiny_dataset)
     assert eval_triplets(SlakhDataset(tmp_path / "link"), path.parent, cfg)["pseudo"][0] == []
+
+
+def _relative_run(tmp_path, monkeypatch, tiny_dataset) -> tuple[list[str], object]:
+    """A finished csn-only run made with `--out run` from the working directory tmp_path/a."""
+    args = _csn_only(tmp_path)
+    args[args.index("--out") + 1] = "run"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    assert main([*args, "--data", str(tiny_dataset)]) == 0
+    return args, tmp_path / "a" / "run"
+
+
+def test_it_resumes_and_scores_a_run_from_another_working_directory(
+    tiny_dataset, other_dataset, tmp_path, monkeypatch
+):
+    args, run = _relative_run(tmp_path, monkeypatch, tiny_dataset)
+    monkeypatch.chdir(tmp_path / "b")
+    args[args.index("--out") + 1] = "../a/run"
+    assert main([*args, "--data", str(tiny_dataset)]) == 0
+    assert json.loads((run / "checkpoints.json").read_text())["csn"] == str(
+        (run / "systems" / "csn" / "final.pt").resolve()
+    )
+    out = str(tmp_path / "elsewhere")
+    assert main(["bench", "--from", "../a/run", "--data", str(other_dataset), "--out", out]) == 0
+
+
+def test_it_reads_a_done_json_written_before_its_path_was_relative_to_the_run(
+    tiny_dataset, tmp_path, monkeypatch
+):
+    args, run = _relative_run(tmp_path, monkeypatch, tiny_dataset)
+    done = run / "systems" / "csn" / "done.json"
+    # written by earlier versions: the path as the first run's working directory saw it
+    done.write_text(json.dumps({"checkpoint": "run/systems/csn/final.pt", "seconds": 1.0}))
+    monkeypatch.chdir(tmp_path / "b")
+    args[args.index("--out") + 1] = "../a/run"
+    assert main([*args, "--data", str(tiny_dataset)]) == 0
+    assert json.loads((run / "checkpoints.json").read_text())["csn"] == str(
+        (run / "systems" / "csn" / "final.pt").resolve()
+    )
+
+
+def test_it_names_a_done_json_without_its_checkpoint_and_keeps_the_index(
+    tiny_dataset, tmp_path, monkeypatch, capsys
+):
+    args, run = _relative_run(tmp_path, monkeypatch, tiny_dataset)
+    done = run / "systems" / "csn" / "done.json"
+    done.write_text(json.dumps({"checkpoint": "systems/csn/gone.pt", "seconds": 1.0}))
+    index = (run / "checkpoints.json").read_text()
+    capsys.readouterr()
+    assert main([*args, "--data", str(tiny_dataset)]) == 2
+    err = capsys.readouterr().err
+    assert "run/systems/csn/done.json" in err and "field checkpoint" in err and "gone.pt" in err
+    assert (run / "checkpoints.json").read_text() == index  # --from still works
