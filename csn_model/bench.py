@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,7 +39,7 @@ import torch
 
 from csn_model import CONDITIONS
 from csn_model.bench_report import build_results, write_results
-from csn_model.config import ExperimentConfig, load_config, to_dict
+from csn_model.config import ConfigError, ExperimentConfig, load_config, to_dict
 from csn_model.evaluation import accuracy_table, compare_to_reference, triplet_correct
 from csn_model.separation import SeparatorConfig
 
@@ -86,11 +87,47 @@ class BenchConfig(ExperimentConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        unknown = [s for s in self.bench.systems if s not in ALL_SYSTEMS]
-        if unknown:
-            from csn_model.config import ConfigError
+        check_bench(self)
 
-            raise ConfigError(f"bench.systems: unknown {unknown}; expected some of {ALL_SYSTEMS}")
+
+def _ablation_runs(cfg: ExperimentConfig, name: str) -> bool:
+    """An ablation is trained only when its switch changes the config (see train_systems)."""
+    return name not in ABLATIONS or replace(cfg.train, **ABLATIONS[name]) != cfg.train
+
+
+def check_bench(cfg: BenchConfig) -> None:
+    """The bench.* settings, checked when the config is built: before any training, so that a bad
+    value cannot fail a run after hours of it (and leave its folder tied to that config)."""
+    b = cfg.bench
+    unknown = [s for s in b.systems if s not in ALL_SYSTEMS]
+    if unknown:
+        raise ConfigError(f"bench.systems: unknown {unknown}; expected some of {ALL_SYSTEMS}")
+    # the shortest chunk sdr_table measures: one FFT window of the separator, or of its reference
+    window = cfg.separator.n_fft if cfg.separator.backend == "trained" else 1024
+    chunk = b.sdr_chunk_seconds * cfg.features.sample_rate
+    rules = [
+        (b.systems, "bench.systems", f"a non-empty list of some of {', '.join(ALL_SYSTEMS)}"),
+        (
+            any(_ablation_runs(cfg, s) for s in b.systems),
+            "bench.systems",
+            "a list with a system to train besides ablations of components the config turns off",
+        ),
+        (b.kinds and set(b.kinds) <= {"pseudo", "natural"}, "bench.kinds", "pseudo and/or natural"),
+        (b.per_condition >= 1, "bench.per_condition", "a positive integer"),
+        (b.eval_seed >= 0, "bench.eval_seed", "a non-negative integer"),
+        (b.individual_steps >= 0, "bench.individual_steps", "a non-negative integer (0: steps)"),
+        (b.n_boot >= 1, "bench.n_boot", "a positive integer (bootstrap resamples)"),
+        (b.batch_triplets >= 1, "bench.batch_triplets", "a positive integer"),
+        (
+            math.isfinite(chunk) and chunk >= window,
+            "bench.sdr_chunk_seconds",
+            f"at least one separator FFT window ({window} samples at features.sample_rate)",
+        ),
+    ]
+    for ok, name, expected in rules:
+        if not ok:
+            value = getattr(b, name.split(".")[1])
+            raise ConfigError(f"field {name} must be {expected}, got {value!r}")
 
 
 def load_bench_config(path, overrides=()) -> BenchConfig:
@@ -187,10 +224,10 @@ def train_systems(cfg: BenchConfig, data_root: Path, run_dir: Path, ds) -> dict:
     for name, switch in ABLATIONS.items():
         if name not in wanted:
             continue
-        mcfg = _model_cfg(cfg, system="csn", **switch)
-        if mcfg.train == _model_cfg(cfg, system="csn").train:
+        if not _ablation_runs(_model_cfg(cfg, system="csn"), name):
             log.warning("skipping %s: %s is already off in the config", name, switch)
             continue
+        mcfg = _model_cfg(cfg, system="csn", **switch)
         out[name] = _train_once(name, mcfg, data_root, run_dir, teachers)
     return out
 

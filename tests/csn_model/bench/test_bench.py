@@ -288,3 +288,29 @@ def test_it_names_a_done_json_without_its_checkpoint_and_keeps_the_index(
     err = capsys.readouterr().err
     assert "run/systems/csn/done.json" in err and "field checkpoint" in err and "gone.pt" in err
     assert (run / "checkpoints.json").read_text() == index  # --from still works
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "bench.systems=[]",
+        "bench.systems=[csn_no_aux_loss]",  # the config's aux_loss is 0 already: nothing to run
+        "bench.kinds=[]",
+        "bench.kinds=[pseudo,mixed]",
+        "bench.per_condition=-1",
+        "bench.per_condition=0",
+        "bench.eval_seed=-1",
+        "bench.individual_steps=-1",
+        "bench.n_boot=0",
+        "bench.batch_triplets=0",
+        "bench.sdr_chunk_seconds=0",
+        "bench.sdr_chunk_seconds=.nan",
+    ],
+)
+def test_it_checks_the_bench_settings_before_any_work(tiny_dataset, tmp_path, capsys, setting):
+    args = _csn_only(tmp_path)
+    run = tmp_path / "run"
+    assert main([*args, setting, "--data", str(tiny_dataset)]) == 2
+    err = capsys.readouterr().err
+    assert "tiny.yaml" in err and f"field {setting.split('=')[0]} must be" in err
+    assert not run.exists()
