@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -140,7 +141,8 @@ def _batch(tracks, rng: np.random.Generator, cfg: SeparatorConfig, frames: int) 
 
 def train_separator(ds, cfg: SeparatorConfig, out_path: str | Path, log=print) -> Path:
     """Train on `ds`'s training split and write a checkpoint to out_path (idempotent: an existing
-    checkpoint is kept; an interrupted run resumes from `<out_path>.partial`)."""
+    checkpoint is kept; an interrupted run resumes from `<out_path>.partial`, which is loaded with
+    weights_only=True like every checkpoint)."""
     out_path = Path(out_path)
     if out_path.exists():
         return out_path
@@ -161,7 +163,7 @@ def train_separator(ds, cfg: SeparatorConfig, out_path: str | Path, log=print) -
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     partial, step = out_path.with_suffix(".partial"), 0
     if partial.exists():
-        state = torch.load(partial, weights_only=False)  # our own file: holds the RNG state
+        state = _load_partial(partial)
         model.load_state_dict(state["state_dict"])
         opt.load_state_dict(state["optimizer"])
         step, rng.bit_generator.state = state["step"], state["rng"]
@@ -196,6 +198,23 @@ def train_separator(ds, cfg: SeparatorConfig, out_path: str | Path, log=print) -
     _atomic_save(checkpoint, out_path)
     partial.unlink(missing_ok=True)
     return out_path
+
+
+def _load_partial(path: Path) -> dict:
+    """A partial file holds tensors, the step and numpy's bit-generator state (dicts, str and
+    int), all loadable with weights_only=True, which never runs code from the file."""
+    try:
+        state = torch.load(path, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        raise ValueError(
+            f"{path}: not a separator training state loadable with weights_only=True ({exc}); "
+            "delete it to train the separator from the start"
+        ) from None
+    fields = ("state_dict", "optimizer", "step", "rng")
+    missing = [k for k in fields if k not in state] if isinstance(state, dict) else list(fields)
+    if missing:
+        raise ValueError(f"{path}: separator training state misses field(s) {', '.join(missing)}")
+    return state
 
 
 def _atomic_save(obj, path: Path) -> None:

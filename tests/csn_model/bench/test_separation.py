@@ -69,6 +69,53 @@ def test_it_trains_saves_reloads_and_scores_on_the_tiny_dataset(tiny_dataset, tm
         assert summary[("ideal_ratio_mask", cond)]["mean"] > summary[("mixture", cond)]["mean"]
 
 
+TINY_SEPARATOR = SeparatorConfig(
+    n_fft=256, hop=64, hidden=16, lstm_layers=1, steps=3, batch_size=2, segment_seconds=1.0
+)
+
+
+def test_it_resumes_training_from_its_partial_file(tiny_dataset, tmp_path, monkeypatch):
+    import csn_model.separation as separation
+
+    ds = SlakhDataset(tiny_dataset)
+    path = tmp_path / "sep.pt"
+    save = separation._atomic_save
+
+    def crash_at_the_end(obj, target):
+        if target == path:
+            raise KeyboardInterrupt  # after the last step's partial file, before the checkpoint
+        save(obj, target)
+
+    with monkeypatch.context() as m:
+        m.setattr(separation, "_atomic_save", crash_at_the_end)
+        with pytest.raises(KeyboardInterrupt):
+            train_separator(ds, TINY_SEPARATOR, path, log=lambda _m: None)
+    partial = path.with_suffix(".partial")
+    assert torch.load(partial, weights_only=True)["step"] == TINY_SEPARATOR.steps
+    assert train_separator(ds, TINY_SEPARATOR, path, log=lambda _m: None) == path
+    again = train_separator(ds, TINY_SEPARATOR, tmp_path / "again.pt", log=lambda _m: None)
+    a = torch.load(path, weights_only=True)["state_dict"]
+    b = torch.load(again, weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a) and not partial.exists()
+
+
+class _RunsCodeWhenUnpickled:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_it_refuses_a_partial_file_that_would_run_code(tiny_dataset, tmp_path):
+    ds = SlakhDataset(tiny_dataset)
+    path, marker = tmp_path / "sep.pt", tmp_path / "ran"
+    torch.save({"step": 0, "payload": _RunsCodeWhenUnpickled(marker)}, path.with_suffix(".partial"))
+    with pytest.raises(ValueError, match=r"sep\.partial"):
+        train_separator(ds, TINY_SEPARATOR, path, log=lambda _m: None)
+    assert not marker.exists() and not path.exists()
+
+
 def _untrained_separator(ds, path, device):
     cfg = SeparatorConfig(n_fft=512, hop=128, hidden=16, lstm_layers=1, steps=0)
     return TrainedSeparator(train_separator(ds, cfg, path, log=lambda _m: None), device=device)
