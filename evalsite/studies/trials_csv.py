@@ -51,6 +51,8 @@ def parse_trials_csv(text: str, filename: str, study: Study) -> tuple[list[Trial
         header = next(reader, [])
     except csv.Error as exc:
         return [], [f"{filename}, line 1: {_unreadable(exc)}"]
+    while header and not header[-1].strip():  # trailing commas, as spreadsheets write them
+        header.pop()
     header_errors = _header_errors(header)
     if header_errors:
         return [], [f"{filename}, line 1: {e}" for e in header_errors]
@@ -114,11 +116,14 @@ def _unreadable(exc: csv.Error) -> str:
 
 
 def _extra_fields(fields: list[str], n: int) -> list[str]:
-    if len(fields) <= n:
+    """Fields beyond the header's columns are refused unless empty (a spreadsheet's trailing
+    commas)."""
+    extra = [i for i in range(n, len(fields)) if fields[i].strip()]
+    if not extra:
         return []
     return [
-        f"column {n + 1} = {fields[n]!r}: {len(fields)} fields, the header has {n}; "
-        f"expected at most {n}"
+        f"column {extra[0] + 1} = {fields[extra[0]]!r}: {len(fields)} fields, the header has {n}; "
+        f"expected at most {n} (or empty ones after them)"
     ]
 
 

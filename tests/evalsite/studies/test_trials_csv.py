@@ -49,6 +49,23 @@ def test_it_names_the_line_where_a_record_with_a_quoted_line_break_starts(study)
     assert "field 'instrument' = 'dr\\nums'" in errors[0]
 
 
+def test_it_reads_the_empty_trailing_columns_a_spreadsheet_writes(study):
+    c = clips(study)
+    text = (
+        "reference,candidate_a,candidate_b,instrument,,\n"
+        + f"{c[0].token},{c[1].token},{c[2].token},drums,,\n"
+        + f"{c[0].token},{c[1].token},{c[2].token},bass,, \n"
+    )
+    trials, errors = parse_trials_csv(text, "sheet.csv", study)
+    assert errors == [] and [t.instrument for t in trials] == ["drums", "bass"]
+    trials, errors = parse_trials_csv(text + f"{c[0].token},{c[1].token},{c[2].token},bass,,x\n",
+                                      "sheet.csv", study)  # fmt: skip
+    assert errors == [
+        "sheet.csv, line 4: column 6 = 'x': 6 fields, the header has 4; "
+        "expected at most 4 (or empty ones after them)"
+    ]
+
+
 def test_it_refuses_a_row_with_more_fields_than_the_header(study):
     c = clips(study)
     text = (
