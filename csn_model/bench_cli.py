@@ -13,6 +13,8 @@ import logging
 import sys
 from pathlib import Path
 
+from csn_model.cli import out_folder
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--config", help="experiment YAML (only what differs from defaults)")
@@ -26,6 +28,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="Slakh-layout dataset root")
     parser.add_argument(
         "--out",
+        type=out_folder,
         help="run folder (with --from: where the new results go; "
         "default RUN_DIR/eval/<dataset folder name>)",
     )

@@ -2,14 +2,17 @@
 
 Each subcommand lives in its own module, which exposes `add_arguments(parser)` and
 `run(args) -> int`. Modules are imported only when their command runs, so `csn --help` stays fast
-and a command's heavy imports (torch, librosa) cost nothing to the others.
+and a command's heavy imports (torch, librosa) cost nothing to the others. The argument types
+below refuse a value a command cannot use while the arguments are parsed, before any work.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
+from pathlib import Path
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -22,6 +25,71 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("csn_model.bench_cli", "train and score every system on fixed test triplets"),
     "analyze-subspaces": ("csn_model.analysis", "subspace projections, disentanglement matrix"),
 }
+
+
+def _int_from(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number, {low} or more")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of 1 or more."""
+    return _int_from(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer of 0 or more (seeds: numpy refuses negative ones)."""
+    return _int_from(text, 0)
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number above 0 (nan and inf pass float() but no length is either)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number above 0")
+    return value
+
+
+def _nearest_existing(path: Path) -> Path:
+    return next((p for p in (path, *path.parents) if p.exists()), Path("."))
+
+
+def out_folder(text: str) -> Path:
+    """argparse type: a folder to write into, existing or made (with its parents) by the command."""
+    found = _nearest_existing(Path(text))
+    if not found.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {found} exists and is not a folder")
+    return Path(text)
+
+
+def out_file_in_tree(text: str) -> Path:
+    """argparse type: a file to write; missing folders above it are made by the command."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; expected a file name")
+    found = _nearest_existing(path.parent)
+    if not found.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {found} exists and is not a folder")
+    return path
+
+
+def out_file(text: str) -> Path:
+    """argparse type: a file to write in a folder that exists."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; expected a file name")
+    if not path.parent.is_dir():
+        what = "is not a folder" if path.parent.exists() else "does not exist"
+        raise argparse.ArgumentTypeError(f"{text}: folder {path.parent} {what}")
+    return path
 
 
 def build_parser() -> argparse.ArgumentParser:

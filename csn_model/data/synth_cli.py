@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from csn_model.cli import non_negative_int, out_folder, positive_float, positive_int
 from csn_model.data.render import RenderError
 
 
@@ -22,16 +23,20 @@ def _fractions(text: str) -> tuple[float, float, float]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="dataset root to write (Slakh layout)")
+    parser.add_argument(
+        "--out", type=out_folder, required=True, help="dataset root to write (Slakh layout)"
+    )
     parser.add_argument("--tracks", type=int, required=True, help="number of pieces")
-    parser.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="master seed (default 0)")
     parser.add_argument(
         "--soundfont",
         help="any .sf2/.sf3 (default: Debian's FluidR3_GM, else pretty_midi's TimGM6mb)",
     )
     parser.add_argument("--sample-rate", type=int, default=22050, help="Hz (default 22050)")
-    parser.add_argument("--seconds", type=float, default=30.0, help="length of each piece")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: cores)")
+    parser.add_argument("--seconds", type=positive_float, default=30.0, help="length of each piece")
+    parser.add_argument(
+        "--workers", type=positive_int, default=None, help="processes (default: cores)"
+    )
     parser.add_argument("--format", choices=("flac", "wav"), default="flac", dest="audio_format")
     parser.add_argument(
         "--splits",
@@ -52,9 +57,6 @@ def run(args: argparse.Namespace) -> int:
     if not 8000 <= args.sample_rate <= 96000:
         print(f"csn synth: --sample-rate {args.sample_rate}: expected 8000-96000", file=sys.stderr)
         return 2
-    if args.seconds <= 0:
-        print(f"csn synth: --seconds {args.seconds}: expected a positive length", file=sys.stderr)
-        return 2
     try:
         summary = synthesize(
             args.out,
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             midi=args.midi,
         )
-    except RenderError as exc:
+    except (RenderError, OSError) as exc:  # OSError: e.g. --out not writable
         print(f"csn synth: {exc}", file=sys.stderr)
         return 1
     print(summary.line())

@@ -313,8 +313,12 @@ def save_triplets(path: str | Path, triplets: list[Triplet], meta: dict) -> None
         "triplets": [t.to_json() for t in triplets],
     }
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(doc, indent=1) + "\n")
+        tmp.replace(path)
+    except BaseException:  # e.g. path is a folder: leave nothing half-written behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_triplets(path: str | Path) -> tuple[list[Triplet], dict]:

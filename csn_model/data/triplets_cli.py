@@ -8,28 +8,35 @@ import warnings
 from collections import Counter
 
 from csn_model import CONDITIONS
+from csn_model.cli import non_negative_int, out_file_in_tree, positive_float, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="Slakh-layout dataset root")
     parser.add_argument("--split", default="test", choices=("train", "validation", "test"))
     parser.add_argument("--kind", default="pseudo", choices=("pseudo", "natural"))
-    parser.add_argument("--per-condition", type=int, default=200, help="triplets per condition")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--segment-seconds", type=float, default=3.0, help="segment length")
-    parser.add_argument("--out", required=True, help="JSON file to write")
+    parser.add_argument(
+        "--per-condition", type=positive_int, default=200, help="triplets per condition"
+    )
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument(
+        "--segment-seconds", type=positive_float, default=3.0, help="segment length"
+    )
+    parser.add_argument("--out", type=out_file_in_tree, required=True, help="JSON file to write")
 
 
 def run(args: argparse.Namespace) -> int:
     from csn_model.data.slakh import DataError, SlakhDataset  # noqa: PLC0415
     from csn_model.data.triplets import make_eval_set, save_triplets  # noqa: PLC0415
 
-    if args.per_condition < 1:
-        print(f"csn triplets: --per-condition {args.per_condition}: expected >= 1", file=sys.stderr)
-        return 2
     try:
         ds = SlakhDataset(args.data)
         frames = int(round(args.segment_seconds * ds.sample_rate))
+        if frames < 1:
+            raise DataError(
+                f"--segment-seconds {args.segment_seconds:g}: under one sample at "
+                f"{ds.sample_rate} Hz; expected a segment of at least one sample"
+            )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             triplets = make_eval_set(
@@ -40,7 +47,32 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for w in caught:
         print(f"csn triplets: warning: {w.message}", file=sys.stderr)
-    meta = {
+    meta = _meta(args, ds, frames)
+    if not triplets:  # an empty set would score nothing and read as a finished one
+        print(
+            f"csn triplets: no {args.kind} triplets from the {meta['tracks']} {args.split} tracks "
+            f"of {ds.root} with {args.segment_seconds:g}-s segments; expected tracks at least two "
+            "segments long in which the instruments are audible; nothing written",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        save_triplets(args.out, triplets, meta)
+    except OSError as exc:
+        print(f"csn triplets: cannot write {args.out}: {exc}", file=sys.stderr)
+        return 1
+    counts = Counter(t.condition for t in triplets)
+    per = ", ".join(f"{c} {counts.get(c, 0)}" for c in CONDITIONS)
+    inter = sum(len(t.interchanged) for t in triplets)
+    print(
+        f"triplets: {len(triplets)} {args.kind} triplets from {meta['tracks']} {args.split} tracks "
+        f"({per}; {inter} interchanged) -> {args.out}; skipped stems: {meta['skipped_stems']}"
+    )
+    return 0
+
+
+def _meta(args: argparse.Namespace, ds, frames: int) -> dict:
+    return {
         "dataset": str(ds.root.resolve()),
         "split": args.split,
         "kind": args.kind,
@@ -51,12 +83,3 @@ def run(args: argparse.Namespace) -> int:
         "tracks": len(ds.tracks(args.split)),
         "skipped_stems": ds.skip_summary(),
     }
-    save_triplets(args.out, triplets, meta)
-    counts = Counter(t.condition for t in triplets)
-    per = ", ".join(f"{c} {counts.get(c, 0)}" for c in CONDITIONS)
-    inter = sum(len(t.interchanged) for t in triplets)
-    print(
-        f"triplets: {len(triplets)} {args.kind} triplets from {meta['tracks']} {args.split} tracks "
-        f"({per}; {inter} interchanged) -> {args.out}; skipped stems: {meta['skipped_stems']}"
-    )
-    return 0

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from csn_model import CONDITIONS
+from csn_model.cli import main
 from csn_model.data.slakh import ACTIVE_ABS_RMS, DataError, SlakhDataset
 from csn_model.data.torch_data import StemTorchDataset, TripletTorchDataset
 from csn_model.data.triplets import (
@@ -153,3 +154,31 @@ def test_it_serves_fixed_lists_and_isolated_stems(ds, sampler):
     item = stems[2]
     assert item["stems"].shape == (3, SEG) and item["condition"] == 0
     assert all(_rms(x.numpy()) > ACTIVE_ABS_RMS for x in item["stems"])
+
+
+@pytest.mark.parametrize(
+    ("seconds", "names"),
+    [
+        ("100", ["no pseudo triplets", "100-s segments", "nothing written"]),
+        ("0.00000001", ["--segment-seconds 1e-08", "under one sample"]),
+    ],
+)
+def test_it_writes_no_triplet_file_when_no_segment_fits(
+    tiny_dataset, tmp_path, capsys, seconds, names
+):
+    out = tmp_path / "t.json"
+    argv = ["triplets", "--data", str(tiny_dataset), "--out", str(out), "--per-condition", "2"]
+    assert main([*argv, "--segment-seconds", seconds]) == 1
+    err = capsys.readouterr().err
+    for name in names:
+        assert name in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_it_leaves_no_temporary_file_when_the_triplet_file_cannot_be_written(ds, tmp_path):
+    triplets = make_eval_set(ds, "test", "pseudo", 1, 0, SEG)
+    target = tmp_path / "t.json"
+    target.mkdir()  # a folder where the file should go
+    with pytest.raises(OSError):
+        save_triplets(target, triplets, {})
+    assert [p.name for p in tmp_path.iterdir()] == ["t.json"]
