@@ -128,6 +128,34 @@ def check_bench(cfg: BenchConfig) -> None:
         if not ok:
             value = getattr(b, name.split(".")[1])
             raise ConfigError(f"field {name} must be {expected}, got {value!r}")
+    if "individual_separated" in b.systems:
+        check_separator(cfg.separator)
+
+
+def check_separator(s) -> None:
+    """The separator.* settings, checked before training for the same reason as bench.*: the
+    separator is trained after the individual networks."""
+    finite = math.isfinite
+    rules = [
+        (s.backend in ("trained", "demucs"), "separator.backend", "'trained' or 'demucs'"),
+        (s.n_fft >= 16, "separator.n_fft", "an integer of at least 16"),
+        (1 <= s.hop <= s.n_fft, "separator.hop", f"an integer from 1 to n_fft ({s.n_fft})"),
+        (s.hidden >= 1, "separator.hidden", "a positive integer"),
+        (s.lstm_layers >= 1, "separator.lstm_layers", "a positive integer"),
+        (finite(s.segment_seconds) and s.segment_seconds > 0, "separator.segment_seconds",
+         "a positive number of seconds"),
+        (s.batch_size >= 1, "separator.batch_size", "a positive integer"),
+        (s.steps >= 1, "separator.steps", "a positive integer"),
+        (finite(s.lr) and s.lr > 0, "separator.lr", "a positive number"),
+        (finite(s.remix) and 0 <= s.remix <= 1, "separator.remix", "a probability from 0 to 1"),
+        (s.seed >= 0, "separator.seed", "a non-negative integer"),
+        (s.backend != "demucs" or (s.demucs_repo and Path(s.demucs_repo).is_dir()),
+         "separator.demucs_repo", "a folder holding the Demucs weights (never downloaded)"),
+    ]  # fmt: skip
+    for ok, name, expected in rules:
+        if not ok:
+            value = getattr(s, name.split(".")[1])
+            raise ConfigError(f"field {name} must be {expected}, got {value!r}")
 
 
 def load_bench_config(path, overrides=()) -> BenchConfig:

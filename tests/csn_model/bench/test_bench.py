@@ -314,3 +314,30 @@ def test_it_checks_the_bench_settings_before_any_work(tiny_dataset, tmp_path, ca
     err = capsys.readouterr().err
     assert "tiny.yaml" in err and f"field {setting.split('=')[0]} must be" in err
     assert not run.exists()
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "separator.hop=0",
+        "separator.hop=999",  # over n_fft
+        "separator.n_fft=0",
+        "separator.lstm_layers=0",
+        "separator.steps=0",
+        "separator.lr=-1",
+        "separator.remix=1.5",
+        "separator.segment_seconds=.inf",
+        "separator.backend=spleeter",
+        "separator.backend=demucs",  # without a folder of weights: names demucs_repo
+    ],
+)
+def test_it_checks_the_separator_settings_before_training_the_other_systems(
+    tiny_dataset, tmp_path, capsys, setting
+):
+    args = _csn_only(tmp_path)
+    args[-1] = "bench.systems=[csn,individual_separated]"
+    assert main([*args, setting, "--data", str(tiny_dataset)]) == 2
+    err = capsys.readouterr().err
+    field = "separator.demucs_repo" if setting.endswith("demucs") else setting.split("=")[0]
+    assert "tiny.yaml" in err and f"field {field} must be" in err
+    assert not (tmp_path / "run").exists()
