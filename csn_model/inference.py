@@ -11,6 +11,9 @@ of at least S/2 adds one last segment that ends at the end of the file (overlapp
 one), a shorter remainder is dropped. The file's embedding is the unweighted mean of its segment
 embeddings. A file no longer than S is embedded whole, in one piece (zero-padded to one FFT
 window if shorter than that). Segments of all files are batched together.
+
+A file that cannot be decoded, holds a NaN or infinite sample, is silent (peak below -60 dBFS
+over every channel, the catalogue's rule) or has no samples raises EmbedError naming it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ from csn_model.model import ConditionalSimilarityNet
 
 DEFAULT_BATCH = 64
 FILE_CHUNK = 16  # files per unit of work in embed_files
+# A file whose peak (over every channel) is below this is silent and refused: the catalogue's
+# rule (evalsite.stimuli.audio.Limits.silence_dbfs), kept equal here without importing Django.
+SILENCE_DBFS = -60.0
 
 
 class EmbedError(ValueError):
@@ -87,13 +93,20 @@ def segment_starts(num_samples: int, segment: int) -> list[int]:
 
 
 def decode(path: str | Path, sample_rate: int) -> np.ndarray:
-    """File -> mono float32 at sample_rate."""
+    """File -> mono float32 at sample_rate; EmbedError for undecodable, non-finite, silent or
+    empty audio."""
     try:
         audio, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (T, C)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise EmbedError(f"{path}: cannot decode audio ({exc})") from None
     if not np.isfinite(audio).all():  # one NaN makes the whole log-mel and embedding NaN
         raise EmbedError(f"{path}: samples contain NaN or infinity; expected finite audio")
+    peak = float(np.abs(audio).max()) if audio.size else 1.0  # no samples: refused below
+    peak_db = 20 * np.log10(peak) if peak > 0 else -np.inf
+    if peak_db < SILENCE_DBFS:
+        raise EmbedError(
+            f"{path}: silent (peak {peak_db:.1f} dBFS); expected a peak above {SILENCE_DBFS:g} dBFS"
+        )
     mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]  # (T,)
     if sr != sample_rate:
         mono = soxr.resample(mono, sr, sample_rate).astype(np.float32, copy=False)

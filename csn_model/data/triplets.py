@@ -81,13 +81,20 @@ class Triplet:
 
         if d["condition"] not in CONDITIONS or d["kind"] not in KINDS:
             raise ValueError(f"condition {d['condition']!r} or kind {d['kind']!r} unknown")
+        inter = d.get("interchanged", [])
+        others = [c for c in CONDITIONS if c != d["condition"]]
+        if not isinstance(inter, list) or not all(c in others for c in inter):
+            raise ValueError(
+                f"field interchanged is {inter!r}; expected a list of conditions other than "
+                f"{d['condition']} ({', '.join(others)})"
+            )
         return cls(
             condition=d["condition"],
             anchor=spec(d["anchor"]),
             positive=spec(d["positive"]),
             negative=spec(d["negative"]),
             kind=d["kind"],
-            interchanged=tuple(d.get("interchanged", ())),
+            interchanged=tuple(inter),
         )
 
 
@@ -329,14 +336,22 @@ def load_triplets(path: str | Path) -> tuple[list[Triplet], dict]:
         raise DataError(f"{path}: cannot read a triplet file: {exc}") from exc
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise DataError(f"{path}: field 'format' is not {FORMAT!r}; not a csn triplet file")
+    version = doc.get("version")
+    if type(version) is not int or version != FORMAT_VERSION:  # type: True == 1 in Python
+        raise DataError(f"{path}: field 'version' is {version!r}; expected {FORMAT_VERSION}")
     if doc.get("conditions") != list(CONDITIONS):
         raise DataError(
             f"{path}: field 'conditions' is {doc.get('conditions')}; expected {CONDITIONS}"
         )
+    meta, items = doc.get("meta", {}), doc.get("triplets", [])
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: field 'meta' is {meta!r}; expected a mapping")
+    if not isinstance(items, list):
+        raise DataError(f"{path}: field 'triplets' is {items!r}; expected a list of triplets")
     triplets = []
-    for i, d in enumerate(doc.get("triplets", [])):
+    for i, d in enumerate(items):
         try:
             triplets.append(Triplet.from_json(d))
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise DataError(f"{path}: triplets[{i}] is malformed: {exc}") from exc
-    return triplets, dict(doc.get("meta", {}))
+    return triplets, dict(meta)

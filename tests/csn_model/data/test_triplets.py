@@ -182,3 +182,49 @@ def test_it_leaves_no_temporary_file_when_the_triplet_file_cannot_be_written(ds,
     with pytest.raises(OSError):
         save_triplets(target, triplets, {})
     assert [p.name for p in tmp_path.iterdir()] == ["t.json"]
+
+
+def _triplet_doc(**changes) -> dict:
+    part = [["Track00001", 0], None, None, None, None]
+    triplet = {"condition": "drums", "kind": "pseudo", "interchanged": ["bass"]}
+    triplet.update(anchor=part, positive=part, negative=part)
+    doc = {"format": "csn-triplets", "version": 1, "conditions": list(CONDITIONS), "meta": {}}
+    doc["triplets"] = [triplet]
+    for key, value in changes.items():
+        if key in triplet:
+            triplet[key] = value
+        else:
+            doc[key] = value
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("changes", "names"),
+    [
+        ({"version": 99}, ["field 'version'", "99", "expected 1"]),
+        ({"version": "1"}, ["field 'version'", "expected 1"]),
+        ({"meta": [1, 2]}, ["field 'meta'", "mapping"]),
+        ({"triplets": 5}, ["field 'triplets'", "list"]),
+        ({"interchanged": "bass"}, ["triplets[0]", "interchanged", "list"]),
+        ({"interchanged": ["flute"]}, ["triplets[0]", "interchanged", "flute"]),
+        ({"interchanged": ["drums"]}, ["triplets[0]", "interchanged", "drums"]),
+    ],
+)
+def test_it_names_the_field_of_a_malformed_triplet_file(tmp_path, changes, names):
+    import json
+
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(_triplet_doc(**changes)))
+    with pytest.raises(DataError) as err:
+        load_triplets(path)
+    for name in ["t.json", *names]:
+        assert name in str(err.value), str(err.value)
+
+
+def test_it_loads_a_well_formed_triplet_file(tmp_path):
+    import json
+
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(_triplet_doc()))
+    (triplet,), meta = load_triplets(path)
+    assert triplet.interchanged == ("bass",) and meta == {}

@@ -116,3 +116,30 @@ def test_it_writes_each_conditions_learned_mask_to_the_json(smoke_cfg, tiny_data
     v = np.asarray(doc["embeddings"], np.float32)  # (1, D)
     embedder = Embedder.from_checkpoint(checkpoint, device="cpu")
     np.testing.assert_array_equal(embedder.subspace(v, "bass"), v * masks[1])
+
+
+@pytest.mark.parametrize("peak_dbfs", [None, -70.0, -60.5])
+def test_it_refuses_a_silent_file_naming_it(embedder, tmp_path, peak_dbfs):
+    # The catalogue's rule (evalsite.stimuli.audio): a peak below -60 dBFS is silence.
+    wave = np.zeros((22050, 2), np.float32)  # stereo: the peak is over every channel
+    if peak_dbfs is not None:
+        wave[100, 1] = 10 ** (peak_dbfs / 20)
+    path = tmp_path / "silent.wav"
+    sf.write(path, wave, 22050, subtype="FLOAT")
+    with pytest.raises(EmbedError, match=r"silent\.wav: silent .*-60 dBFS"):
+        embedder.embed_files([path])
+
+
+def test_it_embeds_a_quiet_file_that_is_not_silent(embedder, tmp_path):
+    wave = 10 ** (-55 / 20) * np.sin(np.arange(22050, dtype=np.float32) / 10)  # peak ~ -55 dBFS
+    path = tmp_path / "quiet.wav"
+    sf.write(path, wave.astype(np.float32), 22050, subtype="FLOAT")
+    assert np.isfinite(embedder.embed_files([path])).all()
+
+
+def test_it_names_a_silent_file_from_the_command_line(smoke_run, tmp_path, capsys):
+    path = tmp_path / "silent.wav"
+    sf.write(path, np.zeros(22050, np.float32), 22050)
+    assert main(["embed", str(path), "--checkpoint", str(smoke_run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("csn embed: error: ") and "silent.wav: silent" in err
