@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -253,11 +254,11 @@ def stage_catalog(opts: DemoOptions) -> dict:
     from evalsite.stimuli.tasks import queue_ingest
 
     user = ensure_demo_user()
-    catalogue, created = Catalogue.objects.get_or_create(owner=user, name="demo test split")
-    if created or not catalogue.clips.exists():
-        report = import_slakh(opts.data_dir, "test", catalogue, seconds=4.0, attention=True)
-        for line in report.skipped:
-            print(f"      skipped {line}")
+    catalogue, _ = Catalogue.objects.get_or_create(owner=user, name="demo test split")
+    # Always: an import interrupted part way resumes, and what it made already is reused.
+    report = import_slakh(opts.data_dir, "test", catalogue, seconds=4.0, attention=True)
+    for line in report.skipped:
+        print(f"      skipped {line}")
     with LocalWorker(opts) as worker:
         job = queue_ingest(catalogue)
         wait_for_job(job, worker, "embed catalogue")
@@ -424,7 +425,15 @@ def reset(opts: DemoOptions) -> None:
     print(f"removed {opts.home}")
 
 
+def _exit_on_signal(signum, _frame) -> None:
+    """SIGTERM (kill) and SIGHUP (a closed terminal) end the demo as Ctrl-C does: through the
+    context managers, which stop the local worker and server instead of orphaning them."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit_on_signal)
     args = build_parser().parse_args(argv)
     opts = options(args)
     try:
