@@ -205,7 +205,11 @@
     });
 
     document.addEventListener("keydown", function (e) {
-      if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;  // a held key acts once
+      if (e.repeat) {  // a held key acts once; a held Enter would press a focused button again
+        if (e.key === "Enter" && e.target.closest && e.target.closest("button")) e.preventDefault();
+        return;
+      }
+      if (e.ctrlKey || e.metaKey || e.altKey) return;
       // Space and Enter on a focused button or link press that button or follow that link.
       if ((e.key === " " || e.key === "Enter") && e.target.closest && e.target.closest("button, a")) return;
       var tag = (e.target && e.target.tagName) || "";

@@ -304,6 +304,23 @@ def test_a_held_key_plays_a_clip_once_and_the_log_holds_the_hidden_time(live_ser
     assert answer.plays_reference == 1 and answer.client["hidden_ms"] == 0
 
 
+def test_a_held_enter_on_a_focused_play_button_plays_the_clip_once(live_server, page, owner):
+    study = quick_study(owner)
+    p = to_first_trial(live_server, page, study, "held-enter")
+    scripted(page)
+    page.focus("#play-r")
+    for _ in range(6):  # key auto-repeat: one press, five repeats
+        page.keyboard.down("Enter")
+    page.keyboard.up("Enter")
+    page.wait_for_selector("[data-state='r'][data-value='done']")
+    for key in ("A", "B"):
+        page.click(f"#play-{key}")
+        page.wait_for_selector(f"[data-state='{key}'][data-value='done']")
+    with page.expect_navigation():
+        page.keyboard.press("b")
+    assert Answer.objects.get(participant=p).plays_reference == 1
+
+
 def test_space_on_a_focused_button_presses_it_instead_of_replaying(live_server, page, owner):
     study = quick_study(owner)
     page.goto(study_url(live_server, study, pid="space"))
