@@ -156,6 +156,13 @@
       unlockedAt = performance.now();
       log("unlocked");
       form.querySelectorAll("[data-unlock]").forEach(function (b) { b.disabled = false; });
+      // A play-once button disables itself when pressed, and the keyboard focus falls to the
+      // page: give it to the first answer so keyboard and screen-reader users land on them.
+      var at = document.activeElement;
+      if (!at || at === document.body || at.disabled) {
+        var first = form.querySelector("[data-unlock]");
+        if (first) first.focus();
+      }
       var hint = form.querySelector("[data-locked-hint]");
       if (hint) hint.textContent = hint.dataset.unlocked || "";  // a live region: read out
     }

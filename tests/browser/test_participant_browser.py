@@ -304,6 +304,18 @@ def test_a_held_key_plays_a_clip_once_and_the_log_holds_the_hidden_time(live_ser
     assert answer.plays_reference == 1 and answer.client["hidden_ms"] == 0
 
 
+def test_the_keyboard_focus_lands_on_the_answers_after_a_play_once_sound(live_server, page, owner):
+    study = make_study(owner, make_catalogue(owner, seconds=CLIP_S), per_instrument=1)
+    page.goto(study_url(live_server, study, pid="focus"))
+    through_calibration(page)
+    page.wait_for_selector("input[name=n][value='0']", state="attached")
+    scripted(page)
+    page.focus("#play")
+    page.keyboard.press("Enter")  # plays the sounds once: the button disables itself
+    page.wait_for_selector("[data-choice='1']:not([disabled])")
+    assert page.evaluate("document.activeElement.dataset.choice") == "1"
+
+
 def test_a_held_enter_on_a_focused_play_button_plays_the_clip_once(live_server, page, owner):
     study = quick_study(owner)
     p = to_first_trial(live_server, page, study, "held-enter")
