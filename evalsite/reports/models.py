@@ -3,14 +3,16 @@ per-study ReportState that debounces recomputation requests."""
 
 from __future__ import annotations
 
-from django.db import models
+from django.db import IntegrityError, models
 from django.utils import timezone
 
 from evalsite.studies.models import Study
 
 
 class ReportSnapshot(models.Model):
-    """The report of a study as computed at `computed_at` by the worker.
+    """The report of a study computed by the worker from its answers as read at `computed_at`
+    (taken before the read, so that the newest snapshot is the one of the newest answers even
+    when an older computation finishes last).
 
     `tables[name]` is a list of row dicts (column order in `columns[name]`; JSON has no NaN, so
     missing values are null). The per-instrument consent is `tables["consent"]`, one row per
@@ -50,3 +52,12 @@ class ReportState(models.Model):
 
     def __str__(self) -> str:
         return f"report state of study {self.study_id}: {'pending' if self.pending else 'idle'}"
+
+    @classmethod
+    def lock(cls, study_id: int) -> ReportState:
+        """The study's state, created if need be, its row locked until the transaction ends:
+        requests and saves of one study's report take turns on it."""
+        try:
+            return cls.objects.select_for_update().get_or_create(study_id=study_id)[0]
+        except IntegrityError:  # created concurrently by another transaction
+            return cls.objects.select_for_update().get(study_id=study_id)

@@ -10,13 +10,14 @@ import logging
 
 import pandas as pd
 from django.db import transaction
+from django.utils import timezone
 
 from evalsite.reports.analysis import ReportConfig, build_report
 from evalsite.reports.analysis.__main__ import read_answers
 from evalsite.reports.analysis.exclusions import ExclusionRules
 from evalsite.reports.analysis.report import Report
 from evalsite.reports.bundle import make_bundle
-from evalsite.reports.models import ReportSnapshot
+from evalsite.reports.models import ReportSnapshot, ReportState
 from evalsite.reports.rendering.plots import all_plots
 from evalsite.studies.export import answers_dataframe, to_csv
 from evalsite.studies.models import Study
@@ -61,7 +62,12 @@ def compute(study: Study, csv: bytes) -> Report:
 
 def compute_snapshot(study_id: int) -> ReportSnapshot:
     """Compute and store; if the latest snapshot was made from the same answers and config and
-    holds no error, return it instead (idempotent: a repeated task does no harm)."""
+    holds no error, return it instead (idempotent: a repeated task does no harm).
+
+    The snapshot is stamped with the time the answers were read, not saved: of two computations
+    that overlap, the one that read later is served whichever finishes last, and one that finds
+    a newer read saved meanwhile stores nothing and returns that one."""
+    read_at = timezone.now()  # before reading: a later read gets a later time
     study = Study.objects.get(pk=study_id)
     csv = answers_csv(study)
     config, _ = report_config_for(study)
@@ -75,8 +81,14 @@ def compute_snapshot(study_id: int) -> ReportSnapshot:
     plots = all_plots(report)
     bundle = make_bundle(study, csv, report, config, plots)
     with transaction.atomic():
+        ReportState.lock(study_id)  # saves of one study take turns: the check below holds
+        newer = ReportSnapshot.objects.filter(study=study, computed_at__gte=read_at)
+        if newest := newer.order_by("-computed_at").first():
+            log.info("report of study %s: a newer read was saved meanwhile; not stored", study_id)
+            return newest
         snap = ReportSnapshot.objects.create(
             study=study,
+            computed_at=read_at,
             error="; ".join(errors),
             input_sha256=digest,
             n_answers=report.meta.get("n_answers", 0),
@@ -89,13 +101,17 @@ def compute_snapshot(study_id: int) -> ReportSnapshot:
             plots=plots,
             bundle=bundle,
         )
-        # Bundles hold every answer: keep them on the latest few snapshots of the study only.
-        keep = list(
-            ReportSnapshot.objects.filter(study=study)
-            .order_by("-computed_at")
-            .values_list("pk", flat=True)[:KEEP_BUNDLES]
-        )
-        ReportSnapshot.objects.filter(study=study).exclude(pk__in=keep).exclude(bundle=b"").update(
-            bundle=b""
-        )
+        _prune_bundles(study)
     return snap
+
+
+def _prune_bundles(study: Study) -> None:
+    """Bundles hold every answer: keep them on the latest few snapshots of the study only."""
+    keep = list(
+        ReportSnapshot.objects.filter(study=study)
+        .order_by("-computed_at")
+        .values_list("pk", flat=True)[:KEEP_BUNDLES]
+    )
+    ReportSnapshot.objects.filter(study=study).exclude(pk__in=keep).exclude(bundle=b"").update(
+        bundle=b""
+    )

@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from evalsite.reports.models import ReportState
@@ -52,10 +52,7 @@ def schedule_report(study_id: int, countdown: float | None = None) -> bool:
     """Queue a debounced recomputation; False when one is already pending for this study."""
     countdown = debounce_seconds() if countdown is None else countdown
     with transaction.atomic():
-        try:
-            state, _ = ReportState.objects.select_for_update().get_or_create(study_id=study_id)
-        except IntegrityError:  # created concurrently by another request
-            state = ReportState.objects.select_for_update().get(study_id=study_id)
+        state = ReportState.lock(study_id)
         stale = state.requested_at and timezone.now() - state.requested_at > STALE_AFTER
         if state.pending and not stale:  # a lost message must not block reports forever
             return False
