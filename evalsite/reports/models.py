@@ -43,12 +43,15 @@ class ReportSnapshot(models.Model):
 
 
 class ReportState(models.Model):
-    """Debounce: `pending` while a recomputation is queued and has not started."""
+    """Debounce: `pending` while a recomputation is queued and has not started. `deletions`
+    counts the withdrawals that deleted answers (studies.flow._forget): a computation that read
+    the answers before the latest one stores nothing."""
 
     study = models.OneToOneField(Study, on_delete=models.CASCADE, related_name="report_state")
     pending = models.BooleanField(default=False)
     requested_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    deletions = models.PositiveIntegerField(default=0)
 
     def __str__(self) -> str:
         return f"report state of study {self.study_id}: {'pending' if self.pending else 'idle'}"
@@ -56,7 +59,7 @@ class ReportState(models.Model):
     @classmethod
     def lock(cls, study_id: int) -> ReportState:
         """The study's state, created if need be, its row locked until the transaction ends:
-        requests and saves of one study's report take turns on it."""
+        requests, saves and deletions of answers of one study take turns on it."""
         try:
             return cls.objects.select_for_update().get_or_create(study_id=study_id)[0]
         except IntegrityError:  # created concurrently by another transaction

@@ -19,6 +19,7 @@ from evalsite.reports.analysis.report import Report
 from evalsite.reports.bundle import make_bundle
 from evalsite.reports.models import ReportSnapshot, ReportState
 from evalsite.reports.rendering.plots import all_plots
+from evalsite.reports.tasks import schedule_report
 from evalsite.studies.export import answers_dataframe, to_csv
 from evalsite.studies.models import Study
 
@@ -60,14 +61,17 @@ def compute(study: Study, csv: bytes) -> Report:
     return report
 
 
-def compute_snapshot(study_id: int) -> ReportSnapshot:
+def compute_snapshot(study_id: int) -> ReportSnapshot | None:
     """Compute and store; if the latest snapshot was made from the same answers and config and
     holds no error, return it instead (idempotent: a repeated task does no harm).
 
     The snapshot is stamped with the time the answers were read, not saved: of two computations
     that overlap, the one that read later is served whichever finishes last, and one that finds
-    a newer read saved meanwhile stores nothing and returns that one."""
+    a newer read saved meanwhile stores nothing and returns that one. One that read answers a
+    withdrawal deleted meanwhile stores nothing either (they would live on in its tables and
+    bundle), queues a recomputation and returns the latest snapshot, if any."""
     read_at = timezone.now()  # before reading: a later read gets a later time
+    deletions = _deletions(study_id)  # before reading too: a withdrawal after it is noticed
     study = Study.objects.get(pk=study_id)
     csv = answers_csv(study)
     config, _ = report_config_for(study)
@@ -81,7 +85,11 @@ def compute_snapshot(study_id: int) -> ReportSnapshot:
     plots = all_plots(report)
     bundle = make_bundle(study, csv, report, config, plots)
     with transaction.atomic():
-        ReportState.lock(study_id)  # saves of one study take turns: the check below holds
+        state = ReportState.lock(study_id)  # withdrawals wait for it (flow._forget)
+        if state.deletions != deletions:
+            log.info("report of study %s: answers withdrawn while computing; not stored", study_id)
+            schedule_report(study_id)
+            return ReportSnapshot.objects.filter(study=study).order_by("-computed_at").first()
         newer = ReportSnapshot.objects.filter(study=study, computed_at__gte=read_at)
         if newest := newer.order_by("-computed_at").first():
             log.info("report of study %s: a newer read was saved meanwhile; not stored", study_id)
@@ -103,6 +111,11 @@ def compute_snapshot(study_id: int) -> ReportSnapshot:
         )
         _prune_bundles(study)
     return snap
+
+
+def _deletions(study_id: int) -> int:
+    found = ReportState.objects.filter(study_id=study_id).values_list("deletions", flat=True)
+    return found.first() or 0
 
 
 def _prune_bundles(study: Study) -> None:

@@ -32,12 +32,14 @@ def debounce_seconds() -> float:
 
 
 @shared_task(name="reports.recompute_report", acks_late=True)
-def recompute_report(study_id: int) -> int:
-    """Compute the study's report now; returns the id of the snapshot that holds it."""
+def recompute_report(study_id: int) -> int | None:
+    """Compute the study's report now; returns the id of the snapshot that holds it (the latest,
+    None if there is none, when answers were withdrawn during the run, which queues another)."""
     from evalsite.reports.services import compute_snapshot
 
     ReportState.objects.filter(study_id=study_id).update(pending=False, started_at=timezone.now())
-    return compute_snapshot(study_id).pk
+    snap = compute_snapshot(study_id)
+    return snap.pk if snap else None
 
 
 def _enqueue(study_id: int, countdown: float) -> None:

@@ -151,7 +151,15 @@ def withdraw(p: Participant) -> bool:
 
 def _forget(p: Participant) -> None:
     """Delete what a leaving participant gave (its answers, its trial list, the study's report
-    bundles that held them); its ids stay, to record that it left. In `withdraw`'s transaction."""
+    bundles that held them); its ids stay, to record that it left. In `withdraw`'s transaction.
+
+    Under the study's report lock, counted in `deletions`: a report computation that read the
+    answers before stores nothing, and one saving now is waited for, then emptied here."""
+    from evalsite.reports.models import ReportState
+
+    state = ReportState.lock(p.study_id)
+    state.deletions += 1
+    state.save(update_fields=["deletions"])
     Answer.objects.filter(participant=p).delete()
     p.slots.all().delete()
     p.study.report_snapshots.exclude(bundle=b"").update(bundle=b"")

@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import io
 import re
+import threading
+import time
 import zipfile
 
 import numpy as np
 import pandas as pd
 import pytest
+from django.db import connection
 from django.urls import reverse
 
-from evalsite.reports import services
-from evalsite.reports.models import ReportSnapshot
+from evalsite.reports import services, tasks
+from evalsite.reports.models import ReportSnapshot, ReportState
+from evalsite.reports.tasks import recompute_report
+from evalsite.studies import flow
 from evalsite.studies.models import Answer, Participant
 from tests.evalsite.reports.conftest import answer_all
 
@@ -63,3 +68,83 @@ def test_it_serves_the_newest_read_when_an_older_computation_saves_last(
     assert served["meta"]["n_answers"] == n_answers
     bundle = client.get(reverse("reports:bundle", args=[sim_study.pk])).content
     assert len(_bundle_answers(bundle)) == n_answers
+
+
+def _leaver(study) -> Participant:
+    p = Participant.objects.create(
+        study=study, external_pid="leaver", step="trials", screening_passed=True, seed=555
+    )
+    answer_all(study, p, list(study.trials.order_by("id")), np.random.default_rng(2))
+    return p
+
+
+def _stored_rows_of(study, p: Participant) -> int:
+    """Rows of p's answers in any bundle still stored for the study."""
+    return sum(
+        int((_bundle_answers(bytes(b))["participant"].astype(str) == str(p.pk)).sum())
+        for b in ReportSnapshot.objects.filter(study=study).values_list("bundle", flat=True)
+        if b
+    )
+
+
+def test_it_stores_nothing_computed_from_answers_withdrawn_while_it_ran(
+    client, alice, sim_study, monkeypatch, django_capture_on_commit_callbacks
+):
+    leaver, bundle = _leaver(sim_study), services.make_bundle
+    kept = Answer.objects.filter(trial__study=sim_study).exclude(participant=leaver).count()
+
+    def withdrawn_meanwhile(*args, **kwargs):  # the computation has read the leaver's answers
+        if not leaver.step == "withdrawn":
+            assert flow.withdraw(leaver)
+        return bundle(*args, **kwargs)
+
+    monkeypatch.setattr(services, "make_bundle", withdrawn_meanwhile)
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        services.compute_snapshot(sim_study.pk)
+    assert _stored_rows_of(sim_study, leaver) == 0
+    assert set(ReportSnapshot.objects.values_list("n_answers", flat=True)) <= {kept}
+    assert queued and ReportState.objects.get(study=sim_study).pending  # computed again
+
+    monkeypatch.setattr(services, "make_bundle", bundle)
+    recompute_report(sim_study.pk)  # the queued run
+    client.force_login(alice)
+    served = client.get(reverse("reports:bundle", args=[sim_study.pk])).content
+    assert len(_bundle_answers(served)) == kept and _stored_rows_of(sim_study, leaver) == 0
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)  # the withdrawal commits on its own connection
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers: PostgreSQL")
+def test_it_empties_the_bundle_of_a_computation_that_saves_while_a_participant_withdraws(
+    sim_study, monkeypatch
+):
+    leaver, prune, other = _leaver(sim_study), services._prune_bundles, {}
+    monkeypatch.setattr(tasks, "_enqueue", lambda study_id, countdown: None)  # no broker
+
+    def withdraw_from_another_request():
+        try:
+            other["withdrew"] = flow.withdraw(Participant.objects.get(pk=leaver.pk))
+        finally:
+            connection.close()
+
+    def withdrawn_while_saving(study):
+        prune(study)  # the snapshot with the leaver's answers is written, not committed yet
+        other["thread"] = threading.Thread(target=withdraw_from_another_request)
+        other["thread"].start()
+        waiting = (
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database()"
+        )
+        deadline = time.monotonic() + 10
+        while other["thread"].is_alive() and time.monotonic() < deadline:
+            with connection.cursor() as cursor:  # the withdrawal waits for this save to end?
+                cursor.execute(waiting)
+                if cursor.fetchone()[0]:
+                    break
+            time.sleep(0.01)
+
+    monkeypatch.setattr(services, "_prune_bundles", withdrawn_while_saving)
+    services.compute_snapshot(sim_study.pk)
+    other["thread"].join(timeout=30)
+    assert not other["thread"].is_alive() and other["withdrew"]
+    assert _stored_rows_of(sim_study, leaver) == 0
