@@ -19,7 +19,7 @@ from evalsite.reports.analysis.report import Report
 from evalsite.reports.bundle import make_bundle
 from evalsite.reports.models import ReportSnapshot, ReportState
 from evalsite.reports.rendering.plots import all_plots
-from evalsite.reports.tasks import schedule_report
+from evalsite.reports.tasks import report_settings, schedule_report
 from evalsite.studies.export import answers_dataframe, to_csv
 from evalsite.studies.models import Study
 
@@ -33,15 +33,15 @@ KEEP_BUNDLES = 3
 def report_config_for(study: Study) -> tuple[ReportConfig, list[str]]:
     """The study's pre-registered exclusion rules (Study.settings["exclusion"]) and report
     settings (Study.settings["report"]: ReportConfig fields), with notes on ignored keys."""
-    notes = []
-    raw = dict(study.setting("exclusion") or {})
+    notes, read = [], report_settings(study)
+    raw = dict(read["exclusion"] or {})
     unknown = sorted(set(raw) - RULE_KEYS)
     if unknown:
         notes.append(f"study settings 'exclusion': keys {unknown} are not rules the report knows")
     rules = {k: v for k, v in raw.items() if k in RULE_KEYS}
-    if study.setting("screening") is False:
+    if read["screening"] is False:
         rules["require_screening"] = False
-    extra = dict((study.settings or {}).get("report") or {})
+    extra = dict(read["report"] or {})
     extra["rules"] = rules
     return ReportConfig.from_dict(extra), notes
 

@@ -8,7 +8,8 @@
   it runs queue exactly one more. Queued only after the caller's transaction commits.
 
 Where the site calls it: after an answer is saved (evalsite/studies participant flow), e.g.
-`schedule_report(participant.study_id)` inside the view's transaction; see docs/statistics.md.
+`schedule_report(participant.study_id)` inside the view's transaction, and when a study edit
+changes `report_settings`; see docs/statistics.md.
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ from evalsite.reports.models import ReportState
 
 log = logging.getLogger(__name__)
 STALE_AFTER = timedelta(minutes=15)  # a pending request older than this is queued again
+# The study settings the report reads (services.report_config_for): a change recomputes it.
+REPORT_SETTINGS = ("exclusion", "screening", "report")
+
+
+def report_settings(study) -> dict:
+    """What the report reads of the study's settings (defaults filled in)."""
+    return {key: study.setting(key) for key in REPORT_SETTINGS}
 
 
 def debounce_seconds() -> float:

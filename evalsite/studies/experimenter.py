@@ -20,6 +20,7 @@ from django.views.decorators.http import require_POST
 
 from csn_model.data.slakh import DataError
 from evalsite.datasets.catalog import datasets
+from evalsite.reports.tasks import report_settings, schedule_report
 from evalsite.stimuli.audio import clip_from_upload
 from evalsite.stimuli.models import Catalogue, Clip
 from evalsite.stimuli.slakh_import import import_slakh
@@ -33,7 +34,7 @@ from evalsite.studies.forms import (
     TrialForm,
     study_clips,
 )
-from evalsite.studies.models import Study, StudyFold
+from evalsite.studies.models import Answer, Study, StudyFold
 from evalsite.studies.permissions import get_visible_study, is_owner, visible_studies
 from evalsite.studies.random_design import DesignError, add_repeats, build_random_trials
 from evalsite.studies.trials_csv import TrialCSVForm
@@ -97,6 +98,7 @@ def study_edit(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST" and not _editable(request, study):
         return redirect("studies:study_detail", pk=study.pk)
     before = history.state(study)  # now: validating a ModelForm writes the POST onto `study`
+    read_before = report_settings(study)
     form = StudyForm(request.POST or None, instance=study, can_share=is_owner(request.user, study))
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
@@ -104,9 +106,17 @@ def study_edit(request: HttpRequest, pk: int) -> HttpResponse:
             study.refresh_from_db()
             changed = history.changes(before, history.state(study))
             history.record(study, request.user, history.Kind.EDITED, changed)
+            if report_settings(study) != read_before and _has_report_input(study):
+                schedule_report(study.pk, countdown=0)  # queued once the edit commits
         messages.success(request, "Study saved.")
         return redirect("studies:study_detail", pk=study.pk)
     return render(request, "studies/experimenter/study_form.html", {"form": form, "study": study})
+
+
+def _has_report_input(study: Study) -> bool:
+    """Whether the study has a report to recompute: answers, or reports computed (from answers
+    deleted since)."""
+    return study.report_snapshots.exists() or Answer.objects.filter(trial__study=study).exists()
 
 
 @login_required

@@ -22,6 +22,7 @@ from evalsite.reports.tasks import recompute_report
 from evalsite.studies import flow
 from evalsite.studies.models import Answer, Participant
 from tests.evalsite.reports.conftest import answer_all
+from tests.evalsite.studies.test_experimenter import _study_post
 
 pytestmark = pytest.mark.django_db
 
@@ -148,3 +149,30 @@ def test_it_empties_the_bundle_of_a_computation_that_saves_while_a_participant_w
     other["thread"].join(timeout=30)
     assert not other["thread"].is_alive() and other["withdrew"]
     assert _stored_rows_of(sim_study, leaver) == 0
+
+
+def test_it_recomputes_the_report_when_the_rules_it_applies_change(
+    client, alice, sim_study, django_capture_on_commit_callbacks
+):
+    recompute_report(sim_study.pk)
+    client.force_login(alice)
+    edit = reverse("studies:study_edit", args=[sim_study.pk])
+    post = _study_post(
+        name=sim_study.name,
+        instruments=list(sim_study.instruments),
+        catalogue=sim_study.catalogue_id,
+        min_catch_accuracy=1.0,
+        min_median_rt_ms=5000,
+        shared_with_names="carol",
+    )
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        assert client.post(edit, post).status_code == 302
+    assert len(queued) == 1
+    page = client.get(reverse("reports:page", args=[sim_study.pk])).content.decode()
+    assert "A recomputation is queued." in page
+
+    snap = ReportSnapshot.objects.get(pk=recompute_report(sim_study.pk))  # the queued run
+    assert snap.config["rules"]["min_median_rt_ms"] == 5000 and snap.meta["n_excluded"] > 0
+    with django_capture_on_commit_callbacks(execute=False) as queued:  # nothing the report reads
+        assert client.post(edit, {**post, "description": "Now described."}).status_code == 302
+    assert not queued and not ReportState.objects.get(study=sim_study).pending
