@@ -10,7 +10,7 @@ import json
 import zipfile
 
 from evalsite.reports.analysis.report import Report, ReportConfig
-from evalsite.reports.rendering.files import report_json
+from evalsite.reports.rendering.files import as_stored, report_json
 from evalsite.reports.rendering.summary import markdown_summary
 from evalsite.studies import export
 from evalsite.studies.design import realised_design
@@ -108,8 +108,9 @@ def make_bundle(
         z.writestr(f"{root}/answers.csv", answers_csv)
         z.writestr(f"{root}/codebook.json", json.dumps(export.CODEBOOK, indent=1))
         z.writestr(f"{root}/report.json", report_json(report))
-        z.writestr(f"{root}/summary.md", markdown_summary(report))
-        for name, table in report.tables.items():
+        stored = as_stored(report)  # the tables as the page and downloads show them
+        z.writestr(f"{root}/summary.md", markdown_summary(stored))
+        for name, table in stored.tables.items():
             z.writestr(f"{root}/tables/{name}.csv", table.to_csv(index=False))
         for name, svg in plots.items():
             z.writestr(f"{root}/plots/{name}.svg", svg)

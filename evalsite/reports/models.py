@@ -3,10 +3,28 @@ per-study ReportState that debounces recomputation requests."""
 
 from __future__ import annotations
 
+import json
+
 from django.db import IntegrityError, models
 from django.utils import timezone
 
 from evalsite.studies.models import Study
+
+
+def _number(literal: str) -> int | float:
+    # PostgreSQL's jsonb writes a number without its exponent, so a float of 1e16 or more (an
+    # interval bound of 5.9e+203) comes back as an integer literal of 17 digits or more. Python
+    # writes every float from 1e16 up with an exponent, and no count in a report comes near
+    # 10**16: such a literal is the float it was (float() of the digits gives it exactly).
+    return float(literal) if len(literal.lstrip("-")) > 16 else int(literal)
+
+
+class TableDecoder(json.JSONDecoder):
+    """Reads stored tables back as they were written: floats stay floats (`_number`)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("parse_int", _number)
+        super().__init__(*args, **kwargs)
 
 
 class ReportSnapshot(models.Model):
@@ -14,9 +32,10 @@ class ReportSnapshot(models.Model):
     (taken before the read, so that the newest snapshot is the one of the newest answers even
     when an older computation finishes last).
 
-    `tables[name]` is a list of row dicts (column order in `columns[name]`; JSON has no NaN, so
-    missing values are null). The per-instrument consent is `tables["consent"]`, one row per
-    instrument with term=instrument, estimate, ci_low, ci_high (Wilson), n, plus "overall".
+    `tables[name]` is a list of row dicts (column order in `columns[name]`; JSON has no NaN or
+    inf, so those and missing values are null). The per-instrument consent is
+    `tables["consent"]`, one row per instrument with term=instrument, estimate, ci_low, ci_high
+    (Wilson), n, plus "overall".
     `error` is empty when the report holds no error message.
     """
 
@@ -26,7 +45,7 @@ class ReportSnapshot(models.Model):
     input_sha256 = models.CharField(max_length=64, blank=True)
     n_answers = models.PositiveIntegerField(default=0)
     config = models.JSONField(default=dict)
-    tables = models.JSONField(default=dict)
+    tables = models.JSONField(default=dict, decoder=TableDecoder)
     columns = models.JSONField(default=dict)
     messages = models.JSONField(default=list)
     meta = models.JSONField(default=dict)

@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
+from evalsite.reports.analysis.report import table_frame
 from evalsite.reports.models import ReportSnapshot, ReportState
 from evalsite.reports.rendering.summary import config_level, rounded, table_names, title
 from evalsite.reports.tasks import schedule_report
@@ -49,7 +50,7 @@ def _snapshot_or_404(study: Study) -> ReportSnapshot:
 def _frame(snap: ReportSnapshot, name: str) -> pd.DataFrame:
     if name not in snap.tables:
         raise Http404("no such table")
-    return pd.DataFrame(snap.tables[name], columns=snap.columns.get(name))
+    return table_frame(snap.tables[name], snap.columns.get(name))
 
 
 @login_required

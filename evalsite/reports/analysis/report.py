@@ -85,14 +85,19 @@ class Report:
 
     @classmethod
     def from_dict(cls, raw: dict) -> Report:
-        tables = {
-            k: pd.DataFrame(rows, columns=raw["columns"][k]) for k, rows in raw["tables"].items()
-        }
+        tables = {k: table_frame(rows, raw["columns"][k]) for k, rows in raw["tables"].items()}
         return cls(tables, list(raw["messages"]), dict(raw["meta"]), dict(raw["timings"]))
 
 
+def table_frame(rows: list[dict], columns: list[str] | None) -> pd.DataFrame:
+    """One table from its records as `to_dict` wrote them: the frame the site's page and
+    downloads show, and the bundle's and the CSV command's tables/*.csv and summaries."""
+    return pd.DataFrame(rows, columns=columns)
+
+
 def _clean(value):
-    """numpy scalars to Python, NaN/inf to None (JSON and PostgreSQL jsonb have no NaN)."""
+    """numpy scalars to Python, NaN/inf to None (JSON and PostgreSQL jsonb have no NaN), -0.0 to
+    0.0 (jsonb has no negative zero either: the stored tables read back as written)."""
     if isinstance(value, dict):
         return {str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -101,6 +106,8 @@ def _clean(value):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, float):
+        return value + 0.0  # -0.0 + 0.0 is 0.0
     if value is pd.NA or value is pd.NaT:
         return None
     return value

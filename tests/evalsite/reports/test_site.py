@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pandas as pd
 import pytest
 from django.urls import reverse
 
+from evalsite.reports import services
 from evalsite.reports.analysis.proportions import wilson_interval
 from evalsite.reports.models import ReportSnapshot, ReportState
 from evalsite.reports.tasks import recompute_report, schedule_report
@@ -139,6 +141,40 @@ def test_it_downloads_every_table_at_full_precision(client, sim_study, snapshot,
         )
     )
     assert list(consent["estimate"]) == [r["estimate"] for r in snapshot.tables["consent"]]
+
+
+def test_it_bundles_the_same_cells_the_page_and_downloads_show(
+    client, sim_study, alice, monkeypatch
+):
+    compute = services.compute
+
+    def with_extremes(study, csv):
+        report = compute(study, csv)
+        consent = report.tables["consent"]
+        consent.loc[0, "ci_high"] = math.inf  # an open interval (docs/statistics.md, mixed)
+        consent.loc[1, "ci_high"] = 5.8591016025996005e203  # an SD the data barely determine
+        return report
+
+    monkeypatch.setattr(services, "compute", with_extremes)
+    snap = ReportSnapshot.objects.get(pk=recompute_report(sim_study.pk))
+    client.force_login(alice)
+    bundle = client.get(reverse("reports:bundle", args=[sim_study.pk])).content
+    z, root = zipfile.ZipFile(io.BytesIO(bundle)), f"report-study-{sim_study.pk}"
+    stored = json.loads(z.read(f"{root}/report.json"))["tables"]
+    assert client.get(reverse("reports:json", args=[sim_study.pk])).json()["tables"] == stored
+    for name in snap.tables:
+        csv = client.get(reverse("reports:table", args=[sim_study.pk, name, "csv"])).content
+        assert csv == z.read(f"{root}/tables/{name}.csv"), name
+        rows = client.get(reverse("reports:table", args=[sim_study.pk, name, "json"])).json()
+        assert rows == stored[name], name
+    consent = pd.read_csv(io.BytesIO(z.read(f"{root}/tables/consent.csv")))
+    assert math.isnan(consent["ci_high"][0]) and consent["ci_high"][1] == 5.8591016025996005e203
+    # The page's rounded rows are the summary's.
+    summary = z.read(f"{root}/summary.md").decode().splitlines()
+    page = client.get(reverse("reports:page", args=[sim_study.pk]))
+    for table in page.context["tables"]:
+        for row in table["rows"]:
+            assert "| " + " | ".join(row) + " |" in summary, (table["name"], row)
 
 
 def test_it_bundles_a_script_that_recomputes_identical_tables(
