@@ -151,7 +151,8 @@ def withdraw(p: Participant) -> bool:
 
 def _forget(p: Participant) -> None:
     """Delete what a leaving participant gave (its answers, its trial list, the study's report
-    bundles that held them); its ids stay, to record that it left. In `withdraw`'s transaction.
+    bundles that held them, its rows in stored report tables); its ids stay, to record that it
+    left. In `withdraw`'s transaction.
 
     Under the study's report lock, counted in `deletions`: a report computation that read the
     answers before stores nothing, and one saving now is waited for, then emptied here."""
@@ -163,6 +164,12 @@ def _forget(p: Participant) -> None:
     Answer.objects.filter(participant=p).delete()
     p.slots.all().delete()
     p.study.report_snapshots.exclude(bundle=b"").update(bundle=b"")
+    for snap in p.study.report_snapshots.all():  # and its rows in the stored tables (e.g. rates)
+        kept = {name: [r for r in rows if str(r.get("participant")) != str(p.pk)]
+                for name, rows in snap.tables.items()}  # fmt: skip
+        if kept != snap.tables:
+            snap.tables = kept
+            snap.save(update_fields=["tables"])
 
 
 def after_calibration(p: Participant) -> str:

@@ -88,6 +88,26 @@ def _stored_rows_of(study, p: Participant) -> int:
     )
 
 
+def test_it_removes_a_withdrawn_participants_rows_from_the_stored_report_tables(sim_study):
+    leaver = _leaver(sim_study)
+    snap = services.compute_snapshot(sim_study.pk)
+
+    def rows_of_leaver(tables) -> dict[str, int]:
+        mine = {n: sum(str(r.get("participant")) == str(leaver.pk) for r in rows)
+                for n, rows in tables.items()}  # fmt: skip
+        return {n: c for n, c in mine.items() if c}
+
+    before = rows_of_leaver(snap.tables)
+    assert "participants" in before  # the per-participant tables hold the leaver
+    sizes = {n: len(rows) for n, rows in snap.tables.items()}
+    assert flow.withdraw(leaver)
+    snap.refresh_from_db()
+    assert rows_of_leaver(snap.tables) == {}
+    assert {n: sizes[n] - len(rows) for n, rows in snap.tables.items()} == {
+        n: before.get(n, 0) for n in sizes
+    }  # only the leaver's rows went
+
+
 def test_it_stores_nothing_computed_from_answers_withdrawn_while_it_ran(
     client, alice, sim_study, monkeypatch, django_capture_on_commit_callbacks
 ):
