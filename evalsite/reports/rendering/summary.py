@@ -62,8 +62,10 @@ def format_value(value, column: str = "") -> str:
     if isinstance(value, float):
         if column.startswith("p_"):
             return f"{value:.2g}" if value < 0.001 else f"{value:.3f}"
-        if column in {"n", "k", "stat"} and value.is_integer():
+        if column in {"n", "k", "stat"} and value.is_integer() and abs(value) < 1e15:
             return str(int(value))
+        if abs(value) >= 1e6:  # e.g. an interval end the likelihood barely bounds: 5.86e+203
+            return f"{value:.3g}"
         return f"{value:.3f}"
     return str(value)
 

@@ -10,7 +10,7 @@ import pytest
 from evalsite.reports.analysis import ReportConfig, build_report
 from evalsite.reports.analysis.simulate import SimulationSpec, simulate_answers
 from evalsite.reports.rendering.plots import all_plots
-from evalsite.reports.rendering.summary import html_summary, markdown_summary
+from evalsite.reports.rendering.summary import format_value, html_summary, markdown_summary
 
 
 @pytest.fixture(scope="module")
@@ -38,3 +38,18 @@ def test_it_names_the_reports_confidence_in_the_plot_labels(report_at_80):
     assert "cluster bootstrap 80%" in labels["consent"]
     assert "binned consent (Wilson 80%)" in labels["psychometric"]
     assert not [label for found in labels.values() for label in found if "95%" in label]
+
+
+@pytest.mark.parametrize(
+    ("value", "column", "shown"),
+    [
+        (0.12345, "estimate", "0.123"),
+        (5.8591016025996005e203, "ci_high", "5.86e+203"),  # not 204 digits and ".000"
+        (-2.5e7, "estimate", "-2.5e+07"),
+        (1234.0, "n", "1234"),
+        (0.0004, "p_val", "0.0004"),
+        (0.04, "p_adj", "0.040"),
+    ],
+)
+def test_it_shows_huge_values_in_scientific_notation(value, column, shown):
+    assert format_value(value, column) == shown
