@@ -20,6 +20,7 @@ from django.views.decorators.http import require_POST
 
 from csn_model.data.slakh import DataError
 from evalsite.datasets.catalog import datasets
+from evalsite.reports.models import ReportState
 from evalsite.reports.tasks import report_settings, schedule_report
 from evalsite.stimuli.audio import clip_from_upload
 from evalsite.stimuli.models import Catalogue, Clip
@@ -196,6 +197,11 @@ def remove_previews(study: Study) -> int:
     previews = study.participants.filter(is_preview=True)
     removed = previews.count()
     if removed:
+        # Counted as a deletion under the report lock (as a withdrawal is): a report computation
+        # that read the previews' answers before this stores nothing (reports.services).
+        state = ReportState.lock(study.pk)
+        state.deletions += 1
+        state.save(update_fields=["deletions"])
         previews.delete()  # their slots and answers with them
         StudyFold.objects.filter(study=study).delete()  # made again at the next entry
         study.report_snapshots.all().delete()  # computed from previews only

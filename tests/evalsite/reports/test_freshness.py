@@ -133,6 +133,22 @@ def test_it_stores_nothing_computed_from_answers_withdrawn_while_it_ran(
     assert len(_bundle_answers(served)) == kept and _stored_rows_of(sim_study, leaver) == 0
 
 
+def test_it_stores_nothing_computed_from_previews_removed_while_it_ran(sim_study, monkeypatch):
+    from evalsite.studies.experimenter import remove_previews
+
+    previews = list(sim_study.participants.order_by("id")[:2])
+    Participant.objects.filter(pk__in=[p.pk for p in previews]).update(is_preview=True)
+    bundle = services.make_bundle
+
+    def previews_removed_meanwhile(*args, **kwargs):  # the computation has read their answers
+        assert remove_previews(sim_study) == 2
+        return bundle(*args, **kwargs)
+
+    monkeypatch.setattr(services, "make_bundle", previews_removed_meanwhile)
+    services.compute_snapshot(sim_study.pk)
+    assert not ReportSnapshot.objects.filter(study=sim_study).exists()
+
+
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)  # the withdrawal commits on its own connection
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers: PostgreSQL")
