@@ -26,3 +26,5 @@ def test_the_admin_lists_the_record_but_cannot_add_change_or_delete_it(
     assert client.post(reverse(f"admin:studies_{model}_delete", args=[row.pk]),
                        {"post": "yes"}).status_code == 403  # fmt: skip
     assert type(row).objects.filter(pk=row.pk).exists()
+    change = reverse(f"admin:studies_{model}_change", args=[row.pk])
+    assert client.post(change, {}).status_code == 403  # shown read-only, never saved

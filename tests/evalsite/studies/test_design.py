@@ -467,5 +467,6 @@ def test_it_keeps_participants_steps_and_answers_out_of_admin_edits(admin_client
     answer = Answer.objects.filter(participant=done[0]).first()
     assert admin_client.get(f"/admin/studies/answer/{answer.pk}/delete/").status_code == 403
     assert admin_client.get("/admin/studies/answer/add/").status_code == 403
+    assert admin_client.post(f"/admin/studies/answer/{answer.pk}/change/", {}).status_code == 403
     page = admin_client.get(f"/admin/studies/participant/{done[0].pk}/change/")
     assert page.status_code == 200 and 'name="step"' not in page.content.decode()
