@@ -131,4 +131,5 @@ def test_it_caches_a_study_specific_loudness_version(owner):
     louder = audio.normalised_path(clip, -18.0)
     data, sr = sf.read(louder)
     assert audio.loudness_lufs(data, sr) == pytest.approx(-18.0, abs=0.2)
-    assert audio.normalised_path(clip, -18.0) == louder
+    made = louder.stat().st_ino  # a rewrite (temporary file, then rename) gets a new inode
+    assert audio.normalised_path(clip, -18.0) == louder and louder.stat().st_ino == made
