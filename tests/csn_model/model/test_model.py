@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from csn_model import CONDITIONS
 from csn_model.config import load_config
@@ -55,6 +56,29 @@ def test_it_learns_non_negative_masks_when_asked():
 
 
 def test_it_counts_flops_per_stage():
-    flops = count_flops(_model(), 22050)
-    assert flops["total"] == sum(v for k, v in flops.items() if k != "total")
-    assert flops["conv"] > 0 and 0 < flops["mel"] < 2 * 44 * 1025 * 128  # banded < dense
+    model = _model().eval()
+    wave = torch.randn(1, 22050)  # (1, T) one second, as count_flops assumes batch 1
+    flops = count_flops(model, wave.shape[1])
+    # An independent count: PyTorch's FlopCounterMode over a real forward pass. Both count one
+    # multiply-add as 2 FLOPs (count_flops: "Multiply-adds x 2"), so with batch 1 its
+    # aten.convolution total is 2 x out_h x out_w x C_out x C_in x k x k summed over the blocks,
+    # and its aten.addmm (aten.mm for a bias-free Linear) total is 2 x in x out over the fc layers.
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(wave)
+    counts = counter.get_flop_counts()
+    conv_ops = counts["Global"]
+    fc_ops = counts["ConditionalSimilarityNet.encoder.fc"]
+    aten = torch.ops.aten
+    assert conv_ops[aten.convolution] > 0
+    assert flops["conv"] == conv_ops[aten.convolution]
+    assert flops["fc"] == fc_ops.get(aten.addmm, 0) + fc_ops.get(aten.mm, 0) > 0
+    # FlopCounterMode does not count FFTs; count_flops states 2.5 N log2 N per real frame of
+    # N = n_fft samples. The frames are those the features actually produce (centred frames:
+    # 1 + 22050 // 512 = 44), and n_fft = 2048 = 2**11, so log2 N = 11 exactly.
+    with torch.no_grad():
+        frames = model.frontend(wave).shape[2]  # (1, n_mels, frames)
+    assert frames == 44 and model.frontend.n_fft == 2048
+    assert flops["fft"] == frames * 2.5 * 2048 * 11  # 2_478_080
+    assert 0 < flops["mel"] < 2 * 44 * 1025 * 128  # banded < dense
+    assert flops["total"] == flops["fft"] + flops["mel"] + flops["conv"] + flops["fc"]
