@@ -91,12 +91,23 @@ def test_it_resumes_training_from_its_partial_file(tiny_dataset, tmp_path, monke
         with pytest.raises(KeyboardInterrupt):
             train_separator(ds, TINY_SEPARATOR, path, log=lambda _m: None)
     partial = path.with_suffix(".partial")
-    assert torch.load(partial, weights_only=True)["step"] == TINY_SEPARATOR.steps
+    state = torch.load(partial, weights_only=True)
+    assert state["step"] == TINY_SEPARATOR.steps
+    # Training is deterministic, so a run from scratch would give the same weights as a resumed
+    # one. Mark the saved state (+1.0 on one tensor) so that only a resume can produce it: the
+    # partial file is at the last step, so resuming trains no further and writes it out as is.
+    crashed = {k: v.clone() for k, v in state["state_dict"].items()}
+    state["state_dict"]["fc3.bias"] += 1.0
+    marked = state["state_dict"]
+    torch.save(state, partial)
     assert train_separator(ds, TINY_SEPARATOR, path, log=lambda _m: None) == path
     again = train_separator(ds, TINY_SEPARATOR, tmp_path / "again.pt", log=lambda _m: None)
     a = torch.load(path, weights_only=True)["state_dict"]
     b = torch.load(again, weights_only=True)["state_dict"]
-    assert all(torch.equal(a[k], b[k]) for k in a) and not partial.exists()
+    assert a.keys() == b.keys() == marked.keys() and not partial.exists()
+    assert all(torch.equal(a[k], marked[k]) for k in a)  # the resumed run kept the mark
+    assert all(torch.equal(b[k], crashed[k]) for k in b)  # an uninterrupted run has no mark
+    assert torch.allclose(a["fc3.bias"] - b["fc3.bias"], torch.ones_like(b["fc3.bias"]))
 
 
 class _RunsCodeWhenUnpickled:
