@@ -58,7 +58,8 @@ def test_it_trains_saves_reloads_and_scores_on_the_tiny_dataset(tiny_dataset, tm
     cfg = SeparatorConfig(n_fft=512, hop=128, hidden=32, lstm_layers=1, steps=6, batch_size=2,
                           segment_seconds=1.0)  # fmt: skip
     path = train_separator(ds, cfg, tmp_path / "sep.pt", log=lambda _m: None)
-    assert train_separator(ds, cfg, path) == path  # idempotent: an existing checkpoint is kept
+    made = path.stat().st_ino  # a retrained checkpoint is written anew (temporary file, rename)
+    assert train_separator(ds, cfg, path) == path and path.stat().st_ino == made  # kept as is
     sep = TrainedSeparator(path, device="cpu")
     table = sdr_table(ds, sep, "test", chunk_seconds=4.0)
     summary = {(r["method"], r["condition"]): r for r in summarise_sdr(table)}
