@@ -286,17 +286,22 @@ def test_it_refuses_another_participants_pages_and_audio(
         other.close()
 
 
+def hold_then_listen(page, key: str, presses: int) -> None:
+    """Hold `key` (a press, then auto-repeats) to play the reference, then play A and B."""
+    for _ in range(presses):
+        page.keyboard.down(key)
+    page.keyboard.up(key)
+    page.wait_for_selector("[data-state='r'][data-value='done']")
+    for clip in ("A", "B"):
+        page.click(f"#play-{clip}")
+        page.wait_for_selector(f"[data-state='{clip}'][data-value='done']")
+
+
 def test_a_held_key_plays_a_clip_once_and_the_log_holds_the_hidden_time(live_server, page, owner):
     study = quick_study(owner)
     p = to_first_trial(live_server, page, study, "held-key")
     scripted(page)
-    for _ in range(4):  # key auto-repeat: one press, three repeats
-        page.keyboard.down("1")
-    page.keyboard.up("1")
-    page.wait_for_selector("[data-state='r'][data-value='done']")
-    for key in ("A", "B"):
-        page.click(f"#play-{key}")
-        page.wait_for_selector(f"[data-state='{key}'][data-value='done']")
+    hold_then_listen(page, "1", presses=4)  # key auto-repeat: one press, three repeats
     assert "answer now" in page.inner_text("[data-locked-hint]")  # said on unlock
     with page.expect_navigation():
         page.keyboard.press("b")
@@ -321,13 +326,7 @@ def test_a_held_enter_on_a_focused_play_button_plays_the_clip_once(live_server, 
     p = to_first_trial(live_server, page, study, "held-enter")
     scripted(page)
     page.focus("#play-r")
-    for _ in range(6):  # key auto-repeat: one press, five repeats
-        page.keyboard.down("Enter")
-    page.keyboard.up("Enter")
-    page.wait_for_selector("[data-state='r'][data-value='done']")
-    for key in ("A", "B"):
-        page.click(f"#play-{key}")
-        page.wait_for_selector(f"[data-state='{key}'][data-value='done']")
+    hold_then_listen(page, "Enter", presses=6)  # one press, five repeats
     with page.expect_navigation():
         page.keyboard.press("b")
     assert Answer.objects.get(participant=p).plays_reference == 1
