@@ -1,7 +1,7 @@
 """Turn a study's database rows into tidy tables and files: the one place the ORM meets analysis.
 
-`answers_dataframe(study)` is the contract the statistics read (columns in `ANSWER_COLUMNS`,
-fixed in TEAM.md): one row per main or catch answer. The downloads (`answers.csv`, `answers.json`)
+`answers_dataframe(study)` is the contract the statistics read (columns fixed in
+`ANSWER_COLUMNS`): one row per main or catch answer. The downloads (`answers.csv`, `answers.json`)
 hold every stored answer exactly once, practice answers included and flagged, with a few logged
 extras after the contract columns. `participants_dataframe(study)` has one row per participant
 (recruitment ids, status, codes, questionnaire, screening), for paying, approving or excluding

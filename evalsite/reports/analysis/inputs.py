@@ -1,8 +1,8 @@
 """The tidy answers table the statistics read: its columns, their types, and checks that turn
 malformed input into one clear message (naming the source, the field and what was expected).
 
-The column vocabulary is fixed by `evalsite.studies.export.answers_dataframe` (see TEAM.md);
-this module only reads it and never touches the database.
+The column vocabulary is fixed by `evalsite.studies.export.answers_dataframe`
+(`ANSWER_COLUMNS` in that module); this module only reads it and never touches the database.
 """
 
 from __future__ import annotations

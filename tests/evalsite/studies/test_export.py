@@ -1,4 +1,4 @@
-"""The export: the tidy answers table of TEAM.md, the downloads, and every answer exactly once."""
+"""The export: the tidy answers table (`ANSWER_COLUMNS`), the downloads, every answer once."""
 
 from __future__ import annotations
 
