@@ -18,7 +18,7 @@ def resolve_inside(root: Path, relpath: str) -> Path:
     root = root.resolve()
     try:
         path = (root / relpath).resolve(strict=True)
-    except (OSError, RuntimeError):
+    except (OSError, RuntimeError, ValueError):  # ValueError: a NUL byte in the path
         raise Http404("no such audio file") from None
     if not path.is_relative_to(root) or not path.is_file():
         raise Http404("no such audio file")

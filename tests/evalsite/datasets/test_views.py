@@ -80,3 +80,7 @@ def test_it_refuses_paths_outside_the_dataset_and_non_audio_files(client, listed
     finally:
         link.unlink()
     assert client.get("/datasets/no-such-dataset/audio/test/x.flac").status_code == 404
+
+
+def test_it_answers_404_for_an_audio_path_with_a_nul_byte(client, listed):
+    assert client.get(_audio_url(listed, "test/a%00.flac")).status_code == 404
