@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from evalsite.studies import flow
 from evalsite.studies.models import Answer, Assignment, Participant, Study, StudyEvent, Trial
 
 
@@ -16,8 +17,19 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class TakesRecordAdmin(admin.ModelAdmin):
+    """Rows whose deletion takes the record's rows (answers, history) with it: the admin checks
+    the delete permission of every cascaded model, which `ReadOnlyAdmin` refuses to all so that
+    those rows are not deleted one by one; here they go with their participant or study."""
+
+    def get_deleted_objects(self, objs, request):
+        to_delete, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        perms_needed -= {Answer._meta.verbose_name, StudyEvent._meta.verbose_name}
+        return to_delete, counts, perms_needed, protected
+
+
 @admin.register(Study)
-class StudyAdmin(admin.ModelAdmin):
+class StudyAdmin(TakesRecordAdmin):
     list_display = ("name", "owner", "status", "created_at")
     list_filter = ("status",)
     search_fields = ("name", "slug")
@@ -32,7 +44,7 @@ class TrialAdmin(admin.ModelAdmin):
 
 
 @admin.register(Participant)
-class ParticipantAdmin(admin.ModelAdmin):
+class ParticipantAdmin(TakesRecordAdmin):
     list_display = ("id", "study", "external_pid", "prolific_pid", "step", "started_at")
     list_filter = ("study", "step")
     search_fields = ("prolific_pid", "external_pid", "token")
@@ -42,6 +54,13 @@ class ParticipantAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    # A deleted participant's answers leave the stored reports too, as a withdrawal's do.
+    def delete_model(self, request, obj) -> None:
+        flow.delete_participants([obj])
+
+    def delete_queryset(self, request, queryset) -> None:
+        flow.delete_participants(queryset)
 
 
 @admin.register(Assignment)

@@ -172,6 +172,21 @@ def _forget(p: Participant) -> None:
             snap.save(update_fields=["tables"])
 
 
+def delete_participants(participants) -> None:
+    """Delete participants outright (a test run removed in the admin), their ids too, with what
+    `_forget` deletes of a withdrawal, so that no stored report keeps their answers; the reports
+    of their studies are computed again."""
+    participants = sorted(participants, key=lambda p: (p.study_id, p.pk))  # locks in one order
+    with transaction.atomic():
+        for p in participants:
+            _forget(p)
+            p.delete()
+    from evalsite.reports.tasks import schedule_report
+
+    for study_id in sorted({p.study_id for p in participants}):
+        schedule_report(study_id)
+
+
 def after_calibration(p: Participant) -> str:
     return Step.SCREENING if screening_kinds(p.study) else Step.INSTRUCTIONS
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from evalsite.reports.models import ReportSnapshot, ReportState
 from evalsite.studies import history
-from evalsite.studies.models import StudyEvent
+from evalsite.studies.models import Answer, Participant, StudyEvent
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
 
 pytestmark = pytest.mark.django_db
@@ -28,3 +29,48 @@ def test_the_admin_lists_the_record_but_cannot_add_change_or_delete_it(
     assert type(row).objects.filter(pk=row.pk).exists()
     change = reverse(f"admin:studies_{model}_change", args=[row.pk])
     assert client.post(change, {}).status_code == 403  # shown read-only, never saved
+
+
+@pytest.fixture
+def root(client, django_user_model):
+    admin = django_user_model.objects.create_superuser("root", "root@example.org", "pw-123456")
+    client.force_login(admin)
+    return admin
+
+
+def test_the_admin_deletes_a_study_with_its_answers_and_history(client, root, answered_study):
+    history.record(answered_study, root, history.Kind.CREATED, {})
+    url = reverse("admin:studies_study_delete", args=[answered_study.pk])
+    assert client.get(url).status_code == 200
+    assert client.post(url, {"post": "yes"}).status_code == 302
+    assert not type(answered_study).objects.filter(pk=answered_study.pk).exists()
+    assert not StudyEvent.objects.exists() and not Answer.objects.exists()
+
+
+@pytest.mark.parametrize("how", ["page", "action"])
+def test_the_admin_deletes_a_test_run_and_its_answers_from_stored_reports(
+    client, root, answered_study, how
+):
+    p = answered_study.participants.get(external_pid="p3")
+    kept = answered_study.participants.get(external_pid="p1")
+    rows = [{"participant": p.pk, "rate": 1.0}, {"participant": kept.pk, "rate": 0.5}]
+    snapshot = ReportSnapshot.objects.create(
+        study=answered_study, bundle=b"every answer", tables={"rates": rows}
+    )
+    if how == "page":
+        url = reverse("admin:studies_participant_delete", args=[p.pk])
+        response = client.post(url, {"post": "yes"})
+    else:
+        url = reverse("admin:studies_participant_changelist")
+        response = client.post(
+            url, {"action": "delete_selected", "_selected_action": [p.pk], "post": "yes"}
+        )
+    assert response.status_code == 302
+    assert not Participant.objects.filter(pk=p.pk).exists()
+    assert not Answer.objects.filter(participant_id=p.pk).exists()
+    assert kept.answers.exists()
+    snapshot.refresh_from_db()
+    assert bytes(snapshot.bundle) == b""  # the reproducibility zip held its answers
+    assert snapshot.tables == {"rates": [{"participant": kept.pk, "rate": 0.5}]}
+    state = ReportState.objects.get(study=answered_study)
+    assert state.deletions == 1 and state.pending  # a computation that read them stores nothing
