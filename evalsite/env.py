@@ -7,6 +7,7 @@ deployment gives an error naming the variable and what was expected instead of a
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 
@@ -68,6 +69,22 @@ def env_list(name: str, default: list[str]) -> list[str]:
 def env_path(name: str, default: Path) -> Path:
     raw = os.environ.get(name)
     return Path(raw).expanduser().resolve() if raw else default
+
+
+def env_device(name: str) -> str | None:
+    """A torch device for the model: `cpu`, `cuda` or `cuda:N`; unset or empty: None, which the
+    model loader reads as CUDA when available, else CPU. Only the spelling is checked here: asking
+    torch whether CUDA exists would initialise it before the worker forks."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    value = raw.strip()
+    if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", value):
+        raise EnvError(
+            f"{name}={raw!r}: expected empty (CUDA when available, else CPU), cpu, cuda or "
+            "cuda:N (N the GPU's index)"
+        )
+    return value
 
 
 def env_database(name: str, default: str, conn_max_age: int = 0) -> dict:

@@ -13,6 +13,7 @@ from evalsite.env import (
     EnvError,
     env_bool,
     env_database,
+    env_device,
     env_float,
     env_int,
     env_list,
@@ -150,6 +151,9 @@ STORAGES = {
 
 # Model checkpoint used by the workers for embeddings and model choices.
 CSN_CHECKPOINT = env_str("CSN_CHECKPOINT", str(CSN_HOME / "runs" / "demo" / "final.pt"))
+# The model's device, in the workers and for a query clip uploaded to /retrieval/ (web process):
+# cpu, cuda or cuda:N; unset or empty: CUDA when available, else CPU.
+CSN_DEVICE = env_device("CSN_DEVICE")
 # Where Slakh-layout datasets made or imported by the demo live.
 CSN_DATA_DIR = env_path("CSN_DATA_DIR", CSN_HOME / "data")
 # More Slakh-layout dataset roots for the /datasets/ listing (comma-separated paths).

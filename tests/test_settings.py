@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from evalsite.env import EnvError, env_bool, env_database, env_float, env_int, env_list
+from evalsite.env import (
+    EnvError,
+    env_bool,
+    env_database,
+    env_device,
+    env_float,
+    env_int,
+    env_list,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,3 +103,36 @@ def test_it_names_the_variable_when_the_database_url_is_malformed(monkeypatch, t
     monkeypatch.setenv("CSN_TEST_DB", "")  # empty: the default, as for every other reader
     sqlite = env_database("CSN_TEST_DB", f"sqlite:///{tmp_path / 'db.sqlite3'}", conn_max_age=5)
     assert sqlite["ENGINE"].endswith("sqlite3") and sqlite["CONN_MAX_AGE"] == 5
+
+
+def test_it_refuses_a_model_device_it_does_not_know_at_start_up(tmp_path):
+    result = _manage(["check"], CSN_HOME=str(tmp_path), CSN_DEVICE="gpu")
+    assert result.returncode != 0
+    assert "CSN_DEVICE='gpu': expected empty (CUDA when available, else CPU), cpu, cuda" in (
+        result.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "device"),
+    [
+        (None, None),
+        ("", None),
+        ("cpu", "cpu"),
+        ("cuda", "cuda"),
+        ("cuda:1", "cuda:1"),
+        (" cpu", "cpu"),
+    ],
+)
+def test_it_reads_the_model_device(monkeypatch, raw, device):
+    monkeypatch.delenv("CSN_TEST_DEVICE", raising=False)
+    if raw is not None:
+        monkeypatch.setenv("CSN_TEST_DEVICE", raw)
+    assert env_device("CSN_TEST_DEVICE") == device
+
+
+@pytest.mark.parametrize("raw", ["gpu", "CUDA", "cuda:", "cuda:x", "cuda:-1", "cpu:0", "cuda:1.5"])
+def test_it_names_the_variable_when_the_model_device_is_malformed(monkeypatch, raw):
+    monkeypatch.setenv("CSN_TEST_DEVICE", raw)
+    with pytest.raises(EnvError, match=f"CSN_TEST_DEVICE={raw!r}: expected empty"):
+        env_device("CSN_TEST_DEVICE")

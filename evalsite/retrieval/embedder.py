@@ -8,7 +8,6 @@ embed an uploaded query clip on the retrieval page.
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -64,8 +63,8 @@ def get_embedder(path: str | Path | None = None):
         if key not in _embedders:
             from csn_model.inference import Embedder  # torch is imported only where needed
 
-            device = os.environ.get("CSN_DEVICE") or None  # None: CUDA when available
-            _embedders[key] = Embedder.from_checkpoint(p, device=device)
+            # None: CUDA when available, else CPU (csn_model.inference.default_device)
+            _embedders[key] = Embedder.from_checkpoint(p, device=settings.CSN_DEVICE)
         _sources[_embedders[key].checkpoint_id] = str(p)
         return _embedders[key]
 
