@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import yaml
@@ -318,7 +318,7 @@ def load_track(split: str, folder: Path, skipped: list | None = None) -> Track:
     if mix_path is None:
         raise DataError(f"{folder}: mix.flac or mix.wav missing")
     mix = audio_io.info(mix_path, folder.name, "mix")
-    audio_dir = folder / str(meta.get("audio_dir") or "stems")
+    audio_dir = _audio_dir(folder, meta_path, meta)
     by_cond: dict[str, list[Stem]] = {}
     for name, sm in meta["stems"].items():
         if not isinstance(sm, dict):
@@ -345,6 +345,19 @@ def load_track(split: str, folder: Path, skipped: list | None = None) -> Track:
         stems={c: tuple(by_cond[c]) for c in CONDITIONS if c in by_cond},
         skip_log=skipped,
     )
+
+
+def _audio_dir(folder: Path, meta_path: Path, meta: dict) -> Path:
+    """The track's stems folder: metadata's audio_dir ("stems" in Slakh), which must stay inside
+    the track folder (an absolute path or ".." would read, list and serve files elsewhere)."""
+    value = str(meta.get("audio_dir") or "stems")
+    rel = PurePosixPath(value)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise DataError(
+            f"{meta_path}: audio_dir={value!r}; expected a folder inside the track folder, "
+            "relative and without '..' (Slakh's is 'stems')"
+        )
+    return folder / rel
 
 
 def _load_stem(folder, meta_path, audio_dir, name, sm, mix) -> Stem:

@@ -142,6 +142,15 @@ def test_it_names_a_metadata_file_that_is_not_utf8(slakh_mini):
         SlakhDataset(slakh_mini).tracks("train")
 
 
+@pytest.mark.parametrize("value", ["../../../elsewhere", "/srv/other/stems", "stems/../../x"])
+def test_it_rejects_an_audio_dir_outside_the_track_folder(slakh_mini, value):
+    p = slakh_mini / "train/Track00001/metadata.yaml"
+    p.write_text(p.read_text().replace("audio_dir: stems", f"audio_dir: {value}"))
+    with pytest.raises(DataError) as err:
+        SlakhDataset(slakh_mini).tracks("train")
+    assert f"Track00001/metadata.yaml: audio_dir={value!r}" in str(err.value)
+
+
 def test_it_rejects_a_truncated_stem_when_decoding(slakh_mini):
     path = slakh_mini / "train/Track00001/stems/S01.flac"
     ds = SlakhDataset(slakh_mini)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import html
+import shutil
+
 import pytest
 from django.utils.text import slugify
 
@@ -16,6 +19,27 @@ def listed(settings, tiny_dataset, tmp_path):
     settings.CSN_DATA_DIR = tmp_path / "empty"
     settings.CSN_DATASETS = [tiny_dataset]
     return tiny_dataset
+
+
+@pytest.fixture
+def escaping(settings, tiny_dataset, tmp_path):
+    """Persona: a copy of tiny_dataset where two test tracks' metadata.yaml point audio_dir
+    outside the dataset, one by "../..", one by an absolute path (their stems moved there)."""
+    root = tmp_path / "escaping"
+    shutil.copytree(tiny_dataset, root)
+    tracks = sorted(p for p in (root / "test").iterdir() if p.is_dir())
+    values = {}
+    outside = ("../../../outside/stems", str(tmp_path / "elsewhere"))
+    for track, value in zip(tracks, outside, strict=False):
+        target = (track / value).resolve()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(track / "stems", target)
+        meta = track / "metadata.yaml"
+        meta.write_text(meta.read_text().replace("audio_dir: stems", f"audio_dir: {value}"))
+        values[track.name] = value
+    settings.CSN_DATA_DIR = tmp_path / "empty"
+    settings.CSN_DATASETS = [root]
+    return root, values, [t.name for t in tracks[len(outside) :]]
 
 
 def _audio_url(root, relpath: str) -> str:
@@ -84,3 +108,16 @@ def test_it_refuses_paths_outside_the_dataset_and_non_audio_files(client, listed
 
 def test_it_answers_404_for_an_audio_path_with_a_nul_byte(client, listed):
     assert client.get(_audio_url(listed, "test/a%00.flac")).status_code == 404
+
+
+def test_it_lists_a_track_whose_audio_dir_leaves_the_dataset_as_an_error_row(client, escaping):
+    root, values, intact = escaping
+    assert intact
+    for url in ("/datasets/", f"/datasets/{slugify(root.name)}/?split=test"):
+        page = client.get(url)
+        assert page.status_code == 200, url
+        text = html.unescape(page.content.decode())
+        for name, value in values.items():
+            assert f"{name}/metadata.yaml: audio_dir={value!r}" in text
+        for name in intact:  # the rest of the listing still renders
+            assert _audio_url(root, f"test/{name}/mix.flac") in text
