@@ -293,6 +293,10 @@ class TrialForm(forms.ModelForm):
             self.add_error("expected", "An identical or attention catch trial needs its answer.")
         if data.get("is_practice") and not data.get("expected"):
             self.add_error("expected", "A practice trial needs its answer (feedback is shown).")
+        if data.get("is_practice") and data.get("catch_kind"):  # practice counts in no rate
+            self.add_error(
+                "is_practice", "A practice trial cannot be a catch trial: choose no catch kind."
+            )
         return data
 
     def save(self, commit: bool = True) -> Trial:

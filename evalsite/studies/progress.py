@@ -85,7 +85,7 @@ def answers_per_trial(study: Study) -> list[Trial]:
 def catch_pass_rates(study: Study) -> list[dict]:
     """Per catch kind: answers, passed, rate (None without answers)."""
     keyed = (
-        Answer.objects.filter(trial__study=study, trial__is_catch=True)
+        Answer.objects.filter(trial__study=study, trial__is_catch=True, trial__is_practice=False)
         .exclude(trial__expected="")
         .values("trial__catch_kind")
         .annotate(n=Count("id"), passed=Count("id", filter=Q(chosen=F("trial__expected"))))
@@ -102,7 +102,8 @@ def catch_pass_rates(study: Study) -> list[dict]:
 def _repeat_consistency(study: Study) -> tuple[int, int]:
     """(repeats whose original is answered, of which the same clip was chosen)."""
     rows = Answer.objects.filter(
-        trial__study=study, trial__catch_kind="repeat", trial__repeat_of__isnull=False
+        trial__study=study, trial__catch_kind="repeat", trial__repeat_of__isnull=False,
+        trial__is_practice=False,
     ).values_list("participant_id", "trial__repeat_of_id", "chosen", "trial__candidate_a_id",
                   "trial__candidate_b_id")  # fmt: skip
     rows = list(rows)

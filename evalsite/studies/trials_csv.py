@@ -179,6 +179,11 @@ def _trial_from_row(row: dict, study: Study, lookup: tuple) -> tuple[Trial | Non
         errors.append(f"field 'is_practice' = {practice!r}: expected true/false or 1/0")
     margin, error = _margin((row.get("model_margin") or "").strip())
     errors += [error] if error else []
+    if kind and practice in {"1", "true", "yes"}:  # practice answers count in no catch rate
+        errors.append(
+            f"field 'is_practice' = {practice!r} with field 'catch_kind' = {kind!r}: a practice "
+            "trial is not a catch trial; expected is_practice false or catch_kind empty"
+        )
     if (kind or practice in {"1", "true", "yes"}) and not choice["expected"]:
         errors.append("field 'expected' is empty: catch and practice trials need their answer")
     if errors:

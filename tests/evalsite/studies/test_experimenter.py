@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from evalsite.datasets.catalog import datasets
 from evalsite.stimuli.models import Clip
-from evalsite.studies.models import Participant, Study, Trial
+from evalsite.studies.models import Answer, Participant, Study, Trial
 from evalsite.studies.progress import participant_counts
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
 from tests.evalsite.studies.experimenter_personas import wav_bytes
@@ -177,6 +177,19 @@ def test_it_adds_a_trial_from_the_form(client, alice, study):
     assert trial.model_choice is None and not trial.is_catch
 
 
+def test_it_refuses_a_practice_trial_that_is_also_a_catch_trial(client, alice, study):
+    client.force_login(alice)
+    ref, a, b = Clip.objects.filter(catalogue=study.catalogue)[:3]
+    before = study.trials.count()
+    data = {"reference": ref.pk, "candidate_a": a.pk, "candidate_b": b.pk, "instrument": "bass",
+            "is_practice": "on", "catch_kind": "identical", "expected": "a", "model_choice": "",
+            "model_margin": ""}  # fmt: skip
+    response = client.post(reverse("studies:trial_add", args=[study.pk]), data)
+    assert response.status_code == 400
+    assert "cannot be a catch trial" in " ".join(response.context["form"].errors["is_practice"])
+    assert study.trials.count() == before
+
+
 def test_it_refuses_clips_of_another_researcher_in_a_trial(client, alice, bob, study):
     from evalsite.stimuli.models import Catalogue
 
@@ -230,6 +243,31 @@ def test_it_shows_live_progress_counts(client, alice, answered_study):
     assert catch == {"identical": (2, 2), "attention": (2, 2), "repeat": (2, 1)}
     assert sum(t.n_answers for t in ctx["per_trial"]) == 10
     assert f"/reports/{answered_study.pk}/" in response.content.decode()
+
+
+def test_progress_leaves_answers_to_practice_trials_out_of_the_catch_rates(
+    client, alice, answered_study
+):
+    # Practice trials marked as catch trials (the form and import refuse them now, earlier
+    # studies may hold some): their answers count nowhere else, so not here either.
+    main = answered_study.trials.filter(is_catch=False, is_practice=False).order_by("id")[0]
+    p1 = answered_study.participants.get(external_pid="p1")
+    clips = {"reference": main.reference, "candidate_a": main.candidate_a,
+             "candidate_b": main.candidate_b, "instrument": "drums", "is_practice": True,
+             "is_catch": True, "expected": "a"}  # fmt: skip
+    practice = [
+        Trial.objects.create(study=answered_study, catch_kind="identical", **clips),
+        Trial.objects.create(study=answered_study, catch_kind="repeat", repeat_of=main, **clips),
+    ]
+    for index, trial in enumerate(practice, start=100):
+        Answer.objects.create(
+            participant=p1, trial=trial, trial_index=index, chosen="b", displayed_first="a",
+            chosen_position="B", response_ms=1000, shown_at=timezone.now(),
+        )  # fmt: skip
+    client.force_login(alice)
+    response = client.get(reverse("studies:progress", args=[answered_study.pk]))
+    catch = {r["kind"]: (r["n"], r["passed"]) for r in response.context["catch"]}
+    assert catch == {"identical": (2, 2), "attention": (2, 2), "repeat": (2, 1)}
 
 
 def test_progress_counts_idle_participants_as_inactive_and_flags_early_answering_ones(

@@ -111,6 +111,20 @@ def test_it_refuses_a_model_margin_that_is_not_a_finite_number(study):
     ]
 
 
+def test_it_refuses_a_practice_row_with_a_catch_kind(study):
+    c = clips(study)
+    text = (
+        "reference,candidate_a,candidate_b,instrument,is_practice,catch_kind,expected\n"
+        + f"{c[0].token},{c[1].token},{c[2].token},drums,yes,,a\n"
+        + f"{c[0].token},{c[1].token},{c[2].token},drums,true,attention,a\n"
+    )
+    trials, errors = parse_trials_csv(text, "p.csv", study)
+    assert errors == [
+        "p.csv, line 3: field 'is_practice' = 'true' with field 'catch_kind' = 'attention': "
+        "a practice trial is not a catch trial; expected is_practice false or catch_kind empty"
+    ]
+
+
 def test_it_refuses_a_clip_name_that_several_clips_share(alice, study):
     c = clips(study)
     other = Catalogue.objects.create(owner=alice, name="second")
