@@ -39,6 +39,7 @@ def run(args) -> int:
     from csn_model.bench import load_bench_config, run_bench, score_run
     from csn_model.config import ConfigError
     from csn_model.data.slakh import DataError
+    from csn_model.train import TrainError
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout
@@ -59,7 +60,8 @@ def run(args) -> int:
                 return 2
             cfg = load_bench_config(args.config, args.set)
             results = run_bench(cfg, Path(args.data), Path(args.out))
-    except (ConfigError, DataError, ValueError) as exc:
+    # TrainError is a RuntimeError: a system that cannot train (e.g. train.device=cuda, no CUDA)
+    except (ConfigError, DataError, TrainError, ValueError) as exc:
         print(f"csn bench: {exc}", file=sys.stderr)
         return 2
     _print_summary(results)

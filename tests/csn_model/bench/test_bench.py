@@ -341,3 +341,15 @@ def test_it_checks_the_separator_settings_before_training_the_other_systems(
     field = "separator.demucs_repo" if setting.endswith("demucs") else setting.split("=")[0]
     assert "tiny.yaml" in err and f"field {field} must be" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_it_says_why_a_system_cannot_train_instead_of_a_traceback(
+    tiny_dataset, tmp_path, capsys, monkeypatch
+):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # also on a machine with CUDA
+    args = [*_csn_only(tmp_path), "train.device=cuda", "--data", str(tiny_dataset)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("csn bench: ") and "train.device is 'cuda'" in err
