@@ -1,7 +1,11 @@
-"""The dataset listing: tracks per split with tempo, key, programs and playable stems."""
+"""The dataset listing: tracks per split with tempo, key, programs and playable stems.
+
+Experimenter pages: every view needs a login (the listing shows the server's dataset roots and
+serves every stem)."""
 
 from __future__ import annotations
 
+from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -13,6 +17,7 @@ from evalsite.datasets.audio import audio_response, resolve_inside
 PER_PAGE = 25  # tracks per split on one page (real Slakh has 1,500 in train)
 
 
+@login_required
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
     """Every dataset, each with the first page of tracks of every split."""
@@ -20,6 +25,7 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(request, "datasets/index.html", {"datasets": sets})
 
 
+@login_required
 @require_GET
 def detail(request: HttpRequest, slug: str) -> HttpResponse:
     ref = catalog.find(slug)
@@ -30,6 +36,7 @@ def detail(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "datasets/detail.html", {"dataset": ctx})
 
 
+@login_required
 @require_GET
 def audio(request: HttpRequest, slug: str, relpath: str) -> HttpResponse:
     ref = catalog.find(slug)

@@ -1,4 +1,6 @@
-"""The /datasets/ listing and its audio view (range requests, confinement to the dataset)."""
+"""The /datasets/ listing and its audio view (range requests, confinement to the dataset).
+
+Personas: `ada`, an experimenter logged in on `client`; `listed`, a site offering tiny_dataset."""
 
 from __future__ import annotations
 
@@ -11,6 +13,14 @@ from django.utils.text import slugify
 from csn_model.data.slakh import SlakhDataset
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def ada(client, django_user_model):
+    """Persona: an experimenter, logged in on `client` (no password: nothing to hash)."""
+    user = django_user_model.objects.create_user("ada", "ada@example.org")
+    client.force_login(user)
+    return user
 
 
 @pytest.fixture
@@ -46,7 +56,7 @@ def _audio_url(root, relpath: str) -> str:
     return f"/datasets/{slugify(root.name)}/audio/{relpath}"
 
 
-def test_it_lists_tracks_per_split_with_tempo_key_programs_and_audio(client, listed):
+def test_it_lists_tracks_per_split_with_tempo_key_programs_and_audio(client, ada, listed):
     page = client.get("/datasets/")
     assert page.status_code == 200
     html = page.content.decode()
@@ -63,13 +73,13 @@ def test_it_lists_tracks_per_split_with_tempo_key_programs_and_audio(client, lis
     assert f"program {t.programs('bass')[0]}" in html
 
 
-def test_it_says_how_to_make_a_dataset_when_there_is_none(client, settings, tmp_path):
+def test_it_says_how_to_make_a_dataset_when_there_is_none(client, ada, settings, tmp_path):
     settings.CSN_DATA_DIR = tmp_path
     settings.CSN_DATASETS = []
     assert "csn synth --out DIR" in client.get("/datasets/").content.decode()
 
 
-def test_it_serves_audio_whole_and_by_byte_range(client, listed):
+def test_it_serves_audio_whole_and_by_byte_range(client, ada, listed):
     rel = "test/Track00002/mix.flac"
     data = (listed / rel).read_bytes()
     whole = client.get(_audio_url(listed, rel))
@@ -85,7 +95,7 @@ def test_it_serves_audio_whole_and_by_byte_range(client, listed):
     assert bad.status_code == 416 and bad["Content-Range"] == f"bytes */{len(data)}"
 
 
-def test_it_refuses_paths_outside_the_dataset_and_non_audio_files(client, listed, tmp_path):
+def test_it_refuses_paths_outside_the_dataset_and_non_audio_files(client, ada, listed, tmp_path):
     secret = tmp_path / "secret.wav"
     secret.write_bytes(b"RIFF secret")
     link = listed / "test" / "Track00002" / "stems" / "link.wav"
@@ -106,11 +116,11 @@ def test_it_refuses_paths_outside_the_dataset_and_non_audio_files(client, listed
     assert client.get("/datasets/no-such-dataset/audio/test/x.flac").status_code == 404
 
 
-def test_it_answers_404_for_an_audio_path_with_a_nul_byte(client, listed):
+def test_it_answers_404_for_an_audio_path_with_a_nul_byte(client, ada, listed):
     assert client.get(_audio_url(listed, "test/a%00.flac")).status_code == 404
 
 
-def test_it_lists_a_track_whose_audio_dir_leaves_the_dataset_as_an_error_row(client, escaping):
+def test_it_lists_a_track_whose_audio_dir_leaves_the_dataset_as_an_error_row(client, ada, escaping):
     root, values, intact = escaping
     assert intact
     for url in ("/datasets/", f"/datasets/{slugify(root.name)}/?split=test"):
@@ -121,3 +131,15 @@ def test_it_lists_a_track_whose_audio_dir_leaves_the_dataset_as_an_error_row(cli
             assert f"{name}/metadata.yaml: audio_dir={value!r}" in text
         for name in intact:  # the rest of the listing still renders
             assert _audio_url(root, f"test/{name}/mix.flac") in text
+
+
+def test_it_sends_anonymous_visitors_to_the_login_page(client, listed):
+    slug = slugify(listed.name)
+    for url in (
+        "/datasets/",
+        f"/datasets/{slug}/",
+        _audio_url(listed, "test/Track00002/mix.flac"),
+    ):
+        response = client.get(url)
+        assert response.status_code == 302, url
+        assert response["Location"].startswith("/accounts/login/?next="), url
