@@ -31,8 +31,13 @@ def detail(request: HttpRequest, slug: str) -> HttpResponse:
     ref = catalog.find(slug)
     if ref is None:
         raise Http404("no such dataset")
-    page = request.GET.get("page", "1")
-    ctx = _dataset_context(ref, request, page=page, only=request.GET.get("split"))
+    page, only = request.GET.get("page", "1"), request.GET.get("split")
+    names = [split for split, _folders in catalog.split_names(ref)]
+    if only and only not in names:
+        error = f"split={only!r}: no such split in {ref.slug}; expected one of {', '.join(names)}"
+        context = {"dataset": {"slug": ref.slug, "splits": []}, "error": error}
+        return render(request, "datasets/detail.html", context, status=404)
+    ctx = _dataset_context(ref, request, page=page, only=only)
     return render(request, "datasets/detail.html", {"dataset": ctx})
 
 

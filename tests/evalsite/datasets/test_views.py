@@ -143,3 +143,11 @@ def test_it_sends_anonymous_visitors_to_the_login_page(client, listed):
         response = client.get(url)
         assert response.status_code == 302, url
         assert response["Location"].startswith("/accounts/login/?next="), url
+
+
+def test_it_answers_404_naming_the_splits_for_an_unknown_split(client, ada, listed):
+    response = client.get(f"/datasets/{slugify(listed.name)}/?split=tset")
+    assert response.status_code == 404
+    text = html.unescape(response.content.decode())
+    assert "split='tset'" in text and "expected one of train, validation, test" in text
+    assert client.get(f"/datasets/{slugify(listed.name)}/?split=test").status_code == 200
