@@ -379,20 +379,22 @@ def trials_random(request: HttpRequest, pk: int) -> HttpResponse:
     if refused:
         return refused
     data = form.cleaned_data
+    catalogue = study_catalogue(study, request.user)
     try:
-        made = build_random_trials(
-            study,
-            study_catalogue(study, request.user),
-            per_instrument=data["per_instrument"],
-            seed=data["seed"],
-            practice=study.setting("practice_trials"),
-            catch_per_kind=data["catch_per_kind"],
-        )
+        with transaction.atomic():  # the draw and its history at once, under the study's lock
+            made = build_random_trials(
+                study,
+                catalogue,
+                per_instrument=data["per_instrument"],
+                seed=data["seed"],
+                practice=study.setting("practice_trials"),
+                catch_per_kind=data["catch_per_kind"],
+            )
+            what = {"added": len(made), "how": "random", **data}
+            history.record(study, request.user, history.Kind.TRIALS, what)
     except DesignError as exc:
         form.add_error(None, str(exc))
         return _trials_page(request, study, random_form=form, status=400)
-    what = {"added": len(made), "how": "random", **data}
-    history.record(study, request.user, history.Kind.TRIALS, what)
     messages.success(request, f"{len(made)} trial(s) drawn at random (seed {data['seed']}).")
     return redirect("studies:trials", pk=study.pk)
 

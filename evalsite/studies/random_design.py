@@ -70,9 +70,9 @@ def build_random_trials(
     practice: int = 2,
     catch_per_kind: int = 2,
 ) -> list[Trial]:
-    """Create the study's trials; replaces none (call on a study without trials)."""
-    if study.trials.exists():
-        raise DesignError(f"study {study.pk}: already has trials; expected an empty study")
+    """Create the study's trials; replaces none (raises DesignError on a study with trials).
+    Under the study's lock: of two draws sent at once, the second waits and is refused. Call it
+    in the transaction that records the draw in the study's history."""
     mixes = _mixes(catalogue)
     pieces = {c.piece or c.pk for c in mixes}
     if len(pieces) < 3:
@@ -83,6 +83,9 @@ def build_random_trials(
     rng = random.Random(seed)
     made: list[Trial] = []
     with transaction.atomic():
+        lock_study(study.pk)
+        if study.trials.exists():
+            raise DesignError(f"study {study.pk}: already has trials; expected an empty study")
         for instrument in study.instruments:
             main = []
             for _ in range(per_instrument):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -377,6 +380,41 @@ def test_it_refuses_an_oversized_file_before_decoding(
     (result,) = response.context["results"]
     assert result.pk is None and "big.wav" in result.error and "expected at most" in result.error
     assert not Clip.objects.filter(name="big.wav").exists()
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)  # each request commits on its own connection
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers: PostgreSQL")
+def test_it_draws_random_trials_once_when_the_form_is_sent_twice_at_once(alice, study, monkeypatch):
+    from evalsite.studies import random_design
+
+    empty = Study.objects.create(owner=alice, name="empty", instruments=["drums", "bass"],
+                                 catalogue=study.catalogue)  # fmt: skip
+    both_checked, mixes, statuses = threading.Barrier(2, timeout=60), random_design._mixes, []
+
+    def mixes_together(catalogue):  # both draws are past every check made outside the lock
+        both_checked.wait()
+        return mixes(catalogue)
+
+    def draw():
+        try:
+            researcher = Client()
+            researcher.force_login(alice)
+            url = reverse("studies:trials_random", args=[empty.pk])
+            statuses.append(researcher.post(url, {"per_instrument": 3, "catch_per_kind": 1,
+                                                  "seed": 0}).status_code)  # fmt: skip
+        finally:
+            connection.close()
+
+    monkeypatch.setattr(random_design, "_mixes", mixes_together)
+    threads = [threading.Thread(target=draw) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(statuses) == [302, 400]  # the second is told the study has trials
+    assert empty.trials.filter(is_catch=False, is_practice=False).count() == 6
+    assert empty.events.filter(kind="trials").count() == 1
 
 
 def test_it_records_every_change_to_a_study_and_exports_the_history(
