@@ -34,6 +34,9 @@ class StudyAdmin(TakesRecordAdmin):
     list_filter = ("status",)
     search_fields = ("name", "slug")
     filter_horizontal = ("shared_with",)
+    # Status changes go through the study's dashboard only: it follows TRANSITIONS and deletes
+    # preview participants as a draft opens or closes (experimenter.study_status).
+    readonly_fields = ("status",)
 
 
 @admin.register(Trial)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.urls import reverse
 
@@ -74,3 +76,18 @@ def test_the_admin_deletes_a_test_run_and_its_answers_from_stored_reports(
     assert snapshot.tables == {"rates": [{"participant": kept.pk, "rate": 0.5}]}
     state = ReportState.objects.get(study=answered_study)
     assert state.deletions == 1 and state.pending  # a computation that read them stores nothing
+
+
+def test_the_admin_shows_a_studys_status_but_leaves_changing_it_to_the_dashboard(
+    client, root, study
+):
+    # The dashboard's status controls follow TRANSITIONS and delete previews as a draft opens.
+    url = reverse("admin:studies_study_change", args=[study.pk])
+    data = {"owner": study.owner_id, "shared_with": [u.pk for u in study.shared_with.all()],
+            "name": "Renamed", "slug": study.slug, "catalogue": study.catalogue_id,
+            "instruments": json.dumps(study.instruments), "consent_text": "", "description": "",
+            "settings": json.dumps(study.settings), "design": "{}"}  # fmt: skip
+    assert client.post(url, {**data, "status": "open"}).status_code == 302
+    study.refresh_from_db()
+    assert (study.name, study.status) == ("Renamed", "draft")  # the rest is saved
+    assert 'name="status"' not in client.get(url).content.decode()
