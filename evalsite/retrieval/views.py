@@ -35,6 +35,9 @@ def page(request: HttpRequest) -> HttpResponse:
     }
     try:
         catalogue_id = query.parse_id({"catalogue": chosen}, "catalogue")
+        if catalogue_id is not None and catalogue_id not in {c.pk for c in catalogues}:
+            # Another user's or no catalogue: say so, as the API does, not an empty list.
+            raise query.QueryError(f"catalogue={catalogue_id}: no such catalogue", status=404)
     except query.QueryError as exc:
         context["error"] = str(exc)
         return render(request, "retrieval/search.html", context, status=exc.status)

@@ -120,6 +120,18 @@ def test_it_answers_400_naming_an_id_parameter_that_is_not_an_integer(client, ad
     assert client.get("/retrieval/", {"catalogue": "abc"}).status_code == 400
 
 
+def test_it_answers_404_on_the_page_for_a_catalogue_that_is_not_yours_or_does_not_exist(
+    client, ada, bob, embedded
+):
+    client.force_login(bob)
+    missing = embedded.pk + 1000
+    for catalogue_id in (embedded.pk, missing):
+        page = client.get("/retrieval/", {"catalogue": catalogue_id})
+        assert page.status_code == 404, catalogue_id
+        assert f"catalogue={catalogue_id}: no such catalogue" in page.content.decode()
+        assert b"P00" not in page.content
+
+
 def test_it_renders_the_page_with_players(client, ada, embedded):
     client.force_login(ada)
     page = client.get("/retrieval/")
