@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -18,6 +18,8 @@ from evalsite.jobs import progress
 from evalsite.jobs.models import Job
 from evalsite.studies.model_design import STRATEGIES, DesignError
 from evalsite.studies.permissions import get_visible_study
+
+ACTIONS = ("ingest", "model-choices", "design")
 
 
 def study_jobs(study):
@@ -65,6 +67,8 @@ def queue(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     from evalsite.studies.tasks import queue_design, queue_model_choices
 
     study = get_visible_study(request.user, pk)
+    if action not in ACTIONS:  # a typo must not look like a queued job
+        raise Http404(f"action {action!r}: expected one of {', '.join(ACTIONS)}")
     if action in ("ingest", "design") and study.catalogue is None:
         messages.error(request, "The study has no catalogue yet; add clips first.")
     elif action == "ingest":

@@ -178,3 +178,10 @@ def test_it_queues_a_model_design_from_the_jobs_page(
     empty = Study.objects.create(owner=ada, name="e", instruments=["drums"])
     r = client.post(reverse("jobs:queue", args=[empty.pk, "design"]), {"strategy": "x"})
     assert r.status_code == 302 and not Job.objects.filter(study=empty).exists()
+
+
+def test_it_answers_404_for_an_unknown_job_action(client, ada, catalogue):
+    study = Study.objects.create(owner=ada, name="s", catalogue=catalogue, instruments=["drums"])
+    client.force_login(ada)
+    r = client.post(reverse("jobs:queue", args=[study.pk, "desing"]))
+    assert r.status_code == 404 and not Job.objects.filter(study=study).exists()
