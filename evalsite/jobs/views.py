@@ -76,12 +76,24 @@ def queue(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     elif action == "model-choices":
         queue_model_choices(study)
     elif action == "design":
-        try:
+        post = request.POST
+        try:  # queue_design checks the ranges (per_instrument >= 1, catch_per_kind >= 0)
             queue_design(
-                study, study.catalogue, request.POST.get("strategy", ""),
-                int(request.POST.get("per_instrument") or 10), int(request.POST.get("seed") or 0),
-                catch_per_kind=int(request.POST.get("catch_per_kind") or 2),
+                study, study.catalogue, post.get("strategy", ""),
+                _int_param(post, "per_instrument", 10), _int_param(post, "seed", 0),
+                catch_per_kind=_int_param(post, "catch_per_kind", 2),
             )  # fmt: skip
-        except (DesignError, ValueError) as exc:
+        except DesignError as exc:
             messages.error(request, str(exc))
     return redirect("jobs:study", pk=study.pk)
+
+
+def _int_param(post, name: str, default: int) -> int:
+    """The form field as an integer (default when left empty); DesignError naming it if not."""
+    raw = post.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise DesignError(f"{name}={raw!r}: expected an integer") from None

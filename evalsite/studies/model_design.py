@@ -31,6 +31,7 @@ stems changed), repeat. Same seed, same catalogue and embeddings -> the same tri
 
 from __future__ import annotations
 
+import numbers
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ STRATEGIES = (
     "margin_stratified",
 )
 BINS = ("easy", "borderline", "confidently_wrong")
+LEAST = {"per_instrument": 1, "catch_per_kind": 0, "practice": 0}  # smallest value of each count
 
 
 class DesignError(rd.DesignError):
@@ -59,6 +61,18 @@ class DesignError(rd.DesignError):
 
 class StudyNotEmpty(DesignError):
     """The study has trials already: a design never adds to them."""
+
+
+def check_counts(**counts) -> None:
+    """Refuse (DesignError, a ValueError) the first count that is not an integer at or above
+    its LEAST value: 0 trials per instrument designs nothing; a negative count breaks sampling."""
+    for name, value in counts.items():
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Integral)
+            or value < LEAST[name]
+        ):
+            raise DesignError(f"{name}={value!r}: expected an integer >= {LEAST[name]}")
 
 
 def choose(ref: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[str, float]:
@@ -125,6 +139,7 @@ def plan_trials(
     full: (N, D) whole embeddings. Returns (trials, info with thresholds and shortfalls)."""
     if strategy not in STRATEGIES:
         raise DesignError(f"strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
+    check_counts(per_instrument=per_instrument)
     pieces_arr = np.asarray(pieces, dtype=object)
     if len(set(pieces)) < 3:
         raise DesignError(f"{len(set(pieces))} pieces with embeddings; expected at least 3")
@@ -231,6 +246,7 @@ def build_model_trials(
     catalogue embedded under version). Stores strategy, seed and checkpoint on Study.design."""
     from evalsite.retrieval.ingest import vectors_for
 
+    check_counts(per_instrument=per_instrument, catch_per_kind=catch_per_kind, practice=practice)
     _refuse_trials(study)
     unknown = [i for i in study.instruments if i not in version.conditions]
     if unknown:

@@ -149,6 +149,9 @@ def queue_design(
         raise model_design.DesignError(
             f"strategy {strategy!r}: expected one of {', '.join(model_design.STRATEGIES)}"
         )
+    model_design.check_counts(
+        per_instrument=per_instrument, catch_per_kind=catch_per_kind, practice=practice
+    )
     clips = model_design.catalogue_clip_ids(catalogue)
     params = {
         "strategy": strategy, "per_instrument": per_instrument, "seed": seed,

@@ -99,3 +99,10 @@ def test_it_refuses_an_unknown_strategy_and_too_few_pieces():
         plan_trials(pieces, subs, full, "nearest", 3, seed=0)
     with pytest.raises(DesignError, match="expected at least 3"):
         plan_trials(["A", "B"], {"drums": full[:2]}, full[:2], "nearest_random", 3, seed=0)
+
+
+def test_it_refuses_fewer_than_one_trial_per_instrument():
+    pieces, full, subs = catalogue_arrays()
+    for n in (0, -3):
+        with pytest.raises(DesignError, match=f"per_instrument={n}: expected an integer >= 1"):
+            plan_trials(pieces, subs, full, "nearest_random", n, seed=0)

@@ -18,7 +18,7 @@ from evalsite.retrieval.ingest import embed_clips
 from evalsite.retrieval.models import Embedding, ModelVersion
 from evalsite.stimuli.models import Clip
 from evalsite.stimuli.tasks import queue_ingest
-from evalsite.studies.model_design import choose
+from evalsite.studies.model_design import build_model_trials, choose
 from evalsite.studies.models import Study, Trial
 from evalsite.studies.tasks import (
     design_from_model,
@@ -180,6 +180,29 @@ def test_it_designs_a_study_from_the_model_with_catch_trials(
     attention = study.trials.get(catch_kind="attention")
     same = attention.candidate_a if attention.expected == "a" else attention.candidate_b
     assert same.meta["role"] == "same" and attention.instrument == "drums"
+
+
+@pytest.mark.parametrize(
+    "counts, expected",
+    [
+        ({"per_instrument": 0}, "per_instrument=0: expected an integer >= 1"),
+        ({"per_instrument": "3"}, "per_instrument='3': expected an integer >= 1"),
+        ({"catch_per_kind": -1}, "catch_per_kind=-1: expected an integer >= 0"),
+    ],
+)
+def test_it_refuses_to_queue_or_build_a_design_with_counts_out_of_range(
+    catalogue, ada, counts, expected
+):
+    study = Study.objects.create(owner=ada, name="m", catalogue=catalogue, instruments=["drums"])
+    args = {"per_instrument": 2, "catch_per_kind": 1, **counts}
+    with pytest.raises(ValueError) as err:
+        queue_design(study, catalogue, "nearest_random", seed=1, **args)
+    assert str(err.value) == expected and not Job.objects.exists()
+    embed_clips(list(catalogue.clips.values_list("id", flat=True)))
+    version = ModelVersion.objects.get()
+    with pytest.raises(ValueError) as err:  # a job queued before this check: the worker refuses
+        build_model_trials(study, catalogue, version, "nearest_random", seed=1, **args)
+    assert str(err.value) == expected and not study.trials.exists()
 
 
 def test_it_designs_with_the_jobs_checkpoint_when_another_is_deployed_before_a_worker_runs(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import io
 
 import pytest
@@ -185,3 +186,24 @@ def test_it_answers_404_for_an_unknown_job_action(client, ada, catalogue):
     client.force_login(ada)
     r = client.post(reverse("jobs:queue", args=[study.pk, "desing"]))
     assert r.status_code == 404 and not Job.objects.filter(study=study).exists()
+
+
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("per_instrument", "-3", "per_instrument=-3: expected an integer >= 1"),
+        ("per_instrument", "0", "per_instrument=0: expected an integer >= 1"),
+        ("per_instrument", "ten", "per_instrument='ten': expected an integer"),
+        ("catch_per_kind", "-1", "catch_per_kind=-1: expected an integer >= 0"),
+        ("seed", "1.5", "seed='1.5': expected an integer"),
+    ],
+)
+def test_it_refuses_design_numbers_out_of_range_naming_the_field_before_queueing(
+    client, ada, catalogue, field, value, expected
+):
+    study = Study.objects.create(owner=ada, name="s", catalogue=catalogue, instruments=["drums"])
+    client.force_login(ada)
+    data = {"strategy": "nearest_random", "per_instrument": 2, "catch_per_kind": 0, field: value}
+    r = client.post(reverse("jobs:queue", args=[study.pk, "design"]), data, follow=True)
+    assert expected in html.unescape(r.content.decode())
+    assert not Job.objects.filter(study=study).exists()
