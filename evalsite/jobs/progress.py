@@ -9,6 +9,7 @@ task ran (redelivery after a crash, retries).
 from __future__ import annotations
 
 from celery import Task
+from django.db import transaction
 from django.utils import timezone
 
 from evalsite.jobs.models import Job
@@ -16,18 +17,43 @@ from evalsite.stimuli.models import Clip
 
 
 def start(job: Job) -> None:
-    if job.status == Job.Status.QUEUED:
-        job.status = Job.Status.RUNNING
-        job.save(update_fields=["status", "updated_at"])
+    """Queued -> running; a job another task has finished or failed meanwhile stays so."""
+    now = timezone.now()
+    if Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
+        status=Job.Status.RUNNING, updated_at=now
+    ):
+        job.status, job.updated_at = Job.Status.RUNNING, now
 
 
 def refresh(job: Job) -> Job:
-    """Recount done/failed/errors from the database; finish the job when nothing is left."""
+    """Recount done/failed/errors from the database; finish the job when nothing is left.
+
+    Page polls call this while workers finish, fail or list errors on the same job: the counts
+    are taken first, then stored under the row's lock with the job-level errors and status read
+    there, so a poll never writes back a stale status, message or error list."""
+    job.refresh_from_db()
+    counts = _recount(job)
+    with transaction.atomic():
+        row = Job.objects.select_for_update().get(pk=job.pk)
+        if "errors" in counts:  # the clips' errors, then the job-level ones as stored now
+            counts["errors"] += [e for e in row.errors if "clip" not in e]
+        for name, value in counts.items():
+            setattr(row, name, value)
+        fields = [*counts, "updated_at"]
+        finished = row.done + row.failed >= row.total and row.kind != Job.Kind.DESIGN
+        if finished and row.status in (Job.Status.QUEUED, Job.Status.RUNNING):
+            row.status, row.finished_at = Job.Status.DONE, timezone.now()
+            fields += ["status", "finished_at"]
+        row.save(update_fields=fields)
+    _copy_state(row, job)
+    return job
+
+
+def _recount(job: Job) -> dict:
+    """The fields the database state determines: total, done, failed and the failed clips'
+    errors for a job of clips; total and done for model choices (its task sets failed)."""
     from evalsite.retrieval.models import Embedding
 
-    # Another task may have failed the job or listed an error since this copy was read; a save of
-    # the stale copy would undo that (every caller saves its own changes first).
-    job.refresh_from_db()
     if job.kind in (Job.Kind.INGEST, Job.Kind.DESIGN):
         ids = job.params.get("clips", [])
         embedded = set(
@@ -36,21 +62,26 @@ def refresh(job: Job) -> Job:
             ).values_list("clip_id", flat=True)
         )
         failed = Clip.objects.filter(pk__in=ids, status=Clip.Status.FAILED).exclude(pk__in=embedded)
-        job.total, job.done, job.failed = len(ids), len(embedded), failed.count()
-        job.errors = [
+        errors = [
             {"clip": c.pk, "name": c.name or c.piece or f"clip {c.pk}", "error": c.error}
             for c in failed.order_by("id")[:200]
-        ] + [e for e in job.errors if "clip" not in e]
-    elif job.kind == Job.Kind.MODEL_CHOICE and job.study_id:
+        ]
+        return {
+            "total": len(ids),
+            "done": len(embedded),
+            "failed": failed.count(),
+            "errors": errors,
+        }
+    if job.kind == Job.Kind.MODEL_CHOICE and job.study_id:
         trials = job.study.trials.all()
-        job.total = trials.count()
-        job.done = trials.filter(model_choice__isnull=False).count()
-    finished = job.done + job.failed >= job.total and job.kind != Job.Kind.DESIGN
-    if finished and job.status in (Job.Status.QUEUED, Job.Status.RUNNING):
-        job.status = Job.Status.DONE
-        job.finished_at = timezone.now()
-    job.save()
-    return job
+        return {"total": trials.count(), "done": trials.filter(model_choice__isnull=False).count()}
+    return {}
+
+
+def _copy_state(source: Job, target: Job) -> None:
+    for f in ("status", "total", "done", "failed", "errors", "message", "finished_at"):
+        setattr(target, f, getattr(source, f))
+    target.updated_at = source.updated_at
 
 
 def finish(job: Job, message: str = "") -> Job:
@@ -58,13 +89,17 @@ def finish(job: Job, message: str = "") -> Job:
     job.status = Job.Status.DONE
     job.message = message or job.message
     job.finished_at = timezone.now()
-    job.save()
+    job.save(update_fields=["status", "message", "finished_at", "updated_at"])
     return job
 
 
 def add_error(job: Job, message: str) -> None:
-    job.errors = [*job.errors, {"error": message}]
-    job.save(update_fields=["errors", "updated_at"])
+    """List a job-level error, appended under the row's lock (never to a stale copy's list)."""
+    with transaction.atomic():
+        row = Job.objects.select_for_update().get(pk=job.pk)
+        row.errors = [*row.errors, {"error": message}]
+        row.save(update_fields=["errors", "updated_at"])
+    job.errors, job.updated_at = row.errors, row.updated_at
 
 
 class JobTask(Task):

@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 from django.urls import reverse
 
+from evalsite.jobs import progress
 from evalsite.jobs.models import Job
 from evalsite.retrieval.embedder import get_embedder
 from evalsite.retrieval.ingest import embed_clips
@@ -207,3 +208,64 @@ def test_it_refuses_design_numbers_out_of_range_naming_the_field_before_queueing
     r = client.post(reverse("jobs:queue", args=[study.pk, "design"]), data, follow=True)
     assert expected in html.unescape(r.content.decode())
     assert not Job.objects.filter(study=study).exists()
+
+
+def _poll_while_a_worker_writes(client, job, monkeypatch, write) -> Job:
+    """Poll the study's job fragment with `write` (a worker's update of the job) landing just
+    after the poll has read the job and before it stores its recount; the job as stored."""
+    original, fired = Job.refresh_from_db, []
+
+    def read_then_worker_writes(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        if not fired:
+            fired.append(True)
+            write(Job.objects.get(pk=self.pk))
+
+    monkeypatch.setattr(Job, "refresh_from_db", read_then_worker_writes)
+    assert client.get(reverse("jobs:study_fragment", args=[job.study_id])).status_code == 200
+    monkeypatch.undo()
+    assert fired
+    job.refresh_from_db()
+    return job
+
+
+@pytest.mark.parametrize(
+    "end, status, message",
+    [
+        (lambda j: progress.finish(j, "12 trial(s) designed"), "done", "12 trial(s) designed"),
+        (lambda j: j.fail("design failed: boom"), "failed", "design failed: boom"),
+    ],
+    ids=["finish", "fail"],
+)
+def test_it_keeps_the_workers_ending_of_a_job_that_a_page_poll_was_recounting(
+    client, ada, catalogue, monkeypatch, end, status, message
+):
+    study = Study.objects.create(owner=ada, name="s", catalogue=catalogue, instruments=["drums"])
+    job = Job.objects.create(kind=Job.Kind.DESIGN, study=study, catalogue=catalogue,
+                             status=Job.Status.RUNNING, params={"clips": []})  # fmt: skip
+    client.force_login(ada)
+    job = _poll_while_a_worker_writes(client, job, monkeypatch, end)
+    assert (job.status, job.message) == (status, message) and job.finished_at is not None
+
+
+def test_it_keeps_an_error_a_worker_listed_while_a_page_poll_was_recounting(
+    client, ada, catalogue, monkeypatch
+):
+    study = Study.objects.create(owner=ada, name="s", catalogue=catalogue, instruments=["drums"])
+    ids = list(catalogue.clips.values_list("id", flat=True))
+    job = Job.objects.create(kind=Job.Kind.INGEST, study=study, catalogue=catalogue,
+                             status=Job.Status.RUNNING, params={"clips": ids})  # fmt: skip
+    client.force_login(ada)
+    job = _poll_while_a_worker_writes(
+        client, job, monkeypatch, lambda j: progress.add_error(j, "embed failed")
+    )
+    assert job.errors == [{"error": "embed failed"}] and job.status == Job.Status.RUNNING
+
+
+def test_it_lists_errors_added_through_stale_copies_of_a_job(ada, catalogue):
+    job = Job.objects.create(kind=Job.Kind.INGEST, catalogue=catalogue, status=Job.Status.RUNNING)
+    first, second = Job.objects.get(pk=job.pk), Job.objects.get(pk=job.pk)  # two tasks' copies
+    progress.add_error(first, "prepare failed")
+    progress.add_error(second, "embed failed")
+    job.refresh_from_db()
+    assert job.errors == [{"error": "prepare failed"}, {"error": "embed failed"}]
