@@ -1,8 +1,9 @@
 """Background jobs the experimenter can watch: what was asked, how far it got, what went wrong.
 
-Progress is derived from the database state of the job's objects (clips embedded or failed,
-trials with a model choice), never from counters the tasks increment: a task redelivered after a
-worker crash runs again without counting anything twice. See evalsite/jobs/progress.py.
+Progress is derived from the database state of the job's objects (clips embedded or failed) or,
+for model choices, stored by the task as the absolute counts of its run, never from counters the
+tasks increment: a task redelivered after a worker crash runs again without counting anything
+twice. See evalsite/jobs/progress.py.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Creating jobs and deriving their progress from the state of their objects.
 
 An ingest job's clip counts as done when it has an embedding under the job's checkpoint, as
-failed when the clip is failed (its error is listed); a model-choice job's trial counts as done
-when it has a model choice. Recomputing from the database makes progress right however often a
-task ran (redelivery after a crash, retries).
+failed when the clip is failed (its error is listed). Recomputing from the database makes
+progress right however often a task ran (redelivery after a crash, retries). A model-choice job's
+task reports its trials itself, as absolute counts (report): a trial's stored choice may be an
+earlier checkpoint's.
 """
 
 from __future__ import annotations
@@ -26,21 +27,31 @@ def start(job: Job) -> None:
 
 
 def refresh(job: Job) -> Job:
-    """Recount done/failed/errors from the database; finish the job when nothing is left.
+    """Recount done/failed/errors from the database; finish an ingest job when nothing is left.
 
     Page polls call this while workers finish, fail or list errors on the same job: the counts
     are taken first, then stored under the row's lock with the job-level errors and status read
-    there, so a poll never writes back a stale status, message or error list."""
+    there, so a poll never writes back a stale status, message or error list. Design and
+    model-choice jobs are finished by their task only."""
     job.refresh_from_db()
-    counts = _recount(job)
+    return _store(job, _recount(job))
+
+
+def report(job: Job, *, total: int, done: int, failed: int, clip_errors: list[dict]) -> Job:
+    """Progress a task counted itself (absolute numbers, so a redelivered task counts nothing
+    twice): clip_errors replace the listed clip errors, job-level errors stay."""
+    return _store(job, {"total": total, "done": done, "failed": failed, "errors": clip_errors})
+
+
+def _store(job: Job, counts: dict) -> Job:
     with transaction.atomic():
         row = Job.objects.select_for_update().get(pk=job.pk)
         if "errors" in counts:  # the clips' errors, then the job-level ones as stored now
-            counts["errors"] += [e for e in row.errors if "clip" not in e]
+            counts["errors"] = counts["errors"] + [e for e in row.errors if "clip" not in e]
         for name, value in counts.items():
             setattr(row, name, value)
         fields = [*counts, "updated_at"]
-        finished = row.done + row.failed >= row.total and row.kind != Job.Kind.DESIGN
+        finished = row.kind == Job.Kind.INGEST and row.done + row.failed >= row.total
         if finished and row.status in (Job.Status.QUEUED, Job.Status.RUNNING):
             row.status, row.finished_at = Job.Status.DONE, timezone.now()
             fields += ["status", "finished_at"]
@@ -50,8 +61,9 @@ def refresh(job: Job) -> Job:
 
 
 def _recount(job: Job) -> dict:
-    """The fields the database state determines: total, done, failed and the failed clips'
-    errors for a job of clips; total and done for model choices (its task sets failed)."""
+    """The fields the database state determines for a job of clips: total, done, failed and
+    the failed clips' errors. A model-choice job's counts come from its task (report): trials
+    keep choices of earlier checkpoints, which say nothing about this job's work."""
     from evalsite.retrieval.models import Embedding
 
     if job.kind in (Job.Kind.INGEST, Job.Kind.DESIGN):
@@ -72,9 +84,6 @@ def _recount(job: Job) -> dict:
             "failed": failed.count(),
             "errors": errors,
         }
-    if job.kind == Job.Kind.MODEL_CHOICE and job.study_id:
-        trials = job.study.trials.all()
-        return {"total": trials.count(), "done": trials.filter(model_choice__isnull=False).count()}
     return {}
 
 

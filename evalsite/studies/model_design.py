@@ -35,6 +35,7 @@ import numbers
 import random
 from collections import Counter
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from django.db import transaction
@@ -204,25 +205,35 @@ def _reference(pieces, as_ref: Counter, usage: Counter, rng: random.Random, feas
     return rng.choice([int(i) for i in idx if (as_ref[pieces[i]], usage[pieces[i]]) == least])
 
 
-def assign_model_choices(trials, version) -> tuple[int, set[int]]:
+class Assigned(NamedTuple):
+    set: int  # trials given this version's choice
+    cleared: int  # trials whose earlier choice was removed: this version cannot recompute it
+    missing: set[int]  # ids of clips without an embedding under the version
+
+
+def assign_model_choices(trials, version) -> Assigned:
     """Store model_choice and model_margin on trials whose three clips are embedded under
-    version. Returns (how many were set, ids of clips that lack an embedding)."""
+    version; clear them on the other trials, so that no study mixes two checkpoints' choices."""
     from evalsite.retrieval.ingest import vectors_for
 
     trials = list(trials)
     ids = {c for t in trials for c in (t.reference_id, t.candidate_a_id, t.candidate_b_id)}
     vectors = vectors_for(version, list(ids))
     missing = ids - set(vectors)
-    changed = []
+    changed, cleared = [], 0
     for t in trials:
         trio = (t.reference_id, t.candidate_a_id, t.candidate_b_id)
         if any(c not in vectors for c in trio):
+            if t.model_choice is not None or t.model_margin is not None:
+                t.model_choice = t.model_margin = None
+                changed.append(t)
+                cleared += 1
             continue
         ref, a, b = version.subspace(np.stack([vectors[c] for c in trio]), t.instrument)
         t.model_choice, t.model_margin = choose(ref, a, b)
         changed.append(t)
     Trial.objects.bulk_update(changed, ["model_choice", "model_margin"])
-    return len(changed), missing
+    return Assigned(len(changed) - cleared, cleared, missing)
 
 
 def catalogue_clip_ids(catalogue: Catalogue) -> list[int]:

@@ -64,16 +64,22 @@ def model_choices(job_id: int) -> dict:
     version = version_for(embedder)
     report = ingest.embed_clips(_trial_clip_ids(job.study), embedder=embedder)
     trials = list(job.study.trials.all())
-    set_count, missing = model_design.assign_model_choices(trials, version)
-    # Rebuilt, never appended to: a task delivered again lists each missing clip once.
-    job.errors = [e for e in job.errors if "clip" not in e] + [
-        {"clip": clip_id, "error": report.failed.get(clip_id, "not embedded")}
-        for clip_id in sorted(missing)
-    ]
-    job.failed = len(trials) - set_count  # trials left without a choice: total counts trials
-    job.save(update_fields=["errors", "failed", "updated_at"])
-    progress.finish(job, f"{set_count} trial(s) have the model's choice")
-    return {"set": set_count, "missing": len(missing)}
+    assigned = model_design.assign_model_choices(trials, version)
+    # Absolute counts of this run, and the clip errors rebuilt, never appended to: a task
+    # delivered again counts each trial and lists each missing clip once.
+    progress.report(
+        job, total=len(trials), done=assigned.set, failed=len(trials) - assigned.set,
+        clip_errors=[{"clip": clip_id, "error": report.failed.get(clip_id, "not embedded")}
+                     for clip_id in sorted(assigned.missing)],
+    )  # fmt: skip
+    message = f"{assigned.set} trial(s) have the model's choice"
+    if assigned.cleared:
+        message += (
+            f"; {assigned.cleared} earlier choice(s) cleared: their clips have no embedding "
+            f"under checkpoint {job.checkpoint_id}"
+        )
+    progress.finish(job, message)
+    return {"set": assigned.set, "cleared": assigned.cleared, "missing": len(assigned.missing)}
 
 
 @shared_task(name="studies.design_from_model", base=JobTask, **RETRY)

@@ -156,6 +156,27 @@ def test_it_lists_each_missing_clip_once_and_counts_failed_trials_on_redelivery(
     assert (job.total, job.done, job.failed) == (3, 1, 2)  # trials, not clips
 
 
+def test_it_clears_earlier_choices_it_cannot_recompute_and_counts_only_its_own_work(
+    catalogue, eager, ada, django_capture_on_commit_callbacks
+):
+    clips = list(catalogue.clips.order_by("id"))
+    Clip.objects.filter(pk=clips[0].pk).update(status=Clip.Status.FAILED, error="bad audio")
+    study = Study.objects.create(owner=ada, name="s", catalogue=catalogue, instruments=["drums"])
+    for ref, a, b in [(0, 1, 2), (0, 3, 4), (1, 2, 3)]:  # choices of an earlier checkpoint
+        Trial.objects.create(study=study, instrument="drums", reference=clips[ref],
+                             candidate_a=clips[a], candidate_b=clips[b],
+                             model_choice="b", model_margin=9.0)  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        job = queue_model_choices(study)
+    job.refresh_from_db()
+    assert job.status == Job.Status.DONE
+    assert (job.total, job.done, job.failed) == (3, 1, 2)
+    assert "2 earlier choice(s) cleared" in job.message
+    with_clip = study.trials.filter(reference=clips[0])
+    assert list(with_clip.values_list("model_choice", "model_margin")) == [(None, None)] * 2
+    assert study.trials.get(reference=clips[1]).model_margin != 9.0  # recomputed
+
+
 def test_it_designs_a_study_from_the_model_with_catch_trials(
     catalogue, eager, ada, django_capture_on_commit_callbacks
 ):

@@ -16,7 +16,7 @@ from evalsite.retrieval.ingest import embed_clips
 from evalsite.retrieval.search import exact_topk
 from evalsite.stimuli.audio import clip_from_array
 from evalsite.stimuli.models import Clip
-from evalsite.studies.models import Study
+from evalsite.studies.models import Study, Trial
 from tests.evalsite.retrieval.helpers import SR, piece_audio
 
 pytestmark = pytest.mark.django_db
@@ -269,3 +269,20 @@ def test_it_lists_errors_added_through_stale_copies_of_a_job(ada, catalogue):
     progress.add_error(second, "embed failed")
     job.refresh_from_db()
     assert job.errors == [{"error": "prepare failed"}, {"error": "embed failed"}]
+
+
+def test_it_leaves_a_requeued_model_choice_job_queued_until_a_worker_runs_it(
+    client, ada, catalogue, django_capture_on_commit_callbacks
+):
+    clips = list(catalogue.clips.order_by("id"))
+    study = Study.objects.create(owner=ada, name="s", catalogue=catalogue, instruments=["drums"])
+    for i in range(3):  # choices an earlier checkpoint's job stored
+        Trial.objects.create(study=study, instrument="drums", reference=clips[i],
+                             candidate_a=clips[i + 1], candidate_b=clips[i + 2],
+                             model_choice="a", model_margin=0.5)  # fmt: skip
+    client.force_login(ada)
+    with django_capture_on_commit_callbacks(execute=False):  # no worker has run it
+        client.post(reverse("jobs:queue", args=[study.pk, "model-choices"]))
+    assert client.get(reverse("jobs:study_fragment", args=[study.pk])).status_code == 200
+    job = Job.objects.get(study=study)
+    assert (job.status, job.done, job.total) == (Job.Status.QUEUED, 0, 3)
