@@ -188,7 +188,9 @@ META_SOURCES = {  # field of a triplet file's meta -> where this run's value com
 
 def eval_triplets(ds, folder: Path, cfg: BenchConfig) -> dict:
     """{kind: (triplets, path)}; made once with make_eval_set and saved, then reused as long as
-    every field of their meta matches this run's (ValueError otherwise)."""
+    every field of their meta matches this run's (ValueError otherwise). An empty set would score
+    nothing: it is refused (DataError) and never saved."""
+    from csn_model.data.slakh import DataError
     from csn_model.data.triplets import load_triplets, make_eval_set, save_triplets
 
     out = {}
@@ -208,11 +210,24 @@ def eval_triplets(ds, folder: Path, cfg: BenchConfig) -> dict:
             triplets = make_eval_set(
                 ds, "test", kind, cfg.bench.per_condition, cfg.bench.eval_seed, frames
             )
+            if not triplets:
+                raise DataError(f"{_no_triplets(ds, kind, cfg)}; nothing written")
             save_triplets(path, triplets, meta)
         triplets, saved = load_triplets(path)
         _check_meta(path, saved, meta)
+        if not triplets:  # written by earlier versions, which saved empty sets
+            raise DataError(f"{path}: holds {_no_triplets(ds, kind, cfg)}; delete it")
         out[kind] = (triplets, path)
     return out
+
+
+def _no_triplets(ds, kind: str, cfg: BenchConfig) -> str:
+    tracks = len(ds.tracks("test"))
+    return (
+        f"no {kind} triplets from the {tracks} test tracks of {ds.root} with "
+        f"{cfg.features.segment_seconds:g}-s segments (features.segment_seconds); expected "
+        "tracks at least two segments long in which the instruments are audible"
+    )
 
 
 def _check_meta(path: Path, saved: dict, expected: dict) -> None:
