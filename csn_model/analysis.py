@@ -3,8 +3,8 @@
 For a trained CSN and a dataset split:
 - embeddings of every track's mixture, one per segment (non-overlapping segments of the
   training length), with each segment labelled, per instrument j, by j's timbre class: the GM
-  program (drums: the kit) of j's stems in that track, or none where j is absent or not audible
-  in that segment;
+  program (drums: the kit, by plugin_name) of j's stems in that track, or none where j is absent
+  or not audible in that segment;
 - per instrument subspace i a 2-D PCA projection (PNG) of the subspace-i vectors coloured by
   instrument i's class;
 - a disentanglement matrix M[i, j]: cross-validated accuracy of a linear probe (multinomial
@@ -29,11 +29,25 @@ import torch
 from csn_model import CONDITIONS
 
 
-def _label(track, cond: str) -> str | None:
-    programs = sorted(track.programs(cond))
-    if not programs:
+def timbre_label(track, cond: str) -> str | None:
+    """Instrument cond's timbre class in a track, None where cond has no audible stem: the GM
+    programs of its stems; for drums the kits, named by each stem's plugin_name (Slakh gives
+    every kit program_num 128 or 0 and names the kit there; csn synth writes soundfont:preset),
+    or by the program where plugin_name is missing."""
+    track.analyse()  # drops silent stems
+    stems = track.stems.get(cond, ())
+    if not stems:
         return None
-    return ("kit " if cond == "drums" else "") + "+".join(str(p) for p in programs)
+    if cond != "drums":
+        return "+".join(str(p) for p in sorted(s.program for s in stems))
+    return "kit " + "+".join(sorted(_kit(track, s) for s in stems))
+
+
+def _kit(track, stem) -> str:
+    plugin = track.metadata["stems"].get(stem.name, {}).get("plugin_name")
+    if isinstance(plugin, str) and plugin.strip() and plugin != "None":  # Slakh writes "None"
+        return plugin
+    return str(stem.program)
 
 
 @torch.no_grad()
@@ -54,7 +68,9 @@ def embed_split(checkpoint: Path, ds, split: str = "test", max_per_track: int = 
         active = {c: set(track.active_segments(c, frames, frames).tolist()) for c in CONDITIONS}
         for s in starts:
             waves.append(track.read_mix(int(s), frames))  # (T,)
-            labels = {c: (_label(track, c) if int(s) in active[c] else None) for c in CONDITIONS}
+            labels = {
+                c: (timbre_label(track, c) if int(s) in active[c] else None) for c in CONDITIONS
+            }
             rows.append({"track": track.name, "start": int(s), **labels})
     embs = []
     for lo in range(0, len(waves), batch):
