@@ -54,3 +54,25 @@ def test_it_gives_the_same_features_in_cpu_chunks_as_one_by_one():
         batched = fe(x)
         single = torch.cat([fe(x[i : i + 1]) for i in range(11)])
     torch.testing.assert_close(batched, single)
+
+
+def test_it_gives_the_paper_config_the_mel_bands_of_method_md_at_44_1_khz():
+    """paper.yaml doubles n_fft and hop at 44.1 kHz to keep METHOD.md's 22.05 kHz / 2048 / 512
+    front end: the same bins (10.77 Hz apart) must feed the same 128 bands."""
+    from pathlib import Path
+
+    from csn_model.bench import load_bench_config
+
+    paper = Path(__file__).resolve().parents[3] / "experiments" / "configs" / "paper.yaml"
+    fe_paper = frontend_from_config(load_bench_config(paper).features)
+    fe_method = frontend_from_config(FeatureConfig())  # 22.05 kHz, n_fft 2048, hop 512
+    assert fe_paper.hop_length / fe_paper.sample_rate == fe_method.hop_length / 22050
+    fb_paper = fe_paper.mel_fb2_t[::2].numpy()  # (2049, 128): one row per bin
+    fb_method = fe_method.mel_fb2_t[::2].numpy()  # (1025, 128)
+    hz_paper = np.arange(len(fb_paper)) * fe_paper.sample_rate / fe_paper.n_fft  # (2049,)
+    hz_method = np.arange(len(fb_method)) * 22050 / 2048  # (1025,)
+    centres_paper = hz_paper @ fb_paper / fb_paper.sum(axis=0)  # (128,)
+    centres_method = hz_method @ fb_method / fb_method.sum(axis=0)  # (128,)
+    np.testing.assert_allclose(centres_paper, centres_method, rtol=1e-6)
+    np.testing.assert_allclose(fb_paper[: len(fb_method)], fb_method, rtol=1e-6, atol=0)
+    assert not fb_paper[len(fb_method) :].any()  # nothing above 11,025 Hz
