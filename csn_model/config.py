@@ -85,6 +85,7 @@ class TrainConfig:
     pseudo_mix: bool = True  # False: natural mixtures (two segments of one piece vs another piece)
     interchanged: bool = True  # reuse each triple under the conditions it is valid for
     aux_loss: float = 1.0  # weight lambda of the MSE towards frozen teachers; 0 switches it off
+    absent_peak: float = 1e-4  # a clean stem with a lower peak is absent: zero aux target [choice]
     pretrain: int = 0  # steps of pre-training on isolated stems (needs teachers); 0 = off
     mask_l1: float = 5e-4  # learned masks only: L1 penalty on the masks (Veit et al.)
     embed_norm: float = 1e-3  # weight of the mean embedding norm (Veit et al.): bounds the scale
@@ -210,6 +211,12 @@ def _train_rules(t: TrainConfig) -> list[tuple[bool, str, str, Any]]:
         (t.batch_size >= 1, "train.batch_size", "a positive integer", t.batch_size),
         (_finite(t.lr) and t.lr > 0, "train.lr", "a finite, positive number", t.lr),
         *(weight(n) for n in ("weight_decay", "margin", "aux_loss", "mask_l1", "embed_norm")),
+        (
+            _finite(t.absent_peak) and t.absent_peak > 0,
+            "train.absent_peak",
+            "a finite, positive peak (full scale 1)",
+            t.absent_peak,
+        ),
         (t.seed >= 0, "train.seed", "a non-negative integer (numpy seeds are)", t.seed),
         (t.num_workers >= 0, "train.num_workers", "a non-negative integer", t.num_workers),
         # training logs and checkpoints at step numbers divisible by these

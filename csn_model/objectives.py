@@ -12,8 +12,6 @@ import torch
 from csn_model import losses as L
 from csn_model.config import ExperimentConfig
 
-PRESENT_PEAK = 1e-4  # a clean stem quieter than this (peak) counts as absent: zero aux target
-
 
 @torch.no_grad()
 def teacher_targets(teachers: list, frontend, stems: torch.Tensor) -> torch.Tensor:
@@ -37,7 +35,7 @@ def csn_losses(model, batch: dict, cfg: ExperimentConfig, teachers: list) -> dic
         out["interchanged"] = L.interchanged_loss(a, p, n, batch["interchanged"], masks, t.margin)
     if t.aux_loss > 0:
         stems = batch["stems"].flatten(0, 1)  # (B*3, K, T)
-        present = stems.abs().amax(dim=-1) > PRESENT_PEAK  # (B*3, K)
+        present = stems.abs().amax(dim=-1) > t.absent_peak  # (B*3, K); absent: zero target
         targets = teacher_targets(teachers, model.frontend, stems)  # (B*3, K, D/K)
         out["aux"] = t.aux_loss * L.aux_loss(emb.flatten(0, 1), targets.float(), present)
     if t.embed_norm > 0:

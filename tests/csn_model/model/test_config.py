@@ -24,6 +24,7 @@ def test_it_defaults_to_the_methods_choices():
     assert cfg.features.n_mels == 128 and cfg.model.embedding_dim == 640
     assert cfg.train.system == "csn" and not cfg.model.learned_masks
     assert cfg.train.pseudo_mix and cfg.train.interchanged and cfg.train.aux_loss > 0
+    assert cfg.train.absent_peak == 1e-4  # -80 dBFS, the data layer's silence threshold
 
 
 def test_it_layers_file_then_overrides(tmp_path):
@@ -122,6 +123,9 @@ SMALL = ["model.channels=[4, 8]", "model.kernels=[3, 3]", "model.strides=[2, 2]"
         (["train.seed=-1"], "train.seed", "non-negative"),
         (["train.num_workers=-1"], "train.num_workers", "non-negative"),
         (["train.threads=-2"], "train.threads", "non-negative"),
+        (["train.absent_peak=0"], "train.absent_peak", "positive"),
+        (["train.absent_peak=-1"], "train.absent_peak", "positive"),
+        (["train.absent_peak=.nan"], "train.absent_peak", "finite"),
     ],
 )
 def test_it_refuses_out_of_range_values_naming_the_field(tmp_path, overrides, field, expected):

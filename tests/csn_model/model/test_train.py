@@ -32,6 +32,7 @@ def test_it_trains_the_smoke_config_and_the_loss_goes_down(smoke_run):
     assert last < first
     for name in ("config.yaml", "train.log", "summary.json", "checkpoint.pt"):
         assert (run / name).exists()
+    assert "absent_peak: 0.0001" in (run / "config.yaml").read_text()  # every [choice] recorded
     summary = json.loads((run / "summary.json").read_text())
     assert 0.0 <= summary["data_wait_share"] <= 1.0 and summary["steps"] == 30
 
