@@ -87,6 +87,7 @@ class TrainConfig:
     aux_loss: float = 1.0  # weight lambda of the MSE towards frozen teachers; 0 switches it off
     absent_peak: float = 1e-4  # a clean stem with a lower peak is absent: zero aux target [choice]
     pretrain: int = 0  # steps of pre-training on isolated stems (needs teachers); 0 = off
+    pretrain_zero_others: bool = True  # pre-training pulls the other subspaces to 0 [choice]
     mask_l1: float = 5e-4  # learned masks only: L1 penalty on the masks (Veit et al.)
     embed_norm: float = 1e-3  # weight of the mean embedding norm (Veit et al.): bounds the scale
     seed: int = 0

@@ -69,11 +69,17 @@ def aux_loss(
     return F.mse_loss(pred, targets)
 
 
-def pretrain_loss(emb: torch.Tensor, target: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+def pretrain_loss(
+    emb: torch.Tensor, target: torch.Tensor, condition: torch.Tensor, zero_others: bool = True
+) -> torch.Tensor:
     """Pre-training on an isolated stem of condition c: subspace c -> the teacher's embedding of
-    the stem (target (B, D/K)), every other subspace -> zero. emb (B, D), condition (B,) long."""
+    the stem (target (B, D/K)), every other subspace -> zero ([choice]; with zero_others False
+    only subspace c is pulled). emb (B, D), condition (B,) long."""
     b, d = emb.shape
     k = d // target.shape[1]
+    if not zero_others:
+        own = emb.view(b, k, -1)[torch.arange(b, device=emb.device), condition]  # (B, D/K)
+        return F.mse_loss(own, target.to(emb.dtype))
     full = torch.zeros(b, k, target.shape[1], dtype=emb.dtype, device=emb.device)  # (B, K, D/K)
     full[torch.arange(b, device=emb.device), condition] = target.to(emb.dtype)
     return F.mse_loss(emb.view(b, k, -1), full)

@@ -46,7 +46,8 @@ def csn_losses(model, batch: dict, cfg: ExperimentConfig, teachers: list) -> dic
 
 
 def pretrain_losses(model, batch: dict, cfg: ExperimentConfig, teachers: list) -> dict:
-    """Isolated stems: own subspace -> the teacher's embedding of the stem, the others -> 0."""
+    """Isolated stems: own subspace -> the teacher's embedding of the stem, the others -> 0
+    (unless train.pretrain_zero_others is false)."""
     x = batch["stems"].flatten(0, 1)  # (B, 3, T) -> (B*3, T)
     cond = batch["condition"].repeat_interleave(3)  # (B*3,)
     with torch.no_grad():
@@ -56,7 +57,7 @@ def pretrain_losses(model, batch: dict, cfg: ExperimentConfig, teachers: list) -
             idx = (cond == c).nonzero(as_tuple=True)[0]  # (n_c,)
             target[idx] = teachers[c].embed_logmel(logmel[idx]).float()  # (n_c, D/K)
     emb = model.embed_logmel(logmel)  # (B*3, D)
-    return {"pretrain": L.pretrain_loss(emb, target, cond)}
+    return {"pretrain": L.pretrain_loss(emb, target, cond, cfg.train.pretrain_zero_others)}
 
 
 def individual_losses(model, batch: dict, cfg: ExperimentConfig, teachers: list) -> dict:

@@ -25,6 +25,7 @@ def test_it_defaults_to_the_methods_choices():
     assert cfg.train.system == "csn" and not cfg.model.learned_masks
     assert cfg.train.pseudo_mix and cfg.train.interchanged and cfg.train.aux_loss > 0
     assert cfg.train.absent_peak == 1e-4  # -80 dBFS, the data layer's silence threshold
+    assert cfg.train.pretrain_zero_others  # the journal version's zero target
 
 
 def test_it_layers_file_then_overrides(tmp_path):

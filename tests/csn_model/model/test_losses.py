@@ -55,3 +55,15 @@ def test_it_pretrains_own_subspace_to_teacher_and_others_to_zero():
     cond = torch.tensor([0, 1])
     # row 0: target (1,1,0,0) -> errors (0,0,1,1); row 1: (0,0,3,1) -> (1,1,4,0); mean = 8/8
     assert torch.allclose(L.pretrain_loss(emb, target, cond), torch.tensor(1.0))
+
+
+def test_it_pretrains_only_the_own_subspace_when_the_others_are_not_pulled_to_zero():
+    emb = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]])
+    target = torch.tensor([[1.0, 1.0], [3.0, 1.0]])  # (B, D/K)
+    cond = torch.tensor([0, 1])
+    # row 0: subspace 0 vs (1,1) -> errors (0,0); row 1: subspace 1 vs (3,1) -> (4,0); mean = 4/4
+    loss = L.pretrain_loss(emb, target, cond, zero_others=False)
+    assert torch.allclose(loss, torch.tensor(1.0))
+    target = torch.tensor([[1.0, 1.0], [1.0, 1.0]])  # own subspaces already on target: no loss
+    assert L.pretrain_loss(emb, target, cond, zero_others=False).item() == 0.0
+    assert L.pretrain_loss(emb, target, cond).item() > 0.0  # the others are still pulled to 0

@@ -10,7 +10,7 @@ import torch
 from csn_model import CONDITIONS
 from csn_model import losses as L
 from csn_model.model import build_model, model_args_from_config
-from csn_model.objectives import csn_losses
+from csn_model.objectives import csn_losses, pretrain_losses
 
 
 class OnesTeacher:
@@ -47,3 +47,19 @@ def test_it_counts_a_stem_quieter_than_train_absent_peak_as_absent(
         emb = model(batch["mix"].flatten(0, 1))  # (B*3, D)
     expected = L.aux_loss(emb, torch.ones(3, k, model.sub_dim), present)
     torch.testing.assert_close(aux.detach(), expected)
+
+
+@pytest.mark.parametrize("zero_others", [True, False])
+def test_it_pretrains_with_the_configured_target_for_the_other_subspaces(smoke_cfg, zero_others):
+    cfg = replace(smoke_cfg, train=replace(smoke_cfg.train, pretrain_zero_others=zero_others))
+    torch.manual_seed(0)
+    model = build_model("csn", model_args_from_config(cfg))
+    stems = 0.5 * torch.rand(2, 3, cfg.features.segment_frames) - 0.25  # (B, 3, T)
+    batch = {"stems": stems, "condition": torch.tensor([0, 3])}
+    teachers = [OnesTeacher(model.sub_dim) for _ in CONDITIONS]
+    loss = pretrain_losses(model, batch, cfg, teachers)["pretrain"]
+    with torch.no_grad():
+        emb = model(stems.flatten(0, 1))  # (B*3, D)
+    cond = batch["condition"].repeat_interleave(3)  # (B*3,)
+    expected = L.pretrain_loss(emb, torch.ones(6, model.sub_dim), cond, zero_others=zero_others)
+    torch.testing.assert_close(loss.detach(), expected)
