@@ -247,8 +247,12 @@ def test_it_refuses_an_empty_triplet_set_and_saves_nothing(tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY)
     folder = tmp_path / "triplets"
-    with pytest.raises(DataError) as err:
-        eval_triplets(SlakhDataset(short), folder, load_bench_config(config))
+    cfg = load_bench_config(config)
+    with (
+        pytest.warns(UserWarning, match="no pseudo triplets possible"),
+        pytest.raises(DataError) as err,
+    ):
+        eval_triplets(SlakhDataset(short), folder, cfg)
     for part in ("no pseudo triplets", "4 test tracks", str(short), "1-s segments"):
         assert part in str(err.value)
     assert not folder.exists() or not any(folder.iterdir())
