@@ -8,8 +8,9 @@ its threads held the GIL so long that the coordinator's own clock and CPU readin
 late. Each participant is one persistent `http.client` connection with its own cookies (about a
 fifth of the CPU per request of a `requests` session, measured here) that walks the participant
 pages like a browser: the study link, every step up to the first trial, then trial page ->
-answer. Every request is timed; connection errors, timeouts and 5xx responses are counted and
-the request is retried on a new connection (the server treats a repeated answer as stored).
+answer. Every request is timed from its first attempt to its answer; connection errors,
+timeouts and 5xx responses are counted as failed attempts and the request is retried on a new
+connection (the server treats a repeated answer as stored).
 
 Phases are separated by barriers: the threads of a process meet at a thread barrier whose
 action (run by one of them) meets the other processes and the coordinator at a process barrier.
@@ -160,26 +161,25 @@ class Participant:
                 self.cookies[name] = morsel.coded_value
 
     def request(self, kind: str, method: str, path: str, body: str | None = None) -> Response:
-        """Timed request; connection errors (a killed worker), timeouts and 5xx are retried on a
-        new connection, each one counted."""
+        """One request, timed once from its first attempt to its answer: connection errors (a
+        killed worker), timeouts and 5xx are retried on a new connection, and the participant
+        waits through them, so they are in its latency; each failed attempt is counted only as
+        an error with its reason (no answer: not a request of the figures)."""
+        start = time.perf_counter()
         for attempt in range(RETRIES):
-            start = time.perf_counter()
             try:
                 r = self._send(method, path, body)
             except (OSError, http.client.HTTPException) as exc:  # socket errors, timeouts too
-                self.rec.error(kind)
-                self.rec.event(f"{kind}: {type(exc).__name__}")
-                self._reconnect()
-                time.sleep(0.05 * (attempt + 1))
-                continue
-            self.rec.add(kind, time.perf_counter() - start)
-            if r.status >= 500:
-                self.rec.error(kind)
-                self.rec.event(f"{kind}: HTTP {r.status}")
-                self._reconnect()
-                time.sleep(0.05 * (attempt + 1))
-                continue
-            return r
+                reason = type(exc).__name__
+            else:
+                if r.status < 500:
+                    self.rec.add(kind, time.perf_counter() - start)
+                    return r
+                reason = f"HTTP {r.status}"
+            self.rec.error(kind)
+            self.rec.event(f"{kind}: {reason}")
+            self._reconnect()
+            time.sleep(0.05 * (attempt + 1))
         raise LoadTestError(f"{method} {path}: failed {RETRIES} times")
 
     def _reconnect(self) -> None:

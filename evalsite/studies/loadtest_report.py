@@ -96,8 +96,8 @@ def _assign_line(x: dict | None) -> str:
         return "entering: no trial list assigned"
     return (f"entering: {x['requests']} trial lists assigned (the POST after the instructions; "
             f"setup enters every participant at once): p50 {x['p50_ms']:.0f} ms, "
-            f"p99 {x['p99_ms']:.0f} ms, {x['errors']} failed and retried "
-            f"(timeout {REQUEST_TIMEOUT_S} s)")  # fmt: skip
+            f"p99 {x['p99_ms']:.0f} ms (retries included), {x['errors']} attempts failed and "
+            f"were retried (timeout {REQUEST_TIMEOUT_S} s)")  # fmt: skip
 
 
 def format_report(cfg: LoadConfig, result: dict) -> str:
@@ -127,6 +127,9 @@ def format_report(cfg: LoadConfig, result: dict) -> str:
                      f"   {per_req}")  # fmt: skip
     t = targets(result)
     lines += [
+        "(requests: answered in the phase, each timed from its first attempt to its answer, "
+        "retries included; errors: failed attempts (timeout, reset, 5xx), each retried, none "
+        "counted in requests)",
         "(CPU ms/req: CPU per request of the phase in gunicorn's workers, in PostgreSQL (when it "
         "runs on this machine) and in the client processes; busy: share of all cores in use; "
         "steal: share the hypervisor gave to other machines (a run slowed from outside))",
@@ -150,7 +153,7 @@ def format_report(cfg: LoadConfig, result: dict) -> str:
         f"participants who entered inside a timed phase (spares used up): "
         f"{result['entered_in_phase']}",
         _assign_line(f.get(ASSIGN)),
-        "retried requests by kind and reason: "
+        "failed attempts (retried) by kind and reason: "
         + (", ".join(f"{k} x{n}" for k, n in result["error_reasons"].items()) or "none"),
         f"killed workers={result['killed_workers'] or 'none'} flow errors={result['flow_errors']}"
         f" client failures={len(result['client_errors'])} stuck threads={result['stuck_threads']}",
