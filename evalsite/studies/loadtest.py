@@ -385,7 +385,9 @@ def _drive(cfg, study, server, base, out) -> dict:
             barrier.wait()  # go
         except threading.BrokenBarrierError:
             raise LoadTestError(f"setup failed: {_collect(results, procs)[1][:3]}") from None
-        phases, cpu, killed = _run_phases(cfg, schedule, barrier, stops, server, procs, out)
+        phases, cpu, killed, not_run = _run_phases(
+            cfg, schedule, barrier, stops, server, procs, out
+        )
         rec, errors, stuck = _collect(results, procs)
     finally:
         for stop in stops.values():
@@ -395,21 +397,24 @@ def _drive(cfg, study, server, base, out) -> dict:
             if proc.is_alive():
                 proc.kill()
     result = summarise(rec, study, phases, killed, errors, stuck)
-    result["cpu_s"] = cpu
+    result["cpu_s"], result["phases_not_run"] = cpu, not_run
     return result
 
 
 def _run_phases(cfg, schedule, barrier, stops, server, procs, out):
     """Run the phases; the windows each request kind is counted in, the CPU each phase used
-    (gunicorn's workers, PostgreSQL, the clients, the whole machine), the killed workers."""
-    phases, cpu, killed = {}, {}, []
+    (gunicorn's workers, PostgreSQL, the clients, the whole machine), the killed workers, and
+    the phases not run (the barrier before one broke: the run fails)."""
+    phases, cpu, killed, not_run = {}, {}, [], []
     clients = [proc.pid for proc in procs]
     for i, (name, kinds, seconds) in enumerate(schedule):
         if i:
             try:
                 barrier.wait()  # every thread finished the previous phase's last request
             except threading.BrokenBarrierError:
-                break  # a client failed: its error is reported with the results
+                # a client failed (its error comes with the results) or the wait timed out
+                not_run = [later for later, _, _ in schedule[i:]]
+                break
         before, n_killed = _cpu_snapshot(server, clients), len(killed)
         window = _phase(cfg, name, seconds, stops[name], server, killed, out)
         after = _cpu_snapshot(server, clients)
@@ -419,7 +424,7 @@ def _run_phases(cfg, schedule, barrier, stops, server, procs, out):
             cpu[f"{base}_{part}"] = cpu.get(f"{base}_{part}", 0.0) + used
         for kind in kinds:
             phases.setdefault(kind, []).append(window)
-    return phases, cpu, killed
+    return phases, cpu, killed, not_run
 
 
 def _cpu_snapshot(server, clients) -> dict[str, dict[int, float]]:
@@ -502,6 +507,7 @@ def summarise(rec, study, phases, killed, errors, stuck) -> dict:
         "writes_acknowledged": len(set(rec.writes)),
         "killed_workers": killed,
         "client_errors": errors[:5],
+        "client_failures": len(errors),
         "stuck_threads": stuck,
     }
 

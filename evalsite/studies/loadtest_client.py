@@ -369,7 +369,7 @@ def participant_thread(p: Participant, plan: ClientPlan, barrier, stops, errors)
             barrier.wait()
             p.run_trials(stops["paced"], plan.think, prefix="paced_")
     except threading.BrokenBarrierError:
-        pass
+        pass  # the coordinator's wait broke too: it lists the phases not run, and the run fails
     except Exception as exc:  # noqa: BLE001 (reported, and the run is marked failed)
         errors.append(f"{type(exc).__name__}: {exc}")
         barrier.abort()

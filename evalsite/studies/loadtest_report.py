@@ -13,15 +13,37 @@ if TYPE_CHECKING:
     from evalsite.studies.loadtest import LoadConfig
 
 
+def failures(result: dict) -> list[str]:
+    """The checks a run failed, each in a few words (none: it passed): every acknowledged answer
+    and bare write stored once, no client failure or stuck thread, every phase run."""
+    r, failed = result, []
+    if not (r["acknowledged"] == r["acknowledged_unique"] == r["stored"] == r["stored_unique"]
+            and r["acked_not_stored"] == 0):  # fmt: skip
+        failed.append(
+            f"acknowledged and stored answers differ (acknowledged {r['acknowledged']}, unique "
+            f"{r['acknowledged_unique']}; stored {r['stored']}, unique {r['stored_unique']}; "
+            f"acknowledged, not stored {r['acked_not_stored']})"
+        )
+    writes = (r.get("writes_acknowledged", 0), r.get("writes_stored", 0))
+    if writes[0] != writes[1]:
+        failed.append(f"bare writes acknowledged {writes[0]}, stored {writes[1]} (must be equal)")
+    if n := _client_failures(r):
+        failed.append(f"{n} client failure{'s' if n > 1 else ''}")
+    if r["stuck_threads"]:
+        failed.append(f"{r['stuck_threads']} client threads stuck after the last phase")
+    if r.get("phases_not_run"):
+        failed.append(f"phases not run: {', '.join(r['phases_not_run'])} (a client failed or "
+                      "a barrier between phases timed out)")  # fmt: skip
+    return failed
+
+
 def passed(result: dict) -> bool:
-    """Every acknowledged answer stored once, no duplicates, no client failure."""
-    return (
-        result["acknowledged"] == result["acknowledged_unique"] == result["stored"]
-        and result["stored"] == result["stored_unique"]
-        and result["acked_not_stored"] == 0
-        and not result["client_errors"]
-        and result["stuck_threads"] == 0
-    )
+    return not failures(result)
+
+
+def _client_failures(result: dict) -> int:
+    """How many client failures there were (`client_errors` keeps the first few)."""
+    return result.get("client_failures", len(result["client_errors"]))
 
 
 # (phase, request kind in the Recorder, what the row shows)
@@ -125,7 +147,7 @@ def format_report(cfg: LoadConfig, result: dict) -> str:
         lines.append(f"{phase:<10}{label:<29}{x['requests']:>9}{x['rps']:>9.1f}"
                      f"{x['p50_ms']:>9.1f}{x['p99_ms']:>9.1f}{x['errors']:>8}{ratio:>12.2f}"
                      f"   {per_req}")  # fmt: skip
-    t = targets(result)
+    t, failed = targets(result), failures(result)
     lines += [
         "(requests: answered in the phase, each timed from its first attempt to its answer, "
         "retries included; errors: failed attempts (timeout, reset, 5xx), each retried, none "
@@ -156,8 +178,13 @@ def format_report(cfg: LoadConfig, result: dict) -> str:
         "failed attempts (retried) by kind and reason: "
         + (", ".join(f"{k} x{n}" for k, n in result["error_reasons"].items()) or "none"),
         f"killed workers={result['killed_workers'] or 'none'} flow errors={result['flow_errors']}"
-        f" client failures={len(result['client_errors'])} stuck threads={result['stuck_threads']}",
-        f"RESULT: {'PASS' if passed(result) else 'FAIL'} (acknowledged == stored, no duplicates)",
+        f" client failures={_client_failures(result)} stuck threads={result['stuck_threads']}",
+        "RESULT: "
+        + (
+            f"FAIL: {'; '.join(failed)}"
+            if failed
+            else "PASS (acknowledged == stored, no duplicates, every phase ran)"
+        ),  # fmt: skip
     ]
     lines += [f"  client failure: {e}" for e in result["client_errors"]]
     return "\n".join(lines)

@@ -15,7 +15,7 @@ from evalsite.studies.loadtest_inprocess import (
     in_process_passed,
     run_in_process,
 )
-from evalsite.studies.loadtest_report import format_report, passed
+from evalsite.studies.loadtest_report import failures, format_report
 
 
 class Command(BaseCommand):
@@ -112,8 +112,8 @@ class Command(BaseCommand):
         except LoadTestError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(format_report(cfg, result))
-        if not passed(result):
-            raise CommandError("load test failed: acknowledged and stored answers differ")
+        if failed := failures(result):
+            raise CommandError(f"load test failed: {'; '.join(failed)}")
 
     def _run_mode(self, run_mode, cfg, format_result, ok, name: str) -> None:
         """One of the sequential modes (--cost, --in-process): run, print, fail on a loss."""
