@@ -15,8 +15,11 @@ from .proportions import holm, proportion_row
 
 
 def position_bias(df: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
-    """Share of (non-catch) answers choosing screen position A, against 0.5."""
-    data = df[~df["is_catch"]]
+    """Share of (non-catch) answers choosing screen position A, against 0.5; answers whose screen
+    position is unknown (no displayed_first) are left out, and none known gives an empty table."""
+    data = df[~df["is_catch"] & df["chosen_position"].notna()]
+    if data.empty:
+        return pd.DataFrame()
     rows = []
     for term in [*instruments_present(data), "overall"]:
         part = data if term == "overall" else data[data["instrument"] == term]

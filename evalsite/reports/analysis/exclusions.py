@@ -52,18 +52,23 @@ def participant_summary(df: pd.DataFrame, rules: ExclusionRules) -> pd.DataFrame
     catch = scored.groupby("participant")["catch_correct"].agg(["mean", "size"])
     rt = df[df["response_ms"].notna()]
     fast = (rt["response_ms"] < rules.fast_ms).groupby(rt["participant"]).mean()
+    # Only answers whose screen position is known (displayed_first recorded) say anything about it.
+    placed = df[df["chosen_position"].notna()]
+    position = (placed["chosen_position"] == "A").groupby(placed["participant"])
     out = pd.DataFrame(
         {
             "n": g.size(),
             "screening_passed": g["screening_passed"].all(),
             "catch_accuracy": catch["mean"],
             "catch_n": catch["size"],
-            "share_A": (df["chosen_position"] == "A").groupby(df["participant"]).mean(),
+            "position_n": position.size(),
+            "share_A": position.mean(),
             "fast_share": fast,
             "median_response_ms": g["response_ms"].median(),
         }
     )
     out["catch_n"] = out["catch_n"].fillna(0).astype(int)
+    out["position_n"] = out["position_n"].fillna(0).astype(int)
     out["same_position_share"] = np.maximum(out["share_A"], 1 - out["share_A"])
     return out.reset_index()
 
@@ -88,7 +93,7 @@ def find_exclusions(df: pd.DataFrame, rules: ExclusionRules) -> tuple[pd.DataFra
             "same_position_responding",
             "same_position_share",
             lambda s: (
-                (s["n"] >= rules.min_answers_for_position_rule)
+                (s["position_n"] >= rules.min_answers_for_position_rule)
                 & (s["same_position_share"] > rules.max_same_position_share)
             ),
             rules.max_same_position_share,

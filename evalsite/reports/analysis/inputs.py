@@ -22,7 +22,9 @@ OPTIONAL_DEFAULTS: dict[str, object] = {
     "reference": "",
     "candidate_a": "",
     "candidate_b": "",
-    "displayed_first": "a",
+    # Absent or empty: the screen position is unknown (not "a"), so chosen_position stays empty
+    # and the position rule, position_bias and model_shown_first leave that answer out.
+    "displayed_first": None,
     "chosen_position": None,  # derived from chosen and displayed_first when absent
     "model_choice": None,
     "model_margin": np.nan,
@@ -146,16 +148,20 @@ def normalise_answers(raw: pd.DataFrame, source: str = "answers") -> pd.DataFram
         )
     df["chosen"] = _as_choice(df["chosen"], "chosen", source, {"a", "b"}, nullable=False)
     df["displayed_first"] = _as_choice(
-        df["displayed_first"], "displayed_first", source, {"a", "b"}, nullable=False
+        df["displayed_first"], "displayed_first", source, {"a", "b"}, nullable=True
     )
     df["model_choice"] = _as_choice(df["model_choice"], "model_choice", source, {"a", "b"}, True)
-    derived_pos = np.where(df["chosen"] == df["displayed_first"], "A", "B")
+    derived_pos = np.where(
+        df["displayed_first"].isna(),
+        None,
+        np.where(df["chosen"] == df["displayed_first"], "A", "B"),
+    )
     blank = df["chosen_position"].map(_is_blank)
     df["chosen_position"] = df["chosen_position"].where(
-        ~blank, pd.Series(derived_pos, index=df.index)
+        ~blank, pd.Series(derived_pos, index=df.index, dtype=object)
     )
     df["chosen_position"] = _as_choice(
-        df["chosen_position"], "chosen_position", source, {"A", "B"}, nullable=False
+        df["chosen_position"], "chosen_position", source, {"A", "B"}, nullable=True
     )
     for col in (
         "trial_index",

@@ -33,12 +33,17 @@ def design(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame, li
     insts = instruments_present(data)
     X = pd.DataFrame({i: (data["instrument"] == i).astype(float) for i in insts})
     notes = []
+    shown_first = (data["displayed_first"] == data["model_choice"]).astype(float)
     covariates = {
         "model_margin": data["model_margin"],
-        "model_shown_first": (data["displayed_first"] == data["model_choice"]).astype(float),
+        # Unknown (NaN) where the answer does not record which candidate was displayed first.
+        "model_shown_first": shown_first.where(data["displayed_first"].notna()),
         "trial_index_per_100": data["trial_index"] / 100.0,
     }
     for name, x in covariates.items():
+        if name == "model_shown_first" and x.isna().all():
+            notes.append(f"covariate {name} left out: no answer records displayed_first")
+            continue
         if x.isna().all() or x.std() == 0 or x.nunique() < 2:
             notes.append(f"covariate {name} left out: it does not vary in these answers")
             continue

@@ -144,6 +144,7 @@ def _build(raw: pd.DataFrame, config: ReportConfig, source: str) -> Report:
         n_participants=int(df["participant"].nunique()),
         instruments=instruments_present(df),
     )
+    _note_unknown_positions(report, df)
     clean = _run_exclusions(report, df, config)
     if clean is None:
         return report
@@ -171,6 +172,28 @@ def _without_practice(report: Report, raw, source: str):
     if flag.any():
         report.note("info", "input", f"{int(flag.sum())} practice answers in {source} left out")
     return raw[~flag]
+
+
+def _note_unknown_positions(report: Report, df: pd.DataFrame) -> None:
+    """Without displayed_first an answer's screen position is unknown; say what leaves it out."""
+    unknown = int(df["chosen_position"].isna().sum())
+    if not unknown:
+        return
+    parts = (
+        "the same_position_responding exclusion rule, position_bias and the mixed models' "
+        "model_shown_first covariate"
+    )
+    if unknown == len(df):
+        text = (
+            "no answer records its screen position (displayed_first absent or empty): "
+            f"{parts} are left out"
+        )
+    else:
+        text = (
+            f"{unknown} answers (of {len(df)}) do not record their screen position "
+            f"(displayed_first empty): {parts} leave them out"
+        )
+    report.note("info", "input", text)
 
 
 def _versions() -> dict:

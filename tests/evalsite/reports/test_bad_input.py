@@ -3,6 +3,7 @@ a traceback, and is never silently skipped."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -127,3 +128,51 @@ def test_it_matches_a_repeat_whose_candidates_come_back_swapped(answers):
     table = test_retest(normalise_answers(pd.concat([first, again]).assign(agree=None)))
     overall = table.set_index("term").loc["overall"]
     assert (overall["n"], overall["estimate"]) == (1, 1.0)
+
+
+def _minimal_csv(n_participants: int = 4, n_trials: int = 24) -> pd.DataFrame:
+    """The documented minimal columns (and the model's choice, always candidate a), no screen
+    position: p0 always agrees with the model, the others answer at random."""
+    rng = np.random.default_rng(5)
+    return pd.DataFrame(
+        [
+            {
+                "participant": f"p{p}",
+                "trial": f"t{t}",
+                "instrument": "drums",
+                "chosen": "a" if p == 0 else rng.choice(["a", "b"]),
+                "model_choice": "a",
+            }
+            for p in range(n_participants)
+            for t in range(n_trials)
+        ]
+    )
+
+
+def test_it_judges_no_screen_position_where_the_answers_record_none():
+    report = build_report(_minimal_csv(), FAST)
+    assert report.ok
+    assert report.tables["exclusions"].empty  # p0 prefers candidate a, not screen position A
+    assert report.tables["position_bias"].empty
+    (text,) = [m["text"] for m in report.messages if m["part"] == "input"]
+    assert "displayed_first" in text and "same_position_responding" in text
+    assert "position_bias" in text and "model_shown_first" in text
+
+
+def test_it_judges_screen_position_only_on_the_answers_that_record_it():
+    from evalsite.reports.analysis.inputs import normalise_answers
+    from evalsite.reports.analysis.mixed import design
+
+    answers = _minimal_csv()
+    answers["chosen"] = answers["chosen"].where(answers["participant"] != "p1", "a")
+    answers["displayed_first"] = "a"  # p0 and p1 always choose screen position A ...
+    answers.loc[answers["participant"].isin(["p2", "p3"]), "displayed_first"] = "b"
+    unknown = (answers["participant"] == "p1") & (answers.index % 24 >= 4)
+    answers.loc[unknown, "displayed_first"] = ""  # ... but p1's is known on 4 answers only
+    report = build_report(answers, FAST)
+    assert list(report.tables["exclusions"]["participant"]) == ["p0"]
+    assert report.tables["position_bias"].set_index("term").loc["overall", "n"] == 4 + 48  # p0 out
+    assert any("20 answers" in m["text"] for m in report.messages if m["part"] == "input")
+    _, _, X, notes = design(normalise_answers(answers))
+    assert "covariate model_shown_first: 20 missing values set to its mean" in notes
+    assert (X.loc[unknown, "model_shown_first"] == 0).all()
