@@ -194,17 +194,25 @@ def start_server(cfg: LoadConfig, port: int, log_path: Path, write_table: str) -
         start_new_session=True,
     )  # fmt: skip
     server.log_file = log
+    try:
+        _wait_until_served(server, port, log_path)
+    except BaseException:  # Ctrl-C too: gunicorn runs in its own session, no one else stops it
+        stop_server(server)
+        raise
+    return server
+
+
+def _wait_until_served(server: subprocess.Popen, port: int, log_path: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise LoadTestError(f"gunicorn exited with {server.returncode}; see {log_path}")
         try:
             if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                return server
+                return
         except requests.RequestException:
             pass
         time.sleep(0.3)
-    stop_server(server)
     raise LoadTestError(f"gunicorn did not answer /healthz within 60 s; see {log_path}")
 
 

@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import subprocess
 import time
 
 import pytest
 
+from evalsite.studies import loadtest
 from evalsite.studies.loadtest import (
     MAX_ANSWER_RATE,
     LoadConfig,
     database_url,
+    free_port,
     group_cpu_seconds,
     run,
     spares_per_thread,
+    start_server,
 )
 from evalsite.studies.loadtest_client import LoadTestError
 from evalsite.studies.loadtest_cost import CostConfig, cost_passed, format_cost, run_cost
@@ -112,6 +117,31 @@ def test_it_hands_the_server_a_url_of_the_same_database_over_tcp_or_a_socket(hos
     assert database_url(db) == url
     parsed = dj_database_url.parse(url)  # what the server's settings read back
     assert (parsed["HOST"], parsed["NAME"], parsed["PASSWORD"]) == (host, "csn db", "p@ss")
+
+
+def test_it_stops_gunicorn_when_interrupted_while_waiting_for_it_to_answer(monkeypatch, tmp_path):
+    started = []
+    popen = subprocess.Popen
+    monkeypatch.setattr(
+        subprocess, "Popen", lambda *a, **k: started.append(popen(*a, **k)) or started[-1]
+    )
+
+    def ctrl_c(*args, **kwargs):  # Ctrl-C while /healthz is polled
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loadtest.requests, "get", ctrl_c)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            start_server(LoadConfig(workers=1, threads=1), free_port(), tmp_path / "log", "none")
+        (server,) = started
+        assert server.poll() is not None, "gunicorn outlived the interrupted start"
+        with pytest.raises(ProcessLookupError):
+            os.killpg(server.pid, 0)  # nor any of its workers
+    finally:
+        for server in started:
+            if server.poll() is None:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
 
 
 def _burn(seconds: float) -> None:
