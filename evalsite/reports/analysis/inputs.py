@@ -67,26 +67,27 @@ COLUMNS = (
 )
 
 _TRUE = {"1", "true", "t", "yes", "y", "1.0"}
-_FALSE = {"0", "false", "f", "no", "n", "0.0", ""}
+_FALSE = {"0", "false", "f", "no", "n", "0.0"}
 
 
 class ReportInputError(ValueError):
     """The answers table cannot be analysed; the message says which field and what was expected."""
 
 
-def _as_bool(series: pd.Series, field: str, source: str) -> pd.Series:
+def _as_bool(series: pd.Series, field: str, source: str, blank: bool) -> pd.Series:
+    """Booleans from true/false text; an empty cell reads as `blank`."""
     if series.dtype == bool:
         return series
     text = pd.Series(
         ["" if _is_blank(v) else str(v).strip().lower() for v in series], index=series.index
     )
-    bad = ~text.isin(_TRUE | _FALSE)
+    bad = ~text.isin(_TRUE | _FALSE | {""})
     if bad.any():
         example = series[bad].iloc[0]
         raise ReportInputError(
             f"{source}: field {field!r} holds {example!r}; expected true/false (or 1/0)"
         )
-    return text.isin(_TRUE)
+    return text.isin(_TRUE) | ((text == "") & blank)
 
 
 def _as_float(series: pd.Series, field: str, source: str) -> pd.Series:
@@ -100,7 +101,9 @@ def _as_float(series: pd.Series, field: str, source: str) -> pd.Series:
 
 
 def _is_blank(v) -> bool:
-    return v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() in {"", "None"}
+    if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+        return True
+    return str(v).strip() in {"", "None"}
 
 
 def _as_choice(series: pd.Series, field: str, source: str, allowed: set[str], nullable: bool):
@@ -183,8 +186,11 @@ def normalise_answers(raw: pd.DataFrame, source: str = "answers") -> pd.DataFram
     bad_agree = df["agree"].notna() & ~df["agree"].isin([0.0, 1.0])
     if bad_agree.any():
         raise ReportInputError(f"{source}: field 'agree' must be 1, 0 or empty")
-    df["is_catch"] = _as_bool(df["is_catch"], "is_catch", source)
-    df["screening_passed"] = _as_bool(df["screening_passed"], "screening_passed", source)
+    df["is_catch"] = _as_bool(df["is_catch"], "is_catch", source, blank=False)
+    # Empty is the export's NULL: no screening was run, so not screened out (as when absent).
+    df["screening_passed"] = _as_bool(
+        df["screening_passed"], "screening_passed", source, blank=True
+    )
     df["catch_kind"] = df["catch_kind"].map(lambda v: "" if v is None or v != v else str(v))
     if df["trial_index"].isna().all():
         df["trial_index"] = df.groupby("participant").cumcount().astype(float)

@@ -3,6 +3,8 @@ a traceback, and is never silently skipped."""
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -176,3 +178,14 @@ def test_it_judges_screen_position_only_on_the_answers_that_record_it():
     _, _, X, notes = design(normalise_answers(answers))
     assert "covariate model_shown_first: 20 missing values set to its mean" in notes
     assert (X.loc[unknown, "model_shown_first"] == 0).all()
+
+
+def test_it_reads_a_blank_screening_cell_as_not_screened_out():
+    # The export writes no value where no screening was run (NULL: not screened out).
+    answers = _minimal_csv(n_trials=2)
+    passed = {"p0": "", "p1": None, "p2": "false", "p3": "true"}
+    answers["screening_passed"] = answers["participant"].map(passed)
+    as_read = pd.read_csv(io.StringIO(answers.to_csv(index=False)))  # blank cells come back NaN
+    for table in (answers, as_read):
+        report = build_report(table, FAST)
+        assert list(report.tables["exclusions"]["participant"]) == ["p2"]
