@@ -68,14 +68,16 @@ def one_sample_t(values: np.ndarray, term: str, mu: float, confidence: float) ->
     se = float(values.std(ddof=1) / np.sqrt(n))
     df_ = n - 1
     q = float(stats.t.ppf(0.5 + confidence / 2, df_))
-    t = (mean - mu) / se if se > 0 else (np.inf if mean != mu else np.nan)
-    p = float(2 * stats.t.sf(abs(t), df_)) if np.isfinite(t) else (0.0 if t == t else np.nan)
+    # Rates that do not vary (se 0) leave t undefined: NaN, not t = inf, p = 0 and a zero-width
+    # interval; the report warns about each such term (undefined_t_terms).
+    t = (mean - mu) / se if se > 0 else np.nan
+    p = float(2 * stats.t.sf(abs(t), df_)) if se > 0 else np.nan
     return {
         "term": term,
         "estimate": mean,
         "se": se,
-        "ci_low": mean - q * se,
-        "ci_high": mean + q * se,
+        "ci_low": mean - q * se if se > 0 else np.nan,
+        "ci_high": mean + q * se if se > 0 else np.nan,
         "stat": t,
         "df": float(df_),
         "p_val": p,
@@ -94,6 +96,12 @@ def participant_rates(df: pd.DataFrame) -> pd.DataFrame:
     return out.rename(columns={"mean": "estimate", "size": "n"})[
         ["participant", "instrument", "estimate", "n"]
     ]
+
+
+def undefined_t_terms(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows of participant_consent_table whose t test is undefined: two or more participants, all
+    with the same rate (no spread)."""
+    return table[(table["n"] >= 2) & (table["se"] == 0)]
 
 
 def participant_consent_table(df: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:

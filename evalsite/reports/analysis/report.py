@@ -261,10 +261,17 @@ def _check_shape(report: Report, clean: pd.DataFrame) -> None:
 
 def _consent(report, clean, df, config):
     report.tables["consent"] = consent.consent_table(clean, config.confidence)
-    report.tables["participant_consent"] = consent.participant_consent_table(
-        clean, config.confidence
-    )
+    table = consent.participant_consent_table(clean, config.confidence)
+    report.tables["participant_consent"] = table
     report.tables["participant_rates"] = consent.participant_rates(clean)
+    for _, r in consent.undefined_t_terms(table).iterrows():
+        report.note(
+            "warning",
+            "consent",
+            f"participant-level t test for {r['term']} undefined: all {int(r['n'])} participants "
+            f"agree with the model at the same rate ({r['estimate']:.3g}), so its t, p and "
+            "interval are left empty",
+        )
 
 
 def _bootstrap(report, clean, df, config):

@@ -189,3 +189,30 @@ def test_it_reads_a_blank_screening_cell_as_not_screened_out():
     for table in (answers, as_read):
         report = build_report(table, FAST)
         assert list(report.tables["exclusions"]["participant"]) == ["p2"]
+
+
+def test_it_leaves_the_participant_t_test_undefined_where_rates_do_not_vary():
+    # Every participant agrees on 3 of 4 drums answers: no spread, so no t (not inf, p = 0).
+    agrees = {"drums": [3, 3, 3], "guitar": [1, 2, 4]}
+    answers = pd.DataFrame(
+        [
+            {
+                "participant": f"p{p}",
+                "trial": f"{inst}{t}",
+                "instrument": inst,
+                "chosen": "a" if t < k else "b",
+                "model_choice": "a",
+            }
+            for inst, ks in agrees.items()
+            for p, k in enumerate(ks)
+            for t in range(4)
+        ]
+    )
+    report = build_report(answers, FAST)
+    table = report.tables["participant_consent"].set_index("term")
+    assert table.loc["drums", "estimate"] == 0.75
+    assert table.loc["drums", ["stat", "p_val", "p_adj", "ci_low", "ci_high"]].isna().all()
+    guitar = table.loc["guitar"]  # Holm over the instruments with a test: guitar alone
+    assert np.isfinite(guitar["stat"]) and guitar["p_adj"] == guitar["p_val"]
+    (text,) = [m["text"] for m in report.messages if m["part"] == "consent"]
+    assert "drums" in text and "undefined" in text and "guitar" not in text
