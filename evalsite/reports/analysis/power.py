@@ -8,6 +8,11 @@ answers at all, though that interval is still wide. There the plan uses the end 
 Wilson interval (at the report's confidence) nearest 0.5: the least favourable proportion the pilot
 does not rule out, the usual conservative planning value, taken from the pilot's own interval
 rather than the blanket 0.5. Both the width and the power columns use it.
+
+An ICC the pilot cannot estimate (one participant, one answer each, or answers that all agree) is
+not taken as 0, which would plan as if answers were independent: that instrument's plan is left
+empty, unless the report config sets `power_assumed_icc`, which the plan then uses. Either way
+an info note names the instrument.
 """
 
 from __future__ import annotations
@@ -67,8 +72,18 @@ def planning_proportion(estimate: float, n: int, confidence: float = 0.95) -> fl
     return low if estimate == 1.0 else high
 
 
-def planning_notes(inputs: pd.DataFrame, confidence: float = 0.95) -> list[str]:
-    """One line per instrument whose pilot estimate is 0 or 1, saying what the plan used."""
+def planning_icc(icc: float, assumed_icc: float | None) -> float:
+    """The pilot's ICC, or where it cannot be estimated the assumed one (NaN if none is set)."""
+    if not np.isnan(icc):
+        return icc
+    return np.nan if assumed_icc is None else float(assumed_icc)
+
+
+def planning_notes(
+    inputs: pd.DataFrame, confidence: float = 0.95, assumed_icc: float | None = None
+) -> list[str]:
+    """One line per instrument whose pilot estimate is 0 or 1, or whose ICC cannot be
+    estimated, saying what the plan used."""
     notes = []
     for _, r in inputs.iterrows():
         p = planning_proportion(r["estimate"], r["n"], confidence)
@@ -79,7 +94,25 @@ def planning_notes(inputs: pd.DataFrame, confidence: float = 0.95) -> list[str]:
                 f"agree = {int(r['estimate'])}, which would plan no answers; planned with "
                 f"{p:.3f}, the {end} end of its {100 * confidence:g}% Wilson interval, instead"
             )
+        if np.isnan(r["icc"]):
+            notes.append(_icc_note(r, assumed_icc))
     return notes
+
+
+def _icc_note(r: pd.Series, assumed_icc: float | None) -> str:
+    if r["n_participants"] < 2:
+        why = "only one pilot participant answered it"
+    elif r["n"] <= r["n_participants"]:
+        why = "each pilot participant answered it once"
+    else:
+        why = "its pilot answers do not vary"
+    head = f"power plan for {r['term']}: the ICC within participants cannot be estimated ({why})"
+    if assumed_icc is None:
+        return (
+            f"{head}, and 0 would plan as if answers were independent; its plan is left empty: "
+            "set power_assumed_icc in the report config to plan with an assumed ICC"
+        )
+    return f"{head}; planned with the assumed ICC power_assumed_icc = {assumed_icc:g}"
 
 
 def pilot_inputs(df: pd.DataFrame) -> pd.DataFrame:
@@ -110,13 +143,18 @@ def plan(
     power: float = 0.8,
     alpha: float = 0.05,
     confidence: float = 0.95,
+    assumed_icc: float | None = None,
 ) -> pd.DataFrame:
     """Participants needed per instrument for each number of trials per participant, planned
-    with `planning_p` (the pilot estimate, or its Wilson bound nearest 0.5 where it is 0 or 1)."""
+    with `planning_p` (the pilot estimate, or its Wilson bound nearest 0.5 where it is 0 or 1)
+    and `planning_icc` (the pilot's ICC, or `assumed_icc` where it cannot be estimated; with
+    neither, that instrument's plan is NaN)."""
+    if assumed_icc is not None and not 0.0 <= assumed_icc <= 1.0:
+        raise ValueError(f"report config: power_assumed_icc is {assumed_icc}; expected 0 to 1")
     rows = []
     n_inst = max(len(inputs), 1)
     for _, r in inputs.iterrows():
-        icc = 0.0 if np.isnan(r["icc"]) else r["icc"]
+        icc = planning_icc(r["icc"], assumed_icc)
         p = planning_proportion(r["estimate"], r["n"], confidence)
         for m in trials_grid:
             de = design_effect(m, icc)
@@ -127,10 +165,11 @@ def plan(
                 {
                     "term": r["term"],
                     "planning_p": p,
+                    "planning_icc": icc,
                     "trials_per_participant": m,
                     "design_effect": de,
                     "answers_for_width": n_w,
-                    "participants_for_width": math.ceil(n_w / m),
+                    "participants_for_width": math.ceil(n_w / m) if np.isfinite(n_w) else None,
                     "answers_for_power": n_p,
                     "participants_for_power": math.ceil(n_p / m) if np.isfinite(n_p) else None,
                     "minutes_per_participant": minutes,

@@ -39,6 +39,9 @@ class ReportConfig:
     power_target: float = 0.8
     power_alpha: float = 0.05
     power_trials_grid: tuple[int, ...] = (5, 10, 20, 40)
+    # ICC the power plan assumes for an instrument whose pilot cannot estimate one (None: leave
+    # that instrument's plan empty rather than plan as if answers were independent).
+    power_assumed_icc: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -341,8 +344,9 @@ def _power(report, clean, df, config):
         config.power_target,
         config.power_alpha,
         config.confidence,
+        config.power_assumed_icc,
     )
-    for text in power.planning_notes(inputs, config.confidence):
+    for text in power.planning_notes(inputs, config.confidence, config.power_assumed_icc):
         report.note("info", "power", text)
 
 

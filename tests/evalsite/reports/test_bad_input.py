@@ -81,13 +81,15 @@ def test_it_plans_an_instrument_whose_pilot_answers_all_agree_and_says_how(answe
     same = answers.copy()
     same.loc[drums, "chosen"] = same.loc[drums, "model_choice"]
     same.loc[drums, ["chosen_position", "agree"]] = None  # derived again, row by row
-    report = build_report(same, ReportConfig(n_boot=50, mixed_model=False, confidence=0.9))
+    # Answers that all agree leave the ICC unknown too: the plan uses an assumed one.
+    config = ReportConfig(n_boot=50, mixed_model=False, confidence=0.9, power_assumed_icc=0.05)
+    report = build_report(same, config)
     consent = report.tables["consent"].set_index("term").loc["drums"]
     assert consent["estimate"] == 1.0
     plan = report.tables["power_plan"].set_index("term").loc["drums"]
     assert (plan["answers_for_width"] > 0).all() and (plan["participants_for_width"] > 0).all()
     assert (plan["planning_p"] == consent["ci_low"]).all()  # the Wilson interval's far end
-    (text,) = [m["text"] for m in report.messages if m["part"] == "power"]
+    (text,) = [m["text"] for m in report.messages if "Wilson" in m["text"]]
     assert "drums" in text and "90% Wilson" in text and f"{consent['ci_low']:.3f}" in text
 
 
@@ -191,10 +193,10 @@ def test_it_reads_a_blank_screening_cell_as_not_screened_out():
         assert list(report.tables["exclusions"]["participant"]) == ["p2"]
 
 
-def test_it_leaves_the_participant_t_test_undefined_where_rates_do_not_vary():
-    # Every participant agrees on 3 of 4 drums answers: no spread, so no t (not inf, p = 0).
-    agrees = {"drums": [3, 3, 3], "guitar": [1, 2, 4]}
-    answers = pd.DataFrame(
+def _agreeing(agrees: dict[str, list[int]]) -> pd.DataFrame:
+    """Four answers per participant and instrument, the first agrees[instrument][p] of them
+    agreeing with the model (which always chooses a)."""
+    return pd.DataFrame(
         [
             {
                 "participant": f"p{p}",
@@ -208,6 +210,12 @@ def test_it_leaves_the_participant_t_test_undefined_where_rates_do_not_vary():
             for t in range(4)
         ]
     )
+
+
+def test_it_leaves_the_participant_t_test_undefined_where_rates_do_not_vary():
+    # Every participant agrees on 3 of 4 drums answers: no spread, so no t (not inf, p = 0).
+    agrees = {"drums": [3, 3, 3], "guitar": [1, 2, 4]}
+    answers = _agreeing(agrees)
     report = build_report(answers, FAST)
     table = report.tables["participant_consent"].set_index("term")
     assert table.loc["drums", "estimate"] == 0.75
@@ -216,3 +224,27 @@ def test_it_leaves_the_participant_t_test_undefined_where_rates_do_not_vary():
     assert np.isfinite(guitar["stat"]) and guitar["p_adj"] == guitar["p_val"]
     (text,) = [m["text"] for m in report.messages if m["part"] == "consent"]
     assert "drums" in text and "undefined" in text and "guitar" not in text
+
+
+def test_it_plans_no_design_effect_it_cannot_estimate_unless_the_config_assumes_one():
+    # Drums has one pilot participant, so its ICC is unknown: not 0 (design effect 1).
+    agrees = {"drums": [2], "guitar": [1, 2, 4]}
+    answers = _agreeing(agrees)
+    report = build_report(answers, FAST)
+    plan = report.tables["power_plan"].set_index("term")
+    assert plan.loc["drums", ["design_effect", "answers_for_width"]].isna().all().all()
+    assert (
+        plan.loc["drums", ["participants_for_width", "participants_for_power"]].isna().all().all()
+    )
+    assert plan.loc["guitar", "answers_for_width"].notna().all()
+    (text,) = [m["text"] for m in report.messages if m["part"] == "power"]
+    assert "drums" in text and "ICC" in text and "power_assumed_icc" in text
+
+    assumed = build_report(
+        answers, ReportConfig(n_boot=50, mixed_model=False, power_assumed_icc=0.1)
+    )
+    plan = assumed.tables["power_plan"].set_index("term").loc["drums"]
+    trials = plan["trials_per_participant"].to_numpy()
+    assert plan["design_effect"].to_numpy() == pytest.approx(1 + (trials - 1) * 0.1)
+    (text,) = [m["text"] for m in assumed.messages if m["part"] == "power"]
+    assert "drums" in text and "assumed" in text and "0.1" in text

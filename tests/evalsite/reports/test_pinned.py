@@ -191,7 +191,8 @@ def test_it_plans_a_pilot_where_every_answer_agrees_from_its_wilson_interval():
     # = 24 / 27.8415 = 0.862024 (statsmodels proportion_confint, method "wilson").
     low = proportion_confint(24, 24, alpha=0.05, method="wilson")[0]
     assert low == pytest.approx(24 / (24 + 1.959964**2), rel=1e-6)
-    pilot = {"icc": np.nan, "trials_per_participant": 4.0, "seconds_per_trial": 3.0, "n": 24}
+    # ICC 0 (design effect 1): this pins the proportion the plan uses, not the ICC.
+    pilot = {"icc": 0.0, "trials_per_participant": 4.0, "seconds_per_trial": 3.0, "n": 24}
     inputs = pd.DataFrame(
         [
             {"term": "drums", "estimate": 1.0, **pilot},
