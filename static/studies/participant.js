@@ -41,6 +41,7 @@
     var required = (form.dataset.required || "").split(",").filter(Boolean);
     var audios = {}, plays = {}, bins = {}, ended = {};
     var unlockedAt = null, blurs = 0, events = [], sent = false;
+    var focusFell = null;  // a play-once button that disabled itself while it had the focus
     var t0 = performance.now();
     var log = function (what) {
       if (events.length < 200) events.push([Math.round(performance.now() - t0), what]);
@@ -139,13 +140,17 @@
       log("play " + k);
       setState(k, "playing");
       if (btn) btn.classList.add("playing");
-      if (a.hasAttribute("data-once") && btn) btn.disabled = true;
+      if (a.hasAttribute("data-once") && btn) {
+        if (document.activeElement === btn) focusFell = btn;
+        btn.disabled = true;
+      }
       var p = a.play();
       if (p && p.catch) p.catch(function (e) {
         log("play-failed " + k + " " + e.name);
         if (e.name === "AbortError") return;  // paused by another play: nothing went wrong
         plays[k] -= 1;  // it never played: it may be played again, and is not counted
         if (btn) { btn.classList.remove("playing"); btn.disabled = false; }
+        if (focusFell === btn) focusFell = null;
         failed(k);
       });
     }
@@ -156,10 +161,12 @@
       unlockedAt = performance.now();
       log("unlocked");
       form.querySelectorAll("[data-unlock]").forEach(function (b) { b.disabled = false; });
-      // A play-once button disables itself when pressed, and the keyboard focus falls to the
-      // page: give it to the first answer so keyboard and screen-reader users land on them.
+      // A focused play-once button disables itself when pressed, and the keyboard focus falls
+      // to the page: give it to the first answer so keyboard and screen-reader users land on
+      // them. Only then: focus on the page after a shortcut key must stay there, or the next
+      // Space (the play shortcut) would press that answer.
       var at = document.activeElement;
-      if (!at || at === document.body || at.disabled) {
+      if (focusFell && (!at || at === document.body || at === focusFell)) {
         var first = form.querySelector("[data-unlock]");
         if (first) first.focus();
       }

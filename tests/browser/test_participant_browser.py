@@ -350,3 +350,50 @@ def test_space_on_a_focused_button_presses_it_instead_of_replaying(live_server, 
     with page.expect_navigation():
         page.keyboard.press(" ")  # the focused button is pressed
     assert Participant.objects.get(external_pid="space").step == "instructions"
+
+
+def test_space_after_the_play_keys_does_not_answer_a_trial(live_server, page, owner):
+    # The answer keys answer; Space, which plays nothing on a trial page, must not press "A".
+    study = quick_study(owner)
+    p = to_first_trial(live_server, page, study, "space-trial")
+    scripted(page)
+    for key, clip in (("1", "r"), ("2", "A"), ("3", "B")):
+        page.keyboard.press(key)
+        page.wait_for_selector(f"[data-state='{clip}'][data-value='done']")
+    page.keyboard.press(" ")
+    with page.expect_navigation():
+        page.keyboard.press("b")
+    assert [a.chosen_position for a in Answer.objects.filter(participant=p)] == ["B"]
+
+
+def test_a_second_space_replays_the_noise_and_leaves_the_screening_unanswered(
+    live_server, page, owner
+):
+    study = make_study(owner, make_catalogue(owner, seconds=CLIP_S), per_instrument=1)
+    page.goto(study_url(live_server, study, pid="space-twice"))
+    page.wait_for_selector("#continue:not([disabled])")
+    page.click("#continue")
+    page.click("#agree")
+    page.select_option("#id_musical_training", "2to5")
+    page.select_option("#id_device", "laptop")
+    page.select_option("#id_headphones", "over_ear")
+    page.click("#continue")
+    page.wait_for_selector("[data-play=cal]")
+    scripted(page)
+    page.keyboard.press(" ")  # plays the noise
+    page.wait_for_selector("#continue:not([disabled])")
+    page.keyboard.press(" ")  # plays it again: the documented shortcut, not "continue"
+    page.wait_for_function("!document.querySelector('audio[data-key=cal]').paused")
+    p = Participant.objects.get(external_pid="space-twice")
+    assert p.step == "calibration"
+    with page.expect_navigation():
+        page.click("#continue")
+    page.wait_for_selector("input[name=n][value='0']", state="attached")
+    scripted(page)
+    page.keyboard.press(" ")  # plays the sounds, once
+    page.wait_for_selector("[data-choice='1']:not([disabled])")
+    page.keyboard.press(" ")  # played already: nothing happens
+    with page.expect_navigation():
+        page.keyboard.press("2")
+    p.refresh_from_db()
+    assert [a["choice"] for a in p.screening["answers"]] == [2]
