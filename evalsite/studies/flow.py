@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import random
+import secrets
+from collections.abc import Collection
 from contextlib import nullcontext
 from datetime import timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -63,19 +65,35 @@ def find_existing(study: Study, params) -> Participant | None:
     return None
 
 
-def find_or_create(study: Study, params: dict, user_agent: str, language: str) -> Participant:
-    """The participant these recruitment parameters name (resume), or a new one (at `full` at
-    once when the study is known to be full, `design.known_full`). One refused at
-    the browser check (a phone, no Web Audio) starts that check again: the refusal page asks
-    them to come back with the same link on another device."""
+def may_resume(found: Participant, params, bound: Collection[str]) -> bool:
+    """Whether an entry with these recruitment parameters may continue as `found`, the
+    participant they name (find_existing). A browser already bound to it may. Another one may
+    when the participant started without a Prolific SESSION_ID (a generic `pid`: the id is the
+    key, docs/site.md "Resume"), or with the same SESSION_ID: Prolific keeps a submission's
+    SESSION_ID, so a participant coming back through Prolific has it, while someone who only
+    knows a PROLIFIC_PID must not take the participant over (see its completion code, answer for
+    it, or leave the study, which deletes its answers)."""
+    if found.token in bound or not found.prolific_session_id:
+        return True
+    given = _recruitment_ids(params)["prolific_session_id"]
+    return secrets.compare_digest(given.encode(), found.prolific_session_id.encode())
+
+
+def resume(p: Participant, user_agent: str) -> Participant:
+    """The participant an entry's recruitment ids named (find_existing, may_resume) coming back.
+    One refused at the browser check (a phone, no Web Audio) starts that check again: the
+    refusal page asks them to come back with the same link on another device."""
+    if p.step == Step.REFUSED:
+        check_browser_again(p, user_agent)
+        if p.step == Step.BROWSER_CHECK and design.known_full(p.study):
+            advance(p, Step.BROWSER_CHECK, Step.FULL)
+    return p
+
+
+def create(study: Study, params: dict, user_agent: str, language: str) -> Participant:
+    """A new participant entering by the study link (at `full` at once when the study is known
+    to be full, `design.known_full`)."""
     ids = _recruitment_ids(params)
-    found = find_existing(study, params)
-    if found is not None:
-        if found.step == Step.REFUSED:
-            check_browser_again(found, user_agent)
-            if found.step == Step.BROWSER_CHECK and design.known_full(study):
-                advance(found, Step.BROWSER_CHECK, Step.FULL)
-        return found
     p = Participant.objects.create(
         study=study,
         recruitment={k: str(v)[:200] for k, v in list(params.items())[:30]},

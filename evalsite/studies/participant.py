@@ -3,7 +3,7 @@
 Every POST names the step it answers; a POST for a step the participant already left changes
 nothing and redirects (POST-redirect-GET), so reloads, double clicks and replayed requests are
 harmless. Pages and audio are served only to the browser session the participant entered with
-(or re-entered with the same recruitment id).
+(or re-entered with its recruitment id, where flow.may_resume allows it).
 """
 
 from __future__ import annotations
@@ -93,16 +93,23 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
     has_id = any(request.GET.get(k) for k in ("PROLIFIC_PID", "pid"))
     if mine is not None and not has_id:
         return redirect("studies:participant", mine.token)
+    # A closed or paused study still lets its started participants come back and finish; the
+    # same lookup decides who may come back and who is resumed.
+    found = flow.find_existing(study, request.GET) if has_id else None
     if study.status == Study.Status.DRAFT:  # previews only: a known id lets no one else in
         allowed = _previewing(request, study)
     else:
-        allowed = study.is_open or (has_id and _known_id(study, request.GET))
+        allowed = study.is_open or found is not None
     if not allowed:
         translation.activate(_language(study, request))
         return _refused(request, _("This study is not open at the moment. Please try again later."))
-    p = flow.find_or_create(
-        study, request.GET.dict(), request.headers.get("User-Agent", ""), _language(study, request)
-    )
+    user_agent = request.headers.get("User-Agent", "")
+    if found is None:
+        p = flow.create(study, request.GET.dict(), user_agent, _language(study, request))
+    elif flow.may_resume(found, request.GET, known):
+        p = flow.resume(found, user_agent)
+    else:
+        return _other_session(request, study)
     if study.status == Study.Status.DRAFT and not p.is_preview:
         Participant.objects.filter(pk=p.pk).update(is_preview=True)
     response = redirect("studies:participant", p.token)
@@ -113,6 +120,16 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
             httponly=True, samesite=settings.SESSION_COOKIE_SAMESITE,
         )  # fmt: skip
     return response
+
+
+def _other_session(request: HttpRequest, study: Study) -> HttpResponse:
+    """The refusal of a link naming a participant that started in another session
+    (flow.may_resume); it says nothing of that participant, not even its step."""
+    translation.activate(_language(study, request))
+    return _refused(request, _(
+        "This link does not match the session in which the study was started. Please open the "
+        "study again from the page where you first started it (for example, Prolific)."
+    ))  # fmt: skip
 
 
 def _previewing(request: HttpRequest, study: Study) -> bool:
@@ -150,11 +167,6 @@ def _verified_binding(raw: str) -> tuple[tuple[str, ...], int]:
     value = probe.get_signed_cookie(BINDING_COOKIE, salt=BINDING_COOKIE)  # no max_age: see _bound
     signed_at = signing.b62_decode(raw.rsplit(":", 2)[1])  # value:timestamp:signature
     return tuple(value.split(",")) if value else (), signed_at
-
-
-def _known_id(study: Study, params) -> bool:
-    """A closed or paused study still lets its started participants come back and finish."""
-    return flow.find_existing(study, params) is not None
 
 
 def _is_mine(request: HttpRequest, token: str) -> bool:

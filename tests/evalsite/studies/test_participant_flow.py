@@ -154,6 +154,50 @@ def test_it_lets_only_started_participants_back_into_a_paused_or_closed_study(
     assert Client().get(entry, {"PROLIFIC_PID": long_id})["Location"] == url(returning)
 
 
+@pytest.mark.parametrize("status", [Study.Status.OPEN, Study.Status.PAUSED, Study.Status.CLOSED])
+def test_another_browser_with_a_prolific_id_but_not_its_session_id_cannot_take_the_participant_over(
+    client, listening_study, status
+):
+    p = enter(client, listening_study, PROLIFIC_PID="pp-own", STUDY_ID="st1", SESSION_ID="se-own")
+    p = to_step(client, p, "practice")
+    Study.objects.filter(pk=listening_study.pk).update(status=status)
+    entry = reverse("studies:entry", args=[listening_study.slug])
+    for params in (
+        {"PROLIFIC_PID": "pp-own"},
+        {"PROLIFIC_PID": "pp-own", "STUDY_ID": "st1", "SESSION_ID": "se-guessed"},
+        {"PROLIFIC_PID": "pp-own", "SESSION_ID": ""},
+        {"PROLIFIC_PID": "pp-own", "SESSION_ID": "se-own\u00e9"},  # not ASCII: still compared
+    ):
+        stranger = Client()
+        response = stranger.get(entry, params)
+        assert response.status_code == 403, params
+        page = response.content.decode()
+        assert "does not match the session" in page and p.token not in page
+        assert participant.BINDING_COOKIE not in response.cookies
+        assert stranger.get(url(p)).status_code == 403
+        assert leave(stranger, p).status_code == 403
+    japanese = Client().get(entry, {"PROLIFIC_PID": "pp-own", "lang": "ja"}).content.decode()
+    assert "セッション" in japanese
+    p.refresh_from_db()
+    assert p.step == "practice" and listening_study.participants.count() == 1
+
+
+@pytest.mark.parametrize("status", [Study.Status.OPEN, Study.Status.PAUSED])
+def test_a_prolific_participant_resumes_in_another_browser_with_the_same_session_id(
+    client, listening_study, status
+):
+    link = {"PROLIFIC_PID": "pp-back", "STUDY_ID": "st1", "SESSION_ID": "se-1"}
+    p = to_step(client, enter(client, listening_study, **link), "questionnaire")
+    Study.objects.filter(pk=listening_study.pk).update(status=status)
+    laptop = Client()
+    again = enter(laptop, listening_study, **link)
+    assert again == p and again.step == "questionnaire"
+    assert laptop.get(url(p)).status_code == 200
+    # a browser already bound to the participant comes back by any link naming it
+    assert enter(client, listening_study, PROLIFIC_PID="pp-back") == p
+    assert listening_study.participants.count() == 1
+
+
 @pytest.mark.parametrize("rate", ["\u00b2", "99999999999", "-1", "48k"])
 def test_it_stores_an_unreadable_output_sample_rate_as_unknown(client, listening_study, rate):
     p = enter(client, listening_study)
