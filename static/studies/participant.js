@@ -41,6 +41,7 @@
     var required = (form.dataset.required || "").split(",").filter(Boolean);
     var audios = {}, plays = {}, bins = {}, ended = {};
     var unlockedAt = null, blurs = 0, events = [], sent = false;
+    var broken = {};  // clips whose last load or play failed
     var focusFell = null;  // a play-once button that disabled itself while it had the focus
     var t0 = performance.now();
     var log = function (what) {
@@ -85,14 +86,23 @@
         maybeUnlock();
       });
       a.addEventListener("error", function () { failed(k); });
+      a.addEventListener("playing", function () { recovered(k); });
       if (a.error) failed(k);  // it failed before this script ran
     });
 
     function failed(k) {
+      broken[k] = true;
       setState(k, "error");
       log("error " + k);
       var alert = form.querySelector("[data-load-error]");
       if (alert) alert.hidden = false;  // say why the page stays locked
+    }
+
+    function recovered(k) {
+      if (!broken[k]) return;
+      delete broken[k];
+      var alert = form.querySelector("[data-load-error]");
+      if (alert && !Object.keys(broken).length) alert.hidden = true;
     }
 
     function setState(k, state) {
@@ -135,6 +145,9 @@
           if (ob) ob.classList.remove("playing");
         }
       });
+      // A failed load leaves the element failed for good (play() only rejects): ask again, the
+      // network may be back.
+      if (a.error || a.networkState === HTMLMediaElement.NETWORK_NO_SOURCE) a.load();
       a.currentTime = 0;
       plays[k] += 1;
       log("play " + k);

@@ -258,6 +258,28 @@ def test_it_shows_a_clip_that_failed_to_load_before_the_script_ran(live_server, 
     assert "could not be loaded" in page.locator("[data-load-error]").inner_text()  # visible
 
 
+def test_a_clip_that_failed_to_load_is_fetched_again_when_played(live_server, page, owner):
+    # The network is back: pressing play asks for the sound again instead of failing at once.
+    study = quick_study(owner)
+    p = to_first_trial(live_server, page, study, "clip-back")
+    offline, asked = [True], []
+
+    def clip_a(route):
+        asked.append(route.request.url)
+        route.abort() if offline[0] else route.continue_()
+
+    page.route("**/audio/*/A", clip_a)
+    page.reload()
+    page.wait_for_selector("[data-state='A'][data-value='error']", state="attached")
+    offline[0], failed_requests = False, len(asked)
+    listen_all(page)
+    assert len(asked) > failed_requests
+    assert page.is_hidden("[data-load-error]")  # nothing is wrong any more
+    with page.expect_navigation():
+        page.keyboard.press("a")
+    assert Answer.objects.get(participant=p).plays_a == 1
+
+
 def test_it_refuses_another_participants_pages_and_audio(
     live_server, browser, page, owner, screens
 ):
