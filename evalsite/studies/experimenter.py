@@ -100,7 +100,7 @@ def study_edit(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("studies:study_detail", pk=study.pk)
     before = history.state(study)  # now: validating a ModelForm writes the POST onto `study`
     read_before = report_settings(study)
-    form = StudyForm(request.POST or None, instance=study, can_share=is_owner(request.user, study))
+    form = StudyForm(request.POST or None, instance=study, is_owner=is_owner(request.user, study))
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
             form.save()

@@ -126,12 +126,20 @@ class StudyForm(forms.ModelForm):
             "consent_text": "Shown before anything else; say what happens to partial data.",
         }
 
-    def __init__(self, *args, owner=None, can_share: bool = True, **kwargs):
+    def __init__(self, *args, owner=None, is_owner: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         study = self.instance
         owner_id = study.owner_id if study.pk else getattr(owner, "pk", None)
-        self.fields["catalogue"].queryset = Catalogue.objects.filter(owner_id=owner_id)
-        self.fields["catalogue"].help_text = "Clips for this study (created on first upload)."
+        catalogue = self.fields["catalogue"]
+        catalogue.help_text = "Clips for this study (created on first upload)."
+        if is_owner:
+            catalogue.queryset = Catalogue.objects.filter(owner_id=owner_id)
+        else:
+            # The study's catalogue makes its clips playable and searchable for everyone the
+            # study is shared with: only the owner may point it at another of their catalogues
+            # (disabled, a posted value is ignored; the current one is the only choice shown).
+            catalogue.queryset = Catalogue.objects.filter(pk=study.catalogue_id)
+            catalogue.disabled = True
         values = study.full_settings() if study.pk else dict(DEFAULT_SETTINGS)
         for name in _FLAT_SETTINGS:
             self.initial.setdefault(name, values[name])
@@ -142,7 +150,7 @@ class StudyForm(forms.ModelForm):
         if study.pk:
             names = study.shared_with.order_by("username").values_list("username", flat=True)
             self.initial.setdefault("shared_with_names", ", ".join(names))
-        if not can_share:
+        if not is_owner:
             self.fields["shared_with_names"].disabled = True
 
     def clean_shared_with_names(self):

@@ -31,5 +31,5 @@ def get_visible_study(user, pk: int) -> Study:
 
 
 def is_owner(user, study: Study) -> bool:
-    """Owner-only actions: sharing and deleting."""
+    """Owner-only actions: sharing, choosing the study's catalogue, and deleting."""
     return user.is_authenticated and (user.is_superuser or study.owner_id == user.pk)

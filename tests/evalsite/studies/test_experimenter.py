@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from evalsite.datasets.catalog import datasets
-from evalsite.stimuli.models import Clip
+from evalsite.stimuli.models import Catalogue, Clip
 from evalsite.studies.models import Answer, Participant, Study, Trial
 from evalsite.studies.progress import participant_counts
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
@@ -90,6 +90,25 @@ def test_it_keeps_sharing_unchanged_when_a_collaborator_edits(client, carol, stu
     post = _study_post(shared_with_names="")  # the field is disabled for non-owners
     assert client.post(reverse("studies:study_edit", args=[study.pk]), post).status_code == 302
     assert list(study.shared_with.all()) == [carol]
+
+
+def test_only_the_owner_can_change_the_studys_catalogue(client, alice, carol, study):
+    private = Catalogue.objects.create(owner=alice, name="alice unpublished")
+    client.force_login(carol)
+    edit = reverse("studies:study_edit", args=[study.pk])
+    field = client.get(edit).context["form"]["catalogue"]
+    assert field.field.disabled and [c.pk for c in field.field.queryset] == [study.catalogue_id]
+    assert "alice unpublished" not in field.as_widget()
+    forged = _study_post(name=study.name, catalogue=private.pk)
+    assert client.post(edit, forged).status_code == 302
+    study.refresh_from_db()
+    assert study.catalogue.name == "alice clips"
+    client.force_login(alice)
+    offered = client.get(edit).context["form"]["catalogue"].field
+    assert not offered.disabled and set(offered.queryset) == {study.catalogue, private}
+    client.post(edit, _study_post(name=study.name, catalogue=private.pk))
+    study.refresh_from_db()
+    assert study.catalogue == private
 
 
 def _status(client, study, action):
