@@ -42,6 +42,9 @@
     var audios = {}, plays = {}, bins = {}, ended = {};
     var unlockedAt = null, blurs = 0, events = [], sent = false;
     var broken = {};  // clips whose last load or play failed
+    var watchdogs = {};  // clips asked to play that have not started yet
+    // A request that hangs never fires "error": after this long without sound, say so.
+    var stallMs = function () { return Number(form.dataset.stallMs) || 8000; };
     var focusFell = null;  // a play-once button that disabled itself while it had the focus
     var t0 = performance.now();
     var log = function (what) {
@@ -86,11 +89,12 @@
         maybeUnlock();
       });
       a.addEventListener("error", function () { failed(k); });
-      a.addEventListener("playing", function () { recovered(k); });
+      a.addEventListener("playing", function () { clearTimeout(watchdogs[k]); recovered(k); });
       if (a.error) failed(k);  // it failed before this script ran
     });
 
     function failed(k) {
+      clearTimeout(watchdogs[k]);
       broken[k] = true;
       setState(k, "error");
       log("error " + k);
@@ -140,14 +144,15 @@
       Object.keys(audios).forEach(function (o) {
         if (o !== k && !audios[o].paused) {
           audios[o].pause();
+          clearTimeout(watchdogs[o]);
           setState(o, ended[o] ? "done" : "");
           var ob = form.querySelector('[data-play="' + o + '"]');
           if (ob) ob.classList.remove("playing");
         }
       });
-      // A failed load leaves the element failed for good (play() only rejects): ask again, the
-      // network may be back.
-      if (a.error || a.networkState === HTMLMediaElement.NETWORK_NO_SOURCE) a.load();
+      // A failed load leaves the element failed for good (play() only rejects), a hung one
+      // waits for ever: ask again, the network may be back.
+      if (a.error || a.networkState === HTMLMediaElement.NETWORK_NO_SOURCE || broken[k]) a.load();
       a.currentTime = 0;
       plays[k] += 1;
       log("play " + k);
@@ -157,15 +162,25 @@
         if (document.activeElement === btn) focusFell = btn;
         btn.disabled = true;
       }
+      clearTimeout(watchdogs[k]);
+      watchdogs[k] = setTimeout(function () {
+        log("stalled " + k);
+        a.pause();  // its play() then rejects with an AbortError, which is not reported again
+        notPlayed(k, btn);
+      }, stallMs());
       var p = a.play();
       if (p && p.catch) p.catch(function (e) {
         log("play-failed " + k + " " + e.name);
         if (e.name === "AbortError") return;  // paused by another play: nothing went wrong
-        plays[k] -= 1;  // it never played: it may be played again, and is not counted
-        if (btn) { btn.classList.remove("playing"); btn.disabled = false; }
-        if (focusFell === btn) focusFell = null;
-        failed(k);
+        notPlayed(k, btn);
       });
+    }
+
+    function notPlayed(k, btn) {
+      plays[k] -= 1;  // it never played: it may be played again, and is not counted
+      if (btn) { btn.classList.remove("playing"); btn.disabled = false; }
+      if (focusFell === btn) focusFell = null;
+      failed(k);
     }
 
     function maybeUnlock() {
@@ -203,7 +218,7 @@
         });
       }
       form.querySelectorAll("button").forEach(function (b) { b.disabled = true; });
-      Object.keys(audios).forEach(function (k) { audios[k].pause(); });
+      Object.keys(audios).forEach(function (k) { audios[k].pause(); clearTimeout(watchdogs[k]); });
       form.submit();
     }
 

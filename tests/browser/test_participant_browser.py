@@ -280,6 +280,22 @@ def test_a_clip_that_failed_to_load_is_fetched_again_when_played(live_server, pa
     assert Answer.objects.get(participant=p).plays_a == 1
 
 
+def test_a_clip_whose_request_hangs_says_it_could_not_be_loaded(live_server, page, owner):
+    study = quick_study(owner)
+    to_first_trial(live_server, page, study, "clip-hangs")
+    page.route("**/audio/*/A", lambda route: None)  # never answered
+    page.reload()
+    scripted(page)
+    # The watchdog's wait, shortened (the page's default is several seconds).
+    page.evaluate("document.querySelector('form[data-listen]').dataset.stallMs = '500'")
+    page.click("#play-A")
+    page.wait_for_selector("[data-state='A'][data-value='error']", state="attached", timeout=5000)
+    assert page.is_visible("[data-load-error]") and page.is_enabled("#play-A")
+    assert "playing" not in page.get_attribute("#play-A", "class")
+    page.unroute("**/audio/*/A")
+    listen_all(page)  # played again, it is asked for again
+
+
 def test_it_refuses_another_participants_pages_and_audio(
     live_server, browser, page, owner, screens
 ):
