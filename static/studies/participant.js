@@ -47,6 +47,12 @@
     var stallMs = function () { return Number(form.dataset.stallMs) || 8000; };
     var focusFell = null;  // a play-once button that disabled itself while it had the focus
     var t0 = performance.now();
+    // Time the page spent hidden (another tab, minimised), from the page load; at the unlock it
+    // is split off, so the logged hidden_ms is the part response_ms includes.
+    var hiddenTotal = 0, hiddenSince = document.hidden ? t0 : null, hiddenAtUnlock = 0;
+    var hiddenSoFar = function () {
+      return hiddenTotal + (hiddenSince === null ? 0 : performance.now() - hiddenSince);
+    };
     var log = function (what) {
       if (events.length < 200) events.push([Math.round(performance.now() - t0), what]);
     };
@@ -187,6 +193,7 @@
       if (unlockedAt !== null) return;
       if (!required.every(function (k) { return ended[k]; })) return;
       unlockedAt = performance.now();
+      hiddenAtUnlock = hiddenSoFar();
       log("unlocked");
       form.querySelectorAll("[data-unlock]").forEach(function (b) { b.disabled = false; });
       // A focused play-once button disables itself when pressed, and the keyboard focus falls
@@ -213,7 +220,9 @@
         Object.keys(audios).forEach(function (k) { h[k] = heard(k); });
         form.elements.log.value = JSON.stringify({
           response_ms: rt, plays: plays, heard: h, blur_events: blurs,
-          audio_sample_rate: audioSampleRate(), events: events, hidden_ms: hiddenMs(),
+          audio_sample_rate: audioSampleRate(), events: events,
+          hidden_ms: Math.round(hiddenSoFar() - hiddenAtUnlock),
+          hidden_before_unlock_ms: Math.round(hiddenAtUnlock),
           viewport: window.innerWidth + "x" + window.innerHeight,
         });
       }
@@ -229,12 +238,6 @@
       b.addEventListener("click", function () { choose(b.dataset.choice); });
     });
     window.addEventListener("blur", function () { blurs += 1; log("blur"); });
-    // Time the page spent hidden (another tab, minimised): the response time includes it.
-    var hiddenTotal = 0, hiddenSince = document.hidden ? performance.now() : null;
-    var hiddenMs = function () {
-      var open = hiddenSince === null ? 0 : performance.now() - hiddenSince;
-      return Math.round(hiddenTotal + open);
-    };
     document.addEventListener("visibilitychange", function () {
       if (document.hidden) { hiddenSince = performance.now(); log("hidden"); }
       else if (hiddenSince !== null) { hiddenTotal += performance.now() - hiddenSince; hiddenSince = null; log("visible"); }

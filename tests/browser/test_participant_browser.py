@@ -347,6 +347,33 @@ def test_a_held_key_plays_a_clip_once_and_the_log_holds_the_hidden_time(live_ser
     assert answer.plays_reference == 1 and answer.client["hidden_ms"] == 0
 
 
+def hide_page(page, ms: int) -> None:
+    """The page hidden (another tab) for `ms`: headless Chromium never hides it, so document.hidden
+    and its visibilitychange are faked."""
+    page.evaluate("""() => { window.fakeHidden = true;
+        const hidden = {configurable: true, get: () => window.fakeHidden};
+        Object.defineProperty(document, 'hidden', hidden);
+        document.dispatchEvent(new Event('visibilitychange')); }""")
+    page.wait_for_timeout(ms)
+    page.evaluate("""() => { window.fakeHidden = false;
+        document.dispatchEvent(new Event('visibilitychange')); }""")
+
+
+def test_the_hidden_time_logged_is_within_the_response_time(live_server, page, owner):
+    # response_ms counts from the unlock: so does hidden_ms; the time hidden before is apart.
+    study = quick_study(owner)
+    p = to_first_trial(live_server, page, study, "hidden")
+    scripted(page)
+    hide_page(page, 1000)  # before the clips played
+    listen_all(page)
+    hide_page(page, 300)  # after the unlock
+    with page.expect_navigation():
+        page.keyboard.press("b")
+    answer = Answer.objects.get(participant=p)
+    assert 300 <= answer.client["hidden_ms"] <= answer.response_ms
+    assert answer.client["hidden_before_unlock_ms"] >= 1000
+
+
 def test_the_keyboard_focus_lands_on_the_answers_after_a_play_once_sound(live_server, page, owner):
     study = make_study(owner, make_catalogue(owner, seconds=CLIP_S), per_instrument=1)
     page.goto(study_url(live_server, study, pid="focus"))
