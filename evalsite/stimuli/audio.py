@@ -41,13 +41,30 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+# libsndfile estimates an MP3's length from its header (a Xing/LAME frame count, or the bitrate
+# and file size), which can be wrong either way; its decoder is stopped at the limit instead.
+ESTIMATED_LENGTH_FORMATS = {"MP3"}
+UNKNOWN_FRAMES = 2**63 - 1  # the frame count libsndfile reports when a header does not say
 
 
-def read_audio(path: str | Path, name: str | None = None) -> tuple[np.ndarray, int]:
-    """Decode a file to float32 (T, C). Raises AudioError if it cannot be decoded."""
+def read_audio(
+    path: str | Path, name: str | None = None, limits: Limits = DEFAULT_LIMITS
+) -> tuple[np.ndarray, int]:
+    """Decode a file to float32 (T, C). Raises AudioError if it cannot be decoded, or, before
+    decoding, if its header breaks the sample rate, channel or duration limits: a compressed
+    file of long silence is tiny (20 min of 96 kHz stereo FLAC: 448 kB) but decodes to ~1 GB,
+    and a 100 MB upload to hundreds of GB. A header's frame count can be an estimate (MP3) or
+    unknown (libsndfile then reports a huge one), so the decoding stops one frame past the
+    longest duration allowed."""
     label = name or Path(path).name
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as f:
+            sr = int(f.samplerate)
+            _check_format(sr, f.channels, label, limits)
+            most = int(limits.max_duration_s * sr)  # frames
+            if f.format not in ESTIMATED_LENGTH_FORMATS and most < f.frames < UNKNOWN_FRAMES:
+                _check_duration(f.frames / sr, label, limits)
+            data = f.read(most + 1, dtype="float32", always_2d=True)  # (T, C), T <= most + 1
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         # libsndfile's message quotes the path it opened (our storage path, e.g.
         # clips/<hash>.txt): name only the file as the uploader knows it.
@@ -55,25 +72,19 @@ def read_audio(path: str | Path, name: str | None = None) -> tuple[np.ndarray, i
         raise AudioError(
             f"{label}: cannot decode audio ({reason}); expected WAV, FLAC, OGG or MP3"
         ) from exc
-    return data, int(sr)
+    if data.shape[0] > most:
+        raise AudioError(
+            f"{label}: duration over {limits.max_duration_s:g} s; {_durations(limits)}"
+        )
+    if data.base is not None:  # cut from a larger buffer: the header's length was unknown or long
+        data = data.copy()
+    return data, sr
 
 
 def validate(data: np.ndarray, sr: int, name: str, limits: Limits = DEFAULT_LIMITS) -> None:
     """Check duration, sample rate, channels and silence; raise AudioError naming the field."""
-    if not limits.min_sample_rate <= sr <= limits.max_sample_rate:
-        raise AudioError(
-            f"{name}: sample_rate {sr} Hz; expected {limits.min_sample_rate}-"
-            f"{limits.max_sample_rate} Hz"
-        )
-    channels = data.shape[1]
-    if channels < 1 or channels > limits.max_channels:
-        raise AudioError(f"{name}: channels {channels}; expected 1-{limits.max_channels}")
-    duration = data.shape[0] / sr
-    if not limits.min_duration_s <= duration <= limits.max_duration_s:
-        raise AudioError(
-            f"{name}: duration {duration:.2f} s; expected {limits.min_duration_s:g}-"
-            f"{limits.max_duration_s:g} s"
-        )
+    _check_format(sr, data.shape[1], name, limits)
+    _check_duration(data.shape[0] / sr, name, limits)
     if not np.all(np.isfinite(data)):
         raise AudioError(f"{name}: samples contain NaN or infinity; expected finite audio")
     peak = float(np.max(np.abs(data))) if data.size else 0.0
@@ -83,6 +94,25 @@ def validate(data: np.ndarray, sr: int, name: str, limits: Limits = DEFAULT_LIMI
             f"{name}: silent (peak {peak_db:.1f} dBFS); expected a peak above "
             f"{limits.silence_dbfs:g} dBFS"
         )
+
+
+def _check_format(sr: int, channels: int, name: str, limits: Limits) -> None:
+    if not limits.min_sample_rate <= sr <= limits.max_sample_rate:
+        raise AudioError(
+            f"{name}: sample_rate {sr} Hz; expected {limits.min_sample_rate}-"
+            f"{limits.max_sample_rate} Hz"
+        )
+    if channels < 1 or channels > limits.max_channels:
+        raise AudioError(f"{name}: channels {channels}; expected 1-{limits.max_channels}")
+
+
+def _check_duration(duration: float, name: str, limits: Limits) -> None:
+    if not limits.min_duration_s <= duration <= limits.max_duration_s:
+        raise AudioError(f"{name}: duration {duration:.2f} s; {_durations(limits)}")
+
+
+def _durations(limits: Limits) -> str:
+    return f"expected {limits.min_duration_s:g}-{limits.max_duration_s:g} s"
 
 
 def loudness_lufs(data: np.ndarray, sr: int) -> float:
@@ -158,7 +188,7 @@ def process_clip(
     try:
         if not clip.file:
             raise AudioError(f"{name}: no file attached; expected an audio file")
-        data, sr = read_audio(clip.file.path, name)
+        data, sr = read_audio(clip.file.path, name, limits)
         validate(data, sr, name, limits)
         data = fit_level(data, sr, name, target_lufs)
         original = clip.file.name

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import io
 
+import numpy as np
 import pytest
 import soundfile as sf
 from django.urls import reverse
@@ -94,6 +95,25 @@ def test_it_searches_with_an_uploaded_clip(client, ada, embedded):
     assert r.status_code == 200, r.content
     top = r.json()["results"]["guitar"][0]
     assert top["piece"] == "P02" and top["distance"] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_it_refuses_an_uploaded_query_too_long_for_the_limit_without_decoding_it(
+    client, ada, embedded, monkeypatch
+):
+    client.force_login(ada)
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros((16000 * 180, 1), np.float32), 16000, format="FLAC")  # 3 min
+    buf.seek(0)
+    buf.name = "talk.flac"
+
+    def decoded(*args, **kwargs):
+        raise AssertionError("decoded a file its header already refused")
+
+    monkeypatch.setattr(sf, "read", decoded)
+    monkeypatch.setattr(sf.SoundFile, "read", decoded)
+    r = client.post(API, {"audio": buf, "instrument": "all", "catalogue": embedded.pk})
+    assert r.status_code == 400
+    assert r.json()["error"] == "talk.flac: duration 180.00 s; expected 0.5-120 s"
 
 
 def test_it_explains_bad_requests(client, ada, bob, embedded):

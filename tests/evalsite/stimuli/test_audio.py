@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import tracemalloc
 
 import numpy as np
 import pyloudnorm
@@ -133,3 +134,101 @@ def test_it_caches_a_study_specific_loudness_version(owner):
     assert audio.loudness_lufs(data, sr) == pytest.approx(-18.0, abs=0.2)
     made = louder.stat().st_ino  # a rewrite (temporary file, then rename) gets a new inode
     assert audio.normalised_path(clip, -18.0) == louder and louder.stat().st_ino == made
+
+
+def long_silence(path, seconds: int, sr: int = 48000, channels: int = 2):
+    """A FLAC of `seconds` of digital silence: well under a megabyte for ten minutes, which
+    decode to sr * seconds * channels * 4 bytes of float32."""
+    block = np.zeros((sr * 10, channels), np.float32)  # (T, C)
+    with sf.SoundFile(path, "w", sr, channels, format="FLAC", subtype="PCM_16") as f:
+        for _ in range(seconds // 10):
+            f.write(block)
+    return path
+
+
+def peak_traced_bytes(fn) -> int:
+    """The most memory Python and numpy held at once while fn ran."""
+    tracemalloc.start()
+    try:
+        fn()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+@pytest.mark.parametrize(
+    ("sr", "channels", "message"),
+    [
+        (48000, 2, r"duration 600\.00 s; expected 0\.5-120 s"),
+        (8000, 1, r"sample_rate 8000 Hz; expected 16000-96000 Hz"),
+        (16000, 3, r"channels 3; expected 1-2"),
+    ],
+)
+def test_it_refuses_a_long_or_odd_file_from_its_header_before_decoding_it(
+    tmp_path, sr, channels, message
+):
+    path = long_silence(tmp_path / "long.flac", 600, sr, channels)
+    assert path.stat().st_size < 1_000_000  # 600 s of 48 kHz stereo decode to 230 MB
+
+    def read():
+        with pytest.raises(audio.AudioError, match=rf"^long\.flac: {message}"):
+            audio.read_audio(path)
+
+    assert peak_traced_bytes(read) < 2_000_000
+
+
+def without_length(path):
+    """The FLAC at path with its length unknown: STREAMINFO holds the total sample count in the
+    low 36 bits of its bytes 10-17 (after "fLaC" and the block header), and 0 means unknown,
+    which libsndfile reports as the largest frame count it can (as for some MP3 streams)."""
+    data = bytearray(path.read_bytes())
+    field = slice(8 + 10, 8 + 18)
+    data[field] = (int.from_bytes(data[field], "big") & ~((1 << 36) - 1)).to_bytes(8, "big")
+    path.write_bytes(data)
+    return path
+
+
+def test_it_stops_decoding_a_file_whose_header_does_not_tell_its_length(tmp_path):
+    unknown = without_length(long_silence(tmp_path / "unknown.flac", 600))
+    assert sf.info(str(unknown)).frames > 600 * 48000
+    limits = audio.Limits(max_duration_s=2.0)
+
+    def read():
+        with pytest.raises(audio.AudioError, match=r"^unknown\.flac: duration over 2 s; expected"):
+            audio.read_audio(unknown, limits=limits)
+
+    # no more than the limit is decoded: 2 s of 48 kHz stereo float32 are 768 kB
+    assert peak_traced_bytes(read) < 3_000_000
+    # python-soundfile seeks to where each read ended, which fails at the end of a FLAC of
+    # unknown length: one within the limit is refused as undecodable (it was a ValueError from
+    # numpy, asked for an array of 2**63 frames)
+    short = without_length(long_silence(tmp_path / "short.flac", 20))
+    with pytest.raises(audio.AudioError, match=r"^short\.flac: cannot decode audio"):
+        audio.read_audio(short)
+
+
+def test_it_decodes_an_mp3_up_to_the_limit_whatever_length_its_header_gives(tmp_path):
+    whole = tmp_path / "take.mp3"
+    sf.write(whole, noise(3.0), SR, format="MP3")
+    limits = audio.Limits(max_duration_s=2.0)
+    with pytest.raises(audio.AudioError, match=r"^take\.mp3: duration over 2 s; expected"):
+        audio.read_audio(whole, limits=limits)
+    cut = tmp_path / "cut.mp3"  # its header still says 3 s: libsndfile estimates MP3 lengths
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    assert sf.info(str(cut)).duration == pytest.approx(3.0)
+    data, _ = audio.read_audio(cut, limits=limits)
+    assert 1.0 < data.shape[0] / SR < 2.0
+
+
+@pytest.mark.django_db
+def test_it_marks_a_long_upload_failed_without_decoding_it(owner, tmp_path):
+    cat = Catalogue.objects.create(owner=owner, name="uploads")
+    uploaded = SimpleUploadedFile(
+        "talk.flac", long_silence(tmp_path / "talk.flac", 600).read_bytes()
+    )
+    made = []
+    assert peak_traced_bytes(lambda: made.append(audio.clip_from_upload(uploaded, cat))) < 5_000_000
+    (clip,) = made
+    assert clip.status == Clip.Status.FAILED
+    assert clip.error.startswith("talk.flac: duration 600.00 s; expected 0.5-120 s"), clip.error
