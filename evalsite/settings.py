@@ -204,7 +204,10 @@ LOGGING = {
 }
 
 if PRODUCTION:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Requests count as HTTPS when X-Forwarded-Proto says so. Only a proxy that terminates TLS
+    # and overwrites that header makes it true; served without one, any client could send it.
+    if env_bool("CSN_BEHIND_PROXY", True):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True

@@ -24,7 +24,13 @@ ROOT = Path(__file__).resolve().parent.parent
 def _manage(args, **env):
     # A fresh deployment's environment: nothing the test session itself set (the browser fixture
     # sets DJANGO_ALLOW_ASYNC_UNSAFE, which the deploy checks rightly refuse).
-    unset = {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    unset = {
+        "DEBUG",
+        "SECRET_KEY",
+        "ALLOWED_HOSTS",
+        "DJANGO_ALLOW_ASYNC_UNSAFE",
+        "CSN_BEHIND_PROXY",
+    }
     full = {k: v for k, v in os.environ.items() if k not in unset}
     full.update(env)
     return subprocess.run(
@@ -32,16 +38,36 @@ def _manage(args, **env):
     )
 
 
-def test_it_passes_djangos_deploy_checks_in_production_settings(tmp_path):
+@pytest.mark.parametrize("proxy", [{}, {"CSN_BEHIND_PROXY": "false"}], ids=["proxy", "no-proxy"])
+def test_it_passes_djangos_deploy_checks_in_production_settings(tmp_path, proxy):
     result = _manage(
         ["check", "--deploy", "--fail-level", "WARNING"],
         CSN_ENV="production",
         SECRET_KEY=secrets.token_urlsafe(64),
         ALLOWED_HOSTS="eval.example.org",
         CSN_HOME=str(tmp_path),
+        **proxy,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("behind_proxy", "header"),
+    [(None, "('HTTP_X_FORWARDED_PROTO', 'https')"), ("true", "('HTTP_X_FORWARDED_PROTO', 'https')"),
+     ("false", "None")],
+)  # fmt: skip
+def test_it_trusts_x_forwarded_proto_in_production_only_while_behind_a_proxy(
+    tmp_path, behind_proxy, header
+):
+    env = {"CSN_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(64),
+           "ALLOWED_HOSTS": "eval.example.org", "CSN_HOME": str(tmp_path)}  # fmt: skip
+    if behind_proxy is not None:
+        env["CSN_BEHIND_PROXY"] = behind_proxy
+    show = "from django.conf import settings; print(settings.SECURE_PROXY_SSL_HEADER)"
+    result = _manage(["shell", "-c", show], **env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == header  # after shell's "objects imported" line
 
 
 def test_it_refuses_production_without_a_secret_key(tmp_path):
