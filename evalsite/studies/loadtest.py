@@ -28,7 +28,8 @@ One run; this process coordinates, the server and the clients are child processe
    database; the study is deleted afterwards.
 
 Everything is bounded: request timeouts, phase durations, barrier and join timeouts, and the
-server and clients are stopped in a `finally`. Figures are printed by
+server and clients are stopped in a `finally`, also on SIGTERM or SIGHUP (`exiting_on_signals`);
+a client process stops by itself when this one dies without cleanup. Figures are printed by
 `loadtest_report.format_report`.
 """
 
@@ -290,6 +291,31 @@ def postgres_cpu_seconds() -> dict[int, float]:
     return {0: group_cpu_seconds(pids)} if pids else {}
 
 
+def _exit_on_signal(signum, _frame) -> None:
+    """SIGTERM (kill, `timeout`) and SIGHUP (a closed terminal) end a run as Ctrl-C does (the
+    demo's way, evalsite/demo.py): through the `finally`s, which stop gunicorn (in a session of
+    its own: no signal to this process's group reaches it) and the clients, and delete the study
+    and the bare-write table."""
+    raise SystemExit(128 + signum)
+
+
+@contextmanager
+def exiting_on_signals():
+    """`_exit_on_signal` for SIGTERM and SIGHUP while the block (or decorated function) runs,
+    the previous handlers back afterwards (only the main thread may set them: from another,
+    nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _exit_on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@exiting_on_signals()
 def run(cfg: LoadConfig, out=print) -> dict:
     """Run the benchmark; returns the figures (see `format_report`)."""
     check_database()
@@ -370,7 +396,7 @@ def _drive(cfg, study, server, base, out) -> dict:
     stops = {name: ctx.Event() for name, _, _ in schedule}
     results = ctx.Queue()
     plan = ClientPlan(base, study.slug, cfg.think, cfg.trials, spares=spares_per_thread(cfg),
-                      last_phase=schedule[-1][0])  # fmt: skip
+                      last_phase=schedule[-1][0], coordinator=os.getpid())  # fmt: skip
     procs = [
         ctx.Process(target=client_process, args=(plan, n, barrier, stops, results), daemon=True)
         for n in shares
@@ -397,16 +423,28 @@ def _drive(cfg, study, server, base, out) -> dict:
             cfg, schedule, barrier, stops, server, procs, out
         )
         rec, errors, stuck = _collect(results, procs)
-    finally:
-        for stop in stops.values():
-            stop.set()
-        for proc in procs:
-            proc.join(timeout=REQUEST_TIMEOUT_S)
-            if proc.is_alive():
-                proc.kill()
+    except BaseException:  # a failure, Ctrl-C, SIGTERM: no figures wanted, the clients go now
+        _stop_clients(stops, barrier, procs, grace=1.0)
+        raise
+    _stop_clients(stops, barrier, procs, grace=REQUEST_TIMEOUT_S)
     result = summarise(rec, study, phases, killed, errors, stuck)
     result["cpu_s"], result["phases_not_run"] = cpu, not_run
     return result
+
+
+def _stop_clients(stops, barrier, procs, grace: float) -> None:
+    """End every phase and the barrier (a thread waiting at it returns), give the client
+    processes `grace` seconds in all to end, and kill those left."""
+    for stop in stops.values():
+        stop.set()
+    barrier.abort()
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        proc.join(timeout=max(deadline - time.monotonic(), 0.1))
+    for proc in procs:
+        if proc.is_alive():
+            proc.kill()
+            proc.join(timeout=REQUEST_TIMEOUT_S)
 
 
 def _run_phases(cfg, schedule, barrier, stops, server, procs, out):

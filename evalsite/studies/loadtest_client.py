@@ -343,6 +343,7 @@ class ClientPlan:
     n_trials: int
     spares: int  # participants each thread enters ahead, in setup
     last_phase: str  # the name of the last phase's stop event
+    coordinator: int  # its process id: a client process whose parent is another has lost it
 
 
 def participant_thread(p: Participant, plan: ClientPlan, barrier, stops, errors) -> None:
@@ -410,7 +411,11 @@ def client_process(plan: ClientPlan, n_threads: int, all_processes, stops, resul
     for t in threads:
         t.start()
     while any(t.is_alive() for t in threads) and not stops[plan.last_phase].wait(0.5):
-        pass  # the threads end early only when the run is aborted
+        # the threads end early only when the run is aborted
+        if os.getppid() != plan.coordinator:
+            # it died (SIGKILL: no cleanup ran); the threads are daemons: they stop sending
+            # load as this process ends, mid-request or not
+            return
     deadline = time.monotonic() + REQUEST_TIMEOUT_S * RETRIES  # the last requests in flight
     for t in threads:
         t.join(timeout=max(deadline - time.monotonic(), 0.1))

@@ -37,6 +37,7 @@ from evalsite.studies.loadtest import (
     check_database,
     clean_up,
     enter_in_sequence,
+    exiting_on_signals,
     make_study,
     postgres_cpu_seconds,
     serving,
@@ -69,6 +70,7 @@ def participants_needed(cfg: CostConfig) -> int:
     return math.ceil(answers / max(cfg.trials - 1, 1))
 
 
+@exiting_on_signals()
 def run_cost(cfg: CostConfig, out=print) -> dict:
     """Measure; returns {"cpu_ms": {kind: {"gunicorn_user", "gunicorn_sys", "postgres",
     "client", "server", "total"}}, "requests": {kind: n}} and the acknowledged/stored counts."""

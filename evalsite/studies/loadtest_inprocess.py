@@ -38,6 +38,7 @@ from evalsite.studies.loadtest import (
     check_database,
     clean_up,
     enter_in_sequence,
+    exiting_on_signals,
     make_study,
     summarise,
 )
@@ -129,6 +130,7 @@ def check_settings() -> None:
         raise LoadTestError(f"--in-process sends Host: {HOST}; add it to ALLOWED_HOSTS")
 
 
+@exiting_on_signals()
 def run_in_process(cfg: InProcessConfig, out=print) -> dict:
     """Measure; returns {"cpu_ms": {kind: ms per request}, "requests": {kind: n},
     "profiles": {kind: text}} and the acknowledged/stored counts."""

@@ -72,7 +72,9 @@ def test_its_cost_mode_reads_each_kinds_cpu_and_stores_every_acknowledged_answer
 @pytest.mark.django_db(transaction=True)
 def test_its_in_process_mode_reads_djangos_cpu_per_kind_and_stores_every_acknowledged_answer():
     cfg = InProcessConfig(participants=2, rounds=2, trials=6, profile=50)
+    on_sigterm = signal.getsignal(signal.SIGTERM)
     result = run_in_process(cfg, out=lambda line: None)
+    assert signal.getsignal(signal.SIGTERM) is on_sigterm  # its own handler only while it ran
     text = format_in_process(result)
     print(text)
     assert result["requests"] == dict.fromkeys(("healthz", "trial_page", "answer"), 4)

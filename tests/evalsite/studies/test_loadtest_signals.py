@@ -1,0 +1,119 @@
+"""The load benchmark stops what it started when it is killed or its terminal closes (as on
+Ctrl-C), and its client processes stop sending load when the coordinator dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from evalsite.studies.loadtest import database_url
+from evalsite.studies.models import Study
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie has exited
+
+
+def _descendants(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for child in children:
+            found += [child, *_descendants(child)]
+    return found
+
+
+def _wait_gone(pids, seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while (left := [pid for pid in pids if _alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+@pytest.mark.integration  # gunicorn on the test PostgreSQL, ~10 s each
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_it_stops_gunicorn_and_deletes_its_study_and_table_when_killed(tmp_path, signum):
+    env = os.environ | {"DATABASE_URL": database_url(), "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "manage.py", "loadtest", "--participants", "2", "--trials", "8",
+               "--client-processes", "2", "--duration", "60", "--spares", "0", "--workers", "1",
+               "--threads", "2"]  # fmt: skip
+    out = tmp_path / "out.txt"
+    with out.open("w") as sink:  # not a pipe: a process left behind would hold it open
+        run = subprocess.Popen(command, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    started = []
+    try:
+        deadline = time.monotonic() + 60
+        while "\nsetup:" not in out.read_text() and run.poll() is None:  # the phases began
+            assert time.monotonic() < deadline, out.read_text()
+            time.sleep(0.1)
+        started = _descendants(run.pid)
+        assert len(started) >= 4, out.read_text()  # gunicorn, its worker, two client processes
+        run.send_signal(signum)
+        assert run.wait(timeout=60) == 128 + signum, out.read_text()
+        assert not _wait_gone(started, 10), "a process of the run outlived it"
+    finally:
+        run.kill()
+        for pid in started:  # what a failed run left
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert not Study.objects.filter(name__startswith="loadtest").exists()
+    tables = connection.introspection.table_names()
+    assert not [name for name in tables if name.startswith("loadtest_bare_write")]
+
+
+# A coordinator that starts one client process as the benchmark does, then waits.
+COORDINATOR = textwrap.dedent(
+    """
+    import multiprocessing, os, sys, time
+    from evalsite.studies.loadtest_client import ClientPlan, client_process
+
+    ctx = multiprocessing.get_context("spawn")
+    plan = ClientPlan(sys.argv[1], "s", 0.0, 8, spares=0, last_phase="loop",
+                      coordinator=os.getpid())
+    barrier, stops, results = ctx.Barrier(2), {"loop": ctx.Event()}, ctx.Queue()
+    client = ctx.Process(target=client_process, args=(plan, 2, barrier, stops, results),
+                         daemon=True)
+    client.start()
+    print(client.pid, flush=True)
+    time.sleep(300)
+    """
+)
+
+
+def test_its_client_processes_stop_when_the_coordinator_dies():
+    # SIGKILL runs no cleanup; a client left alone went on sending its requests (here: to a
+    # server that never answers, retried for 75 s) into whatever listens on the port.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        base = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        coordinator = subprocess.Popen([sys.executable, "-c", COORDINATOR, base], cwd=ROOT,
+                                       stdout=subprocess.PIPE, text=True)  # fmt: skip
+        client = int(coordinator.stdout.readline())
+        try:
+            time.sleep(1.0)  # its threads are waiting for answers
+            assert _alive(client)
+            coordinator.kill()
+            coordinator.wait()
+            assert not _wait_gone([client], 5), "the client process outlived its coordinator"
+        finally:
+            coordinator.kill()
+            if _alive(client):
+                os.kill(client, signal.SIGKILL)
