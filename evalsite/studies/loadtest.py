@@ -319,6 +319,7 @@ def exiting_on_signals():
 def run(cfg: LoadConfig, out=print) -> dict:
     """Run the benchmark; returns the figures (see `format_report`)."""
     check_database()
+    spares_per_thread(cfg)  # a count setup could not enter is refused before anything is made
     study = make_study(cfg.trials)
     workdir = Path(tempfile.mkdtemp(prefix="csn-loadtest-"))
     try:
@@ -376,15 +377,28 @@ def _schedule(cfg: LoadConfig) -> list[tuple[str, list[str], float]]:
 # the study's lock, and the count of the fill they share (every 5 s, design.FILL_REUSE) grows
 # with the participants entered, so setup time grows faster than the entries.
 MAX_ANSWER_RATE = 1600.0
+# The most participants a client thread enters ahead (--spares): more than setup enters in its
+# timeout (LoadConfig.setup_timeout) on the machines measured.
+MAX_SPARES = 100
 
 
 def spares_per_thread(cfg: LoadConfig) -> int:
-    """Participants each client thread enters in setup beyond its first (see MAX_ANSWER_RATE)."""
+    """Participants each client thread enters in setup beyond its first (see MAX_ANSWER_RATE);
+    LoadTestError above MAX_SPARES."""
     if cfg.spares is not None:
         return cfg.spares
     saturated = MAX_ANSWER_RATE * cfg.duration / cfg.participants  # answers phases + the loop
-    paced = cfg.duration / cfg.think if cfg.think else 0.0
-    return max(math.ceil((saturated + paced) / cfg.trials) - 1, 0)
+    # one answer per think time and listener, but not beyond the rate the server takes
+    paced = min(cfg.duration / cfg.think, saturated) if cfg.think else 0.0
+    spares = max(math.ceil((saturated + paced) / cfg.trials) - 1, 0)
+    if spares > MAX_SPARES:
+        raise LoadTestError(
+            f"setup would enter {spares} participants per client thread ahead (--spares), above "
+            f"{MAX_SPARES}: enough for {MAX_ANSWER_RATE:g} answers/s from {cfg.participants} "
+            f"participants for {cfg.duration:g} s, {cfg.trials} trials each. Raise --trials or "
+            "--participants, shorten --duration, or set --spares"
+        )
+    return spares
 
 
 def _drive(cfg, study, server, base, out) -> dict:
@@ -409,8 +423,7 @@ def _drive(cfg, study, server, base, out) -> dict:
             barrier.wait()  # every participant is at its first trial
             barrier.wait()  # and the participant of every thread answered it
         except threading.BrokenBarrierError:
-            failures = _collect(results, procs)[1][:3]
-            raise LoadTestError(f"setup failed: {failures or 'timed out'}") from None
+            raise _setup_failed(cfg, plan, stops, barrier, results, procs) from None
         out(f"setup: {cfg.participants} participants in {n_proc} client processes at their "
             f"first trial (then answered it), {plan.spares} more each entered ahead, "
             f"in {time.monotonic() - t0:.1f} s")  # fmt: skip
@@ -418,7 +431,7 @@ def _drive(cfg, study, server, base, out) -> dict:
         try:
             barrier.wait()  # go
         except threading.BrokenBarrierError:
-            raise LoadTestError(f"setup failed: {_collect(results, procs)[1][:3]}") from None
+            raise _setup_failed(cfg, plan, stops, barrier, results, procs) from None
         phases, cpu, killed, not_run = _run_phases(
             cfg, schedule, barrier, stops, server, procs, out
         )
@@ -430,6 +443,22 @@ def _drive(cfg, study, server, base, out) -> dict:
     result = summarise(rec, study, phases, killed, errors, stuck)
     result["cpu_s"], result["phases_not_run"] = cpu, not_run
     return result
+
+
+def _setup_failed(cfg, plan, stops, barrier, results, procs) -> LoadTestError:
+    """The error of a setup that did not finish: a client's failure, or the timeout. The clients
+    are told to stop first (a thread still entering its spares stops after the one it enters),
+    so their results come at once."""
+    for stop in stops.values():
+        stop.set()
+    barrier.abort()
+    failures = [e for e in _collect(results, procs)[1] if e != NO_RESULTS]
+    if failures:
+        return LoadTestError(f"setup failed: {failures[:3]}")
+    return LoadTestError(
+        f"setup timed out: not every participant had entered, with {plan.spares} more per "
+        f"client thread ahead, and answered its first trial within {cfg.setup_timeout:g} s"
+    )
 
 
 def _stop_clients(stops, barrier, procs, grace: float) -> None:
@@ -480,6 +509,9 @@ def _cpu_snapshot(server, clients) -> dict[str, dict[int, float]]:
             "steal": {0: machine["steal"]}}  # fmt: skip
 
 
+NO_RESULTS = "a client process sent no results"
+
+
 def _collect(results, procs) -> tuple[Recorder, list[str], int]:
     """The figures every client process sent (waiting for each, bounded)."""
     rec, errors, stuck = Recorder(), [], 0
@@ -487,7 +519,7 @@ def _collect(results, procs) -> tuple[Recorder, list[str], int]:
         try:
             part = results.get(timeout=REQUEST_TIMEOUT_S * RETRIES + 30)
         except queue.Empty:
-            errors.append("a client process sent no results")
+            errors.append(NO_RESULTS)
             continue
         rec.merge(part["rec"])
         errors += part["errors"]

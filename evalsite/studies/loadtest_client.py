@@ -232,13 +232,16 @@ class Participant:
         has no practice trials), so no trial page is needed to know it."""
         return index + 1 if index + 1 < self.n_trials else None
 
-    def enter_spares(self, n: int) -> None:
+    def enter_spares(self, n: int, stop) -> None:
         """Enter `n` more participants now (setup, untimed) into the process's shared pool, for
         any thread whose participant has answered every trial (`next`): entering costs the
         server ~20 answers' CPU (the trial list is assigned), which must not count in the timed
-        phases, and threads are not served equally fast, so the pool is shared."""
+        phases, and threads are not served equally fast, so the pool is shared. Ends early
+        when `stop` is set (the run was aborted: setup failed or timed out)."""
         current = (dict(self.cookies), self.page_path, self.token, self.index)
         for _ in range(n):
+            if stop.is_set():
+                break
             self.enter()
             self.spares.put((dict(self.cookies), self.page_path, self.token, self.index))
         self.cookies, self.page_path, self.token, self.index = current
@@ -352,7 +355,7 @@ def participant_thread(p: Participant, plan: ClientPlan, barrier, stops, errors)
     the paced trial loop."""
     try:
         p.enter()
-        p.enter_spares(plan.spares)
+        p.enter_spares(plan.spares, stops[plan.last_phase])
         barrier.wait()  # every participant entered (entering is measured without answers)
         p.answer_first()
         barrier.wait()  # setup done (the coordinator analyzes the tables)
@@ -385,14 +388,10 @@ def client_process(plan: ClientPlan, n_threads: int, all_processes, stops, resul
     (Recorder.as_dict, errors, stuck threads) on `results` when its threads are done."""
     rec, errors = Recorder(), []
 
-    def meet_the_others():
-        try:
-            all_processes.wait()
-        except threading.BrokenBarrierError:
-            local.abort()
-            raise
-
-    local = threading.Barrier(n_threads, action=meet_the_others)
+    # The action's error breaks the thread barrier by itself (threading.Barrier._release); an
+    # abort() from inside the action waited for the lock its caller held: the threads hung, and
+    # the run waited for them (REQUEST_TIMEOUT_S * RETRIES) whenever the process barrier broke.
+    local = threading.Barrier(n_threads, action=all_processes.wait)
     spares: queue.SimpleQueue = queue.SimpleQueue()  # shared by this process's threads
     threads = [
         threading.Thread(

@@ -3,6 +3,7 @@ how a run's figures are read against the issue's targets."""
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import signal
@@ -10,10 +11,12 @@ import subprocess
 import time
 
 import pytest
+from django.core.management import CommandError, call_command
 
 from evalsite.studies import loadtest
 from evalsite.studies.loadtest import (
     MAX_ANSWER_RATE,
+    MAX_SPARES,
     LoadConfig,
     database_url,
     free_port,
@@ -170,6 +173,44 @@ def test_it_enters_enough_participants_ahead_to_answer_at_the_rate_bound_in_ever
     # the first participant answered its first trial in setup; a spare answers every trial
     assert (cfg.trials - 1) + spares * cfg.trials >= needed
     assert spares == 0 or (cfg.trials - 1) + (spares - 1) * cfg.trials < needed  # no more
+
+
+@pytest.mark.parametrize("seconds", ["nan", "inf", "-1", "0", "601"])
+def test_it_refuses_a_reference_duration_out_of_bounds(seconds):
+    # nan failed in time.sleep after setup, inf overflowed, a negative one gave meaningless
+    # ratios, and 0 silently became the default
+    expected = f"--reference-duration {float(seconds)}: expected 1..600"
+    with pytest.raises(CommandError, match=expected):
+        call_command("loadtest", "--reference-duration", seconds)
+
+
+def test_it_enters_no_more_participants_ahead_than_the_answer_rate_bound_needs():
+    # A paced phase answers at most MAX_ANSWER_RATE in all, however short the think time: with
+    # --think 0.001 its count alone asked 503 spares per thread, and setup timed out.
+    fast = spares_per_thread(LoadConfig(participants=200, duration=30, think=0.001))
+    bound = MAX_ANSWER_RATE * 30 / 200 * 2  # saturated phases, and a paced one at the bound
+    assert fast == math.ceil(bound / 60) - 1 <= MAX_SPARES
+
+
+def test_it_refuses_a_run_whose_setup_would_enter_more_participants_ahead_than_the_bound():
+    with pytest.raises(CommandError, match=rf"per client thread ahead .* above {MAX_SPARES}"):
+        call_command("loadtest", "--participants", "1", "--duration", "600", "--trials", "2")
+
+
+@pytest.mark.integration  # ~10 s: in the default suite
+@pytest.mark.django_db(transaction=True)
+def test_it_says_setup_timed_out_and_stops_its_clients_at_once():
+    # Setup outlasting its timeout: the clients went on entering their spares, and the results
+    # were awaited before they were told to stop (minutes, then "a client process sent no
+    # results" instead of the cause).
+    cfg = LoadConfig(participants=2, duration=2, reference_duration=1, trials=8, workers=1,
+                     threads=2, client_processes=1, spares=MAX_SPARES, think=0,
+                     setup_timeout=1.0)  # fmt: skip
+    start = time.monotonic()
+    with pytest.raises(LoadTestError, match="setup timed out"):
+        run(cfg, out=lambda line: None)
+    assert time.monotonic() - start < 30
+    assert not Study.objects.filter(name__startswith="loadtest").exists()  # cleaned up
 
 
 @pytest.mark.django_db

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from evalsite.studies.loadtest import LoadConfig, LoadTestError, run
+from evalsite.studies.loadtest import MAX_SPARES, LoadConfig, LoadTestError, run
 from evalsite.studies.loadtest_cost import CostConfig, cost_passed, format_cost, run_cost
 from evalsite.studies.loadtest_inprocess import (
     InProcessConfig,
@@ -75,9 +75,10 @@ class Command(BaseCommand):
         )  # fmt: skip
 
     def handle(self, *args, **opts):
-        bounds = {"participants": (1, 1000), "duration": (1, 600), "trials": (1, 1000),
+        bounds = {"participants": (1, 1000), "duration": (1, 600),
+                  "reference_duration": (1, 600), "trials": (1, 1000),
                   "workers": (1, 32), "threads": (1, 64), "think": (0, 120),
-                  "client_processes": (1, 64), "spares": (0, 100),
+                  "client_processes": (1, 64), "spares": (0, MAX_SPARES),
                   "requests": (1, 100_000), "rounds": (1, 1000), "profile": (0, 200)}  # fmt: skip
         for name, (lo, hi) in bounds.items():
             if opts[name] is not None and not lo <= opts[name] <= hi:
@@ -97,7 +98,9 @@ class Command(BaseCommand):
         cfg = LoadConfig(
             participants=opts["participants"],
             duration=opts["duration"],
-            reference_duration=opts["reference_duration"] or max(opts["duration"] / 3, 1.0),
+            reference_duration=max(opts["duration"] / 3, 1.0)
+            if opts["reference_duration"] is None
+            else opts["reference_duration"],
             trials=opts["trials"],
             workers=opts["workers"],
             threads=opts["threads"],
