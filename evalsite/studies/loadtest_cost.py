@@ -29,6 +29,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from evalsite.studies.loadtest import (
@@ -113,13 +114,10 @@ def _measure(cfg, study, server, base, out) -> dict:
     sent.update(dict.fromkeys(KINDS, 0))
     for _ in range(cfg.rounds):
         for kind in KINDS:
-            before = _readings(worker, tick)
-            for _ in range(cfg.requests):
-                send[kind]()
-                sent[kind] += 1
-            after = _readings(worker, tick)
+            batch = cpu_around(worker, tick, partial(_repeat, send[kind], cfg.requests))
+            sent[kind] += cfg.requests
             for i in range(4):
-                used[kind][i] += after[i] - before[i]
+                used[kind][i] += batch[i]
     cpu_ms = {}
     for kind, (user, system, pg, client) in used.items():
         n = sent[kind]
@@ -132,14 +130,29 @@ def _measure(cfg, study, server, base, out) -> dict:
     return result | {"cpu_ms": cpu_ms, "requests": sent, "cost_config": cfg}
 
 
-def _readings(worker: int, tick: int) -> tuple[float, float, float, float]:
-    """CPU seconds so far: the worker's user and system time, PostgreSQL's (all its processes),
-    this process's (the client)."""
+def _repeat(send, n: int) -> None:
+    for _ in range(n):
+        send()
+
+
+def cpu_around(worker: int, tick: int, batch) -> list[float]:
+    """CPU seconds `batch()` took: the worker's user and system time, PostgreSQL's (all its
+    processes) and this process's (the client). The client's clock is read inside the server's
+    readings, whose scan of /proc is this process's CPU but not the batch's."""
+    before = _server_readings(worker, tick)
+    client = time.process_time()
+    batch()
+    client = time.process_time() - client
+    after = _server_readings(worker, tick)
+    return [a - b for a, b in zip(after, before, strict=True)] + [client]
+
+
+def _server_readings(worker: int, tick: int) -> tuple[float, float, float]:
+    """CPU seconds so far: the worker's user and system time, PostgreSQL's (all its processes)."""
     times = _times(worker)
     if times is None:
         raise LoadTestError(f"gunicorn worker {worker} exited during the cost run")
-    return (times[0] / tick, times[1] / tick, sum(postgres_cpu_seconds().values()),
-            time.process_time())  # fmt: skip
+    return times[0] / tick, times[1] / tick, sum(postgres_cpu_seconds().values())
 
 
 def cost_passed(result: dict) -> bool:

@@ -13,7 +13,7 @@ import time
 import pytest
 from django.core.management import CommandError, call_command
 
-from evalsite.studies import loadtest
+from evalsite.studies import loadtest, loadtest_cost
 from evalsite.studies.loadtest import (
     MAX_ANSWER_RATE,
     MAX_SPARES,
@@ -26,7 +26,13 @@ from evalsite.studies.loadtest import (
     start_server,
 )
 from evalsite.studies.loadtest_client import LoadTestError
-from evalsite.studies.loadtest_cost import CostConfig, cost_passed, format_cost, run_cost
+from evalsite.studies.loadtest_cost import (
+    CostConfig,
+    cost_passed,
+    cpu_around,
+    format_cost,
+    run_cost,
+)
 from evalsite.studies.loadtest_inprocess import (
     InProcessConfig,
     format_in_process,
@@ -70,6 +76,18 @@ def test_its_cost_mode_reads_each_kinds_cpu_and_stores_every_acknowledged_answer
     assert result["acknowledged"] > 200  # the warm-up's and setup's answers too
     assert cost_passed(result), format_cost(result)
     assert not Study.objects.filter(name__startswith="loadtest").exists()  # cleaned up
+
+
+def test_its_cost_mode_counts_no_cpu_of_its_own_readings_as_the_clients(monkeypatch):
+    # Reading PostgreSQL's CPU scans every process in /proc, in this process: read after it, the
+    # client's clock counted the scan as the client's share of the batch.
+    def scan():
+        _burn(0.3)
+        return {0: 0.0}
+
+    monkeypatch.setattr(loadtest_cost, "postgres_cpu_seconds", scan)
+    *_, client = cpu_around(os.getpid(), os.sysconf("SC_CLK_TCK"), lambda: None)
+    assert client < 0.1
 
 
 @pytest.mark.django_db(transaction=True)
