@@ -23,6 +23,7 @@ import io
 import logging
 import pstats
 import queue
+import statistics
 import sys
 import time
 from contextlib import contextmanager
@@ -190,19 +191,24 @@ def _measure(cfg: InProcessConfig, study, out) -> dict:
                     cpu[kind] += p.last_cpu
                     sent[kind] += 1
     result = summarise(rec, study, {}, [], [], 0)
-    assign_wall = sorted(seconds for _, seconds in rec.latencies[ASSIGN])
     return result | {
         "cpu_ms": {kind: 1000 * cpu[kind] / max(sent[kind], 1) for kind in KINDS},
         "requests": sent,
-        # entering, one participant at a time (setup): no queueing, so the wall time is the
-        # request's own (design.assign holds the study's lock until its commit)
-        "assign": {
-            "requests": len(assign_wall),
-            "cpu_ms": 1000 * sum(p.assign_cpu for p in people) / max(len(assign_wall), 1),
-            "wall_p50_ms": 1000 * assign_wall[len(assign_wall) // 2] if assign_wall else 0.0,
-        },
+        "assign": entering(rec, people),
         "errors": sum(rec.errors.values()),
         "profiles": {kind: _top(prof, cfg.profile) for kind, prof in profiles.items()},
+    }
+
+
+def entering(rec: Recorder, people) -> dict:
+    """Entering, one participant at a time (setup): the POSTs that assigned a trial list, their
+    CPU per request and median wall time (no queueing, so each one's own: design.assign holds
+    the study's lock until its commit)."""
+    wall = [seconds for _, seconds in rec.latencies[ASSIGN]]
+    return {
+        "requests": len(wall),
+        "cpu_ms": 1000 * sum(p.assign_cpu for p in people) / max(len(wall), 1),
+        "wall_p50_ms": 1000 * statistics.median(wall) if wall else 0.0,
     }
 
 

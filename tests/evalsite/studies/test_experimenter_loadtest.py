@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+from types import SimpleNamespace
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -25,7 +26,7 @@ from evalsite.studies.loadtest import (
     spares_per_thread,
     start_server,
 )
-from evalsite.studies.loadtest_client import LoadTestError
+from evalsite.studies.loadtest_client import ASSIGN, LoadTestError, Recorder
 from evalsite.studies.loadtest_cost import (
     CostConfig,
     cost_passed,
@@ -35,6 +36,7 @@ from evalsite.studies.loadtest_cost import (
 )
 from evalsite.studies.loadtest_inprocess import (
     InProcessConfig,
+    entering,
     format_in_process,
     in_process_passed,
     run_in_process,
@@ -108,6 +110,15 @@ def test_its_in_process_mode_reads_djangos_cpu_per_kind_and_stores_every_acknowl
         assert "Ordered by: internal time" in result["profiles"][kind]
         assert "site-packages/django/" in result["profiles"][kind]
     assert not Study.objects.filter(name__startswith="loadtest").exists()  # cleaned up
+
+
+def test_its_in_process_mode_reads_the_median_entry_time():
+    rec = Recorder()
+    for seconds in (0.010, 0.020):  # an even count: the median lies between the middle two
+        rec.add(ASSIGN, seconds)
+    people = [SimpleNamespace(assign_cpu=0.004), SimpleNamespace(assign_cpu=0.002)]
+    assert entering(rec, people) == {"requests": 2, "cpu_ms": pytest.approx(3.0),
+                                     "wall_p50_ms": pytest.approx(15.0)}  # fmt: skip
 
 
 @pytest.mark.parametrize(
