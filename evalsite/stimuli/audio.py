@@ -12,18 +12,21 @@ import hashlib
 import io
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
+from functools import partial
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pyloudnorm
 import soundfile as sf
 from django.conf import settings
 from django.core.files.base import ContentFile
+from django.db import transaction
 
 from evalsite.stimuli.models import Catalogue, Clip
 
 PEAK_CEILING_DBFS = -1.0  # normalisation never pushes a sample above this
 BS1770_BLOCK_S = 0.4  # pyloudnorm's gating block; shorter clips are padded with silence
+FILE_NAME_MAX = Clip._meta.get_field("file").max_length
 
 
 class AudioError(ValueError):
@@ -161,11 +164,20 @@ def wav_bytes(data: np.ndarray, sr: int) -> bytes:
     return buf.getvalue()
 
 
-def _store(clip: Clip, data: np.ndarray, sr: int) -> None:
-    """Write the WAV under a random name and fill the measured fields (does not save)."""
+def _store(clip: Clip, data: np.ndarray, sr: int, name: str | None = None) -> None:
+    """Write the WAV and fill the measured fields (does not save).
+
+    Under `name` when given, replacing a file of that name (an earlier try's), else under a
+    random name.
+    """
     payload = wav_bytes(data, sr)
     stored, _ = sf.read(io.BytesIO(payload), dtype="float32", always_2d=True)
-    clip.file.save(f"{secrets.token_hex(16)}.wav", ContentFile(payload), save=False)
+    if name is None:
+        clip.file.save(f"{secrets.token_hex(16)}.wav", ContentFile(payload), save=False)
+    else:
+        storage = clip.file.storage
+        storage.delete(name)  # a missing file is not an error
+        clip.file.name = storage.save(name, ContentFile(payload), max_length=FILE_NAME_MAX)
     clip.sha256 = hashlib.sha256(payload).hexdigest()
     clip.duration_s = data.shape[0] / sr
     clip.sample_rate = sr
@@ -181,25 +193,34 @@ def process_clip(
     """Validate a pending clip's uploaded file, normalise it and store it as 16-bit WAV.
 
     Idempotent: a ready clip is returned unchanged. Bad audio marks the clip failed (saved).
+    Safe to kill at any point: the upload is deleted only after the row naming the WAV is
+    committed, and until then a new try reads the upload again and replaces the WAV, whose name
+    follows from the upload's.
     """
     if clip.status == Clip.Status.READY:
         return clip
     name = clip.name or Path(clip.file.name).name
+    original = clip.file.name
     try:
         if not clip.file:
             raise AudioError(f"{name}: no file attached; expected an audio file")
         data, sr = read_audio(clip.file.path, name, limits)
         validate(data, sr, name, limits)
         data = fit_level(data, sr, name, target_lufs)
-        original = clip.file.name
-        _store(clip, data, sr)
-        if original != clip.file.name:
-            clip.file.storage.delete(original)
+        _store(clip, data, sr, name=processed_name(original))
     except AudioError as exc:
         clip.status = Clip.Status.FAILED
         clip.error = str(exc)
     clip.save()
+    if clip.is_ready:
+        # robust: a delete that fails leaves a stray file, never fails the committed clip
+        transaction.on_commit(partial(clip.file.storage.delete, original), robust=True)
     return clip
+
+
+def processed_name(original: str) -> str:
+    """Storage name of the WAV made from the upload stored as `original` (never the same)."""
+    return f"{PurePosixPath(original).with_suffix('')}.pcm16.wav"
 
 
 def clip_from_upload(
