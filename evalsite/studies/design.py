@@ -161,6 +161,14 @@ def lock_study(study_id: int) -> None:
     list(Study.objects.select_for_update().filter(pk=study_id).values_list("pk"))
 
 
+def lock_participants(ids) -> None:
+    """Lock these participants' rows (FOR UPDATE, in id order) until the transaction ends. Taken
+    before a study's report lock by whatever deletes participants, as a withdrawal takes them
+    (its step's UPDATE, then `flow._forget`)."""
+    rows = Participant.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+    list(rows.values_list("pk", flat=True))
+
+
 def fill_counts(study: Study, now: datetime) -> Counter:
     """trial id -> answers stored + unanswered slots still reserved.
 

@@ -25,7 +25,7 @@ from evalsite.reports.tasks import report_settings, schedule_report
 from evalsite.stimuli.audio import clip_from_upload
 from evalsite.stimuli.models import Catalogue, Clip
 from evalsite.stimuli.slakh_import import import_slakh
-from evalsite.studies import export, history, progress
+from evalsite.studies import design, export, history, progress
 from evalsite.studies.forms import (
     ClipUploadForm,
     ImportForm,
@@ -197,6 +197,9 @@ def remove_previews(study: Study) -> int:
     previews = study.participants.filter(is_preview=True)
     removed = previews.count()
     if removed:
+        # Their rows locked before the report lock, as a withdrawal takes them: the other order
+        # deadlocks with a preview withdrawing meanwhile.
+        design.lock_participants(previews.values_list("pk", flat=True))
         # Counted as a deletion under the report lock (as a withdrawal is): a report computation
         # that read the previews' answers before this stores nothing (reports.services).
         state = ReportState.lock(study.pk)

@@ -196,6 +196,9 @@ def delete_participants(participants) -> None:
     of their studies are computed again."""
     participants = sorted(participants, key=lambda p: (p.study_id, p.pk))  # locks in one order
     with transaction.atomic():
+        # Their rows first, then the report lock (in `_forget`), as `withdraw` takes them: the
+        # other order deadlocks with a participant withdrawing meanwhile.
+        design.lock_participants([p.pk for p in participants])
         for p in participants:
             _forget(p)
             p.delete()
