@@ -9,12 +9,34 @@ earlier checkpoint's.
 
 from __future__ import annotations
 
+import logging
+
 from celery import Task
 from django.db import transaction
 from django.utils import timezone
 
 from evalsite.jobs.models import Job
 from evalsite.stimuli.models import Clip
+
+log = logging.getLogger(__name__)
+
+
+def queue_on_commit(job: Job, task: Task) -> None:
+    """Send task(job.pk) once the current transaction commits.
+
+    A broker that refuses the message (down, unreachable: kombu's OperationalError) fails the
+    job with the reason instead of raising: the job would otherwise stay queued forever (a page
+    poll never ends a job), and the request that queued it would answer 500.
+    """
+
+    def publish() -> None:
+        try:
+            task.delay(job.pk)
+        except Exception as exc:  # whatever stopped the publish, no worker will run the job
+            log.exception("could not queue %s for job %s", task.name, job.pk)
+            job.fail(f"could not queue: {exc}")
+
+    transaction.on_commit(publish)
 
 
 def start(job: Job) -> None:

@@ -69,22 +69,27 @@ def queue(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     study = get_visible_study(request.user, pk)
     if action not in ACTIONS:  # a typo must not look like a queued job
         raise Http404(f"action {action!r}: expected one of {', '.join(ACTIONS)}")
+    job = None
     if action in ("ingest", "design") and study.catalogue is None:
         messages.error(request, "The study has no catalogue yet; add clips first.")
     elif action == "ingest":
-        queue_ingest(study.catalogue, study=study)
+        job = queue_ingest(study.catalogue, study=study)
     elif action == "model-choices":
-        queue_model_choices(study)
+        job = queue_model_choices(study)
     elif action == "design":
         post = request.POST
         try:  # queue_design checks the ranges (per_instrument >= 1, catch_per_kind >= 0)
-            queue_design(
+            job = queue_design(
                 study, study.catalogue, post.get("strategy", ""),
                 _int_param(post, "per_instrument", 10), _int_param(post, "seed", 0),
                 catch_per_kind=_int_param(post, "catch_per_kind", 2),
             )  # fmt: skip
         except DesignError as exc:
             messages.error(request, str(exc))
+    # failed at once: no checkpoint, or the broker refused the task (queued after the commit,
+    # which is now: requests run in autocommit)
+    if job is not None and job.status == Job.Status.FAILED:
+        messages.error(request, f"The {job.get_kind_display()} job failed: {job.message}")
     return redirect("jobs:study", pk=study.pk)
 
 

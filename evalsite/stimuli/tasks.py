@@ -11,7 +11,6 @@ import logging
 
 from celery import Task, chain, shared_task
 from django.conf import settings
-from django.db import transaction
 
 from evalsite.jobs import progress
 from evalsite.jobs.models import Job
@@ -148,5 +147,5 @@ def queue_ingest(catalogue: Catalogue, clip_ids: list[int] | None = None, study=
         params={"clips": clip_ids, "checkpoint": str(path)},
         total=len(clip_ids),
     )
-    transaction.on_commit(lambda: ingest_catalogue.delay(job.pk))
+    progress.queue_on_commit(job, ingest_catalogue)
     return job

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.db import transaction
 
 from evalsite.jobs import progress
 from evalsite.jobs.models import Job
@@ -137,7 +136,7 @@ def queue_model_choices(study: Study) -> Job:
     if not job.is_finished:
         job.total = study.trials.count()
         job.save(update_fields=["total"])
-        transaction.on_commit(lambda: model_choices.delay(job.pk))
+        progress.queue_on_commit(job, model_choices)
     return job
 
 
@@ -165,5 +164,5 @@ def queue_design(
     }  # fmt: skip
     job = _new_job(Job.Kind.DESIGN, study, catalogue=catalogue, params=params, total=len(clips))
     if not job.is_finished:
-        transaction.on_commit(lambda: design_from_model.delay(job.pk))
+        progress.queue_on_commit(job, design_from_model)
     return job
