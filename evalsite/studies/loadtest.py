@@ -437,9 +437,9 @@ def _drive(cfg, study, server, base, out) -> dict:
         )
         rec, errors, stuck = _collect(results, procs)
     except BaseException:  # a failure, Ctrl-C, SIGTERM: no figures wanted, the clients go now
-        _stop_clients(stops, barrier, procs, grace=1.0)
+        _end_clients(procs, grace=0.0)
         raise
-    _stop_clients(stops, barrier, procs, grace=REQUEST_TIMEOUT_S)
+    _end_clients(procs, grace=REQUEST_TIMEOUT_S)  # they sent their results: they are ending
     result = summarise(rec, study, phases, killed, errors, stuck)
     result["cpu_s"], result["phases_not_run"] = cpu, not_run
     return result
@@ -461,12 +461,11 @@ def _setup_failed(cfg, plan, stops, barrier, results, procs) -> LoadTestError:
     )
 
 
-def _stop_clients(stops, barrier, procs, grace: float) -> None:
-    """End every phase and the barrier (a thread waiting at it returns), give the client
-    processes `grace` seconds in all to end, and kill those left."""
-    for stop in stops.values():
-        stop.set()
-    barrier.abort()
+def _end_clients(procs, grace: float) -> None:
+    """Give the client processes `grace` seconds in all to end, and kill those left. The stop
+    events and the barrier are not touched: setting or breaking one waits until every process
+    sleeping on it woke, and one that died there (a signal to the whole process group, as from
+    `timeout` or a closed terminal) never does."""
     deadline = time.monotonic() + grace
     for proc in procs:
         proc.join(timeout=max(deadline - time.monotonic(), 0.1))

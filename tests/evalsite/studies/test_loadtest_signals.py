@@ -50,15 +50,20 @@ def _wait_gone(pids, seconds: float) -> list[int]:
 
 @pytest.mark.integration  # gunicorn on the test PostgreSQL, ~10 s each
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
-def test_it_stops_gunicorn_and_deletes_its_study_and_table_when_killed(tmp_path, signum):
+@pytest.mark.parametrize(
+    ("signum", "group"),
+    [(signal.SIGTERM, False), (signal.SIGHUP, False),
+     (signal.SIGTERM, True)],  # `timeout` and a closed terminal signal the whole process group
+)  # fmt: skip
+def test_it_stops_gunicorn_and_deletes_its_study_and_table_when_killed(tmp_path, signum, group):
     env = os.environ | {"DATABASE_URL": database_url(), "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "manage.py", "loadtest", "--participants", "2", "--trials", "8",
                "--client-processes", "2", "--duration", "60", "--spares", "0", "--workers", "1",
                "--threads", "2"]  # fmt: skip
     out = tmp_path / "out.txt"
     with out.open("w") as sink:  # not a pipe: a process left behind would hold it open
-        run = subprocess.Popen(command, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        run = subprocess.Popen(command, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
+                               start_new_session=True)  # fmt: skip
     started = []
     try:
         deadline = time.monotonic() + 60
@@ -67,7 +72,10 @@ def test_it_stops_gunicorn_and_deletes_its_study_and_table_when_killed(tmp_path,
             time.sleep(0.1)
         started = _descendants(run.pid)
         assert len(started) >= 4, out.read_text()  # gunicorn, its worker, two client processes
-        run.send_signal(signum)
+        if group:  # the client processes too: they die at once, wherever they were waiting
+            os.killpg(run.pid, signum)
+        else:
+            run.send_signal(signum)
         assert run.wait(timeout=60) == 128 + signum, out.read_text()
         assert not _wait_gone(started, 10), "a process of the run outlived it"
     finally:
