@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from types import SimpleNamespace
 
@@ -228,13 +229,14 @@ def test_it_refuses_a_run_whose_setup_would_enter_more_participants_ahead_than_t
 
 @pytest.mark.integration  # ~10 s: in the default suite
 @pytest.mark.django_db(transaction=True)
-def test_it_says_setup_timed_out_and_stops_its_clients_at_once():
+def test_it_says_setup_timed_out_and_stops_its_clients_at_once(monkeypatch, tmp_path):
     # Setup outlasting its timeout: the clients went on entering their spares, and the results
     # were awaited before they were told to stop (minutes, then "a client process sent no
     # results" instead of the cause).
     cfg = LoadConfig(participants=2, duration=2, reference_duration=1, trials=8, workers=1,
                      threads=2, client_processes=1, spares=MAX_SPARES, think=0,
                      setup_timeout=1.0)  # fmt: skip
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the server log a failed run keeps
     start = time.monotonic()
     with pytest.raises(LoadTestError, match="setup timed out"):
         run(cfg, out=lambda line: None)

@@ -56,7 +56,11 @@ def _wait_gone(pids, seconds: float) -> list[int]:
      (signal.SIGTERM, True)],  # `timeout` and a closed terminal signal the whole process group
 )  # fmt: skip
 def test_it_stops_gunicorn_and_deletes_its_study_and_table_when_killed(tmp_path, signum, group):
-    env = os.environ | {"DATABASE_URL": database_url(), "PYTHONUNBUFFERED": "1"}
+    env = os.environ | {
+        "DATABASE_URL": database_url(),
+        "PYTHONUNBUFFERED": "1",
+        "TMPDIR": str(tmp_path),  # the server log, which an interrupted run keeps
+    }
     command = [sys.executable, "manage.py", "loadtest", "--participants", "2", "--trials", "8",
                "--client-processes", "2", "--duration", "60", "--spares", "0", "--workers", "1",
                "--threads", "2"]  # fmt: skip
