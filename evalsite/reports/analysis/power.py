@@ -9,10 +9,10 @@ Wilson interval (at the report's confidence) nearest 0.5: the least favourable p
 does not rule out, the usual conservative planning value, taken from the pilot's own interval
 rather than the blanket 0.5. Both the width and the power columns use it.
 
-An ICC the pilot cannot estimate (one participant, one answer each, or answers that all agree) is
-not taken as 0, which would plan as if answers were independent: that instrument's plan is left
-empty, unless the report config sets `power_assumed_icc`, which the plan then uses. Either way
-an info note names the instrument.
+An ICC the pilot cannot estimate (one participant, one answer each, or answers that all agree)
+is planned with `power_assumed_icc` from the report config where it is set, else with 0 (design
+effect 1: as if answers were independent, which understates the participants needed if answers
+cluster by participant). An info note names the instrument, why, and the ICC used.
 """
 
 from __future__ import annotations
@@ -73,10 +73,10 @@ def planning_proportion(estimate: float, n: int, confidence: float = 0.95) -> fl
 
 
 def planning_icc(icc: float, assumed_icc: float | None) -> float:
-    """The pilot's ICC, or where it cannot be estimated the assumed one (NaN if none is set)."""
+    """The pilot's ICC, or where it cannot be estimated the assumed one (0 if none is set)."""
     if not np.isnan(icc):
         return icc
-    return np.nan if assumed_icc is None else float(assumed_icc)
+    return 0.0 if assumed_icc is None else float(assumed_icc)
 
 
 def planning_notes(
@@ -104,15 +104,18 @@ def _icc_note(r: pd.Series, assumed_icc: float | None) -> str:
         why = "only one pilot participant answered it"
     elif r["n"] <= r["n_participants"]:
         why = "each pilot participant answered it once"
-    else:
-        why = "its pilot answers do not vary"
+    else:  # no variance within or between participants
+        why = f"all its pilot answers have agree = {r['estimate']:g}"
     head = f"power plan for {r['term']}: the ICC within participants cannot be estimated ({why})"
     if assumed_icc is None:
         return (
-            f"{head}, and 0 would plan as if answers were independent; its plan is left empty: "
-            "set power_assumed_icc in the report config to plan with an assumed ICC"
+            f"{head}; planned with ICC 0 (design effect 1), as if its answers were independent, "
+            "which understates the participants needed if answers cluster by participant; "
+            "power_assumed_icc in the report config sets another value"
         )
-    return f"{head}; planned with the assumed ICC power_assumed_icc = {assumed_icc:g}"
+    return (
+        f"{head}; planned with the ICC power_assumed_icc = {assumed_icc:g} from the report config"
+    )
 
 
 def pilot_inputs(df: pd.DataFrame) -> pd.DataFrame:
@@ -147,8 +150,7 @@ def plan(
 ) -> pd.DataFrame:
     """Participants needed per instrument for each number of trials per participant, planned
     with `planning_p` (the pilot estimate, or its Wilson bound nearest 0.5 where it is 0 or 1)
-    and `planning_icc` (the pilot's ICC, or `assumed_icc` where it cannot be estimated; with
-    neither, that instrument's plan is NaN)."""
+    and `planning_icc` (the pilot's ICC, or where it cannot be estimated `assumed_icc`, else 0)."""
     if assumed_icc is not None and not 0.0 <= assumed_icc <= 1.0:
         raise ValueError(f"report config: power_assumed_icc is {assumed_icc}; expected 0 to 1")
     rows = []

@@ -39,8 +39,8 @@ class ReportConfig:
     power_target: float = 0.8
     power_alpha: float = 0.05
     power_trials_grid: tuple[int, ...] = (5, 10, 20, 40)
-    # ICC the power plan assumes for an instrument whose pilot cannot estimate one (None: leave
-    # that instrument's plan empty rather than plan as if answers were independent).
+    # ICC the power plan assumes for an instrument whose pilot cannot estimate one (None: 0, as
+    # if answers were independent; an info note says so either way).
     power_assumed_icc: float | None = None
 
     def to_dict(self) -> dict:

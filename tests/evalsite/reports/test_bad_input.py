@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evalsite.reports.analysis import ReportConfig, build_report
+from evalsite.reports.analysis import ReportConfig, build_report, power
 from evalsite.reports.analysis.simulate import SimulationSpec, simulate_answers
 
 FAST = ReportConfig(n_boot=50, mixed_model=False)
@@ -81,16 +81,18 @@ def test_it_plans_an_instrument_whose_pilot_answers_all_agree_and_says_how(answe
     same = answers.copy()
     same.loc[drums, "chosen"] = same.loc[drums, "model_choice"]
     same.loc[drums, ["chosen_position", "agree"]] = None  # derived again, row by row
-    # Answers that all agree leave the ICC unknown too: the plan uses an assumed one.
-    config = ReportConfig(n_boot=50, mixed_model=False, confidence=0.9, power_assumed_icc=0.05)
-    report = build_report(same, config)
+    report = build_report(same, ReportConfig(n_boot=50, mixed_model=False, confidence=0.9))
     consent = report.tables["consent"].set_index("term").loc["drums"]
     assert consent["estimate"] == 1.0
     plan = report.tables["power_plan"].set_index("term").loc["drums"]
     assert (plan["answers_for_width"] > 0).all() and (plan["participants_for_width"] > 0).all()
     assert (plan["planning_p"] == consent["ci_low"]).all()  # the Wilson interval's far end
-    (text,) = [m["text"] for m in report.messages if "Wilson" in m["text"]]
-    assert "drums" in text and "90% Wilson" in text and f"{consent['ci_low']:.3f}" in text
+    # Answers that all agree leave the ICC unknown too: planned as independent answers, and said.
+    assert (plan["planning_icc"] == 0).all() and (plan["design_effect"] == 1).all()
+    wilson, icc = [m["text"] for m in report.messages if m["part"] == "power"]
+    assert "drums" in wilson and "90% Wilson" in wilson and f"{consent['ci_low']:.3f}" in wilson
+    assert "drums" in icc and "agree = 1" in icc and "ICC 0" in icc and "independent" in icc
+    assert "power_assumed_icc" in icc and "empty" not in icc
 
 
 def test_it_says_when_every_participant_is_excluded(answers):
@@ -226,25 +228,43 @@ def test_it_leaves_the_participant_t_test_undefined_where_rates_do_not_vary():
     assert "drums" in text and "undefined" in text and "guitar" not in text
 
 
-def test_it_plans_no_design_effect_it_cannot_estimate_unless_the_config_assumes_one():
-    # Drums has one pilot participant, so its ICC is unknown: not 0 (design effect 1).
+def test_it_plans_an_icc_it_cannot_estimate_as_0_unless_the_config_assumes_one():
+    # Drums has one pilot participant, so its ICC is unknown: ICC 0 (design effect 1), said so.
     agrees = {"drums": [2], "guitar": [1, 2, 4]}
     answers = _agreeing(agrees)
     report = build_report(answers, FAST)
     plan = report.tables["power_plan"].set_index("term")
-    assert plan.loc["drums", ["design_effect", "answers_for_width"]].isna().all().all()
-    assert (
-        plan.loc["drums", ["participants_for_width", "participants_for_power"]].isna().all().all()
+    drums = plan.loc["drums"]
+    assert (drums["planning_icc"] == 0).all() and (drums["design_effect"] == 1).all()
+    assert drums["answers_for_width"].to_numpy() == pytest.approx(
+        [power.n_for_half_width(0.5, 0.05)] * 4
     )
+    assert list(drums["participants_for_width"]) == [77, 39, 20, 10]  # ceil(384.15 / m)
     assert plan.loc["guitar", "answers_for_width"].notna().all()
     (text,) = [m["text"] for m in report.messages if m["part"] == "power"]
-    assert "drums" in text and "ICC" in text and "power_assumed_icc" in text
+    assert "drums" in text and "one pilot participant" in text and "ICC 0" in text
+    assert "understates the participants needed" in text and "power_assumed_icc" in text
 
     assumed = build_report(
         answers, ReportConfig(n_boot=50, mixed_model=False, power_assumed_icc=0.1)
     )
     plan = assumed.tables["power_plan"].set_index("term").loc["drums"]
     trials = plan["trials_per_participant"].to_numpy()
+    assert (plan["planning_icc"] == 0.1).all()
     assert plan["design_effect"].to_numpy() == pytest.approx(1 + (trials - 1) * 0.1)
     (text,) = [m["text"] for m in assumed.messages if m["part"] == "power"]
-    assert "drums" in text and "assumed" in text and "0.1" in text
+    assert "drums" in text and "power_assumed_icc = 0.1" in text and "ICC 0" not in text
+
+
+@pytest.mark.parametrize(
+    "n, n_participants, estimate, why",
+    [(4, 1, 0.5, "one pilot participant"), (3, 3, 0.5, "answered it once"),
+     (24, 6, 1.0, "agree = 1"), (24, 6, 0.0, "agree = 0")],
+)  # fmt: skip
+def test_it_says_why_an_instruments_icc_cannot_be_estimated(n, n_participants, estimate, why):
+    inputs = pd.DataFrame(
+        [{"term": "drums", "estimate": estimate, "icc": np.nan, "trials_per_participant": 1.0,
+          "seconds_per_trial": 3.0, "n": n, "n_participants": n_participants}]
+    )  # fmt: skip
+    (text,) = [t for t in power.planning_notes(inputs) if "ICC" in t]
+    assert "drums" in text and why in text and "ICC 0" in text

@@ -191,8 +191,12 @@ def test_it_plans_a_pilot_where_every_answer_agrees_from_its_wilson_interval():
     # = 24 / 27.8415 = 0.862024 (statsmodels proportion_confint, method "wilson").
     low = proportion_confint(24, 24, alpha=0.05, method="wilson")[0]
     assert low == pytest.approx(24 / (24 + 1.959964**2), rel=1e-6)
-    # ICC 0 (design effect 1): this pins the proportion the plan uses, not the ICC.
-    pilot = {"icc": 0.0, "trials_per_participant": 4.0, "seconds_per_trial": 3.0, "n": 24}
+    # Such a pilot (6 participants, 4 answers each, all alike) leaves the ICC unknown: planned
+    # with ICC 0, design effect 1, as independent answers.
+    icc = icc_oneway(np.ones(24), np.repeat(np.arange(6), 4))
+    assert np.isnan(icc)
+    pilot = {"icc": icc, "trials_per_participant": 4.0, "seconds_per_trial": 3.0, "n": 24,
+             "n_participants": 6}  # fmt: skip
     inputs = pd.DataFrame(
         [
             {"term": "drums", "estimate": 1.0, **pilot},
@@ -200,15 +204,21 @@ def test_it_plans_a_pilot_where_every_answer_agrees_from_its_wilson_interval():
             {"term": "piano", "estimate": 0.75, **pilot},
         ]
     )
-    table = plan(inputs, trials_grid=(5,), half_width=0.05).set_index("term")
-    # Cochran's n at that proportion: 1.959964^2 * 0.862024 * 0.137976 / 0.05^2 = 182.8.
+    grid = (5, 10, 20, 40)
+    table = plan(inputs, trials_grid=grid, half_width=0.05).set_index("term")
+    # Cochran's n at that proportion: 1.959964^2 * 0.862024 * 0.137976 / 0.05^2 = 182.76.
     expected = 1.959964**2 * low * (1 - low) / 0.05**2
+    assert expected == pytest.approx(182.76, abs=0.01)
     for term in ("drums", "guitar"):
-        assert table.loc[term, "answers_for_width"] == pytest.approx(expected, rel=1e-6)
-        assert table.loc[term, "participants_for_width"] == math.ceil(expected / 5)
-        assert table.loc[term, "answers_for_power"] == pytest.approx(n_for_power(low), rel=1e-9)
-    assert table.loc["drums", "planning_p"] == pytest.approx(low, rel=1e-9)
-    assert table.loc["guitar", "planning_p"] == pytest.approx(1 - low, rel=1e-9)
+        rows = table.loc[term]
+        assert list(rows["planning_icc"]) == [0.0] * 4 and list(rows["design_effect"]) == [1] * 4
+        assert rows["answers_for_width"].to_numpy() == pytest.approx([expected] * 4, rel=1e-6)
+        assert list(rows["participants_for_width"]) == [37, 19, 10, 5]  # ceil(182.76 / m)
+        assert rows["answers_for_power"].to_numpy() == pytest.approx([n_for_power(low)] * 4)
+    assert table.loc["drums", "planning_p"].to_numpy() == pytest.approx([low] * 4, rel=1e-9)
+    assert table.loc["guitar", "planning_p"].to_numpy() == pytest.approx([1 - low] * 4, rel=1e-9)
     # A pilot estimate strictly between 0 and 1 is planned with as it is.
-    assert table.loc["piano", "planning_p"] == 0.75
-    assert table.loc["piano", "answers_for_width"] == pytest.approx(n_for_half_width(0.75, 0.05))
+    assert (table.loc["piano", "planning_p"] == 0.75).all()
+    assert table.loc["piano", "answers_for_width"].to_numpy() == pytest.approx(
+        [n_for_half_width(0.75, 0.05)] * 4
+    )
