@@ -51,7 +51,7 @@ CLIENT_LOG = json.dumps(
      "blur_events": 0, "audio_sample_rate": 48000,
      "events": [[412, "play r"], [5433, "ended r"], [5980, "play A"], [11001, "ended A"],
                 [11610, "play B"], [16632, "ended B"], [16633, "unlocked"]],
-     "viewport": "1280x720"},
+     "hidden_ms": 0, "hidden_before_unlock_ms": 0, "viewport": "1280x720"},
     separators=(",", ":"),
 )  # fmt: skip
 # The log field of every answer body, encoded once: encoding it per request was ~10 % of a
