@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import re
 import threading
-import time
 import zipfile
 
 import numpy as np
@@ -23,6 +22,7 @@ from evalsite.studies import flow
 from evalsite.studies.models import Answer, Participant
 from tests.evalsite.reports.conftest import answer_all
 from tests.evalsite.studies.test_experimenter import _study_post
+from tests.lock_waits import until_blocked
 
 pytestmark = pytest.mark.django_db
 
@@ -168,17 +168,7 @@ def test_it_empties_the_bundle_of_a_computation_that_saves_while_a_participant_w
         prune(study)  # the snapshot with the leaver's answers is written, not committed yet
         other["thread"] = threading.Thread(target=withdraw_from_another_request)
         other["thread"].start()
-        waiting = (
-            "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            " AND datname = current_database()"
-        )
-        deadline = time.monotonic() + 10
-        while other["thread"].is_alive() and time.monotonic() < deadline:
-            with connection.cursor() as cursor:  # the withdrawal waits for this save to end?
-                cursor.execute(waiting)
-                if cursor.fetchone()[0]:
-                    break
-            time.sleep(0.01)
+        until_blocked(other["thread"], 10)  # the withdrawal waits for this save to end
 
     monkeypatch.setattr(services, "_prune_bundles", withdrawn_while_saving)
     services.compute_snapshot(sim_study.pk)

@@ -48,6 +48,7 @@ from tests.evalsite.studies.participant_steps import (
     to_step,
     url,
 )
+from tests.lock_waits import until_blocked
 
 pytestmark = pytest.mark.django_db
 
@@ -944,17 +945,7 @@ def test_an_answer_sent_from_another_tab_while_the_participant_leaves_is_not_kep
         forget(q)  # answers and slots deleted; leaving not committed yet
         tab["thread"] = threading.Thread(target=answer_from_another_tab)
         tab["thread"].start()
-        waiting = (
-            "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            " AND datname = current_database()"
-        )  # not another test database's waits
-        deadline = time.monotonic() + 30
-        while tab["thread"].is_alive() and time.monotonic() < deadline:
-            with connection.cursor() as cursor:  # the other tab waits for the leaving to end?
-                cursor.execute(waiting)
-                if cursor.fetchone()[0]:
-                    break
-            time.sleep(0.01)
+        until_blocked(tab["thread"], 30)  # the other tab waits for the leaving to end
 
     monkeypatch.setattr(flow, "_forget", answered_while_forgetting)
     assert leave(client, p).status_code == 302

@@ -4,7 +4,6 @@ study leaves draft): both take the participant's row and the study's report lock
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from django.db import connection, transaction
@@ -14,6 +13,7 @@ from evalsite.reports.models import ReportState
 from evalsite.studies import experimenter, flow
 from evalsite.studies.models import Answer, Participant
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
+from tests.lock_waits import until_blocked
 
 pytestmark = [
     pytest.mark.integration,
@@ -73,15 +73,4 @@ def test_a_participant_deleted_while_it_withdraws_is_deleted_without_a_deadlock(
 
 def _until_report_locked_or_waiting(thread: threading.Thread, report_locked) -> None:
     """Until the deleting side holds the report lock, or waits for a row lock (on p's row)."""
-    waiting = (
-        "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-        " AND datname = current_database()"
-    )  # not another test database's waits
-    deadline = time.monotonic() + 30
-    while thread.is_alive() and not report_locked.is_set() and time.monotonic() < deadline:
-        with connection.cursor() as cursor:  # read afresh: inside a transaction the statistics
-            cursor.execute("SELECT pg_stat_clear_snapshot()")  # stay as first read
-            cursor.execute(waiting)
-            if cursor.fetchone()[0]:
-                return
-        time.sleep(0.01)
+    until_blocked(thread, 30, done=report_locked.is_set)
