@@ -193,23 +193,37 @@ def ensure_demo_user():
 
 
 class LocalWorker:
-    """A real Celery worker process on the embedded broker, stopped when the demo leaves."""
+    """A real Celery worker process on the embedded broker, stopped when the demo leaves.
 
-    def __init__(self, opts: DemoOptions) -> None:
+    The worker runs in its own process group, so its prefork child is stopped with it: SIGTERM
+    (Celery's warm shutdown: the running task may finish) for up to stop_timeout_s, then SIGKILL.
+    """
+
+    def __init__(self, opts: DemoOptions, stop_timeout_s: float = 20.0) -> None:
         self.opts = opts
+        self.stop_timeout_s = stop_timeout_s
         self.proc = None
+        self.started_at = None
         self.log = opts.home / "logs" / "worker.log"
 
     def __enter__(self) -> LocalWorker:
         import subprocess
 
+        from django.utils import timezone
+
         self.log.parent.mkdir(parents=True, exist_ok=True)
         celery = Path(sys.executable).with_name("celery")
         cmd = [str(celery), "-A", "evalsite", "worker", "-Q", "gpu,cpu", "--concurrency", "1"]
         cmd += ["--loglevel", "INFO", "-n", "demo@%h"]
+        self.started_at = timezone.now()
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                cmd, cwd=ROOT, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT
+                cmd,
+                cwd=ROOT,
+                env=os.environ.copy(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group: stopped with its prefork child
             )
         return self
 
@@ -218,12 +232,50 @@ class LocalWorker:
             raise DemoError(f"the local worker exited ({self.proc.returncode}); see {self.log}")
 
     def __exit__(self, *exc) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except Exception:  # noqa: BLE001 - a stuck worker must not keep the demo alive
-                self.proc.kill()
+        if self.proc is None:
+            return
+        stop_process_group(self.proc, self.stop_timeout_s)
+        self.report_abandoned_jobs()
+
+    def report_abandoned_jobs(self) -> None:
+        """Name the jobs the stopped worker left running: on the file broker their message went
+        with the worker, so nothing will finish them."""
+        from django.db import DatabaseError
+
+        from evalsite.jobs.models import Job
+
+        running = Job.objects.filter(status=Job.Status.RUNNING, updated_at__gte=self.started_at)
+        try:
+            jobs = list(running.order_by("id"))
+        except DatabaseError as exc:  # never hide why the demo is leaving
+            print(f"      could not check the worker's jobs: {exc}", file=sys.stderr)
+            return
+        for job in jobs:
+            how = "rerun the demo"
+            if job.study_id:
+                how += f", or use {self.opts.base_url}/jobs/study/{job.study_id}/"
+            print(
+                f"      job {job.pk} ({job.get_kind_display()}) was left running by the "
+                f"stopped worker and will not finish; to queue it again, {how}",
+                flush=True,
+            )
+
+
+def stop_process_group(proc, timeout_s: float) -> None:
+    """SIGTERM the process group proc leads (start_new_session: its id is proc's pid), wait up
+    to timeout_s for proc, SIGKILL what is left of the group, and reap proc."""
+    import subprocess
+
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout_s)
+    except (ProcessLookupError, subprocess.TimeoutExpired):  # gone already, or still busy
+        pass
+    try:  # the main process after the timeout, or a child it left behind
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # nothing left in the group
+        pass
+    proc.wait()
 
 
 def wait_for_job(job, worker: LocalWorker, label: str, timeout_s: float = 1800) -> None:

@@ -1,0 +1,81 @@
+"""The demo's local worker, stopped in the middle of a task, leaves no process behind and says
+which job it abandoned (real Redis, a real `celery worker`, PostgreSQL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+
+from evalsite.demo import DemoOptions, LocalWorker
+from evalsite.jobs.models import Job
+from evalsite.retrieval.models import Embedding
+from evalsite.stimuli.tasks import queue_ingest
+from tests.evalsite.retrieval.helpers import make_catalogue
+from tests.integration.conftest import REDIS_URL, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def live_processes() -> dict[int, int]:
+    """pid -> parent pid of every process that has not exited (a zombie has; PID 1 may take a
+    while to reap an orphan)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)"
+        except OSError:  # gone meanwhile
+            continue
+        if fields[0] != "Z":  # fields: state, ppid, ...
+            found[int(stat.parent.name)] = int(fields[1])
+    return found
+
+
+def worker_processes(main: int) -> set[int]:
+    """The worker's main process and its prefork children."""
+    return {main} | {pid for pid, ppid in live_processes().items() if ppid == main}
+
+
+@pytest.fixture
+def ada(django_user_model):
+    return django_user_model.objects.create_user("ada", "ada@example.org", "hear-the-drums-1")
+
+
+@pytest.fixture
+def demo_env(broker, monkeypatch, tmp_path, int_checkpoint):
+    """The environment the demo hands its worker: this test's database, broker and media."""
+    db = django_settings.DATABASES["default"]
+    env = {
+        "DATABASE_URL": f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "CELERY_BROKER_URL": REDIS_URL,
+        "CSN_HOME": str(tmp_path / "home"),
+        "MEDIA_ROOT": str(django_settings.MEDIA_ROOT),
+        "CSN_CHECKPOINT": str(int_checkpoint),
+        "CSN_AUTO_EMBED": "0",
+        "CUDA_VISIBLE_DEVICES": "",
+        # model calls of 2 clips with an 8 s pause after each: a task still running at the exit
+        "CSN_EMBED_BATCH": "2",
+        "CSN_EMBED_PAUSE_S": "8",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return tmp_path / "home"
+
+
+def test_it_stops_the_whole_worker_and_names_the_job_it_abandoned(demo_env, ada, capsys):
+    catalogue = make_catalogue(ada, n_pieces=6)
+    opts = DemoOptions(home=demo_env, tracks=1, seconds=1.0, seed=0, train_steps=1, simulate=0,
+                       rates={}, host="127.0.0.1", port=8000, serve=False)  # fmt: skip
+    worker = LocalWorker(opts, stop_timeout_s=1.0)
+    with worker:
+        job = queue_ingest(catalogue)  # outside a transaction: queued at once
+        wait_for(lambda: Embedding.objects.exists(), 120, what="the first embeddings")
+        started = worker_processes(worker.proc.pid)
+        assert len(started) == 2, started  # the main process and its child, in the task
+    assert worker.proc.returncode is not None  # reaped by the demo, not left a zombie
+    assert started.isdisjoint(live_processes())  # the child too, not orphaned
+    job.refresh_from_db()
+    assert job.status == Job.Status.RUNNING  # nothing will finish it: the demo must say so
+    out = capsys.readouterr().out
+    assert f"job {job.pk} (ingest clips) was left running" in out, out
