@@ -24,7 +24,6 @@ SCRIPT = textwrap.dedent(
     class Child:
         def __enter__(self):
             self.proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
-            print(self.proc.pid, flush=True)
             return self
 
         def __exit__(self, *exc):
@@ -32,7 +31,10 @@ SCRIPT = textwrap.dedent(
             self.proc.wait(timeout=20)
 
     def stage_data(opts):
-        with Child():
+        with Child() as child:
+            # printed inside the block: a signal handled before __enter__ returned would skip
+            # __exit__ (the test sends it as soon as it reads the pid)
+            print(child.proc.pid, flush=True)
             time.sleep(300)
 
     demo.stage_data = stage_data
