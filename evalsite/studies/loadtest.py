@@ -31,6 +31,11 @@ Everything is bounded: request timeouts, phase durations, barrier and join timeo
 server and clients are stopped in a `finally`, also on SIGTERM or SIGHUP (`exiting_on_signals`);
 a client process stops by itself when this one dies without cleanup. Figures are printed by
 `loadtest_report.format_report`.
+
+This module holds the run's configuration and its coordination (spares, phases, the client
+processes, their results); gunicorn, the bare-write table and the signal handling are in
+loadtest_server.py, the CPU readings in loadtest_cpu.py, and the study (made, analyzed, its
+answers checked, deleted) in loadtest_study.py.
 """
 
 from __future__ import annotations
@@ -39,30 +44,15 @@ import math
 import multiprocessing
 import os
 import queue
-import secrets
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
-import numpy as np
-import requests
-from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.db import DatabaseError, connection, transaction
-
-from evalsite.stimuli.models import Catalogue, Clip
 from evalsite.studies.loadtest_client import (
-    ASSIGN,
-    ENTERED_IN_PHASE,
     REQUEST_TIMEOUT_S,
     RETRIES,
     ROUNDS,
@@ -71,7 +61,20 @@ from evalsite.studies.loadtest_client import (
     Recorder,
     client_process,
 )
-from evalsite.studies.models import Answer, Assignment, Participant, Study, Trial
+from evalsite.studies.loadtest_cpu import cpu_snapshot, cpu_used
+from evalsite.studies.loadtest_server import (
+    exiting_on_signals,
+    serving,
+    worker_pids,
+    write_table_rows,
+)
+from evalsite.studies.loadtest_study import (
+    check_database,
+    clean_up,
+    maintain_tables,
+    make_study,
+    summarise,
+)
 
 
 @dataclass(frozen=True)
@@ -88,231 +91,6 @@ class LoadConfig:
     think: float = 5.0  # paced phase: mean seconds between a trial page and its answer (0: none)
     setup_timeout: float = 180.0
     keep: bool = False  # keep the study (and its answers) in the database afterwards
-
-
-def check_database() -> None:
-    engine = settings.DATABASES["default"]["ENGINE"]
-    if "postgresql" not in engine:
-        raise LoadTestError(
-            f"DATABASE_URL: the load benchmark runs on PostgreSQL; got engine {engine!r}. "
-            "Set DATABASE_URL=postgresql://user@host:5432/dbname"
-        )
-
-
-def make_study(n_trials: int) -> Study:
-    """An open study with `n_trials` main trials on drums and bass, nothing else in the flow."""
-    user, _ = get_user_model().objects.get_or_create(username="loadtest")
-    tag = secrets.token_hex(4)
-    with transaction.atomic():
-        catalogue = Catalogue.objects.create(owner=user, name=f"loadtest {tag}")
-        clips = Clip.objects.bulk_create(
-            Clip(catalogue=catalogue, name=f"load{i:03d}.wav", status=Clip.Status.READY,
-                 duration_s=5.0, sample_rate=22050, loudness_lufs=-23.0, sha256="0" * 64)
-            for i in range(max(n_trials, 3) + 2)
-        )  # fmt: skip
-        study = Study.objects.create(
-            owner=user, name=f"loadtest {tag}", catalogue=catalogue, status=Study.Status.OPEN,
-            instruments=["drums", "bass"], consent_text="Load test.",
-            settings={"screening": False, "huggins": False, "practice_trials": 0,
-                      "catch": {"identical": 0, "attention": 0, "repeat": 0},
-                      "target_answers_per_trial": 1_000_000, "refuse_phones": False,
-                      "languages": ["en"], "min_listen_share": 0},
-        )  # fmt: skip
-        # min_listen_share 0: the clients answer as soon as a page is shown instead of playing
-        # its clips; every answer still runs the listening check (`answerable_ms`), at 0 ms.
-        Trial.objects.bulk_create(
-            Trial(study=study, instrument=("drums", "bass")[i % 2], reference=clips[i],
-                  candidate_a=clips[i + 1], candidate_b=clips[i + 2],
-                  model_choice="ab"[i % 2], model_margin=0.1)
-            for i in range(n_trials)
-        )  # fmt: skip
-    return study
-
-
-def create_write_table(study: Study) -> str:
-    """The table the bare-write reference fills: the answers' columns, defaults, checks and
-    indexes (unique (participant, trial) included), without their foreign keys."""
-    name = f"loadtest_bare_write_{study.pk}"
-    qn = connection.ops.quote_name
-    with connection.cursor() as cursor:
-        cursor.execute(f"CREATE TABLE {qn(name)} (LIKE {qn(Answer._meta.db_table)} INCLUDING ALL)")
-    return name
-
-
-def write_table_rows(name: str) -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT COUNT(*) FROM {connection.ops.quote_name(name)}")
-        return cursor.fetchone()[0]
-
-
-def drop_write_table(name: str) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {connection.ops.quote_name(name)}")
-
-
-def database_url(db: dict | None = None) -> str:
-    """The URL of `db` (a DATABASES entry; default: the database this process uses, under
-    pytest the test database), for the server's settings to read back."""
-    db = db or settings.DATABASES["default"]
-    auth = quote(db.get("USER") or "", safe="")
-    if db.get("PASSWORD"):
-        auth += ":" + quote(db["PASSWORD"], safe="")
-    host = db.get("HOST") or "127.0.0.1"
-    if host.startswith("/"):  # a Unix socket's directory: %2F-quoted in a URL
-        host = quote(host, safe="")
-    port = f":{db['PORT']}" if db.get("PORT") else ""
-    return f"postgresql://{auth}{'@' if auth else ''}{host}{port}/{quote(db['NAME'], safe='')}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-CONN_MAX_AGE_S = 60  # the server keeps its database connections this long (persistent)
-KEEP_ALIVE_S = 30  # gunicorn closes a keep-alive connection idle this long (the clients: 20 s)
-
-
-def start_server(cfg: LoadConfig, port: int, log_path: Path, write_table: str) -> subprocess.Popen:
-    """gunicorn on loopback with DEBUG off and persistent DB connections, the site plus the
-    bare-write reference (loadtest_settings.py) writing `write_table`; waits for /healthz."""
-    env = dict(os.environ)
-    env.update(DATABASE_URL=database_url(), DEBUG="false", DB_CONN_MAX_AGE=str(CONN_MAX_AGE_S),
-               LOG_LEVEL="WARNING", ALLOWED_HOSTS="127.0.0.1,localhost",
-               DJANGO_SETTINGS_MODULE="evalsite.studies.loadtest_settings",
-               CSN_LOADTEST_WRITE_TABLE=write_table)  # fmt: skip
-    command = [
-        sys.executable, "-m", "gunicorn", "evalsite.wsgi:application",
-        "--bind", f"127.0.0.1:{port}", "--workers", str(cfg.workers),
-        "--worker-class", "gthread", "--threads", str(cfg.threads), "--backlog", "2048",
-        "--timeout", "30", "--graceful-timeout", "5", "--keep-alive", str(KEEP_ALIVE_S),
-        "--no-control-socket",  # several servers on one machine would share the default socket
-    ]  # fmt: skip
-    log = open(log_path, "wb")  # noqa: SIM115 (closed with the process in stop_server)
-    server = subprocess.Popen(
-        command, env=env, cwd=settings.BASE_DIR, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    server.log_file = log
-    try:
-        _wait_until_served(server, port, log_path)
-    except BaseException:  # Ctrl-C too: gunicorn runs in its own session, no one else stops it
-        stop_server(server)
-        raise
-    return server
-
-
-def _wait_until_served(server: subprocess.Popen, port: int, log_path: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise LoadTestError(f"gunicorn exited with {server.returncode}; see {log_path}")
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    raise LoadTestError(f"gunicorn did not answer /healthz within 60 s; see {log_path}")
-
-
-def stop_server(server: subprocess.Popen) -> None:
-    if server.poll() is None:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=15)
-    server.log_file.close()
-
-
-def worker_pids(server: subprocess.Popen) -> list[int]:
-    path = Path(f"/proc/{server.pid}/task/{server.pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
-
-
-def _times(pid: int) -> list[int] | None:
-    """utime, stime, cutime, cstime of a process in clock ticks (Linux /proc; None when gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:  # the process just exited
-        return None
-    return [int(x) for x in fields[11:15]]
-
-
-def _cpu_seconds(pids) -> dict[int, float]:
-    """User + system CPU seconds of each of these processes (gone ones left out)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    return {pid: sum(t[:2]) / tick for pid in pids if (t := _times(pid)) is not None}
-
-
-def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
-    """CPU seconds spent between two snapshots by the processes alive at the second one
-    (one that started in between counts whole; one that exited in between is not seen)."""
-    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
-
-
-def worker_cpu_seconds(server: subprocess.Popen) -> dict[int, float]:
-    return _cpu_seconds(worker_pids(server))
-
-
-def machine_seconds() -> dict[str, float]:
-    """CPU seconds all cores of this machine spent busy (user to softirq), and stolen by the
-    hypervisor (a virtual machine's cores waiting for the host's: the run was slowed from
-    outside), from /proc/stat."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    tick = os.sysconf("SC_CLK_TCK")
-    busy = sum(fields[:7]) - fields[3] - fields[4]  # user..softirq without idle and iowait
-    return {"busy": busy / tick, "steal": fields[7] / tick}
-
-
-def group_cpu_seconds(pids) -> float:
-    """User + system CPU seconds of these processes together with their children that exited
-    and were waited for (Linux /proc: cutime + cstime), so that a process exiting between two
-    readings keeps its CPU in the group's total (gone ones left out)."""
-    times = (_times(pid) for pid in pids)
-    return sum(sum(t) for t in times if t is not None) / os.sysconf("SC_CLK_TCK")
-
-
-def postgres_cpu_seconds() -> dict[int, float]:
-    """CPU seconds of the PostgreSQL server on this machine, as one total ({0: seconds}; {} when
-    it runs elsewhere or its processes cannot be read). Its backends are children of the
-    postmaster: one that exits (Django closed a connection older than DB_CONN_MAX_AGE) passes its
-    CPU to the postmaster's cutime, where reading process by process would lose it."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if stat.read_text().split(" (", 1)[1].startswith("postgres)"):
-                pids.append(int(stat.parent.name))
-        except (OSError, IndexError):
-            continue
-    return {0: group_cpu_seconds(pids)} if pids else {}
-
-
-def _exit_on_signal(signum, _frame) -> None:
-    """SIGTERM (kill, `timeout`) and SIGHUP (a closed terminal) end a run as Ctrl-C does (the
-    demo's way, evalsite/demo.py): through the `finally`s, which stop gunicorn (in a session of
-    its own: no signal to this process's group reaches it) and the clients, and delete the study
-    and the bare-write table."""
-    raise SystemExit(128 + signum)
-
-
-@contextmanager
-def exiting_on_signals():
-    """`_exit_on_signal` for SIGTERM and SIGHUP while the block (or decorated function) runs,
-    the previous handlers back afterwards (only the main thread may set them: from another,
-    nothing changes)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, _exit_on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @exiting_on_signals()
@@ -334,26 +112,6 @@ def run(cfg: LoadConfig, out=print) -> dict:
     if not cfg.keep:  # the server log is kept only when something went wrong
         shutil.rmtree(workdir, ignore_errors=True)
     return result
-
-
-@contextmanager
-def serving(cfg: LoadConfig, study: Study, log_path: Path, out):
-    """gunicorn (`start_server`) with the bare-write table made for this run: yields (server,
-    base URL, table name); the server is stopped and the table dropped on the way out (kept
-    with --keep neither: it is no study's data)."""
-    port, server, write_table = free_port(), None, None
-    try:
-        write_table = create_write_table(study)
-        server = start_server(cfg, port, log_path, write_table)
-        yield server, f"http://127.0.0.1:{port}", write_table
-    finally:
-        if server is not None:
-            stop_server(server)
-        try:
-            if write_table is not None:
-                drop_write_table(write_table)
-        except DatabaseError as exc:
-            out(f"could not drop table {write_table} ({exc}); drop it by hand")
 
 
 def _schedule(cfg: LoadConfig) -> list[tuple[str, list[str], float]]:
@@ -489,9 +247,9 @@ def _run_phases(cfg, schedule, barrier, stops, server, procs, out):
                 # a client failed (its error comes with the results) or the wait timed out
                 not_run = [later for later, _, _ in schedule[i:]]
                 break
-        before, n_killed = _cpu_snapshot(server, clients), len(killed)
+        before, n_killed = cpu_snapshot(server, clients), len(killed)
         window = _phase(cfg, name, seconds, stops[name], server, killed, out)
-        after = _cpu_snapshot(server, clients)
+        after = cpu_snapshot(server, clients)
         base = name.rstrip("0123456789")
         for part in after if len(killed) == n_killed else ():  # a killed worker's CPU is lost
             used = cpu_used(before[part], after[part])
@@ -499,13 +257,6 @@ def _run_phases(cfg, schedule, barrier, stops, server, procs, out):
         for kind in kinds:
             phases.setdefault(kind, []).append(window)
     return phases, cpu, killed, not_run
-
-
-def _cpu_snapshot(server, clients) -> dict[str, dict[int, float]]:
-    machine = machine_seconds()
-    return {"gunicorn": worker_cpu_seconds(server), "postgres": postgres_cpu_seconds(),
-            "clients": _cpu_seconds(clients), "machine": {0: machine["busy"]},
-            "steal": {0: machine["steal"]}}  # fmt: skip
 
 
 NO_RESULTS = "a client process sent no results"
@@ -540,97 +291,3 @@ def _phase(cfg, name, seconds, stop, server, killed, out) -> tuple[float, float]
     time.sleep(max(seconds - (time.monotonic() - start), 0))
     stop.set()
     return start, time.monotonic()
-
-
-def _latency_figures(latencies_s: list[float], seconds: float, errors: int) -> dict:
-    lat = np.asarray(latencies_s) * 1000  # ms
-    return {
-        "seconds": seconds,
-        "requests": int(lat.size),
-        "rps": lat.size / seconds if seconds else float("nan"),
-        "p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
-        "p99_ms": float(np.percentile(lat, 99)) if lat.size else float("nan"),
-        "errors": errors,
-    }
-
-
-def summarise(rec, study, phases, killed, errors, stuck) -> dict:
-    figures = {}
-    for kind, windows in phases.items():  # requests that completed inside the phase's windows
-        lat = [s for t, s in rec.latencies[kind] if any(a <= t <= b for a, b in windows)]
-        seconds = sum(b - a for a, b in windows)
-        figures[kind] = _latency_figures(lat, seconds, rec.errors.get(kind, 0))
-    # entering (setup, untimed): the POST that assigns a participant's trial list, all of them
-    assign = [s for _, s in rec.latencies[ASSIGN]]
-    figures[ASSIGN] = _latency_figures(assign, float("nan"), rec.errors.get(ASSIGN, 0))
-    stored = list(
-        Answer.objects.filter(participant__study=study).values_list(
-            "participant__token", "trial_index", "trial_id"
-        )
-    )
-    stored_keys = {(token, index) for token, index, _ in stored}
-    acked = set(rec.acked)
-    return {
-        "figures": figures,
-        "flow_errors": rec.errors.get("flow", 0),
-        "entered_in_phase": rec.events.get(ENTERED_IN_PHASE, 0),
-        "error_reasons": {k: n for k, n in sorted(rec.events.items()) if k != ENTERED_IN_PHASE},
-        "acknowledged": len(rec.acked),
-        "acknowledged_unique": len(acked),
-        "stored": len(stored),
-        "stored_unique": len({(token, trial) for token, _, trial in stored}),
-        "acked_not_stored": len(acked - stored_keys),
-        "stored_not_acked": len(stored_keys - acked),
-        "writes_acknowledged": len(set(rec.writes)),
-        "killed_workers": killed,
-        "client_errors": errors[:5],
-        "client_failures": len(errors),
-        "stuck_threads": stuck,
-    }
-
-
-# What a run writes and deletes. PostgreSQL's autovacuum would vacuum and analyze them in time; a
-# server with autovacuum off (this project's reference machine) keeps every deleted row until a
-# VACUUM, and each later run then scans more dead rows and plans with stale statistics (runs
-# here grew slower run after run, the slot table to 900,000 dead rows). So the benchmark
-# analyzes them after setup and vacuums them after its study is deleted, whatever the server does.
-TOUCHED_MODELS = (Answer, Assignment, Participant, Trial, Clip, Catalogue, Study)
-
-
-def maintain_tables(command: str) -> None:
-    """Run VACUUM (ANALYZE) or ANALYZE on the tables a run writes (outside a transaction)."""
-    qn = connection.ops.quote_name
-    tables = ", ".join(qn(model._meta.db_table) for model in TOUCHED_MODELS)
-    with connection.cursor() as cursor:
-        cursor.execute(f"{command} {tables}")
-
-
-def enter_in_sequence(people, out, served_by: str) -> None:
-    """Setup of the sequential modes (cost, in-process): every participant enters by the study
-    link and answers its first trial, then the tables are analyzed with answers stored, as in
-    the saturated run's setup."""
-    t0 = time.monotonic()
-    for p in people:
-        p.enter()
-    for p in people:
-        p.answer_first()
-    maintain_tables("ANALYZE")
-    out(f"setup: {len(people)} participants at their first trial, answered, in "
-        f"{time.monotonic() - t0:.1f} s; {served_by}")  # fmt: skip
-
-
-def clean_up(study: Study, out) -> None:
-    """Delete the run's study and vacuum what it wrote; a failure is said, not raised (the
-    run's figures are kept)."""
-    try:
-        _delete(study)
-        maintain_tables("VACUUM (ANALYZE)")
-    except DatabaseError as exc:
-        out(f"could not delete study {study.pk} ({exc}); delete it in the admin")
-
-
-def _delete(study: Study) -> None:
-    catalogue = study.catalogue
-    study.delete()  # trials, participants, slots, answers cascade
-    if catalogue is not None:
-        catalogue.delete()

@@ -41,8 +41,8 @@ RETRIES = 5
 ENTERED_IN_PHASE = "entered in a timed phase"  # Recorder.events: the spare pool ran dry
 ASSIGN = "assign"  # request kind of the POST after the instructions, where trials are assigned
 # A keep-alive connection idle this long is replaced before the next request: the server closes
-# idle ones after its keep-alive timeout (loadtest.KEEP_ALIVE_S), and a request sent as it does
-# fails. Threads sit idle that long only at barriers (waiting for the slowest).
+# idle ones after its keep-alive timeout (loadtest_server.KEEP_ALIVE_S), and a request sent as it
+# does fails. Threads sit idle that long only at barriers (waiting for the slowest).
 IDLE_RECONNECT_S = 20.0
 # What the trial page's script (static/studies/participant.js) posts with an answer when each
 # clip was played once to the end: its keys, its event list, JSON.stringify's compact form.

@@ -32,22 +32,23 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from evalsite.studies.loadtest import (
-    LoadConfig,
-    _times,
-    check_database,
-    clean_up,
-    enter_in_sequence,
+from evalsite.studies.loadtest import LoadConfig
+from evalsite.studies.loadtest_client import LoadTestError, Participant, Recorder
+from evalsite.studies.loadtest_cpu import _times, postgres_cpu_seconds
+from evalsite.studies.loadtest_report import passed
+from evalsite.studies.loadtest_server import (
     exiting_on_signals,
-    make_study,
-    postgres_cpu_seconds,
     serving,
-    summarise,
     worker_pids,
     write_table_rows,
 )
-from evalsite.studies.loadtest_client import LoadTestError, Participant, Recorder
-from evalsite.studies.loadtest_report import passed
+from evalsite.studies.loadtest_study import (
+    check_database,
+    clean_up,
+    enter_in_sequence,
+    make_study,
+    summarise,
+)
 
 KINDS = ("healthz", "post", "answer", "write")
 

@@ -34,15 +34,6 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.db import connection
 from django.http.request import validate_host
 
-from evalsite.studies.loadtest import (
-    CONN_MAX_AGE_S,
-    check_database,
-    clean_up,
-    enter_in_sequence,
-    exiting_on_signals,
-    make_study,
-    summarise,
-)
 from evalsite.studies.loadtest_client import (
     ASSIGN,
     LoadTestError,
@@ -51,6 +42,14 @@ from evalsite.studies.loadtest_client import (
     Response,
 )
 from evalsite.studies.loadtest_report import passed
+from evalsite.studies.loadtest_server import CONN_MAX_AGE_S, exiting_on_signals
+from evalsite.studies.loadtest_study import (
+    check_database,
+    clean_up,
+    enter_in_sequence,
+    make_study,
+    summarise,
+)
 
 KINDS = ("healthz", "trial_page", "answer")
 HOST = "localhost"

@@ -164,9 +164,9 @@ def participant(study: Study, seed: int) -> Participant:
 
 @pytest.mark.django_db
 def test_it_stores_a_trial_list_longer_than_one_insert_in_its_order_and_positions():
-    from evalsite.studies import loadtest, participant_sql
+    from evalsite.studies import loadtest_study, participant_sql
 
-    study = loadtest.make_study(participant_sql.SLOT_BATCH + 20)  # two INSERT statements
+    study = loadtest_study.make_study(participant_sql.SLOT_BATCH + 20)  # two INSERT statements
     p = participant(study, seed=5)
     now = timezone.now()
     assert design.assign(p, now)

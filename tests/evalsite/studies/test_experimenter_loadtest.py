@@ -15,17 +15,13 @@ from types import SimpleNamespace
 import pytest
 from django.core.management import CommandError, call_command
 
-from evalsite.studies import loadtest, loadtest_cost
+from evalsite.studies import loadtest_cost, loadtest_server
 from evalsite.studies.loadtest import (
     MAX_ANSWER_RATE,
     MAX_SPARES,
     LoadConfig,
-    database_url,
-    free_port,
-    group_cpu_seconds,
     run,
     spares_per_thread,
-    start_server,
 )
 from evalsite.studies.loadtest_client import ASSIGN, LoadTestError, Recorder
 from evalsite.studies.loadtest_cost import (
@@ -35,6 +31,7 @@ from evalsite.studies.loadtest_cost import (
     format_cost,
     run_cost,
 )
+from evalsite.studies.loadtest_cpu import group_cpu_seconds
 from evalsite.studies.loadtest_inprocess import (
     InProcessConfig,
     entering,
@@ -43,6 +40,7 @@ from evalsite.studies.loadtest_inprocess import (
     run_in_process,
 )
 from evalsite.studies.loadtest_report import format_report, passed, targets
+from evalsite.studies.loadtest_server import database_url, free_port, start_server
 from evalsite.studies.models import Study
 
 
@@ -164,7 +162,7 @@ def test_it_stops_gunicorn_when_interrupted_while_waiting_for_it_to_answer(monke
     def ctrl_c(*args, **kwargs):  # Ctrl-C while /healthz is polled
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(loadtest.requests, "get", ctrl_c)
+    monkeypatch.setattr(loadtest_server.requests, "get", ctrl_c)
     try:
         with pytest.raises(KeyboardInterrupt):
             start_server(LoadConfig(workers=1, threads=1), free_port(), tmp_path / "log", "none")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from evalsite.studies.loadtest import database_url
+from evalsite.studies.loadtest_server import database_url
 from evalsite.studies.models import Study
 
 ROOT = Path(__file__).resolve().parents[3]
