@@ -13,8 +13,8 @@ def scripted(page):
     page.wait_for_selector("html[data-listening]", state="attached")
 
 
-def through_calibration(page, shot=None):
-    """Browser check, consent, questionnaire, calibration (taking screenshots if asked)."""
+def to_calibration(page, shot=None):
+    """Browser check, consent, questionnaire: at the calibration page, its script attached."""
     page.wait_for_selector("#continue:not([disabled])")
     shot and page.screenshot(path=shot("01_entry"))
     page.click("#continue")
@@ -28,6 +28,11 @@ def through_calibration(page, shot=None):
     page.click("#continue")
     page.wait_for_selector("[data-play=cal]")
     scripted(page)
+
+
+def through_calibration(page, shot=None):
+    """Browser check, consent, questionnaire, calibration (taking screenshots if asked)."""
+    to_calibration(page, shot)
     page.click("[data-play=cal]")
     page.wait_for_selector("#continue:not([disabled])")
     shot and page.screenshot(path=shot("04_calibration"))

@@ -21,6 +21,7 @@ from tests.browser.participant_steps import (
     screen,
     scripted,
     through_calibration,
+    to_calibration,
 )
 from tests.evalsite.studies.conftest import SHORT_SCREENING, make_catalogue, make_study
 
@@ -404,15 +405,7 @@ def test_a_held_enter_on_a_focused_play_button_plays_the_clip_once(live_server, 
 def test_space_on_a_focused_button_presses_it_instead_of_replaying(live_server, page, owner):
     study = quick_study(owner)
     page.goto(study_url(live_server, study, pid="space"))
-    page.wait_for_selector("#continue:not([disabled])")
-    page.click("#continue")
-    page.click("#agree")
-    page.select_option("#id_musical_training", "2to5")
-    page.select_option("#id_device", "laptop")
-    page.select_option("#id_headphones", "over_ear")
-    page.click("#continue")
-    page.wait_for_selector("[data-play=cal]")
-    scripted(page)
+    to_calibration(page)
     page.keyboard.press(" ")  # nothing focused: the shortcut plays the noise
     page.wait_for_selector("#continue:not([disabled])")
     page.focus("#continue")
@@ -440,15 +433,7 @@ def test_a_second_space_replays_the_noise_and_leaves_the_screening_unanswered(
 ):
     study = make_study(owner, make_catalogue(owner, seconds=CLIP_S), per_instrument=1)
     page.goto(study_url(live_server, study, pid="space-twice"))
-    page.wait_for_selector("#continue:not([disabled])")
-    page.click("#continue")
-    page.click("#agree")
-    page.select_option("#id_musical_training", "2to5")
-    page.select_option("#id_device", "laptop")
-    page.select_option("#id_headphones", "over_ear")
-    page.click("#continue")
-    page.wait_for_selector("[data-play=cal]")
-    scripted(page)
+    to_calibration(page)
     page.keyboard.press(" ")  # plays the noise
     page.wait_for_selector("#continue:not([disabled])")
     page.keyboard.press(" ")  # plays it again: the documented shortcut, not "continue"

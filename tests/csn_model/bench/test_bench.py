@@ -215,15 +215,7 @@ def test_it_refuses_saved_triplets_made_for_other_data_or_settings(
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY)
     cfg = load_bench_config(config)
-    meta = {
-        "dataset": str(tiny_dataset.resolve()),
-        "split": "test",
-        "kind": "pseudo",
-        "per_condition": cfg.bench.per_condition,
-        "seed": cfg.bench.eval_seed,
-        "segment_frames": cfg.features.segment_frames,
-        "sample_rate": 22050,
-    }
+    meta = _pseudo_meta(tiny_dataset, cfg, 22050)
     path = tmp_path / "triplets" / "test_pseudo.json"
     save_triplets(path, [], {**meta, field: saved})
     with pytest.raises(ValueError) as err:
@@ -268,19 +260,24 @@ def test_it_refuses_an_empty_triplet_file_that_earlier_versions_saved(tiny_datas
     cfg = load_bench_config(config)
     ds = SlakhDataset(tiny_dataset)
     path = tmp_path / "triplets" / "test_pseudo.json"
-    meta = {
-        "dataset": str(tiny_dataset.resolve()),
+    meta = _pseudo_meta(tiny_dataset, cfg, ds.sample_rate)
+    save_triplets(path, [], meta)
+    with pytest.raises(DataError) as err:
+        eval_triplets(ds, path.parent, cfg)
+    assert str(path) in str(err.value) and "delete it" in str(err.value)
+
+
+def _pseudo_meta(dataset, cfg, sample_rate: int) -> dict:
+    """The meta a saved test-split pseudo triplet file carries for this dataset and config."""
+    return {
+        "dataset": str(dataset.resolve()),
         "split": "test",
         "kind": "pseudo",
         "per_condition": cfg.bench.per_condition,
         "seed": cfg.bench.eval_seed,
         "segment_frames": cfg.features.segment_frames,
-        "sample_rate": ds.sample_rate,
+        "sample_rate": sample_rate,
     }
-    save_triplets(path, [], meta)
-    with pytest.raises(DataError) as err:
-        eval_triplets(ds, path.parent, cfg)
-    assert str(path) in str(err.value) and "delete it" in str(err.value)
 
 
 def _relative_run(tmp_path, monkeypatch, tiny_dataset) -> tuple[list[str], object]:
