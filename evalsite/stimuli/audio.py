@@ -226,11 +226,35 @@ def processed_name(original: str) -> str:
 def clip_from_upload(
     uploaded, catalogue: Catalogue | None, target_lufs: float | None = None, **fields
 ) -> Clip:
-    """Store an uploaded file (Django UploadedFile) as a pending clip and process it."""
+    """Store an uploaded file (Django UploadedFile) as a pending clip and process it.
+
+    A file whose WAV is byte for byte a ready clip's in the same catalogue (a reload re-sending
+    the form, a double submit, the same file twice) is not kept: the clip returned is unsaved,
+    with `duplicate_of` naming the clip already there. Random trial drawing would otherwise pair
+    a clip with its own copy.
+    """
     clip = Clip(catalogue=catalogue, name=Path(uploaded.name).name[:255], **fields)
     clip.file.save(uploaded.name, uploaded, save=False)
     clip.save()
-    return process_clip(clip, target_lufs)
+    with transaction.atomic():
+        if catalogue is not None:  # uploads to one catalogue check and keep one at a time
+            Catalogue.objects.select_for_update().filter(pk=catalogue.pk).first()
+        clip = process_clip(clip, target_lufs)
+        clip.duplicate_of = _ready_copy(clip)
+        if clip.duplicate_of is not None:
+            transaction.on_commit(partial(clip.file.storage.delete, clip.file.name), robust=True)
+            clip.delete()
+    return clip
+
+
+def _ready_copy(clip: Clip) -> Clip | None:
+    """Another ready clip of the same catalogue with the same WAV (sha256), if any."""
+    if not clip.is_ready or clip.catalogue_id is None:
+        return None
+    same = Clip.objects.filter(
+        catalogue_id=clip.catalogue_id, status=Clip.Status.READY, sha256=clip.sha256
+    )
+    return same.exclude(pk=clip.pk).order_by("pk").first()
 
 
 def clip_from_array(

@@ -77,6 +77,10 @@ class Clip(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    # Not stored: set by audio.clip_from_upload on an upload it did not keep, the ready clip of
+    # the same catalogue with the same WAV.
+    duplicate_of: Clip | None = None
+
     class Meta:
         ordering = ["id"]
 

@@ -252,11 +252,15 @@ def clips(request: HttpRequest, pk: int) -> HttpResponse:
                 continue
             piece = form.cleaned_data["piece"] or ""
             results.append(clip_from_upload(upload, catalogue, target, piece=piece))
-        ok = sum(c.is_ready for c in results)
+        known = sum(c.duplicate_of is not None for c in results)
+        ok = sum(c.is_ready for c in results) - known
         if ok:
             messages.success(request, f"{ok} of {len(results)} file(s) added.")
-        if ok < len(results):
-            messages.error(request, f"{len(results) - ok} file(s) refused; see the errors below.")
+        if known:
+            messages.info(request, f"{known} file(s) already in the catalogue; not added again.")
+        if ok + known < len(results):
+            refused = len(results) - ok - known
+            messages.error(request, f"{refused} file(s) refused; see the errors below.")
     context = {
         "study": study,
         "form": form,

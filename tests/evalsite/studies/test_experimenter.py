@@ -507,3 +507,30 @@ def test_it_warns_when_the_trials_cannot_meet_the_catch_settings(client, alice, 
     page = client.get(url).content.decode()
     assert "ask for 3 repeat catch trial(s) per participant; the study has 1" in page
     assert page.count('class="error shortfall"') == 1
+
+
+def test_it_reports_a_file_already_in_the_catalogue_instead_of_adding_it_again(
+    client, alice, study, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    settings.MEDIA_ROOT = str(tmp_path)
+    client.force_login(alice)
+    url = reverse("studies:clips", args=[study.pk])
+    with django_capture_on_commit_callbacks(execute=True):
+        first = client.post(url, {"files": [SimpleUploadedFile("a.wav", wav_bytes(), "audio/wav")]})
+    (added,) = first.context["results"]
+    files = [  # a reload re-sends the file; the same file twice in one upload
+        SimpleUploadedFile("a.wav", wav_bytes(), "audio/wav"),
+        SimpleUploadedFile("copy.wav", wav_bytes(), "audio/wav"),
+        SimpleUploadedFile("other.wav", wav_bytes(freq=220), "audio/wav"),
+    ]
+    with django_capture_on_commit_callbacks(execute=True):  # the deletes after the commit
+        response = client.post(url, {"files": files})
+    results = {c.name: c for c in response.context["results"]}
+    assert results["a.wav"].duplicate_of == added and results["copy.wav"].duplicate_of == added
+    assert results["other.wav"].is_ready and results["other.wav"].duplicate_of is None
+    assert "copy.wav" in response.content.decode()
+    assert "already in the catalogue as a.wav" in response.content.decode()
+    ready = Clip.objects.filter(catalogue=study.catalogue, sha256=added.sha256)
+    assert list(ready) == [added]
+    stored = sorted(p.name for p in (tmp_path / "clips").iterdir())
+    assert stored == sorted(c.file.name.split("/")[-1] for c in (added, results["other.wav"]))
