@@ -18,7 +18,7 @@ from evalsite.reports.analysis.exclusions import ExclusionRules
 from evalsite.reports.analysis.report import Report
 from evalsite.reports.bundle import make_bundle
 from evalsite.reports.models import ReportSnapshot, ReportState
-from evalsite.reports.rendering.plots import all_plots
+from evalsite.reports.rendering.plots import plot_makers
 from evalsite.reports.tasks import report_settings, schedule_report
 from evalsite.studies.export import answers_dataframe, to_csv
 from evalsite.studies.models import Study
@@ -80,9 +80,9 @@ def compute_snapshot(study_id: int) -> ReportSnapshot | None:
     if latest is not None and latest.input_sha256 == digest and not latest.error:
         return latest
     report = compute(study, csv)
+    plots = draw_plots(report)  # before to_dict: it may add warnings
     data = report.to_dict()
     errors = [m["text"] for m in report.messages if m["level"] == "error"]
-    plots = all_plots(report)
     bundle = make_bundle(study, csv, report, config, plots)
     with transaction.atomic():
         state = ReportState.lock(study_id)  # withdrawals wait for it (flow._forget)
@@ -111,6 +111,23 @@ def compute_snapshot(study_id: int) -> ReportSnapshot | None:
         )
         _prune_bundles(study)
     return snap
+
+
+def draw_plots(report: Report) -> dict[str, str]:
+    """The report's plots; one that fails is left out with a warning on the report, so that a
+    plotting bug costs that plot, not the whole snapshot (which would leave an older report served
+    as current while the pending flag is already cleared)."""
+    plots = {}
+    for name, make in plot_makers(report).items():
+        try:
+            svg = make()
+        except Exception as exc:
+            log.exception("report plot %r failed", name)
+            report.note("warning", "plots", f"plot {name} not drawn: {type(exc).__name__}: {exc}")
+            continue
+        if svg:
+            plots[name] = svg
+    return plots
 
 
 def _deletions(study_id: int) -> int:

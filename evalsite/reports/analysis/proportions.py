@@ -15,7 +15,8 @@ def z_for(confidence: float) -> float:
 
 
 def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson (1927) score interval."""
+    """Wilson (1927) score interval. Clamped to hold the estimate k / n: at k = n (or 0) rounding
+    can put the bound a hair inside it (0.9999999999999999 below 1.0)."""
     if n <= 0:
         return (np.nan, np.nan)
     z = z_for(confidence)
@@ -23,7 +24,7 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    return (min(max(0.0, centre - half), p), max(min(1.0, centre + half), p))
 
 
 def clopper_pearson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:

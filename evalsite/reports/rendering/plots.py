@@ -4,11 +4,13 @@ psychometric curve, position bias and fatigue. Agg backend: no display is ever n
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..analysis.report import Report  # noqa: E402
@@ -24,12 +26,22 @@ def _svg(fig) -> str:
     return buf.getvalue()
 
 
+def _error_bars(table: pd.DataFrame) -> list:
+    """Lengths below and above the estimate, never negative: an interval that misses its estimate
+    by rounding (or a noise ceiling's estimate outside its range) would make matplotlib raise."""
+    est = table["estimate"].to_numpy(dtype=float)
+    return [
+        np.clip(est - table["ci_low"].to_numpy(dtype=float), 0, None),
+        np.clip(table["ci_high"].to_numpy(dtype=float) - est, 0, None),
+    ]
+
+
 def _interval_points(ax, table: pd.DataFrame, x, offset: float, label: str, **style) -> None:
     style.setdefault("fmt", "o")
     ax.errorbar(
         [i + offset for i in x],
         table["estimate"],
-        yerr=[table["estimate"] - table["ci_low"], table["ci_high"] - table["estimate"]],
+        yerr=_error_bars(table),
         capsize=3,
         label=label,
         **style,
@@ -69,7 +81,7 @@ def psychometric_plot(report: Report) -> str | None:
     ax.errorbar(
         bins["bin_mean"],
         bins["estimate"],
-        yerr=[bins["estimate"] - bins["ci_low"], bins["ci_high"] - bins["estimate"]],
+        yerr=_error_bars(bins),
         fmt="o",
         capsize=3,
         label=f"binned consent (Wilson {report_level(report)})",
@@ -101,19 +113,37 @@ def _share_plot(
     return _svg(fig)
 
 
-def all_plots(report: Report) -> dict[str, str]:
+def plot_makers(report: Report) -> dict[str, Callable[[], str | None]]:
+    """Each plot's name and a function drawing it (None where its table is missing), so that a
+    caller can draw them one at a time and go on past one that fails."""
     level = report_level(report)
-    plots = {
-        "consent": consent_plot(report),
-        "psychometric": psychometric_plot(report),
-        "position_bias": _share_plot(
+    makers = {
+        "consent": lambda: consent_plot(report),
+        "psychometric": lambda: psychometric_plot(report),
+        "position_bias": lambda: _share_plot(
             report.tables.get("position_bias"), level, "instrument", "share choosing position A"
         ),
-        "fatigue": _share_plot(
+        "fatigue": lambda: _share_plot(
             report.tables.get("fatigue"),
             level,
             "trial-index bin (session order)",
             "share agreeing with the model",
         ),
     }
+    return {name: _closing_on_error(make) for name, make in makers.items()}
+
+
+def _closing_on_error(make: Callable[[], str | None]) -> Callable[[], str | None]:
+    def draw() -> str | None:
+        try:
+            return make()
+        except Exception:
+            plt.close("all")  # the failed plot's figure would stay open in the worker
+            raise
+
+    return draw
+
+
+def all_plots(report: Report) -> dict[str, str]:
+    plots = {name: make() for name, make in plot_makers(report).items()}
     return {k: v for k, v in plots.items() if v}

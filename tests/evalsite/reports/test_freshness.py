@@ -17,6 +17,7 @@ from django.urls import reverse
 
 from evalsite.reports import services, tasks
 from evalsite.reports.models import ReportSnapshot, ReportState
+from evalsite.reports.rendering import plots
 from evalsite.reports.tasks import recompute_report
 from evalsite.studies import flow
 from evalsite.studies.models import Answer, Participant
@@ -44,7 +45,7 @@ def _bundle_answers(content: bytes) -> pd.DataFrame:
 def test_it_serves_the_newest_read_when_an_older_computation_saves_last(
     client, alice, sim_study, monkeypatch
 ):
-    plots, newer = services.all_plots, {}
+    plots, newer = services.draw_plots, {}
 
     def newer_computation_meanwhile(report):
         # Computation A has read the answers; a participant finishes and computation B (queued
@@ -55,7 +56,7 @@ def test_it_serves_the_newest_read_when_an_older_computation_saves_last(
             newer["snap"] = services.compute_snapshot(sim_study.pk)
         return plots(report)
 
-    monkeypatch.setattr(services, "all_plots", newer_computation_meanwhile)
+    monkeypatch.setattr(services, "draw_plots", newer_computation_meanwhile)
     older = services.compute_snapshot(sim_study.pk)
     n_answers = Answer.objects.filter(trial__study=sim_study).count()
     assert newer["snap"].n_answers == n_answers
@@ -69,6 +70,27 @@ def test_it_serves_the_newest_read_when_an_older_computation_saves_last(
     assert served["meta"]["n_answers"] == n_answers
     bundle = client.get(reverse("reports:bundle", args=[sim_study.pk])).content
     assert len(_bundle_answers(bundle)) == n_answers
+
+
+def test_it_stores_the_report_without_a_plot_that_fails_and_says_so(
+    client, alice, sim_study, monkeypatch
+):
+    def broken(report):
+        raise ValueError("'yerr' must not contain negative values")
+
+    old = services.compute_snapshot(sim_study.pk)
+    _late_participant(sim_study, "late", 999)
+    monkeypatch.setattr(plots, "consent_plot", broken)
+    snap = ReportSnapshot.objects.get(pk=recompute_report(sim_study.pk))
+
+    # Stored as the new current report (not the old one served on), without that plot only.
+    assert snap != old and snap.n_answers == Answer.objects.filter(trial__study=sim_study).count()
+    assert "consent" not in snap.plots and "psychometric" in snap.plots and snap.bundle
+    warnings = [m["text"] for m in snap.messages if m["level"] == "warning"]
+    assert any("consent" in w and "yerr" in w for w in warnings), warnings
+    client.force_login(alice)
+    page = client.get(reverse("reports:page", args=[sim_study.pk])).content.decode()
+    assert "plot consent not drawn" in page
 
 
 def _leaver(study) -> Participant:

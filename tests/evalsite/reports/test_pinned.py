@@ -55,6 +55,17 @@ def test_it_matches_statsmodels_proportion_confint(k, n):
     )
 
 
+@pytest.mark.parametrize("n", [3, 4, 6, 7, 10, 12, 24])
+@pytest.mark.parametrize("confidence", [0.5, 0.8, 0.95])
+def test_it_keeps_the_estimate_inside_the_wilson_interval_when_all_answers_agree(n, confidence):
+    # In exact arithmetic the bound at k = n is 1 and at k = 0 is 0; in floating point it can
+    # land a hair inside (0.9999999999999999 for 4 of 4 at 50%), below the estimate itself.
+    for k in (0, n):
+        low, high = wilson_interval(k, n, confidence)
+        assert low <= k / n <= high
+        assert (low, high) == pytest.approx(proportion_confint(k, n, 1 - confidence, "wilson"))
+
+
 @pytest.mark.parametrize(("k", "n"), [(7, 10), (2, 10), (10, 10), (31, 50), (50, 100)])
 def test_it_computes_the_exact_binomial_test_from_first_principles(k, n):
     # Two-sided exact test against 0.5: the sum of C(n, i) / 2^n over all outcomes i no likelier

@@ -40,6 +40,18 @@ def test_it_names_the_reports_confidence_in_the_plot_labels(report_at_80):
     assert not [label for found in labels.values() for label in found if "95%" in label]
 
 
+def test_it_draws_the_plots_when_every_answer_to_an_instrument_agrees():
+    # At 50% the Wilson bound of 4 of 4 computed as 0.9999999999999999, a hair below the
+    # estimate 1.0: a negative error-bar length, which matplotlib refuses.
+    spec = SimulationSpec(n_participants=4, trials_per_instrument=4, seed=5)
+    report = build_report(
+        simulate_answers(spec)[0], ReportConfig(n_boot=50, mixed_model=False, confidence=0.5)
+    )
+    consent = report.tables["consent"]
+    assert (consent["estimate"] == 1.0).any()
+    assert {"consent", "psychometric"} <= set(all_plots(report))
+
+
 @pytest.mark.parametrize(
     ("value", "column", "shown"),
     [
