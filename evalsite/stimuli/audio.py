@@ -204,6 +204,8 @@ def process_clip(
     try:
         if not clip.file:
             raise AudioError(f"{name}: no file attached; expected an audio file")
+        if clip.file.size == 0:
+            raise AudioError(f"{name}: empty file; expected audio")
         data, sr = read_audio(clip.file.path, name, limits)
         validate(data, sr, name, limits)
         data = fit_level(data, sr, name, target_lufs)

@@ -206,10 +206,12 @@ class MultipleFileField(forms.FileField):
         super().__init__(*args, **kwargs)
 
     def clean(self, data, initial=None):
-        single = super().clean
-        if isinstance(data, list | tuple):
-            return [single(d, initial) for d in data]
-        return [single(data, initial)]
+        """The files as uploaded, at least one. Each is checked when it is processed, so a bad
+        one (even an empty one) is named in its own result and never keeps the others out."""
+        files = [d for d in (data if isinstance(data, list | tuple) else [data]) if d]
+        if not files:
+            raise forms.ValidationError(self.error_messages["required"], code="required")
+        return files
 
 
 class ClipUploadForm(forms.Form):

@@ -534,3 +534,25 @@ def test_it_reports_a_file_already_in_the_catalogue_instead_of_adding_it_again(
     assert list(ready) == [added]
     stored = sorted(p.name for p in (tmp_path / "clips").iterdir())
     assert stored == sorted(c.file.name.split("/")[-1] for c in (added, results["other.wav"]))
+
+
+def test_it_names_an_empty_file_and_still_stores_the_others(
+    client, alice, study, settings, tmp_path
+):
+    settings.MEDIA_ROOT = str(tmp_path)
+    client.force_login(alice)
+    files = [
+        SimpleUploadedFile("x.wav", b"", "audio/wav"),
+        SimpleUploadedFile("good.wav", wav_bytes(), "audio/wav"),
+    ]
+    response = client.post(reverse("studies:clips", args=[study.pk]), {"files": files})
+    results = {c.name: c for c in response.context["results"]}
+    assert results["good.wav"].is_ready
+    assert results["x.wav"].error == "x.wav: empty file; expected audio"
+    assert "x.wav: empty file" in response.content.decode()
+
+
+def test_it_asks_for_at_least_one_file(client, alice, study):
+    client.force_login(alice)
+    response = client.post(reverse("studies:clips", args=[study.pk]), {"piece": "p"})
+    assert response.context["form"].errors["files"] and not response.context["results"]
