@@ -97,6 +97,20 @@ def test_it_shows_the_report_to_the_owner_and_shared_researchers_only(
     assert 'data-table="consent"' in page and "<svg" in page
 
 
+def test_it_answers_404_for_a_key_of_non_ascii_digits(client, sim_study, snapshot, alice):
+    # "²".isdigit() is true but int("²") raises: the key must be no study, not a server error.
+    client.force_login(alice)
+    for url in (
+        reverse("reports:page", args=["²"]),
+        reverse("reports:json", args=["²"]),
+        reverse("reports:bundle", args=["²"]),
+        reverse("reports:table", args=["²", "consent", "csv"]),
+        reverse("reports:plot", args=["²", "consent"]),
+    ):
+        assert client.get(url).status_code == 404, url
+    assert client.post(reverse("reports:recompute", args=["²"])).status_code == 404
+
+
 def test_it_titles_the_tables_with_the_reports_confidence(client, sim_study, alice):
     sim_study.settings["report"]["confidence"] = 0.8
     sim_study.save()
