@@ -192,31 +192,40 @@ def process_clip(
 ) -> Clip:
     """Validate a pending clip's uploaded file, normalise it and store it as 16-bit WAV.
 
-    Idempotent: a ready clip is returned unchanged. Bad audio marks the clip failed (saved).
+    Idempotent: a clip that is not pending (in the database, under a row lock) is returned as
+    the database has it. Bad audio marks the clip failed (saved).
     Safe to kill at any point: the upload is deleted only after the row naming the WAV is
     committed, and until then a new try reads the upload again and replaces the WAV, whose name
     follows from the upload's.
     """
     if clip.status == Clip.Status.READY:
         return clip
-    name = clip.name or Path(clip.file.name).name
-    original = clip.file.name
-    try:
-        if not clip.file:
-            raise AudioError(f"{name}: no file attached; expected an audio file")
-        if clip.file.size == 0:
-            raise AudioError(f"{name}: empty file; expected audio")
-        data, sr = read_audio(clip.file.path, name, limits)
-        validate(data, sr, name, limits)
-        data = fit_level(data, sr, name, target_lufs)
-        _store(clip, data, sr, name=processed_name(original))
-    except AudioError as exc:
-        clip.status = Clip.Status.FAILED
-        clip.error = str(exc)
-    clip.save()
-    if clip.is_ready:
-        # robust: a delete that fails leaves a stray file, never fails the committed clip
-        transaction.on_commit(partial(clip.file.storage.delete, original), robust=True)
+    with transaction.atomic():
+        if clip.pk is not None:
+            # Another worker may have processed it since `clip` was loaded, and deleted the
+            # upload: lock the row and go on only while it is still pending.
+            Clip.objects.select_for_update().filter(pk=clip.pk).first()
+            clip.refresh_from_db()
+            if clip.status != Clip.Status.PENDING:
+                return clip
+        name = clip.name or Path(clip.file.name).name
+        original = clip.file.name
+        try:
+            if not clip.file:
+                raise AudioError(f"{name}: no file attached; expected an audio file")
+            if clip.file.size == 0:
+                raise AudioError(f"{name}: empty file; expected audio")
+            data, sr = read_audio(clip.file.path, name, limits)
+            validate(data, sr, name, limits)
+            data = fit_level(data, sr, name, target_lufs)
+            _store(clip, data, sr, name=processed_name(original))
+        except AudioError as exc:
+            clip.status = Clip.Status.FAILED
+            clip.error = str(exc)
+        clip.save()
+        if clip.is_ready:
+            # robust: a delete that fails leaves a stray file, never fails the committed clip
+            transaction.on_commit(partial(clip.file.storage.delete, original), robust=True)
     return clip
 
 
@@ -284,9 +293,12 @@ def clip_from_array(
 def normalised_path(clip: Clip, target_lufs: float) -> Path:
     """Path of the clip normalised to a study's target (cached next to the media files).
 
-    The stored clip is returned when it is already within 0.1 LU of the target.
+    The stored clip is returned when it is already within 0.1 LU of the target. Raises
+    FileNotFoundError when the clip's file is missing.
     """
     source = Path(clip.file.path)
+    if not source.exists():
+        raise FileNotFoundError(f"clip {clip.pk}: no stored file {clip.file.name}")
     if clip.loudness_lufs is None or abs(clip.loudness_lufs - target_lufs) < 0.1:
         return source
     folder = Path(settings.MEDIA_ROOT) / "normalised"

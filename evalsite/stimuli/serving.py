@@ -12,7 +12,7 @@ import io
 import re
 from pathlib import Path
 
-from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 CHUNK = 64 * 1024
@@ -52,11 +52,15 @@ def serve_audio(
     request: HttpRequest, source: Path | bytes, content_type: str = "audio/wav"
 ) -> HttpResponse:
     """200 with the whole file (or bytes), 206 for a satisfiable Range, 416 for an unsatisfiable
-    one."""
+    one; 404 when the file is missing."""
     if isinstance(source, bytes):
         size, opener = len(source), lambda: io.BytesIO(source)
     else:
-        size, opener = source.stat().st_size, lambda: source.open("rb")
+        try:
+            size = source.stat().st_size
+        except FileNotFoundError:
+            raise Http404("No such audio file.") from None
+        opener = lambda: source.open("rb")  # noqa: E731
     header = request.headers.get("Range", "")
     if header:
         span = parse_range(header, size)

@@ -410,9 +410,11 @@ def audio(request: HttpRequest, token: str, index: int, part: str) -> HttpRespon
     shown_b = "b" if slot.displayed_first == "a" else "a"
     canonical = {"r": None, "A": slot.displayed_first, "B": shown_b}[part]
     clip = {None: t.reference, "a": t.candidate_a, "b": t.candidate_b}[canonical]
-    return serve_audio(
-        request, normalised_path(clip, float(p.study.setting("loudness_target_lufs")))
-    )
+    try:
+        path = normalised_path(clip, float(p.study.setting("loudness_target_lufs")))
+    except FileNotFoundError:
+        raise Http404 from None
+    return serve_audio(request, path)
 
 
 def _cached_wav(name: str, make) -> Path:

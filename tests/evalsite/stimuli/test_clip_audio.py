@@ -43,3 +43,9 @@ def test_it_serves_a_clip_to_a_researcher_a_study_is_shared_with(
 def test_it_refuses_anonymous_users(client, clip):
     response = client.get(reverse("stimuli:clip_audio", args=[clip.token]))
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_it_answers_404_when_the_clip_file_is_missing(client, owner, clip):
+    client.force_login(owner)
+    clip.file.storage.delete(clip.file.name)
+    assert client.get(reverse("stimuli:clip_audio", args=[clip.token])).status_code == 404

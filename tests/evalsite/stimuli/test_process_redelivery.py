@@ -96,3 +96,14 @@ def test_it_reprocesses_the_upload_when_the_worker_dies_before_saving_the_row(
 
     again = redeliver(clip)
     assert_ready_with_its_audio_only(again, settings)  # the first try's WAV is overwritten
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_leaves_a_clip_made_ready_by_another_worker_alone(owner, settings):
+    clip = pending_upload(owner)
+    stale = Clip.objects.get(pk=clip.pk)  # a second worker's copy, loaded while still pending
+    audio.process_clip(clip)  # the first worker: ready, the upload deleted after the commit
+
+    again = audio.process_clip(stale)
+    assert again.status == Clip.Status.READY and again.file.name == clip.file.name
+    assert_ready_with_its_audio_only(Clip.objects.get(pk=clip.pk), settings)
