@@ -51,8 +51,8 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
 def serve_audio(
     request: HttpRequest, source: Path | bytes, content_type: str = "audio/wav"
 ) -> HttpResponse:
-    """200 with the whole file (or bytes), 206 for a satisfiable Range, 416 for an unsatisfiable
-    one; 404 when the file is missing."""
+    """200 with the whole file (or bytes), 206 for a satisfiable single bytes range, 416 for an
+    unsatisfiable one; 404 when the file is missing. Other Range headers are ignored (200)."""
     if isinstance(source, bytes):
         size, opener = len(source), lambda: io.BytesIO(source)
     else:
@@ -61,7 +61,11 @@ def serve_audio(
         except FileNotFoundError:
             raise Http404("No such audio file.") from None
         opener = lambda: source.open("rb")  # noqa: E731
-    header = request.headers.get("Range", "")
+    header = request.headers.get("Range", "").strip()
+    # RFC 9110 14.2: a Range the server does not serve (another unit, several ranges) is
+    # ignored, and so is any Range under If-Range: no validator is sent, so none can match.
+    if not header.startswith("bytes=") or "," in header or "If-Range" in request.headers:
+        header = ""
     if header:
         span = parse_range(header, size)
         if span is None:

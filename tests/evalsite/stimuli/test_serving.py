@@ -39,6 +39,17 @@ def test_it_serves_the_whole_file_without_naming_or_dating_it(wav):
     assert b"".join(response.streaming_content) == wav.read_bytes()
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [{"HTTP_RANGE": "items=0-5"}, {"HTTP_RANGE": "bytes=0-1,5-6"},
+     {"HTTP_RANGE": "bytes=0-9", "HTTP_IF_RANGE": '"some-etag"'}],
+)  # fmt: skip
+def test_it_ignores_a_range_it_does_not_serve_and_sends_the_whole_file(wav, headers):
+    response = serve_audio(RequestFactory().get("/", **headers), wav)
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == wav.read_bytes()
+
+
 def test_it_answers_416_to_an_unsatisfiable_range(wav):
     response = serve_audio(RequestFactory().get("/", HTTP_RANGE="bytes=5000-"), wav)
     assert response.status_code == 416 and response["Content-Range"] == "bytes */1024"
