@@ -62,8 +62,8 @@ def compute(study: Study, csv: bytes) -> Report:
 
 
 def compute_snapshot(study_id: int) -> ReportSnapshot | None:
-    """Compute and store; if the latest snapshot was made from the same answers and config and
-    holds no error, return it instead (idempotent: a repeated task does no harm).
+    """Compute and store; if the latest snapshot was made from the same answers and config, holds
+    no error and still has its bundle, return it instead (idempotent: a repeated task does no harm).
 
     The snapshot is stamped with the time the answers were read, not saved: of two computations
     that overlap, the one that read later is served whichever finishes last, and one that finds
@@ -77,7 +77,10 @@ def compute_snapshot(study_id: int) -> ReportSnapshot | None:
     config, _ = report_config_for(study)
     digest = hashlib.sha256(csv + json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
     latest = ReportSnapshot.objects.filter(study=study).order_by("-computed_at").first()
-    if latest is not None and latest.input_sha256 == digest and not latest.error:
+    # Not one whose bundle a withdrawal emptied (flow._forget): with the answers unchanged (one
+    # who left before answering, whose trial list and seed the bundle's design.csv held) the
+    # digest is the same, and reusing it would serve a page whose bundle link 404s for good.
+    if latest is not None and latest.input_sha256 == digest and not latest.error and latest.bundle:
         return latest
     report = compute(study, csv)
     plots = draw_plots(report)  # before to_dict: it may add warnings

@@ -130,6 +130,26 @@ def test_it_removes_a_withdrawn_participants_rows_from_the_stored_report_tables(
     }  # only the leaver's rows went
 
 
+def test_it_recomputes_a_bundle_emptied_by_a_withdrawal_that_left_the_answers_unchanged(
+    client, alice, sim_study
+):
+    first = recompute_report(sim_study.pk)
+    # One who leaves before answering: the answers (and so the digest) stay the same, but the
+    # withdrawal empties every stored bundle.
+    p = Participant.objects.create(
+        study=sim_study, external_pid="early", step="instructions", screening_passed=True, seed=4
+    )
+    assert flow.withdraw(p)
+    again = ReportSnapshot.objects.get(pk=recompute_report(sim_study.pk))
+    assert again.pk != first and again.bundle
+
+    client.force_login(alice)
+    response = client.get(reverse("reports:bundle", args=[sim_study.pk]))
+    assert response.status_code == 200
+    n_answers = Answer.objects.filter(trial__study=sim_study).count()
+    assert len(_bundle_answers(response.content)) == n_answers
+
+
 def test_it_stores_nothing_computed_from_answers_withdrawn_while_it_ran(
     client, alice, sim_study, monkeypatch, django_capture_on_commit_callbacks
 ):
