@@ -24,6 +24,8 @@ from django.db import transaction
 
 from evalsite.stimuli.models import Catalogue, Clip
 
+# A mono file plays on two speakers: +10*log10(2) LU over BS.1770's one-channel measure.
+DUAL_MONO_LU = 10 * np.log10(2)
 PEAK_CEILING_DBFS = -1.0  # normalisation never pushes a sample above this
 BS1770_BLOCK_S = 0.4  # pyloudnorm's gating block; shorter clips are padded with silence
 FILE_NAME_MAX = Clip._meta.get_field("file").max_length
@@ -128,12 +130,20 @@ def loudness_lufs(data: np.ndarray, sr: int) -> float:
     return float(value) if np.isfinite(value) else -70.0
 
 
+def playback_lufs(measured_lufs: float, channels: int) -> float:
+    """Loudness as played: BS.1770 measures a mono file as one channel, but a browser plays it
+    on both speakers, so it is measured as dual-mono (+3.01 LU, as ffmpeg's ebur128 `dualmono`).
+    Gain toward a target is decided on this; `Clip.loudness_lufs` keeps the measured value."""
+    return measured_lufs + (DUAL_MONO_LU if channels == 1 else 0.0)
+
+
 def normalise(data: np.ndarray, sr: int, target_lufs: float) -> tuple[np.ndarray, float]:
     """Gain to `target_lufs`, reduced if needed so the peak stays under PEAK_CEILING_DBFS.
 
     Returns (audio, gain_db actually applied).
     """
-    gain_db = target_lufs - loudness_lufs(data, sr)
+    channels = data.shape[1] if data.ndim == 2 else 1
+    gain_db = target_lufs - playback_lufs(loudness_lufs(data, sr), channels)
     peak = float(np.max(np.abs(data)))
     if peak > 0:
         gain_db = min(gain_db, PEAK_CEILING_DBFS - 20 * np.log10(peak))
@@ -293,16 +303,20 @@ def clip_from_array(
 def normalised_path(clip: Clip, target_lufs: float) -> Path:
     """Path of the clip normalised to a study's target (cached next to the media files).
 
-    The stored clip is returned when it is already within 0.1 LU of the target. Raises
-    FileNotFoundError when the clip's file is missing.
+    The stored clip is returned when its playback loudness (`playback_lufs`) is already within
+    0.1 LU of the target. Raises FileNotFoundError when the clip's file is missing.
     """
     source = Path(clip.file.path)
     if not source.exists():
         raise FileNotFoundError(f"clip {clip.pk}: no stored file {clip.file.name}")
-    if clip.loudness_lufs is None or abs(clip.loudness_lufs - target_lufs) < 0.1:
+    if clip.loudness_lufs is None:
+        return source
+    playback = playback_lufs(clip.loudness_lufs, sf.info(str(source)).channels)
+    if abs(playback - target_lufs) < 0.1:
         return source
     folder = Path(settings.MEDIA_ROOT) / "normalised"
-    out = folder / f"{clip.token}_{target_lufs:+.1f}.wav"
+    # `_pb1`: gain from playback loudness; copies named without it had mono 3 dB too loud.
+    out = folder / f"{clip.token}_{target_lufs:+.1f}_pb1.wav"
     if not out.exists():
         data, sr = read_audio(source)
         data, _ = normalise(data, sr, target_lufs)

@@ -22,7 +22,7 @@ import pandas as pd
 import soundfile as sf
 from django.db.models import Count
 
-from evalsite.stimuli.audio import AudioError, loudness_lufs, normalised_path
+from evalsite.stimuli.audio import AudioError, loudness_lufs, normalised_path, playback_lufs
 from evalsite.stimuli.models import Clip
 from evalsite.studies import history
 from evalsite.studies.design import realised_design
@@ -225,19 +225,24 @@ def to_csv(frame: pd.DataFrame) -> bytes:
 
 
 def served(clip: Clip, target_lufs: float) -> tuple[str, float | None]:
-    """SHA-256 and integrated loudness of the file participants of a study with this loudness
-    target are served for `clip` (`normalised_path`: the stored file when it is within 0.1 LU
-    of the target, else a copy normalised to it); ("", None) when the clip has no readable file.
+    """SHA-256 and playback loudness (`playback_lufs`: a mono file as dual-mono) of the file
+    participants of a study with this loudness target are served for `clip` (`normalised_path`:
+    the stored file when within 0.1 LU of the target, else a copy normalised to it); ("", None)
+    when the clip has no readable file.
     """
     try:
         path = normalised_path(clip, target_lufs)
         payload = path.read_bytes()
-    except (OSError, ValueError, AudioError):  # no file (ValueError), gone or undecodable
+        data, sr = sf.read(io.BytesIO(payload), dtype="float32", always_2d=True)  # (T, C)
+    # no file (ValueError), gone, or undecodable (AudioError; soundfile's RuntimeError)
+    except (OSError, ValueError, RuntimeError, AudioError):
         return "", None
-    if path == Path(clip.file.path):
-        return hashlib.sha256(payload).hexdigest(), clip.loudness_lufs
-    data, sr = sf.read(io.BytesIO(payload), dtype="float32", always_2d=True)  # (T, C)
-    return hashlib.sha256(payload).hexdigest(), round(loudness_lufs(data, sr), 3)
+    sha = hashlib.sha256(payload).hexdigest()
+    if path != Path(clip.file.path):
+        return sha, playback_lufs(round(loudness_lufs(data, sr), 3), data.shape[1])
+    if clip.loudness_lufs is None:
+        return sha, None
+    return sha, playback_lufs(clip.loudness_lufs, data.shape[1])
 
 
 def manifest_dataframe(study: Study) -> pd.DataFrame:
@@ -441,7 +446,9 @@ CODEBOOK: dict[str, dict[str, dict]] = {
             "SHA-256 of the stored file (as validated at upload or import)", "hex string"
         ),
         "loudness_lufs": _col(
-            "Integrated loudness of the stored file (ITU-R BS.1770)", "float (LUFS)"
+            "Integrated loudness of the stored file (ITU-R BS.1770) as measured, a mono file as "
+            "one channel",
+            "float (LUFS)",
         ),
         "duration_s": _col("Duration", "float (s)"),
         "sample_rate": _col("Sample rate", "integer (Hz)"),
@@ -452,8 +459,9 @@ CODEBOOK: dict[str, dict[str, dict]] = {
             "hex string or '' (no readable file)",
         ),
         "served_loudness_lufs": _col(
-            "Integrated loudness of that served file; below the target when the peak ceiling "
-            "limited the gain",
+            "Playback loudness of that served file: its integrated loudness (ITU-R BS.1770), "
+            "+3.01 LU for a mono file, which plays on both speakers (measured as dual-mono, as "
+            "ffmpeg's ebur128 dualmono); below the target when the peak ceiling limited the gain",
             "float (LUFS) or empty (no readable file)",
         ),
     },

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pyloudnorm
@@ -58,9 +59,13 @@ def test_it_measures_loudness_like_pyloudnorm():
 
 
 def test_it_normalises_to_the_target_loudness():
-    y, gain = audio.normalise(noise(3.0, 0.01), SR, -23.0)
-    assert audio.loudness_lufs(y, SR) == pytest.approx(-23.0, abs=0.1)
-    assert gain > 0
+    for channels in (1, 2):  # mono is brought to the target played on both speakers
+        y, gain = audio.normalise(noise(3.0, 0.01, channels=channels), SR, -23.0)
+        played = audio.playback_lufs(audio.loudness_lufs(y, SR), channels)
+        assert played == pytest.approx(-23.0, abs=0.1)
+        assert gain > 0
+    stereo, _ = audio.normalise(noise(3.0, 0.01, channels=2), SR, -23.0)
+    assert audio.loudness_lufs(stereo, SR) == pytest.approx(-23.0, abs=0.1)  # as measured
 
 
 def test_it_limits_the_gain_to_keep_peaks_below_the_ceiling():
@@ -79,7 +84,7 @@ def test_it_stores_an_upload_as_normalised_16_bit_wav_under_a_random_name(owner)
     assert "Drum" not in clip.file.name and clip.file.name.endswith(".wav")
     info = sf.info(clip.file.path)
     assert (info.format, info.subtype, info.samplerate) == ("WAV", "PCM_16", SR)
-    assert clip.loudness_lufs == pytest.approx(-23.0, abs=0.2)
+    assert clip.loudness_lufs == pytest.approx(-23.0 - audio.DUAL_MONO_LU, abs=0.2)  # mono
     assert clip.duration_s == pytest.approx(2.0) and clip.channels == 1
     assert clip.sha256 == hashlib.sha256(open(clip.file.path, "rb").read()).hexdigest()
     assert len(clip.token) >= 20 and clip.name == "My Drum Loop.flac"
@@ -131,7 +136,7 @@ def test_it_caches_a_study_specific_loudness_version(owner):
     assert audio.normalised_path(clip, -23.0).name == clip.file.name.split("/")[-1]
     louder = audio.normalised_path(clip, -18.0)
     data, sr = sf.read(louder)
-    assert audio.loudness_lufs(data, sr) == pytest.approx(-18.0, abs=0.2)
+    assert audio.playback_lufs(audio.loudness_lufs(data, sr), 1) == pytest.approx(-18.0, abs=0.2)
     made = louder.stat().st_ino  # a rewrite (temporary file, then rename) gets a new inode
     assert audio.normalised_path(clip, -18.0) == louder and louder.stat().st_ino == made
 
@@ -232,3 +237,32 @@ def test_it_marks_a_long_upload_failed_without_decoding_it(owner, tmp_path):
     (clip,) = made
     assert clip.status == Clip.Status.FAILED
     assert clip.error.startswith("talk.flac: duration 600.00 s; expected 0.5-120 s"), clip.error
+
+
+def per_speaker_rms_db(path):
+    data, _ = sf.read(path, always_2d=True)  # (T, C); a mono file plays on both speakers
+    return 10 * np.log10(np.mean(data[:, 0].astype(np.float64) ** 2))
+
+
+@pytest.mark.django_db
+def test_it_plays_mono_and_stereo_copies_of_a_signal_equally_loud(owner):
+    mono = noise(2.0, 0.02)  # (T, 1)
+    stereo = np.repeat(mono, 2, axis=1)  # (T, 2): the same signal on both speakers
+    for target in (None, -23.0):  # stored as is and normalised at upload
+        clips = [audio.clip_from_array(x, SR, None, target, name="x") for x in (mono, stereo)]
+        served = [audio.normalised_path(c, -23.0) for c in clips]
+        levels = [per_speaker_rms_db(p) for p in served]
+        assert levels[0] == pytest.approx(levels[1], abs=0.1), (target, levels)
+
+
+@pytest.mark.django_db
+def test_it_serves_a_mono_clip_measured_at_the_target_3_db_quieter(owner):
+    x = noise(2.0, 0.02)  # (T, 1)
+    x = x * 10 ** ((-23.0 - audio.loudness_lufs(x, SR)) / 20)  # measured -23, one channel
+    clip = audio.clip_from_array(x, SR, None, None, name="mono")
+    assert clip.loudness_lufs == pytest.approx(-23.0, abs=0.05)
+    served = audio.normalised_path(clip, -23.0)
+    assert served != Path(clip.file.path)
+    assert served.name != f"{clip.token}_-23.0.wav"  # a copy cached with the old gain is unused
+    gain = per_speaker_rms_db(served) - per_speaker_rms_db(clip.file.path)
+    assert gain == pytest.approx(-10 * np.log10(2), abs=0.05)
