@@ -415,7 +415,7 @@ def _check_dataset(record: Path, data_root: Path) -> None:
 
 def _runtime_free(d: dict) -> dict:
     """A config dict without the fields that do not change results (threads, workers, ...)."""
-    from csn_model.train import RUNTIME_FIELDS
+    from csn_model.train_folder import RUNTIME_FIELDS
 
     d = json.loads(json.dumps(d))
     for name in RUNTIME_FIELDS:

@@ -39,7 +39,7 @@ def run(args) -> int:
     from csn_model.bench import load_bench_config, run_bench, score_run
     from csn_model.config import ConfigError
     from csn_model.data.slakh import DataError
-    from csn_model.train import TrainError
+    from csn_model.train_errors import TrainError
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout

@@ -46,7 +46,8 @@ def run(args) -> int:
     from csn_model.checkpoint import CheckpointError
     from csn_model.config import ConfigError, load_config
     from csn_model.data.slakh import DataError
-    from csn_model.train import TrainError, train_run
+    from csn_model.train import train_run
+    from csn_model.train_errors import TrainError
 
     try:
         cfg = load_config(args.config, args.set)

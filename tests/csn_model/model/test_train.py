@@ -13,7 +13,9 @@ from csn_model import CONDITIONS
 from csn_model.checkpoint import load_model, make_payload, save_checkpoint
 from csn_model.config import ConfigError, to_dict
 from csn_model.model import build_model, model_args_from_config
-from csn_model.train import TrainError, _RunContext, train_run
+from csn_model.train import train_run
+from csn_model.train_errors import TrainError
+from csn_model.train_loop import RunContext
 
 
 def _metrics(run_dir):
@@ -56,7 +58,7 @@ def test_it_resumes_to_the_same_weights_as_an_uninterrupted_run(
     smoke_cfg, tiny_dataset, smoke_run, tmp_path, monkeypatch
 ):
     calls = {"n": 0}
-    step = _RunContext._step
+    step = RunContext._step
 
     def interrupted(self, loss_fn, batch):
         calls["n"] += 1
@@ -64,11 +66,11 @@ def test_it_resumes_to_the_same_weights_as_an_uninterrupted_run(
             raise KeyboardInterrupt  # a crash after the step-10 checkpoint
         return step(self, loss_fn, batch)
 
-    monkeypatch.setattr(_RunContext, "_step", interrupted)
+    monkeypatch.setattr(RunContext, "_step", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train_run(smoke_cfg, tiny_dataset, tmp_path, progress=False)
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 10
-    monkeypatch.setattr(_RunContext, "_step", step)
+    monkeypatch.setattr(RunContext, "_step", step)
     # resumed with DataLoader worker processes this time: batches depend only on the step
     final = train_run(_fast(smoke_cfg, num_workers=2), tiny_dataset, tmp_path, progress=False)
     a = torch.load(final, weights_only=True)["state_dict"]
@@ -187,7 +189,7 @@ def test_it_refuses_an_out_folder_that_is_not_a_training_run(smoke_cfg, tiny_dat
 
 
 def test_it_resumes_a_run_folder_from_before_the_run_marker(smoke_cfg, tiny_dataset, tmp_path):
-    from csn_model.train import RUN_MARKER
+    from csn_model.train_folder import RUN_MARKER
 
     cfg = _fast(smoke_cfg, steps=1)
     final = train_run(cfg, tiny_dataset, tmp_path, progress=False)
@@ -198,7 +200,7 @@ def test_it_resumes_a_run_folder_from_before_the_run_marker(smoke_cfg, tiny_data
 
 def _interrupt_after(monkeypatch, steps: int) -> None:
     calls = {"n": 0}
-    step = _RunContext._step
+    step = RunContext._step
 
     def interrupted(self, loss_fn, batch):
         calls["n"] += 1
@@ -206,7 +208,7 @@ def _interrupt_after(monkeypatch, steps: int) -> None:
             raise KeyboardInterrupt
         return step(self, loss_fn, batch)
 
-    monkeypatch.setattr(_RunContext, "_step", interrupted)
+    monkeypatch.setattr(RunContext, "_step", interrupted)
 
 
 @pytest.mark.parametrize("interrupted_after", [9, 4])  # after the step-5 checkpoint; before it

@@ -1,0 +1,98 @@
+"""A training run's folder: claiming it, telling a finished or interrupted run of the same config
+from another one, and the log files that a resumed run continues (train.log, metrics.jsonl).
+
+train_run (csn_model.train) writes csn_train.json, config.yaml, train.log, metrics.jsonl,
+checkpoint.pt, final.pt and summary.json into it; any other folder that is not empty is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from csn_model.checkpoint import load_checkpoint
+from csn_model.config import ConfigError, ExperimentConfig, from_dict, to_dict
+from csn_model.train_errors import TrainError
+
+# Fields that do not change what a run computes: a resumed run may differ in these.
+RUNTIME_FIELDS = ("num_workers", "checkpoint_every", "log_every", "device", "threads")
+RUN_MARKER = "csn_train.json"  # written first into out_dir: the folder is a training run's
+OWN_FILES = {RUN_MARKER, "config.yaml", "train.log", "metrics.jsonl", "checkpoint.pt", "final.pt",
+             "summary.json"}  # fmt: skip
+
+
+def claim_out_dir(out_dir: Path) -> None:
+    """Make out_dir a training run's folder, or refuse it (TrainError): a folder that is not empty
+    must hold RUN_MARKER, or be a run from before the marker (only the run's own files, and
+    train.log or a checkpoint among them)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TrainError(f"{out_dir}: not a folder; expected a new, empty or training run folder")
+    marker = out_dir / RUN_MARKER
+    names = {p.name for p in out_dir.iterdir()} if out_dir.is_dir() else set()
+    if names and not marker.is_file():
+        temporary = {n for n in names if n.startswith((".checkpoint.pt.tmp", ".final.pt.tmp"))}
+        foreign = sorted(names - OWN_FILES - temporary)
+        if foreign or not names & {"train.log", "checkpoint.pt", "final.pt"}:
+            raise TrainError(
+                f"{out_dir}: folder is not empty and not a training run (no {RUN_MARKER}; holds "
+                f"{', '.join(foreign or sorted(names))}); expected a new or empty folder"
+            )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not marker.is_file():
+        marker.write_text(json.dumps({"written_by": "csn train"}) + "\n")
+
+
+def _comparable(cfg_dict: dict, schema: type) -> dict:
+    """The config as it computes: fields added to the schema since the run take their defaults
+    (new fields must default to the old behaviour), runtime-only fields are dropped."""
+    try:
+        d = to_dict(from_dict(schema, cfg_dict))
+    except ConfigError:  # a field that no longer exists: not the same run
+        d = json.loads(json.dumps(cfg_dict))
+    for name in RUNTIME_FIELDS:
+        d.get("train", {}).pop(name, None)
+    return d
+
+
+def check_same_run(path: Path, cfg: ExperimentConfig) -> dict:
+    """The checkpoint at path, if it was made by a run of cfg (up to RUNTIME_FIELDS); else
+    ConfigError."""
+    payload = load_checkpoint(path)
+    if _comparable(payload["config"], type(cfg)) != _comparable(to_dict(cfg), type(cfg)):
+        raise ConfigError(
+            f"{path}: this folder holds a run with another config; use a new out_dir "
+            "or the same config (only train.num_workers, checkpoint_every, log_every, device and "
+            "threads may differ)"
+        )
+    return payload
+
+
+def run_logger(out_dir: Path) -> logging.Logger:
+    """The run's own logger, writing to out_dir/train.log (appended to when a run resumes)."""
+    log = logging.getLogger(f"csn_model.train.{out_dir.resolve()}")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    if not log.handlers:
+        h = logging.FileHandler(out_dir / "train.log")
+        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(h)
+    return log
+
+
+def trim_metrics(path: Path, step: int) -> None:
+    """Keep the rows of steps up to `step` (where the run resumes): the steps after it are run and
+    logged again. A row torn by an interruption is dropped. Rewritten atomically."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+            keep.append(line + "\n")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(keep))
+    tmp.replace(path)

@@ -1,0 +1,176 @@
+"""The step loop of a training run: step-indexed batches, the DataLoader over them, and the
+RunContext that runs a phase's steps (optimiser, mixed precision, metrics, checkpoints, timing).
+
+The batch of step s holds items s*B .. s*B+B-1 of an item dataset (StepBatches), so a phase can
+start at any step: that is how a run resumes, with any number of DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from csn_model.checkpoint import make_payload, save_checkpoint
+from csn_model.config import ExperimentConfig, to_dict
+from csn_model.train_errors import TrainError
+
+
+class StepBatches(Dataset):
+    """Index s -> the whole batch of step s (items s*B .. s*B+B-1 of an item dataset)."""
+
+    def __init__(self, items: Dataset, batch_size: int, offset: int = 0):
+        self.items, self.batch_size, self.offset = items, batch_size, offset
+
+    def __len__(self) -> int:
+        return len(self.items) // self.batch_size
+
+    def __getitem__(self, step: int) -> dict:
+        first = (step - self.offset) * self.batch_size
+        rows = [self.items[first + j] for j in range(self.batch_size)]
+        return torch.utils.data.default_collate(rows)  # each field gains a leading (B, ...)
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # workers read audio; the training process owns the cores
+
+
+def make_loader(items: Dataset, cfg: ExperimentConfig, start: int, stop: int, offset: int = 0):
+    batches = StepBatches(items, cfg.train.batch_size, offset)
+    workers = cfg.train.num_workers
+    return DataLoader(
+        batches,
+        batch_size=None,  # StepBatches already builds batches
+        sampler=range(start, stop),
+        num_workers=workers,
+        worker_init_fn=_worker_init if workers else None,
+        prefetch_factor=4 if workers else None,
+        pin_memory=torch.cuda.is_available(),
+    )
+
+
+def _to(batch: dict, device) -> dict:
+    return {
+        k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
+    }
+
+
+class RunContext:
+    """What the phases of one run share: model, optimiser, logging, timing."""
+
+    def __init__(
+        self, cfg, model, name, args, opt, scaler, teachers, device, use_amp, log, out_dir, progress
+    ):
+        self.cfg, self.model, self.name, self.args = cfg, model, name, args
+        self.opt, self.scaler, self.teachers = opt, scaler, teachers
+        self.device, self.use_amp, self.log, self.out_dir = device, use_amp, log, out_dir
+        self.progress = progress
+        self.wait_s = self.total_s = 0.0
+        self.clips = 0
+        self.last_loss = float("nan")
+
+    def save(self, path: Path, step: int) -> None:
+        payload = make_payload(
+            self.name,
+            self.args,
+            self.model,
+            to_dict(self.cfg),
+            step=step,
+            optimizer=self.opt.state_dict(),
+            scaler=self.scaler.state_dict(),
+        )
+        save_checkpoint(path, payload)
+
+    def run_phase(self, phase, items, start, stop, offset, loss_fn) -> None:
+        t = self.cfg.train
+        loader = make_loader(items, self.cfg, start, stop, offset)
+        bar = tqdm(
+            total=stop - offset,
+            initial=start - offset,
+            desc=phase,
+            unit="step",
+            disable=not self.progress,
+            dynamic_ncols=True,
+        )
+        seg_s = self.cfg.features.segment_seconds
+        sums: dict[str, float] = {}
+        n_win, wait_win, total_win, clips_win = 0, 0.0, 0.0, 0
+        self.model.train()
+        batches = iter(loader)
+        for step in range(start, stop):
+            t0 = time.perf_counter()
+            batch = _to(next(batches), self.device)
+            t_data = time.perf_counter() - t0
+            terms = self._step(loss_fn, batch)
+            dt = time.perf_counter() - t0
+            clips = 3 * t.batch_size
+            n_win, wait_win, total_win, clips_win = (
+                n_win + 1,
+                wait_win + t_data,
+                total_win + dt,
+                clips_win + clips,
+            )
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v
+            bar.update(1)
+            bar.set_postfix(loss=f"{terms['loss']:.4f}", xrt=f"{clips * seg_s / dt:.0f}")
+            if (step + 1) % t.log_every == 0 or step + 1 == stop:
+                row = {
+                    "step": step + 1,
+                    "phase": phase,
+                    **{k: v / n_win for k, v in sums.items()},
+                    "clips_per_s": clips_win / total_win,
+                    "x_real_time": clips_win * seg_s / total_win,
+                    "data_wait_share": wait_win / total_win,
+                    "time": time.time(),
+                }
+                self._record(row)
+                self.wait_s, self.total_s = self.wait_s + wait_win, self.total_s + total_win
+                self.clips += clips_win
+                sums, n_win, wait_win, total_win, clips_win = {}, 0, 0.0, 0.0, 0
+            if (step + 1) % t.checkpoint_every == 0 and step + 1 < stop:
+                self.save(self.out_dir / "checkpoint.pt", step + 1)
+        bar.close()
+
+    def _step(self, loss_fn, batch: dict) -> dict[str, float]:
+        with torch.autocast(self.device.type, enabled=self.use_amp):
+            terms = loss_fn(self.model, batch, self.cfg, self.teachers)
+            loss = sum(terms.values())
+        if not torch.isfinite(loss):
+            raise TrainError(f"loss became {loss.item()} ({terms}); lower train.lr")
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.last_loss = float(loss.detach())
+        return {"loss": self.last_loss, **{k: float(v.detach()) for k, v in terms.items()}}
+
+    def _record(self, row: dict) -> None:
+        with open(self.out_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        self.log.info(
+            "step %d %s loss %.4f  %.0f clips/s  data wait %.1f%%",
+            row["step"],
+            row["phase"],
+            row["loss"],
+            row["clips_per_s"],
+            100 * row["data_wait_share"],
+        )
+
+    def write_summary(self, steps: int) -> None:
+        share = self.wait_s / self.total_s if self.total_s else float("nan")
+        summary = {
+            "system": self.name,
+            "steps": steps,
+            "device": str(self.device),
+            "final_loss": self.last_loss,
+            "train_seconds": self.total_s,
+            "clips_per_s": self.clips / self.total_s if self.total_s else float("nan"),
+            "data_wait_share": share,
+        }
+        (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        self.log.info("data wait share %.1f%% of step time (target < 10%%)", 100 * share)
