@@ -5,6 +5,7 @@ server; production is `CSN_ENV=production` plus the variables in the README's co
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from django.utils.translation import gettext_lazy as _
@@ -55,6 +56,7 @@ INSTALLED_APPS = [
     "evalsite.reports",
     "evalsite.retrieval",
     "evalsite.jobs",
+    "axes",  # login lockout after repeated wrong passwords (below)
 ]
 
 MIDDLEWARE = [
@@ -67,6 +69,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # turns a lockout into the 429 page; last, as axes asks
 ]
 
 ROOT_URLCONF = "evalsite.urls"
@@ -123,6 +126,22 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
+# django-axes: after CSN_LOGIN_FAILURE_LIMIT wrong passwords for one username from one address,
+# that pair is refused (429, even with the right password) until CSN_LOGIN_COOLOFF_MINUTES pass
+# with no further attempt; a success resets the count. Keyed on the pair, not the username
+# alone, so nobody can lock a researcher out from elsewhere by guessing. Unlock at once with
+# `manage.py axes_reset_username NAME`. The address: evalsite/login_throttle.py.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out pair before any check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("CSN_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("CSN_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "evalsite.login_throttle.client_ip"
+AXES_VERBOSE = False  # a lockout is logged as a warning either way
 LOGIN_REDIRECT_URL = "/studies/"
 LOGOUT_REDIRECT_URL = "/"
 
@@ -203,10 +222,13 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
 
+# Behind a proxy that terminates TLS and sets X-Forwarded-Proto and X-Forwarded-For (production).
+CSN_BEHIND_PROXY = PRODUCTION and env_bool("CSN_BEHIND_PROXY", True)
+
 if PRODUCTION:
     # Requests count as HTTPS when X-Forwarded-Proto says so. Only a proxy that terminates TLS
     # and overwrites that header makes it true; served without one, any client could send it.
-    if env_bool("CSN_BEHIND_PROXY", True):
+    if CSN_BEHIND_PROXY:
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SESSION_COOKIE_SECURE = True

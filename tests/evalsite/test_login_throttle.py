@@ -1,0 +1,100 @@
+"""Experimenter logins: repeated wrong passwords lock a username out from that address."""
+
+from datetime import timedelta
+
+import pytest
+from axes.models import AccessAttempt
+from django.contrib.auth import get_user_model
+from django.test import Client, override_settings
+from django.urls import reverse
+
+from evalsite.login_throttle import client_ip
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "a-long-enough-password-7"
+
+
+@pytest.fixture
+def researcher():
+    return get_user_model().objects.create_user("ada", password=PASSWORD)
+
+
+def _login(client, password, url=None, **extra):
+    return client.post(url or reverse("login"), {"username": "ada", "password": password}, **extra)
+
+
+def _logged_in(client) -> bool:
+    return client.get(reverse("studies:dashboard")).status_code == 200
+
+
+@override_settings(AXES_FAILURE_LIMIT=3)
+def test_wrong_passwords_lock_the_username_out_even_with_the_right_one(researcher):
+    client = Client()
+    for _ in range(2):
+        assert _login(client, "wrong").status_code == 200  # the form again, with its error
+    locked = _login(client, "wrong")
+    assert locked.status_code == 429
+    assert "Too many failed logins" in locked.content.decode()
+    assert _login(client, PASSWORD).status_code == 429
+    assert not _logged_in(client)
+
+
+@override_settings(AXES_FAILURE_LIMIT=3)
+def test_a_lockout_binds_the_address_so_nobody_locks_a_researcher_out_from_elsewhere(researcher):
+    attacker = Client(REMOTE_ADDR="203.0.113.9")
+    for _ in range(3):
+        _login(attacker, "wrong")
+    assert _login(attacker, PASSWORD).status_code == 429
+    researcher_browser = Client(REMOTE_ADDR="198.51.100.4")
+    assert _login(researcher_browser, PASSWORD).status_code == 302
+    assert _logged_in(researcher_browser)
+
+
+@override_settings(AXES_FAILURE_LIMIT=3)
+def test_a_successful_login_resets_the_count(researcher):
+    client = Client()
+    for _ in range(2):
+        _login(client, "wrong")
+    assert _login(client, PASSWORD).status_code == 302
+    client.logout()
+    for _ in range(2):
+        _login(client, "wrong")
+    assert _login(client, PASSWORD).status_code == 302
+
+
+@override_settings(AXES_FAILURE_LIMIT=3, AXES_COOLOFF_TIME=timedelta(minutes=15))
+def test_the_lockout_ends_after_the_cool_off(researcher):
+    client = Client()
+    for _ in range(3):
+        _login(client, "wrong")
+    assert _login(client, PASSWORD).status_code == 429
+    # each attempt during the lockout restarts the wait; then 16 minutes pass with none
+    AccessAttempt.objects.update(
+        attempt_time=AccessAttempt.objects.get().attempt_time - timedelta(minutes=16)
+    )
+    assert _login(client, PASSWORD).status_code == 302
+
+
+@override_settings(AXES_FAILURE_LIMIT=3)
+def test_the_admin_login_shares_the_lockout(researcher):
+    researcher.is_staff = True
+    researcher.save()
+    client = Client()
+    for _ in range(3):
+        _login(client, "wrong")
+    response = _login(client, PASSWORD, url="/admin/login/")
+    assert response.status_code == 429
+
+
+@override_settings(CSN_BEHIND_PROXY=True)
+def test_behind_the_proxy_the_address_is_the_one_the_proxy_appended(rf):
+    request = rf.get("/", HTTP_X_FORWARDED_FOR="10.9.9.9, 203.0.113.7", REMOTE_ADDR="127.0.0.1")
+    assert client_ip(request) == "203.0.113.7"  # not the client-written 10.9.9.9
+    assert client_ip(rf.get("/", REMOTE_ADDR="127.0.0.1")) == "127.0.0.1"
+
+
+@override_settings(CSN_BEHIND_PROXY=False)
+def test_without_a_proxy_a_forwarded_header_is_ignored(rf):
+    request = rf.get("/", HTTP_X_FORWARDED_FOR="203.0.113.7", REMOTE_ADDR="198.51.100.4")
+    assert client_ip(request) == "198.51.100.4"
