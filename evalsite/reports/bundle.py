@@ -12,8 +12,10 @@ import zipfile
 from evalsite.reports.analysis.report import Report, ReportConfig
 from evalsite.reports.rendering.files import as_stored, report_json
 from evalsite.reports.rendering.summary import markdown_summary
-from evalsite.studies import export
 from evalsite.studies.design import realised_design
+from evalsite.studies.export import to_csv
+from evalsite.studies.export_codebook import CODEBOOK
+from evalsite.studies.export_provenance import config_snapshot
 from evalsite.studies.models import Study
 
 RECOMPUTE = '''"""Recompute this report from the bundle and compare it with report.json.
@@ -100,13 +102,13 @@ def make_bundle(
         z.writestr(f"{root}/README.md", README.format(study=study.pk))
         z.writestr(
             f"{root}/config.json",
-            json.dumps(export.config_snapshot(study), indent=1, ensure_ascii=False, default=str),
+            json.dumps(config_snapshot(study), indent=1, ensure_ascii=False, default=str),
         )
         z.writestr(f"{root}/report_config.json", json.dumps(config.to_dict(), indent=1))
         z.writestr(f"{root}/seeds.json", json.dumps(seeds, indent=1, default=str))
-        z.writestr(f"{root}/design.csv", export.to_csv(design))
+        z.writestr(f"{root}/design.csv", to_csv(design))
         z.writestr(f"{root}/answers.csv", answers_csv)
-        z.writestr(f"{root}/codebook.json", json.dumps(export.CODEBOOK, indent=1))
+        z.writestr(f"{root}/codebook.json", json.dumps(CODEBOOK, indent=1))
         z.writestr(f"{root}/report.json", report_json(report))
         stored = as_stored(report)  # the tables as the page and downloads show them
         z.writestr(f"{root}/summary.md", markdown_summary(stored))

@@ -20,7 +20,8 @@ from evalsite.reports.bundle import make_bundle
 from evalsite.reports.models import ReportSnapshot, ReportState
 from evalsite.reports.rendering.plots import plot_makers
 from evalsite.reports.tasks import report_settings, schedule_report
-from evalsite.studies.export import answers_dataframe, to_csv
+from evalsite.studies.export import to_csv
+from evalsite.studies.export_answers import answers_dataframe
 from evalsite.studies.models import Study
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The tidy answers table the statistics read: its columns, their types, and checks that turn
 malformed input into one clear message (naming the source, the field and what was expected).
 
-The column vocabulary is fixed by `evalsite.studies.export.answers_dataframe`
+The column vocabulary is fixed by `evalsite.studies.export_answers.answers_dataframe`
 (`ANSWER_COLUMNS` in that module); this module only reads it and never touches the database.
 """
 

@@ -20,7 +20,7 @@ from evalsite.reports import services
 from evalsite.reports.analysis.proportions import wilson_interval
 from evalsite.reports.models import ReportSnapshot, ReportState
 from evalsite.reports.tasks import recompute_report, schedule_report
-from evalsite.studies.export import answers_dataframe
+from evalsite.studies.export_answers import answers_dataframe
 from evalsite.studies.models import Participant, Study
 from tests.evalsite.reports.conftest import answer_all
 

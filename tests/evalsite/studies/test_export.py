@@ -13,17 +13,15 @@ from django.urls import reverse
 
 from evalsite.stimuli.audio import clip_from_array
 from evalsite.stimuli.models import Catalogue
-from evalsite.studies.export import (
+from evalsite.studies.export import EXPORT_FILES, to_csv
+from evalsite.studies.export_answers import (
     ANSWER_COLUMNS,
-    CODEBOOK,
-    EXPORT_FILES,
     answers_dataframe,
-    config_snapshot,
     full_answers_dataframe,
-    manifest_dataframe,
     participants_dataframe,
-    to_csv,
 )
+from evalsite.studies.export_codebook import CODEBOOK
+from evalsite.studies.export_provenance import config_snapshot, manifest_dataframe
 from evalsite.studies.models import Answer, Participant, Study, Trial
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
 

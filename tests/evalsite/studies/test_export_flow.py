@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from evalsite.reports.analysis.inputs import normalise_answers
-from evalsite.studies.export import ANSWER_COLUMNS, answers_dataframe
+from evalsite.studies.export_answers import ANSWER_COLUMNS, answers_dataframe
 from evalsite.studies.models import Answer, Study
 from tests.evalsite.studies import participant_steps as steps
 from tests.evalsite.studies.conftest import enter, make_catalogue

@@ -20,7 +20,7 @@ from django.utils.http import parse_http_date
 from evalsite.reports.models import ReportSnapshot
 from evalsite.studies import (
     design,
-    export,
+    export_answers,
     flow,
     participant,
     participant_forms,
@@ -751,7 +751,7 @@ def test_it_refuses_and_counts_an_answer_sent_before_the_clips_could_have_been_p
     assert Answer.objects.filter(participant=p, trial=slot.trial).count() == 1
     p.refresh_from_db()
     assert p.early_answers == 1
-    frame = export.participants_dataframe(listening_study).set_index("participant")
+    frame = export_answers.participants_dataframe(listening_study).set_index("participant")
     assert frame.loc[p.pk, "early_answers"] == 1
 
 
@@ -901,7 +901,7 @@ def test_a_participant_who_leaves_the_study_has_their_answers_deleted_and_trials
     assert 'id="leave"' not in page
     counts = design.fill_counts(listening_study, timezone.now())
     assert all(n == 0 for n in counts.values())  # nothing of p is counted any more
-    frame = export.participants_dataframe(listening_study).set_index("participant")
+    frame = export_answers.participants_dataframe(listening_study).set_index("participant")
     assert frame.loc[p.pk, "status"] == "withdrawn" and frame.loc[p.pk, "answers"] == 0
 
 

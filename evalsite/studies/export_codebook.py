@@ -1,0 +1,192 @@
+"""The codebook of the export: the meaning, type and values of every column of every exported
+table (`codebook.json`, also inside the report bundle). A long table of documentation with no
+logic, kept out of the modules that build the tables; a test checks every column is documented.
+"""
+
+from __future__ import annotations
+
+
+def _col(meaning: str, type_: str, values: str = "") -> dict:
+    return {"meaning": meaning, "type": type_, "values": values}
+
+
+# column -> meaning/type/values, per exported table. A test checks every column is documented.
+CODEBOOK: dict[str, dict[str, dict]] = {
+    "answers": {
+        "study": _col("Study id", "integer"),
+        "participant": _col("Participant id within this site (not the Prolific id)", "integer"),
+        "session": _col(
+            "Session id: Prolific SESSION_ID when given, else a random token", "string"
+        ),
+        "trial": _col("Trial id", "integer"),
+        "trial_index": _col(
+            "0-based position in the participant's list (practice first)", "integer"
+        ),
+        "instrument": _col(
+            "Instrument the participant judged", "string", "drums, bass, piano, guitar, others"
+        ),  # fmt: skip
+        "reference": _col("Reference clip token (see manifest)", "string"),
+        "candidate_a": _col("Canonical candidate a: clip token", "string"),
+        "candidate_b": _col("Canonical candidate b: clip token", "string"),
+        "displayed_first": _col("Canonical candidate shown in position A", "string", "a, b"),
+        "chosen": _col("Candidate judged more similar, canonical", "string", "a, b"),
+        "chosen_position": _col("Position of the chosen candidate on screen", "string", "A, B"),
+        "model_choice": _col(
+            "Candidate the model judged more similar",
+            "string or null",
+            "a, b, null (no model choice)",
+        ),  # fmt: skip
+        "model_margin": _col("Model's similarity margin for its choice", "float or NaN"),
+        "agree": _col("chosen == model_choice", "float", "1, 0, NaN (no model choice)"),
+        "is_catch": _col("Catch trial", "boolean"),
+        "catch_kind": _col("Kind of catch trial", "string", "'', identical, attention, repeat"),
+        "catch_correct": _col(
+            "Catch answered correctly (repeat: same clip chosen as on the original trial)",
+            "float",
+            "1, 0, NaN (not a catch trial / original unanswered)",
+        ),  # fmt: skip
+        "response_ms": _col("Client time from buttons unlocked to the click", "float (ms) or NaN"),
+        "plays_reference": _col("Times the reference was played", "integer"),
+        "plays_a": _col("Times canonical candidate a was played", "integer"),
+        "plays_b": _col("Times canonical candidate b was played", "integer"),
+        "screening_passed": _col(
+            "Participant passed headphone screening (or none was run)", "boolean"
+        ),  # fmt: skip
+        "created_at": _col("Server time the answer was stored", "ISO 8601 UTC"),
+        "is_practice": _col(
+            "Practice trial (with feedback); not in answers_dataframe()", "boolean"
+        ),  # fmt: skip
+        "heard_reference": _col("Fraction of the reference heard", "float 0..1 or NaN"),
+        "heard_a": _col("Fraction of canonical candidate a heard", "float 0..1 or NaN"),
+        "heard_b": _col("Fraction of canonical candidate b heard", "float 0..1 or NaN"),
+        "blur_events": _col("Times the window lost focus during the trial", "integer"),
+        "audio_sample_rate": _col("Browser audio output sample rate", "float (Hz) or NaN"),
+        "shown_at": _col("Server time the trial page was first served", "ISO 8601 UTC or ''"),
+    },
+    "participants": {
+        "study": _col("Study id", "integer"),
+        "participant": _col(
+            "Participant id within this site (answers.csv `participant`)", "integer"
+        ),
+        "session": _col(
+            "Session id: Prolific SESSION_ID when given, else a random token", "string"
+        ),
+        "prolific_pid": _col("Prolific PROLIFIC_PID from the study link", "string or ''"),
+        "prolific_study_id": _col("Prolific STUDY_ID from the study link", "string or ''"),
+        "prolific_session_id": _col("Prolific SESSION_ID from the study link", "string or ''"),
+        "external_pid": _col("Generic `pid` from the study link", "string or ''"),
+        "status": _col(
+            "Step reached (final steps: done, screened_out, declined, refused, full, withdrawn)",
+            "string",
+            "browser_check, consent, questionnaire, calibration, screening, instructions, "
+            "practice, trials, done, screened_out, declined, refused, full, withdrawn (left"
+            " the study on its page; its answers are deleted unless the study keeps them)",
+        ),
+        "language": _col("Language the pages were shown in", "string", "en, ja"),
+        "started_at": _col("Server time of entry", "ISO 8601 UTC"),
+        "consented_at": _col("Server time consent was given", "ISO 8601 UTC or ''"),
+        "finished_at": _col("Server time a final step was reached", "ISO 8601 UTC or ''"),
+        "last_seen_at": _col("Server time of the last page or answer", "ISO 8601 UTC"),
+        "musical_training": _col(
+            "Years of musical training", "string or ''", "none, lt2, 2to5, gt5, professional"
+        ),
+        "plays_instrument": _col("Instruments played (free text)", "string or ''"),
+        "device": _col("Device", "string or ''", "laptop, desktop, tablet, other"),
+        "headphones": _col("Listening with", "string or ''", "over_ear, on_ear, in_ear, speakers"),
+        "web_audio": _col("Browser reported Web Audio support", "string", "1, 0, ''"),
+        "phone": _col("Browser check judged the device a phone", "boolean or ''"),
+        "audio_sample_rate": _col("Browser audio output sample rate", "float (Hz) or NaN"),
+        "user_agent": _col(
+            "User-Agent at entry (at the last device check if refused before)", "string"
+        ),
+        "screening_passed": _col(
+            "Passed headphone screening", "boolean or ''", "'' (none run or not finished)"
+        ),
+        "antiphase_correct": _col("Antiphase screening trials answered correctly", "integer"),
+        "antiphase_trials": _col("Antiphase screening trials answered", "integer"),
+        "huggins_correct": _col("Huggins-pitch screening trials answered correctly", "integer"),
+        "huggins_trials": _col("Huggins-pitch screening trials answered", "integer"),
+        "screening_reloads": _col(
+            "Screening pages viewed again before being answered (reloads, a language switch):"
+            " each view of the page draws a new trial, so a reload never plays the same one"
+            " again",
+            "integer",
+        ),
+        "screen_out_code": _col("Code shown when screened out", "string or ''"),
+        "completion_code": _col("Completion code shown at the end", "string or ''"),
+        "slots": _col("Trials assigned (practice included)", "integer"),
+        "answers": _col("Main and catch answers stored", "integer"),
+        "practice_answers": _col("Practice answers stored", "integer"),
+        "catch_answers": _col("Catch answers stored", "integer"),
+        "catch_correct": _col(
+            "Catch answers correct (answers.csv `catch_correct` summed)", "integer"
+        ),
+        "early_answers": _col(
+            "Answers refused because they came sooner after the trial page than the study's"
+            " min_listen_share of its clips' total duration, or to a trial never shown (the"
+            " page does not send these: a script or a bot does)",
+            "integer",
+        ),
+        "recruitment": _col("Every query parameter of the study link at entry", "JSON object"),
+    },
+    "manifest": {
+        "token": _col("Blind clip token used in answers and audio URLs", "string"),
+        "clip_id": _col("Clip id in the catalogue", "integer"),
+        "name": _col("Original file name or label", "string"),
+        "piece": _col("Source track name", "string"),
+        "dataset": _col("Source dataset", "string"),
+        "split": _col("Source split", "string"),
+        "start_s": _col("Excerpt start in the source", "float (s) or empty"),
+        "parts": _col("Condition -> source piece of each stem (JSON)", "JSON object"),
+        "sha256": _col(
+            "SHA-256 of the stored file (as validated at upload or import)", "hex string"
+        ),
+        "loudness_lufs": _col(
+            "Integrated loudness of the stored file (ITU-R BS.1770) as measured, a mono file as "
+            "one channel",
+            "float (LUFS)",
+        ),
+        "duration_s": _col("Duration", "float (s)"),
+        "sample_rate": _col("Sample rate", "integer (Hz)"),
+        "channels": _col("Channels", "integer"),
+        "served_sha256": _col(
+            "SHA-256 of the file participants are served at the study's loudness target (the "
+            "stored file when within 0.1 LU of it, else a normalised copy)",
+            "hex string or '' (no readable file)",
+        ),
+        "served_loudness_lufs": _col(
+            "Playback loudness of that served file: its integrated loudness (ITU-R BS.1770), "
+            "+3.01 LU for a mono file, which plays on both speakers (measured as dual-mono, as "
+            "ffmpeg's ebur128 dualmono); below the target when the peak ceiling limited the gain",
+            "float (LUFS) or empty (no readable file)",
+        ),
+    },
+    "design": {
+        "study": _col("Study id", "integer"),
+        "participant": _col("Participant id", "integer"),
+        "session": _col("Session id", "string"),
+        "trial": _col("Trial id", "integer"),
+        "trial_index": _col("0-based position in the participant's stored order", "integer"),
+        "instrument": _col("Instrument judged", "string"),
+        "reference": _col("Reference clip id (manifest clip_id)", "integer"),
+        "candidate_a": _col("Canonical candidate a: clip id", "integer"),
+        "candidate_b": _col("Canonical candidate b: clip id", "integer"),
+        "displayed_first": _col("Canonical candidate shown in position A", "string", "a, b"),
+        "is_practice": _col("Practice trial", "boolean"),
+        "is_catch": _col("Catch trial", "boolean"),
+        "catch_kind": _col("Kind of catch trial", "string", "'', identical, attention, repeat"),
+        "repeat_of": _col("Original trial of a repeat", "integer or empty"),
+        "seed": _col("Participant's design seed", "integer"),
+        "answered": _col("An answer is stored for this slot", "boolean"),
+    },
+}
+
+
+CODEBOOK["csv"] = {
+    "text_cells": _col(
+        "In every CSV file, a text cell starting with = + - @ (or a tab or carriage return) is "
+        "written with a leading ' so that a spreadsheet shows it instead of running it as a "
+        "formula; the JSON files hold the values as stored",
+        "rule",
+    )
+}
