@@ -1,4 +1,7 @@
-"""Experimenter pages: dashboard, study create/edit, stimuli, trials, status, progress, export.
+"""Experimenter pages for whole studies: dashboard, create/edit, overview, status, progress,
+export; and what the other experimenter pages share (the study's catalogue, refusing changes to
+a closed study, the redirect after a POST). Stimuli pages: `experimenter_stimuli`; trials pages:
+`experimenter_trials`.
 
 Every view needs a login, and every study is looked up through `permissions.get_visible_study`,
 so a researcher who may not see a study gets the same 404 as for one that does not exist.
@@ -18,30 +21,15 @@ from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_POST
 
-from csn_model.data.slakh import DataError
-from evalsite.datasets.catalog import datasets
 from evalsite.reports.models import ReportState
 from evalsite.reports.tasks import report_settings, schedule_report
-from evalsite.stimuli.audio import clip_from_upload
 from evalsite.stimuli.models import Catalogue, Clip
-from evalsite.stimuli.slakh_import import import_slakh
 from evalsite.studies import design, export, history, progress
-from evalsite.studies.forms import (
-    ClipUploadForm,
-    ImportForm,
-    RandomTrialsForm,
-    RepeatsForm,
-    StudyForm,
-    TrialForm,
-    study_clips,
-)
+from evalsite.studies.forms import StudyForm
 from evalsite.studies.models import Answer, Study, StudyFold
 from evalsite.studies.permissions import get_visible_study, is_owner, visible_studies
-from evalsite.studies.random_design import DesignError, add_repeats, build_random_trials
-from evalsite.studies.trials_csv import TrialCSVForm
 
 HISTORY_SHOWN = 20  # latest changes on the overview; the export has them all
-MAX_UPLOAD_BYTES = 100_000_000  # above the longest clip audio.py accepts, in any format
 
 # Allowed status changes: action -> (from states, to state).
 TRANSITIONS = {
@@ -66,7 +54,8 @@ def see_other(viewname: str, **kwargs) -> HttpResponseRedirect:
     return HttpResponseRedirect(reverse(viewname, kwargs=kwargs), status=303)
 
 
-def _editable(request: HttpRequest, study: Study) -> bool:
+def editable(request: HttpRequest, study: Study) -> bool:
+    """Whether the study may still be changed; if not, says so in a message to show next."""
     if study.status == Study.Status.CLOSED:
         messages.error(request, f"Study {study.name!r} is closed; it can no longer be changed.")
         return False
@@ -102,7 +91,7 @@ def study_create(request: HttpRequest) -> HttpResponse:
 @login_required
 def study_edit(request: HttpRequest, pk: int) -> HttpResponse:
     study = get_visible_study(request.user, pk)
-    if request.method == "POST" and not _editable(request, study):
+    if request.method == "POST" and not editable(request, study):
         return redirect("studies:study_detail", pk=study.pk)
     before = history.state(study)  # now: validating a ModelForm writes the POST onto `study`
     read_before = report_settings(study)
@@ -241,245 +230,6 @@ def study_catalogue_clips(study: Study):
     if study.catalogue_id is None:
         return Clip.objects.none()
     return Clip.objects.filter(catalogue_id=study.catalogue_id)
-
-
-@login_required
-def clips(request: HttpRequest, pk: int) -> HttpResponse:
-    """List the study catalogue's clips; upload several files at once, each validated.
-
-    A valid upload redirects (303) back here, and the page shows each file's result once: a
-    reload then asks for the page again instead of sending the files again."""
-    study = get_visible_study(request.user, pk)
-    form = ClipUploadForm(request.POST or None, request.FILES or None)
-    shown = f"studies:upload-results:{study.pk}"  # session key: the last upload, shown once
-    if request.method == "POST":
-        if not _editable(request, study):
-            return see_other("studies:clips", pk=study.pk)
-        if form.is_valid():
-            request.session[shown] = [upload_result(c) for c in _upload(request, study, form)]
-            return see_other("studies:clips", pk=study.pk)
-    context = {
-        "study": study,
-        "form": form,
-        "results": request.session.pop(shown, []) if request.method == "GET" else [],
-        "clips": study_catalogue_clips(study).order_by("-id")[:500],
-        "target_lufs": study.setting("loudness_target_lufs"),
-    }
-    return render(request, "studies/experimenter/clips.html", context)
-
-
-def _upload(request: HttpRequest, study: Study, form: ClipUploadForm) -> list[Clip]:
-    """Store each file of a valid upload form (refusing oversized ones); a message sums up."""
-    catalogue = study_catalogue(study, request.user)
-    target = study.setting("loudness_target_lufs")
-    results = []
-    for upload in form.cleaned_data["files"]:
-        if upload.size > MAX_UPLOAD_BYTES:  # refused before decoding; shown, not stored
-            results.append(_oversized(upload))
-            continue
-        piece = form.cleaned_data["piece"] or ""
-        results.append(clip_from_upload(upload, catalogue, target, piece=piece))
-    known = sum(c.duplicate_of is not None for c in results)
-    ok = sum(c.is_ready for c in results) - known
-    if ok:
-        messages.success(request, f"{ok} of {len(results)} file(s) added.")
-    if known:
-        messages.info(request, f"{known} file(s) already in the catalogue; not added again.")
-    if ok + known < len(results):
-        refused = len(results) - ok - known
-        messages.error(request, f"{refused} file(s) refused; see the errors below.")
-    return results
-
-
-def upload_result(clip: Clip) -> dict:
-    """What the clips page shows of one uploaded file, as the session keeps it (JSON): refused
-    and already-known files are not in the catalogue to look up afterwards."""
-    known = clip.duplicate_of
-    return {
-        "name": clip.name,
-        "status": clip.status,
-        "error": clip.error,
-        "duplicate_of": None if known is None else {"pk": known.pk, "name": known.name},
-        "duration_s": clip.duration_s,
-        "sample_rate": clip.sample_rate,
-        "loudness_lufs": clip.loudness_lufs,
-    }
-
-
-def _oversized(upload) -> Clip:
-    """An unsaved failed clip that reports a file over MAX_UPLOAD_BYTES."""
-    error = (
-        f"{upload.name}: {upload.size / 1e6:.0f} MB; expected at most "
-        f"{MAX_UPLOAD_BYTES / 1e6:.0f} MB (120 s of 96 kHz stereo float WAV)"
-    )
-    return Clip(name=upload.name, status=Clip.Status.FAILED, error=error)
-
-
-@login_required
-def dataset_import(request: HttpRequest, pk: int) -> HttpResponse:
-    """Import a Slakh-layout split into the study's catalogue (synchronous; small datasets).
-
-    An import that ran redirects (303) back here, which shows its result once; a reload asks for
-    the page again instead of importing again."""
-    study = get_visible_study(request.user, pk)
-    form = ImportForm(request.POST or None)
-    shown = f"studies:import-result:{study.pk}"  # session key: the last import, shown once
-    if request.method == "POST":
-        if not _editable(request, study):
-            return see_other("studies:dataset_import", pk=study.pk)
-        if form.is_valid() and (report := _import(request, study, form)) is not None:
-            request.session[shown] = report
-            return see_other("studies:dataset_import", pk=study.pk)
-    report = request.session.pop(shown, None) if request.method == "GET" else None
-    context = {"study": study, "form": form, "report": report, "offered": datasets()}
-    return render(request, "studies/experimenter/import.html", context)
-
-
-def _import(request: HttpRequest, study: Study, form: ImportForm) -> dict | None:
-    """Run the import a valid form asks for; what the page shows of it (JSON, for the session),
-    or None with the reason added to the form."""
-    data = form.cleaned_data
-    root = {ref.slug: ref.root for ref in datasets()}.get(data["root"])
-    try:
-        if root is None:  # listed when the form was made, gone since
-            raise DataError(f"dataset {data['root']!r} is no longer on this server")
-        report = import_slakh(
-            root,
-            data["split"],
-            study_catalogue(study, request.user),
-            seconds=data["seconds"],
-            attention=data["attention"],
-            target_lufs=study.setting("loudness_target_lufs"),
-        )
-    except (DataError, OSError) as exc:
-        form.add_error("root", str(exc))
-        return None
-    messages.success(
-        request,
-        f"Imported {len(report.mixes)} mix clips and {len(report.attention)} attention "
-        f"sets; {len(report.skipped)} skipped; {len(report.existing)} already imported.",
-    )
-    return {
-        "mixes": len(report.mixes),
-        "attention": len(report.attention),
-        "existing": len(report.existing),
-        "skipped": report.skipped,
-    }
-
-
-@login_required
-def trials(request: HttpRequest, pk: int) -> HttpResponse:
-    study = get_visible_study(request.user, pk)
-    return _trials_page(request, study)
-
-
-def _trials_page(
-    request, study, *, form=None, csv_form=None, random_form=None, repeats_form=None, status=200
-):
-    context = {
-        "study": study,
-        "form": form or TrialForm(study=study),
-        "csv_form": csv_form or TrialCSVForm(study=study),
-        "random_form": random_form or RandomTrialsForm(),
-        "repeats_form": repeats_form or RepeatsForm(),
-        "trials": study.trials.select_related("reference", "candidate_a", "candidate_b"),
-        "n_clips": study_clips(study).count(),
-    }
-    return render(request, "studies/experimenter/trials.html", context, status=status)
-
-
-def _trials_form(request, pk: int, make_form, page_key: str):
-    """(study, bound form, None) for a POST that adds trials, or (study, form, the response to
-    give instead): back to the trials of a closed study, or the page with the form's errors."""
-    study = get_visible_study(request.user, pk)
-    if not _editable(request, study):
-        return study, None, redirect("studies:trials", pk=study.pk)
-    form = make_form(study)
-    if not form.is_valid():
-        return study, form, _trials_page(request, study, **{page_key: form}, status=400)
-    return study, form, None
-
-
-@login_required
-@require_POST
-def trial_add(request: HttpRequest, pk: int) -> HttpResponse:
-    make = lambda study: TrialForm(request.POST, study=study)  # noqa: E731
-    study, form, refused = _trials_form(request, pk, make, "form")
-    if refused:
-        return refused
-    with transaction.atomic():
-        trial = form.save()
-        history.record(study, request.user, history.Kind.TRIALS, {"added": 1, "how": "form"})
-    messages.success(request, f"Trial {trial.pk} added.")
-    return redirect("studies:trials", pk=study.pk)
-
-
-@login_required
-@require_POST
-def trials_csv(request: HttpRequest, pk: int) -> HttpResponse:
-    make = lambda study: TrialCSVForm(request.POST, request.FILES, study=study)  # noqa: E731
-    study, form, refused = _trials_form(request, pk, make, "csv_form")
-    if refused:
-        return refused
-    made = form.cleaned_data["csv_file"]
-    with transaction.atomic():
-        for trial in made:
-            trial.save()
-        what = {"added": len(made), "how": "csv", "file": request.FILES["csv_file"].name}
-        history.record(study, request.user, history.Kind.TRIALS, what)
-    messages.success(request, f"{len(made)} trial(s) added from CSV.")
-    return redirect("studies:trials", pk=study.pk)
-
-
-@login_required
-@require_POST
-def trials_random(request: HttpRequest, pk: int) -> HttpResponse:
-    """Draw trials at random from the catalogue (the model-free design of random_design.py)."""
-    study, form, refused = _trials_form(
-        request, pk, lambda _: RandomTrialsForm(request.POST), "random_form"
-    )
-    if refused:
-        return refused
-    data = form.cleaned_data
-    catalogue = study_catalogue(study, request.user)
-    try:
-        with transaction.atomic():  # the draw and its history at once, under the study's lock
-            made = build_random_trials(
-                study,
-                catalogue,
-                per_instrument=data["per_instrument"],
-                seed=data["seed"],
-                practice=study.setting("practice_trials"),
-                catch_per_kind=data["catch_per_kind"],
-            )
-            what = {"added": len(made), "how": "random", **data}
-            history.record(study, request.user, history.Kind.TRIALS, what)
-    except DesignError as exc:
-        form.add_error(None, str(exc))
-        return _trials_page(request, study, random_form=form, status=400)
-    messages.success(request, f"{len(made)} trial(s) drawn at random (seed {data['seed']}).")
-    return redirect("studies:trials", pk=study.pk)
-
-
-@login_required
-@require_POST
-def trials_repeats(request: HttpRequest, pk: int) -> HttpResponse:
-    """Add A/B-swapped repeats of main trials (`random_design.add_repeats`)."""
-    study, form, refused = _trials_form(
-        request, pk, lambda _: RepeatsForm(request.POST), "repeats_form"
-    )
-    if refused:
-        return refused
-    try:
-        with transaction.atomic():
-            made = add_repeats(study, **form.cleaned_data)
-            what = {"added": len(made), "how": "repeats", **form.cleaned_data}
-            history.record(study, request.user, history.Kind.TRIALS, what)
-    except DesignError as exc:
-        form.add_error(None, str(exc))
-        return _trials_page(request, study, repeats_form=form, status=400)
-    messages.success(request, f"{len(made)} repeat trial(s) added.")
-    return redirect("studies:trials", pk=study.pk)
 
 
 @login_required

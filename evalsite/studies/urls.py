@@ -1,6 +1,8 @@
 from django.urls import path
 
 from evalsite.studies import experimenter as ex
+from evalsite.studies import experimenter_stimuli as ex_stimuli
+from evalsite.studies import experimenter_trials as ex_trials
 from evalsite.studies import participant as pt
 
 app_name = "studies"
@@ -17,13 +19,13 @@ urlpatterns: list = [
     path("studies/<int:pk>/", ex.study_detail, name="study_detail"),
     path("studies/<int:pk>/edit/", ex.study_edit, name="study_edit"),
     path("studies/<int:pk>/status/", ex.study_status, name="study_status"),
-    path("studies/<int:pk>/clips/", ex.clips, name="clips"),
-    path("studies/<int:pk>/import/", ex.dataset_import, name="dataset_import"),
-    path("studies/<int:pk>/trials/", ex.trials, name="trials"),
-    path("studies/<int:pk>/trials/add/", ex.trial_add, name="trial_add"),
-    path("studies/<int:pk>/trials/csv/", ex.trials_csv, name="trials_csv"),
-    path("studies/<int:pk>/trials/random/", ex.trials_random, name="trials_random"),
-    path("studies/<int:pk>/trials/repeats/", ex.trials_repeats, name="trials_repeats"),
+    path("studies/<int:pk>/clips/", ex_stimuli.clips, name="clips"),
+    path("studies/<int:pk>/import/", ex_stimuli.dataset_import, name="dataset_import"),
+    path("studies/<int:pk>/trials/", ex_trials.trials, name="trials"),
+    path("studies/<int:pk>/trials/add/", ex_trials.trial_add, name="trial_add"),
+    path("studies/<int:pk>/trials/csv/", ex_trials.trials_csv, name="trials_csv"),
+    path("studies/<int:pk>/trials/random/", ex_trials.trials_random, name="trials_random"),
+    path("studies/<int:pk>/trials/repeats/", ex_trials.trials_repeats, name="trials_repeats"),
     path("studies/<int:pk>/progress/", ex.study_progress, name="progress"),
     path("studies/<int:pk>/export/", ex.export_index, name="export"),
     path("studies/<int:pk>/export/<str:name>", ex.export_download, name="export_file"),

@@ -1,21 +1,18 @@
-"""Experimenter views: create, edit, status changes, uploads, trials, progress."""
+"""Experimenter study pages (evalsite/studies/experimenter.py): create, edit, status changes,
+overview, progress, history. Stimuli and trials pages: test_experimenter_stimuli.py and
+test_experimenter_trials.py."""
 
 from __future__ import annotations
 
 import json
-import threading
 from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from evalsite.datasets.catalog import datasets
-from evalsite.stimuli.audio import playback_lufs
-from evalsite.stimuli.models import Catalogue, Clip
+from evalsite.stimuli.models import Catalogue
 from evalsite.studies.models import Answer, Participant, Study, Trial
 from evalsite.studies.progress import participant_counts
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
@@ -150,166 +147,6 @@ def test_it_refuses_edits_to_a_closed_study(client, alice, study):
     assert study.name == "Drums and bass"
 
 
-def _results(response) -> dict[str, dict]:
-    """The per-file results the clips page shows, by file name."""
-    return {r["name"]: r for r in response.context["results"]}
-
-
-def test_it_uploads_several_files_and_reports_each_bad_one(
-    client, alice, study, settings, tmp_path
-):
-    settings.MEDIA_ROOT = tmp_path
-    client.force_login(alice)
-    files = [
-        SimpleUploadedFile("good.wav", wav_bytes(), "audio/wav"),
-        SimpleUploadedFile("good.flac", wav_bytes(freq=220, fmt="FLAC"), "audio/flac"),
-        SimpleUploadedFile("silent.wav", wav_bytes(amplitude=0.0), "audio/wav"),
-        SimpleUploadedFile("short.wav", wav_bytes(seconds=0.1), "audio/wav"),
-        SimpleUploadedFile("notes.txt", b"not audio at all", "text/plain"),
-    ]
-    url = reverse("studies:clips", args=[study.pk])
-    response = client.post(url, {"files": files}, follow=True)
-    assert response.redirect_chain == [(url, 303)]
-    results = _results(response)
-    assert [n for n, r in results.items() if r["status"] == "ready"] == ["good.wav", "good.flac"]
-    assert "silent" in results["silent.wav"]["error"]
-    assert "duration" in results["short.wav"]["error"]
-    assert "notes.txt" in results["notes.txt"]["error"]
-    assert "decode" in results["notes.txt"]["error"]
-    html = response.content.decode()
-    for name in ("silent.wav", "short.wav", "notes.txt"):
-        assert f"{name}: " in html  # each error names its file on the page
-    assert "2 of 5 file(s) added." in html and "3 file(s) refused" in html
-    good = Clip.objects.get(name="good.wav")
-    assert good.catalogue_id == study.catalogue_id and len(good.sha256) == 64
-    playback = playback_lufs(good.loudness_lufs, good.channels)  # mono as dual-mono
-    assert abs(playback - study.setting("loudness_target_lufs")) < 0.5
-
-
-def test_a_reload_after_an_upload_stores_nothing_and_shows_the_results_once(
-    client, alice, study, settings, tmp_path
-):
-    settings.MEDIA_ROOT = tmp_path
-    client.force_login(alice)
-    url = reverse("studies:clips", args=[study.pk])
-    files = [
-        SimpleUploadedFile("new.wav", wav_bytes(freq=330), "audio/wav"),
-        SimpleUploadedFile("notes.txt", b"not audio at all", "text/plain"),
-    ]
-    response = client.post(url, {"files": files})
-    assert response.status_code == 303 and response["Location"] == url
-    stored = list(Clip.objects.values_list("pk", "name", "status"))
-    first = client.get(url)  # where the browser lands: the results of that upload
-    assert set(_results(first)) == {"new.wav", "notes.txt"}
-    assert "notes.txt: cannot decode" in first.content.decode()
-    reload = client.get(url)  # a reload of that page: a GET, nothing sent again
-    assert reload.status_code == 200 and not reload.context["results"]
-    assert b'id="upload-results"' not in reload.content
-    assert list(Clip.objects.values_list("pk", "name", "status")) == stored
-
-
-def test_it_shows_an_uploads_results_only_on_its_own_studys_page(
-    client, alice, study, settings, tmp_path
-):
-    settings.MEDIA_ROOT = tmp_path
-    other = Study.objects.create(owner=alice, name="other", instruments=["drums"])
-    client.force_login(alice)
-    upload = SimpleUploadedFile("a.wav", wav_bytes(), "audio/wav")
-    client.post(reverse("studies:clips", args=[study.pk]), {"files": [upload]})
-    assert not client.get(reverse("studies:clips", args=[other.pk])).context["results"]
-    assert set(_results(client.get(reverse("studies:clips", args=[study.pk])))) == {"a.wav"}
-
-
-def test_it_refuses_an_upload_to_a_closed_study_and_redirects(
-    client, alice, study, settings, tmp_path
-):
-    settings.MEDIA_ROOT = tmp_path
-    study.status = Study.Status.CLOSED
-    study.save()
-    client.force_login(alice)
-    url = reverse("studies:clips", args=[study.pk])
-    before = Clip.objects.count()
-    upload = SimpleUploadedFile("a.wav", wav_bytes(), "audio/wav")
-    response = client.post(url, {"files": [upload]}, follow=True)
-    assert response.redirect_chain == [(url, 303)]
-    assert "is closed; it can no longer be changed" in response.content.decode()
-    assert Clip.objects.count() == before
-
-
-def test_it_creates_a_catalogue_on_the_first_upload(client, alice, settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
-    study = Study.objects.create(owner=alice, name="fresh", instruments=["drums"])
-    client.force_login(alice)
-    upload = SimpleUploadedFile("a.wav", wav_bytes(), "audio/wav")
-    client.post(reverse("studies:clips", args=[study.pk]), {"files": [upload]})
-    study.refresh_from_db()
-    assert study.catalogue.owner == alice
-    assert study.catalogue.clips.get().status == Clip.Status.READY
-
-
-def test_it_adds_a_trial_from_the_form(client, alice, study):
-    client.force_login(alice)
-    ref, a, b = Clip.objects.filter(catalogue=study.catalogue)[:3]
-    data = {"reference": ref.pk, "candidate_a": a.pk, "candidate_b": b.pk, "instrument": "bass",
-            "catch_kind": "", "expected": "", "model_choice": "", "model_margin": ""}  # fmt: skip
-    response = client.post(reverse("studies:trial_add", args=[study.pk]), data)
-    assert response.status_code == 302
-    trial = study.trials.latest("id")
-    assert (trial.reference, trial.candidate_a, trial.instrument) == (ref, a, "bass")
-    assert trial.model_choice is None and not trial.is_catch
-
-
-def test_it_refuses_a_practice_trial_that_is_also_a_catch_trial(client, alice, study):
-    client.force_login(alice)
-    ref, a, b = Clip.objects.filter(catalogue=study.catalogue)[:3]
-    before = study.trials.count()
-    data = {"reference": ref.pk, "candidate_a": a.pk, "candidate_b": b.pk, "instrument": "bass",
-            "is_practice": "on", "catch_kind": "identical", "expected": "a", "model_choice": "",
-            "model_margin": ""}  # fmt: skip
-    response = client.post(reverse("studies:trial_add", args=[study.pk]), data)
-    assert response.status_code == 400
-    assert "cannot be a catch trial" in " ".join(response.context["form"].errors["is_practice"])
-    assert study.trials.count() == before
-
-
-def test_it_refuses_clips_of_another_researcher_in_a_trial(client, alice, bob, study):
-    from evalsite.stimuli.models import Catalogue
-
-    foreign = Clip.objects.create(catalogue=Catalogue.objects.create(owner=bob, name="b"),
-                                  status="ready", name="bob.wav")  # fmt: skip
-    client.force_login(alice)
-    ref, a = Clip.objects.filter(catalogue=study.catalogue)[:2]
-    data = {"reference": ref.pk, "candidate_a": a.pk, "candidate_b": foreign.pk,
-            "instrument": "drums"}  # fmt: skip
-    response = client.post(reverse("studies:trial_add", args=[study.pk]), data)
-    assert response.status_code == 400
-    assert "candidate_b" in response.context["form"].errors
-
-
-def test_it_bulk_creates_trials_from_csv_and_names_bad_lines(client, alice, study):
-    client.force_login(alice)
-    c = list(Clip.objects.filter(catalogue=study.catalogue))
-    before = study.trials.count()
-    good = (f"reference,candidate_a,candidate_b,instrument,catch_kind,expected,model_choice\n"
-            f"{c[0].token},{c[1].token},{c[2].token},drums,,,a\n"
-            f"{c[3].name},{c[4].pk},{c[5].pk},bass,identical,b,\n")  # fmt: skip
-    url = reverse("studies:trials_csv", args=[study.pk])
-    response = client.post(url, {"csv_file": SimpleUploadedFile("t.csv", good.encode())})
-    assert response.status_code == 302
-    made = list(study.trials.order_by("-id")[:2])[::-1]
-    assert study.trials.count() == before + 2
-    assert made[0].model_choice == "a" and made[1].catch_kind == "identical" and made[1].is_catch
-    bad = (f"reference,candidate_a,candidate_b,instrument\n"
-           f"{c[0].token},{c[1].token},{c[2].token},drums\n"
-           f"nope,{c[1].token},{c[2].token},vocals\n")  # fmt: skip
-    response = client.post(url, {"csv_file": SimpleUploadedFile("bad.csv", bad.encode())})
-    assert response.status_code == 400
-    errors = " ".join(response.context["csv_form"].errors["csv_file"])
-    assert "bad.csv, line 3: field 'reference' = 'nope'" in errors
-    assert "field 'instrument' = 'vocals'" in errors
-    assert study.trials.count() == before + 2  # nothing from a file with errors
-
-
 def test_it_shows_live_progress_counts(client, alice, answered_study):
     client.force_login(alice)
     response = client.get(reverse("studies:progress", args=[answered_study.pk]))
@@ -384,125 +221,6 @@ def test_the_overview_offers_a_fresh_preview_of_a_draft_study_only(client, carol
     assert 'id="preview"' not in client.get(overview).content.decode()
 
 
-def test_it_lists_trials_and_counts_them_on_the_overview(client, alice, study):
-    client.force_login(alice)
-    html = client.get(reverse("studies:trials", args=[study.pk])).content.decode()
-    assert html.count("<tr><td>") == Trial.objects.filter(study=study).count()
-    overview = client.get(reverse("studies:study_detail", args=[study.pk]))
-    assert overview.context["trial_counts"] == {"main": 4, "practice": 1, "catch": 3}
-
-
-def test_it_imports_only_from_the_datasets_the_server_offers(
-    client, alice, study, tiny_dataset, settings, tmp_path
-):
-    settings.CSN_DATA_DIR, settings.CSN_DATASETS = tmp_path / "none", []
-    client.force_login(alice)
-    url = reverse("studies:dataset_import", args=[study.pk])
-    assert b'id="no-datasets"' in client.get(url).content
-    clips = Clip.objects.count()
-    for root in (str(tiny_dataset), "/etc", "../../"):  # a folder the server can read
-        data = {"root": root, "split": "test", "seconds": 2, "attention": "on"}
-        response = client.post(url, data)
-        assert response.status_code == 200
-        assert "Select a valid choice" in str(response.context["form"].errors["root"])
-    assert Clip.objects.count() == clips
-
-
-def test_it_imports_a_slakh_layout_split_into_the_study_catalogue(
-    client, alice, tiny_dataset, settings, tmp_path
-):
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    settings.CSN_DATA_DIR, settings.CSN_DATASETS = tmp_path / "none", [tiny_dataset]
-    (ref,) = datasets()
-    study = Study.objects.create(owner=alice, name="import", instruments=["drums", "bass"])
-    client.force_login(alice)
-    url = reverse("studies:dataset_import", args=[study.pk])
-    assert str(tiny_dataset) in client.get(url).content.decode()  # offered by name and folder
-    data = {"root": ref.slug, "split": "validation", "seconds": 2, "attention": "on"}
-    response = client.post(url, data)
-    assert response.status_code == 303 and response["Location"] == url
-    study.refresh_from_db()
-    clips = Clip.objects.filter(catalogue=study.catalogue, status=Clip.Status.READY)
-    made = clips.count()
-    assert made >= 2
-    page = client.get(url)  # where the browser lands: the import's result
-    assert page.context["report"]["mixes"] == 2 and page.context["report"]["existing"] == 0
-    assert "2 mix clips" in page.content.decode()
-    reload = client.get(url)  # a reload of that page: a GET, nothing imported again
-    assert reload.context["report"] is None
-    assert Clip.objects.filter(catalogue=study.catalogue).count() == made
-    again = client.post(url, data, follow=True)  # the form sent again on purpose
-    assert b'id="already-imported"' in again.content
-    assert again.context["report"]["mixes"] == 0 and again.context["report"]["attention"] == 0
-    assert Clip.objects.filter(catalogue=study.catalogue).count() == made
-    events = [(e.kind, e.user, e.changes) for e in study.events.all()]  # once, by the first
-    assert events == [("edited", alice, {"catalogue": [None, study.catalogue_id]})]
-
-
-def test_it_explains_why_random_trials_cannot_be_drawn(client, alice):
-    study = Study.objects.create(owner=alice, name="no clips", instruments=["drums"])
-    client.force_login(alice)
-    data = {"per_instrument": 2, "catch_per_kind": 1, "seed": 0}
-    response = client.post(reverse("studies:trials_random", args=[study.pk]), data)
-    assert response.status_code == 400
-    assert "expected at least 3" in str(response.context["random_form"].non_field_errors())
-    assert not study.trials.exists()
-
-
-def test_it_refuses_an_oversized_file_before_decoding(
-    client, alice, study, settings, tmp_path, monkeypatch
-):
-    from evalsite.studies import experimenter
-
-    settings.MEDIA_ROOT = str(tmp_path)
-    client.force_login(alice)
-    big = wav_bytes(seconds=2.0)
-    monkeypatch.setattr(experimenter, "MAX_UPLOAD_BYTES", len(big) - 1)
-    upload = SimpleUploadedFile("big.wav", big, "audio/wav")
-    url = reverse("studies:clips", args=[study.pk])
-    response = client.post(url, {"files": [upload]}, follow=True)
-    (result,) = response.context["results"]
-    assert result["status"] == "failed" and result["error"].startswith("big.wav: ")
-    assert "expected at most" in result["error"]
-    assert "big.wav: " in response.content.decode()  # shown after the redirect, never stored
-    assert not Clip.objects.filter(name="big.wav").exists()
-
-
-@pytest.mark.integration
-@pytest.mark.django_db(transaction=True)  # each request commits on its own connection
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers: PostgreSQL")
-def test_it_draws_random_trials_once_when_the_form_is_sent_twice_at_once(alice, study, monkeypatch):
-    from evalsite.studies import random_design
-
-    empty = Study.objects.create(owner=alice, name="empty", instruments=["drums", "bass"],
-                                 catalogue=study.catalogue)  # fmt: skip
-    both_checked, mixes, statuses = threading.Barrier(2, timeout=60), random_design._mixes, []
-
-    def mixes_together(catalogue):  # both draws are past every check made outside the lock
-        both_checked.wait()
-        return mixes(catalogue)
-
-    def draw():
-        try:
-            researcher = Client()
-            researcher.force_login(alice)
-            url = reverse("studies:trials_random", args=[empty.pk])
-            statuses.append(researcher.post(url, {"per_instrument": 3, "catch_per_kind": 1,
-                                                  "seed": 0}).status_code)  # fmt: skip
-        finally:
-            connection.close()
-
-    monkeypatch.setattr(random_design, "_mixes", mixes_together)
-    threads = [threading.Thread(target=draw) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert sorted(statuses) == [302, 400]  # the second is told the study has trials
-    assert empty.trials.filter(is_catch=False, is_practice=False).count() == 6
-    assert empty.events.filter(kind="trials").count() == 1
-
-
 def test_it_records_every_change_to_a_study_and_exports_the_history(
     client, alice, carol, settings, tmp_path
 ):
@@ -546,25 +264,6 @@ def test_it_records_every_change_to_a_study_and_exports_the_history(
     assert "<code>settings.loudness_target_lufs</code>: -23.0 → -30.0" in page
 
 
-def test_it_adds_ab_swapped_repeats_of_main_trials_without_one(client, alice, study):
-    client.force_login(alice)
-    url = reverse("studies:trials_repeats", args=[study.pk])
-    before = set(study.trials.values_list("pk", flat=True))
-    assert client.post(url, {"per_instrument": 5, "seed": 1}).status_code == 302
-    made = study.trials.exclude(pk__in=before)
-    originals = [t.repeat_of for t in made]
-    # main[0] (drums) already had a repeat: the other three main trials get one each
-    assert len(made) == 3 and all(t.catch_kind == "repeat" and t.is_catch for t in made)
-    assert len(set(originals)) == 3 and all(not o.is_catch for o in originals)
-    for t, o in zip(made, originals):
-        assert (t.reference, t.candidate_a, t.candidate_b, t.instrument, t.model_choice) == (
-            o.reference, o.candidate_a, o.candidate_b, o.instrument, o.model_choice)  # fmt: skip
-    again = client.post(url, {"per_instrument": 5, "seed": 1})
-    assert again.status_code == 400
-    assert "no main trial without a repeat" in str(again.context["repeats_form"].non_field_errors())
-    assert study.events.filter(kind="trials").count() == 1
-
-
 def test_it_warns_when_the_trials_cannot_meet_the_catch_settings(client, alice, study):
     client.force_login(alice)
     url = reverse("studies:study_detail", args=[study.pk])
@@ -574,55 +273,3 @@ def test_it_warns_when_the_trials_cannot_meet_the_catch_settings(client, alice, 
     page = client.get(url).content.decode()
     assert "ask for 3 repeat catch trial(s) per participant; the study has 1" in page
     assert page.count('class="error shortfall"') == 1
-
-
-def test_it_reports_a_file_already_in_the_catalogue_instead_of_adding_it_again(
-    client, alice, study, settings, tmp_path, django_capture_on_commit_callbacks
-):
-    settings.MEDIA_ROOT = str(tmp_path)
-    client.force_login(alice)
-    url = reverse("studies:clips", args=[study.pk])
-    with django_capture_on_commit_callbacks(execute=True):
-        client.post(url, {"files": [SimpleUploadedFile("a.wav", wav_bytes(), "audio/wav")]})
-    added = Clip.objects.get(catalogue=study.catalogue, name="a.wav")
-    files = [  # the same file sent again; the same file twice in one upload
-        SimpleUploadedFile("a.wav", wav_bytes(), "audio/wav"),
-        SimpleUploadedFile("copy.wav", wav_bytes(), "audio/wav"),
-        SimpleUploadedFile("other.wav", wav_bytes(freq=220), "audio/wav"),
-    ]
-    with django_capture_on_commit_callbacks(execute=True):  # the deletes after the commit
-        response = client.post(url, {"files": files}, follow=True)
-    results = _results(response)
-    known = {"pk": added.pk, "name": "a.wav"}
-    assert results["a.wav"]["duplicate_of"] == known == results["copy.wav"]["duplicate_of"]
-    assert results["other.wav"]["status"] == "ready" and not results["other.wav"]["duplicate_of"]
-    assert "copy.wav" in response.content.decode()
-    assert "already in the catalogue as a.wav" in response.content.decode()
-    ready = Clip.objects.filter(catalogue=study.catalogue, sha256=added.sha256)
-    assert list(ready) == [added]
-    stored = sorted(p.name for p in (tmp_path / "clips").iterdir())
-    other = Clip.objects.get(catalogue=study.catalogue, name="other.wav")
-    assert stored == sorted(c.file.name.split("/")[-1] for c in (added, other))
-
-
-def test_it_names_an_empty_file_and_still_stores_the_others(
-    client, alice, study, settings, tmp_path
-):
-    settings.MEDIA_ROOT = str(tmp_path)
-    client.force_login(alice)
-    files = [
-        SimpleUploadedFile("x.wav", b"", "audio/wav"),
-        SimpleUploadedFile("good.wav", wav_bytes(), "audio/wav"),
-    ]
-    response = client.post(reverse("studies:clips", args=[study.pk]), {"files": files}, follow=True)
-    results = _results(response)
-    assert results["good.wav"]["status"] == "ready"
-    assert results["x.wav"]["error"] == "x.wav: empty file; expected audio"
-    assert "x.wav: empty file" in response.content.decode()
-
-
-def test_it_asks_for_at_least_one_file(client, alice, study):
-    client.force_login(alice)
-    response = client.post(reverse("studies:clips", args=[study.pk]), {"piece": "p"})
-    assert response.status_code == 200  # the form again, with its error: nothing was sent
-    assert response.context["form"].errors["files"] and not response.context["results"]

@@ -1,0 +1,154 @@
+"""Experimenter pages for a study's stimuli: upload clips, import a Slakh-layout dataset.
+
+Both put audio into the study's catalogue (`experimenter.study_catalogue`, made on first use).
+A POST that did its work redirects (303) to the page, which shows its result once from the
+session, so reloading the result sends neither the files nor the import again.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from csn_model.data.slakh import DataError
+from evalsite.datasets.catalog import datasets
+from evalsite.stimuli.audio import clip_from_upload
+from evalsite.stimuli.models import Clip
+from evalsite.stimuli.slakh_import import import_slakh
+from evalsite.studies.experimenter import (
+    editable,
+    see_other,
+    study_catalogue,
+    study_catalogue_clips,
+)
+from evalsite.studies.forms import ClipUploadForm, ImportForm
+from evalsite.studies.models import Study
+from evalsite.studies.permissions import get_visible_study
+
+MAX_UPLOAD_BYTES = 100_000_000  # above the longest clip audio.py accepts, in any format
+
+
+@login_required
+def clips(request: HttpRequest, pk: int) -> HttpResponse:
+    """List the study catalogue's clips; upload several files at once, each validated.
+
+    A valid upload redirects (303) back here, and the page shows each file's result once: a
+    reload then asks for the page again instead of sending the files again."""
+    study = get_visible_study(request.user, pk)
+    form = ClipUploadForm(request.POST or None, request.FILES or None)
+    shown = f"studies:upload-results:{study.pk}"  # session key: the last upload, shown once
+    if request.method == "POST":
+        if not editable(request, study):
+            return see_other("studies:clips", pk=study.pk)
+        if form.is_valid():
+            request.session[shown] = [upload_result(c) for c in _upload(request, study, form)]
+            return see_other("studies:clips", pk=study.pk)
+    context = {
+        "study": study,
+        "form": form,
+        "results": request.session.pop(shown, []) if request.method == "GET" else [],
+        "clips": study_catalogue_clips(study).order_by("-id")[:500],
+        "target_lufs": study.setting("loudness_target_lufs"),
+    }
+    return render(request, "studies/experimenter/clips.html", context)
+
+
+def _upload(request: HttpRequest, study: Study, form: ClipUploadForm) -> list[Clip]:
+    """Store each file of a valid upload form (refusing oversized ones); a message sums up."""
+    catalogue = study_catalogue(study, request.user)
+    target = study.setting("loudness_target_lufs")
+    results = []
+    for upload in form.cleaned_data["files"]:
+        if upload.size > MAX_UPLOAD_BYTES:  # refused before decoding; shown, not stored
+            results.append(_oversized(upload))
+            continue
+        piece = form.cleaned_data["piece"] or ""
+        results.append(clip_from_upload(upload, catalogue, target, piece=piece))
+    known = sum(c.duplicate_of is not None for c in results)
+    ok = sum(c.is_ready for c in results) - known
+    if ok:
+        messages.success(request, f"{ok} of {len(results)} file(s) added.")
+    if known:
+        messages.info(request, f"{known} file(s) already in the catalogue; not added again.")
+    if ok + known < len(results):
+        refused = len(results) - ok - known
+        messages.error(request, f"{refused} file(s) refused; see the errors below.")
+    return results
+
+
+def upload_result(clip: Clip) -> dict:
+    """What the clips page shows of one uploaded file, as the session keeps it (JSON): refused
+    and already-known files are not in the catalogue to look up afterwards."""
+    known = clip.duplicate_of
+    return {
+        "name": clip.name,
+        "status": clip.status,
+        "error": clip.error,
+        "duplicate_of": None if known is None else {"pk": known.pk, "name": known.name},
+        "duration_s": clip.duration_s,
+        "sample_rate": clip.sample_rate,
+        "loudness_lufs": clip.loudness_lufs,
+    }
+
+
+def _oversized(upload) -> Clip:
+    """An unsaved failed clip that reports a file over MAX_UPLOAD_BYTES."""
+    error = (
+        f"{upload.name}: {upload.size / 1e6:.0f} MB; expected at most "
+        f"{MAX_UPLOAD_BYTES / 1e6:.0f} MB (120 s of 96 kHz stereo float WAV)"
+    )
+    return Clip(name=upload.name, status=Clip.Status.FAILED, error=error)
+
+
+@login_required
+def dataset_import(request: HttpRequest, pk: int) -> HttpResponse:
+    """Import a Slakh-layout split into the study's catalogue (synchronous; small datasets).
+
+    An import that ran redirects (303) back here, which shows its result once; a reload asks for
+    the page again instead of importing again."""
+    study = get_visible_study(request.user, pk)
+    form = ImportForm(request.POST or None)
+    shown = f"studies:import-result:{study.pk}"  # session key: the last import, shown once
+    if request.method == "POST":
+        if not editable(request, study):
+            return see_other("studies:dataset_import", pk=study.pk)
+        if form.is_valid() and (report := _import(request, study, form)) is not None:
+            request.session[shown] = report
+            return see_other("studies:dataset_import", pk=study.pk)
+    report = request.session.pop(shown, None) if request.method == "GET" else None
+    context = {"study": study, "form": form, "report": report, "offered": datasets()}
+    return render(request, "studies/experimenter/import.html", context)
+
+
+def _import(request: HttpRequest, study: Study, form: ImportForm) -> dict | None:
+    """Run the import a valid form asks for; what the page shows of it (JSON, for the session),
+    or None with the reason added to the form."""
+    data = form.cleaned_data
+    root = {ref.slug: ref.root for ref in datasets()}.get(data["root"])
+    try:
+        if root is None:  # listed when the form was made, gone since
+            raise DataError(f"dataset {data['root']!r} is no longer on this server")
+        report = import_slakh(
+            root,
+            data["split"],
+            study_catalogue(study, request.user),
+            seconds=data["seconds"],
+            attention=data["attention"],
+            target_lufs=study.setting("loudness_target_lufs"),
+        )
+    except (DataError, OSError) as exc:
+        form.add_error("root", str(exc))
+        return None
+    messages.success(
+        request,
+        f"Imported {len(report.mixes)} mix clips and {len(report.attention)} attention "
+        f"sets; {len(report.skipped)} skipped; {len(report.existing)} already imported.",
+    )
+    return {
+        "mixes": len(report.mixes),
+        "attention": len(report.attention),
+        "existing": len(report.existing),
+        "skipped": report.skipped,
+    }

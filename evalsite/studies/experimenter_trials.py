@@ -1,0 +1,137 @@
+"""Experimenter pages for a study's trials: the list, and four ways to add trials (one by form,
+a CSV file, a random draw from the catalogue, A/B-swapped repeats).
+
+Each form posts to its own view, which redirects to the trials page when it added trials and
+shows the page again with the form's errors (400) when it did not.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from evalsite.studies import history
+from evalsite.studies.experimenter import editable, study_catalogue
+from evalsite.studies.forms import RandomTrialsForm, RepeatsForm, TrialForm, study_clips
+from evalsite.studies.permissions import get_visible_study
+from evalsite.studies.random_design import DesignError, add_repeats, build_random_trials
+from evalsite.studies.trials_csv import TrialCSVForm
+
+
+@login_required
+def trials(request: HttpRequest, pk: int) -> HttpResponse:
+    study = get_visible_study(request.user, pk)
+    return _trials_page(request, study)
+
+
+def _trials_page(
+    request, study, *, form=None, csv_form=None, random_form=None, repeats_form=None, status=200
+):
+    context = {
+        "study": study,
+        "form": form or TrialForm(study=study),
+        "csv_form": csv_form or TrialCSVForm(study=study),
+        "random_form": random_form or RandomTrialsForm(),
+        "repeats_form": repeats_form or RepeatsForm(),
+        "trials": study.trials.select_related("reference", "candidate_a", "candidate_b"),
+        "n_clips": study_clips(study).count(),
+    }
+    return render(request, "studies/experimenter/trials.html", context, status=status)
+
+
+def _trials_form(request, pk: int, make_form, page_key: str):
+    """(study, bound form, None) for a POST that adds trials, or (study, form, the response to
+    give instead): back to the trials of a closed study, or the page with the form's errors."""
+    study = get_visible_study(request.user, pk)
+    if not editable(request, study):
+        return study, None, redirect("studies:trials", pk=study.pk)
+    form = make_form(study)
+    if not form.is_valid():
+        return study, form, _trials_page(request, study, **{page_key: form}, status=400)
+    return study, form, None
+
+
+@login_required
+@require_POST
+def trial_add(request: HttpRequest, pk: int) -> HttpResponse:
+    make = lambda study: TrialForm(request.POST, study=study)  # noqa: E731
+    study, form, refused = _trials_form(request, pk, make, "form")
+    if refused:
+        return refused
+    with transaction.atomic():
+        trial = form.save()
+        history.record(study, request.user, history.Kind.TRIALS, {"added": 1, "how": "form"})
+    messages.success(request, f"Trial {trial.pk} added.")
+    return redirect("studies:trials", pk=study.pk)
+
+
+@login_required
+@require_POST
+def trials_csv(request: HttpRequest, pk: int) -> HttpResponse:
+    make = lambda study: TrialCSVForm(request.POST, request.FILES, study=study)  # noqa: E731
+    study, form, refused = _trials_form(request, pk, make, "csv_form")
+    if refused:
+        return refused
+    made = form.cleaned_data["csv_file"]
+    with transaction.atomic():
+        for trial in made:
+            trial.save()
+        what = {"added": len(made), "how": "csv", "file": request.FILES["csv_file"].name}
+        history.record(study, request.user, history.Kind.TRIALS, what)
+    messages.success(request, f"{len(made)} trial(s) added from CSV.")
+    return redirect("studies:trials", pk=study.pk)
+
+
+@login_required
+@require_POST
+def trials_random(request: HttpRequest, pk: int) -> HttpResponse:
+    """Draw trials at random from the catalogue (the model-free design of random_design.py)."""
+    study, form, refused = _trials_form(
+        request, pk, lambda _: RandomTrialsForm(request.POST), "random_form"
+    )
+    if refused:
+        return refused
+    data = form.cleaned_data
+    catalogue = study_catalogue(study, request.user)
+    try:
+        with transaction.atomic():  # the draw and its history at once, under the study's lock
+            made = build_random_trials(
+                study,
+                catalogue,
+                per_instrument=data["per_instrument"],
+                seed=data["seed"],
+                practice=study.setting("practice_trials"),
+                catch_per_kind=data["catch_per_kind"],
+            )
+            what = {"added": len(made), "how": "random", **data}
+            history.record(study, request.user, history.Kind.TRIALS, what)
+    except DesignError as exc:
+        form.add_error(None, str(exc))
+        return _trials_page(request, study, random_form=form, status=400)
+    messages.success(request, f"{len(made)} trial(s) drawn at random (seed {data['seed']}).")
+    return redirect("studies:trials", pk=study.pk)
+
+
+@login_required
+@require_POST
+def trials_repeats(request: HttpRequest, pk: int) -> HttpResponse:
+    """Add A/B-swapped repeats of main trials (`random_design.add_repeats`)."""
+    study, form, refused = _trials_form(
+        request, pk, lambda _: RepeatsForm(request.POST), "repeats_form"
+    )
+    if refused:
+        return refused
+    try:
+        with transaction.atomic():
+            made = add_repeats(study, **form.cleaned_data)
+            what = {"added": len(made), "how": "repeats", **form.cleaned_data}
+            history.record(study, request.user, history.Kind.TRIALS, what)
+    except DesignError as exc:
+        form.add_error(None, str(exc))
+        return _trials_page(request, study, repeats_form=form, status=400)
+    messages.success(request, f"{len(made)} repeat trial(s) added.")
+    return redirect("studies:trials", pk=study.pk)

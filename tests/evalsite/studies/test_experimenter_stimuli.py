@@ -1,0 +1,231 @@
+"""Experimenter stimuli pages (evalsite/studies/experimenter_stimuli.py): uploads, each file's
+result shown once after the redirect, and dataset imports."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from evalsite.datasets.catalog import datasets
+from evalsite.stimuli.audio import playback_lufs
+from evalsite.stimuli.models import Clip
+from evalsite.studies import experimenter_stimuli
+from evalsite.studies.models import Study
+from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
+from tests.evalsite.studies.experimenter_personas import wav_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+def _results(response) -> dict[str, dict]:
+    """The per-file results the clips page shows, by file name."""
+    return {r["name"]: r for r in response.context["results"]}
+
+
+def test_it_uploads_several_files_and_reports_each_bad_one(
+    client, alice, study, settings, tmp_path
+):
+    settings.MEDIA_ROOT = tmp_path
+    client.force_login(alice)
+    files = [
+        SimpleUploadedFile("good.wav", wav_bytes(), "audio/wav"),
+        SimpleUploadedFile("good.flac", wav_bytes(freq=220, fmt="FLAC"), "audio/flac"),
+        SimpleUploadedFile("silent.wav", wav_bytes(amplitude=0.0), "audio/wav"),
+        SimpleUploadedFile("short.wav", wav_bytes(seconds=0.1), "audio/wav"),
+        SimpleUploadedFile("notes.txt", b"not audio at all", "text/plain"),
+    ]
+    url = reverse("studies:clips", args=[study.pk])
+    response = client.post(url, {"files": files}, follow=True)
+    assert response.redirect_chain == [(url, 303)]
+    results = _results(response)
+    assert [n for n, r in results.items() if r["status"] == "ready"] == ["good.wav", "good.flac"]
+    assert "silent" in results["silent.wav"]["error"]
+    assert "duration" in results["short.wav"]["error"]
+    assert "notes.txt" in results["notes.txt"]["error"]
+    assert "decode" in results["notes.txt"]["error"]
+    html = response.content.decode()
+    for name in ("silent.wav", "short.wav", "notes.txt"):
+        assert f"{name}: " in html  # each error names its file on the page
+    assert "2 of 5 file(s) added." in html and "3 file(s) refused" in html
+    good = Clip.objects.get(name="good.wav")
+    assert good.catalogue_id == study.catalogue_id and len(good.sha256) == 64
+    playback = playback_lufs(good.loudness_lufs, good.channels)  # mono as dual-mono
+    assert abs(playback - study.setting("loudness_target_lufs")) < 0.5
+
+
+def test_a_reload_after_an_upload_stores_nothing_and_shows_the_results_once(
+    client, alice, study, settings, tmp_path
+):
+    settings.MEDIA_ROOT = tmp_path
+    client.force_login(alice)
+    url = reverse("studies:clips", args=[study.pk])
+    files = [
+        SimpleUploadedFile("new.wav", wav_bytes(freq=330), "audio/wav"),
+        SimpleUploadedFile("notes.txt", b"not audio at all", "text/plain"),
+    ]
+    response = client.post(url, {"files": files})
+    assert response.status_code == 303 and response["Location"] == url
+    stored = list(Clip.objects.values_list("pk", "name", "status"))
+    first = client.get(url)  # where the browser lands: the results of that upload
+    assert set(_results(first)) == {"new.wav", "notes.txt"}
+    assert "notes.txt: cannot decode" in first.content.decode()
+    reload = client.get(url)  # a reload of that page: a GET, nothing sent again
+    assert reload.status_code == 200 and not reload.context["results"]
+    assert b'id="upload-results"' not in reload.content
+    assert list(Clip.objects.values_list("pk", "name", "status")) == stored
+
+
+def test_it_shows_an_uploads_results_only_on_its_own_studys_page(
+    client, alice, study, settings, tmp_path
+):
+    settings.MEDIA_ROOT = tmp_path
+    other = Study.objects.create(owner=alice, name="other", instruments=["drums"])
+    client.force_login(alice)
+    upload = SimpleUploadedFile("a.wav", wav_bytes(), "audio/wav")
+    client.post(reverse("studies:clips", args=[study.pk]), {"files": [upload]})
+    assert not client.get(reverse("studies:clips", args=[other.pk])).context["results"]
+    assert set(_results(client.get(reverse("studies:clips", args=[study.pk])))) == {"a.wav"}
+
+
+def test_it_refuses_an_upload_to_a_closed_study_and_redirects(
+    client, alice, study, settings, tmp_path
+):
+    settings.MEDIA_ROOT = tmp_path
+    study.status = Study.Status.CLOSED
+    study.save()
+    client.force_login(alice)
+    url = reverse("studies:clips", args=[study.pk])
+    before = Clip.objects.count()
+    upload = SimpleUploadedFile("a.wav", wav_bytes(), "audio/wav")
+    response = client.post(url, {"files": [upload]}, follow=True)
+    assert response.redirect_chain == [(url, 303)]
+    assert "is closed; it can no longer be changed" in response.content.decode()
+    assert Clip.objects.count() == before
+
+
+def test_it_creates_a_catalogue_on_the_first_upload(client, alice, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    study = Study.objects.create(owner=alice, name="fresh", instruments=["drums"])
+    client.force_login(alice)
+    upload = SimpleUploadedFile("a.wav", wav_bytes(), "audio/wav")
+    client.post(reverse("studies:clips", args=[study.pk]), {"files": [upload]})
+    study.refresh_from_db()
+    assert study.catalogue.owner == alice
+    assert study.catalogue.clips.get().status == Clip.Status.READY
+
+
+def test_it_refuses_an_oversized_file_before_decoding(
+    client, alice, study, settings, tmp_path, monkeypatch
+):
+    settings.MEDIA_ROOT = str(tmp_path)
+    client.force_login(alice)
+    big = wav_bytes(seconds=2.0)
+    monkeypatch.setattr(experimenter_stimuli, "MAX_UPLOAD_BYTES", len(big) - 1)
+    upload = SimpleUploadedFile("big.wav", big, "audio/wav")
+    url = reverse("studies:clips", args=[study.pk])
+    response = client.post(url, {"files": [upload]}, follow=True)
+    (result,) = response.context["results"]
+    assert result["status"] == "failed" and result["error"].startswith("big.wav: ")
+    assert "expected at most" in result["error"]
+    assert "big.wav: " in response.content.decode()  # shown after the redirect, never stored
+    assert not Clip.objects.filter(name="big.wav").exists()
+
+
+def test_it_reports_a_file_already_in_the_catalogue_instead_of_adding_it_again(
+    client, alice, study, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    settings.MEDIA_ROOT = str(tmp_path)
+    client.force_login(alice)
+    url = reverse("studies:clips", args=[study.pk])
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(url, {"files": [SimpleUploadedFile("a.wav", wav_bytes(), "audio/wav")]})
+    added = Clip.objects.get(catalogue=study.catalogue, name="a.wav")
+    files = [  # the same file sent again; the same file twice in one upload
+        SimpleUploadedFile("a.wav", wav_bytes(), "audio/wav"),
+        SimpleUploadedFile("copy.wav", wav_bytes(), "audio/wav"),
+        SimpleUploadedFile("other.wav", wav_bytes(freq=220), "audio/wav"),
+    ]
+    with django_capture_on_commit_callbacks(execute=True):  # the deletes after the commit
+        response = client.post(url, {"files": files}, follow=True)
+    results = _results(response)
+    known = {"pk": added.pk, "name": "a.wav"}
+    assert results["a.wav"]["duplicate_of"] == known == results["copy.wav"]["duplicate_of"]
+    assert results["other.wav"]["status"] == "ready" and not results["other.wav"]["duplicate_of"]
+    assert "copy.wav" in response.content.decode()
+    assert "already in the catalogue as a.wav" in response.content.decode()
+    ready = Clip.objects.filter(catalogue=study.catalogue, sha256=added.sha256)
+    assert list(ready) == [added]
+    stored = sorted(p.name for p in (tmp_path / "clips").iterdir())
+    other = Clip.objects.get(catalogue=study.catalogue, name="other.wav")
+    assert stored == sorted(c.file.name.split("/")[-1] for c in (added, other))
+
+
+def test_it_names_an_empty_file_and_still_stores_the_others(
+    client, alice, study, settings, tmp_path
+):
+    settings.MEDIA_ROOT = str(tmp_path)
+    client.force_login(alice)
+    files = [
+        SimpleUploadedFile("x.wav", b"", "audio/wav"),
+        SimpleUploadedFile("good.wav", wav_bytes(), "audio/wav"),
+    ]
+    response = client.post(reverse("studies:clips", args=[study.pk]), {"files": files}, follow=True)
+    results = _results(response)
+    assert results["good.wav"]["status"] == "ready"
+    assert results["x.wav"]["error"] == "x.wav: empty file; expected audio"
+    assert "x.wav: empty file" in response.content.decode()
+
+
+def test_it_asks_for_at_least_one_file(client, alice, study):
+    client.force_login(alice)
+    response = client.post(reverse("studies:clips", args=[study.pk]), {"piece": "p"})
+    assert response.status_code == 200  # the form again, with its error: nothing was sent
+    assert response.context["form"].errors["files"] and not response.context["results"]
+
+
+def test_it_imports_only_from_the_datasets_the_server_offers(
+    client, alice, study, tiny_dataset, settings, tmp_path
+):
+    settings.CSN_DATA_DIR, settings.CSN_DATASETS = tmp_path / "none", []
+    client.force_login(alice)
+    url = reverse("studies:dataset_import", args=[study.pk])
+    assert b'id="no-datasets"' in client.get(url).content
+    clips = Clip.objects.count()
+    for root in (str(tiny_dataset), "/etc", "../../"):  # a folder the server can read
+        data = {"root": root, "split": "test", "seconds": 2, "attention": "on"}
+        response = client.post(url, data)
+        assert response.status_code == 200
+        assert "Select a valid choice" in str(response.context["form"].errors["root"])
+    assert Clip.objects.count() == clips
+
+
+def test_it_imports_a_slakh_layout_split_into_the_study_catalogue(
+    client, alice, tiny_dataset, settings, tmp_path
+):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.CSN_DATA_DIR, settings.CSN_DATASETS = tmp_path / "none", [tiny_dataset]
+    (ref,) = datasets()
+    study = Study.objects.create(owner=alice, name="import", instruments=["drums", "bass"])
+    client.force_login(alice)
+    url = reverse("studies:dataset_import", args=[study.pk])
+    assert str(tiny_dataset) in client.get(url).content.decode()  # offered by name and folder
+    data = {"root": ref.slug, "split": "validation", "seconds": 2, "attention": "on"}
+    response = client.post(url, data)
+    assert response.status_code == 303 and response["Location"] == url
+    study.refresh_from_db()
+    clips = Clip.objects.filter(catalogue=study.catalogue, status=Clip.Status.READY)
+    made = clips.count()
+    assert made >= 2
+    page = client.get(url)  # where the browser lands: the import's result
+    assert page.context["report"]["mixes"] == 2 and page.context["report"]["existing"] == 0
+    assert "2 mix clips" in page.content.decode()
+    reload = client.get(url)  # a reload of that page: a GET, nothing imported again
+    assert reload.context["report"] is None
+    assert Clip.objects.filter(catalogue=study.catalogue).count() == made
+    again = client.post(url, data, follow=True)  # the form sent again on purpose
+    assert b'id="already-imported"' in again.content
+    assert again.context["report"]["mixes"] == 0 and again.context["report"]["attention"] == 0
+    assert Clip.objects.filter(catalogue=study.catalogue).count() == made
+    events = [(e.kind, e.user, e.changes) for e in study.events.all()]  # once, by the first
+    assert events == [("edited", alice, {"catalogue": [None, study.catalogue_id]})]

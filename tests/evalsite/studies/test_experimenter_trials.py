@@ -1,0 +1,151 @@
+"""Experimenter trials pages (evalsite/studies/experimenter_trials.py): one trial by form, a CSV
+file, a random draw, A/B-swapped repeats."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test import Client
+from django.urls import reverse
+
+from evalsite.stimuli.models import Catalogue, Clip
+from evalsite.studies.models import Study, Trial
+from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_lists_trials_and_counts_them_on_the_overview(client, alice, study):
+    client.force_login(alice)
+    html = client.get(reverse("studies:trials", args=[study.pk])).content.decode()
+    assert html.count("<tr><td>") == Trial.objects.filter(study=study).count()
+    overview = client.get(reverse("studies:study_detail", args=[study.pk]))
+    assert overview.context["trial_counts"] == {"main": 4, "practice": 1, "catch": 3}
+
+
+def test_it_adds_a_trial_from_the_form(client, alice, study):
+    client.force_login(alice)
+    ref, a, b = Clip.objects.filter(catalogue=study.catalogue)[:3]
+    data = {"reference": ref.pk, "candidate_a": a.pk, "candidate_b": b.pk, "instrument": "bass",
+            "catch_kind": "", "expected": "", "model_choice": "", "model_margin": ""}  # fmt: skip
+    response = client.post(reverse("studies:trial_add", args=[study.pk]), data)
+    assert response.status_code == 302
+    trial = study.trials.latest("id")
+    assert (trial.reference, trial.candidate_a, trial.instrument) == (ref, a, "bass")
+    assert trial.model_choice is None and not trial.is_catch
+
+
+def test_it_refuses_a_practice_trial_that_is_also_a_catch_trial(client, alice, study):
+    client.force_login(alice)
+    ref, a, b = Clip.objects.filter(catalogue=study.catalogue)[:3]
+    before = study.trials.count()
+    data = {"reference": ref.pk, "candidate_a": a.pk, "candidate_b": b.pk, "instrument": "bass",
+            "is_practice": "on", "catch_kind": "identical", "expected": "a", "model_choice": "",
+            "model_margin": ""}  # fmt: skip
+    response = client.post(reverse("studies:trial_add", args=[study.pk]), data)
+    assert response.status_code == 400
+    assert "cannot be a catch trial" in " ".join(response.context["form"].errors["is_practice"])
+    assert study.trials.count() == before
+
+
+def test_it_refuses_clips_of_another_researcher_in_a_trial(client, alice, bob, study):
+    foreign = Clip.objects.create(catalogue=Catalogue.objects.create(owner=bob, name="b"),
+                                  status="ready", name="bob.wav")  # fmt: skip
+    client.force_login(alice)
+    ref, a = Clip.objects.filter(catalogue=study.catalogue)[:2]
+    data = {"reference": ref.pk, "candidate_a": a.pk, "candidate_b": foreign.pk,
+            "instrument": "drums"}  # fmt: skip
+    response = client.post(reverse("studies:trial_add", args=[study.pk]), data)
+    assert response.status_code == 400
+    assert "candidate_b" in response.context["form"].errors
+
+
+def test_it_bulk_creates_trials_from_csv_and_names_bad_lines(client, alice, study):
+    client.force_login(alice)
+    c = list(Clip.objects.filter(catalogue=study.catalogue))
+    before = study.trials.count()
+    good = (f"reference,candidate_a,candidate_b,instrument,catch_kind,expected,model_choice\n"
+            f"{c[0].token},{c[1].token},{c[2].token},drums,,,a\n"
+            f"{c[3].name},{c[4].pk},{c[5].pk},bass,identical,b,\n")  # fmt: skip
+    url = reverse("studies:trials_csv", args=[study.pk])
+    response = client.post(url, {"csv_file": SimpleUploadedFile("t.csv", good.encode())})
+    assert response.status_code == 302
+    made = list(study.trials.order_by("-id")[:2])[::-1]
+    assert study.trials.count() == before + 2
+    assert made[0].model_choice == "a" and made[1].catch_kind == "identical" and made[1].is_catch
+    bad = (f"reference,candidate_a,candidate_b,instrument\n"
+           f"{c[0].token},{c[1].token},{c[2].token},drums\n"
+           f"nope,{c[1].token},{c[2].token},vocals\n")  # fmt: skip
+    response = client.post(url, {"csv_file": SimpleUploadedFile("bad.csv", bad.encode())})
+    assert response.status_code == 400
+    errors = " ".join(response.context["csv_form"].errors["csv_file"])
+    assert "bad.csv, line 3: field 'reference' = 'nope'" in errors
+    assert "field 'instrument' = 'vocals'" in errors
+    assert study.trials.count() == before + 2  # nothing from a file with errors
+
+
+def test_it_explains_why_random_trials_cannot_be_drawn(client, alice):
+    study = Study.objects.create(owner=alice, name="no clips", instruments=["drums"])
+    client.force_login(alice)
+    data = {"per_instrument": 2, "catch_per_kind": 1, "seed": 0}
+    response = client.post(reverse("studies:trials_random", args=[study.pk]), data)
+    assert response.status_code == 400
+    assert "expected at least 3" in str(response.context["random_form"].non_field_errors())
+    assert not study.trials.exists()
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)  # each request commits on its own connection
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers: PostgreSQL")
+def test_it_draws_random_trials_once_when_the_form_is_sent_twice_at_once(alice, study, monkeypatch):
+    from evalsite.studies import random_design
+
+    empty = Study.objects.create(owner=alice, name="empty", instruments=["drums", "bass"],
+                                 catalogue=study.catalogue)  # fmt: skip
+    both_checked, mixes, statuses = threading.Barrier(2, timeout=60), random_design._mixes, []
+
+    def mixes_together(catalogue):  # both draws are past every check made outside the lock
+        both_checked.wait()
+        return mixes(catalogue)
+
+    def draw():
+        try:
+            researcher = Client()
+            researcher.force_login(alice)
+            url = reverse("studies:trials_random", args=[empty.pk])
+            statuses.append(researcher.post(url, {"per_instrument": 3, "catch_per_kind": 1,
+                                                  "seed": 0}).status_code)  # fmt: skip
+        finally:
+            connection.close()
+
+    monkeypatch.setattr(random_design, "_mixes", mixes_together)
+    threads = [threading.Thread(target=draw) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(statuses) == [302, 400]  # the second is told the study has trials
+    assert empty.trials.filter(is_catch=False, is_practice=False).count() == 6
+    assert empty.events.filter(kind="trials").count() == 1
+
+
+def test_it_adds_ab_swapped_repeats_of_main_trials_without_one(client, alice, study):
+    client.force_login(alice)
+    url = reverse("studies:trials_repeats", args=[study.pk])
+    before = set(study.trials.values_list("pk", flat=True))
+    assert client.post(url, {"per_instrument": 5, "seed": 1}).status_code == 302
+    made = study.trials.exclude(pk__in=before)
+    originals = [t.repeat_of for t in made]
+    # main[0] (drums) already had a repeat: the other three main trials get one each
+    assert len(made) == 3 and all(t.catch_kind == "repeat" and t.is_catch for t in made)
+    assert len(set(originals)) == 3 and all(not o.is_catch for o in originals)
+    for t, o in zip(made, originals):
+        assert (t.reference, t.candidate_a, t.candidate_b, t.instrument, t.model_choice) == (
+            o.reference, o.candidate_a, o.candidate_b, o.instrument, o.model_choice)  # fmt: skip
+    again = client.post(url, {"per_instrument": 5, "seed": 1})
+    assert again.status_code == 400
+    assert "no main trial without a repeat" in str(again.context["repeats_form"].non_field_errors())
+    assert study.events.filter(kind="trials").count() == 1
