@@ -36,7 +36,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from csn_model.bench import load_bench_config, run_bench, score_run
+    from csn_model.bench import run_bench, score_run
+    from csn_model.bench_config import load_bench_config
     from csn_model.config import ConfigError
     from csn_model.data.slakh import DataError
     from csn_model.train_errors import TrainError

@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from csn_model import CONDITIONS
+from csn_model.bench_config import DESCRIPTIONS, PROPOSED
 from csn_model.config import to_dict
 from csn_model.evaluation import MEAN
 
@@ -63,8 +64,6 @@ def dataset_info(ds) -> dict:
 
 
 def build_results(cfg, ds, triplets, nets, acc, comps, sdr, trained_on="") -> dict:
-    from csn_model.bench import DESCRIPTIONS, PROPOSED
-
     kinds = list(triplets)
     primary = "pseudo" if "pseudo" in kinds else kinds[0]
     systems = {}

@@ -129,7 +129,7 @@ def test_it_names_the_field_of_a_bad_bench_config(tiny_dataset, tmp_path, capsys
 
 @pytest.mark.slow
 def test_it_trains_every_ablation_and_analyses_the_subspaces(tiny_dataset, tmp_path):
-    from csn_model.bench import ALL_SYSTEMS as NAMES
+    from csn_model.bench_config import ALL_SYSTEMS as NAMES
 
     config = tmp_path / "all.yaml"
     config.write_text(TINY.split("bench:")[0] + ALL_SYSTEMS)
@@ -208,7 +208,8 @@ def test_it_asks_which_dataset_an_old_run_folder_was_made_from(tiny_dataset, tmp
 def test_it_refuses_saved_triplets_made_for_other_data_or_settings(
     tiny_dataset, tmp_path, field, saved
 ):
-    from csn_model.bench import eval_triplets, load_bench_config
+    from csn_model.bench_config import load_bench_config
+    from csn_model.bench_score import eval_triplets
     from csn_model.data.slakh import SlakhDataset
     from csn_model.data.triplets import save_triplets
 
@@ -230,7 +231,8 @@ def test_it_refuses_saved_triplets_made_for_other_data_or_settings(
 
 
 def test_it_refuses_an_empty_triplet_set_and_saves_nothing(tmp_path):
-    from csn_model.bench import eval_triplets, load_bench_config
+    from csn_model.bench_config import load_bench_config
+    from csn_model.bench_score import eval_triplets
     from csn_model.data.slakh import DataError, SlakhDataset
     from csn_model.data.synth import synthesize
 
@@ -251,7 +253,8 @@ def test_it_refuses_an_empty_triplet_set_and_saves_nothing(tmp_path):
 
 
 def test_it_refuses_an_empty_triplet_file_that_earlier_versions_saved(tiny_dataset, tmp_path):
-    from csn_model.bench import eval_triplets, load_bench_config
+    from csn_model.bench_config import load_bench_config
+    from csn_model.bench_score import eval_triplets
     from csn_model.data.slakh import DataError, SlakhDataset
     from csn_model.data.triplets import save_triplets
 

@@ -61,7 +61,7 @@ def test_it_gives_the_paper_config_the_mel_bands_of_method_md_at_44_1_khz():
     front end: the same bins (10.77 Hz apart) must feed the same 128 bands."""
     from pathlib import Path
 
-    from csn_model.bench import load_bench_config
+    from csn_model.bench_config import load_bench_config
 
     paper = Path(__file__).resolve().parents[3] / "experiments" / "configs" / "paper.yaml"
     fe_paper = frontend_from_config(load_bench_config(paper).features)

@@ -1,0 +1,185 @@
+"""Scoring the benchmark's systems: the fixed test triplets (made once, saved, and reused only
+for the dataset and settings in their meta) and every system's outcome on each of them
+(csn_model.bench runs it and summarises the outcomes).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from csn_model import CONDITIONS
+from csn_model.bench_config import BenchConfig
+from csn_model.evaluation import triplet_correct
+
+log = logging.getLogger("csn.bench")
+
+
+# -- evaluation triplets ---------------------------------------------------------------------
+META_SOURCES = {  # field of a triplet file's meta -> where this run's value comes from
+    "dataset": "--data",
+    "split": "the test split",
+    "kind": "bench.kinds",
+    "per_condition": "bench.per_condition",
+    "seed": "bench.eval_seed",
+    "segment_frames": "features.segment_seconds",
+    "sample_rate": "the dataset's sample rate",
+}
+
+
+def eval_triplets(ds, folder: Path, cfg: BenchConfig) -> dict:
+    """{kind: (triplets, path)}; made once with make_eval_set and saved, then reused as long as
+    every field of their meta matches this run's (ValueError otherwise). An empty set would score
+    nothing: it is refused (DataError) and never saved."""
+    from csn_model.data.slakh import DataError
+    from csn_model.data.triplets import load_triplets, make_eval_set, save_triplets
+
+    out = {}
+    frames = cfg.features.segment_frames
+    for kind in cfg.bench.kinds:
+        path = folder / f"test_{kind}.json"
+        meta = {
+            "dataset": str(Path(ds.root).resolve()),
+            "split": "test",
+            "kind": kind,
+            "per_condition": cfg.bench.per_condition,
+            "seed": cfg.bench.eval_seed,
+            "segment_frames": frames,
+            "sample_rate": ds.sample_rate,
+        }
+        if not path.exists():
+            triplets = make_eval_set(
+                ds, "test", kind, cfg.bench.per_condition, cfg.bench.eval_seed, frames
+            )
+            if not triplets:
+                raise DataError(f"{_no_triplets(ds, kind, cfg)}; nothing written")
+            save_triplets(path, triplets, meta)
+        triplets, saved = load_triplets(path)
+        _check_meta(path, saved, meta)
+        if not triplets:  # written by earlier versions, which saved empty sets
+            raise DataError(f"{path}: holds {_no_triplets(ds, kind, cfg)}; delete it")
+        out[kind] = (triplets, path)
+    return out
+
+
+def _no_triplets(ds, kind: str, cfg: BenchConfig) -> str:
+    tracks = len(ds.tracks("test"))
+    return (
+        f"no {kind} triplets from the {tracks} test tracks of {ds.root} with "
+        f"{cfg.features.segment_seconds:g}-s segments (features.segment_seconds); expected "
+        "tracks at least two segments long in which the instruments are audible"
+    )
+
+
+def _check_meta(path: Path, saved: dict, expected: dict) -> None:
+    for name, want in expected.items():
+        got = saved.get(name)
+        if name == "dataset" and isinstance(got, str):
+            got = str(Path(got).resolve())  # older files hold the root as given, maybe relative
+        if got != want:
+            raise ValueError(
+                f"{path}: field meta.{name} is {got!r}, but this run needs {want!r} "
+                f"({META_SOURCES[name]}); these triplets were made for other data or settings: "
+                "use a new --out"
+            )
+
+
+# -- scoring ----------------------------------------------------------------------------------
+class _Net:
+    """One loaded network: waveforms -> condition subspace vectors."""
+
+    def __init__(self, path: Path, device: torch.device):
+        from csn_model.checkpoint import file_id, load_model
+
+        self.model, _payload = load_model(path, device)
+        self.device, self.id = device, file_id(path)
+
+    @torch.no_grad()
+    def embed(self, waves: np.ndarray) -> torch.Tensor:
+        x = torch.as_tensor(waves, dtype=torch.float32, device=self.device)  # (N, T)
+        return self.model(x)  # (N, D)
+
+    def subspace(self, emb: torch.Tensor, condition: str) -> np.ndarray:
+        k = self.model.conditions.index(condition)
+        # detach: learned masks are parameters, so their subspaces require grad
+        return self.model.subspace(emb, k).detach().cpu().numpy()  # (N, d)
+
+
+def _correct(net: _Net, waves: np.ndarray, condition: str) -> np.ndarray:
+    """waves (n, 3, T) anchor/positive/negative -> correct (n,)."""
+    n = waves.shape[0]
+    sub = net.subspace(net.embed(waves.reshape(3 * n, -1)), condition).reshape(n, 3, -1)
+    return triplet_correct(sub[:, 0], sub[:, 1], sub[:, 2])
+
+
+def score(
+    ds, triplets_by_kind: dict, systems: dict, frames: int, separator=None, batch: int = 16
+) -> pd.DataFrame:
+    """Outcomes (system, kind, condition, triplet, piece, correct) of every system on every
+    triplet. `systems`: {name: _Net (mixture input) or {condition: _Net} (stem input)}; the stem
+    system named individual_separated gets the separator's estimates instead of clean stems.
+    `piece` is the track whose condition stem the anchor and positive share."""
+    from csn_model.data.triplets import render_stems
+
+    rows = []
+    for kind, (triplets, _path) in triplets_by_kind.items():
+        t0 = time.time()
+        for lo in range(0, len(triplets), batch):
+            chunk = triplets[lo : lo + batch]
+            cache: dict = {}
+            stems = np.stack(
+                [
+                    np.stack(
+                        [
+                            render_stems(ds, spec, frames, cache)
+                            for spec in (t.anchor, t.positive, t.negative)
+                        ]
+                    )
+                    for t in chunk
+                ]
+            )  # (n, 3, K, T)
+            mixes = stems.sum(axis=2)  # (n, 3, T)
+            if "individual_separated" in systems:
+                n = len(chunk)
+                est = separator.separate(mixes.reshape(3 * n, -1))  # (3n, K, T)
+                separated = est.reshape(n, 3, len(CONDITIONS), -1)  # (n, 3, K, T)
+            conds = np.array([t.condition for t in chunk])
+            for name, net in systems.items():
+                correct = np.zeros(len(chunk), dtype=np.int8)
+                for cond in dict.fromkeys(conds):
+                    idx, k = np.flatnonzero(conds == cond), CONDITIONS.index(cond)
+                    if isinstance(net, _Net):
+                        correct[idx] = _correct(net, mixes[idx], cond)
+                    elif name == "individual_separated":
+                        correct[idx] = _correct(net[cond], separated[idx, :, k], cond)
+                    else:
+                        correct[idx] = _correct(net[cond], stems[idx, :, k], cond)
+                for i, t in enumerate(chunk):
+                    piece = t.anchor.part(t.condition).track
+                    rows.append((name, kind, t.condition, lo + i, piece, int(correct[i])))
+        log.info("scored %d %s triplets in %.0f s", len(triplets), kind, time.time() - t0)
+    return pd.DataFrame(
+        rows, columns=["system", "kind", "condition", "triplet", "piece", "correct"]
+    )
+
+
+def load_systems(checkpoints: dict, device: torch.device) -> dict:
+    nets: dict = {}
+    loaded: dict[str, _Net] = {}  # teachers serve two systems: load once
+
+    def net(path) -> _Net:
+        key = str(path)
+        if key not in loaded:
+            loaded[key] = _Net(Path(path), device)
+        return loaded[key]
+
+    for name, ckpt in checkpoints.items():
+        if name == "separator":
+            continue
+        nets[name] = {c: net(p) for c, p in ckpt.items()} if isinstance(ckpt, dict) else net(ckpt)
+    return nets
