@@ -13,6 +13,10 @@ a rerun once finished, so an interrupted demo continues where it stopped):
   6. serve    start the site and print the participant, dashboard and retrieval URLs
 
 Everything lives under CSN_HOME (default ./.csn); --reset removes it.
+
+This module holds the command line and runs the stages in order. The stages are in
+evalsite.demo_stages, the worker and web server processes in evalsite.demo_processes, the options
+in evalsite.demo_options and the simulated participants in evalsite.demo_simulate.
 """
 
 from __future__ import annotations
@@ -25,44 +29,21 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass(frozen=True)
-class DemoOptions:
-    home: Path
-    tracks: int
-    seconds: float
-    seed: int
-    train_steps: int
-    simulate: int
-    rates: dict[str, float]
-    host: str
-    port: int
-    serve: bool
-
-    @property
-    def state_dir(self) -> Path:
-        return self.home / "demo"
-
-    @property
-    def data_dir(self) -> Path:
-        return self.home / "data" / "demo"
-
-    @property
-    def run_dir(self) -> Path:
-        return self.home / "runs" / "demo"
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-
-class DemoError(RuntimeError):
-    """A stage could not finish; the message says what to do."""
+from evalsite.demo_options import ROOT, DemoError, DemoOptions
+from evalsite.demo_processes import LocalWorker, Server
+from evalsite.demo_stages import (
+    DEMO_PASSWORD,
+    DEMO_USER,
+    setup_django,
+    stage_catalog,
+    stage_data,
+    stage_model,
+    stage_simulate,
+    stage_study,
+    study_of,
+)
 
 
 def parse_rates(text: str) -> dict[str, float]:
@@ -123,298 +104,6 @@ class Stages:
         return (
             f"demo ready in {time.monotonic() - self.t0:.0f} s (everything under {self.opts.home})"
         )
-
-
-# ---------------------------------------------------------------------------------------------
-# Stages
-
-
-def stage_data(opts: DemoOptions) -> dict:
-    from csn_model.data.slakh import SlakhDataset
-    from csn_model.data.synth import synthesize
-
-    # A larger test share than Slakh's (0.3 instead of 0.15): the test split becomes the demo's
-    # stimulus catalogue, and a study needs enough distinct pieces.
-    summary = synthesize(
-        opts.data_dir,
-        opts.tracks,
-        opts.seed,
-        seconds=opts.seconds,
-        split_fractions=(0.6, 0.1, 0.3),
-        audio_format="wav",  # reads several times faster than FLAC when training (docs/data.md)
-        progress=sys.stdout.isatty(),
-    )
-    ds = SlakhDataset(opts.data_dir)
-    splits = {split: len(ds.tracks(split)) for split in ("train", "validation", "test")}
-    return {"summary": f"{summary.line()} -> {opts.data_dir}", "splits": splits}
-
-
-def demo_config(opts: DemoOptions):
-    from csn_model.config import load_config
-
-    return load_config(
-        ROOT / "experiments" / "configs" / "demo.yaml", [f"train.steps={opts.train_steps}"]
-    )
-
-
-def stage_model(opts: DemoOptions) -> dict:
-    from csn_model.train import train_run
-
-    cfg = demo_config(opts)
-    final = train_run(cfg, opts.data_dir, opts.run_dir, progress=sys.stdout.isatty())
-    return {"summary": f"checkpoint {final}", "checkpoint": str(final)}
-
-
-DEMO_USER = "demo"
-DEMO_PASSWORD = "csn-demo-password"  # printed by the demo; local embedded defaults only
-
-
-def setup_django(opts: DemoOptions) -> None:
-    """Configure Django on the embedded defaults and bring the database schema up to date."""
-    os.environ["CSN_HOME"] = str(opts.home)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "evalsite.settings")
-    os.environ.setdefault("CSN_CHECKPOINT", str(opts.run_dir / "final.pt"))
-    import django
-    from django.core.management import call_command
-
-    opts.home.mkdir(parents=True, exist_ok=True)
-    django.setup()
-    call_command("migrate", verbosity=0, interactive=False)
-
-
-def ensure_demo_user():
-    from django.contrib.auth import get_user_model
-
-    users = get_user_model().objects
-    user = users.filter(username=DEMO_USER).first()
-    if user is None:
-        user = users.create_superuser(DEMO_USER, "demo@example.org", DEMO_PASSWORD)
-    return user
-
-
-class LocalWorker:
-    """A real Celery worker process on the embedded broker, stopped when the demo leaves.
-
-    The worker runs in its own process group, so its prefork child is stopped with it: SIGTERM
-    (Celery's warm shutdown: the running task may finish) for up to stop_timeout_s, then SIGKILL.
-    """
-
-    def __init__(self, opts: DemoOptions, stop_timeout_s: float = 20.0) -> None:
-        self.opts = opts
-        self.stop_timeout_s = stop_timeout_s
-        self.proc = None
-        self.started_at = None
-        self.log = opts.home / "logs" / "worker.log"
-
-    def __enter__(self) -> LocalWorker:
-        import subprocess
-
-        from django.utils import timezone
-
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        celery = Path(sys.executable).with_name("celery")
-        cmd = [str(celery), "-A", "evalsite", "worker", "-Q", "gpu,cpu", "--concurrency", "1"]
-        cmd += ["--loglevel", "INFO", "-n", "demo@%h"]
-        self.started_at = timezone.now()
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                cmd,
-                cwd=ROOT,
-                env=os.environ.copy(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own group: stopped with its prefork child
-            )
-        return self
-
-    def check_alive(self) -> None:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise DemoError(f"the local worker exited ({self.proc.returncode}); see {self.log}")
-
-    def __exit__(self, *exc) -> None:
-        if self.proc is None:
-            return
-        stop_process_group(self.proc, self.stop_timeout_s)
-        self.report_abandoned_jobs()
-
-    def report_abandoned_jobs(self) -> None:
-        """Name the jobs the stopped worker left running: on the file broker their message went
-        with the worker, so nothing will finish them."""
-        from django.db import DatabaseError
-
-        from evalsite.jobs.models import Job
-
-        running = Job.objects.filter(status=Job.Status.RUNNING, updated_at__gte=self.started_at)
-        try:
-            jobs = list(running.order_by("id"))
-        except DatabaseError as exc:  # never hide why the demo is leaving
-            print(f"      could not check the worker's jobs: {exc}", file=sys.stderr)
-            return
-        for job in jobs:
-            how = "rerun the demo"
-            if job.study_id:
-                how += f", or use {self.opts.base_url}/jobs/study/{job.study_id}/"
-            print(
-                f"      job {job.pk} ({job.get_kind_display()}) was left running by the "
-                f"stopped worker and will not finish; to queue it again, {how}",
-                flush=True,
-            )
-
-
-def stop_process_group(proc, timeout_s: float) -> None:
-    """SIGTERM the process group proc leads (start_new_session: its id is proc's pid), wait up
-    to timeout_s for proc, SIGKILL what is left of the group, and reap proc."""
-    import subprocess
-
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=timeout_s)
-    except (ProcessLookupError, subprocess.TimeoutExpired):  # gone already, or still busy
-        pass
-    try:  # the main process after the timeout, or a child it left behind
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:  # nothing left in the group
-        pass
-    proc.wait()
-
-
-def wait_for_job(job, worker: LocalWorker, label: str, timeout_s: float = 1800) -> None:
-    """Poll a Job until the worker finishes it, printing done/total; raise on failure."""
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while True:
-        job.refresh_from_db()
-        state = (job.status, job.done, job.total)
-        if state != last:
-            print(f"      {label}: {job.status} {job.done}/{job.total}", flush=True)
-            last = state
-        if job.is_finished:
-            break
-        worker.check_alive()
-        if time.monotonic() > deadline:
-            raise DemoError(f"{label}: not finished after {timeout_s:.0f} s; see {worker.log}")
-        time.sleep(1.0)
-    if job.status == job.Status.FAILED:
-        raise DemoError(f"{label} failed: {job.message or job.errors}; see {worker.log}")
-    if job.errors:
-        print(f"      {label}: {len(job.errors)} error(s), first: {job.errors[0]}")
-
-
-def stage_catalog(opts: DemoOptions) -> dict:
-    from evalsite.stimuli.models import Catalogue
-    from evalsite.stimuli.slakh_import import import_slakh
-    from evalsite.stimuli.tasks import queue_ingest
-
-    user = ensure_demo_user()
-    catalogue, _ = Catalogue.objects.get_or_create(owner=user, name="demo test split")
-    # Always: an import interrupted part way resumes, and what it made already is reused.
-    report = import_slakh(opts.data_dir, "test", catalogue, seconds=4.0, attention=True)
-    for line in report.skipped:
-        print(f"      skipped {line}")
-    with LocalWorker(opts) as worker:
-        job = queue_ingest(catalogue)
-        wait_for_job(job, worker, "embed catalogue")
-    clips = catalogue.clips.count()
-    return {"summary": f"{clips} clips in catalogue {catalogue.pk}", "catalogue": catalogue.pk}
-
-
-def stage_study(opts: DemoOptions) -> dict:
-    from csn_model import CONDITIONS
-    from evalsite.stimuli.models import Catalogue
-    from evalsite.studies.models import Study
-    from evalsite.studies.tasks import queue_design
-
-    user = ensure_demo_user()
-    catalogue = Catalogue.objects.get(owner=user, name="demo test split")
-    study, _ = Study.objects.get_or_create(
-        owner=user,
-        name="Demo: which candidate is more similar in the named instrument?",
-        defaults={
-            "catalogue": catalogue,
-            "instruments": list(CONDITIONS),
-            # Room for many people (and --simulate runs) before trials count as full.
-            "settings": {"target_answers_per_trial": 200},
-        },
-    )
-    if not study.trials.exists():
-        with LocalWorker(opts) as worker:
-            job = queue_design(study, catalogue, "nearest_random", per_instrument=6, seed=opts.seed)
-            wait_for_job(job, worker, "design study")
-    study.status = Study.Status.OPEN
-    study.save(update_fields=["status"])
-    trials = study.trials.filter(is_practice=False)
-    with_choice = trials.exclude(model_choice=None).count()
-    return {
-        "summary": f"study {study.pk}: {trials.count()} trials, {with_choice} with a model choice",
-        "study": study.pk,
-        "slug": study.slug,
-    }
-
-
-class Server:
-    """The site in a child process (Django's server on embedded defaults), stopped on exit."""
-
-    def __init__(self, opts: DemoOptions) -> None:
-        self.opts = opts
-        self.proc = None
-        self.log = opts.home / "logs" / "web.log"
-
-    def __enter__(self) -> Server:
-        import subprocess
-        import urllib.request
-
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "manage.py", "runserver", f"{self.opts.host}:{self.opts.port}"]
-        cmd += ["--noreload", "--skip-checks"]
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=os.environ.copy(), stdout=log,
-                                         stderr=subprocess.STDOUT)  # fmt: skip
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise DemoError(f"the web server exited ({self.proc.returncode}); see {self.log}")
-            try:
-                urllib.request.urlopen(f"{self.opts.base_url}/healthz", timeout=2)
-                return self
-            except OSError:
-                time.sleep(0.5)
-        raise DemoError(f"the web server did not answer on {self.opts.base_url}; see {self.log}")
-
-    def __exit__(self, *exc) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=20)
-
-
-def study_of(opts: DemoOptions):
-    from evalsite.studies.models import Study
-
-    info = json.loads((opts.state_dir / "study.json").read_text())
-    return Study.objects.get(pk=info["study"])
-
-
-def stage_simulate(opts: DemoOptions) -> dict:
-    from evalsite.demo_simulate import simulate
-    from evalsite.reports.tasks import recompute_report
-
-    study = study_of(opts)
-    # Participant ids are sim-<seed>-<i>: a rerun resumes unfinished ones and skips finished ones.
-    with Server(opts):
-        outcomes = simulate(opts.base_url, study.slug, opts.simulate, opts.rates, opts.seed)
-    recompute_report(study.pk)
-    steps = sorted({o.step for o in outcomes})
-    answers = sum(o.answers for o in outcomes)
-    recovered = recovered_consent(study)
-    for instrument, row in recovered.items():
-        given = opts.rates.get(instrument)
-        print(f"      {instrument:<7} given {given if given is not None else '-':<5} "
-              f"recovered {row['estimate']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}] "
-              f"n={row['n']}")  # fmt: skip
-    return {
-        "summary": f"{len(outcomes)} participants ({', '.join(steps)}), {answers} answers",
-        "recovered": recovered,
-        "rates": opts.rates,
-    }
 
 
 def print_urls(opts: DemoOptions) -> None:
@@ -495,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         stages = Stages(opts)
         names = ["data", "model", "catalog", "study"] + (["simulate"] if opts.simulate else [])
         total = len(names)
+        # the stages by this module's names: tests/test_demo_signals.py replaces stage_data
         stages.run(1, total, "data", stage_data)
         stages.run(2, total, "model", stage_model)
         setup_django(opts)
@@ -515,22 +205,6 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted; rerun to continue where it stopped", file=sys.stderr)
         return 130
     return 0
-
-
-def recovered_consent(study) -> dict[str, dict]:
-    """Per-instrument consent from the latest computed report (tidy rows, term=instrument)."""
-    from csn_model import CONDITIONS
-    from evalsite.reports.models import ReportSnapshot
-
-    snap = ReportSnapshot.objects.filter(study=study).order_by("-computed_at").first()
-    if snap is None or snap.error:
-        raise DemoError(f"no report for study {study.pk}: {getattr(snap, 'error', 'not computed')}")
-    rows = {row["term"]: row for row in snap.tables.get("consent", [])}
-    return {
-        c: {k: rows[c][k] for k in ("estimate", "ci_low", "ci_high", "n")}
-        for c in CONDITIONS
-        if c in rows
-    }
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
-from evalsite.demo import DemoOptions, LocalWorker
+from evalsite.demo_options import DemoOptions
+from evalsite.demo_processes import LocalWorker
 from evalsite.jobs.models import Job
 from evalsite.retrieval.models import Embedding
 from evalsite.stimuli.tasks import queue_ingest

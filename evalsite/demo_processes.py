@@ -1,0 +1,155 @@
+"""The demo's child processes: a local Celery worker and the web server, each stopped (with
+everything it started) when the demo leaves, and waiting on a job that the worker runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from evalsite.demo_options import ROOT, DemoError, DemoOptions
+
+
+class LocalWorker:
+    """A real Celery worker process on the embedded broker, stopped when the demo leaves.
+
+    The worker runs in its own process group, so its prefork child is stopped with it: SIGTERM
+    (Celery's warm shutdown: the running task may finish) for up to stop_timeout_s, then SIGKILL.
+    """
+
+    def __init__(self, opts: DemoOptions, stop_timeout_s: float = 20.0) -> None:
+        self.opts = opts
+        self.stop_timeout_s = stop_timeout_s
+        self.proc = None
+        self.started_at = None
+        self.log = opts.home / "logs" / "worker.log"
+
+    def __enter__(self) -> LocalWorker:
+        import subprocess
+
+        from django.utils import timezone
+
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        celery = Path(sys.executable).with_name("celery")
+        cmd = [str(celery), "-A", "evalsite", "worker", "-Q", "gpu,cpu", "--concurrency", "1"]
+        cmd += ["--loglevel", "INFO", "-n", "demo@%h"]
+        self.started_at = timezone.now()
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                env=os.environ.copy(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group: stopped with its prefork child
+            )
+        return self
+
+    def check_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise DemoError(f"the local worker exited ({self.proc.returncode}); see {self.log}")
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is None:
+            return
+        stop_process_group(self.proc, self.stop_timeout_s)
+        self.report_abandoned_jobs()
+
+    def report_abandoned_jobs(self) -> None:
+        """Name the jobs the stopped worker left running: on the file broker their message went
+        with the worker, so nothing will finish them."""
+        from django.db import DatabaseError
+
+        from evalsite.jobs.models import Job
+
+        running = Job.objects.filter(status=Job.Status.RUNNING, updated_at__gte=self.started_at)
+        try:
+            jobs = list(running.order_by("id"))
+        except DatabaseError as exc:  # never hide why the demo is leaving
+            print(f"      could not check the worker's jobs: {exc}", file=sys.stderr)
+            return
+        for job in jobs:
+            how = "rerun the demo"
+            if job.study_id:
+                how += f", or use {self.opts.base_url}/jobs/study/{job.study_id}/"
+            print(
+                f"      job {job.pk} ({job.get_kind_display()}) was left running by the "
+                f"stopped worker and will not finish; to queue it again, {how}",
+                flush=True,
+            )
+
+
+def stop_process_group(proc, timeout_s: float) -> None:
+    """SIGTERM the process group proc leads (start_new_session: its id is proc's pid), wait up
+    to timeout_s for proc, SIGKILL what is left of the group, and reap proc."""
+    import subprocess
+
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout_s)
+    except (ProcessLookupError, subprocess.TimeoutExpired):  # gone already, or still busy
+        pass
+    try:  # the main process after the timeout, or a child it left behind
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # nothing left in the group
+        pass
+    proc.wait()
+
+
+def wait_for_job(job, worker: LocalWorker, label: str, timeout_s: float = 1800) -> None:
+    """Poll a Job until the worker finishes it, printing done/total; raise on failure."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while True:
+        job.refresh_from_db()
+        state = (job.status, job.done, job.total)
+        if state != last:
+            print(f"      {label}: {job.status} {job.done}/{job.total}", flush=True)
+            last = state
+        if job.is_finished:
+            break
+        worker.check_alive()
+        if time.monotonic() > deadline:
+            raise DemoError(f"{label}: not finished after {timeout_s:.0f} s; see {worker.log}")
+        time.sleep(1.0)
+    if job.status == job.Status.FAILED:
+        raise DemoError(f"{label} failed: {job.message or job.errors}; see {worker.log}")
+    if job.errors:
+        print(f"      {label}: {len(job.errors)} error(s), first: {job.errors[0]}")
+
+
+class Server:
+    """The site in a child process (Django's server on embedded defaults), stopped on exit."""
+
+    def __init__(self, opts: DemoOptions) -> None:
+        self.opts = opts
+        self.proc = None
+        self.log = opts.home / "logs" / "web.log"
+
+    def __enter__(self) -> Server:
+        import subprocess
+        import urllib.request
+
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "manage.py", "runserver", f"{self.opts.host}:{self.opts.port}"]
+        cmd += ["--noreload", "--skip-checks"]
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=os.environ.copy(), stdout=log,
+                                         stderr=subprocess.STDOUT)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise DemoError(f"the web server exited ({self.proc.returncode}); see {self.log}")
+            try:
+                urllib.request.urlopen(f"{self.opts.base_url}/healthz", timeout=2)
+                return self
+            except OSError:
+                time.sleep(0.5)
+        raise DemoError(f"the web server did not answer on {self.opts.base_url}; see {self.log}")
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)

@@ -1,0 +1,174 @@
+"""The demo's stages (evalsite.demo runs them in order): make the data, train the model, import
+and embed the catalogue, design the study, simulate participants; and the Django set-up, the
+demo user and the report reading that they need. Each stage takes the DemoOptions and returns
+the dict its marker records."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from evalsite.demo_options import ROOT, DemoError, DemoOptions
+from evalsite.demo_processes import LocalWorker, Server, wait_for_job
+
+
+def stage_data(opts: DemoOptions) -> dict:
+    from csn_model.data.slakh import SlakhDataset
+    from csn_model.data.synth import synthesize
+
+    # A larger test share than Slakh's (0.3 instead of 0.15): the test split becomes the demo's
+    # stimulus catalogue, and a study needs enough distinct pieces.
+    summary = synthesize(
+        opts.data_dir,
+        opts.tracks,
+        opts.seed,
+        seconds=opts.seconds,
+        split_fractions=(0.6, 0.1, 0.3),
+        audio_format="wav",  # reads several times faster than FLAC when training (docs/data.md)
+        progress=sys.stdout.isatty(),
+    )
+    ds = SlakhDataset(opts.data_dir)
+    splits = {split: len(ds.tracks(split)) for split in ("train", "validation", "test")}
+    return {"summary": f"{summary.line()} -> {opts.data_dir}", "splits": splits}
+
+
+def demo_config(opts: DemoOptions):
+    from csn_model.config import load_config
+
+    return load_config(
+        ROOT / "experiments" / "configs" / "demo.yaml", [f"train.steps={opts.train_steps}"]
+    )
+
+
+def stage_model(opts: DemoOptions) -> dict:
+    from csn_model.train import train_run
+
+    cfg = demo_config(opts)
+    final = train_run(cfg, opts.data_dir, opts.run_dir, progress=sys.stdout.isatty())
+    return {"summary": f"checkpoint {final}", "checkpoint": str(final)}
+
+
+DEMO_USER = "demo"
+DEMO_PASSWORD = "csn-demo-password"  # printed by the demo; local embedded defaults only
+
+
+def setup_django(opts: DemoOptions) -> None:
+    """Configure Django on the embedded defaults and bring the database schema up to date."""
+    os.environ["CSN_HOME"] = str(opts.home)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "evalsite.settings")
+    os.environ.setdefault("CSN_CHECKPOINT", str(opts.run_dir / "final.pt"))
+    import django
+    from django.core.management import call_command
+
+    opts.home.mkdir(parents=True, exist_ok=True)
+    django.setup()
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+def ensure_demo_user():
+    from django.contrib.auth import get_user_model
+
+    users = get_user_model().objects
+    user = users.filter(username=DEMO_USER).first()
+    if user is None:
+        user = users.create_superuser(DEMO_USER, "demo@example.org", DEMO_PASSWORD)
+    return user
+
+
+def stage_catalog(opts: DemoOptions) -> dict:
+    from evalsite.stimuli.models import Catalogue
+    from evalsite.stimuli.slakh_import import import_slakh
+    from evalsite.stimuli.tasks import queue_ingest
+
+    user = ensure_demo_user()
+    catalogue, _ = Catalogue.objects.get_or_create(owner=user, name="demo test split")
+    # Always: an import interrupted part way resumes, and what it made already is reused.
+    report = import_slakh(opts.data_dir, "test", catalogue, seconds=4.0, attention=True)
+    for line in report.skipped:
+        print(f"      skipped {line}")
+    with LocalWorker(opts) as worker:
+        job = queue_ingest(catalogue)
+        wait_for_job(job, worker, "embed catalogue")
+    clips = catalogue.clips.count()
+    return {"summary": f"{clips} clips in catalogue {catalogue.pk}", "catalogue": catalogue.pk}
+
+
+def stage_study(opts: DemoOptions) -> dict:
+    from csn_model import CONDITIONS
+    from evalsite.stimuli.models import Catalogue
+    from evalsite.studies.models import Study
+    from evalsite.studies.tasks import queue_design
+
+    user = ensure_demo_user()
+    catalogue = Catalogue.objects.get(owner=user, name="demo test split")
+    study, _ = Study.objects.get_or_create(
+        owner=user,
+        name="Demo: which candidate is more similar in the named instrument?",
+        defaults={
+            "catalogue": catalogue,
+            "instruments": list(CONDITIONS),
+            # Room for many people (and --simulate runs) before trials count as full.
+            "settings": {"target_answers_per_trial": 200},
+        },
+    )
+    if not study.trials.exists():
+        with LocalWorker(opts) as worker:
+            job = queue_design(study, catalogue, "nearest_random", per_instrument=6, seed=opts.seed)
+            wait_for_job(job, worker, "design study")
+    study.status = Study.Status.OPEN
+    study.save(update_fields=["status"])
+    trials = study.trials.filter(is_practice=False)
+    with_choice = trials.exclude(model_choice=None).count()
+    return {
+        "summary": f"study {study.pk}: {trials.count()} trials, {with_choice} with a model choice",
+        "study": study.pk,
+        "slug": study.slug,
+    }
+
+
+def study_of(opts: DemoOptions):
+    from evalsite.studies.models import Study
+
+    info = json.loads((opts.state_dir / "study.json").read_text())
+    return Study.objects.get(pk=info["study"])
+
+
+def stage_simulate(opts: DemoOptions) -> dict:
+    from evalsite.demo_simulate import simulate
+    from evalsite.reports.tasks import recompute_report
+
+    study = study_of(opts)
+    # Participant ids are sim-<seed>-<i>: a rerun resumes unfinished ones and skips finished ones.
+    with Server(opts):
+        outcomes = simulate(opts.base_url, study.slug, opts.simulate, opts.rates, opts.seed)
+    recompute_report(study.pk)
+    steps = sorted({o.step for o in outcomes})
+    answers = sum(o.answers for o in outcomes)
+    recovered = recovered_consent(study)
+    for instrument, row in recovered.items():
+        given = opts.rates.get(instrument)
+        print(f"      {instrument:<7} given {given if given is not None else '-':<5} "
+              f"recovered {row['estimate']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}] "
+              f"n={row['n']}")  # fmt: skip
+    return {
+        "summary": f"{len(outcomes)} participants ({', '.join(steps)}), {answers} answers",
+        "recovered": recovered,
+        "rates": opts.rates,
+    }
+
+
+def recovered_consent(study) -> dict[str, dict]:
+    """Per-instrument consent from the latest computed report (tidy rows, term=instrument)."""
+    from csn_model import CONDITIONS
+    from evalsite.reports.models import ReportSnapshot
+
+    snap = ReportSnapshot.objects.filter(study=study).order_by("-computed_at").first()
+    if snap is None or snap.error:
+        raise DemoError(f"no report for study {study.pk}: {getattr(snap, 'error', 'not computed')}")
+    rows = {row["term"]: row for row in snap.tables.get("consent", [])}
+    return {
+        c: {k: rows[c][k] for k in ("estimate", "ci_low", "ci_high", "n")}
+        for c in CONDITIONS
+        if c in rows
+    }
