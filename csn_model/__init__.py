@@ -1,6 +1,6 @@
 """csn_model: the Conditional Similarity Network, its data, training, benchmark and inference.
 
-This package never imports Django (tests/csn_model/test_layering.py enforces it).
+This package never imports Django (tests/test_project.py enforces it).
 """
 
 CONDITIONS: tuple[str, ...] = ("drums", "bass", "piano", "guitar", "others")
