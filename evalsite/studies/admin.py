@@ -52,7 +52,8 @@ class ParticipantAdmin(TakesRecordAdmin):
     list_filter = ("study", "step")
     search_fields = ("prolific_pid", "external_pid", "token")
     # Participants are created by the study link and moved between steps by the flow; a final
-    # step is final (design.fill_counts adds such a participant's answers up once, `StudyFold`).
+    # step is final (design_fill.fill_counts adds such a participant's answers up once,
+    # `StudyFold`).
     readonly_fields = ("study", "step", "seed")
 
     def has_add_permission(self, request) -> bool:

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from evalsite.studies import design, screening
+from evalsite.studies import design, design_fill, screening
 from evalsite.studies.models import (
     Answer,
     Assignment,
@@ -85,14 +85,14 @@ def resume(p: Participant, user_agent: str) -> Participant:
     refusal page asks them to come back with the same link on another device."""
     if p.step == Step.REFUSED:
         check_browser_again(p, user_agent)
-        if p.step == Step.BROWSER_CHECK and design.known_full(p.study):
+        if p.step == Step.BROWSER_CHECK and design_fill.known_full(p.study):
             advance(p, Step.BROWSER_CHECK, Step.FULL)
     return p
 
 
 def create(study: Study, params: dict, user_agent: str, language: str) -> Participant:
     """A new participant entering by the study link (at `full` at once when the study is known
-    to be full, `design.known_full`)."""
+    to be full, `design_fill.known_full`)."""
     ids = _recruitment_ids(params)
     p = Participant.objects.create(
         study=study,
@@ -103,7 +103,7 @@ def create(study: Study, params: dict, user_agent: str, language: str) -> Partic
         session=ids["prolific_session_id"] or Participant._meta.get_field("session").default(),
         **ids,
     )
-    if design.known_full(study):  # told now, not after consent and screening
+    if design_fill.known_full(study):  # told now, not after consent and screening
         advance(p, Step.BROWSER_CHECK, Step.FULL)
     return p
 
@@ -113,7 +113,7 @@ def check_browser_again(p: Participant, user_agent: str) -> None:
     step). Refused there, it has no slots and no answers; it leaves the study's fold (under the
     study's lock, as every change to the fold), which it had entered with nothing."""
     with transaction.atomic():
-        design.lock_study(p.study_id)
+        design_fill.lock_study(p.study_id)
         if not advance(p, Step.REFUSED, Step.BROWSER_CHECK, state={}, finished_at=None,
                        user_agent=user_agent[:1000]):  # fmt: skip
             return  # another request took it back first

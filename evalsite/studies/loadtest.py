@@ -132,7 +132,7 @@ def _schedule(cfg: LoadConfig) -> list[tuple[str, list[str], float]]:
 # participants ran out of trials and entered inside a timed phase): each thread enters enough
 # participants in setup to answer at this rate through every phase, so that no participant enters
 # (and is assigned its trials) inside a timed phase. Not higher than needed: entries queue for
-# the study's lock, and the count of the fill they share (every 5 s, design.FILL_REUSE) grows
+# the study's lock, and the count of the fill they share (every 5 s, design_fill.FILL_REUSE) grows
 # with the participants entered, so setup time grows faster than the entries.
 MAX_ANSWER_RATE = 1600.0
 # The most participants a client thread enters ahead (--spares): more than setup enters in its

@@ -303,7 +303,7 @@ class Answer(models.Model):
 class StudyFold(models.Model):
     """The answers per trial of the study's participants in a final step, added up once per
     participant (`FoldedParticipant`), so that an entry does not recount them
-    (`design.fill_counts`). Such a participant's answers no longer change: done participants
+    (`design_fill.fill_counts`). Such a participant's answers no longer change: done participants
     cannot answer again, the others have no slots. Written only under the study's lock.
 
     `participants` is how many were folded: when the `FoldedParticipant` rows no longer number
@@ -311,8 +311,8 @@ class StudyFold(models.Model):
     Answers are not deleted on their own (read-only in the admin).
 
     `fill` is the study's whole fill as an entry last counted it at `fill_at`, plus the slots
-    entries assigned since: entries within `design.FILL_REUSE` of that count assign by it
-    instead of counting again (`design.entry_fill`)."""
+    entries assigned since: entries within `design_fill.FILL_REUSE` of that count assign by it
+    instead of counting again (`design_fill.entry_fill`)."""
 
     study = models.OneToOneField(
         Study, on_delete=models.CASCADE, primary_key=True, related_name="fold"

@@ -15,7 +15,7 @@ import random
 from django.db import transaction
 
 from evalsite.stimuli.models import Catalogue, Clip
-from evalsite.studies.design import lock_study
+from evalsite.studies.design_fill import lock_study
 from evalsite.studies.models import Study, Trial
 
 
@@ -124,9 +124,9 @@ def build_random_trials(
 def add_repeats(study: Study, per_instrument: int, seed: int = 0) -> list[Trial]:
     """Repeat catch trials for trials made any way (uploaded, CSV, by hand): per instrument, up to
     `per_instrument` main trials without a repeat yet, chosen by `seed`, each again with the same
-    clips (positions are swapped when assigned, `design.balance_positions`; a participant gets a
-    repeat only with its original). The model's choice and margin are copied. Raises DesignError
-    when no main trial is left to repeat."""
+    clips (positions are swapped when assigned, `design_order.balance_positions`; a participant
+    gets a repeat only with its original). The model's choice and margin are copied. Raises
+    DesignError when no main trial is left to repeat."""
     rng = random.Random(seed)
     made: list[Trial] = []
     with transaction.atomic():

@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from evalsite.studies import design, flow
+from evalsite.studies import design, design_fill, design_order, flow
 from evalsite.studies.models import (
     Answer,
     Assignment,
@@ -36,7 +36,7 @@ def test_it_shuffles_uniformly_with_fisher_yates():
     # 3 items have 6 orders; 6000 draws give ~1000 each. A chi-square test at 5 df: the 0.999
     # quantile is 20.5 (tables), so a correct shuffle fails this 1 time in 1000 (fixed seed here).
     rng = random.Random(7)
-    counts = Counter(tuple(design.fisher_yates([1, 2, 3], rng)) for _ in range(6000))
+    counts = Counter(tuple(design_order.fisher_yates([1, 2, 3], rng)) for _ in range(6000))
     assert len(counts) == 6
     chi2 = sum((c - 1000) ** 2 / 1000 for c in counts.values())
     assert chi2 < 20.5
@@ -44,15 +44,15 @@ def test_it_shuffles_uniformly_with_fisher_yates():
 
 def test_it_orders_deterministically_per_seed():
     trials = items()
-    a = [t.id for t in design.order_trials(trials, seed=3)]
-    assert a == [t.id for t in design.order_trials(trials, seed=3)]
-    assert a != [t.id for t in design.order_trials(trials, seed=4)]
+    a = [t.id for t in design_order.order_trials(trials, seed=3)]
+    assert a == [t.id for t in design_order.order_trials(trials, seed=3)]
+    assert a != [t.id for t in design_order.order_trials(trials, seed=4)]
     assert sorted(a) == sorted(t.id for t in trials)
 
 
 @pytest.mark.parametrize("seed", range(20))
 def test_it_never_puts_the_same_reference_back_to_back(seed):
-    seq = design.order_trials(items(), seed)
+    seq = design_order.order_trials(items(), seed)
     assert all(x.reference_id != y.reference_id for x, y in zip(seq, seq[1:]))
 
 
@@ -61,14 +61,14 @@ def test_it_does_not_start_with_the_reference_of_the_trial_before():
     trials = items(n_main=8, n_catch=2, refs=3)
     before = T(id=300, reference_id=0, is_catch=False, repeat_of_id=None, instrument="drums")
     for seed in range(100):
-        seq = design.order_trials(trials, seed, before=before)
+        seq = design_order.order_trials(trials, seed, before=before)
         assert seq[0].reference_id != before.reference_id
         assert all(x.reference_id != y.reference_id for x, y in zip(seq, seq[1:]))
 
 
 @pytest.mark.parametrize("seed", range(10))
 def test_it_spreads_catch_trials_one_per_block(seed):
-    seq = design.order_trials(items(n_main=12, n_catch=3), seed)
+    seq = design_order.order_trials(items(n_main=12, n_catch=3), seed)
     where = [i for i, t in enumerate(seq) if t.is_catch]
     assert [i * 3 // len(seq) for i in where] == [0, 1, 2]  # one in each third
 
@@ -78,7 +78,7 @@ def test_it_places_a_repeat_after_its_original_with_a_gap(seed):
     trials = items(n_main=8, n_catch=0)
     trials.append(T(id=200, reference_id=trials[0].reference_id, is_catch=True, repeat_of_id=0,
                     instrument="drums"))  # fmt: skip
-    seq = design.order_trials(trials, seed)
+    seq = design_order.order_trials(trials, seed)
     pos = {t.id: i for i, t in enumerate(seq)}
     assert pos[200] - pos[0] >= 2
 
@@ -87,7 +87,7 @@ def test_it_places_a_repeat_after_its_original_with_a_gap(seed):
 def test_it_balances_positions_per_instrument(n):
     trials = [T(id=i, instrument="drums" if i % 2 else "guitar", repeat_of_id=None)
               for i in range(2 * n)]  # fmt: skip
-    shown = design.balance_positions(trials, seed=1)
+    shown = design_order.balance_positions(trials, seed=1)
     for instrument in ("drums", "guitar"):
         sides = Counter(shown[t.id] for t in trials if t.instrument == instrument)
         assert abs(sides["a"] - sides["b"]) <= 1
@@ -108,7 +108,7 @@ def test_it_balances_main_trials_apart_from_the_practice_and_checks_mixed_in(see
                      expected="b"),
                    T(id=n + 7, instrument=instrument, is_practice=False, catch_kind="attention",
                      expected="a")]  # fmt: skip
-    shown = design.balance_positions(trials, seed)
+    shown = design_order.balance_positions(trials, seed)
     for instrument in ("drums", "bass"):
         mine = [t for t in trials if t.instrument == instrument]
         main = Counter(shown[t.id] for t in mine if not t.expected)
@@ -140,12 +140,12 @@ def test_it_balances_every_slot_of_an_instrument_with_repeats_counted(n_main, n_
     trials += [trial(200, is_practice=True, catch_kind="attention", expected="b"),
                trial(201, "identical", "a"), trial(202, "attention", "b")]  # fmt: skip
     for seed in range(300):
-        shown = design.balance_positions(trials, seed)
+        shown = design_order.balance_positions(trials, seed)
         assert key_in_a_imbalance(trials, shown) <= 1, seed
         main = [t for t in trials if not t.catch_kind and not t.is_practice]
         assert key_in_a_imbalance(main, shown) <= 1, seed
         assert all(shown[100 + i] != shown[i] for i in range(n_repeats))
-        assert shown == design.balance_positions(trials, seed)
+        assert shown == design_order.balance_positions(trials, seed)
 
 
 def test_it_swaps_positions_on_a_repeat():
@@ -153,7 +153,7 @@ def test_it_swaps_positions_on_a_repeat():
               T(id=2, instrument="drums", repeat_of_id=None),
               T(id=3, instrument="drums", repeat_of_id=1)]  # fmt: skip
     for seed in range(10):
-        shown = design.balance_positions(trials, seed)
+        shown = design_order.balance_positions(trials, seed)
         assert shown[3] != shown[1]
 
 
@@ -172,8 +172,8 @@ def test_it_stores_a_trial_list_longer_than_one_insert_in_its_order_and_position
     assert design.assign(p, now)
     slots = list(p.slots.order_by("index"))
     trials = design.select_trials(study, p.seed, Counter())  # every trial, none filled yet
-    expected = design.order_trials(trials, p.seed)
-    shown = design.balance_positions(expected, p.seed)
+    expected = design_order.order_trials(trials, p.seed)
+    shown = design_order.balance_positions(expected, p.seed)
     assert [s.index for s in slots] == list(range(len(trials)))
     assert [s.trial_id for s in slots] == [t.id for t in expected]
     assert [s.displayed_first for s in slots] == [shown[t.id] for t in expected]
@@ -241,9 +241,9 @@ def test_it_releases_reservations_after_the_timeout(small_study):
     design.assign(gone, now)
     mine = {s.trial_id for s in gone.slots.all()}
     later = now + timedelta(seconds=small_study.setting("reservation_timeout_s") + 1)
-    counts = design.fill_counts(small_study, later)
+    counts = design_fill.fill_counts(small_study, later)
     assert all(counts[t] == 0 for t in mine)  # expired: no longer counted
-    assert all(design.fill_counts(small_study, now)[t] == 1 for t in mine)
+    assert all(design_fill.fill_counts(small_study, now)[t] == 1 for t in mine)
 
 
 @pytest.mark.django_db
@@ -253,7 +253,7 @@ def test_it_counts_stored_answers_after_reservations_expire(small_study):
     design.assign(p, now)
     answer_all(p)
     later = now + timedelta(days=1)
-    assert sum(design.fill_counts(small_study, later).values()) == 3
+    assert sum(design_fill.fill_counts(small_study, later).values()) == 3
 
 
 @pytest.mark.django_db
@@ -264,7 +264,7 @@ def test_it_reports_full_when_every_trial_reached_its_target(small_study, finish
         p = participant(small_study, seed)
         assert design.assign(p, now)
         (finish if finished else answer_all)(p)
-    assert all(n == 2 for n in design.fill_counts(small_study, now).values())
+    assert all(n == 2 for n in design_fill.fill_counts(small_study, now).values())
     assert design.assign(participant(small_study, 99), now) is False
     assert StudyFold.objects.get(study=small_study).participants == (4 if finished else 0)
 
@@ -352,7 +352,7 @@ def test_it_counts_as_a_full_recount_with_finished_participants_folded(study_und
     study, now, done = study_under_way
     later = now + timedelta(seconds=study.setting("reservation_timeout_s") + 1)
     for when in (now, later, now):  # twice at `now`: a second entry folds nothing again
-        assert design.fill_counts(study, when) == recount(study, when)
+        assert design_fill.fill_counts(study, when) == recount(study, when)
     fold = StudyFold.objects.get(study=study)
     assert fold.participants == 3  # the two done and the screened-out one
     assert sum(fold.answers.values()) == 6  # the done ones' 3 answers each, once
@@ -363,20 +363,20 @@ def test_it_counts_as_a_full_recount_with_finished_participants_folded(study_und
 def test_it_counts_a_finished_participants_answers_from_the_fold_not_again(study_under_way):
     study, now, done = study_under_way
     later = now + timedelta(seconds=study.setting("reservation_timeout_s") + 1)  # slots expired
-    before = design.fill_counts(study, later)
+    before = design_fill.fill_counts(study, later)
     # Not something the site does (answers are read-only in the admin): it shows the answers of
     # a folded participant are no longer read.
     Answer.objects.filter(participant=done[0]).delete()
-    assert design.fill_counts(study, later) == before
-    assert design.fill_counts(study, later) != recount(study, later)
+    assert design_fill.fill_counts(study, later) == before
+    assert design_fill.fill_counts(study, later) != recount(study, later)
 
 
 @pytest.mark.django_db
 def test_it_rebuilds_the_fold_when_a_finished_participant_is_deleted(study_under_way):
     study, now, done = study_under_way
-    design.fill_counts(study, now)
+    design_fill.fill_counts(study, now)
     done[0].delete()  # e.g. withdrew: its answers go with it
-    assert design.fill_counts(study, now) == recount(study, now)
+    assert design_fill.fill_counts(study, now) == recount(study, now)
     assert StudyFold.objects.get(study=study).participants == 2
 
 
@@ -391,8 +391,8 @@ def test_it_releases_a_finished_participants_slots_and_still_counts_its_answers(
     assert flow.finish_if_complete(p)
     after = timezone.now()
     assert not p.slots.filter(reserved_until__gt=after).exists()
-    assert design.fill_counts(small_study, after) == recount(small_study, after)
-    assert sum(design.fill_counts(small_study, after).values()) == 3
+    assert design_fill.fill_counts(small_study, after) == recount(small_study, after)
+    assert sum(design_fill.fill_counts(small_study, after).values()) == 3
 
 
 @pytest.mark.django_db
@@ -400,13 +400,13 @@ def test_it_lets_entries_that_arrive_together_share_one_count_and_their_slots(sm
     now = timezone.now()
     for i, seed in enumerate((1, 2, 3)):  # entries a second apart: one count, then reused
         assert design.assign(participant(small_study, seed), now + timedelta(seconds=i))
-    counts, counted = design.entry_fill(small_study, now + timedelta(seconds=3))
+    counts, counted = design_fill.entry_fill(small_study, now + timedelta(seconds=3))
     assert not counted
     assert counts == recount(small_study, now) and sum(counts.values()) == 9
     # an entry that took its time before waiting for the lock, while the count was made
-    assert design.entry_fill(small_study, now - timedelta(seconds=1)) == (counts, False)
-    counts, counted = design.entry_fill(small_study, now + design.FILL_REUSE)
-    assert counted and counts == recount(small_study, now + design.FILL_REUSE)
+    assert design_fill.entry_fill(small_study, now - timedelta(seconds=1)) == (counts, False)
+    counts, counted = design_fill.entry_fill(small_study, now + design_fill.FILL_REUSE)
+    assert counted and counts == recount(small_study, now + design_fill.FILL_REUSE)
 
 
 @pytest.mark.django_db
@@ -415,10 +415,10 @@ def test_it_sees_released_slots_only_at_the_next_count(small_study):
     gone = participant(small_study, 1)
     design.assign(gone, now)
     design.release_reservations(gone)  # e.g. screened out: its trials are free again
-    soon, later = now + timedelta(seconds=1), now + design.FILL_REUSE
-    assert design.entry_fill(small_study, soon) == (recount(small_study, now), False)
+    soon, later = now + timedelta(seconds=1), now + design_fill.FILL_REUSE
+    assert design_fill.entry_fill(small_study, soon) == (recount(small_study, now), False)
     assert sum(recount(small_study, soon).values()) == 0
-    assert design.entry_fill(small_study, later) == (Counter(), True)
+    assert design_fill.entry_fill(small_study, later) == (Counter(), True)
 
 
 @pytest.mark.django_db
@@ -458,7 +458,7 @@ def test_it_fills_every_trial_to_its_target_when_participants_enter_at_once(smal
         t.join(timeout=60)
     assert sorted(outcomes) == [False, False, True, True, True]
     assert set(recount(small_study, now).values()) == {2}  # 6 trials, 2 participants each
-    assert design.entry_fill(small_study, now) == (recount(small_study, now), False)
+    assert design_fill.entry_fill(small_study, now) == (recount(small_study, now), False)
 
 
 @pytest.mark.django_db

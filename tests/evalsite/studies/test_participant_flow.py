@@ -19,7 +19,7 @@ from django.utils.http import parse_http_date
 
 from evalsite.reports.models import ReportSnapshot
 from evalsite.studies import (
-    design,
+    design_fill,
     export_answers,
     flow,
     participant,
@@ -228,7 +228,7 @@ def test_a_participant_refused_on_a_phone_takes_the_check_again_on_another_devic
 ):
     p = enter(client, listening_study, PROLIFIC_PID="pp-phone")
     post(client, p, "browser_check", web_audio="1", ua_mobile="1")
-    design.count_fill(listening_study, timezone.now())  # folds the refused participant
+    design_fill.count_fill(listening_study, timezone.now())  # folds the refused participant
     assert FoldedParticipant.objects.filter(participant=p).exists()
 
     laptop = Client()
@@ -600,7 +600,7 @@ def test_a_participant_refused_on_a_phone_is_told_at_once_when_the_study_filled_
     p = enter(phone, study, pid="phone-first")
     post(phone, p, "browser_check", web_audio="1", ua_mobile="1")
     finish(client, to_step(client, enter(client, study, pid="first"), "practice"))
-    design.count_fill(study, timezone.now())  # the finished participant folded: study full
+    design_fill.count_fill(study, timezone.now())  # the finished participant folded: study full
     assert enter(Client(), study, pid="phone-first") == p
     p.refresh_from_db()
     assert p.step == "full"
@@ -613,7 +613,7 @@ def test_it_does_not_turn_newcomers_away_while_the_trials_still_need_answers(
 
     study = make_study(experimenter, listening_catalogue, target_answers_per_trial=2)
     finish(client, to_step(client, enter(client, study, pid="first"), "practice"))
-    design.count_fill(study, timezone.now())  # the first participant folded: one answer each
+    design_fill.count_fill(study, timezone.now())  # the first participant folded: one answer each
     assert enter(Client(), study, pid="second").step == "browser_check"
 
 
@@ -899,7 +899,7 @@ def test_a_participant_who_leaves_the_study_has_their_answers_deleted_and_trials
     page = client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).content.decode()
     assert 'id="withdrawn"' in page and "have been deleted" in page and "Prolific" in page
     assert 'id="leave"' not in page
-    counts = design.fill_counts(listening_study, timezone.now())
+    counts = design_fill.fill_counts(listening_study, timezone.now())
     assert all(n == 0 for n in counts.values())  # nothing of p is counted any more
     frame = export_answers.participants_dataframe(listening_study).set_index("participant")
     assert frame.loc[p.pk, "status"] == "withdrawn" and frame.loc[p.pk, "answers"] == 0
