@@ -24,7 +24,7 @@ import pandas as pd
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 
-from evalsite.studies import participant_sql
+from evalsite.studies import participant_writes
 from evalsite.studies.design_fill import count_fill, entry_fill, keep_fill
 from evalsite.studies.design_order import balance_positions, order_trials
 from evalsite.studies.models import Answer, Assignment, Participant, Study
@@ -121,7 +121,7 @@ def assign(participant: Participant, now: datetime) -> bool:
         # Without a listening check every slot may be answered from the start; with one, only
         # once its page was shown (its first view sets the time, flow.touch).
         answerable = None if float(study.setting("min_listen_share") or 0) > 0 else 0
-        participant_sql.insert_slots(
+        participant_writes.insert_slots(
             participant.pk, [(t.id, shown[t.id]) for t in ordered], until, answerable
         )
     return True

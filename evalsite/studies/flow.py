@@ -31,13 +31,15 @@ from evalsite.studies.models import (
 
 # The hand-written hot path (one query per trial page or answer), used through this module.
 from evalsite.studies.participant_sql import (  # noqa: F401 (re-exported)
-    ClientLog,
     Position,
+    participant_by_token,
+    position,
+)
+from evalsite.studies.participant_writes import (  # noqa: F401 (re-exported)
+    ClientLog,
     StoredAnswer,
     epoch_ms,
     mark_shown,
-    participant_by_token,
-    position,
     store_answer,
 )
 
@@ -151,7 +153,7 @@ def withdraw(p: Participant) -> bool:
     with transaction.atomic():
         # The step's UPDATE holds the participant's row until the commit: an answer POST from
         # another tab in the same instant waits for it and then stores nothing
-        # (participant_sql.ANSWER_SQL), or was stored before and is deleted here.
+        # (participant_writes.ANSWER_SQL), or was stored before and is deleted here.
         given = {"questionnaire": {}, "screening": {}, "browser": {}, "user_agent": ""}
         if not advance(p, p.step, Step.WITHDRAWN, state={}, **(given if delete else {})):
             return False  # moved on meanwhile (another tab)

@@ -1,28 +1,24 @@
-"""The hand-written SQL every participant request runs: the participant with its position (a trial
-page), and an answer stored in one statement (an answer POST).
+"""The hand-written SQL every participant request reads by: the participant with its position
+(a trial page), and the cursor every hand-written participant statement runs on (`hot_cursor`).
 
 Trial pages and answers are most of the site's traffic: a trial page reads in one round trip
-(then records the view, `flow.touch`), an answer is one statement. The SQL is built once per
-process from the models' own table and column names (standard SQL: the same text runs on
-PostgreSQL and SQLite) and, on PostgreSQL, prepared once per connection. The ORM equivalents are
-what `flow.current_slot` and the tests compare these with.
+(then records the view, `flow.touch`), an answer is one statement (`participant_writes`, with the
+other writes of the hot path). The SQL is built once per process from the models' own table and
+column names (standard SQL: the same text runs on PostgreSQL and SQLite) and, on PostgreSQL,
+prepared once per connection. The ORM equivalents are what `flow.current_slot` and the tests
+compare these with.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
-from django.utils import timezone
 
-from evalsite.stimuli.models import Clip
 from evalsite.studies.models import Answer, Assignment, Participant, Study, Trial
-
-log = logging.getLogger("evalsite.studies.participant")
 
 
 @dataclass(frozen=True)
@@ -225,191 +221,3 @@ def position(p: Participant) -> Position:
     (slot, trial), rest = _split(row, models)
     slot.trial = trial
     return _position(slot, rest)
-
-
-# A slot's first view: `shown_at`, and the earliest time an answer is stored (`answerable_ms`):
-# the view plus `share` of its three clips' durations, summed by the same statement (a missing
-# duration counts 0). Standard SQL; the subquery reads the updated row's trial. A slot shown
-# without an `answerable_ms` (by code from before the check, between a migration and a restart)
-# gets one from its next view, keeping its first view's `shown_at`: it is never left unanswerable.
-SHOWN_SQL = """
-UPDATE {slots} SET {shown} = COALESCE({shown}, %s), answerable_ms = %s + (
-  SELECT CAST(%s * 1000 * (COALESCE(r.duration_s, 0) + COALESCE(a.duration_s, 0)
-                           + COALESCE(b.duration_s, 0)) AS BIGINT)
-  FROM {trials} t JOIN {clips} r ON r.id = t.reference_id
-    JOIN {clips} a ON a.id = t.candidate_a_id JOIN {clips} b ON b.id = t.candidate_b_id
-  WHERE t.id = {slots}.trial_id)
-WHERE {pk} = %s AND ({shown} IS NULL OR answerable_ms IS NULL)
-"""
-
-
-@functools.cache
-def _shown_sql(vendor: str) -> str:
-    qn = connection.ops.quote_name
-    return SHOWN_SQL.format(
-        slots=qn(Assignment._meta.db_table), trials=qn(Trial._meta.db_table),
-        clips=qn(Clip._meta.db_table), shown=qn(Assignment._meta.get_field("shown_at").column),
-        pk=qn(Assignment._meta.pk.column),
-    )  # fmt: skip
-
-
-def epoch_ms(when) -> int:
-    """Milliseconds since the Unix epoch (`answerable_ms` is compared in these)."""
-    return int(when.timestamp() * 1000)
-
-
-def mark_shown(slot: Assignment, now, min_listen_share: float) -> None:
-    """Stamp the slot's first view (`shown_at`, and `answerable_ms` from the study's
-    `min_listen_share` now: a share changed since the slot was assigned applies; a later view
-    keeps both). Every trial page after an answer runs it: as
-    the ORM's `update()` it cost 0.61-0.79 ms of CPU in-process, most of it building the query;
-    0.14-0.20 ms as this prepared statement."""
-    value = Assignment._meta.get_field("shown_at").get_db_prep_save(now, connection)
-    params = [value, epoch_ms(now), float(min_listen_share), slot.pk]
-    with hot_cursor() as cursor:
-        cursor.execute(_shown_sql(connection.vendor), params)
-
-
-# An entry's trial list: one multi-row INSERT per batch of slots (standard SQL). Under the study's
-# lock, which every entry queues for; `bulk_create` spent 2.6 ms building 60 model instances and
-# their SQL, a third of an entry's time under the lock.
-SLOT_BATCH = 150  # rows per statement: 900 parameters, under SQLite's oldest limit (999)
-SLOT_COLUMNS = ("participant", "trial", "index", "displayed_first", "reserved_until",
-                "answerable_ms")  # fmt: skip
-
-
-@functools.cache
-def _slots_sql(vendor: str, rows: int) -> str:
-    qn = connection.ops.quote_name
-    columns = ", ".join(qn(Assignment._meta.get_field(name).column) for name in SLOT_COLUMNS)
-    values = ", ".join(["(" + ", ".join(["%s"] * len(SLOT_COLUMNS)) + ")"] * rows)
-    return f"INSERT INTO {qn(Assignment._meta.db_table)} ({columns}) VALUES {values}"
-
-
-def insert_slots(
-    participant_id: int, trials: list[tuple[int, str]], reserved_until, answerable_ms: int | None
-) -> None:
-    """Store a participant's trial list: slot i for the i-th (trial id, canonical candidate shown
-    in A) of `trials`, each reserved until `reserved_until`."""
-    until = Assignment._meta.get_field("reserved_until").get_db_prep_save(
-        reserved_until, connection
-    )
-    rows = [(participant_id, trial, i, first, until, answerable_ms)
-            for i, (trial, first) in enumerate(trials)]  # fmt: skip
-    with hot_cursor() as cursor:
-        for start in range(0, len(rows), SLOT_BATCH):
-            batch = rows[start : start + SLOT_BATCH]
-            cursor.execute(_slots_sql(connection.vendor, len(batch)), [v for r in batch for v in r])
-
-
-@dataclass
-class ClientLog:
-    response_ms: int | None
-    plays: dict  # position ("r", "A", "B") -> count
-    heard: dict  # position -> fraction 0..1
-    blur_events: int
-    audio_sample_rate: int | None
-    raw: dict
-
-
-@dataclass(frozen=True)
-class StoredAnswer:
-    """What the view needs to know after an answer was stored."""
-
-    participant_id: int
-    trial_id: int
-    is_practice: bool  # a practice trial: feedback is shown next
-    is_last: bool  # no unanswered slot after it: the participant may be done
-
-
-# Stores the answer to slot `index` only if the participant (by token) is at `step`, that slot
-# is its current one (no unanswered slot before it) and its page has been open long enough to
-# play its clips (`answerable_ms`; NULL, never shown, stores nothing); a second answer to the
-# same trial meets the unique (participant, trial) constraint and is dropped (ON CONFLICT DO
-# NOTHING). The canonical
-# choice, plays and fraction heard are mapped from displayed positions with the slot's
-# `displayed_first`. Parameters are CAST where only the statement says their type (CASE).
-#
-# "Current" is checked on the slot just before (index - 1) and "last" on the slot just after, not
-# on every slot before or after: slots are numbered 0..n-1 (design.assign) and this statement,
-# the only writer of answers, stores one only when the slot before is answered, so the answered
-# slots are always 0..k-1. Each answer then costs the same few index probes at slot 5 or 500
-# (checking every earlier slot made an answer's cost grow with its position in the list).
-#
-# On PostgreSQL the participant's row is locked FOR SHARE while the answer is stored: a
-# participant leaving at the same instant (`flow.withdraw`: step changed, answers and slots
-# deleted, one transaction) holds it from its UPDATE of the step, so the answer waits for that
-# to commit and is then checked against the new step, storing nothing; an answer that locked it
-# first makes the leave's UPDATE wait for its commit, and is deleted by the leave. (SQLite runs
-# one writer at a time.)
-ANSWER_SQL = """
-INSERT INTO {answers} ({columns})
-SELECT s.participant_id, s.trial_id, s.{idx},
-  CASE WHEN (%s = 'A') = (s.displayed_first = 'a') THEN 'a' ELSE 'b' END,
-  %s, s.displayed_first, CAST(%s AS INTEGER), CAST(%s AS INTEGER),
-  CASE WHEN s.displayed_first = 'a' THEN CAST(%s AS INTEGER) ELSE CAST(%s AS INTEGER) END,
-  CASE WHEN s.displayed_first = 'a' THEN CAST(%s AS INTEGER) ELSE CAST(%s AS INTEGER) END,
-  CAST(%s AS DOUBLE PRECISION),
-  CASE WHEN s.displayed_first = 'a' THEN CAST(%s AS DOUBLE PRECISION)
-       ELSE CAST(%s AS DOUBLE PRECISION) END,
-  CASE WHEN s.displayed_first = 'a' THEN CAST(%s AS DOUBLE PRECISION)
-       ELSE CAST(%s AS DOUBLE PRECISION) END,
-  CAST(%s AS INTEGER), CAST(%s AS INTEGER), %s, s.shown_at, %s
-FROM {slots} s JOIN {participants} p ON p.id = s.participant_id
-WHERE p.token = %s AND p.step = %s AND s.{idx} = %s AND s.answerable_ms <= %s
-  AND NOT EXISTS (SELECT 1 FROM {slots} e WHERE e.participant_id = s.participant_id
-                  AND e.{idx} = s.{idx} - 1 AND {e_unanswered}){lock}
-ON CONFLICT DO NOTHING
-RETURNING participant_id, trial_id,
-  (SELECT t.is_practice FROM {trials} t WHERE t.id = {answers}.trial_id),
-  NOT EXISTS (SELECT 1 FROM {slots} l WHERE l.participant_id = {answers}.participant_id
-              AND l.{idx} = {answers}.trial_index + 1)
-"""
-ANSWER_COLUMNS = ("participant", "trial", "trial_index", "chosen", "chosen_position",
-                  "displayed_first", "response_ms", "plays_reference", "plays_a", "plays_b",
-                  "heard_reference", "heard_a", "heard_b", "blur_events", "audio_sample_rate",
-                  "client", "shown_at", "created_at")  # fmt: skip
-
-
-@functools.cache
-def _answer_sql(vendor: str) -> str:
-    qn = connection.ops.quote_name
-    tables = {"slots": qn(Assignment._meta.db_table), "trials": qn(Trial._meta.db_table),
-              "answers": qn(Answer._meta.db_table),
-              "participants": qn(Participant._meta.db_table)}  # fmt: skip
-    columns = ", ".join(qn(Answer._meta.get_field(name).column) for name in ANSWER_COLUMNS)
-    return ANSWER_SQL.format(
-        columns=columns, idx=qn("index"), e_unanswered=UNANSWERED_SQL.format(s="e", **tables),
-        lock="\nFOR SHARE OF p" if vendor == "postgresql" else "", **tables,
-    )  # fmt: skip
-
-
-def store_answer(
-    token: str, step: str, index: int, position: str, client: ClientLog, now=None
-) -> StoredAnswer | None:
-    """Store the answer to slot `index` of the participant with this token, in one statement;
-    None (and nothing written) unless the participant is at `step` and that slot is its
-    current one, with no answer yet (a replayed, stale or forged POST), and its page has been
-    open long enough to play its clips (`answerable_ms`; an early answer)."""
-    now = now or timezone.now()
-    plays, heard = client.plays, client.heard
-    params = [
-        position, position, client.response_ms, int(plays.get("r", 0)),
-        int(plays.get("A", 0)), int(plays.get("B", 0)), int(plays.get("B", 0)),
-        int(plays.get("A", 0)), heard.get("r"), heard.get("A"), heard.get("B"), heard.get("B"),
-        heard.get("A"), client.blur_events, client.audio_sample_rate,
-        Answer._meta.get_field("client").get_db_prep_save(client.raw, connection),
-        Answer._meta.get_field("created_at").get_db_prep_save(now, connection),
-        token, step, index, epoch_ms(now),
-    ]  # fmt: skip
-    with hot_cursor() as cursor:
-        cursor.execute(_answer_sql(connection.vendor), params)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    stored = StoredAnswer(row[0], row[1], bool(row[2]), bool(row[3]))
-    log.info(
-        "answer participant=%s trial=%s index=%s position=%s rt_ms=%s plays=%s",
-        stored.participant_id, stored.trial_id, index, position, client.response_ms, plays,
-    )  # fmt: skip
-    return stored

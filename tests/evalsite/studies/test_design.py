@@ -164,9 +164,9 @@ def participant(study: Study, seed: int) -> Participant:
 
 @pytest.mark.django_db
 def test_it_stores_a_trial_list_longer_than_one_insert_in_its_order_and_positions():
-    from evalsite.studies import loadtest_study, participant_sql
+    from evalsite.studies import loadtest_study, participant_writes
 
-    study = loadtest_study.make_study(participant_sql.SLOT_BATCH + 20)  # two INSERT statements
+    study = loadtest_study.make_study(participant_writes.SLOT_BATCH + 20)  # two INSERT statements
     p = participant(study, seed=5)
     now = timezone.now()
     assert design.assign(p, now)
@@ -313,7 +313,7 @@ def test_it_balances_the_stored_positions_of_each_instrument(experimenter, liste
 @pytest.mark.django_db
 def test_it_numbers_the_slots_without_gaps_in_the_order_shown(listening_study):
     # The answer statement checks only the slot just before the one answered
-    # (participant_sql.ANSWER_SQL): that needs slots numbered 0..n-1.
+    # (participant_writes.ANSWER_SQL): that needs slots numbered 0..n-1.
     p = participant(listening_study, 7)
     design.assign(p, timezone.now())
     assert sorted(p.slots.values_list("index", flat=True)) == list(range(p.slots.count()))

@@ -24,7 +24,7 @@ from evalsite.studies import (
     flow,
     participant,
     participant_forms,
-    participant_sql,
+    participant_writes,
     screening,
 )
 from evalsite.studies.models import (
@@ -935,7 +935,7 @@ def test_an_answer_sent_from_another_tab_while_the_participant_leaves_is_not_kep
     def answer_from_another_tab():
         try:
             log = participant_forms.client_log(client_log())
-            tab["stored"] = participant_sql.store_answer(p.token, p.step, slot.index, "A", log)
+            tab["stored"] = participant_writes.store_answer(p.token, p.step, slot.index, "A", log)
         finally:
             connection.close()
 
