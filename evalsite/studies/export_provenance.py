@@ -8,11 +8,14 @@ configuration, not what participants did.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import io
 import json
+import platform
 from datetime import UTC, datetime
 from pathlib import Path
 
+import django
 import pandas as pd
 import soundfile as sf
 
@@ -85,8 +88,6 @@ def manifest_dataframe(study: Study) -> pd.DataFrame:
 def config_snapshot(study: Study) -> dict:
     """The study as configured at export time (settings with defaults filled in, the design), and
     the history of changes made on the experimenter pages before it."""
-    from csn_model import __version__
-
     trials = Trial.objects.filter(study=study)
     return {
         "study": study.pk,
@@ -111,5 +112,18 @@ def config_snapshot(study: Study) -> dict:
         # Every change since the study was created (settings edited while it ran, status, trials
         # added): what a participant got depends on when they took part.
         "history": [e | {"at": iso_utc(e["at"])} for e in history.events(study)],
-        "software": {"csn-eval": __version__},
+        "software": software_versions(),
+    }
+
+
+def software_versions() -> dict:
+    """What served the study: the installed csn-eval distribution, the model code's own version
+    (csn_model.__version__, which a checkpoint records too) and the web stack under them."""
+    import csn_model
+
+    return {
+        "csn-eval": importlib.metadata.version("csn-eval"),
+        "csn_model": csn_model.__version__,
+        "django": django.get_version(),
+        "python": platform.python_version(),
     }

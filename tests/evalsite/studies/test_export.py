@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import json
 import zipfile
 
+import django
 import numpy as np
 import pandas as pd
 import pytest
 from django.urls import reverse
 
+import csn_model
 from evalsite.stimuli.audio import clip_from_array
 from evalsite.stimuli.models import Catalogue
 from evalsite.studies.export import EXPORT_FILES, to_csv
@@ -239,3 +242,10 @@ def test_it_leaves_the_served_columns_empty_for_a_clip_without_a_file(answered_s
     manifest = manifest_dataframe(answered_study)  # the fixture's clips have no files
     assert (manifest["served_sha256"] == "").all()
     assert manifest["served_loudness_lufs"].isna().all()
+
+
+def test_the_snapshot_names_the_site_and_the_model_code_versions_apart(study):
+    software = config_snapshot(study)["software"]
+    assert software["csn-eval"] == importlib.metadata.version("csn-eval")  # the distribution
+    assert software["csn_model"] == csn_model.__version__  # what a checkpoint records
+    assert software["django"] == django.get_version()
