@@ -1,6 +1,6 @@
 """Experimenter-side clip audio: researchers listen to the clips of their catalogues and studies.
 
-Participants never use these URLs (theirs are per-slot, see evalsite/studies/participant.py).
+Participants never use these URLs (theirs are per-slot, see evalsite/studies/participant_audio.py).
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from evalsite.studies.models import Answer
-from evalsite.studies.participant import no_store
 from evalsite.studies.participant_forms import parse_answer
+from evalsite.studies.participant_render import no_store
 from evalsite.studies.participant_sql import hot_cursor
 from evalsite.studies.participant_writes import ANSWER_COLUMNS
 

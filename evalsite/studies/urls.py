@@ -4,15 +4,20 @@ from evalsite.studies import experimenter as ex
 from evalsite.studies import experimenter_stimuli as ex_stimuli
 from evalsite.studies import experimenter_trials as ex_trials
 from evalsite.studies import participant as pt
+from evalsite.studies import participant_audio as pt_audio
 
 app_name = "studies"
 urlpatterns: list = [
     # Participant side: study link, the participant's page, blind audio (docs/site.md).
     path("s/<str:slug>/", pt.entry, name="entry"),
     path("p/<str:token>/", pt.page, name="participant"),
-    path("p/<str:token>/audio/<int:index>/<str:part>", pt.audio, name="audio"),
-    path("p/<str:token>/screening/<int:n>/<int:draw>", pt.screening_audio, name="screening_audio"),
-    path("p/<str:token>/calibration", pt.calibration_audio, name="calibration_audio"),
+    path("p/<str:token>/audio/<int:index>/<str:part>", pt_audio.audio, name="audio"),
+    path(
+        "p/<str:token>/screening/<int:n>/<int:draw>",
+        pt_audio.screening_audio,
+        name="screening_audio",
+    ),
+    path("p/<str:token>/calibration", pt_audio.calibration_audio, name="calibration_audio"),
     # Experimenter side (login required): dashboard, study pages, stimuli, trials, export.
     path("studies/", ex.dashboard, name="dashboard"),
     path("studies/new/", ex.study_create, name="study_create"),

@@ -1,0 +1,81 @@
+"""The participant's sounds: the clips of the current trial by display position only (`audio`:
+the URL never names a clip), the current screening trial as its page drew it, and calibration
+noise. Separate from the pages (`participant`, `participant_steps`): these are served to the
+page's audio elements, to the same browser only (`participant.own_participant`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse
+from django.utils import timezone
+
+from evalsite.stimuli.audio import normalise, normalised_path, wav_bytes
+from evalsite.stimuli.serving import serve_audio
+from evalsite.studies import flow, screening
+from evalsite.studies.models import Participant
+from evalsite.studies.participant import own_participant
+
+Step = Participant.Step
+
+
+def audio(request: HttpRequest, token: str, index: int, part: str) -> HttpResponse:
+    """A clip of the participant's current trial, by display position only (r, A or B)."""
+    p = own_participant(request, token)
+    if p is None or p.step not in (Step.PRACTICE, Step.TRIALS):
+        raise Http404
+    slot = flow.current_slot(p)
+    if slot is None or slot.index != index or part not in ("r", "A", "B"):
+        raise Http404
+    t = slot.trial
+    shown_b = "b" if slot.displayed_first == "a" else "a"
+    canonical = {"r": None, "A": slot.displayed_first, "B": shown_b}[part]
+    clip = {None: t.reference, "a": t.candidate_a, "b": t.candidate_b}[canonical]
+    try:
+        path = normalised_path(clip, float(p.study.setting("loudness_target_lufs")))
+    except FileNotFoundError:
+        raise Http404 from None
+    return serve_audio(request, path)
+
+
+def _cached_wav(name: str, make) -> Path:
+    folder = Path(settings.MEDIA_ROOT) / "generated"
+    path = folder / name
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{timezone.now().timestamp()}.tmp")
+        tmp.write_bytes(wav_bytes(*make()))
+        tmp.replace(path)
+    return path
+
+
+def screening_audio(request: HttpRequest, token: str, n: int, draw: int) -> HttpResponse:
+    """The participant's current screening trial as its page drew it, rendered for each request
+    (~9 ms, ~0.75 MB) and never written to disk: the stimuli are the participant's own (its
+    seed), and files kept per participant added up to ~9 MB each. The draw is in the URL so that
+    a reloaded page never plays a cached earlier draw."""
+    p = own_participant(request, token)
+    if p is None or p.step != Step.SCREENING or n != len(p.screening.get("answers", [])):
+        raise Http404
+    if draw != flow.screening_draw(p):
+        raise Http404
+    kind, i = flow.screening_position(p)
+    signal = screening.render(p.seed, kind, i, screening.config(), draw)
+    return serve_audio(request, wav_bytes(signal, screening.SR))
+
+
+def calibration_audio(request: HttpRequest, token: str) -> HttpResponse:
+    """Pink noise at the study's loudness target, for setting a comfortable volume."""
+    p = own_participant(request, token)
+    if p is None:
+        raise Http404
+    target = float(p.study.setting("loudness_target_lufs"))
+    seconds = screening.config().calibration_s
+
+    def make():
+        noise, _gain = normalise(screening.calibration_noise(seconds), screening.SR, target)
+        return noise, screening.SR
+
+    return serve_audio(request, _cached_wav(f"calibration_{target:+.1f}_{seconds:g}.wav", make))

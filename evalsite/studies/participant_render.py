@@ -1,0 +1,65 @@
+"""What every participant page shares in its response: a page of the current step rendered in
+the participant's language (`render_step`), the refusal page (`refused`) and headers that keep a
+participant page out of every cache (`no_store`). Kept apart from the views so that the step
+handlers (`participant_steps`), the entry and page views (`participant`) and the load
+benchmark's bare views (`loadtest_views`) use one copy.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import translation
+
+from evalsite.studies.models import Participant, Study
+
+# A participant page must never come back from a cache (Back would show a trial already answered):
+# the headers Django's never_cache sets, written once. never_cache formats the current date and
+# parses and rebuilds Cache-Control on every response: ~8 % of an answer's CPU in-process.
+NO_STORE_HEADERS = {"Cache-Control": "max-age=0, no-cache, no-store, must-revalidate, private",
+                    "Expires": "Thu, 01 Jan 1970 00:00:00 GMT"}  # fmt: skip
+
+
+def no_store(view):
+    """never_cache with constant headers (NO_STORE_HEADERS); headers the view set are kept."""
+
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        response = view(request, *args, **kwargs)
+        for name, value in NO_STORE_HEADERS.items():
+            response.setdefault(name, value)
+        return response
+
+    return wrapped
+
+
+def page_language(study: Study, request: HttpRequest) -> str:
+    """The study's language this request asks for (`?lang=`, else the browser's), else its
+    first."""
+    languages = study.setting("languages") or ["en"]
+    wanted = request.GET.get("lang") or translation.get_language_from_request(request)
+    return wanted if wanted in languages else languages[0]
+
+
+def render_step(request, p: Participant, template: str, context: dict | None = None, status=200):
+    """A participant page (`studies/participant/<template>`) in the participant's language."""
+    translation.activate(p.language)
+    request.LANGUAGE_CODE = p.language
+    ctx = {"p": p, "study": p.study, "languages": p.study.setting("languages"),
+           "page_url": reverse("studies:participant", args=[p.token]),
+           "can_leave": p.step in Participant.WITHDRAWABLE_STEPS}  # fmt: skip
+    if ctx["can_leave"]:
+        ctx["study_keeps_withdrawn"] = p.study.setting("withdrawn_answers") == "keep"
+    response = render(
+        request, f"studies/participant/{template}", ctx | (context or {}), status=status
+    )
+    response["Content-Language"] = p.language
+    return response
+
+
+def refused(request, message: str, status: int = 403) -> HttpResponse:
+    """The page that refuses a request, with `message` (already translated)."""
+    return render(request, "studies/participant/refused.html", {"message": message}, status=status)

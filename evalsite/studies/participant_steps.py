@@ -1,0 +1,212 @@
+"""The participant page's handlers, one pair per step: what a GET shows (`GET_HANDLERS`) and
+what a POST for that step does (`POST_HANDLERS`), with the answer to a trial (`post_answer`, one
+statement). The page view (`participant.page`) checks the browser and the posted step, then
+dispatches here; each handler reads and moves the participant through `flow`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils import timezone, translation
+from django.utils.translation import gettext_lazy, pgettext
+
+from evalsite.studies import flow, screening
+from evalsite.studies.models import Participant
+from evalsite.studies.participant_forms import QuestionnaireForm, ScreeningForm, parse_answer
+from evalsite.studies.participant_render import render_step
+
+Step = Participant.Step
+INSTRUMENTS = {"drums": gettext_lazy("drums"), "bass": gettext_lazy("bass"),
+               "piano": gettext_lazy("piano"), "guitar": gettext_lazy("guitar"),
+               "others": gettext_lazy("other instruments")}  # fmt: skip
+PHONE_UA = re.compile(r"iPhone|iPod|Android.*Mobile|Windows Phone")  # not tablets
+
+
+# -- steps: GET ---------------------------------------------------------------------------------
+def _simple(template):
+    return lambda request, p: render_step(request, p, template)
+
+
+def get_consent(request, p):
+    return render_step(request, p, "consent.html")
+
+
+def get_questionnaire(request, p, form=None):
+    return render_step(request, p, "questionnaire.html", {"form": form or QuestionnaireForm()})
+
+
+def get_screening(request, p):
+    draw = flow.view_screening(p)  # a reload draws a new trial, never a second hearing
+    kind, i = flow.screening_position(p)  # all from the state the view was counted in
+    cfg = screening.config()
+    n = len(p.screening.get("answers", []))
+    audio = reverse("studies:screening_audio", args=[p.token, n, draw])
+    return render_step(request, p, "screening.html", {"kind": kind, "i": i, "n": n, "draw": draw,
+                   "audio": audio, "number": i + 1, "total": cfg.trials})  # fmt: skip
+
+
+def get_instructions(request, p):
+    # "drums, bass" in English, "ドラム、ベース" in Japanese: the separator is translated too
+    names = [INSTRUMENTS.get(i, i) for i in p.study.instruments]
+    has_practice = bool(p.study.setting("practice_trials")) and (
+        p.study.trials.filter(is_practice=True).exists()
+    )
+    translation.activate(p.language)
+    listed = pgettext("list separator", ", ").join(str(n) for n in names)
+    return render_step(request, p, "instructions.html",
+                   {"instrument_names": listed, "has_practice": has_practice})  # fmt: skip
+
+
+def get_trial(request, p):
+    at = flow.position(p)  # the current slot and progress, once per request
+    slot, feedback = at.slot, p.state.get("feedback")
+    flow.touch(p, timezone.now(), slot)
+    if p.step == Step.PRACTICE and not feedback and (slot is None or not slot.trial.is_practice):
+        flow.advance(p, Step.PRACTICE, Step.TRIALS)  # practice over (e.g. reload after feedback)
+    if slot is None and not feedback:
+        flow.finish_if_complete(p)
+        return redirect("studies:participant", p.token)
+    pct = round(100 * at.done / max(at.total, 1))
+    ctx = {"slot": slot, "feedback": feedback, "progress_done": at.done,
+           "progress_total": at.total, "progress_pct": pct,
+           "early": request.GET.get("early") == "1"}  # fmt: skip
+    if feedback:
+        ctx["feedback_instrument"] = INSTRUMENTS.get(feedback["instrument"], feedback["instrument"])
+    if slot is not None:
+        ctx["instrument"] = INSTRUMENTS.get(slot.trial.instrument, slot.trial.instrument)
+        ctx["audio"] = {k: reverse("studies:audio", args=[p.token, slot.index, k]) for k in "rAB"}
+    return render_step(request, p, "trial.html", ctx)
+
+
+def get_done(request, p):
+    return render_step(request, p, "done.html", {"prolific_url": flow.prolific_redirect(p)})
+
+
+def get_screened_out(request, p):
+    url = flow.prolific_screen_out_redirect(p)
+    return render_step(request, p, "screened_out.html", {"prolific_url": url})
+
+
+def get_withdrawn(request, p):
+    kept = p.study.setting("withdrawn_answers") == "keep"
+    return render_step(
+        request, p, "withdrawn.html", {"kept": kept, "prolific": bool(p.prolific_pid)}
+    )
+
+
+# -- steps: POST --------------------------------------------------------------------------------
+def post_browser_check(request, p):
+    report = {
+        k: request.POST.get(k, "")[:200] for k in ("web_audio", "touch", "screen", "ua_mobile")
+    }
+    rate = request.POST.get("sample_rate", "")  # isdigit() alone passes "²", which int() refuses
+    sample_rate = int(rate) if rate.isascii() and rate.isdigit() and len(rate) <= 7 else None
+    ua = request.headers.get("User-Agent", "")
+    phone = report["ua_mobile"] == "1" or bool(PHONE_UA.search(ua))
+    fields = {"browser": report | {"phone": phone}, "audio_sample_rate": sample_rate}
+    if report["web_audio"] != "1":
+        flow.advance(p, Step.BROWSER_CHECK, Step.REFUSED, state={"reason": "web_audio"}, **fields)
+    elif phone and p.study.setting("refuse_phones"):
+        flow.advance(p, Step.BROWSER_CHECK, Step.REFUSED, state={"reason": "phone"}, **fields)
+    else:
+        flow.advance(p, Step.BROWSER_CHECK, Step.CONSENT, **fields)
+
+
+def post_consent(request, p):
+    if request.POST.get("decision") == "agree":
+        flow.advance(p, Step.CONSENT, Step.QUESTIONNAIRE, consented_at=timezone.now())
+    elif request.POST.get("decision") == "decline":
+        flow.advance(p, Step.CONSENT, Step.DECLINED)
+
+
+def post_questionnaire(request, p):
+    form = QuestionnaireForm(request.POST)
+    if not form.is_valid():
+        return get_questionnaire(request, p, form)
+    flow.advance(p, Step.QUESTIONNAIRE, Step.CALIBRATION, questionnaire=form.cleaned_data)
+
+
+def post_calibration(request, p):
+    flow.advance(p, Step.CALIBRATION, flow.after_calibration(p))
+
+
+def post_screening(request, p):
+    form = ScreeningForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        draw = data["draw"] or 0  # a page from before draws were numbered posts none: 0
+        flow.record_screening(p, data["n"], draw, data["choice"], data.get("rt_ms"))
+
+
+def post_instructions(request, p):
+    flow.start_trials(p)
+
+
+def post_trial(request, p):
+    """Acknowledging practice feedback (answers take `post_answer`)."""
+    if request.POST.get("action") == "continue":
+        Participant.objects.filter(pk=p.pk).update(state={})
+        p.state = {}
+        slot = flow.current_slot(p)
+        if slot is None:
+            flow.finish_if_complete(p)
+        elif p.step == Step.PRACTICE and not slot.trial.is_practice:
+            flow.advance(p, Step.PRACTICE, Step.TRIALS)
+    return None
+
+
+def post_answer(request, token: str) -> bool:
+    """Store an answer: one statement that also checks the participant is at the posted step,
+    the answer is to its current slot (a replayed, stale or forged POST stores nothing) and its
+    page has been open long enough to play the clips (True: refused for that, and counted).
+    Only a practice answer (feedback) or the last one (completion) reads more."""
+    answer = parse_answer(request.POST)
+    if answer is None:
+        return False
+    now = timezone.now()
+    step = request.POST["step"]
+    stored = flow.store_answer(token, step, answer.index, answer.choice, answer.log, now)
+    if stored is None:  # the same page is shown again: locked until its clips have played
+        return flow.note_early_answer(token, answer.index, now)
+    if not (stored.is_practice or stored.is_last):
+        return False
+    p = flow.participant_by_token(token)
+    if stored.is_practice:
+        slot = p.slots.select_related("trial").get(trial_id=stored.trial_id)
+        p.state = {"feedback": flow.practice_feedback(slot, answer.choice)}
+        Participant.objects.filter(pk=p.pk).update(state=p.state)
+    else:  # no unanswered slot after this one: the list may be complete
+        flow.finish_if_complete(p)
+    return False
+
+
+TRIAL_STEPS = (Step.PRACTICE, Step.TRIALS)
+GET_HANDLERS = {
+    Step.BROWSER_CHECK: _simple("browser_check.html"),
+    Step.CONSENT: get_consent,
+    Step.QUESTIONNAIRE: get_questionnaire,
+    Step.CALIBRATION: _simple("calibration.html"),
+    Step.SCREENING: get_screening,
+    Step.INSTRUCTIONS: get_instructions,
+    Step.PRACTICE: get_trial,
+    Step.TRIALS: get_trial,
+    Step.DONE: get_done,
+    Step.SCREENED_OUT: get_screened_out,
+    Step.DECLINED: _simple("declined.html"),
+    Step.REFUSED: _simple("browser_refused.html"),
+    Step.FULL: _simple("full.html"),
+    Step.WITHDRAWN: get_withdrawn,
+}
+POST_HANDLERS = {
+    Step.BROWSER_CHECK: post_browser_check,
+    Step.CONSENT: post_consent,
+    Step.QUESTIONNAIRE: post_questionnaire,
+    Step.CALIBRATION: post_calibration,
+    Step.SCREENING: post_screening,
+    Step.INSTRUCTIONS: post_instructions,
+    Step.PRACTICE: post_trial,
+    Step.TRIALS: post_trial,
+}
