@@ -5,13 +5,13 @@ One run; this process coordinates, the server and the clients are child processe
 2. gunicorn (gthread workers) is started on 127.0.0.1 with the same DATABASE_URL, DEBUG off and
    persistent database connections;
 3. setup (untimed): the simulated participants, spread over `client_processes` processes
-   (loadtest_client.py), enter by the study link and walk the real flow (browser check, consent,
-   questionnaire, calibration, instructions) up to their first trial; each thread also enters
-   `spares_per_thread` more participants into its process's pool, from which a thread whose
-   participant has answered every trial takes the next, so that no entry (which assigns a
-   trial list) falls inside a timed phase; once all entered, the participant of every thread
-   answers its first trial (the tables are analyzed with answers in them, as in a study under
-   way: docs/experimenter.md, "Database upkeep");
+   (loadtest_processes.py, loadtest_client.py), enter by the study link and walk the real flow
+   (browser check, consent, questionnaire, calibration, instructions) up to their first trial;
+   each thread also enters `spares_per_thread` more participants into its process's pool, from
+   which a thread whose participant has answered every trial takes the next, so that no entry
+   (which assigns a trial list) falls inside a timed phase; once all entered, the participant of
+   every thread answers its first trial (the tables are analyzed with answers in them, as in a
+   study under way: docs/experimenter.md, "Database upkeep");
 4. phases, all threads together, each started once every thread finished the previous one:
    - reference: GET /healthz (a trivial Django view) back to back;
    - answers: POST the next answer back to back (answer submission alone, saturated; compared
@@ -52,16 +52,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from evalsite.studies.loadtest_client import (
-    REQUEST_TIMEOUT_S,
-    RETRIES,
-    ROUNDS,
-    ClientPlan,
-    LoadTestError,
-    Recorder,
-    client_process,
-)
+from evalsite.studies.loadtest_client import REQUEST_TIMEOUT_S, RETRIES, LoadTestError
 from evalsite.studies.loadtest_cpu import cpu_snapshot, cpu_used
+from evalsite.studies.loadtest_processes import ROUNDS, ClientPlan, client_process
+from evalsite.studies.loadtest_recorder import Recorder
 from evalsite.studies.loadtest_server import (
     exiting_on_signals,
     serving,

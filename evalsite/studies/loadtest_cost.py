@@ -33,8 +33,9 @@ from functools import partial
 from pathlib import Path
 
 from evalsite.studies.loadtest import LoadConfig
-from evalsite.studies.loadtest_client import LoadTestError, Participant, Recorder
+from evalsite.studies.loadtest_client import LoadTestError, Participant
 from evalsite.studies.loadtest_cpu import _times, postgres_cpu_seconds
+from evalsite.studies.loadtest_recorder import Recorder
 from evalsite.studies.loadtest_report import passed
 from evalsite.studies.loadtest_server import (
     exiting_on_signals,

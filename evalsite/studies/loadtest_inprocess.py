@@ -34,13 +34,8 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.db import connection
 from django.http.request import validate_host
 
-from evalsite.studies.loadtest_client import (
-    ASSIGN,
-    LoadTestError,
-    Participant,
-    Recorder,
-    Response,
-)
+from evalsite.studies.loadtest_client import ASSIGN, LoadTestError, Participant, Response
+from evalsite.studies.loadtest_recorder import Recorder
 from evalsite.studies.loadtest_report import passed
 from evalsite.studies.loadtest_server import CONN_MAX_AGE_S, exiting_on_signals
 from evalsite.studies.loadtest_study import (

@@ -7,7 +7,8 @@ import math
 import os
 from typing import TYPE_CHECKING
 
-from evalsite.studies.loadtest_client import ASSIGN, REQUEST_TIMEOUT_S, ROUNDS
+from evalsite.studies.loadtest_client import ASSIGN, REQUEST_TIMEOUT_S
+from evalsite.studies.loadtest_processes import ROUNDS
 
 if TYPE_CHECKING:
     from evalsite.studies.loadtest import LoadConfig

@@ -23,7 +23,7 @@ from evalsite.studies.loadtest import (
     run,
     spares_per_thread,
 )
-from evalsite.studies.loadtest_client import ASSIGN, LoadTestError, Recorder
+from evalsite.studies.loadtest_client import ASSIGN, LoadTestError
 from evalsite.studies.loadtest_cost import (
     CostConfig,
     cost_passed,
@@ -39,6 +39,7 @@ from evalsite.studies.loadtest_inprocess import (
     in_process_passed,
     run_in_process,
 )
+from evalsite.studies.loadtest_recorder import Recorder
 from evalsite.studies.loadtest_report import format_report, passed, targets
 from evalsite.studies.loadtest_server import database_url, free_port, start_server
 from evalsite.studies.models import Study

@@ -10,7 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from evalsite.studies.loadtest_client import Participant, Recorder
+from evalsite.studies.loadtest_client import Participant
+from evalsite.studies.loadtest_recorder import Recorder
 
 
 class Scripted(BaseHTTPRequestHandler):

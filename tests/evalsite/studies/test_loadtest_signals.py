@@ -96,7 +96,7 @@ def test_it_stops_gunicorn_and_deletes_its_study_and_table_when_killed(tmp_path,
 COORDINATOR = textwrap.dedent(
     """
     import multiprocessing, os, sys, time
-    from evalsite.studies.loadtest_client import ClientPlan, client_process
+    from evalsite.studies.loadtest_processes import ClientPlan, client_process
 
     ctx = multiprocessing.get_context("spawn")
     plan = ClientPlan(sys.argv[1], "s", 0.0, 8, spares=0, last_phase="loop",
