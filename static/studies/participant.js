@@ -41,9 +41,11 @@
     var required = (form.dataset.required || "").split(",").filter(Boolean);
     var audios = {}, plays = {}, bins = {}, ended = {};
     var unlockedAt = null, blurs = 0, events = [], sent = false;
-    var broken = {};  // clips whose last load or play failed
-    var watchdogs = {};  // clips asked to play that have not started yet
-    // A request that hangs never fires "error": after this long without sound, say so.
+    // Clips in trouble: "error" (the last load or play failed) or "stalled" (stopped part-way).
+    var broken = {};
+    var watchdogs = {};  // clips asked to play: checks that their playback gets on
+    // A request that hangs never fires "error", neither before the sound starts nor mid-file
+    // (the element says "waiting" and waits for ever): after this long without progress, say so.
     var stallMs = function () { return Number(form.dataset.stallMs) || 8000; };
     var focusFell = null;  // a play-once button that disabled itself while it had the focus
     var t0 = performance.now();
@@ -86,6 +88,7 @@
         makeBins();
         if (bins[k]) for (var i = Math.floor(last * 10); i < bins[k].length; i++) bins[k][i] = 1;
         last = 0;
+        unwatch(k);
         ended[k] = true;
         log("ended " + k);
         setState(k, "done");
@@ -95,24 +98,59 @@
         maybeUnlock();
       });
       a.addEventListener("error", function () { failed(k); });
-      a.addEventListener("playing", function () { clearTimeout(watchdogs[k]); recovered(k); });
+      a.addEventListener("playing", function () { recovered(k); });
       if (a.error) failed(k);  // it failed before this script ran
     });
 
     function failed(k) {
-      clearTimeout(watchdogs[k]);
-      broken[k] = true;
+      unwatch(k);
+      broken[k] = "error";
       setState(k, "error");
       log("error " + k);
-      var alert = form.querySelector("[data-load-error]");
-      if (alert) alert.hidden = false;  // say why the page stays locked
+      showTrouble();  // say why the page stays locked
     }
 
     function recovered(k) {
       if (!broken[k]) return;
       delete broken[k];
-      var alert = form.querySelector("[data-load-error]");
-      if (alert && !Object.keys(broken).length) alert.hidden = true;
+      showTrouble();
+    }
+
+    // One message per kind of trouble, shown while a clip has it.
+    function showTrouble() {
+      var kinds = Object.keys(broken).map(function (k) { return broken[k]; });
+      [["[data-load-error]", "error"], ["[data-stalled]", "stalled"]].forEach(function (m) {
+        var alert = form.querySelector(m[0]);
+        if (alert) alert.hidden = kinds.indexOf(m[1]) < 0;
+      });
+    }
+
+    // While clip k should be playing, its position must move: one that has not moved for
+    // stallMs is stopped. The position is read, not taken from "timeupdate" events, which a
+    // busy page or a background tab sends seconds apart (and late timers only check later).
+    function watch(k, btn) {
+      var a = audios[k], from = a.currentTime, seen = from, since = performance.now();
+      unwatch(k);
+      watchdogs[k] = setInterval(function () {
+        if (a.currentTime !== seen) { seen = a.currentTime; since = performance.now(); return; }
+        if (performance.now() - since < stallMs()) return;
+        unwatch(k);
+        log("stalled " + k);
+        a.pause();  // a play() not yet started then rejects with an AbortError, not reported
+        if (seen > from) stalled(k, btn); else notPlayed(k, btn);
+      }, Math.min(250, stallMs() / 4));
+    }
+
+    function unwatch(k) { clearInterval(watchdogs[k]); delete watchdogs[k]; }
+
+    // It stopped part-way: the play counts and what was heard stays in its bins, but it did not
+    // end. Pressing play again asks for the sound again (see play); a play-once sound stays
+    // played (its page says to reload it for a new one).
+    function stalled(k, btn) {
+      broken[k] = "stalled";
+      setState(k, ended[k] ? "done" : "stalled");
+      if (btn) btn.classList.remove("playing");
+      showTrouble();
     }
 
     function setState(k, state) {
@@ -120,7 +158,7 @@
       if (!el) return;
       el.dataset.value = state;
       el.textContent = "";
-      var mark = { done: "✓", playing: "♪", error: "!" }[state];
+      var mark = { done: "✓", playing: "♪", error: "!", stalled: "↻" }[state];
       if (!mark) return;
       var shown = document.createElement("span");
       shown.setAttribute("aria-hidden", "true");  // screen readers get the words, or nothing
@@ -150,14 +188,14 @@
       Object.keys(audios).forEach(function (o) {
         if (o !== k && !audios[o].paused) {
           audios[o].pause();
-          clearTimeout(watchdogs[o]);
+          unwatch(o);
           setState(o, ended[o] ? "done" : "");
           var ob = form.querySelector('[data-play="' + o + '"]');
           if (ob) ob.classList.remove("playing");
         }
       });
-      // A failed load leaves the element failed for good (play() only rejects), a hung one
-      // waits for ever: ask again, the network may be back.
+      // A failed load leaves the element failed for good (play() only rejects), a hung or
+      // stalled one waits for ever: ask again, the network may be back.
       if (a.error || a.networkState === HTMLMediaElement.NETWORK_NO_SOURCE || broken[k]) a.load();
       a.currentTime = 0;
       plays[k] += 1;
@@ -168,12 +206,7 @@
         if (document.activeElement === btn) focusFell = btn;
         btn.disabled = true;
       }
-      clearTimeout(watchdogs[k]);
-      watchdogs[k] = setTimeout(function () {
-        log("stalled " + k);
-        a.pause();  // its play() then rejects with an AbortError, which is not reported again
-        notPlayed(k, btn);
-      }, stallMs());
+      watch(k, btn);
       var p = a.play();
       if (p && p.catch) p.catch(function (e) {
         log("play-failed " + k + " " + e.name);
@@ -227,7 +260,7 @@
         });
       }
       form.querySelectorAll("button").forEach(function (b) { b.disabled = true; });
-      Object.keys(audios).forEach(function (k) { audios[k].pause(); clearTimeout(watchdogs[k]); });
+      Object.keys(audios).forEach(function (k) { audios[k].pause(); unwatch(k); });
       form.submit();
     }
 
