@@ -139,6 +139,8 @@ def test_a_clip_that_stalls_mid_play_says_so_and_plays_again_to_unlock(
     assert page.is_enabled("#play-A") and "playing" not in page.get_attribute("#play-A", "class")
     assert "Press its play button" in page.inner_text("[data-stalled]")  # visible
     assert page.is_hidden("[data-load-error]")  # it loaded and played: nothing failed
+    color = "getComputedStyle(document.querySelector(\"[data-state='{}']\")).color"
+    assert page.evaluate(color.format("A")) != page.evaluate(color.format("r"))  # not a ✓'s green
 
     page.unroute("**/audio/*/A")  # the network is back
     page.click("#play-A")  # played again, it is asked for again and now plays to its end
