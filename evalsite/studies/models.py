@@ -198,7 +198,8 @@ class Participant(models.Model):
     language = models.CharField(max_length=8, default="en")
     user_agent = models.TextField(blank=True)
     audio_sample_rate = models.PositiveIntegerField(null=True, blank=True)
-    screening = models.JSONField(default=dict, blank=True)  # {"antiphase": [...], "huggins": [...]}
+    # {"kinds": the tests fixed on reaching the screening, "answers": [...], "views": per trial}
+    screening = models.JSONField(default=dict, blank=True)
     screening_passed = models.BooleanField(null=True, blank=True)
     screen_out_code = models.CharField(max_length=32, blank=True)
     completion_code = models.CharField(max_length=32, blank=True)

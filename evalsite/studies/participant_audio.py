@@ -59,9 +59,10 @@ def screening_audio(request: HttpRequest, token: str, n: int, draw: int) -> Http
     p = own_participant(request, token)
     if p is None or p.step != Step.SCREENING or n != len(p.screening.get("answers", [])):
         raise Http404
-    if draw != flow.screening_draw(p):
+    position = flow.screening_position(p)  # None: answered to its end (another tab)
+    if draw != flow.screening_draw(p) or position is None:
         raise Http404
-    kind, i = flow.screening_position(p)
+    kind, i = position
     signal = screening.render(p.seed, kind, i, screening.config(), draw)
     return serve_audio(request, wav_bytes(signal, screening.SR))
 

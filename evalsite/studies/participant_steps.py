@@ -39,8 +39,14 @@ def get_questionnaire(request, p, form=None):
 
 
 def get_screening(request, p):
-    draw = flow.view_screening(p)  # a reload draws a new trial, never a second hearing
-    kind, i = flow.screening_position(p)  # all from the state the view was counted in
+    position = flow.screening_position(p)
+    if position is not None:
+        draw = flow.view_screening(p)  # a reload draws a new trial, never a second hearing
+        position = flow.screening_position(p)  # all from the state the view was counted in
+    if position is None:  # nothing left to show: the last answer was stored a moment ago
+        flow.end_screening(p)  # (another tab), so the participant moves on from here
+        return redirect("studies:participant", p.token)
+    kind, i = position
     cfg = screening.config()
     n = len(p.screening.get("answers", []))
     audio = reverse("studies:screening_audio", args=[p.token, n, draw])
@@ -130,7 +136,7 @@ def post_questionnaire(request, p):
 
 
 def post_calibration(request, p):
-    flow.advance(p, Step.CALIBRATION, flow.after_calibration(p))
+    flow.leave_calibration(p)
 
 
 def post_screening(request, p):
