@@ -125,9 +125,10 @@ def known_full(study: Study) -> bool:
 # each: in-process, an entry took 87 ms with 600 participants under way, 72 of them counting
 # (docs/load-benchmark-log.md, "Figures (2026-12-04, a third machine)"). What a reused count
 # misses is at most this old: reservations that expired or were released (the count is high:
-# those trials wait a few seconds longer) and expired slots answered or renewed by a returning
-# participant (the count is low: a trial may get an answer more than its target). Seconds,
-# against reservations of minutes (`reservation_timeout_s`).
+# those trials wait a few seconds longer). Seconds, against reservations of minutes
+# (`reservation_timeout_s`). A participant coming back after its slots expired does not renew
+# them behind a reused count: it counts afresh and keeps the count with its slots
+# (`design_return`).
 FILL_REUSE = timedelta(seconds=5)
 
 

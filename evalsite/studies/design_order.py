@@ -70,6 +70,39 @@ def order_trials(trials: list, seed: int, attempts: int = 200, before=None) -> l
     return best
 
 
+def repair_order(seq: list, before=None) -> list:
+    """`seq` with as few broken order rules as single swaps give, changed as little as that
+    allows: where a trial breaks a rule (same reference as the one before it, or a repeat too
+    close to its original), it is swapped with the nearest later trial that lowers the count,
+    of its own kind first (main with main, catch with catch: the catch positions stay), else of
+    any. For a list that lost trials (`design_return`): its order was chosen by `order_trials`,
+    and only the places where a trial was taken out can break a rule."""
+    seq = list(seq)
+    bad = violations(seq, before)
+    for i in range(len(seq)):
+        if not bad:
+            break
+        if not _breaks_rule_at(seq, i, before):
+            continue
+        later = range(i + 1, len(seq))
+        same_kind = [j for j in later if seq[j].is_catch == seq[i].is_catch]
+        for j in [*same_kind, *(j for j in later if j not in same_kind)]:
+            seq[i], seq[j] = seq[j], seq[i]
+            fewer = violations(seq, before)
+            if fewer < bad:
+                bad = fewer
+                break
+            seq[i], seq[j] = seq[j], seq[i]
+    return seq
+
+
+def _breaks_rule_at(seq: list, i: int, before) -> bool:
+    previous = seq[i - 1] if i else before
+    if previous is not None and previous.reference_id == seq[i].reference_id:
+        return True
+    return i > 0 and seq[i - 1].id == getattr(seq[i], "repeat_of_id", None)
+
+
 FLIP = {"a": "b", "b": "a"}
 # The groups whose positions are balanced on their own, per instrument, in this order.
 POSITION_GROUPS = ("main", "practice", "identical", "attention")

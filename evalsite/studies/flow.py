@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from evalsite.studies import design, design_fill, screening
+from evalsite.studies import design, design_fill, design_return, screening
 from evalsite.studies.models import (
     Answer,
     Assignment,
@@ -359,11 +359,17 @@ def note_early_answer(token: str, index: int, now) -> bool:
 LAST_SEEN_RESOLUTION = timedelta(seconds=30)
 
 
-def touch(p: Participant, now, slot: Assignment | None = None) -> None:
+def touch(p: Participant, now, slot: Assignment | None = None) -> bool:
     """Record a page view: `last_seen_at` (to LAST_SEEN_RESOLUTION), the slot's first
-    `shown_at` and, when due, the reservation of the unanswered slots, committed together."""
+    `shown_at` and, when due, the reservation of the unanswered slots, committed together.
+    Coming back after the reservations lapsed, the list is checked again first
+    (`design_return`); True (nothing else recorded) when trials were taken out of it: the page
+    must read its position again."""
+    lapsed = slot is not None and slot.reserved_until <= now
+    if lapsed and design_return.recheck(p, now):
+        return True
     first_view = slot is not None and (slot.shown_at is None or slot.answerable_ms is None)
-    renew = slot is not None and design.reservation_due(p, slot, now)
+    renew = not lapsed and slot is not None and design.reservation_due(p, slot, now)
     seen = p.last_seen_at is None or now - p.last_seen_at >= LAST_SEEN_RESOLUTION
     with transaction.atomic() if first_view + renew + seen > 1 else nullcontext():
         if seen:
@@ -372,6 +378,7 @@ def touch(p: Participant, now, slot: Assignment | None = None) -> None:
             mark_shown(slot, now, float(p.study.setting("min_listen_share") or 0))
         if renew:
             design.extend_reservations(p, now)
+    return False
 
 
 def practice_feedback(slot: Assignment, chosen_position: str) -> dict:

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy, pgettext
 
-from evalsite.studies import flow, screening
+from evalsite.studies import design_return, flow, screening
 from evalsite.studies.models import Participant
 from evalsite.studies.participant_forms import QuestionnaireForm, ScreeningForm, parse_answer
 from evalsite.studies.participant_render import render_step
@@ -69,7 +69,8 @@ def get_instructions(request, p):
 def get_trial(request, p):
     at = flow.position(p)  # the current slot and progress, once per request
     slot, feedback = at.slot, p.state.get("feedback")
-    flow.touch(p, timezone.now(), slot)
+    if flow.touch(p, timezone.now(), slot):  # back after a lapse: trials were taken out
+        return redirect("studies:participant", p.token)
     if p.step == Step.PRACTICE and not feedback and (slot is None or not slot.trial.is_practice):
         flow.advance(p, Step.PRACTICE, Step.TRIALS)  # practice over (e.g. reload after feedback)
     if slot is None and not feedback:
@@ -175,6 +176,10 @@ def post_answer(request, token: str) -> bool:
     now = timezone.now()
     step = request.POST["step"]
     stored = flow.store_answer(token, step, answer.index, answer.choice, answer.log, now)
+    if stored is None and _came_back(token, now):  # its list was checked again: once more
+        stored = flow.store_answer(token, step, answer.index, answer.choice, answer.log, now)
+        if stored is None:  # its trial was taken out (renumbered slots wait for their page)
+            return False
     if stored is None:  # the same page is shown again: locked until its clips have played
         return flow.note_early_answer(token, answer.index, now)
     if not (stored.is_practice or stored.is_last):
@@ -187,6 +192,18 @@ def post_answer(request, token: str) -> bool:
     else:  # no unanswered slot after this one: the list may be complete
         flow.finish_if_complete(p)
     return False
+
+
+def _came_back(token: str, now) -> bool:
+    """After an answer was refused: whether it was refused because the participant's
+    reservations had lapsed (it answers a page left open past the timeout); its list is then
+    checked again and re-reserved (`design_return`) before the answer is tried once more."""
+    p = flow.participant_by_token(token)
+    slot = flow.position(p).slot if p is not None and p.step in TRIAL_STEPS else None
+    if slot is None or slot.reserved_until > now:
+        return False
+    design_return.recheck(p, now)
+    return True
 
 
 TRIAL_STEPS = (Step.PRACTICE, Step.TRIALS)

@@ -121,7 +121,9 @@ class StoredAnswer:
 # is its current one (no unanswered slot before it) and its page has been open long enough to
 # play its clips (`answerable_ms`; NULL, never shown, stores nothing); a second answer to the
 # same trial meets the unique (participant, trial) constraint and is dropped (ON CONFLICT DO
-# NOTHING). The canonical
+# NOTHING). Nor is it stored while the slot's reservation has lapsed (the participant was away
+# past the timeout and its trial may have gone to others): `participant_steps.post_answer` has
+# the list checked again (`design_return`) and tries once more. The canonical
 # choice, plays and fraction heard are mapped from displayed positions with the slot's
 # `displayed_first`. Parameters are CAST where only the statement says their type (CASE).
 #
@@ -152,6 +154,7 @@ SELECT s.participant_id, s.trial_id, s.{idx},
   CAST(%s AS INTEGER), CAST(%s AS INTEGER), %s, s.shown_at, %s
 FROM {slots} s JOIN {participants} p ON p.id = s.participant_id
 WHERE p.token = %s AND p.step = %s AND s.{idx} = %s AND s.answerable_ms <= %s
+  AND s.reserved_until > %s
   AND NOT EXISTS (SELECT 1 FROM {slots} e WHERE e.participant_id = s.participant_id
                   AND e.{idx} = s.{idx} - 1 AND {e_unanswered}){lock}
 ON CONFLICT DO NOTHING
@@ -184,8 +187,9 @@ def store_answer(
 ) -> StoredAnswer | None:
     """Store the answer to slot `index` of the participant with this token, in one statement;
     None (and nothing written) unless the participant is at `step` and that slot is its
-    current one, with no answer yet (a replayed, stale or forged POST), and its page has been
-    open long enough to play its clips (`answerable_ms`; an early answer)."""
+    current one, with no answer yet (a replayed, stale or forged POST), still reserved (not
+    lapsed), and its page has been open long enough to play its clips (`answerable_ms`; an
+    early answer)."""
     now = now or timezone.now()
     plays, heard = client.plays, client.heard
     params = [
@@ -196,6 +200,7 @@ def store_answer(
         Answer._meta.get_field("client").get_db_prep_save(client.raw, connection),
         Answer._meta.get_field("created_at").get_db_prep_save(now, connection),
         token, step, index, epoch_ms(now),
+        Assignment._meta.get_field("reserved_until").get_db_prep_save(now, connection),
     ]  # fmt: skip
     with hot_cursor() as cursor:
         cursor.execute(_answer_sql(connection.vendor), params)

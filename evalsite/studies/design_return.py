@@ -1,0 +1,104 @@
+"""A participant coming back after its reservations lapsed: its unanswered trials went back to
+the pool meanwhile (`design_fill` stopped counting them), and others may have taken them to
+their target. Its list is checked again under the study's lock, as an entry's is chosen.
+
+Rules (docs/site.md, "Design rules", "Coming back after the timeout"): an unanswered main slot
+whose trial now has its target (answers + other participants' live slots, `fill_counts`) is
+taken out of the list, and so is a repeat of such a trial; practice and the other catch slots
+stay. The remaining unanswered slots are re-reserved and numbered on after the answered ones in
+their order (the answer statement needs slots 0..n-1, `participant_writes.ANSWER_SQL`), with a
+trial moved only where taking others out put the same reference back to back or a repeat next
+to its original. A renumbered slot needs a view of its page before an answer to it is stored,
+so a page still showing a slot that was taken out stores nothing under its number.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import Case, Exists, F, OuterRef, Value, When
+
+from evalsite.studies.design import TRIAL_REF_FIELDS, TrialRef, lock_participants
+from evalsite.studies.design_fill import count_fill, keep_fill, lock_study
+from evalsite.studies.design_order import repair_order
+from evalsite.studies.models import Answer, Assignment, Participant
+
+STEPS = (Participant.Step.PRACTICE, Participant.Step.TRIALS)
+
+
+def recheck(participant: Participant, now: datetime) -> bool:
+    """Check again the list of a participant whose reservations lapsed (see the module's rules)
+    and re-reserve what stays; True when trials were taken out of it (a page read before must
+    read the position again). Nothing is done (False) when its reservations are live: another of
+    its requests came first."""
+    study = participant.study
+    with transaction.atomic():
+        lock_study(study.pk)  # as `design.assign`: entries and returns see each other's slots
+        lock_participants([participant.pk])  # its answers wait (ANSWER_SQL locks it FOR SHARE)
+        if not Participant.objects.filter(pk=participant.pk, step__in=STEPS).exists():
+            return False
+        slots = _slots(participant)
+        unanswered = [s for s in slots if not s["answered"]]
+        if not unanswered or unanswered[0]["reserved_until"] > now:
+            return False
+        counts = count_fill(study, now)  # counted now: a reused count may still hold its slots
+        target = int(study.setting("target_answers_per_trial"))
+        full = {s["trial"].id for s in unanswered if _is_main(s["trial"])
+                and counts[s["trial"].id] >= target}  # fmt: skip
+        dropped = [s for s in unanswered if s["trial"].id in full
+                   or s["trial"].repeat_of_id in full]  # fmt: skip
+        kept = [s for s in unanswered if s not in dropped]
+        answered = len(slots) - len(unanswered)
+        ordered = _reorder(kept, slots[answered - 1]["trial"] if answered else None)
+        Assignment.objects.filter(pk__in=[s["id"] for s in dropped]).delete()
+        _renumber(ordered, answered, len(slots))
+        until = now + timedelta(seconds=int(study.setting("reservation_timeout_s")))
+        Assignment.objects.filter(pk__in=[s["id"] for s in kept]).update(reserved_until=until)
+        counts.update(s["trial"].id for s in kept)  # the next entries see them reserved again
+        keep_fill(study, counts)
+    return bool(dropped)
+
+
+def _is_main(t: TrialRef) -> bool:
+    return not (t.is_practice or t.is_catch)
+
+
+def _slots(participant: Participant) -> list[dict]:
+    """The participant's slots in order: id, index, reservation, answered, trial (TrialRef)."""
+    answer = Answer.objects.filter(participant_id=participant.pk, trial_id=OuterRef("trial_id"))
+    trial_fields = [f"trial__{name}" for name in TRIAL_REF_FIELDS]
+    rows = (
+        Assignment.objects.filter(participant_id=participant.pk)
+        .annotate(answered=Exists(answer))
+        .order_by("index")
+        .values_list("id", "index", "reserved_until", "answered", *trial_fields)
+    )
+    return [{"id": r[0], "index": r[1], "reserved_until": r[2], "answered": r[3],
+             "trial": TrialRef(*r[4:])} for r in rows]  # fmt: skip
+
+
+def _reorder(kept: list[dict], before: TrialRef | None) -> list[dict]:
+    """The kept slots in their order, the practice ones first as they were, the others repaired
+    where taking trials out broke an order rule (`design_order.repair_order`)."""
+    practice = [s for s in kept if s["trial"].is_practice]
+    rest = [s for s in kept if not s["trial"].is_practice]
+    if practice:
+        before = practice[-1]["trial"]
+    by_trial = {s["trial"].id: s for s in rest}
+    repaired = repair_order([s["trial"] for s in rest], before)
+    return practice + [by_trial[t.id] for t in repaired]
+
+
+def _renumber(ordered: list[dict], first: int, n_slots: int) -> None:
+    """Number `ordered` first, first + 1, ... In two steps, past every old number and back, as
+    (participant, index) is unique at every row written. A slot that moves needs its page shown
+    under its new number before an answer to it is stored (`answerable_ms` cleared; the view
+    sets it again, `participant_writes.mark_shown`)."""
+    moved = {s["id"]: first + i for i, s in enumerate(ordered) if s["index"] != first + i}
+    if not moved:
+        return
+    slots = Assignment.objects.filter(pk__in=moved)
+    past = Case(*[When(pk=pk, then=Value(index + n_slots)) for pk, index in moved.items()])
+    slots.update(index=past, answerable_ms=None)
+    slots.update(index=F("index") - n_slots)

@@ -1,0 +1,230 @@
+"""A participant coming back after its reservations lapsed: trials that went to others and reached
+their target meanwhile are taken out of its list (`design_return`), the rest re-reserved."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+from types import SimpleNamespace as T
+
+import pytest
+from django.db import connection, transaction
+from django.test import Client
+from django.utils import timezone
+
+from evalsite.studies import design, design_fill, design_order, flow
+from evalsite.studies.models import Answer, Assignment, Participant, StudyFold
+from tests.evalsite.studies.conftest import enter, make_study
+from tests.evalsite.studies.participant_steps import (
+    DESKTOP_UA,
+    client_log,
+    finish,
+    listened,
+    open_trial,
+    post,
+    to_step,
+    url,
+)
+from tests.lock_waits import until_blocked
+
+
+def lapse(p: Participant) -> None:
+    """The participant went away past the timeout: every reservation of its slots has lapsed."""
+    Assignment.objects.filter(participant=p).update(
+        reserved_until=timezone.now() - timedelta(seconds=1)
+    )
+
+
+def main_answers(study) -> Counter:
+    rows = Answer.objects.filter(
+        trial__study=study, trial__is_practice=False, trial__is_catch=False
+    )
+    return Counter(rows.values_list("trial_id", flat=True))
+
+
+def answer_elsewhere(study, trials) -> None:
+    """Another participant, finished meanwhile, answered these trials."""
+    other = Participant.objects.create(study=study, seed=99, step=Participant.Step.DONE)
+    for i, t in enumerate(trials):
+        Answer.objects.create(participant=other, trial=t, trial_index=i, chosen="a",
+                              chosen_position="A", displayed_first="a")  # fmt: skip
+
+
+def indices(p: Participant) -> list[int]:
+    return list(p.slots.order_by("index").values_list("index", flat=True))
+
+
+def to_main_trials(client, p: Participant) -> Participant:
+    """Through the practice to the first main trial (practice answered right)."""
+    while p.step == "practice":
+        if p.state.get("feedback"):
+            post(client, p, "practice", action="continue")
+        else:
+            slot = open_trial(client, p)
+            choice = "A" if slot.displayed_first == slot.trial.expected else "B"
+            post(client, p, "practice", index=slot.index, choice=choice, log=client_log())
+        p.refresh_from_db()
+    return p
+
+
+@pytest.mark.django_db
+def test_it_takes_out_the_trials_that_others_answered_to_their_target_meanwhile(
+    experimenter, listening_catalogue
+):
+    study = make_study(experimenter, listening_catalogue, target_answers_per_trial=1)
+    first, second = Client(), Client()
+    p1 = to_step(first, enter(first, study, pid="away"), "practice")
+    lapse(p1)
+    p2 = finish(second, to_step(second, enter(second, study, pid="next"), "practice"))
+    assert p2.step == "done"
+    p1 = finish(first, p1)
+    assert p1.step == "done"  # with every main trial taken out, it completes as normal
+    assert max(main_answers(study).values()) == 1
+    assert not Answer.objects.filter(participant=p1, trial__is_catch=False,
+                                     trial__is_practice=False).exists()  # fmt: skip
+    assert indices(p1) == list(range(p1.slots.count()))
+    assert not p1.slots.filter(trial__catch_kind="repeat").exists()  # its original went too
+    kept = {"identical", "attention", ""}  # the other checks and the practice stay
+    assert set(p1.slots.values_list("trial__catch_kind", flat=True)) == kept
+
+
+@pytest.mark.django_db
+def test_it_renumbers_and_re_reserves_what_stays_in_its_order(experimenter, listening_catalogue):
+    study = make_study(experimenter, listening_catalogue, target_answers_per_trial=1)
+    client = Client()
+    p = to_main_trials(client, to_step(client, enter(client, study), "practice"))
+    answered = list(p.slots.order_by("index").values_list("pk", "index")[:2])  # the practice
+    before = list(p.slots.order_by("index").select_related("trial")[2:])
+    lapse(p)
+    repeat = next(s.trial for s in before if s.trial.catch_kind == "repeat")
+    taken = [repeat.repeat_of, next(s.trial for s in before if not s.trial.is_catch
+                                    and s.trial_id != repeat.repeat_of_id)]  # fmt: skip
+    answer_elsewhere(study, taken)
+    now = timezone.now()
+    assert client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).status_code == 302  # read again
+    assert list(p.slots.order_by("index").values_list("pk", "index")[:2]) == answered
+    after = list(p.slots.order_by("index").select_related("trial")[2:])
+    gone = {t.pk for t in taken} | {repeat.pk}
+    left = [s.trial_id for s in before if s.trial_id not in gone]  # in their order, repaired
+    refs = {t.id: t for t in design.trial_refs(study.trials.all())}  # where a rule broke
+    last_practice = refs[p.slots.get(index=1).trial_id]
+    expected = design_order.repair_order([refs[t] for t in left], before=last_practice)
+    assert [s.trial_id for s in after] == [t.id for t in expected]
+    assert indices(p) == list(range(len(answered) + len(after)))
+    assert all(s.reserved_until > now for s in after)
+    moved = [s for s in after if s.index != next(b.index for b in before if b.pk == s.pk)]
+    assert moved and all(s.answerable_ms is None for s in moved)  # each waits for its page
+    assert client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).status_code == 200
+    assert finish(client, p).step == "done"
+    assert max(main_answers(study).values()) == 1
+
+
+@pytest.mark.django_db
+def test_it_stores_nothing_from_a_page_whose_trial_was_taken_out(experimenter, listening_catalogue):
+    study = make_study(experimenter, listening_catalogue, target_answers_per_trial=1)
+    client, other_tab = Client(), Client()
+    p = to_main_trials(client, to_step(client, enter(client, study), "practice"))
+    shown = open_trial(client, p)  # the page stays open while the participant is away
+    lapse(p)
+    answer_elsewhere(study, [shown.trial])
+    response = post(client, p, "trials", index=shown.index, choice="A", log=client_log())
+    assert response.status_code == 302 and "early" not in response["Location"]
+    assert not Answer.objects.filter(participant=p, trial=shown.trial).exists()
+    assert not p.slots.filter(trial=shown.trial).exists()
+    p.refresh_from_db()
+    assert p.early_answers == 0  # not a script's answer
+    # the next slot took its number: from a page still showing the old one nothing is stored
+    listened(Assignment.objects.get(participant=p, index=shown.index))
+    other_tab.cookies = client.cookies
+    post(other_tab, p, "trials", index=shown.index, choice="A", log=client_log())
+    assert not Answer.objects.filter(participant=p, trial_index=shown.index).exists()
+    assert client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).status_code == 200
+
+
+@pytest.mark.django_db
+def test_it_stores_the_answer_of_a_page_left_open_whose_trial_is_still_wanted(listening_study):
+    client = Client()
+    p = to_main_trials(client, to_step(client, enter(client, listening_study), "practice"))
+    shown = open_trial(client, p)
+    lapse(p)
+    now = timezone.now()
+    post(client, p, "trials", index=shown.index, choice="B", log=client_log())
+    assert Answer.objects.filter(participant=p, trial=shown.trial).exists()
+    assert not p.slots.filter(index__gt=shown.index, reserved_until__lte=now).exists()
+
+
+def test_it_repairs_only_the_order_rules_a_removal_broke():
+    def t(i, ref, catch=False, repeat_of=None):
+        return T(id=i, reference_id=ref, is_catch=catch, repeat_of_id=repeat_of)
+
+    kept = [t(1, 10), t(2, 11), t(3, 11), t(4, 12), t(5, 13, True), t(6, 14)]  # 2, 3 clash
+    repaired = design_order.repair_order(kept)
+    assert design_order.violations(repaired) == 0
+    assert [x.id for x in repaired] == [1, 2, 4, 3, 5, 6]  # one swap; the catch trial stays
+    close = [t(1, 10), t(2, 11), t(7, 11, True, repeat_of=2), t(4, 12), t(8, 15, True)]
+    repaired = design_order.repair_order(close)
+    assert design_order.violations(repaired) == 0 and repaired[2].is_catch
+    untouched = [t(1, 10), t(2, 11), t(4, 12)]
+    assert design_order.repair_order(untouched, before=t(0, 9)) == untouched
+
+
+def _hold_study_lock_then(study, first, second) -> None:
+    """Run `first`, then `second`, each in a thread that queues for the study's lock, held here
+    until both wait: they take it in that order."""
+    threads = [threading.Thread(target=f) for f in (first, second)]
+    with transaction.atomic():
+        design_fill.lock_study(study.pk)
+        threads[0].start()
+        assert until_blocked(threads[0], 30)
+        threads[1].start()
+        time.sleep(0.5)  # until the second one queues too (behind the first)
+    for thread in threads:
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)  # each side commits on its own connection
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers: PostgreSQL")
+@pytest.mark.parametrize("returning_first", [True, False], ids=["returning", "newcomer"])
+def test_a_returning_participant_and_a_newcomer_never_hold_one_trial(
+    experimenter, listening_catalogue, returning_first
+):
+    study = make_study(experimenter, listening_catalogue, target_answers_per_trial=1,
+                       trials_per_participant=3)  # fmt: skip
+    back, new = Client(), Client()
+    p1 = to_step(back, enter(back, study), "practice")
+    lapse(p1)
+    mine = set(p1.slots.filter(trial__is_catch=False, trial__is_practice=False)
+               .values_list("trial_id", flat=True))  # fmt: skip
+    p2 = to_step(new, enter(new, study), "instructions")
+    # a seed whose choice on an empty count overlaps the lapsed list: without the recheck the
+    # newcomer entering first would share trials with the returning participant
+    seed = next(s for s in range(100) if {t.id for t in design.select_trials(study, s, Counter())
+                                          if not t.is_catch} & mine)  # fmt: skip
+    Participant.objects.filter(pk=p2.pk).update(seed=seed)
+    StudyFold.objects.filter(study=study).update(fill_at=None)  # the newcomer counts afresh
+
+    def returning():
+        try:
+            back.get(url(p1), HTTP_USER_AGENT=DESKTOP_UA)
+        finally:
+            connection.close()
+
+    def entering():
+        try:
+            post(new, p2, "instructions")
+        finally:
+            connection.close()
+
+    order = (returning, entering) if returning_first else (entering, returning)
+    _hold_study_lock_then(study, *order)
+    now = timezone.now()
+    live = Assignment.objects.filter(trial__study=study, reserved_until__gt=now,
+                                     trial__is_catch=False, trial__is_practice=False)  # fmt: skip
+    held = Counter(live.values_list("trial_id", flat=True))
+    assert held and max(held.values()) == 1, dict(held)
+    assert {p.step for p in study.participants.all()} == {"practice"}
+    assert flow.current_slot(Participant.objects.get(pk=p1.pk)) is not None
