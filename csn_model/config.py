@@ -263,7 +263,7 @@ def from_dict(schema: type, data: dict | None, source: str = "config", prefix: s
     kwargs = {}
     for name, value in data.items():
         hint = hints[name]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             kwargs[name] = from_dict(hint, value, source, f"{prefix}{name}.")
         else:
             kwargs[name] = _coerce(value, hint, source, f"{prefix}{name}")

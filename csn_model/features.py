@@ -21,6 +21,9 @@ MEL_GROUPS = 8  # mel bands in groups of 128/8; each group multiplies only its f
 
 
 class LogMel(nn.Module):
+    window: torch.Tensor  # buffers, registered in __init__
+    mel_fb2_t: torch.Tensor
+
     def __init__(
         self,
         sample_rate: int = 22050,

@@ -69,6 +69,8 @@ class Encoder(nn.Module):
 class ConditionalSimilarityNet(nn.Module):
     """Waveform (B, T) at `features["sample_rate"]` -> embedding (B, D) with K condition masks."""
 
+    fixed_masks: torch.Tensor  # buffer, registered in __init__ unless the masks are learned
+
     def __init__(
         self,
         conditions: list[str],
@@ -129,10 +131,14 @@ class ConditionalSimilarityNet(nn.Module):
             if isinstance(m, nn.BatchNorm2d):
                 continue  # folded into the convolution before it
             if isinstance(m, nn.Conv2d):
-                m = fuse_conv_bn_eval(m, mods[i + 1])
+                bn = mods[i + 1]
+                if not isinstance(bn, nn.BatchNorm2d):
+                    raise TypeError(f"encoder block {i + 1}: expected BatchNorm2d after a Conv2d")
+                m = fuse_conv_bn_eval(m, bn)
             blocks.append(m)
         fast.encoder.blocks = nn.Sequential(*blocks)
-        return fast.to(memory_format=torch.channels_last)
+        # Module.to takes memory_format at run time; the stubs' overloads leave it out.
+        return fast.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def subspaces(self, emb: torch.Tensor) -> torch.Tensor:
         """Fixed masks only: (B, D) -> (B, K, D/K)."""

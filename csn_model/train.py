@@ -81,7 +81,8 @@ def load_teachers(teachers: dict[str, Path] | None, cfg: ExperimentConfig, devic
     t = cfg.train
     if t.system != "csn" or (t.aux_loss == 0 and t.pretrain == 0):
         return []
-    missing = [c for c in CONDITIONS if c not in (teachers or {})]
+    teachers = teachers or {}
+    missing = [c for c in CONDITIONS if c not in teachers]
     if missing:
         raise TrainError(
             f"train.aux_loss / train.pretrain need individual-network teachers; missing "

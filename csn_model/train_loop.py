@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -20,10 +21,18 @@ from csn_model.config import ExperimentConfig, to_dict
 from csn_model.train_errors import TrainError
 
 
+class _Items(Protocol):
+    """A map-style dataset of known length (torch's Dataset type declares no __len__)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> dict: ...
+
+
 class StepBatches(Dataset):
     """Index s -> the whole batch of step s (items s*B .. s*B+B-1 of an item dataset)."""
 
-    def __init__(self, items: Dataset, batch_size: int, offset: int = 0):
+    def __init__(self, items: _Items, batch_size: int, offset: int = 0):
         self.items, self.batch_size, self.offset = items, batch_size, offset
 
     def __len__(self) -> int:
@@ -39,7 +48,7 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # workers read audio; the training process owns the cores
 
 
-def make_loader(items: Dataset, cfg: ExperimentConfig, start: int, stop: int, offset: int = 0):
+def make_loader(items: _Items, cfg: ExperimentConfig, start: int, stop: int, offset: int = 0):
     batches = StepBatches(items, cfg.train.batch_size, offset)
     workers = cfg.train.num_workers
     return DataLoader(

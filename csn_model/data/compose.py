@@ -155,7 +155,7 @@ def _chord(scale: list[int], degree: int, seventh: bool) -> tuple[int, ...]:
 def _bar_plan(form, section_bars, progs, mode, scale, beat, seconds, style) -> list[pt.Bar]:
     """Bars covering `seconds` (the form repeats if it is too short), chords per section."""
     seventh = style in {"jazz", "bossa", "funk"}
-    plan = []  # (section, index, bars, degree)
+    plan: list[tuple[str, int, int, int]] = []  # (section, index, bars, degree)
     while len(plan) * 4 * beat < seconds + 4 * beat:
         for section in form:
             degrees = PROGRESSIONS[mode][progs[section]]

@@ -228,9 +228,9 @@ def guitar(bar: Bar, rng, pattern: str, center: int) -> list[Note]:
             t, v = _jitter(rng, bar.start + i * 0.5 * b, 82)
             out.append(Note(max(t, 0.0), t + 1.0 * b, order[i % len(order)], v))
         return out
-    for beat, direction in STRUM:  # strum: strings 12 ms apart, down or up
+    for strum_beat, direction in STRUM:  # strum: strings 12 ms apart, down or up
         strings = shape if direction > 0 else shape[::-1]
-        t0, v = _jitter(rng, bar.start + beat * b, 95 if direction > 0 else 78)
+        t0, v = _jitter(rng, bar.start + strum_beat * b, 95 if direction > 0 else 78)
         for k, p in enumerate(strings):
             t = t0 + 0.012 * k
             out.append(Note(max(t, 0.0), t0 + 0.48 * b, p, v))

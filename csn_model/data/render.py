@@ -13,6 +13,7 @@ import ctypes
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -153,7 +154,7 @@ class _Lender:
     selected on its own channels, so that their samples stay loaded between stems (dynamic
     loading would otherwise free and re-read them for every fresh synth)."""
 
-    synth: object
+    synth: Any  # fluidsynth.Synth; pyfluidsynth has no types
     sfid: int
     sfont: int  # fluid_sfont_t*
     pinned: dict[tuple[int, int], int]  # (bank, program) -> holder channel

@@ -113,7 +113,9 @@ class Track:
         with self._lock:
             if self._envelopes is not None:
                 return
-            envelopes, silent, audible = {}, [], {}
+            envelopes: dict[str, np.ndarray] = {}
+            silent: list[str] = []
+            audible: dict[str, list[Stem]] = {}
             for cond, stems in self.stems.items():
                 for stem in stems:
                     env, peak = stem_envelope(stem.path, self.num_frames, self.name, stem.name)
@@ -128,6 +130,12 @@ class Track:
             self._silent = tuple(silent)
             self._envelopes = envelopes
 
+    def _analysed_envelopes(self) -> dict[str, np.ndarray]:
+        self.analyse()
+        if self._envelopes is None:
+            raise DataError(f"{self.name}: no envelopes after analyse()")
+        return self._envelopes
+
     @property
     def silent_stems(self) -> tuple[str, ...]:
         self.analyse()
@@ -136,7 +144,7 @@ class Track:
     @property
     def conditions(self) -> tuple[str, ...]:
         self.analyse()
-        return tuple(c for c in CONDITIONS if c in self._envelopes)
+        return tuple(c for c in CONDITIONS if c in self._analysed_envelopes())
 
     def programs(self, condition: str) -> list[int]:
         """GM programs (drums: the kit's program) of the audible stems of a condition."""
@@ -147,8 +155,7 @@ class Track:
         """Start frames (multiples of hop) of segments where the condition is audible: the
         segment's RMS reaches max(-60 dBFS, the condition's track RMS - 20 dB) and at least 15%
         of its 1024-frame envelope frames reach that floor - 10 dB (notes and their decays)."""
-        self.analyse()
-        env = self._envelopes.get(condition)
+        env = self._analysed_envelopes().get(condition)
         if env is None or num_frames > self.num_frames:
             return np.zeros(0, dtype=np.int64)
         starts = np.arange(0, self.num_frames - num_frames + 1, hop, dtype=np.int64)
@@ -232,6 +239,8 @@ class SlakhDataset:
     def sample_rate(self) -> int:
         for split in self.splits:
             self.tracks(split)
+        if self._sample_rate is None:  # every split holds a track, or tracks() raised
+            raise DataError(f"{self.root}: no track to take the sample rate from")
         return self._sample_rate
 
     def tracks(self, split: str) -> list[Track]:

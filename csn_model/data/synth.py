@@ -123,8 +123,13 @@ def synthesize(
         raise ValueError(f"tracks={tracks}: expected at least 1")
     if audio_format not in {"flac", "wav"}:
         raise ValueError(f"audio_format={audio_format!r}: expected 'flac' or 'wav'")
-    if abs(sum(split_fractions) - 1.0) > 1e-6 or min(split_fractions) < 0:
+    if (
+        len(split_fractions) != 3
+        or abs(sum(split_fractions) - 1.0) > 1e-6
+        or min(split_fractions) < 0
+    ):
         raise ValueError(f"split fractions {split_fractions}: expected three shares summing to 1")
+    train, validation, test = (float(f) for f in split_fractions)
     sf_path = check_soundfont(soundfont) if soundfont else default_soundfont()
     kits = available_presets(sf_path, 128, DRUM_KITS) or (0,)
     cfg = SynthConfig(
@@ -133,7 +138,7 @@ def synthesize(
         seconds=float(seconds),
         soundfont=str(sf_path.resolve()),
         audio_format=audio_format,
-        split_fractions=tuple(float(f) for f in split_fractions),
+        split_fractions=(train, validation, test),
         kits=kits,
     )
     out = Path(out)

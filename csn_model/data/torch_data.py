@@ -102,7 +102,7 @@ class StemTorchDataset(Dataset):
         t = self.src.get(index)
         k = CONDITIONS.index(t.condition)
         n = self.src.num_frames
-        segs = [s.part(t.condition) for s in (t.anchor, t.positive, t.negative)]
+        segs = [s.stem(t.condition) for s in (t.anchor, t.positive, t.negative)]
         stems = np.stack(
             [self.src.ds.track(g.track).read_condition(CONDITIONS[k], g.start, n) for g in segs]
         )  # (3, T)

@@ -47,6 +47,13 @@ class MixSpec:
     def part(self, condition: str) -> Segment | None:
         return self.parts[CONDITIONS.index(condition)]
 
+    def stem(self, condition: str) -> Segment:
+        """The part of a condition that the mix must hold (a triplet's own condition)."""
+        seg = self.part(condition)
+        if seg is None:
+            raise DataError(f"mix {self}: no {condition} part; expected one for this condition")
+        return seg
+
 
 @dataclass(frozen=True)
 class Triplet:
@@ -337,7 +344,7 @@ def load_triplets(path: str | Path) -> tuple[list[Triplet], dict]:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise DataError(f"{path}: field 'format' is not {FORMAT!r}; not a csn triplet file")
     version = doc.get("version")
-    if type(version) is not int or version != FORMAT_VERSION:  # type: True == 1 in Python
+    if type(version) is not int or version != FORMAT_VERSION:  # not isinstance: True == 1 in Python
         raise DataError(f"{path}: field 'version' is {version!r}; expected {FORMAT_VERSION}")
     if doc.get("conditions") != list(CONDITIONS):
         raise DataError(

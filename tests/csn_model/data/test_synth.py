@@ -106,3 +106,10 @@ def test_it_splits_prefix_stably():
     plan = split_plan(20, (0.7, 0.15, 0.15))
     assert plan[:10] == split_plan(10, (0.7, 0.15, 0.15))
     assert [plan.count(s) for s in ("train", "validation", "test")] == [14, 3, 3]
+
+
+def test_it_refuses_split_fractions_that_are_not_three_shares(tmp_path):
+    # Two shares summing to 1 used to pass the check and fail later with an IndexError.
+    with pytest.raises(ValueError, match=r"split fractions \(0.5, 0.5\): expected three shares"):
+        synthesize(tmp_path / "d", 1, 0, seconds=1.0, split_fractions=(0.5, 0.5), progress=False)
+    assert not (tmp_path / "d").exists()
