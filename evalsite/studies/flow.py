@@ -14,7 +14,7 @@ from contextlib import nullcontext
 from datetime import timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
@@ -92,11 +92,13 @@ def resume(p: Participant, user_agent: str) -> Participant:
     return p
 
 
-def create(study: Study, params: dict, user_agent: str, language: str) -> Participant:
+def create(study: Study, params: dict, user_agent: str, language: str) -> Participant | None:
     """A new participant entering by the study link (at `full` at once when the study is known
-    to be full, `design_fill.known_full`)."""
+    to be full, `design_fill.known_full`). None when another entry with the same recruitment id
+    made it since this one looked (a double click, two tabs): the database holds one
+    participant per id (Participant's constraints); find_existing now finds that one."""
     ids = _recruitment_ids(params)
-    p = Participant.objects.create(
+    p = Participant(
         study=study,
         recruitment={k: str(v)[:200] for k, v in list(params.items())[:30]},
         user_agent=user_agent[:1000],
@@ -105,6 +107,15 @@ def create(study: Study, params: dict, user_agent: str, language: str) -> Partic
         session=ids["prolific_session_id"] or Participant._meta.get_field("session").default(),
         **ids,
     )
+    try:
+        with transaction.atomic():  # a savepoint: the entry goes on after a refused INSERT
+            p.save(force_insert=True)
+    except IntegrityError:
+        if not (ids["prolific_pid"] or ids["external_pid"]):
+            raise  # not a recruitment id's conflict
+        log.info("study %s: an entry with the same recruitment id made the participant first",
+                 study.pk)  # fmt: skip
+        return None
     if design_fill.known_full(study):  # told now, not after consent and screening
         advance(p, Step.BROWSER_CHECK, Step.FULL)
     return p

@@ -218,6 +218,21 @@ class Participant(models.Model):
 
     class Meta:
         ordering = ["id"]
+        # One participant per recruitment id and study, as `flow.find_existing` looks them up
+        # (a pid is the key only without a PROLIFIC_PID): two entries with a new id at the same
+        # moment (a double click) would otherwise both create one (`flow.create`).
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "prolific_pid"],
+                condition=~models.Q(prolific_pid=""),
+                name="participant_prolific_pid_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["study", "external_pid"],
+                condition=models.Q(prolific_pid="") & ~models.Q(external_pid=""),
+                name="participant_pid_unique",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"participant {self.pk} of {self.study_id}"

@@ -59,12 +59,15 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
         translation.activate(page_language(study, request))
         return refused(request, _("This study is not open at the moment. Please try again later."))
     user_agent = request.headers.get("User-Agent", "")
-    if found is None:
-        p = flow.create(study, request.GET.dict(), user_agent, page_language(study, request))
-    elif flow.may_resume(found, request.GET, known):
+    language = page_language(study, request)
+    p = flow.create(study, request.GET.dict(), user_agent, language) if found is None else None
+    if p is None:
+        # Not created: another entry with the same id made the participant since `found` was
+        # looked up (a double click, two tabs); it is resumed by the same rules.
+        found = found or flow.find_existing(study, request.GET)
+        if found is None or not flow.may_resume(found, request.GET, known):
+            return _other_session(request, study)
         p = flow.resume(found, user_agent)
-    else:
-        return _other_session(request, study)
     if study.status == Study.Status.DRAFT and not p.is_preview:
         Participant.objects.filter(pk=p.pk).update(is_preview=True)
     response = redirect("studies:participant", p.token)
