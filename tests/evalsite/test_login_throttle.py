@@ -98,3 +98,28 @@ def test_behind_the_proxy_the_address_is_the_one_the_proxy_appended(rf):
 def test_without_a_proxy_a_forwarded_header_is_ignored(rf):
     request = rf.get("/", HTTP_X_FORWARDED_FOR="203.0.113.7", REMOTE_ADDR="198.51.100.4")
     assert client_ip(request) == "198.51.100.4"
+
+
+@override_settings(CSN_BEHIND_PROXY=True)
+@pytest.mark.parametrize(
+    ("forwarded", "expected"),
+    [
+        ("203.0.113.7:51234", "203.0.113.7"),  # ip:port, as some proxies write it
+        ("[2001:db8::7]:443", "2001:db8::7"),
+        ("2001:db8::7", "2001:db8::7"),
+        ("unknown", "198.51.100.4"),  # Squid; no address: REMOTE_ADDR
+        ("_hidden", "198.51.100.4"),
+    ],
+)
+def test_a_forwarded_entry_is_read_as_a_bare_address_or_not_at_all(rf, forwarded, expected):
+    request = rf.get("/", HTTP_X_FORWARDED_FOR=forwarded, REMOTE_ADDR="198.51.100.4")
+    assert client_ip(request) == expected
+
+
+@override_settings(CSN_BEHIND_PROXY=True)
+@pytest.mark.parametrize("password", ["wrong", PASSWORD])
+def test_a_forwarded_entry_that_is_no_address_does_not_fail_the_login(researcher, password):
+    client = Client(raise_request_exception=False, HTTP_X_FORWARDED_FOR="203.0.113.7:51234")
+    assert _login(client, password).status_code == (200 if password == "wrong" else 302)
+    client = Client(raise_request_exception=False, HTTP_X_FORWARDED_FOR="unknown")
+    assert _login(client, password).status_code == (200 if password == "wrong" else 302)
