@@ -122,8 +122,17 @@ def software_versions() -> dict:
     import csn_model
 
     return {
-        "csn-eval": importlib.metadata.version("csn-eval"),
+        "csn-eval": _distribution_version("csn-eval"),
         "csn_model": csn_model.__version__,
         "django": django.get_version(),
         "python": platform.python_version(),
     }
+
+
+def _distribution_version(name: str) -> str:
+    """The installed distribution's version; a site run from a checkout that was never installed
+    (`PYTHONPATH=.`) has none, and its export says so rather than failing."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"

@@ -249,3 +249,11 @@ def test_the_snapshot_names_the_site_and_the_model_code_versions_apart(study):
     assert software["csn-eval"] == importlib.metadata.version("csn-eval")  # the distribution
     assert software["csn_model"] == csn_model.__version__  # what a checkpoint records
     assert software["django"] == django.get_version()
+
+
+def test_the_snapshot_says_when_the_site_runs_uninstalled(study, monkeypatch):
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    assert config_snapshot(study)["software"]["csn-eval"] == "not installed"
