@@ -44,7 +44,7 @@ def make_broker_folders(**_kwargs) -> None:
     consumes both have them."""
     options = app.conf.broker_transport_options or {}
     keys = ("data_folder_in", "data_folder_out", "processed_folder", "control_folder")
-    for folder in {options.get(k) for k in keys} - {None}:
+    for folder in {options[k] for k in keys if options.get(k) is not None}:
         os.makedirs(folder, exist_ok=True)
 
 

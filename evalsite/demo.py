@@ -126,8 +126,7 @@ def serve(opts: DemoOptions) -> None:
         try:
             while True:
                 worker.check_alive()
-                if server.proc.poll() is not None:
-                    raise DemoError(f"the web server exited; see {server.log}")
+                server.check_alive()
                 time.sleep(1.0)
         except KeyboardInterrupt:
             print("\n  stopped")

@@ -7,9 +7,14 @@ import os
 import signal
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evalsite.demo_options import ROOT, DemoError, DemoOptions
+
+if TYPE_CHECKING:
+    import subprocess
 
 
 class LocalWorker:
@@ -22,8 +27,8 @@ class LocalWorker:
     def __init__(self, opts: DemoOptions, stop_timeout_s: float = 20.0) -> None:
         self.opts = opts
         self.stop_timeout_s = stop_timeout_s
-        self.proc = None
-        self.started_at = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started_at: datetime | None = None
         self.log = opts.home / "logs" / "worker.log"
 
     def __enter__(self) -> LocalWorker:
@@ -125,7 +130,7 @@ class Server:
 
     def __init__(self, opts: DemoOptions) -> None:
         self.opts = opts
-        self.proc = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.log = opts.home / "logs" / "web.log"
 
     def __enter__(self) -> Server:
@@ -148,6 +153,10 @@ class Server:
             except OSError:
                 time.sleep(0.5)
         raise DemoError(f"the web server did not answer on {self.opts.base_url}; see {self.log}")
+
+    def check_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise DemoError(f"the web server exited; see {self.log}")
 
     def __exit__(self, *exc) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -9,6 +9,10 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dj_database_url import DBConfig
 
 
 class EnvError(ValueError):
@@ -87,7 +91,7 @@ def env_device(name: str) -> str | None:
     return value
 
 
-def env_database(name: str, default: str, conn_max_age: int = 0) -> dict:
+def env_database(name: str, default: str, conn_max_age: int = 0) -> DBConfig:
     """Django's DATABASES entry from a URL (`postgresql://user:pass@host:5432/db`,
     `sqlite:///path`); unset or empty: `default`."""
     import dj_database_url  # only settings read databases

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 
 AUDIO_TYPES = {".flac": "audio/flac", ".wav": "audio/wav"}
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -42,10 +43,11 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     return first, min(last, size - 1)
 
 
-def audio_response(request, path: Path) -> HttpResponse:
+def audio_response(request, path: Path) -> HttpResponseBase:
     content_type = AUDIO_TYPES[path.suffix.lower()]
     size = path.stat().st_size
     header = request.headers.get("Range")
+    response: HttpResponseBase
     if not header:
         response = FileResponse(path.open("rb"), content_type=content_type)
         response["Accept-Ranges"] = "bytes"

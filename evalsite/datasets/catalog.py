@@ -49,7 +49,8 @@ def datasets() -> list[DatasetRef]:
     elif base.is_dir():
         candidates += sorted(p for p in base.iterdir() if is_slakh_root(p))
     candidates += [Path(p) for p in getattr(settings, "CSN_DATASETS", []) if is_slakh_root(Path(p))]
-    refs, seen = [], set()
+    refs: list[DatasetRef] = []
+    seen: set[str] = set()
     for root in candidates:
         root = root.resolve()
         if root in {r.root for r in refs}:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
@@ -43,7 +44,7 @@ def detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_GET
-def audio(request: HttpRequest, slug: str, relpath: str) -> HttpResponse:
+def audio(request: HttpRequest, slug: str, relpath: str) -> HttpResponseBase:
     ref = catalog.find(slug)
     if ref is None:
         raise Http404("no such dataset")

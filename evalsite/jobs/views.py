@@ -72,7 +72,7 @@ def queue(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     job = None
     if action in ("ingest", "design") and study.catalogue is None:
         messages.error(request, "The study has no catalogue yet; add clips first.")
-    elif action == "ingest":
+    elif action == "ingest" and study.catalogue is not None:  # None: the message above
         job = queue_ingest(study.catalogue, study=study)
     elif action == "model-choices":
         job = queue_model_choices(study)

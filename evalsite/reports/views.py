@@ -30,7 +30,9 @@ PLOT_TITLES = {  # display order (the JSON field does not keep key order)
 
 def _study(request: HttpRequest, key: str) -> Study:
     # isdigit alone also accepts digits int() rejects ("²"): a 500 instead of a 404.
-    lookup = {"pk": int(key)} if key.isascii() and key.isdigit() else {"slug": key}
+    lookup: dict[str, int | str] = (
+        {"pk": int(key)} if key.isascii() and key.isdigit() else {"slug": key}
+    )
     study = get_object_or_404(Study, **lookup)
     if not study.visible_to(request.user):
         raise Http404("no such study")

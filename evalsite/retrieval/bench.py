@@ -149,7 +149,11 @@ def load_or_build(base: np.ndarray, params: HnswParams, path=None):
 
     if path is not None and Path(path).exists():
         index = faiss.read_index(str(path))
-        if index.ntotal == len(base) and index.hnsw.efConstruction == params.ef_construction:
+        if (
+            isinstance(index, faiss.IndexHNSW)  # read_index returns the saved index's own class
+            and index.ntotal == len(base)
+            and index.hnsw.efConstruction == params.ef_construction
+        ):
             return index
     index = build_hnsw(base, params)
     if path is not None:

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
 from evalsite.retrieval.models import ModelVersion
+
+if TYPE_CHECKING:
+    from csn_model.inference import Embedder
 
 
 class CheckpointMissing(FileNotFoundError):
@@ -25,7 +29,7 @@ class CheckpointChanged(RuntimeError):
 
 
 _lock = threading.Lock()
-_embedders: dict[tuple, object] = {}
+_embedders: dict[tuple, Embedder] = {}
 _ids: dict[tuple, str] = {}
 _sources: dict[str, str] = {}  # checkpoint id -> the file it was loaded from in this process
 
@@ -55,7 +59,7 @@ def checkpoint_id(path: str | Path | None = None) -> str:
     return _ids[key]
 
 
-def get_embedder(path: str | Path | None = None):
+def get_embedder(path: str | Path | None = None) -> Embedder:
     """csn_model.inference.Embedder for the checkpoint, loaded on first use in this process."""
     p = checkpoint_path(path)
     key = _key(p)

@@ -42,7 +42,7 @@ def scope(version: ModelVersion, catalogue_id: int | None = None):
     return qs.filter(clip__catalogue_id=catalogue_id) if catalogue_id else qs
 
 
-def _decode(rows) -> tuple[np.ndarray, np.ndarray, list[int]]:
+def _decode(rows) -> tuple[np.ndarray, np.ndarray | None, list[int]]:
     ids, vecs, emb_ids = [], [], []
     for emb_id, clip_id, blob in rows:
         ids.append(clip_id)

@@ -8,9 +8,11 @@ uploaded file `audio`); errors are {"error": "..."} with a 4xx/5xx status.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
@@ -26,7 +28,7 @@ def page(request: HttpRequest) -> HttpResponse:
     catalogues = list(query.visible_catalogues(request.user).order_by("name"))
     params = request.POST if request.method == "POST" else request.GET
     chosen = params.get("catalogue") or (str(catalogues[0].pk) if catalogues else "")
-    context = {
+    context: dict[str, Any] = {
         "catalogues": catalogues,
         "chosen": chosen,
         "clips": Clip.objects.none(),
@@ -75,7 +77,7 @@ def api_search(request: HttpRequest) -> JsonResponse:
 
 
 @login_required
-def audio(request: HttpRequest, token: str) -> HttpResponse:
+def audio(request: HttpRequest, token: str) -> HttpResponseBase:
     clip = Clip.objects.filter(
         token=token, catalogue__in=query.visible_catalogues(request.user)
     ).first()

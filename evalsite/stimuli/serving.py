@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 CHUNK = 64 * 1024
@@ -50,9 +53,10 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
 
 def serve_audio(
     request: HttpRequest, source: Path | bytes, content_type: str = "audio/wav"
-) -> HttpResponse:
+) -> HttpResponseBase:
     """200 with the whole file (or bytes), 206 for a satisfiable single bytes range, 416 for an
     unsatisfiable one; 404 when the file is missing. Other Range headers are ignored (200)."""
+    opener: Callable[[], BinaryIO]
     if isinstance(source, bytes):
         size, opener = len(source), lambda: io.BytesIO(source)
     else:
@@ -66,6 +70,7 @@ def serve_audio(
     # ignored, and so is any Range under If-Range: no validator is sent, so none can match.
     if not header.startswith("bytes=") or "," in header or "If-Range" in request.headers:
         header = ""
+    response: HttpResponseBase
     if header:
         span = parse_range(header, size)
         if span is None:

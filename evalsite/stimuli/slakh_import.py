@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from csn_model import CONDITIONS
-from csn_model.data.slakh import SlakhDataset, Track
+from csn_model.data.slakh import DataError, SlakhDataset, Track
 from evalsite.stimuli.audio import AudioError, clip_from_array
 from evalsite.stimuli.models import Catalogue, Clip
 
@@ -150,6 +150,8 @@ def import_slakh(
             continue
         earlier = _imported_mix(ds, track, num_frames, catalogue)
         if earlier is not None:  # a repeated import (a reload, a second run) adds nothing
+            if earlier.start_s is None:  # _mix_clip always sets it
+                raise DataError(f"clip {earlier.pk}: imported mix of {track.name} has no start_s")
             refs[track.name], starts[track.name] = earlier, int(round(earlier.start_s * sr))
             report.existing.append(f"{track.name}: mix clip {earlier.pk}")
             continue

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from django.contrib.auth.decorators import login_required
 from django.db.models import Q
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest
+from django.http.response import HttpResponseBase
 
 from evalsite.stimuli.models import Clip
 from evalsite.stimuli.serving import serve_audio
@@ -18,7 +19,7 @@ from evalsite.studies.permissions import visible_studies
 
 def can_listen(user, clip: Clip) -> bool:
     """Owner of the clip's catalogue, or a researcher who sees a study using it or its catalogue."""
-    if user.is_superuser or (clip.catalogue_id and clip.catalogue.owner_id == user.pk):
+    if user.is_superuser or (clip.catalogue is not None and clip.catalogue.owner_id == user.pk):
         return True
     studies = visible_studies(user)
     in_trials = (
@@ -30,7 +31,7 @@ def can_listen(user, clip: Clip) -> bool:
 
 
 @login_required
-def clip_audio(request: HttpRequest, token: str) -> HttpResponse:
+def clip_audio(request: HttpRequest, token: str) -> HttpResponseBase:
     clip = Clip.objects.select_related("catalogue").filter(token=token).first()
     if clip is None or not clip.file or not can_listen(request.user, clip):
         raise Http404("No such clip.")

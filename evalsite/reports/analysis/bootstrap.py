@@ -25,7 +25,9 @@ def cluster_bootstrap(
     ct = rng.multinomial(n_t, np.full(n_t, 1 / n_t), size=n_boot).astype(float)  # (B, T)
     y = data["agree"].to_numpy(float)
     lo, hi = 50 * (1 - confidence), 50 * (1 + confidence)
-    rows, total_s, total_n = [], 0.0, 0.0
+    rows: list[dict] = []
+    total_s: np.ndarray | float = 0.0  # (B,) once a term is added
+    total_n: np.ndarray | float = 0.0
     for term in instruments_present(data):
         mask = (data["instrument"] == term).to_numpy()
         s, m = _weighted_sums(p_codes[mask], t_codes[mask], y[mask], cp, ct)

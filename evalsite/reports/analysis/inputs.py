@@ -156,7 +156,7 @@ def normalise_answers(raw: pd.DataFrame, source: str = "answers") -> pd.DataFram
     df["model_choice"] = _as_choice(df["model_choice"], "model_choice", source, {"a", "b"}, True)
     derived_pos = np.where(
         df["displayed_first"].isna(),
-        None,
+        np.array(None, dtype=object),  # None as an array: the stubs take no bare None
         np.where(df["chosen"] == df["displayed_first"], "A", "B"),
     )
     blank = df["chosen_position"].map(_is_blank)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from typing import Any
 
 import matplotlib
 
@@ -16,7 +17,7 @@ import pandas as pd  # noqa: E402
 from ..analysis.report import Report  # noqa: E402
 from .summary import report_level  # noqa: E402
 
-CHANCE = dict(color="0.4", linestyle="--", linewidth=1)
+CHANCE: dict[str, Any] = dict(color="0.4", linestyle="--", linewidth=1)
 
 
 def _svg(fig) -> str:
