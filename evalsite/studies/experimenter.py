@@ -14,6 +14,7 @@ import secrets
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -77,6 +78,8 @@ def study_create(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
             study = form.save(commit=False)
+            if not request.user.is_authenticated:  # login_required lets no one else in
+                raise PermissionDenied("log in to create a study")
             study.owner = request.user
             study.save()
             form.save_sharing(study)
@@ -176,7 +179,7 @@ def study_status(request: HttpRequest, pk: int) -> HttpResponse:
                 messages.error(request, f"The study is already {locked.status}.")
                 return redirect("studies:study_detail", pk=study.pk)
             study.save(update_fields=["status", "updated_at"])
-            what = {"status": [before, study.status]}
+            what: dict[str, list] = {"status": [before, study.status]}
             if before == Study.Status.DRAFT:
                 if removed := remove_previews(study):
                     what["preview participants"] = [removed, 0]
@@ -223,6 +226,8 @@ def study_catalogue(study: Study, user) -> Catalogue:
                 history.record(study, user, history.Kind.EDITED, what)
             else:
                 study.catalogue_id = locked.catalogue_id
+    if study.catalogue is None:  # set above, or already
+        raise ValueError(f"study {study.pk}: no catalogue after setting one")
     return study.catalogue
 
 

@@ -77,10 +77,13 @@ def trials_csv(request: HttpRequest, pk: int) -> HttpResponse:
     if refused:
         return refused
     made = form.cleaned_data["csv_file"]
+    upload = request.FILES.get("csv_file")
+    if upload is None:  # the form is valid, so the file is there
+        raise ValueError("trials_csv: no csv_file upload after a valid form")
     with transaction.atomic():
         for trial in made:
             trial.save()
-        what = {"added": len(made), "how": "csv", "file": request.FILES["csv_file"].name}
+        what = {"added": len(made), "how": "csv", "file": upload.name}
         history.record(study, request.user, history.Kind.TRIALS, what)
     messages.success(request, f"{len(made)} trial(s) added from CSV.")
     return redirect("studies:trials", pk=study.pk)

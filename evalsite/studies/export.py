@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections.abc import Callable
 
 import pandas as pd
 
@@ -46,7 +47,7 @@ def _json_records(frame: pd.DataFrame) -> bytes:
     return json.dumps(records, indent=1, ensure_ascii=False).encode()
 
 
-EXPORT_FILES: dict[str, tuple[str, object]] = {
+EXPORT_FILES: dict[str, tuple[str, Callable[[Study], bytes]]] = {
     "answers.csv": ("text/csv", lambda s: to_csv(full_answers_dataframe(s))),
     "answers.json": ("application/json", lambda s: _json_records(full_answers_dataframe(s))),
     "codebook.json": ("application/json", lambda s: json.dumps(CODEBOOK, indent=1).encode()),

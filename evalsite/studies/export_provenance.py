@@ -57,7 +57,7 @@ def manifest_dataframe(study: Study) -> pd.DataFrame:
     """Every clip a trial of `study` uses, once: blind token, provenance, the stored file's hash
     and loudness, and those of the file participants were served (at the study's target)."""
     target = float(study.setting("loudness_target_lufs"))
-    ids = set()
+    ids: set[int | None] = set()  # None: a catch trial's missing candidate
     for fields in Trial.objects.filter(study=study).values_list(
         "reference_id", "candidate_a_id", "candidate_b_id"
     ):

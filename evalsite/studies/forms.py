@@ -9,6 +9,8 @@ writes them back as that JSON, so the participant flow reads one place.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from django import forms
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
@@ -17,6 +19,19 @@ from csn_model import CONDITIONS
 from evalsite.datasets.catalog import datasets
 from evalsite.stimuli.models import Catalogue, Clip
 from evalsite.studies.models import DEFAULT_SETTINGS, Study, Trial
+
+FieldT = TypeVar("FieldT", bound=forms.Field)
+
+
+def form_field(form: forms.BaseForm, name: str, kind: type[FieldT]) -> FieldT:
+    """The form's field `name`, checked to be of the kind whose attributes the caller sets."""
+    field = form.fields[name]
+    if not isinstance(field, kind):
+        raise TypeError(
+            f"{type(form).__name__}.{name}: a {type(field).__name__}; expected a {kind.__name__}"
+        )
+    return field
+
 
 INSTRUMENT_CHOICES = [(c, c) for c in CONDITIONS]
 CATCH_KINDS = ("identical", "attention", "repeat")
@@ -130,7 +145,7 @@ class StudyForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         study = self.instance
         owner_id = study.owner_id if study.pk else getattr(owner, "pk", None)
-        catalogue = self.fields["catalogue"]
+        catalogue = form_field(self, "catalogue", forms.ModelChoiceField)
         catalogue.help_text = "Clips for this study (created on first upload)."
         if is_owner:
             catalogue.queryset = Catalogue.objects.filter(owner_id=owner_id)
@@ -215,7 +230,9 @@ class MultipleFileField(forms.FileField):
 
 
 class ClipUploadForm(forms.Form):
-    files = MultipleFileField(label="Audio files (WAV, FLAC, OGG, MP3)")
+    # The form's metaclass moves declared fields into base_fields, so this never shadows the
+    # uploaded files' `self.files`; the stubs see a class attribute of another type.
+    files = MultipleFileField(label="Audio files (WAV, FLAC, OGG, MP3)")  # type: ignore[assignment]
     piece = forms.CharField(
         max_length=255, required=False, help_text="Source track name for all files (optional)."
     )
@@ -288,11 +305,11 @@ class TrialForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         clips = study_clips(study)
         for name in ("reference", "candidate_a", "candidate_b"):
-            self.fields[name].queryset = clips
+            form_field(self, name, forms.ModelChoiceField).queryset = clips
         self.fields["instrument"] = forms.ChoiceField(
             choices=[(i, i) for i in (study.instruments or CONDITIONS)]
         )
-        self.fields["catch_kind"].choices = [
+        form_field(self, "catch_kind", forms.ChoiceField).choices = [
             c for c in Trial.CatchKind.choices if c[0] != Trial.CatchKind.REPEAT
         ]
         self.study = study

@@ -71,7 +71,10 @@ class Participant:
     def __init__(
         self, base: str, slug: str, n_trials: int, rec: Recorder, spares: queue.SimpleQueue
     ):
-        self.host, self.port = urlsplit(base).hostname, urlsplit(base).port
+        host, self.port = urlsplit(base).hostname, urlsplit(base).port
+        if host is None:
+            raise LoadTestError(f"base URL {base!r}: expected http://HOST:PORT")
+        self.host: str = host
         self.slug, self.n_trials, self.rec, self.spares = slug, n_trials, rec, spares
         self.conn: http.client.HTTPConnection | None = None
         self.cookies: dict[str, str] = {}  # name -> value as the server coded it
@@ -173,6 +176,8 @@ class Participant:
         """POST the answer to the current trial, count it acknowledged once the POST returned,
         and go on to the next trial (no trial page in between: `_after`)."""
         index = self.index
+        if index is None:
+            raise LoadTestError(f"participant {self.token}: every trial answered, none is next")
         self.answer(index, kind)
         self.rec.acked.append((self.token, index))
         self.index = self._after(index)

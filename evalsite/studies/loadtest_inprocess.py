@@ -96,10 +96,13 @@ class InProcessParticipant(Participant):
         def start_response(status, headers, exc_info=None):
             started["status"], started["headers"] = status, headers
 
+        handler = InProcessParticipant.handler
+        if handler is None:
+            raise LoadTestError("InProcessParticipant.handler: not set; run_in_process sets it")
         start = time.thread_time()
         if self.profiler is not None:
             self.profiler.enable()
-        chunks = InProcessParticipant.handler(environ, start_response)
+        chunks = handler(environ, start_response)
         text = b"".join(chunks).decode("utf-8", "replace")
         chunks.close()  # as a WSGI server does: request_finished, connections returned
         if self.profiler is not None:

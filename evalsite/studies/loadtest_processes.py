@@ -79,7 +79,8 @@ def client_process(plan: ClientPlan, n_threads: int, all_processes, stops, resul
     """A client process: `n_threads` participants; its threads meet at a thread barrier whose
     action meets the other processes and the coordinator at `all_processes`. Sends its figures
     (Recorder.as_dict, errors, stuck threads) on `results` when its threads are done."""
-    rec, errors = Recorder(), []
+    rec = Recorder()
+    errors: list[str] = []
 
     # The action's error breaks the thread barrier by itself (threading.Barrier._release); an
     # abort() from inside the action waited for the lock its caller held: the threads hung, and

@@ -31,10 +31,12 @@ from evalsite.studies.loadtest_client import LoadTestError
 from evalsite.studies.models import Answer, Study
 
 if TYPE_CHECKING:
+    from dj_database_url import DBConfig
+
     from evalsite.studies.loadtest import LoadConfig
 
 
-def database_url(db: dict | None = None) -> str:
+def database_url(db: DBConfig | None = None) -> str:
     """The URL of `db` (a DATABASES entry; default: the database this process uses, under
     pytest the test database), for the server's settings to read back."""
     db = db or settings.DATABASES["default"]
@@ -73,12 +75,11 @@ def start_server(cfg: LoadConfig, port: int, log_path: Path, write_table: str) -
         "--timeout", "30", "--graceful-timeout", "5", "--keep-alive", str(KEEP_ALIVE_S),
         "--no-control-socket",  # several servers on one machine would share the default socket
     ]  # fmt: skip
-    log = open(log_path, "wb")  # noqa: SIM115 (closed with the process in stop_server)
-    server = subprocess.Popen(
-        command, env=env, cwd=settings.BASE_DIR, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    server.log_file = log
+    with open(log_path, "wb") as log:  # gunicorn writes to its own copy of the descriptor
+        server = subprocess.Popen(
+            command, env=env, cwd=settings.BASE_DIR, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
     try:
         _wait_until_served(server, port, log_path)
     except BaseException:  # Ctrl-C too: gunicorn runs in its own session, no one else stops it
@@ -109,7 +110,6 @@ def stop_server(server: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(timeout=15)
-    server.log_file.close()
 
 
 def worker_pids(server: subprocess.Popen) -> list[int]:

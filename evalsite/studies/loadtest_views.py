@@ -25,14 +25,14 @@ from django.views.decorators.http import require_POST
 from evalsite.studies.models import Answer
 from evalsite.studies.participant_forms import parse_answer
 from evalsite.studies.participant_render import no_store
-from evalsite.studies.participant_sql import hot_cursor
+from evalsite.studies.participant_sql import column, hot_cursor
 from evalsite.studies.participant_writes import ANSWER_COLUMNS
 
 
 @functools.cache
 def _insert_sql(table: str) -> str:
     qn = connection.ops.quote_name
-    columns = [qn(Answer._meta.get_field(name).column) for name in ANSWER_COLUMNS]
+    columns = [qn(column(Answer, name)) for name in ANSWER_COLUMNS]
     values = ", ".join(["%s"] * len(columns))
     return (
         f"INSERT INTO {qn(table)} ({', '.join(columns)}) VALUES ({values}) ON CONFLICT DO NOTHING"
@@ -63,6 +63,9 @@ def bare_write(request: HttpRequest) -> HttpResponse:
     params = [int(writer), answer.index, answer.index, "a", answer.choice, "a", log.response_ms,
               plays["r"], plays["A"], plays["B"], heard["r"], heard["A"], heard["B"],
               log.blur_events, log.audio_sample_rate, client, now, now]  # fmt: skip
+    # loadtest_settings, the only settings this view is served under, defines the table; the
+    # django-stubs plugin reads evalsite.settings, which does not.
+    table = settings.CSN_LOADTEST_WRITE_TABLE  # type: ignore[misc]
     with hot_cursor() as cursor:
-        cursor.execute(_insert_sql(settings.CSN_LOADTEST_WRITE_TABLE), params)
+        cursor.execute(_insert_sql(table), params)
     return HttpResponseRedirect(request.path)

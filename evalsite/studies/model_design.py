@@ -31,11 +31,12 @@ stems changed), repeat. Same seed, same catalogue and embeddings -> the same tri
 
 from __future__ import annotations
 
+import builtins
 import numbers
 import random
 from collections import Counter
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from django.db import transaction
@@ -148,13 +149,15 @@ def plan_trials(
     usage: Counter = Counter()  # appearances in any role
     as_ref: Counter = Counter()  # appearances as the reference
     full_d = _pairwise(full)
-    planned, info = [], {"thresholds": {}, "shortfall": {}}
+    planned = []
+    info: dict[str, dict[str, Any]] = {"thresholds": {}, "shortfall": {}}
     for instrument, x in subspaces.items():
         sub = _pairwise(x)
         b = _bins(sub, full_d, pieces_arr)
         info["thresholds"][instrument] = b["thresholds"]
         used = np.zeros_like(b["allowed"])  # (N, N) (reference, other) pairs already planned
-        made, slot, empty = 0, 0, set()
+        made, slot = 0, 0
+        empty: set[str] = set()  # kinds with no feasible trial left
         kinds = BINS if strategy == "margin_stratified" else (_kind(strategy, 0),)
         while made < per_instrument and len(empty) < len(kinds):
             kind = _kind(strategy, slot)
@@ -208,7 +211,7 @@ def _reference(pieces, as_ref: Counter, usage: Counter, rng: random.Random, feas
 class Assigned(NamedTuple):
     set: int  # trials given this version's choice
     cleared: int  # trials whose earlier choice was removed: this version cannot recompute it
-    missing: set[int]  # ids of clips without an embedding under the version
+    missing: builtins.set[int]  # ids of clips without an embedding under the version
 
 
 def assign_model_choices(trials, version) -> Assigned:

@@ -96,8 +96,9 @@ def client_log(text: str) -> ClientLog:
             return None
         return min(max(number, lo), hi) if math.isfinite(number) else None
 
-    plays = raw.get("plays") if isinstance(raw.get("plays"), dict) else {}
-    heard = raw.get("heard") if isinstance(raw.get("heard"), dict) else {}
+    plays, heard = raw.get("plays"), raw.get("heard")
+    plays = plays if isinstance(plays, dict) else {}
+    heard = heard if isinstance(heard, dict) else {}
     return ClientLog(
         response_ms=num(raw.get("response_ms"), int, 0, 3_600_000),
         plays={k: num(plays.get(k), int, 0, 1000) or 0 for k in ("r", "A", "B")},

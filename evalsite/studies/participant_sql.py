@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.core.exceptions import FieldDoesNotExist
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
 from evalsite.studies.models import Answer, Assignment, Participant, Study, Trial
 
@@ -95,6 +96,14 @@ def _prepared_cursor_class():
             return super().execute(query, params, prepare=True, binary=binary)
 
     return PreparedCursor
+
+
+def column(model: type[models.Model], name: str) -> str:
+    """The database column of one of the model's concrete fields."""
+    field = model._meta.get_field(name)
+    if not isinstance(field, models.Field) or not field.column:
+        raise FieldDoesNotExist(f"{model.__name__}.{name}: expected a field with a column")
+    return field.column
 
 
 def _columns(alias: str, fields) -> str:

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from evalsite.stimuli.models import Clip
 from evalsite.studies.models import Answer, Assignment, Participant, Trial
-from evalsite.studies.participant_sql import UNANSWERED_SQL, hot_cursor
+from evalsite.studies.participant_sql import UNANSWERED_SQL, column, hot_cursor
 
 log = logging.getLogger("evalsite.studies.participant")
 
@@ -43,7 +43,7 @@ def _shown_sql(vendor: str) -> str:
     qn = connection.ops.quote_name
     return SHOWN_SQL.format(
         slots=qn(Assignment._meta.db_table), trials=qn(Trial._meta.db_table),
-        clips=qn(Clip._meta.db_table), shown=qn(Assignment._meta.get_field("shown_at").column),
+        clips=qn(Clip._meta.db_table), shown=qn(column(Assignment, "shown_at")),
         pk=qn(Assignment._meta.pk.column),
     )  # fmt: skip
 
@@ -76,7 +76,7 @@ SLOT_COLUMNS = ("participant", "trial", "index", "displayed_first", "reserved_un
 @functools.cache
 def _slots_sql(vendor: str, rows: int) -> str:
     qn = connection.ops.quote_name
-    columns = ", ".join(qn(Assignment._meta.get_field(name).column) for name in SLOT_COLUMNS)
+    columns = ", ".join(qn(column(Assignment, name)) for name in SLOT_COLUMNS)
     values = ", ".join(["(" + ", ".join(["%s"] * len(SLOT_COLUMNS)) + ")"] * rows)
     return f"INSERT INTO {qn(Assignment._meta.db_table)} ({columns}) VALUES {values}"
 
@@ -175,7 +175,7 @@ def _answer_sql(vendor: str) -> str:
     tables = {"slots": qn(Assignment._meta.db_table), "trials": qn(Trial._meta.db_table),
               "answers": qn(Answer._meta.db_table),
               "participants": qn(Participant._meta.db_table)}  # fmt: skip
-    columns = ", ".join(qn(Answer._meta.get_field(name).column) for name in ANSWER_COLUMNS)
+    columns = ", ".join(qn(column(Answer, name)) for name in ANSWER_COLUMNS)
     return ANSWER_SQL.format(
         columns=columns, idx=qn("index"), e_unanswered=UNANSWERED_SQL.format(s="e", **tables),
         lock="\nFOR SHARE OF p" if vendor == "postgresql" else "", **tables,

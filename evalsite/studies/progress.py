@@ -6,6 +6,7 @@ catch-trial pass rates. Repeats count as passed when the same clip was chosen as
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db.models import Count, F, Q
@@ -67,7 +68,18 @@ def answers_per_instrument(study: Study) -> list[dict]:
     ]
 
 
-def answers_per_trial(study: Study) -> list[Trial]:
+@dataclass(frozen=True)
+class TrialFill:
+    """A main trial's answers against the study's target (a row of the progress page)."""
+
+    pk: int
+    instrument: str
+    n_answers: int
+    target: int
+    fill: float  # n_answers / target, at most 1
+
+
+def answers_per_trial(study: Study) -> list[TrialFill]:
     """Main trials with `n_answers`, least-answered first."""
     target = study.setting("target_answers_per_trial")
     trials = (
@@ -75,11 +87,16 @@ def answers_per_trial(study: Study) -> list[Trial]:
         .annotate(n_answers=Count("answers"))
         .order_by("n_answers", "id")
     )
-    out = list(trials)
-    for t in out:
-        t.target = target
-        t.fill = min(t.n_answers / target, 1.0) if target else 1.0
-    return out
+    return [
+        TrialFill(
+            t.pk,
+            t.instrument,
+            t.n_answers,
+            target,
+            min(t.n_answers / target, 1.0) if target else 1.0,
+        )
+        for t in trials
+    ]
 
 
 def catch_pass_rates(study: Study) -> list[dict]:
@@ -101,15 +118,14 @@ def catch_pass_rates(study: Study) -> list[dict]:
 
 def _repeat_consistency(study: Study) -> tuple[int, int]:
     """(repeats whose original is answered, of which the same clip was chosen)."""
-    rows = Answer.objects.filter(
+    rows = list(Answer.objects.filter(
         trial__study=study, trial__catch_kind="repeat", trial__repeat_of__isnull=False,
         trial__is_practice=False,
     ).values_list("participant_id", "trial__repeat_of_id", "chosen", "trial__candidate_a_id",
-                  "trial__candidate_b_id")  # fmt: skip
-    rows = list(rows)
+                  "trial__candidate_b_id"))  # fmt: skip
     if not rows:
         return 0, 0
-    originals = {
+    originals: dict[tuple[int, int | None], int] = {
         (p, t): (a if c == "a" else b)
         for p, t, c, a, b in Answer.objects.filter(
             participant_id__in={r[0] for r in rows}, trial_id__in={r[1] for r in rows}

@@ -37,8 +37,10 @@ def _attention_sets(catalogue: Catalogue, instrument: str) -> list[tuple[Clip, C
     sets = []
     for group in sorted(groups):
         g = groups[group]
-        ref = Clip.objects.filter(pk=g.get("same", g.get("different")).meta["reference"]).first()
-        if ref is not None and {"same", "different"} <= set(g):
+        if not {"same", "different"} <= set(g):
+            continue
+        ref = Clip.objects.filter(pk=g["same"].meta["reference"]).first()
+        if ref is not None:
             sets.append((ref, g["same"], g["different"]))
     return sets
 

@@ -21,6 +21,7 @@ from evalsite.retrieval.embedder import (
     embedder_for,
     version_for,
 )
+from evalsite.stimuli.models import Catalogue
 from evalsite.studies import model_design
 from evalsite.studies.models import Study
 
@@ -35,6 +36,20 @@ RETRY = {
 }
 
 
+def _study(job: Job) -> Study:
+    if job.study is None:  # queue_* always set it, and deleting the study deletes the job
+        raise ValueError(f"job {job.pk} ({job.kind}): no study; expected the study it is for")
+    return job.study
+
+
+def _catalogue(job: Job) -> Catalogue:
+    if job.catalogue is None:  # queue_design always sets it
+        raise ValueError(
+            f"job {job.pk} ({job.kind}): no catalogue; expected the one to design from"
+        )
+    return job.catalogue
+
+
 def _embedder(job: Job):
     """The model of the checkpoint the job was queued with; None (the job failed, saying why)
     when no file holds it any more."""
@@ -46,7 +61,7 @@ def _embedder(job: Job):
 
 
 def _trial_clip_ids(study: Study) -> list[int]:
-    ids = set()
+    ids: set[int] = set()
     for row in study.trials.values_list("reference_id", "candidate_a_id", "candidate_b_id"):
         ids.update(row)
     return sorted(ids)
@@ -61,8 +76,9 @@ def model_choices(job_id: int) -> dict:
     if embedder is None:
         return {"error": job.message}
     version = version_for(embedder)
-    report = ingest.embed_clips(_trial_clip_ids(job.study), embedder=embedder)
-    trials = list(job.study.trials.all())
+    study = _study(job)
+    report = ingest.embed_clips(_trial_clip_ids(study), embedder=embedder)
+    trials = list(study.trials.all())
     assigned = model_design.assign_model_choices(trials, version)
     # Absolute counts of this run, and the clip errors rebuilt, never appended to: a task
     # delivered again counts each trial and lists each missing clip once.
@@ -88,7 +104,7 @@ def design_from_model(job_id: int) -> dict:
     if job.is_finished:  # redelivered after it finished: keep what it said
         return {"status": job.status}
     progress.start(job)
-    study, p = job.study, job.params
+    study, p = _study(job), job.params
     if study.trials.exists():  # a second job for the study, or redelivered after the commit
         return _nothing_designed(job, study)
     embedder = _embedder(job)
@@ -99,7 +115,7 @@ def design_from_model(job_id: int) -> dict:
     progress.refresh(job)
     try:
         made = model_design.build_model_trials(
-            study, job.catalogue, version, p["strategy"], p["per_instrument"], p["seed"],
+            study, _catalogue(job), version, p["strategy"], p["per_instrument"], p["seed"],
             practice=p.get("practice", 2), catch_per_kind=p.get("catch_per_kind", 2),
         )  # fmt: skip
     except model_design.StudyNotEmpty:  # another job designed it meanwhile
