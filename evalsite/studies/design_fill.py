@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef
@@ -139,7 +140,8 @@ def entry_fill(study: Study, now: datetime) -> tuple[Counter, bool]:
     count came first): that count is no older than the entry, and is reused too."""
     kept = StudyFold.objects.filter(study_id=study.pk).values("fill", "fill_at").first()
     counted_at = kept["fill_at"] if kept else None
-    if counted_at is not None and now - FILL_REUSE < counted_at < now + FILL_REUSE:
+    fresh = counted_at is not None and now - FILL_REUSE < counted_at < now + FILL_REUSE
+    if kept is not None and fresh:
         return Counter({int(trial): n for trial, n in kept["fill"].items()}), False
     return count_fill(study, now), True
 
@@ -154,7 +156,7 @@ def count_fill(study: Study, now: datetime) -> Counter:
 def keep_fill(study: Study, counts: Counter, counted_at: datetime | None = None) -> None:
     """Keep `counts` with the study (`StudyFold.fill`) for the entries of the next FILL_REUSE;
     `counted_at`, when given, is when they were counted (entries add their slots without it)."""
-    fields = {"fill": {str(trial): n for trial, n in counts.items() if n}}
+    fields: dict[str, Any] = {"fill": {str(trial): n for trial, n in counts.items() if n}}
     if counted_at is not None:
         fields["fill_at"] = counted_at
     StudyFold.objects.filter(study_id=study.pk).update(**fields)

@@ -265,7 +265,10 @@ def screening_draw(p: Participant) -> int:
 
 def screening_key(p: Participant) -> dict:
     """The answer key of the screening trial the participant's page shows now."""
-    kind, i = screening_position(p)
+    shown = screening_position(p)
+    if shown is None:
+        raise ValueError(f"participant {p.pk}: every screening trial answered; none shown")
+    kind, i = shown
     return screening.answer_key(p.seed, kind, i, screening_draw(p))
 
 
@@ -385,7 +388,7 @@ def touch(p: Participant, now, slot: Assignment | None = None) -> bool:
     with transaction.atomic() if first_view + renew + seen > 1 else nullcontext():
         if seen:
             Participant.objects.filter(pk=p.pk).update(last_seen_at=now)
-        if first_view:
+        if first_view and slot is not None:  # (first_view implies a slot)
             mark_shown(slot, now, float(p.study.setting("min_listen_share") or 0))
         if renew:
             design.extend_reservations(p, now)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest
+from django.http.response import HttpResponseBase
 from django.utils import timezone
 
 from evalsite.stimuli.audio import normalise, normalised_path, wav_bytes
@@ -21,7 +22,7 @@ from evalsite.studies.participant import own_participant
 Step = Participant.Step
 
 
-def audio(request: HttpRequest, token: str, index: int, part: str) -> HttpResponse:
+def audio(request: HttpRequest, token: str, index: int, part: str) -> HttpResponseBase:
     """A clip of the participant's current trial, by display position only (r, A or B)."""
     p = own_participant(request, token)
     if p is None or p.step not in (Step.PRACTICE, Step.TRIALS):
@@ -51,7 +52,7 @@ def _cached_wav(name: str, make) -> Path:
     return path
 
 
-def screening_audio(request: HttpRequest, token: str, n: int, draw: int) -> HttpResponse:
+def screening_audio(request: HttpRequest, token: str, n: int, draw: int) -> HttpResponseBase:
     """The participant's current screening trial as its page drew it, rendered for each request
     (~9 ms, ~0.75 MB) and never written to disk: the stimuli are the participant's own (its
     seed), and files kept per participant added up to ~9 MB each. The draw is in the URL so that
@@ -67,7 +68,7 @@ def screening_audio(request: HttpRequest, token: str, n: int, draw: int) -> Http
     return serve_audio(request, wav_bytes(signal, screening.SR))
 
 
-def calibration_audio(request: HttpRequest, token: str) -> HttpResponse:
+def calibration_audio(request: HttpRequest, token: str) -> HttpResponseBase:
     """Pink noise at the study's loudness target, for setting a comfortable volume."""
     p = own_participant(request, token)
     if p is None:

@@ -7,7 +7,9 @@ dispatches here; each handler reads and moves the participant through `flow`.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -185,6 +187,8 @@ def post_answer(request, token: str) -> bool:
     if not (stored.is_practice or stored.is_last):
         return False
     p = flow.participant_by_token(token)
+    if p is None:  # deleted since its answer was stored (a preview as its study left draft)
+        return False
     if stored.is_practice:
         slot = p.slots.select_related("trial").get(trial_id=stored.trial_id)
         p.state = {"feedback": flow.practice_feedback(slot, answer.choice)}
@@ -199,7 +203,9 @@ def _came_back(token: str, now) -> bool:
     reservations had lapsed (it answers a page left open past the timeout); its list is then
     checked again and re-reserved (`design_return`) before the answer is tried once more."""
     p = flow.participant_by_token(token)
-    slot = flow.position(p).slot if p is not None and p.step in TRIAL_STEPS else None
+    if p is None or p.step not in TRIAL_STEPS:
+        return False
+    slot = flow.position(p).slot
     if slot is None or slot.reserved_until > now:
         return False
     design_return.recheck(p, now)
@@ -207,7 +213,8 @@ def _came_back(token: str, now) -> bool:
 
 
 TRIAL_STEPS = (Step.PRACTICE, Step.TRIALS)
-GET_HANDLERS = {
+# Keyed by Step; looked up by Participant.step, the same strings (Step is a str enum).
+GET_HANDLERS: dict[str, Callable[[HttpRequest, Participant], HttpResponse]] = {
     Step.BROWSER_CHECK: _simple("browser_check.html"),
     Step.CONSENT: get_consent,
     Step.QUESTIONNAIRE: get_questionnaire,
@@ -223,7 +230,7 @@ GET_HANDLERS = {
     Step.FULL: _simple("full.html"),
     Step.WITHDRAWN: get_withdrawn,
 }
-POST_HANDLERS = {
+POST_HANDLERS: dict[str, Callable[[HttpRequest, Participant], HttpResponse | None]] = {
     Step.BROWSER_CHECK: post_browser_check,
     Step.CONSENT: post_consent,
     Step.QUESTIONNAIRE: post_questionnaire,

@@ -972,3 +972,23 @@ def test_leaving_is_refused_before_consent_after_the_end_and_from_a_stale_page(
     leave(client, p)
     p.refresh_from_db()
     assert p.step == "done" and Answer.objects.filter(participant=p).exists()
+
+
+def test_it_takes_an_answer_whose_participant_was_deleted_meanwhile(
+    client, listening_study, monkeypatch
+):
+    # A preview removed as its study leaves draft (or a participant deleted in the admin) between
+    # storing its practice answer and reading it back for the feedback: no 500.
+    p = to_step(client, enter(client, listening_study), "practice")
+    store = flow.store_answer
+
+    def store_then_delete(*args, **kwargs):
+        stored = store(*args, **kwargs)
+        flow.delete_participants([p])
+        return stored
+
+    monkeypatch.setattr(flow, "store_answer", store_then_delete)
+    slot = open_trial(client, p)
+    response = post(client, p, "practice", index=slot.index, choice="A", log=client_log())
+    assert response.status_code == 302
+    assert not Participant.objects.filter(pk=p.pk).exists()
