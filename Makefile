@@ -25,9 +25,10 @@ test: install system-deps-test services  ## the full default test suite
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 	  $(PY) -m pytest $(ARGS)
 
-lint: install
+lint: install  ## ruff, then mypy on the web code ([tool.mypy] in pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: install
 	$(VENV)/bin/ruff format .

@@ -27,6 +27,14 @@ def test_it_passes_ruff():
         assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_it_passes_mypy():
+    # [tool.mypy] in pyproject.toml: evalsite and the csn_model it imports. The cache in
+    # .mypy_cache/ (git-ignored, shared with `make lint`) makes a rerun take seconds.
+    mypy = Path(sys.executable).with_name("mypy")
+    result = subprocess.run([str(mypy)], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_it_has_no_missing_migrations():
     result = subprocess.run(
         [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
