@@ -123,3 +123,11 @@ def test_a_forwarded_entry_that_is_no_address_does_not_fail_the_login(researcher
     assert _login(client, password).status_code == (200 if password == "wrong" else 302)
     client = Client(raise_request_exception=False, HTTP_X_FORWARDED_FOR="unknown")
     assert _login(client, password).status_code == (200 if password == "wrong" else 302)
+
+
+@override_settings(AXES_FAILURE_LIMIT=1)
+def test_the_lockout_page_speaks_japanese_to_a_japanese_browser(researcher):
+    client = Client(HTTP_ACCEPT_LANGUAGE="ja")
+    _login(client, "wrong")
+    page = _login(client, PASSWORD).content.decode()
+    assert "ログインの失敗が多すぎます" in page and "15分" in page
