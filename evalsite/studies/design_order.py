@@ -70,19 +70,23 @@ def order_trials(trials: list, seed: int, attempts: int = 200, before=None) -> l
     return best
 
 
-def repair_order(seq: list, before=None) -> list:
+def repair_order(seq: list, before=None, adjacent: set | None = None) -> list:
     """`seq` with as few broken order rules as single swaps give, changed as little as that
     allows: where a trial breaks a rule (same reference as the one before it, or a repeat too
     close to its original), it is swapped with the nearest later trial that lowers the count,
     of its own kind first (main with main, catch with catch: the catch positions stay), else of
     any. For a list that lost trials (`design_return`): its order was chosen by `order_trials`,
-    and only the places where a trial was taken out can break a rule."""
+    and only the places where a trial was taken out can break a rule of its own making.
+    `adjacent`, when given: the (id before, id) pairs of the order before trials were taken
+    out (`before` included); a break between such a pair is the seed's own (`order_trials`
+    keeps the fewest it found, not always none) and stays, so the first trial stays where its
+    pair with `before` is as it was."""
     seq = list(seq)
     bad = violations(seq, before)
     for i in range(len(seq)):
         if not bad:
             break
-        if not _breaks_rule_at(seq, i, before):
+        if not _breaks_rule_at(seq, i, before) or _as_placed(seq, i, before, adjacent):
             continue
         later = range(i + 1, len(seq))
         same_kind = [j for j in later if seq[j].is_catch == seq[i].is_catch]
@@ -101,6 +105,11 @@ def _breaks_rule_at(seq: list, i: int, before) -> bool:
     if previous is not None and previous.reference_id == seq[i].reference_id:
         return True
     return i > 0 and seq[i - 1].id == getattr(seq[i], "repeat_of_id", None)
+
+
+def _as_placed(seq: list, i: int, before, adjacent: set | None) -> bool:
+    previous = seq[i - 1] if i else before
+    return adjacent is not None and previous is not None and (previous.id, seq[i].id) in adjacent
 
 
 FLIP = {"a": "b", "b": "a"}

@@ -5,11 +5,15 @@ their target. Its list is checked again under the study's lock, as an entry's is
 Rules (docs/site.md, "Design rules", "Coming back after the timeout"): an unanswered main slot
 whose trial now has its target (answers + other participants' live slots, `fill_counts`) is
 taken out of the list, and so is a repeat of such a trial; practice and the other catch slots
-stay. The remaining unanswered slots are re-reserved and numbered on after the answered ones in
-their order (the answer statement needs slots 0..n-1, `participant_writes.ANSWER_SQL`), with a
-trial moved only where taking others out put the same reference back to back or a repeat next
-to its original. A renumbered slot needs a view of its page before an answer to it is stored,
-so a page still showing a slot that was taken out stores nothing under its number.
+stay. The remaining unanswered slots are re-reserved. When trials were taken out, they are
+numbered on after the answered ones in their order (the answer statement needs slots 0..n-1,
+`participant_writes.ANSWER_SQL`), with a trial moved only where taking others out put the same
+reference back to back or a repeat next to its original; when none was, nothing moves (a rule
+the seed's own order broke is no return's to repair). The current slot (the first unanswered
+one), whose page may be open, never moves unless it was taken out itself: the answered slots
+before it keep their numbers, and so does it. A renumbered slot needs a view of its page before
+an answer to it is stored, so a page still showing a slot that was taken out stores nothing
+under its number.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ STEPS = (Participant.Step.PRACTICE, Participant.Step.TRIALS)
 
 def recheck(participant: Participant, now: datetime) -> bool:
     """Check again the list of a participant whose reservations lapsed (see the module's rules)
-    and re-reserve what stays; True when trials were taken out of it (a page read before must
-    read the position again). Nothing is done (False) when its reservations are live: another of
+    and re-reserve what stays; True when trials were taken out of it (other slots may have new
+    numbers then: a page read before must read the position again). False when its list is as
+    it was, numbers included. Nothing is done (False) when its reservations are live: another of
     its requests came first."""
     study = participant.study
     with transaction.atomic():
@@ -49,10 +54,11 @@ def recheck(participant: Participant, now: datetime) -> bool:
         dropped = [s for s in unanswered if s["trial"].id in full
                    or s["trial"].repeat_of_id in full]  # fmt: skip
         kept = [s for s in unanswered if s not in dropped]
-        answered = len(slots) - len(unanswered)
-        ordered = _reorder(kept, slots[answered - 1]["trial"] if answered else None)
-        Assignment.objects.filter(pk__in=[s["id"] for s in dropped]).delete()
-        _renumber(ordered, answered, len(slots))
+        if dropped:
+            answered = len(slots) - len(unanswered)
+            last = slots[answered - 1]["trial"] if answered else None
+            Assignment.objects.filter(pk__in=[s["id"] for s in dropped]).delete()
+            _renumber(_reorder(unanswered, kept, last), answered, len(slots))
         until = now + timedelta(seconds=int(study.setting("reservation_timeout_s")))
         Assignment.objects.filter(pk__in=[s["id"] for s in kept]).update(reserved_until=until)
         counts.update(s["trial"].id for s in kept)  # the next entries see them reserved again
@@ -78,15 +84,18 @@ def _slots(participant: Participant) -> list[dict]:
              "trial": TrialRef(*r[4:])} for r in rows]  # fmt: skip
 
 
-def _reorder(kept: list[dict], before: TrialRef | None) -> list[dict]:
+def _reorder(unanswered: list[dict], kept: list[dict], last: TrialRef | None) -> list[dict]:
     """The kept slots in their order, the practice ones first as they were, the others repaired
-    where taking trials out broke an order rule (`design_order.repair_order`)."""
+    where taking trials out broke an order rule (`design_order.repair_order`); a break between
+    two trials that were next to each other before (`last`, the last answered trial, before the
+    first) stays as the seed placed it. So the first unanswered slot stays first when kept."""
+    seen = [*([last] if last else []), *(s["trial"] for s in unanswered)]
+    adjacent = {(a.id, b.id) for a, b in zip(seen, seen[1:])}
     practice = [s for s in kept if s["trial"].is_practice]
     rest = [s for s in kept if not s["trial"].is_practice]
-    if practice:
-        before = practice[-1]["trial"]
+    before = practice[-1]["trial"] if practice else last
     by_trial = {s["trial"].id: s for s in rest}
-    repaired = repair_order([s["trial"] for s in rest], before)
+    repaired = repair_order([s["trial"] for s in rest], before, adjacent)
     return practice + [by_trial[t.id] for t in repaired]
 
 
@@ -94,11 +103,12 @@ def _renumber(ordered: list[dict], first: int, n_slots: int) -> None:
     """Number `ordered` first, first + 1, ... In two steps, past every old number and back, as
     (participant, index) is unique at every row written. A slot that moves needs its page shown
     under its new number before an answer to it is stored (`answerable_ms` cleared; the view
-    sets it again, `participant_writes.mark_shown`)."""
+    sets it again, `participant_writes.mark_shown`), and that view is its first (`shown_at`
+    cleared too, which `mark_shown` would keep: the answer's `shown_at` is its page's)."""
     moved = {s["id"]: first + i for i, s in enumerate(ordered) if s["index"] != first + i}
     if not moved:
         return
     slots = Assignment.objects.filter(pk__in=moved)
     past = Case(*[When(pk=pk, then=Value(index + n_slots)) for pk, index in moved.items()])
-    slots.update(index=past, answerable_ms=None)
+    slots.update(index=past, answerable_ms=None, shown_at=None)
     slots.update(index=F("index") - n_slots)

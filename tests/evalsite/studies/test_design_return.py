@@ -15,10 +15,11 @@ from django.test import Client
 from django.utils import timezone
 
 from evalsite.studies import design, design_fill, design_order, flow
-from evalsite.studies.models import Answer, Assignment, Participant, StudyFold
+from evalsite.studies.models import Answer, Assignment, Participant, StudyFold, Trial
 from tests.evalsite.studies.conftest import enter, make_study
 from tests.evalsite.studies.participant_steps import (
     DESKTOP_UA,
+    answer_current,
     client_log,
     finish,
     listened,
@@ -69,6 +70,28 @@ def to_main_trials(client, p: Participant) -> Participant:
     return p
 
 
+def to_a_main_trial(client, p: Participant) -> Assignment:
+    """Past the practice and any check trial before the first main one; that one's page open
+    (its listening time passed): a trial a return may take out."""
+    p = to_main_trials(client, p)
+    while flow.current_slot(p).trial.is_catch:
+        answer_current(client, p)
+    return open_trial(client, p)
+
+
+def break_the_rule_before(slot: Assignment) -> None:
+    """Give the slot's trial the reference of the trial just before it: an order rule the
+    seed's own order broke (common with few references), not one a return broke."""
+    previous = Assignment.objects.select_related("trial").get(
+        participant_id=slot.participant_id, index=slot.index - 1
+    )
+    Trial.objects.filter(pk=slot.trial_id).update(reference_id=previous.trial.reference_id)
+
+
+def order(p: Participant) -> list[tuple[int, int, int]]:
+    return list(p.slots.order_by("index").values_list("pk", "index", "trial_id"))
+
+
 @pytest.mark.django_db
 def test_it_takes_out_the_trials_that_others_answered_to_their_target_meanwhile(
     experimenter, listening_catalogue
@@ -110,12 +133,14 @@ def test_it_renumbers_and_re_reserves_what_stays_in_its_order(experimenter, list
     left = [s.trial_id for s in before if s.trial_id not in gone]  # in their order, repaired
     refs = {t.id: t for t in design.trial_refs(study.trials.all())}  # where a rule broke
     last_practice = refs[p.slots.get(index=1).trial_id]
-    expected = design_order.repair_order([refs[t] for t in left], before=last_practice)
+    seen = [last_practice.id, *(s.trial_id for s in before)]  # the pairs the seed placed
+    expected = design_order.repair_order([refs[t] for t in left], before=last_practice,
+                                         adjacent=set(zip(seen, seen[1:])))  # fmt: skip
     assert [s.trial_id for s in after] == [t.id for t in expected]
     assert indices(p) == list(range(len(answered) + len(after)))
     assert all(s.reserved_until > now for s in after)
     moved = [s for s in after if s.index != next(b.index for b in before if b.pk == s.pk)]
-    assert moved and all(s.answerable_ms is None for s in moved)  # each waits for its page
+    assert moved and all(s.answerable_ms is None and s.shown_at is None for s in moved)
     assert client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).status_code == 200
     assert finish(client, p).step == "done"
     assert max(main_answers(study).values()) == 1
@@ -125,8 +150,8 @@ def test_it_renumbers_and_re_reserves_what_stays_in_its_order(experimenter, list
 def test_it_stores_nothing_from_a_page_whose_trial_was_taken_out(experimenter, listening_catalogue):
     study = make_study(experimenter, listening_catalogue, target_answers_per_trial=1)
     client, other_tab = Client(), Client()
-    p = to_main_trials(client, to_step(client, enter(client, study), "practice"))
-    shown = open_trial(client, p)  # the page stays open while the participant is away
+    p = to_step(client, enter(client, study), "practice")
+    shown = to_a_main_trial(client, p)  # the page stays open while the participant is away
     lapse(p)
     answer_elsewhere(study, [shown.trial])
     response = post(client, p, "trials", index=shown.index, choice="A", log=client_log())
@@ -168,6 +193,72 @@ def test_it_repairs_only_the_order_rules_a_removal_broke():
     assert design_order.violations(repaired) == 0 and repaired[2].is_catch
     untouched = [t(1, 10), t(2, 11), t(4, 12)]
     assert design_order.repair_order(untouched, before=t(0, 9)) == untouched
+    # 1, 2 share a reference as the seed placed them; 3, 4 only since 9 between them went
+    seeded = [1, 2, 3, 9, 4, 5]
+    kept = [t(1, 10), t(2, 10), t(3, 11), t(4, 11), t(5, 12)]
+    repaired = design_order.repair_order(kept, adjacent=set(zip(seeded, seeded[1:])))
+    assert [x.id for x in repaired] == [1, 2, 3, 5, 4]
+
+
+@pytest.mark.django_db
+def test_it_keeps_the_list_as_it_was_when_nothing_was_taken_out(experimenter, listening_catalogue):
+    study = make_study(experimenter, listening_catalogue)  # target 2: no trial fills up here
+    client = Client()
+    p = to_main_trials(client, to_step(client, enter(client, study), "practice"))
+    current = flow.current_slot(p)
+    break_the_rule_before(current)
+    was = order(p)
+    lapse(p)
+    now = timezone.now()
+    response = client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
+    assert response.status_code == 200 and response.context["slot"].pk == current.pk
+    assert order(p) == was  # the seed's own break stays: a return repairs only its own
+    assert not p.slots.filter(index__gte=current.index, reserved_until__lte=now).exists()
+    listened(current)
+    post(client, p, "trials", index=current.index, choice="A", log=client_log())
+    assert Answer.objects.filter(participant=p, trial_id=current.trial_id,
+                                 trial_index=current.index).exists()  # fmt: skip
+    p.refresh_from_db()
+    assert p.early_answers == 0
+
+
+@pytest.mark.django_db
+def test_it_stores_the_answer_of_a_page_left_open_when_nothing_was_taken_out(
+    experimenter, listening_catalogue
+):
+    study = make_study(experimenter, listening_catalogue)
+    client = Client()
+    p = to_main_trials(client, to_step(client, enter(client, study), "practice"))
+    shown = open_trial(client, p)
+    break_the_rule_before(shown)
+    was = order(p)
+    lapse(p)
+    post(client, p, "trials", index=shown.index, choice="A", log=client_log())
+    assert Answer.objects.filter(participant=p, trial_id=shown.trial_id,
+                                 trial_index=shown.index).exists()  # fmt: skip
+    assert order(p) == was
+
+
+@pytest.mark.django_db
+def test_it_never_moves_the_current_slot_when_later_trials_are_taken_out(
+    experimenter, listening_catalogue
+):
+    study = make_study(experimenter, listening_catalogue, target_answers_per_trial=1)
+    client = Client()
+    p = to_step(client, enter(client, study), "practice")
+    shown = to_a_main_trial(client, p)  # its page is open
+    break_the_rule_before(shown)
+    later = next(s.trial for s in p.slots.filter(index__gt=shown.index).select_related("trial")
+                 if not s.trial.is_catch)  # fmt: skip
+    lapse(p)
+    answer_elsewhere(study, [later])
+    assert client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).status_code == 302  # read again
+    assert not p.slots.filter(trial=later).exists()
+    assert Assignment.objects.get(participant=p, index=shown.index).pk == shown.pk
+    response = client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
+    assert response.context["slot"].pk == shown.pk
+    post(client, p, "trials", index=shown.index, choice="A", log=client_log())
+    assert Answer.objects.filter(participant=p, trial_id=shown.trial_id).exists()
 
 
 def _hold_study_lock_then(study, first, second) -> None:
