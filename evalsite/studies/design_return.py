@@ -13,11 +13,13 @@ the seed's own order broke is no return's to repair). The current slot (the firs
 one), whose page may be open, never moves unless it was taken out itself: the answered slots
 before it keep their numbers, and so does it. A renumbered slot needs a view of its page before
 an answer to it is stored, so a page still showing a slot that was taken out stores nothing
-under its number.
+under its number. A participant whose whole list was taken out (nothing answered) moves to the
+study-full step, as an entry that finds no trial left does (`flow.start_trials`).
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -28,15 +30,17 @@ from evalsite.studies.design_fill import count_fill, keep_fill, lock_study
 from evalsite.studies.design_order import repair_order
 from evalsite.studies.models import Answer, Assignment, Participant
 
+log = logging.getLogger("evalsite.studies.participant")
 STEPS = (Participant.Step.PRACTICE, Participant.Step.TRIALS)
 
 
 def recheck(participant: Participant, now: datetime) -> bool:
     """Check again the list of a participant whose reservations lapsed (see the module's rules)
     and re-reserve what stays; True when trials were taken out of it (other slots may have new
-    numbers then: a page read before must read the position again). False when its list is as
-    it was, numbers included. Nothing is done (False) when its reservations are live: another of
-    its requests came first."""
+    numbers then, or none is left and the participant is at the study-full step: a page read
+    before must read the position again). False when its list is as it was, numbers included.
+    Nothing is done (False) when its reservations are live: another of its requests came
+    first."""
     study = participant.study
     with transaction.atomic():
         lock_study(study.pk)  # as `design.assign`: entries and returns see each other's slots
@@ -59,11 +63,25 @@ def recheck(participant: Participant, now: datetime) -> bool:
             last = slots[answered - 1]["trial"] if answered else None
             Assignment.objects.filter(pk__in=[s["id"] for s in dropped]).delete()
             _renumber(_reorder(unanswered, kept, last), answered, len(slots))
+        if len(dropped) == len(slots):  # no slot left: its pages would have nothing to show
+            _to_full(participant, now)
         until = now + timedelta(seconds=int(study.setting("reservation_timeout_s")))
         Assignment.objects.filter(pk__in=[s["id"] for s in kept]).update(reserved_until=until)
         counts.update(s["trial"].id for s in kept)  # the next entries see them reserved again
         keep_fill(study, counts)
     return bool(dropped)
+
+
+def _to_full(participant: Participant, now: datetime) -> None:
+    """Move a participant whose whole list was taken out to the study-full step (its final
+    step: it answered nothing, and holds no slot)."""
+    full = Participant.Step.FULL
+    Participant.objects.filter(pk=participant.pk, step__in=STEPS).update(
+        step=full, finished_at=now, last_seen_at=now
+    )
+    log.info("participant %s: %s -> %s (every trial taken out on its return)",
+             participant.pk, participant.step, full)  # fmt: skip
+    participant.step, participant.finished_at = full, now
 
 
 def _is_main(t: TrialRef) -> bool:

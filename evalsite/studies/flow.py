@@ -407,10 +407,16 @@ def practice_feedback(slot: Assignment, chosen_position: str) -> dict:
 
 
 def finish_if_complete(p: Participant) -> bool:
-    """Done only when the server holds an answer for every slot (checked in the database)."""
+    """Done only when the server holds an answer for every slot (checked in the database). A
+    participant in its trials with no slot at all (e.g. every one taken out on a return,
+    `design_return`, which moves it itself) goes to the study-full step instead: its trial
+    page would otherwise send it back to itself, again and again."""
     total = p.slots.count()
+    if total == 0:
+        advance(p, Step.TRIALS, Step.FULL)
+        return False
     stored = Answer.objects.filter(participant=p, trial__slots__participant=p).count()
-    if total == 0 or stored < total:
+    if stored < total:
         return False
     code = p.study.setting("completion_code") or new_completion_code()
     finished = advance(p, Step.TRIALS, Step.DONE, completion_code=code)

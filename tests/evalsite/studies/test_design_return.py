@@ -261,6 +261,49 @@ def test_it_never_moves_the_current_slot_when_later_trials_are_taken_out(
     assert Answer.objects.filter(participant=p, trial_id=shown.trial_id).exists()
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("back_by", ["page", "answer"])
+def test_it_tells_a_participant_left_with_no_trial_that_the_study_is_full(
+    experimenter, listening_catalogue, back_by
+):
+    study = make_study(
+        experimenter,
+        listening_catalogue,
+        target_answers_per_trial=1,
+        practice_trials=0,
+        catch={"identical": 0, "attention": 0, "repeat": 0},
+    )
+    client = Client()  # fmt: skip
+    p = to_step(client, enter(client, study), "trials")
+    shown = open_trial(client, p)
+    lapse(p)
+    answer_elsewhere(study, [s.trial for s in p.slots.select_related("trial")])
+    if back_by == "answer":
+        post(client, p, "trials", index=shown.index, choice="A", log=client_log())
+    else:
+        client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
+    assert Participant.objects.get(pk=p.pk).step == "full"  # moved by the recheck itself
+    response = client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA, follow=True)
+    assert response.status_code == 200 and "studies/participant/full.html" in (
+        t.name for t in response.templates
+    )
+    p.refresh_from_db()
+    assert p.step == "full" and p.finished_at is not None and not p.slots.exists()
+    assert not Answer.objects.filter(participant=p).exists()
+
+
+@pytest.mark.django_db
+def test_it_never_loops_on_the_trial_page_of_a_participant_without_slots(listening_study):
+    client = Client()
+    p = to_step(client, enter(client, listening_study), "practice")
+    p.slots.all().delete()
+    Participant.objects.filter(pk=p.pk).update(step="trials")
+    response = client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA, follow=True)
+    assert response.status_code == 200
+    p.refresh_from_db()
+    assert p.step == "full"
+
+
 def _hold_study_lock_then(study, first, second) -> None:
     """Run `first`, then `second`, each in a thread that queues for the study's lock, held here
     until both wait: they take it in that order."""
