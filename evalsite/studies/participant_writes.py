@@ -133,12 +133,20 @@ class StoredAnswer:
 # slots are always 0..k-1. Each answer then costs the same few index probes at slot 5 or 500
 # (checking every earlier slot made an answer's cost grow with its position in the list).
 #
-# On PostgreSQL the participant's row is locked FOR SHARE while the answer is stored: a
-# participant leaving at the same instant (`flow.withdraw`: step changed, answers and slots
-# deleted, one transaction) holds it from its UPDATE of the step, so the answer waits for that
-# to commit and is then checked against the new step, storing nothing; an answer that locked it
-# first makes the leave's UPDATE wait for its commit, and is deleted by the leave. (SQLite runs
-# one writer at a time.)
+# On PostgreSQL the participant's row and then the slot's are locked FOR SHARE while the answer
+# is stored (PostgreSQL locks them in the order the FOR clause names them). A participant
+# leaving at the same instant (`flow.withdraw`: step changed, answers and slots deleted, one
+# transaction) holds p's row from its UPDATE of the step, so the answer waits for that to commit
+# and is then checked against the new step, storing nothing; an answer that locked it first
+# makes the leave's UPDATE wait for its commit, and is deleted by the leave. A return's recheck
+# (`design_return`) holds p's row FOR UPDATE without changing it while it deletes, renumbers and
+# re-reserves slots: READ COMMITTED re-reads after such a wait only the rows it locks, so
+# without the slot's lock the answer went on with the slot as it was before the recheck (one
+# taken out, or with a number now another slot's) and stored an answer over the trial's target.
+# Locked, the slot is read as the recheck left it: deleted or renumbered, nothing is stored.
+# Both locks are taken p first, as the withdrawal and the recheck take them (p, then slots): the
+# other order deadlocks with a withdrawal. The cost: one more row lock per answer (the slot's
+# tuple header written). (SQLite runs one writer at a time.)
 ANSWER_SQL = """
 INSERT INTO {answers} ({columns})
 SELECT s.participant_id, s.trial_id, s.{idx},
@@ -178,7 +186,7 @@ def _answer_sql(vendor: str) -> str:
     columns = ", ".join(qn(column(Answer, name)) for name in ANSWER_COLUMNS)
     return ANSWER_SQL.format(
         columns=columns, idx=qn("index"), e_unanswered=UNANSWERED_SQL.format(s="e", **tables),
-        lock="\nFOR SHARE OF p" if vendor == "postgresql" else "", **tables,
+        lock="\nFOR SHARE OF p, s" if vendor == "postgresql" else "", **tables,
     )  # fmt: skip
 
 

@@ -14,8 +14,10 @@ from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 
-from evalsite.studies import design, design_fill, design_order, flow
+from evalsite.reports import tasks
+from evalsite.studies import design, design_fill, design_order, design_return, flow
 from evalsite.studies.models import Answer, Assignment, Participant, StudyFold, Trial
+from evalsite.studies.participant_writes import ClientLog
 from tests.evalsite.studies.conftest import enter, make_study
 from tests.evalsite.studies.participant_steps import (
     DESKTOP_UA,
@@ -362,3 +364,72 @@ def test_a_returning_participant_and_a_newcomer_never_hold_one_trial(
     assert held and max(held.values()) == 1, dict(held)
     assert {p.step for p in study.participants.all()} == {"practice"}
     assert flow.current_slot(Participant.objects.get(pk=p1.pk)) is not None
+
+
+def _answer_in_a_thread(p: Participant, index: int, now, result: dict) -> threading.Thread:
+    """An answer to slot `index` (its page open long enough), stored in a thread of its own."""
+
+    def answering():
+        try:
+            plays = {"r": 1, "A": 1, "B": 1}
+            log = ClientLog(1000, plays, plays, 0, 48000, {})
+            result["stored"] = flow.store_answer(p.token, "trials", index, "A", log, now)
+        except Exception as error:  # noqa: BLE001 (reported by the test's assertions)
+            result["error"] = error
+        finally:
+            connection.close()
+
+    return threading.Thread(target=answering)
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)  # each side commits on its own connection
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers: PostgreSQL")
+@pytest.mark.parametrize("taken_out", [True, False], ids=["taken-out", "still-wanted"])
+def test_an_answer_waiting_for_a_recheck_reads_its_slot_as_the_recheck_left_it(
+    experimenter, listening_catalogue, taken_out
+):
+    study = make_study(experimenter, listening_catalogue, target_answers_per_trial=1)
+    client = Client()
+    shown = to_a_main_trial(client, to_step(client, enter(client, study), "practice"))
+    p = Participant.objects.get(pk=shown.participant_id)
+    until = timezone.now() + timedelta(seconds=30)  # live for the answer, lapsed for the recheck
+    Assignment.objects.filter(participant=p, index__gte=shown.index).update(reserved_until=until)
+    if taken_out:
+        answer_elsewhere(study, [shown.trial])
+    result = {}
+    thread = _answer_in_a_thread(p, shown.index, until - timedelta(seconds=1), result)
+    with transaction.atomic():
+        assert design_return.recheck(p, until + timedelta(seconds=1)) == taken_out
+        thread.start()
+        assert until_blocked(thread, 30)  # on the participant's row, until the recheck commits
+    thread.join(timeout=30)
+    assert not thread.is_alive() and "error" not in result, result.get("error")
+    mine = Answer.objects.filter(participant=p, trial=shown.trial)
+    if taken_out:
+        assert result["stored"] is None and not mine.exists()
+        assert Answer.objects.filter(trial=shown.trial).count() == 1  # its target
+    else:
+        assert result["stored"] is not None and mine.get().trial_index == shown.index
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers: PostgreSQL")
+def test_an_answer_and_a_withdrawal_lock_the_participant_then_its_slot_without_a_deadlock(
+    listening_study, monkeypatch
+):
+    monkeypatch.setattr(tasks, "_enqueue", lambda study_id, countdown: None)  # no broker
+    client = Client()
+    shown = to_a_main_trial(client, to_step(client, enter(client, listening_study), "practice"))
+    p = Participant.objects.get(pk=shown.participant_id)
+    result = {}
+    thread = _answer_in_a_thread(p, shown.index, timezone.now(), result)
+    with transaction.atomic():  # the withdrawal holds p's row (its step's UPDATE), then ...
+        design.lock_participants([p.pk])
+        thread.start()
+        assert until_blocked(thread, 30)  # (an answer locking the slot first would hold it now)
+        assert flow.withdraw(p)  # ... deletes the slots
+    thread.join(timeout=30)
+    assert not thread.is_alive() and "error" not in result, result.get("error")
+    assert result["stored"] is None and not Answer.objects.filter(participant=p).exists()
