@@ -105,8 +105,9 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     }
 
 # The queries every participant request runs are prepared (planned once per connection) on
-# PostgreSQL (studies/flow.py: hot_cursor). Turn off behind a pooler in transaction mode that
-# does not keep prepared statements (PgBouncer before 1.21, or without max_prepared_statements).
+# PostgreSQL (studies/participant_sql.py: hot_cursor). Turn off behind a pooler in transaction
+# mode that does not keep prepared statements (PgBouncer before 1.21, or without
+# max_prepared_statements).
 DB_PREPARE_PARTICIPANT_QUERIES = env_bool("DB_PREPARE_PARTICIPANT_QUERIES", True)
 if DB_PREPARE_PARTICIPANT_QUERIES and "postgresql" in DATABASES["default"]["ENGINE"]:
     # Django sets psycopg's threshold to None (nothing is ever prepared, even when asked); a

@@ -1,7 +1,8 @@
 """Statistics of a listening study: pure functions on the tidy answers DataFrame.
 
-Never imports Django (tests/evalsite/reports/test_layering.py checks every module), so it runs on
-an exported CSV: `python -m evalsite.reports.analysis answers.csv --out DIR`.
+Never imports Django (tests/evalsite/reports/test_cli.py checks every module:
+test_it_keeps_django_out_of_the_analysis_and_rendering), so it runs on an exported CSV:
+`python -m evalsite.reports.analysis answers.csv --out DIR`.
 """
 
 from .inputs import CONDITIONS, ReportInputError, normalise_answers
