@@ -1,6 +1,7 @@
 """Settings: production is configuration away, and malformed configuration fails loudly."""
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -162,3 +163,11 @@ def test_it_names_the_variable_when_the_model_device_is_malformed(monkeypatch, r
     monkeypatch.setenv("CSN_TEST_DEVICE", raw)
     with pytest.raises(EnvError, match=f"CSN_TEST_DEVICE={raw!r}: expected empty"):
         env_device("CSN_TEST_DEVICE")
+
+
+def test_the_readme_lists_every_variable_the_settings_read():
+    source = (ROOT / "evalsite" / "settings.py").read_text()
+    read = set(re.findall(r'env_[a-z]+\(\s*"([A-Z][A-Z0-9_]*)"', source))
+    readme = (ROOT / "README.md").read_text()
+    assert len(read) > 20  # the pattern still finds the typed readers' calls
+    assert sorted(v for v in read if f"`{v}`" not in readme) == []
