@@ -276,6 +276,12 @@ class RepeatsForm(forms.Form):
     )  # fmt: skip
     seed = forms.IntegerField(min_value=0, initial=0)
 
+    def __init__(self, *args, **kwargs):
+        # Shown on the trials page beside RandomTrialsForm, whose fields have the same names:
+        # its own ids keep each label pointing at its own field (the posted names are the same).
+        kwargs.setdefault("auto_id", "id_repeats_%s")
+        super().__init__(*args, **kwargs)
+
 
 def study_clips(study: Study):
     """Clips an experimenter may put in `study`'s trials: ready clips of the owner's catalogues."""

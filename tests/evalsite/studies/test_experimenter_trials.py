@@ -3,6 +3,7 @@ file, a random draw, A/B-swapped repeats."""
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -149,3 +150,26 @@ def test_it_adds_ab_swapped_repeats_of_main_trials_without_one(client, alice, st
     assert again.status_code == 400
     assert "no main trial without a repeat" in str(again.context["repeats_form"].non_field_errors())
     assert study.events.filter(kind="trials").count() == 1
+
+
+PAGES = ["trials", "clips", "dataset_import", "study_edit", "study_detail", "progress", "export"]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_no_two_elements_of_an_experimenter_page_share_an_id(client, alice, study, page):
+    """The trials page shows the random-draw and repeats forms, which both have per_instrument
+    and seed fields: with the same ids, a label would focus the other form's field."""
+    client.force_login(alice)
+    html = client.get(reverse(f"studies:{page}", args=[study.pk])).content.decode()
+    ids = re.findall(r'\sid="([^"]+)"', html)
+    assert not [i for i in set(ids) if ids.count(i) > 1]
+    for target in re.findall(r'<label for="([^"]+)"', html):
+        assert target in ids  # each label names a field of the page
+
+
+def test_the_repeats_form_posts_the_same_names_under_its_own_ids(client, alice, study):
+    client.force_login(alice)
+    html = client.get(reverse("studies:trials", args=[study.pk])).content.decode()
+    assert 'for="id_repeats_per_instrument">Repeats per instrument' in html
+    (field,) = re.findall(r'<input [^>]*id="id_repeats_per_instrument"[^>]*>', html)
+    assert 'name="per_instrument"' in field
