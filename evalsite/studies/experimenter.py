@@ -96,17 +96,20 @@ def study_edit(request: HttpRequest, pk: int) -> HttpResponse:
     study = get_visible_study(request.user, pk)
     if request.method == "POST" and not editable(request, study):
         return redirect("studies:study_detail", pk=study.pk)
-    before = history.state(study)  # now: validating a ModelForm writes the POST onto `study`
+    before = history.state(study)
     read_before = report_settings(study)
-    form = StudyForm(request.POST or None, instance=study, is_owner=is_owner(request.user, study))
+    # Validating a ModelForm writes the POST onto its instance: the form gets its own copy, so
+    # the page around a refused form (title, breadcrumb) still shows the study as saved.
+    edited = Study.objects.get(pk=study.pk)
+    form = StudyForm(request.POST or None, instance=edited, is_owner=is_owner(request.user, study))
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
             form.save()
-            study.refresh_from_db()
-            changed = history.changes(before, history.state(study))
-            history.record(study, request.user, history.Kind.EDITED, changed)
-            if report_settings(study) != read_before and _has_report_input(study):
-                schedule_report(study.pk, countdown=0)  # queued once the edit commits
+            edited.refresh_from_db()
+            changed = history.changes(before, history.state(edited))
+            history.record(edited, request.user, history.Kind.EDITED, changed)
+            if report_settings(edited) != read_before and _has_report_input(edited):
+                schedule_report(edited.pk, countdown=0)  # queued once the edit commits
         messages.success(request, "Study saved.")
         return redirect("studies:study_detail", pk=study.pk)
     return render(request, "studies/experimenter/study_form.html", {"form": form, "study": study})

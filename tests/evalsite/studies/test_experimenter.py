@@ -83,6 +83,22 @@ def test_it_edits_settings_and_keeps_keys_it_does_not_show(client, alice, study)
     assert study.settings["lab_note"] == "booth 2"
 
 
+def test_a_refused_edit_shows_the_study_as_saved_around_the_form(client, alice, study):
+    client.force_login(alice)
+    post = _study_post(name="Unsaved name", target_answers_per_trial=0)
+    response = client.post(reverse("studies:study_edit", args=[study.pk]), post)
+    assert (
+        response.status_code == 200
+        and "target_answers_per_trial" in response.context["form"].errors
+    )
+    html = response.content.decode()
+    assert "<title>Settings · Drums and bass · csn-eval</title>" in html
+    assert "Studies</a> / Drums and bass" in html
+    assert html.count("Unsaved name") == 1  # only in the form's name field, as typed
+    study.refresh_from_db()
+    assert study.name == "Drums and bass"
+
+
 def test_it_keeps_sharing_unchanged_when_a_collaborator_edits(client, carol, study):
     client.force_login(carol)
     post = _study_post(shared_with_names="")  # the field is disabled for non-owners
