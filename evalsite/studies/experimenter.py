@@ -112,7 +112,12 @@ def study_edit(request: HttpRequest, pk: int) -> HttpResponse:
                 schedule_report(edited.pk, countdown=0)  # queued once the edit commits
         messages.success(request, "Study saved.")
         return redirect("studies:study_detail", pk=study.pk)
-    return render(request, "studies/experimenter/study_form.html", {"form": form, "study": study})
+    closed = study.status == Study.Status.CLOSED
+    if closed:  # shown, not offered: no field to type into, no Save to lose it with
+        for field in form.fields.values():
+            field.disabled = True
+    context = {"form": form, "study": study, "closed": closed}
+    return render(request, "studies/experimenter/study_form.html", context)
 
 
 def _has_report_input(study: Study) -> bool:

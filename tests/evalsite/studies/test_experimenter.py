@@ -5,6 +5,7 @@ test_experimenter_trials.py."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -161,6 +162,31 @@ def test_it_refuses_edits_to_a_closed_study(client, alice, study):
     client.post(reverse("studies:study_edit", args=[study.pk]), _study_post(name="Changed"))
     study.refresh_from_db()
     assert study.name == "Drums and bass"
+
+
+def test_a_closed_studys_pages_show_what_it_holds_and_offer_no_change(client, alice, study):
+    study.status = "closed"
+    study.save()
+    client.force_login(alice)
+    html = client.get(reverse("studies:study_edit", args=[study.pk])).content.decode()
+    form = html[html.index('<form method="post" class="form-grid"') :]
+    form = form[: form.index("</form>")]
+    fields = re.findall(r"<(?:input|select|textarea)\b[^>]*>", form)
+    fields = [f for f in fields if 'type="hidden"' not in f]  # the CSRF token
+    assert len(fields) > 20 and all(" disabled" in f for f in fields)
+    assert "<button" not in form and 'value="Drums and bass"' in form
+    assert 'id="study-closed"' in html
+    pages = {"clips": 'name="files"', "dataset_import": 'name="split"',
+             "trials": reverse("studies:trials_random", args=[study.pk])}  # fmt: skip
+    for page, offered in pages.items():
+        html = client.get(reverse(f"studies:{page}", args=[study.pk])).content.decode()
+        assert offered not in html and 'id="study-closed"' in html, page
+        assert "can no longer be changed" in html, page
+    study.status = "paused"
+    study.save()
+    for page, offered in pages.items():
+        html = client.get(reverse(f"studies:{page}", args=[study.pk])).content.decode()
+        assert offered in html and 'id="study-closed"' not in html, page
 
 
 def test_it_shows_live_progress_counts(client, alice, answered_study):
