@@ -252,7 +252,9 @@ def clip_from_upload(
     A file whose WAV is byte for byte a ready clip's in the same catalogue (a reload re-sending
     the form, a double submit, the same file twice) is not kept: the clip returned is unsaved,
     with `duplicate_of` naming the clip already there. Random trial drawing would otherwise pair
-    a clip with its own copy.
+    a clip with its own copy. A refused file is not kept either: the clip returned is unsaved,
+    failed, with its error, which the caller shows (the upload page's per-file results); kept, it
+    would count as a catalogue clip and each retry would add another.
     """
     clip = Clip(catalogue=catalogue, name=Path(uploaded.name).name[:255], **fields)
     clip.file.save(uploaded.name, uploaded, save=False)
@@ -262,7 +264,7 @@ def clip_from_upload(
             Catalogue.objects.select_for_update().filter(pk=catalogue.pk).first()
         clip = process_clip(clip, target_lufs)
         clip.duplicate_of = _ready_copy(clip)
-        if clip.duplicate_of is not None:
+        if clip.duplicate_of is not None or clip.status == Clip.Status.FAILED:
             transaction.on_commit(partial(clip.file.storage.delete, clip.file.name), robust=True)
             clip.delete()
     return clip

@@ -133,7 +133,12 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context = {
         "study": study,
         "participant_url": participant_url(request, study),
-        "n_clips": study_catalogue_clips(study).count(),
+        # Ready clips are what trials use; failed ones (a worker's refusal, listed with its
+        # error on the Clips page) are counted apart. A refused upload is not kept at all.
+        "clip_counts": study_catalogue_clips(study).aggregate(
+            ready=Count("id", filter=Q(status=Clip.Status.READY)),
+            failed=Count("id", filter=Q(status=Clip.Status.FAILED)),
+        ),
         "trial_counts": trials.aggregate(
             main=Count("id", filter=Q(is_practice=False, is_catch=False)),
             practice=Count("id", filter=Q(is_practice=True)),

@@ -91,12 +91,23 @@ def test_it_stores_an_upload_as_normalised_16_bit_wav_under_a_random_name(owner)
 
 
 @pytest.mark.django_db
-def test_it_marks_a_bad_upload_failed_with_a_clear_error(owner):
+def test_it_refuses_a_bad_upload_with_a_clear_error_and_keeps_nothing_of_it(
+    owner, settings, django_capture_on_commit_callbacks
+):
     cat = Catalogue.objects.create(owner=owner, name="uploads")
-    clip = audio.clip_from_upload(upload(np.zeros((SR, 1), np.float32), SR, "quiet.wav"), cat)
-    assert clip.status == Clip.Status.FAILED
+    with django_capture_on_commit_callbacks(execute=True):  # the file's delete after the commit
+        clip = audio.clip_from_upload(upload(np.zeros((SR, 1), np.float32), SR, "quiet.wav"), cat)
+    assert clip.status == Clip.Status.FAILED and clip.pk is None
     assert clip.error.startswith("quiet.wav: silent")
-    assert audio.process_clip(clip).status == Clip.Status.FAILED  # stays failed, no crash
+    assert not cat.clips.exists()  # not a catalogue clip, and a retry adds no row either
+    assert not [p for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file()]
+
+
+@pytest.mark.django_db
+def test_a_failed_clip_stays_failed_when_processed_again(owner):
+    cat = Catalogue.objects.create(owner=owner, name="uploads")
+    clip = Clip.objects.create(catalogue=cat, name="x.wav", status="failed", error="x.wav: bad")
+    assert audio.process_clip(clip).status == Clip.Status.FAILED  # no crash, no new try
 
 
 @pytest.mark.django_db

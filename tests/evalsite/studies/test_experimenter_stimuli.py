@@ -3,6 +3,8 @@ result shown once after the redirect, and dataset imports."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
@@ -52,6 +54,38 @@ def test_it_uploads_several_files_and_reports_each_bad_one(
     assert good.catalogue_id == study.catalogue_id and len(good.sha256) == 64
     playback = playback_lufs(good.loudness_lufs, good.channels)  # mono as dual-mono
     assert abs(playback - study.setting("loudness_target_lufs")) < 0.5
+
+
+def test_a_refused_upload_is_not_counted_as_a_catalogue_clip(
+    client, alice, study, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    settings.MEDIA_ROOT = tmp_path
+    client.force_login(alice)
+    before = set(Clip.objects.values_list("pk", flat=True))
+    url = reverse("studies:clips", args=[study.pk])
+    for _ in range(2):  # a retry of the same refused file
+        silent = SimpleUploadedFile("silent.wav", wav_bytes(amplitude=0.0), "audio/wav")
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(url, {"files": [silent]}, follow=True)
+        assert "silent" in _results(response)["silent.wav"]["error"]  # the reason, shown once
+    assert set(Clip.objects.values_list("pk", flat=True)) == before
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # nor its uploaded file
+    overview = client.get(reverse("studies:study_detail", args=[study.pk])).content.decode()
+    assert "<b>8</b>ready clips in the study catalogue" in overview
+    assert 'id="failed-clips"' not in overview
+
+
+def test_the_overview_counts_clips_a_worker_failed_apart_from_ready_ones(client, alice, study):
+    """A worker's refusal (an ingest job) is kept on the clip, which the Clips page lists with
+    its error: the overview counts it apart from the ready clips trials can use."""
+    Clip.objects.create(catalogue=study.catalogue, name="bad.wav", status="failed",
+                        error="bad.wav: cannot decode audio")  # fmt: skip
+    client.force_login(alice)
+    overview = client.get(reverse("studies:study_detail", args=[study.pk])).content.decode()
+    assert "<b>8</b>ready clips in the study catalogue" in overview
+    assert re.search(r'id="failed-clips">\(1 failed: see <a href="[^"]+">Clips', overview)
+    clips = client.get(reverse("studies:clips", args=[study.pk])).content.decode()
+    assert 'failed: <span class="error">bad.wav: cannot decode audio</span>' in clips
 
 
 def test_a_reload_after_an_upload_stores_nothing_and_shows_the_results_once(
