@@ -99,12 +99,13 @@ def trials_random(request: HttpRequest, pk: int) -> HttpResponse:
     if refused:
         return refused
     data = form.cleaned_data
-    catalogue = study_catalogue(study, request.user)
     try:
-        with transaction.atomic():  # the draw and its history at once, under the study's lock
+        # The draw, its history and the catalogue made for it (with its own history entry) at
+        # once, under the study's lock: a refused draw leaves the study as it was.
+        with transaction.atomic():
             made = build_random_trials(
                 study,
-                catalogue,
+                study_catalogue(study, request.user),
                 per_instrument=data["per_instrument"],
                 seed=data["seed"],
                 practice=study.setting("practice_trials"),
@@ -113,6 +114,7 @@ def trials_random(request: HttpRequest, pk: int) -> HttpResponse:
             what = {"added": len(made), "how": "random", **data}
             history.record(study, request.user, history.Kind.TRIALS, what)
     except DesignError as exc:
+        study.refresh_from_db(fields=["catalogue"])  # a catalogue set for the draw is undone
         form.add_error(None, str(exc))
         return _trials_page(request, study, random_form=form, status=400)
     messages.success(request, f"{len(made)} trial(s) drawn at random (seed {data['seed']}).")

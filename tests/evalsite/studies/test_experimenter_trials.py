@@ -96,6 +96,10 @@ def test_it_explains_why_random_trials_cannot_be_drawn(client, alice):
     assert response.status_code == 400
     assert "expected at least 3" in str(response.context["random_form"].non_field_errors())
     assert not study.trials.exists()
+    # A refused draw changes nothing: no catalogue made for it, nothing in the history.
+    study.refresh_from_db()
+    assert study.catalogue_id is None and not Catalogue.objects.exists()
+    assert not study.events.exists()
 
 
 @pytest.mark.integration
