@@ -290,6 +290,38 @@ def study_clips(study: Study):
     ).order_by("id")
 
 
+def trial_clip_errors(
+    reference: Clip, a: Clip, b: Clip, *, catch_kind: str, expected: str, is_practice: bool
+) -> dict[str, str]:
+    """What is wrong with a trial's three clips, by field (the form's and the CSV's).
+
+    The two candidates always differ. Only a trial whose expected answer is the reference itself
+    holds it: an identical catch trial (at the expected position, where participants are scored
+    against it) or a practice trial without catch kind (drawn as identical ones too). A main or
+    attention trial never does: its answer would be given away."""
+    errors = {}
+    if a == b:
+        errors["candidate_b"] = "the same clip as candidate_a; expected two different candidates"
+    held = {"a": a, "b": b}
+    if catch_kind == Trial.CatchKind.IDENTICAL:
+        if expected in held and held[expected] != reference:
+            errors.setdefault(
+                f"candidate_{expected}",
+                f"not the reference; expected the reference itself, as an identical catch "
+                f"trial's expected answer ({expected!r})",
+            )
+        return errors
+    allowed = expected if is_practice and not catch_kind else ""
+    for side, clip in held.items():
+        if clip == reference and side != allowed:
+            errors.setdefault(
+                f"candidate_{side}",
+                "the reference itself; expected another clip (only an identical catch or "
+                "practice trial holds the reference, as its expected answer)",
+            )
+    return errors
+
+
 class TrialForm(forms.ModelForm):
     """One trial: reference and two candidates (canonical order) from the owner's clips."""
 
@@ -330,6 +362,16 @@ class TrialForm(forms.ModelForm):
             self.add_error(
                 "is_practice", "A practice trial cannot be a catch trial: choose no catch kind."
             )
+        clips = [data.get(name) for name in ("reference", "candidate_a", "candidate_b")]
+        if all(clips):
+            conflicts = trial_clip_errors(
+                *clips,
+                catch_kind=data.get("catch_kind") or "",
+                expected=data.get("expected") or "",
+                is_practice=bool(data.get("is_practice")),
+            )
+            for name, error in conflicts.items():
+                self.add_error(name, f"{error[0].upper()}{error[1:]}.")
         return data
 
     def save(self, commit: bool = True) -> Trial:

@@ -12,7 +12,7 @@ from django import forms
 
 from csn_model import CONDITIONS
 from evalsite.stimuli.models import Clip
-from evalsite.studies.forms import study_clips
+from evalsite.studies.forms import study_clips, trial_clip_errors
 from evalsite.studies.models import Study, Trial
 
 TRIAL_CSV_COLUMNS = ("reference", "candidate_a", "candidate_b", "instrument")
@@ -186,6 +186,14 @@ def _trial_from_row(row: dict, study: Study, lookup: tuple) -> tuple[Trial | Non
         )
     if (kind or practice in {"1", "true", "yes"}) and not choice["expected"]:
         errors.append("field 'expected' is empty: catch and practice trials need their answer")
+    ref, a, b = clips["reference"], clips["candidate_a"], clips["candidate_b"]
+    if ref and a and b and not errors:
+        conflicts = trial_clip_errors(
+            ref, a, b, catch_kind=kind, expected=choice["expected"],
+            is_practice=practice in {"1", "true", "yes"},
+        )  # fmt: skip
+        for col, error in conflicts.items():
+            errors.append(f"field {col!r} = {(row.get(col) or '').strip()!r}: {error}")
     if errors:
         return None, errors
     trial = Trial(

@@ -52,6 +52,34 @@ def test_it_refuses_a_practice_trial_that_is_also_a_catch_trial(client, alice, s
     assert study.trials.count() == before
 
 
+@pytest.mark.parametrize(
+    ("picks", "fields", "field", "error"),
+    [
+        ((0, 0, 2), {}, "candidate_a", "The reference itself; expected another clip"),
+        ((0, 1, 1), {}, "candidate_b", "The same clip as candidate_a; expected two different"),
+        ((0, 1, 0), {"catch_kind": "attention", "expected": "a"}, "candidate_b", "The reference"),
+        ((0, 1, 2), {"catch_kind": "identical", "expected": "a"}, "candidate_a",
+         "Not the reference; expected the reference itself, as an identical catch trial's"),
+    ],
+)  # fmt: skip
+def test_it_refuses_a_trial_whose_clips_give_the_answer_away(
+    client, alice, study, picks, fields, field, error
+):
+    client.force_login(alice)
+    c = list(Clip.objects.filter(catalogue=study.catalogue).order_by("id"))
+    ref, a, b = (c[i].pk for i in picks)
+    data = {"reference": ref, "candidate_a": a, "candidate_b": b, "instrument": "bass",
+            "catch_kind": "", "expected": "", "model_choice": "", "model_margin": "",
+            **fields}  # fmt: skip
+    before = study.trials.count()
+    response = client.post(reverse("studies:trial_add", args=[study.pk]), data)
+    assert response.status_code == 400
+    assert " ".join(response.context["form"].errors[field]).startswith(error)
+    assert study.trials.count() == before
+    data.update(candidate_a=c[0].pk, candidate_b=c[2].pk, catch_kind="identical", expected="a")
+    assert client.post(reverse("studies:trial_add", args=[study.pk]), data).status_code == 302
+
+
 def test_it_refuses_clips_of_another_researcher_in_a_trial(client, alice, bob, study):
     foreign = Clip.objects.create(catalogue=Catalogue.objects.create(owner=bob, name="b"),
                                   status="ready", name="bob.wav")  # fmt: skip
@@ -70,7 +98,7 @@ def test_it_bulk_creates_trials_from_csv_and_names_bad_lines(client, alice, stud
     before = study.trials.count()
     good = (f"reference,candidate_a,candidate_b,instrument,catch_kind,expected,model_choice\n"
             f"{c[0].token},{c[1].token},{c[2].token},drums,,,a\n"
-            f"{c[3].name},{c[4].pk},{c[5].pk},bass,identical,b,\n")  # fmt: skip
+            f"{c[3].name},{c[4].pk},{c[3].pk},bass,identical,b,\n")  # fmt: skip
     url = reverse("studies:trials_csv", args=[study.pk])
     response = client.post(url, {"csv_file": SimpleUploadedFile("t.csv", good.encode())})
     assert response.status_code == 302

@@ -167,3 +167,38 @@ def test_it_answers_a_cell_over_the_csv_size_limit_with_a_form_error(client, ali
         f"({csv.field_size_limit()})); nothing from here on was read"
     ]
     assert study.trials.count() == before
+
+
+def test_it_refuses_trials_whose_clips_give_the_answer_away_or_repeat_a_candidate(study):
+    """A main or attention trial never holds its reference as a candidate, no trial has the same
+    clip twice as candidates, and an identical catch trial holds the reference at the position
+    of its expected answer (where participants are scored against it)."""
+    r, x, y = (c.pk for c in clips(study)[:3])
+    text = (
+        "reference,candidate_a,candidate_b,instrument,catch_kind,expected,is_practice\n"
+        f"{r},{r},{y},drums,,,\n"  # line 2: a main trial holding its reference
+        f"{r},{x},{x},drums,,,\n"  # line 3: the same candidate twice
+        f"{r},{x},{r},drums,attention,a,\n"  # line 4: an attention trial holding its reference
+        f"{r},{r},{y},drums,identical,b,\n"  # line 5: the reference, but not where expected
+        f"{r},{r},{r},drums,identical,a,\n"  # line 6: the reference as both candidates
+        f"{r},{x},{r},drums,,a,true\n"  # line 7: a practice trial's wrong answer is the reference
+        f"{r},{r},{y},drums,identical,a,\n"  # fine: an identical catch trial
+        f"{r},{x},{r},drums,,b,true\n"  # fine: an identical practice trial
+        f"{r},{x},{y},drums,,,\n"  # fine: a main trial
+    )
+    trials, errors = parse_trials_csv(text, "t.csv", study)
+    assert len(trials) == 3
+    assert [e.split(": ", 2)[:2] for e in errors] == [
+        ["t.csv, line 2", f"field 'candidate_a' = '{r}'"],
+        ["t.csv, line 3", f"field 'candidate_b' = '{x}'"],
+        ["t.csv, line 4", f"field 'candidate_b' = '{r}'"],
+        ["t.csv, line 5", f"field 'candidate_b' = '{y}'"],
+        ["t.csv, line 6", f"field 'candidate_b' = '{r}'"],
+        ["t.csv, line 7", f"field 'candidate_b' = '{r}'"],
+    ]
+    assert errors[0].endswith("the reference itself; expected another clip (only an identical "
+                              "catch or practice trial holds the reference, as its expected "
+                              "answer)")  # fmt: skip
+    assert "expected two different candidates" in errors[1]
+    assert "expected the reference itself, as an identical catch trial's expected answer ('b')" \
+        in errors[3]  # fmt: skip
