@@ -15,6 +15,7 @@ from django.urls import reverse
 from evalsite.studies import flow
 from evalsite.studies.loadtest_client import CLIENT_LOG
 from evalsite.studies.models import Answer, Participant
+from tests.browser.participant_fixtures import *  # noqa: F403 (fixtures, WAIT_MS)
 from tests.browser.participant_steps import (
     listen_all,
     right_choice,
@@ -23,19 +24,10 @@ from tests.browser.participant_steps import (
     through_calibration,
     to_calibration,
 )
-from tests.evalsite.studies.conftest import SHORT_SCREENING, make_catalogue, make_study
+from tests.evalsite.studies.conftest import make_catalogue, make_study
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 CLIP_S = 0.6
-WAIT_MS = 15000
-
-
-@pytest.fixture(autouse=True)
-def _media_and_screening(settings, tmp_path):
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    # A fast hasher: the default one costs about a second per user on this machine.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    settings.CSN_SCREENING = SHORT_SCREENING
 
 
 @pytest.fixture
@@ -43,19 +35,6 @@ def screens(artifacts_dir):
     folder = artifacts_dir / "screens"
     folder.mkdir(exist_ok=True)
     return folder
-
-
-@pytest.fixture
-def owner(django_user_model):
-    return django_user_model.objects.create_user("erin", "erin@example.org", "listen-42-carefully")
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 800})
-    context.set_default_timeout(WAIT_MS)
-    yield context.new_page()
-    context.close()
 
 
 def study_url(live_server, study, **params) -> str:

@@ -19,8 +19,9 @@ import pytest
 from django.urls import reverse
 
 from evalsite.studies.models import Answer, Participant
+from tests.browser.participant_fixtures import *  # noqa: F403 (fixtures, WAIT_MS)
 from tests.browser.participant_steps import scripted, through_calibration
-from tests.evalsite.studies.conftest import SHORT_SCREENING, make_catalogue, make_study
+from tests.evalsite.studies.conftest import make_catalogue, make_study
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 # Chromium reports a WAV's metadata (and so starts it) only once it has about 5 s of it or all
@@ -28,29 +29,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 CLIP_S = 8.0
 SENT = 0.8
 RATE = 4  # the clips play this much faster, so the test does not wait out 8 s clips
-WAIT_MS = 15000
 STALL_MS = 500  # the page's stall watchdog, shortened (its default is several seconds)
-
-
-@pytest.fixture(autouse=True)
-def _media_and_screening(settings, tmp_path):
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    # A fast hasher: the default one costs about a second per user on this machine.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    settings.CSN_SCREENING = SHORT_SCREENING
-
-
-@pytest.fixture
-def owner(django_user_model):
-    return django_user_model.objects.create_user("erin", "erin@example.org", "listen-42-carefully")
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 800})
-    context.set_default_timeout(WAIT_MS)
-    yield context.new_page()
-    context.close()
 
 
 @pytest.fixture
