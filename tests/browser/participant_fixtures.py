@@ -5,19 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.evalsite.studies.conftest import SHORT_SCREENING
+# The studies tests' autouse fixture (media folder, fast hasher, short screening), reused.
+from tests.evalsite.studies.conftest import _media_and_screening
 
 WAIT_MS = 15000
 
 __all__ = ["WAIT_MS", "_media_and_screening", "owner", "page"]
-
-
-@pytest.fixture(autouse=True)
-def _media_and_screening(settings, tmp_path):
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    # A fast hasher: the default one costs about a second per user on this machine.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    settings.CSN_SCREENING = SHORT_SCREENING
 
 
 @pytest.fixture
