@@ -14,7 +14,8 @@ from django.conf import settings
 from django.utils.text import slugify
 
 from csn_model import CONDITIONS
-from csn_model.data.slakh import SPLITS, DataError, load_track
+from csn_model.data.slakh import SPLITS, DataError
+from csn_model.data.slakh_folder import load_track
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from csn_model import CONDITIONS
-from csn_model.data.slakh import DataError, SlakhDataset, Track
+from csn_model.data.slakh import DataError, SlakhDataset
+from csn_model.data.slakh_track import Track
 from evalsite.stimuli.audio import AudioError, clip_from_array
 from evalsite.stimuli.models import Catalogue, Clip
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from csn_model.data.slakh import DataError, SlakhDataset, condition_of
+from csn_model.data.conditions import condition_of
+from csn_model.data.slakh import DataError, SlakhDataset
 
 from .conftest import SECONDS, SR, stem_signal
 

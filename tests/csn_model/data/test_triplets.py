@@ -8,7 +8,8 @@ import torch
 
 from csn_model import CONDITIONS
 from csn_model.cli import main
-from csn_model.data.slakh import ACTIVE_ABS_RMS, DataError, SlakhDataset
+from csn_model.data.slakh import DataError, SlakhDataset
+from csn_model.data.slakh_track import ACTIVE_ABS_RMS
 from csn_model.data.torch_data import StemTorchDataset, TripletTorchDataset
 from csn_model.data.triplets import (
     TripletSampler,
