@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import secrets
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -20,6 +21,8 @@ from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from evalsite.reports.models import ReportState
@@ -251,9 +254,16 @@ def study_catalogue_clips(study: Study):
 
 
 @login_required
+@never_cache
 def study_progress(request: HttpRequest, pk: int) -> HttpResponse:
+    """The progress page; with ?fragment=figures only its figures, which the page's script
+    fetches to update them in place (a reload would move a reader's position to the top)."""
     study = get_visible_study(request.user, pk)
-    context = {"study": study, **progress.summary(study)}
+    context = {"study": study, "as_of": timezone.now(), **progress.summary(study)}
+    if request.GET.get("fragment") == "figures":
+        return render(request, "studies/experimenter/_progress_figures.html", context)
+    refresh_s = settings.CSN_PROGRESS_REFRESH_S
+    context.update(refresh_s=refresh_s, refresh_ms=round(refresh_s * 1000))
     return render(request, "studies/experimenter/progress.html", context)
 
 

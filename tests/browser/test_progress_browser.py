@@ -1,0 +1,106 @@
+"""The progress page in real headless Chromium updates its figures in place: the page is not
+reloaded, focus and scroll position stay where the reader left them, the status line says when
+the figures were updated, and the "Update automatically" checkbox pauses the updates (and is
+remembered). A failed update (session expired) keeps the figures and says so.
+
+The interval is 0.3 s here (CSN_PROGRESS_REFRESH_S; the live server runs in this process).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.conf import settings as django_settings
+from playwright.sync_api import expect
+
+from evalsite.studies.models import Participant
+from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+WAIT_MS = 15000
+INTERVAL_S = 0.3
+STARTED = "#participants .card b >> nth=0"  # participants started
+
+
+@pytest.fixture
+def page(browser, live_server, client, alice, study, settings):
+    settings.CSN_PROGRESS_REFRESH_S = INTERVAL_S
+    client.force_login(alice)  # a session made here, handed to the browser as its cookie
+    cookie = client.cookies[django_settings.SESSION_COOKIE_NAME].value
+    # A short viewport so that the page scrolls.
+    context = browser.new_context(locale="en-US", viewport={"width": 1000, "height": 400})
+    context.add_cookies(
+        [{"name": django_settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_server.url}]
+    )
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    page.goto(f"{live_server.url}/studies/{study.pk}/progress/")
+    page.evaluate("window.notReloaded = true")  # a reload or navigation would lose it
+    yield page
+    context.close()
+
+
+def _join(study, name: str) -> None:
+    Participant.objects.create(study=study, external_pid=name, step=Participant.Step.TRIALS)
+
+
+def _pause_for(intervals: int, page) -> None:
+    page.wait_for_timeout(int(intervals * INTERVAL_S * 1000))
+
+
+def test_it_updates_the_figures_in_place_and_pauses_when_asked(page, study):
+    expect(page.locator(STARTED)).to_have_text("0")
+    toggle = page.locator("#auto-update")
+    expect(toggle).to_be_checked()  # on by default, and shown now that the script runs
+    toggle.focus()
+    page.evaluate("window.scrollTo(0, 120)")
+    scrolled = page.evaluate("window.scrollY")
+    assert scrolled > 0
+
+    _join(study, "p1")
+    expect(page.locator(STARTED)).to_have_text("1")
+    expect(page.locator("#progress-status")).to_have_text(re.compile(r"^Figures updated at "))
+    assert page.evaluate("window.notReloaded") is True
+    assert page.evaluate("document.activeElement.id") == "auto-update"
+    assert page.evaluate("window.scrollY") == scrolled
+
+    toggle.press("Space")  # keyboard: untick
+    expect(toggle).not_to_be_checked()
+    expect(page.locator("#progress-status")).to_have_text("Automatic updates paused.")
+    _join(study, "p2")
+    _pause_for(4, page)
+    expect(page.locator(STARTED)).to_have_text("1")  # paused: the figure stays
+
+    page.reload()  # the choice is remembered; the full page shows the new count
+    expect(page.locator("#auto-update")).not_to_be_checked()
+    expect(page.locator(STARTED)).to_have_text("2")
+
+
+def test_it_keeps_the_figures_and_says_so_when_an_update_fails(page, study):
+    expect(page.locator("#auto-update")).to_be_checked()
+    page.context.clear_cookies()  # the session is gone: the figures view redirects to login
+    _join(study, "p1")
+    expect(page.locator("#progress-status")).to_have_text(re.compile(r"^Could not update: "))
+    _pause_for(3, page)  # further tries fail the same way
+    expect(page.locator(STARTED)).to_have_text("0")
+    expect(page.locator("#id_username")).to_have_count(0)  # no login form put in the page
+    assert page.evaluate("window.notReloaded") is True
+
+
+def test_it_stops_while_the_tab_is_hidden_and_updates_once_it_is_visible(page, study):
+    expect(page.locator("#auto-update")).to_be_checked()
+    page.evaluate(_SET_VISIBILITY, "hidden")
+    _pause_for(1, page)  # hidden: the fetch under way is dropped and no other starts
+    _join(study, "p1")
+    _pause_for(4, page)
+    expect(page.locator(STARTED)).to_have_text("0")
+    page.evaluate(_SET_VISIBILITY, "visible")
+    expect(page.locator(STARTED)).to_have_text("1")
+
+
+# Headless Chromium never hides its tab: pretend it does, as the browser would report it.
+_SET_VISIBILITY = """(state) => {
+  Object.defineProperty(document, "visibilityState", {value: state, configurable: true});
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
