@@ -128,8 +128,9 @@ def wait_for_job(job, worker: LocalWorker, label: str, timeout_s: float = 1800) 
 class Server:
     """The site in a child process (Django's server on embedded defaults), stopped on exit."""
 
-    def __init__(self, opts: DemoOptions) -> None:
+    def __init__(self, opts: DemoOptions, env: dict[str, str] | None = None) -> None:
         self.opts = opts
+        self.env = os.environ | (env or {})  # the demo's environment, with `env` on top
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = opts.home / "logs" / "web.log"
 
@@ -141,7 +142,7 @@ class Server:
         cmd = [sys.executable, "manage.py", "runserver", f"{self.opts.host}:{self.opts.port}"]
         cmd += ["--noreload", "--skip-checks"]
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=os.environ.copy(), stdout=log,
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log,
                                          stderr=subprocess.STDOUT)  # fmt: skip
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
