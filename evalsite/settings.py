@@ -145,6 +145,13 @@ AXES_CLIENT_IP_CALLABLE = "evalsite.login_throttle.client_ip"
 AXES_VERBOSE = False  # a lockout is logged as a warning either way
 LOGIN_REDIRECT_URL = "/studies/"
 LOGOUT_REDIRECT_URL = "/"
+# New participants one client address may start in a study within CSN_ENTRY_WINDOW_MINUTES
+# (evalsite/studies/entry_limit.py, the address as for the login lockout): a script opening the
+# study link with fresh ids would otherwise create participants whose trial reservations starve
+# real ones. The next new one gets a 429 page; people coming back and previews never do. 0: no
+# limit. A lab whose participants share one address (NAT) must raise it above the room's entries.
+CSN_ENTRY_LIMIT = env_int("CSN_ENTRY_LIMIT", 30, minimum=0)
+CSN_ENTRY_WINDOW_MINUTES = env_int("CSN_ENTRY_WINDOW_MINUTES", 10, minimum=1)
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("ja", _("Japanese"))]

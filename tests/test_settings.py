@@ -105,13 +105,21 @@ def test_it_refuses_a_number_below_the_readers_minimum(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "name", ["CSN_EMBED_BATCH", "CELERY_TASK_TIME_LIMIT", "CELERY_VISIBILITY_TIMEOUT"]
-)
+    "name",
+    ["CSN_EMBED_BATCH", "CELERY_TASK_TIME_LIMIT", "CELERY_VISIBILITY_TIMEOUT",
+     "CSN_ENTRY_WINDOW_MINUTES"],
+)  # fmt: skip
 def test_it_refuses_a_batch_size_or_time_limit_below_one(name, tmp_path):
     broker = {"CELERY_BROKER_URL": "redis://127.0.0.1:6379/0"}  # the visibility timeout: Redis
     result = _manage(["check"], CSN_HOME=str(tmp_path), **broker, **{name: "-1"})
     assert result.returncode != 0
     assert f"{name}='-1': expected an integer >= 1" in result.stderr
+
+
+def test_it_refuses_a_negative_limit_on_new_participants_per_address(tmp_path):
+    result = _manage(["check"], CSN_HOME=str(tmp_path), CSN_ENTRY_LIMIT="-1")
+    assert result.returncode != 0
+    assert "CSN_ENTRY_LIMIT='-1': expected an integer >= 0" in result.stderr
 
 
 def test_it_reads_lists_and_defaults():

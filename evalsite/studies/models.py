@@ -215,6 +215,10 @@ class Participant(models.Model):
     early_answers = models.PositiveIntegerField(default=0)
     # Entered a draft study as a researcher's preview: deleted when the study leaves draft.
     is_preview = models.BooleanField(default=False)
+    # A keyed hash (HMAC-SHA256, key from SECRET_KEY) of the address the participant entered
+    # from, which the limit on new participants per address counts (entry_limit.py); never the
+    # address itself (personal data), in no export, not editable. "" with the limit off.
+    entry_address = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     class Meta:
         ordering = ["id"]
@@ -232,6 +236,12 @@ class Participant(models.Model):
                 condition=models.Q(prolific_pid="") & ~models.Q(external_pid=""),
                 name="participant_pid_unique",
             ),
+        ]
+        # entry_limit.refuses_new: a study's recent entries from one hashed address.
+        indexes = [
+            models.Index(
+                fields=["study", "entry_address", "started_at"], name="participant_entry_limit"
+            )
         ]
 
     def __str__(self) -> str:

@@ -22,6 +22,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from evalsite.studies import flow
+from evalsite.studies.entry_limit import address_key, record_entry, refuses_new
 from evalsite.studies.models import Participant, Study
 from evalsite.studies.participant_render import no_store, page_language, refused
 from evalsite.studies.participant_steps import (
@@ -58,6 +59,11 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
     if not allowed:
         translation.activate(page_language(study, request))
         return refused(request, _("This study is not open at the moment. Please try again later."))
+    key = ""  # the hashed address a new participant is counted under (entry_limit)
+    if found is None and study.status != Study.Status.DRAFT:  # new, and no researcher's preview
+        key = address_key(request)
+        if refuses_new(study, key):
+            return _too_many_new(request, study)
     user_agent = request.headers.get("User-Agent", "")
     language = page_language(study, request)
     p = flow.create(study, request.GET.dict(), user_agent, language) if found is None else None
@@ -68,16 +74,33 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
         if found is None or not flow.may_resume(found, request.GET, known):
             return _other_session(request, study)
         p = flow.resume(found, user_agent)
+    else:
+        record_entry(p, key)
     if study.status == Study.Status.DRAFT and not p.is_preview:
         Participant.objects.filter(pk=p.pk).update(is_preview=True)
     response = redirect("studies:participant", p.token)
     if p.token not in _bound(request):
-        response.set_signed_cookie(
-            BINDING_COOKIE, ",".join((known + [p.token])[-20:]), salt=BINDING_COOKIE,
-            max_age=settings.SESSION_COOKIE_AGE, secure=settings.SESSION_COOKIE_SECURE,
-            httponly=True, samesite=settings.SESSION_COOKIE_SAMESITE,
-        )  # fmt: skip
+        _bind(response, known + [p.token])
     return response
+
+
+def _bind(response: HttpResponse, tokens: list[str]) -> None:
+    """Bind the browser to the participants `tokens` (the last 20) with the signed cookie."""
+    response.set_signed_cookie(
+        BINDING_COOKIE, ",".join(tokens[-20:]), salt=BINDING_COOKIE,
+        max_age=settings.SESSION_COOKIE_AGE, secure=settings.SESSION_COOKIE_SECURE,
+        httponly=True, samesite=settings.SESSION_COOKIE_SAMESITE,
+    )  # fmt: skip
+
+
+def _too_many_new(request: HttpRequest, study: Study) -> HttpResponse:
+    """The refusal of a new participant over the limit per address (entry_limit): 429, saying
+    what the person can do and nothing of the participants counted."""
+    translation.activate(page_language(study, request))
+    return refused(request, _(
+        "Too many new sessions of this study were started from your network in a short time. "
+        "Please try again in a few minutes."
+    ), status=429)  # fmt: skip
 
 
 def _other_session(request: HttpRequest, study: Study) -> HttpResponse:

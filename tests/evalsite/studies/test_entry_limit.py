@@ -1,0 +1,152 @@
+"""The limit on new participants per client address and study (entry_limit, CSN_ENTRY_LIMIT):
+a script opening the study link with fresh ids is refused; people coming back never are."""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from evalsite.studies.export import export_zip
+from evalsite.studies.export_codebook import CODEBOOK
+from evalsite.studies.models import Participant, Study
+from tests.evalsite.studies.conftest import enter, make_study
+
+pytestmark = pytest.mark.django_db
+
+LIMIT = 3
+TOO_MANY = "Too many new sessions of this study were started from your network"
+
+
+@pytest.fixture(autouse=True)
+def _limit(settings):
+    settings.CSN_ENTRY_LIMIT = LIMIT
+    settings.CSN_ENTRY_WINDOW_MINUTES = 10
+
+
+def _open(client, study, **params):
+    return client.get(reverse("studies:entry", args=[study.slug]), params)
+
+
+def _fill(study, **client_kwargs) -> list[Participant]:
+    """LIMIT new participants, each from a fresh browser (as a script would) at one address."""
+    return [enter(Client(**client_kwargs), study, pid=f"bot{n}") for n in range(LIMIT)]
+
+
+def test_it_refuses_a_new_participant_over_the_limit_and_creates_nothing(listening_study):
+    _fill(listening_study)
+    for params in ({"pid": "bot-next"}, {}):  # a new id, or none at all
+        response = _open(Client(), listening_study, **params)
+        assert response.status_code == 429
+        assert TOO_MANY in response.content.decode()
+    assert Participant.objects.filter(study=listening_study).count() == LIMIT
+
+
+def test_its_refusal_says_nothing_of_the_participants_counted(listening_study):
+    entered = _fill(listening_study)
+    page = _open(Client(), listening_study, pid="bot-next").content.decode()
+    assert not any(p.external_pid in page or p.token in page for p in entered)
+    message = re.search(r'<p id="refused">(.*?)</p>', page, re.S)
+    assert message is not None and message.group(1) == (
+        TOO_MANY + " in a short time. Please try again in a few minutes."
+    )
+
+
+def test_it_refuses_in_the_participants_language(listening_study):
+    _fill(listening_study)
+    response = _open(Client(), listening_study, pid="bot-next", lang="ja")
+    assert response.status_code == 429
+    assert "新しいセッションが多数開始されました" in response.content.decode()
+
+
+def test_it_lets_participants_come_back_from_the_same_address_over_the_limit(listening_study):
+    browser = Client()
+    first = enter(browser, listening_study, pid="bot0")
+    for n in range(1, LIMIT):
+        enter(Client(), listening_study, pid=f"bot{n}")
+    assert enter(Client(), listening_study, pid="bot0").pk == first.pk  # the id, a new browser
+    bound = browser.get(reverse("studies:entry", args=[listening_study.slug]))
+    assert bound.status_code == 302 and first.token in bound["Location"]  # the bound browser
+
+
+def test_it_counts_each_address_apart(listening_study):
+    _fill(listening_study)
+    assert enter(Client(REMOTE_ADDR="198.51.100.4"), listening_study, pid="person").external_pid
+    assert _open(Client(), listening_study, pid="bot-next").status_code == 429
+
+
+def test_it_counts_each_study_apart(listening_study, experimenter, listening_catalogue):
+    _fill(listening_study)
+    other = make_study(experimenter, listening_catalogue)
+    assert enter(Client(), other, pid="bot-next").study == other
+
+
+def test_it_forgets_entries_older_than_the_window(listening_study):
+    entered = _fill(listening_study)
+    Participant.objects.filter(pk=entered[0].pk).update(
+        started_at=entered[0].started_at - timedelta(minutes=11)
+    )
+    enter(Client(), listening_study, pid="bot-next")
+    assert _open(Client(), listening_study, pid="bot-after").status_code == 429
+
+
+def test_it_has_no_limit_at_zero(listening_study, settings):
+    settings.CSN_ENTRY_LIMIT = 0
+    entered = [enter(Client(), listening_study, pid=f"bot{n}") for n in range(LIMIT + 2)]
+    assert {p.entry_address for p in entered} == {""}  # nothing stored while it is off
+
+
+def test_it_counts_the_right_most_forwarded_address_behind_the_proxy(listening_study, settings):
+    settings.CSN_BEHIND_PROXY = True
+    proxy = {"REMOTE_ADDR": "10.0.0.2"}  # every request arrives from the proxy
+    for n in range(LIMIT):  # the client writes what it likes to the left of the proxy's entry
+        enter(Client(**proxy, HTTP_X_FORWARDED_FOR=f"192.0.2.{n}, 203.0.113.9"),
+              listening_study, pid=f"bot{n}")  # fmt: skip
+    spoofed = Client(**proxy, HTTP_X_FORWARDED_FOR="192.0.2.99, 203.0.113.9")
+    assert _open(spoofed, listening_study, pid="bot-next").status_code == 429
+    someone_else = Client(**proxy, HTTP_X_FORWARDED_FOR="198.51.100.4")
+    assert _open(someone_else, listening_study, pid="person").status_code == 302
+
+
+def test_it_counts_an_ipv6_client_by_its_64_network(listening_study):
+    for n in range(LIMIT):
+        enter(Client(REMOTE_ADDR=f"2001:db8:1:2::{n + 1}"), listening_study, pid=f"bot{n}")
+    same_network = Client(REMOTE_ADDR="2001:db8:1:2:ffff::1")
+    assert _open(same_network, listening_study, pid="bot-next").status_code == 429
+    next_network = Client(REMOTE_ADDR="2001:db8:1:3::1")
+    assert _open(next_network, listening_study, pid="person").status_code == 302
+
+
+def test_it_stores_a_keyed_hash_of_the_address_not_the_address(listening_study, settings):
+    here, there = _fill(listening_study)[0], enter(Client(REMOTE_ADDR="198.51.100.4"),
+                                                   listening_study, pid="person")  # fmt: skip
+    assert len(here.entry_address) == 64 and "127.0.0.1" not in here.entry_address
+    assert there.entry_address not in ("", here.entry_address)
+    # Keyed: with another secret the same address hashes to another value (and, under this
+    # key, has no entries yet, so the fourth entry from 127.0.0.1 is not refused).
+    settings.SECRET_KEY = "another-secret-key-" * 4
+    again = enter(Client(), listening_study, pid="rekeyed")
+    assert again.entry_address not in ("", here.entry_address)
+
+
+def test_it_never_refuses_a_researchers_preview_of_a_draft(listening_study, experimenter):
+    Study.objects.filter(pk=listening_study.pk).update(status=Study.Status.DRAFT)
+    researcher = Client()
+    researcher.force_login(experimenter)
+    previews = [enter(researcher, listening_study, pid=f"preview{n}") for n in range(LIMIT + 1)]
+    assert all(p.is_preview and p.entry_address == "" for p in previews)
+
+
+def test_it_keeps_the_hashed_address_out_of_every_export_file(listening_study):
+    entered = _fill(listening_study)
+    archive = zipfile.ZipFile(io.BytesIO(export_zip(listening_study)))
+    for name in archive.namelist():
+        content = archive.read(name).decode()
+        assert "entry_address" not in content, name
+        assert not any(p.entry_address in content for p in entered), name
+    assert "entry_address" not in str(CODEBOOK)
