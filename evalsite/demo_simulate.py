@@ -88,7 +88,7 @@ class SimulatedParticipant:
             self.step(p)
 
     def step(self, p) -> None:
-        from evalsite.studies import flow
+        from evalsite.studies import flow_screening
 
         s = p.step
         if s == "browser_check":
@@ -102,8 +102,8 @@ class SimulatedParticipant:
             self.post(s)
         elif s == "screening":
             n = len(p.screening.get("answers", []))
-            target = flow.screening_key(p)["target"]  # of the page last drawn
-            self.post(s, n=str(n), draw=str(flow.screening_draw(p)), choice=str(target),
+            target = flow_screening.screening_key(p)["target"]  # of the page last drawn
+            self.post(s, n=str(n), draw=str(flow_screening.screening_draw(p)), choice=str(target),
                       rt_ms="2500")  # fmt: skip
         elif s in {"practice", "trials"}:
             self.trial(p, s)
@@ -111,14 +111,14 @@ class SimulatedParticipant:
             raise SimulationError(f"{self.pid}: no simulated action for step {s!r}")
 
     def trial(self, p, step: str) -> None:
-        from evalsite.studies import flow
+        from evalsite.studies import flow_trials
 
         page = self._req("GET", self.page_url).text
         if p.state.get("feedback"):
             self.post(step, action="continue")
             return
         match = INDEX_RE.search(page)
-        slot = flow.current_slot(p)
+        slot = flow_trials.current_slot(p)
         if match is None or slot is None:
             return  # the server finishes the participant on the next GET
         choice = decide(slot, self.rates, self.rng)

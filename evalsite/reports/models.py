@@ -63,8 +63,8 @@ class ReportSnapshot(models.Model):
 
 class ReportState(models.Model):
     """Debounce: `pending` while a recomputation is queued and has not started. `deletions`
-    counts the withdrawals that deleted answers (studies.flow._forget): a computation that read
-    the answers before the latest one stores nothing."""
+    counts the withdrawals that deleted answers (studies.flow_withdraw._forget): a computation
+    that read the answers before the latest one stores nothing."""
 
     study = models.OneToOneField(Study, on_delete=models.CASCADE, related_name="report_state")
     pending = models.BooleanField(default=False)

@@ -78,8 +78,8 @@ def compute_snapshot(study_id: int) -> ReportSnapshot | None:
     config, _ = report_config_for(study)
     digest = hashlib.sha256(csv + json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
     latest = ReportSnapshot.objects.filter(study=study).order_by("-computed_at").first()
-    # Not one whose bundle a withdrawal emptied (flow._forget): with the answers unchanged (one
-    # who left before answering, whose trial list and seed the bundle's design.csv held) the
+    # Not one whose bundle a withdrawal emptied (flow_withdraw._forget): with the answers unchanged
+    # (one who left before answering, whose trial list and seed the bundle's design.csv held) the
     # digest is the same, and reusing it would serve a page whose bundle link 404s for good.
     if latest is not None and latest.input_sha256 == digest and not latest.error and latest.bundle:
         return latest
@@ -89,7 +89,7 @@ def compute_snapshot(study_id: int) -> ReportSnapshot | None:
     errors = [m["text"] for m in report.messages if m["level"] == "error"]
     bundle = make_bundle(study, csv, report, config, plots)
     with transaction.atomic():
-        state = ReportState.lock(study_id)  # withdrawals wait for it (flow._forget)
+        state = ReportState.lock(study_id)  # withdrawals wait for it (flow_withdraw._forget)
         if state.deletions != deletions:
             log.info("report of study %s: answers withdrawn while computing; not stored", study_id)
             schedule_report(study_id)

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from evalsite.studies import flow
+from evalsite.studies import flow_withdraw
 from evalsite.studies.models import Answer, Assignment, Participant, Study, StudyEvent, Trial
 
 
@@ -61,10 +61,10 @@ class ParticipantAdmin(TakesRecordAdmin):
 
     # A deleted participant's answers leave the stored reports too, as a withdrawal's do.
     def delete_model(self, request, obj) -> None:
-        flow.delete_participants([obj])
+        flow_withdraw.delete_participants([obj])
 
     def delete_queryset(self, request, queryset) -> None:
-        flow.delete_participants(queryset)
+        flow_withdraw.delete_participants(queryset)
 
 
 @admin.register(Assignment)

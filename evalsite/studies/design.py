@@ -33,7 +33,7 @@ from evalsite.studies.models import Answer, Assignment, Participant, Study
 def lock_participants(ids) -> None:
     """Lock these participants' rows (FOR UPDATE, in id order) until the transaction ends. Taken
     before a study's report lock by whatever deletes participants, as a withdrawal takes them
-    (its step's UPDATE, then `flow._forget`)."""
+    (its step's UPDATE, then `flow_withdraw._forget`)."""
     rows = Participant.objects.select_for_update().filter(pk__in=ids).order_by("pk")
     list(rows.values_list("pk", flat=True))
 
@@ -119,7 +119,7 @@ def assign(participant: Participant, now: datetime) -> bool:
         shown = balance_positions(ordered, participant.seed)
         until = now + timedelta(seconds=int(study.setting("reservation_timeout_s")))
         # Without a listening check every slot may be answered from the start; with one, only
-        # once its page was shown (its first view sets the time, flow.touch).
+        # once its page was shown (its first view sets the time, flow_trials.touch).
         answerable = None if float(study.setting("min_listen_share") or 0) > 0 else 0
         participant_writes.insert_slots(
             participant.pk, [(t.id, shown[t.id]) for t in ordered], until, answerable

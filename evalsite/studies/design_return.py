@@ -14,7 +14,7 @@ one), whose page may be open, never moves unless it was taken out itself: the an
 before it keep their numbers, and so does it. A renumbered slot needs a view of its page before
 an answer to it is stored, so a page still showing a slot that was taken out stores nothing
 under its number. A participant whose whole list was taken out (nothing answered) moves to the
-study-full step, as an entry that finds no trial left does (`flow.start_trials`).
+study-full step, as an entry that finds no trial left does (`flow_trials.start_trials`).
 """
 
 from __future__ import annotations

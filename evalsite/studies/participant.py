@@ -21,7 +21,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from evalsite.studies import flow
+from evalsite.studies import flow, flow_trials, flow_withdraw, participant_sql
 from evalsite.studies.entry_limit import address_key, record_entry, refuses_new
 from evalsite.studies.models import Participant, Study
 from evalsite.studies.participant_render import no_store, page_language, refused
@@ -157,7 +157,7 @@ def _is_mine(request: HttpRequest, token: str) -> bool:
 def own_participant(request: HttpRequest, token: str) -> Participant | None:
     """The participant with this token when this browser entered it (its pages and sounds are
     served to no one else); None otherwise."""
-    return flow.participant_by_token(token) if _is_mine(request, token) else None
+    return participant_sql.participant_by_token(token) if _is_mine(request, token) else None
 
 
 def _is_answer(request) -> bool:
@@ -172,7 +172,7 @@ def page(request: HttpRequest, token: str) -> HttpResponse:
         early = post_answer(request, token)  # one statement, without loading the participant
         # this page (no URL reversal per answer); saying why when the answer came too early
         return HttpResponseRedirect(request.path + ("?early=1" if early else ""))
-    p = flow.participant_by_token(token)
+    p = participant_sql.participant_by_token(token)
     if p is None:
         return refused(request, _("This page belongs to another session."))
     lang = request.GET.get("lang")
@@ -181,7 +181,7 @@ def page(request: HttpRequest, token: str) -> HttpResponse:
         return redirect("studies:participant", p.token)
     if request.method == "POST":
         if request.POST.get("action") == "withdraw" and request.POST.get("step") == p.step:
-            flow.withdraw(p)
+            flow_withdraw.withdraw(p)
             return redirect("studies:participant", p.token)
         if request.POST.get("step") == p.step:
             handler = POST_HANDLERS.get(p.step)
@@ -191,5 +191,5 @@ def page(request: HttpRequest, token: str) -> HttpResponse:
                     return response
         return redirect("studies:participant", p.token)
     if p.step not in TRIAL_STEPS:  # trial pages record the view together with their own writes
-        flow.touch(p, timezone.now())
+        flow_trials.touch(p, timezone.now())
     return GET_HANDLERS[p.step](request, p)

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from evalsite.stimuli.audio import normalise, normalised_path, wav_bytes
 from evalsite.stimuli.serving import serve_audio
-from evalsite.studies import flow, screening
+from evalsite.studies import flow_screening, flow_trials, screening
 from evalsite.studies.models import Participant
 from evalsite.studies.participant import own_participant
 
@@ -27,7 +27,7 @@ def audio(request: HttpRequest, token: str, index: int, part: str) -> HttpRespon
     p = own_participant(request, token)
     if p is None or p.step not in (Step.PRACTICE, Step.TRIALS):
         raise Http404
-    slot = flow.current_slot(p)
+    slot = flow_trials.current_slot(p)
     if slot is None or slot.index != index or part not in ("r", "A", "B"):
         raise Http404
     t = slot.trial
@@ -60,8 +60,8 @@ def screening_audio(request: HttpRequest, token: str, n: int, draw: int) -> Http
     p = own_participant(request, token)
     if p is None or p.step != Step.SCREENING or n != len(p.screening.get("answers", [])):
         raise Http404
-    position = flow.screening_position(p)  # None: answered to its end (another tab)
-    if draw != flow.screening_draw(p) or position is None:
+    position = flow_screening.screening_position(p)  # None: answered to its end (another tab)
+    if draw != flow_screening.screening_draw(p) or position is None:
         raise Http404
     kind, i = position
     signal = screening.render(p.seed, kind, i, screening.config(), draw)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from evalsite.studies.flow import ClientLog
+from evalsite.studies.participant_writes import ClientLog
 
 
 class QuestionnaireForm(forms.Form):

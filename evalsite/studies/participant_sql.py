@@ -2,11 +2,11 @@
 (a trial page), and the cursor every hand-written participant statement runs on (`hot_cursor`).
 
 Trial pages and answers are most of the site's traffic: a trial page reads in one round trip
-(then records the view, `flow.touch`), an answer is one statement (`participant_writes`, with the
-other writes of the hot path). The SQL is built once per process from the models' own table and
-column names (standard SQL: the same text runs on PostgreSQL and SQLite) and, on PostgreSQL,
-prepared once per connection. The ORM equivalents are what `flow.current_slot` and the tests
-compare these with.
+(then records the view, `flow_trials.touch`), an answer is one statement (`participant_writes`,
+with the other writes of the hot path). The SQL is built once per process from the models' own
+table and column names (standard SQL: the same text runs on PostgreSQL and SQLite) and, on
+PostgreSQL, prepared once per connection. The ORM equivalents are what `flow_trials.current_slot`
+and the tests compare these with.
 """
 
 from __future__ import annotations

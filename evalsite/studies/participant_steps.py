@@ -1,7 +1,9 @@
 """The participant page's handlers, one pair per step: what a GET shows (`GET_HANDLERS`) and
 what a POST for that step does (`POST_HANDLERS`), with the answer to a trial (`post_answer`, one
 statement). The page view (`participant.page`) checks the browser and the posted step, then
-dispatches here; each handler reads and moves the participant through `flow`.
+dispatches here; each handler reads and moves the participant through the `flow` modules
+(`flow`, `flow_screening`, `flow_trials`, `flow_prolific`) and the hot path's statements
+(`participant_sql`, `participant_writes`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,16 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy, pgettext
 
-from evalsite.studies import design_return, flow, screening
+from evalsite.studies import (
+    design_return,
+    flow,
+    flow_prolific,
+    flow_screening,
+    flow_trials,
+    participant_sql,
+    participant_writes,
+    screening,
+)
 from evalsite.studies.models import Participant
 from evalsite.studies.participant_forms import QuestionnaireForm, ScreeningForm, parse_answer
 from evalsite.studies.participant_render import render_step
@@ -41,12 +52,14 @@ def get_questionnaire(request, p, form=None):
 
 
 def get_screening(request, p):
-    position = flow.screening_position(p)
+    position = flow_screening.screening_position(p)
     if position is not None:
-        draw = flow.view_screening(p)  # a reload draws a new trial, never a second hearing
-        position = flow.screening_position(p)  # all from the state the view was counted in
+        # a reload draws a new trial, never a second hearing
+        draw = flow_screening.view_screening(p)
+        # all from the state the view was counted in
+        position = flow_screening.screening_position(p)
     if position is None:  # nothing left to show: the last answer was stored a moment ago
-        flow.end_screening(p)  # (another tab), so the participant moves on from here
+        flow_screening.end_screening(p)  # (another tab), so the participant moves on from here
         return redirect("studies:participant", p.token)
     kind, i = position
     cfg = screening.config()
@@ -69,14 +82,14 @@ def get_instructions(request, p):
 
 
 def get_trial(request, p):
-    at = flow.position(p)  # the current slot and progress, once per request
+    at = participant_sql.position(p)  # the current slot and progress, once per request
     slot, feedback = at.slot, p.state.get("feedback")
-    if flow.touch(p, timezone.now(), slot):  # back after a lapse: trials were taken out
+    if flow_trials.touch(p, timezone.now(), slot):  # back after a lapse: trials were taken out
         return redirect("studies:participant", p.token)
     if p.step == Step.PRACTICE and not feedback and (slot is None or not slot.trial.is_practice):
         flow.advance(p, Step.PRACTICE, Step.TRIALS)  # practice over (e.g. reload after feedback)
     if slot is None and not feedback:
-        flow.finish_if_complete(p)
+        flow_trials.finish_if_complete(p)
         return redirect("studies:participant", p.token)
     pct = round(100 * at.done / max(at.total, 1))
     ctx = {"slot": slot, "feedback": feedback, "progress_done": at.done,
@@ -91,11 +104,13 @@ def get_trial(request, p):
 
 
 def get_done(request, p):
-    return render_step(request, p, "done.html", {"prolific_url": flow.prolific_redirect(p)})
+    return render_step(
+        request, p, "done.html", {"prolific_url": flow_prolific.prolific_redirect(p)}
+    )
 
 
 def get_screened_out(request, p):
-    url = flow.prolific_screen_out_redirect(p)
+    url = flow_prolific.prolific_screen_out_redirect(p)
     return render_step(request, p, "screened_out.html", {"prolific_url": url})
 
 
@@ -139,7 +154,7 @@ def post_questionnaire(request, p):
 
 
 def post_calibration(request, p):
-    flow.leave_calibration(p)
+    flow_screening.leave_calibration(p)
 
 
 def post_screening(request, p):
@@ -147,11 +162,11 @@ def post_screening(request, p):
     if form.is_valid():
         data = form.cleaned_data
         draw = data["draw"] or 0  # a page from before draws were numbered posts none: 0
-        flow.record_screening(p, data["n"], draw, data["choice"], data.get("rt_ms"))
+        flow_screening.record_screening(p, data["n"], draw, data["choice"], data.get("rt_ms"))
 
 
 def post_instructions(request, p):
-    flow.start_trials(p)
+    flow_trials.start_trials(p)
 
 
 def post_trial(request, p):
@@ -159,9 +174,9 @@ def post_trial(request, p):
     if request.POST.get("action") == "continue":
         Participant.objects.filter(pk=p.pk).update(state={})
         p.state = {}
-        slot = flow.current_slot(p)
+        slot = flow_trials.current_slot(p)
         if slot is None:
-            flow.finish_if_complete(p)
+            flow_trials.finish_if_complete(p)
         elif p.step == Step.PRACTICE and not slot.trial.is_practice:
             flow.advance(p, Step.PRACTICE, Step.TRIALS)
     return None
@@ -177,24 +192,28 @@ def post_answer(request, token: str) -> bool:
         return False
     now = timezone.now()
     step = request.POST["step"]
-    stored = flow.store_answer(token, step, answer.index, answer.choice, answer.log, now)
+    stored = participant_writes.store_answer(
+        token, step, answer.index, answer.choice, answer.log, now
+    )
     if stored is None and _came_back(token, now):  # its list was checked again: once more
-        stored = flow.store_answer(token, step, answer.index, answer.choice, answer.log, now)
+        stored = participant_writes.store_answer(
+            token, step, answer.index, answer.choice, answer.log, now
+        )
         if stored is None:  # its trial was taken out (renumbered slots wait for their page)
             return False
     if stored is None:  # the same page is shown again: locked until its clips have played
-        return flow.note_early_answer(token, answer.index, now)
+        return flow_trials.note_early_answer(token, answer.index, now)
     if not (stored.is_practice or stored.is_last):
         return False
-    p = flow.participant_by_token(token)
+    p = participant_sql.participant_by_token(token)
     if p is None:  # deleted since its answer was stored (a preview as its study left draft)
         return False
     if stored.is_practice:
         slot = p.slots.select_related("trial").get(trial_id=stored.trial_id)
-        p.state = {"feedback": flow.practice_feedback(slot, answer.choice)}
+        p.state = {"feedback": flow_trials.practice_feedback(slot, answer.choice)}
         Participant.objects.filter(pk=p.pk).update(state=p.state)
     else:  # no unanswered slot after this one: the list may be complete
-        flow.finish_if_complete(p)
+        flow_trials.finish_if_complete(p)
     return False
 
 
@@ -202,10 +221,10 @@ def _came_back(token: str, now) -> bool:
     """After an answer was refused: whether it was refused because the participant's
     reservations had lapsed (it answers a page left open past the timeout); its list is then
     checked again and re-reserved (`design_return`) before the answer is tried once more."""
-    p = flow.participant_by_token(token)
+    p = participant_sql.participant_by_token(token)
     if p is None or p.step not in TRIAL_STEPS:
         return False
-    slot = flow.position(p).slot
+    slot = participant_sql.position(p).slot
     if slot is None or slot.reserved_until > now:
         return False
     design_return.recheck(p, now)

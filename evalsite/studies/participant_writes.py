@@ -135,8 +135,8 @@ class StoredAnswer:
 #
 # On PostgreSQL the participant's row and then the slot's are locked FOR SHARE while the answer
 # is stored (PostgreSQL locks them in the order the FOR clause names them). A participant
-# leaving at the same instant (`flow.withdraw`: step changed, answers and slots deleted, one
-# transaction) holds p's row from its UPDATE of the step, so the answer waits for that to commit
+# leaving at the same instant (`flow_withdraw.withdraw`: step changed, answers and slots deleted,
+# one transaction) holds p's row from its UPDATE of the step, so the answer waits for that to commit
 # and is then checked against the new step, storing nothing; an answer that locked it first
 # makes the leave's UPDATE wait for its commit, and is deleted by the leave. A return's recheck
 # (`design_return`) holds p's row FOR UPDATE without changing it while it deletes, renumbers and

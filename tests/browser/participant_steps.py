@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from evalsite.studies import flow
+from evalsite.studies import flow_screening, flow_trials
 from evalsite.studies.models import Participant
 from tests.evalsite.studies.conftest import SHORT_SCREENING
 
@@ -57,7 +57,7 @@ def screen(page, p: Participant, correct: bool, shot=None, reload_at: int | None
             page.keyboard.press(" ")
             page.wait_for_selector("[data-choice='1']:not([disabled])")
         p.refresh_from_db()
-        target = flow.screening_key(p)["target"]  # of the trial as this page drew it
+        target = flow_screening.screening_key(p)["target"]  # of the trial as this page drew it
         page.keyboard.press(str(target if correct else target % 3 + 1))
 
 
@@ -70,7 +70,7 @@ def listen_all(page):
 
 
 def right_choice(p: Participant) -> str:
-    slot = flow.current_slot(p)
+    slot = flow_trials.current_slot(p)
     if slot.trial.expected:
         return "A" if slot.displayed_first == slot.trial.expected else "B"
     return "A"
@@ -90,7 +90,7 @@ def answer_every_trial(page, p: Participant) -> dict[int, str]:
             continue
         page.wait_for_selector("#play-r")
         listen_all(page)
-        slot = flow.current_slot(p)
+        slot = flow_trials.current_slot(p)
         chosen[slot.trial_id] = right_choice(p)
         with page.expect_navigation():
             page.keyboard.press(chosen[slot.trial_id].lower())

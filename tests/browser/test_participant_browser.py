@@ -12,7 +12,7 @@ import time
 import pytest
 from django.urls import reverse
 
-from evalsite.studies import flow
+from evalsite.studies import flow_trials
 from evalsite.studies.loadtest_client import CLIENT_LOG
 from evalsite.studies.models import Answer, Participant
 from tests.browser.participant_fixtures import *  # noqa: F403 (fixtures, WAIT_MS)
@@ -85,7 +85,7 @@ def test_it_takes_a_participant_through_a_whole_study(live_server, page, owner, 
                 page.screenshot(path=shot("08_trial"))
             if main_seen == 2 and answered_before_reload is None:
                 # Reload mid-study, then come back through the study link: same trial again.
-                index = flow.current_slot(p).index
+                index = flow_trials.current_slot(p).index
                 answered_before_reload = Answer.objects.filter(participant=p).count()
                 page.reload()
                 page.goto(study_url(live_server, study, PROLIFIC_PID="pp-1"))
@@ -143,7 +143,7 @@ def quick_study(owner):
 def test_it_stores_one_answer_for_a_double_click_and_a_replayed_post(live_server, page, owner):
     study = quick_study(owner)
     p = to_first_trial(live_server, page, study, "dbl")
-    slot = flow.current_slot(p)
+    slot = flow_trials.current_slot(p)
     listen_all(page)
     posts = []
     page.on("request", lambda r: r.method == "POST" and posts.append(r.post_data))
@@ -165,7 +165,7 @@ def test_it_refuses_an_answer_sent_before_the_clips_played_and_says_so_once(
 ):
     study = quick_study(owner)
     p = to_first_trial(live_server, page, study, "too-fast")
-    slot = flow.current_slot(p)
+    slot = flow_trials.current_slot(p)
     with page.expect_navigation():  # a script fills the form and sends it without listening
         page.evaluate("""() => { const f = document.querySelector('form[data-answer]');
                                  f.elements.choice.value = 'A'; f.submit(); }""")
@@ -283,7 +283,7 @@ def test_it_refuses_another_participants_pages_and_audio(
 ):
     study = quick_study(owner)
     victim = to_first_trial(live_server, page, study, "victim")
-    slot = flow.current_slot(victim)
+    slot = flow_trials.current_slot(victim)
     other = browser.new_context(locale="en-US")
     intruder = other.new_page()
     try:

@@ -19,7 +19,7 @@ from evalsite.reports import services, tasks
 from evalsite.reports.models import ReportSnapshot, ReportState
 from evalsite.reports.rendering import plots
 from evalsite.reports.tasks import recompute_report
-from evalsite.studies import flow
+from evalsite.studies import flow_withdraw
 from evalsite.studies.models import Answer, Participant
 from tests.evalsite.reports.conftest import answer_all
 from tests.evalsite.studies.test_experimenter import _study_post
@@ -122,7 +122,7 @@ def test_it_removes_a_withdrawn_participants_rows_from_the_stored_report_tables(
     before = rows_of_leaver(snap.tables)
     assert "participants" in before  # the per-participant tables hold the leaver
     sizes = {n: len(rows) for n, rows in snap.tables.items()}
-    assert flow.withdraw(leaver)
+    assert flow_withdraw.withdraw(leaver)
     snap.refresh_from_db()
     assert rows_of_leaver(snap.tables) == {}
     assert {n: sizes[n] - len(rows) for n, rows in snap.tables.items()} == {
@@ -139,7 +139,7 @@ def test_it_recomputes_a_bundle_emptied_by_a_withdrawal_that_left_the_answers_un
     p = Participant.objects.create(
         study=sim_study, external_pid="early", step="instructions", screening_passed=True, seed=4
     )
-    assert flow.withdraw(p)
+    assert flow_withdraw.withdraw(p)
     again = ReportSnapshot.objects.get(pk=recompute_report(sim_study.pk))
     assert again.pk != first and again.bundle
 
@@ -158,7 +158,7 @@ def test_it_stores_nothing_computed_from_answers_withdrawn_while_it_ran(
 
     def withdrawn_meanwhile(*args, **kwargs):  # the computation has read the leaver's answers
         if not leaver.step == "withdrawn":
-            assert flow.withdraw(leaver)
+            assert flow_withdraw.withdraw(leaver)
         return bundle(*args, **kwargs)
 
     monkeypatch.setattr(services, "make_bundle", withdrawn_meanwhile)
@@ -202,7 +202,7 @@ def test_it_empties_the_bundle_of_a_computation_that_saves_while_a_participant_w
 
     def withdraw_from_another_request():
         try:
-            other["withdrew"] = flow.withdraw(Participant.objects.get(pk=leaver.pk))
+            other["withdrew"] = flow_withdraw.withdraw(Participant.objects.get(pk=leaver.pk))
         finally:
             connection.close()
 

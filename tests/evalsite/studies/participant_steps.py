@@ -6,7 +6,7 @@ import json
 
 from django.urls import reverse
 
-from evalsite.studies import flow
+from evalsite.studies import flow_screening, flow_trials
 from evalsite.studies.models import Assignment, Participant
 
 DESKTOP_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36"
@@ -34,9 +34,10 @@ def screen(client, p, correct: bool = True):
     p.refresh_from_db()
     while p.step == "screening":
         n = len(p.screening.get("answers", []))
-        target = flow.screening_key(p)["target"]
+        target = flow_screening.screening_key(p)["target"]
         choice = target if correct else (target % 3) + 1
-        post(client, p, "screening", n=n, draw=flow.screening_draw(p), choice=choice, rt_ms=900)
+        draw = flow_screening.screening_draw(p)
+        post(client, p, "screening", n=n, draw=draw, choice=choice, rt_ms=900)
         p.refresh_from_db()
 
 
@@ -74,7 +75,7 @@ def open_trial(client, p) -> Assignment:
     """Show the current trial's page, as a browser does (stamps its first view), and let its
     listening time pass: the slot, ready to be answered."""
     client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
-    slot = flow.current_slot(p)
+    slot = flow_trials.current_slot(p)
     listened(slot)
     return slot
 

@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from evalsite.studies import design, design_fill, design_order, flow
+from evalsite.studies import design, design_fill, design_order, flow_trials
 from evalsite.studies.models import (
     Answer,
     Assignment,
@@ -388,7 +388,7 @@ def test_it_releases_a_finished_participants_slots_and_still_counts_its_answers(
     answer_all(p)
     Participant.objects.filter(pk=p.pk).update(step=Participant.Step.TRIALS)
     p.refresh_from_db()
-    assert flow.finish_if_complete(p)
+    assert flow_trials.finish_if_complete(p)
     after = timezone.now()
     assert not p.slots.filter(reserved_until__gt=after).exists()
     assert design_fill.fill_counts(small_study, after) == recount(small_study, after)

@@ -15,7 +15,15 @@ from django.test import Client
 from django.utils import timezone
 
 from evalsite.reports import tasks
-from evalsite.studies import design, design_fill, design_order, design_return, flow
+from evalsite.studies import (
+    design,
+    design_fill,
+    design_order,
+    design_return,
+    flow_trials,
+    flow_withdraw,
+    participant_writes,
+)
 from evalsite.studies.models import Answer, Assignment, Participant, StudyFold, Trial
 from evalsite.studies.participant_writes import ClientLog
 from tests.evalsite.studies.conftest import enter, make_study
@@ -76,7 +84,7 @@ def to_a_main_trial(client, p: Participant) -> Assignment:
     """Past the practice and any check trial before the first main one; that one's page open
     (its listening time passed): a trial a return may take out."""
     p = to_main_trials(client, p)
-    while flow.current_slot(p).trial.is_catch:
+    while flow_trials.current_slot(p).trial.is_catch:
         answer_current(client, p)
     return open_trial(client, p)
 
@@ -207,7 +215,7 @@ def test_it_keeps_the_list_as_it_was_when_nothing_was_taken_out(experimenter, li
     study = make_study(experimenter, listening_catalogue)  # target 2: no trial fills up here
     client = Client()
     p = to_main_trials(client, to_step(client, enter(client, study), "practice"))
-    current = flow.current_slot(p)
+    current = flow_trials.current_slot(p)
     break_the_rule_before(current)
     was = order(p)
     lapse(p)
@@ -363,7 +371,7 @@ def test_a_returning_participant_and_a_newcomer_never_hold_one_trial(
     held = Counter(live.values_list("trial_id", flat=True))
     assert held and max(held.values()) == 1, dict(held)
     assert {p.step for p in study.participants.all()} == {"practice"}
-    assert flow.current_slot(Participant.objects.get(pk=p1.pk)) is not None
+    assert flow_trials.current_slot(Participant.objects.get(pk=p1.pk)) is not None
 
 
 def _answer_in_a_thread(p: Participant, index: int, now, result: dict) -> threading.Thread:
@@ -373,7 +381,9 @@ def _answer_in_a_thread(p: Participant, index: int, now, result: dict) -> thread
         try:
             plays = {"r": 1, "A": 1, "B": 1}
             log = ClientLog(1000, plays, plays, 0, 48000, {})
-            result["stored"] = flow.store_answer(p.token, "trials", index, "A", log, now)
+            result["stored"] = participant_writes.store_answer(
+                p.token, "trials", index, "A", log, now
+            )
         except Exception as error:  # noqa: BLE001 (reported by the test's assertions)
             result["error"] = error
         finally:
@@ -429,7 +439,7 @@ def test_an_answer_and_a_withdrawal_lock_the_participant_then_its_slot_without_a
         design.lock_participants([p.pk])
         thread.start()
         assert until_blocked(thread, 30)  # (an answer locking the slot first would hold it now)
-        assert flow.withdraw(p)  # ... deletes the slots
+        assert flow_withdraw.withdraw(p)  # ... deletes the slots
     thread.join(timeout=30)
     assert not thread.is_alive() and "error" not in result, result.get("error")
     assert result["stored"] is None and not Answer.objects.filter(participant=p).exists()

@@ -21,9 +21,12 @@ from evalsite.reports.models import ReportSnapshot
 from evalsite.studies import (
     design_fill,
     export_answers,
-    flow,
+    flow_screening,
+    flow_trials,
+    flow_withdraw,
     participant,
     participant_forms,
+    participant_sql,
     participant_writes,
     screening,
 )
@@ -35,6 +38,8 @@ from evalsite.studies.models import (
     Study,
     StudyFold,
 )
+from evalsite.studies.participant_sql import Position
+from evalsite.studies.participant_writes import epoch_ms
 from tests.evalsite.studies.conftest import enter, make_study
 from tests.evalsite.studies.participant_steps import (
     DESKTOP_UA,
@@ -345,12 +350,12 @@ def test_a_reloaded_screening_page_draws_a_new_trial_and_refuses_answers_to_the_
     assert client.get(first).status_code == 404  # the first draw cannot be heard again
     assert client.get(second).status_code == 200
     p.refresh_from_db()
-    assert flow.screening_draw(p) == 1 and p.screening["views"] == [2]
+    assert flow_screening.screening_draw(p) == 1 and p.screening["views"] == [2]
     old_key = screening.answer_key(p.seed, "antiphase", 0, 0)["target"]
     post(client, p, "screening", n=0, draw=0, choice=old_key, rt_ms=800)  # the old tab's answer
     p.refresh_from_db()
     assert p.screening.get("answers", []) == []  # not stored: it answers sounds not shown now
-    key = flow.screening_key(p)["target"]
+    key = flow_screening.screening_key(p)["target"]
     assert key == screening.answer_key(p.seed, "antiphase", 0, 1)["target"]
     post(client, p, "screening", n=0, draw=1, choice=key, rt_ms=800)
     p.refresh_from_db()
@@ -359,7 +364,7 @@ def test_a_reloaded_screening_page_draws_a_new_trial_and_refuses_answers_to_the_
     ]
     client.get(url(p))  # the next trial's first view is its draw 0
     p.refresh_from_db()
-    assert p.screening["views"] == [2, 1] and flow.screening_draw(p) == 0
+    assert p.screening["views"] == [2, 1] and flow_screening.screening_draw(p) == 0
 
 
 def test_it_promises_practice_trials_only_when_the_study_has_some(client, listening_study):
@@ -409,12 +414,12 @@ def test_it_stores_exactly_one_answer_for_a_replayed_post(client, listening_stud
 def test_it_stores_nothing_for_a_malformed_answer(client, listening_study, bad):
     p = to_step(client, enter(client, listening_study), "practice")
     finish_practice(client, p)
-    slot = flow.current_slot(p)
+    slot = flow_trials.current_slot(p)
     data = {"step": "trials", "index": str(slot.index), "choice": "A", "log": client_log()}
     response = client.post(url(p), data | bad, HTTP_USER_AGENT=DESKTOP_UA)
     assert response.status_code == 302 and response["Location"] == url(p)
     assert not Answer.objects.filter(participant=p, trial_index__gte=slot.index).exists()
-    assert flow.current_slot(p).index == slot.index  # the same trial is shown again
+    assert flow_trials.current_slot(p).index == slot.index  # the same trial is shown again
 
 
 @pytest.mark.parametrize(
@@ -445,9 +450,9 @@ def test_it_refuses_a_second_answer_even_when_bypassing_the_view(client, listeni
     p = to_step(client, enter(client, listening_study), "practice")
     finish_practice(client, p)
     slot = open_trial(client, p)
-    log = flow.ClientLog(1000, {"r": 1, "A": 1, "B": 1}, {}, 0, 48000, {})
-    assert flow.store_answer(p.token, "trials", slot.index, "A", log) is not None
-    assert flow.store_answer(p.token, "trials", slot.index, "B", log) is None
+    log = participant_writes.ClientLog(1000, {"r": 1, "A": 1, "B": 1}, {}, 0, 48000, {})
+    assert participant_writes.store_answer(p.token, "trials", slot.index, "A", log) is not None
+    assert participant_writes.store_answer(p.token, "trials", slot.index, "B", log) is None
     assert Answer.objects.filter(participant=p, trial=slot.trial).count() == 1
 
 
@@ -456,7 +461,7 @@ def test_it_keeps_a_trials_first_view_time_through_reloads_and_stores_it_with_th
 ):
     p = to_step(client, enter(client, listening_study), "practice")
     finish_practice(client, p)
-    slot = flow.current_slot(p)
+    slot = flow_trials.current_slot(p)
     assert slot.shown_at is None  # not yet seen on the server
     client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
     slot.refresh_from_db()
@@ -486,7 +491,7 @@ def test_it_never_shows_an_answered_trial_again(client, listening_study):
     p = to_step(client, enter(client, listening_study), "practice")
     finish_practice(client, p)
     slot, _ = answer_current(client, p)
-    assert flow.current_slot(p).index == slot.index + 1
+    assert flow_trials.current_slot(p).index == slot.index + 1
     stale = post(client, p, "trials", index=slot.index, choice="B", log=client_log())
     assert stale.status_code == 302
     assert Answer.objects.filter(participant=p).count() == slot.index + 1
@@ -496,14 +501,14 @@ def test_it_keeps_the_slots_of_an_active_participant_reserved(client, listening_
     p = to_step(client, enter(client, listening_study), "practice")
     finish_practice(client, p)
     timeout = timedelta(seconds=listening_study.setting("reservation_timeout_s"))
-    unanswered = p.slots.filter(index__gte=flow.current_slot(p).index)
+    unanswered = p.slots.filter(index__gte=flow_trials.current_slot(p).index)
     fresh = timezone.now() + timeout * 0.95  # more than 90 % left: the page leaves it alone
     unanswered.update(reserved_until=fresh)
     assert client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).status_code == 200
     assert set(unanswered.values_list("reserved_until", flat=True)) == {fresh}
     stale = timezone.now() - timedelta(seconds=1)  # expired while away: renewed in full
     unanswered.update(reserved_until=stale)
-    answered = p.slots.filter(index__lt=flow.current_slot(p).index).order_by("index")
+    answered = p.slots.filter(index__lt=flow_trials.current_slot(p).index).order_by("index")
     kept = list(answered.values_list("reserved_until", flat=True))
     before = timezone.now()
     assert client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).status_code == 200
@@ -514,7 +519,7 @@ def test_it_keeps_the_slots_of_an_active_participant_reserved(client, listening_
 
 def test_it_serves_only_the_current_trials_audio_by_position(client, listening_study):
     p = to_step(client, enter(client, listening_study), "practice")
-    slot = flow.current_slot(p)
+    slot = flow_trials.current_slot(p)
     page = client.get(url(p)).content.decode()
     for clip in (slot.trial.reference, slot.trial.candidate_a, slot.trial.candidate_b):
         assert clip.token not in page and f"/{clip.pk}" not in page
@@ -548,7 +553,7 @@ def test_it_does_not_finish_while_an_answer_is_missing(client, listening_study):
     Answer.objects.filter(participant=p).order_by("-trial_index").first().delete()
     Participant.objects.filter(pk=p.pk).update(step="trials")
     p.refresh_from_db()
-    assert flow.finish_if_complete(p) is False
+    assert flow_trials.finish_if_complete(p) is False
 
 
 def test_it_translates_participant_pages_to_japanese(client, listening_study):
@@ -630,8 +635,8 @@ def test_it_computes_the_position_like_the_orm_at_every_slot(client, listening_s
     main = p.slots.filter(trial__is_practice=False)
     fields = ["id", "instrument", "is_practice", "is_catch", "catch_kind", "expected",
               "reference_id", "candidate_a_id", "candidate_b_id", "repeat_of_id"]  # fmt: skip
-    while (expected := flow.current_slot(p)) is not None:
-        at = flow.position(p)
+    while (expected := flow_trials.current_slot(p)) is not None:
+        at = participant_sql.position(p)
         assert [getattr(at.slot, f.attname) for f in at.slot._meta.concrete_fields] == [
             getattr(expected, f.attname) for f in expected._meta.concrete_fields
         ]
@@ -646,19 +651,19 @@ def test_it_computes_the_position_like_the_orm_at_every_slot(client, listening_s
             post(client, p, p.step, action="continue")
         else:
             answer_current(client, p)
-    assert flow.position(p) == flow.Position(None, main.count(), main.count(), True)
+    assert participant_sql.position(p) == Position(None, main.count(), main.count(), True)
 
 
 def test_it_loads_a_participant_and_study_by_token_like_the_orm(client, listening_study):
     p = to_step(client, enter(client, listening_study, PROLIFIC_PID="pp9"), "practice")
     expected = Participant.objects.select_related("study").get(pk=p.pk)
-    loaded = flow.participant_by_token(p.token)
+    loaded = participant_sql.participant_by_token(p.token)
     for want, got in ((expected, loaded), (expected.study, loaded.study)):
         assert {f.attname: getattr(got, f.attname) for f in want._meta.concrete_fields} == {
             f.attname: getattr(want, f.attname) for f in want._meta.concrete_fields
         }
     assert loaded.questionnaire and loaded.study.settings  # JSON fields decoded, not strings
-    assert flow.participant_by_token("no-such-token") is None
+    assert participant_sql.participant_by_token("no-such-token") is None
 
 
 def test_it_marks_participant_pages_and_answers_uncacheable_as_never_cache_does(
@@ -683,14 +688,14 @@ def test_it_marks_participant_pages_and_answers_uncacheable_as_never_cache_does(
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared on PostgreSQL only")
 def test_it_reuses_one_prepared_cursor_per_connection_and_logs_its_queries(client, listening_study):
     p = to_step(client, enter(client, listening_study), "practice")
-    flow.participant_by_token(p.token)
+    participant_sql.participant_by_token(p.token)
     cursor = connection._csn_hot_cursor
     with CaptureQueriesContext(connection) as queries:
-        assert flow.participant_by_token(p.token).pk == p.pk
+        assert participant_sql.participant_by_token(p.token).pk == p.pk
     assert connection._csn_hot_cursor is cursor
     assert len(queries) == 1  # still seen by Django (debug cursor), as every query is
     connection.close()  # as CONN_MAX_AGE does between requests
-    assert flow.participant_by_token(p.token).pk == p.pk
+    assert participant_sql.participant_by_token(p.token).pk == p.pk
     assert connection._csn_hot_cursor is not cursor and not connection._csn_hot_cursor.closed
 
 
@@ -706,13 +711,13 @@ def test_it_stores_an_answer_only_for_the_current_slot_at_the_posted_step(client
     post(client, p, "trials", index=slot.index, choice="B", log=log)
     stored = Answer.objects.get(participant=p, trial_index=slot.index)
     assert (stored.trial_id, stored.chosen_position) == (slot.trial_id, "B")
-    assert flow.current_slot(p).index == slot.index + 1
+    assert flow_trials.current_slot(p).index == slot.index + 1
 
 
 def test_it_refuses_an_answer_from_a_browser_not_bound_to_the_participant(client, listening_study):
     p = to_step(client, enter(client, listening_study), "practice")
     finish_practice(client, p)
-    slot = flow.current_slot(p)
+    slot = flow_trials.current_slot(p)
     other = Client()
     data = {"step": "trials", "index": slot.index, "choice": "A", "log": client_log()}
     assert other.post(url(p), data, HTTP_USER_AGENT=DESKTOP_UA).status_code == 403
@@ -730,10 +735,10 @@ def test_it_refuses_and_counts_an_answer_sent_before_the_clips_could_have_been_p
 ):
     p = to_step(client, enter(client, listening_study), "practice")
     finish_practice(client, p)
-    before = flow.epoch_ms(timezone.now())
+    before = epoch_ms(timezone.now())
     client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)  # the page is shown; a script answers at once
-    slot = flow.current_slot(p)
-    shown_ms = flow.epoch_ms(slot.shown_at)
+    slot = flow_trials.current_slot(p)
+    shown_ms = epoch_ms(slot.shown_at)
     assert before <= shown_ms and abs(slot.answerable_ms - shown_ms - _listen_ms(slot, 0.9)) <= 1
     response = post(client, p, "trials", index=slot.index, choice="A", log=client_log())
     assert response.status_code == 302 and response["Location"] == url(p) + "?early=1"
@@ -744,7 +749,7 @@ def test_it_refuses_and_counts_an_answer_sent_before_the_clips_could_have_been_p
     assert 'id="early"' in again and f'name="index" value="{slot.index}"' in again  # same trial
     assert 'id="early"' not in client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).content.decode()
     slot.refresh_from_db()
-    assert flow.epoch_ms(slot.shown_at) == shown_ms
+    assert epoch_ms(slot.shown_at) == shown_ms
     assert abs(slot.answerable_ms - shown_ms - _listen_ms(slot, 0.9)) <= 1
     listened(slot)  # as when that time has passed
     post(client, p, "trials", index=slot.index, choice="A", log=client_log())
@@ -758,7 +763,7 @@ def test_it_refuses_and_counts_an_answer_sent_before_the_clips_could_have_been_p
 def test_it_refuses_an_answer_to_a_trial_whose_page_was_never_shown(client, listening_study):
     p = to_step(client, enter(client, listening_study), "practice")
     finish_practice(client, p)
-    slot = flow.current_slot(p)
+    slot = flow_trials.current_slot(p)
     assert slot.shown_at is None and slot.answerable_ms is None
     post(client, p, "trials", index=slot.index, choice="A", log=client_log())
     assert not Answer.objects.filter(participant=p, trial=slot.trial).exists()
@@ -784,7 +789,7 @@ def test_a_study_without_the_listening_check_stores_answers_at_once(
     study = make_study(experimenter, listening_catalogue, min_listen_share=0)
     p = to_step(client, enter(client, study), "practice")
     finish_practice(client, p)
-    slot = flow.current_slot(p)
+    slot = flow_trials.current_slot(p)
     assert slot.answerable_ms == 0  # answerable from the start: no page view needed
     post(client, p, "trials", index=slot.index, choice="A", log=client_log())
     assert Answer.objects.filter(participant=p, trial=slot.trial).count() == 1
@@ -795,13 +800,13 @@ def test_a_study_without_the_listening_check_stores_answers_at_once(
 def test_a_slot_shown_without_a_listening_time_gets_one_at_its_next_view(client, listening_study):
     p = to_step(client, enter(client, listening_study), "practice")
     finish_practice(client, p)
-    slot = flow.current_slot(p)
+    slot = flow_trials.current_slot(p)
     shown = timezone.now() - timedelta(minutes=5)  # shown by code from before the check
     Assignment.objects.filter(pk=slot.pk).update(shown_at=shown, answerable_ms=None)
     client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
     slot.refresh_from_db()
     assert slot.shown_at == shown  # the first view's time is kept
-    assert slot.answerable_ms is not None and slot.answerable_ms > flow.epoch_ms(shown)
+    assert slot.answerable_ms is not None and slot.answerable_ms > epoch_ms(shown)
     listened(slot)
     post(client, p, "trials", index=slot.index, choice="A", log=client_log())
     assert Answer.objects.filter(participant=p, trial=slot.trial).count() == 1
@@ -816,8 +821,8 @@ def test_a_listening_check_turned_on_mid_study_applies_to_trials_not_yet_shown(
     study.settings = {**study.settings, "min_listen_share": 1.0}
     study.save()
     client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
-    slot = flow.current_slot(p)
-    assert abs(slot.answerable_ms - flow.epoch_ms(slot.shown_at) - _listen_ms(slot, 1.0)) <= 1
+    slot = flow_trials.current_slot(p)
+    assert abs(slot.answerable_ms - epoch_ms(slot.shown_at) - _listen_ms(slot, 1.0)) <= 1
     post(client, p, "trials", index=slot.index, choice="A", log=client_log())
     assert not Answer.objects.filter(participant=p, trial=slot.trial).exists()
     p.refresh_from_db()
@@ -939,7 +944,7 @@ def test_an_answer_sent_from_another_tab_while_the_participant_leaves_is_not_kep
         finally:
             connection.close()
 
-    forget = flow._forget
+    forget = flow_withdraw._forget
 
     def answered_while_forgetting(q):
         forget(q)  # answers and slots deleted; leaving not committed yet
@@ -947,7 +952,7 @@ def test_an_answer_sent_from_another_tab_while_the_participant_leaves_is_not_kep
         tab["thread"].start()
         until_blocked(tab["thread"], 30)  # the other tab waits for the leaving to end
 
-    monkeypatch.setattr(flow, "_forget", answered_while_forgetting)
+    monkeypatch.setattr(flow_withdraw, "_forget", answered_while_forgetting)
     assert leave(client, p).status_code == 302
     tab["thread"].join(timeout=30)
     assert not tab["thread"].is_alive() and tab["stored"] is None
@@ -980,14 +985,14 @@ def test_it_takes_an_answer_whose_participant_was_deleted_meanwhile(
     # A preview removed as its study leaves draft (or a participant deleted in the admin) between
     # storing its practice answer and reading it back for the feedback: no 500.
     p = to_step(client, enter(client, listening_study), "practice")
-    store = flow.store_answer
+    store = participant_writes.store_answer
 
     def store_then_delete(*args, **kwargs):
         stored = store(*args, **kwargs)
-        flow.delete_participants([p])
+        flow_withdraw.delete_participants([p])
         return stored
 
-    monkeypatch.setattr(flow, "store_answer", store_then_delete)
+    monkeypatch.setattr(participant_writes, "store_answer", store_then_delete)
     slot = open_trial(client, p)
     response = post(client, p, "practice", index=slot.index, choice="A", log=client_log())
     assert response.status_code == 302

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from evalsite.studies import flow
+from evalsite.studies import flow_trials
 from tests.evalsite.studies.conftest import enter
 from tests.evalsite.studies.participant_steps import (
     DESKTOP_UA,
@@ -29,7 +29,7 @@ def test_it_serves_a_trial_page_and_stores_an_answer_in_few_queries(
     finish_practice(client, p)
     with django_assert_max_num_queries(2):
         assert client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).status_code == 200
-    slot = flow.current_slot(p)
+    slot = flow_trials.current_slot(p)
     listened(slot)
     with django_assert_max_num_queries(1):
         response = post(client, p, "trials", index=slot.index, choice="A", log=client_log())

@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from evalsite.studies import export_answers, flow
+from evalsite.studies import export_answers, flow_screening
 from evalsite.studies.models import Participant
 from tests.evalsite.studies.conftest import enter, make_study
 from tests.evalsite.studies.participant_steps import DESKTOP_UA, post, screen, to_step, url
@@ -21,10 +21,11 @@ TURN_OFF = {"antiphase": {"screening": ""}, "huggins": {"screening": "on", "hugg
 
 def _answer_one(client, p: Participant, correct: bool = True) -> None:
     p.refresh_from_db()
-    target = flow.screening_key(p)["target"]
+    target = flow_screening.screening_key(p)["target"]
     choice = target if correct else target % 3 + 1
     n = len(p.screening.get("answers", []))
-    post(client, p, "screening", n=n, draw=flow.screening_draw(p), choice=choice, rt_ms=700)
+    draw = flow_screening.screening_draw(p)
+    post(client, p, "screening", n=n, draw=draw, choice=choice, rt_ms=700)
     p.refresh_from_db()
 
 

@@ -10,7 +10,7 @@ from django.db import connection, transaction
 
 from evalsite.reports import tasks
 from evalsite.reports.models import ReportState
-from evalsite.studies import experimenter, flow
+from evalsite.studies import experimenter, flow_withdraw
 from evalsite.studies.models import Answer, Participant
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
 from tests.lock_waits import until_blocked
@@ -23,7 +23,7 @@ pytestmark = [
 
 
 def _delete_in_the_admin(p: Participant) -> None:
-    flow.delete_participants([Participant.objects.get(pk=p.pk)])
+    flow_withdraw.delete_participants([Participant.objects.get(pk=p.pk)])
 
 
 def _open_the_draft(p: Participant) -> None:
@@ -63,7 +63,7 @@ def test_a_participant_deleted_while_it_withdraws_is_deleted_without_a_deadlock(
         return lock(study_id)
 
     monkeypatch.setattr(ReportState, "lock", lock_in_turn)
-    withdrew = flow.withdraw(p)
+    withdrew = flow_withdraw.withdraw(p)
     other["thread"].join(timeout=30)
     assert not other["thread"].is_alive() and "error" not in other, other.get("error")
     assert withdrew and not Participant.objects.filter(pk=p.pk).exists()
