@@ -13,7 +13,8 @@ draft never are.
 The count is read from the database, shared by every gunicorn worker and process (the Django
 cache is per process here): each participant keeps a keyed hash of the address it entered from
 (`Participant.entry_address`: HMAC-SHA256 with a key derived from SECRET_KEY), never the address
-itself, which is personal data; it is in no export. The check, the creation and the record are
+itself, which is personal data; it is in no export, and it is cleared once it is older than the
+window (at the study's next new entry). The check, the creation and the record are
 separate statements with no lock between them (an entry takes no lock on the study): entries
 from one address at the same moment may each find the count under the limit, so it can be
 overshot by as many entries as the server runs at once (its workers times threads). That bounds
@@ -79,6 +80,15 @@ def refuses_new(study: Study, key: str) -> bool:
 
 def record_entry(participant: Participant, key: str) -> None:
     """Keep the hashed address on a participant just created (one UPDATE; none when `key` is
-    empty). flow.create does not take it: the entry's state machine knows nothing of HTTP."""
-    if key:
-        Participant.objects.filter(pk=participant.pk).update(entry_address=key)
+    empty), and clear it from the study's participants who entered before the window: they are
+    counted for nothing any more, and even a keyed hash of an address is personal data, kept no
+    longer than it serves. flow.create does not take it: the entry's state machine knows
+    nothing of HTTP."""
+    if not key:
+        return
+    Participant.objects.filter(pk=participant.pk).update(entry_address=key)
+    since = timezone.now() - timedelta(minutes=settings.CSN_ENTRY_WINDOW_MINUTES)
+    # A new entry is rare next to answers, and after the first clearing few rows match.
+    Participant.objects.filter(study_id=participant.study_id, started_at__lt=since).exclude(
+        entry_address=""
+    ).update(entry_address="")

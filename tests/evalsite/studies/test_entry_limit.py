@@ -150,3 +150,13 @@ def test_it_keeps_the_hashed_address_out_of_every_export_file(listening_study):
         assert "entry_address" not in content, name
         assert not any(p.entry_address in content for p in entered), name
     assert "entry_address" not in str(CODEBOOK)
+
+
+def test_it_keeps_the_hashed_address_no_longer_than_the_window(listening_study):
+    old, recent, *_ = _fill(listening_study)
+    Participant.objects.filter(pk=old.pk).update(started_at=old.started_at - timedelta(minutes=11))
+    enter(Client(REMOTE_ADDR="198.51.100.4"), listening_study, pid="person")  # any new entry
+    old.refresh_from_db()
+    recent.refresh_from_db()
+    assert old.entry_address == ""  # nothing left to count it for: the hash goes
+    assert len(recent.entry_address) == 64  # still inside the window: kept
