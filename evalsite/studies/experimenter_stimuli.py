@@ -1,8 +1,9 @@
-"""Experimenter pages for a study's stimuli: upload clips, import a Slakh-layout dataset.
+"""Experimenter pages for a study's stimuli: upload clips, import a Slakh-layout dataset, remove
+failed clips.
 
-Both put audio into the study's catalogue (`experimenter.study_catalogue`, made on first use).
-A POST that did its work redirects (303) to the page, which shows its result once from the
-session, so reloading the result sends neither the files nor the import again.
+Upload and import put audio into the study's catalogue (`experimenter.study_catalogue`, made on
+first use). A POST that did its work redirects (303) to the page, which shows its result once
+from the session, so reloading the result sends neither the files nor the import again.
 """
 
 from __future__ import annotations
@@ -11,12 +12,19 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.views.decorators.http import require_POST
 
 from csn_model.data.slakh import DataError
 from evalsite.datasets.catalog import datasets
 from evalsite.stimuli.audio import clip_from_upload
 from evalsite.stimuli.models import Clip
 from evalsite.stimuli.slakh_import import import_slakh
+from evalsite.studies.clip_removal import (
+    Removal,
+    failed_clips,
+    remove_failed_clips,
+    used_by_trials,
+)
 from evalsite.studies.experimenter import (
     editable,
     see_other,
@@ -28,6 +36,7 @@ from evalsite.studies.models import Study
 from evalsite.studies.permissions import get_visible_study
 
 MAX_UPLOAD_BYTES = 100_000_000  # above the longest clip audio.py accepts, in any format
+FAILED_SHOWN = 500  # failed clips listed with a Remove button; "Remove all" takes every one
 
 
 @login_required
@@ -51,8 +60,54 @@ def clips(request: HttpRequest, pk: int) -> HttpResponse:
         "results": request.session.pop(shown, []) if request.method == "GET" else [],
         "clips": study_catalogue_clips(study).order_by("-id")[:500],
         "target_lufs": study.setting("loudness_target_lufs"),
+        **_failed_context(study),
     }
     return render(request, "studies/experimenter/clips.html", context)
+
+
+def _failed_context(study: Study) -> dict:
+    """The failed clips the page lists, each marked with whether a trial uses it (kept, so not
+    offered for removal), and how many could be removed."""
+    clips = list(failed_clips(study).order_by("id")[:FAILED_SHOWN])
+    used = used_by_trials([c.pk for c in clips])
+    failed = [{"clip": c, "n_trials": used.get(c.pk, 0)} for c in clips]
+    return {"failed": failed, "n_removable": sum(not f["n_trials"] for f in failed)}
+
+
+@login_required
+@require_POST
+def clips_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    """Remove one failed clip (`clip`: its id) or all of them (`all`) from the study's catalogue,
+    then redirect (303) to the Clips page, where a message says what was removed and what not."""
+    study = get_visible_study(request.user, pk)
+    if not editable(request, study):
+        return see_other("studies:clips", pk=study.pk)
+    try:
+        asked = None if request.POST.get("all") else [int(request.POST["clip"])]
+    except (KeyError, ValueError):
+        clip = request.POST.get("clip", "")
+        messages.error(request, f"Field 'clip' = {clip!r}: expected the id of a failed clip.")
+        return see_other("studies:clips", pk=study.pk)
+    _say(request, remove_failed_clips(study, asked), every=asked is None)
+    return see_other("studies:clips", pk=study.pk)
+
+
+def _say(request: HttpRequest, result: Removal, every: bool) -> None:
+    """Messages for a removal: what went, why each clip asked for stayed, which were gone."""
+    if len(result.removed) == 1:
+        (clip,) = result.removed
+        messages.success(request, f"Removed failed clip {clip.name!r} (id {clip.pk}).")
+    elif result.removed:
+        names = ", ".join(c.name or f"id {c.pk}" for c in result.removed)
+        messages.success(request, f"Removed {len(result.removed)} failed clips: {names}.")
+    elif every and not result.refused:
+        messages.info(request, "No failed clips to remove.")
+    for reason in result.refused:
+        messages.error(request, reason)
+    for gone in result.gone:
+        messages.info(
+            request, f"Clip id {gone} is already gone from this study's catalogue (or never in it)."
+        )
 
 
 def _upload(request: HttpRequest, study: Study, form: ClipUploadForm) -> list[Clip]:

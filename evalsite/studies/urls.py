@@ -25,6 +25,7 @@ urlpatterns: list = [
     path("studies/<int:pk>/edit/", ex.study_edit, name="study_edit"),
     path("studies/<int:pk>/status/", ex.study_status, name="study_status"),
     path("studies/<int:pk>/clips/", ex_stimuli.clips, name="clips"),
+    path("studies/<int:pk>/clips/remove/", ex_stimuli.clips_remove, name="clips_remove"),
     path("studies/<int:pk>/import/", ex_stimuli.dataset_import, name="dataset_import"),
     path("studies/<int:pk>/trials/", ex_trials.trials, name="trials"),
     path("studies/<int:pk>/trials/add/", ex_trials.trial_add, name="trial_add"),

@@ -82,7 +82,7 @@ def test_it_hides_another_researchers_study_from_the_dashboard(client, study, bo
 
 STUDY_POSTS = [
     "studies:study_status", "studies:trial_add", "studies:trials_csv", "studies:trials_random",
-    "studies:trials_repeats",
+    "studies:trials_repeats", "studies:clips_remove",
 ]  # fmt: skip
 
 
