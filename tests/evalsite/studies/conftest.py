@@ -6,6 +6,8 @@
 - `listening_study`: an open study on drums and guitar built by the random design: per instrument
   3 main trials, one catch trial of each kind, and 2 practice trials; screening shortened.
 - `enter(client, study, **params)`: enters a study through its link like a participant.
+- `participant(study, seed)`: a participant made at the instructions, for the design tests
+  that assign trials without the pages.
 """
 
 from __future__ import annotations
@@ -84,6 +86,10 @@ def make_study(owner, catalogue, per_instrument: int = 3, **settings) -> Study:
     build_random_trials(study, catalogue, per_instrument, seed=1, practice=practice,
                         catch_per_kind=1)  # fmt: skip
     return study
+
+
+def participant(study: Study, seed: int) -> Participant:
+    return Participant.objects.create(study=study, seed=seed, step="instructions")
 
 
 @pytest.fixture
