@@ -100,3 +100,16 @@ def finish(client, p) -> Participant:
             continue
         answer_current(client, p, expected=True)
     return p
+
+
+def finish_practice(client, p):
+    while p.step == "practice":
+        if p.state.get("feedback"):
+            post(client, p, "practice", action="continue")
+        else:
+            answer_current(client, p, expected=True)
+        p.refresh_from_db()
+
+
+def leave(client, p):
+    return client.post(url(p), {"step": p.step, "action": "withdraw"}, HTTP_USER_AGENT=DESKTOP_UA)

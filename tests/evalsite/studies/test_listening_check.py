@@ -1,0 +1,133 @@
+"""The listening check: an answer sent before the trial's clips could have been played (or to
+a page never shown) is refused and counted as early; studies without the check, and one that
+turns it on mid-study.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from evalsite.studies import export_answers, flow_trials
+from evalsite.studies.models import Answer, Assignment
+from evalsite.studies.participant_writes import epoch_ms
+from tests.evalsite.studies.conftest import enter, make_study
+from tests.evalsite.studies.participant_steps import (
+    DESKTOP_UA,
+    client_log,
+    finish_practice,
+    listened,
+    open_trial,
+    post,
+    to_step,
+    url,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def _listen_ms(slot, share: float) -> int:
+    t = slot.trial
+    total = t.reference.duration_s + t.candidate_a.duration_s + t.candidate_b.duration_s
+    return round(share * 1000 * total)  # the database rounds (PostgreSQL) or truncates (SQLite)
+
+
+def test_it_refuses_and_counts_an_answer_sent_before_the_clips_could_have_been_played(
+    client, listening_study
+):
+    p = to_step(client, enter(client, listening_study), "practice")
+    finish_practice(client, p)
+    before = epoch_ms(timezone.now())
+    client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)  # the page is shown; a script answers at once
+    slot = flow_trials.current_slot(p)
+    shown_ms = epoch_ms(slot.shown_at)
+    assert before <= shown_ms and abs(slot.answerable_ms - shown_ms - _listen_ms(slot, 0.9)) <= 1
+    response = post(client, p, "trials", index=slot.index, choice="A", log=client_log())
+    assert response.status_code == 302 and response["Location"] == url(p) + "?early=1"
+    assert not Answer.objects.filter(participant=p, trial=slot.trial).exists()
+    p.refresh_from_db()
+    assert p.early_answers == 1
+    again = client.get(response["Location"], HTTP_USER_AGENT=DESKTOP_UA).content.decode()
+    assert 'id="early"' in again and f'name="index" value="{slot.index}"' in again  # same trial
+    assert 'id="early"' not in client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).content.decode()
+    slot.refresh_from_db()
+    assert epoch_ms(slot.shown_at) == shown_ms
+    assert abs(slot.answerable_ms - shown_ms - _listen_ms(slot, 0.9)) <= 1
+    listened(slot)  # as when that time has passed
+    post(client, p, "trials", index=slot.index, choice="A", log=client_log())
+    assert Answer.objects.filter(participant=p, trial=slot.trial).count() == 1
+    p.refresh_from_db()
+    assert p.early_answers == 1
+    frame = export_answers.participants_dataframe(listening_study).set_index("participant")
+    assert frame.loc[p.pk, "early_answers"] == 1
+
+
+def test_it_refuses_an_answer_to_a_trial_whose_page_was_never_shown(client, listening_study):
+    p = to_step(client, enter(client, listening_study), "practice")
+    finish_practice(client, p)
+    slot = flow_trials.current_slot(p)
+    assert slot.shown_at is None and slot.answerable_ms is None
+    post(client, p, "trials", index=slot.index, choice="A", log=client_log())
+    assert not Answer.objects.filter(participant=p, trial=slot.trial).exists()
+    p.refresh_from_db()
+    assert p.early_answers == 1
+
+
+def test_a_stale_or_forged_answer_is_refused_without_being_counted_early(client, listening_study):
+    p = to_step(client, enter(client, listening_study), "practice")
+    finish_practice(client, p)
+    slot = open_trial(client, p)
+    ahead = post(client, p, "trials", index=slot.index + 1, choice="A", log=client_log())
+    post(client, p, "trials", index=slot.index, choice="A", log=client_log())
+    replayed = post(client, p, "trials", index=slot.index, choice="B", log=client_log())
+    assert ahead["Location"] == replayed["Location"] == url(p)  # no "too early" notice
+    p.refresh_from_db()
+    assert p.early_answers == 0 and Answer.objects.filter(participant=p).count() == slot.index + 1
+
+
+def test_a_study_without_the_listening_check_stores_answers_at_once(
+    client, experimenter, listening_catalogue
+):
+    study = make_study(experimenter, listening_catalogue, min_listen_share=0)
+    p = to_step(client, enter(client, study), "practice")
+    finish_practice(client, p)
+    slot = flow_trials.current_slot(p)
+    assert slot.answerable_ms == 0  # answerable from the start: no page view needed
+    post(client, p, "trials", index=slot.index, choice="A", log=client_log())
+    assert Answer.objects.filter(participant=p, trial=slot.trial).count() == 1
+    p.refresh_from_db()
+    assert p.early_answers == 0
+
+
+def test_a_slot_shown_without_a_listening_time_gets_one_at_its_next_view(client, listening_study):
+    p = to_step(client, enter(client, listening_study), "practice")
+    finish_practice(client, p)
+    slot = flow_trials.current_slot(p)
+    shown = timezone.now() - timedelta(minutes=5)  # shown by code from before the check
+    Assignment.objects.filter(pk=slot.pk).update(shown_at=shown, answerable_ms=None)
+    client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
+    slot.refresh_from_db()
+    assert slot.shown_at == shown  # the first view's time is kept
+    assert slot.answerable_ms is not None and slot.answerable_ms > epoch_ms(shown)
+    listened(slot)
+    post(client, p, "trials", index=slot.index, choice="A", log=client_log())
+    assert Answer.objects.filter(participant=p, trial=slot.trial).count() == 1
+
+
+def test_a_listening_check_turned_on_mid_study_applies_to_trials_not_yet_shown(
+    client, experimenter, listening_catalogue
+):
+    study = make_study(experimenter, listening_catalogue, min_listen_share=0)
+    p = to_step(client, enter(client, study), "practice")
+    finish_practice(client, p)
+    study.settings = {**study.settings, "min_listen_share": 1.0}
+    study.save()
+    client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
+    slot = flow_trials.current_slot(p)
+    assert abs(slot.answerable_ms - epoch_ms(slot.shown_at) - _listen_ms(slot, 1.0)) <= 1
+    post(client, p, "trials", index=slot.index, choice="A", log=client_log())
+    assert not Answer.objects.filter(participant=p, trial=slot.trial).exists()
+    p.refresh_from_db()
+    assert p.early_answers == 1

@@ -1,0 +1,151 @@
+"""A participant leaving the study from its page: its answers deleted (or kept, where the study
+says so) and its trials freed, an answer from another tab meanwhile not kept, leaving refused
+where there is nothing to leave, and an answer whose participant was deleted meanwhile.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from evalsite.reports.models import ReportSnapshot
+from evalsite.studies import (
+    design_fill,
+    export_answers,
+    flow_withdraw,
+    participant_forms,
+    participant_writes,
+)
+from evalsite.studies.models import Answer, Participant
+from tests.evalsite.studies.conftest import enter
+from tests.evalsite.studies.participant_steps import (
+    DESKTOP_UA,
+    answer_current,
+    client_log,
+    finish,
+    finish_practice,
+    leave,
+    open_trial,
+    post,
+    to_step,
+    url,
+)
+from tests.lock_waits import until_blocked
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_participant_who_leaves_the_study_has_their_answers_deleted_and_trials_freed(
+    client, listening_study
+):
+    p = to_step(client, enter(client, listening_study, PROLIFIC_PID="pp-leave"), "practice")
+    finish_practice(client, p)
+    answer_current(client, p)
+    snapshot = ReportSnapshot.objects.create(study=listening_study, bundle=b"every answer")
+    assert 'id="leave"' in client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).content.decode()
+    assert leave(client, p).status_code == 302
+    p.refresh_from_db()
+    assert p.step == "withdrawn" and p.finished_at is not None
+    assert not Answer.objects.filter(participant=p).exists() and not p.slots.exists()
+    assert p.questionnaire == {} and p.screening == {} and p.prolific_pid == "pp-leave"
+    snapshot.refresh_from_db()
+    assert bytes(snapshot.bundle) == b""  # an earlier report's answers went with them
+    page = client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).content.decode()
+    assert 'id="withdrawn"' in page and "have been deleted" in page and "Prolific" in page
+    assert 'id="leave"' not in page
+    counts = design_fill.fill_counts(listening_study, timezone.now())
+    assert all(n == 0 for n in counts.values())  # nothing of p is counted any more
+    frame = export_answers.participants_dataframe(listening_study).set_index("participant")
+    assert frame.loc[p.pk, "status"] == "withdrawn" and frame.loc[p.pk, "answers"] == 0
+
+
+def test_a_study_may_keep_the_answers_of_participants_who_leave(client, listening_study):
+    listening_study.settings = {**listening_study.settings, "withdrawn_answers": "keep"}
+    listening_study.save()
+    p = to_step(client, enter(client, listening_study), "practice")
+    finish_practice(client, p)
+    slot, _ = answer_current(client, p)
+    assert "are kept" in client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).content.decode()
+    leave(client, p)
+    p.refresh_from_db()
+    assert p.step == "withdrawn"
+    assert Answer.objects.filter(participant=p, trial=slot.trial).exists()
+    assert not p.slots.filter(reserved_until__gt=timezone.now()).exists()  # given back
+    assert "are kept" in client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).content.decode()
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)  # the other tab commits on its own connection
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers: PostgreSQL")
+def test_an_answer_sent_from_another_tab_while_the_participant_leaves_is_not_kept(
+    client, listening_study, monkeypatch
+):
+    p = to_step(client, enter(client, listening_study), "practice")
+    finish_practice(client, p)
+    answer_current(client, p)
+    slot = open_trial(client, p)
+    tab = {}
+
+    def answer_from_another_tab():
+        try:
+            log = participant_forms.client_log(client_log())
+            tab["stored"] = participant_writes.store_answer(p.token, p.step, slot.index, "A", log)
+        finally:
+            connection.close()
+
+    forget = flow_withdraw._forget
+
+    def answered_while_forgetting(q):
+        forget(q)  # answers and slots deleted; leaving not committed yet
+        tab["thread"] = threading.Thread(target=answer_from_another_tab)
+        tab["thread"].start()
+        until_blocked(tab["thread"], 30)  # the other tab waits for the leaving to end
+
+    monkeypatch.setattr(flow_withdraw, "_forget", answered_while_forgetting)
+    assert leave(client, p).status_code == 302
+    tab["thread"].join(timeout=30)
+    assert not tab["thread"].is_alive() and tab["stored"] is None
+    p.refresh_from_db()
+    assert p.step == "withdrawn" and not Answer.objects.filter(participant=p).exists()
+
+
+def test_leaving_is_refused_before_consent_after_the_end_and_from_a_stale_page(
+    client, listening_study
+):
+    p = enter(client, listening_study)
+    assert 'id="leave"' not in client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).content.decode()
+    leave(client, p)  # at the browser check: nothing to leave yet
+    p.refresh_from_db()
+    assert p.step == "browser_check"
+    p = to_step(client, p, "calibration")
+    client.post(url(p), {"step": "consent", "action": "withdraw"}, HTTP_USER_AGENT=DESKTOP_UA)
+    p.refresh_from_db()
+    assert p.step == "calibration"  # a form from an earlier page does nothing
+    p = finish(client, to_step(client, p, "practice"))
+    assert p.step == "done"
+    leave(client, p)
+    p.refresh_from_db()
+    assert p.step == "done" and Answer.objects.filter(participant=p).exists()
+
+
+def test_it_takes_an_answer_whose_participant_was_deleted_meanwhile(
+    client, listening_study, monkeypatch
+):
+    # A preview removed as its study leaves draft (or a participant deleted in the admin) between
+    # storing its practice answer and reading it back for the feedback: no 500.
+    p = to_step(client, enter(client, listening_study), "practice")
+    store = participant_writes.store_answer
+
+    def store_then_delete(*args, **kwargs):
+        stored = store(*args, **kwargs)
+        flow_withdraw.delete_participants([p])
+        return stored
+
+    monkeypatch.setattr(participant_writes, "store_answer", store_then_delete)
+    slot = open_trial(client, p)
+    response = post(client, p, "practice", index=slot.index, choice="A", log=client_log())
+    assert response.status_code == 302
+    assert not Participant.objects.filter(pk=p.pk).exists()
