@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.urls import reverse
+
 from evalsite.studies import flow_screening, flow_trials
 from evalsite.studies.models import Participant
 from tests.evalsite.studies.conftest import SHORT_SCREENING
@@ -37,6 +39,19 @@ def through_calibration(page, shot=None):
     page.wait_for_selector("#continue:not([disabled])")
     shot and page.screenshot(path=shot("04_calibration"))
     page.click("#continue")
+
+
+def study_url(live_server, study, **params) -> str:
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return f"{live_server.url}{reverse('studies:entry', args=[study.slug])}?{query}"
+
+
+def to_first_trial(live_server, page, study, pid) -> Participant:
+    page.goto(study_url(live_server, study, pid=pid))
+    through_calibration(page)
+    page.click("#continue")  # instructions (no screening, no practice in this study)
+    page.wait_for_selector("#play-r")
+    return Participant.objects.get(external_pid=pid)
 
 
 def screen(page, p: Participant, correct: bool, shot=None, reload_at: int | None = None):
