@@ -5,7 +5,10 @@ their target. Its list is checked again under the study's lock, as an entry's is
 Rules (docs/site.md, "Design rules", "Coming back after the timeout"): an unanswered main slot
 whose trial now has its target (answers + other participants' live slots, `fill_counts`) is
 taken out of the list, and so is a repeat of such a trial; practice and the other catch slots
-stay. The remaining unanswered slots are re-reserved. When trials were taken out, they are
+stay, unless no main trial is left in the list, answered or not: then they are taken out too
+(practice and checks give the study nothing without a main trial to go with them, and the
+participant would answer them for a completion code). The remaining unanswered slots are
+re-reserved. When trials were taken out, they are
 numbered on after the answered ones in their order (the answer statement needs slots 0..n-1,
 `participant_writes.ANSWER_SQL`), with a trial moved only where taking others out put the same
 reference back to back or a repeat next to its original; when none was, nothing moves (a rule
@@ -13,8 +16,9 @@ the seed's own order broke is no return's to repair). The current slot (the firs
 one), whose page may be open, never moves unless it was taken out itself: the answered slots
 before it keep their numbers, and so does it. A renumbered slot needs a view of its page before
 an answer to it is stored, so a page still showing a slot that was taken out stores nothing
-under its number. A participant whose whole list was taken out (nothing answered) moves to the
-study-full step, as an entry that finds no trial left does (`flow_trials.start_trials`).
+under its number. A participant left with nothing to answer (no main trial answered, none
+left) moves to the study-full step, as an entry that finds no trial left does
+(`flow_trials.start_trials`); what it answered (practice, checks) stays stored with its slots.
 """
 
 from __future__ import annotations
@@ -57,13 +61,15 @@ def recheck(participant: Participant, now: datetime) -> bool:
                 and counts[s["trial"].id] >= target}  # fmt: skip
         dropped = [s for s in unanswered if s["trial"].id in full
                    or s["trial"].repeat_of_id in full]  # fmt: skip
+        if dropped and not any(_is_main(s["trial"]) for s in slots if s not in dropped):
+            dropped = unanswered  # no main trial left: the practice and checks go too
         kept = [s for s in unanswered if s not in dropped]
         if dropped:
             answered = len(slots) - len(unanswered)
             last = slots[answered - 1]["trial"] if answered else None
             Assignment.objects.filter(pk__in=[s["id"] for s in dropped]).delete()
             _renumber(_reorder(unanswered, kept, last), answered, len(slots))
-        if len(dropped) == len(slots):  # no slot left: its pages would have nothing to show
+        if dropped and not kept:  # nothing left to answer: nothing more it could give
             _to_full(participant, now)
         until = now + timedelta(seconds=int(study.setting("reservation_timeout_s")))
         Assignment.objects.filter(pk__in=[s["id"] for s in kept]).update(reserved_until=until)
@@ -73,8 +79,8 @@ def recheck(participant: Participant, now: datetime) -> bool:
 
 
 def _to_full(participant: Participant, now: datetime) -> None:
-    """Move a participant whose whole list was taken out to the study-full step (its final
-    step: it answered nothing, and holds no slot)."""
+    """Move a participant left with nothing to answer to the study-full step (its final step:
+    it answered no main trial, and holds no slot but those it answered)."""
     full = Participant.Step.FULL
     Participant.objects.filter(pk=participant.pk, step__in=STEPS).update(
         step=full, finished_at=now, last_seen_at=now

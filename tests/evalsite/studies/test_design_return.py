@@ -65,15 +65,56 @@ def test_it_takes_out_the_trials_that_others_answered_to_their_target_meanwhile(
     lapse(p1)
     p2 = finish(second, to_step(second, enter(second, study, pid="next"), "practice"))
     assert p2.step == "done"
-    p1 = finish(first, p1)
-    assert p1.step == "done"  # with every main trial taken out, it completes as normal
     assert max(main_answers(study).values()) == 1
-    assert not Answer.objects.filter(participant=p1, trial__is_catch=False,
-                                     trial__is_practice=False).exists()  # fmt: skip
+    first.get(url(p1), HTTP_USER_AGENT=DESKTOP_UA)  # back: every main trial was taken meanwhile
+    p1.refresh_from_db()
+    # Its practice and checks would give the study nothing without a main trial to go with
+    # them: it is not kept at them for a completion code, and holds no slot.
+    assert p1.step == "full" and not p1.completion_code and not p1.slots.exists()
+    assert not Answer.objects.filter(participant=p1).exists()
+
+
+@pytest.mark.django_db
+def test_it_keeps_the_checks_of_a_participant_that_has_main_trials_left(
+    experimenter, listening_catalogue
+):
+    study = make_study(experimenter, listening_catalogue, target_answers_per_trial=1)
+    first = Client()
+    p1 = to_step(first, enter(first, study, pid="away"), "practice")
+    lapse(p1)
+    mains = [s.trial for s in p1.slots.select_related("trial") if _is_main(s.trial)]
+    answer_elsewhere(study, mains[1:])  # all but one of its main trials reached their target
+    p1 = finish(first, p1)
+    assert p1.step == "done"  # completes as normal, with the one main trial left
     assert indices(p1) == list(range(p1.slots.count()))
-    assert not p1.slots.filter(trial__catch_kind="repeat").exists()  # its original went too
+    assert not p1.slots.filter(trial__catch_kind="repeat", trial__repeat_of__in=mains[1:]).exists()
     kept = {"identical", "attention", ""}  # the other checks and the practice stay
-    assert set(p1.slots.values_list("trial__catch_kind", flat=True)) == kept
+    assert kept <= set(p1.slots.values_list("trial__catch_kind", flat=True))
+    assert [t for t, n in main_answers(study).items() if n > 1] == []
+
+
+@pytest.mark.django_db
+def test_it_tells_a_participant_with_only_practice_answered_that_the_study_is_full(
+    experimenter, listening_catalogue
+):
+    study = make_study(experimenter, listening_catalogue, target_answers_per_trial=1)
+    client = Client()
+    p = to_main_trials(client, to_step(client, enter(client, study, pid="away"), "practice"))
+    practice_answers = Answer.objects.filter(participant=p).count()
+    assert practice_answers > 0
+    lapse(p)
+    answer_elsewhere(study, [s.trial for s in p.slots.select_related("trial") if _is_main(s.trial)])
+    client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
+    p.refresh_from_db()
+    assert p.step == "full" and not p.completion_code
+    # What it answered stays stored with its slots (the export shows it); nothing else is held.
+    answered = set(Answer.objects.filter(participant=p).values_list("trial_id", flat=True))
+    assert set(p.slots.values_list("trial_id", flat=True)) == answered
+    assert len(answered) == practice_answers
+
+
+def _is_main(trial: Trial) -> bool:
+    return not (trial.is_practice or trial.is_catch)
 
 
 @pytest.mark.django_db
