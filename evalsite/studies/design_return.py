@@ -61,15 +61,20 @@ def recheck(participant: Participant, now: datetime) -> bool:
                 and counts[s["trial"].id] >= target}  # fmt: skip
         dropped = [s for s in unanswered if s["trial"].id in full
                    or s["trial"].repeat_of_id in full]  # fmt: skip
-        if dropped and not any(_is_main(s["trial"]) for s in slots if s not in dropped):
-            dropped = unanswered  # no main trial left: the practice and checks go too
+        # No main trial left, answered or not: the practice and checks go too, and so does the
+        # participant (study full). One with main answers completes with what it has.
+        nothing_to_give = bool(dropped) and not any(
+            _is_main(s["trial"]) for s in slots if s not in dropped
+        )
+        if nothing_to_give:
+            dropped = unanswered
         kept = [s for s in unanswered if s not in dropped]
         if dropped:
             answered = len(slots) - len(unanswered)
             last = slots[answered - 1]["trial"] if answered else None
             Assignment.objects.filter(pk__in=[s["id"] for s in dropped]).delete()
             _renumber(_reorder(unanswered, kept, last), answered, len(slots))
-        if dropped and not kept:  # nothing left to answer: nothing more it could give
+        if nothing_to_give:
             _to_full(participant, now)
         until = now + timedelta(seconds=int(study.setting("reservation_timeout_s")))
         Assignment.objects.filter(pk__in=[s["id"] for s in kept]).update(reserved_until=until)

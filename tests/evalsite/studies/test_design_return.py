@@ -15,6 +15,7 @@ from evalsite.studies.models import Answer, Assignment, Participant, Trial
 from tests.evalsite.studies.conftest import enter, make_study
 from tests.evalsite.studies.participant_steps import (
     DESKTOP_UA,
+    answer_current,
     client_log,
     finish,
     listened,
@@ -111,6 +112,27 @@ def test_it_tells_a_participant_with_only_practice_answered_that_the_study_is_fu
     answered = set(Answer.objects.filter(participant=p).values_list("trial_id", flat=True))
     assert set(p.slots.values_list("trial_id", flat=True)) == answered
     assert len(answered) == practice_answers
+
+
+@pytest.mark.django_db
+def test_it_completes_a_participant_that_answered_main_trials_when_the_rest_were_taken(
+    experimenter, listening_catalogue
+):
+    study = make_study(experimenter, listening_catalogue, target_answers_per_trial=1,
+                       catch={"identical": 0, "attention": 0, "repeat": 0})  # fmt: skip
+    client = Client()
+    p = to_main_trials(client, to_step(client, enter(client, study, pid="away"), "practice"))
+    for _ in range(2):
+        answer_current(client, p)
+    lapse(p)
+    rest = [s.trial for s in p.slots.select_related("trial") if _is_main(s.trial)][2:]
+    answer_elsewhere(study, rest)  # everything it had left reached its target meanwhile
+    for _ in range(2):  # the return's recheck reads the page again, which finds it complete
+        client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
+    p.refresh_from_db()
+    # Its two main answers are data the study keeps and counts: it is paid with its code.
+    assert p.step == "done" and p.completion_code
+    assert not p.slots.filter(trial__in=rest).exists()
 
 
 def _is_main(trial: Trial) -> bool:
