@@ -100,10 +100,14 @@ def _recount(job: Job) -> dict:
             {"clip": c.pk, "name": c.name or c.piece or f"clip {c.pk}", "error": c.error}
             for c in failed.order_by("id")[:200]
         ]
+        # A clip no longer in the catalogue (a failed one the researcher removed,
+        # studies.clip_removal) will never be embedded: it counts as failed, or the job
+        # would wait for it for ever; its error went with it.
+        gone = len(set(ids) - set(Clip.objects.filter(pk__in=ids).values_list("pk", flat=True)))
         return {
             "total": len(ids),
             "done": len(embedded),
-            "failed": failed.count(),
+            "failed": failed.count() + gone,
             "errors": errors,
         }
     return {}

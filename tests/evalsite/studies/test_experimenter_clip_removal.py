@@ -11,6 +11,8 @@ import pytest
 from django.core.files.base import ContentFile
 from django.urls import reverse
 
+from evalsite.jobs import progress
+from evalsite.jobs.models import Job
 from evalsite.stimuli.models import Catalogue, Clip
 from evalsite.studies.models import Study
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
@@ -186,3 +188,18 @@ def test_it_refuses_a_malformed_request_without_an_error_page(client, alice, stu
         assert "expected the id of a failed clip" in response.content.decode()
     get = client.get(reverse("studies:clips_remove", args=[study.pk]))
     assert get.status_code == 405
+
+
+def test_it_lets_a_running_job_finish_when_one_of_its_failed_clips_is_removed(client, alice, study):
+    removed = _failed(study.catalogue)
+    late = Clip.objects.create(catalogue=study.catalogue, name="late.wav", status="pending")
+    job = Job.objects.create(kind=Job.Kind.INGEST, catalogue=study.catalogue, study=study,
+                             status=Job.Status.RUNNING,
+                             params={"clips": [removed.pk, late.pk]})  # fmt: skip
+    client.force_login(alice)
+    _remove(client, study, clip=removed.pk)
+    Clip.objects.filter(pk=late.pk).update(status="failed", error="late.wav: cannot decode")
+    job = progress.refresh(job)
+    # The removed clip will never be embedded: it counts as failed, so the job can end.
+    assert (job.status, job.done, job.failed, job.total) == (Job.Status.DONE, 0, 2, 2)
+    assert [e["name"] for e in job.errors] == ["late.wav"]
