@@ -28,7 +28,7 @@ from django.views.decorators.http import require_POST
 from evalsite.reports.models import ReportState
 from evalsite.reports.tasks import report_settings, schedule_report
 from evalsite.stimuli.models import Catalogue, Clip
-from evalsite.studies import design, export, history, progress
+from evalsite.studies import design, entry_limit, export, history, progress
 from evalsite.studies.forms import StudyForm
 from evalsite.studies.models import Answer, Study, StudyFold
 from evalsite.studies.permissions import get_visible_study, is_owner, visible_studies
@@ -199,6 +199,8 @@ def study_status(request: HttpRequest, pk: int) -> HttpResponse:
             if before == Study.Status.DRAFT:
                 if removed := remove_previews(study):
                     what["preview participants"] = [removed, 0]
+            if not study.is_open:  # paused or closed: no new participant to count addresses for
+                entry_limit.clear_study(study)
             history.record(study, request.user, history.Kind.STATUS, what)
         messages.success(request, f"Study is now {study.status}.")
     return redirect("studies:study_detail", pk=study.pk)

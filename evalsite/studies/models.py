@@ -215,9 +215,10 @@ class Participant(models.Model):
     early_answers = models.PositiveIntegerField(default=0)
     # Entered a draft study as a researcher's preview: deleted when the study leaves draft.
     is_preview = models.BooleanField(default=False)
-    # A keyed hash (HMAC-SHA256, key from SECRET_KEY) of the address the participant entered
-    # from, which the limit on new participants per address counts (entry_limit.py); never the
-    # address itself (personal data), in no export, not editable. "" with the limit off.
+    # A keyed hash (HMAC-SHA256, key from SECRET_KEY) of the study and the address the
+    # participant entered from, which the limit on new participants per address counts
+    # (entry_limit.py); never the address itself (personal data), in no export, not editable.
+    # "" with the limit off, and once cleared (past the window, or the study paused or closed).
     entry_address = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     class Meta:
@@ -237,7 +238,8 @@ class Participant(models.Model):
                 name="participant_pid_unique",
             ),
         ]
-        # entry_limit.refuses_new: a study's recent entries from one hashed address.
+        # entry_limit.refuses_new: a study's recent entries from one hashed address; and the
+        # clearing (entry_address > ''), which finds a study's remaining hashes in it.
         indexes = [
             models.Index(
                 fields=["study", "entry_address", "started_at"], name="participant_entry_limit"

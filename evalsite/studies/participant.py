@@ -61,9 +61,13 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
         return refused(request, _("This study is not open at the moment. Please try again later."))
     key = ""  # the hashed address a new participant is counted under (entry_limit)
     if found is None and study.status != Study.Status.DRAFT:  # new, and no researcher's preview
-        key = address_key(request)
+        key = address_key(request, study)
         if refuses_new(study, key):
-            return _too_many_new(request, study)
+            # The id may be a double click's whose first click made the participant (and was
+            # counted) since `found` was looked up: that one is resumed below, not refused.
+            found = flow.find_existing(study, request.GET) if has_id else None
+            if found is None:
+                return _too_many_new(request, study)
     user_agent = request.headers.get("User-Agent", "")
     language = page_language(study, request)
     p = flow.create(study, request.GET.dict(), user_agent, language) if found is None else None

@@ -9,13 +9,17 @@ import zipfile
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
+from django.db.models import F
 from django.test import Client
 from django.urls import reverse
 
+from evalsite.studies import flow, participant
 from evalsite.studies.export import export_zip
 from evalsite.studies.export_codebook import CODEBOOK
 from evalsite.studies.models import Participant, Study
 from tests.evalsite.studies.conftest import enter, make_study
+from tests.evalsite.studies.participant_steps import DESKTOP_UA
 
 pytestmark = pytest.mark.django_db
 
@@ -160,3 +164,78 @@ def test_it_keeps_the_hashed_address_no_longer_than_the_window(listening_study):
     recent.refresh_from_db()
     assert old.entry_address == ""  # nothing left to count it for: the hash goes
     assert len(recent.entry_address) == 64  # still inside the window: kept
+
+
+def test_it_hashes_one_address_apart_in_each_study(
+    listening_study, experimenter, listening_catalogue
+):
+    other = make_study(experimenter, listening_catalogue)
+    here, there = (enter(Client(), study, pid="person") for study in (listening_study, other))
+    assert "" not in (here.entry_address, there.entry_address)
+    # Whoever reads the database cannot link one person's participations across studies.
+    assert here.entry_address != there.entry_address
+
+
+@pytest.mark.parametrize("action", ["pause", "close"])
+def test_it_clears_every_hash_of_a_study_as_it_is_paused_or_closed(
+    listening_study, experimenter, listening_catalogue, action
+):
+    _fill(listening_study)
+    elsewhere = enter(Client(), make_study(experimenter, listening_catalogue), pid="elsewhere")
+    researcher = Client()
+    researcher.force_login(experimenter)
+    researcher.post(reverse("studies:study_status", args=[listening_study.pk]), {"action": action})
+    listening_study.refresh_from_db()
+    assert listening_study.status != Study.Status.OPEN
+    addresses = Participant.objects.filter(study=listening_study).values_list("entry_address")
+    assert set(addresses) == {("",)}  # no new participant enters it: nothing left to count
+    elsewhere.refresh_from_db()
+    assert len(elsewhere.entry_address) == 64  # another study's: kept
+
+
+def test_its_command_clears_the_hashes_past_the_window_in_every_study(
+    listening_study, experimenter, listening_catalogue
+):
+    other = make_study(experimenter, listening_catalogue)
+    old = [enter(Client(), study, pid="old") for study in (listening_study, other)]
+    recent = enter(Client(), listening_study, pid="recent")
+    Participant.objects.filter(pk__in=[p.pk for p in old]).update(
+        started_at=F("started_at") - timedelta(minutes=11)
+    )  # studies that got no entry since: only the command clears them
+    outputs = []
+    for _ in range(2):  # and again: nothing left to clear
+        out = io.StringIO()
+        call_command("clear_entry_addresses", stdout=out)
+        outputs.append(out.getvalue())
+    assert outputs == [
+        "Cleared the address hashes of 2 participants who entered over 10 minutes ago.\n",
+        "Cleared the address hashes of 0 participants who entered over 10 minutes ago.\n",
+    ]
+    cleared = Participant.objects.filter(pk__in=[p.pk for p in old])
+    assert set(cleared.values_list("entry_address", flat=True)) == {""}
+    recent.refresh_from_db()
+    assert len(recent.entry_address) == 64
+
+
+DOUBLE_CLICKS = {"pid": {"pid": "double"}, "prolific": {"PROLIFIC_PID": "pp", "SESSION_ID": "se"}}
+
+
+@pytest.mark.parametrize("kind", DOUBLE_CLICKS)
+def test_it_resumes_the_second_click_of_a_double_click_at_the_limit(
+    listening_study, monkeypatch, kind
+):
+    """The second click looked the id up before the first click made the participant, then
+    found the count at the limit: that first click's participant is its own."""
+    for n in range(LIMIT - 1):
+        enter(Client(), listening_study, pid=f"bot{n}")
+    made = []
+
+    def first_click_made_it(study, key):
+        made.append(flow.create(study, DOUBLE_CLICKS[kind], DESKTOP_UA, "en"))
+        Participant.objects.filter(pk=made[0].pk).update(entry_address=key)
+        return True  # the first click is counted: the limit is reached
+
+    monkeypatch.setattr(participant, "refuses_new", first_click_made_it)
+    response = _open(Client(), listening_study, **DOUBLE_CLICKS[kind])
+    assert response.status_code == 302 and made[0].token in response["Location"]
+    assert Participant.objects.filter(study=listening_study).count() == LIMIT
