@@ -122,6 +122,18 @@ def test_it_refuses_a_negative_limit_on_new_participants_per_address(tmp_path):
     assert "CSN_ENTRY_LIMIT='-1': expected an integer >= 0" in result.stderr
 
 
+def test_it_refuses_progress_updates_more_often_than_every_5_s(tmp_path):
+    # Each update runs the progress queries for every open page: a typo such as 0.5 for 5 must
+    # not turn them into a load test.
+    result = _manage(["check"], CSN_HOME=str(tmp_path), CSN_PROGRESS_REFRESH_S="4")
+    assert result.returncode != 0
+    assert "CSN_PROGRESS_REFRESH_S='4': expected an integer >= 5" in result.stderr
+    show = "from django.conf import settings; print(settings.CSN_PROGRESS_REFRESH_S)"
+    result = _manage(["shell", "-c", show], CSN_HOME=str(tmp_path), CSN_PROGRESS_REFRESH_S="5")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "5"
+
+
 def test_it_reads_lists_and_defaults():
     assert env_list("CSN_TEST_UNSET_LIST", ["a"]) == ["a"]
     os.environ["CSN_TEST_LIST"] = "a.example, b.example ,"
