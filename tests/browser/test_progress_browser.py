@@ -3,7 +3,10 @@ reloaded, focus and scroll position stay where the reader left them, the status 
 the figures were updated, and the "Update automatically" checkbox pauses the updates (and is
 remembered). A failed update (session expired) keeps the figures and says so.
 
-The interval is 0.3 s here (CSN_PROGRESS_REFRESH_S; the live server runs in this process).
+The interval is 0.3 s here (CSN_PROGRESS_REFRESH_S; the live server runs in this process). On a
+loaded machine any number of intervals can pass between two lines of a test, so the tests wait
+for events the page reports (_WATCH), not for time; a fixed wait only where a test shows that
+nothing happens.
 """
 
 from __future__ import annotations
@@ -21,6 +24,24 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 WAIT_MS = 15000
 INTERVAL_S = 0.3
 STARTED = "#participants .card b >> nth=0"  # participants started
+STATUS = "#progress-status"
+UPDATED = re.compile(r"^Figures updated at \d\d:\d\d UTC$")
+FAILED = re.compile(r"^Could not update: ")
+
+# What the page does, counted in the page: fetches started (progress.js calls the global fetch,
+# wrapped here), updates that put new figures in place, and each text the status line took.
+_WATCH = """() => {
+  window.fetches = 0;
+  const fetch = window.fetch;
+  window.fetch = (...args) => { window.fetches += 1; return fetch(...args); };
+  window.updates = 0;
+  new MutationObserver(() => { window.updates += 1; })
+    .observe(document.getElementById("progress-figures"), {childList: true});
+  window.statusTexts = [];
+  const status = document.getElementById("progress-status");
+  new MutationObserver(() => { window.statusTexts.push(status.textContent); })
+    .observe(status, {childList: true, characterData: true, subtree: true});
+}"""
 
 
 @pytest.fixture
@@ -37,6 +58,7 @@ def page(browser, live_server, client, alice, study, settings):
     page = context.new_page()
     page.goto(f"{live_server.url}/studies/{study.pk}/progress/")
     page.evaluate("window.notReloaded = true")  # a reload or navigation would lose it
+    page.evaluate(_WATCH)
     yield page
     context.close()
 
@@ -45,8 +67,17 @@ def _join(study, name: str) -> None:
     Participant.objects.create(study=study, external_pid=name, step=Participant.Step.TRIALS)
 
 
-def _pause_for(intervals: int, page) -> None:
+def _wait_for(page, counter: str, more: int) -> None:
+    """Until the page's counter (fetches, updates) has gone up by `more` from now."""
+    start = page.evaluate(f"window.{counter}")
+    page.wait_for_function(f"window.{counter} >= {start + more}", timeout=WAIT_MS)
+
+
+def _nothing_happens_for(intervals: int, page) -> None:
+    # A fixed wait, the one kind here: what is shown is that nothing starts in this time.
+    fetches = page.evaluate("window.fetches")
     page.wait_for_timeout(int(intervals * INTERVAL_S * 1000))
+    assert page.evaluate("window.fetches") == fetches
 
 
 def test_it_updates_the_figures_in_place_and_pauses_when_asked(page, study):
@@ -60,17 +91,17 @@ def test_it_updates_the_figures_in_place_and_pauses_when_asked(page, study):
 
     _join(study, "p1")
     expect(page.locator(STARTED)).to_have_text("1")
-    expect(page.locator("#progress-status")).to_have_text(re.compile(r"^Figures updated at "))
+    expect(page.locator(STATUS)).to_have_text(UPDATED)
     assert page.evaluate("window.notReloaded") is True
     assert page.evaluate("document.activeElement.id") == "auto-update"
     assert page.evaluate("window.scrollY") == scrolled
 
     toggle.press("Space")  # keyboard: untick
     expect(toggle).not_to_be_checked()
-    expect(page.locator("#progress-status")).to_have_text("Automatic updates paused.")
+    expect(page.locator(STATUS)).to_have_text("Automatic updates paused.")
     _join(study, "p2")
-    _pause_for(4, page)
-    expect(page.locator(STARTED)).to_have_text("1")  # paused: the figure stays
+    _nothing_happens_for(4, page)  # paused: no fetch, and the figure stays
+    expect(page.locator(STARTED)).to_have_text("1")
 
     page.reload()  # the choice is remembered; the full page shows the new count
     expect(page.locator("#auto-update")).not_to_be_checked()
@@ -80,20 +111,22 @@ def test_it_updates_the_figures_in_place_and_pauses_when_asked(page, study):
 def test_it_keeps_the_figures_and_says_so_when_an_update_fails(page, study):
     expect(page.locator("#auto-update")).to_be_checked()
     page.context.clear_cookies()  # the session is gone: the figures view redirects to login
+    # A fetch sent before the cookies went could still count a participant added now; once one
+    # has failed, every later one is sent without the cookie (they run one after another).
+    expect(page.locator(STATUS)).to_have_text(FAILED)
     _join(study, "p1")
-    expect(page.locator("#progress-status")).to_have_text(re.compile(r"^Could not update: "))
-    _pause_for(3, page)  # further tries fail the same way
+    _wait_for(page, "fetches", 2)  # the first has been answered once the second starts
     expect(page.locator(STARTED)).to_have_text("0")
+    expect(page.locator(STATUS)).to_have_text(FAILED)  # further tries fail the same way
     expect(page.locator("#id_username")).to_have_count(0)  # no login form put in the page
     assert page.evaluate("window.notReloaded") is True
 
 
 def test_it_stops_while_the_tab_is_hidden_and_updates_once_it_is_visible(page, study):
     expect(page.locator("#auto-update")).to_be_checked()
-    page.evaluate(_SET_VISIBILITY, "hidden")
-    _pause_for(1, page)  # hidden: the fetch under way is dropped and no other starts
+    page.evaluate(_SET_VISIBILITY, "hidden")  # the fetch under way is dropped
     _join(study, "p1")
-    _pause_for(4, page)
+    _nothing_happens_for(4, page)  # hidden: no fetch starts, and the figure stays
     expect(page.locator(STARTED)).to_have_text("0")
     page.evaluate(_SET_VISIBILITY, "visible")
     expect(page.locator(STARTED)).to_have_text("1")
