@@ -25,7 +25,7 @@
   }
 
   // The status is a polite live region: only this short line is announced, never the tables.
-  // Unchanged text is not written again, so an unchanged minute is not announced twice; unless
+  // Unchanged text is not written again, so an unchanged message is not announced twice; unless
   // the reader asked (Refresh), who is then told again, by emptying the line first.
   var saying = null;
   function say(text, again) {
@@ -75,22 +75,45 @@
     var asOf = doc.querySelector("[data-figures-as-of]");
     if (!asOf) throw new Error("the server's answer holds no figures");
     var nodes = Array.prototype.slice.call(doc.body.childNodes);
-    return { nodes: nodes, asOf: asOf.dataset.figuresAsOf };
+    return { nodes: nodes, asOf: asOf.dataset.figuresAsOf, key: figuresKey(doc.body) };
   }
 
+  // What the figures say, without their "as of" time, which changes on every update: equal keys
+  // mean nothing a reader needs to hear about. Whitespace is collapsed because the page and the
+  // fragment wrap the same include differently.
+  function figuresKey(root) {
+    var copy = root.cloneNode(true);
+    var asOf = copy.querySelector("#figures-as-of");
+    if (asOf) asOf.remove();
+    return copy.innerHTML.replace(/\s+/g, " ").trim();
+  }
+
+  // Whether the status says an update failed: the next success is announced, so a reader who
+  // heard of the failure hears that it is over, even when the figures did not change.
+  var failing = false;
+
+  // asked: the reader asked for this update (Refresh, or ticking the checkbox) and is told its
+  // outcome whatever it is. An automatic update speaks only when the figures changed or when it
+  // ends a run of failures; otherwise only the "Figures as of" line in the figures (not a live
+  // region) changes, silently, so an open page is not announced every interval for nothing.
   async function update(asked) {
     stop();
     var controller = new AbortController();
     pending = controller;
     try {
       var figures = await fetchFigures(controller.signal);
+      var changed = figures.key !== figuresKey(region);
       // Focus is outside the region (the checkbox, the link) or on nothing in it that can take
       // focus, so replacing the children moves neither focus nor the scroll position.
       region.replaceChildren.apply(region, figures.nodes);
-      say("Figures updated at " + figures.asOf, asked === true);
+      if (asked === true || changed || failing) {
+        say("Figures updated at " + figures.asOf, asked === true);
+      }
+      failing = false;
     } catch (e) {
       if (e.name === "AbortError") return; // paused or hidden meanwhile: nothing to say
-      say("Could not update: " + e.message + ". The figures shown are older.");
+      failing = true;
+      say("Could not update: " + e.message + ". The figures shown are older.", asked === true);
     } finally {
       if (pending === controller) pending = null;
     }
@@ -103,7 +126,7 @@
   toggle.addEventListener("change", function () {
     remember(toggle.checked);
     if (toggle.checked) {
-      update();
+      update(true); // says so, in place of "Automatic updates paused."
     } else {
       stop();
       say("Automatic updates paused.");

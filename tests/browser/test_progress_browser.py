@@ -1,7 +1,8 @@
 """The progress page in real headless Chromium updates its figures in place: the page is not
 reloaded, focus and scroll position stay where the reader left them, the status line says when
-the figures were updated, and the "Update automatically" checkbox pauses the updates (and is
-remembered). A failed update (session expired) keeps the figures and says so.
+the figures changed (and is otherwise left alone, so a screen reader does not announce every
+update), and the "Update automatically" checkbox pauses the updates (and is remembered). A failed
+update (session expired) keeps the figures and says so.
 
 The interval is 0.3 s here (CSN_PROGRESS_REFRESH_S; the live server runs in this process). On a
 loaded machine any number of intervals can pass between two lines of a test, so the tests wait
@@ -108,6 +109,20 @@ def test_it_updates_the_figures_in_place_and_pauses_when_asked(page, study):
     expect(page.locator(STARTED)).to_have_text("2")
 
 
+def test_it_announces_an_automatic_update_only_when_the_figures_changed(page, study):
+    as_of = page.locator("#figures-as-of time")
+    first = as_of.get_attribute("datetime")
+    _wait_for(page, "updates", 3)  # the figures are the same each time
+    assert page.evaluate("window.statusTexts") == []
+    assert as_of.get_attribute("datetime") != first  # the visible time is updated, silently
+
+    _join(study, "p1")
+    expect(page.locator(STARTED)).to_have_text("1")
+    _wait_for(page, "updates", 3)  # and the same again after that
+    texts = page.evaluate("window.statusTexts")
+    assert len(texts) == 1 and UPDATED.match(texts[0]), texts
+
+
 def test_it_keeps_the_figures_and_says_so_when_an_update_fails(page, study):
     expect(page.locator("#auto-update")).to_be_checked()
     page.context.clear_cookies()  # the session is gone: the figures view redirects to login
@@ -120,6 +135,24 @@ def test_it_keeps_the_figures_and_says_so_when_an_update_fails(page, study):
     expect(page.locator(STATUS)).to_have_text(FAILED)  # further tries fail the same way
     expect(page.locator("#id_username")).to_have_count(0)  # no login form put in the page
     assert page.evaluate("window.notReloaded") is True
+
+
+def test_it_answers_every_refresh_and_says_when_updating_works_again(page, study):
+    status = page.locator(STATUS)
+    page.locator("#progress-refresh").click()  # asked: told, though nothing changed
+    expect(status).to_have_text(UPDATED)
+    cookies = page.context.cookies()
+    page.context.clear_cookies()
+    expect(status).to_have_text(FAILED)
+    told = len(page.evaluate("window.statusTexts"))
+    page.locator("#progress-refresh").click()  # the same failure: told again, line emptied first
+    page.wait_for_function(f"window.statusTexts.length >= {told + 2}", timeout=WAIT_MS)
+    assert page.evaluate("window.statusTexts")[told] == ""
+    expect(status).to_have_text(FAILED)
+
+    page.context.add_cookies(cookies)  # an automatic update works again: said, though the
+    expect(status).to_have_text(UPDATED)  # figures are the same as before the failure
+    expect(page.locator(STARTED)).to_have_text("0")
 
 
 def test_it_stops_while_the_tab_is_hidden_and_updates_once_it_is_visible(page, study):
