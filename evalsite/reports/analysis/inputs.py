@@ -119,11 +119,48 @@ def _as_choice(series: pd.Series, field: str, source: str, allowed: set[str], nu
     return text
 
 
+_TEXT = ("participant", "session", "trial", "reference", "candidate_a", "candidate_b")
+_NUMBERS = (
+    "trial_index",
+    "model_margin",
+    "catch_correct",
+    "response_ms",
+    "plays_reference",
+    "plays_a",
+    "plays_b",
+)
+
+
 def normalise_answers(raw: pd.DataFrame, source: str = "answers") -> pd.DataFrame:
     """Check and type the answers table; derived columns filled in when the export omits them.
 
     Raises ReportInputError for missing columns, unknown instruments, malformed values or no rows.
     """
+    _check_shape(raw, source)
+    df = raw.copy()
+    for col, default in OPTIONAL_DEFAULTS.items():
+        if col not in df.columns:
+            df[col] = default
+    _type_identifiers(df, source)
+    _type_choices(df, source)
+    for col in _NUMBERS:
+        df[col] = _as_float(df[col], col, source)
+    df["agree"] = _agree(df, source)
+    df["is_catch"] = _as_bool(df["is_catch"], "is_catch", source, blank=False)
+    # Empty is the export's NULL: no screening was run, so not screened out (as when absent).
+    df["screening_passed"] = _as_bool(
+        df["screening_passed"], "screening_passed", source, blank=True
+    )
+    df["catch_kind"] = df["catch_kind"].map(_text)
+    if df["trial_index"].isna().all():
+        df["trial_index"] = df.groupby("participant").cumcount().astype(float)
+    df["chosen_clip"] = np.where(df["chosen"] == "a", df["candidate_a"], df["candidate_b"])
+    df.loc[df["chosen_clip"] == "", "chosen_clip"] = df["trial"] + ":" + df["chosen"]
+    return df[[*COLUMNS, "chosen_clip"]].reset_index(drop=True)
+
+
+def _check_shape(raw: pd.DataFrame, source: str) -> None:
+    """A table with the required columns and at least one row."""
     if not isinstance(raw, pd.DataFrame):
         raise ReportInputError(f"{source}: expected a table of answers, got {type(raw).__name__}")
     missing = [c for c in REQUIRED if c not in raw.columns]
@@ -134,12 +171,17 @@ def normalise_answers(raw: pd.DataFrame, source: str = "answers") -> pd.DataFram
         )
     if len(raw) == 0:
         raise ReportInputError(f"{source}: the study has no answers yet; nothing to analyse")
-    df = raw.copy()
-    for col, default in OPTIONAL_DEFAULTS.items():
-        if col not in df.columns:
-            df[col] = default
-    for col in ("participant", "session", "trial", "reference", "candidate_a", "candidate_b"):
-        df[col] = df[col].map(lambda v: "" if v is None or v != v else str(v))
+
+
+def _text(v) -> str:
+    """A cell as text; an empty cell (None or NaN) as ""."""
+    return "" if v is None or v != v else str(v)
+
+
+def _type_identifiers(df: pd.DataFrame, source: str) -> None:
+    """Text identifiers (participant and trial required) and known instruments, in place."""
+    for col in _TEXT:
+        df[col] = df[col].map(_text)
     if (df["participant"] == "").any() or (df["trial"] == "").any():
         raise ReportInputError(f"{source}: fields 'participant' and 'trial' must not be empty")
     df["instrument"] = df["instrument"].astype(str).str.strip()
@@ -149,6 +191,10 @@ def normalise_answers(raw: pd.DataFrame, source: str = "answers") -> pd.DataFram
             f"{source}: field 'instrument' holds unknown instrument(s) {unknown}; "
             f"expected one of {list(CONDITIONS)}"
         )
+
+
+def _type_choices(df: pd.DataFrame, source: str) -> None:
+    """The a/b choices and the A/B screen position chosen (derived where left empty), in place."""
     df["chosen"] = _as_choice(df["chosen"], "chosen", source, {"a", "b"}, nullable=False)
     df["displayed_first"] = _as_choice(
         df["displayed_first"], "displayed_first", source, {"a", "b"}, nullable=True
@@ -166,37 +212,19 @@ def normalise_answers(raw: pd.DataFrame, source: str = "answers") -> pd.DataFram
     df["chosen_position"] = _as_choice(
         df["chosen_position"], "chosen_position", source, {"A", "B"}, nullable=True
     )
-    for col in (
-        "trial_index",
-        "model_margin",
-        "catch_correct",
-        "response_ms",
-        "plays_reference",
-        "plays_a",
-        "plays_b",
-    ):
-        df[col] = _as_float(df[col], col, source)
+
+
+def _agree(df: pd.DataFrame, source: str) -> pd.Series:
+    """Agreement with the model as 1/0, or NaN where the model has not chosen."""
     derived_agree = np.where(
         df["model_choice"].isna(), np.nan, (df["chosen"] == df["model_choice"]).astype(float)
     )
     # Derived per row where the export left the value out.
-    df["agree"] = _as_float(df["agree"], "agree", source).fillna(
-        pd.Series(derived_agree, index=df.index)
-    )
-    bad_agree = df["agree"].notna() & ~df["agree"].isin([0.0, 1.0])
+    agree = _as_float(df["agree"], "agree", source).fillna(pd.Series(derived_agree, index=df.index))
+    bad_agree = agree.notna() & ~agree.isin([0.0, 1.0])
     if bad_agree.any():
         raise ReportInputError(f"{source}: field 'agree' must be 1, 0 or empty")
-    df["is_catch"] = _as_bool(df["is_catch"], "is_catch", source, blank=False)
-    # Empty is the export's NULL: no screening was run, so not screened out (as when absent).
-    df["screening_passed"] = _as_bool(
-        df["screening_passed"], "screening_passed", source, blank=True
-    )
-    df["catch_kind"] = df["catch_kind"].map(lambda v: "" if v is None or v != v else str(v))
-    if df["trial_index"].isna().all():
-        df["trial_index"] = df.groupby("participant").cumcount().astype(float)
-    df["chosen_clip"] = np.where(df["chosen"] == "a", df["candidate_a"], df["candidate_b"])
-    df.loc[df["chosen_clip"] == "", "chosen_clip"] = df["trial"] + ":" + df["chosen"]
-    return df[[*COLUMNS, "chosen_clip"]].reset_index(drop=True)
+    return agree
 
 
 def instruments_present(df: pd.DataFrame) -> list[str]:
