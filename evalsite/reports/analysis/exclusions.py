@@ -7,6 +7,7 @@ the model is never an exclusion criterion: no rule reads `agree` or `model_choic
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -76,7 +77,23 @@ def participant_summary(df: pd.DataFrame, rules: ExclusionRules) -> pd.DataFrame
 def find_exclusions(df: pd.DataFrame, rules: ExclusionRules) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(exclusions, participants): one exclusions row per (participant, rule) that fired."""
     summary = participant_summary(df, rules)
-    checks = [
+    rows = _exclusion_rows(summary, _checks(rules))
+    exclusions = pd.DataFrame(rows, columns=["participant", "rule", "value", "threshold", "n"])
+    # One rule may fire through two of its checks (median and share of fast answers): list once.
+    exclusions = exclusions.drop_duplicates(["participant", "rule"]).reset_index(drop=True)
+    summary["excluded"] = summary["participant"].isin(exclusions["participant"])
+    rules_of = exclusions.groupby("participant")["rule"].agg(", ".join).to_dict()
+    summary["rules"] = [rules_of.get(p, "") for p in summary["participant"]]
+    return exclusions, summary
+
+
+# (rule, the summary field it reports, which summary rows it fires on, the threshold it reports)
+_Check = tuple[str, str, Callable[[pd.DataFrame], pd.Series], float]
+
+
+def _checks(rules: ExclusionRules) -> list[_Check]:
+    """The checks the rules switch on, in the order their exclusions are listed."""
+    checks: list[_Check | None] = [
         ("failed_screening", "screening_passed", lambda s: ~s["screening_passed"], 1.0)
         if rules.require_screening
         else None,
@@ -113,11 +130,13 @@ def find_exclusions(df: pd.DataFrame, rules: ExclusionRules) -> tuple[pd.DataFra
             rules.max_fast_share,
         ),
     ]
+    return [check for check in checks if check is not None]
+
+
+def _exclusion_rows(summary: pd.DataFrame, checks: list[_Check]) -> list[dict]:
+    """One row per check and participant it fired on, check by check."""
     rows = []
-    for check in checks:
-        if check is None:
-            continue
-        rule, field, fired, threshold = check
+    for rule, field, fired, threshold in checks:
         for _, r in summary[fired(summary).fillna(False).astype(bool)].iterrows():
             value = r[field]
             rows.append(
@@ -129,13 +148,7 @@ def find_exclusions(df: pd.DataFrame, rules: ExclusionRules) -> tuple[pd.DataFra
                     "n": int(r["n"]),
                 }
             )
-    exclusions = pd.DataFrame(rows, columns=["participant", "rule", "value", "threshold", "n"])
-    # One rule may fire through two of its checks (median and share of fast answers): list once.
-    exclusions = exclusions.drop_duplicates(["participant", "rule"]).reset_index(drop=True)
-    summary["excluded"] = summary["participant"].isin(exclusions["participant"])
-    rules_of = exclusions.groupby("participant")["rule"].agg(", ".join).to_dict()
-    summary["rules"] = [rules_of.get(p, "") for p in summary["participant"]]
-    return exclusions, summary
+    return rows
 
 
 def apply_exclusions(df: pd.DataFrame, exclusions: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,104 @@
+"""`find_exclusions`: which participant each pre-registered rule excludes, with the value and
+threshold it read, and the per-participant summary, for a table built to make each rule fire."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from evalsite.reports.analysis.exclusions import ExclusionRules, find_exclusions
+from evalsite.reports.analysis.inputs import normalise_answers
+
+
+def _answer(p: int, t: int) -> dict:
+    """p0 passes every rule; p1 failed screening; p2 missed both catch trials; p3 always chose
+    screen position A; p4 answered fast; p5 both failed screening and answered fast; p6 has no
+    response times and a third, missed, catch trial; p7 missed its only catch trial and chose A
+    on its 10 answers (too few for either rule)."""
+    catch = t < 2 if p != 7 else t < 1
+    return {
+        "participant": f"p{p}", "trial": f"t{t}", "instrument": "drums", "chosen": "a",
+        "displayed_first": "a" if p in (3, 7) or t % 2 else "b",
+        "is_catch": catch or (p == 6 and t == 2),
+        "catch_kind": "identical" if catch else ("attention" if p == 6 and t == 2 else ""),
+        "catch_correct": (0.0 if p in (2, 7) else 1.0) if catch else (0.0 if p == 6 and t == 2
+                                                                      else None),
+        "response_ms": None if p == 6 else (100.0 if p in (4, 5) and t < 15 else 2000.0 + t),
+        "screening_passed": p not in (1, 5),
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def answers() -> pd.DataFrame:
+    rows = [_answer(p, t) for p in range(8) for t in range(10 if p == 7 else 20)]
+    return normalise_answers(pd.DataFrame(rows))
+
+
+def _plain(df: pd.DataFrame) -> dict[str, list]:
+    """The table as lists, every missing value None (NaN never equals itself)."""
+    return df.astype(object).where(df.notna(), None).to_dict(orient="list")
+
+
+SUMMARY = {
+    "participant": ["p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7"],
+    "n": [20, 20, 20, 20, 20, 20, 20, 10],
+    "screening_passed": [True, False, True, True, True, False, True, True],
+    "catch_accuracy": [1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 2 / 3, 0.0],
+    "catch_n": [2, 2, 2, 2, 2, 2, 3, 1],
+    "position_n": [20, 20, 20, 20, 20, 20, 20, 10],
+    "share_A": [0.5, 0.5, 0.5, 1.0, 0.5, 0.5, 0.5, 1.0],
+    "fast_share": [0.0, 0.0, 0.0, 0.0, 0.75, 0.75, None, 0.0],
+    "median_response_ms": [2009.5, 2009.5, 2009.5, 2009.5, 100.0, 100.0, None, 2004.5],
+    "same_position_share": [0.5, 0.5, 0.5, 1.0, 0.5, 0.5, 0.5, 1.0],
+}
+EXCLUSION_COLUMNS = ["participant", "rule", "value", "threshold", "n"]
+
+
+def test_it_lists_each_rule_that_fired_in_rule_order(answers):
+    exclusions, summary = find_exclusions(answers, ExclusionRules())
+    assert list(exclusions.columns) == EXCLUSION_COLUMNS
+    assert exclusions.to_dict(orient="list") == {
+        "participant": ["p1", "p5", "p2", "p6", "p3", "p4", "p5"],
+        "rule": ["failed_screening", "failed_screening", "catch_accuracy_below_threshold",
+                 "catch_accuracy_below_threshold", "same_position_responding",
+                 "implausibly_fast_answers", "implausibly_fast_answers"],
+        "value": [0.0, 0.0, 0.0, 2 / 3, 1.0, 0.75, 0.75],
+        "threshold": [1.0, 1.0, 0.75, 0.75, 0.9, 0.5, 0.5],
+        "n": [20] * 7,
+    }  # fmt: skip
+    assert [str(t) for t in exclusions.dtypes] == ["str", "str", "float64", "float64", "int64"]
+    assert _plain(summary) == SUMMARY | {
+        "excluded": [False, True, True, True, True, True, True, False],
+        "rules": ["", "failed_screening", "catch_accuracy_below_threshold",
+                  "same_position_responding", "implausibly_fast_answers",
+                  "failed_screening, implausibly_fast_answers", "catch_accuracy_below_threshold",
+                  ""],
+    }  # fmt: skip
+
+
+def test_it_lists_a_rule_that_fired_through_both_its_checks_once(answers):
+    # Screening not required; the median rule on: p4 and p5 fire it through the median response
+    # time and the share of fast answers, and are listed once, with the median (checked first).
+    rules = ExclusionRules(require_screening=False, min_median_rt_ms=1000.0)
+    exclusions, summary = find_exclusions(answers, rules)
+    assert exclusions.to_dict(orient="list") == {
+        "participant": ["p2", "p6", "p3", "p4", "p5"],
+        "rule": ["catch_accuracy_below_threshold", "catch_accuracy_below_threshold",
+                 "same_position_responding", "implausibly_fast_answers",
+                 "implausibly_fast_answers"],
+        "value": [0.0, 2 / 3, 1.0, 100.0, 100.0],
+        "threshold": [0.75, 0.75, 0.9, 1000.0, 1000.0],
+        "n": [20] * 5,
+    }  # fmt: skip
+    assert list(summary["excluded"]) == [False, False, True, True, True, True, True, False]
+    assert list(summary["rules"])[4:6] == ["implausibly_fast_answers"] * 2
+
+
+def test_it_returns_an_empty_table_with_its_columns_when_no_rule_fires(answers):
+    rules = ExclusionRules(
+        require_screening=False, min_catch_accuracy=0.0, max_same_position_share=1.0,
+        max_fast_share=1.0,
+    )  # fmt: skip
+    exclusions, summary = find_exclusions(answers, rules)
+    assert exclusions.empty and list(exclusions.columns) == EXCLUSION_COLUMNS
+    assert _plain(summary) == SUMMARY | {"excluded": [False] * 8, "rules": [""] * 8}
