@@ -126,36 +126,59 @@ def _assign_line(x: dict | None) -> str:
 def format_report(cfg: LoadConfig, result: dict) -> str:
     f = result["figures"]
     ref = f["healthz"]["rps"]
-    lines = [
+    lines = [_settings_line(cfg), _HEADER]
+    lines += [
+        _phase_row(result, phase, kind, label, ref) for phase, kind, label in ROWS if kind in f
+    ]
+    t, failed = targets(result), failures(result)
+    lines += [*_LEGEND, *_target_lines(cfg, t), *_count_lines(result), _verdict(failed)]
+    lines += [f"  client failure: {e}" for e in result["client_errors"]]
+    return "\n".join(lines)
+
+
+def _settings_line(cfg: LoadConfig) -> str:
+    """The run's settings: participants, server, each phase's length."""
+    return (
         f"participants={cfg.participants} in {cfg.client_processes} client processes "
         f"gunicorn={cfg.workers}x{cfg.threads} gthread "
         f"phases: reference {cfg.reference_duration:.3g}s, answers {cfg.duration / 2:.3g}s and "
         f"bare write {cfg.reference_duration:.3g}s (alternated, {ROUNDS} rounds), "
         f"loop {cfg.duration:.3g}s"
         + (f", paced {cfg.duration:.3g}s (think {cfg.think:.3g}s)" if cfg.think else "")
-        + f" kill_worker={cfg.kill_worker}",
-        f"{'phase':<10}{'request':<29}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'errors':>8}{'vs healthz':>12}   CPU ms/req (gunicorn / postgres / clients)  busy "
-        "steal",
-    ]
-    for phase, kind, label in ROWS:
-        if kind not in f:
-            continue
-        x = f[kind]
-        ratio = x["rps"] / ref if ref else float("nan")
-        n_phase = sum(f[k]["requests"] for p, k, _ in ROWS if p == phase and k in f)
-        per_req = _cpu_column(result, phase, n_phase, x["seconds"])
-        lines.append(f"{phase:<10}{label:<29}{x['requests']:>9}{x['rps']:>9.1f}"
-                     f"{x['p50_ms']:>9.1f}{x['p99_ms']:>9.1f}{x['errors']:>8}{ratio:>12.2f}"
-                     f"   {per_req}")  # fmt: skip
-    t, failed = targets(result), failures(result)
-    lines += [
-        "(requests: answered in the phase, each timed from its first attempt to its answer, "
-        "retries included; errors: failed attempts (timeout, reset, 5xx), each retried, none "
-        "counted in requests)",
-        "(CPU ms/req: CPU per request of the phase in gunicorn's workers, in PostgreSQL (when it "
-        "runs on this machine) and in the client processes; busy: share of all cores in use; "
-        "steal: share the hypervisor gave to other machines (a run slowed from outside))",
+        + f" kill_worker={cfg.kill_worker}"
+    )
+
+
+_HEADER = (
+    f"{'phase':<10}{'request':<29}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+    f"{'errors':>8}{'vs healthz':>12}   CPU ms/req (gunicorn / postgres / clients)  busy "
+    "steal"
+)
+_LEGEND = (
+    "(requests: answered in the phase, each timed from its first attempt to its answer, "
+    "retries included; errors: failed attempts (timeout, reset, 5xx), each retried, none "
+    "counted in requests)",
+    "(CPU ms/req: CPU per request of the phase in gunicorn's workers, in PostgreSQL (when it "
+    "runs on this machine) and in the client processes; busy: share of all cores in use; "
+    "steal: share the hypervisor gave to other machines (a run slowed from outside))",
+)
+
+
+def _phase_row(result: dict, phase: str, kind: str, label: str, ref: float) -> str:
+    """One request kind's figures; `ref` is /healthz's throughput."""
+    f = result["figures"]
+    x = f[kind]
+    ratio = x["rps"] / ref if ref else float("nan")
+    n_phase = sum(f[k]["requests"] for p, k, _ in ROWS if p == phase and k in f)
+    per_req = _cpu_column(result, phase, n_phase, x["seconds"])
+    return (f"{phase:<10}{label:<29}{x['requests']:>9}{x['rps']:>9.1f}"
+            f"{x['p50_ms']:>9.1f}{x['p99_ms']:>9.1f}{x['errors']:>8}{ratio:>12.2f}"
+            f"   {per_req}")  # fmt: skip
+
+
+def _target_lines(cfg: LoadConfig, t: dict) -> list[str]:
+    """The targets (`targets`' dict) and whether each was met."""
+    return [
         f"target: answer submission >= {THROUGHPUT_TARGET:g} x healthz throughput, both "
         f"saturated: {t['answer_ratio']:.2f} -> {'met' if t['answer_ratio_met'] else 'NOT met'}",
         f"  a bare durable write (one INSERT shaped like an answer, none of its checks) reaches "
@@ -168,6 +191,12 @@ def format_report(cfg: LoadConfig, result: dict) -> str:
         )
         if cfg.think
         else "target: p99 at a paced load: not measured (--think 0)",
+    ]
+
+
+def _count_lines(result: dict) -> list[str]:
+    """Answers and writes acknowledged and stored, participants, retries, failures."""
+    return [
         f"answers acknowledged={result['acknowledged']} (unique {result['acknowledged_unique']}) "
         f"stored={result['stored']} (unique participant+trial {result['stored_unique']}) "
         f"acked-not-stored={result['acked_not_stored']} "
@@ -175,17 +204,18 @@ def format_report(cfg: LoadConfig, result: dict) -> str:
         f"{result.get('writes_acknowledged', 0)} stored={result.get('writes_stored', 0)}",
         f"participants who entered inside a timed phase (spares used up): "
         f"{result['entered_in_phase']}",
-        _assign_line(f.get(ASSIGN)),
+        _assign_line(result["figures"].get(ASSIGN)),
         "failed attempts (retried) by kind and reason: "
         + (", ".join(f"{k} x{n}" for k, n in result["error_reasons"].items()) or "none"),
         f"killed workers={result['killed_workers'] or 'none'} flow errors={result['flow_errors']}"
         f" client failures={_client_failures(result)} stuck threads={result['stuck_threads']}",
-        "RESULT: "
-        + (
-            f"FAIL: {'; '.join(failed)}"
-            if failed
-            else "PASS (acknowledged == stored, no duplicates, every phase ran)"
-        ),  # fmt: skip
     ]
-    lines += [f"  client failure: {e}" for e in result["client_errors"]]
-    return "\n".join(lines)
+
+
+def _verdict(failed: list[str]) -> str:
+    """The last line: PASS, or FAIL and the checks that failed (`failures`)."""
+    return "RESULT: " + (
+        f"FAIL: {'; '.join(failed)}"
+        if failed
+        else "PASS (acknowledged == stored, no duplicates, every phase ran)"
+    )
