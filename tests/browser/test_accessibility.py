@@ -1,0 +1,222 @@
+"""An automated accessibility audit: axe-core (the engine behind Lighthouse's and most browser
+extensions' accessibility checks) run in headless Chromium on every page a participant sees, in
+English and in Japanese, and on the experimenter's pages, against the WCAG 2.0 and 2.1 level A
+and AA rules. A test fails naming each page, rule, impact and the offending elements.
+
+axe checks what a machine can: contrast, names of buttons, links and form fields, the page's
+language, landmarks, ARIA use. It cannot tell whether a label makes sense or whether the keys
+work (test_participant_keys.py does that). The clips are 0.6 s tones, the screening the short
+one, so a whole study takes a few seconds per language.
+"""
+
+from __future__ import annotations
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+
+from evalsite.studies import flow_screening
+from evalsite.studies.models import Participant, Study
+from tests.browser.participant_fixtures import *  # noqa: F403 (fixtures, WAIT_MS)
+from tests.browser.participant_fixtures import CLIP_S, WAIT_MS
+from tests.browser.participant_steps import (
+    answer_every_trial,
+    listen_all,
+    right_choice,
+    scripted,
+    study_url,
+    through_calibration,
+)
+from tests.evalsite.studies.conftest import SHORT_SCREENING, make_catalogue, make_study
+from tests.evalsite.studies.experimenter_personas import (
+    PASSWORD,
+    alice,
+    answered_study,
+    carol,
+    study,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+__all__ = ["alice", "answered_study", "carol", "study"]  # fixtures, used by name
+
+# The success criteria of WCAG 2.0 and 2.1, levels A and AA (axe's tags); axe's "best-practice"
+# rules are advice beyond WCAG and are not asserted here.
+WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+AXE_OPTIONS = {
+    "runOnly": {"type": "tag", "values": WCAG_TAGS},
+    "resultTypes": ["violations", "incomplete"],
+}
+# axe leaves an aria-describedby or aria-labelledby naming an id not on the page for review
+# ("incomplete"), since a script could add that element later; these pages make their markup on
+# the server, so such a reference is a broken label and fails here like a violation.
+BROKEN_REFERENCE = "aria-valid-attr-value"
+# The experimenter's pages of one study (under /studies/<pk>), English only.
+STUDY_PAGES = [
+    ("study overview", "/"),
+    ("study settings", "/edit/"),
+    ("clips", "/clips/"),
+    ("trials", "/trials/"),
+    ("progress", "/progress/"),
+    ("export", "/export/"),
+]
+
+
+class Audit:
+    """Runs axe on the page as it is now and keeps what it found, so that one run reports every
+    page's violations at once (`assert_clean`) instead of stopping at the first."""
+
+    def __init__(self) -> None:
+        self.axe = Axe()  # bundles axe.min.js: nothing is fetched at run time
+        self.found: list[str] = []
+        self.pages: list[str] = []
+
+    def __call__(self, page, name: str) -> None:
+        self.pages.append(name)
+        results = self.axe.run(page, options=AXE_OPTIONS).response
+        broken = [v for v in results["incomplete"] if v["id"] == BROKEN_REFERENCE]
+        for v in results["violations"] + broken:
+            targets = "; ".join(" ".join(n["target"]) for n in v["nodes"])
+            self.found.append(f"{name}: {v['id']} ({v['impact']}): {v['help']} -- {targets}")
+
+    def assert_clean(self) -> None:
+        assert not self.found, "accessibility violations (axe-core, WCAG 2.1 AA):\n" + "\n".join(
+            self.found
+        )
+
+
+@pytest.fixture
+def audit():
+    return Audit()
+
+
+@pytest.fixture
+def listening_study(owner):
+    """The headphone screening, one practice trial with feedback, main and catch trials."""
+    return make_study(owner, make_catalogue(owner, seconds=CLIP_S), 1, practice_trials=1)
+
+
+def _enter_to_calibration(page, audit, lang: str) -> None:
+    page.wait_for_selector("#continue:not([disabled])")
+    audit(page, f"{lang} entry (browser check)")
+    page.click("#continue")
+    page.wait_for_selector("#agree")
+    audit(page, f"{lang} consent")
+    page.click("#agree")
+    page.wait_for_selector("#id_musical_training")
+    audit(page, f"{lang} questionnaire")
+    page.select_option("#id_musical_training", "2to5")
+    page.select_option("#id_device", "laptop")
+    page.select_option("#id_headphones", "over_ear")
+    page.click("#continue")
+    page.wait_for_selector("[data-play=cal]")
+    scripted(page)
+    audit(page, f"{lang} calibration")
+    page.click("[data-play=cal]")
+    page.wait_for_selector("#continue:not([disabled])")
+    page.click("#continue")
+
+
+def _screen(page, p: Participant, correct: bool, audit=None, lang: str = "") -> None:
+    """The headphone check, as participant_steps.screen, auditing its first page if asked."""
+    for n in range(SHORT_SCREENING["trials"]):
+        page.wait_for_selector(f"input[name=n][value='{n}']", state="attached")
+        scripted(page)
+        n == 0 and audit and audit(page, f"{lang} screening")
+        page.keyboard.press(" ")  # the play shortcut
+        page.wait_for_selector("[data-choice='1']:not([disabled])")
+        n == 0 and audit and audit(page, f"{lang} screening, answers unlocked")
+        p.refresh_from_db()
+        target = flow_screening.screening_key(p)["target"]
+        page.keyboard.press(str(target if correct else target % 3 + 1))
+
+
+def _practice_and_first_trial(page, audit, p: Participant, lang: str) -> None:
+    page.wait_for_selector("#play-r")
+    scripted(page)
+    audit(page, f"{lang} practice trial")
+    listen_all(page)
+    audit(page, f"{lang} practice trial, every clip played")
+    with page.expect_navigation():
+        page.keyboard.press(right_choice(p).lower())
+    page.wait_for_selector("#feedback")
+    audit(page, f"{lang} practice feedback")
+    page.click("#continue")
+    page.wait_for_selector("#progress-text")
+    scripted(page)
+    audit(page, f"{lang} main trial")
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_it_finds_no_violations_on_a_participants_pages(
+    live_server, page, listening_study, audit, lang
+):
+    page.goto(study_url(live_server, listening_study, pid=f"axe-{lang}", lang=lang))
+    _enter_to_calibration(page, audit, lang)
+    p = Participant.objects.get(external_pid=f"axe-{lang}")
+    assert p.language == lang
+    _screen(page, p, correct=True, audit=audit, lang=lang)
+    page.wait_for_selector("#continue")
+    audit(page, f"{lang} instructions")
+    page.click("#continue")
+    _practice_and_first_trial(page, audit, p, lang)
+    answer_every_trial(page, p)
+    page.wait_for_selector("#completion-code")
+    audit(page, f"{lang} completion (debrief)")
+    audit.assert_clean()
+
+
+def test_it_finds_no_violations_on_the_screened_out_and_refusal_pages(
+    live_server, page, listening_study, audit
+):
+    for lang in ("en", "ja"):
+        page.goto(study_url(live_server, listening_study, pid=f"out-{lang}", lang=lang))
+        through_calibration(page)  # those pages are audited in the test above
+        p = Participant.objects.get(external_pid=f"out-{lang}")
+        _screen(page, p, correct=False)
+        page.wait_for_selector("#screen-out-code")
+        audit(page, f"{lang} screened out")
+    Study.objects.filter(pk=listening_study.pk).update(status=Study.Status.CLOSED)
+    for lang in ("en", "ja"):
+        page.goto(study_url(live_server, listening_study, pid=f"late-{lang}", lang=lang))
+        page.wait_for_selector("#refused")
+        audit(page, f"{lang} refused (study closed)")
+    audit.assert_clean()
+
+
+@pytest.fixture
+def experimenter_page(browser, live_server):
+    context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(WAIT_MS)
+    yield context.new_page()
+    context.close()
+
+
+def test_it_finds_no_violations_on_the_experimenters_pages(
+    live_server, experimenter_page, answered_study, audit
+):
+    page = experimenter_page
+    page.goto(f"{live_server.url}/accounts/login/?next=/studies/")
+    page.wait_for_selector("#id_username")
+    audit(page, "login")
+    page.fill("#id_username", "alice")
+    page.fill("#id_password", PASSWORD)
+    with page.expect_navigation():
+        page.click("main button[type=submit]")
+    audit(page, "dashboard")
+    base = f"{live_server.url}/studies/{answered_study.pk}"
+    for name, path in STUDY_PAGES:
+        page.goto(base + path)
+        page.wait_for_load_state()
+        audit(page, name)
+    audit.assert_clean()
+
+
+def test_it_names_the_page_rule_impact_and_element_of_a_violation(page, audit):
+    # The audit itself: a page with an unnamed button and an image without alt text must fail
+    # (a misspelt tag would otherwise run no rule and pass everything).
+    page.set_content('<html lang="en"><title>t</title><main><button id="b"></button>'
+                     '<img id="i" src="data:,"></main></html>')  # fmt: skip
+    audit(page, "bad page")
+    assert set(audit.found) >= {
+        "bad page: button-name (critical): Buttons must have discernible text -- #b",
+        "bad page: image-alt (critical): Images must have alternative text -- #i",
+    }
