@@ -139,12 +139,31 @@ def import_slakh(
     second run never duplicates a clip.
     """
     ds = SlakhDataset(root)
-    sr = ds.sample_rate
-    num_frames = int(round(seconds * sr))
+    num_frames = int(round(seconds * ds.sample_rate))
     report = ImportReport()
+    tracks = ds.tracks(split)
+    refs, starts = _import_mixes(ds, tracks, seconds, num_frames, catalogue, target_lufs, report)
+    if attention:
+        usable = [t for t in tracks if t.name in refs]
+        partners = usable[1:] + usable[:1]  # each track paired with the next one (a cycle)
+        for x, y in zip(usable, partners):
+            if x is y:
+                continue
+            pair = ((x, starts[x.name]), (y, starts[y.name]))
+            _import_pair(
+                ds, pair, refs[x.name], conditions, catalogue, target_lufs, num_frames, report
+            )
+    return report
+
+
+def _import_mixes(
+    ds, tracks, seconds, num_frames, catalogue, target_lufs, report: ImportReport
+) -> tuple[dict[str, Clip], dict[str, int]]:
+    """Each track's mix excerpt, made now or by an earlier import, listed in `report`; returns
+    (mix clips, their start frames), each by track name."""
+    sr = ds.sample_rate
     starts: dict[str, int] = {}
     refs: dict[str, Clip] = {}
-    tracks = ds.tracks(split)
     for track in tracks:
         if track.num_frames < num_frames:
             report.skipped.append(f"{track.name}: shorter than {seconds:g} s")
@@ -164,35 +183,24 @@ def import_slakh(
             continue
         starts[track.name] = start
         report.mixes.append(refs[track.name])
-    if attention:
-        usable = [t for t in tracks if t.name in refs]
-        partners = usable[1:] + usable[:1]  # each track paired with the next one (a cycle)
-        for x, y in zip(usable, partners):
-            if x is y:
-                continue
-            shared = [c for c in x.conditions if c in y.conditions]
-            if len(shared) < 2:
-                report.skipped.append(f"{x.name}+{y.name}: fewer than 2 shared conditions")
-                continue
-            for cond in (c for c in shared if c in conditions):
-                if _imported_attention(catalogue, x, y, cond, refs[x.name]):
-                    report.existing.append(f"{x.name}+{y.name} ({cond}): attention set")
-                    continue
-                try:
-                    report.attention.append(
-                        _attention_set(
-                            ds,
-                            x,
-                            starts[x.name],
-                            y,
-                            starts[y.name],
-                            cond,
-                            refs[x.name],
-                            catalogue,
-                            target_lufs,
-                            num_frames,
-                        )
-                    )
-                except AudioError as exc:
-                    report.skipped.append(f"{x.name}+{y.name} ({cond}): {exc}")
-    return report
+    return refs, starts
+
+
+def _import_pair(ds, pair, ref, conditions, catalogue, target_lufs, num_frames, report) -> None:
+    """The attention sets of one pair ((x, its start), (y, its start)), x's mix clip `ref`, for
+    each of `conditions` both tracks have, listed in `report`."""
+    (x, sx), (y, sy) = pair
+    shared = [c for c in x.conditions if c in y.conditions]
+    if len(shared) < 2:
+        report.skipped.append(f"{x.name}+{y.name}: fewer than 2 shared conditions")
+        return
+    for cond in (c for c in shared if c in conditions):
+        if _imported_attention(catalogue, x, y, cond, ref):
+            report.existing.append(f"{x.name}+{y.name} ({cond}): attention set")
+            continue
+        try:
+            report.attention.append(
+                _attention_set(ds, x, sx, y, sy, cond, ref, catalogue, target_lufs, num_frames)
+            )
+        except AudioError as exc:
+            report.skipped.append(f"{x.name}+{y.name} ({cond}): {exc}")
