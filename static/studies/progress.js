@@ -107,7 +107,9 @@
       // focus, so replacing the children moves neither focus nor the scroll position.
       region.replaceChildren.apply(region, figures.nodes);
       if (asked === true || changed || failing) {
-        say("Figures updated at " + figures.asOf, asked === true);
+        // Changed figures are news even when the minute in the text is the one already shown
+        // (two changes within a minute): written afresh, so the live region speaks again.
+        say("Figures updated at " + figures.asOf, asked === true || changed);
       }
       failing = false;
     } catch (e) {

@@ -119,8 +119,23 @@ def test_it_announces_an_automatic_update_only_when_the_figures_changed(page, st
     _join(study, "p1")
     expect(page.locator(STARTED)).to_have_text("1")
     _wait_for(page, "updates", 3)  # and the same again after that
-    texts = page.evaluate("window.statusTexts")
+    texts = _said(page)
     assert len(texts) == 1 and UPDATED.match(texts[0]), texts
+
+
+def test_it_announces_each_change_even_within_the_same_minute(page, study):
+    for n, name in enumerate(["p1", "p2"], start=1):
+        _join(study, name)
+        expect(page.locator(STARTED)).to_have_text(str(n))
+        page.wait_for_function(f"window.statusTexts.filter(t => t).length >= {n}")
+    texts = _said(page)
+    # Two changes 0.3 s apart, mostly in one clock minute: the same words, said twice.
+    assert len(texts) == 2 and all(UPDATED.match(t) for t in texts), texts
+
+
+def _said(page) -> list[str]:
+    """What the status line said, without the moments it was emptied to be said again."""
+    return [t for t in page.evaluate("window.statusTexts") if t]
 
 
 def test_it_keeps_the_figures_and_says_so_when_an_update_fails(page, study):
