@@ -12,10 +12,10 @@ one, so a whole study is walked in well under a minute per language.
 from __future__ import annotations
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 
 from evalsite.studies import flow_screening
 from evalsite.studies.models import Participant, Study
+from tests.browser.axe_audit import audit
 from tests.browser.participant_fixtures import *  # noqa: F403 (fixtures, WAIT_MS)
 from tests.browser.participant_fixtures import CLIP_S, WAIT_MS
 from tests.browser.participant_steps import (
@@ -36,19 +36,8 @@ from tests.evalsite.studies.experimenter_personas import (
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-__all__ = ["alice", "answered_study", "carol", "study"]  # fixtures, used by name
+__all__ = ["alice", "answered_study", "audit", "carol", "study"]  # fixtures, used by name
 
-# The success criteria of WCAG 2.0 and 2.1, levels A and AA (axe's tags); axe's "best-practice"
-# rules are advice beyond WCAG and are not asserted here.
-WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
-AXE_OPTIONS = {
-    "runOnly": {"type": "tag", "values": WCAG_TAGS},
-    "resultTypes": ["violations", "incomplete"],
-}
-# axe leaves an aria-describedby or aria-labelledby naming an id not on the page for review
-# ("incomplete"), since a script could add that element later; these pages make their markup on
-# the server, so such a reference is a broken label and fails here like a violation.
-BROKEN_REFERENCE = "aria-valid-attr-value"
 # The experimenter's pages of one study (under /studies/<pk>), English only.
 STUDY_PAGES = [
     ("study overview", "/"),
@@ -58,32 +47,6 @@ STUDY_PAGES = [
     ("progress", "/progress/"),
     ("export", "/export/"),
 ]
-
-
-class Audit:
-    """Runs axe on the page as it is now and keeps what it found, so that one run reports every
-    page's violations at once (`assert_clean`) instead of stopping at the first."""
-
-    def __init__(self) -> None:
-        self.axe = Axe()  # bundles axe.min.js: nothing is fetched at run time
-        self.found: list[str] = []
-
-    def __call__(self, page, name: str) -> None:
-        results = self.axe.run(page, options=AXE_OPTIONS).response
-        broken = [v for v in results["incomplete"] if v["id"] == BROKEN_REFERENCE]
-        for v in results["violations"] + broken:
-            targets = "; ".join(" ".join(n["target"]) for n in v["nodes"])
-            self.found.append(f"{name}: {v['id']} ({v['impact']}): {v['help']} -- {targets}")
-
-    def assert_clean(self) -> None:
-        assert not self.found, "accessibility violations (axe-core, WCAG 2.1 AA):\n" + "\n".join(
-            self.found
-        )
-
-
-@pytest.fixture
-def audit():
-    return Audit()
 
 
 @pytest.fixture
