@@ -1,6 +1,7 @@
 """The keyboard on the participant pages in real headless Chromium (live server, PostgreSQL):
-held keys play a clip once, Space and Enter press the focused button, the focus lands on the
-answers; and the time the page was hidden, as the client log records it."""
+a trial taken by keyboard alone with the focus shown, held keys play a clip once, Space and Enter
+press the focused button, the focus lands on the answers; and the time the page was hidden, as
+the client log records it."""
 
 from __future__ import annotations
 
@@ -60,6 +61,48 @@ def hide_page(page, ms: int) -> None:
     page.wait_for_timeout(ms)
     page.evaluate("""() => { window.fakeHidden = false;
         document.dispatchEvent(new Event('visibilitychange')); }""")
+
+
+# Whether the focused element shows it (WCAG 2.4.7): an outline or a box shadow is drawn.
+FOCUS_SHOWN = """() => { const s = getComputedStyle(document.activeElement);
+    return (s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0)
+        || s.boxShadow !== 'none'; }"""
+
+
+def tab_to(page, element_id: str, most: int = 8) -> None:
+    """Press Tab until `element_id` has the focus; every element it stops at must show it."""
+    for _ in range(most):
+        page.keyboard.press("Tab")
+        at = page.evaluate("document.activeElement.id || document.activeElement.outerHTML")
+        assert page.evaluate(FOCUS_SHOWN), f"no visible focus on {at[:80]}"
+        if at == element_id:
+            return
+    raise AssertionError(f"#{element_id} not reached in {most} presses of Tab")
+
+
+def test_a_trial_can_be_taken_by_keyboard_alone_with_the_focus_shown(live_server, page, owner):
+    # test_participant_keys' other tests use a focus set by the test or the shortcuts: here the
+    # participant moves with Tab, presses play and answer buttons, then answers the next trial
+    # with the documented shortcuts, the arrow keys included.
+    study = quick_study(owner)
+    p = to_first_trial(live_server, page, study, "keyboard-only")
+    scripted(page)
+    for clip, key in (("r", "Enter"), ("A", " "), ("B", "Enter")):
+        tab_to(page, f"play-{clip}")
+        page.keyboard.press(key)
+        page.wait_for_selector(f"[data-state='{clip}'][data-value='done']")
+    tab_to(page, "choose-A", most=1)  # unlocked: the next stop after B's play button
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    page.wait_for_selector("#play-r")
+    scripted(page)
+    for key, clip in (("1", "r"), ("2", "A"), ("3", "B")):
+        page.keyboard.press(key)
+        page.wait_for_selector(f"[data-state='{clip}'][data-value='done']")
+    with page.expect_navigation():
+        page.keyboard.press("ArrowRight")
+    answers = Answer.objects.filter(participant=p).order_by("pk")
+    assert [a.chosen_position for a in answers] == ["A", "B"]
 
 
 def test_the_hidden_time_logged_is_within_the_response_time(live_server, page, owner):
