@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from csn_model.data.slakh import DataError
+from csn_model.data.slakh import DataError, SlakhDataset
 from csn_model.data.slakh_track import Track
 from evalsite.stimuli import slakh_import
 from evalsite.stimuli.audio import AudioError
@@ -156,3 +156,53 @@ def test_it_fails_on_an_earlier_mix_clip_without_a_start(tiny_dataset, catalogue
         import_slakh(tiny_dataset, "test", catalogue, seconds=1.0, attention=True)
     assert str(error.value) == f"clip {clip.pk}: imported mix of Track00005 has no start_s"
     assert made[0] == [] and catalogue.clips.count() == 4
+
+
+@pytest.mark.parametrize("reused", [False, True], ids=["fresh", "reused mixes"])
+def test_it_reads_every_track_from_its_own_mix_excerpt_start(
+    tiny_dataset, catalogue, monkeypatch, reused
+):
+    """Each track gets its own nonzero start; every stem and mix read of a track must use it, and
+    so must the attention clips' start_s. With `reused`, the mixes come from an earlier import and
+    the start chooser now picks other starts: their stored start_s still decides."""
+    sr = SlakhDataset(tiny_dataset).sample_rate
+    names = [f"Track{n:05d}" for n in (2, 5, 8, 11)]
+    starts = {name: (k + 1) * sr for k, name in enumerate(names)}  # 1, 2, 3, 4 s
+    monkeypatch.setattr(slakh_import, "best_start", lambda track, *_, **__: starts[track.name])
+    if reused:
+        import_slakh(tiny_dataset, "test", catalogue, seconds=2.0)
+        moved = {name: start + sr // 2 for name, start in starts.items()}
+        monkeypatch.setattr(slakh_import, "best_start", lambda track, *_, **__: moved[track.name])
+    reads: list[tuple[str, str, int]] = []  # (what, track, start)
+    read_mix, read_condition = Track.read_mix, Track.read_condition
+
+    def record_mix(self, start, num_frames):
+        reads.append(("mix", self.name, start))
+        return read_mix(self, start, num_frames)
+
+    def record_condition(self, condition, start, num_frames):
+        reads.append((condition, self.name, start))
+        return read_condition(self, condition, start, num_frames)
+
+    monkeypatch.setattr(Track, "read_mix", record_mix)
+    monkeypatch.setattr(Track, "read_condition", record_condition)
+    report = import_slakh(
+        tiny_dataset, "test", catalogue, seconds=2.0, attention=True, conditions=("drums", "bass")
+    )
+
+    assert report.skipped == [] and len(report.attention) == 2 * len(names)
+    assert [c.piece for c in report.mixes] == ([] if reused else names)
+    assert [(w, t, s) for w, t, s in reads if s != starts[t]] == []
+    assert {t for w, t, _ in reads if w != "mix"} == set(names)  # every track's stems were read
+    assert {t for w, t, _ in reads if w == "mix"} == (set() if reused else set(names))
+    for ref, same, different in report.attention:
+        x = ref.piece
+        y = names[(names.index(x) + 1) % len(names)]
+        cond = same.meta["condition"]
+        assert ref.start_s == pytest.approx(starts[x] / sr)
+        for clip in (same, different):
+            assert (clip.piece, clip.start_s) == (x, pytest.approx(starts[x] / sr))
+            assert clip.meta["reference"] == ref.pk
+        assert (same.parts[cond], different.parts[cond]) == (x, y)
+        assert {same.parts[c] for c in ("drums", "bass") if c != cond} == {y}
+        assert {different.parts[c] for c in ("drums", "bass") if c != cond} == {x}
