@@ -90,8 +90,8 @@ class LoadConfig:
 @exiting_on_signals()
 def run(cfg: LoadConfig, out=print) -> dict:
     """Run the benchmark; returns the figures (see `format_report`)."""
-    check_database()
     spares_per_thread(cfg)  # a count setup could not enter is refused before anything is made
+    check_database()
     study = make_study(cfg.trials)
     workdir = Path(tempfile.mkdtemp(prefix="csn-loadtest-"))
     try:

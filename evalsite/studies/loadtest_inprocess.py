@@ -134,8 +134,8 @@ def run_in_process(cfg: InProcessConfig, out=print) -> dict:
     "profiles": {kind: text}} and the acknowledged/stored counts."""
     if cfg.rounds + 2 > cfg.trials:
         raise LoadTestError(f"{cfg.rounds} rounds need {cfg.rounds + 2} trials; got {cfg.trials}")
+    check_settings()  # the settings first: refused without touching the database
     check_database()
-    check_settings()
     InProcessParticipant.handler = InProcessParticipant.handler or WSGIHandler()
     study = make_study(cfg.trials)
     try:

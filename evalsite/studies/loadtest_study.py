@@ -14,6 +14,7 @@ import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, connection, transaction
+from django.db.migrations.executor import MigrationExecutor
 
 from evalsite.stimuli.models import Catalogue, Clip
 from evalsite.studies.loadtest_client import ASSIGN, ENTERED_IN_PHASE, LoadTestError
@@ -26,6 +27,16 @@ def check_database() -> None:
         raise LoadTestError(
             f"DATABASE_URL: the load benchmark runs on PostgreSQL; got engine {engine!r}. "
             "Set DATABASE_URL=postgresql://user@host:5432/dbname"
+        )
+    # A database made before the code's latest migration fails every request of the run on a
+    # missing column or table, and setup could say only that its entries failed.
+    executor = MigrationExecutor(connection)
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    if plan:
+        names = ", ".join(f"{m.app_label}.{m.name}" for m, _ in plan)
+        raise LoadTestError(
+            f"DATABASE_URL: database {connection.settings_dict['NAME']!r} has unapplied "
+            f"migrations ({names}); run `manage.py migrate` with the same DATABASE_URL first"
         )
 
 

@@ -42,6 +42,7 @@ from evalsite.studies.loadtest_inprocess import (
 from evalsite.studies.loadtest_recorder import Recorder
 from evalsite.studies.loadtest_report import format_report, passed, targets
 from evalsite.studies.loadtest_server import database_url, free_port, start_server
+from evalsite.studies.loadtest_study import check_database
 from evalsite.studies.models import Study
 
 
@@ -278,3 +279,15 @@ def test_it_reads_the_throughput_ratio_and_the_paced_p99_against_the_targets(
     assert t["answer_ratio"] == pytest.approx(answer / healthz)
     assert t["answer_ratio_met"] is ratio_met
     assert t["paced_p99_met"] is p99_met  # the worst of page and answer; unmeasured is not met
+
+
+@pytest.mark.django_db
+def test_it_refuses_a_database_with_unapplied_migrations_naming_them(monkeypatch):
+    # Otherwise every request of the run fails on a missing column, and setup reports only that
+    # its entries failed five times (seen when a new migration met an old benchmark database).
+    from django.db.migrations.executor import MigrationExecutor
+
+    pending = SimpleNamespace(app_label="studies", name="0009_participant_entry_address")
+    monkeypatch.setattr(MigrationExecutor, "migration_plan", lambda self, targets: [(pending, 0)])
+    with pytest.raises(LoadTestError, match=r"studies\.0009_participant_entry_address.*migrate"):
+        check_database()
