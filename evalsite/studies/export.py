@@ -2,16 +2,19 @@
 
 The tables come from `export_answers` (answers, participants), `export_provenance` (clip manifest,
 config snapshot) and `design.realised_design`; `CODEBOOK` (`export_codebook`) documents every
-column. This module only writes them out: CSV safe to open in a spreadsheet (`to_csv`) or JSON.
+column. This module only writes them out: CSV safe to open in a spreadsheet (`to_csv`) or JSON
+with the values as stored (`to_json`).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import zipfile
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 
 from evalsite.studies.design import realised_design
@@ -42,14 +45,36 @@ def to_csv(frame: pd.DataFrame) -> bytes:
     return frame.assign(**{c: frame[c].map(_inert) for c in text}).to_csv(index=False).encode()
 
 
-def _json_records(frame: pd.DataFrame) -> bytes:
-    records = json.loads(frame.to_json(orient="records", force_ascii=False))
+def to_json(frame: pd.DataFrame) -> bytes:
+    """JSON bytes of `frame`, one object per row, with the values as stored: floats in Python's
+    shortest exact form (pandas' `to_json` rounds them to 10 decimals: 3e-11 becomes 0.0), missing
+    values (NaN, NA, NaT, None) as null, timestamps as `to_csv` writes them, text unchanged."""
+    columns = {name: _json_column(frame[name]) for name in frame.columns}
+    records = [dict(zip(columns, values)) for values in zip(*columns.values())]
     return json.dumps(records, indent=1, ensure_ascii=False).encode()
+
+
+def _json_column(column: pd.Series) -> list:
+    if column.dtype.kind in "mM":  # datetime64 (with or without a zone) and timedelta64
+        # The CSV writer's own text for the column (it drops a time that is midnight throughout).
+        lines = column.to_csv(index=False, header=False).splitlines()
+        return [text if pd.notna(v) else None for text, v in zip(lines, column, strict=True)]
+    return [_json_value(v) for v in column.tolist()]
+
+
+def _json_value(value):
+    """`value` as the json module writes it; NaN, infinities and pandas' missing markers as None
+    (JSON has no NaN)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return None if value is pd.NA or value is pd.NaT else value
 
 
 EXPORT_FILES: dict[str, tuple[str, Callable[[Study], bytes]]] = {
     "answers.csv": ("text/csv", lambda s: to_csv(full_answers_dataframe(s))),
-    "answers.json": ("application/json", lambda s: _json_records(full_answers_dataframe(s))),
+    "answers.json": ("application/json", lambda s: to_json(full_answers_dataframe(s))),
     "codebook.json": ("application/json", lambda s: json.dumps(CODEBOOK, indent=1).encode()),
     "config.json": (
         "application/json",

@@ -16,7 +16,7 @@ from django.urls import reverse
 import csn_model
 from evalsite.stimuli.audio import clip_from_array
 from evalsite.stimuli.models import Catalogue
-from evalsite.studies.export import EXPORT_FILES, to_csv
+from evalsite.studies.export import EXPORT_FILES, to_csv, to_json
 from evalsite.studies.export_answers import (
     ANSWER_COLUMNS,
     answers_dataframe,
@@ -257,3 +257,42 @@ def test_the_snapshot_says_when_the_site_runs_uninstalled(study, monkeypatch):
 
     monkeypatch.setattr(importlib.metadata, "version", not_installed)
     assert config_snapshot(study)["software"]["csn-eval"] == "not installed"
+
+
+def test_it_writes_json_floats_exactly_as_stored(client, alice, answered_study):
+    margin, heard, tiny = 0.123456789012345678, 0.99999999999, 3e-11
+    trial = answered_study.trials.get(model_choice="a", is_catch=False)
+    Trial.objects.filter(pk=trial.pk).update(model_margin=margin)
+    Answer.objects.filter(trial=trial).update(heard_a=heard, heard_b=tiny, heard_reference=None)
+    client.force_login(alice)
+    url = reverse("studies:export_file", args=[answered_study.pk, "answers.json"])
+    records = [r for r in json.loads(client.get(url).content) if r["trial"] == trial.pk]
+    assert records and all(r["model_margin"] == margin for r in records)
+    assert all(r["heard_a"] == heard and r["heard_b"] == tiny for r in records)
+    assert all(r["heard_reference"] is None for r in records)  # NULL, not NaN or 0.0
+    plain = [r for r in json.loads(client.get(url).content) if r["model_choice"] is None]
+    assert plain and all(r["agree"] is None for r in plain)
+    assert all(r["created_at"].endswith("Z") for r in records)
+    csv_text = client.get(reverse("studies:export_file", args=[answered_study.pk, "answers.csv"]))
+    assert repr(margin) in csv_text.content.decode()  # the CSV holds the same digits
+
+
+def test_it_writes_json_values_as_the_csv_writes_them():
+    frame = pd.DataFrame({
+        "when": pd.to_datetime(["2026-01-02T03:04:05.123456Z", None], format="ISO8601"),
+        "day": pd.to_datetime(["2026-01-02", "2026-01-03"]),
+        "count": pd.array([7, None], dtype="Int64"),
+        "value": [0.1 + 0.2, np.nan],
+        "flag": [True, False],
+        "text": ["=1+1", None],
+    })  # fmt: skip
+    records = json.loads(to_json(frame))
+    csv_rows = pd.read_csv(io.BytesIO(to_csv(frame)), dtype=str, keep_default_na=False)
+    assert records[0]["when"] == csv_rows["when"][0] == "2026-01-02 03:04:05.123456+00:00"
+    assert [r["day"] for r in records] == list(csv_rows["day"]) == ["2026-01-02", "2026-01-03"]
+    assert records[1]["when"] is None and records[1]["count"] is None
+    assert records[0]["count"] == 7 and records[0]["value"] == 0.30000000000000004
+    assert records[1]["value"] is None
+    assert [r["flag"] for r in records] == [True, False]
+    assert [r["text"] for r in records] == ["=1+1", None]  # as stored, no apostrophe
+    assert json.loads(to_json(frame.iloc[:0])) == []
