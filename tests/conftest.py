@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,20 @@ def tiny_dataset(tmp_path_factory) -> Path:
         root, 12, 3, seconds=8.0, workers=2, split_fractions=(0.5, 0.17, 0.33), progress=False
     )
     return root
+
+
+@pytest.fixture
+def damaged_dataset(tiny_dataset, tmp_path) -> Callable[..., Path]:
+    """`damaged_dataset(track, root=None)`: `root` (by default a new copy of `tiny_dataset`) with
+    the first stem (S00) of its test-split `track` cut in half: the header still reads, so the
+    dataset loads, and decoding the stem fails (a DataError once the track is analysed, in the
+    middle of an import)."""
+
+    def damage(track: str, root: Path | None = None) -> Path:
+        if root is None:
+            root = Path(shutil.copytree(tiny_dataset, tmp_path / f"damaged-{track}"))
+        stem = root / "test" / track / "stems" / "S00.flac"
+        stem.write_bytes(stem.read_bytes()[: stem.stat().st_size // 2])
+        return root
+
+    return damage

@@ -131,7 +131,12 @@ def import_slakh(
     conditions: tuple[str, ...] = CONDITIONS,
     target_lufs: float | None = -23.0,
 ) -> ImportReport:
-    """Import one split of a Slakh-layout dataset (DataError on a malformed dataset).
+    """Import one split of a Slakh-layout dataset.
+
+    A DataError about the dataset as a whole (its layout, a track's metadata or stem headers) or
+    the catalogue is raised before any clip is made. Audio of one track or one attention pair
+    that fails later (refused by `clip_from_array`, or a stem that cannot be decoded) is skipped
+    with its reason in `skipped`, and the other tracks are still imported.
 
     Attention sets are made for each pair of neighbouring tracks (sorted by name, cyclic) and each
     condition in `conditions` that both tracks have. Importing a split again into the same
@@ -160,25 +165,24 @@ def _import_mixes(
     ds, tracks, seconds, num_frames, catalogue, target_lufs, report: ImportReport
 ) -> tuple[dict[str, Clip], dict[str, int]]:
     """Each track's mix excerpt, made now or by an earlier import, listed in `report`; returns
-    (mix clips, their start frames), each by track name."""
+    (mix clips, their start frames), each by track name. A track whose audio fails (AudioError,
+    or a DataError such as a stem that cannot be decoded) is skipped with its reason."""
     sr = ds.sample_rate
+    earlier = _earlier_mixes(ds, tracks, num_frames, catalogue)  # before any clip is made
     starts: dict[str, int] = {}
     refs: dict[str, Clip] = {}
     for track in tracks:
         if track.num_frames < num_frames:
             report.skipped.append(f"{track.name}: shorter than {seconds:g} s")
             continue
-        earlier = _imported_mix(ds, track, num_frames, catalogue)
-        if earlier is not None:  # a repeated import (a reload, a second run) adds nothing
-            if earlier.start_s is None:  # _mix_clip always sets it
-                raise DataError(f"clip {earlier.pk}: imported mix of {track.name} has no start_s")
-            refs[track.name], starts[track.name] = earlier, int(round(earlier.start_s * sr))
-            report.existing.append(f"{track.name}: mix clip {earlier.pk}")
+        if track.name in earlier:  # a repeated import (a reload, a second run) adds nothing
+            refs[track.name], starts[track.name] = earlier[track.name]
+            report.existing.append(f"{track.name}: mix clip {refs[track.name].pk}")
             continue
-        start = best_start(track, num_frames, hop=max(sr // 2, 1))
         try:
+            start = best_start(track, num_frames, hop=max(sr // 2, 1))
             refs[track.name] = _mix_clip(ds, track, start, num_frames, catalogue, target_lufs)
-        except AudioError as exc:
+        except (AudioError, DataError) as exc:
             report.skipped.append(f"{track.name}: {exc}")
             continue
         starts[track.name] = start
@@ -186,11 +190,29 @@ def _import_mixes(
     return refs, starts
 
 
+def _earlier_mixes(ds, tracks, num_frames, catalogue) -> dict[str, tuple[Clip, int]]:
+    """(mix clip, start frame) of each track an earlier import made a mix of, by track name;
+    DataError for such a clip without a start, raised before this import makes anything."""
+    found = {}
+    for track in tracks:
+        clip = _imported_mix(ds, track, num_frames, catalogue)
+        if clip is None:
+            continue
+        if clip.start_s is None:  # _mix_clip always sets it
+            raise DataError(f"clip {clip.pk}: imported mix of {track.name} has no start_s")
+        found[track.name] = (clip, int(round(clip.start_s * ds.sample_rate)))
+    return found
+
+
 def _import_pair(ds, pair, ref, conditions, catalogue, target_lufs, num_frames, report) -> None:
     """The attention sets of one pair ((x, its start), (y, its start)), x's mix clip `ref`, for
     each of `conditions` both tracks have, listed in `report`."""
     (x, sx), (y, sy) = pair
-    shared = [c for c in x.conditions if c in y.conditions]
+    try:  # analyses both tracks: a stem of y (or of x, from an earlier import) may not decode
+        shared = [c for c in x.conditions if c in y.conditions]
+    except DataError as exc:
+        report.skipped.append(f"{x.name}+{y.name}: {exc}")
+        return
     if len(shared) < 2:
         report.skipped.append(f"{x.name}+{y.name}: fewer than 2 shared conditions")
         return
@@ -202,5 +224,5 @@ def _import_pair(ds, pair, ref, conditions, catalogue, target_lufs, num_frames, 
             report.attention.append(
                 _attention_set(ds, x, sx, y, sy, cond, ref, catalogue, target_lufs, num_frames)
             )
-        except AudioError as exc:
+        except (AudioError, DataError) as exc:
             report.skipped.append(f"{x.name}+{y.name} ({cond}): {exc}")

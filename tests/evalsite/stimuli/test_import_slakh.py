@@ -58,3 +58,17 @@ def test_it_makes_no_clip_twice_when_a_split_is_imported_again(tiny_dataset, own
 def test_it_fails_clearly_on_a_folder_that_is_not_a_dataset(tmp_path, owner):
     with pytest.raises(CommandError, match="no split folder found"):
         call_command("import_slakh", str(tmp_path), "--catalogue", "x", "--owner", "erin")
+
+
+@pytest.mark.django_db
+def test_it_names_a_track_it_skips_and_imports_the_others(damaged_dataset, owner, capsys):
+    root = damaged_dataset("Track00005")
+    call_command("import_slakh", str(root), "--split", "test", "--catalogue", "tiny",
+                 "--seconds", "2", "--owner", "erin")  # fmt: skip
+    out, err = capsys.readouterr()
+    assert "3 mix clips" in out and "1 skipped" in out
+    assert err.startswith("skipped Track00005: ") and "cannot decode stem S00" in err
+    cat = Catalogue.objects.get(name="tiny", owner=owner)
+    assert sorted(cat.clips.values_list("piece", flat=True)) == [
+        "Track00002", "Track00008", "Track00011"
+    ]  # fmt: skip

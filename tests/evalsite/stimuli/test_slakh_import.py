@@ -3,6 +3,8 @@ and bass): what its report lists, and the clips it makes, in order, when some fa
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from csn_model.data.slakh import DataError, SlakhDataset
@@ -158,6 +160,18 @@ def test_it_fails_on_an_earlier_mix_clip_without_a_start(tiny_dataset, catalogue
     assert made[0] == [] and catalogue.clips.count() == 4
 
 
+def test_it_fails_on_an_earlier_mix_without_a_start_before_making_any_clip(
+    tiny_dataset, catalogue, made
+):
+    import_slakh(tiny_dataset, "test", catalogue, seconds=1.0)
+    catalogue.clips.filter(piece="Track00002").delete()  # would be made again, first
+    catalogue.clips.filter(piece="Track00011").update(start_s=None)  # the last track
+    made[0].clear()
+    with pytest.raises(DataError, match="imported mix of Track00011 has no start_s"):
+        import_slakh(tiny_dataset, "test", catalogue, seconds=1.0)
+    assert made[0] == [] and catalogue.clips.count() == 3
+
+
 @pytest.mark.parametrize("reused", [False, True], ids=["fresh", "reused mixes"])
 def test_it_reads_every_track_from_its_own_mix_excerpt_start(
     tiny_dataset, catalogue, monkeypatch, reused
@@ -206,3 +220,67 @@ def test_it_reads_every_track_from_its_own_mix_excerpt_start(
         assert (same.parts[cond], different.parts[cond]) == (x, y)
         assert {same.parts[c] for c in ("drums", "bass") if c != cond} == {y}
         assert {different.parts[c] for c in ("drums", "bass") if c != cond} == {x}
+
+
+def test_it_skips_a_track_whose_stem_cannot_be_decoded_and_imports_the_others(
+    damaged_dataset, catalogue, made
+):
+    root = damaged_dataset("Track00005")
+    report = import_slakh(
+        root, "test", catalogue, seconds=2.0, attention=True, conditions=("drums", "bass")
+    )
+    names = _names(report)
+    assert names["mixes"] == [MIX.format(n) for n in (2, 8, 11)]  # the tracks after it too
+    (skipped,) = names["skipped"]
+    assert skipped.startswith("Track00005: ") and "cannot decode stem S00 of Track00005" in skipped
+    assert names["attention"] == [
+        _set(x, y, cond) for x, y in ((2, 8), (8, 11), (11, 2)) for cond in ("drums", "bass")
+    ]
+    assert catalogue.clips.count() == 3 + 2 * 6
+
+
+def test_it_skips_the_pairs_of_a_track_that_fails_after_its_mix_was_imported(
+    damaged_dataset, tiny_dataset, tmp_path, catalogue, made
+):
+    root = shutil.copytree(tiny_dataset, tmp_path / "copy")
+    import_slakh(root, "test", catalogue, seconds=2.0)  # every mix, from sound stems
+    damaged_dataset("Track00005", root)
+    report = import_slakh(
+        root, "test", catalogue, seconds=2.0, attention=True, conditions=("drums", "bass")
+    )
+    names = _names(report)
+    assert names["existing"] == [f"Track{n:05d}: mix" for n in (2, 5, 8, 11)]
+    assert [line.split(": ", 1)[0] for line in names["skipped"]] == [
+        "Track00002+Track00005", "Track00005+Track00008"
+    ]  # fmt: skip
+    assert all("cannot decode stem S00 of Track00005" in line for line in names["skipped"])
+    assert names["attention"] == [
+        _set(x, y, c) for x, y in ((8, 11), (11, 2)) for c in ("drums", "bass")
+    ]
+
+
+def test_it_skips_an_attention_set_whose_stems_cannot_be_read(
+    tiny_dataset, catalogue, made, monkeypatch
+):
+    read_condition = Track.read_condition
+
+    def unreadable_track8(self, condition, start, num_frames):
+        if self.name == "Track00008":
+            raise DataError(f"{condition} of {self.name}: cannot read")
+        return read_condition(self, condition, start, num_frames)
+
+    monkeypatch.setattr(Track, "read_condition", unreadable_track8)
+    report = import_slakh(
+        tiny_dataset, "test", catalogue, seconds=2.0, attention=True, conditions=("drums", "bass")
+    )
+    names = _names(report)
+    assert names["mixes"] == [MIX.format(n) for n in (2, 5, 8, 11)]  # mixes read mix files
+    assert [line.split(": ", 1)[0] for line in names["skipped"]] == [
+        f"{pair} ({cond})"
+        for pair in ("Track00005+Track00008", "Track00008+Track00011")
+        for cond in ("drums", "bass")
+    ]
+    assert all(line.endswith("of Track00008: cannot read") for line in names["skipped"])
+    assert names["attention"] == [
+        _set(x, y, c) for x, y in ((2, 5), (11, 2)) for c in ("drums", "bass")
+    ]

@@ -263,3 +263,32 @@ def test_it_imports_a_slakh_layout_split_into_the_study_catalogue(
     assert Clip.objects.filter(catalogue=study.catalogue).count() == made
     events = [(e.kind, e.user, e.changes) for e in study.events.all()]  # once, by the first
     assert events == [("edited", alice, {"catalogue": [None, study.catalogue_id]})]
+
+
+def test_it_reports_what_an_import_made_and_skipped_when_a_track_fails_to_decode(
+    client, alice, damaged_dataset, settings, tmp_path
+):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.CSN_DATA_DIR = tmp_path / "none"
+    settings.CSN_DATASETS = [damaged_dataset("Track00011")]  # the split's last track
+    (ref,) = datasets()
+    study = Study.objects.create(owner=alice, name="import", instruments=["drums", "bass"])
+    client.force_login(alice)
+    url = reverse("studies:dataset_import", args=[study.pk])
+    data = {"root": ref.slug, "split": "test", "seconds": 2, "attention": "on"}
+    response = client.post(url, data, follow=True)
+    assert response.redirect_chain == [(url, 303)]
+    report = response.context["report"]
+    study.refresh_from_db()
+    mixes = Clip.objects.filter(catalogue=study.catalogue, meta={})
+    assert sorted(mixes.values_list("piece", flat=True)) == [
+        "Track00002",
+        "Track00005",
+        "Track00008",
+    ]
+    assert report["mixes"] == 3 and report["attention"] > 0
+    (skipped,) = report["skipped"]
+    assert skipped.startswith("Track00011: ") and "cannot decode stem S00" in skipped
+    html = response.content.decode()
+    assert "3 mix clips" in html and "1 skipped" in html
+    assert "Track00011: " in html and "cannot decode stem S00" in html  # the reason, on the page
