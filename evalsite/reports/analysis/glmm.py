@@ -20,6 +20,7 @@ from scipy import linalg, optimize, sparse, special
 class LaplaceFit:
     beta: np.ndarray  # (p,) fixed effects
     beta_se: np.ndarray  # (p,)
+    beta_cov: np.ndarray  # (p, p) covariance of the fixed effects (inverse curvature at the mode)
     sds: np.ndarray  # (G,) random-intercept SD per grouping factor
     log_sds_se: np.ndarray  # (G,) Wald SE of log(SD); NaN where the SD sits at its bound
     loglik: float
@@ -132,6 +133,7 @@ class CrossedLogit:
         return LaplaceFit(
             beta=x[: self.p],
             beta_se=np.sqrt(np.diag(beta_cov)),
+            beta_cov=beta_cov,
             sds=np.exp(theta),
             log_sds_se=_log_sd_se(f, theta),
             loglik=loglik,

@@ -1,15 +1,23 @@
 """Mixed-effects logistic regression of agreement with crossed random intercepts (participant,
-trial) by statsmodels' BinomialBayesMixedGLM (variational Bayes), and a GEE check clustered by
-participant.
+trial) by statsmodels' BinomialBayesMixedGLM (variational Bayes) and by the Laplace approximation
+(glmm.CrossedLogit), and a GEE check clustered by participant.
 
 Fixed effects: one log-odds per instrument (no global intercept, so each coefficient reads
 directly as that instrument's log-odds of agreeing), plus centred covariates: the model's margin,
 whether the model's choice was displayed first (position), and the trial index per 100 trials.
 The random-effect design is built sparse: a dense one would not fit in memory at 100k answers.
+
+These are the report's tests of consent that allow for answers clustering by participant and by
+trial (the GEE by participant only): each instrument term is a Wald z test of log-odds 0, i.e.
+consent 0.5, Holm-adjusted across the instrument terms of its table (`p_adj`; covariates are not
+adjusted). `wald_contrasts` compares instruments pairwise on the Laplace fit. An instrument whose
+answers all agree (or none does) has no finite log-odds (complete separation): it is left out of
+every fit here, with a warning, and the other instruments' rows stand.
 """
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
@@ -18,10 +26,76 @@ from scipy import sparse, special, stats
 
 from .consent import scored
 from .inputs import instruments_present
+from .proportions import holm
 
 
 class ModelFitError(RuntimeError):
     """The data cannot support the model (the message says why)."""
+
+
+Note = tuple[str, str]  # (level, text) for the report's messages
+
+NOT_ESTIMABLE = (
+    "every answer agrees (or none does): its log-odds is not estimable; see the crossed/Wilson "
+    "interval (the crossed table, or consent's Wilson interval). It is left out of the mixed-model "
+    "and GEE fits, whose other rows stand"
+)
+# Beyond this a log-odds (odds above 22,000 to 1) comes from (near) separation, not the data's
+# signal: the fit's estimate and se for it are not to be read.
+IMPLAUSIBLE_LOG_ODDS = 10.0
+
+
+def separated_instruments(df: pd.DataFrame) -> list[str]:
+    """Instruments whose scored answers all agree or all disagree (a single answer included):
+    their maximum-likelihood log-odds is infinite."""
+    data = scored(df)
+    spread = data.groupby("instrument")["agree"].agg(["min", "max"])
+    return [i for i in instruments_present(data) if spread.loc[i, "min"] == spread.loc[i, "max"]]
+
+
+def _prepared(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame, list[Note]]:
+    """design() on the answers less the separated instruments, with a warning naming each."""
+    data = scored(df)
+    left_out = separated_instruments(data)
+    if left_out and data["agree"].nunique() > 1 and len(left_out) == data["instrument"].nunique():
+        raise ModelFitError(
+            "no instrument's log-odds is estimable: within each, every answer agrees or none does"
+        )
+    notes: list[Note] = [("warning", f"{inst}: {NOT_ESTIMABLE}") for inst in left_out]
+    if data["agree"].nunique() > 1:  # else design() says every answer is the same
+        data = data[~data["instrument"].isin(left_out)]
+    data, y, X, info = design(data)
+    return data, y, X, notes + [("info", text) for text in info]
+
+
+def implausible_terms(table: pd.DataFrame) -> list[str]:
+    """Fixed-effect terms whose estimate or se is NaN, or whose |log-odds| exceeds 10."""
+    fixed = table[~table["term"].str.startswith("sd(")]
+    bad = (
+        fixed["estimate"].isna()
+        | fixed["se"].isna()
+        | (fixed["estimate"].abs() > IMPLAUSIBLE_LOG_ODDS)
+    )
+    return list(fixed.loc[bad, "term"])
+
+
+def _checked(
+    name: str, table: pd.DataFrame, instruments: list[str]
+) -> tuple[pd.DataFrame, list[Note]]:
+    """Holm across the instrument terms; a warning naming terms the fit could not estimate."""
+    inst = table["term"].isin(instruments)
+    table.loc[inst, "p_adj"] = holm(table.loc[inst, "p_val"].to_numpy())
+    bad = implausible_terms(table)
+    if not bad:
+        return table, []
+    return table, [
+        (
+            "warning",
+            f"{name}: {', '.join(bad)}: estimate or se NaN, or |log-odds| above "
+            f"{IMPLAUSIBLE_LOG_ODDS:g} (odds beyond 22,000 to 1), as when the answers (nearly) "
+            "separate a term: do not read these rows' estimate, se or p",
+        )
+    ]
 
 
 def design(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame, list[str]]:
@@ -74,11 +148,14 @@ def _z_row(term, est, se, n, z) -> dict:
 
 def mixed_model(
     df: pd.DataFrame, confidence: float = 0.95, seed: int = 0
-) -> tuple[pd.DataFrame, list[str]]:
-    """Fixed effects (log-odds, posterior mean and sd) and random-intercept SDs, tidy."""
+) -> tuple[pd.DataFrame, list[Note]]:
+    """Fixed effects (log-odds, posterior mean and sd) and random-intercept SDs, tidy.
+
+    Separated instruments are left out here too: the N(0, 2^2) prior on the fixed effects would
+    keep their log-odds finite, but then the prior, not the answers, sets it."""
     from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
 
-    data, y, X_df, notes = design(df)
+    data, y, X_df, notes = _prepared(df)
     names, X = list(X_df.columns), X_df.to_numpy(float)
     p_codes, p_levels = pd.factorize(data["participant"])
     t_codes, t_levels = pd.factorize(data["trial"])
@@ -122,21 +199,27 @@ def mixed_model(
                 "n": len(p_levels) if name == "participant" else len(t_levels),
             }
         )
-    return pd.DataFrame(out), notes
+    table, more = _checked("mixed", pd.DataFrame(out), instruments_present(data))
+    return table, notes + more
 
 
-def laplace_model(df: pd.DataFrame, confidence: float = 0.95) -> tuple[pd.DataFrame, list[str]]:
+def laplace_model(
+    df: pd.DataFrame, confidence: float = 0.95
+) -> tuple[pd.DataFrame, pd.DataFrame, list[Note]]:
     """The same model fitted by the Laplace approximation (glmm.CrossedLogit): seconds at 100k
-    answers, where the variational fit takes minutes."""
+    answers, where the variational fit takes minutes. Returns (fixed, contrasts, notes):
+    contrasts are the pairwise differences of the instruments' log-odds (wald_contrasts)."""
     from .glmm import CrossedLogit
 
-    data, y, X_df, notes = design(df)
+    data, y, X_df, notes = _prepared(df)
     names = list(X_df.columns)
     fit = CrossedLogit(
         y, X_df.to_numpy(float), [data["participant"].to_numpy(), data["trial"].to_numpy()]
     ).fit()
     if not fit.converged:
-        notes.append("Laplace fit: the optimiser of the random-effect SDs did not converge")
+        notes.append(
+            ("info", "Laplace fit: the optimiser of the random-effect SDs did not converge")
+        )
     z = float(stats.norm.ppf(0.5 + confidence / 2))
     out = [
         _z_row(name, float(b), float(s), len(y), z)
@@ -147,8 +230,12 @@ def laplace_model(df: pd.DataFrame, confidence: float = 0.95) -> tuple[pd.DataFr
     for name, sd, ci, k in zip(["participant", "trial"], fit.sds, intervals, levels):
         if not np.isfinite(ci).all():
             notes.append(
-                f"Laplace fit: sd({name}) = {sd:.3g} has no finite Wald interval (the likelihood "
-                "is flat in it, or it sits at its bound): read it as poorly determined"
+                (
+                    "info",
+                    f"Laplace fit: sd({name}) = {sd:.3g} has no finite Wald interval (the "
+                    "likelihood is flat in it, or it sits at its bound): read it as poorly "
+                    "determined",
+                )
             )
         out.append(
             {
@@ -164,7 +251,31 @@ def laplace_model(df: pd.DataFrame, confidence: float = 0.95) -> tuple[pd.DataFr
                 "n": int(k),
             }
         )
-    return pd.DataFrame(out), notes
+    insts = instruments_present(data)
+    fixed, more = _checked("mixed_laplace", pd.DataFrame(out), insts)
+    at = [names.index(i) for i in insts]
+    contrasts = wald_contrasts(
+        insts, fit.beta[at], fit.beta_cov[np.ix_(at, at)], len(y), confidence
+    )
+    return fixed, contrasts, notes + more
+
+
+def wald_contrasts(
+    terms: list[str], beta: np.ndarray, cov: np.ndarray, n: int, confidence: float = 0.95
+) -> pd.DataFrame:
+    """Every pairwise difference beta[i] - beta[j] (i before j), its se sqrt(c' V c) from the
+    covariance V of the estimates, a Wald z test of 0 and Holm across the pairs."""
+    beta, cov = np.asarray(beta, float), np.asarray(cov, float)
+    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    rows = []
+    for i, j in itertools.combinations(range(len(terms)), 2):
+        c = np.zeros(len(terms))
+        c[i], c[j] = 1.0, -1.0
+        se = float(np.sqrt(c @ cov @ c))
+        rows.append(_z_row(f"{terms[i]} - {terms[j]}", float(c @ beta), se, n, z))
+    out = pd.DataFrame(rows, columns=list(_z_row("", 0.0, 1.0, 0, z)))
+    out["p_adj"] = holm(out["p_val"].to_numpy())
+    return out
 
 
 def instrument_probabilities(fixed: pd.DataFrame, instruments: list[str]) -> pd.DataFrame:
@@ -176,11 +287,11 @@ def instrument_probabilities(fixed: pd.DataFrame, instruments: list[str]) -> pd.
     return part.reset_index(drop=True)
 
 
-def gee_check(df: pd.DataFrame, confidence: float = 0.95) -> tuple[pd.DataFrame, list[str]]:
+def gee_check(df: pd.DataFrame, confidence: float = 0.95) -> tuple[pd.DataFrame, list[Note]]:
     """Population-averaged logistic GEE, exchangeable within participant, robust SEs."""
     import statsmodels.api as sm
 
-    data, y, X_df, notes = design(df)
+    data, y, X_df, notes = _prepared(df)
     names, X = list(X_df.columns), X_df.to_numpy(float)
     model = sm.GEE(
         y,
@@ -197,4 +308,5 @@ def gee_check(df: pd.DataFrame, confidence: float = 0.95) -> tuple[pd.DataFrame,
         _z_row(name, float(b), float(s), len(y), z)
         for name, b, s in zip(names, np.asarray(result.params), np.asarray(result.bse))
     ]
-    return pd.DataFrame(rows), notes
+    table, more = _checked("gee", pd.DataFrame(rows), instruments_present(data))
+    return table, notes + more

@@ -159,7 +159,7 @@ def _build(raw: pd.DataFrame, config: ReportConfig, source: str) -> Report:
         t = time.perf_counter()
         try:
             part(report, clean, df, config)
-        except (mixed.ModelFitError, ValueError, np.linalg.LinAlgError) as exc:
+        except FIT_ERRORS as exc:
             report.note("warning", name, f"{name} not computed: {exc}")
         report.timings[name] = time.perf_counter() - t
     report.timings["total"] = time.perf_counter() - t0
@@ -287,27 +287,49 @@ def _mixed(report, clean, df, config):
     if not config.mixed_model:
         report.note("info", "mixed", "mixed model switched off in the report config")
         return
-    fixed, notes = mixed.laplace_model(clean, config.confidence)
-    report.tables["mixed_laplace"] = fixed
+    laplace = _fit(report, "mixed_laplace", lambda: mixed.laplace_model(clean, config.confidence))
+    if laplace:
+        report.tables["mixed_laplace"], report.tables["instrument_contrasts"] = laplace
     n = len(consent.scored(clean))
     if n <= config.bayes_max_answers:
-        fixed, _ = mixed.mixed_model(clean, config.confidence, config.seed)
-        report.tables["mixed"] = fixed
+        bayes = _fit(
+            report, "mixed", lambda: mixed.mixed_model(clean, config.confidence, config.seed)
+        )
+        if bayes:
+            report.tables["mixed"] = bayes[0]
     else:
-        notes.append(
+        report.note(
+            "info",
+            "mixed",
             f"statsmodels BinomialBayesMixedGLM skipped: {n} answers exceed "
             f"bayes_max_answers={config.bayes_max_answers}; the Laplace fit of the same "
-            "model is in the mixed_laplace table"
+            "model is in the mixed_laplace table",
         )
-    report.tables["mixed_probability"] = mixed.instrument_probabilities(
-        fixed, instruments_present(clean)
-    )
-    for text in notes:
-        report.note("info", "mixed", text)
+    fixed = report.tables.get("mixed", report.tables.get("mixed_laplace"))
+    if fixed is not None:
+        report.tables["mixed_probability"] = mixed.instrument_probabilities(
+            fixed, instruments_present(clean)
+        )
+
+
+def _fit(report, name, fit, part="mixed"):
+    """One model fit, on its own: a fit the data cannot support (a singular Hessian, say) leaves a
+    warning naming it, and the other fits still run. Returns its tables, or None."""
+    try:
+        *tables, notes = fit()
+    except FIT_ERRORS as exc:
+        report.note("warning", part, f"{name} not computed: {exc}")
+        return None
+    for level, text in notes:  # the fits share their design's notes: say each once
+        if not any(m["level"] == level and m["text"] == text for m in report.messages):
+            report.note(level, part, text)
+    return tables
 
 
 def _gee(report, clean, df, config):
-    report.tables["gee"], _ = mixed.gee_check(clean, config.confidence)
+    gee = _fit(report, "gee", lambda: mixed.gee_check(clean, config.confidence), "gee")
+    if gee:
+        report.tables["gee"] = gee[0]
 
 
 def _agreement(report, clean, df, config):
@@ -350,6 +372,7 @@ def _power(report, clean, df, config):
         report.note("info", "power", text)
 
 
+FIT_ERRORS = (mixed.ModelFitError, ValueError, np.linalg.LinAlgError)
 NEEDS_MODEL_CHOICES = {"consent", "bootstrap", "mixed", "gee", "power"}
 
 

@@ -74,8 +74,8 @@ def test_it_reports_the_laplace_sds_at_the_reports_confidence():
     answers, _ = simulate_answers(
         SimulationSpec(n_participants=20, trials_per_instrument=8, seed=3)
     )
-    at_95, _ = laplace_model(answers, 0.95)
-    at_80, _ = laplace_model(answers, 0.80)
+    at_95, _, _ = laplace_model(answers, 0.95)
+    at_80, _, _ = laplace_model(answers, 0.80)
     for term in ("sd(participant)", "sd(trial)"):
         wide, narrow = at_95.set_index("term").loc[term], at_80.set_index("term").loc[term]
         assert wide["estimate"] == narrow["estimate"]

@@ -1,0 +1,187 @@
+"""The mixed models and the GEE as the report's tests of consent: Holm-adjusted instrument terms,
+the between-instrument contrasts, and instruments whose answers all agree (complete separation)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from scipy import special
+from statsmodels.stats.multitest import multipletests
+
+from evalsite.reports.analysis import ReportConfig, build_report, mixed
+from evalsite.reports.analysis.glmm import CrossedLogit
+from evalsite.reports.analysis.simulate import SimulationSpec, simulate_answers
+
+NOT_ESTIMABLE = "every answer agrees (or none does): its log-odds is not estimable"
+
+
+@pytest.fixture(scope="module")
+def answers() -> pd.DataFrame:
+    spec = SimulationSpec(n_participants=12, trials_per_instrument=6, careless_share=0, seed=8)
+    return simulate_answers(spec)[0]
+
+
+def _all_agree(answers: pd.DataFrame, instrument: str) -> pd.DataFrame:
+    """The answers with every scored answer to `instrument` agreeing with the model."""
+    rows = (answers["instrument"] == instrument) & answers["model_choice"].notna()
+    out = answers.copy()
+    out.loc[rows, "chosen"] = out.loc[rows, "model_choice"]
+    out.loc[rows, "agree"] = 1.0
+    first = out["chosen"] == out["displayed_first"]
+    out.loc[rows, "chosen_position"] = np.where(first, "A", "B")[rows]
+    return out
+
+
+@pytest.fixture(scope="module")
+def drums_all_agree() -> pd.DataFrame:
+    # The reviewer's case: 10 participants; drums (8 trials) all agree, bass about 0.69.
+    spec = SimulationSpec(
+        consent={"drums": 0.8, "bass": 0.7},
+        n_participants=10,
+        trials_per_instrument=8,
+        careless_share=0,
+        seed=3,
+    )
+    return _all_agree(simulate_answers(spec)[0], "drums")
+
+
+def _instrument_rows(table: pd.DataFrame, answers: pd.DataFrame) -> pd.Series:
+    return table["term"].isin(set(answers["instrument"]))
+
+
+@pytest.mark.parametrize("fit", [mixed.laplace_model, mixed.mixed_model, mixed.gee_check])
+def test_it_holm_adjusts_the_instrument_terms_and_leaves_covariates_unadjusted(answers, fit):
+    table = fit(answers, 0.95)[0]
+    inst = _instrument_rows(table, answers)
+    assert inst.sum() == 5
+    # Reference: statsmodels' multipletests (an implementation independent of proportions.holm).
+    expected = multipletests(table.loc[inst, "p_val"], method="holm")[1]
+    assert table.loc[inst, "p_adj"].to_numpy() == pytest.approx(expected, rel=1e-12)
+    assert table.loc[~inst, "p_adj"].isna().all()
+
+
+def test_it_compares_instruments_pairwise_from_the_laplace_fit(answers):
+    from evalsite.reports.analysis.consent import scored
+
+    fixed, contrasts, _ = mixed.laplace_model(answers, 0.9)
+    # Hand computation from the fitted coefficients and their covariance.
+    data, y, X, _ = mixed.design(answers)
+    fit = CrossedLogit(
+        y, X.to_numpy(float), [data["participant"].to_numpy(), data["trial"].to_numpy()]
+    ).fit()
+    names = list(X.columns)
+    row = contrasts.set_index("term").loc["drums - others"]
+    i, j = names.index("drums"), names.index("others")
+    diff = fit.beta[i] - fit.beta[j]
+    se = np.sqrt(fit.beta_cov[i, i] + fit.beta_cov[j, j] - 2 * fit.beta_cov[i, j])
+    assert row["estimate"] == pytest.approx(diff, rel=1e-9)
+    assert row["se"] == pytest.approx(se, rel=1e-9)
+    assert row["stat"] == pytest.approx(diff / se, rel=1e-9)
+    assert row["ci_low"] == pytest.approx(diff - 1.6448536269514722 * se, rel=1e-9)
+    assert len(contrasts) == 10  # every pair of the five instruments, once
+    assert contrasts["p_adj"].to_numpy() == pytest.approx(
+        multipletests(contrasts["p_val"], method="holm")[1], rel=1e-12
+    )
+    assert (contrasts["n"] == len(scored(answers))).all()
+    inst = fixed.set_index("term")["estimate"]
+    assert row["estimate"] == pytest.approx(inst["drums"] - inst["others"], rel=1e-12)
+
+
+def test_it_computes_contrasts_as_statsmodels_wald_test_does():
+    # Independent source: statsmodels' GLM t_test of the same linear contrasts (Wald z).
+    rng = np.random.default_rng(4)
+    group = rng.integers(0, 3, 600)
+    X = np.column_stack([(group == g).astype(float) for g in range(3)] + [rng.normal(size=600)])
+    eta = np.array([0.2, 1.0, -0.4])[group] + 0.5 * X[:, 3]
+    y = (rng.uniform(size=600) < special.expit(eta)).astype(float)
+    glm = sm.GLM(y, X, family=sm.families.Binomial()).fit()
+    ours = mixed.wald_contrasts(["a", "b", "c"], glm.params[:3], glm.cov_params()[:3, :3], 600)
+    reference = glm.t_test(np.array([[1, -1, 0, 0], [1, 0, -1, 0], [0, 1, -1, 0]]))
+    assert list(ours["term"]) == ["a - b", "a - c", "b - c"]
+    assert ours["estimate"].to_numpy() == pytest.approx(reference.effect, rel=1e-10)
+    assert ours["se"].to_numpy() == pytest.approx(reference.sd, rel=1e-10)
+    assert ours["stat"].to_numpy() == pytest.approx(reference.tvalue, rel=1e-10)
+    assert ours["p_val"].to_numpy() == pytest.approx(reference.pvalue, rel=1e-8)
+    assert ours[["ci_low", "ci_high"]].to_numpy() == pytest.approx(reference.conf_int(), rel=1e-8)
+
+
+def test_it_matches_a_glms_contrasts_when_there_are_no_random_effects():
+    # With no participant or trial variation the Laplace fit is an ordinary logistic regression:
+    # its contrasts equal statsmodels' GLM t_test on the same design.
+    rng = np.random.default_rng(6)
+    p, t = np.meshgrid(np.arange(30), np.arange(40), indexing="ij")
+    p, t = p.ravel(), t.ravel()
+    inst = t % 3
+    X = np.column_stack([(inst == g).astype(float) for g in range(3)])
+    y = (rng.uniform(size=p.size) < special.expit(np.array([0.3, 1.2, -0.2])[inst])).astype(float)
+    fit = CrossedLogit(y, X, [p, t]).fit()
+    ours = mixed.wald_contrasts(["a", "b", "c"], fit.beta, fit.beta_cov, len(y))
+    glm = sm.GLM(y, X, family=sm.families.Binomial()).fit()
+    reference = glm.t_test(np.array([[1, -1, 0], [1, 0, -1], [0, 1, -1]]))
+    assert ours["estimate"].to_numpy() == pytest.approx(reference.effect, abs=0.02)
+    assert ours["se"].to_numpy() == pytest.approx(reference.sd, rel=0.1)
+
+
+def test_it_reports_the_mixed_models_when_every_answer_to_one_instrument_agrees(drums_all_agree):
+    report = build_report(drums_all_agree, ReportConfig(n_boot=50))
+    for name in ("mixed", "mixed_laplace", "mixed_probability", "gee", "instrument_contrasts"):
+        assert name in report.tables, (name, report.messages)
+        table = report.tables[name].set_index("term")
+        assert "drums" not in table.index and "drums - bass" not in table.index, name
+    for name in ("mixed", "mixed_laplace", "gee"):
+        bass = report.tables[name].set_index("term").loc["bass"]
+        assert 0.2 < bass["estimate"] < 2.0 and 0 < bass["se"] < 1, (name, bass)
+    texts = [
+        m["text"]
+        for m in report.messages
+        if m["level"] == "warning" and m["part"] in {"mixed", "gee"}
+    ]
+    said = [t for t in texts if NOT_ESTIMABLE in t]
+    assert len(said) == 1 and "drums" in said[0] and "crossed" in said[0], texts
+    assert not [t for t in texts if "not computed" in t], texts
+
+
+def test_it_leaves_a_separated_instrument_out_of_the_gee_and_says_so(drums_all_agree):
+    table, notes = mixed.gee_check(drums_all_agree, 0.95)
+    assert list(table["term"][:1]) == ["bass"] and np.isfinite(table["estimate"]).all()
+    (warning,) = [text for level, text in notes if level == "warning"]
+    assert warning.startswith("drums: ") and NOT_ESTIMABLE in warning
+
+
+def test_it_leaves_out_an_instrument_with_a_single_answer_instead_of_returning_nan(answers):
+    some = _all_agree(answers, "drums")
+    bass = some.index[(some["instrument"] == "bass") & some["model_choice"].notna()]
+    some = some.drop(bass[1:])  # one bass answer left
+    table, notes = mixed.gee_check(some, 0.95)
+    assert {"drums", "bass"}.isdisjoint(table["term"])
+    assert np.isfinite(table[["estimate", "se"]].to_numpy()).all()
+    warned = " ".join(text for level, text in notes if level == "warning")
+    assert "drums: " in warned and "bass: " in warned
+
+
+def test_it_warns_when_a_log_odds_comes_out_implausibly_large(answers):
+    # The model's margin separates the answers perfectly: its slope runs off to infinity.
+    sep = answers.copy()
+    scored_rows = sep["model_choice"].notna()
+    agree = sep["model_margin"] > 0.5
+    sep.loc[scored_rows, "chosen"] = np.where(
+        agree, sep["model_choice"], sep["model_choice"].map({"a": "b", "b": "a"})
+    )[scored_rows]
+    sep.loc[scored_rows, ["chosen_position", "agree"]] = None
+    report = build_report(sep, ReportConfig(n_boot=20, mixed_model=False))
+    (message,) = [m for m in report.messages if m["text"].startswith("gee: ")]
+    assert message["level"] == "warning"
+    assert "model_margin" in message["text"] and "above 10" in message["text"]
+
+
+def test_it_flags_nan_and_huge_log_odds():
+    table = pd.DataFrame(
+        {
+            "term": ["drums", "bass", "piano", "sd(trial)"],
+            "estimate": [0.5, 18.97, np.nan, 30.0],
+            "se": [0.2, 0.73, np.nan, np.nan],
+        }
+    )
+    assert mixed.implausible_terms(table) == ["bass", "piano"]
