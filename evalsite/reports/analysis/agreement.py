@@ -3,6 +3,8 @@ Fleiss' kappa, Krippendorff's alpha (nominal), and a leave-one-rater-out noise c
 instrument against which the model's agreement is expressed.
 
 Intervals come from a bootstrap over trials (the units rated), vectorised over replicates.
+Where every replicate gives the same value (every rater of every trial agrees, say) the interval
+is left empty (NaN) with a note, not reported as [x, x].
 """
 
 from __future__ import annotations
@@ -96,12 +98,36 @@ def _ceiling_parts(tc: pd.DataFrame) -> pd.DataFrame:
     return tc
 
 
+def boot_interval(boot: np.ndarray, lo: float, hi: float) -> tuple[float, float, float]:
+    """(se, ci_low, ci_high) of bootstrap replicates (NaN replicates ignored); all NaN where the
+    replicates are all identical (or all NaN): a zero-width interval would claim certainty."""
+    known = boot[~np.isnan(boot)]
+    if len(known) == 0 or known.min() == known.max():
+        return (np.nan, np.nan, np.nan)
+    return (
+        float(np.nanstd(boot, ddof=1)),
+        float(np.nanpercentile(boot, lo)),
+        float(np.nanpercentile(boot, hi)),
+    )
+
+
+def _identical_note(table: str, term: str, measure: str, boot: np.ndarray) -> str | None:
+    known = boot[~np.isnan(boot)]
+    if len(known) == 0 or known.min() != known.max():
+        return None
+    return (
+        f"{table} interval for {term} ({measure}) left empty: every bootstrap replicate gives "
+        f"{known[0]:.3g} (the raters of its trials never disagree)"
+    )
+
+
 def agreement_tables(df: pd.DataFrame, n_boot: int, seed: int, confidence: float = 0.95):
-    """(reliability, noise_ceiling) tidy tables per instrument and overall."""
+    """(reliability, noise_ceiling, notes): tidy tables per instrument and overall, and a note
+    for each interval left empty."""
     tc = _ceiling_parts(_trial_counts(df))
     rng = np.random.default_rng(seed)
     lo, hi = 50 * (1 - confidence), 50 * (1 + confidence)
-    rel_rows, ceil_rows = [], []
+    rel_rows, ceil_rows, notes = [], [], []
     for term in [*instruments_present(tc), "overall"]:
         part = tc if term == "overall" else tc[tc["instrument"] == term]
         if len(part) < 2:
@@ -112,26 +138,30 @@ def agreement_tables(df: pd.DataFrame, n_boot: int, seed: int, confidence: float
             ("fleiss_kappa", fleiss_kappa),
             ("krippendorff_alpha", krippendorff_alpha_nominal),
         ):
-            boot = fn(counts, w)
+            boot = np.asarray(fn(counts, w), dtype=float)
+            se, ci_low, ci_high = boot_interval(boot, lo, hi)
             rel_rows.append(
                 {
                     "term": term,
                     "measure": measure,
                     "estimate": float(fn(counts)),
-                    "se": float(np.nanstd(boot, ddof=1)),
-                    "ci_low": float(np.nanpercentile(boot, lo)),
-                    "ci_high": float(np.nanpercentile(boot, hi)),
+                    "se": se,
+                    "ci_low": ci_low,
+                    "ci_high": ci_high,
                     "n": int(part["n"].sum()),
                     "n_items": len(part),
                 }
             )
+            notes.append(_identical_note("reliability", term, measure, boot))
         with warnings.catch_warnings():  # no model choices: the model columns are all NaN
             warnings.simplefilter("ignore", RuntimeWarning)
-            ceil_rows.append(_ceiling_row(term, part, w, lo, hi))
-    return pd.DataFrame(rel_rows), pd.DataFrame(ceil_rows)
+            ceil_rows.append(_ceiling_row(term, part, w, lo, hi, notes))
+    return pd.DataFrame(rel_rows), pd.DataFrame(ceil_rows), [n for n in notes if n]
 
 
-def _ceiling_row(term: str, part: pd.DataFrame, w: np.ndarray, lo: float, hi: float) -> dict:
+def _ceiling_row(
+    term: str, part: pd.DataFrame, w: np.ndarray, lo: float, hi: float, notes: list
+) -> dict:
     credit, n = part["credit"].to_numpy(), part["n"].to_numpy()
     cm, mn, ma = (part[c].to_numpy() for c in ("credit_m", "model_n", "model_agree"))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -140,16 +170,20 @@ def _ceiling_row(term: str, part: pd.DataFrame, w: np.ndarray, lo: float, hi: fl
         relative = model / (cm.sum() / mn.sum())
         b_ceiling = (w @ credit) / (w @ n)
         b_relative = ((w @ ma) / (w @ mn)) / ((w @ cm) / (w @ mn))
+    se, ci_low, ci_high = boot_interval(b_ceiling, lo, hi)
+    _, rel_low, rel_high = boot_interval(b_relative, lo, hi)
+    notes.append(_identical_note("noise_ceiling", term, "ceiling", b_ceiling))
+    notes.append(_identical_note("noise_ceiling", term, "relative", b_relative))
     return {
         "term": term,
         "estimate": float(ceiling),
-        "se": float(np.nanstd(b_ceiling, ddof=1)),
-        "ci_low": float(np.nanpercentile(b_ceiling, lo)),
-        "ci_high": float(np.nanpercentile(b_ceiling, hi)),
+        "se": se,
+        "ci_low": ci_low,
+        "ci_high": ci_high,
         "model_agreement": float(model),
         "relative": float(relative),
-        "relative_ci_low": float(np.nanpercentile(b_relative, lo)),
-        "relative_ci_high": float(np.nanpercentile(b_relative, hi)),
+        "relative_ci_low": rel_low,
+        "relative_ci_high": rel_high,
         "n": int(n.sum()),
         "n_items": len(part),
     }

@@ -1,7 +1,17 @@
 """Two-way cluster bootstrap of consent: participants and trials resampled independently, each
 answer weighted by the product of its participant's and its trial's multiplicities (Owen 2007,
-"The pigeonhole bootstrap"; slightly conservative). Per instrument the weighted sums reduce to
-cp @ Y @ ct.T on participants x trials matrices, so 1,000 replicates of 100k answers take seconds.
+"The pigeonhole bootstrap"). Per instrument the weighted sums reduce to cp @ Y @ ct.T on
+participants x trials matrices, so 1,000 replicates of 100k answers take seconds.
+
+Conservative: Owen (2007) shows that the product-weight bootstrap overestimates the answer-level
+(error) variance term, by about 3x when participants and trials are many. Where answer-level
+noise dominates, as with independent yes/no answers, its se is up to sqrt(3) (1.7x) too large
+and a "95%" interval covers about 99.7%. The `crossed` table (crossed.py: moment estimates of
+the variance components) is the recommended interval; this one is kept for comparison.
+
+Where an instrument's answers are all equal, or come from fewer than 2 participants or 2 trials,
+every replicate is the same (or nearly so) and the interval would have zero width: se, ci_low and
+ci_high are left empty (NaN) and a note says why.
 """
 
 from __future__ import annotations
@@ -15,7 +25,8 @@ from .inputs import instruments_present
 
 def cluster_bootstrap(
     df: pd.DataFrame, n_boot: int, seed: int, confidence: float = 0.95
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, list[str]]:
+    """The table (per instrument and overall) and a note for each row left without interval."""
     data = scored(df)
     p_codes, p_levels = pd.factorize(data["participant"])
     t_codes, t_levels = pd.factorize(data["trial"])
@@ -26,6 +37,7 @@ def cluster_bootstrap(
     y = data["agree"].to_numpy(float)
     lo, hi = 50 * (1 - confidence), 50 * (1 + confidence)
     rows: list[dict] = []
+    notes: list[str] = []
     total_s: np.ndarray | float = 0.0  # (B,) once a term is added
     total_n: np.ndarray | float = 0.0
     for term in instruments_present(data):
@@ -33,8 +45,24 @@ def cluster_bootstrap(
         s, m = _weighted_sums(p_codes[mask], t_codes[mask], y[mask], cp, ct)
         total_s, total_n = total_s + s, total_n + m
         rows.append(_row(term, y[mask], s, m, lo, hi, n_boot))
+        _empty_if_degenerate(rows[-1], p_codes[mask], t_codes[mask], y[mask], notes)
     rows.append(_row("overall", y, total_s, total_n, lo, hi, n_boot))
-    return pd.DataFrame(rows)
+    _empty_if_degenerate(rows[-1], p_codes, t_codes, y, notes)
+    return pd.DataFrame(rows), notes
+
+
+def _empty_if_degenerate(row: dict, p, t, y, notes: list[str]) -> None:
+    """No interval where resampling cannot vary the mean (or barely can): not [x, x]."""
+    if len(np.unique(p)) < 2:
+        reason = "its answers come from fewer than 2 participants"
+    elif len(np.unique(t)) < 2:
+        reason = "its answers are to fewer than 2 trials"
+    elif y.min() == y.max():
+        reason = f"all {len(y)} of its answers are equal (agree = {y[0]:g})"
+    else:
+        return
+    row.update(se=np.nan, ci_low=np.nan, ci_high=np.nan)
+    notes.append(f"cluster bootstrap interval for {row['term']} left empty: {reason}")
 
 
 def _weighted_sums(p, t, y, cp, ct) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from . import agreement, bootstrap, consent, diagnostics, exclusions, mixed, power
+from . import agreement, bootstrap, consent, crossed, diagnostics, exclusions, mixed, power
 from .inputs import ReportInputError, instruments_present, normalise_answers
 
 FORMAT_VERSION = 1
@@ -277,10 +277,18 @@ def _consent(report, clean, df, config):
         )
 
 
+def _crossed(report, clean, df, config):
+    report.tables["crossed"], notes = crossed.crossed_table(clean, config.confidence)
+    for text in notes:
+        report.note("warning", "crossed", text)
+
+
 def _bootstrap(report, clean, df, config):
-    report.tables["bootstrap"] = bootstrap.cluster_bootstrap(
+    report.tables["bootstrap"], notes = bootstrap.cluster_bootstrap(
         clean, config.n_boot, config.seed, config.confidence
     )
+    for text in notes:
+        report.note("warning", "bootstrap", text)
 
 
 def _mixed(report, clean, df, config):
@@ -333,9 +341,11 @@ def _gee(report, clean, df, config):
 
 
 def _agreement(report, clean, df, config):
-    rel, ceiling = agreement.agreement_tables(
+    rel, ceiling, notes = agreement.agreement_tables(
         clean, config.n_boot, config.seed + 1, config.confidence
     )
+    for text in notes:
+        report.note("warning", "agreement", text)
     if rel.empty:
         report.note(
             "warning",
@@ -373,12 +383,13 @@ def _power(report, clean, df, config):
 
 
 FIT_ERRORS = (mixed.ModelFitError, ValueError, np.linalg.LinAlgError)
-NEEDS_MODEL_CHOICES = {"consent", "bootstrap", "mixed", "gee", "power"}
+NEEDS_MODEL_CHOICES = {"consent", "crossed", "bootstrap", "mixed", "gee", "power"}
 
 
 def _parts(config: ReportConfig):
     return [
         ("consent", _consent),
+        ("crossed", _crossed),
         ("bootstrap", _bootstrap),
         ("mixed", _mixed),
         ("gee", _gee),

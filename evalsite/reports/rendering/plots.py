@@ -1,5 +1,6 @@
-"""Report plots as SVG text: consent per instrument (intervals, chance, noise ceiling), the
-psychometric curve, position bias and fatigue. Agg backend: no display is ever needed."""
+"""Report plots as SVG text: consent per instrument (Wilson and crossed random-effects intervals,
+chance, noise ceiling), the psychometric curve, position bias and fatigue. Agg backend: no
+display is ever needed."""
 
 from __future__ import annotations
 
@@ -58,10 +59,14 @@ def consent_plot(report: Report) -> str | None:
     level = report_level(report)
     fig, ax = plt.subplots(figsize=(7, 3.6))
     _interval_points(ax, consent, x, -0.12, f"consent (Wilson {level})", color="C0")
-    boot = report.tables.get("bootstrap")
-    if boot is not None and not boot.empty:
-        b = boot.set_index("term").reindex(terms)
-        _interval_points(ax, b, x, 0.0, f"cluster bootstrap {level}", color="C2")
+    crossed = report.tables.get("crossed")
+    if crossed is not None and not crossed.empty:
+        # The clustered interval (participants and trials); none drawn where it is empty.
+        c = crossed.set_index("term").reindex(terms)
+        has = (c["ci_low"].notna() & c["ci_high"].notna()).to_numpy()
+        if has.any():
+            xs = [i for i, keep in zip(x, has, strict=True) if keep]
+            _interval_points(ax, c[has], xs, 0.0, f"crossed random effects {level}", color="C2")
     ceiling = report.tables.get("noise_ceiling")
     if ceiling is not None and not ceiling.empty:
         c = ceiling.set_index("term").reindex(terms)

@@ -35,7 +35,7 @@ def test_it_names_the_reports_confidence_in_the_plot_labels(report_at_80):
     # matplotlib writes each text drawn as paths after a comment holding the text.
     labels = {n: re.findall(r"<!-- ([^>]*%[^>]*) -->", svg) for n, svg in plots.items()}
     assert "consent (Wilson 80%)" in labels["consent"]
-    assert "cluster bootstrap 80%" in labels["consent"]
+    assert "crossed random effects 80%" in labels["consent"]
     assert "binned consent (Wilson 80%)" in labels["psychometric"]
     assert not [label for found in labels.values() for label in found if "95%" in label]
 

@@ -1,0 +1,226 @@
+"""The `crossed` table: mean agreement with a standard error from moment estimates of crossed
+(participant x trial) random-effects variance components, a z test against 0.5 and Holm across
+instruments. Pinned against independent computations (textbook ANOVA mean squares, brute-force
+pairwise differences), checked by simulation, and never a zero-width interval."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import special, stats
+
+from evalsite.reports.analysis import ReportConfig, build_report
+from evalsite.reports.analysis.crossed import crossed_row, crossed_table
+from evalsite.reports.analysis.proportions import binomial_test
+
+
+def _answers(participant, trial, agree, instrument="drums") -> pd.DataFrame:
+    """The scored answers crossed_table reads (non-catch, with a model choice)."""
+    n = len(agree)
+    return pd.DataFrame(
+        {
+            "participant": list(participant),
+            "trial": list(trial),
+            "instrument": [instrument] * n if isinstance(instrument, str) else list(instrument),
+            "agree": np.asarray(agree, dtype=float),
+            "is_catch": [False] * n,
+        }
+    )
+
+
+def test_it_equals_the_two_way_anova_estimators_on_a_balanced_complete_design():
+    # Searle, Casella & McCulloch (1992), "Variance Components", sec. 4.7 (two-way crossed
+    # classification, no interaction, one observation per cell): E[MS_A] = s_e^2 + J s_a^2,
+    # E[MS_B] = s_e^2 + I s_b^2, E[MS_E] = s_e^2, so the ANOVA estimators are
+    # s_a^2 = (MS_A - MS_E) / J, s_b^2 = (MS_B - MS_E) / I, s_e^2 = MS_E. Computed here from the
+    # mean squares, independently of the U statistics of the module.
+    rng = np.random.default_rng(3)
+    n_p, n_t = 7, 9
+    y = 0.5 + rng.normal(0, 0.3, (n_p, 1)) + rng.normal(0, 0.2, (1, n_t))
+    y = y + rng.normal(0, 0.25, (n_p, n_t))  # (I, J)
+    grand = y.mean()
+    ms_a = n_t * ((y.mean(axis=1) - grand) ** 2).sum() / (n_p - 1)
+    ms_b = n_p * ((y.mean(axis=0) - grand) ** 2).sum() / (n_t - 1)
+    resid = y - y.mean(axis=1, keepdims=True) - y.mean(axis=0, keepdims=True) + grand
+    ms_e = (resid**2).sum() / ((n_p - 1) * (n_t - 1))
+    s_a, s_b, s_e = (ms_a - ms_e) / n_t, (ms_b - ms_e) / n_p, ms_e
+    assert min(s_a, s_b, s_e) > 0  # nothing truncated: the raw estimators are compared
+
+    p, t = np.meshgrid(np.arange(n_p), np.arange(n_t), indexing="ij")
+    row, reason = crossed_row("drums", p.ravel(), t.ravel(), y.ravel(), 0.95)
+    assert reason is None
+    assert row["var_participant"] == pytest.approx(s_a, rel=1e-10)
+    assert row["var_trial"] == pytest.approx(s_b, rel=1e-10)
+    assert row["var_answer"] == pytest.approx(s_e, rel=1e-10)
+    # Balanced: Var(mean) = s_a^2 / I + s_b^2 / J + s_e^2 / (I J).
+    se = np.sqrt(s_a / n_p + s_b / n_t + s_e / (n_p * n_t))
+    assert row["se"] == pytest.approx(se, rel=1e-10)
+    z = (grand - 0.5) / se
+    assert row["stat"] == pytest.approx(z, rel=1e-10)
+    assert row["p_val"] == pytest.approx(2 * stats.norm.sf(abs(z)), rel=1e-9)
+    q = stats.norm.ppf(0.975)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((grand - q * se, grand + q * se))
+
+
+def _brute_force_moments(p, t, y):
+    """O(N^2) over ordered pairs of distinct answers: U_a sums (Y - Y')^2 / 2 over pairs of the
+    same participant, U_b over pairs of the same trial, U_e over all pairs; each pair's expected
+    (Y - Y')^2 / 2 under Y = mu + a_i + b_j + e is s_a^2 [i != i'] + s_b^2 [j != j'] + s_e^2."""
+    u = np.zeros(3)
+    coef = np.zeros((3, 3))  # rows U_a, U_b, U_e; columns s_a^2, s_b^2, s_e^2
+    for x, z in itertools.permutations(range(len(y)), 2):
+        half_sq = (y[x] - y[z]) ** 2 / 2
+        expect = np.array([p[x] != p[z], t[x] != t[z], 1.0], dtype=float)
+        for k, shares in enumerate((p[x] == p[z], t[x] == t[z], True)):
+            if shares:
+                u[k] += half_sq
+                coef[k] += expect
+    return u, coef
+
+
+def test_it_matches_a_brute_force_pairwise_computation_on_an_unbalanced_design():
+    rng = np.random.default_rng(8)
+    n_p, n_t = 6, 8
+    a, b = rng.normal(0, 0.4, n_p), rng.normal(0, 0.3, n_t)
+    cells = [(i, j) for i in range(n_p) for j in range(n_t) if rng.random() < 0.6]
+    cells.append(cells[0])  # one participant answered one trial twice
+    p = np.array([c[0] for c in cells])
+    t = np.array([c[1] for c in cells])
+    y = 0.5 + a[p] + b[t] + rng.normal(0, 0.3, len(cells))
+    u, coef = _brute_force_moments(p, t, y)
+    s_a, s_b, s_e = np.linalg.solve(coef, u)
+    assert min(s_a, s_b, s_e) > 0  # nothing truncated
+    n = len(y)
+    n_i, m_j = np.bincount(p), np.bincount(t)
+    # Var(sum Y) = s_a^2 sum_i n_i^2 + s_b^2 sum_j m_j^2 + s_e^2 N (covariances of pairs).
+    se = np.sqrt(s_a * (n_i**2).sum() + s_b * (m_j**2).sum() + s_e * n) / n
+
+    row, reason = crossed_row("drums", [f"p{i}" for i in p], [f"t{j}" for j in t], y, 0.9)
+    assert reason is None
+    got = (row["var_participant"], row["var_trial"], row["var_answer"])
+    assert got == pytest.approx((s_a, s_b, s_e), rel=1e-9)
+    assert row["se"] == pytest.approx(se, rel=1e-9)
+    assert row["n"] == n and row["n_participants"] == n_p and row["n_trials"] == n_t
+    q = stats.norm.ppf(0.95)
+    assert row["ci_high"] - row["ci_low"] == pytest.approx(2 * q * se)
+
+
+def test_it_truncates_a_negative_component_at_zero():
+    # Every participant answers like every other (no participant effect) and trials differ: the
+    # raw participant-variance estimate is negative here, and is reported as 0.
+    y = np.array([[1, 0, 1, 1, 0, 1], [1, 0, 1, 0, 0, 1], [1, 0, 1, 1, 0, 1], [1, 1, 1, 1, 0, 0]])
+    p, t = np.meshgrid(np.arange(4), np.arange(6), indexing="ij")
+    row, reason = crossed_row("drums", p.ravel(), t.ravel(), y.ravel(), 0.95)
+    assert reason is None
+    assert row["var_participant"] == 0.0
+    assert row["var_trial"] > 0 and row["var_answer"] > 0
+
+
+def _crossed_null(rng, n_p=40, n_t=50, keep=0.7):
+    """Agreement at chance on average, with participant and trial random intercepts (logit)."""
+    a, b = rng.normal(0, 0.6, n_p), rng.normal(0, 1.2, n_t)
+    p, t = np.meshgrid(np.arange(n_p), np.arange(n_t), indexing="ij")
+    p, t = p.ravel(), t.ravel()
+    answered = rng.random(len(p)) < keep  # unbalanced: each participant skips some trials
+    p, t = p[answered], t[answered]
+    y = (rng.random(len(p)) < special.expit(a[p] + b[t])).astype(float)
+    return p, t, y
+
+
+def test_it_gives_a_standard_error_near_the_spread_of_the_mean_and_a_nominal_false_positive_rate():
+    rng = np.random.default_rng(2024)
+    means, variances, crossed_p, binomial_p = [], [], [], []
+    for _ in range(200):
+        p, t, y = _crossed_null(rng)
+        row, reason = crossed_row("drums", p, t, y, 0.95)
+        assert reason is None
+        means.append(row["estimate"])
+        variances.append(row["se"] ** 2)
+        crossed_p.append(row["p_val"])
+        binomial_p.append(binomial_test(int(y.sum()), len(y)))
+    empirical_sd = np.std(means, ddof=1)
+    assert np.sqrt(np.mean(variances)) == pytest.approx(empirical_sd, rel=0.2)
+    assert np.mean(np.array(crossed_p) < 0.05) < 0.10
+    assert np.mean(np.array(binomial_p) < 0.05) > 0.30  # answers treated as independent
+
+
+def test_it_adjusts_the_instruments_p_values_by_holm_and_leaves_overall_out():
+    rng = np.random.default_rng(1)
+    parts = []
+    for inst, shift in (("drums", 1.0), ("bass", 0.0), ("guitar", 0.4)):
+        p, t, y = _crossed_null(rng, n_p=20, n_t=15)
+        if shift:  # agreement above chance, independent answers
+            y = (rng.random(len(y)) < special.expit(shift)).astype(float)
+        parts.append(_answers([f"p{i}" for i in p], [f"{inst}{j}" for j in t], y, inst))
+    table, notes = crossed_table(pd.concat(parts, ignore_index=True), 0.95)
+    assert notes == []
+    assert list(table["term"]) == ["drums", "bass", "guitar", "overall"]
+    inst = table.iloc[:3]
+    # Holm (1979): the smallest of m p-values times m, the next times m - 1, made monotone.
+    order = np.argsort(inst["p_val"].to_numpy())
+    scaled = np.minimum(
+        np.maximum.accumulate((3 - np.arange(3)) * inst["p_val"].to_numpy()[order]), 1
+    )
+    assert inst["p_adj"].to_numpy()[order] == pytest.approx(scaled)
+    assert np.isnan(table.iloc[3]["p_adj"])
+    assert table.iloc[3]["n"] == sum(len(x) for x in parts)
+
+
+@pytest.mark.parametrize(
+    ("participant", "trial", "agree", "reason"),
+    [
+        (["p0", "p0", "p1", "p1"], ["t0", "t1", "t0", "t1"], [1, 1, 1, 1], "all"),
+        (["p0", "p0", "p0"], ["t0", "t1", "t2"], [1, 0, 1], "one participant"),
+        (["p0", "p1", "p2"], ["t0", "t0", "t0"], [1, 0, 1], "one trial"),
+        (["p0"], ["t0"], [1], "one participant"),
+    ],
+    ids=["all agree", "one participant", "one trial", "one answer"],
+)
+def test_it_leaves_the_interval_empty_with_a_warning_where_the_variance_is_not_estimable(
+    participant, trial, agree, reason
+):
+    table, notes = crossed_table(_answers(participant, trial, agree), 0.95)
+    row = table.set_index("term").loc["drums"]
+    assert row["estimate"] == pytest.approx(np.mean(agree))
+    for column in ("se", "ci_low", "ci_high", "stat", "p_val", "p_adj"):
+        assert np.isnan(row[column]), column
+    assert any("drums" in text and reason in text for text in notes), notes
+
+
+def test_it_tests_the_other_instruments_when_one_has_a_single_answer():
+    rng = np.random.default_rng(4)
+    p, t, y = _crossed_null(rng, n_p=10, n_t=10)
+    guitar = _answers([f"p{i}" for i in p], [f"g{j}" for j in t], y, "guitar")
+    drums = _answers(["p0"], ["d0"], [1.0], "drums")
+    table, notes = crossed_table(pd.concat([drums, guitar], ignore_index=True), 0.95)
+    rows = table.set_index("term")
+    assert np.isnan(rows.loc["drums", "ci_low"]) and np.isnan(rows.loc["drums", "p_adj"])
+    assert rows.loc["guitar", "ci_low"] < rows.loc["guitar", "ci_high"]
+    # Holm over the one instrument that has a test: its p-value unchanged.
+    assert rows.loc["guitar", "p_adj"] == rows.loc["guitar", "p_val"]
+    assert len(notes) == 1 and "drums" in notes[0]
+
+
+def test_it_puts_the_crossed_table_in_the_report_with_null_not_a_zero_width_interval():
+    answers = _answers(
+        ["p0", "p0", "p1", "p1", "p0", "p0", "p1", "p1"],
+        ["d0", "d1", "d0", "d1", "g0", "g1", "g0", "g1"],
+        [1, 1, 1, 1, 1, 0, 0, 1],
+        ["drums"] * 4 + ["guitar"] * 4,
+    )
+    answers["chosen"] = "a"
+    answers["model_choice"] = np.where(answers["agree"] == 1, "a", "b")
+    answers = answers.drop(columns=["agree"])
+    report = build_report(answers, ReportConfig(n_boot=20, mixed_model=False))
+    rows = {r["term"]: r for r in report.to_dict()["tables"]["crossed"]}
+    assert rows["drums"]["estimate"] == 1.0
+    assert rows["drums"]["ci_low"] is None and rows["drums"]["ci_high"] is None
+    assert any(
+        m["part"] == "crossed" and m["level"] == "warning" and "drums" in m["text"]
+        for m in report.messages
+    )
+    boot = {r["term"]: r for r in report.to_dict()["tables"]["bootstrap"]}
+    assert boot["drums"]["ci_low"] is None and boot["drums"]["ci_high"] is None
