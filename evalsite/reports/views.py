@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 
 from evalsite.reports.analysis.report import table_frame
 from evalsite.reports.models import ReportSnapshot, ReportState
-from evalsite.reports.rendering.summary import config_level, rounded, table_names, title
+from evalsite.reports.rendering.summary import config_level, note, rounded, table_names, title
 from evalsite.reports.tasks import schedule_report
 from evalsite.studies.models import Study
 
@@ -71,6 +71,7 @@ def report_page(request: HttpRequest, key: str) -> HttpResponse:
                 {
                     "name": name,
                     "title": title(name, level_text),
+                    "note": note(name),
                     "columns": list(frame.columns),
                     "rows": rounded(frame),
                 }

@@ -2,7 +2,15 @@
 
 Answer level: Wilson and Clopper-Pearson intervals and an exact binomial test against 0.5, Holm
 across instruments. Participant level: each participant's agreement rate, then a one-sample t test
-of those rates against 0.5, because answers within a participant are not independent.
+of those rates against 0.5.
+
+Both tests are descriptive, not the confirmatory result: the binomial test assumes independent
+answers, and the t test allows for participants but treats the trials as fixed, ignoring the
+variance between trials (the language-as-fixed-effect fallacy, Clark 1973). Answers cluster by
+participant and by trial, so both give p-values that are too small: in a simulation at true
+consent 0.5 with trial SD 1 on the logit scale (20 participants x 20 trials), about a third of
+each test's results fell below 0.05. The tests that allow for participants and trials crossed are
+the mixed models' instrument terms (mixed.py) and the crossed table.
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ TITLES = {
     "bootstrap": "Cluster bootstrap (participants x trials) intervals for consent",
     "mixed": "Mixed-effects logistic regression (log-odds; crossed random intercepts)",
     "mixed_probability": "Mixed model: instrument probabilities for an average participant/trial",
+    "instrument_contrasts": "Mixed model (Laplace): pairwise differences of instrument log-odds "
+    "(Wald z, Holm across pairs)",
     "gee": "GEE check (log-odds; exchangeable within participant, robust SE)",
     "reliability": "Agreement among people (identity-coded; trial bootstrap {level})",
     "noise_ceiling": "Leave-one-rater-out noise ceiling and the model relative to it",
@@ -31,6 +33,31 @@ TITLES = {
     "power_plan": "Power planner: participants needed",
 }
 ORDER = list(TITLES)
+# Shown under a table's heading: how to read its tests. The answer- and participant-level tests
+# of consent leave out a source of dependence, so their p-values are too small (docs/statistics.md).
+MIXED_NOTE = (
+    "Instrument terms: Wald z test of log-odds 0 (consent 0.5) allowing for participants and "
+    "trials crossed, Holm across instruments (p_adj); covariates are not adjusted."
+)
+NOTES = {
+    "consent": "Descriptive: the exact binomial test and the Wilson and Clopper-Pearson intervals "
+    "treat every answer as independent, but answers cluster by participant and by trial, so the "
+    "p-values are too small and the intervals too narrow. The tests of consent against 0.5 that "
+    "allow for participants and trials crossed are the mixed models' instrument terms (p_adj in "
+    "mixed_laplace and mixed) and the crossed table.",
+    "participant_consent": "Descriptive: the t test treats participants as the only random unit "
+    "and ignores the variance between trials (the language-as-fixed-effect fallacy, Clark 1973), "
+    "so its p-values are too small when trials differ. The tests of consent against 0.5 that "
+    "allow for participants and trials crossed are the mixed models' instrument terms (p_adj in "
+    "mixed_laplace and mixed) and the crossed table.",
+    "mixed": MIXED_NOTE,
+    "mixed_laplace": MIXED_NOTE,
+    "gee": "Instrument terms: Wald z test of log-odds 0 (consent 0.5), Holm across instruments "
+    "(p_adj); robust to clustering by participant only, not by trial.",
+}
+# A p-value below this is shown as a bound: the exact binomial test's p for 14000 of 20000 is
+# about 1e-695, which a double holds as 0.0 (the files keep that 0.0).
+P_FLOOR = 1e-300
 HIDDEN = {"participants", "participant_rates", "psychometric_fit"}  # downloads only
 
 
@@ -52,6 +79,11 @@ def title(name: str, level_text: str) -> str:
     return TITLES[name].format(level=level_text) if name in TITLES else name
 
 
+def note(name: str) -> str:
+    """The note shown under a table's heading ("" for none)."""
+    return NOTES.get(name, "")
+
+
 def format_value(value, column: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
@@ -61,6 +93,8 @@ def format_value(value, column: str = "") -> str:
         return str(value)
     if isinstance(value, float):
         if column.startswith("p_"):
+            if value < P_FLOOR:  # 0.0 included: below double precision, never "0"
+                return f"< {P_FLOOR:g}"
             return f"{value:.2g}" if value < 0.001 else f"{value:.3f}"
         if column in {"n", "k", "stat"} and value.is_integer() and abs(value) < 1e15:
             return str(int(value))
@@ -97,6 +131,8 @@ def markdown_summary(report: Report) -> str:
     for name in table_names(report.tables):
         table = report.tables[name]
         lines += ["", f"## {title(name, report_level(report))}", ""]
+        if note(name):
+            lines += [f"_{note(name)}_", ""]
         if table.empty:
             lines.append("(empty)")
             continue
@@ -129,5 +165,7 @@ def html_summary(report: Report, plots: dict[str, str]) -> str:
     parts += [f"<figure>{svg}</figure>" for svg in plots.values()]
     for name in table_names(report.tables):
         parts.append(f"<h2>{html.escape(title(name, report_level(report)))}</h2>")
+        if note(name):
+            parts.append(f"<p class='table-note'>{html.escape(note(name))}</p>")
         parts.append(html_table(report.tables[name]) if not report.tables[name].empty else "")
     return "".join(parts) + "</body></html>"

@@ -1,0 +1,83 @@
+"""The summaries: p-values below double precision shown as a bound, not "0", while the files keep
+the number; the descriptive consent tests carry a note saying what they ignore."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from django.urls import reverse
+
+from evalsite.reports.analysis.consent import COLUMNS
+from evalsite.reports.analysis.proportions import proportion_row
+from evalsite.reports.analysis.report import Report
+from evalsite.reports.rendering.files import write_report
+from evalsite.reports.rendering.summary import format_value, html_summary, markdown_summary
+from evalsite.reports.tasks import recompute_report
+
+
+@pytest.fixture(scope="module")
+def underflowing() -> Report:
+    # 14000 of 20000: the exact binomial p is about 1e-695, below the smallest double (0.0).
+    row = proportion_row("drums", 14000, 20000)
+    assert row["p_val"] == 0.0
+    consent = pd.DataFrame([{**row, "p_adj": 0.0}], columns=COLUMNS)
+    return Report(tables={"consent": consent}, meta={"config": {"confidence": 0.95}})
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(0.0, "< 1e-300"), (5e-324, "< 1e-300"), (9.9e-301, "< 1e-300"), (2e-300, "2e-300")],
+)
+def test_it_shows_a_p_value_below_double_precision_as_a_bound(value, shown):
+    assert format_value(value, "p_val") == shown
+    assert format_value(value, "p_adj") == shown
+
+
+def test_it_never_shows_an_underflowed_p_value_as_zero(underflowing):
+    md = markdown_summary(underflowing)
+    (row,) = [line for line in md.splitlines() if line.startswith("| drums |")]
+    cells = row.strip("| ").split(" | ")
+    p_val, p_adj = (cells[COLUMNS.index(c)] for c in ("p_val", "p_adj"))
+    assert p_val == p_adj == "< 1e-300"
+    assert "<td>&lt; 1e-300</td>" in html_summary(underflowing, {})
+
+
+def test_it_keeps_an_underflowed_p_value_a_number_in_the_files(underflowing, tmp_path):
+    write_report(underflowing, tmp_path)
+    assert pd.read_csv(tmp_path / "tables" / "consent.csv")["p_val"][0] == 0.0
+    (stored,) = json.loads((tmp_path / "tables" / "consent.json").read_text())
+    assert stored["p_val"] == 0.0 and isinstance(stored["p_val"], float)
+
+
+def _note_after(text: str, heading: str) -> str:
+    """The line after a table's heading (and its blank line) in the Markdown summary."""
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(f"## {heading}"))
+    return lines[at + 2]
+
+
+def test_it_says_the_answer_and_participant_level_tests_are_descriptive():
+    empty = pd.DataFrame({"term": ["drums"], "p_val": [0.5]})
+    report = Report(tables={"consent": empty, "participant_consent": empty})
+    md = markdown_summary(report)
+    answers = _note_after(md, "Consent per instrument")
+    participants = _note_after(md, "Consent on participant-level")
+    for note in (answers, participants):
+        assert note.startswith("_") and "descriptive" in note.lower() and "mixed" in note, note
+    assert "independent" in answers and "trial" in participants
+    page = html_summary(report, {})
+    assert page.count("class='table-note'") == 2
+    assert "mixed_laplace" in page
+
+
+@pytest.mark.django_db
+def test_it_notes_the_descriptive_tests_on_the_report_page(client, sim_study, alice):
+    recompute_report(sim_study.pk)
+    client.force_login(alice)
+    page = client.get(reverse("reports:page", args=[sim_study.pk])).content.decode()
+    for table in ("consent", "participant_consent"):
+        heading = page.index(f'<h2 id="table-{table}">')
+        following = page[heading : page.index("<table", heading)]
+        assert 'class="table-note"' in following and "Descriptive" in following, table
