@@ -13,6 +13,7 @@ import pytest
 from scipy import special, stats
 
 from evalsite.reports.analysis import ReportConfig, build_report
+from evalsite.reports.analysis.agreement import agreement_tables
 from evalsite.reports.analysis.crossed import crossed_row, crossed_table
 from evalsite.reports.analysis.proportions import binomial_test
 
@@ -224,3 +225,23 @@ def test_it_puts_the_crossed_table_in_the_report_with_null_not_a_zero_width_inte
     )
     boot = {r["term"]: r for r in report.to_dict()["tables"]["bootstrap"]}
     assert boot["drums"]["ci_low"] is None and boot["drums"]["ci_high"] is None
+
+
+def test_it_leaves_the_noise_ceiling_interval_empty_when_every_replicate_is_identical():
+    # Every rater of every trial chooses candidate a: each bootstrap replicate of the ceiling is
+    # 1.0, and the interval is reported empty with a note, not as [1.0, 1.0].
+    answers = pd.DataFrame(
+        {
+            "trial": [f"t{j}" for j in range(4) for _ in range(3)],
+            "instrument": "drums",
+            "chosen": "a",
+            "model_choice": "a",
+            "is_catch": False,
+        }
+    )
+    rel, ceiling, notes = agreement_tables(answers, n_boot=50, seed=0)
+    row = ceiling.set_index("term").loc["drums"]
+    assert row["estimate"] == 1.0
+    for column in ("se", "ci_low", "ci_high", "relative_ci_low", "relative_ci_high"):
+        assert np.isnan(row[column]), column
+    assert any("noise_ceiling" in text and "drums" in text for text in notes), notes
