@@ -152,6 +152,12 @@ LOGOUT_REDIRECT_URL = "/"
 # limit. A lab whose participants share one address (NAT) must raise it above the room's entries.
 CSN_ENTRY_LIMIT = env_int("CSN_ENTRY_LIMIT", 30, minimum=0)
 CSN_ENTRY_WINDOW_MINUTES = env_int("CSN_ENTRY_WINDOW_MINUTES", 10, minimum=1)
+# Files one request may carry (Django's parser refuses more, reading no further; the Clips page
+# then names the limit). Each file of an upload is a temporary file and an open handle until
+# the request ends, so keep it a few hundred. Per file the Clips page takes up to 100 MB; Django
+# spools every file above FILE_UPLOAD_MAX_MEMORY_SIZE to disk and counts only the form's other
+# fields against DATA_UPLOAD_MAX_MEMORY_SIZE, so neither limits the total of an upload.
+DATA_UPLOAD_MAX_NUMBER_FILES = env_int("CSN_UPLOAD_MAX_FILES", 500, minimum=1)
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("ja", _("Japanese"))]

@@ -191,3 +191,14 @@ def test_the_readme_lists_every_variable_the_settings_read():
     readme = (ROOT / "README.md").read_text()
     assert len(read) > 20  # the pattern still finds the typed readers' calls
     assert sorted(v for v in read if f"`{v}`" not in readme) == []
+
+
+def test_it_reads_the_number_of_files_one_upload_may_carry(tmp_path):
+    show = "from django.conf import settings; print(settings.DATA_UPLOAD_MAX_NUMBER_FILES)"
+    for env, expected in (({}, "500"), ({"CSN_UPLOAD_MAX_FILES": "150"}, "150")):
+        result = _manage(["shell", "-c", show], CSN_HOME=str(tmp_path), **env)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[-1] == expected
+    result = _manage(["check"], CSN_HOME=str(tmp_path), CSN_UPLOAD_MAX_FILES="0")
+    assert result.returncode != 0
+    assert "CSN_UPLOAD_MAX_FILES='0': expected an integer >= 1" in result.stderr

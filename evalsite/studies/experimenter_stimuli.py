@@ -8,10 +8,13 @@ from the session, so reloading the result sends neither the files nor the import
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
 from csn_model.data.slakh import DataError
@@ -39,13 +42,48 @@ MAX_UPLOAD_BYTES = 100_000_000  # above the longest clip audio.py accepts, in an
 FAILED_SHOWN = 500  # failed clips listed with a Remove button; "Remove all" takes every one
 
 
+@csrf_exempt  # checked by `_clips` once the body is read: see `_unreadable_upload`
 @login_required
 def clips(request: HttpRequest, pk: int) -> HttpResponse:
     """List the study catalogue's clips; upload several files at once, each validated.
 
     A valid upload redirects (303) back here, and the page shows each file's result once: a
-    reload then asks for the page again instead of sending the files again."""
+    reload then asks for the page again instead of sending the files again. An upload Django
+    will not read (too many files) gets this page (413) naming the limit; nothing of it is kept."""
     study = get_visible_study(request.user, pk)
+    refused = _unreadable_upload(request)
+    if refused is not None:
+        messages.error(request, refused)
+        return _clips_page(request, study, ClipUploadForm(), results=[], status=413)
+    return _clips(request, study)
+
+
+def _unreadable_upload(request: HttpRequest) -> str | None:
+    """Why Django refuses to read this POST's body, or None. Read here, before the CSRF check:
+    its token is in that body, so CsrfViewMiddleware would read it first and a refusal would end
+    on Django's bare "Bad Request (400)" page. A refused body stores nothing, so showing the page
+    in answer to it needs no token."""
+    if request.method != "POST":
+        return None
+    try:
+        _ = request.FILES  # parses the whole multipart body, files to memory or temporary files
+    except TooManyFilesSent:
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FILES
+        return (
+            f"Too many files in one upload: at most {limit} (CSN_UPLOAD_MAX_FILES); nothing was "
+            f"stored. Upload them in batches of {limit} or fewer."
+        )
+    except RequestDataTooBig:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return (
+            f"The form fields other than the files exceed {limit} bytes "
+            f"(DATA_UPLOAD_MAX_MEMORY_SIZE); nothing was stored."
+        )
+    return None
+
+
+@csrf_protect
+def _clips(request: HttpRequest, study: Study) -> HttpResponse:
     form = ClipUploadForm(request.POST or None, request.FILES or None)
     shown = f"studies:upload-results:{study.pk}"  # session key: the last upload, shown once
     if request.method == "POST":
@@ -54,15 +92,22 @@ def clips(request: HttpRequest, pk: int) -> HttpResponse:
         if form.is_valid():
             request.session[shown] = [upload_result(c) for c in _upload(request, study, form)]
             return see_other("studies:clips", pk=study.pk)
+    results = request.session.pop(shown, []) if request.method == "GET" else []
+    return _clips_page(request, study, form, results)
+
+
+def _clips_page(request, study, form, results, status=200) -> HttpResponse:
     context = {
         "study": study,
         "form": form,
-        "results": request.session.pop(shown, []) if request.method == "GET" else [],
+        "results": results,
         "clips": study_catalogue_clips(study).order_by("-id")[:500],
         "target_lufs": study.setting("loudness_target_lufs"),
+        "max_files": settings.DATA_UPLOAD_MAX_NUMBER_FILES,
+        "max_file_mb": round(MAX_UPLOAD_BYTES / 1e6),
         **_failed_context(study),
     }
-    return render(request, "studies/experimenter/clips.html", context)
+    return render(request, "studies/experimenter/clips.html", context, status=status)
 
 
 def _failed_context(study: Study) -> dict:

@@ -7,6 +7,7 @@ import re
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from django.urls import reverse
 
 from evalsite.datasets.catalog import datasets
@@ -292,3 +293,79 @@ def test_it_reports_what_an_import_made_and_skipped_when_a_track_fails_to_decode
     html = response.content.decode()
     assert "3 mix clips" in html and "1 skipped" in html
     assert "Track00011: " in html and "cannot decode stem S00" in html  # the reason, on the page
+
+
+def _browser(user) -> Client:
+    """A client that, like a browser, must send the CSRF token, read from the Clips page."""
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(user)
+    return browser
+
+
+def test_it_refuses_more_files_than_the_limit_on_the_clips_page_naming_it(
+    alice, study, settings, tmp_path
+):
+    settings.MEDIA_ROOT = tmp_path
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 3  # CSN_UPLOAD_MAX_FILES
+    browser = _browser(alice)
+    url = reverse("studies:clips", args=[study.pk])
+    page = browser.get(url)
+    assert "At most 3 files per upload" in page.content.decode()  # said on the form
+    files = [SimpleUploadedFile(f"f{i}.wav", wav_bytes(freq=200 + i)) for i in range(4)]
+    token = browser.cookies["csrftoken"].value  # in the body Django refuses to read past 3 files
+    response = browser.post(url, {"csrfmiddlewaretoken": token, "files": files})
+    assert response.status_code == 413
+    html = response.content.decode()
+    assert "Too many files in one upload: at most 3 (CSN_UPLOAD_MAX_FILES)" in html
+    assert "nothing was stored" in html and 'id="upload-limit"' in html  # the Clips page
+    assert not Clip.objects.filter(name__startswith="f").exists()
+    assert "Too many files" not in browser.get(url).content.decode()  # said once
+
+
+def test_it_still_checks_the_csrf_token_of_an_upload(alice, study, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    browser = _browser(alice)
+    url = reverse("studies:clips", args=[study.pk])
+    forged = browser.post(url, {"files": [SimpleUploadedFile("a.wav", wav_bytes())]})
+    assert forged.status_code == 403 and not Clip.objects.filter(name="a.wav").exists()
+    browser.get(url)
+    token = browser.cookies["csrftoken"].value
+    files = [SimpleUploadedFile("a.wav", wav_bytes())]
+    response = browser.post(url, {"csrfmiddlewaretoken": token, "files": files})
+    assert response.status_code == 303
+    assert Clip.objects.get(name="a.wav").status == Clip.Status.READY
+
+
+def test_it_takes_files_larger_than_djangos_in_memory_limits(
+    client, alice, study, settings, tmp_path
+):
+    settings.MEDIA_ROOT = tmp_path
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    client.force_login(alice)
+    files = [
+        SimpleUploadedFile(f"long{i}.wav", wav_bytes(seconds=2.0, freq=300 + i)) for i in (1, 2)
+    ]
+    assert all(f.size > 40_000 for f in files)  # each file and the request far above both
+    url = reverse("studies:clips", args=[study.pk])
+    response = client.post(url, {"files": files}, follow=True)
+    assert response.redirect_chain == [(url, 303)]
+    assert [r["status"] for r in response.context["results"]] == ["ready", "ready"]
+
+
+def test_it_names_the_limit_when_the_form_fields_besides_the_files_are_too_large(
+    alice, study, settings, tmp_path
+):
+    settings.MEDIA_ROOT = tmp_path
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1_000
+    browser = _browser(alice)
+    url = reverse("studies:clips", args=[study.pk])
+    browser.get(url)
+    token = browser.cookies["csrftoken"].value
+    files = [SimpleUploadedFile("a.wav", wav_bytes())]
+    response = browser.post(
+        url, {"csrfmiddlewaretoken": token, "files": files, "piece": "x" * 2000}
+    )
+    assert response.status_code == 413
+    html = response.content.decode()
+    assert "The form fields other than the files exceed 1000 bytes" in html
+    assert "nothing was stored" in html and not Clip.objects.filter(name="a.wav").exists()
