@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.urls import reverse
 
 from evalsite.studies import flow_screening, flow_trials
 from evalsite.studies.models import Participant
 from tests.evalsite.studies.conftest import SHORT_SCREENING
+
+# What a walk through the pages runs on each one it reaches, with a name for it ("en consent"):
+# the axe audit (axe_audit.Audit) or a layout check (test_accessibility_reflow.py).
+Check = Callable[[object, str], None]
 
 
 def scripted(page):
@@ -109,3 +115,60 @@ def answer_every_trial(page, p: Participant) -> dict[int, str]:
         chosen[slot.trial_id] = right_choice(p)
         with page.expect_navigation():
             page.keyboard.press(chosen[slot.trial_id].lower())
+
+
+def enter_to_calibration(page, check: Check, lang: str) -> None:
+    """Browser check, consent, questionnaire and calibration, `check`ing each page."""
+    page.wait_for_selector("#continue:not([disabled])")
+    check(page, f"{lang} entry (browser check)")
+    page.click("#continue")
+    page.wait_for_selector("#agree")
+    check(page, f"{lang} consent")
+    page.click("#agree")
+    page.wait_for_selector("#id_musical_training")
+    check(page, f"{lang} questionnaire")
+    page.select_option("#id_musical_training", "2to5")
+    page.select_option("#id_device", "laptop")
+    page.select_option("#id_headphones", "over_ear")
+    page.click("#continue")
+    page.wait_for_selector("[data-play=cal]")
+    scripted(page)
+    check(page, f"{lang} calibration")
+    page.click("[data-play=cal]")
+    page.wait_for_selector("#continue:not([disabled])")
+    page.click("#continue")
+
+
+def screen_checking(
+    page, p: Participant, correct: bool, check: Check | None = None, lang: str = ""
+) -> None:
+    """The headphone check, as `screen`, `check`ing its first page before and after its sound
+    played, if asked."""
+    for n in range(SHORT_SCREENING["trials"]):
+        page.wait_for_selector(f"input[name=n][value='{n}']", state="attached")
+        scripted(page)
+        n == 0 and check and check(page, f"{lang} screening")
+        page.keyboard.press(" ")  # the play shortcut
+        page.wait_for_selector("[data-choice='1']:not([disabled])")
+        n == 0 and check and check(page, f"{lang} screening, answers unlocked")
+        p.refresh_from_db()
+        target = flow_screening.screening_key(p)["target"]
+        page.keyboard.press(str(target if correct else target % 3 + 1))
+
+
+def practice_and_first_trial(page, check: Check, p: Participant, lang: str) -> None:
+    """From the practice trial through its feedback to the first main trial, `check`ing the
+    practice trial before and after listening, its feedback and the main trial."""
+    page.wait_for_selector("#play-r")
+    scripted(page)
+    check(page, f"{lang} practice trial")
+    listen_all(page)
+    check(page, f"{lang} practice trial, every clip played")
+    with page.expect_navigation():
+        page.keyboard.press(right_choice(p).lower())
+    page.wait_for_selector("#feedback")
+    check(page, f"{lang} practice feedback")
+    page.click("#continue")
+    page.wait_for_selector("#progress-text")
+    scripted(page)
+    check(page, f"{lang} main trial")

@@ -13,20 +13,19 @@ from __future__ import annotations
 
 import pytest
 
-from evalsite.studies import flow_screening
 from evalsite.studies.models import Participant, Study
 from tests.browser.axe_audit import audit
 from tests.browser.participant_fixtures import *  # noqa: F403 (fixtures, WAIT_MS)
 from tests.browser.participant_fixtures import CLIP_S, WAIT_MS
 from tests.browser.participant_steps import (
     answer_every_trial,
-    listen_all,
-    right_choice,
-    scripted,
+    enter_to_calibration,
+    practice_and_first_trial,
+    screen_checking,
     study_url,
     through_calibration,
 )
-from tests.evalsite.studies.conftest import SHORT_SCREENING, make_catalogue, make_study
+from tests.evalsite.studies.conftest import make_catalogue, make_study
 from tests.evalsite.studies.experimenter_personas import (
     PASSWORD,
     alice,
@@ -55,70 +54,19 @@ def listening_study(owner):
     return make_study(owner, make_catalogue(owner, seconds=CLIP_S), 1, practice_trials=1)
 
 
-def _enter_to_calibration(page, audit, lang: str) -> None:
-    page.wait_for_selector("#continue:not([disabled])")
-    audit(page, f"{lang} entry (browser check)")
-    page.click("#continue")
-    page.wait_for_selector("#agree")
-    audit(page, f"{lang} consent")
-    page.click("#agree")
-    page.wait_for_selector("#id_musical_training")
-    audit(page, f"{lang} questionnaire")
-    page.select_option("#id_musical_training", "2to5")
-    page.select_option("#id_device", "laptop")
-    page.select_option("#id_headphones", "over_ear")
-    page.click("#continue")
-    page.wait_for_selector("[data-play=cal]")
-    scripted(page)
-    audit(page, f"{lang} calibration")
-    page.click("[data-play=cal]")
-    page.wait_for_selector("#continue:not([disabled])")
-    page.click("#continue")
-
-
-def _screen(page, p: Participant, correct: bool, audit=None, lang: str = "") -> None:
-    """The headphone check, as participant_steps.screen, auditing its first page if asked."""
-    for n in range(SHORT_SCREENING["trials"]):
-        page.wait_for_selector(f"input[name=n][value='{n}']", state="attached")
-        scripted(page)
-        n == 0 and audit and audit(page, f"{lang} screening")
-        page.keyboard.press(" ")  # the play shortcut
-        page.wait_for_selector("[data-choice='1']:not([disabled])")
-        n == 0 and audit and audit(page, f"{lang} screening, answers unlocked")
-        p.refresh_from_db()
-        target = flow_screening.screening_key(p)["target"]
-        page.keyboard.press(str(target if correct else target % 3 + 1))
-
-
-def _practice_and_first_trial(page, audit, p: Participant, lang: str) -> None:
-    page.wait_for_selector("#play-r")
-    scripted(page)
-    audit(page, f"{lang} practice trial")
-    listen_all(page)
-    audit(page, f"{lang} practice trial, every clip played")
-    with page.expect_navigation():
-        page.keyboard.press(right_choice(p).lower())
-    page.wait_for_selector("#feedback")
-    audit(page, f"{lang} practice feedback")
-    page.click("#continue")
-    page.wait_for_selector("#progress-text")
-    scripted(page)
-    audit(page, f"{lang} main trial")
-
-
 @pytest.mark.parametrize("lang", ["en", "ja"])
 def test_it_finds_no_violations_on_a_participants_pages(
     live_server, page, listening_study, audit, lang
 ):
     page.goto(study_url(live_server, listening_study, pid=f"axe-{lang}", lang=lang))
-    _enter_to_calibration(page, audit, lang)
+    enter_to_calibration(page, audit, lang)
     p = Participant.objects.get(external_pid=f"axe-{lang}")
     assert p.language == lang
-    _screen(page, p, correct=True, audit=audit, lang=lang)
+    screen_checking(page, p, correct=True, check=audit, lang=lang)
     page.wait_for_selector("#continue")
     audit(page, f"{lang} instructions")
     page.click("#continue")
-    _practice_and_first_trial(page, audit, p, lang)
+    practice_and_first_trial(page, audit, p, lang)
     answer_every_trial(page, p)
     page.wait_for_selector("#completion-code")
     audit(page, f"{lang} completion (debrief)")
@@ -132,7 +80,7 @@ def test_it_finds_no_violations_on_the_screened_out_and_refusal_pages(
         page.goto(study_url(live_server, listening_study, pid=f"out-{lang}", lang=lang))
         through_calibration(page)  # those pages are audited in the test above
         p = Participant.objects.get(external_pid=f"out-{lang}")
-        _screen(page, p, correct=False)
+        screen_checking(page, p, correct=False)
         page.wait_for_selector("#screen-out-code")
         audit(page, f"{lang} screened out")
     Study.objects.filter(pk=listening_study.pk).update(status=Study.Status.CLOSED)
