@@ -37,8 +37,9 @@ Note = tuple[str, str]  # (level, text) for the report's messages
 
 NOT_ESTIMABLE = (
     "every answer agrees (or none does): its log-odds is not estimable; see the crossed/Wilson "
-    "interval (the crossed table, or consent's Wilson interval). It is left out of the mixed-model "
-    "and GEE fits, whose other rows stand"
+    "interval (the crossed table's where it has one; consent's Wilson and Clopper-Pearson "
+    "intervals, which assume independent answers, always bound it). It is left out of the "
+    "mixed-model and GEE fits, whose other rows stand"
 )
 # Beyond this a log-odds (odds above 22,000 to 1) comes from (near) separation, not the data's
 # signal: the fit's estimate and se for it are not to be read.
