@@ -14,6 +14,7 @@ from typing import TypeVar
 from django import forms
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
+from django.db.models import Count
 
 from csn_model import CONDITIONS
 from evalsite.datasets.catalog import datasets
@@ -178,6 +179,27 @@ class StudyForm(forms.ModelForm):
         if missing:
             raise forms.ValidationError(f"No researcher named {', '.join(missing)}.")
         return users
+
+    def clean_instruments(self):
+        """The instruments, refusing to drop one the study's trials judge: the trials are
+        assigned whatever the list says, the instructions name only the listed instruments."""
+        value = self.cleaned_data["instruments"]
+        if not self.instance.pk:
+            return value
+        judged = (
+            self.instance.trials.exclude(instrument__in=value)
+            .values_list("instrument")
+            .annotate(n=Count("id"))
+            .order_by("instrument")
+        )
+        errors = [
+            f"{name} is judged in {n} of the study's trials: participants would get them while "
+            f"the instructions no longer name it; keep {name}, or delete those trials first."
+            for name, n in judged
+        ]
+        if errors:
+            raise forms.ValidationError(errors)
+        return value
 
     def clean(self):
         data = super().clean()

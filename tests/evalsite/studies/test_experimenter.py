@@ -75,7 +75,8 @@ def test_it_edits_settings_and_keeps_keys_it_does_not_show(client, alice, study)
     study.settings = {**study.settings, "lab_note": "booth 2"}
     study.save()
     client.force_login(alice)
-    post = _study_post(name="Renamed", target_answers_per_trial=3, screening="")
+    post = _study_post(name="Renamed", instruments=["drums", "bass"], target_answers_per_trial=3,
+                       screening="")  # fmt: skip
     response = client.post(reverse("studies:study_edit", args=[study.pk]), post)
     assert response.status_code == 302
     study.refresh_from_db()
@@ -102,9 +103,46 @@ def test_a_refused_edit_shows_the_study_as_saved_around_the_form(client, alice, 
 
 def test_it_keeps_sharing_unchanged_when_a_collaborator_edits(client, carol, study):
     client.force_login(carol)
-    post = _study_post(shared_with_names="")  # the field is disabled for non-owners
+    # the field is disabled for non-owners
+    post = _study_post(instruments=["drums", "bass"], shared_with_names="")
     assert client.post(reverse("studies:study_edit", args=[study.pk]), post).status_code == 302
     assert list(study.shared_with.all()) == [carol]
+
+
+@pytest.mark.parametrize("status", ["draft", "open", "paused"])
+def test_it_refuses_removing_an_instrument_the_studys_trials_judge(client, alice, study, status):
+    Study.objects.filter(pk=study.pk).update(status=status)
+    client.force_login(alice)
+    edit = reverse("studies:study_edit", args=[study.pk])
+    response = client.post(edit, _study_post(name=study.name, instruments=["drums"]))
+    assert response.status_code == 200
+    assert response.context["form"].errors["instruments"] == [
+        "bass is judged in 3 of the study's trials: participants would get them while the "
+        "instructions no longer name it; keep bass, or delete those trials first."
+    ]
+    response = client.post(edit, _study_post(name=study.name, instruments=["piano"]))
+    errors = response.context["form"].errors["instruments"]
+    assert [e.split(":")[0] for e in errors] == [
+        "bass is judged in 3 of the study's trials",
+        "drums is judged in 5 of the study's trials",
+    ]
+    study.refresh_from_db()
+    assert study.instruments == ["drums", "bass"]
+    assert not study.events.exists()
+
+
+def test_it_lets_an_instrument_be_added_to_a_study_with_trials(client, alice, study):
+    Study.objects.filter(pk=study.pk).update(status="open")
+    client.force_login(alice)
+    post = _study_post(name=study.name, instruments=["drums", "bass", "piano"])
+    assert client.post(reverse("studies:study_edit", args=[study.pk]), post).status_code == 302
+    study.refresh_from_db()
+    assert study.instruments == ["drums", "bass", "piano"]
+    changed = study.events.get().changes["instruments"]
+    assert changed == [["drums", "bass"], ["drums", "bass", "piano"]]
+    empty = Study.objects.create(owner=alice, name="empty", instruments=["drums", "bass"])
+    post = _study_post(name=empty.name, instruments=["guitar"])  # no trial judges either
+    assert client.post(reverse("studies:study_edit", args=[empty.pk]), post).status_code == 302
 
 
 def test_only_the_owner_can_change_the_studys_catalogue(client, alice, carol, study):
@@ -114,14 +152,15 @@ def test_only_the_owner_can_change_the_studys_catalogue(client, alice, carol, st
     field = client.get(edit).context["form"]["catalogue"]
     assert field.field.disabled and [c.pk for c in field.field.queryset] == [study.catalogue_id]
     assert "alice unpublished" not in field.as_widget()
-    forged = _study_post(name=study.name, catalogue=private.pk)
+    forged = _study_post(name=study.name, instruments=study.instruments, catalogue=private.pk)
     assert client.post(edit, forged).status_code == 302
     study.refresh_from_db()
     assert study.catalogue.name == "alice clips"
     client.force_login(alice)
     offered = client.get(edit).context["form"]["catalogue"].field
     assert not offered.disabled and set(offered.queryset) == {study.catalogue, private}
-    client.post(edit, _study_post(name=study.name, catalogue=private.pk))
+    client.post(edit, _study_post(name=study.name, instruments=study.instruments,
+                                  catalogue=private.pk))  # fmt: skip
     study.refresh_from_db()
     assert study.catalogue == private
 
