@@ -114,7 +114,9 @@ def stage_study(opts: DemoOptions) -> dict:
     )
     if not study.trials.exists():
         with LocalWorker(opts) as worker:
-            job = queue_design(study, catalogue, "nearest_random", per_instrument=6, seed=opts.seed)
+            job = queue_design(
+                study, catalogue, "nearest_random", per_instrument=6, seed=opts.seed, user=user
+            )
             wait_for_job(job, worker, "design study")
     study.status = Study.Status.OPEN
     study.save(update_fields=["status"])

@@ -8,6 +8,7 @@ twice. See evalsite/jobs/progress.py.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -34,6 +35,11 @@ class Job(models.Model):
     catalogue = models.ForeignKey(
         Catalogue, on_delete=models.CASCADE, null=True, blank=True, related_name="jobs"
     )
+    # Who queued it: a job that changes the study records the change in its history as theirs.
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )  # fmt: skip
     checkpoint_id = models.CharField(max_length=32, blank=True)
     params = models.JSONField(default=dict, blank=True)  # e.g. {"clips": [ids]} or design args
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)

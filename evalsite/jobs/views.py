@@ -1,5 +1,8 @@
 """Job progress for experimenters: a page per study, an includable HTML fragment, JSON, and the
 buttons that queue model work (ingest the catalogue, model choices, design from the model).
+Model choices and a design change the study: the page refuses them (and does not offer them)
+where the study's other edit pages would refuse a change (`refusal`), and their tasks record
+what they changed in the study's history.
 
 URLs: /jobs/study/<pk>/ (page), /jobs/study/<pk>/fragment (for the dashboard to include or
 poll), /jobs/study/<pk>.json, POST /jobs/study/<pk>/{ingest,model-choices,design}.
@@ -16,10 +19,13 @@ from django.views.decorators.http import require_POST
 
 from evalsite.jobs import progress
 from evalsite.jobs.models import Job
+from evalsite.studies.experimenter import editable
 from evalsite.studies.model_design import STRATEGIES, DesignError
+from evalsite.studies.models import Answer, Study
 from evalsite.studies.permissions import get_visible_study
 
 ACTIONS = ("ingest", "model-choices", "design")
+STUDY_CHANGES = ("model-choices", "design")  # refused as the study's other edits are
 
 
 def study_jobs(study):
@@ -33,7 +39,28 @@ def study_jobs(study):
 
 
 def _context(study) -> dict:
-    return {"study": study, "jobs": study_jobs(study), "strategies": STRATEGIES}
+    return {
+        "study": study, "jobs": study_jobs(study), "strategies": STRATEGIES,
+        "closed": study.status == Study.Status.CLOSED, "n_trials": study.trials.count(),
+        "n_answers": Answer.objects.filter(trial__study=study).count(),
+    }  # fmt: skip
+
+
+def refusal(study: Study, action: str, post) -> str:
+    """Why the study's rules refuse the job that changes it ("" when they allow it), as the
+    other edit pages do: nothing on a closed study (`experimenter.editable`, checked first);
+    a design only for a study without trials; model choices of a study with answers only when
+    the researcher confirms that the export's model columns will change."""
+    if action == "design" and (n := study.trials.count()):
+        return f"The study already has {n} trial(s); the model designs only a study without trials."
+    if action == "model-choices" and post.get("confirm_answers") != "on":
+        if answers := Answer.objects.filter(trial__study=study).count():
+            return (
+                f"The study has {answers} answer(s): recomputing the model choices changes the "
+                "model_choice, model_margin and agree columns of their export. Tick the box to "
+                "confirm."
+            )
+    return ""
 
 
 @login_required
@@ -69,20 +96,25 @@ def queue(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     study = get_visible_study(request.user, pk)
     if action not in ACTIONS:  # a typo must not look like a queued job
         raise Http404(f"action {action!r}: expected one of {', '.join(ACTIONS)}")
-    job = None
-    if action in ("ingest", "design") and study.catalogue is None:
+    post, job = request.POST, None
+    # Embedding adds to the catalogue, not to the study: the other two change the study.
+    if action in STUDY_CHANGES and not editable(request, study):
+        return redirect("jobs:study", pk=study.pk)
+    if action in STUDY_CHANGES and (refused := refusal(study, action, post)):
+        messages.error(request, refused)
+    elif action in ("ingest", "design") and study.catalogue is None:
         messages.error(request, "The study has no catalogue yet; add clips first.")
     elif action == "ingest" and study.catalogue is not None:  # None: the message above
         job = queue_ingest(study.catalogue, study=study)
     elif action == "model-choices":
-        job = queue_model_choices(study)
+        confirmed = post.get("confirm_answers") == "on"
+        job = queue_model_choices(study, request.user, answers_confirmed=confirmed)
     elif action == "design":
-        post = request.POST
         try:  # queue_design checks the ranges (per_instrument >= 1, catch_per_kind >= 0)
             job = queue_design(
                 study, study.catalogue, post.get("strategy", ""),
                 _int_param(post, "per_instrument", 10), _int_param(post, "seed", 0),
-                catch_per_kind=_int_param(post, "catch_per_kind", 2),
+                catch_per_kind=_int_param(post, "catch_per_kind", 2), user=request.user,
             )  # fmt: skip
         except DesignError as exc:
             messages.error(request, str(exc))

@@ -44,6 +44,16 @@ def record(study: Study, user, kind: str, what: dict) -> StudyEvent | None:
     return StudyEvent.objects.create(study=study, user=user, kind=kind, changes=what)
 
 
+def model_choice_checkpoint(study: Study) -> str | None:
+    """The checkpoint the study's model choices were last computed with: the latest model-choices
+    event's, else that of a design from the model; None when no job computed them (none, or
+    typed in by hand or CSV)."""
+    last = study.events.filter(kind=Kind.MODEL_CHOICES).order_by("-at", "-id").first()
+    if last is not None:
+        return last.changes["checkpoint"][1]
+    return (study.design or {}).get("checkpoint_id")
+
+
 def events(study: Study) -> list[dict]:
     """The study's events in order, as the export writes them."""
     return [

@@ -65,6 +65,10 @@ class StudyNotEmpty(DesignError):
     """The study has trials already: a design never adds to them."""
 
 
+class StudyClosed(DesignError):
+    """The study was closed after the design was queued: a closed study never changes."""
+
+
 def check_counts(**counts) -> None:
     """Refuse (DesignError, a ValueError) the first count that is not an integer at or above
     its LEAST value: 0 trials per instrument designs nothing; a negative count breaks sampling."""
@@ -256,8 +260,9 @@ def build_model_trials(
     practice: int = 2,
     catch_per_kind: int = 2,
 ) -> list[Trial]:
-    """Create the study's trials from the model (call on a study without trials, with the
-    catalogue embedded under version). Stores strategy, seed and checkpoint on Study.design."""
+    """Create the study's trials from the model (call on a study without trials that is not
+    closed, with the catalogue embedded under version). Stores strategy, seed and checkpoint on
+    Study.design."""
     from evalsite.retrieval.ingest import vectors_for
 
     check_counts(per_instrument=per_instrument, catch_per_kind=catch_per_kind, practice=practice)
@@ -278,7 +283,9 @@ def build_model_trials(
     with transaction.atomic():
         # Two design jobs for one study can both pass the check above; the row lock makes the
         # second wait for the first's commit, and the check again then sees its trials.
-        Study.objects.select_for_update().get(pk=study.pk)
+        # Closing takes the same lock (experimenter.study_status), so no design lands after it.
+        if Study.objects.select_for_update().get(pk=study.pk).status == Study.Status.CLOSED:
+            raise StudyClosed(f"study {study.name!r} is closed; nothing designed")
         _refuse_trials(study)
         made = [_main_trial(study, mixes, p) for p in plan]
         made += _catch_trials(study, catalogue, mixes, made, rng, catch_per_kind)

@@ -369,13 +369,14 @@ class FoldedParticipant(models.Model):
 class StudyEvent(models.Model):
     """One change an experimenter made to a study, kept so that the export says what held when
     (`history.py`): settings edited while participants were taking it, opening and pausing,
-    trials added. Append-only."""
+    trials added, the model's choices computed again. Append-only."""
 
     class Kind(models.TextChoices):
         CREATED = "created", "created"
         EDITED = "edited", "edited"
         STATUS = "status", "status changed"
         TRIALS = "trials", "trials added"
+        MODEL_CHOICES = "model_choices", "model choices computed"
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="events")
     at = models.DateTimeField(default=timezone.now)

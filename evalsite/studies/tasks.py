@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.db import transaction
 
 from evalsite.jobs import progress
 from evalsite.jobs.models import Job
@@ -22,8 +23,8 @@ from evalsite.retrieval.embedder import (
     version_for,
 )
 from evalsite.stimuli.models import Catalogue
-from evalsite.studies import model_design
-from evalsite.studies.models import Study
+from evalsite.studies import history, model_design
+from evalsite.studies.models import Answer, Study
 
 log = logging.getLogger(__name__)
 RETRY = {
@@ -69,17 +70,27 @@ def _trial_clip_ids(study: Study) -> list[int]:
 
 @shared_task(name="studies.model_choices", base=JobTask, **RETRY)
 def model_choices(job_id: int) -> dict:
-    """Embed the study's trial clips that lack an embedding, then store every trial's choice."""
-    job = Job.objects.select_related("study").get(pk=job_id)
+    """Embed the study's trial clips that lack an embedding, then store every trial's choice
+    with its history entry, unless the study was closed (or answered, unconfirmed) meanwhile."""
+    job = Job.objects.select_related("study", "requested_by").get(pk=job_id)
     progress.start(job)
     embedder = _embedder(job)
     if embedder is None:
         return {"error": job.message}
     version = version_for(embedder)
-    study = _study(job)
-    report = ingest.embed_clips(_trial_clip_ids(study), embedder=embedder)
-    trials = list(study.trials.all())
-    assigned = model_design.assign_model_choices(trials, version)
+    report = ingest.embed_clips(_trial_clip_ids(_study(job)), embedder=embedder)
+    with transaction.atomic():
+        # Closing takes the study's lock too: no choice changes once the study is closed.
+        study = Study.objects.select_for_update().get(pk=_study(job).pk)
+        n_answers = Answer.objects.filter(trial__study=study).count()
+        refusal = _choices_refusal(job, study, n_answers)
+        if refusal:
+            job.fail(refusal)
+            return {"error": refusal}
+        before = history.model_choice_checkpoint(study)
+        trials = list(study.trials.all())
+        assigned = model_design.assign_model_choices(trials, version)
+        _record_choices(job, study, before, assigned, n_answers)
     # Absolute counts of this run, and the clip errors rebuilt, never appended to: a task
     # delivered again counts each trial and lists each missing clip once.
     progress.report(
@@ -97,10 +108,35 @@ def model_choices(job_id: int) -> dict:
     return {"set": assigned.set, "cleared": assigned.cleared, "missing": len(assigned.missing)}
 
 
+def _choices_refusal(job: Job, study: Study, n_answers: int) -> str:
+    """Why the job may not change the study's model choices now ("" when it may): the rules the
+    jobs page applied when it was queued, checked again as the choices are stored."""
+    if study.status == Study.Status.CLOSED:
+        return f"study {study.name!r} is closed; no model choice changed"
+    if n_answers and not job.params.get("answers_confirmed"):
+        return (
+            f"study {study.name!r} has {n_answers} answer(s) now; no model choice changed: queue "
+            "the job again, confirming that the export's model columns will change"
+        )
+    return ""
+
+
+def _record_choices(job: Job, study: Study, before, assigned, n_answers: int) -> None:
+    """The study's history entry for the choices stored (one per job, however often its task
+    ran; none when no trial's choice was set or cleared)."""
+    if not (assigned.set or assigned.cleared):
+        return
+    if study.events.filter(kind=history.Kind.MODEL_CHOICES, changes__job=job.pk).exists():
+        return
+    what = {"checkpoint": [before, job.checkpoint_id], "set": assigned.set,
+            "cleared": assigned.cleared, "answers": n_answers, "job": job.pk}  # fmt: skip
+    history.record(study, job.requested_by, history.Kind.MODEL_CHOICES, what)
+
+
 @shared_task(name="studies.design_from_model", base=JobTask, **RETRY)
 def design_from_model(job_id: int) -> dict:
     """Embed the catalogue (all ready clips), then build the study's trials from the model."""
-    job = Job.objects.select_related("study", "catalogue").get(pk=job_id)
+    job = Job.objects.select_related("study", "catalogue", "requested_by").get(pk=job_id)
     if job.is_finished:  # redelivered after it finished: keep what it said
         return {"status": job.status}
     progress.start(job)
@@ -114,10 +150,12 @@ def design_from_model(job_id: int) -> dict:
     ingest.embed_clips(p["clips"], embedder=embedder)
     progress.refresh(job)
     try:
-        made = model_design.build_model_trials(
-            study, _catalogue(job), version, p["strategy"], p["per_instrument"], p["seed"],
-            practice=p.get("practice", 2), catch_per_kind=p.get("catch_per_kind", 2),
-        )  # fmt: skip
+        with transaction.atomic():  # the trials and their history entry commit together
+            made = model_design.build_model_trials(
+                study, _catalogue(job), version, p["strategy"], p["per_instrument"], p["seed"],
+                practice=p.get("practice", 2), catch_per_kind=p.get("catch_per_kind", 2),
+            )  # fmt: skip
+            _record_design(job, study, len(made))
     except model_design.StudyNotEmpty:  # another job designed it meanwhile
         return _nothing_designed(job, study)
     except model_design.DesignError as exc:
@@ -127,6 +165,15 @@ def design_from_model(job_id: int) -> dict:
     return {"trials": len(made)}
 
 
+def _record_design(job: Job, study: Study, added: int) -> None:
+    p = job.params
+    what = {"added": added, "how": "model", "strategy": p["strategy"],
+            "per_instrument": p["per_instrument"], "catch_per_kind": p.get("catch_per_kind", 2),
+            "seed": p["seed"], "practice": p.get("practice", 2),
+            "checkpoint": job.checkpoint_id, "job": job.pk}  # fmt: skip
+    history.record(study, job.requested_by, history.Kind.TRIALS, what)
+
+
 def _nothing_designed(job: Job, study: Study) -> dict:
     """Finish the job without designing: the study's trials exist (never design twice)."""
     existing = study.trials.count()
@@ -134,21 +181,28 @@ def _nothing_designed(job: Job, study: Study) -> dict:
     return {"trials": 0, "existing": existing}
 
 
-def _new_job(kind: str, study: Study, params: dict | None = None, **fields) -> Job:
+def _new_job(kind: str, study: Study, user, params: dict | None = None, **fields) -> Job:
+    user = user if getattr(user, "is_authenticated", False) else None
     try:
         path = checkpoint_path()
         ckpt = checkpoint_id(path)
     except CheckpointMissing as exc:
-        job = Job.objects.create(kind=kind, study=study, catalogue=study.catalogue)
+        job = Job.objects.create(kind=kind, study=study, catalogue=study.catalogue,
+                                 requested_by=user)  # fmt: skip
         job.fail(str(exc))
         return job
     params = {**(params or {}), "checkpoint": str(path)}  # the worker loads this checkpoint
-    return Job.objects.create(kind=kind, study=study, checkpoint_id=ckpt, params=params, **fields)
+    return Job.objects.create(
+        kind=kind, study=study, requested_by=user, checkpoint_id=ckpt, params=params, **fields
+    )
 
 
-def queue_model_choices(study: Study) -> Job:
-    """Queue model choices for every trial of the study, after the current transaction commits."""
-    job = _new_job(Job.Kind.MODEL_CHOICE, study, catalogue=study.catalogue)
+def queue_model_choices(study: Study, user=None, *, answers_confirmed: bool = False) -> Job:
+    """Queue model choices for every trial of the study, after the current transaction commits.
+    answers_confirmed: the researcher accepted that the export's model columns of the study's
+    answers change; without it, the task changes nothing once the study has answers."""
+    params = {"answers_confirmed": answers_confirmed}
+    job = _new_job(Job.Kind.MODEL_CHOICE, study, user, params, catalogue=study.catalogue)
     if not job.is_finished:
         job.total = study.trials.count()
         job.save(update_fields=["total"])
@@ -164,8 +218,10 @@ def queue_design(
     seed: int = 0,
     practice: int = 2,
     catch_per_kind: int = 2,
+    user=None,
 ) -> Job:
-    """Queue a model design of the (empty) study from the catalogue, after the commit."""
+    """Queue a model design of the (empty) study from the catalogue, after the commit; its
+    trials are recorded in the study's history as `user`'s."""
     if strategy not in model_design.STRATEGIES:
         raise model_design.DesignError(
             f"strategy {strategy!r}: expected one of {', '.join(model_design.STRATEGIES)}"
@@ -178,7 +234,9 @@ def queue_design(
         "strategy": strategy, "per_instrument": per_instrument, "seed": seed,
         "practice": practice, "catch_per_kind": catch_per_kind, "clips": clips,
     }  # fmt: skip
-    job = _new_job(Job.Kind.DESIGN, study, catalogue=catalogue, params=params, total=len(clips))
+    job = _new_job(
+        Job.Kind.DESIGN, study, user, catalogue=catalogue, params=params, total=len(clips)
+    )
     if not job.is_finished:
         progress.queue_on_commit(job, design_from_model)
     return job

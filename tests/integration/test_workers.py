@@ -75,6 +75,9 @@ def test_it_ingests_a_catalogue_and_designs_a_study_with_a_real_worker(
     assert study.trials.filter(is_catch=False, is_practice=False).count() == 6
     assert not study.trials.filter(model_choice__isnull=True).exists()
     assert study.trials.filter(catch_kind="attention").exists()
+    added = study.events.get(kind="trials").changes  # written by the worker with its trials
+    assert (added["how"], added["job"]) == ("model", design.pk)
+    assert added["added"] == study.trials.count()
 
 
 @pytest.mark.slow  # ~60 s (two worker starts and a visibility timeout)

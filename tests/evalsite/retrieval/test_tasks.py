@@ -154,6 +154,8 @@ def test_it_lists_each_missing_clip_once_and_counts_failed_trials_on_redelivery(
     job.refresh_from_db()
     assert job.errors == [{"clip": clips[0].pk, "error": "bad audio"}]
     assert (job.total, job.done, job.failed) == (3, 1, 2)  # trials, not clips
+    recorded = study.events.filter(kind="model_choices").values_list("changes", flat=True)
+    assert [(c["set"], c["job"]) for c in recorded] == [(1, job.pk)]  # once, however often run
 
 
 def test_it_clears_earlier_choices_it_cannot_recompute_and_counts_only_its_own_work(
