@@ -12,8 +12,9 @@ one), a shorter remainder is dropped. The file's embedding is the unweighted mea
 embeddings. A file no longer than S is embedded whole, in one piece (zero-padded to one FFT
 window if shorter than that). Segments of all files are batched together.
 
-A file that cannot be decoded, holds a NaN or infinite sample, is silent (peak below -60 dBFS
-over every channel, the catalogue's rule) or has no samples raises EmbedError naming it.
+A file that cannot be decoded, holds a NaN or infinite sample, is silent (peak above 20 Hz below
+-60 dBFS over every channel: the catalogue's rule, csn_model.silence) or has no samples raises
+EmbedError naming it.
 """
 
 from __future__ import annotations
@@ -29,12 +30,10 @@ import torch
 
 from csn_model.checkpoint import file_id, load_model
 from csn_model.model import ConditionalSimilarityNet
+from csn_model.silence import SILENCE_DBFS, SILENCE_HIGHPASS_HZ, audible_peak
 
 DEFAULT_BATCH = 64
 FILE_CHUNK = 16  # files per unit of work in embed_files
-# A file whose peak (over every channel) is below this is silent and refused: the catalogue's
-# rule (evalsite.stimuli.audio.Limits.silence_dbfs), kept equal here without importing Django.
-SILENCE_DBFS = -60.0
 
 
 class EmbedError(ValueError):
@@ -101,11 +100,12 @@ def decode(path: str | Path, sample_rate: int) -> np.ndarray:
         raise EmbedError(f"{path}: cannot decode audio ({exc})") from None
     if not np.isfinite(audio).all():  # one NaN makes the whole log-mel and embedding NaN
         raise EmbedError(f"{path}: samples contain NaN or infinity; expected finite audio")
-    peak = float(np.abs(audio).max()) if audio.size else 1.0  # no samples: refused below
+    peak = audible_peak(audio, sr) if audio.size else 1.0  # no samples: refused below
     peak_db = 20 * np.log10(peak) if peak > 0 else -np.inf
     if peak_db < SILENCE_DBFS:
         raise EmbedError(
-            f"{path}: silent (peak {peak_db:.1f} dBFS); expected a peak above {SILENCE_DBFS:g} dBFS"
+            f"{path}: silent (peak {peak_db:.1f} dBFS above {SILENCE_HIGHPASS_HZ:g} Hz); "
+            f"expected a peak above {SILENCE_DBFS:g} dBFS"
         )
     mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]  # (T,)
     if sr != sample_rate:

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
 
+from csn_model.silence import SILENCE_DBFS, SILENCE_HIGHPASS_HZ, audible_peak
 from evalsite.stimuli.models import Catalogue, Clip
 
 # A mono file plays on two speakers: +10*log10(2) LU over BS.1770's one-channel measure.
@@ -42,7 +43,7 @@ class Limits:
     min_sample_rate: int = 16000
     max_sample_rate: int = 96000
     max_channels: int = 2
-    silence_dbfs: float = -60.0  # a clip whose peak is below this is "silent"
+    silence_dbfs: float = SILENCE_DBFS  # peak above 20 Hz below this: silent (csn_model.silence)
 
 
 DEFAULT_LIMITS = Limits()
@@ -92,12 +93,12 @@ def validate(data: np.ndarray, sr: int, name: str, limits: Limits = DEFAULT_LIMI
     _check_duration(data.shape[0] / sr, name, limits)
     if not np.all(np.isfinite(data)):
         raise AudioError(f"{name}: samples contain NaN or infinity; expected finite audio")
-    peak = float(np.max(np.abs(data))) if data.size else 0.0
+    peak = audible_peak(data, sr)
     peak_db = 20 * np.log10(peak) if peak > 0 else -np.inf
     if peak_db < limits.silence_dbfs:
         raise AudioError(
-            f"{name}: silent (peak {peak_db:.1f} dBFS); expected a peak above "
-            f"{limits.silence_dbfs:g} dBFS"
+            f"{name}: silent (peak {peak_db:.1f} dBFS above {SILENCE_HIGHPASS_HZ:g} Hz); "
+            f"expected a peak above {limits.silence_dbfs:g} dBFS"
         )
 
 

@@ -143,3 +143,11 @@ def test_it_names_a_silent_file_from_the_command_line(smoke_run, tmp_path, capsy
     assert main(["embed", str(path), "--checkpoint", str(smoke_run)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("csn embed: error: ") and "silent.wav: silent" in err
+
+
+def test_it_refuses_a_dc_offset_as_silent(embedder, tmp_path):
+    # The catalogue's rule (csn_model.silence): judged above 20 Hz, a constant makes no sound.
+    path = tmp_path / "dc.wav"
+    sf.write(path, np.full((22050, 2), 0.5, np.float32), 22050, subtype="FLOAT")
+    with pytest.raises(EmbedError, match=r"dc\.wav: silent \(peak -\d+\.\d dBFS above 20 Hz\)"):
+        embedder.embed_files([path])

@@ -44,6 +44,28 @@ def test_it_rejects_bad_audio_naming_the_field(data, sr, field):
         audio.validate(data, sr, "take.wav")
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        np.full((SR, 1), 0.5, np.float32),
+        np.full((SR, 2), -0.9, np.float32),
+        0.5 + noise(1.0, 1e-5),  # with noise at -100 dBFS
+        np.linspace(0.2, 0.6, SR, dtype=np.float32)[:, None],  # an offset that drifts
+    ],
+    ids=["dc", "stereo negative dc", "dc with inaudible noise", "slow drift"],
+)
+def test_it_refuses_a_dc_offset_as_silent(data):
+    with pytest.raises(audio.AudioError, match=r"^take\.wav: silent \(peak -\d+\.\d dBFS"):
+        audio.validate(data, SR, "take.wav")
+
+
+def test_it_takes_quiet_audio_riding_on_a_dc_offset():
+    t = np.arange(2 * SR) / SR
+    bass = (0.005 * np.sin(2 * np.pi * 41.2 * t)).astype(np.float32)[:, None]  # E1, -46 dBFS
+    for data in (0.3 + noise(2.0, 0.003), bass, 0.5 + bass, noise(2.0, 0.003) - 0.7):
+        audio.validate(data, SR, "take.wav")  # no AudioError
+
+
 def test_it_reports_undecodable_files_with_their_name(tmp_path):
     bad = tmp_path / "notes.wav"
     bad.write_bytes(b"this is not audio")
@@ -101,6 +123,14 @@ def test_it_refuses_a_bad_upload_with_a_clear_error_and_keeps_nothing_of_it(
     assert clip.error.startswith("quiet.wav: silent")
     assert not cat.clips.exists()  # not a catalogue clip, and a retry adds no row either
     assert not [p for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file()]
+
+
+@pytest.mark.django_db
+def test_it_refuses_an_upload_of_constant_samples_as_silent(owner):
+    cat = Catalogue.objects.create(owner=owner, name="uploads")
+    clip = audio.clip_from_upload(upload(np.full((SR, 1), 0.5), SR, "dc.wav"), cat, -23.0)
+    assert clip.status == Clip.Status.FAILED and clip.error.startswith("dc.wav: silent")
+    assert not cat.clips.exists()
 
 
 @pytest.mark.django_db
