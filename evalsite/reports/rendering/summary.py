@@ -14,9 +14,13 @@ from ..analysis.report import Report, ReportConfig
 TITLES = {
     "consent": "Consent per instrument (answer level; Wilson and Clopper-Pearson {level}, exact "
     "binomial test against 0.5, Holm across instruments)",
+    "crossed": "Consent with participants and trials crossed (moment estimates of the variance "
+    "components, Gao & Owen 2017; Wald {level}, z test against 0.5, Holm across instruments)",
     "participant_consent": "Consent on participant-level agreement rates (one-sample t test)",
     "bootstrap": "Cluster bootstrap (participants x trials) intervals for consent",
     "mixed": "Mixed-effects logistic regression (log-odds; crossed random intercepts)",
+    "mixed_laplace": "Mixed-effects logistic regression by Laplace approximation (log-odds; "
+    "crossed random intercepts)",
     "mixed_probability": "Mixed model: instrument probabilities for an average participant/trial",
     "instrument_contrasts": "Mixed model (Laplace): pairwise differences of instrument log-odds "
     "(Wald z, Holm across pairs)",

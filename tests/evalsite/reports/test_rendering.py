@@ -27,7 +27,8 @@ def test_it_names_the_reports_confidence_in_the_summary_headings(report_at_80):
     for headings in (md, page):
         levels = [h for h in headings if "%" in h]
         assert any(h.startswith(("## Consent per", "Consent per")) for h in levels), headings
-        assert len(levels) == 2 and all("80%" in h and "95%" not in h for h in levels), levels
+        assert any(h.startswith(("## Consent with participants", "Consent with")) for h in levels)
+        assert len(levels) == 3 and all("80%" in h and "95%" not in h for h in levels), levels
 
 
 def test_it_names_the_reports_confidence_in_the_plot_labels(report_at_80):
