@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import requests
 
 INDEX_RE = re.compile(r'name="index" value="(\d+)"')
+SLOT_RE = re.compile(r'name="slot" value="(\d+)"')  # the slot a trial or its feedback names
 MAX_REQUESTS = 2000  # per participant: a bound so a flow bug cannot loop forever
 
 
@@ -114,18 +115,21 @@ class SimulatedParticipant:
         from evalsite.studies import flow_trials
 
         page = self._req("GET", self.page_url).text
+        named = SLOT_RE.search(page)
         if p.state.get("feedback"):
-            self.post(step, action="continue")
+            self.post(step, action="continue", slot=named.group(1) if named else "")
             return
         match = INDEX_RE.search(page)
         slot = flow_trials.current_slot(p)
-        if match is None or slot is None:
+        if match is None or named is None or slot is None:
             return  # the server finishes the participant on the next GET
         choice = decide(slot, self.rates, self.rng)
         skip_listening(slot)
         log = {"response_ms": self.rng.randint(1500, 6000), "plays": {"r": 1, "A": 1, "B": 1},
                "heard": {"r": 1.0, "A": 1.0, "B": 1.0}, "audio_sample_rate": 48000}  # fmt: skip
-        self.post(step, index=match.group(1), choice=choice, log=json.dumps(log))
+        self.post(
+            step, index=match.group(1), slot=named.group(1), choice=choice, log=json.dumps(log)
+        )
 
 
 def skip_listening(slot) -> None:

@@ -40,12 +40,13 @@ def current_slot(p: Participant) -> Assignment | None:
     return p.slots.exclude(Exists(answered)).select_related("trial").order_by("index").first()
 
 
-def note_early_answer(token: str, index: int, now) -> bool:
+def note_early_answer(token: str, index: int, slot_id: int, now) -> bool:
     """After an answer was refused: count it in the participant's `early_answers` when it was to
     the current slot before its page had been open long enough to play the clips (or to a slot
-    never shown), which only a script sends; False (nothing written) for any other refusal."""
+    never shown), which only a script sends; False (nothing written) for any other refusal, such
+    as one from a page showing a slot that is no longer at that number."""
     slot = (
-        Assignment.objects.filter(participant__token=token, index=index)
+        Assignment.objects.filter(participant__token=token, index=index, pk=slot_id)
         .select_related("participant")
         .first()
     )
@@ -68,16 +69,19 @@ def note_early_answer(token: str, index: int, now) -> bool:
 LAST_SEEN_RESOLUTION = timedelta(seconds=30)
 
 
-def touch(p: Participant, now, slot: Assignment | None = None) -> bool:
+def touch(p: Participant, now, slot: Assignment | None = None, shows_slot: bool = True) -> bool:
     """Record a page view: `last_seen_at` (to LAST_SEEN_RESOLUTION), the slot's first
-    `shown_at` and, when due, the reservation of the unanswered slots, committed together.
+    `shown_at` (unless the page does not show it: practice feedback) and, when due, the
+    reservation of the unanswered slots, committed together.
     Coming back after the reservations lapsed, the list is checked again first
     (`design_return`); True (nothing else recorded) when trials were taken out of it: the page
     must read its position again."""
     lapsed = slot is not None and slot.reserved_until <= now
     if lapsed and design_return.recheck(p, now):
         return True
-    first_view = slot is not None and (slot.shown_at is None or slot.answerable_ms is None)
+    first_view = (
+        shows_slot and slot is not None and (slot.shown_at is None or slot.answerable_ms is None)
+    )
     renew = not lapsed and slot is not None and design.reservation_due(p, slot, now)
     seen = p.last_seen_at is None or now - p.last_seen_at >= LAST_SEEN_RESOLUTION
     with transaction.atomic() if first_view + renew + seen > 1 else nullcontext():
@@ -93,12 +97,31 @@ def touch(p: Participant, now, slot: Assignment | None = None) -> bool:
 def practice_feedback(slot: Assignment, chosen_position: str) -> dict:
     """What the feedback page after a practice trial says ("correct": None without a key)."""
     t = slot.trial
-    if not t.expected:
-        return {"correct": None, "position": "", "instrument": t.instrument, "kind": ""}
+    if not t.expected:  # ("slot": the one it follows, which its Continue names)
+        return {"correct": None, "position": "", "instrument": t.instrument, "kind": "",
+                "slot": slot.pk}  # fmt: skip
     right = "A" if slot.displayed_first == t.expected else "B"
     identical = t.reference_id in (t.candidate_a_id, t.candidate_b_id)
     return {"correct": chosen_position == right, "position": right, "instrument": t.instrument,
-            "kind": "identical" if identical else "attention"}  # fmt: skip
+            "kind": "identical" if identical else "attention", "slot": slot.pk}  # fmt: skip
+
+
+def acknowledge_feedback(p: Participant, slot: str) -> bool:
+    """Clear the practice feedback shown when its Continue names the slot it follows (`slot`,
+    as posted); False (nothing written) when another feedback is stored now, e.g. an older
+    page's Continue after a later practice answer. Compared in the UPDATE, so a practice answer
+    storing new feedback meanwhile (another tab) is not cleared either. Feedback stored before
+    it named its slot is cleared by any Continue, as it was then."""
+    shown = (p.state.get("feedback") or {}).get("slot")
+    mine = Participant.objects.filter(pk=p.pk)
+    if shown is not None:
+        if slot != str(shown):
+            return False
+        mine = mine.filter(state__feedback__slot=shown)
+    if not mine.update(state={}):
+        return False
+    p.state = {}
+    return True
 
 
 def finish_if_complete(p: Participant) -> bool:

@@ -27,6 +27,10 @@ from urllib.parse import urlencode, urlsplit
 from evalsite.studies.loadtest_recorder import Recorder
 
 INDEX_RE = re.compile(r'name="index" value="(\d+)"')
+SLOT_RE = re.compile(r'name="slot" value="(\d+)"')  # the trial form's slot id
+# The benchmark's server only (loadtest_urls): a participant's slot ids in order, which the
+# answers-alone phases send without the trial pages that would show them.
+SLOTS_PATH = "/loadtest/slots/"
 REQUEST_TIMEOUT_S = 15
 RETRIES = 5
 ENTERED_IN_PHASE = "entered in a timed phase"  # Recorder.events: the spare pool ran dry
@@ -81,6 +85,7 @@ class Participant:
         self.page_path = ""
         self.token = ""
         self.index: int | None = None  # the next trial to answer (None: every trial answered)
+        self.slot_ids: list[int] = []  # the id of each slot, by index, as the server names them
         self.last_used = 0.0  # when the connection last completed a request (monotonic)
         # bare writes (run_writes): a number no other thread of any process uses, and a counter
         self.writer, self.written = os.getpid() * 100_000 + next(self._writers), 0
@@ -161,8 +166,18 @@ class Participant:
                        headphones="over_ear")  # fmt: skip
         self.post_step("calibration")
         self.post_step("instructions", kind=ASSIGN)  # the server assigns the trial list
+        self.slot_ids = []
         if self.trial_page("setup") is None:
             raise LoadTestError("entered: expected a trial page after the instructions")
+        self.learn_slots()
+
+    def learn_slots(self) -> None:
+        """Read the participant's slot ids (an answer names its slot by number and id), for the
+        answers that follow no trial page (`run_answers`, the cost mode)."""
+        r = self.request("flow", "GET", SLOTS_PATH + self.token)
+        if r.status != 200:
+            raise LoadTestError(f"{SLOTS_PATH}{self.token}: expected 200, got {r.status}")
+        self.slot_ids = [int(n) for n in r.text.split()]
 
     def answer_first(self) -> None:
         """Answer the current trial, in setup, once every participant entered: the planner then
@@ -193,28 +208,35 @@ class Participant:
         server ~20 answers' CPU (the trial list is assigned), which must not count in the timed
         phases, and threads are not served equally fast, so the pool is shared. Ends early
         when `stop` is set (the run was aborted: setup failed or timed out)."""
-        current = (dict(self.cookies), self.page_path, self.token, self.index)
+        current = self._who()
         for _ in range(n):
             if stop.is_set():
                 break
             self.enter()
-            self.spares.put((dict(self.cookies), self.page_path, self.token, self.index))
-        self.cookies, self.page_path, self.token, self.index = current
+            self.spares.put(self._who())
+        self.cookies, self.page_path, self.token, self.index, self.slot_ids = current
+
+    def _who(self) -> tuple:
+        return dict(self.cookies), self.page_path, self.token, self.index, self.slot_ids
 
     def next(self) -> None:
         """Go on as a spare participant; enter a new one (counted) when the pool is empty."""
         try:
-            self.cookies, self.page_path, self.token, self.index = self.spares.get_nowait()
+            who = self.spares.get_nowait()
+            self.cookies, self.page_path, self.token, self.index, self.slot_ids = who
         except queue.Empty:
             self.rec.event(ENTERED_IN_PHASE)
             self.enter()
 
     def trial_page(self, kind: str = "trial_page") -> int | None:
         """GET the participant's page; the trial it shows (None: no trial), also kept as the
-        next one to answer."""
+        next one to answer, with its slot id."""
         r = self.request(kind, "GET", self.page_path)
-        match = INDEX_RE.search(r.text)
+        match, slot = INDEX_RE.search(r.text), SLOT_RE.search(r.text)
         self.index = int(match.group(1)) if match else None
+        if self.index is not None and slot is not None:
+            self.slot_ids += [0] * (self.index + 1 - len(self.slot_ids))
+            self.slot_ids[self.index] = int(slot.group(1))
         return self.index
 
     def _answer_body(self, **fields) -> str:
@@ -223,7 +245,10 @@ class Participant:
         return f"{urlencode(data)}&{LOG_FIELD}"
 
     def answer(self, index: int, kind: str = "answer") -> None:
-        body = self._answer_body(step="trials", index=index, choice="AB"[index % 2])
+        if index >= len(self.slot_ids) or not self.slot_ids[index]:
+            raise LoadTestError(f"participant {self.token}: slot {index}'s id was never shown")
+        slot = self.slot_ids[index]
+        body = self._answer_body(step="trials", index=index, slot=slot, choice="AB"[index % 2])
         r = self.request(kind, "POST", self.page_path, body)
         if r.status != 302:
             raise LoadTestError(f"answer: expected a redirect, got {r.status}")
@@ -250,7 +275,7 @@ class Participant:
         """One bare write, numbered after this participant's previous one, counted once the POST
         returned."""
         n = self.written
-        body = self._answer_body(writer=self.writer, index=n, choice="AB"[n % 2])
+        body = self._answer_body(writer=self.writer, index=n, slot=n, choice="AB"[n % 2])
         r = self.request("write", "POST", "/loadtest/bare-write", body)
         if r.status != 302:
             raise LoadTestError(f"bare write: expected a redirect, got {r.status}")
@@ -259,7 +284,8 @@ class Participant:
 
     def post_next(self) -> None:
         """The bare write's POST (same body, same size) to the reference that stores nothing."""
-        body = self._answer_body(writer=self.writer, index=self.written, choice="A")
+        body = self._answer_body(writer=self.writer, index=self.written, slot=self.written,
+                                 choice="A")  # fmt: skip
         r = self.request("post", "POST", "/loadtest/bare-post", body)
         if r.status != 302:
             raise LoadTestError(f"bare POST: expected a redirect, got {r.status}")

@@ -71,6 +71,10 @@ class InProcessParticipant(Participant):
         self.assign_cpu = 0.0  # thread CPU of the POST that assigned its trial list
         self.profiler: cProfile.Profile | None = None
 
+    def learn_slots(self) -> None:
+        """Nothing to read: this mode answers each trial after its page (which names its slot),
+        and the site's own URLs, which it is served by, do not list slots."""
+
     def request(self, kind: str, method: str, path: str, body: str | None = None) -> Response:
         response = super().request(kind, method, path, body)
         if kind == ASSIGN:

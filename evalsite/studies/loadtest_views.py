@@ -1,6 +1,7 @@
 """The load benchmark's references beyond /healthz: a bare durable write, and (the cost mode
 only) the same POST without the write. Served only by the gunicorn that `manage.py loadtest`
-starts (evalsite.studies.loadtest_settings mounts them; the site's own URLconf never does).
+starts (evalsite.studies.loadtest_settings mounts them; the site's own URLconf never does),
+with the list of a participant's slot ids its clients read as they enter (`slot_ids`).
 
 An answer POST must at least: go through the middleware (CSRF included), parse a form body and
 the client log, store one row in one committed statement, and redirect. This view does exactly
@@ -18,11 +19,17 @@ import functools
 
 from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseRedirect,
+)
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from evalsite.studies.models import Answer
+from evalsite.studies.models import Answer, Assignment
 from evalsite.studies.participant_forms import parse_answer
 from evalsite.studies.participant_render import no_store
 from evalsite.studies.participant_sql import column, hot_cursor
@@ -69,3 +76,15 @@ def bare_write(request: HttpRequest) -> HttpResponse:
     with hot_cursor() as cursor:
         cursor.execute(_insert_sql(table), params)
     return HttpResponseRedirect(request.path)
+
+
+@no_store
+def slot_ids(request: HttpRequest, token: str) -> HttpResponse:
+    """The ids of a participant's slots in index order, one per line: what the benchmark's
+    answers-alone phases send with each answer (the trial form's `slot`) without loading the
+    trial page that would show it. Reveals no trial; served by the benchmark's server only."""
+    ids = Assignment.objects.filter(participant__token=token).order_by("index")
+    lines = [str(pk) for pk in ids.values_list("pk", flat=True)]
+    if not lines:
+        raise Http404
+    return HttpResponse("\n".join(lines), content_type="text/plain")

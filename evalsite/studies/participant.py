@@ -16,7 +16,7 @@ import time
 
 from django.conf import settings
 from django.core import signing
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -32,6 +32,7 @@ from evalsite.studies.participant_steps import (
     post_answer,
 )
 from evalsite.studies.permissions import visible_studies
+from evalsite.studies.storable_text import storable, storable_or_empty
 
 # The participant tokens a browser entered as travel in a signed cookie (HMAC with SECRET_KEY:
 # it cannot be forged or edited), so a participant request needs no session read from the
@@ -43,7 +44,11 @@ SESSION_KEY = "csn_participants"
 @no_store
 def entry(request: HttpRequest, slug: str) -> HttpResponse:
     """The study link: captures recruitment parameters, creates or resumes the participant."""
+    if not storable(slug):  # %00: no study has it, and PostgreSQL refuses to look it up
+        raise Http404
     study = get_object_or_404(Study, slug=slug)
+    if not all(storable(request.GET.get(key, "")) for key in flow.PROLIFIC_KEYS):
+        return _invalid_link(request, study)
     known = list(dict.fromkeys(request.session.get(SESSION_KEY, []) + _bound(request)))
     mine = study.participants.filter(token__in=known).last()
     has_id = any(request.GET.get(k) for k in ("PROLIFIC_PID", "pid"))
@@ -68,9 +73,12 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
             found = flow.find_existing(study, request.GET) if has_id else None
             if found is None:
                 return _too_many_new(request, study)
-    user_agent = request.headers.get("User-Agent", "")
+    user_agent = storable_or_empty(request.headers.get("User-Agent", ""))
     language = page_language(study, request)
-    p = flow.create(study, request.GET.dict(), user_agent, language) if found is None else None
+    # every parameter is kept (docs/site.md), but one that cannot be stored (NUL in its name or
+    # value: not one a recruitment system sends) is dropped
+    params = {k: v for k, v in request.GET.dict().items() if storable(k) and storable(v)}
+    p = flow.create(study, params, user_agent, language) if found is None else None
     if p is None:
         # Not created: another entry with the same id made the participant since `found` was
         # looked up (a double click, two tabs); it is resumed by the same rules.
@@ -105,6 +113,16 @@ def _too_many_new(request: HttpRequest, study: Study) -> HttpResponse:
         "Too many new sessions of this study were started from your network in a short time. "
         "Please try again in a few minutes."
     ), status=429)  # fmt: skip
+
+
+def _invalid_link(request: HttpRequest, study: Study) -> HttpResponse:
+    """The refusal of a link whose recruitment id cannot be an id (a NUL character: no
+    recruitment system sends one, and PostgreSQL cannot store it): 400, nothing created."""
+    translation.activate(page_language(study, request))
+    return refused(request, _(
+        "This study link is not valid. Please open the study again from the page where you "
+        "found it (for example, Prolific)."
+    ), status=400)  # fmt: skip
 
 
 def _other_session(request: HttpRequest, study: Study) -> HttpResponse:

@@ -22,17 +22,21 @@ from evalsite.studies.participant import own_participant
 Step = Participant.Step
 
 
-def audio(request: HttpRequest, token: str, index: int, part: str) -> HttpResponseBase:
-    """A clip of the participant's current trial, by display position only (r, A or B)."""
+def audio(request: HttpRequest, token: str, slot: int, part: str) -> HttpResponseBase:
+    """A clip of the participant's current trial, by display position only (r, A or B), named
+    by the current slot's id: a slot keeps its id and its trial when a return renumbers the
+    list (`design_return`), so a URL always serves the same clip and the browser may keep it
+    (`Cache-Control: private, max-age=3600`, replays); by the slot's number, a URL cached for
+    one trial would have served another's after a renumbering."""
     p = own_participant(request, token)
     if p is None or p.step not in (Step.PRACTICE, Step.TRIALS):
         raise Http404
-    slot = flow_trials.current_slot(p)
-    if slot is None or slot.index != index or part not in ("r", "A", "B"):
+    current = flow_trials.current_slot(p)
+    if current is None or current.pk != slot or part not in ("r", "A", "B"):
         raise Http404
-    t = slot.trial
-    shown_b = "b" if slot.displayed_first == "a" else "a"
-    canonical = {"r": None, "A": slot.displayed_first, "B": shown_b}[part]
+    t = current.trial
+    shown_b = "b" if current.displayed_first == "a" else "a"
+    canonical = {"r": None, "A": current.displayed_first, "B": shown_b}[part]
     clip = {None: t.reference, "a": t.candidate_a, "b": t.candidate_b}[canonical]
     try:
         path = normalised_path(clip, float(p.study.setting("loudness_target_lufs")))

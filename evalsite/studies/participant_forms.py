@@ -10,6 +10,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from evalsite.studies.participant_writes import ClientLog
+from evalsite.studies.storable_text import may_hold_unstorable, storable_json
 
 
 class QuestionnaireForm(forms.Form):
@@ -51,15 +52,17 @@ class QuestionnaireForm(forms.Form):
 
 # An answer POST is read by hand, not through a Django form: it is the site's most frequent
 # request, and a form's per-request copy of its fields cost more CPU (~0.13 ms measured) than the
-# checks themselves. The rules are a form's: a non-negative index, a choice of A or B, a log of
-# at most MAX_LOG_CHARS characters; anything else stores nothing.
+# checks themselves. The rules are a form's: a non-negative index, the slot's id, a choice of A
+# or B, a log of at most MAX_LOG_CHARS characters; anything else stores nothing.
 MAX_LOG_CHARS = 20_000
 MAX_INDEX = 1_000_000  # above any trial list; keeps a forged number inside the column's type
+MAX_SLOT_DIGITS = 18  # a forged id stays inside the id column's type (bigint)
 
 
 @dataclass(frozen=True)
 class AnswerPost:
-    index: int  # the slot answered
+    index: int  # the slot answered, by its number
+    slot: int  # and by its id: a number names another slot after a renumbering (design_return)
     choice: str  # the displayed position chosen: "A" or "B"
     log: ClientLog
 
@@ -67,12 +70,14 @@ class AnswerPost:
 def parse_answer(data) -> AnswerPost | None:
     """The answer in a trial page's POST data, or None when any field is malformed."""
     index, choice, log = data.get("index", ""), data.get("choice", ""), data.get("log", "")
-    index = index.strip()
+    index, slot = index.strip(), data.get("slot", "")
     if not (index.isascii() and index.isdigit()) or int(index) > MAX_INDEX:
+        return None
+    if not (slot.isascii() and slot.isdigit()) or len(slot) > MAX_SLOT_DIGITS:
         return None
     if choice not in ("A", "B") or len(log) > MAX_LOG_CHARS:
         return None
-    return AnswerPost(int(index), choice, client_log(log))
+    return AnswerPost(int(index), int(slot), choice, client_log(log))
 
 
 def _finite(text: str) -> float | None:
@@ -81,20 +86,26 @@ def _finite(text: str) -> float | None:
 
 
 def client_log(text: str) -> ClientLog:
-    """The client's trial log (JSON), tolerant of missing keys, bounded in size and type."""
+    """The client's trial log (JSON), tolerant of missing keys, bounded in size and type. A
+    string PostgreSQL cannot store (NUL, a lone surrogate) is kept as null, a key holding one is
+    dropped (`storable_text`)."""
     try:  # NaN and infinities become null: PostgreSQL's JSON has no such numbers
         raw = json.loads(text or "{}", parse_constant=lambda _: None, parse_float=_finite)
+        if may_hold_unstorable(text):
+            raw = storable_json(raw)
     except (ValueError, RecursionError):  # JSONDecodeError, an integer over Python's 4,300
-        raw = {}  # digits, or brackets nested deeper than the parser recurses
+        raw = {}  # digits, or brackets nested deeper than the parser (or the walk) recurses
     if not isinstance(raw, dict):
         raw = {}
 
     def num(value, cast, lo, hi):
-        try:
+        try:  # an integer too large for a float (float(), math.isfinite) is unknown too
             number = cast(value)
-        except (TypeError, ValueError):
+            if not math.isfinite(number):
+                return None
+        except (TypeError, ValueError, OverflowError):
             return None
-        return min(max(number, lo), hi) if math.isfinite(number) else None
+        return min(max(number, lo), hi)  # inside each column's type
 
     plays, heard = raw.get("plays"), raw.get("heard")
     plays = plays if isinstance(plays, dict) else {}

@@ -30,6 +30,7 @@ from evalsite.studies import (
 from evalsite.studies.models import Participant
 from evalsite.studies.participant_forms import QuestionnaireForm, ScreeningForm, parse_answer
 from evalsite.studies.participant_render import render_step
+from evalsite.studies.storable_text import storable_or_empty
 
 Step = Participant.Step
 INSTRUMENTS = {"drums": gettext_lazy("drums"), "bass": gettext_lazy("bass"),
@@ -84,8 +85,9 @@ def get_instructions(request, p):
 def get_trial(request, p):
     at = participant_sql.position(p)  # the current slot and progress, once per request
     slot, feedback = at.slot, p.state.get("feedback")
-    if flow_trials.touch(p, timezone.now(), slot):  # back after a lapse: trials were taken out
-        return redirect("studies:participant", p.token)
+    # the feedback page is no view of the next trial: its first view is its own page's
+    if flow_trials.touch(p, timezone.now(), slot, shows_slot=not feedback):
+        return redirect("studies:participant", p.token)  # back after a lapse: trials taken out
     if p.step == Step.PRACTICE and not feedback and (slot is None or not slot.trial.is_practice):
         flow.advance(p, Step.PRACTICE, Step.TRIALS)  # practice over (e.g. reload after feedback)
     if slot is None and not feedback:
@@ -99,7 +101,8 @@ def get_trial(request, p):
         ctx["feedback_instrument"] = INSTRUMENTS.get(feedback["instrument"], feedback["instrument"])
     if slot is not None:
         ctx["instrument"] = INSTRUMENTS.get(slot.trial.instrument, slot.trial.instrument)
-        ctx["audio"] = {k: reverse("studies:audio", args=[p.token, slot.index, k]) for k in "rAB"}
+        # by the slot's id, which a renumbering keeps with its trial: one URL, one clip
+        ctx["audio"] = {k: reverse("studies:audio", args=[p.token, slot.pk, k]) for k in "rAB"}
     return render_step(request, p, "trial.html", ctx)
 
 
@@ -123,8 +126,9 @@ def get_withdrawn(request, p):
 
 # -- steps: POST --------------------------------------------------------------------------------
 def post_browser_check(request, p):
-    report = {
-        k: request.POST.get(k, "")[:200] for k in ("web_audio", "touch", "screen", "ua_mobile")
+    report = {  # a value that cannot be stored (NUL) is unknown, as a missing one is
+        k: storable_or_empty(request.POST.get(k, "")[:200])
+        for k in ("web_audio", "touch", "screen", "ua_mobile")
     }
     rate = request.POST.get("sample_rate", "")  # isdigit() alone passes "²", which int() refuses
     sample_rate = int(rate) if rate.isascii() and rate.isdigit() and len(rate) <= 7 else None
@@ -170,15 +174,18 @@ def post_instructions(request, p):
 
 
 def post_trial(request, p):
-    """Acknowledging practice feedback (answers take `post_answer`)."""
-    if request.POST.get("action") == "continue":
-        Participant.objects.filter(pk=p.pk).update(state={})
-        p.state = {}
-        slot = flow_trials.current_slot(p)
-        if slot is None:
-            flow_trials.finish_if_complete(p)
-        elif p.step == Step.PRACTICE and not slot.trial.is_practice:
-            flow.advance(p, Step.PRACTICE, Step.TRIALS)
+    """Acknowledging practice feedback (answers take `post_answer`): the Continue names the slot
+    whose feedback it acknowledges, and clears only that one. A Continue from an older page (a
+    second tab still showing an earlier feedback) changes nothing: the current page is shown."""
+    if request.POST.get("action") != "continue":
+        return None
+    if not flow_trials.acknowledge_feedback(p, request.POST.get("slot", "")):
+        return None
+    slot = flow_trials.current_slot(p)
+    if slot is None:
+        flow_trials.finish_if_complete(p)
+    elif p.step == Step.PRACTICE and not slot.trial.is_practice:
+        flow.advance(p, Step.PRACTICE, Step.TRIALS)
     return None
 
 
@@ -193,16 +200,16 @@ def post_answer(request, token: str) -> bool:
     now = timezone.now()
     step = request.POST["step"]
     stored = participant_writes.store_answer(
-        token, step, answer.index, answer.choice, answer.log, now
+        token, step, answer.index, answer.slot, answer.choice, answer.log, now
     )
     if stored is None and _came_back(token, now):  # its list was checked again: once more
         stored = participant_writes.store_answer(
-            token, step, answer.index, answer.choice, answer.log, now
+            token, step, answer.index, answer.slot, answer.choice, answer.log, now
         )
         if stored is None:  # its trial was taken out (renumbered slots wait for their page)
             return False
     if stored is None:  # the same page is shown again: locked until its clips have played
-        return flow_trials.note_early_answer(token, answer.index, now)
+        return flow_trials.note_early_answer(token, answer.index, answer.slot, now)
     if not (stored.is_practice or stored.is_last):
         return False
     p = participant_sql.participant_by_token(token)

@@ -118,8 +118,11 @@ class StoredAnswer:
 
 
 # Stores the answer to slot `index` only if the participant (by token) is at `step`, that slot
-# is its current one (no unanswered slot before it) and its page has been open long enough to
-# play its clips (`answerable_ms`; NULL, never shown, stores nothing); a second answer to the
+# is the one the page showed (its id: after a return's renumbering, `design_return`, a number
+# can name another trial's slot, which a page left open in another tab would otherwise answer
+# with a choice made hearing its own trial), that slot is its current one (no unanswered slot
+# before it) and its page has been open long enough to play its clips (`answerable_ms`; NULL,
+# never shown, stores nothing); a second answer to the
 # same trial meets the unique (participant, trial) constraint and is dropped (ON CONFLICT DO
 # NOTHING). Nor is it stored while the slot's reservation has lapsed (the participant was away
 # past the timeout and its trial may have gone to others): `participant_steps.post_answer` has
@@ -161,7 +164,7 @@ SELECT s.participant_id, s.trial_id, s.{idx},
        ELSE CAST(%s AS DOUBLE PRECISION) END,
   CAST(%s AS INTEGER), CAST(%s AS INTEGER), %s, s.shown_at, %s
 FROM {slots} s JOIN {participants} p ON p.id = s.participant_id
-WHERE p.token = %s AND p.step = %s AND s.{idx} = %s AND s.answerable_ms <= %s
+WHERE p.token = %s AND p.step = %s AND s.{idx} = %s AND s.{pk} = %s AND s.answerable_ms <= %s
   AND s.reserved_until > %s
   AND NOT EXISTS (SELECT 1 FROM {slots} e WHERE e.participant_id = s.participant_id
                   AND e.{idx} = s.{idx} - 1 AND {e_unanswered}){lock}
@@ -185,19 +188,20 @@ def _answer_sql(vendor: str) -> str:
               "participants": qn(Participant._meta.db_table)}  # fmt: skip
     columns = ", ".join(qn(column(Answer, name)) for name in ANSWER_COLUMNS)
     return ANSWER_SQL.format(
-        columns=columns, idx=qn("index"), e_unanswered=UNANSWERED_SQL.format(s="e", **tables),
+        columns=columns, idx=qn("index"), pk=qn(Assignment._meta.pk.column),
+        e_unanswered=UNANSWERED_SQL.format(s="e", **tables),
         lock="\nFOR SHARE OF p, s" if vendor == "postgresql" else "", **tables,
     )  # fmt: skip
 
 
 def store_answer(
-    token: str, step: str, index: int, position: str, client: ClientLog, now=None
+    token: str, step: str, index: int, slot_id: int, position: str, client: ClientLog, now=None
 ) -> StoredAnswer | None:
-    """Store the answer to slot `index` of the participant with this token, in one statement;
-    None (and nothing written) unless the participant is at `step` and that slot is its
-    current one, with no answer yet (a replayed, stale or forged POST), still reserved (not
-    lapsed), and its page has been open long enough to play its clips (`answerable_ms`; an
-    early answer)."""
+    """Store the answer to slot `index` (with id `slot_id`) of the participant with this token,
+    in one statement; None (and nothing written) unless the participant is at `step` and that
+    slot, with that id, is its current one, with no answer yet (a replayed, stale or forged
+    POST), still reserved (not lapsed), and its page has been open long enough to play its
+    clips (`answerable_ms`; an early answer)."""
     now = now or timezone.now()
     plays, heard = client.plays, client.heard
     params = [
@@ -207,7 +211,7 @@ def store_answer(
         heard.get("A"), client.blur_events, client.audio_sample_rate,
         Answer._meta.get_field("client").get_db_prep_save(client.raw, connection),
         Answer._meta.get_field("created_at").get_db_prep_save(now, connection),
-        token, step, index, epoch_ms(now),
+        token, step, index, slot_id, epoch_ms(now),
         Assignment._meta.get_field("reserved_until").get_db_prep_save(now, connection),
     ]  # fmt: skip
     with hot_cursor() as cursor:

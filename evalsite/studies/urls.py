@@ -11,7 +11,7 @@ urlpatterns: list = [
     # Participant side: study link, the participant's page, blind audio (docs/site.md).
     path("s/<str:slug>/", pt.entry, name="entry"),
     path("p/<str:token>/", pt.page, name="participant"),
-    path("p/<str:token>/audio/<int:index>/<str:part>", pt_audio.audio, name="audio"),
+    path("p/<str:token>/audio/<int:slot>/<str:part>", pt_audio.audio, name="audio"),
     path(
         "p/<str:token>/screening/<int:n>/<int:draw>",
         pt_audio.screening_audio,

@@ -99,10 +99,10 @@ def test_it_refuses_another_participants_pages_and_audio(
         assert response.status == 403
         assert "another session" in intruder.inner_text("#refused")
         intruder.screenshot(path=str(screens / "11_refused.png"))
-        audio = live_server.url + reverse("studies:audio", args=[victim.token, slot.index, "A"])
+        audio = live_server.url + reverse("studies:audio", args=[victim.token, slot.pk, "A"])
         assert intruder.request.get(audio).status == 404
         assert page.request.get(audio).status == 200
-        data = {"step": "trials", "index": str(slot.index), "choice": "A",
+        data = {"step": "trials", "index": str(slot.index), "slot": str(slot.pk), "choice": "A",
                 "csrfmiddlewaretoken": csrf}  # fmt: skip
         form = intruder.request.post(own_page, form=data, headers={"Referer": own_page})
         assert form.status == 403

@@ -85,9 +85,21 @@ def answer_current(client, p, choice: str = "A", expected: bool = False):
     slot = open_trial(client, p)
     if expected and slot.trial.expected:
         choice = "A" if slot.displayed_first == slot.trial.expected else "B"
-    response = post(client, p, p.step, index=slot.index, choice=choice, log=client_log())
+    response = answer(client, p, slot, choice)
     p.refresh_from_db()
     return slot, response
+
+
+def answer(client, p, slot: Assignment, choice: str = "A", step: str = "", **log):
+    """POST an answer as the trial form of `slot`'s page sends it: its number and its id."""
+    return post(client, p, step or p.step, index=slot.index, slot=slot.pk, choice=choice,
+                log=client_log(**log))  # fmt: skip
+
+
+def acknowledge(client, p):
+    """Press Continue on the practice feedback now stored (its form names the slot it follows)."""
+    p.refresh_from_db()
+    return post(client, p, p.step, action="continue", slot=p.state["feedback"]["slot"])
 
 
 def finish(client, p) -> Participant:
@@ -95,7 +107,7 @@ def finish(client, p) -> Participant:
     p.refresh_from_db()
     while p.step in ("practice", "trials"):
         if p.state.get("feedback"):
-            post(client, p, p.step, action="continue")
+            acknowledge(client, p)
             p.refresh_from_db()
             continue
         answer_current(client, p, expected=True)
@@ -105,7 +117,7 @@ def finish(client, p) -> Participant:
 def finish_practice(client, p):
     while p.step == "practice":
         if p.state.get("feedback"):
-            post(client, p, "practice", action="continue")
+            acknowledge(client, p)
         else:
             answer_current(client, p, expected=True)
         p.refresh_from_db()

@@ -11,7 +11,12 @@ from django.utils import timezone
 
 from evalsite.studies import flow_trials
 from evalsite.studies.models import Answer, Assignment, Participant
-from tests.evalsite.studies.participant_steps import answer_current, client_log, open_trial, post
+from tests.evalsite.studies.participant_steps import (
+    acknowledge,
+    answer,
+    answer_current,
+    open_trial,
+)
 
 
 def lapse(p: Participant) -> None:
@@ -33,11 +38,11 @@ def to_main_trials(client, p: Participant) -> Participant:
     """Through the practice to the first main trial (practice answered right)."""
     while p.step == "practice":
         if p.state.get("feedback"):
-            post(client, p, "practice", action="continue")
+            acknowledge(client, p)
         else:
             slot = open_trial(client, p)
             choice = "A" if slot.displayed_first == slot.trial.expected else "B"
-            post(client, p, "practice", index=slot.index, choice=choice, log=client_log())
+            answer(client, p, slot, choice, step="practice")
         p.refresh_from_db()
     return p
 

@@ -15,6 +15,7 @@ from evalsite.studies.models import Answer, Assignment, Participant, Trial
 from tests.evalsite.studies.conftest import enter, make_study
 from tests.evalsite.studies.participant_steps import (
     DESKTOP_UA,
+    answer,
     answer_current,
     client_log,
     finish,
@@ -180,7 +181,9 @@ def test_it_stores_nothing_from_a_page_whose_trial_was_taken_out(experimenter, l
     shown = to_a_main_trial(client, p)  # the page stays open while the participant is away
     lapse(p)
     answer_elsewhere(study, [shown.trial])
-    response = post(client, p, "trials", index=shown.index, choice="A", log=client_log())
+    response = post(
+        client, p, "trials", index=shown.index, slot=shown.pk, choice="A", log=client_log()
+    )
     assert response.status_code == 302 and "early" not in response["Location"]
     assert not Answer.objects.filter(participant=p, trial=shown.trial).exists()
     assert not p.slots.filter(trial=shown.trial).exists()
@@ -189,9 +192,56 @@ def test_it_stores_nothing_from_a_page_whose_trial_was_taken_out(experimenter, l
     # the next slot took its number: from a page still showing the old one nothing is stored
     listened(Assignment.objects.get(participant=p, index=shown.index))
     other_tab.cookies = client.cookies
-    post(other_tab, p, "trials", index=shown.index, choice="A", log=client_log())
+    post(other_tab, p, "trials", index=shown.index, slot=shown.pk, choice="A", log=client_log())
     assert not Answer.objects.filter(participant=p, trial_index=shown.index).exists()
     assert client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).status_code == 200
+
+
+@pytest.mark.django_db
+def test_it_stores_nothing_from_an_old_tab_once_another_tab_showed_the_slot_now_at_its_number(
+    experimenter, listening_catalogue
+):
+    study = make_study(experimenter, listening_catalogue, target_answers_per_trial=1)
+    client, other_tab = Client(), Client()
+    p = to_step(client, enter(client, study), "practice")
+    shown = to_a_main_trial(client, p)  # tab 1 shows it, and stays open while the participant
+    lapse(p)  # is away past the timeout; meanwhile others bring its trial to the target
+    answer_elsewhere(study, [shown.trial])
+    other_tab.cookies = client.cookies  # tab 2 opens the page: the list is checked again
+    assert other_tab.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).status_code == 302
+    page = other_tab.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
+    now_at = page.context["slot"]  # the next trial took the number, and tab 2 shows it
+    assert now_at.index == shown.index and now_at.trial_id != shown.trial_id
+    listened(Assignment.objects.get(pk=now_at.pk))  # its listening time has passed
+    old_page = post(client, p, "trials", index=shown.index, slot=shown.pk, choice="A",
+                    log=client_log())  # fmt: skip
+    assert old_page.status_code == 302 and old_page["Location"] == url(p)  # the current trial
+    assert not Answer.objects.filter(participant=p).filter(trial_index=shown.index).exists()
+    p.refresh_from_db()
+    assert p.early_answers == 0
+    answer(other_tab, p, now_at)  # tab 2's own answer is stored, for the trial it showed
+    assert Answer.objects.get(participant=p, trial_index=shown.index).trial_id == now_at.trial_id
+
+
+@pytest.mark.django_db
+def test_it_names_a_renumbered_slots_sounds_by_the_slot_so_no_cached_clip_is_replayed(
+    experimenter, listening_catalogue
+):
+    study = make_study(experimenter, listening_catalogue, target_answers_per_trial=1)
+    client = Client()
+    p = to_step(client, enter(client, study), "practice")
+    shown = to_a_main_trial(client, p)
+    old_urls = client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).context["audio"]
+    assert client.get(old_urls["A"])["Cache-Control"] == "private, max-age=3600"
+    lapse(p)
+    answer_elsewhere(study, [shown.trial])
+    client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)  # checked again: the next trial is at its number
+    page = client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
+    assert page.context["slot"].index == shown.index
+    new_urls = page.context["audio"]
+    assert set(new_urls.values()).isdisjoint(old_urls.values())  # a browser's cache has none
+    assert all(client.get(u).status_code == 404 for u in old_urls.values())
+    assert all(client.get(u).status_code == 200 for u in new_urls.values())
 
 
 @pytest.mark.django_db
@@ -201,7 +251,7 @@ def test_it_stores_the_answer_of_a_page_left_open_whose_trial_is_still_wanted(li
     shown = open_trial(client, p)
     lapse(p)
     now = timezone.now()
-    post(client, p, "trials", index=shown.index, choice="B", log=client_log())
+    post(client, p, "trials", index=shown.index, slot=shown.pk, choice="B", log=client_log())
     assert Answer.objects.filter(participant=p, trial=shown.trial).exists()
     assert not p.slots.filter(index__gt=shown.index, reserved_until__lte=now).exists()
 
@@ -241,7 +291,7 @@ def test_it_keeps_the_list_as_it_was_when_nothing_was_taken_out(experimenter, li
     assert order(p) == was  # the seed's own break stays: a return repairs only its own
     assert not p.slots.filter(index__gte=current.index, reserved_until__lte=now).exists()
     listened(current)
-    post(client, p, "trials", index=current.index, choice="A", log=client_log())
+    post(client, p, "trials", index=current.index, slot=current.pk, choice="A", log=client_log())
     assert Answer.objects.filter(participant=p, trial_id=current.trial_id,
                                  trial_index=current.index).exists()  # fmt: skip
     p.refresh_from_db()
@@ -259,7 +309,7 @@ def test_it_stores_the_answer_of_a_page_left_open_when_nothing_was_taken_out(
     break_the_rule_before(shown)
     was = order(p)
     lapse(p)
-    post(client, p, "trials", index=shown.index, choice="A", log=client_log())
+    post(client, p, "trials", index=shown.index, slot=shown.pk, choice="A", log=client_log())
     assert Answer.objects.filter(participant=p, trial_id=shown.trial_id,
                                  trial_index=shown.index).exists()  # fmt: skip
     assert order(p) == was
@@ -283,7 +333,7 @@ def test_it_never_moves_the_current_slot_when_later_trials_are_taken_out(
     assert Assignment.objects.get(participant=p, index=shown.index).pk == shown.pk
     response = client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
     assert response.context["slot"].pk == shown.pk
-    post(client, p, "trials", index=shown.index, choice="A", log=client_log())
+    post(client, p, "trials", index=shown.index, slot=shown.pk, choice="A", log=client_log())
     assert Answer.objects.filter(participant=p, trial_id=shown.trial_id).exists()
 
 
@@ -305,7 +355,7 @@ def test_it_tells_a_participant_left_with_no_trial_that_the_study_is_full(
     lapse(p)
     answer_elsewhere(study, [s.trial for s in p.slots.select_related("trial")])
     if back_by == "answer":
-        post(client, p, "trials", index=shown.index, choice="A", log=client_log())
+        post(client, p, "trials", index=shown.index, slot=shown.pk, choice="A", log=client_log())
     else:
         client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
     assert Participant.objects.get(pk=p.pk).step == "full"  # moved by the recheck itself

@@ -51,7 +51,7 @@ def test_it_refuses_pages_and_audio_of_another_session(client, listening_study):
     response = stranger.get(url(p))
     assert response.status_code == 403
     assert stranger.post(url(p), {"step": "practice"}).status_code == 403
-    audio = reverse("studies:audio", args=[p.token, 0, "r"])
+    audio = reverse("studies:audio", args=[p.token, p.slots.get(index=0).pk, "r"])
     assert stranger.get(audio).status_code == 404
     assert client.get(audio).status_code == 200
 

@@ -49,7 +49,7 @@ def test_it_exports_every_answer_of_real_participants_once(experimenter):
         p = steps.to_step(client, enter(client, study, pid=f"e2e-{n}"), "practice")
         if n == 0:  # a double click: the same answer posted twice
             slot, _ = steps.answer_current(client, p, expected=True)
-            steps.post(client, p, p.step, index=slot.index, choice="A", log=steps.client_log())
+            steps.answer(client, p, slot, "A")
         if n == 2:  # leaves after two more answers
             steps.post(client, p, p.step, action="continue")
             steps.answer_current(client, p)

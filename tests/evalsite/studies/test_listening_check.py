@@ -16,6 +16,8 @@ from evalsite.studies.participant_writes import epoch_ms
 from tests.evalsite.studies.conftest import enter, make_study
 from tests.evalsite.studies.participant_steps import (
     DESKTOP_UA,
+    acknowledge,
+    answer_current,
     client_log,
     finish_practice,
     listened,
@@ -34,6 +36,26 @@ def _listen_ms(slot, share: float) -> int:
     return round(share * 1000 * total)  # the database rounds (PostgreSQL) or truncates (SQLite)
 
 
+def test_it_starts_a_trials_listening_time_at_its_own_page_not_at_the_feedback_before_it(
+    client, listening_study
+):
+    p = to_step(client, enter(client, listening_study), "practice")
+    answer_current(client, p)  # a practice trial: its feedback is shown next
+    after_feedback = flow_trials.current_slot(p)
+    page = client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).content.decode()
+    assert 'id="feedback"' in page and 'id="play-r"' not in page
+    after_feedback.refresh_from_db()
+    assert (after_feedback.shown_at, after_feedback.answerable_ms) == (None, None)
+    acknowledge(client, p)
+    before = timezone.now()
+    page = client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).content.decode()
+    assert 'id="play-r"' in page
+    after_feedback.refresh_from_db()
+    assert after_feedback.shown_at >= before  # first served now, as the export says
+    listen = _listen_ms(after_feedback, listening_study.setting("min_listen_share"))
+    assert after_feedback.answerable_ms >= epoch_ms(before) + listen - 1
+
+
 def test_it_refuses_and_counts_an_answer_sent_before_the_clips_could_have_been_played(
     client, listening_study
 ):
@@ -44,7 +66,9 @@ def test_it_refuses_and_counts_an_answer_sent_before_the_clips_could_have_been_p
     slot = flow_trials.current_slot(p)
     shown_ms = epoch_ms(slot.shown_at)
     assert before <= shown_ms and abs(slot.answerable_ms - shown_ms - _listen_ms(slot, 0.9)) <= 1
-    response = post(client, p, "trials", index=slot.index, choice="A", log=client_log())
+    response = post(
+        client, p, "trials", index=slot.index, slot=slot.pk, choice="A", log=client_log()
+    )
     assert response.status_code == 302 and response["Location"] == url(p) + "?early=1"
     assert not Answer.objects.filter(participant=p, trial=slot.trial).exists()
     p.refresh_from_db()
@@ -56,7 +80,7 @@ def test_it_refuses_and_counts_an_answer_sent_before_the_clips_could_have_been_p
     assert epoch_ms(slot.shown_at) == shown_ms
     assert abs(slot.answerable_ms - shown_ms - _listen_ms(slot, 0.9)) <= 1
     listened(slot)  # as when that time has passed
-    post(client, p, "trials", index=slot.index, choice="A", log=client_log())
+    post(client, p, "trials", index=slot.index, slot=slot.pk, choice="A", log=client_log())
     assert Answer.objects.filter(participant=p, trial=slot.trial).count() == 1
     p.refresh_from_db()
     assert p.early_answers == 1
@@ -69,7 +93,7 @@ def test_it_refuses_an_answer_to_a_trial_whose_page_was_never_shown(client, list
     finish_practice(client, p)
     slot = flow_trials.current_slot(p)
     assert slot.shown_at is None and slot.answerable_ms is None
-    post(client, p, "trials", index=slot.index, choice="A", log=client_log())
+    post(client, p, "trials", index=slot.index, slot=slot.pk, choice="A", log=client_log())
     assert not Answer.objects.filter(participant=p, trial=slot.trial).exists()
     p.refresh_from_db()
     assert p.early_answers == 1
@@ -79,9 +103,19 @@ def test_a_stale_or_forged_answer_is_refused_without_being_counted_early(client,
     p = to_step(client, enter(client, listening_study), "practice")
     finish_practice(client, p)
     slot = open_trial(client, p)
-    ahead = post(client, p, "trials", index=slot.index + 1, choice="A", log=client_log())
-    post(client, p, "trials", index=slot.index, choice="A", log=client_log())
-    replayed = post(client, p, "trials", index=slot.index, choice="B", log=client_log())
+    ahead = post(
+        client,
+        p,
+        "trials",
+        index=slot.index + 1,
+        slot=p.slots.get(index=slot.index + 1).pk,
+        choice="A",
+        log=client_log(),
+    )
+    post(client, p, "trials", index=slot.index, slot=slot.pk, choice="A", log=client_log())
+    replayed = post(
+        client, p, "trials", index=slot.index, slot=slot.pk, choice="B", log=client_log()
+    )
     assert ahead["Location"] == replayed["Location"] == url(p)  # no "too early" notice
     p.refresh_from_db()
     assert p.early_answers == 0 and Answer.objects.filter(participant=p).count() == slot.index + 1
@@ -95,7 +129,7 @@ def test_a_study_without_the_listening_check_stores_answers_at_once(
     finish_practice(client, p)
     slot = flow_trials.current_slot(p)
     assert slot.answerable_ms == 0  # answerable from the start: no page view needed
-    post(client, p, "trials", index=slot.index, choice="A", log=client_log())
+    post(client, p, "trials", index=slot.index, slot=slot.pk, choice="A", log=client_log())
     assert Answer.objects.filter(participant=p, trial=slot.trial).count() == 1
     p.refresh_from_db()
     assert p.early_answers == 0
@@ -112,7 +146,7 @@ def test_a_slot_shown_without_a_listening_time_gets_one_at_its_next_view(client,
     assert slot.shown_at == shown  # the first view's time is kept
     assert slot.answerable_ms is not None and slot.answerable_ms > epoch_ms(shown)
     listened(slot)
-    post(client, p, "trials", index=slot.index, choice="A", log=client_log())
+    post(client, p, "trials", index=slot.index, slot=slot.pk, choice="A", log=client_log())
     assert Answer.objects.filter(participant=p, trial=slot.trial).count() == 1
 
 
@@ -127,7 +161,7 @@ def test_a_listening_check_turned_on_mid_study_applies_to_trials_not_yet_shown(
     client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
     slot = flow_trials.current_slot(p)
     assert abs(slot.answerable_ms - epoch_ms(slot.shown_at) - _listen_ms(slot, 1.0)) <= 1
-    post(client, p, "trials", index=slot.index, choice="A", log=client_log())
+    post(client, p, "trials", index=slot.index, slot=slot.pk, choice="A", log=client_log())
     assert not Answer.objects.filter(participant=p, trial=slot.trial).exists()
     p.refresh_from_db()
     assert p.early_answers == 1

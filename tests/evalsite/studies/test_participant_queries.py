@@ -16,6 +16,7 @@ from evalsite.studies.participant_sql import Position
 from tests.evalsite.studies.conftest import enter
 from tests.evalsite.studies.participant_steps import (
     DESKTOP_UA,
+    acknowledge,
     answer_current,
     client_log,
     finish_practice,
@@ -38,7 +39,9 @@ def test_it_serves_a_trial_page_and_stores_an_answer_in_few_queries(
     slot = flow_trials.current_slot(p)
     listened(slot)
     with django_assert_max_num_queries(1):
-        response = post(client, p, "trials", index=slot.index, choice="A", log=client_log())
+        response = post(
+            client, p, "trials", index=slot.index, slot=slot.pk, choice="A", log=client_log()
+        )
     assert response.status_code == 302
 
 
@@ -60,7 +63,7 @@ def test_it_computes_the_position_like_the_orm_at_every_slot(client, listening_s
         assert at.is_last == (expected.index == p.slots.count() - 1)
         p.refresh_from_db()
         if p.state.get("feedback"):
-            post(client, p, p.step, action="continue")
+            acknowledge(client, p)
         else:
             answer_current(client, p)
     assert participant_sql.position(p) == Position(None, main.count(), main.count(), True)

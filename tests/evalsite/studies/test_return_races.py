@@ -91,15 +91,16 @@ def test_a_returning_participant_and_a_newcomer_never_hold_one_trial(
     assert flow_trials.current_slot(Participant.objects.get(pk=p1.pk)) is not None
 
 
-def _answer_in_a_thread(p: Participant, index: int, now, result: dict) -> threading.Thread:
-    """An answer to slot `index` (its page open long enough), stored in a thread of its own."""
+def _answer_in_a_thread(p: Participant, slot: Assignment, now, result: dict) -> threading.Thread:
+    """An answer to `slot` as its page showed it (its page open long enough), stored in a thread
+    of its own."""
 
     def answering():
         try:
             plays = {"r": 1, "A": 1, "B": 1}
             log = ClientLog(1000, plays, plays, 0, 48000, {})
             result["stored"] = participant_writes.store_answer(
-                p.token, "trials", index, "A", log, now
+                p.token, "trials", slot.index, slot.pk, "A", log, now
             )
         except Exception as error:  # noqa: BLE001 (reported by the test's assertions)
             result["error"] = error
@@ -125,7 +126,7 @@ def test_an_answer_waiting_for_a_recheck_reads_its_slot_as_the_recheck_left_it(
     if taken_out:
         answer_elsewhere(study, [shown.trial])
     result = {}
-    thread = _answer_in_a_thread(p, shown.index, until - timedelta(seconds=1), result)
+    thread = _answer_in_a_thread(p, shown, until - timedelta(seconds=1), result)
     with transaction.atomic():
         assert design_return.recheck(p, until + timedelta(seconds=1)) == taken_out
         thread.start()
@@ -151,7 +152,7 @@ def test_an_answer_and_a_withdrawal_lock_the_participant_then_its_slot_without_a
     shown = to_a_main_trial(client, to_step(client, enter(client, listening_study), "practice"))
     p = Participant.objects.get(pk=shown.participant_id)
     result = {}
-    thread = _answer_in_a_thread(p, shown.index, timezone.now(), result)
+    thread = _answer_in_a_thread(p, shown, timezone.now(), result)
     with transaction.atomic():  # the withdrawal holds p's row (its step's UPDATE), then ...
         design.lock_participants([p.pk])
         thread.start()

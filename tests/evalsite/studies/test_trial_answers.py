@@ -5,6 +5,7 @@ trial's sounds by position, uncacheable pages, and completion once every answer 
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import timedelta
 
@@ -21,6 +22,7 @@ from evalsite.studies.models import Answer, Participant
 from tests.evalsite.studies.conftest import enter
 from tests.evalsite.studies.participant_steps import (
     DESKTOP_UA,
+    acknowledge,
     answer_current,
     client_log,
     finish,
@@ -40,7 +42,25 @@ def test_it_gives_feedback_after_each_practice_trial(client, listening_study):
     assert slot.trial.is_practice and p.state["feedback"]["correct"] is True
     page = client.get(url(p)).content.decode()
     assert 'id="feedback"' in page and 'id="play-r"' not in page
-    post(client, p, "practice", action="continue")
+    acknowledge(client, p)
+    p.refresh_from_db()
+    assert p.state == {}
+
+
+def test_it_keeps_a_later_feedback_when_an_older_pages_continue_arrives(client, listening_study):
+    p = to_step(client, enter(client, listening_study), "practice")
+    first, _ = answer_current(client, p)  # tabs 1 and 2 both show this trial's feedback
+    old_continue = {"action": "continue", "slot": first.pk}
+    acknowledge(client, p)  # tab 1 goes on and answers the next practice trial
+    second, _ = answer_current(client, p)
+    assert second.trial.is_practice and p.state["feedback"]["slot"] == second.pk
+    response = post(client, p, "practice", **old_continue)  # tab 2's Continue, for the first
+    assert response.status_code == 302 and response["Location"] == url(p)
+    p.refresh_from_db()
+    assert p.state["feedback"]["slot"] == second.pk  # the second feedback is still to be seen
+    page = client.get(url(p)).content.decode()
+    assert 'id="feedback"' in page and f'name="slot" value="{second.pk}"' in page
+    acknowledge(client, p)
     p.refresh_from_db()
     assert p.state == {}
 
@@ -49,7 +69,13 @@ def test_it_stores_exactly_one_answer_for_a_replayed_post(client, listening_stud
     p = to_step(client, enter(client, listening_study), "practice")
     finish_practice(client, p)
     slot = open_trial(client, p)
-    data = {"step": "trials", "index": slot.index, "choice": "A", "log": client_log()}
+    data = {
+        "step": "trials",
+        "index": slot.index,
+        "slot": slot.pk,
+        "choice": "A",
+        "log": client_log(),
+    }
     first = client.post(url(p), data, HTTP_USER_AGENT=DESKTOP_UA)
     replay = client.post(url(p), data | {"choice": "B"}, HTTP_USER_AGENT=DESKTOP_UA)
     assert first.status_code == replay.status_code == 302
@@ -68,7 +94,13 @@ def test_it_stores_nothing_for_a_malformed_answer(client, listening_study, bad):
     p = to_step(client, enter(client, listening_study), "practice")
     finish_practice(client, p)
     slot = flow_trials.current_slot(p)
-    data = {"step": "trials", "index": str(slot.index), "choice": "A", "log": client_log()}
+    data = {
+        "step": "trials",
+        "index": str(slot.index),
+        "slot": slot.pk,
+        "choice": "A",
+        "log": client_log(),
+    }
     response = client.post(url(p), data | bad, HTTP_USER_AGENT=DESKTOP_UA)
     assert response.status_code == 302 and response["Location"] == url(p)
     assert not Answer.objects.filter(participant=p, trial_index__gte=slot.index).exists()
@@ -82,9 +114,11 @@ def test_it_stores_nothing_for_a_malformed_answer(client, listening_study, bad):
       (None, 0, 1.0)),
      ('{"response_ms": 1e400, "blur_events": 99999}', (None, 1000, None)),
      ('{"response_ms": ' + "9" * 5000 + "}", (None, 0, None)),
+     ('{"response_ms": %s, "heard": {"A": %s, "B": %s}, "plays": {"r": %s}, "blur_events": %s}'
+      % (("9" * 400,) * 5), (None, 0, None)),
      ("[" * 9000 + "]" * 9000, (None, 0, None))],
     ids=["not-json", "not-an-object", "wrong-types-and-nan", "out-of-range",
-         "integer-over-4300-digits", "nested-too-deep"],
+         "integer-over-4300-digits", "integer-beyond-a-float", "nested-too-deep"],
 )  # fmt: skip
 def test_it_stores_an_answer_with_a_garbled_client_log_as_unknowns(
     client, listening_study, log, expected
@@ -92,7 +126,7 @@ def test_it_stores_an_answer_with_a_garbled_client_log_as_unknowns(
     p = to_step(client, enter(client, listening_study), "practice")
     finish_practice(client, p)
     slot = open_trial(client, p)
-    post(client, p, "trials", index=slot.index, choice="A", log=log)
+    post(client, p, "trials", index=slot.index, slot=slot.pk, choice="A", log=log)
     a = Answer.objects.get(participant=p, trial=slot.trial)
     heard_shown_b = a.heard_b if slot.displayed_first == "a" else a.heard_a
     assert (a.response_ms, a.blur_events, heard_shown_b) == expected
@@ -104,8 +138,11 @@ def test_it_refuses_a_second_answer_even_when_bypassing_the_view(client, listeni
     finish_practice(client, p)
     slot = open_trial(client, p)
     log = participant_writes.ClientLog(1000, {"r": 1, "A": 1, "B": 1}, {}, 0, 48000, {})
-    assert participant_writes.store_answer(p.token, "trials", slot.index, "A", log) is not None
-    assert participant_writes.store_answer(p.token, "trials", slot.index, "B", log) is None
+    assert (
+        participant_writes.store_answer(p.token, "trials", slot.index, slot.pk, "A", log)
+        is not None
+    )
+    assert participant_writes.store_answer(p.token, "trials", slot.index, slot.pk, "B", log) is None
     assert Answer.objects.filter(participant=p, trial=slot.trial).count() == 1
 
 
@@ -145,7 +182,7 @@ def test_it_never_shows_an_answered_trial_again(client, listening_study):
     finish_practice(client, p)
     slot, _ = answer_current(client, p)
     assert flow_trials.current_slot(p).index == slot.index + 1
-    stale = post(client, p, "trials", index=slot.index, choice="B", log=client_log())
+    stale = post(client, p, "trials", index=slot.index, slot=slot.pk, choice="B", log=client_log())
     assert stale.status_code == 302
     assert Answer.objects.filter(participant=p).count() == slot.index + 1
 
@@ -175,16 +212,18 @@ def test_it_serves_only_the_current_trials_audio_by_position(client, listening_s
     slot = flow_trials.current_slot(p)
     page = client.get(url(p)).content.decode()
     for clip in (slot.trial.reference, slot.trial.candidate_a, slot.trial.candidate_b):
-        assert clip.token not in page and f"/{clip.pk}" not in page
-    audio = reverse("studies:audio", args=[p.token, slot.index, "A"])
-    assert audio in page
+        assert clip.token not in page
+    # the URLs name the slot (its id) and the position, nothing of the clips
+    urls = [reverse("studies:audio", args=[p.token, slot.pk, k]) for k in "rAB"]
+    assert re.findall(r'<audio data-key="[rAB]" preload="auto" src="([^"]+)"', page) == urls
+    audio = urls[1]
     whole = client.get(audio)
     assert whole.status_code == 200 and whole["Accept-Ranges"] == "bytes"
     assert "Content-Disposition" not in whole
     part = client.get(audio, HTTP_RANGE="bytes=0-99")
     assert part.status_code == 206 and part["Content-Range"].startswith("bytes 0-99/")
     assert len(b"".join(part.streaming_content)) == 100
-    nxt = reverse("studies:audio", args=[p.token, slot.index + 1, "A"])
+    nxt = reverse("studies:audio", args=[p.token, p.slots.get(index=slot.index + 1).pk, "A"])
     assert client.get(nxt).status_code == 404
 
 
@@ -240,11 +279,19 @@ def test_it_stores_an_answer_only_for_the_current_slot_at_the_posted_step(client
     finish_practice(client, p)
     slot = open_trial(client, p)
     log = client_log()
-    ahead = post(client, p, "trials", index=slot.index + 1, choice="A", log=log)  # forged
-    wrong_step = post(client, p, "practice", index=slot.index, choice="A", log=log)
+    ahead = post(
+        client,
+        p,
+        "trials",
+        index=slot.index + 1,
+        slot=p.slots.get(index=slot.index + 1).pk,
+        choice="A",
+        log=log,
+    )  # forged
+    wrong_step = post(client, p, "practice", index=slot.index, slot=slot.pk, choice="A", log=log)
     assert ahead.status_code == wrong_step.status_code == 302
     assert not Answer.objects.filter(participant=p, trial_index__gte=slot.index).exists()
-    post(client, p, "trials", index=slot.index, choice="B", log=log)
+    post(client, p, "trials", index=slot.index, slot=slot.pk, choice="B", log=log)
     stored = Answer.objects.get(participant=p, trial_index=slot.index)
     assert (stored.trial_id, stored.chosen_position) == (slot.trial_id, "B")
     assert flow_trials.current_slot(p).index == slot.index + 1
@@ -255,6 +302,12 @@ def test_it_refuses_an_answer_from_a_browser_not_bound_to_the_participant(client
     finish_practice(client, p)
     slot = flow_trials.current_slot(p)
     other = Client()
-    data = {"step": "trials", "index": slot.index, "choice": "A", "log": client_log()}
+    data = {
+        "step": "trials",
+        "index": slot.index,
+        "slot": slot.pk,
+        "choice": "A",
+        "log": client_log(),
+    }
     assert other.post(url(p), data, HTTP_USER_AGENT=DESKTOP_UA).status_code == 403
     assert not Answer.objects.filter(participant=p, trial=slot.trial).exists()

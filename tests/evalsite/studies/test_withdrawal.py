@@ -92,7 +92,9 @@ def test_an_answer_sent_from_another_tab_while_the_participant_leaves_is_not_kep
     def answer_from_another_tab():
         try:
             log = participant_forms.client_log(client_log())
-            tab["stored"] = participant_writes.store_answer(p.token, p.step, slot.index, "A", log)
+            tab["stored"] = participant_writes.store_answer(
+                p.token, p.step, slot.index, slot.pk, "A", log
+            )
         finally:
             connection.close()
 
@@ -146,6 +148,8 @@ def test_it_takes_an_answer_whose_participant_was_deleted_meanwhile(
 
     monkeypatch.setattr(participant_writes, "store_answer", store_then_delete)
     slot = open_trial(client, p)
-    response = post(client, p, "practice", index=slot.index, choice="A", log=client_log())
+    response = post(
+        client, p, "practice", index=slot.index, slot=slot.pk, choice="A", log=client_log()
+    )
     assert response.status_code == 302
     assert not Participant.objects.filter(pk=p.pk).exists()
