@@ -8,7 +8,9 @@ Systems (METHOD.md "Baselines" and the ablations):
 
 Run folder (everything is reused when present, so an interrupted run resumes where it stopped):
     config.yaml                  the resolved BenchConfig (a rerun must use the same config)
-    dataset.json                 {"root": the dataset's absolute path} (a rerun must use it too)
+    dataset.json                 {"root": the dataset's absolute path, "fingerprint": its content's
+                                 (csn_model.data.fingerprint)}: a rerun must use that dataset,
+                                 unchanged
     systems/<name>/              train_run's out_dir; done.json names the finished checkpoint,
                                  relative to the run folder
     separator/separator.pt, sdr.csv, sdr.json
@@ -65,10 +67,9 @@ def run_bench(cfg: BenchConfig, data_root: Path, run_dir: Path) -> dict:
                 f"{saved}: this run folder was made with another config; "
                 "use the same config to resume, or a new --out"
             )
-        _check_dataset(run_dir / "dataset.json", Path(data_root))
+        _check_dataset(run_dir / "dataset.json", ds)
     else:  # record first: config.yaml without dataset.json then means a folder from before
-        root = str(Path(data_root).resolve())
-        (run_dir / "dataset.json").write_text(json.dumps({"root": root}) + "\n")
+        (run_dir / "dataset.json").write_text(json.dumps(_dataset_record(ds)) + "\n")
         save_config(cfg, saved)
     if cfg.train.threads:  # the separator and scoring too, not only train_run
         torch.set_num_threads(cfg.train.threads)
@@ -93,6 +94,7 @@ def score_run(run_dir: Path, data_root: Path, out_dir: Path | None = None) -> di
     checkpoints = json.loads(index.read_text())
     ds = SlakhDataset(data_root)
     _check_rate(ds, cfg, data_root)
+    _check_new_compositions(run_dir / "dataset.json", ds)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     out_dir = out_dir or run_dir / "eval" / Path(data_root).resolve().name
@@ -100,24 +102,80 @@ def score_run(run_dir: Path, data_root: Path, out_dir: Path | None = None) -> di
     return evaluate(cfg, ds, checkpoints, out_dir, trained_on=str(run_dir))
 
 
-def _check_dataset(record: Path, data_root: Path) -> None:
-    """A run folder resumes only on the dataset it was started on: its systems, separator and
-    triplets came from that dataset."""
-    root = str(data_root.resolve())
+def _dataset_record(ds) -> dict:
+    return {"root": str(Path(ds.root).resolve()), "fingerprint": ds.fingerprint}
+
+
+def _check_dataset(record: Path, ds) -> None:
+    """A run folder resumes only on the dataset it was started on, unchanged: its systems,
+    separator and triplets came from that dataset. A record without a fingerprint predates them
+    and is refused (nothing tells whether the data changed since), with the line to write if it
+    is the same data."""
+    want = _dataset_record(ds)
+    line = json.dumps(want)
     if not record.exists():
         raise ValueError(
             f"{record}: missing; this run folder was made before csn bench recorded its dataset, "
-            f"so it cannot tell whether {root} is the data its systems were trained on; use a new "
-            f"--out, or if it is that data, write {json.dumps({'root': root})} to {record}"
+            f"so it cannot tell whether {want['root']} is the data its systems were trained on; "
+            f"use a new --out, or if it is that data, unchanged, write {line} to {record}"
         )
     try:
-        recorded = json.loads(record.read_text())["root"]
+        recorded = json.loads(record.read_text())
+        root = recorded["root"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f'{record}: expected {{"root": DATASET_PATH}} ({exc!r})') from None
-    if recorded != root:
         raise ValueError(
-            f"{record}: this run folder was made from the dataset {recorded}, not {root}; "
+            f'{record}: expected {{"root": DATASET_PATH, "fingerprint": ...}} ({exc!r})'
+        ) from None
+    if root != want["root"]:
+        raise ValueError(
+            f"{record}: this run folder was made from the dataset {root}, not {want['root']}; "
             "use the same --data to resume, or a new --out"
+        )
+    if "fingerprint" not in recorded:
+        raise ValueError(
+            f"{record}: predates dataset fingerprints (it names the root only), so it cannot tell "
+            f"whether {root} still holds the data its systems were trained on; use a new --out, "
+            f"or if the data is unchanged since, write {line} to {record}"
+        )
+    if recorded["fingerprint"] != want["fingerprint"]:
+        raise ValueError(
+            f"{record}: the dataset {root} has changed since this run folder was made from it "
+            f"(fingerprint {recorded['fingerprint']} then, {want['fingerprint']} now: its tracks, "
+            "metadata.yaml or audio files differ), so its systems, separator and triplets are "
+            "not this data's; use a new --out for it, or delete this run folder to start again"
+        )
+
+
+def _check_new_compositions(record: Path, ds) -> None:
+    """`csn bench --from` on a `csn synth` dataset made with the training data's seed: csn synth
+    composes track i from (seed, i) whatever the soundfont, so its test tracks would be the
+    training pieces re-rendered, not new music. Refused when both csn_synth.json files share seed
+    and generator_version and a test track of `ds` has an index the training data holds."""
+    from csn_model.data.fingerprint import MANIFEST, synth_compositions
+
+    try:
+        trained = Path(json.loads(record.read_text())["root"])
+    except (OSError, ValueError, KeyError, TypeError):
+        log.warning("%s: unreadable; cannot check that %s holds new compositions", record, ds.root)
+        return
+    ours, theirs = trained / MANIFEST, Path(ds.root) / MANIFEST
+    if not (ours.is_file() and theirs.is_file()):
+        return  # not two csn synth datasets (or the training data is gone: nothing to compare)
+    a, b = json.loads(ours.read_text()), json.loads(theirs.read_text())
+    fields = ("seed", "generator_version")
+    if any(a.get(f) != b.get(f) for f in fields):
+        return
+    have = synth_compositions(trained)
+    shared = {i: t for i, t in synth_compositions(ds.root, ("test",)).items() if i in have}
+    if shared:
+        i, track = next(iter(shared.items()))
+        raise ValueError(
+            f"{theirs} and {ours} (the data of the trained systems) have the same seed "
+            f"({a.get('seed')}) and generator_version ({a.get('generator_version')}), and "
+            f"{len(shared)} test track(s) of {ds.root} share a synth.track_index with it (e.g. "
+            f"{track} and {have[i]}, index {i}): csn synth composes track i from (seed, i) "
+            "whatever the soundfont, so they are the same pieces re-rendered, not new music; "
+            "make the generalisation dataset with another --seed"
         )
 
 
@@ -144,6 +202,7 @@ def evaluate(cfg: BenchConfig, ds, checkpoints: dict, out_dir: Path, trained_on:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     triplets = eval_triplets(ds, out_dir / "triplets", cfg)
+    log.info("test split of %s: %s", ds.root, ds.skip_summary())
     nets = load_systems(checkpoints, device)
     separator = None
     if "individual_separated" in nets:

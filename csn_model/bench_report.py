@@ -56,6 +56,8 @@ def dataset_info(ds) -> dict:
         "name": Path(ds.root).resolve().name,
         "sample_rate": ds.sample_rate,
         "tracks": {s: len(ds.tracks(s)) for s in ds.splits},
+        "fingerprint": ds.fingerprint,  # csn_model.data.fingerprint
+        "skipped_stems": ds.skip_summary(),  # of the tracks analysed here (the test split)
     }
     manifest = Path(ds.root) / "csn_synth.json"  # written by `csn synth`: seed, soundfont, ...
     if manifest.exists():

@@ -1,6 +1,7 @@
 """Scoring the benchmark's systems: the fixed test triplets (made once, saved, and reused only
-for the dataset and settings in their meta) and every system's outcome on each of them
-(csn_model.bench runs it and summarises the outcomes).
+for the dataset, its content and the settings in their meta, and only while every triplet's own
+instrument is audible where it says) and every system's outcome on each of them (csn_model.bench
+runs it and summarises the outcomes).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ log = logging.getLogger("csn.bench")
 # -- evaluation triplets ---------------------------------------------------------------------
 META_SOURCES = {  # field of a triplet file's meta -> where this run's value comes from
     "dataset": "--data",
+    "fingerprint": "the dataset's content (csn_model.data.fingerprint)",
     "split": "the test split",
     "kind": "bench.kinds",
     "per_condition": "bench.per_condition",
@@ -34,8 +36,9 @@ META_SOURCES = {  # field of a triplet file's meta -> where this run's value com
 
 def eval_triplets(ds, folder: Path, cfg: BenchConfig) -> dict:
     """{kind: (triplets, path)}; made once with make_eval_set and saved, then reused as long as
-    every field of their meta matches this run's (ValueError otherwise). An empty set would score
-    nothing: it is refused (DataError) and never saved."""
+    every field of their meta matches this run's (ValueError otherwise) and each triplet's own
+    instrument is audible where it says (DataError otherwise). An empty set would score nothing:
+    it is refused (DataError) and never saved."""
     from csn_model.data.slakh import DataError
     from csn_model.data.triplets import load_triplets, make_eval_set, save_triplets
 
@@ -45,6 +48,7 @@ def eval_triplets(ds, folder: Path, cfg: BenchConfig) -> dict:
         path = folder / f"test_{kind}.json"
         meta = {
             "dataset": str(Path(ds.root).resolve()),
+            "fingerprint": ds.fingerprint,
             "split": "test",
             "kind": kind,
             "per_condition": cfg.bench.per_condition,
@@ -63,6 +67,7 @@ def eval_triplets(ds, folder: Path, cfg: BenchConfig) -> dict:
         _check_meta(path, saved, meta)
         if not triplets:  # written by earlier versions, which saved empty sets
             raise DataError(f"{path}: holds {_no_triplets(ds, kind, cfg)}; delete it")
+        check_audible(ds, triplets, path, frames)
         out[kind] = (triplets, path)
     return out
 
@@ -77,6 +82,13 @@ def _no_triplets(ds, kind: str, cfg: BenchConfig) -> str:
 
 
 def _check_meta(path: Path, saved: dict, expected: dict) -> None:
+    if "fingerprint" not in saved:
+        raise ValueError(
+            f"{path}: predates dataset fingerprints (its meta has no fingerprint field), so "
+            f"nothing tells whether {saved.get('dataset')} still holds the tracks it names; "
+            "delete it to make the triplets again from this data (same seed and settings), or "
+            "use a new --out"
+        )
     for name, want in expected.items():
         got = saved.get(name)
         if name == "dataset" and isinstance(got, str):
@@ -87,6 +99,44 @@ def _check_meta(path: Path, saved: dict, expected: dict) -> None:
                 f"({META_SOURCES[name]}); these triplets were made for other data or settings: "
                 "use a new --out"
             )
+
+
+def check_audible(ds, triplets: list, path: Path, frames: int) -> None:
+    """Every triplet's own-condition parts (anchor, positive, negative) start where the sampler's
+    activity index (Track.active_segments, the sampler's hop) has that condition audible; else
+    DataError naming the file, the triplet and the track: the data or the reader's rule changed
+    since the file was made, and scoring would render silence (or an offset) as the instrument."""
+    from csn_model.data.slakh import DataError
+    from csn_model.data.triplets import default_hop
+
+    hop = default_hop(frames)
+    active: dict[tuple[str, str], np.ndarray] = {}
+    for i, t in enumerate(triplets):
+        for role in ("anchor", "positive", "negative"):
+            seg = getattr(t, role).part(t.condition)
+            if seg is not None:
+                key = (seg.track, t.condition)
+                if key not in active:
+                    active[key] = _active(ds, seg.track, t.condition, frames, hop)
+            if seg is None or seg.start not in active[key]:
+                where = "none" if seg is None else f"{seg.track} at frame {seg.start}"
+                raise DataError(
+                    f"{path}: triplets[{i}] ({t.kind}, {t.condition}): its {role}'s "
+                    f"{t.condition} part ({where}) is not an audible {t.condition} segment of "
+                    f"{ds.root} (the sampler's activity index); the dataset or the reader changed "
+                    "since the file was made: delete it to make the triplets again"
+                )
+
+
+def _active(ds, name: str, condition: str, frames: int, hop: int) -> np.ndarray:
+    """Start frames where the track's condition is audible; none for a track the data lacks."""
+    from csn_model.data.slakh import DataError
+
+    try:
+        track = ds.track(name)
+    except DataError:
+        return np.zeros(0, dtype=np.int64)
+    return track.active_segments(condition, frames, hop)
 
 
 # -- scoring ----------------------------------------------------------------------------------

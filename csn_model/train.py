@@ -32,17 +32,24 @@ import torch
 from torch.utils.data import Dataset
 
 from csn_model import CONDITIONS
-from csn_model.checkpoint import load_model, make_payload, save_checkpoint
+from csn_model.checkpoint import file_id, load_model, make_payload, save_checkpoint
 from csn_model.config import ExperimentConfig, save_config, to_dict
 from csn_model.model import build_model, model_args_from_config
 from csn_model.objectives import csn_losses, individual_losses, pretrain_losses
 from csn_model.train_errors import TrainError
-from csn_model.train_folder import check_same_run, claim_out_dir, run_logger, trim_metrics
+from csn_model.train_folder import (
+    check_same_run,
+    claim_out_dir,
+    record_source,
+    run_logger,
+    trim_metrics,
+)
 from csn_model.train_loop import RunContext
 
 
-def make_datasets(cfg: ExperimentConfig, data_root: str | Path) -> dict[str, Dataset]:
-    """Item datasets of the run's phases from the data layer (train split)."""
+def make_datasets(cfg: ExperimentConfig, data_root: str | Path, log=None) -> dict[str, Dataset]:
+    """Item datasets of the run's phases from the data layer (train split); `log` (a logger)
+    gets the stems the reader skipped (silent, unrendered, unlisted)."""
     from csn_model.data.slakh import SlakhDataset
     from csn_model.data.torch_data import StemTorchDataset, TripletTorchDataset
     from csn_model.data.triplets import TripletSampler
@@ -54,7 +61,9 @@ def make_datasets(cfg: ExperimentConfig, data_root: str | Path) -> dict[str, Dat
             f"{data_root}: dataset sample rate {ds.sample_rate} Hz, but features.sample_rate is "
             f"{f.sample_rate}: set features.sample_rate to the dataset's rate"
         )
-    sampler = TripletSampler(ds, "train", f.segment_frames, seed=t.seed)
+    sampler = TripletSampler(ds, "train", f.segment_frames, seed=t.seed)  # analyses every track
+    if log is not None:
+        log.info("train split: %d tracks; %s", len(sampler.tracks), ds.skip_summary())
     out: dict[str, Dataset] = {}
     if t.system == "individual":
         out["main"] = StemTorchDataset(
@@ -76,10 +85,30 @@ def resolve_device(cfg: ExperimentConfig) -> torch.device:
     return torch.device(cfg.train.device)
 
 
+def needs_teachers(cfg: ExperimentConfig) -> bool:
+    t = cfg.train
+    return t.system == "csn" and (t.aux_loss != 0 or t.pretrain != 0)
+
+
+def run_source(cfg: ExperimentConfig, data_root: str | Path, teachers) -> dict:
+    """What the run is made from, recorded in its checkpoints and csn_train.json and compared when
+    it resumes: {"dataset": {"root", "fingerprint"}, "teachers": {condition: checkpoint file id}}
+    (teachers only when the run uses them; a missing file is left to load_teachers to name)."""
+    from csn_model.data.slakh import SlakhDataset
+
+    ds = SlakhDataset(data_root)  # DataError for a root that is not a dataset folder
+    ids = {}
+    if needs_teachers(cfg):
+        ids = {c: file_id(p) for c, p in (teachers or {}).items() if Path(p).is_file()}
+    return {
+        "dataset": {"root": str(ds.root.resolve()), "fingerprint": ds.fingerprint},
+        "teachers": dict(sorted(ids.items())),
+    }
+
+
 def load_teachers(teachers: dict[str, Path] | None, cfg: ExperimentConfig, device) -> list:
     """Frozen individual networks in CONDITIONS order, or [] when the run needs none."""
-    t = cfg.train
-    if t.system != "csn" or (t.aux_loss == 0 and t.pretrain == 0):
+    if not needs_teachers(cfg):
         return []
     teachers = teachers or {}
     missing = [c for c in CONDITIONS if c not in teachers]
@@ -122,24 +151,27 @@ def train_run(
     progress: bool = True,
 ) -> Path:
     """Train one system; returns out_dir/final.pt. Resumes from out_dir/checkpoint.pt; returns at
-    once when out_dir already holds the finished run of the same config."""
+    once when out_dir already holds the finished run of the same config, dataset and teachers
+    (another dataset, or one changed since, is refused: csn_model.train_folder.check_same_run)."""
     out_dir = Path(out_dir)
+    source = run_source(cfg, data_root, teachers)
     claim_out_dir(out_dir)
     final, last = out_dir / "final.pt", out_dir / "checkpoint.pt"
     if final.exists():
-        check_same_run(final, cfg)
+        check_same_run(final, cfg, source)
         return final
-    resume = check_same_run(last, cfg) if last.exists() else None
+    resume = check_same_run(last, cfg, source) if last.exists() else None
+    record_source(out_dir, source)
     threads = torch.get_num_threads()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     try:
-        return _train(cfg, data_root, out_dir, teachers, progress, resume)
+        return _train(cfg, data_root, out_dir, teachers, progress, resume, source)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(cfg, data_root, out_dir: Path, teachers, progress: bool, resume: dict | None) -> Path:
+def _train(cfg, data_root, out_dir: Path, teachers, progress, resume: dict | None, source) -> Path:
     final, last = out_dir / "final.pt", out_dir / "checkpoint.pt"
     save_config(cfg, out_dir / "config.yaml")
     log = run_logger(out_dir)
@@ -162,10 +194,13 @@ def _train(cfg, data_root, out_dir: Path, teachers, progress: bool, resume: dict
         start = int(resume["step"])
         log.info("resuming %s at step %d", last, start)
     trim_metrics(out_dir / "metrics.jsonl", start)
-    datasets = make_datasets(cfg, data_root)
+    data = source["dataset"]
+    log.info("dataset %s, fingerprint %s", data["root"], data["fingerprint"])
+    datasets = make_datasets(cfg, data_root, log)
     ctx = RunContext(
         cfg, model, name, args, opt, scaler, teacher_nets, device, use_amp, log, out_dir, progress
     )
+    ctx.source = source
     log.info(
         "start: %s on %s, %d parameters, steps %d (+%d pre-training)",
         name,
@@ -181,7 +216,7 @@ def _train(cfg, data_root, out_dir: Path, teachers, progress: bool, resume: dict
     step_fn = individual_losses if name == "individual" else csn_losses
     ctx.run_phase("main", datasets["main"], start, pre + cfg.train.steps, pre, step_fn)
     ctx.save(last, pre + cfg.train.steps)
-    payload = make_payload(name, args, model, to_dict(cfg), step=pre + cfg.train.steps)
+    payload = make_payload(name, args, model, to_dict(cfg), step=pre + cfg.train.steps, **source)
     save_checkpoint(final, payload)
     ctx.write_summary(pre + cfg.train.steps)
     log.info("finished: %s", final)

@@ -1,5 +1,6 @@
-"""A training run's folder: claiming it, telling a finished or interrupted run of the same config
-from another one, and the log files that a resumed run continues (train.log, metrics.jsonl).
+"""A training run's folder: claiming it, telling a finished or interrupted run of the same config,
+dataset and teachers from another one, and the log files that a resumed run continues (train.log,
+metrics.jsonl).
 
 train_run (csn_model.train) writes csn_train.json, config.yaml, train.log, metrics.jsonl,
 checkpoint.pt, final.pt and summary.json into it; any other folder that is not empty is refused.
@@ -55,9 +56,20 @@ def _comparable(cfg_dict: dict, schema: type) -> dict:
     return d
 
 
-def check_same_run(path: Path, cfg: ExperimentConfig) -> dict:
-    """The checkpoint at path, if it was made by a run of cfg (up to RUNTIME_FIELDS); else
-    ConfigError."""
+def record_source(out_dir: Path, source: dict) -> None:
+    """RUN_MARKER names the dataset (root, fingerprint) and teachers of the run in out_dir."""
+    marker = out_dir / RUN_MARKER
+    tmp = marker.with_name(f".{marker.name}.tmp")
+    tmp.write_text(json.dumps({"written_by": "csn train", **source}, indent=2) + "\n")
+    tmp.replace(marker)
+
+
+def check_same_run(path: Path, cfg: ExperimentConfig, source: dict) -> dict:
+    """The checkpoint at path, if it was made by a run of cfg (up to RUNTIME_FIELDS; else
+    ConfigError) on the dataset and with the teachers in `source` (csn_model.train.run_source;
+    else TrainError). The dataset is compared by its fingerprint: the same data at another path is
+    the same run, another dataset or the same path changed since is not. A checkpoint from before
+    runs recorded their dataset is refused: nothing tells whether it was trained on this data."""
     payload = load_checkpoint(path)
     if _comparable(payload["config"], type(cfg)) != _comparable(to_dict(cfg), type(cfg)):
         raise ConfigError(
@@ -65,7 +77,35 @@ def check_same_run(path: Path, cfg: ExperimentConfig) -> dict:
             "or the same config (only train.num_workers, checkpoint_every, log_every, device and "
             "threads may differ)"
         )
+    _check_same_data(path, payload, source)
     return payload
+
+
+def _check_same_data(path: Path, payload: dict, source: dict) -> None:
+    want, have = source["dataset"], payload.get("dataset")
+    now = f"--data {want['root']} (fingerprint {want['fingerprint']})"
+    if not isinstance(have, dict) or "fingerprint" not in have:
+        raise TrainError(
+            f"{path}: this checkpoint predates dataset fingerprints (it records no dataset), so "
+            f"nothing tells whether it was trained on {now}; train into another out_dir, or "
+            f"delete checkpoint.pt and final.pt in {path.parent} to train again there"
+        )
+    if have["fingerprint"] != want["fingerprint"]:
+        raise TrainError(
+            f"{path}: this run was trained on the dataset {have.get('root')} (fingerprint "
+            f"{have['fingerprint']}), not on {now}: another dataset, or that one changed since "
+            "(its tracks, metadata.yaml or audio files differ); use another out_dir for this "
+            f"data, or delete {path.parent} to train again on it"
+        )
+    before, given = payload.get("teachers", {}), source["teachers"]
+    if before != given:
+        differ = sorted(c for c in {*before, *given} if before.get(c) != given.get(c))
+        ids = ", ".join(f"{c} {before.get(c)} -> {given.get(c)}" for c in differ)
+        raise TrainError(
+            f"{path}: this run was trained with other teachers ({ids}: checkpoint file ids, "
+            "csn_model.checkpoint.file_id); pass the teachers it was trained with, or use "
+            "another out_dir"
+        )
 
 
 def run_logger(out_dir: Path) -> logging.Logger:

@@ -78,6 +78,7 @@ class RunContext:
         self.opt, self.scaler, self.teachers = opt, scaler, teachers
         self.device, self.use_amp, self.log, self.out_dir = device, use_amp, log, out_dir
         self.progress = progress
+        self.source: dict = {}  # train.run_source: the dataset and teachers, in every checkpoint
         self.wait_s = self.total_s = 0.0
         self.clips = 0
         self.last_loss = float("nan")
@@ -91,6 +92,7 @@ class RunContext:
             step=step,
             optimizer=self.opt.state_dict(),
             scaler=self.scaler.state_dict(),
+            **self.source,
         )
         save_checkpoint(path, payload)
 

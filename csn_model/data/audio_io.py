@@ -11,6 +11,7 @@ import numpy as np
 import soundfile as sf
 
 from csn_model.data.errors import DataError
+from csn_model.silence import HighPass
 
 AUDIO_SUFFIXES: tuple[str, ...] = (".flac", ".wav")
 ENVELOPE_HOP = 1024  # frames per energy-envelope value
@@ -62,20 +63,24 @@ def _check_finite(data: np.ndarray, path: Path, what: str, start: int) -> None:
 
 
 def stem_envelope(path: Path, num_frames: int, track: str, stem: str) -> tuple[np.ndarray, float]:
-    """Mean square per ENVELOPE_HOP frames, and the peak, in one streamed pass."""
+    """Mean square per ENVELOPE_HOP frames of the mono signal and the peak over every channel, in
+    one streamed pass, both above csn_model.silence's high-pass (SILENCE_HIGHPASS_HZ): a constant
+    offset (DC) or a slow drift is neither energy nor peak, as in the catalogue's silence rule."""
     env = np.zeros(-(-num_frames // ENVELOPE_HOP), dtype=np.float64)
     peak, pos = 0.0, 0
     try:
-        for data in sf.blocks(str(path), blocksize=ENVELOPE_HOP * 64, dtype="float32",
-                              always_2d=True):  # fmt: skip
-            _check_finite(data, path, f"stem {stem} of {track}", pos)
-            mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]  # (t,)
-            peak = max(peak, float(np.abs(mono).max(initial=0.0)))
-            pad = (-len(mono)) % ENVELOPE_HOP
-            sq = np.pad(mono.astype(np.float64) ** 2, (0, pad)).reshape(-1, ENVELOPE_HOP)
-            i = pos // ENVELOPE_HOP
-            env[i : i + len(sq)] = sq.sum(axis=1) / ENVELOPE_HOP
-            pos += len(mono)
+        with sf.SoundFile(str(path)) as f:
+            highpass = HighPass(f.samplerate)
+            for data in f.blocks(blocksize=ENVELOPE_HOP * 64, dtype="float32", always_2d=True):
+                _check_finite(data, path, f"stem {stem} of {track}", pos)
+                audible = highpass(data)  # (t, C) float64, above the high-pass
+                peak = max(peak, float(np.abs(audible).max(initial=0.0)))
+                mono = audible.mean(axis=1)  # (t, C) -> (t,)
+                pad = (-len(mono)) % ENVELOPE_HOP
+                sq = np.pad(mono**2, (0, pad)).reshape(-1, ENVELOPE_HOP)
+                i = pos // ENVELOPE_HOP
+                env[i : i + len(sq)] = sq.sum(axis=1) / ENVELOPE_HOP
+                pos += len(mono)
     except _SF_ERRORS as exc:
         raise DataError(f"{path}: cannot decode stem {stem} of {track}: {exc}") from exc
     if pos != num_frames:

@@ -17,9 +17,12 @@ and reads its audio.
 Documented, counted skips (listed in `SlakhDataset.skipped`, never silent):
 - a stem whose metadata says `audio_rendered: false` (Slakh does not render those),
 - an audio file in the stems folder that metadata.yaml does not list (it is not read), and
-- a stem whose audio is silent (peak below slakh_track.SILENCE_PEAK): its condition is absent
-  from the track unless another stem of that condition plays.
-Everything else that is malformed raises DataError naming the track, the stem and the expectation.
+- a stem whose audio is silent by csn_model.silence's rule (peak above 20 Hz below -60 dBFS, so a
+  constant offset is silent too): its condition is absent from the track unless another stem of
+  that condition plays.
+Everything else that is malformed raises DataError naming the track, the stem and the expectation,
+and so does one source MIDI rendered in two splits (original Slakh2100 has such duplicates; see
+SlakhDataset.check_sources).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from csn_model.data.errors import DataError
-from csn_model.data.slakh_folder import load_track
+from csn_model.data.slakh_folder import SOURCE_FIELDS, load_track, source_ids
 from csn_model.data.slakh_track import Track
 
 __all__ = ["DataError", "SlakhDataset"]
@@ -57,6 +60,8 @@ class SlakhDataset:
         self._tracks: dict[str, list[Track]] = {}
         self._by_name: dict[str, Track] = {}
         self._sample_rate: int | None = None
+        self._fingerprint: str | None = None
+        self._sources_checked = False
 
     def __repr__(self) -> str:
         return f"SlakhDataset({str(self.root)!r})"
@@ -69,19 +74,58 @@ class SlakhDataset:
             raise DataError(f"{self.root}: no track to take the sample rate from")
         return self._sample_rate
 
+    @property
+    def fingerprint(self) -> str:
+        """csn_model.data.fingerprint's identity of the dataset's content (computed once)."""
+        from csn_model.data.fingerprint import dataset_fingerprint  # noqa: PLC0415  (cycle)
+
+        if self._fingerprint is None:
+            self._fingerprint = dataset_fingerprint(self.root)
+        return self._fingerprint
+
     def tracks(self, split: str) -> list[Track]:
         if split not in SPLITS:
             raise DataError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
+        self.check_sources()
         if split not in self._tracks:
             folder = self.root / split
             if not folder.is_dir():
                 raise DataError(f"{folder}: split folder missing")
-            dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-            tracks = [self._load_track(split, d) for d in dirs]
+            tracks = [self._load_track(split, d) for d in _track_dirs(folder)]
             if not tracks:
                 raise DataError(f"{folder}: empty split, expected track folders with metadata.yaml")
             self._tracks[split] = tracks
         return self._tracks[split]
+
+    def check_sources(self) -> None:
+        """DataError when tracks in different splits were rendered from one source MIDI (the same
+        metadata.yaml `lmd_midi_dir` or `UUID`): original Slakh2100 renders some Lakh MIDI files
+        as several tracks across train, validation and test, so a model would be tested on pieces
+        it was trained on; Slakh2100-redux moves those duplicates to omitted/. A track without
+        these fields is not checked. Reads every split's metadata once, before the first split
+        is loaded."""
+        if self._sources_checked:
+            return
+        first: dict[tuple[str, str], str] = {}  # (field, value) -> "split/track" seen first
+        pairs: dict[tuple[str, str], list[str]] = {}  # (earlier, later track) -> shared fields
+        for split in self.splits:
+            for folder in _track_dirs(self.root / split):
+                here = f"{split}/{folder.name}"
+                for field, value in source_ids(folder).items():
+                    seen = first.setdefault((field, value), here)
+                    if not seen.startswith(f"{split}/"):
+                        pairs.setdefault((seen, here), []).append(f"{field} {value}")
+        if pairs:
+            named = [f"{a} and {b} ({', '.join(f)})" for (a, b), f in list(pairs.items())[:5]]
+            more = f" and {len(pairs) - 5} more" if len(pairs) > 5 else ""
+            raise DataError(
+                f"{self.root}: {len(pairs)} pair(s) of tracks in different splits share their "
+                f"source MIDI ({' or '.join(SOURCE_FIELDS)} in metadata.yaml): "
+                f"{'; '.join(named)}{more}; the test split would hold pieces the training split "
+                "has. Original Slakh2100 has such duplicates: use Slakh2100-redux (it moves them "
+                "to omitted/), or move one track of each pair out of the splits"
+            )
+        self._sources_checked = True
 
     def preload(self, split: str) -> None:
         """Decode every condition of the split's tracks into the cache (needs cache_audio)."""
@@ -123,3 +167,8 @@ class SlakhDataset:
             )
         self._by_name[track.name] = track
         return track
+
+
+def _track_dirs(folder: Path) -> list[Path]:
+    """A split folder's track folders, sorted (hidden ones are unfinished writes)."""
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))

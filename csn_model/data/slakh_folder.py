@@ -16,7 +16,12 @@ from csn_model.data.conditions import condition_of
 from csn_model.data.errors import DataError
 from csn_model.data.slakh_track import Stem, Track
 
-__all__ = ["load_track"]
+__all__ = ["SOURCE_FIELDS", "load_track", "source_ids"]
+
+# Fields of Slakh's metadata.yaml that name the Lakh MIDI file a track was rendered from (UUID is
+# that file's MD5, lmd_midi_dir its path in the Lakh MIDI Dataset): two tracks sharing either are
+# renderings of one piece.
+SOURCE_FIELDS = ("lmd_midi_dir", "UUID")
 
 
 def _read_metadata(folder: Path) -> dict:
@@ -36,6 +41,16 @@ def _read_metadata(folder: Path) -> dict:
             f"{meta_path}: field 'stems' missing or empty; expected a mapping Sxx -> stem"
         )
     return meta
+
+
+def source_ids(folder: Path) -> dict[str, str]:
+    """{field: value} of the SOURCE_FIELDS that the track's metadata.yaml holds; a missing field
+    is not an error, and a metadata file that cannot be read gives {} (load_track reports it)."""
+    try:
+        meta = _read_metadata(folder)
+    except DataError:
+        return {}
+    return {f: str(meta[f]) for f in SOURCE_FIELDS if isinstance(meta.get(f), str) and meta[f]}
 
 
 def load_track(split: str, folder: Path, skipped: list | None = None) -> Track:

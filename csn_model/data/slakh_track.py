@@ -2,7 +2,10 @@
 
 A Track reads by seeking (soundfile), never by decoding whole files, except for the one streamed
 pass (analyse) that measures each condition's energy envelope to find silent stems and active
-segments; with cache_audio it keeps each decoded condition in memory after its first read.
+segments, both above csn_model.silence's 20 Hz high-pass (a stem is silent by that module's rule,
+the catalogue's and `csn embed`'s: its peak above 20 Hz stays below -60 dBFS, so a constant offset
+is silent and never makes a segment active); with cache_audio it keeps each decoded condition in
+memory after its first read.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ import numpy as np
 from csn_model import CONDITIONS
 from csn_model.data.audio_io import ENVELOPE_HOP, read_mono, stem_envelope
 from csn_model.data.errors import DataError
+from csn_model.silence import is_silent
 
 __all__ = ["Stem", "Track"]
 
-SILENCE_PEAK = 1e-4  # -80 dBFS: a stem whose peak stays below this is silent
+SILENT_REASON = "silent audio"  # in SlakhDataset.skipped; silence as csn_model.silence judges it
 ACTIVE_ABS_RMS = 1e-3  # -60 dBFS: a segment quieter than this is never "active"
 ACTIVE_REL_DB = -20.0  # ... nor one more than 20 dB below the condition's RMS over the track
 ACTIVE_COVERAGE = 0.15  # ... nor one where under 15% of its envelope frames reach floor - 10 dB
@@ -76,9 +80,9 @@ class Track:
             for cond, stems in self.stems.items():
                 for stem in stems:
                     env, peak = stem_envelope(stem.path, self.num_frames, self.name, stem.name)
-                    if peak < SILENCE_PEAK:
+                    if is_silent(peak):
                         silent.append(stem.name)
-                        self.skip_log.append((self.name, stem.name, "silent audio"))
+                        self.skip_log.append((self.name, stem.name, SILENT_REASON))
                         continue
                     audible.setdefault(cond, []).append(stem)
                     # Energy of a sum ~ sum of energies for unrelated parts: good enough here.

@@ -307,10 +307,13 @@ def _write_track(out, cfg, index, split, piece: Piece, q, mix, presets, gain, mi
 
 
 def _track_metadata(cfg: SynthConfig, index: int, piece: Piece, gain: float, stems: dict) -> dict:
+    # The piece's identity, as Slakh's UUID and lmd_midi_dir name the Lakh MIDI file a track was
+    # rendered from: one (seed, index) is one composition whatever the soundfont or sample rate.
     uuid = hashlib.sha1(f"csn-synth:{cfg.seed}:{index}".encode()).hexdigest()[:32]
     return {
         "UUID": uuid,
         "audio_dir": "stems",
+        "lmd_midi_dir": f"csn_synth/seed{cfg.seed}/{uuid}.mid",
         "midi_dir": "MIDI",
         "normalized": True,
         "overall_gain": float(gain),

@@ -132,6 +132,11 @@ def render_mix(ds: SlakhDataset, spec: MixSpec, num_frames: int) -> np.ndarray:
 
 
 # ---- sampling --------------------------------------------------------------------------------
+def default_hop(segment_frames: int) -> int:
+    """The segment grid's step when none is given: half a segment."""
+    return max(1, int(segment_frames) // 2)
+
+
 class TripletSampler:
     """Random triplets from one split. Builds an activity index once (one streamed pass over the
     stems per track), then samples with numpy only: thousands of triplets per second."""
@@ -146,7 +151,7 @@ class TripletSampler:
     ):
         self.ds, self.split, self.seed = ds, split, seed
         self.segment_frames = int(segment_frames)
-        self.hop = int(hop or max(1, self.segment_frames // 2))
+        self.hop = int(hop or default_hop(self.segment_frames))
         self.rng = np.random.default_rng(seed)
         self.tracks = [t.name for t in ds.tracks(split)]
         # active[t][k]: grid positions (start frames) where condition k of track t is audible.

@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
 def _meta(args: argparse.Namespace, ds, frames: int) -> dict:
     return {
         "dataset": str(ds.root.resolve()),
+        "fingerprint": ds.fingerprint,  # csn_model.data.fingerprint: the content it was made from
         "split": args.split,
         "kind": args.kind,
         "per_condition": args.per_condition,

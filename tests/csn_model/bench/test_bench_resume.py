@@ -45,7 +45,11 @@ def test_it_asks_which_dataset_an_old_run_folder_was_made_from(tiny_dataset, tmp
     assert main(args) == 2
     err = capsys.readouterr().err
     assert str(record) in err and str(tiny_dataset.resolve()) in err
-    record.write_text(json.dumps({"root": str(tiny_dataset.resolve())}))  # what the error says
+    from csn_model.data.fingerprint import dataset_fingerprint
+
+    line = {"root": str(tiny_dataset.resolve()), "fingerprint": dataset_fingerprint(tiny_dataset)}
+    assert json.dumps(line) in err
+    record.write_text(json.dumps(line))  # what the error says
     assert main(args) == 0
 
 

@@ -13,6 +13,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
     ("field", "saved"),
     [
         ("dataset", "/data/another_dataset"),
+        ("fingerprint", "0123456789abcdef"),
         ("split", "validation"),
         ("kind", "natural"),
         ("per_condition", 999),
@@ -88,8 +89,11 @@ def test_it_refuses_an_empty_triplet_file_that_earlier_versions_saved(tiny_datas
 
 def _pseudo_meta(dataset, cfg, sample_rate: int) -> dict:
     """The meta a saved test-split pseudo triplet file carries for this dataset and config."""
+    from csn_model.data.fingerprint import dataset_fingerprint
+
     return {
         "dataset": str(dataset.resolve()),
+        "fingerprint": dataset_fingerprint(dataset),
         "split": "test",
         "kind": "pseudo",
         "per_condition": cfg.bench.per_condition,

@@ -1,0 +1,73 @@
+"""What identifies a Slakh-layout dataset's content: its fingerprint, and the compositions of a
+`csn synth` dataset.
+
+The fingerprint is what a training run, a `csn bench` run folder and a saved triplet file record
+about the data they were made from, so that a dataset replaced at the same path (or another
+dataset given to the same run) is refused instead of silently reused.
+
+Cheap by design (no audio decoded, one directory walk): a SHA-256 over csn_synth.json (when
+present), the track folders of each split in sorted order, each track's metadata.yaml bytes and the
+names and sizes of every other file in the track folder (stems, mix, MIDI). It identifies a dataset
+as written; it is not a checksum of the audio (a stem rewritten with other samples of the same size
+keeps the fingerprint: `csn synth` never does that, it writes another metadata.yaml too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import yaml
+
+from csn_model.data.slakh import SPLITS
+
+MANIFEST = "csn_synth.json"  # as csn_model.data.synth.MANIFEST (synth imports pretty_midi)
+FINGERPRINT_HEX = 16  # characters kept of the SHA-256, as csn_model.checkpoint.file_id
+
+
+def dataset_fingerprint(root: str | Path) -> str:
+    """The first FINGERPRINT_HEX hex characters of the dataset's SHA-256 (see the module)."""
+    root = Path(root)
+    h = hashlib.sha256()
+    manifest = root / MANIFEST
+    h.update(b"manifest\0" + (manifest.read_bytes() if manifest.is_file() else b"-") + b"\0")
+    for split in SPLITS:
+        folder = root / split
+        if not folder.is_dir():
+            continue
+        h.update(f"split\0{split}\0".encode())
+        for track in sorted(p for p in folder.iterdir() if _visible(p) and p.is_dir()):
+            h.update(f"track\0{track.name}\0".encode())
+            meta = track / "metadata.yaml"
+            h.update(meta.read_bytes() if meta.is_file() else b"-")
+            for f in sorted(track.rglob("*")):
+                rel = f.relative_to(track)
+                if f.is_file() and f != meta and all(_visible(Path(p)) for p in rel.parts):
+                    h.update(f"\0{rel.as_posix()}\0{f.stat().st_size}".encode())
+    return h.hexdigest()[:FINGERPRINT_HEX]
+
+
+def _visible(path: Path) -> bool:
+    return not path.name.startswith(".")  # hidden: temporary files of an unfinished write
+
+
+def synth_compositions(root: str | Path, splits: tuple[str, ...] = SPLITS) -> dict[int, str]:
+    """{track index: "split/TrackXXXXX"} of a `csn synth` dataset's tracks in `splits`, from the
+    `synth.track_index` of each metadata.yaml. csn synth composes track i from SeedSequence([seed,
+    i]) whatever the soundfont, so two datasets with one seed (and generator version) hold the same
+    pieces at the same indices. Tracks without the field (not csn synth's) are left out."""
+    out: dict[int, str] = {}
+    for split in splits:
+        folder = Path(root) / split
+        if not folder.is_dir():
+            continue
+        for track in sorted(p for p in folder.iterdir() if _visible(p) and p.is_dir()):
+            try:
+                text = (track / "metadata.yaml").read_text(encoding="utf-8")
+                meta = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+                index = meta["synth"]["track_index"]
+            except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError):
+                continue  # the reader reports a malformed track when it loads it
+            if isinstance(index, int):
+                out.setdefault(index, f"{split}/{track.name}")
+    return out
