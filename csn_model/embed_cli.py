@@ -41,7 +41,7 @@ def run(args) -> int:
     try:
         emb = Embedder.from_checkpoint(args.checkpoint, args.device, args.batch_size)
         vectors = emb.embed_files(args.files)
-    except (CheckpointError, EmbedError) as exc:
+    except (CheckpointError, EmbedError, OSError) as exc:  # OSError: an input file unreadable
         print(f"csn embed: error: {exc}", file=sys.stderr)
         return 2
     try:

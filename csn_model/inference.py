@@ -14,7 +14,7 @@ window if shorter than that). Segments of all files are batched together.
 
 A file that cannot be decoded, holds a NaN or infinite sample, is silent (peak above 20 Hz below
 -60 dBFS over every channel: the catalogue's rule, csn_model.silence) or has no samples raises
-EmbedError naming it.
+EmbedError naming it; one that cannot be opened or read raises its OSError.
 """
 
 from __future__ import annotations
@@ -93,11 +93,15 @@ def segment_starts(num_samples: int, segment: int) -> list[int]:
 
 def decode(path: str | Path, sample_rate: int) -> np.ndarray:
     """File -> mono float32 at sample_rate; EmbedError for undecodable, non-finite, silent or
-    empty audio."""
-    try:
-        audio, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (T, C)
-    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise EmbedError(f"{path}: cannot decode audio ({exc})") from None
+    empty audio. A file that cannot be opened (missing, unreadable, an I/O error) raises its
+    OSError instead: that says nothing about the audio and may pass (a network file system),
+    so a caller can retry it."""
+    with open(path, "rb") as handle:  # OSError here: the file, not its audio
+        try:
+            audio, sr = sf.read(handle, dtype="float32", always_2d=True)  # (T, C)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            reason = getattr(exc, "error_string", None) or exc
+            raise EmbedError(f"{path}: cannot decode audio ({reason})") from None
     if not np.isfinite(audio).all():  # one NaN makes the whole log-mel and embedding NaN
         raise EmbedError(f"{path}: samples contain NaN or infinity; expected finite audio")
     peak = audible_peak(audio, sr) if audio.size else 1.0  # no samples: refused below

@@ -1,8 +1,10 @@
 """Creating jobs and deriving their progress from the state of their objects.
 
 An ingest job's clip counts as done when it has an embedding under the job's checkpoint, as
-failed when the clip is failed (its error is listed). Recomputing from the database makes
-progress right however often a task ran (redelivery after a crash, retries). A model-choice job's
+failed when the clip is failed, or ready with an error (an embedding task that failed for good
+left it unembedded; queuing it again clears that error); the errors are listed. Recomputing
+from the database makes progress right however often a task ran (redelivery after a crash,
+retries). A model-choice job's
 task reports its trials itself, as absolute counts (report): a trial's stored choice may be an
 earlier checkpoint's.
 """
@@ -13,8 +15,10 @@ import logging
 
 from celery import Task
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from evalsite.jobs.failures import RetryingTask, describe
 from evalsite.jobs.models import Job
 from evalsite.stimuli.models import Clip
 
@@ -95,7 +99,8 @@ def _recount(job: Job) -> dict:
                 clip_id__in=ids, version__checkpoint_id=job.checkpoint_id
             ).values_list("clip_id", flat=True)
         )
-        failed = Clip.objects.filter(pk__in=ids, status=Clip.Status.FAILED).exclude(pk__in=embedded)
+        unfinished = Q(status=Clip.Status.FAILED) | (Q(status=Clip.Status.READY) & ~Q(error=""))
+        failed = Clip.objects.filter(unfinished, pk__in=ids).exclude(pk__in=embedded)
         errors = [
             {"clip": c.pk, "name": c.name or c.piece or f"clip {c.pk}", "error": c.error}
             for c in failed.order_by("id")[:200]
@@ -137,10 +142,10 @@ def add_error(job: Job, message: str) -> None:
     job.errors, job.updated_at = row.errors, row.updated_at
 
 
-class JobTask(Task):
+class JobTask(RetryingTask):
     """A task whose first argument is a Job id: failing for good marks the job failed."""
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
         job = Job.objects.filter(pk=args[0] if args else kwargs.get("job_id")).first()
         if job:
-            job.fail(f"{self.name} failed: {type(exc).__name__}: {exc}")
+            job.fail(f"{self.name} failed: {describe(exc)}")

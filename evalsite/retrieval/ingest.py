@@ -3,7 +3,9 @@
 Plain functions the Celery tasks call. Idempotent: a ready clip is not processed again, a clip
 that already has an embedding for the checkpoint is not embedded again, and the (clip, version)
 unique constraint makes a concurrent or redelivered insert a no-op. A clip that cannot be
-processed or embedded ends `failed` with an error naming the file and what was expected.
+processed or embedded ends `failed` with an error naming the clip and what was expected. A clip
+whose stored file cannot be read (missing, permissions, an I/O error) is not failed: that says
+nothing about its audio and may pass, so it is reported as unreadable for the caller to retry.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 
+from evalsite.jobs.failures import without_server_paths
 from evalsite.retrieval.embedder import get_embedder, version_for
 from evalsite.retrieval.models import Embedding, ModelVersion, to_bytes
 from evalsite.stimuli.models import Clip
@@ -25,6 +28,24 @@ class IngestReport:
     embedded: list[int] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)  # already embedded with this checkpoint
     failed: dict[int, str] = field(default_factory=dict)  # clip id -> error
+    unreadable: dict[int, str] = field(default_factory=dict)  # clip id -> error; not failed
+
+
+class UnreadableClips(OSError):
+    """Clips whose stored files could not be read; an OSError, so the tasks retry it.
+    clip_errors: clip id -> the error naming the clip (never the server path)."""
+
+    def __init__(self, clip_errors: dict[int, str]):
+        super().__init__("; ".join(clip_errors.values()))
+        self.clip_errors = clip_errors
+
+    def __reduce__(self):  # pickled by the worker pool with its own argument, not the message
+        return type(self), (self.clip_errors,)
+
+
+def clip_label(clip: Clip) -> str:
+    """The clip as researchers know it (the name the job page lists)."""
+    return clip.name or clip.piece or f"clip {clip.pk}"
 
 
 def prepare_clips(clip_ids: list[int]) -> dict[int, str]:
@@ -67,22 +88,30 @@ def upsert_embeddings(version: ModelVersion, clip_ids: list[int], vectors: np.nd
 
 
 def _embed_chunk(embedder, clips: list[Clip], report: IngestReport) -> tuple[list[Clip], list]:
-    """Embed a chunk; on a decoding error, retry clip by clip to find and fail the culprit."""
+    """Embed a chunk; on an error, embed clip by clip to find the culprits: a clip whose audio
+    cannot be embedded is failed, one whose file cannot be read is reported unreadable."""
     from csn_model.inference import EmbedError
 
     try:
         return clips, list(embedder.embed_files([Path(c.file.path) for c in clips]))
-    except EmbedError:
-        if len(clips) == 1:
-            raise
+    except (EmbedError, OSError):
+        pass
     good, vectors = [], []
     for clip in clips:
+        path = clip.file.path
         try:
-            vectors.append(embedder.embed_files([Path(clip.file.path)])[0])
+            vectors.append(embedder.embed_files([Path(path)])[0])
             good.append(clip)
-        except EmbedError as exc:
-            fail_clip(clip, str(exc))
-            report.failed[clip.pk] = str(exc)
+        except EmbedError as exc:  # the message names the path: name the clip instead
+            message = without_server_paths(str(exc).replace(path, clip_label(clip)))
+            fail_clip(clip, message)
+            report.failed[clip.pk] = message
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            report.unreadable[clip.pk] = (
+                f"{clip_label(clip)}: audio file missing or unreadable ({reason}); "
+                "expected its stored WAV"
+            )
     return good, vectors
 
 
@@ -91,8 +120,6 @@ def embed_clips(
 ) -> IngestReport:
     """Embed the ready clips among clip_ids that have no embedding for the checkpoint yet, in
     model calls of `batch` clips (settings.CSN_EMBED_BATCH: amortises the model, bounds memory)."""
-    from csn_model.inference import EmbedError
-
     embedder = embedder or get_embedder()
     batch = batch or settings.CSN_EMBED_BATCH
     version = version_for(embedder)
@@ -115,16 +142,15 @@ def embed_clips(
         else:
             todo.append(clip)
     for i in range(0, len(todo), batch):
-        chunk = todo[i : i + batch]
-        try:
-            good, vectors = _embed_chunk(embedder, chunk, report)
-        except EmbedError as exc:
-            fail_clip(chunk[0], str(exc))
-            report.failed[chunk[0].pk] = str(exc)
-            continue
+        good, vectors = _embed_chunk(embedder, todo[i : i + batch], report)
         if good:
-            upsert_embeddings(version, [c.pk for c in good], np.stack(vectors))
-            report.embedded += [c.pk for c in good]
+            ids = [c.pk for c in good]
+            upsert_embeddings(version, ids, np.stack(vectors))
+            report.embedded += ids
+            # An earlier embedding task's error (it failed for good) no longer holds.
+            Clip.objects.filter(pk__in=ids, status=Clip.Status.READY).exclude(error="").update(
+                error=""
+            )
         if pause_s:  # test hook: widens the window in which a worker can be killed mid-task
             time.sleep(pause_s)
     return report

@@ -224,9 +224,7 @@ def process_clip(
         try:
             if not clip.file:
                 raise AudioError(f"{name}: no file attached; expected an audio file")
-            if clip.file.size == 0:
-                raise AudioError(f"{name}: empty file; expected audio")
-            data, sr = read_audio(clip.file.path, name, limits)
+            data, sr = _read_upload(clip, name, limits)
             validate(data, sr, name, limits)
             data = fit_level(data, sr, name, target_lufs)
             _store(clip, data, sr, name=processed_name(original))
@@ -238,6 +236,22 @@ def process_clip(
             # robust: a delete that fails leaves a stray file, never fails the committed clip
             transaction.on_commit(partial(clip.file.storage.delete, original), robust=True)
     return clip
+
+
+def _read_upload(clip: Clip, name: str, limits: Limits) -> tuple[np.ndarray, int]:
+    """The pending clip's upload, decoded. A missing or unreadable upload is this clip's
+    failure (AudioError naming the clip, never the server path), not its whole batch's."""
+    try:
+        if clip.file.size == 0:
+            raise AudioError(f"{name}: empty file; expected audio")
+        with clip.file.open("rb"):  # opening fails here, with the OS's reason, not in libsndfile
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise AudioError(
+            f"{name}: uploaded file missing or unreadable ({reason}); upload it again"
+        ) from None
+    return read_audio(clip.file.path, name, limits)
 
 
 def processed_name(original: str) -> str:

@@ -1,18 +1,22 @@
 """Ingest tasks: prepare (validate, decode, loudness, transcode) on "cpu", embed on "gpu".
 
 Each task takes ids, calls plain functions in evalsite/retrieval/ingest.py and is idempotent;
-tasks are queued after the database commit (queue_ingest). A clip that fails for good ends
-`failed` with its error, which the job page lists; the other clips go on.
+tasks are queued after the database commit (queue_ingest). Bad audio fails its clip and the
+task goes on. A task that fails for good (retries spent, an error outside the retry list, a time
+limit) marks only the clips it did not finish: a pending clip it could not prepare is failed, a
+ready clip it could not embed stays ready with the error (its job counts it failed; queuing it
+again clears the error). The job page lists the errors.
 """
 
 from __future__ import annotations
 
 import logging
 
-from celery import Task, chain, shared_task
+from celery import chain, shared_task
 from django.conf import settings
 
 from evalsite.jobs import progress
+from evalsite.jobs.failures import RETRY, RetryingTask, describe
 from evalsite.jobs.models import Job
 from evalsite.jobs.progress import JobTask
 from evalsite.retrieval import ingest
@@ -27,17 +31,6 @@ from evalsite.stimuli.models import Catalogue, Clip
 
 log = logging.getLogger(__name__)
 
-# Transient failures (database or file system hiccups) are retried with exponential backoff;
-# bad audio is not an exception here (it marks the clip failed and the task succeeds).
-RETRY = {
-    "autoretry_for": (OSError, ConnectionError),
-    "retry_backoff": 5,
-    "retry_backoff_max": 300,
-    "retry_jitter": True,
-    "max_retries": 5,
-    "acks_late": True,
-}
-
 
 def _job(job_id: int | None) -> Job | None:
     return Job.objects.filter(pk=job_id).first() if job_id else None
@@ -50,32 +43,51 @@ def _current_checkpoint_id() -> str:
         return ""
 
 
-class ClipTask(Task):
-    """When a task fails for good (retries spent, time limit), its clips that are not done
-    say so in Clip.error and its job lists the error."""
+class ClipTask(RetryingTask):
+    """A task of a batch of clips (clip_ids, job_id). Failing for good, it leaves its error on
+    the clips it did not finish and on its job, whose progress then counts them."""
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
         clip_ids = args[0] if args else kwargs.get("clip_ids", [])
-        job_id = args[1] if len(args) > 1 else kwargs.get("job_id")
-        message = f"{self.name} failed after retries: {type(exc).__name__}: {exc}"
+        job = _job(args[1] if len(args) > 1 else kwargs.get("job_id"))
+        message = f"{self.name} failed: {describe(exc)}"
+        self.mark_unfinished(clip_ids, job, message, getattr(exc, "clip_errors", {}))
+        if job:
+            progress.add_error(job, message)
+            progress.refresh(job)
+
+    def mark_unfinished(self, clip_ids: list[int], job: Job | None, message: str,
+                        clip_errors: dict[int, str]) -> None:  # fmt: skip
+        """The ready clips not embedded: the error (clip_errors' own when it names the clip),
+        status unchanged, as a ready clip's audio is not at fault."""
         from evalsite.retrieval.models import Embedding
 
-        job = _job(job_id)
         # Done means embedded with the job's checkpoint (what its progress counts), not with any
         # model: a clip embedded only by an earlier model is not done for this job.
         ckpt = job.checkpoint_id if job else _current_checkpoint_id()
         embedded = Embedding.objects.filter(
             clip_id__in=clip_ids, version__checkpoint_id=ckpt
         ).values_list("clip_id")
-        Clip.objects.filter(pk__in=clip_ids).exclude(pk__in=embedded).update(
-            status=Clip.Status.FAILED, error=message
-        )
-        if job:
-            progress.add_error(job, message)
-            progress.refresh(job)
+        ready = Clip.objects.filter(pk__in=clip_ids, status=Clip.Status.READY)
+        for clip_id in ready.exclude(pk__in=embedded).values_list("pk", flat=True):
+            Clip.objects.filter(pk=clip_id).update(error=clip_errors.get(clip_id, message))
 
 
-@shared_task(name="stimuli.prepare_clips", base=ClipTask, **RETRY)
+class PrepareTask(ClipTask):
+    def mark_unfinished(self, clip_ids: list[int], job: Job | None, message: str,
+                        clip_errors: dict[int, str]) -> None:  # fmt: skip
+        """The pending clips were not prepared: failed. The ready ones go on to be embedded,
+        the step of the chain the failure skipped."""
+        pending = Clip.objects.filter(pk__in=clip_ids, status=Clip.Status.PENDING)
+        pending.update(status=Clip.Status.FAILED, error=message)
+        try:
+            embed_clips.si(clip_ids, job.pk if job else None).delay()
+        except Exception:  # the broker refused it: nothing will embed them; say so on them
+            log.exception("could not queue the embedding of clips %s", clip_ids)
+            super().mark_unfinished(clip_ids, job, message, clip_errors)
+
+
+@shared_task(name="stimuli.prepare_clips", base=PrepareTask, **RETRY)
 def prepare_clips(clip_ids: list[int], job_id: int | None = None) -> dict:
     job = _job(job_id)
     if job:
@@ -101,6 +113,8 @@ def embed_clips(clip_ids: list[int], job_id: int | None = None) -> dict:
         return {"error": str(exc)}
     if job:
         progress.refresh(job)
+    if report.unreadable:  # retried (an OSError) for the unreadable clips alone: others are done
+        raise ingest.UnreadableClips(report.unreadable)
     return {"embedded": len(report.embedded), "skipped": len(report.skipped)}
 
 
@@ -146,6 +160,11 @@ def queue_ingest(catalogue: Catalogue, clip_ids: list[int] | None = None, study=
         checkpoint_id=ckpt,
         params={"clips": clip_ids, "checkpoint": str(path)},
         total=len(clip_ids),
+    )
+    # A new try: an earlier embedding task's error on a ready clip no longer holds (and would
+    # count the clip failed before this job's task ran).
+    Clip.objects.filter(pk__in=clip_ids, status=Clip.Status.READY).exclude(error="").update(
+        error=""
     )
     progress.queue_on_commit(job, ingest_catalogue)
     return job

@@ -11,6 +11,7 @@ from celery import shared_task
 from django.db import transaction
 
 from evalsite.jobs import progress
+from evalsite.jobs.failures import RETRY
 from evalsite.jobs.models import Job
 from evalsite.jobs.progress import JobTask
 from evalsite.retrieval import ingest
@@ -27,14 +28,6 @@ from evalsite.studies import history, model_design
 from evalsite.studies.models import Answer, Study
 
 log = logging.getLogger(__name__)
-RETRY = {
-    "autoretry_for": (OSError, ConnectionError),
-    "retry_backoff": 5,
-    "retry_backoff_max": 300,
-    "retry_jitter": True,
-    "max_retries": 5,
-    "acks_late": True,
-}
 
 
 def _study(job: Job) -> Study:
@@ -93,9 +86,10 @@ def model_choices(job_id: int) -> dict:
         _record_choices(job, study, before, assigned, n_answers)
     # Absolute counts of this run, and the clip errors rebuilt, never appended to: a task
     # delivered again counts each trial and lists each missing clip once.
+    errors = {**report.failed, **report.unreadable}
     progress.report(
         job, total=len(trials), done=assigned.set, failed=len(trials) - assigned.set,
-        clip_errors=[{"clip": clip_id, "error": report.failed.get(clip_id, "not embedded")}
+        clip_errors=[{"clip": clip_id, "error": errors.get(clip_id, "not embedded")}
                      for clip_id in sorted(assigned.missing)],
     )  # fmt: skip
     message = f"{assigned.set} trial(s) have the model's choice"

@@ -66,6 +66,13 @@ def test_it_names_a_file_it_cannot_decode(embedder, tmp_path):
         embedder.embed_files([bad])
 
 
+def test_it_raises_the_os_error_for_a_file_it_cannot_open(embedder, tmp_path):
+    # Not "cannot decode": a missing or unreadable file says nothing about its audio, and the
+    # caller (the site's embedding task) retries it.
+    with pytest.raises(FileNotFoundError):
+        embedder.embed_files([tmp_path / "gone.wav"])
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_it_names_a_file_whose_samples_are_not_finite(embedder, tmp_path, bad):
     # One NaN sample makes the whole log-mel, and so the embedding, NaN.

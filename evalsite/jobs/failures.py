@@ -1,0 +1,56 @@
+"""How the workers' tasks meet errors: which are retried, and how a failure is told.
+
+Transient errors (the file system, the network, a database connection lost or refused) are
+retried with exponential backoff; every task is idempotent, so running it again is safe. Any
+other error fails the task at once, and its on_failure handler records it on the task's objects
+(progress.JobTask, stimuli.tasks.ClipTask). What those handlers store is shown to researchers,
+so it names files by their storage name, never by their absolute path on a server.
+"""
+
+from __future__ import annotations
+
+import re
+
+from celery import Task
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, close_old_connections
+
+# OperationalError/InterfaceError: the database restarted, a connection was terminated, a lock
+# wait timed out; OSError/ConnectionError: a file system or network hiccup.
+TRANSIENT = (OSError, ConnectionError, OperationalError, InterfaceError)
+RETRY = {
+    "autoretry_for": TRANSIENT,
+    "retry_backoff": 5,  # 5 s, doubling, jittered, at most 300 s: 5 retries span ~10 min
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": 5,
+    "acks_late": True,
+}
+
+# An absolute path of two or more parts that is not part of a URL (redis://host:6379/0).
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[^\s/'\"]+/)+([^\s/'\"]+)")
+
+
+class RetryingTask(Task):
+    """Before a retry, drop database connections an error left unusable (a terminated backend):
+    the next try opens a new one instead of failing on the dead one again."""
+
+    def on_retry(self, exc, task_id, args, kwargs, einfo) -> None:
+        # Eager (tests): the caller's connection and transaction are the test's own.
+        if not self.request.is_eager:
+            close_old_connections()
+
+
+def without_server_paths(text: str) -> str:
+    """text with paths under MEDIA_ROOT shortened to their storage name (clips/x.wav) and any
+    other absolute path to its last part."""
+    for root in (settings.MEDIA_ROOT, settings.CSN_HOME):
+        prefix = str(root).rstrip("/") + "/"
+        if prefix != "/":
+            text = text.replace(prefix, "")
+    return _ABSOLUTE_PATH.sub(r"\1", text)
+
+
+def describe(exc: BaseException) -> str:
+    """'<ExceptionType>: <message>', without server paths."""
+    return without_server_paths(f"{type(exc).__name__}: {exc}")
