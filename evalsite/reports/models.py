@@ -64,13 +64,19 @@ class ReportSnapshot(models.Model):
 class ReportState(models.Model):
     """Debounce: `pending` while a recomputation is queued and has not started. `deletions`
     counts the withdrawals that deleted answers (studies.flow_withdraw._forget): a computation
-    that read the answers before the latest one stores nothing."""
+    that read the answers before the latest one stores nothing. `failure` says why the latest
+    request came to nothing ("queuing failed": the broker refused it; "the computation failed"),
+    with its reason and time, until a recomputation runs: the report page shows it as possibly
+    out of date."""
 
     study = models.OneToOneField(Study, on_delete=models.CASCADE, related_name="report_state")
     pending = models.BooleanField(default=False)
     requested_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     deletions = models.PositiveIntegerField(default=0)
+    failure = models.CharField(max_length=40, blank=True)
+    failure_reason = models.TextField(blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"report state of study {self.study_id}: {'pending' if self.pending else 'idle'}"

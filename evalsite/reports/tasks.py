@@ -7,6 +7,11 @@
   request of a burst and, because `pending` is cleared when it starts, answers that arrive while
   it runs queue exactly one more. Queued only after the caller's transaction commits.
 
+A request that comes to nothing is recorded on the study's ReportState (`failure`, its reason
+and time) and shown on the report page until a recomputation runs: a publish the broker refused
+("queuing failed"; the Recompute button says so at once) and a computation that failed ("the
+computation failed", after one retry of a transient database error).
+
 Where the site calls it: after an answer is saved (evalsite/studies participant flow), e.g.
 `schedule_report(participant.study_id)` inside the view's transaction, and when a study edit
 changes `report_settings`; see docs/statistics.md.
@@ -19,15 +24,18 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
+from evalsite.jobs.failures import RetryingTask, describe
 from evalsite.reports.models import ReportState
 
 log = logging.getLogger(__name__)
 STALE_AFTER = timedelta(minutes=15)  # a pending request older than this is queued again
 # The study settings the report reads (services.report_config_for): a change recomputes it.
 REPORT_SETTINGS = ("exclusion", "screening", "report")
+QUEUING_FAILED = "queuing failed"
+COMPUTATION_FAILED = "the computation failed"
 
 
 def report_settings(study) -> dict:
@@ -39,13 +47,37 @@ def debounce_seconds() -> float:
     return float(getattr(settings, "REPORT_DEBOUNCE_S", 30))
 
 
-@shared_task(name="reports.recompute_report", acks_late=True)
+def _record_failure(study_id: int, failure: str, reason: str, **fields) -> None:
+    ReportState.objects.filter(study_id=study_id).update(
+        failure=failure, failure_reason=reason, failed_at=timezone.now(), **fields
+    )
+
+
+class ReportTask(RetryingTask):
+    """A computation that fails for good says so on the report page (ReportState.failure)."""
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        study_id = args[0] if args else kwargs.get("study_id")
+        _record_failure(study_id, COMPUTATION_FAILED, describe(exc))
+
+
+@shared_task(
+    name="reports.recompute_report",
+    base=ReportTask,
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),  # the database, for a moment: once more
+    max_retries=1,
+    retry_backoff=5,
+    retry_jitter=True,
+)
 def recompute_report(study_id: int) -> int | None:
     """Compute the study's report now; returns the id of the snapshot that holds it (the latest,
     None if there is none, when answers were withdrawn during the run, which queues another)."""
     from evalsite.reports.services import compute_snapshot
 
-    ReportState.objects.filter(study_id=study_id).update(pending=False, started_at=timezone.now())
+    ReportState.objects.filter(study_id=study_id).update(
+        pending=False, started_at=timezone.now(), failure="", failure_reason="", failed_at=None
+    )
     snap = compute_snapshot(study_id)
     return snap.pk if snap else None
 
@@ -53,9 +85,17 @@ def recompute_report(study_id: int) -> int | None:
 def _enqueue(study_id: int, countdown: float) -> None:
     try:
         recompute_report.apply_async((study_id,), countdown=countdown)
-    except Exception:  # broker down: clear the flag so the next answer tries again
+    except Exception as exc:  # broker down: clear the flag so the next answer tries again
         log.exception("could not queue the report of study %s", study_id)
-        ReportState.objects.filter(study_id=study_id).update(pending=False)
+        _record_failure(study_id, QUEUING_FAILED, str(exc), pending=False)
+
+
+def queue_failure(study_id: int, since) -> str:
+    """Why the study's recomputation could not be queued at or after `since` ("" if it was)."""
+    state = ReportState.objects.filter(
+        study_id=study_id, failure=QUEUING_FAILED, failed_at__gte=since
+    ).first()
+    return state.failure_reason if state else ""
 
 
 def schedule_report(study_id: int, countdown: float | None = None) -> bool:

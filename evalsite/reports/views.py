@@ -11,13 +11,14 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from evalsite.reports.analysis.report import table_frame
 from evalsite.reports.models import ReportSnapshot, ReportState
 from evalsite.reports.rendering.summary import config_level, note, rounded, table_names, title
-from evalsite.reports.tasks import schedule_report
+from evalsite.reports.tasks import queue_failure, schedule_report
 from evalsite.studies.models import Study
 
 PLOT_TITLES = {  # display order (the JSON field does not keep key order)
@@ -80,6 +81,7 @@ def report_page(request: HttpRequest, key: str) -> HttpResponse:
         "study": study,
         "snap": snap,
         "pending": bool(state and state.pending),
+        "failed": state if state and state.failed_at else None,  # the report may be stale
         "tables": tables,
         # SVG made by matplotlib in our worker from numbers and our own labels.
         "plots": [
@@ -96,7 +98,11 @@ def report_page(request: HttpRequest, key: str) -> HttpResponse:
 @require_POST
 def recompute(request: HttpRequest, key: str) -> HttpResponse:
     study = _study(request, key)
-    if schedule_report(study.pk, countdown=0):
+    since = timezone.now()
+    queued = schedule_report(study.pk, countdown=0)  # published at its commit, before it returns
+    if reason := queue_failure(study.pk, since):
+        messages.error(request, f"Could not queue the recomputation: {reason}")
+    elif queued:
         messages.info(request, "Recomputation queued; reload the page in a moment.")
     else:
         messages.info(request, "A recomputation is already queued.")
