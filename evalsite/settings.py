@@ -219,8 +219,16 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# Seconds. Published in each task's message by the process that queues it (the web process),
+# so the web processes and the workers must be given the same values.
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 900, minimum=1)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 840, minimum=1)
+if CELERY_TASK_SOFT_TIME_LIMIT > CELERY_TASK_TIME_LIMIT:  # the soft limit would never be reached
+    raise EnvError(
+        f"CELERY_TASK_SOFT_TIME_LIMIT={CELERY_TASK_SOFT_TIME_LIMIT}: expected at most "
+        f"CELERY_TASK_TIME_LIMIT={CELERY_TASK_TIME_LIMIT} (the hard limit kills the task first, "
+        "so it never gets the soft limit's chance to end cleanly)"
+    )
 CELERY_TASK_DEFAULT_QUEUE = "cpu"  # queues and routes: evalsite/celery.py, docs/workers.md
 # Clips that become ready are embedded by a worker after the commit (evalsite/retrieval/signals.py).
 CSN_AUTO_EMBED = env_bool("CSN_AUTO_EMBED", True)

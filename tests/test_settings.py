@@ -116,6 +116,18 @@ def test_it_refuses_a_batch_size_or_time_limit_below_one(name, tmp_path):
     assert f"{name}='-1': expected an integer >= 1" in result.stderr
 
 
+def test_it_refuses_a_soft_time_limit_above_the_hard_one(tmp_path):
+    limits = {"CELERY_TASK_TIME_LIMIT": "600", "CELERY_TASK_SOFT_TIME_LIMIT": "840"}
+    result = _manage(["check"], CSN_HOME=str(tmp_path), **limits)
+    assert result.returncode != 0
+    assert (
+        "CELERY_TASK_SOFT_TIME_LIMIT=840: expected at most CELERY_TASK_TIME_LIMIT=600"
+        in result.stderr
+    )
+    equal = {"CELERY_TASK_TIME_LIMIT": "600", "CELERY_TASK_SOFT_TIME_LIMIT": "600"}
+    assert _manage(["check"], CSN_HOME=str(tmp_path), **equal).returncode == 0
+
+
 def test_it_refuses_a_negative_limit_on_new_participants_per_address(tmp_path):
     result = _manage(["check"], CSN_HOME=str(tmp_path), CSN_ENTRY_LIMIT="-1")
     assert result.returncode != 0
