@@ -27,8 +27,18 @@ RETRY = {
     "acks_late": True,
 }
 
-# An absolute path of two or more parts that is not part of a URL (redis://host:6379/0).
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[^\s/'\"]+/)+([^\s/'\"]+)")
+# Absolute paths of two or more parts, never part of a URL (redis://host:6379/0): the start is a
+# "/" not preceded by a word, dot, colon, slash, tilde or hyphen. Their parts may hold spaces
+# ("/mnt/shared disk/x.wav"), but where such a path ends is known only inside quotes or at a file
+# extension; any other path is taken to end at its first space (an unquoted "/a b/c" without an
+# extension keeps "b/c").
+_START = r"(?<![\w.:/~-])/"
+_QUOTED_PATH = re.compile(r"""(['"])/(?:[^'"\n/]+/)+([^'"\n/]+)\1""")
+_PATH_TO_EXTENSION = re.compile(
+    _START + r"(?:[^\s/'\"]+(?: [^\s/'\"]+)*/)+([^\s/'\"]+(?: [^\s/'\"]+)*?\.[A-Za-z0-9]{1,8})"
+    r"(?![\w/])"
+)
+_ABSOLUTE_PATH = re.compile(_START + r"(?:[^\s/'\"]+/)+([^\s/'\"]+)")
 
 
 class RetryingTask(Task):
@@ -42,12 +52,14 @@ class RetryingTask(Task):
 
 
 def without_server_paths(text: str) -> str:
-    """text with paths under MEDIA_ROOT shortened to their storage name (clips/x.wav) and any
-    other absolute path to its last part."""
+    """text with paths under MEDIA_ROOT or CSN_HOME shortened to their name there (clips/x.wav,
+    broker/queue) and any other absolute path to its last part (spaces allowed, see above)."""
     for root in (settings.MEDIA_ROOT, settings.CSN_HOME):
         prefix = str(root).rstrip("/") + "/"
         if prefix != "/":
             text = text.replace(prefix, "")
+    text = _QUOTED_PATH.sub(r"\1\2\1", text)
+    text = _PATH_TO_EXTENSION.sub(r"\1", text)
     return _ABSOLUTE_PATH.sub(r"\1", text)
 
 

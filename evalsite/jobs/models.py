@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from evalsite.jobs.failures import without_server_paths
 from evalsite.stimuli.models import Catalogue
 from evalsite.studies.models import Study
 
@@ -64,8 +65,9 @@ class Job(models.Model):
         return self.status in {self.Status.DONE, self.Status.FAILED}
 
     def fail(self, message: str) -> None:
-        """Mark the whole job failed with a message the experimenter sees."""
+        """Mark the whole job failed with a message the experimenter sees: without server paths
+        (a broker's or a checkpoint's error names files on the server)."""
         self.status = self.Status.FAILED
-        self.message = message
+        self.message = without_server_paths(message)
         self.finished_at = timezone.now()
         self.save(update_fields=["status", "message", "finished_at", "updated_at"])

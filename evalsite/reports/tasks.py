@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
-from evalsite.jobs.failures import RetryingTask, describe
+from evalsite.jobs.failures import RetryingTask, describe, without_server_paths
 from evalsite.reports.models import ReportState
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,12 @@ def debounce_seconds() -> float:
 
 
 def _record_failure(study_id: int, failure: str, reason: str, **fields) -> None:
+    """Store why (shown on the report page and by the Recompute button: no server paths)."""
     ReportState.objects.filter(study_id=study_id).update(
-        failure=failure, failure_reason=reason, failed_at=timezone.now(), **fields
+        failure=failure,
+        failure_reason=without_server_paths(reason),
+        failed_at=timezone.now(),
+        **fields,
     )
 
 

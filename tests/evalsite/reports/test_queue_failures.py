@@ -92,3 +92,22 @@ def test_it_shows_a_failed_computation_and_retries_it_once_when_transient(
     page = _page(client, sim_study)
     assert "The report may be out of date: the computation failed at " in page
     assert not ReportSnapshot.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)  # published at the commit, as in production
+def test_it_keeps_server_paths_out_of_a_recomputation_the_broker_refused(
+    client, sim_study, alice, monkeypatch, settings
+):
+    queue = f"{settings.CSN_HOME}/broker/queue"  # the filesystem broker's folder, now a file
+
+    def refused(*args, **kwargs):
+        raise NotADirectoryError(20, "Not a directory", queue)
+
+    monkeypatch.setattr(recompute_report, "apply_async", refused)
+    client.force_login(alice)
+    r = client.post(reverse("reports:recompute", args=[sim_study.pk]), follow=True)
+    page = html.unescape(r.content.decode())
+    state = ReportState.objects.get(study=sim_study)
+    assert state.failure_reason == "[Errno 20] Not a directory: 'broker/queue'"
+    assert str(settings.CSN_HOME) not in page
+    assert "Could not queue the recomputation: [Errno 20] Not a directory: 'broker/queue'" in page

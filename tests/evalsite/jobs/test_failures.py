@@ -1,0 +1,42 @@
+"""What researchers are shown of an error names files by their storage name or last part,
+never by an absolute path on the server (evalsite/jobs/failures.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from evalsite.jobs.failures import describe, without_server_paths
+
+
+@pytest.fixture(autouse=True)
+def _roots(settings):
+    settings.MEDIA_ROOT = "/srv/csn media"
+    settings.CSN_HOME = "/srv/csn home"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("cannot read /srv/csn media/clips/my take.wav", "cannot read clips/my take.wav"),
+        ("[Errno 20] Not a directory: '/srv/csn home/broker/queue'",
+         "[Errno 20] Not a directory: 'broker/queue'"),
+        ("cannot read /mnt/shared disk/tmp/x.wav", "cannot read x.wav"),
+        ("cannot read /mnt/shared disk/tmp/my take.wav: bad header",
+         "cannot read my take.wav: bad header"),
+        ("[Errno 2] No such file or directory: '/mnt/shared disk/broker queue'",
+         "[Errno 2] No such file or directory: 'broker queue'"),
+        ('no file "/mnt/shared disk/data" here', 'no file "data" here'),
+        ("cannot read /data/a.wav or /data/b.wav", "cannot read a.wav or b.wav"),
+        ("/var/lib/x is gone", "x is gone"),
+        ("redis://host:6379/0 refused", "redis://host:6379/0 refused"),
+        ("see http://example.org/a/b.html", "see http://example.org/a/b.html"),
+        ("drums/bass split 2/3", "drums/bass split 2/3"),
+    ],
+)  # fmt: skip
+def test_it_removes_absolute_paths_with_or_without_spaces(text, shown):
+    assert without_server_paths(text) == shown
+
+
+def test_it_describes_an_error_without_its_path():
+    exc = FileNotFoundError(2, "No such file or directory", "/mnt/shared disk/tmp/x.wav")
+    assert describe(exc) == "FileNotFoundError: [Errno 2] No such file or directory: 'x.wav'"
