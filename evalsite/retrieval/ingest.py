@@ -64,6 +64,13 @@ def prepare_clips(clip_ids: list[int]) -> dict[int, str]:
     return errors
 
 
+def mark_unreadable(clip_errors: dict[int, str]) -> None:
+    """Leave each error on its clip once retries are spent: the clip stays ready (its audio is
+    not at fault) and the jobs that count it list it as failed until it is embedded."""
+    for clip_id, error in clip_errors.items():
+        Clip.objects.filter(pk=clip_id, status=Clip.Status.READY).update(error=error)
+
+
 def fail_clip(clip: Clip, message: str) -> None:
     clip.status = Clip.Status.FAILED
     clip.error = message

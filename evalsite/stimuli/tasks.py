@@ -125,14 +125,20 @@ def ingest_signature(clip_ids: list[int], job_id: int | None = None):
 
 @shared_task(name="stimuli.ingest_catalogue", base=JobTask, **RETRY)
 def ingest_catalogue(job_id: int) -> int:
-    """Fan a job's clips out into batches (each batch: prepare then embed)."""
+    """Fan a job's clips out into batches (each batch: prepare then embed), each batch once: the
+    job records how many clips it has queued after each batch, so a retry (a database error
+    after the loop) or a redelivery queues only what was not queued yet."""
     job = _job(job_id)
     if job is None:
         return 0
     progress.start(job)
     ids, batch = job.params.get("clips", []), settings.CSN_EMBED_BATCH
-    for i in range(0, len(ids), batch):
+    # `queued` counts clips: a retry on a worker with another CSN_EMBED_BATCH resumes at the
+    # same clip.
+    for i in range(job.params.get("queued", 0), len(ids), batch):
         ingest_signature(ids[i : i + batch], job.pk).delay()
+        job.params["queued"] = min(i + batch, len(ids))
+        Job.objects.filter(pk=job.pk).update(params=job.params)
     progress.refresh(job)
     return len(ids)
 

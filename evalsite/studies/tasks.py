@@ -127,7 +127,27 @@ def _record_choices(job: Job, study: Study, before, assigned, n_answers: int) ->
     history.record(study, job.requested_by, history.Kind.MODEL_CHOICES, what)
 
 
-@shared_task(name="studies.design_from_model", base=JobTask, **RETRY)
+class DesignTask(JobTask):
+    """A design whose clips' files stayed unreadable through the retries fails, naming them: on
+    the job, and on each clip (ready, with the error, as a failed embedding task leaves it), so
+    the job page lists them as model choices do and the design is never made without them."""
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        if not isinstance(exc, ingest.UnreadableClips):
+            return super().on_failure(exc, task_id, args, kwargs, einfo)
+        job = Job.objects.filter(pk=args[0] if args else kwargs.get("job_id")).first()
+        if job is None:
+            return None
+        ingest.mark_unreadable(exc.clip_errors)
+        progress.refresh(job)
+        job.fail(
+            f"nothing designed: the audio of {len(exc.clip_errors)} clip(s) could not be read "
+            f"({exc}); put the file(s) back and queue the design again"
+        )
+        return None
+
+
+@shared_task(name="studies.design_from_model", base=DesignTask, **RETRY)
 def design_from_model(job_id: int) -> dict:
     """Embed the catalogue (all ready clips), then build the study's trials from the model."""
     job = Job.objects.select_related("study", "catalogue", "requested_by").get(pk=job_id)
@@ -141,8 +161,10 @@ def design_from_model(job_id: int) -> dict:
     if embedder is None:
         return {"error": job.message}
     version = version_for(embedder)
-    ingest.embed_clips(p["clips"], embedder=embedder)
+    report = ingest.embed_clips(p["clips"], embedder=embedder)
     progress.refresh(job)
+    if report.unreadable:  # retried for them (an OSError); never designed without them unsaid
+        raise ingest.UnreadableClips(report.unreadable)
     try:
         with transaction.atomic():  # the trials and their history entry commit together
             made = model_design.build_model_trials(
@@ -155,8 +177,12 @@ def design_from_model(job_id: int) -> dict:
     except model_design.DesignError as exc:
         job.fail(str(exc))
         return {"error": str(exc)}
-    progress.finish(job, f"{len(made)} trial(s) designed ({p['strategy']}, seed {p['seed']})")
+    progress.finish(job, _designed(job, len(made)))
     return {"trials": len(made)}
+
+
+def _designed(job: Job, added: int) -> str:
+    return f"{added} trial(s) designed ({job.params['strategy']}, seed {job.params['seed']})"
 
 
 def _record_design(job: Job, study: Study, added: int) -> None:
@@ -169,7 +195,12 @@ def _record_design(job: Job, study: Study, added: int) -> None:
 
 
 def _nothing_designed(job: Job, study: Study) -> dict:
-    """Finish the job without designing: the study's trials exist (never design twice)."""
+    """Finish the job without designing: the study's trials exist (never design twice). When
+    this job designed them (a retry after they committed), it says so, as its first try would."""
+    own = study.events.filter(kind=history.Kind.TRIALS, changes__job=job.pk).first()
+    if own is not None:
+        progress.finish(job, _designed(job, own.changes["added"]))
+        return {"trials": own.changes["added"]}
     existing = study.trials.count()
     progress.finish(job, f"study already has {existing} trial(s); nothing designed")
     return {"trials": 0, "existing": existing}
