@@ -4,8 +4,11 @@ result shown once after the redirect, and dataset imports."""
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 
 import pytest
+import yaml
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
@@ -369,3 +372,28 @@ def test_it_names_the_limit_when_the_form_fields_besides_the_files_are_too_large
     html = response.content.decode()
     assert "The form fields other than the files exceed 1000 bytes" in html
     assert "nothing was stored" in html and not Clip.objects.filter(name="a.wav").exists()
+
+
+def test_it_refuses_original_slakh2100s_duplicates_on_the_import_form_naming_redux(
+    client, alice, tiny_dataset, settings, tmp_path
+):
+    root = Path(shutil.copytree(tiny_dataset, tmp_path / "slakh2100"))
+    train = sorted((root / "train").iterdir())[0]
+    test = sorted((root / "test").iterdir())[0]
+    lmd = yaml.safe_load((train / "metadata.yaml").read_text())["lmd_midi_dir"]
+    meta = yaml.safe_load((test / "metadata.yaml").read_text())
+    meta["lmd_midi_dir"] = lmd  # one Lakh MIDI rendered in two splits, as in original Slakh2100
+    (test / "metadata.yaml").write_text(yaml.safe_dump(meta))
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.CSN_DATA_DIR, settings.CSN_DATASETS = tmp_path / "none", [root]
+    (ref,) = datasets()
+    study = Study.objects.create(owner=alice, name="import", instruments=["drums", "bass"])
+    client.force_login(alice)
+    url = reverse("studies:dataset_import", args=[study.pk])
+    data = {"root": ref.slug, "split": "validation", "seconds": 2, "attention": "on"}
+    response = client.post(url, data)
+    assert response.status_code == 200  # the form again, with the reason: not a 500
+    (error,) = response.context["form"].errors["root"]
+    assert f"train/{train.name} and test/{test.name}" in error and "Slakh2100-redux" in error
+    assert "Slakh2100-redux" in response.content.decode()
+    assert not Clip.objects.exists()
