@@ -71,6 +71,19 @@ def test_it_trusts_x_forwarded_proto_in_production_only_while_behind_a_proxy(
     assert result.stdout.splitlines()[-1] == header  # after shell's "objects imported" line
 
 
+def test_it_marks_every_cookie_the_site_sets_secure_in_production(tmp_path):
+    env = {"CSN_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(64),
+           "ALLOWED_HOSTS": "eval.example.org", "CSN_HOME": str(tmp_path)}  # fmt: skip
+    names = ("SESSION", "CSRF", "LANGUAGE")  # the language cookie: set by /i18n/setlang/
+    show = (
+        "from django.conf import settings as s; "
+        f"print([getattr(s, n + '_COOKIE_SECURE') for n in {names!r}])"
+    )
+    result = _manage(["shell", "-c", show], **env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[True, True, True]"
+
+
 def test_it_refuses_production_without_a_secret_key(tmp_path):
     result = _manage(["check"], CSN_ENV="production", CSN_HOME=str(tmp_path))
     assert result.returncode != 0

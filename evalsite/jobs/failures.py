@@ -28,17 +28,14 @@ RETRY = {
 }
 
 # Absolute paths of two or more parts, never part of a URL (redis://host:6379/0): the start is a
-# "/" not preceded by a word, dot, colon, slash, tilde or hyphen. Their parts may hold spaces
-# ("/mnt/shared disk/x.wav"), but where such a path ends is known only inside quotes or at a file
-# extension; any other path is taken to end at its first space (an unquoted "/a b/c" without an
-# extension keeps "b/c").
-_START = r"(?<![\w.:/~-])/"
+# "/" not preceded by a word, dot, colon, slash, tilde or hyphen. A path holding spaces ("/mnt/
+# shared disk/x.wav") is recognised whole only under MEDIA_ROOT or CSN_HOME or inside quotes (as
+# an OSError quotes it); any other path is taken to end at its first space, since where it ends
+# cannot be told from the text: a pattern that let it run on to a later "x/y.ext" swallowed the
+# words between ("cannot copy /tmp/x.wav to /srv/media/clips/y.wav" read "cannot copy y.wav").
+_START = r"(?<![\w.:/~-])"
 _QUOTED_PATH = re.compile(r"""(['"])/(?:[^'"\n/]+/)+([^'"\n/]+)\1""")
-_PATH_TO_EXTENSION = re.compile(
-    _START + r"(?:[^\s/'\"]+(?: [^\s/'\"]+)*/)+([^\s/'\"]+(?: [^\s/'\"]+)*?\.[A-Za-z0-9]{1,8})"
-    r"(?![\w/])"
-)
-_ABSOLUTE_PATH = re.compile(_START + r"(?:[^\s/'\"]+/)+([^\s/'\"]+)")
+_ABSOLUTE_PATH = re.compile(_START + r"/(?:[^\s/'\"]+/)+([^\s/'\"]+)")
 
 
 class RetryingTask(Task):
@@ -53,13 +50,13 @@ class RetryingTask(Task):
 
 def without_server_paths(text: str) -> str:
     """text with paths under MEDIA_ROOT or CSN_HOME shortened to their name there (clips/x.wav,
-    broker/queue) and any other absolute path to its last part (spaces allowed, see above)."""
+    broker/queue) and any other absolute path to its last part (with spaces only when quoted, see
+    above)."""
     for root in (settings.MEDIA_ROOT, settings.CSN_HOME):
         prefix = str(root).rstrip("/") + "/"
-        if prefix != "/":
-            text = text.replace(prefix, "")
+        if prefix != "/":  # as a path, not inside a URL (https://host/data/x with CSN_HOME=/data)
+            text = re.sub(_START + re.escape(prefix), "", text)
     text = _QUOTED_PATH.sub(r"\1\2\1", text)
-    text = _PATH_TO_EXTENSION.sub(r"\1", text)
     return _ABSOLUTE_PATH.sub(r"\1", text)
 
 
