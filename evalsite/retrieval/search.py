@@ -112,7 +112,8 @@ class SubspaceIndex:
                 self.hnsw = build_hnsw(self.vectors, self.params)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(distances (Q, k'), ids (Q, k')) with k' = min(k, size), closest first."""
+        """(distances (Q, k'), ids (Q, k')) with k' = min(k, size), closest first: always k'
+        real ids (exact search where HNSW cannot fill k)."""
         queries = np.atleast_2d(np.asarray(queries, np.float32))
         k = min(k, len(self))
         with self.lock:
@@ -121,4 +122,10 @@ class SubspaceIndex:
                 return dist, self.ids[idx]
             self.hnsw.hnsw.efSearch = max(self.params.ef_search, k)
             sq, idx = self.hnsw.search(queries, k)
+            if (idx < 0).any():
+                # HNSW labels a slot it could not fill -1 (a graph the search cannot walk far
+                # enough, e.g. many identical vectors); self.ids[-1] would turn each into the
+                # last clip added at a huge distance. The exact answer is complete.
+                dist, idx = exact_topk(self.vectors, queries, k)
+                return dist, self.ids[idx]
             return np.sqrt(np.maximum(sq, 0)), self.ids[idx]

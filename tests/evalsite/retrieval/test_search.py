@@ -53,3 +53,15 @@ def test_it_switches_to_hnsw_above_the_size_and_keeps_finding_new_vectors():
     index.add(np.array([999]), target)
     dist, ids = index.search(target, 1)
     assert ids[0, 0] == 999 and dist[0, 0] == 0.0
+
+
+def test_it_returns_k_real_ids_from_hnsw_when_many_vectors_are_identical():
+    rng = np.random.default_rng(4)
+    base = rng.standard_normal((200, 8)).astype(np.float32)
+    base[:100] = base[0]  # half identical: HNSW cannot reach every node and pads with -1
+    index = SubspaceIndex(8, exact_max=10)
+    index.add(np.arange(200) + 1000, base)
+    assert index.method == "hnsw"
+    dist, ids = index.search(base[:1], 200)
+    assert sorted(ids[0].tolist()) == list(range(1000, 1200))
+    assert dist.max() < 100
