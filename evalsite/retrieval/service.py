@@ -5,8 +5,10 @@ One SubspaceIndex per (checkpoint version, catalogue or all, condition), held by
 Before each search the index takes the embeddings added since it last looked (ids are
 increasing, so that is one indexed query) and adds them. It is rebuilt when the rows it already
 holds are no longer exactly the scope's rows up to the newest it took (a clip removed, failed or
-back, a row committed late), judged by their count and id sum: a count alone misses one clip
-failing while another is added. A hit whose clip is not ready is never returned. Only
+back, a row committed late), judged by their count and the sum of a 32-bit hash of each id
+(computed by the database): a count alone misses one clip failing while another is added, and
+a plain id sum misses two leaving while two others with the same sum return (41 + 44 = 42 + 43).
+A hit whose clip is not ready is never returned. Only
 whole-mix clips are searched: stem-combination clips built for catch trials (Clip.meta["kind"])
 are not pieces of the catalogue.
 """
@@ -17,14 +19,15 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
-from django.db.models import Count, Sum
+from django.db.models import BigIntegerField, Count, F, Sum
+from django.db.models.expressions import RawSQL
 
 from evalsite.retrieval.models import Embedding, ModelVersion
 from evalsite.retrieval.search import EXACT_MAX, SubspaceIndex
 from evalsite.stimuli.models import Clip
 
 _lock = threading.Lock()
-# key -> (index, newest embedding id in it, (count, id sum) of the embedding rows in it)
+# key -> (index, newest embedding id in it, (count, id-hash sum) of the embedding rows in it)
 _registry: dict[tuple, tuple[SubspaceIndex, int, tuple[int, int]]] = {}
 
 
@@ -42,19 +45,43 @@ def scope(version: ModelVersion, catalogue_id: int | None = None):
     return qs.filter(clip__catalogue_id=catalogue_id) if catalogue_id else qs
 
 
-def _decode(rows) -> tuple[np.ndarray, np.ndarray | None, list[int]]:
-    ids, vecs, emb_ids = [], [], []
-    for emb_id, clip_id, blob in rows:
+def _id_hash(column: str):
+    """A 32-bit hash of an integer column, in SQL both SQLite and PostgreSQL run without
+    overflow (products stay under 2^63; xor is (a | b) - (a & b), SQLite having no xor): the
+    xorshift-multiply finaliser of Thomas Mueller's hash32 (constant 0x45d9f3b). Summed over
+    rows it tells apart two sets of ids with the same count and sum but for a chance of about
+    2^-32 per change."""
+
+    def xorshift(x: str) -> str:
+        s = f"({x} >> 16)"
+        return f"(({x} | {s}) - ({x} & {s}))"
+
+    x = f"({column} & 4294967295)"
+    for _ in range(2):
+        x = f"(({xorshift(x)} * 73244475) & 4294967295)"
+    return RawSQL(xorshift(x), (), output_field=BigIntegerField())
+
+
+def _hashed(qs):
+    table = Embedding._meta.db_table
+    return qs.annotate(id_hash=_id_hash(f'"{table}"."id"'))
+
+
+def _decode(rows) -> tuple[np.ndarray, np.ndarray | None, list[int], int]:
+    """(clip ids, vectors, embedding ids, sum of the id hashes) of the rows."""
+    ids, vecs, emb_ids, hashes = [], [], [], 0
+    for emb_id, clip_id, blob, id_hash in rows:
         ids.append(clip_id)
         vecs.append(np.frombuffer(bytes(blob), dtype="<f4"))
         emb_ids.append(emb_id)
-    return np.asarray(ids, np.int64), np.stack(vecs) if vecs else None, emb_ids
+        hashes += id_hash
+    return np.asarray(ids, np.int64), np.stack(vecs) if vecs else None, emb_ids, hashes
 
 
 def _held(qs) -> tuple[int, int]:
-    """(count, sum of ids) of the embedding rows: what an index over them holds."""
-    row = qs.aggregate(n=Count("id"), s=Sum("id"))
-    return row["n"], row["s"] or 0
+    """(count, sum of id hashes) of the embedding rows: what an index over them holds."""
+    row = _hashed(qs).aggregate(n=Count("id"), s=Sum(F("id_hash")))
+    return row["n"], int(row["s"] or 0)
 
 
 def synced_index(
@@ -70,12 +97,13 @@ def synced_index(
         if index is None:
             probe = version.subspace(np.zeros((1, version.dim), np.float32), condition)
             index = SubspaceIndex(probe.shape[1], exact_max=exact_max)
-        rows = qs.filter(id__gt=last).order_by("id").values_list("id", "clip_id", "vector")
-        ids, vecs, emb_ids = _decode(rows.iterator(chunk_size=2000))
+        rows = _hashed(qs.filter(id__gt=last)).order_by("id")
+        rows = rows.values_list("id", "clip_id", "vector", "id_hash")
+        ids, vecs, emb_ids, hashes = _decode(rows.iterator(chunk_size=2000))
         if vecs is not None:
             index.add(ids, version.subspace(vecs, condition))
             last = max(last, *emb_ids)
-            held = (held[0] + len(emb_ids), held[1] + sum(emb_ids))
+            held = (held[0] + len(emb_ids), held[1] + hashes)
         _registry[key] = (index, last, held)
     return index
 

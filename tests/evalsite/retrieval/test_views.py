@@ -14,6 +14,7 @@ from evalsite.jobs import progress
 from evalsite.jobs.models import Job
 from evalsite.retrieval.embedder import get_embedder
 from evalsite.retrieval.ingest import embed_clips
+from evalsite.retrieval.models import Embedding
 from evalsite.retrieval.search import exact_topk
 from evalsite.stimuli.audio import clip_from_array
 from evalsite.stimuli.models import Clip
@@ -83,6 +84,21 @@ def test_it_drops_a_failed_clip_from_the_results_when_a_new_clip_is_added_too(
     embed_clips([new.pk])  # one out, one in: as many embeddings in scope as before
     after = {h["clip"] for h in client.get(API, params).json()["results"]["drums"]}
     assert gone.pk in before and after == (before - {gone.pk}) | {new.pk}
+
+
+def test_it_sees_two_clips_return_while_two_leave_with_the_same_id_sum(client, ada, embedded):
+    client.force_login(ada)
+    query = embedded.clips.order_by("id").first()
+    params = {"clip": query.pk, "instrument": "drums", "k": 20, "catalogue": embedded.pk}
+    rows = list(Embedding.objects.exclude(clip=query).order_by("id").values_list("id", "clip_id"))
+    (a, clip_a), (b, clip_b), (c, clip_c), (d, clip_d) = rows[:4]
+    assert a + d == b + c  # count and id sum alone cannot tell the two states apart
+    Clip.objects.filter(pk__in=[clip_a, clip_d]).update(status=Clip.Status.FAILED)
+    client.get(API, params)  # the index now holds b and c, not a and d
+    Clip.objects.filter(pk__in=[clip_a, clip_d]).update(status=Clip.Status.READY)
+    Clip.objects.filter(pk__in=[clip_b, clip_c]).update(status=Clip.Status.FAILED)
+    found = {h["clip"] for h in client.get(API, params).json()["results"]["drums"]}
+    assert {clip_a, clip_d} <= found and not {clip_b, clip_c} & found
 
 
 def test_it_searches_with_an_uploaded_clip(client, ada, embedded):
