@@ -2,7 +2,9 @@
 
 The page works without JavaScript: the form submits, the server renders the top-k lists with
 <audio> players. The API answers the same search as JSON (GET with clip=..., or POST with an
-uploaded file `audio`); errors are {"error": "..."} with a 4xx/5xx status.
+uploaded file `audio`); errors are {"error": "..."} with a 4xx/5xx status, a failed CSRF check
+(403) and a wrong method (405) included: the API does its own CSRF check, since Django's
+middleware would answer those with an HTML page.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
+from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from csn_model import CONDITIONS
@@ -64,10 +68,37 @@ def page(request: HttpRequest) -> HttpResponse:
     return render(request, "retrieval/search.html", context, status=status)
 
 
-@require_http_methods(["GET", "POST"])
-def api_search(request: HttpRequest) -> JsonResponse:
+class _JsonCsrfCheck(CsrfViewMiddleware):
+    """Django's CSRF check, answering a refusal as the API's JSON error."""
+
+    def _reject(self, request: HttpRequest, reason: str) -> JsonResponse:
+        return JsonResponse(
+            {"error": f"CSRF check failed: {reason}; send the csrftoken cookie's value as the "
+                      "X-CSRFToken header or the csrfmiddlewaretoken field"},
+            status=403,
+        )  # fmt: skip
+
+
+_csrf_check = _JsonCsrfCheck(lambda request: HttpResponse())
+
+
+def _csrf_checked(request: HttpRequest) -> None:
+    """Stands for the API view in the CSRF check (never called)."""
+
+
+@csrf_exempt  # checked below, after the method, so that each refusal is JSON
+def api_search(request: HttpRequest) -> HttpResponseBase:
+    if request.method not in ("GET", "POST"):
+        error = f"method {request.method}: expected GET or POST"
+        answer = JsonResponse({"error": error}, status=405)
+        answer["Allow"] = "GET, POST"
+        return answer
     if not request.user.is_authenticated:
         return JsonResponse({"error": "log in first (session cookie)"}, status=401)
+    # the callback given must not be the csrf_exempt view, which the middleware would let pass
+    refused = _csrf_check.process_view(request, _csrf_checked, (), {})
+    if refused is not None:
+        return refused
     params = request.POST if request.method == "POST" else request.GET
     try:
         answer = query.search(request.user, params.dict(), request.FILES.get("audio"))

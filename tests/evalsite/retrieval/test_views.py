@@ -8,6 +8,7 @@ import io
 import numpy as np
 import pytest
 import soundfile as sf
+from django.test import Client
 from django.urls import reverse
 
 from evalsite.jobs import progress
@@ -142,6 +143,20 @@ def test_it_explains_bad_requests(client, ada, bob, embedded):
     client.force_login(bob)  # not his catalogue
     r = client.get(API, {"clip": embedded.clips.first().pk, "catalogue": embedded.pk})
     assert r.status_code == 404
+
+
+def test_it_answers_json_for_a_missing_csrf_token_and_a_wrong_method(ada, embedded):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(ada)
+    params = {"clip": embedded.clips.first().pk, "catalogue": embedded.pk}
+    r = client.post(API, params)
+    assert r.status_code == 403 and r["Content-Type"] == "application/json"
+    assert r.json()["error"].startswith("CSRF check failed")
+    for method in (client.put, client.delete, client.patch):
+        r = method(API)
+        assert r.status_code == 405 and r["Allow"] == "GET, POST"
+        assert r.json()["error"] == f"method {method.__name__.upper()}: expected GET or POST"
+    assert client.get(API, params).status_code == 200  # a GET needs no token
 
 
 def test_it_answers_400_naming_an_id_parameter_that_is_not_an_integer(client, ada, embedded):
