@@ -82,17 +82,18 @@ class _JsonCsrfCheck(CsrfViewMiddleware):
 _csrf_check = _JsonCsrfCheck(lambda request: HttpResponse())
 
 
-def _csrf_checked(request: HttpRequest) -> None:
+def _csrf_checked(request: HttpRequest) -> HttpResponse:
     """Stands for the API view in the CSRF check (never called)."""
+    raise NotImplementedError
 
 
 @csrf_exempt  # checked below, after the method, so that each refusal is JSON
 def api_search(request: HttpRequest) -> HttpResponseBase:
     if request.method not in ("GET", "POST"):
         error = f"method {request.method}: expected GET or POST"
-        answer = JsonResponse({"error": error}, status=405)
-        answer["Allow"] = "GET, POST"
-        return answer
+        refusal = JsonResponse({"error": error}, status=405)
+        refusal["Allow"] = "GET, POST"
+        return refusal
     if not request.user.is_authenticated:
         return JsonResponse({"error": "log in first (session cookie)"}, status=401)
     # the callback given must not be the csrf_exempt view, which the middleware would let pass
