@@ -14,6 +14,7 @@ from django.urls import reverse
 from evalsite.retrieval.embedder import CheckpointMissing, current_version, get_embedder
 from evalsite.retrieval.models import Embedding
 from evalsite.retrieval.service import search_vector
+from evalsite.stimuli.audio import MAX_UPLOAD_BYTES
 from evalsite.stimuli.models import Catalogue, Clip
 
 MAX_K = 100
@@ -73,20 +74,40 @@ def clip_vector(version, clip: Clip) -> np.ndarray:
     return emb.as_array()
 
 
-def upload_vector(uploaded) -> np.ndarray:
-    """Embed an uploaded file with the model (validated like catalogue audio)."""
+def check_upload_size(uploaded) -> None:
+    """Refuse a file over the per-file upload limit (the Clips page's) before reading it."""
+    if uploaded.size > MAX_UPLOAD_BYTES:
+        raise QueryError(
+            f"{uploaded.name}: {uploaded.size:,} bytes; expected at most {MAX_UPLOAD_BYTES:,} "
+            "bytes (the per-file limit)"
+        )
+
+
+def _decoded(uploaded) -> tuple[np.ndarray, int]:
+    """The upload decoded and validated like catalogue audio; read in place when Django spooled
+    it to a temporary file, else copied to one (libsndfile reads paths)."""
     from evalsite.stimuli.audio import AudioError, read_audio, validate
 
-    suffix = Path(uploaded.name).suffix.lower()[:8] or ".bin"
-    with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
-        for chunk in uploaded.chunks():
-            tmp.write(chunk)
-        tmp.flush()
-        try:
-            data, sr = read_audio(tmp.name, uploaded.name)
-            validate(data, sr, uploaded.name)
-        except AudioError as exc:
-            raise QueryError(str(exc)) from None
+    try:
+        if hasattr(uploaded, "temporary_file_path"):
+            data, sr = read_audio(uploaded.temporary_file_path(), uploaded.name)
+        else:
+            suffix = Path(uploaded.name).suffix.lower()[:8] or ".bin"
+            with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
+                for chunk in uploaded.chunks():
+                    tmp.write(chunk)
+                tmp.flush()
+                data, sr = read_audio(tmp.name, uploaded.name)
+        validate(data, sr, uploaded.name)
+    except AudioError as exc:
+        raise QueryError(str(exc)) from None
+    return data, sr
+
+
+def upload_vector(uploaded) -> np.ndarray:
+    """Embed an uploaded file with the model (validated like catalogue audio)."""
+    check_upload_size(uploaded)
+    data, sr = _decoded(uploaded)
     mono = data.mean(axis=1)  # (T,)
     return get_embedder().embed_waveforms([mono], sr)[0]
 

@@ -47,6 +47,9 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+# Per uploaded file (Clips page, retrieval query), checked before reading: above the longest clip
+# the limits accept, in any format.
+MAX_UPLOAD_BYTES = 100_000_000
 # libsndfile estimates an MP3's length from its header (a Xing/LAME frame count, or the bitrate
 # and file size), which can be wrong either way; its decoder is stopped at the limit instead.
 ESTIMATED_LENGTH_FORMATS = {"MP3"}

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 
 from csn_model.data.slakh import DataError
 from evalsite.datasets.catalog import datasets
-from evalsite.stimuli.audio import clip_from_upload
+from evalsite.stimuli.audio import MAX_UPLOAD_BYTES, clip_from_upload
 from evalsite.stimuli.models import Clip
 from evalsite.stimuli.slakh_import import import_slakh
 from evalsite.studies.clip_removal import (
@@ -38,7 +38,6 @@ from evalsite.studies.forms import ClipUploadForm, ImportForm
 from evalsite.studies.models import Study
 from evalsite.studies.permissions import get_visible_study
 
-MAX_UPLOAD_BYTES = 100_000_000  # above the longest clip audio.py accepts, in any format
 FAILED_SHOWN = 500  # failed clips listed with a Remove button; "Remove all" takes every one
 
 

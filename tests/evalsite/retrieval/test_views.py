@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import io
+import tempfile
 
 import numpy as np
 import pytest
@@ -13,10 +14,12 @@ from django.urls import reverse
 
 from evalsite.jobs import progress
 from evalsite.jobs.models import Job
+from evalsite.retrieval import query
 from evalsite.retrieval.embedder import get_embedder
 from evalsite.retrieval.ingest import embed_clips
 from evalsite.retrieval.models import Embedding
 from evalsite.retrieval.search import exact_topk
+from evalsite.stimuli import audio
 from evalsite.stimuli.audio import clip_from_array
 from evalsite.stimuli.models import Clip
 from evalsite.studies.models import Study, Trial
@@ -131,6 +134,46 @@ def test_it_refuses_an_uploaded_query_too_long_for_the_limit_without_decoding_it
     r = client.post(API, {"audio": buf, "instrument": "all", "catalogue": embedded.pk})
     assert r.status_code == 400
     assert r.json()["error"] == "talk.flac: duration 180.00 s; expected 0.5-120 s"
+
+
+def _wav_upload(name: str) -> io.BytesIO:
+    buf = io.BytesIO()
+    sf.write(buf, piece_audio(2, 0), SR, format="WAV")
+    buf.seek(0)
+    buf.name = name
+    return buf
+
+
+def test_it_refuses_an_uploaded_query_over_the_per_file_limit_before_reading_it(
+    client, ada, embedded, monkeypatch
+):
+    client.force_login(ada)
+    size = len(_wav_upload("big.wav").getvalue())
+    monkeypatch.setattr(query, "MAX_UPLOAD_BYTES", size - 1)
+
+    def read(*args, **kwargs):
+        raise AssertionError("read a file over the limit")
+
+    monkeypatch.setattr(audio, "read_audio", read)
+    params = {"instrument": "all", "catalogue": embedded.pk}
+    r = client.post(API, {**params, "audio": _wav_upload("big.wav")})
+    expected = f"big.wav: {size:,} bytes; expected at most {size - 1:,} bytes (the per-file limit)"
+    assert r.status_code == 400 and r.json()["error"] == expected
+    page = client.post("/retrieval/", {**params, "audio": _wav_upload("big.wav")})
+    assert page.status_code == 400 and expected in page.content.decode()
+
+
+def test_it_reads_an_upload_spooled_to_disk_in_place(client, ada, embedded, settings, monkeypatch):
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 0  # every upload goes to a temporary file
+
+    def copy(*args, **kwargs):
+        raise AssertionError("copied an upload that is already a file")
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", copy)
+    client.force_login(ada)
+    r = client.post(API, {"audio": _wav_upload("mine.wav"), "instrument": "guitar", "k": 1,
+                          "catalogue": embedded.pk})  # fmt: skip
+    assert r.status_code == 200, r.content
 
 
 def test_it_explains_bad_requests(client, ada, bob, embedded):
