@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from evalsite.retrieval.embedder import CheckpointMissing, current_version, get_embedder
 from evalsite.retrieval.models import Embedding
-from evalsite.retrieval.service import search_vector
+from evalsite.retrieval.service import scope, search_vector
 from evalsite.stimuli.audio import MAX_UPLOAD_BYTES
 from evalsite.stimuli.models import Catalogue, Clip
 
@@ -120,6 +120,24 @@ def describe(clip: Clip) -> dict:
     return {"clip": clip.pk, "name": clip.name, "piece": clip.piece, "audio_url": audio_url(clip)}
 
 
+def coverage(version, catalogue: Catalogue | None) -> tuple[int, int]:
+    """(embedded, clips): the searchable clips (ready whole mixes) of the catalogue (None: all)
+    and how many of them have an embedding under the version. Raises 409 when none has."""
+    clips = Clip.objects.filter(status=Clip.Status.READY).exclude(meta__has_key="kind")
+    if catalogue is not None:
+        clips = clips.filter(catalogue=catalogue)
+    total = clips.count()
+    embedded = scope(version, catalogue.pk if catalogue else None).count()
+    if total and not embedded:
+        where = f"catalogue {catalogue.name}" if catalogue else "all catalogues"
+        raise QueryError(
+            f"{where}: 0 of {total} clips embedded with checkpoint {version.checkpoint_id}; "
+            "embed the catalogue (model-work page)",
+            status=409,
+        )
+    return embedded, total
+
+
 def search(user, params: dict, uploaded=None) -> dict:
     """params: clip (id) or an uploaded file; instrument (a condition or "all"); k; catalogue."""
     version = _version()
@@ -138,6 +156,7 @@ def search(user, params: dict, uploaded=None) -> dict:
             raise QueryError(f"catalogue={catalogue_id}: no such catalogue", status=404)
     elif not user.is_superuser:
         raise QueryError("catalogue: expected the id of one of your catalogues")
+    embedded, total = coverage(version, catalogue)
     if uploaded is not None:
         vector, query, exclude_piece, exclude_clip = upload_vector(uploaded), None, "", None
     elif clip_id is not None:
@@ -169,4 +188,7 @@ def search(user, params: dict, uploaded=None) -> dict:
         "query": query or {"upload": uploaded.name},
         "method": methods,
         "results": results,
+        "embedded": embedded,  # clips searched; fewer than "clips" while embedding is unfinished
+        "clips": total,
+        "partial": embedded < total,
     }

@@ -176,6 +176,36 @@ def test_it_reads_an_upload_spooled_to_disk_in_place(client, ada, embedded, sett
     assert r.status_code == 200, r.content
 
 
+def test_it_answers_409_for_a_catalogue_with_no_clip_embedded(client, ada, catalogue):
+    client.force_login(ada)
+    params = {"instrument": "drums", "catalogue": catalogue.pk}
+    r = client.post(API, {**params, "audio": _wav_upload("mine.wav")})
+    expected = (
+        f"catalogue {catalogue.name}: 0 of 6 clips embedded with checkpoint "
+        f"{get_embedder().checkpoint_id}; embed the catalogue (model-work page)"
+    )
+    assert r.status_code == 409 and r.json() == {"error": expected}
+    page = client.post("/retrieval/", {**params, "audio": _wav_upload("mine.wav")})
+    assert page.status_code == 409 and expected in page.content.decode()
+    assert "No other piece" not in page.content.decode()
+
+
+def test_it_flags_a_partly_embedded_catalogue_and_never_says_no_other_piece(client, ada, catalogue):
+    client.force_login(ada)
+    query = catalogue.clips.order_by("id").first()
+    embed_clips([query.pk])  # only the query: nothing else to find yet
+    params = {"clip": query.pk, "instrument": "drums", "catalogue": catalogue.pk}
+    answer = client.get(API, params).json()
+    assert (answer["embedded"], answer["clips"], answer["partial"]) == (1, 6, True)
+    assert answer["results"]["drums"] == []
+    page = client.get("/retrieval/", params).content.decode()
+    assert "Only 1 of 6 clips" in page and "No other piece" not in page
+    embed_clips(list(catalogue.clips.values_list("id", flat=True)))
+    answer = client.get(API, params).json()
+    assert (answer["embedded"], answer["clips"], answer["partial"]) == (6, 6, False)
+    assert "Only" not in client.get("/retrieval/", params).content.decode()
+
+
 def test_it_explains_bad_requests(client, ada, bob, embedded):
     assert client.get(API, {"clip": 1}).status_code == 401
     client.force_login(ada)
