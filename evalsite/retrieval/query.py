@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from django.db.models import Q
+from django.db.models import Avg, Case, F, FloatField, Max, Min, Q, Value, When
 from django.urls import reverse
 
 from evalsite.retrieval.embedder import CheckpointMissing, current_version, get_embedder
@@ -18,6 +18,7 @@ from evalsite.stimuli.audio import MAX_UPLOAD_BYTES
 from evalsite.stimuli.models import Catalogue, Clip
 
 MAX_K = 100
+LOUDNESS_SPREAD_LU = 0.5  # clips within this of each other were normalised to one target
 
 
 class QueryError(ValueError):
@@ -104,10 +105,39 @@ def _decoded(uploaded) -> tuple[np.ndarray, int]:
     return data, sr
 
 
-def upload_vector(uploaded) -> np.ndarray:
-    """Embed an uploaded file with the model (validated like catalogue audio)."""
+def catalogue_loudness(catalogue: Catalogue | None) -> float:
+    """The playback loudness (LUFS) the catalogue's clips are stored at: the level an import or
+    a study's Clips page normalised them to, read from what was measured when each was stored.
+    A catalogue whose clips spread over more than LOUDNESS_SPREAD_LU (stored as they came, or
+    at several targets), or has none measured, gets the project default, a study's default
+    loudness target."""
+    from evalsite.stimuli.audio import DUAL_MONO_LU
+    from evalsite.studies.models import DEFAULT_SETTINGS
+
+    clips = Clip.objects.filter(status=Clip.Status.READY, loudness_lufs__isnull=False)
+    clips = clips.exclude(meta__has_key="kind")
+    if catalogue is not None:
+        clips = clips.filter(catalogue=catalogue)
+    playback = Case(  # as audio.playback_lufs: a mono file plays on both speakers
+        When(channels=1, then=F("loudness_lufs") + Value(DUAL_MONO_LU)),
+        default=F("loudness_lufs"),
+        output_field=FloatField(),
+    )
+    row = clips.aggregate(low=Min(playback), high=Max(playback), mean=Avg(playback))
+    if row["mean"] is None or row["high"] - row["low"] > LOUDNESS_SPREAD_LU:
+        return float(DEFAULT_SETTINGS["loudness_target_lufs"])
+    return float(row["mean"])
+
+
+def upload_vector(uploaded, target_lufs: float) -> np.ndarray:
+    """Embed an uploaded file with the model (validated like catalogue audio), brought to the
+    catalogue's loudness first: the model's log-mel is not level-invariant, so the same piece
+    at another level lands elsewhere."""
+    from evalsite.stimuli import audio
+
     check_upload_size(uploaded)
     data, sr = _decoded(uploaded)
+    data = audio.fit_level(data, sr, uploaded.name, target_lufs)  # (T, C)
     mono = data.mean(axis=1)  # (T,)
     return get_embedder().embed_waveforms([mono], sr)[0]
 
@@ -158,7 +188,8 @@ def search(user, params: dict, uploaded=None) -> dict:
         raise QueryError("catalogue: expected the id of one of your catalogues")
     embedded, total = coverage(version, catalogue)
     if uploaded is not None:
-        vector, query, exclude_piece, exclude_clip = upload_vector(uploaded), None, "", None
+        vector = upload_vector(uploaded, catalogue_loudness(catalogue))
+        query, exclude_piece, exclude_clip = None, "", None
     elif clip_id is not None:
         clip = Clip.objects.filter(pk=clip_id, catalogue__in=catalogues).first()
         if clip is None:

@@ -21,8 +21,8 @@ from evalsite.retrieval.models import Embedding
 from evalsite.retrieval.search import exact_topk
 from evalsite.stimuli import audio
 from evalsite.stimuli.audio import clip_from_array
-from evalsite.stimuli.models import Clip
-from evalsite.studies.models import Study, Trial
+from evalsite.stimuli.models import Catalogue, Clip
+from evalsite.studies.models import DEFAULT_SETTINGS, Study, Trial
 from tests.evalsite.retrieval.helpers import SR, piece_audio
 
 pytestmark = pytest.mark.django_db
@@ -105,16 +105,47 @@ def test_it_sees_two_clips_return_while_two_leave_with_the_same_id_sum(client, a
     assert {clip_a, clip_d} <= found and not {clip_b, clip_c} & found
 
 
-def test_it_searches_with_an_uploaded_clip(client, ada, embedded):
+@pytest.fixture
+def normalised(ada):
+    """A catalogue stored at -23 LUFS, as an import or a study's Clips page stores one."""
+    catalogue = Catalogue.objects.create(owner=ada, name="at -23")
+    for p in range(4):
+        clip_from_array(piece_audio(p), SR, catalogue, target_lufs=-23.0, name=f"P{p:02d}",
+                        piece=f"P{p:02d}")  # fmt: skip
+    embed_clips(list(catalogue.clips.values_list("id", flat=True)))
+    return catalogue
+
+
+@pytest.mark.parametrize("gain", [1.0, 0.25, 0.03])
+def test_it_brings_an_uploaded_clip_to_the_catalogues_loudness(client, ada, normalised, gain):
     client.force_login(ada)
     buf = io.BytesIO()
-    sf.write(buf, piece_audio(2, 0), SR, format="WAV")
+    sf.write(buf, piece_audio(2, 0) * gain, SR, format="WAV", subtype="FLOAT")
     buf.seek(0)
     buf.name = "mine.wav"
-    r = client.post(API, {"audio": buf, "instrument": "guitar", "k": 1, "catalogue": embedded.pk})
+    r = client.post(API, {"audio": buf, "instrument": "guitar", "k": 1, "catalogue": normalised.pk})
     assert r.status_code == 200, r.content
     top = r.json()["results"]["guitar"][0]
-    assert top["piece"] == "P02" and top["distance"] == pytest.approx(0.0, abs=1e-3)
+    assert top["piece"] == "P02" and top["distance"] == pytest.approx(0.0, abs=1e-2)
+
+
+def test_it_brings_an_upload_to_the_default_loudness_for_a_catalogue_of_mixed_levels(
+    client, ada, embedded, monkeypatch
+):
+    targets = []
+    fit_level = audio.fit_level
+
+    def spy(data, sr, name, target_lufs):
+        targets.append(target_lufs)
+        return fit_level(data, sr, name, target_lufs)
+
+    quiet = clip_from_array(piece_audio(7), SR, embedded, target_lufs=-40.0, piece="P07")
+    embed_clips([quiet.pk])  # the others are at about -12 LUFS, as generated
+    monkeypatch.setattr(audio, "fit_level", spy)
+    client.force_login(ada)
+    params = {"instrument": "guitar", "k": 1, "catalogue": embedded.pk}
+    assert client.post(API, {**params, "audio": _wav_upload("mine.wav")}).status_code == 200
+    assert targets == [DEFAULT_SETTINGS["loudness_target_lufs"]]
 
 
 def test_it_refuses_an_uploaded_query_too_long_for_the_limit_without_decoding_it(
