@@ -82,3 +82,27 @@ def damaged_dataset(tiny_dataset, tmp_path) -> Callable[..., Path]:
         return root
 
     return damage
+
+
+BROKER_DOWN = "redis://127.0.0.1:1/0"  # port 1: connection refused at once
+
+
+@pytest.fixture
+def broker_down(monkeypatch):
+    """Real publishing (not eager) to a Redis URL nothing listens on, for tests of what a page
+    or task says when the broker is down."""
+    from evalsite.celery import app
+
+    def reset_pools() -> None:  # the next publish connects to broker_url, not a pooled one
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    # Celery prefers the CELERY_BROKER_URL environment variable over app.conf.broker_url.
+    monkeypatch.setenv("CELERY_BROKER_URL", BROKER_DOWN)
+    saved = (app.conf.broker_url, app.conf.broker_transport_options, app.conf.task_always_eager)
+    app.conf.broker_url, app.conf.broker_transport_options = BROKER_DOWN, {}
+    app.conf.task_always_eager = False
+    reset_pools()
+    yield
+    reset_pools()
+    app.conf.broker_url, app.conf.broker_transport_options, app.conf.task_always_eager = saved

@@ -10,30 +10,9 @@ import pytest
 from django.db import OperationalError
 from django.urls import reverse
 
-from evalsite.celery import app
 from evalsite.reports import services
 from evalsite.reports.models import ReportSnapshot, ReportState
 from evalsite.reports.tasks import recompute_report, schedule_report
-
-DOWN = "redis://127.0.0.1:1/0"  # port 1: connection refused at once
-
-
-@pytest.fixture
-def broker_down(monkeypatch):
-    # Celery prefers the CELERY_BROKER_URL environment variable over app.conf.broker_url.
-    monkeypatch.setenv("CELERY_BROKER_URL", DOWN)
-    saved = (app.conf.broker_url, app.conf.broker_transport_options, app.conf.task_always_eager)
-    app.conf.broker_url, app.conf.broker_transport_options = DOWN, {}
-    app.conf.task_always_eager = False
-    _reset_pools()
-    yield
-    _reset_pools()
-    app.conf.broker_url, app.conf.broker_transport_options, app.conf.task_always_eager = saved
-
-
-def _reset_pools() -> None:
-    app._pool = None
-    app.amqp._producer_pool = None
 
 
 def _page(client, study) -> str:

@@ -11,30 +11,8 @@ import html
 import pytest
 from django.urls import reverse
 
-from evalsite.celery import app
 from evalsite.jobs.models import Job
 from evalsite.studies.models import Study
-
-DOWN = "redis://127.0.0.1:1/0"  # port 1: connection refused at once
-
-
-@pytest.fixture
-def broker_down(monkeypatch):
-    # Celery prefers the CELERY_BROKER_URL environment variable over app.conf.broker_url.
-    monkeypatch.setenv("CELERY_BROKER_URL", DOWN)
-    saved = (app.conf.broker_url, app.conf.broker_transport_options, app.conf.task_always_eager)
-    app.conf.broker_url, app.conf.broker_transport_options = DOWN, {}
-    app.conf.task_always_eager = False
-    _reset_pools()
-    yield
-    _reset_pools()
-    app.conf.broker_url, app.conf.broker_transport_options, app.conf.task_always_eager = saved
-
-
-def _reset_pools() -> None:
-    """The next publish connects to the current broker_url, not a pooled connection."""
-    app._pool = None
-    app.amqp._producer_pool = None
 
 
 @pytest.mark.django_db(transaction=True)
