@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from django.db.models import Avg, Case, F, FloatField, Max, Min, Q, Value, When
+from django.db.models import Case, F, FloatField, Q, Value, When
 from django.urls import reverse
 
 from evalsite.retrieval.embedder import CheckpointMissing, current_version, get_embedder
@@ -108,9 +108,11 @@ def _decoded(uploaded) -> tuple[np.ndarray, int]:
 def catalogue_loudness(catalogue: Catalogue | None) -> float:
     """The playback loudness (LUFS) the catalogue's clips are stored at: the level an import or
     a study's Clips page normalised them to, read from what was measured when each was stored.
-    A catalogue whose clips spread over more than LOUDNESS_SPREAD_LU (stored as they came, or
-    at several targets), or has none measured, gets the project default, a study's default
-    loudness target."""
+    Normalising never leaves a clip above its target, but one whose peak would clip is held
+    below it, so the target is the loudest level that at least half of the measured clips sit
+    within LOUDNESS_SPREAD_LU below of (their mean); a catalogue where no level holds half
+    (stored as they came, or at several targets), or with none measured, gets the project
+    default, a study's default loudness target."""
     from evalsite.stimuli.audio import DUAL_MONO_LU
     from evalsite.studies.models import DEFAULT_SETTINGS
 
@@ -123,10 +125,16 @@ def catalogue_loudness(catalogue: Catalogue | None) -> float:
         default=F("loudness_lufs"),
         output_field=FloatField(),
     )
-    row = clips.aggregate(low=Min(playback), high=Max(playback), mean=Avg(playback))
-    if row["mean"] is None or row["high"] - row["low"] > LOUDNESS_SPREAD_LU:
-        return float(DEFAULT_SETTINGS["loudness_target_lufs"])
-    return float(row["mean"])
+    levels = np.sort(np.fromiter(clips.annotate(level=playback).values_list("level", flat=True),
+                                 float))  # fmt: skip  # (N,) ascending
+    # clips within LOUDNESS_SPREAD_LU below each level, counted by binary search: O(N log N)
+    low = np.searchsorted(levels, levels - LOUDNESS_SPREAD_LU, side="left")  # (N,)
+    high = np.searchsorted(levels, levels, side="right")  # (N,)
+    held = np.flatnonzero(2 * (high - low) >= len(levels))
+    if len(held):
+        top = held[-1]  # the loudest such level
+        return float(levels[low[top] : high[top]].mean())
+    return float(DEFAULT_SETTINGS["loudness_target_lufs"])
 
 
 def upload_vector(uploaded, target_lufs: float) -> np.ndarray:
