@@ -187,3 +187,21 @@ def _ceiling_row(
         "n": int(n.sum()),
         "n_items": len(part),
     }
+
+
+def above_ceiling_note(ceiling: pd.DataFrame) -> str | None:
+    """A note naming each term whose model agreement exceeds its noise ceiling (relative > 1).
+
+    With few raters per trial the leave-one-rater-out ceiling is biased low (a 4-4 split of 8
+    raters scores 0, though the model, on either side, scores 0.5), so relative > 1 is expected
+    there and says nothing about the model beating people."""
+    if ceiling.empty:
+        return None
+    above = ceiling[ceiling["relative"] > 1]
+    if above.empty:
+        return None
+    terms = ", ".join(f"{r.term} ({r.relative:.3g})" for r in above.itertuples())
+    return (
+        f"noise_ceiling relative above 1 for {terms}: the ceiling is a lower bound with few "
+        "raters per trial; relative > 1 does not mean the model beats people"
+    )

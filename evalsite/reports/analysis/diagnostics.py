@@ -53,6 +53,12 @@ def fatigue(df: pd.DataFrame, n_bins: int = 5, confidence: float = 0.95) -> pd.D
     return _binned(scored(df), "trial_index", n_bins, confidence)
 
 
+def fatigue_left_out(df: pd.DataFrame) -> int:
+    """Scored answers the fatigue table leaves out: those without a trial_index (where only some
+    answers have one; where none has, inputs.normalise_answers numbers them in order)."""
+    return int(scored(df)["trial_index"].isna().sum())
+
+
 def psychometric(df: pd.DataFrame, n_bins: int = 5, confidence: float = 0.95):
     """(bins, fit): consent by model-margin bins, and a logistic fit agree ~ margin with a
     participant-clustered (GEE independence) sandwich interval along a grid of margins."""

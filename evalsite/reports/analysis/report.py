@@ -153,6 +153,8 @@ def _build(raw: pd.DataFrame, config: ReportConfig, source: str) -> Report:
         return report
     _check_shape(report, clean)
     scorable = not consent.scored(clean).empty
+    if scorable:
+        _note_unscored_instruments(report, df, clean)
     for name, part in _parts(config):
         if not scorable and name in NEEDS_MODEL_CHOICES:
             continue
@@ -210,6 +212,28 @@ def _versions() -> dict:
         "statsmodels": statsmodels.__version__,
         "format": FORMAT_VERSION,
     }
+
+
+def _note_unscored_instruments(report: Report, df: pd.DataFrame, clean: pd.DataFrame) -> None:
+    """An instrument answered in the study but with no scored answer is in none of the tables
+    that score answers against the model; say which and why, rather than drop it silently."""
+    scored_instruments = set(consent.scored(clean)["instrument"])
+    kept = set(clean["instrument"])
+    for inst in instruments_present(df):
+        if inst in scored_instruments:
+            continue
+        why = (
+            "every participant who answered it was excluded"
+            if inst not in kept
+            else "every answer is a catch trial or its trial has no model choice (model_choice "
+            "empty)"
+        )
+        report.note(
+            "warning",
+            "consent",
+            f"{inst} has no scored answers ({why}): it is left out of every table that scores "
+            "answers against the model",
+        )
 
 
 def _run_exclusions(report: Report, df: pd.DataFrame, config: ReportConfig):
@@ -354,12 +378,23 @@ def _agreement(report, clean, df, config):
             "agreement among people and the noise ceiling need repeated ratings",
         )
     report.tables["reliability"], report.tables["noise_ceiling"] = rel, ceiling
+    above = agreement.above_ceiling_note(ceiling)
+    if above:
+        report.note("warning", "agreement", above)
 
 
 def _diagnostics(report, clean, df, config):
     c = config.confidence
     report.tables["position_bias"] = diagnostics.position_bias(clean, c)
     report.tables["fatigue"] = diagnostics.fatigue(clean, config.fatigue_bins, c)
+    left_out = diagnostics.fatigue_left_out(clean)
+    if left_out:
+        report.note(
+            "info",
+            "diagnostics",
+            f"{left_out} answers (of {len(consent.scored(clean))} scored) left out of the "
+            "fatigue table: their trial_index is empty, so their place in the session is unknown",
+        )
     bins, fit = diagnostics.psychometric(clean, config.margin_bins, c)
     report.tables["psychometric"], report.tables["psychometric_fit"] = bins, fit
     report.tables["catch"] = diagnostics.catch_pass_rates(df, set(clean["participant"]), c)

@@ -268,3 +268,56 @@ def test_it_says_why_an_instruments_icc_cannot_be_estimated(n, n_participants, e
     )  # fmt: skip
     (text,) = [t for t in power.planning_notes(inputs) if "ICC" in t]
     assert "drums" in text and why in text and "ICC 0" in text
+
+
+def _split_votes(votes: dict[str, list[int]], n_raters: int = 8) -> pd.DataFrame:
+    """One trial per entry of votes[instrument], rated by n_raters participants of whom that many
+    choose candidate a, the model's choice."""
+    return pd.DataFrame(
+        [
+            {
+                "participant": f"p{p}",
+                "trial": f"{inst}{t}",
+                "instrument": inst,
+                "chosen": "a" if p < k else "b",
+                "model_choice": "a",
+            }
+            for inst, ks in votes.items()
+            for t, k in enumerate(ks)
+            for p in range(n_raters)
+        ]
+    )
+
+
+def test_it_warns_where_the_model_scores_above_the_noise_ceiling():
+    # A 4-4 split scores 0 against the leave-one-out majority, so the drums ceiling (0.31) is
+    # below the model's agreement (0.56); guitar's 6-2 splits give a ceiling equal to the model's.
+    report = build_report(_split_votes({"drums": [5, 4] * 4, "guitar": [6, 2] * 4}), FAST)
+    ceiling = report.tables["noise_ceiling"].set_index("term")
+    assert ceiling.loc["drums", "relative"] > 1 >= ceiling.loc["guitar", "relative"]
+    texts = [m["text"] for m in report.messages if m["part"] == "agreement"]
+    (text,) = [t for t in texts if "relative" in t and "lower bound" in t]
+    assert "drums" in text and "guitar" not in text
+    assert "does not mean the model beats people" in text
+
+
+def test_it_names_an_instrument_without_scored_answers():
+    answers = _agreeing({"drums": [3, 1, 2], "guitar": [1, 2, 4], "bass": [2, 2, 3]})
+    plain = build_report(answers, FAST)
+    assert not any("no scored answers" in m["text"] for m in plain.messages)
+    answers.loc[answers["instrument"] == "guitar", "model_choice"] = None
+    report = build_report(answers, FAST)
+    assert set(report.tables["consent"]["term"]) == {"drums", "bass", "overall"}
+    (text,) = [m["text"] for m in report.messages if "no scored answers" in m["text"]]
+    assert text.startswith("guitar ") and "model_choice" in text
+    assert "drums" not in text and "bass" not in text
+
+
+def test_it_says_how_many_answers_the_fatigue_table_leaves_out():
+    answers = _minimal_csv()
+    answers["trial_index"] = answers["trial"].str[1:].astype(float)
+    answers.loc[answers["participant"].isin(["p2", "p3"]), "trial_index"] = np.nan
+    report = build_report(answers, FAST)
+    assert report.tables["fatigue"]["n"].sum() == 48
+    (text,) = [m["text"] for m in report.messages if "fatigue" in m["text"]]
+    assert "48 answers" in text and "trial_index" in text
