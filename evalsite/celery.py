@@ -55,8 +55,31 @@ def _fresh_child(**_kwargs) -> None:
 
     embedder.reset()
     service.forget_indexes()
-    # Connections inherited from the parent must not be shared across processes.
+    # Connections inherited from the parent must not be shared across processes, nor closed the
+    # usual way: PostgreSQL's close sends Terminate over the socket the child shares with the
+    # parent, and the server ends the PARENT's session (its next query, e.g. a task's on_failure
+    # after a hard time limit, which Celery runs in the parent, then fails). This handler runs
+    # before Celery's Django fixup, which closes the inherited descriptors first for that very
+    # reason (celery/fixups/django.py, on_worker_process_init): it is connected at import, the
+    # fixup's handler only at worker_init. tests/integration/test_worker_start.py.
     from django.db import connections
 
     for conn in connections.all(initialized_only=True):
-        conn.close()
+        _detach_socket(conn.connection)
+        conn.close()  # no traffic reaches the server; the child opens its own when it needs one
+
+
+def _detach_socket(raw) -> None:
+    """Point this process's descriptor of a driver connection's socket at /dev/null (dup2: the
+    number stays taken, so nothing opened later can receive the close's bytes): a close then
+    sends nothing to the server, and the parent's socket is untouched. SQLite (no socket) and a
+    connection not open are left alone."""
+    try:
+        fd = raw.fileno()
+    except Exception:  # None, no fileno (sqlite3), or closed
+        return
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
