@@ -337,11 +337,16 @@ def _mixed(report, clean, df, config):
             f"bayes_max_answers={config.bayes_max_answers}; the Laplace fit of the same "
             "model is in the mixed_laplace table",
         )
-    fixed = report.tables.get("mixed", report.tables.get("mixed_laplace"))
+    # The variational fit where it ran, else the Laplace fit: a study that grows past
+    # bayes_max_answers changes fit, so each row says which it comes from.
+    fit, fixed = (
+        ("variational", report.tables["mixed"])
+        if "mixed" in report.tables
+        else ("laplace", report.tables.get("mixed_laplace"))
+    )
     if fixed is not None:
-        report.tables["mixed_probability"] = mixed.instrument_probabilities(
-            fixed, instruments_present(clean)
-        )
+        probabilities = mixed.instrument_probabilities(fixed, instruments_present(clean))
+        report.tables["mixed_probability"] = probabilities.assign(fit=fit)
 
 
 def _fit(report, name, fit, part="mixed"):

@@ -185,3 +185,11 @@ def test_it_flags_nan_and_huge_log_odds():
         }
     )
     assert mixed.implausible_terms(table) == ["bass", "piano"]
+
+
+def test_it_says_which_fit_each_mixed_probability_comes_from(answers):
+    n = int((~answers["is_catch"]).sum())
+    for max_answers, fit in ((n, "variational"), (n - 1, "laplace")):
+        config = ReportConfig(n_boot=20, bayes_max_answers=max_answers)
+        table = build_report(answers, config).tables["mixed_probability"]
+        assert list(table["fit"]) == [fit] * len(table), (max_answers, table)
