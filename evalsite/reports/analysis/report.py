@@ -16,7 +16,17 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from . import agreement, bootstrap, consent, crossed, diagnostics, exclusions, mixed, power
+from . import (
+    agreement,
+    bootstrap,
+    consent,
+    crossed,
+    diagnostics,
+    exclusions,
+    input_notes,
+    mixed,
+    power,
+)
 from .inputs import ReportInputError, instruments_present, normalise_answers
 
 FORMAT_VERSION = 1
@@ -137,7 +147,7 @@ def _build(raw: pd.DataFrame, config: ReportConfig, source: str) -> Report:
     report = Report(meta={"config": config.to_dict(), "source": source, "versions": _versions()})
     t0 = time.perf_counter()
     try:
-        df = normalise_answers(_without_practice(report, raw, source), source)
+        df = normalise_answers(input_notes.without_practice(report, raw, source), source)
     except ReportInputError as exc:
         report.note("error", "input", str(exc))
         return report
@@ -147,14 +157,14 @@ def _build(raw: pd.DataFrame, config: ReportConfig, source: str) -> Report:
         n_participants=int(df["participant"].nunique()),
         instruments=instruments_present(df),
     )
-    _note_unknown_positions(report, df)
+    input_notes.note_unknown_positions(report, df)
     clean = _run_exclusions(report, df, config)
     if clean is None:
         return report
     _check_shape(report, clean)
     scorable = not consent.scored(clean).empty
     if scorable:
-        _note_unscored_instruments(report, df, clean)
+        input_notes.note_unscored_instruments(report, df, clean)
     for name, part in _parts(config):
         if not scorable and name in NEEDS_MODEL_CHOICES:
             continue
@@ -168,39 +178,6 @@ def _build(raw: pd.DataFrame, config: ReportConfig, source: str) -> Report:
     return report
 
 
-def _without_practice(report: Report, raw, source: str):
-    """The site's full export (answers.csv download) also holds practice answers, flagged in
-    `is_practice`; the statistics never use them."""
-    if not isinstance(raw, pd.DataFrame) or "is_practice" not in raw.columns or raw.empty:
-        return raw
-    flag = raw["is_practice"].astype(str).str.strip().str.lower().isin({"true", "1", "1.0"})
-    if flag.any():
-        report.note("info", "input", f"{int(flag.sum())} practice answers in {source} left out")
-    return raw[~flag]
-
-
-def _note_unknown_positions(report: Report, df: pd.DataFrame) -> None:
-    """Without displayed_first an answer's screen position is unknown; say what leaves it out."""
-    unknown = int(df["chosen_position"].isna().sum())
-    if not unknown:
-        return
-    parts = (
-        "the same_position_responding exclusion rule, position_bias and the mixed models' "
-        "model_shown_first covariate"
-    )
-    if unknown == len(df):
-        text = (
-            "no answer records its screen position (displayed_first absent or empty): "
-            f"{parts} are left out"
-        )
-    else:
-        text = (
-            f"{unknown} answers (of {len(df)}) do not record their screen position "
-            f"(displayed_first empty): {parts} leave them out"
-        )
-    report.note("info", "input", text)
-
-
 def _versions() -> dict:
     import scipy
     import statsmodels
@@ -212,28 +189,6 @@ def _versions() -> dict:
         "statsmodels": statsmodels.__version__,
         "format": FORMAT_VERSION,
     }
-
-
-def _note_unscored_instruments(report: Report, df: pd.DataFrame, clean: pd.DataFrame) -> None:
-    """An instrument answered in the study but with no scored answer is in none of the tables
-    that score answers against the model; say which and why, rather than drop it silently."""
-    scored_instruments = set(consent.scored(clean)["instrument"])
-    kept = set(clean["instrument"])
-    for inst in instruments_present(df):
-        if inst in scored_instruments:
-            continue
-        why = (
-            "every participant who answered it was excluded"
-            if inst not in kept
-            else "every answer is a catch trial or its trial has no model choice (model_choice "
-            "empty)"
-        )
-        report.note(
-            "warning",
-            "consent",
-            f"{inst} has no scored answers ({why}): it is left out of every table that scores "
-            "answers against the model",
-        )
 
 
 def _run_exclusions(report: Report, df: pd.DataFrame, config: ReportConfig):
