@@ -5,7 +5,8 @@ Exact search (numpy, float64 accumulation) serves catalogues of up to EXACT_MAX 
 size one query costs well under a millisecond and needs no index. Above it, a FAISS
 IndexHNSWFlat (M, efConstruction, efSearch below, tuned with `manage.py retrieval_bench` to
 recall@10 >= 0.95) answers approximately; it is built from the database once per process and
-then extended incrementally as clips are added (HNSW supports adding without a rebuild).
+then kept in step without a rebuild: clips added are added to the graph, clips that leave stay
+in it as dead entries that no search returns, until more than DEAD_MAX of it is dead.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 
 EXACT_MAX = 20_000  # vectors per subspace; above it the HNSW index is used
+# [choice] Share of an HNSW index's entries that may be dead (their clip left the scope) before it
+# is rebuilt: a search walks past dead entries to fill k with live ones, so with up to half dead it
+# visits roughly up to twice what a clean index would, and a rebuild (about 1 ms per vector on 2
+# cores) is paid at most once per as many removals as the index then has live entries.
+DEAD_MAX = 0.5
 
 
 @dataclass(frozen=True)
@@ -83,49 +89,123 @@ def build_hnsw(base: np.ndarray, params: HnswParams = DEFAULT_HNSW):
 
 
 class SubspaceIndex:
-    """Vectors of one subspace with their ids; exact search or an HNSW index by size."""
+    """Vectors of one subspace with their ids (clip ids, what a search returns) and keys (the
+    embedding row each came from); exact search or an HNSW index by size.
+
+    `retain(keys)` says which keys are still wanted. An entry whose key is not is dead: never
+    returned. An exact index drops dead entries at once (a copy of its arrays, no index to
+    build); an HNSW index keeps them in its graph, where they still help a search find its way,
+    and leaves them out of every answer, until more than DEAD_MAX of its entries are dead: then
+    it is rebuilt from the live ones (exact again if they are no more than exact_max).
+    """
 
     def __init__(self, dim: int, exact_max: int = EXACT_MAX, params: HnswParams = DEFAULT_HNSW):
         self.dim = dim
         self.exact_max = exact_max
         self.params = params
         self.ids = np.zeros(0, np.int64)
+        self.keys = np.zeros(0, np.int64)
         self.vectors = np.zeros((0, dim), np.float32)
+        self.alive = np.zeros(0, bool)
+        self.n_alive = 0
         self.hnsw = None
+        self.hnsw_builds = 0  # HNSW graphs built from scratch (the cost a rebuild pays)
+        self._selector: tuple | None = None  # (bitmap, faiss selector) of the live entries
         self.lock = threading.Lock()
 
     def __len__(self) -> int:
+        """Live entries: what a search can return."""
+        return self.n_alive
+
+    @property
+    def stored(self) -> int:
+        """Entries held, live and dead."""
         return len(self.ids)
 
     @property
     def method(self) -> str:
         return "hnsw" if self.hnsw is not None else "exact"
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+    def add(self, ids: np.ndarray, vectors: np.ndarray, keys: np.ndarray | None = None) -> None:
+        """Add live entries; keys (default: the ids) must not be held already."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        ids = np.asarray(ids, np.int64)
+        keys = ids if keys is None else np.asarray(keys, np.int64)
         with self.lock:
-            self.ids = np.concatenate([self.ids, np.asarray(ids, np.int64)])
+            self.ids = np.concatenate([self.ids, ids])
+            self.keys = np.concatenate([self.keys, keys])
             self.vectors = np.concatenate([self.vectors, vectors])
+            self.alive = np.concatenate([self.alive, np.ones(len(ids), bool)])
+            self.n_alive += len(ids)
+            self._selector = None
             if self.hnsw is not None:
                 self.hnsw.add(vectors)
-            elif len(self.ids) > self.exact_max:
-                self.hnsw = build_hnsw(self.vectors, self.params)
+            elif self.stored > self.exact_max:
+                self._build()
+
+    def retain(self, keys: np.ndarray) -> np.ndarray:
+        """Keep live exactly the entries whose key is in keys (a dead one whose key is wanted
+        again comes back to life, so its vector is never held twice); returns the wanted keys
+        not held, for the caller to add."""
+        keys = np.unique(np.asarray(keys, np.int64))
+        with self.lock:
+            self.alive = np.isin(self.keys, keys)
+            self.n_alive = int(self.alive.sum())
+            self._selector = None
+            missing = keys[~np.isin(keys, self.keys)]
+            dead = self.stored - self.n_alive
+            if dead and (self.hnsw is None or dead > DEAD_MAX * self.stored):
+                self._compact()
+        return missing
+
+    def _compact(self) -> None:
+        """Drop the dead entries; an HNSW graph is rebuilt over the live ones."""
+        keep = self.alive
+        self.ids, self.keys, self.vectors = self.ids[keep], self.keys[keep], self.vectors[keep]
+        self.alive = np.ones(len(self.ids), bool)
+        if self.hnsw is not None:
+            self.hnsw = None
+            if self.stored > self.exact_max:
+                self._build()
+
+    def _build(self) -> None:
+        self.hnsw = build_hnsw(self.vectors, self.params)
+        self.hnsw_builds += 1
+
+    def _live_only(self):
+        """A FAISS selector of the live entries (None when none is dead), kept until they
+        change; the bitmap is held beside it because FAISS only points at it."""
+        import faiss
+
+        if self.n_alive == self.stored:
+            return None
+        if self._selector is None:
+            bitmap = np.packbits(self.alive, bitorder="little")
+            self._selector = (bitmap, faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap)))
+        return self._selector[1]
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(distances (Q, k'), ids (Q, k')) with k' = min(k, size), closest first: always k'
-        real ids (exact search where HNSW cannot fill k)."""
+        """(distances (Q, k'), ids (Q, k')) of live entries with k' = min(k, live entries),
+        closest first: always k' real ids (exact search where HNSW cannot fill k)."""
+        import faiss
+
         queries = np.atleast_2d(np.asarray(queries, np.float32))
         k = min(k, len(self))
         with self.lock:
-            if self.hnsw is None:
+            if self.hnsw is None:  # holds no dead entry (retain drops them at once)
                 dist, idx = exact_topk(self.vectors, queries, k)
                 return dist, self.ids[idx]
-            self.hnsw.hnsw.efSearch = max(self.params.ef_search, k)
-            sq, idx = self.hnsw.search(queries, k)
+            params = faiss.SearchParametersHNSW(efSearch=max(self.params.ef_search, k))
+            selector = self._live_only()
+            if selector is not None:
+                params.sel = selector
+            sq, idx = self.hnsw.search(queries, k, params=params)
             if (idx < 0).any():
                 # HNSW labels a slot it could not fill -1 (a graph the search cannot walk far
-                # enough, e.g. many identical vectors); self.ids[-1] would turn each into the
-                # last clip added at a huge distance. The exact answer is complete.
-                dist, idx = exact_topk(self.vectors, queries, k)
-                return dist, self.ids[idx]
+                # enough, e.g. many identical vectors, or many dead entries); self.ids[-1]
+                # would turn each into the last clip added at a huge distance. The exact
+                # answer over the live entries is complete.
+                live = np.flatnonzero(self.alive)
+                dist, idx = exact_topk(self.vectors[live], queries, k)
+                return dist, self.ids[live[idx]]
             return np.sqrt(np.maximum(sq, 0)), self.ids[idx]

@@ -3,11 +3,16 @@ page and the JSON API call.
 
 One SubspaceIndex per (checkpoint version, catalogue or all, condition), held by the process.
 Before each search the index takes the embeddings added since it last looked (ids are
-increasing, so that is one indexed query) and adds them. It is rebuilt when the rows it already
-holds are no longer exactly the scope's rows up to the newest it took (a clip removed, failed or
-back, a row committed late), judged by their count and the sum of a 32-bit hash of each id
-(computed by the database): a count alone misses one clip failing while another is added, and
-a plain id sum misses two leaving while two others with the same sum return (41 + 44 = 42 + 43).
+increasing, so that is one indexed query) and adds them. Then it checks that the rows it holds
+live are still exactly the scope's rows up to the newest it took, by their count and the sum of
+a 32-bit hash of each id (computed by the database): a count alone misses one clip failing while
+another is added, and a plain id sum misses two leaving while two others with the same sum
+return (41 + 44 = 42 + 43). When they are not (a clip removed, failed or back, a row committed
+late, a row replaced), it reads the scope's ids up to that newest one (no vectors), marks the
+rows no longer there dead (never returned; see SubspaceIndex for when that rebuilds), revives
+held rows that are back, and reads the vectors of only the rows it does not hold. The index is
+keyed by embedding row, so a clip that leaves and comes back is never held twice, and a clip
+whose row was replaced is searched by its new vector only.
 A hit whose clip is not ready is never returned. Only
 whole-mix clips are searched: stem-combination clips built for catch trials (Clip.meta["kind"])
 are not pieces of the catalogue.
@@ -84,6 +89,29 @@ def _held(qs) -> tuple[int, int]:
     return row["n"], int(row["s"] or 0)
 
 
+def _add(index: SubspaceIndex, version: ModelVersion, condition: str, rows) -> tuple[int, int]:
+    """Add rows (id, clip id, vector, id hash) to the index; (count, hash sum) of those added."""
+    ids, vecs, emb_ids, hashes = _decode(rows)
+    if vecs is not None:
+        index.add(ids, version.subspace(vecs, condition), keys=np.asarray(emb_ids, np.int64))
+    return len(emb_ids), hashes
+
+
+def _resync(index: SubspaceIndex, version: ModelVersion, condition: str, qs) -> tuple[int, int]:
+    """Make the index's live rows exactly the rows of qs: one query of their ids, then the
+    vectors of those the index does not hold (in chunks, under SQLite's limit on query
+    parameters). Returns (count, hash sum) of the rows of qs."""
+    wanted = list(_hashed(qs).values_list("id", "id_hash").iterator(chunk_size=20_000))
+    missing = index.retain(np.fromiter((i for i, _ in wanted), np.int64, len(wanted)))
+    for s in range(0, len(missing), 2000):
+        rows = _hashed(Embedding.objects.filter(pk__in=missing[s : s + 2000].tolist()))
+        _add(index, version, condition, rows.order_by("id").values_list(*_COLUMNS))
+    return len(wanted), sum(h for _, h in wanted)
+
+
+_COLUMNS = ("id", "clip_id", "vector", "id_hash")
+
+
 def synced_index(
     version: ModelVersion, condition: str, catalogue_id: int | None = None, exact_max=EXACT_MAX
 ) -> SubspaceIndex:
@@ -92,18 +120,17 @@ def synced_index(
     qs = scope(version, catalogue_id)
     with _lock:
         index, last, held = _registry.get(key, (None, 0, (0, 0)))
-        if index is not None and _held(qs.filter(id__lte=last)) != held:  # changed: rebuild
-            index, last, held = None, 0, (0, 0)
         if index is None:
             probe = version.subspace(np.zeros((1, version.dim), np.float32), condition)
             index = SubspaceIndex(probe.shape[1], exact_max=exact_max)
-        rows = _hashed(qs.filter(id__gt=last)).order_by("id")
-        rows = rows.values_list("id", "clip_id", "vector", "id_hash")
-        ids, vecs, emb_ids, hashes = _decode(rows.iterator(chunk_size=2000))
-        if vecs is not None:
-            index.add(ids, version.subspace(vecs, condition))
-            last = max(last, *emb_ids)
-            held = (held[0] + len(emb_ids), held[1] + hashes)
+        elif _held(qs.filter(id__lte=last)) != held:  # rows left, came back or came late
+            held = _resync(index, version, condition, qs.filter(id__lte=last))
+        rows = _hashed(qs.filter(id__gt=last)).order_by("id").values_list(*_COLUMNS)
+        rows = list(rows.iterator(chunk_size=2000))
+        n, hashes = _add(index, version, condition, rows)
+        if n:
+            last = max(last, rows[-1][0])
+            held = (held[0] + n, held[1] + hashes)
         _registry[key] = (index, last, held)
     return index
 
@@ -121,10 +148,11 @@ def search_vector(
     catalogue_id: int | None = None,
     exclude_piece: str = "",
     exclude_clip: int | None = None,
+    exact_max: int = EXACT_MAX,
 ) -> tuple[list[Hit], str]:
     """The k nearest pieces (one clip per piece, the closest) to vector (D,) in the condition's
     subspace, leaving out exclude_piece / exclude_clip. Returns (hits, method)."""
-    index = synced_index(version, condition, catalogue_id)
+    index = synced_index(version, condition, catalogue_id, exact_max)
     query = version.subspace(np.asarray(vector, np.float32)[None, :], condition)  # (1, d)
     fetch = min(len(index), 4 * k + 8)
     while True:
