@@ -32,8 +32,9 @@ KEEP_BUNDLES = 3
 
 
 def report_config_for(study: Study) -> tuple[ReportConfig, list[str]]:
-    """The study's pre-registered exclusion rules (Study.settings["exclusion"]) and report
-    settings (Study.settings["report"]: ReportConfig fields), with notes on ignored keys."""
+    """The study's pre-registered exclusion rules (Study.settings["exclusion"]), report
+    settings (Study.settings["report"]: ReportConfig fields) and instruments (the config's
+    planned_instruments), with notes on ignored keys."""
     notes, read = [], report_settings(study)
     raw = dict(read["exclusion"] or {})
     unknown = sorted(set(raw) - RULE_KEYS)
@@ -43,7 +44,13 @@ def report_config_for(study: Study) -> tuple[ReportConfig, list[str]]:
     if read["screening"] is False:
         rules["require_screening"] = False
     extra = dict(read["report"] or {})
+    if "planned_instruments" in extra:
+        notes.append(
+            "study settings 'report': planned_instruments ignored; the report reads the "
+            "study's instruments"
+        )
     extra["rules"] = rules
+    extra["planned_instruments"] = read["instruments"]
     return ReportConfig.from_dict(extra), notes
 
 

@@ -32,15 +32,18 @@ from evalsite.reports.models import ReportState
 
 log = logging.getLogger(__name__)
 STALE_AFTER = timedelta(minutes=15)  # a pending request older than this is queued again
-# The study settings the report reads (services.report_config_for): a change recomputes it.
+# The study settings the report reads (services.report_config_for): a change recomputes it, as
+# does a change of the study's instruments (report_settings).
 REPORT_SETTINGS = ("exclusion", "screening", "report")
 QUEUING_FAILED = "queuing failed"
 COMPUTATION_FAILED = "the computation failed"
 
 
 def report_settings(study) -> dict:
-    """What the report reads of the study's settings (defaults filled in)."""
-    return {key: study.setting(key) for key in REPORT_SETTINGS}
+    """What the report reads of the study's settings (defaults filled in) and its instruments
+    (the report names one without answers)."""
+    read = {key: study.setting(key) for key in REPORT_SETTINGS}
+    return read | {"instruments": list(study.instruments or [])}
 
 
 def debounce_seconds() -> float:

@@ -1,6 +1,7 @@
 """What the report says about its input before any statistic: practice answers left out,
-answers whose screen position is unknown, instruments with no scored answer (messages on the
-report, never a silent drop). Called by report.build_report."""
+answers whose screen position is unknown, instruments the study judges with no answer at all,
+instruments with no scored answer (messages on the report, never a silent drop). Called by
+report.build_report."""
 
 from __future__ import annotations
 
@@ -46,6 +47,23 @@ def note_unknown_positions(report: Report, df: pd.DataFrame) -> None:
             f"(displayed_first empty): {parts} leave them out"
         )
     report.note("info", "input", text)
+
+
+def note_unanswered_instruments(report: Report, df: pd.DataFrame, planned) -> None:
+    """An instrument the study judges (`planned`, from the config) without a single answer (or
+    only practice answers, left out before) appears in no table at all: name it, so that a
+    reader does not take the instruments in the tables for all the study planned. No row, no
+    estimate: there is nothing to estimate from."""
+    seen = set(df["instrument"])
+    missing = [inst for inst in dict.fromkeys(planned) if inst not in seen]
+    report.meta["instruments_without_answers"] = missing
+    for inst in missing:
+        report.note(
+            "warning",
+            "input",
+            f"{inst} has no answers (the study judges it; practice answers are not counted): it "
+            "is in no table and has no estimate",
+        )
 
 
 def note_unscored_instruments(report: Report, df: pd.DataFrame, clean: pd.DataFrame) -> None:

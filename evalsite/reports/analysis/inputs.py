@@ -231,3 +231,16 @@ def instruments_present(df: pd.DataFrame) -> list[str]:
     """Instruments in the data, in CONDITIONS order."""
     seen = set(df["instrument"])
     return [c for c in CONDITIONS if c in seen]
+
+
+def planned_instruments(names) -> tuple[str, ...]:
+    """The report config's planned_instruments (a list of CONDITIONS names) as a tuple; a
+    ValueError names the field and the unknown names."""
+    names = [names] if isinstance(names, str) else list(names or [])
+    unknown = [n for n in names if n not in CONDITIONS]
+    if unknown:
+        raise ValueError(
+            f"report config: planned_instruments {unknown}: expected names from "
+            f"{', '.join(CONDITIONS)}"
+        )
+    return tuple(names)

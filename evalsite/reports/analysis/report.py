@@ -24,6 +24,7 @@ from . import (
     diagnostics,
     exclusions,
     input_notes,
+    inputs,
     mixed,
     power,
 )
@@ -52,6 +53,8 @@ class ReportConfig:
     # ICC the power plan assumes for an instrument whose pilot cannot estimate one (None: 0, as
     # if answers were independent; an info note says so either way).
     power_assumed_icc: float | None = None
+    # The study's instruments (site: Study.instruments); one without answers gets a warning.
+    planned_instruments: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,6 +69,8 @@ class ReportConfig:
             raw["rules"] = exclusions.ExclusionRules.from_dict(raw["rules"])
         if "power_trials_grid" in raw:
             raw["power_trials_grid"] = tuple(int(m) for m in raw["power_trials_grid"])
+        if "planned_instruments" in raw:
+            raw["planned_instruments"] = inputs.planned_instruments(raw["planned_instruments"])
         return cls(**raw)
 
 
@@ -158,6 +163,7 @@ def _build(raw: pd.DataFrame, config: ReportConfig, source: str) -> Report:
         instruments=instruments_present(df),
     )
     input_notes.note_unknown_positions(report, df)
+    input_notes.note_unanswered_instruments(report, df, config.planned_instruments)
     clean = _run_exclusions(report, df, config)
     if clean is None:
         return report

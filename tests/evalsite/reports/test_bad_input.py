@@ -313,6 +313,34 @@ def test_it_names_an_instrument_without_scored_answers():
     assert "drums" not in text and "bass" not in text
 
 
+def test_it_names_a_study_instrument_without_answers():
+    answers = _agreeing({"drums": [3, 1, 2], "bass": [2, 2, 3]})
+    plain = build_report(answers, FAST)
+    planned = ReportConfig(
+        n_boot=50, mixed_model=False, planned_instruments=("drums", "bass", "piano")
+    )
+    report = build_report(answers, planned)
+    (new,) = [m for m in report.messages if m not in plain.messages]
+    assert new["level"] == "warning" and new["text"].startswith("piano has no answers")
+    assert "drums" not in new["text"] and "bass" not in new["text"]
+    assert report.meta["instruments_without_answers"] == ["piano"]
+    assert set(report.tables["consent"]["term"]) == {"drums", "bass", "overall"}  # no estimate
+    # Practice answers alone are no answers to analyse: piano is still named.
+    practice = answers.assign(is_practice="false")
+    practice = pd.concat(
+        [practice, practice.iloc[:2].assign(instrument="piano", is_practice="true")]
+    )
+    report = build_report(practice, planned)
+    assert report.meta["instruments_without_answers"] == ["piano"]
+
+
+def test_it_refuses_a_planned_instrument_it_does_not_know():
+    with pytest.raises(ValueError, match=r"planned_instruments.*kazoo.*expected.*drums"):
+        ReportConfig.from_dict({"planned_instruments": ["drums", "kazoo"]})
+    config = ReportConfig.from_dict({"planned_instruments": ["drums", "piano"]})
+    assert config.planned_instruments == ("drums", "piano")
+
+
 def test_it_says_how_many_answers_the_fatigue_table_leaves_out():
     answers = _minimal_csv()
     answers["trial_index"] = answers["trial"].str[1:].astype(float)

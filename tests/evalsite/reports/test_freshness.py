@@ -244,3 +244,21 @@ def test_it_recomputes_the_report_when_the_rules_it_applies_change(
     with django_capture_on_commit_callbacks(execute=False) as queued:  # nothing the report reads
         assert client.post(edit, {**post, "description": "Now described."}).status_code == 302
     assert not queued and not ReportState.objects.get(study=sim_study).pending
+
+
+def test_it_recomputes_the_report_when_the_study_gains_an_instrument(
+    client, alice, sim_study, django_capture_on_commit_callbacks
+):
+    client.force_login(alice)
+    post = _study_post(
+        name=sim_study.name,
+        instruments=[*sim_study.instruments, "piano"],
+        catalogue=sim_study.catalogue_id,
+        shared_with_names="carol",
+    )
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        edit = reverse("studies:study_edit", args=[sim_study.pk])
+        assert client.post(edit, post).status_code == 302
+    assert len(queued) == 1  # the report names piano as an instrument without answers
+    sim_study.refresh_from_db()
+    assert "piano" in services.report_config_for(sim_study)[0].planned_instruments

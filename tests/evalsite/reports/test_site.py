@@ -226,6 +226,26 @@ def test_it_reports_a_study_without_answers_with_a_message(alice):
     assert snap.tables == {}
 
 
+def test_it_names_a_study_instrument_that_has_no_answers(alice):
+    study = Study.objects.create(
+        owner=alice,
+        name="Planned",
+        instruments=["drums", "bass", "piano"],
+        settings={"report": {"n_boot": 50, "mixed_model": False}},
+    )
+    rows = [
+        f"p{p},{inst}{t},{inst},{'a' if (p + t) % 3 else 'b'},a"
+        for inst in ("drums", "bass")
+        for p in range(3)
+        for t in range(4)
+    ]
+    csv = "\n".join(["participant,trial,instrument,chosen,model_choice", *rows]).encode()
+    report = services.compute(study, csv)
+    assert list(report.meta["config"]["planned_instruments"]) == ["drums", "bass", "piano"]
+    (text,) = [m["text"] for m in report.messages if "no answers" in m["text"]]
+    assert text.startswith("piano has no answers")
+
+
 def test_it_keeps_bundles_on_the_latest_snapshots_only(sim_study):
     from datetime import timedelta
 
