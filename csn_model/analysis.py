@@ -217,6 +217,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="Slakh-layout dataset root")
     parser.add_argument("--split", default="test", choices=("train", "validation", "test"))
     parser.add_argument("--out", required=True, help="folder for the CSV and PNG files")
+    from csn_model.cli import add_duplicates_argument
+
+    add_duplicates_argument(parser, default="refuse")
 
 
 def run(args) -> int:
@@ -226,7 +229,11 @@ def run(args) -> int:
     from csn_model.data.slakh import DataError, SlakhDataset
 
     try:
-        matrix = analyze_subspaces(args.checkpoint, SlakhDataset(args.data), args.out, args.split)
+        ds = SlakhDataset(args.data, duplicates=args.duplicates)
+        ds.check_sources()
+        if ds.omitted:
+            print(f"csn analyze-subspaces: {ds.omit_summary()}")
+        matrix = analyze_subspaces(args.checkpoint, ds, args.out, args.split)
     except (CheckpointError, DataError, ValueError) as exc:
         print(f"csn analyze-subspaces: {exc}", file=sys.stderr)
         return 2

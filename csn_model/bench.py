@@ -55,8 +55,9 @@ def run_bench(cfg: BenchConfig, data_root: Path, run_dir: Path) -> dict:
     from csn_model.config import save_config
     from csn_model.data.slakh import SlakhDataset
 
-    ds = SlakhDataset(data_root)  # first: a mistyped --data must not be recorded below
-    _check_rate(ds, cfg, data_root)
+    ds = SlakhDataset(data_root, duplicates=cfg.data.duplicates)  # first: a mistyped --data must
+    _check_rate(ds, cfg, data_root)  # not be recorded below
+    _log_omitted(ds)
     run_dir.mkdir(parents=True, exist_ok=True)
     saved = run_dir / "config.yaml"
     if saved.exists():
@@ -83,8 +84,11 @@ def run_bench(cfg: BenchConfig, data_root: Path, run_dir: Path) -> dict:
     return results
 
 
-def score_run(run_dir: Path, data_root: Path, out_dir: Path | None = None) -> dict:
-    """Score an existing run's trained systems on another dataset's test split (no training)."""
+def score_run(
+    run_dir: Path, data_root: Path, out_dir: Path | None = None, duplicates: str | None = None
+) -> dict:
+    """Score an existing run's trained systems on another dataset's test split (no training).
+    duplicates: how that dataset is read (None: the run's data.duplicates)."""
     from csn_model.data.slakh import SlakhDataset
 
     cfg = load_bench_config(run_dir / "config.yaml")
@@ -92,8 +96,9 @@ def score_run(run_dir: Path, data_root: Path, out_dir: Path | None = None) -> di
     if not index.exists():
         raise ValueError(f"{index}: missing; run `csn bench` to completion in {run_dir} first")
     checkpoints = json.loads(index.read_text())
-    ds = SlakhDataset(data_root)
+    ds = SlakhDataset(data_root, duplicates=duplicates or cfg.data.duplicates)
     _check_rate(ds, cfg, data_root)
+    _log_omitted(ds)
     _check_new_compositions(run_dir / "dataset.json", ds)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -187,6 +192,12 @@ def _runtime_free(d: dict) -> dict:
     for name in RUNTIME_FIELDS:
         d["train"].pop(name, None)
     return d
+
+
+def _log_omitted(ds) -> None:
+    ds.check_sources()
+    if ds.omitted:
+        log.info("%s: %s (data.duplicates: omit)", ds.root, ds.omit_summary())
 
 
 def _check_rate(ds, cfg: BenchConfig, data_root) -> None:

@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from csn_model.cli import out_folder
+from csn_model.cli import add_duplicates_argument, out_folder
 
 
 def add_arguments(parser) -> None:
@@ -33,6 +33,7 @@ def add_arguments(parser) -> None:
         "default RUN_DIR/eval/<dataset folder name>)",
     )
     parser.add_argument("--from", dest="from_run", help="score the systems of this finished run")
+    add_duplicates_argument(parser, default=None)  # with --from: how --data is read
 
 
 def run(args) -> int:
@@ -54,12 +55,13 @@ def run(args) -> int:
                 )
                 return 2
             out = Path(args.out) if args.out else None
-            results = score_run(Path(args.from_run), Path(args.data), out)
+            results = score_run(Path(args.from_run), Path(args.data), out, args.duplicates)
         else:
             if not args.out:
                 print("csn bench: --out RUN_DIR is required (or --from RUN_DIR)", file=sys.stderr)
                 return 2
-            cfg = load_bench_config(args.config, args.set)
+            duplicates = [f"data.duplicates={args.duplicates}"] if args.duplicates else []
+            cfg = load_bench_config(args.config, [*args.set, *duplicates])
             results = run_bench(cfg, Path(args.data), Path(args.out))
     # TrainError is a RuntimeError: a system that cannot train (e.g. train.device=cuda, no CUDA)
     except (ConfigError, DataError, TrainError, ValueError) as exc:

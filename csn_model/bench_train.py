@@ -21,7 +21,9 @@ log = logging.getLogger("csn.bench")
 
 def _model_cfg(cfg: BenchConfig, **train_overrides) -> ExperimentConfig:
     """The plain ExperimentConfig that train_run sees for one system."""
-    base = ExperimentConfig(name=cfg.name, features=cfg.features, model=cfg.model, train=cfg.train)
+    base = ExperimentConfig(
+        name=cfg.name, features=cfg.features, model=cfg.model, train=cfg.train, data=cfg.data
+    )
     return replace(base, train=replace(base.train, **train_overrides))
 
 

@@ -92,6 +92,21 @@ def out_file(text: str) -> Path:
     return path
 
 
+def add_duplicates_argument(parser: argparse.ArgumentParser, default: str | None) -> None:
+    """--duplicates, the reader's mode for tracks of one source MIDI (config field
+    data.duplicates; default None: the config's value)."""
+    from csn_model.config import DUPLICATES  # noqa: PLC0415  (only when the command runs)
+
+    parser.add_argument(
+        "--duplicates",
+        choices=DUPLICATES,
+        default=default,
+        help="tracks rendered from one source MIDI (original Slakh2100): refuse the dataset, or "
+        "omit all but the first in train, validation, test order (docs/data.md)"
+        + ("" if default else "; default: the config's data.duplicates"),
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="csn", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -99,12 +99,23 @@ class TrainConfig:
     threads: int = 0  # CPU threads of the training process (0: torch's default, all cores)
 
 
+DUPLICATES = ("refuse", "omit")  # csn_model.data.slakh.SlakhDataset's `duplicates` modes
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How the dataset given with --data is read (docs/data.md)."""
+
+    duplicates: str = "refuse"  # tracks of one source MIDI: "refuse" (DataError) | "omit" one each
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     name: str = "default"
     features: FeatureConfig = field(default_factory=FeatureConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
         check(self)
@@ -114,6 +125,8 @@ def check(cfg: ExperimentConfig, source: str = "config") -> None:
     """Ranges and cross-field checks that types alone cannot express: the first broken rule raises
     ConfigError naming the field, what was expected and the value found."""
     rules = _feature_rules(cfg.features) + _model_rules(cfg.model) + _train_rules(cfg.train)
+    d = cfg.data.duplicates
+    rules.append((d in DUPLICATES, "data.duplicates", "'refuse' or 'omit'", d))
     for ok, name, expected, got in rules:
         if not ok:
             shown = "" if got is None else f", got {list(got) if isinstance(got, tuple) else got!r}"

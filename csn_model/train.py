@@ -55,7 +55,7 @@ def make_datasets(cfg: ExperimentConfig, data_root: str | Path, log=None) -> dic
     from csn_model.data.triplets import TripletSampler
 
     t, f = cfg.train, cfg.features
-    ds = SlakhDataset(data_root)
+    ds = SlakhDataset(data_root, duplicates=cfg.data.duplicates)
     if ds.sample_rate != f.sample_rate:
         raise TrainError(
             f"{data_root}: dataset sample rate {ds.sample_rate} Hz, but features.sample_rate is "
@@ -64,6 +64,8 @@ def make_datasets(cfg: ExperimentConfig, data_root: str | Path, log=None) -> dic
     sampler = TripletSampler(ds, "train", f.segment_frames, seed=t.seed)  # analyses every track
     if log is not None:
         log.info("train split: %d tracks; %s", len(sampler.tracks), ds.skip_summary())
+        if ds.omitted:
+            log.info("%s (data.duplicates: omit)", ds.omit_summary())
     out: dict[str, Dataset] = {}
     if t.system == "individual":
         out["main"] = StemTorchDataset(
@@ -96,7 +98,10 @@ def run_source(cfg: ExperimentConfig, data_root: str | Path, teachers) -> dict:
     (teachers only when the run uses them; a missing file is left to load_teachers to name)."""
     from csn_model.data.slakh import SlakhDataset
 
-    ds = SlakhDataset(data_root)  # DataError for a root that is not a dataset folder
+    # DataError for a root that is not a dataset folder, or duplicates it refuses: before the run
+    # folder is claimed
+    ds = SlakhDataset(data_root, duplicates=cfg.data.duplicates)
+    ds.check_sources()
     ids = {}
     if needs_teachers(cfg):
         ids = {c: file_id(p) for c, p in (teachers or {}).items() if Path(p).is_file()}

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from csn_model import CONDITIONS
+from csn_model.cli import add_duplicates_argument
 
 
 def add_arguments(parser) -> None:
@@ -27,6 +28,15 @@ def add_arguments(parser) -> None:
         help="individual-network checkpoints for the auxiliary loss and pre-training",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_duplicates_argument(parser, default=None)
+
+
+def run_config(args):
+    """The run's config: --config, then --set, then --duplicates (data.duplicates)."""
+    from csn_model.config import load_config
+
+    duplicates = [f"data.duplicates={args.duplicates}"] if args.duplicates else []
+    return load_config(args.config, [*args.set, *duplicates])
 
 
 def parse_teachers(items: list[str]) -> dict[str, Path]:
@@ -44,13 +54,13 @@ def parse_teachers(items: list[str]) -> dict[str, Path]:
 
 def run(args) -> int:
     from csn_model.checkpoint import CheckpointError
-    from csn_model.config import ConfigError, load_config
+    from csn_model.config import ConfigError
     from csn_model.data.slakh import DataError
     from csn_model.train import train_run
     from csn_model.train_errors import TrainError
 
     try:
-        cfg = load_config(args.config, args.set)
+        cfg = run_config(args)
         teachers = parse_teachers(args.teacher)
         final = train_run(cfg, args.data, args.out, teachers or None, not args.no_progress)
     except (ConfigError, DataError, TrainError, CheckpointError, ValueError) as exc:

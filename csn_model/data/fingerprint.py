@@ -9,12 +9,15 @@ Cheap by design (no audio decoded, one directory walk): a SHA-256 over csn_synth
 present), the track folders of each split in sorted order, each track's metadata.yaml bytes and the
 names and sizes of every other file in the track folder (stems, mix, MIDI). It identifies a dataset
 as written; it is not a checksum of the audio (a stem rewritten with other samples of the same size
-keeps the fingerprint: `csn synth` never does that, it writes another metadata.yaml too).
+keeps the fingerprint: `csn synth` never does that, it writes another metadata.yaml too). A
+dataset read with duplicates="omit" that leaves tracks out also hashes their names: a triplet file
+or run made with one mode is refused with the other whenever the two read different tracks.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
@@ -25,10 +28,15 @@ MANIFEST = "csn_synth.json"  # as csn_model.data.synth.MANIFEST (synth imports p
 FINGERPRINT_HEX = 16  # characters kept of the SHA-256, as csn_model.checkpoint.file_id
 
 
-def dataset_fingerprint(root: str | Path) -> str:
-    """The first FINGERPRINT_HEX hex characters of the dataset's SHA-256 (see the module)."""
+def dataset_fingerprint(root: str | Path, omitted: Iterable[str] = ()) -> str:
+    """The first FINGERPRINT_HEX hex characters of the dataset's SHA-256 (see the module).
+    omitted: the "split/track" folders the reader leaves out (SlakhDataset(duplicates="omit")),
+    hashed too when there are any, so that data read without them is another dataset; with none
+    the fingerprint is the content's alone, whatever the reader's mode."""
     root = Path(root)
     h = hashlib.sha256()
+    for name in sorted(omitted):
+        h.update(f"omitted\0{name}\0".encode())
     manifest = root / MANIFEST
     h.update(b"manifest\0" + (manifest.read_bytes() if manifest.is_file() else b"-") + b"\0")
     for split in SPLITS:

@@ -22,13 +22,15 @@ Documented, counted skips (listed in `SlakhDataset.skipped`, never silent):
   that condition plays.
 Everything else that is malformed raises DataError naming the track, the stem and the expectation,
 and so does one source MIDI rendered in two splits (original Slakh2100 has such duplicates; see
-SlakhDataset.check_sources).
+SlakhDataset.check_sources), unless the dataset is opened with duplicates="omit": then one track per
+source MIDI is kept and the others are left out, each listed in `SlakhDataset.omitted`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from csn_model.config import DUPLICATES
 from csn_model.data.errors import DataError
 from csn_model.data.slakh_folder import SOURCE_FIELDS, load_track, source_ids
 from csn_model.data.slakh_track import Track
@@ -36,17 +38,22 @@ from csn_model.data.slakh_track import Track
 __all__ = ["DataError", "SlakhDataset"]
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
+OMIT_REASON = "same source MIDI as a kept track"
 
 
 class SlakhDataset:
     """A Slakh-layout dataset root. Splits are scanned lazily, once each."""
 
-    def __init__(self, root: str | Path, cache_audio: bool = False):
+    def __init__(self, root: str | Path, cache_audio: bool = False, duplicates: str = "refuse"):
         """cache_audio: keep every condition a read touches decoded in memory (about 5.3 MB per
         condition-minute at 22050 Hz; for small datasets and fast training loaders). Call
-        preload(split) before forking DataLoader workers so that they share one copy."""
+        preload(split) before forking DataLoader workers so that they share one copy.
+        duplicates: what to do with tracks rendered from one source MIDI (check_sources)."""
         self.root = Path(root)
         self.cache_audio = cache_audio
+        if duplicates not in DUPLICATES:
+            raise DataError(f"duplicates: expected 'refuse' or 'omit', got {duplicates!r}")
+        self.duplicates = duplicates
         if not self.root.is_dir():
             raise DataError(f"{self.root}: dataset root is not a directory")
         present = [s for s in SPLITS if (self.root / s).is_dir()]
@@ -57,6 +64,7 @@ class SlakhDataset:
             )
         self.splits: tuple[str, ...] = tuple(present)
         self.skipped: list[tuple[str, str, str]] = []  # (track, stem, reason): documented skips
+        self.omitted: list[tuple[str, str]] = []  # ("split/track", reason): duplicates left out
         self._tracks: dict[str, list[Track]] = {}
         self._by_name: dict[str, Track] = {}
         self._sample_rate: int | None = None
@@ -80,7 +88,9 @@ class SlakhDataset:
         from csn_model.data.fingerprint import dataset_fingerprint  # noqa: PLC0415  (cycle)
 
         if self._fingerprint is None:
-            self._fingerprint = dataset_fingerprint(self.root)
+            if self.duplicates == "omit":
+                self.check_sources()  # the tracks left out are part of what the dataset reads
+            self._fingerprint = dataset_fingerprint(self.root, [t for t, _ in self.omitted])
         return self._fingerprint
 
     def tracks(self, split: str) -> list[Track]:
@@ -91,30 +101,46 @@ class SlakhDataset:
             folder = self.root / split
             if not folder.is_dir():
                 raise DataError(f"{folder}: split folder missing")
-            tracks = [self._load_track(split, d) for d in _track_dirs(folder)]
+            left_out = {t for t, _ in self.omitted}
+            dirs = [d for d in _track_dirs(folder) if f"{split}/{d.name}" not in left_out]
+            tracks = [self._load_track(split, d) for d in dirs]
+            if not tracks and left_out:
+                raise DataError(f"{folder}: every track left out ({OMIT_REASON} in another split)")
             if not tracks:
                 raise DataError(f"{folder}: empty split, expected track folders with metadata.yaml")
             self._tracks[split] = tracks
         return self._tracks[split]
 
     def check_sources(self) -> None:
-        """DataError when tracks in different splits were rendered from one source MIDI (the same
-        metadata.yaml `lmd_midi_dir` or `UUID`): original Slakh2100 renders some Lakh MIDI files
-        as several tracks across train, validation and test, so a model would be tested on pieces
-        it was trained on; Slakh2100-redux moves those duplicates to omitted/. A track without
-        these fields is not checked. Reads every split's metadata once, before the first split
-        is loaded."""
+        """Tracks rendered from one source MIDI (the same metadata.yaml `lmd_midi_dir` or `UUID`):
+        original Slakh2100 renders some Lakh MIDI files as several tracks across train, validation
+        and test, so a model would be tested on pieces it was trained on; Slakh2100-redux moves
+        those duplicates to omitted/. duplicates="refuse": DataError for such tracks in different
+        splits (within one split they are read). duplicates="omit": the project's own rule (see
+        _omit). A track without these fields is not checked. Reads every split's metadata once,
+        before the first split is loaded."""
         if self._sources_checked:
             return
+        tracks = [
+            (f"{s}/{d.name}", source_ids(d))
+            for s in self.splits
+            for d in _track_dirs(self.root / s)
+        ]
+        if self.duplicates == "omit":
+            self.omitted = _omit(tracks)
+        else:
+            self._refuse(tracks)
+        self._sources_checked = True
+
+    def _refuse(self, tracks: list[tuple[str, dict[str, str]]]) -> None:
         first: dict[tuple[str, str], str] = {}  # (field, value) -> "split/track" seen first
         pairs: dict[tuple[str, str], list[str]] = {}  # (earlier, later track) -> shared fields
-        for split in self.splits:
-            for folder in _track_dirs(self.root / split):
-                here = f"{split}/{folder.name}"
-                for field, value in source_ids(folder).items():
-                    seen = first.setdefault((field, value), here)
-                    if not seen.startswith(f"{split}/"):
-                        pairs.setdefault((seen, here), []).append(f"{field} {value}")
+        for here, ids in tracks:
+            split = here.split("/")[0]
+            for field, value in ids.items():
+                seen = first.setdefault((field, value), here)
+                if not seen.startswith(f"{split}/"):
+                    pairs.setdefault((seen, here), []).append(f"{field} {value}")
         if pairs:
             named = [f"{a} and {b} ({', '.join(f)})" for (a, b), f in list(pairs.items())[:5]]
             more = f" and {len(pairs) - 5} more" if len(pairs) > 5 else ""
@@ -123,9 +149,14 @@ class SlakhDataset:
                 f"source MIDI ({' or '.join(SOURCE_FIELDS)} in metadata.yaml): "
                 f"{'; '.join(named)}{more}; the test split would hold pieces the training split "
                 "has. Original Slakh2100 has such duplicates: use Slakh2100-redux (it moves them "
-                "to omitted/), or move one track of each pair out of the splits"
+                'to omitted/), or read it with duplicates="omit" (--duplicates omit: one track '
+                "kept per source MIDI, the first in train, validation, test order), or move one "
+                "track of each pair out of the splits"
             )
-        self._sources_checked = True
+
+    def omit_summary(self) -> str:
+        """The one line the commands print about duplicates="omit" ("" when nothing is left out)."""
+        return f"{len(self.omitted)} tracks left out: {OMIT_REASON}" if self.omitted else ""
 
     def preload(self, split: str) -> None:
         """Decode every condition of the split's tracks into the cache (needs cache_audio)."""
@@ -143,6 +174,9 @@ class SlakhDataset:
         try:
             return self._by_name[name]
         except KeyError:
+            gone = [f"{t} is left out: {why}" for t, why in self.omitted if t.endswith(f"/{name}")]
+            if gone:
+                raise DataError(f"{self.root}: {gone[0]} (duplicates='omit')") from None
             raise DataError(f"{self.root}: no track named {name!r} in any split") from None
 
     def skip_summary(self) -> str:
@@ -172,3 +206,21 @@ class SlakhDataset:
 def _track_dirs(folder: Path) -> list[Path]:
     """A split folder's track folders, sorted (hidden ones are unfinished writes)."""
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _omit(tracks: list[tuple[str, dict[str, str]]]) -> list[tuple[str, str]]:
+    """duplicates="omit", the project's rule (redux's outcome without moving files): tracks in
+    split order (train, validation, test), by name within a split; a track is kept unless it shares
+    a source id with a track kept before it, and is then left out (within a split too), its reason
+    naming that track and the shared field."""
+    kept: dict[tuple[str, str], str] = {}  # (field, value) -> the kept "split/track"
+    out = []
+    for here, ids in tracks:
+        shared = [(f, v) for f, v in ids.items() if (f, v) in kept]
+        if shared:
+            field, value = shared[0]
+            out.append((here, f"{OMIT_REASON}: {kept[field, value]} ({field} {value})"))
+            continue
+        for key in ids.items():
+            kept[key] = here
+    return out

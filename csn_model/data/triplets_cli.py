@@ -8,7 +8,13 @@ import warnings
 from collections import Counter
 
 from csn_model import CONDITIONS
-from csn_model.cli import non_negative_int, out_file_in_tree, positive_float, positive_int
+from csn_model.cli import (
+    add_duplicates_argument,
+    non_negative_int,
+    out_file_in_tree,
+    positive_float,
+    positive_int,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--segment-seconds", type=positive_float, default=3.0, help="segment length"
     )
     parser.add_argument("--out", type=out_file_in_tree, required=True, help="JSON file to write")
+    add_duplicates_argument(parser, default="refuse")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +37,10 @@ def run(args: argparse.Namespace) -> int:
     from csn_model.data.triplets import make_eval_set, save_triplets  # noqa: PLC0415
 
     try:
-        ds = SlakhDataset(args.data)
+        ds = SlakhDataset(args.data, duplicates=args.duplicates)
+        ds.check_sources()
+        if ds.omitted:
+            print(f"csn triplets: {ds.omit_summary()}")
         frames = int(round(args.segment_seconds * ds.sample_rate))
         if frames < 1:
             raise DataError(

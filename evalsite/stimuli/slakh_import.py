@@ -27,6 +27,7 @@ class ImportReport:
     attention: list[tuple[Clip, Clip, Clip]] = field(default_factory=list)  # ref, same, different
     skipped: list[str] = field(default_factory=list)  # "track: reason"
     existing: list[str] = field(default_factory=list)  # clips an earlier import already made
+    omitted: str = ""  # SlakhDataset.omit_summary(): duplicate renderings left out, if any
 
 
 def best_start(track: Track, num_frames: int, hop: int) -> int:
@@ -130,6 +131,7 @@ def import_slakh(
     attention: bool = False,
     conditions: tuple[str, ...] = CONDITIONS,
     target_lufs: float | None = -23.0,
+    duplicates: str = "refuse",
 ) -> ImportReport:
     """Import one split of a Slakh-layout dataset.
 
@@ -142,10 +144,13 @@ def import_slakh(
     condition in `conditions` that both tracks have. Importing a split again into the same
     catalogue reuses the clips the earlier import made (listed in `existing`), so a reload or a
     second run never duplicates a clip.
+
+    duplicates: SlakhDataset's mode for tracks rendered from one source MIDI ("omit" for original
+    Slakh2100; the count left out is in `omitted`).
     """
-    ds = SlakhDataset(root)
+    ds = SlakhDataset(root, duplicates=duplicates)
     num_frames = int(round(seconds * ds.sample_rate))
-    report = ImportReport()
+    report = ImportReport(omitted=ds.omit_summary())
     tracks = ds.tracks(split)
     refs, starts = _import_mixes(ds, tracks, seconds, num_frames, catalogue, target_lufs, report)
     if attention:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import soundfile as sf
 from django.core.management import CommandError, call_command
@@ -72,3 +74,30 @@ def test_it_names_a_track_it_skips_and_imports_the_others(damaged_dataset, owner
     assert sorted(cat.clips.values_list("piece", flat=True)) == [
         "Track00002", "Track00008", "Track00011"
     ]  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_it_imports_original_slakh_leaving_out_duplicates_when_asked(
+    tiny_dataset, tmp_path, owner, capsys
+):
+    root = shutil.copytree(tiny_dataset, tmp_path / "original")
+    kept = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())[0]
+    shutil.copytree(root / "train" / kept, root / "test" / "Track09999")  # a second rendering
+    args = [
+        str(root),
+        "--split",
+        "test",
+        "--catalogue",
+        "orig",
+        "--seconds",
+        "1",
+        "--owner",
+        "erin",
+    ]
+    with pytest.raises(CommandError, match="--duplicates omit"):
+        call_command("import_slakh", *args)
+    call_command("import_slakh", *args, "--duplicates", "omit")
+    out = capsys.readouterr().out
+    assert "1 tracks left out: same source MIDI as a kept track" in out
+    pieces = Catalogue.objects.get(name="orig").clips.values_list("piece", flat=True)
+    assert "Track09999" not in pieces and len(pieces) == 4

@@ -1,4 +1,5 @@
-"""manage.py import_slakh DATASET_ROOT --split test --catalogue NAME [--seconds S] [--attention]"""
+"""manage.py import_slakh DATASET_ROOT --split test --catalogue NAME [--seconds S] [--attention]
+[--duplicates omit]"""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from csn_model import CONDITIONS
+from csn_model.cli import add_duplicates_argument
 from csn_model.data.slakh import DataError
 from evalsite.stimuli.models import Catalogue
 from evalsite.stimuli.slakh_import import import_slakh
@@ -27,6 +29,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--lufs", type=float, default=-23.0, help="loudness target (LUFS)")
         parser.add_argument("--owner", help="username owning the catalogue (default: a superuser)")
+        add_duplicates_argument(parser, default="refuse")
 
     def handle(self, *args, **opts):
         owner = self._owner(opts["owner"])
@@ -44,9 +47,12 @@ class Command(BaseCommand):
                 attention=opts["attention"],
                 conditions=conditions,
                 target_lufs=opts["lufs"],
+                duplicates=opts["duplicates"],
             )
         except DataError as exc:
             raise CommandError(str(exc)) from exc
+        if report.omitted:
+            self.stdout.write(report.omitted)
         for line in report.skipped:
             self.stderr.write(f"skipped {line}")
         self.stdout.write(
