@@ -16,7 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from evalsite.retrieval.search import HnswParams, IvfParams, build_hnsw, build_ivf  # noqa: F401
+from evalsite.retrieval.search import (  # noqa: F401
+    HnswParams,
+    IvfParams,
+    SubspaceIndex,
+    build_hnsw,
+    build_ivf,
+    exact_topk,
+)
 
 
 def synthetic(
@@ -176,3 +183,47 @@ def best(rows: list[Row], target_recall: float = 0.95) -> Row | None:
     """The fastest index setting at or above the target recall."""
     ok = [r for r in rows if r.method != "exact (IndexFlatL2)" and r.recall10 >= target_recall]
     return max(ok, key=lambda r: r.qps) if ok else None
+
+
+def removal_bench(
+    base: np.ndarray, queries: np.ndarray, params: HnswParams, k: int = 10, log=print
+) -> dict:
+    """The first search after one clip leaves an HNSW index of len(base) vectors: the old way
+    (rebuild the index from the remaining vectors, then search) against the incremental one
+    (`SubspaceIndex.retain`, the removed entry left dead, then search). Each query removes one
+    more clip, the one nearest it, so the search would return it were it not skipped. Index
+    work only: the database reads are left out on both sides (a rebuild also read every vector,
+    the incremental sync reads the scope's ids). Times are wall and process-CPU seconds."""
+    ids = np.arange(len(base), dtype=np.int64) + 1  # clip ids; keys the same (one row a clip)
+    live = np.ones(len(base), bool)
+    index = SubspaceIndex(base.shape[1], exact_max=0, params=params)
+    index.add(ids, base)  # built before the clock starts, as a warm process holds it
+    new_wall, new_cpu, removed = [], [], []
+    for q in queries:
+        gone = int(exact_topk(base[live], q[None, :], 1)[1][0, 0])
+        gone = int(np.flatnonzero(live)[gone])
+        live[gone] = False
+        removed.append(ids[gone])
+
+        def incremental(q=q):
+            index.retain(ids[live])
+            return index.search(q[None, :], k)
+
+        (_, found), cpu, wall = timed(incremental)
+        if removed[-1] in found[0]:
+            raise RuntimeError(f"clip {removed[-1]} was removed but the search returned it")
+        new_wall.append(wall)
+        new_cpu.append(cpu)
+    log(f"incremental: {len(queries)} removals, index still {index.stored:,} entries, "
+        f"{index.hnsw_builds} graph build(s) (the first, before timing)")  # fmt: skip
+
+    def rebuild():
+        fresh = SubspaceIndex(base.shape[1], exact_max=0, params=params)
+        fresh.add(ids[live], base[live])
+        return fresh.search(queries[-1][None, :], k)
+
+    (_, found), old_cpu, old_wall = timed(rebuild)
+    if removed[-1] in found[0]:
+        raise RuntimeError(f"clip {removed[-1]} was removed but the rebuilt index returned it")
+    new = {"new_wall": float(np.median(new_wall)), "new_cpu": float(np.median(new_cpu))}
+    return {"old_wall": old_wall, "old_cpu": old_cpu, **new}

@@ -147,7 +147,7 @@ class SubspaceIndex:
         """Keep live exactly the entries whose key is in keys (a dead one whose key is wanted
         again comes back to life, so its vector is never held twice); returns the wanted keys
         not held, for the caller to add."""
-        keys = np.unique(np.asarray(keys, np.int64))
+        keys = np.asarray(keys, np.int64)  # distinct (embedding ids)
         with self.lock:
             self.alive = np.isin(self.keys, keys)
             self.n_alive = int(self.alive.sum())

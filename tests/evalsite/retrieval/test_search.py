@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evalsite.retrieval.bench import recall_at, synthetic
+from evalsite.retrieval.bench import recall_at, removal_bench, synthetic
 from evalsite.retrieval.search import HnswParams, SubspaceIndex, exact_topk
 
 
@@ -65,3 +65,10 @@ def test_it_returns_k_real_ids_from_hnsw_when_many_vectors_are_identical():
     dist, ids = index.search(base[:1], 200)
     assert sorted(ids[0].tolist()) == list(range(1000, 1200))
     assert dist.max() < 100
+
+
+def test_it_times_both_syncs_in_the_removal_benchmark_without_returning_a_removed_clip():
+    base = synthetic(400, 8, seed=5, clusters=20)
+    queries = synthetic(5, 8, seed=6, clusters=20)
+    r = removal_bench(base, queries, HnswParams(16, 40, 16), log=lambda _m: None)
+    assert set(r) == {"old_wall", "old_cpu", "new_wall", "new_cpu"}  # it raises on a removed hit

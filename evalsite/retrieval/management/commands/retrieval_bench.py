@@ -1,5 +1,6 @@
 """manage.py retrieval_bench: queries/s and recall@10 of the HNSW index against exact search,
-on synthetic vectors (default 1M x 128 per subspace) and on the real catalogue's embeddings.
+on synthetic vectors (default 1M x 128 per subspace) and on the real catalogue's embeddings;
+with --removal, the first search after a clip is removed: full rebuild against incremental sync.
 Run under `nice`: building a 1M-vector index takes minutes of both cores."""
 
 from __future__ import annotations
@@ -42,9 +43,18 @@ class Command(BaseCommand):
         parser.add_argument("--ef-grid", default="16,24,32,48,64,96,128,256")
         parser.add_argument("--index-dir", default=None,
                             help="save/reuse built synthetic indexes here")  # fmt: skip
+        parser.add_argument(
+            "--removal",
+            action="store_true",
+            help="only time the first search after a clip is removed from an HNSW index of "
+            "--n vectors: full rebuild (the old sync) vs incremental; --queries removals",
+        )
 
     def handle(self, *args, **o) -> None:
         params = HnswParams(o["m"], o["ef_construction"], DEFAULT_HNSW.ef_search)
+        if o["removal"]:
+            self._removal(o, params)
+            return
         if not o["skip_synthetic"]:
             for s in range(o["subspaces"]):
                 self._synthetic(o, params, s)
@@ -70,6 +80,21 @@ class Command(BaseCommand):
                                      index_path=path, ivf=ivf)  # fmt: skip
         self.stdout.write(bench.table(rows, info["exact_qps"]))
         self._verdict(rows, info["exact_qps"])
+
+    def _removal(self, o: dict, params: HnswParams) -> None:
+        base = bench.synthetic(o["n"], o["dim"], o["kind"], seed=o["seed"])
+        queries = bench.synthetic(o["queries"], o["dim"], o["kind"], seed=o["seed"] + 1)
+        self.stdout.write(
+            f"removal: {o['kind']} {o['n']:,} x {o['dim']}, HNSW M={params.m} "
+            f"efConstruction={params.ef_construction}, {o['queries']} removals"
+        )
+        r = bench.removal_bench(base, queries, params, log=self.stdout.write)
+        self.stdout.write(
+            f"first search after removing one clip: full rebuild {r['old_wall']:.2f} s wall "
+            f"({r['old_cpu']:.2f} CPU-s); incremental {r['new_wall'] * 1000:.2f} ms wall "
+            f"({r['new_cpu'] * 1000:.2f} CPU-ms, median); rebuild / incremental: "
+            f"{r['old_wall'] / r['new_wall']:,.0f}x wall, {r['old_cpu'] / r['new_cpu']:,.0f}x CPU"
+        )
 
     def _verdict(self, rows, exact_qps) -> None:
         b = bench.best(rows)
