@@ -21,7 +21,7 @@ from evalsite.jobs import progress
 from evalsite.jobs.models import Job
 from evalsite.studies.experimenter import editable
 from evalsite.studies.model_design import STRATEGIES, DesignError
-from evalsite.studies.models import Answer, Study
+from evalsite.studies.models import MAX_PRACTICE_TRIALS, Answer, Study
 from evalsite.studies.permissions import get_visible_study
 
 ACTIONS = ("ingest", "model-choices", "design")
@@ -43,7 +43,14 @@ def _context(study) -> dict:
         "study": study, "jobs": study_jobs(study), "strategies": STRATEGIES,
         "closed": study.status == Study.Status.CLOSED, "n_trials": study.trials.count(),
         "n_answers": Answer.objects.filter(trial__study=study).count(),
+        "practice": shown_practice(study), "max_practice": MAX_PRACTICE_TRIALS,
     }  # fmt: skip
+
+
+def shown_practice(study: Study) -> int:
+    """How many practice trials a participant of the study sees (its practice_trials setting):
+    the model design's default, as the random design's."""
+    return int(study.setting("practice_trials") or 0)
 
 
 def refusal(study: Study, action: str, post) -> str:
@@ -110,10 +117,11 @@ def queue(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         confirmed = post.get("confirm_answers") == "on"
         job = queue_model_choices(study, request.user, answers_confirmed=confirmed)
     elif action == "design":
-        try:  # queue_design checks the ranges (per_instrument >= 1, catch_per_kind >= 0)
+        try:  # queue_design checks the ranges (per_instrument >= 1, 0 <= practice <= 20, ...)
             job = queue_design(
                 study, study.catalogue, post.get("strategy", ""),
                 _int_param(post, "per_instrument", 10), _int_param(post, "seed", 0),
+                practice=_int_param(post, "practice", shown_practice(study)),
                 catch_per_kind=_int_param(post, "catch_per_kind", 2), user=request.user,
             )  # fmt: skip
         except DesignError as exc:

@@ -19,7 +19,7 @@ from django.db.models import Count
 from csn_model import CONDITIONS
 from evalsite.datasets.catalog import datasets
 from evalsite.stimuli.models import Catalogue, Clip
-from evalsite.studies.models import DEFAULT_SETTINGS, Study, Trial
+from evalsite.studies.models import DEFAULT_SETTINGS, MAX_PRACTICE_TRIALS, Study, Trial
 
 FieldT = TypeVar("FieldT", bound=forms.Field)
 
@@ -112,7 +112,7 @@ class StudyForm(forms.ModelForm):
         min_value=-70, max_value=0, label="Loudness target (LUFS)",
         help_text="Clips are normalised to this integrated loudness (ITU-R BS.1770).",
     )  # fmt: skip
-    practice_trials = forms.IntegerField(min_value=0, max_value=20)
+    practice_trials = forms.IntegerField(min_value=0, max_value=MAX_PRACTICE_TRIALS)
     min_listen_share = forms.FloatField(
         min_value=0, max_value=1, label="Minimum listening before an answer (share)",
         help_text="The server stores an answer only once its trial page has been open this "

@@ -43,7 +43,7 @@ from django.db import transaction
 
 from evalsite.stimuli.models import Catalogue, Clip
 from evalsite.studies import random_design as rd
-from evalsite.studies.models import Study, Trial
+from evalsite.studies.models import MAX_PRACTICE_TRIALS, Study, Trial
 
 STRATEGIES = (
     "nearest_random",
@@ -55,6 +55,7 @@ STRATEGIES = (
 )
 BINS = ("easy", "borderline", "confidently_wrong")
 LEAST = {"per_instrument": 1, "catch_per_kind": 0, "practice": 0}  # smallest value of each count
+MOST = {"practice": MAX_PRACTICE_TRIALS}  # largest, where one makes sense
 
 
 class DesignError(rd.DesignError):
@@ -70,15 +71,15 @@ class StudyClosed(DesignError):
 
 
 def check_counts(**counts) -> None:
-    """Refuse (DesignError, a ValueError) the first count that is not an integer at or above
-    its LEAST value: 0 trials per instrument designs nothing; a negative count breaks sampling."""
+    """Refuse (DesignError, a ValueError) the first count that is not an integer from its LEAST
+    to its MOST value: 0 trials per instrument designs nothing; a negative count breaks sampling;
+    more practice trials than a study can show (MAX_PRACTICE_TRIALS) are never seen."""
     for name, value in counts.items():
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, numbers.Integral)
-            or value < LEAST[name]
-        ):
-            raise DesignError(f"{name}={value!r}: expected an integer >= {LEAST[name]}")
+        least, most = LEAST[name], MOST.get(name)
+        whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        if not whole or not least <= int(value) <= (most if most is not None else int(value)):
+            expected = f"from {least} to {most}" if most is not None else f">= {least}"
+            raise DesignError(f"{name}={value!r}: expected an integer {expected}")
 
 
 def choose(ref: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[str, float]:

@@ -18,6 +18,8 @@ from evalsite.stimuli.models import Catalogue, Clip, new_token
 
 AB = [("a", "a"), ("b", "b")]
 
+# The most practice trials a study shows (its practice_trials setting) or a design makes.
+MAX_PRACTICE_TRIALS = 20
 # Every key a study's `settings` may hold, with its default. `Study.setting(key)` reads through.
 DEFAULT_SETTINGS: dict = {
     "screening": True,  # antiphase headphone screening (Woods et al. 2017)
@@ -37,7 +39,7 @@ DEFAULT_SETTINGS: dict = {
     "prolific_completion_url": "",
     "reservation_timeout_s": 1800,
     "loudness_target_lufs": -23.0,
-    "practice_trials": 2,
+    "practice_trials": 2,  # at most MAX_PRACTICE_TRIALS
     # The server stores an answer only once the trial page has been open this share of the three
     # clips' total duration (the page unlocks the buttons after all three played to the end;
     # this holds the rule for any client). 0: no check. Below 1 leaves room for clip lengths

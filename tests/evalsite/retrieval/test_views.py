@@ -360,6 +360,36 @@ def test_it_queues_a_model_design_from_the_jobs_page(
     assert r.status_code == 302 and not Job.objects.filter(study=empty).exists()
 
 
+@pytest.mark.parametrize(
+    "posted, study_settings, practice",
+    [({"practice": "0"}, {}, 0), ({}, {}, 2), ({}, {"practice_trials": 1}, 1)],
+    ids=["posted-0", "default", "study-setting"],
+)
+def test_it_designs_the_practice_trials_the_page_asks_for(
+    client,
+    ada,
+    catalogue,
+    eager,
+    django_capture_on_commit_callbacks,
+    posted,
+    study_settings,
+    practice,
+):
+    study = Study.objects.create(
+        owner=ada, name="s", catalogue=catalogue, instruments=["drums"], settings=study_settings
+    )
+    client.force_login(ada)
+    page = client.get(reverse("jobs:study", args=[study.pk])).content.decode()
+    assert f'name="practice" value="{practice if not posted else 2}"' in page
+    data = {"strategy": "nearest_random", "per_instrument": 1, "catch_per_kind": 0, **posted}
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("jobs:queue", args=[study.pk, "design"]), data)
+    job = Job.objects.get(study=study)
+    assert job.status == Job.Status.DONE, job.message
+    assert study.trials.filter(is_practice=True).count() == practice
+    assert study.events.get(kind="trials").changes["practice"] == practice
+
+
 def test_it_answers_404_for_an_unknown_job_action(client, ada, catalogue):
     study = Study.objects.create(owner=ada, name="s", catalogue=catalogue, instruments=["drums"])
     client.force_login(ada)
@@ -375,6 +405,9 @@ def test_it_answers_404_for_an_unknown_job_action(client, ada, catalogue):
         ("per_instrument", "ten", "per_instrument='ten': expected an integer"),
         ("catch_per_kind", "-1", "catch_per_kind=-1: expected an integer >= 0"),
         ("seed", "1.5", "seed='1.5': expected an integer"),
+        ("practice", "-1", "practice=-1: expected an integer from 0 to 20"),
+        ("practice", "two", "practice='two': expected an integer"),
+        ("practice", "21", "practice=21: expected an integer from 0 to 20"),
     ],
 )
 def test_it_refuses_design_numbers_out_of_range_naming_the_field_before_queueing(
