@@ -31,11 +31,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from csn_model.config import DUPLICATES
-from csn_model.data.errors import DataError
+from csn_model.data.errors import DataError, DuplicateSourcesError
 from csn_model.data.slakh_folder import SOURCE_FIELDS, load_track, source_ids
 from csn_model.data.slakh_track import Track
 
-__all__ = ["DataError", "SlakhDataset"]
+__all__ = ["DataError", "DuplicateSourcesError", "SlakhDataset"]
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 OMIT_REASON = "same source MIDI as a kept track"
@@ -144,7 +144,7 @@ class SlakhDataset:
         if pairs:
             named = [f"{a} and {b} ({', '.join(f)})" for (a, b), f in list(pairs.items())[:5]]
             more = f" and {len(pairs) - 5} more" if len(pairs) > 5 else ""
-            raise DataError(
+            raise DuplicateSourcesError(
                 f"{self.root}: {len(pairs)} pair(s) of tracks in different splits share their "
                 f"source MIDI ({' or '.join(SOURCE_FIELDS)} in metadata.yaml): "
                 f"{'; '.join(named)}{more}; the test split would hold pieces the training split "

@@ -28,6 +28,7 @@ class ImportReport:
     skipped: list[str] = field(default_factory=list)  # "track: reason"
     existing: list[str] = field(default_factory=list)  # clips an earlier import already made
     omitted: str = ""  # SlakhDataset.omit_summary(): duplicate renderings left out, if any
+    omitted_tracks: list[str] = field(default_factory=list)  # "split/track: reason", every split
 
 
 def best_start(track: Track, num_frames: int, hop: int) -> int:
@@ -146,11 +147,12 @@ def import_slakh(
     second run never duplicates a clip.
 
     duplicates: SlakhDataset's mode for tracks rendered from one source MIDI ("omit" for original
-    Slakh2100; the count left out is in `omitted`).
+    Slakh2100; the count left out is in `omitted`, each track and why in `omitted_tracks`).
     """
     ds = SlakhDataset(root, duplicates=duplicates)
     num_frames = int(round(seconds * ds.sample_rate))
-    report = ImportReport(omitted=ds.omit_summary())
+    left_out = [f"{track}: {why}" for track, why in ds.omitted]
+    report = ImportReport(omitted=ds.omit_summary(), omitted_tracks=left_out)
     tracks = ds.tracks(split)
     refs, starts = _import_mixes(ds, tracks, seconds, num_frames, catalogue, target_lufs, report)
     if attention:

@@ -17,7 +17,7 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
-from csn_model.data.slakh import DataError
+from csn_model.data.slakh import DataError, DuplicateSourcesError
 from evalsite.datasets.catalog import datasets
 from evalsite.stimuli.audio import MAX_UPLOAD_BYTES, clip_from_upload
 from evalsite.stimuli.models import Clip
@@ -39,6 +39,10 @@ from evalsite.studies.models import Study
 from evalsite.studies.permissions import get_visible_study
 
 FAILED_SHOWN = 500  # failed clips listed with a Remove button; "Remove all" takes every one
+OMIT_HINT = (
+    "This dataset has tracks of one source MIDI in different splits (the error above). Choose "
+    "'leave out all but one' to import it without them, or offer Slakh2100-redux."
+)
 
 
 @csrf_exempt  # checked by `_clips` once the body is read: see `_unreadable_upload`
@@ -236,18 +240,27 @@ def _import(request: HttpRequest, study: Study, form: ImportForm) -> dict | None
             seconds=data["seconds"],
             attention=data["attention"],
             target_lufs=study.setting("loudness_target_lufs"),
+            duplicates=data["duplicates"],
         )
     except (DataError, OSError) as exc:
         form.add_error("root", str(exc))
+        if isinstance(exc, DuplicateSourcesError):  # the error names the CLI flag, not this form
+            form.add_error("duplicates", OMIT_HINT)
         return None
+    here = [t for t in report.omitted_tracks if t.startswith(f"{data['split']}/")]
+    left_out = f"; {len(here)} left out (same source MIDI)" if data["duplicates"] == "omit" else ""
     messages.success(
         request,
         f"Imported {len(report.mixes)} mix clips and {len(report.attention)} attention "
-        f"sets; {len(report.skipped)} skipped; {len(report.existing)} already imported.",
+        f"sets; {len(report.skipped)} skipped; {len(report.existing)} already imported{left_out}.",
     )
     return {
         "mixes": len(report.mixes),
         "attention": len(report.attention),
         "existing": len(report.existing),
         "skipped": report.skipped,
+        "duplicates": data["duplicates"],
+        "split": data["split"],
+        "omitted": here,
+        "omitted_elsewhere": len(report.omitted_tracks) - len(here),
     }

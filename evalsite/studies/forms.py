@@ -279,6 +279,18 @@ class ImportForm(forms.Form):
     attention = forms.BooleanField(
         required=False, initial=True, label="Also build stem clips for attention checks"
     )
+    duplicates = forms.ChoiceField(
+        choices=[("refuse", "refuse the dataset"), ("omit", "leave out all but one")],
+        initial="refuse", label="Tracks sharing a source MIDI",
+        help_text="Original Slakh2100 renders some MIDI files as several tracks in different "
+        "splits, so test pieces would also be training pieces. Refuse: nothing is imported and "
+        "the error names the tracks (use Slakh2100-redux). Leave out all but one: each source "
+        "MIDI keeps its first track in train, validation, test order; the result lists the "
+        "tracks left out.", required=False,  # not sent: the default, as the command has it
+    )  # fmt: skip
+
+    def clean_duplicates(self) -> str:
+        return self.cleaned_data["duplicates"] or "refuse"
 
 
 class RandomTrialsForm(forms.Form):

@@ -8,9 +8,10 @@ import html
 import shutil
 
 import pytest
+import yaml
 from django.utils.text import slugify
 
-from csn_model.data.slakh import SlakhDataset
+from csn_model.data.slakh import DataError, SlakhDataset
 
 pytestmark = pytest.mark.django_db
 
@@ -151,3 +152,22 @@ def test_it_answers_404_naming_the_splits_for_an_unknown_split(client, ada, list
     text = html.unescape(response.content.decode())
     assert "split='tset'" in text and "expected one of train, validation, test" in text
     assert client.get(f"/datasets/{slugify(listed.name)}/?split=test").status_code == 200
+
+
+def test_it_lists_every_track_of_original_slakh2100_including_duplicates(
+    client, ada, listed, settings, tmp_path
+):
+    # Browsing reads each track's folder alone (no split is loaded for training or import), so
+    # tracks rendered from one source MIDI are listed as they are, not refused.
+    root = shutil.copytree(listed, tmp_path / "slakh2100")
+    train, test = (sorted((root / s).iterdir())[0] for s in ("train", "test"))
+    meta = yaml.safe_load((test / "metadata.yaml").read_text())
+    meta["lmd_midi_dir"] = yaml.safe_load((train / "metadata.yaml").read_text())["lmd_midi_dir"]
+    (test / "metadata.yaml").write_text(yaml.safe_dump(meta))  # one source MIDI, two splits
+    settings.CSN_DATASETS = [root]
+    with pytest.raises(DataError, match="source MIDI"):
+        SlakhDataset(root).tracks("test")  # what an import would say
+    for url in ("/datasets/", f"/datasets/{slugify(root.name)}/?split=test"):
+        page = client.get(url)
+        assert page.status_code == 200, url
+        assert f'data-track="{test.name}"' in page.content.decode()

@@ -374,16 +374,23 @@ def test_it_names_the_limit_when_the_form_fields_besides_the_files_are_too_large
     assert "nothing was stored" in html and not Clip.objects.filter(name="a.wav").exists()
 
 
-def test_it_refuses_original_slakh2100s_duplicates_on_the_import_form_naming_redux(
-    client, alice, tiny_dataset, settings, tmp_path
-):
+def _original_slakh2100(tiny_dataset, tmp_path) -> tuple[Path, Path, Path]:
+    """A copy of tiny_dataset whose first test track was rendered from the first train track's
+    source MIDI, as in original Slakh2100: (root, that train track, that test track)."""
     root = Path(shutil.copytree(tiny_dataset, tmp_path / "slakh2100"))
     train = sorted((root / "train").iterdir())[0]
     test = sorted((root / "test").iterdir())[0]
     lmd = yaml.safe_load((train / "metadata.yaml").read_text())["lmd_midi_dir"]
     meta = yaml.safe_load((test / "metadata.yaml").read_text())
-    meta["lmd_midi_dir"] = lmd  # one Lakh MIDI rendered in two splits, as in original Slakh2100
+    meta["lmd_midi_dir"] = lmd  # one Lakh MIDI rendered in two splits
     (test / "metadata.yaml").write_text(yaml.safe_dump(meta))
+    return root, train, test
+
+
+def test_it_refuses_original_slakh2100s_duplicates_on_the_import_form_naming_redux(
+    client, alice, tiny_dataset, settings, tmp_path
+):
+    root, train, test = _original_slakh2100(tiny_dataset, tmp_path)
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.CSN_DATA_DIR, settings.CSN_DATASETS = tmp_path / "none", [root]
     (ref,) = datasets()
@@ -396,4 +403,34 @@ def test_it_refuses_original_slakh2100s_duplicates_on_the_import_form_naming_red
     (error,) = response.context["form"].errors["root"]
     assert f"train/{train.name} and test/{test.name}" in error and "Slakh2100-redux" in error
     assert "Slakh2100-redux" in response.content.decode()
+    (hint,) = response.context["form"].errors["duplicates"]  # the way out, on this page
+    assert "leave out all but one" in hint
     assert not Clip.objects.exists()
+
+
+def test_it_imports_original_slakh2100_leaving_out_duplicates_when_asked_and_counts_them(
+    client, alice, tiny_dataset, settings, tmp_path
+):
+    root, train, test = _original_slakh2100(tiny_dataset, tmp_path)
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.CSN_DATA_DIR, settings.CSN_DATASETS = tmp_path / "none", [root]
+    (ref,) = datasets()
+    study = Study.objects.create(owner=alice, name="import", instruments=["drums", "bass"])
+    client.force_login(alice)
+    url = reverse("studies:dataset_import", args=[study.pk])
+    form = client.get(url).context["form"]
+    assert form["duplicates"].value() == "refuse"  # the default: a duplicate is never silent
+    data = {"root": ref.slug, "split": "test", "seconds": 2, "duplicates": "omit"}
+    response = client.post(url, data, follow=True)
+    assert response.redirect_chain == [(url, 303)]
+    report = response.context["report"]
+    reason = f"same source MIDI as a kept track: train/{train.name} (lmd_midi_dir "
+    (left_out,) = report["omitted"]
+    assert left_out.startswith(f"test/{test.name}: {reason}")
+    assert report["mixes"] == 3
+    html = response.content.decode()
+    assert 'id="left-out"' in html and "1 track of this split left out" in html
+    assert f"test/{test.name}" in html and "1 left out" in html  # the message says it too
+    study.refresh_from_db()
+    pieces = Clip.objects.filter(catalogue=study.catalogue, meta={}).values_list("piece", flat=True)
+    assert test.name not in pieces and len(pieces) == 3
