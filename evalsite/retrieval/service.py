@@ -154,8 +154,12 @@ def search_vector(
     subspace, leaving out exclude_piece / exclude_clip. Returns (hits, method)."""
     index = synced_index(version, condition, catalogue_id, exact_max)
     query = version.subspace(np.asarray(vector, np.float32)[None, :], condition)  # (1, d)
-    fetch = min(len(index), 4 * k + 8)
+    fetch = 4 * k + 8
     while True:
+        # Another request may add entries meanwhile: fetch is clamped to one reading of the size
+        # and grows from its unclamped value, so a first look at an empty index (0) still ends.
+        size = len(index)
+        fetch = min(size, fetch)
         dist, ids = index.search(query, fetch)
         ready = Clip.objects.filter(pk__in=ids[0].tolist(), status=Clip.Status.READY)
         pieces = dict(ready.values_list("pk", "piece"))
@@ -168,6 +172,6 @@ def search_vector(
                 continue
             seen.add(piece)
             hits.append(Hit(cid, piece, float(d)))
-        if len(hits) >= k or fetch >= len(index):
+        if len(hits) >= k or fetch >= size:
             return hits[:k], index.method
-        fetch = min(len(index), fetch * 4)
+        fetch = max(fetch * 4, 4 * k + 8)

@@ -145,3 +145,30 @@ def test_it_rebuilds_only_once_dead_entries_pass_half_the_index(version, catalog
     hits = search(version, catalogue, query, HNSW, k=80)
     assert_brute_force(hits, version, catalogue, query, k=80)
     assert (index.hnsw_builds, index.stored, len(index)) == (2, 80, 80)
+
+
+def test_it_ends_a_search_that_began_on_an_empty_index_another_thread_filled(
+    version, catalogue, monkeypatch
+):
+    # A search whose first look found no entry (fetch 0) while another request then added the
+    # catalogue's first embeddings: widening 0 by 4 stayed 0 and the loop queried forever.
+    from evalsite.retrieval import service
+    from evalsite.retrieval.search import SubspaceIndex
+
+    index, calls = SubspaceIndex(4), []
+    real_search = SubspaceIndex.search
+
+    def search_then_fill(self, queries, k):
+        calls.append(k)
+        assert len(calls) < 10, f"looping: asked for {calls}"
+        answer = real_search(self, queries, k)
+        if len(calls) == 1:  # the other request's add lands after this search
+            rows = list(scope(version, catalogue.pk).values_list("clip_id", "vector"))
+            vecs = np.stack([np.frombuffer(bytes(v), "<f4")[:4] for _, v in rows])  # (N, 4)
+            self.add(np.array([c for c, _ in rows]), vecs)
+        return answer
+
+    monkeypatch.setattr(service, "synced_index", lambda *a, **kw: index)
+    monkeypatch.setattr(SubspaceIndex, "search", search_then_fill)
+    hits, _ = search_vector(version, np.zeros(DIM, np.float32), "drums", 5, catalogue.pk)
+    assert len(calls) <= 2 and len(hits) in (0, 5)
