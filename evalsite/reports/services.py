@@ -15,6 +15,7 @@ from django.utils import timezone
 from evalsite.reports.analysis import ReportConfig, build_report
 from evalsite.reports.analysis.__main__ import read_answers
 from evalsite.reports.analysis.exclusions import ExclusionRules
+from evalsite.reports.analysis.inputs import CONDITIONS
 from evalsite.reports.analysis.report import Report
 from evalsite.reports.bundle import make_bundle
 from evalsite.reports.models import ReportSnapshot, ReportState
@@ -50,7 +51,14 @@ def report_config_for(study: Study) -> tuple[ReportConfig, list[str]]:
             "study's instruments"
         )
     extra["rules"] = rules
-    extra["planned_instruments"] = read["instruments"]
+    planned = read["instruments"] if isinstance(read["instruments"], list) else []
+    known = [name for name in planned if name in CONDITIONS]
+    if known != planned or not isinstance(read["instruments"], list):
+        notes.append(  # saved before the study checked them (raw JSON in the admin)
+            f"study instruments {read['instruments']!r}: expected names from "
+            f"{', '.join(CONDITIONS)}; the others are left out of planned_instruments"
+        )
+    extra["planned_instruments"] = list(dict.fromkeys(known))
     return ReportConfig.from_dict(extra), notes
 
 

@@ -43,7 +43,8 @@ def report_settings(study) -> dict:
     """What the report reads of the study's settings (defaults filled in) and its instruments
     (the report names one without answers)."""
     read = {key: study.setting(key) for key in REPORT_SETTINGS}
-    return read | {"instruments": list(study.instruments or [])}
+    names = study.instruments or []
+    return read | {"instruments": list(names) if isinstance(names, list) else names}
 
 
 def debounce_seconds() -> float:

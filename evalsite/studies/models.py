@@ -11,9 +11,11 @@ import copy
 import secrets
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from csn_model import CONDITIONS
 from evalsite.stimuli.models import Catalogue, Clip, new_token
 
 AB = [("a", "a"), ("b", "b")]
@@ -92,6 +94,14 @@ class Study(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """The admin edits instruments as raw JSON; the study form offers only known names."""
+        names = self.instruments
+        known = isinstance(names, list) and all(n in CONDITIONS for n in names)
+        if not known or len(set(names)) != len(names):
+            expected = f"expected a list of distinct names from {', '.join(CONDITIONS)}"
+            raise ValidationError({"instruments": f"{expected}, got {names!r}"})
 
     def setting(self, key: str):
         """The study's value for `key`, falling back to DEFAULT_SETTINGS (dicts merged)."""

@@ -275,3 +275,17 @@ def test_it_queues_again_when_a_pending_request_went_stale(
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         assert schedule_report(sim_study.pk) is True
     assert len(callbacks) == 1
+
+
+def test_it_computes_the_report_of_a_study_whose_instruments_hold_an_unknown_name(alice):
+    # Saved before the study checked them (raw JSON in the admin): the report names the field
+    # and leaves the name out, instead of failing for an instrument no answer can have.
+    settings = {"report": {"n_boot": 50, "mixed_model": False}}
+    study = Study.objects.create(owner=alice, name="Typo", instruments=["drums", "Piano"],
+                                 settings=settings)  # fmt: skip
+    rows = [f"p{p},d{t},drums,{'a' if (p + t) % 3 else 'b'},a" for p in range(3) for t in range(4)]
+    csv = "\n".join(["participant,trial,instrument,chosen,model_choice", *rows]).encode()
+    report = services.compute(study, csv)
+    assert list(report.meta["config"]["planned_instruments"]) == ["drums"]
+    (text,) = [m["text"] for m in report.messages if "Piano" in m["text"]]
+    assert "study instruments" in text and "left out" in text

@@ -91,3 +91,17 @@ def test_the_admin_shows_a_studys_status_but_leaves_changing_it_to_the_dashboard
     study.refresh_from_db()
     assert (study.name, study.status) == ("Renamed", "draft")  # the rest is saved
     assert 'name="status"' not in client.get(url).content.decode()
+
+
+@pytest.mark.parametrize("instruments", [["drums", "Piano"], "drums", ["drums", "drums"], [3]])
+def test_a_study_refuses_instruments_it_does_not_know(alice, instruments):
+    # The admin edits instruments as raw JSON: the study form only offers known names.
+    from django.core.exceptions import ValidationError
+
+    from evalsite.studies.models import Study
+
+    study = Study(owner=alice, name="Typo", instruments=instruments)
+    with pytest.raises(ValidationError) as caught:
+        study.full_clean()
+    assert "instruments" in caught.value.message_dict
+    assert "drums, bass, piano, guitar, others" in caught.value.message_dict["instruments"][0]
