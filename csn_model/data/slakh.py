@@ -212,15 +212,21 @@ def _omit(tracks: list[tuple[str, dict[str, str]]]) -> list[tuple[str, str]]:
     """duplicates="omit", the project's rule (redux's outcome without moving files): tracks in
     split order (train, validation, test), by name within a split; a track is kept unless it shares
     a source id with a track kept before it, and is then left out (within a split too), its reason
-    naming that track and the shared field."""
-    kept: dict[tuple[str, str], str] = {}  # (field, value) -> the kept "split/track"
+    naming that track and the shared field. A left-out track's other ids name the same source MIDI
+    (lmd_midi_dir and UUID are two names of one Lakh file), so a later track sharing only those
+    is left out too, its reason naming the track that links it."""
+    kept: dict[tuple[str, str], tuple[str, str]] = {}  # (field, value) -> (kept track, via)
     out = []
     for here, ids in tracks:
         shared = [(f, v) for f, v in ids.items() if (f, v) in kept]
         if shared:
             field, value = shared[0]
-            out.append((here, f"{OMIT_REASON}: {kept[field, value]} ({field} {value})"))
+            track, via = kept[field, value]
+            link = f", via {via}" if via != track else ""
+            out.append((here, f"{OMIT_REASON}: {track} ({field} {value}{link})"))
+            for key in ids.items():
+                kept.setdefault(key, (track, here))
             continue
         for key in ids.items():
-            kept[key] = here
+            kept[key] = (here, here)
     return out

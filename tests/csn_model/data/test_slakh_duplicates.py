@@ -67,6 +67,25 @@ def test_it_leaves_out_a_duplicate_within_one_split_keeping_the_lowest_name(slak
     assert track == "train/Track00002" and KEPT in reason and "UUID" in reason
 
 
+def test_it_leaves_out_a_track_linked_to_a_kept_one_through_a_left_out_one(slakh_mini):
+    # validation/B shares lmd_midi_dir with train/A, test/C shares B's UUID only: the two fields
+    # name one source MIDI, so C is a third rendering of A's piece and is left out too.
+    def rewrite(track, **fields):
+        meta = slakh_mini / track / "metadata.yaml"
+        data = yaml.safe_load(meta.read_text()) | fields
+        meta.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    _copy(slakh_mini, KEPT, "validation/Track01502")
+    _copy(slakh_mini, KEPT, "test/Track01877")
+    rewrite("validation/Track01502", UUID="b" * 32)
+    rewrite("test/Track01877", UUID="b" * 32, lmd_midi_dir="lmd_matched/C/C/C/TRC/c.mid")
+    ds = SlakhDataset(slakh_mini, duplicates="omit")
+    ds.check_sources()  # what the first read of a split does
+    assert [track for track, _ in ds.omitted] == ["validation/Track01502", "test/Track01877"]
+    reason = dict(ds.omitted)["test/Track01877"]
+    assert KEPT in reason and "validation/Track01502" in reason and "UUID" in reason
+
+
 def test_it_still_refuses_duplicates_by_default_and_names_the_option(original):
     with pytest.raises(DataError) as err:
         SlakhDataset(original).tracks("train")
