@@ -23,6 +23,18 @@ CHROMIUM_ARGS = [
 ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hasher():
+    """MD5 instead of PBKDF2 for every test: a PBKDF2 hash or login costs about 0.35 s on a
+    2-core machine (151 of them in the retrieval and login-throttle tests alone), and no test
+    checks the strength of a hash. The live server runs in this process, so it hashes the same
+    way; the demo and the load test run their own settings in their own processes."""
+    from django.test import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
+
+
 @pytest.fixture(scope="session")
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
