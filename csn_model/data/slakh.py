@@ -209,24 +209,41 @@ def _track_dirs(folder: Path) -> list[Path]:
 
 
 def _omit(tracks: list[tuple[str, dict[str, str]]]) -> list[tuple[str, str]]:
-    """duplicates="omit", the project's rule (redux's outcome without moving files): tracks in
-    split order (train, validation, test), by name within a split; a track is kept unless it shares
-    a source id with a track kept before it, and is then left out (within a split too), its reason
-    naming that track and the shared field. A left-out track's other ids name the same source MIDI
-    (lmd_midi_dir and UUID are two names of one Lakh file), so a later track sharing only those
-    is left out too, its reason naming the track that links it."""
-    kept: dict[tuple[str, str], tuple[str, str]] = {}  # (field, value) -> (kept track, via)
-    out = []
-    for here, ids in tracks:
-        shared = [(f, v) for f, v in ids.items() if (f, v) in kept]
-        if shared:
-            field, value = shared[0]
-            track, via = kept[field, value]
-            link = f", via {via}" if via != track else ""
-            out.append((here, f"{OMIT_REASON}: {track} ({field} {value}{link})"))
-            for key in ids.items():
-                kept.setdefault(key, (track, here))
-            continue
+    """duplicates="omit", the project's rule (redux's outcome without moving files): tracks
+    sharing a source id (lmd_midi_dir or UUID, two names of one Lakh file) are one source MIDI,
+    transitively and in any order (A and C share a path, C and B a UUID: A, B and C are one);
+    of each such group the first track in split order (train, validation, test), then by name,
+    is kept and the others are left out (within a split too), each reason naming the kept track
+    and the shared field, or the group member it shares an id with."""
+    parent = list(
+        range(len(tracks))
+    )  # union-find over track positions; a root is its group's first
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    holders: dict[tuple[str, str], list[int]] = {}  # (field, value) -> positions holding it
+    for i, (_here, ids) in enumerate(tracks):
         for key in ids.items():
-            kept[key] = (here, here)
+            holders.setdefault(key, []).append(i)
+            a, b = root(i), root(holders[key][0])
+            parent[max(a, b)] = min(a, b)
+    out = []
+    for i, (here, ids) in enumerate(tracks):
+        first = root(i)
+        if first == i:
+            continue
+        kept, kept_ids = tracks[first]
+        direct = [(f, v) for f, v in ids.items() if kept_ids.get(f) == v]
+        if direct:
+            field, value = direct[0]
+            link = ""
+        else:
+            field, value = next((f, v) for f, v in ids.items() if len(holders[f, v]) > 1)
+            other = next(j for j in holders[field, value] if j != i)
+            link = f", via {tracks[other][0]}"
+        out.append((here, f"{OMIT_REASON}: {kept} ({field} {value}{link})"))
     return out

@@ -86,6 +86,22 @@ def test_it_leaves_out_a_track_linked_to_a_kept_one_through_a_left_out_one(slakh
     assert KEPT in reason and "validation/Track01502" in reason and "UUID" in reason
 
 
+def test_it_leaves_out_a_track_linked_to_a_kept_one_by_a_later_track():
+    # The linking track comes last: train/A and validation/B share no id, test/C shares A's path
+    # and B's UUID, so all three are one source MIDI; only A is kept.
+    from csn_model.data.slakh import _omit
+
+    tracks = [
+        ("train/A", {"lmd_midi_dir": "X", "UUID": "a"}),
+        ("validation/B", {"lmd_midi_dir": "Y", "UUID": "b"}),
+        ("test/C", {"lmd_midi_dir": "X", "UUID": "b"}),
+    ]
+    omitted = dict(_omit(tracks))
+    assert list(omitted) == ["validation/B", "test/C"]
+    assert omitted["validation/B"].endswith("train/A (UUID b, via test/C)")
+    assert omitted["test/C"].endswith("train/A (lmd_midi_dir X)")
+
+
 def test_it_still_refuses_duplicates_by_default_and_names_the_option(original):
     with pytest.raises(DataError) as err:
         SlakhDataset(original).tracks("train")
