@@ -2,9 +2,11 @@
 (settings.CSN_AUTO_EMBED); the embed task skips clips already embedded with the checkpoint, so a
 clip saved again costs one query.
 
-Clips saved in one transaction (an import, a batch upload) are queued together, in batches, by
-the first on_commit callback that runs. Nothing is queued when no checkpoint file exists yet
-(the demo before training): an ingest job (evalsite/stimuli/tasks.queue_ingest) embeds them later.
+Clips saved in one transaction (a batch upload) are queued together, in batches, by the first
+on_commit callback that runs; so are clips saved one by one inside `batched()` (a dataset
+import, whose clips each commit alone), once the block ends. Nothing is queued when no
+checkpoint file exists yet (the demo before training): an ingest job
+(evalsite/stimuli/tasks.queue_ingest) embeds them later.
 """
 
 from __future__ import annotations
@@ -32,6 +34,20 @@ def suppressed():
         _pending.off -= 1
 
 
+@contextmanager
+def batched():
+    """Clips that become ready inside are queued together, in batches of CSN_EMBED_BATCH, when
+    the outermost block ends (after their commits), even if it ends by an exception: those saved
+    are committed. Without it, clips saved outside a transaction queue one task each."""
+    _pending.batching = getattr(_pending, "batching", 0) + 1
+    try:
+        yield
+    finally:
+        _pending.batching -= 1
+        if not _pending.batching and getattr(_pending, "ids", None):
+            transaction.on_commit(_flush, robust=True)
+
+
 def _flush() -> None:
     from evalsite.stimuli.tasks import embed_clips
 
@@ -56,6 +72,8 @@ def queue_ready_clip(sender, instance: Clip, **kwargs) -> None:
     if not hasattr(_pending, "ids"):
         _pending.ids = set()
     _pending.ids.add(instance.pk)
+    if getattr(_pending, "batching", 0):  # batched() queues them as it ends
+        return
     # Every clip registers the callback; the first to run after the commit takes them all.
     # robust: a broker that is down is logged and never fails the save (ingest jobs catch up).
     transaction.on_commit(_flush, robust=True)

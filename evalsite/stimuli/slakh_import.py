@@ -149,6 +149,17 @@ def import_slakh(
     duplicates: SlakhDataset's mode for tracks rendered from one source MIDI ("omit" for original
     Slakh2100; the count left out is in `omitted`, each track and why in `omitted_tracks`).
     """
+    from evalsite.retrieval.signals import batched  # noqa: PLC0415  (retrieval imports stimuli)
+
+    with batched():  # each clip commits alone: queue their embeddings together, not one by one
+        return _import_split(
+            root, split, catalogue, seconds, attention, conditions, target_lufs, duplicates
+        )
+
+
+def _import_split(
+    root, split, catalogue, seconds, attention, conditions, target_lufs, duplicates
+) -> ImportReport:
     ds = SlakhDataset(root, duplicates=duplicates)
     num_frames = int(round(seconds * ds.sample_rate))
     left_out = [f"{track}: {why}" for track, why in ds.omitted]
