@@ -23,6 +23,17 @@ def env_str(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """One of choices, matched without regard to case (returned as spelled in choices)."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    by_folded = {c.casefold(): c for c in choices}
+    if raw.strip().casefold() not in by_folded:
+        raise EnvError(f"{name}={raw!r}: expected one of {', '.join(choices)}")
+    return by_folded[raw.strip().casefold()]
+
+
 def env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
     if raw is None or raw == "":

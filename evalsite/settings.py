@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from evalsite.env import (
     EnvError,
     env_bool,
+    env_choice,
     env_database,
     env_device,
     env_float,
@@ -241,11 +242,12 @@ CSN_EMBED_BATCH = env_int("CSN_EMBED_BATCH", 32, minimum=1)
 # fraction of a second on the Django setting itself.
 CSN_PROGRESS_REFRESH_S = env_int("CSN_PROGRESS_REFRESH_S", 30, minimum=5)
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # logging's own names
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "INFO", LOG_LEVELS)},
 }
 
 # Behind a proxy that terminates TLS and sets X-Forwarded-Proto and X-Forwarded-For (production).

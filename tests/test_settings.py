@@ -227,3 +227,13 @@ def test_it_reads_the_number_of_files_one_upload_may_carry(tmp_path):
     result = _manage(["check"], CSN_HOME=str(tmp_path), CSN_UPLOAD_MAX_FILES="0")
     assert result.returncode != 0
     assert "CSN_UPLOAD_MAX_FILES='0': expected an integer >= 1" in result.stderr
+
+
+def test_it_names_the_variable_when_the_log_level_is_unknown(tmp_path):
+    # logging's own error ("Unable to configure root logger") named neither variable nor choices.
+    result = _manage(["check"], CSN_HOME=str(tmp_path), LOG_LEVEL="verbose")
+    assert result.returncode != 0
+    assert "LOG_LEVEL='verbose': expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL" in (
+        result.stderr
+    )
+    assert _manage(["check"], CSN_HOME=str(tmp_path), LOG_LEVEL="warning").returncode == 0
