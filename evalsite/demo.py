@@ -113,6 +113,8 @@ def print_urls(opts: DemoOptions) -> None:
     print(f"  experimenter pages    {opts.base_url}/studies/{study.pk}/   "
           f"(login: {DEMO_USER} / {DEMO_PASSWORD})")  # fmt: skip
     print(f"  report                {opts.base_url}/reports/{study.pk}/")
+    if not study.participants.filter(answers__trial__is_practice=False).exists():
+        print('                        (no answers yet: make demo ARGS="--simulate 20" adds some)')
     print(f"  retrieval             {opts.base_url}/retrieval/")
     print(f"  datasets              {opts.base_url}/datasets/")
     print()

@@ -19,7 +19,12 @@ from evalsite.reports.analysis.report import table_frame
 from evalsite.reports.models import ReportSnapshot, ReportState
 from evalsite.reports.rendering.summary import config_level, note, rounded, table_names, title
 from evalsite.reports.tasks import queue_failure, schedule_report
-from evalsite.studies.models import Study
+from evalsite.studies.models import Answer, Study
+
+NO_ANSWERS = (
+    "This study has no answers yet (practice answers are not counted); its report is computed "
+    "once participants answer."
+)
 
 PLOT_TITLES = {  # display order (the JSON field does not keep key order)
     "consent": "Consent per instrument against chance and the noise ceiling",
@@ -42,6 +47,11 @@ def _study(request: HttpRequest, key: str) -> Study:
 
 def _latest(study: Study) -> ReportSnapshot | None:
     return ReportSnapshot.objects.filter(study=study).order_by("-computed_at").first()
+
+
+def _has_answers(study: Study) -> bool:
+    """Whether the study has an answer the report reads (its export leaves practice out)."""
+    return Answer.objects.filter(participant__study=study, trial__is_practice=False).exists()
 
 
 def _snapshot_or_404(study: Study) -> ReportSnapshot:
@@ -80,6 +90,9 @@ def report_page(request: HttpRequest, key: str) -> HttpResponse:
     context = {
         "study": study,
         "snap": snap,
+        # Waiting for answers is no error: the page says so in place of the snapshot's error.
+        "no_answers": not _has_answers(study),
+        "no_answers_text": NO_ANSWERS,
         "pending": bool(state and state.pending),
         "failed": state if state and state.failed_at else None,  # the report may be stale
         "tables": tables,
@@ -98,6 +111,12 @@ def report_page(request: HttpRequest, key: str) -> HttpResponse:
 @require_POST
 def recompute(request: HttpRequest, key: str) -> HttpResponse:
     study = _study(request, key)
+    latest = _latest(study)
+    # Nothing to analyse and nothing stale to replace (a snapshot holding answers since withdrawn
+    # is recomputed): computing would only store a "no answers" error.
+    if not _has_answers(study) and (latest is None or latest.n_answers == 0):
+        messages.info(request, NO_ANSWERS)
+        return redirect("reports:page", key=key)
     since = timezone.now()
     queued = schedule_report(study.pk, countdown=0)  # published at its commit, before it returns
     if reason := queue_failure(study.pk, since):

@@ -226,6 +226,27 @@ def test_it_reports_a_study_without_answers_with_a_message(alice):
     assert snap.tables == {}
 
 
+def test_it_tells_the_researcher_a_study_has_no_answers_yet_as_a_notice(
+    client, alice, django_capture_on_commit_callbacks
+):
+    study = Study.objects.create(owner=alice, name="Empty", instruments=["drums"])
+    client.force_login(alice)
+    url = reverse("reports:page", args=[study.pk])
+    page = client.get(url).content.decode()
+    assert 'data-testid="no-answers"' in page and "no answers yet" in page
+    # Recompute has nothing to analyse: it says so and stores no error snapshot.
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = client.post(reverse("reports:recompute", args=[study.pk]), follow=True)
+    assert callbacks == [] and not ReportSnapshot.objects.filter(study=study).exists()
+    (message,) = response.context["messages"]
+    assert message.level_tag == "info" and "no answers yet" in str(message)
+    # A snapshot computed from no answers (as after every participant withdrew) is the same notice.
+    recompute_report(study.pk)
+    page = client.get(url).content.decode()
+    assert 'data-testid="no-answers"' in page
+    assert "report-error" not in page and 'class="error"' not in page
+
+
 def test_it_names_a_study_instrument_that_has_no_answers(alice):
     study = Study.objects.create(
         owner=alice,
