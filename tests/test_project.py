@@ -43,3 +43,12 @@ def test_it_has_no_missing_migrations():
         cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_page_names_an_icon_the_site_serves(client):
+    # Without one, browsers ask for /favicon.ico on every page and log a 404 in the console.
+    from django.contrib.staticfiles import finders
+
+    page = client.get("/accounts/login/").content.decode()
+    assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in page
+    assert finders.find("favicon.svg")
