@@ -52,3 +52,13 @@ def test_every_page_names_an_icon_the_site_serves(client):
     page = client.get("/accounts/login/").content.decode()
     assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in page
     assert finders.find("favicon.svg")
+
+
+def test_the_method_the_docs_cite_is_in_the_repository_as_specified():
+    # docs/method.md is the copy a clone carries; the developers' shared spec, where this
+    # checkout has it, is the source: the two must not drift apart.
+    copy = ROOT / "docs" / "method.md"
+    assert copy.read_text().startswith("# The method this project implements")
+    shared = ROOT.parent / "shared" / "METHOD.md"
+    if shared.is_file():
+        assert copy.read_text() == shared.read_text(), "update docs/method.md from shared/METHOD.md"
