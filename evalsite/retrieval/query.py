@@ -21,6 +21,11 @@ MAX_K = 100
 LOUDNESS_SPREAD_LU = 0.5  # clips within this of each other were normalised to one target
 
 
+NO_QUERY = (
+    "choose a piece or upload a clip: expected a clip id (clip=...) or an uploaded file (audio)"
+)
+
+
 class QueryError(ValueError):
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
@@ -186,6 +191,8 @@ def search(user, params: dict, uploaded=None) -> dict:
             f"instrument={instrument!r}: expected 'all' or one of {', '.join(version.conditions)}"
         )
     catalogue_id, clip_id = parse_id(params, "catalogue"), parse_id(params, "clip")
+    if uploaded is None and clip_id is None:  # before the catalogue's state: the form's first step
+        raise QueryError(NO_QUERY)
     catalogues = visible_catalogues(user)
     catalogue = None
     if catalogue_id is not None:
@@ -204,8 +211,8 @@ def search(user, params: dict, uploaded=None) -> dict:
             raise QueryError(f"clip={clip_id}: no such clip", status=404)
         vector, query = clip_vector(version, clip), describe(clip)
         exclude_piece, exclude_clip = clip.piece, clip.pk
-    else:
-        raise QueryError("expected a clip id (clip=...) or an uploaded file (audio)")
+    else:  # refused above already
+        raise QueryError(NO_QUERY)
     conditions = version.conditions if instrument == "all" else [instrument]
     results, methods = {}, {}
     for condition in conditions:

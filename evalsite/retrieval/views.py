@@ -53,7 +53,9 @@ def page(request: HttpRequest) -> HttpResponse:
         ).exclude(meta__has_key="kind")
     uploaded = request.FILES.get("audio")
     status = 200
-    if uploaded or params.get("clip"):
+    # A GET opens the page or switches the catalogue; a POST is a search, which names what is
+    # missing when neither a piece nor a file was given.
+    if request.method == "POST" or uploaded or params.get("clip"):
         try:
             context["answer"] = query.search(
                 request.user, {**params.dict(), "catalogue": chosen}, uploaded

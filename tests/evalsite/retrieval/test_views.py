@@ -272,6 +272,17 @@ def test_it_explains_bad_requests(client, ada, bob, embedded):
     assert r.status_code == 404
 
 
+def test_it_says_what_is_missing_when_searching_without_a_piece_or_a_clip(client, ada, embedded):
+    client.force_login(ada)
+    page = client.post("/retrieval/", {"catalogue": embedded.pk, "clip": "", "k": 2})
+    assert page.status_code == 400
+    assert "choose a piece or upload a clip" in page.content.decode()
+    r = client.post(API, {"catalogue": embedded.pk})
+    assert r.status_code == 400 and r.json()["error"].startswith("choose a piece or upload a clip")
+    # Opening the page (or switching the catalogue, a GET) asks for nothing yet.
+    assert b"choose a piece" not in client.get("/retrieval/", {"catalogue": embedded.pk}).content
+
+
 def test_it_answers_json_for_a_missing_csrf_token_and_a_wrong_method(ada, embedded):
     client = Client(enforce_csrf_checks=True)
     client.force_login(ada)
