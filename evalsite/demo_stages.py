@@ -120,13 +120,24 @@ def stage_study(opts: DemoOptions) -> dict:
             wait_for_job(job, worker, "design study")
     study.status = Study.Status.OPEN
     study.save(update_fields=["status"])
-    trials = study.trials.filter(is_practice=False)
-    with_choice = trials.exclude(model_choice=None).count()
     return {
-        "summary": f"study {study.pk}: {trials.count()} trials, {with_choice} with a model choice",
+        "summary": study_summary(study),
         "study": study.pk,
         "slug": study.slug,
     }
+
+
+def study_summary(study) -> str:
+    """The study's trials as its page counts them: main and catch (what participants judge and the
+    report reads) apart from practice, and how many of the judged ones carry the model's choice."""
+    trials = study.trials.filter(is_practice=False)
+    judged, catch = trials.count(), trials.filter(is_catch=True).count()
+    practice = study.trials.filter(is_practice=True).count()
+    with_choice = trials.exclude(model_choice=None).count()
+    return (
+        f"study {study.pk}: {judged} trials ({judged - catch} main, {catch} catch) and "
+        f"{practice} practice, {with_choice} of the {judged} with a model choice"
+    )
 
 
 def study_of(opts: DemoOptions):
