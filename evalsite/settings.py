@@ -242,7 +242,8 @@ CSN_EMBED_BATCH = env_int("CSN_EMBED_BATCH", 32, minimum=1)
 # fraction of a second on the Django setting itself.
 CSN_PROGRESS_REFRESH_S = env_int("CSN_PROGRESS_REFRESH_S", 30, minimum=5)
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # logging's own names
+# logging's own names, its aliases (WARN, FATAL) and NOTSET included
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "WARN", "FATAL", "NOTSET")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -236,4 +236,5 @@ def test_it_names_the_variable_when_the_log_level_is_unknown(tmp_path):
     assert "LOG_LEVEL='verbose': expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL" in (
         result.stderr
     )
-    assert _manage(["check"], CSN_HOME=str(tmp_path), LOG_LEVEL="warning").returncode == 0
+    for level in ("warning", "WARN", "notset"):  # every name logging itself accepts
+        assert _manage(["check"], CSN_HOME=str(tmp_path), LOG_LEVEL=level).returncode == 0
