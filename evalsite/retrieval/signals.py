@@ -2,9 +2,9 @@
 (settings.CSN_AUTO_EMBED); the embed task skips clips already embedded with the checkpoint, so a
 clip saved again costs one query.
 
-Clips saved in one transaction (a batch upload) are queued together, in batches, by the first
-on_commit callback that runs; so are clips saved one by one inside `batched()` (a dataset
-import, whose clips each commit alone), once the block ends. Nothing is queued when no
+Clips saved in one transaction are queued together, in batches, by the first on_commit callback
+that runs; so are clips saved one by one inside `batched()` (a dataset import, an upload of
+several files: each clip commits alone), once the block ends. Nothing is queued when no
 checkpoint file exists yet (the demo before training): an ingest job
 (evalsite/stimuli/tasks.queue_ingest) embeds them later.
 """

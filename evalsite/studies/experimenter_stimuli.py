@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 
 from csn_model.data.slakh import DataError, DuplicateSourcesError
 from evalsite.datasets.catalog import datasets
+from evalsite.retrieval.signals import batched
 from evalsite.stimuli.audio import MAX_UPLOAD_BYTES, clip_from_upload
 from evalsite.stimuli.models import Clip
 from evalsite.stimuli.slakh_import import import_slakh
@@ -163,12 +164,13 @@ def _upload(request: HttpRequest, study: Study, form: ClipUploadForm) -> list[Cl
     catalogue = study_catalogue(study, request.user)
     target = study.setting("loudness_target_lufs")
     results = []
-    for upload in form.cleaned_data["files"]:
-        if upload.size > MAX_UPLOAD_BYTES:  # refused before decoding; shown, not stored
-            results.append(_oversized(upload))
-            continue
-        piece = form.cleaned_data["piece"] or ""
-        results.append(clip_from_upload(upload, catalogue, target, piece=piece))
+    with batched():  # each file commits alone: their embeddings are queued together
+        for upload in form.cleaned_data["files"]:
+            if upload.size > MAX_UPLOAD_BYTES:  # refused before decoding; shown, not stored
+                results.append(_oversized(upload))
+                continue
+            piece = form.cleaned_data["piece"] or ""
+            results.append(clip_from_upload(upload, catalogue, target, piece=piece))
     known = sum(c.duplicate_of is not None for c in results)
     ok = sum(c.is_ready for c in results) - known
     if ok:

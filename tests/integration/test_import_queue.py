@@ -1,6 +1,7 @@
-"""An import queues its clips' embeddings in batches of CSN_EMBED_BATCH, once, after the clips
-exist: before, each clip saved by an import committed alone and queued a task of its own (the
-demo's catalogue stage ran 92 one-clip tasks, each waiting for the file broker's poll)."""
+"""An import, or an upload of several files, queues its clips' embeddings in batches of
+CSN_EMBED_BATCH, once, after the clips exist: before, each clip saved one by one committed alone
+and queued a task of its own (the demo's catalogue stage ran 92 one-clip tasks, each waiting for
+the file broker's poll)."""
 
 from __future__ import annotations
 
@@ -41,3 +42,22 @@ def test_an_import_queues_its_clips_for_embedding_in_batches(broker, settings, t
     batches = _queued_embeds(broker)
     assert sorted(pk for batch in batches for pk in batch) == ready  # each clip once
     assert len(batches) == -(-len(ready) // 4)  # full batches, not one task per clip
+
+
+@pytest.mark.integration
+def test_an_upload_of_several_files_queues_their_embeddings_together(broker, settings, client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.urls import reverse
+
+    from evalsite.studies.models import Study
+    from tests.evalsite.studies.experimenter_personas import wav_bytes
+
+    settings.CSN_AUTO_EMBED = True
+    alice = Study._meta.get_field("owner").related_model.objects.create_user("alice", "", "pw")
+    study = Study.objects.create(owner=alice, name="uploads", instruments=["drums"])
+    client.force_login(alice)
+    files = [SimpleUploadedFile(f"f{i}.wav", wav_bytes(freq=220 + 110 * i)) for i in range(3)]
+    client.post(reverse("studies:clips", args=[study.pk]), {"files": files})
+    ready = sorted(Clip.objects.filter(status=Clip.Status.READY).values_list("pk", flat=True))
+    assert len(ready) == 3
+    assert _queued_embeds(broker) == [ready]  # one task, not one per file
