@@ -55,9 +55,14 @@ def _has_answers(study: Study) -> bool:
 
 
 def _snapshot_or_404(study: Study) -> ReportSnapshot:
+    """The latest snapshot; none while the study has no answers, so figures computed from
+    answers since withdrawn are not served in the moments before the recomputation replaces
+    them (the page shows the no-answers notice instead)."""
     snap = _latest(study)
     if snap is None:
         raise Http404("no report computed yet")
+    if not _has_answers(study):
+        raise Http404("the study has no answers")
     return snap
 
 

@@ -245,6 +245,15 @@ def test_it_tells_the_researcher_a_study_has_no_answers_yet_as_a_notice(
     page = client.get(url).content.decode()
     assert 'data-testid="no-answers"' in page
     assert "report-error" not in page and 'class="error"' not in page
+    # A report from answers since withdrawn: neither its figures nor "from N answers" are shown
+    # or served until the recomputation the withdrawal queued replaces it.
+    ReportSnapshot.objects.create(study=study, n_answers=40, tables={"consent": [{"n": 40}]},
+                                  plots={"consent": "<svg/>"}, bundle=b"zip")  # fmt: skip
+    page = client.get(url).content.decode()
+    assert "from 40 answers" not in page and 'data-testid="no-answers"' in page
+    for name, args in [("json", []), ("bundle", []), ("table", ["consent", "csv"]),
+                       ("plot", ["consent"])]:  # fmt: skip
+        assert client.get(reverse(f"reports:{name}", args=[study.pk, *args])).status_code == 404
 
 
 def test_it_names_a_study_instrument_that_has_no_answers(alice):
