@@ -187,6 +187,8 @@ def study_status(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, f"A {study.status} study cannot be changed by {action!r}.")
     elif action == "open" and not study.trials.filter(is_practice=False, is_catch=False).exists():
         messages.error(request, "Add main trials before opening the study.")
+    elif action == "close" and request.POST.get("confirm") != "yes":
+        return _close_confirmation(request, study)  # closing is final: asked before it is done
     else:
         before, study.status = study.status, TRANSITIONS[action][1]
         with transaction.atomic():
@@ -204,6 +206,18 @@ def study_status(request: HttpRequest, pk: int) -> HttpResponse:
             history.record(study, request.user, history.Kind.STATUS, what)
         messages.success(request, f"Study is now {study.status}.")
     return redirect("studies:study_detail", pk=study.pk)
+
+
+def _close_confirmation(request: HttpRequest, study: Study) -> HttpResponse:
+    """The page asking to confirm closing (what it means), from a Close without `confirm`."""
+    context = {
+        "study": study,
+        "n_previews": study.participants.filter(is_preview=True).count()
+        if study.status == Study.Status.DRAFT
+        else 0,
+        "can_pause": study.status in TRANSITIONS["pause"][0],
+    }
+    return render(request, "studies/experimenter/study_close.html", context)
 
 
 def remove_previews(study: Study) -> int:

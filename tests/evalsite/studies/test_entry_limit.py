@@ -184,7 +184,8 @@ def test_it_clears_every_hash_of_a_study_as_it_is_paused_or_closed(
     elsewhere = enter(Client(), make_study(experimenter, listening_catalogue), pid="elsewhere")
     researcher = Client()
     researcher.force_login(experimenter)
-    researcher.post(reverse("studies:study_status", args=[listening_study.pk]), {"action": action})
+    data = {"action": action, "confirm": "yes"}  # closing asks for it; pausing ignores it
+    researcher.post(reverse("studies:study_status", args=[listening_study.pk]), data)
     listening_study.refresh_from_db()
     assert listening_study.status != Study.Status.OPEN
     addresses = Participant.objects.filter(study=listening_study).values_list("entry_address")

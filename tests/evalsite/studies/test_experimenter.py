@@ -166,7 +166,29 @@ def test_only_the_owner_can_change_the_studys_catalogue(client, alice, carol, st
 
 
 def _status(client, study, action):
-    return client.post(reverse("studies:study_status", args=[study.pk]), {"action": action})
+    data = {"action": action, **({"confirm": "yes"} if action == "close" else {})}
+    return client.post(reverse("studies:study_status", args=[study.pk]), data)
+
+
+@pytest.mark.parametrize("status", ["draft", "open", "paused"])
+def test_it_closes_a_study_only_once_the_close_is_confirmed(client, alice, study, status):
+    Study.objects.filter(pk=study.pk).update(status=status)
+    client.force_login(alice)
+    url = reverse("studies:study_status", args=[study.pk])
+    asked = client.post(url, {"action": "close"})
+    study.refresh_from_db()
+    assert asked.status_code == 200 and study.status == status
+    html = asked.content.decode()
+    assert 'id="close-confirm"' in html
+    assert "cannot be reopened" in html and "No new participant can start it" in html
+    assert 'name="confirm" value="yes"' in html
+    assert not study.events.filter(kind="status").exists()
+    assert client.post(url, {"action": "close", "confirm": "yes"}).status_code == 302
+    study.refresh_from_db()
+    assert study.status == "closed"
+    assert list(study.events.filter(kind="status").values_list("changes", flat=True)) == [
+        {"status": [status, "closed"]}
+    ]
 
 
 def test_it_opens_pauses_reopens_and_closes_a_study(client, alice, study):

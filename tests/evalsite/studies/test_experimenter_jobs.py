@@ -182,7 +182,8 @@ def test_it_offers_on_the_jobs_page_only_what_the_study_allows(client, alice, an
 
 
 def _close(client, study):
-    client.post(reverse("studies:study_status", args=[study.pk]), {"action": "close"})
+    data = {"action": "close", "confirm": "yes"}
+    client.post(reverse("studies:study_status", args=[study.pk]), data)
 
 
 def _answer(client, study):
