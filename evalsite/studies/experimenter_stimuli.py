@@ -20,7 +20,7 @@ from django.views.decorators.http import require_POST
 from csn_model.data.slakh import DataError, DuplicateSourcesError
 from evalsite.datasets.catalog import datasets
 from evalsite.retrieval.signals import batched
-from evalsite.stimuli.audio import MAX_UPLOAD_BYTES, clip_from_upload
+from evalsite.stimuli.audio import MAX_UPLOAD_BYTES, clip_from_upload, playback_lufs
 from evalsite.stimuli.models import Clip
 from evalsite.stimuli.slakh_import import import_slakh
 from evalsite.studies.clip_removal import (
@@ -105,13 +105,30 @@ def _clips_page(request, study, form, results, status=200) -> HttpResponse:
         "study": study,
         "form": form,
         "results": results,
-        "clips": study_catalogue_clips(study).order_by("-id")[:500],
+        "clips": _with_playback(study_catalogue_clips(study).order_by("-id")[:500]),
         "target_lufs": study.setting("loudness_target_lufs"),
         "max_files": settings.DATA_UPLOAD_MAX_NUMBER_FILES,
         "max_file_mb": round(MAX_UPLOAD_BYTES / 1e6),
         **_failed_context(study),
     }
     return render(request, "studies/experimenter/clips.html", context, status=status)
+
+
+def _with_playback(clips) -> list[Clip]:
+    """The clips, each with `playback` set (`_playback`), for the catalogue table."""
+    clips = list(clips)
+    for clip in clips:
+        clip.playback = _playback(clip)  # shown, never saved
+    return clips
+
+
+def _playback(clip: Clip) -> float | None:
+    """The loudness participants hear of `clip` (`playback_lufs`: a mono file as dual-mono),
+    which normalisation aims at; its stored BS.1770 value shows a mono clip normalised to -23 at
+    about -26. None until a worker measured it (or when the file was refused)."""
+    if clip.loudness_lufs is None:
+        return None
+    return playback_lufs(clip.loudness_lufs, clip.channels or 0)
 
 
 def _failed_context(study: Study) -> dict:
@@ -195,6 +212,7 @@ def upload_result(clip: Clip) -> dict:
         "duration_s": clip.duration_s,
         "sample_rate": clip.sample_rate,
         "loudness_lufs": clip.loudness_lufs,
+        "playback_lufs": _playback(clip),
     }
 
 

@@ -92,6 +92,18 @@ def test_the_overview_counts_clips_a_worker_failed_apart_from_ready_ones(client,
     assert 'failed: <span class="error">bad.wav: cannot decode audio</span>' in clips
 
 
+def test_the_clips_page_lists_a_mono_clip_at_the_loudness_participants_hear(client, alice, study):
+    """A mono clip normalised to -23 LUFS measures -26.0 by BS.1770 (one channel) but plays on
+    both speakers: the page lists its playback loudness and says why the stored value differs."""
+    Clip.objects.filter(catalogue=study.catalogue).update(loudness_lufs=-26.01, channels=1)
+    client.force_login(alice)
+    html = client.get(reverse("studies:clips", args=[study.pk])).content.decode()
+    assert "normalised to -23.0 LUFS" in html
+    assert "<th>Playback LUFS</th>" in html
+    assert "<td>-23.0</td>" in html and "<td>-26.0</td>" not in html
+    assert 'id="playback-note"' in html and "+3.01 LU" in html
+
+
 def test_a_reload_after_an_upload_stores_nothing_and_shows_the_results_once(
     client, alice, study, settings, tmp_path
 ):
