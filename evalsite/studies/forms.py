@@ -19,6 +19,7 @@ from django.db.models import Count
 from csn_model import CONDITIONS
 from evalsite.datasets.catalog import datasets
 from evalsite.stimuli.models import Catalogue, Clip
+from evalsite.studies.consent import stopping_paragraph_in_english
 from evalsite.studies.models import DEFAULT_SETTINGS, MAX_PRACTICE_TRIALS, Study, Trial
 
 FieldT = TypeVar("FieldT", bound=forms.Field)
@@ -37,6 +38,10 @@ def form_field(form: forms.BaseForm, name: str, kind: type[FieldT]) -> FieldT:
 INSTRUMENT_CHOICES = [(c, c) for c in CONDITIONS]
 CATCH_KINDS = ("identical", "attention", "repeat")
 EXCLUSION_KEYS = ("min_catch_accuracy", "max_same_position_share", "min_median_rt_ms")
+WITHDRAWN_ANSWERS_CHOICES = [
+    ("delete", "delete them"),
+    ("keep", "keep them (flagged as withdrawn)"),
+]
 
 # Settings keys shown as one form field each (the nested ones, catch and exclusion, are split).
 _FLAT_SETTINGS = (
@@ -55,6 +60,20 @@ _FLAT_SETTINGS = (
     "min_listen_share",
     "withdrawn_answers",
 )
+
+
+def _consent_help_text() -> str:
+    """The consent text's help: the paragraph the consent page adds after it, for each choice of
+    "Answers of participants who leave" (the participant's language; English here)."""
+    added = " ".join(
+        f"With “{label}”: “{stopping_paragraph_in_english(value)}”"
+        for value, label in WITHDRAWN_ANSWERS_CHOICES
+    )
+    return (
+        "Shown before anything else. The consent page then adds its own paragraph on what "
+        "happens to the answers of a participant who stops, following “Answers of participants "
+        f"who leave” below. {added}"
+    )
 
 
 class StudyForm(forms.ModelForm):
@@ -120,10 +139,11 @@ class StudyForm(forms.ModelForm):
         "all three played to the end). 0: no check.",
     )  # fmt: skip
     withdrawn_answers = forms.ChoiceField(
-        choices=[("delete", "delete them"), ("keep", "keep them (flagged as withdrawn)")],
+        choices=WITHDRAWN_ANSWERS_CHOICES,
         label="Answers of participants who leave",
-        help_text='Participant pages have a "Leave the study" button. Say in the consent '
-        "text what happens to the answers given before it.",
+        help_text='Participant pages after the consent have a "Leave the study" button; the '
+        "consent page says what pressing it does to the answers given before (see the consent "
+        "text's help).",
     )
     shared_with_names = forms.CharField(
         required=False,
@@ -138,9 +158,6 @@ class StudyForm(forms.ModelForm):
             "description": forms.Textarea(attrs={"rows": 3}),
             "consent_text": forms.Textarea(attrs={"rows": 6}),
         }
-        help_texts = {
-            "consent_text": "Shown before anything else; say what happens to partial data.",
-        }
 
     def __init__(self, *args, owner=None, is_owner: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
@@ -148,6 +165,7 @@ class StudyForm(forms.ModelForm):
         owner_id = study.owner_id if study.pk else getattr(owner, "pk", None)
         catalogue = form_field(self, "catalogue", forms.ModelChoiceField)
         catalogue.help_text = "Clips for this study (created on first upload)."
+        self.fields["consent_text"].help_text = _consent_help_text()
         if is_owner:
             catalogue.queryset = Catalogue.objects.filter(owner_id=owner_id)
         else:
@@ -192,9 +210,13 @@ class StudyForm(forms.ModelForm):
             .annotate(n=Count("id"))
             .order_by("instrument")
         )
+        if self.instance.status == Study.Status.DRAFT:  # trial_removal deletes only a draft's
+            then = ", or delete the study's trials first (Trials page, Delete all trials)."
+        else:
+            then = ": trials cannot be deleted once the study has been opened."
         errors = [
             f"{name} is judged in {n} of the study's trials: participants would get them while "
-            f"the instructions no longer name it; keep {name}, or delete those trials first."
+            f"the instructions no longer name it; keep {name}{then}"
             for name, n in judged
         ]
         if errors:

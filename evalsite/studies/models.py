@@ -49,7 +49,7 @@ DEFAULT_SETTINGS: dict = {
     "min_listen_share": 0.9,
     # What happens to the answers of a participant who leaves the study on its page ("Leave the
     # study"): "delete" (as JATOS' abortStudy does) or "keep" (flagged by status `withdrawn`).
-    # Say which in the consent text.
+    # The consent page says which (`consent.STOPPING`).
     "withdrawn_answers": "delete",
 }
 

@@ -27,6 +27,7 @@ from evalsite.studies import (
     participant_writes,
     screening,
 )
+from evalsite.studies.consent import stopping_paragraph
 from evalsite.studies.models import Participant
 from evalsite.studies.participant_forms import QuestionnaireForm, ScreeningForm, parse_answer
 from evalsite.studies.participant_render import render_step
@@ -45,7 +46,7 @@ def _simple(template):
 
 
 def get_consent(request, p):
-    return render_step(request, p, "consent.html")
+    return render_step(request, p, "consent.html", {"stopping": stopping_paragraph(p.study)})
 
 
 def get_questionnaire(request, p, form=None):

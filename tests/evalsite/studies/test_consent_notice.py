@@ -1,0 +1,72 @@
+"""The consent page's own paragraph after the researcher's consent text says what this study does
+with the answers of a participant who stops: closing the page keeps them (partial data), pressing
+"Leave the study" deletes them unless the study keeps them (`withdrawn_answers`). The study form
+shows the researcher that paragraph."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.urls import reverse
+
+from tests.evalsite.studies.conftest import enter
+from tests.evalsite.studies.participant_steps import to_step, url
+
+pytestmark = pytest.mark.django_db
+
+OLD_SENTENCE = {  # said "kept" whatever the study does on "Leave the study"
+    "en": "If you stop before the end, the answers you have already given are kept",
+    "ja": "途中で中止した場合、それまでの回答は保存され",
+}
+SAYS = {
+    ("delete", "en"): [
+        "If you press “Leave the study” on the pages that follow, the answers you have already "
+        "given are deleted.",
+        "If you simply close this page before the end, the answers you have already given are "
+        "kept and may be analysed",
+    ],
+    ("delete", "ja"): [
+        "次のページ以降にある「参加をやめる」を押すと、それまでの回答は削除されます。",
+        "終了前にこのページを閉じただけの場合は、それまでの回答は保存され",
+    ],
+    ("keep", "en"): [
+        "by pressing “Leave the study” on the pages that follow or by closing this page. Either "
+        "way, the answers you have already given are kept and may be analysed",
+    ],
+    ("keep", "ja"): ["どちらの場合も、それまでの回答は保存され"],
+}
+NEVER = {  # the other setting's promise
+    ("delete", "en"): ["Either way"],
+    ("delete", "ja"): ["どちらの場合も"],
+    ("keep", "en"): ["are deleted", "simply close"],
+    ("keep", "ja"): ["削除されます", "閉じただけ"],
+}
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
+@pytest.mark.parametrize("on_leave", ["delete", "keep"])
+def test_it_says_what_this_study_does_with_the_answers_of_one_who_stops(
+    client, listening_study, on_leave, lang
+):
+    listening_study.settings = {**listening_study.settings, "withdrawn_answers": on_leave,
+                                "languages": ["en", "ja"]}  # fmt: skip
+    listening_study.save()
+    p = to_step(client, enter(client, listening_study, lang=lang), "consent")
+    assert p.language == lang
+    page = client.get(url(p)).content.decode()
+    for sentence in SAYS[on_leave, lang]:
+        assert sentence in page
+    for sentence in [OLD_SENTENCE[lang], *NEVER[on_leave, lang]]:
+        assert sentence not in page
+
+
+def test_it_shows_the_researcher_the_paragraph_the_consent_page_adds(
+    client, experimenter, listening_study
+):
+    client.force_login(experimenter)
+    html = client.get(reverse("studies:study_edit", args=[listening_study.pk])).content.decode()
+    help_text = re.search(r'id="id_consent_text_helptext">(.*?)</small>', html, re.S)
+    assert help_text is not None
+    for sentence in (*SAYS["delete", "en"], *SAYS["keep", "en"]):
+        assert sentence in help_text.group(1)
