@@ -2,6 +2,8 @@
 
 Participants by outcome, answers per instrument and per main trial against the target, and
 catch-trial pass rates. Repeats count as passed when the same clip was chosen as on the original.
+A researcher's previews of a draft (`Participant.is_preview`) and their answers are left out of
+every figure: they are counted apart (`n_previews`), and deleted when the study leaves draft.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from django.utils import timezone
 from evalsite.studies.models import Answer, Participant, Study, Trial
 
 IN_PROGRESS = "in progress"
+COUNTED = Q(participant__is_preview=False)  # an answer from a participant, not a preview
 
 
 def participant_counts(study: Study, now: datetime | None = None) -> dict[str, int]:
@@ -22,12 +25,12 @@ def participant_counts(study: Study, now: datetime | None = None) -> dict[str, i
     inactive: those in progress not seen for longer than the reservation timeout (their
     unanswered trials are back in the pool; they can still come back and resume), and
     early_answering: those who sent an answer sooner than its clips can be played (a script or
-    a bot; the answer was refused)."""
+    a bot; the answer was refused). A draft's previews are in none of them."""
     now = now or timezone.now()
     idle_since = now - timedelta(seconds=int(study.setting("reservation_timeout_s")))
     final = {str(s) for s in Participant.FINAL_STEPS}
     rows = (
-        Participant.objects.filter(study=study)
+        Participant.objects.filter(study=study, is_preview=False)
         .values("step")
         .annotate(
             n=Count("id"),
@@ -55,7 +58,7 @@ def participant_counts(study: Study, now: datetime | None = None) -> dict[str, i
 
 def answers_per_instrument(study: Study) -> list[dict]:
     rows = (
-        Answer.objects.filter(trial__study=study, trial__is_practice=False)
+        Answer.objects.filter(COUNTED, trial__study=study, trial__is_practice=False)
         .values("trial__instrument")
         .annotate(
             main=Count("id", filter=Q(trial__is_catch=False)),
@@ -84,7 +87,7 @@ def answers_per_trial(study: Study) -> list[TrialFill]:
     target = study.setting("target_answers_per_trial")
     trials = (
         Trial.objects.filter(study=study, is_practice=False, is_catch=False)
-        .annotate(n_answers=Count("answers"))
+        .annotate(n_answers=Count("answers", filter=Q(answers__participant__is_preview=False)))
         .order_by("n_answers", "id")
     )
     return [
@@ -102,7 +105,9 @@ def answers_per_trial(study: Study) -> list[TrialFill]:
 def catch_pass_rates(study: Study) -> list[dict]:
     """Per catch kind: answers, passed, rate (None without answers)."""
     keyed = (
-        Answer.objects.filter(trial__study=study, trial__is_catch=True, trial__is_practice=False)
+        Answer.objects.filter(
+            COUNTED, trial__study=study, trial__is_catch=True, trial__is_practice=False
+        )
         .exclude(trial__expected="")
         .values("trial__catch_kind")
         .annotate(n=Count("id"), passed=Count("id", filter=Q(chosen=F("trial__expected"))))
@@ -119,7 +124,7 @@ def catch_pass_rates(study: Study) -> list[dict]:
 def _repeat_consistency(study: Study) -> tuple[int, int]:
     """(repeats whose original is answered, of which the same clip was chosen)."""
     rows = list(Answer.objects.filter(
-        trial__study=study, trial__catch_kind="repeat", trial__repeat_of__isnull=False,
+        COUNTED, trial__study=study, trial__catch_kind="repeat", trial__repeat_of__isnull=False,
         trial__is_practice=False,
     ).values_list("participant_id", "trial__repeat_of_id", "chosen", "trial__candidate_a_id",
                   "trial__candidate_b_id"))  # fmt: skip
@@ -145,8 +150,11 @@ def _repeat_consistency(study: Study) -> tuple[int, int]:
 def summary(study: Study) -> dict:
     return {
         "participants": participant_counts(study),
+        "n_previews": Participant.objects.filter(study=study, is_preview=True).count(),
         "per_instrument": answers_per_instrument(study),
         "per_trial": answers_per_trial(study),
         "catch": catch_pass_rates(study),
-        "n_answers": Answer.objects.filter(trial__study=study, trial__is_practice=False).count(),
+        "n_answers": Answer.objects.filter(
+            COUNTED, trial__study=study, trial__is_practice=False
+        ).count(),
     }

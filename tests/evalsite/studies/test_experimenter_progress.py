@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from evalsite.studies import progress
+from evalsite.studies.models import Answer
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
 
 pytestmark = pytest.mark.django_db
@@ -61,3 +63,34 @@ def test_it_takes_the_update_interval_from_the_settings(client, alice, study, se
     client.force_login(alice)
     html = client.get(reverse("studies:progress", args=[study.pk])).content.decode()
     assert 'data-refresh-ms="300"' in html
+
+
+def test_it_counts_a_drafts_previews_apart_from_the_studys_figures(client, alice, answered_study):
+    """A researcher's previews of a draft (deleted when it leaves draft) are not participants: the
+    figures leave them and their answers out and name them apart."""
+    p1 = answered_study.participants.get(external_pid="p1")
+    before = progress.summary(answered_study)
+    answered_study.participants.exclude(pk=p1.pk).update(is_preview=True)
+    after = progress.summary(answered_study)
+    assert after["participants"] == {
+        "started": 1, "finished": 1, "screened_out": 0, "in_progress": 0, "inactive": 0,
+        "other": 0, "early_answering": 0,
+    }  # fmt: skip
+    assert after["n_previews"] == 3
+    assert (
+        after["n_answers"]
+        == Answer.objects.filter(participant=p1, trial__is_practice=False).count()
+    )
+    assert after["n_answers"] < before["n_answers"]
+    assert (
+        sum(t.n_answers for t in after["per_trial"])
+        == Answer.objects.filter(
+            participant=p1, trial__is_practice=False, trial__is_catch=False
+        ).count()
+    )
+    assert sum(r["main"] + r["catch"] for r in after["per_instrument"]) == after["n_answers"]
+    assert sum(r["n"] for r in after["catch"]) < sum(r["n"] for r in before["catch"])
+    client.force_login(alice)
+    html = client.get(_figures_url(answered_study)).content.decode()
+    assert "<b>1</b>started" in html and "<b>0</b>screened out" in html
+    assert '<p class="muted" id="previews">3 previews (not counted)' in html
