@@ -97,6 +97,13 @@ _default_db = f"sqlite:///{CSN_HOME / 'db.sqlite3'}"
 DATABASES = {
     "default": env_database("DATABASE_URL", _default_db, env_int("DB_CONN_MAX_AGE", 0, minimum=0)),
 }
+if DATABASES["default"]["NAME"] == str(CSN_HOME / "db.sqlite3"):
+    # The default database lives in CSN_HOME: on a fresh machine SQLite cannot create its file
+    # ("unable to open database file") until the folder exists. A DATABASE_URL elsewhere: no folder.
+    try:
+        CSN_HOME.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EnvError(f"CSN_HOME={CSN_HOME}: cannot create the database's folder ({exc})") from exc
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # WAL and a busy timeout let the web process and a local worker share one SQLite file.
     DATABASES["default"]["OPTIONS"] = {

@@ -238,3 +238,19 @@ def test_it_names_the_variable_when_the_log_level_is_unknown(tmp_path):
     )
     for level in ("warning", "WARN", "notset"):  # every name logging itself accepts
         assert _manage(["check"], CSN_HOME=str(tmp_path), LOG_LEVEL=level).returncode == 0
+
+
+def test_it_creates_csn_home_for_its_default_sqlite_database(tmp_path):
+    home = tmp_path / "not" / "yet"
+    connect = "from django.db import connection; connection.ensure_connection(); print('ok')"
+    result = _manage(["shell", "-c", connect], CSN_HOME=str(home), DATABASE_URL="")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "ok" and home.is_dir()
+
+
+def test_it_leaves_csn_home_alone_with_a_database_url(tmp_path):
+    home = tmp_path / "not" / "yet"
+    url = "postgresql://postgres@127.0.0.1:5432/csn_unused"
+    result = _manage(["shell", "-c", "print('ok')"], CSN_HOME=str(home), DATABASE_URL=url)
+    assert result.returncode == 0, result.stderr
+    assert not home.exists()
