@@ -153,7 +153,8 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "events": history.events(study)[-HISTORY_SHOWN:][::-1],
         "preview_url": f"{participant_url(request, study)}?pid=preview-{secrets.token_hex(4)}",
         "n_previews": study.participants.count() if study.status == Study.Status.DRAFT else 0,
-        "shortfalls": catch_shortfalls(study),
+        # a design warning only matters while the design can still change
+        "shortfalls": [] if study.status == Study.Status.CLOSED else catch_shortfalls(study),
     }
     return render(request, "studies/experimenter/study_detail.html", context)
 

@@ -1,0 +1,35 @@
+"""Design warnings on the study page (evalsite/studies/experimenter.py): shown while the study can
+still change, gone once it is closed."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from evalsite.studies.models import Study
+from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
+
+pytestmark = pytest.mark.django_db
+
+
+def _page(client, study) -> str:
+    return client.get(reverse("studies:study_detail", args=[study.pk])).content.decode()
+
+
+@pytest.mark.parametrize("status", [Study.Status.DRAFT, Study.Status.OPEN, Study.Status.PAUSED])
+def test_it_warns_of_catch_settings_the_trials_cannot_meet_while_the_study_can_change(
+    client, alice, study, status
+):
+    study.settings = {**study.settings, "catch": {"attention": 3}}
+    study.status = status
+    study.save()
+    client.force_login(alice)
+    assert "Settings ask for 3 attention catch trial(s)" in _page(client, study)
+
+
+def test_it_no_longer_warns_of_catch_settings_once_the_study_is_closed(client, alice, study):
+    study.settings = {**study.settings, "catch": {"attention": 3}}
+    study.status = Study.Status.CLOSED
+    study.save()
+    client.force_login(alice)
+    assert "Settings ask for" not in _page(client, study)
