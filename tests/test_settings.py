@@ -254,3 +254,10 @@ def test_it_leaves_csn_home_alone_with_a_database_url(tmp_path):
     result = _manage(["shell", "-c", "print('ok')"], CSN_HOME=str(home), DATABASE_URL=url)
     assert result.returncode == 0, result.stderr
     assert not home.exists()
+
+
+def test_it_reads_a_relative_checkpoint_path_from_the_start_directory(tmp_path):
+    show = "from django.conf import settings; print(settings.CSN_CHECKPOINT)"
+    result = _manage(["shell", "-c", show], CSN_HOME=str(tmp_path), CSN_CHECKPOINT="runs/x.pt")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == str(ROOT / "runs" / "x.pt")

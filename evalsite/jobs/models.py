@@ -19,7 +19,7 @@ from evalsite.studies.models import Study
 
 class Job(models.Model):
     class Kind(models.TextChoices):
-        INGEST = "ingest", "ingest clips"
+        INGEST = "ingest", "embed clips"  # as the model-work page's button
         MODEL_CHOICE = "model_choice", "model choices"
         DESIGN = "design", "design from the model"
 

@@ -1,8 +1,10 @@
 """Job progress for experimenters: a page per study, an includable HTML fragment, JSON, and the
 buttons that queue model work (ingest the catalogue, model choices, design from the model).
-Model choices and a design change the study: the page refuses them (and does not offer them)
-where the study's other edit pages would refuse a change (`refusal`), and their tasks record
-what they changed in the study's history.
+All three need the model: without a CSN_CHECKPOINT file the page says so before any click,
+disables them, and refuses their POST without creating a job. Model choices and a design change
+the study: the page refuses them (and does not offer them) where the study's other edit pages
+would refuse a change (`refusal`), and their tasks record what they changed in the study's
+history. The page is one of the study's tabs (studies/experimenter/layout.html).
 
 URLs: /jobs/study/<pk>/ (page), /jobs/study/<pk>/fragment (for the dashboard to include or
 poll), /jobs/study/<pk>.json, POST /jobs/study/<pk>/{ingest,model-choices,design}.
@@ -19,6 +21,7 @@ from django.views.decorators.http import require_POST
 
 from evalsite.jobs import progress
 from evalsite.jobs.models import Job
+from evalsite.retrieval.embedder import missing_checkpoint
 from evalsite.studies.experimenter import editable
 from evalsite.studies.model_design import STRATEGIES, DesignError
 from evalsite.studies.models import MAX_PRACTICE_TRIALS, Answer, Study
@@ -44,6 +47,7 @@ def _context(study) -> dict:
         "closed": study.status == Study.Status.CLOSED, "n_trials": study.trials.count(),
         "n_answers": Answer.objects.filter(trial__study=study).count(),
         "practice": shown_practice(study), "max_practice": MAX_PRACTICE_TRIALS,
+        "no_checkpoint": missing_checkpoint(),
     }  # fmt: skip
 
 
@@ -107,7 +111,9 @@ def queue(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     # Embedding adds to the catalogue, not to the study: the other two change the study.
     if action in STUDY_CHANGES and not editable(request, study):
         return redirect("jobs:study", pk=study.pk)
-    if action in STUDY_CHANGES and (refused := refusal(study, action, post)):
+    if no_checkpoint := missing_checkpoint():  # what the page says; no failed job to read
+        messages.error(request, no_checkpoint)
+    elif action in STUDY_CHANGES and (refused := refusal(study, action, post)):
         messages.error(request, refused)
     elif action in ("ingest", "design") and study.catalogue is None:
         messages.error(request, "The study has no catalogue yet; add clips first.")
@@ -126,8 +132,8 @@ def queue(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             )  # fmt: skip
         except DesignError as exc:
             messages.error(request, str(exc))
-    # failed at once: no checkpoint, or the broker refused the task (queued after the commit,
-    # which is now: requests run in autocommit)
+    # failed at once: the checkpoint went since the check above, or the broker refused the task
+    # (queued after the commit, which is now: requests run in autocommit)
     if job is not None and job.status == Job.Status.FAILED:
         messages.error(request, f"The {job.get_kind_display()} job failed: {job.message}")
     return redirect("jobs:study", pk=study.pk)

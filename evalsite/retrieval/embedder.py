@@ -34,13 +34,37 @@ _ids: dict[tuple, str] = {}
 _sources: dict[str, str] = {}  # checkpoint id -> the file it was loaded from in this process
 
 
+# How to get a checkpoint, for every message that says there is none (docs/model.md).
+HOW_TO_GET_ONE = (
+    "`make demo` trains a small one; or train one with `csn train ...` and set CSN_CHECKPOINT "
+    "to its final.pt (docs/model.md)"
+)
+
+
+def shown_path(path: str | Path) -> str:
+    """A checkpoint's path as researchers see it: under CSN_HOME as `CSN_HOME/runs/...` (a named
+    base the failure texts keep, evalsite/jobs/failures.py), anywhere else absolute."""
+    p = Path(path).absolute()
+    home = Path(settings.CSN_HOME).absolute()
+    return f"CSN_HOME/{p.relative_to(home)}" if p.is_relative_to(home) else str(p)
+
+
 def checkpoint_path(path: str | Path | None = None) -> Path:
     p = Path(path or settings.CSN_CHECKPOINT)
     if not p.is_file():
         raise CheckpointMissing(
-            f"CSN_CHECKPOINT={p}: no such checkpoint file; expected a file written by `csn train`"
+            f"CSN_CHECKPOINT={shown_path(p)}: no such checkpoint file; {HOW_TO_GET_ONE}"
         )
     return p
+
+
+def missing_checkpoint() -> str:
+    """Why model work cannot run now ("" when the CSN_CHECKPOINT file exists)."""
+    try:
+        checkpoint_path()
+    except CheckpointMissing as exc:
+        return str(exc)
+    return ""
 
 
 def _key(path: Path) -> tuple:

@@ -79,4 +79,4 @@ def test_it_stops_the_whole_worker_and_names_the_job_it_abandoned(demo_env, ada,
     job.refresh_from_db()
     assert job.status == Job.Status.RUNNING  # nothing will finish it: the demo must say so
     out = capsys.readouterr().out
-    assert f"job {job.pk} (ingest clips) was left running" in out, out
+    assert f"job {job.pk} (embed clips) was left running" in out, out

@@ -8,9 +8,17 @@ import html
 import pytest
 from django.urls import reverse
 
+from evalsite.jobs.models import Job
+from evalsite.stimuli.tasks import queue_ingest
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def no_checkpoint(settings, tmp_path):
+    settings.CSN_HOME = tmp_path
+    settings.CSN_CHECKPOINT = str(tmp_path / "runs" / "demo" / "final.pt")
 
 
 def _page(client, url):
@@ -27,3 +35,40 @@ def test_it_links_the_model_work_page_from_the_study_tabs_and_back(client, alice
     page = _page(client, jobs_url)
     assert f'<a href="{jobs_url}" aria-current="page">Model work</a>' in page
     assert f'href="{reverse("studies:study_detail", args=[study.pk])}"' in page
+
+
+def test_it_says_up_front_that_there_is_no_checkpoint_and_how_to_get_one(
+    client, alice, study, no_checkpoint
+):
+    client.force_login(alice)
+    study.trials.all().delete()  # the design is offered
+    page = _page(client, reverse("jobs:study", args=[study.pk]))
+    assert 'id="no-checkpoint"' in page
+    assert "CSN_CHECKPOINT=CSN_HOME/runs/demo/final.pt: no such checkpoint file" in page
+    assert "make demo" in page and "csn train" in page and "docs/model.md" in page
+    assert page.count('type="submit" disabled') == 3  # embed, model choices, design
+
+
+def test_it_refuses_model_work_without_a_checkpoint_and_creates_no_job(
+    client, alice, study, no_checkpoint
+):
+    client.force_login(alice)
+    study.trials.all().delete()  # the design is offered
+    for action in ("ingest", "model-choices", "design"):
+        data = {"strategy": "nearest_random", "per_instrument": 2} if action == "design" else {}
+        url = reverse("jobs:queue", args=[study.pk, action])
+        page = html.unescape(client.post(url, data, follow=True).content.decode())
+        assert "CSN_CHECKPOINT=CSN_HOME/runs/demo/final.pt: no such checkpoint file" in page
+        assert "failed" not in page
+    assert not Job.objects.exists()
+
+
+def test_it_names_the_embedding_job_as_its_button_does(client, alice, study, no_checkpoint):
+    # The checkpoint vanishes between the page and the queueing: the job fails, named as the
+    # button, with the path the site looked at.
+    job = queue_ingest(study.catalogue, study=study)
+    assert job.get_kind_display() == "embed clips"
+    assert job.message.startswith("CSN_CHECKPOINT=CSN_HOME/runs/demo/final.pt: no such")
+    client.force_login(alice)
+    page = _page(client, reverse("jobs:study", args=[study.pk]))
+    assert "Embed clips (the whole catalogue)" in page and "<td>embed clips</td>" in page
