@@ -1,5 +1,6 @@
-"""Experimenter pages for a study's trials: the list, and four ways to add trials (one by form,
-a CSV file, a random draw from the catalogue, A/B-swapped repeats).
+"""Experimenter pages for a study's trials: the list, four ways to add trials (one by form,
+a CSV file, a random draw from the catalogue, A/B-swapped repeats), and deleting all of a
+draft's trials (`trial_removal`).
 
 Each form posts to its own view, which redirects to the trials page when it added trials and
 shows the page again with the form's errors (400) when it did not.
@@ -14,8 +15,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from evalsite.studies import history
-from evalsite.studies.experimenter import editable, study_catalogue
+from evalsite.studies import history, trial_removal
+from evalsite.studies.experimenter import editable, see_other, study_catalogue
 from evalsite.studies.forms import RandomTrialsForm, RepeatsForm, TrialForm, study_clips
 from evalsite.studies.permissions import get_visible_study
 from evalsite.studies.random_design import DesignError, add_repeats, build_random_trials
@@ -39,6 +40,7 @@ def _trials_page(
         "repeats_form": repeats_form or RepeatsForm(),
         "trials": study.trials.select_related("reference", "candidate_a", "candidate_b"),
         "n_clips": study_clips(study).count(),
+        "may_delete": not trial_removal.refusal(study),
     }
     return render(request, "studies/experimenter/trials.html", context, status=status)
 
@@ -140,3 +142,27 @@ def trials_repeats(request: HttpRequest, pk: int) -> HttpResponse:
         return _trials_page(request, study, repeats_form=form, status=400)
     messages.success(request, f"{len(made)} repeat trial(s) added.")
     return redirect("studies:trials", pk=study.pk)
+
+
+@login_required
+@require_POST
+def trials_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """Delete all of a draft's trials: a POST without `confirm=yes` shows what it deletes."""
+    study = get_visible_study(request.user, pk)
+    if why := trial_removal.refusal(study):
+        messages.error(request, why)
+    elif request.POST.get("confirm") != "yes":
+        context = {
+            "study": study,
+            "n_trials": study.trials.count(),
+            "n_previews": study.participants.filter(is_preview=True).count(),
+        }
+        return render(request, "studies/experimenter/trials_delete.html", context)
+    else:
+        try:
+            what = trial_removal.delete_trials(study, request.user)
+        except trial_removal.TrialsKept as exc:  # opened or answered meanwhile
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"{what['deleted']} trial(s) deleted; the clips are kept.")
+    return see_other("studies:trials", pk=study.pk)

@@ -210,9 +210,13 @@ class StudyForm(forms.ModelForm):
             .annotate(n=Count("id"))
             .order_by("instrument")
         )
+        if self.instance.status == Study.Status.DRAFT:  # trial_removal deletes only a draft's
+            then = ", or delete the study's trials first (Trials page, Delete all trials)."
+        else:
+            then = ": trials cannot be deleted once the study has been opened."
         errors = [
             f"{name} is judged in {n} of the study's trials: participants would get them while "
-            f"the instructions no longer name it; keep {name}, or delete those trials first."
+            f"the instructions no longer name it; keep {name}{then}"
             for name, n in judged
         ]
         if errors:

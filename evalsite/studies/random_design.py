@@ -64,6 +64,14 @@ def _catch_identical(study, instrument, ref, other, rng, **fields) -> Trial:
     return _trial(study, instrument, ref, other, ref, expected="b", **fields)
 
 
+def _refuse_trials(study: Study) -> None:
+    if study.trials.exists():  # shown on the Trials page, under the draw form
+        raise DesignError(
+            "Draw adds trials to a study without trials: delete the existing trials first "
+            "(Trials page) or add more by form or CSV."
+        )
+
+
 def build_random_trials(
     study: Study,
     catalogue: Catalogue,
@@ -75,6 +83,7 @@ def build_random_trials(
     """Create the study's trials; replaces none (raises DesignError on a study with trials).
     Under the study's lock: of two draws sent at once, the second waits and is refused. Call it
     in the transaction that records the draw in the study's history."""
+    _refuse_trials(study)  # before the catalogue's check: the first thing to fix
     mixes = _mixes(catalogue)
     pieces = {c.piece or c.pk for c in mixes}
     if len(pieces) < 3:
@@ -86,8 +95,7 @@ def build_random_trials(
     made: list[Trial] = []
     with transaction.atomic():
         lock_study(study.pk)
-        if study.trials.exists():
-            raise DesignError(f"study {study.pk}: already has trials; expected an empty study")
+        _refuse_trials(study)  # again under the lock: a draw sent at once committed meanwhile
         for instrument in study.instruments:
             main = []
             for _ in range(per_instrument):

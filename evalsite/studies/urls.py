@@ -32,6 +32,7 @@ urlpatterns: list = [
     path("studies/<int:pk>/trials/csv/", ex_trials.trials_csv, name="trials_csv"),
     path("studies/<int:pk>/trials/random/", ex_trials.trials_random, name="trials_random"),
     path("studies/<int:pk>/trials/repeats/", ex_trials.trials_repeats, name="trials_repeats"),
+    path("studies/<int:pk>/trials/delete/", ex_trials.trials_delete, name="trials_delete"),
     path("studies/<int:pk>/progress/", ex.study_progress, name="progress"),
     path("studies/<int:pk>/export/", ex.export_index, name="export"),
     path("studies/<int:pk>/export/<str:name>", ex.export_download, name="export_file"),

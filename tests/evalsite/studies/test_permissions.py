@@ -82,14 +82,14 @@ def test_it_hides_another_researchers_study_from_the_dashboard(client, study, bo
 
 STUDY_POSTS = [
     "studies:study_status", "studies:trial_add", "studies:trials_csv", "studies:trials_random",
-    "studies:trials_repeats", "studies:clips_remove",
+    "studies:trials_repeats", "studies:clips_remove", "studies:trials_delete",
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", STUDY_POSTS)
 def test_it_refuses_changes_from_anonymous_and_other_researchers(client, study, bob, name):
     url, trials, status = reverse(name, args=[study.pk]), study.trials.count(), study.status
-    data = {"action": "open", "per_instrument": 1, "catch_per_kind": 0, "seed": 0}
+    data = {"action": "open", "per_instrument": 1, "catch_per_kind": 0, "seed": 0, "confirm": "yes"}
     response = client.post(url, data)
     assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
     client.force_login(bob)
