@@ -114,7 +114,7 @@ class StudyForm(forms.ModelForm):
         max_length=32, required=False, help_text="Empty: a random code per participant."
     )
     screen_out_code = forms.CharField(
-        max_length=32, required=False,
+        max_length=32, required=False, label="Screen-out code",
         help_text="Prolific's code for screened-out participants (sent to Prolific with it). "
         "Empty: a random code per screened-out participant, shown to them only.",
     )  # fmt: skip

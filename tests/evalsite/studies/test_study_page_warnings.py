@@ -1,5 +1,5 @@
-"""Design warnings on the study page (evalsite/studies/experimenter.py): shown while the study can
-still change, gone once it is closed."""
+"""The study page and settings form (evalsite/studies/experimenter.py): design warnings shown while
+the study can still change and gone once it is closed; the settings labels."""
 
 from __future__ import annotations
 
@@ -33,3 +33,9 @@ def test_it_no_longer_warns_of_catch_settings_once_the_study_is_closed(client, a
     study.save()
     client.force_login(alice)
     assert "Settings ask for" not in _page(client, study)
+
+
+def test_the_settings_form_names_the_screen_out_code_as_the_docs_do(client, alice, study):
+    client.force_login(alice)
+    html = client.get(reverse("studies:study_edit", args=[study.pk])).content.decode()
+    assert "Screen-out code" in html and "Screen out code" not in html
