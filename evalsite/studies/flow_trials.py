@@ -14,9 +14,10 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
+from evalsite.stimuli.models import Clip
 from evalsite.studies import design, design_return
 from evalsite.studies.flow import advance
-from evalsite.studies.models import Answer, Assignment, Participant, new_completion_code
+from evalsite.studies.models import Answer, Assignment, Participant, Trial, new_completion_code
 from evalsite.studies.participant_writes import epoch_ms, mark_shown
 
 log = logging.getLogger("evalsite.studies.participant")
@@ -101,9 +102,37 @@ def practice_feedback(slot: Assignment, chosen_position: str) -> dict:
         return {"correct": None, "position": "", "instrument": t.instrument, "kind": "",
                 "slot": slot.pk}  # fmt: skip
     right = "A" if slot.displayed_first == t.expected else "B"
-    identical = t.reference_id in (t.candidate_a_id, t.candidate_b_id)
+    same, other = (
+        (t.candidate_a, t.candidate_b) if t.expected == "a" else (t.candidate_b, t.candidate_a)
+    )
+    if t.reference_id in (t.candidate_a_id, t.candidate_b_id):
+        kind = "identical"
+    elif is_stem_pair(t, same, other):
+        kind = "stems"
+    else:  # e.g. a CSV trial of unrelated pieces: only which answer was expected
+        kind = ""
     return {"correct": chosen_position == right, "position": right, "instrument": t.instrument,
-            "kind": "identical" if identical else "attention", "slot": slot.pk}  # fmt: skip
+            "kind": kind, "slot": slot.pk}  # fmt: skip
+
+
+def is_stem_pair(t: Trial, same: Clip, other: Clip) -> bool:
+    """Whether the expected candidate (`same`) holds the reference's own part of the judged
+    instrument with the other instruments from another piece, and `other` that other piece's
+    part with the reference's other instruments: an attention set built from stems
+    (`stimuli.slakh_import`), read from the clips' meta and parts, so that the feedback says
+    "the same part" only where it is true."""
+    sm, om = same.meta, other.meta
+    part = same.parts.get(t.instrument)
+    return (
+        sm.get("kind") == om.get("kind") == "attention"
+        and (sm.get("role"), om.get("role")) == ("same", "different")
+        and sm.get("group") == om.get("group")
+        and sm.get("condition") == om.get("condition") == t.instrument
+        and sm.get("reference") == om.get("reference") == t.reference_id
+        and bool(part)
+        and part == t.reference.piece
+        and other.parts.get(t.instrument) not in (None, part)
+    )
 
 
 def acknowledge_feedback(p: Participant, slot: str) -> bool:

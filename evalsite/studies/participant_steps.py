@@ -217,7 +217,9 @@ def post_answer(request, token: str) -> bool:
     if p is None:  # deleted since its answer was stored (a preview as its study left draft)
         return False
     if stored.is_practice:
-        slot = p.slots.select_related("trial").get(trial_id=stored.trial_id)
+        slot = p.slots.select_related(  # the clips: the feedback says how the trial was built
+            "trial__reference", "trial__candidate_a", "trial__candidate_b"
+        ).get(trial_id=stored.trial_id)
         p.state = {"feedback": flow_trials.practice_feedback(slot, answer.choice)}
         Participant.objects.filter(pk=p.pk).update(state=p.state)
     else:  # no unanswered slot after this one: the list may be complete

@@ -1,0 +1,64 @@
+"""The feedback after a practice answer explains it by how the trial was built, checked from its
+clips: "the same <instrument> part" only for a candidate built from the reference's stem of the
+judged instrument (an attention set), "the reference itself" for an identical candidate, else only
+which answer was expected (e.g. a CSV trial of three unrelated pieces)."""
+
+from __future__ import annotations
+
+import pytest
+
+from evalsite.studies.models import Participant, Trial
+from tests.evalsite.studies.conftest import enter
+from tests.evalsite.studies.participant_steps import answer_current, to_step, url
+
+pytestmark = pytest.mark.django_db
+
+STEMS = {"en": "had the same drums part as the reference", "ja": "参照と同じドラムのパート"}
+EXPECTED = {"en": "The expected answer was {}.", "ja": "正解は {} でした。"}
+
+
+def _feedback_page(client, study, lang: str) -> tuple[str, str]:
+    """The first practice trial's feedback page (after a right answer) and its expected position."""
+    p = to_step(client, enter(client, study, lang=lang), "practice")
+    Participant.objects.filter(pk=p.pk).update(language=lang)
+    slot, _ = answer_current(client, p, expected=True)
+    return client.get(url(p)).content.decode(), p.state["feedback"]["position"]
+
+
+def _first_practice(study) -> Trial:
+    trial = study.trials.filter(is_practice=True, instrument="drums").first()
+    assert trial is not None
+    study.trials.filter(is_practice=True).exclude(pk=trial.pk).delete()
+    return trial
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_it_explains_a_stem_built_practice_trial_by_its_shared_part(client, listening_study, lang):
+    trial = _first_practice(listening_study)
+    assert trial.candidate_a.meta.get("kind") == "attention"  # built from the attention set
+    page, position = _feedback_page(client, listening_study, lang)
+    assert STEMS[lang] in page
+    assert EXPECTED[lang].format(position) not in page
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_it_says_only_the_expected_answer_for_three_unrelated_pieces(client, listening_study, lang):
+    trial = _first_practice(listening_study)
+    ref, a, b = listening_study.catalogue.clips.filter(meta={}).order_by("id")[:3]
+    Trial.objects.filter(pk=trial.pk).update(reference=ref, candidate_a=a, candidate_b=b,
+                                             expected="a")  # fmt: skip
+    page, position = _feedback_page(client, listening_study, lang)
+    assert EXPECTED[lang].format(position) in page
+    assert STEMS[lang] not in page
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_it_does_not_claim_a_shared_part_for_stems_of_another_reference(
+    client, listening_study, lang
+):
+    trial = _first_practice(listening_study)
+    other = listening_study.catalogue.clips.filter(meta={}).exclude(pk=trial.reference_id)[0]
+    Trial.objects.filter(pk=trial.pk).update(reference=other)
+    page, position = _feedback_page(client, listening_study, lang)
+    assert EXPECTED[lang].format(position) in page
+    assert STEMS[lang] not in page
