@@ -155,6 +155,8 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "n_previews": study.participants.count() if study.status == Study.Status.DRAFT else 0,
         # a design warning only matters while the design can still change
         "shortfalls": [] if study.status == Study.Status.CLOSED else catch_shortfalls(study),
+        # the consent page would show only the site's own paragraph on stopping and leaving
+        "no_consent": study.status != Study.Status.CLOSED and not study.consent_text.strip(),
     }
     return render(request, "studies/experimenter/study_detail.html", context)
 

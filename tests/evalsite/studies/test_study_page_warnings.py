@@ -39,3 +39,20 @@ def test_the_settings_form_names_the_screen_out_code_as_the_docs_do(client, alic
     client.force_login(alice)
     html = client.get(reverse("studies:study_edit", args=[study.pk])).content.decode()
     assert "Screen-out code" in html and "Screen out code" not in html
+
+
+def test_it_warns_that_participants_would_see_no_consent_text_until_the_study_is_closed(
+    client, alice, study
+):
+    # Opening stays allowed (a pilot may not need one), but a study about to recruit must not
+    # miss that its consent page shows only the site's own paragraph.
+    client.force_login(alice)
+    study.consent_text = ""
+    study.save()
+    assert "No consent text" in _page(client, study)
+    study.consent_text = "You agree to take part."
+    study.save()
+    assert "No consent text" not in _page(client, study)
+    study.consent_text, study.status = "", Study.Status.CLOSED
+    study.save()
+    assert "No consent text" not in _page(client, study)
