@@ -63,7 +63,10 @@ def refusal(study: Study, action: str, post) -> str:
     a design only for a study without trials; model choices of a study with answers only when
     the researcher confirms that the export's model columns will change."""
     if action == "design" and (n := study.trials.count()):
-        return f"The study already has {n} trial(s); the model designs only a study without trials."
+        return (
+            f"The study already has {n} trial(s); the model designs only a study without trials "
+            "(a draft's trials can be deleted on the Trials page: Delete all trials)."
+        )
     if action == "model-choices" and post.get("confirm_answers") != "on":
         if answers := Answer.objects.filter(trial__study=study).count():
             return (

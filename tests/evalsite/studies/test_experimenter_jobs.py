@@ -156,7 +156,8 @@ def test_it_refuses_a_design_for_a_study_that_has_trials_queueing_nothing(
     client.force_login(alice)
     page = _queue(client, study, "design", DESIGN, capture=django_capture_on_commit_callbacks)
     assert (
-        "The study already has 8 trial(s); the model designs only a study without trials." in page
+        "The study already has 8 trial(s); the model designs only a study without trials "
+        "(a draft's trials can be deleted on the Trials page: Delete all trials)." in page
     )
     assert not Job.objects.exists() and not StudyEvent.objects.exists()
 
