@@ -160,7 +160,9 @@ def trials_delete(request: HttpRequest, pk: int) -> HttpResponse:
         return render(request, "studies/experimenter/trials_delete.html", context)
     else:
         try:
-            what = trial_removal.delete_trials(study, request.user)
+            shown = request.POST.get("n_trials", "")
+            expected = int(shown) if shown.isdigit() else -1  # what the confirmation listed
+            what = trial_removal.delete_trials(study, request.user, expected)
         except trial_removal.TrialsKept as exc:  # opened or answered meanwhile
             messages.error(request, str(exc))
         else:

@@ -23,10 +23,15 @@ class TrialsKept(Exception):
 
 def refusal(study: Study) -> str:
     """Why the study's trials may not be deleted now ("" when they may)."""
+    if study.status == Study.Status.CLOSED:  # a draft may be closed without being opened
+        return (
+            "Trials can be deleted only while the study is a draft; this one is closed, and a "
+            "closed study is kept as it is."
+        )
     if study.status != Study.Status.DRAFT:
         return (
-            f"Trials can be deleted only while the study is a draft; this one is {study.status} "
-            "(it has been opened), so participants may have been given its trials."
+            f"Trials can be deleted only while the study is a draft; this one is {study.status}, "
+            "so participants may have been given its trials."
         )
     answers = Answer.objects.filter(trial__study=study, participant__is_preview=False).count()
     if answers:
@@ -37,15 +42,23 @@ def refusal(study: Study) -> str:
     return ""
 
 
-def delete_trials(study: Study, user) -> dict:
+def delete_trials(study: Study, user, expected: int) -> dict:
     """Delete every trial of the study, with its previews; the history entry's changes (e.g.
-    {"deleted": 8, "preview participants": 1}). Under the study's lock, taken before the
-    previews' and the report's as the status change takes them; raises TrialsKept."""
+    {"deleted": 8, "preview participants": 1}). expected: how many trials the researcher was
+    shown (nothing is deleted when the study has another number by now: a colleague or a design
+    job added some). Under the study's lock, taken before the previews' and the report's as the
+    status change takes them; raises TrialsKept."""
     with transaction.atomic():
         locked = Study.objects.select_for_update().get(pk=study.pk)
         if why := refusal(locked):
             raise TrialsKept(why)
-        what: dict = {"deleted": locked.trials.count()}
+        n = locked.trials.count()
+        if n != expected:
+            raise TrialsKept(
+                f"The study now has {n} trials, not the {expected} the confirmation showed; "
+                "nothing was deleted. Look at them and delete again if you still mean it."
+            )
+        what: dict = {"deleted": n}
         if removed := remove_previews(locked):
             what["preview participants"] = removed
         locked.trials.all().delete()  # repeats with their originals

@@ -16,6 +16,8 @@ pytestmark = pytest.mark.django_db
 
 
 def _delete(client, study, **data):
+    if data.get("confirm") == "yes":  # as the confirmation page sends it
+        data.setdefault("n_trials", study.trials.count())
     return client.post(reverse("studies:trials_delete", args=[study.pk]), data)
 
 
@@ -97,3 +99,20 @@ def test_the_draw_into_a_study_with_trials_says_how_to_go_on(client, alice, stud
         "Draw adds trials to a study without trials: delete the existing trials first (Trials "
         "page) or add more by form or CSV."
     ]
+
+
+def test_it_deletes_nothing_when_trials_were_added_after_the_confirmation_was_shown(
+    client, alice, study
+):
+    # A colleague, or a design job finishing, adds a trial between the page and the click.
+    client.force_login(alice)
+    shown = study.trials.count()
+    html = _delete(client, study).content.decode()
+    assert f'name="n_trials" value="{shown}"' in html
+    extra = study.trials.filter(is_practice=False).first()
+    extra.pk = None
+    extra.save()
+    response = _delete(client, study, confirm="yes", n_trials=shown)
+    assert study.trials.count() == shown + 1  # nothing deleted
+    page = client.get(response["Location"]).content.decode()
+    assert f"now has {shown + 1} trials, not the {shown} the confirmation showed" in page
