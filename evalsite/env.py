@@ -81,9 +81,13 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-def env_path(name: str, default: Path) -> Path:
+def env_path(name: str, default: Path, follow_links: bool = True) -> Path:
+    """An absolute path; follow_links=False keeps symlinks as given (made absolute only)."""
     raw = os.environ.get(name)
-    return Path(raw).expanduser().resolve() if raw else default
+    if not raw:
+        return default
+    path = Path(raw).expanduser()
+    return path.resolve() if follow_links else path.absolute()
 
 
 def env_device(name: str) -> str | None:

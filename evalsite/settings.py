@@ -192,8 +192,11 @@ STORAGES = {
 
 # Model checkpoint used by the workers for embeddings and model choices.
 # A relative path is read from the directory the process starts in, as for the other paths, and
-# made absolute here: what the pages show and what the workers load is the same file.
-CSN_CHECKPOINT = str(env_path("CSN_CHECKPOINT", CSN_HOME / "runs" / "demo" / "final.pt"))
+# made absolute here: what the pages show and what the workers load is the same file. Symlinks
+# are kept: the embedder resolves the path at each load, so repointing one needs no restart.
+CSN_CHECKPOINT = str(
+    env_path("CSN_CHECKPOINT", CSN_HOME / "runs" / "demo" / "final.pt", follow_links=False)
+)
 # The model's device, in the workers and for a query clip uploaded to /retrieval/ (web process):
 # cpu, cuda or cuda:N; unset or empty: CUDA when available, else CPU.
 CSN_DEVICE = env_device("CSN_DEVICE")

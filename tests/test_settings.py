@@ -261,3 +261,15 @@ def test_it_reads_a_relative_checkpoint_path_from_the_start_directory(tmp_path):
     result = _manage(["shell", "-c", show], CSN_HOME=str(tmp_path), CSN_CHECKPOINT="runs/x.pt")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == str(ROOT / "runs" / "x.pt")
+
+
+def test_it_keeps_a_checkpoint_path_through_a_symlink_as_given(tmp_path):
+    # Repointing runs/current at another run must reach the workers' next load without a
+    # restart (the embedder resolves the path when it loads), so the setting keeps the link.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "current").symlink_to(tmp_path / "a")
+    show = "from django.conf import settings; print(settings.CSN_CHECKPOINT)"
+    given = str(tmp_path / "current" / "final.pt")
+    result = _manage(["shell", "-c", show], CSN_HOME=str(tmp_path), CSN_CHECKPOINT=given)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == given
