@@ -400,7 +400,7 @@ def _original_slakh2100(tiny_dataset, tmp_path) -> tuple[Path, Path, Path]:
 
 
 def _import_page_of_original_slakh2100(client, alice, tiny_dataset, settings, tmp_path):
-    """(train track, test track, dataset ref, import URL) of a new study of alice's, logged in,
+    """(a new study of alice's, its train track, test track, dataset ref, import URL), logged in,
     with original Slakh2100 the only dataset offered."""
     root, train, test = _original_slakh2100(tiny_dataset, tmp_path)
     settings.MEDIA_ROOT = str(tmp_path / "media")
@@ -408,13 +408,13 @@ def _import_page_of_original_slakh2100(client, alice, tiny_dataset, settings, tm
     (ref,) = datasets()
     study = Study.objects.create(owner=alice, name="import", instruments=["drums", "bass"])
     client.force_login(alice)
-    return train, test, ref, reverse("studies:dataset_import", args=[study.pk])
+    return study, train, test, ref, reverse("studies:dataset_import", args=[study.pk])
 
 
 def test_it_refuses_original_slakh2100s_duplicates_on_the_import_form_naming_redux(
     client, alice, tiny_dataset, settings, tmp_path
 ):
-    train, test, ref, url = _import_page_of_original_slakh2100(
+    study, train, test, ref, url = _import_page_of_original_slakh2100(
         client, alice, tiny_dataset, settings, tmp_path
     )
     data = {"root": ref.slug, "split": "validation", "seconds": 2, "attention": "on"}
@@ -431,7 +431,7 @@ def test_it_refuses_original_slakh2100s_duplicates_on_the_import_form_naming_red
 def test_it_imports_original_slakh2100_leaving_out_duplicates_when_asked_and_counts_them(
     client, alice, tiny_dataset, settings, tmp_path
 ):
-    train, test, ref, url = _import_page_of_original_slakh2100(
+    study, train, test, ref, url = _import_page_of_original_slakh2100(
         client, alice, tiny_dataset, settings, tmp_path
     )
     form = client.get(url).context["form"]
