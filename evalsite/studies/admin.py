@@ -10,6 +10,10 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
+    @admin.display(description="participant ID (as shown to them)")
+    def quoted_id(self, obj: Participant) -> str:
+        return obj.quoted_id
+
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
@@ -48,9 +52,11 @@ class TrialAdmin(admin.ModelAdmin):
 
 @admin.register(Participant)
 class ParticipantAdmin(TakesRecordAdmin):
-    list_display = ("id", "study", "external_pid", "prolific_pid", "step", "started_at")
+    list_display = ("id", "study", "quoted_id", "step", "started_at")
     list_filter = ("study", "step")
-    search_fields = ("prolific_pid", "external_pid", "token")
+    # The participant ID the participant pages show (`quoted_id`, quoted in a deletion request):
+    # a recruitment id, else the token's start.
+    search_fields = ("prolific_pid", "external_pid", "^token")
     # Participants are created by the study link and moved between steps by the flow; a final
     # step is final (design_fill.fill_counts adds such a participant's answers up once,
     # `StudyFold`).

@@ -19,12 +19,12 @@ Step = Participant.Step
 
 def withdraw(p: Participant) -> bool:
     """The participant leaves the study from its current step (a final step, `withdrawn`): its
-    unanswered trials go back to the pool and, unless the study keeps them
-    (`withdrawn_answers`), its answers and trial list are deleted. False (nothing done) when it
-    was at no step one can leave from."""
+    unanswered trials go back to the pool and, unless the participant agreed to a study that
+    keeps them (`Participant.answers_on_leave`), its answers and trial list are deleted. False
+    (nothing done) when it was at no step one can leave from."""
     if p.step not in Participant.WITHDRAWABLE_STEPS:
         return False
-    delete = p.study.setting("withdrawn_answers") != "keep"
+    delete = p.answers_on_leave() != "keep"
     with transaction.atomic():
         # The step's UPDATE holds the participant's row until the commit: an answer POST from
         # another tab in the same instant waits for it and then stores nothing

@@ -169,6 +169,11 @@ class Trial(models.Model):
         return not self.is_practice and not self.is_catch
 
 
+# Characters of the token a participant without a recruitment id is shown as their ID (48 random
+# bits: unique in practice; the 80 bits left keep the page's address unguessable).
+QUOTED_TOKEN_LENGTH = 8
+
+
 class Participant(models.Model):
     class Step(models.TextChoices):
         BROWSER_CHECK = "browser_check", "browser check"
@@ -220,6 +225,10 @@ class Participant(models.Model):
     seed = models.BigIntegerField(default=0)
     started_at = models.DateTimeField(default=timezone.now)
     consented_at = models.DateTimeField(null=True, blank=True)
+    # What "Leave the study" does to the answers ("delete" or "keep", `withdrawn_answers`) as the
+    # consent page said when the participant agreed: a later edit of the study's setting does not
+    # change it. "" before consent (and for those who agreed before it was recorded).
+    withdrawn_answers = models.CharField(max_length=8, blank=True, default="", editable=False)
     last_seen_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     # Answers refused because they came sooner after the trial page than its clips can be played
@@ -260,6 +269,18 @@ class Participant(models.Model):
 
     def __str__(self) -> str:
         return f"participant {self.pk} of {self.study_id}"
+
+    @property
+    def quoted_id(self) -> str:
+        """The ID the participant pages show, for a deletion request: the recruitment id, else
+        the start of the (random) token, which the admin's search finds (`^token`)."""
+        return self.external_id or self.token[:QUOTED_TOKEN_LENGTH]
+
+    def answers_on_leave(self) -> str:
+        """`"delete"` or `"keep"`: what leaving does to the answers, as the participant agreed to;
+        the study's current setting for one who agreed before that was recorded."""
+        on_leave = self.withdrawn_answers or self.study.setting("withdrawn_answers")
+        return "keep" if on_leave == "keep" else "delete"
 
     @property
     def external_id(self) -> str:

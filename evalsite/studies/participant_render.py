@@ -52,7 +52,7 @@ def render_step(request, p: Participant, template: str, context: dict | None = N
            "page_url": reverse("studies:participant", args=[p.token]),
            "can_leave": p.step in Participant.WITHDRAWABLE_STEPS}  # fmt: skip
     if ctx["can_leave"]:
-        ctx["study_keeps_withdrawn"] = p.study.setting("withdrawn_answers") == "keep"
+        ctx["study_keeps_withdrawn"] = p.answers_on_leave() == "keep"
     response = render(
         request, f"studies/participant/{template}", ctx | (context or {}), status=status
     )

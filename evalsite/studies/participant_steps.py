@@ -27,7 +27,7 @@ from evalsite.studies import (
     participant_writes,
     screening,
 )
-from evalsite.studies.consent import stopping_paragraph
+from evalsite.studies.consent import STOPPING, on_leave_now, stopping_paragraph
 from evalsite.studies.models import Participant
 from evalsite.studies.participant_forms import QuestionnaireForm, ScreeningForm, parse_answer
 from evalsite.studies.participant_render import render_step
@@ -46,7 +46,10 @@ def _simple(template):
 
 
 def get_consent(request, p):
-    return render_step(request, p, "consent.html", {"stopping": stopping_paragraph(p.study)})
+    on_leave = on_leave_now(p.study)
+    return render_step(
+        request, p, "consent.html", {"on_leave": on_leave, "stopping": stopping_paragraph(on_leave)}
+    )
 
 
 def get_questionnaire(request, p, form=None):
@@ -119,7 +122,7 @@ def get_screened_out(request, p):
 
 
 def get_withdrawn(request, p):
-    kept = p.study.setting("withdrawn_answers") == "keep"
+    kept = p.answers_on_leave() == "keep"
     return render_step(
         request, p, "withdrawn.html", {"kept": kept, "prolific": bool(p.prolific_pid)}
     )
@@ -146,7 +149,13 @@ def post_browser_check(request, p):
 
 def post_consent(request, p):
     if request.POST.get("decision") == "agree":
-        flow.advance(p, Step.CONSENT, Step.QUESTIONNAIRE, consented_at=timezone.now())
+        # The participant agrees to what the page said ("on_leave"): where the study's setting
+        # changed since, the page is shown again with the new paragraph, nothing recorded.
+        on_leave = on_leave_now(p.study)
+        if request.POST.get("on_leave", on_leave) in STOPPING.keys() - {on_leave}:
+            return get_consent(request, p)
+        flow.advance(p, Step.CONSENT, Step.QUESTIONNAIRE, consented_at=timezone.now(),
+                     withdrawn_answers=on_leave)  # fmt: skip
     elif request.POST.get("decision") == "decline":
         flow.advance(p, Step.CONSENT, Step.DECLINED)
 
