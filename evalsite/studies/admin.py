@@ -10,10 +10,6 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
-    @admin.display(description="participant ID (as shown to them)")
-    def quoted_id(self, obj: Participant) -> str:
-        return obj.quoted_id
-
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
@@ -55,8 +51,9 @@ class ParticipantAdmin(TakesRecordAdmin):
     list_display = ("id", "study", "quoted_id", "step", "started_at")
     list_filter = ("study", "step")
     # The participant ID the participant pages show (`quoted_id`, quoted in a deletion request):
-    # a recruitment id, else the token's start.
-    search_fields = ("prolific_pid", "external_pid", "^token")
+    # a recruitment id, else the token's start. Matched exactly, case included (`=` and `^`
+    # ignore case), so that a search finds the one participant, not those whose ID contains it.
+    search_fields = ("prolific_pid__exact", "external_pid__exact", "token__startswith")
     # Participants are created by the study link and moved between steps by the flow; a final
     # step is final (design_fill.fill_counts adds such a participant's answers up once,
     # `StudyFold`).
@@ -64,6 +61,10 @@ class ParticipantAdmin(TakesRecordAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    @admin.display(description="participant ID (as shown to them)")
+    def quoted_id(self, obj: Participant) -> str:
+        return obj.quoted_id
 
     # A deleted participant's answers leave the stored reports too, as a withdrawal's do.
     def delete_model(self, request, obj) -> None:

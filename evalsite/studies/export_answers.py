@@ -4,11 +4,11 @@
 `ANSWER_COLUMNS`): one row per main or catch answer. `full_answers_dataframe(study)` holds every
 stored answer exactly once, practice answers included and flagged, with a few logged extras after
 the contract columns (the `answers.csv` and `answers.json` downloads).
-`participants_dataframe(study)` has one row per participant (recruitment ids, status, codes,
-questionnaire, screening), for paying, approving or excluding participants and analysing by
-background. Kept apart from the downloads (`export`), the clip manifest and config snapshot
-(`export_provenance`) and the column documentation (`export_codebook`): the report pipeline reads
-these tables without any of the rest.
+`participants_dataframe(study)` has one row per participant (recruitment ids, the participant ID
+they were shown, status, codes, questionnaire, screening), for paying, approving, excluding or
+deleting participants and analysing by background. Kept apart from the downloads (`export`), the
+clip manifest and config snapshot (`export_provenance`) and the column documentation
+(`export_codebook`): the report pipeline reads these tables without any of the rest.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ EXTRA_COLUMNS = (
 
 PARTICIPANT_COLUMNS = (
     "study", "participant", "session", "prolific_pid", "prolific_study_id", "prolific_session_id",
-    "external_pid", "status", "language", "started_at", "consented_at", "finished_at",
+    "external_pid", "participant_id", "status", "language", "started_at", "consented_at",
+    "withdrawn_answers", "finished_at",
     "last_seen_at", "musical_training", "plays_instrument", "device", "headphones", "web_audio",
     "phone", "audio_sample_rate", "user_agent", "screening_passed", "antiphase_correct",
     "antiphase_trials", "huggins_correct", "huggins_trials", "screening_reloads", "screen_out_code",
@@ -150,7 +151,8 @@ def iso_utc(value: datetime | None) -> str:
 
 def participants_dataframe(study: Study) -> pd.DataFrame:
     """One row per participant of `study` who entered (`PARTICIPANT_COLUMNS`), whatever the step
-    reached: ids to pay or approve with (Prolific's), status and codes, the questionnaire, the
+    reached: ids to pay or approve with (Prolific's), the ID a deletion request quotes, status and
+    what leaving does to the answers as agreed at consent, codes, the questionnaire, the
     browser check, the screening score, and answers counted from the stored answers."""
     answers = full_answers_dataframe(study)
     main = answers[~answers["is_practice"]]
@@ -171,8 +173,10 @@ def participants_dataframe(study: Study) -> pd.DataFrame:
             "study": study.pk, "participant": p.pk, "session": p.session,
             "prolific_pid": p.prolific_pid, "prolific_study_id": p.prolific_study_id,
             "prolific_session_id": p.prolific_session_id, "external_pid": p.external_pid,
+            "participant_id": p.quoted_id,
             "status": p.step, "language": p.language, "started_at": iso_utc(p.started_at),
-            "consented_at": iso_utc(p.consented_at), "finished_at": iso_utc(p.finished_at),
+            "consented_at": iso_utc(p.consented_at), "withdrawn_answers": p.withdrawn_answers,
+            "finished_at": iso_utc(p.finished_at),
             "last_seen_at": iso_utc(p.last_seen_at),
             **{f: p.questionnaire.get(f, "") for f in QUESTIONNAIRE_FIELDS},
             "web_audio": p.browser.get("web_audio", ""), "phone": p.browser.get("phone", ""),

@@ -75,16 +75,31 @@ CODEBOOK: dict[str, dict[str, dict]] = {
         "prolific_study_id": _col("Prolific STUDY_ID from the study link", "string or ''"),
         "prolific_session_id": _col("Prolific SESSION_ID from the study link", "string or ''"),
         "external_pid": _col("Generic `pid` from the study link", "string or ''"),
+        "participant_id": _col(
+            "Participant ID shown at the foot of every participant page, which a deletion request"
+            " quotes: prolific_pid, else external_pid, else the first 8 characters of the"
+            " participant's random token (not `participant`); match it exactly, case included",
+            "string",
+        ),
         "status": _col(
             "Step reached (final steps: done, screened_out, declined, refused, full, withdrawn)",
             "string",
             "browser_check, consent, questionnaire, calibration, screening, instructions, "
             "practice, trials, done, screened_out, declined, refused, full, withdrawn (left"
-            " the study on its page; its answers are deleted unless the study keeps them)",
+            " the study on its page; its answers are deleted unless its `withdrawn_answers` is"
+            " keep, or, where that is empty, the study's current setting keeps them)",
         ),
         "language": _col("Language the pages were shown in", "string", "en, ja"),
         "started_at": _col("Server time of entry", "ISO 8601 UTC"),
         "consented_at": _col("Server time consent was given", "ISO 8601 UTC or ''"),
+        "withdrawn_answers": _col(
+            "What “Leave the study” does to the participant's answers, as the consent page said"
+            " when they agreed (recorded at consent; a later edit of the study's setting does"
+            " not change it)",
+            "string",
+            "delete, keep, '' (not consented, or consented before this was recorded: the"
+            " study's current `withdrawn_answers` applies)",
+        ),
         "finished_at": _col("Server time a final step was reached", "ISO 8601 UTC or ''"),
         "last_seen_at": _col("Server time of the last page or answer", "ISO 8601 UTC"),
         "musical_training": _col(

@@ -273,7 +273,7 @@ class Participant(models.Model):
     @property
     def quoted_id(self) -> str:
         """The ID the participant pages show, for a deletion request: the recruitment id, else
-        the start of the (random) token, which the admin's search finds (`^token`)."""
+        the start of the (random) token, which the admin's search finds (`token__startswith`)."""
         return self.external_id or self.token[:QUOTED_TOKEN_LENGTH]
 
     def answers_on_leave(self) -> str:

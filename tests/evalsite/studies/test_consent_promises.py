@@ -1,7 +1,8 @@
 """What the consent page's paragraph promises, kept: every participant is shown an ID to quote
-from the consent page on (a derived reference where the study link gave none) that finds them in
-the admin, and leaving does to the answers what the consent page said when they agreed, whatever
-the study's setting is now."""
+from the consent page on (a derived reference where the study link gave none) that finds them,
+and only them, in the admin and in participants.csv; leaving does to the answers what the consent
+page said when they agreed, whatever the study's setting is now, and participants.csv records
+that setting."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from evalsite.studies.export_answers import participants_dataframe
 from evalsite.studies.models import Answer, Participant
 from tests.evalsite.studies.conftest import enter
 from tests.evalsite.studies.participant_steps import (
@@ -100,3 +102,48 @@ def test_agreeing_to_a_paragraph_the_study_has_since_changed_shows_the_new_one(
     post(client, p, "consent", decision="agree", on_leave="keep")
     p.refresh_from_db()
     assert p.step == "questionnaire" and p.withdrawn_answers == "keep"
+
+
+def _admin_search(client, django_user_model, q: str) -> list[Participant]:
+    client.force_login(django_user_model.objects.create_superuser("root", "r@example.org", "pw"))
+    found = client.get(reverse("admin:studies_participant_changelist"), {"q": q})
+    return list(found.context["cl"].result_list)
+
+
+def test_the_admin_search_for_an_id_finds_only_the_participant_shown_it(
+    client, django_user_model, listening_study
+):
+    quoting = enter(Client(), listening_study, pid="lab-7")
+    for params in ({"pid": "lab-77"}, {"PROLIFIC_PID": "xlab-7"}):  # their IDs contain it
+        enter(Client(), listening_study, **params)
+    assert _admin_search(client, django_user_model, "lab-7") == [quoting]
+
+
+def test_the_admin_search_for_a_token_start_tells_case_apart(
+    client, django_user_model, listening_study
+):
+    plain, other = (enter(Client(), listening_study) for _ in range(2))
+    Participant.objects.filter(pk=plain.pk).update(token="abcdefgh" + plain.token[8:])
+    Participant.objects.filter(pk=other.pk).update(token="ABCDEFGH" + other.token[8:])
+    assert _admin_search(client, django_user_model, "abcdefgh") == [plain]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"PROLIFIC_PID": "pp-quote"}, {"pid": "lab-quote"}],
+    ids=["plain", "prolific", "pid"],
+)
+def test_participants_csv_holds_the_id_shown_and_the_setting_agreed_to(
+    client, listening_study, params
+):
+    _set_on_leave(listening_study, "keep")
+    p = to_step(client, enter(client, listening_study, **params), "questionnaire")
+    not_yet = enter(Client(), listening_study)  # before consent: nothing agreed to
+    _set_on_leave(listening_study, "delete")  # edited since
+    rows = participants_dataframe(listening_study).set_index("participant")
+    assert rows.loc[p.pk, "participant_id"] in _page(client, p)
+    assert rows.loc[p.pk, "participant_id"] == (
+        params.get("PROLIFIC_PID") or params.get("pid") or p.token[:8]
+    )
+    assert rows.loc[p.pk, "withdrawn_answers"] == "keep"
+    assert rows.loc[not_yet.pk, "withdrawn_answers"] == ""
