@@ -19,7 +19,7 @@ from django.db.models import Count
 from csn_model import CONDITIONS
 from evalsite.datasets.catalog import datasets
 from evalsite.stimuli.models import Catalogue, Clip
-from evalsite.studies.consent import stopping_paragraph_in_english
+from evalsite.studies.consent import SCREENED_OUT_START, stopping_paragraph_in_english
 from evalsite.studies.models import DEFAULT_SETTINGS, MAX_PRACTICE_TRIALS, Study, Trial
 
 FieldT = TypeVar("FieldT", bound=forms.Field)
@@ -72,7 +72,8 @@ def _consent_help_text() -> str:
     return (
         "Shown before anything else. The consent page then adds its own paragraph on what "
         "happens to the answers of a participant who stops, following “Answers of participants "
-        f"who leave” below. {added}"
+        f"who leave” below. {added} Without headphone screening, the sentence "
+        f"“{SCREENED_OUT_START}, …” is left out."
     )
 
 

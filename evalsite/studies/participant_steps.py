@@ -27,7 +27,7 @@ from evalsite.studies import (
     participant_writes,
     screening,
 )
-from evalsite.studies.consent import STOPPING, on_leave_now, stopping_paragraph
+from evalsite.studies.consent import ON_LEAVE, on_leave_now, stopping_paragraph
 from evalsite.studies.models import Participant
 from evalsite.studies.participant_forms import QuestionnaireForm, ScreeningForm, parse_answer
 from evalsite.studies.participant_render import render_step
@@ -47,9 +47,8 @@ def _simple(template):
 
 def get_consent(request, p):
     on_leave = on_leave_now(p.study)
-    return render_step(
-        request, p, "consent.html", {"on_leave": on_leave, "stopping": stopping_paragraph(on_leave)}
-    )
+    stopping = stopping_paragraph(on_leave, p.study)
+    return render_step(request, p, "consent.html", {"on_leave": on_leave, "stopping": stopping})
 
 
 def get_questionnaire(request, p, form=None):
@@ -152,7 +151,7 @@ def post_consent(request, p):
         # The participant agrees to what the page said ("on_leave"): where the study's setting
         # changed since, the page is shown again with the new paragraph, nothing recorded.
         on_leave = on_leave_now(p.study)
-        if request.POST.get("on_leave", on_leave) in STOPPING.keys() - {on_leave}:
+        if request.POST.get("on_leave", on_leave) in set(ON_LEAVE) - {on_leave}:
             return get_consent(request, p)
         flow.advance(p, Step.CONSENT, Step.QUESTIONNAIRE, consented_at=timezone.now(),
                      withdrawn_answers=on_leave)  # fmt: skip
