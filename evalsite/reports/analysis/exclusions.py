@@ -151,5 +151,31 @@ def _exclusion_rows(summary: pd.DataFrame, checks: list[_Check]) -> list[dict]:
     return rows
 
 
+def unscored_catch_notes(df: pd.DataFrame, rules: ExclusionRules) -> list[str]:
+    """A note for each reason catch answers go unscored by the catch rule, other than a kind the
+    rules leave out (repeat): no catch_kind (the CSV command's input may lack the column), or no
+    catch_correct on a scored kind. Without a kind the rule cannot tell a repeat, which measures
+    consistency and does not exclude, from a trial with a right answer, so it does not guess."""
+    catch = df[df["is_catch"]]
+    rule, kinds = "catch_accuracy_below_threshold", ", ".join(rules.catch_kinds)
+    notes = []
+    no_kind = int((catch["catch_kind"] == "").sum())
+    if no_kind:
+        notes.append(
+            f"{rule} not applied to {no_kind} catch answers: their catch_kind is empty, and the "
+            f"rule scores only the kinds {kinds} (a repeat catch trial, which does not exclude, "
+            "cannot be told apart); give catch_kind in the answers to apply it"
+        )
+    no_score = int(
+        (catch["catch_kind"].isin(rules.catch_kinds) & catch["catch_correct"].isna()).sum()
+    )
+    if no_score:
+        notes.append(
+            f"{rule} not applied to {no_score} catch answers of the kinds {kinds}: their "
+            "catch_correct is empty, so whether they were answered correctly is unknown"
+        )
+    return notes
+
+
 def apply_exclusions(df: pd.DataFrame, exclusions: pd.DataFrame) -> pd.DataFrame:
     return df[~df["participant"].isin(set(exclusions["participant"]))].reset_index(drop=True)

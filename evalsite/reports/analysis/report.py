@@ -202,6 +202,8 @@ def _run_exclusions(report: Report, df: pd.DataFrame, config: ReportConfig):
     excl, participants = exclusions.find_exclusions(df, config.rules)
     report.tables["participants"] = participants
     report.tables["exclusions"] = excl
+    for text in exclusions.unscored_catch_notes(df, config.rules):
+        report.note("warning", "exclusions", text)
     clean = exclusions.apply_exclusions(df, excl)
     report.meta.update(
         n_excluded=int(excl["participant"].nunique()),

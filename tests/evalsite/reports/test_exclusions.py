@@ -102,3 +102,64 @@ def test_it_returns_an_empty_table_with_its_columns_when_no_rule_fires(answers):
     exclusions, summary = find_exclusions(answers, rules)
     assert exclusions.empty and list(exclusions.columns) == EXCLUSION_COLUMNS
     assert _plain(summary) == SUMMARY | {"excluded": [False] * 8, "rules": [""] * 8}
+
+
+def _catch_answers(**catch_columns) -> pd.DataFrame:
+    """6 participants x 10 main + 4 catch answers; p0 gets every catch trial wrong. The catch
+    rows carry only the columns given (the CSV command's input may leave any out)."""
+    rows = []
+    for p in range(6):
+        rows += [
+            {"participant": f"p{p}", "trial": f"t{i}", "instrument": "drums",
+             "chosen": "ab"[(i + p) % 2], "model_choice": "a", "is_catch": False}
+            for i in range(10)
+        ]  # fmt: skip
+        for i in range(4):
+            row = {"participant": f"p{p}", "trial": f"c{i}", "instrument": "drums", "chosen": "a",
+                   "model_choice": None, "is_catch": True}  # fmt: skip
+            for column, value in catch_columns.items():
+                row[column] = value(p) if callable(value) else value
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _catch_warnings(report) -> list[str]:
+    return [m["text"] for m in report.messages if m["part"] == "exclusions"]
+
+
+def test_it_warns_that_the_catch_rule_was_not_applied_when_catch_trials_have_no_kind():
+    from evalsite.reports.analysis import ReportConfig, build_report
+
+    answers = _catch_answers(catch_correct=lambda p: 0.0 if p == 0 else 1.0)
+    report = build_report(answers, ReportConfig(n_boot=20, mixed_model=False))
+    assert report.tables["exclusions"].empty  # the rule cannot tell repeats from the others
+    (text,) = _catch_warnings(report)
+    assert "catch_accuracy_below_threshold" in text and "24 catch answers" in text
+    assert "catch_kind" in text and "identical, attention" in text
+
+
+def test_it_warns_that_the_catch_rule_was_not_applied_when_catch_answers_are_unscored():
+    from evalsite.reports.analysis import ReportConfig, build_report
+
+    answers = _catch_answers(catch_kind="identical")
+    report = build_report(answers, ReportConfig(n_boot=20, mixed_model=False))
+    (text,) = _catch_warnings(report)
+    assert "catch_accuracy_below_threshold" in text and "24 catch answers" in text
+    assert "catch_correct" in text
+
+
+def test_it_applies_the_catch_rule_without_a_warning_when_kinds_and_scores_are_given():
+    from evalsite.reports.analysis import ReportConfig, build_report
+
+    answers = _catch_answers(catch_kind="identical", catch_correct=lambda p: 0.0 if p == 0 else 1.0)
+    report = build_report(answers, ReportConfig(n_boot=20, mixed_model=False))
+    assert list(report.tables["exclusions"]["participant"]) == ["p0"]
+    assert _catch_warnings(report) == []
+
+
+def test_it_does_not_warn_about_repeat_catch_trials_the_rule_leaves_out_by_design(answers):
+    from evalsite.reports.analysis.exclusions import unscored_catch_notes
+
+    repeats = answers.assign(catch_kind=answers["catch_kind"].replace("identical", "repeat"))
+    assert unscored_catch_notes(repeats, ExclusionRules()) == []
+    assert unscored_catch_notes(answers, ExclusionRules()) == []
