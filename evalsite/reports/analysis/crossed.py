@@ -75,8 +75,10 @@ def crossed_table(df: pd.DataFrame, confidence: float = 0.95) -> tuple[pd.DataFr
     return out, notes
 
 
-def crossed_row(term: str, participant, trial, y, confidence: float) -> tuple[dict, str | None]:
-    """One row and, where the interval is left empty, the reason."""
+def crossed_row(
+    term: str, participant, trial, y, confidence: float, value: str = "agree"
+) -> tuple[dict, str | None]:
+    """One row and, where the interval is left empty, the reason (naming y as `value`)."""
     p_codes, _ = pd.factorize(pd.Series(participant), sort=False)
     t_codes, _ = pd.factorize(pd.Series(trial), sort=False)
     y = np.asarray(y, dtype=float)
@@ -90,7 +92,7 @@ def crossed_row(term: str, participant, trial, y, confidence: float) -> tuple[di
         n_participants=n_p,
         n_trials=n_t,
     )
-    reason = _not_estimable(n_p, n_t, y)
+    reason = _not_estimable(n_p, n_t, y, value)
     if reason:
         return row, reason
     components = _components(p_codes, t_codes, y)
@@ -116,13 +118,13 @@ def crossed_row(term: str, participant, trial, y, confidence: float) -> tuple[di
     return row, None
 
 
-def _not_estimable(n_participants: int, n_trials: int, y: np.ndarray) -> str | None:
+def _not_estimable(n_participants: int, n_trials: int, y: np.ndarray, value: str) -> str | None:
     if n_participants < 2:
         return f"{len(y)} answer(s) from one participant (needs two or more participants)"
     if n_trials < 2:
         return f"{len(y)} answers to one trial (needs two or more trials)"
     if y.min() == y.max():
-        return f"all {len(y)} answers are equal (agree = {y[0]:g}), so no variance to estimate"
+        return f"all {len(y)} answers are equal ({value} = {y[0]:g}), so no variance to estimate"
     return None
 
 

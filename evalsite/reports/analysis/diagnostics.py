@@ -10,25 +10,38 @@ import pandas as pd
 from scipy import special, stats
 
 from .consent import scored
+from .crossed import COLUMNS as CROSSED_COLUMNS
+from .crossed import crossed_row
 from .inputs import instruments_present
 from .proportions import holm, proportion_row
 
 
-def position_bias(df: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
-    """Share of (non-catch) answers choosing screen position A, against 0.5; answers whose screen
-    position is unknown (no displayed_first) are left out, and none known gives an empty table."""
+def position_bias(df: pd.DataFrame, confidence: float = 0.95) -> tuple[pd.DataFrame, list[str]]:
+    """Share of (non-catch) answers choosing screen position A, tested against 0.5 with answers
+    clustered by participant and by trial (crossed.crossed_row: moment estimates of the variance
+    components, Wald interval, z test, Holm across instruments). Each participant may lean
+    towards A or B; an answer-level binomial test would read that spread as a bias (about 22 %
+    of its p-values fell below 0.05 with no bias, tests/evalsite/reports/test_diagnostics.py).
+
+    Answers whose screen position is unknown (no displayed_first) are left out; none known gives
+    an empty table. Returns the table and a note for each row whose interval is left empty."""
     data = df[~df["is_catch"] & df["chosen_position"].notna()]
     if data.empty:
-        return pd.DataFrame()
-    rows = []
+        return pd.DataFrame(), []
+    rows, notes = [], []
     for term in [*instruments_present(data), "overall"]:
         part = data if term == "overall" else data[data["instrument"] == term]
-        k = int((part["chosen_position"] == "A").sum())
-        rows.append(proportion_row(term, k, len(part), confidence))
-    out = pd.DataFrame(rows)
+        y = (part["chosen_position"] == "A").astype(float)
+        row, reason = crossed_row(
+            term, part["participant"], part["trial"], y, confidence, "chose A"
+        )
+        rows.append(row)
+        if reason:
+            notes.append(f"position_bias interval and test for {term} left empty: {reason}")
+    out = pd.DataFrame(rows, columns=CROSSED_COLUMNS)
     inst = out["term"] != "overall"
     out.loc[inst, "p_adj"] = holm(out.loc[inst, "p_val"].to_numpy())
-    return out
+    return out, notes
 
 
 def _binned(data: pd.DataFrame, column: str, n_bins: int, confidence: float) -> pd.DataFrame:

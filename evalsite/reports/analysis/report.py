@@ -353,7 +353,9 @@ def _agreement(report, clean, df, config):
 
 def _diagnostics(report, clean, df, config):
     c = config.confidence
-    report.tables["position_bias"] = diagnostics.position_bias(clean, c)
+    report.tables["position_bias"], notes = diagnostics.position_bias(clean, c)
+    for text in notes:
+        report.note("warning", "diagnostics", text)
     report.tables["fatigue"] = diagnostics.fatigue(clean, config.fatigue_bins, c)
     left_out = diagnostics.fatigue_left_out(clean)
     if left_out:

@@ -104,18 +104,22 @@ def psychometric_plot(report: Report) -> str | None:
 
 
 def _share_plot(
-    table: pd.DataFrame | None, level: str, xlabel: str, ylabel: str, x_col: str = "term"
+    table: pd.DataFrame | None, label: str, xlabel: str, ylabel: str, x_col: str = "term"
 ):
+    """Shares with their intervals (`label` names the interval); a row whose interval is empty
+    is drawn as a point without bars."""
     if table is None or table.empty:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.2))
     x = list(range(len(table)))
-    _interval_points(ax, table, x, 0.0, f"{level} Wilson", color="C0")
+    _interval_points(ax, table.fillna({"ci_low": table["estimate"], "ci_high": table["estimate"]}),
+                     x, 0.0, label, color="C0")  # fmt: skip
     ax.axhline(0.5, label="0.5", **CHANCE)
     ax.set_xticks(x, list(table[x_col]))
     ax.set_ylim(0, 1)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
     return _svg(fig)
 
 
@@ -127,11 +131,14 @@ def plot_makers(report: Report) -> dict[str, Callable[[], str | None]]:
         "consent": lambda: consent_plot(report),
         "psychometric": lambda: psychometric_plot(report),
         "position_bias": lambda: _share_plot(
-            report.tables.get("position_bias"), level, "instrument", "share choosing position A"
+            report.tables.get("position_bias"),
+            f"crossed random effects {level}",
+            "instrument",
+            "share choosing position A",
         ),
         "fatigue": lambda: _share_plot(
             report.tables.get("fatigue"),
-            level,
+            f"Wilson {level} (answer level)",
             "trial-index bin (session order)",
             "share agreeing with the model",
         ),

@@ -28,7 +28,8 @@ TITLES = {
     "reliability": "Agreement among people (identity-coded; trial bootstrap {level})",
     "noise_ceiling": "Leave-one-rater-out noise ceiling and the model relative to it",
     "exclusions": "Excluded participants (pre-registered rules)",
-    "position_bias": "Position bias (share choosing screen position A)",
+    "position_bias": "Position bias (share choosing screen position A; participants and trials "
+    "crossed, Wald {level}, z test against 0.5, Holm across instruments)",
     "fatigue": "Fatigue (consent by trial-index bin)",
     "psychometric": "Consent by model margin (bins)",
     "catch": "Catch-trial pass rates",
@@ -43,6 +44,10 @@ MIXED_NOTE = (
     "Instrument terms: Wald z test of log-odds 0 (consent 0.5) allowing for participants and "
     "trials crossed, Holm across instruments (p_adj); covariates are not adjusted."
 )
+ANSWER_LEVEL_NOTE = (
+    "Descriptive: the Wilson intervals treat every answer as independent, but answers cluster by "
+    "participant, so they are too narrow."
+)
 NOTES = {
     "consent": "Descriptive: the exact binomial test and the Wilson and Clopper-Pearson intervals "
     "treat every answer as independent, but answers cluster by participant and by trial, so the "
@@ -56,6 +61,13 @@ NOTES = {
     "mixed_laplace and mixed) and the crossed table.",
     "mixed": MIXED_NOTE,
     "mixed_laplace": MIXED_NOTE,
+    "position_bias": "Tested with participants and trials crossed (the crossed table's moment "
+    "estimates): a participant's own lean towards A or B counts as clustering, not as a bias of "
+    "the study. The same_position_responding exclusion rule judges participants one by one.",
+    "fatigue": ANSWER_LEVEL_NOTE,
+    "psychometric": ANSWER_LEVEL_NOTE,
+    "catch": ANSWER_LEVEL_NOTE,
+    "test_retest": ANSWER_LEVEL_NOTE,
     "gee": "Instrument terms: Wald z test of log-odds 0 (consent 0.5), Holm across instruments "
     "(p_adj); robust to clustering by participant only, not by trial.",
 }

@@ -28,7 +28,8 @@ def test_it_names_the_reports_confidence_in_the_summary_headings(report_at_80):
         levels = [h for h in headings if "%" in h]
         assert any(h.startswith(("## Consent per", "Consent per")) for h in levels), headings
         assert any(h.startswith(("## Consent with participants", "Consent with")) for h in levels)
-        assert len(levels) == 3 and all("80%" in h and "95%" not in h for h in levels), levels
+        assert any(h.startswith(("## Position bias", "Position bias")) for h in levels)
+        assert len(levels) == 4 and all("80%" in h and "95%" not in h for h in levels), levels
 
 
 def test_it_names_the_reports_confidence_in_the_plot_labels(report_at_80):
@@ -38,6 +39,8 @@ def test_it_names_the_reports_confidence_in_the_plot_labels(report_at_80):
     assert "consent (Wilson 80%)" in labels["consent"]
     assert "crossed random effects 80%" in labels["consent"]
     assert "binned consent (Wilson 80%)" in labels["psychometric"]
+    assert "crossed random effects 80%" in labels["position_bias"]
+    assert "Wilson 80% (answer level)" in labels["fatigue"]
     assert not [label for found in labels.values() for label in found if "95%" in label]
 
 

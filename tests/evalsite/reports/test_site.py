@@ -119,7 +119,7 @@ def test_it_titles_the_tables_with_the_reports_confidence(client, sim_study, ali
     page = client.get(reverse("reports:page", args=[sim_study.pk])).content.decode()
     headings = re.findall(r"<h2 id=\"table-[^\"]*\">(.*?)</h2>", page)
     levels = [h for h in headings if "%" in h]
-    assert len(levels) == 3 and all("80%" in h and "95%" not in h for h in levels), headings
+    assert len(levels) == 4 and all("80%" in h and "95%" not in h for h in levels), headings
 
 
 def test_it_never_computes_in_the_request(client, sim_study, alice):

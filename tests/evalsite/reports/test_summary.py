@@ -72,6 +72,16 @@ def test_it_says_the_answer_and_participant_level_tests_are_descriptive():
     assert "mixed_laplace" in page
 
 
+def test_it_says_how_position_bias_is_tested_and_that_answer_level_intervals_are_descriptive():
+    empty = pd.DataFrame({"term": ["drums"], "p_val": [0.5]})
+    report = Report(tables={"position_bias": empty, "fatigue": empty, "catch": empty})
+    md = markdown_summary(report)
+    assert "participants and trials crossed" in _note_after(md, "Position bias")
+    for heading in ("Fatigue", "Catch-trial"):
+        note = _note_after(md, heading)
+        assert "Descriptive" in note and "independent" in note, heading
+
+
 @pytest.mark.django_db
 def test_it_notes_the_descriptive_tests_on_the_report_page(client, sim_study, alice):
     recompute_report(sim_study.pk)
