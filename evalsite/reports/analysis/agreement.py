@@ -111,14 +111,30 @@ def boot_interval(boot: np.ndarray, lo: float, hi: float) -> tuple[float, float,
     )
 
 
-def _identical_note(table: str, term: str, measure: str, boot: np.ndarray) -> str | None:
+def _empty_note(table: str, term: str, measure: str, boot: np.ndarray, reason: str) -> str | None:
+    """A note where every bootstrap replicate is the same value, so the interval is left empty."""
     known = boot[~np.isnan(boot)]
     if len(known) == 0 or known.min() != known.max():
         return None
     return (
         f"{table} interval for {term} ({measure}) left empty: every bootstrap replicate gives "
-        f"{known[0]:.3g} (the raters of its trials never disagree)"
+        f"{known[0]:.3g} ({reason})"
     )
+
+
+def _reliability_note(term: str, measure: str, counts: np.ndarray, estimate: float, boot):
+    """Why a reliability estimate or interval is empty, where it is."""
+    if np.isnan(estimate) and (counts.sum(axis=0) == 0).any():
+        return (
+            f"reliability for {term} ({measure}) left empty: every rater of every trial chose "
+            "the same candidate, so chance agreement is 1 and the measure is 0/0 (undefined)"
+        )
+    reason = (
+        "the raters of its trials never disagree"
+        if np.nanmax(boot, initial=0) == 1
+        else "every trial has the same split of choices"
+    )
+    return _empty_note("reliability", term, measure, boot, reason)
 
 
 def agreement_tables(df: pd.DataFrame, n_boot: int, seed: int, confidence: float = 0.95):
@@ -140,11 +156,12 @@ def agreement_tables(df: pd.DataFrame, n_boot: int, seed: int, confidence: float
         ):
             boot = np.asarray(fn(counts, w), dtype=float)
             se, ci_low, ci_high = boot_interval(boot, lo, hi)
+            estimate = float(fn(counts))
             rel_rows.append(
                 {
                     "term": term,
                     "measure": measure,
-                    "estimate": float(fn(counts)),
+                    "estimate": estimate,
                     "se": se,
                     "ci_low": ci_low,
                     "ci_high": ci_high,
@@ -152,7 +169,7 @@ def agreement_tables(df: pd.DataFrame, n_boot: int, seed: int, confidence: float
                     "n_items": len(part),
                 }
             )
-            notes.append(_identical_note("reliability", term, measure, boot))
+            notes.append(_reliability_note(term, measure, counts, estimate, boot))
         with warnings.catch_warnings():  # no model choices: the model columns are all NaN
             warnings.simplefilter("ignore", RuntimeWarning)
             ceil_rows.append(_ceiling_row(term, part, w, lo, hi, notes))
@@ -162,31 +179,73 @@ def agreement_tables(df: pd.DataFrame, n_boot: int, seed: int, confidence: float
 def _ceiling_row(
     term: str, part: pd.DataFrame, w: np.ndarray, lo: float, hi: float, notes: list
 ) -> dict:
+    """The ceiling over every rated trial (`estimate`), and on the trials with a model choice
+    (`model_ceiling`), which `relative` = model_agreement / model_ceiling divides by."""
     credit, n = part["credit"].to_numpy(), part["n"].to_numpy()
     cm, mn, ma = (part[c].to_numpy() for c in ("credit_m", "model_n", "model_agree"))
     with np.errstate(invalid="ignore", divide="ignore"):
-        ceiling = credit.sum() / n.sum()
-        model = ma.sum() / mn.sum()
-        relative = model / (cm.sum() / mn.sum())
+        ceiling, model, model_ceiling = (
+            credit.sum() / n.sum(),
+            ma.sum() / mn.sum(),
+            cm.sum() / mn.sum(),
+        )
         b_ceiling = (w @ credit) / (w @ n)
-        b_relative = ((w @ ma) / (w @ mn)) / ((w @ cm) / (w @ mn))
+        b_model_ceiling = (w @ cm) / (w @ mn)
+        # A ceiling of 0 (every trial an even split) leaves relative undefined, not inf.
+        relative = model / model_ceiling if model_ceiling > 0 else np.nan
+        b_relative = np.where(b_model_ceiling > 0, ((w @ ma) / (w @ mn)) / b_model_ceiling, np.nan)
     se, ci_low, ci_high = boot_interval(b_ceiling, lo, hi)
+    _, mc_low, mc_high = boot_interval(b_model_ceiling, lo, hi)
     _, rel_low, rel_high = boot_interval(b_relative, lo, hi)
-    notes.append(_identical_note("noise_ceiling", term, "ceiling", b_ceiling))
-    notes.append(_identical_note("noise_ceiling", term, "relative", b_relative))
+    notes.append(
+        _empty_note("noise_ceiling", term, "ceiling", b_ceiling, _ceiling_reason(b_ceiling))
+    )
+    notes.append(_relative_note(term, model, model_ceiling, b_relative))
     return {
         "term": term,
         "estimate": float(ceiling),
         "se": se,
         "ci_low": ci_low,
         "ci_high": ci_high,
+        "model_ceiling": float(model_ceiling),
+        "model_ceiling_ci_low": mc_low,
+        "model_ceiling_ci_high": mc_high,
         "model_agreement": float(model),
         "relative": float(relative),
         "relative_ci_low": rel_low,
         "relative_ci_high": rel_high,
         "n": int(n.sum()),
+        "model_n": int(mn.sum()),
         "n_items": len(part),
     }
+
+
+def _ceiling_reason(boot: np.ndarray) -> str:
+    """Why every replicate of the leave-one-rater-out ceiling is one value (1 and 0 have one
+    cause each: a rater scores 1 only with the others unanimous, 0 only outvoted by them)."""
+    value = np.nanmax(boot, initial=np.nan)
+    if value == 1:
+        return "the raters of its trials never disagree"
+    if value == 0:
+        return "every trial is an even split, so each rater is outvoted by the others"
+    return "every trial gives the same share"
+
+
+def _relative_note(term: str, model: float, model_ceiling: float, boot: np.ndarray):
+    if model_ceiling == 0:
+        return (
+            f"noise_ceiling relative for {term} left empty (undefined): its ceiling on the trials "
+            f"with a model choice is 0 (every trial an even split), against model agreement "
+            f"{model:.3g}"
+        )
+    known = boot[~np.isnan(boot)]
+    reason = (
+        "the model sides with the majority on every trial and none is tied, so it agrees with "
+        "the raters exactly as often as they agree with the others' majority"
+        if len(known) and known.min() == known.max() == 1
+        else "every trial gives the same ratio"
+    )
+    return _empty_note("noise_ceiling", term, "relative", boot, reason)
 
 
 def above_ceiling_note(ceiling: pd.DataFrame) -> str | None:

@@ -68,8 +68,13 @@ def consent_plot(report: Report) -> str | None:
             xs = [i for i, keep in zip(x, has, strict=True) if keep]
             _interval_points(ax, c[has], xs, 0.0, f"crossed random effects {level}", color="C2")
     ceiling = report.tables.get("noise_ceiling")
-    if ceiling is not None and not ceiling.empty:
-        c = ceiling.set_index("term").reindex(terms)
+    if ceiling is not None and not ceiling.empty and "model_ceiling" in ceiling:
+        # The ceiling on the trials consent is scored on (those with a model choice), the one
+        # `relative` divides by; a report stored before that column existed draws none.
+        c = ceiling.set_index("term").reindex(terms)[
+            ["model_ceiling", "model_ceiling_ci_low", "model_ceiling_ci_high"]
+        ]
+        c.columns = ["estimate", "ci_low", "ci_high"]
         _interval_points(ax, c, x, 0.12, "noise ceiling", color="C1", fmt="_", markersize=14)
     ax.axhline(0.5, label="chance", **CHANCE)
     ax.set_xticks(x, terms)

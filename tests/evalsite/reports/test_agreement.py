@@ -1,0 +1,69 @@
+"""Agreement among people and the noise ceiling: columns a reader can check against each other,
+and notes on an empty interval or estimate that give the reason that holds for the data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evalsite.reports.analysis.agreement import above_ceiling_note, agreement_tables
+
+
+def _ratings(splits: list[tuple[int, int]], model_choice: list) -> pd.DataFrame:
+    """One drums trial per (choosing a, choosing b) split, with the given model choices."""
+    rows = []
+    for j, ((n_a, n_b), model) in enumerate(zip(splits, model_choice, strict=True)):
+        for chosen in "a" * n_a + "b" * n_b:
+            rows.append({"trial": f"t{j}", "instrument": "drums", "chosen": chosen,
+                         "model_choice": model, "is_catch": False})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_it_reports_relative_as_model_agreement_over_the_ceiling_on_the_same_trials():
+    # t3 and t4 have no model choice: the ceiling over all trials differs from the one relative
+    # divides by, which must be a column of its own.
+    answers = _ratings([(4, 1), (5, 0), (3, 2), (2, 3), (5, 0)], ["a", "a", "b", None, None])
+    _, ceiling, _ = agreement_tables(answers, n_boot=50, seed=0)
+    row = ceiling.set_index("term").loc["drums"]
+    assert row["model_ceiling"] == pytest.approx((4 + 5 + 1.5) / 15)  # t0, t1, t2 only
+    assert row["estimate"] == pytest.approx((4 + 5 + 1.5 + 1.5 + 5) / 25)  # ties score half
+    assert row["relative"] == pytest.approx(row["model_agreement"] / row["model_ceiling"])
+    assert row["model_n"] == 15 and row["n"] == 25
+
+
+def test_it_says_the_model_sides_with_the_majority_when_relative_is_1_in_every_replicate():
+    answers = _ratings([(4, 1), (5, 0)] * 3, ["a"] * 6)
+    _, _, notes = agreement_tables(answers, n_boot=50, seed=0)
+    relative = [n for n in notes if "(relative)" in n]
+    assert len(relative) == 2  # drums and overall
+    assert all("majority" in n and "never disagree" not in n for n in relative), relative
+
+
+def test_it_says_every_trial_is_an_even_split_and_leaves_relative_undefined_not_inf():
+    answers = _ratings([(3, 3)] * 6, ["a"] * 6)
+    _, ceiling, notes = agreement_tables(answers, n_boot=50, seed=0)
+    row = ceiling.set_index("term").loc["drums"]
+    assert row["estimate"] == 0 and np.isnan(row["relative"])
+    assert not any("inf" in n or "never disagree" in n for n in notes), notes
+    assert any("(ceiling)" in n and "even split" in n for n in notes), notes
+    assert any("relative" in n and "undefined" in n for n in notes), notes
+    assert above_ceiling_note(ceiling) is None
+
+
+def test_it_still_says_the_raters_never_disagree_when_they_do_not():
+    answers = _ratings([(4, 0), (0, 4), (4, 0)], ["a", "b", "a"])
+    _, _, notes = agreement_tables(answers, n_boot=50, seed=0)
+    assert any("(ceiling)" in n and "never disagree" in n for n in notes), notes
+
+
+def test_it_warns_that_kappa_and_alpha_are_undefined_when_every_rater_chose_one_candidate():
+    answers = _ratings([(5, 0)] * 6, ["a"] * 6)
+    reliability, _, notes = agreement_tables(answers, n_boot=50, seed=0)
+    assert reliability["estimate"].isna().all()
+    for term in ("drums", "overall"):
+        for measure in ("fleiss_kappa", "krippendorff_alpha"):
+            assert any(
+                "reliability" in n and term in n and measure in n and "same candidate" in n
+                for n in notes
+            ), (term, measure, notes)
