@@ -28,7 +28,7 @@ from django.views.decorators.http import require_POST
 from evalsite.reports.models import ReportState
 from evalsite.reports.tasks import report_settings, schedule_report
 from evalsite.stimuli.models import Catalogue, Clip
-from evalsite.studies import design, entry_limit, export, history, progress
+from evalsite.studies import design, entry_limit, export, history, practice_clips, progress
 from evalsite.studies.forms import StudyForm
 from evalsite.studies.models import Answer, Study, StudyFold
 from evalsite.studies.permissions import get_visible_study, is_owner, visible_studies
@@ -155,6 +155,9 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "n_previews": study.participants.count() if study.status == Study.Status.DRAFT else 0,
         # a design warning only matters while the design can still change
         "shortfalls": [] if study.status == Study.Status.CLOSED else catch_shortfalls(study),
+        "practice_warnings": (
+            [] if study.status == Study.Status.CLOSED else practice_clips.page_lines(study)
+        ),
         # the consent page would show only the site's own paragraph on stopping and leaving
         "no_consent": study.status != Study.Status.CLOSED and not study.consent_text.strip(),
     }

@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from evalsite.studies import history, trial_removal
+from evalsite.studies import history, practice_clips, trial_removal
 from evalsite.studies.experimenter import editable, see_other, study_catalogue
 from evalsite.studies.forms import RandomTrialsForm, RepeatsForm, TrialForm, study_clips
 from evalsite.studies.permissions import get_visible_study
@@ -41,6 +41,7 @@ def _trials_page(
         "trials": study.trials.select_related("reference", "candidate_a", "candidate_b"),
         "n_clips": study_clips(study).count(),
         "may_delete": not trial_removal.refusal(study),
+        "practice_warnings": practice_clips.page_lines(study),
     }
     return render(request, "studies/experimenter/trials.html", context, status=status)
 
@@ -68,6 +69,7 @@ def trial_add(request: HttpRequest, pk: int) -> HttpResponse:
         trial = form.save()
         history.record(study, request.user, history.Kind.TRIALS, {"added": 1, "how": "form"})
     messages.success(request, f"Trial {trial.pk} added.")
+    _warn_practice(request, study, [trial])
     return redirect("studies:trials", pk=study.pk)
 
 
@@ -88,6 +90,7 @@ def trials_csv(request: HttpRequest, pk: int) -> HttpResponse:
         what = {"added": len(made), "how": "csv", "file": upload.name}
         history.record(study, request.user, history.Kind.TRIALS, what)
     messages.success(request, f"{len(made)} trial(s) added from CSV.")
+    _warn_practice(request, study, made)
     return redirect("studies:trials", pk=study.pk)
 
 
@@ -120,6 +123,8 @@ def trials_random(request: HttpRequest, pk: int) -> HttpResponse:
         form.add_error(None, str(exc))
         return _trials_page(request, study, random_form=form, status=400)
     messages.success(request, f"{len(made)} trial(s) drawn at random (seed {data['seed']}).")
+    for note in study.design.get("practice_notes", []):
+        messages.warning(request, note)
     return redirect("studies:trials", pk=study.pk)
 
 
@@ -168,3 +173,9 @@ def trials_delete(request: HttpRequest, pk: int) -> HttpResponse:
         else:
             messages.success(request, f"{what['deleted']} trial(s) deleted; the clips are kept.")
     return see_other("studies:trials", pk=study.pk)
+
+
+def _warn_practice(request, study, added) -> None:
+    """After trials are added by hand or CSV: the practice warnings that name one of them."""
+    for line in practice_clips.warnings(study, involving={t.pk for t in added}):
+        messages.warning(request, line)

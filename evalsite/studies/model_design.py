@@ -26,7 +26,9 @@ records the min/max usage per piece. The nearest neighbour lands in canonical "a
 seeded coin.
 Catch and practice trials are those of the random design (evalsite/studies/random_design.py):
 identical, attention (stem-built clips: only the judged instrument's stem vs only the other
-stems changed), repeat. Same seed, same catalogue and embeddings -> the same trials.
+stems changed), repeat; practice with no candidate of an identical or attention catch trial,
+with Study.design["practice_notes"] saying what the catalogue could not give. Same seed, same
+catalogue and embeddings -> the same trials.
 """
 
 from __future__ import annotations
@@ -290,12 +292,14 @@ def build_model_trials(
         _refuse_trials(study)
         made = [_main_trial(study, mixes, p) for p in plan]
         made += _catch_trials(study, catalogue, mixes, made, rng, catch_per_kind)
-        made += rd._practice(study, catalogue, mixes, practice, rng)
+        practised, notes = rd._practice(study, catalogue, mixes, practice, rng, made)
+        made += practised
         assign_model_choices([t for t in made if t.model_choice is None], version)
         study.design = {
             "strategy": strategy, "seed": seed, "by": "model_design",
             "checkpoint_id": version.checkpoint_id, "per_instrument": per_instrument,
             "catalogue": catalogue.pk, "catch_per_kind": catch_per_kind, **info,
+            "practice_notes": notes,
         }  # fmt: skip
         study.catalogue = catalogue
         study.save(update_fields=["design", "catalogue", "updated_at"])

@@ -4,7 +4,9 @@ Main trials: a reference mix and two candidate mixes from three different pieces
 "identical" (one candidate is the reference itself), "attention" (from the catalogue's attention
 sets: the "same" candidate shares the judged instrument's stem with the reference, the
 "different" one shares everything else), and "repeat" (a main trial again, positions swapped by
-the design). Practice trials are attention sets (or identical ones), with the expected answer.
+the design). Practice trials are attention sets (or identical ones), with the expected answer,
+with no candidate of an identical or attention catch trial (practice_clips: the feedback names
+the answer); what the catalogue could not give is said in Study.design["practice_notes"].
 The model strategy (model_design.py) fills the same fields, plus model_choice and model_margin.
 """
 
@@ -15,6 +17,7 @@ import random
 from django.db import transaction
 
 from evalsite.stimuli.models import Catalogue, Clip
+from evalsite.studies import practice_clips
 from evalsite.studies.design_fill import lock_study
 from evalsite.studies.models import Study, Trial
 
@@ -123,9 +126,11 @@ def build_random_trials(
                     _catch_identical(study, instrument, ref, other, rng, is_catch=True,
                                      catch_kind="identical")
                 )  # fmt: skip
-        made += _practice(study, catalogue, mixes, practice, rng)
+        practised, notes = _practice(study, catalogue, mixes, practice, rng, made)
+        made += practised
         study.design = {"strategy": "random", "seed": seed, "by": "random_design",
-                        "per_instrument": per_instrument, "catalogue": catalogue.pk}  # fmt: skip
+                        "per_instrument": per_instrument, "catalogue": catalogue.pk,
+                        "practice_notes": notes}  # fmt: skip
         study.catalogue = catalogue
         study.save(update_fields=["design", "catalogue", "updated_at"])
     return made
@@ -172,15 +177,56 @@ def _three_pieces(mixes: list[Clip], rng: random.Random) -> tuple[Clip, Clip, Cl
             return trio[0], trio[1], trio[2]
 
 
-def _practice(study, catalogue, mixes, n, rng) -> list[Trial]:
-    made = []
+def _practice(study, catalogue, mixes, n, rng, others) -> tuple[list[Trial], list[str]]:
+    """n practice trials, and notes for the experimenter on what was made instead. A practice
+    trial's feedback names the right candidate, so none has a candidate of an identical or
+    attention catch trial among `others` (practice_clips): an attention set, those on clips no
+    catch trial, then no trial, uses first; else an identical candidate on two such mixes; else
+    fewer practice trials."""
+    taken, cost = practice_clips.answered_candidates(others), practice_clips.clip_cost(others)
+    spare, notes = {}, []
+    for instrument in study.instruments:
+        sets = _attention_sets(catalogue, instrument)
+        free = [s for s in sets if not taken & {s[1].pk, s[2].pk}]
+        rng.shuffle(free)
+        free.sort(key=lambda s: sum(cost(c.pk) for c in s))
+        spare[instrument] = free
+        if sets and not free and n:
+            notes.append(
+                f"{instrument}: practice trials use an identical candidate, since all "
+                f"{len(sets)} attention set(s) for it are used by catch trials (practice feedback "
+                "would give them away); add attention sets to the catalogue for practice on it."
+            )
+    made: list[Trial] = []
+    practised: set[int] = set()  # mixes of identical practice trials: the next on others first
+    allowed = [c for c in mixes if c.pk not in taken]
+
+    def key(pk: int) -> tuple[int, bool]:
+        return cost(pk), pk in practised
+
     for i in range(n):
         instrument = study.instruments[i % len(study.instruments)]
-        sets = _attention_sets(catalogue, instrument)
-        if sets:
-            made.append(_catch_attention(study, instrument, rng.choice(sets), rng,
-                                         is_practice=True))  # fmt: skip
-        else:
-            ref, other, _ = _three_pieces(mixes, rng)
-            made.append(_catch_identical(study, instrument, ref, other, rng, is_practice=True))
-    return made
+        if free := spare[instrument]:
+            triple = free[(i // len(study.instruments)) % len(free)]
+            made.append(_catch_attention(study, instrument, triple, rng, is_practice=True))
+        elif pair := _spare_mixes(allowed, key, rng):
+            made.append(_catch_identical(study, instrument, *pair, rng, is_practice=True))
+            practised |= {c.pk for c in pair}
+    if len(made) < n:
+        notes.append(
+            f"{len(made)} of {n} practice trials: the catalogue has no two mixes of different "
+            "pieces that are not candidates of identical or attention catch trials; add clips or "
+            "attention sets for practice."
+        )
+    return made, notes
+
+
+def _spare_mixes(allowed, cost, rng) -> tuple[Clip, Clip] | None:
+    """Two mixes of different pieces, of the lowest `cost` (a key) that has two."""
+    for most in sorted({cost(c.pk) for c in allowed}):
+        pool = [c for c in allowed if cost(c.pk) <= most]
+        if len({c.piece or c.pk for c in pool}) >= 2:
+            ref = rng.choice(pool)
+            other = rng.choice([c for c in pool if (c.piece or c.pk) != (ref.piece or ref.pk)])
+            return ref, other
+    return None

@@ -177,12 +177,14 @@ def design_from_model(job_id: int) -> dict:
     except model_design.DesignError as exc:
         job.fail(str(exc))
         return {"error": str(exc)}
-    progress.finish(job, _designed(job, len(made)))
+    progress.finish(job, _designed(job, len(made), study.design.get("practice_notes")))
     return {"trials": len(made)}
 
 
-def _designed(job: Job, added: int) -> str:
-    return f"{added} trial(s) designed ({job.params['strategy']}, seed {job.params['seed']})"
+def _designed(job: Job, added: int, notes: list[str] | None = None) -> str:
+    """The job's message; with the design's notes on practice (Study.design["practice_notes"])."""
+    done = f"{added} trial(s) designed ({job.params['strategy']}, seed {job.params['seed']})"
+    return " ".join([f"{done}.", *notes]) if notes else done
 
 
 def _record_design(job: Job, study: Study, added: int) -> None:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import pytest
 
 from evalsite.studies.models import Participant, Trial
-from tests.evalsite.studies.conftest import enter
+from tests.evalsite.studies.conftest import enter, make_study
 from tests.evalsite.studies.participant_steps import answer_current, to_step, url
+from tests.evalsite.studies.practice_sets import add_spare_attention_sets
 
 pytestmark = pytest.mark.django_db
 
@@ -33,10 +34,15 @@ def _first_practice(study) -> Trial:
 
 
 @pytest.mark.parametrize("lang", ["en", "ja"])
-def test_it_explains_a_stem_built_practice_trial_by_its_shared_part(client, listening_study, lang):
-    trial = _first_practice(listening_study)
+def test_it_explains_a_stem_built_practice_trial_by_its_shared_part(
+    client, experimenter, listening_catalogue, lang
+):
+    # practice is built from attention sets no catch trial uses: one more than the catch trials
+    add_spare_attention_sets(listening_catalogue)
+    study = make_study(experimenter, listening_catalogue)
+    trial = _first_practice(study)
     assert trial.candidate_a.meta.get("kind") == "attention"  # built from the attention set
-    page, position = _feedback_page(client, listening_study, lang)
+    page, position = _feedback_page(client, study, lang)
     assert STEMS[lang] in page
     assert EXPECTED[lang].format(position) not in page
 
