@@ -8,7 +8,8 @@ results.json:
                         "by_kind": {KIND: {"accuracy", "ci95", "n_triplets"}}}},
      "primary_kind": "pseudo", "reference": "csn",
      "comparisons": [{kind, term, system, reference, estimate, stat, p_val, p_adj, n,
-                      n_discordant, b, c}, ...],
+                      n_pieces, n_pieces_differing, iid_mcnemar_p_val, iid_mcnemar_p_adj,
+                      n_discordant, b, c}, ...],   # csn_model.evaluation.compare_to_reference
      "separator_sdr": [{method, condition, mean, median, n}, ...],
      "config": {...}, "dataset": {...}, "triplets": {KIND: {path, sha256, n}}, "trained_on": ...}
 """
@@ -167,7 +168,14 @@ def _accuracy_md(results, acc: pd.DataFrame, kind: str) -> str:
 
 
 def _comparisons_md(comps: pd.DataFrame, reference: str) -> str:
-    out = [f"## Paired exact McNemar: {reference} vs each system (Holm-adjusted p per term)", ""]
+    out = [
+        f"## Paired test over pieces: {reference} vs each system (Holm-adjusted p per term)",
+        "",
+        "Exact sign-flip test of the per-piece differences (a piece's triplets move together). "
+        "comparisons.csv also has iid_mcnemar_p_val / _adj, an exact McNemar that counts "
+        "triplets as independent: descriptive only, too small when pieces cluster.",
+        "",
+    ]
     for kind in comps["kind"].unique():
         part = comps[comps.kind == kind]
         out += [

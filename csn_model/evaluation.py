@@ -1,4 +1,5 @@
-"""Triplet accuracy and its statistics: bootstrap over pieces, exact McNemar, Holm.
+"""Triplet accuracy and its statistics: bootstrap over pieces, paired sign-flip test over
+pieces, Holm (and, descriptive only, an exact McNemar that counts triplets as independent).
 
 Everything here is a pure function on arrays or tidy DataFrames (no torch, no files), so the
 benchmark, the tests and any report can share it.
@@ -7,8 +8,10 @@ The per-triplet table that the benchmark builds ("outcomes") has one row per (sy
 `system, kind, condition, triplet, piece, correct` where `correct` is 1 when the masked distance
 anchor-positive is strictly smaller than anchor-negative (a tie counts as wrong: a collapsed
 embedding must not score 50%), and `piece` is the track whose `condition` stem the anchor and the
-positive share (the unit the bootstrap resamples, because triplets of one piece are not
-independent).
+positive share (the unit the bootstrap resamples and the paired test flips, because triplets of
+one piece are not independent). Only this anchor piece is the cluster: a pseudo triplet's other
+pieces (B, C, D) are drawn per triplet from the whole test split, so clustering on them too would
+join every piece into one cluster; what they share across anchors is not allowed for.
 
 Result tables use the project's column vocabulary
 `term, estimate, se, ci_low, ci_high, stat, df, p_val, p_adj, n` plus identifying columns.
@@ -125,61 +128,113 @@ def holm(p_values) -> np.ndarray:
     return out
 
 
+def paired_piece_test(a_correct, b_correct, pieces) -> dict:
+    """Exact paired sign-flip (randomisation) test of two systems over pieces, two-sided.
+
+    Per piece i, d_i = (A's correct) - (B's correct) summed over its triplets; stat = sum d_i
+    (= b - c of the McNemar table). Under H0 the two systems' outcomes are exchangeable within
+    each piece, so each d_i's sign is a fair coin, independently across pieces; p = P(|sum of
+    +-d_i| >= |stat|), computed exactly over all 2^P flips by convolution of the integer d_i (no
+    Monte Carlo). Triplets of one piece move together, so the smallest p is 2 / 2^P however
+    many triplets there are; with one triplet per piece it is the exact McNemar p.
+    Returns stat, p_val, n_pieces (all pieces), n_pieces_differing (d_i != 0).
+    """
+    a = np.asarray(a_correct, dtype=np.int64)
+    b = np.asarray(b_correct, dtype=np.int64)
+    piece_ids = np.asarray(pieces)
+    if not a.shape == b.shape == piece_ids.shape:
+        raise ValueError(
+            f"paired_piece_test: outcomes and pieces differ in shape "
+            f"{a.shape}, {b.shape}, {piece_ids.shape}"
+        )
+    _, index = np.unique(piece_ids, return_inverse=True)
+    d = np.bincount(index.reshape(-1), weights=a - b).astype(np.int64)  # (P,)
+    stat = int(d.sum())
+    steps = np.abs(d[d != 0])
+    reach = int(steps.sum())
+    dist = np.zeros(2 * reach + 1)  # P(sum = s) at index s + reach
+    dist[reach] = 1.0
+    for step in steps:
+        dist = 0.5 * (np.roll(dist, step) + np.roll(dist, -step))  # no wrap: |sum| <= reach
+    sums = np.arange(-reach, reach + 1)
+    p = float(dist[np.abs(sums) >= abs(stat)].sum())
+    return {
+        "stat": float(stat),
+        "p_val": min(1.0, p),
+        "n_pieces": int(d.size),
+        "n_pieces_differing": int(steps.size),
+    }
+
+
+COMPARISON_COLUMNS = [
+    "kind",
+    "term",
+    "system",
+    "reference",
+    "estimate",
+    "stat",
+    "p_val",
+    "p_adj",
+    "n",
+    "n_pieces",
+    "n_pieces_differing",
+    "iid_mcnemar_p_val",
+    "iid_mcnemar_p_adj",
+    "n_discordant",
+    "b",
+    "c",
+]
+
+
 def compare_to_reference(outcomes: pd.DataFrame, reference: str) -> pd.DataFrame:
-    """Paired exact McNemar of `reference` against every other system, Holm-adjusted.
+    """Paired test of `reference` against every other system over pieces, Holm-adjusted.
 
     One family per (kind, term): the tests of the reference against each other system on the
     same triplets, so "is the proposed system better than X on drums" is corrected for the
-    number of systems it is compared with. term "mean" pools all conditions' triplets.
-    Returns kind, term, system (the other), reference, estimate (accuracy difference
-    reference - other), stat, p_val, p_adj, n (triplets), n_discordant, b, c.
+    number of systems it is compared with. term "mean" pools all conditions' triplets, a piece
+    keeping all of its triplets in one cluster. p_val / p_adj: paired_piece_test (the one to
+    use). iid_mcnemar_p_val / _adj: exact McNemar counting triplets as independent, descriptive
+    only (too small when pieces cluster). Returns COMPARISON_COLUMNS: estimate = accuracy
+    difference reference - other, stat = b - c, n (triplets), n_discordant, b, c (McNemar).
     """
     rows = []
     for kind, part in outcomes.groupby("kind", sort=False):
         wide = part.pivot_table(
-            index=["condition", "triplet"], columns="system", values="correct", aggfunc="first"
+            index=["condition", "triplet", "piece"],
+            columns="system",
+            values="correct",
+            aggfunc="first",
         )
         if reference not in wide.columns:
             raise ValueError(f"compare_to_reference: reference system {reference!r} not scored")
         terms = [c for c in CONDITIONS if c in wide.index.get_level_values(0)] + [MEAN]
+        others = [s for s in part["system"].unique() if s != reference]  # input order
         for term in terms:
             sub = wide if term == MEAN else wide.loc[[term]]
-            family = []
-            order = [s for s in part["system"].unique() if s != reference]  # input order
-            for other in order:
-                pair = sub[[reference, other]].dropna()
-                test = mcnemar_exact(pair[reference].to_numpy(), pair[other].to_numpy())
-                diff = float(pair[reference].mean() - pair[other].mean())
-                family.append(
-                    {
-                        "kind": kind,
-                        "term": term,
-                        "system": other,
-                        "reference": reference,
-                        "estimate": diff,
-                        "n": len(pair),
-                        **test,
-                    }
-                )
-            adjusted = holm([r["p_val"] for r in family])
-            for r, p_adj in zip(family, adjusted):
-                r["p_adj"] = float(p_adj)
-            rows.extend(family)
-    columns = [
-        "kind",
-        "term",
-        "system",
-        "reference",
-        "estimate",
-        "stat",
-        "p_val",
-        "p_adj",
-        "n",
-        "n_discordant",
-        "b",
-        "c",
-    ]
-    return pd.DataFrame(rows, columns=columns)
+            family = [_compare(sub, reference, other) for other in others]
+            for name in ("p_val", "iid_mcnemar_p_val"):
+                adjusted = holm([r[name] for r in family])
+                for r, p_adj in zip(family, adjusted):
+                    r[name.replace("p_val", "p_adj")] = float(p_adj)
+            rows.extend({"kind": kind, "term": term, **r} for r in family)
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def _compare(sub: pd.DataFrame, reference: str, other: str) -> dict:
+    pair = sub[[reference, other]].dropna()
+    ref, oth = pair[reference].to_numpy(), pair[other].to_numpy()
+    iid = mcnemar_exact(ref, oth)
+    return {
+        "system": other,
+        "reference": reference,
+        "estimate": float(ref.mean() - oth.mean()) if len(pair) else float("nan"),
+        "n": len(pair),
+        **paired_piece_test(ref, oth, pair.index.get_level_values("piece").to_numpy()),
+        "iid_mcnemar_p_val": iid["p_val"],
+        "n_discordant": iid["n_discordant"],
+        "b": iid["b"],
+        "c": iid["c"],
+    }
 
 
 def accuracy_table(outcomes: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
