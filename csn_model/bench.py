@@ -12,10 +12,13 @@ Run folder (everything is reused when present, so an interrupted run resumes whe
                                  (csn_model.data.fingerprint)}: a rerun must use that dataset,
                                  unchanged
     systems/<name>/              train_run's out_dir; done.json names the finished checkpoint,
-                                 relative to the run folder
+                                 relative to the run folder, reused only if it records this
+                                 system's config, dataset fingerprint and teachers
     separator/separator.pt, sdr.csv, sdr.json
     triplets/test_<kind>.json    the fixed evaluation triplets (data layer's make_eval_set), reused
-                                 only for the dataset and settings recorded in their meta
+                                 only for the dataset and settings recorded in their meta; made
+                                 before any system trains (a new folder records nothing when the
+                                 test split cannot give them)
     outcomes.csv                 one row per (system, triplet): correct or not
     results.json, results.csv, comparisons.csv, results.md
     analysis/                    subspace analysis of the proposed CSN (csn_model.analysis)
@@ -40,7 +43,7 @@ import torch
 
 from csn_model.bench_config import PROPOSED, BenchConfig, load_bench_config
 from csn_model.bench_report import build_results, write_results
-from csn_model.bench_score import eval_triplets, load_systems, score
+from csn_model.bench_score import eval_triplets, load_systems, new_triplets, score
 from csn_model.bench_train import train_systems, write_json
 from csn_model.config import to_dict
 from csn_model.evaluation import accuracy_table, compare_to_reference
@@ -69,11 +72,19 @@ def run_bench(cfg: BenchConfig, data_root: Path, run_dir: Path) -> dict:
                 "use the same config to resume, or a new --out"
             )
         _check_dataset(run_dir / "dataset.json", ds)
-    else:  # record first: config.yaml without dataset.json then means a folder from before
+        made = None
+    else:
+        # Before anything is recorded: a run folder records its dataset's fingerprint, so one
+        # made from a test split that fails here could not be resumed once the split is fixed.
+        made = _before_training(ds, lambda: new_triplets(ds, cfg))
+        # dataset.json first: config.yaml without dataset.json then means a folder from before
         (run_dir / "dataset.json").write_text(json.dumps(_dataset_record(ds)) + "\n")
         save_config(cfg, saved)
     if cfg.train.threads:  # the separator and scoring too, not only train_run
         torch.set_num_threads(cfg.train.threads)
+    # The test triplets are made and saved before training: nothing trains for a run that cannot
+    # be scored (a missing or too small test split).
+    _before_training(ds, lambda: eval_triplets(ds, run_dir / "triplets", cfg, made))
     checkpoints = train_systems(cfg, data_root, run_dir, ds)  # raises before a bad index is written
     write_json(run_dir / "checkpoints.json", _jsonable(checkpoints))
     results = evaluate(cfg, ds, checkpoints, run_dir)
@@ -105,6 +116,20 @@ def score_run(
     out_dir = out_dir or run_dir / "eval" / Path(data_root).resolve().name
     out_dir.mkdir(parents=True, exist_ok=True)
     return evaluate(cfg, ds, checkpoints, out_dir, trained_on=str(run_dir))
+
+
+def _before_training(ds, check):
+    """check()'s result; a DataError from it (the test split cannot give the evaluation
+    triplets) says that it was found before any training."""
+    from csn_model.data.slakh import DataError
+
+    try:
+        return check()
+    except DataError as exc:
+        raise DataError(
+            f"{exc} (csn bench scores every system on the test split of {ds.root} and checks it "
+            "before training anything)"
+        ) from None
 
 
 def _dataset_record(ds) -> dict:

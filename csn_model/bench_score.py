@@ -34,13 +34,31 @@ META_SOURCES = {  # field of a triplet file's meta -> where this run's value com
 }
 
 
-def eval_triplets(ds, folder: Path, cfg: BenchConfig) -> dict:
-    """{kind: (triplets, path)}; made once with make_eval_set and saved, then reused as long as
-    every field of their meta matches this run's (ValueError otherwise) and each triplet's own
-    instrument is audible where it says (DataError otherwise). An empty set would score nothing:
-    it is refused (DataError) and never saved."""
+def new_triplets(ds, cfg: BenchConfig) -> dict:
+    """{kind: triplets} made in memory, nothing saved: a run folder checks with it that the test
+    split gives every kind's triplets (DataError otherwise) before it records anything."""
+    return {kind: _make(ds, kind, cfg) for kind in cfg.bench.kinds}
+
+
+def _make(ds, kind: str, cfg: BenchConfig) -> list:
     from csn_model.data.slakh import DataError
-    from csn_model.data.triplets import load_triplets, make_eval_set, save_triplets
+    from csn_model.data.triplets import make_eval_set
+
+    triplets = make_eval_set(
+        ds, "test", kind, cfg.bench.per_condition, cfg.bench.eval_seed, cfg.features.segment_frames
+    )
+    if not triplets:
+        raise DataError(f"{_no_triplets(ds, kind, cfg)}; nothing written")
+    return triplets
+
+
+def eval_triplets(ds, folder: Path, cfg: BenchConfig, made: dict | None = None) -> dict:
+    """{kind: (triplets, path)}; made once with make_eval_set (or taken from `made`, new_triplets'
+    result) and saved, then reused as long as every field of their meta matches this run's
+    (ValueError otherwise) and each triplet's own instrument is audible where it says (DataError
+    otherwise). An empty set would score nothing: it is refused (DataError) and never saved."""
+    from csn_model.data.slakh import DataError
+    from csn_model.data.triplets import load_triplets, save_triplets
 
     out = {}
     frames = cfg.features.segment_frames
@@ -57,12 +75,8 @@ def eval_triplets(ds, folder: Path, cfg: BenchConfig) -> dict:
             "sample_rate": ds.sample_rate,
         }
         if not path.exists():
-            triplets = make_eval_set(
-                ds, "test", kind, cfg.bench.per_condition, cfg.bench.eval_seed, frames
-            )
-            if not triplets:
-                raise DataError(f"{_no_triplets(ds, kind, cfg)}; nothing written")
-            save_triplets(path, triplets, meta)
+            made_here = (made or {}).get(kind)
+            save_triplets(path, made_here or _make(ds, kind, cfg), meta)
         triplets, saved = load_triplets(path)
         _check_meta(path, saved, meta)
         if not triplets:  # written by earlier versions, which saved empty sets
@@ -73,12 +87,10 @@ def eval_triplets(ds, folder: Path, cfg: BenchConfig) -> dict:
 
 
 def _no_triplets(ds, kind: str, cfg: BenchConfig) -> str:
-    tracks = len(ds.tracks("test"))
-    return (
-        f"no {kind} triplets from the {tracks} test tracks of {ds.root} with "
-        f"{cfg.features.segment_seconds:g}-s segments (features.segment_seconds); expected "
-        "tracks at least two segments long in which the instruments are audible"
-    )
+    from csn_model.data.triplets_cli import no_triplets_reason
+
+    frames = cfg.features.segment_frames
+    return no_triplets_reason(ds, "test", kind, frames, "features.segment_seconds")
 
 
 def _check_meta(path: Path, saved: dict, expected: dict) -> None:

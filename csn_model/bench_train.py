@@ -34,7 +34,7 @@ def _train_once(name: str, mcfg, data_root: Path, run_dir: Path, teachers=None) 
     out_dir = run_dir / "systems" / name
     done = out_dir / "done.json"
     if done.exists():
-        return _done_checkpoint(done, run_dir, name)
+        return _check_done(_done_checkpoint(done, run_dir, name), name, mcfg, data_root, teachers)
     out_dir.mkdir(parents=True, exist_ok=True)
     log.info("training %s (%d steps)", name, mcfg.train.steps)
     t0 = time.time()
@@ -65,6 +65,26 @@ def _done_checkpoint(done: Path, run_dir: Path, name: str) -> Path:
         f"system's final.pt relative to the run folder (systems/{name}/final.pt); delete "
         f"{done} to reuse the final.pt of {done.parent} or train {name} again"
     )
+
+
+def _check_done(checkpoint: Path, name: str, mcfg, data_root: Path, teachers) -> Path:
+    """The finished checkpoint, if it was trained for this run: this system's config, this
+    dataset (by fingerprint) and these teachers, as csn train checks a run it resumes. Else
+    ValueError naming the file and what differs: a checkpoint swapped in, or a folder copied from
+    another run, would otherwise be scored as this run's system."""
+    from csn_model.config import ConfigError
+    from csn_model.train import run_source
+    from csn_model.train_errors import TrainError
+    from csn_model.train_folder import check_same_run
+
+    try:
+        check_same_run(checkpoint, mcfg, run_source(mcfg, data_root, teachers))
+    except (ConfigError, TrainError) as exc:
+        raise ValueError(
+            f"{checkpoint}: not the {name} of this run, so it is not scored: {exc}; delete "
+            f"{checkpoint.parent} to train {name} again"
+        ) from None
+    return checkpoint
 
 
 def write_json(path: Path, obj) -> None:

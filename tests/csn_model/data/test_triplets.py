@@ -160,7 +160,7 @@ def test_it_serves_fixed_lists_and_isolated_stems(ds, sampler):
 @pytest.mark.parametrize(
     ("seconds", "names"),
     [
-        ("100", ["no pseudo triplets", "100-s segments", "nothing written"]),
+        ("100", ["no pseudo triplets", "longest is 8 s", "two 100-s segments", "nothing written"]),
         ("0.00000001", ["--segment-seconds 1e-08", "under one sample"]),
     ],
 )
@@ -174,6 +174,31 @@ def test_it_writes_no_triplet_file_when_no_segment_fits(
     for name in names:
         assert name in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "keep", "names"),
+    [
+        ("pseudo", 2, ["2 test tracks", "pseudo triplets need at least 3 tracks"]),
+        ("natural", 1, ["1 test tracks", "natural triplets need at least 2 tracks"]),
+    ],
+)
+def test_it_names_too_few_tracks_as_the_reason_for_no_triplets(
+    tiny_dataset, tmp_path, capsys, kind, keep, names
+):
+    import shutil
+
+    data = shutil.copytree(tiny_dataset, tmp_path / "data")
+    for track in sorted((data / "test").iterdir())[keep:]:
+        shutil.rmtree(track)
+    out = tmp_path / "t.json"
+    argv = ["triplets", "--data", str(data), "--out", str(out), "--kind", kind]
+    assert main([*argv, "--per-condition", "2", "--segment-seconds", "1"]) == 1
+    err = capsys.readouterr().err
+    for name in names:
+        assert name in err, err
+    assert "segments long" not in err  # the 8-s tracks are long enough
+    assert not out.exists()
 
 
 def test_it_leaves_no_temporary_file_when_the_triplet_file_cannot_be_written(ds, tmp_path):
