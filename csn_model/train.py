@@ -120,7 +120,9 @@ def load_teachers(teachers: dict[str, Path] | None, cfg: ExperimentConfig, devic
     if missing:
         raise TrainError(
             f"train.aux_loss / train.pretrain need individual-network teachers; missing "
-            f"{', '.join(missing)} (pass teachers={{condition: checkpoint}})"
+            f"{', '.join(missing)}: pass one per instrument (--teacher "
+            + " ".join(f"{c}=CHECKPOINT" for c in missing)
+            + "), or train without them: --set train.aux_loss=0 train.pretrain=0"
         )
     sub = cfg.model.embedding_dim // len(CONDITIONS)
     features = model_args_from_config(cfg)["features"]  # teachers reuse the CSN's log-mel
