@@ -13,13 +13,15 @@ For a trained CSN and a dataset split:
   rather than the timbre: all segments of a track share every label. Only classes present in at
   least two tracks are kept for column j. If each subspace holds its own instrument, the
   diagonal dominates its column; the matrix is written whether or not it does, next to each
-  column's majority-class rate (chance).
+  column's majority-class rate (chance). A column whose instrument has no two such classes in
+  the split is NaN, and summary.json's not_computed (and a warning) says why.
 Outputs: disentanglement.csv, disentanglement.png, projection_<instrument>.png, summary.json.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,8 @@ import pandas as pd
 import torch
 
 from csn_model import CONDITIONS
+
+log = logging.getLogger("csn.analysis")
 
 
 def timbre_label(track, cond: str) -> str | None:
@@ -180,6 +184,25 @@ def _projection(vectors: np.ndarray, labels: pd.Series, cond: str, path: Path) -
     plt.close(fig)
 
 
+def _not_computed(matrix: pd.DataFrame, labels: pd.DataFrame, split: str) -> dict[str, str]:
+    """{target: why} for each column of the matrix that is NaN: its probe needs two classes of
+    the instrument, each in at least two tracks of the split (grouped folds), which a small
+    split does not give."""
+    out = {}
+    for j in CONDITIONS:
+        col = matrix[matrix["target"] == j]
+        if col["accuracy"].notna().any():
+            continue
+        tracks = labels.loc[labels[j].notna(), "track"].nunique()
+        out[j] = (
+            f"its probe needs at least 2 classes (programs or kits) of {j}, each found in at least "
+            f"2 {split} tracks; {j} is audible in {tracks} of the {labels['track'].nunique()} "
+            f"{split} track(s), which give {int(col['n_classes'].iloc[0])} such class(es); "
+            "use more tracks, or another split (--split)"
+        )
+    return out
+
+
 def analyze_subspaces(checkpoint, ds, out_dir, split: str = "test") -> pd.DataFrame:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -201,11 +224,15 @@ def analyze_subspaces(checkpoint, ds, out_dir, split: str = "test") -> pd.DataFr
     wide = matrix.pivot(index="subspace", columns="target", values="accuracy")
     diag = [c for c in CONDITIONS if wide.loc[c].notna().any() and not np.isnan(wide.loc[c, c])]
     dominates = {c: bool(wide.loc[c, c] >= wide[c].max()) for c in diag}
+    not_computed = _not_computed(matrix, labels, split)
+    for target, reason in not_computed.items():
+        log.warning("disentanglement column %s not computed: %s", target, reason)
     summary = {
         "checkpoint": str(checkpoint),
         "split": split,
         "segments": len(labels),
         "diagonal_is_column_max": dominates,
+        "not_computed": not_computed,  # {target: why its column is NaN}
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return matrix
@@ -239,4 +266,7 @@ def run(args) -> int:
         return 2
     wide = matrix.pivot(index="subspace", columns="target", values="accuracy")
     print(wide.reindex(index=list(CONDITIONS), columns=list(CONDITIONS)).round(3).to_string())
+    summary = json.loads((Path(args.out) / "summary.json").read_text())
+    for target, reason in summary["not_computed"].items():
+        print(f"{target}: not computed (NaN): {reason}")
     return 0

@@ -25,3 +25,33 @@ def test_it_labels_synthesised_drums_by_the_kit_csn_synth_rendered(tiny_dataset)
                 by_kit.setdefault(kit, set()).add(timbre_label(track, "drums"))
     assert len(by_kit) > 1 and all(len(labels) == 1 for labels in by_kit.values())
     assert len(set.union(*by_kit.values())) == len(by_kit)  # one label per kit
+
+
+def test_it_says_why_the_disentanglement_matrix_is_empty_on_a_small_split(
+    tiny_dataset, tmp_path, capsys
+):
+    import json
+    import shutil
+    from dataclasses import replace
+    from pathlib import Path
+
+    from csn_model.cli import main
+    from csn_model.config import load_config
+    from csn_model.train import train_run
+
+    smoke = Path(__file__).resolve().parents[3] / "experiments" / "configs" / "smoke.yaml"
+    cfg = load_config(smoke)
+    cfg = replace(cfg, train=replace(cfg.train, steps=1, threads=1))
+    checkpoint = train_run(cfg, tiny_dataset, tmp_path / "csn", progress=False)
+    data = shutil.copytree(tiny_dataset, tmp_path / "data")
+    for track in sorted((data / "test").iterdir())[1:]:  # one test track: no class in two
+        shutil.rmtree(track)
+    out = tmp_path / "analysis"
+    argv = ["analyze-subspaces", "--checkpoint", str(checkpoint), "--data", str(data)]
+    assert main([*argv, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "not computed" in printed and "at least 2 test tracks" in printed, printed
+    assert "1 test track" in printed and "--split" in printed, printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["not_computed"]) == {"drums", "bass", "piano", "guitar", "others"}
+    assert "at least 2 test tracks" in summary["not_computed"]["bass"]
