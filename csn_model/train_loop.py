@@ -21,6 +21,10 @@ from csn_model.config import ExperimentConfig, to_dict
 from csn_model.train_errors import TrainError
 
 
+class NonFiniteLoss(TrainError):
+    """A step's loss is NaN or infinite; run_phase names the step."""
+
+
 class _Items(Protocol):
     """A map-style dataset of known length (torch's Dataset type declares no __len__)."""
 
@@ -116,7 +120,10 @@ class RunContext:
             t0 = time.perf_counter()
             batch = _to(next(batches), self.device)
             t_data = time.perf_counter() - t0
-            terms = self._step(loss_fn, batch)
+            try:
+                terms = self._step(loss_fn, batch)
+            except NonFiniteLoss as exc:  # stopped before the step: no checkpoint holds it
+                raise TrainError(f"step {step + 1} ({phase}): {exc}") from None
             dt = time.perf_counter() - t0
             clips = 3 * t.batch_size
             n_win, wait_win, total_win, clips_win = (
@@ -152,7 +159,11 @@ class RunContext:
             terms = loss_fn(self.model, batch, self.cfg, self.teachers)
             loss = sum(terms.values())
         if not torch.isfinite(loss):
-            raise TrainError(f"loss became {loss.item()} ({terms}); lower train.lr")
+            values = {k: float(v.detach()) for k, v in terms.items()}
+            raise NonFiniteLoss(
+                f"loss became {loss.item()} ({values}); training stopped, final.pt not written; "
+                "lower train.lr"
+            )
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)

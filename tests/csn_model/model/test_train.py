@@ -225,3 +225,23 @@ def test_it_logs_each_step_once_when_a_run_resumes(
         f.write('{"step": 10, "pha')  # a row torn by the interruption
     train_run(cfg, tiny_dataset, tmp_path, progress=False)
     assert [r["step"] for r in _metrics(tmp_path)] == [3, 6, 9, 12]
+
+
+def test_it_stops_a_run_whose_loss_is_not_finite_naming_the_step(
+    smoke_cfg, tiny_dataset, tmp_path, monkeypatch
+):
+    calls = {"n": 0}
+    step = RunContext._step
+
+    def diverging(self, loss_fn, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the weights diverge before the third step
+            with torch.no_grad():
+                next(self.model.parameters()).fill_(float("nan"))
+        return step(self, loss_fn, batch)
+
+    monkeypatch.setattr(RunContext, "_step", diverging)
+    cfg = _fast(smoke_cfg, steps=5, checkpoint_every=100, log_every=100)
+    with pytest.raises(TrainError, match=r"^step 3 \(\w+\): loss became nan"):
+        train_run(cfg, tiny_dataset, tmp_path, progress=False)
+    assert not (tmp_path / "final.pt").exists()
