@@ -80,7 +80,16 @@ class SimulatedParticipant:
         return Participant.objects.select_related("study").get(token=token)
 
     def run(self) -> Outcome:
-        r = self._req("GET", f"{self.base}/s/{self.slug}/?pid={self.pid}")
+        self.page_url = f"{self.base}/s/{self.slug}/?pid={self.pid}"
+        self._req("GET", self.page_url)  # the welcome page: the participant is made when its
+        r = self.post(
+            "browser_check",
+            web_audio="1",
+            sample_rate="48000",
+            touch="0",
+            screen="1920x1080",
+            ua_mobile="0",
+        )  # browser check is posted back
         self.page_url = r.url
         while True:
             p = self.participant()

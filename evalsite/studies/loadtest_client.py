@@ -153,14 +153,17 @@ class Participant:
         """Study link -> first trial, through every step of the real flow, as a new browser."""
         self.cookies.clear()
         pid = f"load{os.getpid()}-{next(self._ids)}"
-        r = self.request("flow", "GET", f"/s/{self.slug}/?pid={pid}")
+        link = f"/s/{self.slug}/?pid={pid}"
+        r = self.request("flow", "GET", link)  # the welcome page; sets the CSRF cookie
+        if r.status != 200:
+            raise LoadTestError(f"study link: expected the welcome page (200), got {r.status}")
+        self.page_path = link  # its browser check is posted back to the link, which makes
+        r = self.post_step("browser_check", web_audio="1", sample_rate="48000", touch="0",
+                           screen="1920x1080", ua_mobile="0")  # the participant  # fmt: skip
         if r.status != 302 or "/p/" not in r.location:
             raise LoadTestError(f"study link: expected a redirect to /p/<token>/, got {r.status}")
         self.page_path = urlsplit(r.location).path
         self.token = self.page_path.rstrip("/").rsplit("/", 1)[-1]
-        self.request("flow", "GET", self.page_path)  # sets the CSRF cookie, as a browser would
-        self.post_step("browser_check", web_audio="1", sample_rate="48000", touch="0",
-                       screen="1920x1080", ua_mobile="0")  # fmt: skip
         self.post_step("consent", decision="agree")
         self.post_step("questionnaire", musical_training="none", device="laptop",
                        headphones="over_ear")  # fmt: skip

@@ -20,16 +20,23 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods
 
 from evalsite.studies import flow, flow_trials, flow_withdraw, participant_sql
 from evalsite.studies.entry_limit import address_key, record_entry, refuses_new
 from evalsite.studies.models import Participant, Study
-from evalsite.studies.participant_render import no_store, page_language, refused
+from evalsite.studies.participant_render import (
+    no_store,
+    page_language,
+    refused,
+    render_welcome,
+)
 from evalsite.studies.participant_steps import (
     GET_HANDLERS,
     POST_HANDLERS,
     TRIAL_STEPS,
     post_answer,
+    post_browser_check,
 )
 from evalsite.studies.permissions import visible_studies
 from evalsite.studies.storable_text import storable, storable_or_empty
@@ -42,8 +49,16 @@ SESSION_KEY = "csn_participants"
 
 
 @no_store
+@require_http_methods(["GET", "HEAD", "POST"])
 def entry(request: HttpRequest, slug: str) -> HttpResponse:
-    """The study link: captures recruitment parameters, creates or resumes the participant."""
+    """The study link: captures recruitment parameters, creates or resumes the participant.
+
+    A GET resumes a participant it names or the browser entered, and otherwise only shows the
+    welcome page (the browser check): the participant is made when its form is posted back to
+    this link, query string and all, so that link previewers and mail scanners, which fetch a
+    link but post no form, make no participant, are not counted as started and use none of the
+    address's entry allowance. The posted browser check is the new participant's first step.
+    """
     if not storable(slug):  # %00: no study has it, and PostgreSQL refuses to look it up
         raise Http404
     study = get_object_or_404(Study, slug=slug)
@@ -64,6 +79,8 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
     if not allowed:
         translation.activate(page_language(study, request))
         return refused(request, _("This study is not open at the moment. Please try again later."))
+    if found is None and request.method != "POST":
+        return render_welcome(request, study)  # nothing stored (the docstring says why)
     key = ""  # the hashed address a new participant is counted under (entry_limit)
     if found is None and study.status != Study.Status.DRAFT:  # new, and no researcher's preview
         key = address_key(request, study)
@@ -90,6 +107,8 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
         record_entry(p, key)
     if study.status == Study.Status.DRAFT and not p.is_preview:
         Participant.objects.filter(pk=p.pk).update(is_preview=True)
+    if request.method == "POST" and request.POST.get("step") == Participant.Step.BROWSER_CHECK:
+        post_browser_check(request, p)  # acts only while p is at the browser check
     response = redirect("studies:participant", p.token)
     if p.token not in _bound(request):
         _bind(response, known + [p.token])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import translation
@@ -44,13 +44,26 @@ def page_language(study: Study, request: HttpRequest) -> str:
     return wanted if wanted in languages else languages[0]
 
 
+def language_links(languages: list[str], path: str, query: QueryDict | None = None) -> list:
+    """(code, url) of each language's version of the page at `path`: its query string (the
+    study link's recruitment parameters, where it has them) with `lang` set."""
+    links = []
+    for code in languages:
+        q = query.copy() if query is not None else QueryDict(mutable=True)
+        q["lang"] = code
+        links.append((code, f"{path}?{q.urlencode()}"))
+    return links
+
+
 def render_step(request, p: Participant, template: str, context: dict | None = None, status=200):
     """A participant page (`studies/participant/<template>`) in the participant's language."""
     translation.activate(p.language)
     request.LANGUAGE_CODE = p.language
-    ctx = {"p": p, "study": p.study, "languages": p.study.setting("languages"),
-           "page_url": reverse("studies:participant", args=[p.token]),
-           "can_leave": p.step in Participant.WITHDRAWABLE_STEPS}  # fmt: skip
+    page_url = reverse("studies:participant", args=[p.token])
+    languages = p.study.setting("languages") or []
+    ctx = {"p": p, "study": p.study, "language": p.language, "step": p.step,
+           "language_links": language_links(languages, page_url) if len(languages) > 1 else [],
+           "page_url": page_url, "can_leave": p.step in Participant.WITHDRAWABLE_STEPS}  # fmt: skip
     if ctx["can_leave"]:
         ctx["study_keeps_withdrawn"] = p.answers_on_leave() == "keep"
     response = render(
@@ -63,3 +76,18 @@ def render_step(request, p: Participant, template: str, context: dict | None = N
 def refused(request, message: str, status: int = 403) -> HttpResponse:
     """The page that refuses a request, with `message` (already translated)."""
     return render(request, "studies/participant/refused.html", {"message": message}, status=status)
+
+
+def render_welcome(request: HttpRequest, study: Study) -> HttpResponse:
+    """The study link's welcome page (the browser check) before any participant exists: its
+    form posts back to the link with the link's query string (participant.entry)."""
+    language = page_language(study, request)
+    translation.activate(language)
+    request.LANGUAGE_CODE = language
+    languages = study.setting("languages") or []
+    links = language_links(languages, request.path, request.GET) if len(languages) > 1 else []
+    ctx = {"study": study, "language": language, "step": Participant.Step.BROWSER_CHECK,
+           "language_links": links}  # fmt: skip
+    response = render(request, "studies/participant/browser_check.html", ctx)
+    response["Content-Language"] = language
+    return response

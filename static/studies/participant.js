@@ -24,6 +24,12 @@
     set("web_audio", ok ? "1" : "0");
     status.textContent = ok ? status.dataset.ok : status.dataset.fail;
     form.querySelector("button[type=submit]").disabled = false;
+    // On the study link this form makes the participant: a double click must not make two.
+    var sent = false;
+    form.addEventListener("submit", function (e) {
+      if (sent) { e.preventDefault(); return; }
+      sent = true;
+    });
   }
 
   // -- listening forms ------------------------------------------------------------------------

@@ -53,7 +53,8 @@ class Reflow:
         self._check(page, name)
         if self.switching and not name.endswith(AFTER_LISTENING):
             lang = page.evaluate("document.documentElement.lang")
-            page.goto(f"{page.url.split('?')[0]}?lang={OTHER[lang]}")
+            with page.expect_navigation():  # the page's own link: the study link's welcome
+                page.click(f"nav.languages a[lang={OTHER[lang]}]")  # page keeps its pid
             scripted(page)
             now = page.evaluate("document.documentElement.lang")
             assert now == OTHER[lang], f"{name}: its {OTHER[lang]} link showed it in {now}"

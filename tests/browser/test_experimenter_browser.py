@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from collections import Counter
 
 import pytest
@@ -42,10 +41,13 @@ def context(browser, live_server):
     context.close()
 
 
+N_CLIPS = 6
+
+
 @pytest.fixture
 def audio_files(tmp_path):
-    paths = []
-    for i in range(4):
+    paths = []  # six pieces: the catch trials' candidates leave two for practice (practice_clips)
+    for i in range(N_CLIPS):
         path = tmp_path / f"piece{i}.wav"
         path.write_bytes(wav_bytes(seconds=CLIP_S, freq=220 * 1.25**i))
         paths.append(str(path))
@@ -92,7 +94,7 @@ def test_a_study_made_here_is_taken_end_to_end_and_exported_with_each_answer_onc
     page.set_input_files("input[name=files]", audio_files)
     page.click("button:has-text('Upload')")
     page.wait_for_selector("#upload-results")
-    assert page.locator("#upload-results tr.ok").count() == 4
+    assert page.locator("#upload-results tr.ok").count() == N_CLIPS
     assert "notes.txt: cannot decode" in page.locator("#upload-results tr.error").inner_text()
     page.screenshot(path=screens("05_clips"), full_page=True)
 
@@ -124,8 +126,8 @@ def test_a_study_made_here_is_taken_end_to_end_and_exported_with_each_answer_onc
 
     participant = context.browser.new_context(locale="en-US").new_page()
     participant.set_default_timeout(WAIT_MS)
-    participant.goto(f"{url}?pid=browser-1")
-    participant.wait_for_url(re.compile(r"/p/[^/]+/$"))
+    participant.goto(f"{url}?pid=browser-1")  # the welcome page, at the link: nothing made yet
+    assert not Participant.objects.filter(study=study, external_pid="browser-1").exists()
     through_calibration(participant)  # no headphone screening in this study
     participant.wait_for_selector("text=Instructions")
     participant.click("#continue")

@@ -233,7 +233,8 @@ def test_researchers_who_can_see_a_draft_study_can_preview_it_and_nobody_else_ca
     assert other.get(link, HTTP_USER_AGENT=DESKTOP_UA).status_code == 403  # not shared with her
     assert not listening_study.participants.exists()
     client.force_login(experimenter)
-    assert client.get(link, HTTP_USER_AGENT=DESKTOP_UA).status_code == 302
+    assert client.get(link, HTTP_USER_AGENT=DESKTOP_UA).status_code == 200  # the welcome page
+    assert client.post(link, HTTP_USER_AGENT=DESKTOP_UA).status_code == 302
     p = listening_study.participants.get(external_pid="preview-1")
     assert 'id="preview-banner"' in client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).content.decode()
     assert p.is_preview
@@ -251,7 +252,7 @@ def test_opening_a_draft_deletes_what_its_previews_stored_and_nothing_else(
     listening_study.status = Study.Status.DRAFT
     listening_study.save()
     client.force_login(experimenter)
-    client.get(reverse("studies:entry", args=[listening_study.slug]) + "?pid=preview-2")
+    client.post(reverse("studies:entry", args=[listening_study.slug]) + "?pid=preview-2")
     p = to_step(client, listening_study.participants.get(), "practice")
     answer_current(client, p, expected=True)
     assert Answer.objects.filter(participant=p).exists() and StudyFold.objects.exists()
@@ -268,7 +269,99 @@ def test_opening_a_draft_deletes_what_its_previews_stored_and_nothing_else(
     assert not ReportSnapshot.objects.filter(study=listening_study).exists()
     event = listening_study.events.latest("at")
     assert event.changes == {"status": ["draft", "open"], "preview participants": [1, 0]}
-    page = client.get(reverse("studies:entry", args=[listening_study.slug]) + "?pid=real-1")
+    page = client.post(reverse("studies:entry", args=[listening_study.slug]) + "?pid=real-1")
     real = listening_study.participants.get(external_pid="real-1")
     assert page.status_code == 302
     assert 'id="preview-banner"' not in client.get(url(real)).content.decode()
+
+
+# -- the welcome page: the study link's GET stores nothing -----------------------------------
+def _link(study: Study, **params) -> str:
+    from urllib.parse import urlencode
+
+    return reverse("studies:entry", args=[study.slug]) + ("?" + urlencode(params) if params else "")
+
+
+BROWSER_CHECK = {"step": "browser_check", "web_audio": "1", "sample_rate": "44100",
+                 "touch": "0", "screen": "1920x1080", "ua_mobile": "0"}  # fmt: skip
+
+
+def test_opening_the_study_link_shows_the_welcome_page_and_stores_nothing(client, listening_study):
+    # A link previewer (a chat app, a mail scanner) fetches the link as often as it likes: no
+    # participant is made, none counted as started or against the address's entry limit.
+    for _ in range(3):
+        response = client.get(_link(listening_study, PROLIFIC_PID="pp9", SESSION_ID="se9"))
+        assert response.status_code == 200
+        assert b'name="step" value="browser_check"' in response.content
+        assert (
+            response["Cache-Control"].startswith("no-store")
+            or "no-store" in response["Cache-Control"]
+        )
+    assert not Participant.objects.filter(study=listening_study).exists()
+
+
+def test_continuing_from_the_welcome_page_makes_the_participant_and_takes_its_browser_check(
+    client, listening_study
+):
+    link = _link(listening_study, PROLIFIC_PID="pp1", STUDY_ID="st1", SESSION_ID="se1")
+    client.get(link)
+    response = client.post(link, BROWSER_CHECK, HTTP_USER_AGENT=DESKTOP_UA)
+    p = Participant.objects.get(study=listening_study)
+    assert response.status_code == 302 and response["Location"] == url(p)
+    assert (p.prolific_pid, p.prolific_session_id) == ("pp1", "se1")
+    assert p.step == "consent" and p.audio_sample_rate == 44100
+    assert p.browser["screen"] == "1920x1080"
+    assert client.get(url(p)).status_code == 200  # the browser is bound to it
+
+
+def test_a_double_submitted_welcome_page_with_a_recruitment_id_makes_one_participant(
+    client, listening_study
+):
+    link = _link(listening_study, pid="twice")
+    first = client.post(link, BROWSER_CHECK, HTTP_USER_AGENT=DESKTOP_UA)
+    second = client.post(link, BROWSER_CHECK, HTTP_USER_AGENT=DESKTOP_UA)
+    assert first["Location"] == second["Location"]
+    assert Participant.objects.filter(study=listening_study).count() == 1
+    assert Participant.objects.get(study=listening_study).step == "consent"
+
+
+def test_a_phone_is_refused_when_it_continues_from_the_welcome_page(
+    client, experimenter, listening_catalogue
+):
+    from tests.evalsite.studies.conftest import make_study
+
+    study = make_study(experimenter, listening_catalogue, refuse_phones=True)
+    client.post(_link(study, pid="ph"), BROWSER_CHECK | {"ua_mobile": "1"})
+    p = Participant.objects.get(study=study)
+    assert p.step == "refused" and p.state == {"reason": "phone"}
+
+
+def test_the_welcome_page_keeps_the_link_parameters_in_its_language_links(
+    client, experimenter, listening_catalogue
+):
+    from tests.evalsite.studies.conftest import make_study
+
+    study = make_study(experimenter, listening_catalogue, languages=["en", "ja"])
+    response = client.get(_link(study, pid="lang1"))
+    ja = _link(study, pid="lang1", lang="ja").replace("&", "&amp;")
+    assert f'href="{ja}"'.encode() in response.content
+    client.post(_link(study, pid="lang1", lang="ja"), BROWSER_CHECK)
+    assert Participant.objects.get(study=study).language == "ja"
+
+
+def test_the_welcome_page_is_refused_when_the_study_is_not_open(client, listening_study):
+    Study.objects.filter(pk=listening_study.pk).update(status=Study.Status.PAUSED)
+    assert client.get(_link(listening_study)).status_code == 403
+    assert client.post(_link(listening_study), BROWSER_CHECK).status_code == 403
+    assert not Participant.objects.filter(study=listening_study).exists()
+
+
+def test_the_entry_limit_counts_participants_who_continued_not_page_views(
+    client, listening_study, settings
+):
+    settings.CSN_ENTRY_LIMIT = 1
+    for _ in range(3):
+        assert client.get(_link(listening_study)).status_code == 200
+    assert Client().post(_link(listening_study), BROWSER_CHECK).status_code == 302
+    assert Client().get(_link(listening_study)).status_code == 200  # a look is never refused
+    assert Client().post(_link(listening_study), BROWSER_CHECK).status_code == 429

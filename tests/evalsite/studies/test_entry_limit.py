@@ -7,6 +7,7 @@ import io
 import re
 import zipfile
 from datetime import timedelta
+from urllib.parse import urlencode
 
 import pytest
 from django.core.management import call_command
@@ -34,7 +35,9 @@ def _limit(settings):
 
 
 def _open(client, study, **params):
-    return client.get(reverse("studies:entry", args=[study.slug]), params)
+    """Continue from the study link's welcome page (the POST that makes a participant)."""
+    link = reverse("studies:entry", args=[study.slug])
+    return client.post(f"{link}?{urlencode(params)}" if params else link)
 
 
 def _fill(study, **client_kwargs) -> list[Participant]:

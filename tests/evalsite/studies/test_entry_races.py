@@ -5,6 +5,7 @@ and the entry that lost resumes the one that won, by the same rules as any retur
 from __future__ import annotations
 
 import threading
+from urllib.parse import urlencode
 
 import pytest
 from django.db import IntegrityError, connection, transaction
@@ -58,7 +59,8 @@ def test_an_entry_whose_lookup_missed_a_participant_made_meanwhile_resumes_it(
 
     monkeypatch.setattr(flow, "find_existing", missed_once)
     browser = Client()
-    response = browser.get(reverse("studies:entry", args=[listening_study.slug]), second)
+    link = reverse("studies:entry", args=[listening_study.slug])
+    response = browser.post(f"{link}?{urlencode(second)}")
     assert _same_id(listening_study) == [winner]
     if both:
         assert response.status_code == 302 and _token(response) == winner.token
@@ -110,7 +112,7 @@ def _race(study, links, browsers, monkeypatch) -> list:
 
     def open_link(k):
         try:
-            responses[k] = browsers[k].get(entry, links[k])
+            responses[k] = browsers[k].post(f"{entry}?{urlencode(links[k])}")
         finally:
             connection.close()
 

@@ -84,7 +84,7 @@ def test_it_drops_a_parameter_holding_nul_from_the_recruitment_it_keeps(
 
 def test_it_keeps_an_invalid_utf8_parameter_as_replacement_characters(client, listening_study):
     link = reverse("studies:entry", args=[listening_study.slug])
-    response = client.get(link + "?pid=p-18&foo=%ED%A0%80")  # a surrogate, UTF-8 encoded
+    response = client.post(link + "?pid=p-18&foo=%ED%A0%80")  # a surrogate, UTF-8 encoded
     assert response.status_code == 302
     p = Participant.objects.get(study=listening_study, external_pid="p-18")
     assert p.recruitment["foo"] == "\ufffd" * 3
