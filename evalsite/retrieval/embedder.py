@@ -24,6 +24,12 @@ class CheckpointMissing(FileNotFoundError):
     """settings.CSN_CHECKPOINT names no file."""
 
 
+class ModelUnavailable(RuntimeError):
+    """The model cannot be loaded in this process: the checkpoint file is not a loadable
+    checkpoint, or CSN_DEVICE names a device this process cannot use. Permanent until the file or
+    the setting changes, so never retried; the message names the file or the setting."""
+
+
 class CheckpointChanged(RuntimeError):
     """No file holds the checkpoint a job was queued with any more (not retried: permanent)."""
 
@@ -83,16 +89,55 @@ def checkpoint_id(path: str | Path | None = None) -> str:
     return _ids[key]
 
 
+def check_device(device: str | None) -> None:
+    """ModelUnavailable, naming CSN_DEVICE, when it names a GPU this process cannot use. Asked
+    where the model is loaded (a worker's child, the web process), never at start-up: asking
+    CUDA in a worker's parent would break CUDA in the children it forks."""
+    if device is None or not device.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        why = (
+            "this PyTorch was built without CUDA"
+            if torch.version.cuda is None
+            else "CUDA is not available to this process (no GPU visible, or no driver)"
+        )
+    else:
+        n = torch.cuda.device_count()
+        if (torch.device(device).index or 0) < n:
+            return
+        why = f"this process sees {n} GPU(s), cuda:0 to cuda:{n - 1}"
+    raise ModelUnavailable(
+        f"CSN_DEVICE={device}: {why}; expected empty (CUDA when available, else CPU), cpu, or a "
+        "GPU this process sees"
+    )
+
+
+def _load(p: Path) -> Embedder:
+    from csn_model.checkpoint import CheckpointError
+    from csn_model.inference import Embedder  # torch is imported only where needed
+
+    check_device(settings.CSN_DEVICE)
+    try:
+        # None: CUDA when available, else CPU (csn_model.inference.default_device)
+        return Embedder.from_checkpoint(p, device=settings.CSN_DEVICE)
+    except CheckpointError as exc:  # its message starts with the path: name it as shown
+        reason = str(exc).removeprefix(f"{p}: ")
+        first, _, rest = reason.partition("\n")  # torch's unpickling errors run on for lines
+        reason = f"{first} ...)" if rest and first.count("(") > first.count(")") else first
+        name = "CSN_CHECKPOINT=" if p == Path(settings.CSN_CHECKPOINT) else "checkpoint "
+        raise ModelUnavailable(f"{name}{shown_path(p)}: {reason}") from None
+
+
 def get_embedder(path: str | Path | None = None) -> Embedder:
-    """csn_model.inference.Embedder for the checkpoint, loaded on first use in this process."""
+    """csn_model.inference.Embedder for the checkpoint, loaded on first use in this process.
+    ModelUnavailable when the file is not a loadable checkpoint or CSN_DEVICE cannot be used."""
     p = checkpoint_path(path)
     key = _key(p)
     with _lock:
         if key not in _embedders:
-            from csn_model.inference import Embedder  # torch is imported only where needed
-
-            # None: CUDA when available, else CPU (csn_model.inference.default_device)
-            _embedders[key] = Embedder.from_checkpoint(p, device=settings.CSN_DEVICE)
+            _embedders[key] = _load(p)
         _sources[_embedders[key].checkpoint_id] = str(p)
         return _embedders[key]
 
@@ -150,7 +195,8 @@ def version_for(embedder, path: str | Path | None = None) -> ModelVersion:
 
 def current_version(load: bool = False) -> ModelVersion | None:
     """The version of settings.CSN_CHECKPOINT; None when nothing was embedded with it yet
-    (unless load=True, which loads the model to register it). CheckpointMissing if no file."""
+    (unless load=True, which loads the model to register it). CheckpointMissing if no file,
+    ModelUnavailable if it has to load a model it cannot."""
     version = ModelVersion.objects.filter(checkpoint_id=checkpoint_id()).first()
     if version is None and load:
         version = version_for(get_embedder())

@@ -6,6 +6,9 @@ unique constraint makes a concurrent or redelivered insert a no-op. A clip that 
 processed or embedded ends `failed` with an error naming the clip and what was expected. A clip
 whose stored file cannot be read (missing, permissions, an I/O error) is not failed: that says
 nothing about its audio and may pass, so it is reported as unreadable for the caller to retry.
+A vector that is not finite (NaN or infinity: a checkpoint whose training diverged) is never
+stored: embed_clips raises NonFiniteEmbeddings naming the checkpoint and the clips, which stay
+ready, since their audio is not at fault.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 from django.conf import settings
 
 from evalsite.jobs.failures import without_server_paths
-from evalsite.retrieval.embedder import get_embedder, version_for
+from evalsite.retrieval.embedder import get_embedder, shown_path, version_for
 from evalsite.retrieval.models import Embedding, ModelVersion, to_bytes
 from evalsite.stimuli.models import Clip
 
@@ -43,6 +46,32 @@ class UnreadableClips(OSError):
         return type(self), (self.clip_errors,)
 
 
+class NonFiniteEmbeddings(ValueError):
+    """The model gave vectors that are not finite: a broken checkpoint, not bad audio. Not
+    retried (a ValueError). clip_errors: clip id -> the error naming the clip and checkpoint."""
+
+    def __init__(self, message: str, clip_errors: dict[int, str]):
+        super().__init__(message)
+        self.clip_errors = clip_errors
+
+    def __reduce__(self):  # pickled by the worker pool with its own arguments
+        return type(self), (str(self), self.clip_errors)
+
+
+def _non_finite(version: ModelVersion, clips: list[Clip]) -> NonFiniteEmbeddings:
+    where = f"checkpoint {version.checkpoint_id} ({shown_path(version.path)})"
+    why = (
+        "expected finite values: the checkpoint is broken (a training run that diverged?), not "
+        "the audio; deploy a working checkpoint and embed again"
+    )
+    names = ", ".join(clip_label(c) for c in clips[:5]) + (", ..." if len(clips) > 5 else "")
+    return NonFiniteEmbeddings(
+        f"{where} gave non-finite embeddings (NaN or infinity) for {len(clips)} clip(s): {names}; "
+        f"nothing stored for them; {why}",
+        {c.pk: f"{clip_label(c)}: {where} gave a non-finite embedding; {why}" for c in clips},
+    )
+
+
 def clip_label(clip: Clip) -> str:
     """The clip as researchers know it (the name the job page lists)."""
     return clip.name or clip.piece or f"clip {clip.pk}"
@@ -65,8 +94,13 @@ def prepare_clips(clip_ids: list[int]) -> dict[int, str]:
 
 
 def mark_unreadable(clip_errors: dict[int, str]) -> None:
-    """Leave each error on its clip once retries are spent: the clip stays ready (its audio is
-    not at fault) and the jobs that count it list it as failed until it is embedded."""
+    """Leave each error on its clip once retries are spent (mark_unembedded)."""
+    mark_unembedded(clip_errors)
+
+
+def mark_unembedded(clip_errors: dict[int, str]) -> None:
+    """Leave each error on its clip: the clip stays ready (its audio is not at fault) and the
+    jobs that count it list it as failed until it is embedded."""
     for clip_id, error in clip_errors.items():
         Clip.objects.filter(pk=clip_id, status=Clip.Status.READY).update(error=error)
 
@@ -126,7 +160,9 @@ def embed_clips(
     clip_ids: list[int], embedder=None, batch: int | None = None, pause_s: float | None = None
 ) -> IngestReport:
     """Embed the ready clips among clip_ids that have no embedding for the checkpoint yet, in
-    model calls of `batch` clips (settings.CSN_EMBED_BATCH: amortises the model, bounds memory)."""
+    model calls of `batch` clips (settings.CSN_EMBED_BATCH: amortises the model, bounds memory).
+    NonFiniteEmbeddings at the first call that gives a vector that is not finite, after storing
+    that call's finite ones."""
     embedder = embedder or get_embedder()
     batch = batch or settings.CSN_EMBED_BATCH
     version = version_for(embedder)
@@ -150,6 +186,10 @@ def embed_clips(
             todo.append(clip)
     for i in range(0, len(todo), batch):
         good, vectors = _embed_chunk(embedder, todo[i : i + batch], report)
+        finite = [bool(np.isfinite(v).all()) for v in vectors]  # a NaN is the model's fault
+        bad = [c for c, ok in zip(good, finite) if not ok]
+        good = [c for c, ok in zip(good, finite) if ok]
+        vectors = [v for v, ok in zip(vectors, finite) if ok]
         if good:
             ids = [c.pk for c in good]
             upsert_embeddings(version, ids, np.stack(vectors))
@@ -158,6 +198,8 @@ def embed_clips(
             Clip.objects.filter(pk__in=ids, status=Clip.Status.READY).exclude(error="").update(
                 error=""
             )
+        if bad:
+            raise _non_finite(version, bad)
         if pause_s:  # test hook: widens the window in which a worker can be killed mid-task
             time.sleep(pause_s)
     return report
@@ -172,6 +214,9 @@ def ingest_clips(clip_ids: list[int], embedder=None, batch: int | None = None) -
 
 
 def vectors_for(version: ModelVersion, clip_ids: list[int]) -> dict[int, np.ndarray]:
-    """clip id -> full vector (D,) for the clips embedded under version."""
+    """clip id -> full vector (D,) for the clips embedded under version; a vector that is not
+    finite (stored before embed_clips refused them) is left out, as if the clip had none, so no
+    model choice or design is made from it."""
     rows = Embedding.objects.filter(version=version, clip_id__in=clip_ids)
-    return {e.clip_id: e.as_array() for e in rows}
+    vectors = {e.clip_id: e.as_array() for e in rows}
+    return {c: v for c, v in vectors.items() if np.isfinite(v).all()}

@@ -11,7 +11,12 @@ import numpy as np
 from django.db.models import Case, F, FloatField, Q, Value, When
 from django.urls import reverse
 
-from evalsite.retrieval.embedder import CheckpointMissing, current_version, get_embedder
+from evalsite.retrieval.embedder import (
+    CheckpointMissing,
+    ModelUnavailable,
+    current_version,
+    get_embedder,
+)
 from evalsite.retrieval.models import Embedding
 from evalsite.retrieval.service import scope, search_vector
 from evalsite.stimuli.audio import MAX_UPLOAD_BYTES
@@ -64,7 +69,7 @@ def parse_id(params: dict, name: str) -> int | None:
 def _version():
     try:
         version = current_version(load=True)
-    except CheckpointMissing as exc:
+    except (CheckpointMissing, ModelUnavailable) as exc:  # no file, a broken one, no device
         raise QueryError(str(exc), status=503) from None
     return version
 
@@ -77,7 +82,15 @@ def clip_vector(version, clip: Clip) -> np.ndarray:
             "expected an ingested clip (see its catalogue's jobs)",
             status=409,
         )
-    return emb.as_array()
+    vector = emb.as_array()
+    if not np.isfinite(vector).all():  # stored before ingest refused non-finite vectors
+        raise QueryError(
+            f"clip {clip.pk}: its embedding with checkpoint {version.checkpoint_id} is not finite "
+            "(NaN or infinity); expected finite values: the checkpoint is broken, deploy a "
+            "working one and embed the catalogue again",
+            status=409,
+        )
+    return vector
 
 
 def check_upload_size(uploaded) -> None:
@@ -152,7 +165,19 @@ def upload_vector(uploaded, target_lufs: float) -> np.ndarray:
     data, sr = _decoded(uploaded)
     data = audio.fit_level(data, sr, uploaded.name, target_lufs)  # (T, C)
     mono = data.mean(axis=1)  # (T,)
-    return get_embedder().embed_waveforms([mono], sr)[0]
+    try:
+        embedder = get_embedder()
+    except (CheckpointMissing, ModelUnavailable) as exc:
+        raise QueryError(str(exc), status=503) from None
+    vector = embedder.embed_waveforms([mono], sr)[0]  # (D,)
+    if not np.isfinite(vector).all():  # the model's fault, not the upload's (validated above)
+        raise QueryError(
+            f"{uploaded.name}: checkpoint {embedder.checkpoint_id} gave a non-finite embedding "
+            "(NaN or infinity); expected finite values: the checkpoint is broken, deploy a "
+            "working one",
+            status=503,
+        )
+    return vector
 
 
 def audio_url(clip: Clip) -> str:

@@ -20,6 +20,8 @@ are not pieces of the catalogue.
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
 from dataclasses import dataclass
 
@@ -31,6 +33,7 @@ from evalsite.retrieval.models import Embedding, ModelVersion
 from evalsite.retrieval.search import EXACT_MAX, SubspaceIndex
 from evalsite.stimuli.models import Clip
 
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 # key -> (index, newest embedding id in it, (count, id-hash sum) of the embedding rows in it)
 _registry: dict[tuple, tuple[SubspaceIndex, int, tuple[int, int]]] = {}
@@ -90,10 +93,20 @@ def _held(qs) -> tuple[int, int]:
 
 
 def _add(index: SubspaceIndex, version: ModelVersion, condition: str, rows) -> tuple[int, int]:
-    """Add rows (id, clip id, vector, id hash) to the index; (count, hash sum) of those added."""
+    """Add rows (id, clip id, vector, id hash) to the index; (count, hash sum) of the rows taken.
+    A row whose subspace vector is not finite (stored before ingest refused such vectors) is
+    taken but left out of the index: it is never returned, and no distance is NaN."""
     ids, vecs, emb_ids, hashes = _decode(rows)
     if vecs is not None:
-        index.add(ids, version.subspace(vecs, condition), keys=np.asarray(emb_ids, np.int64))
+        sub = version.subspace(vecs, condition)  # (N, d)
+        finite = np.isfinite(sub).all(axis=1)  # (N,)
+        if not finite.all():
+            log.warning(
+                "clips %s: embedding with checkpoint %s not finite in %s; left out of the search",
+                ids[~finite].tolist(), version.checkpoint_id, condition,
+            )  # fmt: skip
+        keys = np.asarray(emb_ids, np.int64)[finite]
+        index.add(ids[finite], sub[finite], keys=keys)
     return len(emb_ids), hashes
 
 
@@ -165,7 +178,7 @@ def search_vector(
         pieces = dict(ready.values_list("pk", "piece"))
         hits, seen = [], set()
         for d, cid in zip(dist[0].tolist(), ids[0].tolist()):
-            if cid not in pieces:  # failed or removed since the index last looked
+            if cid not in pieces or not math.isfinite(d):  # failed or removed since it looked
                 continue
             piece = pieces[cid] or f"clip {cid}"
             if cid == exclude_clip or (exclude_piece and piece == exclude_piece) or piece in seen:

@@ -54,8 +54,9 @@ def page(request: HttpRequest) -> HttpResponse:
     uploaded = request.FILES.get("audio")
     status = 200
     # A GET opens the page or switches the catalogue; a POST is a search, which names what is
-    # missing when neither a piece nor a file was given.
-    if request.method == "POST" or uploaded or params.get("clip"):
+    # missing when neither a piece nor a file was given. A GET with one of the catalogue's
+    # pieces (a link to a search) searches too.
+    if request.method == "POST" or uploaded or _own_piece(params.get("clip"), context["clips"]):
         try:
             context["answer"] = query.search(
                 request.user, {**params.dict(), "catalogue": chosen}, uploaded
@@ -68,6 +69,18 @@ def page(request: HttpRequest) -> HttpResponse:
                 (c, answer["method"][c], hits) for c, hits in answer["results"].items()
             ]
     return render(request, "retrieval/search.html", context, status=status)
+
+
+def _own_piece(raw: str | None, clips) -> bool:
+    """Whether a GET's clip is one of the chosen catalogue's pieces: switching the catalogue
+    sends the whole form, with the previous catalogue's piece, and that starts no search. A clip
+    that is not an id does search, which names it."""
+    if not raw:
+        return False
+    try:
+        return clips.filter(pk=int(raw)).exists()
+    except ValueError:
+        return True
 
 
 class _JsonCsrfCheck(CsrfViewMiddleware):

@@ -23,6 +23,7 @@ from evalsite.retrieval import ingest
 from evalsite.retrieval.embedder import (
     CheckpointChanged,
     CheckpointMissing,
+    ModelUnavailable,
     checkpoint_id,
     checkpoint_path,
     embedder_for,
@@ -106,8 +107,15 @@ def embed_clips(clip_ids: list[int], job_id: int | None = None) -> dict:
     try:  # a job's clips: with the checkpoint it was queued with, which its progress counts
         embedder = embedder_for(job.checkpoint_id, job.params.get("checkpoint")) if job else None
         report = ingest.embed_clips(clip_ids, embedder=embedder)
-    except (CheckpointMissing, CheckpointChanged) as exc:  # permanent: no retry; the job says why
+    except (CheckpointMissing, CheckpointChanged, ModelUnavailable) as exc:  # permanent: no retry
         if job:
+            job.fail(str(exc))
+        log.error("%s", exc)
+        return {"error": str(exc)}
+    except ingest.NonFiniteEmbeddings as exc:  # a broken model: permanent, and not the clips'
+        ingest.mark_unembedded(exc.clip_errors)
+        if job:
+            progress.refresh(job)
             job.fail(str(exc))
         log.error("%s", exc)
         return {"error": str(exc)}

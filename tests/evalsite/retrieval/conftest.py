@@ -7,7 +7,11 @@ from __future__ import annotations
 import pytest
 
 from evalsite.celery import app
-from tests.evalsite.retrieval.helpers import make_catalogue, write_checkpoint
+from tests.evalsite.retrieval.helpers import (
+    make_catalogue,
+    write_checkpoint,
+    write_nan_checkpoint,
+)
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +22,11 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="session")
 def other_checkpoint(tmp_path_factory):
     return write_checkpoint(tmp_path_factory.mktemp("ckpt2") / "tiny2.pt", seed=1)
+
+
+@pytest.fixture(scope="session")
+def nan_checkpoint(tmp_path_factory):
+    return write_nan_checkpoint(tmp_path_factory.mktemp("ckpt_nan") / "diverged.pt")
 
 
 @pytest.fixture(autouse=True)

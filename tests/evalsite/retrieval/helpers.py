@@ -30,6 +30,21 @@ def write_checkpoint(path: Path, seed: int = 0) -> Path:
     return save_checkpoint(path, make_payload("csn", args, model, to_dict(cfg)))
 
 
+def write_nan_checkpoint(path: Path) -> Path:
+    """A checkpoint of the tiny model whose every weight is NaN, as a training run that diverged
+    leaves it: it loads, and every embedding it gives is NaN."""
+    import torch
+
+    from csn_model.checkpoint import load_checkpoint, save_checkpoint
+
+    payload = load_checkpoint(write_checkpoint(path, seed=2))
+    payload["state_dict"] = {
+        k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+        for k, v in payload["state_dict"].items()
+    }
+    return save_checkpoint(path, payload)
+
+
 def piece_audio(piece: int, variant: int = 0, seconds: float = 1.2) -> np.ndarray:
     """A clip of a piece: a chord whose pitches and rhythm depend on the piece (T,)."""
     rng = np.random.default_rng(1000 * piece + variant)

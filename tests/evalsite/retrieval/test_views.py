@@ -508,3 +508,19 @@ def test_it_leaves_a_requeued_model_choice_job_queued_until_a_worker_runs_it(
     assert client.get(reverse("jobs:study_fragment", args=[study.pk])).status_code == 200
     job = Job.objects.get(study=study)
     assert (job.status, job.done, job.total) == (Job.Status.QUEUED, 0, 3)
+
+
+def test_it_only_reloads_the_piece_list_when_the_catalogue_is_switched(client, ada, embedded):
+    other = Catalogue.objects.create(owner=ada, name="zz second")
+    clip_from_array(piece_audio(7), SR, other, name="Q07 take 0", piece="Q07")
+    client.force_login(ada)
+    query = embedded.clips.order_by("id").first()
+    # The catalogue <select> sends the whole form by GET, the previous catalogue's piece included.
+    page = client.get("/retrieval/", {"catalogue": other.pk, "clip": query.pk,
+                                      "instrument": "drums", "k": 3})  # fmt: skip
+    body = page.content.decode()
+    assert page.status_code == 200 and "Q07" in body
+    assert "Query" not in body and "retrieval-list" not in body
+    # A link to a search with one of the catalogue's own pieces still searches.
+    page = client.get("/retrieval/", {"catalogue": embedded.pk, "clip": query.pk, "k": 3})
+    assert page.status_code == 200 and "retrieval-list" in page.content.decode()
