@@ -108,6 +108,8 @@ def stage_study(opts: DemoOptions) -> dict:
         defaults={
             "catalogue": catalogue,
             "instruments": list(CONDITIONS),
+            # The header and title of the Japanese pages (Study.texts).
+            "texts": {"ja": {"name": "デモ：指定された楽器がより似ている候補はどちら？"}},
             # Room for many people (and --simulate runs) before trials count as full.
             "settings": {"target_answers_per_trial": 200},
         },

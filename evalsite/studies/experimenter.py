@@ -160,8 +160,27 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
         ),
         # the consent page would show only the site's own paragraph on stopping and leaving
         "no_consent": study.status != Study.Status.CLOSED and not study.consent_text.strip(),
+        "consent_not_translated": (
+            [] if study.status == Study.Status.CLOSED else consent_not_translated(study)
+        ),
     }
     return render(request, "studies/experimenter/study_detail.html", context)
+
+
+def consent_not_translated(study: Study) -> list[str]:
+    """'<Language> (<code>)' for each language the study offers after its first (whose
+    participants read the Consent text field) with no consent text of its own: its participants
+    would read consent in another language. None without a consent text at all (`no_consent`
+    says so)."""
+    if not study.consent_text.strip():
+        return []
+    names = dict(settings.LANGUAGES)
+    offered = (study.setting("languages") or [])[1:]
+    return [
+        f"{names.get(code, code)} ({code})"
+        for code in offered
+        if not ((study.texts or {}).get(code) or {}).get("consent_text", "").strip()
+    ]
 
 
 def catch_shortfalls(study: Study) -> list[str]:

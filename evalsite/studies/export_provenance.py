@@ -98,6 +98,7 @@ def config_snapshot(study: Study) -> dict:
         "instruments": list(study.instruments or []),
         "description": study.description,
         "consent_text": study.consent_text,
+        "texts": study.texts,  # per language; where one has none, its participants read the above
         "settings": study.full_settings(),
         "design": study.design,
         "trials": {

@@ -20,7 +20,13 @@ from csn_model import CONDITIONS
 from evalsite.datasets.catalog import datasets
 from evalsite.stimuli.models import Catalogue, Clip
 from evalsite.studies.consent import SCREENED_OUT_START, stopping_paragraph_in_english
-from evalsite.studies.models import DEFAULT_SETTINGS, MAX_PRACTICE_TRIALS, Study, Trial
+from evalsite.studies.models import (
+    DEFAULT_SETTINGS,
+    MAX_PRACTICE_TRIALS,
+    PARTICIPANT_TEXTS,
+    Study,
+    Trial,
+)
 
 FieldT = TypeVar("FieldT", bound=forms.Field)
 
@@ -74,6 +80,22 @@ def _consent_help_text() -> str:
         "happens to the answers of a participant who stops, following “Answers of participants "
         f"who leave” below. {added} Without headphone screening, the sentence "
         f"“{SCREENED_OUT_START}, …” is left out."
+    )
+
+
+def _language_text_field(field: str, language_name: str) -> forms.CharField:
+    """The form field for one language's own `field` (a PARTICIPANT_TEXTS name)."""
+    label = {"name": "Name", "description": "Description", "consent_text": "Consent text"}[field]
+    widget = {"name": forms.TextInput(), "description": forms.Textarea(attrs={"rows": 3}),
+              "consent_text": forms.Textarea(attrs={"rows": 6})}[field]  # fmt: skip
+    return forms.CharField(
+        required=False,
+        strip=True,
+        widget=widget,
+        max_length=200 if field == "name" else None,
+        label=f"{label} ({language_name})",
+        help_text=f"Shown to participants who take part in {language_name}. "
+        f"Empty: the {label.lower()} above.",
     )
 
 
@@ -187,6 +209,18 @@ class StudyForm(forms.ModelForm):
             self.initial.setdefault("shared_with_names", ", ".join(names))
         if not is_owner:
             self.fields["shared_with_names"].disabled = True
+        for code, language_name in django_settings.LANGUAGES:
+            own = (study.texts or {}).get(code) or {}
+            for field in PARTICIPANT_TEXTS:
+                self.fields[f"{field}_{code}"] = _language_text_field(field, str(language_name))
+                self.initial.setdefault(f"{field}_{code}", own.get(field, ""))
+
+    def language_texts(self) -> list[tuple[str, list[forms.BoundField]]]:
+        """(language name, its text fields) for each language the site offers, in order."""
+        return [
+            (str(name), [self[f"{field}_{code}"] for field in PARTICIPANT_TEXTS])
+            for code, name in django_settings.LANGUAGES
+        ]
 
     def clean_shared_with_names(self):
         value = self.cleaned_data["shared_with_names"]
@@ -240,9 +274,21 @@ class StudyForm(forms.ModelForm):
         out["exclusion"] = {key: data[key] for key in EXCLUSION_KEYS}
         return out
 
+    def texts_json(self) -> dict:
+        """The cleaned per-language texts as `Study.texts` stores them: only the texts given,
+        a language with none left out (languages the site no longer offers kept)."""
+        offered = [code for code, _name in django_settings.LANGUAGES]
+        out = {k: v for k, v in (self.instance.texts or {}).items() if k not in offered}
+        for code in offered:
+            own = {f: self.cleaned_data[f"{f}_{code}"] for f in PARTICIPANT_TEXTS}
+            if any(own.values()):
+                out[code] = {f: text for f, text in own.items() if text}
+        return out
+
     def save(self, commit: bool = True) -> Study:
         study = super().save(commit=False)
         study.settings = self.settings_json()
+        study.texts = self.texts_json()
         if commit:
             study.save()
             self.save_sharing(study)

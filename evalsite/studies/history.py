@@ -10,7 +10,8 @@ Kind = StudyEvent.Kind
 
 def state(study: Study) -> dict:
     """The study's fields an experimenter edits, flat: settings under `settings.<key>` (nested
-    settings under `settings.<key>.<sub>`), so that a change names exactly what changed."""
+    settings under `settings.<key>.<sub>`), a language's texts under `texts.<language>.<field>`,
+    so that a change names exactly what changed."""
     flat = {
         "name": study.name,
         "instruments": list(study.instruments or []),
@@ -19,6 +20,8 @@ def state(study: Study) -> dict:
         "catalogue": study.catalogue_id,
         "shared_with": sorted(u.get_username() for u in study.shared_with.all()),
     }
+    for language, by_field in sorted((study.texts or {}).items()):
+        flat |= {f"texts.{language}.{field}": text for field, text in by_field.items()}
     for key, value in study.full_settings().items():
         if isinstance(value, dict):
             flat |= {f"settings.{key}.{sub}": v for sub, v in value.items()}

@@ -54,6 +54,10 @@ DEFAULT_SETTINGS: dict = {
 }
 
 
+# The study's fields participants read, which `Study.texts` may give per language.
+PARTICIPANT_TEXTS = ("name", "description", "consent_text")
+
+
 def new_completion_code() -> str:
     return secrets.token_hex(4).upper()
 
@@ -83,6 +87,14 @@ class Study(models.Model):
     consent_text = models.TextField(blank=True)
     description = models.TextField(blank=True, help_text="Shown on the instructions page.")
     settings = models.JSONField(default=dict, blank=True, help_text="Overrides DEFAULT_SETTINGS.")
+    # The participant-facing texts in other languages: {"ja": {"name": ..., "description": ...,
+    # "consent_text": ...}}; where a language has none (or ""), its participants see the field.
+    texts = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The name, description and consent_text of a language whose participants "
+        "should not read the fields' own.",
+    )
     # How the trials were made: {"strategy": "random"|"model", "seed": int, "by": "...", ...}
     design = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -96,12 +108,27 @@ class Study(models.Model):
         return self.name
 
     def clean(self) -> None:
-        """The admin edits instruments as raw JSON; the study form offers only known names."""
+        """The admin edits instruments and texts as raw JSON; the study form offers only known
+        names and fields."""
         names = self.instruments
         known = isinstance(names, list) and all(n in CONDITIONS for n in names)
         if not known or len(set(names)) != len(names):
             expected = f"expected a list of distinct names from {', '.join(CONDITIONS)}"
             raise ValidationError({"instruments": f"{expected}, got {names!r}"})
+        texts = self.texts
+        if not isinstance(texts, dict) or not all(
+            isinstance(by_field, dict)
+            and all(k in PARTICIPANT_TEXTS and isinstance(v, str) for k, v in by_field.items())
+            for by_field in texts.values()
+        ):
+            expected = f"expected {{language: {{field: text}}}} with fields {PARTICIPANT_TEXTS}"
+            raise ValidationError({"texts": f"{expected}, got {texts!r}"})
+
+    def text(self, field: str, language: str) -> str:
+        """The study's `field` (one of PARTICIPANT_TEXTS) as `language`'s participants read it:
+        the language's own text, else the field's."""
+        own = (self.texts or {}).get(language) or {}
+        return own.get(field) or getattr(self, field)
 
     def setting(self, key: str):
         """The study's value for `key`, falling back to DEFAULT_SETTINGS (dicts merged)."""
