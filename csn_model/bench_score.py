@@ -87,7 +87,7 @@ def eval_triplets(ds, folder: Path, cfg: BenchConfig, made: dict | None = None) 
 
 
 def _no_triplets(ds, kind: str, cfg: BenchConfig) -> str:
-    from csn_model.data.triplets_cli import no_triplets_reason
+    from csn_model.data.triplets import no_triplets_reason
 
     frames = cfg.features.segment_frames
     return no_triplets_reason(ds, "test", kind, frames, "features.segment_seconds")

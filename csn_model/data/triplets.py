@@ -137,6 +137,53 @@ def default_hop(segment_frames: int) -> int:
     return max(1, int(segment_frames) // 2)
 
 
+MIN_TRACKS = {"pseudo": 3, "natural": 2, "stem": 2}  # TripletSampler.can_sample's minimum
+WHY_TRACKS = {
+    "pseudo": "the anchor's instrument, the rest of the anchor and the rest of the positive "
+    "come from three different tracks",
+    "natural": "the negative comes from another track than the anchor and positive",
+    "stem": "the negative comes from another track than the anchor and positive",
+}
+
+
+def no_triplets_reason(
+    ds: SlakhDataset,
+    split: str,
+    kind: str,
+    frames: int,
+    segment_option: str,
+    condition: str | None = None,
+) -> str:
+    """Why `split` of ds gives no `kind` triplets (of `condition`, else of any) with segments of
+    `frames` samples, in the order TripletSampler.can_sample checks: too few tracks, tracks
+    shorter than two segments (anchor and positive are two segments of one track, a segment
+    apart), else too few audible ones. segment_option: the setting that sets the segment length
+    (a CLI option or config key), named in the message."""
+    tracks = ds.tracks(split)
+    of = f" for {condition}" if condition else ""
+    head = f"no {kind} triplets{of} from the {len(tracks)} {split} tracks of {ds.root}"
+    need = MIN_TRACKS.get(kind, 2)
+    if len(tracks) < need:
+        why = f" ({WHY_TRACKS[kind]})" if kind in WHY_TRACKS else ""
+        return (
+            f"{head}: {kind} triplets need at least {need} tracks{why}; "
+            f"add tracks to the {split} split"
+        )
+    seconds = frames / ds.sample_rate
+    longest = max(t.num_frames for t in tracks) / ds.sample_rate
+    if longest < 2 * seconds:
+        return (
+            f"{head}: the longest is {longest:g} s, shorter than two {seconds:g}-s segments "
+            f"(anchor and positive are two segments of one track); use shorter segments "
+            f"({segment_option}) or longer tracks"
+        )
+    return (
+        f"{head} with {seconds:g}-s segments ({segment_option}): expected "
+        f"{condition or 'each instrument'} audible in at least two tracks, in one of them in two "
+        "segments a segment apart"
+    )
+
+
 class TripletSampler:
     """Random triplets from one split. Builds an activity index once (one streamed pass over the
     stems per track), then samples with numpy only: thousands of triplets per second."""
@@ -148,8 +195,11 @@ class TripletSampler:
         segment_frames: int,
         seed: int = 0,
         hop: int | None = None,
+        segment_option: str = "features.segment_seconds",
     ):
+        """segment_option: the setting that sets segment_frames, named when no triplet forms."""
         self.ds, self.split, self.seed = ds, split, seed
+        self.segment_option = segment_option
         self.segment_frames = int(segment_frames)
         self.hop = int(hop or default_hop(self.segment_frames))
         self.rng = np.random.default_rng(seed)
@@ -179,7 +229,7 @@ class TripletSampler:
         k = CONDITIONS.index(condition)
         if not self._pairable[k] or len(self._has[k]) < 2:
             return False
-        return kind != "pseudo" or len(self.tracks) >= 3
+        return len(self.tracks) >= MIN_TRACKS.get(kind, 2)
 
     def sample(self, condition: str | None = None, kind: str = "pseudo", rng=None) -> Triplet:
         """One random triplet; condition uniform over those possible when not given."""
@@ -187,15 +237,10 @@ class TripletSampler:
         if condition is None:
             possible = [c for c in CONDITIONS if self.can_sample(c, kind)]
             if not possible:
-                raise DataError(
-                    f"{self.ds.root}/{self.split}: no condition can form {kind} triplets"
-                )
+                raise DataError(self._no_triplets(kind))
             condition = possible[int(rng.integers(len(possible)))]
         if not self.can_sample(condition, kind):
-            raise DataError(
-                f"{self.ds.root}/{self.split}: too few tracks with audible {condition} for {kind} "
-                "triplets; expected two tracks with it, one of them audible in two segments"
-            )
+            raise DataError(self._no_triplets(kind, condition))
         k = CONDITIONS.index(condition)
         a, s1, s2 = self._anchor_pair(k, rng)
         d = self._pick(rng, [i for i in self._has[k] if i != a])
@@ -238,6 +283,10 @@ class TripletSampler:
         )  # fmt: skip
 
     # -- helpers ------------------------------------------------------------------------------
+    def _no_triplets(self, kind: str, condition: str | None = None) -> str:
+        frames, option = self.segment_frames, self.segment_option
+        return no_triplets_reason(self.ds, self.split, kind, frames, option, condition)
+
     def _anchor_pair(self, k: int, rng) -> tuple[int, int, int]:
         a = self._pick(rng, self._pairable[k])
         act = self.active[a][k]

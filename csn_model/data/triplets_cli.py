@@ -34,7 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from csn_model.data.slakh import DataError, SlakhDataset  # noqa: PLC0415
-    from csn_model.data.triplets import make_eval_set, save_triplets  # noqa: PLC0415
+    from csn_model.data.triplets import (  # noqa: PLC0415
+        make_eval_set,
+        no_triplets_reason,
+        save_triplets,
+    )
 
     try:
         ds = SlakhDataset(args.data, duplicates=args.duplicates)
@@ -90,38 +94,3 @@ def _meta(args: argparse.Namespace, ds, frames: int) -> dict:
         "tracks": len(ds.tracks(args.split)),
         "skipped_stems": ds.skip_summary(),
     }
-
-
-MIN_TRACKS = {"pseudo": 3, "natural": 2}  # as TripletSampler.can_sample
-WHY_TRACKS = {
-    "pseudo": "the anchor's instrument, the rest of the anchor and the rest of the positive "
-    "come from three different tracks",
-    "natural": "the negative comes from another track than the anchor and positive",
-}
-
-
-def no_triplets_reason(ds, split: str, kind: str, frames: int, segment_option: str) -> str:
-    """Why `split` of ds gives no `kind` triplets with segments of `frames` samples, in the order
-    TripletSampler.can_sample checks: too few tracks, tracks shorter than two segments (anchor
-    and positive are two segments of one track, a segment apart), else too few audible ones.
-    segment_option: the setting that sets the segment length, named in the message."""
-    tracks = ds.tracks(split)
-    head = f"no {kind} triplets from the {len(tracks)} {split} tracks of {ds.root}"
-    need = MIN_TRACKS.get(kind, 2)
-    if len(tracks) < need:
-        return (
-            f"{head}: {kind} triplets need at least {need} tracks ({WHY_TRACKS.get(kind, '')}); "
-            f"add tracks to the {split} split"
-        )
-    seconds = frames / ds.sample_rate
-    longest = max(t.num_frames for t in tracks) / ds.sample_rate
-    if longest < 2 * seconds:
-        return (
-            f"{head}: the longest is {longest:g} s, shorter than two {seconds:g}-s segments "
-            f"(anchor and positive are two segments of one track); use shorter segments "
-            f"({segment_option}) or longer tracks"
-        )
-    return (
-        f"{head} with {seconds:g}-s segments ({segment_option}): expected each instrument "
-        "audible in at least two tracks, in one of them in two segments a segment apart"
-    )
