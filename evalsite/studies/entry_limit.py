@@ -1,11 +1,12 @@
 """The limit on new participants one client address may start in a study (settings
 CSN_ENTRY_LIMIT per CSN_ENTRY_WINDOW_MINUTES; docs/site.md, "New participants per address").
 
-Opening the study link with an id it has not seen creates a participant, and one that reaches
-the trials holds trial reservations until they lapse; reserved trials count as filled when the
-design gives the least-filled ones to the next participant, so a script opening the link with
-thousands of random ids would starve real participants of the trials that need answers. The
-study link (`participant.entry`) asks `refuses_new` before it creates a participant, and
+Continuing from the study link's welcome page with an id the study has not seen creates a
+participant (opening the link alone creates none), and one that reaches the trials holds trial
+reservations until they lapse; reserved trials count as filled when the design gives the
+least-filled ones to the next participant, so a script posting the welcome page with thousands of
+random ids would starve real participants of the trials that need answers. The
+study link's POST (`participant.entry`) asks `refuses_new` before it creates a participant, and
 `record_entry` keeps the hashed address on the one it created. Only new participants count and
 are refused: a participant coming back (its id, its browser) and a researcher's preview of a
 draft never are.
