@@ -153,9 +153,11 @@ def _exclusion_rows(summary: pd.DataFrame, checks: list[_Check]) -> list[dict]:
 
 def unscored_catch_notes(df: pd.DataFrame, rules: ExclusionRules) -> list[str]:
     """A note for each reason catch answers go unscored by the catch rule, other than a kind the
-    rules leave out (repeat): no catch_kind (the CSV command's input may lack the column), or no
-    catch_correct on a scored kind. Without a kind the rule cannot tell a repeat, which measures
-    consistency and does not exclude, from a trial with a right answer, so it does not guess."""
+    rules leave out (repeat): no catch_kind (the CSV command's input may lack the column), a kind
+    that is neither scored nor repeat (a typo such as "Identical"), or no catch_correct on a
+    scored kind. Without a known kind the rule cannot tell a repeat, which measures consistency
+    and does not exclude, from a trial with a right answer, so it does not guess (nor match case).
+    """
     catch = df[df["is_catch"]]
     rule, kinds = "catch_accuracy_below_threshold", ", ".join(rules.catch_kinds)
     notes = []
@@ -166,6 +168,9 @@ def unscored_catch_notes(df: pd.DataFrame, rules: ExclusionRules) -> list[str]:
             f"rule scores only the kinds {kinds} (a repeat catch trial, which does not exclude, "
             "cannot be told apart); give catch_kind in the answers to apply it"
         )
+    unknown_note = _unknown_kind_note(catch, rules)
+    if unknown_note:
+        notes.append(unknown_note)
     no_score = int(
         (catch["catch_kind"].isin(rules.catch_kinds) & catch["catch_correct"].isna()).sum()
     )
@@ -175,6 +180,23 @@ def unscored_catch_notes(df: pd.DataFrame, rules: ExclusionRules) -> list[str]:
             "catch_correct is empty, so whether they were answered correctly is unknown"
         )
     return notes
+
+
+def _unknown_kind_note(catch: pd.DataFrame, rules: ExclusionRules) -> str | None:
+    """A note naming each non-empty catch_kind that is neither scored nor repeat, with counts."""
+    known = {*rules.catch_kinds, "repeat"}
+    kind = catch["catch_kind"]
+    counts = kind[(kind != "") & ~kind.isin(known)].value_counts().sort_index()
+    if counts.empty:
+        return None
+    named = ", ".join(f"{k!r} ({n})" for k, n in counts.items())
+    left_out = "" if "repeat" in rules.catch_kinds else " and leaves out repeat"
+    return (
+        f"catch_accuracy_below_threshold not applied to {int(counts.sum())} catch answers: "
+        f"their catch_kind is not one the rule knows: {named}; it scores only "
+        f"{', '.join(rules.catch_kinds)}{left_out} (kinds are matched exactly, case included); "
+        "correct catch_kind in the answers, or add the kind to catch_kinds"
+    )
 
 
 def apply_exclusions(df: pd.DataFrame, exclusions: pd.DataFrame) -> pd.DataFrame:

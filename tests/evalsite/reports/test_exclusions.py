@@ -148,6 +148,29 @@ def test_it_warns_that_the_catch_rule_was_not_applied_when_catch_answers_are_uns
     assert "catch_correct" in text
 
 
+@pytest.mark.parametrize("kind", ["Identical", "attention_check", "catch"])
+def test_it_warns_naming_a_catch_kind_the_rule_does_not_know_instead_of_passing_silently(kind):
+    from evalsite.reports.analysis import ReportConfig, build_report
+
+    # A CSV typo: p0 fails every catch trial, but no kind the rule scores says so; the rule
+    # does not guess which known kind was meant (not even by case), so it names the kind.
+    answers = _catch_answers(catch_kind=kind, catch_correct=lambda p: 0.0 if p == 0 else 1.0)
+    report = build_report(answers, ReportConfig(n_boot=20, mixed_model=False))
+    assert report.tables["exclusions"].empty
+    (text,) = _catch_warnings(report)
+    assert "catch_accuracy_below_threshold" in text and "24 catch answers" in text
+    assert f"'{kind}' (24)" in text and "identical, attention" in text and "repeat" in text
+
+
+def test_it_does_not_warn_about_a_catch_kind_the_rules_were_given():
+    from evalsite.reports.analysis.exclusions import unscored_catch_notes
+
+    answers = normalise_answers(
+        _catch_answers(catch_kind="catch", catch_correct=lambda p: 0.0 if p == 0 else 1.0)
+    )
+    assert unscored_catch_notes(answers, ExclusionRules(catch_kinds=("catch",))) == []
+
+
 def test_it_applies_the_catch_rule_without_a_warning_when_kinds_and_scores_are_given():
     from evalsite.reports.analysis import ReportConfig, build_report
 
