@@ -200,7 +200,7 @@ def _ceiling_row(
     notes.append(
         _empty_note("noise_ceiling", term, "ceiling", b_ceiling, _ceiling_reason(b_ceiling))
     )
-    notes.append(_relative_note(term, model, model_ceiling, b_relative))
+    notes.append(_relative_note(term, part, model, model_ceiling, b_relative))
     return {
         "term": term,
         "estimate": float(ceiling),
@@ -231,21 +231,43 @@ def _ceiling_reason(boot: np.ndarray) -> str:
     return "every trial gives the same share"
 
 
-def _relative_note(term: str, model: float, model_ceiling: float, boot: np.ndarray):
+def _relative_note(term: str, part: pd.DataFrame, model: float, model_ceiling: float, boot):
     if model_ceiling == 0:
         return (
             f"noise_ceiling relative for {term} left empty (undefined): its ceiling on the trials "
             f"with a model choice is 0 (every trial an even split), against model agreement "
             f"{model:.3g}"
         )
-    known = boot[~np.isnan(boot)]
-    reason = (
-        "the model sides with the majority on every trial and none is tied, so it agrees with "
-        "the raters exactly as often as they agree with the others' majority"
-        if len(known) and known.min() == known.max() == 1
-        else "every trial gives the same ratio"
-    )
-    return _empty_note("noise_ceiling", term, "relative", boot, reason)
+    return _empty_note("noise_ceiling", term, "relative", boot, _relative_reason(part, boot))
+
+
+def _relative_reason(part: pd.DataFrame, boot: np.ndarray) -> str:
+    """Why every replicate of relative is one value, read from the trials with a model choice.
+
+    A trial gives relative 1 when the model agrees with as many raters as the ceiling credits:
+    the model with a majority two or more votes ahead (each rater in it credited 1), or, of 3 raters
+    split 2-1, with the lone one (the two others credited half each, the lone one 0)."""
+    has = part["model_n"].to_numpy() > 0
+    agree, credit, n = (part[c].to_numpy()[has] for c in ("model_agree", "credit_m", "n"))
+    if (agree == credit).all():
+        majority = int((2 * agree - n >= 2).sum())
+        lone = int(((n == 3) & (agree == 1)).sum())
+        sides = [
+            f"on {majority} trials with a majority two or more votes ahead" if majority else "",
+            f"on {lone} trials with the lone rater of a 2-1 split, where the ceiling credits "
+            "the two others half each, 1 in all"
+            if lone
+            else "",
+        ]
+        return (
+            "on every trial with a model choice the model agrees with as many raters as the "
+            "ceiling credits: it sides " + " and ".join(s for s in sides if s)
+        )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = agree / credit
+    if (credit > 0).all() and np.allclose(ratios, ratios[0]):
+        return "every trial gives the same ratio"
+    return f"the trials' ratios differ; the bootstrap drew one value by chance ({len(boot)} draws)"
 
 
 def above_ceiling_note(ceiling: pd.DataFrame) -> str | None:

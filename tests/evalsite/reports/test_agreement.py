@@ -40,6 +40,49 @@ def test_it_says_the_model_sides_with_the_majority_when_relative_is_1_in_every_r
     assert all("majority" in n and "never disagree" not in n for n in relative), relative
 
 
+def test_it_does_not_say_the_model_sides_with_the_majority_when_it_sides_with_the_lone_rater():
+    # 3 raters split 2-1: the ceiling credits the trial 1 (the two on one side half each, the
+    # third 0), and a model with the third agrees with 1 rater, so relative is 1 every time.
+    from evalsite.reports.analysis import ReportConfig, build_report
+
+    rows = [
+        {"participant": f"p{(3 * j + k) % 6}", "trial": f"t{j}", "instrument": "drums",
+         "chosen": chosen, "model_choice": "b", "is_catch": False}
+        for j in range(12)
+        for k, chosen in enumerate("aab")
+    ]  # fmt: skip
+    report = build_report(pd.DataFrame(rows), ReportConfig(n_boot=50, mixed_model=False))
+    assert report.tables["noise_ceiling"]["relative"].tolist() == [1.0, 1.0]
+    relative = [m["text"] for m in report.messages if "(relative)" in m["text"]]
+    assert len(relative) == 2, relative  # drums and overall
+    assert all("majority" not in n for n in relative), relative
+    assert all("on 12 trials with the lone rater of a 2-1 split" in n for n in relative), relative
+
+
+def test_it_counts_both_kinds_of_trial_that_give_relative_1_where_they_are_mixed():
+    answers = _ratings([(4, 1), (2, 1), (0, 5), (1, 2)], ["a", "b", "b", "a"])
+    _, _, notes = agreement_tables(answers, n_boot=50, seed=0)
+    (note, *_) = [n for n in notes if "(relative)" in n]
+    assert "it sides on 2 trials with a majority two or more votes ahead" in note, note
+    assert "and on 2 trials with the lone rater of a 2-1 split" in note, note
+
+
+@pytest.mark.parametrize(
+    ("splits", "n_boot", "reason"),
+    [
+        ([(3, 2), (5, 4)], 50, "every trial gives the same ratio"),  # 3 / 1.5 and 5 / 2.5
+        ([(4, 1), (2, 1)], 1, "ratios differ"),  # 4 / 4 and 2 / 1: one draw is one value
+    ],
+)
+def test_it_gives_a_reason_other_than_sides_when_relative_is_one_value_besides_1(
+    splits, n_boot, reason
+):
+    answers = _ratings(splits, ["a"] * len(splits))
+    _, _, notes = agreement_tables(answers, n_boot=n_boot, seed=0)
+    (note, *_) = [n for n in notes if "(relative)" in n]
+    assert reason in note and "sides" not in note, note
+
+
 def test_it_says_every_trial_is_an_even_split_and_leaves_relative_undefined_not_inf():
     answers = _ratings([(3, 3)] * 6, ["a"] * 6)
     _, ceiling, notes = agreement_tables(answers, n_boot=50, seed=0)
