@@ -6,15 +6,23 @@ the study keeps them (`withdrawn_answers`, recorded on the participant who agree
 (`screening`), a participant who does not pass the headphone check ends there (`screened_out`, no
 "Leave" button): their questionnaire answers and screening results stay (participants.csv).
 Whatever is kept can be deleted on request by the participant ID every participant page shows
-(`Participant.quoted_id`)."""
+(`Participant.quoted_id`).
+
+What the page shows is one `ConsentPage` (`consent_page`): the study's consent text in the
+participant's language, this paragraph and the one on what is recorded. Its exact content is a
+`ConsentVersion` of the study, named by a hash (`version_sha256`); the form posts the one it
+showed and a participant who agrees records it (`participant_steps.post_consent`)."""
 
 from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
 
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import override
 
-from evalsite.studies.models import Study
+from evalsite.studies.models import ConsentVersion, Study
 
 # What "Leave the study" can do to the answers (`withdrawn_answers`); the study form's choices
 # name the same keys.
@@ -54,6 +62,11 @@ STOPPING: dict[tuple[str, bool], Promise] = {
         "whatever is kept by quoting your participant ID, shown at the bottom of each page."
     ),
 }
+# The last paragraph of every consent page: what the site records.
+RECORDING = _(
+    "We record your answers, response times, how often you played each sound and your "
+    "questionnaire answers. We do not record audio from your device."
+)
 # The sentence a study without screening leaves out, named in the study form's help.
 SCREENED_OUT_START = "If you do not pass the headphone check"
 
@@ -74,3 +87,50 @@ def stopping_paragraph_in_english(on_leave: str) -> str:
     shows it."""
     with override("en"):
         return str(STOPPING[on_leave, True])
+
+
+@dataclass(frozen=True)
+class ConsentPage:
+    """What the consent page shows a participant, in their language (`language`): the study's
+    consent text, then the site's paragraphs on stopping (for `on_leave`) and on recording."""
+
+    language: str
+    consent_text: str
+    stopping: str
+    recording: str
+    on_leave: str
+
+    @property
+    def text(self) -> str:
+        """The page's paragraphs as the participant reads them, a blank line between."""
+        return "\n\n".join(
+            part for part in (self.consent_text, self.stopping, self.recording) if part
+        )
+
+    @property
+    def sha256(self) -> str:
+        return version_sha256(self.language, self.text)
+
+
+def version_sha256(language: str, text: str) -> str:
+    """A consent version's name: SHA-256 (hex) of the language code, a newline and the text,
+    UTF-8. The language is in it so that one text shown in two languages is two versions."""
+    return hashlib.sha256(f"{language}\n{text}".encode()).hexdigest()
+
+
+def consent_page(study: Study, language: str) -> ConsentPage:
+    """The consent page of `study` in `language` as it would be shown now."""
+    on_leave = on_leave_now(study)
+    with override(language):
+        stopping, recording = str(stopping_paragraph(on_leave, study)), str(RECORDING)
+    return ConsentPage(
+        language, study.text("consent_text", language), stopping, recording, on_leave
+    )
+
+
+def shown_version(study: Study, page: ConsentPage) -> ConsentVersion:
+    """The study's stored version of `page`, stored the first time it is shown."""
+    version, _created = ConsentVersion.objects.get_or_create(
+        study=study, sha256=page.sha256, defaults={"language": page.language, "text": page.text}
+    )
+    return version

@@ -163,6 +163,7 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "consent_not_translated": (
             [] if study.status == Study.Status.CLOSED else consent_not_translated(study)
         ),
+        "consent_versions": consent_versions_agreed(study),
     }
     return render(request, "studies/experimenter/study_detail.html", context)
 
@@ -181,6 +182,20 @@ def consent_not_translated(study: Study) -> list[str]:
         for code in offered
         if not ((study.texts or {}).get(code) or {}).get("consent_text", "").strip()
     ]
+
+
+def consent_versions_agreed(study: Study) -> list[tuple[str, int]]:
+    """('<Language> (<code>)', n) for each language whose participants agreed to more than one
+    version of the consent page (it was edited while they took part). Per language: each
+    language's page is a version of its own, so two languages are not an edit."""
+    names = dict(settings.LANGUAGES)
+    agreed = (
+        study.consent_versions.filter(participants__isnull=False)
+        .values_list("language")
+        .annotate(n=Count("id", distinct=True))
+        .order_by("language")
+    )
+    return [(f"{names.get(code, code)} ({code})", n) for code, n in agreed if n > 1]
 
 
 def catch_shortfalls(study: Study) -> list[str]:

@@ -1,9 +1,9 @@
 """A study's export downloads: each file by name (`EXPORT_FILES`), or all of them in one zip.
 
 The tables come from `export_answers` (answers, participants), `export_provenance` (clip manifest,
-config snapshot) and `design.realised_design`; `CODEBOOK` (`export_codebook`) documents every
-column. This module only writes them out: CSV safe to open in a spreadsheet (`to_csv`) or JSON
-with the values as stored (`to_json`).
+consent versions, config snapshot) and `design.realised_design`; `CODEBOOK` (`export_codebook`)
+documents every column. This module only writes them out: CSV safe to open in a spreadsheet
+(`to_csv`) or JSON with the values as stored (`to_json`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,11 @@ import pandas as pd
 from evalsite.studies.design import realised_design
 from evalsite.studies.export_answers import full_answers_dataframe, participants_dataframe
 from evalsite.studies.export_codebook import CODEBOOK
-from evalsite.studies.export_provenance import config_snapshot, manifest_dataframe
+from evalsite.studies.export_provenance import (
+    config_snapshot,
+    consent_versions_dataframe,
+    manifest_dataframe,
+)
 from evalsite.studies.models import Study
 
 # A text cell starting with one of these would run as a formula when a CSV file is opened in a
@@ -85,6 +89,7 @@ EXPORT_FILES: dict[str, tuple[str, Callable[[Study], bytes]]] = {
         lambda s: to_csv(participants_dataframe(s)),
     ),
     "manifest.csv": ("text/csv", lambda s: to_csv(manifest_dataframe(s))),
+    "consent_versions.csv": ("text/csv", lambda s: to_csv(consent_versions_dataframe(s))),
     "design.csv": ("text/csv", lambda s: to_csv(realised_design(s))),
 }
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from django.db.models import Count
 
-from evalsite.studies.models import Answer, Participant, Study
+from evalsite.studies.models import Answer, ConsentVersion, Participant, Study
 
 ANSWER_COLUMNS = (
     "study", "participant", "session", "trial", "trial_index", "instrument", "reference",
@@ -36,7 +36,7 @@ EXTRA_COLUMNS = (
 PARTICIPANT_COLUMNS = (
     "study", "participant", "session", "prolific_pid", "prolific_study_id", "prolific_session_id",
     "external_pid", "participant_id", "status", "language", "started_at", "consented_at",
-    "withdrawn_answers", "finished_at",
+    "withdrawn_answers", "consent_version", "finished_at",
     "last_seen_at", "musical_training", "plays_instrument", "device", "headphones", "web_audio",
     "phone", "audio_sample_rate", "user_agent", "screening_passed", "antiphase_correct",
     "antiphase_trials", "huggins_correct", "huggins_trials", "screening_reloads", "screen_out_code",
@@ -151,9 +151,10 @@ def iso_utc(value: datetime | None) -> str:
 
 def participants_dataframe(study: Study) -> pd.DataFrame:
     """One row per participant of `study` who entered (`PARTICIPANT_COLUMNS`), whatever the step
-    reached: ids to pay or approve with (Prolific's), the ID a deletion request quotes, status and
-    what leaving does to the answers as agreed at consent, codes, the questionnaire, the
-    browser check, the screening score, and answers counted from the stored answers."""
+    reached: ids to pay or approve with (Prolific's), the ID a deletion request quotes, status,
+    what leaving does to the answers and the consent version as agreed at consent, codes, the
+    questionnaire, the browser check, the screening score, and answers counted from the stored
+    answers."""
     answers = full_answers_dataframe(study)
     main = answers[~answers["is_practice"]]
     catch = main[main["is_catch"]]
@@ -166,6 +167,9 @@ def participants_dataframe(study: Study) -> pd.DataFrame:
     slots = dict(
         Participant.objects.filter(study=study).annotate(n=Count("slots")).values_list("id", "n")
     )
+    versions: dict[int | None, str] = dict(
+        ConsentVersion.objects.filter(study=study).values_list("id", "sha256")
+    )
     rows = []
     for p in Participant.objects.filter(study=study).order_by("id"):
         screened = p.screening.get("answers", [])
@@ -176,6 +180,7 @@ def participants_dataframe(study: Study) -> pd.DataFrame:
             "participant_id": p.quoted_id,
             "status": p.step, "language": p.language, "started_at": iso_utc(p.started_at),
             "consented_at": iso_utc(p.consented_at), "withdrawn_answers": p.withdrawn_answers,
+            "consent_version": versions.get(p.consent_version_id, ""),
             "finished_at": iso_utc(p.finished_at),
             "last_seen_at": iso_utc(p.last_seen_at),
             **{f: p.questionnaire.get(f, "") for f in QUESTIONNAIRE_FIELDS},

@@ -100,6 +100,14 @@ CODEBOOK: dict[str, dict[str, dict]] = {
             "delete, keep, '' (not consented, or consented before this was recorded: the"
             " study's current `withdrawn_answers` applies)",
         ),
+        "consent_version": _col(
+            "The consent page the participant agreed to, word for word: its `version` in"
+            " consent_versions.csv (the study's consent text in the participant's language and"
+            " the site's paragraphs, recorded at consent; a later edit of the study does not"
+            " change it)",
+            "hex string (64) or ''",
+            "'' (not consented, or consented before versions were recorded)",
+        ),
         "finished_at": _col("Server time a final step was reached", "ISO 8601 UTC or ''"),
         "last_seen_at": _col("Server time of the last page or answer", "ISO 8601 UTC"),
         "musical_training": _col(
@@ -174,6 +182,22 @@ CODEBOOK: dict[str, dict[str, dict]] = {
             "+3.01 LU for a mono file, which plays on both speakers (measured as dual-mono, as "
             "ffmpeg's ebur128 dualmono); below the target when the peak ceiling limited the gain",
             "float (LUFS) or empty (no readable file)",
+        ),
+    },
+    "consent_versions": {
+        "version": _col(
+            "Name of one exact consent page (participants.csv `consent_version`): SHA-256 of the"
+            " language code, a newline and `text`, UTF-8",
+            "hex string (64)",
+        ),
+        "language": _col("Language the page was shown in", "string", "en, ja"),
+        "first_shown_at": _col("Server time a participant was first shown it", "ISO 8601 UTC"),
+        "participants": _col("Participants who agreed to it", "integer"),
+        "text": _col(
+            "The page's text as shown: the study's consent text in that language (else its"
+            " Consent text), then the site's paragraphs on stopping and leaving and on what is"
+            " recorded, a blank line between paragraphs",
+            "string",
         ),
     },
     "design": {

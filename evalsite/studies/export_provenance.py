@@ -1,6 +1,7 @@
 """What a study played and how it was configured, for the export: the clip manifest (each clip's
-provenance, and the hash and loudness of the file participants were served) and the config
-snapshot (settings, design, trial counts, the history of changes). Separate from the answers
+provenance, and the hash and loudness of the file participants were served), the consent
+versions (each exact consent page shown, and how many agreed to it) and the config snapshot
+(settings, design, trial counts, the history of changes). Separate from the answers
 tables (`export_answers`) because these read the catalogue's audio files and the study's
 configuration, not what participants did.
 """
@@ -18,12 +19,13 @@ from pathlib import Path
 import django
 import pandas as pd
 import soundfile as sf
+from django.db.models import Count
 
 from evalsite.stimuli.audio import AudioError, loudness_lufs, normalised_path, playback_lufs
 from evalsite.stimuli.models import Clip
 from evalsite.studies import history
 from evalsite.studies.export_answers import iso_utc
-from evalsite.studies.models import Study, Trial
+from evalsite.studies.models import ConsentVersion, Study, Trial
 
 MANIFEST_COLUMNS = (
     "token", "clip_id", "name", "piece", "dataset", "split", "start_s", "parts", "sha256",
@@ -83,6 +85,20 @@ def manifest_dataframe(study: Study) -> pd.DataFrame:
         )
         rows[-1]["served_sha256"], rows[-1]["served_loudness_lufs"] = served(clip, target)
     return pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+
+
+CONSENT_VERSION_COLUMNS = ("version", "language", "first_shown_at", "participants", "text")
+
+
+def consent_versions_dataframe(study: Study) -> pd.DataFrame:
+    """Every consent page `study` has shown (`ConsentVersion`), in the order first shown: its
+    name (participants.csv `consent_version`), language, text and how many agreed to it."""
+    versions = ConsentVersion.objects.filter(study=study).annotate(n=Count("participants"))
+    rows = [
+        (v.sha256, v.language, iso_utc(v.first_shown_at), v.n, v.text)
+        for v in versions.order_by("first_shown_at", "id")
+    ]
+    return pd.DataFrame(rows, columns=list(CONSENT_VERSION_COLUMNS))
 
 
 def config_snapshot(study: Study) -> dict:

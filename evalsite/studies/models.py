@@ -256,6 +256,16 @@ class Participant(models.Model):
     # consent page said when the participant agreed: a later edit of the study's setting does not
     # change it. "" before consent (and for those who agreed before it was recorded).
     withdrawn_answers = models.CharField(max_length=8, blank=True, default="", editable=False)
+    # The consent page the participant agreed to, word for word (`ConsentVersion`); null before
+    # consent (and for those who agreed before it was recorded).
+    consent_version = models.ForeignKey(
+        "ConsentVersion",
+        on_delete=models.RESTRICT,  # what someone agreed to goes only with the study
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="participants",
+    )
     last_seen_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     # Answers refused because they came sooner after the trial page than its clips can be played
@@ -451,3 +461,27 @@ class StudyEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} study {self.study_id} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class ConsentVersion(models.Model):
+    """One exact content of a study's consent page, as participants read it in one language: the
+    study's consent text and the site's paragraphs (`consent.consent_page`), stored once per
+    study and named by its hash. A participant who agrees records the one they were shown
+    (`Participant.consent_version`), so an edit of the consent text or of a setting the page
+    describes while the study runs leaves each participant's agreement known. Never edited."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="consent_versions")
+    # SHA-256 (hex) of the language code, a newline and `text`, UTF-8 (`consent.version_sha256`).
+    sha256 = models.CharField(max_length=64, editable=False)
+    language = models.CharField(max_length=8, editable=False)
+    text = models.TextField(editable=False)  # paragraphs separated by a blank line
+    first_shown_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["first_shown_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "sha256"], name="consent_version_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"consent {self.sha256[:12]} ({self.language}) of study {self.study_id}"

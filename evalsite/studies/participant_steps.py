@@ -27,7 +27,7 @@ from evalsite.studies import (
     participant_writes,
     screening,
 )
-from evalsite.studies.consent import ON_LEAVE, on_leave_now, stopping_paragraph
+from evalsite.studies.consent import ON_LEAVE, consent_page, shown_version
 from evalsite.studies.models import Participant
 from evalsite.studies.participant_forms import QuestionnaireForm, ScreeningForm, parse_answer
 from evalsite.studies.participant_render import render_step
@@ -46,9 +46,9 @@ def _simple(template):
 
 
 def get_consent(request, p):
-    on_leave = on_leave_now(p.study)
-    stopping = stopping_paragraph(on_leave, p.study)
-    return render_step(request, p, "consent.html", {"on_leave": on_leave, "stopping": stopping})
+    page = consent_page(p.study, p.language)
+    version = shown_version(p.study, page)  # stored when first shown; the form posts its name
+    return render_step(request, p, "consent.html", {"page": page, "version": version.sha256})
 
 
 def get_questionnaire(request, p, form=None):
@@ -148,13 +148,19 @@ def post_browser_check(request, p):
 
 def post_consent(request, p):
     if request.POST.get("decision") == "agree":
-        # The participant agrees to what the page said ("on_leave"): where the study's setting
-        # changed since, the page is shown again with the new paragraph, nothing recorded.
-        on_leave = on_leave_now(p.study)
-        if request.POST.get("on_leave", on_leave) in set(ON_LEAVE) - {on_leave}:
+        # The participant agrees to the page they were shown: its version (the consent text
+        # and the site's paragraphs) and what it said leaving does ("on_leave"). Where the study
+        # changed either since, the page is shown again as it is now, nothing recorded. A form
+        # that posts neither (loaded before they were posted) agrees to the page as it is now.
+        page = consent_page(p.study, p.language)
+        posted_on_leave = request.POST.get("on_leave", page.on_leave)
+        if posted_on_leave in set(ON_LEAVE) - {page.on_leave} or (
+            request.POST.get("consent_version", page.sha256) != page.sha256
+        ):
             return get_consent(request, p)
         flow.advance(p, Step.CONSENT, Step.QUESTIONNAIRE, consented_at=timezone.now(),
-                     withdrawn_answers=on_leave)  # fmt: skip
+                     withdrawn_answers=page.on_leave,
+                     consent_version=shown_version(p.study, page))  # fmt: skip
     elif request.POST.get("decision") == "decline":
         flow.advance(p, Step.CONSENT, Step.DECLINED)
 
