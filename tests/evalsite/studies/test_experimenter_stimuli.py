@@ -234,6 +234,20 @@ def test_it_asks_for_at_least_one_file(client, alice, study):
     assert response.context["form"].errors["files"] and not response.context["results"]
 
 
+@pytest.mark.parametrize("who", ["alice", "carol"])
+def test_the_import_page_gives_the_command_with_the_study_owner_as_owner(
+    client, alice, carol, study, who
+):
+    # Without --owner the catalogue goes to a superuser, and the study form offers only the
+    # study owner's catalogues (to the owner alone): the hint is the command the docs give,
+    # filled in with the owner, also for carol, whom the study is shared with.
+    client.force_login({"alice": alice, "carol": carol}[who])
+    page = client.get(reverse("studies:dataset_import", args=[study.pk])).content.decode()
+    assert (
+        "manage.py import_slakh ROOT --split test --catalogue NAME --owner alice --attention"
+    ) in page
+
+
 def test_it_imports_only_from_the_datasets_the_server_offers(
     client, alice, study, tiny_dataset, settings, tmp_path
 ):
