@@ -176,6 +176,13 @@ def trials_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _warn_practice(request, study, added) -> None:
-    """After trials are added by hand or CSV: the practice warnings that name one of them."""
-    for line in practice_clips.warnings(study, involving={t.pk for t in added}):
+    """After trials are added by hand or CSV: that some added practice trials are never shown
+    (the setting's line), and the practice warnings that name one of them."""
+    ids = {t.pk for t in added}
+    lines = (
+        practice_clips.setting_lines(study)
+        if ids & set(practice_clips.shown_and_not(study)[1])
+        else []
+    )
+    for line in [*lines, *practice_clips.warnings(study, involving=ids)]:
         messages.warning(request, line)

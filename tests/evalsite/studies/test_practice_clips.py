@@ -87,6 +87,9 @@ def test_it_warns_when_a_hand_made_practice_trial_shares_clips_with_a_catch_tria
         "reference,candidate_a,candidate_b,instrument,is_practice,catch_kind,expected\n"
         f"{ref.pk},{a.pk},{b.pk},drums,true,,{'b' if attention.expected == 'a' else 'a'}\n"
     )
+    # a third practice trial is shown once the setting is 3 (test_practice_setting: else none is)
+    listening_study.settings = {**listening_study.settings, "practice_trials": 3}
+    listening_study.save()
     client.force_login(experimenter)
     url = reverse("studies:trials_csv", args=[listening_study.pk])
     upload = SimpleUploadedFile("t.csv", csv.encode())
