@@ -81,15 +81,11 @@ class SimulatedParticipant:
 
     def run(self) -> Outcome:
         self.page_url = f"{self.base}/s/{self.slug}/?pid={self.pid}"
-        self._req("GET", self.page_url)  # the welcome page: the participant is made when its
-        r = self.post(
-            "browser_check",
-            web_audio="1",
-            sample_rate="48000",
-            touch="0",
-            screen="1920x1080",
-            ua_mobile="0",
-        )  # browser check is posted back
+        r = self._req("GET", self.page_url)
+        if not r.history:  # the welcome page: the participant is made when its browser check
+            r = self.post("browser_check", web_audio="1", sample_rate="48000", touch="0",
+                          screen="1920x1080", ua_mobile="0")  # is posted back  # fmt: skip
+        # (else its pid was known, from an earlier run of the demo: resumed, at its own page)
         self.page_url = r.url
         while True:
             p = self.participant()

@@ -155,7 +155,7 @@ class Participant:
         pid = f"load{os.getpid()}-{next(self._ids)}"
         link = f"/s/{self.slug}/?pid={pid}"
         r = self.request("flow", "GET", link)  # the welcome page; sets the CSRF cookie
-        if r.status != 200:
+        if r.status != 200:  # (a 302 would be a pid entered before: ids are new in each run)
             raise LoadTestError(f"study link: expected the welcome page (200), got {r.status}")
         self.page_path = link  # its browser check is posted back to the link, which makes
         r = self.post_step("browser_check", web_audio="1", sample_rate="48000", touch="0",
