@@ -80,7 +80,10 @@ def _visit(browser, urls: dict[str, str], shots: Path) -> None:
     page = context.new_page()
     try:
         page.goto(urls["participant link"])
-        assert "/p/" in page.url and page.locator("form").count() >= 1
+        assert page.locator("#continue").is_visible()  # the welcome page (the browser check)
+        page.click("#continue")
+        page.wait_for_url("**/p/*/")  # Continue made the participant, at its own page
+        assert page.locator("form").count() >= 1
         page.screenshot(path=str(shots / "demo_participant.png"))
         page.goto(urls["experimenter pages"])
         assert "/accounts/login/" in page.url  # login required
