@@ -5,8 +5,14 @@ results.json:
                         "checkpoint_ids": [...],
                         "accuracy": {cond..., "mean"}, "ci95": {cond: [lo, hi]},
                         "n_triplets": {cond..., "mean"},        # primary kind (pseudo-mix)
-                        "by_kind": {KIND: {"accuracy", "ci95", "n_triplets"}}}},
+                        "n_ties": {cond..., "mean"},     # of them, d(a,p) == d(a,n) exactly
+                        "n_identical": {cond..., "mean"},  # ... with a, p, n the same vector
+                        "tie_share": float,   # ties / triplets over all its kinds
+                        "by_kind": {KIND: {"accuracy", "ci95", "n_triplets", "n_ties",
+                                           "n_identical"}}}},
      "primary_kind": "pseudo", "reference": "csn",
+     "tie_rule": "...",   # TIE_RULE: a tie counts as wrong in the accuracy
+     "warnings": ["system X: 100.0 % of triplets ... are ties ...", ...],   # tie_warnings
      "comparisons": [{kind, term, system, reference, estimate, stat, p_val, p_adj, n,
                       n_pieces, n_pieces_differing, iid_mcnemar_p_val, iid_mcnemar_p_adj,
                       n_discordant, b, c}, ...],   # csn_model.evaluation.compare_to_reference
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -29,6 +36,14 @@ from csn_model.config import to_dict
 from csn_model.evaluation import MEAN
 
 TERMS = (*CONDITIONS, MEAN)
+TIE_WARN_SHARE = 0.05  # more ties than this in a system's triplets gets a warning line
+TIE_RULE = (
+    "Accuracy counts a tie as wrong (a tie: d(anchor, positive) == d(anchor, negative) exactly), "
+    "as in every earlier run, so accuracies stay comparable; 'ties' is the share of the "
+    "system's triplets in the table that tie."
+)
+
+log = logging.getLogger("csn.bench")
 
 
 def _input_of(name: str) -> str:
@@ -48,7 +63,44 @@ def _kind_block(acc: pd.DataFrame) -> dict:
             t: [float(by_term.loc[t, "ci_low"]), float(by_term.loc[t, "ci_high"])] for t in terms
         },
         "n_triplets": {t: int(by_term.loc[t, "n"]) for t in terms},
+        **{
+            column: {t: int(by_term.loc[t, column]) for t in terms}
+            for column in ("n_ties", "n_identical")
+            if column in by_term.columns
+        },
     }
+
+
+def tie_warnings(acc: pd.DataFrame) -> list[str]:
+    """One line per system whose ties pass TIE_WARN_SHARE of its triplets (all kinds), naming
+    one whose every triplet has anchor, positive and negative embedded to the same vector.
+    `acc`: rows with system, term, n, n_ties, n_identical (accuracy_table or tie_table)."""
+    if "n_ties" not in acc.columns:
+        return []
+    totals = acc[acc.term == MEAN].groupby("system", sort=False)[["n", "n_ties", "n_identical"]]
+    lines = []
+    for system, row in totals.sum().iterrows():
+        n, ties = int(row["n"]), int(row["n_ties"])
+        if not n or ties / n <= TIE_WARN_SHARE:
+            continue
+        line = f"system {system}: {100 * ties / n:.1f} % of triplets ({ties} of {n}) are ties"
+        if int(row["n_identical"]) == n:
+            line += (
+                ", each with anchor, positive and negative embedded to the same vector: its "
+                "embedding is constant on these inputs (collapsed training?)"
+            )
+        else:
+            line += ": its embedding is (nearly) constant (collapsed training?)"
+        lines.append(line + "; its accuracy counts them as wrong")
+    return lines
+
+
+def tie_shares(acc: pd.DataFrame) -> dict[str, float]:
+    """{system: ties / triplets over all its kinds}; empty without n_ties (older outcomes)."""
+    if "n_ties" not in acc.columns:
+        return {}
+    totals = acc[acc.term == MEAN].groupby("system", sort=False)[["n", "n_ties"]].sum()
+    return {str(s): float(r["n_ties"] / r["n"]) for s, r in totals.iterrows() if r["n"]}
 
 
 def dataset_info(ds) -> dict:
@@ -77,12 +129,15 @@ def build_results(cfg, ds, triplets, nets, acc, comps, sdr, trained_on="") -> di
             "description": DESCRIPTIONS.get(name, name),
             "checkpoint_ids": _ids(net),
             **blocks[primary],
+            "tie_share": tie_shares(acc).get(name),
             "by_kind": blocks,
         }
     return {
         "systems": systems,
         "primary_kind": primary,
         "reference": PROPOSED if PROPOSED in nets else next(iter(nets)),
+        "tie_rule": TIE_RULE,
+        "warnings": tie_warnings(acc),
         "comparisons": _records(comps),
         "separator_sdr": sdr,
         "config": to_dict(cfg),
@@ -116,6 +171,12 @@ def write_results(results: dict, acc: pd.DataFrame, comps: pd.DataFrame, out_dir
     table.to_csv(out_dir / "results.csv", index=False)
     comps.to_csv(out_dir / "comparisons.csv", index=False)
     (out_dir / "results.md").write_text(render_markdown(results, acc, comps))
+    shares = tie_shares(acc)  # `csn bench` logs to stdout: these come with its summary
+    if shares:
+        listed = ", ".join(f"{s} {100 * v:.1f} %" for s, v in shares.items())
+        log.info("tied triplets (counted wrong): %s", listed)
+    for line in results.get("warnings", []):
+        log.warning("%s", line)
 
 
 def _plain(v):
@@ -137,6 +198,9 @@ def render_markdown(results: dict, acc: pd.DataFrame, comps: pd.DataFrame) -> st
         ]
     if results.get("trained_on"):
         lines += [f"Systems trained in `{results['trained_on']}` (no retraining).", ""]
+    lines += [f"**Warning:** {line}" for line in results.get("warnings", [])]
+    if results.get("warnings"):
+        lines.append("")
     for kind in acc["kind"].unique():
         lines += [_accuracy_md(results, acc[acc.kind == kind], kind), ""]
     if len(comps):
@@ -148,9 +212,11 @@ def render_markdown(results: dict, acc: pd.DataFrame, comps: pd.DataFrame) -> st
 
 def _accuracy_md(results, acc: pd.DataFrame, kind: str) -> str:
     label = {"pseudo": "pseudo-mixed", "natural": "natural"}.get(kind, kind)
+    ties = "n_ties" in acc.columns
     head = f"## Accuracy, {label} triplets (95% CI, bootstrap over pieces)\n\n"
-    head += "| system | input | " + " | ".join(TERMS) + " |\n"
-    head += "|---|---|" + "---|" * len(TERMS) + "\n"
+    head += TIE_RULE if ties else "Accuracy counts a tie as wrong; ties were not recorded."
+    head += "\n\n| system | input | " + " | ".join(TERMS) + (" | ties |\n" if ties else " |\n")
+    head += "|---|---|" + "---|" * (len(TERMS) + ties) + "\n"
     rows, n_row = [], None
     for name in results["systems"]:
         part = acc[acc.system == name].set_index("term")
@@ -161,9 +227,12 @@ def _accuracy_md(results, acc: pd.DataFrame, kind: str) -> str:
             else "-"
             for t in TERMS
         ]
+        if ties:
+            share = part.loc[MEAN, "n_ties"] / part.loc[MEAN, "n"] if MEAN in part.index else None
+            cells.append("-" if share is None else f"{100 * share:.1f} %")
         rows.append(f"| {name} | {_input_of(name)} | " + " | ".join(cells) + " |")
         n_row = n_row or [str(int(part.loc[t, "n"])) if t in part.index else "-" for t in TERMS]
-    rows.append("| n triplets | | " + " | ".join(n_row or []) + " |")
+    rows.append("| n triplets | | " + " | ".join(n_row or []) + (" | |" if ties else " |"))
     return head + "\n".join(rows)
 
 

@@ -16,7 +16,7 @@ import torch
 
 from csn_model import CONDITIONS
 from csn_model.bench_config import BenchConfig
-from csn_model.evaluation import triplet_correct
+from csn_model.evaluation import OUTCOME_COLUMNS, TIE_COLUMNS, triplet_outcomes
 
 log = logging.getLogger("csn.bench")
 
@@ -172,19 +172,21 @@ class _Net:
         return self.model.subspace(emb, k).detach().cpu().numpy()  # (N, d)
 
 
-def _correct(net: _Net, waves: np.ndarray, condition: str) -> np.ndarray:
-    """waves (n, 3, T) anchor/positive/negative -> correct (n,)."""
+def _outcomes(net: _Net, waves: np.ndarray, condition: str) -> np.ndarray:
+    """waves (n, 3, T) anchor/positive/negative -> correct, tie, identical: (3, n)."""
     n = waves.shape[0]
     sub = net.subspace(net.embed(waves.reshape(3 * n, -1)), condition).reshape(n, 3, -1)
-    return triplet_correct(sub[:, 0], sub[:, 1], sub[:, 2])
+    out = triplet_outcomes(sub[:, 0], sub[:, 1], sub[:, 2])
+    return np.stack([out[c] for c in ("correct", *TIE_COLUMNS)])  # (3, n)
 
 
 def score(
     ds, triplets_by_kind: dict, systems: dict, frames: int, separator=None, batch: int = 16
 ) -> pd.DataFrame:
-    """Outcomes (system, kind, condition, triplet, piece, correct) of every system on every
-    triplet. `systems`: {name: _Net (mixture input) or {condition: _Net} (stem input)}; the stem
-    system named individual_separated gets the separator's estimates instead of clean stems.
+    """Outcomes (system, kind, condition, triplet, piece, correct, tie, identical: see
+    csn_model.evaluation) of every system on every triplet. `systems`: {name: _Net (mixture
+    input) or {condition: _Net} (stem input)}; the stem system named individual_separated gets
+    the separator's estimates instead of clean stems.
     `piece` is the track whose condition stem the anchor and positive share."""
     from csn_model.data.triplets import render_stems
 
@@ -212,22 +214,21 @@ def score(
                 separated = est.reshape(n, 3, len(CONDITIONS), -1)  # (n, 3, K, T)
             conds = np.array([t.condition for t in chunk])
             for name, net in systems.items():
-                correct = np.zeros(len(chunk), dtype=np.int8)
+                scored = np.zeros((3, len(chunk)), dtype=np.int8)  # correct, tie, identical
                 for cond in dict.fromkeys(conds):
                     idx, k = np.flatnonzero(conds == cond), CONDITIONS.index(cond)
                     if isinstance(net, _Net):
-                        correct[idx] = _correct(net, mixes[idx], cond)
+                        scored[:, idx] = _outcomes(net, mixes[idx], cond)
                     elif name == "individual_separated":
-                        correct[idx] = _correct(net[cond], separated[idx, :, k], cond)
+                        scored[:, idx] = _outcomes(net[cond], separated[idx, :, k], cond)
                     else:
-                        correct[idx] = _correct(net[cond], stems[idx, :, k], cond)
+                        scored[:, idx] = _outcomes(net[cond], stems[idx, :, k], cond)
                 for i, t in enumerate(chunk):
                     piece = t.anchor.part(t.condition).track
-                    rows.append((name, kind, t.condition, lo + i, piece, int(correct[i])))
+                    flags = (int(v) for v in scored[:, i])
+                    rows.append((name, kind, t.condition, lo + i, piece, *flags))
         log.info("scored %d %s triplets in %.0f s", len(triplets), kind, time.time() - t0)
-    return pd.DataFrame(
-        rows, columns=["system", "kind", "condition", "triplet", "piece", "correct"]
-    )
+    return pd.DataFrame(rows, columns=[*OUTCOME_COLUMNS, *TIE_COLUMNS])
 
 
 def load_systems(checkpoints: dict, device: torch.device) -> dict:

@@ -6,6 +6,9 @@ Prints, per kind, the reference against every other system on the mean (accuracy
 Holm-adjusted p of the paired test over pieces, and the descriptive triplets-as-independent
 McNemar p); --out writes every term (csn_model.evaluation.compare_to_reference's columns).
 For runs made before the test over pieces, whose comparisons.csv holds McNemar p only.
+Then each system's share of tied triplets (counted wrong in the accuracy) and a warning line for
+a system with many (csn_model.bench_report.tie_warnings); outcomes.csv of runs made before ties
+were recorded (no tie column) are read as before, and this is said.
 """
 
 from __future__ import annotations
@@ -17,10 +20,18 @@ from pathlib import Path
 import pandas as pd
 
 from csn_model.bench_config import PROPOSED
-from csn_model.evaluation import MEAN, OUTCOME_COLUMNS, compare_to_reference
+from csn_model.bench_report import tie_shares, tie_warnings
+from csn_model.evaluation import (
+    MEAN,
+    OUTCOME_COLUMNS,
+    compare_to_reference,
+    has_ties,
+    tie_table,
+)
 
 
-def recompute(run_dir: Path, reference: str = PROPOSED) -> pd.DataFrame:
+def read_outcomes(run_dir: Path) -> pd.DataFrame:
+    """RUN_DIR/outcomes.csv, checked for OUTCOME_COLUMNS (and both tie columns or neither)."""
     path = Path(run_dir) / "outcomes.csv"
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing; expected the outcomes.csv a `csn bench` writes")
@@ -28,7 +39,15 @@ def recompute(run_dir: Path, reference: str = PROPOSED) -> pd.DataFrame:
     missing = set(OUTCOME_COLUMNS) - set(outcomes.columns)
     if missing:
         raise ValueError(f"{path}: lacks columns {sorted(missing)}; expected {OUTCOME_COLUMNS}")
-    return compare_to_reference(outcomes, reference)
+    try:
+        has_ties(outcomes)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return outcomes
+
+
+def recompute(run_dir: Path, reference: str = PROPOSED) -> pd.DataFrame:
+    return compare_to_reference(read_outcomes(run_dir), reference)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="write every term's comparison to this CSV")
     args = parser.parse_args(argv)
     try:
-        comps = recompute(Path(args.run_dir), args.reference)
+        outcomes = read_outcomes(Path(args.run_dir))
+        comps = compare_to_reference(outcomes, args.reference)
     except (FileNotFoundError, ValueError) as exc:
         print(f"bench_stats: {exc}", file=sys.stderr)
         return 2
@@ -52,7 +72,21 @@ def main(argv: list[str] | None = None) -> int:
             f"p_adj={row.p_adj:.3g}  "
             f"(pieces {row.n_pieces}; triplets as independent: p_adj={row.iid_mcnemar_p_adj:.3g})"
         )
+    _print_ties(outcomes)
     return 0
+
+
+def _print_ties(outcomes: pd.DataFrame) -> None:
+    if not has_ties(outcomes):
+        print("ties: outcomes.csv has no tie column (made before ties were recorded); tied")
+        print("  triplets are unknown here, and the accuracy counts them as wrong")
+        return
+    ties = tie_table(outcomes)
+    print("tied triplets, d(anchor, positive) == d(anchor, negative) (counted wrong):")
+    for system, share in tie_shares(ties).items():
+        print(f"  {system:22s} {100 * share:.1f} %")
+    for line in tie_warnings(ties):
+        print(f"warning: {line}")
 
 
 if __name__ == "__main__":

@@ -5,13 +5,16 @@ Everything here is a pure function on arrays or tidy DataFrames (no torch, no fi
 benchmark, the tests and any report can share it.
 
 The per-triplet table that the benchmark builds ("outcomes") has one row per (system, triplet):
-`system, kind, condition, triplet, piece, correct` where `correct` is 1 when the masked distance
-anchor-positive is strictly smaller than anchor-negative (a tie counts as wrong: a collapsed
-embedding must not score 50%), and `piece` is the track whose `condition` stem the anchor and the
-positive share (the unit the bootstrap resamples and the paired test flips, because triplets of
-one piece are not independent). Only this anchor piece is the cluster: a pseudo triplet's other
-pieces (B, C, D) are drawn per triplet from the whole test split, so clustering on them too would
-join every piece into one cluster; what they share across anchors is not allowed for.
+`system, kind, condition, triplet, piece, correct, tie, identical` where `correct` is 1 when the
+masked distance anchor-positive is strictly smaller than anchor-negative (a tie counts as wrong: a
+collapsed embedding must not score 50%), `tie` is 1 when the two distances are equal,
+`identical` is 1 when anchor, positive and negative are the same vector (see triplet_outcomes;
+runs made before these two columns have only the first six), and `piece` is the track whose
+`condition` stem the anchor and the positive share (the unit the bootstrap resamples and the
+paired test flips, because triplets of one piece are not independent). Only this anchor piece
+is the cluster: a pseudo triplet's other pieces (B, C, D) are drawn per triplet from the whole
+test split, so clustering on them too would join every piece into one cluster; what they share
+across anchors is not allowed for.
 
 Result tables use the project's column vocabulary
 `term, estimate, se, ci_low, ci_high, stat, df, p_val, p_adj, n` plus identifying columns.
@@ -27,13 +30,36 @@ from csn_model import CONDITIONS
 
 MEAN = "mean"  # the macro mean over the five conditions
 OUTCOME_COLUMNS = ("system", "kind", "condition", "triplet", "piece", "correct")
+TIE_COLUMNS = ("tie", "identical")  # absent from the outcomes.csv of runs made before them
+
+
+def triplet_outcomes(
+    anchor: np.ndarray, positive: np.ndarray, negative: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per row: correct, tie and identical (int8, each (N,)). Inputs (N, d) already masked.
+
+    correct: ||a - p|| < ||a - n|| strictly, so a tie counts as wrong (as in every run so far).
+    tie: ||a - p|| == ||a - n|| exactly, the same two floats `correct` compares. The project's
+    choice, not the paper's: no tolerance, so that every tie is a wrong answer and the share of
+    ties is exactly the accuracy lost to them; a near-tie is scored by its sign like any other
+    triplet, and a tolerance would call some right answers ties. A collapsed network gives
+    bit-identical vectors (Result 1b: every distance 0), which exact equality catches.
+    identical: a, p and n are the same vector, component for component (then both distances
+    are 0): a system with this on every triplet embeds its inputs to one vector.
+    """
+    d_ap = np.linalg.norm(anchor - positive, axis=1)  # (N,)
+    d_an = np.linalg.norm(anchor - negative, axis=1)  # (N,)
+    same = np.all(anchor == positive, axis=1) & np.all(anchor == negative, axis=1)  # (N,)
+    return {
+        "correct": (d_ap < d_an).astype(np.int8),
+        "tie": (d_ap == d_an).astype(np.int8),
+        "identical": same.astype(np.int8),
+    }
 
 
 def triplet_correct(anchor: np.ndarray, positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
     """1 where ||a - p|| < ||a - n|| (strictly), per row. Inputs (N, d) already masked. -> (N,)"""
-    d_ap = np.linalg.norm(anchor - positive, axis=1)  # (N,)
-    d_an = np.linalg.norm(anchor - negative, axis=1)  # (N,)
-    return (d_ap < d_an).astype(np.int8)
+    return triplet_outcomes(anchor, positive, negative)["correct"]
 
 
 # -- bootstrap over pieces ---------------------------------------------------------------------
@@ -238,7 +264,8 @@ def _compare(sub: pd.DataFrame, reference: str, other: str) -> dict:
 
 
 def accuracy_table(outcomes: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """bootstrap_accuracy for every (system, kind): tidy rows system, kind, term, estimate, ..."""
+    """bootstrap_accuracy for every (system, kind): tidy rows system, kind, term, estimate, ...;
+    with n_ties and n_identical per term (tie_table) where the outcomes have TIE_COLUMNS."""
     missing = set(OUTCOME_COLUMNS) - set(outcomes.columns)
     if missing:
         raise ValueError(f"accuracy_table: outcomes lack columns {sorted(missing)}")
@@ -248,4 +275,32 @@ def accuracy_table(outcomes: pd.DataFrame, n_boot: int = 2000, seed: int = 0) ->
         table.insert(0, "kind", kind)
         table.insert(0, "system", system)
         frames.append(table)
-    return pd.concat(frames, ignore_index=True)
+    table = pd.concat(frames, ignore_index=True)
+    if not has_ties(outcomes):
+        return table
+    counts = tie_table(outcomes).drop(columns="n")
+    return table.merge(counts, on=["system", "kind", "term"], how="left", validate="1:1")
+
+
+def has_ties(outcomes: pd.DataFrame) -> bool:
+    """Whether the outcomes record ties: both TIE_COLUMNS, or neither (ValueError for one)."""
+    present = [c for c in TIE_COLUMNS if c in outcomes.columns]
+    if present and len(present) < len(TIE_COLUMNS):
+        lacking = sorted(set(TIE_COLUMNS) - set(present))
+        raise ValueError(f"outcomes have {present} but lack {lacking}; expected both or neither")
+    return bool(present)
+
+
+def tie_table(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """Tied triplets per (system, kind, term): tidy rows system, kind, term, n, n_ties,
+    n_identical; term is each condition present, then "mean" (all the kind's triplets)."""
+    rows = []
+    for (system, kind), part in outcomes.groupby(["system", "kind"], sort=False):
+        by = part.groupby("condition").agg(
+            n=("tie", "size"), n_ties=("tie", "sum"), n_identical=("identical", "sum")
+        )
+        terms = [c for c in CONDITIONS if c in by.index]
+        rows += [(system, kind, term, *by.loc[term]) for term in terms]
+        rows.append((system, kind, MEAN, len(part), part["tie"].sum(), part["identical"].sum()))
+    table = pd.DataFrame(rows, columns=["system", "kind", "term", "n", "n_ties", "n_identical"])
+    return table.astype({"n": int, "n_ties": int, "n_identical": int})
