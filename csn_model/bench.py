@@ -19,7 +19,9 @@ Run folder (everything is reused when present, so an interrupted run resumes whe
                                  only for the dataset and settings recorded in their meta; made
                                  before any system trains (a new folder records nothing when the
                                  test split cannot give them)
-    outcomes.csv                 one row per (system, triplet): correct or not
+    outcomes.csv                 one row per (system, triplet): correct or not, tie (the two
+                                 distances equal: counted wrong), identical (all three embedded
+                                 to one vector)
     results.json, results.csv, comparisons.csv, results.md
     analysis/                    subspace analysis of the proposed CSN (csn_model.analysis)
 `score_run(run_dir, other_dataset)` scores the trained systems on another Slakh-layout dataset

@@ -76,4 +76,8 @@ def _print_summary(results: dict) -> None:
     print(f"mean triplet accuracy ({kind}):")
     for name, s in results["systems"].items():
         lo, hi = s["ci95"]["mean"]
-        print(f"  {name:22s} {s['accuracy']['mean']:.3f} [{lo:.3f}, {hi:.3f}]")
+        share = s.get("tie_share")  # None in results written before ties were counted
+        ties = "" if share is None else f"  ties {100 * share:.1f} % (counted wrong)"
+        print(f"  {name:22s} {s['accuracy']['mean']:.3f} [{lo:.3f}, {hi:.3f}]{ties}")
+    for warning in results.get("warnings", []):
+        print(f"warning: {warning}")

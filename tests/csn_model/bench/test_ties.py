@@ -191,3 +191,16 @@ def test_it_prints_the_tie_shares_and_warnings_when_it_writes_the_results(tmp_pa
     assert "csn 0.0 %" in text and "flat 100.0 %" in text
     assert "system flat: 100.0 % of triplets (40 of 40) are ties" in text
     assert "WARNING" in text
+
+
+def test_the_printed_summary_gives_each_systems_tie_share_and_the_warnings(capsys):
+    from csn_model.bench_cli import _print_summary
+
+    system = {"ci95": {"mean": [0.0, 0.0]}, "accuracy": {"mean": 0.0}, "tie_share": 1.0}
+    older = {"ci95": {"mean": [0.4, 0.6]}, "accuracy": {"mean": 0.5}}  # written before ties
+    _print_summary({"primary_kind": "pseudo", "systems": {"collapsed": system, "old": older},
+                    "warnings": ["collapsed: 100.0 % of triplets are ties"]})  # fmt: skip
+    out = capsys.readouterr().out
+    assert "collapsed" in out and "ties 100.0 % (counted wrong)" in out
+    assert "warning: collapsed: 100.0 % of triplets are ties" in out
+    assert "old                    0.500 [0.400, 0.600]\n" in out
