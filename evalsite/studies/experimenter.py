@@ -158,8 +158,8 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "practice_warnings": (
             [] if study.status == Study.Status.CLOSED else practice_clips.page_lines(study)
         ),
-        # the consent page would show only the site's own paragraph on stopping and leaving
-        "no_consent": study.status != Study.Status.CLOSED and not study.consent_text.strip(),
+        # languages whose consent page would show only the site's paragraph on stopping and leaving
+        "no_consent": [] if study.status == Study.Status.CLOSED else no_consent(study),
         "consent_not_translated": (
             [] if study.status == Study.Status.CLOSED else consent_not_translated(study)
         ),
@@ -168,18 +168,35 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "studies/experimenter/study_detail.html", context)
 
 
+def _offered(study: Study) -> list[str]:
+    # as the participant pages read it (participant_render): no languages means English
+    return study.setting("languages") or ["en"]
+
+
+def _language_name(code: str) -> str:
+    return f"{dict(settings.LANGUAGES).get(code, code)} ({code})"
+
+
+def no_consent(study: Study) -> list[str]:
+    """'<Language> (<code>)' for each language the study offers whose participants would read no
+    consent text: neither one of its own (Texts per language) nor the Consent text field."""
+    return [
+        _language_name(code)
+        for code in _offered(study)
+        if not study.text("consent_text", code).strip()
+    ]
+
+
 def consent_not_translated(study: Study) -> list[str]:
     """'<Language> (<code>)' for each language the study offers after its first (whose
     participants read the Consent text field) with no consent text of its own: its participants
-    would read consent in another language. None without a consent text at all (`no_consent`
-    says so)."""
+    would read the Consent text field, in another language. Languages that would read none at
+    all (the field is empty too) are `no_consent`'s."""
     if not study.consent_text.strip():
         return []
-    names = dict(settings.LANGUAGES)
-    offered = (study.setting("languages") or [])[1:]
     return [
-        f"{names.get(code, code)} ({code})"
-        for code in offered
+        _language_name(code)
+        for code in _offered(study)[1:]
         if not ((study.texts or {}).get(code) or {}).get("consent_text", "").strip()
     ]
 

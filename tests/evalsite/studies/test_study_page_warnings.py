@@ -56,3 +56,36 @@ def test_it_warns_that_participants_would_see_no_consent_text_until_the_study_is
     study.consent_text, study.status = "", Study.Status.CLOSED
     study.save()
     assert "No consent text" not in _page(client, study)
+
+
+@pytest.mark.parametrize(
+    ("languages", "texts"),
+    [
+        (["ja"], {"ja": {"consent_text": "参加に同意します。"}}),
+        (
+            ["en", "ja"],
+            {"en": {"consent_text": "You agree."}, "ja": {"consent_text": "同意します。"}},
+        ),
+    ],
+)
+def test_it_does_not_warn_of_no_consent_text_when_each_offered_language_has_its_own(
+    client, alice, study, languages, texts
+):
+    # The consent text given only under "Texts per language" is what those participants read.
+    client.force_login(alice)
+    study.consent_text, study.texts = "", texts
+    study.settings = {**study.settings, "languages": languages}
+    study.save()
+    html = _page(client, study)
+    assert "No consent text" not in html and "no consent text of its own" not in html
+
+
+def test_it_names_the_offered_languages_whose_participants_would_see_no_consent_text(
+    client, alice, study
+):
+    client.force_login(alice)
+    study.consent_text, study.texts = "", {"ja": {"consent_text": "同意します。"}}
+    study.settings = {**study.settings, "languages": ["en", "ja"]}
+    study.save()
+    html = _page(client, study)
+    assert "No consent text for English (en)" in html and "Japanese (ja)" not in html
