@@ -90,6 +90,12 @@ EXPORT_FILES: dict[str, tuple[str, Callable[[Study], bytes]]] = {
     ),
     "manifest.csv": ("text/csv", lambda s: to_csv(manifest_dataframe(s))),
     "consent_versions.csv": ("text/csv", lambda s: to_csv(consent_versions_dataframe(s))),
+    # the exact texts: a CSV cell may carry the formula guard's apostrophe, and a version is the
+    # hash of the text as shown (a consent text that is a bullet list starts with "-")
+    "consent_versions.json": (
+        "application/json",
+        lambda s: to_json(consent_versions_dataframe(s)),
+    ),
     "design.csv": ("text/csv", lambda s: to_csv(realised_design(s))),
 }
 

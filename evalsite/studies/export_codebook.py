@@ -196,7 +196,9 @@ CODEBOOK: dict[str, dict[str, dict]] = {
         "text": _col(
             "The page's text as shown: the study's consent text in that language (else its"
             " Consent text), then the site's paragraphs on stopping and leaving and on what is"
-            " recorded, a blank line between paragraphs",
+            " recorded, a blank line between paragraphs. In consent_versions.csv a text starting"
+            " with = + - @ (a tab or a carriage return) has a leading ' (csv.text_cells), to drop"
+            " before hashing; consent_versions.json has the exact text",
             "string",
         ),
     },

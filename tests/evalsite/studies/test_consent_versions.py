@@ -6,7 +6,9 @@ study page says when participants agreed to more than one."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import re
 
 import pandas as pd
@@ -136,3 +138,21 @@ def test_the_study_page_says_when_participants_agreed_to_more_than_one_version(
     _agree(*_at_consent(open_study))
     html = client.get(page).content.decode()
     assert "agreed to 2 versions of the consent page" in html and "consent_versions.csv" in html
+
+
+def test_a_consent_text_starting_like_a_formula_hashes_back_to_its_version_from_the_json(
+    open_study,
+):
+    # A bullet list starts with "-": the CSV cell gets the spreadsheet guard's apostrophe, so the
+    # exact text to check a version against is in consent_versions.json.
+    _edit(open_study, consent_text="- You agree to take part.\n- You may stop at any time.")
+    p = _agree(*_at_consent(open_study))
+    (row,) = json.loads(export_file(open_study, "consent_versions.json"))
+    assert list(row) == list(CODEBOOK["consent_versions"])
+    assert row["version"] == p.consent_version.sha256 and row["participants"] == 1
+    assert row["text"].startswith("- You agree")
+    assert (
+        hashlib.sha256(f"{row['language']}\n{row['text']}".encode()).hexdigest() == row["version"]
+    )
+    csv_text = pd.read_csv(io.BytesIO(export_file(open_study, "consent_versions.csv")))["text"][0]
+    assert csv_text == "'" + row["text"]
