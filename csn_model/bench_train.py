@@ -34,7 +34,8 @@ def _train_once(name: str, mcfg, data_root: Path, run_dir: Path, teachers=None) 
     out_dir = run_dir / "systems" / name
     done = out_dir / "done.json"
     if done.exists():
-        return _check_done(_done_checkpoint(done, run_dir, name), name, mcfg, data_root, teachers)
+        checkpoint = _done_checkpoint(done, run_dir, name)
+        return _check_done(checkpoint, name, mcfg, data_root, teachers, run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     log.info("training %s (%d steps)", name, mcfg.train.steps)
     t0 = time.time()
@@ -67,24 +68,54 @@ def _done_checkpoint(done: Path, run_dir: Path, name: str) -> Path:
     )
 
 
-def _check_done(checkpoint: Path, name: str, mcfg, data_root: Path, teachers) -> Path:
+def _check_done(
+    checkpoint: Path, name: str, mcfg, data_root: Path, teachers, run_dir: Path
+) -> Path:
     """The finished checkpoint, if it was trained for this run: this system's config, this
     dataset (by fingerprint) and these teachers, as csn train checks a run it resumes. Else
     ValueError naming the file and what differs: a checkpoint swapped in, or a folder copied from
-    another run, would otherwise be scored as this run's system."""
-    from csn_model.config import ConfigError
-    from csn_model.train import run_source
-    from csn_model.train_errors import TrainError
-    from csn_model.train_folder import check_same_run
+    another run, would otherwise be scored as this run's system.
 
-    try:
-        check_same_run(checkpoint, mcfg, run_source(mcfg, data_root, teachers))
-    except (ConfigError, TrainError) as exc:
+    A checkpoint from before dataset records (80d05ba: no dataset, no teachers) is accepted on its
+    config when the run folder's dataset.json has this data's fingerprint: bench.py's
+    _check_dataset refuses such a folder's old dataset.json and asks the user to write that line
+    if the data is unchanged, and its checkpoints are as old; refusing them too would make every
+    system train again. The remedy is bench's own (delete systems/<name>), not csn train's."""
+    from csn_model.checkpoint import load_checkpoint
+    from csn_model.train import run_source
+    from csn_model.train_folder import run_difference
+
+    source = run_source(mcfg, data_root, teachers)
+    vouched = _recorded_fingerprint(run_dir) == source["dataset"]["fingerprint"]
+    payload = load_checkpoint(checkpoint)
+    differs = run_difference(payload, mcfg, source, unrecorded_ok=vouched)
+    if differs is not None:
+        what = {
+            "config": "it was trained with another config than this run's config.yaml gives it",
+            "unrecorded": differs[1]
+            + f" (and {run_dir / 'dataset.json'} does not vouch for this data either)",
+        }.get(differs[0], differs[1].replace("this run was", "it was", 1))
         raise ValueError(
-            f"{checkpoint}: not the {name} of this run, so it is not scored: {exc}; delete "
+            f"{checkpoint}: not the {name} of this run, so it is not scored: {what}; delete "
             f"{checkpoint.parent} to train {name} again"
-        ) from None
+        )
+    if "dataset" not in payload:
+        log.info(
+            "%s records no dataset (made before dataset fingerprints); scored as %s of this "
+            "run: its config matches and %s names this data's fingerprint",
+            checkpoint,
+            name,
+            run_dir / "dataset.json",
+        )
     return checkpoint
+
+
+def _recorded_fingerprint(run_dir: Path) -> str | None:
+    """The fingerprint in the run folder's dataset.json (None if it has none)."""
+    try:
+        return json.loads((run_dir / "dataset.json").read_text()).get("fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def write_json(path: Path, obj) -> None:

@@ -71,41 +71,62 @@ def check_same_run(path: Path, cfg: ExperimentConfig, source: dict) -> dict:
     the same run, another dataset or the same path changed since is not. A checkpoint from before
     runs recorded their dataset is refused: nothing tells whether it was trained on this data."""
     payload = load_checkpoint(path)
-    if _comparable(payload["config"], type(cfg)) != _comparable(to_dict(cfg), type(cfg)):
+    differs = run_difference(payload, cfg, source)
+    if differs is None:
+        return payload
+    kind, what = differs
+    if kind == "config":
         raise ConfigError(
             f"{path}: this folder holds a run with another config; use a new out_dir "
             "or the same config (only train.num_workers, checkpoint_every, log_every, device and "
             "threads may differ)"
         )
-    _check_same_data(path, payload, source)
-    return payload
+    remedy = {
+        "unrecorded": "train into another out_dir, or delete checkpoint.pt and final.pt in "
+        f"{path.parent} to train again there",
+        "dataset": f"use another out_dir for this data, or delete {path.parent} to train "
+        "again on it",
+        "teachers": "pass the teachers it was trained with, or use another out_dir",
+    }[kind]
+    raise TrainError(f"{path}: {what}; {remedy}")
 
 
-def _check_same_data(path: Path, payload: dict, source: dict) -> None:
+def run_difference(
+    payload: dict, cfg: ExperimentConfig, source: dict, *, unrecorded_ok: bool = False
+) -> tuple[str, str] | None:
+    """How the checkpoint `payload` differs from a run of cfg on `source` (see check_same_run):
+    None if it does not, else (kind, what) with kind one of "config", "unrecorded" (it records no
+    dataset), "dataset", "teachers" and `what` saying so, without a remedy (each caller has its
+    own). unrecorded_ok: a checkpoint that records no dataset (nor teachers: both came in 80d05ba)
+    passes on its config alone, for a caller that knows otherwise that it is this data's (csn
+    bench, whose run folder's dataset.json the user vouched for)."""
+    if _comparable(payload["config"], type(cfg)) != _comparable(to_dict(cfg), type(cfg)):
+        return "config", "this folder holds a run with another config"
     want, have = source["dataset"], payload.get("dataset")
     now = f"--data {want['root']} (fingerprint {want['fingerprint']})"
     if not isinstance(have, dict) or "fingerprint" not in have:
-        raise TrainError(
-            f"{path}: this checkpoint predates dataset fingerprints (it records no dataset), so "
-            f"nothing tells whether it was trained on {now}; train into another out_dir, or "
-            f"delete checkpoint.pt and final.pt in {path.parent} to train again there"
-        )
-    if have["fingerprint"] != want["fingerprint"]:
-        raise TrainError(
-            f"{path}: this run was trained on the dataset {have.get('root')} (fingerprint "
+        if unrecorded_ok and "teachers" not in payload:
+            return None
+        if not unrecorded_ok:
+            return "unrecorded", (
+                "this checkpoint predates dataset fingerprints (it records no dataset), so "
+                f"nothing tells whether it was trained on {now}"
+            )
+    elif have["fingerprint"] != want["fingerprint"]:
+        return "dataset", (
+            f"this run was trained on the dataset {have.get('root')} (fingerprint "
             f"{have['fingerprint']}), not on {now}: another dataset, or that one changed since "
-            "(its tracks, metadata.yaml or audio files differ); use another out_dir for this "
-            f"data, or delete {path.parent} to train again on it"
+            "(its tracks, metadata.yaml or audio files differ)"
         )
     before, given = payload.get("teachers", {}), source["teachers"]
     if before != given:
         differ = sorted(c for c in {*before, *given} if before.get(c) != given.get(c))
         ids = ", ".join(f"{c} {before.get(c)} -> {given.get(c)}" for c in differ)
-        raise TrainError(
-            f"{path}: this run was trained with other teachers ({ids}: checkpoint file ids, "
-            "csn_model.checkpoint.file_id); pass the teachers it was trained with, or use "
-            "another out_dir"
+        return "teachers", (
+            f"this run was trained with other teachers ({ids}: checkpoint file ids, "
+            "csn_model.checkpoint.file_id)"
         )
+    return None
 
 
 def run_logger(out_dir: Path) -> logging.Logger:

@@ -105,3 +105,33 @@ def test_it_names_a_done_json_without_its_checkpoint_and_keeps_the_index(
     err = capsys.readouterr().err
     assert "run/systems/csn/done.json" in err and "field checkpoint" in err and "gone.pt" in err
     assert (run / "checkpoints.json").read_text() == index  # --from still works
+
+
+def test_it_resumes_a_folder_from_before_fingerprints_once_its_dataset_json_names_the_data(
+    tiny_dataset, tmp_path, capsys, caplog
+):
+    import torch
+
+    from csn_model.data.fingerprint import dataset_fingerprint
+
+    args = [*_csn_only(tmp_path), "--data", str(tiny_dataset)]
+    assert main(args) == 0
+    run = tmp_path / "run"
+    final = run / "systems" / "csn" / "final.pt"
+    payload = torch.load(final, weights_only=True)
+    payload.pop("dataset")  # as csn train wrote final.pt before 80d05ba
+    payload.pop("teachers", None)
+    torch.save(payload, final)
+    record = run / "dataset.json"
+    record.write_text(json.dumps({"root": str(tiny_dataset.resolve())}))  # as written then
+    capsys.readouterr()
+    assert main(args) == 2
+    line = {"root": str(tiny_dataset.resolve()), "fingerprint": dataset_fingerprint(tiny_dataset)}
+    assert json.dumps(line) in capsys.readouterr().err
+    record.write_text(json.dumps(line))  # what the error says to write
+    caplog.set_level("INFO", logger="csn.bench")
+    caplog.clear()
+    assert main(args) == 0, capsys.readouterr().err
+    notes = [r.getMessage() for r in caplog.records if "records no dataset" in r.getMessage()]
+    assert len(notes) == 1 and str(final) in notes[0] and str(record) in notes[0], notes
+    assert "training csn" not in caplog.text  # scored as it is, not trained again

@@ -62,6 +62,12 @@ def test_it_fails_before_training_when_the_test_split_is_too_small_for_pseudo_tr
     [
         ("config", lambda p: p["config"]["model"].update(hidden=[17]), ["another config"]),
         ("dataset", lambda p: p["dataset"].update(fingerprint="0" * 16), ["0" * 16]),
+        # a checkpoint from before dataset records is still compared by its config
+        (
+            "unrecorded",
+            lambda p: (p.pop("dataset"), p["config"]["model"].update(hidden=[17])),
+            ["another config"],
+        ),  # fmt: skip
     ],
 )
 def test_it_refuses_to_score_a_finished_system_whose_checkpoint_is_not_this_runs(
@@ -76,5 +82,9 @@ def test_it_refuses_to_score_a_finished_system_whose_checkpoint_is_not_this_runs
     capsys.readouterr()
     assert main(args) == 2
     err = capsys.readouterr().err
-    for name in [str(final), *names]:
+    for name in [str(final), *names, f"delete {final.parent} to train csn again"]:
         assert name in err, err
+    # csn train's remedies do not apply to a bench run folder (no out_dir of its own; deleting
+    # final.pt alone leaves done.json naming it)
+    for remedy in ("out_dir", "checkpoint.pt", "pass the teachers"):
+        assert remedy not in err, err
