@@ -45,10 +45,14 @@ def _simple(template):
     return lambda request, p: render_step(request, p, template)
 
 
-def get_consent(request, p):
+def get_consent(request, p, updated=False):
+    """The consent page; `updated`: shown again because it changed since it was loaded, which
+    the page says, so that the participant reads it again before agreeing."""
     page = consent_page(p.study, p.language)
     version = shown_version(p.study, page)  # stored when first shown; the form posts its name
-    return render_step(request, p, "consent.html", {"page": page, "version": version.sha256})
+    return render_step(
+        request, p, "consent.html", {"page": page, "version": version.sha256, "updated": updated}
+    )
 
 
 def get_questionnaire(request, p, form=None):
@@ -157,7 +161,7 @@ def post_consent(request, p):
         if posted_on_leave in set(ON_LEAVE) - {page.on_leave} or (
             request.POST.get("consent_version", page.sha256) != page.sha256
         ):
-            return get_consent(request, p)
+            return get_consent(request, p, updated=True)
         flow.advance(p, Step.CONSENT, Step.QUESTIONNAIRE, consented_at=timezone.now(),
                      withdrawn_answers=page.on_leave,
                      consent_version=shown_version(p.study, page))  # fmt: skip

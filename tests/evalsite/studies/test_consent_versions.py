@@ -156,3 +156,21 @@ def test_a_consent_text_starting_like_a_formula_hashes_back_to_its_version_from_
     )
     csv_text = pd.read_csv(io.BytesIO(export_file(open_study, "consent_versions.csv")))["text"][0]
     assert csv_text == "'" + row["text"]
+
+
+def test_the_page_shown_again_after_an_edit_says_the_text_was_updated(open_study):
+    # Without a word, the same-looking page comes back and the second click is made unread.
+    client, p, shown = _at_consent(open_study)
+    notice = "The consent text was updated since this page was loaded."
+    assert notice not in client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).content.decode()
+    _edit(open_study, consent_text=SECOND)
+    again = post(client, p, "consent", decision="agree", consent_version=shown).content.decode()
+    assert re.search(rf'<p [^>]*role="alert"[^>]*>{re.escape(notice)}', again)
+    assert notice not in client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).content.decode()
+
+
+def test_the_updated_notice_is_in_japanese_for_a_japanese_participant(open_study):
+    client, p, shown = _at_consent(open_study, lang="ja")
+    _edit(open_study, texts={"ja": {"consent_text": JA_CONSENT}})
+    again = post(client, p, "consent", decision="agree", consent_version=shown).content.decode()
+    assert "同意書の内容が更新されました" in again
