@@ -16,7 +16,12 @@ import torch
 
 from csn_model import CONDITIONS
 from csn_model.bench_config import BenchConfig
-from csn_model.evaluation import OUTCOME_COLUMNS, TIE_COLUMNS, triplet_outcomes
+from csn_model.evaluation import (
+    OUTCOME_COLUMNS,
+    TIE_COLUMNS,
+    NonFiniteEmbedding,
+    triplet_outcomes,
+)
 
 log = logging.getLogger("csn.bench")
 
@@ -159,7 +164,7 @@ class _Net:
         from csn_model.checkpoint import file_id, load_model
 
         self.model, _payload = load_model(path, device)
-        self.device, self.id = device, file_id(path)
+        self.device, self.id, self.path = device, file_id(path), path
 
     @torch.no_grad()
     def embed(self, waves: np.ndarray) -> torch.Tensor:
@@ -217,18 +222,37 @@ def score(
                 scored = np.zeros((3, len(chunk)), dtype=np.int8)  # correct, tie, identical
                 for cond in dict.fromkeys(conds):
                     idx, k = np.flatnonzero(conds == cond), CONDITIONS.index(cond)
+                    one = net if isinstance(net, _Net) else net[cond]
                     if isinstance(net, _Net):
-                        scored[:, idx] = _outcomes(net, mixes[idx], cond)
+                        waves = mixes[idx]
                     elif name == "individual_separated":
-                        scored[:, idx] = _outcomes(net[cond], separated[idx, :, k], cond)
+                        waves = separated[idx, :, k]
                     else:
-                        scored[:, idx] = _outcomes(net[cond], stems[idx, :, k], cond)
+                        waves = stems[idx, :, k]
+                    try:
+                        scored[:, idx] = _outcomes(one, waves, cond)
+                    except NonFiniteEmbedding as exc:
+                        raise _nonfinite(exc, name, one, kind, cond, waves) from None
                 for i, t in enumerate(chunk):
                     piece = t.anchor.part(t.condition).track
                     flags = (int(v) for v in scored[:, i])
                     rows.append((name, kind, t.condition, lo + i, piece, *flags))
         log.info("scored %d %s triplets in %.0f s", len(triplets), kind, time.time() - t0)
     return pd.DataFrame(rows, columns=[*OUTCOME_COLUMNS, *TIE_COLUMNS])
+
+
+def _nonfinite(exc, name: str, net, kind: str, condition: str, waves: np.ndarray) -> ValueError:
+    """The run stops at a system whose embedding is NaN or infinite (see triplet_outcomes),
+    naming it, its checkpoint and whether its input (a separator's estimates) was already so."""
+    source = ""
+    if not np.isfinite(waves).all():
+        given = "the separator's estimates" if name == "individual_separated" else "the audio"
+        source = f"; its input ({given}) is non-finite too"
+    return ValueError(
+        f"system {name}: {exc} in the {kind} {condition} triplets, from {net.path}{source}; "
+        "accuracy would count them wrong with no warning, so nothing is scored: check that "
+        "checkpoint, or delete its folder to train it again"
+    )
 
 
 def load_systems(checkpoints: dict, device: torch.device) -> dict:

@@ -33,6 +33,10 @@ OUTCOME_COLUMNS = ("system", "kind", "condition", "triplet", "piece", "correct")
 TIE_COLUMNS = ("tie", "identical")  # absent from the outcomes.csv of runs made before them
 
 
+class NonFiniteEmbedding(ValueError):
+    """triplet_outcomes got a NaN or infinite embedding: see there."""
+
+
 def triplet_outcomes(
     anchor: np.ndarray, positive: np.ndarray, negative: np.ndarray
 ) -> dict[str, np.ndarray]:
@@ -46,7 +50,18 @@ def triplet_outcomes(
     bit-identical vectors (Result 1b: every distance 0), which exact equality catches.
     identical: a, p and n are the same vector, component for component (then both distances
     are 0): a system with this on every triplet embeds its inputs to one vector.
+    A non-finite value (NaN, inf) in any row raises NonFiniteEmbedding, counting the rows: NaN
+    distances compare false both ways, so such a triplet would read as wrong, not tied and not
+    identical, and a broken system would score 0.000 with no warning. Refused rather than
+    flagged (the project's choice): no accuracy of such a system means anything.
     """
+    finite = np.isfinite(anchor).all(1) & np.isfinite(positive).all(1)  # (N,)
+    finite &= np.isfinite(negative).all(1)
+    if not finite.all():
+        raise NonFiniteEmbedding(
+            f"{int((~finite).sum())} of {finite.size} triplets have a non-finite embedding "
+            "(NaN/inf)"
+        )
     d_ap = np.linalg.norm(anchor - positive, axis=1)  # (N,)
     d_an = np.linalg.norm(anchor - negative, axis=1)  # (N,)
     same = np.all(anchor == positive, axis=1) & np.all(anchor == negative, axis=1)  # (N,)

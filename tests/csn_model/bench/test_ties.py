@@ -204,3 +204,41 @@ def test_the_printed_summary_gives_each_systems_tie_share_and_the_warnings(capsy
     assert "collapsed" in out and "ties 100.0 % (counted wrong)" in out
     assert "warning: collapsed: 100.0 % of triplets are ties" in out
     assert "old                    0.500 [0.400, 0.600]\n" in out
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_it_refuses_to_score_triplets_with_a_non_finite_embedding_and_counts_them(bad):
+    # NaN distances compare false both ways: they read as wrong, not tied, not identical
+    from csn_model.evaluation import NonFiniteEmbedding
+
+    a = np.zeros((3, 2), dtype=np.float32)
+    p, n = a + 1, a + 2
+    a[1, 0], n[2, 1] = bad, bad
+    with pytest.raises(NonFiniteEmbedding, match=r"2 of 3 triplets have a non-finite embedding"):
+        triplet_outcomes(a, p, n)
+
+
+class _NaNNet(_FakeNet):
+    path = "run/systems/csn/final.pt"
+
+
+def test_it_names_the_system_and_checkpoint_whose_embeddings_are_not_finite(
+    tiny_dataset, tmp_path, monkeypatch
+):
+    from csn_model import bench_score
+    from csn_model.bench_config import load_bench_config
+    from csn_model.data.slakh import SlakhDataset
+    from tests.csn_model.bench.conftest import TINY
+
+    monkeypatch.setattr(bench_score, "_Net", _FakeNet)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY)
+    cfg = load_bench_config(config, ["bench.kinds=[pseudo]"])
+    ds = SlakhDataset(tiny_dataset)
+    triplets = bench_score.eval_triplets(ds, tmp_path / "triplets", cfg)
+    broken = _NaNNet(lambda w: np.where(w[:, :1] > -2, np.nan, 0.0) * np.ones((1, 4)))  # (N, 4)
+    systems = {"loud": _FakeNet(_input_dependent), "broken": broken}
+    with pytest.raises(ValueError) as err:
+        bench_score.score(ds, triplets, systems, cfg.features.segment_frames)
+    for part in ("system broken", _NaNNet.path, "non-finite embedding (NaN/inf)", "pseudo"):
+        assert part in str(err.value), err.value
