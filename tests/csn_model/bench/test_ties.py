@@ -128,8 +128,9 @@ def test_it_warns_about_a_system_whose_ties_pass_the_threshold_and_names_a_const
     assert "same vector" not in many
 
 
-def test_it_puts_each_systems_tie_share_and_the_warning_in_results_md():
-    from csn_model.bench_report import render_markdown, tie_warnings
+def _flat_system_results():
+    """Accuracy and results of a run whose system `flat` tied on all 40 triplets, `csn` on none."""
+    from csn_model.bench_report import tie_warnings
 
     acc = accuracy_table(_outcomes({"csn": (0, 0), "flat": (40, 40)}), n_boot=20)
     results = {
@@ -138,6 +139,13 @@ def test_it_puts_each_systems_tie_share_and_the_warning_in_results_md():
         "warnings": tie_warnings(acc),
         "reference": "csn",
     }
+    return acc, results
+
+
+def test_it_puts_each_systems_tie_share_and_the_warning_in_results_md():
+    from csn_model.bench_report import render_markdown
+
+    acc, results = _flat_system_results()
     text = render_markdown(results, acc, pd.DataFrame())
     assert "**Warning:** system flat: 100.0 % of triplets (40 of 40) are ties" in text
     assert "counts a tie as wrong" in text
@@ -176,15 +184,9 @@ def test_bench_stats_refuses_half_of_the_tie_columns(tmp_path, capsys, missing):
 
 def test_it_prints_the_tie_shares_and_warnings_when_it_writes_the_results(tmp_path, caplog):
     # `csn bench` logs to stdout, so these lines come with its printed summary.
-    from csn_model.bench_report import tie_warnings, write_results
+    from csn_model.bench_report import write_results
 
-    acc = accuracy_table(_outcomes({"csn": (0, 0), "flat": (40, 40)}), n_boot=20)
-    results = {
-        "dataset": {"name": "mini", "root": "/data/mini"},
-        "systems": {"csn": {}, "flat": {}},
-        "warnings": tie_warnings(acc),
-        "reference": "csn",
-    }
+    acc, results = _flat_system_results()
     with caplog.at_level("INFO", logger="csn.bench"):
         write_results(results, acc, pd.DataFrame(), tmp_path)
     text = caplog.text
