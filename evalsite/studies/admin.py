@@ -1,7 +1,15 @@
 from django.contrib import admin
 
 from evalsite.studies import flow_withdraw
-from evalsite.studies.models import Answer, Assignment, Participant, Study, StudyEvent, Trial
+from evalsite.studies.models import (
+    Answer,
+    Assignment,
+    ConsentVersion,
+    Participant,
+    Study,
+    StudyEvent,
+    Trial,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -24,7 +32,7 @@ class TakesRecordAdmin(admin.ModelAdmin):
 
     def get_deleted_objects(self, objs, request):
         to_delete, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
-        perms_needed -= {Answer._meta.verbose_name, StudyEvent._meta.verbose_name}
+        perms_needed -= {m._meta.verbose_name for m in (Answer, StudyEvent, ConsentVersion)}
         return to_delete, counts, perms_needed, protected
 
 
@@ -96,3 +104,12 @@ class StudyEventAdmin(ReadOnlyAdmin):
 
     list_display = ("at", "study", "user", "kind")
     list_filter = ("kind",)
+
+
+@admin.register(ConsentVersion)
+class ConsentVersionAdmin(ReadOnlyAdmin):
+    """The consent pages participants agreed to, read-only: what each agreement was to."""
+
+    list_display = ("first_shown_at", "study", "language", "sha256")
+    list_filter = ("language",)
+    search_fields = ("=sha256",)  # participants.csv's consent_version, matched exactly

@@ -9,13 +9,17 @@ from django.urls import reverse
 
 from evalsite.reports.models import ReportSnapshot, ReportState
 from evalsite.studies import history
-from evalsite.studies.models import Answer, Participant, StudyEvent
+from evalsite.studies.models import Answer, ConsentVersion, Participant, StudyEvent
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("model", ["answer", "studyevent"])
+def _consent_version(study) -> ConsentVersion:
+    return ConsentVersion.objects.create(study=study, sha256="0" * 64, language="en", text="Agree.")
+
+
+@pytest.mark.parametrize("model", ["answer", "studyevent", "consentversion"])
 def test_the_admin_lists_the_record_but_cannot_add_change_or_delete_it(
     client, django_user_model, answered_study, model
 ):
@@ -24,8 +28,9 @@ def test_the_admin_lists_the_record_but_cannot_add_change_or_delete_it(
     client.force_login(admin)
     assert client.get(reverse(f"admin:studies_{model}_changelist")).status_code == 200
     assert client.get(reverse(f"admin:studies_{model}_add")).status_code == 403
-    row = answered_study.participants.first().answers.first() if model == "answer" else (
-        StudyEvent.objects.get())  # fmt: skip
+    row = {"answer": lambda: answered_study.participants.first().answers.first(),
+           "studyevent": StudyEvent.objects.get,
+           "consentversion": lambda: _consent_version(answered_study)}[model]()  # fmt: skip
     assert client.post(reverse(f"admin:studies_{model}_delete", args=[row.pk]),
                        {"post": "yes"}).status_code == 403  # fmt: skip
     assert type(row).objects.filter(pk=row.pk).exists()
@@ -42,11 +47,13 @@ def root(client, django_user_model):
 
 def test_the_admin_deletes_a_study_with_its_answers_and_history(client, root, answered_study):
     history.record(answered_study, root, history.Kind.CREATED, {})
+    _consent_version(answered_study)
     url = reverse("admin:studies_study_delete", args=[answered_study.pk])
     assert client.get(url).status_code == 200
     assert client.post(url, {"post": "yes"}).status_code == 302
     assert not type(answered_study).objects.filter(pk=answered_study.pk).exists()
     assert not StudyEvent.objects.exists() and not Answer.objects.exists()
+    assert not ConsentVersion.objects.exists()
 
 
 @pytest.mark.parametrize("how", ["page", "action"])
