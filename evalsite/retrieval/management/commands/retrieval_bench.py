@@ -1,6 +1,7 @@
 """manage.py retrieval_bench: queries/s and recall@10 of the HNSW index against exact search,
 on synthetic vectors (default 1M x 128 per subspace) and on the real catalogue's embeddings;
-with --removal, the first search after a clip is removed: full rebuild against incremental sync.
+with --removal, the first search after a clip is removed: full rebuild against incremental sync;
+with --api, the search API end to end against /healthz (evalsite/retrieval/api_bench.py).
 Run under `nice`: building a 1M-vector index takes minutes of both cores."""
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
-from evalsite.retrieval import bench
+from evalsite.retrieval import api_bench, bench
 from evalsite.retrieval.search import DEFAULT_HNSW, HnswParams
 
 
@@ -19,7 +20,12 @@ class Command(BaseCommand):
     help = __doc__.splitlines()[0]
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--n", type=int, default=1_000_000, help="vectors per subspace")
+        parser.add_argument(
+            "--n",
+            type=int,
+            default=None,
+            help="vectors per subspace (default 1,000,000); with --api, catalogue clips (10,000)",
+        )
         parser.add_argument("--dim", type=int, default=128)
         parser.add_argument("--queries", type=int, default=2000)
         parser.add_argument(
@@ -49,8 +55,24 @@ class Command(BaseCommand):
             help="only time the first search after a clip is removed from an HNSW index of "
             "--n vectors: full rebuild (the old sync) vs incremental; --queries removals",
         )
+        parser.add_argument(
+            "--api",
+            action="store_true",
+            help="only benchmark GET /retrieval/api/search end to end against /healthz, over a "
+            "catalogue of --n synthetic clips made for the run and removed after it",
+        )
+        parser.add_argument("--rounds", type=int, default=200,
+                            help="with --api: warm searches per instrument")  # fmt: skip
+        parser.add_argument("--in-process", action="store_true",
+                            help="with --api: Django's test client, not gunicorn")  # fmt: skip
+        parser.add_argument("--server-log", default="/tmp/retrieval_api_bench.log",
+                            help="with --api: gunicorn's log")  # fmt: skip
 
     def handle(self, *args, **o) -> None:
+        if o["api"]:
+            self._api(o)
+            return
+        o["n"] = o["n"] or 1_000_000
         params = HnswParams(o["m"], o["ef_construction"], DEFAULT_HNSW.ef_search)
         if o["removal"]:
             self._removal(o, params)
@@ -95,6 +117,18 @@ class Command(BaseCommand):
             f"({r['new_cpu'] * 1000:.2f} CPU-ms, median); rebuild / incremental: "
             f"{r['old_wall'] / r['new_wall']:,.0f}x wall, {r['old_cpu'] / r['new_cpu']:,.0f}x CPU"
         )
+
+    def _api(self, o: dict) -> None:
+        from evalsite.retrieval.embedder import CheckpointMissing, ModelUnavailable
+
+        if (o["n"] or 10_000) < 2 or o["rounds"] < 1:
+            raise CommandError("--api: expected --n >= 2 clips and --rounds >= 1")
+        cfg = api_bench.ApiBenchConfig(n=o["n"] or 10_000, rounds=o["rounds"], seed=o["seed"],
+                                       in_process=o["in_process"])  # fmt: skip
+        try:
+            api_bench.run(cfg, self.stdout.write, Path(o["server_log"]))
+        except (CheckpointMissing, ModelUnavailable, api_bench.ApiBenchError) as exc:
+            raise CommandError(f"--api: {exc}") from None
 
     def _verdict(self, rows, exact_qps) -> None:
         b = bench.best(rows)
