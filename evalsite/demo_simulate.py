@@ -5,8 +5,11 @@ instructions, practice, trials) is a GET/POST against the running site, exactly 
 sends, so answers are stored by the same views and rules as a person's. What a simulated
 listener *decides* comes from an oracle that reads the database (it must: the pages are blind):
 attentive listeners pass screening and catch trials, and on a main trial agree with the model's
-choice with the probability given for that trial's instrument. Simulated listeners do not wait
-for the clips to play (`skip_listening`).
+choice with the probability given for that trial's instrument. A repeat catch trial (a main trial
+again, A/B swapped) has no correct answer: they choose the same candidate as on the original, now
+in the other position, as an attentive listener would (a repeat shown before its original is
+answered as a main trial). Simulated listeners do not wait for the clips to play
+(`skip_listening`).
 """
 
 from __future__ import annotations
@@ -38,14 +41,15 @@ def _position(displayed_first: str, canonical: str) -> str:
     return "A" if displayed_first == canonical else "B"
 
 
-def decide(slot, rates: dict[str, float], rng: random.Random) -> str:
-    """The screen position ("A"/"B") a simulated listener picks for an assignment slot."""
+def decide(slot, rates: dict[str, float], rng: random.Random, earlier: int | None = None) -> str:
+    """The screen position ("A"/"B") a simulated listener picks for an assignment slot.
+    earlier: on a repeat, the clip it chose on the original trial (None: not answered yet)."""
     trial = slot.trial
-    if trial.is_practice or trial.is_catch:
-        if trial.expected:
-            return _position(slot.displayed_first, trial.expected)
-        return rng.choice("AB")
-    if trial.model_choice is None:
+    if trial.expected:  # practice and catch trials with a correct answer
+        return _position(slot.displayed_first, trial.expected)
+    if trial.repeat_of_id is not None and earlier is not None:
+        return _position(slot.displayed_first, "a" if earlier == trial.candidate_a_id else "b")
+    if trial.is_practice or trial.model_choice is None:
         return rng.choice("AB")
     other = "b" if trial.model_choice == "a" else "a"
     agree = rng.random() < rates.get(trial.instrument, 0.5)
@@ -128,13 +132,23 @@ class SimulatedParticipant:
         slot = flow_trials.current_slot(p)
         if match is None or named is None or slot is None:
             return  # the server finishes the participant on the next GET
-        choice = decide(slot, self.rates, self.rng)
+        choice = decide(slot, self.rates, self.rng, original_choice(p, slot.trial))
         skip_listening(slot)
         log = {"response_ms": self.rng.randint(1500, 6000), "plays": {"r": 1, "A": 1, "B": 1},
                "heard": {"r": 1.0, "A": 1.0, "B": 1.0}, "audio_sample_rate": 48000}  # fmt: skip
         self.post(
             step, index=match.group(1), slot=named.group(1), choice=choice, log=json.dumps(log)
         )
+
+
+def original_choice(p, trial) -> int | None:
+    """The clip p chose on the trial that `trial` repeats; None if p has not answered it."""
+    if trial.repeat_of_id is None:
+        return None
+    first = p.answers.filter(trial_id=trial.repeat_of_id).select_related("trial").first()
+    if first is None:
+        return None
+    return first.trial.candidate_a_id if first.chosen == "a" else first.trial.candidate_b_id
 
 
 def skip_listening(slot) -> None:
