@@ -65,10 +65,18 @@ def page(request: HttpRequest) -> HttpResponse:
             context["error"], status = str(exc), exc.status
         else:
             answer = context["answer"]
+            if uploaded and params.get("clip"):  # the upload is the query; say the piece was not
+                context["unused_piece"] = _piece_name(params["clip"], context["clips"])
             context["lists"] = [
                 (c, answer["method"][c], hits) for c, hits in answer["results"].items()
             ]
     return render(request, "retrieval/search.html", context, status=status)
+
+
+def _piece_name(raw: str, clips) -> str:
+    """The chosen piece as the form lists it (its piece, else its name), else the id sent."""
+    clip = clips.filter(pk=int(raw)).first() if raw.isdigit() else None
+    return (clip.piece or clip.name) if clip else raw
 
 
 def _own_piece(raw: str | None, clips) -> bool:

@@ -524,3 +524,18 @@ def test_it_only_reloads_the_piece_list_when_the_catalogue_is_switched(client, a
     # A link to a search with one of the catalogue's own pieces still searches.
     page = client.get("/retrieval/", {"catalogue": embedded.pk, "clip": query.pk, "k": 3})
     assert page.status_code == 200 and "retrieval-list" in page.content.decode()
+
+
+def test_it_says_an_upload_was_searched_and_the_chosen_piece_was_not(client, ada, embedded):
+    client.force_login(ada)
+    piece = embedded.clips.order_by("id").first()
+    params = {"catalogue": embedded.pk, "clip": piece.pk, "instrument": "drums", "k": 3}
+    page = client.post("/retrieval/", {**params, "audio": _wav_upload("mine.wav")})
+    body = html.unescape(page.content.decode())
+    assert page.status_code == 200 and "retrieval-list" in body
+    assert "Query: mine.wav (uploaded clip)" in body
+    assert f"The chosen piece ({piece.piece}) was not searched: the upload was." in body
+    # An upload alone: the Query line, and no note about a piece.
+    page = client.post("/retrieval/", {**params, "clip": "", "audio": _wav_upload("mine.wav")})
+    body = html.unescape(page.content.decode())
+    assert "Query: mine.wav (uploaded clip)" in body and "was not searched" not in body
