@@ -15,6 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg, optimize, sparse, special
 
+# Where the optimiser looks for each log SD: SDs from exp(-7) = 0.0009 to exp(3) = 20 (logit scale).
+LOG_SD_BOUNDS = (-7.0, 3.0)
+
 
 @dataclass
 class LaplaceFit:
@@ -122,7 +125,7 @@ class CrossedLogit:
     def fit(self) -> LaplaceFit:
         f = lambda t: -self.laplace(t)  # noqa: E731
         res = optimize.minimize(
-            f, np.full(2, np.log(0.5)), method="L-BFGS-B", bounds=[(-7.0, 3.0)] * 2
+            f, np.full(2, np.log(0.5)), method="L-BFGS-B", bounds=[LOG_SD_BOUNDS] * 2
         )
         theta = res.x
         x, _, loglik, _, _, (A, B, D) = self._mode(theta)

@@ -44,6 +44,11 @@ NOT_ESTIMABLE = (
 # Beyond this a log-odds (odds above 22,000 to 1) comes from (near) separation, not the data's
 # signal: the fit's estimate and se for it are not to be read.
 IMPLAUSIBLE_LOG_ODDS = 10.0
+# A Laplace SD below this counts as at the optimiser's lower bound (exp(-7) = 0.0009): the
+# likelihood is so flat there that the optimiser stops anywhere up to about 0.003 (seen on 8
+# simulated participants), and an SD of 0.01 moves a probability near 0.5 by under 0.3
+# percentage points. Such an SD has no interval worth printing, whatever the curvature says.
+NEGLIGIBLE_SD = 0.01
 
 
 def separated_instruments(df: pd.DataFrame) -> list[str]:
@@ -229,13 +234,15 @@ def laplace_model(
     levels = (data["participant"].nunique(), data["trial"].nunique())
     intervals = fit.sds_interval(z)
     for name, sd, ci, k in zip(["participant", "trial"], fit.sds, intervals, levels):
-        if not np.isfinite(ci).all():
+        if not _sd_determined(sd, ci):
+            ci = np.full(2, np.nan)
             notes.append(
                 (
                     "info",
-                    f"Laplace fit: sd({name}) = {sd:.3g} has no finite Wald interval (the "
-                    "likelihood is flat in it, or it sits at its bound): read it as poorly "
-                    "determined",
+                    f"Laplace fit: sd({name}) = {sd:.3g} has no usable Wald interval (it sits "
+                    "at or near its bound, or the likelihood is so flat in it that the interval "
+                    f"is unbounded or reaches above {IMPLAUSIBLE_LOG_ODDS:g} on the logit scale): "
+                    "read it as poorly determined",
                 )
             )
         out.append(
@@ -259,6 +266,18 @@ def laplace_model(
         insts, fit.beta[at], fit.beta_cov[np.ix_(at, at)], len(y), confidence
     )
     return fixed, contrasts, notes + more
+
+
+def _sd_determined(sd: float, ci: np.ndarray) -> bool:
+    """Whether the Laplace Wald interval `ci` of random-intercept SD `sd` is worth printing: not
+    at or near either bound of the optimiser (glmm.LOG_SD_BOUNDS), finite, and with an upper end
+    of at most IMPLAUSIBLE_LOG_ODDS. An SD of 10 would put a participant one SD above average at
+    odds 22,000 times theirs; an interval reaching past it says only that the data do not bound
+    the SD (a finite curvature at the bound gave "0.001 [0.000, 3.01e+134]")."""
+    from .glmm import LOG_SD_BOUNDS
+
+    near_bound = sd < NEGLIGIBLE_SD or np.log(sd) > LOG_SD_BOUNDS[1] - 1e-3
+    return not near_bound and bool(np.isfinite(ci).all()) and ci[1] <= IMPLAUSIBLE_LOG_ODDS
 
 
 def wald_contrasts(

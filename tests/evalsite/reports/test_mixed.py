@@ -193,3 +193,35 @@ def test_it_says_which_fit_each_mixed_probability_comes_from(answers):
         config = ReportConfig(n_boot=20, bayes_max_answers=max_answers)
         table = build_report(answers, config).tables["mixed_probability"]
         assert list(table["fit"]) == [fit] * len(table), (max_answers, table)
+
+
+def _same_rate_for_everyone(answers: pd.DataFrame) -> pd.DataFrame:
+    """Every participant agrees on 7 of each 10 scored answers to each instrument (their 1st-7th,
+    11th-17th, ..., shifted by one per participant): the participant SD is 0 in these data."""
+    out = answers.copy()
+    scored = out[~out["is_catch"] & out["agree"].notna()]
+    rank = scored.groupby(["participant", "instrument"]).cumcount()
+    shift = pd.factorize(scored["participant"])[0]
+    out.loc[scored.index, "agree"] = (((rank + shift) % 10) < 7).astype(float)
+    return out
+
+
+def test_it_blanks_the_interval_of_a_participant_sd_the_data_put_at_zero():
+    # The reviewer's demo: 8 simulated participants with one agreement rate. The fit stops at the
+    # SD's lower bound, where a finite curvature gave "0.001 [0.000, 3.01e+134]".
+    spec = SimulationSpec(n_participants=8, participant_sd=0.0, seed=0)
+    answers = _same_rate_for_everyone(simulate_answers(spec)[0])
+    table, _, notes = mixed.laplace_model(answers, 0.95)
+    sd = table.set_index("term").loc["sd(participant)"]
+    assert sd["estimate"] < 0.01
+    assert np.isnan(sd["ci_low"]) and np.isnan(sd["ci_high"]), sd
+    said = [text for level, text in notes if level == "info" and "sd(participant)" in text]
+    assert len(said) == 1 and "poorly determined" in said[0], notes
+
+
+def test_it_keeps_the_interval_of_a_participant_sd_the_data_determine():
+    spec = SimulationSpec(n_participants=8, participant_sd=0.5, seed=1)
+    table, _, notes = mixed.laplace_model(simulate_answers(spec)[0], 0.95)
+    sd = table.set_index("term").loc["sd(participant)"]
+    assert 0.05 < sd["ci_low"] < sd["estimate"] < sd["ci_high"] < 2.0, sd
+    assert not [text for _, text in notes if "sd(participant)" in text], notes
