@@ -163,11 +163,8 @@ def stage_simulate(opts: DemoOptions) -> dict:
     steps = sorted({o.step for o in outcomes})
     answers = sum(o.answers for o in outcomes)
     recovered = recovered_consent(study)
-    for instrument, row in recovered.items():
-        given = opts.rates.get(instrument)
-        print(f"      {instrument:<7} given {given if given is not None else '-':<5} "
-              f"recovered {row['estimate']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}] "
-              f"n={row['n']}")  # fmt: skip
+    for line in recovered_lines(recovered, opts.rates):
+        print(line)
     return {
         "summary": f"{len(outcomes)} participants ({', '.join(steps)}), {answers} answers",
         "recovered": recovered,
@@ -176,16 +173,47 @@ def stage_simulate(opts: DemoOptions) -> dict:
 
 
 def recovered_consent(study) -> dict[str, dict]:
-    """Per-instrument consent from the latest computed report (tidy rows, term=instrument)."""
+    """Per-instrument agreement from the latest computed report (tidy rows, term=instrument):
+    estimate and n, with ci_low/ci_high from the crossed table (participants and trials crossed,
+    the interval docs/statistics.md recommends; None where the report left it empty), and the
+    answer-level Wilson interval of the consent table, which the report calls descriptive (too
+    narrow), as answer_ci_low/answer_ci_high."""
     from csn_model import CONDITIONS
     from evalsite.reports.models import ReportSnapshot
 
     snap = ReportSnapshot.objects.filter(study=study).order_by("-computed_at").first()
     if snap is None or snap.error:
         raise DemoError(f"no report for study {study.pk}: {getattr(snap, 'error', 'not computed')}")
-    rows = {row["term"]: row for row in snap.tables.get("consent", [])}
+    answers = {row["term"]: row for row in snap.tables.get("consent", [])}
+    crossed = {row["term"]: row for row in snap.tables.get("crossed", [])}
     return {
-        c: {k: rows[c][k] for k in ("estimate", "ci_low", "ci_high", "n")}
+        c: {
+            "estimate": answers[c]["estimate"],
+            "ci_low": crossed.get(c, {}).get("ci_low"),
+            "ci_high": crossed.get(c, {}).get("ci_high"),
+            "n": answers[c]["n"],
+            "answer_ci_low": answers[c]["ci_low"],
+            "answer_ci_high": answers[c]["ci_high"],
+        }
         for c in CONDITIONS
-        if c in rows
+        if c in answers
     }
+
+
+def recovered_lines(recovered: dict[str, dict], rates: dict[str, float]) -> list[str]:
+    """One printed line per instrument: the given rate, the recovered one with its crossed
+    interval, and the answer-level interval labelled as descriptive."""
+    lines = []
+    for instrument, row in recovered.items():
+        given = rates.get(instrument)
+        if row["ci_low"] is None or row["ci_high"] is None:
+            crossed = "crossed interval left empty (see the report)"
+        else:
+            crossed = f"crossed interval [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+        lines.append(
+            f"      {instrument:<7} given {given if given is not None else '-':<5} "
+            f"recovered {row['estimate']:.3f}, {crossed} "
+            f"(answer-level, descriptive [{row['answer_ci_low']:.3f}, "
+            f"{row['answer_ci_high']:.3f}]) n={row['n']}"
+        )
+    return lines
