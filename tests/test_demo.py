@@ -70,8 +70,10 @@ def _check_recovered(home: Path) -> None:
         # The 95% interval widened by half its width on each side (about +-3.9 standard errors):
         # five instruments per run would make a plain 95% check fail about one run in five,
         # while an inverted or lost answer (0.95 read as 0.05) still fails for certain.
-        half = (row["ci_high"] - row["ci_low"]) / 2
-        assert row["ci_low"] - half <= given <= row["ci_high"] + half, (instrument, row)
+        # The answer-level interval (the printed crossed one is wider, and may be left empty).
+        low, high = row["answer_ci_low"], row["answer_ci_high"]
+        half = (high - low) / 2
+        assert low - half <= given <= high + half, (instrument, row)
 
 
 def _visit(browser, urls: dict[str, str], shots: Path) -> None:
