@@ -25,7 +25,9 @@ class ExclusionRules:
     max_same_position_share: float = 0.9  # share of answers on one screen position (A or B)
     min_answers_for_position_rule: int = 20
     min_median_rt_ms: float = 0.0  # excluded when the median response time is lower (0: off)
-    fast_ms: float = 500.0  # an answer quicker than this is implausibly fast
+    # An answer quicker than this after the buttons unlock is implausibly fast: below a human's
+    # reaction to the unlock (docs/statistics.md; this project's choice).
+    fast_ms: float = 250.0
     max_fast_share: float = 0.5  # excluded when more than this share of answers is fast
 
     def to_dict(self) -> dict:

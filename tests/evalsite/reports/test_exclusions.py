@@ -8,6 +8,7 @@ import pytest
 
 from evalsite.reports.analysis.exclusions import ExclusionRules, find_exclusions
 from evalsite.reports.analysis.inputs import normalise_answers
+from evalsite.studies.models import Study
 
 
 def _answer(p: int, t: int) -> dict:
@@ -186,3 +187,42 @@ def test_it_does_not_warn_about_repeat_catch_trials_the_rule_leaves_out_by_desig
     repeats = answers.assign(catch_kind=answers["catch_kind"].replace("identical", "repeat"))
     assert unscored_catch_notes(repeats, ExclusionRules()) == []
     assert unscored_catch_notes(answers, ExclusionRules()) == []
+
+
+def _timed_answers(low_ms: float, high_ms: float) -> pd.DataFrame:
+    """One attentive participant's 20 answers (screening passed, catch trials right, positions
+    balanced), each `low_ms` to `high_ms` after the answer buttons unlocked."""
+    rows = [
+        {
+            "participant": "p0",
+            "trial": f"t{t}",
+            "instrument": "drums",
+            "chosen": "a",
+            "displayed_first": "a" if t % 2 else "b",
+            "is_catch": t < 2,
+            "catch_kind": "identical" if t < 2 else "",
+            "catch_correct": 1.0 if t < 2 else None,
+            "response_ms": low_ms + (high_ms - low_ms) * t / 19,
+            "screening_passed": True,
+        }
+        for t in range(20)
+    ]
+    return normalise_answers(pd.DataFrame(rows))
+
+
+def _site_default_rules() -> ExclusionRules:
+    """The rules a study with no exclusion settings of its own pre-registers (read through its
+    defaults, as the report reads them)."""
+    return ExclusionRules.from_dict(Study().setting("exclusion"))
+
+
+def test_it_keeps_a_participant_who_clicks_within_a_second_of_the_unlock_by_default():
+    # response_ms counts from the unlock, after all three clips played to the end: a listener
+    # who decided while the clips played answers in well under the old 1500 ms median.
+    exclusions, _ = find_exclusions(_timed_answers(600.0, 1200.0), _site_default_rules())
+    assert exclusions.empty
+
+
+def test_it_excludes_a_participant_who_clicks_faster_than_a_human_reacts_by_default():
+    exclusions, _ = find_exclusions(_timed_answers(50.0, 150.0), _site_default_rules())
+    assert list(exclusions["rule"]) == ["implausibly_fast_answers"]

@@ -36,7 +36,7 @@ def test_it_stores_consent_per_instrument_as_computed_from_the_answers(sim_study
     assert snapshot.error == ""
     # The study's pre-registered rules (settings "exclusion", defaults filled in) and its report
     # settings are what the report applied.
-    assert snapshot.config["rules"]["min_median_rt_ms"] == 1500
+    assert snapshot.config["rules"]["min_median_rt_ms"] == 0
     assert snapshot.config["rules"]["min_catch_accuracy"] == 0.75
     assert snapshot.config["n_boot"] == 200
     frame = answers_dataframe(sim_study)
