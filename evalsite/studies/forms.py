@@ -120,7 +120,13 @@ class StudyForm(forms.ModelForm):
     max_same_position_share = forms.FloatField(
         min_value=0.5, max_value=1, label="Exclude above same-position share"
     )
-    min_median_rt_ms = forms.IntegerField(min_value=0, label="Exclude below median response (ms)")
+    min_median_rt_ms = forms.IntegerField(
+        min_value=0,
+        label="Exclude below median response (ms)",
+        help_text="0: off (the default). Response time runs from the unlock, after all three "
+        "clips played, to the click: a quick, decided listener answers within a second "
+        "(docs/statistics.md).",
+    )
     target_answers_per_trial = forms.IntegerField(
         min_value=1,
         max_value=1000,
