@@ -56,9 +56,8 @@ def _input_dependent(waves):
     return np.stack([waves.mean(1), waves.std(1), np.abs(waves).max(1)], axis=1)  # (N, 3)
 
 
-def test_it_records_every_triplet_of_a_constant_system_as_a_tie_with_identical_vectors(
-    tiny_dataset, tmp_path, monkeypatch
-):
+def _score(tiny_dataset, tmp_path, monkeypatch, systems) -> pd.DataFrame:
+    """bench_score.score() of `systems` (fake nets) on the tiny dataset's pseudo triplets."""
     from csn_model import bench_score
     from csn_model.bench_config import load_bench_config
     from csn_model.data.slakh import SlakhDataset
@@ -71,8 +70,14 @@ def test_it_records_every_triplet_of_a_constant_system_as_a_tie_with_identical_v
     cfg = load_bench_config(config, ["bench.kinds=[pseudo]"])
     ds = SlakhDataset(tiny_dataset)
     triplets = bench_score.eval_triplets(ds, tmp_path / "triplets", cfg)
+    return bench_score.score(ds, triplets, systems, cfg.features.segment_frames)
+
+
+def test_it_records_every_triplet_of_a_constant_system_as_a_tie_with_identical_vectors(
+    tiny_dataset, tmp_path, monkeypatch
+):
     systems = {"flat": _FakeNet(_constant), "loud": _FakeNet(_input_dependent)}
-    outcomes = bench_score.score(ds, triplets, systems, cfg.features.segment_frames)
+    outcomes = _score(tiny_dataset, tmp_path, monkeypatch, systems)
     flat = outcomes[outcomes.system == "flat"]
     assert len(flat) > 0
     assert flat[["correct", "tie", "identical"]].drop_duplicates().values.tolist() == [[0, 1, 1]]
@@ -227,20 +232,9 @@ class _NaNNet(_FakeNet):
 def test_it_names_the_system_and_checkpoint_whose_embeddings_are_not_finite(
     tiny_dataset, tmp_path, monkeypatch
 ):
-    from csn_model import bench_score
-    from csn_model.bench_config import load_bench_config
-    from csn_model.data.slakh import SlakhDataset
-    from tests.csn_model.bench.conftest import TINY
-
-    monkeypatch.setattr(bench_score, "_Net", _FakeNet)
-    config = tmp_path / "tiny.yaml"
-    config.write_text(TINY)
-    cfg = load_bench_config(config, ["bench.kinds=[pseudo]"])
-    ds = SlakhDataset(tiny_dataset)
-    triplets = bench_score.eval_triplets(ds, tmp_path / "triplets", cfg)
     broken = _NaNNet(lambda w: np.where(w[:, :1] > -2, np.nan, 0.0) * np.ones((1, 4)))  # (N, 4)
     systems = {"loud": _FakeNet(_input_dependent), "broken": broken}
     with pytest.raises(ValueError) as err:
-        bench_score.score(ds, triplets, systems, cfg.features.segment_frames)
+        _score(tiny_dataset, tmp_path, monkeypatch, systems)
     for part in ("system broken", _NaNNet.path, "non-finite embedding (NaN/inf)", "pseudo"):
         assert part in str(err.value), err.value
