@@ -129,7 +129,12 @@ def in_process(user) -> Iterator[tuple[Get, str]]:
 
 @contextmanager
 def gunicorn(user, log_path: Path) -> Iterator[tuple[Get, str]]:
-    from evalsite.studies.loadtest_server import database_url, free_port, stop_server
+    from evalsite.studies.loadtest_server import (
+        database_url,
+        free_port,
+        stop_server,
+        wait_until_served,
+    )
 
     client = session_client(user)
     port = free_port()
@@ -155,26 +160,12 @@ def gunicorn(user, log_path: Path) -> Iterator[tuple[Get, str]]:
         return response.status_code, response.content
 
     try:
-        _wait_for_healthz(server, base, log_path)
+        wait_until_served(server, port, log_path, ApiBenchError)
         yield get, f"gunicorn on 127.0.0.1 (1 worker, gthread 4 threads, DEBUG off; log {log_path})"
     finally:
         stop_server(server)
         http.close()
         client.logout()
-
-
-def _wait_for_healthz(server: subprocess.Popen, base: str, log_path: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise ApiBenchError(f"gunicorn exited with {server.returncode}; see {log_path}")
-        try:
-            if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    raise ApiBenchError(f"gunicorn did not answer /healthz within 60 s; see {log_path}")
 
 
 def _timed(get: Get, path: str, params: dict) -> tuple[float, dict | None]:

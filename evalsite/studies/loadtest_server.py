@@ -81,25 +81,29 @@ def start_server(cfg: LoadConfig, port: int, log_path: Path, write_table: str) -
             start_new_session=True,
         )  # fmt: skip
     try:
-        _wait_until_served(server, port, log_path)
+        wait_until_served(server, port, log_path)
     except BaseException:  # Ctrl-C too: gunicorn runs in its own session, no one else stops it
         stop_server(server)
         raise
     return server
 
 
-def _wait_until_served(server: subprocess.Popen, port: int, log_path: Path) -> None:
+def wait_until_served(
+    server: subprocess.Popen, port: int, log_path: Path, error: type[Exception] = LoadTestError
+) -> None:
+    """Return once the server on `port` answers /healthz; `error` when it exits or stays silent
+    for 60 s (the load test's servers and retrieval_bench --api's)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise LoadTestError(f"gunicorn exited with {server.returncode}; see {log_path}")
+            raise error(f"gunicorn exited with {server.returncode}; see {log_path}")
         try:
             if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
                 return
         except requests.RequestException:
             pass
         time.sleep(0.3)
-    raise LoadTestError(f"gunicorn did not answer /healthz within 60 s; see {log_path}")
+    raise error(f"gunicorn did not answer /healthz within 60 s; see {log_path}")
 
 
 def stop_server(server: subprocess.Popen) -> None:
