@@ -83,6 +83,13 @@ def _consent_help_text() -> str:
     )
 
 
+def _stored_dict(settings: dict, key: str) -> dict:
+    """A copy of the nested settings dict stored under `key`; empty where none is stored (or
+    something else is, which the form's values then replace as before)."""
+    value = settings.get(key)
+    return dict(value) if isinstance(value, dict) else {}
+
+
 def _language_text_field(field: str, language_name: str) -> forms.CharField:
     """The form field for one language's own `field` (a PARTICIPANT_TEXTS name)."""
     label = {"name": "Name", "description": "Description", "consent_text": "Consent text"}[field]
@@ -271,13 +278,19 @@ class StudyForm(forms.ModelForm):
         return data
 
     def settings_json(self) -> dict:
-        """The cleaned settings as the JSON `Study.settings` stores (unknown keys kept)."""
+        """The cleaned settings as the JSON `Study.settings` stores: the form's keys changed,
+        every other key kept, inside `catch` and `exclusion` too (such as `exclusion.fast_ms`,
+        set in the admin or by an import, which the form does not show)."""
         data = self.cleaned_data
         out = dict(self.instance.settings or {})
         for name in _FLAT_SETTINGS:
             out[name] = data[name]
-        out["catch"] = {kind: data[f"catch_{kind}"] for kind in CATCH_KINDS}
-        out["exclusion"] = {key: data[key] for key in EXCLUSION_KEYS}
+        out["catch"] = _stored_dict(out, "catch") | {
+            kind: data[f"catch_{kind}"] for kind in CATCH_KINDS
+        }
+        out["exclusion"] = _stored_dict(out, "exclusion") | {
+            key: data[key] for key in EXCLUSION_KEYS
+        }
         return out
 
     def texts_json(self) -> dict:

@@ -85,6 +85,27 @@ def test_it_edits_settings_and_keeps_keys_it_does_not_show(client, alice, study)
     assert study.settings["lab_note"] == "booth 2"
 
 
+def test_it_edits_exclusion_and_catch_keeping_their_keys_it_does_not_show(client, alice, study):
+    # Keys set in the admin or by an import: the report reads fast_ms, a later version may
+    # read a new catch kind. A save through the form changes only what the form shows.
+    study.settings = {**study.settings, "exclusion": {"fast_ms": 300, "min_catch_accuracy": 0.5},
+                      "catch": {"identical": 3, "glitch": 2}}  # fmt: skip
+    study.save()
+    client.force_login(alice)
+    post = _study_post(instruments=study.instruments, min_catch_accuracy=0.8, catch_identical=2)
+    assert client.post(reverse("studies:study_edit", args=[study.pk]), post).status_code == 302
+    study.refresh_from_db()
+    assert study.settings["exclusion"] == {
+        "fast_ms": 300, "min_catch_accuracy": 0.8, "max_same_position_share": 0.9,
+        "min_median_rt_ms": 1000,
+    }  # fmt: skip
+    assert study.settings["catch"] == {"identical": 2, "attention": 1, "repeat": 1, "glitch": 2}
+    changed = study.events.get(kind="edited").changes
+    assert changed["settings.exclusion.min_catch_accuracy"] == [0.5, 0.8]
+    assert changed["settings.catch.identical"] == [3, 2]
+    assert not any("fast_ms" in key or "glitch" in key for key in changed)
+
+
 def test_a_refused_edit_shows_the_study_as_saved_around_the_form(client, alice, study):
     client.force_login(alice)
     post = _study_post(name="Unsaved name", target_answers_per_trial=0)
