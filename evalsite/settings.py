@@ -206,8 +206,10 @@ CSN_DATA_DIR = env_path("CSN_DATA_DIR", CSN_HOME / "data")
 CSN_DATASETS = [Path(p).expanduser().resolve() for p in env_list("CSN_DATASETS", [])]
 
 # Celery. Embedded default: kombu's filesystem transport under CSN_HOME, so a real worker process
-# runs without any broker server. Production: CELERY_BROKER_URL=redis://host:6379/0.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+# runs without any broker server. Production: CELERY_BROKER_URL=redis://host:6379/0. The transport
+# ignores the host, but kombu logs "No hostname was supplied" for a URL without one (as it fills
+# in localhost) each time it reads the connection's details: the default names localhost itself.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://localhost//")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = CSN_HOME / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS = {

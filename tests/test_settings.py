@@ -273,3 +273,29 @@ def test_it_keeps_a_checkpoint_path_through_a_symlink_as_given(tmp_path):
     result = _manage(["shell", "-c", show], CSN_HOME=str(tmp_path), CSN_CHECKPOINT=given)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == given
+
+
+# The embedded broker's connection as the demo's worker makes it, with every kombu log record
+# about it: kombu logs (not warns) "No hostname was supplied" when the URL has no host.
+BROKER_CONNECTION = """
+import logging
+import django
+django.setup()
+from evalsite.celery import app
+seen = []
+handler = logging.Handler()
+handler.emit = seen.append
+logging.getLogger("kombu.connection").addHandler(handler)
+connection = app.connection_for_write()
+connection.info()  # the details kombu's clone() and connection pools read as a worker starts
+print(connection.transport_cls, [r.getMessage() for r in seen])
+"""
+
+
+def test_it_connects_to_the_embedded_broker_without_kombus_no_hostname_warning(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "CELERY_BROKER_URL"}
+    env |= {"CSN_HOME": str(tmp_path), "DJANGO_SETTINGS_MODULE": "evalsite.settings"}
+    result = subprocess.run([sys.executable, "-c", BROKER_CONNECTION], capture_output=True,
+                            text=True, cwd=ROOT, env=env, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "filesystem []"
