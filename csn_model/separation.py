@@ -37,6 +37,10 @@ from csn_model import CONDITIONS
 
 MODEL_NAME = "MaskSeparator"
 EPS = 1e-8
+# What _batch draws from a seed, recorded in checkpoints: bump when it changes. 2 (2026-12-06): the
+# stems an item keeps from its base piece share the base segment (a real mixture); 1 (unrecorded):
+# every stem had its own start.
+BATCHES_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ class SeparatorConfig:
     batch_size: int = 8
     steps: int = 1500
     lr: float = 1e-3
-    remix: float = 0.5  # chance that each condition's stem comes from another random piece
+    remix: float = 0.5  # chance that a condition's stem comes from another random piece and start
     seed: int = 0
     backend: str = "trained"  # trained | demucs (local weights only)
     demucs_name: str = "htdemucs_6s"
@@ -127,14 +131,19 @@ def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
 
 # -- training --------------------------------------------------------------------------------
 def _batch(tracks, rng: np.random.Generator, cfg: SeparatorConfig, frames: int) -> np.ndarray:
-    """(B, K, T) stems of random segments; with probability `remix` a condition's stem comes
-    from another random piece (Open-Unmix's random-mix augmentation)."""
+    """(B, K, T) stems of random segments. Each item is one segment of a base piece, so its stems
+    are aligned and sum to a real mixture; with probability `remix` a condition's stem is replaced
+    by that stem of another random piece at its own random start (Open-Unmix's random-mix
+    augmentation; the other piece may be the base piece again)."""
     out = np.zeros((cfg.batch_size, len(CONDITIONS), frames), dtype=np.float32)
     for i in range(cfg.batch_size):
         base = tracks[rng.integers(len(tracks))]
+        base_start = int(rng.integers(0, base.num_frames - frames + 1))
         for k, cond in enumerate(CONDITIONS):
-            track = tracks[rng.integers(len(tracks))] if rng.uniform() < cfg.remix else base
-            start = int(rng.integers(0, track.num_frames - frames + 1))
+            track, start = base, base_start
+            if rng.uniform() < cfg.remix:
+                track = tracks[rng.integers(len(tracks))]
+                start = int(rng.integers(0, track.num_frames - frames + 1))
             out[i, k] = track.read_condition(cond, start, frames)  # (T,)
     return out
 
@@ -145,6 +154,7 @@ def train_separator(ds, cfg: SeparatorConfig, out_path: str | Path, log=print) -
     weights_only=True like every checkpoint)."""
     out_path = Path(out_path)
     if out_path.exists():
+        _check_batches(torch.load(out_path, weights_only=True), out_path)
         return out_path
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -164,6 +174,7 @@ def train_separator(ds, cfg: SeparatorConfig, out_path: str | Path, log=print) -
     partial, step = out_path.with_suffix(".partial"), 0
     if partial.exists():
         state = _load_partial(partial)
+        _check_batches(state, partial)
         model.load_state_dict(state["state_dict"])
         opt.load_state_dict(state["optimizer"])
         step, rng.bit_generator.state = state["step"], state["rng"]
@@ -187,17 +198,35 @@ def train_separator(ds, cfg: SeparatorConfig, out_path: str | Path, log=print) -
             log(f"separator step {step}/{cfg.steps} loss {running:.4f} "
                 f"({(time.time() - t0) / max(step, 1):.2f} s/step)")  # fmt: skip
             _atomic_save({"state_dict": model.state_dict(), "optimizer": opt.state_dict(),
-                          "step": step, "rng": rng.bit_generator.state}, partial)  # fmt: skip
+                          "step": step, "rng": rng.bit_generator.state,
+                          "versions": {"batches": BATCHES_VERSION}}, partial)  # fmt: skip
     checkpoint = {
         "model_name": MODEL_NAME,
         "model_args": args,
         "state_dict": model.state_dict(),
         "config": asdict(cfg),
-        "versions": {"torch": str(torch.__version__), "sample_rate": int(ds.sample_rate)},
+        "versions": {
+            "torch": str(torch.__version__),
+            "sample_rate": int(ds.sample_rate),
+            "batches": BATCHES_VERSION,
+        },
     }
     _atomic_save(checkpoint, out_path)
     partial.unlink(missing_ok=True)
     return out_path
+
+
+def _check_batches(state: dict, path: Path) -> None:
+    """A separator checkpoint or partial file trained on this code's batches (BATCHES_VERSION),
+    else ValueError: training on or scoring with older batches would mix two codes in one run."""
+    have = state.get("versions", {}).get("batches", 1)  # unrecorded: before batches were versioned
+    if have != BATCHES_VERSION:
+        raise ValueError(
+            f"{path}: separator trained on batches version {have} (before 2026-12-06 each stem "
+            f"of an item had its own start, so no batch was a real mixture); this code draws "
+            f"version {BATCHES_VERSION}: delete {path} (in a csn bench run folder the whole "
+            "separator/ folder, whose SDR it measured) to train the separator again"
+        )
 
 
 def _load_partial(path: Path) -> dict:

@@ -9,6 +9,7 @@ import torch
 from csn_model import CONDITIONS
 from csn_model.data.slakh import SlakhDataset
 from csn_model.separation import (
+    BATCHES_VERSION,
     MaskSeparator,
     SeparatorConfig,
     TrainedSeparator,
@@ -157,3 +158,55 @@ def test_it_separates_on_cuda_after_measuring_sdr(tiny_dataset, tmp_path):
     sdr_table(ds, sep, "test", chunk_seconds=4.0)
     assert all(p.device.type == "cuda" for p in sep.model.parameters())
     assert sep.separate(np.zeros((1, 22050), np.float32)).shape == (1, len(CONDITIONS), 22050)
+
+
+class _Reads:
+    """A real track of the tiny dataset that notes where each condition is read from."""
+
+    def __init__(self, track, log):
+        self.track, self.log = track, log
+        self.name, self.num_frames = track.name, track.num_frames
+
+    def read_condition(self, condition, start, num_frames):
+        self.log.append((self.name, start))
+        return self.track.read_condition(condition, start, num_frames)
+
+
+def _batch_reads(ds, remix: float) -> tuple[np.ndarray, list[list[tuple[str, int]]]]:
+    from csn_model.separation import _batch
+
+    log: list[tuple[str, int]] = []
+    tracks = [_Reads(t, log) for t in ds.tracks("train")]
+    cfg = SeparatorConfig(remix=remix, batch_size=6, segment_seconds=1.0)
+    stems = _batch(tracks, np.random.default_rng(0), cfg, ds.sample_rate)  # (B, K, T)
+    k = len(CONDITIONS)
+    return stems, [log[i : i + k] for i in range(0, len(log), k)]
+
+
+def test_it_trains_the_separator_on_real_aligned_mixtures_when_nothing_is_remixed(tiny_dataset):
+    ds = SlakhDataset(tiny_dataset)
+    stems, items = _batch_reads(ds, remix=0.0)
+    assert len(items) == len(stems) == 6
+    for item, reads in zip(stems, items, strict=True):
+        assert len(set(reads)) == 1, f"stems of one item read from {reads}"  # same piece, start
+        name, start = reads[0]
+        real = ds.track(name).read_mix(start, ds.sample_rate)  # (T,)
+        np.testing.assert_allclose(item.sum(axis=0), real, atol=1e-3)
+
+
+def test_it_takes_remixed_stems_from_other_pieces_at_their_own_starts(tiny_dataset):
+    _stems, items = _batch_reads(SlakhDataset(tiny_dataset), remix=1.0)
+    assert any(len({name for name, _ in reads}) > 1 for reads in items)
+    assert any(len({start for _, start in reads}) > 1 for reads in items)
+
+
+def test_it_refuses_a_separator_trained_on_unaligned_batches(tiny_dataset, tmp_path):
+    ds = SlakhDataset(tiny_dataset)
+    path = train_separator(ds, TINY_SEPARATOR, tmp_path / "sep.pt", log=lambda _m: None)
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt["versions"]["batches"] == BATCHES_VERSION
+    del ckpt["versions"]["batches"]  # as written before the batches were versioned
+    torch.save(ckpt, path)
+    with pytest.raises(ValueError, match="batches version 1") as err:
+        train_separator(ds, TINY_SEPARATOR, path, log=lambda _m: None)
+    assert str(path) in str(err.value) and "delete" in str(err.value)
