@@ -36,6 +36,7 @@ META_SOURCES = {  # field of a triplet file's meta -> where this run's value com
     "seed": "bench.eval_seed",
     "segment_frames": "features.segment_seconds",
     "sample_rate": "the dataset's sample rate",
+    "sampler": "this code's triplet sampler (csn_model.data.triplets.SAMPLER_VERSION)",
 }
 
 
@@ -63,7 +64,7 @@ def eval_triplets(ds, folder: Path, cfg: BenchConfig, made: dict | None = None) 
     (ValueError otherwise) and each triplet's own instrument is audible where it says (DataError
     otherwise). An empty set would score nothing: it is refused (DataError) and never saved."""
     from csn_model.data.slakh import DataError
-    from csn_model.data.triplets import load_triplets, save_triplets
+    from csn_model.data.triplets import SAMPLER_VERSION, load_triplets, save_triplets
 
     out = {}
     frames = cfg.features.segment_frames
@@ -78,6 +79,7 @@ def eval_triplets(ds, folder: Path, cfg: BenchConfig, made: dict | None = None) 
             "seed": cfg.bench.eval_seed,
             "segment_frames": frames,
             "sample_rate": ds.sample_rate,
+            "sampler": SAMPLER_VERSION,
         }
         if not path.exists():
             made_here = (made or {}).get(kind)

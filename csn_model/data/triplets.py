@@ -3,7 +3,8 @@
 Pseudo-mixed triplet for condition c (figure 1 of the paper), with pieces A, B, C, D:
     anchor   = A^c_B : segment s1 of A's c stem + every other stem of B at segment sB
     positive = A^c_C : segment s2 of A's c stem (|s2 - s1| >= one segment) + C's other stems
-    negative = D^c_B : a c stem from D != A + the same B stems at sB as the anchor
+    negative = D^c_B : a c stem from D != A + the same B stems at sB as the anchor; when D = B,
+               B's own c stem at sB: the original piece B, as METHOD.md says
 Interchanged (figure 2): for k != c, (anchor, negative, positive) is a valid triplet when B's k
 stem is audible at sB and C's k stem is audible at sC, because anchor and negative share B's k
 stem and the positive carries C's. `Triplet.interchanged` lists those k.
@@ -32,6 +33,10 @@ K = len(CONDITIONS)
 KINDS = ("pseudo", "natural", "stem")
 FORMAT = "csn-triplets"
 FORMAT_VERSION = 1
+# What TripletSampler draws from a seed, recorded in csn bench's test triplet files: bump when it
+# changes. 2 (2026-12-06): a pseudo negative with D = B is piece B's own mix; 1 (unrecorded): D's
+# segment was drawn apart from B's.
+SAMPLER_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -265,7 +270,11 @@ class TripletSampler:
         others = [j for j in range(K) if j != k]
         b = self._pick(rng, [i for i in range(len(self.tracks)) if i != a and self._any(i, others)])
         c = self._pick(rng, [i for i in range(len(self.tracks)) if i not in (a, b)])
-        sb = self._pick(rng, self._any_active(b, others))
+        if b == d:  # D = B: the negative is the original piece B, so B's c stem plays at sB
+            sb = self._pick(rng, self._b_segments(b, k, others))
+            sd = sb
+        else:
+            sb = self._pick(rng, self._any_active(b, others))
         sc_pos = self._any_active(c, others)
         sc = self._pick(rng, sc_pos) if len(sc_pos) else 0  # C lacks every other condition
         anchor = [self._seg(b, j, sb, track_level=True) for j in range(K)]
@@ -310,6 +319,12 @@ class TripletSampler:
     def _any_active(self, i: int, conds: list[int]) -> np.ndarray:
         parts = [self.active[i][j] for j in conds if len(self.active[i][j])]
         return np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+
+    def _b_segments(self, b: int, k: int, others: list[int]) -> np.ndarray:
+        """Segments of piece B where its c stem and another stem are audible; where there are
+        none, those where its c stem is (the negative needs an audible c stem)."""
+        both = np.intersect1d(self.active[b][k], self._any_active(b, others))
+        return both if len(both) else self.active[b][k]
 
     def _active_at(self, i: int, k: int, start: int) -> bool:
         act = self.active[i][k]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from csn_model.data.triplets import SAMPLER_VERSION
 from tests.csn_model.bench.conftest import TINY
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -20,6 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
         ("seed", 1),
         ("segment_frames", 11025),
         ("sample_rate", 44100),
+        ("sampler", 1),  # made by the sampler before the D = B fix (2026-12-06)
     ],
 )
 def test_it_refuses_saved_triplets_made_for_other_data_or_settings(
@@ -100,4 +102,5 @@ def _pseudo_meta(dataset, cfg, sample_rate: int) -> dict:
         "seed": cfg.bench.eval_seed,
         "segment_frames": cfg.features.segment_frames,
         "sample_rate": sample_rate,
+        "sampler": SAMPLER_VERSION,
     }

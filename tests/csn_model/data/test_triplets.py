@@ -57,6 +57,22 @@ def test_it_builds_pseudo_mix_triplets_as_method_md_defines_them(sampler):
             assert a[k].track not in b_tracks | c_tracks and not b_tracks & c_tracks
 
 
+def test_it_uses_the_original_piece_b_as_the_negative_when_d_is_b(sampler):
+    """METHOD.md Training 2: n = D^(c)_B, and D = B gives the original piece B (time-aligned)."""
+    rng, d_is_b = np.random.default_rng(3), 0
+    for _ in range(400):
+        t = sampler.sample(None, "pseudo", rng)
+        k = CONDITIONS.index(t.condition)
+        own = t.negative.parts[k]
+        rest = [g for j, g in enumerate(t.negative.parts) if j != k and g is not None]
+        if rest and own.track == rest[0].track:
+            d_is_b += 1
+            assert own.start == rest[0].start, f"negative {t.negative} is not piece B's own mix"
+            active = sampler.ds.track(own.track).active_segments(t.condition, SEG, sampler.hop)
+            assert own.start in active  # its c stem is audible there
+    assert d_is_b > 10  # four test tracks: D = B is frequent
+
+
 def test_it_marks_interchanged_conditions_only_where_the_reversed_triplet_is_valid(ds, sampler):
     checked = 0
     for _ in range(25):
