@@ -5,4 +5,4 @@ This package never imports Django (tests/test_project.py enforces it).
 
 CONDITIONS: tuple[str, ...] = ("drums", "bass", "piano", "guitar", "others")
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -11,8 +11,9 @@ needs teachers), then `cfg.train.steps` steps of the system's own objective:
 - individual: plain triplet loss on train.condition's isolated stem.
 
 The batch of step s holds items s*B .. s*B+B-1 of the data layer's datasets, whose items depend
-only on (seed, index): a run is the same with any number of DataLoader workers, and a resumed run
-continues exactly where the last checkpoint left it. Writes to out_dir: csn_train.json (marks the
+only on (seed, phase, index), pre-training drawing from its own random stream: a run is the same
+with any number of DataLoader workers, and a resumed run continues exactly where the last
+checkpoint left it. Writes to out_dir: csn_train.json (marks the
 folder as a training run's), config.yaml (resolved), train.log, metrics.jsonl, checkpoint.pt
 (latest, with optimizer state), final.pt, summary.json. out_dir must be new, empty or a training
 run's folder: anything else is refused rather than overwritten.
@@ -46,6 +47,13 @@ from csn_model.train_folder import (
 )
 from csn_model.train_loop import RunContext
 
+# What a run's seed draws as training items, per train.system, recorded in checkpoints: bump a
+# system's number when its items change. csn 2 (2026-12-06): pre-training draws from its own stream
+# and a pseudo negative with D = B is piece B's own mix; individual items did not change. A
+# checkpoint without the field has version 1.
+ITEMS_VERSIONS = {"csn": 2, "individual": 1}
+PRETRAIN_STREAM = 1  # csn_model.data.torch_data's stream of pre-training items (main: 0)
+
 
 def make_datasets(cfg: ExperimentConfig, data_root: str | Path, log=None) -> dict[str, Dataset]:
     """Item datasets of the run's phases from the data layer (train split); `log` (a logger)
@@ -73,7 +81,10 @@ def make_datasets(cfg: ExperimentConfig, data_root: str | Path, log=None) -> dic
         )
         return out
     if t.pretrain:
-        out["pretrain"] = StemTorchDataset(sampler, length=t.pretrain * t.batch_size)
+        # its own random stream: on the main phase's (0) it would replay the first main items
+        out["pretrain"] = StemTorchDataset(
+            sampler, length=t.pretrain * t.batch_size, stream=PRETRAIN_STREAM
+        )
     kind = "pseudo" if t.pseudo_mix else "natural"
     out["main"] = TripletTorchDataset(sampler, length=t.steps * t.batch_size, kind=kind)
     return out
@@ -94,7 +105,8 @@ def needs_teachers(cfg: ExperimentConfig) -> bool:
 
 def run_source(cfg: ExperimentConfig, data_root: str | Path, teachers) -> dict:
     """What the run is made from, recorded in its checkpoints and csn_train.json and compared when
-    it resumes: {"dataset": {"root", "fingerprint"}, "teachers": {condition: checkpoint file id}}
+    it resumes: {"dataset": {"root", "fingerprint"}, "teachers": {condition: checkpoint file id},
+    "items": ITEMS_VERSIONS of the system}
     (teachers only when the run uses them; a missing file is left to load_teachers to name)."""
     from csn_model.data.slakh import SlakhDataset
 
@@ -108,6 +120,7 @@ def run_source(cfg: ExperimentConfig, data_root: str | Path, teachers) -> dict:
     return {
         "dataset": {"root": str(ds.root.resolve()), "fingerprint": ds.fingerprint},
         "teachers": dict(sorted(ids.items())),
+        "items": ITEMS_VERSIONS[cfg.train.system],
     }
 
 

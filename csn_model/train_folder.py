@@ -87,6 +87,7 @@ def check_same_run(path: Path, cfg: ExperimentConfig, source: dict) -> dict:
         "dataset": f"use another out_dir for this data, or delete {path.parent} to train "
         "again on it",
         "teachers": "pass the teachers it was trained with, or use another out_dir",
+        "items": f"use another out_dir, or delete {path.parent} to train again with this code",
     }[kind]
     raise TrainError(f"{path}: {what}; {remedy}")
 
@@ -95,13 +96,20 @@ def run_difference(
     payload: dict, cfg: ExperimentConfig, source: dict, *, unrecorded_ok: bool = False
 ) -> tuple[str, str] | None:
     """How the checkpoint `payload` differs from a run of cfg on `source` (see check_same_run):
-    None if it does not, else (kind, what) with kind one of "config", "unrecorded" (it records no
-    dataset), "dataset", "teachers" and `what` saying so, without a remedy (each caller has its
+    None if it does not, else (kind, what) with kind one of "config", "items" (its training items
+    were drawn by other code), "unrecorded" (it records no dataset), "dataset", "teachers" and
+    `what` saying so, without a remedy (each caller has its
     own). unrecorded_ok: a checkpoint that records no dataset (nor teachers: both came in 80d05ba)
     passes on its config alone, for a caller that knows otherwise that it is this data's (csn
     bench, whose run folder's dataset.json the user vouched for)."""
     if _comparable(payload["config"], type(cfg)) != _comparable(to_dict(cfg), type(cfg)):
         return "config", "this folder holds a run with another config"
+    if payload.get("items", 1) != source["items"]:  # unrecorded: before items were versioned
+        return "items", (
+            f"this run was trained on items drawn by older code (items version "
+            f"{payload.get('items', 1)}, this code draws version {source['items']}: "
+            "csn_model.train.ITEMS_VERSIONS)"
+        )
     want, have = source["dataset"], payload.get("dataset")
     now = f"--data {want['root']} (fingerprint {want['fingerprint']})"
     if not isinstance(have, dict) or "fingerprint" not in have:

@@ -1,9 +1,12 @@
 """PyTorch datasets over triplets: mixtures with their clean stems, and isolated stems.
 
 Random training items are drawn from a TripletSampler with a generator seeded by
-(sampler seed, epoch, index), so an item is the same whichever DataLoader worker builds it and
-however many workers there are; call `set_epoch` to draw fresh items each epoch. A fixed list of
-triplets (an evaluation set) is served as is.
+(sampler seed, epoch, index), and by the dataset's `stream` too when it is not 0, so an item is
+the same whichever DataLoader worker builds it and however many workers there are; call
+`set_epoch` to draw fresh items each epoch. Datasets that share a sampler but should not share
+draws (a run's pre-training and main phase) take different streams: stream 0 is the seeding from
+before streams existed, so its items are unchanged. A fixed list of triplets (an evaluation set)
+is served as is.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from csn_model.data.triplets import Triplet, TripletSampler, render_stems
 
 
 class _TripletSource:
-    def __init__(self, source, ds, num_frames, length, kind, condition):
+    def __init__(self, source, ds, num_frames, length, kind, condition, stream=0):
         if isinstance(source, TripletSampler):
             self.sampler, self.fixed = source, None
             self.ds = source.ds
@@ -31,11 +34,13 @@ class _TripletSource:
             self.ds, self.num_frames = ds, int(num_frames)
             self.length = len(self.fixed)
         self.kind, self.condition, self.epoch = kind, condition, 0
+        self.stream = int(stream)
 
     def get(self, index: int) -> Triplet:
         if self.fixed is not None:
             return self.fixed[index]
-        rng = np.random.default_rng([self.sampler.seed, self.epoch, index])
+        key = [self.sampler.seed, self.epoch, index]
+        rng = np.random.default_rng(key + [self.stream] if self.stream else key)
         return self.sampler.sample(self.condition, self.kind, rng)
 
 
@@ -51,8 +56,9 @@ class TripletTorchDataset(Dataset):
         length: int | None = None,
         kind: str = "pseudo",
         condition: str | None = None,
+        stream: int = 0,
     ):
-        self.src = _TripletSource(source, ds, num_frames, length, kind, condition)
+        self.src = _TripletSource(source, ds, num_frames, length, kind, condition, stream)
 
     def __len__(self) -> int:
         return self.src.length
@@ -89,8 +95,9 @@ class StemTorchDataset(Dataset):
         num_frames: int | None = None,
         length: int | None = None,
         condition: str | None = None,
+        stream: int = 0,
     ):
-        self.src = _TripletSource(source, ds, num_frames, length, "stem", condition)
+        self.src = _TripletSource(source, ds, num_frames, length, "stem", condition, stream)
 
     def __len__(self) -> int:
         return self.src.length

@@ -15,7 +15,7 @@ from csn_model.checkpoint import make_payload, save_checkpoint
 from csn_model.config import to_dict
 from csn_model.data.fingerprint import dataset_fingerprint
 from csn_model.model import build_model, model_args_from_config
-from csn_model.train import train_run
+from csn_model.train import ITEMS_VERSIONS, train_run
 from csn_model.train_errors import TrainError
 from csn_model.train_loop import RunContext
 
@@ -112,3 +112,24 @@ def test_it_refuses_a_finished_csn_run_given_other_teachers(smoke_cfg, tiny_data
             cfg, tiny_dataset, tmp_path / "csn", {**teachers, "bass": tmp_path / "bass2.pt"},
             progress=False,
         )  # fmt: skip
+
+
+def test_it_refuses_a_csn_run_whose_items_were_drawn_by_an_older_sampler(
+    smoke_cfg, tiny_dataset, tmp_path
+):
+    """Pre-training's own stream and the D = B negative (2026-12-06) changed what a CSN run's
+    seed draws; the individual networks' items did not change, so their runs are kept."""
+    cfg = _fast(smoke_cfg, steps=1)
+    final = train_run(cfg, tiny_dataset, tmp_path / "csn", progress=False)
+    payload = torch.load(final, weights_only=True)
+    assert payload["items"] == ITEMS_VERSIONS["csn"]
+    del payload["items"]  # as written before the items were versioned
+    save_checkpoint(final, payload)
+    with pytest.raises(TrainError, match="items drawn by older code"):
+        train_run(cfg, tiny_dataset, tmp_path / "csn", progress=False)
+    icfg = _fast(smoke_cfg, steps=1, system="individual", condition="bass")
+    final = train_run(icfg, tiny_dataset, tmp_path / "bass", progress=False)
+    payload = torch.load(final, weights_only=True)
+    del payload["items"]
+    save_checkpoint(final, payload)
+    assert train_run(icfg, tiny_dataset, tmp_path / "bass", progress=False) == final
