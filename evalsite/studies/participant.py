@@ -191,6 +191,16 @@ def _verified_binding(raw: str) -> tuple[tuple[str, ...], int]:
     return tuple(value.split(",")) if value else (), signed_at
 
 
+def _not_mine(request: HttpRequest) -> HttpResponse:
+    """The refusal of a participant page this browser did not enter (another person's link, or
+    its own cookies cleared or blocked since): how to come back, nothing of the participant."""
+    return refused(request, _("This page belongs to another session."), detail=_(
+        "If you started the study in this browser, its cookies may have been cleared or blocked. "
+        "Please allow cookies for this site, then open the study again from the page where you "
+        "first started it (for example, Prolific). Your answers so far are kept."
+    ))  # fmt: skip
+
+
 def _is_mine(request: HttpRequest, token: str) -> bool:
     return token in _bound(request) or token in request.session.get(SESSION_KEY, [])
 
@@ -208,14 +218,14 @@ def _is_answer(request) -> bool:
 @no_store
 def page(request: HttpRequest, token: str) -> HttpResponse:
     if not _is_mine(request, token):
-        return refused(request, _("This page belongs to another session."))
+        return _not_mine(request)
     if request.method == "POST" and _is_answer(request):
         early = post_answer(request, token)  # one statement, without loading the participant
         # this page (no URL reversal per answer); saying why when the answer came too early
         return HttpResponseRedirect(request.path + ("?early=1" if early else ""))
     p = participant_sql.participant_by_token(token)
     if p is None:
-        return refused(request, _("This page belongs to another session."))
+        return _not_mine(request)
     lang = request.GET.get("lang")
     if lang and lang in (p.study.setting("languages") or []):
         Participant.objects.filter(pk=p.pk).update(language=lang)

@@ -73,9 +73,11 @@ def render_step(request, p: Participant, template: str, context: dict | None = N
     return response
 
 
-def refused(request, message: str, status: int = 403) -> HttpResponse:
-    """The page that refuses a request, with `message` (already translated)."""
-    return render(request, "studies/participant/refused.html", {"message": message}, status=status)
+def refused(request, message: str, status: int = 403, detail: str = "") -> HttpResponse:
+    """The page that refuses a request, with `message` and what to do about it, `detail` (both
+    already translated)."""
+    ctx = {"message": message, "detail": detail}
+    return render(request, "studies/participant/refused.html", ctx, status=status)
 
 
 def render_welcome(request: HttpRequest, study: Study) -> HttpResponse:

@@ -7,6 +7,14 @@
   function browserCheck(form) {
     var AC = window.AudioContext || window.webkitAudioContext;
     var status = document.getElementById("check-status");
+    // Without cookies the form's POST is refused (no CSRF cookie) and no step could be kept:
+    // say so here, and keep Continue disabled.
+    if (!navigator.cookieEnabled) {
+      status.textContent = status.dataset.noCookies;
+      status.className = "error";
+      status.setAttribute("role", "alert");
+      return;
+    }
     var set = function (name, value) { form.elements[name].value = value; };
     var mobile = (navigator.userAgentData && navigator.userAgentData.mobile) ||
       /iPhone|iPod|Android.*Mobile|Windows Phone/.test(navigator.userAgent);

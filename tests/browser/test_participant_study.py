@@ -1,5 +1,6 @@
 """A participant in real headless Chromium against the site on the live server (PostgreSQL)
-through a whole study, and one screened out by the headphone check.
+through a whole study, one screened out by the headphone check, and a browser that blocks cookies
+stopped at the welcome page.
 
 Screenshots of every step go to artifacts/screens/ (01_entry.png ... 10_screened_out.png).
 Clips are ~1 s tones generated here and the screening is shortened (tests' CSN_SCREENING).
@@ -12,7 +13,7 @@ import pytest
 from evalsite.studies import flow_trials
 from evalsite.studies.models import Answer, Participant
 from tests.browser.participant_fixtures import *  # noqa: F403 (fixtures, WAIT_MS)
-from tests.browser.participant_fixtures import CLIP_S
+from tests.browser.participant_fixtures import CLIP_S, quick_study
 from tests.browser.participant_steps import (
     listen_all,
     right_choice,
@@ -108,3 +109,16 @@ def test_it_screens_out_a_participant_who_fails_the_headphone_check(
     p.refresh_from_db()
     assert p.step == "screened_out" and page.inner_text("#screen-out-code") == p.screen_out_code
     assert not p.slots.exists()
+
+
+def test_a_browser_that_blocks_cookies_is_told_so_at_the_welcome_page(live_server, page, owner):
+    # Chromium has no switch to block a site's cookies: the page is made to see what such a
+    # browser reports. Its Continue would only meet the CSRF refusal (test_lost_cookies).
+    page.add_init_script(
+        "Object.defineProperty(Navigator.prototype, 'cookieEnabled', {get: () => false})"
+    )
+    page.goto(study_url(live_server, quick_study(owner), pid="no-cookies"))
+    page.wait_for_selector("#check-status.error")
+    assert "allow cookies for this site" in page.inner_text("#check-status")
+    assert page.is_disabled("#continue")
+    assert not Participant.objects.exists()
