@@ -240,7 +240,7 @@ def evaluate(cfg: BenchConfig, ds, checkpoints: dict, out_dir: Path, trained_on:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     triplets = eval_triplets(ds, out_dir / "triplets", cfg)
-    log.info("test split of %s: %s", ds.root, ds.skip_summary())
+    log.info("test split of %s: %s", ds.root, ds.skip_summary("test"))
     nets = load_systems(checkpoints, device)
     separator = None
     if "individual_separated" in nets:

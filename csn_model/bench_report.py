@@ -110,7 +110,7 @@ def dataset_info(ds) -> dict:
         "sample_rate": ds.sample_rate,
         "tracks": {s: len(ds.tracks(s)) for s in ds.splits},
         "fingerprint": ds.fingerprint,  # csn_model.data.fingerprint
-        "skipped_stems": ds.skip_summary(),  # of the tracks analysed here (the test split)
+        "skipped_stems": ds.skip_summary("test"),  # the tracks analysed here (the test split)
     }
     manifest = Path(ds.root) / "csn_synth.json"  # written by `csn synth`: seed, soundfont, ...
     if manifest.exists():

@@ -71,7 +71,7 @@ def make_datasets(cfg: ExperimentConfig, data_root: str | Path, log=None) -> dic
         )
     sampler = TripletSampler(ds, "train", f.segment_frames, seed=t.seed)  # analyses every track
     if log is not None:
-        log.info("train split: %d tracks; %s", len(sampler.tracks), ds.skip_summary())
+        log.info("train split: %d tracks; %s", len(sampler.tracks), ds.skip_summary("train"))
         if ds.omitted:
             log.info("%s (data.duplicates: omit)", ds.omit_summary())
     out: dict[str, Dataset] = {}

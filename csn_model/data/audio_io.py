@@ -19,12 +19,31 @@ _SF_ERRORS = (sf.LibsndfileError, RuntimeError, OSError)
 
 
 def audio_file(folder: Path, stem: str) -> Path | None:
-    """folder/stem.flac or folder/stem.wav, whichever exists."""
+    """folder/stem.flac or folder/stem.wav, whichever exists; the suffix in any case (S02.FLAC),
+    as the stems folder's check for unlisted files has it, the name as written (Slakh's is
+    lower-case: mix, S00)."""
     for suffix in AUDIO_SUFFIXES:
         p = folder / f"{stem}{suffix}"
         if p.is_file():
             return p
+    if not folder.is_dir():
+        return None
+    for suffix in AUDIO_SUFFIXES:  # a renamed copy: look the suffix up ignoring its case
+        for p in sorted(folder.iterdir()):
+            if p.stem == stem and p.suffix.lower() == suffix and p.is_file():
+                return p
     return None
+
+
+def misnamed(folder: Path, stem: str) -> str:
+    """ "; found Mix.flac (...)" when audio_file found nothing but a file whose name differs from
+    stem's only in case; "" otherwise. Appended to a "missing" message, which would mislead."""
+    if not folder.is_dir():
+        return ""
+    for p in sorted(folder.iterdir()):
+        if p.stem.lower() == stem.lower() and p.suffix.lower() in AUDIO_SUFFIXES:
+            return f"; found {p.name}, expected the name {stem} in this case (Slakh's)"
+    return ""
 
 
 def info(path: Path, track: str, what: str):

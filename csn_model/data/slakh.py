@@ -179,9 +179,16 @@ class SlakhDataset:
                 raise DataError(f"{self.root}: {gone[0]} (duplicates='omit')") from None
             raise DataError(f"{self.root}: no track named {name!r} in any split") from None
 
-    def skip_summary(self) -> str:
+    def skipped_in(self, split: str) -> list[tuple[str, str, str]]:
+        """The documented skips of `split`'s tracks: those found so far (unrendered and unlisted
+        stems once the split is loaded, silent ones once a track is analysed). `skipped` also
+        holds other splits' skips: `sample_rate` loads the headers of every split."""
+        return [s for s in self.skipped if self._by_name[s[0]].split == split]
+
+    def skip_summary(self, split: str | None = None) -> str:
+        """Counts by reason of `split`'s skips (skipped_in), or of every split's without one."""
         counts: dict[str, int] = {}
-        for _track, _stem, reason in self.skipped:
+        for _track, _stem, reason in self.skipped if split is None else self.skipped_in(split):
             counts[reason] = counts.get(reason, 0) + 1
         return ", ".join(f"{n} stems skipped: {r}" for r, n in sorted(counts.items())) or "none"
 

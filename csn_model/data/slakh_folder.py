@@ -60,7 +60,7 @@ def load_track(split: str, folder: Path, skipped: list | None = None) -> Track:
     meta_path = folder / "metadata.yaml"
     mix_path = audio_file(folder, "mix")
     if mix_path is None:
-        raise DataError(f"{folder}: mix.flac or mix.wav missing")
+        raise DataError(f"{folder}: mix.flac or mix.wav missing{audio_io.misnamed(folder, 'mix')}")
     mix = audio_io.info(mix_path, folder.name, "mix")
     audio_dir = _audio_dir(folder, meta_path, meta)
     by_cond: dict[str, list[Stem]] = {}
@@ -106,13 +106,18 @@ def _audio_dir(folder: Path, meta_path: Path, meta: dict) -> Path:
 
 def _load_stem(folder, meta_path, audio_dir, name, sm, mix) -> Stem:
     for key, kind in (("program_num", int), ("is_drum", bool)):
-        if key not in sm or not isinstance(sm[key], kind):
+        if key not in sm:
             raise DataError(f"{meta_path}: stems.{name}.{key} missing; expected {kind.__name__}")
+        if not isinstance(sm[key], kind):
+            raise DataError(
+                f"{meta_path}: stems.{name}.{key} has type {type(sm[key]).__name__}; "
+                f"expected {kind.__name__}"
+            )
     path = audio_file(audio_dir, name)
     if path is None:
         raise DataError(
             f"{meta_path}: stem {name} of {folder.name} is listed with audio_rendered true but "
-            f"{audio_dir / name}.flac|.wav does not exist"
+            f"{audio_dir / name}.flac|.wav does not exist{audio_io.misnamed(audio_dir, name)}"
         )
     info = audio_io.info(path, folder.name, f"stem {name}")
     if info.samplerate != mix.samplerate:

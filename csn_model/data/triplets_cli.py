@@ -92,5 +92,5 @@ def _meta(args: argparse.Namespace, ds, frames: int) -> dict:
         "segment_frames": frames,
         "sample_rate": ds.sample_rate,
         "tracks": len(ds.tracks(args.split)),
-        "skipped_stems": ds.skip_summary(),
+        "skipped_stems": ds.skip_summary(args.split),  # analysed above: silent stems included
     }

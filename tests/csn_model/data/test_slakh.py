@@ -67,6 +67,23 @@ def test_it_counts_unrendered_and_silent_stems_as_documented_skips(slakh_mini):
     )
 
 
+def test_it_summarises_each_splits_own_skipped_stems(slakh_mini):
+    sf.write(slakh_mini / "validation/Track01501/stems/S09.flac", np.zeros(SR * SECONDS), SR)
+    ds = SlakhDataset(slakh_mini)
+    assert ds.sample_rate == SR  # loads every split's headers
+    assert ds.skip_summary("test") == "none"  # train's unrendered stem is not the test split's
+    for track in ds.tracks("test"):
+        track.analyse()
+    assert ds.skip_summary("test") == "1 stems skipped: silent audio"
+    assert ds.skip_summary("train") == "1 stems skipped: audio_rendered: false"
+    assert ds.skip_summary("validation") == (
+        "1 stems skipped: audio file not listed in metadata.yaml"
+    )
+    assert ds.skipped_in("validation") == [
+        ("Track01501", "S09", "audio file not listed in metadata.yaml")
+    ]
+
+
 def test_it_counts_audio_files_that_metadata_does_not_list(slakh_mini):
     sf.write(slakh_mini / "train/Track00001/stems/S09.flac", np.zeros(SR * SECONDS), SR)
     ds = SlakhDataset(slakh_mini)
@@ -113,6 +130,18 @@ def _latin1_metadata(root):
     p.write_bytes(p.read_bytes().replace(b"(finger)", "(finger \u00e9)".encode("latin-1")))
 
 
+def _program_as_text(root):
+    p = root / "train/Track00001/metadata.yaml"
+    p.write_text(p.read_text().replace("    program_num: 33\n", "    program_num: '33'\n"))
+
+
+def _drum_flag_as_number(root):
+    p = root / "train/Track00001/metadata.yaml"
+    text = p.read_text()
+    head, tail = text.split("  S01:\n", 1)
+    p.write_text(head + "  S01:\n" + tail.replace("is_drum: false", "is_drum: 0", 1))
+
+
 def _no_program(root):
     p = root / "train/Track00001/metadata.yaml"
     p.write_text(p.read_text().replace("    program_num: 33\n", ""))
@@ -126,6 +155,8 @@ def _no_program(root):
         (_other_rate, "expected 8000 Hz"),
         (_other_length, f"expected {SR * SECONDS} like the mix"),
         (_no_program, "stems.S01.program_num missing; expected int"),
+        (_program_as_text, "stems.S01.program_num has type str; expected int"),
+        (_drum_flag_as_number, "stems.S01.is_drum has type int; expected bool"),
         (_program_128_not_drum, "stems.S01.program_num=128; expected 0-127 (128 only for drums)"),
     ],
 )
@@ -212,3 +243,18 @@ def test_it_serves_the_same_audio_from_its_opt_in_memory_cache(slakh_mini):
     assert cached.read_condition("bass", 0, 10).max() < 0.1
     with pytest.raises(DataError, match="preload needs"):
         SlakhDataset(slakh_mini).preload("train")
+
+
+def test_it_reads_audio_files_with_upper_case_suffixes(slakh_mini):
+    folder = slakh_mini / "train/Track00001"
+    (folder / "stems/S01.flac").rename(folder / "stems/S01.FLAC")
+    (folder / "mix.flac").rename(folder / "Mix.flac")  # only the suffix's case is forgiven
+    with pytest.raises(DataError, match="mix.flac or mix.wav missing; found Mix.flac, expected"):
+        SlakhDataset(slakh_mini).tracks("train")
+    (folder / "Mix.flac").rename(folder / "mix.FLAC")
+    ds = SlakhDataset(slakh_mini)
+    (t,) = ds.tracks("train")
+    assert t.mix_path.name == "mix.FLAC"
+    assert "S01" in {s.name for stems in t.stems.values() for s in stems}
+    assert not [s for s in ds.skipped if s[1] == "S01"]  # read, not counted as unlisted
+    assert t.read_condition("bass", 0, 100).shape == (100,)  # (T,)
