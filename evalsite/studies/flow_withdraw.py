@@ -18,19 +18,32 @@ Step = Participant.Step
 
 
 def withdraw(p: Participant) -> bool:
-    """The participant leaves the study from its current step (a final step, `withdrawn`): its
+    """The participant leaves the study from the step it is at (a final step, `withdrawn`): its
     unanswered trials go back to the pool and, unless the participant agreed to a study that
-    keeps them (`Participant.answers_on_leave`), its answers and trial list are deleted. False
-    (nothing done) when it was at no step one can leave from."""
-    if p.step not in Participant.WITHDRAWABLE_STEPS:
-        return False
+    keeps them (`Participant.answers_on_leave`), its answers and trial list are deleted. Where
+    another tab moved it on since `p` was read, it leaves from the step it moved to. False
+    (nothing done) when it is at no step one can leave from."""
+    for _ in range(3):  # each retry follows a step change by another tab: a few at most
+        if p.step not in Participant.WITHDRAWABLE_STEPS:
+            return False
+        if _withdraw_from(p, p.step):
+            return True
+        try:
+            p.refresh_from_db()
+        except Participant.DoesNotExist:  # deleted meanwhile (a preview as its study left draft)
+            return False
+    return False
+
+
+def _withdraw_from(p: Participant, step: str) -> bool:
+    """`withdraw` while p is at `step`; False (nothing done) when it is no longer there."""
     delete = p.answers_on_leave() != "keep"
     with transaction.atomic():
         # The step's UPDATE holds the participant's row until the commit: an answer POST from
         # another tab in the same instant waits for it and then stores nothing
         # (participant_writes.ANSWER_SQL), or was stored before and is deleted here.
         given = {"questionnaire": {}, "screening": {}, "browser": {}, "user_agent": ""}
-        if not advance(p, p.step, Step.WITHDRAWN, state={}, **(given if delete else {})):
+        if not advance(p, step, Step.WITHDRAWN, state={}, **(given if delete else {})):
             return False  # moved on meanwhile (another tab)
         if delete:
             _forget(p)

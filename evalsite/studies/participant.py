@@ -3,9 +3,10 @@ study link that creates or resumes the participant and binds it to the browser.
 
 Every POST names the step it answers; a POST for a step the participant already left changes
 nothing and redirects (POST-redirect-GET), so reloads, double clicks and replayed requests are
-harmless. Pages and audio are served only to the browser session the participant entered with
-(or re-entered with its recruitment id, where flow.may_resume allows it). What each step shows
-and does is in `participant_steps`, the sounds in `participant_audio`, the rendering helpers in
+harmless. The one exception is "Leave the study", honoured from any page that shows it. Pages
+and audio are served only to the browser session the participant entered with (or re-entered
+with its recruitment id, where flow.may_resume allows it). What each step shows and does is in
+`participant_steps`, the sounds in `participant_audio`, the rendering helpers in
 `participant_render`.
 """
 
@@ -231,8 +232,11 @@ def page(request: HttpRequest, token: str) -> HttpResponse:
         Participant.objects.filter(pk=p.pk).update(language=lang)
         return redirect("studies:participant", p.token)
     if request.method == "POST":
-        if request.POST.get("action") == "withdraw" and request.POST.get("step") == p.step:
-            flow_withdraw.withdraw(p)
+        if request.POST.get("action") == "withdraw":
+            # Leaving is the participant's explicit choice: honoured from any page that shows the
+            # button, a tab left open at an earlier step included (from the step it is at now)
+            if request.POST.get("step") in Participant.WITHDRAWABLE_STEPS:
+                flow_withdraw.withdraw(p)
             return redirect("studies:participant", p.token)
         if request.POST.get("step") == p.step:
             handler = POST_HANDLERS.get(p.step)

@@ -1,6 +1,7 @@
 """A participant leaving the study from its page: its answers deleted (or kept, where the study
-says so) and its trials freed, an answer from another tab meanwhile not kept, leaving refused
-where there is nothing to leave, and an answer whose participant was deleted meanwhile.
+says so) and its trials freed, an answer from another tab meanwhile not kept, a leave from a page
+left open at an earlier step honoured, leaving refused where there is nothing to leave, and an
+answer whose participant was deleted meanwhile.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import threading
 
 import pytest
 from django.db import connection
+from django.test import Client
 from django.utils import timezone
 
 from evalsite.reports.models import ReportSnapshot
@@ -114,7 +116,7 @@ def test_an_answer_sent_from_another_tab_while_the_participant_leaves_is_not_kep
     assert p.step == "withdrawn" and not Answer.objects.filter(participant=p).exists()
 
 
-def test_leaving_is_refused_before_consent_after_the_end_and_from_a_stale_page(
+def test_leaving_is_refused_before_consent_after_the_end_and_from_a_page_without_leave(
     client, listening_study
 ):
     p = enter(client, listening_study)
@@ -125,12 +127,53 @@ def test_leaving_is_refused_before_consent_after_the_end_and_from_a_stale_page(
     p = to_step(client, p, "calibration")
     client.post(url(p), {"step": "consent", "action": "withdraw"}, HTTP_USER_AGENT=DESKTOP_UA)
     p.refresh_from_db()
-    assert p.step == "calibration"  # a form from an earlier page does nothing
+    assert p.step == "calibration"  # a page without a Leave button cannot leave
     p = finish(client, to_step(client, p, "practice"))
     assert p.step == "done"
     leave(client, p)
     p.refresh_from_db()
     assert p.step == "done" and Answer.objects.filter(participant=p).exists()
+
+
+def test_leaving_from_a_page_left_open_at_an_earlier_step_is_honoured(client, listening_study):
+    # Tab 2 still shows the practice trial; tab 1 went on and answered a main trial. The Leave
+    # confirmed in tab 2 is the participant's choice all the same: they leave, answers deleted.
+    p = to_step(client, enter(client, listening_study), "practice")
+    finish_practice(client, p)
+    answer_current(client, p)
+    assert p.step == "trials" and Answer.objects.filter(participant=p).exists()
+    response = client.post(
+        url(p), {"step": "practice", "action": "withdraw"}, HTTP_USER_AGENT=DESKTOP_UA
+    )
+    assert response.status_code == 302 and response["Location"] == url(p)
+    p.refresh_from_db()
+    assert p.step == "withdrawn"
+    assert not Answer.objects.filter(participant=p).exists() and not p.slots.exists()
+    page = client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).content.decode()
+    assert 'id="withdrawn"' in page
+
+
+def test_leaving_from_an_older_page_is_refused_for_another_session(client, listening_study):
+    p = to_step(client, enter(client, listening_study), "instructions")
+    other = Client()
+    response = other.post(
+        url(p), {"step": "questionnaire", "action": "withdraw"}, HTTP_USER_AGENT=DESKTOP_UA
+    )
+    assert response.status_code == 403
+    p.refresh_from_db()
+    assert p.step == "instructions"
+
+
+def test_a_leave_is_taken_from_the_step_the_participant_moved_to_meanwhile(client, listening_study):
+    # The page's request read the participant at the instructions; another tab's Start moved it
+    # to the practice before the leave's UPDATE: it leaves from there.
+    p = to_step(client, enter(client, listening_study), "instructions")
+    read_before = Participant.objects.get(pk=p.pk)
+    post(client, p, "instructions")
+    assert Participant.objects.get(pk=p.pk).step == "practice"
+    assert flow_withdraw.withdraw(read_before)
+    p.refresh_from_db()
+    assert p.step == "withdrawn" and not p.slots.exists()
 
 
 def test_it_takes_an_answer_whose_participant_was_deleted_meanwhile(
