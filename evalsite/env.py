@@ -6,6 +6,7 @@ deployment gives an error naming the variable and what was expected instead of a
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -81,6 +82,21 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_networks(name: str, default: list[str]) -> list[str]:
+    """Comma-separated IP addresses or networks (`10.0.0.5`, `10.0.0.0/24`, `::1`), each
+    returned as a network (`10.0.0.5/32`); host bits are allowed (`127.0.0.1/8`)."""
+    networks = []
+    for item in env_list(name, default):
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError as exc:
+            raise EnvError(
+                f"{name}={os.environ.get(name)!r}: expected comma-separated IP addresses or "
+                f"networks such as 10.0.0.5 or 10.0.0.0/24 ({item!r} is neither)"
+            ) from exc
+    return networks
+
+
 def env_path(name: str, default: Path, follow_links: bool = True) -> Path:
     """An absolute path; follow_links=False keeps symlinks as given (made absolute only)."""
     raw = os.environ.get(name)
@@ -115,7 +131,20 @@ def env_database(name: str, default: str, conn_max_age: int = 0) -> DBConfig:
     try:
         return dj_database_url.parse(raw, conn_max_age=conn_max_age)
     except (ValueError, KeyError) as exc:  # unknown scheme, unparsable URL
+        # The message goes to logs (journald, CI): never the password.
+        shown, password = _without_password(raw)
+        reason = str(exc).replace(password, "***") if password else str(exc)
         raise EnvError(
-            f"{name}={raw!r}: expected a database URL such as "
-            f"postgresql://user:password@host:5432/name or sqlite:///path/db.sqlite3 ({exc})"
+            f"{name}={shown!r}: expected a database URL such as "
+            f"postgresql://user:password@host:5432/name or sqlite:///path/db.sqlite3, with "
+            f"characters such as # / ? @ in the password percent-encoded ({reason})"
         ) from exc
+
+
+def _without_password(url: str) -> tuple[str, str]:
+    """`url` with the password of its `scheme://user:password@` part as ***, and that password
+    ("" if none). Up to the last @: a password with a raw @ in it is hidden whole."""
+    match = re.match(r"([^:/]*://[^:/@]*:)(.*)@", url)
+    if not match or not match.group(2):
+        return url, ""
+    return f"{match.group(1)}***@{url[match.end() :]}", match.group(2)

@@ -14,15 +14,19 @@ import ipaddress
 from django.conf import settings
 from django.http import HttpRequest
 
+from evalsite.trusted_proxy import from_trusted_proxy
+
 
 def client_ip(request: HttpRequest) -> str | None:
     """The client's address: REMOTE_ADDR, or behind the proxy the right-most X-Forwarded-For
-    entry. The right-most one is the address the proxy itself saw and appended (nginx:
+    entry when the request came from a trusted proxy (evalsite/trusted_proxy.py: from any other
+    peer the header is the client's own). The right-most entry is the address the proxy itself
+    saw and appended (nginx:
     `proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;`); entries to its left come
     from the client, which could write any address there to dodge its own lockout. An entry that
     is no address (`unknown`, a name) falls back to REMOTE_ADDR: axes stores the address in an
     address column, which would refuse it and fail the login."""
-    if settings.CSN_BEHIND_PROXY:
+    if settings.CSN_BEHIND_PROXY and from_trusted_proxy(request):
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
         address = _address(forwarded.rsplit(",", 1)[-1])
         if address:

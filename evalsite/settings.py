@@ -19,6 +19,7 @@ from evalsite.env import (
     env_float,
     env_int,
     env_list,
+    env_networks,
     env_path,
     env_str,
 )
@@ -64,6 +65,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "evalsite.trusted_proxy.TrustedProxyMiddleware",  # first: X-Forwarded-* from proxies only
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -96,6 +98,13 @@ TEMPLATES = [
 ]
 
 # SQLite under CSN_HOME by default; DATABASE_URL=postgresql://... in production and in the tests.
+# Production must name it: the default would put every answer and account in a file inside the
+# checkout, which a fresh clone, `git clean -xdf` or `make demo ARGS=--reset` removes.
+if PRODUCTION and not env_str("DATABASE_URL", ""):
+    raise EnvError(
+        "DATABASE_URL: production needs the site's database, e.g. "
+        "postgresql://csn:password@db:5432/csn (the default, SQLite in CSN_HOME, is the demo's)"
+    )
 _default_db = f"sqlite:///{CSN_HOME / 'db.sqlite3'}"
 DATABASES = {
     "default": env_database("DATABASE_URL", _default_db, env_int("DB_CONN_MAX_AGE", 0, minimum=0)),
@@ -212,7 +221,12 @@ CSN_DATASETS = [Path(p).expanduser().resolve() for p in env_list("CSN_DATASETS",
 # runs without any broker server. Production: CELERY_BROKER_URL=redis://host:6379/0. The transport
 # ignores the host, but kombu logs "No hostname was supplied" for a URL without one (as it fills
 # in localhost) each time it reads the connection's details: the default names localhost itself.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://localhost//")
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "" if PRODUCTION else "filesystem://localhost//")
+if PRODUCTION and not CELERY_BROKER_URL:  # the file broker: no worker on another machine sees it
+    raise EnvError(
+        "CELERY_BROKER_URL: production needs the broker the web processes and workers share, "
+        "e.g. redis://redis:6379/0 (the default, folders in CSN_HOME, is the demo's)"
+    )
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = CSN_HOME / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -270,6 +284,8 @@ LOGGING = {
 
 # Behind a proxy that terminates TLS and sets X-Forwarded-Proto and X-Forwarded-For (production).
 CSN_BEHIND_PROXY = PRODUCTION and env_bool("CSN_BEHIND_PROXY", True)
+# The peers whose X-Forwarded-* headers count; every other request loses them (trusted_proxy.py).
+CSN_TRUSTED_PROXIES = env_networks("CSN_TRUSTED_PROXIES", ["127.0.0.1/8", "::1"])
 
 if PRODUCTION:
     # Requests count as HTTPS when X-Forwarded-Proto says so. Only a proxy that terminates TLS
@@ -281,7 +297,9 @@ if PRODUCTION:
     CSRF_COOKIE_SECURE = True
     LANGUAGE_COOKIE_SECURE = True  # /i18n/setlang/ sets it: no cookie goes over plain HTTP
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
+    # Both on by default (check --deploy asks for them); a domain whose other hosts are not all
+    # on HTTPS turns includeSubDomains off, and preload off unless it is to be on browsers' list.
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
     SECURE_CONTENT_TYPE_NOSNIFF = True
     X_FRAME_OPTIONS = "DENY"

@@ -34,6 +34,7 @@ def _manage(args, **env):
     }
     full = {k: v for k, v in os.environ.items() if k not in unset}
     full.update(env)
+    full = {k: v for k, v in full.items() if v is not None}  # None: unset
     return subprocess.run(
         [sys.executable, "manage.py", *args], capture_output=True, text=True, cwd=ROOT, env=full
     )
@@ -299,3 +300,88 @@ def test_it_connects_to_the_embedded_broker_without_kombus_no_hostname_warning(t
                             text=True, cwd=ROOT, env=env, timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "filesystem []"
+
+
+def _production(tmp_path, **env):
+    """A production environment with every required variable; `env` overrides or adds."""
+    required = {"CSN_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(64),
+                "ALLOWED_HOSTS": "eval.example.org", "CSN_HOME": str(tmp_path),
+                "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/csn_unused",
+                "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0"}  # fmt: skip
+    return required | env
+
+
+@pytest.mark.parametrize(
+    ("name", "example"),
+    [("DATABASE_URL", "postgresql://"), ("CELERY_BROKER_URL", "redis://")],
+)
+def test_it_refuses_production_without_a_database_or_broker_url(tmp_path, name, example):
+    # Without them production used SQLite and a broker folder inside CSN_HOME, silently.
+    for unset in ("", None):
+        env = _production(tmp_path, **{name: unset})
+        result = _manage(["check"], **env)
+        assert result.returncode != 0
+        assert f"{name}: production needs" in result.stderr and example in result.stderr
+    assert not (tmp_path / "db.sqlite3").exists() and not (tmp_path / "broker").exists()
+
+
+def test_its_deploy_checks_warn_of_sqlite_the_file_broker_and_files_inside_the_checkout(
+    tmp_path,
+):
+    env = _production(
+        tmp_path,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        CELERY_BROKER_URL="filesystem://localhost//",
+        MEDIA_ROOT=str(ROOT / ".csn" / "media"),
+        STATIC_ROOT=str(ROOT / ".csn" / "staticfiles"),
+    )
+    result = _manage(["check", "--deploy", "--fail-level", "WARNING"], **env)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    for check_id, names in (
+        ("csn.W001", "DATABASE_URL"),
+        ("csn.W002", "CELERY_BROKER_URL"),
+        ("csn.W003", "MEDIA_ROOT"),
+        ("csn.W003", "STATIC_ROOT"),
+    ):
+        assert re.search(rf"\({check_id}\) {names}", output), output
+    # Outside the checkout, on PostgreSQL and Redis: clean (the deploy-check test above too).
+    assert _manage(["check", "--deploy", "--fail-level", "WARNING"],
+                   **_production(tmp_path)).returncode == 0  # fmt: skip
+
+
+def test_it_keeps_the_password_out_of_a_malformed_database_urls_error(monkeypatch):
+    monkeypatch.setenv("CSN_TEST_DB", "postgresql://csn:p#ss@127.0.0.1:5432/csn")
+    with pytest.raises(EnvError) as caught:
+        env_database("CSN_TEST_DB", "sqlite:///x.sqlite3")
+    message = str(caught.value)
+    assert "p#ss" not in message
+    assert "CSN_TEST_DB='postgresql://csn:***@127.0.0.1:5432/csn'" in message
+    assert "percent-encoded" in message
+
+
+def test_it_reads_the_trusted_proxies_and_refuses_one_that_is_no_address(tmp_path):
+    show = "from django.conf import settings; print(settings.CSN_TRUSTED_PROXIES)"
+    cases = [(None, "['127.0.0.0/8', '::1/128']"),
+             ("10.0.0.5, 10.1.0.0/16", "['10.0.0.5/32', '10.1.0.0/16']")]  # fmt: skip
+    for given, expected in cases:
+        result = _manage(["shell", "-c", show], CSN_HOME=str(tmp_path), CSN_TRUSTED_PROXIES=given)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[-1] == expected
+    result = _manage(["check"], CSN_HOME=str(tmp_path), CSN_TRUSTED_PROXIES="10.0.0.5,proxy.lan")
+    assert result.returncode != 0
+    assert "CSN_TRUSTED_PROXIES='10.0.0.5,proxy.lan': expected" in result.stderr
+
+
+def test_it_sends_hsts_with_subdomains_and_preload_unless_turned_off(tmp_path):
+    show = (
+        "from django.conf import settings as s; "
+        "print(s.SECURE_HSTS_INCLUDE_SUBDOMAINS, s.SECURE_HSTS_PRELOAD)"
+    )
+    result = _manage(["shell", "-c", show], **_production(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "True True"
+    off = {"SECURE_HSTS_INCLUDE_SUBDOMAINS": "false", "SECURE_HSTS_PRELOAD": "false"}
+    result = _manage(["shell", "-c", show], **_production(tmp_path, **off))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "False False"

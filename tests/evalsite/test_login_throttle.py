@@ -100,7 +100,7 @@ def test_without_a_proxy_a_forwarded_header_is_ignored(rf):
     assert client_ip(request) == "198.51.100.4"
 
 
-@override_settings(CSN_BEHIND_PROXY=True)
+@override_settings(CSN_BEHIND_PROXY=True, CSN_TRUSTED_PROXIES=["198.51.100.4"])
 @pytest.mark.parametrize(
     ("forwarded", "expected"),
     [

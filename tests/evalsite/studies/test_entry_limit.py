@@ -110,6 +110,7 @@ def test_it_has_no_limit_at_zero(listening_study, settings):
 
 def test_it_counts_the_right_most_forwarded_address_behind_the_proxy(listening_study, settings):
     settings.CSN_BEHIND_PROXY = True
+    settings.CSN_TRUSTED_PROXIES = ["10.0.0.2"]
     proxy = {"REMOTE_ADDR": "10.0.0.2"}  # every request arrives from the proxy
     for n in range(LIMIT):  # the client writes what it likes to the left of the proxy's entry
         enter(Client(**proxy, HTTP_X_FORWARDED_FOR=f"192.0.2.{n}, 203.0.113.9"),
@@ -118,6 +119,15 @@ def test_it_counts_the_right_most_forwarded_address_behind_the_proxy(listening_s
     assert _open(spoofed, listening_study, pid="bot-next").status_code == 429
     someone_else = Client(**proxy, HTTP_X_FORWARDED_FOR="198.51.100.4")
     assert _open(someone_else, listening_study, pid="person").status_code == 302
+
+
+def test_a_client_reaching_gunicorn_directly_cannot_pick_its_address(listening_study, settings):
+    settings.CSN_BEHIND_PROXY = True  # 198.51.100.4 is no trusted proxy: its header is dropped
+    for n in range(LIMIT):
+        enter(Client(REMOTE_ADDR="198.51.100.4", HTTP_X_FORWARDED_FOR=f"192.0.2.{n}"),
+              listening_study, pid=f"bot{n}")  # fmt: skip
+    spoofed = Client(REMOTE_ADDR="198.51.100.4", HTTP_X_FORWARDED_FOR="192.0.2.99")
+    assert _open(spoofed, listening_study, pid="bot-next").status_code == 429
 
 
 def test_it_counts_an_ipv6_client_by_its_64_network(listening_study):
