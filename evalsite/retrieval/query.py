@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from django.db.models import Case, F, FloatField, Q, Value, When
+from django.db.models import Case, Count, F, FilteredRelation, FloatField, Q, Value, When
 from django.urls import reverse
 
 from evalsite.retrieval.embedder import (
@@ -18,7 +18,7 @@ from evalsite.retrieval.embedder import (
     get_embedder,
 )
 from evalsite.retrieval.models import Embedding
-from evalsite.retrieval.service import scope, search_vector
+from evalsite.retrieval.service import scope_state, search_vector
 from evalsite.stimuli.audio import MAX_UPLOAD_BYTES
 from evalsite.stimuli.models import Catalogue, Clip
 
@@ -188,14 +188,18 @@ def describe(clip: Clip) -> dict:
     return {"clip": clip.pk, "name": clip.name, "piece": clip.piece, "audio_url": audio_url(clip)}
 
 
-def coverage(version, catalogue: Catalogue | None) -> tuple[int, int]:
-    """(embedded, clips): the searchable clips (ready whole mixes) of the catalogue (None: all)
-    and how many of them have an embedding under the version. Raises 409 when none has."""
+def coverage(version, catalogue: Catalogue | None) -> tuple[int, int, tuple[int, int, int]]:
+    """(embedded, clips, state): the searchable clips (ready whole mixes) of the catalogue
+    (None: all), how many of them have an embedding under the version (the rows of its search
+    scope: at most one per clip), and that scope's state for the indexes' sync check
+    (service.scope_state), all in one query. Raises 409 when none has."""
     clips = Clip.objects.filter(status=Clip.Status.READY).exclude(meta__has_key="kind")
     if catalogue is not None:
         clips = clips.filter(catalogue=catalogue)
-    total = clips.count()
-    embedded = scope(version, catalogue.pk if catalogue else None).count()
+    own = FilteredRelation("embeddings", condition=Q(embeddings__version=version))
+    row = clips.annotate(own=own).aggregate(total=Count("id"), **scope_state("own__id"))
+    total, embedded = row["total"], row["n"]
+    state = (embedded, int(row["s"] or 0), row["top"] or 0)
     if total and not embedded:
         where = f"catalogue {catalogue.name}" if catalogue else "all catalogues"
         raise QueryError(
@@ -203,7 +207,7 @@ def coverage(version, catalogue: Catalogue | None) -> tuple[int, int]:
             "embed the catalogue (model-work page)",
             status=409,
         )
-    return embedded, total
+    return embedded, total, state
 
 
 def search(user, params: dict, uploaded=None) -> dict:
@@ -226,7 +230,7 @@ def search(user, params: dict, uploaded=None) -> dict:
             raise QueryError(f"catalogue={catalogue_id}: no such catalogue", status=404)
     elif not user.is_superuser:
         raise QueryError("catalogue: expected the id of one of your catalogues")
-    embedded, total = coverage(version, catalogue)
+    embedded, total, state = coverage(version, catalogue)
     if uploaded is not None:
         vector = upload_vector(uploaded, catalogue_loudness(catalogue))
         query, exclude_piece, exclude_clip = None, "", None
@@ -243,7 +247,7 @@ def search(user, params: dict, uploaded=None) -> dict:
     for condition in conditions:
         hits, methods[condition] = search_vector(
             version, vector, condition, k, catalogue.pk if catalogue else None,
-            exclude_piece=exclude_piece, exclude_clip=exclude_clip,
+            exclude_piece=exclude_piece, exclude_clip=exclude_clip, state=state,
         )  # fmt: skip
         clips = Clip.objects.in_bulk([h.clip_id for h in hits])
         results[condition] = [

@@ -13,6 +13,11 @@ rows no longer there dead (never returned; see SubspaceIndex for when that rebui
 held rows that are back, and reads the vectors of only the rows it does not hold. The index is
 keyed by embedding row, so a clip that leaves and comes back is never held twice, and a clip
 whose row was replaced is searched by its new vector only.
+A search of a scope that has not changed since the index last looked (the common case) pays
+one aggregate for all of this, before the two queries above: count, hash sum and newest id of
+the whole scope, equal to what the index holds and no newer than the newest it took. The API
+reads that aggregate in the same query as its coverage counts and hands it to every
+instrument's index (query.coverage); only a difference goes on to the two queries.
 A hit whose clip is not ready is never returned. Only
 whole-mix clips are searched: stem-combination clips built for catch trials (Clip.meta["kind"])
 are not pieces of the catalogue.
@@ -26,8 +31,7 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
-from django.db.models import BigIntegerField, Count, F, Sum
-from django.db.models.expressions import RawSQL
+from django.db.models import BigIntegerField, Count, F, Func, Max, Sum
 
 from evalsite.retrieval.models import Embedding, ModelVersion
 from evalsite.retrieval.search import EXACT_MAX, SubspaceIndex
@@ -53,26 +57,37 @@ def scope(version: ModelVersion, catalogue_id: int | None = None):
     return qs.filter(clip__catalogue_id=catalogue_id) if catalogue_id else qs
 
 
-def _id_hash(column: str):
-    """A 32-bit hash of an integer column, in SQL both SQLite and PostgreSQL run without
-    overflow (products stay under 2^63; xor is (a | b) - (a & b), SQLite having no xor): the
-    xorshift-multiply finaliser of Thomas Mueller's hash32 (constant 0x45d9f3b). Summed over
-    rows it tells apart two sets of ids with the same count and sum but for a chance of about
-    2^-32 per change."""
+class _IdHash(Func):
+    """A 32-bit hash of an integer column, computed by the database. On PostgreSQL its own
+    hashint8 (the hash its hash indexes use; C, no dearer than reading the column: at 10,000
+    rows the arithmetic below cost about 35 ms more per check). Elsewhere SQL that SQLite runs
+    without overflow (products stay under 2^63; xor is (a | b) - (a & b), SQLite having no
+    xor): the xorshift-multiply finaliser of Thomas Mueller's hash32 (constant 0x45d9f3b).
+    Either, summed over rows, tells apart two sets of ids with the same count and sum but for a
+    chance of about 2^-32 per change. Hashes are only ever compared with others the same
+    database computed."""
 
-    def xorshift(x: str) -> str:
-        s = f"({x} >> 16)"
-        return f"(({x} | {s}) - ({x} & {s}))"
+    output_field = BigIntegerField()
 
-    x = f"({column} & 4294967295)"
-    for _ in range(2):
-        x = f"(({xorshift(x)} * 73244475) & 4294967295)"
-    return RawSQL(xorshift(x), (), output_field=BigIntegerField())
+    def as_sql(self, compiler, connection, **extra_context):
+        column, params = compiler.compile(self.source_expressions[0])
+
+        def xorshift(x: str) -> str:
+            s = f"({x} >> 16)"
+            return f"(({x} | {s}) - ({x} & {s}))"
+
+        x = f"({column} & 4294967295)"
+        for _ in range(2):
+            x = f"(({xorshift(x)} * 73244475) & 4294967295)"
+        return xorshift(x), params
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        column, params = compiler.compile(self.source_expressions[0])
+        return f"hashint8(({column})::bigint)", params
 
 
 def _hashed(qs):
-    table = Embedding._meta.db_table
-    return qs.annotate(id_hash=_id_hash(f'"{table}"."id"'))
+    return qs.annotate(id_hash=_IdHash("id"))
 
 
 def _decode(rows) -> tuple[np.ndarray, np.ndarray | None, list[int], int]:
@@ -90,6 +105,24 @@ def _held(qs) -> tuple[int, int]:
     """(count, sum of id hashes) of the embedding rows: what an index over them holds."""
     row = _hashed(qs).aggregate(n=Count("id"), s=Sum(F("id_hash")))
     return row["n"], int(row["s"] or 0)
+
+
+def scope_state(embedding_id) -> dict:
+    """Aggregates for a query's .aggregate() that give what synced_index compares: the count,
+    the id hash sum and the newest id of the embedding rows, whose id is embedding_id (a field
+    name or path). Read with other counts in one query and handed to synced_index as state."""
+    return {"n": Count(embedding_id), "s": Sum(_IdHash(embedding_id)), "top": Max(embedding_id)}
+
+
+def _state(row: dict) -> tuple[int, int, int]:
+    return row["n"], int(row["s"] or 0), row["top"] or 0
+
+
+def _unchanged(state: tuple[int, int, int], last: int, held: tuple[int, int]) -> bool:
+    """Whether a scope of state (count, id hash sum, newest id) is still the rows an index
+    took, up to id last, with (count, id hash sum) held. Any row newer than last, or a count
+    or sum that differs, means a change."""
+    return state[:2] == held and state[2] <= last
 
 
 def _add(index: SubspaceIndex, version: ModelVersion, condition: str, rows) -> tuple[int, int]:
@@ -126,9 +159,15 @@ _COLUMNS = ("id", "clip_id", "vector", "id_hash")
 
 
 def synced_index(
-    version: ModelVersion, condition: str, catalogue_id: int | None = None, exact_max=EXACT_MAX
+    version: ModelVersion,
+    condition: str,
+    catalogue_id: int | None = None,
+    exact_max=EXACT_MAX,
+    state: tuple[int, int, int] | None = None,
 ) -> SubspaceIndex:
-    """The condition's index over the scope, updated with what the database holds now."""
+    """The condition's index over the scope, updated with what the database holds now, or as
+    state says it held when the caller read it (scope_state) earlier in the same request: the
+    index then answers as of that read, and is read again only where it differs."""
     key = (version.pk, catalogue_id, condition, exact_max)
     qs = scope(version, catalogue_id)
     with _lock:
@@ -136,6 +175,8 @@ def synced_index(
         if index is None:
             probe = version.subspace(np.zeros((1, version.dim), np.float32), condition)
             index = SubspaceIndex(probe.shape[1], exact_max=exact_max)
+        elif _unchanged(state or _state(qs.aggregate(**scope_state("id"))), last, held):
+            return index
         elif _held(qs.filter(id__lte=last)) != held:  # rows left, came back or came late
             held = _resync(index, version, condition, qs.filter(id__lte=last))
         rows = _hashed(qs.filter(id__gt=last)).order_by("id").values_list(*_COLUMNS)
@@ -162,10 +203,12 @@ def search_vector(
     exclude_piece: str = "",
     exclude_clip: int | None = None,
     exact_max: int = EXACT_MAX,
+    state: tuple[int, int, int] | None = None,
 ) -> tuple[list[Hit], str]:
     """The k nearest pieces (one clip per piece, the closest) to vector (D,) in the condition's
-    subspace, leaving out exclude_piece / exclude_clip. Returns (hits, method)."""
-    index = synced_index(version, condition, catalogue_id, exact_max)
+    subspace, leaving out exclude_piece / exclude_clip; state as for synced_index. Returns
+    (hits, method)."""
+    index = synced_index(version, condition, catalogue_id, exact_max, state)
     query = version.subspace(np.asarray(vector, np.float32)[None, :], condition)  # (1, d)
     fetch = 4 * k + 8
     while True:

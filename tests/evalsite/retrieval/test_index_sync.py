@@ -172,3 +172,34 @@ def test_it_ends_a_search_that_began_on_an_empty_index_another_thread_filled(
     monkeypatch.setattr(SubspaceIndex, "search", search_then_fill)
     hits, _ = search_vector(version, np.zeros(DIM, np.float32), "drums", 5, catalogue.pk)
     assert len(calls) <= 2 and len(hits) in (0, 5)
+
+
+@pytest.mark.parametrize("exact_max", [HNSW, EXACT])
+def test_it_drops_a_clip_moved_away_or_made_a_stem_combination(version, catalogue, ada, exact_max):
+    moved, combined = catalogue.clips.order_by("id")[2:4]
+    query = vector_of(moved.pk, version)
+    search(version, catalogue, query, exact_max)
+    elsewhere = Catalogue.objects.create(owner=ada, name="elsewhere")
+    Clip.objects.filter(pk=moved.pk).update(catalogue=elsewhere)
+    combined.meta = {"kind": "combination"}
+    combined.save()
+    hits = search(version, catalogue, query, exact_max, k=80)
+    assert not {moved.pk, combined.pk} & {h.clip_id for h in hits}
+    assert_brute_force(hits, version, catalogue, query, k=80)
+    Clip.objects.filter(pk=moved.pk).update(catalogue=catalogue)  # and back again
+    hits = search(version, catalogue, query, exact_max, k=80)
+    assert hits[0].clip_id == moved.pk and len(hits) == 79
+    assert_brute_force(hits, version, catalogue, query, k=80)
+
+
+def test_it_checks_an_unchanged_scope_with_one_query(version, catalogue):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    index = index_of(version, catalogue, EXACT)
+    with CaptureQueriesContext(connection) as queries:
+        assert index_of(version, catalogue, EXACT) is index
+    assert len(queries) == 1, [q["sql"] for q in queries]
+    new = Clip.objects.create(catalogue=catalogue, name="new", piece="NEW", status="ready")
+    Embedding.objects.create(clip=new, version=version, vector=to_bytes(np.zeros(DIM)))
+    assert len(index_of(version, catalogue, EXACT)) == 81  # what the one query does not rule out

@@ -15,7 +15,7 @@ from django.urls import reverse
 from evalsite.jobs import progress
 from evalsite.jobs.models import Job
 from evalsite.retrieval import query
-from evalsite.retrieval.embedder import get_embedder
+from evalsite.retrieval.embedder import current_version, get_embedder
 from evalsite.retrieval.ingest import embed_clips
 from evalsite.retrieval.models import Embedding
 from evalsite.retrieval.search import exact_topk
@@ -103,6 +103,40 @@ def test_it_sees_two_clips_return_while_two_leave_with_the_same_id_sum(client, a
     Clip.objects.filter(pk__in=[clip_b, clip_c]).update(status=Clip.Status.FAILED)
     found = {h["clip"] for h in client.get(API, params).json()["results"]["drums"]}
     assert {clip_a, clip_d} <= found and not {clip_b, clip_c} & found
+
+
+def _leave(clip: Clip, how: str, ada) -> None:
+    """One write path by which a clip leaves the search scope."""
+    if how == "deleted":
+        clip.delete()  # its embedding rows go with it
+    elif how == "failed":
+        Clip.objects.filter(pk=clip.pk).update(status=Clip.Status.FAILED)
+    elif how == "made a stem combination":
+        clip.meta = {**clip.meta, "kind": "combination"}
+        clip.save()
+    elif how == "moved":
+        clip.catalogue = Catalogue.objects.create(owner=ada, name="elsewhere")
+        clip.save()
+    elif how == "embedding deleted":
+        Embedding.objects.filter(clip=clip).delete()
+
+
+@pytest.mark.parametrize(
+    "how", ["deleted", "failed", "made a stem combination", "moved", "embedding deleted"]
+)
+def test_it_sees_each_way_a_clip_leaves_in_the_next_warm_search(client, ada, embedded, how):
+    client.force_login(ada)
+    query = embedded.clips.order_by("id").first()
+    params = {"clip": query.pk, "catalogue": embedded.pk}  # all: every instrument's index
+    before = client.get(API, params).json()
+    gone = embedded.clips.exclude(pk=query.pk).order_by("id").first()
+    gone_pk = gone.pk  # delete() clears it
+    _leave(gone, how, ada)
+    after = client.get(API, params).json()
+    assert (before["embedded"], after["embedded"]) == (6, 5)
+    for condition, hits in after["results"].items():
+        was = {h["clip"] for h in before["results"][condition]}
+        assert gone_pk in was and {h["clip"] for h in hits} == was - {gone_pk}, condition
 
 
 def _stored_at(owner, target, name, pieces) -> Catalogue:
@@ -539,3 +573,34 @@ def test_it_says_an_upload_was_searched_and_the_chosen_piece_was_not(client, ada
     page = client.post("/retrieval/", {**params, "clip": "", "audio": _wav_upload("mine.wav")})
     body = html.unescape(page.content.decode())
     assert "Query: mine.wav (uploaded clip)" in body and "was not searched" not in body
+
+
+def test_it_counts_the_clips_and_those_embedded_in_one_query(catalogue):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    embed_clips(list(catalogue.clips.order_by("id").values_list("id", flat=True)[:4]))
+    Clip.objects.filter(pk=catalogue.clips.order_by("id").last().pk).update(status="failed")
+    version = current_version()
+    with CaptureQueriesContext(connection) as queries:
+        assert query.coverage(version, catalogue)[:2] == (4, 5)
+    assert len(queries) == 1
+
+
+@pytest.mark.parametrize("instrument", ["drums", "all"])
+def test_it_reads_an_unchanged_catalogue_once_in_a_warm_search(client, ada, embedded, instrument):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(ada)
+    params = {"clip": embedded.clips.order_by("id").first().pk, "catalogue": embedded.pk}
+    client.get(API, {**params, "instrument": "all"})  # builds the indexes
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(API, {**params, "instrument": instrument}).status_code == 200
+    scans = [q["sql"] for q in queries if "COUNT(" in q["sql"]]
+    assert len(scans) == 1, scans  # coverage's counts, which the indexes' sync check reuses
+    Clip.objects.filter(pk=params["clip"]).update(status=Clip.Status.FAILED)
+    other = embedded.clips.order_by("id").last().pk
+    answer = client.get(API, {**params, "clip": other, "instrument": instrument}).json()
+    found = {hit["clip"] for hits in answer["results"].values() for hit in hits}
+    assert params["clip"] not in found and answer["embedded"] == len(found) + 1 == 5
