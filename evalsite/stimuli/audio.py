@@ -28,6 +28,8 @@ from evalsite.stimuli.models import Catalogue, Clip
 # A mono file plays on two speakers: +10*log10(2) LU over BS.1770's one-channel measure.
 DUAL_MONO_LU = 10 * np.log10(2)
 PEAK_CEILING_DBFS = -1.0  # normalisation never pushes a sample above this
+# A loudness target's range (LUFS), as the study settings and `import_slakh --lufs` accept it.
+LOUDNESS_TARGET_LUFS: tuple[float, float] = (-70, 0)
 BS1770_BLOCK_S = 0.4  # pyloudnorm's gating block; shorter clips are padded with silence
 FILE_NAME_MAX = Clip._meta.get_field("file").max_length
 
@@ -146,11 +148,18 @@ def normalise(data: np.ndarray, sr: int, target_lufs: float) -> tuple[np.ndarray
 
     Returns (audio, gain_db actually applied).
     """
+    if not np.isfinite(target_lufs):  # NaN gain would be written as full-scale -1.0 samples
+        raise AudioError(f"loudness target {target_lufs} LUFS; expected a finite number")
     channels = data.shape[1] if data.ndim == 2 else 1
     gain_db = target_lufs - playback_lufs(loudness_lufs(data, sr), channels)
     peak = float(np.max(np.abs(data)))
     if peak > 0:
         gain_db = min(gain_db, PEAK_CEILING_DBFS - 20 * np.log10(peak))
+    if not np.isfinite(gain_db):
+        raise AudioError(
+            f"gain {gain_db} dB toward the loudness target {target_lufs:g} LUFS; expected a "
+            "finite gain (is the audio finite?)"
+        )
     return (data * 10 ** (gain_db / 20)).astype(np.float32), float(gain_db)
 
 

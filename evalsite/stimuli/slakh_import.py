@@ -10,15 +10,38 @@ Judged on c, "same" is the more similar candidate to the reference (X's mix exce
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from csn_model import CONDITIONS
-from csn_model.data.slakh import DataError, SlakhDataset
+from csn_model.data.slakh import OMIT_REASON, DataError, SlakhDataset
 from csn_model.data.slakh_track import Track
-from evalsite.stimuli.audio import AudioError, clip_from_array
+from evalsite.stimuli.audio import LOUDNESS_TARGET_LUFS, AudioError, clip_from_array
 from evalsite.stimuli.models import Catalogue, Clip
+
+# A mix excerpt's length (s), as ImportForm and `import_slakh --seconds` accept it.
+EXCERPT_SECONDS: tuple[float, float] = (0.5, 60)
+
+
+def argument_errors(seconds: float, target_lufs: float | None) -> dict[str, str]:
+    """What is wrong with an import's excerpt length and loudness target (None: no target), by
+    argument name, against EXCERPT_SECONDS and LOUDNESS_TARGET_LUFS; NaN and infinity never fit.
+    The web forms take their limits from the same constants."""
+    errors = {}
+    for name, value, (low, high), what in (
+        ("seconds", seconds, EXCERPT_SECONDS, "an excerpt length from {:g} to {:g} s"),
+        (
+            "target_lufs",
+            target_lufs,
+            LOUDNESS_TARGET_LUFS,
+            "a loudness target from {:g} to {:g} LUFS",
+        ),
+    ):
+        if value is not None and not (math.isfinite(value) and low <= value <= high):
+            errors[name] = f"{value:g}: expected {what.format(low, high)}"
+    return errors
 
 
 @dataclass
@@ -29,6 +52,22 @@ class ImportReport:
     existing: list[str] = field(default_factory=list)  # clips an earlier import already made
     omitted: str = ""  # SlakhDataset.omit_summary(): duplicate renderings left out, if any
     omitted_tracks: list[str] = field(default_factory=list)  # "split/track: reason", every split
+    # The imported split's documented stem skips (unrendered, unlisted, silent in the tracks
+    # analysed): "track stem: reason", and SlakhDataset.skip_summary's counts by reason.
+    skipped_stems: list[str] = field(default_factory=list)
+    stem_summary: str = "none"
+
+    def omitted_in(self, split: str) -> list[str]:
+        """omitted_tracks of `split`."""
+        return [t for t in self.omitted_tracks if t.startswith(f"{split}/")]
+
+    def omitted_line(self, split: str) -> str:
+        """One line on the duplicates `split` left out, and how many the other splits did."""
+        here = len(self.omitted_in(split))
+        elsewhere = len(self.omitted_tracks) - here
+        more = f" ({elsewhere} more in the other splits)" if elsewhere else ""
+        tracks = "track" if here == 1 else "tracks"
+        return f"{here} {tracks} of the {split} split left out: {OMIT_REASON}{more}"
 
 
 def best_start(track: Track, num_frames: int, hop: int) -> int:
@@ -148,9 +187,13 @@ def import_slakh(
 
     duplicates: SlakhDataset's mode for tracks rendered from one source MIDI ("omit" for original
     Slakh2100; the count left out is in `omitted`, each track and why in `omitted_tracks`).
+    The stems the reader skipped in this split are in `skipped_stems` and `stem_summary`.
+    ValueError for `seconds` or `target_lufs` outside argument_errors' limits.
     """
     from evalsite.retrieval.signals import batched  # noqa: PLC0415  (retrieval imports stimuli)
 
+    if errors := argument_errors(seconds, target_lufs):
+        raise ValueError("; ".join(f"{name} {why}" for name, why in errors.items()))
     with batched():  # each clip commits alone: queue their embeddings together, not one by one
         return _import_split(
             root, split, catalogue, seconds, attention, conditions, target_lufs, duplicates
@@ -176,6 +219,8 @@ def _import_split(
             _import_pair(
                 ds, pair, refs[x.name], conditions, catalogue, target_lufs, num_frames, report
             )
+    report.skipped_stems = [f"{t} {stem}: {why}" for t, stem, why in ds.skipped_in(split)]
+    report.stem_summary = ds.skip_summary(split)
     return report
 
 

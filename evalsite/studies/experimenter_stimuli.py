@@ -267,7 +267,7 @@ def _import(request: HttpRequest, study: Study, form: ImportForm) -> dict | None
         if isinstance(exc, DuplicateSourcesError):  # the error names the CLI flag, not this form
             form.add_error("duplicates", OMIT_HINT)
         return None
-    here = [t for t in report.omitted_tracks if t.startswith(f"{data['split']}/")]
+    here = report.omitted_in(data["split"])
     left_out = f"; {len(here)} left out (same source MIDI)" if data["duplicates"] == "omit" else ""
     messages.success(
         request,
@@ -283,4 +283,6 @@ def _import(request: HttpRequest, study: Study, form: ImportForm) -> dict | None
         "split": data["split"],
         "omitted": here,
         "omitted_elsewhere": len(report.omitted_tracks) - len(here),
+        "skipped_stems": report.skipped_stems,
+        "stem_summary": report.stem_summary,
     }

@@ -18,7 +18,9 @@ from django.db.models import Count
 
 from csn_model import CONDITIONS
 from evalsite.datasets.catalog import datasets
+from evalsite.stimuli.audio import LOUDNESS_TARGET_LUFS
 from evalsite.stimuli.models import Catalogue, Clip
+from evalsite.stimuli.slakh_import import EXCERPT_SECONDS
 from evalsite.studies.consent import SCREENED_OUT_START, stopping_paragraph_in_english
 from evalsite.studies.models import (
     DEFAULT_SETTINGS,
@@ -164,7 +166,8 @@ class StudyForm(forms.ModelForm):
         help_text="An inactive participant's unanswered trials go back to the pool after this.",
     )  # fmt: skip
     loudness_target_lufs = forms.FloatField(
-        min_value=-70, max_value=0, label="Loudness target (LUFS)",
+        min_value=LOUDNESS_TARGET_LUFS[0], max_value=LOUDNESS_TARGET_LUFS[1],
+        label="Loudness target (LUFS)",
         help_text="Clips are normalised to this integrated loudness (ITU-R BS.1770).",
     )  # fmt: skip
     practice_trials = forms.IntegerField(min_value=0, max_value=MAX_PRACTICE_TRIALS)
@@ -363,7 +366,9 @@ class ImportForm(forms.Form):
         "validation/, test/.",
     )  # fmt: skip
     split = forms.ChoiceField(choices=[(s, s) for s in ("test", "validation", "train")])
-    seconds = forms.FloatField(min_value=0.5, max_value=60, initial=5.0, label="Excerpt (s)")
+    seconds = forms.FloatField(
+        min_value=EXCERPT_SECONDS[0], max_value=EXCERPT_SECONDS[1], initial=5.0, label="Excerpt (s)"
+    )
     attention = forms.BooleanField(
         required=False, initial=True, label="Also build stem clips for attention checks"
     )

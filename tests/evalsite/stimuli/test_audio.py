@@ -307,3 +307,10 @@ def test_it_serves_a_mono_clip_measured_at_the_target_3_db_quieter(owner):
     assert served.name != f"{clip.token}_-23.0.wav"  # a copy cached with the old gain is unused
     gain = per_speaker_rms_db(served) - per_speaker_rms_db(clip.file.path)
     assert gain == pytest.approx(-10 * np.log10(2), abs=0.05)
+
+
+@pytest.mark.parametrize("target", [float("nan"), float("inf"), float("-inf")])
+def test_it_refuses_to_normalise_to_a_target_that_is_not_a_number(target):
+    tone = (0.1 * np.sin(np.arange(8000) / 5)).astype(np.float32)  # (T,)
+    with pytest.raises(audio.AudioError, match="loudness target"):
+        audio.normalise(tone, 8000, target)

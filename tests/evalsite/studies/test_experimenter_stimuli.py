@@ -324,6 +324,27 @@ def test_it_reports_what_an_import_made_and_skipped_when_a_track_fails_to_decode
     assert "Track00011: " in html and "cannot decode stem S00" in html  # the reason, on the page
 
 
+def test_it_reports_the_stems_an_import_skipped(client, alice, tiny_dataset, settings, tmp_path):
+    root = shutil.copytree(tiny_dataset, tmp_path / "quirks")
+    stems = root / "test" / "Track00005" / "stems"
+    shutil.copy(stems / "S00.flac", stems / "S09.flac")  # not in metadata.yaml
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.CSN_DATA_DIR = tmp_path / "none"
+    settings.CSN_DATASETS = [root]
+    (ref,) = datasets()
+    study = Study.objects.create(owner=alice, name="import", instruments=["drums", "bass"])
+    client.force_login(alice)
+    url = reverse("studies:dataset_import", args=[study.pk])
+    data = {"root": ref.slug, "split": "test", "seconds": 1}
+    response = client.post(url, data, follow=True)
+    assert response.context["report"]["skipped_stems"] == [
+        "Track00005 S09: audio file not listed in metadata.yaml"
+    ]
+    html = response.content.decode()
+    assert "1 stems skipped: audio file not listed in metadata.yaml" in html
+    assert "Track00005 S09: audio file not listed in metadata.yaml" in html
+
+
 def _browser(user) -> Client:
     """A client that, like a browser, must send the CSRF token, read from the Clips page."""
     browser = Client(enforce_csrf_checks=True)

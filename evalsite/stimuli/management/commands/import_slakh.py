@@ -10,7 +10,9 @@ from csn_model import CONDITIONS
 from csn_model.cli import add_duplicates_argument
 from csn_model.data.slakh import DataError
 from evalsite.stimuli.models import Catalogue
-from evalsite.stimuli.slakh_import import import_slakh
+from evalsite.stimuli.slakh_import import argument_errors, import_slakh
+
+FLAGS = {"seconds": "--seconds", "target_lufs": "--lufs"}  # argument_errors' names
 
 
 class Command(BaseCommand):
@@ -20,14 +22,18 @@ class Command(BaseCommand):
         parser.add_argument("root", help="dataset root holding train/ validation/ test/")
         parser.add_argument("--split", default="test", choices=["train", "validation", "test"])
         parser.add_argument("--catalogue", required=True, help="catalogue name (created if new)")
-        parser.add_argument("--seconds", type=float, default=5.0, help="excerpt length")
+        parser.add_argument(
+            "--seconds", type=float, default=5.0, help="excerpt length (0.5-60 s, as the web form)"
+        )
         parser.add_argument(
             "--attention", action="store_true", help="also build stem clips for attention checks"
         )
         parser.add_argument(
             "--conditions", default=",".join(CONDITIONS), help="conditions for attention sets"
         )
-        parser.add_argument("--lufs", type=float, default=-23.0, help="loudness target (LUFS)")
+        parser.add_argument(
+            "--lufs", type=float, default=-23.0, help="loudness target (-70 to 0 LUFS)"
+        )
         parser.add_argument("--owner", help="username owning the catalogue (default: a superuser)")
         add_duplicates_argument(parser, default="refuse")
 
@@ -37,7 +43,9 @@ class Command(BaseCommand):
         unknown = sorted(set(conditions) - set(CONDITIONS))
         if unknown:
             raise CommandError(f"--conditions: unknown {unknown}; expected some of {CONDITIONS}")
-        catalogue, _ = Catalogue.objects.get_or_create(owner=owner, name=opts["catalogue"])
+        if errors := argument_errors(opts["seconds"], opts["lufs"]):
+            raise CommandError("; ".join(f"{FLAGS[name]} {why}" for name, why in errors.items()))
+        catalogue, created = Catalogue.objects.get_or_create(owner=owner, name=opts["catalogue"])
         try:
             report = import_slakh(
                 opts["root"],
@@ -50,9 +58,16 @@ class Command(BaseCommand):
                 duplicates=opts["duplicates"],
             )
         except DataError as exc:
+            if created and not catalogue.clips.exists():  # a refused dataset leaves nothing
+                catalogue.delete()
             raise CommandError(str(exc)) from exc
-        if report.omitted:
-            self.stdout.write(report.omitted)
+        if report.omitted_tracks:
+            self.stdout.write(report.omitted_line(opts["split"]))
+            for line in report.omitted_in(opts["split"]):
+                self.stdout.write(f"  {line}")
+        self.stdout.write(f"skipped stems of the {opts['split']} split: {report.stem_summary}")
+        for line in report.skipped_stems:
+            self.stdout.write(f"skipped stem {line}")
         for line in report.skipped:
             self.stderr.write(f"skipped {line}")
         self.stdout.write(
