@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
+
+from csn_model.data.slakh import SPLITS
 
 AUDIO_TYPES = {".flac": "audio/flac", ".wav": "audio/wav"}
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -14,18 +16,35 @@ CHUNK = 64 * 1024
 
 
 def resolve_inside(root: Path, relpath: str) -> Path:
-    """The file at root/relpath, refusing anything that resolves outside root (.., symlinks)
-    and anything that is not an audio file."""
+    """The audio file at root/relpath, confined to the dataset: relpath must not be absolute or
+    hold "..", and what it names must resolve inside the root or, for SPLIT/TRACK/..., inside
+    that track folder. A track folder may be a symlink (a subset of a Slakh copy made of linked
+    track folders, which the listing, the reader and the import accept); a file or stems folder
+    linking out of its track folder is still refused, and so is anything but .flac/.wav."""
+    parts = PurePosixPath(relpath).parts
+    if not parts or PurePosixPath(relpath).is_absolute() or ".." in parts:
+        raise Http404("no such audio file")
     root = root.resolve()
     try:
         path = (root / relpath).resolve(strict=True)
+        track = _track_folder(root, parts)
     except (OSError, RuntimeError, ValueError):  # ValueError: a NUL byte in the path
         raise Http404("no such audio file") from None
-    if not path.is_relative_to(root) or not path.is_file():
+    inside = path.is_relative_to(root) or (track is not None and path.is_relative_to(track))
+    if not inside or not path.is_file():
         raise Http404("no such audio file")
     if path.suffix.lower() not in AUDIO_TYPES:
         raise Http404("not an audio file")
     return path
+
+
+def _track_folder(root: Path, parts: tuple[str, ...]) -> Path | None:
+    """The resolved track folder of SPLIT/TRACK/FILE..., as the listing finds it (a folder of
+    a split, not hidden, symlinks followed); None when the path names none."""
+    if len(parts) < 3 or parts[0] not in SPLITS or parts[1].startswith("."):
+        return None
+    folder = root / parts[0] / parts[1]
+    return folder.resolve(strict=True) if folder.is_dir() else None
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | None:

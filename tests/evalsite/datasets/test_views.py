@@ -5,6 +5,7 @@ Personas: `ada`, an experimenter logged in on `client`; `listed`, a site offerin
 from __future__ import annotations
 
 import html
+import re
 import shutil
 
 import pytest
@@ -171,3 +172,32 @@ def test_it_lists_every_track_of_original_slakh2100_including_duplicates(
         page = client.get(url)
         assert page.status_code == 200, url
         assert f'data-track="{test.name}"' in page.content.decode()
+
+
+def test_it_plays_a_track_folder_that_is_a_symlink_inside_the_dataset(
+    client, ada, settings, tiny_dataset, tmp_path
+):
+    """A subset made of symlinked track folders (a common way to use part of a Slakh copy):
+    the listing's players play; a path naming a file outside the dataset is still refused."""
+    secret = tmp_path / "secret.wav"
+    secret.write_bytes(b"RIFF secret")
+    subset = tmp_path / "subset"
+    (subset / "test").mkdir(parents=True)
+    (subset / "test" / "Track00002").symlink_to(tiny_dataset / "test" / "Track00002")
+    settings.CSN_DATA_DIR = tmp_path / "empty"
+    settings.CSN_DATASETS = [subset]
+    page = client.get(f"/datasets/{slugify(subset.name)}/").content.decode()
+    urls = sorted(set(re.findall(r'/datasets/subset/audio/[^"]+', page)))
+    assert _audio_url(subset, "test/Track00002/mix.flac") in urls and len(urls) > 1
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        rel = url.removeprefix("/datasets/subset/audio/")
+        assert b"".join(response.streaming_content) == (subset / rel).read_bytes()
+    for rel in (
+        "test/Track00002/../../../secret.wav",
+        "test/Track00002/stems/../../../../secret.wav",
+        "test/../../secret.wav",
+        "test/Track00002/metadata.yaml",
+    ):
+        assert client.get(_audio_url(subset, rel)).status_code == 404, rel
