@@ -65,6 +65,15 @@ def note_early_answer(token: str, index: int, slot_id: int, now) -> bool:
     return True
 
 
+def answered_already(token: str, slot_id: int) -> bool:
+    """After an answer was refused: whether the participant with this token had answered that
+    slot's trial already (from another window showing the same trial)."""
+    slot = Assignment.objects.filter(pk=slot_id, participant__token=token)
+    return Answer.objects.filter(
+        participant__token=token, trial__in=slot.values("trial_id")
+    ).exists()
+
+
 # `last_seen_at` is rewritten at most this often by page views alone (a step change or a first
 # view of a trial writes anyway): a trial page then costs one write, not two.
 LAST_SEEN_RESOLUTION = timedelta(seconds=30)

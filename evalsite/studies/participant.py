@@ -221,9 +221,9 @@ def page(request: HttpRequest, token: str) -> HttpResponse:
     if not _is_mine(request, token):
         return _not_mine(request)
     if request.method == "POST" and _is_answer(request):
-        early = post_answer(request, token)  # one statement, without loading the participant
-        # this page (no URL reversal per answer); saying why when the answer came too early
-        return HttpResponseRedirect(request.path + ("?early=1" if early else ""))
+        said = post_answer(request, token)  # one statement, without loading the participant
+        # this page (no URL reversal per answer); saying why when the answer was refused
+        return HttpResponseRedirect(request.path + (f"?{said}" if said else ""))
     p = participant_sql.participant_by_token(token)
     if p is None:
         return _not_mine(request)

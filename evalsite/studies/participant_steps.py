@@ -105,6 +105,8 @@ def get_trial(request, p):
            "progress_total": at.total, "progress_pct": pct,
            "early": request.GET.get("early") == "1"}  # fmt: skip
     if feedback:
+        # the answer came from a second window: this feedback is the first window's (post_answer)
+        ctx["answered_elsewhere"] = request.GET.get("answered") == str(feedback["slot"])
         ctx["feedback_instrument"] = INSTRUMENTS.get(feedback["instrument"], feedback["instrument"])
     if slot is not None:
         ctx["instrument"] = INSTRUMENTS.get(slot.trial.instrument, slot.trial.instrument)
@@ -208,14 +210,17 @@ def post_trial(request, p):
     return None
 
 
-def post_answer(request, token: str) -> bool:
+def post_answer(request, token: str) -> str:
     """Store an answer: one statement that also checks the participant is at the posted step,
     the answer is to its current slot (a replayed, stale or forged POST stores nothing) and its
-    page has been open long enough to play the clips (True: refused for that, and counted).
-    Only a practice answer (feedback) or the last one (completion) reads more."""
+    page has been open long enough to play the clips. Returns what the page it redirects to says
+    (its query string): "early=1", refused for being too early (and counted); "answered=<slot>",
+    a practice answer refused because that trial was answered already (in another window: the
+    feedback shown is that answer's); "" otherwise. Only a practice answer (feedback), the last
+    one (completion) or a refused one reads more."""
     answer = parse_answer(request.POST)
     if answer is None:
-        return False
+        return ""
     now = timezone.now()
     step = request.POST["step"]
     stored = participant_writes.store_answer(
@@ -226,14 +231,18 @@ def post_answer(request, token: str) -> bool:
             token, step, answer.index, answer.slot, answer.choice, answer.log, now
         )
         if stored is None:  # its trial was taken out (renumbered slots wait for their page)
-            return False
-    if stored is None:  # the same page is shown again: locked until its clips have played
-        return flow_trials.note_early_answer(token, answer.index, answer.slot, now)
+            return ""
+    if stored is None:
+        if flow_trials.note_early_answer(token, answer.index, answer.slot, now):
+            return "early=1"  # the same page again: locked until its clips have played
+        # a practice trial answered in another window: its feedback is that window's answer
+        answered = step == Step.PRACTICE and flow_trials.answered_already(token, answer.slot)
+        return f"answered={answer.slot}" if answered else ""
     if not (stored.is_practice or stored.is_last):
-        return False
+        return ""
     p = participant_sql.participant_by_token(token)
     if p is None:  # deleted since its answer was stored (a preview as its study left draft)
-        return False
+        return ""
     if stored.is_practice:
         slot = p.slots.select_related(  # the clips: the feedback says how the trial was built
             "trial__reference", "trial__candidate_a", "trial__candidate_b"
@@ -242,7 +251,7 @@ def post_answer(request, token: str) -> bool:
         Participant.objects.filter(pk=p.pk).update(state=p.state)
     else:  # no unanswered slot after this one: the list may be complete
         flow_trials.finish_if_complete(p)
-    return False
+    return ""
 
 
 def _came_back(token: str, now) -> bool:

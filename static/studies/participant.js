@@ -326,8 +326,9 @@
         if (!window.confirm(b.dataset.confirm)) e.preventDefault();
       });
     });
-    // "Your answer was not saved" is said once: a reload of this page must not say it again.
-    if (/[?&]early=1/.test(location.search) && window.history && history.replaceState) {
+    // "Your answer was not saved" and "already answered in another window" are said once: a
+    // reload of this page must not say them again.
+    if (/[?&](early|answered)=/.test(location.search) && window.history && history.replaceState) {
       history.replaceState(null, "", location.pathname);
     }
     // Play buttons and shortcuts work from here on (tests wait for this, not for the markup).

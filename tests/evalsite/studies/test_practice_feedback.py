@@ -1,7 +1,9 @@
 """The feedback after a practice answer explains it by how the trial was built, checked from its
 clips: "the same <instrument> part" only for a candidate built from the reference's stem of the
 judged instrument (an attention set), "the reference itself" for an identical candidate, else only
-which answer was expected (e.g. a CSV trial of three unrelated pieces)."""
+which answer was expected (e.g. a CSV trial of three unrelated pieces). An answer sent from a
+second window after the trial was answered in the first is told that the feedback shown is the
+first window's."""
 
 from __future__ import annotations
 
@@ -9,7 +11,13 @@ import pytest
 
 from evalsite.studies.models import Participant, Trial
 from tests.evalsite.studies.conftest import enter, make_study
-from tests.evalsite.studies.participant_steps import answer_current, to_step, url
+from tests.evalsite.studies.participant_steps import (
+    answer,
+    answer_current,
+    open_trial,
+    to_step,
+    url,
+)
 from tests.evalsite.studies.practice_sets import add_spare_attention_sets
 
 pytestmark = pytest.mark.django_db
@@ -68,3 +76,19 @@ def test_it_does_not_claim_a_shared_part_for_stems_of_another_reference(
     page, position = _feedback_page(client, listening_study, lang)
     assert EXPECTED[lang].format(position) in page
     assert STEMS[lang] not in page
+
+
+def test_a_practice_answer_from_a_second_window_is_told_the_trial_was_answered_there(
+    client, listening_study
+):
+    p = to_step(client, enter(client, listening_study), "practice")
+    slot = open_trial(client, p)  # both windows show this practice trial
+    answer(client, p, slot, "A")  # the first window's answer: its feedback is stored
+    response = answer(client, p, slot, "B", step="practice")  # the second window's
+    assert response.status_code == 302
+    page = client.get(response["Location"]).content.decode()
+    assert 'id="answered-elsewhere"' in page and "another window" in page
+    assert 'id="feedback"' in page
+    assert 'id="answered-elsewhere"' not in client.get(url(p)).content.decode()  # said once
+    p.refresh_from_db()
+    assert p.answers.get(trial=slot.trial).chosen_position == "A"  # the first one is kept
