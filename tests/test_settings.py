@@ -40,15 +40,19 @@ def _manage(args, **env):
     )
 
 
+def _production(tmp_path, **env):
+    """A production environment with every required variable; `env` overrides or adds."""
+    required = {"CSN_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(64),
+                "ALLOWED_HOSTS": "eval.example.org", "CSN_HOME": str(tmp_path),
+                "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/csn_unused",
+                "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0"}  # fmt: skip
+    return required | env
+
+
 @pytest.mark.parametrize("proxy", [{}, {"CSN_BEHIND_PROXY": "false"}], ids=["proxy", "no-proxy"])
 def test_it_passes_djangos_deploy_checks_in_production_settings(tmp_path, proxy):
     result = _manage(
-        ["check", "--deploy", "--fail-level", "WARNING"],
-        CSN_ENV="production",
-        SECRET_KEY=secrets.token_urlsafe(64),
-        ALLOWED_HOSTS="eval.example.org",
-        CSN_HOME=str(tmp_path),
-        **proxy,
+        ["check", "--deploy", "--fail-level", "WARNING"], **_production(tmp_path, **proxy)
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
@@ -62,8 +66,7 @@ def test_it_passes_djangos_deploy_checks_in_production_settings(tmp_path, proxy)
 def test_it_trusts_x_forwarded_proto_in_production_only_while_behind_a_proxy(
     tmp_path, behind_proxy, header
 ):
-    env = {"CSN_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(64),
-           "ALLOWED_HOSTS": "eval.example.org", "CSN_HOME": str(tmp_path)}  # fmt: skip
+    env = _production(tmp_path)
     if behind_proxy is not None:
         env["CSN_BEHIND_PROXY"] = behind_proxy
     show = "from django.conf import settings; print(settings.SECURE_PROXY_SSL_HEADER)"
@@ -73,8 +76,7 @@ def test_it_trusts_x_forwarded_proto_in_production_only_while_behind_a_proxy(
 
 
 def test_it_marks_every_cookie_the_site_sets_secure_in_production(tmp_path):
-    env = {"CSN_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(64),
-           "ALLOWED_HOSTS": "eval.example.org", "CSN_HOME": str(tmp_path)}  # fmt: skip
+    env = _production(tmp_path)
     names = ("SESSION", "CSRF", "LANGUAGE")  # the language cookie: set by /i18n/setlang/
     show = (
         "from django.conf import settings as s; "
@@ -300,15 +302,6 @@ def test_it_connects_to_the_embedded_broker_without_kombus_no_hostname_warning(t
                             text=True, cwd=ROOT, env=env, timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "filesystem []"
-
-
-def _production(tmp_path, **env):
-    """A production environment with every required variable; `env` overrides or adds."""
-    required = {"CSN_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(64),
-                "ALLOWED_HOSTS": "eval.example.org", "CSN_HOME": str(tmp_path),
-                "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/csn_unused",
-                "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0"}  # fmt: skip
-    return required | env
 
 
 @pytest.mark.parametrize(
