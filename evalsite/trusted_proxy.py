@@ -6,11 +6,17 @@ from X-Forwarded-Proto (SECURE_PROXY_SSL_HEADER). Any client that reaches gunico
 directly could send both, so they are dropped from every request whose direct peer
 (REMOTE_ADDR) is not in CSN_TRUSTED_PROXIES. A peer with no address (gunicorn on a Unix socket,
 which only processes on that machine with the file's permissions can reach) counts as trusted.
+
+Behind the proxy, a drop is logged once per peer address: a proxy on another host or container
+that is not listed loses X-Forwarded-Proto, and every HTTPS request then redirects to itself
+(SECURE_SSL_REDIRECT), with nothing else in the log to say why.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
+import threading
 from collections.abc import Callable
 from functools import lru_cache
 
@@ -18,6 +24,14 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+log = logging.getLogger(__name__)
+
+# The peers already warned about in this process. Capped: clients reaching gunicorn directly can
+# send the headers from any number of addresses, and each would otherwise stay here for ever.
+WARNED_PEERS_MAX = 64
+_warned_peers: set[str] = set()
+_warned_lock = threading.Lock()
 
 
 def from_trusted_proxy(request: HttpRequest) -> bool:
@@ -48,6 +62,27 @@ class TrustedProxyMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not from_trusted_proxy(request):
-            for key in [k for k in request.META if k.startswith("HTTP_X_FORWARDED_")]:
+            dropped = [k for k in request.META if k.startswith("HTTP_X_FORWARDED_")]
+            for key in dropped:
                 del request.META[key]
+            if dropped and settings.CSN_BEHIND_PROXY:
+                _warn_once(request.META.get("REMOTE_ADDR", ""), dropped)
         return self.get_response(request)
+
+
+def _warn_once(peer: str, keys: list[str]) -> None:
+    with _warned_lock:
+        if peer in _warned_peers or len(_warned_peers) >= WARNED_PEERS_MAX:
+            return
+        _warned_peers.add(peer)
+    # HTTP_X_FORWARDED_PROTO -> X-Forwarded-Proto, as the proxy spelled it
+    names = ", ".join(sorted(k[len("HTTP_") :].replace("_", "-").title() for k in keys))
+    log.warning(
+        "Dropped %s from %s: the address is not in CSN_TRUSTED_PROXIES (%s). If the proxy runs "
+        "there, add that address to CSN_TRUSTED_PROXIES: until then every HTTPS request "
+        "redirects to itself and the login lockout counts the proxy's address. Logged once "
+        "per address.",
+        names,
+        peer,
+        ", ".join(settings.CSN_TRUSTED_PROXIES),
+    )

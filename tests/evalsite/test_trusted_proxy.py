@@ -2,10 +2,13 @@
 a client that reaches gunicorn directly can neither pick the address the login lockout and the
 entry limit count nor make a plain-HTTP request look like HTTPS."""
 
+import logging
+
 import pytest
 from django.test import Client, override_settings
 from django.urls import reverse
 
+from evalsite import trusted_proxy
 from evalsite.login_throttle import client_ip
 
 pytestmark = pytest.mark.django_db
@@ -70,3 +73,39 @@ def test_a_guesser_reaching_gunicorn_directly_cannot_dodge_the_lockout_with_x_fo
         form = {"username": "ada", "password": "wrong"}
         statuses.append(client.post(reverse("login"), form).status_code)
     assert statuses == [200, 200, 429, 429]
+
+
+@override_settings(**BEHIND_PROXY, SECURE_SSL_REDIRECT=True, ALLOWED_HOSTS=["eval.example.org"])
+def test_it_warns_once_per_peer_that_a_proxy_outside_the_trusted_ones_lost_its_headers(caplog):
+    # A proxy on another host or container, not listed: every HTTPS request redirects to itself.
+    # The warning is what tells the operator why; once per address, not once per request.
+    proxy = "172.18.0.5"
+    client = Client(REMOTE_ADDR=proxy, HTTP_HOST="eval.example.org", **SPOOFED)
+    with caplog.at_level(logging.WARNING, logger="evalsite.trusted_proxy"):
+        for _ in range(3):
+            response = client.get(reverse("healthz"))
+            assert response.status_code == 301
+            assert response["Location"] == "https://eval.example.org" + reverse("healthz")
+    warnings = [r.getMessage() for r in caplog.records if r.name == "evalsite.trusted_proxy"]
+    assert len(warnings) == 1, warnings
+    for part in (proxy, "X-Forwarded-For", "X-Forwarded-Proto", "CSN_TRUSTED_PROXIES"):
+        assert part in warnings[0]
+
+
+@override_settings(**BEHIND_PROXY)
+def test_it_says_nothing_of_requests_from_a_trusted_proxy_or_without_forwarded_headers(caplog):
+    with caplog.at_level(logging.WARNING, logger="evalsite.trusted_proxy"):
+        _seen(PROXY)
+        Client(REMOTE_ADDR="198.51.100.77").get(reverse("healthz"))
+    assert not [r for r in caplog.records if r.name == "evalsite.trusted_proxy"]
+
+
+@override_settings(**BEHIND_PROXY)
+def test_it_remembers_a_bounded_number_of_warned_peers(caplog, monkeypatch):
+    # Clients reaching gunicorn directly may send the headers from any number of addresses.
+    monkeypatch.setattr(trusted_proxy, "_warned_peers", set())
+    with caplog.at_level(logging.WARNING, logger="evalsite.trusted_proxy"):
+        for n in range(trusted_proxy.WARNED_PEERS_MAX + 10):
+            _seen(f"10.9.{n // 256}.{n % 256}")
+    warnings = [r for r in caplog.records if r.name == "evalsite.trusted_proxy"]
+    assert len(warnings) == len(trusted_proxy._warned_peers) == trusted_proxy.WARNED_PEERS_MAX
