@@ -44,8 +44,8 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "1
 if PRODUCTION and not ALLOWED_HOSTS:  # Django would answer every request 400, and only warn
     raise EnvError("ALLOWED_HOSTS: production needs the site's host names, e.g. eval.example.org")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
-# A form posted without the CSRF cookie (cookies blocked or cleared): the site's own page, saying
-# how to go on, instead of Django's bare "CSRF verification failed".
+# A form that fails the CSRF check (cookies blocked or cleared, or a page gone stale): the site's
+# own page, saying how to go on, instead of Django's bare "CSRF verification failed".
 CSRF_FAILURE_VIEW = "evalsite.views.csrf_failure"
 
 INSTALLED_APPS = [
