@@ -6,7 +6,9 @@ Systems (METHOD.md "Baselines" and the ablations):
     csn                   the proposed CSN on mixtures
     csn_no_<switch>       the CSN with one of pseudo_mix, interchanged, aux_loss, pretrain off
 
-Run folder (everything is reused when present, so an interrupted run resumes where it stopped):
+Run folder (everything is reused when present, so an interrupted run resumes where it stopped;
+parts made by older code are all listed in one error before anything trains, and `--from` refuses
+to score systems older code trained: csn_model.bench_versions):
     config.yaml                  the resolved BenchConfig (a rerun must use the same config)
     dataset.json                 {"root": the dataset's absolute path, "fingerprint": its content's
                                  (csn_model.data.fingerprint)}: a rerun must use that dataset,
@@ -47,6 +49,7 @@ from csn_model.bench_config import PROPOSED, BenchConfig, load_bench_config
 from csn_model.bench_report import build_results, write_results
 from csn_model.bench_score import eval_triplets, load_systems, new_triplets, score
 from csn_model.bench_train import train_systems, write_json
+from csn_model.bench_versions import check_run_folder, check_scored
 from csn_model.config import to_dict
 from csn_model.evaluation import accuracy_table, compare_to_reference
 from csn_model.separation import SeparatorConfig
@@ -74,6 +77,7 @@ def run_bench(cfg: BenchConfig, data_root: Path, run_dir: Path) -> dict:
                 "use the same config to resume, or a new --out"
             )
         _check_dataset(run_dir / "dataset.json", ds)
+        check_run_folder(run_dir)  # every part made by older code, in one error
         made = None
     else:
         # Before anything is recorded: a run folder records its dataset's fingerprint, so one
@@ -109,6 +113,7 @@ def score_run(
     if not index.exists():
         raise ValueError(f"{index}: missing; run `csn bench` to completion in {run_dir} first")
     checkpoints = json.loads(index.read_text())
+    check_scored(checkpoints, run_dir)
     ds = SlakhDataset(data_root, duplicates=duplicates or cfg.data.duplicates)
     _check_rate(ds, cfg, data_root)
     _log_omitted(ds)

@@ -17,7 +17,10 @@ results.json:
                       n_pieces, n_pieces_differing, iid_mcnemar_p_val, iid_mcnemar_p_adj,
                       n_discordant, b, c}, ...],   # csn_model.evaluation.compare_to_reference
      "separator_sdr": [{method, condition, mean, median, n}, ...],
-     "config": {...}, "dataset": {...}, "triplets": {KIND: {path, sha256, n}}, "trained_on": ...}
+     "config": {...}, "dataset": {...}, "triplets": {KIND: {path, sha256, n}}, "trained_on": ...,
+     "code": {"csn_model": VERSION, "items": {system: int}, "batches": int, "sampler": int}}
+                  # csn_model.bench_versions.code_versions: the code that scored (and, as
+                  # csn bench refuses older parts, made) the systems; absent before 2026-12-06
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import pandas as pd
 
 from csn_model import CONDITIONS
 from csn_model.bench_config import DESCRIPTIONS, PROPOSED
+from csn_model.bench_versions import code_versions
 from csn_model.config import to_dict
 from csn_model.evaluation import MEAN
 
@@ -151,6 +155,7 @@ def build_results(cfg, ds, triplets, nets, acc, comps, sdr, trained_on="") -> di
             for k, (t, p) in triplets.items()
         },
         "trained_on": trained_on,
+        "code": code_versions(),  # tells results of this code from those of older code
     }
 
 
@@ -198,6 +203,14 @@ def render_markdown(results: dict, acc: pd.DataFrame, comps: pd.DataFrame) -> st
         ]
     if results.get("trained_on"):
         lines += [f"Systems trained in `{results['trained_on']}` (no retraining).", ""]
+    code = results.get("code")
+    if code:
+        items = ", ".join(f"{k} {v}" for k, v in code["items"].items())
+        lines += [
+            f"Code: csn_model {code['csn_model']} (items {items}; separator batches "
+            f"{code['batches']}; triplet sampler {code['sampler']}).",
+            "",
+        ]
     lines += [f"**Warning:** {line}" for line in results.get("warnings", [])]
     if results.get("warnings"):
         lines.append("")

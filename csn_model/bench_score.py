@@ -112,6 +112,12 @@ def _check_meta(path: Path, saved: dict, expected: dict) -> None:
         got = saved.get(name)
         if name == "dataset" and isinstance(got, str):
             got = str(Path(got).resolve())  # older files hold the root as given, maybe relative
+        if got != want and name == "sampler":
+            raise ValueError(
+                f"{path}: field meta.{name} is {got!r}, but this code draws version {want!r} "
+                f"({META_SOURCES[name]}): these triplets were drawn by older code's sampler (for "
+                f"the same data and settings); delete {path.parent} to draw them again"
+            )
         if got != want:
             raise ValueError(
                 f"{path}: field meta.{name} is {got!r}, but this run needs {want!r} "
