@@ -4,7 +4,9 @@ Django's CSRF check (`csrf_failure`, settings.CSRF_FAILURE_VIEW)."""
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import REASON_NO_CSRF_COOKIE
 from django.shortcuts import render
+from django.utils import translation
 
+from evalsite.studies.participant import own_participant
 from evalsite.studies.participant_render import no_store
 
 # The participant side's views (the study link and the participant's pages): their refusal speaks
@@ -24,15 +26,35 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @no_store
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """A form that failed the CSRF check: instead of Django's bare page (which says nothing of
-    the study), a 403 in the site's style, in the browser's language, that says what was lost
+    the study), a 403 in the site's style, that says what was lost
     (the form posted now, nothing before) and how to go on. Only a missing CSRF cookie means the
     browser blocks or cleared cookies; any other `reason` (the token stale after signing in or
     out in another tab, missing from the form, a foreign origin or referer) comes with the
     cookies there, and reloading the page gives the form a valid token. Django has already
-    logged `reason` (django.security.csrf); it is not shown."""
+    logged `reason` (django.security.csrf); it is not shown. It is in the language the
+    participant reads the study in when this browser entered the participant whose page this is
+    (as that page itself would be), else in the browser's language."""
     match = request.resolver_match
     participant = match is not None and match.view_name in PARTICIPANT_VIEWS
     page = "cookies_needed" if reason == REASON_NO_CSRF_COOKIE else "page_out_of_date"
-    return render(
+    language = _own_participants_language(request)
+    if language is not None:
+        translation.activate(language)
+        request.LANGUAGE_CODE = language
+    response = render(
         request, f"studies/participant/{page}.html", {"participant": participant}, status=403
     )
+    if language is not None:
+        response["Content-Language"] = language
+    return response
+
+
+def _own_participants_language(request: HttpRequest) -> str | None:
+    """The language of the participant whose page this request is for, when this browser entered
+    that participant (the check their page makes); None otherwise, so that nothing is read of
+    another browser's participant."""
+    match = request.resolver_match
+    if match is None or match.view_name != "studies:participant":
+        return None
+    p = own_participant(request, match.kwargs.get("token", ""))
+    return p.language if p is not None else None

@@ -150,3 +150,39 @@ def test_a_researcher_page_refused_with_its_cookies_there_asks_to_reload(db, hea
     text = _text(response)
     assert "This page was out of date" in text and "reload this page and try again" in text
     assert "cookie" not in text.lower() and "CSRF" not in text and "Prolific" not in text
+
+
+def _participant_reading_japanese(client, study):
+    """A participant who chose 日本語 in a browser whose language is English."""
+    p = enter(client, study, PROLIFIC_PID="pp-ja")
+    client.get(url(p) + "?lang=ja", HTTP_USER_AGENT=DESKTOP_UA)
+    p.refresh_from_db()
+    assert p.language == "ja"
+    return p
+
+
+def test_the_out_of_date_refusal_of_a_participants_page_is_in_the_language_they_chose(
+    client, listening_study
+):
+    p = _participant_reading_japanese(client, listening_study)
+    browser = Client(enforce_csrf_checks=True, HTTP_ACCEPT_LANGUAGE="en")  # the same browser
+    browser.cookies = client.cookies
+    browser.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)  # sets the CSRF cookie
+    response = browser.post(url(p), {"step": p.step}, HTTP_USER_AGENT=DESKTOP_UA)  # no token
+    assert response.status_code == 403
+    text = _text(response)
+    assert "有効期限が切れ" in text and "再読み込み" in text and "out of date" not in text
+    assert response["Content-Language"] == "ja"
+
+
+def test_a_refusal_on_another_browsers_participant_page_keeps_the_browsers_language(
+    client, listening_study
+):
+    p = _participant_reading_japanese(client, listening_study)
+    other = Client(enforce_csrf_checks=True, HTTP_ACCEPT_LANGUAGE="en")  # not bound to p
+    other.get(reverse("studies:entry", args=[listening_study.slug]))  # sets the CSRF cookie
+    response = other.post(url(p), {"step": p.step}, HTTP_USER_AGENT=DESKTOP_UA)  # no token
+    assert response.status_code == 403
+    text = _text(response)
+    assert "This page was out of date" in text and "有効期限が切れ" not in text
+    assert response["Content-Language"] == "en"
