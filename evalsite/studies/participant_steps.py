@@ -92,8 +92,13 @@ def get_instructions(request, p):
 def get_trial(request, p):
     at = participant_sql.position(p)  # the current slot and progress, once per request
     slot, feedback = at.slot, p.state.get("feedback")
+    # A practice answer refused as its trial was answered in another window (post_answer). When
+    # the feedback stored is not that trial's (the other window went on), the page says only
+    # that, with a Continue to the current step: no later trial's feedback shown as its own.
+    refused = request.GET.get("answered")
+    elsewhere_only = refused is not None and (not feedback or refused != str(feedback["slot"]))
     # the feedback page is no view of the next trial: its first view is its own page's
-    if flow_trials.touch(p, timezone.now(), slot, shows_slot=not feedback):
+    if flow_trials.touch(p, timezone.now(), slot, shows_slot=not (feedback or elsewhere_only)):
         return redirect("studies:participant", p.token)  # back after a lapse: trials taken out
     if p.step == Step.PRACTICE and not feedback and (slot is None or not slot.trial.is_practice):
         flow.advance(p, Step.PRACTICE, Step.TRIALS)  # practice over (e.g. reload after feedback)
@@ -101,12 +106,16 @@ def get_trial(request, p):
         flow_trials.finish_if_complete(p)
         return redirect("studies:participant", p.token)
     pct = round(100 * at.done / max(at.total, 1))
+    if elsewhere_only:
+        return render_step(request, p, "trial.html", {"answered_elsewhere_only": True,
+                           "progress_done": at.done, "progress_total": at.total,
+                           "progress_pct": pct})  # fmt: skip
     ctx = {"slot": slot, "feedback": feedback, "progress_done": at.done,
            "progress_total": at.total, "progress_pct": pct,
            "early": request.GET.get("early") == "1"}  # fmt: skip
     if feedback:
         # the answer came from a second window: this feedback is the first window's (post_answer)
-        ctx["answered_elsewhere"] = request.GET.get("answered") == str(feedback["slot"])
+        ctx["answered_elsewhere"] = refused == str(feedback["slot"])
         ctx["feedback_instrument"] = INSTRUMENTS.get(feedback["instrument"], feedback["instrument"])
     if slot is not None:
         ctx["instrument"] = INSTRUMENTS.get(slot.trial.instrument, slot.trial.instrument)
