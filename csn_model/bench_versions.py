@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
+from csn_model.checkpoint import CheckpointError, load_file
 
 
 def code_versions() -> dict:
@@ -37,7 +37,7 @@ def old_checkpoint(path: Path) -> str | None:
     """Why a system's checkpoint was trained by older code (its items version), or None."""
     from csn_model.train import ITEMS_VERSIONS
 
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = _load(path)
     system = payload.get("config", {}).get("train", {}).get("system", "csn")
     have, want = payload.get("items", 1), ITEMS_VERSIONS.get(system)  # unrecorded: version 1
     if have == want:
@@ -52,7 +52,7 @@ def old_separator(path: Path) -> str | None:
     """Why a separator checkpoint or partial file was trained by older code, or None."""
     from csn_model.separation import BATCHES_VERSION
 
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = _load(path)
     have = state.get("versions", {}).get("batches", 1)  # unrecorded: version 1
     if have == BATCHES_VERSION:
         return None
@@ -60,6 +60,16 @@ def old_separator(path: Path) -> str | None:
         f"{path.name}: trained on batches version {have}, this code draws version "
         f"{BATCHES_VERSION} (csn_model.separation.BATCHES_VERSION)"
     )
+
+
+def _load(path: Path) -> dict:
+    """The saved dict at path; CheckpointError (a ValueError: `csn bench` prints it as one line)
+    naming the file when it cannot be loaded, as loading the checkpoint later would."""
+    payload = load_file(path)
+    if not isinstance(payload, dict):
+        kind = type(payload).__name__
+        raise CheckpointError(f"{path}: not a loadable checkpoint (holds a {kind}, not a dict)")
+    return payload
 
 
 def old_triplets(path: Path) -> str | None:

@@ -10,6 +10,7 @@ import hashlib
 import os
 import platform
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,14 +62,20 @@ def make_payload(
     }
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    path = Path(path)
+def load_file(path: str | Path) -> Any:
+    """What torch.load(weights_only=True) reads from path (on the CPU); CheckpointError naming
+    the file when it is missing or cannot be loaded (damaged, truncated, not a torch file)."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint file") from None
     except Exception as exc:  # unpickling errors come in many types
         raise CheckpointError(f"{path}: not a loadable checkpoint ({exc})") from None
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    payload = load_file(path)
     missing = [k for k in REQUIRED if k not in payload] if isinstance(payload, dict) else REQUIRED
     if missing:
         raise CheckpointError(f"{path}: checkpoint misses field(s) {', '.join(missing)}")

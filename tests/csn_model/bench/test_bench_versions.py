@@ -133,3 +133,33 @@ def test_it_refuses_to_score_systems_made_by_older_code(
         assert str(run / f) in err, err
     assert str(run / "systems" / "individual_drums") not in err, err
     assert not (out / "results.json").exists()
+
+
+def _truncate(path) -> None:
+    """A checkpoint damaged on disk or in a copy (saves are atomic: a crash leaves none)."""
+    path.write_bytes(path.read_bytes()[:100])
+
+
+def test_a_damaged_checkpoint_in_the_run_folder_is_named_in_one_line(
+    trained_run, tiny_dataset, tmp_path, capsys
+):
+    run = _copy(trained_run, tmp_path)
+    damaged = run / "systems" / "csn" / "final.pt"
+    _truncate(damaged)
+    capsys.readouterr()
+    assert main(_args(tmp_path, run, tiny_dataset)) == 2
+    err = capsys.readouterr().err
+    assert f"{damaged}: not a loadable checkpoint" in err and "Traceback" not in err, err
+
+
+def test_a_damaged_checkpoint_to_score_is_named_in_one_line(
+    trained_run, other_dataset, tmp_path, capsys
+):
+    run = _copy(trained_run, tmp_path)
+    damaged = run / "separator" / "separator.pt"
+    _truncate(damaged)
+    out = tmp_path / "generalisation"
+    capsys.readouterr()
+    assert main(["bench", "--from", str(run), "--data", str(other_dataset), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{damaged}: not a loadable checkpoint" in err, err
