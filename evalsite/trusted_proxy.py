@@ -9,7 +9,8 @@ which only processes on that machine with the file's permissions can reach) coun
 
 Behind the proxy, a drop is logged once per peer address: a proxy on another host or container
 that is not listed loses X-Forwarded-Proto, and every HTTPS request then redirects to itself
-(SECURE_SSL_REDIRECT), with nothing else in the log to say why.
+(SECURE_SSL_REDIRECT), with nothing else in the log to say why. The process remembers the
+WARNED_PEERS_MAX addresses seen most lately; an address forgotten is warned about again.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from functools import lru_cache
 
@@ -27,10 +29,12 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 log = logging.getLogger(__name__)
 
-# The peers already warned about in this process. Capped: clients reaching gunicorn directly can
-# send the headers from any number of addresses, and each would otherwise stay here for ever.
+# The peers already warned about in this process, least lately seen first. Capped: clients
+# reaching gunicorn directly can send the headers from any number of addresses, and each would
+# otherwise stay here for ever. The least lately seen is forgotten, not the newest ignored, so a
+# proxy that moves after that many such clients is still warned about.
 WARNED_PEERS_MAX = 64
-_warned_peers: set[str] = set()
+_warned_peers: OrderedDict[str, None] = OrderedDict()
 _warned_lock = threading.Lock()
 
 
@@ -72,9 +76,12 @@ class TrustedProxyMiddleware:
 
 def _warn_once(peer: str, keys: list[str]) -> None:
     with _warned_lock:
-        if peer in _warned_peers or len(_warned_peers) >= WARNED_PEERS_MAX:
+        if peer in _warned_peers:
+            _warned_peers.move_to_end(peer)  # seen lately: forgotten last
             return
-        _warned_peers.add(peer)
+        _warned_peers[peer] = None
+        if len(_warned_peers) > WARNED_PEERS_MAX:
+            _warned_peers.popitem(last=False)
     # HTTP_X_FORWARDED_PROTO -> X-Forwarded-Proto, as the proxy spelled it
     names = ", ".join(sorted(k[len("HTTP_") :].replace("_", "-").title() for k in keys))
     log.warning(

@@ -101,11 +101,19 @@ def test_it_says_nothing_of_requests_from_a_trusted_proxy_or_without_forwarded_h
 
 
 @override_settings(**BEHIND_PROXY)
-def test_it_remembers_a_bounded_number_of_warned_peers(caplog, monkeypatch):
-    # Clients reaching gunicorn directly may send the headers from any number of addresses.
-    monkeypatch.setattr(trusted_proxy, "_warned_peers", set())
+def test_it_remembers_a_bounded_number_of_peers_and_still_warns_of_a_new_one(caplog, monkeypatch):
+    # Clients reaching gunicorn directly may send the headers from any number of addresses (a
+    # scanner sending X-Forwarded-For); a proxy that moves afterwards is still warned about.
+    monkeypatch.setattr(trusted_proxy, "_warned_peers", type(trusted_proxy._warned_peers)())
+    scanners = [f"10.9.{n // 256}.{n % 256}" for n in range(trusted_proxy.WARNED_PEERS_MAX + 10)]
+    moved_proxy = "172.18.0.9"
     with caplog.at_level(logging.WARNING, logger="evalsite.trusted_proxy"):
-        for n in range(trusted_proxy.WARNED_PEERS_MAX + 10):
-            _seen(f"10.9.{n // 256}.{n % 256}")
-    warnings = [r for r in caplog.records if r.name == "evalsite.trusted_proxy"]
-    assert len(warnings) == len(trusted_proxy._warned_peers) == trusted_proxy.WARNED_PEERS_MAX
+        for address in scanners:
+            _seen(address)
+        _seen(moved_proxy)  # new: warned about
+        _seen(moved_proxy)  # once
+        _seen(scanners[-1])  # seen lately: still remembered
+        _seen(scanners[0])  # forgotten long ago, to keep the memory bounded: warned again
+    warned = [r.args[1] for r in caplog.records if r.name == "evalsite.trusted_proxy"]
+    assert warned == [*scanners, moved_proxy, scanners[0]]
+    assert len(trusted_proxy._warned_peers) == trusted_proxy.WARNED_PEERS_MAX
