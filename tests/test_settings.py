@@ -221,15 +221,24 @@ def test_the_readme_lists_every_variable_the_settings_read():
     assert sorted(v for v in read if f"`{v}`" not in readme) == []
 
 
-def test_it_reads_the_number_of_files_one_upload_may_carry(tmp_path):
-    show = "from django.conf import settings; print(settings.DATA_UPLOAD_MAX_NUMBER_FILES)"
-    for env, expected in (({}, "500"), ({"CSN_UPLOAD_MAX_FILES": "150"}, "150")):
-        result = _manage(["shell", "-c", show], CSN_HOME=str(tmp_path), **env)
+def _assert_reads(tmp_path, setting: str, variable: str, cases, bad: str, refusal: str) -> None:
+    """The setting reads each (variable's value or None, printed setting) case, and the variable
+    set to `bad` stops `manage.py check` with `refusal` in its error."""
+    show = f"from django.conf import settings; print(settings.{setting})"
+    for given, expected in cases:
+        result = _manage(["shell", "-c", show], CSN_HOME=str(tmp_path), **{variable: given})
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines()[-1] == expected
-    result = _manage(["check"], CSN_HOME=str(tmp_path), CSN_UPLOAD_MAX_FILES="0")
+    result = _manage(["check"], CSN_HOME=str(tmp_path), **{variable: bad})
     assert result.returncode != 0
-    assert "CSN_UPLOAD_MAX_FILES='0': expected an integer >= 1" in result.stderr
+    assert refusal in result.stderr
+
+
+def test_it_reads_the_number_of_files_one_upload_may_carry(tmp_path):
+    _assert_reads(
+        tmp_path, "DATA_UPLOAD_MAX_NUMBER_FILES", "CSN_UPLOAD_MAX_FILES",
+        [(None, "500"), ("150", "150")], "0", "CSN_UPLOAD_MAX_FILES='0': expected an integer >= 1",
+    )  # fmt: skip
 
 
 def test_it_names_the_variable_when_the_log_level_is_unknown(tmp_path):
@@ -354,16 +363,13 @@ def test_it_keeps_the_password_out_of_a_malformed_database_urls_error(monkeypatc
 
 
 def test_it_reads_the_trusted_proxies_and_refuses_one_that_is_no_address(tmp_path):
-    show = "from django.conf import settings; print(settings.CSN_TRUSTED_PROXIES)"
     cases = [(None, "['127.0.0.0/8', '::1/128']"),
              ("10.0.0.5, 10.1.0.0/16", "['10.0.0.5/32', '10.1.0.0/16']")]  # fmt: skip
-    for given, expected in cases:
-        result = _manage(["shell", "-c", show], CSN_HOME=str(tmp_path), CSN_TRUSTED_PROXIES=given)
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.splitlines()[-1] == expected
-    result = _manage(["check"], CSN_HOME=str(tmp_path), CSN_TRUSTED_PROXIES="10.0.0.5,proxy.lan")
-    assert result.returncode != 0
-    assert "CSN_TRUSTED_PROXIES='10.0.0.5,proxy.lan': expected" in result.stderr
+    bad = "10.0.0.5,proxy.lan"
+    _assert_reads(
+        tmp_path, "CSN_TRUSTED_PROXIES", "CSN_TRUSTED_PROXIES", cases, bad,
+        f"CSN_TRUSTED_PROXIES='{bad}': expected",
+    )  # fmt: skip
 
 
 def test_it_sends_hsts_with_subdomains_and_preload_unless_turned_off(tmp_path):
