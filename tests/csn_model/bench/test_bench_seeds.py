@@ -58,6 +58,15 @@ def test_it_gives_mean_sd_min_max_of_the_accuracy_over_seeds():
     assert other.sd == pytest.approx((1 / 48) ** 0.5)
 
 
+def test_its_accuracy_per_seed_is_the_accuracy_csn_bench_reports_for_that_run():
+    from csn_model.evaluation import accuracy_table
+
+    outcomes = read_runs([COMMITTED])[0].outcomes
+    ours = accuracy_per_run(outcomes.assign(run=0)).drop(columns="run")
+    theirs = accuracy_table(outcomes, n_boot=2)[list(ours.columns)]  # the estimates, unbooted
+    pd.testing.assert_frame_equal(ours, theirs, check_exact=True, check_dtype=False)
+
+
 def test_it_gives_the_references_difference_per_seed_and_how_many_seeds_favour_it():
     stacked = _stacked(THREE_SEEDS)
     comps = compare_over_seeds(stacked, accuracy_per_run(stacked), "csn")
