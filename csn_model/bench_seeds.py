@@ -28,9 +28,11 @@ What it reports, per kind (the project's choice; the paper gives no seed protoco
   remain the unit of inference: p says whether the difference, averaged over these seeds,
   generalises over pieces; how much it moves with the seed is what the SD and the count of
   favouring seeds describe (a few seeds give no test over seeds).
-Two runs whose outcomes are identical for every system are accepted with a warning (were the
-seeds applied?). --out DIR writes seeds.json, seeds.md and per_seed.csv (tidy: one row per run,
-system, kind and term).
+Accepted with a warning: runs whose outcomes are identical for every system (were the seeds
+applied?), and runs whose results.json records other code (`code`: csn_model and sampler
+versions), which would mix code changes into the seed variance.
+--out DIR writes seeds.json, seeds.md and per_seed.csv (tidy: one row per run, system, kind and
+term).
 """
 
 from __future__ import annotations
@@ -154,7 +156,7 @@ def check_runs(runs: list[Run], reference: str) -> list[str]:
         _check_systems(first, run)
         _check_triplets(first, run)
     _check_seeds(runs)
-    return _identical_outcomes(runs)
+    return _identical_outcomes(runs) + _other_code(runs)
 
 
 def _check_within(run: Run, reference: str) -> None:
@@ -241,6 +243,19 @@ def _identical_outcomes(runs: list[Run]) -> list[str]:
         "seeds differ: were the seeds applied?"
         for run, table in zip(runs[1:], tables[1:])
         if table.equals(tables[0])
+    ]
+
+
+def _other_code(runs: list[Run]) -> list[str]:
+    """Runs whose results.json names other code (csn_model version, items/batches/sampler
+    versions): a warning, not a refusal, since a version bump need not change what is trained;
+    the code is in seeds.json for each run."""
+    first = runs[0]
+    return [
+        f"{first.dir} and {run.dir} were made by other code ({first.code} and {run.code} in "
+        "results.json): seed variance and code changes are mixed"
+        for run in runs[1:]
+        if first.code is not None and run.code is not None and run.code != first.code
     ]
 
 

@@ -204,6 +204,15 @@ def test_it_refuses_a_triplet_scored_twice_for_one_system(two_runs, capsys):
     assert "more than once" in _refused(capsys, two_runs)
 
 
+def test_it_warns_when_the_runs_were_made_by_other_code(two_runs, capsys):
+    for run, version in zip(two_runs, ("0.2.0", "0.3.0")):
+        results = {"code": {"csn_model": version}}
+        (run / "results.json").write_text(json.dumps(results))
+    assert main([str(r) for r in two_runs]) == 0
+    out = capsys.readouterr().out
+    assert "warning" in out and "other code" in out and "0.3.0" in out
+
+
 def _copy_committed(folder: Path, seed: int) -> Path:
     folder.mkdir()
     for name in ("outcomes.csv", "results.json", "dataset.json"):
