@@ -30,7 +30,8 @@ What it reports, per kind (the project's choice; the paper gives no seed protoco
   favouring seeds describe (a few seeds give no test over seeds).
 Accepted with a warning: runs whose outcomes are identical for every system (were the seeds
 applied?), and runs whose results.json records other code (`code`: csn_model and sampler
-versions), which would mix code changes into the seed variance.
+versions), which would mix code changes into the seed variance; and each run's systems whose
+triplets are mostly ties (a collapsed training: csn bench's tie warning, named with the run).
 --out DIR writes seeds.json, seeds.md and per_seed.csv (tidy: one row per run, system, kind and
 term).
 """
@@ -49,8 +50,9 @@ import yaml
 
 from csn_model import CONDITIONS
 from csn_model.bench_config import PROPOSED
+from csn_model.bench_report import tie_warnings
 from csn_model.bench_stats import read_outcomes
-from csn_model.evaluation import MEAN, compare_to_reference
+from csn_model.evaluation import MEAN, compare_to_reference, has_ties, tie_table
 
 SEED_FIELDS = ("train.seed", "separator.seed")
 TRIPLET_KEY = ["kind", "condition", "triplet", "piece"]
@@ -156,7 +158,7 @@ def check_runs(runs: list[Run], reference: str) -> list[str]:
         _check_systems(first, run)
         _check_triplets(first, run)
     _check_seeds(runs)
-    return _identical_outcomes(runs) + _other_code(runs)
+    return _identical_outcomes(runs) + _other_code(runs) + _tied_systems(runs)
 
 
 def _check_within(run: Run, reference: str) -> None:
@@ -256,6 +258,18 @@ def _other_code(runs: list[Run]) -> list[str]:
         "results.json): seed variance and code changes are mixed"
         for run in runs[1:]
         if first.code is not None and run.code is not None and run.code != first.code
+    ]
+
+
+def _tied_systems(runs: list[Run]) -> list[str]:
+    """Each run's systems whose triplets are mostly ties (bench_report.tie_warnings: a nearly
+    constant embedding, counted wrong), named with the run: one collapsed seed moves a system's
+    mean and SD more than anything else, and the seed table alone does not say why."""
+    return [
+        f"{run.dir} ({run.seed_label()}): {line}"
+        for run in runs
+        if has_ties(run.outcomes)
+        for line in tie_warnings(tie_table(run.outcomes))
     ]
 
 

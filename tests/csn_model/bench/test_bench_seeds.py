@@ -247,3 +247,20 @@ def test_it_writes_seeds_json_md_and_the_per_seed_csv_for_the_committed_run(tmp_
     assert set(per_seed.train_seed) == {0, 1} and len(per_seed) == 2 * 7 * 2 * 6
     md = (tmp_path / "out/seeds.md").read_text()
     assert "| individual_separated |" in md and "averaged over the seeds" in md
+
+
+def test_it_names_each_run_whose_system_mostly_tied(two_runs, capsys):
+    """A collapsed system (its embedding nearly constant: ties counted wrong) in one seed run
+    is what moves its SD most (csn_no_interchanged in Result 1b): each such run is named, as
+    csn bench and bench_stats name it for one run."""
+    for run, tied in zip(two_runs, (0, 1)):
+        outcomes = pd.read_csv(run / "outcomes.csv")
+        outcomes["tie"] = (outcomes.system == "other").astype(int) * tied
+        outcomes["identical"] = 0
+        outcomes.loc[outcomes.tie == 1, "correct"] = 0
+        outcomes.to_csv(run / "outcomes.csv", index=False)
+    assert main([str(r) for r in two_runs]) == 0
+    warnings = [line for line in capsys.readouterr().out.splitlines() if "ties" in line]
+    assert len(warnings) == 1, warnings
+    assert str(two_runs[1]) in warnings[0] and "system other" in warnings[0]
+    assert "100.0 %" in warnings[0]
