@@ -2,7 +2,8 @@
 
 Answer level: Wilson and Clopper-Pearson intervals and an exact binomial test against 0.5, Holm
 across instruments. Participant level: each participant's agreement rate, then a one-sample t test
-of those rates against 0.5.
+of those rates against 0.5, its interval built on the logit scale (proportions.logit_interval)
+so that it stays within (0, 1).
 
 Both tests are descriptive, not the confirmatory result: the binomial test assumes independent
 answers, and the t test allows for participants but treats the trials as fixed, ignoring the
@@ -20,7 +21,7 @@ import pandas as pd
 from scipy import stats
 
 from .inputs import instruments_present
-from .proportions import holm, proportion_row
+from .proportions import holm, logit_interval, proportion_row
 
 COLUMNS = [
     "term",
@@ -57,6 +58,7 @@ def consent_table(df: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
 
 
 def one_sample_t(values: np.ndarray, term: str, mu: float, confidence: float) -> dict:
+    """t test of the mean of `values` (rates in [0, 1]) against mu; interval on the logit scale."""
     values = np.asarray(values, dtype=float)
     n = len(values)
     mean = float(values.mean()) if n else np.nan
@@ -80,12 +82,15 @@ def one_sample_t(values: np.ndarray, term: str, mu: float, confidence: float) ->
     # interval; the report warns about each such term (undefined_t_terms).
     t = (mean - mu) / se if se > 0 else np.nan
     p = float(2 * stats.t.sf(abs(t), df_)) if se > 0 else np.nan
+    # The values are agreement rates in [0, 1]: the interval on the logit scale (t quantile), so
+    # it stays within (0, 1); the t test on the rates' own scale.
+    ci_low, ci_high = logit_interval(mean, se, q)
     return {
         "term": term,
         "estimate": mean,
         "se": se,
-        "ci_low": mean - q * se if se > 0 else np.nan,
-        "ci_high": mean + q * se if se > 0 else np.nan,
+        "ci_low": ci_low,
+        "ci_high": ci_high,
         "stat": t,
         "df": float(df_),
         "p_val": p,

@@ -7,7 +7,7 @@ independent source: statsmodels, published worked examples, and sums of binomial
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 
 def z_for(confidence: float) -> float:
@@ -25,6 +25,21 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     centre = (p + z * z / (2 * n)) / denom
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return (min(max(0.0, centre - half), p), max(min(1.0, centre + half), p))
+
+
+def logit_interval(p: float, se: float, q: float) -> tuple[float, float]:
+    """Interval for a proportion p with standard error se (of any design: clustered, crossed) at
+    quantile q, built on the logit scale and mapped back, so it lies within (0, 1): the delta
+    method gives se_logit = se / (p (1 - p)), and the ends are expit(logit(p) -+ q se_logit).
+    The logit interval of survey estimation (Stata's svy: proportion; R survey's svyciprop,
+    method "logit"). Within (0, 1) it is the Wald interval p -+ q se to first order, each end
+    moved about (q se)^2 (1 - 2p) / (2 p (1 - p)) towards 0.5. Where the logit is undefined
+    (p 0, 1 or NaN) or se is 0 or NaN there is no interval: (NaN, NaN), never a point."""
+    if not (0.0 < p < 1.0 and se > 0):
+        return (np.nan, np.nan)
+    half = q * se / (p * (1.0 - p))
+    centre = float(special.logit(p))
+    return (float(special.expit(centre - half)), float(special.expit(centre + half)))
 
 
 def clopper_pearson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:

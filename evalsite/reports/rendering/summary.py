@@ -15,7 +15,8 @@ TITLES = {
     "consent": "Consent per instrument (answer level; Wilson and Clopper-Pearson {level}, exact "
     "binomial test against 0.5, Holm across instruments)",
     "crossed": "Consent with participants and trials crossed (moment estimates of the variance "
-    "components, Gao & Owen 2017; Wald {level}, z test against 0.5, Holm across instruments)",
+    "components, Gao & Owen 2017; Wald {level} on the logit scale, z test against 0.5, Holm across "
+    "instruments)",
     "participant_consent": "Consent on participant-level agreement rates (one-sample t test)",
     "bootstrap": "Cluster bootstrap (participants x trials) intervals for consent",
     "mixed": "Mixed-effects logistic regression (log-odds; crossed random intercepts)",
@@ -29,7 +30,7 @@ TITLES = {
     "noise_ceiling": "Leave-one-rater-out noise ceiling and the model relative to it",
     "exclusions": "Excluded participants (pre-registered rules)",
     "position_bias": "Position bias (share choosing screen position A; participants and trials "
-    "crossed, Wald {level}, z test against 0.5, Holm across instruments)",
+    "crossed, Wald {level} on the logit scale, z test against 0.5, Holm across instruments)",
     "fatigue": "Fatigue (consent by trial-index bin)",
     "psychometric": "Consent by model margin (bins)",
     "catch": "Catch-trial pass rates",

@@ -62,8 +62,14 @@ def test_it_equals_the_two_way_anova_estimators_on_a_balanced_complete_design():
     z = (grand - 0.5) / se
     assert row["stat"] == pytest.approx(z, rel=1e-10)
     assert row["p_val"] == pytest.approx(2 * stats.norm.sf(abs(z)), rel=1e-9)
-    q = stats.norm.ppf(0.975)
-    assert (row["ci_low"], row["ci_high"]) == pytest.approx((grand - q * se, grand + q * se))
+    # The interval is built on the logit scale (test_bounded_intervals.py): delta-method se.
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(_logit_ends(grand, se, 0.975))
+
+
+def _logit_ends(mean: float, se: float, quantile: float) -> tuple[float, float]:
+    """expit(logit(mean) -+ q se / (mean (1 - mean))), q the normal quantile given."""
+    half = stats.norm.ppf(quantile) * se / (mean * (1 - mean))
+    return (special.expit(special.logit(mean) - half), special.expit(special.logit(mean) + half))
 
 
 def _brute_force_moments(p, t, y):
@@ -105,8 +111,7 @@ def test_it_matches_a_brute_force_pairwise_computation_on_an_unbalanced_design()
     assert got == pytest.approx((s_a, s_b, s_e), rel=1e-9)
     assert row["se"] == pytest.approx(se, rel=1e-9)
     assert row["n"] == n and row["n_participants"] == n_p and row["n_trials"] == n_t
-    q = stats.norm.ppf(0.95)
-    assert row["ci_high"] - row["ci_low"] == pytest.approx(2 * q * se)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(_logit_ends(y.mean(), se, 0.95))
 
 
 def test_it_truncates_a_negative_component_at_zero():

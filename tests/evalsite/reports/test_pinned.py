@@ -103,8 +103,12 @@ def test_it_computes_the_one_sample_t_test_in_closed_form():
     assert row["stat"] == pytest.approx(t)
     assert row["df"] == 2
     assert row["p_val"] == pytest.approx(1 - t / math.sqrt(2 + t * t))
-    # 95% t quantile on 2 df is 4.302653 (any t table).
-    assert row["ci_high"] - row["estimate"] == pytest.approx(4.302653 * 0.1 / math.sqrt(3), 1e-6)
+    # 95% t quantile on 2 df is 4.302653 (any t table); the interval is built on the logit scale
+    # (delta method: se / (p (1 - p)), p = 0.7) and mapped back, so it stays within (0, 1).
+    half = 4.302653 * (0.1 / math.sqrt(3)) / (0.7 * 0.3)
+    logit = math.log(0.7 / 0.3)
+    ends = (1 / (1 + math.exp(-(logit - half))), 1 / (1 + math.exp(-(logit + half))))
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(ends, rel=1e-6)
 
 
 # Fleiss (1971), "Measuring nominal scale agreement among many raters", Psychol. Bull. 76(5):
