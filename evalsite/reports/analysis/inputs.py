@@ -178,12 +178,21 @@ def _text(v) -> str:
     return "" if v is None or v != v else str(v)
 
 
+# A participant id written as a plain integer: no sign, no leading zero, at most 18 digits (so
+# it fits int64). "007" or "3.0" is not one: read as a number it would no longer name its row.
+_PLAIN_INTEGER = r"0|[1-9][0-9]{0,17}"
+
+
 def _type_identifiers(df: pd.DataFrame, source: str) -> None:
-    """Text identifiers (participant and trial required) and known instruments, in place."""
+    """Text identifiers (participant and trial required) and known instruments, in place.
+    Participant ids that are all plain integers (the site's ids) become integers, so the report's
+    tables give them as the export does and sort them numerically."""
     for col in _TEXT:
         df[col] = df[col].map(_text)
     if (df["participant"] == "").any() or (df["trial"] == "").any():
         raise ReportInputError(f"{source}: fields 'participant' and 'trial' must not be empty")
+    if df["participant"].str.fullmatch(_PLAIN_INTEGER).all():
+        df["participant"] = df["participant"].astype("int64")
     df["instrument"] = df["instrument"].astype(str).str.strip()
     unknown = sorted(set(df["instrument"]) - set(CONDITIONS))
     if unknown:
