@@ -172,6 +172,8 @@ def html_summary(report: Report, plots: dict[str, str]) -> str:
         "<!doctype html><html><head><meta charset='utf-8'><title>Report</title>",
         "<style>body{font-family:sans-serif;max-width:70em;margin:auto}table{border-collapse:"
         "collapse;font-size:90%}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+        # A wide table scrolls in its own box, not the page (WCAG 2.1 1.4.10 reflow).
+        ".table-box{overflow-x:auto}"
         "</style></head><body><h1>Listening-study report</h1>",
     ]
     for m in report.messages:
@@ -181,8 +183,14 @@ def html_summary(report: Report, plots: dict[str, str]) -> str:
         )
     parts += [f"<figure>{svg}</figure>" for svg in plots.values()]
     for name in table_names(report.tables):
-        parts.append(f"<h2>{html.escape(title(name, report_level(report)))}</h2>")
+        anchor = f"table-{html.escape(name)}"
+        parts.append(f"<h2 id='{anchor}'>{html.escape(title(name, report_level(report)))}</h2>")
         if note(name):
             parts.append(f"<p class='table-note'>{html.escape(note(name))}</p>")
-        parts.append(html_table(report.tables[name]) if not report.tables[name].empty else "")
+        if not report.tables[name].empty:
+            # Focusable (tabindex 0) so the keyboard can scroll it, named by its heading.
+            parts.append(
+                f"<div class='table-box' role='region' tabindex='0' aria-labelledby='{anchor}'>"
+                f"{html_table(report.tables[name])}</div>"
+            )
     return "".join(parts) + "</body></html>"

@@ -23,7 +23,7 @@ def report_at_80():
 def test_it_names_the_reports_confidence_in_the_summary_headings(report_at_80):
     plots = all_plots(report_at_80)
     md = [line for line in markdown_summary(report_at_80).splitlines() if line.startswith("## ")]
-    page = re.findall(r"<h2>(.*?)</h2>", html_summary(report_at_80, plots))
+    page = re.findall(r"<h2[^>]*>(.*?)</h2>", html_summary(report_at_80, plots))
     for headings in (md, page):
         levels = [h for h in headings if "%" in h]
         assert any(h.startswith(("## Consent per", "Consent per")) for h in levels), headings

@@ -91,3 +91,20 @@ def test_it_notes_the_descriptive_tests_on_the_report_page(client, sim_study, al
         heading = page.index(f'<h2 id="table-{table}">')
         following = page[heading : page.index("<table", heading)]
         assert 'class="table-note"' in following and "Descriptive" in following, table
+
+
+def test_it_scrolls_each_table_of_the_html_summary_in_its_own_named_box():
+    # A wide table (the noise ceiling has 17 columns) scrolls inside its box instead of widening
+    # the page; the box takes keyboard focus and is named by the table's heading.
+    wide = pd.DataFrame({f"column_{i}": [0.5] for i in range(20)})
+    report = Report(tables={"noise_ceiling": wide, "consent": wide})
+    page = html_summary(report, {})
+    assert ".table-box{overflow-x:auto}" in page
+    for name in ("noise_ceiling", "consent"):
+        assert f"<h2 id='table-{name}'>" in page
+        box = (
+            f"<div class='table-box' role='region' tabindex='0' aria-labelledby='table-{name}'>"
+            "<table>"
+        )
+        assert box in page
+    assert page.count("<table>") == page.count("class='table-box'") == 2
