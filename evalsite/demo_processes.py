@@ -21,7 +21,8 @@ class LocalWorker:
     """A real Celery worker process on the embedded broker, stopped when the demo leaves.
 
     The worker runs in its own process group, so its prefork child is stopped with it: SIGTERM
-    (Celery's warm shutdown: the running task may finish) for up to stop_timeout_s, then SIGKILL.
+    to the main process (Celery's warm shutdown: the running task may finish), and after
+    stop_timeout_s SIGKILL to the whole group.
     """
 
     def __init__(self, opts: DemoOptions, stop_timeout_s: float = 20.0) -> None:
@@ -87,12 +88,16 @@ class LocalWorker:
 
 
 def stop_process_group(proc, timeout_s: float) -> None:
-    """SIGTERM the process group proc leads (start_new_session: its id is proc's pid), wait up
-    to timeout_s for proc, SIGKILL what is left of the group, and reap proc."""
+    """SIGTERM proc alone (Celery's warm shutdown: it lets its prefork child finish the task at
+    hand and stops it), wait up to timeout_s, then SIGKILL what is left of the group proc leads
+    (start_new_session: its id is proc's pid), and reap proc.
+
+    Not SIGTERM to the whole group: the child, killed by it mid-shutdown, is logged by the main
+    process as an ERROR (WorkerLostError) and its task is lost though there was time to finish."""
     import subprocess
 
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=timeout_s)
     except (ProcessLookupError, subprocess.TimeoutExpired):  # gone already, or still busy
         pass
