@@ -24,6 +24,7 @@ import requests
 INDEX_RE = re.compile(r'name="index" value="(\d+)"')
 SLOT_RE = re.compile(r'name="slot" value="(\d+)"')  # the slot a trial or its feedback names
 MAX_REQUESTS = 2000  # per participant: a bound so a flow bug cannot loop forever
+SIMULATED_PID_PREFIX = "sim-"  # pids sim-<seed>-<i>: what the demo recovers its rates from
 
 
 class SimulationError(RuntimeError):
@@ -165,6 +166,8 @@ def simulate(base_url: str, slug: str, n: int, rates: dict[str, float], seed: in
     """Run n simulated participants one after another; returns their outcomes."""
     outcomes = []
     for i in range(n):
-        sim = SimulatedParticipant(base_url, slug, f"sim-{seed}-{i:04d}", rates, seed * 7919 + i)
+        sim = SimulatedParticipant(
+            base_url, slug, f"{SIMULATED_PID_PREFIX}{seed}-{i:04d}", rates, seed * 7919 + i
+        )
         outcomes.append(sim.run())
     return outcomes

@@ -163,6 +163,7 @@ def stage_simulate(opts: DemoOptions) -> dict:
     steps = sorted({o.step for o in outcomes})
     answers = sum(o.answers for o in outcomes)
     recovered = recovered_consent(study)
+    print("      recovered from the simulated participants' answers only (the report counts all):")
     for line in recovered_lines(recovered, opts.rates):
         print(line)
     return {
@@ -173,19 +174,28 @@ def stage_simulate(opts: DemoOptions) -> dict:
 
 
 def recovered_consent(study) -> dict[str, dict]:
-    """Per-instrument agreement from the latest computed report (tidy rows, term=instrument):
-    estimate and n, with ci_low/ci_high from the crossed table (participants and trials crossed,
-    the interval docs/statistics.md recommends; None where the report left it empty), and the
-    answer-level Wilson interval of the consent table, which the report calls descriptive (too
-    narrow), as answer_ci_low/answer_ci_high."""
-    from csn_model import CONDITIONS
-    from evalsite.reports.models import ReportSnapshot
+    """Per-instrument agreement of the simulated participants alone (pids sim-...; anyone who
+    took part through the printed link counts in the study's report but not here), computed by
+    the report's own analysis (exclusions included) on their answers; see recovered_rows."""
+    from evalsite.reports.services import compute
 
-    snap = ReportSnapshot.objects.filter(study=study).order_by("-computed_at").first()
-    if snap is None or snap.error:
-        raise DemoError(f"no report for study {study.pk}: {getattr(snap, 'error', 'not computed')}")
-    answers = {row["term"]: row for row in snap.tables.get("consent", [])}
-    crossed = {row["term"]: row for row in snap.tables.get("crossed", [])}
+    report = compute(study, simulated_answers_csv(study))
+    if not report.ok:
+        errors = "; ".join(m["text"] for m in report.messages if m["level"] == "error")
+        raise DemoError(f"no agreement recovered from study {study.pk}'s simulation: {errors}")
+    return recovered_rows(report.to_dict()["tables"])
+
+
+def recovered_rows(tables: dict[str, list[dict]]) -> dict[str, dict]:
+    """Per instrument, from a report's tables (tidy rows, term=instrument): estimate and n, with
+    ci_low/ci_high from the crossed table (participants and trials crossed, the interval
+    docs/statistics.md recommends; None where the analysis left it empty), and the answer-level
+    Wilson interval of the consent table, which the report calls descriptive (too narrow), as
+    answer_ci_low/answer_ci_high."""
+    from csn_model import CONDITIONS
+
+    answers = {row["term"]: row for row in tables.get("consent", [])}
+    crossed = {row["term"]: row for row in tables.get("crossed", [])}
     return {
         c: {
             "estimate": answers[c]["estimate"],
@@ -198,6 +208,17 @@ def recovered_consent(study) -> dict[str, dict]:
         for c in CONDITIONS
         if c in answers
     }
+
+
+def simulated_answers_csv(study) -> bytes:
+    """The study's answers export (what its report reads), of simulated participants only."""
+    from evalsite.demo_simulate import SIMULATED_PID_PREFIX
+    from evalsite.studies.export import to_csv
+    from evalsite.studies.export_answers import answers_dataframe
+
+    simulated = study.participants.filter(external_pid__startswith=SIMULATED_PID_PREFIX)
+    answers = answers_dataframe(study)
+    return to_csv(answers[answers["participant"].isin(set(simulated.values_list("pk", flat=True)))])
 
 
 def recovered_lines(recovered: dict[str, dict], rates: dict[str, float]) -> list[str]:

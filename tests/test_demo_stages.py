@@ -1,14 +1,16 @@
-"""The demo's stage lines say what they count."""
+"""The demo's stage lines say what they count, and the recovered agreement counts only the
+simulated participants."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from evalsite.demo_stages import study_summary
+from evalsite.demo_stages import recovered_consent, study_summary
+from evalsite.reports.services import compute_snapshot
 from evalsite.stimuli.models import Catalogue
-from evalsite.studies.models import Study, Trial
-from tests.evalsite.reports.conftest import _clip, _trials
+from evalsite.studies.models import Participant, Study, Trial
+from tests.evalsite.reports.conftest import _clip, _trials, answer_all
 from tests.evalsite.studies.experimenter_personas import alice, fast_passwords  # noqa: F401
 
 pytestmark = pytest.mark.django_db
@@ -27,3 +29,25 @@ def test_it_names_main_catch_and_practice_trials_in_the_study_line(alice):  # no
         f"study {study.pk}: 12 trials (10 main, 2 catch) and 1 practice, "
         "10 of the 12 with a model choice"
     )
+
+
+def test_it_recovers_agreement_from_the_simulated_participants_only(alice):  # noqa: F811
+    rng = np.random.default_rng(3)
+    catalogue = Catalogue.objects.create(owner=alice, name="clips")
+    clips = [_clip(catalogue, i) for i in range(30)]
+    study = Study.objects.create(
+        owner=alice,
+        name="s",
+        instruments=["drums", "guitar"],
+        catalogue=catalogue,
+        settings={"report": {"n_boot": 50}},  # fewer bootstrap replicates: a faster report
+    )
+    trials = _trials(study, clips, rng)  # 5 main trials per instrument
+    for pid in ["sim-1-0000", "sim-1-0001", "sim-1-0002", "someone"]:  # the last took part
+        p = Participant.objects.create(
+            study=study, external_pid=pid, step="done", screening_passed=True, seed=len(pid)
+        )
+        answer_all(study, p, trials, rng)
+    compute_snapshot(study.pk)  # the study's report, the real participant's answers included
+    recovered = recovered_consent(study)
+    assert {name: row["n"] for name, row in recovered.items()} == {"drums": 15, "guitar": 15}

@@ -1,16 +1,11 @@
 """The demo's "recovered" lines: the report's crossed interval (participants and trials), the one
-docs/statistics.md recommends, not the answer-level one the report calls descriptive."""
+docs/statistics.md recommends, not the answer-level one the report calls descriptive. (That they
+count the simulated participants only: tests/test_demo_stages.py.)"""
 
 from __future__ import annotations
 
-import pytest
+from evalsite.demo_stages import recovered_lines, recovered_rows
 
-from evalsite.demo_stages import recovered_consent, recovered_lines
-from evalsite.reports.models import ReportSnapshot
-from evalsite.stimuli.models import Catalogue
-from evalsite.studies.models import Study
-
-pytestmark = pytest.mark.django_db
 # The piano rows the review saw (answer-level Wilson vs crossed), and a guitar row whose crossed
 # interval the report left empty (null in the stored table).
 CONSENT = [
@@ -21,27 +16,19 @@ CROSSED = [
     {"term": "piano", "estimate": 0.68, "ci_low": 0.480, "ci_high": 0.895, "n": 50},
     {"term": "guitar", "estimate": 0.7, "ci_low": None, "ci_high": None, "n": 40},
 ]
+TABLES = {"consent": CONSENT, "crossed": CROSSED}  # as a report's to_dict() stores them
 
 
-@pytest.fixture
-def study(django_user_model):
-    owner = django_user_model.objects.create_user("erin")
-    catalogue = Catalogue.objects.create(owner=owner, name="c")
-    study = Study.objects.create(owner=owner, name="s", catalogue=catalogue)
-    ReportSnapshot.objects.create(study=study, tables={"consent": CONSENT, "crossed": CROSSED})
-    return study
-
-
-def test_it_recovers_the_crossed_interval_and_keeps_the_answer_level_one_labelled(study):
-    piano = recovered_consent(study)["piano"]
+def test_it_recovers_the_crossed_interval_and_keeps_the_answer_level_one_labelled():
+    piano = recovered_rows(TABLES)["piano"]
     assert (piano["ci_low"], piano["ci_high"]) == (0.480, 0.895)
     assert (piano["answer_ci_low"], piano["answer_ci_high"]) == (0.547, 0.801)
-    (line,) = [x for x in recovered_lines(recovered_consent(study), {"piano": 0.6}) if "piano" in x]
+    (line,) = [x for x in recovered_lines(recovered_rows(TABLES), {"piano": 0.6}) if "piano" in x]
     assert "crossed interval [0.480, 0.895]" in line
     assert "answer-level, descriptive [0.547, 0.801]" in line
 
 
-def test_it_says_when_the_report_left_the_crossed_interval_empty(study):
-    lines = recovered_lines(recovered_consent(study), {"guitar": 0.7})
+def test_it_says_when_the_report_left_the_crossed_interval_empty():
+    lines = recovered_lines(recovered_rows(TABLES), {"guitar": 0.7})
     (line,) = [x for x in lines if "guitar" in x]
     assert "crossed interval left empty (see the report)" in line
