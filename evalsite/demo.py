@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from evalsite.demo_options import ROOT, DemoError, DemoOptions
-from evalsite.demo_processes import LocalWorker, Server
+from evalsite.demo_processes import LocalWorker, Server, check_port_free
 from evalsite.demo_stages import (
     DEMO_PASSWORD,
     DEMO_USER,
@@ -114,7 +114,8 @@ def print_urls(opts: DemoOptions) -> None:
           f"(login: {DEMO_USER} / {DEMO_PASSWORD})")  # fmt: skip
     print(f"  report                {opts.base_url}/reports/{study.pk}/")
     if not study.participants.filter(answers__trial__is_practice=False).exists():
-        print('                        (no answers yet: make demo ARGS="--simulate 20" adds some)')
+        print("                        (no answers yet: stop this demo with Ctrl-C, then "
+              'make demo ARGS="--simulate 20" adds some)')  # fmt: skip
     print(f"  retrieval             {opts.base_url}/retrieval/")
     print(f"  datasets              {opts.base_url}/datasets/")
     print()
@@ -182,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.reset:
             reset(opts)
             return 0
+        if opts.serve or opts.simulate:
+            # before the stages: a second demo would otherwise train and simulate, and only then
+            # find its port taken by the first, or worse, simulate against the first's server
+            check_port_free(opts.host, opts.port)
         stages = Stages(opts)
         names = ["data", "model", "catalog", "study"] + (["simulate"] if opts.simulate else [])
         total = len(names)

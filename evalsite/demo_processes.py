@@ -130,39 +130,100 @@ def wait_for_job(job, worker: LocalWorker, label: str, timeout_s: float = 1800) 
         print(f"      {label}: {len(job.errors)} error(s), first: {job.errors[0]}")
 
 
+PORT_IN_USE = (
+    "port {port} on {host} is in use: another `make demo` is probably serving there; stop it "
+    "(Ctrl-C in its terminal) and run this again, or pass another port with --port N"
+)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise DemoError naming the port if a server already listens on host:port.
+
+    Bound the way Django's runserver binds (SO_REUSEADDR), so a server that has just stopped
+    (its connections in TIME_WAIT) does not count, while one still listening does."""
+    import errno
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise DemoError(f"--host {host}: {exc.strerror}") from exc
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise DemoError(PORT_IN_USE.format(host=host, port=port)) from exc
+            raise DemoError(f"cannot serve on {host}:{port}: {exc.strerror}") from exc
+
+
 class Server:
-    """The site in a child process (Django's server on embedded defaults), stopped on exit."""
+    """The site in a child process (Django's server on embedded defaults), stopped on exit.
+
+    It starts only on a free port, and is up once its own child answers /healthz: an answer
+    while the child has exited (it could not bind, so something else answered) is a failure."""
 
     def __init__(self, opts: DemoOptions, env: dict[str, str] | None = None) -> None:
         self.opts = opts
         self.env = os.environ | (env or {})  # the demo's environment, with `env` on top
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = opts.home / "logs" / "web.log"
+        self.log_start = 0  # where this server's output starts in the shared log
 
     def __enter__(self) -> Server:
+        check_port_free(self.opts.host, self.opts.port)
+        self.start()
+        try:
+            self.wait_until_serving()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "manage.py", "runserver", f"{self.opts.host}:{self.opts.port}"]
+        return cmd + ["--noreload", "--skip-checks"]
+
+    def start(self) -> None:
         import subprocess
-        import urllib.request
 
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "manage.py", "runserver", f"{self.opts.host}:{self.opts.port}"]
-        cmd += ["--noreload", "--skip-checks"]
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log,
+            self.log_start = log.tell()
+            self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=self.env, stdout=log,
                                          stderr=subprocess.STDOUT)  # fmt: skip
-        deadline = time.monotonic() + 60
+
+    def wait_until_serving(self, timeout_s: float = 60) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise DemoError(f"the web server exited ({self.proc.returncode}); see {self.log}")
+            self.check_alive()
             try:
                 urllib.request.urlopen(f"{self.opts.base_url}/healthz", timeout=2)
-                return self
             except OSError:
                 time.sleep(0.5)
+                continue
+            self.check_alive()  # the answer came from our child only if it is still running
+            return
         raise DemoError(f"the web server did not answer on {self.opts.base_url}; see {self.log}")
 
     def check_alive(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
-            raise DemoError(f"the web server exited; see {self.log}")
+            said = self.last_line()
+            said = f": {said}" if said else ""
+            raise DemoError(f"the web server exited ({self.proc.returncode}){said}; see {self.log}")
+
+    def last_line(self) -> str:
+        """The last line this server wrote to its log (why it exited, when it failed)."""
+        try:
+            with self.log.open("rb") as log:
+                log.seek(max(self.log_start, log.seek(0, os.SEEK_END) - 4096))
+                lines = log.read().decode(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return next((line.strip() for line in reversed(lines) if line.strip()), "")
 
     def __exit__(self, *exc) -> None:
         if self.proc is not None and self.proc.poll() is None:
