@@ -106,6 +106,24 @@ def stop_process_group(proc, timeout_s: float) -> None:
     except ProcessLookupError:  # nothing left in the group
         pass
     proc.wait()
+    # SIGKILL is delivered asynchronously: wait until the prefork child is gone too (it is not
+    # ours to reap), so that the demo leaves nothing running behind when it returns.
+    deadline = time.monotonic() + 5
+    while group_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def group_members(pgid: int) -> list[int]:
+    """The processes of group pgid that have not exited (from /proc; none where there is none)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)"
+        except OSError:  # gone meanwhile
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:  # fields: state, ppid, pgrp, ...
+            found.append(int(stat.parent.name))
+    return found
 
 
 def wait_for_job(job, worker: LocalWorker, label: str, timeout_s: float = 1800) -> None:
