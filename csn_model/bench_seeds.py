@@ -4,34 +4,38 @@
     python -m csn_model.bench_seeds RUN_0 RUN_1 [RUN ...] [--reference csn] [--out DIR]
 
 Each RUN is a `csn bench` run folder or a committed results folder (outcomes.csv, config.yaml,
-dataset.json; results.json optional). The runs must be one benchmark trained with other seeds:
-the same dataset (dataset.json's fingerprint), the same test triplets (the rows kind, condition,
-triplet, piece of outcomes.csv, and the triplet files' sha256 where results.json records them),
-configs equal in everything but train.seed and separator.seed, no two runs with the same pair of
-seeds, and the same systems (refused, not intersected: equal configs already mean equal
-bench.systems, and dropping a system would silently shrink each Holm family). A refusal names
-the folders and what differs; the command then exits 2.
+dataset.json; results.json optional). The runs must be one benchmark trained with other seeds: the
+same dataset (dataset.json's fingerprint), the same test triplets scored by every system (the rows
+system, kind, condition, triplet, piece of outcomes.csv, and the triplet files' sha256 where
+results.json records them), configs equal in everything but train.seed and separator.seed, no two
+runs with the same pair of seeds, and the same systems (refused, not intersected: equal configs
+already mean equal bench.systems, and dropping a system would silently shrink each Holm family). A
+refusal names the folders and what differs; the command then exits 2.
 
 What it reports, per kind (the project's choice; the paper gives no seed protocol):
-- each system's accuracy per seed (per condition, and their macro mean as `csn bench` reports
-  it), then over the seeds its mean, SD (ddof 1), min and max;
-- the reference minus each other system per seed: the mean, SD, min and max of that difference
-  over the seeds and how many seeds favour the reference (a difference of exactly 0 favours
-  neither);
-- one pooled test per (kind, term, system): each triplet's correctness is averaged over the
-  seeds per system, and on those averaged outcomes the reference and the system are compared
-  with the benchmark's paired sign-flip test over pieces, Holm over the systems per (kind, term)
+- each system's accuracy per seed (per condition, and their macro mean as `csn bench` reports it),
+  then over the seeds its mean, SD (ddof 1), min and max;
+- the reference minus each other system per seed: the mean, SD, min and max of that difference over
+  the seeds and how many seeds favour the reference (a difference of exactly 0 favours neither);
+- one pooled test per (kind, term, system): each triplet's correctness is averaged over the seeds
+  per system, and on those averaged outcomes the reference and the system are compared with the
+  benchmark's paired sign-flip test over pieces, Holm over the systems per (kind, term)
   (csn_model.evaluation.compare_to_reference). The test is computed on the sum over seeds (an
-  integer, as the exact test needs), which scales every piece's difference by the number of
-  seeds and leaves p unchanged; `estimate` is the difference of the seed-averaged accuracies and
-  `stat` the summed b - c. With one seed this is bench_stats' result for that run. Pieces
-  remain the unit of inference: p says whether the difference, averaged over these seeds,
-  generalises over pieces; how much it moves with the seed is what the SD and the count of
-  favouring seeds describe (a few seeds give no test over seeds).
+  integer, as the exact test needs), which scales every piece's difference by the number of seeds
+  and leaves p unchanged; `estimate` is the difference of the seed-averaged accuracies and `stat`
+  the summed b - c. On the term "mean" the pooled estimate weights every triplet alike (as
+  compare_to_reference does), while the per-seed accuracies average the conditions: the two agree
+  when every condition has the same number of triplets (`bench.per_condition`, as csn bench draws
+  them) and differ slightly otherwise. With one seed this is bench_stats' result for that run.
+  Pieces remain the unit of inference: p says whether the difference, averaged over these seeds,
+  generalises over pieces; how much it moves with the seed is what the SD and the count of favouring
+  seeds describe (a few seeds give no test over seeds).
+
 Accepted with a warning: runs whose outcomes are identical for every system (were the seeds
-applied?), and runs whose results.json records other code (`code`: csn_model and sampler
-versions), which would mix code changes into the seed variance; and each run's systems whose
-triplets are mostly ties (a collapsed training: csn bench's tie warning, named with the run).
+applied?), and runs whose results.json records other code (`code`: csn_model and sampler versions),
+which would mix code changes into the seed variance; and each run's systems whose triplets are
+mostly ties (a collapsed training: csn bench's tie warning, named with the run).
+
 --out DIR writes seeds.json, seeds.md and per_seed.csv (tidy: one row per run, system, kind and
 term).
 """
@@ -205,18 +209,22 @@ def _check_systems(a: Run, b: Run) -> None:
 
 
 def _check_triplets(a: Run, b: Run) -> None:
-    rows = [r.outcomes[TRIPLET_KEY].drop_duplicates() for r in (a, b)]
+    # Per system, not the union over systems: the pooled test sums each triplet over the seeds,
+    # so a system that scored fewer triplets in one run would be compared on fewer seeds.
+    key = ["system", *TRIPLET_KEY]
+    rows = [r.outcomes[key].drop_duplicates() for r in (a, b)]
     both = rows[0].merge(rows[1], how="outer", indicator=True)
     only = both[both["_merge"] != "both"]
     if len(only):
         examples = [
-            f"{tuple(side[TRIPLET_KEY].iloc[0].tolist())} only in {run.dir}"
+            f"{tuple(side[key].iloc[0].tolist())} only in {run.dir}"
             for run, flag in ((a, "left_only"), (b, "right_only"))
             if len(side := only[only["_merge"] == flag])
         ]
         raise ValueError(
-            f"different test triplets: {len(only)} rows (kind, condition, triplet, piece) are in "
-            f"only one of {a.dir} and {b.dir} (outcomes.csv), e.g. {'; '.join(examples)}"
+            f"different test triplets: {len(only)} rows (system, kind, condition, triplet, "
+            f"piece) are in only one of {a.dir} and {b.dir} (outcomes.csv), e.g. "
+            f"{'; '.join(examples)}"
         )
     for kind in sorted(set(a.triplet_files) & set(b.triplet_files)):
         if a.triplet_files[kind] != b.triplet_files[kind]:

@@ -168,6 +168,17 @@ def test_it_refuses_runs_on_different_test_triplets(two_runs, capsys):
     assert "different test triplets" in err and str(two_runs[1]) in err and "'C'" in err
 
 
+def test_it_refuses_a_run_in_which_one_system_scored_fewer_triplets(two_runs, capsys):
+    """Every triplet must be scored by every system in every run: the pooled test sums each
+    triplet over the seeds, so a system missing rows in one run would be compared on sums over
+    fewer seeds than the reference's (the union of triplets can still match)."""
+    outcomes = pd.read_csv(two_runs[1] / "outcomes.csv")
+    outcomes = outcomes[~((outcomes.system == "other") & (outcomes.triplet == 3))]
+    outcomes.to_csv(two_runs[1] / "outcomes.csv", index=False)
+    err = _refused(capsys, two_runs)
+    assert "different test triplets" in err and "other" in err and str(two_runs[1]) in err
+
+
 def test_it_refuses_configs_that_differ_in_more_than_the_seeds(tmp_path, capsys):
     stacked = _stacked(THREE_SEEDS)
     a = _write_run(tmp_path / "a", stacked, 0, 0)
