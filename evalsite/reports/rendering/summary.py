@@ -169,11 +169,14 @@ def html_table(table: pd.DataFrame) -> str:
 
 def html_summary(report: Report, plots: dict[str, str]) -> str:
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>Report</title>",
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'><title>Report</title>",
         "<style>body{font-family:sans-serif;max-width:70em;margin:auto}table{border-collapse:"
         "collapse;font-size:90%}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
         # A wide table scrolls in its own box, not the page (WCAG 2.1 1.4.10 reflow).
         ".table-box{overflow-x:auto}"
+        # Plots shrink to the column (matplotlib's SVGs carry a fixed width), as on the page.
+        "figure{margin:1em 0;max-width:100%}figure svg{max-width:100%;height:auto}"
         "</style></head><body><h1>Listening-study report</h1>",
     ]
     for m in report.messages:

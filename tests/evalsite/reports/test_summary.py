@@ -19,7 +19,7 @@ from evalsite.reports.tasks import recompute_report
 
 @pytest.fixture(scope="module")
 def underflowing() -> Report:
-    # 14000 of 20000: the exact binomial p is about 1e-695, below the smallest double (0.0).
+    # 14000 of 20000: the exact binomial p is about 4e-717, below the smallest double (0.0).
     row = proportion_row("drums", 14000, 20000)
     assert row["p_val"] == 0.0
     consent = pd.DataFrame([{**row, "p_adj": 0.0}], columns=COLUMNS)
@@ -108,3 +108,33 @@ def test_it_scrolls_each_table_of_the_html_summary_in_its_own_named_box():
         )
         assert box in page
     assert page.count("<table>") == page.count("class='table-box'") == 2
+
+
+@pytest.mark.browser
+def test_the_html_summary_reflows_at_320_px_with_its_plots(browser):
+    # WCAG 2.1 1.4.10: at 320 CSS px the page must not scroll sideways; matplotlib's SVGs carry
+    # a fixed width (here 460.8 pt, about 614 px) and are scaled to the column instead.
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg")
+    plt.close(fig)
+    wide = pd.DataFrame({f"column_{i}": [0.5] for i in range(20)})
+    page_html = html_summary(Report(tables={"noise_ceiling": wide}), {"consent": buf.getvalue()})
+    context = browser.new_context(viewport={"width": 320, "height": 640})
+    try:
+        page = context.new_page()
+        page.set_content(page_html)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        svg_width = page.evaluate("document.querySelector('svg').getBoundingClientRect().width")
+    finally:
+        context.close()
+    assert width <= 320, f"the page is {width} px wide at 320 px"
+    assert 0 < svg_width <= 320
