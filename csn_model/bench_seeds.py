@@ -56,26 +56,21 @@ from csn_model import CONDITIONS
 from csn_model.bench_config import PROPOSED
 from csn_model.bench_report import tie_warnings
 from csn_model.bench_stats import read_outcomes
-from csn_model.evaluation import MEAN, compare_to_reference, has_ties, tie_table
+from csn_model.evaluation import (
+    COMPARISON_COLUMNS,
+    MEAN,
+    compare_to_reference,
+    has_ties,
+    tie_table,
+)
 
 SEED_FIELDS = ("train.seed", "separator.seed")
 TRIPLET_KEY = ["kind", "condition", "triplet", "piece"]
 # A per-seed difference within this of 0 favours neither system: equal macro means reached by
 # different sums of conditions can differ in the last bit.
 TIE_TOLERANCE = 1e-12
-POOLED_COLUMNS = [
-    "kind",
-    "term",
-    "system",
-    "reference",
-    "estimate",
-    "stat",
-    "p_val",
-    "p_adj",
-    "n",
-    "n_pieces",
-    "n_pieces_differing",
-]
+# compare_to_reference's columns up to the McNemar ones, which mean nothing on summed outcomes.
+POOLED_COLUMNS = COMPARISON_COLUMNS[: COMPARISON_COLUMNS.index("iid_mcnemar_p_val")]
 POOLING = (
     "Per kind and system, each triplet's correctness is averaged over the seeds; the reference "
     "and each other system are then compared on those averaged outcomes with the benchmark's "
