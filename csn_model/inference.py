@@ -13,14 +13,21 @@ embeddings. A file no longer than S is embedded whole, in one piece (zero-padded
 window if shorter than that). Segments of all files are batched together.
 
 A file that cannot be decoded, holds a NaN or infinite sample, is silent (peak above 20 Hz below
--60 dBFS over every channel: the catalogue's rule, csn_model.silence) or has no samples raises
-EmbedError naming it; one that cannot be opened or read raises its OSError.
+-60 dBFS in the mono mix the model hears: the catalogue's threshold, csn_model.silence) or has no
+samples raises EmbedError naming it; one that cannot be opened or read raises its OSError.
+`embed_files` raises at the first bad file; `try_embed_files` embeds the others and returns every
+failure with its reason. Waveforms are checked by the same rules (EmbedError naming the row).
+
+Memory: files are decoded in blocks, mixed to mono and resampled block by block; a pipeline
+thread embeds the clips it holds as soon as they reach `Embedder.sample_budget` samples, and
+builds at most `batch_size` segments at a time, so it holds at most the budget plus one file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,18 +37,75 @@ import torch
 
 from csn_model.checkpoint import file_id, load_model
 from csn_model.model import ConditionalSimilarityNet
-from csn_model.silence import SILENCE_DBFS, SILENCE_HIGHPASS_HZ, audible_peak
+from csn_model.silence import SILENCE_DBFS, SILENCE_HIGHPASS_HZ, HighPass
 
 DEFAULT_BATCH = 64
-FILE_CHUNK = 16  # files per unit of work in embed_files
+FILE_CHUNK = 16  # files per unit of work (one pipeline thread's share) in embed_files
+# Decoded samples (mono, model rate) a pipeline thread holds before it embeds them: 32 MiB of
+# float32, 6.3 min at 22.05 kHz. Enough to batch many short files; bounds memory for long ones.
+SAMPLE_BUDGET = 1 << 23
+READ_BLOCK = 1 << 18  # frames decoded at a time (1 MiB of float32 per channel)
 
 
 class EmbedError(ValueError):
     """Audio that cannot be embedded; the message names the file and what was expected."""
 
 
+@dataclass(frozen=True)
+class FileFailure:
+    """A file `try_embed_files` could not embed: EmbedError (its audio) or OSError (unreadable)."""
+
+    path: str | Path
+    error: EmbedError | OSError
+
+    @property
+    def reason(self) -> str:
+        """Why, without the path (one line)."""
+        if isinstance(self.error, EmbedError):
+            return str(self.error).removeprefix(f"{self.path}: ")
+        why = self.error.strerror or type(self.error).__name__
+        return f"cannot read the file ({why})"
+
+
+@dataclass(frozen=True)
+class FilesEmbedded:
+    """What `try_embed_files` returns: the files embedded (input order), their (M, D) vectors
+    (row i is files[i]) and the files that failed (input order)."""
+
+    files: list
+    vectors: np.ndarray
+    failed: list[FileFailure]
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def check_device(device: str | torch.device | None) -> torch.device:
+    """The torch.device to embed on; ValueError naming the device when this process cannot use
+    it (no CUDA, or a GPU index it does not see). None: CUDA when available, else CPU."""
+    if device is None:
+        return default_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device {device!r}: expected cpu, cuda or cuda:N (or None: CUDA when available)"
+        ) from None
+    if dev.type != "cuda":
+        return dev
+    if not torch.cuda.is_available():
+        why = (
+            "this PyTorch was built without CUDA"
+            if torch.version.cuda is None
+            else "CUDA is not available to this process (no GPU visible, or no driver)"
+        )
+    else:
+        n = torch.cuda.device_count()
+        if (dev.index or 0) < n:
+            return dev
+        why = f"this process sees {n} GPU(s), cuda:0 to cuda:{n - 1}"
+    raise ValueError(f"device {str(device)!r}: {why}; expected cpu or a GPU this process sees")
 
 
 @torch.inference_mode()
@@ -95,27 +159,51 @@ def decode(path: str | Path, sample_rate: int) -> np.ndarray:
     """File -> mono float32 at sample_rate; EmbedError for undecodable, non-finite, silent or
     empty audio. A file that cannot be opened (missing, unreadable, an I/O error) raises its
     OSError instead: that says nothing about the audio and may pass (a network file system),
-    so a caller can retry it."""
+    so a caller can retry it. Decoded in blocks: the file's native channels and rate are never
+    held whole."""
     with open(path, "rb") as handle:  # OSError here: the file, not its audio
         try:
-            audio, sr = sf.read(handle, dtype="float32", always_2d=True)  # (T, C)
+            with sf.SoundFile(handle) as f:
+                return prepare(_mono_blocks(f), f.samplerate, sample_rate, str(path))
         except (sf.LibsndfileError, RuntimeError) as exc:
             reason = getattr(exc, "error_string", None) or exc
             raise EmbedError(f"{path}: cannot decode audio ({reason})") from None
-    if not np.isfinite(audio).all():  # one NaN makes the whole log-mel and embedding NaN
-        raise EmbedError(f"{path}: samples contain NaN or infinity; expected finite audio")
-    peak = audible_peak(audio, sr) if audio.size else 1.0  # no samples: refused below
+
+
+def _mono_blocks(f: sf.SoundFile) -> Iterator[np.ndarray]:
+    while len(block := f.read(READ_BLOCK, dtype="float32", always_2d=True)):  # (t, C)
+        yield block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]  # (t,)
+
+
+def prepare(blocks: Iterable[np.ndarray], sr: int, sample_rate: int, name: str) -> np.ndarray:
+    """Consecutive mono blocks (t,) at sr -> the clip (T,) at sample_rate, resampled (soxr HQ)
+    block by block. EmbedError starting with `name` for a NaN or infinite sample, no samples, or
+    silence: judged on the mono signal the model embeds (a stereo file whose channels cancel is
+    silent)."""
+    if sr <= 2 * SILENCE_HIGHPASS_HZ:  # the silence high-pass needs it
+        raise EmbedError(
+            f"{name}: sample rate {sr} Hz; expected above {2 * SILENCE_HIGHPASS_HZ:g} Hz"
+        )
+    highpass = HighPass(sr)
+    stream = soxr.ResampleStream(sr, sample_rate, 1, dtype="float32") if sr != sample_rate else None
+    peak, count, out = 0.0, 0, []
+    for block in blocks:
+        if not np.isfinite(block).all():  # one NaN makes the whole log-mel and embedding NaN
+            raise EmbedError(f"{name}: samples contain NaN or infinity; expected finite audio")
+        peak = max(peak, float(np.max(np.abs(highpass(block[:, None])), initial=0.0)))
+        count += block.size
+        out.append(stream.resample_chunk(block) if stream else block)
+    if stream is not None:
+        out.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+    mono = np.concatenate(out).astype(np.float32, copy=False) if out else np.zeros(0, np.float32)
+    if count == 0 or mono.size == 0:
+        raise EmbedError(f"{name}: no audio samples (expected at least one)")
     peak_db = 20 * np.log10(peak) if peak > 0 else -np.inf
     if peak_db < SILENCE_DBFS:
         raise EmbedError(
-            f"{path}: silent (peak {peak_db:.1f} dBFS above {SILENCE_HIGHPASS_HZ:g} Hz); "
+            f"{name}: silent (peak {peak_db:.1f} dBFS above {SILENCE_HIGHPASS_HZ:g} Hz); "
             f"expected a peak above {SILENCE_DBFS:g} dBFS"
         )
-    mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]  # (T,)
-    if sr != sample_rate:
-        mono = soxr.resample(mono, sr, sample_rate).astype(np.float32, copy=False)
-    if mono.size == 0:
-        raise EmbedError(f"{path}: no audio samples (expected at least one)")
     return mono
 
 
@@ -141,6 +229,7 @@ class Embedder:
         self.segment = int(round(seconds * self.sample_rate))
         self.batch_size = batch_size
         self.file_chunk = FILE_CHUNK
+        self.sample_budget = SAMPLE_BUDGET
         self.threads = torch.get_num_threads()  # CPU: pipeline threads of embed_files
         # Learned masks: a subspace is the full vector times the condition's mask (D,), so
         # subspace_masks holds the masks and each slice is the full range; fixed masks: blocks.
@@ -162,60 +251,101 @@ class Embedder:
         device: str | torch.device | None = None,
         batch_size: int = DEFAULT_BATCH,
     ) -> Embedder:
-        device = torch.device(device) if device is not None else default_device()
-        model, payload = load_model(path, device)
+        model, payload = load_model(path, check_device(device))
         return cls(model, payload, file_id(path), batch_size)
 
     def embed_waveforms(self, waveforms: Sequence[np.ndarray], sample_rate: int) -> np.ndarray:
-        """1-D waveforms (any lengths) at sample_rate -> (N, D) float32, by the segment rule."""
+        """1-D waveforms (any lengths) at sample_rate -> (N, D) float32, by the segment rule.
+        EmbedError ("waveform i: ...") for a row that is not 1-D, is empty, holds a NaN or
+        infinite sample or is silent: the rules of files."""
         clips = []
         for i, w in enumerate(waveforms):
             w = np.asarray(w, dtype=np.float32)
             if w.ndim != 1 or w.size == 0:
                 raise EmbedError(f"waveform {i}: expected a non-empty 1-D array, got {w.shape}")
-            if sample_rate != self.sample_rate:
-                w = soxr.resample(w, sample_rate, self.sample_rate).astype(np.float32, copy=False)
-            clips.append(w)
+            blocks = (w[s : s + READ_BLOCK] for s in range(0, w.size, READ_BLOCK))
+            clips.append(prepare(blocks, sample_rate, self.sample_rate, f"waveform {i}"))
         return self._embed_clips(clips)
 
     def embed_files(self, paths: Iterable[str | Path]) -> np.ndarray:
-        """Audio files -> (N, D).
+        """Audio files -> (N, D); raises at the first file (input order) that cannot be embedded
+        (EmbedError, or the OSError of a file that cannot be read). `try_embed_files` embeds the
+        others and reports every failure.
 
         On CPU, chunks of files go to one thread per torch thread, each decoding and embedding
         its chunk with single-threaded torch operations (whole-pipeline parallelism beats
         splitting each small operation across cores); on CUDA one thread decodes ahead of the
         model.
         """
+        return self._embed_all(list(paths), None)[1]
+
+    def try_embed_files(self, paths: Iterable[str | Path]) -> FilesEmbedded:
+        """Audio files -> the embeddings of those that can be embedded, and every one that cannot
+        (EmbedError or OSError) with its reason; nothing is skipped silently."""
         paths = list(paths)
-        if not paths:
-            return np.zeros((0, self.dim), np.float32)
-        chunks = [paths[i : i + self.file_chunk] for i in range(0, len(paths), self.file_chunk)]
+        failed: list[tuple[int, EmbedError | OSError]] = []
+        done, vectors = self._embed_all(paths, failed)
+        return FilesEmbedded(
+            files=[paths[i] for i in done],
+            vectors=vectors,
+            failed=[FileFailure(paths[i], exc) for i, exc in sorted(failed, key=lambda f: f[0])],
+        )
+
+    def _embed_all(self, paths: list, failed: list | None) -> tuple[list[int], np.ndarray]:
+        """(indices of the files embedded, their (M, D) vectors). failed=None: raise at the
+        first bad file; else append (index, error) to it and go on."""
+        items = list(enumerate(paths))
         if self.device.type != "cpu" or self.threads <= 1:
-            return self._embed_chunks_ahead(chunks)
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with ThreadPoolExecutor(max_workers=self.threads) as pool:
-                out = list(pool.map(self._embed_paths, chunks))
-        finally:
-            torch.set_num_threads(before)
-        return np.concatenate(out)
+            parts = self._embed_groups_ahead(items, failed)
+        else:
+            chunks = [items[i : i + self.file_chunk] for i in range(0, len(items), self.file_chunk)]
+            before = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                with ThreadPoolExecutor(max_workers=self.threads) as pool:
+                    done = pool.map(lambda chunk: self._embed_chunk(chunk, failed), chunks)
+                    parts = [part for chunk_parts in done for part in chunk_parts]
+            finally:
+                torch.set_num_threads(before)
+        indices = [i for ids, _ in parts for i in ids]
+        if not parts:
+            return indices, np.zeros((0, self.dim), np.float32)
+        return indices, np.concatenate([v for _, v in parts])  # (M, D)
 
-    def _embed_paths(self, paths: list) -> np.ndarray:
-        return self._embed_clips([decode(p, self.sample_rate) for p in paths])
+    def _groups(self, items: list, failed: list | None) -> Iterator[tuple[list, list]]:
+        """Decode (index, path) items one at a time; yield (indices, clips) whenever the clips
+        held reach sample_budget samples, and the rest at the end."""
+        ids: list[int] = []
+        clips: list[np.ndarray] = []
+        held = 0
+        for i, path in items:
+            try:
+                clips.append(decode(path, self.sample_rate))
+            except (EmbedError, OSError) as exc:
+                if failed is None:
+                    raise
+                failed.append((i, exc))  # list.append is atomic: threads share the list
+                continue
+            ids.append(i)
+            held += clips[-1].size
+            if held >= self.sample_budget:
+                yield ids, clips
+                ids, clips, held = [], [], 0
+        if clips:
+            yield ids, clips
 
-    def _embed_chunks_ahead(self, chunks: list[list]) -> np.ndarray:
+    def _embed_chunk(self, items: list, failed: list | None) -> list[tuple[list, np.ndarray]]:
+        return [(ids, self._embed_clips(clips)) for ids, clips in self._groups(items, failed)]
+
+    def _embed_groups_ahead(self, items: list, failed: list | None) -> list:
         out = []
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(lambda c: [decode(p, self.sample_rate) for p in c], chunks[0])
-            for j in range(len(chunks)):
-                clips = pending.result()
-                if j + 1 < len(chunks):
-                    pending = pool.submit(
-                        lambda c: [decode(p, self.sample_rate) for p in c], chunks[j + 1]
-                    )
-                out.append(self._embed_clips(clips))
-        return np.concatenate(out)
+        groups = self._groups(items, failed)
+        with ThreadPoolExecutor(max_workers=1) as pool:  # decodes the next group meanwhile
+            pending = pool.submit(next, groups, None)
+            while (group := pending.result()) is not None:
+                pending = pool.submit(next, groups, None)
+                out.append((group[0], self._embed_clips(group[1])))
+        return out
 
     def subspace(self, vectors: np.ndarray, condition: str) -> np.ndarray:
         """(N, D) -> condition's (N, D/K) block (masked (N, D) for learned masks)."""
@@ -227,27 +357,31 @@ class Embedder:
         return vectors[:, self.subspace_slices[condition]]
 
     def _embed_clips(self, clips: list[np.ndarray]) -> np.ndarray:
-        seg = self.segment
+        seg, step = self.segment, self.batch_size
         n_fft = self.model.frontend.n_fft
-        pieces, owner, short = [], [], []
-        for i, w in enumerate(clips):
-            if w.size < seg:
-                short.append(i)
-                continue
-            for s in segment_starts(w.size, seg):
-                pieces.append(w[s : s + seg])
-                owner.append(i)
+        pieces = [  # (clip, start) of every segment of the clips longer than one segment
+            (i, s)
+            for i, w in enumerate(clips)
+            if w.size >= seg
+            for s in segment_starts(w.size, seg)
+        ]
         out = np.zeros((len(clips), self.dim), np.float32)
         if pieces:
-            emb = embed_batch(self.fast, np.stack(pieces), batch_size=self.batch_size)  # (S, D)
             sums = np.zeros_like(out)
-            np.add.at(sums, np.asarray(owner), emb)
-            counts = np.bincount(owner, minlength=len(clips))[:, None]  # (N, 1)
+            for b in range(0, len(pieces), step):  # at most batch_size segments stacked
+                part = pieces[b : b + step]
+                batch = np.stack([clips[i][s : s + seg] for i, s in part])  # (b, seg)
+                emb = embed_batch(self.fast, batch, batch_size=step)  # (b, D)
+                np.add.at(sums, np.asarray([i for i, _ in part]), emb)
+            counts = np.bincount([i for i, _ in pieces], minlength=len(clips))[:, None]  # (N, 1)
             np.divide(sums, np.maximum(counts, 1), out=out, where=counts > 0)
         by_length: dict[int, list[int]] = {}
-        for i in short:  # whole clip in one piece, batched with clips of the same length
-            by_length.setdefault(max(clips[i].size, n_fft), []).append(i)
-        for length, idx in by_length.items():
-            batch = np.stack([np.pad(clips[i], (0, length - clips[i].size)) for i in idx])
-            out[idx] = embed_batch(self.fast, batch, batch_size=self.batch_size)
+        for i, w in enumerate(clips):  # shorter: whole clip in one piece, batched by length
+            if w.size < seg:
+                by_length.setdefault(max(w.size, n_fft), []).append(i)
+        for length, same in by_length.items():
+            for b in range(0, len(same), step):
+                idx = same[b : b + step]
+                batch = np.stack([np.pad(clips[i], (0, length - clips[i].size)) for i in idx])
+                out[idx] = embed_batch(self.fast, batch, batch_size=step)  # (b, D)
         return out

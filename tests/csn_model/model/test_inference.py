@@ -158,3 +158,79 @@ def test_it_refuses_a_dc_offset_as_silent(embedder, tmp_path):
     sf.write(path, np.full((22050, 2), 0.5, np.float32), 22050, subtype="FLOAT")
     with pytest.raises(EmbedError, match=r"dc\.wav: silent \(peak -\d+\.\d dBFS above 20 Hz\)"):
         embedder.embed_files([path])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_it_refuses_a_waveform_whose_samples_are_not_finite(embedder, bad):
+    good = (0.1 * np.random.default_rng(0).standard_normal(22050)).astype(np.float32)
+    broken = good.copy()
+    broken[5] = bad
+    with pytest.raises(EmbedError, match=r"^waveform 1: samples contain NaN or infinity"):
+        embedder.embed_waveforms([good, broken], 22050)
+
+
+def test_it_refuses_a_silent_waveform(embedder):
+    with pytest.raises(EmbedError, match=r"^waveform 0: silent \(peak .*-60 dBFS"):
+        embedder.embed_waveforms([np.zeros(44100, np.float32)], 44100)
+
+
+def test_it_refuses_a_stereo_file_whose_mono_mix_is_silent(embedder, tmp_path):
+    # The model hears the mean of the channels: R = -L is silence, however loud each channel.
+    left = 0.3 * np.sin(np.arange(22050, dtype=np.float32) / 5)
+    path = tmp_path / "antiphase.wav"
+    sf.write(path, np.stack([left, -left], axis=1), 22050, subtype="FLOAT")
+    with pytest.raises(EmbedError, match=r"antiphase\.wav: silent"):
+        embedder.embed_files([path])
+
+
+def test_it_refuses_a_device_without_cuda_with_a_clear_error(smoke_run):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match=r"^device 'cuda': .*without CUDA|not available"):
+        Embedder.from_checkpoint(smoke_run, device="cuda")
+    with pytest.raises(ValueError, match=r"^device 'auto': expected cpu, cuda or cuda:N"):
+        Embedder.from_checkpoint(smoke_run, device="auto")
+
+
+def test_it_refuses_a_gpu_index_this_process_does_not_see(monkeypatch):
+    import torch
+
+    from csn_model.inference import check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert check_device("cuda:0") == torch.device("cuda:0")
+    assert check_device("cuda") == torch.device("cuda")
+    with pytest.raises(ValueError, match=r"^device 'cuda:5': this process sees 1 GPU"):
+        check_device("cuda:5")
+
+
+def test_it_embeds_a_chunk_in_groups_within_the_sample_budget(embedder, tmp_path, monkeypatch):
+    # Memory: the decoded audio held at once is bounded by the budget plus one file, and no
+    # array of more than batch_size segments is built, however many files a chunk holds.
+    seg = embedder.segment
+    rng = np.random.default_rng(2)
+    paths = []
+    for i in range(6):
+        paths.append(tmp_path / f"{i}.wav")
+        sf.write(paths[-1], (0.1 * rng.standard_normal(2 * seg + i)).astype(np.float32), 22050)
+    expected = embedder.embed_files(paths)
+    import csn_model.inference as inference
+
+    held, rows = [], []
+    embed_clips, embed = Embedder._embed_clips, inference.embed_batch
+    monkeypatch.setattr(
+        Embedder,
+        "_embed_clips",
+        lambda s, c: held.append(sum(w.size for w in c)) or embed_clips(s, c),
+    )
+    monkeypatch.setattr(
+        inference, "embed_batch", lambda m, x, **kw: rows.append(len(x)) or embed(m, x, **kw)
+    )
+    monkeypatch.setattr(embedder, "sample_budget", 3 * seg)
+    monkeypatch.setattr(embedder, "batch_size", 2)
+    np.testing.assert_allclose(embedder.embed_files(paths), expected, rtol=1e-5, atol=1e-6)
+    assert len(held) >= 3 and max(held) < 3 * seg + (2 * seg + 5)
+    assert max(rows) <= 2
