@@ -1,14 +1,23 @@
-"""`csn embed`: embed audio files with a checkpoint; prints JSON or writes .npy / .json."""
+"""`csn embed`: embed audio files with a checkpoint; prints JSON or writes .npy / .json.
+
+Exit status: 0 every file embedded; 2 nothing written (bad arguments, checkpoint or device, or
+the output could not be written); 3 some files could not be embedded: each is named on stderr,
+one line each, the others' embeddings are written, and JSON output lists them under "failed".
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
 
 from csn_model.cli import out_file, positive_int
+
+EXIT_USAGE = 2  # argparse's status for bad arguments; also a checkpoint, device or output error
+EXIT_FILES_FAILED = 3  # distinct, so that a pipeline notices the files that are missing
 
 
 def _device(text: str) -> str:
@@ -23,47 +32,78 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", type=out_file, help="file.npy (N, D float32) or file.json")
     parser.add_argument("--device", type=_device, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.epilog = (
+        "A file that cannot be embedded (undecodable, NaN or infinite samples, silent, empty, "
+        "unreadable) is named on stderr with its reason; the other files are embedded and "
+        "written (JSON lists the failures under 'failed'). Exit status: 0 all embedded, "
+        f"{EXIT_FILES_FAILED} some files failed, {EXIT_USAGE} nothing written (arguments, "
+        "checkpoint, device or output error)."
+    )
 
 
 def run(args) -> int:
     import numpy as np
-    import torch
 
     from csn_model.checkpoint import CheckpointError
-    from csn_model.inference import Embedder, EmbedError
+    from csn_model.inference import Embedder, check_device
 
     if args.out is not None and args.out.suffix not in (".npy", ".json"):
-        print(f"csn embed: error: --out {args.out}: expected a .npy or .json file", file=sys.stderr)
-        return 2
-    if args.device and args.device != "cpu" and not torch.cuda.is_available():
-        print(f"csn embed: error: --device {args.device}: no CUDA device here", file=sys.stderr)
-        return 2
+        return _error(f"--out {args.out}: expected a .npy or .json file")
+    try:
+        check_device(args.device)
+    except ValueError as exc:
+        return _error(f"--{exc}")  # "--device 'cuda': ..."
     try:
         emb = Embedder.from_checkpoint(args.checkpoint, args.device, args.batch_size)
-        vectors = emb.embed_files(args.files)
-    except (CheckpointError, EmbedError, OSError) as exc:  # OSError: an input file unreadable
-        print(f"csn embed: error: {exc}", file=sys.stderr)
-        return 2
+    except (CheckpointError, OSError) as exc:
+        return _error(str(exc))
+    result = emb.try_embed_files(args.files)
+    for failure in result.failed:
+        print(f"csn embed: error: {failure.path}: {failure.reason}", file=sys.stderr)
+    vectors = result.vectors
     try:
         if args.out is not None and args.out.suffix == ".npy":
             np.save(args.out, vectors)
             print(f"{args.out}: {vectors.shape[0]} x {vectors.shape[1]} float32", file=sys.stderr)
         elif args.out is not None:
-            args.out.write_text(_document(emb, args.files, vectors))
+            args.out.write_text(_document(emb, result))
         else:
-            print(_document(emb, args.files, vectors))
-    except OSError as exc:  # e.g. a folder made unwritable while embedding
-        print(f"csn embed: error: cannot write {args.out}: {exc}", file=sys.stderr)
-        return 2
+            print(_document(emb, result), flush=True)  # flush: a write error is raised here
+    except OSError as exc:  # a full disk, a closed pipe, a folder made unwritable meanwhile
+        if args.out is None:
+            _discard_stdout()
+        return _error(f"cannot write {args.out or 'the JSON to stdout'}: {exc}")
+    if result.failed:
+        print(
+            f"csn embed: {len(result.files)} of {len(args.files)} files embedded, "
+            f"{len(result.failed)} failed (exit status {EXIT_FILES_FAILED})",
+            file=sys.stderr,
+        )
+        return EXIT_FILES_FAILED
     return 0
 
 
-def _document(emb, files: list[Path], vectors) -> str:
+def _error(message: str) -> int:
+    print(f"csn embed: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing what it still buffers at exit does not raise
+    the same error again as an 'Exception ignored' traceback."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (a test's stdout)
+        pass
+
+
+def _document(emb, result) -> str:
     doc = {"checkpoint_id": emb.checkpoint_id, "conditions": list(emb.conditions)}
     if emb.subspace_masks is not None:  # learned masks: no slice describes a subspace
         doc["subspace_masks"] = {c: m.tolist() for c, m in emb.subspace_masks.items()}
     else:
         doc["subspace_slices"] = {c: [s.start, s.stop] for c, s in emb.subspace_slices.items()}
-    doc["files"] = [str(p) for p in files]
-    doc["embeddings"] = vectors.tolist()
+    doc["files"] = [str(p) for p in result.files]  # the files embedded, in input order
+    doc["embeddings"] = result.vectors.tolist()
+    doc["failed"] = [{"file": str(f.path), "reason": f.reason} for f in result.failed]
     return json.dumps(doc)

@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 
 from csn_model.cli import main
+from csn_model.embed_cli import EXIT_FILES_FAILED
 from csn_model.inference import Embedder, EmbedError, embed_batch, segment_starts
 
 
@@ -147,7 +148,7 @@ def test_it_embeds_a_quiet_file_that_is_not_silent(embedder, tmp_path):
 def test_it_names_a_silent_file_from_the_command_line(smoke_run, tmp_path, capsys):
     path = tmp_path / "silent.wav"
     sf.write(path, np.zeros(22050, np.float32), 22050)
-    assert main(["embed", str(path), "--checkpoint", str(smoke_run)]) == 2
+    assert main(["embed", str(path), "--checkpoint", str(smoke_run)]) == EXIT_FILES_FAILED
     err = capsys.readouterr().err
     assert err.startswith("csn embed: error: ") and "silent.wav: silent" in err
 
