@@ -235,3 +235,11 @@ def test_it_embeds_a_chunk_in_groups_within_the_sample_budget(embedder, tmp_path
     np.testing.assert_allclose(embedder.embed_files(paths), expected, rtol=1e-5, atol=1e-6)
     assert len(held) >= 3 and max(held) < 3 * seg + (2 * seg + 5)
     assert max(rows) <= 2
+
+
+def test_it_names_a_file_whose_sample_rate_is_too_low_to_judge_silence(embedder, tmp_path):
+    # The silence rule's 20 Hz high-pass needs a rate above 40 Hz (scipy's traceback before).
+    path = tmp_path / "sr30.wav"
+    sf.write(path, (0.5 * np.sin(np.arange(300))).astype(np.float32), 30)
+    with pytest.raises(EmbedError, match=r"sr30\.wav: sample rate 30 Hz; expected above 40 Hz"):
+        embedder.embed_files([path])
