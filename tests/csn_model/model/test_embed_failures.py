@@ -38,8 +38,11 @@ def batch(tmp_path):
     return [good(n) if n in ("a.wav", "b.wav", "c.wav") else tmp_path / n for n in names]
 
 
-def test_it_embeds_the_good_files_and_reports_every_bad_one(embedder, batch, monkeypatch):
+@pytest.mark.parametrize("threads", [2, 1])  # 1: the decode-ahead path that CUDA takes
+def test_it_embeds_the_good_files_and_reports_every_bad_one(embedder, batch, monkeypatch, threads):
     monkeypatch.setattr(embedder, "file_chunk", 2)  # bad files in several chunks
+    monkeypatch.setattr(embedder, "threads", threads)
+    monkeypatch.setattr(embedder, "sample_budget", 20000)  # several groups
     result = embedder.try_embed_files(batch)
     good = [batch[0], batch[2], batch[6]]
     assert result.files == good
