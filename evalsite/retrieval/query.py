@@ -169,7 +169,12 @@ def upload_vector(uploaded, target_lufs: float) -> np.ndarray:
         embedder = get_embedder()
     except (CheckpointMissing, ModelUnavailable) as exc:
         raise QueryError(str(exc), status=503) from None
-    vector = embedder.embed_waveforms([mono], sr)[0]  # (D,)
+    from csn_model.inference import EmbedError  # torch is imported only where needed
+
+    try:
+        vector = embedder.embed_waveforms([mono], sr)[0]  # (D,)
+    except EmbedError as exc:  # e.g. channels that cancel: each loud, their mix silent
+        raise QueryError(f"{uploaded.name}: {str(exc).removeprefix('waveform 0: ')}") from None
     if not np.isfinite(vector).all():  # the model's fault, not the upload's (validated above)
         raise QueryError(
             f"{uploaded.name}: checkpoint {embedder.checkpoint_id} gave a non-finite embedding "

@@ -604,3 +604,19 @@ def test_it_reads_an_unchanged_catalogue_once_in_a_warm_search(client, ada, embe
     answer = client.get(API, {**params, "clip": other, "instrument": instrument}).json()
     found = {hit["clip"] for hits in answer["results"].values() for hit in hits}
     assert params["clip"] not in found and answer["embedded"] == len(found) + 1 == 5
+
+
+def test_it_refuses_an_upload_whose_channels_cancel_as_silent(client, ada, embedded):
+    # Each channel is loud, so the upload passes the clip checks, but the mono mix the model
+    # hears is silence: a 400 naming the file, not a server error or a search with silence.
+    left = piece_audio(2, 0)[:, None]  # (T, 1)
+    buf = io.BytesIO()
+    sf.write(buf, np.hstack([left, -left]), SR, format="WAV", subtype="FLOAT")
+    buf.seek(0)
+    buf.name = "phase.wav"
+    client.force_login(ada)
+    params = {"instrument": "guitar", "k": 1, "catalogue": embedded.pk}
+    r = client.post(API, {**params, "audio": buf})
+    assert r.status_code == 400, r.content
+    error = r.json()["error"]
+    assert error.startswith("phase.wav: ") and "silent" in error
