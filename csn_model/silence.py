@@ -3,7 +3,8 @@
 and the energy envelope of active segments). A file is silent when its peak above
 SILENCE_HIGHPASS_HZ, over every channel, is below SILENCE_DBFS: a constant offset (DC) or a slow
 drift moves the speaker cone but makes no sound, so a file of constant 0.5 is as silent as one of
-zeros.
+zeros. `csn embed` applies the rule to the mono mix the model hears (a stereo file whose channels
+cancel is silent there), the catalogue to the channels as stored.
 """
 
 from __future__ import annotations
