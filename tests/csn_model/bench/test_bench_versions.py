@@ -149,7 +149,7 @@ def test_a_damaged_checkpoint_in_the_run_folder_is_named_in_one_line(
     capsys.readouterr()
     assert main(_args(tmp_path, run, tiny_dataset)) == 2
     err = capsys.readouterr().err
-    assert f"{damaged}: not a loadable checkpoint" in err and "Traceback" not in err, err
+    assert f"{damaged}: truncated or damaged" in err and "Traceback" not in err, err
 
 
 def test_a_damaged_checkpoint_to_score_is_named_in_one_line(
@@ -162,4 +162,4 @@ def test_a_damaged_checkpoint_to_score_is_named_in_one_line(
     capsys.readouterr()
     assert main(["bench", "--from", str(run), "--data", str(other_dataset), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert f"{damaged}: not a loadable checkpoint" in err, err
+    assert f"{damaged}: truncated or damaged" in err, err

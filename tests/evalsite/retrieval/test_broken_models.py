@@ -214,10 +214,10 @@ def test_it_answers_503_naming_a_checkpoint_file_that_cannot_be_loaded(
     r = client.get(API, params)
     assert r.status_code == 503 and r["Content-Type"] == "application/json"
     error = r.json()["error"]
-    assert error.startswith(f"CSN_CHECKPOINT={garbage_checkpoint}: not a loadable checkpoint (")
+    assert error == f"CSN_CHECKPOINT={garbage_checkpoint}: not a csn checkpoint (a text file)"
     page = client.post("/retrieval/", params)
     assert page.status_code == 503
-    assert f"CSN_CHECKPOINT={garbage_checkpoint}: not a loadable checkpoint" in (
+    assert f"CSN_CHECKPOINT={garbage_checkpoint}: not a csn checkpoint (a text file)" in (
         page.content.decode()
     )
 
@@ -230,7 +230,7 @@ def test_it_fails_the_ingest_job_naming_a_checkpoint_file_that_cannot_be_loaded(
         job = queue_ingest(catalogue)
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
-    assert job.message.startswith("CSN_CHECKPOINT=final.pt: not a loadable checkpoint (")
+    assert job.message == "CSN_CHECKPOINT=final.pt: not a csn checkpoint (a text file)"
 
 
 def test_it_answers_503_naming_csn_device_when_the_process_cannot_use_it(
