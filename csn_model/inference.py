@@ -225,7 +225,7 @@ class Embedder:
         self.sample_rate = model.sample_rate
         self.conditions = model.conditions
         self.dim = model.embedding_dim
-        seconds = payload.get("config", {}).get("features", {}).get("segment_seconds", 3.0)
+        seconds = payload["config"]["features"]["segment_seconds"]  # checked by load_checkpoint
         self.segment = int(round(seconds * self.sample_rate))
         self.batch_size = batch_size
         self.file_chunk = FILE_CHUNK
