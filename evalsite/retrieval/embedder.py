@@ -90,28 +90,26 @@ def checkpoint_id(path: str | Path | None = None) -> str:
 
 
 def check_device(device: str | None) -> None:
-    """ModelUnavailable, naming CSN_DEVICE, when it names a GPU this process cannot use. Asked
-    where the model is loaded (a worker's child, the web process), never at start-up: asking
-    CUDA in a worker's parent would break CUDA in the children it forks."""
+    """ModelUnavailable, naming CSN_DEVICE, when it names a device this process cannot use (the
+    library's rule: csn_model.inference.check_device). Asked where the model is loaded (a
+    worker's child, the web process), never at start-up: asking CUDA in a worker's parent would
+    break CUDA in the children it forks."""
     if device is None or not device.startswith("cuda"):
         return
-    import torch
+    from csn_model.inference import check_device as usable  # torch only where needed
 
-    if not torch.cuda.is_available():
-        why = (
-            "this PyTorch was built without CUDA"
-            if torch.version.cuda is None
-            else "CUDA is not available to this process (no GPU visible, or no driver)"
-        )
-    else:
-        n = torch.cuda.device_count()
-        if (torch.device(device).index or 0) < n:
-            return
-        why = f"this process sees {n} GPU(s), cuda:0 to cuda:{n - 1}"
-    raise ModelUnavailable(
-        f"CSN_DEVICE={device}: {why}; expected empty (CUDA when available, else CPU), cpu, or a "
-        "GPU this process sees"
-    )
+    try:
+        usable(device)
+    except ValueError as exc:
+        why = str(exc).removeprefix(f"device {device!r}: ")
+        if why.startswith("expected"):  # not a device name torch reads
+            why = "not a device name"
+        else:
+            why = why.split("; expected")[0]
+        raise ModelUnavailable(
+            f"CSN_DEVICE={device}: {why}; expected empty (CUDA when available, else CPU), cpu, "
+            "or a GPU this process sees (cuda or cuda:N)"
+        ) from None
 
 
 def _load(p: Path) -> Embedder:
