@@ -20,7 +20,9 @@ failure with its reason. Waveforms are checked by the same rules (EmbedError nam
 
 Memory: files are decoded in blocks, mixed to mono and resampled block by block; a pipeline
 thread embeds the clips it holds as soon as they reach `Embedder.sample_budget` samples, and
-builds at most `batch_size` segments at a time, so it holds at most the budget plus one file.
+builds at most `batch_size` segments at a time, so it holds at most the budget plus one file
+(on the decode-ahead path, CUDA or one thread, about twice the budget plus one file: one group
+is decoded while the one before is embedded).
 """
 
 from __future__ import annotations
