@@ -121,9 +121,7 @@ def _load(p: Path) -> Embedder:
         # None: CUDA when available, else CPU (csn_model.inference.default_device)
         return Embedder.from_checkpoint(p, device=settings.CSN_DEVICE)
     except CheckpointError as exc:  # its message starts with the path: name it as shown
-        reason = str(exc).removeprefix(f"{p}: ")
-        first, _, rest = reason.partition("\n")  # torch's unpickling errors run on for lines
-        reason = f"{first} ...)" if rest and first.count("(") > first.count(")") else first
+        reason = str(exc).removeprefix(f"{p}: ")  # one line: csn_model.checkpoint's rule
         name = "CSN_CHECKPOINT=" if p == Path(settings.CSN_CHECKPOINT) else "checkpoint "
         raise ModelUnavailable(f"{name}{shown_path(p)}: {reason}") from None
 
