@@ -34,12 +34,12 @@ def _trials_page(
 ):
     context = {
         "study": study,
-        "form": form or TrialForm(study=study),
-        "csv_form": csv_form or TrialCSVForm(study=study),
+        "form": form or TrialForm(study=study, user=request.user),
+        "csv_form": csv_form or TrialCSVForm(study=study, user=request.user),
         "random_form": random_form or RandomTrialsForm(),
         "repeats_form": repeats_form or RepeatsForm(),
         "trials": study.trials.select_related("reference", "candidate_a", "candidate_b"),
-        "n_clips": study_clips(study).count(),
+        "n_clips": study_clips(study, request.user).count(),
         "may_delete": not trial_removal.refusal(study),
         "practice_warnings": practice_clips.page_lines(study),
     }
@@ -61,7 +61,7 @@ def _trials_form(request, pk: int, make_form, page_key: str):
 @login_required
 @require_POST
 def trial_add(request: HttpRequest, pk: int) -> HttpResponse:
-    make = lambda study: TrialForm(request.POST, study=study)  # noqa: E731
+    make = lambda study: TrialForm(request.POST, study=study, user=request.user)  # noqa: E731
     study, form, refused = _trials_form(request, pk, make, "form")
     if refused:
         return refused
@@ -76,7 +76,7 @@ def trial_add(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def trials_csv(request: HttpRequest, pk: int) -> HttpResponse:
-    make = lambda study: TrialCSVForm(request.POST, request.FILES, study=study)  # noqa: E731
+    make = lambda study: TrialCSVForm(request.POST, request.FILES, study=study, user=request.user)  # noqa: E731
     study, form, refused = _trials_form(request, pk, make, "csv_form")
     if refused:
         return refused

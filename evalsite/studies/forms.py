@@ -410,11 +410,18 @@ class RepeatsForm(forms.Form):
         super().__init__(*args, **kwargs)
 
 
-def study_clips(study: Study):
-    """Clips an experimenter may put in `study`'s trials: ready clips of the owner's catalogues."""
-    return Clip.objects.filter(
-        catalogue__owner_id=study.owner_id, status=Clip.Status.READY
-    ).order_by("id")
+def study_clips(study: Study, user):
+    """Clips `user` may put in `study`'s trials: for its owner (or a superuser) the ready clips of
+    any of the owner's catalogues, for a researcher it is shared with those of the study's own
+    catalogue only. A clip in a study's trials becomes playable to everyone who sees the study,
+    so only the owner chooses to bring in another catalogue, as only the owner chooses the study's
+    catalogue (docs/experimenter.md)."""
+    ready = Clip.objects.filter(status=Clip.Status.READY).order_by("id")
+    if user.is_superuser or user.pk == study.owner_id:
+        return ready.filter(catalogue__owner_id=study.owner_id)
+    if study.catalogue_id is None:  # filtering on None would match catalogue-less clips
+        return ready.none()
+    return ready.filter(catalogue_id=study.catalogue_id)
 
 
 def trial_clip_errors(
@@ -450,7 +457,8 @@ def trial_clip_errors(
 
 
 class TrialForm(forms.ModelForm):
-    """One trial: reference and two candidates (canonical order) from the owner's clips."""
+    """One trial: reference and two candidates (canonical order) from the clips `user` may use
+    (study_clips)."""
 
     class Meta:
         model = Trial
@@ -466,9 +474,9 @@ class TrialForm(forms.ModelForm):
             "model_margin",
         ]
 
-    def __init__(self, *args, study: Study, **kwargs):
+    def __init__(self, *args, study: Study, user, **kwargs):
         super().__init__(*args, **kwargs)
-        clips = study_clips(study)
+        clips = study_clips(study, user)
         for name in ("reference", "candidate_a", "candidate_b"):
             form_field(self, name, forms.ModelChoiceField).queryset = clips
         self.fields["instrument"] = forms.ChoiceField(

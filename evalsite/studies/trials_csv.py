@@ -24,9 +24,10 @@ class TrialCSVForm(forms.Form):
 
     csv_file = forms.FileField(label="Trials CSV")
 
-    def __init__(self, *args, study: Study, **kwargs):
+    def __init__(self, *args, study: Study, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.study = study
+        self.user = user
 
     def clean_csv_file(self) -> list[Trial]:
         upload = self.cleaned_data["csv_file"]
@@ -34,7 +35,7 @@ class TrialCSVForm(forms.Form):
             text = upload.read().decode("utf-8-sig")
         except UnicodeDecodeError:
             raise forms.ValidationError(f"{upload.name}: expected UTF-8 text") from None
-        trials, errors = parse_trials_csv(text, upload.name, self.study)
+        trials, errors = parse_trials_csv(text, upload.name, self.study, self.user)
         if errors:
             shown = errors[:20] + ([f"... and {len(errors) - 20} more"] if len(errors) > 20 else [])
             raise forms.ValidationError(shown)
@@ -43,9 +44,10 @@ class TrialCSVForm(forms.Form):
         return trials
 
 
-def parse_trials_csv(text: str, filename: str, study: Study) -> tuple[list[Trial], list[str]]:
-    """Unsaved trials from CSV text, and one message per problem (file, line, column or field,
-    expected). TrialCSVForm refuses a file with any message as a whole."""
+def parse_trials_csv(text: str, filename: str, study: Study, user) -> tuple[list[Trial], list[str]]:
+    """Unsaved trials from CSV text whose clips are among those `user` may use (study_clips), and
+    one message per problem (file, line, column or field, expected). TrialCSVForm refuses a file
+    with any message as a whole."""
     reader = csv.reader(io.StringIO(text, newline=""))  # newline="": as the csv module asks
     try:
         header = next(reader, [])
@@ -56,7 +58,7 @@ def parse_trials_csv(text: str, filename: str, study: Study) -> tuple[list[Trial
     header_errors = _header_errors(header)
     if header_errors:
         return [], [f"{filename}, line 1: {e}" for e in header_errors]
-    lookup = _clip_lookup(study)
+    lookup = _clip_lookup(study, user)
     trials, errors = [], []
     for line, fields, unreadable in _records(reader):
         if unreadable:
@@ -127,11 +129,13 @@ def _extra_fields(fields: list[str], n: int) -> list[str]:
     ]
 
 
-def _clip_lookup(study: Study) -> tuple[dict[str, Clip], dict[str, Clip], dict[str, list[Clip]]]:
-    """The clips an experimenter may use by token, by id and by name (names need not be
+def _clip_lookup(
+    study: Study, user
+) -> tuple[dict[str, Clip], dict[str, Clip], dict[str, list[Clip]]]:
+    """The clips `user` may use in `study` by token, by id and by name (names need not be
     unique)."""
     by_token, by_id, by_name = {}, {}, defaultdict(list)
-    for clip in study_clips(study):
+    for clip in study_clips(study, user):
         by_token[clip.token] = clip
         by_id[str(clip.pk)] = clip
         if clip.name:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.http import Http404
 from django.urls import reverse
 
+from evalsite.stimuli.models import Catalogue, Clip
+from evalsite.studies.models import Trial
 from evalsite.studies.permissions import get_visible_study, is_owner, visible_studies
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
 
@@ -96,3 +99,58 @@ def test_it_refuses_changes_from_anonymous_and_other_researchers(client, study, 
     assert client.post(url, data).status_code == 404
     study.refresh_from_db()
     assert study.trials.count() == trials and study.status == status
+
+
+@pytest.fixture
+def private_clip(alice):
+    """A ready clip in another catalogue of alice's, one that no study uses."""
+    private = Catalogue.objects.create(owner=alice, name="alice unreleased")
+    return Clip.objects.create(
+        catalogue=private, name="unreleased-song.wav", piece="Unreleased", status="ready",
+        sha256="f" * 64, duration_s=5.0, sample_rate=22050, channels=1,
+    )  # fmt: skip
+
+
+def _trial_post(study, reference):
+    a, b = study.catalogue.clips.order_by("id")[:2]
+    fields = {"reference": reference.pk, "candidate_a": a.pk, "candidate_b": b.pk}
+    return {**fields, "instrument": "drums", "catch_kind": "", "expected": "", "model_choice": ""}
+
+
+def test_it_offers_a_collaborator_only_the_study_catalogues_clips(
+    client, study, carol, private_clip
+):
+    client.force_login(carol)
+    page = client.get(reverse("studies:trials", args=[study.pk])).content.decode()
+    assert "clip00.wav" in page
+    assert private_clip.name not in page
+    response = client.post(
+        reverse("studies:trial_add", args=[study.pk]), _trial_post(study, private_clip)
+    )
+    assert response.status_code == 400
+    assert not Trial.objects.filter(reference=private_clip).exists()
+    assert client.get(reverse("stimuli:clip_audio", args=[private_clip.token])).status_code == 404
+
+
+def test_it_refuses_another_catalogues_clip_in_a_collaborators_trials_csv(
+    client, study, carol, private_clip
+):
+    a, b = study.catalogue.clips.order_by("id")[:2]
+    text = f"reference,candidate_a,candidate_b,instrument\n{private_clip.pk},{a.pk},{b.pk},drums\n"
+    upload = SimpleUploadedFile("t.csv", text.encode(), content_type="text/csv")
+    client.force_login(carol)
+    response = client.post(reverse("studies:trials_csv", args=[study.pk]), {"csv_file": upload})
+    assert response.status_code == 400
+    assert f"field &#x27;reference&#x27; = &#x27;{private_clip.pk}&#x27;: expected the token" in (
+        response.content.decode()
+    )
+    assert not Trial.objects.filter(reference=private_clip).exists()
+
+
+def test_it_lets_the_owner_use_clips_of_any_of_her_catalogues(client, study, alice, private_clip):
+    client.force_login(alice)
+    response = client.post(
+        reverse("studies:trial_add", args=[study.pk]), _trial_post(study, private_clip)
+    )
+    assert response.status_code == 302
+    assert Trial.objects.filter(study=study, reference=private_clip).exists()

@@ -30,7 +30,7 @@ def test_it_names_the_line_of_a_bad_row_below_a_blank_line(study):
         + f"{c[0].token},{c[1].token},{c[2].token},drums\n"
         + f"nope,{c[1].token},{c[2].token},drums\n"  # line 5
     )
-    trials, errors = parse_trials_csv(text, "t.csv", study)
+    trials, errors = parse_trials_csv(text, "t.csv", study, study.owner)
     assert errors == [
         "t.csv, line 5: field 'reference' = 'nope': expected the token, id or name of a ready clip"
     ]
@@ -44,7 +44,7 @@ def test_it_names_the_line_where_a_record_with_a_quoted_line_break_starts(study)
         + f'{c[0].token},{c[1].token},{c[2].token},"dr\nums"\n'  # lines 3 and 4
         + f"nope,{c[1].token},{c[2].token},drums\n"  # line 5
     )
-    trials, errors = parse_trials_csv(text, "t.csv", study)
+    trials, errors = parse_trials_csv(text, "t.csv", study, study.owner)
     assert [e.split(":")[0] for e in errors] == ["t.csv, line 3", "t.csv, line 5"]
     assert "field 'instrument' = 'dr\\nums'" in errors[0]
 
@@ -56,10 +56,10 @@ def test_it_reads_the_empty_trailing_columns_a_spreadsheet_writes(study):
         + f"{c[0].token},{c[1].token},{c[2].token},drums,,\n"
         + f"{c[0].token},{c[1].token},{c[2].token},bass,, \n"
     )
-    trials, errors = parse_trials_csv(text, "sheet.csv", study)
+    trials, errors = parse_trials_csv(text, "sheet.csv", study, study.owner)
     assert errors == [] and [t.instrument for t in trials] == ["drums", "bass"]
     trials, errors = parse_trials_csv(text + f"{c[0].token},{c[1].token},{c[2].token},bass,,x\n",
-                                      "sheet.csv", study)  # fmt: skip
+                                      "sheet.csv", study, study.owner)  # fmt: skip
     assert errors == [
         "sheet.csv, line 4: column 6 = 'x': 6 fields, the header has 4; "
         "expected at most 4 (or empty ones after them)"
@@ -72,7 +72,7 @@ def test_it_refuses_a_row_with_more_fields_than_the_header(study):
         "reference,candidate_a,candidate_b,instrument,model_choice\n"
         + f"{c[0].token},{c[1].token},{c[2].token},drums,a,b,0.7\n"
     )
-    trials, errors = parse_trials_csv(text, "extra.csv", study)
+    trials, errors = parse_trials_csv(text, "extra.csv", study, study.owner)
     assert len(errors) == 1
     assert errors[0].startswith("extra.csv, line 2: column 6 = 'b': 7 fields, the header has 5")
 
@@ -83,7 +83,7 @@ def test_it_refuses_a_header_column_it_does_not_know(study):
         "reference,candidate_a,candidate_b,instrument,model_choise,model_margin\n"
         + f"{c[0].token},{c[1].token},{c[2].token},drums,b,0.7\n"
     )
-    trials, errors = parse_trials_csv(text, "typo.csv", study)
+    trials, errors = parse_trials_csv(text, "typo.csv", study, study.owner)
     assert trials == [] and len(errors) == 1
     assert errors[0].startswith("typo.csv, line 1: column 5 = 'model_choise': not a known column")
     assert "reference, candidate_a, candidate_b, instrument, is_practice" in errors[0]
@@ -92,7 +92,7 @@ def test_it_refuses_a_header_column_it_does_not_know(study):
 def test_it_refuses_a_header_naming_a_column_twice(study):
     c = clips(study)
     text = HEADER.strip() + ",instrument\n" + f"{c[0].token},{c[1].token},{c[2].token},drums,bass\n"
-    trials, errors = parse_trials_csv(text, "twice.csv", study)
+    trials, errors = parse_trials_csv(text, "twice.csv", study, study.owner)
     assert errors == [
         "twice.csv, line 1: column 5 = 'instrument': repeats column 4; expected each column once"
     ]
@@ -104,7 +104,7 @@ def test_it_refuses_a_model_margin_that_is_not_a_finite_number(study):
     text = "reference,candidate_a,candidate_b,instrument,model_choice,model_margin\n" + "".join(
         rows
     )
-    trials, errors = parse_trials_csv(text, "m.csv", study)
+    trials, errors = parse_trials_csv(text, "m.csv", study, study.owner)
     assert errors == [
         f"m.csv, line {line}: field 'model_margin' = {m!r}: expected a finite number or empty"
         for line, m in ((2, "nan"), (3, "-inf"))
@@ -118,7 +118,7 @@ def test_it_refuses_a_practice_row_with_a_catch_kind(study):
         + f"{c[0].token},{c[1].token},{c[2].token},drums,yes,,a\n"
         + f"{c[0].token},{c[1].token},{c[2].token},drums,true,attention,a\n"
     )
-    trials, errors = parse_trials_csv(text, "p.csv", study)
+    trials, errors = parse_trials_csv(text, "p.csv", study, study.owner)
     assert errors == [
         "p.csv, line 3: field 'is_practice' = 'true' with field 'catch_kind' = 'attention': "
         "a practice trial is not a catch trial; expected is_practice false or catch_kind empty"
@@ -130,7 +130,7 @@ def test_it_refuses_a_clip_name_that_several_clips_share(alice, study):
     other = Catalogue.objects.create(owner=alice, name="second")
     Clip.objects.create(catalogue=other, name=c[0].name, status="ready", duration_s=5.0)
     text = HEADER + f"{c[0].name},{c[1].token},{c[2].token},drums\n"
-    trials, errors = parse_trials_csv(text, "amb.csv", study)
+    trials, errors = parse_trials_csv(text, "amb.csv", study, study.owner)
     assert errors == [
         f"amb.csv, line 2: field 'reference' = {c[0].name!r}: 2 ready clips have this name; "
         "expected the token or id of one of them"
@@ -143,7 +143,7 @@ def test_it_reads_a_clip_id_as_that_clip_before_another_clips_name(alice, study)
     named_like_id = Clip.objects.create(catalogue=other, name=str(c[1].pk), status="ready")
     named_like_token = Clip.objects.create(catalogue=other, name=c[2].token, status="ready")
     text = HEADER + f"{c[0].token},{c[1].pk},{c[2].token},drums\n"
-    trials, errors = parse_trials_csv(text, "ids.csv", study)
+    trials, errors = parse_trials_csv(text, "ids.csv", study, study.owner)
     assert errors == []
     assert trials[0].candidate_a == c[1] != named_like_id
     assert trials[0].candidate_b == c[2] != named_like_token
@@ -186,7 +186,7 @@ def test_it_refuses_trials_whose_clips_give_the_answer_away_or_repeat_a_candidat
         f"{r},{x},{r},drums,,b,true\n"  # fine: an identical practice trial
         f"{r},{x},{y},drums,,,\n"  # fine: a main trial
     )
-    trials, errors = parse_trials_csv(text, "t.csv", study)
+    trials, errors = parse_trials_csv(text, "t.csv", study, study.owner)
     assert len(trials) == 3
     assert [e.split(": ", 2)[:2] for e in errors] == [
         ["t.csv, line 2", f"field 'candidate_a' = '{r}'"],
