@@ -17,6 +17,11 @@ to score systems older code trained: csn_model.bench_versions):
                                  relative to the run folder, reused only if it records this
                                  system's config, dataset fingerprint and teachers
     separator/separator.pt, sdr.csv, sdr.json
+    checkpoints.json             {system: checkpoint or {condition: checkpoint}, "separator": ...},
+                                 written once every system is trained (or found finished), read
+                                 by `--from`: files in the run folder relative to it, so that a
+                                 moved or copied folder names its own files (write_index); an
+                                 index written before 2026-12-07 (absolute paths) is read as it is
     triplets/test_<kind>.json    the fixed evaluation triplets (data layer's make_eval_set), reused
                                  only for the dataset and settings recorded in their meta; made
                                  before any system trains (a new folder records nothing when the
@@ -92,7 +97,7 @@ def run_bench(cfg: BenchConfig, data_root: Path, run_dir: Path) -> dict:
     # be scored (a missing or too small test split).
     _before_training(ds, lambda: eval_triplets(ds, run_dir / "triplets", cfg, made))
     checkpoints = train_systems(cfg, data_root, run_dir, ds)  # raises before a bad index is written
-    write_json(run_dir / "checkpoints.json", _jsonable(checkpoints))
+    write_index(run_dir, checkpoints)
     results = evaluate(cfg, ds, checkpoints, run_dir)
     if cfg.bench.analysis and PROPOSED in checkpoints:
         from csn_model.analysis import analyze_subspaces
@@ -109,10 +114,7 @@ def score_run(
     from csn_model.data.slakh import SlakhDataset
 
     cfg = load_bench_config(run_dir / "config.yaml")
-    index = run_dir / "checkpoints.json"
-    if not index.exists():
-        raise ValueError(f"{index}: missing; run `csn bench` to completion in {run_dir} first")
-    checkpoints = json.loads(index.read_text())
+    checkpoints = read_index(run_dir)
     check_scored(checkpoints, run_dir)
     ds = SlakhDataset(data_root, duplicates=duplicates or cfg.data.duplicates)
     _check_rate(ds, cfg, data_root)
@@ -280,7 +282,34 @@ def _sdr_summary(checkpoints, out_dir: Path, ds, cfg, separator) -> list:
     return json.loads(existing.read_text())
 
 
-def _jsonable(obj):
+# -- checkpoints.json ----------------------------------------------------------------------------
+def write_index(run_dir: Path, checkpoints: dict) -> None:
+    """checkpoints.json: {name: path or {condition: path} or null}. A file inside the run folder
+    is written relative to it, so that a moved or copied folder names its own files (absolute
+    paths would name the original's, or nothing once it is gone); a file outside stays absolute."""
+    write_json(run_dir / "checkpoints.json", _index_record(checkpoints, Path(run_dir).resolve()))
+
+
+def _index_record(obj, root: Path):
     if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    return None if obj is None else str(Path(obj).resolve())  # usable from any directory
+        return {k: _index_record(v, root) for k, v in obj.items()}
+    if obj is None:
+        return None
+    path = Path(obj).resolve()
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
+def read_index(run_dir: Path) -> dict:
+    """checkpoints.json with its paths as Paths: a relative one is under run_dir, an absolute one
+    (a file outside the run folder, or any file in an index written before paths were relative)
+    is read as it is."""
+    index = run_dir / "checkpoints.json"
+    if not index.exists():
+        raise ValueError(f"{index}: missing; run `csn bench` to completion in {run_dir} first")
+
+    def paths(obj):
+        if isinstance(obj, dict):
+            return {k: paths(v) for k, v in obj.items()}
+        return None if obj is None else run_dir / obj  # an absolute obj replaces run_dir
+
+    return paths(json.loads(index.read_text()))

@@ -71,9 +71,8 @@ def test_it_resumes_and_scores_a_run_from_another_working_directory(
     monkeypatch.chdir(tmp_path / "b")
     args[args.index("--out") + 1] = "../a/run"
     assert main([*args, "--data", str(tiny_dataset)]) == 0
-    assert json.loads((run / "checkpoints.json").read_text())["csn"] == str(
-        (run / "systems" / "csn" / "final.pt").resolve()
-    )
+    index = json.loads((run / "checkpoints.json").read_text())
+    assert index["csn"] == "systems/csn/final.pt"  # relative to the run folder, not the cwd
     out = str(tmp_path / "elsewhere")
     assert main(["bench", "--from", "../a/run", "--data", str(other_dataset), "--out", out]) == 0
 
@@ -88,9 +87,8 @@ def test_it_reads_a_done_json_written_before_its_path_was_relative_to_the_run(
     monkeypatch.chdir(tmp_path / "b")
     args[args.index("--out") + 1] = "../a/run"
     assert main([*args, "--data", str(tiny_dataset)]) == 0
-    assert json.loads((run / "checkpoints.json").read_text())["csn"] == str(
-        (run / "systems" / "csn" / "final.pt").resolve()
-    )
+    index = json.loads((run / "checkpoints.json").read_text())
+    assert index["csn"] == "systems/csn/final.pt"  # relative to the run folder, not the cwd
 
 
 def test_it_names_a_done_json_without_its_checkpoint_and_keeps_the_index(
@@ -135,3 +133,74 @@ def test_it_resumes_a_folder_from_before_fingerprints_once_its_dataset_json_name
     notes = [r.getMessage() for r in caplog.records if "records no dataset" in r.getMessage()]
     assert len(notes) == 1 and str(final) in notes[0] and str(record) in notes[0], notes
     assert "training csn" not in caplog.text  # scored as it is, not trained again
+
+
+def test_it_scores_and_resumes_a_moved_run_folder_from_the_moved_files(
+    tiny_dataset, other_dataset, tmp_path, capsys, caplog
+):
+    import shutil
+
+    args = [*_csn_only(tmp_path), "--data", str(tiny_dataset)]
+    assert main(args) == 0
+    moved = tmp_path / "moved"
+    shutil.move(tmp_path / "run", moved)  # the original folder is gone
+    index = json.loads((moved / "checkpoints.json").read_text())
+    assert index == {"csn": "systems/csn/final.pt"}  # relative to the run folder
+    out = tmp_path / "elsewhere"
+    capsys.readouterr()
+    from_moved = ["bench", "--from", str(moved), "--data", str(other_dataset), "--out", str(out)]
+    assert main(from_moved) == 0, capsys.readouterr().err
+    caplog.set_level("INFO", logger="csn.bench")
+    caplog.clear()
+    args[args.index("--out") + 1] = str(moved)
+    assert main(args) == 0, capsys.readouterr().err
+    assert "training csn" not in caplog.text  # resumed from the moved final.pt
+    assert json.loads((moved / "checkpoints.json").read_text()) == index
+
+
+def test_it_scores_a_copied_run_folder_from_the_copy_not_the_original(
+    tiny_dataset, other_dataset, tmp_path, capsys
+):
+    import shutil
+
+    assert main([*_csn_only(tmp_path), "--data", str(tiny_dataset)]) == 0
+    copy = shutil.copytree(tmp_path / "run", tmp_path / "copy")
+    original = tmp_path / "run" / "systems" / "csn" / "final.pt"
+    original.write_bytes(original.read_bytes()[:100])  # loading it would fail
+    out = tmp_path / "elsewhere"
+    capsys.readouterr()
+    from_copy = ["bench", "--from", str(copy), "--data", str(other_dataset), "--out", str(out)]
+    assert main(from_copy) == 0
+    assert str(original) not in capsys.readouterr().err
+
+
+def test_it_reads_an_index_written_with_absolute_paths(tiny_dataset, other_dataset, tmp_path):
+    assert main([*_csn_only(tmp_path), "--data", str(tiny_dataset)]) == 0
+    run = tmp_path / "run"
+    final = (run / "systems" / "csn" / "final.pt").resolve()
+    (run / "checkpoints.json").write_text(json.dumps({"csn": str(final)}))  # as written before
+    out = tmp_path / "elsewhere"
+    assert main(["bench", "--from", str(run), "--data", str(other_dataset), "--out", str(out)]) == 0
+    assert json.loads((out / "results.json").read_text())["systems"]
+
+
+def test_the_index_names_files_in_the_run_folder_relative_to_it_and_others_absolute(tmp_path):
+    from csn_model.bench import read_index, write_index
+
+    run = tmp_path / "run"
+    run.mkdir()
+    outside = tmp_path / "elsewhere" / "separator.pt"
+    checkpoints = {
+        "individual_clean": {"drums": run / "systems" / "individual_drums" / "final.pt"},
+        "separator": outside,
+        "csn": run / "systems" / "csn" / "final.pt",
+        "csn_no_aux_loss": None,
+    }
+    write_index(run, checkpoints)
+    assert json.loads((run / "checkpoints.json").read_text()) == {
+        "individual_clean": {"drums": "systems/individual_drums/final.pt"},
+        "separator": str(outside.resolve()),
+        "csn": "systems/csn/final.pt",
+        "csn_no_aux_loss": None,
+    }
+    assert read_index(run) == {**checkpoints, "separator": outside.resolve()}
