@@ -37,7 +37,7 @@ def old_checkpoint(path: Path) -> str | None:
     """Why a system's checkpoint was trained by older code (its items version), or None."""
     from csn_model.train import ITEMS_VERSIONS
 
-    payload = _load(path)
+    payload = _load(path, "csn checkpoint")
     system = payload.get("config", {}).get("train", {}).get("system", "csn")
     have, want = payload.get("items", 1), ITEMS_VERSIONS.get(system)  # unrecorded: version 1
     if have == want:
@@ -52,7 +52,10 @@ def old_separator(path: Path) -> str | None:
     """Why a separator checkpoint or partial file was trained by older code, or None."""
     from csn_model.separation import BATCHES_VERSION
 
-    state = _load(path)
+    # separator.pt is a checkpoint, separator.partial the state of an interrupted training
+    state = _load(
+        path, "separator training state" if path.suffix == ".partial" else "separator checkpoint"
+    )
     have = state.get("versions", {}).get("batches", 1)  # unrecorded: version 1
     if have == BATCHES_VERSION:
         return None
@@ -62,13 +65,14 @@ def old_separator(path: Path) -> str | None:
     )
 
 
-def _load(path: Path) -> dict:
+def _load(path: Path, expected: str) -> dict:
     """The saved dict at path; CheckpointError (a ValueError: `csn bench` prints it as one line)
-    naming the file when it cannot be loaded, as loading the checkpoint later would."""
+    naming the file when it cannot be loaded, in csn_model.checkpoint's words: what the file
+    holds and the `expected` kind of file it is not."""
     payload = load_file(path)
     if not isinstance(payload, dict):
         kind = type(payload).__name__
-        raise CheckpointError(f"{path}: not a loadable checkpoint (holds a {kind}, not a dict)")
+        raise CheckpointError(f"{path}: not a {expected} (holds a {kind}, not a dict)")
     return payload
 
 

@@ -163,3 +163,34 @@ def test_a_damaged_checkpoint_to_score_is_named_in_one_line(
     assert main(["bench", "--from", str(run), "--data", str(other_dataset), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert f"{damaged}: truncated or damaged" in err, err
+
+
+def test_a_system_file_that_is_not_a_dict_is_named_as_load_checkpoint_names_it(tmp_path):
+    from csn_model.bench_versions import old_checkpoint
+    from csn_model.checkpoint import CheckpointError, load_checkpoint
+
+    path = tmp_path / "final.pt"
+    torch.save([1, 2], path)  # loads with weights_only=True, but is no checkpoint
+    with pytest.raises(CheckpointError) as info:
+        old_checkpoint(path)
+    assert str(info.value) == f"{path}: not a csn checkpoint (holds a list, not a dict)"
+    with pytest.raises(CheckpointError) as loaded:
+        load_checkpoint(path)
+    assert str(info.value) == str(loaded.value)  # one wording for one case
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("separator.pt", "separator checkpoint"), ("separator.partial", "separator training state")],
+)
+def test_a_separator_file_that_is_not_a_dict_says_what_it_holds_and_what_was_expected(
+    tmp_path, name, expected
+):
+    from csn_model.bench_versions import old_separator
+    from csn_model.checkpoint import CheckpointError
+
+    path = tmp_path / name
+    torch.save(torch.zeros(3), path)
+    with pytest.raises(CheckpointError) as info:
+        old_separator(path)
+    assert str(info.value) == f"{path}: not a {expected} (holds a Tensor, not a dict)"
