@@ -7,8 +7,10 @@ Each RUN is a `csn bench` run folder or a committed results folder (outcomes.csv
 dataset.json; results.json optional). The runs must be one benchmark trained with other seeds: the
 same dataset (dataset.json's fingerprint), the same test triplets scored by every system (the rows
 system, kind, condition, triplet, piece of outcomes.csv, and the triplet files' sha256 where
-results.json records them), configs equal in everything but train.seed and separator.seed, no two
-runs with the same pair of seeds, and the same systems (refused, not intersected: equal configs
+results.json records them), configs equal in everything but train.seed and separator.seed (and
+bench.n_boot, bench.analysis, bench.sdr_chunk_seconds: OUTCOME_FREE_FIELDS, which cannot change a
+triplet's outcome; where they differ, the report states each run's value), no two runs with the
+same pair of seeds, and the same systems (refused, not intersected: equal configs
 already mean equal bench.systems, and dropping a system would silently shrink each Holm family). A
 refusal names the folders and what differs; the command then exits 2.
 
@@ -65,6 +67,15 @@ from csn_model.evaluation import (
 )
 
 SEED_FIELDS = ("train.seed", "separator.seed")
+# Config fields in which seed runs may differ: they act only after outcomes.csv is written, or on
+# files this module does not read, so they cannot change a triplet's outcome: bench.n_boot (the
+# bootstrap count of results.json's intervals), bench.analysis (the subspace analysis after
+# scoring) and bench.sdr_chunk_seconds (how the separator's SDR table is chunked; it does not
+# train or apply the separator). Not bench.batch_triplets: embedding triplets in other batches
+# can move a distance in its last bits and so decide a near-tie; not train's runtime fields
+# (threads, device, num_workers, ...), which change training's arithmetic or data order even
+# though `csn bench` resumes under them. The report states the values wherever they differ.
+OUTCOME_FREE_FIELDS = ("bench.n_boot", "bench.analysis", "bench.sdr_chunk_seconds")
 TRIPLET_KEY = ["kind", "condition", "triplet", "piece"]
 # A per-seed difference within this of 0 favours neither system: equal macro means reached by
 # different sums of conditions can differ in the last bit.
@@ -183,15 +194,23 @@ def _check_dataset(a: Run, b: Run) -> None:
 def _check_config(a: Run, b: Run) -> None:
     fa, fb = _flatten(a.config), _flatten(b.config)
     absent = "<absent>"
-    fields = sorted(k for k in set(fa) | set(fb) if k not in SEED_FIELDS)
+    fields = sorted(k for k in set(fa) | set(fb) if k not in SEED_FIELDS + OUTCOME_FREE_FIELDS)
     differ = [k for k in fields if fa.get(k, absent) != fb.get(k, absent)]
     if differ:
         listed = "; ".join(
             f"{k} ({fa.get(k, absent)} in {a.dir}, {fb.get(k, absent)} in {b.dir})" for k in differ
         )
         raise ValueError(
-            f"configs differ in more than {' and '.join(SEED_FIELDS)} (config.yaml): {listed}"
+            f"configs differ in more than {' and '.join(SEED_FIELDS)} (config.yaml; "
+            f"{', '.join(OUTCOME_FREE_FIELDS)} may differ too): {listed}"
         )
+
+
+def config_differences(runs: list[Run]) -> dict[str, list]:
+    """{field: its value in each run, in the order of runs} for each of OUTCOME_FREE_FIELDS whose
+    value is not the same in every run (None where a config lacks it)."""
+    values = {f: [_flatten(r.config).get(f) for r in runs] for f in OUTCOME_FREE_FIELDS}
+    return {f: v for f, v in values.items() if any(x != v[0] for x in v)}
 
 
 def _check_systems(a: Run, b: Run) -> None:
@@ -347,6 +366,7 @@ def analyse(runs: list[Run], reference: str) -> dict:
     per_run = accuracy_per_run(stacked)
     return {
         "warnings": warnings,
+        "config_differences": config_differences(runs),
         "per_run": per_run,
         "accuracy": accuracy_over_seeds(per_run),
         "comparisons": compare_over_seeds(stacked, per_run, reference),

@@ -56,6 +56,19 @@ def print_summary(runs: list[Run], result: dict, reference: str) -> None:
             )
     for line in result["warnings"]:
         print(f"warning: {line}")
+    for line in config_lines(runs, result):
+        print(f"note: {line}")
+
+
+def config_lines(runs: list[Run], result: dict) -> list[str]:
+    """One line per field of bench_seeds.OUTCOME_FREE_FIELDS whose value differs between the
+    runs, with each run's value: the runs were accepted although their configs differ in it."""
+    return [
+        f"configs differ in {field} ("
+        + ", ".join(f"{v} in {r.dir}" for v, r in zip(values, runs))
+        + "), which cannot change a triplet's outcome"
+        for field, values in result["config_differences"].items()
+    ]
 
 
 def _join(values, spec: str) -> str:
@@ -77,6 +90,8 @@ def render_markdown(runs: list[Run], result: dict, reference: str) -> str:
     ]
     lines += ["", f"Pooled test: {POOLING}", ""]
     lines += [f"**Warning:** {w}" for w in result["warnings"]] + [""] * bool(result["warnings"])
+    notes = config_lines(runs, result)
+    lines += [f"Note: {n}" for n in notes] + [""] * bool(notes)
     for kind in per_run["kind"].unique():
         lines += _accuracy_lines(per_run, result["accuracy"], kind, seeds)
         lines += _comparison_lines(result["comparisons"], kind, reference)
@@ -132,6 +147,7 @@ def write_outputs(runs: list[Run], result: dict, reference: str, out: Path) -> N
             for r in runs
         ],
         "warnings": result["warnings"],
+        "config_differences": result["config_differences"],  # field -> value per run, in order
         "accuracy": _records(result["accuracy"]),
         "comparisons": _records(result["comparisons"]),
         "per_seed": _records(per_seed),

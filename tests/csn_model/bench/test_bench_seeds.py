@@ -188,6 +188,36 @@ def test_it_refuses_configs_that_differ_in_more_than_the_seeds(tmp_path, capsys)
     assert err.count("train.seed") == err.count("separator.seed") == 1  # in the header only
 
 
+def test_it_accepts_configs_that_differ_in_fields_that_cannot_change_outcomes_and_says_so(
+    tmp_path, capsys
+):
+    stacked = _stacked(THREE_SEEDS)
+    a = _write_run(tmp_path / "a", stacked, 0, 0, bench__n_boot=50, bench__analysis=False)
+    b = _write_run(tmp_path / "b", stacked, 1, 1, bench__n_boot=2000, bench__analysis=False)
+    c = _write_run(tmp_path / "c", stacked, 2, 2, bench__n_boot=2000, bench__analysis=False)
+    out = tmp_path / "seeds"
+    assert main([str(a), str(b), str(c), "--out", str(out)]) == 0
+    said = f"bench.n_boot (50 in {a}, 2000 in {b}, 2000 in {c})"
+    assert said in capsys.readouterr().out
+    assert said in (out / "seeds.md").read_text()
+    summary = json.loads((out / "seeds.json").read_text())
+    assert summary["config_differences"] == {"bench.n_boot": [50, 2000, 2000]}  # bench.analysis
+    # is the same in every run: not listed
+
+
+@pytest.mark.parametrize(
+    "setting", [{"bench__batch_triplets": 8}, {"train__threads": 4}, {"bench__eval_seed": 3}]
+)
+def test_it_still_refuses_configs_that_differ_in_a_field_that_can_change_outcomes(
+    tmp_path, capsys, setting
+):
+    stacked = _stacked(THREE_SEEDS)
+    a = _write_run(tmp_path / "a", stacked, 0, 0)
+    b = _write_run(tmp_path / "b", stacked, 1, 1, **setting)
+    field = next(iter(setting)).replace("__", ".")
+    assert f"{field} (" in _refused(capsys, [a, b])
+
+
 def test_it_refuses_two_runs_with_the_same_seeds(tmp_path, capsys):
     stacked = _stacked(THREE_SEEDS)
     a = _write_run(tmp_path / "a", stacked, 0, 4)
