@@ -11,6 +11,7 @@ Judged on c, "same" is the more similar candidate to the reference (X's mix exce
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -166,7 +167,7 @@ def _attention_set(ds, x, sx, y, sy, cond, ref, catalogue, target_lufs, num_fram
 def import_slakh(
     root,
     split: str,
-    catalogue: Catalogue,
+    catalogue: Catalogue | Callable[[], Catalogue],
     seconds: float = 5.0,
     attention: bool = False,
     conditions: tuple[str, ...] = CONDITIONS,
@@ -175,10 +176,13 @@ def import_slakh(
 ) -> ImportReport:
     """Import one split of a Slakh-layout dataset.
 
-    A DataError about the dataset as a whole (its layout, a track's metadata or stem headers) or
-    the catalogue is raised before any clip is made. Audio of one track or one attention pair
-    that fails later (refused by `clip_from_array`, or a stem that cannot be decoded) is skipped
-    with its reason in `skipped`, and the other tracks are still imported.
+    catalogue: the catalogue, or a function that gets or makes it (a study's, made on first use),
+    called only once the dataset has been read: a DataError about the dataset as a whole (its
+    layout, a track's metadata or stem headers, see open_split) leaves no catalogue behind. A
+    DataError about an earlier import in the catalogue is raised before any clip is made. Audio
+    of one track or one attention pair that fails later (refused by `clip_from_array`, or a stem
+    that cannot be decoded) is skipped with its reason in `skipped`, and the other tracks are
+    still imported.
 
     Attention sets are made for each pair of neighbouring tracks (sorted by name, cyclic) and each
     condition in `conditions` that both tracks have. Importing a split again into the same
@@ -194,20 +198,31 @@ def import_slakh(
 
     if errors := argument_errors(seconds, target_lufs):
         raise ValueError("; ".join(f"{name} {why}" for name, why in errors.items()))
+    ds, tracks = open_split(root, split, duplicates)
+    if not isinstance(catalogue, Catalogue):
+        catalogue = catalogue()
     with batched():  # each clip commits alone: queue their embeddings together, not one by one
         return _import_split(
-            root, split, catalogue, seconds, attention, conditions, target_lufs, duplicates
+            ds, split, tracks, catalogue, seconds, attention, conditions, target_lufs
         )
 
 
-def _import_split(
-    root, split, catalogue, seconds, attention, conditions, target_lufs, duplicates
-) -> ImportReport:
+def open_split(root, split: str, duplicates: str = "refuse") -> tuple[SlakhDataset, list[Track]]:
+    """The dataset and `split`'s tracks, read as far as an import needs before it makes anything:
+    DataError for the dataset as a whole (no such root or split, tracks of one source MIDI in
+    two splits, a track's metadata or stem header unreadable, mixed sample rates)."""
     ds = SlakhDataset(root, duplicates=duplicates)
+    for other in ds.splits:  # as ds.sample_rate reads them: one rate across the dataset
+        ds.tracks(other)
+    return ds, ds.tracks(split)
+
+
+def _import_split(
+    ds, split, tracks, catalogue, seconds, attention, conditions, target_lufs
+) -> ImportReport:
     num_frames = int(round(seconds * ds.sample_rate))
     left_out = [f"{track}: {why}" for track, why in ds.omitted]
     report = ImportReport(omitted=ds.omit_summary(), omitted_tracks=left_out)
-    tracks = ds.tracks(split)
     refs, starts = _import_mixes(ds, tracks, seconds, num_frames, catalogue, target_lufs, report)
     if attention:
         usable = [t for t in tracks if t.name in refs]

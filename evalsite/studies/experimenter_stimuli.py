@@ -256,7 +256,7 @@ def _import(request: HttpRequest, study: Study, form: ImportForm) -> dict | None
         report = import_slakh(
             root,
             data["split"],
-            study_catalogue(study, request.user),
+            lambda: study_catalogue(study, request.user),  # made once the dataset is read
             seconds=data["seconds"],
             attention=data["attention"],
             target_lufs=study.setting("loudness_target_lufs"),

@@ -45,12 +45,12 @@ class Command(BaseCommand):
             raise CommandError(f"--conditions: unknown {unknown}; expected some of {CONDITIONS}")
         if errors := argument_errors(opts["seconds"], opts["lufs"]):
             raise CommandError("; ".join(f"{FLAGS[name]} {why}" for name, why in errors.items()))
-        catalogue, created = Catalogue.objects.get_or_create(owner=owner, name=opts["catalogue"])
-        try:
+        name = opts["catalogue"]
+        try:  # the catalogue is made once the dataset is read: a refused one leaves none behind
             report = import_slakh(
                 opts["root"],
                 opts["split"],
-                catalogue,
+                lambda: Catalogue.objects.get_or_create(owner=owner, name=name)[0],
                 seconds=opts["seconds"],
                 attention=opts["attention"],
                 conditions=conditions,
@@ -58,8 +58,6 @@ class Command(BaseCommand):
                 duplicates=opts["duplicates"],
             )
         except DataError as exc:
-            if created and not catalogue.clips.exists():  # a refused dataset leaves nothing
-                catalogue.delete()
             raise CommandError(str(exc)) from exc
         if report.omitted_tracks:
             self.stdout.write(report.omitted_line(opts["split"]))
@@ -71,7 +69,7 @@ class Command(BaseCommand):
         for line in report.skipped:
             self.stderr.write(f"skipped {line}")
         self.stdout.write(
-            f"catalogue {catalogue.name!r}: {len(report.mixes)} mix clips, "
+            f"catalogue {name!r}: {len(report.mixes)} mix clips, "
             f"{len(report.attention)} attention sets, {len(report.skipped)} skipped, "
             f"{len(report.existing)} already imported"
         )
