@@ -29,3 +29,24 @@ def test_it_fails_the_job_and_says_why_when_the_broker_is_down(
     assert job.status == Job.Status.FAILED and job.finished_at is not None
     assert job.message.startswith("could not queue: ") and "127.0.0.1:1" in job.message
     assert f"failed: {job.message}" in html.unescape(r.content.decode())
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_clip_saved_while_the_broker_is_down_is_kept_without_its_embedding_queued(
+    ada, catalogue, broker_down, settings, caplog, batched
+):
+    # The auto-embed of a ready clip runs after its commit; a broker that refuses it is logged
+    # and must not fail the save (an ingest job embeds the clip later).
+    from contextlib import nullcontext
+
+    from evalsite.retrieval import signals
+    from evalsite.stimuli.audio import clip_from_array
+    from tests.evalsite.retrieval.helpers import SR, piece_audio
+
+    settings.CSN_AUTO_EMBED = True
+    with signals.batched() if batched else nullcontext():
+        clip = clip_from_array(piece_audio(9, 0), SR, catalogue, name="late", piece="LATE")
+    clip.refresh_from_db()
+    assert clip.status == clip.Status.READY
+    assert "in on_commit()" in caplog.text and "127.0.0.1:1" in caplog.text
