@@ -215,8 +215,9 @@ def ingest_clips(clip_ids: list[int], embedder=None, batch: int | None = None) -
 
 def vectors_for(version: ModelVersion, clip_ids: list[int]) -> dict[int, np.ndarray]:
     """clip id -> full vector (D,) for the clips embedded under version; a vector that is not
-    finite (stored before embed_clips refused them) is left out, as if the clip had none, so no
-    model choice or design is made from it."""
+    finite (embed_clips refuses them, migration 0002 deleted older ones: a row written
+    otherwise) is left out, as if the clip had none, so no model choice or design is made from
+    it."""
     rows = Embedding.objects.filter(version=version, clip_id__in=clip_ids)
     vectors = {e.clip_id: e.as_array() for e in rows}
     return {c: v for c, v in vectors.items() if np.isfinite(v).all()}

@@ -83,7 +83,8 @@ def clip_vector(version, clip: Clip) -> np.ndarray:
             status=409,
         )
     vector = emb.as_array()
-    if not np.isfinite(vector).all():  # stored before ingest refused non-finite vectors
+    # Migration 0002 deleted those stored before ingest refused them: a row written otherwise.
+    if not np.isfinite(vector).all():
         raise QueryError(
             f"clip {clip.pk}: its embedding with checkpoint {version.checkpoint_id} is not finite "
             "(NaN or infinity); expected finite values: the checkpoint is broken, deploy a "

@@ -127,8 +127,9 @@ def _unchanged(state: tuple[int, int, int], last: int, held: tuple[int, int]) ->
 
 def _add(index: SubspaceIndex, version: ModelVersion, condition: str, rows) -> tuple[int, int]:
     """Add rows (id, clip id, vector, id hash) to the index; (count, hash sum) of the rows taken.
-    A row whose subspace vector is not finite (stored before ingest refused such vectors) is
-    taken but left out of the index: it is never returned, and no distance is NaN."""
+    A row whose subspace vector is not finite (ingest refuses them and migration 0002 deleted
+    older ones: a row written otherwise) is taken but left out of the index: it is never
+    returned, and no distance is NaN."""
     ids, vecs, emb_ids, hashes = _decode(rows)
     if vecs is not None:
         sub = version.subspace(vecs, condition)  # (N, d)
