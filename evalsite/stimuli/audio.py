@@ -12,7 +12,6 @@ import hashlib
 import io
 import secrets
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -245,9 +244,20 @@ def process_clip(
             clip.error = str(exc)
         clip.save()
         if clip.is_ready:
-            # robust: a delete that fails leaves a stray file, never fails the committed clip
-            transaction.on_commit(partial(clip.file.storage.delete, original), robust=True)
+            delete_after_commit(clip.file.storage, original)
     return clip
+
+
+def delete_after_commit(storage, name: str) -> None:
+    """Delete stored file `name` once the transaction commits. Robust: a delete that fails leaves
+    a stray file, logged with its reason, and never fails the committed clip. The callback is a
+    function, not a partial: Django logs a robust callback's failure by its __qualname__, which a
+    partial lacks (the AttributeError would then fail the save)."""
+
+    def delete_stored_file() -> None:
+        storage.delete(name)
+
+    transaction.on_commit(delete_stored_file, robust=True)
 
 
 def _read_upload(clip: Clip, name: str, limits: Limits) -> tuple[np.ndarray, int]:
@@ -292,7 +302,7 @@ def clip_from_upload(
         clip = process_clip(clip, target_lufs)
         clip.duplicate_of = _ready_copy(clip)
         if clip.duplicate_of is not None or clip.status == Clip.Status.FAILED:
-            transaction.on_commit(partial(clip.file.storage.delete, clip.file.name), robust=True)
+            delete_after_commit(clip.file.storage, clip.file.name)
             clip.delete()
     return clip
 

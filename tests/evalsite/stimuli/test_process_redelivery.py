@@ -107,3 +107,41 @@ def test_it_leaves_a_clip_made_ready_by_another_worker_alone(owner, settings):
     again = audio.process_clip(stale)
     assert again.status == Clip.Status.READY and again.file.name == clip.file.name
     assert_ready_with_its_audio_only(Clip.objects.get(pk=clip.pk), settings)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_delete_of_the_upload_leaves_a_stray_file_and_a_ready_clip(
+    owner, settings, monkeypatch, caplog
+):
+    clip = pending_upload(owner)
+    upload = Path(clip.file.path)
+    delete = FileSystemStorage.delete
+
+    def disk_refuses(self, name):
+        if name != upload_name:  # the processed WAV's own overwrite goes through
+            return delete(self, name)
+        raise PermissionError(13, "Permission denied", name)
+
+    monkeypatch.setattr(FileSystemStorage, "delete", disk_refuses)
+    upload_name = clip.file.name
+    done = audio.process_clip(clip)  # the delete runs after the commit, robust: logged
+
+    assert Clip.objects.get(pk=done.pk).status == Clip.Status.READY
+    assert upload.exists()  # the stray upload, named in the log
+    assert "Permission denied" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_delete_of_a_refused_upload_still_answers_with_its_error(
+    owner, settings, monkeypatch, caplog
+):
+    silent = io.BytesIO()
+    sf.write(silent, np.zeros((2 * SR, 1), np.float32), SR, format="WAV")
+    catalogue = Catalogue.objects.create(owner=owner, name="uploads")
+    monkeypatch.setattr(FileSystemStorage, "delete", lambda self, name: 1 / 0)
+
+    refused = audio.clip_from_upload(ContentFile(silent.getvalue(), name="quiet.wav"), catalogue)
+
+    assert refused.status == Clip.Status.FAILED and "silent" in refused.error
+    assert not Clip.objects.filter(catalogue=catalogue).exists()
+    assert "ZeroDivisionError" in caplog.text or "division by zero" in caplog.text
