@@ -10,11 +10,11 @@ not what participants get.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 
 from django.db import transaction
 from django.db.models import Q
 
+from evalsite.stimuli.audio import delete_after_commit
 from evalsite.stimuli.models import Clip
 from evalsite.studies.models import Study, Trial
 
@@ -75,11 +75,8 @@ def remove_failed_clips(study: Study, clip_ids: list[int] | None) -> Removal:
                 result.removed.append(clip)
         Clip.objects.filter(pk__in=[c.pk for c in result.removed]).delete()
         for clip in result.removed:
-            if clip.file:
-                # robust: a delete that fails leaves a stray file, never undoes the removal
-                transaction.on_commit(
-                    partial(clip.file.storage.delete, clip.file.name), robust=True
-                )
+            if clip.file:  # a delete that fails leaves a logged stray file, never undoes this
+                delete_after_commit(clip.file.storage, clip.file.name)
     return result
 
 

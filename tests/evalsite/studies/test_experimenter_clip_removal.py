@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from django.core.files.base import ContentFile
+from django.core.files.storage import FileSystemStorage
 from django.urls import reverse
 
 from evalsite.jobs import progress
@@ -203,3 +204,23 @@ def test_it_lets_a_running_job_finish_when_one_of_its_failed_clips_is_removed(cl
     # The removed clip will never be embedded: it counts as failed, so the job can end.
     assert (job.status, job.done, job.failed, job.total) == (Job.Status.DONE, 0, 2, 2)
     assert [e["name"] for e in job.errors] == ["late.wav"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_file_delete_keeps_the_removal_and_logs_the_stray_file(
+    client, alice, study, monkeypatch, caplog
+):
+    bad = _failed(study.catalogue, with_file=True)
+    path = Path(bad.file.path)
+
+    def disk_refuses(self, name):
+        raise PermissionError(13, "Permission denied", name)
+
+    monkeypatch.setattr(FileSystemStorage, "delete", disk_refuses)
+    client.force_login(alice)
+    response = _remove(client, study, clip=bad.pk)
+
+    assert response.status_code == 200
+    assert f"Removed failed clip &#x27;bad.wav&#x27; (id {bad.pk})." in response.content.decode()
+    assert not Clip.objects.filter(pk=bad.pk).exists()
+    assert path.exists() and "Permission denied" in caplog.text
