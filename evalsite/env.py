@@ -129,7 +129,14 @@ def env_database(name: str, default: str, conn_max_age: int = 0) -> DBConfig:
 
     raw = os.environ.get(name) or default
     try:
-        return dj_database_url.parse(raw, conn_max_age=conn_max_age)
+        config = dj_database_url.parse(raw, conn_max_age=conn_max_age)
+        # A raw # starts a fragment, which no database URL has: the rest of a password with an
+        # unencoded @ and # would be dropped silently (host and name read from its pieces).
+        if "#" in raw:
+            raise ValueError("a '#' outside percent-encoding cuts the URL short")
+        if not config.get("NAME") and not str(config.get("ENGINE", "")).endswith("sqlite3"):
+            raise ValueError("it names no database after the host")
+        return config
     except (ValueError, KeyError) as exc:  # unknown scheme, unparsable URL
         # The message goes to logs (journald, CI): never the password.
         shown, password = _without_password(raw)

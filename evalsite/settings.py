@@ -293,6 +293,9 @@ if PRODUCTION:
     if CSN_BEHIND_PROXY:
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # A load balancer's or supervisor's probe of gunicorn's port speaks plain HTTP; /healthz
+    # answers it (it reads and sets nothing) instead of redirecting it to HTTPS.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     LANGUAGE_COOKIE_SECURE = True  # /i18n/setlang/ sets it: no cookie goes over plain HTTP

@@ -384,3 +384,87 @@ def test_it_sends_hsts_with_subdomains_and_preload_unless_turned_off(tmp_path):
     result = _manage(["shell", "-c", show], **_production(tmp_path, **off))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "False False"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://csn:p@ss#w/rd@127.0.0.1:5432/csn",  # raw @ and #: host 'ss', the rest a fragment
+     "postgresql://csn@127.0.0.1:5432",  # no database name
+     "postgresql://csn@127.0.0.1:5432/csn#main"],
+)  # fmt: skip
+def test_it_refuses_a_database_url_that_names_no_database_or_has_a_fragment(monkeypatch, url):
+    monkeypatch.setenv("CSN_TEST_DB", url)
+    with pytest.raises(EnvError) as caught:
+        env_database("CSN_TEST_DB", "sqlite:///x.sqlite3")
+    message = str(caught.value)
+    assert message.startswith("CSN_TEST_DB=") and "percent-encoded" in message
+    assert "p@ss" not in message and "w/rd" not in message
+
+
+def _gunicorn(tmp_path, **env) -> tuple[subprocess.Popen, int]:
+    """gunicorn started as docs tell an operator (from the checkout, its gunicorn.conf.py read),
+    in production settings; waits until it answers."""
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    full = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "CSN_BEHIND_PROXY"}}
+    full |= _production(tmp_path, ALLOWED_HOSTS="127.0.0.1", **env)
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    server = subprocess.Popen(
+        [gunicorn, "evalsite.wsgi", "-b", f"127.0.0.1:{port}", "--workers", "1"],
+        cwd=ROOT, env=full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    for _ in range(300):
+        try:
+            _status(port, "/healthz", {})  # any answer: it is up
+            return server, port
+        except OSError:
+            if server.poll() is not None:
+                raise AssertionError(f"gunicorn exited with {server.returncode}") from None
+            time.sleep(0.1)
+    server.kill()
+    raise AssertionError("gunicorn did not answer /healthz")
+
+
+def _status(port: int, path: str, headers: dict) -> int:
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path, headers=headers)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    ("env", "header"),
+    [({"CSN_BEHIND_PROXY": "false"}, {"X-Forwarded-Ssl": "on"}),
+     ({"CSN_BEHIND_PROXY": "false"}, {"X-Forwarded-Proto": "https"}),
+     ({"CSN_TRUSTED_PROXIES": "10.0.0.5"}, {"X-Forwarded-Proto": "https"}),
+     ({"CSN_TRUSTED_PROXIES": "10.0.0.5"}, {"X-Forwarded-Protocol": "ssl"})],
+)  # fmt: skip
+def test_a_client_gunicorn_would_believe_cannot_claim_https_the_site_does_not_trust(
+    tmp_path, env, header
+):
+    # gunicorn itself reads these headers from loopback peers unless its config says otherwise:
+    # the site, not gunicorn, decides which proxies count (CSN_BEHIND_PROXY, CSN_TRUSTED_PROXIES).
+    server, port = _gunicorn(tmp_path, **env)
+    try:
+        assert _status(port, "/studies/", header) == 301  # to HTTPS: the claim is not believed
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_a_plain_http_health_probe_of_gunicorn_gets_200_in_production(tmp_path):
+    server, port = _gunicorn(tmp_path)
+    try:
+        assert _status(port, "/healthz", {}) == 200  # a load balancer's probe, no proxy header
+        assert _status(port, "/studies/", {}) == 301  # every other page still goes to HTTPS
+    finally:
+        server.terminate()
+        server.wait(10)
