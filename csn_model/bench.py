@@ -53,7 +53,7 @@ import torch
 from csn_model.bench_config import PROPOSED, BenchConfig, load_bench_config
 from csn_model.bench_report import build_results, write_results
 from csn_model.bench_score import eval_triplets, load_systems, new_triplets, score
-from csn_model.bench_train import train_systems, write_json
+from csn_model.bench_train import check_index, train_systems, write_json
 from csn_model.bench_versions import check_run_folder, check_scored
 from csn_model.config import to_dict
 from csn_model.evaluation import accuracy_table, compare_to_reference
@@ -116,6 +116,7 @@ def score_run(
     cfg = load_bench_config(run_dir / "config.yaml")
     checkpoints = read_index(run_dir)
     check_scored(checkpoints, run_dir)
+    check_index(cfg, run_dir, checkpoints)  # the run's own systems, as resuming checks them
     ds = SlakhDataset(data_root, duplicates=duplicates or cfg.data.duplicates)
     _check_rate(ds, cfg, data_root)
     _log_omitted(ds)

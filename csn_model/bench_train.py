@@ -74,7 +74,16 @@ def _check_done(
     """The finished checkpoint, if it was trained for this run: this system's config, this
     dataset (by fingerprint) and these teachers, as csn train checks a run it resumes. Else
     ValueError naming the file and what differs: a checkpoint swapped in, or a folder copied from
-    another run, would otherwise be scored as this run's system.
+    another run, would otherwise be scored as this run's system (check_system)."""
+    from csn_model.train import run_source
+
+    return check_system(checkpoint, name, mcfg, run_source(mcfg, data_root, teachers), run_dir)
+
+
+def check_system(checkpoint: Path, name: str, mcfg, source: dict, run_dir: Path) -> Path:
+    """checkpoint, if it is the `name` of this run: trained with mcfg on source's dataset (by
+    fingerprint) and teachers (csn_model.train.run_source). Else ValueError naming the file and
+    what differs.
 
     A checkpoint from before dataset records (80d05ba: no dataset, no teachers) is accepted on its
     config when the run folder's dataset.json has this data's fingerprint: bench.py's
@@ -82,22 +91,24 @@ def _check_done(
     if the data is unchanged, and its checkpoints are as old; refusing them too would make every
     system train again. The remedy is bench's own (delete systems/<name>), not csn train's."""
     from csn_model.checkpoint import load_checkpoint
-    from csn_model.train import run_source
     from csn_model.train_folder import run_difference
 
-    source = run_source(mcfg, data_root, teachers)
     vouched = _recorded_fingerprint(run_dir) == source["dataset"]["fingerprint"]
     payload = load_checkpoint(checkpoint)
-    differs = run_difference(payload, mcfg, source, unrecorded_ok=vouched)
+    differs = run_difference(
+        payload, mcfg, source, unrecorded_ok=vouched, data_label="this run's dataset"
+    )
     if differs is not None:
         what = {
-            "config": "it was trained with another config than this run's config.yaml gives it",
+            "config": "it was trained with another config than this run's config.yaml gives it"
+            + differs[1].removeprefix("this folder holds a run with another config"),
             "unrecorded": differs[1]
             + f" (and {run_dir / 'dataset.json'} does not vouch for this data either)",
         }.get(differs[0], differs[1].replace("this run was", "it was", 1))
         raise ValueError(
             f"{checkpoint}: not the {name} of this run, so it is not scored: {what}; delete "
-            f"{checkpoint.parent} to train {name} again"
+            f"{checkpoint.parent} to train {name} again (csn bench with this run's config, "
+            f"--data and --out {run_dir})"
         )
     if "dataset" not in payload:
         log.info(
@@ -108,6 +119,107 @@ def _check_done(
             run_dir / "dataset.json",
         )
     return checkpoint
+
+
+def check_separator(path: Path, cfg: BenchConfig) -> None:
+    """ValueError naming path unless the separator checkpoint there was trained with this run's
+    separator.* settings at features.sample_rate (a separator.pt records no dataset, so its data
+    cannot be checked; its folder's sdr.json was measured with it)."""
+    import torch
+
+    from csn_model.config import ConfigError, from_dict, to_dict
+    from csn_model.separation import SeparatorConfig
+
+    state = torch.load(path, weights_only=True)  # bench_versions has loaded it once already
+    recorded = state.get("config") if isinstance(state, dict) else None
+    try:
+        have = to_dict(from_dict(SeparatorConfig, recorded, str(path), "separator."))
+    except (ConfigError, TypeError, AttributeError):
+        have = recorded if isinstance(recorded, dict) else {}
+    want = to_dict(cfg.separator)
+    differ = [
+        f"separator.{k} {have.get(k)!r} (run: {v!r})" for k, v in want.items() if have.get(k) != v
+    ]
+    rate = state.get("versions", {}).get("sample_rate") if isinstance(state, dict) else None
+    if rate != cfg.features.sample_rate:
+        differ.append(f"sample rate {rate} (run: features.sample_rate {cfg.features.sample_rate})")
+    if differ:
+        raise ValueError(
+            f"{path}: not the separator of this run, so it is not used: it was trained with "
+            f"{'; '.join(differ)}; delete {path.parent} to train the separator again"
+        )
+
+
+def system_configs(cfg: BenchConfig) -> dict:
+    """{system folder name: the ExperimentConfig train_run gets for it}: individual_<condition>
+    (the teachers), the CSN and its ablations, as train_systems trains them."""
+    steps = cfg.bench.individual_steps or cfg.train.steps
+    out = {
+        # pretrain is CSN-only: zero here so CSN schedules do not change the teachers
+        f"individual_{c}": _model_cfg(
+            cfg, system="individual", condition=c, steps=steps, pretrain=0
+        )
+        for c in CONDITIONS
+    }
+    out[PROPOSED] = _model_cfg(cfg, system="csn")
+    for name, switch in ABLATIONS.items():
+        out[name] = _model_cfg(cfg, system="csn", **switch)
+    return out
+
+
+def check_index(cfg: BenchConfig, run_dir: Path, checkpoints: dict) -> None:
+    """Every checkpoint that checkpoints.json names (`csn bench --from`) must be the run's own,
+    as a resumed run checks it: each system's config, the dataset fingerprint in the run's
+    dataset.json and the teachers (systems/individual_<c>/final.pt); the separator its settings.
+    ValueError naming the file and what differs."""
+    from csn_model.checkpoint import file_id
+    from csn_model.train import ITEMS_VERSIONS, needs_teachers
+
+    fingerprint = _recorded_fingerprint(run_dir)
+    record = run_dir / "dataset.json"
+    systems = _index_systems(checkpoints)
+    if systems and fingerprint is None:
+        raise ValueError(
+            f"{record}: missing, or without a dataset fingerprint, so nothing tells which data "
+            f"the systems of {run_dir} were trained on; resume the run with `csn bench` (its "
+            "config, --data and --out) to have it checked, then score it with --from"
+        )
+    if checkpoints.get("separator") is not None:
+        check_separator(Path(checkpoints["separator"]), cfg)
+    root = json.loads(record.read_text()).get("root") if systems else None
+    cfgs = system_configs(cfg)
+    individual = checkpoints.get("individual_clean") or checkpoints.get("individual_separated")
+    teachers = {
+        c: Path((individual or {}).get(c) or run_dir / "systems" / f"individual_{c}" / "final.pt")
+        for c in CONDITIONS
+    }
+    for system, path in systems.items():
+        mcfg = cfgs[system]
+        ids = {}
+        if needs_teachers(mcfg):
+            ids = {c: file_id(p) for c, p in teachers.items() if p.is_file()}
+        source = {
+            "dataset": {"root": root, "fingerprint": fingerprint},
+            "teachers": dict(sorted(ids.items())),
+            "items": ITEMS_VERSIONS[mcfg.train.system],
+        }
+        check_system(path, system, mcfg, source, run_dir)
+
+
+def _index_systems(checkpoints: dict) -> dict[str, Path]:
+    """{system folder name: checkpoint} of checkpoints.json's systems (the individual networks
+    under individual_<condition>, named by both individual_clean and individual_separated)."""
+    out = {}
+    for name, value in checkpoints.items():
+        if name == "separator":
+            continue
+        paths = (
+            {f"individual_{c}": p for c, p in value.items()}
+            if isinstance(value, dict)
+            else {name: value}
+        )
+        out.update({system: Path(p) for system, p in paths.items() if p is not None})
+    return out
 
 
 def _recorded_fingerprint(run_dir: Path) -> str | None:
@@ -137,16 +249,10 @@ def train_systems(cfg: BenchConfig, data_root: Path, run_dir: Path, ds) -> dict:
     )
     out: dict = {}
     teachers = None
+    cfgs = system_configs(cfg)
     if need_teachers:
-        steps = cfg.bench.individual_steps or cfg.train.steps
         teachers = {
-            c: _train_once(
-                f"individual_{c}",
-                # pretrain is CSN-only: zero here so CSN schedules do not change the teachers
-                _model_cfg(cfg, system="individual", condition=c, steps=steps, pretrain=0),
-                data_root,
-                run_dir,
-            )
+            c: _train_once(f"individual_{c}", cfgs[f"individual_{c}"], data_root, run_dir)
             for c in CONDITIONS
         }
     if "individual_clean" in wanted:
@@ -155,17 +261,14 @@ def train_systems(cfg: BenchConfig, data_root: Path, run_dir: Path, ds) -> dict:
         out["individual_separated"] = teachers
         out["separator"] = _separator(cfg, ds, run_dir)
     if PROPOSED in wanted:
-        out[PROPOSED] = _train_once(
-            PROPOSED, _model_cfg(cfg, system="csn"), data_root, run_dir, teachers
-        )
+        out[PROPOSED] = _train_once(PROPOSED, cfgs[PROPOSED], data_root, run_dir, teachers)
     for name, switch in ABLATIONS.items():
         if name not in wanted:
             continue
         if not _ablation_runs(_model_cfg(cfg, system="csn"), name):
             log.warning("skipping %s: %s is already off in the config", name, switch)
             continue
-        mcfg = _model_cfg(cfg, system="csn", **switch)
-        out[name] = _train_once(name, mcfg, data_root, run_dir, teachers)
+        out[name] = _train_once(name, cfgs[name], data_root, run_dir, teachers)
     return out
 
 
@@ -178,6 +281,7 @@ def _separator(cfg: BenchConfig, ds, run_dir: Path) -> Path | None:
     if cfg.separator.backend == "trained":
         log.info("separator: training or loading %s", folder / "separator.pt")
         path = train_separator(ds, cfg.separator, folder / "separator.pt", log=log.info)
+        check_separator(path, cfg)  # one found in the folder must be this run's
     if not (folder / "sdr.json").exists():
         sep = load_separator(cfg.separator, path, ds.sample_rate)
         table = sdr_table(ds, sep, "test", cfg.bench.sdr_chunk_seconds)

@@ -93,7 +93,12 @@ def check_same_run(path: Path, cfg: ExperimentConfig, source: dict) -> dict:
 
 
 def run_difference(
-    payload: dict, cfg: ExperimentConfig, source: dict, *, unrecorded_ok: bool = False
+    payload: dict,
+    cfg: ExperimentConfig,
+    source: dict,
+    *,
+    unrecorded_ok: bool = False,
+    data_label: str = "--data",
 ) -> tuple[str, str] | None:
     """How the checkpoint `payload` differs from a run of cfg on `source` (see check_same_run):
     None if it does not, else (kind, what) with kind one of "config", "items" (its training items
@@ -101,9 +106,13 @@ def run_difference(
     `what` saying so, without a remedy (each caller has its
     own). unrecorded_ok: a checkpoint that records no dataset (nor teachers: both came in 80d05ba)
     passes on its config alone, for a caller that knows otherwise that it is this data's (csn
-    bench, whose run folder's dataset.json the user vouched for)."""
-    if _comparable(payload["config"], type(cfg)) != _comparable(to_dict(cfg), type(cfg)):
-        return "config", "this folder holds a run with another config"
+    bench, whose run folder's dataset.json the user vouched for). data_label: what source's
+    dataset is to the user (csn bench --from: the run's dataset, not its --data)."""
+    changed = config_differences(
+        _comparable(payload["config"], type(cfg)), _comparable(to_dict(cfg), type(cfg))
+    )
+    if changed:
+        return "config", f"this folder holds a run with another config ({changed})"
     if payload.get("items", 1) != source["items"]:  # unrecorded: before items were versioned
         return "items", (
             f"this run was trained on items drawn by older code (items version "
@@ -111,7 +120,7 @@ def run_difference(
             "csn_model.train.ITEMS_VERSIONS)"
         )
     want, have = source["dataset"], payload.get("dataset")
-    now = f"--data {want['root']} (fingerprint {want['fingerprint']})"
+    now = f"{data_label} {want['root']} (fingerprint {want['fingerprint']})"
     if not isinstance(have, dict) or "fingerprint" not in have:
         if unrecorded_ok and "teachers" not in payload:
             return None
@@ -135,6 +144,20 @@ def run_difference(
             "csn_model.checkpoint.file_id)"
         )
     return None
+
+
+def config_differences(have: dict, want: dict, prefix: str = "") -> str:
+    """The fields in which the config dict `have` (a checkpoint's) differs from `want`, as
+    "section.field HAVE (expected WANT)", joined by "; " ("" when none)."""
+    out = []
+    for key in sorted({*have, *want}):
+        a, b = have.get(key), want.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = config_differences(a, b, f"{prefix}{key}.")
+            out += [inner] if inner else []
+        elif a != b:
+            out.append(f"{prefix}{key} {a!r} (expected {b!r})")
+    return "; ".join(out)
 
 
 def run_logger(out_dir: Path) -> logging.Logger:

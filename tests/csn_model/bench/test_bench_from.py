@@ -1,0 +1,102 @@
+"""`csn bench --from` scores only the run's own systems: a checkpoint swapped into the run folder
+(another architecture, another dataset, another separator) is refused, naming the file and what
+differs, as resuming the same folder refuses it."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from csn_model.cli import main
+from tests.csn_model.bench.conftest import TINY, _csn_only
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+SETTINGS = ["train.aux_loss=0", "train.pretrain=0", "bench.systems=[individual_separated, csn]"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_dataset, tmp_path_factory):
+    """A finished run of the individual networks, the separator and the CSN."""
+    base = tmp_path_factory.mktemp("from")
+    (base / "tiny.yaml").write_text(TINY)
+    before = torch.get_num_threads()
+    args = ["bench", "--config", str(base / "tiny.yaml"), "--data", str(tiny_dataset)]
+    assert main([*args, "--out", str(base / "run"), "--set", *SETTINGS]) == 0
+    torch.set_num_threads(before)
+    return base / "run"
+
+
+def _score(run, other_dataset, out, capsys) -> tuple[int, str]:
+    capsys.readouterr()
+    rc = main(["bench", "--from", str(run), "--data", str(other_dataset), "--out", str(out)])
+    return rc, capsys.readouterr().err
+
+
+def _csn_of(tmp_path, data, *settings) -> object:
+    """systems/csn/final.pt of a quick CSN-only run on `data` with `settings`."""
+    tmp_path.mkdir()
+    args = _csn_only(tmp_path)
+    assert main([*args, *settings, "--data", str(data)]) == 0
+    return tmp_path / "run" / "systems" / "csn" / "final.pt"
+
+
+def test_it_scores_the_runs_own_systems(trained_run, other_dataset, tmp_path, capsys):
+    run = shutil.copytree(trained_run, tmp_path / "copy")
+    rc, err = _score(run, other_dataset, tmp_path / "out", capsys)
+    assert rc == 0, err
+
+
+def test_it_refuses_a_checkpoint_of_another_architecture_swapped_in(
+    trained_run, tiny_dataset, other_dataset, tmp_path, capsys
+):
+    run = shutil.copytree(trained_run, tmp_path / "copy")
+    wider = _csn_of(tmp_path / "wider", tiny_dataset, "model.embedding_dim=80")
+    swapped = run / "systems" / "csn" / "final.pt"
+    shutil.copyfile(wider, swapped)
+    out = tmp_path / "out"
+    rc, err = _score(run, other_dataset, out, capsys)
+    assert rc == 2, err
+    assert f"{swapped}: not the csn of this run" in err and "another config" in err, err
+    assert "model.embedding_dim 80 (expected 40)" in err, err
+    assert "Traceback" not in err and not (out / "results.json").exists()
+
+
+def test_it_refuses_a_checkpoint_trained_on_another_dataset(
+    trained_run, tiny_dataset, other_dataset, tmp_path, capsys
+):
+    changed = shutil.copytree(tiny_dataset, tmp_path / "changed")
+    meta = next((changed / "validation").glob("*/metadata.yaml"))
+    meta.write_text(meta.read_text() + "# edited\n")  # the same tracks, another fingerprint
+    run = shutil.copytree(trained_run, tmp_path / "copy")
+    elsewhere = _csn_of(tmp_path / "elsewhere", changed, *SETTINGS[:2], "bench.systems=[csn]")
+    swapped = run / "systems" / "csn" / "final.pt"
+    shutil.copyfile(elsewhere, swapped)
+    out = tmp_path / "out"
+    rc, err = _score(run, other_dataset, out, capsys)
+    assert rc == 2, err
+    assert f"{swapped}: not the csn of this run" in err and str(changed.resolve()) in err, err
+    assert not (out / "results.json").exists()
+
+
+def test_it_refuses_a_separator_of_another_config_swapped_in(
+    trained_run, tiny_dataset, other_dataset, tmp_path, capsys
+):
+    from dataclasses import replace
+
+    from csn_model.bench_config import load_bench_config
+    from csn_model.data.slakh import SlakhDataset
+    from csn_model.separation import train_separator
+
+    run = shutil.copytree(trained_run, tmp_path / "copy")
+    cfg = load_bench_config(run / "config.yaml")
+    swapped = run / "separator" / "separator.pt"
+    swapped.unlink()
+    other = replace(cfg.separator, hidden=8)
+    train_separator(SlakhDataset(tiny_dataset), other, swapped, log=lambda _: None)
+    out = tmp_path / "out"
+    rc, err = _score(run, other_dataset, out, capsys)
+    assert rc == 2, err
+    assert f"{swapped}: not the separator of this run" in err and "hidden" in err, err
+    assert not (out / "results.json").exists()
