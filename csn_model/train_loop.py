@@ -66,6 +66,41 @@ def make_loader(items: _Items, cfg: ExperimentConfig, start: int, stop: int, off
     )
 
 
+def _next_batch(batches):
+    """next(batches), with an error raised in a loader worker as the worker raised it: torch
+    re-raises it as its type with the worker's traceback as its message, which the CLI would
+    print whole (the same error is one line with train.num_workers 0)."""
+    try:
+        return next(batches)
+    except Exception as exc:
+        original = worker_error(exc)
+        if original is None:
+            raise
+        raise original from exc
+
+
+def worker_error(exc: BaseException) -> BaseException | None:
+    """The exception a DataLoader worker raised, rebuilt from torch's re-raised copy of it (its
+    message is "Caught T in DataLoader worker process N.", the worker's traceback, then "T: the
+    original message"), or None when exc is not such a copy or its type cannot be rebuilt."""
+    text = str(exc.args[0]) if len(exc.args) == 1 else ""
+    head, sep, trace = text.partition("\nOriginal Traceback (most recent call last):\n")
+    if not (sep and head.startswith("Caught ") and " in DataLoader worker process " in head):
+        return None
+    kind = type(exc)
+    names = (f"{kind.__module__}.{kind.__qualname__}: ", f"{kind.__qualname__}: ")
+    lines = trace.rstrip("\n").split("\n")
+    for i in range(len(lines) - 1, -1, -1):  # the last exception of the traceback is exc's
+        name = next((n for n in names if lines[i].startswith(n)), None)
+        if name is not None:
+            message = "\n".join([lines[i][len(name) :], *lines[i + 1 :]])
+            try:
+                return kind(message)
+            except TypeError:  # a type whose constructor takes other arguments
+                return None
+    return None
+
+
 def _to(batch: dict, device) -> dict:
     return {
         k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
@@ -118,7 +153,7 @@ class RunContext:
         batches = iter(loader)
         for step in range(start, stop):
             t0 = time.perf_counter()
-            batch = _to(next(batches), self.device)
+            batch = _to(_next_batch(batches), self.device)
             t_data = time.perf_counter() - t0
             try:
                 terms = self._step(loss_fn, batch)
