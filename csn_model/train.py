@@ -229,15 +229,26 @@ def _train(cfg, data_root, out_dir: Path, teachers, progress, resume: dict | Non
         cfg.train.steps,
         cfg.train.pretrain,
     )
+    ctx.step, ctx.saved = start, (start if resume is not None else None)
     pre = cfg.train.pretrain if "pretrain" in datasets else 0
+    try:
+        _run_phases(ctx, datasets, start, pre)
+    except KeyboardInterrupt:
+        raise ctx.interrupted(pre + cfg.train.steps) from None
+    log.info("finished: %s", final)
+    return final
+
+
+def _run_phases(ctx: RunContext, datasets: dict, start: int, pre: int) -> None:
+    """The run's phases from step `start` (pre: pre-training steps), then checkpoint.pt, final.pt
+    and summary.json."""
+    cfg, total = ctx.cfg, pre + ctx.cfg.train.steps
     if start < pre:
         ctx.run_phase("pretrain", datasets["pretrain"], start, pre, 0, pretrain_losses)
         start = pre
-    step_fn = individual_losses if name == "individual" else csn_losses
-    ctx.run_phase("main", datasets["main"], start, pre + cfg.train.steps, pre, step_fn)
-    ctx.save(last, pre + cfg.train.steps)
-    payload = make_payload(name, args, model, to_dict(cfg), step=pre + cfg.train.steps, **source)
-    save_checkpoint(final, payload)
-    ctx.write_summary(pre + cfg.train.steps)
-    log.info("finished: %s", final)
-    return final
+    step_fn = individual_losses if ctx.name == "individual" else csn_losses
+    ctx.run_phase("main", datasets["main"], start, total, pre, step_fn)
+    ctx.save(ctx.out_dir / "checkpoint.pt", total)
+    payload = make_payload(ctx.name, ctx.args, ctx.model, to_dict(cfg), step=total, **ctx.source)
+    save_checkpoint(ctx.out_dir / "final.pt", payload)
+    ctx.write_summary(total)

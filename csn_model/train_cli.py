@@ -52,12 +52,25 @@ def parse_teachers(items: list[str]) -> dict[str, Path]:
     return out
 
 
+def command(args) -> str:
+    """The csn train command line of args, to rerun (and so resume) the same run."""
+    import shlex
+
+    line = ["csn", "train"] + (["--config", str(args.config)] if args.config else [])
+    line += ["--set", *args.set] if args.set else []
+    line += ["--data", str(args.data), "--out", str(args.out)]
+    line += ["--teacher", *args.teacher] if args.teacher else []
+    line += ["--duplicates", args.duplicates] if args.duplicates else []
+    line += ["--no-progress"] if args.no_progress else []
+    return shlex.join(line)
+
+
 def run(args) -> int:
     from csn_model.checkpoint import CheckpointError
     from csn_model.config import ConfigError
     from csn_model.data.slakh import DataError
     from csn_model.train import train_run
-    from csn_model.train_errors import TrainError
+    from csn_model.train_errors import TrainError, TrainInterrupted
 
     try:
         cfg = run_config(args)
@@ -66,5 +79,13 @@ def run(args) -> int:
     except (ConfigError, DataError, TrainError, CheckpointError, ValueError) as exc:
         print(f"csn train: error: {exc}", file=sys.stderr)
         return 2
+    except TrainInterrupted as exc:  # Ctrl-C during the steps: logged to train.log too
+        print(f"csn train: {exc}: {command(args)}", file=sys.stderr)
+        return 130  # 128 + SIGINT, as the shell reports a process that SIGINT ended
+    except KeyboardInterrupt:
+        print(
+            f"csn train: interrupted before the first step; rerun: {command(args)}", file=sys.stderr
+        )
+        return 130
     print(final)
     return 0

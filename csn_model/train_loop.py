@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from csn_model.checkpoint import make_payload, save_checkpoint
 from csn_model.config import ExperimentConfig, to_dict
-from csn_model.train_errors import TrainError
+from csn_model.train_errors import TrainError, TrainInterrupted
 
 
 class NonFiniteLoss(TrainError):
@@ -117,6 +117,8 @@ class RunContext:
         self.opt, self.scaler, self.teachers = opt, scaler, teachers
         self.device, self.use_amp, self.log, self.out_dir = device, use_amp, log, out_dir
         self.progress = progress
+        self.step = 0  # steps done (all phases): where an interrupted run stopped
+        self.saved: int | None = None  # step of the last checkpoint.pt written or resumed from
         self.source: dict = {}  # train.run_source: the dataset and teachers, in every checkpoint
         self.wait_s = self.total_s = 0.0
         self.clips = 0
@@ -134,10 +136,9 @@ class RunContext:
             **self.source,
         )
         save_checkpoint(path, payload)
+        self.saved = step
 
     def run_phase(self, phase, items, start, stop, offset, loss_fn) -> None:
-        t = self.cfg.train
-        loader = make_loader(items, self.cfg, start, stop, offset)
         bar = tqdm(
             total=stop - offset,
             initial=start - offset,
@@ -146,6 +147,15 @@ class RunContext:
             disable=not self.progress,
             dynamic_ncols=True,
         )
+        self.step = start
+        try:
+            self._run_steps(phase, items, start, stop, offset, loss_fn, bar)
+        finally:  # also on Ctrl-C: the interruption's message then starts on a line of its own
+            bar.close()
+
+    def _run_steps(self, phase, items, start, stop, offset, loss_fn, bar) -> None:
+        t = self.cfg.train
+        loader = make_loader(items, self.cfg, start, stop, offset)
         seg_s = self.cfg.features.segment_seconds
         sums: dict[str, float] = {}
         n_win, wait_win, total_win, clips_win = 0, 0.0, 0.0, 0
@@ -185,9 +195,27 @@ class RunContext:
                 self.wait_s, self.total_s = self.wait_s + wait_win, self.total_s + total_win
                 self.clips += clips_win
                 sums, n_win, wait_win, total_win, clips_win = {}, 0, 0.0, 0.0, 0
+            self.step = step + 1
             if (step + 1) % t.checkpoint_every == 0 and step + 1 < stop:
                 self.save(self.out_dir / "checkpoint.pt", step + 1)
-        bar.close()
+
+    def interrupted(self, total: int) -> TrainInterrupted:
+        """The error for Ctrl-C during the run, its message logged to train.log: the step
+        reached, the last checkpoint and its step, and how to resume."""
+        last = self.out_dir / "checkpoint.pt"
+        if self.saved is None:
+            where = (
+                f"no checkpoint saved yet (one every {self.cfg.train.checkpoint_every} steps, "
+                "train.checkpoint_every), so the same command starts again at step 0"
+            )
+        else:
+            where = (
+                f"last checkpoint {last} at step {self.saved}; the same command (same config, "
+                "--set, --data and --out) resumes from it"
+            )
+        message = f"interrupted after step {self.step} of {total}; {where}"
+        self.log.warning(message)
+        return TrainInterrupted(message)
 
     def _step(self, loss_fn, batch: dict) -> dict[str, float]:
         with torch.autocast(self.device.type, enabled=self.use_amp):
