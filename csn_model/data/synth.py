@@ -18,6 +18,8 @@ import multiprocessing
 import os
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -174,15 +176,43 @@ def _run_jobs(out: Path, cfg: SynthConfig, todo, workers: int, progress: bool, m
                 results.append(_render_job(job))
                 bar.update()
         else:
-            # forkserver, not fork: a fork after torch or BLAS threads started (as in a test session
-            # or a training process) can deadlock the child on a lock held by another thread.
-            ctx = multiprocessing.get_context("forkserver")
-            with ctx.Pool(workers) as pool:
-                for r in pool.imap_unordered(_render_job, jobs):
-                    results.append(r)
-                    bar.update()
+            results = _run_pool(jobs, workers, bar)
     finally:
         bar.close()
+    return results
+
+
+def _run_pool(jobs, workers: int, bar) -> list[dict]:
+    """The jobs on a process pool. A worker that dies (OOM killer, a crash in FluidSynth) breaks
+    the pool: every track not finished by then is named in a RenderError. multiprocessing.Pool
+    instead drops the dead worker's task and waits for it forever. Finished tracks are on disk, so
+    a rerun resumes from them."""
+    # forkserver, not fork: a fork after torch or BLAS threads started (as in a test session
+    # or a training process) can deadlock the child on a lock held by another thread.
+    ctx = multiprocessing.get_context("forkserver")
+    results: list[dict] = []
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        futures = {pool.submit(_render_job, job): track_name(job[2]) for job in jobs}
+        try:
+            for future in as_completed(futures):
+                results.append(future.result())
+                bar.update()
+        except BrokenProcessPool as exc:
+            lost = sorted(
+                name
+                for f, name in futures.items()
+                if not f.done() or f.cancelled() or f.exception() is not None
+            )
+            raise RenderError(
+                f"a render worker process died (killed, e.g. by the out-of-memory killer, or "
+                f"crashed), so {len(lost)} track(s) were not written: {', '.join(lost)}; "
+                f"the {len(results)} finished track(s) are kept: rerun the same command to "
+                "render the rest (with fewer --workers if memory ran out)"
+            ) from exc
+        except BaseException:
+            for f in futures:  # a failed track (or Ctrl-C) stops the run, as Pool's exit did
+                f.cancel()
+            raise
     return results
 
 

@@ -113,3 +113,33 @@ def test_it_refuses_split_fractions_that_are_not_three_shares(tmp_path):
     with pytest.raises(ValueError, match=r"split fractions \(0.5, 0.5\): expected three shares"):
         synthesize(tmp_path / "d", 1, 0, seconds=1.0, split_fractions=(0.5, 0.5), progress=False)
     assert not (tmp_path / "d").exists()
+
+
+def _render_or_die(job) -> dict:
+    """A render that dies like an OOM-killed worker (SIGKILL of its own process) on track 2."""
+    import os  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+
+    from csn_model.data import synth  # noqa: PLC0415
+
+    if job[2] == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return synth._render_job(job)
+
+
+@pytest.mark.timeout(90)
+def test_it_fails_naming_the_track_whose_worker_died_and_a_rerun_resumes(tmp_path, monkeypatch):
+    from csn_model.data import synth  # noqa: PLC0415
+
+    kwargs = dict(seconds=2.0, audio_format="wav", progress=False)
+    # The pool pickles the render function by name, so the workers run this test's one.
+    monkeypatch.setattr(synth, "_render_job", _render_or_die)
+    with pytest.raises(RenderError, match="Track00002") as err:
+        synthesize(tmp_path / "d", 4, 3, workers=2, **kwargs)
+    assert "worker" in str(err.value)
+    monkeypatch.undo()
+    again = synthesize(tmp_path / "d", 4, 3, workers=1, **kwargs)
+    assert again.rendered >= 1 and again.already_done == 4 - again.rendered
+    assert sorted(p.name for p in (tmp_path / "d").glob("*/Track*")) == [
+        f"Track{i:05d}" for i in range(1, 5)
+    ]
