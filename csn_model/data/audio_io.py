@@ -10,12 +10,14 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from csn_model.data.entries import shown
 from csn_model.data.errors import DataError
 from csn_model.silence import HighPass
 
 AUDIO_SUFFIXES: tuple[str, ...] = (".flac", ".wav")
 ENVELOPE_HOP = 1024  # frames per energy-envelope value
-_SF_ERRORS = (sf.LibsndfileError, RuntimeError, OSError)
+# UnicodeEncodeError: soundfile encodes a str path strictly (a name that is not UTF-8)
+_SF_ERRORS = (sf.LibsndfileError, RuntimeError, OSError, UnicodeEncodeError)
 
 
 def audio_file(folder: Path, stem: str) -> Path | None:
@@ -51,7 +53,9 @@ def info(path: Path, track: str, what: str):
     try:
         return sf.info(str(path))
     except _SF_ERRORS as exc:
-        raise DataError(f"{path}: {what} of {track} is unreadable or corrupt audio: {exc}") from exc
+        raise DataError(
+            f"{shown(path)}: {what} of {track} is unreadable or corrupt audio: {exc}"
+        ) from exc
 
 
 def read_mono(path: Path, start: int, num_frames: int, track: str, what: str) -> np.ndarray:
@@ -61,7 +65,7 @@ def read_mono(path: Path, start: int, num_frames: int, track: str, what: str) ->
             f.seek(start)
             data = f.read(num_frames, dtype="float32", always_2d=True)  # (T, C)
     except _SF_ERRORS as exc:
-        raise DataError(f"{path}: cannot read {what} of {track}: {exc}") from exc
+        raise DataError(f"{shown(path)}: cannot read {what} of {track}: {exc}") from exc
     if data.shape[0] != num_frames:
         raise DataError(
             f"{path}: {what} of {track} ended after {data.shape[0]} of the "
@@ -101,7 +105,7 @@ def stem_envelope(path: Path, num_frames: int, track: str, stem: str) -> tuple[n
                 env[i : i + len(sq)] = sq.sum(axis=1) / ENVELOPE_HOP
                 pos += len(mono)
     except _SF_ERRORS as exc:
-        raise DataError(f"{path}: cannot decode stem {stem} of {track}: {exc}") from exc
+        raise DataError(f"{shown(path)}: cannot decode stem {stem} of {track}: {exc}") from exc
     if pos != num_frames:
         raise DataError(
             f"{path}: stem {stem} of {track} decoded to {pos} frames; "

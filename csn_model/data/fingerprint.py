@@ -17,6 +17,7 @@ or run made with one mode is refused with the other whenever the two read differ
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -45,13 +46,16 @@ def dataset_fingerprint(root: str | Path, omitted: Iterable[str] = ()) -> str:
             continue
         h.update(f"split\0{split}\0".encode())
         for track in sorted(p for p in folder.iterdir() if _visible(p) and p.is_dir()):
-            h.update(f"track\0{track.name}\0".encode())
+            # os.fsencode: a name that is not UTF-8 is hashed by its bytes (as .encode() does any
+            # other name), so a stray Latin-1 file name is part of the content, not an error
+            h.update(b"track\0" + os.fsencode(track.name) + b"\0")
             meta = track / "metadata.yaml"
             h.update(meta.read_bytes() if meta.is_file() else b"-")
             for f in sorted(track.rglob("*")):
                 rel = f.relative_to(track)
                 if f.is_file() and f != meta and all(_visible(Path(p)) for p in rel.parts):
-                    h.update(f"\0{rel.as_posix()}\0{f.stat().st_size}".encode())
+                    h.update(b"\0" + os.fsencode(rel.as_posix()))
+                    h.update(f"\0{f.stat().st_size}".encode())
     return h.hexdigest()[:FINGERPRINT_HEX]
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from csn_model.config import DUPLICATES
+from csn_model.data.entries import require_utf8
 from csn_model.data.errors import DataError, DuplicateSourcesError
 from csn_model.data.slakh_folder import SOURCE_FIELDS, load_track, source_ids
 from csn_model.data.slakh_track import Track
@@ -54,6 +55,7 @@ class SlakhDataset:
         if duplicates not in DUPLICATES:
             raise DataError(f"duplicates: expected 'refuse' or 'omit', got {duplicates!r}")
         self.duplicates = duplicates
+        require_utf8(self.root, "dataset root")
         if not self.root.is_dir():
             raise DataError(f"{self.root}: dataset root is not a directory")
         present = [s for s in SPLITS if (self.root / s).is_dir()]
@@ -211,8 +213,12 @@ class SlakhDataset:
 
 
 def _track_dirs(folder: Path) -> list[Path]:
-    """A split folder's track folders, sorted (hidden ones are unfinished writes)."""
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    """A split folder's track folders, sorted (hidden ones are unfinished writes). DataError for
+    one whose name is not valid UTF-8: the track's name is printed, stored and served."""
+    dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for d in dirs:
+        require_utf8(d, "track folder")
+    return dirs
 
 
 def _omit(tracks: list[tuple[str, dict[str, str]]]) -> list[tuple[str, str]]:

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.utils.text import slugify
 
 from csn_model import CONDITIONS
+from csn_model.data.entries import shown
 from csn_model.data.slakh import SPLITS, DataError
 from csn_model.data.slakh_folder import load_track
 
@@ -81,7 +82,7 @@ def split_names(ref: DatasetRef) -> list[tuple[str, list[Path]]]:
 
 def describe(ref: DatasetRef, split: str, folder: Path) -> TrackRow:
     """One track's listing row; a malformed track becomes a row with its error message."""
-    row = TrackRow(name=folder.name, split=split)
+    row = TrackRow(name=shown(folder.name), split=split)
     try:
         track = load_track(split, folder)
     except DataError as exc:

@@ -1,0 +1,62 @@
+"""Bad entries in a dataset folder: file names that are not UTF-8, track entries that are
+dangling symlinks or symlink loops. Each is named with its path, and none is dropped silently;
+a file the reader does not use does not stop it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from csn_model.cli import main
+from csn_model.data.fingerprint import dataset_fingerprint
+from csn_model.data.slakh import DataError, SlakhDataset
+
+
+def _copy(tiny_dataset: Path, tmp_path: Path, name: str) -> Path:
+    return Path(shutil.copytree(tiny_dataset, tmp_path / name, symlinks=True))
+
+
+def _first(root: Path, split: str) -> Path:
+    return sorted(p for p in (root / split).iterdir() if p.is_dir())[0]
+
+
+def _latin1(folder: Path, name: bytes) -> Path:
+    """A path in `folder` whose last name is the given bytes (not valid UTF-8)."""
+    return Path(os.fsdecode(os.fsencode(folder) + b"/" + name))
+
+
+def _triplets(root: Path, tmp_path: Path, capsys) -> tuple[int, str]:
+    out = tmp_path / "t.json"
+    rc = main(["triplets", "--data", str(root), "--split", "test", "--kind", "pseudo",
+               "--per-condition", "2", "--out", str(out)])  # fmt: skip
+    return rc, capsys.readouterr().err
+
+
+def test_it_reads_and_fingerprints_a_dataset_with_a_stray_latin1_file_name(
+    tiny_dataset, tmp_path, capsys
+):
+    root = _copy(tiny_dataset, tmp_path, "stray")
+    _latin1(_first(root, "test"), b"notes_caf\xe9.txt").write_text("x")
+    _latin1(_first(root, "test") / "stems", b"S0\xe9.flac").write_bytes(b"")
+    ds = SlakhDataset(root)
+    assert len(ds.tracks("test")) == 4
+    # the stray file is part of the content, as any other file's name and size
+    assert dataset_fingerprint(root) != dataset_fingerprint(tiny_dataset)
+    rc, err = _triplets(root, tmp_path, capsys)
+    assert rc == 0, err
+    shown = [stem for _track, stem, _why in ds.skipped]
+    assert "S0\\xe9" in shown  # the unlisted audio file, its name printable
+
+
+def test_it_refuses_a_track_folder_whose_name_is_not_utf8_naming_it(tiny_dataset, tmp_path, capsys):
+    root = _copy(tiny_dataset, tmp_path, "badname")
+    _first(root, "test").rename(_latin1(root / "test", b"Track\xff02"))
+    with pytest.raises(DataError, match=r"not valid UTF-8.*Track\\xff02"):
+        SlakhDataset(root).tracks("test")
+    rc, err = _triplets(root, tmp_path, capsys)
+    assert rc == 1 and "Traceback" not in err
+    assert "Track\\xff02" in err and "not valid UTF-8" in err
+    err.encode("utf-8")  # printable as it is
