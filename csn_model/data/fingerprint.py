@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from csn_model.data.entries import broken_link
 from csn_model.data.slakh import SPLITS
 
 MANIFEST = "csn_synth.json"  # as csn_model.data.synth.MANIFEST (synth imports pretty_midi)
@@ -45,6 +46,9 @@ def dataset_fingerprint(root: str | Path, omitted: Iterable[str] = ()) -> str:
         if not folder.is_dir():
             continue
         h.update(f"split\0{split}\0".encode())
+        for link in sorted(p for p in folder.iterdir() if _visible(p) and broken_link(p)):
+            # a track link leading nowhere (the reader refuses it) still changes the content
+            h.update(b"broken\0" + os.fsencode(link.name) + b"\0" + os.fsencode(os.readlink(link)))
         for track in sorted(p for p in folder.iterdir() if _visible(p) and p.is_dir()):
             # os.fsencode: a name that is not UTF-8 is hashed by its bytes (as .encode() does any
             # other name), so a stray Latin-1 file name is part of the content, not an error

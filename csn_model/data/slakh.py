@@ -31,7 +31,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from csn_model.config import DUPLICATES
-from csn_model.data.entries import require_utf8
+from csn_model.data.entries import check_track_entry, is_track_entry, require_utf8
 from csn_model.data.errors import DataError, DuplicateSourcesError
 from csn_model.data.slakh_folder import SOURCE_FIELDS, load_track, source_ids
 from csn_model.data.slakh_track import Track
@@ -214,10 +214,11 @@ class SlakhDataset:
 
 def _track_dirs(folder: Path) -> list[Path]:
     """A split folder's track folders, sorted (hidden ones are unfinished writes). DataError for
-    one whose name is not valid UTF-8: the track's name is printed, stored and served."""
-    dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    one whose name is not valid UTF-8 (the track's name is printed, stored and served) and for a
+    symlink that leads nowhere (entries.check_track_entry)."""
+    dirs = sorted(p for p in folder.iterdir() if is_track_entry(p))
     for d in dirs:
-        require_utf8(d, "track folder")
+        check_track_entry(d)
     return dirs
 
 

@@ -13,7 +13,7 @@ from csn_model import CONDITIONS
 from csn_model.data import audio_io
 from csn_model.data.audio_io import AUDIO_SUFFIXES, audio_file
 from csn_model.data.conditions import condition_of
-from csn_model.data.entries import require_utf8, shown
+from csn_model.data.entries import check_track_entry, shown
 from csn_model.data.errors import DataError
 from csn_model.data.slakh_track import Stem, Track
 
@@ -57,7 +57,7 @@ def source_ids(folder: Path) -> dict[str, str]:
 def load_track(split: str, folder: Path, skipped: list | None = None) -> Track:
     """Parse one track folder and check its audio headers (no audio decoded)."""
     skipped = skipped if skipped is not None else []
-    require_utf8(folder, "track folder")
+    check_track_entry(folder)
     meta = _read_metadata(folder)
     meta_path = folder / "metadata.yaml"
     mix_path = audio_file(folder, "mix")

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.utils.text import slugify
 
 from csn_model import CONDITIONS
-from csn_model.data.entries import shown
+from csn_model.data.entries import is_track_entry, shown
 from csn_model.data.slakh import SPLITS, DataError
 from csn_model.data.slakh_folder import load_track
 
@@ -75,7 +75,8 @@ def split_names(ref: DatasetRef) -> list[tuple[str, list[Path]]]:
     for split in SPLITS:
         folder = ref.root / split
         if folder.is_dir():
-            dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+            # a link that leads nowhere is listed too: describe() shows it as an error row
+            dirs = sorted(p for p in folder.iterdir() if is_track_entry(p))
             out.append((split, dirs))
     return out
 

@@ -60,3 +60,38 @@ def test_it_refuses_a_track_folder_whose_name_is_not_utf8_naming_it(tiny_dataset
     assert rc == 1 and "Traceback" not in err
     assert "Track\\xff02" in err and "not valid UTF-8" in err
     err.encode("utf-8")  # printable as it is
+
+
+def _break_links(root: Path) -> None:
+    """A dangling symlink and a symlink loop among the train tracks."""
+    (root / "train" / "Track00077").symlink_to("/nonexistent/Track77")
+    (root / "train" / "TrackLoop").symlink_to("TrackLoop")
+
+
+def test_it_refuses_track_entries_that_are_dangling_symlinks_or_loops_naming_each(
+    tiny_dataset, tmp_path
+):
+    root = _copy(tiny_dataset, tmp_path, "links")
+    (root / "train" / "Track00077").symlink_to("/nonexistent/Track77")
+    with pytest.raises(DataError, match=r"Track00077: .*/nonexistent/Track77.*dangling"):
+        SlakhDataset(root).tracks("train")
+    (root / "train" / "Track00077").unlink()
+    (root / "train" / "TrackLoop").symlink_to("TrackLoop")
+    with pytest.raises(DataError, match=r"TrackLoop: .*symlink loop"):
+        SlakhDataset(root).tracks("validation")  # the source check reads every split
+
+
+def test_its_fingerprint_changes_with_a_broken_track_link(tiny_dataset, tmp_path):
+    root = _copy(tiny_dataset, tmp_path, "fp")
+    before = dataset_fingerprint(root)
+    assert before == dataset_fingerprint(tiny_dataset)
+    (root / "train" / "Track00077").symlink_to("/nonexistent/Track77")
+    assert dataset_fingerprint(root) != before
+
+
+def test_csn_triplets_names_a_dangling_track_link(tiny_dataset, tmp_path, capsys):
+    root = _copy(tiny_dataset, tmp_path, "cli")
+    _break_links(root)
+    rc, err = _triplets(root, tmp_path, capsys)
+    assert rc == 1 and "Traceback" not in err
+    assert "Track00077" in err or "TrackLoop" in err

@@ -113,3 +113,37 @@ def test_it_imports_and_lists_a_dataset_with_a_stray_latin1_file(
     assert "4 mix clips" in capsys.readouterr().out
     response, _study = _import_page(client, ada, root)
     assert response.status_code == 303
+
+
+def _dangling(tiny_dataset, tmp_path) -> Path:
+    """A copy of tiny_dataset with a test track entry linking to a disk that is not mounted and
+    one linking to itself."""
+    root = _copy(tiny_dataset, tmp_path, "dangling")
+    (root / "test" / "Track00077").symlink_to("/nonexistent/Track77")
+    (root / "test" / "TrackLoop").symlink_to("TrackLoop")
+    return root
+
+
+def test_it_lists_track_links_that_lead_nowhere_as_error_rows(
+    client, ada, offer, tiny_dataset, tmp_path
+):
+    root = offer(_dangling(tiny_dataset, tmp_path))
+    page = client.get(f"/datasets/{slugify(root.name)}/?split=test")
+    assert page.status_code == 200
+    text = html.unescape(page.content.decode())
+    assert "Track00077: track entry is a symlink to /nonexistent/Track77" in text
+    assert "TrackLoop: track entry is a symlink loop" in text
+
+
+def test_it_refuses_to_import_a_split_with_a_track_link_that_leads_nowhere(
+    client, ada, offer, tiny_dataset, tmp_path
+):
+    root = offer(_dangling(tiny_dataset, tmp_path))
+    response, study = _import_page(client, ada, root)
+    assert response.status_code == 200
+    (shown,) = response.context["form"].errors["root"]
+    assert "Track00077" in shown and "dangling" in shown
+    with pytest.raises(CommandError) as command:
+        _command(root, "c", ada)
+    assert str(command.value) == shown
+    assert not Catalogue.objects.exists() and not Clip.objects.exists()
