@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from csn_model.data.entries import shown
+from csn_model.data.entries import broken_link, shown
 from csn_model.data.errors import DataError
 from csn_model.silence import HighPass
 
@@ -35,6 +35,15 @@ def audio_file(folder: Path, stem: str) -> Path | None:
             if p.stem == stem and p.suffix.lower() == suffix and p.is_file():
                 return p
     return None
+
+
+def refuse_broken_link(folder: Path, stem: str, track: str, what: str) -> None:
+    """DataError when folder/stem.flac or .wav is a symlink leading nowhere (dangling or a loop):
+    the file is there under the right name, so "missing" or "misnamed" would mislead."""
+    for suffix in AUDIO_SUFFIXES:
+        path = folder / f"{stem}{suffix}"
+        if why := broken_link(path):
+            raise DataError(f"{shown(path)}: {what} of {track} {why}; expected an audio file")
 
 
 def misnamed(folder: Path, stem: str) -> str:

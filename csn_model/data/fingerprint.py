@@ -84,6 +84,6 @@ def synth_compositions(root: str | Path, splits: tuple[str, ...] = SPLITS) -> di
                 index = meta["synth"]["track_index"]
             except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError):
                 continue  # the reader reports a malformed track when it loads it
-            if isinstance(index, int):
+            if isinstance(index, int) and not isinstance(index, bool):  # true is not track 1
                 out.setdefault(index, f"{split}/{track.name}")
     return out

@@ -62,6 +62,7 @@ def load_track(split: str, folder: Path, skipped: list | None = None) -> Track:
     meta_path = folder / "metadata.yaml"
     mix_path = audio_file(folder, "mix")
     if mix_path is None:
+        audio_io.refuse_broken_link(folder, "mix", folder.name, "the mix")
         raise DataError(f"{folder}: mix.flac or mix.wav missing{audio_io.misnamed(folder, 'mix')}")
     mix = audio_io.info(mix_path, folder.name, "mix")
     audio_dir = _audio_dir(folder, meta_path, meta)
@@ -69,7 +70,13 @@ def load_track(split: str, folder: Path, skipped: list | None = None) -> Track:
     for name, sm in meta["stems"].items():
         if not isinstance(sm, dict):
             raise DataError(f"{meta_path}: stems.{name} is not a mapping")
-        if sm.get("audio_rendered", True) is False:
+        rendered = sm.get("audio_rendered", True)
+        if not isinstance(rendered, bool):  # 'no' or 0 would otherwise count as rendered
+            raise DataError(
+                f"{meta_path}: stems.{name}.audio_rendered has type {type(rendered).__name__}; "
+                "expected bool"
+            )
+        if rendered is False:
             skipped.append((folder.name, str(name), "audio_rendered: false"))
             continue
         stem = _load_stem(folder, meta_path, audio_dir, str(name), sm, mix)
@@ -111,13 +118,15 @@ def _load_stem(folder, meta_path, audio_dir, name, sm, mix) -> Stem:
     for key, kind in (("program_num", int), ("is_drum", bool)):
         if key not in sm:
             raise DataError(f"{meta_path}: stems.{name}.{key} missing; expected {kind.__name__}")
-        if not isinstance(sm[key], kind):
+        # bool is an int in Python: program_num: true (or YAML 1.1's yes/on) would be program 1
+        if not isinstance(sm[key], kind) or (kind is int and isinstance(sm[key], bool)):
             raise DataError(
                 f"{meta_path}: stems.{name}.{key} has type {type(sm[key]).__name__}; "
                 f"expected {kind.__name__}"
             )
     path = audio_file(audio_dir, name)
     if path is None:
+        audio_io.refuse_broken_link(audio_dir, name, folder.name, f"stem {name}")
         raise DataError(
             f"{meta_path}: stem {name} of {folder.name} is listed with audio_rendered true but "
             f"{audio_dir / name}.flac|.wav does not exist{audio_io.misnamed(audio_dir, name)}"

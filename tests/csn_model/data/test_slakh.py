@@ -142,6 +142,26 @@ def _drum_flag_as_number(root):
     p.write_text(head + "  S01:\n" + tail.replace("is_drum: false", "is_drum: 0", 1))
 
 
+def _program_as_bool(root):  # YAML 1.1 reads true/yes/on as a bool, which Python counts as 1
+    p = root / "train/Track00001/metadata.yaml"
+    p.write_text(p.read_text().replace("    program_num: 33\n", "    program_num: true\n"))
+
+
+def _rendered_as_text(root):
+    p = root / "train/Track00001/metadata.yaml"
+    text = p.read_text()
+    head, tail = text.split("  S01:\n", 1)
+    p.write_text(
+        head + "  S01:\n" + tail.replace("audio_rendered: true", "audio_rendered: 'no'", 1)
+    )
+
+
+def _stem_symlink_loop(root):
+    stem = root / "train/Track00001/stems/S01.flac"
+    stem.unlink()
+    stem.symlink_to("S01.flac")
+
+
 def _no_program(root):
     p = root / "train/Track00001/metadata.yaml"
     p.write_text(p.read_text().replace("    program_num: 33\n", ""))
@@ -158,6 +178,9 @@ def _no_program(root):
         (_program_as_text, "stems.S01.program_num has type str; expected int"),
         (_drum_flag_as_number, "stems.S01.is_drum has type int; expected bool"),
         (_program_128_not_drum, "stems.S01.program_num=128; expected 0-127 (128 only for drums)"),
+        (_program_as_bool, "stems.S01.program_num has type bool; expected int"),
+        (_rendered_as_text, "stems.S01.audio_rendered has type str; expected bool"),
+        (_stem_symlink_loop, "S01.flac: stem S01 of Track00001 is a symlink loop"),
     ],
 )
 def test_it_names_track_stem_and_expectation_for_bad_stems(slakh_mini, damage, expected):
