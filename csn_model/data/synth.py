@@ -192,22 +192,24 @@ def _run_pool(jobs, workers: int, bar) -> list[dict]:
     ctx = multiprocessing.get_context("forkserver")
     results: list[dict] = []
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        futures = {pool.submit(_render_job, job): track_name(job[2]) for job in jobs}
+        futures = {pool.submit(_render_job, job): job for job in jobs}
         try:
             for future in as_completed(futures):
                 results.append(future.result())
                 bar.update()
         except BrokenProcessPool as exc:
+            # a track whose folder was renamed into place is finished, reported back or not
             lost = sorted(
-                name
-                for f, name in futures.items()
-                if not f.done() or f.cancelled() or f.exception() is not None
+                track_name(index)
+                for out, _cfg, index, split, _midi in futures.values()
+                if not _is_done(out, split, index)
             )
+            shown = ", ".join(lost[:10]) + (f" and {len(lost) - 10} more" if len(lost) > 10 else "")
             raise RenderError(
                 f"a render worker process died (killed, e.g. by the out-of-memory killer, or "
-                f"crashed), so {len(lost)} track(s) were not written: {', '.join(lost)}; "
-                f"the {len(results)} finished track(s) are kept: rerun the same command to "
-                "render the rest (with fewer --workers if memory ran out)"
+                f"crashed), so {len(lost)} track(s) were not written: {shown}; "
+                f"the {len(jobs) - len(lost)} track(s) finished in this run are kept: rerun the "
+                "same command to render the rest (with fewer --workers if memory ran out)"
             ) from exc
         except BaseException:
             for f in futures:  # a failed track (or Ctrl-C) stops the run, as Pool's exit did

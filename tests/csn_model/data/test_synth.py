@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 import numpy as np
 import pytest
@@ -137,6 +138,9 @@ def test_it_fails_naming_the_track_whose_worker_died_and_a_rerun_resumes(tmp_pat
     with pytest.raises(RenderError, match="Track00002") as err:
         synthesize(tmp_path / "d", 4, 3, workers=2, **kwargs)
     assert "worker" in str(err.value)
+    written = {p.name for p in (tmp_path / "d").glob("*/Track*")}
+    named = set(re.findall(r"Track\d{5}", str(err.value)))
+    assert named == {f"Track{i:05d}" for i in range(1, 5)} - written  # exactly the lost ones
     monkeypatch.undo()
     again = synthesize(tmp_path / "d", 4, 3, workers=1, **kwargs)
     assert again.rendered >= 1 and again.already_done == 4 - again.rendered
