@@ -62,10 +62,19 @@ STOPPING: dict[tuple[str, bool], Promise] = {
         "whatever is kept by quoting your participant ID, shown at the bottom of each page."
     ),
 }
-# The last paragraph of every consent page: what the site records.
+# The last paragraph of every consent page: everything the site records about a participant.
+# test_consent_recording.py checks it against every stored field and exported column (a new one
+# fails there until this says it); a change here is a new consent version (`version_sha256`).
 RECORDING = _(
-    "We record your answers, response times, how often you played each sound and your "
-    "questionnaire answers. We do not record audio from your device."
+    "We record your answers and how long each took, how often you played each sound and how "
+    "much of it you heard, your questionnaire answers, the results of the headphone check, the "
+    "IDs in your study link (such as your Prolific ID), which pages you reached and when, and "
+    "in which language. From your browser we record its name and version, whether it supports "
+    "the audio the study needs, its audio output sample rate, your screen and window size, "
+    "whether your device has a touch screen, and how often and for how long you switched to "
+    "another window or tab while answering. To limit repeated entries from one network, we "
+    "keep a one-way coded form of your network address only as long as that limit needs it, "
+    "never the address itself. We do not record audio from your device."
 )
 # The sentence a study without screening leaves out, named in the study form's help.
 SCREENED_OUT_START = "If you do not pass the headphone check"
