@@ -79,6 +79,11 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
         allowed = study.is_open or found is not None
     if not allowed:
         translation.activate(page_language(study, request))
+        if study.status == Study.Status.CLOSED:  # final (no reopening): nothing to come back to
+            return refused(request, _(
+                "This study is no longer accepting participants. Thank you for your interest. "
+                "You can close this page."
+            ))  # fmt: skip
         return refused(request, _("This study is not open at the moment. Please try again later."))
     if found is None and request.method != "POST":
         return render_welcome(request, study)  # nothing stored (the docstring says why)

@@ -88,6 +88,14 @@ def test_it_finds_no_violations_on_the_screened_out_and_refusal_pages(
         page.goto(study_url(live_server, listening_study, pid=f"late-{lang}", lang=lang))
         page.wait_for_selector("#refused")
         audit(page, f"{lang} refused (study closed)")
+    for lang in ("en-US", "ja-JP"):  # a link to nothing: the page in the browser's language
+        context = page.context.browser.new_context(locale=lang)
+        other = context.new_page()
+        other.goto(f"{live_server.url}/s/no-such-study/")
+        other.wait_for_selector("#refused")
+        assert other.get_attribute("html", "lang") == lang[:2]
+        audit(other, f"{lang} link to nothing (404)")
+        context.close()
     audit.assert_clean()
 
 

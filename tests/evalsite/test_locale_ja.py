@@ -17,7 +17,11 @@ from django.utils import translation
 from tests.conftest import ROOT
 
 LOCALE = ROOT / "evalsite" / "locale" / "ja" / "LC_MESSAGES"
-PARTICIPANT_TEMPLATES = sorted((ROOT / "templates" / "studies" / "participant").glob("*.html"))
+# The participant's pages, and the page of a link to nothing (mostly a participant's bad link).
+PARTICIPANT_TEMPLATES = [
+    *sorted((ROOT / "templates" / "studies" / "participant").glob("*.html")),
+    ROOT / "templates" / "404.html",
+]
 # Python modules whose translatable strings participants see (pages, forms, refusals, consent).
 PARTICIPANT_MODULES = [
     ROOT / "evalsite" / "studies" / name
