@@ -67,8 +67,60 @@ def run(args) -> int:
     except (ConfigError, DataError, TrainError, ValueError) as exc:
         print(f"csn bench: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C: one line instead of a traceback
+        print(f"csn bench: {interrupted(exc, args)}", file=sys.stderr)
+        return 130  # 128 + SIGINT, as the shell reports a process that SIGINT ended
     _print_summary(results)
     return 0
+
+
+def command(args) -> str:
+    """The csn bench command line of args: rerunning it resumes the run (or scores again)."""
+    import shlex
+
+    line = ["csn", "bench"] + (["--config", str(args.config)] if args.config else [])
+    line += ["--set", *args.set] if args.set else []
+    line += ["--data", str(args.data)] + (["--out", str(args.out)] if args.out else [])
+    line += ["--from", str(args.from_run)] if args.from_run else []
+    line += ["--duplicates", args.duplicates] if args.duplicates else []
+    return shlex.join(line)
+
+
+def interrupted(exc: KeyboardInterrupt, args) -> str:
+    """The line for Ctrl-C: the stage it stopped in, what a rerun keeps, the command to rerun."""
+    if args.from_run:  # scoring only; the triplets it saved are reused
+        return f"interrupted while {_stage(exc)}; nothing scored was kept; rerun: {command(args)}"
+    done = sorted(p.parent.name for p in Path(args.out).glob("systems/*/done.json"))
+    kept = f"finished systems kept: {', '.join(done)}" if done else "no system had finished"
+    return f"interrupted while {_stage(exc)}; {kept}; rerun to resume: {command(args)}"
+
+
+def _stage(exc: KeyboardInterrupt) -> str:
+    """Where the interrupt landed, from the innermost bench stage on its traceback: the functions
+    themselves, not their names, so that a renamed stage fails its test (test_bench_interrupt)
+    rather than going unnamed."""
+    from csn_model import bench, bench_train
+    from csn_model.analysis import analyze_subspaces
+    from csn_model.separation import sdr_table, train_separator
+    from csn_model.train_errors import TrainInterrupted
+
+    stages = {
+        bench_train._train_once.__code__: "training {name}",
+        train_separator.__code__: "training the separator",
+        sdr_table.__code__: "measuring the separator's SDR on the test split",
+        bench.evaluate.__code__: "scoring the systems on the test triplets",
+        analyze_subspaces.__code__: "analysing the CSN's subspaces (bench.analysis)",
+    }
+    stage = "preparing the run (dataset checks and test triplets)"
+    tb = exc.__traceback__
+    while tb is not None:  # outermost first: the last match is the innermost stage
+        found = stages.get(tb.tb_frame.f_code)
+        if found:
+            stage = found.format(name=tb.tb_frame.f_locals.get("name"))
+        tb = tb.tb_next
+    if isinstance(exc, TrainInterrupted):  # a system's steps: where they stopped and were saved
+        stage += f" ({exc})"
+    return stage
 
 
 def _print_summary(results: dict) -> None:
