@@ -10,6 +10,7 @@ import re
 
 import pytest
 from django.contrib.staticfiles import finders
+from django.core.exceptions import SuspiciousOperation
 from django.test import Client
 from django.urls import path
 
@@ -20,7 +21,11 @@ def _raise(request):
     raise RuntimeError("secret-detail-in-the-traceback")
 
 
-urlpatterns = [path("boom/", _raise)]  # this module is the URLconf of the tests below
+def _suspicious(request):
+    raise SuspiciousOperation("secret-detail-in-the-log")  # e.g. too many form fields
+
+
+urlpatterns = [path("boom/", _raise), path("odd/", _suspicious)]  # the URLconf of these tests
 
 SERVER_ERROR = {
     "en": ("Something went wrong", "Something went wrong on our side; it was nothing you did. "
@@ -29,6 +34,14 @@ SERVER_ERROR = {
     "ja": ("問題が発生しました", "サイト側で問題が発生しました。あなたの操作によるものではありま"
            "せん。これまでのページの回答は保存されています。しばらくしてからページを再読み込み"
            "するか、後ほど実験のリンク（Prolific など）からもう一度開いてください。"),
+}  # fmt: skip
+BAD_REQUEST = {
+    "en": ("Bad request", "The site could not read what your browser sent. Your answers from "
+           "earlier pages are saved. Please open the study again from the page where you found "
+           "the link (for example, Prolific)."),
+    "ja": ("不正なリクエスト", "ブラウザから送信された内容を読み取れませんでした。これまでのペー"
+           "ジの回答は保存されています。リンクがあったページ（Prolific など）から、もう一度実験"
+           "を開いてください。"),
 }  # fmt: skip
 
 
@@ -75,3 +88,19 @@ def test_a_server_error_follows_the_language_cookie(broken_site):
     browser = Client(HTTP_ACCEPT_LANGUAGE="en", raise_request_exception=False)
     browser.cookies[broken_site.LANGUAGE_COOKIE_NAME] = "ja"
     assert SERVER_ERROR["ja"][0] in _text(browser.get("/boom/"))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_a_bad_request_is_a_participant_page_in_the_browsers_language(
+    broken_site, django_assert_num_queries, lang
+):
+    browser = Client(HTTP_ACCEPT_LANGUAGE=lang, raise_request_exception=False)
+    with django_assert_num_queries(0):
+        response = browser.get("/odd/")
+    assert response.status_code == 400
+    page, text = response.content.decode(), _text(response)
+    heading, body = BAD_REQUEST[lang]
+    assert heading in text and body in text
+    assert f'<html lang="{lang}">' in page and "participant-header" in page
+    assert "secret-detail" not in page and "csn-eval" not in page
