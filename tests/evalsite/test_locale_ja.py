@@ -17,10 +17,11 @@ from django.utils import translation
 from tests.conftest import ROOT
 
 LOCALE = ROOT / "evalsite" / "locale" / "ja" / "LC_MESSAGES"
-# The participant's pages, and the page of a link to nothing (mostly a participant's bad link).
+# The participant's pages, and the error pages (mostly met by participants: a bad link, a
+# refused request, a server error).
 PARTICIPANT_TEMPLATES = [
     *sorted((ROOT / "templates" / "studies" / "participant").glob("*.html")),
-    ROOT / "templates" / "404.html",
+    *(ROOT / "templates" / name for name in ("400.html", "404.html", "500.html")),
 ]
 # Python modules whose translatable strings participants see (pages, forms, refusals, consent).
 PARTICIPANT_MODULES = [
