@@ -134,8 +134,10 @@ def env_database(name: str, default: str, conn_max_age: int = 0) -> DBConfig:
         # unencoded @ and # would be dropped silently (host and name read from its pieces).
         if "#" in raw:
             raise ValueError("a '#' outside percent-encoding cuts the URL short")
-        if not config.get("NAME") and not str(config.get("ENGINE", "")).endswith("sqlite3"):
-            raise ValueError("it names no database after the host")
+        # No name: a PostgreSQL service file may still name the database (?service=...).
+        named = config.get("NAME") or config.get("OPTIONS", {}).get("service")
+        if not named and not str(config.get("ENGINE", "")).endswith("sqlite3"):
+            raise ValueError("it names no database after the host (nor a ?service=)")
         return config
     except (ValueError, KeyError) as exc:  # unknown scheme, unparsable URL
         # The message goes to logs (journald, CI): never the password.

@@ -401,6 +401,12 @@ def test_it_refuses_a_database_url_that_names_no_database_or_has_a_fragment(monk
     assert "p@ss" not in message and "w/rd" not in message
 
 
+def test_it_reads_a_database_url_that_names_its_database_through_a_service_file(monkeypatch):
+    monkeypatch.setenv("CSN_TEST_DB", "postgresql://?service=csn")  # pg_service.conf names it
+    config = env_database("CSN_TEST_DB", "sqlite:///x.sqlite3")
+    assert config["OPTIONS"] == {"service": "csn"} and config["NAME"] == ""
+
+
 def _gunicorn(tmp_path, **env) -> tuple[subprocess.Popen, int]:
     """gunicorn started as docs tell an operator (from the checkout, its gunicorn.conf.py read),
     in production settings; waits until it answers."""
