@@ -32,8 +32,10 @@ def is_utf8(path: str | Path) -> bool:
 def require_utf8(path: Path, what: str) -> None:
     """DataError naming `path` when its name (or a folder above it) is not valid UTF-8."""
     if not is_utf8(path):
+        at_fault = next(p for p in (path, *path.parents) if not is_utf8(p.name))
+        whose = what if at_fault == path else f"a folder above the {what}: its"
         raise DataError(
-            f"{shown(path)}: {what} name is not valid UTF-8 ({os.fsencode(path.name)!r}); "
+            f"{shown(path)}: {whose} name is not valid UTF-8 ({os.fsencode(at_fault.name)!r}); "
             "rename it (e.g. convmv -f latin1 -t utf8)"
         )
 

@@ -95,3 +95,14 @@ def test_csn_triplets_names_a_dangling_track_link(tiny_dataset, tmp_path, capsys
     rc, err = _triplets(root, tmp_path, capsys)
     assert rc == 1 and "Traceback" not in err
     assert "Track00077" in err or "TrackLoop" in err
+
+
+def test_it_names_the_folder_above_the_root_whose_name_is_not_utf8(tiny_dataset, tmp_path):
+    parent = _latin1(tmp_path, b"caf\xe9")
+    parent.mkdir()
+    root = _copy(tiny_dataset, parent, "data")
+    with pytest.raises(DataError) as caught:
+        SlakhDataset(root)
+    message = str(caught.value)
+    assert "(b'caf\\xe9')" in message  # the name at fault, not the root's own 'data'
+    assert "b'data'" not in message
