@@ -7,7 +7,9 @@ start at any step: that is how a run resumes, with any number of DataLoader work
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import time
 from pathlib import Path
 from typing import Protocol
@@ -79,26 +81,42 @@ def _next_batch(batches):
         raise original from exc
 
 
+_CHAINED = re.compile(
+    r"\n\n(?:During handling of the above exception, another exception occurred"
+    r"|The above exception was the direct cause of the following exception):\n\n"
+)
+
+
 def worker_error(exc: BaseException) -> BaseException | None:
     """The exception a DataLoader worker raised, rebuilt from torch's re-raised copy of it (its
-    message is "Caught T in DataLoader worker process N.", the worker's traceback, then "T: the
-    original message"), or None when exc is not such a copy or its type cannot be rebuilt."""
+    message is "Caught T in DataLoader worker process N.", then "Original " and the worker's
+    formatted traceback, whose last block ends in "T: the original message"), or None when exc
+    is not such a copy, is not of type T (torch re-raises a T it cannot build from one string as
+    a RuntimeError), or T cannot be rebuilt from the message."""
     text = str(exc.args[0]) if len(exc.args) == 1 else ""
     head, sep, trace = text.partition("\nOriginal Traceback (most recent call last):\n")
-    if not (sep and head.startswith("Caught ") and " in DataLoader worker process " in head):
-        return None
+    caught = re.fullmatch(r"Caught (\S+) in DataLoader worker process \d+\.", head)
     kind = type(exc)
+    if not (sep and caught and caught.group(1) == kind.__name__):
+        return None
+    last = _CHAINED.split(trace)[-1].split("\n")  # the worker's own exception, not its causes
+    start = 1 if last[0].startswith("Traceback (most recent call last):") else 0
+    # Frames are indented; the first line that is not starts "T: message" (then its other lines)
+    at = next((i for i in range(start, len(last)) if not last[i].startswith(" ")), None)
     names = (f"{kind.__module__}.{kind.__qualname__}: ", f"{kind.__qualname__}: ")
-    lines = trace.rstrip("\n").split("\n")
-    for i in range(len(lines) - 1, -1, -1):  # the last exception of the traceback is exc's
-        name = next((n for n in names if lines[i].startswith(n)), None)
-        if name is not None:
-            message = "\n".join([lines[i][len(name) :], *lines[i + 1 :]])
-            try:
-                return kind(message)
-            except TypeError:  # a type whose constructor takes other arguments
-                return None
-    return None
+    name = next((n for n in names if at is not None and last[at].startswith(n)), None)
+    if at is None or name is None:
+        return None
+    message = "\n".join([last[at][len(name) :], *last[at + 1 :]]).rstrip("\n")
+    if issubclass(kind, KeyError):  # str(KeyError) is the key's repr
+        try:
+            return kind(ast.literal_eval(message))
+        except (ValueError, SyntaxError):
+            return kind(message)
+    try:
+        return kind(message)
+    except TypeError:  # a type whose constructor takes other arguments
+        return None
 
 
 def _to(batch: dict, device) -> dict:
