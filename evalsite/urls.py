@@ -21,3 +21,5 @@ urlpatterns = [
     path("retrieval/", include("evalsite.retrieval.urls")),
     path("jobs/", include("evalsite.jobs.urls")),
 ]
+
+handler404 = "evalsite.views.page_not_found"

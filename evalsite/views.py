@@ -1,5 +1,6 @@
-"""Site-wide pages: the landing page, a health check and the refusal of a form that fails
-Django's CSRF check (`csrf_failure`, settings.CSRF_FAILURE_VIEW)."""
+"""Site-wide pages: the landing page, a health check, the page of a link to nothing
+(`page_not_found`, urls.handler404) and the refusal of a form that fails Django's CSRF check
+(`csrf_failure`, settings.CSRF_FAILURE_VIEW)."""
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import REASON_NO_CSRF_COOKIE
@@ -21,6 +22,15 @@ def home(request: HttpRequest) -> HttpResponse:
 def healthz(request: HttpRequest) -> JsonResponse:
     """A trivial view: the load benchmark's reference for throughput."""
     return JsonResponse({"ok": True})
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """404.html, in the participant layout and words (most links to nothing are a participant's
+    mistyped, cut or outdated study link), or in the site's layout for a signed-in researcher
+    (another researcher's study is a 404 too), who has no Prolific page to go back to."""
+    user = getattr(request, "user", None)
+    researcher = user is not None and user.is_authenticated
+    return render(request, "404.html", {"participant": False if researcher else None}, status=404)
 
 
 @no_store

@@ -100,6 +100,22 @@ def test_a_link_to_nothing_follows_the_language_cookie(settings, db):
     assert NOT_FOUND["ja"][0] in _text(browser.get("/s/gone/"))
 
 
+@pytest.mark.parametrize("path", ["/studies/999999/", "/nothing/"])
+def test_a_signed_in_researchers_link_to_nothing_keeps_the_site_layout_and_no_prolific_advice(
+    settings, django_user_model, path
+):
+    # another researcher's study is a 404 too (not even confirmed to exist)
+    settings.DEBUG = False
+    browser = Client()
+    browser.force_login(django_user_model.objects.create_user("rita", password="x-y-z-123"))
+    response = browser.get(path)
+    assert response.status_code == 404
+    text = _text(response)
+    assert "Page not found" in text and "Prolific" not in text
+    assert "participant-header" not in response.content.decode()
+    assert 'href="/studies/"' in response.content.decode()
+
+
 def _assert_participant_layout(response) -> None:
     page = response.content.decode()
     assert "csn-eval" not in page
