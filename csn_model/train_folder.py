@@ -148,10 +148,16 @@ def run_difference(
 
 def config_differences(have: dict, want: dict, prefix: str = "") -> str:
     """The fields in which the config dict `have` (a checkpoint's) differs from `want`, as
-    "section.field HAVE (expected WANT)", joined by "; " ("" when none)."""
+    "section.field HAVE (expected WANT)", joined by "; " ("" when none). A field one of them
+    lacks differs from any value the other holds, None included ("absent")."""
     out = []
     for key in sorted({*have, *want}):
-        a, b = have.get(key), want.get(key)
+        if key not in have or key not in want:
+            a = repr(have[key]) if key in have else "absent"
+            b = repr(want[key]) if key in want else "absent"
+            out.append(f"{prefix}{key} {a} (expected {b})")
+            continue
+        a, b = have[key], want[key]
         if isinstance(a, dict) and isinstance(b, dict):
             inner = config_differences(a, b, f"{prefix}{key}.")
             out += [inner] if inner else []
