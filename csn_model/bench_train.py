@@ -121,14 +121,20 @@ def check_system(checkpoint: Path, name: str, mcfg, source: dict, run_dir: Path)
     return checkpoint
 
 
-def check_separator(path: Path, cfg: BenchConfig) -> None:
+def check_separator(path: Path, cfg: BenchConfig, dataset: dict, run_dir: Path) -> None:
     """ValueError naming path unless the separator checkpoint there was trained with this run's
-    separator.* settings at features.sample_rate (a separator.pt records no dataset, so its data
-    cannot be checked; its folder's sdr.json was measured with it)."""
+    separator.* settings at features.sample_rate on the run's dataset (`dataset`: {"root",
+    "fingerprint"}, separation.dataset_record); its folder's sdr.json was measured with it.
+
+    A separator.pt saved before separators recorded their dataset (2026-12-07) is used, with a
+    warning, when the run folder's dataset.json has the run's fingerprint, as check_system uses
+    a system checkpoint from before dataset records: the user vouched for that folder's data
+    (bench.py's _check_dataset refuses a dataset.json without it, and --from a run whose
+    dataset.json has none); refusing it would retrain a separator whose settings match."""
     import torch
 
     from csn_model.config import ConfigError, from_dict, to_dict
-    from csn_model.separation import SeparatorConfig
+    from csn_model.separation import SeparatorConfig, dataset_difference, unrecorded_note
 
     state = torch.load(path, weights_only=True)  # bench_versions has loaded it once already
     recorded = state.get("config") if isinstance(state, dict) else None
@@ -143,10 +149,27 @@ def check_separator(path: Path, cfg: BenchConfig) -> None:
     rate = state.get("versions", {}).get("sample_rate") if isinstance(state, dict) else None
     if rate != cfg.features.sample_rate:
         differ.append(f"sample rate {rate} (run: features.sample_rate {cfg.features.sample_rate})")
-    if differ:
+    data = dataset_difference(state, dataset)
+    vouched = dataset["fingerprint"] is not None and (
+        _recorded_fingerprint(run_dir) == dataset["fingerprint"]
+    )
+    if data == "" and not vouched:
+        data = unrecorded_note(path, dataset).removeprefix(f"{path}: ") + (
+            f" and {run_dir / 'dataset.json'} does not vouch for this data either"
+        )
+    if differ or data:
+        trained = [f"it was trained with {'; '.join(differ)}"] if differ else []
         raise ValueError(
-            f"{path}: not the separator of this run, so it is not used: it was trained with "
-            f"{'; '.join(differ)}; delete {path.parent} to train the separator again"
+            f"{path}: not the separator of this run, so it is not used: "
+            f"{'; '.join([*trained, *([data] if data else [])])}; delete {path.parent} to "
+            "train the separator again"
+        )
+    if data == "":
+        log.warning(
+            "%s; used as this run's separator: its settings match and %s names this data's "
+            "fingerprint",
+            unrecorded_note(path, dataset),
+            run_dir / "dataset.json",
         )
 
 
@@ -178,15 +201,16 @@ def check_index(cfg: BenchConfig, run_dir: Path, checkpoints: dict) -> None:
     fingerprint = _recorded_fingerprint(run_dir)
     record = run_dir / "dataset.json"
     systems = _index_systems(checkpoints)
-    if systems and fingerprint is None:
+    if (systems or checkpoints.get("separator") is not None) and fingerprint is None:
         raise ValueError(
             f"{record}: missing, or without a dataset fingerprint, so nothing tells which data "
             f"the systems of {run_dir} were trained on; resume the run with `csn bench` (its "
             "config, --data and --out) to have it checked, then score it with --from"
         )
+    root = json.loads(record.read_text()).get("root") if fingerprint is not None else None
     if checkpoints.get("separator") is not None:
-        check_separator(Path(checkpoints["separator"]), cfg)
-    root = json.loads(record.read_text()).get("root") if systems else None
+        dataset = {"root": root, "fingerprint": fingerprint}
+        check_separator(Path(checkpoints["separator"]), cfg, dataset, run_dir)
     cfgs = system_configs(cfg)
     individual = checkpoints.get("individual_clean") or checkpoints.get("individual_separated")
     teachers = {
@@ -273,15 +297,28 @@ def train_systems(cfg: BenchConfig, data_root: Path, run_dir: Path, ds) -> dict:
 
 
 def _separator(cfg: BenchConfig, ds, run_dir: Path) -> Path | None:
-    from csn_model.separation import load_separator, sdr_table, train_separator, write_sdr
+    from csn_model.separation import (
+        dataset_record,
+        load_separator,
+        sdr_table,
+        train_separator,
+        write_sdr,
+    )
 
     folder = run_dir / "separator"
     folder.mkdir(parents=True, exist_ok=True)
     path = None
     if cfg.separator.backend == "trained":
-        log.info("separator: training or loading %s", folder / "separator.pt")
-        path = train_separator(ds, cfg.separator, folder / "separator.pt", log=log.info)
-        check_separator(path, cfg)  # one found in the folder must be this run's
+        path = folder / "separator.pt"
+        if path.exists():  # one found in the folder must be this run's
+            log.info("separator: checking %s", path)
+            check_separator(path, cfg, dataset_record(ds), run_dir)
+        else:
+            log.info("separator: training %s", path)
+            vouched = _recorded_fingerprint(run_dir) == ds.fingerprint  # for an older .partial
+            train_separator(
+                ds, cfg.separator, path, log=log.info, unrecorded_ok=vouched, warn=log.warning
+            )
     if not (folder / "sdr.json").exists():
         sep = load_separator(cfg.separator, path, ds.sample_rate)
         table = sdr_table(ds, sep, "test", cfg.bench.sdr_chunk_seconds)

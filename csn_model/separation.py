@@ -148,13 +148,26 @@ def _batch(tracks, rng: np.random.Generator, cfg: SeparatorConfig, frames: int) 
     return out
 
 
-def train_separator(ds, cfg: SeparatorConfig, out_path: str | Path, log=print) -> Path:
+def train_separator(
+    ds,
+    cfg: SeparatorConfig,
+    out_path: str | Path,
+    log=print,
+    unrecorded_ok: bool = False,
+    warn=None,
+) -> Path:
     """Train on `ds`'s training split and write a checkpoint to out_path (idempotent: an existing
     checkpoint is kept; an interrupted run resumes from `<out_path>.partial`, which is loaded with
-    weights_only=True like every checkpoint)."""
+    weights_only=True like every checkpoint). Both record ds's fingerprint ("dataset"), and one
+    recording another is refused. unrecorded_ok: one saved before they recorded it is used, with
+    a line through `warn` (default: log), by a caller that knows otherwise that it is ds's (csn
+    bench, whose run folder's dataset.json the user vouched for); else it is refused too."""
     out_path = Path(out_path)
+    want, warn = dataset_record(ds), warn or log
     if out_path.exists():
-        _check_batches(torch.load(out_path, weights_only=True), out_path)
+        state = torch.load(out_path, weights_only=True)
+        _check_batches(state, out_path)
+        _check_dataset(state, out_path, want, unrecorded_ok, warn)
         return out_path
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -175,6 +188,7 @@ def train_separator(ds, cfg: SeparatorConfig, out_path: str | Path, log=print) -
     if partial.exists():
         state = _load_partial(partial)
         _check_batches(state, partial)
+        _check_dataset(state, partial, want, unrecorded_ok, warn)
         model.load_state_dict(state["state_dict"])
         opt.load_state_dict(state["optimizer"])
         step, rng.bit_generator.state = state["step"], state["rng"]
@@ -198,13 +212,14 @@ def train_separator(ds, cfg: SeparatorConfig, out_path: str | Path, log=print) -
             log(f"separator step {step}/{cfg.steps} loss {running:.4f} "
                 f"({(time.time() - t0) / max(step, 1):.2f} s/step)")  # fmt: skip
             _atomic_save({"state_dict": model.state_dict(), "optimizer": opt.state_dict(),
-                          "step": step, "rng": rng.bit_generator.state,
+                          "step": step, "rng": rng.bit_generator.state, "dataset": want,
                           "versions": {"batches": BATCHES_VERSION}}, partial)  # fmt: skip
     checkpoint = {
         "model_name": MODEL_NAME,
         "model_args": args,
         "state_dict": model.state_dict(),
         "config": asdict(cfg),
+        "dataset": want,
         "versions": {
             "torch": str(torch.__version__),
             "sample_rate": int(ds.sample_rate),
@@ -227,6 +242,51 @@ def _check_batches(state: dict, path: Path) -> None:
             f"version {BATCHES_VERSION}: delete {path} (in a csn bench run folder the whole "
             "separator/ folder, whose SDR it measured) to train the separator again"
         )
+
+
+def dataset_record(ds) -> dict:
+    """What a separator file records of its training data, as csn train's checkpoints do
+    (csn_model.train.run_source): {"root": absolute path, "fingerprint": ds.fingerprint}."""
+    return {"root": str(Path(ds.root).resolve()), "fingerprint": ds.fingerprint}
+
+
+def dataset_difference(state: dict, want: dict) -> str | None:
+    """How the training data a separator file `state` records differs from `want`
+    (dataset_record): None if it is that data, "" if it records none (saved before 2026-12-07),
+    else what differs, naming both datasets and fingerprints, without a remedy."""
+    have = state.get("dataset") if isinstance(state, dict) else None
+    if not isinstance(have, dict) or "fingerprint" not in have:
+        return ""
+    if have["fingerprint"] == want["fingerprint"]:
+        return None
+    return (
+        f"it was trained on the dataset {have.get('root')} (fingerprint {have['fingerprint']}), "
+        f"not on {want['root']} (fingerprint {want['fingerprint']}): another dataset, or that "
+        "one changed since (its tracks, metadata.yaml or audio files differ)"
+    )
+
+
+def unrecorded_note(path: Path, want: dict) -> str:
+    """What is said of a separator file that records no dataset."""
+    return (
+        f"{path}: records no dataset (saved before separators recorded their training data, "
+        f"2026-12-07), so nothing in it tells whether it was trained on {want['root']} "
+        f"(fingerprint {want['fingerprint']})"
+    )
+
+
+def _check_dataset(state: dict, path: Path, want: dict, unrecorded_ok: bool, warn) -> None:
+    differs = dataset_difference(state, want)
+    if differs is None:
+        return
+    if differs == "" and unrecorded_ok:
+        warn(f"{unrecorded_note(path, want)}; used as that data's, as the caller vouches for it")
+        return
+    what = unrecorded_note(path, want) if differs == "" else f"{path}: {differs}"
+    raise ValueError(
+        f"{what}; delete {path} (in a csn bench run folder the whole separator/ folder, whose "
+        "SDR it measured) to train the separator again"
+    )
 
 
 def _load_partial(path: Path) -> dict:

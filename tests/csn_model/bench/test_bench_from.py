@@ -4,6 +4,7 @@ differs, as resuming the same folder refuses it."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -100,3 +101,114 @@ def test_it_refuses_a_separator_of_another_config_swapped_in(
     assert rc == 2, err
     assert f"{swapped}: not the separator of this run" in err and "hidden" in err, err
     assert not (out / "results.json").exists()
+
+
+def _changed_copy(tiny_dataset, tmp_path):
+    """tiny_dataset with one metadata.yaml edited: the same tracks, another fingerprint."""
+    changed = shutil.copytree(tiny_dataset, tmp_path / "changed")
+    meta = next((changed / "validation").glob("*/metadata.yaml"))
+    meta.write_text(meta.read_text() + "# edited\n")
+    return changed
+
+
+def _separator_trained_on(data, run):
+    """run's separator/separator.pt replaced by one of the run's settings trained on data."""
+    from csn_model.bench_config import load_bench_config
+    from csn_model.data.slakh import SlakhDataset
+    from csn_model.separation import train_separator
+
+    swapped = run / "separator" / "separator.pt"
+    swapped.unlink()
+    cfg = load_bench_config(run / "config.yaml")
+    train_separator(SlakhDataset(data), cfg.separator, swapped, log=lambda _: None)
+    return swapped
+
+
+def _resume(run, tiny_dataset, capsys) -> tuple[int, str]:
+    """`csn bench` again on the copied run folder, with the command that made trained_run."""
+    capsys.readouterr()
+    config = run.parent / "tiny.yaml"
+    config.write_text(TINY)
+    args = ["bench", "--config", str(config), "--data", str(tiny_dataset), "--out", str(run)]
+    rc = main([*args, "--set", *SETTINGS])
+    return rc, capsys.readouterr().err
+
+
+def test_it_refuses_a_separator_trained_on_another_dataset_swapped_in(
+    trained_run, tiny_dataset, other_dataset, tmp_path, capsys
+):
+    from csn_model.data.fingerprint import dataset_fingerprint
+
+    changed = _changed_copy(tiny_dataset, tmp_path)
+    run = shutil.copytree(trained_run, tmp_path / "copy")
+    swapped = _separator_trained_on(changed, run)
+    out = tmp_path / "out"
+    rc, err = _score(run, other_dataset, out, capsys)
+    assert rc == 2, err
+    assert f"{swapped}: not the separator of this run" in err, err
+    assert dataset_fingerprint(changed) in err and dataset_fingerprint(tiny_dataset) in err, err
+    assert not (out / "results.json").exists()
+
+
+def test_resuming_refuses_a_separator_trained_on_another_dataset_swapped_in(
+    trained_run, tiny_dataset, tmp_path, capsys
+):
+    from csn_model.data.fingerprint import dataset_fingerprint
+
+    changed = _changed_copy(tiny_dataset, tmp_path)
+    run = shutil.copytree(trained_run, tmp_path / "copy")
+    swapped = _separator_trained_on(changed, run)
+    results = (run / "results.json").read_text()
+    rc, err = _resume(run, tiny_dataset, capsys)
+    assert rc == 2, err
+    assert f"{swapped}: not the separator of this run" in err, err
+    assert dataset_fingerprint(changed) in err and dataset_fingerprint(tiny_dataset) in err, err
+    assert (run / "results.json").read_text() == results  # nothing scored with it
+
+
+def test_resuming_uses_the_runs_own_separator(trained_run, tiny_dataset, tmp_path, capsys):
+    run = shutil.copytree(trained_run, tmp_path / "copy")
+    own = torch.load(run / "separator" / "separator.pt", weights_only=True)
+    assert (
+        own["dataset"]["fingerprint"]
+        == json.loads((run / "dataset.json").read_text())["fingerprint"]
+    )
+    rc, err = _resume(run, tiny_dataset, capsys)
+    assert rc == 0, err
+
+
+def _old_format_separator(run):
+    """The run's separator.pt as saved before separators recorded their dataset."""
+    path = run / "separator" / "separator.pt"
+    state = torch.load(path, weights_only=True)
+    state.pop("dataset")
+    torch.save(state, path)
+    return path
+
+
+def test_a_separator_saved_before_dataset_records_is_scored_with_a_warning(
+    trained_run, other_dataset, tmp_path, capsys, caplog
+):
+    run = shutil.copytree(trained_run, tmp_path / "copy")
+    old = _old_format_separator(run)
+    caplog.set_level("INFO", logger="csn.bench")
+    caplog.clear()
+    rc, err = _score(run, other_dataset, tmp_path / "out", capsys)
+    assert rc == 0, err
+    warned = [r for r in caplog.records if r.levelname == "WARNING" and str(old) in r.getMessage()]
+    assert len(warned) == 1 and "records no dataset" in warned[0].getMessage(), caplog.text
+    assert str(run / "dataset.json") in warned[0].getMessage()
+
+
+def test_resuming_keeps_a_separator_saved_before_dataset_records_with_a_warning(
+    trained_run, tiny_dataset, tmp_path, capsys, caplog
+):
+    run = shutil.copytree(trained_run, tmp_path / "copy")
+    old = _old_format_separator(run)
+    caplog.set_level("INFO", logger="csn.bench")
+    caplog.clear()
+    rc, err = _resume(run, tiny_dataset, capsys)
+    assert rc == 0, err
+    warned = [r for r in caplog.records if r.levelname == "WARNING" and str(old) in r.getMessage()]
+    assert len(warned) == 1 and "records no dataset" in warned[0].getMessage(), caplog.text
+    assert "separator step" not in caplog.text  # kept, not trained again

@@ -210,3 +210,83 @@ def test_it_refuses_a_separator_trained_on_unaligned_batches(tiny_dataset, tmp_p
     with pytest.raises(ValueError, match="batches version 1") as err:
         train_separator(ds, TINY_SEPARATOR, path, log=lambda _m: None)
     assert str(path) in str(err.value) and "delete" in str(err.value)
+
+
+def _interrupted_at_the_end(ds, path, monkeypatch):
+    """separator.partial of a training on ds stopped after its last step, before the checkpoint."""
+    import csn_model.separation as separation
+
+    save = separation._atomic_save
+
+    def crash_at_the_end(obj, target):
+        if target == path:
+            raise KeyboardInterrupt
+        save(obj, target)
+
+    with monkeypatch.context() as m:
+        m.setattr(separation, "_atomic_save", crash_at_the_end)
+        with pytest.raises(KeyboardInterrupt):
+            train_separator(ds, TINY_SEPARATOR, path, log=lambda _m: None)
+    return path.with_suffix(".partial")
+
+
+def _changed_copy(tiny_dataset, tmp_path):
+    import shutil
+
+    changed = shutil.copytree(tiny_dataset, tmp_path / "changed")
+    meta = next((changed / "validation").glob("*/metadata.yaml"))
+    meta.write_text(meta.read_text() + "# edited\n")  # the same tracks, another fingerprint
+    return changed
+
+
+def test_it_records_the_training_datasets_fingerprint(tiny_dataset, tmp_path, monkeypatch):
+    ds = SlakhDataset(tiny_dataset)
+    partial = _interrupted_at_the_end(ds, tmp_path / "sep.pt", monkeypatch)
+    want = {"root": str(tiny_dataset.resolve()), "fingerprint": ds.fingerprint}
+    assert torch.load(partial, weights_only=True)["dataset"] == want
+    path = train_separator(ds, TINY_SEPARATOR, tmp_path / "sep.pt", log=lambda _m: None)
+    assert torch.load(path, weights_only=True)["dataset"] == want
+
+
+def test_it_refuses_to_resume_a_partial_file_of_another_dataset(
+    tiny_dataset, tmp_path, monkeypatch
+):
+    changed = _changed_copy(tiny_dataset, tmp_path)
+    path = tmp_path / "sep.pt"
+    partial = _interrupted_at_the_end(SlakhDataset(changed), path, monkeypatch)
+    ds = SlakhDataset(tiny_dataset)
+    with pytest.raises(ValueError) as err:
+        train_separator(ds, TINY_SEPARATOR, path, log=lambda _m: None)
+    message = str(err.value)
+    assert message.startswith(f"{partial}:") and "delete" in message, message
+    assert SlakhDataset(changed).fingerprint in message and ds.fingerprint in message, message
+    assert not path.exists()
+
+
+def test_it_refuses_to_keep_a_checkpoint_of_another_dataset(tiny_dataset, tmp_path):
+    changed = _changed_copy(tiny_dataset, tmp_path)
+    path = train_separator(
+        SlakhDataset(changed), TINY_SEPARATOR, tmp_path / "sep.pt", log=lambda _m: None
+    )
+    ds = SlakhDataset(tiny_dataset)
+    with pytest.raises(ValueError) as err:
+        train_separator(ds, TINY_SEPARATOR, path, log=lambda _m: None)
+    assert str(err.value).startswith(f"{path}:") and ds.fingerprint in str(err.value)
+
+
+def test_a_partial_file_saved_before_dataset_records_is_resumed_only_when_vouched_for(
+    tiny_dataset, tmp_path, monkeypatch
+):
+    ds = SlakhDataset(tiny_dataset)
+    path = tmp_path / "sep.pt"
+    partial = _interrupted_at_the_end(ds, path, monkeypatch)
+    state = torch.load(partial, weights_only=True)
+    state.pop("dataset")  # as saved before separators recorded their dataset
+    torch.save(state, partial)
+    with pytest.raises(ValueError, match="records no dataset") as err:
+        train_separator(ds, TINY_SEPARATOR, path, log=lambda _m: None)
+    assert str(err.value).startswith(f"{partial}:") and "delete" in str(err.value)
+    said: list[str] = []
+    assert train_separator(ds, TINY_SEPARATOR, path, log=said.append, unrecorded_ok=True) == path
+    assert any(str(partial) in m and "records no dataset" in m for m in said), said
+    assert torch.load(path, weights_only=True)["dataset"]["fingerprint"] == ds.fingerprint
