@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from csn_model.data.entries import broken_link, shown
+from csn_model.data.entries import broken_link, is_utf8, shown
 from csn_model.data.errors import DataError
 from csn_model.silence import HighPass
 
@@ -48,12 +48,21 @@ def refuse_broken_link(folder: Path, stem: str, track: str, what: str) -> None:
 
 def misnamed(folder: Path, stem: str) -> str:
     """ "; found Mix.flac (...)" when audio_file found nothing but a file whose name differs from
-    stem's only in case; "" otherwise. Appended to a "missing" message, which would mislead."""
+    stem's only in case; else "; FOLDER holds names that are not valid UTF-8 (...)" when it
+    does (the stem may be one of them, renamed by an archiver in Latin-1 or CP1252);
+    "" otherwise. Appended to a "missing" message, which would mislead."""
     if not folder.is_dir():
         return ""
-    for p in sorted(folder.iterdir()):
+    entries = sorted(folder.iterdir())
+    for p in entries:
         if p.stem.lower() == stem.lower() and p.suffix.lower() in AUDIO_SUFFIXES:
             return f"; found {p.name}, expected the name {stem} in this case (Slakh's)"
+    undecodable = [shown(p.name) for p in entries if not is_utf8(p.name)]
+    if undecodable:
+        return (
+            f"; {shown(folder)} holds names that are not valid UTF-8 ({', '.join(undecodable)}, "
+            f"bytes escaped): if one is {stem}, rename it (e.g. convmv -f latin1 -t utf8)"
+        )
     return ""
 
 

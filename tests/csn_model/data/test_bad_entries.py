@@ -106,3 +106,28 @@ def test_it_names_the_folder_above_the_root_whose_name_is_not_utf8(tiny_dataset,
     message = str(caught.value)
     assert "(b'caf\\xe9')" in message  # the name at fault, not the root's own 'data'
     assert "b'data'" not in message
+
+
+def test_a_missing_stem_names_the_entries_of_its_folder_whose_names_are_not_utf8(
+    tiny_dataset, tmp_path
+):
+    root = _copy(tiny_dataset, tmp_path, "renamed")
+    stems = _first(root, "test") / "stems"
+    listed = sorted(p for p in stems.iterdir() if p.suffix == ".flac")[0]
+    listed.rename(_latin1(stems, b"S0\xe9.flac"))  # the listed stem, renamed in Latin-1
+    with pytest.raises(DataError) as err:
+        SlakhDataset(root).tracks("test")
+    message = str(err.value)
+    assert f"{listed.stem}.flac|.wav does not exist" in message, message
+    assert "not valid UTF-8" in message and "S0\\xe9.flac" in message, message
+    message.encode("utf-8")  # printable as it is
+
+
+def test_a_missing_stem_in_a_folder_of_utf8_names_says_only_that_it_is_missing(
+    tiny_dataset, tmp_path
+):
+    root = _copy(tiny_dataset, tmp_path, "removed")
+    stems = _first(root, "test") / "stems"
+    sorted(p for p in stems.iterdir() if p.suffix == ".flac")[0].unlink()
+    with pytest.raises(DataError, match=r"\.flac\|\.wav does not exist$"):
+        SlakhDataset(root).tracks("test")
