@@ -18,12 +18,16 @@ ROOT = Path(__file__).resolve().parents[3]  # this checkout's csn_model, not an 
 
 
 def _wait_for(path: Path, process: subprocess.Popen) -> None:
-    """Until path exists (the run wrote it), or fail if the process ends first or never does."""
-    for _ in range(1200):  # a generous bound: a stuck run fails the test instead of hanging it
-        if path.exists() or process.poll() is not None:
-            break
+    """Until path exists (the run wrote it), or fail if the process ends first or never does.
+    The bound is generous (about 13 s here alone, far more beside other test runs on 2 cores):
+    a stuck run fails the test instead of hanging it. A run still going is killed before its
+    output is read (it would train on for its 100000 steps)."""
+    deadline = time.monotonic() + 900
+    while not path.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert path.exists(), process.communicate(timeout=60)
+    if not path.exists():
+        process.kill()
+        raise AssertionError(f"{path} never written; the run said: {process.communicate()}")
 
 
 def test_ctrl_c_names_the_system_in_training_the_kept_systems_and_the_command_to_resume(
