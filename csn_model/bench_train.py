@@ -195,8 +195,7 @@ def check_index(cfg: BenchConfig, run_dir: Path, checkpoints: dict) -> None:
     as a resumed run checks it: each system's config, the dataset fingerprint in the run's
     dataset.json and the teachers (systems/individual_<c>/final.pt); the separator its settings.
     ValueError naming the file and what differs."""
-    from csn_model.checkpoint import file_id
-    from csn_model.train import ITEMS_VERSIONS, needs_teachers
+    from csn_model.train import needs_teachers, recorded_source
 
     fingerprint = _recorded_fingerprint(run_dir)
     record = run_dir / "dataset.json"
@@ -219,15 +218,15 @@ def check_index(cfg: BenchConfig, run_dir: Path, checkpoints: dict) -> None:
     }
     for system, path in systems.items():
         mcfg = cfgs[system]
-        ids = {}
-        if needs_teachers(mcfg):
-            ids = {c: file_id(p) for c, p in teachers.items() if p.is_file()}
-        source = {
-            "dataset": {"root": root, "fingerprint": fingerprint},
-            "teachers": dict(sorted(ids.items())),
-            "items": ITEMS_VERSIONS[mcfg.train.system],
-        }
-        check_system(path, system, mcfg, source, run_dir)
+        missing = [str(p) for p in teachers.values() if not p.is_file()]
+        if needs_teachers(mcfg) and missing:  # absent, not other: the CSN itself may be fine
+            raise ValueError(
+                f"{path}: {system} was trained with the individual networks as teachers, whose "
+                f"files this run folder lacks ({', '.join(missing)}), so nothing tells that it is "
+                "this run's; restore them from the original run folder to score it with --from"
+            )
+        dataset = {"root": root, "fingerprint": fingerprint}
+        check_system(path, system, mcfg, recorded_source(mcfg, dataset, teachers), run_dir)
 
 
 def _index_systems(checkpoints: dict) -> dict[str, Path]:

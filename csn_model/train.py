@@ -114,11 +114,18 @@ def run_source(cfg: ExperimentConfig, data_root: str | Path, teachers) -> dict:
     # folder is claimed
     ds = SlakhDataset(data_root, duplicates=cfg.data.duplicates)
     ds.check_sources()
+    dataset = {"root": str(ds.root.resolve()), "fingerprint": ds.fingerprint}
+    return recorded_source(cfg, dataset, teachers)
+
+
+def recorded_source(cfg: ExperimentConfig, dataset: dict, teachers) -> dict:
+    """run_source's record for the dataset record {"root", "fingerprint"}: the teachers' file ids
+    (those whose files exist; none when cfg uses no teachers) and the items version."""
     ids = {}
     if needs_teachers(cfg):
         ids = {c: file_id(p) for c, p in (teachers or {}).items() if Path(p).is_file()}
     return {
-        "dataset": {"root": str(ds.root.resolve()), "fingerprint": ds.fingerprint},
+        "dataset": dataset,
         "teachers": dict(sorted(ids.items())),
         "items": ITEMS_VERSIONS[cfg.train.system],
     }

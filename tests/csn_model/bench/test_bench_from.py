@@ -212,3 +212,18 @@ def test_resuming_keeps_a_separator_saved_before_dataset_records_with_a_warning(
     warned = [r for r in caplog.records if r.levelname == "WARNING" and str(old) in r.getMessage()]
     assert len(warned) == 1 and "records no dataset" in warned[0].getMessage(), caplog.text
     assert "separator step" not in caplog.text  # kept, not trained again
+
+
+def test_it_names_the_missing_teachers_of_a_csn_and_how_to_restore_them(
+    tiny_dataset, other_dataset, tmp_path, capsys
+):
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    run = tmp_path / "run"  # a CSN trained with its teachers (the default aux loss, pre-training)
+    args = ["bench", "--config", str(tmp_path / "tiny.yaml"), "--data", str(tiny_dataset),
+            "--out", str(run), "--set", "bench.systems=[csn]"]  # fmt: skip
+    assert main(args) == 0
+    copy = shutil.copytree(run, tmp_path / "shared", ignore=shutil.ignore_patterns("individual_*"))
+    rc, err = _score(copy, other_dataset, tmp_path / "out", capsys)
+    assert rc == 2, err
+    assert "teacher" in err and str(copy / "systems" / "individual_bass" / "final.pt") in err, err
+    assert "restore" in err and "delete" not in err, err  # not: train the CSN again
