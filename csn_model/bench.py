@@ -17,6 +17,9 @@ to score systems older code trained: csn_model.bench_versions):
                                  relative to the run folder, reused only if it records this
                                  system's config, dataset fingerprint and teachers
     separator/separator.pt, sdr.csv, sdr.json
+                                 separator.pt records its settings, sample rate and dataset
+                                 (root, fingerprint); reused only for this run's
+                                 (bench_train.check_separator)
     checkpoints.json             {system: checkpoint or {condition: checkpoint}, "separator": ...},
                                  written once every system is trained (or found finished), read
                                  by `--from`: files in the run folder relative to it, so that a
