@@ -88,6 +88,16 @@ def run_bench(cfg: BenchConfig, data_root: Path, run_dir: Path) -> dict:
         check_run_folder(run_dir)  # every part made by older code, in one error
         made = None
     else:
+        # A new run writes config.yaml and dataset.json before it trains anything, so trained
+        # parts without them are another run's: nothing vouches for their data (the dataset.json
+        # written next would), and a separator or system of older code would be used unchecked.
+        for part in ("separator", "systems"):
+            found = (run_dir / part).rglob("*")
+            if any(f.suffix in {".pt", ".partial"} for f in found):  # checkpoints, states
+                raise ValueError(
+                    f"{run_dir}: holds {part}/ but no config.yaml, so nothing says which run "
+                    f"made them; use an empty --out, or the folder of the run they belong to"
+                )
         # Before anything is recorded: a run folder records its dataset's fingerprint, so one
         # made from a test split that fails here could not be resumed once the split is fixed.
         made = _before_training(ds, lambda: new_triplets(ds, cfg))

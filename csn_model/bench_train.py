@@ -134,9 +134,16 @@ def check_separator(path: Path, cfg: BenchConfig, dataset: dict, run_dir: Path) 
     import torch
 
     from csn_model.config import ConfigError, from_dict, to_dict
-    from csn_model.separation import SeparatorConfig, dataset_difference, unrecorded_note
+    from csn_model.separation import (
+        SeparatorConfig,
+        check_batches,
+        dataset_difference,
+        unrecorded_note,
+    )
 
     state = torch.load(path, weights_only=True)  # bench_versions has loaded it once already
+    if isinstance(state, dict):
+        check_batches(state, path)  # trained on older (unaligned) batches: refused, as training
     recorded = state.get("config") if isinstance(state, dict) else None
     try:
         have = to_dict(from_dict(SeparatorConfig, recorded, str(path), "separator."))

@@ -7,7 +7,7 @@ result, yet its data and settings are the same. run_bench checks every part it w
 front and refuses once, listing them all (check_run_folder), so that deleting them and rerunning
 with the same --out trains only those; score_run (`csn bench --from`) refuses to score systems or
 a separator made by older code (check_scored). The per-part checks where each part is loaded
-(bench_score._check_meta, bench_train._check_done, separation._check_batches) stay as they were.
+(bench_score._check_meta, bench_train._check_done, separation.check_batches) stay as they were.
 """
 
 from __future__ import annotations

@@ -166,7 +166,7 @@ def train_separator(
     want, warn = dataset_record(ds), warn or log
     if out_path.exists():
         state = torch.load(out_path, weights_only=True)
-        _check_batches(state, out_path)
+        check_batches(state, out_path)
         _check_dataset(state, out_path, want, unrecorded_ok, warn)
         return out_path
     torch.manual_seed(cfg.seed)
@@ -187,7 +187,7 @@ def train_separator(
     partial, step = out_path.with_suffix(".partial"), 0
     if partial.exists():
         state = _load_partial(partial)
-        _check_batches(state, partial)
+        check_batches(state, partial)
         _check_dataset(state, partial, want, unrecorded_ok, warn)
         model.load_state_dict(state["state_dict"])
         opt.load_state_dict(state["optimizer"])
@@ -231,7 +231,7 @@ def train_separator(
     return out_path
 
 
-def _check_batches(state: dict, path: Path) -> None:
+def check_batches(state: dict, path: Path) -> None:
     """A separator checkpoint or partial file trained on this code's batches (BATCHES_VERSION),
     else ValueError: training on or scoring with older batches would mix two codes in one run."""
     have = state.get("versions", {}).get("batches", 1)  # unrecorded: before batches were versioned

@@ -227,3 +227,36 @@ def test_it_names_the_missing_teachers_of_a_csn_and_how_to_restore_them(
     assert rc == 2, err
     assert "teacher" in err and str(copy / "systems" / "individual_bass" / "final.pt") in err, err
     assert "restore" in err and "delete" not in err, err  # not: train the CSN again
+
+
+@pytest.mark.parametrize("part", ["separator/separator.pt", "systems/csn/final.pt"])
+def test_a_new_run_folder_holding_parts_of_another_run_is_refused(
+    trained_run, tiny_dataset, tmp_path, capsys, part
+):
+    # without config.yaml nothing vouches for them: the dataset.json a new run writes is its own
+    out = tmp_path / "new"
+    (out / part).parent.mkdir(parents=True)
+    shutil.copyfile(trained_run / part, out / part)
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    capsys.readouterr()
+    args = ["bench", "--config", str(tmp_path / "tiny.yaml"), "--data", str(tiny_dataset),
+            "--out", str(out), "--set", *SETTINGS]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{out}: holds {part.split('/')[0]}/ but no config.yaml" in err, err
+    assert not (out / "config.yaml").exists() and not (out / "dataset.json").exists()
+
+
+def test_check_separator_refuses_one_trained_on_older_batches(trained_run, tmp_path):
+    from csn_model.bench_config import load_bench_config
+    from csn_model.bench_train import check_separator
+
+    run = shutil.copytree(trained_run, tmp_path / "copy")
+    path = run / "separator" / "separator.pt"
+    state = torch.load(path, weights_only=True)
+    state["versions"].pop("batches")  # unrecorded: version 1, before aligned mixtures
+    torch.save(state, path)
+    cfg = load_bench_config(run / "config.yaml")
+    dataset = json.loads((run / "dataset.json").read_text())
+    with pytest.raises(ValueError, match="batches version 1"):
+        check_separator(path, cfg, dataset, run)
