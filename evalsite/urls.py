@@ -22,4 +22,6 @@ urlpatterns = [
     path("jobs/", include("evalsite.jobs.urls")),
 ]
 
+handler400 = "evalsite.views.bad_request"
 handler404 = "evalsite.views.page_not_found"
+handler500 = "evalsite.views.server_error"

@@ -2,9 +2,16 @@
 (`page_not_found`, urls.handler404) and the refusal of a form that fails Django's CSRF check
 (`csrf_failure`, settings.CSRF_FAILURE_VIEW)."""
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseServerError,
+    JsonResponse,
+)
 from django.middleware.csrf import REASON_NO_CSRF_COOKIE
 from django.shortcuts import render
+from django.template import loader
 from django.utils import translation
 
 from evalsite.studies.participant import own_participant
@@ -22,6 +29,24 @@ def home(request: HttpRequest) -> HttpResponse:
 def healthz(request: HttpRequest) -> JsonResponse:
     """A trivial view: the load benchmark's reference for throughput."""
     return JsonResponse({"ok": True})
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """400.html in the request's own language (server_error says why)."""
+    return _error_page(request, "400.html", HttpResponseBadRequest)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """500.html in the request's own language, read from its language cookie or Accept-Language
+    here: a request that failed before LocaleMiddleware (a bad Host read by SecurityMiddleware's
+    HTTPS redirect) would otherwise get the language the thread last served, another
+    participant's. Like Django's default, rendered without context: nothing that can fail again."""
+    return _error_page(request, "500.html", HttpResponseServerError)
+
+
+def _error_page(request: HttpRequest, name: str, response_class) -> HttpResponse:
+    with translation.override(translation.get_language_from_request(request)):
+        return response_class(loader.get_template(name).render())
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

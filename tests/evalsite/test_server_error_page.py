@@ -26,6 +26,7 @@ def _suspicious(request):
 
 
 urlpatterns = [path("boom/", _raise), path("odd/", _suspicious)]  # the URLconf of these tests
+from evalsite.urls import handler400, handler500  # noqa: E402, F401 (the site's, for this URLconf)
 
 SERVER_ERROR = {
     "en": ("Something went wrong", "Something went wrong on our side; it was nothing you did. "
@@ -104,3 +105,19 @@ def test_a_bad_request_is_a_participant_page_in_the_browsers_language(
     assert heading in text and body in text
     assert f'<html lang="{lang}">' in page and "participant-header" in page
     assert "secret-detail" not in page and "csn-eval" not in page
+
+
+@pytest.mark.parametrize(("before", "lang"), [("ja", "en"), ("en", "ja")])
+def test_a_request_refused_before_its_language_is_read_gets_its_own_language_not_the_last_ones(
+    broken_site, before, lang
+):
+    # A bad Host read by SecurityMiddleware's HTTPS redirect fails before LocaleMiddleware: the
+    # page must not keep the language the thread last served (another participant's).
+    broken_site.ALLOWED_HOSTS = ["testserver"]
+    broken_site.SECURE_SSL_REDIRECT = True
+    Client(HTTP_ACCEPT_LANGUAGE=before, raise_request_exception=False).get("/boom/", secure=True)
+    browser = Client(HTTP_ACCEPT_LANGUAGE=lang, raise_request_exception=False)
+    response = browser.get("/boom/", HTTP_HOST="evil.example")
+    assert response.status_code == 400
+    assert BAD_REQUEST[lang][0] in _text(response)
+    assert f'<html lang="{lang}">' in response.content.decode()
