@@ -8,8 +8,6 @@ Personas: `ada`, an experimenter logged in on `client`; `offer(root)`, the site 
 from __future__ import annotations
 
 import html
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -20,16 +18,9 @@ from django.utils.text import slugify
 from evalsite.datasets.catalog import datasets
 from evalsite.stimuli.models import Catalogue, Clip
 from evalsite.studies.models import Study
+from tests.csn_model.data.test_bad_entries import _copy, _first, _latin1
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def ada(client, django_user_model):
-    """Persona: an experimenter, logged in on `client`."""
-    user = django_user_model.objects.create_user("ada", "ada@example.org")
-    client.force_login(user)
-    return user
 
 
 @pytest.fixture
@@ -43,22 +34,10 @@ def offer(settings, tmp_path):
     return set_root
 
 
-def _copy(tiny_dataset: Path, tmp_path: Path, name: str) -> Path:
-    return Path(shutil.copytree(tiny_dataset, tmp_path / name, symlinks=True))
-
-
-def _first(root: Path, split: str) -> Path:
-    return sorted(p for p in (root / split).iterdir() if p.is_dir())[0]
-
-
-def _bytes_name(folder: Path, name: bytes) -> Path:
-    return Path(os.fsdecode(os.fsencode(folder) + b"/" + name))
-
-
 def _latin1_track(tiny_dataset, tmp_path) -> Path:
     """A copy of tiny_dataset whose first test track folder is named b'Track\\xff02'."""
     root = _copy(tiny_dataset, tmp_path, "latin1")
-    _first(root, "test").rename(_bytes_name(root / "test", b"Track\xff02"))
+    _first(root, "test").rename(_latin1(root / "test", b"Track\xff02"))
     return root
 
 
@@ -106,7 +85,7 @@ def test_it_imports_and_lists_a_dataset_with_a_stray_latin1_file(
     client, ada, offer, tiny_dataset, tmp_path, capsys
 ):
     root = offer(_copy(tiny_dataset, tmp_path, "stray"))
-    _bytes_name(_first(root, "test"), b"notes_caf\xe9.txt").write_text("x")
+    _latin1(_first(root, "test"), b"notes_caf\xe9.txt").write_text("x")
     page = client.get(f"/datasets/{slugify(root.name)}/?split=test")
     assert page.status_code == 200 and "not valid UTF-8" not in page.content.decode()
     _command(root, "c", ada)

@@ -18,14 +18,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def ada(client, django_user_model):
-    """Persona: an experimenter, logged in on `client` (no password: nothing to hash)."""
-    user = django_user_model.objects.create_user("ada", "ada@example.org")
-    client.force_login(user)
-    return user
-
-
-@pytest.fixture
 def listed(settings, tiny_dataset, tmp_path):
     """Persona: a site whose data folder is empty and whose CSN_DATASETS names tiny_dataset."""
     settings.CSN_DATA_DIR = tmp_path / "empty"
