@@ -108,15 +108,27 @@ def worker_error(exc: BaseException) -> BaseException | None:
     if at is None or name is None:
         return None
     message = "\n".join([last[at][len(name) :], *last[at + 1 :]]).rstrip("\n")
-    if issubclass(kind, KeyError):  # str(KeyError) is the key's repr
-        try:
-            return kind(ast.literal_eval(message))
-        except (ValueError, SyntaxError):
-            return kind(message)
+    if issubclass(kind, KeyError):
+        return _key_error(kind, message)
     try:
         return kind(message)
     except TypeError:  # a type whose constructor takes other arguments
         return None
+
+
+def _key_error(kind: type[KeyError], message: str) -> KeyError:
+    """A KeyError rebuilt from its traceback text: the key's repr on the first line (str of a
+    KeyError), then the lines of its notes (Python 3.11 add_note), which go back to being a note
+    rather than part of the key. Another type's message can span lines, so there a note cannot
+    be told from the message and stays in it, shown as the worker showed it."""
+    key, _, notes = message.partition("\n")
+    try:
+        rebuilt = kind(ast.literal_eval(key))
+    except (ValueError, SyntaxError):  # a key whose repr is no literal: the text as it was
+        return kind(message)
+    if notes:
+        rebuilt.add_note(notes)  # several notes come back as one, shown the same
+    return rebuilt
 
 
 def _to(batch: dict, device) -> dict:

@@ -7,6 +7,7 @@ worker, .reraise() in the main process), without starting a worker process.
 from __future__ import annotations
 
 import sys
+import traceback
 
 import pytest
 from torch._utils import ExceptionWrapper
@@ -66,9 +67,40 @@ def test_it_keeps_a_multiline_message_whole_even_where_a_line_looks_like_a_heade
     assert str(rebuilt) == "line one\nValueError: looks like a header\nline three"
 
 
+def _key_error_with_a_note():
+    try:
+        {}["program_num"]
+    except KeyError as exc:
+        exc.add_note("Track00001/metadata.yaml, stem S01")
+        raise
+
+
+def _value_error_with_a_note():
+    exc = ValueError("bad value")
+    exc.add_note("Track00001/metadata.yaml, stem S01")
+    raise exc
+
+
 def test_it_rebuilds_a_key_error_with_the_key_not_its_quoted_text():
     rebuilt = worker_error(_reraised(lambda: {}["program_num"]))
     assert type(rebuilt) is KeyError and rebuilt.args == ("program_num",)
+
+
+def test_it_keeps_a_key_errors_note_as_its_note_not_part_of_the_key():
+    # the worker's traceback text puts a note's lines after "KeyError: 'program_num'"
+    rebuilt = worker_error(_reraised(_key_error_with_a_note))
+    assert type(rebuilt) is KeyError and rebuilt.args == ("program_num",)
+    assert rebuilt.__notes__ == ["Track00001/metadata.yaml, stem S01"]
+    shown = "".join(traceback.format_exception_only(rebuilt))
+    assert shown == "KeyError: 'program_num'\nTrack00001/metadata.yaml, stem S01\n"
+
+
+def test_it_shows_the_note_of_another_type_once_as_the_worker_showed_it():
+    # a multiline message and a note read the same in the traceback text: the lines stay whole
+    rebuilt = worker_error(_reraised(_value_error_with_a_note))
+    assert type(rebuilt) is ValueError
+    shown = "".join(traceback.format_exception_only(rebuilt))
+    assert shown == "ValueError: bad value\nTrack00001/metadata.yaml, stem S01\n"
 
 
 @pytest.mark.parametrize("case", [_two_args_while_handling_a_runtime_error,
