@@ -52,10 +52,16 @@ def _error_page(request: HttpRequest, name: str, response_class) -> HttpResponse
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     """404.html, in the participant layout and words (most links to nothing are a participant's
     mistyped, cut or outdated study link), or in the site's layout for a signed-in researcher
-    (another researcher's study is a 404 too), who has no Prolific page to go back to."""
+    (another researcher's study is a 404 too), who has no Prolific page to go back to. That one is
+    in English throughout, like its words: its lang and Content-Language too, not the browser's
+    language that LocaleMiddleware activated."""
     user = getattr(request, "user", None)
-    researcher = user is not None and user.is_authenticated
-    return render(request, "404.html", {"participant": False if researcher else None}, status=404)
+    if user is None or not user.is_authenticated:
+        return render(request, "404.html", {"participant": None}, status=404)
+    with translation.override("en"):
+        response = render(request, "404.html", {"participant": False}, status=404)
+    response["Content-Language"] = "en"  # LocaleMiddleware sets it only where it is not set
+    return response
 
 
 @no_store

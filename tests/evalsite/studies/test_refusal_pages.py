@@ -116,6 +116,27 @@ def test_a_signed_in_researchers_link_to_nothing_keeps_the_site_layout_and_no_pr
     assert 'href="/studies/"' in response.content.decode()
 
 
+@pytest.mark.parametrize("path", ["/studies/999999/", "/nothing/"])
+def test_a_signed_in_researchers_link_to_nothing_is_english_throughout_in_a_japanese_browser(
+    settings, django_user_model, path
+):
+    # the researcher's 404 says in English that the address is not a page; its lang and its
+    # Content-Language say so too, not the browser's Japanese
+    settings.DEBUG = False
+    browser = Client(HTTP_ACCEPT_LANGUAGE="ja")
+    browser.force_login(django_user_model.objects.create_user("rita", password="x-y-z-123"))
+    response = browser.get(path)
+    assert response.status_code == 404
+    page, text = response.content.decode(), _text(response)
+    assert '<html lang="en">' in page and response["Content-Language"] == "en"
+    assert "Page not found" in text and "Your studies" in text
+    assert not re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", page), "Japanese on the page"
+    browser.logout()  # the same browser signed out is a participant's: Japanese again
+    response = browser.get("/nothing/")
+    assert NOT_FOUND["ja"][0] in _text(response)
+    assert '<html lang="ja">' in response.content.decode() and response["Content-Language"] == "ja"
+
+
 def _assert_participant_layout(response) -> None:
     page = response.content.decode()
     assert "csn-eval" not in page
