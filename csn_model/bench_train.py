@@ -149,10 +149,7 @@ def check_separator(path: Path, cfg: BenchConfig, dataset: dict, run_dir: Path) 
         have = to_dict(from_dict(SeparatorConfig, recorded, str(path), "separator."))
     except (ConfigError, TypeError, AttributeError):
         have = recorded if isinstance(recorded, dict) else {}
-    want = to_dict(cfg.separator)
-    differ = [
-        f"separator.{k} {have.get(k)!r} (run: {v!r})" for k, v in want.items() if have.get(k) != v
-    ]
+    differ = _separator_differences(have, to_dict(cfg.separator))
     rate = state.get("versions", {}).get("sample_rate") if isinstance(state, dict) else None
     if rate != cfg.features.sample_rate:
         differ.append(f"sample rate {rate} (run: features.sample_rate {cfg.features.sample_rate})")
@@ -178,6 +175,24 @@ def check_separator(path: Path, cfg: BenchConfig, dataset: dict, run_dir: Path) 
             unrecorded_note(path, dataset),
             run_dir / "dataset.json",
         )
+
+
+def _separator_differences(have: dict, want: dict) -> list[str]:
+    """Each field in which a separator checkpoint's config `have` differs from the run's `want`,
+    as "separator.X HAVE (run: WANT)", the run's fields first. A field one of them lacks is
+    "absent" and differs from any value (None included): a field since removed from
+    SeparatorConfig was a setting of another separator, as train_folder.config_differences
+    treats a removed field in a system's config."""
+    keys = [*want, *sorted((k for k in have if k not in want), key=str)]
+
+    def shown(config: dict, key) -> str:
+        return repr(config[key]) if key in config else "absent"
+
+    return [
+        f"separator.{k} {shown(have, k)} (run: {shown(want, k)})"
+        for k in keys
+        if k not in have or k not in want or have[k] != want[k]
+    ]
 
 
 def system_configs(cfg: BenchConfig) -> dict:

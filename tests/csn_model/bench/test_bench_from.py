@@ -260,3 +260,26 @@ def test_check_separator_refuses_one_trained_on_older_batches(trained_run, tmp_p
     dataset = json.loads((run / "dataset.json").read_text())
     with pytest.raises(ValueError, match="batches version 1"):
         check_separator(path, cfg, dataset, run)
+
+
+def test_check_separator_refuses_one_whose_config_has_a_field_this_code_lacks(
+    trained_run, tmp_path
+):
+    # a field since removed from SeparatorConfig was set: another separator, as a system's
+    # checkpoint holding a removed field is another config (train_folder.config_differences)
+    from csn_model.bench_config import load_bench_config
+    from csn_model.bench_train import check_separator
+
+    run = shutil.copytree(trained_run, tmp_path / "copy")
+    path = run / "separator" / "separator.pt"
+    state = torch.load(path, weights_only=True)
+    state["config"]["mask_floor"] = 0.1
+    torch.save(state, path)
+    cfg = load_bench_config(run / "config.yaml")
+    dataset = json.loads((run / "dataset.json").read_text())
+    with pytest.raises(ValueError) as refused:
+        check_separator(path, cfg, dataset, run)
+    message = str(refused.value)
+    assert message.startswith(f"{path}: not the separator of this run"), message
+    assert "separator.mask_floor 0.1 (run: absent)" in message, message
+    assert "separator.hidden" not in message, message  # only the field that differs
