@@ -178,9 +178,19 @@ def _text(v) -> str:
     return "" if v is None or v != v else str(v)
 
 
-# A participant id written as a plain integer: no sign, no leading zero, at most 18 digits (so
-# it fits int64). "007" or "3.0" is not one: read as a number it would no longer name its row.
-_PLAIN_INTEGER = r"0|[1-9][0-9]{0,17}"
+# A participant id written as a plain integer: an int64 written as it reads back ("-3", a 19-digit
+# 9223372036854775807), as pandas.read_csv reads it. "007", "+3", "-0" or "3.0" is not one: read as
+# a number it would no longer name its row; nor is an id beyond int64, which would lose digits.
+_PLAIN_INTEGER = r"0|-?[1-9][0-9]{0,18}"
+_INT64 = range(-(2**63), 2**63)
+
+
+def _plain_integers(ids: pd.Series) -> bool:
+    """Whether every id (text) is a plain integer."""
+    written = pd.Series(ids.unique())
+    return bool(written.str.fullmatch(_PLAIN_INTEGER).all()) and all(
+        int(i) in _INT64 for i in written
+    )
 
 
 def _type_identifiers(df: pd.DataFrame, source: str) -> None:
@@ -191,7 +201,7 @@ def _type_identifiers(df: pd.DataFrame, source: str) -> None:
         df[col] = df[col].map(_text)
     if (df["participant"] == "").any() or (df["trial"] == "").any():
         raise ReportInputError(f"{source}: fields 'participant' and 'trial' must not be empty")
-    if df["participant"].str.fullmatch(_PLAIN_INTEGER).all():
+    if _plain_integers(df["participant"]):
         df["participant"] = df["participant"].astype("int64")
     df["instrument"] = df["instrument"].astype(str).str.strip()
     unknown = sorted(set(df["instrument"]) - set(CONDITIONS))

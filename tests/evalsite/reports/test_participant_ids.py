@@ -1,6 +1,7 @@
 """Participant ids in the report's tables keep the export's type: integers where the export's ids
 are integers (the site's answers.csv), in numeric order, so that filtering answers.csv by the
-report's exclusions works; other ids (such as "p0001" or "007") stay text."""
+report's exclusions works; other ids (such as "p0001" or "007") stay text. An integer with a sign
+or 19 digits is an integer as well, as pandas reads it, where it fits int64."""
 
 from __future__ import annotations
 
@@ -84,3 +85,50 @@ def test_it_keeps_ids_that_are_not_plain_integers_as_text(answers_csv, ids):
     tables = build_report(answers, ReportConfig.from_dict(CONFIG)).to_dict()["tables"]
     assert [r["participant"] for r in tables["participants"]] == sorted(ids)
     assert {r["participant"] for r in tables["exclusions"]} == {ids[IDS.index(i)] for i in EXCLUDED}
+
+
+INT64_MAX = 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        [-i for i in IDS],  # negative: "-3" reads back as -3, as pandas.read_csv reads it
+        [INT64_MAX - i for i in IDS],  # 19 digits, within int64
+        [-i if i % 2 else INT64_MAX - i for i in IDS],  # both, mixed
+    ],
+)
+def test_it_gives_signed_and_19_digit_integer_ids_as_integers_in_numeric_order(answers_csv, ids,
+                                                                            tmp_path):  # fmt: skip
+    answers = pd.read_csv(answers_csv)
+    answers["participant"] = answers["participant"].map(dict(zip(IDS, ids)))
+    path = tmp_path / "answers.csv"
+    answers.to_csv(path, index=False)
+    exported = pd.read_csv(path)  # what a user filtering the export holds: int64, exactly
+    assert exported["participant"].dtype == "int64"
+    assert set(exported["participant"]) == set(ids)
+    tables = build_report(read_answers(path), ReportConfig.from_dict(CONFIG)).to_dict()["tables"]
+    assert [r["participant"] for r in tables["participants"]] == sorted(ids)
+    excluded = [r["participant"] for r in tables["exclusions"]]
+    assert set(excluded) == {ids[IDS.index(i)] for i in EXCLUDED}
+    assert all(type(p) is int for p in excluded)
+    overall = next(r for r in tables["consent"] if r["term"] == "overall")
+    assert _scored_count(exported, excluded) == overall["n"]
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        str(INT64_MAX + 1),  # beyond int64: as an integer it would wrap or lose digits
+        "-0",  # reads back as "0": no longer the id written
+        "+3",  # reads back as "3"
+        "3.0",
+    ],
+)
+def test_it_keeps_every_id_text_when_one_is_not_an_int64_written_plainly(answers_csv, odd):
+    answers = read_answers(answers_csv)
+    ids = [odd if i == 1 else str(-i) for i in IDS]  # the others would be integers on their own
+    answers["participant"] = answers["participant"].map(dict(zip(map(str, IDS), ids)))
+    tables = build_report(answers, ReportConfig.from_dict(CONFIG)).to_dict()["tables"]
+    assert [r["participant"] for r in tables["participants"]] == sorted(ids)
+    assert all(type(r["participant"]) is str for r in tables["participants"])
