@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import html
 import math
+from functools import cache
+from pathlib import Path
 
 import pandas as pd
 
@@ -76,6 +78,9 @@ NOTES = {
 # about 1e-695, which a double holds as 0.0 (the files keep that 0.0).
 P_FLOOR = 1e-300
 HIDDEN = {"participants", "participant_rates", "psychometric_fit"}  # downloads only
+# The report page's script that leaves a table box a tab stop only where its table scrolls; the
+# standalone summary carries it inline, so both read the same way from the keyboard.
+TABLE_BOXES_JS = Path(__file__).resolve().parents[3] / "static" / "reports" / "table-boxes.js"
 
 
 def level(confidence: float) -> str:
@@ -174,7 +179,7 @@ def html_summary(report: Report, plots: dict[str, str]) -> str:
         "<style>body{font-family:sans-serif;max-width:70em;margin:auto}table{border-collapse:"
         "collapse;font-size:90%}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
         # A wide table scrolls in its own box, not the page (WCAG 2.1 1.4.10 reflow).
-        ".table-box{overflow-x:auto}"
+        ".report-table{overflow-x:auto}"
         # Plots shrink to the column (matplotlib's SVGs carry a fixed width), as on the page.
         "figure{margin:1em 0;max-width:100%}figure svg{max-width:100%;height:auto}"
         "</style></head><body><h1>Listening-study report</h1>",
@@ -191,9 +196,15 @@ def html_summary(report: Report, plots: dict[str, str]) -> str:
         if note(name):
             parts.append(f"<p class='table-note'>{html.escape(note(name))}</p>")
         if not report.tables[name].empty:
-            # Focusable (tabindex 0) so the keyboard can scroll it, named by its heading.
+            # Focusable (tabindex 0) so the keyboard can scroll it, named by its heading; the
+            # script keeps that only where the table is wider than the box.
             parts.append(
-                f"<div class='table-box' role='region' tabindex='0' aria-labelledby='{anchor}'>"
+                f"<div class='report-table' role='region' tabindex='0' aria-labelledby='{anchor}'>"
                 f"{html_table(report.tables[name])}</div>"
             )
-    return "".join(parts) + "</body></html>"
+    return "".join(parts) + f"<script>{_table_boxes_script()}</script></body></html>"
+
+
+@cache
+def _table_boxes_script() -> str:
+    return TABLE_BOXES_JS.read_text()

@@ -95,19 +95,42 @@ def test_it_notes_the_descriptive_tests_on_the_report_page(client, sim_study, al
 
 def test_it_scrolls_each_table_of_the_html_summary_in_its_own_named_box():
     # A wide table (the noise ceiling has 17 columns) scrolls inside its box instead of widening
-    # the page; the box takes keyboard focus and is named by the table's heading.
+    # the page; the box takes keyboard focus and is named by the table's heading (every box, as
+    # read without JavaScript; the script then keeps that where the table scrolls).
     wide = pd.DataFrame({f"column_{i}": [0.5] for i in range(20)})
     report = Report(tables={"noise_ceiling": wide, "consent": wide})
     page = html_summary(report, {})
-    assert ".table-box{overflow-x:auto}" in page
+    assert ".report-table{overflow-x:auto}" in page
     for name in ("noise_ceiling", "consent"):
         assert f"<h2 id='table-{name}'>" in page
         box = (
-            f"<div class='table-box' role='region' tabindex='0' aria-labelledby='table-{name}'>"
+            f"<div class='report-table' role='region' tabindex='0' aria-labelledby='table-{name}'>"
             "<table>"
         )
         assert box in page
-    assert page.count("<table>") == page.count("class='table-box'") == 2
+    assert page.count("<table>") == page.count("class='report-table'") == 2
+
+
+@pytest.mark.browser
+def test_it_makes_only_the_html_summarys_table_boxes_that_scroll_tab_stops(browser):
+    # As on the report page (test_report_browser.py): the file carries the page's script.
+    wide = pd.DataFrame({f"column_{i}": [0.5] for i in range(20)})
+    narrow = pd.DataFrame({"term": ["drums"], "p_val": [0.5]})
+    page_html = html_summary(Report(tables={"noise_ceiling": wide, "consent": narrow}), {})
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = context.new_page()
+        page.set_content(page_html)
+        boxes = page.locator(".report-table").evaluate_all(
+            "bs => bs.map(b => [b.querySelector('th').textContent, b.tabIndex,"
+            " b.getAttribute('role'), b.getAttribute('aria-labelledby')])"
+        )
+    finally:
+        context.close()
+    assert boxes == [  # in the summary's order: consent first
+        ["term", -1, None, None],
+        ["column_0", 0, "region", "table-noise_ceiling"],
+    ]
 
 
 @pytest.mark.browser
