@@ -14,12 +14,9 @@ from django.shortcuts import render
 from django.template import loader
 from django.utils import translation
 
+from evalsite.site_language import PARTICIPANT_VIEWS
 from evalsite.studies.participant import own_participant
 from evalsite.studies.participant_render import no_store
-
-# The participant side's views (the study link and the participant's pages): their refusal speaks
-# of the study; a researcher's page gets the same refusal in neutral words.
-PARTICIPANT_VIEWS = {"studies:entry", "studies:participant"}
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -45,8 +42,13 @@ def server_error(request: HttpRequest) -> HttpResponse:
 
 
 def _error_page(request: HttpRequest, name: str, response_class) -> HttpResponse:
-    with translation.override(translation.get_language_from_request(request)):
-        return response_class(loader.get_template(name).render())
+    language = translation.get_language_from_request(request)
+    with translation.override(language):
+        response = response_class(loader.get_template(name).render())
+    # LocaleMiddleware would give the active language: English on a researcher's page
+    # (site_language), where this page is in the browser's language all the same.
+    response["Content-Language"] = language
+    return response
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
@@ -54,7 +56,8 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     mistyped, cut or outdated study link), or in the site's layout for a signed-in researcher
     (another researcher's study is a 404 too), who has no Prolific page to go back to. That one is
     in English throughout, like its words: its lang and Content-Language too, not the browser's
-    language that LocaleMiddleware activated."""
+    language that LocaleMiddleware activated (an address that resolves to no view never reaches
+    site_language's middleware, which makes the researchers' pages English)."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return render(request, "404.html", {"participant": None}, status=404)
@@ -74,7 +77,8 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     cookies there, and reloading the page gives the form a valid token. Django has already
     logged `reason` (django.security.csrf); it is not shown. It is in the language the
     participant reads the study in when this browser entered the participant whose page this is
-    (as that page itself would be), else in the browser's language."""
+    (as that page itself would be), else in the browser's language; on a researcher's page other
+    than the login page, in English (site_language activated it)."""
     match = request.resolver_match
     participant = match is not None and match.view_name in PARTICIPANT_VIEWS
     page = "cookies_needed" if reason == REASON_NO_CSRF_COOKIE else "page_out_of_date"

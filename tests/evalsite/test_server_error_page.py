@@ -75,7 +75,7 @@ def test_a_server_error_is_a_participant_page_in_the_browsers_language(
     page, text = response.content.decode(), _text(response)
     heading, body = SERVER_ERROR[lang]
     assert heading in text and body in text
-    assert f'<html lang="{lang}">' in page
+    assert f'<html lang="{lang}">' in page and response["Content-Language"] == lang
     assert re.search(r"<title>\s*(.*?)\s*</title>", page).group(1) == TITLE[lang]
     assert "secret-detail" not in page and "RuntimeError" not in page and "boom" not in page
     assert "csn-eval" not in page and not re.search(r'href="/"', page)
@@ -104,6 +104,7 @@ def test_a_bad_request_is_a_participant_page_in_the_browsers_language(
     heading, body = BAD_REQUEST[lang]
     assert heading in text and body in text
     assert f'<html lang="{lang}">' in page and "participant-header" in page
+    assert response["Content-Language"] == lang
     assert "secret-detail" not in page and "csn-eval" not in page
 
 
