@@ -19,7 +19,9 @@ to score systems older code trained: csn_model.bench_versions):
     separator/separator.pt, sdr.csv, sdr.json
                                  separator.pt records its settings, sample rate and dataset
                                  (root, fingerprint); reused only for this run's
-                                 (bench_train.check_separator)
+                                 (bench_train.check_separator); separator.partial, an
+                                 interrupted training's state, records them too and is
+                                 continued only for this run's (separation.train_separator)
     checkpoints.json             {system: checkpoint or {condition: checkpoint}, "separator": ...},
                                  written once every system is trained (or found finished), read
                                  by `--from`: files in the run folder relative to it, so that a

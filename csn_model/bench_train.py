@@ -133,23 +133,14 @@ def check_separator(path: Path, cfg: BenchConfig, dataset: dict, run_dir: Path) 
     dataset.json has none); refusing it would retrain a separator whose settings match."""
     import torch
 
-    from csn_model.config import ConfigError, from_dict, to_dict
-    from csn_model.separation import (
-        SeparatorConfig,
-        check_batches,
-        dataset_difference,
-        unrecorded_note,
-    )
+    from csn_model.separation import check_batches, dataset_difference, unrecorded_note
+    from csn_model.separator_settings import settings_differences
 
     state = torch.load(path, weights_only=True)  # bench_versions has loaded it once already
     if isinstance(state, dict):
         check_batches(state, path)  # trained on older (unaligned) batches: refused, as training
     recorded = state.get("config") if isinstance(state, dict) else None
-    try:
-        have = to_dict(from_dict(SeparatorConfig, recorded, str(path), "separator."))
-    except (ConfigError, TypeError, AttributeError):
-        have = recorded if isinstance(recorded, dict) else {}
-    differ = _separator_differences(have, to_dict(cfg.separator))
+    differ = settings_differences(recorded, cfg.separator)
     rate = state.get("versions", {}).get("sample_rate") if isinstance(state, dict) else None
     if rate != cfg.features.sample_rate:
         differ.append(f"sample rate {rate} (run: features.sample_rate {cfg.features.sample_rate})")
@@ -175,24 +166,6 @@ def check_separator(path: Path, cfg: BenchConfig, dataset: dict, run_dir: Path) 
             unrecorded_note(path, dataset),
             run_dir / "dataset.json",
         )
-
-
-def _separator_differences(have: dict, want: dict) -> list[str]:
-    """Each field in which a separator checkpoint's config `have` differs from the run's `want`,
-    as "separator.X HAVE (run: WANT)", the run's fields first. A field one of them lacks is
-    "absent" and differs from any value (None included): a field since removed from
-    SeparatorConfig was a setting of another separator, as train_folder.config_differences
-    treats a removed field in a system's config."""
-    keys = [*want, *sorted((k for k in have if k not in want), key=str)]
-
-    def shown(config: dict, key) -> str:
-        return repr(config[key]) if key in config else "absent"
-
-    return [
-        f"separator.{k} {shown(have, k)} (run: {shown(want, k)})"
-        for k in keys
-        if k not in have or k not in want or have[k] != want[k]
-    ]
 
 
 def system_configs(cfg: BenchConfig) -> dict:
@@ -336,7 +309,10 @@ def _separator(cfg: BenchConfig, ds, run_dir: Path) -> Path | None:
             check_separator(path, cfg, dataset_record(ds), run_dir)
         else:
             log.info("separator: training %s", path)
-            vouched = _recorded_fingerprint(run_dir) == ds.fingerprint  # for an older .partial
+            # An older .partial, which records no dataset or settings, is continued as this
+            # run's when dataset.json names this data (its config.yaml is this config: run_bench
+            # refused another), as an old system checkpoint is (check_system).
+            vouched = _recorded_fingerprint(run_dir) == ds.fingerprint
             train_separator(
                 ds, cfg.separator, path, log=log.info, unrecorded_ok=vouched, warn=log.warning
             )

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from csn_model import CONDITIONS
+from csn_model.separator_settings import settings_differences
 
 MODEL_NAME = "MaskSeparator"
 EPS = 1e-8
@@ -159,9 +160,13 @@ def train_separator(
     """Train on `ds`'s training split and write a checkpoint to out_path (idempotent: an existing
     checkpoint is kept; an interrupted run resumes from `<out_path>.partial`, which is loaded with
     weights_only=True like every checkpoint). Both record ds's fingerprint ("dataset"), and one
-    recording another is refused. unrecorded_ok: one saved before they recorded it is used, with
-    a line through `warn` (default: log), by a caller that knows otherwise that it is ds's (csn
-    bench, whose run folder's dataset.json the user vouched for); else it is refused too."""
+    recording another is refused; the .partial also records cfg and ds's sample rate, and one
+    recording others is refused too, naming what differs (the checkpoint's are checked by its
+    users: csn bench's check_separator). unrecorded_ok: a file saved before it recorded its
+    dataset (or a .partial its settings) is used, with a line through `warn` (default: log), by a
+    caller that knows otherwise that it is ds's and cfg's (csn bench, whose run folder's
+    dataset.json the user vouched for and whose config.yaml is this config); else it is refused
+    too."""
     out_path = Path(out_path)
     want, warn = dataset_record(ds), warn or log
     if out_path.exists():
@@ -189,6 +194,7 @@ def train_separator(
         state = _load_partial(partial)
         check_batches(state, partial)
         _check_dataset(state, partial, want, unrecorded_ok, warn)
+        _check_settings(state, partial, cfg, int(ds.sample_rate), unrecorded_ok, warn)
         model.load_state_dict(state["state_dict"])
         opt.load_state_dict(state["optimizer"])
         step, rng.bit_generator.state = state["step"], state["rng"]
@@ -213,7 +219,10 @@ def train_separator(
                 f"({(time.time() - t0) / max(step, 1):.2f} s/step)")  # fmt: skip
             _atomic_save({"state_dict": model.state_dict(), "optimizer": opt.state_dict(),
                           "step": step, "rng": rng.bit_generator.state, "dataset": want,
-                          "versions": {"batches": BATCHES_VERSION}}, partial)  # fmt: skip
+                          "config": asdict(cfg),
+                          "versions": {"batches": BATCHES_VERSION,
+                                       "sample_rate": int(ds.sample_rate)}},
+                         partial)  # fmt: skip
     checkpoint = {
         "model_name": MODEL_NAME,
         "model_args": args,
@@ -287,6 +296,35 @@ def _check_dataset(state: dict, path: Path, want: dict, unrecorded_ok: bool, war
         f"{what}; delete {path} (in a csn bench run folder the whole separator/ folder, whose "
         "SDR it measured) to train the separator again"
     )
+
+
+def _check_settings(
+    state: dict, path: Path, cfg: SeparatorConfig, rate: int, unrecorded_ok: bool, warn
+) -> None:
+    """A .partial continues only a training of cfg at `rate`: continued under other settings, or
+    on audio at another rate, its weights, optimizer and step would be passed off as a training of
+    these (other layer widths fail to load at all). One saved before .partial files recorded them
+    is continued only where the caller vouches for it, as one that records no dataset is."""
+    if "config" not in state:
+        note = (
+            f"{path}: records no settings (saved before interrupted separator trainings recorded "
+            "them, 2026-12-07), so nothing in it tells whether it was trained with these "
+            "separator.* settings"
+        )
+        if not unrecorded_ok:
+            raise ValueError(f"{note}; delete {path} to train the separator from the start")
+        warn(f"{note}; continued with them, as the caller vouches for it")
+        return
+    differ = settings_differences(state["config"], cfg)
+    have = state.get("versions", {}).get("sample_rate")
+    if have != rate:
+        differ.append(f"sample rate {have} (run: {rate}, the dataset's)")
+    if differ:
+        raise ValueError(
+            f"{path}: an interrupted training of another separator: {'; '.join(differ)}; delete "
+            f"{path} to train the separator from the start with these settings, or resume with "
+            "the settings it records"
+        )
 
 
 def _load_partial(path: Path) -> dict:

@@ -214,6 +214,67 @@ def test_resuming_keeps_a_separator_saved_before_dataset_records_with_a_warning(
     assert "separator step" not in caplog.text  # kept, not trained again
 
 
+def _interrupted_separator(run, tiny_dataset, monkeypatch, **changed):
+    """run's separator/ holding only separator.partial, of a training stopped after its last step
+    with the run's separator settings but `changed`: as an interrupted run leaves it."""
+    from dataclasses import replace
+
+    import csn_model.separation as separation
+    from csn_model.bench_config import load_bench_config
+    from csn_model.data.slakh import SlakhDataset
+
+    folder = run / "separator"
+    shutil.rmtree(folder)
+    folder.mkdir()
+    path, save = folder / "separator.pt", separation._atomic_save
+
+    def crash_at_the_end(obj, target):
+        if target == path:
+            raise KeyboardInterrupt
+        save(obj, target)
+
+    cfg = replace(load_bench_config(run / "config.yaml").separator, **changed)
+    with monkeypatch.context() as m:
+        m.setattr(separation, "_atomic_save", crash_at_the_end)
+        with pytest.raises(KeyboardInterrupt):
+            separation.train_separator(SlakhDataset(tiny_dataset), cfg, path, log=lambda _: None)
+    return path.with_suffix(".partial")
+
+
+def test_resuming_refuses_a_separator_partial_of_other_settings(
+    trained_run, tiny_dataset, tmp_path, capsys, monkeypatch
+):
+    run = shutil.copytree(trained_run, tmp_path / "copy")
+    partial = _interrupted_separator(run, tiny_dataset, monkeypatch, hidden=8)
+    results = (run / "results.json").read_text()
+    rc, err = _resume(run, tiny_dataset, capsys)
+    assert rc == 2, err
+    assert f"{partial}: an interrupted training of another separator" in err, err
+    assert "separator.hidden 8 (run: 16)" in err and f"delete {partial}" in err, err
+    assert not (run / "separator" / "separator.pt").exists()
+    assert (run / "results.json").read_text() == results  # nothing scored
+
+
+def test_resuming_continues_a_separator_partial_saved_before_settings_records_with_a_warning(
+    trained_run, tiny_dataset, tmp_path, capsys, caplog, monkeypatch
+):
+    run = shutil.copytree(trained_run, tmp_path / "copy")
+    partial = _interrupted_separator(run, tiny_dataset, monkeypatch)
+    state = torch.load(partial, weights_only=True)
+    state.pop("config")  # as saved before partial files recorded their settings
+    state["versions"].pop("sample_rate")
+    torch.save(state, partial)
+    caplog.set_level("INFO", logger="csn.bench")
+    caplog.clear()
+    rc, err = _resume(run, tiny_dataset, capsys)
+    assert rc == 0, err
+    warned = [
+        r for r in caplog.records if r.levelname == "WARNING" and str(partial) in r.getMessage()
+    ]
+    assert len(warned) == 1 and "records no settings" in warned[0].getMessage(), caplog.text
+    assert (run / "separator" / "separator.pt").exists() and not partial.exists()
+
+
 def test_it_names_the_missing_teachers_of_a_csn_and_how_to_restore_them(
     tiny_dataset, other_dataset, tmp_path, capsys
 ):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
+
 import numpy as np
 import pytest
 import torch
@@ -212,8 +214,9 @@ def test_it_refuses_a_separator_trained_on_unaligned_batches(tiny_dataset, tmp_p
     assert str(path) in str(err.value) and "delete" in str(err.value)
 
 
-def _interrupted_at_the_end(ds, path, monkeypatch):
-    """separator.partial of a training on ds stopped after its last step, before the checkpoint."""
+def _interrupted_at_the_end(ds, path, monkeypatch, cfg=TINY_SEPARATOR):
+    """separator.partial of a training of cfg on ds stopped after its last step, before the
+    checkpoint."""
     import csn_model.separation as separation
 
     save = separation._atomic_save
@@ -226,7 +229,7 @@ def _interrupted_at_the_end(ds, path, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(separation, "_atomic_save", crash_at_the_end)
         with pytest.raises(KeyboardInterrupt):
-            train_separator(ds, TINY_SEPARATOR, path, log=lambda _m: None)
+            train_separator(ds, cfg, path, log=lambda _m: None)
     return path.with_suffix(".partial")
 
 
@@ -290,3 +293,70 @@ def test_a_partial_file_saved_before_dataset_records_is_resumed_only_when_vouche
     assert train_separator(ds, TINY_SEPARATOR, path, log=said.append, unrecorded_ok=True) == path
     assert any(str(partial) in m and "records no dataset" in m for m in said), said
     assert torch.load(path, weights_only=True)["dataset"]["fingerprint"] == ds.fingerprint
+
+
+def test_it_records_the_settings_and_sample_rate_in_its_partial_file(
+    tiny_dataset, tmp_path, monkeypatch
+):
+    ds = SlakhDataset(tiny_dataset)
+    state = torch.load(
+        _interrupted_at_the_end(ds, tmp_path / "sep.pt", monkeypatch), weights_only=True
+    )
+    assert state["config"] == asdict(TINY_SEPARATOR)
+    assert state["versions"]["sample_rate"] == ds.sample_rate
+
+
+@pytest.mark.parametrize(
+    ("changed", "named"),
+    [
+        ({"lr": 0.01}, "separator.lr 0.001 (run: 0.01)"),  # would resume silently
+        ({"hidden": 8}, "separator.hidden 16 (run: 8)"),  # would fail to load its weights
+    ],
+)
+def test_it_refuses_to_resume_a_partial_file_of_other_settings(
+    tiny_dataset, tmp_path, monkeypatch, changed, named
+):
+    ds = SlakhDataset(tiny_dataset)
+    path = tmp_path / "sep.pt"
+    partial = _interrupted_at_the_end(ds, path, monkeypatch)
+    with pytest.raises(ValueError) as err:
+        train_separator(ds, replace(TINY_SEPARATOR, **changed), path, log=lambda _m: None)
+    message = str(err.value)
+    assert message.startswith(f"{partial}:") and named in message, message
+    assert f"delete {partial}" in message, message
+    assert partial.exists() and not path.exists()
+
+
+def test_it_refuses_to_resume_a_partial_file_of_another_sample_rate(
+    tiny_dataset, tmp_path, monkeypatch
+):
+    ds = SlakhDataset(tiny_dataset)
+    path = tmp_path / "sep.pt"
+    partial = _interrupted_at_the_end(ds, path, monkeypatch)
+    state = torch.load(partial, weights_only=True)
+    state["versions"]["sample_rate"] = 2 * ds.sample_rate  # as one made from other audio
+    torch.save(state, partial)
+    with pytest.raises(ValueError) as err:
+        train_separator(ds, TINY_SEPARATOR, path, log=lambda _m: None)
+    message = str(err.value)
+    assert f"sample rate {2 * ds.sample_rate} (run: {ds.sample_rate}," in message, message
+    assert message.startswith(f"{partial}:") and f"delete {partial}" in message, message
+
+
+def test_a_partial_file_saved_before_settings_records_is_resumed_only_when_vouched_for(
+    tiny_dataset, tmp_path, monkeypatch
+):
+    ds = SlakhDataset(tiny_dataset)
+    path = tmp_path / "sep.pt"
+    partial = _interrupted_at_the_end(ds, path, monkeypatch)
+    state = torch.load(partial, weights_only=True)
+    state.pop("config")  # as saved before partial files recorded their settings
+    state["versions"].pop("sample_rate")
+    torch.save(state, partial)
+    with pytest.raises(ValueError, match="records no settings") as err:
+        train_separator(ds, TINY_SEPARATOR, path, log=lambda _m: None)
+    assert str(err.value).startswith(f"{partial}:") and f"delete {partial}" in str(err.value)
+    said: list[str] = []
+    assert train_separator(ds, TINY_SEPARATOR, path, log=said.append, unrecorded_ok=True) == path
+    assert [m for m in said if str(partial) in m and "records no settings" in m], said
+    assert torch.load(path, weights_only=True)["config"] == asdict(TINY_SEPARATOR)
