@@ -191,7 +191,8 @@ def audio_url(clip: Clip) -> str:
 
 
 def describe(clip: Clip) -> dict:
-    return {"clip": clip.pk, "name": clip.name, "piece": clip.piece, "audio_url": audio_url(clip)}
+    return {"clip": clip.pk, "name": clip.name, "piece": clip.piece, "dataset": clip.dataset,
+            "audio_url": audio_url(clip)}  # fmt: skip
 
 
 def coverage(version, catalogue: Catalogue | None) -> tuple[int, int, tuple[int, int, int]]:
@@ -239,13 +240,13 @@ def search(user, params: dict, uploaded=None) -> dict:
     embedded, total, state = coverage(version, catalogue)
     if uploaded is not None:
         vector = upload_vector(uploaded, catalogue_loudness(catalogue))
-        query, exclude_piece, exclude_clip = None, "", None
+        query, exclude_piece, exclude_clip = None, None, None
     elif clip_id is not None:
         clip = Clip.objects.filter(pk=clip_id, catalogue__in=catalogues).first()
         if clip is None:
             raise QueryError(f"clip={clip_id}: no such clip", status=404)
         vector, query = clip_vector(version, clip), describe(clip)
-        exclude_piece, exclude_clip = clip.piece, clip.pk
+        exclude_piece, exclude_clip = clip.piece_key, clip.pk
     else:  # refused above already
         raise QueryError(NO_QUERY)
     conditions = version.conditions if instrument == "all" else [instrument]

@@ -35,7 +35,7 @@ from django.db.models import BigIntegerField, Count, F, Func, Max, Sum
 
 from evalsite.retrieval.models import Embedding, ModelVersion
 from evalsite.retrieval.search import EXACT_MAX, SubspaceIndex
-from evalsite.stimuli.models import Clip
+from evalsite.stimuli.models import Clip, piece_key
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -201,14 +201,15 @@ def search_vector(
     condition: str,
     k: int = 10,
     catalogue_id: int | None = None,
-    exclude_piece: str = "",
+    exclude_piece: tuple | None = None,
     exclude_clip: int | None = None,
     exact_max: int = EXACT_MAX,
     state: tuple[int, int, int] | None = None,
 ) -> tuple[list[Hit], str]:
     """The k nearest pieces (one clip per piece, the closest) to vector (D,) in the condition's
-    subspace, leaving out exclude_piece / exclude_clip; state as for synced_index. Returns
-    (hits, method)."""
+    subspace, leaving out exclude_piece (a Clip.piece_key) / exclude_clip; state as for
+    synced_index. Pieces are told apart by Clip.piece_key, not by name: two datasets, or two
+    catalogues, may each have a Track00001. Returns (hits, method)."""
     index = synced_index(version, condition, catalogue_id, exact_max, state)
     query = version.subspace(np.asarray(vector, np.float32)[None, :], condition)  # (1, d)
     fetch = 4 * k + 8
@@ -219,16 +220,17 @@ def search_vector(
         fetch = min(size, fetch)
         dist, ids = index.search(query, fetch)
         ready = Clip.objects.filter(pk__in=ids[0].tolist(), status=Clip.Status.READY)
-        pieces = dict(ready.values_list("pk", "piece"))
+        columns = ready.values_list("pk", "catalogue_id", "dataset", "piece")
+        pieces = {row[0]: row for row in columns}
         hits, seen = [], set()
         for d, cid in zip(dist[0].tolist(), ids[0].tolist()):
             if cid not in pieces or not math.isfinite(d):  # failed or removed since it looked
                 continue
-            piece = pieces[cid] or f"clip {cid}"
-            if cid == exclude_clip or (exclude_piece and piece == exclude_piece) or piece in seen:
+            key = piece_key(*pieces[cid])
+            if cid == exclude_clip or key == exclude_piece or key in seen:
                 continue
-            seen.add(piece)
-            hits.append(Hit(cid, piece, float(d)))
+            seen.add(key)
+            hits.append(Hit(cid, key[2], float(d)))
         if len(hits) >= k or fetch >= size:
             return hits[:k], index.method
         fetch = max(fetch * 4, 4 * k + 8)

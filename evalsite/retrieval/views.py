@@ -9,7 +9,8 @@ middleware would answer those with an HTML page.
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterable
+from pathlib import Path, PurePath
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
@@ -51,6 +52,9 @@ def page(request: HttpRequest) -> HttpResponse:
         context["clips"] = Clip.objects.filter(
             catalogue_id=catalogue_id, catalogue__in=catalogues, status=Clip.Status.READY
         ).exclude(meta__has_key="kind")
+    pieces = list(context["clips"])
+    sources = dataset_labels(c.dataset for c in pieces)
+    context["pieces"] = [(c, sources[c.dataset]) for c in pieces]
     uploaded = request.FILES.get("audio")
     status = 200
     # A GET opens the page or switches the catalogue; a POST is a search, which names what is
@@ -65,12 +69,29 @@ def page(request: HttpRequest) -> HttpResponse:
             context["error"], status = str(exc), exc.status
         else:
             answer = context["answer"]
+            context["query_source"] = sources.get(answer["query"].get("dataset", ""), "")
             if uploaded and params.get("clip"):  # the upload is the query; say the piece was not
                 context["unused_piece"] = _piece_name(params["clip"], context["clips"])
             context["lists"] = [
-                (c, answer["method"][c], hits) for c, hits in answer["results"].items()
-            ]
+                (c, answer["method"][c], [{**h, "source": sources.get(h["dataset"], "")}
+                                          for h in hits])
+                for c, hits in answer["results"].items()
+            ]  # fmt: skip
     return render(request, "retrieval/search.html", context, status=status)
+
+
+def dataset_labels(datasets: Iterable[str]) -> dict[str, str]:
+    """What the page writes beside a piece to name its dataset, for each of datasets (the
+    catalogue's): nothing where the catalogue holds one dataset, else the dataset folder's name,
+    or its whole path where two folders share a name. Two datasets name their tracks alike
+    (Track00001...), so without it two pieces would read the same. Uploads (no dataset) get
+    nothing: their clip name tells them apart."""
+    found = set(datasets)
+    if len(found - {""}) < 2:
+        return dict.fromkeys(found, "")
+    names = [PurePath(d).name for d in found if d]
+    return {d: (PurePath(d).name if names.count(PurePath(d).name) == 1 else d) if d else ""
+            for d in found}  # fmt: skip
 
 
 def _piece_name(raw: str, clips) -> str:

@@ -90,3 +90,17 @@ class Clip(models.Model):
     @property
     def is_ready(self) -> bool:
         return self.status == self.Status.READY
+
+    @property
+    def piece_key(self) -> tuple[int | None, str, str]:
+        """What tells this clip's piece from another: its name within its dataset and
+        catalogue. A name alone is not enough: every Slakh-layout or `csn synth` dataset names
+        its tracks Track00001..., so two datasets imported into one catalogue hold different
+        pieces of one name, and uploads name pieces freely in each catalogue. A clip with no
+        piece is its own piece."""
+        return piece_key(self.pk, self.catalogue_id, self.dataset, self.piece)
+
+
+def piece_key(pk: int, catalogue_id: int | None, dataset: str, piece: str):
+    """Clip.piece_key from a clip's columns (for rows read with values_list)."""
+    return (catalogue_id, dataset, piece or f"clip {pk}")

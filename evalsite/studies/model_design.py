@@ -37,6 +37,7 @@ import builtins
 import numbers
 import random
 from collections import Counter
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -137,15 +138,16 @@ def _pick(mask_row: np.ndarray, pieces, usage: Counter, rng: random.Random, key=
 
 
 def plan_trials(
-    pieces: list[str],
+    pieces: Sequence[Hashable],
     subspaces: dict[str, np.ndarray],
     full: np.ndarray,
     strategy: str,
     per_instrument: int,
     seed: int,
 ) -> tuple[list[Planned], dict]:
-    """Plan main trials. pieces: (N,) piece of each clip; subspaces: instrument -> (N, d);
-    full: (N, D) whole embeddings. Returns (trials, info with thresholds and shortfalls)."""
+    """Plan main trials. pieces: (N,) piece of each clip (a label per piece); subspaces:
+    instrument -> (N, d); full: (N, D) whole embeddings. Returns (trials, info with thresholds
+    and shortfalls)."""
     if strategy not in STRATEGIES:
         raise DesignError(f"strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
     check_counts(per_instrument=per_instrument)
@@ -280,7 +282,9 @@ def build_model_trials(
         raise DesignError(f"catalogue {catalogue.name!r}: no embedded mix clips; ingest it first")
     full = np.stack([vectors[c.pk] for c in mixes])  # (N, D)
     subspaces = {i: version.subspace(full, i) for i in study.instruments}
-    pieces = [c.piece or f"clip {c.pk}" for c in mixes]
+    # a number per piece (Clip.piece_key: two datasets may both have a Track00001)
+    codes: dict[tuple, int] = {}
+    pieces = [codes.setdefault(c.piece_key, len(codes)) for c in mixes]
     plan, info = plan_trials(pieces, subspaces, full, strategy, per_instrument, seed)
     rng = random.Random(seed + 1)  # catch trials: their own stream, same seed
     with transaction.atomic():

@@ -88,7 +88,7 @@ def build_random_trials(
     in the transaction that records the draw in the study's history."""
     _refuse_trials(study)  # before the catalogue's check: the first thing to fix
     mixes = _mixes(catalogue)
-    pieces = {c.piece or c.pk for c in mixes}
+    pieces = {c.piece_key for c in mixes}
     if len(pieces) < 3:
         raise DesignError(
             f"catalogue {catalogue.name!r}: {len(pieces)} pieces with ready mix clips; "
@@ -173,7 +173,7 @@ def add_repeats(study: Study, per_instrument: int, seed: int = 0) -> list[Trial]
 def _three_pieces(mixes: list[Clip], rng: random.Random) -> tuple[Clip, Clip, Clip]:
     while True:
         trio = rng.sample(mixes, 3)
-        if len({c.piece or c.pk for c in trio}) == 3:
+        if len({c.piece_key for c in trio}) == 3:
             return trio[0], trio[1], trio[2]
 
 
@@ -225,8 +225,8 @@ def _spare_mixes(allowed, cost, rng) -> tuple[Clip, Clip] | None:
     """Two mixes of different pieces, of the lowest `cost` (a key) that has two."""
     for most in sorted({cost(c.pk) for c in allowed}):
         pool = [c for c in allowed if cost(c.pk) <= most]
-        if len({c.piece or c.pk for c in pool}) >= 2:
+        if len({c.piece_key for c in pool}) >= 2:
             ref = rng.choice(pool)
-            other = rng.choice([c for c in pool if (c.piece or c.pk) != (ref.piece or ref.pk)])
+            other = rng.choice([c for c in pool if c.piece_key != ref.piece_key])
             return ref, other
     return None
