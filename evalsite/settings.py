@@ -269,6 +269,9 @@ CSN_AUTO_EMBED = env_bool("CSN_AUTO_EMBED", True)
 CSN_EMBED_PAUSE_S = env_float("CSN_EMBED_PAUSE_S", 0.0, minimum=0)
 # Clips per model call in the embedding task (and per task when a catalogue is ingested).
 CSN_EMBED_BATCH = env_int("CSN_EMBED_BATCH", 32, minimum=1)
+# Search indexes (one per checkpoint, catalogue and instrument) a web process holds at most; the
+# least recently searched is dropped first and rebuilt from the database when searched again.
+CSN_RETRIEVAL_INDEXES = env_int("CSN_RETRIEVAL_INDEXES", 50, minimum=1)
 # Seconds between updates of a study's progress figures in the page (static/studies/progress.js).
 # At least 5: each update runs the progress queries, for every open page; the browser tests set a
 # fraction of a second on the Django setting itself.

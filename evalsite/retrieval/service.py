@@ -18,6 +18,12 @@ one aggregate for all of this, before the two queries above: count, hash sum and
 the whole scope, equal to what the index holds and no newer than the newest it took. The API
 reads that aggregate in the same query as its coverage counts and hands it to every
 instrument's index (query.coverage); only a difference goes on to the two queries.
+Indexes no search can use again are released: another checkpoint's at a search with the current
+one (a web process serves one checkpoint, CSN_CHECKPOINT), a deleted catalogue's at the next
+search that builds an index, or at a search once SWEEP_EVERY_S have passed since the last
+check (one query of the held catalogues' ids; the warm search between pays nothing more). And
+the process holds at most settings.CSN_RETRIEVAL_INDEXES, dropping the least recently searched
+first: one is rebuilt from the database, as in a fresh process, when it is searched again.
 A hit whose clip is not ready is never returned. Only
 whole-mix clips are searched: stem-combination clips built for catch trials (Clip.meta["kind"])
 are not pieces of the catalogue.
@@ -28,19 +34,28 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+from django.conf import settings
 from django.db.models import BigIntegerField, Count, F, Func, Max, Sum
 
 from evalsite.retrieval.models import Embedding, ModelVersion
 from evalsite.retrieval.search import EXACT_MAX, SubspaceIndex
-from evalsite.stimuli.models import Clip, piece_key
+from evalsite.stimuli.models import Catalogue, Clip, piece_key
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
-# key -> (index, newest embedding id in it, (count, id-hash sum) of the embedding rows in it)
-_registry: dict[tuple, tuple[SubspaceIndex, int, tuple[int, int]]] = {}
+# (version id, catalogue id or None, condition, exact_max) -> (index, newest embedding id in it,
+# (count, id-hash sum) of the embedding rows in it); least recently searched first
+_registry: OrderedDict[tuple, tuple[SubspaceIndex, int, tuple[int, int]]] = OrderedDict()
+# [choice] Seconds between checks, by a warm search, for indexes of deleted catalogues: a delete
+# in one web process is not seen by the others, and a check on every search would add a query
+# to a search that otherwise reads the database once.
+SWEEP_EVERY_S = 60.0
+_swept = -math.inf  # time.monotonic() of the last check
 
 
 @dataclass(frozen=True)
@@ -172,7 +187,11 @@ def synced_index(
     key = (version.pk, catalogue_id, condition, exact_max)
     qs = scope(version, catalogue_id)
     with _lock:
+        if key not in _registry or time.monotonic() - _swept >= SWEEP_EVERY_S:
+            _release_unused(version.pk)
         index, last, held = _registry.get(key, (None, 0, (0, 0)))
+        if index is not None:
+            _registry.move_to_end(key)
         if index is None:
             probe = version.subspace(np.zeros((1, version.dim), np.float32), condition)
             index = SubspaceIndex(probe.shape[1], exact_max=exact_max)
@@ -187,12 +206,35 @@ def synced_index(
             last = max(last, rows[-1][0])
             held = (held[0] + n, held[1] + hashes)
         _registry[key] = (index, last, held)
+        while len(_registry) > settings.CSN_RETRIEVAL_INDEXES:
+            _registry.popitem(last=False)
     return index
 
 
+def _release_unused(version_id: int) -> None:
+    """Drop (under _lock) the indexes of another checkpoint than version_id's and those of
+    catalogues that no longer exist."""
+    global _swept
+    _swept = time.monotonic()
+    held = {key[1] for key in _registry if key[1] is not None}
+    alive = set(Catalogue.objects.filter(pk__in=held).values_list("pk", flat=True))
+    for key in list(_registry):
+        if key[0] != version_id or (key[1] is not None and key[1] not in alive):
+            del _registry[key]
+
+
+def held_indexes() -> list[tuple]:
+    """Keys (version id, catalogue id or None, condition, exact_max) of the indexes this process
+    holds, least recently searched first."""
+    with _lock:
+        return list(_registry)
+
+
 def forget_indexes() -> None:
+    global _swept
     with _lock:
         _registry.clear()
+        _swept = -math.inf
 
 
 def search_vector(
