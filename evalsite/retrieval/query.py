@@ -18,7 +18,7 @@ from evalsite.retrieval.embedder import (
     get_embedder,
 )
 from evalsite.retrieval.models import Embedding
-from evalsite.retrieval.service import scope_state, search_vector
+from evalsite.retrieval.service import scope_state, search_vector, unsearchable
 from evalsite.stimuli.audio import MAX_UPLOAD_BYTES
 from evalsite.stimuli.models import Catalogue, Clip
 
@@ -198,8 +198,9 @@ def describe(clip: Clip) -> dict:
 def coverage(version, catalogue: Catalogue | None) -> tuple[int, int, tuple[int, int, int]]:
     """(embedded, clips, state): the searchable clips (ready whole mixes) of the catalogue
     (None: all), how many of them have an embedding under the version (the rows of its search
-    scope: at most one per clip), and that scope's state for the indexes' sync check
-    (service.scope_state), all in one query. Raises 409 when none has."""
+    scope: at most one per clip; search() then takes off those no search can use, not finite),
+    and that scope's state for the indexes' sync check (service.scope_state), all in one query.
+    Raises 409 when none has."""
     clips = Clip.objects.filter(status=Clip.Status.READY).exclude(meta__has_key="kind")
     if catalogue is not None:
         clips = clips.filter(catalogue=catalogue)
@@ -208,13 +209,17 @@ def coverage(version, catalogue: Catalogue | None) -> tuple[int, int, tuple[int,
     total, embedded = row["total"], row["n"]
     state = (embedded, int(row["s"] or 0), row["top"] or 0)
     if total and not embedded:
-        where = f"catalogue {catalogue.name}" if catalogue else "all catalogues"
-        raise QueryError(
-            f"{where}: 0 of {total} clips embedded with checkpoint {version.checkpoint_id}; "
-            "embed the catalogue (model-work page)",
-            status=409,
-        )
+        raise _none_embedded(version, catalogue, total)
     return embedded, total, state
+
+
+def _none_embedded(version, catalogue: Catalogue | None, total: int) -> QueryError:
+    where = f"catalogue {catalogue.name}" if catalogue else "all catalogues"
+    return QueryError(
+        f"{where}: 0 of {total} clips embedded with checkpoint {version.checkpoint_id}; "
+        "embed the catalogue (model-work page)",
+        status=409,
+    )
 
 
 def search(user, params: dict, uploaded=None) -> dict:
@@ -262,6 +267,11 @@ def search(user, params: dict, uploaded=None) -> dict:
             for h in hits
             if h.clip_id in clips
         ]
+    # Rows that are not finite count as no embedding (as in model choices and designs): the
+    # indexes, synced to state above, know them; read after the searches, this costs no query.
+    embedded -= unsearchable(version, conditions[0], catalogue.pk if catalogue else None, state)
+    if total and not embedded:
+        raise _none_embedded(version, catalogue, total)
     return {
         "checkpoint": version.checkpoint_id,
         "catalogue": catalogue.pk if catalogue else None,

@@ -108,6 +108,8 @@ class SubspaceIndex:
         self.vectors = np.zeros((0, dim), np.float32)
         self.alive = np.zeros(0, bool)
         self.n_alive = 0
+        # keys taken but never searchable (a vector that is not finite): not held, not returned
+        self.left_out = np.zeros(0, np.int64)
         self.hnsw = None
         self.hnsw_builds = 0  # HNSW graphs built from scratch (the cost a rebuild pays)
         self._selector: tuple | None = None  # (bitmap, faiss selector) of the live entries
@@ -143,16 +145,24 @@ class SubspaceIndex:
             elif self.stored > self.exact_max:
                 self._build()
 
+    def leave_out(self, keys: np.ndarray) -> None:
+        """Record keys taken but not added (their vector is not finite), so that retain does
+        not ask for them again and the caller can count them."""
+        with self.lock:
+            self.left_out = np.union1d(self.left_out, np.asarray(keys, np.int64))
+
     def retain(self, keys: np.ndarray) -> np.ndarray:
         """Keep live exactly the entries whose key is in keys (a dead one whose key is wanted
-        again comes back to life, so its vector is never held twice); returns the wanted keys
-        not held, for the caller to add."""
+        again comes back to life, so its vector is never held twice), and of the keys left out
+        those still wanted; returns the wanted keys neither held nor left out, for the caller
+        to add."""
         keys = np.asarray(keys, np.int64)  # distinct (embedding ids)
         with self.lock:
             self.alive = np.isin(self.keys, keys)
             self.n_alive = int(self.alive.sum())
             self._selector = None
-            missing = keys[~np.isin(keys, self.keys)]
+            self.left_out = self.left_out[np.isin(self.left_out, keys)]
+            missing = keys[~np.isin(keys, self.keys) & ~np.isin(keys, self.left_out)]
             dead = self.stored - self.n_alive
             if dead and (self.hnsw is None or dead > DEAD_MAX * self.stored):
                 self._compact()

@@ -142,20 +142,23 @@ def _unchanged(state: tuple[int, int, int], last: int, held: tuple[int, int]) ->
 
 def _add(index: SubspaceIndex, version: ModelVersion, condition: str, rows) -> tuple[int, int]:
     """Add rows (id, clip id, vector, id hash) to the index; (count, hash sum) of the rows taken.
-    A row whose subspace vector is not finite (ingest refuses them and migration 0002 deleted
-    older ones: a row written otherwise) is taken but left out of the index: it is never
-    returned, and no distance is NaN."""
+    A row whose vector is not finite anywhere, in this instrument's part or another's (ingest
+    refuses them and migration 0002 deleted older ones: a row written otherwise), is taken but
+    left out of the index (index.leave_out): it is never returned, in any instrument, and no
+    distance is NaN; the search counts it as not embedded (unsearchable), as model choices and
+    designs treat it as no embedding."""
     ids, vecs, emb_ids, hashes = _decode(rows)
     if vecs is not None:
-        sub = version.subspace(vecs, condition)  # (N, d)
-        finite = np.isfinite(sub).all(axis=1)  # (N,)
+        finite = np.isfinite(vecs).all(axis=1)  # (N,) the whole vector, every instrument's part
+        keys = np.asarray(emb_ids, np.int64)
         if not finite.all():
             log.warning(
-                "clips %s: embedding with checkpoint %s not finite in %s; left out of the search",
-                ids[~finite].tolist(), version.checkpoint_id, condition,
+                "clips %s: embedding with checkpoint %s not finite; left out of the search",
+                ids[~finite].tolist(), version.checkpoint_id,
             )  # fmt: skip
-        keys = np.asarray(emb_ids, np.int64)[finite]
-        index.add(ids[finite], sub[finite], keys=keys)
+            index.leave_out(keys[~finite])
+        sub = version.subspace(vecs[finite], condition)  # (N', d)
+        index.add(ids[finite], sub, keys=keys[finite])
     return len(emb_ids), hashes
 
 
@@ -221,6 +224,18 @@ def _release_unused(version_id: int) -> None:
     for key in list(_registry):
         if key[0] != version_id or (key[1] is not None and key[1] not in alive):
             del _registry[key]
+
+
+def unsearchable(
+    version: ModelVersion,
+    condition: str,
+    catalogue_id: int | None = None,
+    state: tuple[int, int, int] | None = None,
+) -> int:
+    """How many embedding rows of the scope are left out of every search (not finite): the
+    same rows in every instrument's index, read from condition's, synced as for synced_index
+    (with the state a search of condition has just synced it to: no query)."""
+    return len(synced_index(version, condition, catalogue_id, state=state).left_out)
 
 
 def held_indexes() -> list[tuple]:

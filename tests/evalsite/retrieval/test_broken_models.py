@@ -15,7 +15,7 @@ import soundfile as sf
 from evalsite.jobs.models import Job
 from evalsite.retrieval import ingest
 from evalsite.retrieval.embedder import checkpoint_id, get_embedder, version_for
-from evalsite.retrieval.models import Embedding, to_bytes
+from evalsite.retrieval.models import Embedding, ModelVersion, to_bytes
 from evalsite.stimuli.models import Clip
 from evalsite.stimuli.tasks import queue_ingest
 from evalsite.studies.models import Study, Trial
@@ -163,6 +163,35 @@ def test_it_leaves_a_stored_nan_vector_out_of_the_search_and_answers_valid_json(
     r = client.get(API, {"clip": clips[1].pk, "catalogue": catalogue.pk})
     assert r.status_code == 409 and "not finite" in r.json()["error"]
     assert f"clip {clips[1].pk}" in r.json()["error"]
+
+
+def test_it_leaves_a_row_nan_in_one_instruments_part_out_of_every_search_and_the_count(
+    client, ada, catalogue
+):
+    """As docs/workers.md says: such a row is no embedding, for every instrument."""
+    clips = list(catalogue.clips.order_by("id"))
+    ingest.embed_clips([c.pk for c in clips])
+    version = ModelVersion.objects.get()
+    row = Embedding.objects.get(clip=clips[1])
+    vector = row.as_array().copy()
+    vector[version.subspaces["drums"]["slice"][0]] = np.nan  # the drums part only
+    Embedding.objects.filter(pk=row.pk).update(vector=to_bytes(vector))
+    client.force_login(ada)
+    for instrument in ("bass", "all"):  # a warm search too, after the first built the indexes
+        r = client.get(API, {"clip": clips[0].pk, "catalogue": catalogue.pk, "k": 10,
+                             "instrument": instrument})  # fmt: skip
+        answer = _strict_json(r.content)
+        for condition, hits in answer["results"].items():
+            assert clips[1].pk not in [h["clip"] for h in hits], condition
+            assert len(hits) == len(clips) - 2
+        assert (answer["embedded"], answer["clips"], answer["partial"]) == (
+            len(clips) - 1, len(clips), True
+        )  # fmt: skip
+    Clip.objects.filter(pk=clips[1].pk).update(status=Clip.Status.FAILED)  # the row leaves
+    answer = client.get(API, {"clip": clips[0].pk, "catalogue": catalogue.pk}).json()
+    assert (answer["embedded"], answer["clips"], answer["partial"]) == (
+        len(clips) - 1, len(clips) - 1, False
+    )  # fmt: skip
 
 
 def test_it_gives_a_stored_nan_vector_no_model_choice(catalogue, ada):
