@@ -72,3 +72,22 @@ def test_it_times_both_syncs_in_the_removal_benchmark_without_returning_a_remove
     queries = synthetic(5, 8, seed=6, clusters=20)
     r = removal_bench(base, queries, HnswParams(16, 40, 16), log=lambda _m: None)
     assert set(r) == {"old_wall", "old_cpu", "new_wall", "new_cpu"}  # it raises on a removed hit
+
+
+def test_it_times_the_calling_threads_cpu_not_the_other_threads_of_the_process():
+    """The benchmark's q/CPU-s is per CPU-second of the one searching thread: CPU that other
+    threads of the process burn meanwhile (FAISS's OpenMP threads spinning after a
+    multi-threaded build) is not the search's."""
+    import threading
+
+    from evalsite.retrieval.bench import timed
+
+    def elsewhere():
+        worker = threading.Thread(target=lambda: sum(range(5_000_000)))
+        worker.start()
+        worker.join()  # this thread waits, using no CPU
+
+    _, cpu, wall = timed(elsewhere)
+    assert wall > 0.02 and cpu < 0.2 * wall, (cpu, wall)
+    _, cpu, wall = timed(lambda: sum(range(5_000_000)))  # the same work on this thread
+    assert cpu > 0.02, (cpu, wall)
