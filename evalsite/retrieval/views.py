@@ -14,6 +14,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.middleware.csrf import CsrfViewMiddleware
@@ -25,6 +26,10 @@ from csn_model import CONDITIONS
 from evalsite.retrieval import query
 from evalsite.stimuli.models import Clip
 from evalsite.stimuli.serving import serve_audio
+
+# [choice] Pieces the page lists at once: a catalogue's whole list made a page of 20,000
+# <option>s (1 MB) at 20,000 clips; more are found by part of a name (the q field).
+PIECE_LIST_MAX = 100
 
 
 @login_required
@@ -52,9 +57,7 @@ def page(request: HttpRequest) -> HttpResponse:
         context["clips"] = Clip.objects.filter(
             catalogue_id=catalogue_id, catalogue__in=catalogues, status=Clip.Status.READY
         ).exclude(meta__has_key="kind")
-    pieces = list(context["clips"])
-    sources = dataset_labels(c.dataset for c in pieces)
-    context["pieces"] = [(c, sources[c.dataset]) for c in pieces]
+    sources = _list_pieces(context, params)
     uploaded = request.FILES.get("audio")
     status = 200
     # A GET opens the page or switches the catalogue; a POST is a search, which names what is
@@ -78,6 +81,36 @@ def page(request: HttpRequest) -> HttpResponse:
                 for c, hits in answer["results"].items()
             ]  # fmt: skip
     return render(request, "retrieval/search.html", context, status=status)
+
+
+def _list_pieces(context: dict[str, Any], params) -> dict[str, str]:
+    """Put the piece list in the context (pieces with their dataset's label, how many match
+    the find field q, how many are listed); returns the catalogue's dataset labels."""
+    clips = context["clips"]
+    sources = dataset_labels(clips.order_by().values_list("dataset", flat=True).distinct())
+    context["q"] = (params.get("q") or "").strip()
+    pieces, context["matching"] = piece_list(clips, context["q"], params.get("clip"))
+    context["pieces"] = [(c, sources[c.dataset]) for c in pieces]
+    context["listed"] = min(context["matching"], PIECE_LIST_MAX)
+    return sources
+
+
+def piece_list(clips, q: str, chosen: str | None) -> tuple[list[Clip], int]:
+    """(the clips the page lists, how many match q): of the catalogue's pieces (clips), those
+    whose piece, clip or dataset name holds q (any case; all without q), the first
+    PIECE_LIST_MAX by piece and name, and before them the chosen clip where they leave it out,
+    so that the form still sends it."""
+    if q:
+        clips_found = clips.filter(
+            Q(piece__icontains=q) | Q(name__icontains=q) | Q(dataset__icontains=q)
+        )
+    else:
+        clips_found = clips
+    listed = list(clips_found.order_by("piece", "name", "pk")[:PIECE_LIST_MAX])
+    matching = clips_found.count() if len(listed) == PIECE_LIST_MAX else len(listed)
+    if chosen and chosen.isdigit() and int(chosen) not in {c.pk for c in listed}:
+        listed[:0] = clips.filter(pk=int(chosen))
+    return listed, matching
 
 
 def dataset_labels(datasets: Iterable[str]) -> dict[str, str]:
