@@ -1,7 +1,8 @@
 """The participant's sounds: the clips of the current trial by display position only (`audio`:
-the URL never names a clip), the current screening trial as its page drew it, and calibration
-noise. Separate from the pages (`participant`, `participant_steps`): these are served to the
-page's audio elements, to the same browser only (`participant.own_participant`).
+the URL never names a clip, and the bytes are the slot's own rendition, `served_audio`), the
+current screening trial as its page drew it, and calibration noise. Separate from the pages
+(`participant`, `participant_steps`): these are served to the page's audio elements, to the same
+browser only (`participant.own_participant`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from evalsite.stimuli.serving import serve_audio
 from evalsite.studies import flow_screening, flow_trials, screening
 from evalsite.studies.models import Participant
 from evalsite.studies.participant import own_participant
+from evalsite.studies.served_audio import rendition
 
 Step = Participant.Step
 
@@ -27,7 +29,8 @@ def audio(request: HttpRequest, token: str, slot: int, part: str) -> HttpRespons
     by the current slot's id: a slot keeps its id and its trial when a return renumbers the
     list (`design_return`), so a URL always serves the same clip and the browser may keep it
     (`Cache-Control: private, max-age=3600`, replays); by the slot's number, a URL cached for
-    one trial would have served another's after a renumbering."""
+    one trial would have served another's after a renumbering. Each (participant, slot, part) is
+    served its own rendition of the normalised clip (`served_audio`), the same for each request."""
     p = own_participant(request, token)
     if p is None or p.step not in (Step.PRACTICE, Step.TRIALS):
         raise Http404
@@ -42,7 +45,9 @@ def audio(request: HttpRequest, token: str, slot: int, part: str) -> HttpRespons
         path = normalised_path(clip, float(p.study.setting("loudness_target_lufs")))
     except FileNotFoundError:
         raise Http404 from None
-    return serve_audio(request, path)
+    # Its own rendition (dither, silence around it): the same clip in two slots or positions, or
+    # to two participants, is never the same bytes (served_audio).
+    return serve_audio(request, rendition(path, f"{p.pk}.{p.seed}", current.pk, part))
 
 
 def _cached_wav(name: str, make) -> Path:
