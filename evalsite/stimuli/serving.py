@@ -1,5 +1,5 @@
-"""Serving audio with HTTP range requests (browsers seek and stream <audio> that way), from a file
-or from bytes made for the request.
+"""Serving audio with HTTP range requests (browsers seek and stream <audio> that way), from a file,
+from bytes made for the request, or from bytes rendered while they stream (`Rendered`).
 
 Responses carry no file name (no Content-Disposition) and no file date (no Last-Modified), and are
 private to the browser, so a response reveals nothing about the clip beyond its bytes and shared
@@ -12,13 +12,22 @@ import io
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 CHUNK = 64 * 1024
+
+
+class Rendered(Protocol):
+    """Audio made as it is sent (`studies.served_audio.Rendition`): its size in bytes, and a
+    seekable binary file of it, opened for each response."""
+
+    size: int
+
+    def open(self) -> BinaryIO: ...
 
 
 def _file_range(handle, start: int, length: int):
@@ -52,13 +61,15 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
 
 
 def serve_audio(
-    request: HttpRequest, source: Path | bytes, content_type: str = "audio/wav"
+    request: HttpRequest, source: Path | bytes | Rendered, content_type: str = "audio/wav"
 ) -> HttpResponseBase:
     """200 with the whole file (or bytes), 206 for a satisfiable single bytes range, 416 for an
     unsatisfiable one; 404 when the file is missing. Other Range headers are ignored (200)."""
     opener: Callable[[], BinaryIO]
     if isinstance(source, bytes):
         size, opener = len(source), lambda: io.BytesIO(source)
+    elif not isinstance(source, Path):
+        size, opener = source.size, source.open
     else:
         try:
             size = source.stat().st_size

@@ -8,15 +8,17 @@ Content-Length in the devtools Size column), a repeat showed the same three file
 original, and an attention check was the trial of never-seen files, for every participant alike.
 A rendition's bytes, length and samples differ between slots, parts and participants; within a
 slot the three parts differ in length. Inaudible: the dither changes each sample by at most one
-LSB (noise at about -101 dBFS), the silence lasts at most 2 x 30 ms and the loudness is unchanged.
-Its limit: someone who decodes two sounds and cross-correlates them still finds that they are
-the same recording (docs/site.md, "Refusals and blindness").
+LSB (noise about 101 dB below full scale), the silence lasts at most 2 x 30 ms. Its limit:
+someone who decodes two sounds and cross-correlates them still finds that they are the same
+recording (docs/site.md, "Refusals and blindness").
 
 The seed is an HMAC under the site's SECRET_KEY: the participant's design seed is exported with
 the data and this code is public, so a seed from them alone could be recomputed and the dither
 subtracted. One URL keeps its bytes (browser cache, byte ranges) as long as SECRET_KEY does.
-Each request renders the rendition afresh (a 10 s stereo 44.1 kHz clip: see docs/site.md for
-the measured time), and nothing is stored per participant.
+
+Nothing is stored: a response renders the bytes it sends as it streams them, a chunk at a time
+from the clip's file (the dither is drawn per BLOCK of frames, each from its own seed), so a
+byte range renders only the frames it covers and no request holds the whole file in memory.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +35,9 @@ from django.conf import settings
 
 PAD_MAX_S = 0.030  # most silence before, and most after, the clip
 PARTS = ("r", "A", "B")
+BLOCK = 16384  # frames per dither draw
+HEADER = 44  # bytes of a canonical PCM WAV header: RIFF, fmt and data chunks only
+CHUNK = 64 * 1024  # bytes rendered per read while a response streams
 
 
 def _rng(*labels: object) -> np.random.Generator:
@@ -51,27 +57,112 @@ def pads(key: object, slot: int, sr: int) -> dict[str, tuple[int, int]]:
     return {k: (lead, int(t) - lead) for k, lead, t in zip(PARTS, leads, totals, strict=True)}
 
 
-def vary(samples: np.ndarray, lead: int, tail: int, rng: np.random.Generator) -> np.ndarray:
-    """16-bit samples (T, C) padded with silence and dithered: (lead + T + tail, C) int16.
+class Rendition:
+    """The WAV a slot's part is served as (16-bit PCM, the clip file's rate and channels):
+    `size` bytes, any range of them rendered on demand (`read`), the same on every call."""
 
-    The samples are already quantised, so TPDF dither of +-1 LSB followed by rounding adds -1, 0
-    or +1 LSB with probabilities 1/8, 3/4, 1/8 (round(u1 - u2), u1, u2 uniform on [0, 1)): drawn
-    directly as such, the padding included, so the clip's edges are not marked by exact zeros."""
-    t, c = samples.shape
-    out = np.zeros((lead + t + tail, c), dtype=np.int32)
-    out[lead : lead + t] = samples
-    draw = rng.integers(0, 8, size=out.shape, dtype=np.uint8)
-    out += (draw == 7).view(np.int8)
-    out -= (draw == 0).view(np.int8)
-    return np.clip(out, -32768, 32767).astype(np.int16)
+    def __init__(self, path: Path, key: object, slot: int, part: str) -> None:
+        info = sf.info(str(path))
+        self.path, self.labels = path, ("dither", key, slot, part)
+        self.sr, self.channels, self.frames = int(info.samplerate), info.channels, info.frames
+        self.lead, self.tail = pads(key, slot, self.sr)[part]
+        self.total = self.lead + self.frames + self.tail  # frames served
+        self.size = HEADER + 2 * self.channels * self.total
+        self._dither: tuple[int, np.ndarray] = (-1, np.zeros((0, self.channels), np.int8))
+
+    def header(self) -> bytes:
+        c, data = self.channels, 2 * self.channels * self.total
+        fmt = (1, c, self.sr, 2 * c * self.sr, 2 * c, 16)  # PCM, rate, bytes/s, frame, bits
+        return struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", HEADER - 8 + data, b"WAVE", b"fmt ", 16,
+                           *fmt, b"data", data)  # fmt: skip
+
+    def samples(self, first: int, last: int, source: sf.SoundFile) -> np.ndarray:
+        """Served frames [first, last): the clip's, padded and dithered. (last - first, C) int16.
+
+        The clip's samples are already quantised, so TPDF dither of +-1 LSB and rounding adds
+        -1, 0 or +1 LSB with probabilities 1/8, 3/4, 1/8 (round(u1 - u2), u1 and u2 uniform on
+        [0, 1)): drawn as such, over the padding too, so exact zeros do not mark the clip's
+        edges."""
+        out = np.zeros((last - first, self.channels), dtype=np.int32)  # (n, C)
+        a, b = max(first - self.lead, 0), min(last - self.lead, self.frames)  # clip frames
+        if a < b:
+            source.seek(a)
+            out[a + self.lead - first : b + self.lead - first] = source.read(
+                b - a, dtype="int16", always_2d=True
+            )
+        for block in range(first // BLOCK, (last - 1) // BLOCK + 1):
+            base = block * BLOCK
+            lo, hi = max(first, base), min(last, base + BLOCK)
+            out[lo - first : hi - first] += self.dither(block)[lo - base : hi - base]
+        return np.clip(out, -32768, 32767).astype("<i2")
+
+    def dither(self, block: int) -> np.ndarray:
+        """The block's dither in LSB, (BLOCK, C) int8; the last one is kept, since a streamed
+        read of CHUNK bytes ends inside the block the next read begins in."""
+        if self._dither[0] != block:
+            draw = _rng(*self.labels, block).integers(0, 8, (BLOCK, self.channels), np.uint8)
+            self._dither = (block, (draw == 7).view(np.int8) - (draw == 0).view(np.int8))
+        return self._dither[1]
+
+    def read(self, start: int, end: int, source: sf.SoundFile | None = None) -> bytes:
+        """Bytes [start, end) of the WAV (a SoundFile of the clip kept open by the caller, or
+        opened for this read)."""
+        end = min(end, self.size)
+        if start >= end:
+            return b""
+        head = self.header()[start:end] if start < HEADER else b""
+        frame = 2 * self.channels
+        lo, hi = max(start, HEADER) - HEADER, end - HEADER  # data bytes
+        if hi <= lo:
+            return head
+        first, last = lo // frame, -(-hi // frame)
+        if source is None:
+            with sf.SoundFile(str(self.path)) as opened:
+                body = self.samples(first, last, opened).tobytes()
+        else:
+            body = self.samples(first, last, source).tobytes()
+        return head + body[lo - first * frame : hi - first * frame]
+
+    def open(self) -> io.BufferedReader:
+        """A seekable binary file of the WAV for a response to stream (`serving.serve_audio`)."""
+        return io.BufferedReader(_RenditionFile(self), CHUNK)
+
+    def bytes(self) -> bytes:
+        return self.read(0, self.size)
+
+
+class _RenditionFile(io.RawIOBase):
+    def __init__(self, rendition: Rendition) -> None:
+        self.rendition, self.position = rendition, 0
+        self.source = sf.SoundFile(str(rendition.path))  # open while the response streams
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.rendition.size}
+        self.position = max(base[whence] + offset, 0)
+        return self.position
+
+    def tell(self) -> int:
+        return self.position
+
+    def readinto(self, buffer) -> int:
+        data = self.rendition.read(self.position, self.position + len(buffer), self.source)
+        buffer[: len(data)] = data
+        self.position += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.source.close()
+        super().close()
 
 
 def rendition(path: Path, key: object, slot: int, part: str) -> bytes:
-    """WAV bytes of the clip file at `path` as the slot's `part` is served to the participant
-    of `key`. The same arguments give the same bytes."""
-    samples, sr = sf.read(str(path), dtype="int16", always_2d=True)  # (T, C)
-    lead, tail = pads(key, slot, sr)[part]
-    varied = vary(samples, lead, tail, _rng("dither", key, slot, part))
-    buf = io.BytesIO()
-    sf.write(buf, varied, sr, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
+    """The whole WAV of the clip file at `path` as the slot's `part` is served to the
+    participant of `key`. The same arguments give the same bytes."""
+    return Rendition(path, key, slot, part).bytes()

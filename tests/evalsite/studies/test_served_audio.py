@@ -145,3 +145,25 @@ def test_it_varies_a_clip_inaudibly(listening_study):
         assert abs(loudness_lufs(clip_part * LSB, sr) - loudness_lufs(plain * LSB, sr)) < 0.1
         assert abs(loudness_lufs(varied * LSB, sr) - loudness_lufs(padded * LSB, sr)) < 0.1
     assert served_audio.pads(7, 1, sr) != served_audio.pads(8, 1, sr)
+
+
+def test_it_renders_any_byte_range_as_the_slice_of_the_whole(listening_study):
+    clip = listening_study.trials.filter(is_practice=False).first().reference
+    path = normalised_path(clip, float(listening_study.setting("loudness_target_lufs")))
+    made = served_audio.Rendition(path, 7, 3, "B")
+    whole = made.bytes()
+    assert len(whole) == made.size
+    samples, sr = sf.read(path, dtype="int16", always_2d=True)  # (T, C)
+    copy = io.BytesIO()  # the header soundfile writes for the same format
+    sf.write(
+        copy, np.zeros((made.total, samples.shape[1]), np.int16), sr, format="WAV", subtype="PCM_16"
+    )
+    assert whole[: served_audio.HEADER] == copy.getvalue()[: served_audio.HEADER]
+    frame = 2 * samples.shape[1]
+    edge = served_audio.HEADER + frame * served_audio.BLOCK  # where the second dither draw starts
+    for start, end in [(0, 10), (40, 50), (edge - 3, edge + 5), (1001, len(whole) + 9)]:
+        assert made.read(start, end) == whole[start:end]
+    with made.open() as stream:  # read as a response streams it, in odd steps after a seek
+        stream.seek(edge - 7)
+        got = b"".join(iter(lambda: stream.read(4093), b""))
+    assert got == whole[edge - 7 :]
