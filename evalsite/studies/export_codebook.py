@@ -56,9 +56,19 @@ CODEBOOK: dict[str, dict[str, dict]] = {
         "is_practice": _col(
             "Practice trial (with feedback); not in answers_dataframe()", "boolean"
         ),  # fmt: skip
-        "heard_reference": _col("Fraction of the reference heard", "float 0..1 or NaN"),
-        "heard_a": _col("Fraction of canonical candidate a heard", "float 0..1 or NaN"),
-        "heard_b": _col("Fraction of canonical candidate b heard", "float 0..1 or NaN"),
+        "heard_reference": _col(
+            "Fraction of the reference heard (its served sound, with 0-30 ms of silence before "
+            "and after the clip)",
+            "float 0..1 or NaN",
+        ),
+        "heard_a": _col(
+            "Fraction of canonical candidate a heard (its served sound, as heard_reference)",
+            "float 0..1 or NaN",
+        ),
+        "heard_b": _col(
+            "Fraction of canonical candidate b heard (its served sound, as heard_reference)",
+            "float 0..1 or NaN",
+        ),
         "blur_events": _col("Times the window lost focus during the trial", "integer"),
         "audio_sample_rate": _col("Browser audio output sample rate", "float (Hz) or NaN"),
         "shown_at": _col("Server time the trial page was first served", "ISO 8601 UTC or ''"),
@@ -173,8 +183,11 @@ CODEBOOK: dict[str, dict[str, dict]] = {
         "sample_rate": _col("Sample rate", "integer (Hz)"),
         "channels": _col("Channels", "integer"),
         "served_sha256": _col(
-            "SHA-256 of the file participants are served at the study's loudness target (the "
-            "stored file when within 0.1 LU of it, else a normalised copy)",
+            "SHA-256 of the clip at the study's loudness target (the stored file when within 0.1 "
+            "LU of it, else a normalised copy), of which each participant is served its own "
+            "rendition: this plus dither of at most 1 LSB and 0-30 ms of silence before and "
+            "after, different for each participant, slot and position, so no served file has "
+            "this hash",
             "hex string or '' (no readable file)",
         ),
         "served_loudness_lufs": _col(
