@@ -18,9 +18,12 @@ nearest neighbour in the instrument subspace, and one other candidate picked by 
   margin_stratified  the three margin bins in turn
 Margins are pooled over every (reference, nearest neighbour, other) of the instrument to set the
 thirds. No candidate comes from the reference's piece and the two candidates come from different
-pieces. Balance: references go to the pieces used least as a reference so far (counts differ by
-at most one when every piece can serve), then least used overall; the strategy's other candidate
-goes to the least-used piece of its bin (ties by the seeded generator). The nearest neighbour is
+pieces. Balance: references go to the pieces used least as the instrument's reference, then
+as any reference so far (counts differ by at most one when every piece can serve), then least
+used overall, so a reference recurs within an instrument only once every piece that can serve
+has served (two such trials share the model's choice: the assignment gives them to different
+participants, design.select_trials); the strategy's other candidate goes to the least-used
+piece of its bin (ties by the seeded generator). The nearest neighbour is
 what the model says it is, so a "hub" piece can appear more often in that role; the design
 records the min/max usage per piece. The nearest neighbour lands in canonical "a" or "b" by a
 seeded coin.
@@ -165,6 +168,7 @@ def plan_trials(
         b = _bins(sub, full_d, pieces_arr)
         info["thresholds"][instrument] = b["thresholds"]
         used = np.zeros_like(b["allowed"])  # (N, N) (reference, other) pairs already planned
+        here: Counter = Counter()  # pieces used as this instrument's reference
         made, slot = 0, 0
         empty: set[str] = set()  # kinds with no feasible trial left
         kinds = BINS if strategy == "margin_stratified" else (_kind(strategy, 0),)
@@ -178,12 +182,13 @@ def plan_trials(
             if not feasible.any():
                 empty.add(kind)
                 continue
-            ref = _reference(pieces_arr, as_ref, usage, rng, feasible)
+            ref = _reference(pieces_arr, (here, as_ref, usage), rng, feasible)
             nn = int(b["nn"][ref])
             key = sub[ref] if kind == "farthest" else None
             other = _pick(masks[ref], pieces_arr, usage, rng, key)
             used[ref, other] = True
             as_ref[pieces_arr[ref]] += 1
+            here[pieces_arr[ref]] += 1
             for i in (ref, nn, other):
                 usage[pieces_arr[i]] += 1
             planned.append(
@@ -210,11 +215,16 @@ def _kind(strategy: str, i: int) -> str:
     return strategy.removeprefix("margin_")
 
 
-def _reference(pieces, as_ref: Counter, usage: Counter, rng: random.Random, feasible) -> int:
-    """A feasible clip of the pieces used least as a reference so far, then least overall."""
+def _reference(pieces, counts: tuple[Counter, ...], rng: random.Random, feasible) -> int:
+    """A feasible clip of the pieces least used by `counts` in turn: as this instrument's
+    reference (a reference recurs within an instrument only once every feasible piece served:
+    such trials share the model's choice, so design.select_trials gives them to different
+    participants, and each recurrence costs every participant a trial), as any reference, in
+    any role."""
     idx = np.flatnonzero(feasible)
-    least = min((as_ref[pieces[i]], usage[pieces[i]]) for i in idx)
-    return rng.choice([int(i) for i in idx if (as_ref[pieces[i]], usage[pieces[i]]) == least])
+    key = lambda i: tuple(c[pieces[i]] for c in counts)  # noqa: E731
+    least = min(key(i) for i in idx)
+    return rng.choice([int(i) for i in idx if key(i) == least])
 
 
 class Assigned(NamedTuple):

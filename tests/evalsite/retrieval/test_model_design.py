@@ -106,3 +106,21 @@ def test_it_refuses_fewer_than_one_trial_per_instrument():
     for n in (0, -3):
         with pytest.raises(DesignError, match=f"per_instrument={n}: expected an integer >= 1"):
             plan_trials(pieces, subs, full, "nearest_random", n, seed=0)
+
+
+@pytest.mark.parametrize("per_instrument", [5, 8, 10])
+@pytest.mark.parametrize("strategy", ["nearest_random", "nearest_farthest"])
+def test_it_repeats_a_reference_within_an_instrument_only_once_every_piece_served(
+    strategy, per_instrument
+):
+    # Two trials of one instrument and reference share the model's choice (its nearest
+    # neighbour) and differ only in the other candidate: a listener given both learns which
+    # candidate the model chose. The assignment keeps such trials apart (design.select_trials),
+    # so every reference that recurs costs each participant a trial of the instrument.
+    pieces, full, subs = catalogue_arrays(n_pieces=8, per_piece=1)
+    plan, _ = plan_trials(pieces, subs, full, strategy, per_instrument, seed=1)
+    for instrument in subs:
+        refs = Counter(p.reference for p in plan if p.instrument == instrument)
+        assert sum(refs.values()) == per_instrument
+        assert len(refs) == min(per_instrument, 8), (instrument, refs)
+        assert max(refs.values()) - min(refs.values()) <= 1, (instrument, refs)
