@@ -43,6 +43,43 @@ def _least_filled(trials: list, counts: Counter, rng: random.Random, n: int) -> 
     return keyed[:n]
 
 
+def _one_per_reference(
+    trials: list, counts: Counter, rng: random.Random, n: int, taken: set, originals: set
+) -> list:
+    """Up to n main trials, least-filled first (ties by the seed, drawn as `_least_filled`
+    draws them), at most one per (instrument, reference) and none whose pair is in `taken`,
+    which the chosen ones join. Two main trials of one instrument and reference share a
+    candidate and differ in the other (a model design's shared one is the model's choice:
+    model_design.plan_trials), so one participant given both could tell which candidate the
+    model chose. Of equally filled trials sharing a pair, one with a repeat check (its id in
+    `originals`) goes first, so that the rule costs no repeat check where it need not."""
+    pair = lambda t: (t.instrument, t.reference_id)  # noqa: E731
+    order = sorted(trials, key=lambda t: (counts[t.id], rng.random()))
+    original: dict = {}  # (pair, fill) -> the first original in order
+    for t in order:
+        if t.id in originals:
+            original.setdefault((pair(t), counts[t.id]), t)
+    chosen: list = []
+    for t in order:
+        if len(chosen) == n:
+            break
+        if pair(t) not in taken:
+            taken.add(pair(t))
+            chosen.append(original.get((pair(t), counts[t.id]), t))
+    return chosen
+
+
+def most_main_trials(study: Study) -> dict[str, int]:
+    """Per instrument (the study's order), the most main trials one participant can get: one
+    per reference (`select_trials`)."""
+    main = study.trials.filter(is_practice=False, is_catch=False)
+    # order_by(): the default ordering's column (id) would make DISTINCT count trials
+    pairs = main.order_by().values_list("instrument", "reference_id").distinct()
+    per = Counter(i for i, _ in pairs)
+    order = [i for i in study.instruments if i in per] + sorted(set(per) - set(study.instruments))
+    return {i: per[i] for i in order}
+
+
 @dataclass(frozen=True, slots=True)
 class TrialRef:
     """What assigning reads of a trial (choice, order, positions): read as plain values under
@@ -68,7 +105,9 @@ def trial_refs(trials) -> list[TrialRef]:
 
 def select_trials(study: Study, seed: int, counts: Counter) -> list[TrialRef] | None:
     """Main + catch trials for one new participant by the fill `counts`, or None when the study
-    is full."""
+    is full. At most one main trial per (instrument, reference): where references recur, the
+    participant gets fewer main trials than asked (`most_main_trials`), and the others go to
+    the next participants."""
     rng = random.Random(seed)
     target = int(study.setting("target_answers_per_trial"))
     trials = trial_refs(study.trials.filter(is_practice=False))
@@ -77,10 +116,12 @@ def select_trials(study: Study, seed: int, counts: Counter) -> list[TrialRef] | 
         return None
     n = study.setting("trials_per_participant") or len(main)
     below = [t for t in main if counts[t.id] < target]
-    chosen = _least_filled(below, counts, rng, n)
+    taken: set[tuple[str, int]] = set()  # (instrument, reference) of the chosen main trials
+    originals = {t.repeat_of_id for t in trials if t.catch_kind == "repeat"}
+    chosen = _one_per_reference(below, counts, rng, n, taken, originals)
     if len(chosen) < n:  # top up a short session with the least-filled of the rest
         rest = [t for t in main if counts[t.id] >= target]
-        chosen += _least_filled(rest, counts, rng, n - len(chosen))
+        chosen += _one_per_reference(rest, counts, rng, n - len(chosen), taken, originals)
     chosen_ids = {t.id for t in chosen}
     per_kind = study.setting("catch")
     for kind in ("identical", "attention", "repeat"):

@@ -154,7 +154,11 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "preview_url": f"{participant_url(request, study)}?pid=preview-{secrets.token_hex(4)}",
         "n_previews": study.participants.count() if study.status == Study.Status.DRAFT else 0,
         # a design warning only matters while the design can still change
-        "shortfalls": [] if study.status == Study.Status.CLOSED else catch_shortfalls(study),
+        "shortfalls": (
+            []
+            if study.status == Study.Status.CLOSED
+            else main_shortfalls(study) + catch_shortfalls(study)
+        ),
         "practice_warnings": (
             [] if study.status == Study.Status.CLOSED else practice_clips.page_lines(study)
         ),
@@ -213,6 +217,24 @@ def consent_versions_agreed(study: Study) -> list[tuple[str, int]]:
         .order_by("language")
     )
     return [(f"{names.get(code, code)} ({code})", n) for code, n in agreed if n > 1]
+
+
+def main_shortfalls(study: Study) -> list[str]:
+    """Said when recurring references give each participant fewer main trials than the study
+    asks for (`design.select_trials`: one main trial per instrument and reference)."""
+    most = design.most_main_trials(study)
+    main = study.trials.filter(is_practice=False, is_catch=False).count()
+    asked = study.setting("trials_per_participant")
+    if sum(most.values()) >= (asked or main):
+        return []
+    wanted = f"the {asked} the settings ask for" if asked else f"all {main} of the study's"
+    each = ", ".join(f"{instrument} {n}" for instrument, n in most.items())
+    return [
+        f"Each participant gets at most {sum(most.values())} main trials ({each}), not "
+        f"{wanted}: main trials of one instrument that share a reference go to different "
+        "participants, as the two would share a candidate (in a model design, the model's "
+        "choice). More participants are needed to reach the target."
+    ]
 
 
 def catch_shortfalls(study: Study) -> list[str]:

@@ -88,6 +88,35 @@ def test_it_assigns_least_filled_trials_first(small_study):
 
 
 @pytest.mark.django_db
+def test_it_never_gives_one_participant_two_main_trials_of_one_instrument_and_reference(
+    experimenter, listening_catalogue
+):
+    # Two such trials share a candidate (a model design's: the model's choice) and link each
+    # other; they go to different participants. 8 main trials per instrument from 6 pieces:
+    # references recur.
+    study = make_study(experimenter, listening_catalogue, 8, practice_trials=0)
+    main = list(study.trials.filter(is_practice=False, is_catch=False))
+    pairs = {(t.instrument, t.reference_id) for t in main}
+    assert len(pairs) < len(main)  # the case under test
+    now, seen = timezone.now(), []
+    for seed in range(50):
+        p = participant(study, seed)
+        if not design.assign(p, now):
+            break
+        trials = [s.trial for s in p.slots.select_related("trial")]
+        got = [t for t in trials if not t.is_catch]
+        assert sorted((t.instrument, t.reference_id) for t in got) == sorted(pairs)
+        repeats = [t for t in trials if t.catch_kind == "repeat"]  # by design: A/B swapped
+        assert all(t.repeat_of_id in {g.id for g in got} for t in repeats)
+        assert repeats or seen  # with nothing filled, an original goes before its pair's other
+        seen.append(p)
+        finish(p)
+    assert 2 < len(seen) < 50  # more participants than without the rule, and the study filled
+    counts = design_fill.fill_counts(study, now)
+    assert all(counts[t.id] >= 2 for t in main)  # every main trial reached its target
+
+
+@pytest.mark.django_db
 def test_it_keeps_assignment_idempotent(small_study):
     p = participant(small_study, 1)
     design.assign(p, timezone.now())

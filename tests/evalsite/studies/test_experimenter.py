@@ -402,3 +402,23 @@ def test_it_warns_when_the_trials_cannot_meet_the_catch_settings(client, alice, 
     page = client.get(url).content.decode()
     assert "ask for 3 repeat catch trial(s) per participant; the study has 1" in page
     assert page.count('class="error shortfall"') == 1
+
+
+def test_it_says_when_recurring_references_shorten_a_participants_trials(client, alice, study):
+    client.force_login(alice)
+    url = reverse("studies:study_detail", args=[study.pk])
+    first = study.trials.get(instrument="drums", is_catch=False, is_practice=False,
+                             model_margin=0.4)  # fmt: skip
+    other = study.trials.get(catch_kind="identical").reference  # a clip of another piece
+    Trial.objects.create(study=study, instrument="drums", reference=first.reference,
+                         candidate_a=first.candidate_b, candidate_b=other)  # fmt: skip
+    page = client.get(url).content.decode()
+    assert (
+        "Each participant gets at most 4 main trials (drums 2, bass 2), not all 5 of the "
+        "study&#x27;s: main trials of one instrument that share a reference go to different "
+        "participants"
+    ) in page
+    assert page.count('class="error shortfall"') == 1
+    study.settings = {**study.settings, "trials_per_participant": 3}
+    study.save()
+    assert "shortfall" not in client.get(url).content.decode()  # 3 asked: 3 given
