@@ -16,7 +16,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from evalsite.studies import history, practice_clips, trial_removal
-from evalsite.studies.experimenter import editable, see_other, study_catalogue
+from evalsite.studies.experimenter import editable, main_shortfalls, see_other, study_catalogue
 from evalsite.studies.forms import RandomTrialsForm, RepeatsForm, TrialForm, study_clips
 from evalsite.studies.permissions import get_visible_study
 from evalsite.studies.random_design import DesignError, add_repeats, build_random_trials
@@ -123,7 +123,7 @@ def trials_random(request: HttpRequest, pk: int) -> HttpResponse:
         form.add_error(None, str(exc))
         return _trials_page(request, study, random_form=form, status=400)
     messages.success(request, f"{len(made)} trial(s) drawn at random (seed {data['seed']}).")
-    for note in study.design.get("practice_notes", []):
+    for note in [*study.design.get("practice_notes", []), *main_shortfalls(study)]:
         messages.warning(request, note)
     return redirect("studies:trials", pk=study.pk)
 

@@ -142,7 +142,10 @@ class StudyForm(forms.ModelForm):
         help_text="Trials are assigned least-filled first until each has this many answers.",
     )
     trials_per_participant = forms.IntegerField(
-        min_value=1, required=False, help_text="Empty: every main trial."
+        min_value=1,
+        required=False,
+        help_text="Empty: every main trial. A participant gets at most one main trial per "
+        "instrument and reference; the study page says when that is fewer.",
     )
     languages = forms.MultipleChoiceField(
         choices=lambda: list(django_settings.LANGUAGES), widget=forms.CheckboxSelectMultiple
@@ -389,7 +392,13 @@ class ImportForm(forms.Form):
 class RandomTrialsForm(forms.Form):
     """Draw main, catch and practice trials at random from the study's catalogue."""
 
-    per_instrument = forms.IntegerField(min_value=1, max_value=500, initial=10)
+    per_instrument = forms.IntegerField(
+        min_value=1, max_value=500, initial=10,
+        help_text="References are drawn at random, so they can recur within an instrument, and "
+        "surely do with more trials than the catalogue has pieces. A participant gets one main "
+        "trial per instrument and reference (two such trials would share a candidate), so "
+        "each then gets fewer main trials than the study has: the study page says how many.",
+    )  # fmt: skip
     catch_per_kind = forms.IntegerField(min_value=0, max_value=20, initial=2)
     seed = forms.IntegerField(min_value=0, initial=0)
 

@@ -72,3 +72,13 @@ def test_it_names_the_embedding_job_as_its_button_does(client, alice, study, no_
     client.force_login(alice)
     page = _page(client, reverse("jobs:study", args=[study.pk]))
     assert "Embed clips (the whole catalogue)" in page and "<td>embed clips</td>" in page
+
+
+def test_it_says_by_the_design_forms_default_what_recurring_references_do(client, alice, study):
+    client.force_login(alice)
+    study.trials.all().delete()  # the design is offered
+    page = _page(client, reverse("jobs:study", args=[study.pk]))
+    assert 'name="per_instrument" value="10" min="1" aria-describedby="per-instrument-help"' in page
+    help_text = page.split('id="per-instrument-help">', 1)[1].split("</p>", 1)[0]
+    assert "a participant gets one main trial per instrument and reference" in help_text
+    assert "each participant gets fewer main trials than the study has" in help_text

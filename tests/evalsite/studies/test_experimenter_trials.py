@@ -116,6 +116,22 @@ def test_it_bulk_creates_trials_from_csv_and_names_bad_lines(client, alice, stud
     assert study.trials.count() == before + 2  # nothing from a file with errors
 
 
+def test_it_says_after_a_draw_when_recurring_references_shorten_each_participants_trials(
+    client, alice, study
+):
+    empty = Study.objects.create(owner=alice, name="empty", instruments=["drums"],
+                                 catalogue=study.catalogue)  # fmt: skip
+    client.force_login(alice)
+    data = {"per_instrument": 10, "catch_per_kind": 0, "seed": 0}  # 10 from 8 pieces
+    response = client.post(reverse("studies:trials_random", args=[empty.pk]), data, follow=True)
+    shown = [str(m) for m in response.context["messages"]]
+    main = empty.trials.filter(is_catch=False, is_practice=False)
+    n = len(set(main.values_list("reference_id", flat=True)))
+    assert n < 10  # references recur
+    said = f"Each participant gets at most {n} main trials (drums {n}), not all 10 of the study's"
+    assert said in " ".join(shown)
+
+
 def test_it_explains_why_random_trials_cannot_be_drawn(client, alice):
     study = Study.objects.create(owner=alice, name="no clips", instruments=["drums"])
     client.force_login(alice)
