@@ -228,6 +228,8 @@ if PRODUCTION and not CELERY_BROKER_URL:  # the file broker: no worker on anothe
         "CELERY_BROKER_URL: production needs the broker the web processes and workers share, "
         "e.g. redis://redis:6379/0 (the default, folders in CSN_HOME, is the demo's)"
     )
+_broker_socket_timeout = env_float("CELERY_BROKER_SOCKET_TIMEOUT", 5.0, minimum=0.1)
+_broker_connect_timeout = env_float("CELERY_BROKER_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = CSN_HOME / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -244,8 +246,23 @@ else:
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1),
         "unacked_restore_interval": env_int("CELERY_UNACKED_RESTORE_INTERVAL", 10, minimum=1),
         "unacked_restore_throttle": env_int("CELERY_UNACKED_RESTORE_THROTTLE", 10, minimum=1),
+        # Seconds to wait for Redis to connect, and to answer a command once connected. Without
+        # them a Redis that accepts and never answers (hung, or a partition after the handshake)
+        # blocks the publish, and so the web request that queues work, for ever. Far above a
+        # healthy reply (milliseconds); a worker's BRPOP returns every second, within them.
+        "socket_connect_timeout": _broker_connect_timeout,
+        "socket_timeout": _broker_socket_timeout,
     }
+# A publish the broker refuses or leaves unanswered is tried once more after 0.5 s, then fails
+# (the job says "could not queue: ..."): a stalled broker holds the request for about
+# 2 x CELERY_BROKER_SOCKET_TIMEOUT + 0.5 s, not Celery's default 4 tries.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1, "interval_start": 0.5, "interval_step": 0, "interval_max": 0.5
+}  # fmt: skip
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "") or None
+# A Redis result backend (none by default) gets the broker's timeouts, not Celery's 120 s/none.
+CELERY_REDIS_SOCKET_TIMEOUT = _broker_socket_timeout
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = _broker_connect_timeout
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

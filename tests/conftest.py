@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import threading
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -99,10 +105,10 @@ def damaged_dataset(tiny_dataset, tmp_path) -> Callable[..., Path]:
 BROKER_DOWN = "redis://127.0.0.1:1/0"  # port 1: connection refused at once
 
 
-@pytest.fixture
-def broker_down(monkeypatch):
-    """Real publishing (not eager) to a Redis URL nothing listens on, for tests of what a page
-    or task says when the broker is down."""
+@contextmanager
+def _publishing_to(monkeypatch, url: str, options: dict, retry_policy: dict | None = None):
+    """This process's Celery app publishes for real (not eager) to `url` with the transport
+    options (and publish retry policy) given, fresh pools before and after."""
     from evalsite.celery import app
 
     def reset_pools() -> None:  # the next publish connects to broker_url, not a pooled one
@@ -110,11 +116,90 @@ def broker_down(monkeypatch):
         app.amqp._producer_pool = None
 
     # Celery prefers the CELERY_BROKER_URL environment variable over app.conf.broker_url.
-    monkeypatch.setenv("CELERY_BROKER_URL", BROKER_DOWN)
-    saved = (app.conf.broker_url, app.conf.broker_transport_options, app.conf.task_always_eager)
-    app.conf.broker_url, app.conf.broker_transport_options = BROKER_DOWN, {}
+    monkeypatch.setenv("CELERY_BROKER_URL", url)
+    names = ("broker_url", "broker_transport_options", "task_always_eager",
+             "task_publish_retry_policy")  # fmt: skip
+    saved = {name: app.conf[name] for name in names}
+    app.conf.broker_url, app.conf.broker_transport_options = url, options
     app.conf.task_always_eager = False
+    if retry_policy is not None:
+        app.conf.task_publish_retry_policy = retry_policy
     reset_pools()
-    yield
-    reset_pools()
-    app.conf.broker_url, app.conf.broker_transport_options, app.conf.task_always_eager = saved
+    try:
+        yield
+    finally:
+        reset_pools()
+        for name, value in saved.items():
+            app.conf[name] = value
+
+
+@pytest.fixture
+def broker_down(monkeypatch):
+    """Real publishing (not eager) to a Redis URL nothing listens on, for tests of what a page
+    or task says when the broker is down."""
+    with _publishing_to(monkeypatch, BROKER_DOWN, {}):
+        yield
+
+
+class StalledBroker:
+    """A TCP listener that accepts every connection and never answers: a Redis that hangs
+    (overloaded, a partition after the handshake, a proxy whose backend is gone)."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"redis://127.0.0.1:{self.server.getsockname()[1]}/0"
+        self.connections: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:  # closed
+                return
+            self.connections.append(connection)  # held open, never read or answered
+
+    def close(self) -> None:
+        self.server.shutdown(socket.SHUT_RDWR)  # wakes the accept() blocked in the thread
+        self.server.close()
+        self.thread.join(timeout=5)
+        for connection in self.connections:
+            connection.close()
+
+
+# The broker's timeouts the tests give the site (its defaults are seconds longer).
+STALL_TIMEOUTS = {"CELERY_BROKER_SOCKET_TIMEOUT": "1", "CELERY_BROKER_CONNECT_TIMEOUT": "1"}
+
+
+@pytest.fixture(scope="session")
+def redis_publish_settings() -> dict:
+    """The transport options and publish retry policy the settings give a Redis broker, read
+    by a fresh process with the timeouts of STALL_TIMEOUTS (as a deployment would set them)."""
+    show = (
+        "import json; from django.conf import settings as s; print(json.dumps({"
+        "'options': s.CELERY_BROKER_TRANSPORT_OPTIONS, "
+        "'retry_policy': getattr(s, 'CELERY_TASK_PUBLISH_RETRY_POLICY', None)}))"
+    )
+    env = os.environ | {"CELERY_BROKER_URL": BROKER_DOWN, **STALL_TIMEOUTS}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", show], capture_output=True, text=True,
+        cwd=ROOT, env=env, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+@pytest.fixture
+def broker_stalled(monkeypatch, redis_publish_settings):
+    """Real publishing, with the settings' Redis options, to a broker that accepts and never
+    answers."""
+    stalled = StalledBroker()
+    try:
+        with _publishing_to(
+            monkeypatch, stalled.url, redis_publish_settings["options"],
+            redis_publish_settings["retry_policy"],
+        ):  # fmt: skip
+            yield stalled
+    finally:
+        stalled.close()

@@ -474,3 +474,12 @@ def test_a_plain_http_health_probe_of_gunicorn_gets_200_in_production(tmp_path):
     finally:
         server.terminate()
         server.wait(10)
+
+
+@pytest.mark.parametrize("name", ["CELERY_BROKER_SOCKET_TIMEOUT", "CELERY_BROKER_CONNECT_TIMEOUT"])
+def test_it_refuses_a_broker_timeout_below_a_tenth_of_a_second(name, tmp_path):
+    # 0 would not mean "no timeout" to redis-py but a non-blocking socket: every read fails.
+    broker = {"CELERY_BROKER_URL": "redis://127.0.0.1:6379/0"}
+    result = _manage(["check"], CSN_HOME=str(tmp_path), **broker, **{name: "0"})
+    assert result.returncode != 0
+    assert f"{name}='0': expected a number >= 0.1" in result.stderr

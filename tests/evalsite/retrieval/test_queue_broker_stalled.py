@@ -1,0 +1,44 @@
+"""Queueing work while the broker accepts connections but never answers (a hung or partitioned
+Redis): the publish gives up after the settings' socket timeouts and its bounded retries, so the
+request answers within seconds and the job fails with the reason, as for a broker that refuses.
+
+Real publishing with the transport options and retry policy the settings give a Redis broker
+(read by a fresh process with 1 s timeouts), to a real TCP listener that never replies. Before
+the timeouts, the request blocked for ever in redis-py's read of kombu's first PING.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+
+import pytest
+from django.urls import reverse
+
+from evalsite.jobs.models import Job
+from evalsite.studies.models import Study
+
+# Two tries (the first and one retry) of about 1 s each, and the retry's interval; generous
+# against a loaded machine, far below the for-ever of a read without a timeout.
+WITHIN_S = 10
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("action", ["ingest", "model-choices", "design"])
+def test_it_fails_the_job_within_seconds_when_the_broker_never_answers(
+    client, ada, catalogue, broker_stalled, action
+):
+    study = Study.objects.create(owner=ada, name="s", catalogue=catalogue, instruments=["drums"])
+    client.force_login(ada)
+    data = {"strategy": "nearest_random", "per_instrument": 2} if action == "design" else {}
+    started = time.monotonic()
+    r = client.post(reverse("jobs:queue", args=[study.pk, action]), data, follow=True)
+    took = time.monotonic() - started
+    assert r.status_code == 200
+    assert took < WITHIN_S, f"the request took {took:.1f} s"
+    job = Job.objects.get(study=study)
+    assert job.status == Job.Status.FAILED and job.finished_at is not None
+    assert job.message.startswith("could not queue: ") and "Timeout" in job.message
+    assert f"failed: {job.message}" in html.unescape(r.content.decode())
+    assert broker_stalled.connections  # it did reach the listener: refused it was not
