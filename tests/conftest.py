@@ -116,6 +116,7 @@ def _publishing_to(monkeypatch, url: str, options: dict, retry_policy: dict | No
         app.amqp._producer_pool = None
 
     # Celery prefers the CELERY_BROKER_URL environment variable over app.conf.broker_url.
+    saved_url = os.environ.get("CELERY_BROKER_URL")
     monkeypatch.setenv("CELERY_BROKER_URL", url)
     names = ("broker_url", "broker_transport_options", "task_always_eager",
              "task_publish_retry_policy")  # fmt: skip
@@ -127,7 +128,11 @@ def _publishing_to(monkeypatch, url: str, options: dict, retry_policy: dict | No
     reset_pools()
     try:
         yield
-    finally:
+    finally:  # as before the block, which may end before the test does
+        if saved_url is None:
+            monkeypatch.delenv("CELERY_BROKER_URL")
+        else:
+            monkeypatch.setenv("CELERY_BROKER_URL", saved_url)
         reset_pools()
         for name, value in saved.items():
             app.conf[name] = value

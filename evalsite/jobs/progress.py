@@ -90,15 +90,9 @@ def _recount(job: Job) -> dict:
     """The fields the database state determines for a job of clips: total, done, failed and
     the failed clips' errors. A model-choice job's counts come from its task (report): trials
     keep choices of earlier checkpoints, which say nothing about this job's work."""
-    from evalsite.retrieval.models import Embedding
-
     if job.kind in (Job.Kind.INGEST, Job.Kind.DESIGN):
         ids = job.params.get("clips", [])
-        embedded = set(
-            Embedding.objects.filter(
-                clip_id__in=ids, version__checkpoint_id=job.checkpoint_id
-            ).values_list("clip_id", flat=True)
-        )
+        embedded = set(embedded_clips(ids, job.checkpoint_id))
         unfinished = Q(status=Clip.Status.FAILED) | (Q(status=Clip.Status.READY) & ~Q(error=""))
         failed = Clip.objects.filter(unfinished, pk__in=ids).exclude(pk__in=embedded)
         errors = [
@@ -116,6 +110,27 @@ def _recount(job: Job) -> dict:
             "errors": errors,
         }
     return {}
+
+
+def embedded_clips(clips, checkpoint_id: str):
+    """The ids among `clips` (ids, or a query of them) with an embedding under the checkpoint:
+    what an ingest job counts done, and what the Model work page does not count missing."""
+    from evalsite.retrieval.models import Embedding
+
+    return Embedding.objects.filter(
+        clip_id__in=clips, version__checkpoint_id=checkpoint_id
+    ).values_list("clip_id", flat=True)
+
+
+def unembedded(catalogue_id: int, checkpoint_id: str) -> tuple[int, int]:
+    """(missing, ready): the catalogue's ready clips without an embedding under the checkpoint
+    (an upload or import while the broker was down, an embedding that failed, a new
+    checkpoint), and its ready clips; an ingest job of the catalogue embeds the missing ones.
+    Every ready clip, attention-set parts too (the retrieval page counts only the mixes it
+    searches)."""
+    ready = Clip.objects.filter(catalogue_id=catalogue_id, status=Clip.Status.READY)
+    ids = ready.values("pk")
+    return ready.exclude(pk__in=embedded_clips(ids, checkpoint_id)).count(), ready.count()
 
 
 def _copy_state(source: Job, target: Job) -> None:

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_POST
 
 from evalsite.jobs import progress
 from evalsite.jobs.models import Job
-from evalsite.retrieval.embedder import missing_checkpoint
+from evalsite.retrieval.embedder import CheckpointMissing, checkpoint_id, missing_checkpoint
 from evalsite.studies.experimenter import editable
 from evalsite.studies.model_design import STRATEGIES, DesignError
 from evalsite.studies.models import MAX_PRACTICE_TRIALS, Answer, Study
@@ -42,13 +42,29 @@ def study_jobs(study):
 
 
 def _context(study) -> dict:
+    no_checkpoint = missing_checkpoint()
     return {
         "study": study, "jobs": study_jobs(study), "strategies": STRATEGIES,
         "closed": study.status == Study.Status.CLOSED, "n_trials": study.trials.count(),
         "n_answers": Answer.objects.filter(trial__study=study).count(),
         "practice": shown_practice(study), "max_practice": MAX_PRACTICE_TRIALS,
-        "no_checkpoint": missing_checkpoint(),
+        "no_checkpoint": no_checkpoint,
+        "unembedded": None if no_checkpoint else unembedded_clips(study),
     }  # fmt: skip
+
+
+def unembedded_clips(study: Study) -> dict | None:
+    """How many of the study's ready clips have no embedding with the current checkpoint (None
+    without a catalogue or checkpoint): clips added while the broker was down are never
+    embedded until "Embed clips" queues them, and the page says so."""
+    if study.catalogue_id is None:
+        return None
+    try:
+        ckpt = checkpoint_id()
+    except CheckpointMissing:  # gone since the page checked
+        return None
+    missing, ready = progress.unembedded(study.catalogue_id, ckpt)
+    return {"missing": missing, "ready": ready, "checkpoint": ckpt}
 
 
 def shown_practice(study: Study) -> int:

@@ -57,6 +57,9 @@ class ImportReport:
     # analysed): "track stem: reason", and SlakhDataset.skip_summary's counts by reason.
     skipped_stems: list[str] = field(default_factory=list)
     stem_summary: str = "none"
+    # Why the new clips' embeddings could not be queued (the broker's error), and what to do;
+    # "" when they were (or when the import ran inside a transaction, queued at its commit).
+    not_queued: str = ""
 
     def omitted_in(self, split: str) -> list[str]:
         """omitted_tracks of `split`."""
@@ -201,10 +204,12 @@ def import_slakh(
     ds, tracks = open_split(root, split, duplicates)
     if not isinstance(catalogue, Catalogue):
         catalogue = catalogue()
-    with batched():  # each clip commits alone: queue their embeddings together, not one by one
-        return _import_split(
+    with batched() as queuing:  # each clip commits alone: queue their embeddings together
+        report = _import_split(
             ds, split, tracks, catalogue, seconds, attention, conditions, target_lufs
         )
+    report.not_queued = queuing.message()  # outside a transaction the block's end queued them
+    return report
 
 
 def open_split(root, split: str, duplicates: str = "refuse") -> tuple[SlakhDataset, list[Track]]:

@@ -181,7 +181,7 @@ def _upload(request: HttpRequest, study: Study, form: ClipUploadForm) -> list[Cl
     catalogue = study_catalogue(study, request.user)
     target = study.setting("loudness_target_lufs")
     results = []
-    with batched():  # each file commits alone: their embeddings are queued together
+    with batched() as queuing:  # each file commits alone: their embeddings are queued together
         for upload in form.cleaned_data["files"]:
             if upload.size > MAX_UPLOAD_BYTES:  # refused before decoding; shown, not stored
                 results.append(_oversized(upload))
@@ -197,6 +197,8 @@ def _upload(request: HttpRequest, study: Study, form: ClipUploadForm) -> list[Cl
     if ok + known < len(results):
         refused = len(results) - ok - known
         messages.error(request, f"{refused} file(s) refused; see the errors below.")
+    if not_queued := queuing.message():  # the broker is down: nothing will embed them
+        messages.warning(request, not_queued)
     return results
 
 
@@ -274,6 +276,8 @@ def _import(request: HttpRequest, study: Study, form: ImportForm) -> dict | None
         f"Imported {len(report.mixes)} mix clips and {len(report.attention)} attention "
         f"sets; {len(report.skipped)} skipped; {len(report.existing)} already imported{left_out}.",
     )
+    if report.not_queued:  # the broker is down: nothing will embed them
+        messages.warning(request, report.not_queued)
     return {
         "mixes": len(report.mixes),
         "attention": len(report.attention),

@@ -42,3 +42,32 @@ def test_it_fails_the_job_within_seconds_when_the_broker_never_answers(
     assert job.message.startswith("could not queue: ") and "Timeout" in job.message
     assert f"failed: {job.message}" in html.unescape(r.content.decode())
     assert broker_stalled.connections  # it did reach the listener: refused it was not
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(120)
+def test_an_import_while_the_broker_never_answers_says_so_within_seconds(
+    client, ada, broker_stalled, tiny_dataset, settings, tmp_path
+):
+    # One embedding task per clip: each batch would wait for the timeouts again, so the flush
+    # gives up at the first batch that fails and reports every clip it did not queue.
+    from evalsite.datasets.catalog import datasets
+    from evalsite.stimuli.models import Clip
+
+    settings.CSN_AUTO_EMBED, settings.CSN_EMBED_BATCH = True, 1
+    settings.CSN_DATA_DIR, settings.CSN_DATASETS = tmp_path / "none", [tiny_dataset]
+    (ref,) = datasets()
+    study = Study.objects.create(owner=ada, name="import", instruments=["drums", "bass"])
+    client.force_login(ada)
+    url = reverse("studies:dataset_import", args=[study.pk])
+    data = {"root": ref.slug, "split": "validation", "seconds": 2, "attention": "on"}
+    started = time.monotonic()
+    page = html.unescape(client.post(url, data, follow=True).content.decode())
+    took = time.monotonic() - started
+    study.refresh_from_db()
+    made = Clip.objects.filter(catalogue=study.catalogue, status=Clip.Status.READY).count()
+    assert made > 3  # more batches than WITHIN_S allows tries of
+    assert took < WITHIN_S + 5, f"the import took {took:.1f} s"  # + the import's own work
+    assert f"{made} clip(s) added, but they could not be queued for embedding (" in page
+    assert "Timeout reading from 127.0.0.1:" in page
+    assert "press Embed clips on the study's Model work page once the broker is back" in page

@@ -73,6 +73,8 @@ class Command(BaseCommand):
             f"{len(report.attention)} attention sets, {len(report.skipped)} skipped, "
             f"{len(report.existing)} already imported"
         )
+        if report.not_queued:  # the broker is down: nothing will embed the new clips
+            self.stderr.write(report.not_queued)
 
     def _owner(self, username):
         users = get_user_model().objects
