@@ -67,10 +67,16 @@ class LocalWorker:
         """Name the jobs the stopped worker left running: on the file broker their message went
         with the worker, so nothing will finish them."""
         from django.db import DatabaseError
+        from django.db.models import Q
 
         from evalsite.jobs.models import Job
 
-        running = Job.objects.filter(status=Job.Status.RUNNING, updated_at__gte=self.started_at)
+        # Running, or an embedding job the worker fanned out whose gpu step had not started yet
+        # (still "queued": Job.waiting_for).
+        begun = Q(status=Job.Status.RUNNING) | Q(
+            kind=Job.Kind.INGEST, status=Job.Status.QUEUED, params__queued__gt=0
+        )
+        running = Job.objects.filter(begun, updated_at__gte=self.started_at)
         try:
             jobs = list(running.order_by("id"))
         except DatabaseError as exc:  # never hide why the demo is leaving

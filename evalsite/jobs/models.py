@@ -61,6 +61,18 @@ class Job(models.Model):
         return f"{self.get_kind_display()} job {self.pk} ({self.status})"
 
     @property
+    def waiting_for(self) -> str:
+        """The kind of worker a queued job waits for ("" unless queued): an ingest job "cpu"
+        until its fan-out (stimuli.ingest_catalogue, a cpu task) has queued its batches
+        (params["queued"]), then "gpu", as model choices and designs from the start. A job
+        turns running only when a gpu task starts on it, so a job no gpu worker takes says so
+        instead of "running 0 / N"."""
+        if self.status != self.Status.QUEUED:
+            return ""
+        fanned_out = self.params.get("queued", 0) > 0
+        return "cpu" if self.kind == self.Kind.INGEST and not fanned_out else "gpu"
+
+    @property
     def is_finished(self) -> bool:
         return self.status in {self.Status.DONE, self.Status.FAILED}
 

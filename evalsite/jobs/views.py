@@ -111,7 +111,11 @@ def study_json(request: HttpRequest, pk: int) -> JsonResponse:
     fields = ("id", "kind", "status", "total", "done", "failed", "errors", "message")
     rows = [
         {f: getattr(j, f) for f in fields}
-        | {"checkpoint_id": j.checkpoint_id, "created_at": j.created_at.isoformat()}
+        | {
+            "checkpoint_id": j.checkpoint_id,
+            "created_at": j.created_at.isoformat(),
+            "waiting_for": j.waiting_for,
+        }  # fmt: skip
         for j in study_jobs(study)
     ]
     return JsonResponse({"study": study.pk, "jobs": rows})

@@ -90,9 +90,7 @@ class PrepareTask(ClipTask):
 
 @shared_task(name="stimuli.prepare_clips", base=PrepareTask, **RETRY)
 def prepare_clips(clip_ids: list[int], job_id: int | None = None) -> dict:
-    job = _job(job_id)
-    if job:
-        progress.start(job)
+    job = _job(job_id)  # not started here: the job runs once its gpu step does (embed_clips)
     errors = ingest.prepare_clips(clip_ids)
     if job:
         progress.refresh(job)
@@ -139,7 +137,8 @@ def ingest_catalogue(job_id: int) -> int:
     job = _job(job_id)
     if job is None:
         return 0
-    progress.start(job)
+    # Not started here (a cpu task): the job stays queued, waiting for a gpu worker
+    # (Job.waiting_for), until embed_clips starts it.
     ids, batch = job.params.get("clips", []), settings.CSN_EMBED_BATCH
     # `queued` counts clips: a retry on a worker with another CSN_EMBED_BATCH resumes at the
     # same clip.

@@ -76,8 +76,10 @@ def _reset_pools() -> None:
 class Worker:
     """A `celery -A evalsite worker` subprocess with the test's database, media and broker."""
 
-    def __init__(self, tmp_path: Path, checkpoint: Path, app: str = "evalsite", **env):
+    def __init__(self, tmp_path: Path, checkpoint: Path, app: str = "evalsite",
+                 queues: str = "gpu,cpu", **env):  # fmt: skip
         self.app = app  # the -A module: evalsite, or a test module that wraps its app
+        self.queues = queues  # -Q
         db = django_settings.DATABASES["default"]
         url = f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
         self.env = {
@@ -99,7 +101,7 @@ class Worker:
         self.proc = None
 
     def start(self) -> Worker:
-        cmd = [sys.executable, "-m", "celery", "-A", self.app, "worker", "-Q", "gpu,cpu",
+        cmd = [sys.executable, "-m", "celery", "-A", self.app, "worker", "-Q", self.queues,
                "-c", "1", "-P", "prefork", "-l", "info", "--without-gossip", "--without-mingle",
                "-n", f"test{time.monotonic_ns()}@%h"]  # fmt: skip
         with self.log.open("a") as log:
@@ -130,8 +132,8 @@ class Worker:
 def worker_factory(broker, tmp_path, int_checkpoint):
     made: list[Worker] = []
 
-    def make(app: str = "evalsite", **env) -> Worker:
-        w = Worker(tmp_path, int_checkpoint, app=app, **env)
+    def make(app: str = "evalsite", queues: str = "gpu,cpu", **env) -> Worker:
+        w = Worker(tmp_path, int_checkpoint, app=app, queues=queues, **env)
         made.append(w)
         return w
 

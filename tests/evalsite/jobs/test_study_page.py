@@ -82,3 +82,29 @@ def test_it_says_by_the_design_forms_default_what_recurring_references_do(client
     help_text = page.split('id="per-instrument-help">', 1)[1].split("</p>", 1)[0]
     assert "a participant gets one main trial per instrument and reference" in help_text
     assert "each participant gets fewer main trials than the study has" in help_text
+
+
+def test_it_says_which_worker_a_queued_job_waits_for(client, alice, study):
+    # An ingest job waits for a cpu worker to fan it out (stimuli.ingest_catalogue), then for a
+    # gpu worker to embed (params["queued"]: clips fanned out); model work is a gpu task.
+    client.force_login(alice)
+    clips = list(study.catalogue.clips.values_list("pk", flat=True)[:1])  # ready, not embedded
+    kinds = {
+        "cpu": Job.objects.create(kind=Job.Kind.INGEST, study=study, params={"clips": clips}),
+        "gpu": Job.objects.create(
+            kind=Job.Kind.INGEST, study=study, params={"clips": clips, "queued": 1}
+        ),
+        "gpu too": Job.objects.create(kind=Job.Kind.MODEL_CHOICE, study=study),
+        "none": Job.objects.create(kind=Job.Kind.DESIGN, study=study, status=Job.Status.RUNNING),
+    }
+    page = _page(client, reverse("jobs:study", args=[study.pk]))
+    for name, job in kinds.items():
+        row = page.split(f'data-job="{job.pk}">', 1)[1].split("</tr>", 1)[0]
+        worker = name.split()[0]
+        expected = f"queued (waiting for a {worker} worker)" if worker != "none" else "running"
+        assert f"<td>{expected}</td>" in row, (name, row)
+    rows = client.get(reverse("jobs:study_json", args=[study.pk])).json()["jobs"]
+    assert {r["id"]: r["waiting_for"] for r in rows} == {
+        kinds["cpu"].pk: "cpu", kinds["gpu"].pk: "gpu", kinds["gpu too"].pk: "gpu",
+        kinds["none"].pk: "",
+    }  # fmt: skip
