@@ -106,18 +106,32 @@ def env_path(name: str, default: Path, follow_links: bool = True) -> Path:
     return path.resolve() if follow_links else path.absolute()
 
 
+# torch keeps a device's index in a signed byte: it reads "cuda:128" as cuda:-128 and
+# "cuda:255" as plain cuda, and refuses a leading zero ("cuda:01").
+MAX_CUDA_INDEX = 127
+
+
+def is_device_name(value: str) -> bool:
+    """Whether `value` names a device the model can be put on: `cpu`, `cuda` or `cuda:N` (N from
+    0 to MAX_CUDA_INDEX, without a leading zero). The one rule for CSN_DEVICE, at start-up
+    (env_device) and where the model is loaded (retrieval.embedder.check_device), which then
+    asks torch whether this process can use it."""
+    match = re.fullmatch(r"cpu|cuda(?::(0|[1-9][0-9]{0,2}))?", value)
+    return match is not None and int(match.group(1) or 0) <= MAX_CUDA_INDEX
+
+
 def env_device(name: str) -> str | None:
-    """A torch device for the model: `cpu`, `cuda` or `cuda:N`; unset or empty: None, which the
-    model loader reads as CUDA when available, else CPU. Only the spelling is checked here: asking
-    torch whether CUDA exists would initialise it before the worker forks."""
+    """A torch device for the model: `cpu`, `cuda` or `cuda:N` (is_device_name); unset or empty:
+    None, which the model loader reads as CUDA when available, else CPU. Only the spelling is
+    checked here: asking torch whether CUDA exists would initialise it before the worker forks."""
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return None
     value = raw.strip()
-    if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", value):
+    if not is_device_name(value):
         raise EnvError(
             f"{name}={raw!r}: expected empty (CUDA when available, else CPU), cpu, cuda or "
-            "cuda:N (N the GPU's index)"
+            f"cuda:N (N the GPU's index, 0 to {MAX_CUDA_INDEX}, no leading zero)"
         )
     return value
 

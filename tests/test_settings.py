@@ -196,6 +196,8 @@ def test_it_refuses_a_model_device_it_does_not_know_at_start_up(tmp_path):
         ("cpu", "cpu"),
         ("cuda", "cuda"),
         ("cuda:1", "cuda:1"),
+        ("cuda:0", "cuda:0"),
+        ("cuda:127", "cuda:127"),  # the highest index torch keeps (a signed byte)
         (" cpu", "cpu"),
     ],
 )
@@ -206,7 +208,14 @@ def test_it_reads_the_model_device(monkeypatch, raw, device):
     assert env_device("CSN_TEST_DEVICE") == device
 
 
-@pytest.mark.parametrize("raw", ["gpu", "CUDA", "cuda:", "cuda:x", "cuda:-1", "cpu:0", "cuda:1.5"])
+@pytest.mark.parametrize(
+    "raw",
+    ["gpu", "CUDA", "cuda:", "cuda:x", "cuda:-1", "cpu:0", "cuda:1.5",
+     # torch refuses a leading zero and an index past int64; past 127 it wraps (cuda:128 is
+     # cuda:-128, cuda:255 plain cuda): the start-up check is the loader's rule
+     # (tests/evalsite/retrieval/test_embedder.py)
+     "cuda:01", "cuda:00", "cuda:99999999999999999999", "cuda:128", "cuda:255"],
+)  # fmt: skip
 def test_it_names_the_variable_when_the_model_device_is_malformed(monkeypatch, raw):
     monkeypatch.setenv("CSN_TEST_DEVICE", raw)
     with pytest.raises(EnvError, match=f"CSN_TEST_DEVICE={raw!r}: expected empty"):

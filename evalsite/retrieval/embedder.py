@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
+from evalsite.env import is_device_name
 from evalsite.retrieval.models import ModelVersion
 
 if TYPE_CHECKING:
@@ -93,23 +94,23 @@ def check_device(device: str | None) -> None:
     """ModelUnavailable, naming CSN_DEVICE, when it names a device this process cannot use (the
     library's rule: csn_model.inference.check_device). Asked where the model is loaded (a
     worker's child, the web process), never at start-up: asking CUDA in a worker's parent would
-    break CUDA in the children it forks."""
-    if device is None or not device.startswith("cuda"):
+    break CUDA in the children it forks. A name start-up would refuse (evalsite.env's rule,
+    is_device_name; the setting can be changed after start-up) is "not a device name"."""
+    if device is None or device == "cpu":
         return
-    from csn_model.inference import check_device as usable  # torch only where needed
+    why = "" if is_device_name(device) else "not a device name"
+    if not why:
+        from csn_model.inference import check_device as usable  # torch only where needed
 
-    try:
-        usable(device)
-    except ValueError as exc:
-        why = str(exc).removeprefix(f"device {device!r}: ")
-        if why.startswith("expected"):  # not a device name torch reads
-            why = "not a device name"
-        else:
-            why = why.split("; expected")[0]
+        try:
+            usable(device)
+        except ValueError as exc:
+            why = str(exc).removeprefix(f"device {device!r}: ").split("; expected")[0]
+    if why:
         raise ModelUnavailable(
             f"CSN_DEVICE={device}: {why}; expected empty (CUDA when available, else CPU), cpu, "
             "or a GPU this process sees (cuda or cuda:N)"
-        ) from None
+        )
 
 
 def _load(p: Path) -> Embedder:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from csn_model.inference import Embedder
 from evalsite.retrieval.embedder import get_embedder
 
@@ -18,3 +20,30 @@ def test_it_loads_the_model_on_the_settings_device(settings, monkeypatch):
     settings.CSN_DEVICE = "cpu"
     assert str(get_embedder().device) == "cpu"
     assert devices == ["cpu"]
+
+
+# Names on both sides of the start-up rule (tests/test_settings.py lists more).
+DEVICE_NAMES = ["cpu", "cuda", "cuda:0", "cuda:7", "cuda:127", "cuda:01", "cuda:00", "cuda:128",
+                "cuda:255", "cuda:99999999999999999999", "cpu:0", "mps", "gpu"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", DEVICE_NAMES)
+def test_the_loader_refuses_as_not_a_device_name_exactly_what_start_up_refuses(monkeypatch, name):
+    # One rule: a CSN_DEVICE that start-up lets through is never "not a device name" where the
+    # model is loaded (a gpu worker started with it would fail every model job), and one it
+    # refuses would be refused there too.
+    from evalsite.env import EnvError, env_device
+    from evalsite.retrieval.embedder import ModelUnavailable, check_device
+
+    monkeypatch.setenv("CSN_TEST_DEVICE", name)
+    try:
+        env_device("CSN_TEST_DEVICE")
+        accepted = True
+    except EnvError:
+        accepted = False
+    try:
+        check_device(name)
+        why = ""
+    except ModelUnavailable as exc:  # accepted names may still be GPUs this process lacks
+        why = str(exc)
+    assert ("not a device name" in why) == (not accepted), why
