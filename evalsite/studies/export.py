@@ -3,7 +3,8 @@
 The tables come from `export_answers` (answers, participants), `export_provenance` (clip manifest,
 consent versions, config snapshot) and `design.realised_design`; `CODEBOOK` (`export_codebook`)
 documents every column. This module only writes them out: CSV safe to open in a spreadsheet
-(`to_csv`) or JSON with the values as stored (`to_json`).
+(`to_csv`) or JSON with the values as stored (`to_json`). Each download, the zip as a whole, is
+read from one snapshot of the database (`db_snapshot.read_snapshot`), the answers once.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import json
 import math
 import zipfile
 from collections.abc import Callable
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
+from evalsite.studies.db_snapshot import read_snapshot
 from evalsite.studies.design import realised_design
 from evalsite.studies.export_answers import full_answers_dataframe, participants_dataframe
 from evalsite.studies.export_codebook import CODEBOOK
@@ -76,39 +79,64 @@ def _json_value(value):
     return None if value is pd.NA or value is pd.NaT else value
 
 
-EXPORT_FILES: dict[str, tuple[str, Callable[[Study], bytes]]] = {
-    "answers.csv": ("text/csv", lambda s: to_csv(full_answers_dataframe(s))),
-    "answers.json": ("application/json", lambda s: to_json(full_answers_dataframe(s))),
-    "codebook.json": ("application/json", lambda s: json.dumps(CODEBOOK, indent=1).encode()),
+class StudyTables:
+    """The tables of `study` that several export files are written from, each read once: built
+    inside one `read_snapshot`, answers.csv, answers.json and participants.csv hold the same
+    answers, and design.csv marks exactly those slots answered."""
+
+    def __init__(self, study: Study):
+        self.study = study
+
+    @cached_property
+    def answers(self) -> pd.DataFrame:
+        return full_answers_dataframe(self.study)
+
+    @cached_property
+    def consent_versions(self) -> pd.DataFrame:
+        return consent_versions_dataframe(self.study)
+
+
+EXPORT_FILES: dict[str, tuple[str, Callable[[StudyTables], bytes]]] = {
+    "answers.csv": ("text/csv", lambda t: to_csv(t.answers)),
+    "answers.json": ("application/json", lambda t: to_json(t.answers)),
+    "codebook.json": ("application/json", lambda t: json.dumps(CODEBOOK, indent=1).encode()),
     "config.json": (
         "application/json",
-        lambda s: json.dumps(config_snapshot(s), indent=1, ensure_ascii=False).encode(),
+        lambda t: json.dumps(config_snapshot(t.study), indent=1, ensure_ascii=False).encode(),
     ),
     "participants.csv": (
         "text/csv",
-        lambda s: to_csv(participants_dataframe(s)),
+        lambda t: to_csv(participants_dataframe(t.study, t.answers)),
     ),
-    "manifest.csv": ("text/csv", lambda s: to_csv(manifest_dataframe(s))),
-    "consent_versions.csv": ("text/csv", lambda s: to_csv(consent_versions_dataframe(s))),
+    "manifest.csv": ("text/csv", lambda t: to_csv(manifest_dataframe(t.study))),
+    "consent_versions.csv": ("text/csv", lambda t: to_csv(t.consent_versions)),
     # the exact texts: a CSV cell may carry the formula guard's apostrophe, and a version is the
     # hash of the text as shown (a consent text that is a bullet list starts with "-")
-    "consent_versions.json": (
-        "application/json",
-        lambda s: to_json(consent_versions_dataframe(s)),
-    ),
-    "design.csv": ("text/csv", lambda s: to_csv(realised_design(s))),
+    "consent_versions.json": ("application/json", lambda t: to_json(t.consent_versions)),
+    "design.csv": ("text/csv", lambda t: to_csv(realised_design(t.study))),
 }
 
 
 def export_file(study: Study, name: str) -> bytes:
-    """One export file of `study` by name (a key of `EXPORT_FILES`)."""
-    return EXPORT_FILES[name][1](study)
+    """One export file of `study` by name (a key of `EXPORT_FILES`), its tables read from one
+    snapshot of the database (participants.csv reads answers and participants)."""
+    with read_snapshot():
+        return EXPORT_FILES[name][1](StudyTables(_as_stored(study)))
 
 
 def export_zip(study: Study) -> bytes:
-    """All export files in one zip, under a folder named for the study."""
+    """All export files in one zip, under a folder named for the study, read from one snapshot
+    of the database: taken while participants answer, its files still agree with each other."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name in EXPORT_FILES:
-            archive.writestr(f"study-{study.pk}/{name}", export_file(study, name))
+    with read_snapshot():
+        tables = StudyTables(_as_stored(study))
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name, (_, write) in EXPORT_FILES.items():
+                archive.writestr(f"study-{study.pk}/{name}", write(tables))
     return buffer.getvalue()
+
+
+def _as_stored(study: Study) -> Study:
+    """`study` read again inside the snapshot: config.json and the loudness target of
+    manifest.csv are then those of the same moment as the answers."""
+    return Study.objects.select_related("owner").get(pk=study.pk)

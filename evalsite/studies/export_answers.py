@@ -149,13 +149,15 @@ def iso_utc(value: datetime | None) -> str:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def participants_dataframe(study: Study) -> pd.DataFrame:
+def participants_dataframe(study: Study, answers: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per participant of `study` who entered (`PARTICIPANT_COLUMNS`), whatever the step
     reached: ids to pay or approve with (Prolific's), the ID a deletion request quotes, status,
     what leaving does to the answers and the consent version as agreed at consent, codes, the
     questionnaire, the browser check, the screening score, and answers counted from the stored
-    answers."""
-    answers = full_answers_dataframe(study)
+    answers (`answers`: `full_answers_dataframe(study)` read in the same snapshot, read here when
+    not given; see `db_snapshot`)."""
+    if answers is None:
+        answers = full_answers_dataframe(study)
     main = answers[~answers["is_practice"]]
     catch = main[main["is_catch"]]
     counts = {
