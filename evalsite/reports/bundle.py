@@ -9,13 +9,13 @@ import io
 import json
 import zipfile
 
+import pandas as pd
+
 from evalsite.reports.analysis.report import Report, ReportConfig
 from evalsite.reports.rendering.files import as_stored, report_json
 from evalsite.reports.rendering.summary import markdown_summary
-from evalsite.studies.design import realised_design
 from evalsite.studies.export import to_csv
 from evalsite.studies.export_codebook import CODEBOOK
-from evalsite.studies.export_provenance import config_snapshot
 from evalsite.studies.models import Study
 
 RECOMPUTE = '''"""Recompute this report from the bundle and compare it with report.json.
@@ -83,9 +83,19 @@ The CSV-only command gives the same tables:
 
 
 def make_bundle(
-    study: Study, answers_csv: bytes, report: Report, config: ReportConfig, plots: dict[str, str]
+    study: Study,
+    answers_csv: bytes,
+    report: Report,
+    config: ReportConfig,
+    plots: dict[str, str],
+    *,
+    design: pd.DataFrame,
+    study_config: dict,
 ) -> bytes:
-    design = realised_design(study)
+    """The bundle's zip. `answers_csv`, `design` (`realised_design`) and `study_config`
+    (`config_snapshot`) are read by the caller from one snapshot of the database
+    (`db_snapshot.read_snapshot`): read here, after the report was computed, design.csv and
+    config.json would hold answers and edits that answers.csv does not."""
     seeds = {
         "bootstrap_seed": config.seed,
         "agreement_bootstrap_seed": config.seed + 1,
@@ -102,7 +112,7 @@ def make_bundle(
         z.writestr(f"{root}/README.md", README.format(study=study.pk))
         z.writestr(
             f"{root}/config.json",
-            json.dumps(config_snapshot(study), indent=1, ensure_ascii=False, default=str),
+            json.dumps(study_config, indent=1, ensure_ascii=False, default=str),
         )
         z.writestr(f"{root}/report_config.json", json.dumps(config.to_dict(), indent=1))
         z.writestr(f"{root}/seeds.json", json.dumps(seeds, indent=1, default=str))

@@ -21,8 +21,11 @@ from evalsite.reports.bundle import make_bundle
 from evalsite.reports.models import ReportSnapshot, ReportState
 from evalsite.reports.rendering.plots import plot_makers
 from evalsite.reports.tasks import report_settings, schedule_report
+from evalsite.studies.db_snapshot import read_snapshot
+from evalsite.studies.design import realised_design
 from evalsite.studies.export import to_csv
 from evalsite.studies.export_answers import answers_dataframe
+from evalsite.studies.export_provenance import config_snapshot
 from evalsite.studies.models import Study
 
 log = logging.getLogger(__name__)
@@ -88,21 +91,31 @@ def compute_snapshot(study_id: int) -> ReportSnapshot | None:
     bundle), queues a recomputation and returns the latest snapshot, if any."""
     read_at = timezone.now()  # before reading: a later read gets a later time
     deletions = _deletions(study_id)  # before reading too: a withdrawal after it is noticed
-    study = Study.objects.get(pk=study_id)
-    csv = answers_csv(study)
-    config, _ = report_config_for(study)
-    digest = hashlib.sha256(csv + json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
-    latest = ReportSnapshot.objects.filter(study=study).order_by("-computed_at").first()
-    # Not one whose bundle a withdrawal emptied (flow_withdraw._forget): with the answers unchanged
-    # (one who left before answering, whose trial list and seed the bundle's design.csv held) the
-    # digest is the same, and reusing it would serve a page whose bundle link 404s for good.
-    if latest is not None and latest.input_sha256 == digest and not latest.error and latest.bundle:
-        return latest
+    # What the report and its bundle hold is read as of one moment (answers, design, the study's
+    # config), so the bundle's files agree while participants answer; the computation after it.
+    with read_snapshot():
+        study = Study.objects.get(pk=study_id)
+        csv = answers_csv(study)
+        config, _ = report_config_for(study)
+        digest = hashlib.sha256(
+            csv + json.dumps(config.to_dict(), sort_keys=True).encode()
+        ).hexdigest()
+        latest = ReportSnapshot.objects.filter(study=study).order_by("-computed_at").first()
+        # Not one whose bundle a withdrawal emptied (flow_withdraw._forget): with the answers
+        # unchanged (one who left before answering, whose trial list and seed the bundle's
+        # design.csv held) the digest is the same, and reusing it would serve a page whose bundle
+        # link 404s for good.
+        if latest and latest.input_sha256 == digest and not latest.error and latest.bundle:
+            return latest
+        design = realised_design(study)
+        study_config = config_snapshot(study)
     report = compute(study, csv)
     plots = draw_plots(report)  # before to_dict: it may add warnings
     data = report.to_dict()
     errors = [m["text"] for m in report.messages if m["level"] == "error"]
-    bundle = make_bundle(study, csv, report, config, plots)
+    bundle = make_bundle(
+        study, csv, report, config, plots, design=design, study_config=study_config
+    )
     with transaction.atomic():
         state = ReportState.lock(study_id)  # withdrawals wait for it (flow_withdraw._forget)
         if state.deletions != deletions:
