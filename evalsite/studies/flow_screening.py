@@ -7,12 +7,29 @@ keys come from `screening`, from the participant's seed.
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import Q
 
 from evalsite.studies import screening
 from evalsite.studies.flow import advance
 from evalsite.studies.models import Participant, Study, new_completion_code
 
 Step = Participant.Step
+
+
+# A participant at one of these has set their volume at the study's loudness target (the
+# calibration page plays its noise at it) and hears every clip after at it.
+CALIBRATED_STEPS = (
+    Step.CALIBRATION, Step.SCREENING, Step.INSTRUCTIONS, Step.PRACTICE, Step.TRIALS, Step.DONE,
+    Step.SCREENED_OUT,
+)  # fmt: skip
+
+
+def calibrated_participants(study: Study) -> int:
+    """How many participants of `study` (previews aside) set their volume at its current loudness
+    target: those at the calibration or past it, and those who left with answers kept (heard at
+    it). A new target would serve their trials at another level than they set their volume for."""
+    calibrated = Q(step__in=CALIBRATED_STEPS) | Q(answers__isnull=False)
+    return study.participants.filter(calibrated, is_preview=False).distinct().count()
 
 
 def leave_calibration(p: Participant) -> None:

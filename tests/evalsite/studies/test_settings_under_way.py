@@ -1,0 +1,105 @@
+"""Study settings that participants under way depend on: the loudness target cannot change once a
+participant has set their volume at it (the volume calibration), since their trials would then
+play at another level than they calibrated to."""
+
+from __future__ import annotations
+
+import pytest
+from django import forms
+from django.urls import reverse
+
+from evalsite.studies.models import Answer, Participant, Study
+from tests.evalsite.studies.conftest import enter
+from tests.evalsite.studies.participant_steps import pass_browser_check, to_step
+
+pytestmark = pytest.mark.django_db
+
+CALIBRATED = ["calibration", "screening", "instructions", "practice", "trials", "done",
+              "screened_out"]  # fmt: skip
+# "withdrawn": left with no answer kept (those with answers: below)
+NOT_YET = ["browser_check", "consent", "questionnaire", "declined", "refused", "full", "withdrawn"]
+
+
+def shown_values(client, study: Study) -> dict:
+    """What a browser posts back from the study's settings page as it shows it now."""
+    form = client.get(reverse("studies:study_edit", args=[study.pk])).context["form"]
+    data = {}
+    for name, bound in form._bound_items():
+        value = bound.value()
+        if bound.field.disabled or value is None:
+            continue
+        if isinstance(bound.field, forms.BooleanField):
+            if value:
+                data[name] = "on"
+        elif isinstance(value, list | tuple):
+            data[name] = [str(v) for v in value]
+        else:
+            data[name] = str(value)
+    return data
+
+
+def _edit(client, study: Study, **changes):
+    client.force_login(study.owner)
+    values = shown_values(client, study) | {k: str(v) for k, v in changes.items()}
+    return client.post(reverse("studies:study_edit", args=[study.pk]), values)
+
+
+def test_it_refuses_a_new_loudness_target_once_a_participant_has_calibrated(
+    client, listening_study
+):
+    p = enter(client, listening_study, pid="under-way")
+    to_step(client, p, "instructions")  # set their volume at -23 LUFS
+    response = _edit(client, listening_study, loudness_target_lufs=-35)
+    assert response.status_code == 200
+    (error,) = response.context["form"].errors["loudness_target_lufs"]
+    assert error.startswith(
+        "1 participant has set their volume at -23.0 LUFS (the volume calibration)"
+    )
+    assert "make a new study with the new target" in error
+    listening_study.refresh_from_db()
+    assert listening_study.setting("loudness_target_lufs") == -23.0
+    assert not listening_study.events.exists()
+
+
+def test_it_saves_other_edits_of_a_running_study_at_the_same_target(client, listening_study):
+    p = enter(client, listening_study, pid="under-way")
+    to_step(client, p, "instructions")
+    response = _edit(client, listening_study, description="Read carefully.")
+    assert response.status_code == 302
+    listening_study.refresh_from_db()
+    assert listening_study.description == "Read carefully."
+
+
+@pytest.mark.parametrize("step", CALIBRATED)
+def test_a_participant_from_the_calibration_on_holds_the_target(client, listening_study, step):
+    Participant.objects.create(study=listening_study, seed=1, step=step)
+    assert _edit(client, listening_study, loudness_target_lufs=-30).status_code == 200
+    listening_study.refresh_from_db()
+    assert listening_study.setting("loudness_target_lufs") == -23.0
+
+
+@pytest.mark.parametrize("step", NOT_YET)
+def test_the_target_may_change_until_someone_calibrates(client, listening_study, step):
+    Participant.objects.create(study=listening_study, seed=1, step=step)
+    pass_browser_check(client, enter(client, listening_study, pid="at-consent"))
+    assert _edit(client, listening_study, loudness_target_lufs=-30).status_code == 302
+    listening_study.refresh_from_db()
+    assert listening_study.setting("loudness_target_lufs") == -30.0
+
+
+def test_a_participant_who_left_keeping_their_answers_holds_the_target(client, listening_study):
+    # left with "keep": their answers, heard at -23, stay in the data
+    p = Participant.objects.create(
+        study=listening_study, seed=1, step="withdrawn", withdrawn_answers="keep"
+    )
+    trial = listening_study.trials.filter(is_practice=False).first()
+    Answer.objects.create(participant=p, trial=trial, trial_index=0, chosen="a",
+                          chosen_position="A", displayed_first="a")  # fmt: skip
+    assert _edit(client, listening_study, loudness_target_lufs=-30).status_code == 200
+
+
+def test_a_researchers_preview_does_not_hold_the_target(client, listening_study):
+    Study.objects.filter(pk=listening_study.pk).update(status=Study.Status.DRAFT)
+    listening_study.refresh_from_db()
+    Participant.objects.create(study=listening_study, seed=1, step="trials", is_preview=True)
+    assert _edit(client, listening_study, loudness_target_lufs=-30).status_code == 302
