@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, F, Q
+from django.db.models import Count, Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from evalsite.studies.models import Answer, Participant, Study, Trial
+from evalsite.studies.models import Answer, Assignment, Participant, Study, Trial
 
 IN_PROGRESS = "in progress"
 COUNTED = Q(participant__is_preview=False)  # an answer from a participant, not a preview
@@ -22,25 +22,18 @@ COUNTED = Q(participant__is_preview=False)  # an answer from a participant, not 
 
 def participant_counts(study: Study, now: datetime | None = None) -> dict[str, int]:
     """started (every entry), finished, screened_out, in_progress, other (declined, refused...),
-    inactive: those in progress not seen for longer than the reservation timeout (their
-    unanswered trials are back in the pool; they can still come back and resume), and
-    early_answering: those who sent an answer sooner than its clips can be played (a script or
-    a bot; the answer was refused). A draft's previews are in none of them."""
+    inactive (`inactive`) and early_answering: those who sent an answer sooner than its clips can
+    be played (a script or a bot; the answer was refused). A draft's previews are in none of
+    them."""
     now = now or timezone.now()
-    idle_since = now - timedelta(seconds=int(study.setting("reservation_timeout_s")))
     final = {str(s) for s in Participant.FINAL_STEPS}
     rows = (
         Participant.objects.filter(study=study, is_preview=False)
         .values("step")
-        .annotate(
-            n=Count("id"),
-            idle=Count("id", filter=Q(last_seen_at__lt=idle_since)),
-            early=Count("id", filter=Q(early_answers__gt=0)),
-        )
+        .annotate(n=Count("id"), early=Count("id", filter=Q(early_answers__gt=0)))
         .order_by()
     )
     by_step = {r["step"]: r["n"] for r in rows}
-    inactive = sum(r["idle"] for r in rows if r["step"] not in final)
     finished = by_step.get(Participant.Step.DONE, 0)
     screened = by_step.get(Participant.Step.SCREENED_OUT, 0)
     in_progress = sum(n for step, n in by_step.items() if step not in final)
@@ -50,10 +43,30 @@ def participant_counts(study: Study, now: datetime | None = None) -> dict[str, i
         "finished": finished,
         "screened_out": screened,
         "in_progress": in_progress,
-        "inactive": inactive,
+        "inactive": inactive(study, now),
         "other": started - finished - screened - in_progress,
         "early_answering": sum(r["early"] for r in rows),
     }
+
+
+def inactive(study: Study, now: datetime) -> int:
+    """Participants in progress whose unanswered trials are back in the pool (they can still
+    come back and resume): those given trials with none of them unanswered and still reserved,
+    judged by the slots' own reservations as the fill that assignment counts
+    (`design_fill.fill_counts`), not by the study's reservation timeout, which may have changed
+    since they were given; and those not given trials yet (before the instructions) not seen for
+    longer than the timeout."""
+    idle_since = now - timedelta(seconds=int(study.setting("reservation_timeout_s")))
+    slots = Assignment.objects.filter(participant_id=OuterRef("pk"))
+    answer = Answer.objects.filter(
+        participant_id=OuterRef("participant_id"), trial_id=OuterRef("trial_id")
+    )
+    reserved = slots.filter(reserved_until__gt=now).exclude(Exists(answer))
+    idle = Q(Exists(slots), ~Exists(reserved)) | Q(~Exists(slots), last_seen_at__lt=idle_since)
+    under_way = Participant.objects.filter(study=study, is_preview=False).exclude(
+        step__in=Participant.FINAL_STEPS
+    )
+    return under_way.filter(idle).count()
 
 
 def answers_per_instrument(study: Study) -> list[dict]:

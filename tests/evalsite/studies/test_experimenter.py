@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from evalsite.stimuli.models import Catalogue
-from evalsite.studies.models import Answer, Participant, Study, Trial
+from evalsite.studies.models import Answer, Assignment, Participant, Study, Trial
 from evalsite.studies.progress import participant_counts
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
 from tests.evalsite.studies.experimenter_personas import wav_bytes
@@ -328,6 +328,8 @@ def test_progress_counts_idle_participants_as_inactive_and_flags_early_answering
     finished.update(last_seen_at=long_ago)  # a finished participant is never "inactive"
     assert participant_counts(answered_study)["inactive"] == 0
     under_way.update(last_seen_at=long_ago)
+    assert participant_counts(answered_study)["inactive"] == 0  # its trials are still reserved
+    Assignment.objects.filter(participant__in=under_way).update(reserved_until=long_ago)
     counts = participant_counts(answered_study)
     assert counts["inactive"] == under_way.count() == counts["in_progress"] == 1
     client.force_login(alice)
