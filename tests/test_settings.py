@@ -23,8 +23,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _manage(args, **env):
-    # A fresh deployment's environment: nothing the test session itself set (the browser fixture
-    # sets DJANGO_ALLOW_ASYNC_UNSAFE, which the deploy checks rightly refuse).
+    return _manage_each([(args, env)])[0]
+
+
+def _manage_each(calls) -> list[subprocess.CompletedProcess]:
+    """`manage.py` once per (args, env) of calls, all at once (each start imports the site, about
+    a second of CPU: side by side they overlap on a machine with several cores), in a fresh
+    deployment's environment: nothing the test session itself set (the browser fixture sets
+    DJANGO_ALLOW_ASYNC_UNSAFE, which the deploy checks rightly refuse). env: None unsets."""
     unset = {
         "DEBUG",
         "SECRET_KEY",
@@ -32,12 +38,22 @@ def _manage(args, **env):
         "DJANGO_ALLOW_ASYNC_UNSAFE",
         "CSN_BEHIND_PROXY",
     }
-    full = {k: v for k, v in os.environ.items() if k not in unset}
-    full.update(env)
-    full = {k: v for k, v in full.items() if v is not None}  # None: unset
-    return subprocess.run(
-        [sys.executable, "manage.py", *args], capture_output=True, text=True, cwd=ROOT, env=full
-    )
+    procs = []
+    for args, env in calls:
+        full = {k: v for k, v in os.environ.items() if k not in unset}
+        full.update(env)
+        full = {k: v for k, v in full.items() if v is not None}  # None: unset
+        cmd = [sys.executable, "manage.py", *args]
+        procs.append(
+            subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=full
+            )  # fmt: skip
+        )
+    results = []
+    for proc in procs:
+        out, err = proc.communicate()
+        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    return results
 
 
 def _production(tmp_path, **env):
@@ -133,15 +149,16 @@ def test_it_refuses_a_batch_size_or_time_limit_below_one(name, tmp_path):
 
 
 def test_it_refuses_a_soft_time_limit_above_the_hard_one(tmp_path):
+    home = {"CSN_HOME": str(tmp_path)}
     limits = {"CELERY_TASK_TIME_LIMIT": "600", "CELERY_TASK_SOFT_TIME_LIMIT": "840"}
-    result = _manage(["check"], CSN_HOME=str(tmp_path), **limits)
+    equal = {"CELERY_TASK_TIME_LIMIT": "600", "CELERY_TASK_SOFT_TIME_LIMIT": "600"}
+    result, same = _manage_each([(["check"], home | limits), (["check"], home | equal)])
     assert result.returncode != 0
     assert (
         "CELERY_TASK_SOFT_TIME_LIMIT=840: expected at most CELERY_TASK_TIME_LIMIT=600"
         in result.stderr
     )
-    equal = {"CELERY_TASK_TIME_LIMIT": "600", "CELERY_TASK_SOFT_TIME_LIMIT": "600"}
-    assert _manage(["check"], CSN_HOME=str(tmp_path), **equal).returncode == 0
+    assert same.returncode == 0, same.stderr
 
 
 def test_it_refuses_a_negative_limit_on_new_participants_per_address(tmp_path):
@@ -153,11 +170,14 @@ def test_it_refuses_a_negative_limit_on_new_participants_per_address(tmp_path):
 def test_it_refuses_progress_updates_more_often_than_every_5_s(tmp_path):
     # Each update runs the progress queries for every open page: a typo such as 0.5 for 5 must
     # not turn them into a load test.
-    result = _manage(["check"], CSN_HOME=str(tmp_path), CSN_PROGRESS_REFRESH_S="4")
-    assert result.returncode != 0
-    assert "CSN_PROGRESS_REFRESH_S='4': expected an integer >= 5" in result.stderr
+    home = {"CSN_HOME": str(tmp_path)}
     show = "from django.conf import settings; print(settings.CSN_PROGRESS_REFRESH_S)"
-    result = _manage(["shell", "-c", show], CSN_HOME=str(tmp_path), CSN_PROGRESS_REFRESH_S="5")
+    refused, result = _manage_each([
+        (["check"], home | {"CSN_PROGRESS_REFRESH_S": "4"}),
+        (["shell", "-c", show], home | {"CSN_PROGRESS_REFRESH_S": "5"}),
+    ])  # fmt: skip
+    assert refused.returncode != 0
+    assert "CSN_PROGRESS_REFRESH_S='4': expected an integer >= 5" in refused.stderr
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "5"
 
@@ -234,11 +254,12 @@ def _assert_reads(tmp_path, setting: str, variable: str, cases, bad: str, refusa
     """The setting reads each (variable's value or None, printed setting) case, and the variable
     set to `bad` stops `manage.py check` with `refusal` in its error."""
     show = f"from django.conf import settings; print(settings.{setting})"
-    for given, expected in cases:
-        result = _manage(["shell", "-c", show], CSN_HOME=str(tmp_path), **{variable: given})
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.splitlines()[-1] == expected
-    result = _manage(["check"], CSN_HOME=str(tmp_path), **{variable: bad})
+    home = {"CSN_HOME": str(tmp_path)}
+    calls = [(["shell", "-c", show], home | {variable: given}) for given, _ in cases]
+    *results, result = _manage_each([*calls, (["check"], home | {variable: bad})])
+    for (_, expected), shown in zip(cases, results, strict=True):
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout.splitlines()[-1] == expected
     assert result.returncode != 0
     assert refusal in result.stderr
 
@@ -252,13 +273,15 @@ def test_it_reads_the_number_of_files_one_upload_may_carry(tmp_path):
 
 def test_it_names_the_variable_when_the_log_level_is_unknown(tmp_path):
     # logging's own error ("Unable to configure root logger") named neither variable nor choices.
-    result = _manage(["check"], CSN_HOME=str(tmp_path), LOG_LEVEL="verbose")
+    levels = ("verbose", "warning", "WARN", "notset")  # then every name logging itself accepts
+    calls = [(["check"], {"CSN_HOME": str(tmp_path), "LOG_LEVEL": level}) for level in levels]
+    result, *accepted = _manage_each(calls)
     assert result.returncode != 0
     assert "LOG_LEVEL='verbose': expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL" in (
         result.stderr
     )
-    for level in ("warning", "WARN", "notset"):  # every name logging itself accepts
-        assert _manage(["check"], CSN_HOME=str(tmp_path), LOG_LEVEL=level).returncode == 0
+    for level, run in zip(levels[1:], accepted, strict=True):
+        assert run.returncode == 0, (level, run.stderr)
 
 
 def test_it_creates_csn_home_for_its_default_sqlite_database(tmp_path):
@@ -328,9 +351,8 @@ def test_it_connects_to_the_embedded_broker_without_kombus_no_hostname_warning(t
 )
 def test_it_refuses_production_without_a_database_or_broker_url(tmp_path, name, example):
     # Without them production used SQLite and a broker folder inside CSN_HOME, silently.
-    for unset in ("", None):
-        env = _production(tmp_path, **{name: unset})
-        result = _manage(["check"], **env)
+    calls = [(["check"], _production(tmp_path, **{name: unset})) for unset in ("", None)]
+    for result in _manage_each(calls):
         assert result.returncode != 0
         assert f"{name}: production needs" in result.stderr and example in result.stderr
     assert not (tmp_path / "db.sqlite3").exists() and not (tmp_path / "broker").exists()
@@ -346,7 +368,10 @@ def test_its_deploy_checks_warn_of_sqlite_the_file_broker_and_files_inside_the_c
         MEDIA_ROOT=str(ROOT / ".csn" / "media"),
         STATIC_ROOT=str(ROOT / ".csn" / "staticfiles"),
     )
-    result = _manage(["check", "--deploy", "--fail-level", "WARNING"], **env)
+    # Outside the checkout, on PostgreSQL and Redis (clean, as the deploy-check test above), run
+    # alongside.
+    deploy = ["check", "--deploy", "--fail-level", "WARNING"]
+    result, clean = _manage_each([(deploy, env), (deploy, _production(tmp_path))])
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     for check_id, names in (
@@ -356,9 +381,7 @@ def test_its_deploy_checks_warn_of_sqlite_the_file_broker_and_files_inside_the_c
         ("csn.W003", "STATIC_ROOT"),
     ):
         assert re.search(rf"\({check_id}\) {names}", output), output
-    # Outside the checkout, on PostgreSQL and Redis: clean (the deploy-check test above too).
-    assert _manage(["check", "--deploy", "--fail-level", "WARNING"],
-                   **_production(tmp_path)).returncode == 0  # fmt: skip
+    assert clean.returncode == 0, clean.stdout + clean.stderr
 
 
 def test_it_keeps_the_password_out_of_a_malformed_database_urls_error(monkeypatch):
