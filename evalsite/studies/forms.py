@@ -415,10 +415,11 @@ class RandomTrialsForm(forms.Form):
 
     per_instrument = forms.IntegerField(
         min_value=1, max_value=500, initial=10,
-        help_text="References are drawn at random, so they can recur within an instrument, and "
-        "surely do with more trials than the catalogue has pieces. A participant gets one main "
-        "trial per instrument and reference (two such trials would share a candidate), so "
-        "each then gets fewer main trials than the study has: the study page says how many.",
+        help_text="Each piece is an instrument's reference once before any is twice, so "
+        "references recur only with more trials than the catalogue has pieces. A participant "
+        "gets one main trial per instrument and reference (two such trials would share a "
+        "candidate), so each then gets fewer main trials than the study has: the study page "
+        "says how many.",
     )  # fmt: skip
     catch_per_kind = forms.IntegerField(min_value=0, max_value=20, initial=2)
     seed = forms.IntegerField(min_value=0, initial=0)

@@ -13,6 +13,7 @@ The model strategy (model_design.py) fills the same fields, plus model_choice an
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 from django.db import transaction
 
@@ -99,10 +100,12 @@ def build_random_trials(
     with transaction.atomic():
         lock_study(study.pk)
         _refuse_trials(study)  # again under the lock: a draw sent at once committed meanwhile
+        as_ref: Counter = Counter()  # pieces drawn as any instrument's reference
         for instrument in study.instruments:
             main = []
+            here: Counter = Counter()  # pieces and clips drawn as this instrument's reference
             for _ in range(per_instrument):
-                ref, a, b = _three_pieces(mixes, rng)
+                ref, a, b = _main_trio(mixes, rng, here, as_ref)
                 main.append(_trial(study, instrument, ref, a, b))
             made += main
             for original in rng.sample(main, min(catch_per_kind, len(main))):
@@ -168,6 +171,28 @@ def add_repeats(study: Study, per_instrument: int, seed: int = 0) -> list[Trial]
             f"study {study.pk}: no main trial without a repeat; expected at least one to repeat"
         )
     return made
+
+
+def _main_trio(
+    mixes: list[Clip], rng: random.Random, here: Counter, as_ref: Counter
+) -> tuple[Clip, Clip, Clip]:
+    """A main trial's reference and two candidates from three pieces. The reference is a mix of
+    the pieces least drawn as this instrument's reference (`here`), then least drawn as any
+    reference (`as_ref`), a clip of it least drawn here: each piece once before any twice, as the
+    model design's plan_trials. A participant gets one main trial per instrument and reference
+    (design.select_trials), so each needless recurrence would cost every participant a trial.
+    Counts the reference in both."""
+    key = lambda c: (here[c.piece_key], as_ref[c.piece_key], here[c.pk])  # noqa: E731
+    least = min(key(c) for c in mixes)
+    ref = rng.choice([c for c in mixes if key(c) == least])
+    here[ref.piece_key] += 1
+    here[ref.pk] += 1
+    as_ref[ref.piece_key] += 1
+    others = [c for c in mixes if c.piece_key != ref.piece_key]
+    while True:
+        a, b = rng.sample(others, 2)
+        if a.piece_key != b.piece_key:
+            return ref, a, b
 
 
 def _three_pieces(mixes: list[Clip], rng: random.Random) -> tuple[Clip, Clip, Clip]:
