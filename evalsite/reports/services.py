@@ -22,7 +22,7 @@ from evalsite.reports.models import ReportSnapshot, ReportState
 from evalsite.reports.rendering.plots import plot_makers
 from evalsite.reports.tasks import report_settings, schedule_report
 from evalsite.studies.db_snapshot import read_snapshot
-from evalsite.studies.design import realised_design
+from evalsite.studies.design import most_main_trials, realised_design
 from evalsite.studies.export import to_csv
 from evalsite.studies.export_answers import answers_dataframe
 from evalsite.studies.export_provenance import config_snapshot
@@ -37,8 +37,9 @@ KEEP_BUNDLES = 3
 
 def report_config_for(study: Study) -> tuple[ReportConfig, list[str]]:
     """The study's pre-registered exclusion rules (Study.settings["exclusion"]), report
-    settings (Study.settings["report"]: ReportConfig fields) and instruments (the config's
-    planned_instruments), with notes on ignored keys."""
+    settings (Study.settings["report"]: ReportConfig fields), instruments (the config's
+    planned_instruments) and the main trials per instrument its design gives one participant
+    (design_main_trials), with notes on ignored keys."""
     notes, read = [], report_settings(study)
     raw = dict(read["exclusion"] or {})
     unknown = sorted(set(raw) - RULE_KEYS)
@@ -62,6 +63,8 @@ def report_config_for(study: Study) -> tuple[ReportConfig, list[str]]:
             f"{', '.join(CONDITIONS)}; the others are left out of planned_instruments"
         )
     extra["planned_instruments"] = list(dict.fromkeys(known))
+    # what the power plan plans at: one main trial per instrument and reference per participant
+    extra["design_main_trials"] = most_main_trials(study)
     return ReportConfig.from_dict(extra), notes
 
 

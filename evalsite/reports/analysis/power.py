@@ -13,6 +13,12 @@ An ICC the pilot cannot estimate (one participant, one answer each, or answers t
 is planned with `power_assumed_icc` from the report config where it is set, else with 0 (design
 effect 1: as if answers were independent, which understates the participants needed if answers
 cluster by participant). An info note names the instrument, why, and the ICC used.
+
+A study's design gives each participant at most one main trial per instrument and reference
+(evalsite/studies/design.py `most_main_trials`): where references recur, fewer than the trial set.
+The caller passes that count (`design_trials`; the site from the study, this module never imports
+Django): the plan adds a row at it, marks rows of more trials per participant `within_design`
+false (this trial set cannot give them), and an info note says which count it used.
 """
 
 from __future__ import annotations
@@ -147,18 +153,24 @@ def plan(
     alpha: float = 0.05,
     confidence: float = 0.95,
     assumed_icc: float | None = None,
+    design_trials: dict[str, int] | None = None,
 ) -> pd.DataFrame:
     """Participants needed per instrument for each number of trials per participant, planned
     with `planning_p` (the pilot estimate, or its Wilson bound nearest 0.5 where it is 0 or 1)
-    and `planning_icc` (the pilot's ICC, or where it cannot be estimated `assumed_icc`, else 0)."""
+    and `planning_icc` (the pilot's ICC, or where it cannot be estimated `assumed_icc`, else 0).
+    `design_trials`: per instrument, the most main trials the study's design gives one
+    participant; that count joins the grid, and rows above it are not `within_design`."""
     if assumed_icc is not None and not 0.0 <= assumed_icc <= 1.0:
         raise ValueError(f"report config: power_assumed_icc is {assumed_icc}; expected 0 to 1")
     rows = []
     n_inst = max(len(inputs), 1)
+    design_trials = design_trials or {}
     for _, r in inputs.iterrows():
         icc = planning_icc(r["icc"], assumed_icc)
         p = planning_proportion(r["estimate"], r["n"], confidence)
-        for m in trials_grid:
+        most = design_trials.get(r["term"])
+        grid = sorted(set(trials_grid) | ({most} if most else set()))
+        for m in grid:
             de = design_effect(m, icc)
             n_w = n_for_half_width(p, half_width, confidence) * de
             n_p = n_for_power(p, 0.5, alpha, power) * de
@@ -175,8 +187,25 @@ def plan(
                     "answers_for_power": n_p,
                     "participants_for_power": math.ceil(n_p / m) if np.isfinite(n_p) else None,
                     "minutes_per_participant": minutes,
+                    "design_trials_per_participant": most if most else np.nan,
+                    "within_design": not most or m <= most,
                     "half_width": half_width,
                     "power": power,
                 }
             )
     return pd.DataFrame(rows)
+
+
+def design_notes(inputs: pd.DataFrame, design_trials: dict[str, int]) -> list[str]:
+    """One line per planned instrument with a design count: which count the plan used."""
+    notes = []
+    for term in inputs["term"] if len(inputs) else []:
+        if most := design_trials.get(term):
+            notes.append(
+                f"power plan for {term}: the study's design gives each participant at most {most} "
+                "main trials of it (one per reference, design_main_trials in the report config); "
+                f"planned at {most} too, and rows of more trials per participant are "
+                "within_design = false: this trial set cannot give them (draw or add trials on "
+                "more distinct references for those)"
+            )
+    return notes

@@ -55,6 +55,9 @@ class ReportConfig:
     power_assumed_icc: float | None = None
     # The study's instruments (site: Study.instruments); one without answers gets a warning.
     planned_instruments: tuple[str, ...] = ()
+    # Per instrument, the most main trials the study's design gives one participant (site:
+    # design.most_main_trials, one per reference); the power plan plans at it. {}: not known.
+    design_main_trials: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,7 +74,21 @@ class ReportConfig:
             raw["power_trials_grid"] = tuple(int(m) for m in raw["power_trials_grid"])
         if "planned_instruments" in raw:
             raw["planned_instruments"] = inputs.planned_instruments(raw["planned_instruments"])
+        if "design_main_trials" in raw:
+            raw["design_main_trials"] = _design_main_trials(raw["design_main_trials"])
         return cls(**raw)
+
+
+def _design_main_trials(raw) -> dict[str, int]:
+    bad = not isinstance(raw, dict) or any(
+        type(v) is not int or v < 1 or not isinstance(k, str) for k, v in raw.items()
+    )
+    if bad:
+        raise ValueError(
+            f"report config: design_main_trials is {raw!r}; expected instrument names mapped to "
+            "whole numbers of at least 1"
+        )
+    return dict(raw)
 
 
 @dataclass
@@ -382,8 +399,11 @@ def _power(report, clean, df, config):
         config.power_alpha,
         config.confidence,
         config.power_assumed_icc,
+        config.design_main_trials,
     )
     for text in power.planning_notes(inputs, config.confidence, config.power_assumed_icc):
+        report.note("info", "power", text)
+    for text in power.design_notes(inputs, config.design_main_trials):
         report.note("info", "power", text)
 
 

@@ -5,6 +5,12 @@ participant and trial random intercepts (logit scale), the model's margin and a 
 lapse; careless participants click one screen position quickly and fail catch trials. The
 intercepts are solved so that each instrument's *marginal* consent among attentive participants
 equals the requested value, which is what the report should recover.
+
+Each participant answers the whole pool of regular trials unless told otherwise: a study's design
+gives at most one main trial per instrument and reference (evalsite/studies/design.py
+`most_main_trials`), so where references recur a participant answers fewer. The caller passes
+that count (`main_trials_per_participant`; this module never imports Django), and the truth says
+which count each instrument used.
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ class SimulationSpec:
     n_participants: int = 40
     trials_per_instrument: int = 20  # the pool of distinct regular trials per instrument
     trials_per_participant: int | None = None  # None: every participant answers the whole pool
+    # Per instrument, the most regular trials one participant answers: the design's count
+    # (design.most_main_trials, computed by the caller). None, or an instrument left out: its pool.
+    main_trials_per_participant: dict[str, int] | None = None
     n_identical_catch: int = 4
     n_repeat_catch: int = 4
     participant_sd: float = 0.5  # random intercept SDs, logit scale
@@ -66,6 +75,27 @@ def intercepts(spec: SimulationSpec) -> dict[str, float]:
     return {k: _intercept_for(v, sd, spec.position_lapse) for k, v in spec.consent.items()}
 
 
+def main_trials_used(spec: SimulationSpec) -> dict[str, int]:
+    """Per instrument, the most regular trials each participant answers: the design's count
+    where given, at most the pool. Raises ValueError naming the field on a count it cannot use."""
+    given = spec.main_trials_per_participant or {}
+    unknown = sorted(set(given) - set(spec.consent))
+    if unknown:
+        raise ValueError(
+            f"SimulationSpec.main_trials_per_participant: instruments {unknown} are not in "
+            f"consent; expected some of {sorted(spec.consent)}"
+        )
+    bad = [f"{k}: {v}" for k, v in given.items() if type(v) is not int or v < 1]
+    if bad:
+        raise ValueError(
+            f"SimulationSpec.main_trials_per_participant: {', '.join(bad)}; expected whole "
+            "numbers of at least 1"
+        )
+    pool = spec.trials_per_instrument
+    insts = [c for c in CONDITIONS if c in spec.consent]
+    return {k: min(given.get(k, pool), pool) for k in insts}
+
+
 def _design(spec: SimulationSpec, rng: np.random.Generator) -> pd.DataFrame:
     insts = [c for c in CONDITIONS if c in spec.consent]
     n = spec.trials_per_instrument
@@ -82,6 +112,7 @@ def _design(spec: SimulationSpec, rng: np.random.Generator) -> pd.DataFrame:
 
 def simulate_answers(spec: SimulationSpec) -> tuple[pd.DataFrame, dict]:
     """(answers, truth): answers in the export's columns; truth holds the generating values."""
+    used = main_trials_used(spec)  # before drawing: a bad count fails at once
     rng = np.random.default_rng(spec.seed)
     trials = _design(spec, rng)
     a = intercepts(spec)
@@ -96,15 +127,14 @@ def simulate_answers(spec: SimulationSpec) -> tuple[pd.DataFrame, dict]:
         "intercepts": a,
         "margin_slope": spec.margin_slope,
         "careless": [f"p{p:04d}" for p in range(n_careless)],
+        "main_trials_per_participant": used,
         "spec": spec.to_dict(),
     }
     return answers, truth
 
 
 def _one_participant(spec, trials, a, p, careless, rng) -> pd.DataFrame:
-    take = spec.trials_per_participant
-    idx = rng.permutation(len(trials)) if take is None else rng.choice(len(trials), take, False)
-    rows = trials.iloc[idx].reset_index(drop=True)
+    rows = trials.iloc[_main_trials(spec, trials, rng)].reset_index(drop=True)
     rows["is_catch"], rows["catch_kind"] = False, ""
     repeats = rows.iloc[rng.choice(len(rows), min(spec.n_repeat_catch, len(rows)), False)].copy()
     repeats["trial"] = repeats["trial"] + "r"
@@ -149,6 +179,27 @@ def _one_participant(spec, trials, a, p, careless, rng) -> pd.DataFrame:
         chosen = np.where(random, rng.choice(["a", "b"], m), chosen)
     rows["chosen"] = chosen
     return _finish(rows, careless, rng)
+
+
+def _main_trials(spec, trials, rng) -> np.ndarray:
+    """Row numbers of one participant's regular trials: the whole pool, or `trials_per_participant`
+    of it, taking no more of an instrument than `main_trials_per_participant` allows (as the
+    site's design.select_trials, which skips a trial whose instrument and reference it chose)."""
+    take = spec.trials_per_participant
+    if spec.main_trials_per_participant is None:
+        return (
+            rng.permutation(len(trials)) if take is None else rng.choice(len(trials), take, False)
+        )
+    room = main_trials_used(spec)
+    chosen: list[int] = []
+    for i in rng.permutation(len(trials)):
+        if take is not None and len(chosen) == take:
+            break
+        instrument = trials["instrument"].iat[i]
+        if room[instrument] > 0:
+            room[instrument] -= 1
+            chosen.append(i)
+    return np.asarray(chosen, dtype=int)
 
 
 def _flip(choice: np.ndarray) -> np.ndarray:
