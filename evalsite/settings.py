@@ -259,6 +259,10 @@ else:
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "max_retries": 1, "interval_start": 0.5, "interval_step": 0, "interval_max": 0.5
 }  # fmt: skip
+# After a report recomputation could not be queued, requests (a participant's last answer, a
+# withdrawal) skip the publish for this many seconds rather than each wait for the broker's
+# timeouts again (evalsite/reports/tasks.py); 0: every request tries.
+REPORT_QUEUE_BACKOFF_S = env_float("REPORT_QUEUE_BACKOFF_S", 60.0, minimum=0)
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "") or None
 # A Redis result backend (none by default) gets the broker's timeouts, not Celery's 120 s/none.
 CELERY_REDIS_SOCKET_TIMEOUT = _broker_socket_timeout

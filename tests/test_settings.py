@@ -515,3 +515,13 @@ def test_it_refuses_a_broker_timeout_below_a_tenth_of_a_second(name, tmp_path):
     result = _manage(["check"], CSN_HOME=str(tmp_path), **broker, **{name: "0"})
     assert result.returncode != 0
     assert f"{name}='0': expected a number >= 0.1" in result.stderr
+
+
+def test_it_reads_the_report_queue_back_off(tmp_path):
+    result = _manage(["check"], CSN_HOME=str(tmp_path), REPORT_QUEUE_BACKOFF_S="-1")
+    assert result.returncode != 0
+    assert "REPORT_QUEUE_BACKOFF_S='-1': expected a number >= 0" in result.stderr
+    show = "from django.conf import settings; print(settings.REPORT_QUEUE_BACKOFF_S)"
+    result = _manage(["shell", "-c", show], CSN_HOME=str(tmp_path), REPORT_QUEUE_BACKOFF_S="")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "60.0"  # the default

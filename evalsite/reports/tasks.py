@@ -12,6 +12,12 @@ and time) and shown on the report page until a recomputation runs: a publish the
 ("queuing failed"; the Recompute button says so at once) and a computation that failed ("the
 computation failed", after one retry of a transient database error).
 
+After a failed publish, requests skip the broker for REPORT_QUEUE_BACKOFF_S seconds (the
+Recompute button excepted): a broker that never answers holds each publish for its timeouts
+(about 10 s), which every participant whose answer queues the report would otherwise wait for.
+Their answers are stored all the same, and the first request after the window queues a
+recomputation that reads every answer.
+
 Where the site calls it: after an answer is saved (evalsite/studies participant flow), e.g.
 `schedule_report(participant.study_id)` inside the view's transaction, and when a study edit
 changes `report_settings`; see docs/statistics.md.
@@ -49,6 +55,18 @@ def report_settings(study) -> dict:
 
 def debounce_seconds() -> float:
     return float(getattr(settings, "REPORT_DEBOUNCE_S", 30))
+
+
+def queue_backoff_seconds() -> float:
+    return float(getattr(settings, "REPORT_QUEUE_BACKOFF_S", 60))
+
+
+def _backing_off(state: ReportState) -> bool:
+    """A publish failed less than REPORT_QUEUE_BACKOFF_S ago (read from the row already locked:
+    no query of its own)."""
+    if state.failure != QUEUING_FAILED or state.failed_at is None:
+        return False
+    return timezone.now() - state.failed_at < timedelta(seconds=queue_backoff_seconds())
 
 
 def _record_failure(study_id: int, failure: str, reason: str, **fields) -> None:
@@ -93,7 +111,7 @@ def recompute_report(study_id: int) -> int | None:
 def _enqueue(study_id: int, countdown: float) -> None:
     try:
         recompute_report.apply_async((study_id,), countdown=countdown)
-    except Exception as exc:  # broker down: clear the flag so the next answer tries again
+    except Exception as exc:  # broker down: clear the flag; a request tries again (`_backing_off`)
         log.exception("could not queue the report of study %s", study_id)
         _record_failure(study_id, QUEUING_FAILED, str(exc), pending=False)
 
@@ -106,13 +124,19 @@ def queue_failure(study_id: int, since) -> str:
     return state.failure_reason if state else ""
 
 
-def schedule_report(study_id: int, countdown: float | None = None) -> bool:
-    """Queue a debounced recomputation; False when one is already pending for this study."""
+def schedule_report(study_id: int, countdown: float | None = None, backoff: bool = True) -> bool:
+    """Queue a debounced recomputation; False when one is already pending for this study, or
+    when a publish failed less than REPORT_QUEUE_BACKOFF_S ago and `backoff` (False where
+    someone asked for it and is told the outcome: the Recompute button)."""
     countdown = debounce_seconds() if countdown is None else countdown
     with transaction.atomic():
         state = ReportState.lock(study_id)
         stale = state.requested_at and timezone.now() - state.requested_at > STALE_AFTER
         if state.pending and not stale:  # a lost message must not block reports forever
+            return False
+        if backoff and _backing_off(state):  # the failure stays shown on the report page
+            log.info("report of study %s not queued: the broker failed at %s", study_id,
+                     state.failed_at)  # fmt: skip
             return False
         state.pending, state.requested_at = True, timezone.now()
         state.save(update_fields=["pending", "requested_at"])

@@ -123,7 +123,9 @@ def recompute(request: HttpRequest, key: str) -> HttpResponse:
         messages.info(request, NO_ANSWERS)
         return redirect("reports:page", key=key)
     since = timezone.now()
-    queued = schedule_report(study.pk, countdown=0)  # published at its commit, before it returns
+    # Published at its commit, before it returns; at once even inside the back-off window after
+    # a failed publish: the experimenter asked for it and is told whether it was queued.
+    queued = schedule_report(study.pk, countdown=0, backoff=False)
     if reason := queue_failure(study.pk, since):
         messages.error(request, f"Could not queue the recomputation: {reason}")
     elif queued:
