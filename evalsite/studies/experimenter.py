@@ -66,6 +66,14 @@ def editable(request: HttpRequest, study: Study) -> bool:
     return True
 
 
+def lock_editable(request: HttpRequest, study: Study) -> bool:
+    """Take the study's row lock until the transaction ends (closing takes it too) and say,
+    from the locked row, whether the study may still be changed (`editable`): a change made
+    under it never lands in a study closed since the page's first check."""
+    locked = Study.objects.select_for_update().only("status", "name").get(pk=study.pk)
+    return editable(request, locked)
+
+
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     studies = visible_studies(request.user).annotate(
@@ -99,21 +107,13 @@ def study_edit(request: HttpRequest, pk: int) -> HttpResponse:
     study = get_visible_study(request.user, pk)
     if request.method == "POST" and not editable(request, study):
         return redirect("studies:study_detail", pk=study.pk)
-    before = history.state(study)
-    read_before = report_settings(study)
     # Validating a ModelForm writes the POST onto its instance: the form gets its own copy, so
     # the page around a refused form (title, breadcrumb) still shows the study as saved.
     edited = Study.objects.get(pk=study.pk)
     form = StudyForm(request.POST or None, instance=edited, is_owner=is_owner(request.user, study))
     if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            form.save()
-            edited.refresh_from_db()
-            changed = history.changes(before, history.state(edited))
-            history.record(edited, request.user, history.Kind.EDITED, changed)
-            if report_settings(edited) != read_before and _has_report_input(edited):
-                schedule_report(edited.pk, countdown=0)  # queued once the edit commits
-        messages.success(request, "Study saved.")
+        if _save_edit(request, form):
+            messages.success(request, "Study saved.")
         return redirect("studies:study_detail", pk=study.pk)
     closed = study.status == Study.Status.CLOSED
     if closed:  # shown, not offered: no field to type into, no Save to lose it with
@@ -121,6 +121,28 @@ def study_edit(request: HttpRequest, pk: int) -> HttpResponse:
             field.disabled = True
     context = {"form": form, "study": study, "closed": closed}
     return render(request, "studies/experimenter/study_form.html", context)
+
+
+def _save_edit(request: HttpRequest, form: StudyForm) -> bool:
+    """Save a valid edit under the study's row lock (a status change takes it too), or refuse
+    it (False, with a message) where the study was closed since the page's check: a Close that
+    committed meanwhile stays in force, and the form writes only its own columns, never the
+    status, design or slug."""
+    edited = form.instance
+    with transaction.atomic():
+        if not lock_editable(request, edited):
+            return False
+        locked = Study.objects.get(pk=edited.pk)
+        before, read_before = history.state(locked), report_settings(locked)
+        # The form's settings and texts go onto those stored now (keys it does not show kept).
+        edited.settings, edited.texts = locked.settings, locked.texts
+        form.save()
+        edited.refresh_from_db()
+        changed = history.changes(before, history.state(edited))
+        history.record(edited, request.user, history.Kind.EDITED, changed)
+        if report_settings(edited) != read_before and _has_report_input(edited):
+            schedule_report(edited.pk, countdown=0)  # queued once the edit commits
+    return True
 
 
 def _has_report_input(study: Study) -> bool:

@@ -16,7 +16,13 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from evalsite.studies import history, practice_clips, trial_removal
-from evalsite.studies.experimenter import editable, main_shortfalls, see_other, study_catalogue
+from evalsite.studies.experimenter import (
+    editable,
+    lock_editable,
+    main_shortfalls,
+    see_other,
+    study_catalogue,
+)
 from evalsite.studies.forms import RandomTrialsForm, RepeatsForm, TrialForm, study_clips
 from evalsite.studies.permissions import get_visible_study
 from evalsite.studies.random_design import DesignError, add_repeats, build_random_trials
@@ -66,6 +72,8 @@ def trial_add(request: HttpRequest, pk: int) -> HttpResponse:
     if refused:
         return refused
     with transaction.atomic():
+        if not lock_editable(request, study):  # closed since the first check
+            return redirect("studies:trials", pk=study.pk)
         trial = form.save()
         history.record(study, request.user, history.Kind.TRIALS, {"added": 1, "how": "form"})
     messages.success(request, f"Trial {trial.pk} added.")
@@ -85,6 +93,8 @@ def trials_csv(request: HttpRequest, pk: int) -> HttpResponse:
     if upload is None:  # the form is valid, so the file is there
         raise ValueError("trials_csv: no csv_file upload after a valid form")
     with transaction.atomic():
+        if not lock_editable(request, study):  # closed since the first check
+            return redirect("studies:trials", pk=study.pk)
         for trial in made:
             trial.save()
         what = {"added": len(made), "how": "csv", "file": upload.name}
@@ -139,6 +149,8 @@ def trials_repeats(request: HttpRequest, pk: int) -> HttpResponse:
         return refused
     try:
         with transaction.atomic():
+            if not lock_editable(request, study):  # closed since the first check
+                return redirect("studies:trials", pk=study.pk)
             made = add_repeats(study, **form.cleaned_data)
             what = {"added": len(made), "how": "repeats", **form.cleaned_data}
             history.record(study, request.user, history.Kind.TRIALS, what)

@@ -332,13 +332,21 @@ class StudyForm(forms.ModelForm):
         return out
 
     def save(self, commit: bool = True) -> Study:
+        """The study with the form's values; an existing study's row gets only the columns the
+        form edits (a status changed since the page was read is not written back)."""
         study = super().save(commit=False)
         study.settings = self.settings_json()
         study.texts = self.texts_json()
         if commit:
-            study.save()
+            study.save(update_fields=self.edited_columns() if study.pk else None)
             self.save_sharing(study)
         return study
+
+    def edited_columns(self) -> list[str]:
+        """The study's columns this form writes: its own fields but those disabled for the
+        user (their value is the one read, perhaps changed since), settings, texts."""
+        own = [name for name in self._meta.fields or [] if not self.fields[name].disabled]
+        return [*own, "settings", "texts", "updated_at"]
 
     def save_sharing(self, study: Study) -> None:
         if not self.fields["shared_with_names"].disabled:

@@ -221,3 +221,45 @@ def test_the_repeats_form_posts_the_same_names_under_its_own_ids(client, alice, 
     assert 'for="id_repeats_per_instrument">Repeats per instrument' in html
     (field,) = re.findall(r'<input [^>]*id="id_repeats_per_instrument"[^>]*>', html)
     assert 'name="per_instrument"' in field
+
+
+def _csv_upload(body: str) -> dict:
+    return {"csv_file": SimpleUploadedFile("more.csv", body.encode(), "text/csv")}
+
+
+@pytest.mark.parametrize("how", ["form", "csv", "repeats"])
+def test_a_trial_added_while_a_close_commits_is_refused(alice, study, how, monkeypatch):
+    from evalsite.studies.forms import RepeatsForm, TrialForm
+    from evalsite.studies.trials_csv import TrialCSVForm
+
+    study.status = Study.Status.OPEN
+    study.save()
+    adding, closing = Client(), Client()
+    adding.force_login(alice)
+    closing.force_login(alice)
+    ref, a, b = Clip.objects.filter(catalogue=study.catalogue).order_by("id")[2:5]
+    form_class, url, data = {
+        "form": (TrialForm, "studies:trial_add", {
+            "reference": ref.pk, "candidate_a": a.pk, "candidate_b": b.pk, "instrument": "drums",
+            "catch_kind": "", "expected": "", "model_choice": "", "model_margin": ""}),
+        "csv": (TrialCSVForm, "studies:trials_csv", _csv_upload(
+            f"reference,candidate_a,candidate_b,instrument\n{ref.pk},{a.pk},{b.pk},drums\n")),
+        "repeats": (RepeatsForm, "studies:trials_repeats", {"per_instrument": 2, "seed": 0}),
+    }[how]  # fmt: skip
+    validate = form_class.is_valid
+
+    def close_meanwhile(form):  # the Close confirmed while the trial's form is validated
+        closing.post(reverse("studies:study_status", args=[study.pk]),
+                     {"action": "close", "confirm": "yes"})  # fmt: skip
+        return validate(form)
+
+    monkeypatch.setattr(form_class, "is_valid", close_meanwhile)
+    before = study.trials.count()
+    response = adding.post(reverse(url, args=[study.pk]), data)
+    study.refresh_from_db()
+    assert study.status == Study.Status.CLOSED and study.trials.count() == before
+    assert response.status_code == 302
+    assert [str(m) for m in response.wsgi_request._messages] == [
+        "Study 'Drums and bass' is closed; it can no longer be changed."
+    ]
+    assert [e.kind for e in study.events.all()] == ["status"]
