@@ -28,7 +28,15 @@ from django.views.decorators.http import require_POST
 from evalsite.reports.models import ReportState
 from evalsite.reports.tasks import report_settings, schedule_report
 from evalsite.stimuli.models import Catalogue, Clip
-from evalsite.studies import design, entry_limit, export, history, practice_clips, progress
+from evalsite.studies import (
+    design,
+    edit_conflicts,
+    entry_limit,
+    export,
+    history,
+    practice_clips,
+    progress,
+)
 from evalsite.studies.forms import StudyForm
 from evalsite.studies.models import Answer, Study, StudyFold
 from evalsite.studies.permissions import get_visible_study, is_owner, visible_studies
@@ -110,39 +118,58 @@ def study_edit(request: HttpRequest, pk: int) -> HttpResponse:
     # Validating a ModelForm writes the POST onto its instance: the form gets its own copy, so
     # the page around a refused form (title, breadcrumb) still shows the study as saved.
     edited = Study.objects.get(pk=study.pk)
-    form = StudyForm(request.POST or None, instance=edited, is_owner=is_owner(request.user, study))
+    owner = is_owner(request.user, study)
+    form = StudyForm(request.POST or None, instance=edited, is_owner=owner)
+    status = 200
     if request.method == "POST" and form.is_valid():
-        if _save_edit(request, form):
-            messages.success(request, "Study saved.")
-        return redirect("studies:study_detail", pk=study.pk)
+        found = _save_edit(request, form)
+        if found is None:
+            return redirect("studies:study_detail", pk=study.pk)
+        form, status = _conflict_form(form, found, owner), 409
     closed = study.status == Study.Status.CLOSED
     if closed:  # shown, not offered: no field to type into, no Save to lose it with
         for field in form.fields.values():
             field.disabled = True
     context = {"form": form, "study": study, "closed": closed}
-    return render(request, "studies/experimenter/study_form.html", context)
+    return render(request, "studies/experimenter/study_form.html", context, status=status)
 
 
-def _save_edit(request: HttpRequest, form: StudyForm) -> bool:
+def _save_edit(request: HttpRequest, form: StudyForm) -> edit_conflicts.Conflict | None:
     """Save a valid edit under the study's row lock (a status change takes it too), or refuse
-    it (False, with a message) where the study was closed since the page's check: a Close that
-    committed meanwhile stays in force, and the form writes only its own columns, never the
-    status, design or slug."""
+    it: with a message where the study was closed since the page's check (a Close that
+    committed meanwhile stays in force), or with what changed (returned) where the study was
+    changed since the page was loaded. The form writes only its own columns, never the status,
+    design or slug."""
     edited = form.instance
     with transaction.atomic():
         if not lock_editable(request, edited):
-            return False
+            return None
         locked = Study.objects.get(pk=edited.pk)
-        before, read_before = history.state(locked), report_settings(locked)
         # The form's settings and texts go onto those stored now (keys it does not show kept).
         edited.settings, edited.texts = locked.settings, locked.texts
+        if found := edit_conflicts.conflict(form, locked):
+            return found
+        before, read_before = history.state(locked), report_settings(locked)
         form.save()
         edited.refresh_from_db()
         changed = history.changes(before, history.state(edited))
         history.record(edited, request.user, history.Kind.EDITED, changed)
         if report_settings(edited) != read_before and _has_report_input(edited):
             schedule_report(edited.pk, countdown=0)  # queued once the edit commits
-    return True
+    messages.success(request, "Study saved.")
+    return None
+
+
+def _conflict_form(form: StudyForm, found: edit_conflicts.Conflict, owner: bool) -> StudyForm:
+    """The settings form shown again after a Save that met another's change: the user's input,
+    the values saved meanwhile in the fields the user left alone, the version of now."""
+    current = Study.objects.get(pk=form.instance.pk)
+    fresh = StudyForm(instance=current, is_owner=owner)
+    data = edit_conflicts.refreshed_data(form, fresh, found)
+    shown = StudyForm(data, instance=current, is_owner=owner)
+    shown.full_clean()
+    shown.add_error(None, edit_conflicts.message(found, fresh.labels()))
+    return shown
 
 
 def _has_report_input(study: Study) -> bool:

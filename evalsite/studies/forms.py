@@ -14,6 +14,7 @@ from typing import TypeVar
 from django import forms
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
+from django.core import signing
 from django.db.models import Count
 
 from csn_model import CONDITIONS
@@ -21,7 +22,7 @@ from evalsite.datasets.catalog import datasets
 from evalsite.stimuli.audio import LOUDNESS_TARGET_LUFS
 from evalsite.stimuli.models import Catalogue, Clip
 from evalsite.stimuli.slakh_import import EXCERPT_SECONDS
-from evalsite.studies import flow_screening
+from evalsite.studies import edit_conflicts, flow_screening
 from evalsite.studies.consent import SCREENED_OUT_START, stopping_paragraph_in_english
 from evalsite.studies.models import (
     DEFAULT_SETTINGS,
@@ -193,6 +194,8 @@ class StudyForm(forms.ModelForm):
         label="Shared with",
         help_text="User names of other researchers, separated by commas.",
     )
+    # The study as the page was loaded (edit_conflicts): a Save after another's is shown again.
+    version = forms.CharField(required=False, widget=forms.HiddenInput)
 
     class Meta:
         model = Study
@@ -227,6 +230,7 @@ class StudyForm(forms.ModelForm):
         if study.pk:
             names = study.shared_with.order_by("username").values_list("username", flat=True)
             self.initial.setdefault("shared_with_names", ", ".join(names))
+            self.initial.setdefault("version", edit_conflicts.version(study))
         if not is_owner:
             self.fields["shared_with_names"].disabled = True
         for code, language_name in django_settings.LANGUAGES:
@@ -252,6 +256,40 @@ class StudyForm(forms.ModelForm):
         if missing:
             raise forms.ValidationError(f"No researcher named {', '.join(missing)}.")
         return users
+
+    @staticmethod
+    def state_key(field: str) -> str | None:
+        """The `history.state` key the field named `field` edits (None: it edits none)."""
+        if field in ("name", "description", "instruments", "consent_text", "catalogue"):
+            return field
+        if field == "shared_with_names":
+            return "shared_with"
+        if field in _FLAT_SETTINGS:
+            return f"settings.{field}"
+        if field in EXCLUSION_KEYS:
+            return f"settings.exclusion.{field}"
+        if field.startswith("catch_") and field.removeprefix("catch_") in CATCH_KINDS:
+            return f"settings.catch.{field.removeprefix('catch_')}"
+        for text in PARTICIPANT_TEXTS:
+            language = field.removeprefix(f"{text}_")
+            if language != field and language in dict(django_settings.LANGUAGES):
+                return f"texts.{language}.{text}"
+        return None
+
+    def labels(self) -> dict[str, str]:
+        """Each `history.state` key the form edits -> its field's label."""
+        return {key: str(self[n].label) for n in self.fields if (key := self.state_key(n))}
+
+    def clean_version(self) -> str:
+        value = self.cleaned_data["version"]
+        if value:
+            try:
+                edit_conflicts.loaded(value)
+            except signing.BadSignature:
+                raise forms.ValidationError(
+                    "This page's version is not one the site made; reload the page and edit again."
+                ) from None
+        return value
 
     def clean_instruments(self):
         """The instruments, refusing to drop one the study's trials judge: the trials are

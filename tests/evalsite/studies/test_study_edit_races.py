@@ -23,7 +23,13 @@ pytestmark = pytest.mark.django_db
 
 def page_values(client: Client, study: Study) -> dict:
     """What a browser posts back from the edit page as loaded now: every field's shown value."""
-    form = client.get(reverse("studies:study_edit", args=[study.pk])).context["form"]
+    return page_values_of(
+        client.get(reverse("studies:study_edit", args=[study.pk])).context["form"]
+    )
+
+
+def page_values_of(form: forms.BaseForm) -> dict:
+    """What a browser posts back from a page showing `form`."""
     data: dict = {}
     for name, bound in form._bound_items():
         value = bound.value()
@@ -103,3 +109,97 @@ def test_a_save_and_a_close_sent_together_never_reopen_the_study(alice, carol, s
             thread.join()
         study.refresh_from_db()
         assert study.status == Study.Status.CLOSED, f"round {round_}: reopened"
+
+
+def _edit(client: Client, study: Study, data: dict):
+    return client.post(reverse("studies:study_edit", args=[study.pk]), data)
+
+
+def test_a_save_from_a_page_loaded_before_anothers_save_is_shown_again_and_saves_nothing(
+    alice, carol, study
+):
+    _open(study)
+    owner, shared = _logged_in(alice), _logged_in(carol)
+    alices, carols = page_values(owner, study), page_values(shared, study)
+    alices |= {"target_answers_per_trial": "40", "min_listen_share": "0.5"}
+    assert _edit(owner, study, alices).status_code == 302
+    carols |= {"consent_text": "Updated consent."}  # from the page opened before alice's Save
+    response = _edit(shared, study, carols)
+    assert response.status_code == 409
+    study.refresh_from_db()
+    assert (study.setting("target_answers_per_trial"), study.setting("min_listen_share")) == (
+        40,
+        0.5,
+    )
+    assert study.consent_text == "" and study.events.filter(user=carol).count() == 0
+    form = response.context["form"]
+    html = response.content.decode()
+    assert '<div role="alert">' in html and 'type="hidden" name="version"' in html
+    (said,) = form.non_field_errors()
+    assert said.startswith(
+        "Not saved: alice changed Minimum listening before an answer (share), Target answers "
+        "per trial since you opened this page."
+    )
+    # carol's own change kept, alice's shown instead of the stale values
+    assert form["consent_text"].value() == "Updated consent."
+    assert (form["target_answers_per_trial"].value(), form["min_listen_share"].value()) == (
+        "40",
+        "0.5",
+    )
+    again = _edit(shared, study, page_values_of(form))  # Save on the page shown again
+    assert again.status_code == 302
+    study.refresh_from_db()
+    assert study.consent_text == "Updated consent."
+    assert (study.setting("target_answers_per_trial"), study.setting("min_listen_share")) == (
+        40,
+        0.5,
+    )
+
+
+def test_a_field_both_researchers_changed_keeps_the_later_ones_input_and_names_the_saved_value(
+    alice, carol, study
+):
+    owner, shared = _logged_in(alice), _logged_in(carol)
+    alices, carols = page_values(owner, study), page_values(shared, study)
+    assert _edit(owner, study, alices | {"target_answers_per_trial": "40"}).status_code == 302
+    response = _edit(shared, study, carols | {"target_answers_per_trial": "5"})
+    assert response.status_code == 409
+    (said,) = response.context["form"].non_field_errors()
+    assert "You changed Target answers per trial too: your value is shown (alice saved 40)" in said
+    assert response.context["form"]["target_answers_per_trial"].value() == "5"
+    study.refresh_from_db()
+    assert study.setting("target_answers_per_trial") == 40
+
+
+def test_a_stale_owner_page_keeps_the_catalogue_the_first_upload_made(alice, carol):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    study = Study.objects.create(owner=alice, name="New", instruments=["drums"])
+    study.shared_with.add(carol)
+    owner, shared = _logged_in(alice), _logged_in(carol)
+    alices = page_values(owner, study) | {"description": "Instructions."}  # no catalogue yet
+    upload = {"files": [SimpleUploadedFile("x.wav", wav_bytes(), "audio/wav")]}  # noqa: F405
+    shared.post(reverse("studies:clips", args=[study.pk]), upload)
+    study.refresh_from_db()
+    catalogue = study.catalogue_id
+    assert catalogue is not None
+    response = _edit(owner, study, alices)
+    assert response.status_code == 409
+    (said,) = response.context["form"].non_field_errors()
+    assert said.startswith("Not saved: carol changed Catalogue since you opened this page.")
+    again = _edit(owner, study, page_values_of(response.context["form"]))
+    assert again.status_code == 302
+    study.refresh_from_db()
+    assert (study.catalogue_id, study.description) == (catalogue, "Instructions.")
+
+
+def test_a_page_version_that_is_not_the_sites_is_refused(alice, study):
+    owner = _logged_in(alice)
+    page = page_values(owner, study) | {"version": "forged", "description": "x"}
+    response = _edit(owner, study, page)
+    assert response.status_code == 200
+    assert response.context["form"].errors["version"] == [
+        "This page's version is not one the site made; reload the page and edit again."
+    ]
+    study.refresh_from_db()
+    assert study.description == ""
