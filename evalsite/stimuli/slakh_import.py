@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from django.db import transaction
 
 from csn_model import CONDITIONS
 from csn_model.data.slakh import OMIT_REASON, DataError, SlakhDataset
@@ -258,19 +259,39 @@ def _import_mixes(
         if track.num_frames < num_frames:
             report.skipped.append(f"{track.name}: shorter than {seconds:g} s")
             continue
-        if track.name in earlier:  # a repeated import (a reload, a second run) adds nothing
-            refs[track.name], starts[track.name] = earlier[track.name]
-            report.existing.append(f"{track.name}: mix clip {refs[track.name].pk}")
-            continue
+        made = False
         try:
-            start = best_start(track, num_frames, hop=max(sr // 2, 1))
-            refs[track.name] = _mix_clip(ds, track, start, num_frames, catalogue, target_lufs)
+            if track.name in earlier:  # a repeated import (a reload, a second run) adds nothing
+                refs[track.name], starts[track.name] = earlier[track.name]
+            else:
+                found = _mix_once(ds, track, num_frames, catalogue, target_lufs, sr)
+                refs[track.name], starts[track.name], made = found
         except (AudioError, DataError) as exc:
             report.skipped.append(f"{track.name}: {exc}")
             continue
-        starts[track.name] = start
-        report.mixes.append(refs[track.name])
+        if made:
+            report.mixes.append(refs[track.name])
+        else:
+            report.existing.append(f"{track.name}: mix clip {refs[track.name].pk}")
     return refs, starts
+
+
+def _lock(catalogue: Catalogue) -> None:
+    """Take the catalogue's row lock until the transaction ends: uploads into it take it too
+    (audio.clip_from_upload), so what is already there is checked and added one at a time."""
+    Catalogue.objects.select_for_update().filter(pk=catalogue.pk).first()
+
+
+def _mix_once(ds, track, num_frames, catalogue, target_lufs, sr) -> tuple[Clip, int, bool]:
+    """(track's mix clip, its start frame, whether this import made it), under the catalogue's
+    lock: an import of the split sent at once (a double click, a second tab) waits here, then
+    finds the clip the other made instead of making it again."""
+    with transaction.atomic():
+        _lock(catalogue)
+        if (found := _earlier_mixes(ds, [track], num_frames, catalogue)).get(track.name):
+            return (*found[track.name], False)
+        start = best_start(track, num_frames, hop=max(sr // 2, 1))
+        return _mix_clip(ds, track, start, num_frames, catalogue, target_lufs), start, True
 
 
 def _earlier_mixes(ds, tracks, num_frames, catalogue) -> dict[str, tuple[Clip, int]]:
@@ -300,12 +321,15 @@ def _import_pair(ds, pair, ref, conditions, catalogue, target_lufs, num_frames, 
         report.skipped.append(f"{x.name}+{y.name}: fewer than 2 shared conditions")
         return
     for cond in (c for c in shared if c in conditions):
-        if _imported_attention(catalogue, x, y, cond, ref):
-            report.existing.append(f"{x.name}+{y.name} ({cond}): attention set")
-            continue
-        try:
-            report.attention.append(
-                _attention_set(ds, x, sx, y, sy, cond, ref, catalogue, target_lufs, num_frames)
-            )
+        try:  # a set is made whole or not at all, under the lock as a mix is (_mix_once)
+            with transaction.atomic():
+                _lock(catalogue)
+                if _imported_attention(catalogue, x, y, cond, ref):
+                    report.existing.append(f"{x.name}+{y.name} ({cond}): attention set")
+                    continue
+                made = _attention_set(ds, x, sx, y, sy, cond, ref, catalogue, target_lufs,
+                                      num_frames)  # fmt: skip
         except (AudioError, DataError) as exc:
             report.skipped.append(f"{x.name}+{y.name} ({cond}): {exc}")
+            continue
+        report.attention.append(made)
