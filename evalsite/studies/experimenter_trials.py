@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from evalsite.studies import history, practice_clips, trial_removal
+from evalsite.studies import history, practice_clips, trial_identity, trial_removal
 from evalsite.studies.experimenter import (
     editable,
     lock_editable,
@@ -26,7 +26,7 @@ from evalsite.studies.experimenter import (
 from evalsite.studies.forms import RandomTrialsForm, RepeatsForm, TrialForm, study_clips
 from evalsite.studies.permissions import get_visible_study
 from evalsite.studies.random_design import DesignError, add_repeats, build_random_trials
-from evalsite.studies.trials_csv import TrialCSVForm
+from evalsite.studies.trials_csv import TrialCSVForm, shown_errors
 
 
 @login_required
@@ -71,11 +71,22 @@ def trial_add(request: HttpRequest, pk: int) -> HttpResponse:
     study, form, refused = _trials_form(request, pk, make, "form")
     if refused:
         return refused
+    trial = form.save(commit=False)
     with transaction.atomic():
         if not lock_editable(request, study):  # closed since the first check
             return redirect("studies:trials", pk=study.pk)
-        trial = form.save()
-        history.record(study, request.user, history.Kind.TRIALS, {"added": 1, "how": "form"})
+        same = trial_identity.existing(study).get(trial_identity.key(trial))
+        if same is None:
+            trial.save()
+            history.record(study, request.user, history.Kind.TRIALS, {"added": 1, "how": "form"})
+    if same is not None:  # a double click, or a second tab: refused under the lock
+        form.add_error(
+            None,
+            f"This trial is already in the study as trial {same} "
+            f"({trial_identity.describe(trial)}); nothing was added. For a second look at the "
+            "same clips, add a repeat (Add repeats with A/B swapped).",
+        )
+        return _trials_page(request, study, form=form, status=400)
     messages.success(request, f"Trial {trial.pk} added.")
     _warn_practice(request, study, [trial])
     return redirect("studies:trials", pk=study.pk)
@@ -95,10 +106,14 @@ def trials_csv(request: HttpRequest, pk: int) -> HttpResponse:
     with transaction.atomic():
         if not lock_editable(request, study):  # closed since the first check
             return redirect("studies:trials", pk=study.pk)
-        for trial in made:
-            trial.save()
-        what = {"added": len(made), "how": "csv", "file": upload.name}
-        history.record(study, request.user, history.Kind.TRIALS, what)
+        if not (there := trial_identity.already_there(study, form.rows)):
+            for trial in made:
+                trial.save()
+            what = {"added": len(made), "how": "csv", "file": upload.name}
+            history.record(study, request.user, history.Kind.TRIALS, what)
+    if there:  # sent twice (a double click), or rows added by hand meanwhile: nothing added
+        form.add_error("csv_file", shown_errors(there))
+        return _trials_page(request, study, csv_form=form, status=400)
     messages.success(request, f"{len(made)} trial(s) added from CSV.")
     _warn_practice(request, study, made)
     return redirect("studies:trials", pk=study.pk)

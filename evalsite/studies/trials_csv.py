@@ -12,6 +12,7 @@ from django import forms
 
 from csn_model import CONDITIONS
 from evalsite.stimuli.models import Clip
+from evalsite.studies import trial_identity
 from evalsite.studies.forms import study_clips, trial_clip_errors
 from evalsite.studies.models import Study, Trial
 
@@ -28,6 +29,7 @@ class TrialCSVForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.study = study
         self.user = user
+        self.rows: list[tuple[str, Trial]] = []  # the valid file's trials, with their lines
 
     def clean_csv_file(self) -> list[Trial]:
         upload = self.cleaned_data["csv_file"]
@@ -35,19 +37,34 @@ class TrialCSVForm(forms.Form):
             text = upload.read().decode("utf-8-sig")
         except UnicodeDecodeError:
             raise forms.ValidationError(f"{upload.name}: expected UTF-8 text") from None
-        trials, errors = parse_trials_csv(text, upload.name, self.study, self.user)
+        self.rows, errors = parse_trial_rows(text, upload.name, self.study, self.user)
+        trials = [trial for _where, trial in self.rows]
         if errors:
-            shown = errors[:20] + ([f"... and {len(errors) - 20} more"] if len(errors) > 20 else [])
-            raise forms.ValidationError(shown)
+            raise forms.ValidationError(shown_errors(errors))
         if not trials:
             raise forms.ValidationError(f"{upload.name}: no trial rows below the header")
         return trials
+
+
+def shown_errors(errors: list[str], at_most: int = 20) -> list[str]:
+    """The first `at_most` problems of a file, and how many more there are."""
+    more = len(errors) - at_most
+    return errors[:at_most] + ([f"... and {more} more"] if more > 0 else [])
 
 
 def parse_trials_csv(text: str, filename: str, study: Study, user) -> tuple[list[Trial], list[str]]:
     """Unsaved trials from CSV text whose clips are among those `user` may use (study_clips), and
     one message per problem (file, line, column or field, expected). TrialCSVForm refuses a file
     with any message as a whole."""
+    rows, errors = parse_trial_rows(text, filename, study, user)
+    return [trial for _where, trial in rows], errors
+
+
+def parse_trial_rows(
+    text: str, filename: str, study: Study, user
+) -> tuple[list[tuple[str, Trial]], list[str]]:
+    """As parse_trials_csv, each trial with where it is ('t.csv, line 3'); a row naming the
+    trial of an earlier row is a problem (trial_identity)."""
     reader = csv.reader(io.StringIO(text, newline=""))  # newline="": as the csv module asks
     try:
         header = next(reader, [])
@@ -59,7 +76,7 @@ def parse_trials_csv(text: str, filename: str, study: Study, user) -> tuple[list
     if header_errors:
         return [], [f"{filename}, line 1: {e}" for e in header_errors]
     lookup = _clip_lookup(study, user)
-    trials, errors = [], []
+    rows, errors = [], []
     for line, fields, unreadable in _records(reader):
         if unreadable:
             errors.append(f"{filename}, line {line}: {unreadable}")
@@ -68,8 +85,8 @@ def parse_trials_csv(text: str, filename: str, study: Study, user) -> tuple[list
         trial, field_errors = _trial_from_row(dict(zip(header, fields)), study, lookup)
         errors += [f"{filename}, line {line}: {e}" for e in row_errors + field_errors]
         if trial is not None:
-            trials.append(trial)
-    return trials, errors
+            rows.append((f"{filename}, line {line}", trial))
+    return rows, errors + trial_identity.repeated_rows(rows)
 
 
 def _header_errors(header: list[str]) -> list[str]:

@@ -97,7 +97,7 @@ def test_it_bulk_creates_trials_from_csv_and_names_bad_lines(client, alice, stud
     c = list(Clip.objects.filter(catalogue=study.catalogue))
     before = study.trials.count()
     good = (f"reference,candidate_a,candidate_b,instrument,catch_kind,expected,model_choice\n"
-            f"{c[0].token},{c[1].token},{c[2].token},drums,,,a\n"
+            f"{c[0].token},{c[1].token},{c[5].token},drums,,,a\n"
             f"{c[3].name},{c[4].pk},{c[3].pk},bass,identical,b,\n")  # fmt: skip
     url = reverse("studies:trials_csv", args=[study.pk])
     response = client.post(url, {"csv_file": SimpleUploadedFile("t.csv", good.encode())})
@@ -263,3 +263,104 @@ def test_a_trial_added_while_a_close_commits_is_refused(alice, study, how, monke
         "Study 'Drums and bass' is closed; it can no longer be changed."
     ]
     assert [e.kind for e in study.events.all()] == ["status"]
+
+
+def _one_trial(study, instrument="drums", **fields) -> dict:
+    ref, a, b = Clip.objects.filter(catalogue=study.catalogue).order_by("id")[4:7]  # no trial's
+    return {"reference": ref.pk, "candidate_a": a.pk, "candidate_b": b.pk,
+            "instrument": instrument, "catch_kind": "", "expected": "", "model_choice": "",
+            "model_margin": ""} | fields  # fmt: skip
+
+
+def test_a_trial_sent_twice_is_added_once_and_the_second_is_refused_saying_so(client, alice, study):
+    study.status = Study.Status.OPEN
+    study.save()
+    client.force_login(alice)
+    url = reverse("studies:trial_add", args=[study.pk])
+    assert client.post(url, _one_trial(study)).status_code == 302  # a double click
+    again = client.post(url, _one_trial(study))
+    assert again.status_code == 400
+    added = study.trials.latest("id")
+    assert again.context["form"].non_field_errors() == [
+        f"This trial is already in the study as trial {added.pk} (reference {added.reference_id}, "
+        f"candidates {added.candidate_a_id} and {added.candidate_b_id}, drums, main); nothing was "
+        "added. For a second look at the same clips, add a repeat (Add repeats with A/B swapped)."
+    ]
+    # the same clips with the candidates swapped are the same trial (positions are balanced)
+    swapped = _one_trial(study, candidate_a=added.candidate_b_id, candidate_b=added.candidate_a_id)
+    assert client.post(url, swapped).status_code == 400
+    # another kind (a practice trial) or instrument on these clips is another trial
+    assert client.post(url, _one_trial(study, instrument="bass")).status_code == 302
+    assert study.events.filter(kind="trials").count() == 1 + 0 + 1
+
+
+def test_a_trials_csv_sent_twice_adds_its_trials_once(client, alice, study):
+    study.status = Study.Status.OPEN
+    study.save()
+    client.force_login(alice)
+    c = list(Clip.objects.filter(catalogue=study.catalogue).order_by("id"))
+    body = (f"reference,candidate_a,candidate_b,instrument\n{c[0].pk},{c[3].pk},{c[5].pk},drums\n"
+            f"{c[1].pk},{c[4].pk},{c[6].pk},bass\n")  # fmt: skip
+    url = reverse("studies:trials_csv", args=[study.pk])
+    before = study.trials.count()
+    assert client.post(url, _csv_upload(body)).status_code == 302
+    again = client.post(url, _csv_upload(body))
+    assert again.status_code == 400
+    errors = again.context["csv_form"].errors["csv_file"]
+    first = study.trials.order_by("id")[before]
+    assert errors[0] == (
+        f"more.csv, line 2: the same trial as trial {first.pk} (reference {c[0].pk}, candidates "
+        f"{c[3].pk} and {c[5].pk}, drums, main); expected each trial once (for a second look at "
+        "the same clips, add a repeat)"
+    )
+    assert len(errors) == 2 and study.trials.count() == before + 2
+
+
+def test_a_trials_csv_naming_one_trial_twice_is_refused_naming_both_lines(client, alice, study):
+    client.force_login(alice)
+    c = list(Clip.objects.filter(catalogue=study.catalogue).order_by("id"))
+    body = (f"reference,candidate_a,candidate_b,instrument\n{c[0].pk},{c[3].pk},{c[5].pk},drums\n"
+            f"{c[0].pk},{c[5].pk},{c[3].pk},drums\n")  # fmt: skip
+    before = study.trials.count()
+    response = client.post(reverse("studies:trials_csv", args=[study.pk]), _csv_upload(body))
+    assert response.status_code == 400
+    assert response.context["csv_form"].errors["csv_file"] == [
+        f"more.csv, line 3: the same trial as line 2 (reference {c[0].pk}, candidates {c[5].pk} "
+        f"and {c[3].pk}, drums, main); expected each trial once (for a second look at the same "
+        "clips, add a repeat)"
+    ]
+    assert study.trials.count() == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_trial_sent_twice_at_once_is_added_once(alice, study):
+    gate, codes = threading.Barrier(2), []
+    data = _one_trial(study)
+
+    def click():
+        c = Client()
+        c.force_login(alice)
+        gate.wait()
+        codes.append(c.post(reverse("studies:trial_add", args=[study.pk]), data).status_code)
+        connection.close()
+
+    before = study.trials.count()
+    threads = [threading.Thread(target=click) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(codes) == [302, 400] and study.trials.count() == before + 1
+
+
+def test_the_add_and_csv_forms_are_sent_once_by_a_script_that_disables_their_button(
+    client, alice, study
+):
+    client.force_login(alice)
+    html = client.get(reverse("studies:trials", args=[study.pk])).content.decode()
+    for view in ("trial_add", "trials_csv", "trials_random", "trials_repeats"):
+        form = re.search(
+            rf'<form [^>]*action="{reverse(f"studies:{view}", args=[study.pk])}"[^>]*>', html
+        )
+        assert form and "data-submit-once" in form.group(0), view
+    assert 'src="/static/studies/submit-once.js"' in html

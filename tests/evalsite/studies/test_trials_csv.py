@@ -27,7 +27,7 @@ def test_it_names_the_line_of_a_bad_row_below_a_blank_line(study):
         HEADER
         + f"{c[0].token},{c[1].token},{c[2].token},drums\n"
         + "\n"  # line 3
-        + f"{c[0].token},{c[1].token},{c[2].token},drums\n"
+        + f"{c[0].token},{c[1].token},{c[3].token},drums\n"
         + f"nope,{c[1].token},{c[2].token},drums\n"  # line 5
     )
     trials, errors = parse_trials_csv(text, "t.csv", study, study.owner)
@@ -58,7 +58,7 @@ def test_it_reads_the_empty_trailing_columns_a_spreadsheet_writes(study):
     )
     trials, errors = parse_trials_csv(text, "sheet.csv", study, study.owner)
     assert errors == [] and [t.instrument for t in trials] == ["drums", "bass"]
-    trials, errors = parse_trials_csv(text + f"{c[0].token},{c[1].token},{c[2].token},bass,,x\n",
+    trials, errors = parse_trials_csv(text + f"{c[0].token},{c[1].token},{c[3].token},bass,,x\n",
                                       "sheet.csv", study, study.owner)  # fmt: skip
     assert errors == [
         "sheet.csv, line 4: column 6 = 'x': 6 fields, the header has 4; "
