@@ -16,7 +16,7 @@ import random
 import secrets
 from collections.abc import Collection
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -72,11 +72,36 @@ def resume(p: Participant, user_agent: str) -> Participant:
     return p
 
 
+class StatusChanged(Exception):
+    """The study's status is no longer the one the entry was let in under (a Close or Pause
+    committed meanwhile): no participant was made. `status`: the study's status now."""
+
+    def __init__(self, status: str):
+        super().__init__(f"the study is {status} now")
+        self.status = status
+
+
+def _status_locked(study: Study) -> str:
+    """The study's status, its row locked FOR KEY SHARE until the transaction ends: the weakest
+    lock, the one the participant's INSERT takes anyway (its foreign key), so entries never wait
+    for each other, while a status change (FOR UPDATE, experimenter.study_status) waits for the
+    entries under way, and an entry that comes after it waits for it and reads the new status."""
+    share = " FOR KEY SHARE" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT status FROM {Study._meta.db_table} WHERE id = %s{share}", [study.pk]
+        )
+        (status,) = cursor.fetchone()
+    return status
+
+
 def create(study: Study, params: dict, user_agent: str, language: str) -> Participant | None:
     """A new participant entering by the study link (at `full` at once when the study is known
     to be full, `design_fill.known_full`). None when another entry with the same recruitment id
     made it since this one looked (a double click, two tabs): the database holds one
-    participant per id (Participant's constraints); find_existing now finds that one."""
+    participant per id (Participant's constraints); find_existing now finds that one.
+    StatusChanged when the study's status changed since `study` was read (it is checked again,
+    under the study's row lock, as the participant is inserted)."""
     ids = _recruitment_ids(params)
     p = Participant(
         study=study,
@@ -89,6 +114,8 @@ def create(study: Study, params: dict, user_agent: str, language: str) -> Partic
     )
     try:
         with transaction.atomic():  # a savepoint: the entry goes on after a refused INSERT
+            if (now := _status_locked(study)) != study.status:
+                raise StatusChanged(now)
             p.save(force_insert=True)
     except IntegrityError:
         if not (ids["prolific_pid"] or ids["external_pid"]):

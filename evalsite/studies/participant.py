@@ -49,6 +49,17 @@ BINDING_COOKIE = "csn_participants"
 SESSION_KEY = "csn_participants"
 
 
+def _not_accepting(request: HttpRequest, study: Study, status: str) -> HttpResponse:
+    """The page refusing a newcomer to a study with `status` (not open)."""
+    translation.activate(page_language(study, request))
+    if status == Study.Status.CLOSED:  # final (no reopening): nothing to come back to
+        return refused(request, _(
+            "This study is no longer accepting participants. Thank you for your interest. "
+            "You can close this page."
+        ))  # fmt: skip
+    return refused(request, _("This study is not open at the moment. Please try again later."))
+
+
 @no_store
 @require_http_methods(["GET", "HEAD", "POST"])
 def entry(request: HttpRequest, slug: str) -> HttpResponse:
@@ -78,13 +89,7 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
     else:
         allowed = study.is_open or found is not None
     if not allowed:
-        translation.activate(page_language(study, request))
-        if study.status == Study.Status.CLOSED:  # final (no reopening): nothing to come back to
-            return refused(request, _(
-                "This study is no longer accepting participants. Thank you for your interest. "
-                "You can close this page."
-            ))  # fmt: skip
-        return refused(request, _("This study is not open at the moment. Please try again later."))
+        return _not_accepting(request, study, study.status)
     if found is None and request.method != "POST":
         return render_welcome(request, study)  # nothing stored (the docstring says why)
     key = ""  # the hashed address a new participant is counted under (entry_limit)
@@ -101,7 +106,10 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
     # every parameter is kept (docs/site.md), but one that cannot be stored (NUL in its name or
     # value: not one a recruitment system sends) is dropped
     params = {k: v for k, v in request.GET.dict().items() if storable(k) and storable(v)}
-    p = flow.create(study, params, user_agent, language) if found is None else None
+    try:
+        p = flow.create(study, params, user_agent, language) if found is None else None
+    except flow.StatusChanged as changed:  # closed or paused since `allowed` was decided
+        return _not_accepting(request, study, changed.status)
     if p is None:
         # Not created: another entry with the same id made the participant since `found` was
         # looked up (a double click, two tabs); it is resumed by the same rules.

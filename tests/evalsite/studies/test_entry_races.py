@@ -14,7 +14,7 @@ from django.test import Client
 from django.urls import reverse
 
 from evalsite.studies import flow, participant
-from evalsite.studies.models import Participant
+from evalsite.studies.models import Participant, Study
 from tests.evalsite.studies.conftest import enter, make_study
 from tests.evalsite.studies.participant_steps import DESKTOP_UA
 
@@ -182,3 +182,69 @@ def test_the_migration_names_the_participants_sharing_an_id_instead_of_failing_o
     finally:  # the schema as the other tests expect it
         old.objects.filter(prolific_pid="pp-dup").delete()
         MigrationExecutor(connection).migrate(latest)
+
+
+@pytest.mark.parametrize(
+    ("action", "said"),
+    [
+        ("close", "This study is no longer accepting participants."),
+        ("pause", "This study is not open at the moment."),
+    ],
+)
+def test_a_newcomer_entering_while_a_close_or_pause_commits_is_refused(
+    listening_study, experimenter, monkeypatch, action, said
+):
+    """The Close (or Pause) commits after the entry read the study open, before its insert."""
+    owner = Client()
+    owner.force_login(experimenter)
+    counted = participant.address_key
+
+    def status_change_meanwhile(request, study):
+        posted = {"action": action, "confirm": "yes"}
+        owner.post(reverse("studies:study_status", args=[study.pk]), posted)
+        return counted(request, study)
+
+    monkeypatch.setattr(participant, "address_key", status_change_meanwhile)
+    link = reverse("studies:entry", args=[listening_study.slug])
+    response = Client().post(f"{link}?pid=late")
+    listening_study.refresh_from_db()
+    assert listening_study.status != Study.Status.OPEN
+    assert response.status_code == 403 and said in response.content.decode()
+    assert not Participant.objects.filter(study=listening_study, external_pid="late").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_newcomer_starts_a_study_after_its_close_committed(listening_study, experimenter):
+    """Entries and a Close sent at once: each newcomer is made before the Close commits (and may
+    finish), or is refused; none is made in the closed study."""
+    from django.utils import timezone
+
+    owner = Client()
+    owner.force_login(experimenter)
+    link = reverse("studies:entry", args=[listening_study.slug])
+    status = reverse("studies:study_status", args=[listening_study.pk])
+    for round_ in range(10):
+        Study.objects.filter(pk=listening_study.pk).update(status=Study.Status.OPEN)
+        gate, closed_at = threading.Barrier(2), []
+
+        def newcomer(gate: threading.Barrier, pid: str) -> None:
+            gate.wait()
+            Client().post(f"{link}?pid={pid}")
+            connection.close()
+
+        def close(gate: threading.Barrier, closed_at: list) -> None:
+            gate.wait()
+            owner.post(status, {"action": "close", "confirm": "yes"})
+            closed_at.append(timezone.now())  # its response is back: committed
+            connection.close()
+
+        threads = [
+            threading.Thread(target=newcomer, args=(gate, f"late{round_}")),
+            threading.Thread(target=close, args=(gate, closed_at)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        made = Participant.objects.filter(study=listening_study, external_pid=f"late{round_}")
+        assert not made.filter(started_at__gt=closed_at[0]).exists(), f"round {round_}"
