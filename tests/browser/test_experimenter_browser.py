@@ -15,6 +15,7 @@ import pytest
 
 from evalsite.studies.models import Answer, Participant, Study
 from tests.browser.participant_steps import answer_every_trial, listen_all, through_calibration
+from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
 from tests.evalsite.studies.experimenter_personas import PASSWORD, wav_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -151,3 +152,50 @@ def test_a_study_made_here_is_taken_end_to_end_and_exported_with_each_answer_onc
     assert {int(trial) for _, trial in pairs} == set(chosen)  # and every answer given
     assert {int(r["trial"]): r["chosen_position"] for r in rows} == chosen
     assert {r["is_practice"] for r in rows} == {"True", "False"}
+
+
+def test_add_trial_disables_its_button_while_the_trial_is_sent(
+    context, live_server, alice, study, settings, monkeypatch
+):
+    """The Trials page's forms disable their button once sent (static/studies/submit-once.js),
+    so a second click while a slow request is under way sends nothing. (Chromium itself drops a
+    second submit of a form whose first is pending; other browsers and a click after a stopped
+    load do not, and the server refuses the repeat either way: trial_identity.)"""
+    import time
+
+    from evalsite.stimuli.models import Clip
+    from evalsite.studies import experimenter_trials
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    study.status = Study.Status.OPEN
+    study.save()
+    lock = experimenter_trials.lock_editable
+
+    def slow_lock(request, locked_study):  # a busy server: the second click comes in time
+        time.sleep(0.8)
+        return lock(request, locked_study)
+
+    monkeypatch.setattr(experimenter_trials, "lock_editable", slow_lock)
+    page = context.new_page()
+    page.goto(f"{live_server.url}/studies/{study.pk}/trials/")
+    page.fill("#id_username", "alice")
+    page.fill("#id_password", PASSWORD)
+    page.click("main button[type=submit]")
+    page.wait_for_selector("h1:text('Trials')")
+    ref, a, b = Clip.objects.filter(catalogue=study.catalogue).order_by("id")[4:7]  # no trial's
+    page.click("summary:text('Add one trial')")
+    form = "form[action$='/trials/add/']"
+    for field, clip in (("reference", ref), ("candidate_a", a), ("candidate_b", b)):
+        page.select_option(f"{form} select[name={field}]", str(clip.pk))
+    before = study.trials.count()
+    disabled = page.evaluate(
+        """form => new Promise(done => {
+            const button = document.querySelector(form + " button[type=submit]");
+            button.click();  // the request is under way for a while (slow_lock)
+            setTimeout(() => done(button.disabled), 50);
+        })""",
+        form,
+    )
+    page.wait_for_selector("text=/Trial \\d+ added\\./")
+    assert disabled is True
+    assert study.trials.count() == before + 1
