@@ -27,14 +27,14 @@ SALT = "evalsite.studies.study_edit.version"
 def version(study: Study) -> str:
     """The version a settings page loaded now carries (hidden field `version`)."""
     last = study.events.order_by("-id").values_list("id", flat=True).first() or 0
-    return signing.dumps({"state": _plain(history.state(study)), "event": last}, salt=SALT,
-                         compress=True)  # fmt: skip
+    return signing.dumps({"state": _plain(history.state(study)), "event": last},
+                         salt=f"{SALT}:{study.pk}", compress=True)  # fmt: skip
 
 
-def loaded(value: str) -> tuple[dict, int]:
+def loaded(value: str, study_pk: int) -> tuple[dict, int]:
     """(state, latest event id) a page's version was made from; raises signing.BadSignature
-    for a value the site did not make."""
-    data = signing.loads(value, salt=SALT)
+    for a value the site did not make for that study (another study's page's, or edited)."""
+    data = signing.loads(value, salt=f"{SALT}:{study_pk}")
     return data["state"], int(data["event"])
 
 
@@ -56,7 +56,7 @@ def conflict(form, current: Study) -> Conflict | None:
     posted = form.cleaned_data.get("version")
     if not posted:
         return None
-    was, last_event = loaded(posted)
+    was, last_event = loaded(posted, current.pk)
     now = _plain(history.state(current))
     others = {k: now.get(k) for k in was.keys() | now.keys() if was.get(k) != now.get(k)}
     if not others:

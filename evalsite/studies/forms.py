@@ -284,10 +284,11 @@ class StudyForm(forms.ModelForm):
         value = self.cleaned_data["version"]
         if value:
             try:
-                edit_conflicts.loaded(value)
+                edit_conflicts.loaded(value, self.instance.pk)
             except signing.BadSignature:
                 raise forms.ValidationError(
-                    "This page's version is not one the site made; reload the page and edit again."
+                    "This page's version is not one the site made for this study; reload the "
+                    "page and edit again."
                 ) from None
         return value
 

@@ -193,13 +193,17 @@ def test_a_stale_owner_page_keeps_the_catalogue_the_first_upload_made(alice, car
     assert (study.catalogue_id, study.description) == (catalogue, "Instructions.")
 
 
-def test_a_page_version_that_is_not_the_sites_is_refused(alice, study):
+@pytest.mark.parametrize("whose", ["forged", "another study's"])
+def test_a_page_version_that_is_not_the_sites_for_the_study_is_refused(alice, study, whose):
     owner = _logged_in(alice)
-    page = page_values(owner, study) | {"version": "forged", "description": "x"}
+    other = Study.objects.create(owner=alice, name="Other", instruments=["drums"])
+    version = {"forged": "forged", "another study's": page_values(owner, other)["version"]}[whose]
+    page = page_values(owner, study) | {"version": version, "description": "x"}
     response = _edit(owner, study, page)
     assert response.status_code == 200
     assert response.context["form"].errors["version"] == [
-        "This page's version is not one the site made; reload the page and edit again."
+        "This page's version is not one the site made for this study; reload the page and edit "
+        "again."
     ]
     study.refresh_from_db()
     assert study.description == ""
