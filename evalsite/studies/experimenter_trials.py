@@ -141,6 +141,11 @@ def trials_random(request: HttpRequest, pk: int) -> HttpResponse:
                 practice=study.setting("practice_trials"),
                 catch_per_kind=data["catch_per_kind"],
             )
+            # Checked under the lock the draw took (held until this block ends): closed since
+            # the first check, the draw and any catalogue made for it are undone.
+            if not lock_editable(request, study):
+                transaction.set_rollback(True)
+                return redirect("studies:trials", pk=study.pk)
             what = {"added": len(made), "how": "random", **data}
             history.record(study, request.user, history.Kind.TRIALS, what)
     except DesignError as exc:

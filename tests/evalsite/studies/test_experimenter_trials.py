@@ -364,3 +364,27 @@ def test_the_add_and_csv_forms_are_sent_once_by_a_script_that_disables_their_but
         )
         assert form and "data-submit-once" in form.group(0), view
     assert 'src="/static/studies/submit-once.js"' in html
+
+
+def test_a_draw_while_a_close_commits_is_refused(alice, study, monkeypatch):
+    from evalsite.studies.forms import RandomTrialsForm
+
+    empty = Study.objects.create(owner=alice, name="empty", instruments=["drums", "bass"],
+                                 catalogue=study.catalogue)  # fmt: skip
+    drawing, closing = Client(), Client()
+    drawing.force_login(alice)
+    closing.force_login(alice)
+    validate = RandomTrialsForm.is_valid
+
+    def close_meanwhile(form):
+        closing.post(reverse("studies:study_status", args=[empty.pk]),
+                     {"action": "close", "confirm": "yes"})  # fmt: skip
+        return validate(form)
+
+    monkeypatch.setattr(RandomTrialsForm, "is_valid", close_meanwhile)
+    data = {"per_instrument": 1, "catch_per_kind": 0, "seed": 0}
+    response = drawing.post(reverse("studies:trials_random", args=[empty.pk]), data)
+    empty.refresh_from_db()
+    assert empty.status == Study.Status.CLOSED and not empty.trials.exists()
+    assert response.status_code == 302
+    assert [e.kind for e in empty.events.all()] == ["status"]
