@@ -11,3 +11,4 @@ class ReportsConfig(AppConfig):
         # Load the project's Celery app with Django so @shared_task binds to it (evalsite/__init__
         # no longer imports it eagerly, to keep evalsite.reports.analysis free of Django).
         from evalsite import celery  # noqa: F401
+        from evalsite.reports import signals  # noqa: F401  (trial changes queue the report)

@@ -12,17 +12,16 @@ import pandas as pd
 from django.db import transaction
 from django.utils import timezone
 
-from evalsite.reports.analysis import ReportConfig, build_report
+from evalsite.reports.analysis import build_report
 from evalsite.reports.analysis.__main__ import read_answers
-from evalsite.reports.analysis.exclusions import ExclusionRules
-from evalsite.reports.analysis.inputs import CONDITIONS
 from evalsite.reports.analysis.report import Report
 from evalsite.reports.bundle import make_bundle
 from evalsite.reports.models import ReportSnapshot, ReportState
 from evalsite.reports.rendering.plots import plot_makers
-from evalsite.reports.tasks import report_settings, schedule_report
+from evalsite.reports.study_config import report_config_for
+from evalsite.reports.tasks import schedule_report
 from evalsite.studies.db_snapshot import read_snapshot
-from evalsite.studies.design import most_main_trials, realised_design
+from evalsite.studies.design import realised_design
 from evalsite.studies.export import to_csv
 from evalsite.studies.export_answers import answers_dataframe
 from evalsite.studies.export_provenance import config_snapshot
@@ -30,42 +29,7 @@ from evalsite.studies.models import Study
 
 log = logging.getLogger(__name__)
 
-# Study.settings["exclusion"] keys that map onto ExclusionRules fields of the same name.
-RULE_KEYS = set(ExclusionRules.__dataclass_fields__)
 KEEP_BUNDLES = 3
-
-
-def report_config_for(study: Study) -> tuple[ReportConfig, list[str]]:
-    """The study's pre-registered exclusion rules (Study.settings["exclusion"]), report
-    settings (Study.settings["report"]: ReportConfig fields), instruments (the config's
-    planned_instruments) and the main trials per instrument its design gives one participant
-    (design_main_trials), with notes on ignored keys."""
-    notes, read = [], report_settings(study)
-    raw = dict(read["exclusion"] or {})
-    unknown = sorted(set(raw) - RULE_KEYS)
-    if unknown:
-        notes.append(f"study settings 'exclusion': keys {unknown} are not rules the report knows")
-    rules = {k: v for k, v in raw.items() if k in RULE_KEYS}
-    if read["screening"] is False:
-        rules["require_screening"] = False
-    extra = dict(read["report"] or {})
-    if "planned_instruments" in extra:
-        notes.append(
-            "study settings 'report': planned_instruments ignored; the report reads the "
-            "study's instruments"
-        )
-    extra["rules"] = rules
-    planned = read["instruments"] if isinstance(read["instruments"], list) else []
-    known = [name for name in planned if name in CONDITIONS]
-    if known != planned or not isinstance(read["instruments"], list):
-        notes.append(  # saved before the study checked them (raw JSON in the admin)
-            f"study instruments {read['instruments']!r}: expected names from "
-            f"{', '.join(CONDITIONS)}; the others are left out of planned_instruments"
-        )
-    extra["planned_instruments"] = list(dict.fromkeys(known))
-    # what the power plan plans at: one main trial per instrument and reference per participant
-    extra["design_main_trials"] = most_main_trials(study)
-    return ReportConfig.from_dict(extra), notes
 
 
 def answers_csv(study: Study) -> bytes:

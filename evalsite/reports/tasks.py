@@ -38,7 +38,7 @@ from evalsite.reports.models import ReportState
 
 log = logging.getLogger(__name__)
 STALE_AFTER = timedelta(minutes=15)  # a pending request older than this is queued again
-# The study settings the report reads (services.report_config_for): a change recomputes it, as
+# The study settings the report reads (study_config.report_config_for): a change recomputes it, as
 # does a change of the study's instruments (report_settings).
 REPORT_SETTINGS = ("exclusion", "screening", "report")
 QUEUING_FAILED = "queuing failed"

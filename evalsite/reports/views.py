@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 from evalsite.reports.analysis.report import table_frame
 from evalsite.reports.models import ReportSnapshot, ReportState
 from evalsite.reports.rendering.summary import config_level, note, rounded, table_names, title
+from evalsite.reports.study_config import changes_since
 from evalsite.reports.tasks import queue_failure, schedule_report
 from evalsite.studies.models import Answer, Study
 
@@ -77,6 +78,7 @@ def report_page(request: HttpRequest, key: str) -> HttpResponse:
     study = _study(request, key)
     snap = _latest(study)
     state = ReportState.objects.filter(study=study).first()
+    no_answers = not _has_answers(study)
     tables = []
     if snap is not None:
         frames = {name: _frame(snap, name) for name in snap.tables}
@@ -96,7 +98,9 @@ def report_page(request: HttpRequest, key: str) -> HttpResponse:
         "study": study,
         "snap": snap,
         # Waiting for answers is no error: the page says so in place of the snapshot's error.
-        "no_answers": not _has_answers(study),
+        "no_answers": no_answers,
+        # What the study changed since (its trials, rules...): shown until a recomputation.
+        "outdated": changes_since(study, snap) if snap and not no_answers else [],
         "no_answers_text": NO_ANSWERS,
         "pending": bool(state and state.pending),
         "failed": state if state and state.failed_at else None,  # the report may be stale

@@ -12,6 +12,7 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.urls import reverse
 
@@ -262,3 +263,73 @@ def test_it_recomputes_the_report_when_the_study_gains_an_instrument(
     assert len(queued) == 1  # the report names piano as an instrument without answers
     sim_study.refresh_from_db()
     assert "piano" in services.report_config_for(sim_study)[0].planned_instruments
+
+
+def _new_reference_trial(study, how: str) -> dict:
+    """A main drums trial whose reference no drums trial has yet: one more main trial per
+    participant (design_main_trials), posted to the Trials page's form or CSV upload."""
+    used = set(study.trials.filter(instrument="drums").values_list("reference_id", flat=True))
+    ref, a, b = study.catalogue.clips.exclude(pk__in=used).order_by("id")[:3]
+    if how == "form":
+        url = reverse("studies:trial_add", args=[study.pk])
+        return {"path": url, "data": {"reference": ref.pk, "candidate_a": a.pk,
+                "candidate_b": b.pk, "instrument": "drums", "catch_kind": "", "expected": "",
+                "model_choice": "a", "model_margin": ""}}  # fmt: skip
+    text = (
+        "reference,candidate_a,candidate_b,instrument,model_choice\n"
+        f"{ref.pk},{a.pk},{b.pk},drums,a\n"
+    )
+    upload = SimpleUploadedFile("more.csv", text.encode())
+    return {"path": reverse("studies:trials_csv", args=[study.pk]), "data": {"csv_file": upload}}
+
+
+@pytest.mark.parametrize("how", ["form", "csv"])
+def test_it_recomputes_the_report_when_the_studys_trials_change_what_it_plans_at(
+    client, alice, sim_study, django_capture_on_commit_callbacks, how
+):
+    first = ReportSnapshot.objects.get(pk=recompute_report(sim_study.pk))
+    assert first.config["design_main_trials"] == {"drums": 5, "guitar": 5}
+    client.force_login(alice)
+    page = reverse("reports:page", args=[sim_study.pk])
+    assert 'data-testid="report-outdated"' not in client.get(page).content.decode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(**_new_reference_trial(sim_study, how)).status_code == 302
+    assert ReportState.objects.get(study=sim_study).pending
+    shown = client.get(page).content.decode()
+    assert "A recomputation is queued." in shown
+    assert re.search(r'data-testid="report-outdated">[^<]*main trials per participant', shown)
+
+    snap = ReportSnapshot.objects.get(pk=recompute_report(sim_study.pk))  # the queued run
+    assert snap.config["design_main_trials"] == {"drums": 6, "guitar": 5}
+    assert 'data-testid="report-outdated"' not in client.get(page).content.decode()
+
+
+def test_it_queues_nothing_for_a_trial_that_changes_nothing_the_report_reads(
+    client, alice, sim_study, django_capture_on_commit_callbacks
+):
+    recompute_report(sim_study.pk)
+    client.force_login(alice)
+    ref = sim_study.trials.filter(instrument="drums", is_catch=False).first().reference
+    a, b = sim_study.catalogue.clips.exclude(pk=ref.pk).order_by("id")[:2]
+    data = {"reference": ref.pk, "candidate_a": a.pk, "candidate_b": b.pk, "instrument": "drums",
+            "catch_kind": "", "expected": "", "model_choice": "a", "model_margin": ""}  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):  # a reference drums already has
+        assert (
+            client.post(reverse("studies:trial_add", args=[sim_study.pk]), data).status_code == 302
+        )
+    assert not ReportState.objects.filter(study=sim_study, pending=True).exists()
+
+
+def test_it_shows_a_report_out_of_date_after_a_trial_changed_outside_the_trials_page(
+    client, alice, sim_study
+):
+    recompute_report(sim_study.pk)
+    # As the Django admin's trial page saves it: no history entry, nothing queued.
+    trial = sim_study.trials.filter(instrument="guitar", is_catch=False).first()
+    trial.instrument = "drums"
+    trial.save()
+    client.force_login(alice)
+    shown = client.get(reverse("reports:page", args=[sim_study.pk])).content.decode()
+    assert re.search(r'data-testid="report-outdated">[^<]*main trials per participant', shown)
+    assert "press Recompute now" in shown

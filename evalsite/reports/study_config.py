@@ -1,0 +1,85 @@
+"""The report's config from a study (`report_config_for`: its settings, instruments and what its
+trials give), and whether a stored report was computed with the config the study gives now
+(`changes_since`): the report's freshness key apart from its answers. Kept apart from `services`
+(the computation, with its plots) so that the report page reads it without loading them."""
+
+from __future__ import annotations
+
+import json
+
+from evalsite.reports.analysis import ReportConfig
+from evalsite.reports.analysis.exclusions import ExclusionRules
+from evalsite.reports.analysis.inputs import CONDITIONS
+from evalsite.reports.models import ReportSnapshot
+from evalsite.reports.tasks import report_settings, schedule_report
+from evalsite.studies.design import most_main_trials
+from evalsite.studies.models import Study
+
+# Study.settings["exclusion"] keys that map onto ExclusionRules fields of the same name.
+RULE_KEYS = set(ExclusionRules.__dataclass_fields__)
+# How the report page names a config field in which the study changed since its report was
+# computed (`changes_since`); any other field is one of the study's report settings.
+CHANGED = {
+    "design_main_trials": "main trials per participant (from its trials)",
+    "planned_instruments": "instruments",
+    "rules": "exclusion rules",
+}
+
+
+def report_config_for(study: Study) -> tuple[ReportConfig, list[str]]:
+    """The study's pre-registered exclusion rules (Study.settings["exclusion"]), report
+    settings (Study.settings["report"]: ReportConfig fields), instruments (the config's
+    planned_instruments) and the main trials per instrument its design gives one participant
+    (design_main_trials), with notes on ignored keys."""
+    notes, read = [], report_settings(study)
+    raw = dict(read["exclusion"] or {})
+    unknown = sorted(set(raw) - RULE_KEYS)
+    if unknown:
+        notes.append(f"study settings 'exclusion': keys {unknown} are not rules the report knows")
+    rules = {k: v for k, v in raw.items() if k in RULE_KEYS}
+    if read["screening"] is False:
+        rules["require_screening"] = False
+    extra = dict(read["report"] or {})
+    if "planned_instruments" in extra:
+        notes.append(
+            "study settings 'report': planned_instruments ignored; the report reads the "
+            "study's instruments"
+        )
+    extra["rules"] = rules
+    planned = read["instruments"] if isinstance(read["instruments"], list) else []
+    known = [name for name in planned if name in CONDITIONS]
+    if known != planned or not isinstance(read["instruments"], list):
+        notes.append(  # saved before the study checked them (raw JSON in the admin)
+            f"study instruments {read['instruments']!r}: expected names from "
+            f"{', '.join(CONDITIONS)}; the others are left out of planned_instruments"
+        )
+    extra["planned_instruments"] = list(dict.fromkeys(known))
+    # what the power plan plans at: one main trial per instrument and reference per participant
+    extra["design_main_trials"] = most_main_trials(study)
+    return ReportConfig.from_dict(extra), notes
+
+
+def changes_since(study: Study, snap: ReportSnapshot) -> list[str]:
+    """What the study gives its report now that `snap` was not computed with, as CHANGED names
+    it ([] when none): the config `report_config_for` makes now against the one the snapshot
+    stored, field by field as JSON. This is the report's freshness key apart from the answers:
+    a change of the study's trials changes design_main_trials. One query (the trials)."""
+    try:
+        config, _ = report_config_for(study)
+    except (TypeError, ValueError) as exc:  # report settings saved as raw JSON in the admin
+        return [f"report settings (they cannot be read: {exc})"]
+    now = json.loads(json.dumps(config.to_dict()))  # as stored: tuples are lists
+    stored = snap.config or {}
+    fields = sorted(k for k in now.keys() | stored.keys() if now.get(k) != stored.get(k))
+    return list(dict.fromkeys(CHANGED.get(k, "report settings") for k in fields))
+
+
+def recompute_if_out_of_date(study_id: int) -> bool:
+    """Queue a recomputation (`schedule_report`, as a settings edit does) when the study's
+    latest report was computed with another config than the study gives now; False when it was
+    not queued (none computed yet: answers queue the first)."""
+    snap = ReportSnapshot.objects.filter(study_id=study_id).order_by("-computed_at").first()
+    study = Study.objects.filter(pk=study_id).first()
+    if snap is None or study is None or not changes_since(study, snap):
+        return False
+    return schedule_report(study_id, countdown=0)
