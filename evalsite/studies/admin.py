@@ -1,6 +1,7 @@
+from django import forms
 from django.contrib import admin
 
-from evalsite.studies import flow_withdraw
+from evalsite.studies import flow_screening, flow_withdraw
 from evalsite.studies.models import (
     Answer,
     Assignment,
@@ -36,8 +37,28 @@ class TakesRecordAdmin(admin.ModelAdmin):
         return to_delete, counts, perms_needed, protected
 
 
+class StudyAdminForm(forms.ModelForm):
+    """The study's raw settings JSON, refused where the settings page would refuse the change
+    participants under way depend on (the loudness target: `flow_screening`)."""
+
+    class Meta:
+        model = Study
+        fields = "__all__"  # noqa: DJ007  (the admin shows every field, status read-only)
+
+    def clean_settings(self):
+        value = self.cleaned_data["settings"]
+        if isinstance(value, dict) and "loudness_target_lufs" in value:
+            target = value["loudness_target_lufs"]
+        else:  # left out: the default, as Study.setting reads it
+            target = Study(settings={}).setting("loudness_target_lufs")
+        if why := flow_screening.loudness_target_refusal(self.instance, target):
+            raise forms.ValidationError(f"loudness_target_lufs: {why}")
+        return value
+
+
 @admin.register(Study)
 class StudyAdmin(TakesRecordAdmin):
+    form = StudyAdminForm
     list_display = ("name", "owner", "status", "created_at")
     list_filter = ("status",)
     search_fields = ("name", "slug")

@@ -32,6 +32,27 @@ def calibrated_participants(study: Study) -> int:
     return study.participants.filter(calibrated, is_preview=False).distinct().count()
 
 
+def loudness_target_refusal(study: Study, value) -> str:
+    """Why `study`'s loudness target may not become `value` ("" when it may): participants have
+    set their volume at the current one (`calibrated_participants`), and the rest of their trials
+    (a trial's clips loaded after the save) would play at another level, while the export records
+    one target. The settings form (StudyForm) and the Django admin's raw settings refuse it."""
+    current = float(study.setting("loudness_target_lufs"))
+    if not study.pk or value == current:
+        return ""
+    n = calibrated_participants(study)
+    if not n:
+        return ""
+    return (
+        f"{n} participant{' has' if n == 1 else 's have'} set their volume at "
+        f"{current:.1f} LUFS (the volume calibration): a new target would play the rest "
+        "of their trials at another level than they set their volume for, and the "
+        f"export could not tell which answers were heard at which. Keep {current:.1f}; "
+        "for another target, make a new study with the new target (and close this one "
+        "when you stop recruiting to it)."
+    )
+
+
 def leave_calibration(p: Participant) -> None:
     """Go on to the screening, whose kinds are fixed now for this participant (in
     `p.screening["kinds"]`: a study edited meanwhile changes the screening of those who have not

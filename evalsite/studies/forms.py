@@ -319,22 +319,10 @@ class StudyForm(forms.ModelForm):
 
     def clean_loudness_target_lufs(self):
         """The target, refusing a new one once participants have set their volume at the current
-        one: the rest of their trials (a trial's clips loaded after the save) would play at
-        another level than they set their volume for, and the export records one target."""
+        one (`flow_screening.loudness_target_refusal`, which the admin applies too)."""
         value = self.cleaned_data["loudness_target_lufs"]
-        current = float(self.instance.setting("loudness_target_lufs"))
-        if not self.instance.pk or value == current:
-            return value
-        n = flow_screening.calibrated_participants(self.instance)
-        if n:
-            raise forms.ValidationError(
-                f"{n} participant{' has' if n == 1 else 's have'} set their volume at "
-                f"{current:.1f} LUFS (the volume calibration): a new target would play the rest "
-                "of their trials at another level than they set their volume for, and the "
-                f"export could not tell which answers were heard at which. Keep {current:.1f}; "
-                "for another target, make a new study with the new target (and close this one "
-                "when you stop recruiting to it)."
-            )
+        if why := flow_screening.loudness_target_refusal(self.instance, value):
+            raise forms.ValidationError(why)
         return value
 
     def clean(self):

@@ -4,6 +4,8 @@ play at another level than they calibrated to."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django import forms
 from django.urls import reverse
@@ -103,3 +105,53 @@ def test_a_researchers_preview_does_not_hold_the_target(client, listening_study)
     listening_study.refresh_from_db()
     Participant.objects.create(study=listening_study, seed=1, step="trials", is_preview=True)
     assert _edit(client, listening_study, loudness_target_lufs=-30).status_code == 302
+
+
+def _admin_save(client, django_user_model, study: Study, **settings):
+    """Post the study's Django admin page back as it shows it, with `settings` merged into the
+    raw settings JSON."""
+    root = django_user_model.objects.create_superuser("root", "root@example.org", "pw-123456")
+    client.force_login(root)
+    url = reverse("admin:studies_study_change", args=[study.pk])
+    form = client.get(url).context["adminform"].form
+    data = {}
+    for bound in form:
+        value = bound.value()
+        if value is None or bound.field.disabled:
+            continue
+        if isinstance(bound.field, forms.BooleanField):
+            if value:
+                data[bound.name] = "on"
+        elif isinstance(value, list | tuple):
+            data[bound.name] = [str(v) for v in value]
+        else:
+            data[bound.name] = str(value)
+    data["settings"] = json.dumps({**(study.settings or {}), **settings})
+    return client.post(url, data)
+
+
+def test_the_admin_refuses_a_new_loudness_target_once_a_participant_has_calibrated(
+    client, django_user_model, listening_study
+):
+    Participant.objects.create(study=listening_study, seed=1, step="trials")
+    Participant.objects.create(study=listening_study, seed=2, step="instructions")
+    response = _admin_save(client, django_user_model, listening_study, loudness_target_lufs=-35)
+    assert response.status_code == 200
+    (error,) = response.context["adminform"].form.errors["settings"]
+    assert error.startswith(
+        "loudness_target_lufs: 2 participants have set their volume at -23.0 LUFS (the volume "
+        "calibration)"
+    )
+    listening_study.refresh_from_db()
+    assert listening_study.setting("loudness_target_lufs") == -23.0
+
+
+def test_the_admin_saves_a_new_loudness_target_before_anyone_calibrated(
+    client, django_user_model, listening_study
+):
+    Participant.objects.create(study=listening_study, seed=1, step="consent")
+    Participant.objects.create(study=listening_study, seed=2, step="trials", is_preview=True)
+    response = _admin_save(client, django_user_model, listening_study, loudness_target_lufs=-30)
+    assert response.status_code == 302
+    listening_study.refresh_from_db()
+    assert listening_study.setting("loudness_target_lufs") == -30
