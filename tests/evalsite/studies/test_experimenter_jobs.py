@@ -108,6 +108,25 @@ def test_it_recomputes_an_answered_studys_model_choices_only_once_confirmed(
     assert StudyEvent.objects.get(kind="model_choices").user == alice
 
 
+def test_it_recomputes_the_report_of_an_answered_study_whose_model_choices_changed(
+    client, alice, answered_study, django_capture_on_commit_callbacks
+):
+    from evalsite.reports.models import ReportSnapshot
+    from evalsite.reports.tasks import recompute_report
+
+    study = answered_study
+    Study.objects.filter(pk=study.pk).update(status=Study.Status.OPEN)
+    first = ReportSnapshot.objects.get(pk=recompute_report(study.pk))
+    client.force_login(alice)
+    # The clips have no audio: every choice is cleared, and with it the agree column the report's
+    # consent reads; the queued recomputation runs at once (Celery is eager here).
+    _queue(client, study, "model-choices", {"confirm_answers": "on"},
+           capture=django_capture_on_commit_callbacks)  # fmt: skip
+    assert Job.objects.get().status == Job.Status.DONE
+    latest = ReportSnapshot.objects.filter(study=study).order_by("-computed_at").first()
+    assert latest.pk != first.pk and latest.input_sha256 != first.input_sha256
+
+
 def test_it_records_the_model_choices_it_computed_with_the_checkpoints_before_and_after(
     client, alice, settings, checkpoints, django_capture_on_commit_callbacks
 ):
