@@ -311,7 +311,12 @@ def test_it_queues_nothing_for_a_trial_that_changes_nothing_the_report_reads(
     recompute_report(sim_study.pk)
     client.force_login(alice)
     ref = sim_study.trials.filter(instrument="drums", is_catch=False).first().reference
-    a, b = sim_study.catalogue.clips.exclude(pk=ref.pk).order_by("id")[:2]
+    taken = {
+        frozenset((t.candidate_a_id, t.candidate_b_id))
+        for t in sim_study.trials.filter(reference=ref)
+    }  # a trial the study already has is refused
+    others = list(sim_study.catalogue.clips.exclude(pk=ref.pk).order_by("id"))
+    a, b = next((a, b) for a in others for b in others if a != b and {a.pk, b.pk} not in taken)
     data = {"reference": ref.pk, "candidate_a": a.pk, "candidate_b": b.pk, "instrument": "drums",
             "catch_kind": "", "expected": "", "model_choice": "a", "model_margin": ""}  # fmt: skip
     with django_capture_on_commit_callbacks(execute=True):  # a reference drums already has
