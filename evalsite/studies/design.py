@@ -24,6 +24,7 @@ import pandas as pd
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 
+from evalsite.stimuli.models import piece_key
 from evalsite.studies import participant_writes
 from evalsite.studies.design_fill import count_fill, entry_fill, keep_fill
 from evalsite.studies.design_order import balance_positions, order_trials
@@ -47,13 +48,16 @@ def _one_per_reference(
     trials: list, counts: Counter, rng: random.Random, n: int, taken: set, originals: set
 ) -> list:
     """Up to n main trials, least-filled first (ties by the seed, drawn as `_least_filled`
-    draws them), at most one per (instrument, reference) and none whose pair is in `taken`,
-    which the chosen ones join. Two main trials of one instrument and reference share a
-    candidate and differ in the other (a model design's shared one is the model's choice:
+    draws them), at most one per (instrument, reference piece) and none whose pair is in
+    `taken`, which the chosen ones join. Two main trials of one instrument and reference share
+    a candidate and differ in the other (a model design's shared one is the model's choice:
     model_design.plan_trials), so one participant given both could tell which candidate the
-    model chose. Of equally filled trials sharing a pair, one with a repeat check (its id in
-    `originals`) goes first, so that the rule costs no repeat check where it need not."""
-    pair = lambda t: (t.instrument, t.reference_id)  # noqa: E731
+    model chose. So do two on clips of one piece (an upload names one piece for all its files):
+    they share their nearest neighbour of another piece, and the designs balance references by
+    piece, taking the piece's other clip where it recurs. Of equally filled trials sharing a
+    pair, one with a repeat check (its id in `originals`) goes first, so that the rule costs no
+    repeat check where it need not."""
+    pair = lambda t: (t.instrument, t.reference_piece)  # noqa: E731
     order = sorted(trials, key=lambda t: (counts[t.id], rng.random()))
     original: dict = {}  # (pair, fill) -> the first original in order
     for t in order:
@@ -71,10 +75,11 @@ def _one_per_reference(
 
 def most_main_trials(study: Study) -> dict[str, int]:
     """Per instrument (the study's order), the most main trials one participant can get: one
-    per reference (`select_trials`)."""
+    per reference piece (`select_trials`)."""
     main = study.trials.filter(is_practice=False, is_catch=False)
     # order_by(): the default ordering's column (id) would make DISTINCT count trials
-    pairs = main.order_by().values_list("instrument", "reference_id").distinct()
+    rows = main.order_by().values_list("instrument", "reference_id", *PIECE_FIELDS).distinct()
+    pairs = {(i, piece_key(*clip)) for i, *clip in rows}
     per = Counter(i for i, _ in pairs)
     order = [i for i in study.instruments if i in per] + sorted(set(per) - set(study.instruments))
     return {i: per[i] for i in order}
@@ -83,7 +88,8 @@ def most_main_trials(study: Study) -> dict[str, int]:
 @dataclass(frozen=True, slots=True)
 class TrialRef:
     """What assigning reads of a trial (choice, order, positions): read as plain values under
-    the study's lock, where model instances cost a millisecond per entry at 60 trials."""
+    the study's lock, where model instances cost a millisecond per entry at 60 trials. Built
+    from a row of `TRIAL_REF_FIELDS` by `trial_ref`."""
 
     id: int
     instrument: str
@@ -93,19 +99,31 @@ class TrialRef:
     catch_kind: str
     expected: str
     repeat_of_id: int | None
+    reference_piece: tuple  # the reference's Clip.piece_key
 
 
-TRIAL_REF_FIELDS = tuple(TrialRef.__dataclass_fields__)  # in declaration order
+# A Trial's columns that make its piece key (stimuli.models.piece_key, after the clip's id)
+PIECE_FIELDS = ("reference__catalogue_id", "reference__dataset", "reference__piece")
+_OWN_FIELDS = tuple(TrialRef.__dataclass_fields__)[:-1]  # TrialRef's Trial columns
+# What `trial_ref` reads: TrialRef's Trial columns, then its reference's piece columns
+TRIAL_REF_FIELDS = (*_OWN_FIELDS, *PIECE_FIELDS)
+
+
+def trial_ref(row: tuple) -> TrialRef:
+    """A TrialRef from a row of TRIAL_REF_FIELDS (read in the query that reads the trial)."""
+    own = dict(zip(_OWN_FIELDS, row[: len(_OWN_FIELDS)], strict=True))
+    piece = piece_key(own["reference_id"], *row[len(_OWN_FIELDS) :])
+    return TrialRef(**own, reference_piece=piece)
 
 
 def trial_refs(trials) -> list[TrialRef]:
     """A Trial queryset as TrialRefs, in its order."""
-    return [TrialRef(*row) for row in trials.values_list(*TRIAL_REF_FIELDS)]
+    return [trial_ref(row) for row in trials.values_list(*TRIAL_REF_FIELDS)]
 
 
 def select_trials(study: Study, seed: int, counts: Counter) -> list[TrialRef] | None:
     """Main + catch trials for one new participant by the fill `counts`, or None when the study
-    is full. At most one main trial per (instrument, reference): where references recur, the
+    is full. At most one main trial per (instrument, reference piece): where they recur, the
     participant gets fewer main trials than asked (`most_main_trials`), and the others go to
     the next participants."""
     rng = random.Random(seed)
@@ -116,7 +134,7 @@ def select_trials(study: Study, seed: int, counts: Counter) -> list[TrialRef] | 
         return None
     n = study.setting("trials_per_participant") or len(main)
     below = [t for t in main if counts[t.id] < target]
-    taken: set[tuple[str, int]] = set()  # (instrument, reference) of the chosen main trials
+    taken: set[tuple[str, tuple]] = set()  # (instrument, reference piece) of the chosen ones
     originals = {t.repeat_of_id for t in trials if t.catch_kind == "repeat"}
     chosen = _one_per_reference(below, counts, rng, n, taken, originals)
     if len(chosen) < n:  # top up a short session with the least-filled of the rest

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.db.models import Case, Exists, F, OuterRef, Value, When
 
-from evalsite.studies.design import TRIAL_REF_FIELDS, TrialRef, lock_participants
+from evalsite.studies.design import TRIAL_REF_FIELDS, TrialRef, lock_participants, trial_ref
 from evalsite.studies.design_fill import count_fill, keep_fill, lock_study
 from evalsite.studies.design_order import repair_order
 from evalsite.studies.models import Answer, Assignment, Participant
@@ -110,7 +110,7 @@ def _slots(participant: Participant) -> list[dict]:
         .values_list("id", "index", "reserved_until", "answered", *trial_fields)
     )
     return [{"id": r[0], "index": r[1], "reserved_until": r[2], "answered": r[3],
-             "trial": TrialRef(*r[4:])} for r in rows]  # fmt: skip
+             "trial": trial_ref(r[4:])} for r in rows]  # fmt: skip
 
 
 def _reorder(unanswered: list[dict], kept: list[dict], last: TrialRef | None) -> list[dict]:
