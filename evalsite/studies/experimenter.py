@@ -270,7 +270,7 @@ def consent_versions_agreed(study: Study) -> list[tuple[str, int]]:
 
 def main_shortfalls(study: Study) -> list[str]:
     """Said when recurring references give each participant fewer main trials than the study
-    asks for (`design.select_trials`: one main trial per instrument and reference)."""
+    asks for (`design.select_trials`: one main trial per instrument and reference piece)."""
     most = design.most_main_trials(study)
     main = study.trials.filter(is_practice=False, is_catch=False).count()
     asked = study.setting("trials_per_participant")
@@ -280,9 +280,9 @@ def main_shortfalls(study: Study) -> list[str]:
     each = ", ".join(f"{instrument} {n}" for instrument, n in most.items())
     return [
         f"Each participant gets at most {sum(most.values())} main trials ({each}), not "
-        f"{wanted}: main trials of one instrument that share a reference go to different "
-        "participants, as the two would share a candidate (in a model design, the model's "
-        "choice). More participants are needed to reach the target."
+        f"{wanted}: main trials of one instrument whose references are of one piece go to "
+        "different participants, as the two would share a candidate (in a model design, the "
+        "model's choice). More participants are needed to reach the target."
     ]
 
 

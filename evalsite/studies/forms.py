@@ -147,7 +147,7 @@ class StudyForm(forms.ModelForm):
         min_value=1,
         required=False,
         help_text="Empty: every main trial. A participant gets at most one main trial per "
-        "instrument and reference; the study page says when that is fewer.",
+        "instrument and reference piece; the study page says when that is fewer.",
     )
     languages = forms.MultipleChoiceField(
         choices=lambda: list(django_settings.LANGUAGES), widget=forms.CheckboxSelectMultiple
@@ -452,7 +452,7 @@ class RandomTrialsForm(forms.Form):
         min_value=1, max_value=500, initial=10,
         help_text="Each piece is an instrument's reference once before any is twice, so "
         "references recur only with more trials than the catalogue has pieces. A participant "
-        "gets one main trial per instrument and reference (two such trials would share a "
+        "gets one main trial per instrument and reference piece (two such trials would share a "
         "candidate), so each then gets fewer main trials than the study has: the study page "
         "says how many.",
     )  # fmt: skip

@@ -180,7 +180,8 @@ def _main_trio(
     the pieces least drawn as this instrument's reference (`here`), then least drawn as any
     reference (`as_ref`), a clip of it least drawn here: each piece once before any twice, as the
     model design's plan_trials. A participant gets one main trial per instrument and reference
-    (design.select_trials), so each needless recurrence would cost every participant a trial.
+    piece (design.select_trials), so each needless recurrence would cost every participant a
+    trial; the other clip of a recurring piece varies what is heard, it does not spare a trial.
     Counts the reference in both."""
     key = lambda c: (here[c.piece_key], as_ref[c.piece_key], here[c.pk])  # noqa: E731
     least = min(key(c) for c in mixes)

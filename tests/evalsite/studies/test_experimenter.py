@@ -417,8 +417,8 @@ def test_it_says_when_recurring_references_shorten_a_participants_trials(client,
     page = client.get(url).content.decode()
     assert (
         "Each participant gets at most 4 main trials (drums 2, bass 2), not all 5 of the "
-        "study&#x27;s: main trials of one instrument that share a reference go to different "
-        "participants"
+        "study&#x27;s: main trials of one instrument whose references are of one piece go to "
+        "different participants"
     ) in page
     assert page.count('class="error shortfall"') == 1
     study.settings = {**study.settings, "trials_per_participant": 3}
