@@ -87,11 +87,17 @@ def batched():
 def _flush(queuing: Queuing | None = None) -> None:
     """Queue the pending clips' embeddings in batches. A broker that refuses or does not answer
     (each batch would wait for its timeouts again) stops the flush: the clips not queued are
-    logged and listed in `queuing`; the Model work page counts them as not embedded."""
+    logged and listed in `queuing`; the Model work page counts them as not embedded. Only those
+    still ready clips are queued: a duplicate upload is saved ready, then deleted in the same
+    transaction (`audio.clip_from_upload`), and was neither added nor needs an embedding."""
     from evalsite.stimuli.tasks import embed_clips
 
-    ids, batch = sorted(getattr(_pending, "ids", set())), settings.CSN_EMBED_BATCH
-    _pending.ids = set()
+    pending: set[int] = getattr(_pending, "ids", set())
+    _pending.ids, batch = set(), settings.CSN_EMBED_BATCH
+    if not pending:
+        return
+    ready = Clip.objects.filter(pk__in=pending, status=Clip.Status.READY)
+    ids = sorted(ready.values_list("pk", flat=True))
     for i in range(0, len(ids), batch):
         try:
             embed_clips.delay(ids[i : i + batch])

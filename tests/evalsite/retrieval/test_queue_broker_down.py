@@ -95,3 +95,22 @@ def test_an_upload_while_the_broker_is_down_says_its_clips_were_not_queued_and_w
     )
     assert f'action="{reverse("jobs:queue", args=[study.pk, "ingest"])}"' in work
     assert 'type="submit" disabled' not in work
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_upload_while_the_broker_is_down_counts_as_not_queued_only_the_clips_it_added(
+    client, ada, catalogue, broker_down, settings
+):
+    # A duplicate is saved ready (its commit hook is registered) then deleted in the same
+    # transaction: it was not added, and there is nothing to embed.
+    settings.CSN_AUTO_EMBED = True
+    study = Study.objects.create(owner=ada, name="s", catalogue=catalogue, instruments=["drums"])
+    client.force_login(ada)
+    assert "1 clip(s) added, but they could not be queued" in _upload(client, study, 1)
+    again = _upload(client, study, 1)  # the same file: a duplicate only
+    assert "1 file(s) already in the catalogue; not added again." in again
+    assert "could not be queued" not in again
+    mixed = _upload(client, study, 2)  # the same file again and a new one
+    assert "1 file(s) already in the catalogue; not added again." in mixed
+    assert "1 clip(s) added, but they could not be queued" in mixed
+    assert catalogue.clips.count() == 6 + 2
