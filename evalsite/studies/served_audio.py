@@ -60,10 +60,17 @@ def pads(key: object, slot: int, sr: int) -> dict[str, tuple[int, int]]:
 
 class Rendition:
     """The WAV a slot's part is served as (16-bit PCM, the clip file's rate and channels):
-    `size` bytes, any range of them rendered on demand (`read`), the same on every call."""
+    `size` bytes, any range of them rendered on demand (`read`), the same on every call. The
+    clip file must be 16-bit PCM, as every stored one is (`stimuli.audio.wav_bytes`): its samples
+    are copied as int16, and soundfile does not scale a float file's to int16 (0.5 reads as 0)."""
 
     def __init__(self, path: Path, key: object, slot: int, part: str) -> None:
         info = sf.info(str(path))
+        if info.subtype != "PCM_16":
+            raise ValueError(
+                f"{path}: {info.format} audio of subtype {info.subtype}; expected PCM_16 "
+                "(16-bit PCM, as the site stores clips): it is served as a copy of its samples"
+            )
         self.path, self.labels = path, ("dither", key, slot, part)
         self.sr, self.channels, self.frames = int(info.samplerate), info.channels, info.frames
         self.lead, self.tail = pads(key, slot, self.sr)[part]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 
 import numpy as np
 import pytest
@@ -167,3 +168,15 @@ def test_it_renders_any_byte_range_as_the_slice_of_the_whole(listening_study):
         stream.seek(edge - 7)
         got = b"".join(iter(lambda: stream.read(4093), b""))
     assert got == whole[edge - 7 :]
+
+
+@pytest.mark.parametrize("subtype", ["FLOAT", "PCM_24"])
+def test_it_refuses_to_render_a_source_that_is_not_16_bit_pcm(tmp_path, subtype):
+    # A rendition copies the source's int16 samples: soundfile does not scale a float file's
+    # samples to int16 (0.5 reads as 0), so such a file would be served near silent. Every
+    # stored normalised clip is 16-bit (stimuli.audio.wav_bytes); another must not slip by.
+    path = tmp_path / "clip.wav"
+    sf.write(path, np.full((800, 1), 0.5), 8000, format="WAV", subtype=subtype)
+    expected = rf"{re.escape(str(path))}: WAV audio of subtype {subtype}; expected PCM_16"
+    with pytest.raises(ValueError, match=expected):
+        served_audio.Rendition(path, 7, 3, "B")
