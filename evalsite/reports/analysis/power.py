@@ -15,7 +15,7 @@ effect 1: as if answers were independent, which understates the participants nee
 cluster by participant). An info note names the instrument, why, and the ICC used.
 
 A study's design gives each participant at most one main trial per instrument and reference
-(evalsite/studies/design.py `most_main_trials`): where references recur, fewer than the trial set.
+piece (evalsite/studies/design.py `most_main_trials`): where they recur, fewer than the trial set.
 The caller passes that count (`design_trials`; the site from the study, this module never imports
 Django): the plan adds a row at it, marks rows of more trials per participant `within_design`
 false (this trial set cannot give them), and an info note says which count it used.

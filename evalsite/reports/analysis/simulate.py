@@ -7,8 +7,8 @@ intercepts are solved so that each instrument's *marginal* consent among attenti
 equals the requested value, which is what the report should recover.
 
 Each participant answers the whole pool of regular trials unless told otherwise: a study's design
-gives at most one main trial per instrument and reference (evalsite/studies/design.py
-`most_main_trials`), so where references recur a participant answers fewer. The caller passes
+gives at most one main trial per instrument and reference piece (evalsite/studies/design.py
+`most_main_trials`), so where they recur a participant answers fewer. The caller passes
 that count (`main_trials_per_participant`; this module never imports Django), and the truth says
 which count each instrument used.
 """
@@ -184,7 +184,8 @@ def _one_participant(spec, trials, a, p, careless, rng) -> pd.DataFrame:
 def _main_trials(spec, trials, rng) -> np.ndarray:
     """Row numbers of one participant's regular trials: the whole pool, or `trials_per_participant`
     of it, taking no more of an instrument than `main_trials_per_participant` allows (as the
-    site's design.select_trials, which skips a trial whose instrument and reference it chose)."""
+    site's design.select_trials, which skips a trial whose instrument and reference piece it
+    chose)."""
     take = spec.trials_per_participant
     if spec.main_trials_per_participant is None:
         return (
