@@ -5,10 +5,10 @@ trials over many seeds.
 
 Rules (docs/site.md, "Design rules"):
 - Order: seeded Fisher-Yates; catch trials spread, one per equal block of the sequence; no trial
-  follows one with the same reference (the first one after the practice included); a repeat
-  comes after its original with at least one other trial between. The first of `attempts`
-  shuffles meeting every rule is kept (else the one with the fewest violations): deterministic
-  for a seed.
+  follows one whose reference is of the same piece (`reference_piece`, the clip's `Clip.piece_key`:
+  the same clip or another clip of its piece; the first one after the practice included); a repeat
+  comes after its original with at least one other trial between. The first of `attempts` shuffles
+  meeting every rule is kept (else the one with the fewest violations): deterministic for a seed.
 - Positions: within a participant and instrument, half the trials show their key candidate in
   position A (odd counts: the extra one by the seed), repeats counted; a repeat shows its
   original's candidates swapped.
@@ -30,16 +30,22 @@ def fisher_yates(items: list, rng: random.Random) -> list:
 
 
 def violations(seq: list, before=None) -> int:
-    """Count of broken order rules: same reference back to back, repeat not after original+1.
-    `before`: the trial shown just before the sequence (the last practice trial), if any."""
+    """Count of broken order rules: references of one piece back to back, repeat not after
+    original+1. `before`: the trial shown just before the sequence (the last practice trial)."""
     shown = [before, *seq] if before is not None else seq
-    bad = sum(1 for x, y in zip(shown, shown[1:]) if x.reference_id == y.reference_id)
+    bad = sum(1 for x, y in zip(shown, shown[1:]) if same_piece(x, y))
     where = {t.id: i for i, t in enumerate(seq)}
     for i, t in enumerate(seq):
         original = getattr(t, "repeat_of_id", None)
         if original in where and i - where[original] < 2:
             bad += 1
     return bad
+
+
+def same_piece(x, y) -> bool:
+    """Whether two trials' references are of one piece. Where every piece has one clip, this is
+    reference clip equality, so a seed's order is the one it was when the rule compared clips."""
+    return x.reference_piece == y.reference_piece
 
 
 def spread_catch(main: list, catch: list, rng: random.Random) -> list:
@@ -53,9 +59,10 @@ def spread_catch(main: list, catch: list, rng: random.Random) -> list:
 
 
 def order_trials(trials: list, seed: int, attempts: int = 200, before=None) -> list:
-    """Order main and catch trials under the rules above (trials: objects with id, reference_id,
-    is_catch, repeat_of_id). `before`: the trial shown just before them (the last practice
-    trial): the first of them must not have its reference either."""
+    """Order main and catch trials under the rules above (trials: objects with id,
+    reference_piece, is_catch, repeat_of_id, as `design.TrialRef`). `before`: the trial shown
+    just before them (the last practice trial): the first of them must not have its reference's
+    piece either."""
     rng = random.Random(seed)
     main = [t for t in trials if not t.is_catch]
     catch = [t for t in trials if t.is_catch]
@@ -72,13 +79,13 @@ def order_trials(trials: list, seed: int, attempts: int = 200, before=None) -> l
 
 def repair_order(seq: list, before=None, adjacent: set | None = None) -> list:
     """`seq` with as few broken order rules as single swaps give, changed as little as that
-    allows: where a trial breaks a rule (same reference as the one before it, or a repeat too
-    close to its original), it is swapped with the nearest later trial that lowers the count,
-    of its own kind first (main with main, catch with catch: the catch positions stay), else of
-    any. For a list that lost trials (`design_return`): its order was chosen by `order_trials`,
-    and only the places where a trial was taken out can break a rule of its own making.
-    `adjacent`, when given: the (id before, id) pairs of the order before trials were taken
-    out (`before` included); a break between such a pair is the seed's own (`order_trials`
+    allows: where a trial breaks a rule (its reference of one piece with the one before it, or a
+    repeat too close to its original), it is swapped with the nearest later trial that lowers
+    the count, of its own kind first (main with main, catch with catch: the catch positions
+    stay), else of any. For a list that lost trials (`design_return`): its order was chosen by
+    `order_trials`, and only the places where a trial was taken out can break a rule of its own
+    making. `adjacent`, when given: the (id before, id) pairs of the order before trials were
+    taken out (`before` included); a break between such a pair is the seed's own (`order_trials`
     keeps the fewest it found, not always none) and stays, so the first trial stays where its
     pair with `before` is as it was."""
     seq = list(seq)
@@ -102,7 +109,7 @@ def repair_order(seq: list, before=None, adjacent: set | None = None) -> list:
 
 def _breaks_rule_at(seq: list, i: int, before) -> bool:
     previous = seq[i - 1] if i else before
-    if previous is not None and previous.reference_id == seq[i].reference_id:
+    if previous is not None and same_piece(previous, seq[i]):
         return True
     return i > 0 and seq[i - 1].id == getattr(seq[i], "repeat_of_id", None)
 

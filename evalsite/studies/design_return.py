@@ -8,17 +8,17 @@ taken out of the list, and so is a repeat of such a trial; practice and the othe
 stay, unless no main trial is left in the list, answered or not: then they are taken out too
 (practice and checks give the study nothing without a main trial to go with them, and the
 participant would answer them for a completion code). The remaining unanswered slots are
-re-reserved. When trials were taken out, they are
-numbered on after the answered ones in their order (the answer statement needs slots 0..n-1,
-`participant_writes.ANSWER_SQL`), with a trial moved only where taking others out put the same
-reference back to back or a repeat next to its original; when none was, nothing moves (a rule
-the seed's own order broke is no return's to repair). The current slot (the first unanswered
-one), whose page may be open, never moves unless it was taken out itself: the answered slots
-before it keep their numbers, and so does it. A renumbered slot needs a view of its page before
-an answer to it is stored, so a page still showing a slot that was taken out stores nothing
-under its number. A participant left with nothing to answer (no main trial answered, none
-left) moves to the study-full step, as an entry that finds no trial left does
-(`flow_trials.start_trials`); what it answered (practice, checks) stays stored with its slots.
+re-reserved. When trials were taken out, they are numbered on after the answered ones in their
+order (the answer statement needs slots 0..n-1, `participant_writes.ANSWER_SQL`), with a trial
+moved only where taking others out put references of one piece back to back or a repeat next to
+its original; when none was, nothing moves (a rule the seed's own order broke is no return's to
+repair). The current slot (the first unanswered one), whose page may be open, never moves unless
+it was taken out itself: the answered slots before it keep their numbers, and so does it. A
+renumbered slot needs a view of its page before an answer to it is stored, so a page still
+showing a slot that was taken out stores nothing under its number. A participant left with
+nothing to answer (no main trial answered, none left) moves to the study-full step, as an entry
+that finds no trial left does (`flow_trials.start_trials`); what it answered (practice, checks)
+stays stored with its slots.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The order of a participant's trials and their A/B positions (`design_order`): seeded
-shuffles, no reference twice in a row, catch trials spread, repeats after their originals,
+shuffles, no reference piece twice in a row, catch trials spread, repeats after their originals,
 positions balanced per instrument; and the same rules in the slots `design.assign` stores.
 """
 
@@ -12,15 +12,25 @@ from types import SimpleNamespace as T
 import pytest
 from django.utils import timezone
 
+from evalsite.stimuli.models import piece_key
 from evalsite.studies import design, design_order
 from tests.evalsite.studies.conftest import make_study, participant
 
 
+def own_piece(clip: int) -> tuple:
+    """The piece key of a reference clip with no piece name: its own piece."""
+    return piece_key(clip, None, "", "")
+
+
+def trial(id, ref, is_catch=False, repeat_of_id=None, piece=None):
+    """A hand-made trial; its reference clip `ref` is of `piece` (else its own piece)."""
+    return T(id=id, reference_id=ref, reference_piece=piece or own_piece(ref), is_catch=is_catch,
+             repeat_of_id=repeat_of_id, instrument="drums")  # fmt: skip
+
+
 def items(n_main=12, n_catch=3, refs=4):
-    main = [T(id=i, reference_id=i % refs, is_catch=False, repeat_of_id=None, instrument="drums")
-            for i in range(n_main)]  # fmt: skip
-    catch = [T(id=100 + j, reference_id=50 + j, is_catch=True, repeat_of_id=None,
-               instrument="drums") for j in range(n_catch)]  # fmt: skip
+    main = [trial(i, i % refs) for i in range(n_main)]
+    catch = [trial(100 + j, 50 + j, is_catch=True) for j in range(n_catch)]
     return main + catch
 
 
@@ -51,11 +61,40 @@ def test_it_never_puts_the_same_reference_back_to_back(seed):
 def test_it_does_not_start_with_the_reference_of_the_trial_before():
     # The last practice trial comes right before the ordered main and catch trials.
     trials = items(n_main=8, n_catch=2, refs=3)
-    before = T(id=300, reference_id=0, is_catch=False, repeat_of_id=None, instrument="drums")
+    before = trial(300, 0)
     for seed in range(100):
         seq = design_order.order_trials(trials, seed, before=before)
         assert seq[0].reference_id != before.reference_id
         assert all(x.reference_id != y.reference_id for x, y in zip(seq, seq[1:]))
+
+
+def test_it_never_puts_two_clips_of_one_piece_back_to_back():
+    # Clips 0 and 1 are two mixes of one song (an upload names one piece for all its files):
+    # a trial on one right after a trial on the other would play the song twice in a row.
+    song = piece_key(0, 1, "uploads", "song")
+    assert song == piece_key(1, 1, "uploads", "song")
+    main = [trial(i, i % 6, piece=song if i % 6 < 2 else None) for i in range(12)]
+    catch = [trial(100 + j, 50 + j, is_catch=True) for j in range(2)]
+    before = trial(300, 1, piece=song)  # the last practice trial, on the song's other clip
+    for seed in range(100):
+        seq = design_order.order_trials(main + catch, seed, before=before)
+        shown = [before, *seq]
+        assert all(x.reference_piece != y.reference_piece for x, y in zip(shown, shown[1:]))
+        assert design_order.violations(seq, before) == 0
+
+
+@pytest.mark.parametrize(
+    "seed, ids",
+    [
+        (3, [1, 102, 7, 10, 0, 6, 11, 100, 4, 5, 2, 101, 8, 9, 3, 200]),
+        (11, [2, 101, 6, 0, 3, 100, 10, 8, 5, 102, 4, 11, 9, 200, 7, 1]),
+    ],
+)
+def test_it_keeps_a_seeds_order_where_every_piece_has_one_clip(seed, ids):
+    # The orders design_order gave at 05b33de, when the rule compared reference clips: where each
+    # piece has one clip, comparing pieces must keep them, so existing studies' orders stay.
+    trials = [*items(), trial(200, 0, is_catch=True, repeat_of_id=0)]
+    assert [t.id for t in design_order.order_trials(trials, seed, before=trial(300, 0))] == ids
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -68,8 +107,7 @@ def test_it_spreads_catch_trials_one_per_block(seed):
 @pytest.mark.parametrize("seed", range(10))
 def test_it_places_a_repeat_after_its_original_with_a_gap(seed):
     trials = items(n_main=8, n_catch=0)
-    trials.append(T(id=200, reference_id=trials[0].reference_id, is_catch=True, repeat_of_id=0,
-                    instrument="drums"))  # fmt: skip
+    trials.append(trial(200, trials[0].reference_id, is_catch=True, repeat_of_id=0))
     seq = design_order.order_trials(trials, seed)
     pos = {t.id: i for i, t in enumerate(seq)}
     assert pos[200] - pos[0] >= 2
@@ -158,8 +196,9 @@ def test_it_never_puts_the_same_reference_back_to_back_after_the_practice(
     for seed in range(20):
         p = participant(study, seed)
         assert design.assign(p, now)
-        refs = [s.trial.reference_id for s in p.slots.select_related("trial").order_by("index")]
-        assert all(x != y for x, y in zip(refs, refs[1:])), (seed, refs)
+        slots = p.slots.select_related("trial__reference").order_by("index")
+        refs = [(s.trial.reference_id, s.trial.reference.piece_key) for s in slots]
+        assert all(x[0] != y[0] and x[1] != y[1] for x, y in zip(refs, refs[1:])), (seed, refs)
 
 
 @pytest.mark.django_db

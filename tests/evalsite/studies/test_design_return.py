@@ -10,6 +10,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from evalsite.stimuli.models import piece_key
 from evalsite.studies import design, design_order, flow_trials
 from evalsite.studies.models import Answer, Assignment, Participant, Trial
 from tests.evalsite.studies.conftest import enter, make_study
@@ -257,8 +258,9 @@ def test_it_stores_the_answer_of_a_page_left_open_whose_trial_is_still_wanted(li
 
 
 def test_it_repairs_only_the_order_rules_a_removal_broke():
-    def t(i, ref, catch=False, repeat_of=None):
-        return T(id=i, reference_id=ref, is_catch=catch, repeat_of_id=repeat_of)
+    def t(i, ref, catch=False, repeat_of=None, piece=None):
+        return T(id=i, reference_id=ref, reference_piece=piece or piece_key(ref, None, "", ""),
+                 is_catch=catch, repeat_of_id=repeat_of)  # fmt: skip
 
     kept = [t(1, 10), t(2, 11), t(3, 11), t(4, 12), t(5, 13, True), t(6, 14)]  # 2, 3 clash
     repaired = design_order.repair_order(kept)
@@ -274,6 +276,13 @@ def test_it_repairs_only_the_order_rules_a_removal_broke():
     kept = [t(1, 10), t(2, 10), t(3, 11), t(4, 11), t(5, 12)]
     repaired = design_order.repair_order(kept, adjacent=set(zip(seeded, seeded[1:])))
     assert [x.id for x in repaired] == [1, 2, 3, 5, 4]
+    # 2 and 3 have two clips of one piece as references: back to back once 9 between them went
+    song = piece_key(11, 1, "uploads", "song")
+    seeded = [1, 2, 9, 3, 4]
+    kept = [t(1, 10), t(2, 11, piece=song), t(3, 12, piece=song), t(4, 13)]
+    repaired = design_order.repair_order(kept, adjacent=set(zip(seeded, seeded[1:])))
+    assert [x.id for x in repaired] == [1, 2, 4, 3]
+    assert design_order.violations(repaired) == 0
 
 
 @pytest.mark.django_db
