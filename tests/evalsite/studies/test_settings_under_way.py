@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from evalsite.studies.models import Answer, Participant, Study
 from tests.evalsite.studies.conftest import enter
+from tests.evalsite.studies.form_pages import settings_page_values
 from tests.evalsite.studies.participant_steps import pass_browser_check, to_step
 
 pytestmark = pytest.mark.django_db
@@ -22,27 +23,9 @@ CALIBRATED = ["calibration", "screening", "instructions", "practice", "trials", 
 NOT_YET = ["browser_check", "consent", "questionnaire", "declined", "refused", "full", "withdrawn"]
 
 
-def shown_values(client, study: Study) -> dict:
-    """What a browser posts back from the study's settings page as it shows it now."""
-    form = client.get(reverse("studies:study_edit", args=[study.pk])).context["form"]
-    data = {}
-    for name, bound in form._bound_items():
-        value = bound.value()
-        if bound.field.disabled or value is None:
-            continue
-        if isinstance(bound.field, forms.BooleanField):
-            if value:
-                data[name] = "on"
-        elif isinstance(value, list | tuple):
-            data[name] = [str(v) for v in value]
-        else:
-            data[name] = str(value)
-    return data
-
-
 def _edit(client, study: Study, **changes):
     client.force_login(study.owner)
-    values = shown_values(client, study) | {k: str(v) for k, v in changes.items()}
+    values = settings_page_values(client, study) | {k: str(v) for k, v in changes.items()}
     return client.post(reverse("studies:study_edit", args=[study.pk]), values)
 
 

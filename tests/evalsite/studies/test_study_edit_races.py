@@ -9,7 +9,6 @@ import threading
 from unittest import mock
 
 import pytest
-from django import forms
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
@@ -17,32 +16,9 @@ from django.urls import reverse
 from evalsite.studies.forms import StudyForm
 from evalsite.studies.models import Study
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
+from tests.evalsite.studies.form_pages import page_values_of, settings_page_values
 
 pytestmark = pytest.mark.django_db
-
-
-def page_values(client: Client, study: Study) -> dict:
-    """What a browser posts back from the edit page as loaded now: every field's shown value."""
-    return page_values_of(
-        client.get(reverse("studies:study_edit", args=[study.pk])).context["form"]
-    )
-
-
-def page_values_of(form: forms.BaseForm) -> dict:
-    """What a browser posts back from a page showing `form`."""
-    data: dict = {}
-    for name, bound in form._bound_items():
-        value = bound.value()
-        if bound.field.disabled:
-            continue
-        if isinstance(bound.field, forms.BooleanField):
-            if value:
-                data[name] = "on"
-        elif isinstance(value, list | tuple):
-            data[name] = [str(v) for v in value]
-        else:
-            data[name] = "" if value is None else str(getattr(value, "pk", value))
-    return data
 
 
 def _logged_in(user) -> Client:
@@ -62,7 +38,7 @@ def test_a_save_while_a_close_or_pause_commits_leaves_the_study_closed_or_paused
 ):
     _open(study)
     owner, shared = _logged_in(alice), _logged_in(carol)
-    page = page_values(shared, study) | {"description": "typo fixed"}
+    page = settings_page_values(shared, study) | {"description": "typo fixed"}
     validate = StudyForm.is_valid
 
     def status_change_meanwhile(form):  # alice's button, while carol's Save is validated
@@ -97,7 +73,7 @@ def test_a_save_and_a_close_sent_together_never_reopen_the_study(alice, carol, s
     owner, shared = _logged_in(alice), _logged_in(carol)
     for round_ in range(12):
         Study.objects.filter(pk=study.pk).update(status=Study.Status.OPEN)
-        page = page_values(shared, study) | {"description": f"edit {round_}"}
+        page = settings_page_values(shared, study) | {"description": f"edit {round_}"}
         gate = threading.Barrier(2)
         edit = (shared, reverse("studies:study_edit", args=[study.pk]), page)
         close = (owner, reverse("studies:study_status", args=[study.pk]),
@@ -120,7 +96,7 @@ def test_a_save_from_a_page_loaded_before_anothers_save_is_shown_again_and_saves
 ):
     _open(study)
     owner, shared = _logged_in(alice), _logged_in(carol)
-    alices, carols = page_values(owner, study), page_values(shared, study)
+    alices, carols = settings_page_values(owner, study), settings_page_values(shared, study)
     alices |= {"target_answers_per_trial": "40", "min_listen_share": "0.5"}
     assert _edit(owner, study, alices).status_code == 302
     carols |= {"consent_text": "Updated consent."}  # from the page opened before alice's Save
@@ -160,7 +136,7 @@ def test_a_field_both_researchers_changed_keeps_the_later_ones_input_and_names_t
     alice, carol, study
 ):
     owner, shared = _logged_in(alice), _logged_in(carol)
-    alices, carols = page_values(owner, study), page_values(shared, study)
+    alices, carols = settings_page_values(owner, study), settings_page_values(shared, study)
     assert _edit(owner, study, alices | {"target_answers_per_trial": "40"}).status_code == 302
     response = _edit(shared, study, carols | {"target_answers_per_trial": "5"})
     assert response.status_code == 409
@@ -177,7 +153,8 @@ def test_a_stale_owner_page_keeps_the_catalogue_the_first_upload_made(alice, car
     study = Study.objects.create(owner=alice, name="New", instruments=["drums"])
     study.shared_with.add(carol)
     owner, shared = _logged_in(alice), _logged_in(carol)
-    alices = page_values(owner, study) | {"description": "Instructions."}  # no catalogue yet
+    # Alice's page is loaded before the first upload made the study's catalogue.
+    alices = settings_page_values(owner, study) | {"description": "Instructions."}
     upload = {"files": [SimpleUploadedFile("x.wav", wav_bytes(), "audio/wav")]}  # noqa: F405
     shared.post(reverse("studies:clips", args=[study.pk]), upload)
     study.refresh_from_db()
@@ -197,8 +174,11 @@ def test_a_stale_owner_page_keeps_the_catalogue_the_first_upload_made(alice, car
 def test_a_page_version_that_is_not_the_sites_for_the_study_is_refused(alice, study, whose):
     owner = _logged_in(alice)
     other = Study.objects.create(owner=alice, name="Other", instruments=["drums"])
-    version = {"forged": "forged", "another study's": page_values(owner, other)["version"]}[whose]
-    page = page_values(owner, study) | {"version": version, "description": "x"}
+    version = {
+        "forged": "forged",
+        "another study's": settings_page_values(owner, other)["version"],
+    }[whose]
+    page = settings_page_values(owner, study) | {"version": version, "description": "x"}
     response = _edit(owner, study, page)
     assert response.status_code == 200
     assert response.context["form"].errors["version"] == [

@@ -1,0 +1,33 @@
+"""What a browser posts back from a form page, for tests that submit a page as shown."""
+
+from __future__ import annotations
+
+from django import forms
+from django.test import Client
+from django.urls import reverse
+
+from evalsite.studies.models import Study
+
+
+def page_values_of(form: forms.BaseForm) -> dict:
+    """What a browser posts back from a page showing `form`: every enabled field's shown value."""
+    data: dict = {}
+    for name, bound in form._bound_items():
+        value = bound.value()
+        if bound.field.disabled:
+            continue
+        if isinstance(bound.field, forms.BooleanField):
+            if value:
+                data[name] = "on"
+        elif isinstance(value, list | tuple):
+            data[name] = [str(v) for v in value]
+        else:
+            data[name] = "" if value is None else str(getattr(value, "pk", value))
+    return data
+
+
+def settings_page_values(client: Client, study: Study) -> dict:
+    """What a browser posts back from the study's settings page as loaded now."""
+    return page_values_of(
+        client.get(reverse("studies:study_edit", args=[study.pk])).context["form"]
+    )
