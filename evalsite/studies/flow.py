@@ -101,10 +101,13 @@ def create(study: Study, params: dict, user_agent: str, language: str) -> Partic
     made it since this one looked (a double click, two tabs): the database holds one
     participant per id (Participant's constraints); find_existing now finds that one.
     StatusChanged when the study's status changed since `study` was read (it is checked again,
-    under the study's row lock, as the participant is inserted)."""
+    under the study's row lock, as the participant is inserted). A participant entering a draft
+    is a researcher's preview, marked so by the same insert: an Open committing after it then
+    removes it with the other previews (experimenter.remove_previews)."""
     ids = _recruitment_ids(params)
     p = Participant(
         study=study,
+        is_preview=study.status == Study.Status.DRAFT,
         recruitment={k: str(v)[:200] for k, v in list(params.items())[:30]},
         user_agent=user_agent[:1000],
         language=language,

@@ -108,8 +108,10 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
     params = {k: v for k, v in request.GET.dict().items() if storable(k) and storable(v)}
     try:
         p = flow.create(study, params, user_agent, language) if found is None else None
-    except flow.StatusChanged as changed:  # closed or paused since `allowed` was decided
-        return _not_accepting(request, study, changed.status)
+    except flow.StatusChanged as changed:  # since `allowed` was decided
+        if changed.status == Study.Status.OPEN:  # a preview's draft opened: the link as anyone's
+            return redirect(request.get_full_path())
+        return _not_accepting(request, study, changed.status)  # closed or paused
     if p is None:
         # Not created: another entry with the same id made the participant since `found` was
         # looked up (a double click, two tabs); it is resumed by the same rules.
@@ -119,8 +121,6 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
         p = flow.resume(found, user_agent)
     else:
         record_entry(p, key)
-    if study.status == Study.Status.DRAFT and not p.is_preview:
-        Participant.objects.filter(pk=p.pk).update(is_preview=True)
     if request.method == "POST" and request.POST.get("step") == Participant.Step.BROWSER_CHECK:
         post_browser_check(request, p)  # acts only while p is at the browser check
     response = redirect("studies:participant", p.token)

@@ -248,3 +248,53 @@ def test_no_newcomer_starts_a_study_after_its_close_committed(listening_study, e
             thread.join()
         made = Participant.objects.filter(study=listening_study, external_pid=f"late{round_}")
         assert not made.filter(started_at__gt=closed_at[0]).exists(), f"round {round_}"
+
+
+def _draft_preview(listening_study, experimenter) -> tuple[Client, Client]:
+    """The study back in draft, and two of its owner's tabs: one previews, one opens it."""
+    Study.objects.filter(pk=listening_study.pk).update(status=Study.Status.DRAFT)
+    listening_study.refresh_from_db()
+    previewing, opening = Client(), Client()
+    previewing.force_login(experimenter)
+    opening.force_login(experimenter)
+    return previewing, opening
+
+
+def test_a_preview_made_as_the_study_opens_is_removed_with_the_other_previews(
+    listening_study, experimenter, monkeypatch
+):
+    """The Open commits after the preview's participant was inserted, before its entry ended: the
+    participant was made a preview only afterwards, so the Open's removal of previews missed it
+    and it stayed in the opened study, exported as a real participant."""
+    previewing, opening = _draft_preview(listening_study, experimenter)
+    recorded = participant.record_entry
+
+    def open_meanwhile(p, key):
+        opening.post(reverse("studies:study_status", args=[listening_study.pk]), {"action": "open"})
+        return recorded(p, key)
+
+    monkeypatch.setattr(participant, "record_entry", open_meanwhile)
+    previewing.post(reverse("studies:entry", args=[listening_study.slug]))
+    listening_study.refresh_from_db()
+    assert listening_study.status == Study.Status.OPEN
+    assert not Participant.objects.filter(study=listening_study).exists()
+
+
+def test_a_preview_whose_study_opened_meanwhile_is_sent_to_the_open_studys_link(
+    listening_study, experimenter, monkeypatch
+):
+    """A status change met by the entry's insert is not always a refusal: the study opened."""
+    previewing, opening = _draft_preview(listening_study, experimenter)
+    recruitment_ids = flow._recruitment_ids  # the first thing flow.create does
+
+    def open_first(params):
+        opening.post(reverse("studies:study_status", args=[listening_study.pk]), {"action": "open"})
+        return recruitment_ids(params)
+
+    monkeypatch.setattr(flow, "_recruitment_ids", open_first)
+    link = reverse("studies:entry", args=[listening_study.slug])
+    response = previewing.post(f"{link}?pid=x1")
+    listening_study.refresh_from_db()
+    assert listening_study.status == Study.Status.OPEN
+    assert response.status_code == 302 and response["Location"] == f"{link}?pid=x1"
+    assert not Participant.objects.filter(study=listening_study).exists()
