@@ -10,17 +10,12 @@ the timeouts, the request blocked for ever in redis-py's read of kombu's first P
 from __future__ import annotations
 
 import html
-import time
 
 import pytest
 from django.urls import reverse
 
 from evalsite.jobs.models import Job
 from evalsite.studies.models import Study
-
-# Two tries (the first and one retry) of about 1 s each, and the retry's interval; generous
-# against a loaded machine, far below the for-ever of a read without a timeout.
-WITHIN_S = 10
 
 
 @pytest.mark.django_db(transaction=True)
@@ -32,11 +27,8 @@ def test_it_fails_the_job_within_seconds_when_the_broker_never_answers(
     study = Study.objects.create(owner=ada, name="s", catalogue=catalogue, instruments=["drums"])
     client.force_login(ada)
     data = {"strategy": "nearest_random", "per_instrument": 2} if action == "design" else {}
-    started = time.monotonic()
     r = client.post(reverse("jobs:queue", args=[study.pk, action]), data, follow=True)
-    took = time.monotonic() - started
-    assert r.status_code == 200
-    assert took < WITHIN_S, f"the request took {took:.1f} s"
+    assert r.status_code == 200  # it answered (before the timeout mark: it hung for ever)
     job = Job.objects.get(study=study)
     assert job.status == Job.Status.FAILED and job.finished_at is not None
     assert job.message.startswith("could not queue: ") and "Timeout" in job.message
@@ -61,13 +53,12 @@ def test_an_import_while_the_broker_never_answers_says_so_within_seconds(
     client.force_login(ada)
     url = reverse("studies:dataset_import", args=[study.pk])
     data = {"root": ref.slug, "split": "validation", "seconds": 2, "attention": "on"}
-    started = time.monotonic()
     page = html.unescape(client.post(url, data, follow=True).content.decode())
-    took = time.monotonic() - started
     study.refresh_from_db()
     made = Clip.objects.filter(catalogue=study.catalogue, status=Clip.Status.READY).count()
-    assert made > 3  # more batches than WITHIN_S allows tries of
-    assert took < WITHIN_S + 5, f"the import took {took:.1f} s"  # + the import's own work
+    assert made > 3  # batches enough that trying each would show
+    # gave up at the first batch: a try of each batch would open at least one connection each
+    assert 0 < len(broker_stalled.connections) < made, (len(broker_stalled.connections), made)
     assert f"{made} clip(s) added, but they could not be queued for embedding (" in page
     assert "Timeout reading from 127.0.0.1:" in page
     assert "press Embed clips on the study's Model work page once the broker is back" in page
