@@ -156,7 +156,7 @@ CODEBOOK: dict[str, dict[str, dict]] = {
         ),
         "early_answers": _col(
             "Answers refused because they came sooner after the trial page than the study's"
-            " min_listen_share of its clips' total duration, or to a trial never shown (the"
+            " min_listen_share of its served sounds' total duration, or to a trial never shown (the"
             " page does not send these: a script or a bot does)",
             "integer",
         ),

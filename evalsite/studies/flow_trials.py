@@ -19,6 +19,7 @@ from evalsite.studies import design, design_return
 from evalsite.studies.flow import advance
 from evalsite.studies.models import Answer, Assignment, Participant, Trial, new_completion_code
 from evalsite.studies.participant_writes import epoch_ms, mark_shown
+from evalsite.studies.served_audio import participant_key
 
 log = logging.getLogger("evalsite.studies.participant")
 Step = Participant.Step
@@ -98,7 +99,8 @@ def touch(p: Participant, now, slot: Assignment | None = None, shows_slot: bool 
         if seen:
             Participant.objects.filter(pk=p.pk).update(last_seen_at=now)
         if first_view and slot is not None:  # (first_view implies a slot)
-            mark_shown(slot, now, float(p.study.setting("min_listen_share") or 0))
+            share = float(p.study.setting("min_listen_share") or 0)
+            mark_shown(slot, now, share, participant_key(p.pk, p.seed))
         if renew:
             design.extend_reservations(p, now)
     return False

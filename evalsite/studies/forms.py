@@ -179,7 +179,8 @@ class StudyForm(forms.ModelForm):
     min_listen_share = forms.FloatField(
         min_value=0, max_value=1, label="Minimum listening before an answer (share)",
         help_text="The server stores an answer only once its trial page has been open this "
-        "share of the three clips' total duration (the page itself unlocks the buttons after "
+        "share of the time its three sounds take to play, with the silence each is served with "
+        "(the page itself unlocks the buttons after "
         "all three played to the end). 0: no check.",
     )  # fmt: skip
     withdrawn_answers = forms.ChoiceField(

@@ -45,10 +45,10 @@ DEFAULT_SETTINGS: dict = {
     "reservation_timeout_s": 1800,
     "loudness_target_lufs": -23.0,
     "practice_trials": 2,  # at most MAX_PRACTICE_TRIALS
-    # The server stores an answer only once the trial page has been open this share of the three
-    # clips' total duration (the page unlocks the buttons after all three played to the end;
-    # this holds the rule for any client). 0: no check. Below 1 leaves room for clip lengths
-    # rounded in the catalogue; this project's choice, not the paper's.
+    # The server stores an answer only once the trial page has been open this share of the time
+    # its three served sounds take, padding included (the page unlocks the buttons after all
+    # three played to the end; this holds the rule for any client). 0: no check. Below 1 leaves
+    # room for clip lengths rounded in the catalogue; this project's choice, not the paper's.
     "min_listen_share": 0.9,
     # What happens to the answers of a participant who leaves the study on its page ("Leave the
     # study"): "delete" (as JATOS' abortStudy does) or "keep" (flagged by status `withdrawn`).
@@ -342,8 +342,13 @@ class Assignment(models.Model):
     shown_at = models.DateTimeField(null=True, blank=True)  # first time the page was served
     # Earliest server time an answer is stored, in ms since the Unix epoch (an integer, so that
     # the answer's one statement compares it in standard SQL): the first view plus the study's
-    # `min_listen_share` of the three clips' durations. NULL until the page was first served.
+    # `min_listen_share` of its three renditions' durations (the clips' plus their padding of
+    # silence, `served_audio`). NULL until the page was first served.
     answerable_ms = models.BigIntegerField(null=True, blank=True)
+
+    # Not stored: the sample rates of the trial's reference, candidate a and candidate b, read
+    # with the slot by the trial page's position query (`participant_sql`); None when not read.
+    clip_rates: tuple[int | None, int | None, int | None] | None = None
 
     class Meta:
         ordering = ["participant", "index"]

@@ -19,7 +19,7 @@ from evalsite.stimuli.serving import serve_audio
 from evalsite.studies import flow_screening, flow_trials, screening
 from evalsite.studies.models import Participant
 from evalsite.studies.participant import own_participant
-from evalsite.studies.served_audio import Rendition
+from evalsite.studies.served_audio import Rendition, participant_key
 
 Step = Participant.Step
 
@@ -47,7 +47,7 @@ def audio(request: HttpRequest, token: str, slot: int, part: str) -> HttpRespons
         raise Http404 from None
     # Its own rendition (dither, silence around it): the same clip in two slots or positions, or
     # to two participants, is never the same bytes (served_audio).
-    return serve_audio(request, Rendition(path, f"{p.pk}.{p.seed}", current.pk, part))
+    return serve_audio(request, Rendition(path, participant_key(p.pk, p.seed), current.pk, part))
 
 
 def _cached_wav(name: str, make) -> Path:

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
+from evalsite.stimuli.models import Clip
 from evalsite.studies.models import Answer, Assignment, Participant, Study, Trial
 
 
@@ -35,7 +36,9 @@ class Position:
 # Read on every trial page, so written once in SQL: building the equivalent ORM query (three
 # correlated subqueries) cost ~5x the CPU of running it. Standard SQL (PostgreSQL, SQLite).
 # By token, the same query also returns the participant and its study: a trial page then starts
-# with one query, not two.
+# with one query, not two. The trial's clips' sample rates come with it (three primary-key
+# probes): a first view draws its renditions' padding for them (`participant_writes.mark_shown`)
+# without a query of its own.
 POSITION_SQL = """
 SELECT {head}{slot_cols}, {trial_cols},
   (SELECT COUNT(*) FROM {slots} m JOIN {trials} mt ON mt.id = m.trial_id
@@ -43,7 +46,10 @@ SELECT {head}{slot_cols}, {trial_cols},
   (SELECT COUNT(*) FROM {slots} m JOIN {trials} mt ON mt.id = m.trial_id
    WHERE m.participant_id = s.participant_id AND mt.is_practice = %s),
   EXISTS (SELECT 1 FROM {slots} l WHERE l.participant_id = s.participant_id
-          AND l.{idx} > s.{idx} AND {l_unanswered})
+          AND l.{idx} > s.{idx} AND {l_unanswered}),
+  (SELECT c.{rate} FROM {clips} c WHERE c.id = t.reference_id),
+  (SELECT c.{rate} FROM {clips} c WHERE c.id = t.candidate_a_id),
+  (SELECT c.{rate} FROM {clips} c WHERE c.id = t.candidate_b_id)
 FROM {slots} s JOIN {trials} t ON t.id = s.trial_id{join}
 WHERE {where} AND {s_unanswered}
 ORDER BY s.{idx}
@@ -134,6 +140,7 @@ def _position_query(vendor: str, by_token: bool) -> tuple[str, list]:
         trial_cols=_columns("t", trial_fields), idx=qn("index"),
         l_unanswered=UNANSWERED_SQL.format(s="l", **tables),
         s_unanswered=UNANSWERED_SQL.format(s="s", **tables),
+        clips=qn(Clip._meta.db_table), rate=qn(column(Clip, "sample_rate")),
         **tables,
     )  # fmt: skip
     return sql, models
@@ -174,7 +181,8 @@ def _split(row, models) -> tuple[list, tuple]:
 
 
 def _position(slot: Assignment, rest) -> Position:
-    done, total, unanswered_after = rest
+    done, total, unanswered_after, *rates = rest
+    slot.clip_rates = (rates[0], rates[1], rates[2])
     return Position(slot, int(done), int(total), not unanswered_after)
 
 

@@ -18,19 +18,23 @@ from django.utils import timezone
 from evalsite.stimuli.models import Clip
 from evalsite.studies.models import Answer, Assignment, Participant, Trial
 from evalsite.studies.participant_sql import UNANSWERED_SQL, column, hot_cursor
+from evalsite.studies.served_audio import padding_s
 
 log = logging.getLogger("evalsite.studies.participant")
 
 
 # A slot's first view: `shown_at`, and the earliest time an answer is stored (`answerable_ms`):
-# the view plus `share` of its three clips' durations, summed by the same statement (a missing
-# duration counts 0). Standard SQL; the subquery reads the updated row's trial. A slot shown
-# without an `answerable_ms` (by code from before the check, between a migration and a restart)
-# gets one from its next view, keeping its first view's `shown_at`: it is never left unanswerable.
+# the view plus `share` of the time its three renditions take to play, summed by the same
+# statement: the clips' durations (a missing one counts 0) plus the silence the slot's renditions
+# add to them (`served_audio.padding_s`, up to 6 x 30 ms; a parameter, drawn in Python from the
+# keyed seed as the audio view draws it). Standard SQL; the subquery reads the updated row's
+# trial. A slot shown without an `answerable_ms` (by code from before the check, between a
+# migration and a restart) gets one from its next view, keeping its first view's `shown_at`: it
+# is never left unanswerable.
 SHOWN_SQL = """
 UPDATE {slots} SET {shown} = COALESCE({shown}, %s), answerable_ms = %s + (
   SELECT CAST(%s * 1000 * (COALESCE(r.duration_s, 0) + COALESCE(a.duration_s, 0)
-                           + COALESCE(b.duration_s, 0)) AS BIGINT)
+                           + COALESCE(b.duration_s, 0) + %s) AS BIGINT)
   FROM {trials} t JOIN {clips} r ON r.id = t.reference_id
     JOIN {clips} a ON a.id = t.candidate_a_id JOIN {clips} b ON b.id = t.candidate_b_id
   WHERE t.id = {slots}.trial_id)
@@ -53,14 +57,30 @@ def epoch_ms(when) -> int:
     return int(when.timestamp() * 1000)
 
 
-def mark_shown(slot: Assignment, now, min_listen_share: float) -> None:
+def _padding_s(slot: Assignment, key: str) -> float:
+    """The silence the slot's three renditions add to its clips (`served_audio`): the parts'
+    clips as the audio view picks them (A: the candidate `displayed_first`), at the sample rates
+    the position query read with the slot (`Assignment.clip_rates`)."""
+    if slot.clip_rates is None:
+        raise ValueError(f"{slot}: no clip_rates; expected the slot as participant_sql reads it")
+    r, a, b = slot.clip_rates
+    shown = (a, b) if slot.displayed_first == "a" else (b, a)
+    return padding_s(key, slot.pk, {"r": r, "A": shown[0], "B": shown[1]})
+
+
+def mark_shown(slot: Assignment, now, min_listen_share: float, key: str) -> None:
     """Stamp the slot's first view (`shown_at`, and `answerable_ms` from the study's
     `min_listen_share` now: a share changed since the slot was assigned applies; a later view
-    keeps both). Every trial page after an answer runs it: as
+    keeps both), for the participant whose renditions are drawn under `key`
+    (`served_audio.participant_key`). Every trial page after an answer runs it: as
     the ORM's `update()` it cost 0.61-0.79 ms of CPU in-process, most of it building the query;
-    0.14-0.20 ms as this prepared statement."""
+    0.14-0.20 ms as this prepared statement. The padding needs the clips' sample rates, which the
+    position query reads with the slot: a trial page stays two queries, and the answer's
+    statement is unchanged."""
+    share = float(min_listen_share)
+    padding = _padding_s(slot, key) if share > 0 else 0.0
     value = Assignment._meta.get_field("shown_at").get_db_prep_save(now, connection)
-    params = [value, epoch_ms(now), float(min_listen_share), slot.pk]
+    params = [value, epoch_ms(now), share, padding, slot.pk]
     with hot_cursor() as cursor:
         cursor.execute(_shown_sql(connection.vendor), params)
 

@@ -58,6 +58,19 @@ def pads(key: object, slot: int, sr: int) -> dict[str, tuple[int, int]]:
     return {k: (lead, int(t) - lead) for k, lead, t in zip(PARTS, leads, totals, strict=True)}
 
 
+def participant_key(participant_id: int, seed: int) -> str:
+    """The key a participant's renditions are drawn under (with the site's SECRET_KEY)."""
+    return f"{participant_id}.{seed}"
+
+
+def padding_s(key: object, slot: int, rates: dict[str, int | None]) -> float:
+    """Seconds of silence the slot's renditions add to their clips, summed over the parts in
+    `rates` (part -> its clip's sample rate; None, unknown, adds nothing). What the listening
+    check adds to the clips' durations (`participant_writes.mark_shown`)."""
+    drawn = {sr: pads(key, slot, sr) for sr in set(rates.values()) if sr}  # one draw per rate
+    return sum(sum(drawn[sr][part]) / sr for part, sr in rates.items() if sr)
+
+
 class Rendition:
     """The WAV a slot's part is served as (16-bit PCM, the clip file's rate and channels):
     `size` bytes, any range of them rendered on demand (`read`), the same on every call. The

@@ -5,12 +5,15 @@ turns it on mid-study.
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 
 import pytest
+import soundfile as sf
+from django.urls import reverse
 from django.utils import timezone
 
-from evalsite.studies import export_answers, flow_trials
+from evalsite.studies import export_answers, flow_trials, served_audio
 from evalsite.studies.models import Answer, Assignment
 from evalsite.studies.participant_writes import epoch_ms
 from tests.evalsite.studies.conftest import enter, make_study
@@ -31,9 +34,34 @@ pytestmark = pytest.mark.django_db
 
 
 def _listen_ms(slot, share: float) -> int:
-    t = slot.trial
-    total = t.reference.duration_s + t.candidate_a.duration_s + t.candidate_b.duration_s
+    """`share` of the time the slot's three served renditions take to play (each the clip with
+    its padding of silence, `served_audio`), from the rendition module itself."""
+    key, t = f"{slot.participant_id}.{slot.participant.seed}", slot.trial
+    shown_b = "b" if slot.displayed_first == "a" else "a"
+    clips = {"r": t.reference, "A": getattr(t, f"candidate_{slot.displayed_first}"),
+             "B": getattr(t, f"candidate_{shown_b}")}  # fmt: skip
+    total = 0.0
+    for part, clip in clips.items():
+        lead, tail = served_audio.pads(key, slot.pk, clip.sample_rate)[part]
+        total += clip.duration_s + (lead + tail) / clip.sample_rate
     return round(share * 1000 * total)  # the database rounds (PostgreSQL) or truncates (SQLite)
+
+
+def test_it_waits_for_the_renditions_served_not_the_bare_clips(client, listening_study):
+    p = to_step(client, enter(client, listening_study), "practice")
+    finish_practice(client, p)
+    client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
+    slot = flow_trials.current_slot(p)
+    served_s = 0.0  # what the participant's browser is sent to play, read from the responses
+    for part in "rAB":
+        response = client.get(reverse("studies:audio", args=[p.token, slot.pk, part]))
+        served_s += sf.info(io.BytesIO(b"".join(response.streaming_content))).duration
+    bare_s = sum(c.duration_s for c in (slot.trial.reference, slot.trial.candidate_a,
+                                        slot.trial.candidate_b))  # fmt: skip
+    share = listening_study.setting("min_listen_share")
+    assert served_s > bare_s  # padded: the check below tells the two apart
+    waited = slot.answerable_ms - epoch_ms(slot.shown_at)
+    assert abs(waited - share * 1000 * served_s) <= 1
 
 
 def test_it_starts_a_trials_listening_time_at_its_own_page_not_at_the_feedback_before_it(
