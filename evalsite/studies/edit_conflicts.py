@@ -7,6 +7,10 @@ upload, an admin edit), nothing is saved and the page is shown again with the us
 kept, the others' values in the fields the user left alone, and a message naming what changed
 and who changed it (from the history). Without this, the later Save wrote the stale page's values
 back over the earlier one, unseen.
+
+The version is required, as a precondition (HTTP's If-Match; 428 Precondition Required without
+it): a Save that carries none (a script, a page saved from before versions) could not be checked,
+so it is refused, saving nothing and saying why, instead of being saved unchecked.
 """
 
 from __future__ import annotations
@@ -52,11 +56,9 @@ class Conflict:
 
 def conflict(form, current: Study) -> Conflict | None:
     """What changed in `current` (the locked row) since the valid settings `form` was loaded,
-    or None when nothing did (or the POST carried no version: a script, not the page)."""
-    posted = form.cleaned_data.get("version")
-    if not posted:
-        return None
-    was, last_event = loaded(posted, current.pk)
+    or None when nothing did. A valid form carries a version (`StudyForm.clean_version` refuses
+    a Save without one)."""
+    was, last_event = loaded(form.cleaned_data["version"], current.pk)
     now = _plain(history.state(current))
     others = {k: now.get(k) for k in was.keys() | now.keys() if was.get(k) != now.get(k)}
     if not others:

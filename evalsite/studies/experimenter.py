@@ -126,6 +126,8 @@ def study_edit(request: HttpRequest, pk: int) -> HttpResponse:
         if found is None:
             return redirect("studies:study_detail", pk=study.pk)
         form, status = _conflict_form(form, found, owner), 409
+    elif request.method == "POST" and form.has_error("version", "missing"):
+        status = 428  # Precondition Required: a write without its concurrency token (RFC 6585)
     closed = study.status == Study.Status.CLOSED
     if closed:  # shown, not offered: no field to type into, no Save to lose it with
         for field in form.fields.values():

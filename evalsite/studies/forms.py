@@ -282,7 +282,17 @@ class StudyForm(forms.ModelForm):
         return {key: str(self[n].label) for n in self.fields if (key := self.state_key(n))}
 
     def clean_version(self) -> str:
+        """The page's version, which a Save of an existing study must carry: without it the Save
+        cannot be checked against changes made since its page was loaded (`edit_conflicts`), so
+        it is refused (code "missing": the view answers 428) rather than saved unchecked. A new
+        study's page has none (there is nothing to have changed)."""
         value = self.cleaned_data["version"]
+        if not value and self.instance.pk:
+            raise forms.ValidationError(
+                "Not saved: this Save carried no page version, so it could not be checked "
+                "against changes made since the page was loaded. Reload the page and edit again.",
+                code="missing",
+            )
         if value:
             try:
                 edit_conflicts.loaded(value, self.instance.pk)

@@ -23,6 +23,7 @@ from evalsite.reports.tasks import recompute_report
 from evalsite.studies import flow_withdraw
 from evalsite.studies.models import Answer, Participant
 from tests.evalsite.reports.conftest import answer_all
+from tests.evalsite.studies.form_pages import page_version
 from tests.evalsite.studies.test_experimenter import _study_post
 from tests.lock_waits import until_blocked
 
@@ -233,6 +234,7 @@ def test_it_recomputes_the_report_when_the_rules_it_applies_change(
         min_catch_accuracy=1.0,
         min_median_rt_ms=5000,
         shared_with_names="carol",
+        version=page_version(client, sim_study),
     )
     with django_capture_on_commit_callbacks(execute=False) as queued:
         assert client.post(edit, post).status_code == 302
@@ -243,7 +245,12 @@ def test_it_recomputes_the_report_when_the_rules_it_applies_change(
     snap = ReportSnapshot.objects.get(pk=recompute_report(sim_study.pk))  # the queued run
     assert snap.config["rules"]["min_median_rt_ms"] == 5000 and snap.meta["n_excluded"] > 0
     with django_capture_on_commit_callbacks(execute=False) as queued:  # nothing the report reads
-        assert client.post(edit, {**post, "description": "Now described."}).status_code == 302
+        again = {
+            **post,
+            "description": "Now described.",
+            "version": page_version(client, sim_study),
+        }
+        assert client.post(edit, again).status_code == 302
     assert not queued and not ReportState.objects.get(study=sim_study).pending
 
 
@@ -256,6 +263,7 @@ def test_it_recomputes_the_report_when_the_study_gains_an_instrument(
         instruments=[*sim_study.instruments, "piano"],
         catalogue=sim_study.catalogue_id,
         shared_with_names="carol",
+        version=page_version(client, sim_study),
     )
     with django_capture_on_commit_callbacks(execute=False) as queued:
         edit = reverse("studies:study_edit", args=[sim_study.pk])

@@ -31,3 +31,9 @@ def settings_page_values(client: Client, study: Study) -> dict:
     return page_values_of(
         client.get(reverse("studies:study_edit", args=[study.pk])).context["form"]
     )
+
+
+def page_version(client: Client, study: Study) -> str:
+    """The version the study's settings page carries as `client` loads it now: what a Save from
+    that page posts (a Save without one is refused, `edit_conflicts`)."""
+    return settings_page_values(client, study)["version"]

@@ -18,6 +18,7 @@ from evalsite.studies.models import Answer, Assignment, Participant, Study, Tria
 from evalsite.studies.progress import participant_counts
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
 from tests.evalsite.studies.experimenter_personas import wav_bytes
+from tests.evalsite.studies.form_pages import page_version
 
 pytestmark = pytest.mark.django_db
 
@@ -76,7 +77,7 @@ def test_it_edits_settings_and_keeps_keys_it_does_not_show(client, alice, study)
     study.save()
     client.force_login(alice)
     post = _study_post(name="Renamed", instruments=["drums", "bass"], target_answers_per_trial=3,
-                       screening="")  # fmt: skip
+                       screening="", version=page_version(client, study))  # fmt: skip
     response = client.post(reverse("studies:study_edit", args=[study.pk]), post)
     assert response.status_code == 302
     study.refresh_from_db()
@@ -92,7 +93,8 @@ def test_it_edits_exclusion_and_catch_keeping_their_keys_it_does_not_show(client
                       "catch": {"identical": 3, "glitch": 2}}  # fmt: skip
     study.save()
     client.force_login(alice)
-    post = _study_post(instruments=study.instruments, min_catch_accuracy=0.8, catch_identical=2)
+    post = _study_post(instruments=study.instruments, min_catch_accuracy=0.8, catch_identical=2,
+                       version=page_version(client, study))  # fmt: skip
     assert client.post(reverse("studies:study_edit", args=[study.pk]), post).status_code == 302
     study.refresh_from_db()
     assert study.settings["exclusion"] == {
@@ -108,7 +110,8 @@ def test_it_edits_exclusion_and_catch_keeping_their_keys_it_does_not_show(client
 
 def test_a_refused_edit_shows_the_study_as_saved_around_the_form(client, alice, study):
     client.force_login(alice)
-    post = _study_post(name="Unsaved name", target_answers_per_trial=0)
+    post = _study_post(name="Unsaved name", target_answers_per_trial=0,
+                       version=page_version(client, study))  # fmt: skip
     response = client.post(reverse("studies:study_edit", args=[study.pk]), post)
     assert (
         response.status_code == 200
@@ -125,7 +128,8 @@ def test_a_refused_edit_shows_the_study_as_saved_around_the_form(client, alice, 
 def test_it_keeps_sharing_unchanged_when_a_collaborator_edits(client, carol, study):
     client.force_login(carol)
     # the field is disabled for non-owners
-    post = _study_post(instruments=["drums", "bass"], shared_with_names="")
+    post = _study_post(instruments=["drums", "bass"], shared_with_names="",
+                       version=page_version(client, study))  # fmt: skip
     assert client.post(reverse("studies:study_edit", args=[study.pk]), post).status_code == 302
     assert list(study.shared_with.all()) == [carol]
 
@@ -135,7 +139,10 @@ def test_it_refuses_removing_an_instrument_the_studys_trials_judge(client, alice
     Study.objects.filter(pk=study.pk).update(status=status)
     client.force_login(alice)
     edit = reverse("studies:study_edit", args=[study.pk])
-    response = client.post(edit, _study_post(name=study.name, instruments=["drums"]))
+    version = page_version(client, study)
+    response = client.post(
+        edit, _study_post(name=study.name, instruments=["drums"], version=version)
+    )
     assert response.status_code == 200
     then = {
         "draft": "keep bass, or delete the study's trials first (Trials page, Delete all trials).",
@@ -146,7 +153,9 @@ def test_it_refuses_removing_an_instrument_the_studys_trials_judge(client, alice
         "bass is judged in 3 of the study's trials: participants would get them while the "
         f"instructions no longer name it; {then}"
     ]
-    response = client.post(edit, _study_post(name=study.name, instruments=["piano"]))
+    response = client.post(
+        edit, _study_post(name=study.name, instruments=["piano"], version=version)
+    )
     errors = response.context["form"].errors["instruments"]
     assert [e.split(":")[0] for e in errors] == [
         "bass is judged in 3 of the study's trials",
@@ -160,14 +169,16 @@ def test_it_refuses_removing_an_instrument_the_studys_trials_judge(client, alice
 def test_it_lets_an_instrument_be_added_to_a_study_with_trials(client, alice, study):
     Study.objects.filter(pk=study.pk).update(status="open")
     client.force_login(alice)
-    post = _study_post(name=study.name, instruments=["drums", "bass", "piano"])
+    post = _study_post(name=study.name, instruments=["drums", "bass", "piano"],
+                       version=page_version(client, study))  # fmt: skip
     assert client.post(reverse("studies:study_edit", args=[study.pk]), post).status_code == 302
     study.refresh_from_db()
     assert study.instruments == ["drums", "bass", "piano"]
     changed = study.events.get().changes["instruments"]
     assert changed == [["drums", "bass"], ["drums", "bass", "piano"]]
     empty = Study.objects.create(owner=alice, name="empty", instruments=["drums", "bass"])
-    post = _study_post(name=empty.name, instruments=["guitar"])  # no trial judges either
+    post = _study_post(name=empty.name, instruments=["guitar"],  # no trial judges either
+                       version=page_version(client, empty))  # fmt: skip
     assert client.post(reverse("studies:study_edit", args=[empty.pk]), post).status_code == 302
 
 
@@ -178,15 +189,17 @@ def test_only_the_owner_can_change_the_studys_catalogue(client, alice, carol, st
     field = client.get(edit).context["form"]["catalogue"]
     assert field.field.disabled and [c.pk for c in field.field.queryset] == [study.catalogue_id]
     assert "alice unpublished" not in field.as_widget()
-    forged = _study_post(name=study.name, instruments=study.instruments, catalogue=private.pk)
+    forged = _study_post(name=study.name, instruments=study.instruments, catalogue=private.pk,
+                         version=page_version(client, study))  # fmt: skip
     assert client.post(edit, forged).status_code == 302
     study.refresh_from_db()
     assert study.catalogue.name == "alice clips"
     client.force_login(alice)
     offered = client.get(edit).context["form"]["catalogue"].field
     assert not offered.disabled and set(offered.queryset) == {study.catalogue, private}
+    version = page_version(client, study)
     client.post(edit, _study_post(name=study.name, instruments=study.instruments,
-                                  catalogue=private.pk))  # fmt: skip
+                                  catalogue=private.pk, version=version))  # fmt: skip
     study.refresh_from_db()
     assert study.catalogue == private
 
@@ -243,10 +256,11 @@ def test_it_refuses_to_reopen_a_closed_study_or_open_one_without_trials(client, 
 
 
 def test_it_refuses_edits_to_a_closed_study(client, alice, study):
+    client.force_login(alice)
+    post = _study_post(name="Changed", version=page_version(client, study))  # loaded while open
     study.status = "closed"
     study.save()
-    client.force_login(alice)
-    client.post(reverse("studies:study_edit", args=[study.pk]), _study_post(name="Changed"))
+    client.post(reverse("studies:study_edit", args=[study.pk]), post)
     study.refresh_from_db()
     assert study.name == "Drums and bass"
 
@@ -364,9 +378,11 @@ def test_it_records_every_change_to_a_study_and_exports_the_history(
     assert client.post(reverse("studies:trials_random", args=[study.pk]), data).status_code == 404
     client.force_login(alice)
     edit = reverse("studies:study_edit", args=[study.pk])
-    client.post(edit, _study_post(target_answers_per_trial=7))  # nothing changed: no event
+    unchanged = _study_post(target_answers_per_trial=7, version=page_version(client, study))
+    assert client.post(edit, unchanged).status_code == 302  # nothing changed: no event
     client.post(edit, _study_post(target_answers_per_trial=3, loudness_target_lufs=-30,
-                                  consent_text="New consent.", instruments=["guitar"]))  # fmt: skip
+                                  consent_text="New consent.", instruments=["guitar"],
+                                  version=page_version(client, study)))  # fmt: skip
     status = reverse("studies:study_status", args=[study.pk])
     client.post(status, {"action": "open"})  # refused (no trials): no event
     tones = [SimpleUploadedFile(f"{i}.wav", wav_bytes(freq=200 + 50 * i), "audio/wav")

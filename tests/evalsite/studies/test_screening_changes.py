@@ -11,6 +11,7 @@ from django.urls import reverse
 from evalsite.studies import export_answers, flow_screening
 from evalsite.studies.models import Participant
 from tests.evalsite.studies.conftest import enter, make_study
+from tests.evalsite.studies.form_pages import page_version
 from tests.evalsite.studies.participant_steps import DESKTOP_UA, post, screen, to_step, url
 from tests.evalsite.studies.test_experimenter import _study_post
 
@@ -32,7 +33,8 @@ def _answer_one(client, p: Participant, correct: bool = True) -> None:
 def _edit(experimenter, study, **fields) -> None:
     researcher = Client()
     researcher.force_login(experimenter)
-    data = _study_post(name=study.name, instruments=["drums", "guitar"], **fields)
+    data = _study_post(name=study.name, instruments=["drums", "guitar"], **fields,
+                       version=page_version(researcher, study))  # fmt: skip
     assert researcher.post(reverse("studies:study_edit", args=[study.pk]), data).status_code == 302
 
 

@@ -187,3 +187,25 @@ def test_a_page_version_that_is_not_the_sites_for_the_study_is_refused(alice, st
     ]
     study.refresh_from_db()
     assert study.description == ""
+
+
+def test_a_save_without_the_pages_version_saves_nothing_and_says_why(alice, study):
+    """The version is the page's precondition (If-Match, as it were): a POST without it, from a
+    script or a page from before versions, could not be checked against the study as loaded,
+    so it is refused (428 Precondition Required) instead of being saved unchecked."""
+    owner = _logged_in(alice)
+    page = settings_page_values(owner, study) | {"description": "written by a script"}
+    del page["version"]
+    response = _edit(owner, study, page)
+    assert response.status_code == 428
+    assert response.context["form"].errors["version"] == [
+        "Not saved: this Save carried no page version, so it could not be checked against "
+        "changes made since the page was loaded. Reload the page and edit again."
+    ]
+    assert "Not saved: this Save carried no page version" in response.content.decode()
+    study.refresh_from_db()
+    assert study.description == "" and not study.events.filter(kind="edited").exists()
+    reloaded = settings_page_values(owner, study) | {"description": "written by a script"}
+    assert _edit(owner, study, reloaded).status_code == 302  # the page itself sends its version
+    study.refresh_from_db()
+    assert study.description == "written by a script"

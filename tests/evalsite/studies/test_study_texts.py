@@ -18,6 +18,7 @@ from evalsite.studies.export_provenance import config_snapshot
 from evalsite.studies.models import Study
 from tests.evalsite.studies.conftest import enter
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
+from tests.evalsite.studies.form_pages import page_version
 from tests.evalsite.studies.participant_steps import to_step, url
 from tests.evalsite.studies.test_experimenter import _study_post
 
@@ -91,7 +92,8 @@ def test_the_researcher_sets_each_languages_texts_in_settings(client, alice, bil
     assert 'name="name_ja"' in form and 'name="consent_text_ja"' in form
     assert JA["consent_text"] in form  # the saved text is shown for editing
     post = _study_post(name="Drums and bass", instruments=["drums", "bass"], name_ja="新しい名前",
-                       consent_text_ja="同意します。", description_ja="")  # fmt: skip
+                       consent_text_ja="同意します。", description_ja="",
+                       version=page_version(client, bilingual))  # fmt: skip
     assert client.post(edit, post).status_code == 302
     bilingual.refresh_from_db()
     assert bilingual.texts == {"ja": {"name": "新しい名前", "consent_text": "同意します。"}}
