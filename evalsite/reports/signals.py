@@ -6,14 +6,14 @@ Every page and job that changes a study's trials records the change in the study
 the same transaction, and the receiver listens to that entry, one per change, rather than to
 each Trial saved (a design saves hundreds in one transaction):
 - `trials` (the Trials page's form, CSV, random draw and repeats, a design from the model,
-  deleting a draft's trials): queued when the report's config changed with them
-  (ReportConfig.design_main_trials, the power plan's main trials per participant:
-  `study_config.recompute_if_out_of_date`);
+  deleting a draft's trials, a trial added or edited in the Django admin, `trial_saving`):
+  queued when the report's config changed with them (ReportConfig.design_main_trials, the power
+  plan's main trials per participant: `study_config.recompute_if_out_of_date`);
 - `model_choices` of an answered study (the researcher confirmed it): the answers' model_choice
   and agree columns, which the report reads, changed.
-A trial changed in the Django admin records none: the report page shows that report as out of
-date all the same where its config changed (reports.views.report_page reads
-`study_config.changes_since`).
+A trial changed outside these (a shell, a deletion in the admin) records none: the report page
+shows that report as out of date all the same where its config changed
+(reports.views.report_page reads `study_config.changes_since`).
 """
 
 from __future__ import annotations

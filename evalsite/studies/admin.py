@@ -1,7 +1,8 @@
 from django import forms
 from django.contrib import admin
 
-from evalsite.studies import flow_screening, flow_withdraw
+from evalsite.studies import flow_screening, flow_withdraw, trial_saving
+from evalsite.studies.experimenter import locked_study
 from evalsite.studies.models import (
     Answer,
     Assignment,
@@ -68,11 +69,47 @@ class StudyAdmin(TakesRecordAdmin):
     readonly_fields = ("status",)
 
 
+class TrialAdminForm(forms.ModelForm):
+    """A trial typed in the admin, checked as the Trials page's form is (`trial_saving`): under
+    the study's lock, refused for a closed study or where the study already has the same trial.
+    The lock is taken here, once the form has built the trial, and held until the admin's
+    transaction (`changeform_view` is atomic) ends, after `TrialAdmin.save_model` saved it."""
+
+    class Meta:
+        model = Trial
+        fields = "__all__"  # noqa: DJ007  (the admin shows every field; study fixed once saved)
+
+    def validate_unique(self) -> None:
+        super().validate_unique()
+        trial = self.instance
+        if self.errors or trial.study_id is None:
+            return
+        study = locked_study(trial.study_id)
+        if study.status == Study.Status.CLOSED:
+            self.add_error(
+                None, f"Study {study.name!r} is closed; its trials can no longer change."
+            )
+        elif (same := trial_saving.repeated(trial)) is not None:
+            self.add_error(None, trial_saving.refusal(trial, same, "saved"))
+
+
 @admin.register(Trial)
 class TrialAdmin(admin.ModelAdmin):
+    form = TrialAdminForm
     list_display = ("id", "study", "instrument", "is_practice", "catch_kind", "model_choice")
     list_filter = ("study", "instrument", "is_practice", "is_catch")
     raw_id_fields = ("reference", "candidate_a", "candidate_b", "repeat_of")
+
+    def get_readonly_fields(self, request, obj=None):
+        # A trial stays in its study: moved, it would change two studies' trials (and answers).
+        return ("study",) if obj is not None else ()
+
+    # As the Trials page saves one: recorded in the history, which queues the report's
+    # recomputation where the change alters what it reads (reports.signals).
+    def save_model(self, request, obj, form, change) -> None:
+        if change and not form.has_changed():
+            return  # saved as it was: nothing changed, nothing to record
+        trial_saving.save(obj, request.user, "admin")
 
 
 @admin.register(Participant)

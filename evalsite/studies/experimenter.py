@@ -74,12 +74,17 @@ def editable(request: HttpRequest, study: Study) -> bool:
     return True
 
 
+def locked_study(pk: int) -> Study:
+    """The study's row (status and name), locked until the transaction ends (closing takes the
+    lock too)."""
+    return Study.objects.select_for_update().only("status", "name").get(pk=pk)
+
+
 def lock_editable(request: HttpRequest, study: Study) -> bool:
-    """Take the study's row lock until the transaction ends (closing takes it too) and say,
-    from the locked row, whether the study may still be changed (`editable`): a change made
-    under it never lands in a study closed since the page's first check."""
-    locked = Study.objects.select_for_update().only("status", "name").get(pk=study.pk)
-    return editable(request, locked)
+    """Take the study's row lock (`locked_study`) and say, from the locked row, whether the
+    study may still be changed (`editable`): a change made under it never lands in a study
+    closed since the page's first check."""
+    return editable(request, locked_study(study.pk))
 
 
 @login_required

@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from evalsite.studies import history, practice_clips, trial_identity, trial_removal
+from evalsite.studies import history, practice_clips, trial_identity, trial_removal, trial_saving
 from evalsite.studies.experimenter import (
     editable,
     lock_editable,
@@ -75,17 +75,11 @@ def trial_add(request: HttpRequest, pk: int) -> HttpResponse:
     with transaction.atomic():
         if not lock_editable(request, study):  # closed since the first check
             return redirect("studies:trials", pk=study.pk)
-        same = trial_identity.existing(study).get(trial_identity.key(trial))
+        same = trial_saving.repeated(trial)
         if same is None:
-            trial.save()
-            history.record(study, request.user, history.Kind.TRIALS, {"added": 1, "how": "form"})
+            trial_saving.save(trial, request.user, "form")
     if same is not None:  # a double click, or a second tab: refused under the lock
-        form.add_error(
-            None,
-            f"This trial is already in the study as trial {same} "
-            f"({trial_identity.describe(trial)}); nothing was added. For a second look at the "
-            "same clips, add a repeat (Add repeats with A/B swapped).",
-        )
+        form.add_error(None, trial_saving.refusal(trial, same, "added"))
         return _trials_page(request, study, form=form, status=400)
     messages.success(request, f"Trial {trial.pk} added.")
     _warn_practice(request, study, [trial])

@@ -33,11 +33,13 @@ def describe(trial: Trial) -> str:
     )
 
 
-def existing(study: Study) -> dict[tuple, int]:
-    """The study's trials: key -> the id of the first with it. Read under the study's lock
-    (experimenter.lock_editable), so that a trial sent twice at once is found the second time."""
+def existing(study: Study, other_than: int | None = None) -> dict[tuple, int]:
+    """The study's trials (but the one with id `other_than`: a trial being edited): key -> the
+    id of the first with it. Read under the study's lock (experimenter.lock_editable), so that a
+    trial sent twice at once is found the second time."""
     found: dict[tuple, int] = {}
-    for trial in study.trials.order_by("id").only(
+    trials = study.trials.all() if other_than is None else study.trials.exclude(pk=other_than)
+    for trial in trials.order_by("id").only(
         "instrument", "reference", "candidate_a", "candidate_b", "is_practice", "catch_kind"
     ):
         found.setdefault(key(trial), trial.pk)

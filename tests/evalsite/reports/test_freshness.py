@@ -338,7 +338,8 @@ def test_it_shows_a_report_out_of_date_after_a_trial_changed_outside_the_trials_
     client, alice, sim_study
 ):
     recompute_report(sim_study.pk)
-    # As the Django admin's trial page saves it: no history entry, nothing queued.
+    # As a shell saves it (the admin's trial page records it: trial_saving): no history entry,
+    # nothing queued.
     trial = sim_study.trials.filter(instrument="guitar", is_catch=False).first()
     trial.instrument = "drums"
     trial.save()
@@ -346,3 +347,42 @@ def test_it_shows_a_report_out_of_date_after_a_trial_changed_outside_the_trials_
     shown = client.get(reverse("reports:page", args=[sim_study.pk])).content.decode()
     assert re.search(r'data-testid="report-outdated">[^<]*main trials per participant', shown)
     assert "press Recompute now" in shown
+
+
+def _admin_trial_data(trial) -> dict:
+    """What the Django admin's trial page posts for `trial` as it now is."""
+    return {
+        "study": trial.study_id, "reference": trial.reference_id,
+        "candidate_a": trial.candidate_a_id, "candidate_b": trial.candidate_b_id,
+        "instrument": trial.instrument, "catch_kind": trial.catch_kind,
+        "expected": trial.expected, "repeat_of": trial.repeat_of_id or "",
+        "model_choice": trial.model_choice or "", "model_margin": trial.model_margin or "",
+        **({"is_practice": "on"} if trial.is_practice else {}),
+        **({"is_catch": "on"} if trial.is_catch else {}),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("how", ["add", "change"])
+def test_a_trial_added_or_edited_in_the_admin_queues_the_report_as_the_trials_page_does(
+    client, django_user_model, sim_study, django_capture_on_commit_callbacks, how
+):
+    recompute_report(sim_study.pk)
+    staff = django_user_model.objects.create_superuser("root", "root@example.org", "pw-123456")
+    client.force_login(staff)
+    if how == "add":  # one more main drums trial per participant, as the page's form adds
+        made = _new_reference_trial(sim_study, "form")["data"]
+        data = {**made, "study": sim_study.pk, "repeat_of": ""}
+        url = reverse("admin:studies_trial_add")
+    else:  # a guitar trial made a drums one: one drums trial more per participant, one guitar less
+        trial = sim_study.trials.filter(instrument="guitar", is_catch=False).first()
+        data = {**_admin_trial_data(trial), "instrument": "drums"}
+        url = reverse("admin:studies_trial_change", args=[trial.pk])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(url, data)
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    assert ReportState.objects.get(study=sim_study).pending
+    event = sim_study.events.latest("id")
+    assert (event.kind, event.user, event.changes["how"]) == ("trials", staff, "admin")
+    snap = ReportSnapshot.objects.get(pk=recompute_report(sim_study.pk))  # the queued run
+    expected = {"add": {"drums": 6, "guitar": 5}, "change": {"drums": 6, "guitar": 4}}[how]
+    assert snap.config["design_main_trials"] == expected
