@@ -6,4 +6,5 @@ class RetrievalConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from evalsite.retrieval import signals  # noqa: F401  (connects the auto-embed receiver)
+        # connect the auto-embed receiver and the one that removes a deleted snapshot's file
+        from evalsite.retrieval import signals, snapshot  # noqa: F401

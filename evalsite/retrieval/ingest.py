@@ -21,6 +21,7 @@ import numpy as np
 from django.conf import settings
 
 from evalsite.jobs.failures import without_server_paths
+from evalsite.retrieval import snapshot
 from evalsite.retrieval.embedder import get_embedder, shown_path, version_for
 from evalsite.retrieval.models import Embedding, ModelVersion, to_bytes
 from evalsite.stimuli.models import Clip
@@ -202,6 +203,8 @@ def embed_clips(
             raise _non_finite(version, bad)
         if pause_s:  # test hook: widens the window in which a worker can be killed mid-task
             time.sleep(pause_s)
+    if report.embedded:  # a web process's first search of the catalogue then loads one file
+        snapshot.refresh_catalogues(version, report.embedded)
     return report
 
 

@@ -68,3 +68,26 @@ class Embedding(models.Model):
 
 def to_bytes(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+class IndexSnapshot(models.Model):
+    """The generation of a catalogue's saved search rows under one checkpoint (see
+    evalsite/retrieval/snapshot.py): the file of that generation is the one a web process may
+    load. Kept in the database, beside the rows it copies, so that a file from another database
+    (restored, recreated, another deployment's media) is never read as this one's."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="snapshots")
+    catalogue = models.ForeignKey(
+        "stimuli.Catalogue", on_delete=models.CASCADE, related_name="index_snapshots"
+    )
+    generation = models.CharField(max_length=32)
+    rows = models.PositiveIntegerField()
+    written_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["version", "catalogue"], name="snapshot_scope")
+        ]
+
+    def __str__(self) -> str:
+        return f"snapshot {self.generation} of catalogue {self.catalogue_id} ({self.version_id})"

@@ -42,6 +42,7 @@ import numpy as np
 from django.conf import settings
 from django.db.models import BigIntegerField, Count, F, Func, Max, Sum
 
+from evalsite.retrieval import snapshot
 from evalsite.retrieval.models import Embedding, ModelVersion
 from evalsite.retrieval.search import EXACT_MAX, SubspaceIndex
 from evalsite.stimuli.models import Catalogue, Clip, piece_key
@@ -149,17 +150,28 @@ def _add(index: SubspaceIndex, version: ModelVersion, condition: str, rows) -> t
     designs treat it as no embedding."""
     ids, vecs, emb_ids, hashes = _decode(rows)
     if vecs is not None:
-        finite = np.isfinite(vecs).all(axis=1)  # (N,) the whole vector, every instrument's part
-        keys = np.asarray(emb_ids, np.int64)
-        if not finite.all():
-            log.warning(
-                "clips %s: embedding with checkpoint %s not finite; left out of the search",
-                ids[~finite].tolist(), version.checkpoint_id,
-            )  # fmt: skip
-            index.leave_out(keys[~finite])
-        sub = version.subspace(vecs[finite], condition)  # (N', d)
-        index.add(ids[finite], sub, keys=keys[finite])
+        _add_vectors(index, version, condition, ids, vecs, np.asarray(emb_ids, np.int64))
     return len(emb_ids), hashes
+
+
+def _add_vectors(
+    index: SubspaceIndex,
+    version: ModelVersion,
+    condition: str,
+    ids: np.ndarray,
+    vecs: np.ndarray,
+    keys: np.ndarray,
+) -> None:
+    """_add of decoded rows: clip ids (N,), full vectors (N, D), embedding ids (N,)."""
+    finite = np.isfinite(vecs).all(axis=1)  # (N,) the whole vector, every instrument's part
+    if not finite.all():
+        log.warning(
+            "clips %s: embedding with checkpoint %s not finite; left out of the search",
+            ids[~finite].tolist(), version.checkpoint_id,
+        )  # fmt: skip
+        index.leave_out(keys[~finite])
+    sub = version.subspace(vecs[finite], condition)  # (N', d)
+    index.add(ids[finite], sub, keys=keys[finite])
 
 
 def _resync(index: SubspaceIndex, version: ModelVersion, condition: str, qs) -> tuple[int, int]:
@@ -195,23 +207,47 @@ def synced_index(
         index, last, held = _registry.get(key, (None, 0, (0, 0)))
         if index is not None:
             _registry.move_to_end(key)
+        fresh = index is None
         if index is None:
-            probe = version.subspace(np.zeros((1, version.dim), np.float32), condition)
-            index = SubspaceIndex(probe.shape[1], exact_max=exact_max)
-        elif _unchanged(state or _state(qs.aggregate(**scope_state("id"))), last, held):
-            return index
-        elif _held(qs.filter(id__lte=last)) != held:  # rows left, came back or came late
-            held = _resync(index, version, condition, qs.filter(id__lte=last))
+            index, last, held = _cold_index(version, condition, catalogue_id, exact_max)
+        if last or not fresh:  # holds rows (a warm index, or one loaded from a snapshot)
+            current = state or _state(qs.aggregate(**scope_state("id")))
+            if _unchanged(current, last, held):
+                if fresh:
+                    _register(key, index, last, held)
+                return index
+            if _held(qs.filter(id__lte=last)) != held:  # rows left, came back or came late
+                held = _resync(index, version, condition, qs.filter(id__lte=last))
         rows = _hashed(qs.filter(id__gt=last)).order_by("id").values_list(*_COLUMNS)
         rows = list(rows.iterator(chunk_size=2000))
         n, hashes = _add(index, version, condition, rows)
         if n:
             last = max(last, rows[-1][0])
             held = (held[0] + n, held[1] + hashes)
-        _registry[key] = (index, last, held)
-        while len(_registry) > settings.CSN_RETRIEVAL_INDEXES:
-            _registry.popitem(last=False)
+        _register(key, index, last, held)
     return index
+
+
+def _register(key: tuple, index: SubspaceIndex, last: int, held: tuple[int, int]) -> None:
+    """Record (under _lock) what the index holds; drop the least recently searched beyond
+    settings.CSN_RETRIEVAL_INDEXES."""
+    _registry[key] = (index, last, held)
+    while len(_registry) > settings.CSN_RETRIEVAL_INDEXES:
+        _registry.popitem(last=False)
+
+
+def _cold_index(
+    version: ModelVersion, condition: str, catalogue_id: int | None, exact_max: int
+) -> tuple[SubspaceIndex, int, tuple[int, int]]:
+    """(index, newest key, (count, id-hash sum)) of a new index: empty, or holding the rows of
+    the catalogue's snapshot (snapshot.py), which the caller then syncs with the database."""
+    probe = version.subspace(np.zeros((1, version.dim), np.float32), condition)
+    index = SubspaceIndex(probe.shape[1], exact_max=exact_max)
+    snap = snapshot.load(version, catalogue_id) if catalogue_id is not None else None
+    if snap is None or not len(snap.keys):
+        return index, 0, (0, 0)
+    _add_vectors(index, version, condition, snap.ids, snap.vectors, snap.keys)
+    return index, snap.last, snap.held
 
 
 def _release_unused(version_id: int) -> None:

@@ -1,0 +1,187 @@
+"""A catalogue's search rows saved by the worker that embeds it, so that a web process's first
+search loads one file instead of reading and decoding every vector from the database once per
+instrument.
+
+A snapshot is the scope's embedding rows (service.scope) as the worker last saw them: embedding
+ids (keys, increasing), clip ids, the full float32 vectors (N, D) and the database's id hash of
+each key, in one uncompressed .npz under MEDIA_ROOT/retrieval-index/ (the media the web process
+and the workers share), named by a random generation that an IndexSnapshot row records. A web
+process loads only the file of the generation its database names, and checks that the file says
+so too; any other file, or one it cannot read, is ignored and the index is built from the rows.
+
+A snapshot is never trusted as the current scope: it stands in for the rows an index took, and
+the index's usual sync (service.synced_index) then compares it with the database (count, id-hash
+sum and newest id of the scope) and reads only what differs: rows added since, and the ids of a
+scope that lost or regained rows. This is sound because an embedding row is never updated (a
+new vector is a new row), so a key's vector in any snapshot is that row's vector; and because
+the generation lives in the same database as the rows, a file written for another database
+(one restored from a backup, whose ids may since name other rows) is never used.
+
+[choice] The worker rewrites a snapshot after an embedding task only when the rows it lacks or
+holds too many are at least REFRESH_SHARE of the scope (or there is none yet): a catalogue
+imported in batches of CSN_EMBED_BATCH is then written about log(N) / log(1 + REFRESH_SHARE)
+times, not N / batch times, each write reading from the database only what changed. A first
+search reads at most that share of the rows from the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
+
+from evalsite.retrieval.models import Embedding, IndexSnapshot, ModelVersion
+from evalsite.stimuli.models import Clip
+
+log = logging.getLogger(__name__)
+FOLDER = "retrieval-index"
+REFRESH_SHARE = 0.05  # see [choice] above
+_READ_CHUNK = 2000  # vectors read per query (under SQLite's limit on query parameters)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    keys: np.ndarray  # (N,) embedding ids, increasing
+    ids: np.ndarray  # (N,) clip ids
+    vectors: np.ndarray  # (N, D) float32, the full vectors
+    hashes: np.ndarray  # (N,) the database's id hash of each key (service._IdHash)
+
+    @property
+    def last(self) -> int:
+        """The newest key held (0 when empty)."""
+        return int(self.keys[-1]) if len(self.keys) else 0
+
+    @property
+    def held(self) -> tuple[int, int]:
+        """(count, id-hash sum) of the keys held, as service.synced_index records an index's."""
+        return len(self.keys), int(self.hashes.sum())
+
+
+def path_for(version_id: int, catalogue_id: int, generation: str) -> Path:
+    name = f"v{version_id}-c{catalogue_id}-{generation}.npz"
+    return Path(settings.MEDIA_ROOT) / FOLDER / name
+
+
+def load(version: ModelVersion, catalogue_id: int) -> Snapshot | None:
+    """The catalogue's snapshot of the generation the database names, or None (none written, or
+    its file missing, unreadable or not that generation's: logged, and the caller reads rows)."""
+    row = IndexSnapshot.objects.filter(version=version, catalogue_id=catalogue_id).first()
+    if row is None:
+        return None
+    path = path_for(version.pk, catalogue_id, row.generation)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            generation = str(f["generation"])
+            snap = Snapshot(f["keys"], f["ids"], f["vectors"], f["hashes"])
+    except (OSError, ValueError, KeyError) as exc:  # gone meanwhile, truncated, not an .npz
+        log.warning("%s: not a readable index snapshot (%s); reading rows instead", path, exc)
+        return None
+    n = len(snap.keys)
+    if (
+        generation != row.generation
+        or snap.vectors.shape != (n, version.dim)
+        or len(snap.ids) != n
+        or len(snap.hashes) != n
+    ):
+        log.warning(
+            "%s: generation %s of %s rows x %s; expected generation %s of (N, %s) with N keys; "
+            "reading rows instead",
+            path, generation, n, snap.vectors.shape, row.generation, version.dim,
+        )  # fmt: skip
+        return None
+    return snap
+
+
+def _empty(dim: int) -> Snapshot:
+    return Snapshot(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, dim), np.float32),
+                    np.zeros(0, np.int64))  # fmt: skip
+
+
+def _read_vectors(keys: np.ndarray) -> dict[int, np.ndarray]:
+    """{key: (D,) vector} of the embedding rows keys that still exist."""
+    got: dict[int, np.ndarray] = {}
+    for s in range(0, len(keys), _READ_CHUNK):
+        rows = Embedding.objects.filter(pk__in=keys[s : s + _READ_CHUNK].tolist())
+        got.update(
+            (k, np.frombuffer(bytes(b), dtype="<f4")) for k, b in rows.values_list("id", "vector")
+        )
+    return got
+
+
+def refresh(version: ModelVersion, catalogue_id: int, share: float = REFRESH_SHARE) -> bool:
+    """Write the catalogue's snapshot anew when it is missing or differs from the scope by at
+    least share of its rows; True when written. Reads the scope's ids (no vectors) and the
+    vectors of only the rows the old snapshot lacks."""
+    from evalsite.retrieval.service import _hashed, scope
+
+    old = load(version, catalogue_id) or _empty(version.dim)
+    wanted = np.array(
+        list(_hashed(scope(version, catalogue_id)).order_by("id").values_list(
+            "id", "clip_id", "id_hash")), np.int64,
+    ).reshape(-1, 3)  # fmt: skip  # (N, 3) key, clip id, id hash
+    keys = wanted[:, 0]
+    kept = np.isin(keys, old.keys)  # (N,)
+    changed = int((~kept).sum()) + int((~np.isin(old.keys, keys)).sum())
+    exists = IndexSnapshot.objects.filter(version=version, catalogue_id=catalogue_id).exists()
+    if not len(keys) or (exists and changed < max(1.0, share * len(keys))):
+        return False
+    read = _read_vectors(keys[~kept])
+    present = kept | np.isin(keys, list(read))  # a row deleted meanwhile is left out
+    wanted, kept = wanted[present], kept[present]
+    vectors = np.empty((len(wanted), version.dim), np.float32)  # (N, D)
+    vectors[kept] = old.vectors[np.searchsorted(old.keys, wanted[kept, 0])]
+    if read:
+        vectors[~kept] = np.stack([read[k] for k in wanted[~kept, 0].tolist()])
+    _write(version, catalogue_id, Snapshot(wanted[:, 0], wanted[:, 1], vectors, wanted[:, 2]))
+    return True
+
+
+def _write(version: ModelVersion, catalogue_id: int, snap: Snapshot) -> None:
+    """Write the file under a new generation (a temporary name, then renamed), then point the
+    database at it; the old generation's file is removed once that commits."""
+    generation = secrets.token_hex(8)
+    path = path_for(version.pk, catalogue_id, generation)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, generation=np.array(generation), keys=snap.keys, ids=snap.ids,
+                 vectors=snap.vectors, hashes=snap.hashes)  # fmt: skip
+    tmp.replace(path)
+    with transaction.atomic():
+        row, created = IndexSnapshot.objects.select_for_update().get_or_create(
+            version=version,
+            catalogue_id=catalogue_id,
+            defaults={"generation": generation, "rows": len(snap.keys)},
+        )
+        if not created:
+            previous = path_for(version.pk, catalogue_id, row.generation)
+            row.generation, row.rows = generation, len(snap.keys)
+            row.save(update_fields=["generation", "rows", "written_at"])
+            # A web process that read the old generation and opens it after this reads rows.
+            transaction.on_commit(lambda: previous.unlink(missing_ok=True))
+
+
+def refresh_catalogues(version: ModelVersion, clip_ids: list[int]) -> None:
+    """Refresh the snapshots of the catalogues of clip_ids (just embedded). A failure is logged
+    and never fails the embedding: a web process then reads the rows it lacks."""
+    catalogues = set(Clip.objects.filter(pk__in=clip_ids).values_list("catalogue_id", flat=True))
+    for catalogue_id in sorted(catalogues):
+        try:
+            refresh(version, catalogue_id)
+        except Exception:  # an optimisation: the database stays the truth
+            log.exception("catalogue %s: could not write its index snapshot", catalogue_id)
+
+
+@receiver(post_delete, sender=IndexSnapshot, dispatch_uid="retrieval_snapshot_file")
+def remove_file(sender, instance: IndexSnapshot, **kwargs) -> None:
+    """A snapshot's row deleted (its catalogue's or checkpoint version's delete cascades to it):
+    its file goes too, once that commits."""
+    path = path_for(instance.version_id, instance.catalogue_id, instance.generation)
+    transaction.on_commit(lambda: path.unlink(missing_ok=True))
