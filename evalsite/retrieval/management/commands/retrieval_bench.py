@@ -1,7 +1,8 @@
 """manage.py retrieval_bench: queries/s and recall@10 of the HNSW index against exact search,
 on synthetic vectors (default 1M x 128 per subspace) and on the real catalogue's embeddings;
 with --removal, the first search after a clip is removed: full rebuild against incremental sync;
-with --api, the search API end to end against /healthz (evalsite/retrieval/api_bench.py).
+with --api, the search API end to end against /healthz (evalsite/retrieval/api_bench.py);
+with --cold, the first search of a process phase by phase (evalsite/retrieval/cold_bench.py).
 Run under `nice`: building a 1M-vector index takes minutes of both cores."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 
-from evalsite.retrieval import api_bench, bench
+from evalsite.retrieval import api_bench, bench, cold_bench
 from evalsite.retrieval.search import DEFAULT_HNSW, HnswParams
 
 
@@ -61,6 +62,12 @@ class Command(BaseCommand):
             help="only benchmark GET /retrieval/api/search end to end against /healthz, over a "
             "catalogue of --n synthetic clips made for the run and removed after it",
         )
+        parser.add_argument(
+            "--cold",
+            action="store_true",
+            help="only time the first search of a process, phase by phase, over a catalogue of "
+            "--n synthetic clips made for the run and removed after it (in process)",
+        )
         parser.add_argument("--rounds", type=int, default=200,
                             help="with --api: warm searches per instrument")  # fmt: skip
         parser.add_argument("--in-process", action="store_true",
@@ -71,6 +78,9 @@ class Command(BaseCommand):
     def handle(self, *args, **o) -> None:
         if o["api"]:
             self._api(o)
+            return
+        if o["cold"]:
+            self._cold(o)
             return
         o["n"] = o["n"] or 1_000_000
         params = HnswParams(o["m"], o["ef_construction"], DEFAULT_HNSW.ef_search)
@@ -129,6 +139,15 @@ class Command(BaseCommand):
             api_bench.run(cfg, self.stdout.write, Path(o["server_log"]))
         except (CheckpointMissing, ModelUnavailable, api_bench.ApiBenchError) as exc:
             raise CommandError(f"--api: {exc}") from None
+
+    def _cold(self, o: dict) -> None:
+        from evalsite.retrieval.embedder import CheckpointMissing, ModelUnavailable
+
+        cfg = cold_bench.ColdBenchConfig(n=o["n"] or 10_000, seed=o["seed"])
+        try:
+            cold_bench.run(cfg, self.stdout.write)
+        except (CheckpointMissing, ModelUnavailable) as exc:
+            raise CommandError(f"--cold: {exc}") from None
 
     def _verdict(self, rows, exact_qps) -> None:
         b = bench.best(rows)
