@@ -2,6 +2,9 @@
 page and the JSON API call.
 
 One SubspaceIndex per (checkpoint version, catalogue or all, condition), held by the process.
+A new one starts from the catalogue's snapshot where the embedding worker saved one (snapshot.py:
+the rows as the worker last saw them, read from a file, not from the database), else empty, and
+is then synced as below like any other.
 Before each search the index takes the embeddings added since it last looked (ids are
 increasing, so that is one indexed query) and adds them. Then it checks that the rows it holds
 live are still exactly the scope's rows up to the newest it took, by their count and the sum of
