@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from evalsite.reports.analysis import build_report
 from evalsite.reports.analysis.__main__ import read_answers
-from evalsite.reports.analysis.report import Report
+from evalsite.reports.analysis.report import Report, ReportConfig
 from evalsite.reports.bundle import make_bundle
 from evalsite.reports.models import ReportSnapshot, ReportState
 from evalsite.reports.rendering.plots import plot_makers
@@ -36,10 +36,12 @@ def answers_csv(study: Study) -> bytes:
     return to_csv(answers_dataframe(study))
 
 
-def compute(study: Study, csv: bytes) -> Report:
+def compute(study: Study, csv: bytes, read: tuple[ReportConfig, list[str]] | None = None) -> Report:
     """The report from the answers as CSV text: exactly what the bundle and the CSV command read,
-    so the page, the downloads and `python -m evalsite.reports.analysis` agree to full precision."""
-    config, notes = report_config_for(study)
+    so the page, the downloads and `python -m evalsite.reports.analysis` agree to full precision.
+    `read`: the study's config and its notes (`report_config_for`) as read with the answers
+    (`compute_snapshot`'s snapshot); read now when not given."""
+    config, notes = read or report_config_for(study)
     answers = read_answers(io.BytesIO(csv)) if csv.strip() else pd.DataFrame()
     report = build_report(answers, config, source=f"answers.csv of study {study.pk}")
     for text in notes:
@@ -63,7 +65,7 @@ def compute_snapshot(study_id: int) -> ReportSnapshot | None:
     with read_snapshot():
         study = Study.objects.get(pk=study_id)
         csv = answers_csv(study)
-        config, _ = report_config_for(study)
+        config, notes = report_config_for(study)
         digest = hashlib.sha256(
             csv + json.dumps(config.to_dict(), sort_keys=True).encode()
         ).hexdigest()
@@ -76,7 +78,9 @@ def compute_snapshot(study_id: int) -> ReportSnapshot | None:
             return latest
         design = realised_design(study)
         study_config = config_snapshot(study)
-    report = compute(study, csv)
+    # The config read with the answers, not read again: a trial added meanwhile would change
+    # the design_main_trials that report.json holds, not report_config.json or the digest.
+    report = compute(study, csv, (config, notes))
     plots = draw_plots(report)  # before to_dict: it may add warnings
     data = report.to_dict()
     errors = [m["text"] for m in report.messages if m["level"] == "error"]

@@ -70,3 +70,35 @@ def test_a_bundle_computed_while_answers_arrive_holds_one_snapshot(sim_study):
         stop.set()
         thread.join()
     assert len(set(seen)) == len(seen), seen  # each bundle read while answers arrived
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_report_computed_after_a_trial_was_added_uses_the_config_its_bundle_holds(
+    sim_study, monkeypatch
+):
+    """A main trial on a new reference piece commits after the snapshot was read and before the
+    computation: the report is computed from the config read in the snapshot, the one its
+    bundle's report_config.json, config.json and input digest hold (recompute.py reproduces it)."""
+    from evalsite.stimuli.models import Clip
+    from evalsite.studies.models import Trial
+
+    compute = services.compute
+
+    def trial_added_meanwhile(study, csv, *read):
+        reference = sim_study.trials.first().reference
+        clips = list(Clip.objects.filter(catalogue_id=reference.catalogue_id).order_by("id"))
+        new = Clip.objects.create(catalogue_id=reference.catalogue_id, name="new.wav",
+                                  piece="NewPiece", status="ready", sha256="f" * 64,
+                                  loudness_lufs=-23.0, duration_s=5.0, sample_rate=22050,
+                                  channels=1)  # fmt: skip
+        Trial.objects.create(study=sim_study, reference=new, candidate_a=clips[1],
+                             candidate_b=clips[2], instrument="drums")  # fmt: skip
+        return compute(study, csv, *read)
+
+    monkeypatch.setattr(services, "compute", trial_added_meanwhile)
+    ReportSnapshot.objects.filter(study=sim_study).delete()
+    snap = services.compute_snapshot(sim_study.pk)
+    z, root = zipfile.ZipFile(io.BytesIO(bytes(snap.bundle))), f"report-study-{sim_study.pk}/"
+    report_config = json.loads(z.read(root + "report_config.json"))
+    in_report = json.loads(z.read(root + "report.json"))["meta"]["config"]
+    assert in_report == report_config == json.loads(json.dumps(snap.config))

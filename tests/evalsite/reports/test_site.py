@@ -162,8 +162,8 @@ def test_it_bundles_the_same_cells_the_page_and_downloads_show(
 ):
     compute = services.compute
 
-    def with_extremes(study, csv):
-        report = compute(study, csv)
+    def with_extremes(study, csv, *read):
+        report = compute(study, csv, *read)
         consent = report.tables["consent"]
         consent.loc[0, "ci_high"] = math.inf  # an open interval (docs/statistics.md, mixed)
         consent.loc[1, "ci_high"] = 5.8591016025996005e203  # an SD the data barely determine
