@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin
+from django.db import transaction
 
 from evalsite.studies import flow_screening, flow_withdraw, trial_saving
 from evalsite.studies.experimenter import locked_study
@@ -52,9 +53,19 @@ class StudyAdminForm(forms.ModelForm):
             target = value["loudness_target_lufs"]
         else:  # left out: the default, as Study.setting reads it
             target = Study(settings={}).setting("loudness_target_lufs")
-        if why := flow_screening.loudness_target_refusal(self.instance, target):
+        if why := flow_screening.loudness_target_refusal(self._locked(), target):
             raise forms.ValidationError(f"loudness_target_lufs: {why}")
         return value
+
+    def _locked(self) -> Study:
+        """The study as stored now, its row locked until the admin's Save commits (the admin
+        validates and saves in one transaction), as the settings page's Save locks it: the
+        target is compared with the one stored, not the one this page read (the settings page
+        may have changed it since, and participants calibrated at the new one)."""
+        if not self.instance.pk:
+            return self.instance
+        with transaction.atomic():  # a savepoint in the admin's; alone, a lock released at once
+            return Study.objects.select_for_update().get(pk=self.instance.pk)
 
 
 @admin.register(Study)

@@ -33,6 +33,7 @@ from evalsite.studies import (
     edit_conflicts,
     entry_limit,
     export,
+    flow_screening,
     history,
     practice_clips,
     progress,
@@ -127,10 +128,10 @@ def study_edit(request: HttpRequest, pk: int) -> HttpResponse:
     form = StudyForm(request.POST or None, instance=edited, is_owner=owner)
     status = 200
     if request.method == "POST" and form.is_valid():
-        found = _save_edit(request, form)
-        if found is None:
+        shown = _save_edit(request, form, owner)
+        if shown is None:
             return redirect("studies:study_detail", pk=study.pk)
-        form, status = _conflict_form(form, found, owner), 409
+        form, status = shown
     elif request.method == "POST" and form.has_error("version", "missing"):
         status = 428  # Precondition Required: a write without its concurrency token (RFC 6585)
     closed = study.status == Study.Status.CLOSED
@@ -141,12 +142,14 @@ def study_edit(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "studies/experimenter/study_form.html", context, status=status)
 
 
-def _save_edit(request: HttpRequest, form: StudyForm) -> edit_conflicts.Conflict | None:
+def _save_edit(request: HttpRequest, form: StudyForm, owner: bool) -> tuple[StudyForm, int] | None:
     """Save a valid edit under the study's row lock (a status change takes it too), or refuse
     it: with a message where the study was closed since the page's check (a Close that
-    committed meanwhile stays in force), or with what changed (returned) where the study was
-    changed since the page was loaded. The form writes only its own columns, never the status,
-    design or slug."""
+    committed meanwhile stays in force; None, as for a Save); with the form shown again (409)
+    where the study was changed since the page was loaded; with the form's refusal (200) where
+    participants set their volume at the loudness target since the form checked it. Each is
+    decided on the locked row, and the page shown again is built from it too. The form writes
+    only its own columns, never the status, design or slug."""
     edited = form.instance
     with transaction.atomic():
         if not lock_editable(request, edited):
@@ -155,7 +158,11 @@ def _save_edit(request: HttpRequest, form: StudyForm) -> edit_conflicts.Conflict
         # The form's settings and texts go onto those stored now (keys it does not show kept).
         edited.settings, edited.texts = locked.settings, locked.texts
         if found := edit_conflicts.conflict(form, locked):
-            return found
+            return _conflict_form(form, found, locked, owner), 409
+        target = form.cleaned_data["loudness_target_lufs"]
+        if why := flow_screening.loudness_target_refusal(locked, target):
+            form.add_error("loudness_target_lufs", why)  # as the form's own check says it
+            return form, 200
         before, read_before = history.state(locked), report_settings(locked)
         form.save()
         edited.refresh_from_db()
@@ -167,13 +174,17 @@ def _save_edit(request: HttpRequest, form: StudyForm) -> edit_conflicts.Conflict
     return None
 
 
-def _conflict_form(form: StudyForm, found: edit_conflicts.Conflict, owner: bool) -> StudyForm:
+def _conflict_form(
+    form: StudyForm, found: edit_conflicts.Conflict, locked: Study, owner: bool
+) -> StudyForm:
     """The settings form shown again after a Save that met another's change: the user's input,
-    the values saved meanwhile in the fields the user left alone, the version of now."""
-    current = Study.objects.get(pk=form.instance.pk)
-    fresh = StudyForm(instance=current, is_owner=owner)
+    the values saved meanwhile in the fields the user left alone, and the version, all from
+    `locked`, the row the conflict was found on (still locked). A Save committing after the
+    lock is released is then not in the page's version, so the page's next Save meets it
+    instead of writing the page's stale value over it."""
+    fresh = StudyForm(instance=locked, is_owner=owner)
     data = edit_conflicts.refreshed_data(form, fresh, found)
-    shown = StudyForm(data, instance=current, is_owner=owner)
+    shown = StudyForm(data, instance=locked, is_owner=owner)
     shown.full_clean()
     shown.add_error(None, edit_conflicts.message(found, fresh.labels()))
     return shown

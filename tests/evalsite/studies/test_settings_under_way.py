@@ -138,3 +138,63 @@ def test_the_admin_saves_a_new_loudness_target_before_anyone_calibrated(
     assert response.status_code == 302
     listening_study.refresh_from_db()
     assert listening_study.setting("loudness_target_lufs") == -30
+
+
+def test_a_participant_calibrating_while_the_save_waits_for_the_lock_holds_the_target(
+    client, listening_study, monkeypatch
+):
+    """The form's check runs before the Save takes the study's row lock; a participant who
+    reaches the calibration in between is counted by the check made again on the locked row,
+    and the Save is refused with the form's message."""
+    from evalsite.studies import experimenter
+
+    p = Participant.objects.create(study=listening_study, seed=1, step="questionnaire")
+    lock_editable = experimenter.lock_editable
+
+    def participant_calibrates_meanwhile(request, study):
+        Participant.objects.filter(pk=p.pk).update(step="calibration")
+        return lock_editable(request, study)
+
+    monkeypatch.setattr(experimenter, "lock_editable", participant_calibrates_meanwhile)
+    response = _edit(client, listening_study, loudness_target_lufs=-35, description="New.")
+    assert response.status_code == 200
+    (error,) = response.context["form"].errors["loudness_target_lufs"]
+    assert error.startswith(
+        "1 participant has set their volume at -23.0 LUFS (the volume calibration)"
+    )
+    listening_study.refresh_from_db()
+    assert listening_study.setting("loudness_target_lufs") == -23.0
+    assert listening_study.description == "" and not listening_study.events.exists()
+
+
+def test_the_admin_checks_the_target_against_the_stored_one_not_the_one_its_page_read(
+    client, django_user_model, listening_study, monkeypatch
+):
+    """An admin Save of the target its page read (-23) after the settings page changed it to
+    -30 and a participant set their volume at -30: refused (the check reads the locked row),
+    where comparing with the page's -23 saw no change and wrote -23 under the participant."""
+    from evalsite.studies.admin import StudyAdmin
+
+    get_object = StudyAdmin.get_object
+
+    def changed_meanwhile(self, request, *args, **kwargs):
+        obj = get_object(self, request, *args, **kwargs)  # the admin's copy, read before them
+        if request.method != "POST":
+            return obj
+        stored = Study.objects.get(pk=listening_study.pk)
+        Study.objects.filter(pk=stored.pk).update(
+            settings={**stored.settings, "loudness_target_lufs": -30.0}
+        )
+        Participant.objects.create(study=listening_study, seed=1, step="calibration")
+        return obj
+
+    monkeypatch.setattr(StudyAdmin, "get_object", changed_meanwhile)
+    response = _admin_save(client, django_user_model, listening_study, loudness_target_lufs=-23)
+    monkeypatch.undo()
+    assert response.status_code == 200
+    (error,) = response.context["adminform"].form.errors["settings"]
+    assert error.startswith(
+        "loudness_target_lufs: 1 participant has set their volume at -30.0 LUFS"
+    )
+    listening_study.refresh_from_db()
+    assert listening_study.setting("loudness_target_lufs") == -30.0

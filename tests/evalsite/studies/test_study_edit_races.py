@@ -209,3 +209,46 @@ def test_a_save_without_the_pages_version_saves_nothing_and_says_why(alice, stud
     assert _edit(owner, study, reloaded).status_code == 302  # the page itself sends its version
     study.refresh_from_db()
     assert study.description == "written by a script"
+
+
+def test_a_save_committing_while_the_page_is_shown_again_is_not_undone_by_its_save(
+    alice, carol, study, monkeypatch
+):
+    """The page shown again is built from the state the conflict was found in (under the row
+    lock): a Save that commits after that lock is released is not in its version, so the next
+    Save from that page meets it instead of writing the page's stale value over it."""
+    from evalsite.studies import experimenter
+
+    _open(study)
+    owner, shared = _logged_in(alice), _logged_in(carol)
+    alices = settings_page_values(owner, study)  # alice's page, loaded first
+    carols = settings_page_values(shared, study)
+    assert _edit(shared, study, carols | {"target_answers_per_trial": "40"}).status_code == 302
+    carols = settings_page_values(shared, study)  # carol reloads her page
+    save_edit = experimenter._save_edit
+
+    def carol_saves_again_meanwhile(*args, **kwargs):
+        found = save_edit(*args, **kwargs)  # alice's Save met carol's first, lock released
+        monkeypatch.undo()  # carol's Save below goes the usual way
+        carols_second = carols | {"consent_text": "Carol's consent."}
+        assert _edit(shared, study, carols_second).status_code == 302
+        return found
+
+    monkeypatch.setattr(experimenter, "_save_edit", carol_saves_again_meanwhile)
+    response = _edit(owner, study, alices | {"name": "Alice's name"})
+    assert response.status_code == 409
+    form = response.context["form"]
+    (said,) = form.non_field_errors()
+    assert said.startswith("Not saved: carol changed Target answers per trial since you opened")
+    assert form["target_answers_per_trial"].value() == "40"
+    again = _edit(owner, study, page_values_of(form))  # alice saves the page shown again
+    assert again.status_code == 409
+    (said,) = again.context["form"].non_field_errors()
+    assert said.startswith("Not saved: carol changed Consent text since you opened this page.")
+    study.refresh_from_db()
+    assert (study.name, study.consent_text) == ("Drums and bass", "Carol's consent.")
+    third = _edit(owner, study, page_values_of(again.context["form"]))
+    assert third.status_code == 302
+    study.refresh_from_db()
+    assert (study.name, study.consent_text) == ("Alice's name", "Carol's consent.")
+    assert study.setting("target_answers_per_trial") == 40
