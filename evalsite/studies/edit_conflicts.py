@@ -6,7 +6,8 @@ now: when anything changed meanwhile (another researcher's Save, the catalogue m
 upload, an admin edit), nothing is saved and the page is shown again with the user's own changes
 kept, the others' values in the fields the user left alone, and a message naming what changed
 and who changed it (from the history). Without this, the later Save wrote the stale page's values
-back over the earlier one, unseen.
+back over the earlier one, unseen. A change meanwhile that already has the value the Save
+proposes is no conflict (saving changes nothing of it): the same page sent twice saves.
 
 The version is required, as a precondition (HTTP's If-Match; 428 Precondition Required without
 it): a Save that carries none (a script, a page saved from before versions) could not be checked,
@@ -56,14 +57,16 @@ class Conflict:
 
 def conflict(form, current: Study) -> Conflict | None:
     """What changed in `current` (the locked row) since the valid settings `form` was loaded,
-    or None when nothing did. A valid form carries a version (`StudyForm.clean_version` refuses
-    a Save without one)."""
+    or None when nothing did, or when everything that changed already has the value this POST
+    proposes: saving it then undoes nobody's change (the page sent twice by a double click or a
+    resend, whose first POST made the change; or two researchers making the same change). A
+    valid form carries a version (`StudyForm.clean_version` refuses a Save without one)."""
     was, last_event = loaded(form.cleaned_data["version"], current.pk)
     now = _plain(history.state(current))
     others = {k: now.get(k) for k in was.keys() | now.keys() if was.get(k) != now.get(k)}
-    if not others:
-        return None
     proposed = _plain(_proposed_state(form, current))
+    if all(proposed.get(k) == value for k, value in others.items()):
+        return None
     shown = {form.state_key(n) for n, f in form.fields.items() if not f.disabled} - {None}
     mine = {k for k in shown if proposed.get(k) != was.get(k)}
     events = current.events.filter(id__gt=last_event).select_related("user").order_by("id")

@@ -1,8 +1,10 @@
-// Forms marked data-submit-once (the Trials page's add forms): the first submit disables the
-// form's buttons, so a double click sends one request, not two. The server refuses a trial the
-// study already has (trial_identity) with or without this script; it only spares the second
-// request and its error page. Buttons come back if the page is shown again from the browser's
-// history (back button), where the form may be sent anew.
+// Forms marked data-submit-once (the Trials page's add forms, the settings form): the first
+// submit disables the form's buttons, so a double click sends one request, not two. The server
+// refuses a trial the study already has (trial_identity), and saves a settings page sent again
+// as it saved the first (edit_conflicts: nothing changed but that page's own Save), with or
+// without this script; it only spares the second request and its response. Buttons come back
+// if the page is shown again from the browser's history (back button), where the form may be
+// sent anew.
 (function () {
   "use strict";
 

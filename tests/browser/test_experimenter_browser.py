@@ -199,3 +199,42 @@ def test_add_trial_disables_its_button_while_the_trial_is_sent(
     page.wait_for_selector("text=/Trial \\d+ added\\./")
     assert disabled is True
     assert study.trials.count() == before + 1
+
+
+def test_the_settings_form_disables_its_save_button_while_the_save_is_sent(
+    context, live_server, alice, study, settings, monkeypatch
+):
+    """The settings form is sent once too (data-submit-once): a second click while a slow Save
+    is under way sends nothing, so the page the researcher reads is the first Save's answer.
+    (The server saves a page sent twice as it saved the first: edit_conflicts.)"""
+    import time
+
+    from evalsite.studies import experimenter
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    lock = experimenter.lock_editable
+
+    def slow_lock(request, locked_study):  # a busy server: the second click comes in time
+        time.sleep(0.8)
+        return lock(request, locked_study)
+
+    monkeypatch.setattr(experimenter, "lock_editable", slow_lock)
+    page = context.new_page()
+    page.goto(f"{live_server.url}/studies/{study.pk}/edit/")
+    page.fill("#id_username", "alice")
+    page.fill("#id_password", PASSWORD)
+    page.click("main button[type=submit]")
+    page.wait_for_selector("h1:text('Study settings')")
+    page.fill("#id_name", "Renamed")
+    clicked = page.evaluate(
+        """() => new Promise(done => {
+            const button = document.querySelector("main form button[type=submit]");
+            button.click();  // the Save is under way for a while (slow_lock)
+            setTimeout(() => { const was = button.disabled; button.click(); done(was); }, 50);
+        })"""
+    )
+    page.wait_for_selector("text=Study saved.")
+    assert clicked is True
+    study.refresh_from_db()
+    assert study.name == "Renamed"
+    assert study.events.filter(kind="edited").count() == 1

@@ -5,6 +5,7 @@ undoes nothing: it is shown again, naming what changed meanwhile and by whom."""
 
 from __future__ import annotations
 
+import re
 import threading
 from unittest import mock
 
@@ -252,3 +253,52 @@ def test_a_save_committing_while_the_page_is_shown_again_is_not_undone_by_its_sa
     study.refresh_from_db()
     assert (study.name, study.consent_text) == ("Alice's name", "Carol's consent.")
     assert study.setting("target_answers_per_trial") == 40
+
+
+def test_the_same_page_saved_twice_is_saved_not_refused(alice, study):
+    """A double click or a resend posts the page again after its first Save committed: the only
+    change since the page loaded is that Save's, with the values this POST proposes, so the
+    result is the same and the second POST saves (nothing more) instead of a 409 naming the
+    user's own Save."""
+    owner = _logged_in(alice)
+    page = settings_page_values(owner, study) | {"name": "Renamed", "consent_text": "Agree?"}
+    assert _edit(owner, study, page).status_code == 302
+    events = study.events.count()
+    second = _edit(owner, study, page)
+    assert second.status_code == 302
+    study.refresh_from_db()
+    assert (study.name, study.consent_text) == ("Renamed", "Agree?")
+    assert study.events.count() == events  # the second Save changed nothing
+
+
+def test_a_save_meeting_anothers_change_to_the_value_it_proposes_too_is_saved(alice, carol, study):
+    owner, shared = _logged_in(alice), _logged_in(carol)
+    alices, carols = settings_page_values(owner, study), settings_page_values(shared, study)
+    assert _edit(owner, study, alices | {"target_answers_per_trial": "40"}).status_code == 302
+    carols |= {"target_answers_per_trial": "40", "description": "Listen twice."}
+    assert _edit(shared, study, carols).status_code == 302
+    study.refresh_from_db()
+    assert (study.setting("target_answers_per_trial"), study.description) == (40, "Listen twice.")
+
+
+def test_a_save_meeting_a_change_it_proposes_and_one_it_does_not_is_shown_again(
+    alice, carol, study
+):
+    owner, shared = _logged_in(alice), _logged_in(carol)
+    alices, carols = settings_page_values(owner, study), settings_page_values(shared, study)
+    alices |= {"target_answers_per_trial": "40", "consent_text": "Alice's consent."}
+    assert _edit(owner, study, alices).status_code == 302
+    response = _edit(shared, study, carols | {"target_answers_per_trial": "40"})
+    assert response.status_code == 409
+    (said,) = response.context["form"].non_field_errors()
+    assert said.startswith("Not saved: alice changed Consent text, Target answers per trial")
+    study.refresh_from_db()
+    assert study.consent_text == "Alice's consent."
+
+
+def test_the_settings_form_is_sent_once_by_the_script_that_disables_its_button(alice, study):
+    owner = _logged_in(alice)
+    html = owner.get(reverse("studies:study_edit", args=[study.pk])).content.decode()
+    (form,) = re.findall(r"<form [^>]*>", html.split("<main", 1)[1])
+    assert "data-submit-once" in form
+    assert 'src="/static/studies/submit-once.js"' in html
