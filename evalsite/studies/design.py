@@ -16,7 +16,7 @@ is `design_fill.lock_study`.
 from __future__ import annotations
 
 import random
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -44,38 +44,55 @@ def _least_filled(trials: list, counts: Counter, rng: random.Random, n: int) -> 
     return keyed[:n]
 
 
+def _keys(t: TrialRef) -> set[tuple]:
+    """What choosing `t` takes from the participant's other main trials: its instrument on its
+    reference piece, and each of its candidate pieces on its reference piece (any instrument)."""
+    return {("instrument", t.instrument, t.reference_piece),
+            *(("candidate", t.reference_piece, c) for c in t.candidate_pieces)}  # fmt: skip
+
+
 def _one_per_reference(
     trials: list, counts: Counter, rng: random.Random, n: int, taken: set, originals: set
 ) -> list:
     """Up to n main trials, least-filled first (ties by the seed, drawn as `_least_filled`
-    draws them), at most one per (instrument, reference piece) and none whose pair is in
-    `taken`, which the chosen ones join. Two main trials of one instrument and reference share
-    a candidate and differ in the other (a model design's shared one is the model's choice:
-    model_design.plan_trials), so one participant given both could tell which candidate the
-    model chose. So do two on clips of one piece (an upload names one piece for all its files):
-    they share their nearest neighbour of another piece, and the designs balance references by
-    piece, taking the piece's other clip where it recurs. Of equally filled trials sharing a
-    pair, one with a repeat check (its id in `originals`) goes first, so that the rule costs no
+    draws them), none of which takes a key (`_keys`) in `taken` or another chosen one's, which
+    the chosen ones join: at most one per (instrument, reference piece), and no two on one
+    reference piece that share a candidate piece. Two main trials of one instrument and
+    reference share a candidate and differ in the other (a model design's shared one is the
+    model's choice: model_design.plan_trials), so one participant given both could tell which
+    candidate the model chose; so can one given two of different instruments on that reference
+    whose subspaces agree on its nearest neighbour (the design pairs each reference with the
+    nearest neighbour in each instrument's subspace). Trials on one reference that share no
+    candidate piece link nothing and go together. Pieces, not clips (an upload names one piece
+    for all its files): clips of one piece share their nearest neighbour of another piece, and
+    the designs balance references by piece, taking the piece's other clip where it recurs. Of
+    equally filled trials of one instrument and reference piece, one with a repeat check (its
+    id in `originals`) goes first where its candidates are free, so that the rule costs no
     repeat check where it need not."""
     pair = lambda t: (t.instrument, t.reference_piece)  # noqa: E731
     order = sorted(trials, key=lambda t: (counts[t.id], rng.random()))
-    original: dict = {}  # (pair, fill) -> the first original in order
+    original: dict = {}  # (pair, fill) -> the originals in order
     for t in order:
         if t.id in originals:
-            original.setdefault((pair(t), counts[t.id]), t)
+            original.setdefault((pair(t), counts[t.id]), []).append(t)
     chosen: list = []
     for t in order:
         if len(chosen) == n:
             break
-        if pair(t) not in taken:
-            taken.add(pair(t))
-            chosen.append(original.get((pair(t), counts[t.id]), t))
+        if _keys(t) & taken:
+            continue
+        same = original.get((pair(t), counts[t.id]), [])
+        pick = next((o for o in same if not _keys(o) & taken), t)
+        taken |= _keys(pick)
+        chosen.append(pick)
     return chosen
 
 
 def most_main_trials(study: Study) -> dict[str, int]:
-    """Per instrument (the study's order), the most main trials one participant can get: one
-    per reference piece (`select_trials`)."""
+    """Per instrument (the study's order), the most main trials of it one participant can get:
+    one per reference piece (`select_trials`). The rule on shared candidates takes none of
+    these (one instrument's trials of distinct reference pieces share no reference), but it can
+    keep one participant from having them all at once: the most in all is `most_main_total`."""
     main = study.trials.filter(is_practice=False, is_catch=False)
     # order_by(): the default ordering's column (id) would make DISTINCT count trials
     rows = main.order_by().values_list("instrument", "reference_id", *PIECE_FIELDS).distinct()
@@ -83,6 +100,38 @@ def most_main_trials(study: Study) -> dict[str, int]:
     per = Counter(i for i, _ in pairs)
     order = [i for i in study.instruments if i in per] + sorted(set(per) - set(study.instruments))
     return {i: per[i] for i in order}
+
+
+def most_main_total(study: Study) -> int:
+    """The most main trials one participant can get in all under `select_trials`' rules (before
+    `trials_per_participant`): per reference piece, the most trials of distinct instruments
+    whose candidate pieces are all distinct."""
+    options: dict = defaultdict(lambda: defaultdict(set))  # piece -> instrument -> candidates
+    for t in trial_refs(study.trials.filter(is_practice=False, is_catch=False)):
+        options[t.reference_piece][t.instrument].add(t.candidate_pieces)
+    return sum(_most_on_one_reference(list(per.values())) for per in options.values())
+
+
+def _most_on_one_reference(options: list[set[frozenset]]) -> int:
+    """The most instruments that can each take one of their options (a trial's candidate
+    pieces) with no piece taken twice: a depth-first search over the instruments (a study has
+    a handful), cut where the instruments left cannot beat the best found."""
+    best = 0
+
+    def visit(i: int, used: frozenset, got: int) -> None:
+        nonlocal best
+        if got + len(options) - i <= best:
+            return
+        if i == len(options):
+            best = got
+            return
+        for candidates in options[i]:
+            if not candidates & used:
+                visit(i + 1, used | candidates, got + 1)
+        visit(i + 1, used, got)
+
+    visit(0, frozenset(), 0)
+    return best
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,20 +149,31 @@ class TrialRef:
     expected: str
     repeat_of_id: int | None
     reference_piece: tuple  # the reference's Clip.piece_key
+    candidate_pieces: frozenset  # the candidates' Clip.piece_keys (one where they share a piece)
 
 
 # A Trial's columns that make its piece key (stimuli.models.piece_key, after the clip's id)
 PIECE_FIELDS = ("reference__catalogue_id", "reference__dataset", "reference__piece")
-_OWN_FIELDS = tuple(TrialRef.__dataclass_fields__)[:-1]  # TrialRef's Trial columns
-# What `trial_ref` reads: TrialRef's Trial columns, then its reference's piece columns
-TRIAL_REF_FIELDS = (*_OWN_FIELDS, *PIECE_FIELDS)
+# A candidate's id and piece columns, as piece_key takes them
+CANDIDATE_FIELDS = tuple(
+    f"candidate_{x}{column}"
+    for x in "ab"
+    for column in ("_id", "__catalogue_id", "__dataset", "__piece")
+)
+_OWN_FIELDS = tuple(TrialRef.__dataclass_fields__)[:-2]  # TrialRef's Trial columns
+# What `trial_ref` reads: TrialRef's Trial columns, its reference's piece columns, then its
+# candidates' (CANDIDATE_FIELDS)
+TRIAL_REF_FIELDS = (*_OWN_FIELDS, *PIECE_FIELDS, *CANDIDATE_FIELDS)
 
 
 def trial_ref(row: tuple) -> TrialRef:
     """A TrialRef from a row of TRIAL_REF_FIELDS (read in the query that reads the trial)."""
-    own = dict(zip(_OWN_FIELDS, row[: len(_OWN_FIELDS)], strict=True))
-    piece = piece_key(own["reference_id"], *row[len(_OWN_FIELDS) :])
-    return TrialRef(**own, reference_piece=piece)
+    n, m = len(_OWN_FIELDS), len(_OWN_FIELDS) + len(PIECE_FIELDS)
+    own = dict(zip(_OWN_FIELDS, row[:n], strict=True))
+    piece = piece_key(own["reference_id"], *row[n:m])
+    a, b = row[m : m + 4], row[m + 4 : m + 8]
+    return TrialRef(**own, reference_piece=piece, candidate_pieces=frozenset(
+        (piece_key(*a), piece_key(*b))))  # fmt: skip
 
 
 def trial_refs(trials) -> list[TrialRef]:
@@ -123,9 +183,10 @@ def trial_refs(trials) -> list[TrialRef]:
 
 def select_trials(study: Study, seed: int, counts: Counter) -> list[TrialRef] | None:
     """Main + catch trials for one new participant by the fill `counts`, or None when the study
-    is full. At most one main trial per (instrument, reference piece): where they recur, the
-    participant gets fewer main trials than asked (`most_main_trials`), and the others go to
-    the next participants."""
+    is full. At most one main trial per (instrument, reference piece), and no two on one
+    reference piece that share a candidate piece (`_one_per_reference`): where they recur, the
+    participant gets fewer main trials than asked (`most_main_total`), and the others go to the
+    next participants."""
     rng = random.Random(seed)
     target = int(study.setting("target_answers_per_trial"))
     trials = trial_refs(study.trials.filter(is_practice=False))
@@ -134,7 +195,7 @@ def select_trials(study: Study, seed: int, counts: Counter) -> list[TrialRef] | 
         return None
     n = study.setting("trials_per_participant") or len(main)
     below = [t for t in main if counts[t.id] < target]
-    taken: set[tuple[str, tuple]] = set()  # (instrument, reference piece) of the chosen ones
+    taken: set[tuple] = set()  # the chosen ones' keys (`_keys`)
     originals = {t.repeat_of_id for t in trials if t.catch_kind == "repeat"}
     chosen = _one_per_reference(below, counts, rng, n, taken, originals)
     if len(chosen) < n:  # top up a short session with the least-filled of the rest

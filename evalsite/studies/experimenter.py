@@ -287,21 +287,50 @@ def consent_versions_agreed(study: Study) -> list[tuple[str, int]]:
 
 
 def main_shortfalls(study: Study) -> list[str]:
-    """Said when recurring references give each participant fewer main trials than the study
-    asks for (`design.select_trials`: one main trial per instrument and reference piece)."""
-    most = design.most_main_trials(study)
+    """Said, with its true reason, when each participant gets fewer main trials than the study
+    asks for (`trials_per_participant`, else all its main trials): a trial set smaller than the
+    setting, or the piece rule (`design.select_trials`: one main trial per instrument and
+    reference piece, and no two on one reference piece that share a candidate piece)."""
     main = study.trials.filter(is_practice=False, is_catch=False).count()
     asked = study.setting("trials_per_participant")
-    if sum(most.values()) >= (asked or main):
-        return []
-    wanted = f"the {asked} the settings ask for" if asked else f"all {main} of the study's"
+    lines = []
+    if asked and main < asked:
+        lines.append(
+            f"The study has {main} main trials, fewer than the {asked} per participant the "
+            f"settings ask for: each participant gets at most {main}."
+        )
+    wanted_n = min(asked, main) if asked else main
+    most, total = design.most_main_trials(study), design.most_main_total(study)
+    if total < wanted_n:
+        lines.append(_piece_rule_shortfall(most, total, wanted_n, asked, main))
+    return lines
+
+
+def _piece_rule_shortfall(most: dict, total: int, wanted_n: int, asked, main: int) -> str:
+    """The line for main trials the piece rule keeps from each participant, naming the part of
+    the rule that does (`main_shortfalls`)."""
+    wanted = f"the {asked} the settings ask for" if asked and asked <= main else (
+        f"all {main} of the study's")  # fmt: skip
     each = ", ".join(f"{instrument} {n}" for instrument, n in most.items())
-    return [
-        f"Each participant gets at most {sum(most.values())} main trials ({each}), not "
-        f"{wanted}: main trials of one instrument whose references are of one piece go to "
-        "different participants, as the two would share a candidate (in a model design, the "
-        "model's choice). More participants are needed to reach the target."
-    ]
+    if total < sum(most.values()):  # the counts per instrument add up to more than one gets
+        each = f"per instrument at most {each}"
+    reasons = []
+    if sum(most.values()) < wanted_n:
+        reasons.append(
+            "main trials of one instrument whose references are of one piece go to different "
+            "participants, as the two would share a candidate (in a model design, the model's "
+            "choice)"
+        )
+    if total < sum(most.values()):
+        reasons.append(
+            "main trials on one reference piece that share a candidate piece go to different "
+            "participants, whatever their instruments, as the candidate that recurs would tell "
+            "which one the model chose"
+        )
+    return (
+        f"Each participant gets at most {total} main trials ({each}), not {wanted}: "
+        f"{'; and '.join(reasons)}. More participants are needed to reach the target."
+    )
 
 
 def catch_shortfalls(study: Study) -> list[str]:

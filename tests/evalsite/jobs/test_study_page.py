@@ -81,6 +81,7 @@ def test_it_says_by_the_design_forms_default_what_recurring_references_do(client
     assert 'name="per_instrument" value="10" min="1" aria-describedby="per-instrument-help"' in page
     help_text = page.split('id="per-instrument-help">', 1)[1].split("</p>", 1)[0]
     assert "a participant gets one main trial per instrument and reference piece" in help_text
+    assert "no two on one reference piece that share a candidate" in help_text
     assert "each participant gets fewer main trials than the study has" in help_text
 
 

@@ -65,7 +65,10 @@ def test_it_never_gives_a_participant_two_model_trials_of_one_instrument_and_ref
     given["piece"] = given["reference"].map(piece)
     per_participant = given.groupby("participant")
     assert not given.duplicated(["participant", "instrument", "piece"]).any()
-    assert (per_participant.size() == len(shared)).all()  # one trial of each pair, no fewer
+    # one trial of each pair at most; fewer in all where two instruments' trials on a reference
+    # share a candidate (test_model_design_shared_candidate), as this untrained model's often do
+    assert (per_participant.size() <= design.most_main_total(study)).all()
+    assert design.most_main_total(study) <= len(shared)
     counts = fill_counts(study, now)
     assert all(counts[t] >= 2 for t in main.values_list("id", flat=True))  # every target met
     assert design.most_main_trials(study) == dict(Counter(i for i, _ in shared))
