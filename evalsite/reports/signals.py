@@ -1,6 +1,7 @@
 """A change of a study's trials queues its report's recomputation once it commits, where the
 latest report was computed before it. Settings edits queue theirs in the settings view
-(experimenter.study_edit), answers theirs as they are saved.
+(experimenter.study_edit: where the report settings changed, or design_main_trials, which
+trials_per_participant caps), answers theirs as they are saved.
 
 Every page and job that changes a study's trials records the change in the study's history, in
 the same transaction, and the receiver listens to that entry, one per change, rather than to

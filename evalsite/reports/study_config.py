@@ -20,7 +20,7 @@ RULE_KEYS = set(ExclusionRules.__dataclass_fields__)
 # How the report page names a config field in which the study changed since its report was
 # computed (`changes_since`); any other field is one of the study's report settings.
 CHANGED = {
-    "design_main_trials": "main trials per participant (from its trials)",
+    "design_main_trials": "main trials per participant (from its trials and settings)",
     "planned_instruments": "instruments",
     "rules": "exclusion rules",
 }
@@ -54,16 +54,26 @@ def report_config_for(study: Study) -> tuple[ReportConfig, list[str]]:
             f"{', '.join(CONDITIONS)}; the others are left out of planned_instruments"
         )
     extra["planned_instruments"] = list(dict.fromkeys(known))
-    # what the power plan plans at: one main trial per instrument and reference per participant
-    extra["design_main_trials"] = most_main_trials(study)
+    extra["design_main_trials"] = design_main_trials(study)
     return ReportConfig.from_dict(extra), notes
+
+
+def design_main_trials(study: Study) -> dict[str, int]:
+    """What the power plan plans at: per instrument, the most main trials of it one participant
+    gets, one per reference piece (`most_main_trials`) and no more than the study gives each
+    participant in all (`trials_per_participant`). What the settings view compares before and
+    after an edit, as a change of the trials changes it."""
+    cap = study.setting("trials_per_participant")
+    most = most_main_trials(study)
+    return {i: min(n, int(cap)) for i, n in most.items()} if cap else most
 
 
 def changes_since(study: Study, snap: ReportSnapshot) -> list[str]:
     """What the study gives its report now that `snap` was not computed with, as CHANGED names
     it ([] when none): the config `report_config_for` makes now against the one the snapshot
     stored, field by field as JSON. This is the report's freshness key apart from the answers:
-    a change of the study's trials changes design_main_trials. One query (the trials)."""
+    a change of the study's trials or of its trials_per_participant changes design_main_trials.
+    One query (the trials)."""
     try:
         config, _ = report_config_for(study)
     except (TypeError, ValueError) as exc:  # report settings saved as raw JSON in the admin

@@ -26,6 +26,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from evalsite.reports.models import ReportState
+from evalsite.reports.study_config import design_main_trials
 from evalsite.reports.tasks import report_settings, schedule_report
 from evalsite.stimuli.models import Catalogue, Clip
 from evalsite.studies import (
@@ -163,12 +164,12 @@ def _save_edit(request: HttpRequest, form: StudyForm, owner: bool) -> tuple[Stud
         if why := flow_screening.loudness_target_refusal(locked, target):
             form.add_error("loudness_target_lufs", why)  # as the form's own check says it
             return form, 200
-        before, read_before = history.state(locked), report_settings(locked)
+        before, read_before = history.state(locked), _report_reads(locked)
         form.save()
         edited.refresh_from_db()
         changed = history.changes(before, history.state(edited))
         history.record(edited, request.user, history.Kind.EDITED, changed)
-        if report_settings(edited) != read_before and _has_report_input(edited):
+        if _report_reads(edited) != read_before and _has_report_input(edited):
             schedule_report(edited.pk, countdown=0)  # queued once the edit commits
     messages.success(request, "Study saved.")
     return None
@@ -188,6 +189,13 @@ def _conflict_form(
     shown.full_clean()
     shown.add_error(None, edit_conflicts.message(found, fresh.labels()))
     return shown
+
+
+def _report_reads(study: Study) -> tuple[dict, dict]:
+    """What the report reads of the study that a settings edit can change: its report settings
+    and the main trials per participant its power plan plans at (trials_per_participant caps
+    them)."""
+    return report_settings(study), design_main_trials(study)
 
 
 def _has_report_input(study: Study) -> bool:

@@ -15,7 +15,9 @@ effect 1: as if answers were independent, which understates the participants nee
 cluster by participant). An info note names the instrument, why, and the ICC used.
 
 A study's design gives each participant at most one main trial per instrument and reference
-piece (evalsite/studies/design.py `most_main_trials`): where they recur, fewer than the trial set.
+piece (evalsite/studies/design.py `most_main_trials`), and no more than its
+`trials_per_participant` (evalsite/reports/study_config.py `design_main_trials`): where they
+recur or the setting is low, fewer than the trial set.
 The caller passes that count (`design_trials`; the site from the study, this module never imports
 Django): the plan adds a row at it, marks rows of more trials per participant `within_design`
 false (this trial set cannot give them), and an info note says which count it used.
@@ -203,9 +205,10 @@ def design_notes(inputs: pd.DataFrame, design_trials: dict[str, int]) -> list[st
         if most := design_trials.get(term):
             notes.append(
                 f"power plan for {term}: the study's design gives each participant at most {most} "
-                "main trials of it (one per reference, design_main_trials in the report config); "
-                f"planned at {most} too, and rows of more trials per participant are "
-                "within_design = false: this trial set cannot give them (draw or add trials on "
-                "more distinct references for those)"
+                "main trials of it (one per reference, and no more than trials_per_participant: "
+                f"design_main_trials in the report config); planned at {most} too, and rows of "
+                "more trials per participant are within_design = false: this design cannot give "
+                "them (draw or add trials on more distinct references, or raise "
+                "trials_per_participant, for those)"
             )
     return notes

@@ -56,7 +56,8 @@ class ReportConfig:
     # The study's instruments (site: Study.instruments); one without answers gets a warning.
     planned_instruments: tuple[str, ...] = ()
     # Per instrument, the most main trials the study's design gives one participant (site:
-    # design.most_main_trials, one per reference piece); the power plan plans at it. {}: not known.
+    # study_config.design_main_trials: one per reference piece, capped by trials_per_participant);
+    # the power plan plans at it. {}: not known.
     design_main_trials: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:

@@ -1,0 +1,76 @@
+"""What the power plan plans at (`design_main_trials` in the report config): per instrument, the
+most main trials one participant gets, which `trials_per_participant` caps too; and a change of
+that setting marks the report out of date as a change of the trials does (review diffp,
+finding 2)."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from evalsite.reports.models import ReportSnapshot, ReportState
+from evalsite.reports.study_config import report_config_for
+from evalsite.reports.tasks import recompute_report
+from evalsite.studies import design
+from tests.evalsite.studies.conftest import make_catalogue, make_study, participant
+from tests.evalsite.studies.test_experimenter import _study_post
+
+pytestmark = pytest.mark.django_db
+NO_CATCH = {"identical": 0, "attention": 0, "repeat": 0}
+
+
+def test_it_plans_at_no_more_main_trials_than_the_setting_gives_a_participant(
+    alice, settings, tmp_path
+):
+    settings.MEDIA_ROOT = str(tmp_path / "media")  # the generated clips' files
+    study = make_study(alice, make_catalogue(alice), 3, practice_trials=0,
+                       trials_per_participant=2, catch=NO_CATCH)  # fmt: skip
+    assert design.most_main_trials(study) == {"drums": 3, "guitar": 3}  # the trials alone
+    config, _ = report_config_for(study)
+    assert config.design_main_trials == {"drums": 2, "guitar": 2}
+    now = timezone.now()
+    for seed in range(6):
+        p = participant(study, seed)
+        assert design.assign(p, now)
+        got = Counter(s.trial.instrument for s in p.slots.select_related("trial"))
+        assert sum(got.values()) == 2
+        assert all(got[i] <= n for i, n in config.design_main_trials.items())
+
+
+def _edit(client, study, **settings):
+    post = _study_post(
+        name=study.name,
+        instruments=list(study.instruments),
+        catalogue=study.catalogue_id,
+        shared_with_names="carol",
+        **settings,
+    )
+    return client.post(reverse("studies:study_edit", args=[study.pk]), post)
+
+
+def test_it_recomputes_the_report_when_trials_per_participant_changes_what_it_plans_at(
+    client, alice, sim_study, django_capture_on_commit_callbacks
+):
+    client.force_login(alice)
+    assert _edit(client, sim_study).status_code == 302  # the form's settings, no cap
+    first = ReportSnapshot.objects.get(pk=recompute_report(sim_study.pk))
+    assert first.config["design_main_trials"] == {"drums": 5, "guitar": 5}
+    page = reverse("reports:page", args=[sim_study.pk])
+    with django_capture_on_commit_callbacks(execute=False) as queued:  # above 5: no change
+        assert _edit(client, sim_study, trials_per_participant=12).status_code == 302
+    assert not queued and not ReportState.objects.filter(study=sim_study, pending=True).exists()
+    assert 'data-testid="report-outdated"' not in client.get(page).content.decode()
+
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        assert _edit(client, sim_study, trials_per_participant=3).status_code == 302
+    assert len(queued) == 1
+    shown = client.get(page).content.decode()
+    assert "A recomputation is queued." in shown
+    assert re.search(r'data-testid="report-outdated">[^<]*main trials per participant', shown)
+    snap = ReportSnapshot.objects.get(pk=recompute_report(sim_study.pk))  # the queued run
+    assert snap.config["design_main_trials"] == {"drums": 3, "guitar": 3}
+    assert 'data-testid="report-outdated"' not in client.get(page).content.decode()
