@@ -17,6 +17,7 @@ from evalsite.reports.study_config import report_config_for
 from evalsite.reports.tasks import recompute_report
 from evalsite.studies import design
 from tests.evalsite.studies.conftest import make_catalogue, make_study, participant
+from tests.evalsite.studies.form_pages import page_version
 from tests.evalsite.studies.test_experimenter import _study_post
 
 pytestmark = pytest.mark.django_db
@@ -49,6 +50,7 @@ def _edit(client, study, **settings):
         shared_with_names="carol",
         **settings,
     )
+    post["version"] = page_version(client, study)  # as the page sends it (refused without)
     return client.post(reverse("studies:study_edit", args=[study.pk]), post)
 
 
