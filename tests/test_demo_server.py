@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -41,13 +40,12 @@ def _assert_port_message(text: str, port: int) -> None:
     assert "Ctrl-C" in text and "--port" in text, text
 
 
+@pytest.mark.timeout(60)  # a wait for the port to come free (or for /healthz) never ends
 def test_it_refuses_to_start_its_server_on_a_port_in_use(tmp_path, held_port):
     server = Server(_opts(tmp_path, held_port))
-    start = time.monotonic()
     with pytest.raises(DemoError) as refused:
         server.__enter__()
-    assert time.monotonic() - start < 5
-    assert server.proc is None  # no runserver started, so none to fail later
+    assert server.proc is None  # refused before runserver started, so none to fail later
     _assert_port_message(str(refused.value), held_port)
 
 

@@ -52,7 +52,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from evalsite.studies.loadtest_client import REQUEST_TIMEOUT_S, RETRIES, LoadTestError
+from evalsite.studies.loadtest_client import ASSIGN, REQUEST_TIMEOUT_S, RETRIES, LoadTestError
 from evalsite.studies.loadtest_cpu import cpu_snapshot, cpu_used
 from evalsite.studies.loadtest_processes import ROUNDS, ClientPlan, client_process
 from evalsite.studies.loadtest_recorder import Recorder
@@ -204,12 +204,16 @@ def _setup_failed(cfg, plan, stops, barrier, results, procs) -> LoadTestError:
     for stop in stops.values():
         stop.set()
     barrier.abort()
-    failures = [e for e in _collect(results, procs)[1] if e != NO_RESULTS]
+    rec, errors, _ = _collect(results, procs)
+    failures = [e for e in errors if e != NO_RESULTS]
     if failures:
         return LoadTestError(f"setup failed: {failures[:3]}")
+    # each entry posts the instructions (ASSIGN) once: how far setup got, to size the next run
+    entered, planned = len(rec.latencies[ASSIGN]), cfg.participants * (1 + plan.spares)
     return LoadTestError(
         f"setup timed out: not every participant had entered, with {plan.spares} more per "
-        f"client thread ahead, and answered its first trial within {cfg.setup_timeout:g} s"
+        f"client thread ahead, and answered its first trial within {cfg.setup_timeout:g} s "
+        f"({entered} of {planned} entered)"
     )
 
 
