@@ -172,8 +172,8 @@ def _drive(cfg, study, server, base, out) -> dict:
         proc.start()
     try:
         try:
-            barrier.wait()  # every participant is at its first trial
-            barrier.wait()  # and the participant of every thread answered it
+            meet_clients(barrier)  # every participant is at its first trial
+            meet_clients(barrier)  # and the participant of every thread answered it
         except threading.BrokenBarrierError:
             raise _setup_failed(cfg, plan, stops, barrier, results, procs) from None
         out(f"setup: {cfg.participants} participants in {n_proc} client processes at their "
@@ -181,7 +181,7 @@ def _drive(cfg, study, server, base, out) -> dict:
             f"in {time.monotonic() - t0:.1f} s")  # fmt: skip
         maintain_tables("ANALYZE")  # the planner sees the rows setup wrote, as in a live study
         try:
-            barrier.wait()  # go
+            meet_clients(barrier)  # go
         except threading.BrokenBarrierError:
             raise _setup_failed(cfg, plan, stops, barrier, results, procs) from None
         phases, cpu, killed, not_run = _run_phases(
@@ -195,6 +195,28 @@ def _drive(cfg, study, server, base, out) -> dict:
     result = summarise(rec, study, phases, killed, errors, stuck)
     result["cpu_s"], result["phases_not_run"] = cpu, not_run
     return result
+
+
+def meet_clients(barrier) -> None:
+    """`barrier.wait()` (the client processes' barrier) in a thread of its own, joined here. A
+    signal to the whole process group (`timeout`, a closed terminal) can kill a client process
+    inside the barrier's bookkeeping, holding its lock: the coordinator, asleep in the barrier,
+    got SIGTERM's SystemExit and then, unwinding, waited for that lock for ever (the wait's
+    `finally` takes it back), so gunicorn and the study were never cleaned up. A thread's join
+    is interrupted by the signal and takes no lock; the thread, a daemon, is left behind."""
+    failed: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            barrier.wait()
+        except BaseException as exc:  # noqa: BLE001 (raised again in the coordinator's thread)
+            failed.append(exc)
+
+    waiter = threading.Thread(target=wait, name="barrier", daemon=True)
+    waiter.start()
+    waiter.join()
+    if failed:
+        raise failed[0]
 
 
 def _setup_failed(cfg, plan, stops, barrier, results, procs) -> LoadTestError:
@@ -240,7 +262,7 @@ def _run_phases(cfg, schedule, barrier, stops, server, procs, out):
     for i, (name, kinds, seconds) in enumerate(schedule):
         if i:
             try:
-                barrier.wait()  # every thread finished the previous phase's last request
+                meet_clients(barrier)  # every thread finished the previous phase's last request
             except threading.BrokenBarrierError:
                 # a client failed (its error comes with the results) or the wait timed out
                 not_run = [later for later, _, _ in schedule[i:]]

@@ -58,6 +58,7 @@ SIGHUP_RUN = pytest.mark.slow(
 
 @pytest.mark.integration  # gunicorn on the test PostgreSQL, ~10 s each
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(300)  # a setup or a run's end that never comes (~10 s, minutes when loaded)
 @pytest.mark.parametrize(
     ("signum", "group"),
     [(signal.SIGTERM, False), pytest.param(signal.SIGHUP, False, marks=SIGHUP_RUN),
@@ -78,17 +79,16 @@ def test_it_stops_gunicorn_and_deletes_its_study_and_table_when_killed(tmp_path,
                                start_new_session=True)  # fmt: skip
     started = []
     try:
-        deadline = time.monotonic() + 60
         while "\nsetup:" not in out.read_text() and run.poll() is None:  # the phases began
-            assert time.monotonic() < deadline, out.read_text()
             time.sleep(0.1)
+        assert run.poll() is None, out.read_text()  # it ran to its phases, not ended before
         started = _descendants(run.pid)
         assert len(started) >= 4, out.read_text()  # gunicorn, its worker, two client processes
         if group:  # the client processes too: they die at once, wherever they were waiting
             os.killpg(run.pid, signum)
         else:
             run.send_signal(signum)
-        assert run.wait(timeout=60) == 128 + signum, out.read_text()
+        assert run.wait() == 128 + signum, out.read_text()
         assert not _wait_gone(started, 10), "a process of the run outlived it"
     finally:
         run.kill()
@@ -156,3 +156,55 @@ def test_its_client_processes_stop_when_the_coordinator_dies():
             coordinator.kill()
             if _alive(client):
                 os.kill(client, signal.SIGKILL)
+
+
+# A coordinator asleep in the client processes' barrier while a client process is inside the
+# barrier's bookkeeping, holding its lock, as the whole process group gets SIGTERM.
+IN_BARRIER = textwrap.dedent(
+    """
+    import multiprocessing, threading, time
+
+    def client(barrier, ready):
+        while barrier.n_waiting < 1:  # the coordinator is asleep in the barrier
+            time.sleep(0.01)
+        barrier._cond.acquire()  # what a party holds from arriving until it sleeps or releases
+        ready.set()
+        time.sleep(300)
+
+    if __name__ == "__main__":
+        import django
+        django.setup()
+        from evalsite.studies.loadtest import meet_clients
+        from evalsite.studies.loadtest_server import exiting_on_signals
+
+        ctx = multiprocessing.get_context("spawn")
+        barrier, ready = ctx.Barrier(2), ctx.Event()
+        ctx.Process(target=client, args=(barrier, ready), daemon=True).start()
+        threading.Thread(target=lambda: ready.wait() and print("held", flush=True)).start()
+        with exiting_on_signals():
+            meet_clients(barrier)
+    """
+)
+
+
+@pytest.mark.timeout(60)  # the coordinator waited for the dead client's lock for ever
+def test_its_coordinator_ends_on_sigterm_to_its_group_while_a_client_holds_the_barrier(tmp_path):
+    # The process-group SIGTERM ([15-True] above) can kill a client process inside the
+    # barrier, holding its lock, while the coordinator sleeps in it: the coordinator's wait,
+    # unwinding SIGTERM's SystemExit, took the lock back, and never got it.
+    script = tmp_path / "coordinator.py"
+    script.write_text(IN_BARRIER)
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    coordinator = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, env=env,
+                                   stdout=subprocess.PIPE, text=True,
+                                   start_new_session=True)  # fmt: skip
+    try:
+        assert coordinator.stdout.readline() == "held\n"
+        os.killpg(coordinator.pid, signal.SIGTERM)  # as `timeout` or a closed terminal does
+        assert coordinator.wait() == 128 + signal.SIGTERM
+    finally:
+        try:
+            os.killpg(coordinator.pid, signal.SIGKILL)  # what a failed run left
+        except ProcessLookupError:
+            pass
+        coordinator.wait()
