@@ -23,7 +23,9 @@ One run; this process coordinates, the server and the clients are child processe
      its answer, like listeners (the latency target is read here: a saturated server's p99 is
      its queue, not its speed).
    The CPU each phase used is read from /proc for gunicorn's workers, PostgreSQL, the clients
-   and the whole machine, so a reader sees which part was the bottleneck.
+   and the whole machine, so a reader sees which part was the bottleneck; PostgreSQL's
+   checkpoints and WAL syncs in each phase, and when its slowest requests ended, are read too
+   (loadtest_outliers.py), so an outlier can be judged from the same run.
 5. the answers each client saw acknowledged are compared with the answers stored in the
    database; the study is deleted afterwards.
 
@@ -54,6 +56,7 @@ from pathlib import Path
 
 from evalsite.studies.loadtest_client import ASSIGN, REQUEST_TIMEOUT_S, RETRIES, LoadTestError
 from evalsite.studies.loadtest_cpu import cpu_snapshot, cpu_used
+from evalsite.studies.loadtest_outliers import db_not_read, db_snapshot, db_used, slow_cluster
 from evalsite.studies.loadtest_processes import ROUNDS, ClientPlan, client_process
 from evalsite.studies.loadtest_recorder import Recorder
 from evalsite.studies.loadtest_server import (
@@ -184,7 +187,8 @@ def _drive(cfg, study, server, base, out) -> dict:
             meet_clients(barrier)  # go
         except threading.BrokenBarrierError:
             raise _setup_failed(cfg, plan, stops, barrier, results, procs) from None
-        phases, cpu, killed, not_run = _run_phases(
+        not_read = db_not_read()
+        phases, cpu, killed, not_run, db = _run_phases(
             cfg, schedule, barrier, stops, server, procs, out
         )
         rec, errors, stuck = _collect(results, procs)
@@ -194,7 +198,21 @@ def _drive(cfg, study, server, base, out) -> dict:
     _end_clients(procs, grace=REQUEST_TIMEOUT_S)  # they sent their results: they are ending
     result = summarise(rec, study, phases, killed, errors, stuck)
     result["cpu_s"], result["phases_not_run"] = cpu, not_run
+    result["phase_stats"], result["db_not_read"] = _phase_stats(schedule, rec, phases, db), not_read
     return result
+
+
+def _phase_stats(schedule, rec: Recorder, phases: dict, db: dict) -> dict:
+    """Per phase that ran (rounds together): PostgreSQL's counters during it (`db`) and when its
+    slowest requests, of all its kinds, ended (loadtest_outliers.py)."""
+    stats = {}
+    for name, kinds, _ in schedule:
+        base = name.rstrip("0123456789")
+        if base in db and base not in stats:
+            windows = phases[kinds[0]]  # every kind of a phase is counted in the same windows
+            rows = [row for kind in kinds for row in rec.latencies.get(kind, [])]
+            stats[base] = db[base] | {"slow": slow_cluster(rows, windows)}
+    return stats
 
 
 def meet_clients(barrier) -> None:
@@ -255,9 +273,10 @@ def _end_clients(procs, grace: float) -> None:
 
 def _run_phases(cfg, schedule, barrier, stops, server, procs, out):
     """Run the phases; the windows each request kind is counted in, the CPU each phase used
-    (gunicorn's workers, PostgreSQL, the clients, the whole machine), the killed workers, and
-    the phases not run (the barrier before one broke: the run fails)."""
-    phases, cpu, killed, not_run = {}, {}, [], []
+    (gunicorn's workers, PostgreSQL, the clients, the whole machine), the killed workers, the
+    phases not run (the barrier before one broke: the run fails), and PostgreSQL's checkpoints
+    and WAL syncs in each phase (`db_snapshot`'s counters, rounds added up)."""
+    phases, cpu, killed, not_run, db = {}, {}, [], [], {}
     clients = [proc.pid for proc in procs]
     for i, (name, kinds, seconds) in enumerate(schedule):
         if i:
@@ -267,16 +286,18 @@ def _run_phases(cfg, schedule, barrier, stops, server, procs, out):
                 # a client failed (its error comes with the results) or the wait timed out
                 not_run = [later for later, _, _ in schedule[i:]]
                 break
-        before, n_killed = cpu_snapshot(server, clients), len(killed)
+        before, n_killed, db_before = cpu_snapshot(server, clients), len(killed), db_snapshot()
         window = _phase(cfg, name, seconds, stops[name], server, killed, out)
-        after = cpu_snapshot(server, clients)
+        after, db_after = cpu_snapshot(server, clients), db_snapshot()
         base = name.rstrip("0123456789")
+        for key, grown in db_used(db_before, db_after).items():
+            db.setdefault(base, {})[key] = db.get(base, {}).get(key, 0.0) + grown
         for part in after if len(killed) == n_killed else ():  # a killed worker's CPU is lost
             used = cpu_used(before[part], after[part])
             cpu[f"{base}_{part}"] = cpu.get(f"{base}_{part}", 0.0) + used
         for kind in kinds:
             phases.setdefault(kind, []).append(window)
-    return phases, cpu, killed, not_run
+    return phases, cpu, killed, not_run, db
 
 
 NO_RESULTS = "a client process sent no results"

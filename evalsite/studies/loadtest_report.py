@@ -8,6 +8,7 @@ import os
 from typing import TYPE_CHECKING
 
 from evalsite.studies.loadtest_client import ASSIGN, REQUEST_TIMEOUT_S
+from evalsite.studies.loadtest_outliers import CLUSTER_SPAN_S, clustered
 from evalsite.studies.loadtest_processes import ROUNDS
 
 if TYPE_CHECKING:
@@ -130,10 +131,101 @@ def format_report(cfg: LoadConfig, result: dict) -> str:
     lines += [
         _phase_row(result, phase, kind, label, ref) for phase, kind, label in ROWS if kind in f
     ]
+    lines += outlier_lines(result)
     t, failed = targets(result), failures(result)
-    lines += [*_LEGEND, *_target_lines(cfg, t), *_count_lines(result), _verdict(failed)]
+    lines += [*_LEGEND, *outlier_legend(result), *_target_lines(cfg, t)]
+    if cfg.think and not t["paced_p99_met"] and "paced" in result.get("phase_stats", {}):
+        lines.append(paced_miss_line(result["phase_stats"]["paced"]))
+    lines += [*_count_lines(result), _verdict(failed)]
     lines += [f"  client failure: {e}" for e in result["client_errors"]]
     return "\n".join(lines)
+
+
+# the phase table's names of the schedule's phases (loadtest._schedule), in its order
+STAT_PHASES = {"healthz": "reference", "answers": "answers", "write": "write", "loop": "loop",
+               "paced": "paced"}  # fmt: skip
+
+
+def outlier_lines(result: dict) -> list[str]:
+    """A line per phase that ran: PostgreSQL's checkpoints and WAL syncs in it, and when its
+    slowest requests ended (loadtest_outliers.py); none for a run without these figures."""
+    stats = result.get("phase_stats", {})
+    return [
+        f"{label:<10}{_checkpoint_text(stats[name])}; {_wal_text(stats[name])}; "
+        f"{_slow_text(stats[name]['slow'])}"
+        for name, label in STAT_PHASES.items()
+        if name in stats
+    ]
+
+
+def _checkpoint_text(s: dict) -> str:
+    if "checkpoints" not in s:
+        return "checkpoints not read"
+    times = (s["checkpoint_write_ms"], s["checkpoint_sync_ms"])
+    ended = f" (write {times[0] / 1000:.2f} s, sync {times[1] / 1000:.2f} s)" if any(times) else ""
+    return f"checkpoints {s['checkpoints']:.0f}{ended}"
+
+
+def _wal_text(s: dict) -> str:
+    if "wal_syncs" not in s:
+        return "WAL syncs not read"
+    timed = f" ({s['wal_sync_ms']:.1f} ms)" if "wal_sync_ms" in s else ""
+    return f"WAL syncs {s['wal_syncs']:.0f}{timed}"
+
+
+def _slow_text(slow: dict) -> str:
+    if not slow["requests"]:
+        return "no request"
+    n = slow["slow"]
+    return (f">= p99 {slow['p99_ms']:.1f} ms: {n} request{'s' if n != 1 else ''}, "
+            f"{slow['densest_share']:.0%} within {CLUSTER_SPAN_S:g} s "
+            f"(from {slow['densest_at_s']:.1f} s); worst {slow['worst_ms']:.1f} ms at "
+            f"{slow['worst_at_s']:.1f} s")  # fmt: skip
+
+
+def outlier_legend(result: dict) -> list[str]:
+    """What the per-phase lines of `outlier_lines` show, and what this server could not give."""
+    if "phase_stats" not in result:
+        return []
+    legend = [
+        "(per phase, read in the same run: PostgreSQL's checkpoints begun in the phase, with the "
+        "write and sync time of those that ended in it, and its WAL fsyncs, all of the server's "
+        "databases; the phase's requests of every kind at or above their p99 together, the "
+        "largest share of them that ended within one second and when, and the slowest request; "
+        "seconds from the phase's start)"
+    ]
+    if result.get("db_not_read"):
+        legend.append(f"(not read: {'; '.join(result['db_not_read'])})")
+    return legend
+
+
+def paced_miss_line(s: dict) -> str:
+    """Whether a checkpoint overlapped the paced phase and whether its slow requests were
+    clustered in time: what a missed paced p99 target is read with."""
+    if "checkpoints" not in s:
+        checkpoint = "checkpoints not read"
+    elif s["checkpoints"] or s["checkpoint_write_ms"] or s["checkpoint_sync_ms"]:
+        checkpoint = (f"a checkpoint overlapped the paced phase ({s['checkpoints']:.0f} begun in "
+                      f"it; write {s['checkpoint_write_ms'] / 1000:.2f} s, "
+                      f"sync {s['checkpoint_sync_ms'] / 1000:.2f} s)")  # fmt: skip
+    else:
+        checkpoint = "no checkpoint overlapped the paced phase"
+    slow, together = s["slow"], clustered(s["slow"])
+    n = f"the {slow['slow']} at or above its p99"
+    if together is None:
+        timing = ("too few slow requests to tell whether they were clustered in time "
+                  f"({slow['slow']} at or above its p99)")  # fmt: skip
+    elif together:
+        timing = (
+            f"its slowest requests were clustered in time ({slow['densest_share']:.0%} of "
+            f"{n} ended within {CLUSTER_SPAN_S:g} s, from {slow['densest_at_s']:.1f} s)"
+        )
+    else:
+        timing = (
+            f"its slowest requests were spread out (at most {slow['densest_share']:.0%} of "
+            f"{n} ended within any {CLUSTER_SPAN_S:g} s)"
+        )
+    return f"  paced p99 missed: {checkpoint}; {timing}"
 
 
 def _settings_line(cfg: LoadConfig) -> str:

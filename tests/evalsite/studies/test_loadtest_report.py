@@ -62,6 +62,7 @@ def test_it_fails_a_run_naming_the_check_that_failed(monkeypatch, changes, reaso
     assert str(failed.value).startswith(f"load test failed: {reason}")
 
 
+@pytest.mark.django_db  # each phase's PostgreSQL counters are read around it
 def test_it_records_the_phases_a_broken_barrier_left_unrun():
     # A client failed or a barrier timed out between two phases: the run stops there, and the
     # phases after it have no figures, which must not read as a pass.
@@ -70,14 +71,23 @@ def test_it_records_the_phases_a_broken_barrier_left_unrun():
     barrier.abort()
     stops = {name: threading.Event() for name, _, _ in schedule}
     server = SimpleNamespace(pid=os.getpid())  # a "gunicorn" without workers
-    phases, _, _, not_run = _run_phases(CFG, schedule, barrier, stops, server, [], print)
+    phases, _, _, not_run, db = _run_phases(CFG, schedule, barrier, stops, server, [], print)
     assert list(phases) == ["healthz0"]
+    assert list(db) == ["healthz"]  # counters read around the phase that ran
     assert not_run == ["answers0", "loop"]
 
 
 def _figures(i: int, requests: int = 100) -> dict:
     return {"requests": requests, "seconds": 5.0, "rps": 20.0 * i, "p50_ms": 5.0 + i,
             "p99_ms": 20.0 + i, "errors": i % 3}  # fmt: skip
+
+
+def _stats(checkpoints=0, write_ms=0.0, sync_ms=0.0, wal_syncs=40, share=0.2, slow=25) -> dict:
+    """A phase's PostgreSQL counters and slowest requests (loadtest_outliers)."""
+    return {"checkpoints": checkpoints, "checkpoint_write_ms": write_ms,
+            "checkpoint_sync_ms": sync_ms, "wal_syncs": wal_syncs,
+            "slow": {"requests": 2500, "p99_ms": 21.0, "slow": slow, "densest_share": share,
+                     "densest_at_s": 3.0, "worst_ms": 40.0, "worst_at_s": 3.1}}  # fmt: skip
 
 
 # Every kind and the CPU measured, every check failed; the whole report, as it was printed.
@@ -93,6 +103,10 @@ FAILING_RUN = {
     "killed_workers": [1234], "flow_errors": 1,
     "client_errors": ["LoadTestError: boom", "OSError: reset"], "client_failures": 5,
     "stuck_threads": 1, "phases_not_run": ["paced"],
+    "phase_stats": {"healthz": _stats(wal_syncs=12), "answers": _stats(wal_syncs=1520),
+                    "write": _stats(checkpoints=1, write_ms=2100.0, sync_ms=6500.0),
+                    "loop": _stats(write_ms=1234.0, share=0.83)},
+    "db_not_read": ["WAL sync time (track_wal_io_timing is off)"],
 }  # fmt: skip
 FAILING_REPORT = "\n".join(
     [
@@ -115,6 +129,14 @@ FAILING_REPORT = "\n".join(
         "       6.00   2.50 / 7.50 / 12.50   18%   22%",
         "paced     POST answer                        100    140.0     12.0     27.0       1 "
         "       7.00   2.50 / 7.50 / 12.50   18%   22%",
+        "reference checkpoints 0; WAL syncs 12; >= p99 21.0 ms: 25 requests, 20% within 1 s "
+        "(from 3.0 s); worst 40.0 ms at 3.1 s",
+        "answers   checkpoints 0; WAL syncs 1520; >= p99 21.0 ms: 25 requests, 20% within 1 s "
+        "(from 3.0 s); worst 40.0 ms at 3.1 s",
+        "write     checkpoints 1 (write 2.10 s, sync 6.50 s); WAL syncs 40; >= p99 21.0 ms: "
+        "25 requests, 20% within 1 s (from 3.0 s); worst 40.0 ms at 3.1 s",
+        "loop      checkpoints 0 (write 1.23 s, sync 0.00 s); WAL syncs 40; >= p99 21.0 ms: "
+        "25 requests, 83% within 1 s (from 3.0 s); worst 40.0 ms at 3.1 s",
         "(requests: answered in the phase, each timed from its first attempt to its answer, "
         "retries included; errors: failed attempts (timeout, reset, 5xx), each retried, none "
         "counted in requests)",
@@ -122,6 +144,12 @@ FAILING_REPORT = "\n".join(
         "(when it runs on this machine) and in the client processes; busy: share of all "
         "cores in use; steal: share the hypervisor gave to other machines (a run slowed from "
         "outside))",
+        "(per phase, read in the same run: PostgreSQL's checkpoints begun in the phase, with "
+        "the write and sync time of those that ended in it, and its WAL fsyncs, all of the "
+        "server's databases; the phase's requests of every kind at or above their p99 "
+        "together, the largest share of them that ended within one second and when, and the "
+        "slowest request; seconds from the phase's start)",
+        "(not read: WAL sync time (track_wal_io_timing is off))",
         "target: answer submission >= 0.5 x healthz throughput, both saturated: 2.00 -> met",
         "  a bare durable write (one INSERT shaped like an answer, none of its checks) "
         "reaches 3.00 x healthz; the answer reaches 0.67 x the bare write",
@@ -199,3 +227,37 @@ PASSING_REPORT = "\n".join(
 def test_it_prints_the_whole_report(monkeypatch, cfg, result, expected):
     monkeypatch.setattr("os.cpu_count", lambda: 4)  # busy and steal are shares of all cores
     assert format_report(cfg, result) == expected
+
+
+PACED_STALL = {"checkpoints": 1, "checkpoint_write_ms": 2100.0, "checkpoint_sync_ms": 6500.0,
+               "wal_syncs": 900,
+               "slow": {"requests": 2400, "p99_ms": 80.0, "slow": 24, "densest_share": 0.83,
+                        "densest_at_s": 12.3, "worst_ms": 352.7, "worst_at_s": 12.4}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("stats", "said"),
+    [(PACED_STALL,
+      "paced p99 missed: a checkpoint overlapped the paced phase (1 begun in it; write 2.10 s, "
+      "sync 6.50 s); its slowest requests were clustered in time (83% of the 24 at or above its "
+      "p99 ended within 1 s, from 12.3 s)"),
+     (PACED_STALL | {"checkpoints": 0, "checkpoint_write_ms": 0.0, "checkpoint_sync_ms": 0.0,
+                     "slow": PACED_STALL["slow"] | {"densest_share": 0.125}},
+      "paced p99 missed: no checkpoint overlapped the paced phase; its slowest requests were "
+      "spread out (at most 12% of the 24 at or above its p99 ended within any 1 s)"),
+     (PACED_STALL | {"checkpoints": 0, "checkpoint_sync_ms": 0.0,
+                     "slow": PACED_STALL["slow"] | {"slow": 3}},
+      "paced p99 missed: a checkpoint overlapped the paced phase (0 begun in it; write 2.10 s, "
+      "sync 0.00 s); too few slow requests to tell whether they were clustered in time (3 at "
+      "or above its p99)"),
+     ({"slow": PACED_STALL["slow"]},
+      "paced p99 missed: checkpoints not read; its slowest requests were clustered in time "
+      "(83% of the 24 at or above its p99 ended within 1 s, from 12.3 s)")],
+)  # fmt: skip
+def test_it_says_whether_a_checkpoint_or_a_stall_came_with_a_missed_paced_p99(stats, said):
+    result = _run(phase_stats={"paced": stats})
+    result["figures"]["paced_answer"]["p99_ms"] = 352.7
+    lines = format_report(CFG, result).splitlines()
+    assert f"  {said}" in lines
+    met = _run(phase_stats={"paced": stats})  # p99 20 ms: nothing to explain
+    assert not any("p99 missed" in line for line in format_report(CFG, met).splitlines())
