@@ -6,8 +6,9 @@ the study: the page refuses them (and does not offer them) where the study's oth
 would refuse a change (`refusal`), and their tasks record what they changed in the study's
 history. The page is one of the study's tabs (studies/experimenter/layout.html).
 
-URLs: /jobs/study/<pk>/ (page), /jobs/study/<pk>/fragment (for the dashboard to include or
-poll), /jobs/study/<pk>.json, POST /jobs/study/<pk>/{ingest,model-choices,design}.
+URLs: /jobs/study/<pk>/ (page), /jobs/study/<pk>/fragment (the job table and the count of clips
+without an embedding, which the page polls: static/jobs/study-jobs.js), /jobs/study/<pk>.json,
+POST /jobs/study/<pk>/{ingest,model-choices,design}.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def study_page(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def study_fragment(request: HttpRequest, pk: int) -> HttpResponse:
     study = get_visible_study(request.user, pk)
-    return render(request, "jobs/_study_jobs.html", _context(study))
+    return render(request, "jobs/_study_fragment.html", _context(study))
 
 
 @login_required

@@ -9,6 +9,8 @@ import pytest
 from django.urls import reverse
 
 from evalsite.jobs.models import Job
+from evalsite.retrieval.embedder import checkpoint_id
+from evalsite.retrieval.models import Embedding, ModelVersion
 from evalsite.stimuli.tasks import queue_ingest
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
 
@@ -109,3 +111,26 @@ def test_it_says_which_worker_a_queued_job_waits_for(client, alice, study):
         kinds["cpu"].pk: "cpu", kinds["gpu"].pk: "gpu", kinds["gpu too"].pk: "gpu",
         kinds["none"].pk: "",
     }  # fmt: skip
+
+
+def test_it_sends_the_clips_without_an_embedding_with_the_table_it_polls(
+    client, alice, study, settings, tmp_path
+):
+    # The page's poll replaces the table and this warning from one fragment, so the warning (the
+    # Embed clips button's description) is never older than the table beside it.
+    checkpoint = tmp_path / "final.pt"
+    checkpoint.write_bytes(b"a checkpoint's bytes")  # counted by its hash; never loaded here
+    settings.CSN_CHECKPOINT = str(checkpoint)
+    client.force_login(alice)
+    clips = list(study.catalogue.clips.filter(status="ready").values_list("pk", flat=True))
+    url = reverse("jobs:study_fragment", args=[study.pk])
+    fragment = _page(client, url)
+    assert 'id="study-jobs"' in fragment
+    assert f"{len(clips)} of {len(clips)} ready clips in the study's catalogue" in fragment
+    version = ModelVersion.objects.create(
+        checkpoint_id=checkpoint_id(), path="final.pt", dim=4, sample_rate=16000
+    )
+    for pk in clips:
+        Embedding.objects.create(clip_id=pk, version=version, vector=bytes(16))
+    fragment = _page(client, url)
+    assert 'id="study-jobs"' in fragment and 'id="unembedded"' not in fragment
