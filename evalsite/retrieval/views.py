@@ -60,9 +60,9 @@ def page(request: HttpRequest) -> HttpResponse:
     sources = _list_pieces(context, params)
     uploaded = request.FILES.get("audio")
     status = 200
-    # A GET opens the page or switches the catalogue; a POST is a search, which names what is
-    # missing when neither a piece nor a file was given. A GET with one of the catalogue's
-    # pieces (a link to a search) searches too.
+    # A GET opens the page, or shows a catalogue (Show catalogue) or the pieces found (Find);
+    # a POST is a search, which names what is missing when neither a piece nor a file was
+    # given. A GET with one of the catalogue's pieces (a link to a search) searches too.
     if request.method == "POST" or uploaded or _own_piece(params.get("clip"), context["clips"]):
         try:
             context["answer"] = query.search(
@@ -134,9 +134,9 @@ def _piece_name(raw: str, clips) -> str:
 
 
 def _own_piece(raw: str | None, clips) -> bool:
-    """Whether a GET's clip is one of the chosen catalogue's pieces: switching the catalogue
-    sends the whole form, with the previous catalogue's piece, and that starts no search. A clip
-    that is not an id does search, which names it."""
+    """Whether a GET's clip is one of the chosen catalogue's pieces: a GET naming another
+    catalogue's piece (a link or bookmark made when switching the catalogue sent the whole
+    form) starts no search. A clip that is not an id does search, which names it."""
     if not raw:
         return False
     try:

@@ -549,7 +549,8 @@ def test_it_only_reloads_the_piece_list_when_the_catalogue_is_switched(client, a
     clip_from_array(piece_audio(7), SR, other, name="Q07 take 0", piece="Q07")
     client.force_login(ada)
     query = embedded.clips.order_by("id").first()
-    # The catalogue <select> sends the whole form by GET, the previous catalogue's piece included.
+    # A link (or an old bookmark: the catalogue <select> once sent the whole form by GET) with
+    # another catalogue's piece.
     page = client.get("/retrieval/", {"catalogue": other.pk, "clip": query.pk,
                                       "instrument": "drums", "k": 3})  # fmt: skip
     body = page.content.decode()
