@@ -12,7 +12,9 @@ import io
 from collections import Counter
 
 import pytest
+from django.conf import settings as django_settings
 
+from evalsite.stimuli.models import Clip
 from evalsite.studies.models import Answer, Participant, Study
 from tests.browser.participant_steps import answer_every_trial, listen_all, through_calibration
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
@@ -238,3 +240,126 @@ def test_the_settings_form_disables_its_save_button_while_the_save_is_sent(
     study.refresh_from_db()
     assert study.name == "Renamed"
     assert study.events.filter(kind="edited").count() == 1
+
+
+@pytest.fixture
+def trials_page(context, live_server, client, alice, study):
+    """alice's Trials page, logged in, the "Add one trial" form open and filled with clips no
+    trial of the study uses; yields (page, the form's selector)."""
+    client.force_login(alice)  # a session made here, handed to the browser as its cookie
+    cookie = client.cookies[django_settings.SESSION_COOKIE_NAME].value
+    context.add_cookies(
+        [{"name": django_settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_server.url}]
+    )
+    page = context.new_page()
+    page.goto(f"{live_server.url}/studies/{study.pk}/trials/")
+    ref, a, b = Clip.objects.filter(catalogue=study.catalogue).order_by("id")[4:7]  # no trial's
+    page.click("summary:text('Add one trial')")
+    form = "form[action$='/trials/add/']"
+    for field, clip in (("reference", ref), ("candidate_a", a), ("candidate_b", b)):
+        page.select_option(f"{form} select[name={field}]", str(clip.pk))
+    yield page, form
+    page.close()
+
+
+def _hold_posts(page, posts: list[str]) -> None:
+    """The browser's POSTs are counted and held unanswered (a busy server, as long as the test
+    needs), until page.unroute("**/*")."""
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    page.route("**/*", lambda route: None if route.request.method == "POST" else route.continue_())
+
+
+ACTIVE = "document.activeElement === document.body ? 'BODY' : document.activeElement.textContent"
+
+# Presses the form's focused button (b.focus(); b.click(): what Enter on it does), waits in the
+# page until the button is disabled, notes what the page then shows (window.sending), and stops
+# the load as Esc or the Stop button does. Run in the page, not step by step from here: while
+# the navigation is pending Playwright waits for it to finish before it reads the page.
+_SEND_AND_STOP = """form => {
+  const f = document.querySelector(form), b = f.querySelector("button[type=submit]");
+  b.focus();
+  setTimeout(() => b.click(), 0);
+  (function stopWhenSending() {
+    if (!b.disabled) return setTimeout(stopWhenSending, 20);
+    const s = f.querySelector("[role=status]");
+    const a = document.activeElement;
+    window.sending = {focus: a === document.body ? "BODY" : a.textContent,
+                      status: s && s.textContent, busy: b.getAttribute("aria-busy")};
+    window.stop();
+  })();
+}"""
+
+
+def _send_and_stop(page, form: str) -> dict:
+    page.evaluate(_SEND_AND_STOP, form)
+    page.wait_for_function("window.sending !== undefined", timeout=WAIT_MS)
+    return page.evaluate("window.sending")
+
+
+def _button_enabled(page, form: str) -> None:
+    page.wait_for_function(
+        "form => !document.querySelector(form + ' button[type=submit]').disabled",
+        arg=form,
+        timeout=WAIT_MS,
+    )
+
+
+def test_a_stopped_submission_can_be_sent_again_and_focus_is_never_dropped(trials_page, study):
+    """A submission stopped before its page came (Esc, the Stop button, window.stop()) leaves
+    the form as it was: after a few seconds its button works again, focus came back to it,
+    and a second press sends the form. While sending, focus is on the form's status line,
+    which says so politely, not on the page's body."""
+    page, form = trials_page
+    posts: list[str] = []
+    _hold_posts(page, posts)
+    before = study.trials.count()
+    sending = _send_and_stop(page, form)
+    # The status line took focus from the button it disabled, and says why.
+    assert sending == {"focus": "Sending…", "status": "Sending…", "busy": "true"}
+    _button_enabled(page, form)  # no page came: the form can be sent again
+    button = page.locator(f"{form} button[type=submit]")
+    assert button.get_attribute("aria-busy") is None
+    assert page.evaluate(ACTIVE) == "Add trial"  # focus is back on the button
+    assert "send the form again" in page.inner_text(f"{form} [role=status]")
+    page.unroute("**/*")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    page.wait_for_selector("text=/Trial \\d+ added\\./")
+    assert len(posts) == 2
+    assert study.trials.count() == before + 1
+
+
+def test_escape_makes_a_sending_form_sendable_again_at_once(trials_page):
+    """Esc stops the page's loading in the browser; the form is sendable again at that key, not
+    only after the wait (set here far beyond the test's length: data-submit-once's ms)."""
+    page, form = trials_page
+    _hold_posts(page, [])
+    page.eval_on_selector(form, "f => { f.dataset.submitOnce = '600000'; }")
+    _send_and_stop(page, form)  # what the browser does with Esc
+    page.keyboard.press("Escape")
+    _button_enabled(page, form)
+    assert page.evaluate(ACTIVE) == "Add trial"
+
+
+def test_two_quick_submits_send_one_request(trials_page, study):
+    """The guard itself: a second submit of the form before its page came is cancelled by the
+    script (Chromium would drop it too, other browsers do not), and one POST is sent."""
+    page, form = trials_page
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    before = study.trials.count()
+    cancelled = page.evaluate(
+        """form => {
+            const seen = [];
+            window.addEventListener("submit", e => seen.push(e.defaultPrevented));
+            const f = document.querySelector(form);
+            f.requestSubmit();
+            f.requestSubmit();  // a second Enter or click before the page leaves
+            return seen;
+        }""",
+        form,
+    )
+    page.wait_for_selector("text=/Trial \\d+ added\\./")
+    assert cancelled == [False, True]
+    assert len(posts) == 1
+    assert study.trials.count() == before + 1
