@@ -23,7 +23,8 @@
   function jobs(root) {
     return Array.prototype.map.call(root.querySelectorAll("tr.job[data-job]"), function (row) {
       var words = row.cells[0].textContent + ": " + row.cells[1].textContent;
-      return { id: row.dataset.job, status: row.dataset.status, words: words.replace(/\s+/g, " ").trim() };
+      words = words.replace(/\s+/g, " ").trim();
+      return { id: row.dataset.job, status: row.dataset.status, words: words };
     });
   }
 
