@@ -7,7 +7,10 @@ ids (keys, increasing), clip ids, the full float32 vectors (N, D) and the databa
 each key, in one uncompressed .npz under MEDIA_ROOT/retrieval-index/ (the media the web process
 and the workers share), named by a random generation that an IndexSnapshot row records. A web
 process loads only the file of the generation its database names, and checks that the file says
-so too; any other file, or one it cannot read, is ignored and the index is built from the rows.
+so too; any other file, or one it cannot read or whose arrays disagree (in dtype, shape or
+length, with each other or with the checkpoint's dimension, or keys not increasing), is logged
+with its reason and ignored: the index is built from the rows, and the worker's next refresh,
+which finds no usable snapshot, writes a new generation in its place.
 
 A snapshot is never trusted as the current scope: it stands in for the rows an index took, and
 the index's usual sync (service.synced_index) then compares it with the database (count, id-hash
@@ -78,25 +81,32 @@ def load(version: ModelVersion, catalogue_id: int) -> Snapshot | None:
     path = path_for(version.pk, catalogue_id, row.generation)
     try:
         with np.load(path, allow_pickle=False) as f:
-            generation = str(f["generation"])
+            generation = f["generation"]
             snap = Snapshot(f["keys"], f["ids"], f["vectors"], f["hashes"])
-    except (OSError, ValueError, KeyError) as exc:  # gone meanwhile, truncated, not an .npz
-        log.warning("%s: not a readable index snapshot (%s); reading rows instead", path, exc)
-        return None
-    n = len(snap.keys)
-    if (
-        generation != row.generation
-        or snap.vectors.shape != (n, version.dim)
-        or len(snap.ids) != n
-        or len(snap.hashes) != n
-    ):
-        log.warning(
-            "%s: generation %s of %s rows x %s; expected generation %s of (N, %s) with N keys; "
-            "reading rows instead",
-            path, generation, n, snap.vectors.shape, row.generation, version.dim,
-        )  # fmt: skip
+        problem = _disagreement(snap, generation, row.generation, version.dim)
+    # Any failure to read it: gone meanwhile (OSError), empty (EOFError), truncated or a bad CRC
+    # (zipfile.BadZipFile), not an .npz or a pickle (ValueError), a member missing (KeyError)...
+    except Exception as exc:  # a snapshot is an optimisation: the rows are the truth
+        problem = f"{type(exc).__name__}: {exc}"
+    if problem:
+        log.warning("%s: not a usable index snapshot (%s); reading rows instead", path, problem)
         return None
     return snap
+
+
+def _disagreement(snap: Snapshot, generation: np.ndarray, expected: str, dim: int) -> str:
+    """What in a file read is not the snapshot the row names ("" when nothing)."""
+    if generation.shape != () or generation.dtype.kind != "U" or str(generation) != expected:
+        return f"generation {generation!r}; expected {expected!r}"
+    n = len(snap.keys) if snap.keys.ndim else 0
+    shapes = {"keys": (n,), "ids": (n,), "hashes": (n,), "vectors": (n, dim)}
+    for name, shape in shapes.items():
+        array, dtype = getattr(snap, name), np.float32 if name == "vectors" else np.int64
+        if array.shape != shape or array.dtype != dtype:
+            return f"{name}: {array.dtype} {array.shape}; expected {np.dtype(dtype)} {shape}"
+    if n > 1 and not (np.diff(snap.keys) > 0).all():  # refresh and the sync rely on the order
+        return "keys: not increasing"
+    return ""
 
 
 def _empty(dim: int) -> Snapshot:
