@@ -25,12 +25,23 @@ holds too many are at least REFRESH_SHARE of the scope (or there is none yet): a
 imported in batches of CSN_EMBED_BATCH is then written about log(N) / log(1 + REFRESH_SHARE)
 times, not N / batch times, each write reading from the database only what changed. A first
 search reads at most that share of the rows from the database.
+
+Files no row names do not pile up: a writer whose row does not commit (the catalogue deleted
+meanwhile, the database gone) removes its file, and files that a killed writer left (its .npz
+before the row committed, its .tmp inside np.savez) or whose removal failed are swept by the
+worker after each refresh and at the catalogue's delete. [choice] Only files unchanged for
+LEFTOVER_AFTER_S are swept: a younger one may be a writer's that is about to commit it (np.savez
+keeps changing its .tmp, the rename keeps its time), and a web process never needs an unnamed
+file (it loads the generation its row names, and reads rows when that file has gone).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,12 +52,14 @@ from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
 from evalsite.retrieval.models import Embedding, IndexSnapshot, ModelVersion
-from evalsite.stimuli.models import Clip
+from evalsite.stimuli.models import Catalogue, Clip
 
 log = logging.getLogger(__name__)
 FOLDER = "retrieval-index"
 REFRESH_SHARE = 0.05  # see [choice] above
 _READ_CHUNK = 2000  # vectors read per query (under SQLite's limit on query parameters)
+LEFTOVER_AFTER_S = 3600  # see [choice] above: a file no row names is swept once this old
+_NAME = re.compile(r"v(\d+)-c(\d+)-[0-9a-f]+\.(npz|tmp)")  # path_for's names and their .tmp
 
 
 @dataclass(frozen=True)
@@ -155,27 +168,83 @@ def refresh(version: ModelVersion, catalogue_id: int, share: float = REFRESH_SHA
 
 def _write(version: ModelVersion, catalogue_id: int, snap: Snapshot) -> None:
     """Write the file under a new generation (a temporary name, then renamed), then point the
-    database at it; the old generation's file is removed once that commits."""
+    database at it; the old generation's file is removed once that commits. When the row does
+    not commit, the new file is removed (a killed writer's is left to sweep)."""
     generation = secrets.token_hex(8)
     path = path_for(version.pk, catalogue_id, generation)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, generation=np.array(generation), keys=snap.keys, ids=snap.ids,
-                 vectors=snap.vectors, hashes=snap.hashes)  # fmt: skip
-    tmp.replace(path)
-    with transaction.atomic():
-        row, created = IndexSnapshot.objects.select_for_update().get_or_create(
-            version=version,
-            catalogue_id=catalogue_id,
-            defaults={"generation": generation, "rows": len(snap.keys)},
-        )
-        if not created:
-            previous = path_for(version.pk, catalogue_id, row.generation)
-            row.generation, row.rows = generation, len(snap.keys)
-            row.save(update_fields=["generation", "rows", "written_at"])
-            # A web process that read the old generation and opens it after this reads rows.
-            transaction.on_commit(lambda: previous.unlink(missing_ok=True))
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, generation=np.array(generation), keys=snap.keys, ids=snap.ids,
+                     vectors=snap.vectors, hashes=snap.hashes)  # fmt: skip
+        tmp.replace(path)
+        with transaction.atomic():
+            row, created = IndexSnapshot.objects.select_for_update().get_or_create(
+                version=version,
+                catalogue_id=catalogue_id,
+                defaults={"generation": generation, "rows": len(snap.keys)},
+            )
+            if not created:
+                previous = path_for(version.pk, catalogue_id, row.generation)
+                row.generation, row.rows = generation, len(snap.keys)
+                row.save(update_fields=["generation", "rows", "written_at"])
+                # A web process that read the old generation and opens it after this reads rows.
+                remove_after_commit(previous)
+    except BaseException:  # e.g. the catalogue deleted meanwhile: its foreign key fails at COMMIT
+        _remove(tmp)
+        _remove(path)
+        raise
+
+
+def _remove(path: Path) -> bool:
+    """Remove a snapshot file if there (True); one that cannot be removed is logged and left."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("%s: could not remove this index snapshot file (%s); left as it is", path, exc)
+        return False
+    return True
+
+
+def remove_after_commit(path: Path) -> None:
+    """Remove the file once the transaction commits. Robust: a failure never fails what
+    committed, nor the commit actions queued after it."""
+
+    def remove_snapshot_file() -> None:  # a function: Django logs a robust one by __qualname__
+        _remove(path)
+
+    transaction.on_commit(remove_snapshot_file, robust=True)
+
+
+def sweep(catalogue_id: int | None = None, older_than_s: float = LEFTOVER_AFTER_S) -> int:
+    """Remove the snapshot files (of catalogue_id, or all) that no row names and that have not
+    changed for older_than_s (see [choice] above); how many were removed."""
+    folder = Path(settings.MEDIA_ROOT) / FOLDER
+    if not folder.is_dir():
+        return 0
+    rows = IndexSnapshot.objects.all()
+    if catalogue_id is not None:
+        rows = rows.filter(catalogue_id=catalogue_id)
+    named = {path_for(*row).name for row in rows.values_list("version", "catalogue", "generation")}
+    before = time.time() - older_than_s
+    removed = 0
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            match = _NAME.fullmatch(entry.name)
+            if match is None or entry.name in named:
+                continue  # not a snapshot file, or one a row names
+            if catalogue_id is not None and int(match[2]) != catalogue_id:
+                continue
+            try:
+                old = entry.stat(follow_symlinks=False).st_mtime < before
+            except FileNotFoundError:  # removed meanwhile (committed over, or swept)
+                continue
+            if old and _remove(Path(entry.path)):
+                removed += 1
+    if removed:
+        log.info("%s: removed %s snapshot files no row names", folder, removed)
+    return removed
 
 
 def refresh_catalogues(version: ModelVersion, clip_ids: list[int]) -> None:
@@ -187,11 +256,25 @@ def refresh_catalogues(version: ModelVersion, clip_ids: list[int]) -> None:
             refresh(version, catalogue_id)
         except Exception:  # an optimisation: the database stays the truth
             log.exception("catalogue %s: could not write its index snapshot", catalogue_id)
+    try:
+        sweep()  # what killed writers left, of any catalogue
+    except Exception:
+        log.exception("could not sweep leftover index snapshot files")
 
 
 @receiver(post_delete, sender=IndexSnapshot, dispatch_uid="retrieval_snapshot_file")
 def remove_file(sender, instance: IndexSnapshot, **kwargs) -> None:
     """A snapshot's row deleted (its catalogue's or checkpoint version's delete cascades to it):
     its file goes too, once that commits."""
-    path = path_for(instance.version_id, instance.catalogue_id, instance.generation)
-    transaction.on_commit(lambda: path.unlink(missing_ok=True))
+    remove_after_commit(path_for(instance.version_id, instance.catalogue_id, instance.generation))
+
+
+@receiver(post_delete, sender=Catalogue, dispatch_uid="retrieval_snapshot_leftovers")
+def sweep_catalogue(sender, instance: Catalogue, **kwargs) -> None:
+    """A catalogue deleted: once that commits, the files its killed writers left (old enough)."""
+    catalogue_id = instance.pk
+
+    def sweep_deleted_catalogue() -> None:
+        sweep(catalogue_id)
+
+    transaction.on_commit(sweep_deleted_catalogue, robust=True)
