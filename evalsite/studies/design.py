@@ -46,29 +46,46 @@ def _least_filled(trials: list, counts: Counter, rng: random.Random, n: int) -> 
 
 def _keys(t: TrialRef) -> set[tuple]:
     """What choosing `t` takes from the participant's other main trials: its instrument on its
-    reference piece, and each of its candidate pieces on its reference piece (any instrument)."""
+    reference piece, and each of its candidate pieces on its reference piece, marked with
+    whether the model chose its candidates (`_blocked` reads the mark)."""
     return {("instrument", t.instrument, t.reference_piece),
-            *(("candidate", t.reference_piece, c) for c in t.candidate_pieces)}  # fmt: skip
+            *(("candidate", t.reference_piece, c, t.model_designed)
+              for c in t.candidate_pieces)}  # fmt: skip
+
+
+def _blocked(t: TrialRef, taken: set) -> bool:
+    """Whether a chosen trial's keys in `taken` keep `t` from the participant: one of its
+    instrument and reference piece, or one on its reference piece sharing a candidate piece
+    where the model chose the candidates of either (Trial.model_designed). A random or hand-made
+    trial's recurring candidate tells nothing, so two such trials sharing one still go
+    together; where one is the model's, the recurring candidate can be its choice."""
+    if ("instrument", t.instrument, t.reference_piece) in taken:
+        return True
+    marks = (True, False) if t.model_designed else (True,)
+    return any(("candidate", t.reference_piece, c, m) in taken
+               for c in t.candidate_pieces for m in marks)  # fmt: skip
 
 
 def _one_per_reference(
     trials: list, counts: Counter, rng: random.Random, n: int, taken: set, originals: set
 ) -> list:
     """Up to n main trials, least-filled first (ties by the seed, drawn as `_least_filled`
-    draws them), none of which takes a key (`_keys`) in `taken` or another chosen one's, which
-    the chosen ones join: at most one per (instrument, reference piece), and no two on one
-    reference piece that share a candidate piece. Two main trials of one instrument and
-    reference share a candidate and differ in the other (a model design's shared one is the
-    model's choice: model_design.plan_trials), so one participant given both could tell which
-    candidate the model chose; so can one given two of different instruments on that reference
-    whose subspaces agree on its nearest neighbour (the design pairs each reference with the
-    nearest neighbour in each instrument's subspace). Trials on one reference that share no
-    candidate piece link nothing and go together. Pieces, not clips (an upload names one piece
-    for all its files): clips of one piece share their nearest neighbour of another piece, and
-    the designs balance references by piece, taking the piece's other clip where it recurs. Of
-    equally filled trials of one instrument and reference piece, one with a repeat check (its
-    id in `originals`) goes first where its candidates are free, so that the rule costs no
-    repeat check where it need not."""
+    draws them), none of which `_blocked` keeps out by the keys (`_keys`) in `taken` or another
+    chosen one's, which the chosen ones join: at most one per (instrument, reference piece),
+    and no two on one reference piece that share a candidate piece where the model chose either's
+    candidates. Two main trials of one instrument and reference share a candidate and differ in
+    the other (a model design's shared one is the model's choice: model_design.plan_trials), so
+    one participant given both could tell which candidate the model chose (in a random design
+    they share the song and link the two trials); so can one given two of different instruments
+    on that reference whose subspaces agree on its nearest neighbour (the design pairs each
+    reference with the nearest neighbour in each instrument's subspace). A random draw's
+    candidates are random: across instruments, one that recurs tells nothing, and such trials go
+    together, as do trials on one reference that share no candidate piece. Pieces, not clips (an
+    upload names one piece for all its files): clips of one piece share their nearest neighbour
+    of another piece, and the designs balance references by piece, taking the piece's other clip
+    where it recurs. Of equally filled trials of one instrument and reference piece, one with a
+    repeat check (its id in `originals`) goes first where its candidates are free, so that the
+    rule costs no repeat check where it need not."""
     pair = lambda t: (t.instrument, t.reference_piece)  # noqa: E731
     order = sorted(trials, key=lambda t: (counts[t.id], rng.random()))
     original: dict = {}  # (pair, fill) -> the originals in order
@@ -79,10 +96,10 @@ def _one_per_reference(
     for t in order:
         if len(chosen) == n:
             break
-        if _keys(t) & taken:
+        if _blocked(t, taken):
             continue
         same = original.get((pair(t), counts[t.id]), [])
-        pick = next((o for o in same if not _keys(o) & taken), t)
+        pick = next((o for o in same if not _blocked(o, taken)), t)
         taken |= _keys(pick)
         chosen.append(pick)
     return chosen
@@ -104,33 +121,36 @@ def most_main_trials(study: Study) -> dict[str, int]:
 
 def most_main_total(study: Study) -> int:
     """The most main trials one participant can get in all under `select_trials`' rules (before
-    `trials_per_participant`): per reference piece, the most trials of distinct instruments
-    whose candidate pieces are all distinct."""
-    options: dict = defaultdict(lambda: defaultdict(set))  # piece -> instrument -> candidates
+    `trials_per_participant`): per reference piece, the most trials of distinct instruments of
+    which no two share a candidate piece where the model chose either's candidates."""
+    options: dict = defaultdict(lambda: defaultdict(set))  # piece -> instrument -> options
     for t in trial_refs(study.trials.filter(is_practice=False, is_catch=False)):
-        options[t.reference_piece][t.instrument].add(t.candidate_pieces)
+        options[t.reference_piece][t.instrument].add((t.candidate_pieces, t.model_designed))
     return sum(_most_on_one_reference(list(per.values())) for per in options.values())
 
 
-def _most_on_one_reference(options: list[set[frozenset]]) -> int:
+def _most_on_one_reference(options: list[set[tuple[frozenset, bool]]]) -> int:
     """The most instruments that can each take one of their options (a trial's candidate
-    pieces) with no piece taken twice: a depth-first search over the instruments (a study has
-    a handful), cut where the instruments left cannot beat the best found."""
+    pieces, and whether the model chose them) with no piece taken twice where the model chose
+    either's: a depth-first search over the instruments (a study has a handful), cut where the
+    instruments left cannot beat the best found."""
     best = 0
 
-    def visit(i: int, used: frozenset, got: int) -> None:
+    def visit(i: int, anyone: frozenset, model: frozenset, got: int) -> None:
+        # anyone: the candidate pieces taken; model: those taken by a model-designed option
         nonlocal best
         if got + len(options) - i <= best:
             return
         if i == len(options):
             best = got
             return
-        for candidates in options[i]:
-            if not candidates & used:
-                visit(i + 1, used | candidates, got + 1)
-        visit(i + 1, used, got)
+        for candidates, by_model in options[i]:
+            if not candidates & (anyone if by_model else model):
+                taken = (model | candidates) if by_model else model
+                visit(i + 1, anyone | candidates, taken, got + 1)
+        visit(i + 1, anyone, model, got)
 
-    visit(0, frozenset(), 0)
+    visit(0, frozenset(), frozenset(), 0)
     return best
 
 
@@ -148,6 +168,7 @@ class TrialRef:
     catch_kind: str
     expected: str
     repeat_of_id: int | None
+    model_designed: bool  # its candidates are the model design's (Trial.model_designed)
     reference_piece: tuple  # the reference's Clip.piece_key
     candidate_pieces: frozenset  # the candidates' Clip.piece_keys (one where they share a piece)
 
@@ -184,9 +205,9 @@ def trial_refs(trials) -> list[TrialRef]:
 def select_trials(study: Study, seed: int, counts: Counter) -> list[TrialRef] | None:
     """Main + catch trials for one new participant by the fill `counts`, or None when the study
     is full. At most one main trial per (instrument, reference piece), and no two on one
-    reference piece that share a candidate piece (`_one_per_reference`): where they recur, the
-    participant gets fewer main trials than asked (`most_main_total`), and the others go to the
-    next participants."""
+    reference piece that share a candidate piece where the model chose either's candidates
+    (`_one_per_reference`): where they recur, the participant gets fewer main trials than asked
+    (`most_main_total`), and the others go to the next participants."""
     rng = random.Random(seed)
     target = int(study.setting("target_answers_per_trial"))
     trials = trial_refs(study.trials.filter(is_practice=False))

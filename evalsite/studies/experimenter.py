@@ -298,7 +298,8 @@ def main_shortfalls(study: Study) -> list[str]:
     """Said, with its true reason, when each participant gets fewer main trials than the study
     asks for (`trials_per_participant`, else all its main trials): a trial set smaller than the
     setting, or the piece rule (`design.select_trials`: one main trial per instrument and
-    reference piece, and no two on one reference piece that share a candidate piece)."""
+    reference piece, and no two on one reference piece that share a candidate piece where the
+    model chose the candidates, Trial.model_designed)."""
     main = study.trials.filter(is_practice=False, is_catch=False).count()
     asked = study.setting("trials_per_participant")
     lines = []
@@ -310,13 +311,18 @@ def main_shortfalls(study: Study) -> list[str]:
     wanted_n = min(asked, main) if asked else main
     most, total = design.most_main_trials(study), design.most_main_total(study)
     if total < wanted_n:
-        lines.append(_piece_rule_shortfall(most, total, wanted_n, asked, main))
+        by_model = study.trials.filter(model_designed=True).exists()
+        lines.append(_piece_rule_shortfall(most, total, wanted_n, asked, main, by_model))
     return lines
 
 
-def _piece_rule_shortfall(most: dict, total: int, wanted_n: int, asked, main: int) -> str:
+def _piece_rule_shortfall(
+    most: dict, total: int, wanted_n: int, asked, main: int, by_model: bool
+) -> str:
     """The line for main trials the piece rule keeps from each participant, naming the part of
-    the rule that does (`main_shortfalls`)."""
+    the rule that does (`main_shortfalls`); the model only where it chose candidates
+    (`by_model`: a design from the model), as only then does a shared candidate hold its
+    choice."""
     wanted = f"the {asked} the settings ask for" if asked and asked <= main else (
         f"all {main} of the study's")  # fmt: skip
     each = ", ".join(f"{instrument} {n}" for instrument, n in most.items())
@@ -326,14 +332,17 @@ def _piece_rule_shortfall(most: dict, total: int, wanted_n: int, asked, main: in
     if sum(most.values()) < wanted_n:
         reasons.append(
             "main trials of one instrument whose references are of one piece go to different "
-            "participants, as the two would share a candidate (in a model design, the model's "
-            "choice)"
+            "participants, as the two would share a candidate, the model's choice"
+            if by_model
+            else "main trials of one instrument whose references are of one piece go to "
+            "different participants, as the two would share the reference's song and link each "
+            "other"
         )
     if total < sum(most.values()):
         reasons.append(
             "main trials on one reference piece that share a candidate piece go to different "
-            "participants, whatever their instruments, as the candidate that recurs would tell "
-            "which one the model chose"
+            "participants where the model chose the candidates, whatever their instruments, as "
+            "the candidate that recurs would tell which one the model chose"
         )
     return (
         f"Each participant gets at most {total} main trials ({each}), not {wanted}: "

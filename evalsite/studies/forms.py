@@ -147,8 +147,9 @@ class StudyForm(forms.ModelForm):
         min_value=1,
         required=False,
         help_text="Empty: every main trial. A participant gets at most one main trial per "
-        "instrument and reference piece, and no two on one reference piece that share a "
-        "candidate piece; the study page says when that is fewer.",
+        "instrument and reference piece, and, where the model chose the candidates, no two on "
+        "one reference piece that share a candidate piece; the study page says when that is "
+        "fewer.",
     )
     languages = forms.MultipleChoiceField(
         choices=lambda: list(django_settings.LANGUAGES), widget=forms.CheckboxSelectMultiple
@@ -464,10 +465,10 @@ class RandomTrialsForm(forms.Form):
         min_value=1, max_value=500, initial=10,
         help_text="Each piece is an instrument's reference once before any is twice, so "
         "references recur only with more trials than the catalogue has pieces. A participant "
-        "gets one main trial per instrument and reference piece (two such trials would share a "
-        "candidate), and no two on one reference piece that share a candidate (instruments "
-        "that agree on its nearest neighbour), so each then gets fewer main trials than the "
-        "study has: the study page says how many.",
+        "gets one main trial per instrument and reference piece (two such trials would share "
+        "the reference's song), so each then gets fewer main trials than the study has: the "
+        "study page says how many. Candidates are random, so trials of different instruments "
+        "that share one still go together.",
     )  # fmt: skip
     catch_per_kind = forms.IntegerField(min_value=0, max_value=20, initial=2)
     seed = forms.IntegerField(min_value=0, initial=0)

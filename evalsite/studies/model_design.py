@@ -331,7 +331,7 @@ def _main_trial(study: Study, mixes: list[Clip], p: Planned) -> Trial:
     return Trial.objects.create(
         study=study, instrument=p.instrument, reference=mixes[p.reference],
         candidate_a=a, candidate_b=b, model_choice="a" if p.nearest_is_a else "b",
-        model_margin=p.margin,
+        model_margin=p.margin, model_designed=True,
     )  # fmt: skip
 
 

@@ -185,6 +185,11 @@ class Trial(models.Model):
     # NULL (not "") means "no model choice": the export maps it to None and agree to NaN.
     model_choice = models.CharField(max_length=1, choices=AB, null=True, blank=True)  # noqa: DJ001
     model_margin = models.FloatField(null=True, blank=True)
+    # A main trial of a design from the model (model_design): one candidate is the reference's
+    # nearest neighbour, the model's choice, so trials on one reference piece that share a
+    # candidate piece go to different participants (design.select_trials). Not model_choice:
+    # the model-choices job sets that on trials of any design. Set where the trial is made only.
+    model_designed = models.BooleanField(default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -21,7 +21,6 @@ from evalsite.studies.models import (
     Participant,
     Study,
     StudyFold,
-    Trial,
 )
 from tests.evalsite.studies.conftest import make_study, participant
 
@@ -89,18 +88,6 @@ def test_it_assigns_least_filled_trials_first(small_study):
     assert len(a) == len(b) == 3 and not a & b  # the second participant got the other three
 
 
-def keeps_piece_rule(got: list) -> None:
-    """A participant's main trials: none of one instrument on one reference piece, and no two on
-    one reference piece that share a candidate piece (test_design_shared_candidate)."""
-    refs = design.trial_refs(Trial.objects.filter(pk__in=[t.pk for t in got]))
-    assert len({(r.instrument, r.reference_piece) for r in refs}) == len(refs) == len(got)
-    for i, a in enumerate(refs):
-        for b in refs[i + 1 :]:
-            assert a.reference_piece != b.reference_piece or not (
-                a.candidate_pieces & b.candidate_pieces
-            ), (a, b)
-
-
 @pytest.mark.django_db
 def test_it_never_gives_one_participant_two_main_trials_of_one_instrument_and_reference(
     experimenter, listening_catalogue
@@ -119,7 +106,9 @@ def test_it_never_gives_one_participant_two_main_trials_of_one_instrument_and_re
             break
         trials = [s.trial for s in p.slots.select_related("trial")]
         got = [t for t in trials if not t.is_catch]
-        keeps_piece_rule(got)
+        # a random draw: every (instrument, reference) pair, though candidates recur across
+        # instruments (the rule on shared candidates is the model design's)
+        assert sorted((t.instrument, t.reference_id) for t in got) == sorted(pairs)
         repeats = [t for t in trials if t.catch_kind == "repeat"]  # by design: A/B swapped
         assert all(t.repeat_of_id in {g.id for g in got} for t in repeats)
         assert repeats or seen  # with nothing filled, an original goes before its pair's other
@@ -153,7 +142,7 @@ def test_it_never_gives_one_participant_two_main_trials_of_one_instrument_on_one
             break
         got = [s.trial for s in p.slots.select_related("trial__reference")]
         got = [t for t in got if not t.is_catch]
-        keeps_piece_rule(got)
+        assert sorted((t.instrument, t.reference.piece_key) for t in got) == sorted(pieces)
         seen += 1
         finish(p)
     assert 2 < seen < 50

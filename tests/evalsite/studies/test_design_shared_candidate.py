@@ -18,10 +18,13 @@ pytestmark = pytest.mark.django_db
 NO_CATCH = {"identical": 0, "attention": 0, "repeat": 0}
 
 
-def linked_study(owner, catalogue, **settings) -> tuple[Study, dict[str, Trial]]:
+def linked_study(
+    owner, catalogue, model: bool = True, **settings
+) -> tuple[Study, dict[str, Trial]]:
     """Drums, guitar and bass, four main trials, three on mix 0 (m0). m5 is renamed a clip of
     m2's piece, so `guitar` shares a candidate piece (not a clip) with `drums`, and a candidate
-    clip (m3) with `bass`; `drums` and `bass` share none. `other` has another reference."""
+    clip (m3) with `bass`; `drums` and `bass` share none. `other` has another reference. With
+    `model`, their candidates are the model design's (Trial.model_designed)."""
     m = list(catalogue.clips.filter(meta={}).order_by("id"))
     Clip.objects.filter(pk=m[5].pk).update(piece=m[2].piece)
     study = Study.objects.create(
@@ -34,7 +37,8 @@ def linked_study(owner, catalogue, **settings) -> tuple[Study, dict[str, Trial]]
             "bass": ("bass", 0, 3, 4), "other": ("drums", 1, 2, 3)}  # fmt: skip
     trials = {
         name: Trial.objects.create(study=study, instrument=i, reference=m[r], candidate_a=m[a],
-                                   candidate_b=m[b], model_choice="a")
+                                   candidate_b=m[b], model_choice="a",
+                                   model_designed=model)
         for name, (i, r, a, b) in plan.items()
     }  # fmt: skip
     return study, trials

@@ -59,3 +59,16 @@ def test_it_gives_both_reasons_where_both_cost_trials(experimenter, listening_ca
     total = design.most_main_total(study)
     assert rule.startswith(f"Each participant gets at most {total} main trials (")
     assert "not all 16 of the study's" in rule
+
+
+def test_it_blames_the_model_only_for_a_study_designed_by_it(experimenter, listening_catalogue):
+    # a random draw, 8 per instrument on 6 pieces: references recur, candidates are random
+    study = make_study(experimenter, listening_catalogue, 8, practice_trials=0, catch=NO_CATCH)
+    assert design.most_main_total(study) == sum(design.most_main_trials(study).values()) == 12
+    (line,) = main_shortfalls(study)
+    assert line.startswith("Each participant gets at most 12 main trials (drums 6, guitar 6)")
+    assert "of one instrument whose references are of one piece" in line
+    assert "model" not in line and "share a candidate" not in line  # no model chose them
+    study.trials.filter(is_catch=False).update(model_designed=True)  # as the model designs
+    (line,) = main_shortfalls(study)
+    assert "would share a candidate, the model's choice" in line

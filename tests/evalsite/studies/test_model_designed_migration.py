@@ -1,0 +1,65 @@
+"""studies migration 0014 flags the main trials a design from the model made
+(Trial.model_designed) and no other: not a random draw's, nor a trial added by hand to a
+model-designed study after its design, whose candidates the model did not choose."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from evalsite.studies.models import Trial
+
+BEFORE = ("studies", "0013_consent_versions")
+
+
+def _make(apps, owner_id: int, clips: list[int]) -> dict[str, list[int]]:
+    """As the database held them before 0014: a model design with its history entry and a
+    trial added by hand after it; one designed before designs wrote that entry (2 per
+    instrument, drums short by one), with a trial added after; a random draw."""
+    Study, Trial, StudyEvent = (apps.get_model("studies", n) for n in ("Study", "Trial",
+                                                                        "StudyEvent"))  # fmt: skip
+    r, a, b, c = clips[:4]
+
+    def trial(study, instrument, x, y, **fields) -> int:
+        return Trial.objects.create(study=study, instrument=instrument, reference_id=r,
+                                    candidate_a_id=x, candidate_b_id=y, model_choice="a",
+                                    **fields).pk  # fmt: skip
+
+    made: dict[str, list[int]] = {"model": [], "other": []}
+    logged = Study.objects.create(owner_id=owner_id, name="logged", instruments=["drums"],
+                                  design={"by": "model_design", "per_instrument": 2})  # fmt: skip
+    made["model"] += [trial(logged, "drums", a, b), trial(logged, "drums", a, c)]
+    made["other"].append(trial(logged, "drums", a, b, is_catch=True, catch_kind="repeat"))
+    StudyEvent.objects.create(study=logged, kind="trials", changes={"added": 3, "how": "model"})
+    made["other"].append(trial(logged, "drums", b, c))  # by hand, after the design
+    unlogged = Study.objects.create(
+        owner_id=owner_id, name="unlogged", instruments=["drums", "bass"],
+        design={"by": "model_design", "per_instrument": 2, "shortfall": {"drums": 1},
+                "thresholds": {"drums": {}, "bass": {}}},
+    )  # fmt: skip
+    made["model"] += [trial(unlogged, "drums", a, b), trial(unlogged, "bass", a, c),
+                      trial(unlogged, "bass", b, c)]  # fmt: skip
+    made["other"].append(trial(unlogged, "drums", b, c))  # by hand, after the design
+    drawn = Study.objects.create(owner_id=owner_id, name="drawn", instruments=["drums"],
+                                 design={"by": "random_design", "per_instrument": 2})  # fmt: skip
+    made["other"] += [trial(drawn, "drums", a, b), trial(drawn, "drums", a, c)]
+    return made
+
+
+@pytest.mark.django_db(transaction=True)  # migrates the schema back and forth
+def test_it_flags_the_main_trials_a_design_from_the_model_made_and_no_other(
+    experimenter, listening_catalogue
+):
+    clips = list(listening_catalogue.clips.filter(meta={}).values_list("pk", flat=True))
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()
+    executor.migrate([BEFORE])
+    try:
+        apps = MigrationExecutor(connection).loader.project_state([BEFORE]).apps
+        made = _make(apps, experimenter.pk, clips)
+    finally:
+        MigrationExecutor(connection).migrate(latest)
+    flagged = set(Trial.objects.filter(model_designed=True).values_list("pk", flat=True))
+    assert flagged == set(made["model"])
+    assert not flagged & set(made["other"])
