@@ -51,7 +51,8 @@ def compute(study: Study, csv: bytes, read: tuple[ReportConfig, list[str]] | Non
 
 def compute_snapshot(study_id: int) -> ReportSnapshot | None:
     """Compute and store; if the latest snapshot was made from the same answers and config, holds
-    no error and still has its bundle, return it instead (idempotent: a repeated task does no harm).
+    no error and still has its bundle, return it instead, stamped with this read's time
+    (`_read_again`; idempotent: a repeated task does no harm).
 
     The snapshot is stamped with the time the answers were read, not saved: of two computations
     that overlap, the one that read later is served whichever finishes last, and one that finds
@@ -74,10 +75,12 @@ def compute_snapshot(study_id: int) -> ReportSnapshot | None:
         # unchanged (one who left before answering, whose trial list and seed the bundle's
         # design.csv held) the digest is the same, and reusing it would serve a page whose bundle
         # link 404s for good.
-        if latest and latest.input_sha256 == digest and not latest.error and latest.bundle:
-            return latest
-        design = realised_design(study)
-        study_config = config_snapshot(study)
+        same = latest and latest.input_sha256 == digest and not latest.error and latest.bundle
+        if not same:
+            design = realised_design(study)
+            study_config = config_snapshot(study)
+    if same and latest is not None:  # after the read: its transaction is read-only
+        return _read_again(latest, read_at)
     # The config read with the answers, not read again: a trial added meanwhile would change
     # the design_main_trials that report.json holds, not report_config.json or the digest.
     report = compute(study, csv, (config, notes))
@@ -113,6 +116,16 @@ def compute_snapshot(study_id: int) -> ReportSnapshot | None:
             bundle=bundle,
         )
         _prune_bundles(study)
+    return snap
+
+
+def _read_again(snap: ReportSnapshot, read_at) -> ReportSnapshot:
+    """`snap`, which a read at `read_at` gave again (same answers and config): stamped with that
+    read's time, as it is its report too. The report page names what changed the input since a
+    snapshot's read (study_config.changes_since: an answered trial edited, model choices
+    computed again); a change that left the input as it was is then no longer named for ever."""
+    ReportSnapshot.objects.filter(pk=snap.pk, computed_at__lt=read_at).update(computed_at=read_at)
+    snap.computed_at = max(snap.computed_at, read_at)
     return snap
 
 

@@ -9,12 +9,15 @@ each Trial saved (a design saves hundreds in one transaction):
 - `trials` (the Trials page's form, CSV, random draw and repeats, a design from the model,
   deleting a draft's trials, a trial added or edited in the Django admin, `trial_saving`):
   queued when the report's config changed with them (ReportConfig.design_main_trials, the power
-  plan's main trials per participant: `study_config.recompute_if_out_of_date`);
+  plan's main trials per participant: `study_config.recompute_if_out_of_date`), and where an
+  edit (the admin's) changed a column the answers read of a trial with answers (the entry's
+  `answers`, `trial_saving`): answers.csv reads the trial's columns live;
 - `model_choices` of an answered study (the researcher confirmed it): the answers' model_choice
   and agree columns, which the report reads, changed.
-A trial changed outside these (a shell, a deletion in the admin) records none: the report page
-shows that report as out of date all the same where its config changed
-(reports.views.report_page reads `study_config.changes_since`).
+The report page shows the report as out of date after either entry with answers, until a
+recomputation reads them (`study_config.changes_since`). A trial changed outside these (a
+shell, a deletion in the admin) records none: the report page shows that report as out of date
+all the same where its config changed (reports.views.report_page reads `changes_since`).
 """
 
 from __future__ import annotations
@@ -43,9 +46,9 @@ def trials_changed(sender, instance: StudyEvent, created: bool, **kwargs) -> Non
     if not created or kwargs.get("raw"):
         return
     study_id, changes = instance.study_id, instance.changes or {}
-    if instance.kind == Kind.TRIALS:
+    if instance.kind == Kind.TRIALS and not changes.get("answers"):
         check = recompute_if_out_of_date
-    elif instance.kind == Kind.MODEL_CHOICES and changes.get("answers"):
+    elif instance.kind in (Kind.TRIALS, Kind.MODEL_CHOICES) and changes.get("answers"):
         check = _recompute_if_reported
     else:
         return

@@ -13,7 +13,7 @@ from evalsite.reports.analysis.inputs import CONDITIONS
 from evalsite.reports.models import ReportSnapshot
 from evalsite.reports.tasks import report_settings, schedule_report
 from evalsite.studies.design import most_main_trials
-from evalsite.studies.models import Study
+from evalsite.studies.models import Study, StudyEvent
 
 # Study.settings["exclusion"] keys that map onto ExclusionRules fields of the same name.
 RULE_KEYS = set(ExclusionRules.__dataclass_fields__)
@@ -23,6 +23,12 @@ CHANGED = {
     "design_main_trials": "main trials per participant (from its trials and settings)",
     "planned_instruments": "instruments",
     "rules": "exclusion rules",
+}
+# How the report page names a history entry since the report's read that changed its input
+# without its config: what answered trials hold (reports.signals queues the recomputation).
+INPUT_CHANGED: dict[str, str] = {
+    StudyEvent.Kind.TRIALS: "answered trials",
+    StudyEvent.Kind.MODEL_CHOICES: "model choices",
 }
 
 
@@ -73,7 +79,10 @@ def changes_since(study: Study, snap: ReportSnapshot) -> list[str]:
     it ([] when none): the config `report_config_for` makes now against the one the snapshot
     stored, field by field as JSON. This is the report's freshness key apart from the answers:
     a change of the study's trials or of its trials_per_participant changes design_main_trials.
-    One query (the trials)."""
+    Then what changed the report's input since its read (`computed_at`, taken before it) and not
+    its config: an answered trial edited, the model's choices computed again on an answered
+    study (`INPUT_CHANGED`; history entries with answers). Two queries (the trials, the
+    entries)."""
     try:
         config, _ = report_config_for(study)
     except (TypeError, ValueError) as exc:  # report settings saved as raw JSON in the admin
@@ -81,7 +90,11 @@ def changes_since(study: Study, snap: ReportSnapshot) -> list[str]:
     now = json.loads(json.dumps(config.to_dict()))  # as stored: tuples are lists
     stored = snap.config or {}
     fields = sorted(k for k in now.keys() | stored.keys() if now.get(k) != stored.get(k))
-    return list(dict.fromkeys(CHANGED.get(k, "report settings") for k in fields))
+    names = [CHANGED.get(k, "report settings") for k in fields]
+    since = study.events.filter(at__gte=snap.computed_at, kind__in=list(INPUT_CHANGED))
+    names += [INPUT_CHANGED[kind] for kind, what in since.values_list("kind", "changes")
+              if (what or {}).get("answers")]  # fmt: skip
+    return list(dict.fromkeys(names))
 
 
 def recompute_if_out_of_date(study_id: int) -> bool:

@@ -82,6 +82,16 @@ _ANSWER_FIELDS = {
     "created_at": "created_at",
 }
 
+# The Trial columns (attnames) the answers read live: an edit of one on an answered trial changes
+# the report's input (trial_saving records it; reports.signals queues the recomputation).
+TRIAL_COLUMNS_READ = tuple(
+    dict.fromkeys(
+        parts[1] + ("_id" if len(parts) > 2 else "")  # trial__reference__token: reference_id
+        for parts in (field.split("__") for field in _ANSWER_FIELDS)
+        if parts[0] == "trial" and len(parts) > 1
+    )
+)
+
 
 def answers_dataframe(study: Study) -> pd.DataFrame:
     """One row per main or catch answer of `study`, exactly `ANSWER_COLUMNS` (practice left out)."""

@@ -4,7 +4,8 @@ from the Django admin's trial page (`admin.TrialAdmin`), the same way. Under the
 already has the same trial (`trial_identity`), else saved and recorded in the study's history as
 a change of its trials (`history.Kind.TRIALS`). That entry is what queues the work a change of
 trials needs once it commits (`reports.signals`: the report's recomputation where its config
-changed with the trials, e.g. the main trials per participant).
+changed with the trials, e.g. the main trials per participant, or where an edit changed a column
+the answers read of a trial that has answers: the entry then says which and how many answers).
 
 Why one path: a trial added or edited in the admin once saved nothing but the row, so it queued
 nothing, left no history, and could repeat a trial the study had.
@@ -13,7 +14,8 @@ nothing, left no history, and could repeat a trial the study had.
 from __future__ import annotations
 
 from evalsite.studies import history, trial_identity
-from evalsite.studies.models import Trial
+from evalsite.studies.export_answers import TRIAL_COLUMNS_READ
+from evalsite.studies.models import Answer, Trial
 
 
 def repeated(trial: Trial) -> int | None:
@@ -35,6 +37,18 @@ def save(trial: Trial, user, how: str) -> None:
     """Save `trial` (new, or changed) and record it in its study's history, under the study's
     lock after `repeated` found nothing."""
     added = trial.pk is None
-    trial.save()
     what = {"added": 1, "how": how} if added else {"changed": trial.pk, "how": how}
+    if not added:
+        what |= _read_by_answers(trial)
+    trial.save()
     history.record(trial.study, user, history.Kind.TRIALS, what)
+
+
+def _read_by_answers(trial: Trial) -> dict:
+    """For an edit of a stored trial: the columns the answers read (`TRIAL_COLUMNS_READ`) that it
+    changes, and how many answers the trial has where it has any and they change: the report's
+    input changed with them (its answers.csv reads them live), which its config does not show."""
+    before = Trial.objects.filter(pk=trial.pk).values(*TRIAL_COLUMNS_READ).first() or {}
+    fields = [f for f in TRIAL_COLUMNS_READ if f in before and before[f] != getattr(trial, f)]
+    answers = Answer.objects.filter(trial_id=trial.pk).count() if fields else 0
+    return {"fields": fields, "answers": answers} if answers else {"fields": fields}
