@@ -15,7 +15,7 @@ from django.utils import timezone
 from evalsite.retrieval.ingest import embed_clips
 from evalsite.retrieval.models import ModelVersion
 from evalsite.studies import design, design_fill
-from evalsite.studies.model_design import build_model_trials
+from evalsite.studies.model_design import assign_model_choices, build_model_trials
 from evalsite.studies.models import Answer, Participant, Study
 from tests.evalsite.retrieval.helpers import make_catalogue
 
@@ -79,3 +79,20 @@ def test_it_never_gives_one_participant_two_trials_of_a_reference_that_share_a_c
     assert total < seen * len(main)  # participants got fewer than all the trials
     counts = design_fill.fill_counts(study, now)
     assert all(counts[t.pk] >= 2 for t in main)  # every main trial reached its target
+
+
+def test_it_marks_as_the_models_only_the_main_trials_it_designs(ada):
+    # The shared-candidate rule reads Trial.model_designed, not model_choice: the model-choices
+    # job sets model_choice on trials of any design, whose candidates the model did not choose.
+    study = _model_study(ada, ["drums", "bass"])
+    main = study.trials.filter(is_catch=False, is_practice=False)
+    assert main.exists() and not main.filter(model_designed=False).exists()
+    hand = Study.objects.create(owner=ada, name="hand", catalogue=study.catalogue,
+                                instruments=["drums"])  # fmt: skip
+    t = main.first()
+    made = hand.trials.create(instrument="drums", reference=t.reference,
+                              candidate_a=t.candidate_a, candidate_b=t.candidate_b)  # fmt: skip
+    assigned = assign_model_choices([made], ModelVersion.objects.get())
+    made.refresh_from_db()
+    assert assigned.set == 1 and made.model_choice in {"a", "b"}
+    assert not made.model_designed
