@@ -12,7 +12,9 @@ in it as dead entries that no search returns, until more than DEAD_MAX of it is 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -88,6 +90,69 @@ def build_hnsw(base: np.ndarray, params: HnswParams = DEFAULT_HNSW):
     return index
 
 
+def serialize_hnsw(base: np.ndarray, params: HnswParams = DEFAULT_HNSW) -> np.ndarray:
+    """The bytes (uint8) of an HNSW graph built over base (N, d), for load_hnsw."""
+    import faiss
+
+    return faiss.serialize_index(build_hnsw(base, params))
+
+
+def load_hnsw(data: np.ndarray, base: np.ndarray, params: HnswParams) -> tuple[object | None, str]:
+    """(graph, "") from serialize_hnsw's bytes when they are an HNSW graph over exactly base
+    (N, d), in that order, built with params' M and efConstruction; else (None, the reason).
+    Its links are checked to stay inside the graph: FAISS reads them unchecked, and a search
+    would follow one past the end."""
+    import faiss
+
+    if data.dtype != np.uint8 or data.ndim != 1:
+        return None, f"{data.dtype} {data.shape}; expected uint8 bytes"
+    try:
+        graph = faiss.deserialize_index(data)
+    except RuntimeError as exc:  # FAISS's reader: truncated, not an index, a bad field
+        return None, f"not a FAISS index ({str(exc).splitlines()[0][:200]})"
+    if not isinstance(graph, faiss.IndexHNSWFlat):
+        return None, f"a {type(graph).__name__}; expected IndexHNSWFlat"
+    hnsw: Any = graph.hnsw  # Any: faiss's stubs lack the HNSW graph's fields
+    n = len(base)
+    storage: Any = faiss.downcast_index(graph.storage)
+    built = (hnsw.nb_neighbors(1), hnsw.efConstruction)
+    if built != (params.m, params.ef_construction):
+        return None, (f"built with M={built[0]}, efConstruction={built[1]}; this process uses "
+                      f"M={params.m}, efConstruction={params.ef_construction}")  # fmt: skip
+    if graph.d != base.shape[1] or graph.ntotal != n:
+        return None, f"{graph.ntotal} x {graph.d}; expected {n} x {base.shape[1]}"
+    held = faiss.vector_to_array(storage.codes).view(np.float32)
+    if not np.array_equal(held, base.reshape(-1)):
+        return None, "its vectors are not the snapshot's (other values or another order)"
+    if graph.metric_type != faiss.METRIC_L2:
+        return None, f"metric {graph.metric_type}; expected L2 ({faiss.METRIC_L2})"
+    if not _links_inside(hnsw, n):
+        return None, "its links are not a graph over its entries"
+    return graph, ""
+
+
+def _links_inside(hnsw: Any, n: int) -> bool:
+    """Whether the graph's levels, offsets and links describe n entries whose links stay among
+    them (what a search follows without a bounds check)."""
+    import faiss
+
+    links, offsets = faiss.vector_to_array(hnsw.neighbors), faiss.vector_to_array(hnsw.offsets)
+    levels = faiss.vector_to_array(hnsw.levels)  # (n,) 1 + the top level of each entry
+    per_level = faiss.vector_to_array(hnsw.cum_nneighbor_per_level)  # links up to each level
+    if len(levels) != n or len(offsets) != n + 1 or (n and not 0 <= hnsw.entry_point < n):
+        return False
+    if n and (levels.min() < 1 or levels.max() >= len(per_level)):
+        return False
+    if offsets[0] != 0 or not np.array_equal(np.diff(offsets), per_level[levels]):
+        return False
+    return offsets[-1] == len(links) and (not len(links) or -1 <= links.min() <= links.max() < n)
+
+
+# Given the vectors (N, d) an index is about to build its graph over, a graph already built over
+# exactly them with its params (or None: the index builds one)
+GraphSource = Callable[[np.ndarray, HnswParams], object | None]
+
+
 class SubspaceIndex:
     """Vectors of one subspace with their ids (clip ids, what a search returns) and keys (the
     embedding row each came from); exact search or an HNSW index by size.
@@ -110,7 +175,7 @@ class SubspaceIndex:
         self.n_alive = 0
         # keys taken but never searchable (a vector that is not finite): not held, not returned
         self.left_out = np.zeros(0, np.int64)
-        self.hnsw = None
+        self.hnsw: Any = None  # a faiss.IndexHNSWFlat above exact_max
         self.hnsw_builds = 0  # HNSW graphs built from scratch (the cost a rebuild pays)
         self._selector: tuple | None = None  # (bitmap, faiss selector) of the live entries
         self.lock = threading.Lock()
@@ -128,8 +193,15 @@ class SubspaceIndex:
     def method(self) -> str:
         return "hnsw" if self.hnsw is not None else "exact"
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray, keys: np.ndarray | None = None) -> None:
-        """Add live entries; keys (default: the ids) must not be held already."""
+    def add(
+        self,
+        ids: np.ndarray,
+        vectors: np.ndarray,
+        keys: np.ndarray | None = None,
+        graph: GraphSource | None = None,
+    ) -> None:
+        """Add live entries; keys (default: the ids) must not be held already. Where this makes
+        an index that had no graph build one, graph is asked for a built one first."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         ids = np.asarray(ids, np.int64)
         keys = ids if keys is None else np.asarray(keys, np.int64)
@@ -143,7 +215,7 @@ class SubspaceIndex:
             if self.hnsw is not None:
                 self.hnsw.add(vectors)
             elif self.stored > self.exact_max:
-                self._build()
+                self._build(graph)
 
     def leave_out(self, keys: np.ndarray) -> None:
         """Record keys taken but not added (their vector is not finite), so that retain does
@@ -178,9 +250,11 @@ class SubspaceIndex:
             if self.stored > self.exact_max:
                 self._build()
 
-    def _build(self) -> None:
-        self.hnsw = build_hnsw(self.vectors, self.params)
-        self.hnsw_builds += 1
+    def _build(self, graph: GraphSource | None = None) -> None:
+        self.hnsw = graph(self.vectors, self.params) if graph is not None else None
+        if self.hnsw is None:
+            self.hnsw = build_hnsw(self.vectors, self.params)
+            self.hnsw_builds += 1
 
     def _live_only(self):
         """A FAISS selector of the live entries (None when none is dead), kept until they
@@ -205,7 +279,8 @@ class SubspaceIndex:
             if self.hnsw is None:  # holds no dead entry (retain drops them at once)
                 dist, idx = exact_topk(self.vectors, queries, k)
                 return dist, self.ids[idx]
-            params = faiss.SearchParametersHNSW(efSearch=max(self.params.ef_search, k))
+            # faiss's stubs lack SearchParametersHNSW (in FAISS since 1.7.3)
+            params = faiss.SearchParametersHNSW(efSearch=max(self.params.ef_search, k))  # type: ignore[attr-defined]
             selector = self._live_only()
             if selector is not None:
                 params.sel = selector

@@ -47,7 +47,7 @@ from django.db.models import BigIntegerField, Count, F, Func, Max, Sum
 
 from evalsite.retrieval import snapshot
 from evalsite.retrieval.models import Embedding, ModelVersion
-from evalsite.retrieval.search import EXACT_MAX, SubspaceIndex
+from evalsite.retrieval.search import EXACT_MAX, GraphSource, SubspaceIndex
 from evalsite.stimuli.models import Catalogue, Clip, piece_key
 
 log = logging.getLogger(__name__)
@@ -164,8 +164,10 @@ def _add_vectors(
     ids: np.ndarray,
     vecs: np.ndarray,
     keys: np.ndarray,
+    graph: GraphSource | None = None,
 ) -> None:
-    """_add of decoded rows: clip ids (N,), full vectors (N, D), embedding ids (N,)."""
+    """_add of decoded rows: clip ids (N,), full vectors (N, D), embedding ids (N,); graph as
+    for SubspaceIndex.add."""
     finite = np.isfinite(vecs).all(axis=1)  # (N,) the whole vector, every instrument's part
     if not finite.all():
         log.warning(
@@ -174,7 +176,7 @@ def _add_vectors(
         )  # fmt: skip
         index.leave_out(keys[~finite])
     sub = version.subspace(vecs[finite], condition)  # (N', d)
-    index.add(ids[finite], sub, keys=keys[finite])
+    index.add(ids[finite], sub, keys=keys[finite], graph=graph)
 
 
 def _resync(index: SubspaceIndex, version: ModelVersion, condition: str, qs) -> tuple[int, int]:
@@ -204,6 +206,7 @@ def synced_index(
     index then answers as of that read, and is read again only where it differs."""
     key = (version.pk, catalogue_id, condition, exact_max)
     qs = scope(version, catalogue_id)
+    snapshot.forget_shared(older_than_s=snapshot.SHARED_FOR_S)
     with _lock:
         if key not in _registry or time.monotonic() - _swept >= SWEEP_EVERY_S:
             _release_unused(version.pk)
@@ -243,13 +246,21 @@ def _cold_index(
     version: ModelVersion, condition: str, catalogue_id: int | None, exact_max: int
 ) -> tuple[SubspaceIndex, int, tuple[int, int]]:
     """(index, newest key, (count, id-hash sum)) of a new index: empty, or holding the rows of
-    the catalogue's snapshot (snapshot.py), which the caller then syncs with the database."""
+    the catalogue's snapshot (snapshot.py; one reading of the file for all its instruments) and,
+    above exact_max, the HNSW graph the worker built over them, which the caller then syncs with
+    the database."""
     probe = version.subspace(np.zeros((1, version.dim), np.float32), condition)
     index = SubspaceIndex(probe.shape[1], exact_max=exact_max)
-    snap = snapshot.load(version, catalogue_id) if catalogue_id is not None else None
+    if catalogue_id is None:
+        return index, 0, (0, 0)
+    snap = snapshot.load_shared(version, catalogue_id, condition)
     if snap is None or not len(snap.keys):
         return index, 0, (0, 0)
-    _add_vectors(index, version, condition, snap.ids, snap.vectors, snap.keys)
+
+    def saved_graph(vectors: np.ndarray, params) -> object | None:
+        return snapshot.graph(snap, condition, vectors, params)
+
+    _add_vectors(index, version, condition, snap.ids, snap.vectors, snap.keys, saved_graph)
     return index, snap.last, snap.held
 
 
@@ -289,6 +300,7 @@ def forget_indexes() -> None:
     with _lock:
         _registry.clear()
         _swept = -math.inf
+    snapshot.forget_shared()
 
 
 def search_vector(

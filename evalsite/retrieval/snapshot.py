@@ -12,6 +12,19 @@ length, with each other or with the checkpoint's dimension, or keys not increasi
 with its reason and ignored: the index is built from the rows, and the worker's next refresh,
 which finds no usable snapshot, writes a new generation in its place.
 
+Above EXACT_MAX searchable rows the file also holds each instrument's HNSW graph (graph_<name>,
+FAISS's serialised bytes, built over exactly the vectors a new index takes from the file, in
+that order) and the parameters they were built with (hnsw: M, efConstruction; efSearch is not
+a build parameter), so that a web process's first search deserialises the graph instead of
+building it (about 1 ms per vector per instrument). Being members of the same file, graphs share
+its generation, its CRC checks and its removal and sweep. A graph built with other parameters
+than the process uses, over other vectors, or damaged (a bad CRC, truncated, not an HNSW graph,
+links outside it) is logged with its reason and not used: the index builds its graph as before.
+[choice] The worker rebuilds every graph from scratch at each write (writes are spaced by
+REFRESH_SHARE): the cost moves from the first web request to the worker, several times over
+for a catalogue that grows in batches. A catalogue's rows are read from the file once for all
+its instruments' indexes (load_shared).
+
 A snapshot is never trusted as the current scope: it stands in for the rows an index took, and
 the index's usual sync (service.synced_index) then compares it with the database (count, id-hash
 sum and newest id of the scope) and reads only what differs: rows added since, and the ids of a
@@ -41,9 +54,11 @@ import logging
 import os
 import re
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from django.conf import settings
@@ -51,6 +66,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
+from evalsite.retrieval import search
 from evalsite.retrieval.models import Embedding, IndexSnapshot, ModelVersion
 from evalsite.stimuli.models import Catalogue, Clip
 
@@ -60,6 +76,9 @@ REFRESH_SHARE = 0.05  # see [choice] above
 _READ_CHUNK = 2000  # vectors read per query (under SQLite's limit on query parameters)
 LEFTOVER_AFTER_S = 3600  # see [choice] above: a file no row names is swept once this old
 _NAME = re.compile(r"v(\d+)-c(\d+)-[0-9a-f]+\.(npz|tmp)")  # path_for's names and their .tmp
+# [choice] Seconds a snapshot read for one instrument's index is kept for the catalogue's other
+# instruments (a first search of each usually follows within seconds); see load_shared.
+SHARED_FOR_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +87,8 @@ class Snapshot:
     ids: np.ndarray  # (N,) clip ids
     vectors: np.ndarray  # (N, D) float32, the full vectors
     hashes: np.ndarray  # (N,) the database's id hash of each key (service._IdHash)
+    path: Path | None = None  # the file read (its graphs are read from it when needed)
+    hnsw: tuple[int, int] | None = None  # (M, efConstruction) of its graphs; None: no graphs
 
     @property
     def last(self) -> int:
@@ -91,12 +112,22 @@ def load(version: ModelVersion, catalogue_id: int) -> Snapshot | None:
     row = IndexSnapshot.objects.filter(version=version, catalogue_id=catalogue_id).first()
     if row is None:
         return None
-    path = path_for(version.pk, catalogue_id, row.generation)
+    return _read(path_for(version.pk, catalogue_id, row.generation), row.generation, version.dim)
+
+
+def _read(path: Path, expected: str, dim: int) -> Snapshot | None:
+    """The rows of the file (not its graphs: graph() reads one when an index needs it)."""
     try:
         with np.load(path, allow_pickle=False) as f:
             generation = f["generation"]
-            snap = Snapshot(f["keys"], f["ids"], f["vectors"], f["hashes"])
-        problem = _disagreement(snap, generation, row.generation, version.dim)
+            hnsw = f["hnsw"] if "hnsw" in f.files else None
+            snap = Snapshot(f["keys"], f["ids"], f["vectors"], f["hashes"], path)
+        problem = _disagreement(snap, generation, expected, dim)
+        if not problem and hnsw is not None:
+            if hnsw.shape != (2,) or hnsw.dtype != np.int64:
+                problem = f"hnsw: {hnsw.dtype} {hnsw.shape}; expected int64 (2,)"
+            snap = Snapshot(snap.keys, snap.ids, snap.vectors, snap.hashes, path,
+                            (int(hnsw[0]), int(hnsw[1])))  # fmt: skip
     # Any failure to read it: gone meanwhile (OSError), empty (EOFError), truncated or a bad CRC
     # (zipfile.BadZipFile), not an .npz or a pickle (ValueError), a member missing (KeyError)...
     except Exception as exc:  # a snapshot is an optimisation: the rows are the truth
@@ -105,6 +136,69 @@ def load(version: ModelVersion, catalogue_id: int) -> Snapshot | None:
         log.warning("%s: not a usable index snapshot (%s); reading rows instead", path, problem)
         return None
     return snap
+
+
+_shared_lock = threading.Lock()
+# at most one: (version id, catalogue id, generation) -> (snapshot, conditions that took it, when)
+_shared: dict[tuple[int, int, str], tuple[Snapshot, set[str], float]] = {}
+
+
+def load_shared(version: ModelVersion, catalogue_id: int, condition: str) -> Snapshot | None:
+    """load() for condition's new index: the file is read once for all of the catalogue's
+    instruments. The snapshot read is kept for the others until each has taken it, another
+    snapshot is read, or SHARED_FOR_S have passed (so a process holds at most one beside its
+    indexes); an instrument that takes it again (its index dropped) reads the file again."""
+    row = IndexSnapshot.objects.filter(version=version, catalogue_id=catalogue_id).first()
+    if row is None:
+        return None
+    key = (version.pk, catalogue_id, row.generation)
+    with _shared_lock:
+        snap, taken, when = _shared.get(key, (None, set(), 0.0))
+        if snap is None or condition in taken or time.monotonic() - when > SHARED_FOR_S:
+            _shared.clear()
+            snap = _read(path_for(version.pk, catalogue_id, row.generation), row.generation,
+                         version.dim)  # fmt: skip
+            if snap is None:
+                return None
+            taken, when = set(), time.monotonic()
+        taken.add(condition)
+        if taken.issuperset(version.conditions):
+            _shared.pop(key, None)
+        else:
+            _shared[key] = (snap, taken, when)
+    return snap
+
+
+def forget_shared(older_than_s: float = 0.0) -> None:
+    """Drop the snapshot load_shared keeps, when it was read more than older_than_s ago."""
+    with _shared_lock:
+        for key, (_, _, when) in list(_shared.items()):
+            if time.monotonic() - when >= older_than_s:
+                del _shared[key]
+
+
+def graph(snap: Snapshot, condition: str, vectors: np.ndarray, params: search.HnswParams):
+    """The worker's HNSW graph of condition in snap's file when it is sound and over exactly
+    vectors (N, d) with params (search.load_hnsw), else None: logged, and the caller builds it.
+    None without a word when the snapshot has no graphs (written at or under EXACT_MAX)."""
+    if snap.hnsw is None or snap.path is None:
+        return None
+    name = f"graph_{condition}"
+    if snap.hnsw != (params.m, params.ef_construction):
+        problem = (f"built with M={snap.hnsw[0]}, efConstruction={snap.hnsw[1]}; this process "
+                   f"uses M={params.m}, efConstruction={params.ef_construction}")  # fmt: skip
+    else:
+        try:  # reading the whole member checks its CRC
+            with np.load(snap.path, allow_pickle=False) as f:
+                data = f[name]
+            index, problem = search.load_hnsw(data, vectors, params)
+        except Exception as exc:  # as in _read: the rows are the truth, a graph an optimisation
+            index, problem = None, f"{type(exc).__name__}: {exc}"
+        if index is not None:
+            return index
+    log.warning("%s: %s not a usable HNSW graph (%s); building it instead", snap.path, name,
+                problem)  # fmt: skip
+    return None
 
 
 def _disagreement(snap: Snapshot, generation: np.ndarray, expected: str, dim: int) -> str:
@@ -138,12 +232,22 @@ def _read_vectors(keys: np.ndarray) -> dict[int, np.ndarray]:
     return got
 
 
-def refresh(version: ModelVersion, catalogue_id: int, share: float = REFRESH_SHARE) -> bool:
+def refresh(
+    version: ModelVersion,
+    catalogue_id: int,
+    share: float = REFRESH_SHARE,
+    exact_max: int | None = None,
+    params: search.HnswParams | None = None,
+) -> bool:
     """Write the catalogue's snapshot anew when it is missing or differs from the scope by at
-    least share of its rows; True when written. Reads the scope's ids (no vectors) and the
-    vectors of only the rows the old snapshot lacks."""
+    least share of its rows, or lacks the HNSW graphs (built with params) that a search over
+    more than exact_max of its rows would build; True when written. Reads the scope's ids (no
+    vectors) and the vectors of only the rows the old snapshot lacks. exact_max and params
+    default to search's EXACT_MAX and DEFAULT_HNSW, what a web process uses."""
     from evalsite.retrieval.service import _hashed, scope
 
+    exact_max = search.EXACT_MAX if exact_max is None else exact_max
+    params = params or search.DEFAULT_HNSW
     old = load(version, catalogue_id) or _empty(version.dim)
     wanted = np.array(
         list(_hashed(scope(version, catalogue_id)).order_by("id").values_list(
@@ -153,7 +257,9 @@ def refresh(version: ModelVersion, catalogue_id: int, share: float = REFRESH_SHA
     kept = np.isin(keys, old.keys)  # (N,)
     changed = int((~kept).sum()) + int((~np.isin(old.keys, keys)).sum())
     exists = IndexSnapshot.objects.filter(version=version, catalogue_id=catalogue_id).exists()
-    if not len(keys) or (exists and changed < max(1.0, share * len(keys))):
+    graphless = _searchable(old.vectors) > exact_max and old.hnsw != (
+        params.m, params.ef_construction)  # fmt: skip
+    if not len(keys) or (exists and changed < max(1.0, share * len(keys)) and not graphless):
         return False
     read = _read_vectors(keys[~kept])
     present = kept | np.isin(keys, list(read))  # a row deleted meanwhile is left out
@@ -162,22 +268,51 @@ def refresh(version: ModelVersion, catalogue_id: int, share: float = REFRESH_SHA
     vectors[kept] = old.vectors[np.searchsorted(old.keys, wanted[kept, 0])]
     if read:
         vectors[~kept] = np.stack([read[k] for k in wanted[~kept, 0].tolist()])
-    _write(version, catalogue_id, Snapshot(wanted[:, 0], wanted[:, 1], vectors, wanted[:, 2]))
+    snap = Snapshot(wanted[:, 0], wanted[:, 1], vectors, wanted[:, 2])
+    _write(version, catalogue_id, snap, _graphs(version, vectors, exact_max, params))
     return True
 
 
-def _write(version: ModelVersion, catalogue_id: int, snap: Snapshot) -> None:
-    """Write the file under a new generation (a temporary name, then renamed), then point the
-    database at it; the old generation's file is removed once that commits. When the row does
-    not commit, the new file is removed (a killed writer's is left to sweep)."""
+def _searchable(vectors: np.ndarray) -> int:
+    """How many of the vectors (N, D) an index holds (service._add_vectors leaves out one that
+    is not finite)."""
+    return int(np.isfinite(vectors).all(axis=1).sum())
+
+
+def _graphs(
+    version: ModelVersion, vectors: np.ndarray, exact_max: int, params: search.HnswParams
+) -> dict[str, np.ndarray]:
+    """The members holding each instrument's HNSW graph (and hnsw, the parameters they were
+    built with) when an index over vectors (N, D) would build one (more than exact_max
+    searchable), else none. Built over exactly what service._add_vectors gives a new index from
+    this snapshot: the finite vectors, in key order, cut into the instrument's subspace."""
+    finite = vectors[np.isfinite(vectors).all(axis=1)]  # (N', D)
+    if len(finite) <= exact_max:
+        return {}
+    members = {"hnsw": np.array([params.m, params.ef_construction], np.int64)}
+    for condition in version.conditions:
+        sub = version.subspace(finite, condition)  # (N', d)
+        members[f"graph_{condition}"] = search.serialize_hnsw(sub, params)
+    return members
+
+
+def _write(
+    version: ModelVersion, catalogue_id: int, snap: Snapshot, graphs: dict[str, np.ndarray]
+) -> None:
+    """Write the file (with graphs, _graphs' members) under a new generation (a temporary name,
+    then renamed), then point the database at it; the old generation's file is removed once
+    that commits. When the row does not commit, the new file is removed (a killed writer's is
+    left to sweep)."""
     generation = secrets.token_hex(8)
     path = path_for(version.pk, catalogue_id, generation)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     try:
+        members: dict[str, Any] = {"generation": np.array(generation), "keys": snap.keys,
+                                   "ids": snap.ids, "vectors": snap.vectors,
+                                   "hashes": snap.hashes, **graphs}  # fmt: skip
         with open(tmp, "wb") as f:
-            np.savez(f, generation=np.array(generation), keys=snap.keys, ids=snap.ids,
-                     vectors=snap.vectors, hashes=snap.hashes)  # fmt: skip
+            np.savez(f, **members)
         tmp.replace(path)
         with transaction.atomic():
             row, created = IndexSnapshot.objects.select_for_update().get_or_create(
