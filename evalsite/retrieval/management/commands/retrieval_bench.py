@@ -14,7 +14,7 @@ import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 
 from evalsite.retrieval import api_bench, bench, cold_bench
-from evalsite.retrieval.search import DEFAULT_HNSW, HnswParams
+from evalsite.retrieval.search import DEFAULT_HNSW, EXACT_MAX, HnswParams
 
 
 class Command(BaseCommand):
@@ -67,6 +67,13 @@ class Command(BaseCommand):
             action="store_true",
             help="only time the first search of a process, phase by phase, over a catalogue of "
             "--n synthetic clips made for the run and removed after it (in process)",
+        )
+        parser.add_argument(
+            "--exact-max",
+            type=int,
+            default=EXACT_MAX,
+            help="with --cold: the exact-search size for the run, lowered to time the HNSW case "
+            "with fewer clips than EXACT_MAX (the output says so)",
         )
         parser.add_argument("--rounds", type=int, default=200,
                             help="with --api: warm searches per instrument")  # fmt: skip
@@ -143,7 +150,8 @@ class Command(BaseCommand):
     def _cold(self, o: dict) -> None:
         from evalsite.retrieval.embedder import CheckpointMissing, ModelUnavailable
 
-        cfg = cold_bench.ColdBenchConfig(n=o["n"] or 10_000, seed=o["seed"])
+        cfg = cold_bench.ColdBenchConfig(n=o["n"] or 10_000, seed=o["seed"],
+                                         exact_max=o["exact_max"])  # fmt: skip
         try:
             cold_bench.run(cfg, self.stdout.write)
         except (CheckpointMissing, ModelUnavailable) as exc:
