@@ -3,14 +3,22 @@ trial) by statsmodels' BinomialBayesMixedGLM (variational Bayes) and by the Lapl
 (glmm.CrossedLogit), and a GEE check clustered by participant.
 
 Fixed effects: one log-odds per instrument (no global intercept, so each coefficient reads
-directly as that instrument's log-odds of agreeing), plus centred covariates: the model's margin,
-whether the model's choice was displayed first (position), and the trial index per 100 trials.
+directly as that instrument's log-odds of agreeing), plus covariates centred within instrument:
+the model's margin, whether the model's choice was displayed first (position), and the trial
+index per 100 trials. Each instrument term is thus that instrument's log-odds at its own answers'
+mean covariates (for an average participant and trial), the conditional counterpart of its
+consent; the covariates' slopes are shared by the instruments.
 The random-effect design is built sparse: a dense one would not fit in memory at 100k answers.
 
-These are the report's tests of consent that allow for answers clustering by participant and by
-trial (the GEE by participant only): each instrument term is a Wald z test of log-odds 0, i.e.
-consent 0.5, Holm-adjusted across the instrument terms of its table (`p_adj`; covariates are not
-adjusted). `wald_contrasts` compares instruments pairwise on the Laplace fit. An instrument whose
+The Laplace fit (`laplace_model`) and the GEE are the report's model-based tests of consent that
+allow for answers clustering by participant and by trial (the GEE by participant only): each
+instrument term is a Wald test of log-odds 0, i.e. consent 0.5, Holm-adjusted across the
+instrument terms of its table (`p_adj`; covariates are not adjusted). `wald_contrasts` compares
+instruments pairwise on the Laplace fit. The variational fit (`mixed_model`) is descriptive only:
+its mean-field posterior sd ignores the dependence between the fixed and the random effects and
+comes out several times smaller than the sampling se (39-55 % false positives at consent 0.5 when
+it was used as one), so it carries no se, test or p-value, and its intervals are posterior
+intervals known to be too narrow. An instrument whose
 answers all agree (or none does) has no finite log-odds (complete separation): it is left out of
 every fit here, with a warning, and the other instruments' rows stand.
 """
@@ -77,10 +85,10 @@ def _prepared(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame,
 def implausible_terms(table: pd.DataFrame) -> list[str]:
     """Fixed-effect terms whose estimate or se is NaN, or whose |log-odds| exceeds 10."""
     fixed = table[~table["term"].str.startswith("sd(")]
+    # The variational table's spread is its posterior sd (it has no se).
+    spread = fixed["posterior_sd"] if "posterior_sd" in fixed else fixed["se"]
     bad = (
-        fixed["estimate"].isna()
-        | fixed["se"].isna()
-        | (fixed["estimate"].abs() > IMPLAUSIBLE_LOG_ODDS)
+        fixed["estimate"].isna() | spread.isna() | (fixed["estimate"].abs() > IMPLAUSIBLE_LOG_ODDS)
     )
     return list(fixed.loc[bad, "term"])
 
@@ -91,10 +99,14 @@ def _checked(
     """Holm across the instrument terms; a warning naming terms the fit could not estimate."""
     inst = table["term"].isin(instruments)
     table.loc[inst, "p_adj"] = holm(table.loc[inst, "p_val"].to_numpy())
+    return table, _implausible_note(name, table)
+
+
+def _implausible_note(name: str, table: pd.DataFrame) -> list[Note]:
     bad = implausible_terms(table)
     if not bad:
-        return table, []
-    return table, [
+        return []
+    return [
         (
             "warning",
             f"{name}: {', '.join(bad)}: estimate or se NaN, or |log-odds| above "
@@ -128,8 +140,18 @@ def design(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame, li
             notes.append(f"covariate {name} left out: it does not vary in these answers")
             continue
         if x.isna().any():
-            notes.append(f"covariate {name}: {int(x.isna().sum())} missing values set to its mean")
-        X[name] = (x - x.mean()).fillna(0.0)
+            notes.append(
+                f"covariate {name}: {int(x.isna().sum())} missing values set to their "
+                "instrument's mean"
+            )
+        # Centred within instrument, so each instrument term is its log-odds at its own answers'
+        # mean margin (position, trial index): margins are per-instrument distances, and centred
+        # on all instruments' mean a term was its consent at a margin its trials may not have.
+        centred = (x - x.groupby(data["instrument"]).transform("mean")).fillna(0.0)
+        if not (centred.abs() > 1e-12).any():
+            notes.append(f"covariate {name} left out: it does not vary within any instrument")
+            continue
+        X[name] = centred
     y = data["agree"].to_numpy(float)
     if np.all(y == y[0]):
         raise ModelFitError("every answer has the same agreement value; nothing to model")
@@ -186,7 +208,7 @@ def mixed_model(
         result = model.fit_vb(rng=seed)  # its start values are random
     z = float(stats.norm.ppf(0.5 + confidence / 2))
     out = [
-        _z_row(name, float(m), float(s), n, z)
+        _posterior_row(name, float(m), float(s), n, z)
         for name, m, s in zip(names, result.fe_mean, result.fe_sd)
     ]
     for name, m, s in zip(["participant", "trial"], result.vcp_mean, result.vcp_sd):
@@ -205,8 +227,23 @@ def mixed_model(
                 "n": len(p_levels) if name == "participant" else len(t_levels),
             }
         )
-    table, more = _checked("mixed", pd.DataFrame(out), instruments_present(data))
-    return table, notes + more
+    table = pd.DataFrame(out, columns=[*_z_row("", 0.0, 1.0, 0, z), "posterior_sd"])
+    return table, notes + [("info", VARIATIONAL_NOTE), *_implausible_note("mixed", table)]
+
+
+VARIATIONAL_NOTE = (
+    "mixed (variational Bayes) is descriptive: its intervals are mean-field posterior intervals, "
+    "known to be too narrow (the posterior sd of an instrument term came out about 2.8 times "
+    "below the sampling se in simulation), so it gives no se, test or p-value. The tests of "
+    "consent are mixed_laplace's and the crossed table's"
+)
+
+
+def _posterior_row(term, mean, sd, n, z) -> dict:
+    """A descriptive row: posterior mean, sd and mean +- z sd; no se, statistic or p-value."""
+    row = _z_row(term, mean, np.nan, n, z)
+    row.update(ci_low=mean - z * sd, ci_high=mean + z * sd, posterior_sd=sd)
+    return row
 
 
 def laplace_model(

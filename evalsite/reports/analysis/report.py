@@ -318,16 +318,12 @@ def _mixed(report, clean, df, config):
             f"bayes_max_answers={config.bayes_max_answers}; the Laplace fit of the same "
             "model is in the mixed_laplace table",
         )
-    # The variational fit where it ran, else the Laplace fit: a study that grows past
-    # bayes_max_answers changes fit, so each row says which it comes from.
-    fit, fixed = (
-        ("variational", report.tables["mixed"])
-        if "mixed" in report.tables
-        else ("laplace", report.tables.get("mixed_laplace"))
-    )
+    # Always the Laplace fit: the variational fit's intervals are too narrow to map into
+    # probability intervals (mixed.VARIATIONAL_NOTE). `fit` says so in every row.
+    fixed = report.tables.get("mixed_laplace")
     if fixed is not None:
         probabilities = mixed.instrument_probabilities(fixed, instruments_present(clean))
-        report.tables["mixed_probability"] = probabilities.assign(fit=fit)
+        report.tables["mixed_probability"] = probabilities.assign(fit="laplace")
 
 
 def _fit(report, name, fit, part="mixed"):

@@ -21,10 +21,12 @@ TITLES = {
     "instruments)",
     "participant_consent": "Consent on participant-level agreement rates (one-sample t test)",
     "bootstrap": "Cluster bootstrap (participants x trials) intervals for consent",
-    "mixed": "Mixed-effects logistic regression (log-odds; crossed random intercepts)",
+    "mixed": "Mixed-effects logistic regression by variational Bayes (log-odds; crossed random "
+    "intercepts; descriptive, posterior intervals too narrow)",
     "mixed_laplace": "Mixed-effects logistic regression by Laplace approximation (log-odds; "
     "crossed random intercepts)",
-    "mixed_probability": "Mixed model: instrument probabilities for an average participant/trial",
+    "mixed_probability": "Mixed model (Laplace): instrument probabilities for an average "
+    "participant/trial",
     "instrument_contrasts": "Mixed model (Laplace): pairwise differences of instrument log-odds "
     "(Wald z, Holm across pairs)",
     "gee": "GEE check (log-odds; exchangeable within participant, robust SE)",
@@ -44,8 +46,16 @@ ORDER = list(TITLES)
 # Shown under a table's heading: how to read its tests. The answer- and participant-level tests
 # of consent leave out a source of dependence, so their p-values are too small (docs/statistics.md).
 MIXED_NOTE = (
-    "Instrument terms: Wald z test of log-odds 0 (consent 0.5) allowing for participants and "
-    "trials crossed, Holm across instruments (p_adj); covariates are not adjusted."
+    "Instrument terms: each instrument's log-odds at its own trials' mean margin (covariates "
+    "centred within instrument); Wald z test of log-odds 0 (consent 0.5) allowing for "
+    "participants and trials crossed, Holm across instruments (p_adj); covariates are not "
+    "adjusted."
+)
+VARIATIONAL_NOTE = (
+    "Descriptive: the variational (mean-field) posterior intervals are known to be too narrow "
+    "(the posterior sd ignores the dependence of the fixed on the random effects; in simulation "
+    "it was about a third of the sampling se), so this table gives no se, test or p-value. The "
+    "tests of consent are mixed_laplace's and the crossed table's."
 )
 ANSWER_LEVEL_NOTE = (
     "Descriptive: the Wilson intervals treat every answer as independent, but answers cluster by "
@@ -55,14 +65,14 @@ NOTES = {
     "consent": "Descriptive: the exact binomial test and the Wilson and Clopper-Pearson intervals "
     "treat every answer as independent, but answers cluster by participant and by trial, so the "
     "p-values are too small and the intervals too narrow. The tests of consent against 0.5 that "
-    "allow for participants and trials crossed are the mixed models' instrument terms (p_adj in "
-    "mixed_laplace and mixed) and the crossed table.",
+    "allow for participants and trials crossed are the Laplace mixed model's instrument terms "
+    "(p_adj in mixed_laplace) and the crossed table.",
     "participant_consent": "Descriptive: the t test treats participants as the only random unit "
     "and ignores the variance between trials (the language-as-fixed-effect fallacy, Clark 1973), "
     "so its p-values are too small when trials differ. The tests of consent against 0.5 that "
-    "allow for participants and trials crossed are the mixed models' instrument terms (p_adj in "
-    "mixed_laplace and mixed) and the crossed table.",
-    "mixed": MIXED_NOTE,
+    "allow for participants and trials crossed are the Laplace mixed model's instrument terms "
+    "(p_adj in mixed_laplace) and the crossed table.",
+    "mixed": VARIATIONAL_NOTE,
     "mixed_laplace": MIXED_NOTE,
     "position_bias": "Tested with participants and trials crossed (the crossed table's moment "
     "estimates): a participant's own lean towards A or B counts as clustering, not as a bias of "

@@ -180,7 +180,7 @@ def test_it_judges_screen_position_only_on_the_answers_that_record_it():
     assert report.tables["position_bias"].set_index("term").loc["overall", "n"] == 4 + 48  # p0 out
     assert any("20 answers" in m["text"] for m in report.messages if m["part"] == "input")
     _, _, X, notes = design(normalise_answers(answers))
-    assert "covariate model_shown_first: 20 missing values set to its mean" in notes
+    assert "covariate model_shown_first: 20 missing values set to their instrument's mean" in notes
     assert (X.loc[unknown, "model_shown_first"] == 0).all()
 
 
