@@ -19,7 +19,8 @@ from .proportions import holm, proportion_row
 def position_bias(df: pd.DataFrame, confidence: float = 0.95) -> tuple[pd.DataFrame, list[str]]:
     """Share of (non-catch) answers choosing screen position A, tested against 0.5 with answers
     clustered by participant and by trial (crossed.crossed_row: moment estimates of the variance
-    components, Wald interval on the logit scale, z test, Holm across instruments). Each
+    components, Wald interval on the logit scale, t test on Satterthwaite df, Holm across
+    instruments). Each
     participant may lean towards A or B; an answer-level binomial test would read that spread as
     a bias (about 22 % of its p-values fell below 0.05 with no bias,
     tests/evalsite/reports/test_diagnostics.py).

@@ -158,20 +158,33 @@ def design(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame, li
     return data, y, X, notes
 
 
-def _z_row(term, est, se, n, z) -> dict:
+def _z_row(term, est, se, n, z, df: float | None = None, confidence: float = 0.95) -> dict:
+    """A Wald row: against the normal (quantile z), or against t(df) where df is given."""
     stat = est / se if se > 0 else np.nan
+    q = z if df is None else float(stats.t.ppf(0.5 + confidence / 2, df))
+    ref = stats.norm() if df is None else stats.t(df)
     return {
         "term": term,
         "estimate": est,
         "se": se,
-        "ci_low": est - z * se,
-        "ci_high": est + z * se,
+        "ci_low": est - q * se,
+        "ci_high": est + q * se,
         "stat": stat,
-        "df": np.nan,
-        "p_val": float(2 * stats.norm.sf(abs(stat))) if stat == stat else np.nan,
+        "df": np.nan if df is None else float(df),
+        "p_val": float(2 * ref.sf(abs(stat))) if stat == stat else np.nan,
         "p_adj": np.nan,
         "n": n,
     }
+
+
+def _trial_dfs(data: pd.DataFrame, names: list[str]) -> list[float]:
+    """Containment df of each fixed effect of the Laplace fit: an instrument term, a between-trial
+    effect, on that instrument's trials - 1 (the trial variance is estimated from that many
+    trials, as in the crossed table's t reference); a covariate on all trials less the fixed
+    effects (at least 1)."""
+    per_inst = data.groupby("instrument")["trial"].nunique()
+    rest = max(data["trial"].nunique() - len(names), 1)
+    return [float(max(per_inst[t] - 1, 1)) if t in per_inst.index else float(rest) for t in names]
 
 
 def mixed_model(
@@ -264,9 +277,10 @@ def laplace_model(
             ("info", "Laplace fit: the optimiser of the random-effect SDs did not converge")
         )
     z = float(stats.norm.ppf(0.5 + confidence / 2))
+    dfs = _trial_dfs(data, names)
     out = [
-        _z_row(name, float(b), float(s), len(y), z)
-        for name, b, s in zip(names, fit.beta, fit.beta_se)
+        _z_row(name, float(b), float(s), len(y), z, df, confidence)
+        for name, b, s, df in zip(names, fit.beta, fit.beta_se, dfs)
     ]
     levels = (data["participant"].nunique(), data["trial"].nunique())
     intervals = fit.sds_interval(z)
@@ -300,7 +314,7 @@ def laplace_model(
     fixed, more = _checked("mixed_laplace", pd.DataFrame(out), insts)
     at = [names.index(i) for i in insts]
     contrasts = wald_contrasts(
-        insts, fit.beta[at], fit.beta_cov[np.ix_(at, at)], len(y), confidence
+        insts, fit.beta[at], fit.beta_cov[np.ix_(at, at)], len(y), confidence, [dfs[i] for i in at]
     )
     return fixed, contrasts, notes + more
 
@@ -318,10 +332,17 @@ def _sd_determined(sd: float, ci: np.ndarray) -> bool:
 
 
 def wald_contrasts(
-    terms: list[str], beta: np.ndarray, cov: np.ndarray, n: int, confidence: float = 0.95
+    terms: list[str],
+    beta: np.ndarray,
+    cov: np.ndarray,
+    n: int,
+    confidence: float = 0.95,
+    dfs: list[float] | None = None,
 ) -> pd.DataFrame:
     """Every pairwise difference beta[i] - beta[j] (i before j), its se sqrt(c' V c) from the
-    covariance V of the estimates, a Wald z test of 0 and Holm across the pairs."""
+    covariance V of the estimates, a Wald test of 0 and Holm across the pairs: against the
+    normal, or, given each term's df, against t on Welch's (1947) df from the two terms'
+    variances, (V_ii + V_jj)^2 / (V_ii^2 / df_i + V_jj^2 / df_j)."""
     beta, cov = np.asarray(beta, float), np.asarray(cov, float)
     z = float(stats.norm.ppf(0.5 + confidence / 2))
     rows = []
@@ -329,7 +350,12 @@ def wald_contrasts(
         c = np.zeros(len(terms))
         c[i], c[j] = 1.0, -1.0
         se = float(np.sqrt(c @ cov @ c))
-        rows.append(_z_row(f"{terms[i]} - {terms[j]}", float(c @ beta), se, n, z))
+        df = None
+        if dfs is not None:
+            v = np.array([cov[i, i], cov[j, j]])
+            df = float(v.sum() ** 2 / (v**2 / np.array([dfs[i], dfs[j]])).sum())
+        row = _z_row(f"{terms[i]} - {terms[j]}", float(c @ beta), se, n, z, df, confidence)
+        rows.append(row)
     out = pd.DataFrame(rows, columns=list(_z_row("", 0.0, 1.0, 0, z)))
     out["p_adj"] = holm(out["p_val"].to_numpy())
     return out

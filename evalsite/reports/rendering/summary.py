@@ -17,7 +17,8 @@ TITLES = {
     "consent": "Consent per instrument (answer level; Wilson and Clopper-Pearson {level}, exact "
     "binomial test against 0.5, Holm across instruments)",
     "crossed": "Consent with participants and trials crossed (moment estimates of the variance "
-    "components, Gao & Owen 2017; Wald {level} on the logit scale, z test against 0.5, Holm across "
+    "components, Gao & Owen 2017; Wald {level} on the logit scale, t test against 0.5 on "
+    "Satterthwaite df, Holm across "
     "instruments)",
     "participant_consent": "Consent on participant-level agreement rates (one-sample t test)",
     "bootstrap": "Cluster bootstrap (participants x trials) intervals for consent",
@@ -28,13 +29,14 @@ TITLES = {
     "mixed_probability": "Mixed model (Laplace): instrument probabilities for an average "
     "participant/trial",
     "instrument_contrasts": "Mixed model (Laplace): pairwise differences of instrument log-odds "
-    "(Wald z, Holm across pairs)",
+    "(Wald t on Welch df, Holm across pairs)",
     "gee": "GEE check (log-odds; exchangeable within participant, robust SE)",
     "reliability": "Agreement among people (identity-coded; trial bootstrap {level})",
     "noise_ceiling": "Leave-one-rater-out noise ceiling and the model relative to it",
     "exclusions": "Excluded participants (pre-registered rules)",
     "position_bias": "Position bias (share choosing screen position A; participants and trials "
-    "crossed, Wald {level} on the logit scale, z test against 0.5, Holm across instruments)",
+    "crossed, Wald {level} on the logit scale, t test against 0.5 on Satterthwaite df, Holm "
+    "across instruments)",
     "fatigue": "Fatigue (consent by trial-index bin)",
     "psychometric": "Consent by model margin (bins)",
     "catch": "Catch-trial pass rates",
@@ -47,9 +49,9 @@ ORDER = list(TITLES)
 # of consent leave out a source of dependence, so their p-values are too small (docs/statistics.md).
 MIXED_NOTE = (
     "Instrument terms: each instrument's log-odds at its own trials' mean margin (covariates "
-    "centred within instrument); Wald z test of log-odds 0 (consent 0.5) allowing for "
-    "participants and trials crossed, Holm across instruments (p_adj); covariates are not "
-    "adjusted."
+    "centred within instrument); Wald test of log-odds 0 (consent 0.5) against t on the "
+    "instrument's trials - 1 df, allowing for participants and trials crossed, Holm across "
+    "instruments (p_adj); covariates are not adjusted."
 )
 VARIATIONAL_NOTE = (
     "Descriptive: the variational (mean-field) posterior intervals are known to be too narrow "

@@ -18,6 +18,8 @@ from evalsite.reports.analysis.proportions import logit_interval
 from evalsite.reports.analysis.simulate import SimulationSpec, simulate_answers
 
 Q95 = float(stats.norm.ppf(0.975))
+# 17 of 18 agreeing, 3 x 6: both random components truncated at 0, so t on N - 1 = 17 df.
+NEAR_ONE = (0.6455, 0.9937)
 
 
 def _grid(n_p: int, n_t: int) -> tuple[np.ndarray, np.ndarray]:
@@ -36,9 +38,11 @@ def test_it_keeps_the_crossed_interval_near_one_with_few_answers_within_zero_and
     assert reason is None
     assert 0.0 < row["ci_low"] < row["estimate"] < row["ci_high"] < 1.0
     se_logit = row["se"] / (row["estimate"] * (1 - row["estimate"]))
-    expected = special.expit(special.logit(17 / 18) + np.array([-1, 1]) * Q95 * se_logit)
+    q = stats.t.ppf(0.975, row["df"])  # the crossed table's t reference (test_crossed.py)
+    expected = special.expit(special.logit(17 / 18) + np.array([-1, 1]) * q * se_logit)
     assert (row["ci_low"], row["ci_high"]) == pytest.approx(tuple(expected), rel=1e-12)
-    assert (row["ci_low"], row["ci_high"]) == pytest.approx((0.6809, 0.9927), abs=5e-5)
+    # With the normal quantile (before the t reference) it was [0.6809, 0.9927].
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(NEAR_ONE, abs=5e-5)
     # The z test stays on the proportion scale: (0.944 - 0.5) / se.
     assert row["stat"] == pytest.approx((17 / 18 - 0.5) / row["se"], rel=1e-12)
 
@@ -69,12 +73,12 @@ def test_it_moves_an_interior_interval_by_the_second_order_term_only():
     y = (rng.random(600) < 0.8).astype(float)
     row, reason = crossed_row("drums", p, t, y, 0.95)
     assert reason is None
-    est, d = row["estimate"], Q95 * row["se"]
+    est, d = row["estimate"], stats.t.ppf(0.975, row["df"]) * row["se"]
     shift = d * d * (1 - 2 * est) / (2 * est * (1 - est))
     assert row["ci_low"] == pytest.approx(est - d + shift, abs=5e-4)
     assert row["ci_high"] == pytest.approx(est + d + shift, abs=5e-4)
     assert abs(row["ci_low"] - (est - d)) < 0.01 and abs(row["ci_high"] - (est + d)) < 0.01
-    assert row["p_val"] == pytest.approx(2 * stats.norm.sf(abs(est - 0.5) / row["se"]))
+    assert row["p_val"] == pytest.approx(2 * stats.t.sf(abs(est - 0.5) / row["se"], row["df"]))
 
 
 def test_it_leaves_the_interval_empty_where_the_logit_is_undefined():
