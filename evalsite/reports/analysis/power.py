@@ -1,7 +1,10 @@
 """Power planner from pilot data: observed agreement, the intra-class correlation of agreement
 within participants, and time per trial give the participants and trials needed per instrument
 for a target interval half-width or for a power against chance, with Kish's design effect
-1 + (m - 1) * ICC for m repeated trials per participant.
+1 + (m - 1) * ICC for m repeated trials per participant. Power is planned for each instrument's
+test at alpha / (number of instruments planned) (`alpha_per_instrument`), the Bonferroni bound
+for the Holm adjustment the report's tests carry: conservative, as Holm rejects whatever
+Bonferroni does.
 
 A pilot estimate of 0 or 1 (every answer agrees, or none does) has p(1 - p) = 0 and would plan no
 answers at all, though that interval is still wide. There the plan uses the end of the pilot's
@@ -166,6 +169,10 @@ def plan(
         raise ValueError(f"report config: power_assumed_icc is {assumed_icc}; expected 0 to 1")
     rows = []
     n_inst = max(len(inputs), 1)
+    # The report's tests of consent are Holm-adjusted across the instruments: power each at
+    # Bonferroni's alpha / m, the level of Holm's first step and so the conservative bound (Holm
+    # can only reject more). Unadjusted, a plan for 0.8 gave 0.675 by p_adj with 5 instruments.
+    alpha_each = alpha / n_inst
     design_trials = design_trials or {}
     for _, r in inputs.iterrows():
         icc = planning_icc(r["icc"], assumed_icc)
@@ -175,7 +182,7 @@ def plan(
         for m in grid:
             de = design_effect(m, icc)
             n_w = n_for_half_width(p, half_width, confidence) * de
-            n_p = n_for_power(p, 0.5, alpha, power) * de
+            n_p = n_for_power(p, 0.5, alpha_each, power) * de
             minutes = m * n_inst * r["seconds_per_trial"] / 60
             rows.append(
                 {
@@ -193,6 +200,8 @@ def plan(
                     "within_design": not most or m <= most,
                     "half_width": half_width,
                     "power": power,
+                    "alpha": alpha,
+                    "alpha_per_instrument": alpha_each,
                 }
             )
     return pd.DataFrame(rows)

@@ -42,7 +42,8 @@ TITLES = {
     "catch": "Catch-trial pass rates",
     "test_retest": "Test-retest consistency on repeated comparisons",
     "power_inputs": "Power planner: pilot inputs",
-    "power_plan": "Power planner: participants needed",
+    "power_plan": "Power planner: participants needed (power at alpha_per_instrument = alpha / "
+    "instruments, Bonferroni's bound for the Holm-adjusted tests)",
 }
 ORDER = list(TITLES)
 # Shown under a table's heading: how to read its tests. The answer- and participant-level tests

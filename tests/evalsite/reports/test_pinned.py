@@ -229,7 +229,9 @@ def test_it_plans_a_pilot_where_every_answer_agrees_from_its_wilson_interval():
         assert list(rows["planning_icc"]) == [0.0] * 4 and list(rows["design_effect"]) == [1] * 4
         assert rows["answers_for_width"].to_numpy() == pytest.approx([expected] * 4, rel=1e-6)
         assert list(rows["participants_for_width"]) == [37, 19, 10, 5]  # ceil(182.76 / m)
-        assert rows["answers_for_power"].to_numpy() == pytest.approx([n_for_power(low)] * 4)
+        # Power at alpha / 3: three instruments planned (Bonferroni for the Holm-adjusted tests).
+        power_n = n_for_power(low, alpha=0.05 / 3)
+        assert rows["answers_for_power"].to_numpy() == pytest.approx([power_n] * 4)
     assert table.loc["drums", "planning_p"].to_numpy() == pytest.approx([low] * 4, rel=1e-9)
     assert table.loc["guitar", "planning_p"].to_numpy() == pytest.approx([1 - low] * 4, rel=1e-9)
     # A pilot estimate strictly between 0 and 1 is planned with as it is.
@@ -237,3 +239,20 @@ def test_it_plans_a_pilot_where_every_answer_agrees_from_its_wilson_interval():
     assert table.loc["piano", "answers_for_width"].to_numpy() == pytest.approx(
         [n_for_half_width(0.75, 0.05)] * 4
     )
+
+
+def test_it_plans_power_at_the_bonferroni_level_of_the_instruments_holm_tests():
+    # The report's tests are Holm-adjusted across instruments; Bonferroni's alpha / m is the
+    # level Holm's first (smallest-p) step uses, so powering each test at it is the conservative
+    # plan. 5 instruments at alpha 0.05: each at 0.01, where
+    # n = ((2.575829 * 0.5 + 0.841621 * sqrt(0.24)) / 0.1)^2 = 289.08 for p = 0.6 (193.8 at 0.05).
+    expected = ((2.575829 * 0.5 + 0.841621 * math.sqrt(0.24)) / 0.1) ** 2
+    assert expected == pytest.approx(289.08, abs=0.01)
+    pilot = {"estimate": 0.6, "icc": 0.0, "trials_per_participant": 10.0,
+             "seconds_per_trial": 1.0, "n": 100, "n_participants": 10}  # fmt: skip
+    inputs = pd.DataFrame([{"term": t, **pilot} for t in ("a", "b", "c", "d", "e")])
+    table = plan(inputs, trials_grid=(10,), power=0.8, alpha=0.05)
+    assert table["answers_for_power"].to_numpy() == pytest.approx([expected] * 5, rel=1e-5)
+    assert (table["alpha_per_instrument"] == 0.01).all() and (table["alpha"] == 0.05).all()
+    one = plan(inputs.iloc[:1], trials_grid=(10,), power=0.8, alpha=0.05)
+    assert one["answers_for_power"].to_numpy() == pytest.approx([n_for_power(0.6)], rel=1e-9)
