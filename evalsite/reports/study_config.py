@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 
+from django.db.models import Avg, F
+from django.db.models.functions import Coalesce
+
 from evalsite.reports.analysis import ReportConfig
 from evalsite.reports.analysis.exclusions import ExclusionRules
 from evalsite.reports.analysis.inputs import CONDITIONS
@@ -21,6 +24,7 @@ RULE_KEYS = set(ExclusionRules.__dataclass_fields__)
 # computed (`changes_since`); any other field is one of the study's report settings.
 CHANGED = {
     "design_main_trials": "main trials per participant (from its trials and settings)",
+    "listen_seconds_per_trial": "listening per trial (its clips' durations, min_listen_share)",
     "planned_instruments": "instruments",
     "rules": "exclusion rules",
 }
@@ -61,6 +65,7 @@ def report_config_for(study: Study) -> tuple[ReportConfig, list[str]]:
         )
     extra["planned_instruments"] = list(dict.fromkeys(known))
     extra["design_main_trials"] = design_main_trials(study)
+    extra["listen_seconds_per_trial"] = listen_seconds_per_trial(study)
     return ReportConfig.from_dict(extra), notes
 
 
@@ -72,6 +77,25 @@ def design_main_trials(study: Study) -> dict[str, int]:
     cap = study.setting("trials_per_participant")
     most = most_main_trials(study)
     return {i: min(n, int(cap)) for i, n in most.items()} if cap else most
+
+
+def listen_seconds_per_trial(study: Study) -> dict[str, float]:
+    """Per instrument, the mean over its main trials of the listening the answer waits for:
+    min_listen_share x the reference's and both candidates' durations (a missing duration counts
+    0, as participant_writes.SHOWN_SQL counts it; the renditions' padding of at most 0.18 s is
+    left out). One query."""
+    share = float(study.setting("min_listen_share") or 0)
+    seconds = (
+        Coalesce(F("reference__duration_s"), 0.0)
+        + Coalesce(F("candidate_a__duration_s"), 0.0)
+        + Coalesce(F("candidate_b__duration_s"), 0.0)
+    )
+    rows = (
+        study.trials.filter(is_catch=False, is_practice=False)
+        .values("instrument")
+        .annotate(mean=Avg(seconds))
+    )
+    return {r["instrument"]: share * float(r["mean"] or 0.0) for r in rows}
 
 
 def changes_since(study: Study, snap: ReportSnapshot) -> list[str]:

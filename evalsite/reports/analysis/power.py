@@ -159,12 +159,15 @@ def plan(
     confidence: float = 0.95,
     assumed_icc: float | None = None,
     design_trials: dict[str, int] | None = None,
+    listen_seconds: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """Participants needed per instrument for each number of trials per participant, planned
     with `planning_p` (the pilot estimate, or its Wilson bound nearest 0.5 where it is 0 or 1)
     and `planning_icc` (the pilot's ICC, or where it cannot be estimated `assumed_icc`, else 0).
     `design_trials`: per instrument, the most main trials the study's design gives one
-    participant; that count joins the grid, and rows above it are not `within_design`."""
+    participant; that count joins the grid, and rows above it are not `within_design`.
+    `listen_seconds`: per instrument, the listening a trial requires before its answer unlocks,
+    added to the pilot's median response_ms (which starts at the unlock) in the minutes."""
     if assumed_icc is not None and not 0.0 <= assumed_icc <= 1.0:
         raise ValueError(f"report config: power_assumed_icc is {assumed_icc}; expected 0 to 1")
     rows = []
@@ -173,8 +176,10 @@ def plan(
     # Bonferroni's alpha / m, the level of Holm's first step and so the conservative bound (Holm
     # can only reject more). Unadjusted, a plan for 0.8 gave 0.675 by p_adj with 5 instruments.
     alpha_each = alpha / n_inst
-    design_trials = design_trials or {}
+    design_trials, listen_seconds = design_trials or {}, listen_seconds or {}
     for _, r in inputs.iterrows():
+        listen = listen_seconds.get(r["term"], np.nan)
+        per_trial = r["seconds_per_trial"] + (0.0 if np.isnan(listen) else listen)
         icc = planning_icc(r["icc"], assumed_icc)
         p = planning_proportion(r["estimate"], r["n"], confidence)
         most = design_trials.get(r["term"])
@@ -183,7 +188,7 @@ def plan(
             de = design_effect(m, icc)
             n_w = n_for_half_width(p, half_width, confidence) * de
             n_p = n_for_power(p, 0.5, alpha_each, power) * de
-            minutes = m * n_inst * r["seconds_per_trial"] / 60
+            minutes = m * n_inst * per_trial / 60
             rows.append(
                 {
                     "term": r["term"],
@@ -196,6 +201,7 @@ def plan(
                     "answers_for_power": n_p,
                     "participants_for_power": math.ceil(n_p / m) if np.isfinite(n_p) else None,
                     "minutes_per_participant": minutes,
+                    "listen_seconds_per_trial": listen,
                     "design_trials_per_participant": most if most else np.nan,
                     "within_design": not most or m <= most,
                     "half_width": half_width,
@@ -221,3 +227,18 @@ def design_notes(inputs: pd.DataFrame, design_trials: dict[str, int]) -> list[st
                 "trials_per_participant, for those)"
             )
     return notes
+
+
+def listening_notes(inputs: pd.DataFrame, listen_seconds: dict[str, float]) -> list[str]:
+    """One line where the plan's minutes leave out the required listening (not known for some
+    planned instrument): they are then the time after the answer unlocks only."""
+    unknown = [t for t in (inputs["term"] if len(inputs) else []) if t not in listen_seconds]
+    if not unknown:
+        return []
+    return [
+        f"power plan for {', '.join(unknown)}: minutes_per_participant counts only the time from "
+        "the answer's unlock to the click (the median response_ms), not the listening each trial "
+        "requires before the unlock (min_listen_share of its three clips, about 12 s), which "
+        "the report config's listen_seconds_per_trial does not give for it: add that listening "
+        "per trial"
+    ]

@@ -59,6 +59,11 @@ class ReportConfig:
     # study_config.design_main_trials: one per reference piece, capped by trials_per_participant);
     # the power plan plans at it. {}: not known.
     design_main_trials: dict[str, int] = field(default_factory=dict)
+    # Per instrument, the seconds of listening a main trial requires before its answer unlocks
+    # (site: min_listen_share x the three clips' durations, averaged over its main trials); the
+    # power plan adds it to the time per answer, which response_ms counts from the unlock. {}:
+    # not known (the plan then says its minutes leave the listening out).
+    listen_seconds_per_trial: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -77,6 +82,8 @@ class ReportConfig:
             raw["planned_instruments"] = inputs.planned_instruments(raw["planned_instruments"])
         if "design_main_trials" in raw:
             raw["design_main_trials"] = _design_main_trials(raw["design_main_trials"])
+        if "listen_seconds_per_trial" in raw:
+            raw["listen_seconds_per_trial"] = _listen_seconds(raw["listen_seconds_per_trial"])
         return cls(**raw)
 
 
@@ -90,6 +97,19 @@ def _design_main_trials(raw) -> dict[str, int]:
             "whole numbers of at least 1"
         )
     return dict(raw)
+
+
+def _listen_seconds(raw) -> dict[str, float]:
+    ok = isinstance(raw, dict) and all(
+        isinstance(k, str) and type(v) in (int, float) and 0 <= v < float("inf")
+        for k, v in raw.items()
+    )
+    if not ok:
+        raise ValueError(
+            f"report config: listen_seconds_per_trial is {raw!r}; expected instrument names "
+            "mapped to seconds (finite numbers of at least 0)"
+        )
+    return {k: float(v) for k, v in raw.items()}
 
 
 @dataclass
@@ -397,10 +417,13 @@ def _power(report, clean, df, config):
         config.confidence,
         config.power_assumed_icc,
         config.design_main_trials,
+        config.listen_seconds_per_trial,
     )
     for text in power.planning_notes(inputs, config.confidence, config.power_assumed_icc):
         report.note("info", "power", text)
     for text in power.design_notes(inputs, config.design_main_trials):
+        report.note("info", "power", text)
+    for text in power.listening_notes(inputs, config.listen_seconds_per_trial):
         report.note("info", "power", text)
 
 

@@ -15,6 +15,7 @@ from django.utils import timezone
 from evalsite.reports.models import ReportSnapshot, ReportState
 from evalsite.reports.study_config import report_config_for
 from evalsite.reports.tasks import recompute_report
+from evalsite.stimuli.models import Clip
 from evalsite.studies import design
 from tests.evalsite.studies.conftest import make_catalogue, make_study, participant
 from tests.evalsite.studies.form_pages import page_version
@@ -76,3 +77,41 @@ def test_it_recomputes_the_report_when_trials_per_participant_changes_what_it_pl
     snap = ReportSnapshot.objects.get(pk=recompute_report(sim_study.pk))  # the queued run
     assert snap.config["design_main_trials"] == {"drums": 3, "guitar": 3}
     assert 'data-testid="report-outdated"' not in client.get(page).content.decode()
+
+
+def test_it_gives_the_plan_the_listening_each_main_trial_requires(alice, settings, tmp_path):
+    # The answer unlocks after min_listen_share of the three clips' durations: that listening is
+    # part of each trial's time, which response_ms (unlock to click) leaves out (review rstats,
+    # finding 5). Every clip 3 s (clips recur across trials), share 0.5: 0.5 x 9 s = 4.5 s; a
+    # clip of unknown duration counts 0, as the server's wait counts it.
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    study = make_study(alice, make_catalogue(alice), 3, practice_trials=0, catch=NO_CATCH)
+    study.settings = {**(study.settings or {}), "min_listen_share": 0.5}
+    study.save()
+    Clip.objects.filter(catalogue=study.catalogue).update(duration_s=3.0)
+    config, _ = report_config_for(study)
+    assert config.listen_seconds_per_trial == pytest.approx({"drums": 4.5, "guitar": 4.5})
+    first = study.trials.filter(instrument="drums", is_catch=False).first()
+    Clip.objects.filter(pk=first.reference_id).update(duration_s=None)
+    fewer = report_config_for(study)[0].listen_seconds_per_trial["drums"]
+    main = study.trials.filter(instrument="drums", is_catch=False, is_practice=False).count()
+    assert fewer == pytest.approx(4.5 - 0.5 * 3.0 / main)
+
+
+def test_it_recomputes_the_report_when_min_listen_share_changes_the_listening_it_plans_with(
+    client, alice, sim_study, django_capture_on_commit_callbacks
+):
+    client.force_login(alice)
+    assert _edit(client, sim_study, min_listen_share=0.9).status_code == 302
+    first = ReportSnapshot.objects.get(pk=recompute_report(sim_study.pk))
+    assert first.config["listen_seconds_per_trial"] == pytest.approx(
+        {"drums": 13.5, "guitar": 13.5}
+    )
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        assert _edit(client, sim_study, min_listen_share=0.5).status_code == 302
+    assert len(queued) == 1
+    page = client.get(reverse("reports:page", args=[sim_study.pk])).content.decode()
+    assert re.search(r'data-testid="report-outdated">[^<]*listening per trial', page)
+    snap = ReportSnapshot.objects.get(pk=recompute_report(sim_study.pk))
+    assert snap.config["listen_seconds_per_trial"] == pytest.approx({"drums": 7.5, "guitar": 7.5})
+    assert {row["listen_seconds_per_trial"] for row in snap.tables["power_plan"]} == {7.5}

@@ -19,6 +19,7 @@ from evalsite.reports.analysis.consent import one_sample_t
 from evalsite.reports.analysis.power import (
     design_effect,
     icc_oneway,
+    listening_notes,
     n_for_half_width,
     n_for_power,
     plan,
@@ -256,3 +257,23 @@ def test_it_plans_power_at_the_bonferroni_level_of_the_instruments_holm_tests():
     assert (table["alpha_per_instrument"] == 0.01).all() and (table["alpha"] == 0.05).all()
     one = plan(inputs.iloc[:1], trials_grid=(10,), power=0.8, alpha=0.05)
     assert one["answers_for_power"].to_numpy() == pytest.approx([n_for_power(0.6)], rel=1e-9)
+
+
+def test_it_counts_the_required_listening_in_the_minutes_per_participant():
+    # The review's repro_minutes.py: answers about 1 s after the unlock, 3 instruments, 40 trials
+    # each, 12 s of required listening per trial: 40 x 3 x (1 + 12) / 60 = 26 minutes (1.94
+    # before, the listening left out).
+    pilot = {"estimate": 0.6, "icc": 0.0, "trials_per_participant": 10.0,
+             "seconds_per_trial": 1.0, "n": 100, "n_participants": 10}  # fmt: skip
+    inputs = pd.DataFrame([{"term": t, **pilot} for t in ("drums", "bass", "piano")])
+    listen = {"drums": 12.0, "bass": 12.0, "piano": 12.0}
+    table = plan(inputs, trials_grid=(40,), listen_seconds=listen)
+    assert table["minutes_per_participant"].to_numpy() == pytest.approx([26.0] * 3)
+    assert (table["listen_seconds_per_trial"] == 12.0).all()
+    # Unknown (the CSV command without the key): the time after the unlock only, said so.
+    bare = plan(inputs, trials_grid=(40,))
+    assert bare["minutes_per_participant"].to_numpy() == pytest.approx([2.0] * 3)
+    assert bare["listen_seconds_per_trial"].isna().all()
+    (note,) = listening_notes(inputs, {})
+    assert "listening" in note and "response_ms" in note
+    assert listening_notes(inputs, listen) == []
