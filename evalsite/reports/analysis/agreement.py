@@ -137,6 +137,18 @@ def _reliability_note(term: str, measure: str, counts: np.ndarray, estimate: flo
     return _empty_note("reliability", term, measure, boot, reason)
 
 
+# Below this many trials the trial bootstrap's percentile interval of kappa and alpha covers
+# clearly less than its nominal level (see FEW_TRIALS_NOTE).
+FEW_TRIALS = 40
+FEW_TRIALS_NOTE = (
+    "reliability interval for {term} rests on {n} trials: with few trials the trial-bootstrap "
+    "percentile interval is too narrow and its estimate low. In simulation (population kappa "
+    "0.2, 500 datasets each, 8 or 30 raters) the nominal 95 % interval covered kappa and alpha "
+    "in 77-82 % of datasets at 10 trials and 90-91 % at 30 (`python -m "
+    "evalsite.reports.analysis.calibration reliability`); read it as a rough range"
+)
+
+
 def agreement_tables(df: pd.DataFrame, n_boot: int, seed: int, confidence: float = 0.95):
     """(reliability, noise_ceiling, notes): tidy tables per instrument and overall, and a note
     for each interval left empty."""
@@ -149,6 +161,8 @@ def agreement_tables(df: pd.DataFrame, n_boot: int, seed: int, confidence: float
         if len(part) < 2:
             continue
         counts = part[["n_a", "n_b"]].to_numpy()
+        if len(part) < FEW_TRIALS:
+            notes.append(FEW_TRIALS_NOTE.format(term=term, n=len(part)))
         w = rng.multinomial(len(part), np.full(len(part), 1 / len(part)), size=n_boot)  # (B, U)
         for measure, fn in (
             ("fleiss_kappa", fleiss_kappa),

@@ -384,12 +384,10 @@ def gee_check(df: pd.DataFrame, confidence: float = 0.95) -> tuple[pd.DataFrame,
         cov_struct=sm.cov_struct.Exchangeable(),
     )
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = model.fit()
+        warnings.simplefilter("ignore")  # a degenerate covariate's robust variance can be < 0:
+        result = model.fit()  # its se is then NaN, which _checked warns about by name
+        params, bse = np.asarray(result.params), np.asarray(result.bse)
     z = float(stats.norm.ppf(0.5 + confidence / 2))
-    rows = [
-        _z_row(name, float(b), float(s), len(y), z)
-        for name, b, s in zip(names, np.asarray(result.params), np.asarray(result.bse))
-    ]
+    rows = [_z_row(name, float(b), float(s), len(y), z) for name, b, s in zip(names, params, bse)]
     table, more = _checked("gee", pd.DataFrame(rows), instruments_present(data))
     return table, notes + more
