@@ -156,6 +156,26 @@ def test_a_study_made_here_is_taken_end_to_end_and_exported_with_each_answer_onc
     assert {r["is_practice"] for r in rows} == {"True", "False"}
 
 
+def _slowly_locking_page_of(views, monkeypatch, context, url: str):
+    """A page of `url` logged in as alice, whose views module's `lock_editable` takes 0.8 s (a
+    busy server: a second click comes while the first request is under way)."""
+    import time
+
+    lock = views.lock_editable
+
+    def slow_lock(request, locked_study):
+        time.sleep(0.8)
+        return lock(request, locked_study)
+
+    monkeypatch.setattr(views, "lock_editable", slow_lock)
+    page = context.new_page()
+    page.goto(url)
+    page.fill("#id_username", "alice")
+    page.fill("#id_password", PASSWORD)
+    page.click("main button[type=submit]")
+    return page
+
+
 def test_add_trial_disables_its_button_while_the_trial_is_sent(
     context, live_server, alice, study, settings, monkeypatch
 ):
@@ -163,26 +183,14 @@ def test_add_trial_disables_its_button_while_the_trial_is_sent(
     so a second click while a slow request is under way sends nothing. (Chromium itself drops a
     second submit of a form whose first is pending; other browsers and a click after a stopped
     load do not, and the server refuses the repeat either way: trial_identity.)"""
-    import time
-
-    from evalsite.stimuli.models import Clip
     from evalsite.studies import experimenter_trials
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     study.status = Study.Status.OPEN
     study.save()
-    lock = experimenter_trials.lock_editable
-
-    def slow_lock(request, locked_study):  # a busy server: the second click comes in time
-        time.sleep(0.8)
-        return lock(request, locked_study)
-
-    monkeypatch.setattr(experimenter_trials, "lock_editable", slow_lock)
-    page = context.new_page()
-    page.goto(f"{live_server.url}/studies/{study.pk}/trials/")
-    page.fill("#id_username", "alice")
-    page.fill("#id_password", PASSWORD)
-    page.click("main button[type=submit]")
+    page = _slowly_locking_page_of(
+        experimenter_trials, monkeypatch, context, f"{live_server.url}/studies/{study.pk}/trials/"
+    )
     page.wait_for_selector("h1:text('Trials')")
     ref, a, b = Clip.objects.filter(catalogue=study.catalogue).order_by("id")[4:7]  # no trial's
     page.click("summary:text('Add one trial')")
@@ -209,23 +217,12 @@ def test_the_settings_form_disables_its_save_button_while_the_save_is_sent(
     """The settings form is sent once too (data-submit-once): a second click while a slow Save
     is under way sends nothing, so the page the researcher reads is the first Save's answer.
     (The server saves a page sent twice as it saved the first: edit_conflicts.)"""
-    import time
-
     from evalsite.studies import experimenter
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    lock = experimenter.lock_editable
-
-    def slow_lock(request, locked_study):  # a busy server: the second click comes in time
-        time.sleep(0.8)
-        return lock(request, locked_study)
-
-    monkeypatch.setattr(experimenter, "lock_editable", slow_lock)
-    page = context.new_page()
-    page.goto(f"{live_server.url}/studies/{study.pk}/edit/")
-    page.fill("#id_username", "alice")
-    page.fill("#id_password", PASSWORD)
-    page.click("main button[type=submit]")
+    page = _slowly_locking_page_of(
+        experimenter, monkeypatch, context, f"{live_server.url}/studies/{study.pk}/edit/"
+    )
     page.wait_for_selector("h1:text('Study settings')")
     page.fill("#id_name", "Renamed")
     clicked = page.evaluate(
