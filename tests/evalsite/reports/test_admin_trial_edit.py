@@ -15,14 +15,14 @@ from evalsite.reports.study_config import changes_since
 from evalsite.reports.tasks import recompute_report
 from evalsite.studies import history
 from evalsite.studies.models import Answer
-from tests.evalsite.reports.test_freshness import _admin_trial_data
+from tests.evalsite.studies.form_pages import admin_trial_post
 
 pytestmark = pytest.mark.django_db
 OUTDATED = r'data-testid="report-outdated">[^<]*answered trials'
 
 
 def _edit(trial, what: str) -> dict:
-    data = _admin_trial_data(trial)
+    data = admin_trial_post(trial)
     if what == "model_choice":
         return data | {"model_choice": "b" if trial.model_choice == "a" else "a"}
     if what == "model_margin":

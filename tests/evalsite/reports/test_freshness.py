@@ -23,7 +23,7 @@ from evalsite.reports.tasks import recompute_report
 from evalsite.studies import flow_withdraw
 from evalsite.studies.models import Answer, Participant
 from tests.evalsite.reports.conftest import answer_all
-from tests.evalsite.studies.form_pages import page_version
+from tests.evalsite.studies.form_pages import admin_trial_post, page_version
 from tests.evalsite.studies.test_experimenter import _study_post
 from tests.lock_waits import until_blocked
 
@@ -349,19 +349,6 @@ def test_it_shows_a_report_out_of_date_after_a_trial_changed_outside_the_trials_
     assert "press Recompute now" in shown
 
 
-def _admin_trial_data(trial) -> dict:
-    """What the Django admin's trial page posts for `trial` as it now is."""
-    return {
-        "study": trial.study_id, "reference": trial.reference_id,
-        "candidate_a": trial.candidate_a_id, "candidate_b": trial.candidate_b_id,
-        "instrument": trial.instrument, "catch_kind": trial.catch_kind,
-        "expected": trial.expected, "repeat_of": trial.repeat_of_id or "",
-        "model_choice": trial.model_choice or "", "model_margin": trial.model_margin or "",
-        **({"is_practice": "on"} if trial.is_practice else {}),
-        **({"is_catch": "on"} if trial.is_catch else {}),
-    }  # fmt: skip
-
-
 @pytest.mark.parametrize("how", ["add", "change"])
 def test_a_trial_added_or_edited_in_the_admin_queues_the_report_as_the_trials_page_does(
     client, django_user_model, sim_study, django_capture_on_commit_callbacks, how
@@ -375,7 +362,7 @@ def test_a_trial_added_or_edited_in_the_admin_queues_the_report_as_the_trials_pa
         url = reverse("admin:studies_trial_add")
     else:  # a guitar trial made a drums one: one drums trial more per participant, one guitar less
         trial = sim_study.trials.filter(instrument="guitar", is_catch=False).first()
-        data = {**_admin_trial_data(trial), "instrument": "drums"}
+        data = {**admin_trial_post(trial), "instrument": "drums"}
         url = reverse("admin:studies_trial_change", args=[trial.pk])
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(url, data)

@@ -37,3 +37,18 @@ def page_version(client: Client, study: Study) -> str:
     """The version the study's settings page carries as `client` loads it now: what a Save from
     that page posts (a Save without one is refused, `edit_conflicts`)."""
     return settings_page_values(client, study)["version"]
+
+
+def admin_trial_post(trial, **changes) -> dict:
+    """What the Django admin's trial page posts for `trial` as it now is, with `changes` typed
+    in."""
+    data = {
+        "study": trial.study_id, "reference": trial.reference_id,
+        "candidate_a": trial.candidate_a_id, "candidate_b": trial.candidate_b_id,
+        "instrument": trial.instrument, "catch_kind": trial.catch_kind,
+        "expected": trial.expected, "repeat_of": trial.repeat_of_id or "",
+        "model_choice": trial.model_choice or "", "model_margin": trial.model_margin or "",
+        **({"is_practice": "on"} if trial.is_practice else {}),
+        **({"is_catch": "on"} if trial.is_catch else {}),
+    }  # fmt: skip
+    return data | changes

@@ -11,6 +11,7 @@ from evalsite.reports.models import ReportSnapshot, ReportState
 from evalsite.studies import history
 from evalsite.studies.models import Answer, ConsentVersion, Participant, StudyEvent
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
+from tests.evalsite.studies.form_pages import admin_trial_post
 
 pytestmark = pytest.mark.django_db
 
@@ -114,20 +115,6 @@ def test_a_study_refuses_instruments_it_does_not_know(alice, instruments):
     assert "drums, bass, piano, guitar, others" in caught.value.message_dict["instruments"][0]
 
 
-def _trial_post(trial, **changes) -> dict:
-    """What the Django admin's trial page posts for `trial` with `changes` typed in."""
-    data = {
-        "study": trial.study_id, "reference": trial.reference_id,
-        "candidate_a": trial.candidate_a_id, "candidate_b": trial.candidate_b_id,
-        "instrument": trial.instrument, "catch_kind": trial.catch_kind,
-        "expected": trial.expected, "repeat_of": trial.repeat_of_id or "",
-        "model_choice": trial.model_choice or "", "model_margin": trial.model_margin or "",
-        **({"is_practice": "on"} if trial.is_practice else {}),
-        **({"is_catch": "on"} if trial.is_catch else {}),
-    }  # fmt: skip
-    return data | changes
-
-
 @pytest.mark.parametrize("how", ["add", "change"])
 def test_the_admin_refuses_a_trial_the_study_already_has_as_the_trials_page_does(
     client, root, study, how
@@ -137,10 +124,10 @@ def test_the_admin_refuses_a_trial_the_study_already_has_as_the_trials_page_does
     swapped = {"candidate_a": first.candidate_b_id, "candidate_b": first.candidate_a_id}
     if how == "add":  # the same trial, candidates in the other order
         url = reverse("admin:studies_trial_add")
-        data = _trial_post(first, **swapped)
+        data = admin_trial_post(first, **swapped)
     else:  # another trial changed into it
         url = reverse("admin:studies_trial_change", args=[other.pk])
-        data = _trial_post(first, **swapped)
+        data = admin_trial_post(first, **swapped)
     response = client.post(url, data)
     assert response.status_code == 200
     (said,) = response.context["adminform"].form.non_field_errors()
@@ -151,11 +138,11 @@ def test_the_admin_refuses_a_trial_the_study_already_has_as_the_trials_page_does
         "add a repeat (Add repeats with A/B swapped)."
     )
     assert (study.events.count(), study.trials.count()) == (events, trials)
-    other_before = _trial_post(other)
+    other_before = admin_trial_post(other)
     other.refresh_from_db()
-    assert _trial_post(other) == other_before
+    assert admin_trial_post(other) == other_before
     unchanged = client.post(  # saving a trial as it is is no repeat of itself
-        reverse("admin:studies_trial_change", args=[first.pk]), _trial_post(first)
+        reverse("admin:studies_trial_change", args=[first.pk]), admin_trial_post(first)
     )
     assert unchanged.status_code == 302 and study.events.count() == events  # nothing to record
 
@@ -170,7 +157,7 @@ def test_the_admin_adds_no_trial_to_a_closed_study(client, root, study):
     )
     a, b = clips.order_by("id")[:2]
     response = client.post(reverse("admin:studies_trial_add"),
-                           _trial_post(first, candidate_a=a.pk, candidate_b=b.pk))  # fmt: skip
+                           admin_trial_post(first, candidate_a=a.pk, candidate_b=b.pk))  # fmt: skip
     assert response.status_code == 200
     assert response.context["adminform"].form.non_field_errors() == [
         "Study 'Drums and bass' is closed; its trials can no longer change."
