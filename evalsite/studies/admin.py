@@ -1,8 +1,9 @@
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
-from evalsite.studies import flow_screening, flow_withdraw, trial_saving
+from evalsite.studies import flow_screening, flow_withdraw, history, trial_removal, trial_saving
 from evalsite.studies.experimenter import locked_study
 from evalsite.studies.models import (
     Answer,
@@ -121,6 +122,31 @@ class TrialAdmin(admin.ModelAdmin):
         if change and not form.has_changed():
             return  # saved as it was: nothing changed, nothing to record
         trial_saving.save(obj, request.user, "admin")
+
+    # As the Trials page deletes them (`trial_removal`): only a draft's trials, while no one but a
+    # researcher's preview answered them (a trial's slots and answers go with it, and the export
+    # must keep what participants were given), under the study's lock, recorded in the history.
+    # (Not has_delete_permission: a study deleted in the admin takes its trials with it.)
+    def delete_view(self, request, object_id, extra_context=None):
+        trial = self.get_object(request, object_id)
+        if trial is not None and (why := trial_removal.refusal(trial.study)):
+            raise PermissionDenied(why)
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_queryset(self, request, queryset) -> None:  # the list's "Delete selected" action
+        for trial in queryset.order_by("-id"):  # repeats (made after their originals) first
+            if Trial.objects.filter(pk=trial.pk).exists():  # not gone with its original
+                self.delete_model(request, trial)
+
+    def delete_model(self, request, obj) -> None:
+        with transaction.atomic():
+            study = locked_study(obj.study_id)
+            if why := trial_removal.refusal(study):
+                raise PermissionDenied(why)
+            pk, repeats = obj.pk, obj.repeats.count()
+            obj.delete()  # its repeats with it
+            what = {"deleted": 1 + repeats, "how": "admin", "trial": pk}
+            history.record(study, request.user, history.Kind.TRIALS, what)
 
 
 @admin.register(Participant)

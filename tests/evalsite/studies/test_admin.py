@@ -163,3 +163,34 @@ def test_the_admin_adds_no_trial_to_a_closed_study(client, root, study):
         "Study 'Drums and bass' is closed; its trials can no longer change."
     ]
     assert study.trials.count() == trials
+
+
+@pytest.mark.parametrize("how", ["page", "action"])
+def test_the_admin_keeps_the_trials_of_a_study_that_was_opened_as_the_trials_page_does(
+    client, root, study, how
+):
+    # Deleting a trial deletes its slots and answers with it (CASCADE): once a study was opened,
+    # participants may have been given it, and the export must keep what they were given.
+    trial = study.trials.filter(is_catch=False, is_practice=False).order_by("id").first()
+    study.status = "open"
+    study.save()
+    events, trials = study.events.count(), study.trials.count()
+    if how == "page":
+        url = reverse("admin:studies_trial_delete", args=[trial.pk])
+        assert client.post(url, {"post": "yes"}).status_code == 403
+    else:
+        url = reverse("admin:studies_trial_changelist")
+        client.post(url, {"action": "delete_selected", "_selected_action": [trial.pk],
+                          "post": "yes"})  # fmt: skip
+    assert (study.events.count(), study.trials.count()) == (events, trials)
+
+
+def test_the_admin_deletes_a_drafts_trial_and_records_it_in_the_history(client, root, study):
+    trial = study.trials.filter(is_catch=False, is_practice=False).order_by("id").last()
+    trials = study.trials.count()
+    response = client.post(reverse("admin:studies_trial_delete", args=[trial.pk]), {"post": "yes"})
+    assert response.status_code == 302
+    assert study.trials.count() == trials - 1
+    event = study.events.filter(kind=history.Kind.TRIALS).latest("id")
+    assert event.changes == {"deleted": 1, "how": "admin", "trial": trial.pk}
+    assert event.user == root
