@@ -6,7 +6,7 @@ keys come from `screening`, from the participant's seed.
 
 from __future__ import annotations
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 
 from evalsite.studies import screening
@@ -51,6 +51,20 @@ def loudness_target_refusal(study: Study, value) -> str:
         "for another target, make a new study with the new target (and close this one "
         "when you stop recruiting to it)."
     )
+
+
+def reach_calibration(p: Participant, questionnaire: dict) -> bool:
+    """Move p from the questionnaire to the calibration, where it sets its volume at the study's
+    loudness target. On PostgreSQL the move first takes the study's row `FOR KEY SHARE`, which a
+    settings Save holding the row `FOR UPDATE` (its check of the target and its write) makes it
+    wait for: a move that reaches the row first is counted by the Save's check, and one that comes
+    after that check commits after the Save, so its calibration plays the target saved."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":  # SQLite has no row locks
+            table = Study._meta.db_table
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR KEY SHARE", [p.study_id])
+        return advance(p, Step.QUESTIONNAIRE, Step.CALIBRATION, questionnaire=questionnaire)
 
 
 def leave_calibration(p: Participant) -> None:

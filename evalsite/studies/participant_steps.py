@@ -184,7 +184,7 @@ def post_questionnaire(request, p):
     form = QuestionnaireForm(request.POST)
     if not form.is_valid():
         return get_questionnaire(request, p, form)
-    flow.advance(p, Step.QUESTIONNAIRE, Step.CALIBRATION, questionnaire=form.cleaned_data)
+    flow_screening.reach_calibration(p, form.cleaned_data)
 
 
 def post_calibration(request, p):

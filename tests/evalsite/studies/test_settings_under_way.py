@@ -5,15 +5,23 @@ play at another level than they calibrated to."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 from django import forms
+from django.db import connection
+from django.test import Client
 from django.urls import reverse
 
 from evalsite.studies.models import Answer, Participant, Study
 from tests.evalsite.studies.conftest import enter
 from tests.evalsite.studies.form_pages import settings_page_values
-from tests.evalsite.studies.participant_steps import pass_browser_check, to_step
+from tests.evalsite.studies.participant_steps import (
+    answer_questionnaire,
+    pass_browser_check,
+    to_step,
+)
+from tests.lock_waits import until_blocked
 
 pytestmark = pytest.mark.django_db
 
@@ -198,3 +206,60 @@ def test_the_admin_checks_the_target_against_the_stored_one_not_the_one_its_page
     )
     listening_study.refresh_from_db()
     assert listening_study.setting("loudness_target_lufs") == -30.0
+
+
+def _calibration_sound(client, p: Participant) -> bytes:
+    response = client.get(reverse("studies:calibration_audio", args=[p.token]))
+    assert response.status_code == 200
+    return b"".join(response.streaming_content) if response.streaming else response.content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_participant_calibrating_while_a_save_commits_hears_the_target_saved(
+    listening_study, monkeypatch
+):
+    """A participant moving to the calibration after a Save's check on the locked row and before
+    its commit waits for the commit (its move takes the study's row lock too), so the calibration
+    sound it is then served is at the target saved. Without the wait it moved at once, was served
+    the noise at the old target, and the Save then changed it under the participant's volume."""
+    from evalsite.studies import experimenter
+
+    participant_client = Client()
+    p = enter(participant_client, listening_study, pid="between")
+    to_step(participant_client, p, "questionnaire")
+    checked, go, heard = threading.Event(), threading.Event(), {}
+    record = experimenter.history.record
+
+    def hold_before_commit(*args, **kwargs):  # the Save's check passed; its write is not committed
+        checked.set()
+        go.wait(timeout=30)
+        return record(*args, **kwargs)
+
+    def saving():
+        try:
+            _edit(Client(), listening_study, loudness_target_lufs=-35)
+        finally:
+            connection.close()
+
+    def calibrating():
+        try:
+            answer_questionnaire(participant_client, p)
+            heard["sound"] = _calibration_sound(participant_client, p)
+        finally:
+            connection.close()
+
+    monkeypatch.setattr(experimenter.history, "record", hold_before_commit)
+    save = threading.Thread(target=saving)
+    save.start()
+    assert checked.wait(timeout=30)
+    participant = threading.Thread(target=calibrating)
+    participant.start()
+    until_blocked(participant, 30)  # its move waits for the Save's lock, or it moved at once
+    go.set()
+    for thread in (save, participant):
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+    listening_study.refresh_from_db()
+    p.refresh_from_db()
+    assert listening_study.setting("loudness_target_lufs") == -35.0 and p.step == "calibration"
+    assert heard["sound"] == _calibration_sound(participant_client, p)
