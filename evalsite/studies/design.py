@@ -39,12 +39,12 @@ def lock_participants(ids) -> None:
     list(rows.values_list("pk", flat=True))
 
 
-def _least_filled(trials: list, counts: Counter, rng: random.Random, n: int) -> list:
+def least_filled(trials: list, counts: Counter, rng: random.Random, n: int) -> list:
     keyed = sorted(trials, key=lambda t: (counts[t.id], rng.random()))
     return keyed[:n]
 
 
-def _keys(t: TrialRef) -> set[tuple]:
+def trial_keys(t: TrialRef) -> set[tuple]:
     """What choosing `t` takes from the participant's other main trials: its instrument on its
     reference piece, and each of its candidate pieces on its reference piece, marked with
     whether the model chose its candidates (`_blocked` reads the mark)."""
@@ -66,11 +66,11 @@ def _blocked(t: TrialRef, taken: set) -> bool:
                for c in t.candidate_pieces for m in marks)  # fmt: skip
 
 
-def _one_per_reference(
+def one_per_reference(
     trials: list, counts: Counter, rng: random.Random, n: int, taken: set, originals: set
 ) -> list:
-    """Up to n main trials, least-filled first (ties by the seed, drawn as `_least_filled`
-    draws them), none of which `_blocked` keeps out by the keys (`_keys`) in `taken` or another
+    """Up to n main trials, least-filled first (ties by the seed, drawn as `least_filled`
+    draws them), none of which `_blocked` keeps out by the keys (`trial_keys`) in `taken` or another
     chosen one's, which the chosen ones join: at most one per (instrument, reference piece),
     and no two on one reference piece that share a candidate piece where the model chose either's
     candidates. Two main trials of one instrument and reference share a candidate and differ in
@@ -100,7 +100,7 @@ def _one_per_reference(
             continue
         same = original.get((pair(t), counts[t.id]), [])
         pick = next((o for o in same if not _blocked(o, taken)), t)
-        taken |= _keys(pick)
+        taken |= trial_keys(pick)
         chosen.append(pick)
     return chosen
 
@@ -206,7 +206,7 @@ def select_trials(study: Study, seed: int, counts: Counter) -> list[TrialRef] | 
     """Main + catch trials for one new participant by the fill `counts`, or None when the study
     is full. At most one main trial per (instrument, reference piece), and no two on one
     reference piece that share a candidate piece where the model chose either's candidates
-    (`_one_per_reference`): where they recur, the participant gets fewer main trials than asked
+    (`one_per_reference`): where they recur, the participant gets fewer main trials than asked
     (`most_main_total`), and the others go to the next participants."""
     rng = random.Random(seed)
     target = int(study.setting("target_answers_per_trial"))
@@ -216,19 +216,19 @@ def select_trials(study: Study, seed: int, counts: Counter) -> list[TrialRef] | 
         return None
     n = study.setting("trials_per_participant") or len(main)
     below = [t for t in main if counts[t.id] < target]
-    taken: set[tuple] = set()  # the chosen ones' keys (`_keys`)
+    taken: set[tuple] = set()  # the chosen ones' keys (`trial_keys`)
     originals = {t.repeat_of_id for t in trials if t.catch_kind == "repeat"}
-    chosen = _one_per_reference(below, counts, rng, n, taken, originals)
+    chosen = one_per_reference(below, counts, rng, n, taken, originals)
     if len(chosen) < n:  # top up a short session with the least-filled of the rest
         rest = [t for t in main if counts[t.id] >= target]
-        chosen += _one_per_reference(rest, counts, rng, n - len(chosen), taken, originals)
+        chosen += one_per_reference(rest, counts, rng, n - len(chosen), taken, originals)
     chosen_ids = {t.id for t in chosen}
     per_kind = study.setting("catch")
     for kind in ("identical", "attention", "repeat"):
         pool = [t for t in trials if t.catch_kind == kind]
         if kind == "repeat":
             pool = [t for t in pool if t.repeat_of_id in chosen_ids]
-        chosen += _least_filled(pool, counts, rng, int(per_kind.get(kind, 0) or 0))
+        chosen += least_filled(pool, counts, rng, int(per_kind.get(kind, 0) or 0))
     return chosen
 
 
@@ -259,13 +259,17 @@ def assign(participant: Participant, now: datetime) -> bool:
         keep_fill(study, counts)
         shown = balance_positions(ordered, participant.seed)
         until = now + timedelta(seconds=int(study.setting("reservation_timeout_s")))
-        # Without a listening check every slot may be answered from the start; with one, only
-        # once its page was shown (its first view sets the time, flow_trials.touch).
-        answerable = None if float(study.setting("min_listen_share") or 0) > 0 else 0
         participant_writes.insert_slots(
-            participant.pk, [(t.id, shown[t.id]) for t in ordered], until, answerable
+            participant.pk, [(t.id, shown[t.id]) for t in ordered], until, answerable(study)
         )
     return True
+
+
+def answerable(study: Study) -> int | None:
+    """A new slot's `answerable_ms`: without a listening check every slot may be answered from
+    the start (0); with one, only once its page was shown (None: its first view sets the time,
+    flow_trials.touch)."""
+    return None if float(study.setting("min_listen_share") or 0) > 0 else 0
 
 
 # A trial page renews the reservation only once less than this share of the timeout is left, so

@@ -8,16 +8,18 @@ taken out of the list, and so is a repeat of such a trial; practice and the othe
 stay, unless no main trial is left in the list, answered or not: then they are taken out too
 (practice and checks give the study nothing without a main trial to go with them, and the
 participant would answer them for a completion code). The remaining unanswered slots are
-re-reserved. When trials were taken out, they are numbered on after the answered ones in their
-order (the answer statement needs slots 0..n-1, `participant_writes.ANSWER_SQL`), with a trial
-moved only where taking others out put references of one piece back to back or a repeat next to
-its original; when none was, nothing moves (a rule the seed's own order broke is no return's to
-repair). The current slot (the first unanswered one), whose page may be open, never moves unless
-it was taken out itself: the answered slots before it keep their numbers, and so does it. A
-renumbered slot needs a view of its page before an answer to it is stored, so a page still
-showing a slot that was taken out stores nothing under its number. A participant left with
-nothing to answer (no main trial answered, none left) moves to the study-full step, as an entry
-that finds no trial left does (`flow_trials.start_trials`); what it answered (practice, checks)
+re-reserved. When trials were taken out, the kept ones are numbered on after the answered ones
+in their order (the answer statement needs slots 0..n-1, `participant_writes.ANSWER_SQL`), with
+a trial moved only where taking others out put references of one piece back to back or a repeat
+next to its original; when none was, nothing moves (a rule the seed's own order broke is no
+return's to repair). The current slot (the first unanswered one), whose page may be open, never
+moves unless it was taken out itself: the answered slots before it keep their numbers, and so
+does it. A renumbered slot needs a view of its page before an answer to it is stored, so a page
+still showing a slot that was taken out stores nothing under its number. Trials still below
+their target take the place of the main ones taken out, up to the study's trials per participant
+(`design_refill`), after every slot it holds. A participant left with nothing to answer (no main
+trial answered, none left, none to refill) moves to the study-full step, as an entry that finds
+no trial left does (`flow_trials.start_trials`); what it answered (practice, checks)
 stays stored with its slots.
 """
 
@@ -29,6 +31,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.db.models import Case, Exists, F, OuterRef, Value, When
 
+from evalsite.studies import design_refill
 from evalsite.studies.design import TRIAL_REF_FIELDS, TrialRef, lock_participants, trial_ref
 from evalsite.studies.design_fill import count_fill, keep_fill, lock_study
 from evalsite.studies.design_order import repair_order
@@ -61,24 +64,33 @@ def recheck(participant: Participant, now: datetime) -> bool:
                 and counts[s["trial"].id] >= target}  # fmt: skip
         dropped = [s for s in unanswered if s["trial"].id in full
                    or s["trial"].repeat_of_id in full]  # fmt: skip
-        # No main trial left, answered or not: the practice and checks go too, and so does the
-        # participant (study full). One with main answers completes with what it has.
-        nothing_to_give = bool(dropped) and not any(
-            _is_main(s["trial"]) for s in slots if s not in dropped
+        # Trials still below target take the place of main trials taken out (design_refill).
+        seed = participant.seed + len(slots)  # the participant's, another draw per list length
+        new = design_refill.choose_for(study, seed, slots, dropped, counts)
+        # No main trial left, answered or not, and none to refill: the practice and checks go
+        # too, and so does the participant (study full). One with main answers completes.
+        nothing_to_give = (
+            bool(dropped)
+            and not new
+            and not any(_is_main(s["trial"]) for s in slots if s not in dropped)
         )
         if nothing_to_give:
             dropped = unanswered
         kept = [s for s in unanswered if s not in dropped]
+        answered = len(slots) - len(unanswered)
         if dropped:
-            answered = len(slots) - len(unanswered)
             last = slots[answered - 1]["trial"] if answered else None
             Assignment.objects.filter(pk__in=[s["id"] for s in dropped]).delete()
-            _renumber(_reorder(unanswered, kept, last), answered, len(slots))
+            kept = _reorder(unanswered, kept, last)
+            _renumber(kept, answered, len(slots))
         if nothing_to_give:
             _to_full(participant, now)
         until = now + timedelta(seconds=int(study.setting("reservation_timeout_s")))
         Assignment.objects.filter(pk__in=[s["id"] for s in kept]).update(reserved_until=until)
-        counts.update(s["trial"].id for s in kept)  # the next entries see them reserved again
+        if new:
+            held = [s for s in slots if s["answered"]] + kept  # the list's order
+            design_refill.refill(study, participant.pk, seed, new, held, until)
+        counts.update(t.id for t in [*(s["trial"] for s in kept), *new])  # seen reserved again
         keep_fill(study, counts)
     return bool(dropped)
 
@@ -100,17 +112,18 @@ def _is_main(t: TrialRef) -> bool:
 
 
 def _slots(participant: Participant) -> list[dict]:
-    """The participant's slots in order: id, index, reservation, answered, trial (TrialRef)."""
+    """The participant's slots in order: id, index, reservation, answered, the canonical
+    candidate shown in A, trial (TrialRef)."""
     answer = Answer.objects.filter(participant_id=participant.pk, trial_id=OuterRef("trial_id"))
     trial_fields = [f"trial__{name}" for name in TRIAL_REF_FIELDS]
     rows = (
         Assignment.objects.filter(participant_id=participant.pk)
         .annotate(answered=Exists(answer))
         .order_by("index")
-        .values_list("id", "index", "reserved_until", "answered", *trial_fields)
+        .values_list("id", "index", "reserved_until", "answered", "displayed_first", *trial_fields)
     )
     return [{"id": r[0], "index": r[1], "reserved_until": r[2], "answered": r[3],
-             "trial": trial_ref(r[4:])} for r in rows]  # fmt: skip
+             "displayed_first": r[4], "trial": trial_ref(r[5:])} for r in rows]  # fmt: skip
 
 
 def _reorder(unanswered: list[dict], kept: list[dict], last: TrialRef | None) -> list[dict]:

@@ -102,15 +102,20 @@ def _slots_sql(vendor: str, rows: int) -> str:
 
 
 def insert_slots(
-    participant_id: int, trials: list[tuple[int, str]], reserved_until, answerable_ms: int | None
+    participant_id: int,
+    trials: list[tuple[int, str]],
+    reserved_until,
+    answerable_ms: int | None,
+    first: int = 0,
 ) -> None:
-    """Store a participant's trial list: slot i for the i-th (trial id, canonical candidate shown
-    in A) of `trials`, each reserved until `reserved_until`."""
+    """Store a participant's trial list: slot first + i for the i-th (trial id, canonical
+    candidate shown in A) of `trials`, each reserved until `reserved_until` (`first`: the slots it
+    holds already, where a return refills its list, `design_refill`)."""
     until = Assignment._meta.get_field("reserved_until").get_db_prep_save(
         reserved_until, connection
     )
-    rows = [(participant_id, trial, i, first, until, answerable_ms)
-            for i, (trial, first) in enumerate(trials)]  # fmt: skip
+    rows = [(participant_id, trial, i, shown, until, answerable_ms)
+            for i, (trial, shown) in enumerate(trials, start=first)]  # fmt: skip
     with hot_cursor() as cursor:
         for start in range(0, len(rows), SLOT_BATCH):
             batch = rows[start : start + SLOT_BATCH]

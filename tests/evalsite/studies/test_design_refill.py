@@ -1,0 +1,214 @@
+"""A returning participant whose trials others took to their target while it was away gets trials
+still below their target in their place (`design_refill`), up to the study's trials per
+participant, under the entry's rules; where none is left, it is treated as before
+(test_design_return)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from itertools import combinations
+from types import SimpleNamespace as T
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from evalsite.studies import design_refill
+from evalsite.studies.design_order import violations
+from evalsite.studies.models import Answer, Assignment, Participant, Study, Trial
+from tests.evalsite.studies.conftest import enter, make_study
+from tests.evalsite.studies.participant_steps import (
+    DESKTOP_UA,
+    answer_current,
+    finish,
+    to_step,
+    url,
+)
+from tests.evalsite.studies.return_steps import answer_elsewhere, lapse, to_main_trials
+
+
+def _mains(p: Participant) -> list[Trial]:
+    slots = p.slots.order_by("index").select_related("trial")
+    return [s.trial for s in slots if not (s.trial.is_practice or s.trial.is_catch)]
+
+
+def _with_a_repeat_of_every_main_trial(study: Study) -> None:
+    """The study's repeat checks cover every main trial, so a refilled trial has one to take."""
+    repeated = set(study.trials.values_list("repeat_of_id", flat=True))
+    for t in study.trials.filter(is_practice=False, is_catch=False).exclude(pk__in=repeated):
+        Trial.objects.create(study=study, instrument=t.instrument, reference=t.reference,
+                             candidate_a=t.candidate_b, candidate_b=t.candidate_a,
+                             is_catch=True, catch_kind="repeat", repeat_of=t)  # fmt: skip
+
+
+def _main_answers(study: Study) -> Counter:
+    rows = Answer.objects.filter(trial__study=study, trial__is_practice=False,
+                                 trial__is_catch=False)  # fmt: skip
+    return Counter(rows.values_list("trial_id", flat=True))
+
+
+@pytest.mark.django_db
+def test_it_refills_a_returning_participants_session_with_trials_still_below_target(
+    experimenter, listening_catalogue
+):
+    study = make_study(experimenter, listening_catalogue, target_answers_per_trial=1,
+                       trials_per_participant=2)  # fmt: skip
+    _with_a_repeat_of_every_main_trial(study)
+    client = Client()
+    p = to_step(client, enter(client, study, pid="away"), "practice")
+    taken = _mains(p)
+    assert len(taken) == 2
+    lapse(p)
+    answer_elsewhere(study, taken)  # both its main trials reached their target meanwhile
+    now = timezone.now()
+    assert client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).status_code == 302  # read again
+    refilled = _mains(p)
+    assert len(refilled) == 2 and not set(refilled) & set(taken)
+    assert all(Answer.objects.filter(trial=t).count() < 1 for t in refilled)
+    slots = list(p.slots.order_by("index").select_related("trial"))
+    assert [s.index for s in slots] == list(range(len(slots)))
+    assert all(s.reserved_until > now for s in slots)
+    (repeat,) = [s for s in slots if s.trial.catch_kind == "repeat"]  # the study's 1, again
+    assert repeat.trial.repeat_of in refilled
+    original = next(s for s in slots if s.trial_id == repeat.trial.repeat_of_id)
+    assert repeat.displayed_first != original.displayed_first  # shown the other way round
+    p = finish(client, p)
+    assert p.step == "done" and p.completion_code
+    assert max(_main_answers(study).values()) == 1  # no trial over its target
+
+
+@pytest.mark.django_db
+def test_it_refills_only_up_to_the_trials_per_participant_its_answers_count_towards(
+    experimenter, listening_catalogue
+):
+    study = make_study(experimenter, listening_catalogue, target_answers_per_trial=1,
+                       trials_per_participant=3,
+                       catch={"identical": 0, "attention": 0, "repeat": 0})  # fmt: skip
+    client = Client()
+    p = to_main_trials(client, to_step(client, enter(client, study, pid="away"), "practice"))
+    answered, _ = answer_current(client, p)
+    lapse(p)
+    rest = [t for t in _mains(p) if t.pk != answered.trial_id]
+    answer_elsewhere(study, rest)
+    client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
+    mains = _mains(p)
+    assert len(mains) == 3 and mains[0].pk == answered.trial_id
+    assert not set(mains) & set(rest)
+    assert Assignment.objects.get(participant=p, trial_id=answered.trial_id).index == 2  # kept
+
+
+@pytest.mark.django_db
+def test_it_balances_the_positions_of_an_instruments_main_trials_with_those_it_kept(
+    experimenter, listening_catalogue
+):
+    study = make_study(experimenter, listening_catalogue, per_instrument=3,
+                       target_answers_per_trial=1, trials_per_participant=4,
+                       catch={"identical": 0, "attention": 0, "repeat": 0})  # fmt: skip
+    client = Client()
+    p = to_step(client, enter(client, study, pid="away"), "practice")
+    lapse(p)
+    taken = _mains(p)[:2]
+    kept = [
+        s for s in p.slots.select_related("trial") if _is_main(s.trial) and s.trial not in taken
+    ]
+    answer_elsewhere(study, taken)
+    client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
+    slots = [s for s in p.slots.select_related("trial") if not s.trial.is_practice]
+    assert len(slots) == 4
+    new = [s for s in slots if s.pk not in {k.pk for k in kept}]
+    for instrument in {s.trial.instrument for s in new}:
+        # The refill evens out what it can: a return does not move the sides of the slots it
+        # keeps (taking one out can leave two of an instrument on one side).
+        before = _imbalance([s for s in kept if s.trial.instrument == instrument])
+        added = sum(1 for s in new if s.trial.instrument == instrument)
+        after = _imbalance([s for s in slots if s.trial.instrument == instrument])
+        assert after <= max(1, before - added), (instrument, before, added, after)
+
+
+def _is_main(trial: Trial) -> bool:
+    return not (trial.is_practice or trial.is_catch)
+
+
+def _imbalance(slots: list[Assignment]) -> int:
+    sides = Counter(s.displayed_first for s in slots)  # a main trial's key is canonical "a"
+    return abs(sides["a"] - sides["b"])
+
+
+@pytest.mark.django_db
+def test_it_still_tells_a_returning_participant_the_study_is_full_when_no_trial_is_left(
+    experimenter, listening_catalogue
+):
+    study = make_study(experimenter, listening_catalogue, target_answers_per_trial=1,
+                       trials_per_participant=2)  # fmt: skip
+    client = Client()
+    p = to_step(client, enter(client, study, pid="away"), "practice")
+    lapse(p)
+    answer_elsewhere(study, list(study.trials.filter(is_practice=False, is_catch=False)))
+    client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
+    p.refresh_from_db()
+    assert p.step == "full" and not p.slots.exists()
+
+
+def _trial(id, instrument, reference, candidates, model=True, catch_kind="", repeat_of=None):
+    return T(id=id, instrument=instrument, reference_piece=reference, is_practice=False,
+             is_catch=bool(catch_kind), catch_kind=catch_kind, repeat_of_id=repeat_of,
+             model_designed=model, candidate_pieces=frozenset(candidates), expected="")  # fmt: skip
+
+
+def test_it_refills_with_no_trial_the_entrys_rules_keep_from_what_the_participant_held():
+    held = [_trial(1, "drums", "P0", {"P1", "P2"})]  # taken out: its page may have been heard
+    study = [
+        *held,
+        _trial(2, "drums", "P0", {"P3", "P4"}),  # its instrument on its reference piece
+        _trial(3, "bass", "P0", {"P1", "P5"}),  # shares a model-chosen candidate piece there
+        _trial(4, "bass", "P0", {"P6", "P7"}),
+        _trial(5, "drums", "P1", {"P2", "P3"}),
+        _trial(6, "bass", "P2", {"P0", "P1"}, catch_kind="repeat", repeat_of=9),
+    ]
+    counts = Counter({2: 0, 3: 0, 4: 0, 5: 0})
+    chosen = design_refill.choose(study, held, kept_ids=set(), counts=counts, target=1, n=4,
+                                  repeats=1, seed=7)  # fmt: skip
+    assert {t.id for t in chosen} == {4, 5}
+
+
+def test_it_refills_trials_below_target_only_and_none_past_the_trials_per_participant():
+    held = [_trial(1, "drums", "P0", {"P1", "P2"}), _trial(2, "bass", "P3", {"P4", "P5"})]
+    study = [
+        *held,
+        _trial(3, "drums", "P6", {"P7", "P8"}),
+        _trial(4, "bass", "P7", {"P8", "P9"}),
+        _trial(5, "drums", "P8", {"P6", "P9"}),
+        _trial(6, "drums", "P8", {"P6", "P9"}, catch_kind="repeat", repeat_of=5),
+    ]
+    counts = Counter({1: 2, 2: 0, 3: 2, 4: 1, 5: 0, 6: 0})  # 3 at its target of 2
+    chosen = design_refill.choose(study, held, kept_ids={2}, counts=counts, target=2, n=2,
+                                  repeats=1, seed=7)  # fmt: skip
+    assert [t.id for t in chosen] == [5, 6]  # the least filled below target, and its repeat
+
+
+def test_it_places_refilled_trials_after_the_last_slot_and_balances_their_positions():
+    last, kept = _trial(1, "drums", "P8", {"P1"}), _trial(2, "drums", "P5", {"P1"})
+    new = [_trial(3, "drums", "P8", {"P2"}), _trial(4, "drums", "P6", {"P2"}),
+           _trial(6, "drums", "P4", {"P2"}),
+           _trial(5, "drums", "P7", {"P2"}, catch_kind="repeat", repeat_of=3)]  # fmt: skip
+    for seed in range(20):
+        placed = design_refill.place(new, kept=[(kept, "a")], last=last, seed=seed)
+        order = [t for t, _ in placed]
+        assert sorted(t.id for t in order) == [3, 4, 5, 6]
+        assert violations(order, before=last) == 0, (seed, [t.id for t in order])
+        sides = dict((t.id, side) for t, side in placed)
+        assert sides[5] != sides[3]  # a repeat shows its original's candidates swapped
+        mains = ["a", sides[3], sides[4], sides[6]]  # the instrument's main trials, kept one too
+        assert mains.count("a") == 2, (seed, sides)
+
+
+def test_it_never_refills_two_trials_that_break_the_shared_candidate_rule_between_them():
+    study = [_trial(i, instrument, "P0", {"P1", f"P{i + 1}"})
+             for i, instrument in enumerate(["drums", "bass", "guitar"], start=2)]  # fmt: skip
+    held = [_trial(1, "piano", "P9", {"P8", "P7"})]
+    chosen = design_refill.choose([*held, *study], held, kept_ids=set(), counts=Counter(),
+                                  target=1, n=3, repeats=0, seed=3)  # fmt: skip
+    assert len(chosen) == 1
+    for x, y in combinations(chosen, 2):
+        assert not (x.reference_piece == y.reference_piece
+                    and x.candidate_pieces & y.candidate_pieces)  # fmt: skip
