@@ -173,6 +173,10 @@ LOGOUT_REDIRECT_URL = "/"
 # limit. A lab whose participants share one address (NAT) must raise it above the room's entries.
 CSN_ENTRY_LIMIT = env_int("CSN_ENTRY_LIMIT", 30, minimum=0)
 CSN_ENTRY_WINDOW_MINUTES = env_int("CSN_ENTRY_WINDOW_MINUTES", 10, minimum=1)
+# An IPv6 client counts by its /64, and its /48 counts too, up to this many times CSN_ENTRY_LIMIT
+# over all its /64s: whoever holds a routed /48 (a tunnel broker's, free) has 65,536 /64s. A
+# campus on one /48 shares this count: raise it for a lab study over IPv6 on many subnets.
+CSN_ENTRY_LIMIT_48_MULTIPLE = env_int("CSN_ENTRY_LIMIT_48_MULTIPLE", 4, minimum=1)
 # Files one request may carry (Django's parser refuses more, reading no further; the Clips page
 # then names the limit). Each file of an upload is a temporary file and an open handle until
 # the request ends, so keep it a few hundred. Per file the Clips page takes up to 100 MB; Django

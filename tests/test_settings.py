@@ -139,7 +139,7 @@ def test_it_refuses_a_number_below_the_readers_minimum(monkeypatch):
 @pytest.mark.parametrize(
     "name",
     ["CSN_EMBED_BATCH", "CELERY_TASK_TIME_LIMIT", "CELERY_VISIBILITY_TIMEOUT",
-     "CSN_ENTRY_WINDOW_MINUTES", "CSN_RETRIEVAL_INDEXES"],
+     "CSN_ENTRY_WINDOW_MINUTES", "CSN_ENTRY_LIMIT_48_MULTIPLE", "CSN_RETRIEVAL_INDEXES"],
 )  # fmt: skip
 def test_it_refuses_a_batch_size_or_time_limit_below_one(name, tmp_path):
     broker = {"CELERY_BROKER_URL": "redis://127.0.0.1:6379/0"}  # the visibility timeout: Redis

@@ -12,16 +12,20 @@ are refused: a participant coming back (its id, its browser) and a researcher's 
 draft never are.
 
 What it bounds: a script from one address, or from one IPv6 /64 (one subscriber's network, the
-unit a provider hands out; a coarser one would lump a whole university's labs together). It
-does not stop someone holding a routed /48 (free from tunnel brokers: 65,536 /64s, each with
-its own count) or many addresses; what stops a determined one is recruiting through a panel
-(Prolific checks its participants' ids), not this limit.
+unit a provider hands out). An IPv6 client's /48 is counted too, at CSN_ENTRY_LIMIT_48_MULTIPLE
+times the limit over all its /64s: a routed /48 (free from tunnel brokers) holds 65,536 /64s,
+each with its own count, and would otherwise make 65,536 times the limit. The /48's count is
+looser than the /64's because a /48 is also what a university or a company gets for all its
+networks, whose labs would share it. IPv4 keeps the one count per address (a /24 is no one
+holder's). It does not stop someone with many addresses or many /48s; what stops a determined
+one is recruiting through a panel (Prolific checks its participants' ids), not this limit.
 
 The count is read from the database, shared by every gunicorn worker and process (the Django
 cache is per process here): each participant keeps a keyed hash of the study and the address it
-entered from (`Participant.entry_address`: HMAC-SHA256 with a key derived from SECRET_KEY),
-never the address itself, which is personal data; the study is in the hash so that one person's
-participations in several studies cannot be linked through it. It is in no export, and it is
+entered from (`Participant.entry_address`: HMAC-SHA256 with a key derived from SECRET_KEY;
+`entry_network` the same of an IPv6 address's /48), never the address itself, which is personal
+data; the study is in the hash so that one person's participations in several studies cannot be
+linked through it. It is in no export, and it is
 cleared once it is counted for nothing: past the window (at the study's next new entry, or by
 `manage.py clear_entry_addresses` from cron), and all of a study's as it is paused or closed
 (`clear_study`, from experimenter.study_status), since neither lets a new participant in. The
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -48,58 +53,88 @@ from evalsite.studies.models import Participant, Study
 HASH_SALT = "evalsite.studies.entry_limit.address"
 
 
-def address_key(request: HttpRequest, study: Study) -> str:
-    """The keyed hash this request's client address is counted under in `study` (another study
-    gets another hash of the same address); "" when the limit is off (nothing is stored then) or
-    the address is unknown (a server with no REMOTE_ADDR, such as a Unix socket with no proxy in
-    front: clients that cannot be told apart are not lumped into one count that would refuse
+class EntryKey(NamedTuple):
+    """The keyed hashes a new participant is counted under: its address's (an IPv6 address's
+    /64), and an IPv6 address's /48 ("" for IPv4). NO_KEY: not counted."""
+
+    address: str
+    network: str
+
+
+NO_KEY = EntryKey("", "")
+
+
+def address_key(request: HttpRequest, study: Study) -> EntryKey:
+    """The keyed hashes this request's client address is counted under in `study` (another study
+    gets other hashes of the same address); NO_KEY when the limit is off (nothing is stored then)
+    or the address is unknown (a server with no REMOTE_ADDR, such as a Unix socket with no proxy
+    in front: clients that cannot be told apart are not lumped into one count that would refuse
     them all). An IPv6 client is counted by its /64 network, which one subscriber (or one
-    attacker) holds whole; an IPv4-mapped address as the IPv4 one."""
+    attacker) holds whole, and by its /48; an IPv4-mapped address as the IPv4 one."""
     if not settings.CSN_ENTRY_LIMIT:
-        return ""
+        return NO_KEY
     address = client_ip(request)
     if not address:
-        return ""
-    message = f"{study.pk}:{_counted_as(address)}"
-    return salted_hmac(HASH_SALT, message, algorithm="sha256").hexdigest()
+        return NO_KEY
+    counted, network = _counted_as(address)
+    return EntryKey(_hash(study, counted), _hash(study, network) if network else "")
 
 
-def _counted_as(address: str) -> str:
-    """What `address` is counted as: itself, an IPv6 address's /64 network, an IPv4-mapped
-    IPv6 address's IPv4 address; a REMOTE_ADDR that is no address (a server's oddity) as it is."""
+def _hash(study: Study, counted: str) -> str:
+    return salted_hmac(HASH_SALT, f"{study.pk}:{counted}", algorithm="sha256").hexdigest()
+
+
+def _counted_as(address: str) -> tuple[str, str]:
+    """What `address` is counted as, and the network counted too ("" for none): itself, an IPv6
+    address's /64 and /48 networks, an IPv4-mapped IPv6 address's IPv4 address; a REMOTE_ADDR
+    that is no address (a server's oddity) as it is."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
-        return address
+        return address, ""
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
-    return str(ip)
+            return str(ip.ipv4_mapped), ""
+        net = lambda bits: str(ipaddress.IPv6Network(f"{ip}/{bits}", strict=False))  # noqa: E731
+        return net(64), net(48)
+    return str(ip), ""
 
 
-def refuses_new(study: Study, key: str) -> bool:
+def refuses_new(study: Study, key: EntryKey) -> bool:
     """Whether a new participant entering `study` from the address hashed as `key` would be
-    one over the limit: CSN_ENTRY_LIMIT entered from it within the last
-    CSN_ENTRY_WINDOW_MINUTES (counted up to the limit only, on the index
-    participant_entry_limit: a script's thousands of entries cost no more to count)."""
+    one over the limit: CSN_ENTRY_LIMIT entered from its address (an IPv6 /64) within the last
+    CSN_ENTRY_WINDOW_MINUTES, or CSN_ENTRY_LIMIT_48_MULTIPLE times that from its IPv6 /48
+    (each counted up to its limit only, on the indexes participant_entry_limit and
+    participant_entry_limit_48: a script's thousands of entries cost no more to count)."""
     limit = settings.CSN_ENTRY_LIMIT
-    if not limit or not key:
+    if not limit or not key.address:
         return False
     since = timezone.now() - timedelta(minutes=settings.CSN_ENTRY_WINDOW_MINUTES)
-    recent = Participant.objects.filter(study=study, entry_address=key, started_at__gte=since)
-    return recent.order_by()[:limit].count() >= limit  # unordered: the index alone serves it
+    recent = Participant.objects.filter(study=study, started_at__gte=since).order_by()
+    if recent.filter(entry_address=key.address)[:limit].count() >= limit:  # unordered: the
+        return True  # index alone serves it
+    if not key.network:
+        return False
+    wider = limit * settings.CSN_ENTRY_LIMIT_48_MULTIPLE
+    return recent.filter(entry_network=key.network)[:wider].count() >= wider
 
 
-def record_entry(participant: Participant, key: str) -> None:
-    """Keep the hashed address on a participant just created (one UPDATE; none when `key` is
-    empty), and clear it from the study's participants who entered before the window
+def record_entry(participant: Participant, key: EntryKey) -> None:
+    """Keep the hashed address (and /48) on a participant just created (one UPDATE; none for
+    NO_KEY), and clear it from the study's participants who entered before the window
     (`clear_expired`). flow.create does not take it: the entry's state machine knows nothing
     of HTTP."""
-    if not key:
+    if not key.address:
         return
-    Participant.objects.filter(pk=participant.pk).update(entry_address=key)
+    Participant.objects.filter(pk=participant.pk).update(
+        entry_address=key.address, entry_network=key.network
+    )
     clear_expired(participant.study_id)  # a new entry is rare next to answers
+
+
+# Both hashes go together: `entry_network` is set only with `entry_address` (record_entry), so
+# the rows holding either are found by `entry_address > ''`.
+CLEARED = {"entry_address": "", "entry_network": ""}
 
 
 def clear_expired(study_id: int) -> int:
@@ -111,7 +146,7 @@ def clear_expired(study_id: int) -> int:
     # (study, entry_address, started_at) finds the few rows still holding a hash in the index,
     # while NOT (entry_address = '') is a filter over every one of the study's rows.
     held = Participant.objects.filter(study_id=study_id, entry_address__gt="")
-    return held.filter(started_at__lt=since).update(entry_address="")
+    return held.filter(started_at__lt=since).update(**CLEARED)
 
 
 def clear_expired_everywhere() -> int:
@@ -126,4 +161,4 @@ def clear_study(study: Study) -> int:
     """Clear every hashed address of `study`'s participants, as it is paused or closed: neither
     lets a new participant in, so none is counted for anything (a study reopened after a pause
     counts afresh). The number cleared."""
-    return study.participants.filter(entry_address__gt="").update(entry_address="")
+    return study.participants.filter(entry_address__gt="").update(**CLEARED)

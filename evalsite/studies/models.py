@@ -286,6 +286,10 @@ class Participant(models.Model):
     # (entry_limit.py); never the address itself (personal data), in no export, not editable.
     # "" with the limit off, and once cleared (past the window, or the study paused or closed).
     entry_address = models.CharField(max_length=64, blank=True, default="", editable=False)
+    # The same of the study and an IPv6 address's /48 network, which the limit counts too (at
+    # CSN_ENTRY_LIMIT_48_MULTIPLE times the limit); "" for an IPv4 client, set and cleared with
+    # `entry_address`.
+    entry_network = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     class Meta:
         ordering = ["id"]
@@ -304,12 +308,15 @@ class Participant(models.Model):
                 name="participant_pid_unique",
             ),
         ]
-        # entry_limit.refuses_new: a study's recent entries from one hashed address; and the
-        # clearing (entry_address > ''), which finds a study's remaining hashes in it.
+        # entry_limit.refuses_new: a study's recent entries from one hashed address (or /48);
+        # and the clearing (entry_address > ''), which finds a study's remaining hashes in it.
         indexes = [
             models.Index(
                 fields=["study", "entry_address", "started_at"], name="participant_entry_limit"
-            )
+            ),
+            models.Index(
+                fields=["study", "entry_network", "started_at"], name="participant_entry_limit_48"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -24,7 +24,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
 from evalsite.studies import flow, flow_trials, flow_withdraw, participant_sql
-from evalsite.studies.entry_limit import address_key, record_entry, refuses_new
+from evalsite.studies.entry_limit import NO_KEY, address_key, record_entry, refuses_new
 from evalsite.studies.models import Participant, Study
 from evalsite.studies.participant_render import (
     no_store,
@@ -92,7 +92,7 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
         return _not_accepting(request, study, study.status)
     if found is None and request.method != "POST":
         return render_welcome(request, study)  # nothing stored (the docstring says why)
-    key = ""  # the hashed address a new participant is counted under (entry_limit)
+    key = NO_KEY  # the hashed address a new participant is counted under (entry_limit)
     if found is None and study.status != Study.Status.DRAFT:  # new, and no researcher's preview
         key = address_key(request, study)
         if refuses_new(study, key):

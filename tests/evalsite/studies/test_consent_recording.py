@@ -93,7 +93,7 @@ COVERED: dict[str, tuple[str, set[str]]] = {
         },
     ),
     "a one-way coded form of your network address": ("ネットワークのアドレスを", {
-        "Participant.entry_address",
+        "Participant.entry_address", "Participant.entry_network",
     }),
 }  # fmt: skip
 # What the site makes itself, about the study or the participant's place in it, not observed of

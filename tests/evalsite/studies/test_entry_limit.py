@@ -25,6 +25,7 @@ from tests.evalsite.studies.participant_steps import DESKTOP_UA
 pytestmark = pytest.mark.django_db
 
 LIMIT = 3
+MULTIPLE = 2  # a /48 network's count: LIMIT * MULTIPLE, over all its /64s
 TOO_MANY = "Too many new sessions of this study were started from your network"
 
 
@@ -32,6 +33,7 @@ TOO_MANY = "Too many new sessions of this study were started from your network"
 def _limit(settings):
     settings.CSN_ENTRY_LIMIT = LIMIT
     settings.CSN_ENTRY_WINDOW_MINUTES = 10
+    settings.CSN_ENTRY_LIMIT_48_MULTIPLE = MULTIPLE
 
 
 def _open(client, study, **params):
@@ -137,6 +139,52 @@ def test_it_counts_an_ipv6_client_by_its_64_network(listening_study):
     assert _open(same_network, listening_study, pid="bot-next").status_code == 429
     next_network = Client(REMOTE_ADDR="2001:db8:1:3::1")
     assert _open(next_network, listening_study, pid="person").status_code == 302
+
+
+def test_it_counts_an_ipv6_clients_48_network_at_a_multiple_of_the_limit(listening_study):
+    for subnet in (1, 2):  # two /64s of one /48, each at its own limit
+        for n in range(LIMIT):
+            client = Client(REMOTE_ADDR=f"2001:db8:7:{subnet}::{n + 1}")
+            assert enter(client, listening_study, pid=f"bot{subnet}-{n}").external_pid
+    # A third /64 of that /48 has no entry of its own, but the /48 has LIMIT * MULTIPLE.
+    third = Client(REMOTE_ADDR="2001:db8:7:3::1")
+    response = _open(third, listening_study, pid="bot-next")
+    assert response.status_code == 429 and TOO_MANY in response.content.decode()
+    assert Participant.objects.filter(study=listening_study).count() == LIMIT * MULTIPLE
+    another_48 = Client(REMOTE_ADDR="2001:db8:8:3::1")
+    assert _open(another_48, listening_study, pid="person").status_code == 302
+
+
+def test_it_counts_ipv4_clients_by_their_address_alone(listening_study):
+    entered = [enter(Client(REMOTE_ADDR=f"198.51.100.{host}"), listening_study, pid=f"p{host}-{n}")
+               for host in range(1, MULTIPLE + 2) for n in range(LIMIT)]  # fmt: skip
+    assert len(entered) == LIMIT * (MULTIPLE + 1)  # no coarser count: one /24 is not one holder
+    assert {p.entry_network for p in entered} == {""}
+    mapped = Client(REMOTE_ADDR="::ffff:198.51.100.1")  # the IPv4 address, as IPv6
+    assert _open(mapped, listening_study, pid="p1-next").status_code == 429
+
+
+def test_it_stores_a_keyed_hash_of_the_48_network_and_clears_it_with_the_address(
+    listening_study, experimenter
+):
+    here = enter(Client(REMOTE_ADDR="2001:db8:7:1::1"), listening_study, pid="here")
+    there = enter(Client(REMOTE_ADDR="2001:db8:7:2::1"), listening_study, pid="there")
+    assert len(here.entry_network) == 64 and "2001" not in here.entry_network
+    assert here.entry_network == there.entry_network != here.entry_address
+    assert there.entry_address != here.entry_address  # two /64s
+    Participant.objects.filter(pk=here.pk).update(
+        started_at=F("started_at") - timedelta(minutes=11)
+    )
+    enter(Client(REMOTE_ADDR="198.51.100.4"), listening_study, pid="person")  # any new entry
+    here.refresh_from_db()
+    assert (here.entry_address, here.entry_network) == ("", "")  # past the window: both go
+    researcher = Client()
+    researcher.force_login(experimenter)
+    researcher.post(reverse("studies:study_status", args=[listening_study.pk]), {"action": "pause"})
+    hashes = Participant.objects.filter(study=listening_study).values_list(
+        "entry_address", "entry_network"
+    )
+    assert set(hashes) == {("", "")}
 
 
 def test_it_stores_a_keyed_hash_of_the_address_not_the_address(listening_study, settings):
@@ -246,7 +294,7 @@ def test_it_resumes_the_second_click_of_a_double_click_at_the_limit(
 
     def first_click_made_it(study, key):
         made.append(flow.create(study, DOUBLE_CLICKS[kind], DESKTOP_UA, "en"))
-        Participant.objects.filter(pk=made[0].pk).update(entry_address=key)
+        Participant.objects.filter(pk=made[0].pk).update(entry_address=key.address)
         return True  # the first click is counted: the limit is reached
 
     monkeypatch.setattr(participant, "refuses_new", first_click_made_it)

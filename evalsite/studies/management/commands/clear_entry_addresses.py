@@ -1,6 +1,7 @@
-"""manage.py clear_entry_addresses: clear the hashed client addresses (Participant.entry_address)
-older than CSN_ENTRY_WINDOW_MINUTES in every study; see studies/entry_limit.py. Run it from cron
-(docs/site.md, "New participants per address"); running it again clears nothing more."""
+"""manage.py clear_entry_addresses: clear the hashed client addresses (Participant.entry_address,
+and entry_network, an IPv6 address's /48) older than CSN_ENTRY_WINDOW_MINUTES in every study;
+see studies/entry_limit.py. Run it from cron (docs/site.md, "New participants per address");
+running it again clears nothing more."""
 
 from __future__ import annotations
 
