@@ -10,8 +10,10 @@ def mark_model_designed(apps, schema_editor):
     A design from the model runs only on a study without trials and stores
     design["by"] == "model_design"; deleting the trials clears the design (trial_removal), so
     such a study's trials are the design's plus any added since by form, CSV or the admin. The
-    design's main trials are those made no later than its history entry (`trials`, how "model",
-    recorded in the design's transaction after them); a study designed before the jobs wrote
+    design's main trials are those made no later than its latest history entry (`trials`, how
+    "model", recorded in the design's transaction after them): a study designed, emptied and
+    designed again has one such entry per design, and only the latest design's trials remain,
+    all made after the earlier entries. A study designed before the jobs wrote
     that entry takes its first main trials by id, as many as the design made (per_instrument
     less each instrument's shortfall), since the design made its main trials first. A design
     trial deleted in the admin would put a later trial among these: flagged, it keeps the rule
@@ -23,7 +25,7 @@ def mark_model_designed(apps, schema_editor):
         main = Trial.objects.filter(study=study, is_practice=False, is_catch=False)
         event = (
             StudyEvent.objects.filter(study=study, kind="trials", changes__how="model")
-            .order_by("at", "id")
+            .order_by("-at", "-id")
             .first()
         )
         if event is not None:

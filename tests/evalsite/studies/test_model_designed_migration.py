@@ -11,6 +11,8 @@ from django.db.migrations.executor import MigrationExecutor
 from evalsite.studies.models import Trial
 
 BEFORE = ("studies", "0013_consent_versions")
+FLAGGED = ("studies", "0014_trial_model_designed")
+RECOMPUTED = ("studies", "0015_trial_model_designed_recompute")
 
 
 def _make(apps, owner_id: int, clips: list[int]) -> dict[str, list[int]]:
@@ -63,3 +65,76 @@ def test_it_flags_the_main_trials_a_design_from_the_model_made_and_no_other(
     flagged = set(Trial.objects.filter(model_designed=True).values_list("pk", flat=True))
     assert flagged == set(made["model"])
     assert not flagged & set(made["other"])
+
+
+def _designed_twice(apps, owner_id: int, clips: list[int]) -> list[int]:
+    """A study designed from the model, emptied ("Delete all trials", which leaves the design
+    stored here as the jobs wrote it then) and designed again: one `trials` entry with how
+    "model" per design. Returns the current design's main trials, as made before 0014's flag."""
+    Study, Trial, StudyEvent = (apps.get_model("studies", n) for n in ("Study", "Trial",
+                                                                        "StudyEvent"))  # fmt: skip
+    r, a, b, c = clips[:4]
+    study = Study.objects.create(owner_id=owner_id, name="twice", instruments=["drums"],
+                                 design={"by": "model_design", "per_instrument": 2})  # fmt: skip
+
+    def trial(x: int, y: int) -> int:
+        return Trial.objects.create(study=study, instrument="drums", reference_id=r,
+                                    candidate_a_id=x, candidate_b_id=y,
+                                    model_choice="a").pk  # fmt: skip
+
+    first = trial(a, b)
+    StudyEvent.objects.create(study=study, kind="trials", changes={"added": 1, "how": "model"})
+    Trial.objects.filter(pk=first).delete()
+    StudyEvent.objects.create(study=study, kind="trials", changes={"deleted": 1})
+    current = [trial(a, b), trial(a, c)]
+    StudyEvent.objects.create(study=study, kind="trials", changes={"added": 2, "how": "model"})
+    return current
+
+
+def _flagged() -> set[int]:
+    return set(Trial.objects.filter(model_designed=True).values_list("pk", flat=True))
+
+
+@pytest.mark.django_db(transaction=True)  # migrates the schema back and forth
+def test_it_flags_the_latest_design_of_a_study_designed_twice(experimenter, listening_catalogue):
+    clips = list(listening_catalogue.clips.filter(meta={}).values_list("pk", flat=True))
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()
+    executor.migrate([BEFORE])
+    try:
+        apps = MigrationExecutor(connection).loader.project_state([BEFORE]).apps
+        current = _designed_twice(apps, experimenter.pk, clips)
+        MigrationExecutor(connection).migrate([FLAGGED])
+        apps = MigrationExecutor(connection).loader.project_state([FLAGGED]).apps
+        flagged = set(apps.get_model("studies", "Trial").objects
+                      .filter(model_designed=True).values_list("pk", flat=True))  # fmt: skip
+    finally:
+        MigrationExecutor(connection).migrate(latest)
+    assert flagged == set(current)
+
+
+@pytest.mark.django_db(transaction=True)  # migrates the schema back and forth
+def test_it_recomputes_the_flags_0014_missed_on_a_study_designed_twice_and_again_unchanged(
+    experimenter, listening_catalogue
+):
+    """A database that ran 0014 when it took the first design entry holds the current design's
+    trials unflagged; 0015 flags them, and running it again changes nothing."""
+    clips = list(listening_catalogue.clips.filter(meta={}).values_list("pk", flat=True))
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()
+    executor.migrate([FLAGGED])
+    try:
+        apps = MigrationExecutor(connection).loader.project_state([FLAGGED]).apps
+        current = _designed_twice(apps, experimenter.pk, clips)  # unflagged, as 0014 left them
+        made = _make(apps, experimenter.pk, clips)
+        T = apps.get_model("studies", "Trial")
+        T.objects.filter(pk__in=made["model"]).update(model_designed=True)  # as 0014 set them
+        MigrationExecutor(connection).migrate([RECOMPUTED])
+        once = _flagged()
+        MigrationExecutor(connection).migrate([FLAGGED])  # reverse is a no-op: flags stay
+        MigrationExecutor(connection).migrate([RECOMPUTED])
+        twice = _flagged()
+    finally:
+        MigrationExecutor(connection).migrate(latest)
+    assert once == set(current) | set(made["model"])
+    assert twice == once
