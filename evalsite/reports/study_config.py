@@ -6,6 +6,7 @@ trials give), and whether a stored report was computed with the config the study
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 from django.db.models import Avg, F
 from django.db.models.functions import Coalesce
@@ -15,7 +16,7 @@ from evalsite.reports.analysis.exclusions import ExclusionRules
 from evalsite.reports.analysis.inputs import CONDITIONS
 from evalsite.reports.models import ReportSnapshot
 from evalsite.reports.tasks import report_settings, schedule_report
-from evalsite.studies.design import most_main_trials
+from evalsite.studies.design import most_main_total, most_main_trials
 from evalsite.studies.models import Study, StudyEvent
 
 # Study.settings["exclusion"] keys that map onto ExclusionRules fields of the same name.
@@ -70,13 +71,25 @@ def report_config_for(study: Study) -> tuple[ReportConfig, list[str]]:
 
 
 def design_main_trials(study: Study) -> dict[str, int]:
-    """What the power plan plans at: per instrument, the most main trials of it one participant
-    gets, one per reference piece (`most_main_trials`) and no more than the study gives each
-    participant in all (`trials_per_participant`). What the settings view compares before and
-    after an edit, as a change of the trials changes it."""
-    cap = study.setting("trials_per_participant")
+    """What the power plan plans at: per instrument, the main trials of it one participant gets.
+    A participant gets at most `trials_per_participant` main trials over all instruments, and
+    no more than `most_main_total` (the piece rule); `select_trials` fills them least-filled
+    first, so over the participants each instrument gets its share of that total in proportion
+    to its main trials: rounded down (at least 1), and no more than one per reference piece
+    (`most_main_trials`). Rounding down keeps the counts' sum within the total, so the plan's
+    participants are never fewer than the trials given need. What the settings view compares
+    before and after an edit, as a change of the trials changes it."""
     most = most_main_trials(study)
-    return {i: min(n, int(cap)) for i, n in most.items()} if cap else most
+    cap = study.setting("trials_per_participant")
+    total = most_main_total(study)
+    if cap:
+        total = min(total, int(cap))
+    if total >= sum(most.values()):  # every participant can get every one
+        return most
+    main = Counter(study.trials.filter(is_practice=False, is_catch=False)
+                   .values_list("instrument", flat=True))  # fmt: skip
+    trials = sum(main[i] for i in most)
+    return {i: max(1, min(n, total * main[i] // trials)) for i, n in most.items()}
 
 
 def listen_seconds_per_trial(study: Study) -> dict[str, float]:

@@ -19,8 +19,10 @@ cluster by participant). An info note names the instrument, why, and the ICC use
 
 A study's design gives each participant at most one main trial per instrument and reference
 piece (evalsite/studies/design.py `most_main_trials`), and no more than its
-`trials_per_participant` (evalsite/reports/study_config.py `design_main_trials`): where they
-recur or the setting is low, fewer than the trial set.
+`trials_per_participant` over all instruments, which each instrument shares
+(evalsite/reports/study_config.py `design_main_trials`): where they recur or the setting is low,
+fewer than the trial set. The minutes at m trials of an instrument count m of it and, of each
+other instrument, m or the fewer its design gives.
 The caller passes that count (`design_trials`; the site from the study, this module never imports
 Django): the plan adds a row at it, marks rows of more trials per participant `within_design`
 false (this trial set cannot give them), and an info note says which count it used.
@@ -188,7 +190,7 @@ def plan(
             de = design_effect(m, icc)
             n_w = n_for_half_width(p, half_width, confidence) * de
             n_p = n_for_power(p, 0.5, alpha_each, power) * de
-            minutes = m * n_inst * per_trial / 60
+            minutes = _trials_given(m, r["term"], inputs["term"], design_trials) * per_trial / 60
             rows.append(
                 {
                     "term": r["term"],
@@ -213,14 +215,22 @@ def plan(
     return pd.DataFrame(rows)
 
 
+def _trials_given(m: int, term: str, terms, design_trials: dict[str, int]) -> int:
+    """The main trials a participant gets in all at m of `term`: m of it, and of each other
+    planned instrument m or the fewer its design gives (`design_trials`), as a participant
+    capped by trials_per_participant gets no more of them for planning more of this one."""
+    return m + sum(min(m, design_trials.get(t, m)) for t in terms if t != term)
+
+
 def design_notes(inputs: pd.DataFrame, design_trials: dict[str, int]) -> list[str]:
     """One line per planned instrument with a design count: which count the plan used."""
     notes = []
     for term in inputs["term"] if len(inputs) else []:
         if most := design_trials.get(term):
             notes.append(
-                f"power plan for {term}: the study's design gives each participant at most {most} "
-                "main trials of it (one per reference, and no more than trials_per_participant: "
+                f"power plan for {term}: the study's design gives each participant {most} main "
+                "trials of it (one per reference, and its share of the main trials a participant "
+                "gets in all, which trials_per_participant caps over all instruments: "
                 f"design_main_trials in the report config); planned at {most} too, and rows of "
                 "more trials per participant are within_design = false: this design cannot give "
                 "them (draw or add trials on more distinct references, or raise "

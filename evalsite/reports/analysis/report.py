@@ -55,8 +55,9 @@ class ReportConfig:
     power_assumed_icc: float | None = None
     # The study's instruments (site: Study.instruments); one without answers gets a warning.
     planned_instruments: tuple[str, ...] = ()
-    # Per instrument, the most main trials the study's design gives one participant (site:
-    # study_config.design_main_trials: one per reference piece, capped by trials_per_participant);
+    # Per instrument, the main trials the study's design gives one participant (site:
+    # study_config.design_main_trials: one per reference piece, and its share of the
+    # trials_per_participant that caps all instruments together);
     # the power plan plans at it. {}: not known.
     design_main_trials: dict[str, int] = field(default_factory=dict)
     # Per instrument, the seconds of listening a main trial requires before its answer unlocks

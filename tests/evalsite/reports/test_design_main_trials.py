@@ -1,5 +1,6 @@
 """What the power plan plans at (`design_main_trials` in the report config): per instrument, the
-most main trials one participant gets, which `trials_per_participant` caps too; and a change of
+main trials one participant gets, its share of the `trials_per_participant` that caps all
+instruments together; and a change of
 that setting marks the report out of date as a change of the trials does (review diffp,
 finding 2)."""
 
@@ -8,10 +9,13 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+import numpy as np
+import pandas as pd
 import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from evalsite.reports.analysis import power
 from evalsite.reports.models import ReportSnapshot, ReportState
 from evalsite.reports.study_config import report_config_for
 from evalsite.reports.tasks import recompute_report
@@ -33,14 +37,39 @@ def test_it_plans_at_no_more_main_trials_than_the_setting_gives_a_participant(
                        trials_per_participant=2, catch=NO_CATCH)  # fmt: skip
     assert design.most_main_trials(study) == {"drums": 3, "guitar": 3}  # the trials alone
     config, _ = report_config_for(study)
-    assert config.design_main_trials == {"drums": 2, "guitar": 2}
+    # the setting caps the main trials over all instruments: 2 in all, not 2 of each (review
+    # rdiff, finding 2)
+    assert config.design_main_trials == {"drums": 1, "guitar": 1}
     now = timezone.now()
+    given: Counter = Counter()
     for seed in range(6):
         p = participant(study, seed)
         assert design.assign(p, now)
         got = Counter(s.trial.instrument for s in p.slots.select_related("trial"))
-        assert sum(got.values()) == 2
-        assert all(got[i] <= n for i, n in config.design_main_trials.items())
+        assert sum(got.values()) == 2 == sum(config.design_main_trials.values())
+        given.update(got)
+    # least-filled first spreads the 2 over the instruments: on average 1 of each
+    assert given == {"drums": 6, "guitar": 6}
+
+
+def test_it_plans_the_minutes_and_participants_of_the_trials_a_capped_participant_gets(alice):
+    """2 instruments, 3 reference pieces each, 2 main trials a participant in all: the plan's row
+    at 2 trials of each instrument (4 in all) is beyond the design, and its row at the design's
+    1 of each counts the 2 trials a participant gets in its minutes and 1 answer of the
+    instrument a participant in its participants."""
+    study = make_study(alice, make_catalogue(alice), 3, practice_trials=0,
+                       trials_per_participant=2, catch=NO_CATCH)  # fmt: skip
+    config, _ = report_config_for(study)
+    inputs = pd.DataFrame([{"term": i, "estimate": 0.7, "icc": 0.1, "trials_per_participant": 1.0,
+                            "seconds_per_trial": 3.0, "n": 40, "n_participants": 20}
+                           for i in ("drums", "guitar")])  # fmt: skip
+    rows = power.plan(inputs, (1, 2, 5), design_trials=config.design_main_trials)
+    within = rows[rows.within_design]
+    assert set(within.trials_per_participant) == {1}
+    assert within.minutes_per_participant.tolist() == pytest.approx([2 * 3.0 / 60] * 2)
+    assert (within.participants_for_power == np.ceil(within.answers_for_power)).all()
+    beyond = rows[rows.trials_per_participant == 2]
+    assert beyond.minutes_per_participant.tolist() == pytest.approx([3 * 3.0 / 60] * 2)
 
 
 def _edit(client, study, **settings):
@@ -69,13 +98,13 @@ def test_it_recomputes_the_report_when_trials_per_participant_changes_what_it_pl
     assert 'data-testid="report-outdated"' not in client.get(page).content.decode()
 
     with django_capture_on_commit_callbacks(execute=False) as queued:
-        assert _edit(client, sim_study, trials_per_participant=3).status_code == 302
+        assert _edit(client, sim_study, trials_per_participant=6).status_code == 302
     assert len(queued) == 1
     shown = client.get(page).content.decode()
     assert "A recomputation is queued." in shown
     assert re.search(r'data-testid="report-outdated">[^<]*main trials per participant', shown)
     snap = ReportSnapshot.objects.get(pk=recompute_report(sim_study.pk))  # the queued run
-    assert snap.config["design_main_trials"] == {"drums": 3, "guitar": 3}
+    assert snap.config["design_main_trials"] == {"drums": 3, "guitar": 3}  # 6 in all
     assert 'data-testid="report-outdated"' not in client.get(page).content.decode()
 
 

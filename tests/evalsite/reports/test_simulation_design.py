@@ -86,7 +86,7 @@ def test_it_plans_at_the_designs_count_and_marks_what_the_design_cannot_give():
 def test_it_says_which_design_count_the_plan_used():
     notes = power.design_notes(_inputs(), {"drums": 6})
     (text,) = notes
-    assert "drums" in text and "at most 6 main trials" in text
+    assert "drums" in text and "each participant 6 main trials" in text
     assert power.design_notes(_inputs(), {}) == []
 
 
@@ -113,7 +113,7 @@ def test_it_plans_the_report_at_the_design_count_it_is_given():
     assert 4 in set(drums["trials_per_participant"])
     assert not drums[drums["trials_per_participant"] > 4]["within_design"].any()
     texts = [m["text"] for m in report.messages if m["part"] == "power"]
-    assert any("drums" in t and "at most 4 main trials" in t for t in texts), texts
+    assert any("drums" in t and "each participant 4 main trials" in t for t in texts), texts
 
 
 @pytest.mark.django_db
@@ -127,4 +127,4 @@ def test_it_gives_the_report_the_studys_design_count(sim_study):
     assert config.design_main_trials == {"drums": 5, "guitar": 5}
     report = services.compute(sim_study, services.answers_csv(sim_study))
     texts = [m["text"] for m in report.messages if m["part"] == "power"]
-    assert any("drums" in t and "at most 5 main trials" in t for t in texts), texts
+    assert any("drums" in t and "each participant 5 main trials" in t for t in texts), texts
