@@ -18,6 +18,7 @@ from evalsite.reports.models import ReportSnapshot
 from evalsite.reports.tasks import report_settings, schedule_report
 from evalsite.studies.design import most_main_total, most_main_trials
 from evalsite.studies.models import Study, StudyEvent
+from evalsite.studies.served_audio import PAD_MAX_S, PARTS
 
 # Study.settings["exclusion"] keys that map onto ExclusionRules fields of the same name.
 RULE_KEYS = set(ExclusionRules.__dataclass_fields__)
@@ -25,7 +26,7 @@ RULE_KEYS = set(ExclusionRules.__dataclass_fields__)
 # computed (`changes_since`); any other field is one of the study's report settings.
 CHANGED = {
     "design_main_trials": "main trials per participant (from its trials and settings)",
-    "listen_seconds_per_trial": "listening per trial (its clips' durations, min_listen_share)",
+    "listen_seconds_per_trial": "listening per trial (its clips' durations)",
     "planned_instruments": "instruments",
     "rules": "exclusion rules",
 }
@@ -93,11 +94,13 @@ def design_main_trials(study: Study) -> dict[str, int]:
 
 
 def listen_seconds_per_trial(study: Study) -> dict[str, float]:
-    """Per instrument, the mean over its main trials of the listening the answer waits for:
-    min_listen_share x the reference's and both candidates' durations (a missing duration counts
-    0, as participant_writes.SHOWN_SQL counts it; the renditions' padding of at most 0.18 s is
-    left out). One query."""
-    share = float(study.setting("min_listen_share") or 0)
+    """Per instrument, the mean over its main trials of the listening the answer waits for: the
+    reference's and both candidates' full durations, plus the silence their renditions add
+    (`served_audio.pads`: each part's total drawn from 0 to 2 x PAD_MAX_S, so PAD_MAX_S on
+    average). The page unlocks the answer once all three clips have played to the end
+    (participant.js), whatever min_listen_share is: that is only the server's floor for
+    scripted clients, and planned as share x the durations the listening was 0 s at share 0. A
+    missing duration counts 0, as participant_writes.SHOWN_SQL counts it. One query."""
     seconds = (
         Coalesce(F("reference__duration_s"), 0.0)
         + Coalesce(F("candidate_a__duration_s"), 0.0)
@@ -108,7 +111,8 @@ def listen_seconds_per_trial(study: Study) -> dict[str, float]:
         .values("instrument")
         .annotate(mean=Avg(seconds))
     )
-    return {r["instrument"]: share * float(r["mean"] or 0.0) for r in rows}
+    padding = len(PARTS) * PAD_MAX_S
+    return {r["instrument"]: float(r["mean"] or 0.0) + padding for r in rows}
 
 
 def changes_since(study: Study, snap: ReportSnapshot) -> list[str]:

@@ -248,7 +248,7 @@ def listening_notes(inputs: pd.DataFrame, listen_seconds: dict[str, float]) -> l
     return [
         f"power plan for {', '.join(unknown)}: minutes_per_participant counts only the time from "
         "the answer's unlock to the click (the median response_ms), not the listening each trial "
-        "requires before the unlock (min_listen_share of its three clips, about 12 s), which "
+        "requires before the unlock (its three clips to their end, about 13.5 s), which "
         "the report config's listen_seconds_per_trial does not give for it: add that listening "
         "per trial"
     ]

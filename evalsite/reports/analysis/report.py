@@ -61,7 +61,8 @@ class ReportConfig:
     # the power plan plans at it. {}: not known.
     design_main_trials: dict[str, int] = field(default_factory=dict)
     # Per instrument, the seconds of listening a main trial requires before its answer unlocks
-    # (site: min_listen_share x the three clips' durations, averaged over its main trials); the
+    # (site: the three clips' full durations and their renditions' silence, averaged over its
+    # main trials, as the page waits for all three to end); the
     # power plan adds it to the time per answer, which response_ms counts from the unlock. {}:
     # not known (the plan then says its minutes leave the listening out).
     listen_seconds_per_trial: dict[str, float] = field(default_factory=dict)

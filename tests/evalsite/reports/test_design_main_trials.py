@@ -21,6 +21,7 @@ from evalsite.reports.study_config import report_config_for
 from evalsite.reports.tasks import recompute_report
 from evalsite.stimuli.models import Clip
 from evalsite.studies import design
+from evalsite.studies.served_audio import PAD_MAX_S
 from tests.evalsite.studies.conftest import make_catalogue, make_study, participant
 from tests.evalsite.studies.form_pages import page_version
 from tests.evalsite.studies.test_experimenter import _study_post
@@ -108,39 +109,46 @@ def test_it_recomputes_the_report_when_trials_per_participant_changes_what_it_pl
     assert 'data-testid="report-outdated"' not in client.get(page).content.decode()
 
 
-def test_it_gives_the_plan_the_listening_each_main_trial_requires(alice, settings, tmp_path):
-    # The answer unlocks after min_listen_share of the three clips' durations: that listening is
-    # part of each trial's time, which response_ms (unlock to click) leaves out (review rstats,
-    # finding 5). Every clip 3 s (clips recur across trials), share 0.5: 0.5 x 9 s = 4.5 s; a
+@pytest.mark.parametrize("share", [0.0, 0.5, 0.9])
+def test_it_gives_the_plan_the_clips_full_durations_whatever_min_listen_share_is(
+    alice, settings, tmp_path, share
+):
+    # The page unlocks the answer only once all three clips have played to the end
+    # (trial.html data-required="r,A,B", participant.js), whatever min_listen_share, the
+    # server's floor for scripted clients, is: that listening is part of each trial's time,
+    # which response_ms (unlock to click) leaves out (review rstats, finding 5), and planned
+    # as share x the durations it was 0 s at share 0 (review rdiff, finding 3). Every clip 3 s
+    # (clips recur across trials), plus the renditions' silence, 3 x PAD_MAX_S on average; a
     # clip of unknown duration counts 0, as the server's wait counts it.
     settings.MEDIA_ROOT = str(tmp_path / "media")
     study = make_study(alice, make_catalogue(alice), 3, practice_trials=0, catch=NO_CATCH)
-    study.settings = {**(study.settings or {}), "min_listen_share": 0.5}
+    study.settings = {**(study.settings or {}), "min_listen_share": share}
     study.save()
     Clip.objects.filter(catalogue=study.catalogue).update(duration_s=3.0)
     config, _ = report_config_for(study)
-    assert config.listen_seconds_per_trial == pytest.approx({"drums": 4.5, "guitar": 4.5})
+    full = 9.0 + 3 * PAD_MAX_S
+    assert config.listen_seconds_per_trial == pytest.approx({"drums": full, "guitar": full})
     first = study.trials.filter(instrument="drums", is_catch=False).first()
     Clip.objects.filter(pk=first.reference_id).update(duration_s=None)
     fewer = report_config_for(study)[0].listen_seconds_per_trial["drums"]
     main = study.trials.filter(instrument="drums", is_catch=False, is_practice=False).count()
-    assert fewer == pytest.approx(4.5 - 0.5 * 3.0 / main)
+    assert fewer == pytest.approx(full - 3.0 / main)
 
 
-def test_it_recomputes_the_report_when_min_listen_share_changes_the_listening_it_plans_with(
+def test_it_keeps_the_report_when_min_listen_share_changes_as_the_listening_does_not(
     client, alice, sim_study, django_capture_on_commit_callbacks
 ):
     client.force_login(alice)
     assert _edit(client, sim_study, min_listen_share=0.9).status_code == 302
     first = ReportSnapshot.objects.get(pk=recompute_report(sim_study.pk))
+    full = 15.0 + 3 * PAD_MAX_S  # the sim study's clips: 5 s each
     assert first.config["listen_seconds_per_trial"] == pytest.approx(
-        {"drums": 13.5, "guitar": 13.5}
+        {"drums": full, "guitar": full}
     )
+    planned = [row["listen_seconds_per_trial"] for row in first.tables["power_plan"]]
+    assert planned == pytest.approx([full] * len(planned))
     with django_capture_on_commit_callbacks(execute=False) as queued:
         assert _edit(client, sim_study, min_listen_share=0.5).status_code == 302
-    assert len(queued) == 1
+    assert not queued and not ReportState.objects.filter(study=sim_study, pending=True).exists()
     page = client.get(reverse("reports:page", args=[sim_study.pk])).content.decode()
-    assert re.search(r'data-testid="report-outdated">[^<]*listening per trial', page)
-    snap = ReportSnapshot.objects.get(pk=recompute_report(sim_study.pk))
-    assert snap.config["listen_seconds_per_trial"] == pytest.approx({"drums": 7.5, "guitar": 7.5})
-    assert {row["listen_seconds_per_trial"] for row in snap.tables["power_plan"]} == {7.5}
+    assert 'data-testid="report-outdated"' not in page
