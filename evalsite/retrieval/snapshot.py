@@ -241,9 +241,9 @@ def refresh(
 ) -> bool:
     """Write the catalogue's snapshot anew when it is missing or differs from the scope by at
     least share of its rows, or lacks the HNSW graphs (built with params) that a search over
-    more than exact_max of its rows would build; True when written. Reads the scope's ids (no
-    vectors) and the vectors of only the rows the old snapshot lacks. exact_max and params
-    default to search's EXACT_MAX and DEFAULT_HNSW, what a web process uses."""
+    more than exact_max of the scope's rows would build; True when written. Reads the scope's
+    ids (no vectors) and the vectors of only the rows the old snapshot lacks. exact_max and
+    params default to search's EXACT_MAX and DEFAULT_HNSW, what a web process uses."""
     from evalsite.retrieval.service import _hashed, scope
 
     exact_max = search.EXACT_MAX if exact_max is None else exact_max
@@ -257,8 +257,13 @@ def refresh(
     kept = np.isin(keys, old.keys)  # (N,)
     changed = int((~kept).sum()) + int((~np.isin(old.keys, keys)).sum())
     exists = IndexSnapshot.objects.filter(version=version, catalogue_id=catalogue_id).exists()
-    graphless = _searchable(old.vectors) > exact_max and old.hnsw != (
-        params.m, params.ef_construction)  # fmt: skip
+    # Whether the snapshot being written needs graphs the old one lacks: judged by the scope's
+    # rows (the old ones' finite vectors, and the new ones, whose vectors are not read yet: an
+    # upper bound, and _graphs skips the graphs where the rows read leave exact_max or fewer),
+    # not by the old snapshot's, which grown past exact_max by less than share kept no graphs.
+    searchable = _searchable(old.vectors[np.searchsorted(old.keys, keys[kept])]) + int(
+        (~kept).sum())  # fmt: skip
+    graphless = searchable > exact_max and old.hnsw != (params.m, params.ef_construction)
     if not len(keys) or (exists and changed < max(1.0, share * len(keys)) and not graphless):
         return False
     read = _read_vectors(keys[~kept])

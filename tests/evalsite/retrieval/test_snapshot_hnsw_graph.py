@@ -94,6 +94,29 @@ def test_it_writes_graphs_only_above_exact_max(version, catalogue, monkeypatch):
     assert not snapshot.refresh(version, catalogue.pk)  # and then nothing to do
 
 
+def test_it_writes_graphs_when_the_catalogue_grows_past_exact_max_by_a_few_rows(
+    version, catalogue, monkeypatch
+):
+    """Written at exact_max rows (no graphs), then two rows more: fewer than REFRESH_SHARE
+    changed, yet a search over the 80 builds a graph, so the snapshot is written with them and a
+    web process's first search loads them (review rdiff, finding 4: refresh judged the old
+    snapshot's 78 rows, and the first search built the graph inside the request)."""
+    monkeypatch.setattr(search_module, "EXACT_MAX", 78)
+    clips = list(catalogue.clips.order_by("id"))
+    Clip.objects.filter(pk__in=[c.pk for c in clips[-2:]]).update(status=Clip.Status.FAILED)
+    assert snapshot.refresh(version, catalogue.pk)  # 78 rows: at exact_max, no graphs
+    with np.load(current_file(version, catalogue)) as f:
+        assert not [name for name in f.files if name.startswith("graph")]
+    Clip.objects.filter(pk__in=[c.pk for c in clips[-2:]]).update(status=Clip.Status.READY)
+    assert snapshot.refresh(version, catalogue.pk)  # 80 rows: 2.5% changed, but graphless
+    service.forget_indexes()  # a fresh web process
+    service.search_vector(version, vector_of(clips[0].pk, version), "drums", 5, catalogue.pk,
+                          exact_max=78)  # fmt: skip
+    index = drums_index(version, catalogue, exact_max=78)
+    assert index.method == "hnsw" and index.hnsw_builds == 0  # loaded, not built
+    assert not snapshot.refresh(version, catalogue.pk)  # and then nothing to do
+
+
 def test_it_loads_the_graph_and_answers_as_a_built_one(version, catalogue, worker_above_exact_max):
     queries = queries_of(version, catalogue)
     built = [first_search(version, catalogue, q, HNSW)[0] for q in queries]  # from the rows
