@@ -1,7 +1,9 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import actions as admin_actions
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.utils.translation import gettext_lazy
 
 from evalsite.studies import flow_screening, flow_withdraw, history, trial_removal, trial_saving
 from evalsite.studies.experimenter import locked_study
@@ -14,6 +16,9 @@ from evalsite.studies.models import (
     StudyEvent,
     Trial,
 )
+
+# Django's own action's label (its msgid, so Django's translations of it apply).
+DELETE_SELECTED = gettext_lazy("Delete selected %(verbose_name_plural)s")
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -133,10 +138,32 @@ class TrialAdmin(admin.ModelAdmin):
             raise PermissionDenied(why)
         return super().delete_view(request, object_id, extra_context)
 
-    def delete_queryset(self, request, queryset) -> None:  # the list's "Delete selected" action
-        for trial in queryset.order_by("-id"):  # repeats (made after their originals) first
-            if Trial.objects.filter(pk=trial.pk).exists():  # not gone with its original
-                self.delete_model(request, trial)
+    # The list's "Delete selected": all the selected trials or none. Where a selected trial's
+    # study keeps its trials, the action deletes nothing and says which study and why, on the
+    # confirmation page's request and again on its confirmation (the study may have opened
+    # between the two); before, it deleted trials one by one and stopped with a 403 at the first
+    # refused, after the others were gone.
+    actions = ["delete_selected"]
+
+    @admin.action(permissions=["delete"], description=DELETE_SELECTED)
+    def delete_selected(self, request, queryset):
+        if why := _refusals(Study.objects.filter(pk__in=queryset.values("study_id"))):
+            self.message_user(request, why, messages.ERROR)
+            return None  # back to the list
+        return admin_actions.delete_selected(self, request, queryset)
+
+    def delete_queryset(self, request, queryset) -> None:
+        """Every selected trial's study checked under its lock (taken in id order, so that two
+        such deletes cannot deadlock) before any trial is deleted, all in one transaction;
+        refused as a whole with a 403 where a study has left its draft since the action's
+        check (`delete_selected`)."""
+        with transaction.atomic():
+            ids = sorted(set(queryset.values_list("study_id", flat=True)))
+            if why := _refusals(locked_study(pk) for pk in ids):
+                raise PermissionDenied(why)
+            for trial in queryset.order_by("-id"):  # repeats (made after their originals) first
+                if Trial.objects.filter(pk=trial.pk).exists():  # not gone with its original
+                    self.delete_model(request, trial)
 
     def delete_model(self, request, obj) -> None:
         with transaction.atomic():
@@ -147,6 +174,15 @@ class TrialAdmin(admin.ModelAdmin):
             obj.delete()  # its repeats with it
             what = {"deleted": 1 + repeats, "how": "admin", "trial": pk}
             history.record(study, request.user, history.Kind.TRIALS, what)
+
+
+def _refusals(studies) -> str:
+    """Why the selected trials of these studies may not be deleted, naming each study that keeps
+    its trials (`trial_removal.refusal`); "" when all may."""
+    refused = [f"study {s.name!r}: {why}" for s in studies if (why := trial_removal.refusal(s))]
+    if not refused:
+        return ""
+    return "Nothing was deleted. " + " ".join(refused)
 
 
 @admin.register(Participant)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.contrib.admin import site
+from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 
 from evalsite.reports.models import ReportSnapshot, ReportState
 from evalsite.studies import history
-from evalsite.studies.models import Answer, ConsentVersion, Participant, StudyEvent
+from evalsite.studies.models import Answer, ConsentVersion, Participant, StudyEvent, Trial
+from tests.evalsite.studies.conftest import make_catalogue, make_study
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
 from tests.evalsite.studies.form_pages import admin_trial_post
 
@@ -183,6 +186,54 @@ def test_the_admin_keeps_the_trials_of_a_study_that_was_opened_as_the_trials_pag
         client.post(url, {"action": "delete_selected", "_selected_action": [trial.pk],
                           "post": "yes"})  # fmt: skip
     assert (study.events.count(), study.trials.count()) == (events, trials)
+
+
+def test_the_admin_deletes_none_of_the_selected_trials_where_one_studys_trials_are_kept(
+    client, root, alice
+):
+    # "Delete selected" over a draft's trial and an open study's: refused as a whole, with a
+    # message naming the study that keeps its trials; before, the draft's trial was deleted (the
+    # higher id goes first) and then a 403 came for the open study's (review rdiff, finding 5).
+    catalogue = make_catalogue(alice)
+    opened = make_study(alice, catalogue, 2, practice_trials=0)  # open; the lower ids
+    opened.name = "Opened already"
+    opened.save()
+    study = make_study(alice, catalogue, 2, practice_trials=0)
+    study.status = "draft"
+    study.save()
+    drafts = study.trials.filter(is_catch=False, is_practice=False).order_by("id").first()
+    kept = opened.trials.order_by("id").last()
+    before = (Trial.objects.count(), StudyEvent.objects.count())
+    url = reverse("admin:studies_trial_changelist")
+    for post in ({}, {"post": "yes"}):  # the confirmation page, and its confirmation
+        response = client.post(url, {"action": "delete_selected",
+                                     "_selected_action": [drafts.pk, kept.pk], **post},
+                               follow=True)  # fmt: skip
+        assert response.status_code == 200
+        shown = [str(m) for m in response.context["messages"]]
+        assert any("Nothing was deleted" in m and "'Opened already'" in m and "open" in m
+                   for m in shown), shown  # fmt: skip
+        assert (Trial.objects.count(), StudyEvent.objects.count()) == before
+
+
+def test_the_admins_confirmed_delete_checks_every_study_under_its_lock_before_deleting_any(
+    rf, root, alice
+):
+    # A study opened between the action's check and the delete: delete_queryset refuses the
+    # whole selection (a 403), the draft's trial, reached first, included.
+    catalogue = make_catalogue(alice)
+    opened = make_study(alice, catalogue, 2, practice_trials=0)  # open; the lower ids
+    study = make_study(alice, catalogue, 2, practice_trials=0)
+    study.status = "draft"
+    study.save()
+    selected = Trial.objects.filter(pk__in=[study.trials.order_by("id").last().pk,
+                                            opened.trials.order_by("id").first().pk])  # fmt: skip
+    before = (Trial.objects.count(), StudyEvent.objects.count())
+    request = rf.post("/")
+    request.user = root
+    with pytest.raises(PermissionDenied, match=f"study {opened.name!r}: .* this one is open"):
+        site._registry[Trial].delete_queryset(request, selected)
+    assert (Trial.objects.count(), StudyEvent.objects.count()) == before
 
 
 def test_the_admin_deletes_a_drafts_trial_and_records_it_in_the_history(client, root, study):
