@@ -78,8 +78,10 @@ def design_main_trials(study: Study) -> dict[str, int]:
     first, so over the participants each instrument gets its share of that total in proportion
     to its main trials: rounded down (at least 1), and no more than one per reference piece
     (`most_main_trials`). Rounding down keeps the counts' sum within the total, so the plan's
-    participants are never fewer than the trials given need. What the settings view compares
-    before and after an edit, as a change of the trials changes it."""
+    participants are not fewer than the trials given need, except where an instrument's share is
+    under one trial (more instruments than the cap): planned at 1, the least a row can plan.
+    What the settings view compares before and after an edit, as a change of the trials
+    changes it."""
     most = most_main_trials(study)
     cap = study.setting("trials_per_participant")
     total = most_main_total(study)
