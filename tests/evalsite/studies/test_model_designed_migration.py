@@ -12,7 +12,7 @@ from evalsite.studies.models import Trial
 
 BEFORE = ("studies", "0013_consent_versions")
 FLAGGED = ("studies", "0014_trial_model_designed")
-RECOMPUTED = ("studies", "0015_trial_model_designed_recompute")
+RECOMPUTED = ("studies", "0016_trial_model_designed_recompute")
 
 
 def _make(apps, owner_id: int, clips: list[int]) -> dict[str, list[int]]:

@@ -33,7 +33,7 @@ def flag_latest_model_design(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("studies", "0014_trial_model_designed"),
+        ("studies", "0015_participant_entry_network"),
     ]
 
     operations = [
