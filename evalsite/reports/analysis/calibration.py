@@ -6,6 +6,8 @@ checks a few hundred datasets at most.
     nice -n 10 python -m evalsite.reports.analysis.calibration crossed [--datasets 2000]
     nice -n 10 python -m evalsite.reports.analysis.calibration laplace [--datasets 200]
     nice -n 10 python -m evalsite.reports.analysis.calibration reliability [--datasets 500]
+    nice -n 10 python -m evalsite.reports.analysis.calibration gee [--datasets 500]
+    nice -n 10 python -m evalsite.reports.analysis.calibration contrast-margin [--datasets 300]
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from scipy import special
 from .agreement import agreement_tables
 from .crossed import crossed_row
 from .inputs import normalise_answers
-from .mixed import laplace_model
+from .mixed import gee_check, laplace_model
 
 # (participants, trials per instrument, participant SD, trial SD): the review's settings.
 SETTINGS = [(30, 5, 0.5, 1.0), (30, 8, 0.5, 1.0), (30, 12, 0.5, 1.0), (20, 10, 0.5, 1.0)]
@@ -91,6 +93,95 @@ def laplace(datasets: int, seed: int) -> None:
         )
 
 
+def _rates(name: str, rejected: int, covered: int, terms: int, seed: int) -> str:
+    """A rejection rate at 0.05 and a 95 % coverage, with the binomial sd a calibrated test's
+    rate would have over `terms` (sqrt(0.05 * 0.95 / terms), the same for both)."""
+    sd = np.sqrt(0.05 * 0.95 / terms)
+    return (
+        f"{name}: p < 0.05 in {rejected / terms:.3f}, 95% coverage {covered / terms:.3f} "
+        f"(binomial sd {sd:.3f}; {terms} terms, seed {seed})"
+    )
+
+
+# GEE settings: the Laplace ones (trial SD 1), then no trial effect, where clustering by
+# participant is the whole dependence and only the sandwich's small-sample bias is left.
+GEE_SETTINGS = [*SETTINGS[:4], (20, 10, 0.5, 0.0), (30, 12, 0.5, 0.0), (20, 10, 1.0, 0.0)]
+
+
+def gee(datasets: int, seed: int) -> None:
+    """gee_check's instrument terms on two instruments at consent 0.5 (population-averaged
+    log-odds 0: the random effects are symmetric about 0)."""
+    rng = np.random.default_rng(seed)
+    for n_p, n_t, sd_p, sd_t in GEE_SETTINGS:
+        rejected = covered = terms = 0
+        for _ in range(datasets):
+            fixed = gee_check(_answers(rng, n_p, n_t, sd_p, sd_t), 0.95)[0].set_index("term")
+            rows = fixed.loc[["drums", "bass"]]
+            terms += 2
+            rejected += int((rows["p_val"] < 0.05).sum())
+            covered += int(((rows["ci_low"] <= 0) & (rows["ci_high"] >= 0)).sum())
+        print(
+            _rates(f"gee {n_p} x {n_t}, sd_p {sd_p}, sd_t {sd_t}", rejected, covered, terms, seed)
+        )
+
+
+def _margin_case(rng, n_p: int = 20, n_t: int = 12) -> pd.DataFrame:
+    """The review's margin case (docs/statistics.md): drums margins U(0.6, 1), bass U(0, 0.4),
+    slope 3, answers symmetric about each instrument's own mid margin, so each one's consent on
+    its own trials is exactly 0.5 and their contrast 0. Participant and trial SD 0.5 (logit
+    scale), the model's choice and the screen order at random, each participant's order shuffled.
+    """
+    a = rng.normal(0, 0.5, n_p)
+    p, t = (x.ravel() for x in np.meshgrid(np.arange(n_p), np.arange(n_t), indexing="ij"))
+    frames = []
+    for inst, (lo, hi) in {"drums": (0.6, 1.0), "bass": (0.0, 0.4)}.items():
+        margin, b = rng.uniform(lo, hi, n_t), rng.normal(0, 0.5, n_t)
+        eta = a[:, None] + b[None, :] + 3.0 * (margin[None, :] - (lo + hi) / 2)  # (P, T)
+        agree = (rng.random((n_p, n_t)) < special.expit(eta)).ravel()
+        model = rng.choice(np.array(["a", "b"]), p.size)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "participant": p,
+                    "trial": [f"{inst}{j}" for j in t],
+                    "instrument": inst,
+                    "model_margin": margin[t],
+                    "model_choice": model,
+                    "chosen": np.where(agree, model, np.where(model == "a", "b", "a")),
+                    "displayed_first": rng.choice(np.array(["a", "b"]), p.size),
+                }
+            )
+        )
+    raw = pd.concat(frames, ignore_index=True)
+    order = raw.groupby("participant")["trial"].transform(lambda s: rng.permutation(len(s)))
+    return normalise_answers(raw.assign(trial_index=order.astype(float)))
+
+
+def contrast_margin(datasets: int, seed: int) -> None:
+    """instrument_contrasts' "drums - bass" (and each instrument term, unadjusted) in the margin
+    case, with the spread of the contrast's estimate against its mean se."""
+    rng = np.random.default_rng(seed)
+    counts = {"drums": [0, 0], "bass": [0, 0], "drums - bass": [0, 0]}
+    estimates, ses, dfs = [], [], []
+    for _ in range(datasets):
+        fixed, contrasts, _ = laplace_model(_margin_case(rng), 0.95)
+        rows = pd.concat([fixed, contrasts]).set_index("term")
+        for term, count in counts.items():
+            count[0] += int(rows.loc[term, "p_val"] < 0.05)
+            count[1] += int(rows.loc[term, "ci_low"] <= 0 <= rows.loc[term, "ci_high"])
+        contrast = rows.loc["drums - bass"]
+        estimates.append(contrast["estimate"])
+        ses.append(contrast["se"])
+        dfs.append(contrast["df"])
+    for term, (rejected, covered) in counts.items():
+        print(_rates(f"contrast-margin 20 x 12 {term}", rejected, covered, datasets, seed))
+    print(
+        f"contrast-margin drums - bass: sd of the estimates {np.std(estimates, ddof=1):.3f}, "
+        f"root mean square se {np.sqrt(np.mean(np.square(ses))):.3f}, median df "
+        f"{np.median(dfs):.1f} ({datasets} datasets, seed {seed})"
+    )
+
+
 def reliability(datasets: int, seed: int) -> None:
     """The review's sim_kappa.py: each trial's share choosing candidate a drawn from Beta(2, 2),
     raters independent, so the population Fleiss kappa is (0.6 - 0.5) / (1 - 0.5) = 0.2."""
@@ -128,14 +219,23 @@ def reliability(datasets: int, seed: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evalsite.reports.analysis.calibration")
-    parser.add_argument("check", choices=["crossed", "laplace", "reliability"])
+    parser.add_argument(
+        "check", choices=["crossed", "laplace", "reliability", "gee", "contrast-margin"]
+    )
     parser.add_argument("--datasets", type=int, default=None)
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args(argv)
-    default = {"crossed": 2000, "laplace": 200, "reliability": 500}[args.check]
-    {"crossed": crossed, "laplace": laplace, "reliability": reliability}[args.check](
-        args.datasets or default, args.seed
-    )
+    checks = {
+        "crossed": (crossed, 2000),
+        "laplace": (laplace, 200),
+        "reliability": (reliability, 500),
+        "gee": (gee, 500),
+        "contrast-margin": (contrast_margin, 300),
+    }
+    check, default = checks[args.check]
+    if args.datasets is not None and args.datasets < 1:
+        parser.error(f"--datasets: expected a positive number of datasets, got {args.datasets}")
+    check(args.datasets or default, args.seed)
     return 0
 
 

@@ -13,7 +13,13 @@ from evalsite.reports.analysis import calibration
 
 @pytest.mark.parametrize(
     ("check", "datasets", "lines"),
-    [("crossed", 10, len(calibration.SETTINGS)), ("laplace", 1, 4), ("reliability", 3, 3)],
+    [
+        ("crossed", 10, len(calibration.SETTINGS)),
+        ("laplace", 1, 4),
+        ("reliability", 3, 3),
+        ("gee", 2, len(calibration.GEE_SETTINGS)),
+        ("contrast-margin", 2, 4),
+    ],
 )
 def test_it_prints_a_rate_and_a_coverage_per_setting(capsys, check, datasets, lines):
     assert calibration.main([check, "--datasets", str(datasets), "--seed", "1"]) == 0
@@ -26,4 +32,14 @@ def test_it_prints_a_rate_and_a_coverage_per_setting(capsys, check, datasets, li
             float(x)
             for x in re.findall(r"(?:in|coverage[^:]*:(?: Fleiss)?|Krippendorff) (\d\.\d{3})", line)
         ]
-        assert rates and all(0.0 <= r <= 1.0 for r in rates), line
+        spread = re.search(
+            r"sd of the estimates (\d\.\d{3}), root mean square se (\d\.\d{3})", line
+        )
+        assert (rates and all(0.0 <= r <= 1.0 for r in rates)) or spread, line
+
+
+def test_it_refuses_a_number_of_datasets_below_one(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        calibration.main(["gee", "--datasets", "0"])
+    assert exit_.value.code == 2
+    assert "--datasets: expected a positive number of datasets, got 0" in capsys.readouterr().err
