@@ -64,6 +64,27 @@ def test_it_holm_adjusts_the_instrument_terms_and_leaves_covariates_unadjusted(a
     assert table.loc[~inst, "p_adj"].isna().all()
 
 
+def _with_mean_covariates_sampled(data: pd.DataFrame, X: pd.DataFrame, fit) -> np.ndarray:
+    """The fit's covariance with each instrument term's variance widened by the sampling of its
+    answers' mean covariates over its trials, by hand: the trial means d_j of the covariates
+    (centred within instrument) with n_j answers each, C = T / (T - 1) sum (n_j d_j)(n_j d_j)' / N^2
+    (the trial-clustered variance of a mean), and the term's error about the log-odds at the
+    population mean, (beta_i - its value at the mean) - b'(population mean - mean), has variance
+    V_ii + b'Cb, b'Cb estimated without bias by b^'Cb^ - trace(V_b C), truncated at 0."""
+    names = list(X.columns)
+    covariates = [k for k, name in enumerate(names) if name not in set(data["instrument"])]
+    b, v_b = fit.beta[covariates], fit.beta_cov[np.ix_(covariates, covariates)]
+    cov = fit.beta_cov.copy()
+    for inst, part in X.groupby(data["instrument"].to_numpy()):
+        by_trial = part.iloc[:, covariates].groupby(data.loc[part.index, "trial"].to_numpy())
+        n_j, d = by_trial.size().to_numpy(float), by_trial.mean().to_numpy(float)
+        w = n_j[:, None] * d / n_j.sum()
+        C = len(n_j) / (len(n_j) - 1) * w.T @ w
+        i = names.index(inst)
+        cov[i, i] += max(b @ C @ b - np.trace(v_b @ C), 0.0)
+    return cov
+
+
 def test_it_compares_instruments_pairwise_from_the_laplace_fit(answers):
     from evalsite.reports.analysis.consent import scored
 
@@ -74,16 +95,17 @@ def test_it_compares_instruments_pairwise_from_the_laplace_fit(answers):
         y, X.to_numpy(float), [data["participant"].to_numpy(), data["trial"].to_numpy()]
     ).fit()
     names = list(X.columns)
+    cov = _with_mean_covariates_sampled(data, X, fit)
     row = contrasts.set_index("term").loc["drums - others"]
     i, j = names.index("drums"), names.index("others")
     diff = fit.beta[i] - fit.beta[j]
-    se = np.sqrt(fit.beta_cov[i, i] + fit.beta_cov[j, j] - 2 * fit.beta_cov[i, j])
+    se = np.sqrt(cov[i, i] + cov[j, j] - 2 * cov[i, j])
     assert row["estimate"] == pytest.approx(diff, rel=1e-9)
     assert row["se"] == pytest.approx(se, rel=1e-9)
     assert row["stat"] == pytest.approx(diff / se, rel=1e-9)
     # Welch df from the two terms' variances, each on its instrument's trials - 1.
     trials = data.groupby("instrument")["trial"].nunique()
-    v, d = np.array([fit.beta_cov[i, i], fit.beta_cov[j, j]]), trials[["drums", "others"]] - 1
+    v, d = np.array([cov[i, i], cov[j, j]]), trials[["drums", "others"]] - 1
     assert row["df"] == pytest.approx(v.sum() ** 2 / (v**2 / d.to_numpy()).sum(), rel=1e-9)
     assert row["ci_low"] == pytest.approx(diff - stats.t.ppf(0.95, row["df"]) * se, rel=1e-9)
     assert len(contrasts) == 10  # every pair of the five instruments, once
@@ -290,6 +312,30 @@ def test_it_estimates_each_instruments_consent_at_its_own_trials_margin(fit):
     for inst in ("drums", "bass"):
         assert special.expit(table.loc[inst, "estimate"]) == pytest.approx(0.5, abs=0.1), inst
     assert 1.0 < table.loc["model_margin", "estimate"] < 6.0  # true slope 3
+
+
+def test_it_counts_the_sampling_of_each_instruments_mean_margin_in_its_se():
+    # The margin case: each instrument term is its log-odds at its trials' mean margin, which
+    # is a sample mean of 12 margins; with slope 3 it moves the term by 3 (mean - 0.8) around
+    # the population's 0 (sd about 0.1 per term). Left out, the contrast's se was 0.264 where
+    # its estimates spread 0.303 and it rejected 0.077 (calibration contrast-margin).
+    answers = _margins_differ(seed=7)
+    fixed, contrasts, _ = mixed.laplace_model(answers, 0.95)
+    data, y, X, _ = mixed.design(answers)
+    fit = CrossedLogit(
+        y, X.to_numpy(float), [data["participant"].to_numpy(), data["trial"].to_numpy()]
+    ).fit()
+    names, cov = list(X.columns), _with_mean_covariates_sampled(data, X, fit)
+    terms = fixed.set_index("term")
+    for inst in ("drums", "bass"):
+        k = names.index(inst)
+        assert terms.loc[inst, "se"] == pytest.approx(np.sqrt(cov[k, k]), rel=1e-9)
+        assert terms.loc[inst, "se"] > fit.beta_se[k] * 1.02, inst
+    for name in ("model_margin", "model_shown_first", "trial_index_per_100"):
+        assert terms.loc[name, "se"] == pytest.approx(fit.beta_se[names.index(name)], rel=1e-9)
+    i, j = names.index("drums"), names.index("bass")
+    se = np.sqrt(cov[i, i] + cov[j, j] - 2 * cov[i, j])
+    assert contrasts.set_index("term").loc["drums - bass", "se"] == pytest.approx(se, rel=1e-9)
 
 
 def test_it_holds_the_level_of_the_instrument_tests_when_margins_differ_by_instrument():
