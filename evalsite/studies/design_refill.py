@@ -15,7 +15,9 @@ Rules (docs/site.md, "Coming back after the timeout"):
   holds. No other check or practice trial is added: a return keeps those, and takes them out
   only when no main trial is left and none can be refilled.
 - The new slots come after every slot it holds, ordered by `design_order.order_trials` after the
-  last one (the order rules hold across the join), so no slot it holds moves for them. Their
+  last one (the order rules hold across the join), so no slot it holds moves for them. A new
+  repeat check that order puts next to its original or before it is left out (`spaced`): only
+  a new trial can sit between them, and there may be none (one main trial refilled). Their
   positions balance each instrument's main trials, those it holds included: the key candidate in
   A as often as in B, within one (the odd one's side by the seed); a repeat shows its original's
   candidates swapped.
@@ -70,10 +72,11 @@ def choose(
 
 
 def place(new: list, kept: list[tuple], last, seed: int) -> list[tuple]:
-    """(trial, canonical candidate shown in A) for each of `new`, in the order they follow
-    `last` (the list's last slot). `kept`: the (main trial, shown in A) the participant holds."""
+    """(trial, canonical candidate shown in A) for each of `new` that `spaced` keeps, in the
+    order they follow `last` (the list's last slot). `kept`: the (main trial, shown in A) the
+    participant holds."""
     rng = random.Random(seed)
-    ordered = order_trials(new, seed, before=last)
+    ordered = spaced(new, last, seed)
     shown: dict[int, str] = {}
     mains = [t for t in new if _is_main(t)]
     for instrument in sorted({t.instrument for t in mains}):
@@ -84,22 +87,40 @@ def place(new: list, kept: list[tuple], last, seed: int) -> list[tuple]:
         in_a = min(max(want - held_in_a, 0), len(group))
         sides = ["a"] * in_a + ["b"] * (len(group) - in_a)
         shown |= dict(zip((t.id for t in fisher_yates(group, rng)), fisher_yates(sides, rng)))
-    for t in new:
+    for t in ordered:
         if not _is_main(t):
             shown[t.id] = FLIP[shown[t.repeat_of_id]]
     return [(t, shown[t.id]) for t in ordered]
 
 
+def spaced(new: list, last, seed: int) -> list:
+    """`new` in the order `order_trials` gives after `last`, less each repeat check that order
+    puts next to its original or before it, ordered again without it until none is: a repeat
+    needs a new trial between (the slots the participant holds all come before the new ones),
+    and one heard right after, or before, its original measures nothing."""
+    trials = list(new)
+    while True:
+        ordered = order_trials(trials, seed, before=last)
+        where = {t.id: i for i, t in enumerate(ordered)}
+        close = [t for i, t in enumerate(ordered)
+                 if t.repeat_of_id in where and i - where[t.repeat_of_id] < 2]  # fmt: skip
+        if not close:
+            return ordered
+        trials.remove(close[0])
+
+
 def refill(
     study: Study, participant_id: int, seed: int, new: list, kept: list[dict], until: datetime
-) -> None:
+) -> list:
     """Store `new` (`choose`) after the participant's `kept` slots (its list as the return left
-    it, in order: dicts with `trial` and `displayed_first`), reserved until `until`."""
+    it, in order: dicts with `trial` and `displayed_first`), reserved until `until`; the trials
+    stored (`place` leaves out a repeat check it cannot space from its original)."""
     last = kept[-1]["trial"] if kept else None
     mains = [(s["trial"], s["displayed_first"]) for s in kept if _is_main(s["trial"])]
     placed = place(new, mains, last, seed)
     rows = [(t.id, side) for t, side in placed]
     participant_writes.insert_slots(participant_id, rows, until, answerable(study), len(kept))
+    return [t for t, _ in placed]
 
 
 def choose_for(study: Study, seed: int, slots: list[dict], dropped: list[dict], counts) -> list:

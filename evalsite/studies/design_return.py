@@ -89,7 +89,7 @@ def recheck(participant: Participant, now: datetime) -> bool:
         Assignment.objects.filter(pk__in=[s["id"] for s in kept]).update(reserved_until=until)
         if new:
             held = [s for s in slots if s["answered"]] + kept  # the list's order
-            design_refill.refill(study, participant.pk, seed, new, held, until)
+            new = design_refill.refill(study, participant.pk, seed, new, held, until)
         counts.update(t.id for t in [*(s["trial"] for s in kept), *new])  # seen reserved again
         keep_fill(study, counts)
     return bool(dropped)

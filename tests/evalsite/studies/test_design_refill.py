@@ -212,3 +212,48 @@ def test_it_never_refills_two_trials_that_break_the_shared_candidate_rule_betwee
     for x, y in combinations(chosen, 2):
         assert not (x.reference_piece == y.reference_piece
                     and x.candidate_pieces & y.candidate_pieces)  # fmt: skip
+
+
+def test_it_leaves_out_a_refilled_repeat_check_no_new_trial_can_sit_between_with_its_original():
+    held = [_trial(1, "drums", "P0", {"P1", "P2"}),
+            _trial(2, "drums", "P3", {"P4", "P5"}),
+            _trial(9, "drums", "P3", {"P4", "P5"}, catch_kind="repeat", repeat_of=2)]  # fmt: skip
+    new = [_trial(3, "drums", "P6", {"P7", "P8"}),
+           _trial(4, "drums", "P6", {"P7", "P8"}, catch_kind="repeat", repeat_of=3)]  # fmt: skip
+    for seed in range(50):
+        placed = design_refill.place(new, kept=[(held[0], "a")], last=held[0], seed=seed)
+        assert [t.id for t, _ in placed] == [3], seed  # its repeat would be next to it or before
+
+
+def test_it_keeps_a_refilled_repeat_check_where_a_new_trial_sits_between_it_and_its_original():
+    last = _trial(1, "drums", "P0", {"P1", "P2"})
+    new = [_trial(3, "drums", "P6", {"P7", "P8"}), _trial(5, "bass", "P9", {"P7", "P8"}),
+           _trial(4, "drums", "P6", {"P7", "P8"}, catch_kind="repeat", repeat_of=3)]  # fmt: skip
+    for seed in range(50):
+        order = [t for t, _ in design_refill.place(new, kept=[], last=last, seed=seed)]
+        assert [t.id for t in order] == [3, 5, 4], seed  # the one order keeping the rules
+
+
+@pytest.mark.django_db
+def test_it_never_puts_a_refilled_repeat_check_next_to_or_before_its_original(
+    experimenter, listening_catalogue
+):
+    """2 main trials and 1 repeat check per participant; the main trial with the repeat reaches
+    its target meanwhile, and one main trial is refilled: its repeat cannot be spaced."""
+    for k in range(8):
+        study = make_study(experimenter, listening_catalogue, target_answers_per_trial=1,
+                           trials_per_participant=2, practice_trials=0,
+                           catch={"identical": 0, "attention": 0, "repeat": 1})  # fmt: skip
+        _with_a_repeat_of_every_main_trial(study)
+        client = Client()
+        p = to_step(client, enter(client, study, pid=f"away{k}"), "trials")
+        (repeat,) = [s.trial for s in p.slots.select_related("trial") if s.trial.is_catch]
+        lapse(p)
+        answer_elsewhere(study, [repeat.repeat_of])  # the repeated main trial: at its target
+        client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
+        slots = list(p.slots.order_by("index").select_related("trial"))
+        assert len(_mains(p)) == 2, k  # the one taken out is refilled
+        where = {s.trial_id: s.index for s in slots}
+        for s in slots:
+            if s.trial.catch_kind == "repeat":
+                assert where[s.trial_id] - where[s.trial.repeat_of_id] >= 2, (k, where)
