@@ -6,11 +6,11 @@ are plain functions of trial-like objects and a seed (`choose`, `place`); `refil
 Rules (docs/site.md, "Coming back after the timeout"):
 - Main trials below their target only (one at its target would be taken out at the next return),
   least-filled first, ties by the seed, until the participant holds the study's trials per
-  participant again (its answered and kept main trials count). None it held, taken out ones
-  included, and none that `design.one_per_reference` keeps out beside every main trial it held,
-  taken out ones included (the page of one may have been heard): one main trial per instrument
-  and reference piece, no shared candidate piece on one reference piece where either trial is
-  model-designed.
+  participant again (its answered and kept main trials count). None it held, and none that
+  `design.one_per_reference` keeps out beside every main trial it held, taken out ones included,
+  at this return or an earlier one (`TakenOutTrial`; the page of one may have been heard): one
+  main trial per instrument and reference piece, no shared candidate piece on one reference
+  piece where either trial is model-designed.
 - Repeat checks of the new main trials, as many as the study's `catch["repeat"]` less those it
   holds. No other check or practice trial is added: a return keeps those, and takes them out
   only when no main trial is left and none can be refilled.
@@ -41,7 +41,7 @@ from evalsite.studies.design import (
     trial_refs,
 )
 from evalsite.studies.design_order import FLIP, fisher_yates, order_trials
-from evalsite.studies.models import Study
+from evalsite.studies.models import Study, TakenOutTrial
 
 
 def _is_main(t) -> bool:
@@ -123,8 +123,11 @@ def refill(
     return [t for t, _ in placed]
 
 
-def choose_for(study: Study, seed: int, slots: list[dict], dropped: list[dict], counts) -> list:
-    """`choose` for a participant's `slots` (`design_return._slots`) of which `dropped` go."""
+def choose_for(
+    study: Study, participant_id: int, seed: int, slots: list[dict], dropped: list[dict], counts
+) -> list:
+    """`choose` for a participant's `slots` (`design_return._slots`) of which `dropped` go. The
+    trials taken out of its list at its earlier returns (`TakenOutTrial`) count as held."""
     if not any(_is_main(s["trial"]) for s in dropped):
         return []
     trials = trial_refs(study.trials.filter(is_practice=False))
@@ -133,4 +136,7 @@ def choose_for(study: Study, seed: int, slots: list[dict], dropped: list[dict], 
     repeats = int(study.setting("catch").get("repeat", 0) or 0)
     target = int(study.setting("target_answers_per_trial"))
     held: list[TrialRef] = [s["trial"] for s in slots]
+    rows = TakenOutTrial.objects.filter(participant_id=participant_id)
+    taken_out = set(rows.values_list("trial_id", flat=True))
+    held += [t for t in trials if t.id in taken_out]
     return choose(trials, held, kept_ids, counts, target, int(n), repeats, seed)

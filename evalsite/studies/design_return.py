@@ -17,10 +17,11 @@ moves unless it was taken out itself: the answered slots before it keep their nu
 does it. A renumbered slot needs a view of its page before an answer to it is stored, so a page
 still showing a slot that was taken out stores nothing under its number. Trials still below
 their target take the place of the main ones taken out, up to the study's trials per participant
-(`design_refill`), after every slot it holds. A participant left with nothing to answer (no main
-trial answered, none left, none to refill) moves to the study-full step, as an entry that finds
-no trial left does (`flow_trials.start_trials`); what it answered (practice, checks)
-stays stored with its slots.
+(`design_refill`), after every slot it holds; what was taken out is recorded (`TakenOutTrial`),
+so that no later return gives it back. A participant left with nothing to answer (no main trial
+answered, none left, none to refill) moves to the study-full step, as an entry that finds no
+trial left does (`flow_trials.start_trials`); what it answered (practice, checks) stays stored
+with its slots.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from evalsite.studies import design_refill
 from evalsite.studies.design import TRIAL_REF_FIELDS, TrialRef, lock_participants, trial_ref
 from evalsite.studies.design_fill import count_fill, keep_fill, lock_study
 from evalsite.studies.design_order import repair_order
-from evalsite.studies.models import Answer, Assignment, Participant
+from evalsite.studies.models import Answer, Assignment, Participant, TakenOutTrial
 
 log = logging.getLogger("evalsite.studies.participant")
 STEPS = (Participant.Step.PRACTICE, Participant.Step.TRIALS)
@@ -66,7 +67,7 @@ def recheck(participant: Participant, now: datetime) -> bool:
                    or s["trial"].repeat_of_id in full]  # fmt: skip
         # Trials still below target take the place of main trials taken out (design_refill).
         seed = participant.seed + len(slots)  # the participant's, another draw per list length
-        new = design_refill.choose_for(study, seed, slots, dropped, counts)
+        new = design_refill.choose_for(study, participant.pk, seed, slots, dropped, counts)
         # No main trial left, answered or not, and none to refill: the practice and checks go
         # too, and so does the participant (study full). One with main answers completes.
         nothing_to_give = (
@@ -81,6 +82,11 @@ def recheck(participant: Participant, now: datetime) -> bool:
         if dropped:
             last = slots[answered - 1]["trial"] if answered else None
             Assignment.objects.filter(pk__in=[s["id"] for s in dropped]).delete()
+            # Remembered: their pages may have been heard, and no later return gives them back.
+            TakenOutTrial.objects.bulk_create(
+                TakenOutTrial(participant_id=participant.pk, trial_id=s["trial"].id)
+                for s in dropped
+            )
             kept = _reorder(unanswered, kept, last)
             _renumber(kept, answered, len(slots))
         if nothing_to_give:

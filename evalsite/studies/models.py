@@ -374,6 +374,27 @@ class Assignment(models.Model):
         return f"slot {self.index} of participant {self.participant_id}"
 
 
+class TakenOutTrial(models.Model):
+    """A trial taken out of a participant's list at a return, as others took it to its target
+    while the participant was away (`design_return`). Its page may have been heard, so no later
+    return gives it back, nor a trial the entry's rules keep out beside it (`design_refill`):
+    the slot itself is deleted, so the list would no longer tell."""
+
+    # participant is served by the unique (participant, trial) index, which leads with it.
+    participant = models.ForeignKey(
+        Participant, on_delete=models.CASCADE, related_name="taken_out", db_index=False
+    )
+    trial = models.ForeignKey(Trial, on_delete=models.CASCADE, related_name="taken_out")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["participant", "trial"], name="taken_out_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"trial {self.trial_id} taken out of participant {self.participant_id}'s list"
+
+
 class Answer(models.Model):
     """Exactly one per (participant, trial): the database refuses a second one."""
 

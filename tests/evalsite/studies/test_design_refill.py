@@ -6,6 +6,7 @@ participant, under the entry's rules; where none is left, it is treated as befor
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 from itertools import combinations
 from types import SimpleNamespace as T
 
@@ -24,7 +25,12 @@ from tests.evalsite.studies.participant_steps import (
     to_step,
     url,
 )
-from tests.evalsite.studies.return_steps import answer_elsewhere, lapse, to_main_trials
+from tests.evalsite.studies.return_steps import (
+    answer_elsewhere,
+    lapse,
+    to_a_main_trial,
+    to_main_trials,
+)
 
 
 def _mains(p: Participant) -> list[Trial]:
@@ -257,3 +263,40 @@ def test_it_never_puts_a_refilled_repeat_check_next_to_or_before_its_original(
         for s in slots:
             if s.trial.catch_kind == "repeat":
                 assert where[s.trial_id] - where[s.trial.repeat_of_id] >= 2, (k, where)
+
+
+def _reserve_for_another(study: Study, trial: Trial, seed: int) -> Assignment:
+    """Another participant under way holds `trial` (a live slot)."""
+    other = Participant.objects.create(study=study, seed=seed, step=Participant.Step.TRIALS)
+    until = timezone.now() + timedelta(hours=1)
+    return Assignment.objects.create(participant=other, trial=trial, index=0,
+                                     displayed_first="a", reserved_until=until)  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_it_never_gives_back_at_a_later_return_a_trial_taken_out_at_an_earlier_one(
+    experimenter, listening_catalogue
+):
+    study = make_study(experimenter, listening_catalogue, target_answers_per_trial=1,
+                       trials_per_participant=1, practice_trials=0,
+                       catch={"identical": 0, "attention": 0, "repeat": 0})  # fmt: skip
+    client = Client()
+    p = to_step(client, enter(client, study, pid="away"), "trials")
+    x = to_a_main_trial(client, p).trial  # its page opened: heard
+    mains = list(study.trials.filter(is_practice=False, is_catch=False))
+    held_elsewhere = _reserve_for_another(study, x, seed=5)  # x at its target while p is away
+    lapse(p)
+    client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)  # return 1: x out, y in
+    (y,) = _mains(p)
+    assert y != x
+    # x is below its target again (the other's slot lapsed); every other trial but y is
+    # answered elsewhere, and y is held by a third participant when p comes back again.
+    held_elsewhere.reserved_until = timezone.now() - timedelta(seconds=1)
+    held_elsewhere.save(update_fields=["reserved_until"])
+    answer_elsewhere(study, [t for t in mains if t not in (x, y)])
+    _reserve_for_another(study, y, seed=6)
+    lapse(p)
+    client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)  # return 2: y out
+    assert x not in _mains(p)  # the trial whose page it had open before return 1
+    p.refresh_from_db()
+    assert p.step == "full"  # nothing else is below target: no trial to give
