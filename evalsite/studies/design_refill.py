@@ -5,15 +5,15 @@ are plain functions of trial-like objects and a seed (`choose`, `place`); `refil
 
 Rules (docs/site.md, "Coming back after the timeout"):
 - Main trials below their target only (one at its target would be taken out at the next return),
-  least-filled first, ties by the seed, until the participant holds the study's trials per
-  participant again (its answered and kept main trials count). None it held, and none that
-  `design.one_per_reference` keeps out beside every main trial it held, taken out ones included,
-  at this return or an earlier one (`TakenOutTrial`; the page of one may have been heard): one
-  main trial per instrument and reference piece, no shared candidate piece on one reference
-  piece where either trial is model-designed.
-- Repeat checks of the new main trials, as many as the study's `catch["repeat"]` less those it
-  holds. No other check or practice trial is added: a return keeps those, and takes them out
-  only when no main trial is left and none can be refilled.
+  least-filled first, ties by the seed, as many as were taken out: what the participant was
+  given, whatever the study's settings now (an edit after its entry is for those to come). None
+  it held, and none that `design.one_per_reference` keeps out beside every main trial it held,
+  taken out ones included, at this return or an earlier one (`TakenOutTrial`; the page of one
+  may have been heard): one main trial per instrument and reference piece, no shared candidate
+  piece on one reference piece where either trial is model-designed.
+- Repeat checks of the new main trials, at most as many as were taken out. No other check or
+  practice trial is added: a return keeps those, and takes them out only when no main trial is
+  left and none can be refilled.
 - The new slots come after every slot it holds, ordered by `design_order.order_trials` after the
   last one (the order rules hold across the join), so no slot it holds moves for them. A new
   repeat check that order puts next to its original or before it is left out (`spaced`): only
@@ -49,26 +49,21 @@ def _is_main(t) -> bool:
 
 
 def choose(
-    trials: list, held: list, kept_ids: set, counts: Counter, target: int, n: int, repeats: int,
-    seed: int,
-) -> list:  # fmt: skip
+    trials: list, held: list, counts: Counter, target: int, mains: int, repeats: int, seed: int
+) -> list:
     """The trials (main ones, then their repeat checks) that refill a list. `trials`: the study's
-    main and catch trials; `held`: every trial of the participant's list before its return;
-    `kept_ids`: those of them that stay (answered or kept); `n`: main trials per participant;
-    `repeats`: the study's repeat checks per participant."""
+    main and catch trials; `held`: every trial of the participant's list before its return, and
+    those taken out at its earlier returns; `mains` and `repeats`: how many main trials and
+    repeat checks its return took out, the most that take their place."""
     rng = random.Random(seed)
-    need = n - sum(1 for t in held if t.id in kept_ids and _is_main(t))
-    if need <= 0:
-        return []
     held_ids = {t.id for t in held}
     below = [t for t in trials if _is_main(t) and t.id not in held_ids and counts[t.id] < target]
     taken: set[tuple] = set().union(*(trial_keys(t) for t in held if _is_main(t)))
     originals = {t.repeat_of_id for t in trials if t.catch_kind == "repeat"}
-    chosen = one_per_reference(below, counts, rng, need, taken, originals)
+    chosen = one_per_reference(below, counts, rng, mains, taken, originals)
     ids = {t.id for t in chosen}
     pool = [t for t in trials if t.catch_kind == "repeat" and t.repeat_of_id in ids]
-    have = sum(1 for t in held if t.id in kept_ids and t.catch_kind == "repeat")
-    return chosen + least_filled(pool, counts, rng, max(0, repeats - have))
+    return chosen + least_filled(pool, counts, rng, repeats)
 
 
 def place(new: list, kept: list[tuple], last, seed: int) -> list[tuple]:
@@ -126,17 +121,18 @@ def refill(
 def choose_for(
     study: Study, participant_id: int, seed: int, slots: list[dict], dropped: list[dict], counts
 ) -> list:
-    """`choose` for a participant's `slots` (`design_return._slots`) of which `dropped` go. The
-    trials taken out of its list at its earlier returns (`TakenOutTrial`) count as held."""
-    if not any(_is_main(s["trial"]) for s in dropped):
+    """`choose` for a participant's `slots` (`design_return._slots`) of which `dropped` go, as
+    many main trials and repeat checks as go: what it was given, not the study's settings now
+    (an edit after its entry does not change its session). The trials taken out of its list at
+    its earlier returns (`TakenOutTrial`) count as held."""
+    mains = sum(1 for s in dropped if _is_main(s["trial"]))
+    if not mains:
         return []
+    repeats = sum(1 for s in dropped if s["trial"].catch_kind == "repeat")
     trials = trial_refs(study.trials.filter(is_practice=False))
-    n = study.setting("trials_per_participant") or sum(1 for t in trials if _is_main(t))
-    kept_ids = {s["trial"].id for s in slots if s not in dropped}
-    repeats = int(study.setting("catch").get("repeat", 0) or 0)
     target = int(study.setting("target_answers_per_trial"))
     held: list[TrialRef] = [s["trial"] for s in slots]
     rows = TakenOutTrial.objects.filter(participant_id=participant_id)
     taken_out = set(rows.values_list("trial_id", flat=True))
     held += [t for t in trials if t.id in taken_out]
-    return choose(trials, held, kept_ids, counts, target, int(n), repeats, seed)
+    return choose(trials, held, counts, target, mains, repeats, seed)

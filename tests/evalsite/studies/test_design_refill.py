@@ -1,6 +1,6 @@
 """A returning participant whose trials others took to their target while it was away gets trials
-still below their target in their place (`design_refill`), up to the study's trials per
-participant, under the entry's rules; where none is left, it is treated as before
+still below their target in their place (`design_refill`), as many as were taken out, under
+the entry's rules; where none is left, it is treated as before
 (test_design_return)."""
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ from types import SimpleNamespace as T
 
 import pytest
 from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from evalsite.studies import design_refill
 from evalsite.studies.design_order import violations
 from evalsite.studies.models import Answer, Assignment, Participant, Study, Trial
 from tests.evalsite.studies.conftest import enter, make_study
+from tests.evalsite.studies.form_pages import settings_page_values
 from tests.evalsite.studies.participant_steps import (
     DESKTOP_UA,
     answer_current,
@@ -74,7 +76,7 @@ def test_it_refills_a_returning_participants_session_with_trials_still_below_tar
     slots = list(p.slots.order_by("index").select_related("trial"))
     assert [s.index for s in slots] == list(range(len(slots)))
     assert all(s.reserved_until > now for s in slots)
-    (repeat,) = [s for s in slots if s.trial.catch_kind == "repeat"]  # the study's 1, again
+    (repeat,) = [s for s in slots if s.trial.catch_kind == "repeat"]  # the one taken out's
     assert repeat.trial.repeat_of in refilled
     original = next(s for s in slots if s.trial_id == repeat.trial.repeat_of_id)
     assert repeat.displayed_first != original.displayed_first  # shown the other way round
@@ -84,7 +86,7 @@ def test_it_refills_a_returning_participants_session_with_trials_still_below_tar
 
 
 @pytest.mark.django_db
-def test_it_refills_only_up_to_the_trials_per_participant_its_answers_count_towards(
+def test_it_refills_as_many_main_trials_as_were_taken_out_after_those_it_answered(
     experimenter, listening_catalogue
 ):
     study = make_study(experimenter, listening_catalogue, target_answers_per_trial=1,
@@ -172,12 +174,12 @@ def test_it_refills_with_no_trial_the_entrys_rules_keep_from_what_the_participan
         _trial(6, "bass", "P2", {"P0", "P1"}, catch_kind="repeat", repeat_of=9),
     ]
     counts = Counter({2: 0, 3: 0, 4: 0, 5: 0})
-    chosen = design_refill.choose(study, held, kept_ids=set(), counts=counts, target=1, n=4,
-                                  repeats=1, seed=7)  # fmt: skip
+    chosen = design_refill.choose(study, held, counts=counts, target=1, mains=4, repeats=1,
+                                  seed=7)  # fmt: skip
     assert {t.id for t in chosen} == {4, 5}
 
 
-def test_it_refills_trials_below_target_only_and_none_past_the_trials_per_participant():
+def test_it_refills_trials_below_target_only_and_no_more_than_were_taken_out():
     held = [_trial(1, "drums", "P0", {"P1", "P2"}), _trial(2, "bass", "P3", {"P4", "P5"})]
     study = [
         *held,
@@ -187,8 +189,9 @@ def test_it_refills_trials_below_target_only_and_none_past_the_trials_per_partic
         _trial(6, "drums", "P8", {"P6", "P9"}, catch_kind="repeat", repeat_of=5),
     ]
     counts = Counter({1: 2, 2: 0, 3: 2, 4: 1, 5: 0, 6: 0})  # 3 at its target of 2
-    chosen = design_refill.choose(study, held, kept_ids={2}, counts=counts, target=2, n=2,
-                                  repeats=1, seed=7)  # fmt: skip
+    # 1 was taken out (with a repeat check of it), 2 is kept
+    chosen = design_refill.choose(study, held, counts=counts, target=2, mains=1, repeats=1,
+                                  seed=7)  # fmt: skip
     assert [t.id for t in chosen] == [5, 6]  # the least filled below target, and its repeat
 
 
@@ -212,8 +215,8 @@ def test_it_never_refills_two_trials_that_break_the_shared_candidate_rule_betwee
     study = [_trial(i, instrument, "P0", {"P1", f"P{i + 1}"})
              for i, instrument in enumerate(["drums", "bass", "guitar"], start=2)]  # fmt: skip
     held = [_trial(1, "piano", "P9", {"P8", "P7"})]
-    chosen = design_refill.choose([*held, *study], held, kept_ids=set(), counts=Counter(),
-                                  target=1, n=3, repeats=0, seed=3)  # fmt: skip
+    chosen = design_refill.choose([*held, *study], held, counts=Counter(), target=1, mains=3,
+                                  repeats=0, seed=3)  # fmt: skip
     assert len(chosen) == 1
     for x, y in combinations(chosen, 2):
         assert not (x.reference_piece == y.reference_piece
@@ -300,3 +303,51 @@ def test_it_never_gives_back_at_a_later_return_a_trial_taken_out_at_an_earlier_o
     assert x not in _mains(p)  # the trial whose page it had open before return 1
     p.refresh_from_db()
     assert p.step == "full"  # nothing else is below target: no trial to give
+
+
+def _edit_settings(study: Study, **values: str) -> None:
+    """The researcher saves the study's settings page with `values` typed in."""
+    owner = Client()
+    owner.force_login(study.owner)
+    posted = settings_page_values(owner, study) | values
+    assert owner.post(reverse("studies:study_edit", args=[study.pk]), posted).status_code == 302
+    study.refresh_from_db()
+
+
+@pytest.mark.parametrize("now_per_participant", [1, 6])
+@pytest.mark.django_db
+def test_it_refills_only_the_main_trials_taken_out_whatever_the_trials_per_participant_now(
+    experimenter, listening_catalogue, now_per_participant
+):
+    study = make_study(experimenter, listening_catalogue, per_instrument=3,
+                       target_answers_per_trial=1, trials_per_participant=2,
+                       catch={"identical": 0, "attention": 0, "repeat": 0})  # fmt: skip
+    client = Client()
+    p = to_step(client, enter(client, study, pid="away"), "practice")
+    entered = _mains(p)
+    assert len(entered) == 2  # the session it entered (and was paid) for
+    _edit_settings(study, trials_per_participant=str(now_per_participant))  # for those to come
+    assert study.setting("trials_per_participant") == now_per_participant
+    lapse(p)
+    answer_elsewhere(study, entered[:1])  # one of its two trials reached its target meanwhile
+    client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
+    now = _mains(p)
+    assert len(now) == 2 and entered[1] in now and entered[0] not in now
+
+
+@pytest.mark.django_db
+def test_it_refills_no_repeat_check_where_none_was_taken_out(experimenter, listening_catalogue):
+    study = make_study(experimenter, listening_catalogue, per_instrument=3,
+                       target_answers_per_trial=1, trials_per_participant=3, practice_trials=0,
+                       catch={"identical": 0, "attention": 0, "repeat": 0})  # fmt: skip
+    _with_a_repeat_of_every_main_trial(study)
+    client = Client()
+    p = to_step(client, enter(client, study, pid="away"), "trials")
+    entered = _mains(p)
+    assert not p.slots.filter(trial__is_catch=True).exists()
+    _edit_settings(study, catch_repeat="2")  # repeat checks for the participants to come
+    lapse(p)
+    answer_elsewhere(study, entered[:2])
+    client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
+    assert len(_mains(p)) == 3  # two refilled, at least two new trials: a repeat could be spaced
+    assert not p.slots.filter(trial__is_catch=True).exists()
