@@ -15,9 +15,16 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from evalsite.studies import design_refill
+from evalsite.studies import design_refill, design_return
 from evalsite.studies.design_order import violations
-from evalsite.studies.models import Answer, Assignment, Participant, Study, Trial
+from evalsite.studies.models import (
+    Answer,
+    Assignment,
+    Participant,
+    Study,
+    TakenOutTrial,
+    Trial,
+)
 from tests.evalsite.studies.conftest import enter, make_study
 from tests.evalsite.studies.form_pages import settings_page_values
 from tests.evalsite.studies.participant_steps import (
@@ -351,3 +358,37 @@ def test_it_refills_no_repeat_check_where_none_was_taken_out(experimenter, liste
     client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
     assert len(_mains(p)) == 3  # two refilled, at least two new trials: a repeat could be spaced
     assert not p.slots.filter(trial__is_catch=True).exists()
+
+
+@pytest.mark.django_db
+def test_it_keeps_out_at_a_later_return_what_the_entrys_rules_keep_out_beside_a_trial_taken_out(
+    experimenter, listening_catalogue
+):
+    m = list(listening_catalogue.clips.filter(meta={}).order_by("id"))
+    study = make_study(
+        experimenter,
+        listening_catalogue,
+        target_answers_per_trial=2,
+        practice_trials=0,
+        catch={"identical": 0, "attention": 0, "repeat": 0},
+    )
+    study.trials.all().delete()
+    plan = {"x": ("drums", 0, 1, 2),  # taken out at an earlier return
+            "same_pair": ("drums", 0, 1, 3),  # its instrument on its reference piece
+            "shared": ("guitar", 0, 2, 4),  # a model-chosen candidate piece of it, there
+            "free": ("bass", 1, 3, 4),
+            "y": ("bass", 2, 4, 5)}  # fmt: skip
+    t = {name: Trial.objects.create(study=study, instrument=i, reference=m[r], candidate_a=m[a],
+                                    candidate_b=m[b], model_choice="a", model_designed=True)
+         for name, (i, r, a, b) in plan.items()}  # fmt: skip
+    p = Participant.objects.create(study=study, seed=1, step=Participant.Step.TRIALS)
+    Assignment.objects.create(participant=p, trial=t["y"], index=0, displayed_first="a",
+                              reserved_until=timezone.now())  # fmt: skip
+    TakenOutTrial.objects.create(participant=p, trial=t["x"])
+    slots = design_return._slots(p)  # y goes at this return
+    counts = Counter(
+        {t["y"].pk: 2, t["x"].pk: 0, t["same_pair"].pk: 0, t["shared"].pk: 0, t["free"].pk: 1}
+    )  # the two it must not get are the least filled
+    for seed in range(10):
+        new = design_refill.choose_for(study, p.pk, seed, slots, slots, counts)
+        assert [r.id for r in new] == [t["free"].pk], seed
