@@ -14,6 +14,7 @@ answered as a main trial). Simulated listeners do not wait for the clips to play
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -24,7 +25,7 @@ import requests
 INDEX_RE = re.compile(r'name="index" value="(\d+)"')
 SLOT_RE = re.compile(r'name="slot" value="(\d+)"')  # the slot a trial or its feedback names
 MAX_REQUESTS = 2000  # per participant: a bound so a flow bug cannot loop forever
-SIMULATED_PID_PREFIX = "sim-"  # pids sim-<seed>-<i>: what the demo recovers its rates from
+SIMULATED_PID_PREFIX = "sim-"  # pids sim-<seed>-<rates>-<i>: see simulated_prefix
 
 
 class SimulationError(RuntimeError):
@@ -36,6 +37,29 @@ class Outcome:
     participant: str
     step: str
     answers: int
+    earlier: bool = False  # finished by an earlier run with the same options: nothing done now
+
+
+def simulated_prefix(seed: int, rates: dict[str, float]) -> str:
+    """The pid prefix of one run's simulated participants, sim-<seed>-<rates' short hash>-: a
+    rerun with the same seed and rates resumes and skips its own participants (idempotent), and
+    one with other rates simulates new ones instead of counting the first run's answers as its
+    own; the demo recovers each run's agreement from its prefix only."""
+    canonical = json.dumps(sorted(rates.items()))  # the same rates in any order
+    tag = hashlib.sha256(canonical.encode()).hexdigest()[:8]
+    return f"{SIMULATED_PID_PREFIX}{seed}-{tag}-"
+
+
+def simulation_summary(outcomes: list[Outcome]) -> str:
+    """The simulate stage's line: participants simulated now (with the steps they ended at) apart
+    from those an earlier run with the same options had finished, and the answers of all."""
+    now = [o for o in outcomes if not o.earlier]
+    steps = ", ".join(sorted({o.step for o in now})) or "none"
+    answers = sum(o.answers for o in outcomes)
+    return (
+        f"{len(outcomes)} participants: {len(now)} simulated now ({steps}), "
+        f"{len(outcomes) - len(now)} done earlier with these options; {answers} answers"
+    )
 
 
 def _position(displayed_first: str, canonical: str) -> str:
@@ -92,10 +116,12 @@ class SimulatedParticipant:
                           screen="1920x1080", ua_mobile="0")  # is posted back  # fmt: skip
         # (else its pid was known, from an earlier run of the demo: resumed, at its own page)
         self.page_url = r.url
+        first = True
         while True:
             p = self.participant()
             if p.step in type(p).FINAL_STEPS:
-                return Outcome(self.pid, p.step, p.answers.count())
+                return Outcome(self.pid, p.step, p.answers.count(), earlier=first)
+            first = False
             self.step(p)
 
     def step(self, p) -> None:
@@ -163,11 +189,10 @@ def skip_listening(slot) -> None:
 
 
 def simulate(base_url: str, slug: str, n: int, rates: dict[str, float], seed: int) -> list:
-    """Run n simulated participants one after another; returns their outcomes."""
-    outcomes = []
+    """Run n simulated participants one after another (pids `simulated_prefix` + i); returns
+    their outcomes."""
+    outcomes, prefix = [], simulated_prefix(seed, rates)
     for i in range(n):
-        sim = SimulatedParticipant(
-            base_url, slug, f"{SIMULATED_PID_PREFIX}{seed}-{i:04d}", rates, seed * 7919 + i
-        )
+        sim = SimulatedParticipant(base_url, slug, f"{prefix}{i:04d}", rates, seed * 7919 + i)
         outcomes.append(sim.run())
     return outcomes

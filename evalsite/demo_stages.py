@@ -150,36 +150,35 @@ def study_of(opts: DemoOptions):
 
 
 def stage_simulate(opts: DemoOptions) -> dict:
-    from evalsite.demo_simulate import simulate
+    from evalsite.demo_simulate import simulate, simulated_prefix, simulation_summary
     from evalsite.reports.tasks import recompute_report
 
     study = study_of(opts)
-    # Participant ids are sim-<seed>-<i>: a rerun resumes unfinished ones and skips finished ones.
+    # Participant ids are sim-<seed>-<rates' hash>-<i>: a rerun with the same seed and rates
+    # resumes unfinished ones and skips finished ones; other rates simulate new participants.
     # All enter from 127.0.0.1 one after another, more than the limit on new participants per
     # address lets in (entry_limit.py): it is off for this server.
     with Server(opts, env={"CSN_ENTRY_LIMIT": "0"}):
         outcomes = simulate(opts.base_url, study.slug, opts.simulate, opts.rates, opts.seed)
     recompute_report(study.pk)
-    steps = sorted({o.step for o in outcomes})
-    answers = sum(o.answers for o in outcomes)
-    recovered = recovered_consent(study)
-    print("      recovered from the simulated participants' answers only (the report counts all):")
+    prefix = simulated_prefix(opts.seed, opts.rates)
+    recovered = recovered_consent(study, prefix)
+    print(f"      recovered from this run's simulated participants ({prefix}*) only "
+          "(the report counts all):")  # fmt: skip
     for line in recovered_lines(recovered, opts.rates):
         print(line)
-    return {
-        "summary": f"{len(outcomes)} participants ({', '.join(steps)}), {answers} answers",
-        "recovered": recovered,
-        "rates": opts.rates,
-    }
+    return {"summary": simulation_summary(outcomes), "recovered": recovered, "rates": opts.rates}
 
 
-def recovered_consent(study) -> dict[str, dict]:
-    """Per-instrument agreement of the simulated participants alone (pids sim-...; anyone who
-    took part through the printed link counts in the study's report but not here), computed by
-    the report's own analysis (exclusions included) on their answers; see recovered_rows."""
+def recovered_consent(study, prefix: str) -> dict[str, dict]:
+    """Per-instrument agreement of one run's simulated participants alone (pids starting with
+    `prefix`, demo_simulate.simulated_prefix: the seed and rates they were simulated with;
+    other runs' and anyone who took part through the printed link count in the study's report
+    but not here), computed by the report's own analysis (exclusions included) on their
+    answers; see recovered_rows."""
     from evalsite.reports.services import compute
 
-    report = compute(study, simulated_answers_csv(study))
+    report = compute(study, simulated_answers_csv(study, prefix))
     if not report.ok:
         errors = "; ".join(m["text"] for m in report.messages if m["level"] == "error")
         raise DemoError(f"no agreement recovered from study {study.pk}'s simulation: {errors}")
@@ -210,13 +209,13 @@ def recovered_rows(tables: dict[str, list[dict]]) -> dict[str, dict]:
     }
 
 
-def simulated_answers_csv(study) -> bytes:
-    """The study's answers export (what its report reads), of simulated participants only."""
-    from evalsite.demo_simulate import SIMULATED_PID_PREFIX
+def simulated_answers_csv(study, prefix: str) -> bytes:
+    """The study's answers export (what its report reads), of the simulated participants whose
+    pids start with `prefix` only."""
     from evalsite.studies.export import to_csv
     from evalsite.studies.export_answers import answers_dataframe
 
-    simulated = study.participants.filter(external_pid__startswith=SIMULATED_PID_PREFIX)
+    simulated = study.participants.filter(external_pid__startswith=prefix)
     answers = answers_dataframe(study)
     return to_csv(answers[answers["participant"].isin(set(simulated.values_list("pk", flat=True)))])
 

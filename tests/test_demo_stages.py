@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from evalsite.demo_simulate import simulated_prefix
 from evalsite.demo_stages import recovered_consent, study_summary
 from evalsite.reports.services import compute_snapshot
 from evalsite.stimuli.models import Catalogue
@@ -49,5 +50,27 @@ def test_it_recovers_agreement_from_the_simulated_participants_only(alice):  # n
         )
         answer_all(study, p, trials, rng)
     compute_snapshot(study.pk)  # the study's report, the real participant's answers included
-    recovered = recovered_consent(study)
+    recovered = recovered_consent(study, "sim-1-")
     assert {name: row["n"] for name, row in recovered.items()} == {"drums": 15, "guitar": 15}
+
+
+def test_it_recovers_agreement_from_this_runs_simulated_participants_only(alice):  # noqa: F811
+    rng = np.random.default_rng(4)
+    catalogue = Catalogue.objects.create(owner=alice, name="clips")
+    clips = [_clip(catalogue, i) for i in range(30)]
+    study = Study.objects.create(
+        owner=alice,
+        name="s",
+        instruments=["drums", "guitar"],
+        catalogue=catalogue,
+        settings={"report": {"n_boot": 50}},  # fewer bootstrap replicates: a faster report
+    )
+    trials = _trials(study, clips, rng)  # 5 main trials per instrument
+    now, before = simulated_prefix(1, {"drums": 0.1}), simulated_prefix(1, {"drums": 0.9})
+    for pid in [f"{now}0000", f"{now}0001", f"{before}0000"]:  # the last: an earlier run's
+        p = Participant.objects.create(
+            study=study, external_pid=pid, step="done", screening_passed=True, seed=len(pid)
+        )
+        answer_all(study, p, trials, rng)
+    recovered = recovered_consent(study, now)
+    assert {name: row["n"] for name, row in recovered.items()} == {"drums": 10, "guitar": 10}
