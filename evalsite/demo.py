@@ -3,7 +3,9 @@
     python -m evalsite.demo [--simulate N --rates drums=0.9,bass=0.6,...] [--reset]
 
 Stages (each prints one progress line, records a marker under CSN_HOME/demo/, and is skipped on
-a rerun once finished, so an interrupted demo continues where it stopped):
+a rerun once finished, so an interrupted demo continues where it stopped; a stage finished with
+other --tracks, --seconds, --seed or --train-steps than those given stops the demo, which says
+how it was made and how to remake it):
 
   1. data     make a small Slakh-layout multitrack dataset with `csn synth`
   2. model    train a small CSN on it (CPU, a few minutes)
@@ -71,8 +73,29 @@ def parse_rates(text: str) -> dict[str, float]:
 # Stage bookkeeping
 
 
+# The options that shape each stage's result, recorded in its marker: a stage made with other
+# values is out of date. Each stage reads the ones before it (the model trains on the data, the
+# catalogue is embedded by the model, the study is designed from both with the seed).
+SHAPING = ("tracks", "seconds", "seed", "train_steps")
+STAGE_OPTIONS = {
+    "data": ("tracks", "seconds", "seed"),
+    "model": SHAPING,
+    "catalog": SHAPING,
+    "study": SHAPING,
+}
+
+
+def flags(values: dict) -> str:
+    """{'tracks': 40, 'seconds': 20.0} -> '--tracks 40 --seconds 20', as the command line takes."""
+    return " ".join(
+        f"--{name.replace('_', '-')} {f'{value:g}' if isinstance(value, float) else value}"
+        for name, value in values.items()
+    )
+
+
 class Stages:
-    """Runs stages in order, printing one line each, skipping those with a finished marker."""
+    """Runs stages in order, printing one line each, skipping those with a finished marker made
+    with the options given now; one made with others stops the demo (`out_of_date`)."""
 
     def __init__(self, opts: DemoOptions) -> None:
         self.opts = opts
@@ -82,10 +105,16 @@ class Stages:
     def marker(self, name: str) -> Path:
         return self.opts.state_dir / f"{name}.json"
 
+    def options_of(self, name: str) -> dict:
+        return {key: getattr(self.opts, key) for key in STAGE_OPTIONS.get(name, ())}
+
     def run(self, index: int, total: int, name: str, fn: Callable[[DemoOptions], dict]) -> dict:
         marker = self.marker(name)
         if marker.exists():
             info = json.loads(marker.read_text())
+            made = info.get("options")  # absent in markers written before they recorded them
+            if made is not None and made != self.options_of(name):
+                raise self.out_of_date(name, made)
             print(
                 f"[{index}/{total}] {name:<8} done earlier: {info.get('summary', '')}", flush=True
             )
@@ -94,11 +123,29 @@ class Stages:
         start = time.monotonic()
         info = fn(self.opts)
         info["seconds"] = round(time.monotonic() - start, 1)
+        info["options"] = self.options_of(name)
         tmp = marker.with_suffix(".tmp")
         tmp.write_text(json.dumps(info, indent=2))
         tmp.replace(marker)  # atomic: an interrupted stage leaves no marker and reruns
         print(f"[{index}/{total}] {name:<8} {info.get('summary', '')} ({info['seconds']} s)")
         return info
+
+    def out_of_date(self, name: str, made: dict) -> DemoError:
+        """The error for a finished stage made with other options than those given now. The demo
+        does not remake it (and the stages after it) by itself: the catalogue and study it
+        would replace live in the database with any answers given through the participant link,
+        so that takes the reset the message names."""
+        every = {key: getattr(self.opts, key) for key in SHAPING}
+        for stage in STAGE_OPTIONS:  # what the existing demo was made with, stage by stage
+            if self.marker(stage).exists():
+                every |= json.loads(self.marker(stage).read_text()).get("options") or {}
+        return DemoError(
+            f"the demo's {name} stage under {self.opts.home} was made with {flags(made)}, not "
+            f"with {flags(self.options_of(name))}. Go on with it: "
+            f'make demo ARGS="{flags(every)}"; or remake the demo with the new options: '
+            f'make demo ARGS="--reset" (removes {self.opts.home}, the study\'s answers too), '
+            f'then make demo ARGS="{flags({key: getattr(self.opts, key) for key in SHAPING})}"'
+        )
 
     def total_line(self) -> str:
         return (
@@ -115,10 +162,18 @@ def print_urls(opts: DemoOptions) -> None:
     print(f"  report                {opts.base_url}/reports/{study.pk}/")
     if not study.participants.filter(answers__trial__is_practice=False).exists():
         print("                        (no answers yet: stop this demo with Ctrl-C, then "
-              'make demo ARGS="--simulate 20" adds some)')  # fmt: skip
+              f'make demo ARGS="{rerun_flags(opts)}--simulate 20" adds some)')  # fmt: skip
     print(f"  retrieval             {opts.base_url}/retrieval/")
     print(f"  datasets              {opts.base_url}/datasets/")
     print()
+
+
+def rerun_flags(opts: DemoOptions) -> str:
+    """The stage-shaping options this demo was given apart from their defaults, each followed by
+    a space: a rerun must pass them again to reuse its stages."""
+    defaults = build_parser()
+    given = {k: getattr(opts, k) for k in SHAPING if getattr(opts, k) != defaults.get_default(k)}
+    return f"{flags(given)} " if given else ""
 
 
 def serve(opts: DemoOptions) -> None:

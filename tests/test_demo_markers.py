@@ -1,0 +1,62 @@
+"""A demo stage finished earlier is reused only when it was made with the options given now
+(sizes, seed, training steps); on a mismatch the demo stops and says how it was made and how to
+remake it (no training, no database: the stage bookkeeping with stand-in stages)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from evalsite.demo import Stages, rerun_flags
+from evalsite.demo_options import DemoError, DemoOptions
+
+
+def _opts(home: Path, **changed) -> DemoOptions:
+    made = DemoOptions(home=home, tracks=40, seconds=20.0, seed=1, train_steps=150, simulate=0,
+                       rates={}, host="127.0.0.1", port=8000, serve=False)  # fmt: skip
+    return replace(made, **changed)
+
+
+def _stage(calls: list[str]):
+    def run(opts: DemoOptions) -> dict:
+        calls.append(f"{opts.tracks} tracks")
+        return {"summary": f"{opts.tracks} tracks"}
+
+    return run
+
+
+def test_it_reuses_a_stage_made_with_the_same_options(tmp_path):
+    calls: list[str] = []
+    Stages(_opts(tmp_path)).run(1, 4, "data", _stage(calls))
+    # --simulate, --port and --no-serve shape no stage: they do not remake it
+    Stages(_opts(tmp_path, simulate=5, port=8001)).run(1, 4, "data", _stage(calls))
+    assert calls == ["40 tracks"]
+
+
+def test_it_stops_when_a_finished_stage_was_made_with_other_options(tmp_path):
+    calls: list[str] = []
+    Stages(_opts(tmp_path)).run(1, 4, "data", _stage(calls))
+    with pytest.raises(DemoError) as stopped:
+        Stages(_opts(tmp_path, tracks=10, seed=7)).run(1, 4, "data", _stage(calls))
+    assert calls == ["40 tracks"]  # not reused silently, not remade over the old one
+    text = str(stopped.value)
+    assert "made with --tracks 40 --seconds 20 --seed 1" in text, text
+    assert "not with --tracks 10 --seconds 20 --seed 7" in text, text
+    assert 'make demo ARGS="--tracks 40 --seconds 20 --seed 1 --train-steps 150"' in text, text
+    assert 'make demo ARGS="--reset"' in text, text
+    assert 'make demo ARGS="--tracks 10 --seconds 20 --seed 7 --train-steps 150"' in text, text
+
+
+def test_it_stops_when_the_model_was_trained_for_other_steps(tmp_path):
+    calls: list[str] = []
+    Stages(_opts(tmp_path)).run(2, 4, "model", _stage(calls))
+    with pytest.raises(DemoError, match="made with .*--train-steps 150"):
+        Stages(_opts(tmp_path, train_steps=20)).run(2, 4, "model", _stage(calls))
+    assert calls == ["40 tracks"]
+
+
+def test_it_repeats_the_non_default_options_in_its_simulate_hint(tmp_path):
+    assert rerun_flags(_opts(tmp_path)) == ""
+    assert rerun_flags(_opts(tmp_path, tracks=10, seconds=8.0)) == "--tracks 10 --seconds 8 "
