@@ -27,6 +27,20 @@ class TableDecoder(json.JSONDecoder):
         super().__init__(*args, **kwargs)
 
 
+# The version of the config a snapshot stores (study_config.report_config_for), raised with each
+# change of the code that changes what that gives for an unchanged study (a field added, or one
+# computed anew), so that the report page tells a report computed by an earlier version of the
+# site from one whose study changed since, and queues its recomputation when viewed. 1: every
+# snapshot stored before the field (migration 0005), some without listen_seconds_per_trial
+# (added after d3f17c4) or with it as min_listen_share x the clips' durations (before 1e8f136).
+# 2: listen_seconds_per_trial as the clips' full durations plus their renditions' silence.
+REPORT_CONFIG_VERSION = 2
+
+
+def current_config_version() -> int:
+    return REPORT_CONFIG_VERSION
+
+
 class ReportSnapshot(models.Model):
     """The report of a study computed by the worker from its answers as read at `computed_at`
     (taken before the read, so that the newest snapshot is the one of the newest answers even
@@ -36,7 +50,8 @@ class ReportSnapshot(models.Model):
     inf, so those and missing values are null). The per-instrument consent is
     `tables["consent"]`, one row per instrument with term=instrument, estimate, ci_low, ci_high
     (Wilson), n, plus "overall".
-    `error` is empty when the report holds no error message.
+    `error` is empty when the report holds no error message. `config_version`: the
+    REPORT_CONFIG_VERSION of the code that computed `config`.
     """
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="report_snapshots")
@@ -45,6 +60,7 @@ class ReportSnapshot(models.Model):
     input_sha256 = models.CharField(max_length=64, blank=True)
     n_answers = models.PositiveIntegerField(default=0)
     config = models.JSONField(default=dict)
+    config_version = models.PositiveSmallIntegerField(default=current_config_version)
     tables = models.JSONField(default=dict, decoder=TableDecoder)
     columns = models.JSONField(default=dict)
     messages = models.JSONField(default=list)

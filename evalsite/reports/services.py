@@ -16,7 +16,7 @@ from evalsite.reports.analysis import build_report
 from evalsite.reports.analysis.__main__ import read_answers
 from evalsite.reports.analysis.report import Report, ReportConfig
 from evalsite.reports.bundle import make_bundle
-from evalsite.reports.models import ReportSnapshot, ReportState
+from evalsite.reports.models import REPORT_CONFIG_VERSION, ReportSnapshot, ReportState
 from evalsite.reports.rendering.plots import plot_makers
 from evalsite.reports.study_config import report_config_for
 from evalsite.reports.tasks import schedule_report
@@ -75,7 +75,15 @@ def compute_snapshot(study_id: int) -> ReportSnapshot | None:
         # unchanged (one who left before answering, whose trial list and seed the bundle's
         # design.csv held) the digest is the same, and reusing it would serve a page whose bundle
         # link 404s for good.
-        same = latest and latest.input_sha256 == digest and not latest.error and latest.bundle
+        # Nor one computed by an earlier version of the site (REPORT_CONFIG_VERSION): the page
+        # would keep saying so, and queue it again on every view.
+        same = (
+            latest
+            and latest.input_sha256 == digest
+            and not latest.error
+            and latest.bundle
+            and latest.config_version == REPORT_CONFIG_VERSION
+        )
         if not same:
             design = realised_design(study)
             study_config = config_snapshot(study)

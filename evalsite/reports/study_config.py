@@ -14,7 +14,7 @@ from django.db.models.functions import Coalesce
 from evalsite.reports.analysis import ReportConfig
 from evalsite.reports.analysis.exclusions import ExclusionRules
 from evalsite.reports.analysis.inputs import CONDITIONS
-from evalsite.reports.models import ReportSnapshot
+from evalsite.reports.models import REPORT_CONFIG_VERSION, ReportSnapshot
 from evalsite.reports.tasks import report_settings, schedule_report
 from evalsite.studies.design import most_main_total, most_main_trials
 from evalsite.studies.models import Study, StudyEvent
@@ -117,6 +117,14 @@ def listen_seconds_per_trial(study: Study) -> dict[str, float]:
     return {r["instrument"]: float(r["mean"] or 0.0) + padding for r in rows}
 
 
+def by_earlier_version(snap: ReportSnapshot) -> bool:
+    """Whether `snap` was computed by an earlier version of the site, whose config the current
+    code adds fields to or computes some differently (REPORT_CONFIG_VERSION): a difference of
+    its config then says nothing about the study, and the report page queues its recomputation
+    instead of naming a change."""
+    return snap.config_version < REPORT_CONFIG_VERSION
+
+
 def changes_since(study: Study, snap: ReportSnapshot) -> list[str]:
     """What the study gives its report now that `snap` was not computed with, as CHANGED names
     it ([] when none): the config `report_config_for` makes now against the one the snapshot
@@ -125,7 +133,8 @@ def changes_since(study: Study, snap: ReportSnapshot) -> list[str]:
     Then what changed the report's input since its read (`computed_at`, taken before it) and not
     its config: an answered trial edited, the model's choices computed again on an answered
     study (`INPUT_CHANGED`; history entries with answers). Two queries (the trials, the
-    entries)."""
+    entries). A snapshot computed by an earlier version of the site (`by_earlier_version`) is
+    not compared field by field: its config differs without a change of the study."""
     try:
         config, _ = report_config_for(study)
     except (TypeError, ValueError) as exc:  # report settings saved as raw JSON in the admin
@@ -133,7 +142,7 @@ def changes_since(study: Study, snap: ReportSnapshot) -> list[str]:
     now = json.loads(json.dumps(config.to_dict()))  # as stored: tuples are lists
     stored = snap.config or {}
     fields = sorted(k for k in now.keys() | stored.keys() if now.get(k) != stored.get(k))
-    names = [CHANGED.get(k, "report settings") for k in fields]
+    names = [] if by_earlier_version(snap) else [CHANGED.get(k, "report settings") for k in fields]
     since = study.events.filter(at__gte=snap.computed_at, kind__in=list(INPUT_CHANGED))
     names += [INPUT_CHANGED[kind] for kind, what in since.values_list("kind", "changes")
               if (what or {}).get("answers")]  # fmt: skip
@@ -143,9 +152,12 @@ def changes_since(study: Study, snap: ReportSnapshot) -> list[str]:
 def recompute_if_out_of_date(study_id: int) -> bool:
     """Queue a recomputation (`schedule_report`, as a settings edit does) when the study's
     latest report was computed with another config than the study gives now; False when it was
-    not queued (none computed yet: answers queue the first)."""
+    not queued (none computed yet: answers queue the first). One computed by an earlier version
+    of the site is queued too."""
     snap = ReportSnapshot.objects.filter(study_id=study_id).order_by("-computed_at").first()
     study = Study.objects.filter(pk=study_id).first()
-    if snap is None or study is None or not changes_since(study, snap):
+    if snap is None or study is None:
+        return False
+    if not by_earlier_version(snap) and not changes_since(study, snap):
         return False
     return schedule_report(study_id, countdown=0)

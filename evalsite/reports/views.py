@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 from evalsite.reports.analysis.report import table_frame
 from evalsite.reports.models import ReportSnapshot, ReportState
 from evalsite.reports.rendering.summary import config_level, note, rounded, table_names, title
-from evalsite.reports.study_config import changes_since
+from evalsite.reports.study_config import by_earlier_version, changes_since
 from evalsite.reports.tasks import queue_failure, schedule_report
 from evalsite.studies.models import Answer, Study
 
@@ -79,6 +79,12 @@ def report_page(request: HttpRequest, key: str) -> HttpResponse:
     snap = _latest(study)
     state = ReportState.objects.filter(study=study).first()
     no_answers = not _has_answers(study)
+    # Computed by an earlier version of the site (after an upgrade): recomputed without anyone
+    # having to press Recompute on every study; the page says so instead of a study change.
+    earlier = bool(snap and not no_answers and by_earlier_version(snap))
+    if earlier and not (state and state.pending):
+        schedule_report(study.pk, countdown=0)
+        state = ReportState.objects.filter(study=study).first()
     tables = []
     if snap is not None:
         frames = {name: _frame(snap, name) for name in snap.tables}
@@ -101,6 +107,7 @@ def report_page(request: HttpRequest, key: str) -> HttpResponse:
         "no_answers": no_answers,
         # What the study changed since (its trials, rules...): shown until a recomputation.
         "outdated": changes_since(study, snap) if snap and not no_answers else [],
+        "earlier_version": earlier,
         "no_answers_text": NO_ANSWERS,
         "pending": bool(state and state.pending),
         "failed": state if state and state.failed_at else None,  # the report may be stale

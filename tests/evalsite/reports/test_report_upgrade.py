@@ -1,0 +1,75 @@
+"""A report computed by an earlier version of the site (its stored config made before the code
+added or recomputed a field: `ReportSnapshot.config_version` older than the current one) is not
+said to be out of date because the study changed: the page says which version computed it and
+queues its recomputation when it is viewed, and a study edit is still named as before."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.urls import reverse
+
+from evalsite.reports.models import REPORT_CONFIG_VERSION, ReportSnapshot, ReportState
+from evalsite.reports.study_config import by_earlier_version
+from evalsite.reports.tasks import recompute_report
+from evalsite.studies.models import Study
+
+pytestmark = pytest.mark.django_db
+
+
+def _as_before_the_upgrade(snap: ReportSnapshot) -> None:
+    """As migrate leaves a snapshot stored by d3f17c4: version 1, without the listening field."""
+    config = dict(snap.config)
+    del config["listen_seconds_per_trial"]
+    ReportSnapshot.objects.filter(pk=snap.pk).update(config=config, config_version=1)
+
+
+def test_it_says_an_earlier_version_of_the_site_computed_the_report_not_that_the_study_changed(
+    client, alice, sim_study
+):
+    _as_before_the_upgrade(ReportSnapshot.objects.get(pk=recompute_report(sim_study.pk)))
+    client.force_login(alice)
+    page = reverse("reports:page", args=[sim_study.pk])
+    shown = client.get(page).content.decode()
+    assert 'data-testid="report-outdated"' not in shown, shown  # the study did not change
+    assert re.search(
+        r'data-testid="report-earlier-version">[^<]*computed by an earlier version of the site',
+        shown,
+    ), shown
+    assert ReportState.objects.get(study=sim_study).pending  # queued by the view, no button
+
+    recompute_report(sim_study.pk)  # the queued run
+    shown = client.get(page).content.decode()
+    assert 'data-testid="report-earlier-version"' not in shown
+    assert 'data-testid="report-outdated"' not in shown
+
+
+def test_it_still_names_a_study_edit_after_the_upgrade(client, alice, sim_study):
+    recompute_report(sim_study.pk)
+    sim_study.settings = sim_study.settings | {"exclusion": {"min_catch_accuracy": 0.5}}
+    sim_study.save()  # as a shell saves it: nothing queued
+    client.force_login(alice)
+    shown = client.get(reverse("reports:page", args=[sim_study.pk])).content.decode()
+    assert re.search(r'data-testid="report-outdated">[^<]*exclusion rules', shown), shown
+    assert 'data-testid="report-earlier-version"' not in shown
+
+
+@pytest.mark.django_db(transaction=True)  # migrates the schema back and forth
+def test_it_marks_the_reports_stored_before_the_upgrade_as_computed_by_an_earlier_version(alice):
+    before = ("reports", "0004_reportstate_failure")
+    study = Study.objects.create(owner=alice, name="old")
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()
+    executor.migrate([before])
+    try:
+        apps = MigrationExecutor(connection).loader.project_state([before]).apps
+        old = apps.get_model("reports", "ReportSnapshot").objects.create(study_id=study.pk).pk
+    finally:
+        MigrationExecutor(connection).migrate(latest)
+    assert ReportSnapshot.objects.get(pk=old).config_version == 1
+    assert by_earlier_version(ReportSnapshot.objects.get(pk=old))
+    new = ReportSnapshot.objects.create(study_id=study.pk)
+    assert new.config_version == REPORT_CONFIG_VERSION and not by_earlier_version(new)
