@@ -65,7 +65,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "evalsite.trusted_proxy.TrustedProxyMiddleware",  # first: X-Forwarded-* from proxies only
+    "evalsite.healthz.HealthCheck",  # first: a probe's Host need not be one of ALLOWED_HOSTS
+    "evalsite.trusted_proxy.TrustedProxyMiddleware",  # X-Forwarded-* from proxies only
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -322,9 +323,8 @@ if PRODUCTION:
     if CSN_BEHIND_PROXY:
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
-    # A load balancer's or supervisor's probe of gunicorn's port speaks plain HTTP; /healthz
-    # answers it (it reads and sets nothing) instead of redirecting it to HTTPS.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    # (A load balancer's probe of /healthz over plain HTTP is answered before this redirect:
+    # evalsite.healthz.HealthCheck, first in MIDDLEWARE.)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     LANGUAGE_COOKIE_SECURE = True  # /i18n/setlang/ sets it: no cookie goes over plain HTTP
