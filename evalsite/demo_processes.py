@@ -156,7 +156,9 @@ def wait_for_job(job, worker: LocalWorker, label: str, timeout_s: float = 1800) 
 
 PORT_IN_USE = (
     "port {port} on {host} is in use: another `make demo` is probably serving there; stop it "
-    "(Ctrl-C in its terminal) and run this again, or pass another port with --port N"
+    "(Ctrl-C in its terminal) and run this again, or pass another port: "
+    'make demo ARGS="--port N" (with the other options you gave in ARGS too; '
+    "python -m evalsite.demo --port N without make)"
 )
 
 
