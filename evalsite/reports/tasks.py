@@ -2,7 +2,8 @@
 
 - recompute_report(study_id): compute and store a ReportSnapshot; idempotent (same answers and
   config: the latest snapshot is kept, no new row).
-- schedule_report(study_id): debounced request, to call whenever answers arrive. At most one
+- schedule_report(study_id): debounced request, to call when what the report reads changes (a
+  participant finished or withdrew, a study edit; below). At most one
   recomputation per study is queued at a time; it runs REPORT_DEBOUNCE_S seconds after the first
   request of a burst and, because `pending` is cleared when it starts, answers that arrive while
   it runs queue exactly one more. Queued only after the caller's transaction commits.
@@ -18,9 +19,12 @@ Recompute button excepted): a broker that never answers holds each publish for i
 Their answers are stored all the same, and the first request after the window queues a
 recomputation that reads every answer.
 
-Where the site calls it: after an answer is saved (evalsite/studies participant flow), e.g.
-`schedule_report(participant.study_id)` inside the view's transaction, and when a study edit
-changes `report_settings`; see docs/statistics.md.
+Where the site calls it: when a participant finishes the study (`flow_trials`, once per
+finished participant rather than per answer, inside the view's transaction: a study's first
+report waits for its first finished participant, or for the Recompute button), when one
+withdraws (`flow_withdraw`), when a study edit changes `report_settings` or what the report
+plans at (`experimenter`, `reports.signals`), and when the report page shows a report computed
+by an earlier version of the site (`reports.views`); see docs/statistics.md.
 """
 
 from __future__ import annotations

@@ -129,6 +129,16 @@ def test_it_never_computes_in_the_request(client, sim_study, alice):
     assert not ReportSnapshot.objects.exists()
 
 
+def test_it_says_when_the_first_report_is_computed_while_answers_wait_for_it(
+    client, sim_study, alice
+):
+    client.force_login(alice)
+    page = client.get(reverse("reports:page", args=[sim_study.pk])).content.decode()
+    (notice,) = re.findall(r'data-testid="no-report-yet">([^<]*)<', page)
+    assert "computed when the first participant finishes the study" in notice, notice
+    assert "press Recompute now to compute it from the answers so far" in notice, notice
+
+
 def test_it_queues_a_recomputation_from_the_button(
     client, sim_study, alice, django_capture_on_commit_callbacks
 ):
