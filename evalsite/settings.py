@@ -65,7 +65,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "evalsite.healthz.HealthCheck",  # first: a probe's Host need not be one of ALLOWED_HOSTS
+    "evalsite.healthz.HealthCheck",  # first: a probe's Host need not be in ALLOWED_HOSTS
     "evalsite.trusted_proxy.TrustedProxyMiddleware",  # X-Forwarded-* from proxies only
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -323,8 +323,10 @@ if PRODUCTION:
     if CSN_BEHIND_PROXY:
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
-    # (A load balancer's probe of /healthz over plain HTTP is answered before this redirect:
-    # evalsite.healthz.HealthCheck, first in MIDDLEWARE.)
+    # A load balancer's or supervisor's probe of gunicorn's port speaks plain HTTP; /healthz
+    # answers it (it reads and sets nothing) instead of redirecting it to HTTPS. (A probe whose
+    # Host is none of ALLOWED_HOSTS is answered before this: evalsite.healthz.HealthCheck.)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     LANGUAGE_COOKIE_SECURE = True  # /i18n/setlang/ sets it: no cookie goes over plain HTTP

@@ -1,5 +1,4 @@
-"""URL map: one include per app, plus login, admin and language switching. (/healthz is
-answered by a middleware before these: evalsite.healthz.)"""
+"""URL map: one include per app, plus login, admin and language switching."""
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
@@ -9,6 +8,7 @@ from evalsite import views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
     # The participant pages first: most of the site's requests, resolved against fewer patterns.
     path("", include("evalsite.studies.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

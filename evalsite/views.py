@@ -1,12 +1,13 @@
-"""Site-wide pages: the landing page, the page of a link to nothing (`page_not_found`,
-urls.handler404) and the refusal of a form that fails Django's CSRF check (`csrf_failure`,
-settings.CSRF_FAILURE_VIEW). The health check is a middleware: evalsite.healthz."""
+"""Site-wide pages: the landing page, a health check, the page of a link to nothing
+(`page_not_found`, urls.handler404) and the refusal of a form that fails Django's CSRF check
+(`csrf_failure`, settings.CSRF_FAILURE_VIEW)."""
 
 from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseBadRequest,
     HttpResponseServerError,
+    JsonResponse,
 )
 from django.middleware.csrf import REASON_NO_CSRF_COOKIE
 from django.shortcuts import render
@@ -20,6 +21,13 @@ from evalsite.studies.participant_render import no_store
 
 def home(request: HttpRequest) -> HttpResponse:
     return render(request, "home.html")
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    """A trivial view: the load benchmark's reference for throughput, through the whole
+    middleware. (A probe whose Host is none of ALLOWED_HOSTS is answered before it, by
+    evalsite.healthz.HealthCheck.)"""
+    return JsonResponse({"ok": True})
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:

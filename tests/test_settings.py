@@ -103,6 +103,15 @@ def test_it_marks_every_cookie_the_site_sets_secure_in_production(tmp_path):
     assert result.stdout.splitlines()[-1] == "[True, True, True]"
 
 
+def test_it_exempts_only_healthz_from_the_https_redirect_in_production(tmp_path):
+    """A load balancer's probe of gunicorn's port speaks plain HTTP (test_healthz.py)."""
+    show = "from django.conf import settings as s; "
+    show += "print(s.SECURE_SSL_REDIRECT, s.SECURE_REDIRECT_EXEMPT)"
+    result = _manage(["shell", "-c", show], **_production(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "True ['^healthz$']"
+
+
 def test_it_refuses_production_without_a_secret_key(tmp_path):
     result = _manage(["check"], CSN_ENV="production", CSN_HOME=str(tmp_path))
     assert result.returncode != 0
