@@ -45,7 +45,7 @@ import numpy as np
 from django.conf import settings
 from django.db.models import BigIntegerField, Count, F, Func, Max, Sum
 
-from evalsite.retrieval import snapshot
+from evalsite.retrieval import snapshot, snapshot_graphs
 from evalsite.retrieval.models import Embedding, ModelVersion
 from evalsite.retrieval.search import EXACT_MAX, GraphSource, SubspaceIndex
 from evalsite.stimuli.models import Catalogue, Clip, piece_key
@@ -258,7 +258,7 @@ def _cold_index(
         return index, 0, (0, 0)
 
     def saved_graph(vectors: np.ndarray, params) -> object | None:
-        return snapshot.graph(snap, condition, vectors, params)
+        return snapshot_graphs.graph(snap, condition, vectors, params)
 
     _add_vectors(index, version, condition, snap.ids, snap.vectors, snap.keys, saved_graph)
     return index, snap.last, snap.held

@@ -20,10 +20,10 @@ building it (about 1 ms per vector per instrument). Being members of the same fi
 its generation, its CRC checks and its removal and sweep. A graph built with other parameters
 than the process uses, over other vectors, or damaged (a bad CRC, truncated, not an HNSW graph,
 links outside it) is logged with its reason and not used: the index builds its graph as before.
-[choice] The worker rebuilds every graph from scratch at each write (writes are spaced by
-REFRESH_SHARE): the cost moves from the first web request to the worker, several times over
-for a catalogue that grows in batches. A catalogue's rows are read from the file once for all
-its instruments' indexes (load_shared).
+The graphs are read and written by snapshot_graphs: the worker grows the old snapshot's graphs
+where the new rows are the old ones with rows appended after them, and builds them from scratch
+otherwise. A catalogue's rows are read from the file once for all its instruments' indexes
+(load_shared).
 
 A snapshot is never trusted as the current scope: it stands in for the rows an index took, and
 the index's usual sync (service.synced_index) then compares it with the database (count, id-hash
@@ -66,7 +66,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
-from evalsite.retrieval import search
+from evalsite.retrieval import search, snapshot_graphs
 from evalsite.retrieval.models import Embedding, IndexSnapshot, ModelVersion
 from evalsite.stimuli.models import Catalogue, Clip
 
@@ -177,30 +177,6 @@ def forget_shared(older_than_s: float = 0.0) -> None:
                 del _shared[key]
 
 
-def graph(snap: Snapshot, condition: str, vectors: np.ndarray, params: search.HnswParams):
-    """The worker's HNSW graph of condition in snap's file when it is sound and over exactly
-    vectors (N, d) with params (search.load_hnsw), else None: logged, and the caller builds it.
-    None without a word when the snapshot has no graphs (written at or under EXACT_MAX)."""
-    if snap.hnsw is None or snap.path is None:
-        return None
-    name = f"graph_{condition}"
-    if snap.hnsw != (params.m, params.ef_construction):
-        problem = (f"built with M={snap.hnsw[0]}, efConstruction={snap.hnsw[1]}; this process "
-                   f"uses M={params.m}, efConstruction={params.ef_construction}")  # fmt: skip
-    else:
-        try:  # reading the whole member checks its CRC
-            with np.load(snap.path, allow_pickle=False) as f:
-                data = f[name]
-            index, problem = search.load_hnsw(data, vectors, params)
-        except Exception as exc:  # as in _read: the rows are the truth, a graph an optimisation
-            index, problem = None, f"{type(exc).__name__}: {exc}"
-        if index is not None:
-            return index
-    log.warning("%s: %s not a usable HNSW graph (%s); building it instead", snap.path, name,
-                problem)  # fmt: skip
-    return None
-
-
 def _disagreement(snap: Snapshot, generation: np.ndarray, expected: str, dim: int) -> str:
     """What in a file read is not the snapshot the row names ("" when nothing)."""
     if generation.shape != () or generation.dtype.kind != "U" or str(generation) != expected:
@@ -238,12 +214,15 @@ def refresh(
     share: float = REFRESH_SHARE,
     exact_max: int | None = None,
     params: search.HnswParams | None = None,
+    grow: bool = True,
 ) -> bool:
     """Write the catalogue's snapshot anew when it is missing or differs from the scope by at
     least share of its rows, or lacks the HNSW graphs (built with params) that a search over
     more than exact_max of the scope's rows would build; True when written. Reads the scope's
     ids (no vectors) and the vectors of only the rows the old snapshot lacks. exact_max and
-    params default to search's EXACT_MAX and DEFAULT_HNSW, what a web process uses."""
+    params default to search's EXACT_MAX and DEFAULT_HNSW, what a web process uses. The old
+    snapshot's graphs are grown where they can be (snapshot_graphs.members), unless grow is
+    False (the benchmark's "before")."""
     from evalsite.retrieval.service import _hashed, scope
 
     exact_max = search.EXACT_MAX if exact_max is None else exact_max
@@ -259,10 +238,10 @@ def refresh(
     exists = IndexSnapshot.objects.filter(version=version, catalogue_id=catalogue_id).exists()
     # Whether the snapshot being written needs graphs the old one lacks: judged by the scope's
     # rows (the old ones' finite vectors, and the new ones, whose vectors are not read yet: an
-    # upper bound, and _graphs skips the graphs where the rows read leave exact_max or fewer),
-    # not by the old snapshot's, which grown past exact_max by less than share kept no graphs.
-    searchable = _searchable(old.vectors[np.searchsorted(old.keys, keys[kept])]) + int(
-        (~kept).sum())  # fmt: skip
+    # upper bound, and snapshot_graphs.members skips them where the rows read leave exact_max or
+    # fewer), not by the old snapshot's, which grown past exact_max by less than share kept none.
+    searchable = snapshot_graphs.searchable(
+        old.vectors[np.searchsorted(old.keys, keys[kept])]) + int((~kept).sum())  # fmt: skip
     graphless = searchable > exact_max and old.hnsw != (params.m, params.ef_construction)
     if not len(keys) or (exists and changed < max(1.0, share * len(keys)) and not graphless):
         return False
@@ -274,40 +253,18 @@ def refresh(
     if read:
         vectors[~kept] = np.stack([read[k] for k in wanted[~kept, 0].tolist()])
     snap = Snapshot(wanted[:, 0], wanted[:, 1], vectors, wanted[:, 2])
-    _write(version, catalogue_id, snap, _graphs(version, vectors, exact_max, params))
+    graphs = snapshot_graphs.members(version, old, snap.keys, vectors, exact_max, params, grow)
+    _write(version, catalogue_id, snap, graphs)
     return True
-
-
-def _searchable(vectors: np.ndarray) -> int:
-    """How many of the vectors (N, D) an index holds (service._add_vectors leaves out one that
-    is not finite)."""
-    return int(np.isfinite(vectors).all(axis=1).sum())
-
-
-def _graphs(
-    version: ModelVersion, vectors: np.ndarray, exact_max: int, params: search.HnswParams
-) -> dict[str, np.ndarray]:
-    """The members holding each instrument's HNSW graph (and hnsw, the parameters they were
-    built with) when an index over vectors (N, D) would build one (more than exact_max
-    searchable), else none. Built over exactly what service._add_vectors gives a new index from
-    this snapshot: the finite vectors, in key order, cut into the instrument's subspace."""
-    finite = vectors[np.isfinite(vectors).all(axis=1)]  # (N', D)
-    if len(finite) <= exact_max:
-        return {}
-    members = {"hnsw": np.array([params.m, params.ef_construction], np.int64)}
-    for condition in version.conditions:
-        sub = version.subspace(finite, condition)  # (N', d)
-        members[f"graph_{condition}"] = search.serialize_hnsw(sub, params)
-    return members
 
 
 def _write(
     version: ModelVersion, catalogue_id: int, snap: Snapshot, graphs: dict[str, np.ndarray]
 ) -> None:
-    """Write the file (with graphs, _graphs' members) under a new generation (a temporary name,
-    then renamed), then point the database at it; the old generation's file is removed once
-    that commits. When the row does not commit, the new file is removed (a killed writer's is
-    left to sweep)."""
+    """Write the file (with graphs, snapshot_graphs.members) under a new generation (a
+    temporary name, then renamed), then point the database at it; the old generation's file is
+    removed once that commits. When the row does not commit, the new file is removed (a killed
+    writer's is left to sweep)."""
     generation = secrets.token_hex(8)
     path = path_for(version.pk, catalogue_id, generation)
     path.parent.mkdir(parents=True, exist_ok=True)
