@@ -100,8 +100,12 @@ def members(
         grown = graph(old, condition, sub[:held], params) if held is not None else None
         if grown is None or held is None:
             out[f"graph_{condition}"] = search.serialize_hnsw(sub, params)
+            log.info("graph_%s built over %s vectors", condition, len(sub),
+                     extra={"graph": "built"})  # fmt: skip
             continue
         if held < len(sub):
             grown.add(sub[held:])  # (N' - held, d) appended in key order
         out[f"graph_{condition}"] = faiss.serialize_index(grown)
+        log.info("graph_%s grown from %s to %s vectors", condition, held, len(sub),
+                 extra={"graph": "grown"})  # fmt: skip
     return out

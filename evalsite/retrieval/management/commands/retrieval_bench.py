@@ -2,7 +2,9 @@
 on synthetic vectors (default 1M x 128 per subspace) and on the real catalogue's embeddings;
 with --removal, the first search after a clip is removed: full rebuild against incremental sync;
 with --api, the search API end to end against /healthz (evalsite/retrieval/api_bench.py);
-with --cold, the first search of a process phase by phase (evalsite/retrieval/cold_bench.py).
+with --cold, the first search of a process phase by phase (evalsite/retrieval/cold_bench.py);
+with --import-batches, the worker's snapshot writes over an import in batches, every graph
+rebuilt against the old graphs grown (evalsite/retrieval/import_bench.py).
 Run under `nice`: building a 1M-vector index takes minutes of both cores."""
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 
-from evalsite.retrieval import api_bench, bench, cold_bench
+from evalsite.retrieval import api_bench, bench, cold_bench, import_bench
 from evalsite.retrieval.search import DEFAULT_HNSW, EXACT_MAX, HnswParams
 
 
@@ -69,11 +71,21 @@ class Command(BaseCommand):
             "--n synthetic clips made for the run and removed after it (in process)",
         )
         parser.add_argument(
+            "--import-batches",
+            action="store_true",
+            help="only time the worker's snapshot writes over an import of --n synthetic clips "
+            "(6,000) in batches of --batch, every graph rebuilt against the old graphs grown, "
+            "in process; the catalogue is made for the run and removed after it",
+        )
+        parser.add_argument("--batch", type=int, default=None,
+                            help="with --import-batches: clips per embedding task "
+                            "(default CSN_EMBED_BATCH)")  # fmt: skip
+        parser.add_argument(
             "--exact-max",
             type=int,
             default=EXACT_MAX,
-            help="with --cold: the exact-search size for the run, lowered to time the HNSW case "
-            "with fewer clips than EXACT_MAX (the output says so)",
+            help="with --cold or --import-batches: the exact-search size for the run, lowered "
+            "to time the HNSW case with fewer clips than EXACT_MAX (the output says so)",
         )
         parser.add_argument("--rounds", type=int, default=200,
                             help="with --api: warm searches per instrument")  # fmt: skip
@@ -88,6 +100,9 @@ class Command(BaseCommand):
             return
         if o["cold"]:
             self._cold(o)
+            return
+        if o["import_batches"]:
+            self._import(o)
             return
         o["n"] = o["n"] or 1_000_000
         params = HnswParams(o["m"], o["ef_construction"], DEFAULT_HNSW.ef_search)
@@ -156,6 +171,25 @@ class Command(BaseCommand):
             cold_bench.run(cfg, self.stdout.write)
         except (CheckpointMissing, ModelUnavailable) as exc:
             raise CommandError(f"--cold: {exc}") from None
+
+    def _import(self, o: dict) -> None:
+        from django.conf import settings
+
+        from evalsite.retrieval.embedder import CheckpointMissing, ModelUnavailable
+
+        batch = settings.CSN_EMBED_BATCH if o["batch"] is None else o["batch"]
+        cfg = import_bench.ImportBenchConfig(n=o["n"] or 6000, batch=batch, seed=o["seed"],
+                                             exact_max=o["exact_max"])  # fmt: skip
+        if cfg.batch < 1 or cfg.n <= cfg.exact_max:
+            raise CommandError(
+                f"--import-batches: expected --batch >= 1 and --n above --exact-max (graphs are "
+                f"saved only above it); got --batch {cfg.batch}, --n {cfg.n}, "
+                f"--exact-max {cfg.exact_max}"
+            )
+        try:
+            import_bench.run(cfg, self.stdout.write)
+        except (CheckpointMissing, ModelUnavailable) as exc:
+            raise CommandError(f"--import-batches: {exc}") from None
 
     def _verdict(self, rows, exact_qps) -> None:
         b = bench.best(rows)
