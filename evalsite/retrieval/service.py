@@ -3,8 +3,9 @@ page and the JSON API call.
 
 One SubspaceIndex per (checkpoint version, catalogue or all, condition), held by the process.
 A new one starts from the catalogue's snapshot where the embedding worker saved one (snapshot.py:
-the rows as the worker last saw them, read from a file, not from the database), else empty, and
-is then synced as below like any other.
+the rows as the worker last saw them, read from a file, not from the database; the all-catalogues
+index from every catalogue's snapshot, merged, without their graphs), else empty, and is then
+synced as below like any other.
 Before each search the index takes the embeddings added since it last looked (ids are
 increasing, so that is one indexed query) and adds them. Then it checks that the rows it holds
 live are still exactly the scope's rows up to the newest it took, by their count and the sum of
@@ -248,11 +249,10 @@ def _cold_index(
     """(index, newest key, (count, id-hash sum)) of a new index: empty, or holding the rows of
     the catalogue's snapshot (snapshot.py; one reading of the file for all its instruments) and,
     above exact_max, the HNSW graph the worker built over them, which the caller then syncs with
-    the database."""
+    the database. For all catalogues (None), the rows of every catalogue's snapshot, merged: a
+    graph over them is built here, the catalogues' graphs being over other rows."""
     probe = version.subspace(np.zeros((1, version.dim), np.float32), condition)
     index = SubspaceIndex(probe.shape[1], exact_max=exact_max)
-    if catalogue_id is None:
-        return index, 0, (0, 0)
     snap = snapshot.load_shared(version, catalogue_id, condition)
     if snap is None or not len(snap.keys):
         return index, 0, (0, 0)

@@ -138,26 +138,47 @@ def _read(path: Path, expected: str, dim: int) -> Snapshot | None:
     return snap
 
 
+def _read_named(version: ModelVersion, named: list[tuple[int, str]]) -> Snapshot | None:
+    """The snapshot of one catalogue's (catalogue id, generation), or the rows of several in one
+    (the all-catalogues search's: in key order, a key in two files held once, no graphs); a file
+    that is not usable is logged and left out (the caller's sync reads its rows)."""
+    snaps = [_read(path_for(version.pk, c, g), g, version.dim) for c, g in named]
+    found = [snap for snap in snaps if snap is not None]
+    if len(named) == 1 or not found:
+        return found[0] if found else None
+    # A clip moved between two catalogues' writes is in both files, with the same row's vector.
+    keys, first = np.unique(np.concatenate([snap.keys for snap in found]), return_index=True)
+
+    def merged(name: str) -> np.ndarray:
+        return np.concatenate([getattr(snap, name) for snap in found])[first]
+
+    return Snapshot(keys, merged("ids"), merged("vectors"), merged("hashes"))
+
+
 _shared_lock = threading.Lock()
-# at most one: (version id, catalogue id, generation) -> (snapshot, conditions that took it, when)
-_shared: dict[tuple[int, int, str], tuple[Snapshot, set[str], float]] = {}
+# at most one: (version id, catalogue id or None: all, generations) -> (snapshot, conditions
+# that took it, when)
+_shared: dict[tuple[int, int | None, tuple[str, ...]], tuple[Snapshot, set[str], float]] = {}
 
 
-def load_shared(version: ModelVersion, catalogue_id: int, condition: str) -> Snapshot | None:
-    """load() for condition's new index: the file is read once for all of the catalogue's
-    instruments. The snapshot read is kept for the others until each has taken it, another
-    snapshot is read, or SHARED_FOR_S have passed (so a process holds at most one beside its
-    indexes); an instrument that takes it again (its index dropped) reads the file again."""
-    row = IndexSnapshot.objects.filter(version=version, catalogue_id=catalogue_id).first()
-    if row is None:
+def load_shared(version: ModelVersion, catalogue_id: int | None, condition: str) -> Snapshot | None:
+    """load() for condition's new index (catalogue_id None: every catalogue's snapshot, merged):
+    the files are read once for all the instruments. The snapshot read is kept for the others
+    until each has taken it, another snapshot is read, or SHARED_FOR_S have passed (so a process
+    holds at most one beside its indexes); an instrument that takes it again (its index dropped)
+    reads the files again."""
+    rows = IndexSnapshot.objects.filter(version=version)
+    if catalogue_id is not None:
+        rows = rows.filter(catalogue_id=catalogue_id)
+    named = sorted(rows.values_list("catalogue_id", "generation"))
+    if not named:
         return None
-    key = (version.pk, catalogue_id, row.generation)
+    key = (version.pk, catalogue_id, tuple(generation for _, generation in named))
     with _shared_lock:
         snap, taken, when = _shared.get(key, (None, set(), 0.0))
         if snap is None or condition in taken or time.monotonic() - when > SHARED_FOR_S:
             _shared.clear()
-            snap = _read(path_for(version.pk, catalogue_id, row.generation), row.generation,
-                         version.dim)  # fmt: skip
+            snap = _read_named(version, named)
             if snap is None:
                 return None
             taken, when = set(), time.monotonic()
