@@ -42,8 +42,7 @@ def embedded_catalogue(owner, version, name: str, n: int, seed: int, catalogue=T
     )
     rng = np.random.default_rng(seed)
     Embedding.objects.bulk_create(
-        Embedding(clip=c, version=version, vector=to_bytes(rng.standard_normal(DIM)))
-        for c in clips
+        Embedding(clip=c, version=version, vector=to_bytes(rng.standard_normal(DIM))) for c in clips
     )
     return cat, clips
 
