@@ -12,9 +12,9 @@ are a prefix of the new ones: nothing removed, no key among them, the same param
 old graph passes the web process's checks: the new vectors are added to it (HNSW adds without
 a rebuild) and it still holds exactly the new file's vectors in key order. Otherwise, or where
 the old graph fails a check (logged as a warning naming the file, the member and the reason),
-it is built from scratch. A grown graph is not the graph a build of the same vectors would make
-(FAISS's insertion order and levels differ), but it is one a build could make: the same
-insertions, in key order, split over two calls.
+it is built from scratch. A grown graph is not the bytes a build of the same vectors would give
+(FAISS inserts in another order), but an HNSW graph over the same vectors with the same
+parameters. Each graph built or grown is logged at INFO (the import benchmark counts them).
 """
 
 from __future__ import annotations
