@@ -12,6 +12,8 @@ from tests.evalsite.studies.conftest import _media_and_screening, make_catalogue
 
 WAIT_MS = 15000
 CLIP_S = 0.6  # the clips' length (the stall test's are longer: its own CLIP_S)
+# A study's catch setting that gives a participant no catch trial (walks that check pages only).
+NO_CATCH = {"identical": 0, "attention": 0, "repeat": 0}
 
 __all__ = ["WAIT_MS", "_media_and_screening", "owner", "page", "screens"]
 

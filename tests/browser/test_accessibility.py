@@ -16,7 +16,7 @@ import pytest
 from evalsite.studies.models import Participant, Study
 from tests.browser.axe_audit import audit
 from tests.browser.participant_fixtures import *  # noqa: F403 (fixtures, WAIT_MS)
-from tests.browser.participant_fixtures import CLIP_S, WAIT_MS
+from tests.browser.participant_fixtures import CLIP_S, NO_CATCH, WAIT_MS
 from tests.browser.participant_steps import (
     answer_every_trial,
     enter_to_calibration,
@@ -50,8 +50,11 @@ STUDY_PAGES = [
 
 @pytest.fixture
 def listening_study(owner):
-    """The headphone screening, one practice trial with feedback, main and catch trials."""
-    return make_study(owner, make_catalogue(owner, seconds=CLIP_S), 1, practice_trials=1)
+    """The headphone screening, one practice trial with feedback and the main trials. No catch
+    trial is given: a catch trial is the main trials' page (trial.html) with other clips, never
+    checked here, and walking three of them took ~2.5 s each (their clips play in real time)."""
+    return make_study(owner, make_catalogue(owner, seconds=CLIP_S), 1, practice_trials=1,
+                      catch=NO_CATCH)  # fmt: skip
 
 
 @pytest.mark.parametrize("lang", ["en", "ja"])

@@ -15,7 +15,7 @@ import pytest
 from evalsite.studies.models import Participant
 from tests.browser.page_layout import REFLOW, out_of_reach, too_wide, wrapped
 from tests.browser.participant_fixtures import *  # noqa: F403 (fixtures, WAIT_MS)
-from tests.browser.participant_fixtures import CLIP_S, WAIT_MS
+from tests.browser.participant_fixtures import CLIP_S, NO_CATCH, WAIT_MS
 from tests.browser.participant_steps import (
     answer_every_trial,
     enter_to_calibration,
@@ -82,8 +82,11 @@ def narrow_page(browser):
 
 @pytest.fixture
 def listening_study(owner):
-    """The headphone screening, one practice trial with feedback, main and catch trials."""
-    return make_study(owner, make_catalogue(owner, seconds=CLIP_S), 1, practice_trials=1)
+    """The headphone screening, one practice trial with feedback and the main trials. No catch
+    trial is given: a catch trial is the main trials' page (trial.html) with other clips, never
+    checked here, and walking three of them took ~2.5 s each (their clips play in real time)."""
+    return make_study(owner, make_catalogue(owner, seconds=CLIP_S), 1, practice_trials=1,
+                      catch=NO_CATCH)  # fmt: skip
 
 
 def test_it_reflows_a_participants_pages_at_320_px(
