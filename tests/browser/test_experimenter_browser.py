@@ -17,6 +17,7 @@ from django.conf import settings as django_settings
 from evalsite.stimuli.models import Clip
 from evalsite.studies.models import Answer, Participant, Study
 from tests.browser.participant_steps import answer_every_trial, listen_all, through_calibration
+from tests.evalsite.studies.conftest import SHORT_SCREENING
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
 from tests.evalsite.studies.experimenter_personas import PASSWORD, wav_bytes
 
@@ -64,6 +65,9 @@ def test_a_study_made_here_is_taken_end_to_end_and_exported_with_each_answer_onc
 ):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.MEDIA_ROOT = str(tmp_path / "media")  # the live server runs in this process
+    # The short calibration noise of the participant tests (0.5 s): the papers' 4 s noise,
+    # played through by the preview and by the participant, took 8 s and is checked nowhere.
+    settings.CSN_SCREENING = SHORT_SCREENING
     django_user_model.objects.create_user("alice", "alice@example.org", PASSWORD)
     page = context.new_page()
     page.goto(f"{live_server.url}/studies/")
