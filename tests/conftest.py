@@ -41,6 +41,31 @@ def _fast_password_hasher():
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _flush_by_delete():
+    """A transactional test (transaction=True, live server, worker processes) ends with Django's
+    flush, which on PostgreSQL is one TRUNCATE of every table: it makes new files for each table
+    and index, about 0.6 s per test on a loaded 2-core machine, 327 times a run. Here it deletes
+    every row instead, in one transaction with the foreign keys (deferrable, as Django makes
+    them) checked at its commit: every table is left empty, as before. A flush asked to restart
+    the sequences or to cascade (none in this suite) still truncates."""
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    truncate = DatabaseOperations.sql_flush
+
+    def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
+        if not tables or reset_sequences or allow_cascade:
+            return truncate(
+                self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade
+            )
+        deletes = [f"{style.SQL_KEYWORD('DELETE FROM')} {self.quote_name(t)};" for t in tables]
+        return ["SET CONSTRAINTS ALL DEFERRED;", *deletes]
+
+    DatabaseOperations.sql_flush = sql_flush
+    yield
+    DatabaseOperations.sql_flush = truncate
+
+
 @pytest.fixture(scope="session")
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
