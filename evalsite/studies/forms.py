@@ -554,6 +554,16 @@ class TrialForm(forms.ModelForm):
             "model_margin",
         ]
 
+    # Not a model field of the form (Trial.model_designed is set where a trial is made only,
+    # never edited): the trial is one a model designed, e.g. the researcher's own elsewhere.
+    model_designed = forms.BooleanField(
+        required=False,
+        label="Designed by a model",
+        help_text="Tick for a main trial whose candidates a model chose (e.g. the reference's "
+        "nearest neighbour): a participant then never gets two trials on one reference piece "
+        "that share a candidate piece, as with the site's model design.",
+    )
+
     def __init__(self, *args, study: Study, user, **kwargs):
         super().__init__(*args, **kwargs)
         clips = study_clips(study, user)
@@ -577,6 +587,12 @@ class TrialForm(forms.ModelForm):
             self.add_error(
                 "is_practice", "A practice trial cannot be a catch trial: choose no catch kind."
             )
+        if data.get("model_designed") and (data.get("is_practice") or data.get("catch_kind")):
+            self.add_error(
+                "model_designed",
+                "The shared-candidate rule concerns main trials only: untick it for a practice "
+                "or catch trial.",
+            )
         clips = [data.get(name) for name in ("reference", "candidate_a", "candidate_b")]
         if all(clips):
             conflicts = trial_clip_errors(
@@ -594,6 +610,7 @@ class TrialForm(forms.ModelForm):
         trial.study = self.study
         trial.is_catch = bool(trial.catch_kind)
         trial.model_choice = trial.model_choice or None
+        trial.model_designed = bool(self.cleaned_data.get("model_designed"))
         if commit:
             trial.save()
         return trial

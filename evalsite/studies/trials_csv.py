@@ -17,7 +17,10 @@ from evalsite.studies.forms import study_clips, trial_clip_errors
 from evalsite.studies.models import Study, Trial
 
 TRIAL_CSV_COLUMNS = ("reference", "candidate_a", "candidate_b", "instrument")
-TRIAL_CSV_OPTIONAL = ("is_practice", "catch_kind", "expected", "model_choice", "model_margin")
+TRIAL_CSV_OPTIONAL = (
+    "is_practice", "catch_kind", "expected", "model_choice", "model_margin", "model_designed",
+)  # fmt: skip
+TRUE, FALSE = {"1", "true", "yes"}, {"", "0", "false", "no"}
 
 
 class TrialCSVForm(forms.Form):
@@ -200,6 +203,8 @@ def _trial_from_row(row: dict, study: Study, lookup: tuple) -> tuple[Trial | Non
         errors.append(f"field 'is_practice' = {practice!r}: expected true/false or 1/0")
     margin, error = _margin((row.get("model_margin") or "").strip())
     errors += [error] if error else []
+    by_model, error = _model_designed(row, main=not kind and practice not in TRUE)
+    errors += [error] if error else []
     if kind and practice in {"1", "true", "yes"}:  # practice answers count in no catch rate
         errors.append(
             f"field 'is_practice' = {practice!r} with field 'catch_kind' = {kind!r}: a practice "
@@ -229,8 +234,26 @@ def _trial_from_row(row: dict, study: Study, lookup: tuple) -> tuple[Trial | Non
         expected=choice["expected"],
         model_choice=choice["model_choice"] or None,
         model_margin=margin,
+        model_designed=by_model,
     )
     return trial, []
+
+
+def _model_designed(row: dict, main: bool) -> tuple[bool, str]:
+    """Whether a model chose the candidates (Trial.model_designed: the shared-candidate rule,
+    docs/site.md), and "" or why not: a true/false word or empty, true on a main trial only."""
+    text = (row.get("model_designed") or "").strip()
+    if text.lower() not in TRUE | FALSE:
+        return (
+            False,
+            f"field 'model_designed' = {text!r}: expected true/false, 1/0, yes/no or empty",
+        )
+    if text.lower() in TRUE and not main:
+        return False, (
+            f"field 'model_designed' = {text!r}: the shared-candidate rule concerns main trials "
+            "only; expected false or empty on a practice or catch trial"
+        )
+    return text.lower() in TRUE, ""
 
 
 def _margin(text: str) -> tuple[float | None, str]:

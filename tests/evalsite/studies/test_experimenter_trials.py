@@ -388,3 +388,32 @@ def test_a_draw_while_a_close_commits_is_refused(alice, study, monkeypatch):
     assert empty.status == Study.Status.CLOSED and not empty.trials.exists()
     assert response.status_code == 302
     assert [e.kind for e in empty.events.all()] == ["status"]
+
+
+def test_it_adds_a_trial_by_hand_marked_as_designed_by_a_model(client, alice, study):
+    """A researcher's own model's trial gets the shared-candidate rule (Trial.model_designed);
+    left unticked, a trial added by hand does not."""
+    client.force_login(alice)
+    ref, a, b, d = Clip.objects.filter(catalogue=study.catalogue).order_by("id")[:4]
+    data = {"reference": ref.pk, "candidate_a": a.pk, "candidate_b": b.pk, "instrument": "bass",
+            "catch_kind": "", "expected": "", "model_choice": "", "model_margin": "",
+            "model_designed": "on"}  # fmt: skip
+    assert client.post(reverse("studies:trial_add", args=[study.pk]), data).status_code == 302
+    assert study.trials.latest("id").model_designed
+    data.pop("model_designed")
+    data["candidate_b"] = d.pk
+    assert client.post(reverse("studies:trial_add", args=[study.pk]), data).status_code == 302
+    assert not study.trials.latest("id").model_designed
+
+
+def test_it_refuses_a_practice_trial_by_hand_marked_as_designed_by_a_model(client, alice, study):
+    client.force_login(alice)
+    ref, a, b = Clip.objects.filter(catalogue=study.catalogue).order_by("id")[:3]
+    before = study.trials.count()
+    data = {"reference": ref.pk, "candidate_a": a.pk, "candidate_b": b.pk, "instrument": "bass",
+            "is_practice": "on", "catch_kind": "", "expected": "a", "model_choice": "",
+            "model_margin": "", "model_designed": "on"}  # fmt: skip
+    response = client.post(reverse("studies:trial_add", args=[study.pk]), data)
+    assert response.status_code == 400
+    assert "main trials only" in " ".join(response.context["form"].errors["model_designed"])
+    assert study.trials.count() == before

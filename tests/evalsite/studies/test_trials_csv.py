@@ -202,3 +202,56 @@ def test_it_refuses_trials_whose_clips_give_the_answer_away_or_repeat_a_candidat
     assert "expected two different candidates" in errors[1]
     assert "expected the reference itself, as an identical catch trial's expected answer ('b')" \
         in errors[3]  # fmt: skip
+
+
+def test_it_reads_the_model_designed_column_as_the_trials_flag(study):
+    """A researcher who designed trials with their own model elsewhere marks them, so that the
+    shared-candidate rule keeps them apart (docs/site.md, Design rules); blank is false."""
+    c = clips(study)
+    values = ("true", "1", "Yes", "false", "0", "no", "")
+    # six drums trials (candidate_b: clips 2-7), then one on bass
+    cells = [(c[2 + i % 6].token, ("drums", "bass")[i // 6]) for i in range(len(values))]
+    rows = [f"{c[0].token},{c[1].token},{b},{i},{v}\n" for (b, i), v in zip(cells, values)]
+    text = "reference,candidate_a,candidate_b,instrument,model_designed\n" + "".join(rows)
+    trials, errors = parse_trials_csv(text, "own.csv", study, study.owner)
+    assert errors == []
+    assert [t.model_designed for t in trials] == [True, True, True, False, False, False, False]
+    trials, errors = parse_trials_csv(HEADER + rows[0][: -len("true\n") - 1] + "\n", "t.csv",
+                                      study, study.owner)  # fmt: skip
+    assert errors == [] and not trials[0].model_designed  # no column: not model-designed
+
+
+def test_it_refuses_a_model_designed_value_it_does_not_know_and_adds_nothing(client, alice, study):
+    c = clips(study)
+    text = (
+        "reference,candidate_a,candidate_b,instrument,model_designed\n"
+        + f"{c[0].token},{c[1].token},{c[2].token},drums,yes\n"
+        + f"{c[0].token},{c[1].token},{c[3].token},drums,maybe\n"
+    )
+    client.force_login(alice)
+    before = study.trials.count()
+    url = reverse("studies:trials_csv", args=[study.pk])
+    response = client.post(url, {"csv_file": SimpleUploadedFile("md.csv", text.encode())})
+    assert response.status_code == 400
+    assert response.context["csv_form"].errors["csv_file"] == [
+        "md.csv, line 3: field 'model_designed' = 'maybe': expected true/false, 1/0, yes/no "
+        "or empty"
+    ]
+    assert study.trials.count() == before
+
+
+def test_it_refuses_model_designed_on_a_practice_or_catch_row(study):
+    c = clips(study)
+    text = (
+        "reference,candidate_a,candidate_b,instrument,is_practice,catch_kind,expected,"
+        "model_designed\n"
+        + f"{c[0].token},{c[1].token},{c[2].token},drums,yes,,a,true\n"
+        + f"{c[0].token},{c[0].token},{c[2].token},drums,,identical,a,1\n"
+        + f"{c[0].token},{c[1].token},{c[3].token},drums,,,,1\n"
+    )
+    trials, errors = parse_trials_csv(text, "k.csv", study, study.owner)
+    assert errors == [
+        f"k.csv, line {line}: field 'model_designed' = {v!r}: the shared-candidate rule concerns "
+        "main trials only; expected false or empty on a practice or catch trial"
+        for line, v in ((2, "true"), (3, "1"))
+    ]
