@@ -152,3 +152,51 @@ def test_it_keeps_the_report_when_min_listen_share_changes_as_the_listening_does
     assert not queued and not ReportState.objects.filter(study=sim_study, pending=True).exists()
     page = client.get(reverse("reports:page", args=[sim_study.pk])).content.decode()
     assert 'data-testid="report-outdated"' not in page
+
+
+def test_it_notes_in_the_power_plan_an_instrument_whose_share_is_under_one_trial(alice, sim_study):
+    """A cap of 1 main trial over 2 instruments gives each half a trial per participant on
+    average, planned at 1 (the least a row can plan): the plan's participants are then too few,
+    and the report's power notes say which instruments and why."""
+    catalogue = make_catalogue(alice)
+    study = make_study(alice, catalogue, 3, practice_trials=0,
+                       trials_per_participant=1, catch=NO_CATCH)  # fmt: skip
+    config, _ = report_config_for(study)
+    assert config.design_main_trials == {"drums": 1, "guitar": 1}
+    assert config.design_main_share_under_one == {"drums": 0.5, "guitar": 0.5}
+    inputs = pd.DataFrame([{"term": i, "estimate": 0.7, "icc": 0.1, "trials_per_participant": 1.0,
+                            "seconds_per_trial": 3.0, "n": 40, "n_participants": 20}
+                           for i in ("drums", "guitar")])  # fmt: skip
+    notes = power.design_notes(
+        inputs, config.design_main_trials, config.design_main_share_under_one
+    )
+    under = [n for n in notes if "under one trial" in n]
+    assert len(under) == 1
+    assert under[0].startswith("power plan for drums (0.5 trials per participant), guitar (0.5")
+    assert "needs about 2 times the participants" in under[0]
+    capped = make_study(alice, catalogue, 3, practice_trials=0,
+                        trials_per_participant=2, catch=NO_CATCH)  # fmt: skip
+    assert report_config_for(capped)[0].design_main_share_under_one == {}  # 1 of each
+
+    sim_study.settings["trials_per_participant"] = 1  # its 2 instruments share one main trial
+    sim_study.save()
+    snap = ReportSnapshot.objects.get(pk=recompute_report(sim_study.pk))
+    shown = [m["text"] for m in snap.messages if m["part"] == "power"]
+    assert [t for t in shown if "under one trial" in t and "drums" in t and "guitar" in t]
+
+
+def test_it_recomputes_the_report_when_the_setting_changes_only_the_shares_under_one_trial(
+    client, alice, sim_study, django_capture_on_commit_callbacks
+):
+    """A cap of 1 and of 2 both plan 1 trial of each of 2 instruments, but only the first gives
+    each half a trial (the power plan's note): the edit queues the report."""
+    client.force_login(alice)
+    assert _edit(client, sim_study, trials_per_participant=1).status_code == 302
+    first = ReportSnapshot.objects.get(pk=recompute_report(sim_study.pk))
+    assert first.config["design_main_share_under_one"] == {"drums": 0.5, "guitar": 0.5}
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        assert _edit(client, sim_study, trials_per_participant=2).status_code == 302
+    assert len(queued) == 1
+    snap = ReportSnapshot.objects.get(pk=recompute_report(sim_study.pk))
+    assert snap.config["design_main_trials"] == first.config["design_main_trials"]
+    assert snap.config["design_main_share_under_one"] == {}
