@@ -28,6 +28,7 @@ from evalsite.stimuli.models import piece_key
 from evalsite.studies import participant_writes
 from evalsite.studies.design_fill import count_fill, entry_fill, keep_fill
 from evalsite.studies.design_order import balance_positions, order_trials
+from evalsite.studies.design_pieces import most_on_one_reference, piece_plan, trial_keys
 from evalsite.studies.models import Answer, Assignment, Participant, Study
 
 
@@ -44,34 +45,13 @@ def least_filled(trials: list, counts: Counter, rng: random.Random, n: int) -> l
     return keyed[:n]
 
 
-def trial_keys(t: TrialRef) -> set[tuple]:
-    """What choosing `t` takes from the participant's other main trials: its instrument on its
-    reference piece, and each of its candidate pieces on its reference piece, marked with
-    whether the model chose its candidates (`_blocked` reads the mark)."""
-    return {("instrument", t.instrument, t.reference_piece),
-            *(("candidate", t.reference_piece, c, t.model_designed)
-              for c in t.candidate_pieces)}  # fmt: skip
-
-
-def _blocked(t: TrialRef, taken: set) -> bool:
-    """Whether a chosen trial's keys in `taken` keep `t` from the participant: one of its
-    instrument and reference piece, or one on its reference piece sharing a candidate piece
-    where the model chose the candidates of either (Trial.model_designed). A random or hand-made
-    trial's recurring candidate tells nothing, so two such trials sharing one still go
-    together; where one is the model's, the recurring candidate can be its choice."""
-    if ("instrument", t.instrument, t.reference_piece) in taken:
-        return True
-    marks = (True, False) if t.model_designed else (True,)
-    return any(("candidate", t.reference_piece, c, m) in taken
-               for c in t.candidate_pieces for m in marks)  # fmt: skip
-
-
 def one_per_reference(
     trials: list, counts: Counter, rng: random.Random, n: int, taken: set, originals: set
 ) -> list:
     """Up to n main trials, least-filled first (ties by the seed, drawn as `least_filled`
-    draws them), none of which `_blocked` keeps out by the keys (`trial_keys`) in `taken` or another
-    chosen one's, which the chosen ones join: at most one per (instrument, reference piece),
+    draws them), none of which `design_pieces.blocked` keeps out by the keys (`trial_keys`) in
+    `taken` or another chosen one's, which the chosen ones join: at most one per (instrument,
+    reference piece),
     and no two on one reference piece that share a candidate piece where the model chose either's
     candidates. Two main trials of one instrument and reference share a candidate and differ in
     the other (a model design's shared one is the model's choice: model_design.plan_trials), so
@@ -85,23 +65,25 @@ def one_per_reference(
     of another piece, and the designs balance references by piece, taking the piece's other clip
     where it recurs. Of equally filled trials of one instrument and reference piece, one with a
     repeat check (its id in `originals`) goes first where its candidates are free, so that the
-    rule costs no repeat check where it need not."""
+    rule costs no repeat check where it need not. Per reference piece, the trials taken are
+    as many as can go together (`design_pieces.piece_plan`: an exact search), one of its least
+    filled among them, the earliest in that order where several choices give as many."""
     pair = lambda t: (t.instrument, t.reference_piece)  # noqa: E731
     order = sorted(trials, key=lambda t: (counts[t.id], rng.random()))
-    original: dict = {}  # (pair, fill) -> the originals in order
-    for t in order:
-        if t.id in originals:
-            original.setdefault((pair(t), counts[t.id]), []).append(t)
-    chosen: list = []
-    for t in order:
-        if len(chosen) == n:
-            break
-        if _blocked(t, taken):
-            continue
-        same = original.get((pair(t), counts[t.id]), [])
-        pick = next((o for o in same if not _blocked(o, taken)), t)
-        taken |= trial_keys(pick)
-        chosen.append(pick)
+    first: dict = {}  # (pair, fill) -> where its first trial is in the order
+    for i, t in enumerate(order):
+        first.setdefault((pair(t), counts[t.id]), i)
+    # a repeat check's original moves to the front of its pair's equally filled trials
+    ranked = [t for _, _, _, t in sorted(
+        (first[pair(t), counts[t.id]], 0, i, t) if t.id in originals else (i, 1, i, t)
+        for i, t in enumerate(order))]  # fmt: skip
+    pieces: dict = defaultdict(list)
+    for t in ranked:
+        pieces[t.reference_piece].append(t)
+    planned = {t.id for ts in pieces.values() for t in piece_plan(ts, counts, taken)}
+    chosen = [t for t in ranked if t.id in planned][:n]
+    for t in chosen:
+        taken |= trial_keys(t)
     return chosen
 
 
@@ -126,32 +108,7 @@ def most_main_total(study: Study) -> int:
     options: dict = defaultdict(lambda: defaultdict(set))  # piece -> instrument -> options
     for t in trial_refs(study.trials.filter(is_practice=False, is_catch=False)):
         options[t.reference_piece][t.instrument].add((t.candidate_pieces, t.model_designed))
-    return sum(_most_on_one_reference(list(per.values())) for per in options.values())
-
-
-def _most_on_one_reference(options: list[set[tuple[frozenset, bool]]]) -> int:
-    """The most instruments that can each take one of their options (a trial's candidate
-    pieces, and whether the model chose them) with no piece taken twice where the model chose
-    either's: a depth-first search over the instruments (a study has a handful), cut where the
-    instruments left cannot beat the best found."""
-    best = 0
-
-    def visit(i: int, anyone: frozenset, model: frozenset, got: int) -> None:
-        # anyone: the candidate pieces taken; model: those taken by a model-designed option
-        nonlocal best
-        if got + len(options) - i <= best:
-            return
-        if i == len(options):
-            best = got
-            return
-        for candidates, by_model in options[i]:
-            if not candidates & (anyone if by_model else model):
-                taken = (model | candidates) if by_model else model
-                visit(i + 1, anyone | candidates, taken, got + 1)
-        visit(i + 1, anyone, model, got)
-
-    visit(0, frozenset(), frozenset(), 0)
-    return best
+    return sum(most_on_one_reference(list(per.values())) for per in options.values())
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,11 +5,14 @@ piece that share no candidate still go together, and every trial still reaches i
 
 from __future__ import annotations
 
+import random
+from collections import Counter
+
 import pytest
 from django.utils import timezone
 
 from evalsite.stimuli.models import Clip
-from evalsite.studies import design, design_fill
+from evalsite.studies import design, design_fill, design_pieces
 from evalsite.studies.experimenter import main_shortfalls
 from evalsite.studies.models import Answer, Participant, Study, Trial
 from tests.evalsite.studies.conftest import participant
@@ -93,3 +96,51 @@ def test_it_says_that_trials_sharing_a_candidate_go_to_different_participants(
     )
     assert "share a candidate piece" in line
     assert "of one instrument whose references are of one piece" not in line  # not this rule
+
+
+def test_it_gives_a_participant_of_a_fresh_study_the_most_main_trials_it_can_get(
+    experimenter, listening_catalogue
+):
+    """On m0, guitar shares a candidate piece with drums and with bass: a participant given
+    guitar first could get neither, 2 main trials in all where drums, bass and `other` give 3
+    (`most_main_total`). A fresh study's fill ties every trial, so whichever the seed draws
+    first, the selection reaches the most (docs/site.md, Design rules)."""
+    study, t = linked_study(experimenter, listening_catalogue)
+    most = design.most_main_total(study)
+    got = [design.select_trials(study, seed, Counter()) for seed in range(40)]
+    assert [len(chosen or []) for chosen in got] == [most] * 40
+    # the rule holds: guitar never goes with drums or bass
+    assert all(t["guitar"].pk not in {c.id for c in chosen or []} for chosen in got)
+
+
+def test_it_reaches_the_most_main_trials_on_seeded_random_fresh_studies(
+    experimenter, listening_catalogue
+):
+    """A seeded search over small studies (3 instruments, 2 reference clips, random candidates
+    and flags) finds none where a fresh study's participant gets fewer than `most_main_total`
+    main trials, or two that the rules keep apart; with fills apart, the least filled trial is
+    still taken."""
+    m = list(listening_catalogue.clips.filter(meta={}).order_by("id"))
+    draw = random.Random(11)
+    for k in range(25):
+        study = Study.objects.create(
+            owner=experimenter, name=f"Random {k}", instruments=["drums", "guitar", "bass"],
+            catalogue=listening_catalogue, status=Study.Status.OPEN,
+            settings={"target_answers_per_trial": 2, "practice_trials": 0, "catch": NO_CATCH},
+        )  # fmt: skip
+        for _ in range(draw.randint(3, 7)):
+            ref, a, b = m[draw.randrange(2)], *draw.sample(m[2:7], 2)
+            Trial.objects.create(study=study, instrument=draw.choice(study.instruments),
+                                 reference=ref, candidate_a=a, candidate_b=b,
+                                 model_designed=draw.random() < 0.7)  # fmt: skip
+        most = design.most_main_total(study)
+        for seed in range(8):
+            chosen = design.select_trials(study, seed, Counter()) or []
+            assert len(chosen) == most, (k, seed)
+            for i, t in enumerate(chosen):
+                assert not design_pieces.blocked(t, set().union(
+                    *(design_pieces.trial_keys(o) for o in chosen[:i])))  # fmt: skip
+        # with fills apart, the least filled is still taken (every trial reaches its target)
+        fill = Counter({t.pk: draw.randint(0, 1) for t in study.trials.all()})
+        chosen = design.select_trials(study, k, fill) or []
+        assert min(fill[t.id] for t in chosen) == min(fill.values())
