@@ -290,6 +290,7 @@ def realised_design(study: Study) -> pd.DataFrame:
                 "is_catch": t.is_catch,
                 "catch_kind": t.catch_kind,
                 "repeat_of": t.repeat_of_id,
+                "model_designed": t.model_designed,
                 "seed": s.participant.seed,
                 "answered": (s.participant_id, t.pk) in answered,
             }
@@ -300,5 +301,5 @@ def realised_design(study: Study) -> pd.DataFrame:
 REALISED_COLUMNS = [
     "study", "participant", "session", "trial", "trial_index", "instrument", "reference",
     "candidate_a", "candidate_b", "displayed_first", "is_practice", "is_catch", "catch_kind",
-    "repeat_of", "seed", "answered",
+    "repeat_of", "model_designed", "seed", "answered",
 ]  # fmt: skip

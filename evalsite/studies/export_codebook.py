@@ -230,6 +230,12 @@ CODEBOOK: dict[str, dict[str, dict]] = {
         "is_catch": _col("Catch trial", "boolean"),
         "catch_kind": _col("Kind of catch trial", "string", "'', identical, attention, repeat"),
         "repeat_of": _col("Original trial of a repeat", "integer or empty"),
+        "model_designed": _col(
+            "A model chose the trial's candidates (a design from the model, or marked so in the"
+            " trials CSV or form): no participant gets two main trials on one reference piece"
+            " sharing a candidate piece with it",
+            "boolean",
+        ),
         "seed": _col("Participant's design seed", "integer"),
         "answered": _col("An answer is stored for this slot", "boolean"),
     },

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from evalsite.stimuli.models import Clip
 from evalsite.studies import design, design_fill, design_order, flow_trials
+from evalsite.studies.export_codebook import CODEBOOK
 from evalsite.studies.models import (
     Answer,
     Assignment,
@@ -367,3 +368,20 @@ def test_it_keeps_participants_steps_and_answers_out_of_admin_edits(admin_client
     assert admin_client.post(f"/admin/studies/answer/{answer.pk}/change/", {}).status_code == 403
     page = admin_client.get(f"/admin/studies/participant/{done[0].pk}/change/")
     assert page.status_code == 200 and 'name="step"' not in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_it_exports_which_trials_the_shared_candidate_rule_reads_as_model_designed(
+    listening_study,
+):
+    """design.csv says which trials a model designed (Trial.model_designed, set by a model
+    design or marked in a CSV or the form), so an analysis can tell where the rule applied."""
+    main = listening_study.trials.filter(is_practice=False, is_catch=False)
+    flagged = set(main.filter(instrument="drums").values_list("pk", flat=True))
+    listening_study.trials.filter(pk__in=flagged).update(model_designed=True)
+    p = participant(listening_study, 5)
+    design.assign(p, timezone.now())
+    df = design.realised_design(listening_study)
+    assert df["model_designed"].tolist() == [t in flagged for t in df["trial"]]
+    assert df["model_designed"].any() and not df["model_designed"].all()
+    assert set(CODEBOOK["design"]) == set(design.REALISED_COLUMNS)
