@@ -47,6 +47,13 @@ from evalsite.studies.storable_text import storable, storable_or_empty
 # database. Browsers bound before the cookie existed are still recognised by their session.
 BINDING_COOKIE = "csn_participants"
 SESSION_KEY = "csn_participants"
+# A browser holds one participant per study (the next one entering drops the one before: a lab
+# computer shared by several people), and none who left the study: leaving unbinds at once, and
+# this signed cookie (the token) shows only the page saying they left, for its reloads, for
+# LEFT_PAGE_SECONDS or until the next participant enters. docs/site.md "One browser, several
+# participants".
+LEFT_COOKIE = "csn_left"
+LEFT_PAGE_SECONDS = 10 * 60
 
 
 def _not_accepting(request: HttpRequest, study: Study, status: str) -> HttpResponse:
@@ -77,10 +84,16 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
     if not all(storable(request.GET.get(key, "")) for key in flow.PROLIFIC_KEYS):
         return _invalid_link(request, study)
     known = list(dict.fromkeys(request.session.get(SESSION_KEY, []) + _bound(request)))
-    mine = study.participants.filter(token__in=known).last()
+    # this study's participants the browser holds (several only if bound before one per study)
+    ours = dict(
+        study.participants.filter(token__in=known).order_by("pk").values_list("token", "step")
+    )
     has_id = any(request.GET.get(k) for k in ("PROLIFIC_PID", "pid"))
-    if mine is not None and not has_id:
-        return redirect("studies:participant", mine.token)
+    # Without an id, only one who has not ended is resumed: after one who finished, left or was
+    # screened out, the link is the next person's at this browser, as in a fresh browser.
+    unended = [token for token, step in ours.items() if step not in Participant.FINAL_STEPS]
+    if unended and not has_id:
+        return redirect("studies:participant", unended[-1])
     # A closed or paused study still lets its started participants come back and finish; the
     # same lookup decides who may come back and who is resumed.
     found = flow.find_existing(study, request.GET) if has_id else None
@@ -124,9 +137,65 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method == "POST" and request.POST.get("step") == Participant.Step.BROWSER_CHECK:
         post_browser_check(request, p)  # acts only while p is at the browser check
     response = redirect("studies:participant", p.token)
-    if p.token not in _bound(request):
-        _bind(response, known + [p.token])
+    _bind_entered(request, response, p.token, dropped=set(ours) - {p.token})
     return response
+
+
+def _bind_entered(request: HttpRequest, response: HttpResponse, token: str, dropped: set[str]):
+    """Bind the browser to the participant `token` that entered by the link, dropping `dropped`
+    (the study's other participants it held: one per study), and the page of one who left."""
+    known = list(dict.fromkeys(request.session.get(SESSION_KEY, []) + _bound(request)))
+    tokens = [t for t in known if t not in dropped and t != token] + [token]
+    if tokens != _bound(request):
+        _bind(response, tokens)
+    _unbind_session(request, dropped)
+    if LEFT_COOKIE in request.COOKIES:
+        response.delete_cookie(LEFT_COOKIE, samesite=settings.SESSION_COOKIE_SAMESITE)
+
+
+def _unbind_session(request: HttpRequest, tokens: set[str]) -> None:
+    """Drop `tokens` from the binding in the server-side session of a browser bound before the
+    binding cookie existed (nothing read or written for a browser without one)."""
+    held = request.session.get(SESSION_KEY, [])
+    if any(t in tokens for t in held):
+        request.session[SESSION_KEY] = [t for t in held if t not in tokens]
+
+
+def _unbind_left(request: HttpRequest, response: HttpResponse, token: str) -> None:
+    """Unbind the participant `token`, who left the study, from this browser at once; the page
+    saying so stays readable by its reloads (LEFT_COOKIE)."""
+    _bind(response, [t for t in _bound(request) if t != token])
+    _unbind_session(request, {token})
+    response.set_signed_cookie(
+        LEFT_COOKIE, token, salt=LEFT_COOKIE, max_age=LEFT_PAGE_SECONDS,
+        secure=settings.SESSION_COOKIE_SECURE, httponly=True,
+        samesite=settings.SESSION_COOKIE_SAMESITE,
+    )  # fmt: skip
+
+
+def _left_page(request: HttpRequest, token: str) -> HttpResponse | None:
+    """The page saying the participant `token` left, to the browser it left from (LEFT_COOKIE),
+    for a GET; None (refused) otherwise. It shows nothing else and takes no form."""
+    if request.method not in ("GET", "HEAD"):
+        return None
+    try:
+        left = request.get_signed_cookie(LEFT_COOKIE, salt=LEFT_COOKIE, max_age=LEFT_PAGE_SECONDS)
+    except (KeyError, signing.BadSignature):  # absent, tampered with, or expired
+        return None
+    p = participant_sql.participant_by_token(token) if left == token else None
+    if p is None or p.step != Participant.Step.WITHDRAWN:
+        return None
+    return _switch_language(request, p) or GET_HANDLERS[p.step](request, p)
+
+
+def _switch_language(request: HttpRequest, p: Participant) -> HttpResponse | None:
+    """The page's language link (?lang=, one of the study's languages): stores it as the
+    participant's and redirects to the page without it; None for any other request."""
+    lang = request.GET.get("lang")
+    if not lang or lang not in (p.study.setting("languages") or []):
+        return None
+    Participant.objects.filter(pk=p.pk).update(language=lang)
+    return redirect("studies:participant", p.token)
 
 
 def _bind(response: HttpResponse, tokens: list[str]) -> None:
@@ -232,7 +301,7 @@ def _is_answer(request) -> bool:
 @no_store
 def page(request: HttpRequest, token: str) -> HttpResponse:
     if not _is_mine(request, token):
-        return _not_mine(request)
+        return _left_page(request, token) or _not_mine(request)
     if request.method == "POST" and _is_answer(request):
         said = post_answer(request, token)  # one statement, without loading the participant
         # this page (no URL reversal per answer); saying why when the answer was refused
@@ -240,17 +309,12 @@ def page(request: HttpRequest, token: str) -> HttpResponse:
     p = participant_sql.participant_by_token(token)
     if p is None:
         return _not_mine(request)
-    lang = request.GET.get("lang")
-    if lang and lang in (p.study.setting("languages") or []):
-        Participant.objects.filter(pk=p.pk).update(language=lang)
-        return redirect("studies:participant", p.token)
+    switched = _switch_language(request, p)
+    if switched is not None:
+        return switched
     if request.method == "POST":
         if request.POST.get("action") == "withdraw":
-            # Leaving is the participant's explicit choice: honoured from any page that shows the
-            # button, a tab left open at an earlier step included (from the step it is at now)
-            if request.POST.get("step") in Participant.WITHDRAWABLE_STEPS:
-                flow_withdraw.withdraw(p)
-            return redirect("studies:participant", p.token)
+            return _leave(request, p)
         if request.POST.get("step") == p.step:
             handler = POST_HANDLERS.get(p.step)
             if handler is not None:
@@ -261,3 +325,15 @@ def page(request: HttpRequest, token: str) -> HttpResponse:
     if p.step not in TRIAL_STEPS:  # trial pages record the view together with their own writes
         flow_trials.touch(p, timezone.now())
     return GET_HANDLERS[p.step](request, p)
+
+
+def _leave(request: HttpRequest, p: Participant) -> HttpResponse:
+    """The participant's "Leave the study", their explicit choice: honoured from any page that
+    shows the button, a tab left open at an earlier step included (from the step it is at now). The
+    browser is unbound from one who left (a double click's second request finds it left)."""
+    if request.POST.get("step") in Participant.WITHDRAWABLE_STEPS:
+        flow_withdraw.withdraw(p)
+    response = redirect("studies:participant", p.token)
+    if p.step == Participant.Step.WITHDRAWN:
+        _unbind_left(request, response, p.token)
+    return response

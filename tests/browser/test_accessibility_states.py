@@ -130,14 +130,20 @@ def test_it_finds_no_violations_on_the_declined_left_and_full_pages(
     assert Participant.objects.get(external_pid="declines").step == "declined"
     audit_both_languages(page, audit, "declined consent", "main h1")
 
-    p = to_first_trial(live_server, page, study, "leaves")
+    to_first_trial(live_server, page, study, "leaves")
     page.once("dialog", lambda dialog: dialog.accept())  # "Leave the study now?"
     with page.expect_navigation():
         page.click("#leave")
     audit_both_languages(page, audit, "left the study", "#withdrawn")
-    # The page a participant sees once the study is full (how it fills: test_entry.py); the
-    # participant who left stands in, with a Prolific id for that page's extra line.
-    Participant.objects.filter(pk=p.pk).update(step="full", prolific_pid="5f0c0ffee0c0ffee0c0ffee0")
+    # The page a participant sees once the study is full (how it fills: test_entry.py); a
+    # newcomer stands in, with a Prolific id for that page's extra line. (Not the participant
+    # who left: leaving unbinds them from the browser, which now shows only that they left.)
+    prolific_pid = "5f0c0ffee0c0ffee0c0ffee0"
+    page.goto(study_url(live_server, study, PROLIFIC_PID=prolific_pid))
+    page.wait_for_selector("#continue:not([disabled])")
+    page.click("#continue")
+    page.wait_for_selector("#agree")
+    Participant.objects.filter(prolific_pid=prolific_pid).update(step="full")
     audit_both_languages(page, audit, "study full", "main h1")
     audit.assert_clean()
 

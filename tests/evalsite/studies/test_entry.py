@@ -20,6 +20,7 @@ from tests.evalsite.studies.participant_steps import (
     finish,
     leave,
     post,
+    screen,
     to_step,
     url,
 )
@@ -97,6 +98,74 @@ def test_it_still_serves_a_browser_bound_through_its_session(client, listening_s
     session.save()
     assert earlier.get(url(p)).status_code == 200
     assert earlier.get(reverse("studies:entry", args=[listening_study.slug])).url == url(p)
+
+
+def _end(client, p: Participant, how: str) -> Participant:
+    """Take p to the final step `how`: done, screened_out or declined."""
+    if how == "done":
+        return finish(client, to_step(client, p, "practice"))
+    if how == "screened_out":
+        screen(client, to_step(client, p, "screening"), correct=False)
+    else:
+        post(client, to_step(client, p, "consent"), "consent", decision="decline")
+    p.refresh_from_db()
+    return p
+
+
+@pytest.mark.parametrize("how", ["done", "screened_out", "declined"])
+def test_the_link_without_an_id_starts_the_next_persons_entry_once_the_browsers_participant_ended(
+    client, listening_study, how
+):
+    # A lab computer: participant 1 finished; the next person opens the same generic link.
+    link = _link(listening_study)
+    p1 = enter(client, listening_study)
+    assert client.get(link)["Location"] == url(p1)  # unfinished: a closed tab comes back to it
+    p1 = _end(client, p1, how)
+    assert p1.step == how
+    code = p1.completion_code or p1.screen_out_code  # none for one who declined
+    own = client.get(url(p1))  # its own final page still reloads, code and all
+    assert own.status_code == 200 and code in own.content.decode()
+    welcome = client.get(link)
+    assert welcome.status_code == 200 and b'value="browser_check"' in welcome.content
+    assert not code or code not in welcome.content.decode()
+    entered = client.post(link, BROWSER_CHECK, HTTP_USER_AGENT=DESKTOP_UA)
+    p2 = Participant.objects.get(token=_token(entered))
+    assert p2 != p1 and p2.step == "consent"
+    assert client.get(url(p1)).status_code == 403  # the previous participant's page, code, gone
+    assert client.get(url(p2)).status_code == 200
+
+
+def test_a_new_participant_in_the_browser_drops_its_earlier_participant_of_that_study_only(
+    client, listening_study, experimenter, listening_catalogue
+):
+    from tests.evalsite.studies.conftest import make_study
+
+    elsewhere = enter(client, make_study(experimenter, listening_catalogue))
+    p1 = to_step(client, enter(client, listening_study, pid="lab-001"), "practice")
+    audio = reverse("studies:audio", args=[p1.token, p1.slots.get(index=0).pk, "r"])
+    assert client.get(audio).status_code == 200
+    p2 = enter(client, listening_study, pid="lab-002")  # the next person, own id, same browser
+    assert p2 != p1
+    assert client.get(url(p1)).status_code == 403 and client.get(audio).status_code == 404
+    assert client.get(_link(listening_study))["Location"] == url(p2)
+    assert client.get(url(elsewhere)).status_code == 200  # another study's participant stays
+    # participant 1 back with their own id: resumed, and participant 2 dropped in turn
+    assert enter(client, listening_study, pid="lab-001") == p1
+    assert client.get(url(p1)).status_code == 200 and client.get(url(p2)).status_code == 403
+
+
+def test_a_new_participant_drops_the_earlier_one_from_a_browser_bound_through_its_session(
+    client, listening_study
+):
+    p1 = enter(client, listening_study)
+    earlier = Client()  # bound before the binding cookie existed: tokens in the session only
+    session = earlier.session
+    session[participant.SESSION_KEY] = [p1.token]
+    session.save()
+    p2 = enter(earlier, listening_study, pid="next-person")
+    assert p2 != p1 and earlier.get(url(p2)).status_code == 200
+    assert earlier.get(url(p1)).status_code == 403
+    assert p1.token not in earlier.session[participant.SESSION_KEY]
 
 
 def test_it_refuses_new_participants_when_the_study_is_paused(client, listening_study):
@@ -280,6 +349,10 @@ def _link(study: Study, **params) -> str:
     from urllib.parse import urlencode
 
     return reverse("studies:entry", args=[study.slug]) + ("?" + urlencode(params) if params else "")
+
+
+def _token(response) -> str:
+    return response["Location"].rstrip("/").split("/")[-1]
 
 
 BROWSER_CHECK = {"step": "browser_check", "web_audio": "1", "sample_rate": "44100",

@@ -11,6 +11,7 @@ import threading
 import pytest
 from django.db import connection
 from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from evalsite.reports.models import ReportSnapshot
@@ -18,6 +19,7 @@ from evalsite.studies import (
     design_fill,
     export_answers,
     flow_withdraw,
+    participant,
     participant_forms,
     participant_writes,
 )
@@ -162,6 +164,54 @@ def test_leaving_from_an_older_page_is_refused_for_another_session(client, liste
     assert response.status_code == 403
     p.refresh_from_db()
     assert p.step == "instructions"
+
+
+def test_the_next_participant_at_the_same_browser_cannot_leave_for_the_previous_one(
+    client, listening_study
+):
+    p1 = to_step(client, enter(client, listening_study, pid="lab-001"), "practice")
+    finish_practice(client, p1)
+    answer_current(client, p1)
+    answered = Answer.objects.filter(participant=p1).count()
+    enter(client, listening_study, pid="lab-002")  # the next person, own id, same browser
+    # participant 1's page from the browser's history: neither shown nor left
+    assert client.get(url(p1), HTTP_USER_AGENT=DESKTOP_UA).status_code == 403
+    assert leave(client, p1).status_code == 403
+    p1.refresh_from_db()
+    assert p1.step == "trials" and Answer.objects.filter(participant=p1).count() == answered
+
+
+def test_a_participant_who_leaves_is_unbound_from_the_browser_at_once(
+    client, listening_study, monkeypatch
+):
+    p = to_step(client, enter(client, listening_study), "practice")
+    response = leave(client, p)
+    assert response.status_code == 302 and response["Location"] == url(p)
+    bound_now = Client()  # the browser with only the binding cookie that response left
+    bound_now.cookies[participant.BINDING_COOKIE] = response.cookies[
+        participant.BINDING_COOKIE
+    ].value
+    assert bound_now.get(url(p)).status_code == 403
+    # the page saying they left is shown for a while (reloads too), and nothing more
+    page = client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).content.decode()
+    assert 'id="withdrawn"' in page
+    assert client.get(url(p), {"lang": "ja"})["Location"] == url(p)  # its language link
+    assert "実験への参加をやめました" in client.get(url(p)).content.decode()
+    assert client.post(url(p), {"step": "withdrawn"}).status_code == 403
+    monkeypatch.setattr(participant, "LEFT_PAGE_SECONDS", -1)  # that while is over
+    assert client.get(url(p)).status_code == 403
+
+
+def test_the_page_saying_a_participant_left_goes_when_the_next_participant_enters(
+    client, listening_study
+):
+    p = to_step(client, enter(client, listening_study), "practice")
+    leave(client, p)
+    assert client.get(url(p)).status_code == 200
+    link = reverse("studies:entry", args=[listening_study.slug])
+    assert client.get(link).status_code == 200  # the welcome page: nobody is resumed
+    enter(client, listening_study)
+    assert client.get(url(p)).status_code == 403
 
 
 def test_a_leave_is_taken_from_the_step_the_participant_moved_to_meanwhile(client, listening_study):
