@@ -34,8 +34,7 @@ class TableDecoder(json.JSONDecoder):
 # snapshot stored before the field (migration 0005), some without listen_seconds_per_trial
 # (added after d3f17c4) or with it as min_listen_share x the clips' durations (before 1e8f136).
 # 2: listen_seconds_per_trial as the clips' full durations plus their renditions' silence.
-# 3: design_main_share_under_one added (the power plan's note on instruments planned at 1).
-REPORT_CONFIG_VERSION = 3
+REPORT_CONFIG_VERSION = 2
 
 
 def current_config_version() -> int:

@@ -26,7 +26,6 @@ RULE_KEYS = set(ExclusionRules.__dataclass_fields__)
 # computed (`changes_since`); any other field is one of the study's report settings.
 CHANGED = {
     "design_main_trials": "main trials per participant (from its trials and settings)",
-    "design_main_share_under_one": "main trials per participant (from its trials and settings)",
     "listen_seconds_per_trial": "listening per trial (its clips' durations)",
     "planned_instruments": "instruments",
     "rules": "exclusion rules",
@@ -67,7 +66,7 @@ def report_config_for(study: Study) -> tuple[ReportConfig, list[str]]:
             f"{', '.join(CONDITIONS)}; the others are left out of planned_instruments"
         )
     extra["planned_instruments"] = list(dict.fromkeys(known))
-    extra["design_main_trials"], extra["design_main_share_under_one"] = _design_shares(study)
+    extra["design_main_trials"] = design_main_trials(study)
     extra["listen_seconds_per_trial"] = listen_seconds_per_trial(study)
     return ReportConfig.from_dict(extra), notes
 
@@ -80,35 +79,20 @@ def design_main_trials(study: Study) -> dict[str, int]:
     to its main trials: rounded down (at least 1), and no more than one per reference piece
     (`most_main_trials`). Rounding down keeps the counts' sum within the total, so the plan's
     participants are not fewer than the trials given need, except where an instrument's share is
-    under one trial (more instruments than the cap): planned at 1, the least a row can plan, and
-    `design_main_share_under_one` gives the share for the plan's note.
+    under one trial (more instruments than the cap): planned at 1, the least a row can plan.
     What the settings view compares before and after an edit, as a change of the trials
     changes it."""
-    return _design_shares(study)[0]
-
-
-def design_main_share_under_one(study: Study) -> dict[str, float]:
-    """The instruments whose share of the main trials a participant gets in all is under one
-    trial (`design_main_trials` plans them at 1), with that share: a participant gets a trial of
-    one only some of the time, so the plan at 1 understates the participants it needs."""
-    return _design_shares(study)[1]
-
-
-def _design_shares(study: Study) -> tuple[dict[str, int], dict[str, float]]:
-    """(`design_main_trials`, `design_main_share_under_one`) of the study."""
     most = most_main_trials(study)
     cap = study.setting("trials_per_participant")
     total = most_main_total(study)
     if cap:
         total = min(total, int(cap))
     if total >= sum(most.values()):  # every participant can get every one
-        return most, {}
+        return most
     main = Counter(study.trials.filter(is_practice=False, is_catch=False)
                    .values_list("instrument", flat=True))  # fmt: skip
     trials = sum(main[i] for i in most)
-    counts = {i: max(1, min(n, total * main[i] // trials)) for i, n in most.items()}
-    under = {i: total * main[i] / trials for i in most if total * main[i] < trials}
-    return counts, under
+    return {i: max(1, min(n, total * main[i] // trials)) for i, n in most.items()}
 
 
 def listen_seconds_per_trial(study: Study) -> dict[str, float]:

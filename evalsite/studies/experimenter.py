@@ -26,7 +26,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from evalsite.reports.models import ReportState
-from evalsite.reports.study_config import design_main_share_under_one, design_main_trials
+from evalsite.reports.study_config import design_main_trials
 from evalsite.reports.tasks import report_settings, schedule_report
 from evalsite.stimuli.models import Catalogue, Clip
 from evalsite.studies import (
@@ -191,13 +191,12 @@ def _conflict_form(
     return shown
 
 
-def _report_reads(study: Study) -> tuple[dict, dict, dict]:
+def _report_reads(study: Study) -> tuple[dict, dict]:
     """What the report reads of the study that a settings edit can change: its report settings
     and the main trials per participant its power plan plans at (trials_per_participant caps
-    them), with the shares under one trial its note names. Not the listening per trial the
-    plan's minutes add: the clips' full durations, which min_listen_share does not change (the
-    page waits for the clips to end)."""
-    return report_settings(study), design_main_trials(study), design_main_share_under_one(study)
+    them). Not the listening per trial the plan's minutes add: the clips' full durations, which
+    min_listen_share does not change (the page waits for the clips to end)."""
+    return report_settings(study), design_main_trials(study)
 
 
 def _has_report_input(study: Study) -> bool:

@@ -222,15 +222,10 @@ def _trials_given(m: int, term: str, terms, design_trials: dict[str, int]) -> in
     return m + sum(min(m, design_trials.get(t, m)) for t in terms if t != term)
 
 
-def design_notes(
-    inputs: pd.DataFrame, design_trials: dict[str, int], under_one: dict[str, float] | None = None
-) -> list[str]:
-    """One line per planned instrument with a design count: which count the plan used; and one
-    naming the planned instruments whose share of the main trials a participant gets in all is
-    under one trial (`under_one`: that share), which the plan at 1 understates."""
-    terms = list(inputs["term"]) if len(inputs) else []
+def design_notes(inputs: pd.DataFrame, design_trials: dict[str, int]) -> list[str]:
+    """One line per planned instrument with a design count: which count the plan used."""
     notes = []
-    for term in terms:
+    for term in inputs["term"] if len(inputs) else []:
         if most := design_trials.get(term):
             notes.append(
                 f"power plan for {term}: the study's design gives each participant {most} main "
@@ -241,19 +236,6 @@ def design_notes(
                 "them (draw or add trials on more distinct references, or raise "
                 "trials_per_participant, for those)"
             )
-    shares = under_one or {}
-    under = {t: shares[t] for t in terms if t in shares}
-    if under:
-        named = ", ".join(f"{t} ({share:.3g} trials per participant)" for t, share in under.items())
-        notes.append(
-            f"power plan for {named}: each one's share of the main trials a participant gets in "
-            "all (trials_per_participant over all instruments, in proportion to their main "
-            "trials) is under one trial, so a participant gets a trial of it only some of the "
-            "time; planned at 1 trial per participant, the least a row can plan, the plan needs "
-            f"about {1 / min(under.values()):.3g} times the participants it says for the "
-            "least-shared one (1 / its share): raise trials_per_participant to at least the "
-            "number of instruments for one of each"
-        )
     return notes
 
 

@@ -60,10 +60,6 @@ class ReportConfig:
     # trials_per_participant that caps all instruments together);
     # the power plan plans at it. {}: not known.
     design_main_trials: dict[str, int] = field(default_factory=dict)
-    # The instruments planned at 1 in design_main_trials whose share of the main trials a
-    # participant gets in all is under one trial, with that share (site:
-    # study_config.design_main_share_under_one); the power plan's notes name them. {}: none.
-    design_main_share_under_one: dict[str, float] = field(default_factory=dict)
     # Per instrument, the seconds of listening a main trial requires before its answer unlocks
     # (site: the three clips' full durations and their renditions' silence, averaged over its
     # main trials, as the page waits for all three to end); the
@@ -90,8 +86,6 @@ class ReportConfig:
             raw["design_main_trials"] = _design_main_trials(raw["design_main_trials"])
         if "listen_seconds_per_trial" in raw:
             raw["listen_seconds_per_trial"] = _listen_seconds(raw["listen_seconds_per_trial"])
-        if "design_main_share_under_one" in raw:
-            raw["design_main_share_under_one"] = _shares(raw["design_main_share_under_one"])
         return cls(**raw)
 
 
@@ -105,18 +99,6 @@ def _design_main_trials(raw) -> dict[str, int]:
             "whole numbers of at least 1"
         )
     return dict(raw)
-
-
-def _shares(raw) -> dict[str, float]:
-    ok = isinstance(raw, dict) and all(
-        isinstance(k, str) and type(v) in (int, float) and 0 < v < 1 for k, v in raw.items()
-    )
-    if not ok:
-        raise ValueError(
-            f"report config: design_main_share_under_one is {raw!r}; expected instrument names "
-            "mapped to numbers between 0 and 1"
-        )
-    return {k: float(v) for k, v in raw.items()}
 
 
 def _listen_seconds(raw) -> dict[str, float]:
@@ -441,8 +423,7 @@ def _power(report, clean, df, config):
     )
     for text in power.planning_notes(inputs, config.confidence, config.power_assumed_icc):
         report.note("info", "power", text)
-    shares = config.design_main_share_under_one
-    for text in power.design_notes(inputs, config.design_main_trials, shares):
+    for text in power.design_notes(inputs, config.design_main_trials):
         report.note("info", "power", text)
     for text in power.listening_notes(inputs, config.listen_seconds_per_trial):
         report.note("info", "power", text)
