@@ -34,7 +34,9 @@ class TableDecoder(json.JSONDecoder):
 # snapshot stored before the field (migration 0005), some without listen_seconds_per_trial
 # (added after d3f17c4) or with it as min_listen_share x the clips' durations (before 1e8f136).
 # 2: listen_seconds_per_trial as the clips' full durations plus their renditions' silence.
-REPORT_CONFIG_VERSION = 2
+# 3: design_main_trials as each instrument's mean share of a capped session (fractional), not
+# the share rounded down.
+REPORT_CONFIG_VERSION = 3
 
 
 def current_config_version() -> int:

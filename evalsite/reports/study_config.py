@@ -71,15 +71,15 @@ def report_config_for(study: Study) -> tuple[ReportConfig, list[str]]:
     return ReportConfig.from_dict(extra), notes
 
 
-def design_main_trials(study: Study) -> dict[str, int]:
-    """What the power plan plans at: per instrument, the main trials of it one participant gets.
-    A participant gets at most `trials_per_participant` main trials over all instruments, and
-    no more than `most_main_total` (the piece rule); `select_trials` fills them least-filled
-    first, so over the participants each instrument gets its share of that total in proportion
-    to its main trials: rounded down (at least 1), and no more than one per reference piece
-    (`most_main_trials`). Rounding down keeps the counts' sum within the total, so the plan's
-    participants are not fewer than the trials given need, except where an instrument's share is
-    under one trial (more instruments than the cap): planned at 1, the least a row can plan.
+def design_main_trials(study: Study) -> dict[str, float]:
+    """What the power plan plans at: per instrument, the main trials of it one participant gets
+    on average. A participant gets at most `trials_per_participant` main trials over all
+    instruments, and no more than `most_main_total` (the piece rule); `select_trials` fills every
+    participant up to that total, least-filled first, so some get the floor of an instrument's
+    share and some its ceiling (review rstat, finding 1). Each instrument's count is its expected
+    share of the total, in proportion to its main trials and no more than one per reference piece
+    (`most_main_trials`), what an instrument at that bound leaves going to the others: a mean,
+    fractional where the total does not split evenly, whose sum is the total every session has.
     What the settings view compares before and after an edit, as a change of the trials
     changes it."""
     most = most_main_trials(study)
@@ -88,11 +88,34 @@ def design_main_trials(study: Study) -> dict[str, int]:
     if cap:
         total = min(total, int(cap))
     if total >= sum(most.values()):  # every participant can get every one
-        return most
+        return dict(most)
     main = Counter(study.trials.filter(is_practice=False, is_catch=False)
                    .values_list("instrument", flat=True))  # fmt: skip
-    trials = sum(main[i] for i in most)
-    return {i: max(1, min(n, total * main[i] // trials)) for i, n in most.items()}
+    return _whole_if_whole(expected_shares(total, {i: main[i] for i in most}, most))
+
+
+def expected_shares(total: int, weights: dict[str, int], most: dict[str, int]) -> dict[str, float]:
+    """`total` split in proportion to `weights`, none above its `most`: an instrument whose
+    share would pass its bound gets the bound, and the rest is split again over the others
+    (total < sum(most), so the rest always fits)."""
+    shares: dict[str, float] = {}
+    left, open_ = float(total), dict(weights)
+    while open_:
+        weight = sum(open_.values())
+        over = {i for i, w in open_.items() if left * w / weight >= most[i]}
+        if not over:
+            shares |= {i: left * w / weight for i, w in open_.items()}
+            break
+        for i in over:
+            shares[i] = float(most[i])
+            left -= most[i]
+            del open_[i]
+    return {i: shares[i] for i in most}
+
+
+def _whole_if_whole(shares: dict[str, float]) -> dict[str, float]:
+    # a whole share stays an int, so the config (JSON) and the notes show 3, not 3.0
+    return {i: int(s) if float(s).is_integer() else s for i, s in shares.items()}
 
 
 def listen_seconds_per_trial(study: Study) -> dict[str, float]:

@@ -21,11 +21,15 @@ A study's design gives each participant at most one main trial per instrument an
 piece (evalsite/studies/design.py `most_main_trials`), and no more than its
 `trials_per_participant` over all instruments, which each instrument shares
 (evalsite/reports/study_config.py `design_main_trials`): where they recur or the setting is low,
-fewer than the trial set. The minutes at m trials of an instrument count m of it and, of each
-other instrument, m or the fewer its design gives.
-The caller passes that count (`design_trials`; the site from the study, this module never imports
-Django): the plan adds a row at it, marks rows of more trials per participant `within_design`
-false (this trial set cannot give them), and an info note says which count it used.
+fewer than the trial set. Under that cap every participant gets the whole capped total, some the
+floor of an instrument's share and some its ceiling, so the count is the mean share, fractional
+where the total does not split evenly; the design effect and participants = answers / m take a
+mean m. The caller passes that count (`design_trials`; the site from the study, this module never
+imports Django): the plan adds a row at it whose minutes count the whole session a participant
+gets (the counts of every instrument in `design_trials` added up), marks rows above its ceiling
+`within_design` false (this trial set gives no participant that many), and an info note says
+which count it used. The minutes at another m of an instrument count m of it and, of each other
+instrument, m or the fewer its design gives.
 """
 
 from __future__ import annotations
@@ -160,14 +164,15 @@ def plan(
     alpha: float = 0.05,
     confidence: float = 0.95,
     assumed_icc: float | None = None,
-    design_trials: dict[str, int] | None = None,
+    design_trials: dict[str, float] | None = None,
     listen_seconds: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """Participants needed per instrument for each number of trials per participant, planned
     with `planning_p` (the pilot estimate, or its Wilson bound nearest 0.5 where it is 0 or 1)
     and `planning_icc` (the pilot's ICC, or where it cannot be estimated `assumed_icc`, else 0).
-    `design_trials`: per instrument, the most main trials the study's design gives one
-    participant; that count joins the grid, and rows above it are not `within_design`.
+    `design_trials`: per instrument, the main trials the study's design gives one participant
+    (a mean where a cap over all instruments shares them); that count joins the grid, its row's
+    minutes are the whole session, and rows above its ceiling are not `within_design`.
     `listen_seconds`: per instrument, the listening a trial requires before its answer unlocks,
     added to the pilot's median response_ms (which starts at the unlock) in the minutes."""
     if assumed_icc is not None and not 0.0 <= assumed_icc <= 1.0:
@@ -190,7 +195,8 @@ def plan(
             de = design_effect(m, icc)
             n_w = n_for_half_width(p, half_width, confidence) * de
             n_p = n_for_power(p, 0.5, alpha_each, power) * de
-            minutes = _trials_given(m, r["term"], inputs["term"], design_trials) * per_trial / 60
+            given = _trials_given(m, r["term"], inputs["term"], design_trials)
+            minutes = given * per_trial / 60
             rows.append(
                 {
                     "term": r["term"],
@@ -205,7 +211,7 @@ def plan(
                     "minutes_per_participant": minutes,
                     "listen_seconds_per_trial": listen,
                     "design_trials_per_participant": most if most else np.nan,
-                    "within_design": not most or m <= most,
+                    "within_design": not most or m <= _ceil(most),
                     "half_width": half_width,
                     "power": power,
                     "alpha": alpha,
@@ -215,25 +221,38 @@ def plan(
     return pd.DataFrame(rows)
 
 
-def _trials_given(m: int, term: str, terms, design_trials: dict[str, int]) -> int:
-    """The main trials a participant gets in all at m of `term`: m of it, and of each other
-    planned instrument m or the fewer its design gives (`design_trials`), as a participant
-    capped by trials_per_participant gets no more of them for planning more of this one."""
+def _trials_given(m: float, term: str, terms, design_trials: dict[str, float]) -> float:
+    """The main trials a participant gets in all at m of `term`. At its design count, the whole
+    session the design gives (every instrument's count in `design_trials`, planned or not: the
+    cap's total where trials_per_participant binds, as `select_trials` fills every participant
+    to it). At another m: m of it, and of each other planned instrument m or the fewer its
+    design gives, as a participant capped by trials_per_participant gets no more of them for
+    planning more of this one."""
+    if m == design_trials.get(term):
+        return sum(design_trials.values())
     return m + sum(min(m, design_trials.get(t, m)) for t in terms if t != term)
 
 
-def design_notes(inputs: pd.DataFrame, design_trials: dict[str, int]) -> list[str]:
+def _ceil(share: float) -> int:
+    # the most of it any participant gets; rounded first so that a sum of fractions that is
+    # whole up to the float's error (2.0000000001) is not taken for more
+    return math.ceil(round(share, 9))
+
+
+def design_notes(inputs: pd.DataFrame, design_trials: dict[str, float]) -> list[str]:
     """One line per planned instrument with a design count: which count the plan used."""
     notes = []
     for term in inputs["term"] if len(inputs) else []:
         if most := design_trials.get(term):
             notes.append(
-                f"power plan for {term}: the study's design gives each participant {most} main "
-                "trials of it (one per reference, and its share of the main trials a participant "
-                "gets in all, which trials_per_participant caps over all instruments: "
-                f"design_main_trials in the report config); planned at {most} too, and rows of "
-                "more trials per participant are within_design = false: this design cannot give "
-                "them (draw or add trials on more distinct references, or raise "
+                f"power plan for {term}: the study's design gives each participant {most:.3g} "
+                "main trials of it on average (one per reference, and its share of the main "
+                "trials a participant gets in all, which trials_per_participant caps over all "
+                "instruments: design_main_trials in the report config; where that share is not "
+                "whole, some participants get one more than others); planned at it too, with the "
+                "whole session in its minutes, and rows of more than "
+                f"{_ceil(most)} trials per participant are within_design = false: this design "
+                "cannot give them (draw or add trials on more distinct references, or raise "
                 "trials_per_participant, for those)"
             )
     return notes

@@ -55,11 +55,11 @@ class ReportConfig:
     power_assumed_icc: float | None = None
     # The study's instruments (site: Study.instruments); one without answers gets a warning.
     planned_instruments: tuple[str, ...] = ()
-    # Per instrument, the main trials the study's design gives one participant (site:
-    # study_config.design_main_trials: one per reference piece, and its share of the
-    # trials_per_participant that caps all instruments together);
-    # the power plan plans at it. {}: not known.
-    design_main_trials: dict[str, int] = field(default_factory=dict)
+    # Per instrument, the main trials the study's design gives one participant on average (site:
+    # study_config.design_main_trials: one per reference piece, and its expected share of the
+    # trials_per_participant that caps all instruments together, fractional where that does not
+    # split evenly); the power plan plans at it. {}: not known.
+    design_main_trials: dict[str, float] = field(default_factory=dict)
     # Per instrument, the seconds of listening a main trial requires before its answer unlocks
     # (site: the three clips' full durations and their renditions' silence, averaged over its
     # main trials, as the page waits for all three to end); the
@@ -89,14 +89,15 @@ class ReportConfig:
         return cls(**raw)
 
 
-def _design_main_trials(raw) -> dict[str, int]:
+def _design_main_trials(raw) -> dict[str, float]:
     bad = not isinstance(raw, dict) or any(
-        type(v) is not int or v < 1 or not isinstance(k, str) for k, v in raw.items()
+        type(v) not in (int, float) or not 0 < v < float("inf") or not isinstance(k, str)
+        for k, v in raw.items()
     )
     if bad:
         raise ValueError(
             f"report config: design_main_trials is {raw!r}; expected instrument names mapped to "
-            "whole numbers of at least 1"
+            "positive numbers (main trials per participant, a mean where it is fractional)"
         )
     return dict(raw)
 
