@@ -5,9 +5,11 @@ trial) by statsmodels' BinomialBayesMixedGLM (variational Bayes) and by the Lapl
 Fixed effects: one log-odds per instrument (no global intercept, so each coefficient reads
 directly as that instrument's log-odds of agreeing), plus covariates centred within instrument:
 the model's margin, whether the model's choice was displayed first (position), and the trial
-index per 100 trials. Each instrument term is thus that instrument's log-odds at its own answers'
-mean covariates (for an average participant and trial), the conditional counterpart of its
-consent; the covariates' slopes are shared by the instruments.
+index per 100 trials. Each instrument term is that instrument's log-odds (for an average
+participant and trial) at the instrument's population mean covariates, estimated at its answers'
+means: the conditional counterpart of its consent. Its variance adds the sampling of those means
+over the instrument's trials (`_mean_covariates_sampled`). The covariates' slopes are shared by
+the instruments.
 The random-effect design is built sparse: a dense one would not fit in memory at 100k answers.
 
 The Laplace fit (`laplace_model`) and the GEE are the report's model-based tests of consent that
@@ -144,9 +146,10 @@ def design(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame, li
                 f"covariate {name}: {int(x.isna().sum())} missing values set to their "
                 "instrument's mean"
             )
-        # Centred within instrument, so each instrument term is its log-odds at its own answers'
-        # mean margin (position, trial index): margins are per-instrument distances, and centred
-        # on all instruments' mean a term was its consent at a margin its trials may not have.
+        # Centred within instrument, so each instrument term is its log-odds at its population
+        # mean margin (position, trial index), estimated at its answers' means: margins are
+        # per-instrument distances, and centred on all instruments' mean a term was its consent
+        # at a margin its trials may not have.
         centred = (x - x.groupby(data["instrument"]).transform("mean")).fillna(0.0)
         if not (centred.abs() > 1e-12).any():
             notes.append(f"covariate {name} left out: it does not vary within any instrument")
@@ -326,8 +329,8 @@ def _mean_covariates_sampled(
     data: pd.DataFrame, X_df: pd.DataFrame, beta: np.ndarray, cov: np.ndarray, insts: list[str]
 ) -> np.ndarray:
     """The fit's covariance of the fixed effects with each instrument term's variance widened by
-    the sampling of its answers' mean covariates. The term is the log-odds at those means (the
-    covariates are centred within instrument), and a test of consent 0.5 is about the
+    the sampling of its answers' mean covariates. The term is estimated at those means (the
+    covariates are centred within instrument), and it and a test of consent 0.5 are about the
     instrument's population of trials, whose mean margin the trials' mean only estimates: with
     the margin case's slope 3 and 12 trials it moves each term by about 0.1 (sd), which the fit's
     covariance, conditional on the margins, leaves out (docs/statistics.md). The term's error
