@@ -8,11 +8,18 @@ checks a few hundred datasets at most.
     nice -n 10 python -m evalsite.reports.analysis.calibration reliability [--datasets 500]
     nice -n 10 python -m evalsite.reports.analysis.calibration gee [--datasets 500]
     nice -n 10 python -m evalsite.reports.analysis.calibration contrast-margin [--datasets 300]
+        [--slope 3]
+
+Every participant's trials come in an order of its own (seeded), as the site shuffles each
+participant's session (design.order_trials): given in one order to all, the trial index would be
+a trial-level covariate real sessions do not have (review rstat, finding 3).
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -53,7 +60,8 @@ def crossed(datasets: int, seed: int) -> None:
 
 
 def _answers(rng, n_p: int, n_t: int, sd_p: float, sd_t: float) -> pd.DataFrame:
-    """Two instruments at consent 0.5 (shared participant effects) as the export's answers."""
+    """Two instruments at consent 0.5 (shared participant effects) as the export's answers, each
+    participant's 2 x n_t trials in a shuffled order of its own (`_shuffled`)."""
     a = rng.normal(0, sd_p, n_p)
     frames = []
     for inst in ("drums", "bass"):
@@ -69,11 +77,16 @@ def _answers(rng, n_p: int, n_t: int, sd_p: float, sd_t: float) -> pd.DataFrame:
                     "model_choice": "a",
                     "chosen": np.where(agree.ravel(), "a", "b"),
                     "model_margin": rng.uniform(0, 1, n_t)[t.ravel()],
-                    "trial_index": t.ravel().astype(float),
                 }
             )
         )
-    return normalise_answers(pd.concat(frames, ignore_index=True))
+    return _shuffled(rng, pd.concat(frames, ignore_index=True))
+
+
+def _shuffled(rng, raw: pd.DataFrame) -> pd.DataFrame:
+    """The answers with each participant's `trial_index` a random order of its own trials."""
+    order = raw.groupby("participant")["trial"].transform(lambda s: rng.permutation(len(s)))
+    return normalise_answers(raw.assign(trial_index=order.astype(float)))
 
 
 def laplace(datasets: int, seed: int) -> None:
@@ -125,18 +138,21 @@ def gee(datasets: int, seed: int) -> None:
         )
 
 
-def _margin_case(rng, n_p: int = 20, n_t: int = 12) -> pd.DataFrame:
+def _margin_case(rng, slope: float = 3.0, n_p: int = 20, n_t: int = 12) -> pd.DataFrame:
     """The review's margin case (docs/statistics.md): drums margins U(0.6, 1), bass U(0, 0.4),
-    slope 3, answers symmetric about each instrument's own mid margin, so each one's consent on
-    its own trials is exactly 0.5 and their contrast 0. Participant and trial SD 0.5 (logit
-    scale), the model's choice and the screen order at random, each participant's order shuffled.
+    slope 3 (or `slope`), answers symmetric about the mid of each instrument's population of
+    margins, so each one's consent at its population mean covariates is exactly 0.5 and their
+    contrast 0 (on its own trials it differs from 0.5 by the slope times the distance of their
+    mean margin from that mid, the sampling the widened covariance allows for). Participant and
+    trial SD 0.5 (logit scale), the model's choice and the screen order at random, each
+    participant's order shuffled.
     """
     a = rng.normal(0, 0.5, n_p)
     p, t = (x.ravel() for x in np.meshgrid(np.arange(n_p), np.arange(n_t), indexing="ij"))
     frames = []
     for inst, (lo, hi) in {"drums": (0.6, 1.0), "bass": (0.0, 0.4)}.items():
         margin, b = rng.uniform(lo, hi, n_t), rng.normal(0, 0.5, n_t)
-        eta = a[:, None] + b[None, :] + 3.0 * (margin[None, :] - (lo + hi) / 2)  # (P, T)
+        eta = a[:, None] + b[None, :] + slope * (margin[None, :] - (lo + hi) / 2)  # (P, T)
         agree = (rng.random((n_p, n_t)) < special.expit(eta)).ravel()
         model = rng.choice(np.array(["a", "b"]), p.size)
         frames.append(
@@ -152,19 +168,17 @@ def _margin_case(rng, n_p: int = 20, n_t: int = 12) -> pd.DataFrame:
                 }
             )
         )
-    raw = pd.concat(frames, ignore_index=True)
-    order = raw.groupby("participant")["trial"].transform(lambda s: rng.permutation(len(s)))
-    return normalise_answers(raw.assign(trial_index=order.astype(float)))
+    return _shuffled(rng, pd.concat(frames, ignore_index=True))
 
 
-def contrast_margin(datasets: int, seed: int) -> None:
+def contrast_margin(datasets: int, seed: int, slope: float = 3.0) -> None:
     """instrument_contrasts' "drums - bass" (and each instrument term, unadjusted) in the margin
-    case, with the spread of the contrast's estimate against its mean se."""
+    case at `slope`, with the spread of the contrast's estimate against its mean se."""
     rng = np.random.default_rng(seed)
     counts = {"drums": [0, 0], "bass": [0, 0], "drums - bass": [0, 0]}
     estimates, ses, dfs = [], [], []
     for _ in range(datasets):
-        fixed, contrasts, _ = laplace_model(_margin_case(rng), 0.95)
+        fixed, contrasts, _ = laplace_model(_margin_case(rng, slope), 0.95)
         rows = pd.concat([fixed, contrasts]).set_index("term")
         for term, count in counts.items():
             count[0] += int(rows.loc[term, "p_val"] < 0.05)
@@ -174,9 +188,11 @@ def contrast_margin(datasets: int, seed: int) -> None:
         ses.append(contrast["se"])
         dfs.append(contrast["df"])
     for term, (rejected, covered) in counts.items():
-        print(_rates(f"contrast-margin 20 x 12 {term}", rejected, covered, datasets, seed))
+        label = f"contrast-margin 20 x 12, slope {slope:g}, {term}"
+        print(_rates(label, rejected, covered, datasets, seed))
     print(
-        f"contrast-margin drums - bass: sd of the estimates {np.std(estimates, ddof=1):.3f}, "
+        f"contrast-margin slope {slope:g} drums - bass: sd of the estimates "
+        f"{np.std(estimates, ddof=1):.3f}, "
         f"root mean square se {np.sqrt(np.mean(np.square(ses))):.3f}, median df "
         f"{np.median(dfs):.1f} ({datasets} datasets, seed {seed})"
     )
@@ -224,17 +240,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--datasets", type=int, default=None)
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument(
+        "--slope", type=float, default=3.0, help="contrast-margin: the margin's true slope"
+    )
     args = parser.parse_args(argv)
-    checks = {
+    checks: dict[str, tuple[Callable[[int, int], None], int]] = {
         "crossed": (crossed, 2000),
         "laplace": (laplace, 200),
         "reliability": (reliability, 500),
         "gee": (gee, 500),
-        "contrast-margin": (contrast_margin, 300),
+        "contrast-margin": (partial(contrast_margin, slope=args.slope), 300),
     }
     check, default = checks[args.check]
     if args.datasets is not None and args.datasets < 1:
         parser.error(f"--datasets: expected a positive number of datasets, got {args.datasets}")
+    if not np.isfinite(args.slope):
+        parser.error(f"--slope: expected a finite number, got {args.slope}")
     check(args.datasets or default, args.seed)
     return 0
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 from evalsite.reports.analysis import calibration
@@ -19,13 +20,14 @@ from evalsite.reports.analysis import calibration
         ("reliability", 3, 3),
         ("gee", 2, len(calibration.GEE_SETTINGS)),
         ("contrast-margin", 2, 4),
+        ("contrast-margin --slope 0", 2, 4),
     ],
 )
 def test_it_prints_a_rate_and_a_coverage_per_setting(capsys, check, datasets, lines):
-    assert calibration.main([check, "--datasets", str(datasets), "--seed", "1"]) == 0
+    assert calibration.main([*check.split(), "--datasets", str(datasets), "--seed", "1"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == lines and all(
-        line.startswith(check.replace("laplace", "mixed_")) for line in out
+        line.startswith(check.split()[0].replace("laplace", "mixed_")) for line in out
     )
     for line in out:
         rates = [
@@ -43,3 +45,29 @@ def test_it_refuses_a_number_of_datasets_below_one(capsys):
         calibration.main(["gee", "--datasets", "0"])
     assert exit_.value.code == 2
     assert "--datasets: expected a positive number of datasets, got 0" in capsys.readouterr().err
+
+
+def test_it_shuffles_each_participants_order_as_the_site_does():
+    # the site shuffles each participant's trials (design.order_trials); giving every one trial j
+    # at position j made the trial index a trial-level covariate real sessions do not have
+    # (review rstat, finding 3)
+    answers = calibration._answers(np.random.default_rng(3), 30, 5, 0.5, 1.0)
+    orders = answers.sort_values("trial_index").groupby("participant")["trial"].agg(tuple)
+    assert orders.nunique() > 20
+    for _, own in answers.groupby("participant"):  # each one hears each of its trials once
+        assert sorted(own["trial_index"]) == list(range(10))
+    # the same seed gives the same order
+    again = calibration._answers(np.random.default_rng(3), 30, 5, 0.5, 1.0)
+    assert answers["trial_index"].tolist() == again["trial_index"].tolist()
+
+
+def test_it_runs_the_margin_case_at_the_slope_asked(capsys):
+    assert calibration.main(["contrast-margin", "--slope", "0", "--datasets", "1"]) == 0
+    assert all("slope 0" in line for line in capsys.readouterr().out.splitlines())
+
+
+def test_it_refuses_a_slope_that_is_not_finite(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        calibration.main(["contrast-margin", "--slope", "nan"])
+    assert exit_.value.code == 2
+    assert "--slope: expected a finite number, got nan" in capsys.readouterr().err

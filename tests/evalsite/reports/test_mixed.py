@@ -451,9 +451,9 @@ def test_it_tests_the_gee_terms_against_t_on_the_participants_less_one():
 def test_it_holds_the_level_of_the_gee_test_with_twenty_participants():
     # No trial effect, so clustering by participant is all the dependence the GEE must allow
     # for. 100 seeded datasets x 2 instruments = 200 terms at 20 x 10; calibration gee measured
-    # 0.04-0.06. A calibrated test exceeds 22 rejections with probability 0.0002 (0.002 at a
-    # true rate of 0.06; scipy.stats.binom.sf(22, 200, p)); with trial SD 1, which the GEE does
-    # not allow for, it rejected about 0.3.
+    # 0.028-0.063 (0.043 at 20 x 10). A calibrated test exceeds 22 rejections with probability
+    # 0.0002 (0.002 at a true rate of 0.06; scipy.stats.binom.sf(22, 200, p)); with trial SD 1,
+    # which the GEE does not allow for, it rejected about 0.3.
     rejected = 0
     for seed in range(100):
         answers = _few_trials(seed=400 + seed, n_p=20, n_t=10, sd_t=0.0)
