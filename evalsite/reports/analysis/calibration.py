@@ -89,21 +89,26 @@ def _shuffled(rng, raw: pd.DataFrame) -> pd.DataFrame:
     return normalise_answers(raw.assign(trial_index=order.astype(float)))
 
 
+# What `laplace` counts: the two instrument terms, and their contrast (a true 0 as well).
+LAPLACE_TERMS = {"instrument terms": ["drums", "bass"], "drums - bass": ["drums - bass"]}
+
+
 def laplace(datasets: int, seed: int) -> None:
+    """mixed_laplace's instrument terms, and instrument_contrasts' "drums - bass" (true 0)."""
     rng = np.random.default_rng(seed)
     for n_p, n_t, sd_p, sd_t in SETTINGS[:4]:
-        rejected = covered = terms = 0
+        counts = {name: [0, 0, 0] for name in LAPLACE_TERMS}  # rejected, covered, terms
         for _ in range(datasets):
-            fixed = laplace_model(_answers(rng, n_p, n_t, sd_p, sd_t), 0.95)[0].set_index("term")
-            rows = fixed.loc[["drums", "bass"]]
-            terms += 2
-            rejected += int((rows["p_val"] < 0.05).sum())
-            covered += int(((rows["ci_low"] <= 0) & (rows["ci_high"] >= 0)).sum())
-        print(
-            f"mixed_laplace {n_p} x {n_t}, sd_p {sd_p}, sd_t {sd_t}: p < 0.05 in "
-            f"{rejected / terms:.3f}, 95% coverage {covered / terms:.3f} ({terms} instrument "
-            f"terms, seed {seed})"
-        )
+            fixed, contrasts, _ = laplace_model(_answers(rng, n_p, n_t, sd_p, sd_t), 0.95)
+            rows = pd.concat([fixed, contrasts]).set_index("term")
+            for name, picked in LAPLACE_TERMS.items():
+                got, count = rows.loc[picked], counts[name]
+                count[0] += int((got["p_val"] < 0.05).sum())
+                count[1] += int(((got["ci_low"] <= 0) & (got["ci_high"] >= 0)).sum())
+                count[2] += len(got)
+        for name, (rejected, covered, n) in counts.items():
+            label = f"mixed_laplace {n_p} x {n_t}, sd_p {sd_p}, sd_t {sd_t}, {name}"
+            print(_rates(label, rejected, covered, n, seed))
 
 
 def _rates(name: str, rejected: int, covered: int, terms: int, seed: int) -> str:

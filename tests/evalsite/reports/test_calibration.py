@@ -16,7 +16,7 @@ from evalsite.reports.analysis import calibration
     ("check", "datasets", "lines"),
     [
         ("crossed", 10, len(calibration.SETTINGS)),
-        ("laplace", 1, 4),
+        ("laplace", 1, 8),
         ("reliability", 3, 3),
         ("gee", 2, len(calibration.GEE_SETTINGS)),
         ("contrast-margin", 2, 4),
@@ -59,6 +59,14 @@ def test_it_shuffles_each_participants_order_as_the_site_does():
     # the same seed gives the same order
     again = calibration._answers(np.random.default_rng(3), 30, 5, 0.5, 1.0)
     assert answers["trial_index"].tolist() == again["trial_index"].tolist()
+
+
+def test_it_prints_the_laplace_contrast_of_the_two_instruments(capsys):
+    # review rstat, finding 2: the level of "drums - bass" in the ordinary null is measured
+    assert calibration.main(["laplace", "--datasets", "1", "--seed", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    contrasts = [line for line in out if "drums - bass" in line]
+    assert len(contrasts) == 4 and all("binomial sd" in line for line in contrasts)
 
 
 def test_it_runs_the_margin_case_at_the_slope_asked(capsys):
