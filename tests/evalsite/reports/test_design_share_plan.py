@@ -108,3 +108,18 @@ def test_it_refuses_a_design_count_that_is_not_a_positive_number(bad):
 def test_it_reads_a_fractional_design_count():
     config = ReportConfig.from_dict({"design_main_trials": {"drums": 1.5, "guitar": 1}})
     assert config.design_main_trials == {"drums": 1.5, "guitar": 1}
+
+
+def test_it_plans_an_instrument_whose_share_is_under_one_trial_at_that_share():
+    # 3 instruments of 3 reference pieces, a cap of 2: each one's trials reach 2 participants in
+    # 3 (planned at 2/3, not at 1), and a session is the 2 trials
+    three = {"drums": 3, "guitar": 3, "bass": 3}
+    shares = expected_shares(2, three, three)
+    assert shares == pytest.approx({i: 2 / 3 for i in three})
+    rows = power.plan(_inputs(), (1, 2), design_trials=shares)
+    at = rows[(rows.term == "drums") & (rows.trials_per_participant == shares["drums"])]
+    assert at.minutes_per_participant.tolist() == pytest.approx([2 * PER_TRIAL_S / 60])
+    assert at.participants_for_power.tolist() == [math.ceil(at.answers_for_power.iloc[0] * 1.5)]
+    drums = rows[rows.term == "drums"]
+    assert drums[drums.trials_per_participant == 1].within_design.all()  # some get 1
+    assert not drums[drums.trials_per_participant == 2].within_design.any()
