@@ -152,3 +152,19 @@ def test_it_keeps_the_report_when_min_listen_share_changes_as_the_listening_does
     assert not queued and not ReportState.objects.filter(study=sim_study, pending=True).exists()
     page = client.get(reverse("reports:page", args=[sim_study.pk])).content.decode()
     assert 'data-testid="report-outdated"' not in page
+
+
+def test_it_recomputes_the_report_when_the_setting_changes_shares_under_one_trial(
+    client, alice, sim_study, django_capture_on_commit_callbacks
+):
+    """A cap of 1 gives each of 2 instruments half a trial per participant on average, a cap of
+    2 one of each: the plan's counts differ, so the edit queues the report."""
+    client.force_login(alice)
+    assert _edit(client, sim_study, trials_per_participant=1).status_code == 302
+    first = ReportSnapshot.objects.get(pk=recompute_report(sim_study.pk))
+    assert first.config["design_main_trials"] == {"drums": 0.5, "guitar": 0.5}
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        assert _edit(client, sim_study, trials_per_participant=2).status_code == 302
+    assert len(queued) == 1
+    snap = ReportSnapshot.objects.get(pk=recompute_report(sim_study.pk))
+    assert snap.config["design_main_trials"] == {"drums": 1, "guitar": 1}
