@@ -10,7 +10,6 @@ cancel is silent there), the catalogue to the channels as stored.
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
 
 SILENCE_DBFS = -60.0  # a peak (above the high-pass) below this is silence
 SILENCE_PEAK = 10 ** (SILENCE_DBFS / 20)  # the same threshold as a linear peak (0.001)
@@ -24,6 +23,11 @@ class HighPass:
     into an offset), so a constant signal comes out as zeros from its first sample on."""
 
     def __init__(self, sr: int):
+        # scipy.signal loads scipy.stats (~1 s): imported where a filter is made, not with the
+        # constants the site reads at start-up (tests/test_startup_imports.py).
+        from scipy import signal
+
+        self._signal = signal
         self.sos = signal.butter(4, SILENCE_HIGHPASS_HZ, "highpass", fs=sr, output="sos")  # (2, 6)
         self.state: np.ndarray | None = None  # (2, 2, C) once the first block is seen
 
@@ -32,9 +36,10 @@ class HighPass:
         if not len(block):
             return np.zeros(block.shape, dtype=np.float64)
         if self.state is None:
-            settled = signal.sosfilt_zi(self.sos)  # (2, 2): the state for a constant input of 1
+            # (2, 2): the state for a constant input of 1
+            settled = self._signal.sosfilt_zi(self.sos)
             self.state = settled[:, :, None] * block[0].astype(np.float64)[None, None, :]
-        out, self.state = signal.sosfilt(self.sos, block, axis=0, zi=self.state)
+        out, self.state = self._signal.sosfilt(self.sos, block, axis=0, zi=self.state)
         return out
 
 

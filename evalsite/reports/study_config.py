@@ -11,9 +11,7 @@ from collections import Counter
 from django.db.models import Avg, F
 from django.db.models.functions import Coalesce
 
-from evalsite.reports.analysis import ReportConfig
-from evalsite.reports.analysis.exclusions import ExclusionRules
-from evalsite.reports.analysis.inputs import CONDITIONS
+from evalsite.reports.analysis.config import CONDITIONS, ExclusionRules, ReportConfig
 from evalsite.reports.models import REPORT_CONFIG_VERSION, ReportSnapshot
 from evalsite.reports.tasks import report_settings, schedule_report
 from evalsite.studies.design import most_main_total, most_main_trials

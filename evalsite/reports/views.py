@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
-from evalsite.reports.analysis.report import table_frame
+from evalsite.reports.analysis.result import table_frame
 from evalsite.reports.models import ReportSnapshot, ReportState
 from evalsite.reports.rendering.summary import config_level, note, rounded, table_names, title
 from evalsite.reports.study_config import by_earlier_version, changes_since

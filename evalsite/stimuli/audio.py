@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-import pyloudnorm
 import soundfile as sf
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -131,6 +130,10 @@ def loudness_lufs(data: np.ndarray, sr: int) -> float:
     min_len = int(np.ceil(BS1770_BLOCK_S * sr)) + 1
     if x.shape[0] < min_len:
         x = np.pad(x, ((0, min_len - x.shape[0]), (0, 0)))
+    # pyloudnorm loads scipy.signal and with it scipy.stats (~1 s): imported where loudness is
+    # measured, not by every process that imports this module (tests/test_startup_imports.py).
+    import pyloudnorm
+
     value = pyloudnorm.Meter(sr).integrated_loudness(x.astype(np.float64))
     return float(value) if np.isfinite(value) else -70.0
 

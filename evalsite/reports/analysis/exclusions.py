@@ -8,43 +8,11 @@ the model is never an exclusion criterion: no rule reads `agree` or `model_choic
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 
-
-@dataclass(frozen=True)
-class ExclusionRules:
-    require_screening: bool = True
-    min_catch_accuracy: float = 0.75  # share of scored catch trials answered correctly
-    min_catch_trials: int = 2  # the catch rule applies once a participant has this many
-    # Catch kinds with a right answer; "repeat" measures consistency (test-retest), which honest
-    # listeners often lack on hard trials, so it is reported but not an exclusion by default.
-    catch_kinds: tuple[str, ...] = ("identical", "attention")
-    max_same_position_share: float = 0.9  # share of answers on one screen position (A or B)
-    min_answers_for_position_rule: int = 20
-    min_median_rt_ms: float = 0.0  # excluded when the median response time is lower (0: off)
-    # An answer quicker than this after the buttons unlock is implausibly fast: below a human's
-    # reaction to the unlock (docs/statistics.md; this project's choice).
-    fast_ms: float = 250.0
-    max_fast_share: float = 0.5  # excluded when more than this share of answers is fast
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict | None) -> ExclusionRules:
-        raw = dict(raw or {})
-        unknown = sorted(set(raw) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(
-                f"exclusion rules: unknown field(s) {unknown}; "
-                f"expected some of {sorted(cls.__dataclass_fields__)}"
-            )
-        if "catch_kinds" in raw:
-            raw["catch_kinds"] = tuple(raw["catch_kinds"])
-        return cls(**raw)
+from .config import ExclusionRules
 
 
 def participant_summary(df: pd.DataFrame, rules: ExclusionRules) -> pd.DataFrame:

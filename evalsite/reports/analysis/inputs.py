@@ -10,9 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-# The same order as csn_model.CONDITIONS (a test checks they agree); duplicated here so the
-# analysis imports neither torch nor anything else heavy.
-CONDITIONS: tuple[str, ...] = ("drums", "bass", "piano", "guitar", "others")
+from .config import CONDITIONS
 
 REQUIRED = ("participant", "trial", "instrument", "chosen")
 OPTIONAL_DEFAULTS: dict[str, object] = {
@@ -250,16 +248,3 @@ def instruments_present(df: pd.DataFrame) -> list[str]:
     """Instruments in the data, in CONDITIONS order."""
     seen = set(df["instrument"])
     return [c for c in CONDITIONS if c in seen]
-
-
-def planned_instruments(names) -> tuple[str, ...]:
-    """The report config's planned_instruments (a list of CONDITIONS names) as a tuple; a
-    ValueError names the field and the unknown names."""
-    names = [names] if isinstance(names, str) else list(names or [])
-    unknown = [n for n in names if n not in CONDITIONS]
-    if unknown:
-        raise ValueError(
-            f"report config: planned_instruments {unknown}: expected names from "
-            f"{', '.join(CONDITIONS)}"
-        )
-    return tuple(names)

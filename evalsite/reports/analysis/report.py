@@ -8,9 +8,7 @@ imports Django; the site and the CSV command both call build_report.
 from __future__ import annotations
 
 import hashlib
-import math
 import time
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -24,156 +22,12 @@ from . import (
     diagnostics,
     exclusions,
     input_notes,
-    inputs,
     mixed,
     power,
 )
+from .config import ReportConfig
 from .inputs import ReportInputError, instruments_present, normalise_answers
-
-FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class ReportConfig:
-    confidence: float = 0.95
-    n_boot: int = 1000
-    seed: int = 20240406
-    rules: exclusions.ExclusionRules = field(default_factory=exclusions.ExclusionRules)
-    mixed_model: bool = True
-    # statsmodels' variational BinomialBayesMixedGLM runs up to this many analysed answers; the
-    # Laplace fit of the same model always runs (minutes against seconds at 100k answers).
-    bayes_max_answers: int = 8000
-    blas_threads: int = 1  # the dense steps are small: extra BLAS threads only contend
-    fatigue_bins: int = 5
-    margin_bins: int = 5
-    power_half_width: float = 0.05
-    power_target: float = 0.8
-    power_alpha: float = 0.05
-    power_trials_grid: tuple[int, ...] = (5, 10, 20, 40)
-    # ICC the power plan assumes for an instrument whose pilot cannot estimate one (None: 0, as
-    # if answers were independent; an info note says so either way).
-    power_assumed_icc: float | None = None
-    # The study's instruments (site: Study.instruments); one without answers gets a warning.
-    planned_instruments: tuple[str, ...] = ()
-    # Per instrument, the main trials the study's design gives one participant on average (site:
-    # study_config.design_main_trials: one per reference piece, and its expected share of the
-    # trials_per_participant that caps all instruments together, fractional where that does not
-    # split evenly); the power plan plans at it. {}: not known.
-    design_main_trials: dict[str, float] = field(default_factory=dict)
-    # Per instrument, the seconds of listening a main trial requires before its answer unlocks
-    # (site: the three clips' full durations and their renditions' silence, averaged over its
-    # main trials, as the page waits for all three to end); the
-    # power plan adds it to the time per answer, which response_ms counts from the unlock. {}:
-    # not known (the plan then says its minutes leave the listening out).
-    listen_seconds_per_trial: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict | None) -> ReportConfig:
-        raw = dict(raw or {})
-        unknown = sorted(set(raw) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"report config: unknown field(s) {unknown}")
-        if "rules" in raw:
-            raw["rules"] = exclusions.ExclusionRules.from_dict(raw["rules"])
-        if "power_trials_grid" in raw:
-            raw["power_trials_grid"] = tuple(int(m) for m in raw["power_trials_grid"])
-        if "planned_instruments" in raw:
-            raw["planned_instruments"] = inputs.planned_instruments(raw["planned_instruments"])
-        if "design_main_trials" in raw:
-            raw["design_main_trials"] = _design_main_trials(raw["design_main_trials"])
-        if "listen_seconds_per_trial" in raw:
-            raw["listen_seconds_per_trial"] = _listen_seconds(raw["listen_seconds_per_trial"])
-        return cls(**raw)
-
-
-def _design_main_trials(raw) -> dict[str, float]:
-    bad = not isinstance(raw, dict) or any(
-        type(v) not in (int, float) or not 0 < v < float("inf") or not isinstance(k, str)
-        for k, v in raw.items()
-    )
-    if bad:
-        raise ValueError(
-            f"report config: design_main_trials is {raw!r}; expected instrument names mapped to "
-            "positive numbers (main trials per participant, a mean where it is fractional)"
-        )
-    return dict(raw)
-
-
-def _listen_seconds(raw) -> dict[str, float]:
-    ok = isinstance(raw, dict) and all(
-        isinstance(k, str) and type(v) in (int, float) and 0 <= v < float("inf")
-        for k, v in raw.items()
-    )
-    if not ok:
-        raise ValueError(
-            f"report config: listen_seconds_per_trial is {raw!r}; expected instrument names "
-            "mapped to seconds (finite numbers of at least 0)"
-        )
-    return {k: float(v) for k, v in raw.items()}
-
-
-@dataclass
-class Report:
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    messages: list[dict] = field(default_factory=list)
-    meta: dict = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not any(m["level"] == "error" for m in self.messages)
-
-    def note(self, level: str, part: str, text: str) -> None:
-        self.messages.append({"level": level, "part": part, "text": text})
-
-    def to_dict(self) -> dict:
-        """JSON-ready: tables as lists of records (column order in `columns`), NaN as null."""
-        return {
-            "format_version": FORMAT_VERSION,
-            "tables": {
-                k: [_clean_record(r) for r in v.to_dict("records")] for k, v in self.tables.items()
-            },
-            "columns": {k: list(map(str, v.columns)) for k, v in self.tables.items()},
-            "messages": self.messages,
-            "meta": _clean(self.meta),
-            "timings": self.timings,
-        }
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> Report:
-        tables = {k: table_frame(rows, raw["columns"][k]) for k, rows in raw["tables"].items()}
-        return cls(tables, list(raw["messages"]), dict(raw["meta"]), dict(raw["timings"]))
-
-
-def table_frame(rows: list[dict], columns: list[str] | None) -> pd.DataFrame:
-    """One table from its records as `to_dict` wrote them: the frame the site's page and
-    downloads show, and the bundle's and the CSV command's tables/*.csv and summaries."""
-    return pd.DataFrame(rows, columns=columns)
-
-
-def _clean(value):
-    """numpy scalars to Python, NaN/inf to None (JSON and PostgreSQL jsonb have no NaN), -0.0 to
-    0.0 (jsonb has no negative zero either: the stored tables read back as written)."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, float):
-        return value + 0.0  # -0.0 + 0.0 is 0.0
-    if value is pd.NA or value is pd.NaT:
-        return None
-    return value
-
-
-def _clean_record(record: dict) -> dict:
-    return {str(k): _clean(v) for k, v in record.items()}
+from .result import FORMAT_VERSION, Report
 
 
 def answers_digest(df: pd.DataFrame) -> str:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..analysis.report import Report, ReportConfig
+from ..analysis.config import ReportConfig
+from ..analysis.result import Report
 
 # Table titles; {level} is the report's confidence as a percentage (see `title`).
 TITLES = {
