@@ -1,7 +1,8 @@
 """What a process of the site loads when it starts: every manage.py command, web worker and test
 subprocess pays for it. The statistics stack (scipy.stats, statsmodels, matplotlib) loads where
 a report is computed or drawn (the worker's task, the CSV command), and torch/faiss where the
-model runs; a web process starts, serves its URL conf and reads stored reports without them."""
+model runs, and pandas where a table is built; a web process starts and serves its URL conf
+without them."""
 
 import os
 import subprocess
@@ -9,8 +10,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# Loaded by computing or drawing a report, or by the model: none is needed to start the site.
-HEAVY = ("scipy.stats", "statsmodels", "matplotlib", "torch", "faiss")
+# Loaded by computing or drawing a report, or by the model; pandas by building a table (an
+# export, a report's table page): none is needed to start the site.
+HEAVY = ("scipy.stats", "statsmodels", "matplotlib", "torch", "faiss", "pandas")
 
 
 def _loaded_at_start(code: str) -> list[str]:

@@ -5,8 +5,8 @@ is computed in a request. Login required; only the study's owner and the users i
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -15,12 +15,14 @@ from django.utils import timezone
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
-from evalsite.reports.analysis.result import table_frame
 from evalsite.reports.models import ReportSnapshot, ReportState
 from evalsite.reports.rendering.summary import config_level, note, rounded, table_names, title
 from evalsite.reports.study_config import by_earlier_version, changes_since
 from evalsite.reports.tasks import queue_failure, schedule_report
 from evalsite.studies.models import Answer, Study
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 NO_ANSWERS = (
     "This study has no answers yet (practice answers are not counted); its report is computed "
@@ -70,6 +72,9 @@ def _snapshot_or_404(study: Study) -> ReportSnapshot:
 def _frame(snap: ReportSnapshot, name: str) -> pd.DataFrame:
     if name not in snap.tables:
         raise Http404("no such table")
+    # Loads pandas: on a table's page or download, not when the site starts.
+    from evalsite.reports.analysis.result import table_frame
+
     return table_frame(snap.tables[name], snap.columns.get(name))
 
 

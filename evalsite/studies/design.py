@@ -19,8 +19,8 @@ import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 
@@ -30,6 +30,9 @@ from evalsite.studies.design_fill import count_fill, entry_fill, keep_fill
 from evalsite.studies.design_order import balance_positions, order_trials
 from evalsite.studies.design_pieces import most_on_one_reference, piece_plan, trial_keys
 from evalsite.studies.models import Answer, Assignment, Participant, Study
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def lock_participants(ids) -> None:
@@ -267,6 +270,8 @@ def release_reservations(participant: Participant) -> None:
 
 def realised_design(study: Study) -> pd.DataFrame:
     """One row per stored slot: who saw which trial, where, in which positions, answered or not."""
+    import pandas as pd  # loaded here, not by every process that starts the site
+
     answered = set(
         Answer.objects.filter(trial__study=study).values_list("participant_id", "trial_id")
     )

@@ -33,7 +33,6 @@ from evalsite.studies import (
     design,
     edit_conflicts,
     entry_limit,
-    export,
     flow_screening,
     history,
     practice_clips,
@@ -478,6 +477,8 @@ def study_progress(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def export_index(request: HttpRequest, pk: int) -> HttpResponse:
+    from evalsite.studies import export  # loads pandas: on this page, not at start-up
+
     study = get_visible_study(request.user, pk)
     files = list(export.EXPORT_FILES)
     return render(request, "studies/experimenter/export.html", {"study": study, "files": files})
@@ -485,6 +486,8 @@ def export_index(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def export_download(request: HttpRequest, pk: int, name: str) -> HttpResponse:
+    from evalsite.studies import export  # loads pandas: on a download, not at start-up
+
     study = get_visible_study(request.user, pk)
     if name == "bundle.zip":
         content, content_type = export.export_zip(study), "application/zip"

@@ -14,7 +14,6 @@ nothing, left no history, and could repeat a trial the study had.
 from __future__ import annotations
 
 from evalsite.studies import history, trial_identity
-from evalsite.studies.export_answers import TRIAL_COLUMNS_READ
 from evalsite.studies.models import Answer, Trial
 
 
@@ -48,6 +47,9 @@ def _read_by_answers(trial: Trial) -> dict:
     """For an edit of a stored trial: the columns the answers read (`TRIAL_COLUMNS_READ`) that it
     changes, and how many answers the trial has where it has any and they change: the report's
     input changed with them (its answers.csv reads them live), which its config does not show."""
+    # The answers' export module loads pandas: imported on an edit, not with the site.
+    from evalsite.studies.export_answers import TRIAL_COLUMNS_READ
+
     before = Trial.objects.filter(pk=trial.pk).values(*TRIAL_COLUMNS_READ).first() or {}
     fields = [f for f in TRIAL_COLUMNS_READ if f in before and before[f] != getattr(trial, f)]
     answers = Answer.objects.filter(trial_id=trial.pk).count() if fields else 0

@@ -7,11 +7,14 @@ import html
 import math
 from functools import cache
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ..analysis.config import ReportConfig
-from ..analysis.result import Report
+
+if TYPE_CHECKING:  # types only: the report page renders stored tables without loading pandas
+    import pandas as pd
+
+    from ..analysis.result import Report
 
 # Table titles; {level} is the report's confidence as a percentage (see `title`).
 TITLES = {
