@@ -34,21 +34,9 @@ def test_it_names_main_catch_and_practice_trials_in_the_study_line(alice):  # no
 
 def test_it_recovers_agreement_from_the_simulated_participants_only(alice):  # noqa: F811
     rng = np.random.default_rng(3)
-    catalogue = Catalogue.objects.create(owner=alice, name="clips")
-    clips = [_clip(catalogue, i) for i in range(30)]
-    study = Study.objects.create(
-        owner=alice,
-        name="s",
-        instruments=["drums", "guitar"],
-        catalogue=catalogue,
-        settings={"report": {"n_boot": 50}},  # fewer bootstrap replicates: a faster report
-    )
-    trials = _trials(study, clips, rng)  # 5 main trials per instrument
-    for pid in ["sim-1-0000", "sim-1-0001", "sim-1-0002", "someone"]:  # the last took part
-        p = Participant.objects.create(
-            study=study, external_pid=pid, step="done", screening_passed=True, seed=len(pid)
-        )
-        answer_all(study, p, trials, rng)
+    study, trials = _study_with_trials(alice, rng)
+    # the last took part through the participant link
+    _answered_by(study, trials, rng, ["sim-1-0000", "sim-1-0001", "sim-1-0002", "someone"])
     compute_snapshot(study.pk)  # the study's report, the real participant's answers included
     recovered = recovered_consent(study, "sim-1-")
     assert {name: row["n"] for name, row in recovered.items()} == {"drums": 15, "guitar": 15}
@@ -56,21 +44,32 @@ def test_it_recovers_agreement_from_the_simulated_participants_only(alice):  # n
 
 def test_it_recovers_agreement_from_this_runs_simulated_participants_only(alice):  # noqa: F811
     rng = np.random.default_rng(4)
-    catalogue = Catalogue.objects.create(owner=alice, name="clips")
+    study, trials = _study_with_trials(alice, rng)
+    now, before = simulated_prefix(1, {"drums": 0.1}), simulated_prefix(1, {"drums": 0.9})
+    # the last: an earlier run's, with other rates
+    _answered_by(study, trials, rng, [f"{now}0000", f"{now}0001", f"{before}0000"])
+    recovered = recovered_consent(study, now)
+    assert {name: row["n"] for name, row in recovered.items()} == {"drums": 10, "guitar": 10}
+
+
+def _study_with_trials(owner, rng) -> tuple[Study, list[Trial]]:
+    """A study of drums and guitar with 5 main trials each, its report cheap to compute."""
+    catalogue = Catalogue.objects.create(owner=owner, name="clips")
     clips = [_clip(catalogue, i) for i in range(30)]
     study = Study.objects.create(
-        owner=alice,
+        owner=owner,
         name="s",
         instruments=["drums", "guitar"],
         catalogue=catalogue,
         settings={"report": {"n_boot": 50}},  # fewer bootstrap replicates: a faster report
     )
-    trials = _trials(study, clips, rng)  # 5 main trials per instrument
-    now, before = simulated_prefix(1, {"drums": 0.1}), simulated_prefix(1, {"drums": 0.9})
-    for pid in [f"{now}0000", f"{now}0001", f"{before}0000"]:  # the last: an earlier run's
+    return study, _trials(study, clips, rng)
+
+
+def _answered_by(study: Study, trials: list[Trial], rng, pids: list[str]) -> None:
+    """Finished participants with these pids, each answering every trial."""
+    for pid in pids:
         p = Participant.objects.create(
             study=study, external_pid=pid, step="done", screening_passed=True, seed=len(pid)
         )
         answer_all(study, p, trials, rng)
-    recovered = recovered_consent(study, now)
-    assert {name: row["n"] for name, row in recovered.items()} == {"drums": 10, "guitar": 10}
