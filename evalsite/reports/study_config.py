@@ -28,6 +28,13 @@ CHANGED = {
     "planned_instruments": "instruments",
     "rules": "exclusion rules",
 }
+# Per REPORT_CONFIG_VERSION from 2, the config fields that version computes anew (or adds) for an
+# unchanged study: a snapshot of an earlier version differs in them without a study edit, and is
+# compared in the others (`config_fields_changed`). Raising the version adds its entry.
+RECOMPUTED_IN: dict[int, tuple[str, ...]] = {
+    2: ("listen_seconds_per_trial",),  # the clips' full durations plus their silence (1e8f136)
+    3: ("design_main_trials",),  # each instrument's mean share of a capped session (30a2fab)
+}
 # How the report page names a history entry since the report's read that changed its input
 # without its config: what answered trials hold (reports.signals queues the recomputation).
 INPUT_CHANGED: dict[str, str] = {
@@ -140,10 +147,27 @@ def listen_seconds_per_trial(study: Study) -> dict[str, float]:
 
 def by_earlier_version(snap: ReportSnapshot) -> bool:
     """Whether `snap` was computed by an earlier version of the site, whose config the current
-    code adds fields to or computes some differently (REPORT_CONFIG_VERSION): a difference of
-    its config then says nothing about the study, and the report page queues its recomputation
-    instead of naming a change."""
+    code adds fields to or computes some differently (REPORT_CONFIG_VERSION): a difference in
+    those fields then says nothing about the study (`config_fields_changed` leaves them out),
+    and the report page queues its recomputation."""
     return snap.config_version < REPORT_CONFIG_VERSION
+
+
+def config_fields_changed(now: dict, stored: dict, version: int) -> list[str]:
+    """The config fields (sorted) in which `now` differs from `stored`, a config computed by
+    REPORT_CONFIG_VERSION `version`. For an earlier version, only what both versions compute
+    alike: not the fields a later version computes anew (RECOMPUTED_IN), nor those only one of
+    them holds (a field, or a rule, added or dropped since; an older snapshot's config can hold
+    neither `design_main_trials` nor `listen_seconds_per_trial`)."""
+    fields = now.keys() | stored.keys()
+    if version < REPORT_CONFIG_VERSION:
+        anew = {f for v, names in RECOMPUTED_IN.items() if v > version for f in names}
+        fields = (now.keys() & stored.keys()) - anew
+        if isinstance(now.get("rules"), dict) and isinstance(stored.get("rules"), dict):
+            both = now["rules"].keys() & stored["rules"].keys()
+            now = now | {"rules": {k: now["rules"][k] for k in both}}
+            stored = stored | {"rules": {k: stored["rules"][k] for k in both}}
+    return sorted(k for k in fields if now.get(k) != stored.get(k))
 
 
 def changes_since(study: Study, snap: ReportSnapshot) -> list[str]:
@@ -155,15 +179,16 @@ def changes_since(study: Study, snap: ReportSnapshot) -> list[str]:
     its config: an answered trial edited, the model's choices computed again on an answered
     study (`INPUT_CHANGED`; history entries with answers). Two queries (the trials, the
     entries). A snapshot computed by an earlier version of the site (`by_earlier_version`) is
-    not compared field by field: its config differs without a change of the study."""
+    compared in the fields both versions compute alike (`config_fields_changed`): a study edit
+    since is named, the upgrade's own differences are not."""
     try:
         config, _ = report_config_for(study)
     except (TypeError, ValueError) as exc:  # report settings saved as raw JSON in the admin
         return [f"report settings (they cannot be read: {exc})"]
     now = json.loads(json.dumps(config.to_dict()))  # as stored: tuples are lists
     stored = snap.config or {}
-    fields = sorted(k for k in now.keys() | stored.keys() if now.get(k) != stored.get(k))
-    names = [] if by_earlier_version(snap) else [CHANGED.get(k, "report settings") for k in fields]
+    fields = config_fields_changed(now, stored, snap.config_version)
+    names = [CHANGED.get(k, "report settings") for k in fields]
     since = study.events.filter(at__gte=snap.computed_at, kind__in=list(INPUT_CHANGED))
     names += [INPUT_CHANGED[kind] for kind, what in since.values_list("kind", "changes")
               if (what or {}).get("answers")]  # fmt: skip

@@ -1,7 +1,9 @@
 """A report computed by an earlier version of the site (its stored config made before the code
 added or recomputed a field: `ReportSnapshot.config_version` older than the current one) is not
 said to be out of date because the study changed: the page says which version computed it and
-queues its recomputation when it is viewed, and a study edit is still named as before."""
+queues its recomputation when it is viewed, and a study edit is still named as before, also one
+made after the upgrade and before the recomputation (the fields no version since computed anew
+are still compared)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,11 @@ from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
 
 from evalsite.reports.models import REPORT_CONFIG_VERSION, ReportSnapshot, ReportState
-from evalsite.reports.study_config import by_earlier_version
+from evalsite.reports.study_config import (
+    RECOMPUTED_IN,
+    by_earlier_version,
+    config_fields_changed,
+)
 from evalsite.reports.tasks import recompute_report
 from evalsite.studies.models import Study
 
@@ -55,6 +61,59 @@ def test_it_still_names_a_study_edit_after_the_upgrade(client, alice, sim_study)
     shown = client.get(reverse("reports:page", args=[sim_study.pk])).content.decode()
     assert re.search(r'data-testid="report-outdated">[^<]*exclusion rules', shown), shown
     assert 'data-testid="report-earlier-version"' not in shown
+
+
+def test_it_names_a_study_edit_made_after_an_earlier_version_computed_the_report(
+    client, alice, sim_study
+):
+    _as_before_the_upgrade(ReportSnapshot.objects.get(pk=recompute_report(sim_study.pk)))
+    sim_study.settings = sim_study.settings | {"exclusion": {"min_catch_accuracy": 0.5}}
+    sim_study.save()  # the researcher's edit after the upgrade, before the queued run
+    client.force_login(alice)
+    shown = client.get(reverse("reports:page", args=[sim_study.pk])).content.decode()
+    outdated = re.search(r'data-testid="report-outdated">([^<]*)', shown)
+    assert outdated and "exclusion rules" in outdated[1], shown
+    # only the edit: not the field the upgrade computes anew
+    assert "listening" not in outdated[1], outdated[1]
+    earlier = re.search(r'data-testid="report-earlier-version">([^<]*)', shown)
+    assert earlier and "computed by an earlier version" in earlier[1], shown
+    assert "did not change" not in earlier[1], earlier[1]
+
+
+def test_it_names_no_field_an_upgrade_computes_anew_or_the_earlier_version_lacked():
+    """A config field added since (absent from the stored config), one the earlier version held
+    and the current one dropped, a rule added since, and each field a later version computes
+    anew differ with the study unchanged: none is a change of the study."""
+    stored = {
+        "n_boot": 1000,
+        "design_main_trials": {"drums": 2},
+        "design_main_share_under_one": {},  # held by an earlier version, dropped since
+        "rules": {"fast_ms": 250.0},
+    }
+    now = {
+        "n_boot": 1000,
+        "design_main_trials": {"drums": 1.5},  # computed anew by version 3
+        "listen_seconds_per_trial": {"drums": 31.0},  # added by version 2
+        "rules": {"fast_ms": 250.0, "min_median_rt_ms": 0.0},  # a rule added since
+    }
+    assert config_fields_changed(now, stored, version=1) == []
+    assert config_fields_changed(now, stored | {"n_boot": 200}, version=1) == ["n_boot"]
+    assert config_fields_changed(now, stored | {"rules": {"fast_ms": 500.0}}, version=1) == [
+        "rules"
+    ]
+    # the current version compares every field
+    assert config_fields_changed(now, stored, version=REPORT_CONFIG_VERSION) == [
+        "design_main_share_under_one",
+        "design_main_trials",
+        "listen_seconds_per_trial",
+        "rules",
+    ]
+
+
+def test_every_version_says_which_fields_it_computes_anew():
+    # raising REPORT_CONFIG_VERSION without naming its fields would name them as study edits
+    assert set(RECOMPUTED_IN) == set(range(2, REPORT_CONFIG_VERSION + 1))
+    assert all(RECOMPUTED_IN[v] for v in RECOMPUTED_IN)
 
 
 @pytest.mark.django_db(transaction=True)  # migrates the schema back and forth
