@@ -128,6 +128,21 @@ def queue_failure(study_id: int, since) -> str:
     return state.failure_reason if state else ""
 
 
+def recomputing_since(state: ReportState | None, read_at) -> bool:
+    """Whether a recomputation that will read the answers after `read_at` (a snapshot's read) is
+    on its way: one is queued (`pending`), or one started at or after it has neither failed nor
+    run past STALE_AFTER (a worker lost mid-run does not hold the report back for good). A run
+    clears `pending` as it starts, so `pending` alone misses the one now computing."""
+    if state is None:
+        return False
+    if state.pending:
+        return True
+    started = state.started_at
+    if started is None or started < read_at or timezone.now() - started > STALE_AFTER:
+        return False
+    return state.failed_at is None or state.failed_at < started
+
+
 def schedule_report(study_id: int, countdown: float | None = None, backoff: bool = True) -> bool:
     """Queue a debounced recomputation; False when one is already pending for this study, or
     when a publish failed less than REPORT_QUEUE_BACKOFF_S ago and `backoff` (False where

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 from evalsite.reports.models import ReportSnapshot, ReportState
 from evalsite.reports.rendering.summary import config_level, note, rounded, table_names, title
 from evalsite.reports.study_config import by_earlier_version, changes_since
-from evalsite.reports.tasks import queue_failure, schedule_report
+from evalsite.reports.tasks import queue_failure, recomputing_since, schedule_report
 from evalsite.studies.models import Answer, Study
 
 if TYPE_CHECKING:
@@ -85,11 +85,13 @@ def report_page(request: HttpRequest, key: str) -> HttpResponse:
     state = ReportState.objects.filter(study=study).first()
     no_answers = not _has_answers(study)
     # Computed by an earlier version of the site (after an upgrade): recomputed without anyone
-    # having to press Recompute on every study; the page says so instead of a study change.
+    # having to press Recompute on every study, once: not again on a reload while that run is
+    # queued or computing (the page asks for a reload).
     earlier = bool(snap and not no_answers and by_earlier_version(snap))
-    if earlier and not (state and state.pending):
+    if earlier and snap and not recomputing_since(state, snap.computed_at):
         schedule_report(study.pk, countdown=0)
         state = ReportState.objects.filter(study=study).first()
+    recomputing = bool(snap and recomputing_since(state, snap.computed_at))
     tables = []
     if snap is not None:
         frames = {name: _frame(snap, name) for name in snap.tables}
@@ -115,6 +117,8 @@ def report_page(request: HttpRequest, key: str) -> HttpResponse:
         "earlier_version": earlier,
         "no_answers_text": NO_ANSWERS,
         "pending": bool(state and state.pending),
+        # queued, or computing since the snapshot's read: it will replace this snapshot
+        "recomputing": recomputing,
         "failed": state if state and state.failed_at else None,  # the report may be stale
         "tables": tables,
         # SVG made by matplotlib in our worker from numbers and our own labels.

@@ -13,6 +13,7 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
+from django.utils import timezone
 
 from evalsite.reports.models import REPORT_CONFIG_VERSION, ReportSnapshot, ReportState
 from evalsite.reports.study_config import (
@@ -20,7 +21,7 @@ from evalsite.reports.study_config import (
     by_earlier_version,
     config_fields_changed,
 )
-from evalsite.reports.tasks import recompute_report
+from evalsite.reports.tasks import COMPUTATION_FAILED, STALE_AFTER, recompute_report
 from evalsite.studies.models import Study
 
 pytestmark = pytest.mark.django_db
@@ -51,6 +52,48 @@ def test_it_says_an_earlier_version_of_the_site_computed_the_report_not_that_the
     shown = client.get(page).content.decode()
     assert 'data-testid="report-earlier-version"' not in shown
     assert 'data-testid="report-outdated"' not in shown
+
+
+def test_a_reload_while_the_queued_recomputation_runs_queues_no_other(
+    client, alice, sim_study, monkeypatch
+):
+    from evalsite.reports import services
+
+    _as_before_the_upgrade(ReportSnapshot.objects.get(pk=recompute_report(sim_study.pk)))
+    client.force_login(alice)
+    page = reverse("reports:page", args=[sim_study.pk])
+    client.get(page)
+    assert ReportState.objects.get(study=sim_study).pending  # the view's run, queued
+    compute, seen = services.compute, {}
+
+    def reloaded_meanwhile(*args, **kwargs):  # the researcher reloads, as the page asks
+        seen["shown"] = client.get(page).content.decode()
+        seen["pending"] = ReportState.objects.get(study=sim_study).pending
+        return compute(*args, **kwargs)
+
+    monkeypatch.setattr(services, "compute", reloaded_meanwhile)
+    recompute_report(sim_study.pk)  # the queued run, which cleared `pending` as it started
+    assert not seen["pending"], "the reload queued a second recomputation"
+    assert re.search(
+        r'data-testid="report-earlier-version">[^<]*it is being recomputed', seen["shown"]
+    ), seen["shown"]
+
+
+@pytest.mark.parametrize("ended", ["failed", "lost"])
+def test_a_view_queues_the_recomputation_again_once_the_earlier_run_failed_or_was_lost(
+    client, alice, sim_study, ended
+):
+    _as_before_the_upgrade(ReportSnapshot.objects.get(pk=recompute_report(sim_study.pk)))
+    now = timezone.now()
+    ReportSnapshot.objects.filter(study=sim_study).update(computed_at=now - 3 * STALE_AFTER)
+    if ended == "failed":
+        run = {"started_at": now, "failure": COMPUTATION_FAILED, "failed_at": now}
+    else:  # started longer than STALE_AFTER ago and never ended: its worker was lost
+        run = {"started_at": now - 2 * STALE_AFTER, "failure": "", "failed_at": None}
+    ReportState.objects.update_or_create(study=sim_study, defaults={"pending": False} | run)
+    client.force_login(alice)
+    client.get(reverse("reports:page", args=[sim_study.pk]))
+    assert ReportState.objects.get(study=sim_study).pending
 
 
 def test_it_still_names_a_study_edit_after_the_upgrade(client, alice, sim_study):
