@@ -108,13 +108,23 @@ class Stages:
     def options_of(self, name: str) -> dict:
         return {key: getattr(self.opts, key) for key in STAGE_OPTIONS.get(name, ())}
 
+    def made_with(self, name: str, info: dict) -> dict:
+        """The options the marker `info` of stage `name` records; the defaults for one written
+        before markers recorded them (65ad170), as that demo ran with the defaults unless given
+        others: a rerun with the defaults goes on, one with others stops (`out_of_date`)."""
+        made = info.get("options")
+        if made is None:
+            parser = build_parser()
+            return {key: parser.get_default(key) for key in STAGE_OPTIONS.get(name, ())}
+        return made
+
     def run(self, index: int, total: int, name: str, fn: Callable[[DemoOptions], dict]) -> dict:
         marker = self.marker(name)
         if marker.exists():
             info = json.loads(marker.read_text())
-            made = info.get("options")  # absent in markers written before they recorded them
-            if made is not None and made != self.options_of(name):
-                raise self.out_of_date(name, made)
+            made = self.made_with(name, info)
+            if made != self.options_of(name):
+                raise self.out_of_date(name, made, recorded="options" in info)
             print(
                 f"[{index}/{total}] {name:<8} done earlier: {info.get('summary', '')}", flush=True
             )
@@ -130,17 +140,22 @@ class Stages:
         print(f"[{index}/{total}] {name:<8} {info.get('summary', '')} ({info['seconds']} s)")
         return info
 
-    def out_of_date(self, name: str, made: dict) -> DemoError:
+    def out_of_date(self, name: str, made: dict, recorded: bool = True) -> DemoError:
         """The error for a finished stage made with other options than those given now. The demo
         does not remake it (and the stages after it) by itself: the catalogue and study it
         would replace live in the database with any answers given through the participant link,
-        so that takes the reset the message names."""
+        so that takes the reset the message names. `recorded`: False for a marker written before
+        markers recorded their options, taken as made with the defaults (`made_with`)."""
         every = {key: getattr(self.opts, key) for key in SHAPING}
         for stage in STAGE_OPTIONS:  # what the existing demo was made with, stage by stage
             if self.marker(stage).exists():
-                every |= json.loads(self.marker(stage).read_text()).get("options") or {}
+                every |= self.made_with(stage, json.loads(self.marker(stage).read_text()))
+        how = "was made with" if recorded else (
+            "was made before the demo recorded its options, so it is taken as made with the "
+            "defaults,"
+        )  # fmt: skip
         return DemoError(
-            f"the demo's {name} stage under {self.opts.home} was made with {flags(made)}, not "
+            f"the demo's {name} stage under {self.opts.home} {how} {flags(made)}, not "
             f"with {flags(self.options_of(name))}. Go on with it: "
             f'make demo ARGS="{flags(every)}"; or remake the demo with the new options: '
             f'make demo ARGS="--reset" (removes {self.opts.home}, the study\'s answers too), '

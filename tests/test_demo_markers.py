@@ -1,9 +1,11 @@
 """A demo stage finished earlier is reused only when it was made with the options given now
 (sizes, seed, training steps); on a mismatch the demo stops and says how it was made and how to
-remake it (no training, no database: the stage bookkeeping with stand-in stages)."""
+remake it (no training, no database: the stage bookkeeping with stand-in stages). A marker
+written before markers recorded their options counts as made with the defaults."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -60,3 +62,31 @@ def test_it_stops_when_the_model_was_trained_for_other_steps(tmp_path):
 def test_it_repeats_the_non_default_options_in_its_simulate_hint(tmp_path):
     assert rerun_flags(_opts(tmp_path)) == ""
     assert rerun_flags(_opts(tmp_path, tracks=10, seconds=8.0)) == "--tracks 10 --seconds 8 "
+
+
+def _marker_from_before_options_were_recorded(opts: DemoOptions, name: str) -> None:
+    opts.state_dir.mkdir(parents=True, exist_ok=True)
+    (opts.state_dir / f"{name}.json").write_text(json.dumps({"summary": "40 pieces"}))
+
+
+def test_it_stops_on_a_marker_written_before_options_were_recorded_when_others_are_given(
+    tmp_path,
+):
+    _marker_from_before_options_were_recorded(_opts(tmp_path), "data")
+    calls: list[str] = []
+    with pytest.raises(DemoError) as stopped:
+        Stages(_opts(tmp_path, tracks=10)).run(1, 4, "data", _stage(calls))
+    assert calls == []  # the old data is not reused for --tracks 10
+    text = str(stopped.value)
+    assert "made before the demo recorded its options" in text, text
+    assert "taken as made with the defaults, --tracks 40 --seconds 20 --seed 1," in text, text
+    assert 'make demo ARGS="--tracks 40 --seconds 20 --seed 1 --train-steps 150"' in text, text
+    assert 'make demo ARGS="--reset"' in text, text
+
+
+def test_it_reuses_a_marker_written_before_options_were_recorded_with_the_defaults(tmp_path):
+    # the old demo ran with the defaults unless given others: so does a rerun with them
+    _marker_from_before_options_were_recorded(_opts(tmp_path), "data")
+    calls: list[str] = []
+    info = Stages(_opts(tmp_path, simulate=5)).run(1, 4, "data", _stage(calls))
+    assert calls == [] and info["summary"] == "40 pieces"
