@@ -86,11 +86,17 @@ STAGE_OPTIONS = {
 
 
 def flags(values: dict) -> str:
-    """{'tracks': 40, 'seconds': 20.0} -> '--tracks 40 --seconds 20', as the command line takes."""
-    return " ".join(
-        f"--{name.replace('_', '-')} {f'{value:g}' if isinstance(value, float) else value}"
-        for name, value in values.items()
-    )
+    """{'tracks': 40, 'seconds': 20.0} -> '--tracks 40 --seconds 20', as the command line takes
+    them, each read back as the value it prints: the markers compare options exactly, so the
+    "Go on with it" command must give them to the last digit (12.3456789, not 12.3457)."""
+    return " ".join(f"--{name.replace('_', '-')} {_flag_value(v)}" for name, v in values.items())
+
+
+def _flag_value(value) -> str:
+    if not isinstance(value, float):
+        return str(value)
+    short = f"{value:g}"  # 20 rather than 20.0
+    return short if float(short) == value else repr(value)  # repr: shortest exact
 
 
 class Stages:

@@ -6,12 +6,14 @@ written before markers recorded their options counts as made with the defaults."
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from evalsite.demo import Stages, rerun_flags
+from evalsite.demo import Stages, build_parser, flags, options, rerun_flags
 from evalsite.demo_options import DemoError, DemoOptions
 
 
@@ -90,3 +92,24 @@ def test_it_reuses_a_marker_written_before_options_were_recorded_with_the_defaul
     calls: list[str] = []
     info = Stages(_opts(tmp_path, simulate=5)).run(1, 4, "data", _stage(calls))
     assert calls == [] and info["summary"] == "40 pieces"
+
+
+def test_the_go_on_command_it_prints_reuses_the_stage(tmp_path):
+    """The options in its "Go on with it" command are read back as the marker holds them, to the
+    last digit: 12.3456789 was printed as 12.3457, which stopped again."""
+    calls: list[str] = []
+    Stages(_opts(tmp_path, seconds=12.3456789)).run(1, 4, "data", _stage(calls))
+    with pytest.raises(DemoError) as stopped:
+        Stages(_opts(tmp_path)).run(1, 4, "data", _stage(calls))
+    go_on = re.search(r'Go on with it: make demo ARGS="([^"]*)"', str(stopped.value))
+    assert go_on, stopped.value
+    args = build_parser().parse_args(shlex.split(go_on[1]))
+    Stages(replace(options(args), home=tmp_path)).run(1, 4, "data", _stage(calls))
+    assert calls == ["40 tracks"]  # reused, not stopped again
+
+
+def test_its_flags_read_back_as_the_values_they_print():
+    values = {"tracks": 40, "seconds": 12.3456789, "seed": 1, "train_steps": 150}
+    assert flags(values) == "--tracks 40 --seconds 12.3456789 --seed 1 --train-steps 150"
+    assert flags({"seconds": 20.0}) == "--seconds 20"
+    assert flags({"seconds": 0.1}) == "--seconds 0.1"
