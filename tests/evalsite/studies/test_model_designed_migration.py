@@ -4,6 +4,8 @@ model-designed study after its design, whose candidates the model did not choose
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
@@ -13,6 +15,23 @@ from evalsite.studies.models import Trial
 BEFORE = ("studies", "0013_consent_versions")
 FLAGGED = ("studies", "0014_trial_model_designed")
 RECOMPUTED = ("studies", "0016_trial_model_designed_recompute")
+
+
+@contextmanager
+def _schema_at(target: tuple[str, str]):
+    """The database migrated back to `target`, its historical apps given to the block; migrated
+    forward to the latest schema again however the block ends."""
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()
+    executor.migrate([target])
+    try:
+        yield MigrationExecutor(connection).loader.project_state([target]).apps
+    finally:
+        MigrationExecutor(connection).migrate(latest)
+
+
+def _clips(catalogue) -> list[int]:
+    return list(catalogue.clips.filter(meta={}).values_list("pk", flat=True))
 
 
 def _make(apps, owner_id: int, clips: list[int]) -> dict[str, list[int]]:
@@ -53,15 +72,8 @@ def _make(apps, owner_id: int, clips: list[int]) -> dict[str, list[int]]:
 def test_it_flags_the_main_trials_a_design_from_the_model_made_and_no_other(
     experimenter, listening_catalogue
 ):
-    clips = list(listening_catalogue.clips.filter(meta={}).values_list("pk", flat=True))
-    executor = MigrationExecutor(connection)
-    latest = executor.loader.graph.leaf_nodes()
-    executor.migrate([BEFORE])
-    try:
-        apps = MigrationExecutor(connection).loader.project_state([BEFORE]).apps
-        made = _make(apps, experimenter.pk, clips)
-    finally:
-        MigrationExecutor(connection).migrate(latest)
+    with _schema_at(BEFORE) as apps:
+        made = _make(apps, experimenter.pk, _clips(listening_catalogue))
     flagged = set(Trial.objects.filter(model_designed=True).values_list("pk", flat=True))
     assert flagged == set(made["model"])
     assert not flagged & set(made["other"])
@@ -97,19 +109,12 @@ def _flagged() -> set[int]:
 
 @pytest.mark.django_db(transaction=True)  # migrates the schema back and forth
 def test_it_flags_the_latest_design_of_a_study_designed_twice(experimenter, listening_catalogue):
-    clips = list(listening_catalogue.clips.filter(meta={}).values_list("pk", flat=True))
-    executor = MigrationExecutor(connection)
-    latest = executor.loader.graph.leaf_nodes()
-    executor.migrate([BEFORE])
-    try:
-        apps = MigrationExecutor(connection).loader.project_state([BEFORE]).apps
-        current = _designed_twice(apps, experimenter.pk, clips)
+    with _schema_at(BEFORE) as apps:
+        current = _designed_twice(apps, experimenter.pk, _clips(listening_catalogue))
         MigrationExecutor(connection).migrate([FLAGGED])
         apps = MigrationExecutor(connection).loader.project_state([FLAGGED]).apps
         flagged = set(apps.get_model("studies", "Trial").objects
                       .filter(model_designed=True).values_list("pk", flat=True))  # fmt: skip
-    finally:
-        MigrationExecutor(connection).migrate(latest)
     assert flagged == set(current)
 
 
@@ -118,13 +123,9 @@ def test_it_recomputes_the_flags_0014_missed_on_a_study_designed_twice_and_again
     experimenter, listening_catalogue
 ):
     """A database that ran 0014 when it took the first design entry holds the current design's
-    trials unflagged; 0015 flags them, and running it again changes nothing."""
-    clips = list(listening_catalogue.clips.filter(meta={}).values_list("pk", flat=True))
-    executor = MigrationExecutor(connection)
-    latest = executor.loader.graph.leaf_nodes()
-    executor.migrate([FLAGGED])
-    try:
-        apps = MigrationExecutor(connection).loader.project_state([FLAGGED]).apps
+    trials unflagged; 0016 flags them, and running it again changes nothing."""
+    clips = _clips(listening_catalogue)
+    with _schema_at(FLAGGED) as apps:
         current = _designed_twice(apps, experimenter.pk, clips)  # unflagged, as 0014 left them
         made = _make(apps, experimenter.pk, clips)
         T = apps.get_model("studies", "Trial")
@@ -134,7 +135,5 @@ def test_it_recomputes_the_flags_0014_missed_on_a_study_designed_twice_and_again
         MigrationExecutor(connection).migrate([FLAGGED])  # reverse is a no-op: flags stay
         MigrationExecutor(connection).migrate([RECOMPUTED])
         twice = _flagged()
-    finally:
-        MigrationExecutor(connection).migrate(latest)
     assert once == set(current) | set(made["model"])
     assert twice == once
