@@ -1,8 +1,11 @@
 """Project-wide rules: layering, lint, migrations in sync."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,3 +65,37 @@ def test_the_method_the_docs_cite_is_in_the_repository_as_specified():
     shared = ROOT.parent / "shared" / "METHOD.md"
     if shared.is_file():
         assert copy.read_text() == shared.read_text(), "update docs/method.md from shared/METHOD.md"
+
+
+# Hashes the docs name with a note that they are not in the repository (a branch's commits
+# before it was rebased onto main), each next to the commit that holds that code.
+_HASHES_NOTED_ABSENT = {"29ebcf8", "323d56b", "29e9e00"}
+_HASH = r"(?<![0-9A-Za-z_./-])([0-9a-f]{7,12})(?![0-9A-Za-z_])"
+
+
+def test_every_commit_the_docs_name_is_in_the_repository():
+    # A figure is labelled with the commit that measured it, so that anyone can check it out and
+    # rerun it; a hash from a branch before its rebase names nothing. Needs the history: a
+    # shallow clone cannot answer.
+    shallow = subprocess.run(
+        ["git", "rev-parse", "--is-shallow-repository"], cwd=ROOT, capture_output=True, text=True
+    )
+    if shallow.returncode != 0 or shallow.stdout.strip() != "false":
+        pytest.skip("not a full git clone: the docs' commits cannot be looked up")
+    docs = [ROOT / "README.md", ROOT / "experiments" / "README.md", *(ROOT / "docs").glob("*.md")]
+    missing = []
+    for doc in docs:
+        for line_no, line in enumerate(doc.read_text().splitlines(), 1):
+            for token in re.findall(_HASH, line):
+                if not (re.search("[a-f]", token) and re.search("[0-9]", token)):
+                    continue  # a word or a number, not a hash
+                if token in _HASHES_NOTED_ABSENT or "fingerprint" in line:
+                    continue
+                found = subprocess.run(
+                    ["git", "cat-file", "-e", f"{token}^{{commit}}"], cwd=ROOT, capture_output=True
+                )
+                if found.returncode != 0:
+                    missing.append(f"{doc.relative_to(ROOT)}:{line_no}: {token}")
+    assert not missing, "commits named in the docs but not in the repository:\n" + "\n".join(
+        missing
+    )
