@@ -5,14 +5,17 @@ checks a few hundred datasets at most.
 
     nice -n 10 python -m evalsite.reports.analysis.calibration crossed [--datasets 2000]
     nice -n 10 python -m evalsite.reports.analysis.calibration laplace [--datasets 200]
+        [--restricted]
     nice -n 10 python -m evalsite.reports.analysis.calibration reliability [--datasets 500]
     nice -n 10 python -m evalsite.reports.analysis.calibration gee [--datasets 500]
     nice -n 10 python -m evalsite.reports.analysis.calibration contrast-margin [--datasets 300]
-        [--slope 3]
+        [--slope 3] [--restricted]
 
 Every participant's trials come in an order of its own (seeded), as the site shuffles each
 participant's session (design.order_trials): given in one order to all, the trial index would be
-a trial-level covariate real sessions do not have (review rstat, finding 3).
+a trial-level covariate real sessions do not have (review rstat, finding 3). `--restricted` fits
+the random-effect SDs by the restricted Laplace likelihood instead of maximum likelihood (the
+report's), for docs/statistics.md's measured negative result.
 """
 
 from __future__ import annotations
@@ -93,13 +96,18 @@ def _shuffled(rng, raw: pd.DataFrame) -> pd.DataFrame:
 LAPLACE_TERMS = {"instrument terms": ["drums", "bass"], "drums - bass": ["drums - bass"]}
 
 
-def laplace(datasets: int, seed: int) -> None:
+def _fit_label(restricted: bool) -> str:
+    return ", restricted Laplace" if restricted else ""
+
+
+def laplace(datasets: int, seed: int, restricted: bool = False) -> None:
     """mixed_laplace's instrument terms, and instrument_contrasts' "drums - bass" (true 0)."""
     rng = np.random.default_rng(seed)
+    fit = partial(laplace_model, confidence=0.95, restricted=restricted)
     for n_p, n_t, sd_p, sd_t in SETTINGS[:4]:
         counts = {name: [0, 0, 0] for name in LAPLACE_TERMS}  # rejected, covered, terms
         for _ in range(datasets):
-            fixed, contrasts, _ = laplace_model(_answers(rng, n_p, n_t, sd_p, sd_t), 0.95)
+            fixed, contrasts, _ = fit(_answers(rng, n_p, n_t, sd_p, sd_t))
             rows = pd.concat([fixed, contrasts]).set_index("term")
             for name, picked in LAPLACE_TERMS.items():
                 got, count = rows.loc[picked], counts[name]
@@ -108,6 +116,7 @@ def laplace(datasets: int, seed: int) -> None:
                 count[2] += len(got)
         for name, (rejected, covered, n) in counts.items():
             label = f"mixed_laplace {n_p} x {n_t}, sd_p {sd_p}, sd_t {sd_t}, {name}"
+            label += _fit_label(restricted)
             print(_rates(label, rejected, covered, n, seed))
 
 
@@ -176,14 +185,14 @@ def _margin_case(rng, slope: float = 3.0, n_p: int = 20, n_t: int = 12) -> pd.Da
     return _shuffled(rng, pd.concat(frames, ignore_index=True))
 
 
-def contrast_margin(datasets: int, seed: int, slope: float = 3.0) -> None:
+def contrast_margin(datasets: int, seed: int, slope: float = 3.0, restricted: bool = False) -> None:
     """instrument_contrasts' "drums - bass" (and each instrument term, unadjusted) in the margin
     case at `slope`, with the spread of the contrast's estimate against its mean se."""
     rng = np.random.default_rng(seed)
     counts = {"drums": [0, 0], "bass": [0, 0], "drums - bass": [0, 0]}
     estimates, ses, dfs = [], [], []
     for _ in range(datasets):
-        fixed, contrasts, _ = laplace_model(_margin_case(rng, slope), 0.95)
+        fixed, contrasts, _ = laplace_model(_margin_case(rng, slope), 0.95, restricted)
         rows = pd.concat([fixed, contrasts]).set_index("term")
         for term, count in counts.items():
             count[0] += int(rows.loc[term, "p_val"] < 0.05)
@@ -193,13 +202,13 @@ def contrast_margin(datasets: int, seed: int, slope: float = 3.0) -> None:
         ses.append(contrast["se"])
         dfs.append(contrast["df"])
     for term, (rejected, covered) in counts.items():
-        label = f"contrast-margin 20 x 12, slope {slope:g}, {term}"
+        label = f"contrast-margin 20 x 12, slope {slope:g}, {term}{_fit_label(restricted)}"
         print(_rates(label, rejected, covered, datasets, seed))
     print(
         f"contrast-margin slope {slope:g} drums - bass: sd of the estimates "
         f"{np.std(estimates, ddof=1):.3f}, "
         f"root mean square se {np.sqrt(np.mean(np.square(ses))):.3f}, median df "
-        f"{np.median(dfs):.1f} ({datasets} datasets, seed {seed})"
+        f"{np.median(dfs):.1f} ({datasets} datasets, seed {seed}{_fit_label(restricted)})"
     )
 
 
@@ -248,17 +257,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--slope", type=float, default=3.0, help="contrast-margin: the margin's true slope"
     )
+    parser.add_argument(
+        "--restricted",
+        action="store_true",
+        help="laplace, contrast-margin: the SDs by the restricted Laplace likelihood",
+    )
     args = parser.parse_args(argv)
     checks: dict[str, tuple[Callable[[int, int], None], int]] = {
         "crossed": (crossed, 2000),
-        "laplace": (laplace, 200),
+        "laplace": (partial(laplace, restricted=args.restricted), 200),
         "reliability": (reliability, 500),
         "gee": (gee, 500),
-        "contrast-margin": (partial(contrast_margin, slope=args.slope), 300),
+        "contrast-margin": (
+            partial(contrast_margin, slope=args.slope, restricted=args.restricted),
+            300,
+        ),
     }
     check, default = checks[args.check]
     if args.datasets is not None and args.datasets < 1:
         parser.error(f"--datasets: expected a positive number of datasets, got {args.datasets}")
+    if args.restricted and args.check not in ("laplace", "contrast-margin"):
+        parser.error("--restricted: only laplace and contrast-margin fit the Laplace model")
     if not np.isfinite(args.slope):
         parser.error(f"--slope: expected a finite number, got {args.slope}")
     check(args.datasets or default, args.seed)

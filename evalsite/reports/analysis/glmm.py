@@ -52,9 +52,18 @@ class CrossedLogit:
     The Newton systems are solved by eliminating the larger factor's effects, whose block of the
     Hessian is diagonal (Schur complement): the dense work is (p + levels of the smaller factor)^2
     times the larger factor's levels, not (p + all levels)^3.
+
+    `restricted` maximises the restricted (REML-type) Laplace likelihood instead: the fixed
+    effects integrated out under a flat prior as well, i.e. log|H| over the fixed and the random
+    effects (the "integrated likelihood" REML of Maestrini, Hui & Welsh 2024, arXiv 2402.12719;
+    glmmTMB's REML = TRUE, spaMM's "REML"). It lengthens the trial SD that maximum likelihood
+    leaves short with few trials, but measured it overshoots the contrasts' level
+    (docs/statistics.md), so the report keeps maximum likelihood, as lme4's glmer does.
     """
 
-    def __init__(self, y: np.ndarray, X: np.ndarray, groups: list[np.ndarray]):
+    def __init__(
+        self, y: np.ndarray, X: np.ndarray, groups: list[np.ndarray], restricted: bool = False
+    ):
         if len(groups) != 2:
             raise ValueError("CrossedLogit handles exactly two crossed grouping factors")
         self.y, self.X = np.asarray(y, float), np.asarray(X, float)
@@ -67,6 +76,7 @@ class CrossedLogit:
         self.Za, self.Zb = _indicator(ca, na), _indicator(cb, nb)
         self.ZaT, self.ZbT = self.Za.T.tocsr(), self.Zb.T.tocsr()
         self.p = self.X.shape[1]
+        self.restricted = restricted
         self.state = np.zeros(self.p + na + nb)
 
     def _blocks(self, w: np.ndarray, prec_a: float, prec_b: float):
@@ -110,17 +120,18 @@ class CrossedLogit:
         loglik = float(np.sum(self.y * eta - np.logaddexp(0, eta)))
         u, v = x[p : p + na], x[p + na :]
         penal = loglik - 0.5 * (prec_a * float(u @ u) + prec_b * float(v @ v))
-        # log|H_bb| over the random effects only = log|D| + log|S_aa| (Schur on the b-block).
-        S_aa = A[p:, p:] - BD[p:] @ B[p:].T
-        logdet = float(np.sum(np.log(D))) + 2 * float(
-            np.sum(np.log(np.diag(linalg.cholesky(S_aa))))
-        )
+        # log|H| over the random effects only = log|D| + log|S_aa| (Schur on the b-block); for
+        # the restricted likelihood over the fixed effects too = log|D| + log|S|, whose Cholesky
+        # factor is the last Newton step's, taken at this very mode.
+        factor = chol[0] if self.restricted else linalg.cholesky(A[p:, p:] - BD[p:] @ B[p:].T)
+        logdet = float(np.sum(np.log(D))) + 2 * float(np.sum(np.log(np.diag(factor))))
         logprec = na * np.log(prec_a) + self.nb * np.log(prec_b)
         return x, penal, loglik, logdet, logprec, (A, B, D)
 
     def laplace(self, log_sds: np.ndarray) -> float:
         """Laplace approximation of the marginal log-likelihood (fixed effects at the joint mode,
-        random effects integrated out)."""
+        random effects integrated out), or of the restricted one (both integrated out, up to a
+        constant)."""
         _, penal, _, logdet, logprec, _ = self._mode(np.asarray(log_sds, float))
         return penal + 0.5 * logprec - 0.5 * logdet
 

@@ -263,20 +263,20 @@ def _posterior_row(term, mean, sd, n, z) -> dict:
 
 
 def laplace_model(
-    df: pd.DataFrame, confidence: float = 0.95
+    df: pd.DataFrame, confidence: float = 0.95, restricted: bool = False
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[Note]]:
     """The same model fitted by the Laplace approximation (glmm.CrossedLogit): seconds at 100k
     answers, where the variational fit takes minutes. Returns (fixed, contrasts, notes):
     contrasts are the pairwise differences of the instruments' log-odds (wald_contrasts). The
     instrument terms' variances include the sampling of their mean covariates
-    (_mean_covariates_sampled)."""
+    (_mean_covariates_sampled). `restricted`: the SDs by the restricted Laplace likelihood, which
+    only the calibration uses (it overshot the level: docs/statistics.md)."""
     from .glmm import CrossedLogit
 
     data, y, X_df, notes = _prepared(df)
     names = list(X_df.columns)
-    fit = CrossedLogit(
-        y, X_df.to_numpy(float), [data["participant"].to_numpy(), data["trial"].to_numpy()]
-    ).fit()
+    groups = [data["participant"].to_numpy(), data["trial"].to_numpy()]
+    fit = CrossedLogit(y, X_df.to_numpy(float), groups, restricted).fit()
     if not fit.converged:
         notes.append(
             ("info", "Laplace fit: the optimiser of the random-effect SDs did not converge")

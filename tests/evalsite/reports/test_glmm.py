@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import statsmodels.api as sm
-from scipy import special
+from scipy import optimize, special
 
 from evalsite.reports.analysis.glmm import CrossedLogit
 
@@ -81,3 +81,75 @@ def test_it_reports_the_laplace_sds_at_the_reports_confidence():
         assert wide["estimate"] == narrow["estimate"]
         assert wide["ci_low"] < narrow["ci_low"] <= narrow["estimate"] <= narrow["ci_high"]
         assert narrow["ci_high"] < wide["ci_high"]
+
+
+def _few_trials(seed: int = 5, n_p: int = 8, n_t: int = 6):
+    """A small crossed design, 8 participants x 6 trials, with a trial-level covariate: the few
+    trials are what leave the maximum-likelihood trial SD short."""
+    rng = np.random.default_rng(seed)
+    p, t = (g.ravel() for g in np.meshgrid(np.arange(n_p), np.arange(n_t), indexing="ij"))
+    x = rng.uniform(-1, 1, n_t)[t]  # one value per trial
+    X = np.column_stack([np.ones_like(x), x])
+    eta = 0.2 + 0.5 * x + rng.normal(0, 1.0, n_p)[p] + rng.normal(0, 1.0, n_t)[t]
+    y = (rng.uniform(size=p.size) < special.expit(eta)).astype(float)
+    return y, X, p, t
+
+
+def _by_hand(y, X, p, t, restricted: bool, log_sds=None):
+    """(sds, beta, beta_se) of the Laplace fit from its definition, with dense matrices: C = [X Z],
+    H = C'WC + diag(0, 1/s_p^2, 1/s_t^2) at the joint mode of (beta, u, v) (Newton), criterion
+    log p(y | mode) - u'u/2s_p^2 - v'v/2s_t^2 - P log s_p - T log s_t - log|H_R| / 2, where H_R is
+    the (u, v) block of H for maximum likelihood and all of H for the restricted likelihood
+    (the fixed effects integrated out under a flat prior too). beta_se from diag(H^-1)."""
+    k, n_p, n_t = X.shape[1], p.max() + 1, t.max() + 1
+    C = np.column_stack([X, np.eye(n_p)[p], np.eye(n_t)[t]])  # (n, k + P + T)
+
+    def mode(theta):
+        prec = np.r_[
+            np.zeros(k), np.full(n_p, np.exp(-2 * theta[0])), np.full(n_t, np.exp(-2 * theta[1]))
+        ]
+        b = np.zeros(C.shape[1])
+        for _ in range(100):
+            mu = special.expit(C @ b)
+            H = C.T @ (C * (mu * (1 - mu))[:, None]) + np.diag(prec)
+            step = np.linalg.solve(H, C.T @ (y - mu) - prec * b)
+            b = b + step
+            if np.abs(step).max() < 1e-13:
+                break
+        eta = C @ b
+        penal = np.sum(y * eta - np.logaddexp(0, eta)) - 0.5 * np.sum(prec * b * b)
+        block = H if restricted else H[k:, k:]
+        crit = penal - n_p * theta[0] - n_t * theta[1] - 0.5 * np.linalg.slogdet(block)[1]
+        return b, H, crit
+
+    if log_sds is None:
+        options = {"xatol": 1e-9, "fatol": 1e-13, "maxiter": 4000}
+        crit = lambda th: -mode(th)[2]  # noqa: E731
+        log_sds = optimize.minimize(
+            crit, np.log([0.5, 0.5]), method="Nelder-Mead", options=options
+        ).x
+    b, H, _ = mode(np.asarray(log_sds, float))
+    return np.exp(log_sds), b[:k], np.sqrt(np.diag(np.linalg.inv(H))[:k])
+
+
+@pytest.mark.parametrize("restricted", [False, True])
+def test_it_matches_the_laplace_fit_computed_by_hand(restricted):
+    y, X, p, t = _few_trials()
+    fit = CrossedLogit(y, X, [p, t], restricted=restricted).fit()
+    sds, _, _ = _by_hand(y, X, p, t, restricted)
+    assert fit.sds == pytest.approx(sds, rel=1e-3)
+    # At the fit's SDs the fixed effects and their se are those of the dense Hessian exactly.
+    _, beta, se = _by_hand(y, X, p, t, restricted, np.log(fit.sds))
+    assert fit.beta == pytest.approx(beta, rel=1e-8)
+    assert fit.beta_se == pytest.approx(se, rel=1e-8)
+
+
+def test_it_widens_the_trial_sd_and_the_se_by_the_restricted_likelihood():
+    # Maximum likelihood does not allow for the fixed effects estimated from the same 6 trials,
+    # so its trial SD is short (about (T - p) / T of the variance in a linear mixed model);
+    # integrating the fixed effects out as well lengthens the SD and with it every se.
+    y, X, p, t = _few_trials()
+    ml = CrossedLogit(y, X, [p, t], restricted=False).fit()
+    reml = CrossedLogit(y, X, [p, t], restricted=True).fit()
+    assert reml.sds[1] > ml.sds[1] * 1.05
+    assert (reml.beta_se > ml.beta_se).all()

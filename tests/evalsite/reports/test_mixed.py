@@ -460,3 +460,23 @@ def test_it_holds_the_level_of_the_gee_test_with_twenty_participants():
         terms = mixed.gee_check(answers, 0.95)[0].set_index("term")
         rejected += int((terms.loc[["drums", "bass"], "p_val"] < 0.05).sum())
     assert rejected <= 22, rejected
+
+
+def test_it_fits_the_sds_by_the_restricted_likelihood_when_asked():
+    # The calibration's check of the restricted (REML-type) Laplace fit: the report keeps maximum
+    # likelihood (docs/statistics.md: restricted, the contrast's level overshot to 0.035).
+    answers = _few_trials(seed=1)
+    data, y, X, _ = mixed.design(answers)
+    groups = [data["participant"].to_numpy(), data["trial"].to_numpy()]
+    for restricted in (False, True):
+        fit = CrossedLogit(y, X.to_numpy(float), groups, restricted).fit()
+        fixed, _, _ = mixed.laplace_model(answers, 0.95, restricted=restricted)
+        terms = fixed.set_index("term")
+        assert terms.loc["sd(trial)", "estimate"] == pytest.approx(fit.sds[1], rel=1e-9)
+        assert terms.loc["model_margin", "se"] == pytest.approx(fit.beta_se[2], rel=1e-9)
+    ml, _, _ = mixed.laplace_model(answers, 0.95)
+    reml, _, _ = mixed.laplace_model(answers, 0.95, restricted=True)
+    assert (
+        reml.set_index("term").loc["sd(trial)", "estimate"]
+        > ml.set_index("term").loc["sd(trial)", "estimate"]
+    )
