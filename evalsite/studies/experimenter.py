@@ -33,6 +33,7 @@ from evalsite.studies import (
     design,
     edit_conflicts,
     entry_limit,
+    flow_prolific,
     flow_screening,
     history,
     practice_clips,
@@ -243,6 +244,12 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
             [] if study.status == Study.Status.CLOSED else consent_not_translated(study)
         ),
         "consent_versions": consent_versions_agreed(study),
+        "completion_problem": (
+            ""
+            if study.status == Study.Status.CLOSED
+            else flow_prolific.study_completion_problem(study)
+        ),  # fmt: skip
+        "completion_code": flow_prolific.completion_code(study),
     }
     return render(request, "studies/experimenter/study_detail.html", context)
 
@@ -379,6 +386,8 @@ def study_status(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, f"A {study.status} study cannot be changed by {action!r}.")
     elif action == "open" and not study.trials.filter(is_practice=False, is_catch=False).exists():
         messages.error(request, "Add main trials before opening the study.")
+    elif action == "open" and (why := flow_prolific.study_completion_problem(study)):
+        messages.error(request, f"Not opened. {why} (Settings)")
     elif action == "close" and request.POST.get("confirm") != "yes":
         return _close_confirmation(request, study)  # closing is final: asked before it is done
     else:
