@@ -28,6 +28,7 @@ from django.views.decorators.http import require_POST
 from evalsite.reports.models import ReportState
 from evalsite.reports.study_config import design_main_trials
 from evalsite.reports.tasks import report_settings, schedule_report
+from evalsite.stimuli import served_level
 from evalsite.stimuli.models import Catalogue, Clip
 from evalsite.studies import (
     design,
@@ -250,8 +251,21 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
             else flow_prolific.study_completion_problem(study)
         ),  # fmt: skip
         "completion_code": flow_prolific.completion_code(study),
+        "quiet_clips": None if study.status == Study.Status.CLOSED else quiet_clips(study),
+        "shortfall_lu": served_level.SHORTFALL_LU,
     }
     return render(request, "studies/experimenter/study_detail.html", context)
+
+
+def quiet_clips(study: Study) -> dict | None:
+    """The ready clips of the study's catalogue whose peaks keep them played more than
+    `served_level.SHORTFALL_LU` under its loudness target: how many (`n`), the most LU under
+    (`most`); None if none."""
+    target = study.setting("loudness_target_lufs")
+    played = served_level.under_target_in(study_catalogue_clips(study), target)
+    if not played:
+        return None
+    return {"n": len(played), "most": target - min(played.values())}
 
 
 def _offered(study: Study) -> list[str]:
