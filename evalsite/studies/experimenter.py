@@ -249,7 +249,7 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
             ""
             if study.status == Study.Status.CLOSED
             else flow_prolific.study_completion_problem(study)
-        ),  # fmt: skip
+        ),
         "completion_code": flow_prolific.completion_code(study),
         "quiet_clips": None if study.status == Study.Status.CLOSED else quiet_clips(study),
         "shortfall_lu": served_level.SHORTFALL_LU,
@@ -401,7 +401,7 @@ def study_status(request: HttpRequest, pk: int) -> HttpResponse:
     elif action == "open" and not study.trials.filter(is_practice=False, is_catch=False).exists():
         messages.error(request, "Add main trials before opening the study.")
     elif action == "open" and (why := flow_prolific.study_completion_problem(study)):
-        messages.error(request, f"Not opened. {why} (Settings)")
+        messages.error(request, f"Not opened. {why} Fix it in Settings.")
     elif action == "close" and request.POST.get("confirm") != "yes":
         return _close_confirmation(request, study)  # closing is final: asked before it is done
     else:

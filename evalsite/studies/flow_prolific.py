@@ -41,6 +41,12 @@ def completion_problem(url: str, code: str) -> str:
             "mean nothing to it. Copy the study's completion code from Prolific here, or paste "
             "the completion URL as Prolific gives it (…/complete?cc=CODE)."
         )
+    longest = Participant._meta.get_field("completion_code").max_length
+    if len(code or carried) > longest:
+        return (
+            f"Completion code: the Prolific completion URL's cc={carried} is longer than the "
+            f"{longest} characters a completion code may have; expected Prolific's code."
+        )
     if code and carried and code != carried:
         return (
             f"Completion code: {code}, but the Prolific completion URL carries cc={carried}. "

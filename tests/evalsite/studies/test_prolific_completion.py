@@ -62,6 +62,13 @@ def test_it_refuses_a_url_whose_cc_differs_from_the_completion_code(client, alic
     assert ok.status_code == 302
 
 
+def test_it_refuses_a_urls_cc_longer_than_a_completion_code_may_be(client, alice, study):
+    client.force_login(alice)
+    response = _save(client, study, prolific_completion_url=f"{COMPLETE}?cc={'X' * 33}")
+    assert response.status_code == 200
+    assert "longer than the 32 characters" in str(response.context["form"].errors)
+
+
 @pytest.mark.parametrize("status", ["draft", "paused"])
 def test_open_refuses_a_study_saved_with_a_prolific_url_and_no_code(client, alice, study, status):
     """A study saved before the settings page refused this (or through the admin) is not
