@@ -42,7 +42,7 @@ def completion_problem(url: str, code: str) -> str:
             "the completion URL as Prolific gives it (…/complete?cc=CODE)."
         )
     longest = Participant._meta.get_field("completion_code").max_length
-    if len(code or carried) > longest:
+    if longest is not None and len(code or carried) > longest:
         return (
             f"Completion code: the Prolific completion URL's cc={carried} is longer than the "
             f"{longest} characters a completion code may have; expected Prolific's code."
