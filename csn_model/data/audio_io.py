@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from csn_model.data.audio_header import declared_frames
 from csn_model.data.entries import broken_link, is_utf8, shown
 from csn_model.data.errors import DataError
 from csn_model.silence import HighPass
@@ -67,13 +68,25 @@ def misnamed(folder: Path, stem: str) -> str:
 
 
 def info(path: Path, track: str, what: str):
-    """The file's header (sample rate, frames, channels), without decoding audio."""
+    """The file's header (sample rate, frames, channels), without decoding audio. A WAV or AIFF
+    whose data is shorter than its header declares (cut short: libsndfile reports the shorter
+    length as if whole) is refused, as the catalogue's uploads are (evalsite.stimuli.audio)."""
     try:
-        return sf.info(str(path))
+        header = sf.info(str(path))
+        declared = declared_frames(path)
     except _SF_ERRORS as exc:
         raise DataError(
             f"{shown(path)}: {what} of {track} is unreadable or corrupt audio: {exc}"
         ) from exc
+    if declared is not None and declared > header.frames:
+        sr = header.samplerate
+        raise DataError(
+            f"{shown(path)}: {what} of {track} is cut short: its header declares {declared} "
+            f"frames ({declared / sr:.2f} s) but the file holds {header.frames} "
+            f"({header.frames / sr:.2f} s); expected the whole file (an interrupted copy or "
+            "download?)"
+        )
+    return header
 
 
 def read_mono(path: Path, start: int, num_frames: int, track: str, what: str) -> np.ndarray:

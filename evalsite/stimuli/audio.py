@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
 
+from csn_model.data.audio_header import declared_frames
 from csn_model.silence import SILENCE_DBFS, SILENCE_HIGHPASS_HZ, audible_peak
 from evalsite.stimuli.models import Catalogue, Clip
 
@@ -73,7 +74,13 @@ def read_audio(
             most = int(limits.max_duration_s * sr)  # frames
             if f.format not in ESTIMATED_LENGTH_FORMATS and most < f.frames < UNKNOWN_FRAMES:
                 _check_duration(f.frames / sr, label, limits)
-            data = f.read(most + 1, dtype="float32", always_2d=True)  # (T, C), T <= most + 1
+            declared = _declared_frames(f, path)
+            try:
+                data = f.read(most + 1, dtype="float32", always_2d=True)  # (T, C), T <= most + 1
+            except (sf.LibsndfileError, RuntimeError):
+                if declared is not None:  # a FLAC cut short fails part-way: say so, with lengths
+                    _check_whole(label, _decodable_frames(path, most), declared, sr)
+                raise
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         # libsndfile's message quotes the path it opened (our storage path, e.g.
         # clips/<hash>.txt): name only the file as the uploader knows it.
@@ -85,9 +92,47 @@ def read_audio(
         raise AudioError(
             f"{label}: duration over {limits.max_duration_s:g} s; {_durations(limits)}"
         )
+    if declared is not None:
+        _check_whole(label, data.shape[0], declared, sr)
     if data.base is not None:  # cut from a larger buffer: the header's length was unknown or long
         data = data.copy()
     return data, sr
+
+
+def _declared_frames(f: sf.SoundFile, path: str | Path) -> int | None:
+    """The length the file's header declares, where a file cut short keeps it: read from a WAV
+    or AIFF header itself (libsndfile reports those clamped to the data there is), a FLAC's
+    STREAMINFO total as libsndfile reports it. None for other formats (their lengths are
+    estimates, or not in the header) and where the header does not say."""
+    if f.format in ("WAV", "WAVEX", "RF64", "AIFF"):
+        return declared_frames(path)
+    if f.format == "FLAC" and 0 < f.frames < UNKNOWN_FRAMES:
+        return int(f.frames)
+    return None
+
+
+def _decodable_frames(path: str | Path, most: int) -> int:
+    """How many frames decode before libsndfile fails (counted up to most + 1)."""
+    held = 0
+    with sf.SoundFile(str(path)) as f:
+        try:
+            for block in f.blocks(blocksize=65536, dtype="float32", always_2d=True):
+                held += block.shape[0]  # (T, C)
+                if held > most:
+                    break
+        except (sf.LibsndfileError, RuntimeError):
+            pass
+    return held
+
+
+def _check_whole(label: str, held: int, declared: int, sr: int) -> None:
+    """AudioError when the file holds fewer frames than its header declares."""
+    if held < declared:
+        raise AudioError(
+            f"{label}: cut short: its data holds {held / sr:.2f} s ({held} frames) of the "
+            f"{declared / sr:.2f} s ({declared} frames) its header declares; expected the "
+            "whole file (an interrupted copy or upload?), upload it again"
+        )
 
 
 def validate(data: np.ndarray, sr: int, name: str, limits: Limits = DEFAULT_LIMITS) -> None:

@@ -28,11 +28,13 @@ from django.views.decorators.http import require_POST
 from evalsite.reports.models import ReportState
 from evalsite.reports.study_config import design_main_trials
 from evalsite.reports.tasks import report_settings, schedule_report
+from evalsite.stimuli import served_level
 from evalsite.stimuli.models import Catalogue, Clip
 from evalsite.studies import (
     design,
     edit_conflicts,
     entry_limit,
+    flow_prolific,
     flow_screening,
     history,
     practice_clips,
@@ -243,8 +245,27 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
             [] if study.status == Study.Status.CLOSED else consent_not_translated(study)
         ),
         "consent_versions": consent_versions_agreed(study),
+        "completion_problem": (
+            ""
+            if study.status == Study.Status.CLOSED
+            else flow_prolific.study_completion_problem(study)
+        ),
+        "completion_code": flow_prolific.completion_code(study),
+        "quiet_clips": None if study.status == Study.Status.CLOSED else quiet_clips(study),
+        "shortfall_lu": served_level.SHORTFALL_LU,
     }
     return render(request, "studies/experimenter/study_detail.html", context)
+
+
+def quiet_clips(study: Study) -> dict | None:
+    """The ready clips of the study's catalogue whose peaks keep them played more than
+    `served_level.SHORTFALL_LU` under its loudness target: how many (`n`), the most LU under
+    (`most`); None if none."""
+    target = study.setting("loudness_target_lufs")
+    played = served_level.under_target_in(study_catalogue_clips(study), target)
+    if not played:
+        return None
+    return {"n": len(played), "most": target - min(played.values())}
 
 
 def _offered(study: Study) -> list[str]:
@@ -379,6 +400,8 @@ def study_status(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, f"A {study.status} study cannot be changed by {action!r}.")
     elif action == "open" and not study.trials.filter(is_practice=False, is_catch=False).exists():
         messages.error(request, "Add main trials before opening the study.")
+    elif action == "open" and (why := flow_prolific.study_completion_problem(study)):
+        messages.error(request, f"Not opened. {why} Fix it in Settings.")
     elif action == "close" and request.POST.get("confirm") != "yes":
         return _close_confirmation(request, study)  # closing is final: asked before it is done
     else:

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_POST
 from csn_model.data.slakh import DataError, DuplicateSourcesError
 from evalsite.datasets.catalog import datasets
 from evalsite.retrieval.signals import batched
+from evalsite.stimuli import served_level
 from evalsite.stimuli.audio import MAX_UPLOAD_BYTES, clip_from_upload, playback_lufs
 from evalsite.stimuli.models import Clip
 from evalsite.stimuli.slakh_import import import_slakh
@@ -94,7 +95,9 @@ def _clips(request: HttpRequest, study: Study) -> HttpResponse:
         if not editable(request, study):
             return see_other("studies:clips", pk=study.pk)
         if form.is_valid():
-            request.session[shown] = [upload_result(c) for c in _upload(request, study, form)]
+            target = study.setting("loudness_target_lufs")
+            results = [upload_result(c, target) for c in _upload(request, study, form)]
+            request.session[shown] = results
             return see_other("studies:clips", pk=study.pk)
     results = request.session.pop(shown, []) if request.method == "GET" else []
     return _clips_page(request, study, form, results)
@@ -105,8 +108,12 @@ def _clips_page(request, study, form, results, status=200) -> HttpResponse:
         "study": study,
         "form": form,
         "results": results,
-        "clips": _with_playback(study_catalogue_clips(study).order_by("-id")[:500]),
+        "clips": _with_playback(
+            study_catalogue_clips(study).order_by("-id")[:500],
+            study.setting("loudness_target_lufs"),
+        ),
         "target_lufs": study.setting("loudness_target_lufs"),
+        "shortfall_lu": served_level.SHORTFALL_LU,
         "max_files": settings.DATA_UPLOAD_MAX_NUMBER_FILES,
         "max_file_mb": round(MAX_UPLOAD_BYTES / 1e6),
         **_failed_context(study),
@@ -114,11 +121,16 @@ def _clips_page(request, study, form, results, status=200) -> HttpResponse:
     return render(request, "studies/experimenter/clips.html", context, status=status)
 
 
-def _with_playback(clips) -> list[Clip]:
-    """The clips, each with `playback` set (`_playback`), for the catalogue table."""
+def _with_playback(clips, target_lufs: float) -> list[Clip]:
+    """The clips, each with `playback` set (`_playback`) and, for one its peaks keep more than
+    `served_level.SHORTFALL_LU` under the study's target, `played` (the loudness it is played
+    at) and `under` (LU under the target), for the catalogue table."""
     clips = list(clips)
-    for clip in clips:
-        clip.playback = _playback(clip)  # shown, never saved
+    quiet = served_level.under_target(clips, target_lufs)
+    for clip in clips:  # shown, never saved
+        clip.playback = _playback(clip)
+        clip.played = quiet.get(clip.pk)
+        clip.under = None if clip.played is None else target_lufs - clip.played
     return clips
 
 
@@ -202,10 +214,13 @@ def _upload(request: HttpRequest, study: Study, form: ClipUploadForm) -> list[Cl
     return results
 
 
-def upload_result(clip: Clip) -> dict:
+def upload_result(clip: Clip, target_lufs: float) -> dict:
     """What the clips page shows of one uploaded file, as the session keeps it (JSON): refused
-    and already-known files are not in the catalogue to look up afterwards."""
+    and already-known files are not in the catalogue to look up afterwards. `played`: the
+    loudness a clip is played at where its peaks keep it more than `served_level.SHORTFALL_LU`
+    under the study's target, else None."""
     known = clip.duplicate_of
+    played = None if known else served_level.under_target([clip], target_lufs).get(clip.pk)
     return {
         "name": clip.name,
         "status": clip.status,
@@ -215,6 +230,8 @@ def upload_result(clip: Clip) -> dict:
         "sample_rate": clip.sample_rate,
         "loudness_lufs": clip.loudness_lufs,
         "playback_lufs": _playback(clip),
+        "played": played,
+        "under": None if played is None else target_lufs - played,
     }
 
 

@@ -15,7 +15,7 @@ from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from evalsite.stimuli.models import Clip
-from evalsite.studies import design, design_return
+from evalsite.studies import design, design_return, flow_prolific
 from evalsite.studies.flow import advance
 from evalsite.studies.models import Answer, Assignment, Participant, Trial, new_completion_code
 from evalsite.studies.participant_writes import epoch_ms, mark_shown
@@ -176,7 +176,8 @@ def finish_if_complete(p: Participant) -> bool:
     stored = Answer.objects.filter(participant=p, trial__slots__participant=p).count()
     if stored < total:
         return False
-    code = p.study.setting("completion_code") or new_completion_code()
+    # the study's code (Prolific knows only that one), else a random one of the participant's
+    code = flow_prolific.completion_code(p.study) or new_completion_code()
     finished = advance(p, Step.TRIALS, Step.DONE, completion_code=code)
     if finished:
         design.release_finished(p)

@@ -22,7 +22,7 @@ from evalsite.datasets.catalog import datasets
 from evalsite.stimuli.audio import LOUDNESS_TARGET_LUFS
 from evalsite.stimuli.models import Catalogue, Clip
 from evalsite.stimuli.slakh_import import EXCERPT_SECONDS
-from evalsite.studies import edit_conflicts, flow_screening
+from evalsite.studies import edit_conflicts, flow_prolific, flow_screening
 from evalsite.studies.consent import SCREENED_OUT_START, stopping_paragraph_in_english
 from evalsite.studies.models import (
     DEFAULT_SETTINGS,
@@ -156,8 +156,12 @@ class StudyForm(forms.ModelForm):
     )
     refuse_phones = forms.BooleanField(required=False)
     completion_code = forms.CharField(
-        max_length=32, required=False, help_text="Empty: a random code per participant."
-    )
+        max_length=32, required=False,
+        help_text="Shown to participants at the end and sent to Prolific with them. With a "
+        "Prolific completion URL: the code set on the Prolific study (Prolific accepts only "
+        "its own codes); left empty, the URL's cc=… is taken. Without one, empty: a random "
+        "code per participant.",
+    )  # fmt: skip
     screen_out_code = forms.CharField(
         max_length=32, required=False, label="Screen-out code",
         help_text="Prolific's code for screened-out participants (sent to Prolific with it). "
@@ -342,7 +346,21 @@ class StudyForm(forms.ModelForm):
         data = super().clean()
         if data.get("huggins") and not data.get("screening"):
             self.add_error("huggins", "Huggins-pitch screening runs after the antiphase test.")
+        self._pair_completion_code(data)
         return data
+
+    def _pair_completion_code(self, data: dict) -> None:
+        """A Prolific completion URL needs a study-wide completion code (`flow_prolific`): the
+        code given, else the URL's own `cc`, taken into the setting so that the done page, the
+        link and the export carry the code Prolific was given; refused without either, or where
+        the two differ."""
+        if "completion_code" not in data or "prolific_completion_url" not in data:
+            return  # one is invalid already, with its own error
+        url = data["prolific_completion_url"]
+        if url and not data["completion_code"]:
+            data["completion_code"] = flow_prolific.url_code(url)
+        if why := flow_prolific.completion_problem(url, data["completion_code"]):
+            self.add_error("completion_code", why)
 
     def settings_json(self) -> dict:
         """The cleaned settings as the JSON `Study.settings` stores: the form's keys changed,

@@ -281,3 +281,16 @@ def test_it_reads_audio_files_with_upper_case_suffixes(slakh_mini):
     assert "S01" in {s.name for stems in t.stems.values() for s in stems}
     assert not [s for s in ds.skipped if s[1] == "S01"]  # read, not counted as unlisted
     assert t.read_condition("bass", 0, 100).shape == (100,)  # (T,)
+
+
+@pytest.mark.parametrize("cut", ["mix.wav", "stems/S01.wav"])
+def test_it_rejects_a_wav_cut_short_naming_both_lengths(slakh_mini, cut):
+    """libsndfile reports a cut WAV as a shorter, whole one: the header's length tells."""
+    path = slakh_mini / "test/Track01876" / cut
+    path.write_bytes(path.read_bytes()[: 44 + SR * SECONDS * 2 // 3])  # a third of its data
+    with pytest.raises(DataError) as err:
+        SlakhDataset(slakh_mini).tracks("test")
+    msg = str(err.value)
+    assert str(path) in msg and "Track01876" in msg
+    assert f"header declares {SR * SECONDS} frames ({SECONDS:.2f} s)" in msg
+    assert f"holds {SR * SECONDS // 3} ({SECONDS / 3:.2f} s)" in msg

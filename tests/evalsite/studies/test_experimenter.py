@@ -440,3 +440,15 @@ def test_it_says_when_recurring_references_shorten_a_participants_trials(client,
     study.settings = {**study.settings, "trials_per_participant": 3}
     study.save()
     assert "shortfall" not in client.get(url).content.decode()  # 3 asked: 3 given
+
+
+@pytest.mark.parametrize("status", ["draft", "paused", "closed"])
+def test_the_overview_says_what_the_status_means_for_participants(client, alice, study, status):
+    """Closing is final: a closed study's overview never says it can be opened."""
+    study.status = status
+    study.save()
+    client.force_login(alice)
+    html = client.get(reverse("studies:study_detail", args=[study.pk])).content.decode()
+    reopen = f"The study is {status}: participants cannot start it until it is opened."
+    final = "The study is closed: participants can no longer start it, and it cannot be opened"
+    assert (reopen in html, final in html) == (status != "closed", status == "closed")

@@ -1,0 +1,126 @@
+"""A Prolific completion URL and the study's completion code go together: Prolific accepts only
+the code(s) set on its study, so the settings page refuses a URL without a study-wide code (or
+takes the code from the URL's `cc`), the Open button refuses a study saved without one, and the
+done page, the link back to Prolific and participants.csv all carry the same code."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pytest
+from django.urls import reverse
+
+from evalsite.studies.export import export_file
+from tests.evalsite.studies.conftest import enter
+from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
+from tests.evalsite.studies.form_pages import settings_page_values
+from tests.evalsite.studies.participant_steps import finish, to_step, url
+
+pytestmark = pytest.mark.django_db
+
+COMPLETE = "https://app.prolific.com/submissions/complete"
+
+
+def _save(client, study, **changes):
+    """Save the study's settings page as loaded, with `changes` typed in."""
+    values = settings_page_values(client, study) | changes
+    return client.post(reverse("studies:study_edit", args=[study.pk]), values)
+
+
+@pytest.mark.parametrize("link", [COMPLETE, f"{COMPLETE}?cc={{code}}"])
+def test_it_refuses_a_prolific_url_without_a_study_wide_completion_code(client, alice, study, link):
+    client.force_login(alice)
+    response = _save(client, study, prolific_completion_url=link, completion_code="")
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert "Completion code" in str(errors["completion_code"])
+    assert "Prolific accepts only" in str(errors["completion_code"])
+    study.refresh_from_db()
+    assert not study.setting("prolific_completion_url")
+
+
+def test_it_takes_the_completion_code_from_the_urls_cc_when_none_is_given(client, alice, study):
+    client.force_login(alice)
+    link = f"{COMPLETE}?cc=C7XK2P9Q"
+    assert _save(client, study, prolific_completion_url=link, completion_code="").status_code == 302
+    study.refresh_from_db()
+    assert study.setting("completion_code") == "C7XK2P9Q"
+    assert study.setting("prolific_completion_url") == link
+    html = client.get(reverse("studies:study_detail", args=[study.pk])).content.decode()
+    assert "code C7XK2P9Q" in html
+
+
+def test_it_refuses_a_url_whose_cc_differs_from_the_completion_code(client, alice, study):
+    client.force_login(alice)
+    link = f"{COMPLETE}?cc=C7XK2P9Q"
+    response = _save(client, study, prolific_completion_url=link, completion_code="OTHER123")
+    assert response.status_code == 200
+    message = str(response.context["form"].errors["completion_code"])
+    assert "cc=C7XK2P9Q" in message and "OTHER123" in message
+    ok = _save(client, study, prolific_completion_url=link, completion_code="C7XK2P9Q")
+    assert ok.status_code == 302
+
+
+def test_it_refuses_a_urls_cc_longer_than_a_completion_code_may_be(client, alice, study):
+    client.force_login(alice)
+    response = _save(client, study, prolific_completion_url=f"{COMPLETE}?cc={'X' * 33}")
+    assert response.status_code == 200
+    assert "longer than the 32 characters" in str(response.context["form"].errors)
+
+
+@pytest.mark.parametrize("status", ["draft", "paused"])
+def test_open_refuses_a_study_saved_with_a_prolific_url_and_no_code(client, alice, study, status):
+    """A study saved before the settings page refused this (or through the admin) is not
+    changed: Open says what to fix, the overview says it too."""
+    study.status = status
+    study.settings |= {"prolific_completion_url": COMPLETE, "completion_code": ""}
+    study.save()
+    client.force_login(alice)
+    response = client.post(
+        reverse("studies:study_status", args=[study.pk]), {"action": "open"}, follow=True
+    )
+    html = response.content.decode()
+    assert "Not opened" in html and "Completion code" in html
+    study.refresh_from_db()
+    assert study.status == status and study.setting("completion_code") == ""
+    assert 'class="error completion-code"' in html
+
+
+def test_the_done_page_the_link_and_the_export_carry_the_urls_code(client, listening_study):
+    """A study saved with the URL as Prolific gives it and no code of its own (before the
+    settings page filled it in): every participant gets the URL's code, not a random one."""
+    listening_study.settings |= {"prolific_completion_url": f"{COMPLETE}?cc=C7XK2P9Q"}
+    listening_study.save()
+    codes = []
+    for pid in ("pp-1", "pp-2"):
+        p = to_step(client, enter(client, listening_study, PROLIFIC_PID=pid), "practice")
+        finish(client, p)
+        page = client.get(url(p)).content.decode()
+        assert 'id="completion-code">C7XK2P9Q<' in page
+        assert f'href="{COMPLETE}?cc=C7XK2P9Q"' in page
+        codes.append(p.completion_code)
+    assert codes == ["C7XK2P9Q", "C7XK2P9Q"]
+    frame = pd.read_csv(io.BytesIO(export_file(listening_study, "participants.csv")))
+    assert set(frame["completion_code"]) == {"C7XK2P9Q"}
+
+
+def test_the_link_sends_the_code_the_done_page_shows(client, listening_study):
+    """A study whose code and URL disagree (saved before they were checked): the link sends the
+    code the page shows and participants.csv records, in place of the URL's."""
+    listening_study.settings |= {
+        "prolific_completion_url": f"{COMPLETE}?cc=OLD12345&x=1",
+        "completion_code": "C7XK2P9Q",
+    }
+    listening_study.save()
+    p = to_step(client, enter(client, listening_study, PROLIFIC_PID="pp-1"), "practice")
+    finish(client, p)
+    page = client.get(url(p)).content.decode()
+    assert p.completion_code == "C7XK2P9Q" and 'id="completion-code">C7XK2P9Q<' in page
+    assert f'href="{COMPLETE}?x=1&amp;cc=C7XK2P9Q"' in page
+
+
+def test_the_settings_page_help_pairs_the_code_with_the_url(client, alice, study):
+    client.force_login(alice)
+    form = client.get(reverse("studies:study_edit", args=[study.pk])).context["form"]
+    assert "Prolific" in form.fields["completion_code"].help_text

@@ -1,0 +1,100 @@
+"""A clip whose peaks keep its gain far under the study's loudness target (a click in silence)
+is named, with how far under it plays, on the Clips page, in the upload's result and on the
+overview, which counts such clips, so a researcher sees them before opening the study."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from evalsite.stimuli import served_level
+from evalsite.stimuli.audio import clip_from_array, playback_lufs
+from evalsite.stimuli.models import Catalogue
+from evalsite.studies.models import Study
+from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
+
+pytestmark = pytest.mark.django_db
+
+SR = 48000
+
+
+def _click(seconds: float = 3.0) -> np.ndarray:
+    """Digital silence with one -6 dBFS click: its peak, not its loudness, limits the gain."""
+    x = np.zeros(int(seconds * SR), dtype=np.float32)
+    x[SR] = 0.5
+    return x
+
+
+def _tone(seconds: float = 3.0) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+
+
+@pytest.fixture
+def quiet_study(alice) -> Study:
+    catalogue = Catalogue.objects.create(owner=alice, name="alice clips")
+    clip_from_array(_click(), SR, catalogue, -23.0, name="click.wav", piece="Click")
+    clip_from_array(_tone(), SR, catalogue, -23.0, name="tone.wav", piece="Tone")
+    return Study.objects.create(
+        owner=alice, name="Levels", instruments=["drums"], catalogue=catalogue,
+        settings={"loudness_target_lufs": -23.0},
+    )  # fmt: skip
+
+
+def test_it_tells_how_far_under_the_target_a_clip_plays(quiet_study):
+    (click,) = quiet_study.catalogue.clips.filter(name="click.wav")
+    (tone,) = quiet_study.catalogue.clips.filter(name="tone.wav")
+    under = served_level.under_target([click, tone], -23.0)
+    assert set(under) == {click.pk}
+    # stored with its peak at the -1 dBFS ceiling, it gets no more gain: played as stored, at
+    # the -37.7 LUFS the review measured for this clip (findings_rres.md, finding 7)
+    assert under[click.pk] == pytest.approx(playback_lufs(click.loudness_lufs, 1), abs=0.05)
+    assert under[click.pk] == pytest.approx(-37.7, abs=0.05)
+
+
+def test_it_names_a_quiet_clip_on_the_clips_page_and_the_overview(client, alice, quiet_study):
+    client.force_login(alice)
+    (click,) = quiet_study.catalogue.clips.filter(name="click.wav")
+    played = served_level.under_target([click], -23.0)[click.pk]
+    html = client.get(reverse("studies:clips", args=[quiet_study.pk])).content.decode()
+    line = f"played at {played:.1f} LUFS, {-23.0 - played:.1f} LU under the target"
+    assert line in html and html.count("LU under the target: its peaks limit the gain") == 1
+    overview = client.get(reverse("studies:study_detail", args=[quiet_study.pk])).content.decode()
+    assert 'id="quiet-clips"' in overview
+    assert "1 ready clip plays more than 1 LU under the loudness target" in overview
+
+
+def test_a_higher_target_counts_the_headroom_a_clip_has(client, alice, quiet_study):
+    """The tone stored at -23 has headroom to -17 and beyond: not flagged at -17; the click is."""
+    Study.objects.filter(pk=quiet_study.pk).update(settings={"loudness_target_lufs": -17.0})
+    quiet_study.refresh_from_db()
+    clips = list(quiet_study.catalogue.clips.all())
+    assert {c.name for c in clips if c.pk in served_level.under_target(clips, -17.0)} == {
+        "click.wav"
+    }
+
+
+def test_the_upload_result_says_how_far_under_the_target_it_plays(client, alice, quiet_study):
+    client.force_login(alice)
+    buf = io.BytesIO()
+    sf.write(buf, _click(2.0), SR, format="WAV", subtype="PCM_16")
+    upload = SimpleUploadedFile("extra_click.wav", buf.getvalue())
+    response = client.post(
+        reverse("studies:clips", args=[quiet_study.pk]), {"files": [upload]}, follow=True
+    )
+    html = response.content.decode()
+    result = html[html.index('id="upload-results"') :]
+    result = result[: result.index("</table>")]
+    assert "extra_click.wav" in result and "LU under the target: its peaks limit the gain" in result
+
+
+def test_no_clip_is_flagged_where_every_clip_reaches_the_target(client, alice, quiet_study):
+    quiet_study.catalogue.clips.filter(name="click.wav").delete()
+    client.force_login(alice)
+    overview = client.get(reverse("studies:study_detail", args=[quiet_study.pk])).content.decode()
+    assert 'id="quiet-clips"' not in overview and "LU under the target" not in overview
