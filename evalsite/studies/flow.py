@@ -34,6 +34,14 @@ def _recruitment_ids(params) -> dict[str, str]:
     return {field: str(params.get(key, ""))[:64] for key, field in PROLIFIC_KEYS.items()}
 
 
+PREVIEW_PREFIX = "preview-"  # the `pid` of "Preview as a participant" (experimenter.study_detail)
+
+
+def is_preview_id(pid: str) -> bool:
+    """Whether a `pid` is a researcher's preview link's: refused once the study left draft."""
+    return pid.startswith(PREVIEW_PREFIX)
+
+
 def find_existing(study: Study, params) -> Participant | None:
     """The participant these recruitment parameters name: by PROLIFIC_PID when given, else by pid.
 
