@@ -128,12 +128,17 @@ def full_at_entry(study: Study, now: datetime) -> bool:
     if row is None:  # no entry assigned trials yet
         return False
     target = int(study.setting("target_answers_per_trial"))
-    main = main_trial_ids(study)
+    kept_fill = {int(t): n for t, n in row["fill"].items()}
     folded = {int(t): n for t, n in row["answers"].items()}
+    if max([*kept_fill.values(), *folded.values(), 0]) < target:
+        return False  # no trial at its target (the common case): no need to read the trials
+    main = main_trial_ids(study)
+    if not main:  # nothing to fill: assignment decides
+        return False
     if row["participants"] and full_by(folded, main, target):
         if FoldedParticipant.objects.filter(study_id=study.pk).count() == row["participants"]:
             return True
-    if not full_by({int(t): n for t, n in row["fill"].items()}, main, target):
+    if not full_by(kept_fill, main, target):
         return False
     return full_by(count_fill(study, now), main, target)
 

@@ -15,7 +15,8 @@ from django.utils import timezone
 from evalsite.studies import progress
 from evalsite.studies.models import Assignment, Participant, Study
 from tests.evalsite.studies.conftest import enter, make_study
-from tests.evalsite.studies.participant_steps import finish, post, to_step, url
+from tests.evalsite.studies.participant_steps import DESKTOP_UA, finish, post, to_step, url
+from tests.evalsite.studies.return_steps import lapse
 
 pytestmark = pytest.mark.django_db
 
@@ -98,3 +99,23 @@ def test_progress_shows_reserved_slots_and_the_places_left(
     html = client.get(reverse("studies:progress", args=[study.pk])).content.decode()
     assert "0 / 2 (1 reserved)" in html
     assert "3 more participants" in html
+
+
+@pytest.mark.parametrize("others", ["answered", "reserved"])
+def test_a_participant_back_after_its_trials_were_taken_is_told_which_way(
+    experimenter, listening_catalogue, others
+):
+    study = _one_answer_each(experimenter, listening_catalogue, practice_trials=0,
+                             catch={"identical": 0, "attention": 0, "repeat": 0})  # fmt: skip
+    away = Client()
+    p = to_step(away, enter(away, study, PROLIFIC_PID="pp-away", SESSION_ID="se"), "trials")
+    lapse(p)
+    next_client = Client()
+    nxt = to_step(next_client, enter(next_client, study, pid="next"), "trials")
+    if others == "answered":
+        finish(next_client, nxt)
+    page = away.get(url(p), HTTP_USER_AGENT=DESKTOP_UA, follow=True).content.decode()
+    p.refresh_from_db()
+    assert p.step == "full" and not p.completion_code
+    assert (ENOUGH in page, TAKEN in page) == (others == "answered", others == "reserved")
+    assert "return your submission" in page
