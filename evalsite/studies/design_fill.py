@@ -140,7 +140,9 @@ def full_at_entry(study: Study, now: datetime) -> bool:
             return True
     if not full_by(kept_fill, main, target):
         return False
-    return full_by(count_fill(study, now), main, target)
+    with transaction.atomic():  # the count is kept under the lock it was counted under, or an
+        lock_study(study.pk)  # entry assigning meanwhile would have its slots overwritten
+        return full_by(count_fill(study, now), main, target)
 
 
 def answered_full(study: Study) -> bool:
