@@ -26,7 +26,7 @@ from django.db.models import Exists, OuterRef
 
 from evalsite.stimuli.models import piece_key
 from evalsite.studies import participant_writes
-from evalsite.studies.design_fill import count_fill, entry_fill, keep_fill
+from evalsite.studies.design_fill import count_fill, entry_fill, full_by, keep_fill
 from evalsite.studies.design_order import balance_positions, order_trials
 from evalsite.studies.design_pieces import most_on_one_reference, piece_plan, trial_keys
 from evalsite.studies.models import Answer, Assignment, Participant, Study
@@ -172,7 +172,7 @@ def select_trials(study: Study, seed: int, counts: Counter) -> list[TrialRef] | 
     target = int(study.setting("target_answers_per_trial"))
     trials = trial_refs(study.trials.filter(is_practice=False))
     main = [t for t in trials if not t.is_catch]
-    if not main or all(counts[t.id] >= target for t in main):
+    if full_by(counts, [t.id for t in main], target):
         return None
     n = study.setting("trials_per_participant") or len(main)
     below = [t for t in main if counts[t.id] < target]

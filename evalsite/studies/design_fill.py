@@ -2,7 +2,7 @@
 reserved, which `design.assign` chooses trials by. Separate from the assignment because the
 count is the costly part of an entry and has machinery of its own: the fold of finished
 participants' answers (`StudyFold`, `FoldedParticipant`), a count reused by entries that arrive
-together (`entry_fill`, `FILL_REUSE`) and the early "full for good" answer (`known_full`).
+together (`entry_fill`, `FILL_REUSE`) and the entry's "full" answer (`full_at_entry`).
 Everything here that writes runs under the study's lock (`lock_study`).
 
 Rules (docs/site.md, "Design rules"): expired slots of unfinished participants no longer count,
@@ -103,21 +103,61 @@ def _fold(study: Study) -> Counter:
     return counts
 
 
-def known_full(study: Study) -> bool:
-    """Whether the answers of the study's finished participants alone (its fold) already give
-    every main trial its target: then it is full for good, since stored answers stay. Read at
-    entry, without the study's lock, so that a newcomer is told before consent and screening,
-    not after (assignment at the instructions still decides every other case). A fold that no
-    longer matches its participants (one was deleted) is not trusted."""
-    fold = StudyFold.objects.filter(study_id=study.pk).values("participants", "answers").first()
-    if not fold or not fold["participants"]:
-        return False
-    if FoldedParticipant.objects.filter(study_id=study.pk).count() != fold["participants"]:
+def full_by(counts: Counter | dict, main: list[int], target: int) -> bool:
+    """The study-full rule, on a fill (`fill_counts`, or answers alone): no main trial, or every
+    one at its target. `design.select_trials` assigns by it; the entry and the full page ask it."""
+    return not main or all(counts.get(t, 0) >= target for t in main)
+
+
+def main_trial_ids(study: Study) -> list[int]:
+    return list(study.trials.filter(is_practice=False, is_catch=False).values_list("id", flat=True))
+
+
+def full_at_entry(study: Study, now: datetime) -> bool:
+    """Whether a newcomer would get no trial: told at entry, before consent and screening, not
+    after (`design.assign` at the instructions still decides, on the fill then). Cheap while the
+    study is not full: it reads the study's kept fill (`StudyFold.fill`, the last count plus the
+    slots assigned since) without the study's lock, and counts (`count_fill`, under the lock,
+    keeping the count for the next entries) only when that says full, since the kept fill may
+    hold reservations that have run out or were released since: as at assignment, no one is
+    turned away on a kept count. First, the finished participants' answers alone (the fold), if
+    they give every main trial its target: full for good, since stored answers stay (a fold that
+    no longer matches its participants, one being deleted, is not trusted)."""
+    kept = StudyFold.objects.filter(study_id=study.pk).values("participants", "answers", "fill")
+    row = kept.first()
+    if row is None:  # no entry assigned trials yet
         return False
     target = int(study.setting("target_answers_per_trial"))
-    main = study.trials.filter(is_practice=False, is_catch=False).values_list("id", flat=True)
-    answered = fold["answers"]
-    return bool(main) and all(answered.get(str(t), 0) >= target for t in main)
+    kept_fill = {int(t): n for t, n in row["fill"].items()}
+    folded = {int(t): n for t, n in row["answers"].items()}
+    if max([*kept_fill.values(), *folded.values(), 0]) < target:
+        return False  # no trial at its target (the common case): no need to read the trials
+    main = main_trial_ids(study)
+    if not main:  # nothing to fill: assignment decides
+        return False
+    if row["participants"] and full_by(folded, main, target):
+        if FoldedParticipant.objects.filter(study_id=study.pk).count() == row["participants"]:
+            return True
+    if not full_by(kept_fill, main, target):
+        return False
+    with transaction.atomic():  # the count is kept under the lock it was counted under, or an
+        lock_study(study.pk)  # entry assigning meanwhile would have its slots overwritten
+        return full_by(count_fill(study, now), main, target)
+
+
+def answered_full(study: Study) -> bool:
+    """Whether the answers alone (no reservation) give every main trial its target: the full
+    page then says so; otherwise the trials still short of it are reserved by participants
+    taking part now, who may not finish."""
+    main = main_trial_ids(study)
+    answered = (
+        Answer.objects.filter(trial_id__in=main, participant__is_preview=False)
+        .values("trial_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    counts = {row["trial_id"]: row["n"] for row in answered}
+    return full_by(counts, main, int(study.setting("target_answers_per_trial")))
 
 
 # How long entries reuse a count of the fill (plus the slots they assigned since) before one

@@ -34,6 +34,7 @@ from evalsite.studies import (
     design,
     edit_conflicts,
     entry_limit,
+    flow,
     flow_prolific,
     flow_screening,
     history,
@@ -43,6 +44,12 @@ from evalsite.studies import (
 from evalsite.studies.forms import StudyForm
 from evalsite.studies.models import Answer, Study, StudyFold
 from evalsite.studies.permissions import get_visible_study, is_owner, visible_studies
+
+
+def preview_pid() -> str:
+    """A new `pid` for "Preview as a participant" (refused once the study left draft)."""
+    return f"{flow.PREVIEW_PREFIX}{secrets.token_hex(4)}"
+
 
 HISTORY_SHOWN = 20  # latest changes on the overview; the export has them all
 
@@ -228,7 +235,7 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "settings": study.full_settings(),
         "is_owner": is_owner(request.user, study),
         "events": history.events(study)[-HISTORY_SHOWN:][::-1],
-        "preview_url": f"{participant_url(request, study)}?pid=preview-{secrets.token_hex(4)}",
+        "preview_url": f"{participant_url(request, study)}?pid={preview_pid()}",
         "n_previews": study.participants.count() if study.status == Study.Status.DRAFT else 0,
         # a design warning only matters while the design can still change
         "shortfalls": (

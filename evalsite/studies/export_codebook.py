@@ -46,9 +46,17 @@ CODEBOOK: dict[str, dict[str, dict]] = {
             "1, 0, NaN (not a catch trial / original unanswered)",
         ),  # fmt: skip
         "response_ms": _col("Client time from buttons unlocked to the click", "float (ms) or NaN"),
-        "plays_reference": _col("Times the reference was played", "integer"),
-        "plays_a": _col("Times canonical candidate a was played", "integer"),
-        "plays_b": _col("Times canonical candidate b was played", "integer"),
+        "plays_reference": _col(
+            "Times the reference was played on this trial's page, reloads of it in the same "
+            "browser tab included (not plays in another tab or browser)",
+            "integer",
+        ),
+        "plays_a": _col(
+            "Times canonical candidate a was played (counted as plays_reference)", "integer"
+        ),  # fmt: skip
+        "plays_b": _col(
+            "Times canonical candidate b was played (counted as plays_reference)", "integer"
+        ),  # fmt: skip
         "screening_passed": _col(
             "Participant passed headphone screening (or none was run)", "boolean"
         ),  # fmt: skip
@@ -58,7 +66,7 @@ CODEBOOK: dict[str, dict[str, dict]] = {
         ),  # fmt: skip
         "heard_reference": _col(
             "Fraction of the reference heard (its served sound, with 0-30 ms of silence before "
-            "and after the clip)",
+            "and after the clip), reloads of the trial's page in the same browser tab included",
             "float 0..1 or NaN",
         ),
         "heard_a": _col(

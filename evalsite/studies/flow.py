@@ -34,6 +34,14 @@ def _recruitment_ids(params) -> dict[str, str]:
     return {field: str(params.get(key, ""))[:64] for key, field in PROLIFIC_KEYS.items()}
 
 
+PREVIEW_PREFIX = "preview-"  # the `pid` of "Preview as a participant" (experimenter.study_detail)
+
+
+def is_preview_id(pid: str) -> bool:
+    """Whether a `pid` is a researcher's preview link's: refused once the study left draft."""
+    return pid.startswith(PREVIEW_PREFIX)
+
+
 def find_existing(study: Study, params) -> Participant | None:
     """The participant these recruitment parameters name: by PROLIFIC_PID when given, else by pid.
 
@@ -67,7 +75,7 @@ def resume(p: Participant, user_agent: str) -> Participant:
     refusal page asks them to come back with the same link on another device."""
     if p.step == Step.REFUSED:
         check_browser_again(p, user_agent)
-        if p.step == Step.BROWSER_CHECK and design_fill.known_full(p.study):
+        if p.step == Step.BROWSER_CHECK and design_fill.full_at_entry(p.study, timezone.now()):
             advance(p, Step.BROWSER_CHECK, Step.FULL)
     return p
 
@@ -97,7 +105,7 @@ def _status_locked(study: Study) -> str:
 
 def create(study: Study, params: dict, user_agent: str, language: str) -> Participant | None:
     """A new participant entering by the study link (at `full` at once when the study is known
-    to be full, `design_fill.known_full`). None when another entry with the same recruitment id
+    to be full, `design_fill.full_at_entry`). None when another entry with the same recruitment id
     made it since this one looked (a double click, two tabs): the database holds one
     participant per id (Participant's constraints); find_existing now finds that one.
     StatusChanged when the study's status changed since `study` was read (it is checked again,
@@ -126,7 +134,7 @@ def create(study: Study, params: dict, user_agent: str, language: str) -> Partic
         log.info("study %s: an entry with the same recruitment id made the participant first",
                  study.pk)  # fmt: skip
         return None
-    if design_fill.known_full(study):  # told now, not after consent and screening
+    if design_fill.full_at_entry(study, timezone.now()):  # told now, not after the screening
         advance(p, Step.BROWSER_CHECK, Step.FULL)
     return p
 

@@ -83,6 +83,8 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
     study = get_object_or_404(Study, slug=slug)
     if not all(storable(request.GET.get(key, "")) for key in flow.PROLIFIC_KEYS):
         return _invalid_link(request, study)
+    if study.status != Study.Status.DRAFT and flow.is_preview_id(request.GET.get("pid", "")):
+        return _preview_over(request, study)
     known = list(dict.fromkeys(request.session.get(SESSION_KEY, []) + _bound(request)))
     # this study's participants the browser holds (several only if bound before one per study)
     ours = dict(
@@ -122,7 +124,7 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
     try:
         p = flow.create(study, params, user_agent, language) if found is None else None
     except flow.StatusChanged as changed:  # since `allowed` was decided
-        if changed.status == Study.Status.OPEN:  # a preview's draft opened: the link as anyone's
+        if changed.status == Study.Status.OPEN:  # a draft opened: as anyone's, a preview's refused
             return redirect(request.get_full_path())
         return _not_accepting(request, study, changed.status)  # closed or paused
     if p is None:
@@ -234,6 +236,18 @@ def _other_session(request: HttpRequest, study: Study) -> HttpResponse:
     return refused(request, _(
         "This link does not match the session in which the study was started. Please open the "
         "study again from the page where you first started it (for example, Prolific)."
+    ))  # fmt: skip
+
+
+def _preview_over(request: HttpRequest, study: Study) -> HttpResponse:
+    """The page refusing a researcher's preview link (`pid=preview-...`) once its study left
+    draft: a preview that went on would be a real participant whose answers count (what the
+    preview stored was deleted as the study left draft)."""
+    translation.activate(page_language(study, request))
+    return refused(request, _(
+        "This was a preview of the study while it was a draft. The study is no longer a draft, "
+        "so a preview cannot continue: what it entered has been deleted. To take part as a real "
+        "participant, use the study's link."
     ))  # fmt: skip
 
 

@@ -18,6 +18,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy, pgettext
 
 from evalsite.studies import (
+    design_fill,
     design_return,
     flow,
     flow_prolific,
@@ -43,6 +44,15 @@ PHONE_UA = re.compile(r"iPhone|iPod|Android.*Mobile|Windows Phone")  # not table
 # -- steps: GET ---------------------------------------------------------------------------------
 def _simple(template):
     return lambda request, p: render_step(request, p, template)
+
+
+def get_full(request, p):
+    """The study-full page, saying why as it stands now: every trial has its answers, or the
+    trials still short of them are reserved by participants taking part now (a newcomer turned
+    away at entry or at the instructions, or one whose trials others took while it was away)."""
+    minutes = -(-int(p.study.setting("reservation_timeout_s")) // 60)
+    context = {"answered": design_fill.answered_full(p.study), "minutes": minutes}
+    return render_step(request, p, "full.html", context)
 
 
 def get_consent(request, p, updated=False):
@@ -292,7 +302,7 @@ GET_HANDLERS: dict[str, Callable[[HttpRequest, Participant], HttpResponse]] = {
     Step.SCREENED_OUT: get_screened_out,
     Step.DECLINED: _simple("declined.html"),
     Step.REFUSED: _simple("browser_refused.html"),
-    Step.FULL: _simple("full.html"),
+    Step.FULL: get_full,
     Step.WITHDRAWN: get_withdrawn,
 }
 POST_HANDLERS: dict[str, Callable[[HttpRequest, Participant], HttpResponse | None]] = {

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from django.db.models import Count, Exists, F, OuterRef, Q
 from django.utils import timezone
 
+from evalsite.studies import design
 from evalsite.studies.models import Answer, Assignment, Participant, Study, Trial
 
 IN_PROGRESS = "in progress"
@@ -86,23 +87,40 @@ def answers_per_instrument(study: Study) -> list[dict]:
 
 @dataclass(frozen=True)
 class TrialFill:
-    """A main trial's answers against the study's target (a row of the progress page)."""
+    """A main trial's answers against the study's target (a row of the progress page), and its
+    slots reserved by participants under way that are not answered yet (`n_reserved`)."""
 
     pk: int
     instrument: str
     n_answers: int
     target: int
     fill: float  # n_answers / target, at most 1
+    n_reserved: int = 0
 
 
-def answers_per_trial(study: Study) -> list[TrialFill]:
-    """Main trials with `n_answers`, least-answered first."""
+def answers_per_trial(study: Study, now: datetime | None = None) -> list[TrialFill]:
+    """Main trials with `n_answers` and `n_reserved`, least-answered first. Reserved: as the
+    fill that assignment counts (`design_fill.fill_counts`), unanswered slots whose reservation
+    has not run out."""
+    now = now or timezone.now()
     target = study.setting("target_answers_per_trial")
     trials = (
         Trial.objects.filter(study=study, is_practice=False, is_catch=False)
         .annotate(n_answers=Count("answers", filter=Q(answers__participant__is_preview=False)))
         .order_by("n_answers", "id")
     )
+    answer = Answer.objects.filter(
+        participant_id=OuterRef("participant_id"), trial_id=OuterRef("trial_id")
+    )
+    live = (
+        Assignment.objects.filter(trial__study=study, reserved_until__gt=now)
+        .filter(participant__is_preview=False)
+        .exclude(Exists(answer))
+        .values("trial_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    reserved = {row["trial_id"]: row["n"] for row in live}
     return [
         TrialFill(
             t.pk,
@@ -110,9 +128,25 @@ def answers_per_trial(study: Study) -> list[TrialFill]:
             t.n_answers,
             target,
             min(t.n_answers / target, 1.0) if target else 1.0,
+            reserved.get(t.pk, 0),
         )
         for t in trials
     ]
+
+
+def capacity(study: Study, per_trial: list[TrialFill]) -> dict[str, int]:
+    """How many more participants the study can take (docs/experimenter.md, "Progress"):
+    `open_slots`, the answers still missing that no live reservation covers (per main trial,
+    target - answers - reserved, at least 0, summed); `per_participant`, the main trials one
+    participant is given (trials per participant, or all, at most what the one-per-reference
+    rule lets one participant have: `design.most_main_total`); `places`, open_slots divided by
+    per_participant, rounded up. Participants under way come on top; a slot they give up goes
+    back to open_slots."""
+    open_slots = sum(max(0, t.target - t.n_answers - t.n_reserved) for t in per_trial)
+    asked = int(study.setting("trials_per_participant") or 0) or len(per_trial)
+    per_participant = min(asked, design.most_main_total(study)) if per_trial else 0
+    places = -(-open_slots // per_participant) if per_participant else 0
+    return {"open_slots": open_slots, "per_participant": per_participant, "places": places}
 
 
 def catch_pass_rates(study: Study) -> list[dict]:
@@ -165,7 +199,8 @@ def summary(study: Study) -> dict:
         "participants": participant_counts(study),
         "n_previews": Participant.objects.filter(study=study, is_preview=True).count(),
         "per_instrument": answers_per_instrument(study),
-        "per_trial": answers_per_trial(study),
+        "per_trial": (per_trial := answers_per_trial(study)),
+        "capacity": capacity(study, per_trial),
         "catch": catch_pass_rates(study),
         "n_answers": Answer.objects.filter(
             COUNTED, trial__study=study, trial__is_practice=False

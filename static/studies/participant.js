@@ -73,15 +73,38 @@
       if (events.length < 200) events.push([Math.round(performance.now() - t0), what]);
     };
 
+    // A trial's plays and heard bins are kept across reloads of its page in this tab
+    // (sessionStorage: not across tabs or browsers), keyed by the slot's id, which the form and
+    // the sound URLs carry already: nothing about the trial. docs/site.md "Logged per answer".
+    var keptKey = form.hasAttribute("data-answer") && form.elements.slot
+      ? "csn-listened:" + form.elements.slot.value : null;
+    var kept = null;
+    try { kept = keptKey && JSON.parse(window.sessionStorage.getItem(keptKey)); } catch (e) { kept = null; }
+    kept = kept || { plays: {}, bins: {} };
+    var keep = function () {
+      if (!keptKey) return;
+      var b = {};
+      Object.keys(bins).forEach(function (k) { if (bins[k]) b[k] = Array.prototype.join.call(bins[k], ""); });
+      try {
+        window.sessionStorage.setItem(keptKey, JSON.stringify({ plays: plays, bins: b }));
+      } catch (e) { /* storage full or refused: counted for this page load only */ }
+    };
+
     form.querySelectorAll("audio[data-key]").forEach(function (a) {
       var k = a.dataset.key;
-      audios[k] = a; plays[k] = 0; ended[k] = false; bins[k] = null;
+      audios[k] = a; plays[k] = Number((kept.plays || {})[k]) || 0; ended[k] = false; bins[k] = null;
       var last = 0;
       // The clip's 100 ms bins, made once its duration is known. Metadata of a cached or fast
       // clip can arrive before this deferred script runs, so "loadedmetadata" alone would miss it.
+      // Bins kept from an earlier load of this page are restored (the slot's sound is the same,
+      // drawn from a keyed seed: the same length).
       var makeBins = function () {
         if (!bins[k] && isFinite(a.duration) && a.duration > 0) {
           bins[k] = new Uint8Array(Math.max(1, Math.ceil(a.duration * 10)));
+          var before = (kept.bins || {})[k];
+          if (typeof before === "string" && before.length === bins[k].length) {
+            for (var i = 0; i < before.length; i++) bins[k][i] = before.charAt(i) === "1" ? 1 : 0;
+          }
         }
       };
       makeBins();
@@ -97,6 +120,7 @@
           for (var i = Math.floor(last * 10); i < Math.min(bins[k].length, Math.ceil(now * 10)); i++) bins[k][i] = 1;
         }
         last = now;
+        keep();
       });
       a.addEventListener("ended", function () {
         makeBins();
@@ -104,6 +128,7 @@
         last = 0;
         unwatch(k);
         ended[k] = true;
+        keep();
         log("ended " + k);
         setState(k, "done");
         var btn = form.querySelector('[data-play="' + k + '"]');
@@ -213,6 +238,7 @@
       if (a.error || a.networkState === HTMLMediaElement.NETWORK_NO_SOURCE || broken[k]) a.load();
       a.currentTime = 0;
       plays[k] += 1;
+      keep();
       log("play " + k);
       setState(k, "playing");
       if (btn) btn.classList.add("playing");
@@ -231,6 +257,7 @@
 
     function notPlayed(k, btn) {
       plays[k] -= 1;  // it never played: it may be played again, and is not counted
+      keep();
       if (btn) { btn.classList.remove("playing"); btn.disabled = false; }
       if (focusFell === btn) focusFell = null;
       failed(k);

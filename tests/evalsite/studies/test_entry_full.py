@@ -1,0 +1,121 @@
+"""A study full for a newcomer: told at the door whenever the fill that assignment counts (answers
+plus live reservations, `design_fill`) already leaves no trial, and told truly why (enough
+answers, or the remaining trials taken by participants now taking part), also at the late check
+after the screening; the places left that the progress page shows the researcher."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from evalsite.studies import progress
+from evalsite.studies.models import Assignment, Participant, Study
+from tests.evalsite.studies.conftest import enter, make_study
+from tests.evalsite.studies.participant_steps import DESKTOP_UA, finish, post, to_step, url
+from tests.evalsite.studies.return_steps import lapse
+
+pytestmark = pytest.mark.django_db
+
+ENOUGH = "Every trial already has enough answers"
+TAKEN = "are being taken by participants taking part now"
+
+
+def _one_answer_each(experimenter, catalogue, **settings) -> Study:
+    """Target 1 answer per main trial, no screening: one participant takes every main trial."""
+    return make_study(experimenter, catalogue, target_answers_per_trial=1, screening=False,
+                      min_listen_share=0, **settings)  # fmt: skip
+
+
+def _given_trials(study: Study, pid: str) -> tuple[Client, Participant]:
+    """A participant given its trials (at the practice), who stops there."""
+    client = Client()
+    p = to_step(client, enter(client, study, pid=pid), "instructions")
+    post(client, p, "instructions")
+    p.refresh_from_db()
+    assert p.step == "practice", p.step
+    return client, p
+
+
+def test_it_tells_a_newcomer_at_the_door_when_every_trial_left_is_reserved(
+    experimenter, listening_catalogue
+):
+    study = _one_answer_each(experimenter, listening_catalogue)
+    _given_trials(study, "first")  # reserves every main trial, answers none
+    door = Client()
+    newcomer = enter(door, study, PROLIFIC_PID="pp-door", STUDY_ID="s", SESSION_ID="se")
+    assert newcomer.step == "full" and newcomer.finished_at is not None
+    page = door.get(url(newcomer)).content.decode()
+    assert TAKEN in page and ENOUGH not in page and "return your submission" in page
+    japanese = door.get(url(newcomer), {"lang": "ja"}, follow=True).content.decode()
+    assert "他の参加者" in japanese
+
+
+def test_it_lets_a_newcomer_in_once_the_reservations_ran_out(experimenter, listening_catalogue):
+    study = _one_answer_each(experimenter, listening_catalogue)
+    _, first = _given_trials(study, "first")
+    past = timezone.now() - timedelta(seconds=1)
+    Assignment.objects.filter(participant=first).update(reserved_until=past)
+    assert enter(Client(), study, pid="second").step == "browser_check"
+
+
+def test_the_late_check_says_the_trials_are_taken_then_that_they_have_enough_answers(
+    experimenter, listening_catalogue
+):
+    study = _one_answer_each(experimenter, listening_catalogue)
+    late = Client()
+    p = to_step(late, enter(late, study), "instructions")  # let in: nothing reserved yet
+    first_client, first = _given_trials(study, "first")  # takes every trial meanwhile
+    post(late, p, "instructions")
+    p.refresh_from_db()
+    assert p.step == "full" and not p.slots.exists()
+    page = late.get(url(p)).content.decode()
+    assert TAKEN in page and ENOUGH not in page and "try again later" in page
+    finish(first_client, first)
+    page = late.get(url(p)).content.decode()
+    assert ENOUGH in page and TAKEN not in page
+
+
+def test_progress_shows_reserved_slots_and_the_places_left(
+    client, experimenter, listening_catalogue
+):
+    study = make_study(experimenter, listening_catalogue, target_answers_per_trial=2,
+                       trials_per_participant=3, screening=False, min_listen_share=0)  # fmt: skip
+    main = study.trials.filter(is_practice=False, is_catch=False).count()
+    assert main == 6
+    figures = progress.summary(study)
+    assert figures["capacity"] == {"open_slots": 12, "per_participant": 3, "places": 4}
+    _, first = _given_trials(study, "first")
+    figures = progress.summary(study)
+    assert figures["capacity"] == {"open_slots": 9, "per_participant": 3, "places": 3}
+    reserved = {t.pk: t.n_reserved for t in figures["per_trial"]}
+    given = set(first.slots.filter(trial__is_catch=False, trial__is_practice=False)
+                .values_list("trial_id", flat=True))  # fmt: skip
+    assert reserved == {pk: int(pk in given) for pk in reserved}
+    client.force_login(experimenter)
+    html = client.get(reverse("studies:progress", args=[study.pk])).content.decode()
+    assert "0 / 2 (1 reserved)" in html
+    assert "3 more participants" in html
+
+
+@pytest.mark.parametrize("others", ["answered", "reserved"])
+def test_a_participant_back_after_its_trials_were_taken_is_told_which_way(
+    experimenter, listening_catalogue, others
+):
+    study = _one_answer_each(experimenter, listening_catalogue, practice_trials=0,
+                             catch={"identical": 0, "attention": 0, "repeat": 0})  # fmt: skip
+    away = Client()
+    p = to_step(away, enter(away, study, PROLIFIC_PID="pp-away", SESSION_ID="se"), "trials")
+    lapse(p)
+    next_client = Client()
+    nxt = to_step(next_client, enter(next_client, study, pid="next"), "trials")
+    if others == "answered":
+        finish(next_client, nxt)
+    page = away.get(url(p), HTTP_USER_AGENT=DESKTOP_UA, follow=True).content.decode()
+    p.refresh_from_db()
+    assert p.step == "full" and not p.completion_code
+    assert (ENOUGH in page, TAKEN in page) == (others == "answered", others == "reserved")
+    assert "return your submission" in page

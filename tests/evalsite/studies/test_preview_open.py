@@ -1,0 +1,79 @@
+"""A researcher's preview (`pid=preview-...`, "Preview as a participant") once its study left
+draft: the preview link is refused with a page saying why, whether the tab was still at the
+welcome page or mid-flow when the study opened, so that no preview continues as a real
+participant whose answers count."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from evalsite.studies.models import Study
+from tests.evalsite.studies.participant_steps import DESKTOP_UA, to_step, url
+
+pytestmark = pytest.mark.django_db
+
+WHY = "This was a preview"
+
+
+def _draft(study: Study) -> Study:
+    study.status = Study.Status.DRAFT
+    study.save()
+    return study
+
+
+def _open(client, study: Study) -> None:
+    response = client.post(reverse("studies:study_status", args=[study.pk]), {"action": "open"})
+    assert response.status_code == 302
+    study.refresh_from_db()
+    assert study.status == Study.Status.OPEN
+
+
+def _link(study: Study, pid: str) -> str:
+    return reverse("studies:entry", args=[study.slug]) + f"?pid={pid}"
+
+
+def test_a_preview_tab_at_the_welcome_page_cannot_continue_once_the_study_opened(
+    client, listening_study, experimenter
+):
+    study = _draft(listening_study)
+    client.force_login(experimenter)
+    link = _link(study, "preview-tab")
+    assert client.get(link, HTTP_USER_AGENT=DESKTOP_UA).status_code == 200  # the welcome page
+    _open(client, study)  # in the overview's tab
+    response = client.post(link, HTTP_USER_AGENT=DESKTOP_UA)  # Continue in the preview tab
+    assert response.status_code == 403
+    page = response.content.decode()
+    assert WHY in page and "To take part as a real participant" in page
+    assert not study.participants.exists()
+    japanese = client.get(link + "&lang=ja", HTTP_USER_AGENT=DESKTOP_UA)
+    assert japanese.status_code == 403 and "プレビュー" in japanese.content.decode()
+
+
+def test_a_preview_mid_flow_cannot_go_on_as_a_real_participant(
+    client, listening_study, experimenter
+):
+    study = _draft(listening_study)
+    client.force_login(experimenter)
+    link = _link(study, "preview-mid")
+    client.post(link, HTTP_USER_AGENT=DESKTOP_UA)
+    p = to_step(client, study.participants.get(external_pid="preview-mid"), "consent")
+    _open(client, study)  # deletes the preview
+    assert client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).status_code in (403, 404)
+    for method in (client.get, client.post):  # its link again, from the same browser
+        response = method(link, HTTP_USER_AGENT=DESKTOP_UA)
+        assert response.status_code == 403 and WHY in response.content.decode()
+    assert not study.participants.exists()
+
+
+@pytest.mark.parametrize("status", [Study.Status.OPEN, Study.Status.PAUSED, Study.Status.CLOSED])
+def test_a_preview_link_reused_after_the_draft_makes_no_participant(listening_study, status):
+    listening_study.status = status
+    listening_study.save()
+    response = Client().post(_link(listening_study, "preview-e6b88128"))
+    assert response.status_code == 403 and WHY in response.content.decode()
+    assert not listening_study.participants.exists()
+    # any other id is a participant's, as before
+    other = Client().post(_link(listening_study, "previewer-1"))
+    assert other.status_code == (302 if status == Study.Status.OPEN else 403)
