@@ -3,8 +3,10 @@
     python -m csn_model.bench_stats RUN_DIR [--reference csn] [--out comparisons.csv]
 
 Prints, per kind, the reference against every other system on the mean (accuracy difference,
-Holm-adjusted p of the paired test over pieces, and the descriptive triplets-as-independent
-McNemar p); --out writes every term (csn_model.evaluation.compare_to_reference's columns).
+Holm-adjusted p of the paired test over pieces, of the crossed test that also allows for each
+triplet's other pieces (nan for runs made before outcomes.csv had `others`), and the
+descriptive triplets-as-independent McNemar p); --out writes every term
+(csn_model.evaluation.compare_to_reference's columns).
 For runs made before the test over pieces, whose comparisons.csv holds McNemar p only.
 Then each system's share of tied triplets (counted wrong in the accuracy) and a warning line for
 a system with many (csn_model.bench_report.tie_warnings); outcomes.csv of runs made before ties
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in mean.itertuples():
         print(
             f"  {str(row.kind):8s} {str(row.system):22s} {row.estimate:+.3f}  "
-            f"p_adj={row.p_adj:.3g}  "
+            f"p_adj={row.p_adj:.3g}  crossed p_adj={row.crossed_p_adj:.3g}  "
             f"(pieces {row.n_pieces}; triplets as independent: p_adj={row.iid_mcnemar_p_adj:.3g})"
         )
     _print_ties(outcomes)

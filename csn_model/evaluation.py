@@ -11,10 +11,12 @@ collapsed embedding must not score 50%), `tie` is 1 when the two distances are e
 `identical` is 1 when anchor, positive and negative are the same vector (see triplet_outcomes;
 runs made before these two columns have only the first six), and `piece` is the track whose
 `condition` stem the anchor and the positive share (the unit the bootstrap resamples and the
-paired test flips, because triplets of one piece are not independent). Only this anchor piece
-is the cluster: a pseudo triplet's other pieces (B, C, D) are drawn per triplet from the whole
-test split, so clustering on them too would join every piece into one cluster; what they share
-across anchors is not allowed for.
+paired test flips, because triplets of one piece are not independent). For these only this
+anchor piece is the cluster: a pseudo triplet's other pieces (B, C, D) are drawn per triplet
+from the whole test split, so clustering on them too would join every piece into one cluster.
+What they share across anchors is allowed for by crossed_piece_test (csn_model.piece_variance,
+random piece effects in every role), comparisons' crossed_* columns, from `others` (the pieces
+of a triplet's other roles, "B|C|D"; absent from runs made before it).
 
 Result tables use the project's column vocabulary
 `term, estimate, se, ci_low, ci_high, stat, df, p_val, p_adj, n` plus identifying columns.
@@ -27,10 +29,14 @@ import pandas as pd
 from scipy import stats
 
 from csn_model import CONDITIONS
+from csn_model.piece_variance import crossed_piece_test
 
 MEAN = "mean"  # the macro mean over the five conditions
 OUTCOME_COLUMNS = ("system", "kind", "condition", "triplet", "piece", "correct")
 TIE_COLUMNS = ("tie", "identical")  # absent from the outcomes.csv of runs made before them
+# Per triplet, the pieces it uses besides the anchor piece, one per role ("B|C|D" in a pseudo
+# triplet, "D" in a natural one); absent from the outcomes.csv of runs made before it.
+OTHERS_COLUMN = "others"
 
 
 class NonFiniteEmbedding(ValueError):
@@ -216,6 +222,9 @@ COMPARISON_COLUMNS = [
     "stat",
     "p_val",
     "p_adj",
+    "crossed_se",
+    "crossed_p_val",
+    "crossed_p_adj",
     "n",
     "n_pieces",
     "n_pieces_differing",
@@ -235,13 +244,19 @@ def compare_to_reference(outcomes: pd.DataFrame, reference: str) -> pd.DataFrame
     number of systems it is compared with. term "mean" pools all conditions' triplets, a piece
     keeping all of its triplets in one cluster. p_val / p_adj: paired_piece_test (the one to
     use). iid_mcnemar_p_val / _adj: exact McNemar counting triplets as independent, descriptive
-    only (too small when pieces cluster). Returns COMPARISON_COLUMNS: estimate = accuracy
-    difference reference - other, stat = b - c, n (triplets), n_discordant, b, c (McNemar).
+    only (too small when pieces cluster). crossed_p_val / _adj: crossed_piece_test, which also
+    allows for the other pieces a triplet uses (csn_model.piece_variance), and crossed_se the se
+    of estimate it implies; NaN where the outcomes lack OTHERS_COLUMN (runs made before it).
+    Returns COMPARISON_COLUMNS: estimate = accuracy difference reference - other, stat = b - c,
+    n (triplets), n_discordant, b, c (McNemar).
     """
     rows = []
+    if OTHERS_COLUMN in outcomes.columns:  # "" for no other piece (read back from csv as NaN)
+        outcomes = outcomes.assign(**{OTHERS_COLUMN: outcomes[OTHERS_COLUMN].fillna("")})
+    index = ["condition", "triplet", "piece"] + [OTHERS_COLUMN] * (OTHERS_COLUMN in outcomes)
     for kind, part in outcomes.groupby("kind", sort=False):
         wide = part.pivot_table(
-            index=["condition", "triplet", "piece"],
+            index=index,
             columns="system",
             values="correct",
             aggfunc="first",
@@ -253,7 +268,7 @@ def compare_to_reference(outcomes: pd.DataFrame, reference: str) -> pd.DataFrame
         for term in terms:
             sub = wide if term == MEAN else wide.loc[[term]]
             family = [_compare(sub, reference, other) for other in others]
-            for name in ("p_val", "iid_mcnemar_p_val"):
+            for name in ("p_val", "crossed_p_val", "iid_mcnemar_p_val"):
                 adjusted = holm([r[name] for r in family])
                 for r, p_adj in zip(family, adjusted):
                     r[name.replace("p_val", "p_adj")] = float(p_adj)
@@ -265,12 +280,18 @@ def _compare(sub: pd.DataFrame, reference: str, other: str) -> dict:
     pair = sub[[reference, other]].dropna()
     ref, oth = pair[reference].to_numpy(), pair[other].to_numpy()
     iid = mcnemar_exact(ref, oth)
+    crossed = {"se": float("nan"), "p_val": float("nan")}
+    if OTHERS_COLUMN in pair.index.names and len(pair):
+        others = [tuple(o.split("|")) if o else () for o in pair.index.get_level_values(-1)]
+        crossed = crossed_piece_test(ref, oth, pair.index.get_level_values("piece"), others)
     return {
         "system": other,
         "reference": reference,
         "estimate": float(ref.mean() - oth.mean()) if len(pair) else float("nan"),
         "n": len(pair),
         **paired_piece_test(ref, oth, pair.index.get_level_values("piece").to_numpy()),
+        "crossed_se": crossed["se"] / len(pair) if len(pair) else float("nan"),
+        "crossed_p_val": crossed["p_val"],
         "iid_mcnemar_p_val": iid["p_val"],
         "n_discordant": iid["n_discordant"],
         "b": iid["b"],
