@@ -17,9 +17,10 @@ Per ratio it prints, over all conditions' triplets pooled (the "mean" term), the
 benchmarks where each test gives p < alpha (its level): anchor = paired_piece_test (the
 benchmark's p_val, anchor pieces only), multiway = multiway_piece_test, crossed =
 crossed_piece_test (csn_model.piece_variance); and the coverage of one system's expected
-accuracy by intervals at 1 - alpha: boot_cov = bootstrap_accuracy's (anchor pieces resampled,
-the benchmark's ci_low/ci_high), mw_cov and cr_cov = estimate +- t(pieces - 1) se with se from
-the centred shared_piece_variance and from piece_effects_variance. Monte Carlo se of a share q
+accuracy (macro mean) by intervals at 1 - alpha: boot_cov = bootstrap_accuracy's (anchor pieces
+resampled, the benchmark's ci_low/ci_high), cr_cov = crossed_accuracy's (its crossed_ci_low /
+crossed_ci_high), mw_cov = estimate +- t(pieces - 1) se with se from the centred
+shared_piece_variance (the pooled mean). Monte Carlo se of a share q
 over S benchmarks: sqrt(q (1 - q) / S).
 """
 
@@ -33,11 +34,10 @@ import pandas as pd
 from scipy import stats
 
 from csn_model import CONDITIONS
-from csn_model.evaluation import MEAN, bootstrap_accuracy, paired_piece_test
+from csn_model.evaluation import MEAN, bootstrap_accuracy, crossed_accuracy, paired_piece_test
 from csn_model.piece_variance import (
     crossed_piece_test,
     multiway_piece_test,
-    piece_effects_variance,
     piece_matrix,
     shared_piece_variance,
 )
@@ -94,30 +94,34 @@ def simulate_one(design: NullDesign, rng: np.random.Generator) -> dict:
     ids, n_pieces = piece_matrix(roles.tolist())  # (n, m)
     t_crit = stats.t.ppf(1 - design.alpha / 2, n_pieces - 1)
     target, est = _expected_accuracy(design), ref.mean()
-    lo, hi = _bootstrap_interval(design, roles, ref, rng)
+    boot, crossed = _intervals(design, roles, ref, rng)  # (low, high) each
     y = ref - est  # (n,), centred as for an interval
     multiway_se = np.sqrt(max(shared_piece_variance(y, ids), 0.0)) / n
-    crossed_se = np.sqrt(piece_effects_variance(y, roles[:, 0], roles[:, 1:])["var"]) / n
     return {
         "anchor_reject": paired_piece_test(ref, other, roles[:, 0])["p_val"] < design.alpha,
         "multiway_reject": multiway_piece_test(ref, other, roles.tolist())["p_val"] < design.alpha,
         "crossed_reject": crossed_piece_test(ref, other, roles[:, 0], roles[:, 1:])["p_val"]
         < design.alpha,
-        "boot_cover": lo <= target <= hi,
+        "boot_cover": boot[0] <= target <= boot[1],
         "multiway_cover": abs(est - target) <= t_crit * multiway_se,
-        "crossed_cover": abs(est - target) <= t_crit * crossed_se,
+        "crossed_cover": crossed[0] <= target <= crossed[1],
     }
 
 
-def _bootstrap_interval(design, roles, correct, rng) -> tuple[float, float]:
-    """bootstrap_accuracy's interval of the macro mean, resampling anchor pieces."""
+def _intervals(design, roles, correct, rng) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The benchmark's two intervals of the macro mean: bootstrap_accuracy's (anchor pieces
+    resampled) and crossed_accuracy's (random effects of every piece a triplet touches)."""
     conditions = np.repeat(np.array(CONDITIONS[: design.conditions]), design.per_condition)
-    frame = pd.DataFrame({"condition": conditions, "piece": roles[:, 0], "correct": correct})
+    others = ["|".join(map(str, row)) for row in roles[:, 1:].tolist()]
+    frame = pd.DataFrame(
+        {"condition": conditions, "piece": roles[:, 0], "correct": correct, "others": others}
+    )
     level = 1 - design.alpha
     seed = int(rng.integers(2**31))
-    table = bootstrap_accuracy(frame, n_boot=design.n_boot, seed=seed, level=level)
-    row = table[table.term == MEAN].iloc[0]
-    return float(row.ci_low), float(row.ci_high)
+    boot = bootstrap_accuracy(frame, n_boot=design.n_boot, seed=seed, level=level)
+    crossed = crossed_accuracy(frame, level=level)
+    b, c = boot[boot.term == MEAN].iloc[0], crossed[crossed.term == MEAN].iloc[0]
+    return (b.ci_low, b.ci_high), (c.crossed_ci_low, c.crossed_ci_high)
 
 
 _TARGETS: dict[NullDesign, float] = {}

@@ -29,7 +29,7 @@ import pandas as pd
 from scipy import stats
 
 from csn_model import CONDITIONS
-from csn_model.piece_variance import crossed_piece_test
+from csn_model.piece_variance import code_roles, crossed_piece_test, piece_effects_variance
 
 MEAN = "mean"  # the macro mean over the five conditions
 OUTCOME_COLUMNS = ("system", "kind", "condition", "triplet", "piece", "correct")
@@ -282,7 +282,7 @@ def _compare(sub: pd.DataFrame, reference: str, other: str) -> dict:
     iid = mcnemar_exact(ref, oth)
     crossed = {"se": float("nan"), "p_val": float("nan")}
     if OTHERS_COLUMN in pair.index.names and len(pair):
-        others = [tuple(o.split("|")) if o else () for o in pair.index.get_level_values(-1)]
+        others = split_others(pair.index.get_level_values(OTHERS_COLUMN))
         crossed = crossed_piece_test(ref, oth, pair.index.get_level_values("piece"), others)
     return {
         "system": other,
@@ -299,15 +299,49 @@ def _compare(sub: pd.DataFrame, reference: str, other: str) -> dict:
     }
 
 
+def crossed_accuracy(outcomes: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Intervals of accuracy per condition and of their macro mean that allow for random
+    effects of every piece a triplet touches: estimate +- t(pieces - 1) crossed_se, with
+    crossed_se from piece_effects_variance (the macro mean: conditions centred on their own
+    means, weights 1 / (C n_c)). `outcomes`: one system and kind, with OTHERS_COLUMN.
+    Returns term, crossed_se, crossed_ci_low, crossed_ci_high (conditions, then "mean")."""
+    conditions = [c for c in CONDITIONS if c in set(outcomes["condition"])]
+    rows = []
+    for term in [*conditions, MEAN]:
+        part = outcomes if term == MEAN else outcomes[outcomes["condition"] == term]
+        a_idx, o_idx, n_pieces = code_roles(part["piece"], split_others(part[OTHERS_COLUMN]))
+        y, cond = part["correct"].to_numpy(float), part["condition"].to_numpy()
+        n_c = pd.Series(cond).map(pd.Series(cond).value_counts()).to_numpy(float)  # (N,)
+        w = 1.0 / (len(set(cond)) * n_c)  # (N,): the macro mean is sum w y
+        var = piece_effects_variance(y, a_idx, o_idx, groups=cond, weights=w)["var"]
+        se, half = float(np.sqrt(var)), stats.t.ppf(0.5 + level / 2, n_pieces - 1)
+        estimate = float(w @ y)
+        rows.append((term, se, estimate - half * se, estimate + half * se))
+    return pd.DataFrame(rows, columns=["term", "crossed_se", "crossed_ci_low", "crossed_ci_high"])
+
+
+def split_others(others: pd.Series) -> list[tuple[str, ...]]:
+    """OTHERS_COLUMN's "B|C|D" strings as tuples ("" or NaN, read back from csv: none)."""
+    return [tuple(o.split("|")) if isinstance(o, str) and o else () for o in others]
+
+
 def accuracy_table(outcomes: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """bootstrap_accuracy for every (system, kind): tidy rows system, kind, term, estimate, ...;
-    with n_ties and n_identical per term (tie_table) where the outcomes have TIE_COLUMNS."""
+    then crossed_se, crossed_ci_low, crossed_ci_high (crossed_accuracy; NaN where the outcomes
+    lack OTHERS_COLUMN); with n_ties and n_identical per term (tie_table) where the outcomes
+    have TIE_COLUMNS."""
     missing = set(OUTCOME_COLUMNS) - set(outcomes.columns)
     if missing:
         raise ValueError(f"accuracy_table: outcomes lack columns {sorted(missing)}")
     frames = []
     for (system, kind), part in outcomes.groupby(["system", "kind"], sort=False):
         table = bootstrap_accuracy(part, n_boot=n_boot, seed=seed)
+        crossed = ["crossed_se", "crossed_ci_low", "crossed_ci_high"]
+        if OTHERS_COLUMN in part.columns:
+            table = table.merge(crossed_accuracy(part), on="term", how="left", validate="1:1")
+        else:
+            table = table.assign(**dict.fromkeys(crossed, np.nan))
+        table = table[["term", "estimate", "se", "ci_low", "ci_high", *crossed, "n"]]
         table.insert(0, "kind", kind)
         table.insert(0, "system", system)
         frames.append(table)

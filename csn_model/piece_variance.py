@@ -137,30 +137,44 @@ def code_roles(anchors, others) -> tuple[np.ndarray, np.ndarray, int]:
 
 
 def piece_effects_variance(
-    x: np.ndarray, anchors: np.ndarray, others: np.ndarray, truncate: bool = True
+    x: np.ndarray,
+    anchors: np.ndarray,
+    others: np.ndarray,
+    truncate: bool = True,
+    groups: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> dict:
-    """var(sum x) under random piece effects, with the components estimated by moments.
+    """var(sum w x) under random piece effects, with the components estimated by moments.
 
     anchors (N,), others (N, R) integer piece codes (-1: no piece in that role). With A the
     (N, P) anchor incidence and O the (N, P) counts of a piece in the other roles, cov(x) =
     s_anchor AA' + s_other OO' + s_cross (AO' + OA') + s_triplet I. Each quadratic form u'Gu of
-    the centred x (u = Hx, H = I - 11'/N) has expectation sum_l s_l tr(H G H G_l); the four are
-    solved for s (least squares, so that an absent component, e.g. no other roles, is 0).
-    truncate: variances below 0 set to 0 and |cross| capped at sqrt(s_anchor s_other), as usual
-    for moment estimates. Returns the components and var = 1' cov 1 = sum_l s_l 1'G_l 1.
+    the centred x (u = Hx; H removes each group's mean, one group by default) has expectation
+    sum_l s_l tr(H G H G_l); the four are solved for s (least squares, so that an absent
+    component, e.g. no other roles, is 0). truncate: variances below 0 set to 0 and |cross|
+    capped at sqrt(s_anchor s_other), as usual for moment estimates. groups (N,): e.g. the
+    condition, each with its own mean; weights w (N,), 1 by default. Returns the components and
+    var = w' cov w = sum_l s_l w'G_l w.
     """
     n = x.size
+    groups = (
+        np.zeros(n, dtype=np.int64)
+        if groups is None
+        else np.unique(groups, return_inverse=True)[1].ravel()
+    )
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)  # (N,)
+    n_g = np.bincount(groups).astype(float)  # (G,)
     p = int(max(anchors.max(initial=-1), others.max(initial=-1))) + 1
     keep = others >= 0  # (N, R)
     inc = {"A": np.zeros((n, p)), "O": np.zeros((n, p))}  # incidence counts, (N, P) each
     inc["A"][np.arange(n), anchors] = 1.0
     np.add.at(inc["O"], (np.broadcast_to(np.arange(n)[:, None], others.shape)[keep],
                          others[keep]), 1.0)  # fmt: skip
-    u = x - x.mean()  # (N,)
+    u = x - (np.bincount(groups, weights=x) / n_g)[groups]  # (N,)
     proj = {k: m.T @ u for k, m in inc.items()}  # (P,) each
-    sums = {k: m.sum(axis=0) for k, m in inc.items()}  # (P,) each
-    centred = {  # R'HL = R'L - (R'1)(1'L) / N for R, L in A, O: (P, P)
-        kr + kl: inc[kr].T @ inc[kl] - np.outer(sums[kr], sums[kl]) / n
+    by_group = {k: _group_sums(m, groups, len(n_g)) for k, m in inc.items()}  # (G, P) each
+    centred = {  # R'HL = R'L - sum over groups g of (R_g'1)(1'L_g) / n_g: (P, P)
+        kr + kl: inc[kr].T @ inc[kl] - (by_group[kr] / n_g[:, None]).T @ by_group[kl]
         for kr, kl in itertools.product(inc, repeat=2)
     }
     grams = {"anchor": ["AA"], "other": ["OO"], "cross": ["AO", "OA"]}
@@ -168,7 +182,7 @@ def piece_effects_variance(
     q = [sum(float(proj[g[0]] @ proj[g[1]]) for g in grams[k]) for k in present]
     system = [[_trace(grams[k], grams[j], centred) for j in present]
               + [sum(np.trace(centred[g]) for g in grams[k])] for k in present]  # fmt: skip
-    system.append([sum(np.trace(centred[g]) for g in grams[j]) for j in present] + [n - 1.0])
+    system.append([sum(np.trace(centred[g]) for g in grams[j]) for j in present] + [n - n_g.size])
     est = np.linalg.lstsq(np.array(system), np.array([*q, float(u @ u)]), rcond=None)[0]
     out = dict.fromkeys(COMPONENTS, 0.0) | dict(zip([*present, "triplet"], est.tolist()))
     if truncate:
@@ -176,8 +190,9 @@ def piece_effects_variance(
             out[k] = max(out[k], 0.0)
         cap = float(np.sqrt(out["anchor"] * out["other"]))
         out["cross"] = min(max(out["cross"], -cap), cap)
+    sums = {k: w @ m for k, m in inc.items()}  # (P,) each: w'A, w'O
     totals = {k: sum(float(sums[g[0]] @ sums[g[1]]) for g in grams[k]) for k in grams}
-    out["var"] = sum(out[k] * totals[k] for k in grams) + out["triplet"] * n
+    out["var"] = sum(out[k] * totals[k] for k in grams) + out["triplet"] * float(w @ w)
     return out
 
 
@@ -188,3 +203,10 @@ def _trace(g: list[str], h: list[str], centred: dict) -> float:
     for (l1, r1), (l2, r2) in itertools.product(g, h):
         total += float(np.sum(centred[r2 + l1] * centred[r1 + l2].T))
     return total
+
+
+def _group_sums(m: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Column sums of m within each group. (N, P) -> (G, P)"""
+    out = np.zeros((n_groups, m.shape[1]))
+    np.add.at(out, groups, m)
+    return out

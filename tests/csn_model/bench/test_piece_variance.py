@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from csn_model.evaluation import compare_to_reference, holm, paired_piece_test
+from csn_model.evaluation import accuracy_table, compare_to_reference, holm, paired_piece_test
 from csn_model.piece_variance import (
     crossed_piece_test,
     multiway_piece_test,
@@ -112,6 +112,33 @@ def test_it_estimates_each_variance_component_without_bias():
     assert mean["var"] == pytest.approx(true_var, rel=0.03)
 
 
+def test_it_centres_within_groups_and_weights_the_sum():
+    # Conditions as groups with their own means, and the macro mean's weights 1 / (C n_c):
+    # shifting one group changes nothing, and over draws from the model the estimate averages
+    # to the true var(sum w x) = w' cov w (Monte Carlo se about 1 %).
+    rng = np.random.default_rng(9)
+    a, others = _crossed_design(rng, n=120)
+    groups = np.repeat([0, 1, 2], [30, 40, 50])  # (n,)
+    w = 1 / (3 * np.bincount(groups)[groups])  # (n,)
+    x = rng.normal(size=a.size)
+    one = piece_effects_variance(x, a, others, groups=groups, weights=w)
+    shifted = piece_effects_variance(x + 4.0 * (groups == 1), a, others, groups=groups, weights=w)
+    assert shifted["var"] == pytest.approx(one["var"], rel=1e-9)
+    draws = []
+    for _ in range(3000):
+        z = rng.normal(size=(2, 12))  # (2, P)
+        alpha, gamma = 0.5 * z[0], 0.3 * z[1]  # (P,) each
+        x = alpha[a] + gamma[others].sum(1) + rng.normal(size=a.size) + groups  # (n,)
+        est = piece_effects_variance(x, a, others, groups=groups, weights=w, truncate=False)
+        draws.append(est["var"])
+    inc_a = np.zeros((a.size, 12))
+    inc_a[np.arange(a.size), a] = 1
+    inc_o = np.zeros((a.size, 12))
+    np.add.at(inc_o, (np.repeat(np.arange(a.size), 3), others.ravel()), 1)
+    true_var = 0.25 * ((w @ inc_a) ** 2).sum() + 0.09 * ((w @ inc_o) ** 2).sum() + (w**2).sum()
+    assert np.mean(draws) == pytest.approx(true_var, rel=0.03)
+
+
 def test_it_gives_the_t_test_of_the_sum_over_its_estimated_se():
     rng = np.random.default_rng(2)
     a, others = _crossed_design(rng)
@@ -196,3 +223,31 @@ def test_it_adds_the_crossed_test_next_to_the_sign_flip_test():
     got = comps[comps.term == "drums"]["crossed_p_adj"].to_numpy()
     assert got == pytest.approx(holm(ps), rel=1e-12)  # holm: pinned in test_evaluation.py
     assert got.min() < 1  # a family where the adjustment shows
+
+
+def test_it_adds_a_crossed_interval_next_to_the_bootstrap_one():
+    outcomes = _outcomes_with_others(seed=8)
+    acc = accuracy_table(outcomes, n_boot=50)
+    plain = accuracy_table(outcomes.drop(columns="others"), n_boot=50)
+    new = ["crossed_se", "crossed_ci_low", "crossed_ci_high"]
+    pd.testing.assert_frame_equal(acc.drop(columns=new), plain.drop(columns=new))
+    assert plain[new].isna().all().all()  # runs made before `others`
+    csn = outcomes[outcomes.system == "csn"]
+    others = np.array([o.split("|") if o else ["", "", ""] for o in csn["others"]])
+    codes = {p: i for i, p in enumerate(sorted(set(csn["piece"]) | set(others.ravel()) - {""}))}
+    a = csn["piece"].map(codes).to_numpy()
+    o = np.vectorize(lambda p: codes.get(p, -1))(others)  # (n, 3), -1 for the empty row
+    y = csn["correct"].to_numpy(float)
+    t = stats.t.ppf(0.975, 12 - 1)  # 12 pieces
+    by = acc[acc.system == "csn"].set_index("term")
+    drums = (csn["condition"] == "drums").to_numpy()
+    se = np.sqrt(piece_effects_variance(y[drums], a[drums], o[drums])["var"]) / drums.sum()
+    assert by.loc["drums", "crossed_se"] == pytest.approx(se, rel=1e-12)
+    assert by.loc["drums", "crossed_ci_low"] == pytest.approx(y[drums].mean() - t * se)
+    # The macro mean over the two conditions: groups = condition, weights 1 / (2 x 60).
+    groups = csn["condition"].to_numpy()
+    var = piece_effects_variance(y, a, o, groups=groups, weights=np.full(y.size, 1 / 120))["var"]
+    assert by.loc["mean", "crossed_se"] == pytest.approx(np.sqrt(var), rel=1e-12)
+    assert by.loc["mean", "crossed_ci_high"] == pytest.approx(
+        by.loc["mean", "estimate"] + t * np.sqrt(var)
+    )
