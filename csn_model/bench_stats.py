@@ -25,6 +25,7 @@ from csn_model.bench_config import PROPOSED
 from csn_model.bench_report import tie_shares, tie_warnings
 from csn_model.evaluation import (
     MEAN,
+    OTHERS_COLUMN,
     OUTCOME_COLUMNS,
     compare_to_reference,
     has_ties,
@@ -37,7 +38,8 @@ def read_outcomes(run_dir: Path) -> pd.DataFrame:
     path = Path(run_dir) / "outcomes.csv"
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing; expected the outcomes.csv a `csn bench` writes")
-    outcomes = pd.read_csv(path)
+    # Piece names stay strings (a name like 007 must match the same name in `others`).
+    outcomes = pd.read_csv(path, dtype={"piece": str, OTHERS_COLUMN: str})
     missing = set(OUTCOME_COLUMNS) - set(outcomes.columns)
     if missing:
         raise ValueError(f"{path}: lacks columns {sorted(missing)}; expected {OUTCOME_COLUMNS}")

@@ -283,7 +283,8 @@ def _compare(sub: pd.DataFrame, reference: str, other: str) -> dict:
     crossed = {"se": float("nan"), "p_val": float("nan")}
     if OTHERS_COLUMN in pair.index.names and len(pair):
         others = split_others(pair.index.get_level_values(OTHERS_COLUMN))
-        crossed = crossed_piece_test(ref, oth, pair.index.get_level_values("piece"), others)
+        pieces = pair.index.get_level_values("piece").astype(str)  # names, as in others
+        crossed = crossed_piece_test(ref, oth, pieces, others)
     return {
         "system": other,
         "reference": reference,
@@ -309,7 +310,8 @@ def crossed_accuracy(outcomes: pd.DataFrame, level: float = 0.95) -> pd.DataFram
     rows = []
     for term in [*conditions, MEAN]:
         part = outcomes if term == MEAN else outcomes[outcomes["condition"] == term]
-        a_idx, o_idx, n_pieces = code_roles(part["piece"], split_others(part[OTHERS_COLUMN]))
+        pieces = part["piece"].astype(str)  # names, as in OTHERS_COLUMN
+        a_idx, o_idx, n_pieces = code_roles(pieces, split_others(part[OTHERS_COLUMN]))
         y, cond = part["correct"].to_numpy(float), part["condition"].to_numpy()
         n_c = pd.Series(cond).map(pd.Series(cond).value_counts()).to_numpy(float)  # (N,)
         w = 1.0 / (len(set(cond)) * n_c)  # (N,): the macro mean is sum w y

@@ -251,3 +251,32 @@ def test_it_adds_a_crossed_interval_next_to_the_bootstrap_one():
     assert by.loc["mean", "crossed_ci_high"] == pytest.approx(
         by.loc["mean", "estimate"] + t * np.sqrt(var)
     )
+
+
+def test_it_matches_an_anchor_piece_to_the_same_name_among_the_others():
+    # A piece read back as a number (pandas reads a name like 17 so) is the same piece as "17"
+    # in `others`: the crossed statistics must not split it into two.
+    outcomes = _outcomes_with_others(seed=8)
+    numeric = outcomes.assign(
+        piece=outcomes["piece"].str[1:].astype(int),
+        others=outcomes["others"].str.replace("T", ""),
+    )
+    named = outcomes.assign(piece=outcomes["piece"].str[1:], others=numeric["others"])
+    for table in (compare_to_reference, lambda o, _: accuracy_table(o, n_boot=20)):
+        got, expected = table(numeric, "csn"), table(named, "csn")
+        crossed = [c for c in got.columns if c.startswith("crossed_")]
+        pd.testing.assert_frame_equal(got[crossed], expected[crossed])
+
+
+def test_it_reads_piece_names_back_as_written(tmp_path):
+    # Track names that look like numbers stay names (007 is not 7), in both columns.
+    from csn_model.bench_stats import read_outcomes
+
+    outcomes = _outcomes_with_others(seed=8)
+    outcomes = outcomes.assign(
+        piece="00" + outcomes["piece"].str[1:], others=outcomes["others"].str.replace("T", "00")
+    )
+    outcomes.to_csv(tmp_path / "outcomes.csv", index=False)
+    back = read_outcomes(tmp_path)
+    assert back["piece"].tolist() == outcomes["piece"].tolist()
+    assert back["others"].fillna("").tolist() == outcomes["others"].tolist()
