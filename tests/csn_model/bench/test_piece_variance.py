@@ -280,3 +280,56 @@ def test_it_reads_piece_names_back_as_written(tmp_path):
     back = read_outcomes(tmp_path)
     assert back["piece"].tolist() == outcomes["piece"].tolist()
     assert back["others"].fillna("").tolist() == outcomes["others"].tolist()
+
+
+def _pseudo(cond: str, a: str, b: str, c: str, d: str):
+    from csn_model import CONDITIONS
+    from csn_model.data.triplets import MixSpec, Segment, Triplet
+
+    k = CONDITIONS.index(cond)
+
+    def mix(own: str, rest: str) -> MixSpec:
+        return MixSpec(tuple(Segment(own if j == k else rest, 0) for j in range(len(CONDITIONS))))
+
+    return Triplet(cond, mix(a, b), mix(a, c), mix(d, b), "pseudo")
+
+
+def test_it_takes_the_other_pieces_of_an_older_run_from_its_triplet_file(tmp_path, capsys):
+    # Runs made before `others`: bench_stats --triplets reads each triplet's other pieces from
+    # the run's test_<kind>.json, checking that it is the file the outcomes were scored on.
+    from csn_model.bench_stats import main
+    from csn_model.data.triplets import save_triplets
+
+    rng = np.random.default_rng(1)
+    names = [f"T{i}" for i in range(8)]
+    triplets = []
+    for _ in range(40):
+        a, b, c, d = rng.choice(names, 4, replace=False)
+        triplets.append(_pseudo("drums", a, b, c, d))
+    save_triplets(tmp_path / "test_pseudo.json", triplets, {"kind": "pseudo"})
+    rows = [
+        (system, "pseudo", "drums", i, t.anchor.part("drums").track, int(rng.uniform() < acc))
+        for system, acc in (("csn", 0.8), ("x", 0.4))
+        for i, t in enumerate(triplets)
+    ]
+    columns = ["system", "kind", "condition", "triplet", "piece", "correct"]
+    pd.DataFrame(rows, columns=columns).to_csv(tmp_path / "outcomes.csv", index=False)
+    out = tmp_path / "c.csv"
+    assert main([str(tmp_path), "--out", str(out)]) == 0
+    assert pd.read_csv(out)["crossed_p_val"].isna().all()
+    assert (
+        main([str(tmp_path), "--out", str(out), "--triplets", str(tmp_path / "test_pseudo.json")])
+        == 0
+    )
+    written = pd.read_csv(out)
+    assert written["crossed_p_val"].notna().all()
+    with_others = pd.read_csv(tmp_path / "outcomes.csv").assign(
+        others=["|".join(t.other_pieces()) for t in triplets] * 2
+    )
+    expected = compare_to_reference(with_others, "csn")
+    assert written["crossed_p_val"].to_numpy() == pytest.approx(expected["crossed_p_val"])
+    # Another file (here: the triplets in another order) is refused, naming the first mismatch.
+    save_triplets(tmp_path / "other.json", triplets[::-1], {"kind": "pseudo"})
+    capsys.readouterr()
+    assert main([str(tmp_path), "--triplets", str(tmp_path / "other.json")]) == 2
+    assert "pseudo triplet 0" in capsys.readouterr().err
