@@ -13,8 +13,9 @@ results.json:
      "primary_kind": "pseudo", "reference": "csn",
      "tie_rule": "...",   # TIE_RULE: a tie counts as wrong in the accuracy
      "warnings": ["system X: 100.0 % of triplets ... are ties ...", ...],   # tie_warnings
-     "comparisons": [{kind, term, system, reference, estimate, stat, p_val, p_adj, n,
-                      n_pieces, n_pieces_differing, iid_mcnemar_p_val, iid_mcnemar_p_adj,
+     "comparisons": [{kind, term, system, reference, estimate, stat, p_val, p_adj,
+                      crossed_se, crossed_p_val, crossed_p_adj, n, n_pieces,
+                      n_pieces_differing, iid_mcnemar_p_val, iid_mcnemar_p_adj,
                       n_discordant, b, c}, ...],   # csn_model.evaluation.compare_to_reference
      "separator_sdr": [{method, condition, mean, median, n}, ...],
      "config": {...}, "dataset": {...}, "triplets": {KIND: {path, sha256, n}}, "trained_on": ...,
@@ -254,8 +255,11 @@ def _comparisons_md(comps: pd.DataFrame, reference: str) -> str:
         f"## Paired test over pieces: {reference} vs each system (Holm-adjusted p per term)",
         "",
         "Exact sign-flip test of the per-piece differences (a piece's triplets move together). "
-        "comparisons.csv also has iid_mcnemar_p_val / _adj, an exact McNemar that counts "
-        "triplets as independent: descriptive only, too small when pieces cluster.",
+        "It allows for the anchor piece only; comparisons.csv's crossed_p_val / _adj also allow "
+        "for the pieces B, C, D a triplet shares with others (csn_model.piece_variance; "
+        "experiments/README.md, Statistics). comparisons.csv also has iid_mcnemar_p_val / _adj, "
+        "an exact McNemar that counts triplets as independent: descriptive only, too small when "
+        "pieces cluster.",
         "",
     ]
     for kind in comps["kind"].unique():

@@ -17,6 +17,7 @@ import torch
 from csn_model import CONDITIONS
 from csn_model.bench_config import BenchConfig
 from csn_model.evaluation import (
+    OTHERS_COLUMN,
     OUTCOME_COLUMNS,
     TIE_COLUMNS,
     NonFiniteEmbedding,
@@ -200,7 +201,8 @@ def score(
     csn_model.evaluation) of every system on every triplet. `systems`: {name: _Net (mixture
     input) or {condition: _Net} (stem input)}; the stem system named individual_separated gets
     the separator's estimates instead of clean stems.
-    `piece` is the track whose condition stem the anchor and positive share."""
+    `piece` is the track whose condition stem the anchor and positive share; `others` the
+    tracks of its other roles joined by "|" (Triplet.other_pieces: "B|C|D", natural "D")."""
     from csn_model.data.triplets import render_stems
 
     rows = []
@@ -244,9 +246,10 @@ def score(
                 for i, t in enumerate(chunk):
                     piece = t.anchor.part(t.condition).track
                     flags = (int(v) for v in scored[:, i])
-                    rows.append((name, kind, t.condition, lo + i, piece, *flags))
+                    others = "|".join(t.other_pieces())
+                    rows.append((name, kind, t.condition, lo + i, piece, *flags, others))
         log.info("scored %d %s triplets in %.0f s", len(triplets), kind, time.time() - t0)
-    return pd.DataFrame(rows, columns=[*OUTCOME_COLUMNS, *TIE_COLUMNS])
+    return pd.DataFrame(rows, columns=[*OUTCOME_COLUMNS, *TIE_COLUMNS, OTHERS_COLUMN])
 
 
 def _nonfinite(exc, name: str, net, kind: str, condition: str, waves: np.ndarray) -> ValueError:

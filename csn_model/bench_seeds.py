@@ -61,6 +61,7 @@ from csn_model.bench_stats import read_outcomes
 from csn_model.evaluation import (
     COMPARISON_COLUMNS,
     MEAN,
+    OTHERS_COLUMN,
     compare_to_reference,
     has_ties,
     tie_table,
@@ -330,9 +331,13 @@ def pooled_comparisons(stacked: pd.DataFrame, reference: str) -> pd.DataFrame:
     docstring): POOLED_COLUMNS, estimate divided back to accuracy units."""
     n_runs = stacked["run"].nunique()
     keys = ["system", *TRIPLET_KEY]
+    if OTHERS_COLUMN in stacked and stacked[OTHERS_COLUMN].notna().all():
+        keys.append(OTHERS_COLUMN)  # every run records it: the crossed test can run
     summed = stacked.groupby(keys, sort=False)["correct"].sum().reset_index()
     comps = compare_to_reference(summed, reference)[POOLED_COLUMNS]
-    return comps.assign(estimate=comps["estimate"] / n_runs)
+    return comps.assign(
+        estimate=comps["estimate"] / n_runs, crossed_se=comps["crossed_se"] / n_runs
+    )
 
 
 def compare_over_seeds(

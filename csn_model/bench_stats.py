@@ -1,10 +1,14 @@
 """Recompute a finished `csn bench` run's paired comparisons from its outcomes.csv, no rescoring:
 
     python -m csn_model.bench_stats RUN_DIR [--reference csn] [--out comparisons.csv]
+        [--triplets RUN_DIR/triplets/test_pseudo.json RUN_DIR/triplets/test_natural.json]
 
 Prints, per kind, the reference against every other system on the mean (accuracy difference,
-Holm-adjusted p of the paired test over pieces, and the descriptive triplets-as-independent
-McNemar p); --out writes every term (csn_model.evaluation.compare_to_reference's columns).
+Holm-adjusted p of the paired test over pieces, of the crossed test that also allows for each
+triplet's other pieces (nan for runs made before outcomes.csv had `others`), and the
+descriptive triplets-as-independent McNemar p); --out writes every term
+(csn_model.evaluation.compare_to_reference's columns). --triplets: the run's triplet files, from
+which the crossed test takes each triplet's other pieces where outcomes.csv predates them.
 For runs made before the test over pieces, whose comparisons.csv holds McNemar p only.
 Then each system's share of tied triplets (counted wrong in the accuracy) and a warning line for
 a system with many (csn_model.bench_report.tie_warnings); outcomes.csv of runs made before ties
@@ -23,6 +27,7 @@ from csn_model.bench_config import PROPOSED
 from csn_model.bench_report import tie_shares, tie_warnings
 from csn_model.evaluation import (
     MEAN,
+    OTHERS_COLUMN,
     OUTCOME_COLUMNS,
     compare_to_reference,
     has_ties,
@@ -35,7 +40,8 @@ def read_outcomes(run_dir: Path) -> pd.DataFrame:
     path = Path(run_dir) / "outcomes.csv"
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing; expected the outcomes.csv a `csn bench` writes")
-    outcomes = pd.read_csv(path)
+    # Piece names stay strings (a name like 007 must match the same name in `others`).
+    outcomes = pd.read_csv(path, dtype={"piece": str, OTHERS_COLUMN: str})
     missing = set(OUTCOME_COLUMNS) - set(outcomes.columns)
     if missing:
         raise ValueError(f"{path}: lacks columns {sorted(missing)}; expected {OUTCOME_COLUMNS}")
@@ -44,6 +50,37 @@ def read_outcomes(run_dir: Path) -> pd.DataFrame:
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
     return outcomes
+
+
+def attach_others(outcomes: pd.DataFrame, triplet_files) -> pd.DataFrame:
+    """outcomes with OTHERS_COLUMN taken from the run's triplet files (triplets/test_KIND.json),
+    for runs made before it: row (kind, triplet i) gets "|".join of the file's triplet i's
+    other_pieces. ValueError where a file's triplet i has not the row's condition and anchor
+    piece (another file than the outcomes were scored on)."""
+    from csn_model.data.triplets import load_triplets
+
+    if not triplet_files:
+        return outcomes
+    out = outcomes.copy()
+    out[OTHERS_COLUMN] = out.get(OTHERS_COLUMN)
+    for path in triplet_files:
+        triplets, meta = load_triplets(path)
+        kind = meta.get("kind")
+        rows = out.index[out["kind"] == kind]
+        for i, row in zip(out.loc[rows, "triplet"], rows):
+            t = triplets[i] if 0 <= i < len(triplets) else None
+            piece = t.anchor.stem(t.condition).track if t else None
+            if t is None or (t.condition, piece) != (
+                out.at[row, "condition"],
+                out.at[row, "piece"],
+            ):
+                raise ValueError(
+                    f"{path}: {kind} triplet {i} is {t and (t.condition, piece)}, but outcomes.csv "
+                    f"scored ({out.at[row, 'condition']}, {out.at[row, 'piece']}) there; expected "
+                    "the triplet file of this run"
+                )
+            out.at[row, OTHERS_COLUMN] = "|".join(t.other_pieces())
+    return out
 
 
 def recompute(run_dir: Path, reference: str = PROPOSED) -> pd.DataFrame:
@@ -55,9 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", help="a `csn bench` run folder (holding outcomes.csv)")
     parser.add_argument("--reference", default=PROPOSED, help="system compared with the others")
     parser.add_argument("--out", help="write every term's comparison to this CSV")
+    parser.add_argument(
+        "--triplets", nargs="+", default=[], metavar="JSON",
+        help="the run's triplets/test_KIND.json: other pieces for runs made before `others`",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
-        outcomes = read_outcomes(Path(args.run_dir))
+        outcomes = attach_others(read_outcomes(Path(args.run_dir)), args.triplets)
         comps = compare_to_reference(outcomes, args.reference)
     except (FileNotFoundError, ValueError) as exc:
         print(f"bench_stats: {exc}", file=sys.stderr)
@@ -69,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in mean.itertuples():
         print(
             f"  {str(row.kind):8s} {str(row.system):22s} {row.estimate:+.3f}  "
-            f"p_adj={row.p_adj:.3g}  "
+            f"p_adj={row.p_adj:.3g}  crossed p_adj={row.crossed_p_adj:.3g}  "
             f"(pieces {row.n_pieces}; triplets as independent: p_adj={row.iid_mcnemar_p_adj:.3g})"
         )
     _print_ties(outcomes)

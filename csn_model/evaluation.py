@@ -11,10 +11,12 @@ collapsed embedding must not score 50%), `tie` is 1 when the two distances are e
 `identical` is 1 when anchor, positive and negative are the same vector (see triplet_outcomes;
 runs made before these two columns have only the first six), and `piece` is the track whose
 `condition` stem the anchor and the positive share (the unit the bootstrap resamples and the
-paired test flips, because triplets of one piece are not independent). Only this anchor piece
-is the cluster: a pseudo triplet's other pieces (B, C, D) are drawn per triplet from the whole
-test split, so clustering on them too would join every piece into one cluster; what they share
-across anchors is not allowed for.
+paired test flips, because triplets of one piece are not independent). For these only this
+anchor piece is the cluster: a pseudo triplet's other pieces (B, C, D) are drawn per triplet
+from the whole test split, so clustering on them too would join every piece into one cluster.
+What they share across anchors is allowed for by crossed_piece_test (csn_model.piece_variance,
+random piece effects in every role), comparisons' crossed_* columns, from `others` (the pieces
+of a triplet's other roles, "B|C|D"; absent from runs made before it).
 
 Result tables use the project's column vocabulary
 `term, estimate, se, ci_low, ci_high, stat, df, p_val, p_adj, n` plus identifying columns.
@@ -27,10 +29,14 @@ import pandas as pd
 from scipy import stats
 
 from csn_model import CONDITIONS
+from csn_model.piece_variance import code_roles, crossed_piece_test, piece_effects_variance
 
 MEAN = "mean"  # the macro mean over the five conditions
 OUTCOME_COLUMNS = ("system", "kind", "condition", "triplet", "piece", "correct")
 TIE_COLUMNS = ("tie", "identical")  # absent from the outcomes.csv of runs made before them
+# Per triplet, the pieces it uses besides the anchor piece, one per role ("B|C|D" in a pseudo
+# triplet, "D" in a natural one); absent from the outcomes.csv of runs made before it.
+OTHERS_COLUMN = "others"
 
 
 class NonFiniteEmbedding(ValueError):
@@ -216,6 +222,9 @@ COMPARISON_COLUMNS = [
     "stat",
     "p_val",
     "p_adj",
+    "crossed_se",
+    "crossed_p_val",
+    "crossed_p_adj",
     "n",
     "n_pieces",
     "n_pieces_differing",
@@ -235,13 +244,19 @@ def compare_to_reference(outcomes: pd.DataFrame, reference: str) -> pd.DataFrame
     number of systems it is compared with. term "mean" pools all conditions' triplets, a piece
     keeping all of its triplets in one cluster. p_val / p_adj: paired_piece_test (the one to
     use). iid_mcnemar_p_val / _adj: exact McNemar counting triplets as independent, descriptive
-    only (too small when pieces cluster). Returns COMPARISON_COLUMNS: estimate = accuracy
-    difference reference - other, stat = b - c, n (triplets), n_discordant, b, c (McNemar).
+    only (too small when pieces cluster). crossed_p_val / _adj: crossed_piece_test, which also
+    allows for the other pieces a triplet uses (csn_model.piece_variance), and crossed_se the se
+    of estimate it implies; NaN where the outcomes lack OTHERS_COLUMN (runs made before it).
+    Returns COMPARISON_COLUMNS: estimate = accuracy difference reference - other, stat = b - c,
+    n (triplets), n_discordant, b, c (McNemar).
     """
     rows = []
+    if OTHERS_COLUMN in outcomes.columns:  # "" for no other piece (read back from csv as NaN)
+        outcomes = outcomes.assign(**{OTHERS_COLUMN: outcomes[OTHERS_COLUMN].fillna("")})
+    index = ["condition", "triplet", "piece"] + [OTHERS_COLUMN] * (OTHERS_COLUMN in outcomes)
     for kind, part in outcomes.groupby("kind", sort=False):
         wide = part.pivot_table(
-            index=["condition", "triplet", "piece"],
+            index=index,
             columns="system",
             values="correct",
             aggfunc="first",
@@ -253,7 +268,7 @@ def compare_to_reference(outcomes: pd.DataFrame, reference: str) -> pd.DataFrame
         for term in terms:
             sub = wide if term == MEAN else wide.loc[[term]]
             family = [_compare(sub, reference, other) for other in others]
-            for name in ("p_val", "iid_mcnemar_p_val"):
+            for name in ("p_val", "crossed_p_val", "iid_mcnemar_p_val"):
                 adjusted = holm([r[name] for r in family])
                 for r, p_adj in zip(family, adjusted):
                     r[name.replace("p_val", "p_adj")] = float(p_adj)
@@ -265,12 +280,19 @@ def _compare(sub: pd.DataFrame, reference: str, other: str) -> dict:
     pair = sub[[reference, other]].dropna()
     ref, oth = pair[reference].to_numpy(), pair[other].to_numpy()
     iid = mcnemar_exact(ref, oth)
+    crossed = {"se": float("nan"), "p_val": float("nan")}
+    if OTHERS_COLUMN in pair.index.names and len(pair):
+        others = split_others(pair.index.get_level_values(OTHERS_COLUMN))
+        pieces = pair.index.get_level_values("piece").astype(str)  # names, as in others
+        crossed = crossed_piece_test(ref, oth, pieces, others)
     return {
         "system": other,
         "reference": reference,
         "estimate": float(ref.mean() - oth.mean()) if len(pair) else float("nan"),
         "n": len(pair),
         **paired_piece_test(ref, oth, pair.index.get_level_values("piece").to_numpy()),
+        "crossed_se": crossed["se"] / len(pair) if len(pair) else float("nan"),
+        "crossed_p_val": crossed["p_val"],
         "iid_mcnemar_p_val": iid["p_val"],
         "n_discordant": iid["n_discordant"],
         "b": iid["b"],
@@ -278,15 +300,50 @@ def _compare(sub: pd.DataFrame, reference: str, other: str) -> dict:
     }
 
 
+def crossed_accuracy(outcomes: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Intervals of accuracy per condition and of their macro mean that allow for random
+    effects of every piece a triplet touches: estimate +- t(pieces - 1) crossed_se, with
+    crossed_se from piece_effects_variance (the macro mean: conditions centred on their own
+    means, weights 1 / (C n_c)). `outcomes`: one system and kind, with OTHERS_COLUMN.
+    Returns term, crossed_se, crossed_ci_low, crossed_ci_high (conditions, then "mean")."""
+    conditions = [c for c in CONDITIONS if c in set(outcomes["condition"])]
+    rows = []
+    for term in [*conditions, MEAN]:
+        part = outcomes if term == MEAN else outcomes[outcomes["condition"] == term]
+        pieces = part["piece"].astype(str)  # names, as in OTHERS_COLUMN
+        a_idx, o_idx, n_pieces = code_roles(pieces, split_others(part[OTHERS_COLUMN]))
+        y, cond = part["correct"].to_numpy(float), part["condition"].to_numpy()
+        n_c = pd.Series(cond).map(pd.Series(cond).value_counts()).to_numpy(float)  # (N,)
+        w = 1.0 / (len(set(cond)) * n_c)  # (N,): the macro mean is sum w y
+        var = piece_effects_variance(y, a_idx, o_idx, groups=cond, weights=w)["var"]
+        se, half = float(np.sqrt(var)), stats.t.ppf(0.5 + level / 2, n_pieces - 1)
+        estimate = float(w @ y)
+        rows.append((term, se, estimate - half * se, estimate + half * se))
+    return pd.DataFrame(rows, columns=["term", "crossed_se", "crossed_ci_low", "crossed_ci_high"])
+
+
+def split_others(others: pd.Series) -> list[tuple[str, ...]]:
+    """OTHERS_COLUMN's "B|C|D" strings as tuples ("" or NaN, read back from csv: none)."""
+    return [tuple(o.split("|")) if isinstance(o, str) and o else () for o in others]
+
+
 def accuracy_table(outcomes: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """bootstrap_accuracy for every (system, kind): tidy rows system, kind, term, estimate, ...;
-    with n_ties and n_identical per term (tie_table) where the outcomes have TIE_COLUMNS."""
+    then crossed_se, crossed_ci_low, crossed_ci_high (crossed_accuracy; NaN where the outcomes
+    lack OTHERS_COLUMN); with n_ties and n_identical per term (tie_table) where the outcomes
+    have TIE_COLUMNS."""
     missing = set(OUTCOME_COLUMNS) - set(outcomes.columns)
     if missing:
         raise ValueError(f"accuracy_table: outcomes lack columns {sorted(missing)}")
     frames = []
     for (system, kind), part in outcomes.groupby(["system", "kind"], sort=False):
         table = bootstrap_accuracy(part, n_boot=n_boot, seed=seed)
+        crossed = ["crossed_se", "crossed_ci_low", "crossed_ci_high"]
+        if OTHERS_COLUMN in part.columns:
+            table = table.merge(crossed_accuracy(part), on="term", how="left", validate="1:1")
+        else:
+            table = table.assign(**dict.fromkeys(crossed, np.nan))
+        table = table[["term", "estimate", "se", "ci_low", "ci_high", *crossed, "n"]]
         table.insert(0, "kind", kind)
         table.insert(0, "system", system)
         frames.append(table)

@@ -69,6 +69,20 @@ class Triplet:
     kind: str  # "pseudo" | "natural" | "stem"
     interchanged: tuple[str, ...] = ()  # k != condition with (anchor, negative, positive) valid
 
+    def other_pieces(self) -> tuple[str, ...]:
+        """The pieces whose audio the triplet uses besides its anchor piece, one per role: the
+        anchor mix's other stems (piece B of a pseudo triplet), the positive's (C), the
+        negative's condition stem (D); a role played by the anchor piece (a natural triplet's
+        anchor and positive) or with no audio (C lacking every other stem) is left out."""
+        k = CONDITIONS.index(self.condition)
+        rest = [
+            sorted({s.track for j, s in enumerate(m.parts) if s is not None and j != k})
+            for m in (self.anchor, self.positive)
+        ]
+        own = self.anchor.stem(self.condition).track
+        roles = [*rest[0], *rest[1], self.negative.stem(self.condition).track]
+        return tuple(r for r in roles if r != own)
+
     def to_json(self) -> dict:
         def spec(m: MixSpec) -> list:
             return [None if s is None else [s.track, s.start] for s in m.parts]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from csn_model import CONDITIONS
@@ -49,6 +50,12 @@ def test_it_benchmarks_every_system_and_scores_another_dataset(
     assert (run / "results.csv").exists() and "| csn | mixture |" in (
         run / "results.md"
     ).read_text()
+    # Each triplet's other pieces (B|C|D; a natural one's D), for comparisons.csv's crossed test.
+    scored = pd.read_csv(run / "outcomes.csv", keep_default_na=False)
+    roles = scored["others"].str.split("|").str.len().groupby(scored["kind"]).agg(["min", "max"])
+    assert roles.loc["natural"].tolist() == [1, 1] and roles.loc["pseudo", "max"] == 3
+    assert not any(a in o.split("|") for a, o in zip(scored["piece"], scored["others"]))
+    assert {"crossed_p_val", "crossed_p_adj"} <= set(pd.read_csv(run / "comparisons.csv"))
     triplet_file = run / "triplets" / "test_pseudo.json"
     before = triplet_file.read_bytes()
 

@@ -270,3 +270,23 @@ def test_it_loads_a_well_formed_triplet_file(tmp_path):
     path.write_text(json.dumps(_triplet_doc()))
     (triplet,), meta = load_triplets(path)
     assert triplet.interchanged == ("bass",) and meta == {}
+
+
+def test_it_names_the_pieces_a_triplet_uses_besides_its_anchor_one_per_role(sampler):
+    # Pseudo: B (the anchor's and negative's other stems), C (the positive's), D (the negative's
+    # c stem), in that order; D = B names B twice (two roles). Natural: D only.
+    rng, d_is_b = np.random.default_rng(5), 0
+    for _ in range(200):
+        t = sampler.sample(None, "pseudo", rng)
+        k = CONDITIONS.index(t.condition)
+        rest = [
+            [s.track for j, s in enumerate(m.parts) if s and j != k] for m in (t.anchor, t.positive)
+        ]
+        b, c = rest[0][0], (rest[1] or [None])[0]
+        expected = tuple(x for x in (b, c, t.negative.parts[k].track) if x is not None)
+        assert t.other_pieces() == expected
+        assert t.anchor.parts[k].track not in expected
+        d_is_b += expected[0] == expected[-1]
+    assert d_is_b > 10
+    t = sampler.sample("piano", "natural")
+    assert t.other_pieces() == (t.negative.part("piano").track,)

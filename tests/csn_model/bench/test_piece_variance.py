@@ -1,0 +1,335 @@
+"""Tests that allow for every piece a triplet touches (anchor and the pseudo mix's B, C, D).
+
+Two triplets whose audio shares any piece may move together. multiway_piece_test sums the
+products of every such pair, as the multiway cluster-robust variance of Cameron, Gelbach &
+Miller (2011) does for pairs sharing a cluster in any dimension (here a piece may be the anchor
+of one triplet and B of another, as in the dyadic-robust variance of Fafchamps & Gubert 2007).
+crossed_piece_test estimates the variance of piece effects by moments (Henderson's method,
+Searle, Casella & McCulloch 1992, ch. 5) and adds them up over the design.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from csn_model.evaluation import accuracy_table, compare_to_reference, holm, paired_piece_test
+from csn_model.piece_variance import (
+    crossed_piece_test,
+    multiway_piece_test,
+    piece_effects_variance,
+)
+
+
+def test_it_counts_every_pair_of_triplets_that_share_a_piece():
+    # Hand computation. Differences x = (1, -1, 1, 0); triplet 0 touches pieces p, q, triplet 1
+    # q, r, triplet 2 s, t, triplet 3 p, t. Pairs sharing a piece: (0,1) via q, (0,3) via p,
+    # (2,3) via t. V = sum x_t^2 + 2 (x0 x1 + x0 x3 + x2 x3) = 3 + 2 (-1 + 0 + 0) = 1.
+    # stat = 1, se = 1, df = pieces - 1 = 4; p from Student's t (scipy), two-sided.
+    a = np.array([1, 0, 1, 1])
+    b = np.array([0, 1, 0, 1])
+    touched = [("p", "q"), ("q", "r"), ("s", "t"), ("p", "t")]
+    out = multiway_piece_test(a, b, touched)
+    assert out["stat"] == 1.0 and out["se"] == pytest.approx(1.0, abs=1e-15)
+    assert out["n_pieces"] == 5
+    assert out["p_val"] == pytest.approx(2 * stats.t.sf(1.0, 4), rel=1e-12)
+
+
+def test_it_counts_a_pair_sharing_two_pieces_once():
+    # Triplets 0 and 1 share both p and q: one pair, x0 x1 = 1 counted twice (2 x0 x1), not 4.
+    # V = 1 + 1 + 2 = 4, stat = 2, se = 2, t = 1, df = 2 - 1.
+    out = multiway_piece_test(np.array([1, 1]), np.array([0, 0]), [("p", "q"), ("q", "p")])
+    assert out["se"] == pytest.approx(2.0, abs=1e-15)
+    assert out["p_val"] == pytest.approx(2 * stats.t.sf(1.0, 1), rel=1e-12)
+
+
+def test_it_uses_the_anchor_test_s_variance_when_triplets_touch_their_anchor_only():
+    # Only the anchor: pairs share a piece iff they share the anchor, so V = sum over pieces of
+    # the squared per-piece difference, the spread the sign-flip test's null distribution has.
+    rng = np.random.default_rng(4)
+    a, b = rng.integers(0, 2, 60), rng.integers(0, 2, 60)
+    anchors = rng.integers(0, 9, 60)
+    out = multiway_piece_test(a, b, [(p,) for p in anchors])
+    d = np.bincount(anchors, weights=a - b)
+    assert out["se"] ** 2 == pytest.approx(float((d**2).sum()), rel=1e-12)
+    assert out["stat"] == paired_piece_test(a, b, anchors)["stat"]
+
+
+def test_it_gives_one_when_no_triplet_differs():
+    out = multiway_piece_test(np.ones(4), np.ones(4), [("p", "q")] * 4)
+    assert out["p_val"] == 1.0 and out["se"] == 0.0
+
+
+def test_it_refuses_outcomes_and_pieces_of_different_lengths():
+    with pytest.raises(ValueError, match="3 triplets.*2 sets of pieces"):
+        multiway_piece_test(np.ones(3), np.ones(3), [("p",), ("q",)])
+
+
+# -- crossed_piece_test: variance components by moments ----------------------------------------
+def test_it_is_the_one_way_anova_estimate_without_other_pieces():
+    # Searle, Casella & McCulloch (1992), sec. 3.5, the balanced one-way ANOVA estimators, by
+    # hand: three pieces x two triplets, x = (1, 0 | 1, 1 | 0, 0). Piece means .5, 1, 0, grand
+    # mean .5: MSB = 2 (0 + .25 + .25) / 2 = 1/2, MSW = (.25 + .25) / 3 = 1/6, so
+    # sigma2_piece = (MSB - MSW) / 2 = 1/6 and sigma2_triplet = 1/6. var(sum) = sigma2_piece
+    # x (2^2 + 2^2 + 2^2) + sigma2_triplet x 6 = 2 + 1 = 3.
+    x = np.array([1.0, 0, 1, 1, 0, 0])
+    out = piece_effects_variance(x, np.array([0, 0, 1, 1, 2, 2]), np.zeros((6, 0), int))
+    assert out["anchor"] == pytest.approx(1 / 6, rel=1e-12)
+    assert out["triplet"] == pytest.approx(1 / 6, rel=1e-12)
+    assert out["var"] == pytest.approx(3.0, rel=1e-12)
+
+
+def _crossed_design(rng, pieces=12, n=90):
+    a = rng.integers(0, pieces, n)  # (n,)
+    others = (a[:, None] + rng.integers(1, pieces, (n, 3))) % pieces  # (n, 3), never the anchor
+    return a, others
+
+
+def test_it_estimates_each_variance_component_without_bias():
+    # x = alpha_anchor + gamma_B + gamma_C + gamma_D + e on one fixed design: the raw moment
+    # estimates average to the true components (sd .5, .3, e 1; corr(alpha, gamma) .5), and so
+    # does var (to the true var(sum x) of the design), within Monte Carlo error.
+    rng = np.random.default_rng(7)
+    a, others = _crossed_design(rng)
+    draws, truth = [], {"anchor": 0.25, "other": 0.09, "cross": 0.5 * 0.5 * 0.3, "triplet": 1.0}
+    for _ in range(3000):
+        z = rng.normal(size=(2, 12))  # (2, P)
+        alpha, gamma = 0.5 * z[0], 0.3 * (0.5 * z[0] + np.sqrt(0.75) * z[1])  # (P,) each
+        x = alpha[a] + gamma[others].sum(1) + rng.normal(size=a.size) + 3.0  # (n,)
+        draws.append(piece_effects_variance(x, a, others, truncate=False))
+    mean = {k: np.mean([d[k] for d in draws]) for k in (*truth, "var")}
+    for k, v in truth.items():
+        assert mean[k] == pytest.approx(v, abs=0.1 * truth["anchor"]), k
+    counts_a = np.bincount(a, minlength=12)
+    counts_o = np.bincount(others.ravel(), minlength=12)
+    true_var = (
+        truth["anchor"] * (counts_a**2).sum() + truth["other"] * (counts_o**2).sum()
+        + 2 * truth["cross"] * (counts_a * counts_o).sum() + truth["triplet"] * a.size
+    )  # fmt: skip
+    # Monte Carlo se of the mean about 1.1 %; the triplet term alone is 8 % of true_var.
+    assert mean["var"] == pytest.approx(true_var, rel=0.03)
+
+
+def test_it_centres_within_groups_and_weights_the_sum():
+    # Conditions as groups with their own means, and the macro mean's weights 1 / (C n_c):
+    # shifting one group changes nothing, and over draws from the model the estimate averages
+    # to the true var(sum w x) = w' cov w (Monte Carlo se about 1 %).
+    rng = np.random.default_rng(9)
+    a, others = _crossed_design(rng, n=120)
+    groups = np.repeat([0, 1, 2], [30, 40, 50])  # (n,)
+    w = 1 / (3 * np.bincount(groups)[groups])  # (n,)
+    x = rng.normal(size=a.size)
+    one = piece_effects_variance(x, a, others, groups=groups, weights=w)
+    shifted = piece_effects_variance(x + 4.0 * (groups == 1), a, others, groups=groups, weights=w)
+    assert shifted["var"] == pytest.approx(one["var"], rel=1e-9)
+    draws = []
+    for _ in range(3000):
+        z = rng.normal(size=(2, 12))  # (2, P)
+        alpha, gamma = 0.5 * z[0], 0.3 * z[1]  # (P,) each
+        x = alpha[a] + gamma[others].sum(1) + rng.normal(size=a.size) + groups  # (n,)
+        est = piece_effects_variance(x, a, others, groups=groups, weights=w, truncate=False)
+        draws.append(est["var"])
+    inc_a = np.zeros((a.size, 12))
+    inc_a[np.arange(a.size), a] = 1
+    inc_o = np.zeros((a.size, 12))
+    np.add.at(inc_o, (np.repeat(np.arange(a.size), 3), others.ravel()), 1)
+    true_var = 0.25 * ((w @ inc_a) ** 2).sum() + 0.09 * ((w @ inc_o) ** 2).sum() + (w**2).sum()
+    assert np.mean(draws) == pytest.approx(true_var, rel=0.03)
+
+
+def test_it_gives_the_t_test_of_the_sum_over_its_estimated_se():
+    rng = np.random.default_rng(2)
+    a, others = _crossed_design(rng)
+    ref, oth = rng.integers(0, 2, a.size), rng.integers(0, 2, a.size)
+    out = crossed_piece_test(ref, oth, a, others)
+    var = piece_effects_variance((ref - oth).astype(float), a, others)["var"]
+    assert out["stat"] == float((ref - oth).sum()) and out["se"] == pytest.approx(np.sqrt(var))
+    expected = 2 * stats.t.sf(abs(out["stat"]) / np.sqrt(var), 12 - 1)  # pieces - 1 df
+    assert out["p_val"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_it_codes_pieces_by_name_and_skips_missing_roles():
+    # Names instead of codes, and a triplet with fewer other pieces (C lacking every other stem,
+    # or a natural triplet: D only): the same as the coded call with -1 for the missing role.
+    names = np.array([f"Track{i:05d}" for i in range(12)])
+    rng = np.random.default_rng(3)
+    a, others = _crossed_design(rng)
+    others[::4, 2] = -1
+    ref, oth = rng.integers(0, 2, a.size), rng.integers(0, 2, a.size)
+    named = [tuple(names[o] for o in row if o >= 0) for row in others]
+    by_name, by_code = (
+        crossed_piece_test(ref, oth, names[a], named),
+        crossed_piece_test(ref, oth, a, others),
+    )
+    assert by_name == pytest.approx(by_code, rel=1e-9)  # other codes: sums in another order
+
+
+def test_it_gives_one_when_nothing_differs_and_nan_when_no_variance_shows():
+    rng = np.random.default_rng(5)
+    a, others = _crossed_design(rng)
+    ones = np.ones(a.size, dtype=int)
+    assert crossed_piece_test(ones, ones, a, others)["p_val"] == 1.0
+    assert np.isnan(crossed_piece_test(ones, 0 * ones, a, others)["p_val"])  # every x the same
+
+
+# -- in the benchmark's comparisons ------------------------------------------------------------
+def _outcomes_with_others(seed: int) -> pd.DataFrame:
+    """Three systems (csn the best) on one kind's 60 drums + 60 bass triplets of 12 pieces,
+    with `others`."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for cond in ("drums", "bass"):
+        a, others = _crossed_design(rng, n=60)
+        base = {"triplet": np.arange(60), "piece": [f"T{p}" for p in a]}
+        base["others"] = ["|".join(f"T{o}" for o in row) for row in others]
+        base["others"][0] = ""  # a triplet with no other piece (a natural one's D as anchor)
+        for system, accuracy in (("csn", 0.8), ("x", 0.5), ("y", 0.65)):
+            correct = (rng.uniform(size=60) < accuracy).astype(int)
+            frames.append(
+                pd.DataFrame(base).assign(
+                    system=system, kind="pseudo", condition=cond, correct=correct
+                )
+            )
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_it_adds_the_crossed_test_next_to_the_sign_flip_test():
+    outcomes = _outcomes_with_others(seed=8)
+    comps = compare_to_reference(outcomes, "csn")
+    plain = compare_to_reference(outcomes.drop(columns="others"), "csn")
+    cols = list(comps.columns)
+    assert cols[cols.index("p_adj") + 1 : cols.index("p_adj") + 4] == [
+        "crossed_se", "crossed_p_val", "crossed_p_adj",
+    ]  # fmt: skip
+    # The sign-flip test's output is as it was; without `others` (older runs) the new columns
+    # are empty.
+    same = [c for c in cols if not c.startswith("crossed_")]
+    pd.testing.assert_frame_equal(comps[same], plain[same])
+    assert plain[["crossed_se", "crossed_p_val", "crossed_p_adj"]].isna().all().all()
+    # Each row is crossed_piece_test on that term's triplets, Holm over the two other systems.
+    drums = outcomes[outcomes.condition == "drums"]
+    ref = drums[drums.system == "csn"]
+    ps = []
+    for other in ("x", "y"):
+        oth = drums[drums.system == other]
+        others = [tuple(o.split("|")) if o else () for o in ref["others"]]
+        out = crossed_piece_test(ref["correct"], oth["correct"], ref["piece"], others)
+        row = comps[(comps.term == "drums") & (comps.system == other)].iloc[0]
+        assert row.crossed_p_val == pytest.approx(out["p_val"], rel=1e-12)
+        assert row.crossed_se == pytest.approx(out["se"] / 60, rel=1e-12)  # accuracy units
+        ps.append(out["p_val"])
+    got = comps[comps.term == "drums"]["crossed_p_adj"].to_numpy()
+    assert got == pytest.approx(holm(ps), rel=1e-12)  # holm: pinned in test_evaluation.py
+    assert got.min() < 1  # a family where the adjustment shows
+
+
+def test_it_adds_a_crossed_interval_next_to_the_bootstrap_one():
+    outcomes = _outcomes_with_others(seed=8)
+    acc = accuracy_table(outcomes, n_boot=50)
+    plain = accuracy_table(outcomes.drop(columns="others"), n_boot=50)
+    new = ["crossed_se", "crossed_ci_low", "crossed_ci_high"]
+    pd.testing.assert_frame_equal(acc.drop(columns=new), plain.drop(columns=new))
+    assert plain[new].isna().all().all()  # runs made before `others`
+    csn = outcomes[outcomes.system == "csn"]
+    others = np.array([o.split("|") if o else ["", "", ""] for o in csn["others"]])
+    codes = {p: i for i, p in enumerate(sorted(set(csn["piece"]) | set(others.ravel()) - {""}))}
+    a = csn["piece"].map(codes).to_numpy()
+    o = np.vectorize(lambda p: codes.get(p, -1))(others)  # (n, 3), -1 for the empty row
+    y = csn["correct"].to_numpy(float)
+    t = stats.t.ppf(0.975, 12 - 1)  # 12 pieces
+    by = acc[acc.system == "csn"].set_index("term")
+    drums = (csn["condition"] == "drums").to_numpy()
+    se = np.sqrt(piece_effects_variance(y[drums], a[drums], o[drums])["var"]) / drums.sum()
+    assert by.loc["drums", "crossed_se"] == pytest.approx(se, rel=1e-12)
+    assert by.loc["drums", "crossed_ci_low"] == pytest.approx(y[drums].mean() - t * se)
+    # The macro mean over the two conditions: groups = condition, weights 1 / (2 x 60).
+    groups = csn["condition"].to_numpy()
+    var = piece_effects_variance(y, a, o, groups=groups, weights=np.full(y.size, 1 / 120))["var"]
+    assert by.loc["mean", "crossed_se"] == pytest.approx(np.sqrt(var), rel=1e-12)
+    assert by.loc["mean", "crossed_ci_high"] == pytest.approx(
+        by.loc["mean", "estimate"] + t * np.sqrt(var)
+    )
+
+
+def test_it_matches_an_anchor_piece_to_the_same_name_among_the_others():
+    # A piece read back as a number (pandas reads a name like 17 so) is the same piece as "17"
+    # in `others`: the crossed statistics must not split it into two.
+    outcomes = _outcomes_with_others(seed=8)
+    numeric = outcomes.assign(
+        piece=outcomes["piece"].str[1:].astype(int),
+        others=outcomes["others"].str.replace("T", ""),
+    )
+    named = outcomes.assign(piece=outcomes["piece"].str[1:], others=numeric["others"])
+    for table in (compare_to_reference, lambda o, _: accuracy_table(o, n_boot=20)):
+        got, expected = table(numeric, "csn"), table(named, "csn")
+        crossed = [c for c in got.columns if c.startswith("crossed_")]
+        pd.testing.assert_frame_equal(got[crossed], expected[crossed])
+
+
+def test_it_reads_piece_names_back_as_written(tmp_path):
+    # Track names that look like numbers stay names (007 is not 7), in both columns.
+    from csn_model.bench_stats import read_outcomes
+
+    outcomes = _outcomes_with_others(seed=8)
+    outcomes = outcomes.assign(
+        piece="00" + outcomes["piece"].str[1:], others=outcomes["others"].str.replace("T", "00")
+    )
+    outcomes.to_csv(tmp_path / "outcomes.csv", index=False)
+    back = read_outcomes(tmp_path)
+    assert back["piece"].tolist() == outcomes["piece"].tolist()
+    assert back["others"].fillna("").tolist() == outcomes["others"].tolist()
+
+
+def _pseudo(cond: str, a: str, b: str, c: str, d: str):
+    from csn_model import CONDITIONS
+    from csn_model.data.triplets import MixSpec, Segment, Triplet
+
+    k = CONDITIONS.index(cond)
+
+    def mix(own: str, rest: str) -> MixSpec:
+        return MixSpec(tuple(Segment(own if j == k else rest, 0) for j in range(len(CONDITIONS))))
+
+    return Triplet(cond, mix(a, b), mix(a, c), mix(d, b), "pseudo")
+
+
+def test_it_takes_the_other_pieces_of_an_older_run_from_its_triplet_file(tmp_path, capsys):
+    # Runs made before `others`: bench_stats --triplets reads each triplet's other pieces from
+    # the run's test_<kind>.json, checking that it is the file the outcomes were scored on.
+    from csn_model.bench_stats import main
+    from csn_model.data.triplets import save_triplets
+
+    rng = np.random.default_rng(1)
+    names = [f"T{i}" for i in range(8)]
+    triplets = []
+    for _ in range(40):
+        a, b, c, d = rng.choice(names, 4, replace=False)
+        triplets.append(_pseudo("drums", a, b, c, d))
+    save_triplets(tmp_path / "test_pseudo.json", triplets, {"kind": "pseudo"})
+    rows = [
+        (system, "pseudo", "drums", i, t.anchor.part("drums").track, int(rng.uniform() < acc))
+        for system, acc in (("csn", 0.8), ("x", 0.4))
+        for i, t in enumerate(triplets)
+    ]
+    columns = ["system", "kind", "condition", "triplet", "piece", "correct"]
+    pd.DataFrame(rows, columns=columns).to_csv(tmp_path / "outcomes.csv", index=False)
+    out = tmp_path / "c.csv"
+    assert main([str(tmp_path), "--out", str(out)]) == 0
+    assert pd.read_csv(out)["crossed_p_val"].isna().all()
+    assert (
+        main([str(tmp_path), "--out", str(out), "--triplets", str(tmp_path / "test_pseudo.json")])
+        == 0
+    )
+    written = pd.read_csv(out)
+    assert written["crossed_p_val"].notna().all()
+    with_others = pd.read_csv(tmp_path / "outcomes.csv").assign(
+        others=["|".join(t.other_pieces()) for t in triplets] * 2
+    )
+    expected = compare_to_reference(with_others, "csn")
+    assert written["crossed_p_val"].to_numpy() == pytest.approx(expected["crossed_p_val"])
+    # Another file (here: the triplets in another order) is refused, naming the first mismatch.
+    save_triplets(tmp_path / "other.json", triplets[::-1], {"kind": "pseudo"})
+    capsys.readouterr()
+    assert main([str(tmp_path), "--triplets", str(tmp_path / "other.json")]) == 2
+    assert "pseudo triplet 0" in capsys.readouterr().err
