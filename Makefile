@@ -56,7 +56,8 @@ system-deps-demo:
 system-deps-test:
 	@DEBS="$(TEST_DEBS)" sh -c "$$SYSTEM_DEPS"
 
-# Start PostgreSQL and Redis when they are installed but not running (Debian service layout).
+# Start PostgreSQL and Redis when they are installed but not running (Debian service layout),
+# then check that the suite can log in as TEST_DATABASE_URL says and create its test database.
 services:
 	@pg_isready -q -h 127.0.0.1 -p 5432 || { \
 	  echo "starting PostgreSQL"; \
@@ -67,6 +68,7 @@ services:
 	  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
 	    --dir /var/lib/redis --logfile /var/log/redis/csn.log; sleep 1; }
 	@pg_isready -h 127.0.0.1 -p 5432 && redis-cli -h 127.0.0.1 -p 6379 ping
+	@$(PY) -m evalsite.suite_database "$(TEST_DATABASE_URL)"
 
 clean-venv:
 	rm -rf $(VENV)

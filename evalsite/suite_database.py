@@ -1,0 +1,62 @@
+"""`python -m evalsite.suite_database URL`: can the test suite log in to the PostgreSQL at URL?
+
+`make test` runs it after starting the services. `pg_isready` only says the server is up; the
+suite also needs to log in over TCP as a role that may create databases (Django's test runner
+makes `test_<name>` and drops it). Debian's default `pg_hba.conf` asks TCP logins for a password,
+so a URL without one fails there on every database test with `fe_sendauth: no password
+supplied`, which says nothing about what to do. This says it once, before the suite starts."""
+
+import re
+import sys
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+ADVICE = """\
+The test suite logs in to PostgreSQL over TCP as TEST_DATABASE_URL says, as a role that may
+create databases (Django's test runner creates and drops test_<name>). Either:
+  - give the URL a role and password that can:
+      make test TEST_DATABASE_URL=postgresql://USER:PASSWORD@127.0.0.1:5432/csn_eval
+    (as the postgres superuser: CREATE ROLE USER LOGIN CREATEDB PASSWORD 'PASSWORD';), or
+  - on a machine only you use, let local TCP logins in without a password: in
+    /etc/postgresql/<version>/main/pg_hba.conf set the method of the `host all all
+    127.0.0.1/32` line to `trust`, then `pg_ctlcluster <version> main reload`."""
+
+
+def problem(url: str) -> str | None:
+    """None when `url`'s role can log in to the server's `postgres` database and create
+    databases; else what went wrong, in a sentence or two with the server's own words."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as error:
+        return f"TEST_DATABASE_URL is not a PostgreSQL URL ({error})"
+    # The maintenance database: the URL's own one need not exist yet.
+    conninfo = make_conninfo(**{**params, "dbname": "postgres", "connect_timeout": "5"})
+    try:
+        with psycopg.connect(conninfo) as conn:
+            row = conn.execute(
+                "SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user"
+            ).fetchone()
+    except psycopg.OperationalError as error:
+        return f"cannot log in: {str(error).strip()}"
+    if not (row and row[0]):
+        return f"the role {params.get('user', '(default)')!r} may not create databases"
+    return None
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m evalsite.suite_database URL", file=sys.stderr)
+        return 2
+    url = argv[0]
+    found = problem(url)
+    if found is None:
+        return 0
+    shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)  # the password, if any, hidden
+    print(f"error: PostgreSQL at TEST_DATABASE_URL ({shown}): {found}.", file=sys.stderr)
+    print(ADVICE, file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

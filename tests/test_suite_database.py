@@ -1,0 +1,76 @@
+"""`make test` says what is wrong with TEST_DATABASE_URL before the suite starts, instead of
+failing every database test with the driver's words (evalsite.suite_database)."""
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from evalsite import suite_database
+
+ROOT = Path(__file__).resolve().parent.parent
+URL = os.environ.get("DATABASE_URL", "")
+
+pytestmark = pytest.mark.skipif(
+    not URL.startswith("postgres"), reason="needs the suite's PostgreSQL (DATABASE_URL)"
+)
+
+
+def _as(role: str, password: str = "") -> str:
+    """The suite's URL with another role (and password)."""
+    rest = URL.split("@", 1)[1]
+    return f"postgresql://{role}{':' + password if password else ''}@{rest}"
+
+
+def test_the_suites_own_url_passes():
+    assert suite_database.problem(URL) is None
+
+
+def test_a_role_that_cannot_log_in_is_named_with_the_servers_words():
+    found = suite_database.problem(_as("csn_no_such_role"))
+    assert found is not None
+    assert found.startswith("cannot log in")
+    assert "csn_no_such_role" in found
+
+
+def test_a_role_that_logs_in_but_cannot_create_databases_is_refused():
+    role = f"csn_nocreatedb_{uuid.uuid4().hex[:8]}"
+    admin = psycopg.connect(URL.rsplit("/", 1)[0] + "/postgres", autocommit=True)
+    try:
+        admin.execute(f"CREATE ROLE {role} LOGIN NOCREATEDB PASSWORD 'x'")
+        found = suite_database.problem(_as(role, "x"))
+    finally:
+        admin.execute(f"DROP ROLE IF EXISTS {role}")
+        admin.close()
+    assert found == f"the role {role!r} may not create databases"
+
+
+def test_the_message_hides_the_password_and_says_what_to_do(capsys):
+    assert suite_database.main([_as("csn_no_such_role", "s3cret-pw")]) == 1
+    err = capsys.readouterr().err
+    assert "s3cret-pw" not in err
+    assert "csn_no_such_role:***@" in err
+    assert "CREATEDB" in err and "pg_hba.conf" in err
+
+
+def test_make_services_stops_on_a_url_the_suite_cannot_use():
+    done = subprocess.run(
+        [
+            "make",
+            "-s",
+            "services",
+            f"TEST_DATABASE_URL={_as('csn_no_such_role')}",
+            f"PY={sys.executable}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "error: PostgreSQL at TEST_DATABASE_URL" in done.stderr
+    assert "make test TEST_DATABASE_URL=postgresql://USER:PASSWORD@" in done.stderr
