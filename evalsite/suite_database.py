@@ -31,7 +31,7 @@ def problem(url: str) -> str | None:
     except psycopg.ProgrammingError as error:
         return f"TEST_DATABASE_URL is not a PostgreSQL URL ({error})"
     # The maintenance database: the URL's own one need not exist yet.
-    conninfo = make_conninfo(**{**params, "dbname": "postgres", "connect_timeout": "5"})
+    conninfo = make_conninfo(url, dbname="postgres", connect_timeout=5)
     try:
         with psycopg.connect(conninfo) as conn:
             row = conn.execute(
