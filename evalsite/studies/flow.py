@@ -72,12 +72,37 @@ def may_resume(found: Participant, params, bound: Collection[str]) -> bool:
 def resume(p: Participant, user_agent: str) -> Participant:
     """The participant an entry's recruitment ids named (find_existing, may_resume) coming back.
     One refused at the browser check (a phone, no Web Audio) starts that check again: the
-    refusal page asks them to come back with the same link on another device."""
+    refusal page asks them to come back with the same link on another device. One turned away
+    only because the trials left were reserved (`turn_away`) goes back to where it was turned
+    away once a newcomer would get a trial: its full page asks it to come back later."""
     if p.step == Step.REFUSED:
         check_browser_again(p, user_agent)
         if p.step == Step.BROWSER_CHECK and design_fill.full_at_entry(p.study, timezone.now()):
-            advance(p, Step.BROWSER_CHECK, Step.FULL)
+            turn_away(p, Step.BROWSER_CHECK)
+    elif p.step == Step.FULL and (back_to := p.state.get(FULL_FOR_NOW)) in TURNED_AWAY_AT:
+        # only into an open study: a paused or closed one lets back only those it had let in
+        if p.study.is_open and not design_fill.full_at_entry(p.study, timezone.now()):
+            state = {k: v for k, v in p.state.items() if k != FULL_FOR_NOW}
+            browser = {"user_agent": user_agent[:1000]} if back_to == Step.BROWSER_CHECK else {}
+            _take_back(p, Step.FULL, back_to, state=state, **browser)
     return p
+
+
+# A participant turned away while the trials it would need were only reserved by participants
+# under way (temporary: reservations lapse) carries in its state the step it was turned away at,
+# which `resume` takes it back to; turned away because every trial has its answers, it carries
+# nothing and stays at the final step.
+FULL_FOR_NOW = "full_for_now"
+TURNED_AWAY_AT = (Step.BROWSER_CHECK, Step.INSTRUCTIONS)  # at the study link, at "Start"
+
+
+def turn_away(p: Participant, from_step: str) -> bool:
+    """Move p, which would get no trial, from `from_step` (one of TURNED_AWAY_AT, no slot held)
+    to the study-full step: for good when the answers alone fill every main trial, otherwise
+    marked so that `resume` takes it back (FULL_FOR_NOW). False if p was not at `from_step`."""
+    if design_fill.answered_full(p.study):
+        return advance(p, from_step, Step.FULL)
+    return advance(p, from_step, Step.FULL, state={**p.state, FULL_FOR_NOW: from_step})
 
 
 class StatusChanged(Exception):
@@ -135,22 +160,27 @@ def create(study: Study, params: dict, user_agent: str, language: str) -> Partic
                  study.pk)  # fmt: skip
         return None
     if design_fill.full_at_entry(study, timezone.now()):  # told now, not after the screening
-        advance(p, Step.BROWSER_CHECK, Step.FULL)
+        turn_away(p, Step.BROWSER_CHECK)
     return p
 
 
 def check_browser_again(p: Participant, user_agent: str) -> None:
-    """Take a participant refused at the browser check back to it (the only way out of a final
-    step). Refused there, it has no slots and no answers; it leaves the study's fold (under the
-    study's lock, as every change to the fold), which it had entered with nothing."""
+    """Take a participant refused at the browser check back to it."""
+    _take_back(p, Step.REFUSED, Step.BROWSER_CHECK, state={}, user_agent=user_agent[:1000])
+
+
+def _take_back(p: Participant, from_step: str, to_step: str, **fields) -> None:
+    """Take a participant out of the final step `from_step` (REFUSED, or FULL marked as for now:
+    the only ways out of a final step) back to `to_step`. There it has no slots and no answers;
+    it leaves the study's fold (under the study's lock, as every change to the fold), which it
+    had entered with nothing."""
     with transaction.atomic():
         design_fill.lock_study(p.study_id)
-        if not advance(p, Step.REFUSED, Step.BROWSER_CHECK, state={}, finished_at=None,
-                       user_agent=user_agent[:1000]):  # fmt: skip
+        if not advance(p, from_step, to_step, finished_at=None, **fields):
             return  # another request took it back first
         if FoldedParticipant.objects.filter(participant_id=p.pk).delete()[0]:
             StudyFold.objects.filter(study_id=p.study_id).update(participants=F("participants") - 1)
-    log.info("participant %s: refused at the browser check, checking again", p.pk)
+    log.info("participant %s: back from %s to %s", p.pk, from_step, to_step)
 
 
 def advance(p: Participant, from_step: str, to_step: str, **fields) -> bool:

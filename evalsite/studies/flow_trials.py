@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from evalsite.stimuli.models import Clip
 from evalsite.studies import design, design_return, flow_prolific
-from evalsite.studies.flow import advance
+from evalsite.studies.flow import advance, turn_away
 from evalsite.studies.models import Answer, Assignment, Participant, Trial, new_completion_code
 from evalsite.studies.participant_writes import epoch_ms, mark_shown
 from evalsite.studies.served_audio import participant_key
@@ -28,7 +28,7 @@ Step = Participant.Step
 def start_trials(p: Participant) -> None:
     """Assign the trials (or mark the study full) and go to practice or the main trials."""
     if not design.assign(p, timezone.now()):
-        advance(p, Step.INSTRUCTIONS, Step.FULL)
+        turn_away(p, Step.INSTRUCTIONS)  # for now when the trials left are only reserved
         return
     has_practice = p.slots.filter(trial__is_practice=True).exists()
     moved = advance(p, Step.INSTRUCTIONS, Step.PRACTICE if has_practice else Step.TRIALS)

@@ -54,6 +54,10 @@ SESSION_KEY = "csn_participants"
 # participants".
 LEFT_COOKIE = "csn_left"
 LEFT_PAGE_SECONDS = 10 * 60
+# The researcher's previews of a draft this browser entered ("slug:token", signed as the binding
+# is): opening the study deletes them, and a tab left on one of their pages is then told it was a
+# preview (`_preview_gone`) rather than that the page is another session's.
+PREVIEW_COOKIE = "csn_previews"
 
 
 def _not_accepting(request: HttpRequest, study: Study, status: str) -> HttpResponse:
@@ -85,6 +89,8 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
         return _invalid_link(request, study)
     if study.status != Study.Status.DRAFT and flow.is_preview_id(request.GET.get("pid", "")):
         return _preview_over(request, study)
+    if study.status != Study.Status.DRAFT and _shown_as_preview(request):
+        return _preview_over(request, study)  # a draft's welcome page, continued after it opened
     known = list(dict.fromkeys(request.session.get(SESSION_KEY, []) + _bound(request)))
     # this study's participants the browser holds (several only if bound before one per study)
     ours = dict(
@@ -125,6 +131,8 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
         p = flow.create(study, params, user_agent, language) if found is None else None
     except flow.StatusChanged as changed:  # since `allowed` was decided
         if changed.status == Study.Status.OPEN:  # a draft opened: as anyone's, a preview's refused
+            if _shown_as_preview(request):
+                return _preview_over(request, study)
             return redirect(request.get_full_path())
         return _not_accepting(request, study, changed.status)  # closed or paused
     if p is None:
@@ -140,7 +148,45 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
         post_browser_check(request, p)  # acts only while p is at the browser check
     response = redirect("studies:participant", p.token)
     _bind_entered(request, response, p.token, dropped=set(ours) - {p.token})
+    if p.is_preview:
+        _note_preview(request, response, f"{study.slug}:{p.token}")
     return response
+
+
+def _shown_as_preview(request: HttpRequest) -> bool:
+    """Whether this is the Continue of a welcome page shown as a draft's preview (its form says
+    so, render_welcome): once the study left draft it is refused, whichever link it came by."""
+    return request.method == "POST" and request.POST.get("preview") == "1"
+
+
+def _note_preview(request: HttpRequest, response: HttpResponse, entry: str) -> None:
+    """Add `entry` ("slug:token") to this browser's previews (PREVIEW_COOKIE, the last 20)."""
+    entries = [e for e in _previews(request) if e != entry] + [entry]
+    response.set_signed_cookie(
+        PREVIEW_COOKIE, ",".join(entries[-20:]), salt=PREVIEW_COOKIE,
+        max_age=settings.SESSION_COOKIE_AGE, secure=settings.SESSION_COOKIE_SECURE,
+        httponly=True, samesite=settings.SESSION_COOKIE_SAMESITE,
+    )  # fmt: skip
+
+
+def _previews(request: HttpRequest) -> list[str]:
+    try:
+        raw = request.get_signed_cookie(
+            PREVIEW_COOKIE, salt=PREVIEW_COOKIE, max_age=settings.SESSION_COOKIE_AGE
+        )
+    except (KeyError, signing.BadSignature):  # absent, tampered with, or expired
+        return []
+    return raw.split(",") if raw else []
+
+
+def _preview_gone(request: HttpRequest, token: str) -> HttpResponse | None:
+    """The preview page for a page of a preview this browser entered whose participant is gone
+    (deleted as its study left draft); None otherwise. Only this browser's own previews."""
+    slug = next((e.split(":")[0] for e in _previews(request) if e.endswith(f":{token}")), None)
+    if slug is None or Participant.objects.filter(token=token).exists():
+        return None
+    study = Study.objects.filter(slug=slug).first()
+    return _preview_over(request, study) if study is not None else None
 
 
 def _bind_entered(request: HttpRequest, response: HttpResponse, token: str, dropped: set[str]):
@@ -315,14 +361,14 @@ def _is_answer(request) -> bool:
 @no_store
 def page(request: HttpRequest, token: str) -> HttpResponse:
     if not _is_mine(request, token):
-        return _left_page(request, token) or _not_mine(request)
+        return _left_page(request, token) or _preview_gone(request, token) or _not_mine(request)
     if request.method == "POST" and _is_answer(request):
         said = post_answer(request, token)  # one statement, without loading the participant
         # this page (no URL reversal per answer); saying why when the answer was refused
         return HttpResponseRedirect(request.path + (f"?{said}" if said else ""))
     p = participant_sql.participant_by_token(token)
     if p is None:
-        return _not_mine(request)
+        return _preview_gone(request, token) or _not_mine(request)
     switched = _switch_language(request, p)
     if switched is not None:
         return switched

@@ -89,7 +89,7 @@ def render_welcome(request: HttpRequest, study: Study) -> HttpResponse:
     languages = study.setting("languages") or []
     links = language_links(languages, request.path, request.GET) if len(languages) > 1 else []
     ctx = {"study": study, "language": language, "step": Participant.Step.BROWSER_CHECK,
-           "language_links": links}  # fmt: skip
+           "language_links": links, "preview": study.status == Study.Status.DRAFT}  # fmt: skip
     response = render(request, "studies/participant/browser_check.html", ctx)
     response["Content-Language"] = language
     return response

@@ -47,11 +47,20 @@ def _simple(template):
 
 
 def get_full(request, p):
-    """The study-full page, saying why as it stands now: every trial has its answers, or the
-    trials still short of them are reserved by participants taking part now (a newcomer turned
-    away at entry or at the instructions, or one whose trials others took while it was away)."""
-    minutes = -(-int(p.study.setting("reservation_timeout_s")) // 60)
-    context = {"answered": design_fill.answered_full(p.study), "minutes": minutes}
+    """The study-full page, saying why as it stands now: every trial has its answers (for good),
+    or the trials still short of them are reserved by participants taking part now (a newcomer
+    turned away at entry or at the instructions, or one whose trials others took while it was
+    away), or they are free again. `retry`: the study's link takes this person in again once
+    trials are free (turned away for now, `flow.turn_away`, or a link without an id, which
+    makes a new participant)."""
+    answered = design_fill.answered_full(p.study)
+    context = {
+        "answered": answered,
+        "reserved": not answered and design_fill.full_at_entry(p.study, timezone.now()),
+        "retry": p.study.status != p.study.Status.CLOSED
+        and (flow.FULL_FOR_NOW in p.state or not (p.prolific_pid or p.external_pid)),
+        "minutes": -(-int(p.study.setting("reservation_timeout_s")) // 60),
+    }
     return render_step(request, p, "full.html", context)
 
 

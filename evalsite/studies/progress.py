@@ -140,12 +140,16 @@ def capacity(study: Study, per_trial: list[TrialFill]) -> dict[str, int]:
     target - answers - reserved, at least 0, summed); `per_participant`, the main trials one
     participant is given (trials per participant, or all, at most what the one-per-reference
     rule lets one participant have: `design.most_main_total`); `places`, open_slots divided by
-    per_participant, rounded up. Participants under way come on top; a slot they give up goes
-    back to open_slots."""
-    open_slots = sum(max(0, t.target - t.n_answers - t.n_reserved) for t in per_trial)
+    per_participant, rounded up, and at least the most any one trial misses, since one
+    participant gives a trial one answer at most. Exact when assignment can give each newcomer
+    the trials missing the most (least-filled first, `design.select_trials`); a lower bound when
+    the one-per-reference rule keeps it from that. Participants under way come on top; a slot
+    they give up goes back to open_slots."""
+    missing = [max(0, t.target - t.n_answers - t.n_reserved) for t in per_trial]
+    open_slots = sum(missing)
     asked = int(study.setting("trials_per_participant") or 0) or len(per_trial)
     per_participant = min(asked, design.most_main_total(study)) if per_trial else 0
-    places = -(-open_slots // per_participant) if per_participant else 0
+    places = max(-(-open_slots // per_participant), *missing) if per_participant else 0
     return {"open_slots": open_slots, "per_participant": per_participant, "places": places}
 
 

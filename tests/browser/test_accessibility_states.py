@@ -145,6 +145,10 @@ def test_it_finds_no_violations_on_the_declined_left_and_full_pages(
     page.wait_for_selector("#agree")
     Participant.objects.filter(prolific_pid=prolific_pid).update(step="full")
     audit_both_languages(page, audit, "study full", "main h1")
+    # turned away only for now (flow.turn_away), its trials free again: the page's other wording
+    for_now = {"full_for_now": "browser_check"}
+    Participant.objects.filter(prolific_pid=prolific_pid).update(state=for_now)
+    audit_both_languages(page, audit, "study full for now", "main h1")
     audit.assert_clean()
 
 

@@ -119,3 +119,98 @@ def test_a_participant_back_after_its_trials_were_taken_is_told_which_way(
     assert p.step == "full" and not p.completion_code
     assert (ENOUGH in page, TAKEN in page) == (others == "answered", others == "reserved")
     assert "return your submission" in page
+
+
+FREE_NOW = "Trials have become free again"
+BACK_LATER = "try again later with the study's link"
+
+
+@pytest.mark.parametrize(
+    "ids", [{"pid": "worker-7"}, {"PROLIFIC_PID": "pp-7", "STUDY_ID": "s", "SESSION_ID": "se-7"}]
+)
+def test_it_takes_an_id_turned_away_at_the_door_by_reservations_in_once_trials_are_free(
+    experimenter, listening_catalogue, ids
+):
+    study = _one_answer_each(experimenter, listening_catalogue)
+    _, holder = _given_trials(study, "holder")
+    door = Client()
+    p = enter(door, study, **ids)
+    assert p.step == "full"
+    page = door.get(url(p)).content.decode()
+    assert TAKEN in page and "30 minutes" in page and BACK_LATER in page
+    counts = progress.participant_counts(study)
+    assert (counts["started"], counts["in_progress"], counts["other"]) == (2, 1, 1)
+    lapse(holder)  # nothing is reserved any more
+    page = door.get(url(p)).content.decode()
+    assert FREE_NOW in page and TAKEN not in page and "30 minutes" not in page
+    for browser in (Client(), door):  # a fresh browser, then the one it was turned away in
+        again = enter(browser, study, **ids)
+        assert (again.pk, again.step) == (p.pk, "browser_check")
+    counts = progress.participant_counts(study)  # the same participant, counted once
+    assert (counts["started"], counts["in_progress"], counts["other"]) == (2, 2, 0)
+
+
+def test_it_takes_an_id_turned_away_at_start_by_reservations_back_to_the_instructions(
+    experimenter, listening_catalogue
+):
+    study = _one_answer_each(experimenter, listening_catalogue)
+    late = Client()
+    p = to_step(late, enter(late, study, pid="late"), "instructions")
+    _, holder = _given_trials(study, "holder")
+    post(late, p, "instructions")
+    p.refresh_from_db()
+    assert p.step == "full"
+    assert enter(Client(), study, pid="late").step == "full"  # still reserved: still turned away
+    lapse(holder)
+    again = enter(Client(), study, pid="late")
+    assert (again.pk, again.step) == (p.pk, "instructions")  # consent and screening kept
+
+
+def test_it_keeps_an_id_turned_away_because_every_trial_has_its_answers_out_for_good(
+    experimenter, listening_catalogue
+):
+    study = _one_answer_each(experimenter, listening_catalogue)
+    holder_client, holder = _given_trials(study, "holder")
+    finish(holder_client, holder)
+    door = Client()
+    p = enter(door, study, pid="too-late")
+    page = door.get(url(p)).content.decode()
+    assert p.step == "full" and ENOUGH in page and BACK_LATER not in page
+    assert "<h1>The study is full</h1>" in page
+    again = enter(Client(), study, pid="too-late")
+    assert (again.pk, again.step) == (p.pk, "full")
+
+
+def test_the_temporary_full_page_has_its_own_heading_in_both_languages(
+    experimenter, listening_catalogue
+):
+    study = _one_answer_each(experimenter, listening_catalogue, languages=["en", "ja"])
+    _given_trials(study, "holder")
+    door = Client()
+    p = enter(door, study, pid="x1")
+    english = door.get(url(p)).content.decode()
+    assert (
+        "<h1>The study is full</h1>" not in english and "<h1>No trial is free now</h1>" in english
+    )
+    japanese = door.get(url(p), {"lang": "ja"}, follow=True).content.decode()
+    assert (
+        "募集は終了しました" not in japanese
+        and "<h1>現在、空いている試行がありません</h1>" in japanese
+    )
+
+
+def test_it_takes_no_one_turned_away_for_now_into_a_paused_study_and_none_back_once_closed(
+    experimenter, listening_catalogue
+):
+    study = _one_answer_each(experimenter, listening_catalogue)
+    _, holder = _given_trials(study, "holder")
+    door = Client()
+    p = enter(door, study, pid="worker-8")
+    lapse(holder)
+    study.status = Study.Status.PAUSED
+    study.save()
+    assert enter(Client(), study, pid="worker-8").step == "full"
+    study.status = Study.Status.CLOSED
+    study.save()
+    page = door.get(url(p)).content.decode()
+    assert "<h1>The study is full</h1>" in page and BACK_LATER not in page

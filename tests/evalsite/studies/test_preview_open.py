@@ -77,3 +77,52 @@ def test_a_preview_link_reused_after_the_draft_makes_no_participant(listening_st
     # any other id is a participant's, as before
     other = Client().post(_link(listening_study, "previewer-1"))
     assert other.status_code == (302 if status == Study.Status.OPEN else 403)
+
+
+@pytest.mark.parametrize(
+    "query", ["", "?PROLIFIC_PID=test-pid&STUDY_ID=s&SESSION_ID=se", "?pid=erin-test"]
+)
+def test_a_draft_welcome_page_by_any_link_cannot_continue_once_the_study_opened(
+    client, listening_study, experimenter, query
+):
+    study = _draft(listening_study)
+    client.force_login(experimenter)
+    link = reverse("studies:entry", args=[study.slug]) + query
+    welcome = client.get(link, HTTP_USER_AGENT=DESKTOP_UA).content.decode()
+    assert "Preview of a draft study" in welcome
+    _open(client, study)
+    response = client.post(link, {"preview": "1"}, HTTP_USER_AGENT=DESKTOP_UA)  # its Continue
+    assert response.status_code == 403 and WHY in response.content.decode()
+    assert not study.participants.exists()
+    # the same link's welcome page of the open study is a participant's, and lets one in
+    assert "Preview of a draft study" not in client.get(link).content.decode()
+    assert client.post(link, HTTP_USER_AGENT=DESKTOP_UA).status_code == 302
+
+
+def test_a_draft_welcome_page_says_on_its_form_that_it_is_a_preview(
+    client, listening_study, experimenter
+):
+    client.force_login(experimenter)
+    link = reverse("studies:entry", args=[listening_study.slug])
+    assert 'name="preview"' not in client.get(link).content.decode()  # open: no preview
+    _draft(listening_study)
+    assert 'name="preview" value="1"' in client.get(link).content.decode()
+
+
+def test_a_preview_tab_mid_flow_after_open_is_told_it_was_a_preview(
+    client, listening_study, experimenter
+):
+    study = _draft(listening_study)
+    client.force_login(experimenter)
+    client.post(_link(study, "preview-mid"), HTTP_USER_AGENT=DESKTOP_UA)
+    p = to_step(client, study.participants.get(external_pid="preview-mid"), "consent")
+    _open(client, study)  # deletes the preview
+    for response in (
+        client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA),
+        client.post(url(p), {"step": "consent", "decision": "agree"}, HTTP_USER_AGENT=DESKTOP_UA),
+    ):
+        page = response.content.decode()
+        assert response.status_code == 403 and WHY in page and "answers so far are kept" not in page
+    # another browser with that page's address is not told whose it was
+    other = Client().get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
+    assert other.status_code == 403 and WHY not in other.content.decode()
