@@ -183,6 +183,12 @@ def loudness_lufs(data: np.ndarray, sr: int) -> float:
     return float(value) if np.isfinite(value) else -70.0
 
 
+def peak_dbfs(data: np.ndarray) -> float | None:
+    """The sample peak of `data` in dBFS, as `normalise` measures it (None for silence)."""
+    peak = float(np.max(np.abs(data), initial=0.0))
+    return 20 * float(np.log10(peak)) if peak > 0 else None
+
+
 def playback_lufs(measured_lufs: float, channels: int) -> float:
     """Loudness as played: BS.1770 measures a mono file as one channel, but a browser plays it
     on both speakers, so it is measured as dual-mono (+3.01 LU, as ffmpeg's ebur128 `dualmono`).
@@ -253,6 +259,7 @@ def _store(clip: Clip, data: np.ndarray, sr: int, name: str | None = None) -> No
     clip.sample_rate = sr
     clip.channels = data.shape[1] if data.ndim == 2 else 1
     clip.loudness_lufs = loudness_lufs(stored, sr)
+    clip.peak_dbfs = peak_dbfs(stored)
     clip.status = Clip.Status.READY
     clip.error = ""
 
