@@ -214,5 +214,6 @@ def test_another_panels_url_gives_each_participant_their_own_code(
         page = client.get(url(p)).content.decode()
         assert f'id="completion-code">{p.completion_code}<' in page
         assert f'href="{link.replace("{code}", p.completion_code)}"' in page
+        assert "Return to the site that sent you here" in page and "Prolific" not in page
         codes.append(p.completion_code)
     assert len(set(codes)) == 2
