@@ -112,17 +112,46 @@ def _declared_frames(f: sf.SoundFile, path: str | Path) -> int | None:
 
 
 def _decodable_frames(path: str | Path, most: int) -> int:
-    """How many frames decode before libsndfile fails (counted up to most + 1)."""
-    held = 0
+    """How many frames decode before libsndfile fails (counted up to most + 1). A failing read
+    returns none of its block, so the count is refined: blocks of 65,536 frames, then from the
+    last whole one blocks of 1,024, then a bisection of the 1,024 that failed (counted in
+    65,536s alone, a FLAC cut in its first 1.5 s was said to hold 0 s). Not frame by frame:
+    libsndfile took seconds for the last 1,024 of a FLAC read so."""
+    held = _frames_read(path, 0, 65536, most + 1)
+    held = _frames_read(path, held, 1024, most + 1)
+    if held > most:
+        return held
+    good, bad = 0, 1024  # frames from `held`: these decode, these do not (or pass the end)
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        good, bad = (middle, bad) if _reads_whole(path, held, middle) else (good, middle)
+    return held + good
+
+
+def _frames_read(path: str | Path, start: int, blocksize: int, stop: int) -> int:
+    """`start` plus the frames read from it in blocks of `blocksize` until a read fails, the
+    file ends or `stop` is reached."""
+    held = start
     with sf.SoundFile(str(path)) as f:
         try:
-            for block in f.blocks(blocksize=65536, dtype="float32", always_2d=True):
+            f.seek(start)
+            for block in f.blocks(blocksize=blocksize, dtype="float32", always_2d=True):
                 held += block.shape[0]  # (T, C)
-                if held > most:
+                if held >= stop:
                     break
         except (sf.LibsndfileError, RuntimeError):
             pass
     return held
+
+
+def _reads_whole(path: str | Path, start: int, frames: int) -> bool:
+    """Whether `frames` frames from `start` decode in one read."""
+    with sf.SoundFile(str(path)) as f:
+        try:
+            f.seek(start)
+            return f.read(frames, dtype="float32", always_2d=True).shape[0] == frames  # (T, C)
+        except (sf.LibsndfileError, RuntimeError):
+            return False
 
 
 def _check_whole(label: str, held: int, declared: int, sr: int) -> None:
@@ -181,6 +210,12 @@ def loudness_lufs(data: np.ndarray, sr: int) -> float:
 
     value = pyloudnorm.Meter(sr).integrated_loudness(x.astype(np.float64))
     return float(value) if np.isfinite(value) else -70.0
+
+
+def peak_dbfs(data: np.ndarray) -> float | None:
+    """The sample peak of `data` in dBFS, as `normalise` measures it (None for silence)."""
+    peak = float(np.max(np.abs(data), initial=0.0))
+    return 20 * float(np.log10(peak)) if peak > 0 else None
 
 
 def playback_lufs(measured_lufs: float, channels: int) -> float:
@@ -253,6 +288,7 @@ def _store(clip: Clip, data: np.ndarray, sr: int, name: str | None = None) -> No
     clip.sample_rate = sr
     clip.channels = data.shape[1] if data.ndim == 2 else 1
     clip.loudness_lufs = loudness_lufs(stored, sr)
+    clip.peak_dbfs = peak_dbfs(stored)
     clip.status = Clip.Status.READY
     clip.error = ""
 

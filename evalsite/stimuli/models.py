@@ -72,6 +72,10 @@ class Clip(models.Model):
     sample_rate = models.PositiveIntegerField(null=True, blank=True)
     channels = models.PositiveSmallIntegerField(null=True, blank=True)
     loudness_lufs = models.FloatField(null=True, blank=True)
+    # The stored file's sample peak (dBFS), measured with its loudness: the gain a study's
+    # loudness target gives it is capped by it (served_level), which pages show without reading
+    # the file. None: not measured, or digital silence.
+    peak_dbfs = models.FloatField(null=True, blank=True)
     sha256 = models.CharField(max_length=64, blank=True, db_index=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     error = models.TextField(blank=True)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import numpy as np
-import soundfile as sf
 from django.db.models import Q, QuerySet
 
 from evalsite.stimuli.audio import DUAL_MONO_LU, PEAK_CEILING_DBFS, playback_lufs
@@ -24,37 +22,25 @@ from evalsite.stimuli.models import Clip
 SHORTFALL_LU = 1.0
 
 
-def _peak_dbfs(clip: Clip) -> float | None:
-    """The stored file's sample peak (dBFS), as `audio.normalise` measures it; None without a
-    readable file."""
-    try:
-        data, _sr = sf.read(clip.file.path, dtype="float32", always_2d=True)  # (T, C)
-    except (OSError, ValueError, RuntimeError):  # no file (ValueError), gone, undecodable
-        return None
-    peak = float(np.max(np.abs(data), initial=0.0))
-    return 20 * np.log10(peak) if peak > 0 else None
-
-
 def played_lufs(clip: Clip, target_lufs: float) -> float | None:
     """The playback loudness (`playback_lufs`) participants of a study with this target hear:
     the stored file's, plus the gain `audio.normalise` gives it toward the target, which the
-    peak ceiling caps (as the served copy, `audio.normalised_path`, has it). None where the clip
-    was never measured or its file cannot be read."""
+    peak ceiling caps (as the served copy, `audio.normalised_path`, has it). From the clip's
+    stored measurements (`Clip.peak_dbfs`, measured when it was stored): no file is read, so a
+    page listing thousands of clips costs one query. None where the clip was never measured."""
     if clip.loudness_lufs is None or not clip.channels:
         return None
     stored = playback_lufs(clip.loudness_lufs, clip.channels)
     if abs(stored - target_lufs) < 0.1:  # served as stored
         return stored
-    peak = _peak_dbfs(clip)
-    if peak is None:
+    if clip.peak_dbfs is None:
         return None
-    return stored + min(target_lufs - stored, PEAK_CEILING_DBFS - peak)
+    return stored + min(target_lufs - stored, PEAK_CEILING_DBFS - clip.peak_dbfs)
 
 
 def under_target(clips: Iterable[Clip], target_lufs: float) -> dict[int, float]:
     """clip id -> the loudness it is played at, for each ready clip played more than
-    SHORTFALL_LU under the target. Only a clip stored that far under is read (for its peak):
-    the others reach the target whatever their peaks."""
+    SHORTFALL_LU under the target (the others reach the target whatever their peaks)."""
     out = {}
     for clip in clips:
         if clip.status != Clip.Status.READY or clip.loudness_lufs is None or not clip.channels:
@@ -68,8 +54,8 @@ def under_target(clips: Iterable[Clip], target_lufs: float) -> dict[int, float]:
 
 
 def under_target_in(clips: QuerySet[Clip], target_lufs: float) -> dict[int, float]:
-    """`under_target` of a queryset of clips, reading from the database only those stored more
-    than SHORTFALL_LU under the target (a mono clip's playback loudness is +3.01 LU over its
+    """`under_target` of a queryset of clips, loading only those stored more than
+    SHORTFALL_LU under the target (a mono clip's playback loudness is +3.01 LU over its
     stored BS.1770 value)."""
     below = target_lufs - SHORTFALL_LU
     quiet = Q(channels=1, loudness_lufs__lt=below - DUAL_MONO_LU) | (

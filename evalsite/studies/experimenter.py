@@ -266,13 +266,25 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 def quiet_clips(study: Study) -> dict | None:
     """The ready clips of the study's catalogue whose peaks keep them played more than
-    `served_level.SHORTFALL_LU` under its loudness target: how many (`n`), the most LU under
-    (`most`); None if none."""
+    `served_level.SHORTFALL_LU` under its loudness target: how many of the clips its trials
+    use (`n`, which it can leave out of them) and the most LU under among them (`most`), and
+    how many others of the catalogue, in none of its trials (`others`, `others_most`), which a
+    trial added later would play that quiet. None if none."""
     target = study.setting("loudness_target_lufs")
     played = served_level.under_target_in(study_catalogue_clips(study), target)
     if not played:
         return None
-    return {"n": len(played), "most": target - min(played.values())}
+    used: set[int] = set()
+    for row in study.trials.values_list("reference_id", "candidate_a_id", "candidate_b_id"):
+        used.update(row)
+    in_trials = [v for pk, v in played.items() if pk in used]
+    others = [v for pk, v in played.items() if pk not in used]
+    return {
+        "n": len(in_trials),
+        "most": target - min(in_trials, default=target),
+        "others": len(others),
+        "others_most": target - min(others, default=target),
+    }
 
 
 def _offered(study: Study) -> list[str]:

@@ -154,7 +154,11 @@ CODEBOOK: dict[str, dict[str, dict]] = {
             "integer",
         ),
         "screen_out_code": _col("Code shown when screened out", "string or ''"),
-        "completion_code": _col("Completion code shown at the end", "string or ''"),
+        "completion_code": _col(
+            "Completion code stored when the participant finished (shown at the end; with a "
+            "Prolific URL the study's code is shown and sent: docs/experimenter.md)",
+            "string or ''",
+        ),
         "slots": _col("Trials assigned (practice included)", "integer"),
         "answers": _col("Main and catch answers stored", "integer"),
         "practice_answers": _col("Practice answers stored", "integer"),

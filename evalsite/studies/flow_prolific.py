@@ -1,11 +1,13 @@
-"""The links that send a participant back to Prolific at the end: with its completion code
-(`done`) or with the study's screen-out code (`screened_out`); and the pairing of a Prolific
-completion URL with a study-wide completion code, which the settings page and Open check.
+"""The links that send a participant back to Prolific (or another panel) at the end: with its
+completion code (`done`) or with the study's screen-out code (`screened_out`); and the pairing of
+a Prolific completion URL with a study-wide completion code, which the settings page and Open
+check.
 
 Prolific accepts only the completion code(s) set on its own study, so a study with a Prolific
 URL needs one code for everyone: the Completion code setting, or the `cc` the URL carries as
 Prolific hands it out. A random per-participant code would mean nothing to Prolific (every
-submission would arrive with an unknown code), as on the screen-out side."""
+submission would arrive with an unknown code), as on the screen-out side. Another panel's URL
+(a lab's, SONA's) is not paired: its {code} slot, or its `cc`, gets each participant's code."""
 
 from __future__ import annotations
 
@@ -13,26 +15,63 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from evalsite.studies.models import Participant, Study
 
+# Prolific's hosts: its completion URLs are app.prolific.com/submissions/complete?cc=CODE
+# (app.prolific.co: its earlier domain, which older links still name)
+PROLIFIC_DOMAINS = ("prolific.com", "prolific.co")
+
+
+def is_prolific(url: str) -> bool:
+    """Whether `url` is Prolific's (its host prolific.com or .co, or one of their subdomains)."""
+    host = (urlsplit(url.strip()).hostname or "").lower()
+    return any(host == d or host.endswith(f".{d}") for d in PROLIFIC_DOMAINS)
+
 
 def url_code(url: str) -> str:
-    """The completion code the URL carries as `cc` ("" if none, or only the {code} slot)."""
-    code = dict(parse_qsl(urlsplit(url).query)).get("cc", "")
+    """The completion code the URL carries as `cc` ("" if none, or only the {code} slot),
+    stripped of surrounding spaces as a typed code is (`?cc=C7XK2P9Q%20`)."""
+    code = dict(parse_qsl(urlsplit(url.strip()).query)).get("cc", "").strip()
     return "" if "{code}" in code else code
 
 
 def completion_code(study: Study) -> str:
     """The study-wide completion code: the Completion code setting, else the `cc` of its
-    Prolific URL ("" if neither: each participant is given a random code)."""
-    return study.setting("completion_code") or url_code(
-        study.setting("prolific_completion_url") or ""
-    )
+    Prolific URL ("" if neither: each participant is given a random code). Possibly longer
+    than a participant's stored code may be, where the settings were saved unchecked."""
+    url = study.setting("prolific_completion_url") or ""
+    return study.setting("completion_code") or (url_code(url) if is_prolific(url) else "")
+
+
+def finish_code(study: Study) -> str:
+    """The code stored for a participant who finishes: the study's (`completion_code`) where
+    the column holds it, else "" (a random one is given): a setting saved unchecked, a URL's
+    cc longer than the column, must not stop anyone finishing (the overview names it)."""
+    code = completion_code(study)
+    return code if len(code) <= _longest() else ""
+
+
+def _longest() -> int:
+    longest = Participant._meta.get_field("completion_code").max_length
+    return 32 if longest is None else longest
+
+
+def _cc_keys(url: str) -> list[str]:
+    """The query keys of `url` that are `cc` in another case (`CC=`)."""
+    return [k for k, _ in parse_qsl(urlsplit(url.strip()).query) if k != "cc" and k.lower() == "cc"]
 
 
 def completion_problem(url: str, code: str) -> str:
     """Why a Prolific completion URL and a completion code do not go together ("" if they do,
-    or there is no URL). `code` is the Completion code setting as it will be stored."""
-    if not url:
+    or there is no URL, or it is another panel's). `code` is the Completion code setting as it
+    will be stored."""
+    if not is_prolific(url):
         return ""
+    if keys := _cc_keys(url):
+        shown = ", ".join(f"{k}={dict(parse_qsl(urlsplit(url.strip()).query))[k]}" for k in keys)
+        return (
+            f"Completion code: the Prolific completion URL carries {shown}; Prolific's "
+            "completion URL names its code with a lower-case cc (…/complete?cc=CODE). Write "
+            "it as cc=, or paste the URL as Prolific gives it."
+        )
     carried = url_code(url)
     if not code and not carried:
         return (
@@ -41,11 +80,12 @@ def completion_problem(url: str, code: str) -> str:
             "mean nothing to it. Copy the study's completion code from Prolific here, or paste "
             "the completion URL as Prolific gives it (…/complete?cc=CODE)."
         )
-    longest = Participant._meta.get_field("completion_code").max_length
-    if longest is not None and len(code or carried) > longest:
+    if len(code or carried) > _longest():
         return (
             f"Completion code: the Prolific completion URL's cc={carried} is longer than the "
-            f"{longest} characters a completion code may have; expected Prolific's code."
+            f"{_longest()} characters a completion code may have; expected Prolific's code. "
+            "Participants who finish meanwhile are sent to Prolific with it, and stored with a "
+            "random code of their own."
         )
     if code and carried and code != carried:
         return (
@@ -73,11 +113,19 @@ def _with_cc(url: str, code: str) -> str:
     return urlunsplit(parts._replace(query=urlencode([*query, ("cc", code)])))
 
 
-def prolific_redirect(p: Participant) -> str:
-    """The study's Prolific completion URL with the participant's completion code, the one its
-    done page shows and participants.csv records ("" if the study has no URL)."""
+def sent_code(p: Participant) -> str:
+    """The completion code the participant's done page shows and its link sends: with a
+    Prolific URL, the study's code (`completion_code`), the one Prolific accepts, whatever code
+    the participant was stored with (a random one, given before the study's code was taken from
+    the URL, or where it was too long to store); else the participant's own."""
     url = p.study.setting("prolific_completion_url") or ""
-    return _with_cc(url, p.completion_code) if url else ""
+    return (completion_code(p.study) if is_prolific(url) else "") or p.completion_code
+
+
+def prolific_redirect(p: Participant) -> str:
+    """The study's completion URL with `sent_code` ("" if the study has no URL)."""
+    url = p.study.setting("prolific_completion_url") or ""
+    return _with_cc(url, sent_code(p)) if url else ""
 
 
 def prolific_screen_out_redirect(p: Participant) -> str:

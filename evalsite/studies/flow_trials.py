@@ -177,7 +177,7 @@ def finish_if_complete(p: Participant) -> bool:
     if stored < total:
         return False
     # the study's code (Prolific knows only that one), else a random one of the participant's
-    code = flow_prolific.completion_code(p.study) or new_completion_code()
+    code = flow_prolific.finish_code(p.study) or new_completion_code()
     finished = advance(p, Step.TRIALS, Step.DONE, completion_code=code)
     if finished:
         design.release_finished(p)

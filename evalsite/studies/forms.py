@@ -170,7 +170,8 @@ class StudyForm(forms.ModelForm):
     prolific_completion_url = forms.URLField(
         required=False, assume_scheme="https", label="Prolific completion URL",
         help_text="Participants are sent here once every answer is stored; {code} is replaced "
-        "by the completion code.",
+        "by the completion code (else it is sent as cc=). Another panel's URL (not "
+        "app.prolific.com's) may take each participant's own code: leave Completion code empty.",
     )  # fmt: skip
     reservation_timeout_s = forms.IntegerField(
         min_value=60, max_value=86400, label="Reservation timeout (s)",
@@ -350,14 +351,14 @@ class StudyForm(forms.ModelForm):
         return data
 
     def _pair_completion_code(self, data: dict) -> None:
-        """A Prolific completion URL needs a study-wide completion code (`flow_prolific`): the
-        code given, else the URL's own `cc`, taken into the setting so that the done page, the
-        link and the export carry the code Prolific was given; refused without either, or where
-        the two differ."""
+        """A Prolific completion URL needs a study-wide completion code (`flow_prolific`; another
+        panel's URL is not paired): the code given, else the URL's own `cc`, taken into the
+        setting so that the done page, the link and the export carry the code Prolific was
+        given; refused without either, or where the two differ."""
         if "completion_code" not in data or "prolific_completion_url" not in data:
             return  # one is invalid already, with its own error
         url = data["prolific_completion_url"]
-        if url and not data["completion_code"]:
+        if not data["completion_code"] and flow_prolific.is_prolific(url):
             data["completion_code"] = flow_prolific.url_code(url)
         if why := flow_prolific.completion_problem(url, data["completion_code"]):
             self.add_error("completion_code", why)

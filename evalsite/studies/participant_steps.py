@@ -144,9 +144,12 @@ def get_trial(request, p):
 
 
 def get_done(request, p):
-    return render_step(
-        request, p, "done.html", {"prolific_url": flow_prolific.prolific_redirect(p)}
-    )
+    context = {
+        "prolific_url": flow_prolific.prolific_redirect(p),
+        "completion_code": flow_prolific.sent_code(p),
+        "is_prolific": flow_prolific.is_prolific(p.study.setting("prolific_completion_url") or ""),
+    }
+    return render_step(request, p, "done.html", context)
 
 
 def get_screened_out(request, p):

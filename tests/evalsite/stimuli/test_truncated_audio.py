@@ -5,6 +5,7 @@ as a whole, shorter one, and a cut FLAC fails part-way."""
 from __future__ import annotations
 
 import io
+import re
 import struct
 
 import numpy as np
@@ -49,6 +50,34 @@ def test_it_refuses_a_flac_cut_short_naming_both_lengths(tmp_path):
     msg = str(err.value)
     assert msg.startswith("take.flac: cut short: its data holds ")
     assert f"of the {SECONDS:.2f} s ({int(SECONDS * SR)} frames) its header declares" in msg
+
+
+def _reads(path, frames: int) -> bool:
+    """Whether libsndfile decodes the first `frames` frames of the file in one read."""
+    with sf.SoundFile(str(path)) as f:
+        try:
+            return f.read(frames, dtype="float32").shape[0] == frames
+        except (sf.LibsndfileError, RuntimeError):
+            return False
+
+
+@pytest.mark.parametrize("share", [0.1, 0.3, 0.5, 0.9])
+def test_a_cut_flacs_refusal_gives_the_frames_that_decode(tmp_path, share):
+    """The review's case (findings_rdiff.md, 6): counted in blocks of 65,536 frames, a FLAC cut
+    in its first 1.5 s was said to hold 0.00 s. The frames named are those that decode, no
+    fewer: one more fails."""
+    t = np.arange(10 * SR) / SR
+    rng = np.random.default_rng(0)
+    x = (0.1 * rng.standard_normal((t.size, 2))).astype(np.float32)  # (T, 2)
+    buf = io.BytesIO()
+    sf.write(buf, x, SR, format="FLAC")
+    whole = buf.getvalue()
+    path = tmp_path / "cut.flac"
+    path.write_bytes(whole[: int(len(whole) * share)])
+    with pytest.raises(audio.AudioError) as err:
+        audio.read_audio(path, "cut.flac")
+    held = int(re.search(r"its data holds [0-9.]+ s \((\d+) frames\)", str(err.value)).group(1))
+    assert held > 0 and _reads(path, held) and not _reads(path, held + 1)
 
 
 def test_it_takes_a_wav_whose_header_leaves_the_length_to_the_file(tmp_path):

@@ -124,3 +124,96 @@ def test_the_settings_page_help_pairs_the_code_with_the_url(client, alice, study
     client.force_login(alice)
     form = client.get(reverse("studies:study_edit", args=[study.pk])).context["form"]
     assert "Prolific" in form.fields["completion_code"].help_text
+
+
+def test_a_participant_who_finished_before_the_pairing_is_sent_the_code_prolific_accepts(
+    client, listening_study
+):
+    """A study saved with the URL's cc and no code of its own: a participant who finished before
+    the code was taken from the URL holds a random code (findings_rdiff.md, 2). Their done page
+    shows, and the link sends, the URL's code, which Prolific accepts; participants.csv keeps the
+    code they were given when they finished."""
+    p = to_step(client, enter(client, listening_study, PROLIFIC_PID="pp-early"), "practice")
+    finish(client, p)  # no URL yet: a random code, as everyone got before the pairing
+    p.refresh_from_db()
+    given = p.completion_code
+    assert given and given != "C7XK2P9Q"
+    listening_study.settings |= {"prolific_completion_url": f"{COMPLETE}?cc=C7XK2P9Q"}
+    listening_study.save()
+    page = client.get(url(p)).content.decode()
+    assert 'id="completion-code">C7XK2P9Q<' in page
+    assert f'href="{COMPLETE}?cc=C7XK2P9Q"' in page
+    # as text: a random hex code such as 12E45678 would read as a number
+    frame = pd.read_csv(
+        io.BytesIO(export_file(listening_study, "participants.csv")), dtype={"completion_code": str}
+    )
+    assert list(frame["completion_code"]) == [given]
+
+
+def test_a_urls_cc_too_long_to_store_does_not_stop_anyone_finishing(
+    client, experimenter, listening_study
+):
+    """An open study saved (before the check, or in the admin) with a URL whose cc is longer
+    than a stored completion code may be (32): each participant still finishes (the last answer
+    was a 500, findings_rdiff.md, 3); the link sends the URL's code, the done page shows it,
+    and the overview says what is wrong."""
+    long_cc = "X" * 40
+    listening_study.settings |= {
+        "prolific_completion_url": f"{COMPLETE}?cc={long_cc}",
+        "completion_code": "",
+    }
+    listening_study.save()
+    p = to_step(client, enter(client, listening_study, PROLIFIC_PID="pp-long"), "practice")
+    finish(client, p)
+    p.refresh_from_db()
+    assert p.step == "done" and len(p.completion_code) <= 32
+    page = client.get(url(p)).content.decode()
+    assert f'id="completion-code">{long_cc}<' in page and f"?cc={long_cc}" in page
+    client.force_login(experimenter)
+    html = client.get(reverse("studies:study_detail", args=[listening_study.pk])).content.decode()
+    assert 'class="error completion-code"' in html and "longer than the 32 characters" in html
+
+
+def test_a_code_in_the_url_is_cleaned_as_a_typed_one(client, alice, study):
+    client.force_login(alice)
+    link = f"{COMPLETE}?cc=C7XK2P9Q%20"
+    assert _save(client, study, prolific_completion_url=link, completion_code="").status_code == 302
+    study.refresh_from_db()
+    assert study.setting("completion_code") == "C7XK2P9Q"
+
+
+@pytest.mark.parametrize("code", ["", "C7XK2P9Q"])
+def test_it_refuses_an_upper_case_cc_key(client, alice, study, code):
+    """Prolific's completion URL names its code `cc`: a `CC=` pasted is neither missed (refused as
+    no code) nor carried beside the `cc` the link adds (two codes sent)."""
+    client.force_login(alice)
+    link = f"{COMPLETE}?CC=C7XK2P9Q"
+    response = _save(client, study, prolific_completion_url=link, completion_code=code)
+    assert response.status_code == 200
+    message = str(response.context["form"].errors["completion_code"])
+    assert "CC=C7XK2P9Q" in message and "lower-case cc" in message
+
+
+@pytest.mark.parametrize(
+    "link", ["https://www.example.org/return?code={code}", "https://www.example.org/return/{code}"]
+)
+def test_another_panels_url_gives_each_participant_their_own_code(
+    client, experimenter, listening_study, link
+):
+    """Only Prolific's completion URLs need one code for everyone: a lab panel's or SONA's URL
+    with a {code} slot sends each participant their own (findings_rdiff.md, 7)."""
+    client.force_login(experimenter)
+    response = _save(client, listening_study, prolific_completion_url=link, completion_code="")
+    assert response.status_code == 302
+    client.logout()
+    codes = []
+    for pid in ("lab-1", "lab-2"):
+        p = to_step(client, enter(client, listening_study, pid=pid), "practice")
+        finish(client, p)
+        p.refresh_from_db()
+        page = client.get(url(p)).content.decode()
+        assert f'id="completion-code">{p.completion_code}<' in page
+        assert f'href="{link.replace("{code}", p.completion_code)}"' in page
+        assert "Return to the site that sent you here" in page and "Prolific" not in page
+        codes.append(p.completion_code)
+    assert len(set(codes)) == 2

@@ -15,7 +15,7 @@ from django.urls import reverse
 from evalsite.stimuli import served_level
 from evalsite.stimuli.audio import clip_from_array, playback_lufs
 from evalsite.stimuli.models import Catalogue
-from evalsite.studies.models import Study
+from evalsite.studies.models import Study, Trial
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
 
 pytestmark = pytest.mark.django_db
@@ -64,9 +64,13 @@ def test_it_names_a_quiet_clip_on_the_clips_page_and_the_overview(client, alice,
     html = client.get(reverse("studies:clips", args=[quiet_study.pk])).content.decode()
     line = f"played at {played:.1f} LUFS, {-23.0 - played:.1f} LU under the target"
     assert line in html and html.count("LU under the target: its peaks limit the gain") == 1
+    _tones(quiet_study)
+    _trial(quiet_study, ["t0.wav", "click.wav", "t1.wav"])
     overview = client.get(reverse("studies:study_detail", args=[quiet_study.pk])).content.decode()
     assert 'id="quiet-clips"' in overview
-    assert "1 ready clip plays more than 1 LU under the loudness target" in overview
+    assert "1 clip in this study's trials plays more than 1 LU under the loudness target" in (
+        overview
+    )
 
 
 def test_a_higher_target_counts_the_headroom_a_clip_has(client, alice, quiet_study):
@@ -98,3 +102,50 @@ def test_no_clip_is_flagged_where_every_clip_reaches_the_target(client, alice, q
     client.force_login(alice)
     overview = client.get(reverse("studies:study_detail", args=[quiet_study.pk])).content.decode()
     assert 'id="quiet-clips"' not in overview and "LU under the target" not in overview
+
+
+def test_it_keeps_each_clips_peak_so_a_page_view_reads_no_audio(client, alice, quiet_study):
+    """The peak is measured once, when the clip is stored: with its file gone, the overview and
+    the Clips page still name the click (a view that read the file would find nothing)."""
+    (click,) = quiet_study.catalogue.clips.filter(name="click.wav")
+    data, _sr = sf.read(click.file.path, dtype="float32", always_2d=True)
+    assert click.peak_dbfs == pytest.approx(20 * np.log10(np.max(np.abs(data))), abs=1e-4)
+    for clip in quiet_study.catalogue.clips.all():
+        clip.file.storage.delete(clip.file.name)
+    client.force_login(alice)
+    overview = client.get(reverse("studies:study_detail", args=[quiet_study.pk])).content.decode()
+    assert 'id="quiet-clips-unused"' in overview
+    html = client.get(reverse("studies:clips", args=[quiet_study.pk])).content.decode()
+    assert html.count("LU under the target: its peaks limit the gain") == 1
+
+
+def _trial(study: Study, names: list[str]) -> None:
+    r, a, b = (study.catalogue.clips.get(name=n) for n in names)
+    Trial.objects.create(study=study, reference=r, candidate_a=a, candidate_b=b,
+                         instrument="drums")  # fmt: skip
+
+
+def _tones(study: Study) -> None:
+    for i in range(3):
+        clip_from_array(_tone() * (1 + i / 10), SR, study.catalogue, -23.0, name=f"t{i}.wav",
+                        piece=f"T{i}")  # fmt: skip
+
+
+def test_the_overview_counts_quiet_clips_in_the_studys_trials(client, alice, quiet_study):
+    _tones(quiet_study)
+    _trial(quiet_study, ["t0.wav", "click.wav", "t1.wav"])
+    client.force_login(alice)
+    overview = client.get(reverse("studies:study_detail", args=[quiet_study.pk])).content.decode()
+    assert "1 clip in this study's trials plays more than 1 LU under" in overview
+    assert "leave it out of the trials" in overview
+
+
+def test_a_quiet_clip_in_no_trial_is_not_told_to_be_left_out(client, alice, quiet_study):
+    """The review's case (findings_rdiff.md, 4): the click is in the catalogue, in no trial; the
+    warning to leave it out of the trials would never clear. It is named apart, as such."""
+    _tones(quiet_study)
+    _trial(quiet_study, ["t0.wav", "t1.wav", "t2.wav"])
+    client.force_login(alice)
+    overview = client.get(reverse("studies:study_detail", args=[quiet_study.pk])).content.decode()
+    assert 'id="quiet-clips"' not in overview and "leave it out" not in overview
+    assert "1 ready clip of the catalogue, in none of this study's trials, would play" in (overview)

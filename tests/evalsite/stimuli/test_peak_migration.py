@@ -1,0 +1,57 @@
+"""stimuli migration 0004 measures the sample peak of each ready clip stored before clips kept
+it (Clip.peak_dbfs), from its file, in batches; clips it cannot measure stay unmeasured."""
+
+from __future__ import annotations
+
+import importlib
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from evalsite.stimuli.models import Clip
+
+BEFORE = ("stimuli", "0002_clip_meta")
+FILLED = ("stimuli", "0004_clip_peak_dbfs_fill")
+fill_migration = importlib.import_module("evalsite.stimuli.migrations.0004_clip_peak_dbfs_fill")
+
+
+def _wav(peak: float) -> str:
+    x = np.zeros((4800, 2), dtype=np.float32)
+    x[100, 1] = peak
+    buf = io.BytesIO()
+    sf.write(buf, x, 48000, format="WAV", subtype="PCM_16")
+    return default_storage.save("clips/old.wav", ContentFile(buf.getvalue()))
+
+
+@pytest.mark.django_db(transaction=True)  # migrates the schema back and forth
+def test_it_fills_the_peak_of_clips_stored_before_in_batches(monkeypatch):
+    monkeypatch.setattr(fill_migration, "BATCH", 2)  # 5 clips: three batches
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()
+    executor.migrate([BEFORE])
+    try:
+        old = MigrationExecutor(connection).loader.project_state([BEFORE]).apps
+        OldClip = old.get_model("stimuli", "Clip")
+        made = {
+            name: OldClip.objects.create(name=name, status=status, file=file).pk
+            for name, status, file in [
+                ("half", "ready", _wav(0.5)),
+                ("quarter", "ready", _wav(0.25)),
+                ("silent", "ready", _wav(0.0)),
+                ("gone", "ready", "clips/never_written.wav"),
+                ("pending", "pending", _wav(0.5)),
+            ]
+        }
+    finally:
+        MigrationExecutor(connection).migrate(latest)
+    peaks = dict(Clip.objects.filter(pk__in=made.values()).values_list("name", "peak_dbfs"))
+    # 16-bit PCM holds 0.5 as 16384/32768 exactly, 0.25 as 8192/32768
+    assert peaks["half"] == pytest.approx(-6.0206, abs=1e-3)
+    assert peaks["quarter"] == pytest.approx(-12.0412, abs=1e-3)
+    assert peaks["silent"] is None and peaks["gone"] is None and peaks["pending"] is None
