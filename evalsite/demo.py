@@ -156,6 +156,9 @@ class Stages:
         for stage in STAGE_OPTIONS:  # what the existing demo was made with, stage by stage
             if self.marker(stage).exists():
                 every |= self.made_with(stage, json.loads(self.marker(stage).read_text()))
+        # What else the user gave (their port, the simulation asked for): only the stage
+        # options must change for the command to go on.
+        rest = "".join(f" {flag}" for flag in other_flags(self.opts, NOT_SHAPING))
         how = "was made with" if recorded else (
             "was made before the demo recorded its options, so it is taken as made with the "
             "defaults,"
@@ -163,9 +166,10 @@ class Stages:
         return DemoError(
             f"the demo's {name} stage under {self.opts.home} {how} {flags(made)}, not "
             f"with {flags(self.options_of(name))}. Go on with it: "
-            f'make demo ARGS="{flags(every)}"; or remake the demo with the new options: '
+            f'make demo ARGS="{flags(every)}{rest}"; or remake the demo with the new options: '
             f'make demo ARGS="--reset" (removes {self.opts.home}, the study\'s answers too), '
-            f'then make demo ARGS="{flags({key: getattr(self.opts, key) for key in SHAPING})}"'
+            f'then make demo ARGS="{flags({key: getattr(self.opts, key) for key in SHAPING})}'
+            f'{rest}"'
         )
 
     def total_line(self) -> str:
@@ -190,11 +194,35 @@ def print_urls(opts: DemoOptions) -> None:
 
 
 def rerun_flags(opts: DemoOptions) -> str:
-    """The stage-shaping options this demo was given apart from their defaults, each followed by
-    a space: a rerun must pass them again to reuse its stages."""
+    """The stage-shaping options this demo was given apart from their defaults, then its rates
+    and address, each followed by a space: a rerun must pass the first again to reuse its stages,
+    and the address to serve where the user chose (8000 may be taken)."""
     defaults = build_parser()
     given = {k: getattr(opts, k) for k in SHAPING if getattr(opts, k) != defaults.get_default(k)}
-    return f"{flags(given)} " if given else ""
+    kept = ([flags(given)] if given else []) + other_flags(opts, ("rates", "host", "port"))
+    return "".join(f"{flag} " for flag in kept)
+
+
+# The options that shape no stage, as the commands the demo prints repeat them.
+NOT_SHAPING = ("simulate", "rates", "host", "port", "serve")
+
+
+def other_flags(opts: DemoOptions, names: tuple[str, ...]) -> list[str]:
+    """The options among `names` (of NOT_SHAPING) this demo was given apart from their defaults,
+    as the command line takes them: ['--port 8121', '--no-serve']."""
+    defaults = build_parser()
+    found = []
+    for name in names:
+        value = getattr(opts, name)
+        if name == "serve":
+            found += [] if value else ["--no-serve"]
+        elif name == "rates":
+            if value != parse_rates(defaults.get_default("rates")):
+                items = ",".join(f"{k}={_flag_value(v)}" for k, v in value.items())
+                found.append(f"--rates {items}")
+        elif value != defaults.get_default(name):
+            found.append(flags({name: value}))
+    return found
 
 
 def serve(opts: DemoOptions) -> None:

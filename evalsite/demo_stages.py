@@ -83,8 +83,11 @@ def stage_catalog(opts: DemoOptions) -> dict:
 
     user = ensure_demo_user()
     catalogue, _ = Catalogue.objects.get_or_create(owner=user, name="demo test split")
-    # Always: an import interrupted part way resumes, and what it made already is reused.
-    report = import_slakh(opts.data_dir, "test", catalogue, seconds=4.0, attention=True)
+    # Always: an import interrupted part way resumes, and what it made already is reused. No
+    # automatic embedding: the job below embeds each clip once and its progress counts the work.
+    report = import_slakh(
+        opts.data_dir, "test", catalogue, seconds=4.0, attention=True, embed=False
+    )
     for line in report.skipped:
         print(f"      skipped {line}")
     with LocalWorker(opts) as worker:

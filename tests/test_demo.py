@@ -76,6 +76,19 @@ def _check_recovered(home: Path) -> None:
         assert low - half <= given <= high + half, (instrument, row)
 
 
+def _check_embedded_once(out: str, home: Path) -> None:
+    """The catalogue stage's job embeds each clip once, and its printed count rises only as its
+    own tasks do the work: the import's automatic tasks did it before, while the job said
+    "queued 32/92", and the job's tasks then skipped every clip."""
+    progress = re.findall(r"embed catalogue: (\w+) (\d+)/(\d+)", out)
+    assert progress and progress[-1][0] == "done", out[-3000:]
+    assert all(done == "0" for status, done, _ in progress if status == "queued"), progress
+    clips = int(progress[-1][2])
+    log = (home / "logs" / "worker.log").read_text()
+    tasks = re.findall(r"Task stimuli\.embed_clips\[[^\]]+\] received", log)
+    assert len(tasks) == -(-clips // 32), log[-3000:]  # CSN_EMBED_BATCH's default: 32 a task
+
+
 def _visit(browser, urls: dict[str, str], shots: Path) -> None:
     context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 900})
     context.set_default_timeout(20000)
@@ -119,6 +132,7 @@ def test_it_runs_the_readme_demo_from_a_fresh_clone_end_to_end(tmp_path, browser
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert (home / "db.sqlite3").exists()  # embedded default, not the test suite's PostgreSQL
     _check_recovered(home)
+    _check_embedded_once(first.stdout, home)
 
     # Rerun in serve mode: finished stages are skipped, then the printed URLs work in Chromium.
     proc, out = _serve(clone, home, args)

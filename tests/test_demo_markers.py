@@ -18,9 +18,8 @@ from evalsite.demo_options import DemoError, DemoOptions
 
 
 def _opts(home: Path, **changed) -> DemoOptions:
-    made = DemoOptions(home=home, tracks=40, seconds=20.0, seed=1, train_steps=150, simulate=0,
-                       rates={}, host="127.0.0.1", port=8000, serve=False)  # fmt: skip
-    return replace(made, **changed)
+    """The options of `make demo` with no ARGS (under `home`), but those `changed`."""
+    return replace(options(build_parser().parse_args([])), home=home, **changed)
 
 
 def _stage(calls: list[str]):
@@ -64,6 +63,31 @@ def test_it_stops_when_the_model_was_trained_for_other_steps(tmp_path):
 def test_it_repeats_the_non_default_options_in_its_simulate_hint(tmp_path):
     assert rerun_flags(_opts(tmp_path)) == ""
     assert rerun_flags(_opts(tmp_path, tracks=10, seconds=8.0)) == "--tracks 10 --seconds 8 "
+
+
+def test_its_simulate_hint_keeps_the_address_it_serves_on(tmp_path):
+    """A user who chose --port (8000 was taken) is given a command that serves there again."""
+    assert rerun_flags(_opts(tmp_path, port=8120)) == "--port 8120 "
+    moved = _opts(tmp_path, tracks=10, host="0.0.0.0", port=8121)
+    assert rerun_flags(moved) == "--tracks 10 --host 0.0.0.0 --port 8121 "
+
+
+def test_its_go_on_and_remake_commands_keep_the_options_that_shape_no_stage(tmp_path):
+    """The port, the simulation asked for and --no-serve are what the user typed: the commands
+    it prints differ from theirs only in the stage options."""
+    calls: list[str] = []
+    Stages(_opts(tmp_path)).run(1, 4, "data", _stage(calls))
+    given = _opts(tmp_path, tracks=10, port=8121, simulate=5, rates={"drums": 0.5}, serve=False)
+    with pytest.raises(DemoError) as stopped:
+        Stages(given).run(1, 4, "data", _stage(calls))
+    text = str(stopped.value)
+    rest = "--simulate 5 --rates drums=0.5 --port 8121 --no-serve"
+    made, asked = "--tracks 40 --seconds 20 --seed 1", "--tracks 10 --seconds 20 --seed 1"
+    assert f'Go on with it: make demo ARGS="{made} --train-steps 150 {rest}"' in text, text
+    assert f'then make demo ARGS="{asked} --train-steps 150 {rest}"' in text, text
+    go_on = re.search(r'Go on with it: make demo ARGS="([^"]*)"', text)
+    args = build_parser().parse_args(shlex.split(go_on[1]))
+    assert (args.port, args.simulate, args.rates, args.no_serve) == (8121, 5, {"drums": 0.5}, True)
 
 
 def _marker_from_before_options_were_recorded(opts: DemoOptions, name: str) -> None:

@@ -16,6 +16,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from evalsite.reports.models import ReportSnapshot, ReportState
+from evalsite.reports.rendering import notes as report_notes
 from evalsite.reports.rendering.summary import config_level, note, rounded, table_names, title
 from evalsite.reports.study_config import by_earlier_version, changes_since
 from evalsite.reports.tasks import queue_failure, recomputing_since, schedule_report
@@ -128,6 +129,14 @@ def report_page(request: HttpRequest, key: str) -> HttpResponse:
             if snap and name in snap.plots
         ],
         "downloads": sorted(snap.tables) if snap else [],
+        # Errors in view above the results; the notes counted there, listed in a disclosure.
+        "errors": report_notes.errors(snap.messages) if snap else [],
+        "notes_line": report_notes.count_line(snap.messages) if snap else "",
+        "note_groups": (
+            report_notes.note_groups(snap.messages, [str(t["name"]) for t in tables])
+            if snap
+            else []
+        ),
     }
     return render(request, "reports/report.html", context)
 

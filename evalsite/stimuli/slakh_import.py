@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -177,6 +178,7 @@ def import_slakh(
     conditions: tuple[str, ...] = CONDITIONS,
     target_lufs: float | None = -23.0,
     duplicates: str = "refuse",
+    embed: bool = True,
 ) -> ImportReport:
     """Import one split of a Slakh-layout dataset.
 
@@ -197,15 +199,21 @@ def import_slakh(
     Slakh2100; the count left out is in `omitted`, each track and why in `omitted_tracks`).
     The stems the reader skipped in this split are in `skipped_stems` and `stem_summary`.
     ValueError for `seconds` or `target_lufs` outside argument_errors' limits.
+
+    embed: queue the new clips' embeddings after the import (with CSN_AUTO_EMBED on, as every
+    clip that becomes ready is); False queues none, for a caller that queues an ingest job for
+    the catalogue next (`queue_ingest`): each clip is then embedded once, by the job, whose
+    progress counts the work as it is done.
     """
-    from evalsite.retrieval.signals import batched  # noqa: PLC0415  (retrieval imports stimuli)
+    from evalsite.retrieval.signals import batched, suppressed  # noqa: PLC0415  (it imports stimuli)
 
     if errors := argument_errors(seconds, target_lufs):
         raise ValueError("; ".join(f"{name} {why}" for name, why in errors.items()))
     ds, tracks = open_split(root, split, duplicates)
     if not isinstance(catalogue, Catalogue):
         catalogue = catalogue()
-    with batched() as queuing:  # each clip commits alone: queue their embeddings together
+    with batched() as queuing, suppressed() if not embed else nullcontext():
+        # each clip commits alone: batched() queues their embeddings together
         report = _import_split(
             ds, split, tracks, catalogue, seconds, attention, conditions, target_lufs
         )

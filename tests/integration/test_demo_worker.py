@@ -11,8 +11,10 @@ from django.conf import settings as django_settings
 
 from evalsite.demo_options import DemoOptions
 from evalsite.demo_processes import LocalWorker
+from evalsite.demo_stages import stage_catalog
 from evalsite.jobs.models import Job
 from evalsite.retrieval.models import Embedding
+from evalsite.stimuli.models import Catalogue, Clip
 from evalsite.stimuli.tasks import queue_ingest
 from tests.evalsite.retrieval.helpers import make_catalogue
 from tests.integration.conftest import REDIS_URL, wait_for
@@ -107,3 +109,34 @@ def test_it_stops_the_worker_with_a_warm_shutdown_that_logs_no_error(demo_env, a
     assert embedded and log.index("Warm shutdown") < embedded.start(), log[-3000:]
     job.refresh_from_db()
     assert job.status == Job.Status.DONE, job.message
+
+
+def test_its_catalogue_stage_embeds_each_clip_once_and_counts_the_work_as_its_job_does_it(
+    demo_env, tiny_dataset, settings, monkeypatch, capsys
+):
+    """With automatic embedding on (the default), the import queued every clip's embedding and
+    then the stage's ingest job queued it again: the job printed "queued 32/92" while the
+    automatic tasks did its work, and skipped every clip once its own tasks ran."""
+    settings.CSN_AUTO_EMBED = True
+    settings.CSN_EMBED_BATCH = 4
+    for name, value in {
+        "CSN_AUTO_EMBED": "1",
+        "CSN_EMBED_BATCH": "4",
+        "CSN_EMBED_PAUSE_S": "0",
+    }.items():
+        monkeypatch.setenv(name, value)
+    opts = DemoOptions(home=demo_env, tracks=1, seconds=1.0, seed=0, train_steps=1, simulate=0,
+                       rates={}, host="127.0.0.1", port=8000, serve=False)  # fmt: skip
+    opts.data_dir.parent.mkdir(parents=True)
+    opts.data_dir.symlink_to(tiny_dataset)
+    info = stage_catalog(opts)
+    clips = Catalogue.objects.get(pk=info["catalogue"]).clips.exclude(status=Clip.Status.FAILED)
+    n = clips.count()
+    assert n > 4 and Embedding.objects.filter(clip__in=clips).count() == n
+    log = (demo_env / "logs" / "worker.log").read_text()
+    embed_tasks = re.findall(r"Task stimuli\.embed_clips\[[^\]]+\] received", log)
+    assert len(embed_tasks) == -(-n // 4), log[-3000:]  # the job's batches, each clip once
+    out = capsys.readouterr().out
+    progress = re.findall(r"embed catalogue: (\w+) (\d+)/(\d+)", out)
+    assert progress and progress[-1] == ("done", str(n), str(n)), out
+    assert all(done == "0" for status, done, _ in progress if status == "queued"), out

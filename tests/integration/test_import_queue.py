@@ -45,6 +45,17 @@ def test_an_import_queues_its_clips_for_embedding_in_batches(broker, settings, t
 
 
 @pytest.mark.integration
+def test_an_import_told_not_to_embed_queues_nothing(broker, settings, tiny_dataset, ada):
+    """For a caller that queues an ingest job next (the demo): the job alone embeds the clips."""
+    settings.CSN_AUTO_EMBED = True
+    catalogue = Catalogue.objects.create(owner=ada, name="for a job")
+    report = import_slakh(tiny_dataset, "test", catalogue, seconds=2.0, conditions=("drums",),
+                          embed=False)  # fmt: skip
+    assert report.mixes and catalogue.clips.filter(status=Clip.Status.READY).exists()
+    assert _queued_embeds(broker) == [] and report.not_queued == ""
+
+
+@pytest.mark.integration
 def test_an_upload_of_several_files_queues_their_embeddings_together(broker, settings, client):
     from django.core.files.uploadedfile import SimpleUploadedFile
     from django.urls import reverse

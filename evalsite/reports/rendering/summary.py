@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..analysis.config import ReportConfig
+from .notes import notes_html
 
 if TYPE_CHECKING:  # types only: the report page renders stored tables without loading pandas
     import pandas as pd
@@ -209,11 +210,8 @@ def html_summary(report: Report, plots: dict[str, str]) -> str:
         "figure{margin:1em 0;max-width:100%}figure svg{max-width:100%;height:auto}"
         "</style></head><body><h1>Listening-study report</h1>",
     ]
-    for m in report.messages:
-        parts.append(
-            f"<p class='{m['level']}'><b>{m['level']}</b> ({html.escape(m['part'])}): "
-            f"{html.escape(m['text'])}</p>"
-        )
+    # Results first: errors, then the notes counted in one line and listed when opened.
+    parts.append(notes_html(report.messages, table_names(report.tables)))
     parts += [f"<figure>{svg}</figure>" for svg in plots.values()]
     for name in table_names(report.tables):
         anchor = f"table-{html.escape(name)}"

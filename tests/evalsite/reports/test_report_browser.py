@@ -48,9 +48,10 @@ def test_it_shows_a_computed_report_with_tables_and_plots(report_page, artifacts
     text = consent.first.inner_text()
     assert "drums" in text and "guitar" in text
     assert page.locator("svg").count() >= 1  # the plots render inline
-    _check_tables_scroll_in_their_own_box(page)
+    # The page's top, as a reader first sees it: before the check below scrolls to a table.
     (artifacts_dir / "screens").mkdir(exist_ok=True)
     page.screenshot(path=str(artifacts_dir / "screens" / "report.png"), full_page=False)
+    _check_tables_scroll_in_their_own_box(page)
 
 
 # Per table: its box (the wrapper that scrolls), the box's accessible name, and the widths.
@@ -150,3 +151,28 @@ def test_it_keeps_every_table_box_a_tab_stop_without_javascript(report_page):
     )
     assert len(boxes) >= 10
     assert all(b[0] == "0" and b[1] == "region" and b[2] for b in boxes), boxes
+
+
+def test_it_shows_its_first_plot_on_the_first_screen_and_its_notes_when_asked(report_page, audit):
+    """The notes (the demo's report held 18, two screens of them) are one line above the results;
+    opened, they list each note with links to the tables it concerns."""
+    page = report_page()
+    notes = page.locator("details.report-notes")
+    assert notes.count() == 1 and notes.get_attribute("open") is None
+    summary = notes.locator("summary").inner_text()
+    assert " notes on these results: " in summary, summary
+    top = page.evaluate(
+        "document.querySelector('.report-plots figure').getBoundingClientRect().top"
+    )
+    assert top < 1000, top  # the first plot starts within the first screen (1000 px high)
+    assert not notes.locator("li.notes-group").first.is_visible()
+    notes.locator("summary").click()
+    assert notes.locator("li.notes-group").first.is_visible()
+    links = notes.locator("a[href^='#table-']")
+    assert links.count() >= 1
+    target = links.first.get_attribute("href")
+    links.first.click()
+    page.wait_for_function("t => location.hash === t", arg=target)
+    assert page.locator(target).is_visible()
+    audit(page, "report with its notes open")
+    audit.assert_clean()
