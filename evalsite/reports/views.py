@@ -108,6 +108,13 @@ def report_page(request: HttpRequest, key: str) -> HttpResponse:
                     "rows": rounded(frame),
                 }
             )
+    under, top_warnings = (
+        report_notes.placed_warnings(snap.messages, [str(t["name"]) for t in tables])
+        if snap
+        else ({}, [])
+    )
+    for t in tables:
+        t["warnings"] = under.get(str(t["name"]), [])
     context = {
         "study": study,
         "snap": snap,
@@ -137,6 +144,8 @@ def report_page(request: HttpRequest, key: str) -> HttpResponse:
             if snap
             else []
         ),
+        # Warnings also in view: under their part's first table, or at the top without one.
+        "top_warnings": top_warnings,
     }
     return render(request, "reports/report.html", context)
 

@@ -2,7 +2,12 @@
 the standalone summary lay them out: counted in one line above the results, and listed, grouped by
 the part of the analysis that wrote them, next to links to the tables that part made. The demo's
 report held 18 (one reliability warning per instrument, power and mixed-model infos) and listed
-them before its first result; errors are not notes: they stay in view, above the results."""
+them before its first result; errors are not notes: they stay in view, above the results.
+
+A warning also stays in view where its figure is: under the heading of the first table its part
+made (once, though a part makes several), or, when the page shows none of them, above the results
+with the errors. A reader must not meet a table missing an instrument's row, or an interval left
+empty, without the sentence saying why behind a closed box (review rdemo2). Infos stay folded."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from html import escape
 # are about the answers and concern no one table.
 PART_TABLES = {
     "agreement": ("reliability", "noise_ceiling"),
+    "consent": ("consent", "participant_consent", "participant_rates"),
     "power": ("power_inputs", "power_plan"),
     "mixed": ("mixed", "mixed_laplace", "mixed_probability", "instrument_contrasts"),
     "diagnostics": ("position_bias", "fatigue", "psychometric", "catch", "test_retest"),
@@ -33,6 +39,36 @@ def errors(messages: list[dict]) -> list[dict]:
 
 def notes(messages: list[dict]) -> list[dict]:
     return [m for m in messages if m["level"] != "error"]
+
+
+def placed_warnings(
+    messages: list[dict], shown: list[str]
+) -> tuple[dict[str, list[dict]], list[dict]]:
+    """The warnings in view: {table name: those under its heading}, and those of parts that made
+    no table of `shown` (the page's tables, in reading order), for the top."""
+    by_table: dict[str, list[dict]] = {}
+    top: list[dict] = []
+    for m in messages:
+        if m["level"] != "warning":
+            continue
+        made = PART_TABLES.get(m["part"], (m["part"],))
+        first = next((name for name in shown if name in made), None)
+        if first is None:
+            top.append(m)
+        else:
+            by_table.setdefault(first, []).append(m)
+    return by_table, top
+
+
+def warnings_html(warnings: list[dict]) -> str:
+    """A list of warnings in view (the summary's; the page's template writes the same)."""
+    if not warnings:
+        return ""
+    items = "".join(
+        f"<li class='warning'><b>warning</b> ({escape(m['part'])}): {escape(m['text'])}</li>"
+        for m in warnings
+    )
+    return f"<ul class='report-messages report-warnings'>{items}</ul>"
 
 
 def count_line(messages: list[dict]) -> str:
@@ -70,12 +106,14 @@ def note_groups(messages: list[dict], shown: list[str]) -> list[NoteGroup]:
 
 
 def notes_html(messages: list[dict], shown: list[str]) -> str:
-    """The errors, then the notes' disclosure, as the standalone summary's HTML ('' for none);
+    """The errors, the warnings placed at the top, then the notes' disclosure, as the standalone
+    summary's HTML ('' for none); each table's own warnings go under its heading (summary.py);
     the page's template (reports/report.html) lays them out alike."""
     parts = [
         f"<p class='error'><b>error</b> ({escape(m['part'])}): {escape(m['text'])}</p>"
         for m in errors(messages)
     ]
+    parts.append(warnings_html(placed_warnings(messages, shown)[1]))
     groups = note_groups(messages, shown)
     if groups:
         parts.append(

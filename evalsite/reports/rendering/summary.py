@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..analysis.config import ReportConfig
-from .notes import notes_html
+from .notes import notes_html, placed_warnings, warnings_html
 
 if TYPE_CHECKING:  # types only: the report page renders stored tables without loading pandas
     import pandas as pd
@@ -211,11 +211,14 @@ def html_summary(report: Report, plots: dict[str, str]) -> str:
         "</style></head><body><h1>Listening-study report</h1>",
     ]
     # Results first: errors, then the notes counted in one line and listed when opened.
-    parts.append(notes_html(report.messages, table_names(report.tables)))
+    shown = table_names(report.tables)
+    parts.append(notes_html(report.messages, shown))
     parts += [f"<figure>{svg}</figure>" for svg in plots.values()]
-    for name in table_names(report.tables):
+    under, _top = placed_warnings(report.messages, shown)
+    for name in shown:
         anchor = f"table-{html.escape(name)}"
         parts.append(f"<h2 id='{anchor}'>{html.escape(title(name, report_level(report)))}</h2>")
+        parts.append(warnings_html(under.get(name, [])))
         if note(name):
             parts.append(f"<p class='table-note'>{html.escape(note(name))}</p>")
         if not report.tables[name].empty:

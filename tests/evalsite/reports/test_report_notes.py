@@ -102,3 +102,60 @@ def test_its_standalone_summary_lays_its_notes_out_as_the_page_does():
     assert all(box.count(note["text"]) == 1 for note in NOTES)
     assert html.index("no trial") < html.index("<figure") and "no trial" not in box
     assert html.index("report-notes") < html.index("<figure")
+
+
+SEPARATION = {
+    "level": "warning",
+    "part": "mixed",
+    "text": "drums: every answer agrees: its log-odds is not estimable",
+}
+
+
+def _in_view(html: str) -> str:
+    """The page without its closed notes box: what a reader sees without opening it."""
+    return html.replace(_notes_box(html), "")
+
+
+def test_a_warning_stays_in_view_under_the_first_table_its_part_made(page):
+    """A warning says how far to trust a figure (a row left out, an interval left empty): the
+    reader must meet it where the figure is, not only inside the closed box (review rdemo2, F1)."""
+    html = page([SEPARATION, *NOTES])
+    seen = _in_view(html)
+    assert SEPARATION["text"] in seen
+    mixed_heading = seen.index('id="table-mixed"')
+    at = seen.index(SEPARATION["text"])
+    assert at > mixed_heading  # under its table's heading...
+    assert at < seen.index("<table", mixed_heading)  # ...before the table
+    assert seen.count(SEPARATION["text"]) == 1  # once, though the part made several tables
+    # infos stay folded: only in the box
+    assert not any(n["text"] in seen for n in NOTES if n["level"] == "info")
+
+
+def test_a_warning_of_a_part_without_a_table_on_the_page_stays_in_view_above_the_results(page):
+    lost = {"level": "warning", "part": "input", "text": "12 answers name no trial: left out"}
+    html = page([lost, *NOTES])
+    seen = _in_view(html)
+    assert lost["text"] in seen
+    assert seen.index(lost["text"]) < seen.index("<figure")
+
+
+def test_a_consent_note_links_to_the_participant_level_tables_too(page):
+    note = {"level": "warning", "part": "consent", "text": "participant-level t test left empty"}
+    box = _notes_box(page([note]))
+    assert 'href="#table-participant_consent"' in box
+
+
+def test_its_standalone_summary_keeps_warnings_in_view_as_the_page_does():
+    import pandas as pd
+
+    from evalsite.reports.analysis.result import Report
+    from evalsite.reports.rendering.summary import html_summary
+
+    report = Report(messages=[SEPARATION, *NOTES])
+    report.tables["mixed"] = pd.DataFrame({"term": ["bass"], "estimate": [0.1]})
+    html = html_summary(report, {"consent": "<svg></svg>"})
+    seen = _in_view(html)
+    at = seen.index(SEPARATION["text"])
+    assert seen.index("id='table-mixed'") < at < seen.index("<table")
+    assert "reliability interval for drums" in seen  # agreement: no table here, so at the top
+    assert seen.index("reliability interval for drums") < seen.index("<figure")
