@@ -112,12 +112,24 @@ def crossed_piece_test(a_correct, b_correct, anchors, others) -> dict:
     if x.shape != a_idx.shape:
         raise ValueError(f"crossed_piece_test: {x.size} outcomes but {a_idx.size} anchors")
     stat = float(x.sum())
-    se = float(np.sqrt(piece_effects_variance(x, a_idx, o_idx)["var"]))
+    est = piece_effects_variance(x, a_idx, o_idx)
+    se, df = float(np.sqrt(est["var"])), reference_df(est["df"], n_pieces)
     if stat == 0.0:
         p = 1.0
     else:
-        p = float(2.0 * stats.t.sf(abs(stat) / se, n_pieces - 1)) if se > 0 else float("nan")
-    return {"stat": stat, "se": se, "p_val": p, "n_pieces": n_pieces}
+        p = float(2.0 * stats.t.sf(abs(stat) / se, df)) if se > 0 else float("nan")
+    return {"stat": stat, "se": se, "df": df, "p_val": p, "n_pieces": n_pieces}
+
+
+def reference_df(df: float, n_pieces: int) -> float:
+    """The t reference's df: the Satterthwaite df floored at 1 and capped at n_pieces - 1.
+
+    The cap: the Satterthwaite df rests on the fitted covariance as if it were the true one; where
+    the piece components come out near 0 it credits the estimate with up to N - G df, while the
+    pieces' share is only ever learnt from P pieces. P - 1 (the df used before, and CGM's advice
+    for P clusters) stays the most generous reference. The floor: below 1 the formula says only
+    that one noisy component dominates; t(1) is already Cauchy-tailed."""
+    return float(min(max(df, 1.0), n_pieces - 1)) if np.isfinite(df) else float("nan")
 
 
 def code_roles(anchors, others) -> tuple[np.ndarray, np.ndarray, int]:
@@ -193,7 +205,39 @@ def piece_effects_variance(
     sums = {k: w @ m for k, m in inc.items()}  # (P,) each: w'A, w'O
     totals = {k: sum(float(sums[g[0]] @ sums[g[1]]) for g in grams[k]) for k in grams}
     out["var"] = sum(out[k] * totals[k] for k in grams) + out["triplet"] * float(w @ w)
+    # var = c . (the quadratic forms), c from the same moment equations: var is one form x'Qx.
+    coef = np.linalg.pinv(np.array(system)).T @ np.array([*(totals[k] for k in present), w @ w])
+    spread = _form_trace(
+        dict(zip([*present, "triplet"], coef.tolist())), out, centred, n - n_g.size
+    )
+    out["df"] = out["var"] ** 2 / spread if spread > 0 else float("nan")
     return out
+
+
+def _form_trace(coef: dict, comps: dict, centred: dict, n_free: int) -> float:
+    """tr((QV)^2) for Q = H Z C Z'H + c_e H (the estimate's form) and V = Z S Z' + s_e I (the
+    fitted covariance), Z = [A O] (N, 2P); under normality var(x'Qx) = 2 tr((QV)^2) (Searle,
+    Casella & McCulloch 1992, thm. S4), so the Satterthwaite df 2 var^2 / var(var) is
+    var^2 / tr((QV)^2). With W = HZ and K = Z'HZ = W'W = W'Z, QV = W X Z' + s_e W C W' +
+    c_e s_e H, X = C K S + c_e S, and every trace reduces to (2P, 2P) products."""
+    eye = np.eye(centred["AA"].shape[0])
+
+    def blocks(v: dict) -> np.ndarray:  # (2P, 2P)
+        a, o, c = (v.get(k, 0.0) for k in COMPONENTS[:3])
+        return np.block([[a * eye, c * eye], [c * eye, o * eye]])
+
+    k = np.block([[centred["AA"], centred["AO"]], [centred["OA"], centred["OO"]]])  # (2P, 2P)
+    c, s = blocks(coef), blocks(comps)
+    c_e, s_e = coef.get("triplet", 0.0), comps["triplet"]
+    ck, x_k = c @ k, (c @ k @ s + c_e * s) @ k  # (2P, 2P) each
+    return float(
+        np.sum(x_k * x_k.T)  # tr(XKXK)
+        + s_e**2 * np.sum(ck * ck.T)
+        + (c_e * s_e) ** 2 * n_free  # tr(H) = N - G
+        + 2 * s_e * np.sum(x_k * ck.T)
+        + 2 * c_e * s_e * np.trace(x_k)
+        + 2 * c_e * s_e**2 * np.trace(ck)
+    )
 
 
 def _trace(g: list[str], h: list[str], centred: dict) -> float:
