@@ -165,8 +165,10 @@ def piece_effects_variance(
     sum_l s_l tr(H G H G_l); the four are solved for s (least squares, so that an absent
     component, e.g. no other roles, is 0). truncate: variances below 0 set to 0 and |cross|
     capped at sqrt(s_anchor s_other), as usual for moment estimates. groups (N,): e.g. the
-    condition, each with its own mean; weights w (N,), 1 by default. Returns the components and
-    var = w' cov w = sum_l s_l w'G_l w.
+    condition, each with its own mean; weights w (N,), 1 by default. Returns the components,
+    var = w' cov w = sum_l s_l w'G_l w, and df: var's Satterthwaite df, 2 var^2 / var(var)
+    under normality with the fitted covariance (_satterthwaite_df; uncapped, see
+    reference_df).
     """
     n = x.size
     groups = (
@@ -205,13 +207,38 @@ def piece_effects_variance(
     sums = {k: w @ m for k, m in inc.items()}  # (P,) each: w'A, w'O
     totals = {k: sum(float(sums[g[0]] @ sums[g[1]]) for g in grams[k]) for k in grams}
     out["var"] = sum(out[k] * totals[k] for k in grams) + out["triplet"] * float(w @ w)
-    # var = c . (the quadratic forms), c from the same moment equations: var is one form x'Qx.
-    coef = np.linalg.pinv(np.array(system)).T @ np.array([*(totals[k] for k in present), w @ w])
-    spread = _form_trace(
-        dict(zip([*present, "triplet"], coef.tolist())), out, centred, n - n_g.size
-    )
-    out["df"] = out["var"] ** 2 / spread if spread > 0 else float("nan")
+    raw = dict(zip([*present, "triplet"], est.tolist()))
+    weight = {k: totals[k] for k in present} | {"triplet": float(w @ w)}
+    out["df"] = _satterthwaite_df(raw, out, weight, np.array(system), centred, truncate)
     return out
+
+
+def _satterthwaite_df(raw, out, weight, system, centred, truncate) -> float:
+    """2 var^2 / var(var) under normality and the fitted covariance. Near the estimate var is
+    a linear function of the quadratic forms (delta method through the truncation: a component
+    set to 0 is constant there), so it is one form x'Qx with coefficients c = M^+' g, g the
+    gradient of var in the untruncated components, M the moment equations."""
+    grad = _truncation_gradient(raw, out, truncate)
+    g = np.array([sum(weight[k] * grad.get((k, j), 0.0) for k in raw) for j in raw])
+    coef = dict(zip(raw, (np.linalg.pinv(system).T @ g).tolist()))
+    spread = _form_trace(coef, out, centred, int(round(system[-1, -1])))  # tr(H) = N - G
+    return out["var"] ** 2 / spread if spread > 0 else float("nan")
+
+
+def _truncation_gradient(raw: dict, out: dict, truncate: bool) -> dict:
+    """d out_k / d raw_j of the truncated components at the estimate, as {(k, j): value}."""
+    grad = {}
+    for k in raw:
+        if k != "cross" and (not truncate or raw[k] > 0):
+            grad[(k, k)] = 1.0
+    if "cross" in raw:
+        if not truncate or out["cross"] == raw["cross"]:
+            grad[("cross", "cross")] = 1.0
+        elif out["anchor"] > 0 and out["other"] > 0:  # capped at +-sqrt(anchor other)
+            sign = np.sign(out["cross"])
+            grad[("cross", "anchor")] = sign * 0.5 * np.sqrt(out["other"] / out["anchor"])
+            grad[("cross", "other")] = sign * 0.5 * np.sqrt(out["anchor"] / out["other"])
+    return grad
 
 
 def _form_trace(coef: dict, comps: dict, centred: dict, n_free: int) -> float:

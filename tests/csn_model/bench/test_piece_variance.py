@@ -374,7 +374,7 @@ def test_it_gives_satterthwaite_s_df_for_a_mix_of_mean_squares():
     assert out["df"] == pytest.approx(expected, rel=1e-9)
 
 
-def _dense_df(x, a, others, groups, w, comps) -> float:
+def _dense_df(x, a, others, groups, w, comps, kept=(True, True, True, True)) -> float:
     """The df by hand with dense (N, N) matrices: var_hat = sum_k c_k u'G_k u with c solving
     the moment equations, Q = sum_k c_k H G_k H; under normality var(x'Qx) = 2 tr((QV)^2) with
     V the fitted covariance; df = 2 var_hat^2 / var(var_hat)."""
@@ -388,7 +388,8 @@ def _dense_df(x, a, others, groups, w, comps) -> float:
     h = np.eye(n) - same / same.sum(axis=1)  # (N, N) centring within groups
     g = [big_a @ big_a.T, big_o @ big_o.T, big_a @ big_o.T + big_o @ big_a.T, np.eye(n)]
     m = np.array([[np.trace(h @ gk @ h @ gl) for gl in g] for gk in g])  # (4, 4)
-    totals = np.array([w @ gl @ w for gl in g])  # var = totals . s
+    totals = np.array([w @ gl @ w for gl in g]) * kept  # var = totals . s; a component
+    # truncated to 0 is constant near the estimate, so the estimate's form leaves it out
     c = np.linalg.solve(m.T, totals)  # var_hat = c . (x'H G_k H x)
     q = sum(ck * h @ gk @ h for ck, gk in zip(c, g))  # (N, N)
     v = sum(comps[k] * gk for k, gk in zip(("anchor", "other", "cross", "triplet"), g))
@@ -460,3 +461,18 @@ def test_it_gives_no_crossed_figures_for_a_kind_whose_other_pieces_are_unknown(t
     acc = accuracy_table(outcomes, n_boot=20)
     assert acc.loc[acc.kind == "natural", "crossed_se"].isna().all()
     assert acc.loc[acc.kind == "pseudo", "crossed_se"].notna().all()
+
+
+def test_it_leaves_a_component_truncated_to_zero_out_of_the_df():
+    # No anchor effect: its estimate comes out below 0, is set to 0 (and the cross term, capped
+    # at sqrt(anchor other) = 0, with it). Near the estimate the truncated var is then
+    # s_other w'OO'w + s_triplet w'w alone (delta method), whose form gives the df.
+    rng = np.random.default_rng(0)
+    a, others = _crossed_design(rng, pieces=7, n=40)
+    x = rng.normal(0, 1, 7)[others].sum(1) + rng.normal(0, 1, 40)
+    raw = piece_effects_variance(x, a, others, truncate=False)
+    out = piece_effects_variance(x, a, others)
+    assert raw["anchor"] < 0 < raw["other"] and out["anchor"] == out["cross"] == 0
+    ones, groups = np.ones(40), np.zeros(40, int)
+    kept = (False, True, False, True)
+    assert out["df"] == pytest.approx(_dense_df(x, a, others, groups, ones, out, kept), rel=1e-9)
