@@ -14,7 +14,7 @@ results.json:
      "tie_rule": "...",   # TIE_RULE: a tie counts as wrong in the accuracy
      "warnings": ["system X: 100.0 % of triplets ... are ties ...", ...],   # tie_warnings
      "comparisons": [{kind, term, system, reference, estimate, stat, p_val, p_adj,
-                      crossed_se, crossed_p_val, crossed_p_adj, n, n_pieces,
+                      crossed_se, crossed_df, crossed_p_val, crossed_p_adj, n, n_pieces,
                       n_pieces_differing, iid_mcnemar_p_val, iid_mcnemar_p_adj,
                       n_discordant, b, c}, ...],   # csn_model.evaluation.compare_to_reference
      "separator_sdr": [{method, condition, mean, median, n}, ...],

@@ -42,6 +42,8 @@ def read_outcomes(run_dir: Path) -> pd.DataFrame:
         raise FileNotFoundError(f"{path}: missing; expected the outcomes.csv a `csn bench` writes")
     # Piece names stay strings (a name like 007 must match the same name in `others`).
     outcomes = pd.read_csv(path, dtype={"piece": str, OTHERS_COLUMN: str})
+    if OTHERS_COLUMN in outcomes.columns:  # bench writes it on every row: empty = no other piece
+        outcomes[OTHERS_COLUMN] = outcomes[OTHERS_COLUMN].fillna("")
     missing = set(OUTCOME_COLUMNS) - set(outcomes.columns)
     if missing:
         raise ValueError(f"{path}: lacks columns {sorted(missing)}; expected {OUTCOME_COLUMNS}")
@@ -55,8 +57,9 @@ def read_outcomes(run_dir: Path) -> pd.DataFrame:
 def attach_others(outcomes: pd.DataFrame, triplet_files) -> pd.DataFrame:
     """outcomes with OTHERS_COLUMN taken from the run's triplet files (triplets/test_KIND.json),
     for runs made before it: row (kind, triplet i) gets "|".join of the file's triplet i's
-    other_pieces. ValueError where a file's triplet i has not the row's condition and anchor
-    piece (another file than the outcomes were scored on)."""
+    other_pieces; a kind given no file keeps what it had (None where the run lacked the column,
+    so its crossed statistics are NaN). ValueError where a file's triplet i has not the row's
+    condition and anchor piece (another file than the outcomes were scored on)."""
     from csn_model.data.triplets import load_triplets
 
     if not triplet_files:

@@ -29,7 +29,12 @@ import pandas as pd
 from scipy import stats
 
 from csn_model import CONDITIONS
-from csn_model.piece_variance import code_roles, crossed_piece_test, piece_effects_variance
+from csn_model.piece_variance import (
+    code_roles,
+    crossed_piece_test,
+    piece_effects_variance,
+    reference_df,
+)
 
 MEAN = "mean"  # the macro mean over the five conditions
 OUTCOME_COLUMNS = ("system", "kind", "condition", "triplet", "piece", "correct")
@@ -223,6 +228,7 @@ COMPARISON_COLUMNS = [
     "p_val",
     "p_adj",
     "crossed_se",
+    "crossed_df",
     "crossed_p_val",
     "crossed_p_adj",
     "n",
@@ -245,16 +251,16 @@ def compare_to_reference(outcomes: pd.DataFrame, reference: str) -> pd.DataFrame
     keeping all of its triplets in one cluster. p_val / p_adj: paired_piece_test (the one to
     use). iid_mcnemar_p_val / _adj: exact McNemar counting triplets as independent, descriptive
     only (too small when pieces cluster). crossed_p_val / _adj: crossed_piece_test, which also
-    allows for the other pieces a triplet uses (csn_model.piece_variance), and crossed_se the se
-    of estimate it implies; NaN where the outcomes lack OTHERS_COLUMN (runs made before it).
+    allows for the other pieces a triplet uses (csn_model.piece_variance), crossed_se the se
+    of estimate it implies and crossed_df its t reference's Satterthwaite df; NaN for a kind
+    whose outcomes lack OTHERS_COLUMN (runs made before it) or hold it for only some rows
+    (missing: NaN or None; "" is a triplet with no other piece).
     Returns COMPARISON_COLUMNS: estimate = accuracy difference reference - other, stat = b - c,
     n (triplets), n_discordant, b, c (McNemar).
     """
     rows = []
-    if OTHERS_COLUMN in outcomes.columns:  # "" for no other piece (read back from csv as NaN)
-        outcomes = outcomes.assign(**{OTHERS_COLUMN: outcomes[OTHERS_COLUMN].fillna("")})
-    index = ["condition", "triplet", "piece"] + [OTHERS_COLUMN] * (OTHERS_COLUMN in outcomes)
     for kind, part in outcomes.groupby("kind", sort=False):
+        index = ["condition", "triplet", "piece"] + [OTHERS_COLUMN] * knows_others(part)
         wide = part.pivot_table(
             index=index,
             columns="system",
@@ -280,7 +286,7 @@ def _compare(sub: pd.DataFrame, reference: str, other: str) -> dict:
     pair = sub[[reference, other]].dropna()
     ref, oth = pair[reference].to_numpy(), pair[other].to_numpy()
     iid = mcnemar_exact(ref, oth)
-    crossed = {"se": float("nan"), "p_val": float("nan")}
+    crossed = {"se": float("nan"), "df": float("nan"), "p_val": float("nan")}
     if OTHERS_COLUMN in pair.index.names and len(pair):
         others = split_others(pair.index.get_level_values(OTHERS_COLUMN))
         pieces = pair.index.get_level_values("piece").astype(str)  # names, as in others
@@ -292,6 +298,7 @@ def _compare(sub: pd.DataFrame, reference: str, other: str) -> dict:
         "n": len(pair),
         **paired_piece_test(ref, oth, pair.index.get_level_values("piece").to_numpy()),
         "crossed_se": crossed["se"] / len(pair) if len(pair) else float("nan"),
+        "crossed_df": crossed["df"],
         "crossed_p_val": crossed["p_val"],
         "iid_mcnemar_p_val": iid["p_val"],
         "n_discordant": iid["n_discordant"],
@@ -302,9 +309,10 @@ def _compare(sub: pd.DataFrame, reference: str, other: str) -> dict:
 
 def crossed_accuracy(outcomes: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """Intervals of accuracy per condition and of their macro mean that allow for random
-    effects of every piece a triplet touches: estimate +- t(pieces - 1) crossed_se, with
-    crossed_se from piece_effects_variance (the macro mean: conditions centred on their own
-    means, weights 1 / (C n_c)). `outcomes`: one system and kind, with OTHERS_COLUMN.
+    effects of every piece a triplet touches: estimate +- t(df) crossed_se, with
+    crossed_se and df (Satterthwaite, reference_df) from piece_effects_variance (the macro
+    mean: conditions centred on their own means, weights 1 / (C n_c)). `outcomes`: one system
+    and kind, with OTHERS_COLUMN.
     Returns term, crossed_se, crossed_ci_low, crossed_ci_high (conditions, then "mean")."""
     conditions = [c for c in CONDITIONS if c in set(outcomes["condition"])]
     rows = []
@@ -315,15 +323,23 @@ def crossed_accuracy(outcomes: pd.DataFrame, level: float = 0.95) -> pd.DataFram
         y, cond = part["correct"].to_numpy(float), part["condition"].to_numpy()
         n_c = pd.Series(cond).map(pd.Series(cond).value_counts()).to_numpy(float)  # (N,)
         w = 1.0 / (len(set(cond)) * n_c)  # (N,): the macro mean is sum w y
-        var = piece_effects_variance(y, a_idx, o_idx, groups=cond, weights=w)["var"]
-        se, half = float(np.sqrt(var)), stats.t.ppf(0.5 + level / 2, n_pieces - 1)
+        est = piece_effects_variance(y, a_idx, o_idx, groups=cond, weights=w)
+        df = reference_df(est["df"], n_pieces)
+        se, half = float(np.sqrt(est["var"])), stats.t.ppf(0.5 + level / 2, df)
         estimate = float(w @ y)
         rows.append((term, se, estimate - half * se, estimate + half * se))
     return pd.DataFrame(rows, columns=["term", "crossed_se", "crossed_ci_low", "crossed_ci_high"])
 
 
+def knows_others(outcomes: pd.DataFrame) -> bool:
+    """Whether every row has OTHERS_COLUMN ("" for a triplet with no other piece; NaN or None:
+    not known, e.g. a kind bench_stats --triplets was given no file for). Without it the
+    crossed statistics are NaN, never an anchor-only figure."""
+    return OTHERS_COLUMN in outcomes.columns and bool(outcomes[OTHERS_COLUMN].notna().all())
+
+
 def split_others(others: pd.Series) -> list[tuple[str, ...]]:
-    """OTHERS_COLUMN's "B|C|D" strings as tuples ("" or NaN, read back from csv: none)."""
+    """OTHERS_COLUMN's "B|C|D" strings as tuples ("": none)."""
     return [tuple(o.split("|")) if isinstance(o, str) and o else () for o in others]
 
 
@@ -339,7 +355,7 @@ def accuracy_table(outcomes: pd.DataFrame, n_boot: int = 2000, seed: int = 0) ->
     for (system, kind), part in outcomes.groupby(["system", "kind"], sort=False):
         table = bootstrap_accuracy(part, n_boot=n_boot, seed=seed)
         crossed = ["crossed_se", "crossed_ci_low", "crossed_ci_high"]
-        if OTHERS_COLUMN in part.columns:
+        if knows_others(part):
             table = table.merge(crossed_accuracy(part), on="term", how="left", validate="1:1")
         else:
             table = table.assign(**dict.fromkeys(crossed, np.nan))

@@ -20,6 +20,7 @@ from csn_model.piece_variance import (
     crossed_piece_test,
     multiway_piece_test,
     piece_effects_variance,
+    reference_df,
 )
 
 
@@ -146,8 +147,7 @@ def test_it_gives_the_t_test_of_the_sum_over_its_estimated_se():
     out = crossed_piece_test(ref, oth, a, others)
     var = piece_effects_variance((ref - oth).astype(float), a, others)["var"]
     assert out["stat"] == float((ref - oth).sum()) and out["se"] == pytest.approx(np.sqrt(var))
-    expected = 2 * stats.t.sf(abs(out["stat"]) / np.sqrt(var), 12 - 1)  # pieces - 1 df
-    assert out["p_val"] == pytest.approx(expected, rel=1e-12)
+    # Its df: test_it_refers_the_test_to_t_with_the_satterthwaite_df_within_one_and_pieces_less_one
 
 
 def test_it_codes_pieces_by_name_and_skips_missing_roles():
@@ -200,14 +200,14 @@ def test_it_adds_the_crossed_test_next_to_the_sign_flip_test():
     comps = compare_to_reference(outcomes, "csn")
     plain = compare_to_reference(outcomes.drop(columns="others"), "csn")
     cols = list(comps.columns)
-    assert cols[cols.index("p_adj") + 1 : cols.index("p_adj") + 4] == [
-        "crossed_se", "crossed_p_val", "crossed_p_adj",
+    assert cols[cols.index("p_adj") + 1 : cols.index("p_adj") + 5] == [
+        "crossed_se", "crossed_df", "crossed_p_val", "crossed_p_adj",
     ]  # fmt: skip
     # The sign-flip test's output is as it was; without `others` (older runs) the new columns
     # are empty.
     same = [c for c in cols if not c.startswith("crossed_")]
     pd.testing.assert_frame_equal(comps[same], plain[same])
-    assert plain[["crossed_se", "crossed_p_val", "crossed_p_adj"]].isna().all().all()
+    assert plain[["crossed_se", "crossed_df", "crossed_p_val", "crossed_p_adj"]].isna().all().all()
     # Each row is crossed_piece_test on that term's triplets, Holm over the two other systems.
     drums = outcomes[outcomes.condition == "drums"]
     ref = drums[drums.system == "csn"]
@@ -219,6 +219,7 @@ def test_it_adds_the_crossed_test_next_to_the_sign_flip_test():
         row = comps[(comps.term == "drums") & (comps.system == other)].iloc[0]
         assert row.crossed_p_val == pytest.approx(out["p_val"], rel=1e-12)
         assert row.crossed_se == pytest.approx(out["se"] / 60, rel=1e-12)  # accuracy units
+        assert row.crossed_df == pytest.approx(out["df"], rel=1e-12)
         ps.append(out["p_val"])
     got = comps[comps.term == "drums"]["crossed_p_adj"].to_numpy()
     assert got == pytest.approx(holm(ps), rel=1e-12)  # holm: pinned in test_evaluation.py
@@ -238,15 +239,17 @@ def test_it_adds_a_crossed_interval_next_to_the_bootstrap_one():
     a = csn["piece"].map(codes).to_numpy()
     o = np.vectorize(lambda p: codes.get(p, -1))(others)  # (n, 3), -1 for the empty row
     y = csn["correct"].to_numpy(float)
-    t = stats.t.ppf(0.975, 12 - 1)  # 12 pieces
     by = acc[acc.system == "csn"].set_index("term")
     drums = (csn["condition"] == "drums").to_numpy()
-    se = np.sqrt(piece_effects_variance(y[drums], a[drums], o[drums])["var"]) / drums.sum()
+    est = piece_effects_variance(y[drums], a[drums], o[drums])
+    se = np.sqrt(est["var"]) / drums.sum()
+    t = stats.t.ppf(0.975, reference_df(est["df"], 12))  # 12 pieces; Satterthwaite df
     assert by.loc["drums", "crossed_se"] == pytest.approx(se, rel=1e-12)
     assert by.loc["drums", "crossed_ci_low"] == pytest.approx(y[drums].mean() - t * se)
     # The macro mean over the two conditions: groups = condition, weights 1 / (2 x 60).
     groups = csn["condition"].to_numpy()
-    var = piece_effects_variance(y, a, o, groups=groups, weights=np.full(y.size, 1 / 120))["var"]
+    est = piece_effects_variance(y, a, o, groups=groups, weights=np.full(y.size, 1 / 120))
+    var, t = est["var"], stats.t.ppf(0.975, reference_df(est["df"], 12))
     assert by.loc["mean", "crossed_se"] == pytest.approx(np.sqrt(var), rel=1e-12)
     assert by.loc["mean", "crossed_ci_high"] == pytest.approx(
         by.loc["mean", "estimate"] + t * np.sqrt(var)
@@ -333,3 +336,143 @@ def test_it_takes_the_other_pieces_of_an_older_run_from_its_triplet_file(tmp_pat
     capsys.readouterr()
     assert main([str(tmp_path), "--triplets", str(tmp_path / "other.json")]) == 2
     assert "pseudo triplet 0" in capsys.readouterr().err
+
+
+# -- the reference distribution: Satterthwaite df ----------------------------------------------
+def _one_way(seed: int, pieces: int = 5, per_piece: int = 4):
+    """Balanced one-way data (anchor pieces only) with a piece effect that shows: MSB > MSW."""
+    rng = np.random.default_rng(seed)
+    a = np.repeat(np.arange(pieces), per_piece)  # (N,)
+    x = rng.normal(0, 1.5, pieces)[a] + rng.normal(0, 1, a.size)  # (N,)
+    means = np.bincount(a, weights=x) / per_piece
+    msb = per_piece * ((means - x.mean()) ** 2).sum() / (pieces - 1)
+    msw = ((x - means[a]) ** 2).sum() / (a.size - pieces)
+    assert msb > msw  # no truncation: the closed forms below hold
+    return x, a, np.zeros((a.size, 0), int), msb, msw
+
+
+def test_it_gives_pieces_less_one_df_for_the_balanced_one_way_sum():
+    # var(sum x) is estimated as N MSB, and MSB / E[MSB] ~ chi2(P - 1) / (P - 1) under
+    # normality (Searle, Casella & McCulloch 1992, sec. 3.5), so its df is exactly P - 1.
+    x, a, none, _, _ = _one_way(seed=11)
+    out = piece_effects_variance(x, a, none)
+    assert out["df"] == pytest.approx(5 - 1, rel=1e-9)
+
+
+def test_it_gives_satterthwaite_s_df_for_a_mix_of_mean_squares():
+    # Weight 1 on each piece's first triplet only: sum w'A^2 = P, w'w = P, so the estimate is
+    # P s_anchor + P s_triplet = a MSB + b MSW with a = P / n, b = P (1 - 1 / n), MSB and MSW
+    # independent chi2 / df with P - 1 and N - P df. Satterthwaite (1946, eq. 3):
+    # df = (a MSB + b MSW)^2 / ((a MSB)^2 / (P - 1) + (b MSW)^2 / (N - P)).
+    pieces, n = 5, 4
+    x, a, none, msb, msw = _one_way(seed=11, pieces=pieces, per_piece=n)
+    w = (np.arange(a.size) % n == 0).astype(float)
+    out = piece_effects_variance(x, a, none, weights=w)
+    big, small = pieces / n * msb, pieces * (1 - 1 / n) * msw
+    assert out["var"] == pytest.approx(big + small, rel=1e-9)
+    expected = (big + small) ** 2 / (big**2 / (pieces - 1) + small**2 / (a.size - pieces))
+    assert out["df"] == pytest.approx(expected, rel=1e-9)
+
+
+def _dense_df(x, a, others, groups, w, comps, kept=(True, True, True, True)) -> float:
+    """The df by hand with dense (N, N) matrices: var_hat = sum_k c_k u'G_k u with c solving
+    the moment equations, Q = sum_k c_k H G_k H; under normality var(x'Qx) = 2 tr((QV)^2) with
+    V the fitted covariance; df = 2 var_hat^2 / var(var_hat)."""
+    n, p = x.size, int(max(a.max(), others.max())) + 1
+    big_a, big_o = np.zeros((n, p)), np.zeros((n, p))
+    big_a[np.arange(n), a] = 1
+    for t, row in enumerate(others):
+        for o in row[row >= 0]:
+            big_o[t, o] += 1
+    same = groups[:, None] == groups[None, :]
+    h = np.eye(n) - same / same.sum(axis=1)  # (N, N) centring within groups
+    g = [big_a @ big_a.T, big_o @ big_o.T, big_a @ big_o.T + big_o @ big_a.T, np.eye(n)]
+    m = np.array([[np.trace(h @ gk @ h @ gl) for gl in g] for gk in g])  # (4, 4)
+    totals = np.array([w @ gl @ w for gl in g]) * kept  # var = totals . s; a component
+    # truncated to 0 is constant near the estimate, so the estimate's form leaves it out
+    c = np.linalg.solve(m.T, totals)  # var_hat = c . (x'H G_k H x)
+    q = sum(ck * h @ gk @ h for ck, gk in zip(c, g))  # (N, N)
+    v = sum(comps[k] * gk for k, gk in zip(("anchor", "other", "cross", "triplet"), g))
+    var_hat = float(x @ q @ x)
+    return 2 * var_hat**2 / (2 * np.trace(q @ v @ q @ v))
+
+
+def test_it_matches_the_df_computed_by_hand_with_dense_matrices():
+    # Unbalanced: pieces anchoring different numbers of triplets, one piece only in other
+    # roles, a repeated other piece, a missing role, two groups with weights.
+    rng = np.random.default_rng(4)
+    a, others = _crossed_design(rng, pieces=7, n=40)
+    others[3] = [5, 6, 5]
+    others[::5, 2] = -1
+    a[a == 6] = 0  # piece 6 only in other roles
+    effects, gammas = rng.normal(0, 1, 7), rng.normal(0, 0.7, 7)
+    x = effects[a] + np.where(others >= 0, gammas[others], 0).sum(1) + rng.normal(0, 1, 40)
+    groups = np.arange(40) % 2
+    w = np.where(groups == 0, 1.0, 0.5)
+    out = piece_effects_variance(x, a, others, truncate=False, groups=groups, weights=w)
+    assert out["var"] > 0
+    assert out["df"] == pytest.approx(_dense_df(x, a, others, groups, w, out), rel=1e-9)
+
+
+def test_it_refers_the_test_to_t_with_the_satterthwaite_df_within_one_and_pieces_less_one():
+    rng = np.random.default_rng(2)
+    a, others = _crossed_design(rng)
+    ref, oth = rng.integers(0, 2, a.size), rng.integers(0, 2, a.size)
+    out = crossed_piece_test(ref, oth, a, others)
+    est = piece_effects_variance((ref - oth).astype(float), a, others)
+    df = min(max(est["df"], 1.0), 12 - 1)
+    assert out["df"] == pytest.approx(df, rel=1e-12)
+    expected = 2 * stats.t.sf(abs(out["stat"]) / np.sqrt(est["var"]), df)
+    assert out["p_val"] == pytest.approx(expected, rel=1e-12)
+    # With large piece effects the estimate has fewer df than pieces less one.
+    x = rng.normal(0, 3, 12)[a] + rng.normal(0, 3, 12)[others].sum(1) + rng.normal(0, 1, a.size)
+    spread = crossed_piece_test(np.round(x), 0 * x, a, others)
+    assert 1.0 <= spread["df"] < 12 - 1
+
+
+def test_it_gives_no_crossed_figures_for_a_kind_whose_other_pieces_are_unknown(tmp_path):
+    # --triplets with one kind's file only: the other kind's outcomes lack their other pieces,
+    # and an anchor-only figure must not pass for the crossed test there.
+    from csn_model.bench_stats import main
+    from csn_model.data.triplets import save_triplets
+
+    rng = np.random.default_rng(1)
+    names = [f"T{i}" for i in range(8)]
+    triplets = [_pseudo("drums", *rng.choice(names, 4, replace=False)) for _ in range(40)]
+    save_triplets(tmp_path / "test_pseudo.json", triplets, {"kind": "pseudo"})
+    rows = [
+        (system, kind, "drums", i, t.anchor.part("drums").track, int(rng.uniform() < acc))
+        for system, acc in (("csn", 0.8), ("x", 0.4))
+        for kind in ("pseudo", "natural")
+        for i, t in enumerate(triplets)
+    ]
+    columns = ["system", "kind", "condition", "triplet", "piece", "correct"]
+    pd.DataFrame(rows, columns=columns).to_csv(tmp_path / "outcomes.csv", index=False)
+    out = tmp_path / "c.csv"
+    argv = [str(tmp_path), "--out", str(out), "--triplets", str(tmp_path / "test_pseudo.json")]
+    assert main(argv) == 0
+    written = pd.read_csv(out)
+    crossed = ["crossed_se", "crossed_df", "crossed_p_val", "crossed_p_adj"]
+    assert written.loc[written.kind == "pseudo", crossed].notna().all().all()
+    assert written.loc[written.kind == "natural", crossed].isna().all().all()
+    # The same for the crossed intervals of accuracy.
+    outcomes = pd.read_csv(tmp_path / "outcomes.csv").assign(others=None)
+    outcomes.loc[outcomes.kind == "pseudo", "others"] = "T1|T2|T3"
+    acc = accuracy_table(outcomes, n_boot=20)
+    assert acc.loc[acc.kind == "natural", "crossed_se"].isna().all()
+    assert acc.loc[acc.kind == "pseudo", "crossed_se"].notna().all()
+
+
+def test_it_leaves_a_component_truncated_to_zero_out_of_the_df():
+    # No anchor effect: its estimate comes out below 0, is set to 0 (and the cross term, capped
+    # at sqrt(anchor other) = 0, with it). Near the estimate the truncated var is then
+    # s_other w'OO'w + s_triplet w'w alone (delta method), whose form gives the df.
+    rng = np.random.default_rng(0)
+    a, others = _crossed_design(rng, pieces=7, n=40)
+    x = rng.normal(0, 1, 7)[others].sum(1) + rng.normal(0, 1, 40)
+    raw = piece_effects_variance(x, a, others, truncate=False)
+    out = piece_effects_variance(x, a, others)
+    assert raw["anchor"] < 0 < raw["other"] and out["anchor"] == out["cross"] == 0
+    ones, groups = np.ones(40), np.zeros(40, int)
+    kept = (False, True, False, True)
+    assert out["df"] == pytest.approx(_dense_df(x, a, others, groups, ones, out, kept), rel=1e-9)
