@@ -16,13 +16,16 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from evalsite.studies.models import Participant, Study
 
 # Prolific's hosts: its completion URLs are app.prolific.com/submissions/complete?cc=CODE
-# (app.prolific.co: its earlier domain, which older links still name)
-PROLIFIC_DOMAINS = ("prolific.com", "prolific.co")
+# (app.prolific.co and app.prolific.ac: its earlier domains, which older links and templates
+# still name)
+PROLIFIC_DOMAINS = ("prolific.com", "prolific.co", "prolific.ac")
 
 
 def is_prolific(url: str) -> bool:
-    """Whether `url` is Prolific's (its host prolific.com or .co, or one of their subdomains)."""
+    """Whether `url` is Prolific's (its host prolific.com, .co or .ac, or one of their
+    subdomains). One trailing dot is dropped: `app.prolific.com.` is the same host to a browser."""
     host = (urlsplit(url.strip()).hostname or "").lower()
+    host = host[:-1] if host.endswith(".") else host
     return any(host == d or host.endswith(f".{d}") for d in PROLIFIC_DOMAINS)
 
 

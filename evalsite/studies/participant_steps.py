@@ -52,13 +52,20 @@ def get_full(request, p):
     turned away at entry or at the instructions, or one whose trials others took while it was
     away), or they are free again. `retry`: the study's link takes this person in again once
     trials are free (turned away for now, `flow.turn_away`, or a link without an id, which
-    makes a new participant)."""
+    makes a new participant). Short of answers, a closed study says it has closed, and a paused
+    one says so to those `retry` would send back: `flow.resume` takes them in only while the
+    study is open, so "open the link again" would only bring them back here."""
     answered = design_fill.answered_full(p.study)
+    status, Status = p.study.status, p.study.Status
+    retry = status != Status.CLOSED and (
+        flow.FULL_FOR_NOW in p.state or not (p.prolific_pid or p.external_pid)
+    )
     context = {
         "answered": answered,
         "reserved": not answered and design_fill.full_at_entry(p.study, timezone.now()),
-        "retry": p.study.status != p.study.Status.CLOSED
-        and (flow.FULL_FOR_NOW in p.state or not (p.prolific_pid or p.external_pid)),
+        "retry": retry,
+        "closed": not answered and status == Status.CLOSED,
+        "paused": not answered and retry and status == Status.PAUSED,
         "minutes": -(-int(p.study.setting("reservation_timeout_s")) // 60),
     }
     return render_step(request, p, "full.html", context)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import logging
 
 import numpy as np
 import pytest
@@ -55,3 +56,30 @@ def test_it_fills_the_peak_of_clips_stored_before_in_batches(monkeypatch):
     assert peaks["half"] == pytest.approx(-6.0206, abs=1e-3)
     assert peaks["quarter"] == pytest.approx(-12.0412, abs=1e-3)
     assert peaks["silent"] is None and peaks["gone"] is None and peaks["pending"] is None
+
+
+@pytest.mark.django_db(transaction=True)  # migrates the schema back and forth
+def test_it_names_each_clip_it_could_not_read(caplog):
+    """A file missing at migrate time (a media volume not mounted) or not audio is skipped
+    without stopping the upgrade, and logged by clip and file so that the operator can measure
+    it later with measure_clip_peaks (findings_rpf2.md, 3)."""
+    caplog.set_level(logging.WARNING)
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()
+    executor.migrate([BEFORE])
+    try:
+        OldClip = (
+            MigrationExecutor(connection)
+            .loader.project_state([BEFORE])
+            .apps.get_model("stimuli", "Clip")
+        )
+        garbage = default_storage.save("clips/garbage.wav", ContentFile(b"not audio" * 100))
+        gone = OldClip.objects.create(name="gone-at-migrate", status="ready", file="clips/away.wav")
+        bad = OldClip.objects.create(name="not-audio", status="ready", file=garbage)
+        OldClip.objects.create(name="silent", status="ready", file=_wav(0.0))
+    finally:
+        MigrationExecutor(connection).migrate(latest)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    for clip, file in ((gone, "clips/away.wav"), (bad, garbage)):
+        assert [m for m in warned if f"clip {clip.pk} " in m and clip.name in m and file in m]
+    assert all("measure_clip_peaks" in m for m in warned) and len(warned) == 2  # not the silent

@@ -213,4 +213,37 @@ def test_it_takes_no_one_turned_away_for_now_into_a_paused_study_and_none_back_o
     study.status = Study.Status.CLOSED
     study.save()
     page = door.get(url(p)).content.decode()
-    assert "<h1>The study is full</h1>" in page and BACK_LATER not in page
+    assert "<h1>The study has closed</h1>" in page and BACK_LATER not in page
+
+
+PAGES = {  # what the page of an id turned away for now says once the study is paused or closed
+    ("paused", "en"): ("<h1>The study is paused</h1>", "not open at the moment"),
+    ("paused", "ja"): ("<h1>この実験は一時停止中です</h1>", "この実験は現在受け付けていません"),
+    ("closed", "en"): ("<h1>The study has closed</h1>", "no longer accepting participants"),
+    ("closed", "ja"): ("<h1>この実験の受付は終了しました</h1>", "この実験の受付は終了しました"),
+}
+WRONG = (FREE_NOW, "Open the study's link again", "given to other participants", TAKEN,
+         "試行に空きが出ました", "他の参加者に割り当てられました")  # fmt: skip
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
+@pytest.mark.parametrize("status", ["paused", "closed"])
+def test_an_id_turned_away_for_now_is_told_the_study_is_paused_or_closed(
+    experimenter, listening_catalogue, status, lang
+):
+    """Trials free again, but the study paused (`flow.resume` takes no one back then) or closed:
+    the page says so, not "open the link again" nor "given to others" (findings_rpf2.md, 2)."""
+    study = _one_answer_each(experimenter, listening_catalogue, languages=["en", "ja"])
+    _, holder = _given_trials(study, "holder")
+    door = Client()
+    p = enter(door, study, PROLIFIC_PID="pp-9", SESSION_ID="se-9", lang=lang)
+    assert p.step == "full"
+    lapse(holder)
+    Study.objects.filter(pk=study.pk).update(status=status)
+    page = door.get(url(p)).content.decode()
+    heading, text = PAGES[(status, lang)]
+    assert heading in page and text in page
+    assert not [w for w in WRONG if w in page]
+    returning = "提出を取り消して" if lang == "ja" else "please return your submission"
+    assert returning in page
+    assert enter(Client(), study, PROLIFIC_PID="pp-9", SESSION_ID="se-9").step == "full"

@@ -12,6 +12,7 @@ import pytest
 from django.urls import reverse
 
 from evalsite.studies.export import export_file
+from evalsite.studies.flow_prolific import is_prolific
 from tests.evalsite.studies.conftest import enter
 from tests.evalsite.studies.experimenter_personas import *  # noqa: F403 (fixtures)
 from tests.evalsite.studies.form_pages import settings_page_values
@@ -217,3 +218,63 @@ def test_another_panels_url_gives_each_participant_their_own_code(
         assert "Return to the site that sent you here" in page and "Prolific" not in page
         codes.append(p.completion_code)
     assert len(set(codes)) == 2
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "https://app.prolific.com/submissions/complete",
+        "https://APP.PROLIFIC.COM/submissions/complete",
+        "https://app.prolific.com:443/submissions/complete",
+        "https://app.prolific.com./submissions/complete",
+        "https://app.prolific.co/submissions/complete",
+        "https://app.prolific.ac/submissions/complete",
+        "https://prolific.ac./submissions/complete",
+    ],
+)
+def test_it_knows_prolifics_hosts_old_and_new_and_with_a_trailing_dot(link):
+    """prolific.ac was Prolific's first domain and older templates still name it; a host ending
+    in a dot is the same host to a browser (findings_rpf2.md, 1)."""
+    assert is_prolific(link)
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "https://prolific.com.evil.org/submissions/complete",
+        "https://prolific.ac.evil.org/submissions/complete",
+        "https://evilprolific.com/submissions/complete",
+        "https://evilprolific.ac/submissions/complete",
+        "https://app.prolific.com@evil.org/submissions/complete",
+        "https://app.prolific.com\\@evil.org/submissions/complete",
+        "https://app.xn--prolifc-wxa.com/submissions/complete",
+        "https://app.prolific.com../submissions/complete",
+        "https://www.example.org/return?code={code}",
+    ],
+)
+def test_it_does_not_take_a_look_alike_host_for_prolific(link):
+    assert not is_prolific(link)
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "https://app.prolific.ac/submissions/complete?cc=C7XK2P9Q",
+        "https://app.prolific.com./submissions/complete?cc=C7XK2P9Q",
+    ],
+)
+def test_an_old_domain_or_trailing_dot_url_sends_everyone_its_cc(client, alice, study, link):
+    client.force_login(alice)
+    assert _save(client, study, prolific_completion_url=link, completion_code="").status_code == 302
+    study.refresh_from_db()
+    assert study.setting("completion_code") == "C7XK2P9Q"
+    study.status = "open"
+    study.save()
+    client.logout()
+    p = to_step(client, enter(client, study, PROLIFIC_PID="pp"), "practice")
+    finish(client, p)
+    p.refresh_from_db()
+    assert p.completion_code == "C7XK2P9Q"
+    page = client.get(url(p)).content.decode()
+    assert f'href="{link}"' in page
+    assert "Return to Prolific" in page

@@ -1,0 +1,29 @@
+"""manage.py measure_clip_peaks: store the sample peak of every ready clip that has none (its
+file unreadable when migration stimuli 0004 ran, which logged it), so that the quiet-clip
+warning counts it; names the clips still unreadable and then exits with status 1. Running it
+again reads only the clips still without a peak."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from evalsite.stimuli.clip_peaks import measure_missing
+
+
+class Command(BaseCommand):
+    help = (
+        "Measure the sample peak of every ready clip without one (Clip.peak_dbfs) from its file; "
+        "names the clips whose file still cannot be read."
+    )
+
+    def handle(self, *args, **options):
+        report = measure_missing()
+        self.stdout.write(
+            f"Measured the peak of {report.measured} clips; {report.silent} silent (no peak)."
+        )
+        if report.unreadable:
+            lines = "\n".join(report.unreadable)
+            raise CommandError(
+                f"{len(report.unreadable)} clips still have no peak: their files cannot be read "
+                f"(restore them under MEDIA_ROOT and run it again):\n{lines}"
+            )
