@@ -155,7 +155,7 @@ def env_database(name: str, default: str, conn_max_age: int = 0) -> DBConfig:
         return config
     except (ValueError, KeyError) as exc:  # unknown scheme, unparsable URL
         # The message goes to logs (journald, CI): never the password.
-        shown, password = _without_password(raw)
+        shown, password = without_password(raw)
         reason = str(exc).replace(password, "***") if password else str(exc)
         raise EnvError(
             f"{name}={shown!r}: expected a database URL such as "
@@ -164,7 +164,7 @@ def env_database(name: str, default: str, conn_max_age: int = 0) -> DBConfig:
         ) from exc
 
 
-def _without_password(url: str) -> tuple[str, str]:
+def without_password(url: str) -> tuple[str, str]:
     """`url` with the password of its `scheme://user:password@` part as ***, and that password
     ("" if none). Up to the last @: a password with a raw @ in it is hidden whole."""
     match = re.match(r"([^:/]*://[^:/@]*:)(.*)@", url)

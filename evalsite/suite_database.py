@@ -8,9 +8,12 @@ supplied`, which says nothing about what to do. This says it once, before the su
 
 import re
 import sys
+from urllib.parse import unquote
 
+import dj_database_url
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from evalsite.env import without_password
 
 ADVICE = """\
 The test suite logs in to PostgreSQL over TCP as TEST_DATABASE_URL says, as a role that may
@@ -23,24 +26,56 @@ create databases (Django's test runner creates and drops test_<name>). Either:
     127.0.0.1/32` line to `trust`, then `pg_ctlcluster <version> main reload`."""
 
 
+NOT_RUNNING = """\
+No PostgreSQL answers at that host and port: start it (`make services` starts a local Debian
+one) or point TEST_DATABASE_URL at one that runs."""
+
+
+def _secrets(url: str) -> list[str]:
+    """Every spelling of a password `url` may hold: before the host (up to the last @, as the
+    settings read it) and as a `password=` parameter."""
+    found = [without_password(url)[1]]
+    found += re.findall(r"[?&]password=([^&#]*)", url)
+    return [s for s in found if s]
+
+
+def hidden(text: str, url: str) -> str:
+    """`text` with every password `url` holds (raw or percent-decoded) as ***."""
+    for secret in sorted(_secrets(url), key=len, reverse=True):
+        for spelling in {secret, unquote(secret)}:
+            text = text.replace(spelling, "***")
+    return text
+
+
 def problem(url: str) -> str | None:
     """None when `url`'s role can log in to the server's `postgres` database and create
-    databases; else what went wrong, in a sentence or two with the server's own words."""
+    databases; else what went wrong, in a sentence or two with the server's own words. The URL
+    is read as the suite's settings read it (evalsite.env.env_database: dj_database_url)."""
     try:
-        params = conninfo_to_dict(url)
-    except psycopg.ProgrammingError as error:
-        return f"TEST_DATABASE_URL is not a PostgreSQL URL ({error})"
-    # The maintenance database: the URL's own one need not exist yet.
-    conninfo = make_conninfo(url, dbname="postgres", connect_timeout=5)
+        config = dj_database_url.parse(url)
+    except (ValueError, KeyError) as error:
+        return f"not a database URL the suite can use ({error})"
+    if not str(config.get("ENGINE", "")).endswith("postgresql"):
+        return "not a PostgreSQL URL (postgresql://user:password@host:5432/name)"
+    params = {
+        "user": config.get("USER"),
+        "password": config.get("PASSWORD"),
+        "host": config.get("HOST"),
+        "port": config.get("PORT"),
+        **config.get("OPTIONS", {}),
+        # The maintenance database: the URL's own one need not exist yet.
+        "dbname": "postgres",
+        "connect_timeout": 5,
+    }
     try:
-        with psycopg.connect(conninfo) as conn:
+        with psycopg.connect(**{k: v for k, v in params.items() if v not in (None, "")}) as conn:
             row = conn.execute(
                 "SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user"
             ).fetchone()
     except psycopg.OperationalError as error:
         return f"cannot log in: {str(error).strip()}"
     if not (row and row[0]):
-        return f"the role {params.get('user', '(default)')!r} may not create databases"
+        return f"the role {config.get('USER') or '(default)'!r} may not create databases"
     return None
 
 
@@ -52,9 +87,11 @@ def main(argv: list[str]) -> int:
     found = problem(url)
     if found is None:
         return 0
-    shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)  # the password, if any, hidden
-    print(f"error: PostgreSQL at TEST_DATABASE_URL ({shown}): {found}.", file=sys.stderr)
-    print(ADVICE, file=sys.stderr)
+    # The output goes to CI logs: no spelling of the password.
+    said = f"error: PostgreSQL at TEST_DATABASE_URL ({url}): {found}."
+    print(hidden(said, url), file=sys.stderr)
+    unreached = "Connection refused" in found or "No such file or directory" in found
+    print(NOT_RUNNING if unreached else ADVICE, file=sys.stderr)
     return 1
 
 

@@ -74,3 +74,34 @@ def test_make_services_stops_on_a_url_the_suite_cannot_use():
     assert done.returncode != 0
     assert "error: PostgreSQL at TEST_DATABASE_URL" in done.stderr
     assert "make test TEST_DATABASE_URL=postgresql://USER:PASSWORD@" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://csn_no_such_role:hunter2@127.0.0.1:5432/db",  # unknown scheme
+        "postgresql://csn_no_such_role@127.0.0.1:5432/db?password=hunter2",
+        "postgresql://csn_no_such_role:p@hunter2@127.0.0.1:5432/db",  # a raw @ in it
+    ],
+)
+def test_no_part_of_the_password_is_printed(url, capsys):
+    """`make test`'s output goes to CI logs (review rlast, F1)."""
+    assert suite_database.main([url]) == 1
+    err = capsys.readouterr().err
+    assert "hunter2" not in err
+    assert "error: PostgreSQL at TEST_DATABASE_URL" in err
+
+
+def test_it_reads_a_raw_at_in_the_password_as_the_suite_does():
+    """The settings (dj_database_url) split user:password from the host at the last @, so a
+    password with a raw @ works for the suite; the check must not call that host unknown (F2)."""
+    found = suite_database.problem(_as("csn_no_such_role", "p@ss"))
+    assert found is not None and "csn_no_such_role" in found  # reached the server: the role
+    assert "resolve" not in found
+
+
+def test_a_server_that_does_not_answer_gets_advice_to_start_one_not_about_roles(capsys):
+    assert suite_database.main(["postgresql://postgres@127.0.0.1:1/csn_eval"]) == 1
+    err = capsys.readouterr().err
+    assert "Connection refused" in err and "make services" in err
+    assert "CREATEDB" not in err
