@@ -220,7 +220,7 @@ PAGES = {  # what the page of an id turned away for now says once the study is p
     ("paused", "en"): ("<h1>The study is paused</h1>", "not open at the moment"),
     ("paused", "ja"): ("<h1>この実験は一時停止中です</h1>", "この実験は現在受け付けていません"),
     ("closed", "en"): ("<h1>The study has closed</h1>", "no longer accepting participants"),
-    ("closed", "ja"): ("<h1>この実験の受付は終了しました</h1>", "この実験の受付は終了しました"),
+    ("closed", "ja"): ("<h1>この実験は終了しました</h1>", "この実験の受付は終了しました"),
 }
 WRONG = (FREE_NOW, "Open the study's link again", "given to other participants", TAKEN,
          "試行に空きが出ました", "他の参加者に割り当てられました")  # fmt: skip
