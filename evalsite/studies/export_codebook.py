@@ -271,7 +271,7 @@ CODEBOOK["csv"] = {
         " digits): read them as text, or a reader's number inference changes them (pandas"
         " reads 12E45678 as inf, 123456E7 as 1.23456e12 and 01234567 as 1234567):"
         " pandas.read_csv(..., dtype={column: str for each text column},"
-        " keep_default_na=False)",
+        " keep_default_na=False, na_values=['']) (docs/experimenter.md, Export)",
         "rule",
     ),
     "text_cells": _col(

@@ -102,7 +102,9 @@ def test_the_done_page_the_link_and_the_export_carry_the_urls_code(client, liste
         assert f'href="{COMPLETE}?cc=C7XK2P9Q"' in page
         codes.append(p.completion_code)
     assert codes == ["C7XK2P9Q", "C7XK2P9Q"]
-    frame = pd.read_csv(io.BytesIO(export_file(listening_study, "participants.csv")))
+    frame = pd.read_csv(
+        io.BytesIO(export_file(listening_study, "participants.csv")), dtype={"completion_code": str}
+    )
     assert set(frame["completion_code"]) == {"C7XK2P9Q"}
 
 
