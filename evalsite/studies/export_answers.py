@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from django.db.models import Count
 
+from evalsite.studies.flow_prolific import sent_code_of
 from evalsite.studies.models import Answer, ConsentVersion, Participant, Study
 
 ANSWER_COLUMNS = (
@@ -40,7 +41,7 @@ PARTICIPANT_COLUMNS = (
     "last_seen_at", "musical_training", "plays_instrument", "device", "headphones", "web_audio",
     "phone", "audio_sample_rate", "user_agent", "screening_passed", "antiphase_correct",
     "antiphase_trials", "huggins_correct", "huggins_trials", "screening_reloads", "screen_out_code",
-    "completion_code",
+    "completion_code", "stored_completion_code",
     "slots", "answers", "practice_answers", "catch_answers", "catch_correct", "early_answers",
     "recruitment",
 )  # fmt: skip
@@ -159,6 +160,17 @@ def iso_utc(value: datetime | None) -> str:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _completion_codes(study: Study, p: Participant) -> dict[str, str]:
+    """The code the participant's done page shows now, which its link sends (`sent_code`: with a
+    Prolific URL the study's code, not a random one stored before it was set), and the code
+    stored when they finished where that is another ("" where the same). Nobody who has not
+    finished is shown a code."""
+    done = p.step == Participant.Step.DONE
+    shown = sent_code_of(study, p.completion_code) if done else ""
+    stored = p.completion_code if p.completion_code != shown else ""
+    return {"completion_code": shown, "stored_completion_code": stored}
+
+
 def participants_dataframe(study: Study, answers: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per participant of `study` who entered (`PARTICIPANT_COLUMNS`), whatever the step
     reached: ids to pay or approve with (Prolific's), the ID a deletion request quotes, status,
@@ -199,7 +211,7 @@ def participants_dataframe(study: Study, answers: pd.DataFrame | None = None) ->
             "web_audio": p.browser.get("web_audio", ""), "phone": p.browser.get("phone", ""),
             "audio_sample_rate": p.audio_sample_rate, "user_agent": p.user_agent,
             "screening_passed": "" if p.screening_passed is None else p.screening_passed,
-            "screen_out_code": p.screen_out_code, "completion_code": p.completion_code,
+            "screen_out_code": p.screen_out_code, **_completion_codes(study, p),
             "slots": slots.get(p.pk, 0),
             **{k: int(v.get(p.pk, 0)) for k, v in counts.items()},
             "early_answers": p.early_answers,

@@ -15,9 +15,7 @@ CODEBOOK: dict[str, dict[str, dict]] = {
     "answers": {
         "study": _col("Study id", "integer"),
         "participant": _col("Participant id within this site (not the Prolific id)", "integer"),
-        "session": _col(
-            "Session id: Prolific SESSION_ID when given, else a random token", "string"
-        ),
+        "session": _col("Session id: Prolific SESSION_ID when given, else a random token", "text"),
         "trial": _col("Trial id", "integer"),
         "trial_index": _col(
             "0-based position in the participant's list (practice first)", "integer"
@@ -86,18 +84,16 @@ CODEBOOK: dict[str, dict[str, dict]] = {
         "participant": _col(
             "Participant id within this site (answers.csv `participant`)", "integer"
         ),
-        "session": _col(
-            "Session id: Prolific SESSION_ID when given, else a random token", "string"
-        ),
-        "prolific_pid": _col("Prolific PROLIFIC_PID from the study link", "string or ''"),
-        "prolific_study_id": _col("Prolific STUDY_ID from the study link", "string or ''"),
-        "prolific_session_id": _col("Prolific SESSION_ID from the study link", "string or ''"),
-        "external_pid": _col("Generic `pid` from the study link", "string or ''"),
+        "session": _col("Session id: Prolific SESSION_ID when given, else a random token", "text"),
+        "prolific_pid": _col("Prolific PROLIFIC_PID from the study link", "text or ''"),
+        "prolific_study_id": _col("Prolific STUDY_ID from the study link", "text or ''"),
+        "prolific_session_id": _col("Prolific SESSION_ID from the study link", "text or ''"),
+        "external_pid": _col("Generic `pid` from the study link", "text or ''"),
         "participant_id": _col(
             "Participant ID shown at the foot of every participant page, which a deletion request"
             " quotes: prolific_pid, else external_pid, else the first 8 characters of the"
             " participant's random token (not `participant`); match it exactly, case included",
-            "string",
+            "text",
         ),
         "status": _col(
             "Step reached (final steps: done, screened_out, declined, refused, full, withdrawn)",
@@ -153,11 +149,25 @@ CODEBOOK: dict[str, dict[str, dict]] = {
             " again",
             "integer",
         ),
-        "screen_out_code": _col("Code shown when screened out", "string or ''"),
+        "screen_out_code": _col(
+            "Code shown when screened out: the study's Screen-out code, else SO- and a random code",
+            "text or ''",
+        ),
         "completion_code": _col(
-            "Completion code stored when the participant finished (shown at the end; with a "
-            "Prolific URL the study's code is shown and sent: docs/experimenter.md)",
-            "string or ''",
+            "Completion code the participant's done page shows now and its link sends: the"
+            " study's code, else a random code of their own; with a Prolific URL always the"
+            " study's, the one Prolific accepts (docs/experimenter.md). Match Prolific's"
+            " submissions against this one",
+            "text or ''",
+            "'' (not finished: no code shown)",
+        ),
+        "stored_completion_code": _col(
+            "Completion code stored when the participant finished, where it is not the one"
+            " shown now (`completion_code`): a random code given before a Prolific study's code"
+            " was taken from its URL, or in place of a code too long to store; their done page"
+            " showed it until then",
+            "text or ''",
+            "'' (the same as completion_code, or not finished)",
         ),
         "slots": _col("Trials assigned (practice included)", "integer"),
         "answers": _col("Main and catch answers stored", "integer"),
@@ -230,7 +240,7 @@ CODEBOOK: dict[str, dict[str, dict]] = {
     "design": {
         "study": _col("Study id", "integer"),
         "participant": _col("Participant id", "integer"),
-        "session": _col("Session id", "string"),
+        "session": _col("Session id", "text"),
         "trial": _col("Trial id", "integer"),
         "trial_index": _col("0-based position in the participant's stored order", "integer"),
         "instrument": _col("Instrument judged", "string"),
@@ -255,10 +265,19 @@ CODEBOOK: dict[str, dict[str, dict]] = {
 
 
 CODEBOOK["csv"] = {
+    "text_columns": _col(
+        "Columns of type `text` hold ids and codes, which may look like numbers (a study's own"
+        " code 01234567, a code stored before 2026-12-07 such as 12E45678, a panel's id of"
+        " digits): read them as text, or a reader's number inference changes them (pandas"
+        " reads 12E45678 as inf, 123456E7 as 1.23456e12 and 01234567 as 1234567):"
+        " pandas.read_csv(..., dtype={column: str for each text column},"
+        " keep_default_na=False, na_values=['']) (docs/experimenter.md, Export)",
+        "rule",
+    ),
     "text_cells": _col(
         "In every CSV file, a text cell starting with = + - @ (or a tab or carriage return) is "
         "written with a leading ' so that a spreadsheet shows it instead of running it as a "
         "formula; the JSON files hold the values as stored",
         "rule",
-    )
+    ),
 }

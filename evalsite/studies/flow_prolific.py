@@ -121,8 +121,14 @@ def sent_code(p: Participant) -> str:
     Prolific URL, the study's code (`completion_code`), the one Prolific accepts, whatever code
     the participant was stored with (a random one, given before the study's code was taken from
     the URL, or where it was too long to store); else the participant's own."""
-    url = p.study.setting("prolific_completion_url") or ""
-    return (completion_code(p.study) if is_prolific(url) else "") or p.completion_code
+    return sent_code_of(p.study, p.completion_code)
+
+
+def sent_code_of(study: Study, stored: str) -> str:
+    """`sent_code` of a participant of `study` stored with the code `stored`, without reading
+    the participant's study again (participants.csv takes it for every participant)."""
+    url = study.setting("prolific_completion_url") or ""
+    return (completion_code(study) if is_prolific(url) else "") or stored
 
 
 def prolific_redirect(p: Participant) -> str:

@@ -10,8 +10,9 @@ from django.db import connection, transaction
 from django.db.models import Q
 
 from evalsite.studies import screening
+from evalsite.studies.completion_codes import new_completion_code
 from evalsite.studies.flow import advance
-from evalsite.studies.models import Participant, Study, new_completion_code
+from evalsite.studies.models import Participant, Study
 
 Step = Participant.Step
 

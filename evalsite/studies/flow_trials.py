@@ -16,8 +16,9 @@ from django.utils import timezone
 
 from evalsite.stimuli.models import Clip
 from evalsite.studies import design, design_return, flow_prolific
+from evalsite.studies.completion_codes import new_completion_code
 from evalsite.studies.flow import advance, turn_away
-from evalsite.studies.models import Answer, Assignment, Participant, Trial, new_completion_code
+from evalsite.studies.models import Answer, Assignment, Participant, Trial
 from evalsite.studies.participant_writes import epoch_ms, mark_shown
 from evalsite.studies.served_audio import participant_key
 

@@ -8,7 +8,6 @@ was shown in position A). Answers are stored in canonical terms ("a"/"b") and po
 from __future__ import annotations
 
 import copy
-import secrets
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -59,10 +58,6 @@ DEFAULT_SETTINGS: dict = {
 
 # The study's fields participants read, which `Study.texts` may give per language.
 PARTICIPANT_TEXTS = ("name", "description", "consent_text")
-
-
-def new_completion_code() -> str:
-    return secrets.token_hex(4).upper()
 
 
 class Study(models.Model):

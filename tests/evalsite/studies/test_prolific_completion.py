@@ -102,7 +102,9 @@ def test_the_done_page_the_link_and_the_export_carry_the_urls_code(client, liste
         assert f'href="{COMPLETE}?cc=C7XK2P9Q"' in page
         codes.append(p.completion_code)
     assert codes == ["C7XK2P9Q", "C7XK2P9Q"]
-    frame = pd.read_csv(io.BytesIO(export_file(listening_study, "participants.csv")))
+    frame = pd.read_csv(
+        io.BytesIO(export_file(listening_study, "participants.csv")), dtype={"completion_code": str}
+    )
     assert set(frame["completion_code"]) == {"C7XK2P9Q"}
 
 
@@ -132,8 +134,9 @@ def test_a_participant_who_finished_before_the_pairing_is_sent_the_code_prolific
 ):
     """A study saved with the URL's cc and no code of its own: a participant who finished before
     the code was taken from the URL holds a random code (findings_rdiff.md, 2). Their done page
-    shows, and the link sends, the URL's code, which Prolific accepts; participants.csv keeps the
-    code they were given when they finished."""
+    shows, and the link sends, the URL's code, which Prolific accepts; participants.csv says so
+    (`completion_code`) and keeps the code they were given when they finished beside it
+    (`stored_completion_code`), which it leaves empty for those shown their stored code."""
     p = to_step(client, enter(client, listening_study, PROLIFIC_PID="pp-early"), "practice")
     finish(client, p)  # no URL yet: a random code, as everyone got before the pairing
     p.refresh_from_db()
@@ -144,11 +147,17 @@ def test_a_participant_who_finished_before_the_pairing_is_sent_the_code_prolific
     page = client.get(url(p)).content.decode()
     assert 'id="completion-code">C7XK2P9Q<' in page
     assert f'href="{COMPLETE}?cc=C7XK2P9Q"' in page
-    # as text: a random hex code such as 12E45678 would read as a number
+    later = finish(client, to_step(client, enter(client, listening_study), "practice"))
+    unfinished = enter(client, listening_study)  # at the browser check
     frame = pd.read_csv(
-        io.BytesIO(export_file(listening_study, "participants.csv")), dtype={"completion_code": str}
-    )
-    assert list(frame["completion_code"]) == [given]
+        io.BytesIO(export_file(listening_study, "participants.csv")),
+        dtype=str,
+        keep_default_na=False,
+    ).set_index("participant")
+    codes = frame[["completion_code", "stored_completion_code"]]
+    assert codes.loc[str(p.pk)].tolist() == ["C7XK2P9Q", given]
+    assert codes.loc[str(later.pk)].tolist() == ["C7XK2P9Q", ""]
+    assert codes.loc[str(unfinished.pk)].tolist() == ["", ""]
 
 
 def test_a_urls_cc_too_long_to_store_does_not_stop_anyone_finishing(
