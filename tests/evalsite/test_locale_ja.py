@@ -26,7 +26,14 @@ PARTICIPANT_TEMPLATES = [
 # Python modules whose translatable strings participants see (pages, forms, refusals, consent).
 PARTICIPANT_MODULES = [
     ROOT / "evalsite" / "studies" / name
-    for name in ("participant.py", "participant_forms.py", "participant_steps.py", "consent.py")
+    for name in (
+        "participant.py",
+        "participant_forms.py",
+        "participant_steps.py",
+        "participant_render.py",
+        "participant_previews.py",
+        "consent.py",
+    )  # fmt: skip
 ]
 GETTEXT_NAMES = {"_", "gettext", "gettext_lazy", "pgettext", "pgettext_lazy"}
 
