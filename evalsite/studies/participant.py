@@ -7,7 +7,7 @@ harmless. The one exception is "Leave the study", honoured from any page that sh
 and audio are served only to the browser session the participant entered with (or re-entered
 with its recruitment id, where flow.may_resume allows it). What each step shows and does is in
 `participant_steps`, the sounds in `participant_audio`, the rendering helpers in
-`participant_render`.
+`participant_render`, a researcher's previews of a draft in `participant_previews`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,15 @@ from django.views.decorators.http import require_http_methods
 from evalsite.studies import flow, flow_trials, flow_withdraw, participant_sql
 from evalsite.studies.entry_limit import NO_KEY, address_key, record_entry, refuses_new
 from evalsite.studies.models import Participant, Study
+from evalsite.studies.participant_previews import (
+    draft_page_over,
+    note_preview,
+    preview_gone,
+    previewing,
+)
 from evalsite.studies.participant_render import (
     no_store,
+    not_accepting,
     page_language,
     refused,
     render_welcome,
@@ -39,7 +46,6 @@ from evalsite.studies.participant_steps import (
     post_answer,
     post_browser_check,
 )
-from evalsite.studies.permissions import visible_studies
 from evalsite.studies.storable_text import storable, storable_or_empty
 
 # The participant tokens a browser entered as travel in a signed cookie (HMAC with SECRET_KEY:
@@ -54,21 +60,6 @@ SESSION_KEY = "csn_participants"
 # participants".
 LEFT_COOKIE = "csn_left"
 LEFT_PAGE_SECONDS = 10 * 60
-# The researcher's previews of a draft this browser entered ("slug:token", signed as the binding
-# is): opening the study deletes them, and a tab left on one of their pages is then told it was a
-# preview (`_preview_gone`) rather than that the page is another session's.
-PREVIEW_COOKIE = "csn_previews"
-
-
-def _not_accepting(request: HttpRequest, study: Study, status: str) -> HttpResponse:
-    """The page refusing a newcomer to a study with `status` (not open)."""
-    translation.activate(page_language(study, request))
-    if status == Study.Status.CLOSED:  # final (no reopening): nothing to come back to
-        return refused(request, _(
-            "This study is no longer accepting participants. Thank you for your interest. "
-            "You can close this page."
-        ))  # fmt: skip
-    return refused(request, _("This study is not open at the moment. Please try again later."))
 
 
 @no_store
@@ -87,10 +78,9 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
     study = get_object_or_404(Study, slug=slug)
     if not all(storable(request.GET.get(key, "")) for key in flow.PROLIFIC_KEYS):
         return _invalid_link(request, study)
-    if study.status != Study.Status.DRAFT and flow.is_preview_id(request.GET.get("pid", "")):
-        return _preview_over(request, study)
-    if study.status != Study.Status.DRAFT and _shown_as_preview(request):
-        return _preview_over(request, study)  # a draft's welcome page, continued after it opened
+    over = draft_page_over(request, study, study.status)
+    if over is not None:  # a preview link, or a draft's welcome page continued after it left draft
+        return over
     known = list(dict.fromkeys(request.session.get(SESSION_KEY, []) + _bound(request)))
     # this study's participants the browser holds (several only if bound before one per study)
     ours = dict(
@@ -106,11 +96,11 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
     # same lookup decides who may come back and who is resumed.
     found = flow.find_existing(study, request.GET) if has_id else None
     if study.status == Study.Status.DRAFT:  # previews only: a known id lets no one else in
-        allowed = _previewing(request, study)
+        allowed = previewing(request, study)
     else:
         allowed = study.is_open or found is not None
     if not allowed:
-        return _not_accepting(request, study, study.status)
+        return not_accepting(request, study, study.status)
     if found is None and request.method != "POST":
         return render_welcome(request, study)  # nothing stored (the docstring says why)
     key = NO_KEY  # the hashed address a new participant is counted under (entry_limit)
@@ -131,10 +121,10 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
         p = flow.create(study, params, user_agent, language) if found is None else None
     except flow.StatusChanged as changed:  # since `allowed` was decided
         if changed.status == Study.Status.OPEN:  # a draft opened: as anyone's, a preview's refused
-            if _shown_as_preview(request):
-                return _preview_over(request, study)
-            return redirect(request.get_full_path())
-        return _not_accepting(request, study, changed.status)  # closed or paused
+            return draft_page_over(request, study, changed.status) or redirect(
+                request.get_full_path()
+            )
+        return not_accepting(request, study, changed.status)  # closed or paused
     if p is None:
         # Not created: another entry with the same id made the participant since `found` was
         # looked up (a double click, two tabs); it is resumed by the same rules.
@@ -149,44 +139,8 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
     response = redirect("studies:participant", p.token)
     _bind_entered(request, response, p.token, dropped=set(ours) - {p.token})
     if p.is_preview:
-        _note_preview(request, response, f"{study.slug}:{p.token}")
+        note_preview(request, response, f"{study.slug}:{p.token}")
     return response
-
-
-def _shown_as_preview(request: HttpRequest) -> bool:
-    """Whether this is the Continue of a welcome page shown as a draft's preview (its form says
-    so, render_welcome): once the study left draft it is refused, whichever link it came by."""
-    return request.method == "POST" and request.POST.get("preview") == "1"
-
-
-def _note_preview(request: HttpRequest, response: HttpResponse, entry: str) -> None:
-    """Add `entry` ("slug:token") to this browser's previews (PREVIEW_COOKIE, the last 20)."""
-    entries = [e for e in _previews(request) if e != entry] + [entry]
-    response.set_signed_cookie(
-        PREVIEW_COOKIE, ",".join(entries[-20:]), salt=PREVIEW_COOKIE,
-        max_age=settings.SESSION_COOKIE_AGE, secure=settings.SESSION_COOKIE_SECURE,
-        httponly=True, samesite=settings.SESSION_COOKIE_SAMESITE,
-    )  # fmt: skip
-
-
-def _previews(request: HttpRequest) -> list[str]:
-    try:
-        raw = request.get_signed_cookie(
-            PREVIEW_COOKIE, salt=PREVIEW_COOKIE, max_age=settings.SESSION_COOKIE_AGE
-        )
-    except (KeyError, signing.BadSignature):  # absent, tampered with, or expired
-        return []
-    return raw.split(",") if raw else []
-
-
-def _preview_gone(request: HttpRequest, token: str) -> HttpResponse | None:
-    """The preview page for a page of a preview this browser entered whose participant is gone
-    (deleted as its study left draft); None otherwise. Only this browser's own previews."""
-    slug = next((e.split(":")[0] for e in _previews(request) if e.endswith(f":{token}")), None)
-    if slug is None or Participant.objects.filter(token=token).exists():
-        return None
-    study = Study.objects.filter(slug=slug).first()
-    return _preview_over(request, study) if study is not None else None
 
 
 def _bind_entered(request: HttpRequest, response: HttpResponse, token: str, dropped: set[str]):
@@ -285,28 +239,6 @@ def _other_session(request: HttpRequest, study: Study) -> HttpResponse:
     ))  # fmt: skip
 
 
-def _preview_over(request: HttpRequest, study: Study) -> HttpResponse:
-    """The page refusing a researcher's preview link (`pid=preview-...`) once its study left
-    draft: a preview that went on would be a real participant whose answers count (what the
-    preview stored was deleted as the study left draft)."""
-    translation.activate(page_language(study, request))
-    return refused(request, _(
-        "This was a preview of the study while it was a draft. The study is no longer a draft, "
-        "so a preview cannot continue: what it entered has been deleted. To take part as a real "
-        "participant, use the study's link."
-    ))  # fmt: skip
-
-
-def _previewing(request: HttpRequest, study: Study) -> bool:
-    """A researcher who can see a draft study may take it before it opens (a preview): nobody
-    else can enter a draft, and what previews store is deleted when it opens or closes
-    (experimenter.study_status)."""
-    return (
-        study.status == Study.Status.DRAFT
-        and visible_studies(request.user).filter(pk=study.pk).exists()
-    )
-
-
 def _bound(request: HttpRequest) -> list[str]:
     """Tokens in this browser's binding cookie ([] when absent, expired or tampered with)."""
     raw = request.COOKIES.get(BINDING_COOKIE)
@@ -361,14 +293,14 @@ def _is_answer(request) -> bool:
 @no_store
 def page(request: HttpRequest, token: str) -> HttpResponse:
     if not _is_mine(request, token):
-        return _left_page(request, token) or _preview_gone(request, token) or _not_mine(request)
+        return _left_page(request, token) or preview_gone(request, token) or _not_mine(request)
     if request.method == "POST" and _is_answer(request):
         said = post_answer(request, token)  # one statement, without loading the participant
         # this page (no URL reversal per answer); saying why when the answer was refused
         return HttpResponseRedirect(request.path + (f"?{said}" if said else ""))
     p = participant_sql.participant_by_token(token)
     if p is None:
-        return _preview_gone(request, token) or _not_mine(request)
+        return preview_gone(request, token) or _not_mine(request)
     switched = _switch_language(request, p)
     if switched is not None:
         return switched

@@ -1,8 +1,9 @@
 """What every participant page shares in its response: a page of the current step rendered in
-the participant's language (`render_step`), the refusal page (`refused`) and headers that keep a
-participant page out of every cache (`no_store`). Kept apart from the views so that the step
-handlers (`participant_steps`), the entry and page views (`participant`) and the load
-benchmark's bare views (`loadtest_views`) use one copy.
+the participant's language (`render_step`), the refusal page (`refused`, and `not_accepting` for
+a study not open) and headers that keep a participant page out of every cache (`no_store`).
+Kept apart from the views so that the step handlers (`participant_steps`), the entry and page
+views (`participant`, `participant_previews`) and the load benchmark's bare views
+(`loadtest_views`) use one copy.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import translation
+from django.utils.translation import gettext as _
 
 from evalsite.studies.models import Participant, Study
 
@@ -93,3 +95,14 @@ def render_welcome(request: HttpRequest, study: Study) -> HttpResponse:
     response = render(request, "studies/participant/browser_check.html", ctx)
     response["Content-Language"] = language
     return response
+
+
+def not_accepting(request: HttpRequest, study: Study, status: str) -> HttpResponse:
+    """The page refusing a newcomer to a study with `status` (not open)."""
+    translation.activate(page_language(study, request))
+    if status == Study.Status.CLOSED:  # final (no reopening): nothing to come back to
+        return refused(request, _(
+            "This study is no longer accepting participants. Thank you for your interest. "
+            "You can close this page."
+        ))  # fmt: skip
+    return refused(request, _("This study is not open at the moment. Please try again later."))

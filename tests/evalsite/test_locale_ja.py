@@ -26,7 +26,14 @@ PARTICIPANT_TEMPLATES = [
 # Python modules whose translatable strings participants see (pages, forms, refusals, consent).
 PARTICIPANT_MODULES = [
     ROOT / "evalsite" / "studies" / name
-    for name in ("participant.py", "participant_forms.py", "participant_steps.py", "consent.py")
+    for name in (
+        "participant.py",
+        "participant_forms.py",
+        "participant_steps.py",
+        "participant_render.py",
+        "participant_previews.py",
+        "consent.py",
+    )  # fmt: skip
 ]
 GETTEXT_NAMES = {"_", "gettext", "gettext_lazy", "pgettext", "pgettext_lazy"}
 
@@ -150,3 +157,23 @@ def test_the_japanese_keys_sentence_offers_the_arrows_as_another_way_to_answer()
         "the left/right arrow) to answer."
     )
     assert "（または左右の矢印キー）" in _ja(english)
+
+
+def test_no_japanese_string_calls_the_study_chousa():
+    # 調査 ("survey") beside 実験 for the same study reads as two things: "同じ調査のリンク" is
+    # not obviously the link of the 実験 the participant was sent to (findings_ra11y F2).
+    said = [e["id"] for e in po_entries(LOCALE / "django.po") if any("調査" in s for s in e["str"])]
+    assert said == []
+
+
+def test_the_japanese_free_again_page_says_why_the_participant_was_turned_away_before():
+    # Its heading is 試行に空きが出ました: the first sentence must not repeat it after an その後
+    # that points back to nothing; the English says "since you were turned away".
+    heading = _ja("Trials are free again")
+    text = _ja(
+        "Trials have become free again since you were turned away. Open the study's link "
+        "again to take part."
+    )
+    first = text.split("。")[0]
+    assert "ご参加いただけませんでした" in first and first != f"その後、{heading}"
+    assert "実験のリンク" in text

@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from evalsite.studies import progress
+from evalsite.studies import flow, progress
 from evalsite.studies.models import Assignment, Participant, Study
 from tests.evalsite.studies.conftest import enter, make_study
 from tests.evalsite.studies.participant_steps import DESKTOP_UA, finish, post, to_step, url
@@ -247,3 +247,26 @@ def test_an_id_turned_away_for_now_is_told_the_study_is_paused_or_closed(
     returning = "提出を取り消して" if lang == "ja" else "please return your submission"
     assert returning in page
     assert enter(Client(), study, PROLIFIC_PID="pp-9", SESSION_ID="se-9").step == "full"
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_the_final_full_page_joins_its_two_sentences_as_its_language_does(
+    experimenter, listening_catalogue, lang
+):
+    """The page of an id turned away for good, while the trials are reserved and once they were
+    given to others: English puts a space between the sentences, Japanese none after "。"
+    (findings_ra11y F3)."""
+    study = _one_answer_each(experimenter, listening_catalogue, languages=["en", "ja"])
+    _, holder = _given_trials(study, "holder")
+    door = Client()
+    p = enter(door, study, pid="final-1", lang=lang)
+    p.state.pop(flow.FULL_FOR_NOW)  # turned away for good, not for now: no retry
+    p.save(update_fields=["state"])
+    joins = {
+        "en": ("taking part now. Thank you for your interest", "other participants. Thank you"),
+        "ja": ("割り当てられています。ご関心", "割り当てられました。ご関心"),
+    }[lang]
+    for join in joins:
+        page = door.get(url(p)).content.decode()
+        assert join in page and "。 " not in page
+        lapse(holder)  # the trials it held are given to no one now: "were given to others"

@@ -1,7 +1,9 @@
 """A researcher's preview (`pid=preview-...`, "Preview as a participant") once its study left
 draft: the preview link is refused with a page saying why, whether the tab was still at the
 welcome page or mid-flow when the study opened, so that no preview continues as a real
-participant whose answers count."""
+participant whose answers count. The page says what is true of that case: what a preview this
+browser entered was deleted; a welcome page never continued stored nothing, and one opened by
+the study's own link need only be opened again (findings_rfollow F2)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ from tests.evalsite.studies.participant_steps import DESKTOP_UA, to_step, url
 pytestmark = pytest.mark.django_db
 
 WHY = "This was a preview"
+DELETED = "what it entered has been deleted"
+PREVIEW_LINK = "This is a preview link"  # a preview link this browser entered nothing by
+OPEN_AGAIN = "This page was opened while the study was a draft"
 
 
 def _draft(study: Study) -> Study:
@@ -42,13 +47,14 @@ def test_a_preview_tab_at_the_welcome_page_cannot_continue_once_the_study_opened
     link = _link(study, "preview-tab")
     assert client.get(link, HTTP_USER_AGENT=DESKTOP_UA).status_code == 200  # the welcome page
     _open(client, study)  # in the overview's tab
-    response = client.post(link, HTTP_USER_AGENT=DESKTOP_UA)  # Continue in the preview tab
+    response = client.post(link, {"preview": "1"}, HTTP_USER_AGENT=DESKTOP_UA)  # its Continue
     assert response.status_code == 403
     page = response.content.decode()
-    assert WHY in page and "To take part as a real participant" in page
+    assert PREVIEW_LINK in page and "To take part as a real participant" in page
+    assert DELETED not in page  # it entered nothing
     assert not study.participants.exists()
-    japanese = client.get(link + "&lang=ja", HTTP_USER_AGENT=DESKTOP_UA)
-    assert japanese.status_code == 403 and "プレビュー" in japanese.content.decode()
+    japanese = client.get(link + "&lang=ja", HTTP_USER_AGENT=DESKTOP_UA).content.decode()
+    assert "プレビュー用のリンク" in japanese and "削除" not in japanese
 
 
 def test_a_preview_mid_flow_cannot_go_on_as_a_real_participant(
@@ -63,7 +69,7 @@ def test_a_preview_mid_flow_cannot_go_on_as_a_real_participant(
     assert client.get(url(p), HTTP_USER_AGENT=DESKTOP_UA).status_code in (403, 404)
     for method in (client.get, client.post):  # its link again, from the same browser
         response = method(link, HTTP_USER_AGENT=DESKTOP_UA)
-        assert response.status_code == 403 and WHY in response.content.decode()
+        assert response.status_code == 403 and DELETED in response.content.decode()
     assert not study.participants.exists()
 
 
@@ -72,7 +78,8 @@ def test_a_preview_link_reused_after_the_draft_makes_no_participant(listening_st
     listening_study.status = status
     listening_study.save()
     response = Client().post(_link(listening_study, "preview-e6b88128"))
-    assert response.status_code == 403 and WHY in response.content.decode()
+    page = response.content.decode()  # a browser that entered nothing by it: nothing deleted
+    assert response.status_code == 403 and PREVIEW_LINK in page and DELETED not in page
     assert not listening_study.participants.exists()
     # any other id is a participant's, as before
     other = Client().post(_link(listening_study, "previewer-1"))
@@ -82,7 +89,7 @@ def test_a_preview_link_reused_after_the_draft_makes_no_participant(listening_st
 @pytest.mark.parametrize(
     "query", ["", "?PROLIFIC_PID=test-pid&STUDY_ID=s&SESSION_ID=se", "?pid=erin-test"]
 )
-def test_a_draft_welcome_page_by_any_link_cannot_continue_once_the_study_opened(
+def test_a_draft_welcome_page_by_the_study_link_is_told_to_open_it_again_once_it_opened(
     client, listening_study, experimenter, query
 ):
     study = _draft(listening_study)
@@ -92,7 +99,13 @@ def test_a_draft_welcome_page_by_any_link_cannot_continue_once_the_study_opened(
     assert "Preview of a draft study" in welcome
     _open(client, study)
     response = client.post(link, {"preview": "1"}, HTTP_USER_AGENT=DESKTOP_UA)  # its Continue
-    assert response.status_code == 403 and WHY in response.content.decode()
+    page = response.content.decode()  # nothing was stored, and its own link is the way in
+    assert (
+        response.status_code == 403
+        and OPEN_AGAIN in page
+        and "now open: to take part, open the study" in page
+    )
+    assert WHY not in page and DELETED not in page and "preview link" not in page
     assert not study.participants.exists()
     # the same link's welcome page of the open study is a participant's, and lets one in
     assert "Preview of a draft study" not in client.get(link).content.decode()
@@ -126,3 +139,46 @@ def test_a_preview_tab_mid_flow_after_open_is_told_it_was_a_preview(
     # another browser with that page's address is not told whose it was
     other = Client().get(url(p), HTTP_USER_AGENT=DESKTOP_UA)
     assert other.status_code == 403 and WHY not in other.content.decode()
+
+
+def test_a_draft_welcome_page_continued_once_the_study_paused_says_it_is_not_open(
+    client, listening_study, experimenter
+):
+    study = _draft(listening_study)
+    client.force_login(experimenter)
+    link = reverse("studies:entry", args=[study.slug])
+    client.get(link, HTTP_USER_AGENT=DESKTOP_UA)
+    Study.objects.filter(pk=study.pk).update(status=Study.Status.PAUSED)  # opened, then paused
+    response = client.post(link, {"preview": "1"}, HTTP_USER_AGENT=DESKTOP_UA)
+    page = response.content.decode()
+    assert response.status_code == 403 and "not open at the moment" in page
+    assert OPEN_AGAIN not in page and not study.participants.exists()
+
+
+def test_a_draft_welcome_page_continued_after_the_study_opened_is_told_so_in_japanese(
+    client, listening_study, experimenter
+):
+    study = _draft(listening_study)
+    client.force_login(experimenter)
+    link = reverse("studies:entry", args=[study.slug]) + "?lang=ja"
+    client.get(link, HTTP_USER_AGENT=DESKTOP_UA)
+    _open(client, study)
+    page = client.post(link, {"preview": "1"}, HTTP_USER_AGENT=DESKTOP_UA).content.decode()
+    assert "下書き段階" in page and "もう一度開いて" in page and "削除" not in page
+
+
+def test_a_preview_tab_whose_browser_entered_a_preview_is_told_what_it_entered_was_deleted(
+    client, listening_study, experimenter
+):
+    # The welcome page of a preview link posted again (the back button) after that preview
+    # was entered in this browser and the study opened: its answers were deleted, and it says so.
+    study = _draft(listening_study)
+    client.force_login(experimenter)
+    link = _link(study, "preview-back")
+    client.get(link, HTTP_USER_AGENT=DESKTOP_UA)
+    client.post(link, {"preview": "1"}, HTTP_USER_AGENT=DESKTOP_UA)
+    assert study.participants.filter(external_pid="preview-back").exists()
+    _open(client, study)
+    response = client.post(link, {"preview": "1"}, HTTP_USER_AGENT=DESKTOP_UA)
+    assert response.status_code == 403 and DELETED in response.content.decode()
+    assert not study.participants.exists()

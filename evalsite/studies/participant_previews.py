@@ -1,0 +1,113 @@
+"""A researcher's previews of a draft study (`pid=preview-...` links, and any draft's welcome
+page, which only a researcher can see): who may preview (`previewing`), the signed cookie
+naming the previews this browser entered (`note_preview`, `browser_previews`), and the pages
+refusing a preview once its study left draft (`draft_page_over`, `preview_gone`), which say
+what is true for this browser: what a preview it entered was deleted, or that nothing was stored.
+Kept apart from the entry and page views (`participant`) that call them.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core import signing
+from django.http import HttpRequest, HttpResponse
+from django.utils import translation
+from django.utils.translation import gettext as _
+
+from evalsite.studies import flow
+from evalsite.studies.models import Participant, Study
+from evalsite.studies.participant_render import not_accepting, page_language, refused
+from evalsite.studies.permissions import visible_studies
+
+# The researcher's previews of a draft this browser entered ("slug:token", signed as the binding
+# is): opening the study deletes them, and a tab left on one of their pages is then told it was a
+# preview (`preview_gone`) rather than that the page is another session's.
+PREVIEW_COOKIE = "csn_previews"
+
+
+def shown_as_preview(request: HttpRequest) -> bool:
+    """Whether this is the Continue of a welcome page shown as a draft's preview (its form says
+    so, render_welcome): once the study left draft it is refused, whichever link it came by."""
+    return request.method == "POST" and request.POST.get("preview") == "1"
+
+
+def draft_page_over(request: HttpRequest, study: Study, status: str) -> HttpResponse | None:
+    """The refusal of a preview link (`pid=preview-...`) or of a draft's welcome page continued
+    (`shown_as_preview`) once the study, now in `status`, left draft; None for any other
+    request. Neither goes on as a real participant: the researcher was shown a preview, and a
+    preview link is never a participant's. The page says what is true for this browser: a
+    preview it entered was deleted; a welcome page never continued stored nothing, and one
+    opened by the study's own link need only be opened again (findings_rfollow F2)."""
+    preview_link = flow.is_preview_id(request.GET.get("pid", ""))
+    if status == Study.Status.DRAFT or not (preview_link or shown_as_preview(request)):
+        return None
+    translation.activate(page_language(study, request))
+    if any(entry.startswith(f"{study.slug}:") for entry in browser_previews(request)):
+        return preview_over(request, study)  # this browser entered a preview of the study
+    if preview_link:
+        return refused(request, _(
+            "This is a preview link, for trying the study while it was a draft. The study is no "
+            "longer a draft, so a preview link cannot be used to take part. To take part as a "
+            "real participant, use the study's link."
+        ))  # fmt: skip
+    if status != Study.Status.OPEN:
+        return not_accepting(request, study, status)
+    return refused(request, _(
+        "This page was opened while the study was a draft, as a preview, and nothing was stored "
+        "from it. The study is now open: to take part, open the study's link again."
+    ))  # fmt: skip
+
+
+def preview_over(request: HttpRequest, study: Study) -> HttpResponse:
+    """The page refusing a preview this browser entered once its study left draft: a preview
+    that went on would be a real participant whose answers count (what the preview stored was
+    deleted as the study left draft)."""
+    translation.activate(page_language(study, request))
+    return refused(request, _(
+        "This was a preview of the study while it was a draft. The study is no longer a draft, "
+        "so a preview cannot continue: what it entered has been deleted. To take part as a real "
+        "participant, use the study's link."
+    ))  # fmt: skip
+
+
+def preview_gone(request: HttpRequest, token: str) -> HttpResponse | None:
+    """The preview page for a page of a preview this browser entered whose participant is gone
+    (deleted as its study left draft); None otherwise. Only this browser's own previews."""
+    slug = next(
+        (e.split(":")[0] for e in browser_previews(request) if e.endswith(f":{token}")), None
+    )
+    if slug is None or Participant.objects.filter(token=token).exists():
+        return None
+    study = Study.objects.filter(slug=slug).first()
+    return preview_over(request, study) if study is not None else None
+
+
+def previewing(request: HttpRequest, study: Study) -> bool:
+    """A researcher who can see a draft study may take it before it opens (a preview): nobody
+    else can enter a draft, and what previews store is deleted when it opens or closes
+    (experimenter.study_status)."""
+    return (
+        study.status == Study.Status.DRAFT
+        and visible_studies(request.user).filter(pk=study.pk).exists()
+    )
+
+
+def note_preview(request: HttpRequest, response: HttpResponse, entry: str) -> None:
+    """Add `entry` ("slug:token") to this browser's previews (PREVIEW_COOKIE, the last 20)."""
+    entries = [e for e in browser_previews(request) if e != entry] + [entry]
+    response.set_signed_cookie(
+        PREVIEW_COOKIE, ",".join(entries[-20:]), salt=PREVIEW_COOKIE,
+        max_age=settings.SESSION_COOKIE_AGE, secure=settings.SESSION_COOKIE_SECURE,
+        httponly=True, samesite=settings.SESSION_COOKIE_SAMESITE,
+    )  # fmt: skip
+
+
+def browser_previews(request: HttpRequest) -> list[str]:
+    """This browser's previews ("slug:token"), [] when it has none or the cookie is not ours."""
+    try:
+        raw = request.get_signed_cookie(
+            PREVIEW_COOKIE, salt=PREVIEW_COOKIE, max_age=settings.SESSION_COOKIE_AGE
+        )
+    except (KeyError, signing.BadSignature):  # absent, tampered with, or expired
+        return []
+    return raw.split(",") if raw else []
