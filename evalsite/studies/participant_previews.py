@@ -2,7 +2,8 @@
 page, which only a researcher can see): who may preview (`previewing`), the signed cookie
 naming the previews this browser entered (`note_preview`, `browser_previews`), and the pages
 refusing a preview once its study left draft (`draft_page_over`, `preview_gone`), which say
-what is true for this browser: what a preview it entered was deleted, or that nothing was stored.
+what is true for this browser: what a preview it entered was deleted, or that nothing was stored;
+a participant an older version stored through a preview link is no preview (`legacy_entry`).
 Kept apart from the entry and page views (`participant`) that call them.
 """
 
@@ -37,10 +38,13 @@ def draft_page_over(request: HttpRequest, study: Study, status: str) -> HttpResp
     request. Neither goes on as a real participant: the researcher was shown a preview, and a
     preview link is never a participant's. The page says what is true for this browser: a
     preview it entered was deleted; a welcome page never continued stored nothing, and one
-    opened by the study's own link need only be opened again (findings_rfollow F2)."""
+    opened by the study's own link need only be opened again (findings_rfollow F2). A preview
+    link naming a stored participant that is no preview is that participant's (`legacy_entry`)."""
     preview_link = flow.is_preview_id(request.GET.get("pid", ""))
     if status == Study.Status.DRAFT or not (preview_link or shown_as_preview(request)):
         return None
+    if not shown_as_preview(request) and legacy_entry(study, request):
+        return None  # the study link's rules (flow.find_existing, may_resume) apply to it
     translation.activate(page_language(study, request))
     if any(entry.startswith(f"{study.slug}:") for entry in browser_previews(request)):
         return preview_over(request, study)  # this browser entered a preview of the study
@@ -56,6 +60,17 @@ def draft_page_over(request: HttpRequest, study: Study, status: str) -> HttpResp
         "This page was opened while the study was a draft, as a preview, and nothing was stored "
         "from it. The study is now open: to take part, open the study's link again."
     ))  # fmt: skip
+
+
+def legacy_entry(study: Study, request: HttpRequest) -> bool:
+    """Whether the link's recruitment ids name a stored participant of `study` that is not a
+    preview (`is_preview` is set by the insert, under the study's row lock, and previews are
+    deleted as the study leaves draft): one a version before cebf674 let in through a preview
+    link opened after the study left draft, whose answers count. It comes back as any
+    participant does; only a preview, or a new entry by a preview link, is refused
+    (findings_rupg 2)."""
+    found = flow.find_existing(study, request.GET)
+    return found is not None and not found.is_preview
 
 
 def preview_over(request: HttpRequest, study: Study) -> HttpResponse:
