@@ -40,9 +40,13 @@ def measure_missing() -> PeakReport:
 def _measure(clip: Clip, report: PeakReport) -> bool:
     """Set clip.peak_dbfs from its file; False (counted in `report`) where there is none."""
     try:
-        data, _sr = sf.read(clip.file.path, dtype="float32", always_2d=True)
+        # opened here, so a missing file fails with the OS's reason (as audio._read_upload), not
+        # libsndfile's "System error."
+        with open(clip.file.path, "rb") as fh:
+            data, _sr = sf.read(fh, dtype="float32", always_2d=True)
     except (OSError, ValueError, RuntimeError) as exc:  # gone, undecodable
-        report.unreadable.append(f"clip {clip.pk} {clip.name}: {clip.file.name} ({exc})")
+        reason = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) else exc
+        report.unreadable.append(f"clip {clip.pk} {clip.name}: {clip.file.name} ({reason})")
         return False
     clip.peak_dbfs = peak_dbfs(data)
     if clip.peak_dbfs is None:
