@@ -1,6 +1,7 @@
 """Measuring the sample peak (`Clip.peak_dbfs`) of the ready clips that have none, later than on
 storing: clips stored before the peak was kept whose file migration stimuli 0004 could not read
-(a media volume not mounted during the upgrade, a damaged file). `manage.py measure_clip_peaks`
+(a media volume not mounted during the upgrade, a damaged file), and clips stored by a process
+still on that earlier code between `migrate` and its restart. `manage.py measure_clip_peaks`
 runs it; running it again reads only the clips still without a peak."""
 
 from __future__ import annotations
