@@ -57,10 +57,10 @@ def fill(apps, schema_editor):
         # printed as well as logged: LOG_LEVEL above WARNING hides the log, not migrate's output
         n = len(unreadable)
         sys.stdout.write(
-            f"\n  stimuli 0004: {n} ready clip{'s' if n > 1 else ''} left without a peak (their "
-            "files cannot be read: missing, e.g. MEDIA_ROOT not mounted, or not audio): once "
-            "MEDIA_ROOT holds their files, run `manage.py measure_clip_peaks`, which names any "
-            "it still cannot read\n"
+            f"\n  stimuli 0004: {n} ready clip{'s' if n > 1 else ''} left without a peak, "
+            f"{'their files' if n > 1 else 'its file'} unreadable (missing, e.g. MEDIA_ROOT not "
+            "mounted, or not audio): once the files are under MEDIA_ROOT, run `manage.py "
+            "measure_clip_peaks`, which names any it still cannot read\n"
         )
         sys.stdout.flush()
 

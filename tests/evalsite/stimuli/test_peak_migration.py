@@ -110,7 +110,7 @@ def test_it_says_how_many_clips_it_could_not_read_in_migrates_own_output(caplog,
         logging.disable(logging.NOTSET)
         MigrationExecutor(connection).migrate(latest)
     out = capsys.readouterr().out
-    assert "stimuli 0004: 2 ready clips left without a peak (their files cannot be read:" in out
+    assert "stimuli 0004: 2 ready clips left without a peak, their files unreadable (missing" in out
     assert "manage.py measure_clip_peaks" in out
     assert not caplog.records  # the log said nothing: only the output did
 
