@@ -1,6 +1,7 @@
 """Measuring the sample peak (`Clip.peak_dbfs`) of the ready clips that have none, later than on
 storing: clips stored before the peak was kept whose file migration stimuli 0004 could not read
-(a media volume not mounted during the upgrade, a damaged file). `manage.py measure_clip_peaks`
+(a media volume not mounted during the upgrade, a damaged file), and clips stored by a process
+still on that earlier code between `migrate` and its restart. `manage.py measure_clip_peaks`
 runs it; running it again reads only the clips still without a peak."""
 
 from __future__ import annotations
@@ -40,9 +41,13 @@ def measure_missing() -> PeakReport:
 def _measure(clip: Clip, report: PeakReport) -> bool:
     """Set clip.peak_dbfs from its file; False (counted in `report`) where there is none."""
     try:
-        data, _sr = sf.read(clip.file.path, dtype="float32", always_2d=True)
+        # opened here, so a missing file fails with the OS's reason (as audio._read_upload), not
+        # libsndfile's "System error."
+        with open(clip.file.path, "rb") as fh:
+            data, _sr = sf.read(fh, dtype="float32", always_2d=True)
     except (OSError, ValueError, RuntimeError) as exc:  # gone, undecodable
-        report.unreadable.append(f"clip {clip.pk} {clip.name}: {clip.file.name} ({exc})")
+        reason = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) else exc
+        report.unreadable.append(f"clip {clip.pk} {clip.name}: {clip.file.name} ({reason})")
         return False
     clip.peak_dbfs = peak_dbfs(data)
     if clip.peak_dbfs is None:

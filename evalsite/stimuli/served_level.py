@@ -53,6 +53,26 @@ def under_target(clips: Iterable[Clip], target_lufs: float) -> dict[int, float]:
     return out
 
 
+# Clips without a peak named by name on a page; the others only counted (a page stays short and
+# one query long with thousands of them, e.g. after an upgrade with the media volume away).
+PEAK_UNKNOWN_NAMED = 10
+
+
+def peak_unknown(clips: QuerySet[Clip]) -> dict | None:
+    """The ready clips among `clips` whose peak was never measured, which `under_target` cannot
+    judge: stored by a process still on the code before peaks were kept (between `migrate` and
+    its restart), or whose file migration stimuli 0004 could not read. `manage.py
+    measure_clip_peaks` measures them. {"n": how many, "names": the first PEAK_UNKNOWN_NAMED
+    names, by id, "more": n minus those}; None if none. Reads no file: one query, two where
+    more than PEAK_UNKNOWN_NAMED."""
+    unknown = clips.filter(status=Clip.Status.READY, peak_dbfs__isnull=True).exclude(file="")
+    names = list(unknown.order_by("pk").values_list("name", flat=True)[: PEAK_UNKNOWN_NAMED + 1])
+    if not names:
+        return None
+    n = len(names) if len(names) <= PEAK_UNKNOWN_NAMED else unknown.count()
+    return {"n": n, "names": names[:PEAK_UNKNOWN_NAMED], "more": n - PEAK_UNKNOWN_NAMED}
+
+
 def under_target_in(clips: QuerySet[Clip], target_lufs: float) -> dict[int, float]:
     """`under_target` of a queryset of clips, loading only those stored more than
     SHORTFALL_LU under the target (a mono clip's playback loudness is +3.01 LU over its

@@ -259,6 +259,11 @@ def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
         ),
         "completion_code": flow_prolific.completion_code(study),
         "quiet_clips": None if study.status == Study.Status.CLOSED else quiet_clips(study),
+        "peak_unknown": (
+            None
+            if study.status == Study.Status.CLOSED
+            else served_level.peak_unknown(study_catalogue_clips(study))
+        ),
         "shortfall_lu": served_level.SHORTFALL_LU,
     }
     return render(request, "studies/experimenter/study_detail.html", context)

@@ -114,6 +114,7 @@ def _clips_page(request, study, form, results, status=200) -> HttpResponse:
         ),
         "target_lufs": study.setting("loudness_target_lufs"),
         "shortfall_lu": served_level.SHORTFALL_LU,
+        "peak_unknown": served_level.peak_unknown(study_catalogue_clips(study)),
         "max_files": settings.DATA_UPLOAD_MAX_NUMBER_FILES,
         "max_file_mb": round(MAX_UPLOAD_BYTES / 1e6),
         **_failed_context(study),

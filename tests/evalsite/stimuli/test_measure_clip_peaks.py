@@ -71,3 +71,24 @@ def test_it_leaves_measured_pending_and_silent_clips_as_they_are():
     values = dict(Clip.objects.values_list("name", "peak_dbfs"))
     assert values == {"measured": -1.0, "pending": None, "silent": None}
     assert pending.pk and silent.pk
+
+
+def test_it_gives_the_os_reason_for_a_missing_file():
+    """A file missing (a media volume not mounted) is told apart from other I/O failures by the
+    OS's reason, not libsndfile's "System error." (findings_rupg.md, 4)."""
+    away = _clip("gone", "clips/never_written.wav")
+    with pytest.raises(CommandError) as refused:
+        _run()
+    path = default_storage.path("clips/never_written.wav")
+    assert f"clip {away.pk} gone: clips/never_written.wav (No such file or directory: {path})" in (
+        str(refused.value)
+    )
+    assert "System error" not in str(refused.value)
+
+
+def test_it_reads_nothing_when_every_ready_clip_has_its_peak(django_assert_num_queries):
+    """Run after every upgrade, whatever migrate said: with no peak missing it costs one query."""
+    measured = _clip("measured", default_storage.save("clips/m.wav", ContentFile(_wav_bytes(0.5))))
+    Clip.objects.filter(pk=measured.pk).update(peak_dbfs=-6.0)
+    with django_assert_num_queries(1):
+        assert "Measured the peak of 0 clips; 0 silent" in _run()

@@ -83,3 +83,53 @@ def test_it_names_each_clip_it_could_not_read(caplog):
     for clip, file in ((gone, "clips/away.wav"), (bad, garbage)):
         assert [m for m in warned if f"clip {clip.pk} " in m and clip.name in m and file in m]
     assert all("measure_clip_peaks" in m for m in warned) and len(warned) == 2  # not the silent
+
+
+@pytest.mark.django_db(transaction=True)  # migrates the schema back and forth
+def test_it_says_how_many_clips_it_could_not_read_in_migrates_own_output(caplog, capsys):
+    """migrate's output counts the clips left without a peak and names the command, whatever
+    LOG_LEVEL hides (findings_rupg.md, 1a); a missing file's warning gives the OS's reason, not
+    libsndfile's "System error." (findings_rupg.md, 4)."""
+    caplog.set_level(logging.WARNING)
+    logging.disable(logging.WARNING)  # as LOG_LEVEL=ERROR: no warning reaches a handler
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()
+    executor.migrate([BEFORE])
+    try:
+        OldClip = (
+            MigrationExecutor(connection)
+            .loader.project_state([BEFORE])
+            .apps.get_model("stimuli", "Clip")
+        )
+        OldClip.objects.create(name="gone-at-migrate", status="ready", file="clips/away.wav")
+        OldClip.objects.create(name="gone-too", status="ready", file="clips/away2.wav")
+        OldClip.objects.create(name="measured", status="ready", file=_wav(0.5))
+        capsys.readouterr()
+        MigrationExecutor(connection).migrate(latest)
+    finally:
+        logging.disable(logging.NOTSET)
+        MigrationExecutor(connection).migrate(latest)
+    out = capsys.readouterr().out
+    assert "stimuli 0004: 2 ready clips left without a peak, their files unreadable (missing" in out
+    assert "manage.py measure_clip_peaks" in out
+    assert not caplog.records  # the log said nothing: only the output did
+
+
+@pytest.mark.django_db(transaction=True)  # migrates the schema back and forth
+def test_its_warning_gives_the_os_reason_for_a_missing_file(caplog):
+    caplog.set_level(logging.WARNING)
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()
+    executor.migrate([BEFORE])
+    try:
+        OldClip = (
+            MigrationExecutor(connection)
+            .loader.project_state([BEFORE])
+            .apps.get_model("stimuli", "Clip")
+        )
+        OldClip.objects.create(name="gone-at-migrate", status="ready", file="clips/away.wav")
+    finally:
+        MigrationExecutor(connection).migrate(latest)
+    (warned,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    path = default_storage.path("clips/away.wav")
+    assert f"(No such file or directory: {path})" in warned and "System error" not in warned

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
 from django.urls import reverse
 
 from evalsite.stimuli import served_level
@@ -149,3 +150,41 @@ def test_a_quiet_clip_in_no_trial_is_not_told_to_be_left_out(client, alice, quie
     overview = client.get(reverse("studies:study_detail", args=[quiet_study.pk])).content.decode()
     assert 'id="quiet-clips"' not in overview and "leave it out" not in overview
     assert "1 ready clip of the catalogue, in none of this study's trials, would play" in (overview)
+
+
+def test_clips_whose_peak_is_not_known_yet_are_counted_and_named_until_measured(
+    client, alice, quiet_study
+):
+    """A clip stored by a process still on the code before peaks were kept (between `migrate`
+    and its restart), or whose file migration stimuli 0004 could not read, has no peak: the
+    quiet-clip warning cannot judge it. The overview and the Clips page count and name such
+    clips and give the command that measures them, until it has (findings_rupg.md, 1)."""
+    quiet_study.catalogue.clips.filter(name="click.wav").update(peak_dbfs=None)
+    client.force_login(alice)
+    # where each page names the click once its peak is known
+    pages = {
+        reverse("studies:study_detail", args=[quiet_study.pk]): 'id="quiet-clips-unused"',
+        reverse("studies:clips", args=[quiet_study.pk]): 'class="error quiet-clip"',
+    }
+    for url, named in pages.items():
+        html = client.get(url).content.decode()
+        assert named not in html
+        note = html[html.index('id="clips-peak-unknown"') :]
+        note = note[: note.index("</p>")]
+        assert "1 ready clip of the catalogue has no measured peak yet (click.wav)" in note
+        assert "manage.py measure_clip_peaks" in note
+    call_command("measure_clip_peaks", stdout=io.StringIO())
+    for url, named in pages.items():
+        html = client.get(url).content.decode()
+        assert 'id="clips-peak-unknown"' not in html and named in html  # the click judged again
+
+
+def test_a_few_clips_without_a_peak_are_named_and_the_rest_counted(client, alice, quiet_study):
+    _tones(quiet_study)
+    quiet_study.catalogue.clips.update(peak_dbfs=None)
+    client.force_login(alice)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(served_level, "PEAK_UNKNOWN_NAMED", 2)
+        html = client.get(reverse("studies:study_detail", args=[quiet_study.pk])).content.decode()
+    named = "(click.wav, tone.wav and 3 more)"
+    assert f"5 ready clips of the catalogue have no measured peak yet {named}" in html

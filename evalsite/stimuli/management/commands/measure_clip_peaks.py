@@ -1,7 +1,8 @@
 """manage.py measure_clip_peaks: store the sample peak of every ready clip that has none (its
-file unreadable when migration stimuli 0004 ran, which logged it), so that the quiet-clip
-warning counts it; names the clips still unreadable and then exits with status 1. Running it
-again reads only the clips still without a peak."""
+file unreadable when migration stimuli 0004 ran, or stored by a process still on the code
+before peaks were kept), so that the quiet-clip warning counts it; names the clips still
+unreadable and then exits with status 1. Running it again reads only the clips still without a
+peak; with none, no file at all (one query), so an upgrade runs it every time."""
 
 from __future__ import annotations
 
