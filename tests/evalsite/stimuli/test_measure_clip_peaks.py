@@ -77,7 +77,7 @@ def test_it_gives_the_os_reason_for_a_missing_file():
     """A file missing (a media volume not mounted) is told apart from other I/O failures by the
     OS's reason, not libsndfile's "System error." (findings_rupg.md, 4)."""
     away = _clip("gone", "clips/never_written.wav")
-    with pytest.raises(CommandError) as refused:
+    with pytest.raises(CommandError, match="^1 clip still has no peak") as refused:
         _run()
     path = default_storage.path("clips/never_written.wav")
     assert f"clip {away.pk} gone: clips/never_written.wav (No such file or directory: {path})" in (
@@ -92,3 +92,8 @@ def test_it_reads_nothing_when_every_ready_clip_has_its_peak(django_assert_num_q
     Clip.objects.filter(pk=measured.pk).update(peak_dbfs=-6.0)
     with django_assert_num_queries(1):
         assert "Measured the peak of 0 clips; 0 silent" in _run()
+
+
+def test_it_counts_one_clip_in_the_singular():
+    _clip("one", default_storage.save("clips/o.wav", ContentFile(_wav_bytes(0.5))))
+    assert "Measured the peak of 1 clip;" in _run()

@@ -20,11 +20,17 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         report = measure_missing()
         self.stdout.write(
-            f"Measured the peak of {report.measured} clips; {report.silent} silent (no peak)."
+            f"Measured the peak of {_clips(report.measured)}; {report.silent} silent (no peak)."
         )
         if report.unreadable:
             lines = "\n".join(report.unreadable)
+            n = len(report.unreadable)
             raise CommandError(
-                f"{len(report.unreadable)} clips still have no peak: their files cannot be read "
+                f"{_clips(n)} still {'has' if n == 1 else 'have'} no peak: their files cannot be"
+                " read "
                 f"(restore them under MEDIA_ROOT and run it again):\n{lines}"
             )
+
+
+def _clips(n: int) -> str:
+    return f"{n} clip" if n == 1 else f"{n} clips"
