@@ -8,8 +8,13 @@ results.json:
                         "n_ties": {cond..., "mean"},     # of them, d(a,p) == d(a,n) exactly
                         "n_identical": {cond..., "mean"},  # ... with a, p, n the same vector
                         "tie_share": float,   # ties / triplets over all its kinds
+                        "crossed_se": {cond..., "mean"},  # the crossed interval (results.csv):
+                        "crossed_df": {cond..., "mean"},  #   se, its t df (Satterthwaite) and
+                        "crossed_ci95": {cond: [lo, hi]},  #  bounds; null where the kind's
+                                                           #  other pieces are unknown
                         "by_kind": {KIND: {"accuracy", "ci95", "n_triplets", "n_ties",
-                                           "n_identical"}}}},
+                                           "n_identical", "crossed_se", "crossed_df",
+                                           "crossed_ci95"}}}},
      "primary_kind": "pseudo", "reference": "csn",
      "tie_rule": "...",   # TIE_RULE: a tie counts as wrong in the accuracy
      "warnings": ["system X: 100.0 % of triplets ... are ties ...", ...],   # tie_warnings
@@ -73,7 +78,28 @@ def _kind_block(acc: pd.DataFrame) -> dict:
             for column in ("n_ties", "n_identical")
             if column in by_term.columns
         },
+        **_crossed_block(by_term, terms),
     }
+
+
+def _crossed_block(by_term: pd.DataFrame, terms: list[str]) -> dict:
+    """results.csv's crossed interval per term (crossed_accuracy), None for NaN (a kind whose
+    other pieces are unknown); empty for a table without them."""
+    if "crossed_se" not in by_term.columns:
+        return {}
+    se, df, low, high = (
+        {t: _number(by_term.loc[t, column]) for t in terms}
+        for column in ("crossed_se", "crossed_df", "crossed_ci_low", "crossed_ci_high")
+    )
+    return {
+        "crossed_se": se,
+        "crossed_df": df,
+        "crossed_ci95": {t: [low[t], high[t]] for t in terms},
+    }
+
+
+def _number(v) -> float | None:
+    return None if pd.isna(v) else float(v)
 
 
 def tie_warnings(acc: pd.DataFrame) -> list[str]:

@@ -87,8 +87,11 @@ POOLING = (
     "Per kind and system, each triplet's correctness is averaged over the seeds; the reference "
     "and each other system are then compared on those averaged outcomes with the benchmark's "
     "paired sign-flip test over pieces (Holm over the systems per kind and term). The test runs "
-    "on the sum over seeds, which leaves p unchanged. Pieces are the unit of inference; the "
-    "variation over seeds is described (SD, min, max, seeds favouring the reference), not tested."
+    "on the sum over seeds, which leaves p unchanged. So does the crossed test (crossed_se, "
+    "crossed_df, crossed_p_val, crossed_p_adj, as in comparisons.csv; crossed_se in accuracy "
+    "units), which also allows for the pieces B, C, D and runs where every run's outcomes name "
+    "them. Pieces are the unit of inference; the variation over seeds is described (SD, min, "
+    "max, seeds favouring the reference), not tested."
 )
 
 

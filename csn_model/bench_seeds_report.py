@@ -43,7 +43,8 @@ def print_summary(runs: list[Run], result: dict, reference: str) -> None:
             )
     print(
         f"{reference} - other on the mean, per seed | mean, SD, seeds favouring {reference}; "
-        "pooled over seeds: p_adj of the paired test over pieces (Holm)"
+        "pooled over seeds: p_adj of the paired test over pieces (Holm), crossed p_adj and its "
+        "t df (the test that also allows for the pieces B, C, D; nan where they are unknown)"
     )
     for kind in per_run["kind"].unique():
         wide = _wide(per_run, kind, MEAN)
@@ -52,7 +53,8 @@ def print_summary(runs: list[Run], result: dict, reference: str) -> None:
             print(
                 f"  {str(kind):8s} {str(row.system):22s} {_join(diffs, '+.3f')} | "
                 f"{row.diff_mean:+.3f} {row.diff_sd:.3f} {row.n_favour_reference}/{row.n_seeds}"
-                f"  p_adj={row.p_adj:.3g} (pieces {row.n_pieces})"
+                f"  p_adj={row.p_adj:.3g}  crossed p_adj={row.crossed_p_adj:.3g} "
+                f"(df {row.crossed_df:.1f}) (pieces {row.n_pieces})"
             )
     for line in result["warnings"]:
         print(f"warning: {line}")
@@ -114,14 +116,14 @@ def _comparison_lines(comps: pd.DataFrame, kind, reference: str) -> list:
     lines = [f"## {kind}: {reference} minus each system, per seed and pooled", ""]
     lines += [
         f"| term | system | mean diff | SD | min | max | seeds favouring {reference} | "
-        "pooled estimate | p_adj (over pieces, Holm) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "pooled estimate | p_adj (over pieces, Holm) | crossed p_adj (df) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in comps[comps.kind == kind].itertuples():
         lines.append(
             f"| {r.term} | {r.system} | {r.diff_mean:+.3f} | {r.diff_sd:.3f} | "
             f"{r.diff_min:+.3f} | {r.diff_max:+.3f} | {r.n_favour_reference} of {r.n_seeds} | "
-            f"{r.estimate:+.3f} | {r.p_adj:.3g} |"
+            f"{r.estimate:+.3f} | {r.p_adj:.3g} | {r.crossed_p_adj:.3g} ({r.crossed_df:.1f}) |"
         )
     return [*lines, ""]
 

@@ -307,13 +307,17 @@ def _compare(sub: pd.DataFrame, reference: str, other: str) -> dict:
     }
 
 
+CROSSED_ACCURACY_COLUMNS = ["crossed_se", "crossed_df", "crossed_ci_low", "crossed_ci_high"]
+
+
 def crossed_accuracy(outcomes: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """Intervals of accuracy per condition and of their macro mean that allow for random
     effects of every piece a triplet touches: estimate +- t(df) crossed_se, with
     crossed_se and df (Satterthwaite, reference_df) from piece_effects_variance (the macro
     mean: conditions centred on their own means, weights 1 / (C n_c)). `outcomes`: one system
     and kind, with OTHERS_COLUMN.
-    Returns term, crossed_se, crossed_ci_low, crossed_ci_high (conditions, then "mean")."""
+    Returns term, crossed_se, crossed_df (the t reference's df), crossed_ci_low,
+    crossed_ci_high (conditions, then "mean")."""
     conditions = [c for c in CONDITIONS if c in set(outcomes["condition"])]
     rows = []
     for term in [*conditions, MEAN]:
@@ -327,8 +331,8 @@ def crossed_accuracy(outcomes: pd.DataFrame, level: float = 0.95) -> pd.DataFram
         df = reference_df(est["df"], n_pieces)
         se, half = float(np.sqrt(est["var"])), stats.t.ppf(0.5 + level / 2, df)
         estimate = float(w @ y)
-        rows.append((term, se, estimate - half * se, estimate + half * se))
-    return pd.DataFrame(rows, columns=["term", "crossed_se", "crossed_ci_low", "crossed_ci_high"])
+        rows.append((term, se, float(df), estimate - half * se, estimate + half * se))
+    return pd.DataFrame(rows, columns=["term", *CROSSED_ACCURACY_COLUMNS])
 
 
 def knows_others(outcomes: pd.DataFrame) -> bool:
@@ -345,16 +349,16 @@ def split_others(others: pd.Series) -> list[tuple[str, ...]]:
 
 def accuracy_table(outcomes: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """bootstrap_accuracy for every (system, kind): tidy rows system, kind, term, estimate, ...;
-    then crossed_se, crossed_ci_low, crossed_ci_high (crossed_accuracy; NaN where the outcomes
-    lack OTHERS_COLUMN); with n_ties and n_identical per term (tie_table) where the outcomes
-    have TIE_COLUMNS."""
+    then crossed_se, crossed_df, crossed_ci_low, crossed_ci_high (crossed_accuracy; NaN where the
+    outcomes lack OTHERS_COLUMN); with n_ties and n_identical per term (tie_table) where the
+    outcomes have TIE_COLUMNS."""
     missing = set(OUTCOME_COLUMNS) - set(outcomes.columns)
     if missing:
         raise ValueError(f"accuracy_table: outcomes lack columns {sorted(missing)}")
     frames = []
     for (system, kind), part in outcomes.groupby(["system", "kind"], sort=False):
         table = bootstrap_accuracy(part, n_boot=n_boot, seed=seed)
-        crossed = ["crossed_se", "crossed_ci_low", "crossed_ci_high"]
+        crossed = CROSSED_ACCURACY_COLUMNS
         if knows_others(part):
             table = table.merge(crossed_accuracy(part), on="term", how="left", validate="1:1")
         else:

@@ -36,6 +36,28 @@ def _check_schema(results: dict, systems: set[str]) -> None:
     assert {"config", "dataset", "triplets", "separator_sdr"} <= set(results)
 
 
+def _check_crossed_columns(run) -> None:
+    """results.json carries the crossed statistics results.csv and comparisons.csv hold, the
+    t reference's df (crossed_df) included, so a reader of the summary sees the df that p and
+    the interval were computed on."""
+    results = json.loads((run / "results.json").read_text())
+    table = pd.read_csv(run / "results.csv")
+    # Satterthwaite, floored at 1; 0/0 (NaN, null in the JSON) where a term's triplets are all
+    # right or all wrong (se 0), as in this tiny run's 2 triplets per condition.
+    assert ((table.crossed_df >= 1) | (table.crossed_se == 0)).all()
+    assert (table.crossed_df >= 1).any()
+    for row in table.itertuples():
+        block = results["systems"][row.system]["by_kind"][row.kind]
+        got = [block["crossed_se"][row.term], block["crossed_df"][row.term]]
+        got += block["crossed_ci95"][row.term]
+        got = [float("nan") if v is None else v for v in got]
+        expected = [row.crossed_se, row.crossed_df, row.crossed_ci_low, row.crossed_ci_high]
+        assert got == pytest.approx(expected, rel=1e-12, nan_ok=True)
+    crossed = ["crossed_se", "crossed_df", "crossed_p_val", "crossed_p_adj"]
+    summary = pd.DataFrame(results["comparisons"])[crossed].astype(float)
+    pd.testing.assert_frame_equal(summary, pd.read_csv(run / "comparisons.csv")[crossed])
+
+
 def test_it_benchmarks_every_system_and_scores_another_dataset(
     tiny_dataset, other_dataset, tmp_path
 ):
@@ -56,6 +78,7 @@ def test_it_benchmarks_every_system_and_scores_another_dataset(
     assert roles.loc["natural"].tolist() == [1, 1] and roles.loc["pseudo", "max"] == 3
     assert not any(a in o.split("|") for a, o in zip(scored["piece"], scored["others"]))
     assert {"crossed_p_val", "crossed_p_adj"} <= set(pd.read_csv(run / "comparisons.csv"))
+    _check_crossed_columns(run)
     triplet_file = run / "triplets" / "test_pseudo.json"
     before = triplet_file.read_bytes()
 

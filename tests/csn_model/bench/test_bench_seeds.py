@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -115,6 +116,43 @@ def _write_run(folder: Path, stacked: pd.DataFrame, run: int, seed: int, **confi
     (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
     (folder / "dataset.json").write_text(json.dumps({"root": "/d", "fingerprint": "abc"}))
     return folder
+
+
+def test_it_carries_the_crossed_test_of_the_pooled_outcomes_with_its_df(tmp_path, capsys):
+    """Runs whose outcomes record each triplet's other pieces: seeds.json, seeds.md and the
+    printed summary carry the crossed test of the pooled outcomes (se, df, p, Holm p) as
+    comparisons.csv does for one run, the se in accuracy units (divided by the seeds)."""
+    from csn_model.evaluation import compare_to_reference
+
+    rng = np.random.default_rng(3)
+    # 48 triplets on 8 pieces: anchor t % 8, three other pieces drawn from the remaining 7.
+    others = ["|".join(f"P{(t + k) % 8}" for k in rng.permutation(7)[:3] + 1) for t in range(48)]
+    rows = [
+        (run, system, "pseudo", "drums", t, f"P{t % 8}", int(rng.uniform() < p), others[t])
+        for run in (0, 1)
+        for system, p in (("csn", 0.7), ("other", 0.5))
+        for t in range(48)
+    ]
+    columns = ["run", "system", "kind", "condition", "triplet", "piece", "correct", "others"]
+    stacked = pd.DataFrame(rows, columns=columns)
+    runs = [_write_run(tmp_path / f"seed{k}", stacked, k, k) for k in (0, 1)]
+    assert main([str(r) for r in runs] + ["--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    # By an independent route: the same test on each triplet's correctness summed by hand.
+    summed = stacked.groupby(["system", "kind", "condition", "triplet", "piece", "others"])
+    expected = compare_to_reference(summed["correct"].sum().reset_index(), "csn")
+    expected = expected.set_index("term")
+    result = json.loads((tmp_path / "out/seeds.json").read_text())
+    ours = pd.DataFrame(result["comparisons"]).set_index("term")
+    for column in ("crossed_df", "crossed_p_val", "crossed_p_adj"):
+        assert ours[column].to_numpy() == pytest.approx(expected[column].to_numpy(), rel=1e-12)
+    assert ours.crossed_se.to_numpy() == pytest.approx(expected.crossed_se.to_numpy() / 2)
+    assert (ours.crossed_df >= 1).all()
+    mean = ours.loc["mean"]
+    assert f"crossed p_adj={mean.crossed_p_adj:.3g} (df {mean.crossed_df:.1f})" in printed
+    md = (tmp_path / "out/seeds.md").read_text()
+    assert "crossed p_adj (df) |" in md
+    assert f"| {mean.crossed_p_adj:.3g} ({mean.crossed_df:.1f}) |" in md
 
 
 @pytest.fixture

@@ -230,7 +230,7 @@ def test_it_adds_a_crossed_interval_next_to_the_bootstrap_one():
     outcomes = _outcomes_with_others(seed=8)
     acc = accuracy_table(outcomes, n_boot=50)
     plain = accuracy_table(outcomes.drop(columns="others"), n_boot=50)
-    new = ["crossed_se", "crossed_ci_low", "crossed_ci_high"]
+    new = ["crossed_se", "crossed_df", "crossed_ci_low", "crossed_ci_high"]
     pd.testing.assert_frame_equal(acc.drop(columns=new), plain.drop(columns=new))
     assert plain[new].isna().all().all()  # runs made before `others`
     csn = outcomes[outcomes.system == "csn"]
@@ -243,14 +243,18 @@ def test_it_adds_a_crossed_interval_next_to_the_bootstrap_one():
     drums = (csn["condition"] == "drums").to_numpy()
     est = piece_effects_variance(y[drums], a[drums], o[drums])
     se = np.sqrt(est["var"]) / drums.sum()
-    t = stats.t.ppf(0.975, reference_df(est["df"], 12))  # 12 pieces; Satterthwaite df
+    df = reference_df(est["df"], 12)  # 12 pieces; Satterthwaite df
+    t = stats.t.ppf(0.975, df)
     assert by.loc["drums", "crossed_se"] == pytest.approx(se, rel=1e-12)
+    assert by.loc["drums", "crossed_df"] == pytest.approx(df, rel=1e-12)  # the interval's t df
     assert by.loc["drums", "crossed_ci_low"] == pytest.approx(y[drums].mean() - t * se)
     # The macro mean over the two conditions: groups = condition, weights 1 / (2 x 60).
     groups = csn["condition"].to_numpy()
     est = piece_effects_variance(y, a, o, groups=groups, weights=np.full(y.size, 1 / 120))
-    var, t = est["var"], stats.t.ppf(0.975, reference_df(est["df"], 12))
+    var, df = est["var"], reference_df(est["df"], 12)
+    t = stats.t.ppf(0.975, df)
     assert by.loc["mean", "crossed_se"] == pytest.approx(np.sqrt(var), rel=1e-12)
+    assert by.loc["mean", "crossed_df"] == pytest.approx(df, rel=1e-12)
     assert by.loc["mean", "crossed_ci_high"] == pytest.approx(
         by.loc["mean", "estimate"] + t * np.sqrt(var)
     )
