@@ -11,7 +11,9 @@ results.json:
                         "crossed_se": {cond..., "mean"},  # the crossed interval (results.csv):
                         "crossed_df": {cond..., "mean"},  #   se, its t df (Satterthwaite) and
                         "crossed_ci95": {cond: [lo, hi]},  #  bounds; null where the kind's
-                                                           #  other pieces are unknown
+                                                           #  other pieces are unknown, df
+                                                           #  null where se is 0 (see
+                                                           #  crossed_undefined)
                         "by_kind": {KIND: {"accuracy", "ci95", "n_triplets", "n_ties",
                                            "n_identical", "crossed_se", "crossed_df",
                                            "crossed_ci95"}}}},
@@ -100,6 +102,60 @@ def _crossed_block(by_term: pd.DataFrame, terms: list[str]) -> dict:
 
 def _number(v) -> float | None:
     return None if pd.isna(v) else float(v)
+
+
+def crossed_undefined(row) -> str | None:
+    """Why a comparisons.csv or results.csv row's crossed statistics are not all defined, in
+    words (they are NaN there, null in results.json); None where they are. `row`: a mapping
+    with crossed_se, and crossed_p_val for a comparison."""
+    se, comparison = row["crossed_se"], "crossed_p_val" in row
+    if pd.isna(se):
+        return (
+            "crossed statistics not computed: the outcomes lack each triplet's other pieces "
+            "(`others`; runs made before it, see bench_stats --triplets)"
+        )
+    if se > 0:
+        return None
+    if comparison and pd.isna(row["crossed_p_val"]):
+        return (
+            "crossed p undefined: every triplet's difference is the same nonzero value, so the "
+            "crossed variance estimate is 0 and t = difference / 0; left out of its Holm "
+            "family (p_val, the sign-flip test over pieces, is defined)"
+        )
+    what = "difference" if comparison else "outcome"
+    return (
+        f"crossed df undefined: every triplet has the same {what}, so the crossed variance "
+        "estimate is 0 (Satterthwaite df 0 / 0); "
+        + ("p = 1, as the difference is 0" if comparison else "the interval is the estimate")
+    )
+
+
+def crossed_p_text(row, df_label: str = "df ") -> str:
+    """A comparison's crossed p_adj and df for text: "0.012 (df 7.1)", "undefined" for NaN."""
+    p, df = row["crossed_p_adj"], row["crossed_df"]
+    return ("undefined" if pd.isna(p) else f"{p:.3g}") + (
+        f" ({df_label}undefined)" if pd.isna(df) else f" ({df_label}{df:.1f})"
+    )
+
+
+def crossed_notes(acc: pd.DataFrame, comps: pd.DataFrame) -> list[str]:
+    """One line per results.csv / comparisons.csv row whose crossed statistics are undefined
+    (crossed_undefined), naming the row; a kind whose other pieces are unknown gets one line."""
+    lines, unknown = [], set()
+    for name, table in (("accuracy", acc), ("comparison", comps)):
+        if "crossed_se" not in table.columns:
+            continue
+        for rec in table.to_dict(orient="records"):
+            reason = crossed_undefined(rec)
+            if reason is None:
+                continue
+            if pd.isna(rec["crossed_se"]):
+                unknown.add(rec["kind"])
+                continue
+            who = rec["system"] if name == "accuracy" else f"{rec['reference']} - {rec['system']}"
+            lines.append(f"{name} {who}, {rec['kind']} {rec['term']}: {reason}")
+    lines += [f"{kind}: {crossed_undefined({'crossed_se': None})}" for kind in sorted(unknown)]
+    return lines
 
 
 def tie_warnings(acc: pd.DataFrame) -> list[str]:
@@ -245,6 +301,10 @@ def render_markdown(results: dict, acc: pd.DataFrame, comps: pd.DataFrame) -> st
         lines += [_accuracy_md(results, acc[acc.kind == kind], kind), ""]
     if len(comps):
         lines += [_comparisons_md(comps, results["reference"]), ""]
+    notes = crossed_notes(acc, comps)
+    if notes:
+        lines += ["## Crossed statistics left undefined (NaN in the CSVs, null in results.json)"]
+        lines += ["", *(f"- {n}" for n in notes), ""]
     if results.get("separator_sdr"):
         lines += [_sdr_md(results["separator_sdr"]), ""]
     return "\n".join(lines)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from csn_model.bench_report import crossed_p_text, crossed_undefined
 from csn_model.bench_seeds import POOLING, SEED_FIELDS, Run
 from csn_model.evaluation import MEAN
 
@@ -44,18 +45,22 @@ def print_summary(runs: list[Run], result: dict, reference: str) -> None:
     print(
         f"{reference} - other on the mean, per seed | mean, SD, seeds favouring {reference}; "
         "pooled over seeds: p_adj of the paired test over pieces (Holm), crossed p_adj and its "
-        "t df (the test that also allows for the pieces B, C, D; nan where they are unknown)"
+        "t df (the test that also allows for the pieces B, C, D; where undefined, the reason "
+        "follows)"
     )
     for kind in per_run["kind"].unique():
         wide = _wide(per_run, kind, MEAN)
-        for row in comps[(comps.kind == kind) & (comps.term == MEAN)].itertuples():
-            diffs = wide.loc[reference] - wide.loc[row.system]
+        for row in comps[(comps.kind == kind) & (comps.term == MEAN)].to_dict("records"):
+            diffs = wide.loc[reference] - wide.loc[row["system"]]
             print(
-                f"  {str(kind):8s} {str(row.system):22s} {_join(diffs, '+.3f')} | "
-                f"{row.diff_mean:+.3f} {row.diff_sd:.3f} {row.n_favour_reference}/{row.n_seeds}"
-                f"  p_adj={row.p_adj:.3g}  crossed p_adj={row.crossed_p_adj:.3g} "
-                f"(df {row.crossed_df:.1f}) (pieces {row.n_pieces})"
+                f"  {str(kind):8s} {str(row['system']):22s} {_join(diffs, '+.3f')} | "
+                f"{row['diff_mean']:+.3f} {row['diff_sd']:.3f} "
+                f"{row['n_favour_reference']}/{row['n_seeds']}  p_adj={row['p_adj']:.3g}  "
+                f"crossed p_adj={crossed_p_text(row)} (pieces {row['n_pieces']})"
             )
+            reason = crossed_undefined(row)
+            if reason:
+                print(f"    {reason}")
     for line in result["warnings"]:
         print(f"warning: {line}")
     for line in config_lines(runs, result):
@@ -119,13 +124,17 @@ def _comparison_lines(comps: pd.DataFrame, kind, reference: str) -> list:
         "pooled estimate | p_adj (over pieces, Holm) | crossed p_adj (df) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    notes = []
     for r in comps[comps.kind == kind].itertuples():
         lines.append(
             f"| {r.term} | {r.system} | {r.diff_mean:+.3f} | {r.diff_sd:.3f} | "
             f"{r.diff_min:+.3f} | {r.diff_max:+.3f} | {r.n_favour_reference} of {r.n_seeds} | "
-            f"{r.estimate:+.3f} | {r.p_adj:.3g} | {r.crossed_p_adj:.3g} ({r.crossed_df:.1f}) |"
+            f"{r.estimate:+.3f} | {r.p_adj:.3g} | {crossed_p_text(r._asdict(), df_label='')} |"
         )
-    return [*lines, ""]
+        reason = crossed_undefined(r._asdict())
+        if reason:
+            notes.append(f"- {r.term}, {r.system}: {reason}")
+    return [*lines, "", *notes, *[""] * bool(notes)]
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:

@@ -5,7 +5,8 @@
 
 Prints, per kind, the reference against every other system on the mean (accuracy difference,
 Holm-adjusted p of the paired test over pieces, of the crossed test that also allows for each
-triplet's other pieces (nan for runs made before outcomes.csv had `others`), and the
+triplet's other pieces, with its t df; "undefined" and the reason on the next line where
+it is NaN: a run made before outcomes.csv had `others`, or no variance to estimate), and the
 descriptive triplets-as-independent McNemar p); --out writes every term
 (csn_model.evaluation.compare_to_reference's columns). --triplets: the run's triplet files, from
 which the crossed test takes each triplet's other pieces where outcomes.csv predates them.
@@ -24,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from csn_model.bench_config import PROPOSED
-from csn_model.bench_report import tie_shares, tie_warnings
+from csn_model.bench_report import crossed_p_text, crossed_undefined, tie_shares, tie_warnings
 from csn_model.evaluation import (
     MEAN,
     OTHERS_COLUMN,
@@ -110,12 +111,15 @@ def main(argv: list[str] | None = None) -> int:
         comps.to_csv(args.out, index=False)
     mean = comps[comps.term == MEAN]
     print(f"{args.reference} - other on the mean (p_adj: paired test over pieces, Holm)")
-    for row in mean.itertuples():
+    for row in mean.to_dict(orient="records"):
         print(
-            f"  {str(row.kind):8s} {str(row.system):22s} {row.estimate:+.3f}  "
-            f"p_adj={row.p_adj:.3g}  crossed p_adj={row.crossed_p_adj:.3g}  "
-            f"(pieces {row.n_pieces}; triplets as independent: p_adj={row.iid_mcnemar_p_adj:.3g})"
+            f"  {str(row['kind']):8s} {str(row['system']):22s} {row['estimate']:+.3f}  "
+            f"p_adj={row['p_adj']:.3g}  crossed p_adj={crossed_p_text(row)}  (pieces "
+            f"{row['n_pieces']}; triplets as independent: p_adj={row['iid_mcnemar_p_adj']:.3g})"
         )
+        reason = crossed_undefined(row)
+        if reason:
+            print(f"    {reason}")
     _print_ties(outcomes)
     return 0
 

@@ -125,3 +125,20 @@ def test_it_compares_the_reference_with_every_other_system_holm_corrected():
     assert mean_rows.loc["sep", "n"] == 200
     np.testing.assert_allclose(mean_rows["p_adj"], holm(mean_rows["p_val"]))
     assert mean_rows.loc["sep", "p_adj"] < 0.05
+
+
+def test_it_holm_adjusts_leaving_nan_out_of_the_family_like_r_p_adjust():
+    # R's p.adjust(c(0.01, NA, 0.04, 0.03), "holm") = 0.03, NA, 0.06, 0.06: NA is kept as NA and
+    # left out of n (its default n counts the non-NA p only). So the defined p-values get what
+    # the family without the undefined one gives (statsmodels' multipletests on that subset).
+    p = [0.01, float("nan"), 0.04, 0.03]
+    got = holm(p)
+    assert np.isnan(got[1])
+    np.testing.assert_allclose(got[[0, 2, 3]], [0.03, 0.06, 0.06], rtol=1e-12)
+    rng = np.random.default_rng(4)
+    q = rng.uniform(0, 0.3, size=9)
+    q[[2, 5]] = np.nan
+    defined = ~np.isnan(q)
+    expected = multipletests(q[defined], method="holm")[1]
+    np.testing.assert_allclose(holm(q)[defined], expected, rtol=1e-12)
+    assert np.isnan(holm([float("nan")])).all()

@@ -480,3 +480,87 @@ def test_it_leaves_a_component_truncated_to_zero_out_of_the_df():
     ones, groups = np.ones(40), np.zeros(40, int)
     kept = (False, True, False, True)
     assert out["df"] == pytest.approx(_dense_df(x, a, others, groups, ones, out, kept), rel=1e-9)
+
+
+# -- degenerate cases: no variance shows ---------------------------------------------------------
+def _constant_difference_outcomes() -> pd.DataFrame:
+    """csn right on every drums triplet, x wrong on every one (a constant difference of 1), y
+    random; bass random for all: 12 pieces, 30 triplets per condition, with `others`."""
+    rng = np.random.default_rng(11)
+    frames = []
+    for cond in ("drums", "bass"):
+        a, others = _crossed_design(rng, n=30)
+        base = {"triplet": np.arange(30), "piece": [f"T{p}" for p in a]}
+        base["others"] = ["|".join(f"T{o}" for o in row) for row in others]
+        for system in ("csn", "x", "y"):
+            correct = rng.integers(0, 2, 30)
+            if cond == "drums" and system != "y":
+                correct = np.full(30, int(system == "csn"))
+            frames.append(
+                pd.DataFrame(base).assign(
+                    system=system, kind="pseudo", condition=cond, correct=correct
+                )
+            )
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_it_leaves_an_undefined_crossed_p_out_of_the_holm_family():
+    # csn - x is 1 on every drums triplet: the centred differences are all 0, so the crossed
+    # variance estimate is 0 and t = 1 / 0; p is undefined (NaN), not 0, which would claim more
+    # than the exact sign-flip test's floor 2 / 2^pieces (whose p_val stays defined). The NaN
+    # must not count in the family of the y comparison: its p_adj is its own p, a family of one.
+    comps = compare_to_reference(_constant_difference_outcomes(), "csn")
+    drums = comps[comps.term == "drums"].set_index("system")
+    assert drums.loc["x", "crossed_se"] == 0.0
+    assert np.isnan(drums.loc["x", "crossed_p_val"]) and np.isnan(drums.loc["x", "crossed_p_adj"])
+    assert np.isnan(drums.loc["x", "crossed_df"])  # Satterthwaite 0 / 0
+    assert 0 < drums.loc["x", "p_val"] < 0.01  # the sign-flip test is defined
+    assert drums.loc["y", "crossed_p_adj"] == drums.loc["y", "crossed_p_val"] < 1
+    # Where both are defined (the mean), Holm doubles the smaller one as before.
+    mean = comps[comps.term == "mean"].set_index("system")
+    assert mean["crossed_p_adj"].min() == pytest.approx(2 * mean["crossed_p_val"].min())
+
+
+def test_it_gives_a_point_crossed_interval_where_every_triplet_has_the_same_outcome():
+    # csn right on every drums triplet: the bootstrap interval is the point 1 (every resample
+    # scores 1), and so is the crossed one: se 0, whatever the (undefined, NaN) df.
+    outcomes = _constant_difference_outcomes()
+    acc = accuracy_table(outcomes, n_boot=50)
+    drums = acc[(acc.system == "csn") & (acc.term == "drums")].iloc[0]
+    assert drums.ci_low == drums.ci_high == drums.estimate == 1.0
+    assert drums.crossed_se == 0.0 and np.isnan(drums.crossed_df)
+    assert drums.crossed_ci_low == drums.crossed_ci_high  # a point: se 0
+    assert drums.crossed_ci_low == pytest.approx(1.0, rel=1e-12)  # sum w y: 30 x 1/30
+    bass = acc[(acc.system == "csn") & (acc.term == "bass")].iloc[0]
+    assert bass.crossed_ci_low < bass.estimate < bass.crossed_ci_high  # defined as before
+
+
+def test_it_says_why_a_crossed_statistic_is_undefined_in_the_summaries(tmp_path, capsys):
+    # bench_stats prints the mean's crossed p_adj: with drums only and csn - x = 1 everywhere it
+    # is undefined, and the summary says so and why instead of a bare nan.
+    from csn_model.bench_report import render_markdown
+    from csn_model.bench_stats import main
+
+    outcomes = _constant_difference_outcomes()
+    outcomes = outcomes[outcomes.condition == "drums"]
+    outcomes.to_csv(tmp_path / "outcomes.csv", index=False)
+    assert main([str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    x_line = next(line for line in printed.splitlines() if line.strip().startswith("pseudo   x"))
+    assert "crossed p_adj=undefined (df undefined)" in x_line and "nan" not in printed
+    assert "crossed p undefined: every triplet's difference is the same nonzero value" in printed
+    assert "left out of its Holm family" in printed
+    # results.md lists the undefined crossed figures with their reasons.
+    acc, comps = accuracy_table(outcomes, n_boot=20), compare_to_reference(outcomes, "csn")
+    results = {"dataset": {"name": "mini", "root": "/d"}, "systems": {"csn": {}, "x": {}, "y": {}}}
+    text = render_markdown(results | {"warnings": [], "reference": "csn"}, acc, comps)
+    assert "## Crossed statistics left undefined" in text
+    assert "- accuracy csn, pseudo drums: crossed df undefined: every triplet has the same " in text
+    assert "- comparison csn - x, pseudo mean: crossed p undefined" in text
+    assert "comparison csn - y" not in text  # defined: not listed
+    older = render_markdown(
+        results | {"warnings": [], "reference": "csn"},
+        accuracy_table(outcomes.drop(columns="others"), n_boot=20),
+        compare_to_reference(outcomes.drop(columns="others"), "csn"),
+    )
+    assert "- pseudo: crossed statistics not computed: the outcomes lack" in older
