@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from csn_model.cli import out_file, positive_int
+from csn_model.loudness import DEFAULT_TARGET_LUFS, LOUDNESS_TARGET_LUFS
 
 EXIT_USAGE = 2  # argparse's status for bad arguments; also a checkpoint, device or output error
 EXIT_FILES_FAILED = 3  # distinct, so that a pipeline notices the files that are missing
@@ -26,18 +27,47 @@ def _device(text: str) -> str:
     return text
 
 
+def _lufs(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    lo, hi = LOUDNESS_TARGET_LUFS
+    if not lo <= value <= hi:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a loudness from {lo:g} to {hi:g}")
+    return value
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("files", nargs="+", type=Path, help="audio files (WAV, FLAC, OGG, MP3)")
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--out", type=out_file, help="file.npy (N, D float32) or file.json")
     parser.add_argument("--device", type=_device, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--batch-size", type=positive_int, default=64)
+    level = parser.add_mutually_exclusive_group()
+    level.add_argument(
+        "--target-lufs",
+        type=_lufs,
+        default=DEFAULT_TARGET_LUFS,
+        help="bring each file to this loudness (BS.1770 LUFS as played, peaks under -1 dBFS) "
+        f"before embedding, as the site does (default {DEFAULT_TARGET_LUFS:g})",
+    )
+    level.add_argument(
+        "--no-level",
+        dest="target_lufs",
+        action="store_const",
+        const=None,
+        help="embed each file at the level it arrives (the vectors then depend on its loudness "
+        "and differ from the site's)",
+    )
     parser.epilog = (
         "A file that cannot be embedded (undecodable, NaN or infinite samples, silent, empty, "
         "unreadable) is named on stderr with its reason; the other files are embedded and "
         "written (JSON lists the failures under 'failed'). Exit status: 0 all embedded, "
         f"{EXIT_FILES_FAILED} some files failed, {EXIT_USAGE} nothing written (arguments, "
-        "checkpoint, device or output error)."
+        "checkpoint, device or output error). A file of any length is embedded as the mean of "
+        "all its consecutive training-length segments (3 s by default); the site takes clips "
+        "and queries of 0.5-120 s only."
     )
 
 
@@ -54,7 +84,9 @@ def run(args) -> int:
     except ValueError as exc:
         return _error(f"--{exc}")  # "--device 'cuda': ..."
     try:
-        emb = Embedder.from_checkpoint(args.checkpoint, args.device, args.batch_size)
+        emb = Embedder.from_checkpoint(
+            args.checkpoint, args.device, args.batch_size, args.target_lufs
+        )
     except (CheckpointError, OSError) as exc:
         return _error(str(exc))
     result = emb.try_embed_files(args.files)
@@ -99,6 +131,7 @@ def _discard_stdout() -> None:
 
 def _document(emb, result) -> str:
     doc = {"checkpoint_id": emb.checkpoint_id, "conditions": list(emb.conditions)}
+    doc["target_lufs"] = emb.target_lufs  # None: embedded at the level each file arrived
     if emb.subspace_masks is not None:  # learned masks: no slice describes a subspace
         doc["subspace_masks"] = {c: m.tolist() for c, m in emb.subspace_masks.items()}
     else:

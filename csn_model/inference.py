@@ -4,6 +4,14 @@
     vectors = emb.embed_files(paths)            # (N, D) float32
     drums = emb.subspace(vectors, "drums")      # (N, D/K)
 
+Level: by default each file is first brought to the site's loudness target (BS.1770 integrated
+loudness as played, -23 LUFS, peaks kept under -1 dBFS: csn_model.loudness, the functions the
+site uses), measured on the file's own channels before they are mixed to mono; a file already
+within 0.1 LU of the target is embedded as it is. The model's log-mel is not level-invariant
+(the same piece 6 dB quieter lands elsewhere), so this is what makes the vectors of the Python
+API match the site's for the same file. A 1-D waveform is levelled as a mono file.
+`target_lufs=None` (`csn embed --no-level`) embeds audio at the level it arrives.
+
 Long files, the rule: audio is decoded, mixed to mono and resampled (soxr) to the model's rate,
 then cut into consecutive non-overlapping segments of the training segment length S
 (features.segment_seconds of the checkpoint's config, 3 s by default) starting at 0; a remainder
@@ -18,7 +26,8 @@ samples raises EmbedError naming it; one that cannot be opened or read raises it
 `embed_files` raises at the first bad file; `try_embed_files` embeds the others and returns every
 failure with its reason. Waveforms are checked by the same rules (EmbedError naming the row).
 
-Memory: files are decoded in blocks, mixed to mono and resampled block by block; a pipeline
+Memory: files are decoded in blocks, mixed to mono and resampled block by block (when levelling,
+a file's decoded native channels are held whole once, to measure its loudness); a pipeline
 thread embeds the clips it holds as soon as they reach `Embedder.sample_budget` samples, and
 builds at most `batch_size` segments at a time, so it holds at most the budget plus one file
 (on the decode-ahead path, CUDA or one thread, about twice the budget plus one file: one group
@@ -38,6 +47,7 @@ import soxr
 import torch
 
 from csn_model.checkpoint import file_id, load_model
+from csn_model.loudness import DEFAULT_TARGET_LUFS, fit_gain
 from csn_model.model import ConditionalSimilarityNet
 from csn_model.silence import SILENCE_DBFS, SILENCE_HIGHPASS_HZ, HighPass
 
@@ -157,19 +167,45 @@ def segment_starts(num_samples: int, segment: int) -> list[int]:
     return starts
 
 
-def decode(path: str | Path, sample_rate: int) -> np.ndarray:
-    """File -> mono float32 at sample_rate; EmbedError for undecodable, non-finite, silent or
-    empty audio. A file that cannot be opened (missing, unreadable, an I/O error) raises its
-    OSError instead: that says nothing about the audio and may pass (a network file system),
-    so a caller can retry it. Decoded in blocks: the file's native channels and rate are never
-    held whole."""
+def decode(
+    path: str | Path, sample_rate: int, target_lufs: float | None = DEFAULT_TARGET_LUFS
+) -> np.ndarray:
+    """File -> mono float32 at sample_rate, brought to target_lufs (None: as it is); EmbedError
+    for undecodable, non-finite, silent or empty audio. A file that cannot be opened (missing,
+    unreadable, an I/O error) raises its OSError instead: that says nothing about the audio and
+    may pass (a network file system), so a caller can retry it. Decoded in blocks: without a
+    target the file's native channels and rate are never held whole (with one, its native
+    channels are, once, to measure its loudness on them as the site does)."""
     with open(path, "rb") as handle:  # OSError here: the file, not its audio
         try:
             with sf.SoundFile(handle) as f:
-                return prepare(_mono_blocks(f), f.samplerate, sample_rate, str(path))
+                if target_lufs is None:
+                    return prepare(_mono_blocks(f), f.samplerate, sample_rate, str(path))
+                return _levelled(f, sample_rate, target_lufs, str(path))
         except (sf.LibsndfileError, RuntimeError) as exc:
             reason = getattr(exc, "error_string", None) or exc
             raise EmbedError(f"{path}: cannot decode audio ({reason})") from None
+
+
+def _levelled(f: sf.SoundFile, sample_rate: int, target_lufs: float, name: str) -> np.ndarray:
+    """The file's clip brought to target_lufs, measured on its own channels (as the site does)."""
+    blocks = []
+    while len(block := f.read(READ_BLOCK, dtype="float32", always_2d=True)):  # (t, C)
+        _check_finite(block, name)
+        blocks.append(block)
+    gain = _gain(np.concatenate(blocks), f.samplerate, target_lufs) if blocks else 1.0
+    mono = (b.mean(axis=1) if b.shape[1] > 1 else b[:, 0] for b in blocks)  # (t,) each
+    return prepare(mono, f.samplerate, sample_rate, name, gain)
+
+
+def _check_finite(x: np.ndarray, name: str) -> None:
+    if not np.isfinite(x).all():  # one NaN makes the whole log-mel and embedding NaN
+        raise EmbedError(f"{name}: samples contain NaN or infinity; expected finite audio")
+
+
+def _gain(data: np.ndarray, sr: int, target_lufs: float) -> float:
+    """fit_gain, measured on the audio's own channels; 1.0 at a rate prepare refuses."""
+    return fit_gain(data, sr, target_lufs) if sr > 2 * SILENCE_HIGHPASS_HZ else 1.0
 
 
 def _mono_blocks(f: sf.SoundFile) -> Iterator[np.ndarray]:
@@ -177,11 +213,13 @@ def _mono_blocks(f: sf.SoundFile) -> Iterator[np.ndarray]:
         yield block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]  # (t,)
 
 
-def prepare(blocks: Iterable[np.ndarray], sr: int, sample_rate: int, name: str) -> np.ndarray:
-    """Consecutive mono blocks (t,) at sr -> the clip (T,) at sample_rate, resampled (soxr HQ)
-    block by block. EmbedError starting with `name` for a NaN or infinite sample, no samples, or
-    silence: judged on the mono signal the model embeds (a stereo file whose channels cancel is
-    silent)."""
+def prepare(
+    blocks: Iterable[np.ndarray], sr: int, sample_rate: int, name: str, gain: float = 1.0
+) -> np.ndarray:
+    """Consecutive mono blocks (t,) at sr -> the clip (T,) at sample_rate, times gain, resampled
+    (soxr HQ) block by block. EmbedError starting with `name` for a NaN or infinite sample, no
+    samples, or silence: judged on the mono signal the model embeds before the gain (a stereo
+    file whose channels cancel is silent)."""
     if sr <= 2 * SILENCE_HIGHPASS_HZ:  # the silence high-pass needs it
         raise EmbedError(
             f"{name}: sample rate {sr} Hz; expected above {2 * SILENCE_HIGHPASS_HZ:g} Hz"
@@ -190,10 +228,11 @@ def prepare(blocks: Iterable[np.ndarray], sr: int, sample_rate: int, name: str) 
     stream = soxr.ResampleStream(sr, sample_rate, 1, dtype="float32") if sr != sample_rate else None
     peak, count, out = 0.0, 0, []
     for block in blocks:
-        if not np.isfinite(block).all():  # one NaN makes the whole log-mel and embedding NaN
-            raise EmbedError(f"{name}: samples contain NaN or infinity; expected finite audio")
+        _check_finite(block, name)
         peak = max(peak, float(np.max(np.abs(highpass(block[:, None])), initial=0.0)))
         count += block.size
+        if gain != 1.0:
+            block = (block * gain).astype(np.float32)
         out.append(stream.resample_chunk(block) if stream else block)
     if stream is not None:
         out.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
@@ -218,8 +257,10 @@ class Embedder:
         payload: dict,
         checkpoint_id: str,
         batch_size: int = DEFAULT_BATCH,
+        target_lufs: float | None = DEFAULT_TARGET_LUFS,
     ):
         self.model = model.eval()
+        self.target_lufs = target_lufs  # None: audio is embedded at the level it arrives
         self.fast = model.for_inference()  # BatchNorm folded: what embeds, same outputs
         self.device = next(model.parameters()).device
         self.checkpoint_id = checkpoint_id
@@ -252,21 +293,28 @@ class Embedder:
         path: str | Path,
         device: str | torch.device | None = None,
         batch_size: int = DEFAULT_BATCH,
+        target_lufs: float | None = DEFAULT_TARGET_LUFS,
     ) -> Embedder:
         model, payload = load_model(path, check_device(device))
-        return cls(model, payload, file_id(path), batch_size)
+        return cls(model, payload, file_id(path), batch_size, target_lufs)
 
     def embed_waveforms(self, waveforms: Sequence[np.ndarray], sample_rate: int) -> np.ndarray:
-        """1-D waveforms (any lengths) at sample_rate -> (N, D) float32, by the segment rule.
-        EmbedError ("waveform i: ...") for a row that is not 1-D, is empty, holds a NaN or
-        infinite sample or is silent: the rules of files."""
+        """1-D waveforms (any lengths) at sample_rate -> (N, D) float32, by the segment rule,
+        each levelled as a mono file to target_lufs (unless None). EmbedError ("waveform i:
+        ...") for a row that is not 1-D, is empty, holds a NaN or infinite sample or is silent:
+        the rules of files."""
         clips = []
         for i, w in enumerate(waveforms):
             w = np.asarray(w, dtype=np.float32)
             if w.ndim != 1 or w.size == 0:
                 raise EmbedError(f"waveform {i}: expected a non-empty 1-D array, got {w.shape}")
+            name = f"waveform {i}"
+            gain = 1.0
+            if self.target_lufs is not None:
+                _check_finite(w, name)
+                gain = _gain(w, sample_rate, self.target_lufs)
             blocks = (w[s : s + READ_BLOCK] for s in range(0, w.size, READ_BLOCK))
-            clips.append(prepare(blocks, sample_rate, self.sample_rate, f"waveform {i}"))
+            clips.append(prepare(blocks, sample_rate, self.sample_rate, name, gain))
         return self._embed_clips(clips)
 
     def embed_files(self, paths: Iterable[str | Path]) -> np.ndarray:
@@ -322,7 +370,7 @@ class Embedder:
         held = 0
         for i, path in items:
             try:
-                clips.append(decode(path, self.sample_rate))
+                clips.append(decode(path, self.sample_rate, self.target_lufs))
             except (EmbedError, OSError) as exc:
                 if failed is None:
                     raise

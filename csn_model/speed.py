@@ -109,13 +109,17 @@ def run_speed(
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="csn_speed_") as tmp:
         tmp = Path(tmp)
+        # target_lufs=None: the naive path does not level either, so both do the same work
         emb = Embedder.from_checkpoint(
-            _checkpoint(checkpoint, cfg, tmp), device="cpu", batch_size=batch_size
+            _checkpoint(checkpoint, cfg, tmp),
+            device="cpu",
+            batch_size=batch_size,
+            target_lufs=None,
         )
         paths = make_corpus(tmp, files, seconds, rate, fmt)
         emb.embed_files(paths[:4])  # warm-up (allocations, thread pools)
         fast = _best(repeats, emb.embed_files, paths)
-        dec = _best(repeats, lambda p: [decode(x, emb.sample_rate) for x in p], paths)
+        dec = _best(repeats, lambda p: [decode(x, emb.sample_rate, None) for x in p], paths)
         fcfg = _features(emb)
         embed_naive(emb.model, paths[:1], emb.segment, fcfg)  # warm-up (numba compile)
         naive = _best(1, embed_naive, emb.model, paths[:naive_files], emb.segment, fcfg)

@@ -28,7 +28,13 @@ KEEP_MARKER = "csn_bench_data.json"  # marks a --keep folder as this command's o
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tracks", type=int, default=4, help="tracks to synthesise")
+    parser.add_argument(
+        "--tracks",
+        type=_tracks,
+        default=4,
+        help="tracks to synthesise (at least 4: the loading "
+        "part draws pseudo triplets from the training split)",
+    )
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each track")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="synth/loader")
     parser.add_argument("--items", type=int, default=200, help="triplets to load per setting")
@@ -41,6 +47,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="write the datasets to DIR/w1 and DIR/wN instead of a temporary folder (DIR: new, "
         "empty or an earlier --keep folder; its w1 and wN are replaced)",
     )
+
+
+def _tracks(text: str) -> int:
+    """--tracks: refused at parsing, before anything is synthesised, when the training split of
+    that many tracks is too small for the pseudo triplets the loading part draws."""
+    from csn_model.data.synth import SynthConfig, split_plan  # noqa: PLC0415
+    from csn_model.data.triplets import MIN_TRACKS  # noqa: PLC0415
+
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number") from None
+    fractions = SynthConfig(seed=0).split_fractions  # the split bench-data synthesises
+    need = MIN_TRACKS["pseudo"]
+    train = split_plan(max(n, 0), fractions).count("train")
+    if train < need:
+        least = next(m for m in range(1, 100) if split_plan(m, fractions).count("train") >= need)
+        raise argparse.ArgumentTypeError(
+            f"{n} tracks give {train} training tracks; pseudo triplets need {need}, so expected "
+            f"at least {least} tracks"
+        )
+    return n
 
 
 def run(args: argparse.Namespace) -> int:

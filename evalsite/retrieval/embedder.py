@@ -120,7 +120,9 @@ def _load(p: Path) -> Embedder:
     check_device(settings.CSN_DEVICE)
     try:
         # None: CUDA when available, else CPU (csn_model.inference.default_device)
-        return Embedder.from_checkpoint(p, device=settings.CSN_DEVICE)
+        # target_lufs=None: the site levels audio itself, to the catalogue's loudness (catalogue
+        # clips are stored levelled; a query is brought to its catalogue's level, query.py).
+        return Embedder.from_checkpoint(p, device=settings.CSN_DEVICE, target_lufs=None)
     except CheckpointError as exc:  # its message starts with the path: name it as shown
         reason = str(exc).removeprefix(f"{p}: ")  # one line: csn_model.checkpoint's rule
         name = "CSN_CHECKPOINT=" if p == Path(settings.CSN_CHECKPOINT) else "checkpoint "

@@ -4,6 +4,7 @@ the hits with blind audio URLs. Errors are QueryError with the HTTP status to an
 
 from __future__ import annotations
 
+import shlex
 import tempfile
 from pathlib import Path
 
@@ -215,9 +216,12 @@ def coverage(version, catalogue: Catalogue | None) -> tuple[int, int, tuple[int,
 
 def _none_embedded(version, catalogue: Catalogue | None, total: int) -> QueryError:
     where = f"catalogue {catalogue.name}" if catalogue else "all catalogues"
+    # A catalogue of no study (import_slakh --catalogue) has no model-work page: the command.
+    name = shlex.quote(catalogue.name) if catalogue else "NAME"
     return QueryError(
         f"{where}: 0 of {total} clips embedded with checkpoint {version.checkpoint_id}; "
-        "embed the catalogue (model-work page)",
+        "embed the catalogue (Embed clips on the model-work page of its study, or "
+        f"`manage.py embed_catalogue {name}`)",
         status=409,
     )
 

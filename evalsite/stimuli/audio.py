@@ -20,16 +20,22 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
 
+from csn_model import loudness as level
 from csn_model.data.audio_header import declared_frames
+from csn_model.loudness import (  # one implementation: csn_model's Embedder levels with it too
+    BS1770_BLOCK_S,
+    DUAL_MONO_LU,
+    LOUDNESS_TARGET_LUFS,
+    PEAK_CEILING_DBFS,
+    TARGET_TOLERANCE_LU,
+    loudness_lufs,
+    playback_lufs,
+)
 from csn_model.silence import SILENCE_DBFS, SILENCE_HIGHPASS_HZ, audible_peak
 from evalsite.stimuli.models import Catalogue, Clip
 
-# A mono file plays on two speakers: +10*log10(2) LU over BS.1770's one-channel measure.
-DUAL_MONO_LU = 10 * np.log10(2)
-PEAK_CEILING_DBFS = -1.0  # normalisation never pushes a sample above this
-# A loudness target's range (LUFS), as the study settings and `import_slakh --lufs` accept it.
-LOUDNESS_TARGET_LUFS: tuple[float, float] = (-70, 0)
-BS1770_BLOCK_S = 0.4  # pyloudnorm's gating block; shorter clips are padded with silence
+__all__ = ["BS1770_BLOCK_S", "DUAL_MONO_LU", "LOUDNESS_TARGET_LUFS", "PEAK_CEILING_DBFS",
+           "loudness_lufs", "playback_lufs"]  # fmt: skip  # re-exported from csn_model.loudness
 FILE_NAME_MAX = Clip._meta.get_field("file").max_length
 
 
@@ -198,51 +204,19 @@ def _durations(limits: Limits) -> str:
     return f"expected {limits.min_duration_s:g}-{limits.max_duration_s:g} s"
 
 
-def loudness_lufs(data: np.ndarray, sr: int) -> float:
-    """Integrated loudness (BS.1770-4, pyloudnorm). data: (T, C) or (T,)."""
-    x = data if data.ndim == 2 else data[:, None]  # (T, C)
-    min_len = int(np.ceil(BS1770_BLOCK_S * sr)) + 1
-    if x.shape[0] < min_len:
-        x = np.pad(x, ((0, min_len - x.shape[0]), (0, 0)))
-    # pyloudnorm loads scipy.signal and with it scipy.stats (~1 s): imported where loudness is
-    # measured, not by every process that imports this module (tests/test_startup_imports.py).
-    import pyloudnorm
-
-    value = pyloudnorm.Meter(sr).integrated_loudness(x.astype(np.float64))
-    return float(value) if np.isfinite(value) else -70.0
-
-
 def peak_dbfs(data: np.ndarray) -> float | None:
     """The sample peak of `data` in dBFS, as `normalise` measures it (None for silence)."""
     peak = float(np.max(np.abs(data), initial=0.0))
     return 20 * float(np.log10(peak)) if peak > 0 else None
 
 
-def playback_lufs(measured_lufs: float, channels: int) -> float:
-    """Loudness as played: BS.1770 measures a mono file as one channel, but a browser plays it
-    on both speakers, so it is measured as dual-mono (+3.01 LU, as ffmpeg's ebur128 `dualmono`).
-    Gain toward a target is decided on this; `Clip.loudness_lufs` keeps the measured value."""
-    return measured_lufs + (DUAL_MONO_LU if channels == 1 else 0.0)
-
-
 def normalise(data: np.ndarray, sr: int, target_lufs: float) -> tuple[np.ndarray, float]:
-    """Gain to `target_lufs`, reduced if needed so the peak stays under PEAK_CEILING_DBFS.
-
-    Returns (audio, gain_db actually applied).
-    """
-    if not np.isfinite(target_lufs):  # NaN gain would be written as full-scale -1.0 samples
-        raise AudioError(f"loudness target {target_lufs} LUFS; expected a finite number")
-    channels = data.shape[1] if data.ndim == 2 else 1
-    gain_db = target_lufs - playback_lufs(loudness_lufs(data, sr), channels)
-    peak = float(np.max(np.abs(data)))
-    if peak > 0:
-        gain_db = min(gain_db, PEAK_CEILING_DBFS - 20 * np.log10(peak))
-    if not np.isfinite(gain_db):
-        raise AudioError(
-            f"gain {gain_db} dB toward the loudness target {target_lufs:g} LUFS; expected a "
-            "finite gain (is the audio finite?)"
-        )
-    return (data * 10 ** (gain_db / 20)).astype(np.float32), float(gain_db)
+    """Gain to `target_lufs`, reduced if needed so the peak stays under PEAK_CEILING_DBFS
+    (csn_model.loudness.normalise). Returns (audio, gain_db actually applied)."""
+    try:
+        return level.normalise(data, sr, target_lufs)
+    except level.LevelError as exc:
+        raise AudioError(str(exc)) from None
 
 
 def fit_level(data: np.ndarray, sr: int, name: str, target_lufs: float | None) -> np.ndarray:
@@ -435,7 +409,7 @@ def normalised_path(clip: Clip, target_lufs: float) -> Path:
     if clip.loudness_lufs is None:
         return source
     playback = playback_lufs(clip.loudness_lufs, sf.info(str(source)).channels)
-    if abs(playback - target_lufs) < 0.1:
+    if abs(playback - target_lufs) < TARGET_TOLERANCE_LU:
         return source
     folder = Path(settings.MEDIA_ROOT) / "normalised"
     # `_pb1`: gain from playback loudness; copies named without it had mono 3 dB too loud.

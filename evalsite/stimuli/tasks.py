@@ -181,3 +181,38 @@ def queue_ingest(catalogue: Catalogue, clip_ids: list[int] | None = None, study=
     )
     progress.queue_on_commit(job, ingest_catalogue)
     return job
+
+
+def queue_missing_embeddings(catalogue: Catalogue) -> tuple[Job | None, str]:
+    """Queue an ingest job (`queue_ingest`, as the model-work page's Embed clips) for the
+    catalogue's clips without an embedding under the deployed checkpoint (CSN_CHECKPOINT), and
+    say what was done. Idempotent: nothing is queued while every clip has one, or while an
+    unfinished ingest job of the catalogue embeds with that checkpoint. (None, why) then."""
+    try:
+        ckpt = checkpoint_id(checkpoint_path())
+    except CheckpointMissing as exc:
+        return None, str(exc)
+    label = f"catalogue {catalogue.name!r}"
+    running = catalogue.jobs.filter(
+        kind=Job.Kind.INGEST,
+        checkpoint_id=ckpt,
+        status__in=[Job.Status.QUEUED, Job.Status.RUNNING],
+    ).first()
+    if running is not None:
+        return None, (
+            f"{label}: job {running.pk} ({running.status}) already embeds it with checkpoint "
+            f"{ckpt}; nothing to queue"
+        )
+    clips = catalogue.clips.exclude(status=Clip.Status.FAILED)
+    missing = list(
+        clips.exclude(pk__in=progress.embedded_clips(clips.values("pk"), ckpt))
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    if not missing:
+        return None, f"{label}: every clip is embedded with checkpoint {ckpt}; nothing to queue"
+    job = queue_ingest(catalogue, clip_ids=missing)
+    return job, (
+        f"queued {job.get_kind_display()} job {job.pk}: {len(missing)} clips of {label} "
+        f"without an embedding under checkpoint {ckpt}"
+    )

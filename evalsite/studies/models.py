@@ -15,6 +15,7 @@ from django.db import models
 from django.utils import timezone
 
 from csn_model import CONDITIONS
+from csn_model.loudness import DEFAULT_TARGET_LUFS
 from evalsite.stimuli.models import Catalogue, Clip, new_token
 
 AB = [("a", "a"), ("b", "b")]
@@ -42,7 +43,7 @@ DEFAULT_SETTINGS: dict = {
     "screen_out_code": "",  # "" : a random code per screened-out participant
     "prolific_completion_url": "",
     "reservation_timeout_s": 1800,
-    "loudness_target_lufs": -23.0,
+    "loudness_target_lufs": DEFAULT_TARGET_LUFS,  # the level csn embed brings files to too
     "practice_trials": 2,  # at most MAX_PRACTICE_TRIALS
     # The server stores an answer only once the trial page has been open this share of the time
     # its three served sounds take, padding included (the page unlocks the buttons after all

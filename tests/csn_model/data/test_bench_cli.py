@@ -31,3 +31,18 @@ def test_it_writes_each_dataset_under_the_keep_folder_and_reruns_there(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"]
     assert main([*TINY, "--workers", "1", "--keep", str(keep)]) == 0  # its own folder: reused
     assert (keep / "w1" / MANIFEST).is_file()
+
+
+def test_it_refuses_too_few_tracks_for_pseudo_triplets_before_any_work(tmp_path, capsys):
+    keep = tmp_path / "keep"
+    for tracks in ("2", "3"):  # 2 training tracks: pseudo triplets need 3
+        try:
+            main(["bench-data", "--tracks", tracks, "--keep", str(keep)])
+        except SystemExit as exc:
+            assert exc.code == 2
+        else:
+            raise AssertionError(f"--tracks {tracks} was accepted")
+        err = capsys.readouterr().err
+        assert f"--tracks: {tracks} tracks give 2 training tracks" in err
+        assert "at least 4" in err and "Traceback" not in err
+    assert not keep.exists()  # nothing synthesised

@@ -11,7 +11,7 @@ from csn_model.speed import _features, embed_naive, make_corpus, run_speed
 
 
 def test_it_gets_the_same_embeddings_on_the_fast_and_naive_paths(smoke_run, tmp_path):
-    emb = Embedder.from_checkpoint(smoke_run, device="cpu")
+    emb = Embedder.from_checkpoint(smoke_run, device="cpu", target_lufs=None)  # naive: no level
     paths = make_corpus(tmp_path, 3, 2.5, 44100, "flac")  # resampled, 2 segments + remainder
     fast = emb.embed_files(paths)
     naive = embed_naive(emb.model, paths, emb.segment, _features(emb))

@@ -270,7 +270,8 @@ def test_it_answers_409_for_a_catalogue_with_no_clip_embedded(client, ada, catal
     r = client.post(API, {**params, "audio": _wav_upload("mine.wav")})
     expected = (
         f"catalogue {catalogue.name}: 0 of 6 clips embedded with checkpoint "
-        f"{get_embedder().checkpoint_id}; embed the catalogue (model-work page)"
+        f"{get_embedder().checkpoint_id}; embed the catalogue (Embed clips on the model-work "
+        f"page of its study, or `manage.py embed_catalogue {catalogue.name}`)"
     )
     assert r.status_code == 409 and r.json() == {"error": expected}
     page = client.post("/retrieval/", {**params, "audio": _wav_upload("mine.wav")})

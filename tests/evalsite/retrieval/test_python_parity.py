@@ -1,0 +1,64 @@
+"""The Python API (csn_model Embedder, `csn embed`) gives the site's vectors for the same file:
+both bring audio to the same loudness target with csn_model.loudness before embedding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from csn_model.inference import Embedder
+from evalsite.retrieval.ingest import embed_clips
+from evalsite.retrieval.models import Embedding
+from evalsite.retrieval.query import upload_vector
+from evalsite.stimuli.audio import clip_from_array
+from evalsite.stimuli.models import Catalogue
+from tests.evalsite.retrieval.helpers import SR, piece_audio
+
+pytestmark = pytest.mark.django_db
+
+
+def _stereo(piece: int, gain: float) -> np.ndarray:
+    x = piece_audio(piece, seconds=4.0).astype(np.float32)  # (T,)
+    return gain * np.stack([x, 0.7 * x], axis=1)  # (T, 2)
+
+
+@pytest.fixture
+def levelled(ada):
+    """A catalogue stored at -23 LUFS, as a study's Clips page or import_slakh stores it."""
+    catalogue = Catalogue.objects.create(owner=ada, name="levelled")
+    for p in range(3):
+        clip_from_array(_stereo(p, 0.05 * (p + 1)), SR, catalogue, target_lufs=-23.0,
+                        name=f"P{p:02d}", piece=f"P{p:02d}")  # fmt: skip
+    return catalogue
+
+
+def test_python_gives_the_sites_vector_for_a_stored_clip(levelled, checkpoint):
+    clips = list(levelled.clips.order_by("pk"))
+    embed_clips([c.pk for c in clips])
+    site = np.stack([Embedding.objects.get(clip=c).as_array() for c in clips])  # (3, D)
+    python = Embedder.from_checkpoint(checkpoint, device="cpu")  # levels by default
+    np.testing.assert_array_equal(python.embed_files([c.file.path for c in clips]), site)
+
+
+def test_python_on_the_original_file_matches_the_stored_clip_at_any_level(levelled, checkpoint,
+                                                                           tmp_path):  # fmt: skip
+    clip = levelled.clips.order_by("pk").first()
+    embed_clips([clip.pk])
+    site = Embedding.objects.get(clip=clip).as_array()  # (D,)
+    python = Embedder.from_checkpoint(checkpoint, device="cpu")
+    for gain in (0.05, 0.5 * 0.05):  # as uploaded, and 6 dB quieter
+        path = tmp_path / f"P00_{gain}.wav"
+        sf.write(path, _stereo(0, gain), SR, subtype="FLOAT")
+        v = python.embed_files([path])[0]
+        assert np.linalg.norm(v - site) < 0.01 * np.linalg.norm(site)  # 16-bit storage apart
+
+
+def test_a_query_upload_gets_the_vector_python_gives_the_file(checkpoint, tmp_path):
+    path = tmp_path / "q.wav"
+    sf.write(path, _stereo(1, 0.02), SR, subtype="FLOAT")  # far below the target
+    upload = SimpleUploadedFile("q.wav", path.read_bytes(), content_type="audio/wav")
+    site = upload_vector(upload, -23.0)  # (D,) the catalogue's level
+    python = Embedder.from_checkpoint(checkpoint, device="cpu").embed_files([path])[0]
+    np.testing.assert_allclose(python, site, rtol=1e-5, atol=1e-6)
