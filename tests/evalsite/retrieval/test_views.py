@@ -289,6 +289,7 @@ def test_it_flags_a_partly_embedded_catalogue_and_never_says_no_other_piece(clie
     assert answer["results"]["drums"] == []
     page = client.get("/retrieval/", params).content.decode()
     assert "Only 1 of 6 clips" in page and "No other piece" not in page
+    assert "<code>manage.py embed_catalogue</code>" in page  # a catalogue of no study too
     embed_clips(list(catalogue.clips.values_list("id", flat=True)))
     answer = client.get(API, params).json()
     assert (answer["embedded"], answer["clips"], answer["partial"]) == (6, 6, False)
