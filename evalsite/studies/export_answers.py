@@ -41,7 +41,7 @@ PARTICIPANT_COLUMNS = (
     "last_seen_at", "musical_training", "plays_instrument", "device", "headphones", "web_audio",
     "phone", "audio_sample_rate", "user_agent", "screening_passed", "antiphase_correct",
     "antiphase_trials", "huggins_correct", "huggins_trials", "screening_reloads", "screen_out_code",
-    "completion_code", "stored_completion_code",
+    "completion_code", "completion_code_now",
     "slots", "answers", "practice_answers", "catch_answers", "catch_correct", "early_answers",
     "recruitment",
 )  # fmt: skip
@@ -161,14 +161,20 @@ def iso_utc(value: datetime | None) -> str:
 
 
 def _completion_codes(study: Study, p: Participant) -> dict[str, str]:
-    """The code the participant's done page shows now, which its link sends (`sent_code`: with a
-    Prolific URL the study's code, not a random one stored before it was set), and the code
-    stored when they finished where that is another ("" where the same). Nobody who has not
-    finished is shown a code."""
-    done = p.step == Participant.Step.DONE
-    shown = sent_code_of(study, p.completion_code) if done else ""
-    stored = p.completion_code if p.completion_code != shown else ""
-    return {"completion_code": shown, "stored_completion_code": stored}
+    """The code stored when the participant finished (`completion_code`), which their done page
+    showed and their link sent then, so the one to match a panel's submissions against, and the
+    code their done page shows and its link sends if opened now (`completion_code_now`,
+    `sent_code_of`) only where that is another: the study's code edited since they finished
+    (findings_rdiff2, 1), a Prolific URL set after they were given a random code, or a URL's cc
+    too long to store (shown from the start in place of the random code stored). Nobody who
+    has not finished was shown a code."""
+    if p.step != Participant.Step.DONE:
+        return {"completion_code": p.completion_code, "completion_code_now": ""}
+    now = sent_code_of(study, p.completion_code)
+    return {
+        "completion_code": p.completion_code,
+        "completion_code_now": now if now != p.completion_code else "",
+    }
 
 
 def participants_dataframe(study: Study, answers: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -154,18 +154,19 @@ CODEBOOK: dict[str, dict[str, dict]] = {
             "text or ''",
         ),
         "completion_code": _col(
-            "Completion code the participant's done page shows now and its link sends: the"
-            " study's code, else a random code of their own; with a Prolific URL always the"
-            " study's, the one Prolific accepts (docs/experimenter.md). Match Prolific's"
-            " submissions against this one",
+            "Completion code stored when the participant finished: the study's code at that"
+            " time, else a random code of their own; what their done page showed and their link"
+            " sent then, so match Prolific's submissions against this one (docs/experimenter.md;"
+            " except where a Prolific URL's cc too long to store was sent instead of the random"
+            " code stored: completion_code_now)",
             "text or ''",
             "'' (not finished: no code shown)",
         ),
-        "stored_completion_code": _col(
-            "Completion code stored when the participant finished, where it is not the one"
-            " shown now (`completion_code`): a random code given before a Prolific study's code"
-            " was taken from its URL, or in place of a code too long to store; their done page"
-            " showed it until then",
+        "completion_code_now": _col(
+            "Completion code the participant's done page shows and its link sends if opened"
+            " now, where it is not completion_code: the study's code edited since they finished,"
+            " or a Prolific URL's code set after they were given a random one (with a Prolific"
+            " URL the study's code is always shown and sent)",
             "text or ''",
             "'' (the same as completion_code, or not finished)",
         ),

@@ -17,7 +17,12 @@ from django.utils.translation import gettext as _
 
 from evalsite.studies import flow
 from evalsite.studies.models import Participant, Study
-from evalsite.studies.participant_render import not_accepting, page_language, refused
+from evalsite.studies.participant_render import (
+    not_accepting,
+    not_accepting_text,
+    page_language,
+    refused,
+)
 from evalsite.studies.permissions import visible_studies
 
 # The researcher's previews of a draft this browser entered ("slug:token", signed as the binding
@@ -47,13 +52,12 @@ def draft_page_over(request: HttpRequest, study: Study, status: str) -> HttpResp
         return None  # the study link's rules (flow.find_existing, may_resume) apply to it
     translation.activate(page_language(study, request))
     if any(entry.startswith(f"{study.slug}:") for entry in browser_previews(request)):
-        return preview_over(request, study)  # this browser entered a preview of the study
+        return preview_over(request, study, status)  # this browser entered a preview of it
     if preview_link:
         return refused(request, _(
             "This is a preview link, for trying the study while it was a draft. The study is no "
-            "longer a draft, so a preview link cannot be used to take part. To take part as a "
-            "real participant, use the study's link."
-        ))  # fmt: skip
+            "longer a draft, so a preview link cannot be used to take part."
+        ), detail=_take_part(status))  # fmt: skip
     if status != Study.Status.OPEN:
         return not_accepting(request, study, status)
     return refused(request, _(
@@ -73,16 +77,23 @@ def legacy_entry(study: Study, request: HttpRequest) -> bool:
     return found is not None and not found.is_preview
 
 
-def preview_over(request: HttpRequest, study: Study) -> HttpResponse:
-    """The page refusing a preview this browser entered once its study left draft: a preview
-    that went on would be a real participant whose answers count (what the preview stored was
-    deleted as the study left draft)."""
+def preview_over(request: HttpRequest, study: Study, status: str) -> HttpResponse:
+    """The page refusing a preview this browser entered once its study, now in `status`, left
+    draft: a preview that went on would be a real participant whose answers count (what the
+    preview stored was deleted as the study left draft)."""
     translation.activate(page_language(study, request))
     return refused(request, _(
         "This was a preview of the study while it was a draft. The study is no longer a draft, "
-        "so a preview cannot continue: what it entered has been deleted. To take part as a real "
-        "participant, use the study's link."
-    ))  # fmt: skip
+        "so a preview cannot continue: what it entered has been deleted."
+    ), detail=_take_part(status))  # fmt: skip
+
+
+def _take_part(status: str) -> str:
+    """What a refused preview is told to do instead: the study's link while the study is open;
+    paused or closed, what that link would say (it refuses too: findings_rdiff2, 2)."""
+    if status != Study.Status.OPEN:
+        return not_accepting_text(status)
+    return _("To take part as a real participant, use the study's link.")
 
 
 def preview_gone(request: HttpRequest, token: str) -> HttpResponse | None:
@@ -94,7 +105,7 @@ def preview_gone(request: HttpRequest, token: str) -> HttpResponse | None:
     if slug is None or Participant.objects.filter(token=token).exists():
         return None
     study = Study.objects.filter(slug=slug).first()
-    return preview_over(request, study) if study is not None else None
+    return preview_over(request, study, study.status) if study is not None else None
 
 
 def previewing(request: HttpRequest, study: Study) -> bool:

@@ -100,9 +100,15 @@ def render_welcome(request: HttpRequest, study: Study) -> HttpResponse:
 def not_accepting(request: HttpRequest, study: Study, status: str) -> HttpResponse:
     """The page refusing a newcomer to a study with `status` (not open)."""
     translation.activate(page_language(study, request))
+    return refused(request, not_accepting_text(status))
+
+
+def not_accepting_text(status: str) -> str:
+    """What the study's link says to a newcomer while the study is in `status` (not open), in the
+    active language: the preview refusals say it too (participant_previews)."""
     if status == Study.Status.CLOSED:  # final (no reopening): nothing to come back to
-        return refused(request, _(
+        return _(
             "This study is no longer accepting participants. Thank you for your interest. "
             "You can close this page."
-        ))  # fmt: skip
-    return refused(request, _("This study is not open at the moment. Please try again later."))
+        )
+    return _("This study is not open at the moment. Please try again later.")

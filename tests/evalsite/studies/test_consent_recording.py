@@ -111,7 +111,7 @@ SITE_MADE = {
     "answers.is_practice", "participants.study", "participants.participant",
     "participants.withdrawn_answers", "participants.consent_version",
     "participants.screen_out_code", "participants.completion_code",
-    "participants.stored_completion_code", "participants.slots",
+    "participants.completion_code_now", "participants.slots",
 }  # fmt: skip
 # The JSON fields whose keys the pages send (the rest hold what the site computes or a form's
 # validated fields: questionnaire, screening, recruitment are covered as wholes).

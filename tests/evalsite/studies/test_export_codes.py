@@ -19,6 +19,8 @@ from tests.evalsite.studies.participant_steps import finish, to_step
 
 pytestmark = pytest.mark.django_db
 
+PROLIFIC = "https://app.prolific.com/submissions/complete"
+
 
 def _read_as_the_docs_say(archive: zipfile.ZipFile, folder: str, table: str) -> pd.DataFrame:
     """docs/experimenter.md's snippet: the codebook's text columns as strings."""
@@ -41,12 +43,16 @@ def test_it_round_trips_numeric_looking_codes_and_ids_through_pandas(client, lis
     finish(client, early)
     # a code stored before the codes changed, kept as it is
     Participant.objects.filter(pk=early.pk).update(completion_code="12E45678")
+    # a Prolific URL set afterwards: a revisit of the early finisher's done page shows its code
+    listening_study.settings |= {"prolific_completion_url": f"{PROLIFIC}?cc=01234567"}
+    listening_study.save()
     folder = f"study-{listening_study.pk}"
     with zipfile.ZipFile(io.BytesIO(export_zip(listening_study))) as archive:
         people = _read_as_the_docs_say(archive, folder, "participants").set_index("participant")
         answers = _read_as_the_docs_say(archive, folder, "answers")
     one, two = people.loc[finished.pk], people.loc[early.pk]
     assert (one["completion_code"], two["completion_code"]) == ("01234567", "12E45678")
+    assert pd.isna(one["completion_code_now"]) and two["completion_code_now"] == "01234567"
     assert (one["prolific_pid"], one["prolific_study_id"], one["prolific_session_id"]) == (
         "12345678", "00012", "1E5",
     )  # fmt: skip

@@ -20,6 +20,19 @@ WHY = "This was a preview"
 DELETED = "what it entered has been deleted"
 PREVIEW_LINK = "This is a preview link"  # a preview link this browser entered nothing by
 OPEN_AGAIN = "This page was opened while the study was a draft"
+USE_THE_LINK = {
+    "en": "To take part as a real participant, use the study's link.",
+    "ja": "実際の参加者として参加するには、実験のリンクを使ってください。",
+}
+# What the study's own link says when not open (test_refusal_pages.py): what to do instead.
+NOT_OPEN = {
+    ("paused", "en"): "This study is not open at the moment. Please try again later.",
+    ("paused", "ja"): "この実験は現在受け付けていません。しばらくしてからもう一度お試しください。",
+    ("closed", "en"): "This study is no longer accepting participants. Thank you for your "
+    "interest. You can close this page.",
+    ("closed", "ja"): "この実験の受付は終了しました。ご関心をお寄せいただきありがとうございます。"
+    "このページを閉じてください。",
+}
 
 
 def _draft(study: Study) -> Study:
@@ -182,3 +195,45 @@ def test_a_preview_tab_whose_browser_entered_a_preview_is_told_what_it_entered_w
     response = client.post(link, {"preview": "1"}, HTTP_USER_AGENT=DESKTOP_UA)
     assert response.status_code == 403 and DELETED in response.content.decode()
     assert not study.participants.exists()
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
+@pytest.mark.parametrize("status", [Study.Status.PAUSED, Study.Status.CLOSED])
+def test_a_preview_link_on_a_study_not_open_says_what_the_study_link_would(
+    listening_study, status, lang
+):
+    """Not "use the study's link", which refuses too while the study is paused or closed
+    (findings_rdiff2, 2): the refusal says what that link says."""
+    listening_study.settings |= {"languages": ["en", "ja"]}
+    listening_study.status = status
+    listening_study.save()
+    browser = Client()
+    preview = browser.get(_link(listening_study, "preview-x1") + f"&lang={lang}")
+    plain = browser.get(reverse("studies:entry", args=[listening_study.slug]) + f"?lang={lang}")
+    page = preview.content.decode()
+    assert preview.status_code == 403 and NOT_OPEN[status, lang] in page
+    assert USE_THE_LINK[lang] not in page
+    assert ("preview link" if lang == "en" else "プレビュー用のリンク") in page
+    assert plain.status_code == 403 and NOT_OPEN[status, lang] in plain.content.decode()
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
+@pytest.mark.parametrize("status", [Study.Status.PAUSED, Study.Status.CLOSED])
+def test_a_preview_this_browser_entered_on_a_study_not_open_says_what_the_study_link_would(
+    client, listening_study, experimenter, status, lang
+):
+    study = _draft(listening_study)
+    study.settings |= {"languages": ["en", "ja"]}
+    study.save()
+    client.force_login(experimenter)
+    link = _link(study, "preview-mid") + f"&lang={lang}"
+    client.post(link, HTTP_USER_AGENT=DESKTOP_UA)
+    p = to_step(client, study.participants.get(external_pid="preview-mid"), "consent")
+    _open(client, study)  # deletes the preview
+    Study.objects.filter(pk=study.pk).update(status=status)
+    page_of_it = url(p) + f"?lang={lang}"  # its participant is gone, and with it its language
+    for response in (client.get(link), client.get(page_of_it, HTTP_USER_AGENT=DESKTOP_UA)):
+        page = response.content.decode()
+        assert response.status_code == 403 and NOT_OPEN[status, lang] in page
+        assert USE_THE_LINK[lang] not in page
+        assert ("has been deleted" if lang == "en" else "削除されました") in page

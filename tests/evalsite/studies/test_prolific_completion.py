@@ -134,9 +134,9 @@ def test_a_participant_who_finished_before_the_pairing_is_sent_the_code_prolific
 ):
     """A study saved with the URL's cc and no code of its own: a participant who finished before
     the code was taken from the URL holds a random code (findings_rdiff.md, 2). Their done page
-    shows, and the link sends, the URL's code, which Prolific accepts; participants.csv says so
-    (`completion_code`) and keeps the code they were given when they finished beside it
-    (`stored_completion_code`), which it leaves empty for those shown their stored code."""
+    shows, and the link sends, the URL's code, which Prolific accepts; participants.csv keeps the
+    code they were given when they finished (`completion_code`) and says beside it what a revisit
+    shows now (`completion_code_now`), empty for those shown their stored code."""
     p = to_step(client, enter(client, listening_study, PROLIFIC_PID="pp-early"), "practice")
     finish(client, p)  # no URL yet: a random code, as everyone got before the pairing
     p.refresh_from_db()
@@ -154,10 +154,38 @@ def test_a_participant_who_finished_before_the_pairing_is_sent_the_code_prolific
         dtype=str,
         keep_default_na=False,
     ).set_index("participant")
-    codes = frame[["completion_code", "stored_completion_code"]]
-    assert codes.loc[str(p.pk)].tolist() == ["C7XK2P9Q", given]
+    codes = frame[["completion_code", "completion_code_now"]]
+    assert codes.loc[str(p.pk)].tolist() == [given, "C7XK2P9Q"]
     assert codes.loc[str(later.pk)].tolist() == ["C7XK2P9Q", ""]
     assert codes.loc[str(unfinished.pk)].tolist() == ["", ""]
+
+
+def test_an_edited_code_leaves_earlier_finishers_the_code_they_were_shown(
+    client, experimenter, listening_study
+):
+    """The study's code edited while it is open (findings_rdiff2, 1): who finished before the
+    edit was shown, and sent to Prolific, the old code, which participants.csv keeps as their
+    `completion_code`, the one to match Prolific's submissions against; `completion_code_now`
+    says their done page would now show the new one."""
+    client.force_login(experimenter)
+    assert _save(client, listening_study, prolific_completion_url=f"{COMPLETE}?cc=AAAA1111",
+                 completion_code="AAAA1111").status_code == 302  # fmt: skip
+    p = finish(client, to_step(client, enter(client, listening_study, PROLIFIC_PID="pp1"),
+                               "practice"))  # fmt: skip
+    assert 'id="completion-code">AAAA1111<' in client.get(url(p)).content.decode()
+    assert _save(client, listening_study, prolific_completion_url=f"{COMPLETE}?cc=BBBB2222",
+                 completion_code="BBBB2222").status_code == 302  # fmt: skip
+    listening_study.refresh_from_db()
+    assert listening_study.status == "open"
+    finish(client, to_step(client, enter(client, listening_study, PROLIFIC_PID="pp2"), "practice"))
+    frame = pd.read_csv(
+        io.BytesIO(export_file(listening_study, "participants.csv")),
+        dtype=str,
+        keep_default_na=False,
+    ).set_index("prolific_pid")
+    codes = frame[["completion_code", "completion_code_now"]]
+    assert codes.loc["pp1"].tolist() == ["AAAA1111", "BBBB2222"]
+    assert codes.loc["pp2"].tolist() == ["BBBB2222", ""]
 
 
 def test_a_urls_cc_too_long_to_store_does_not_stop_anyone_finishing(
