@@ -13,64 +13,31 @@ That code sent a participant to `full` in three ways, told apart here from what 
 - in its trials, its list emptied on a return (docs/site.md, Design rules, "Returns"): it keeps
   the slots it answered (practice, checks), and the trials taken out of its list are recorded
   (`TakenOutTrial`); it stays at `full` for good, as now; left unmarked.
+The code before studies 0017 (0a72b5c, `git log -- evalsite/studies/migrations/0017*`) recorded
+no trial taken out: one it emptied in its trials holds no slot and has no `TakenOutTrial`, as one
+turned away at "Start", and it may have heard a trial free again. So only participants sent to
+`full` (`finished_at`) after 0017 was applied (django_migrations) are marked: a database upgraded
+from before 0017 straight to this migration marks none of them, leaving its turned-away ones at
+`full` for good as before. Not told apart still: one a process on the code before 0017 emptied
+between 0017's `migrate` and its restart (and clock skew between machines, seconds).
 `resume` checks again, when the participant comes back, that the study is open and a newcomer
 would get a trial. (A database that already ran `turn_away` may hold a participant it turned
 away at "Start" for good, unmarked; it is marked here only if the answers no longer fill the
-study, e.g. a participant was deleted since, when a newcomer would be let in too.) Reversed, nothing is undone: the mark is what the code after this migration
-writes too, and the code before it ignores it."""
+study, e.g. a participant was deleted since, when a newcomer would be let in too.) The work is
+evalsite/studies/full_for_now_marks.py, on this migration's historical models, one UPDATE per
+study; `manage.py mark_full_for_now` runs it again for those a process still on the earlier code
+turned away after `migrate`. Reversed, nothing is undone: the mark is what the code after this
+migration writes too, and the code before it ignores it."""
 
 from __future__ import annotations
 
 from django.db import migrations
-from django.db.models import Count, Exists, OuterRef
 
-FULL_FOR_NOW = "full_for_now"  # flow.FULL_FOR_NOW, as it is written at this migration
-TURNED_AWAY_AT = "instructions"  # "Start", where assignment at the instructions found no trial
-
-
-def _answered_full(apps, study) -> bool:
-    """design_fill.answered_full at this migration: no main trial, or every main trial with at
-    least its target of answers from participants who are not previews."""
-    from evalsite.studies.models import DEFAULT_SETTINGS  # a plain dict, not a model
-
-    Trial, Answer = apps.get_model("studies", "Trial"), apps.get_model("studies", "Answer")
-    main = list(
-        Trial.objects.filter(study=study, is_practice=False, is_catch=False).values_list(
-            "id", flat=True
-        )
-    )
-    target = int((study.settings or {}).get("target_answers_per_trial",
-                                            DEFAULT_SETTINGS["target_answers_per_trial"]))  # fmt: skip
-    counts = dict(
-        Answer.objects.filter(trial_id__in=main, participant__is_preview=False)
-        .values("trial_id")
-        .annotate(n=Count("id"))
-        .order_by()
-        .values_list("trial_id", "n")
-    )
-    return not main or all(counts.get(t, 0) >= target for t in main)
+from evalsite.studies import full_for_now_marks
 
 
 def mark_turned_away_at_start(apps, schema_editor):
-    Participant = apps.get_model("studies", "Participant")
-    Study = apps.get_model("studies", "Study")
-    Assignment = apps.get_model("studies", "Assignment")
-    TakenOutTrial = apps.get_model("studies", "TakenOutTrial")
-    Answer = apps.get_model("studies", "Answer")
-    mine = {"participant_id": OuterRef("pk")}
-    at_start = (
-        Participant.objects.filter(step="full", consented_at__isnull=False)
-        .exclude(state__has_key=FULL_FOR_NOW)
-        .exclude(Exists(Assignment.objects.filter(**mine)))
-        .exclude(Exists(TakenOutTrial.objects.filter(**mine)))
-        .exclude(Exists(Answer.objects.filter(**mine)))
-    )
-    for study in Study.objects.filter(pk__in=at_start.values("study_id")).order_by("pk"):
-        if _answered_full(apps, study):
-            continue
-        for p in at_start.filter(study=study).only("pk", "state"):
-            p.state = {**(p.state or {}), FULL_FOR_NOW: TURNED_AWAY_AT}
-            p.save(update_fields=["state"])
+    full_for_now_marks.mark_turned_away_at_start(apps, schema_editor.connection)
 
 
 class Migration(migrations.Migration):
