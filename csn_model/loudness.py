@@ -2,8 +2,9 @@
 
 The model's log-mel is not level-invariant: the same piece 6 dB quieter lands elsewhere in every
 subspace. The site stores each catalogue clip normalised to a loudness target and brings each
-query to it; `csn_model.inference.Embedder` does the same by default with these functions, so
-the Python API and the site give the same vectors for the same file. Pure numpy (pyloudnorm);
+query to it; `csn_model.inference.Embedder` does the same with these functions, so the Python
+API and the site give the same vectors for the same file when the Embedder's target_lufs is the
+catalogue's level (-23 by default, as the site's). Pure numpy (pyloudnorm);
 the site imports this module, never the other way round.
 """
 
