@@ -50,7 +50,9 @@ def add_arguments(parser) -> None:
         type=_lufs,
         default=DEFAULT_TARGET_LUFS,
         help="bring each file to this loudness (BS.1770 LUFS as played, peaks under -1 dBFS) "
-        f"before embedding, as the site does (default {DEFAULT_TARGET_LUFS:g})",
+        "before embedding, as the site does; the vectors are the site's when this is the level "
+        "the site catalogue is stored at (its search answer's catalogue_lufs; default "
+        f"{DEFAULT_TARGET_LUFS:g}, the site's default)",
     )
     level.add_argument(
         "--no-level",

@@ -4,12 +4,14 @@
     vectors = emb.embed_files(paths)            # (N, D) float32
     drums = emb.subspace(vectors, "drums")      # (N, D/K)
 
-Level: by default each file is first brought to the site's loudness target (BS.1770 integrated
-loudness as played, -23 LUFS, peaks kept under -1 dBFS: csn_model.loudness, the functions the
-site uses), measured on the file's own channels before they are mixed to mono; a file already
-within 0.1 LU of the target is embedded as it is. The model's log-mel is not level-invariant
-(the same piece 6 dB quieter lands elsewhere), so this is what makes the vectors of the Python
-API match the site's for the same file. A 1-D waveform is levelled as a mono file.
+Level: by default each file is first brought to the site's default loudness target (BS.1770
+integrated loudness as played, -23 LUFS, peaks kept under -1 dBFS: csn_model.loudness, the
+functions the site uses), measured on the file's own channels before they are mixed to mono; a
+file already within 0.1 LU of the target is embedded as it is. The model's log-mel is not
+level-invariant (the same piece 6 dB quieter lands elsewhere), so this is what makes the vectors
+of the Python API match the site's for the same file, when target_lufs is the level the site's
+catalogue is stored at (its search answer's `catalogue_lufs`; -23 unless imported or studied at
+another loudness target). A 1-D waveform is levelled as a mono file.
 `target_lufs=None` (`csn embed --no-level`) embeds audio at the level it arrives.
 
 Long files, the rule: audio is decoded, mixed to mono and resampled (soxr) to the model's rate,

@@ -2,8 +2,9 @@
 
 The model's log-mel is not level-invariant: the same piece 6 dB quieter lands elsewhere in every
 subspace. The site stores each catalogue clip normalised to a loudness target and brings each
-query to it; `csn_model.inference.Embedder` does the same by default with these functions, so
-the Python API and the site give the same vectors for the same file. Pure numpy (pyloudnorm);
+query to it; `csn_model.inference.Embedder` does the same with these functions, so the Python
+API and the site give the same vectors for the same file when the Embedder's target_lufs is the
+catalogue's level (-23 by default, as the site's). Pure numpy (pyloudnorm);
 the site imports this module, never the other way round.
 """
 
@@ -78,7 +79,22 @@ def _gain_db(data: np.ndarray, played_lufs: float, target_lufs: float) -> float:
 def normalise(data: np.ndarray, sr: int, target_lufs: float) -> tuple[np.ndarray, float]:
     """data brought to `target_lufs` (`target_gain_db`): (audio float32, gain_db applied)."""
     gain_db = target_gain_db(data, sr, target_lufs)
-    return (data * 10 ** (gain_db / 20)).astype(np.float32), gain_db
+    return (data * _stored_gain(data, gain_db)).astype(np.float32), gain_db
+
+
+def _stored_gain(data: np.ndarray, gain_db: float) -> float:
+    """The linear gain as the site multiplied by it before this module existed (ca34375^1):
+    a NumPy float64, so float32 audio times it is computed in float64, where the gain came out
+    of float64 arithmetic (a mono file's, through DUAL_MONO_LU, or one the peak ceiling held
+    down), and a Python float, so the product is float32 under NumPy 2, where it did not. The
+    stored bytes must not change: the catalogue's duplicate check compares their sha256, and a
+    few samples 1 LSB off make a file uploaded before and after a change two clips
+    (tests/evalsite/stimuli/test_stored_bytes.py pins the hashes)."""
+    gain = 10 ** (gain_db / 20)
+    mono = data.ndim == 1 or data.shape[1] == 1
+    peak = float(np.max(np.abs(data), initial=0.0))
+    held = peak > 0 and gain_db == PEAK_CEILING_DBFS - 20 * np.log10(peak)
+    return np.float64(gain) if mono or held else gain
 
 
 def fit_gain(data: np.ndarray, sr: int, target_lufs: float) -> float:

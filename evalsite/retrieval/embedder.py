@@ -114,15 +114,27 @@ def check_device(device: str | None) -> None:
 
 
 def _load(p: Path) -> Embedder:
+    check_device(settings.CSN_DEVICE)
+    # None: CUDA when available, else CPU (csn_model.inference.default_device)
+    return _from_checkpoint(p, settings.CSN_DEVICE)
+
+
+def check_checkpoint(path: str | Path | None = None) -> None:
+    """CheckpointMissing, or ModelUnavailable in the words a worker would fail the job with,
+    unless the checkpoint loads. Loaded on the CPU and not kept: for a command that queues model
+    work (embed_catalogue), which a worker would otherwise take and fail, seen only in the
+    admin. Not asked of CSN_DEVICE: the worker's machine decides that."""
+    _from_checkpoint(checkpoint_path(path), "cpu")
+
+
+def _from_checkpoint(p: Path, device: str | None) -> Embedder:
     from csn_model.checkpoint import CheckpointError
     from csn_model.inference import Embedder  # torch is imported only where needed
 
-    check_device(settings.CSN_DEVICE)
     try:
-        # None: CUDA when available, else CPU (csn_model.inference.default_device)
         # target_lufs=None: the site levels audio itself, to the catalogue's loudness (catalogue
         # clips are stored levelled; a query is brought to its catalogue's level, query.py).
-        return Embedder.from_checkpoint(p, device=settings.CSN_DEVICE, target_lufs=None)
+        return Embedder.from_checkpoint(p, device=device, target_lufs=None)
     except CheckpointError as exc:  # its message starts with the path: name it as shown
         reason = str(exc).removeprefix(f"{p}: ")  # one line: csn_model.checkpoint's rule
         name = "CSN_CHECKPOINT=" if p == Path(settings.CSN_CHECKPOINT) else "checkpoint "

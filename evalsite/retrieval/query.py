@@ -247,8 +247,11 @@ def search(user, params: dict, uploaded=None) -> dict:
     elif not user.is_superuser:
         raise QueryError("catalogue: expected the id of one of your catalogues")
     embedded, total, state = coverage(version, catalogue)
+    # Reported on every answer: a Python user's Embedder/`csn embed` gives the site's vectors
+    # only with target_lufs set to this level (docs/model.md, "Inference, level").
+    level = catalogue_loudness(catalogue)
     if uploaded is not None:
-        vector = upload_vector(uploaded, catalogue_loudness(catalogue))
+        vector = upload_vector(uploaded, level)
         query, exclude_piece, exclude_clip = None, None, None
     elif clip_id is not None:
         clip = Clip.objects.filter(pk=clip_id, catalogue__in=catalogues).first()
@@ -279,6 +282,7 @@ def search(user, params: dict, uploaded=None) -> dict:
     return {
         "checkpoint": version.checkpoint_id,
         "catalogue": catalogue.pk if catalogue else None,
+        "catalogue_lufs": level,  # the level an uploaded query is brought to (catalogue_loudness)
         "instrument": instrument,
         "k": k,
         "query": query or {"upload": uploaded.name},

@@ -5,6 +5,9 @@ worker."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from io import StringIO
 
 import pytest
@@ -14,6 +17,8 @@ from evalsite.jobs.models import Job
 from evalsite.retrieval.embedder import get_embedder, version_for
 from evalsite.retrieval.ingest import embed_clips
 from evalsite.retrieval.query import QueryError, coverage
+from evalsite.studies.loadtest_server import database_url
+from tests.conftest import BROKER_DOWN, ROOT
 
 pytestmark = pytest.mark.django_db
 
@@ -64,3 +69,32 @@ def test_it_names_the_catalogues_it_could_mean(ada, bob, catalogue):
     assert "queued" in _run(catalogue.name, "--owner", "ada")
     with pytest.raises(CommandError, match="no catalogue named 'nope'"):
         _run("nope")
+
+
+def test_it_refuses_a_checkpoint_file_that_is_not_a_checkpoint_before_queuing(
+    catalogue, settings, tmp_path
+):
+    junk = tmp_path / "junk.pt"
+    junk.write_text("junk\n")
+    settings.CSN_CHECKPOINT = str(junk)
+    with pytest.raises(CommandError) as refused:
+        _run(catalogue.name)
+    # the worker's own words for it (evalsite.retrieval.embedder._load), on one line
+    assert str(refused.value) == f"CSN_CHECKPOINT={junk}: not a csn checkpoint (a text file)"
+    assert not Job.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)  # the subprocess reads the committed catalogue
+def test_it_says_in_one_line_that_the_broker_refused_the_job(catalogue, checkpoint):
+    env = os.environ | {"DATABASE_URL": database_url(), "CELERY_BROKER_URL": BROKER_DOWN,
+                        "CSN_CHECKPOINT": str(checkpoint), "CSN_AUTO_EMBED": "0"}  # fmt: skip
+    command = [sys.executable, "manage.py", "embed_catalogue", catalogue.name]
+    run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    job = Job.objects.get()
+    assert run.returncode == 1 and run.stdout == ""
+    assert run.stderr.splitlines() == [
+        f"CommandError: queued embed clips job {job.pk}: 6 clips of catalogue {catalogue.name!r} "
+        f"without an embedding under checkpoint {job.checkpoint_id}, but it failed at once: "
+        f"{job.message}"
+    ]
+    assert job.status == Job.Status.FAILED and "127.0.0.1:1" in job.message

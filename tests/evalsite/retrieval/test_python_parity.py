@@ -1,5 +1,6 @@
-"""The Python API (csn_model Embedder, `csn embed`) gives the site's vectors for the same file:
-both bring audio to the same loudness target with csn_model.loudness before embedding."""
+"""The Python API (csn_model Embedder, `csn embed`) gives the site's vectors for the same file
+when its target_lufs is the level the catalogue's clips are stored at (the search API's
+`catalogue_lufs`): both bring audio to it with csn_model.loudness before embedding."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 
 from csn_model.inference import Embedder
 from evalsite.retrieval.ingest import embed_clips
@@ -62,3 +64,27 @@ def test_a_query_upload_gets_the_vector_python_gives_the_file(checkpoint, tmp_pa
     site = upload_vector(upload, -23.0)  # (D,) the catalogue's level
     python = Embedder.from_checkpoint(checkpoint, device="cpu").embed_files([path])[0]
     np.testing.assert_allclose(python, site, rtol=1e-5, atol=1e-6)
+
+
+def test_python_at_the_level_the_search_api_reports_gives_a_non_default_catalogues_vectors(
+    ada, checkpoint
+):
+    loud = Catalogue.objects.create(owner=ada, name="at -16")  # `import_slakh --lufs -16`
+    for p in range(3):
+        clip_from_array(_stereo(p, 0.05 * (p + 1)), SR, loud, target_lufs=-16.0,
+                        name=f"P{p:02d}", piece=f"P{p:02d}")  # fmt: skip
+    clips = list(loud.clips.order_by("pk"))
+    embed_clips([c.pk for c in clips])
+    site = np.stack([Embedding.objects.get(clip=c).as_array() for c in clips])  # (3, D)
+    client = Client()
+    client.force_login(ada)
+    answer = client.get("/retrieval/api/search", {"catalogue": loud.pk, "clip": clips[0].pk,
+                                                  "instrument": "bass", "k": 1}).json()  # fmt: skip
+    level = answer["catalogue_lufs"]
+    assert level == pytest.approx(-16.0, abs=0.1)
+
+    files = [c.file.path for c in clips]
+    at_level = Embedder.from_checkpoint(checkpoint, device="cpu", target_lufs=level)
+    np.testing.assert_array_equal(at_level.embed_files(files), site)
+    default = Embedder.from_checkpoint(checkpoint, device="cpu")  # -23: not this catalogue's
+    assert not np.allclose(default.embed_files(files), site, atol=1e-3)

@@ -178,6 +178,18 @@ def test_it_brings_an_uploaded_clip_to_the_catalogues_loudness(client, ada, norm
     assert top["piece"] == "P02" and top["distance"] == pytest.approx(0.0, abs=1e-2)
 
 
+def test_it_reports_the_level_it_brings_an_upload_to_on_the_api_and_the_page(
+    client, ada, normalised
+):
+    client.force_login(ada)
+    clip = normalised.clips.order_by("id").first()
+    form = {"clip": clip.pk, "instrument": "bass", "k": 1, "catalogue": normalised.pk}
+    level = client.get(API, form).json()["catalogue_lufs"]
+    assert level == query.catalogue_loudness(normalised) == pytest.approx(-16.0, abs=0.2)
+    page = client.post("/retrieval/", form).content.decode()
+    assert f"{level:.1f} LUFS" in page and f"--target-lufs {level:.1f}" in page
+
+
 def test_it_reads_a_catalogues_level_past_clips_its_peaks_held_below_it(normalised):
     levels = sorted(c.loudness_lufs for c in normalised.clips.all())
     assert levels[0] < -16.5  # the clicks did hold some below the target

@@ -6,10 +6,16 @@ unfinished or every clip has its embedding."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from evalsite.jobs import progress
 from evalsite.jobs.models import Job
+from evalsite.retrieval.embedder import CheckpointMissing, ModelUnavailable, check_checkpoint
 from evalsite.stimuli.models import Catalogue
 from evalsite.stimuli.tasks import queue_missing_embeddings
 
@@ -25,7 +31,13 @@ class Command(BaseCommand):
         parser.add_argument("--owner", help="username owning it (where two owners use the name)")
 
     def handle(self, *args, **opts):
-        job, said = queue_missing_embeddings(_catalogue(opts["catalogue"], opts["owner"]))
+        catalogue = _catalogue(opts["catalogue"], opts["owner"])
+        try:  # a file that is not a checkpoint would be queued, then failed by the worker
+            check_checkpoint()
+        except (CheckpointMissing, ModelUnavailable) as exc:
+            raise CommandError(str(exc)) from None
+        with _publish_failures_untold(opts["verbosity"]):
+            job, said = queue_missing_embeddings(catalogue)
         if job is not None and job.status == Job.Status.FAILED:  # e.g. the broker refused it
             raise CommandError(f"{said}, but it failed at once: {job.message}")
         if job is None and "nothing to queue" not in said:  # no checkpoint deployed
@@ -33,6 +45,22 @@ class Command(BaseCommand):
         self.stdout.write(said)
         if job is not None:
             self.stdout.write("A gpu worker embeds them; follow it with the job id in the admin.")
+
+
+@contextmanager
+def _publish_failures_untold(verbosity: int) -> Iterator[None]:
+    """A broker that refuses the job is logged (progress.queue_on_commit) for the web and worker
+    processes; here the command says it in its one CommandError line (the job's message), so
+    the log's copy is kept off the terminal unless asked for with -v 2 or more."""
+    if verbosity >= 2:
+        yield
+        return
+    saved = progress.log.level
+    progress.log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        progress.log.setLevel(saved)
 
 
 def _catalogue(name: str, owner: str | None) -> Catalogue:
