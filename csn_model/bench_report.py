@@ -12,8 +12,8 @@ results.json:
                         "crossed_df": {cond..., "mean"},  #   se, its t df (Satterthwaite) and
                         "crossed_ci95": {cond: [lo, hi]},  #  bounds; null where the kind's
                                                            #  other pieces are unknown, df
-                                                           #  null where se is 0 (see
-                                                           #  crossed_undefined)
+                                                           #  and bounds null where se is
+                                                           #  0 (see crossed_undefined)
                         "by_kind": {KIND: {"accuracy", "ci95", "n_triplets", "n_ties",
                                            "n_identical", "crossed_se", "crossed_df",
                                            "crossed_ci95"}}}},
@@ -86,7 +86,8 @@ def _kind_block(acc: pd.DataFrame) -> dict:
 
 def _crossed_block(by_term: pd.DataFrame, terms: list[str]) -> dict:
     """results.csv's crossed interval per term (crossed_accuracy), None for NaN (a kind whose
-    other pieces are unknown); empty for a table without them."""
+    other pieces are unknown; df and bounds where crossed_se is 0, crossed_undefined); empty for
+    a table without them."""
     if "crossed_se" not in by_term.columns:
         return {}
     se, df, low, high = (
@@ -116,17 +117,20 @@ def crossed_undefined(row) -> str | None:
         )
     if se > 0:
         return None
-    if comparison and pd.isna(row["crossed_p_val"]):
+    if not comparison:
         return (
-            "crossed p undefined: every triplet's difference is the same nonzero value, so the "
-            "crossed variance estimate is 0 and t = difference / 0; left out of its Holm "
-            "family (p_val, the sign-flip test over pieces, is defined)"
+            "crossed variance estimate 0: interval undefined; see the bootstrap interval "
+            "(crossed df undefined too, Satterthwaite's 0 / 0)"
         )
-    what = "difference" if comparison else "outcome"
+    if pd.isna(row["crossed_p_val"]):
+        return (
+            "crossed p undefined: the crossed variance estimate is 0 (truncated), so the test "
+            "is undefined; read the sign-flip p_val (the test over pieces, always defined). "
+            "Its crossed_p_adj is undefined too; counted in its Holm family as p = 1"
+        )
     return (
-        f"crossed df undefined: every triplet has the same {what}, so the crossed variance "
-        "estimate is 0 (Satterthwaite df 0 / 0); "
-        + ("p = 1, as the difference is 0" if comparison else "the interval is the estimate")
+        "crossed df undefined: the crossed variance estimate is 0 (truncated), so "
+        "Satterthwaite's df is 0 / 0; crossed p = 1, as the summed difference is 0"
     )
 
 

@@ -6,8 +6,8 @@
 Prints, per kind, the reference against every other system on the mean (accuracy difference,
 Holm-adjusted p of the paired test over pieces, of the crossed test that also allows for each
 triplet's other pieces, with its t df; "undefined" and the reason on the next line where
-it is NaN: a run made before outcomes.csv had `others`, or no variance to estimate), and the
-descriptive triplets-as-independent McNemar p); --out writes every term
+it is NaN: a run made before outcomes.csv had `others`, or a crossed variance estimate of 0),
+and the descriptive triplets-as-independent McNemar p); --out writes every term
 (csn_model.evaluation.compare_to_reference's columns). --triplets: the run's triplet files, from
 which the crossed test takes each triplet's other pieces where outcomes.csv predates them.
 For runs made before the test over pieces, whose comparisons.csv holds McNemar p only.

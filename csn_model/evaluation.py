@@ -169,15 +169,19 @@ def mcnemar_exact(a_correct: np.ndarray, b_correct: np.ndarray) -> dict:
 
 def holm(p_values) -> np.ndarray:
     """Holm (1979) step-down adjusted p-values, in the input order. A NaN p (a test that is
-    undefined, e.g. crossed_piece_test with no variance) stays NaN and is left out of the family
-    size, as R's p.adjust does by default; counting it would change the others' p_adj."""
+    undefined, e.g. crossed_piece_test where its variance estimate is 0) counts in the family
+    as p = 1: it orders last and is never rejected, so the others get what a family of every
+    test gives them, the conservative choice (R's p.adjust with n = all p-values, which assumes
+    the unobserved ones greater than every observed one; leaving it out, R's default, would step
+    the others down as if it had been rejected). Its own adjusted p stays NaN."""
     p = np.asarray(p_values, dtype=float)
-    out = np.full(p.shape, np.nan)
-    defined = np.flatnonzero(~np.isnan(p))
-    order = defined[np.argsort(p[defined], kind="stable")]
-    m = order.size
-    adjusted_sorted = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    undefined = np.isnan(p)
+    order = np.argsort(np.where(undefined, 1.0, p), kind="stable")  # NaN: as p = 1, last
+    m = p.size
+    adjusted_sorted = np.maximum.accumulate((m - np.arange(m)) * np.nan_to_num(p[order], nan=1.0))
+    out = np.empty(m)
     out[order] = np.minimum(adjusted_sorted, 1.0)
+    out[undefined] = np.nan
     return out
 
 
@@ -255,11 +259,12 @@ def compare_to_reference(outcomes: pd.DataFrame, reference: str) -> pd.DataFrame
     allows for the other pieces a triplet uses (csn_model.piece_variance), crossed_se the se
     of estimate it implies and crossed_df its t reference's Satterthwaite df; NaN for a kind
     whose outcomes lack OTHERS_COLUMN (runs made before it) or hold it for only some rows
-    (missing: NaN or None; "" is a triplet with no other piece). Where no variance shows
-    (crossed_se 0) crossed_df is NaN (0 / 0), and crossed_p_val is 1 for a zero difference,
-    NaN (undefined) for a nonzero constant one; a NaN crossed_p_val gets a NaN crossed_p_adj
-    and is left out of the family the others are adjusted in (holm).
-    bench_report.crossed_undefined says why in words.
+    (missing: NaN or None; "" is a triplet with no other piece). Where the crossed variance
+    estimate is 0 (crossed_se 0, after truncation; not only for a constant difference)
+    crossed_df is NaN (0 / 0), and crossed_p_val is 1 for a zero summed difference, NaN
+    (undefined) otherwise; a NaN crossed_p_val gets a NaN crossed_p_adj and counts in the
+    family the others are adjusted in as p = 1 (holm). bench_report.crossed_undefined says why
+    in words.
     Returns COMPARISON_COLUMNS: estimate = accuracy difference reference - other, stat = b - c,
     n (triplets), n_discordant, b, c (McNemar).
     """
@@ -322,9 +327,11 @@ def crossed_accuracy(outcomes: pd.DataFrame, level: float = 0.95) -> pd.DataFram
     mean: conditions centred on their own means, weights 1 / (C n_c)). `outcomes`: one system
     and kind, with OTHERS_COLUMN.
     Returns term, crossed_se, crossed_df (the t reference's df), crossed_ci_low,
-    crossed_ci_high (conditions, then "mean"). Where every triplet of a term has the same
-    outcome, crossed_se is 0, crossed_df NaN (0 / 0) and the interval the point estimate, as
-    the bootstrap interval is there."""
+    crossed_ci_high (conditions, then "mean"). Where the variance estimate is 0 (after
+    truncation: every triplet of a term with the same outcome, the mean's conditions each
+    constant, or a few triplets whose moment estimates truncate to 0), crossed_se is 0 and
+    crossed_df and the interval are NaN (undefined): se 0 says nothing about the uncertainty
+    (2 of 2 right does not make accuracy 1 certain); the bootstrap interval is the one to read."""
     conditions = [c for c in CONDITIONS if c in set(outcomes["condition"])]
     rows = []
     for term in [*conditions, MEAN]:
@@ -337,9 +344,8 @@ def crossed_accuracy(outcomes: pd.DataFrame, level: float = 0.95) -> pd.DataFram
         est = piece_effects_variance(y, a_idx, o_idx, groups=cond, weights=w)
         df = reference_df(est["df"], n_pieces)
         se = float(np.sqrt(est["var"]))
-        # se 0 (every triplet the same outcome): the df is 0/0, but the interval is the point,
-        # as the bootstrap's is there.
-        half = stats.t.ppf(0.5 + level / 2, df) if se > 0 else 0.0
+        # se 0: the df is 0 / 0 and a zero-width interval would claim certainty: undefined.
+        half = stats.t.ppf(0.5 + level / 2, df) if se > 0 else np.nan
         estimate = float(w @ y)
         rows.append((term, se, float(df), estimate - half * se, estimate + half * se))
     return pd.DataFrame(rows, columns=["term", *CROSSED_ACCURACY_COLUMNS])

@@ -106,10 +106,12 @@ def crossed_piece_test(a_correct, b_correct, anchors, others) -> dict:
     se = sqrt(piece_effects_variance(x)), p two-sided from Student's t with df = the
     estimate's Satterthwaite df within [1, n_pieces - 1] (reference_df; n_pieces - 1 alone
     rejected 6.5-8.6 % at 8-12 pieces, experiments/README.md). An approximation, not exact like
-    paired_piece_test. p = 1 when stat = 0; NaN when no variance shows but stat != 0 (every
-    x_t the same nonzero value): t = stat / 0 has no reference, and p = 0, its limit, would claim
-    more than paired_piece_test's exact floor 2 / 2^pieces on the same data. df is NaN whenever
-    se = 0 (Satterthwaite's 0 / 0). Returns stat, se, df, p_val, n_pieces.
+    paired_piece_test. p = 1 when stat = 0; NaN when the variance estimate is 0 (truncated)
+    but stat != 0: every x_t the same nonzero value, or few triplets whose raw moment estimates
+    truncate to 0 though x varies (x = [1, 0, 0, 0] can): t = stat / 0 has no reference, and
+    p = 0, its limit, would claim more than paired_piece_test's exact floor 2 / 2^pieces on the
+    same data; read paired_piece_test's p there. df is NaN whenever se = 0 (Satterthwaite's
+    0 / 0). Returns stat, se, df, p_val, n_pieces.
     """
     x = np.asarray(a_correct, dtype=float) - np.asarray(b_correct, dtype=float)  # (N,)
     a_idx, o_idx, n_pieces = code_roles(anchors, others)  # (N,), (N, R)

@@ -127,18 +127,24 @@ def test_it_compares_the_reference_with_every_other_system_holm_corrected():
     assert mean_rows.loc["sep", "p_adj"] < 0.05
 
 
-def test_it_holm_adjusts_leaving_nan_out_of_the_family_like_r_p_adjust():
-    # R's p.adjust(c(0.01, NA, 0.04, 0.03), "holm") = 0.03, NA, 0.06, 0.06: NA is kept as NA and
-    # left out of n (its default n counts the non-NA p only). So the defined p-values get what
-    # the family without the undefined one gives (statsmodels' multipletests on that subset).
+def test_it_holm_counts_an_undefined_p_in_the_family_as_p_1():
+    # An undefined (NaN) p counts in the family size, the conservative reading: R's
+    # p.adjust(c(0.01, NA, 0.04, 0.03), "holm", n = 4) = 0.04, NA, 0.09, 0.09 (its help: with n
+    # above the observed count, the unobserved p are taken greater than all observed ones; by
+    # hand: sorted 0.01, 0.03, 0.04 times 4, 3, 2 = 0.04, 0.09, 0.08, cumulative max). That is the
+    # step-down with the NaN ordered last as p = 1, never rejected; its own adjusted p stays NaN.
+    # So the defined p-values get what statsmodels' multipletests gives with NaN replaced by 1.
     p = [0.01, float("nan"), 0.04, 0.03]
     got = holm(p)
     assert np.isnan(got[1])
-    np.testing.assert_allclose(got[[0, 2, 3]], [0.03, 0.06, 0.06], rtol=1e-12)
+    np.testing.assert_allclose(got[[0, 2, 3]], [0.04, 0.09, 0.09], rtol=1e-12)
+    # A family of two with one NaN: the other is doubled, as if both were defined.
+    np.testing.assert_allclose(holm([float("nan"), 0.23]), [np.nan, 0.46], rtol=1e-12)
     rng = np.random.default_rng(4)
     q = rng.uniform(0, 0.3, size=9)
     q[[2, 5]] = np.nan
     defined = ~np.isnan(q)
-    expected = multipletests(q[defined], method="holm")[1]
-    np.testing.assert_allclose(holm(q)[defined], expected, rtol=1e-12)
-    assert np.isnan(holm([float("nan")])).all()
+    expected = multipletests(np.where(defined, q, 1.0), method="holm")[1]
+    np.testing.assert_allclose(holm(q)[defined], expected[defined], rtol=1e-12)
+    assert np.isnan(holm(q)[~defined]).all()
+    assert np.isnan(holm([float("nan")])).all() and holm([]).size == 0

@@ -482,7 +482,7 @@ def test_it_leaves_a_component_truncated_to_zero_out_of_the_df():
     assert out["df"] == pytest.approx(_dense_df(x, a, others, groups, ones, out, kept), rel=1e-9)
 
 
-# -- degenerate cases: no variance shows ---------------------------------------------------------
+# -- degenerate cases: a crossed variance estimate of 0 ------------------------------------------
 def _constant_difference_outcomes() -> pd.DataFrame:
     """csn right on every drums triplet, x wrong on every one (a constant difference of 1), y
     random; bass random for all: 12 pieces, 30 triplets per condition, with `others`."""
@@ -504,35 +504,95 @@ def _constant_difference_outcomes() -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def test_it_leaves_an_undefined_crossed_p_out_of_the_holm_family():
+def test_it_counts_an_undefined_crossed_p_in_its_holm_family():
     # csn - x is 1 on every drums triplet: the centred differences are all 0, so the crossed
     # variance estimate is 0 and t = 1 / 0; p is undefined (NaN), not 0, which would claim more
     # than the exact sign-flip test's floor 2 / 2^pieces (whose p_val stays defined). The NaN
-    # must not count in the family of the y comparison: its p_adj is its own p, a family of one.
+    # still counts in the family of the y comparison (as p = 1, the conservative choice), so
+    # y's crossed_p_adj is Holm over two: min(1, 2 p), not its own p.
     comps = compare_to_reference(_constant_difference_outcomes(), "csn")
     drums = comps[comps.term == "drums"].set_index("system")
     assert drums.loc["x", "crossed_se"] == 0.0
     assert np.isnan(drums.loc["x", "crossed_p_val"]) and np.isnan(drums.loc["x", "crossed_p_adj"])
     assert np.isnan(drums.loc["x", "crossed_df"])  # Satterthwaite 0 / 0
     assert 0 < drums.loc["x", "p_val"] < 0.01  # the sign-flip test is defined
-    assert drums.loc["y", "crossed_p_adj"] == drums.loc["y", "crossed_p_val"] < 1
+    p_y = drums.loc["y", "crossed_p_val"]
+    assert p_y < 1 and drums.loc["y", "crossed_p_adj"] == pytest.approx(min(1.0, 2 * p_y))
     # Where both are defined (the mean), Holm doubles the smaller one as before.
     mean = comps[comps.term == "mean"].set_index("system")
     assert mean["crossed_p_adj"].min() == pytest.approx(2 * mean["crossed_p_val"].min())
 
 
-def test_it_gives_a_point_crossed_interval_where_every_triplet_has_the_same_outcome():
-    # csn right on every drums triplet: the bootstrap interval is the point 1 (every resample
-    # scores 1), and so is the crossed one: se 0, whatever the (undefined, NaN) df.
+# x = [1, 0, 0, 0] on 4 triplets, 6 pieces: one discordant triplet, so the differences vary, yet
+# the raw moment estimates (anchor 0, other 0, cross -0.25) give var -3, and truncation (cross
+# within +-sqrt(anchor other) = 0) leaves 0. Found by review rstat2 (/tmp/rs2_ex.py).
+_TRUNCATED_ANCHORS = ["T4", "T1", "T5", "T3"]
+_TRUNCATED_OTHERS = [["T5", "T0", "T5"], ["T2", "T2", "T4"], ["T2", "T3", "T2"], ["T0", "T4", "T4"]]
+
+
+def test_it_says_a_crossed_p_is_undefined_where_truncation_leaves_no_variance():
+    from csn_model.bench_report import crossed_undefined
+
+    a, b = np.array([1, 0, 0, 0]), np.zeros(4, int)
+    out = crossed_piece_test(a, b, _TRUNCATED_ANCHORS, _TRUNCATED_OTHERS)
+    assert out["se"] == 0.0 and np.isnan(out["p_val"]) and np.isnan(out["df"])
+    assert paired_piece_test(a, b, np.array(_TRUNCATED_ANCHORS))["p_val"] == 1.0
+    reason = crossed_undefined({"crossed_se": 0.0, "crossed_p_val": out["p_val"]})
+    assert "the crossed variance estimate is 0 (truncated)" in reason
+    assert "read the sign-flip p_val" in reason
+    assert "same nonzero value" not in reason  # not true of these differences
+
+
+def _outcomes_of(condition, pieces, others, correct) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "system": "csn",
+            "kind": "pseudo",
+            "condition": condition,
+            "triplet": np.arange(len(pieces)),
+            "piece": pieces,
+            "others": ["|".join(row) for row in others],
+            "correct": correct,
+        }
+    )
+
+
+def test_it_leaves_the_crossed_interval_undefined_where_its_variance_estimate_is_0():
+    # se 0 says nothing about the accuracy's uncertainty (2 of 2 right does not make accuracy 1
+    # certain), so the crossed interval is NaN there, as crossed_df is, not a point.
+    from csn_model.bench_report import _crossed_block, crossed_undefined
+
     outcomes = _constant_difference_outcomes()
     acc = accuracy_table(outcomes, n_boot=50)
-    drums = acc[(acc.system == "csn") & (acc.term == "drums")].iloc[0]
-    assert drums.ci_low == drums.ci_high == drums.estimate == 1.0
-    assert drums.crossed_se == 0.0 and np.isnan(drums.crossed_df)
-    assert drums.crossed_ci_low == drums.crossed_ci_high  # a point: se 0
-    assert drums.crossed_ci_low == pytest.approx(1.0, rel=1e-12)  # sum w y: 30 x 1/30
-    bass = acc[(acc.system == "csn") & (acc.term == "bass")].iloc[0]
+    csn = acc[(acc.system == "csn")].set_index("term")
+    assert csn.loc["drums", "estimate"] == 1.0 and csn.loc["drums", "crossed_se"] == 0.0
+    assert np.isnan(csn.loc["drums", ["crossed_df", "crossed_ci_low", "crossed_ci_high"]]).all()
+    bass = csn.loc["bass"]
     assert bass.crossed_ci_low < bass.estimate < bass.crossed_ci_high  # defined as before
+    json_block = _crossed_block(csn, ["drums", "bass"])
+    assert json_block["crossed_ci95"]["drums"] == [None, None]  # results.json: null
+    assert json_block["crossed_se"]["drums"] == 0.0
+    reason = crossed_undefined(csn.loc["drums"].to_dict())
+    assert "crossed variance estimate 0: interval undefined; see the bootstrap interval" in reason
+    # Outcomes that vary, [1, 0, 0, 0] on the truncated design above: se 0 all the same.
+    varied = _outcomes_of("drums", _TRUNCATED_ANCHORS, _TRUNCATED_OTHERS, [1, 0, 0, 0])
+    row = accuracy_table(varied, n_boot=50).set_index("term").loc["drums"]
+    assert row.estimate == 0.25 and row.crossed_se == 0.0
+    assert np.isnan(row.crossed_ci_low) and np.isnan(row.crossed_ci_high)
+
+
+def test_it_leaves_the_mean_crossed_interval_undefined_where_each_condition_is_constant():
+    # csn right on both drums triplets, wrong on both bass ones: the mean centres each condition
+    # on its own mean, so its crossed se is 0 though outcomes differ between conditions, while the
+    # bootstrap over anchor pieces is no point: a resample without T2 has no bass triplet and
+    # scores the mean 1, one of T2 alone 0 (review rstat2, finding 3).
+    others = [["T2", "T3"], ["T3", "T2"], ["T0", "T1"], ["T1", "T3"]]
+    drums = _outcomes_of("drums", ["T0", "T1"], others[:2], [1, 1])
+    bass = _outcomes_of("bass", ["T2", "T2"], others[2:], [0, 0])
+    mean = accuracy_table(pd.concat([drums, bass]), n_boot=500).set_index("term").loc["mean"]
+    assert mean.estimate == 0.5 and mean.crossed_se == 0.0
+    assert np.isnan(mean.crossed_ci_low) and np.isnan(mean.crossed_ci_high)
+    assert mean.ci_low < mean.estimate < mean.ci_high  # the bootstrap interval
 
 
 def test_it_says_why_a_crossed_statistic_is_undefined_in_the_summaries(tmp_path, capsys):
@@ -548,14 +608,20 @@ def test_it_says_why_a_crossed_statistic_is_undefined_in_the_summaries(tmp_path,
     printed = capsys.readouterr().out
     x_line = next(line for line in printed.splitlines() if line.strip().startswith("pseudo   x"))
     assert "crossed p_adj=undefined (df undefined)" in x_line and "nan" not in printed
-    assert "crossed p undefined: every triplet's difference is the same nonzero value" in printed
-    assert "left out of its Holm family" in printed
+    assert (
+        "crossed p undefined: the crossed variance estimate is 0 (truncated), so the test is "
+        "undefined; read the sign-flip p_val" in printed
+    )
+    assert "counted in its Holm family as p = 1" in printed
     # results.md lists the undefined crossed figures with their reasons.
     acc, comps = accuracy_table(outcomes, n_boot=20), compare_to_reference(outcomes, "csn")
     results = {"dataset": {"name": "mini", "root": "/d"}, "systems": {"csn": {}, "x": {}, "y": {}}}
     text = render_markdown(results | {"warnings": [], "reference": "csn"}, acc, comps)
     assert "## Crossed statistics left undefined" in text
-    assert "- accuracy csn, pseudo drums: crossed df undefined: every triplet has the same " in text
+    assert (
+        "- accuracy csn, pseudo drums: crossed variance estimate 0: interval undefined; see the "
+        "bootstrap interval" in text
+    )
     assert "- comparison csn - x, pseudo mean: crossed p undefined" in text
     assert "comparison csn - y" not in text  # defined: not listed
     older = render_markdown(
