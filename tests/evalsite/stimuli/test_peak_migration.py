@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import io
 import logging
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -30,15 +31,27 @@ def _wav(peak: float) -> str:
     return default_storage.save("clips/old.wav", ContentFile(buf.getvalue()))
 
 
-@pytest.mark.django_db(transaction=True)  # migrates the schema back and forth
-def test_it_fills_the_peak_of_clips_stored_before_in_batches(monkeypatch):
-    monkeypatch.setattr(fill_migration, "BATCH", 2)  # 5 clips: three batches
+@contextmanager
+def _before_peaks():
+    """The schema before clips kept their peak (`BEFORE`): yields its Clip model, to store clips
+    as that version did; migrates to the latest on the way out, which runs 0004 on them."""
     executor = MigrationExecutor(connection)
     latest = executor.loader.graph.leaf_nodes()
     executor.migrate([BEFORE])
     try:
-        old = MigrationExecutor(connection).loader.project_state([BEFORE]).apps
-        OldClip = old.get_model("stimuli", "Clip")
+        yield (
+            MigrationExecutor(connection)
+            .loader.project_state([BEFORE])
+            .apps.get_model("stimuli", "Clip")
+        )
+    finally:
+        MigrationExecutor(connection).migrate(latest)
+
+
+@pytest.mark.django_db(transaction=True)  # migrates the schema back and forth
+def test_it_fills_the_peak_of_clips_stored_before_in_batches(monkeypatch):
+    monkeypatch.setattr(fill_migration, "BATCH", 2)  # 5 clips: three batches
+    with _before_peaks() as OldClip:
         made = {
             name: OldClip.objects.create(name=name, status=status, file=file).pk
             for name, status, file in [
@@ -49,8 +62,6 @@ def test_it_fills_the_peak_of_clips_stored_before_in_batches(monkeypatch):
                 ("pending", "pending", _wav(0.5)),
             ]
         }
-    finally:
-        MigrationExecutor(connection).migrate(latest)
     peaks = dict(Clip.objects.filter(pk__in=made.values()).values_list("name", "peak_dbfs"))
     # 16-bit PCM holds 0.5 as 16384/32768 exactly, 0.25 as 8192/32768
     assert peaks["half"] == pytest.approx(-6.0206, abs=1e-3)
@@ -64,21 +75,11 @@ def test_it_names_each_clip_it_could_not_read(caplog):
     without stopping the upgrade, and logged by clip and file so that the operator can measure
     it later with measure_clip_peaks (findings_rpf2.md, 3)."""
     caplog.set_level(logging.WARNING)
-    executor = MigrationExecutor(connection)
-    latest = executor.loader.graph.leaf_nodes()
-    executor.migrate([BEFORE])
-    try:
-        OldClip = (
-            MigrationExecutor(connection)
-            .loader.project_state([BEFORE])
-            .apps.get_model("stimuli", "Clip")
-        )
+    with _before_peaks() as OldClip:
         garbage = default_storage.save("clips/garbage.wav", ContentFile(b"not audio" * 100))
         gone = OldClip.objects.create(name="gone-at-migrate", status="ready", file="clips/away.wav")
         bad = OldClip.objects.create(name="not-audio", status="ready", file=garbage)
         OldClip.objects.create(name="silent", status="ready", file=_wav(0.0))
-    finally:
-        MigrationExecutor(connection).migrate(latest)
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     for clip, file in ((gone, "clips/away.wav"), (bad, garbage)):
         assert [m for m in warned if f"clip {clip.pk} " in m and clip.name in m and file in m]
@@ -92,23 +93,14 @@ def test_it_says_how_many_clips_it_could_not_read_in_migrates_own_output(caplog,
     libsndfile's "System error." (findings_rupg.md, 4)."""
     caplog.set_level(logging.WARNING)
     logging.disable(logging.WARNING)  # as LOG_LEVEL=ERROR: no warning reaches a handler
-    executor = MigrationExecutor(connection)
-    latest = executor.loader.graph.leaf_nodes()
-    executor.migrate([BEFORE])
     try:
-        OldClip = (
-            MigrationExecutor(connection)
-            .loader.project_state([BEFORE])
-            .apps.get_model("stimuli", "Clip")
-        )
-        OldClip.objects.create(name="gone-at-migrate", status="ready", file="clips/away.wav")
-        OldClip.objects.create(name="gone-too", status="ready", file="clips/away2.wav")
-        OldClip.objects.create(name="measured", status="ready", file=_wav(0.5))
-        capsys.readouterr()
-        MigrationExecutor(connection).migrate(latest)
+        with _before_peaks() as OldClip:  # its way out runs 0004
+            OldClip.objects.create(name="gone-at-migrate", status="ready", file="clips/away.wav")
+            OldClip.objects.create(name="gone-too", status="ready", file="clips/away2.wav")
+            OldClip.objects.create(name="measured", status="ready", file=_wav(0.5))
+            capsys.readouterr()
     finally:
         logging.disable(logging.NOTSET)
-        MigrationExecutor(connection).migrate(latest)
     out = capsys.readouterr().out
     assert "stimuli 0004: 2 ready clips left without a peak, their files unreadable (missing" in out
     assert "manage.py measure_clip_peaks" in out
@@ -118,18 +110,8 @@ def test_it_says_how_many_clips_it_could_not_read_in_migrates_own_output(caplog,
 @pytest.mark.django_db(transaction=True)  # migrates the schema back and forth
 def test_its_warning_gives_the_os_reason_for_a_missing_file(caplog):
     caplog.set_level(logging.WARNING)
-    executor = MigrationExecutor(connection)
-    latest = executor.loader.graph.leaf_nodes()
-    executor.migrate([BEFORE])
-    try:
-        OldClip = (
-            MigrationExecutor(connection)
-            .loader.project_state([BEFORE])
-            .apps.get_model("stimuli", "Clip")
-        )
+    with _before_peaks() as OldClip:
         OldClip.objects.create(name="gone-at-migrate", status="ready", file="clips/away.wav")
-    finally:
-        MigrationExecutor(connection).migrate(latest)
     (warned,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     path = default_storage.path("clips/away.wav")
     assert f"(No such file or directory: {path})" in warned and "System error" not in warned
