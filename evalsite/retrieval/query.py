@@ -130,7 +130,7 @@ def catalogue_loudness(catalogue: Catalogue | None) -> float:
     a study's Clips page normalised them to, read from what was measured when each was stored.
     Normalising never leaves a clip above its target, but one whose peak would clip is held
     below it, so the target is the loudest level that at least half of the measured clips sit
-    within LOUDNESS_SPREAD_LU below of (their mean); a catalogue where no level holds half
+    within LOUDNESS_SPREAD_LU below of; a catalogue where no level holds half
     (stored as they came, or at several targets), or with none measured, gets the project
     default, a study's default loudness target."""
     from evalsite.stimuli.audio import DUAL_MONO_LU
@@ -152,8 +152,9 @@ def catalogue_loudness(catalogue: Catalogue | None) -> float:
     high = np.searchsorted(levels, levels, side="right")  # (N,)
     held = np.flatnonzero(2 * (high - low) >= len(levels))
     if len(held):
-        top = held[-1]  # the loudest such level
-        return float(levels[low[top] : high[top]].mean())
+        # the loudest such level: the target itself, which normalising never exceeds (a mean
+        # of the levels within the spread is pulled under it by clips their peaks held)
+        return float(levels[held[-1]])
     return float(DEFAULT_SETTINGS["loudness_target_lufs"])
 
 
