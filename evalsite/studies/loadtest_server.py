@@ -137,6 +137,16 @@ def write_table_rows(name: str) -> int:
         return cursor.fetchone()[0]
 
 
+def reconnect_if_unusable() -> None:
+    """Close this process's database connection when it no longer answers, so that the next
+    statement opens a fresh one. A signal in a query has psycopg cancel that query and wait 5 s
+    for the server to end it; one that takes longer (on a loaded machine), or a second signal in
+    that wait, has psycopg close the connection, and every later statement of the cleanup then
+    failed on "the connection is closed": the run was killed and left its table and study."""
+    if connection.connection is not None and not connection.is_usable():
+        connection.close()
+
+
 def drop_write_table(name: str) -> None:
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {connection.ops.quote_name(name)}")
@@ -146,7 +156,8 @@ def drop_write_table(name: str) -> None:
 def serving(cfg: LoadConfig, study: Study, log_path: Path, out):
     """gunicorn (`start_server`) with the bare-write table made for this run: yields (server,
     base URL, table name); the server is stopped and the table dropped on the way out (kept
-    with --keep neither: it is no study's data)."""
+    with --keep neither: it is no study's data), on a fresh connection where a signal in a query
+    left this one closed (`reconnect_if_unusable`)."""
     port, server, write_table = free_port(), None, None
     try:
         write_table = create_write_table(study)
@@ -156,6 +167,7 @@ def serving(cfg: LoadConfig, study: Study, log_path: Path, out):
         if server is not None:
             stop_server(server)
         try:
+            reconnect_if_unusable()
             if write_table is not None:
                 drop_write_table(write_table)
         except DatabaseError as exc:

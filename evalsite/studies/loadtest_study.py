@@ -18,6 +18,7 @@ from django.db.migrations.executor import MigrationExecutor
 
 from evalsite.stimuli.models import Catalogue, Clip
 from evalsite.studies.loadtest_client import ASSIGN, ENTERED_IN_PHASE, LoadTestError
+from evalsite.studies.loadtest_server import reconnect_if_unusable
 from evalsite.studies.models import Answer, Assignment, Participant, Study, Trial
 
 
@@ -151,6 +152,7 @@ def clean_up(study: Study, out) -> None:
     """Delete the run's study and vacuum what it wrote; a failure is said, not raised (the
     run's figures are kept)."""
     try:
+        reconnect_if_unusable()  # after a signal in a query (loadtest_server.py)
         _delete(study)
         maintain_tables("VACUUM (ANALYZE)")
     except DatabaseError as exc:
