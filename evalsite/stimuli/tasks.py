@@ -209,10 +209,13 @@ def queue_missing_embeddings(catalogue: Catalogue) -> tuple[Job | None, str]:
         .order_by("id")
         .values_list("id", flat=True)
     )
+    if not missing and not clips.exists():  # a mistyped import stored nothing: not "all done"
+        return None, f"{label} has no clips to embed; nothing to queue"
     if not missing:
         return None, f"{label}: every clip is embedded with checkpoint {ckpt}; nothing to queue"
     job = queue_ingest(catalogue, clip_ids=missing)
+    count = f"{len(missing)} clip{'s' if len(missing) != 1 else ''}"
     return job, (
-        f"queued {job.get_kind_display()} job {job.pk}: {len(missing)} clips of {label} "
+        f"queued {job.get_kind_display()} job {job.pk}: {count} of {label} "
         f"without an embedding under checkpoint {ckpt}"
     )

@@ -60,6 +60,23 @@ def test_it_queues_nothing_while_a_job_for_the_same_checkpoint_is_unfinished(
     assert f"job {job.pk} ({job.status}) already embeds" in again
 
 
+def test_it_says_a_catalogue_without_clips_has_none_rather_than_that_all_are_embedded(ada):
+    from evalsite.stimuli.models import Catalogue
+
+    Catalogue.objects.create(owner=ada, name="empty")  # a mistyped import stored nothing
+    assert _run("empty") == "catalogue 'empty' has no clips to embed; nothing to queue\n"
+    assert not Job.objects.exists()
+
+
+def test_it_counts_one_clip_in_the_singular(ada, django_capture_on_commit_callbacks):
+    from tests.evalsite.retrieval.helpers import make_catalogue
+
+    make_catalogue(ada, n_pieces=1, name="one")
+    with django_capture_on_commit_callbacks(execute=False):
+        said = _run("one")
+    assert f"queued embed clips job {Job.objects.get().pk}: 1 clip of catalogue 'one' " in said
+
+
 def test_it_names_the_catalogues_it_could_mean(ada, bob, catalogue):
     from tests.evalsite.retrieval.helpers import make_catalogue
 
