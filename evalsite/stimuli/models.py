@@ -14,8 +14,14 @@ from django.db import models
 
 
 def new_token() -> str:
-    """An unguessable public identifier (128 bits, URL-safe)."""
-    return secrets.token_urlsafe(16)
+    """An unguessable public identifier (128 bits, URL-safe) that does not start with "-": a
+    participant's token begins the ID its pages show and participants.csv exports, and a CSV
+    cell starting with "-" is written with a leading apostrophe (`export.FORMULA_START`), so
+    1 in 64 IDs did not read back as the participant quotes them. Drawn again while it does (the
+    token stays uniform over the rest: about 0.02 bits fewer)."""
+    while (token := secrets.token_urlsafe(16)).startswith("-"):
+        pass
+    return token
 
 
 def clip_upload_to(instance: Clip, filename: str) -> str:

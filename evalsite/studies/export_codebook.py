@@ -92,7 +92,10 @@ CODEBOOK: dict[str, dict[str, dict]] = {
         "participant_id": _col(
             "Participant ID shown at the foot of every participant page, which a deletion request"
             " quotes: prolific_pid, else external_pid, else the first 8 characters of the"
-            " participant's random token (not `participant`); match it exactly, case included",
+            " participant's random token (not `participant`); match it exactly, case included."
+            " An ID starting with = + - @ (a recruitment id from the link, or a token drawn"
+            " before tokens stopped starting with -) has a leading ' in the CSV files"
+            " (csv.text_cells), to drop before matching",
             "text",
         ),
         "status": _col(

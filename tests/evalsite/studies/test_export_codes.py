@@ -62,3 +62,13 @@ def test_it_round_trips_numeric_looking_codes_and_ids_through_pandas(client, lis
     assert set(answers.loc[answers["participant"] == finished.pk, "session"]) == {"1E5"}
     # no model choices here: every margin cell is empty, still a number column (NaN), not ''
     assert answers["model_margin"].isna().all() and answers["model_margin"].dtype.kind == "f"
+
+
+def test_a_random_participant_id_never_starts_like_a_spreadsheet_formula(client, listening_study):
+    # token_urlsafe's alphabet holds "-": 1 in 64 tokens started with it, and participants.csv
+    # then wrote the ID the participant quotes as "'-..." (export.FORMULA_START)
+    from evalsite.stimuli.models import new_token
+
+    assert not [t for t in (new_token() for _ in range(3000)) if t.startswith("-")]
+    someone = to_step(client, enter(client, listening_study), "practice")
+    assert someone.quoted_id == someone.token[:8] and len(someone.token) >= 22
