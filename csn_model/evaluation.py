@@ -29,6 +29,7 @@ import pandas as pd
 from scipy import stats
 
 from csn_model import CONDITIONS
+from csn_model.multiple_testing import holm  # the one Holm, shared with the site's reports
 from csn_model.piece_variance import (
     code_roles,
     crossed_piece_test,
@@ -165,24 +166,6 @@ def mcnemar_exact(a_correct: np.ndarray, b_correct: np.ndarray) -> dict:
     k = min(only_a, only_b)
     p = 1.0 if n == 0 else min(1.0, 2.0 * float(stats.binom.cdf(k, n, 0.5)))
     return {"stat": float(k), "p_val": p, "n_discordant": n, "b": only_a, "c": only_b}
-
-
-def holm(p_values) -> np.ndarray:
-    """Holm (1979) step-down adjusted p-values, in the input order. A NaN p (a test that is
-    undefined, e.g. crossed_piece_test where its variance estimate is 0) counts in the family
-    as p = 1: it orders last and is never rejected, so the others get what a family of every
-    test gives them, the conservative choice (R's p.adjust with n = all p-values, which assumes
-    the unobserved ones greater than every observed one; leaving it out, R's default, would step
-    the others down as if it had been rejected). Its own adjusted p stays NaN."""
-    p = np.asarray(p_values, dtype=float)
-    undefined = np.isnan(p)
-    order = np.argsort(np.where(undefined, 1.0, p), kind="stable")  # NaN: as p = 1, last
-    m = p.size
-    adjusted_sorted = np.maximum.accumulate((m - np.arange(m)) * np.nan_to_num(p[order], nan=1.0))
-    out = np.empty(m)
-    out[order] = np.minimum(adjusted_sorted, 1.0)
-    out[undefined] = np.nan
-    return out
 
 
 def paired_piece_test(a_correct, b_correct, pieces) -> dict:

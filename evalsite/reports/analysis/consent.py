@@ -20,8 +20,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from csn_model.multiple_testing import holm
+
 from .inputs import instruments_present
-from .proportions import holm, logit_interval, proportion_row
+from .proportions import logit_interval, proportion_row
 
 COLUMNS = [
     "term",
@@ -112,9 +114,9 @@ def participant_rates(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def undefined_t_terms(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows of participant_consent_table whose t test is undefined: two or more participants, all
-    with the same rate (no spread)."""
-    return table[(table["n"] >= 2) & (table["se"] == 0)]
+    """Rows of participant_consent_table whose t test is undefined: a single participant, or two
+    or more all with the same rate (no spread). Each counts in the Holm family as p = 1."""
+    return table[(table["n"] >= 1) & table["p_val"].isna()]
 
 
 def participant_consent_table(df: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:

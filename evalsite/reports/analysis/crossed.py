@@ -53,9 +53,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from csn_model.multiple_testing import holm
+
 from .consent import scored
 from .inputs import instruments_present
-from .proportions import holm, logit_interval
+from .proportions import logit_interval
 
 COLUMNS = [
     "term",

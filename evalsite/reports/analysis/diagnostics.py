@@ -9,11 +9,13 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from csn_model.multiple_testing import holm
+
 from .consent import scored
 from .crossed import COLUMNS as CROSSED_COLUMNS
 from .crossed import crossed_row
 from .inputs import instruments_present
-from .proportions import holm, proportion_row
+from .proportions import proportion_row
 
 
 def position_bias(df: pd.DataFrame, confidence: float = 0.95) -> tuple[pd.DataFrame, list[str]]:

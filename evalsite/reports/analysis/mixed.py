@@ -22,7 +22,8 @@ comes out several times smaller than the sampling se (39-55 % false positives at
 it was used as one), so it carries no se, test or p-value, and its intervals are posterior
 intervals known to be too narrow. An instrument whose
 answers all agree (or none does) has no finite log-odds (complete separation): it is left out of
-every fit here, with a warning, and the other instruments' rows stand.
+every fit here, with a warning, and the other instruments' rows stand; its untested term and
+pairs count as p = 1 in the others' Holm families (csn_model.multiple_testing.holm).
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, special, stats
 
+from csn_model.multiple_testing import holm
+
 from .consent import scored
 from .inputs import instruments_present
-from .proportions import holm
 
 
 class ModelFitError(RuntimeError):
@@ -95,12 +97,15 @@ def implausible_terms(table: pd.DataFrame) -> list[str]:
     return list(fixed.loc[bad, "term"])
 
 
-def _checked(
-    name: str, table: pd.DataFrame, instruments: list[str]
-) -> tuple[pd.DataFrame, list[Note]]:
-    """Holm across the instrument terms; a warning naming terms the fit could not estimate."""
-    inst = table["term"].isin(instruments)
-    table.loc[inst, "p_adj"] = holm(table.loc[inst, "p_val"].to_numpy())
+def _checked(name: str, table: pd.DataFrame, family: list[str]) -> tuple[pd.DataFrame, list[Note]]:
+    """Holm across the instrument terms, in the family of every instrument answered (`family`):
+    one left out of the fit (separated) has no test, and its undefined p counts as 1, as
+    everywhere in the project (csn_model.multiple_testing.holm). A warning naming terms the fit
+    could not estimate."""
+    inst = table["term"].isin(family)
+    p_val = table.loc[inst].set_index("term")["p_val"].reindex(family)  # left out: NaN
+    adjusted = dict(zip(family, holm(p_val.to_numpy())))
+    table.loc[inst, "p_adj"] = table.loc[inst, "term"].map(adjusted)
     return table, _implausible_note(name, table)
 
 
@@ -317,10 +322,18 @@ def laplace_model(
                 "n": int(k),
             }
         )
-    fixed, more = _checked("mixed_laplace", pd.DataFrame(out), insts)
+    family = instruments_present(scored(df))  # the separated ones too
+    fixed, more = _checked("mixed_laplace", pd.DataFrame(out), family)
     at = [names.index(i) for i in insts]
+    untested = _pairs(len(family)) - _pairs(len(insts))  # with a separated instrument
     contrasts = wald_contrasts(
-        insts, fit.beta[at], cov[np.ix_(at, at)], len(y), confidence, [dfs[i] for i in at]
+        insts,
+        fit.beta[at],
+        cov[np.ix_(at, at)],
+        len(y),
+        confidence,
+        [dfs[i] for i in at],
+        untested,
     )
     return fixed, contrasts, notes + more
 
@@ -371,6 +384,10 @@ def _sd_determined(sd: float, ci: np.ndarray) -> bool:
     return not near_bound and bool(np.isfinite(ci).all()) and ci[1] <= IMPLAUSIBLE_LOG_ODDS
 
 
+def _pairs(k: int) -> int:
+    return k * (k - 1) // 2
+
+
 def wald_contrasts(
     terms: list[str],
     beta: np.ndarray,
@@ -378,11 +395,13 @@ def wald_contrasts(
     n: int,
     confidence: float = 0.95,
     dfs: list[float] | None = None,
+    untested: int = 0,
 ) -> pd.DataFrame:
     """Every pairwise difference beta[i] - beta[j] (i before j), its se sqrt(c' V c) from the
     covariance V of the estimates, a Wald test of 0 and Holm across the pairs: against the
     normal, or, given each term's df, against t on Welch's (1947) df from the two terms'
-    variances, (V_ii + V_jj)^2 / (V_ii^2 / df_i + V_jj^2 / df_j)."""
+    variances, (V_ii + V_jj)^2 / (V_ii^2 / df_i + V_jj^2 / df_j). `untested`: pairs with an
+    instrument left out of the fit, which have no row but count in the Holm family as p = 1."""
     beta, cov = np.asarray(beta, float), np.asarray(cov, float)
     z = float(stats.norm.ppf(0.5 + confidence / 2))
     rows = []
@@ -397,7 +416,8 @@ def wald_contrasts(
         row = _z_row(f"{terms[i]} - {terms[j]}", float(c @ beta), se, n, z, df, confidence)
         rows.append(row)
     out = pd.DataFrame(rows, columns=list(_z_row("", 0.0, 1.0, 0, z)))
-    out["p_adj"] = holm(out["p_val"].to_numpy())
+    undefined = np.full(untested, np.nan)  # counted as p = 1 (csn_model.multiple_testing.holm)
+    out["p_adj"] = holm(np.concatenate([out["p_val"].to_numpy(), undefined]))[: len(out)]
     return out
 
 
@@ -441,5 +461,5 @@ def gee_check(df: pd.DataFrame, confidence: float = 0.95) -> tuple[pd.DataFrame,
         _z_row(name, float(b), float(s), len(y), z, df_t, confidence)
         for name, b, s in zip(names, params, bse)
     ]
-    table, more = _checked("gee", pd.DataFrame(rows), instruments_present(data))
+    table, more = _checked("gee", pd.DataFrame(rows), instruments_present(scored(df)))
     return table, notes + more

@@ -1,4 +1,5 @@
-"""Intervals and tests for a binomial proportion, and Holm's step-down adjustment.
+"""Intervals and tests for a binomial proportion. (Holm's adjustment: csn_model.multiple_testing,
+the one the benchmark uses too.)
 
 Written out from their definitions (not delegated) so the tests can pin each one against an
 independent source: statsmodels, published worked examples, and sums of binomial terms.
@@ -57,21 +58,6 @@ def binomial_test(k: int, n: int, p0: float = 0.5) -> float:
     if n <= 0:
         return np.nan
     return float(stats.binomtest(int(k), int(n), p0, alternative="two-sided").pvalue)
-
-
-def holm(p_values) -> np.ndarray:
-    """Holm (1979) step-down adjusted p-values; NaN entries stay NaN and are not counted."""
-    p = np.asarray(p_values, dtype=float)
-    out = np.full_like(p, np.nan)
-    ok = ~np.isnan(p)
-    m = int(ok.sum())
-    if m == 0:
-        return out
-    idx = np.flatnonzero(ok)
-    order = idx[np.argsort(p[idx], kind="stable")]
-    scaled = (m - np.arange(m)) * p[order]
-    out[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
-    return out
 
 
 def proportion_row(term: str, k: int, n: int, confidence: float = 0.95, p0: float = 0.5) -> dict:

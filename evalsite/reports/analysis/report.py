@@ -150,12 +150,18 @@ def _consent(report, clean, df, config):
     report.tables["participant_consent"] = table
     report.tables["participant_rates"] = consent.participant_rates(clean)
     for _, r in consent.undefined_t_terms(table).iterrows():
+        n = int(r["n"])
+        why = (
+            "only 1 participant answered it"
+            if n < 2
+            else f"all {n} participants agree with the model at the same rate ({r['estimate']:.3g})"
+        )
+        family = " (its p counts as 1 in the instruments' Holm family)"
         report.note(
             "warning",
             "consent",
-            f"participant-level t test for {r['term']} undefined: all {int(r['n'])} participants "
-            f"agree with the model at the same rate ({r['estimate']:.3g}), so its t, p and "
-            "interval are left empty",
+            f"participant-level t test for {r['term']} undefined: {why}, so its t, p and "
+            f"interval are left empty{family if r['term'] != 'overall' else ''}",
         )
 
 

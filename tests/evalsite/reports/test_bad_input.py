@@ -228,10 +228,23 @@ def test_it_leaves_the_participant_t_test_undefined_where_rates_do_not_vary():
     table = report.tables["participant_consent"].set_index("term")
     assert table.loc["drums", "estimate"] == 0.75
     assert table.loc["drums", ["stat", "p_val", "p_adj", "ci_low", "ci_high"]].isna().all()
-    guitar = table.loc["guitar"]  # Holm over the instruments with a test: guitar alone
-    assert np.isfinite(guitar["stat"]) and guitar["p_adj"] == guitar["p_val"]
+    guitar = table.loc["guitar"]  # drums' undefined p counts in guitar's Holm family as p = 1
+    assert np.isfinite(guitar["stat"])
+    assert guitar["p_adj"] == pytest.approx(min(1.0, 2 * guitar["p_val"]), rel=1e-12)
     (text,) = [m["text"] for m in report.messages if m["part"] == "consent"]
     assert "drums" in text and "undefined" in text and "guitar" not in text
+
+
+def test_it_says_why_the_participant_t_test_of_a_one_participant_instrument_is_undefined():
+    # Drums answered by one participant: no t test. Its undefined p counts in guitar's Holm
+    # family as p = 1 and the report says why it is empty.
+    report = build_report(_agreeing({"drums": [2], "guitar": [1, 2, 4]}), FAST)
+    table = report.tables["participant_consent"].set_index("term")
+    assert table.loc["drums", ["stat", "p_val", "p_adj"]].isna().all()
+    guitar = table.loc["guitar"]
+    assert guitar["p_adj"] == pytest.approx(min(1.0, 2 * guitar["p_val"]), rel=1e-12)
+    (text,) = [m["text"] for m in report.messages if m["part"] == "consent"]
+    assert "drums" in text and "undefined" in text and "1 participant" in text
 
 
 def test_it_plans_an_icc_it_cannot_estimate_as_0_unless_the_config_assumes_one():

@@ -210,9 +210,32 @@ def test_it_tests_the_other_instruments_when_one_has_a_single_answer():
     rows = table.set_index("term")
     assert np.isnan(rows.loc["drums", "ci_low"]) and np.isnan(rows.loc["drums", "p_adj"])
     assert rows.loc["guitar", "ci_low"] < rows.loc["guitar", "ci_high"]
-    # Holm over the one instrument that has a test: its p-value unchanged.
-    assert rows.loc["guitar", "p_adj"] == rows.loc["guitar", "p_val"]
+    # drums' undefined p counts in the Holm family as p = 1: guitar is adjusted in a family of 2.
+    assert rows.loc["guitar", "p_adj"] == pytest.approx(min(1.0, 2 * rows.loc["guitar", "p_val"]))
     assert len(notes) == 1 and "drums" in notes[0]
+
+
+def test_it_counts_a_unanimous_instruments_undefined_p_in_the_holm_family():
+    # The review's case (findings_rf F3): every drums answer agrees, so its crossed p is
+    # undefined; it counts as p = 1, and bass and piano are adjusted in a family of 3, not 2.
+    rng = np.random.default_rng(3)
+    rows = [
+        (f"p{p}", f"{inst}{t}", inst, float(rng.random() < rate) if rate < 1 else 1.0)
+        for inst, rate in (("drums", 1.0), ("bass", 0.7), ("piano", 0.62))
+        for p in range(12)
+        for t in range(8)
+    ]
+    participant, trial, instrument, agree = zip(*rows)
+    table, notes = crossed_table(_answers(participant, trial, agree, instrument), 0.95)
+    got = table.set_index("term")
+    assert np.isnan(got.loc["drums", "p_val"]) and np.isnan(got.loc["drums", "p_adj"])
+    assert got.loc["bass", "p_val"] == pytest.approx(0.014842, abs=1e-6)
+    # Holm over (piano, bass, drums as 1): 3 x piano's p, then 2 x bass's p (0.0297, not 0.0148).
+    assert got.loc["piano", "p_adj"] == pytest.approx(3 * got.loc["piano", "p_val"], rel=1e-12)
+    assert got.loc["bass", "p_adj"] == pytest.approx(2 * got.loc["bass", "p_val"], rel=1e-12)
+    assert np.isnan(got.loc["overall", "p_adj"])
+    (note,) = notes  # the undefined p is reported with its reason
+    assert "drums" in note and "all 96 answers are equal" in note
 
 
 def test_it_puts_the_crossed_table_in_the_report_with_null_not_a_zero_width_interval():

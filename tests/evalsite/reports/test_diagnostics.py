@@ -51,3 +51,19 @@ def test_it_leaves_the_test_empty_with_a_note_for_one_participant():
     row = table.set_index("term").loc["drums"]
     assert np.isnan(row["p_val"]) and np.isnan(row["ci_low"])
     assert any("position_bias" in n and "drums" in n and "one participant" in n for n in notes)
+
+
+def test_it_counts_an_instrument_every_answer_chose_a_in_the_holm_family():
+    # Every drums answer chose A: its crossed test is undefined (no variance), and counts in the
+    # instruments' Holm family as p = 1, so guitar's p is doubled, not left as it was.
+    guitar = _answers(np.random.default_rng(2), lean_sd=0.1, n_participants=12, n_trials=10)
+    guitar["instrument"] = "guitar"
+    drums = guitar.assign(instrument="drums", chosen_position="A")
+    drums["trial"] = "d" + drums["trial"]
+    table, notes = position_bias(pd.concat([drums, guitar], ignore_index=True))
+    rows = table.set_index("term")
+    assert np.isnan(rows.loc["drums", "p_val"]) and np.isnan(rows.loc["drums", "p_adj"])
+    p = rows.loc["guitar", "p_val"]
+    assert np.isclose(rows.loc["guitar", "p_adj"], min(1.0, 2 * p), rtol=1e-12, atol=0)
+    (note,) = notes  # reported with its reason
+    assert "drums" in note and "answers are equal" in note

@@ -178,6 +178,25 @@ def test_it_leaves_a_separated_instrument_out_of_the_gee_and_says_so(drums_all_a
     assert warning.startswith("drums: ") and NOT_ESTIMABLE in warning
 
 
+@pytest.mark.parametrize("fit", [mixed.laplace_model, mixed.gee_check])
+def test_it_counts_a_separated_instrument_in_the_holm_family_as_p_1(drums_all_agree, fit):
+    # drums is left out of the fit (no finite log-odds): its test is undefined, and like every
+    # undefined p in the project it counts in the instruments' Holm family as p = 1, so bass
+    # is adjusted in a family of 2 (min(1, 2 p)), not alone.
+    bass = fit(drums_all_agree, 0.95)[0].set_index("term").loc["bass"]
+    assert bass["p_adj"] == pytest.approx(min(1.0, 2 * bass["p_val"]), rel=1e-12)
+
+
+def test_it_counts_the_pairs_with_a_separated_instrument_in_the_contrasts_holm_family(answers):
+    # drums left out of the fit: its 4 pairs with the others are untested (undefined), so the 6
+    # tested pairs are adjusted in the family of all 10, the untested ones as p = 1.
+    contrasts = mixed.laplace_model(_all_agree(answers, "drums"), 0.95)[1]
+    assert len(contrasts) == 6 and not contrasts["term"].str.contains("drums").any()
+    p = np.r_[contrasts["p_val"].to_numpy(), np.ones(4)]
+    expected = multipletests(p, method="holm")[1][:6]  # statsmodels, the untested pairs as 1
+    assert contrasts["p_adj"].to_numpy() == pytest.approx(expected, rel=1e-12)
+
+
 def test_it_leaves_out_an_instrument_with_a_single_answer_instead_of_returning_nan(answers):
     some = _all_agree(answers, "drums")
     bass = some.index[(some["instrument"] == "bass") & some["model_choice"].notna()]

@@ -10,6 +10,7 @@ import pytest
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
+from csn_model.multiple_testing import holm
 from evalsite.reports.analysis.agreement import (
     counts_from_ratings,
     fleiss_kappa,
@@ -27,7 +28,6 @@ from evalsite.reports.analysis.power import (
 from evalsite.reports.analysis.proportions import (
     binomial_test,
     clopper_pearson_interval,
-    holm,
     wilson_interval,
 )
 
@@ -91,9 +91,42 @@ def test_it_adjusts_p_values_by_holm():
     assert holm(q) == pytest.approx(multipletests(q, method="holm")[1])  # statsmodels
 
 
-def test_it_keeps_nan_out_of_the_holm_family():
-    assert np.isnan(holm([0.01, np.nan, 0.02])[1])
-    assert holm([0.01, np.nan, 0.02])[[0, 2]] == pytest.approx([0.02, 0.02])
+# R's p.adjust(p, "holm", n = length(p)) on vectors with NA (R's stats/R/p.adjust.R: the NA
+# entries are dropped, the lp others sorted and multiplied by n, n - 1, ..., n - lp + 1, then
+# cummax and pmin(1, .); the NA entries stay NA). Computed by hand from that code:
+R_HOLM_WITH_NA = [
+    # c(0.01, NA, 0.02): 3 * 0.01, 2 * 0.02
+    ([0.01, np.nan, 0.02], [0.03, np.nan, 0.04]),
+    # c(NA, 0.04, NA, 0.001, 0.03): 5 * 0.001, 4 * 0.03, max(0.12, 3 * 0.04)
+    ([np.nan, 0.04, np.nan, 0.001, 0.03], [np.nan, 0.12, np.nan, 0.005, 0.12]),
+    # c(0.3, NA, 0.5, 0.2): 4 * 0.2, 3 * 0.3, min(1, 2 * 0.5)
+    ([0.3, np.nan, 0.5, 0.2], [0.9, np.nan, 1.0, 0.8]),
+    # The review's crossed case, drums unanimous: c(NA, 0.015, 0.003): 3 * 0.003, 2 * 0.015
+    ([np.nan, 0.015, 0.003], [np.nan, 0.03, 0.009]),
+    ([np.nan, np.nan], [np.nan, np.nan]),
+]
+
+
+@pytest.mark.parametrize(("p", "expected"), R_HOLM_WITH_NA)
+def test_it_counts_an_undefined_p_in_the_holm_family_as_r_does_with_n_all_tests(p, expected):
+    got = holm(p)
+    assert np.array_equal(np.isnan(got), np.isnan(expected))
+    assert got[~np.isnan(got)] == pytest.approx(np.asarray(expected)[~np.isnan(got)], rel=1e-12)
+    # statsmodels' multipletests with each undefined p replaced by 1 agrees on the defined ones.
+    defined = ~np.isnan(p)
+    if defined.any():
+        reference = multipletests(np.where(defined, p, 1.0), method="holm")[1]
+        assert got[defined] == pytest.approx(reference[defined], rel=1e-12)
+
+
+def test_it_adjusts_the_report_and_the_benchmark_by_one_holm():
+    # One rule for an undefined p across the project: the site's reports call the benchmark's
+    # function, not a copy of it.
+    from csn_model import evaluation
+    from evalsite.reports.analysis import consent, crossed, diagnostics, mixed
+
+    for module in (consent, crossed, diagnostics, mixed):
+        assert module.holm is evaluation.holm, module.__name__
 
 
 def test_it_computes_the_one_sample_t_test_in_closed_form():
