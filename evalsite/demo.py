@@ -186,10 +186,16 @@ def print_urls(opts: DemoOptions) -> None:
           f"(login: {DEMO_USER} / {DEMO_PASSWORD})")  # fmt: skip
     print(f"  report                {opts.base_url}/reports/{study.pk}/")
     if not study.participants.filter(answers__trial__is_practice=False).exists():
-        print("                        (no answers yet: stop this demo with Ctrl-C, then "
+        stop = "stop this demo with Ctrl-C, then " if opts.serve else ""
+        print(f"                        (no answers yet: {stop}"
               f'make demo ARGS="{rerun_flags(opts)}--simulate 20" adds some)')  # fmt: skip
     print(f"  retrieval             {opts.base_url}/retrieval/")
     print(f"  datasets              {opts.base_url}/datasets/")
+    if not opts.serve:
+        # The links look live: say that none answers until a rerun serves them (review nb F5).
+        again = rerun_flags(opts).strip()
+        command = f'make demo ARGS="{again}"' if again else "make demo"
+        print(f"  nothing serves these links (--no-serve): {command} serves them")
     print()
 
 

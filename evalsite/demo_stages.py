@@ -6,8 +6,12 @@ the dict its marker records."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from evalsite.demo_options import ROOT, DemoError, DemoOptions
 from evalsite.demo_processes import LocalWorker, Server, wait_for_job
@@ -45,8 +49,45 @@ def stage_model(opts: DemoOptions) -> dict:
     from csn_model.train import train_run
 
     cfg = demo_config(opts)
-    final = train_run(cfg, opts.data_dir, opts.run_dir, progress=sys.stdout.isatty())
+    # Minutes on a CPU: say where the progress goes, then show each step the run logs, so that a
+    # newcomer can tell slow from hung (review nb F6).
+    print(
+        f"      training {cfg.train.steps} steps, a line every {cfg.train.log_every} and at "
+        f"the end (full log: {opts.run_dir / 'train.log'})",
+        flush=True,
+    )
+    with logged_steps_shown(opts.run_dir):
+        final = train_run(cfg, opts.data_dir, opts.run_dir, progress=sys.stdout.isatty())
     return {"summary": f"checkpoint {final}", "checkpoint": str(final)}
+
+
+class _StepLines(logging.Handler):
+    """Prints a training run's `step ...` and `resuming ...` lines as they are logged, clearing
+    the progress bar first when there is one (a terminal)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        message = record.getMessage()
+        if message.startswith(("step ", "resuming ")):
+            with tqdm.external_write_mode():
+                print(f"      {message}", flush=True)
+
+
+@contextmanager
+def logged_steps_shown(run_dir: Path) -> Iterator[None]:
+    """Within it, the lines the training run in `run_dir` logs to its train.log are also
+    printed. The run's own logger, made here with its train.log handler (run_logger): train_run
+    then finds and keeps it (a handler added to a bare logger would stand in for train.log's)."""
+    from csn_model.train_folder import run_logger
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log, shown = run_logger(run_dir), _StepLines()
+    log.addHandler(shown)
+    try:
+        yield
+    finally:
+        log.removeHandler(shown)
 
 
 DEMO_USER = "demo"

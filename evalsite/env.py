@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote_plus
 
 if TYPE_CHECKING:
     from dj_database_url import DBConfig
@@ -154,13 +155,13 @@ def env_database(name: str, default: str, conn_max_age: int = 0) -> DBConfig:
             raise ValueError("it names no database after the host (nor a ?service=)")
         return config
     except (ValueError, KeyError) as exc:  # unknown scheme, unparsable URL
-        # The message goes to logs (journald, CI): never the password.
-        shown, password = without_password(raw)
-        reason = str(exc).replace(password, "***") if password else str(exc)
+        # The message goes to logs (journald, CI): never the password. The reasons (ours and
+        # dj_database_url's) do not quote the URL; should one, it is shown as above.
         raise EnvError(
-            f"{name}={shown!r}: expected a database URL such as "
+            f"{name}={shown_url(raw)!r}: expected a database URL such as "
             f"postgresql://user:password@host:5432/name or sqlite:///path/db.sqlite3, with "
-            f"characters such as # / ? @ in the password percent-encoded ({reason})"
+            f"characters such as # / ? @ in the password percent-encoded "
+            f"({hide_url(str(exc), raw)})"
         ) from exc
 
 
@@ -171,3 +172,20 @@ def without_password(url: str) -> tuple[str, str]:
     if not match or not match.group(2):
         return url, ""
     return f"{match.group(1)}***@{url[match.end() :]}", match.group(2)
+
+
+def shown_url(url: str) -> str:
+    """`url` as logs may show it: the password before the host and the value of every
+    `password=` parameter as ***; the rest (user, host, database name) as written."""
+
+    def masked(param: re.Match[str]) -> str:
+        key, value = param.group(2), param.group(3)
+        return f"{param.group(1)}{key}={'***' if unquote_plus(key) == 'password' else value}"
+
+    return re.sub(r"([?&])([^=&#]*)=([^&#]*)", masked, without_password(url)[0])
+
+
+def hide_url(text: str, url: str) -> str:
+    """`text` with `url`, wherever it is quoted whole, as `shown_url` shows it. Only there: the
+    same letters elsewhere (a user name equal to the password, a one-letter password) stay."""
+    return text.replace(url, shown_url(url))

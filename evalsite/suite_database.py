@@ -6,14 +6,12 @@ makes `test_<name>` and drops it). Debian's default `pg_hba.conf` asks TCP login
 so a URL without one fails there on every database test with `fe_sendauth: no password
 supplied`, which says nothing about what to do. This says it once, before the suite starts."""
 
-import re
 import sys
-from urllib.parse import unquote
 
 import dj_database_url
 import psycopg
 
-from evalsite.env import without_password
+from evalsite.env import hide_url, shown_url
 
 ADVICE = """\
 The test suite logs in to PostgreSQL over TCP as TEST_DATABASE_URL says, as a role that may
@@ -29,22 +27,6 @@ create databases (Django's test runner creates and drops test_<name>). Either:
 NOT_RUNNING = """\
 No PostgreSQL answers at that host and port: start it (`make services` starts a local Debian
 one) or point TEST_DATABASE_URL at one that runs."""
-
-
-def _secrets(url: str) -> list[str]:
-    """Every spelling of a password `url` may hold: before the host (up to the last @, as the
-    settings read it) and as a `password=` parameter."""
-    found = [without_password(url)[1]]
-    found += re.findall(r"[?&]password=([^&#]*)", url)
-    return [s for s in found if s]
-
-
-def hidden(text: str, url: str) -> str:
-    """`text` with every password `url` holds (raw or percent-decoded) as ***."""
-    for secret in sorted(_secrets(url), key=len, reverse=True):
-        for spelling in {secret, unquote(secret)}:
-            text = text.replace(spelling, "***")
-    return text
 
 
 def problem(url: str) -> str | None:
@@ -87,9 +69,11 @@ def main(argv: list[str]) -> int:
     found = problem(url)
     if found is None:
         return 0
-    # The output goes to CI logs: no spelling of the password.
-    said = f"error: PostgreSQL at TEST_DATABASE_URL ({url}): {found}."
-    print(hidden(said, url), file=sys.stderr)
+    # The output goes to CI logs: the URL with its password as ***. Only the URL's password
+    # field: the same text in the server's words is a role or database name the advice is about
+    # (libpq never quotes the password it was given; dj_database_url quotes no part of the URL).
+    said = f"error: PostgreSQL at TEST_DATABASE_URL ({shown_url(url)}): {hide_url(found, url)}."
+    print(said, file=sys.stderr)
     unreached = "Connection refused" in found or "No such file or directory" in found
     print(NOT_RUNNING if unreached else ADVICE, file=sys.stderr)
     return 1

@@ -403,6 +403,17 @@ def test_it_keeps_the_password_out_of_a_malformed_database_urls_error(monkeypatc
     assert "percent-encoded" in message
 
 
+def test_it_hides_only_the_password_of_a_database_url_not_the_same_letters_elsewhere(monkeypatch):
+    """A one-letter password, or one equal to the user name, does not mask the user name or the
+    reason the URL was refused (review nb, F1)."""
+    monkeypatch.setenv("CSN_TEST_DB", "postgresql://e:e@127.0.0.1:5432")
+    with pytest.raises(EnvError) as caught:
+        env_database("CSN_TEST_DB", "sqlite:///x.sqlite3")
+    message = str(caught.value)
+    assert "CSN_TEST_DB='postgresql://e:***@127.0.0.1:5432'" in message, message
+    assert "(it names no database after the host (nor a ?service=))" in message, message
+
+
 def test_it_reads_the_trusted_proxies_and_refuses_one_that_is_no_address(tmp_path):
     cases = [(None, "['127.0.0.0/8', '::1/128']"),
              ("10.0.0.5, 10.1.0.0/16", "['10.0.0.5/32', '10.1.0.0/16']")]  # fmt: skip

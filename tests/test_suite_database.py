@@ -82,6 +82,9 @@ def test_make_services_stops_on_a_url_the_suite_cannot_use():
         "postgresql+psycopg://csn_no_such_role:hunter2@127.0.0.1:5432/db",  # unknown scheme
         "postgresql://csn_no_such_role@127.0.0.1:5432/db?password=hunter2",
         "postgresql://csn_no_such_role:p@hunter2@127.0.0.1:5432/db",  # a raw @ in it
+        # libpq quotes a bad option's value, never the password it was given.
+        "postgresql://csn_no_such_role:hunter2@127.0.0.1:5432/db?sslmode=bogus",
+        "postgresql://csn_no_such_role@127.0.0.1:5432/db?pass%77ord=hunter2",  # encoded key
     ],
 )
 def test_no_part_of_the_password_is_printed(url, capsys):
@@ -90,6 +93,17 @@ def test_no_part_of_the_password_is_printed(url, capsys):
     err = capsys.readouterr().err
     assert "hunter2" not in err
     assert "error: PostgreSQL at TEST_DATABASE_URL" in err
+
+
+@pytest.mark.parametrize("password", ["csn_no_such_role", "x", "e", URL.rsplit("/", 1)[-1]])
+def test_it_hides_only_the_urls_password_not_the_same_text_elsewhere(password, capsys):
+    """A password equal to the role or database name, or one letter long, is masked in the URL
+    alone: the role and database names the advice is about stay readable (review nb, F1)."""
+    assert suite_database.main([_as("csn_no_such_role", password)]) == 1
+    said = capsys.readouterr().err.splitlines()[0]
+    rest = URL.split("@", 1)[1]
+    assert f"(postgresql://csn_no_such_role:***@{rest}): cannot log in:" in said, said
+    assert 'role "csn_no_such_role" does not exist.' in said, said
 
 
 def test_it_reads_a_raw_at_in_the_password_as_the_suite_does():
