@@ -71,7 +71,7 @@ class TripletTorchDataset(Dataset):
         kind: str = "pseudo",
         condition: str | None = None,
         stream: int = 0,
-        gain_db: tuple[float, float] = (0.0, 0.0),
+        gain_db: tuple[float, ...] = (0.0, 0.0),  # [low, high] dB (train.gain_db)
     ):
         self.src = _TripletSource(source, ds, num_frames, length, kind, condition, stream)
         self.gain_db = (float(gain_db[0]), float(gain_db[1]))
