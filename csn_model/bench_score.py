@@ -172,8 +172,10 @@ class _Net:
     def __init__(self, path: Path, device: torch.device):
         from csn_model.checkpoint import file_id, load_model
 
-        self.model, _payload = load_model(path, device)
+        self.model, payload = load_model(path, device)
         self.device, self.id, self.path = device, file_id(path), path
+        seconds = payload["config"]["features"]["segment_seconds"]  # checked by load_model
+        self.segment_frames = int(round(seconds * self.model.sample_rate))
 
     @torch.no_grad()
     def embed(self, waves: np.ndarray) -> torch.Tensor:

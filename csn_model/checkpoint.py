@@ -210,7 +210,11 @@ MODEL_ARGS = (
     "hidden",
     "learned_masks",
 )
-FEATURE_ARGS = ("sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax", "top_db")
+FEATURE_ARGS = ("sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax", "top_db", "db_ref")
+# model_args.features written since a later version, with the value a checkpoint without them
+# computes with (csn_model.features.LogMel's default for it): db_ref came in with level-invariant
+# input, and every earlier checkpoint referenced its dB to power 1.0.
+ADDED_FEATURE_ARGS = {"db_ref": "one"}
 
 
 def check_contents(path: str | Path, payload: dict) -> None:
@@ -235,7 +239,7 @@ def _check_contents(source: str, payload: dict) -> None:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConfigError(f"{source}: field state_dict must be a mapping of tensors")
     args = _section(source, payload, "model_args", MODEL_ARGS)
-    features = _section(source, args, "model_args.features", FEATURE_ARGS)
+    features = _section(source, args, "model_args.features", FEATURE_ARGS, ADDED_FEATURE_ARGS)
     rules = _model_args_rules(source, args)
     seconds = _segment_seconds(source, payload["config"])
     feats = from_dict(
@@ -292,11 +296,15 @@ def _segment_seconds(source: str, config: Any) -> float:
     return typed.segment_seconds
 
 
-def _section(source: str, data: dict, name: str, fields: tuple[str, ...]) -> dict:
-    """data's field `name` (dotted: its last part), a dict holding exactly `fields`."""
+def _section(
+    source: str, data: dict, name: str, fields: tuple[str, ...], added: dict | None = None
+) -> dict:
+    """data's field `name` (dotted: its last part), a dict holding exactly `fields`, those in
+    `added` (later fields) taking the value given there when absent."""
     value = data[name.rpartition(".")[2]]
     if not isinstance(value, dict):
         raise ConfigError(f"{source}: field {name} must be a mapping of fields, got {value!r}")
+    value = {**(added or {}), **value}
     missing = [f for f in fields if f not in value]
     unknown = sorted(str(f) for f in value if f not in fields)
     if missing or unknown:

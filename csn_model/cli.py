@@ -23,6 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "embed": ("csn_model.embed_cli", "embed audio files with a checkpoint"),
     "bench-speed": ("csn_model.speed_cli", "measure end-to-end embedding throughput"),
     "bench": ("csn_model.bench_cli", "train and score every system on fixed test triplets"),
+    "bench-level": (
+        "csn_model.level_cli",
+        "triplet accuracy with the test mixtures as fed, levelled and at random gains",
+    ),
     "analyze-subspaces": ("csn_model.analysis", "subspace projections, disentanglement matrix"),
 }
 

@@ -33,6 +33,9 @@ import yaml
 
 from csn_model import CONDITIONS
 
+# features.db_ref: dB re power 1.0 (librosa ref=1.0) | re each clip's maximum (ref=np.max)
+DB_REFS = ("one", "max")
+
 
 class ConfigError(ValueError):
     """A bad experiment config; the message names the file, the field and what was expected."""
@@ -50,6 +53,10 @@ class FeatureConfig:
     fmax: float | None = None  # None: sample_rate / 2
     top_db: float | None = 80.0  # librosa.power_to_db's default floor below each clip's maximum
     segment_seconds: float = 3.0  # length of one training / embedding segment
+    # dB reference of the log-mel: "one" (power 1.0, librosa ref=1.0: the level a clip arrives at
+    # moves the whole input) or "max" (each segment's own maximum: level-invariant input)
+    # [choice: the paper does not say; experiments/README.md "Level robustness" measured it]
+    db_ref: str = "one"
 
     @property
     def segment_frames(self) -> int:
@@ -82,6 +89,9 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     margin: float = 0.2  # triplet margin delta [choice]
+    # Random gain of each training mixture, uniform in dB over [low, high] (CSN only; the clean
+    # stems keep their level); (0, 0) is off [choice: experiments/README.md "Level robustness"]
+    gain_db: tuple[float, ...] = (0.0, 0.0)
     pseudo_mix: bool = True  # False: natural mixtures (two segments of one piece vs another piece)
     interchanged: bool = True  # reuse each triple under the conditions it is valid for
     aux_loss: float = 1.0  # weight lambda of the MSE towards frozen teachers; 0 switches it off
@@ -164,6 +174,7 @@ def _feature_rules(f: FeatureConfig) -> list[tuple[bool, str, str, Any]]:
             "null or a finite, positive number of dB",
             f.top_db,
         ),
+        (f.db_ref in DB_REFS, "features.db_ref", "'one' or 'max'", f.db_ref),
         (
             _finite(f.segment_seconds) and f.segment_seconds > 0,
             "features.segment_seconds",
@@ -221,6 +232,14 @@ def _train_rules(t: TrainConfig) -> list[tuple[bool, str, str, Any]]:
             t.condition,
         ),
         (t.steps >= 0, "train.steps", "a non-negative integer", t.steps),
+        (
+            len(t.gain_db) == 2
+            and all(_finite(g) for g in t.gain_db)
+            and t.gain_db[0] <= t.gain_db[1],
+            "train.gain_db",
+            "[low, high]: two finite numbers of dB, low <= high",
+            t.gain_db,
+        ),
         (t.pretrain >= 0, "train.pretrain", "a non-negative integer", t.pretrain),
         (t.batch_size >= 1, "train.batch_size", "a positive integer", t.batch_size),
         (_finite(t.lr) and t.lr > 0, "train.lr", "a finite, positive number", t.lr),

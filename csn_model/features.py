@@ -4,6 +4,11 @@ Matches `librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_fft=n_
 hop_length=hop, n_mels=n_mels, fmin=fmin, fmax=fmax), top_db=top_db)` (librosa's defaults:
 centred frames padded with zeros, periodic Hann window, power 2, Slaney mel filterbank,
 ref 1.0, amin 1e-10) to float32 precision; tests/csn_model/model/test_features.py checks it.
+With db_ref "max" the reference is each clip's own maximum instead (librosa's ref=np.max): a gain
+shifts every dB value of a clip by the same amount, which this takes away, so the log-mel, and
+the model's embedding, do not depend on the level the clip arrives at (exactly, up to float
+rounding, while the top_db floor lies above the amin floor: a clip whose mel peak is above
+10*log10(amin) + top_db = -20 dB with the defaults; a silent clip is all zeros at any gain).
 It runs on the module's device, so a model moved to CUDA computes its features there.
 """
 
@@ -14,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from csn_model.config import DB_REFS
 
 AMIN = 1e-10  # librosa.power_to_db's floor on power before the log
 CPU_CHUNK = 8  # clips per chunk on CPU: keeps the frames and spectra of one chunk in cache
@@ -33,10 +40,14 @@ class LogMel(nn.Module):
         fmin: float = 0.0,
         fmax: float | None = None,
         top_db: float | None = 80.0,
+        db_ref: str = "one",  # "one" for a checkpoint from before the field (model_args lack it)
     ):
         super().__init__()
+        if db_ref not in DB_REFS:
+            raise ValueError(f"db_ref {db_ref!r}: expected one of {', '.join(DB_REFS)}")
         self.sample_rate, self.n_fft, self.hop_length = sample_rate, n_fft, hop_length
         self.n_mels, self.top_db, self.fmin, self.fmax = n_mels, top_db, fmin, fmax
+        self.db_ref = db_ref
         # Periodic Hann, as scipy.signal.get_window("hann", n_fft, fftbins=True) in librosa.
         window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64).float()
         fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
@@ -81,9 +92,13 @@ class LogMel(nn.Module):
     def _logmel(self, wave: torch.Tensor) -> torch.Tensor:
         mel = self.power_mel(wave)  # (B, frames, n_mels)
         db = torch.log10(mel.clamp(min=AMIN)).mul_(10.0)  # ref = 1.0: no offset
+        if self.top_db is None and self.db_ref == "one":
+            return db.transpose(1, 2)  # (B, n_mels, frames)
+        peak = db.amax(dim=(1, 2), keepdim=True)  # (B, 1, 1) per clip, as librosa per call
         if self.top_db is not None:
-            peak = db.amax(dim=(1, 2), keepdim=True)  # (B, 1, 1) per clip, as librosa per call
             db = torch.maximum(db, peak - self.top_db)
+        if self.db_ref == "max":
+            db = db - peak  # librosa ref=np.max: 10*log10(max(amin, ref)) subtracted
         return db.transpose(1, 2)  # (B, n_mels, frames)
 
 
@@ -113,7 +128,8 @@ def reference_logmel(y: np.ndarray, cfg) -> np.ndarray:
         fmin=cfg.fmin,
         fmax=cfg.fmax,
     )
-    return librosa.power_to_db(mel, ref=1.0, amin=AMIN, top_db=cfg.top_db)  # (n_mels, frames)
+    ref = np.max if getattr(cfg, "db_ref", "one") == "max" else 1.0
+    return librosa.power_to_db(mel, ref=ref, amin=AMIN, top_db=cfg.top_db)  # (n_mels, frames)
 
 
 def frontend_from_config(cfg) -> LogMel:
@@ -126,4 +142,5 @@ def frontend_from_config(cfg) -> LogMel:
         fmin=cfg.fmin,
         fmax=cfg.fmax,
         top_db=cfg.top_db,
+        db_ref=cfg.db_ref,
     )

@@ -162,6 +162,7 @@ def model_args_from_config(cfg, system: str | None = None, condition: str | None
             "fmin": f.fmin,
             "fmax": f.fmax,
             "top_db": f.top_db,
+            "db_ref": f.db_ref,
         },
         "channels": list(m.channels),
         "kernels": list(m.kernels),

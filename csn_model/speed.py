@@ -176,4 +176,5 @@ def _features(emb: Embedder):
         top_db=fe.top_db,
         fmin=fe.fmin,
         fmax=fe.fmax,
+        db_ref=fe.db_ref,
     )

@@ -33,7 +33,13 @@ import torch
 from torch.utils.data import Dataset
 
 from csn_model import CONDITIONS
-from csn_model.checkpoint import file_id, load_model, make_payload, save_checkpoint
+from csn_model.checkpoint import (
+    ADDED_FEATURE_ARGS,
+    file_id,
+    load_model,
+    make_payload,
+    save_checkpoint,
+)
 from csn_model.config import ExperimentConfig, save_config, to_dict
 from csn_model.model import build_model, model_args_from_config
 from csn_model.objectives import csn_losses, individual_losses, pretrain_losses
@@ -86,7 +92,9 @@ def make_datasets(cfg: ExperimentConfig, data_root: str | Path, log=None) -> dic
             sampler, length=t.pretrain * t.batch_size, stream=PRETRAIN_STREAM
         )
     kind = "pseudo" if t.pseudo_mix else "natural"
-    out["main"] = TripletTorchDataset(sampler, length=t.steps * t.batch_size, kind=kind)
+    out["main"] = TripletTorchDataset(
+        sampler, length=t.steps * t.batch_size, kind=kind, gain_db=t.gain_db
+    )
     return out
 
 
@@ -155,7 +163,9 @@ def load_teachers(teachers: dict[str, Path] | None, cfg: ExperimentConfig, devic
                 f"conditions {list(model.conditions)}; expected an individual network trained "
                 f"on {c} (train.system=individual, train.condition={c})"
             )
-        if model.embedding_dim != sub or payload["model_args"]["features"] != features:
+        # a teacher from before a feature field computes with its old value (ADDED_FEATURE_ARGS)
+        have = {**ADDED_FEATURE_ARGS, **payload["model_args"]["features"]}
+        if model.embedding_dim != sub or have != features:
             raise TrainError(
                 f"{teachers[c]}: teacher for {c} embeds {model.embedding_dim} dims from features "
                 f"{payload['model_args']['features']}; expected {sub} dims from {features}"

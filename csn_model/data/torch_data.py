@@ -7,6 +7,12 @@ the same whichever DataLoader worker builds it and however many workers there ar
 draws (a run's pre-training and main phase) take different streams: stream 0 is the seeding from
 before streams existed, so its items are unchanged. A fixed list of triplets (an evaluation set)
 is served as is.
+
+TripletTorchDataset's `gain_db` (train.gain_db): each of an item's three mixtures times its own
+gain, uniform in dB over the range, from a generator seeded by (sampler seed, epoch, index,
+stream, GAIN_KEY): the same whichever worker builds the item, and drawn apart from the triplet,
+so the triplets are those of a run without it. The clean stems (the teachers' input) keep their
+level. A range of (0, 0), the default, draws nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from torch.utils.data import Dataset
 from csn_model import CONDITIONS
 from csn_model.data.slakh import SlakhDataset
 from csn_model.data.triplets import Triplet, TripletSampler, render_stems
+
+GAIN_KEY = 1_000_003  # last entry of the gains' seed: apart from the triplets' (seed, epoch, ...)
 
 
 class _TripletSource:
@@ -43,6 +51,12 @@ class _TripletSource:
         rng = np.random.default_rng(key + [self.stream] if self.stream else key)
         return self.sampler.sample(self.condition, self.kind, rng)
 
+    def gains(self, index: int, gain_db: tuple[float, float]) -> np.ndarray:
+        """(3,) linear gains of the item's anchor, positive and negative mixtures."""
+        seed = self.sampler.seed if self.sampler is not None else 0
+        rng = np.random.default_rng([seed, self.epoch, index, self.stream, GAIN_KEY])
+        return 10 ** (rng.uniform(gain_db[0], gain_db[1], size=3) / 20)
+
 
 class TripletTorchDataset(Dataset):
     """Items: {"mix": (3, T) [anchor, positive, negative], "stems": (3, K, T),
@@ -57,8 +71,10 @@ class TripletTorchDataset(Dataset):
         kind: str = "pseudo",
         condition: str | None = None,
         stream: int = 0,
+        gain_db: tuple[float, ...] = (0.0, 0.0),  # [low, high] dB (train.gain_db)
     ):
         self.src = _TripletSource(source, ds, num_frames, length, kind, condition, stream)
+        self.gain_db = (float(gain_db[0]), float(gain_db[1]))
 
     def __len__(self) -> int:
         return self.src.length
@@ -75,8 +91,11 @@ class TripletTorchDataset(Dataset):
         specs = (t.anchor, t.positive, t.negative)
         stems = np.stack([render_stems(self.src.ds, s, self.src.num_frames, cache) for s in specs])
         inter = np.array([c in t.interchanged for c in CONDITIONS])  # (K,)
+        mix = stems.sum(axis=1)  # (3, K, T) -> (3, T)
+        if self.gain_db != (0.0, 0.0):
+            mix = (mix * self.src.gains(index, self.gain_db)[:, None]).astype(np.float32)
         return {
-            "mix": torch.from_numpy(stems.sum(axis=1)),  # (3, K, T) -> (3, T)
+            "mix": torch.from_numpy(mix),  # (3, T)
             "stems": torch.from_numpy(stems),  # (3, K, T)
             "condition": CONDITIONS.index(t.condition),
             "interchanged": torch.from_numpy(inter),  # (K,)
