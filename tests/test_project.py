@@ -30,6 +30,7 @@ def test_it_passes_ruff():
         assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow  # mypy from a clean cache, 1-2 min; `make lint` runs it too
 def test_it_passes_mypy():
     # [tool.mypy] in pyproject.toml: evalsite and the csn_model it imports. The cache in
     # .mypy_cache/ (git-ignored, shared with `make lint`) makes a rerun take seconds.

@@ -57,7 +57,10 @@ def listening_study(owner):
                       catch=NO_CATCH)  # fmt: skip
 
 
-@pytest.mark.parametrize("lang", ["en", "ja"])
+@pytest.mark.parametrize(
+    "lang",
+    ["en", pytest.param("ja", marks=pytest.mark.slow)],  # ja: the same templates
+)
 def test_it_finds_no_violations_on_a_participants_pages(
     live_server, page, listening_study, audit, lang
 ):

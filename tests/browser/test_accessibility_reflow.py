@@ -108,6 +108,7 @@ def test_it_reflows_a_participants_pages_at_320_px(
     reflow.assert_clean()
 
 
+@pytest.mark.slow  # the participant steps' reflow stays in the default tier
 def test_it_reflows_the_screened_out_and_study_full_pages_at_320_px(
     live_server, narrow_page, listening_study
 ):

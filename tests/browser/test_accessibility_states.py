@@ -118,6 +118,7 @@ def audit_both_languages(page, audit, name: str, ready: str, fits: tuple[str, ..
             assert_fits(page, f"{lang} {name}", fits)
 
 
+@pytest.mark.slow  # final pages; the steps' audit stays in the default tier
 def test_it_finds_no_violations_on_the_declined_left_and_full_pages(
     live_server, page, owner, audit
 ):

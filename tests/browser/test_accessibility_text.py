@@ -51,6 +51,7 @@ def test_it_shows_a_trial_whole_at_200_percent_zoom(live_server, zoomed_page, ow
     assert not found, "a trial page at 200 % zoom (WCAG 1.4.4):\n" + "\n".join(found)
 
 
+@pytest.mark.slow  # WCAG 1.4.12 on two pages; the steps' audit stays in the default tier
 def test_it_cuts_off_no_text_with_wider_text_spacing(live_server, page, owner):
     study, found = quick_study(owner), []
     page.goto(study_url(live_server, study, pid="spaced-consent"))

@@ -70,6 +70,7 @@ def test_a_clip_that_failed_to_load_is_fetched_again_when_played(live_server, pa
     assert Answer.objects.get(participant=p).plays_a == 1
 
 
+@pytest.mark.slow  # waits out a hung request; failed loads stay in the default tier
 def test_a_clip_whose_request_hangs_says_it_could_not_be_loaded(live_server, page, owner):
     study = quick_study(owner)
     to_first_trial(live_server, page, study, "clip-hangs")

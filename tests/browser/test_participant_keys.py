@@ -37,6 +37,7 @@ def hold_then_listen(page, key: str, presses: int) -> None:
         page.wait_for_selector(f"[data-state='{clip}'][data-value='done']")
 
 
+@pytest.mark.slow  # a keyboard variant; the keyboard-only trial stays in the default tier
 def test_a_held_key_plays_a_clip_once_and_the_log_holds_the_hidden_time(live_server, page, owner):
     study = quick_study(owner)
     p = to_first_trial(live_server, page, study, "held-key")
@@ -105,6 +106,7 @@ def test_a_trial_can_be_taken_by_keyboard_alone_with_the_focus_shown(live_server
     assert [a.chosen_position for a in answers] == ["A", "B"]
 
 
+@pytest.mark.slow  # a keyboard variant; the keyboard-only trial stays in the default tier
 def test_the_hidden_time_logged_is_within_the_response_time(live_server, page, owner):
     # response_ms counts from the unlock: so does hidden_ms; the time hidden before is apart.
     study = quick_study(owner)
@@ -132,6 +134,7 @@ def test_the_keyboard_focus_lands_on_the_answers_after_a_play_once_sound(live_se
     assert page.evaluate("document.activeElement.dataset.choice") == "1"
 
 
+@pytest.mark.slow  # a keyboard variant; the keyboard-only trial stays in the default tier
 def test_a_held_enter_on_a_focused_play_button_plays_the_clip_once(live_server, page, owner):
     study = quick_study(owner)
     p = to_first_trial(live_server, page, study, "held-enter")
@@ -169,6 +172,7 @@ def test_space_after_the_play_keys_does_not_answer_a_trial(live_server, page, ow
     assert [a.chosen_position for a in Answer.objects.filter(participant=p)] == ["B"]
 
 
+@pytest.mark.slow  # a keyboard variant; the keyboard-only trial stays in the default tier
 def test_a_second_space_replays_the_noise_and_leaves_the_screening_unanswered(
     live_server, page, owner
 ):

@@ -149,6 +149,7 @@ def long_wav(seconds: float = CLIP_S, sr: int = 22050) -> bytes:
     return out.getvalue()
 
 
+@pytest.mark.slow  # the play-once variant of the stalled clip, which stays in the default tier
 def test_a_play_once_sound_that_stalls_mid_play_asks_for_a_reload(
     live_server, page, owner, stalling_server
 ):

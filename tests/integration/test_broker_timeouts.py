@@ -19,6 +19,7 @@ from tests.integration.conftest import wait_for
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.slow  # a worker idling past its broker timeouts
 def test_a_worker_with_short_broker_timeouts_idles_past_them_and_still_embeds(
     broker, worker_factory, redis_publish_settings, django_user_model
 ):

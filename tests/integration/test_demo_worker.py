@@ -85,6 +85,7 @@ def test_it_stops_the_whole_worker_and_names_the_job_it_abandoned(demo_env, ada,
     assert f"job {job.pk} (embed clips) was left running" in out, out
 
 
+@pytest.mark.slow  # a warm shutdown; the abandoned-job stop stays in the default tier
 def test_it_stops_the_worker_with_a_warm_shutdown_that_logs_no_error(demo_env, ada, monkeypatch):
     """A normal stop signals the worker's main process only: its prefork child then finishes the
     task at hand and leaves as Celery tells it, instead of being killed by a SIGTERM of its own,

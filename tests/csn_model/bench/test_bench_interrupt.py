@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from csn_model import CONDITIONS
 from tests.csn_model.bench.conftest import TINY
 
@@ -30,6 +32,7 @@ def _wait_for(path: Path, process: subprocess.Popen) -> None:
         raise AssertionError(f"{path} never written; the run said: {process.communicate()}")
 
 
+@pytest.mark.slow  # a benchmark run interrupted in training
 def test_ctrl_c_names_the_system_in_training_the_kept_systems_and_the_command_to_resume(
     tiny_dataset, tmp_path
 ):

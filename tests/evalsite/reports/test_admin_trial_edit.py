@@ -38,7 +38,11 @@ def staff_client(client, django_user_model):
     return client
 
 
-@pytest.mark.parametrize("what", ["model_choice", "model_margin", "candidates"])
+@pytest.mark.parametrize(  # each field goes the same way: one in the default tier
+    "what",
+    [pytest.param("model_choice", marks=pytest.mark.slow),
+     pytest.param("model_margin", marks=pytest.mark.slow), "candidates"],
+)  # fmt: skip
 def test_it_recomputes_the_report_when_an_answered_trial_is_edited_in_the_admin(
     staff_client, sim_study, django_capture_on_commit_callbacks, what
 ):

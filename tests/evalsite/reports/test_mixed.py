@@ -412,6 +412,7 @@ def test_it_tests_the_laplace_instrument_terms_against_t_on_the_trials_df():
     assert row["p_val"] == pytest.approx(2 * stats.t.sf(abs(row["stat"]), row["df"]), rel=1e-9)
 
 
+@pytest.mark.slow  # a null simulation of many fits
 def test_it_holds_the_level_of_the_laplace_test_with_five_trials():
     # The review's sim_mixed.py: the normal reference rejected 0.160 at 30 x 5 (400 datasets).
     # 40 seeded datasets x 2 instruments here.
@@ -467,6 +468,7 @@ def test_it_tests_the_gee_terms_against_t_on_the_participants_less_one():
         assert row["estimate"] - row["ci_low"] == pytest.approx(half, rel=1e-9)
 
 
+@pytest.mark.slow  # a null simulation of many fits
 def test_it_holds_the_level_of_the_gee_test_with_twenty_participants():
     # No trial effect, so clustering by participant is all the dependence the GEE must allow
     # for. 100 seeded datasets x 2 instruments = 200 terms at 20 x 10; calibration gee measured

@@ -50,6 +50,7 @@ def test_it_prints_latency_of_searches_and_healthz_in_process_and_removes_its_ca
     _assert_nothing_left()
 
 
+@pytest.mark.slow  # a benchmark run under gunicorn
 @pytest.mark.integration  # gunicorn reads the committed catalogue: a few seconds
 @pytest.mark.django_db(transaction=True)
 def test_it_serves_the_searches_with_gunicorn_and_removes_its_catalogue(tmp_path):

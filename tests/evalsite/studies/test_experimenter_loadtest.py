@@ -49,7 +49,11 @@ from evalsite.studies.models import Study
 
 @pytest.mark.integration  # ~11 s each: in the default suite
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("kill_worker", [False, True])
+@pytest.mark.parametrize(
+    "kill_worker",
+    # the run with a worker killed checks everything the plain one does, and the kill
+    [pytest.param(False, marks=pytest.mark.slow), True],
+)
 def test_it_stores_every_acknowledged_answer_once(kill_worker):
     # Timed phases of 1-2 s (7 s in all, of 12 with duration=4): each phase still sends its
     # requests from every thread, and the killed worker dies 1 s into the trial loop.
@@ -69,7 +73,8 @@ def test_it_stores_every_acknowledged_answer_once(kill_worker):
     assert not Study.objects.filter(name__startswith="loadtest").exists()  # cleaned up
 
 
-@pytest.mark.integration  # ~15 s: in the default suite
+@pytest.mark.slow  # cost mode; the saturated run with a worker killed stays in the default tier
+@pytest.mark.integration  # ~15 s
 @pytest.mark.django_db(transaction=True)
 def test_its_cost_mode_reads_each_kinds_cpu_and_stores_every_acknowledged_answer():
     result = run_cost(CostConfig(requests=200, rounds=1, trials=8), out=lambda line: None)

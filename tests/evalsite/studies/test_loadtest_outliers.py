@@ -93,7 +93,8 @@ def _checkpoint() -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.integration  # ~11 s: in the default suite
+@pytest.mark.slow  # a whole load run with a forced checkpoint
+@pytest.mark.integration  # ~11 s
 @pytest.mark.django_db(transaction=True)
 def test_it_reports_a_checkpoint_forced_during_the_paced_phase_in_that_phases_line(monkeypatch):
     real_phase = loadtest._phase
