@@ -26,11 +26,13 @@ DEFAULT_TARGET_LUFS = -23.0
 LOUDNESS_TARGET_LUFS: tuple[float, float] = (-70, 0)
 # A stored clip already this close to a study's target is served as it is.
 TARGET_TOLERANCE_LU = 0.1
-# The embedding paths leave audio as it is when the gain toward the target is smaller than this:
-# the 16-bit storage error of a clip the site stored at that target (its loudness moves < 1e-5
-# LU at -23 LUFS, < 0.01 LU at the lowest target, -70; a peak held at -1 dBFS moves < 2e-4 dB),
-# so a stored clip is embedded as stored, while any file a user brings is levelled as the site
-# levels it [choice: one rule, fit_gain, for Embedder and the site's uploaded queries].
+# The embedding paths leave audio as it is when the gain toward the target is smaller than this,
+# over 10x the 16-bit storage error of a clip the site stored at that target (under 0.001 dB for
+# targets -40 to -5 LUFS, a peak held at -1 dBFS included: tests/csn_model/test_loudness.py),
+# so a stored clip is embedded as stored, while a file a user brings 0.05 LU
+# off is levelled as the site's copy of it was [choice: one rule, fit_gain, for the Embedder and
+# the site's uploads]. A clip whose blocks crossed the -70 LUFS gate when it was normalised can
+# land further off its target (0.12 dB in that test) and is levelled again.
 EMBED_GAIN_TOLERANCE_DB = 0.01
 # Files with at most this many channels are measured on their own channels, as the site measures
 # the clips and queries it takes (1-2 channels); more are measured on the mono mix the model
