@@ -107,3 +107,13 @@ def test_python_at_the_level_the_search_api_reports_gives_a_non_default_catalogu
     np.testing.assert_array_equal(at_level.embed_files(files), site)
     default = Embedder.from_checkpoint(checkpoint, device="cpu")  # -23: not this catalogue's
     assert not np.allclose(default.embed_files(files), site, atol=1e-3)
+
+
+def test_python_measures_every_file_the_site_takes_on_its_own_channels():
+    """Python levels a file on its own channels up to OWN_CHANNELS_MAX and on its mono mix
+    beyond (BS.1770 weights five channels at most); the site must take no file that Python
+    would measure on its mix, or the two would level it differently."""
+    from csn_model.loudness import OWN_CHANNELS_MAX
+    from evalsite.stimuli.audio import DEFAULT_LIMITS
+
+    assert DEFAULT_LIMITS.max_channels <= OWN_CHANNELS_MAX
