@@ -67,7 +67,8 @@ def add_arguments(parser) -> None:
         "unreadable) is named on stderr with its reason; the other files are embedded and "
         "written (JSON lists the failures under 'failed'). Exit status: 0 all embedded, "
         f"{EXIT_FILES_FAILED} some files failed, {EXIT_USAGE} nothing written (arguments, "
-        "checkpoint, device or output error). A file of any length is embedded as the mean of "
+        "checkpoint, device or output error). A file with more channels than the site takes "
+        "(1-2) is levelled on its mono mix. A file of any length is embedded as the mean of "
         "all its consecutive training-length segments (3 s by default); the site takes clips "
         "and queries of 0.5-120 s only."
     )

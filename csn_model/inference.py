@@ -6,8 +6,9 @@
 
 Level: by default each file is first brought to the site's default loudness target (BS.1770
 integrated loudness as played, -23 LUFS, peaks kept under -1 dBFS: csn_model.loudness, the
-functions the site uses), measured on the file's own channels before they are mixed to mono; a
-file already within 0.1 LU of the target is embedded as it is. The model's log-mel is not
+functions the site uses, `fit_gain`), measured on the file's own channels before they are mixed
+to mono (on the mono mix when it has more than the site takes, 1-2), in a streaming pass; a gain
+under 0.01 dB is not applied (a clip stored at the target). The model's log-mel is not
 level-invariant (the same piece 6 dB quieter lands elsewhere), so this is what makes the vectors
 of the Python API match the site's for the same file, when target_lufs is the level the site's
 catalogue is stored at (its search answer's `catalogue_lufs`; -23 unless imported or studied at
@@ -29,9 +30,9 @@ samples raises EmbedError naming it; one that cannot be opened or read raises it
 failure with its reason. Waveforms are checked by the same rules (EmbedError naming the row).
 
 Memory: files are decoded in blocks, mixed to mono and resampled block by block (when levelling,
-a file's decoded native channels are held whole once, to measure its loudness); a pipeline
-thread embeds the clips it holds as soon as they reach `Embedder.sample_budget` samples, and
-builds at most `batch_size` segments at a time, so it holds at most the budget plus one file
+the file is decoded twice: once to measure its loudness block by block, once to embed it); a
+pipeline thread embeds the clips it holds as soon as they reach `Embedder.sample_budget` samples,
+and builds at most `batch_size` segments at a time, so it holds at most the budget plus one file
 (on the decode-ahead path, CUDA or one thread, about twice the budget plus one file: one group
 is decoded while the one before is embedded).
 """
@@ -49,7 +50,7 @@ import soxr
 import torch
 
 from csn_model.checkpoint import file_id, load_model
-from csn_model.loudness import DEFAULT_TARGET_LUFS, fit_gain
+from csn_model.loudness import DEFAULT_TARGET_LUFS, LevelError, LevelMeter, fit_gain
 from csn_model.model import ConditionalSimilarityNet
 from csn_model.silence import SILENCE_DBFS, SILENCE_HIGHPASS_HZ, HighPass
 
@@ -175,9 +176,8 @@ def decode(
     """File -> mono float32 at sample_rate, brought to target_lufs (None: as it is); EmbedError
     for undecodable, non-finite, silent or empty audio. A file that cannot be opened (missing,
     unreadable, an I/O error) raises its OSError instead: that says nothing about the audio and
-    may pass (a network file system), so a caller can retry it. Decoded in blocks: without a
-    target the file's native channels and rate are never held whole (with one, its native
-    channels are, once, to measure its loudness on them as the site does)."""
+    may pass (a network file system), so a caller can retry it. Decoded in blocks, never held
+    whole at its native channels and rate (with a target, twice: `_levelled`)."""
     with open(path, "rb") as handle:  # OSError here: the file, not its audio
         try:
             with sf.SoundFile(handle) as f:
@@ -190,14 +190,21 @@ def decode(
 
 
 def _levelled(f: sf.SoundFile, sample_rate: int, target_lufs: float, name: str) -> np.ndarray:
-    """The file's clip brought to target_lufs, measured on its own channels (as the site does)."""
-    blocks = []
+    """The file's clip brought to target_lufs: its loudness measured in a first pass over its
+    blocks (LevelMeter: on its own channels, as the site measures them, or on the mono mix of
+    more than the site takes), the gain applied in a second. Neither pass holds the file."""
+    if f.samplerate <= 2 * SILENCE_HIGHPASS_HZ:  # prepare refuses it
+        return prepare(_mono_blocks(f), f.samplerate, sample_rate, name)
+    meter = LevelMeter(f.samplerate, f.channels)
     while len(block := f.read(READ_BLOCK, dtype="float32", always_2d=True)):  # (t, C)
         _check_finite(block, name)
-        blocks.append(block)
-    gain = _gain(np.concatenate(blocks), f.samplerate, target_lufs) if blocks else 1.0
-    mono = (b.mean(axis=1) if b.shape[1] > 1 else b[:, 0] for b in blocks)  # (t,) each
-    return prepare(mono, f.samplerate, sample_rate, name, gain)
+        meter.add(block)
+    try:
+        gain = meter.gain(target_lufs)
+    except LevelError as exc:
+        raise EmbedError(f"{name}: {exc}") from None
+    f.seek(0)
+    return prepare(_mono_blocks(f), f.samplerate, sample_rate, name, gain)
 
 
 def _check_finite(x: np.ndarray, name: str) -> None:
@@ -205,9 +212,14 @@ def _check_finite(x: np.ndarray, name: str) -> None:
         raise EmbedError(f"{name}: samples contain NaN or infinity; expected finite audio")
 
 
-def _gain(data: np.ndarray, sr: int, target_lufs: float) -> float:
-    """fit_gain, measured on the audio's own channels; 1.0 at a rate prepare refuses."""
-    return fit_gain(data, sr, target_lufs) if sr > 2 * SILENCE_HIGHPASS_HZ else 1.0
+def _gain(data: np.ndarray, sr: int, target_lufs: float, name: str) -> float:
+    """fit_gain; 1.0 at a rate prepare refuses."""
+    if sr <= 2 * SILENCE_HIGHPASS_HZ:
+        return 1.0
+    try:
+        return fit_gain(data, sr, target_lufs)
+    except LevelError as exc:
+        raise EmbedError(f"{name}: {exc}") from None
 
 
 def _mono_blocks(f: sf.SoundFile) -> Iterator[np.ndarray]:
@@ -314,7 +326,7 @@ class Embedder:
             gain = 1.0
             if self.target_lufs is not None:
                 _check_finite(w, name)
-                gain = _gain(w, sample_rate, self.target_lufs)
+                gain = _gain(w, sample_rate, self.target_lufs, name)
             blocks = (w[s : s + READ_BLOCK] for s in range(0, w.size, READ_BLOCK))
             clips.append(prepare(blocks, sample_rate, self.sample_rate, name, gain))
         return self._embed_clips(clips)

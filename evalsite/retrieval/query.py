@@ -130,9 +130,11 @@ def catalogue_loudness(catalogue: Catalogue | None) -> float:
     a study's Clips page normalised them to, read from what was measured when each was stored.
     Normalising never leaves a clip above its target, but one whose peak would clip is held
     below it, so the target is the loudest level that at least half of the measured clips sit
-    within LOUDNESS_SPREAD_LU below of; a catalogue where no level holds half
-    (stored as they came, or at several targets), or with none measured, gets the project
-    default, a study's default loudness target."""
+    within LOUDNESS_SPREAD_LU below of. Where two levels hold half each (a study's target changed
+    half-way through its uploads), that is the louder: clips at the quieter may be the louder
+    target's clips their peaks held down, never the other way round. A catalogue where no level
+    holds half (stored as they came, or at several targets), or with none measured, gets the
+    project default, a study's default loudness target (the retrieval page says so)."""
     from evalsite.stimuli.audio import DUAL_MONO_LU
     from evalsite.studies.models import DEFAULT_SETTINGS
 
@@ -158,16 +160,28 @@ def catalogue_loudness(catalogue: Catalogue | None) -> float:
     return float(DEFAULT_SETTINGS["loudness_target_lufs"])
 
 
+def level_query(data: np.ndarray, sr: int, name: str, target_lufs: float) -> np.ndarray:
+    """The mono signal (T,) an upload (T, C) is embedded from: mixed to mono and brought to
+    target_lufs by the Embedder's own rule and arithmetic (csn_model.loudness.fit_gain, then the
+    gain on the float32 mix as csn_model.inference.prepare applies it), so `csn embed
+    --target-lufs` gives the same vector for the same file."""
+    from csn_model.loudness import LevelError, fit_gain
+
+    try:
+        gain = fit_gain(data, sr, target_lufs)
+    except LevelError as exc:
+        raise QueryError(f"{name}: {exc}") from None
+    mono = data.mean(axis=1)  # (T,) float32
+    return (mono * gain).astype(np.float32) if gain != 1.0 else mono
+
+
 def upload_vector(uploaded, target_lufs: float) -> np.ndarray:
     """Embed an uploaded file with the model (validated like catalogue audio), brought to the
     catalogue's loudness first: the model's log-mel is not level-invariant, so the same piece
     at another level lands elsewhere."""
-    from evalsite.stimuli import audio
-
     check_upload_size(uploaded)
-    data, sr = _decoded(uploaded)
-    data = audio.fit_level(data, sr, uploaded.name, target_lufs)  # (T, C)
-    mono = data.mean(axis=1)  # (T,)
+    data, sr = _decoded(uploaded)  # (T, C)
+    mono = level_query(data, sr, uploaded.name, target_lufs)  # (T,)
     try:
         embedder = get_embedder()
     except (CheckpointMissing, ModelUnavailable) as exc:

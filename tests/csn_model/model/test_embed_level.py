@@ -79,3 +79,51 @@ def test_the_command_line_levels_by_default_and_not_with_no_level(smoke_run, tin
     with pytest.raises(SystemExit):
         main(["embed", "--help"])
     assert "--no-level" in capsys.readouterr().out
+
+
+def test_it_levels_a_file_of_more_channels_than_the_site_takes_as_its_mono_mix(
+    embedder, tiny_dataset, tmp_path
+):
+    """A 5.1 export (six channels, more than BS.1770's five) is levelled on the mono mix the model
+    embeds, measured as a mono file: six equal channels give the vector of the mono file."""
+    mix, sr = sf.read(sorted(tiny_dataset.glob("test/*/mix.*"))[0], dtype="float32")  # (T,)
+    mono, six = tmp_path / "mono.wav", tmp_path / "six.wav"
+    sf.write(mono, 0.3 * mix, sr, subtype="FLOAT")
+    sf.write(six, np.repeat(0.3 * mix[:, None], 6, axis=1), sr, subtype="FLOAT")  # (T, 6)
+    a, b = embedder.embed_files([mono, six])
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_the_command_line_embeds_a_six_channel_file_among_others(smoke_run, tiny_dataset,
+                                                                 tmp_path, capsys):  # fmt: skip
+    mix, sr = sf.read(sorted(tiny_dataset.glob("test/*/mix.*"))[0], dtype="float32")  # (T,)
+    paths = [tmp_path / "mono.wav", tmp_path / "six.wav", tmp_path / "stereo.wav"]
+    for path, channels in zip(paths, (1, 6, 2), strict=True):
+        sf.write(path, np.repeat(0.3 * mix[:, None], channels, axis=1), sr, subtype="PCM_16")
+    assert main(["embed", *map(str, paths), "--checkpoint", str(smoke_run)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["files"] == list(map(str, paths)) and doc["failed"] == []
+
+
+def test_levelling_a_long_file_holds_no_copy_of_it_at_its_own_rate_and_channels(embedder, tmp_path):
+    """Loudness is measured in a streaming pass, so decoding a 120 s 44.1 kHz stereo file holds
+    its mono clip at the model's rate and a few blocks, not the file (42 MB as float32, more
+    than twice that as pyloudnorm's float64 copies)."""
+    import tracemalloc
+
+    from csn_model.inference import decode
+
+    sr, seconds = 44100, 120
+    rng = np.random.default_rng(0)
+    x = (0.1 * rng.standard_normal((sr * seconds, 2))).astype(np.float32)  # (T, 2)
+    path = tmp_path / "long.wav"
+    sf.write(path, x, sr, subtype="PCM_16")
+    native = x.nbytes
+    del x
+    tracemalloc.start()
+    try:
+        clip = decode(path, embedder.sample_rate, -23.0)  # (T',) at the model's rate
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak - 2 * clip.nbytes < native / 2

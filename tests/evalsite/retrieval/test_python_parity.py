@@ -66,6 +66,25 @@ def test_a_query_upload_gets_the_vector_python_gives_the_file(checkpoint, tmp_pa
     np.testing.assert_allclose(python, site, rtol=1e-5, atol=1e-6)
 
 
+def test_a_query_upload_just_under_the_target_gets_the_vector_python_gives_the_file(
+    checkpoint, tmp_path
+):
+    """One gain rule on both paths (csn_model.loudness.fit_gain): a file 0.05 LU under the target
+    was left as it was by Python and levelled by the site, 1e-3 apart (findings_rf F4)."""
+    from csn_model.loudness import loudness_lufs, playback_lufs
+
+    x = _stereo(1, 1.0)
+    played = playback_lufs(loudness_lufs(x, SR), 2)
+    near = (x * 10 ** ((-23.05 - played) / 20)).astype(np.float32)
+    assert playback_lufs(loudness_lufs(near, SR), 2) == pytest.approx(-23.05, abs=1e-3)
+    path = tmp_path / "near.wav"
+    sf.write(path, near, SR, subtype="FLOAT")
+    upload = SimpleUploadedFile("near.wav", path.read_bytes(), content_type="audio/wav")
+    site = upload_vector(upload, -23.0)  # (D,)
+    python = Embedder.from_checkpoint(checkpoint, device="cpu").embed_files([path])[0]
+    np.testing.assert_allclose(python, site, rtol=1e-5, atol=1e-6)
+
+
 def test_python_at_the_level_the_search_api_reports_gives_a_non_default_catalogues_vectors(
     ada, checkpoint
 ):
@@ -88,3 +107,13 @@ def test_python_at_the_level_the_search_api_reports_gives_a_non_default_catalogu
     np.testing.assert_array_equal(at_level.embed_files(files), site)
     default = Embedder.from_checkpoint(checkpoint, device="cpu")  # -23: not this catalogue's
     assert not np.allclose(default.embed_files(files), site, atol=1e-3)
+
+
+def test_python_measures_every_file_the_site_takes_on_its_own_channels():
+    """Python levels a file on its own channels up to OWN_CHANNELS_MAX and on its mono mix
+    beyond (BS.1770 weights five channels at most); the site must take no file that Python
+    would measure on its mix, or the two would level it differently."""
+    from csn_model.loudness import OWN_CHANNELS_MAX
+    from evalsite.stimuli.audio import DEFAULT_LIMITS
+
+    assert DEFAULT_LIMITS.max_channels <= OWN_CHANNELS_MAX

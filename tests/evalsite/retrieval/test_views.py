@@ -208,6 +208,25 @@ def test_it_reads_a_catalogues_level_as_its_target_where_a_clip_is_held_just_bel
     assert query.catalogue_loudness(near) == pytest.approx(-16.0, abs=0.02)
 
 
+def test_it_reports_the_louder_of_two_levels_that_hold_half_the_clips_each_and_says_so(client, ada):
+    """A study's target changed half-way through its uploads: half the clips at -23, half at
+    -16. Normalising never leaves a clip above its target (a peak holds it below), so the louder
+    level is the one quieter clips can belong to: it is used, and the page's text says that
+    rule (it said -23 "where they are at several levels", findings_rf F5)."""
+    tie = Catalogue.objects.create(owner=ada, name="tie")
+    for p, target in enumerate((-23.0, -23.0, -16.0, -16.0)):
+        clip_from_array(piece_audio(p), SR, tie, target_lufs=target, piece=f"P{p:02d}")
+    embed_clips(list(tie.clips.values_list("id", flat=True)))
+    assert query.catalogue_loudness(tie) == pytest.approx(-16.0, abs=0.02)
+    client.force_login(ada)
+    clip = tie.clips.order_by("id").first()
+    form = {"clip": clip.pk, "instrument": "bass", "k": 1, "catalogue": tie.pk}
+    page = html.unescape(client.post("/retrieval/", form).content.decode())
+    assert "-16.0 LUFS" in page
+    assert "the loudest level at least half of them are stored at" in page
+    assert "where they are at several levels" not in page
+
+
 def test_it_brings_an_upload_to_the_default_loudness_for_a_catalogue_of_mixed_levels(
     client, ada, monkeypatch
 ):
@@ -216,13 +235,13 @@ def test_it_brings_an_upload_to_the_default_loudness_for_a_catalogue_of_mixed_le
         clip_from_array(piece_audio(p), SR, mixed, target_lufs=target, piece=f"P{p:02d}")
     embed_clips(list(mixed.clips.values_list("id", flat=True)))
     targets = []
-    fit_level = audio.fit_level
+    level_query = query.level_query
 
     def spy(data, sr, name, target_lufs):
         targets.append(target_lufs)
-        return fit_level(data, sr, name, target_lufs)
+        return level_query(data, sr, name, target_lufs)
 
-    monkeypatch.setattr(audio, "fit_level", spy)
+    monkeypatch.setattr(query, "level_query", spy)
     client.force_login(ada)
     params = {"instrument": "guitar", "k": 1, "catalogue": mixed.pk}
     assert client.post(API, {**params, "audio": _wav_upload("mine.wav")}).status_code == 200
