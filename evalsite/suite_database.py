@@ -29,6 +29,12 @@ No PostgreSQL answers at that host and port: start it (`make services` starts a 
 one) or point TEST_DATABASE_URL at one that runs."""
 
 
+NOT_SETTINGS = "not connection settings libpq takes"
+BAD_OPTION = """\
+The URL's query string goes to libpq as connection settings (sslmode=, connect_timeout=, ...):
+remove or correct the one named (the list: PostgreSQL's documentation, "Parameter Key Words")."""
+
+
 def problem(url: str) -> str | None:
     """None when `url`'s role can log in to the server's `postgres` database and create
     databases; else what went wrong, in a sentence or two with the server's own words. The URL
@@ -56,6 +62,8 @@ def problem(url: str) -> str | None:
             ).fetchone()
     except psycopg.OperationalError as error:
         return f"cannot log in: {str(error).strip()}"
+    except psycopg.ProgrammingError as error:  # e.g. an option in the URL libpq does not know
+        return f"{NOT_SETTINGS}: {str(error).strip()}"
     if not (row and row[0]):
         return f"the role {config.get('USER') or '(default)'!r} may not create databases"
     return None
@@ -75,7 +83,8 @@ def main(argv: list[str]) -> int:
     said = f"error: PostgreSQL at TEST_DATABASE_URL ({shown_url(url)}): {hide_url(found, url)}."
     print(said, file=sys.stderr)
     unreached = "Connection refused" in found or "No such file or directory" in found
-    print(NOT_RUNNING if unreached else ADVICE, file=sys.stderr)
+    unknown = found.startswith(NOT_SETTINGS)
+    print(BAD_OPTION if unknown else NOT_RUNNING if unreached else ADVICE, file=sys.stderr)
     return 1
 
 

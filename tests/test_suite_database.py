@@ -119,3 +119,16 @@ def test_a_server_that_does_not_answer_gets_advice_to_start_one_not_about_roles(
     err = capsys.readouterr().err
     assert "Connection refused" in err and "make services" in err
     assert "CREATEDB" not in err
+
+
+def test_a_url_with_an_option_libpq_does_not_know_is_named_not_a_traceback():
+    # psycopg raises ProgrammingError ("invalid connection option"), not OperationalError
+    found = suite_database.problem(URL + ("&" if "?" in URL else "?") + "foo=1")
+    assert found is not None and found.startswith("not connection settings libpq takes")
+    assert '"foo"' in found
+
+
+def test_a_url_with_an_unknown_option_is_told_to_fix_the_option_not_the_role(capsys):
+    assert suite_database.main([URL + ("&" if "?" in URL else "?") + "foo=1"]) == 1
+    said = capsys.readouterr().err
+    assert "remove or correct the one named" in said and "CREATE ROLE" not in said
