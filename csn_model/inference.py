@@ -8,7 +8,7 @@ Level: by default each file is first brought to the site's default loudness targ
 integrated loudness as played, -23 LUFS, peaks kept under -1 dBFS: csn_model.loudness, the
 functions the site uses, `fit_gain`), measured on the file's own channels before they are mixed
 to mono (on the mono mix when it has more than the site takes, 1-2), in a streaming pass; a gain
-under 0.01 dB is not applied (a clip stored at the target). The model's log-mel is not
+under 0.05 dB is not applied (a clip stored at the target). The model's log-mel is not
 level-invariant (the same piece 6 dB quieter lands elsewhere), so this is what makes the vectors
 of the Python API match the site's for the same file, when target_lufs is the level the site's
 catalogue is stored at (its search answer's `catalogue_lufs`; -23 unless imported or studied at
