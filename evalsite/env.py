@@ -167,11 +167,26 @@ def env_database(name: str, default: str, conn_max_age: int = 0) -> DBConfig:
 
 def without_password(url: str) -> tuple[str, str]:
     """`url` with the password of its `scheme://user:password@` part as ***, and that password
-    ("" if none). Up to the last @: a password with a raw @ in it is hidden whole."""
-    match = re.match(r"([^:/]*://[^:/@]*:)(.*)@", url)
-    if not match or not match.group(2):
+    ("" if none). The password ends at the first @ that a host (and port) follows, itself
+    followed by / ? or the end: a password with a raw @ / or # in it is hidden whole, while an
+    @ in a query value after `host:port/` (`?application_name=ci@runner`) is not taken for the
+    end of one. Where in doubt it hides more, never less."""
+    head = re.match(r"[^:/]*://[^:/@?#]*:", url)
+    if not head:
         return url, ""
-    return f"{match.group(1)}***@{url[match.end() :]}", match.group(2)
+    for at in (m.start() for m in re.finditer("@", url)):
+        if at < head.end() or not re.match(r"[^@/?#]*(?:[/?]|$)", url[at + 1 :]):
+            continue
+        password = url[head.end() : at]
+        if not password:
+            return url, ""
+        if re.fullmatch(r"\d*", re.split(r"[/?#]", password, maxsplit=1)[0]) and "?" in password:
+            return url, ""  # host:port/path?query with an @ in the query: no password
+        return f"{url[: head.end()]}***{url[at:]}", password
+    at = url.rfind("@")  # no host after any @ (`user:pw@host#x`): up to the last one
+    if at > head.end():
+        return f"{url[: head.end()]}***{url[at:]}", url[head.end() : at]
+    return url, ""
 
 
 def shown_url(url: str) -> str:

@@ -545,3 +545,21 @@ def test_it_reads_the_report_queue_back_off(tmp_path):
     result = _manage(["shell", "-c", show], CSN_HOME=str(tmp_path), REPORT_QUEUE_BACKOFF_S="")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "60.0"  # the default
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [  # review r3: a raw @ in a query value was taken for the end of a password after host:
+        ("postgresql://127.0.0.1:5432/?application_name=ci@runner",
+         "postgresql://127.0.0.1:5432/?application_name=ci@runner"),
+        ("postgresql://u:p@ss@db.example:5432/n?application_name=ci@runner",
+         "postgresql://u:***@db.example:5432/n?application_name=ci@runner"),
+        ("postgresql://u:pa/ss@db.example/n", "postgresql://u:***@db.example/n"),  # a raw /
+        ("postgresql://u:1234/5@db.example/n", "postgresql://u:***@db.example/n"),
+        ("postgresql://u:hunter2@db.example#x", "postgresql://u:***@db.example#x"),
+    ],
+)  # fmt: skip
+def test_it_shows_a_urls_host_and_query_and_hides_only_its_password(url, shown):
+    from evalsite.env import shown_url
+
+    assert shown_url(url) == shown
