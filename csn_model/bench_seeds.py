@@ -9,8 +9,10 @@ same dataset (dataset.json's fingerprint), the same test triplets scored by ever
 system, kind, condition, triplet, piece of outcomes.csv, and the triplet files' sha256 where
 results.json records them), configs equal in everything but train.seed and separator.seed (and
 bench.n_boot, bench.analysis, bench.sdr_chunk_seconds: OUTCOME_FREE_FIELDS, which cannot change a
-triplet's outcome; where they differ, the report states each run's value), no two runs with the
-same pair of seeds, and the same systems (refused, not intersected: equal configs
+triplet's outcome; where they differ, the report states each run's value) when read through the
+benchmark's schema, as `csn bench` reads a run's config.yaml when it resumes (a field the code
+gained after a run was saved takes its default, the behaviour that run computed with), no two
+runs with the same pair of seeds, and the same systems (refused, not intersected: equal configs
 already mean equal bench.systems, and dropping a system would silently shrink each Holm family). A
 refusal names the folders and what differs; the command then exits 2.
 
@@ -55,9 +57,10 @@ import pandas as pd
 import yaml
 
 from csn_model import CONDITIONS
-from csn_model.bench_config import PROPOSED
+from csn_model.bench_config import PROPOSED, BenchConfig
 from csn_model.bench_report import tie_warnings
 from csn_model.bench_stats import read_outcomes
+from csn_model.config import ConfigError, from_dict, to_dict
 from csn_model.evaluation import (
     COMPARISON_COLUMNS,
     MEAN,
@@ -122,6 +125,7 @@ def _read_run(run_dir: Path) -> Run:
     missing = [f for f in SEED_FIELDS if f not in _flatten(config)]
     if missing:
         raise ValueError(f"{run_dir / 'config.yaml'}: lacks {missing}")
+    config = _as_computed(config)
     dataset = _load(run_dir / "dataset.json", json.loads, '{"root": ..., "fingerprint": ...}')
     if "fingerprint" not in dataset:
         raise ValueError(
@@ -134,6 +138,17 @@ def _read_run(run_dir: Path) -> Run:
     return Run(
         run_dir, outcomes, config, dataset["fingerprint"], triplet_files, results.get("code")
     )
+
+
+def _as_computed(config: dict) -> dict:
+    """The saved config through the benchmark's schema, as `csn bench` compares it when it
+    resumes: a field added to the code since the run takes its default (new fields default to the
+    old behaviour), so a run saved before a field and one saved after compare equal (review r2
+    F5). A config the schema refuses (a field since removed) stays as saved, and so differs."""
+    try:
+        return to_dict(from_dict(BenchConfig, config))
+    except ConfigError:
+        return config
 
 
 def _load(path: Path, parse, expected: str) -> dict:

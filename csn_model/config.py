@@ -176,6 +176,16 @@ def _feature_rules(f: FeatureConfig) -> list[tuple[bool, str, str, Any]]:
         ),
         (f.db_ref in DB_REFS, "features.db_ref", "'one' or 'max'", f.db_ref),
         (
+            # Without a floor, bins at the amin floor (digital silence) stay put while "max"
+            # subtracts the segment's peak, so they move with the gain (review r2 F3).
+            f.db_ref != "max" or f.top_db is not None,
+            "features.top_db",
+            "a finite, positive number of dB when features.db_ref is 'max' (null leaves digital "
+            "silence at the amin floor, which the maximum reference moves with the clip's gain: "
+            "the input would not be level-invariant)",
+            f.top_db,
+        ),
+        (
             _finite(f.segment_seconds) and f.segment_seconds > 0,
             "features.segment_seconds",
             "a finite, positive number of seconds",

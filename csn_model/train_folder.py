@@ -23,6 +23,20 @@ OWN_FILES = {RUN_MARKER, "config.yaml", "train.log", "metrics.jsonl", "checkpoin
              "summary.json"}  # fmt: skip
 
 
+class OtherConfigError(ConfigError):
+    """check_same_run's refusal of a run folder holding a run of another config: `path` the
+    checkpoint, `changed` the fields that differ (config_differences), for a caller with its own
+    remedy (the demo's model stage)."""
+
+    def __init__(self, path: Path, changed: str) -> None:
+        super().__init__(
+            f"{path}: this folder holds a run with another config ({changed}); use a new out_dir "
+            "or the same config (only train.num_workers, checkpoint_every, log_every, device and "
+            "threads may differ)"
+        )
+        self.path, self.changed = path, changed
+
+
 def claim_out_dir(out_dir: Path) -> None:
     """Make out_dir a training run's folder, or refuse it (TrainError): a folder that is not empty
     must hold RUN_MARKER, or be a run from before the marker (only the run's own files, and
@@ -56,6 +70,11 @@ def _comparable(cfg_dict: dict, schema: type) -> dict:
     return d
 
 
+def _comparable_pair(payload: dict, cfg: ExperimentConfig) -> tuple[dict, dict]:
+    """The checkpoint's config and cfg, each as it computes (_comparable)."""
+    return _comparable(payload["config"], type(cfg)), _comparable(to_dict(cfg), type(cfg))
+
+
 def record_source(out_dir: Path, source: dict) -> None:
     """RUN_MARKER names the dataset (root, fingerprint) and teachers of the run in out_dir."""
     marker = out_dir / RUN_MARKER
@@ -76,11 +95,7 @@ def check_same_run(path: Path, cfg: ExperimentConfig, source: dict) -> dict:
         return payload
     kind, what = differs
     if kind == "config":
-        raise ConfigError(
-            f"{path}: this folder holds a run with another config; use a new out_dir "
-            "or the same config (only train.num_workers, checkpoint_every, log_every, device and "
-            "threads may differ)"
-        )
+        raise OtherConfigError(path, config_differences(*_comparable_pair(payload, cfg)))
     remedy = {
         "unrecorded": "train into another out_dir, or delete checkpoint.pt and final.pt in "
         f"{path.parent} to train again there",
@@ -108,9 +123,7 @@ def run_difference(
     passes on its config alone, for a caller that knows otherwise that it is this data's (csn
     bench, whose run folder's dataset.json the user vouched for). data_label: what source's
     dataset is to the user (csn bench --from: the run's dataset, not its --data)."""
-    changed = config_differences(
-        _comparable(payload["config"], type(cfg)), _comparable(to_dict(cfg), type(cfg))
-    )
+    changed = config_differences(*_comparable_pair(payload, cfg))
     if changed:
         return "config", f"this folder holds a run with another config ({changed})"
     if payload.get("items", 1) != source["items"]:  # unrecorded: before items were versioned

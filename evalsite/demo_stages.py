@@ -47,6 +47,7 @@ def demo_config(opts: DemoOptions):
 
 def stage_model(opts: DemoOptions) -> dict:
     from csn_model.train import train_run
+    from csn_model.train_folder import OtherConfigError
 
     cfg = demo_config(opts)
     # Minutes on a CPU: say where the progress goes, then show each step the run logs, so that a
@@ -56,8 +57,19 @@ def stage_model(opts: DemoOptions) -> dict:
         f"the end (full log: {opts.run_dir / 'train.log'})",
         flush=True,
     )
-    with logged_steps_shown(opts.run_dir):
-        final = train_run(cfg, opts.data_dir, opts.run_dir, progress=sys.stdout.isatty())
+    try:
+        with logged_steps_shown(opts.run_dir):
+            final = train_run(cfg, opts.data_dir, opts.run_dir, progress=sys.stdout.isatty())
+    except OtherConfigError as exc:
+        # An unfinished training (no model marker yet) of an older demo.yaml, e.g. one from
+        # before it set features.db_ref max: it cannot be resumed with this one (review r2 F1).
+        raise DemoError(
+            f"the demo's model stage did not finish, and {exc.path} holds a training with "
+            f"another config than experiments/configs/demo.yaml gives now ({exc.changed}). "
+            f"Train it again: delete {opts.run_dir} (the data stage is kept), then run the same "
+            f'make demo command; or remake the whole demo: make demo ARGS="--reset" (removes '
+            f"{opts.home}, the study's answers too)"
+        ) from exc
     return {"summary": f"checkpoint {final}", "checkpoint": str(final)}
 
 

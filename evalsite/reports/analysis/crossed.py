@@ -83,18 +83,26 @@ def crossed_table(df: pd.DataFrame, confidence: float = 0.95) -> tuple[pd.DataFr
     table and a note for each row whose interval is left empty. Holm across instruments."""
     data = scored(df)
     rows, notes = [], []
-    for term in [*instruments_present(data), "overall"]:
+    family = instruments_present(data)
+    for term in [*family, "overall"]:
         part = data if term == "overall" else data[data["instrument"] == term]
         row, reason = crossed_row(
             term, part["participant"], part["trial"], part["agree"], confidence
         )
         rows.append(row)
         if reason:
-            notes.append(f"crossed interval and test for {term} left empty: {reason}")
+            counted = "" if term == "overall" else holm_counted(len(family))
+            notes.append(f"crossed interval and test for {term} left empty: {reason}{counted}")
     out = pd.DataFrame(rows, columns=COLUMNS)
     inst = out["term"] != "overall"
     out.loc[inst, "p_adj"] = holm(out.loc[inst, "p_val"].to_numpy())
     return out, notes
+
+
+def holm_counted(instruments: int) -> str:
+    """What the note of an instrument's undefined test adds: the family it counts in, so that
+    p_adj can be recomputed from the table (review r2 F4)."""
+    return f"; its p counts as 1 in the Holm family of the {instruments} instruments (p_adj)"
 
 
 def crossed_row(

@@ -13,7 +13,7 @@ from csn_model.multiple_testing import holm
 
 from .consent import scored
 from .crossed import COLUMNS as CROSSED_COLUMNS
-from .crossed import crossed_row
+from .crossed import crossed_row, holm_counted
 from .inputs import instruments_present
 from .proportions import proportion_row
 
@@ -33,7 +33,8 @@ def position_bias(df: pd.DataFrame, confidence: float = 0.95) -> tuple[pd.DataFr
     if data.empty:
         return pd.DataFrame(), []
     rows, notes = [], []
-    for term in [*instruments_present(data), "overall"]:
+    family = instruments_present(data)
+    for term in [*family, "overall"]:
         part = data if term == "overall" else data[data["instrument"] == term]
         y = (part["chosen_position"] == "A").astype(float)
         row, reason = crossed_row(
@@ -41,7 +42,10 @@ def position_bias(df: pd.DataFrame, confidence: float = 0.95) -> tuple[pd.DataFr
         )
         rows.append(row)
         if reason:
-            notes.append(f"position_bias interval and test for {term} left empty: {reason}")
+            counted = "" if term == "overall" else holm_counted(len(family))
+            notes.append(
+                f"position_bias interval and test for {term} left empty: {reason}{counted}"
+            )
     out = pd.DataFrame(rows, columns=CROSSED_COLUMNS)
     inst = out["term"] != "overall"
     out.loc[inst, "p_adj"] = holm(out.loc[inst, "p_val"].to_numpy())

@@ -79,11 +79,27 @@ def _prepared(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame,
         raise ModelFitError(
             "no instrument's log-odds is estimable: within each, every answer agrees or none does"
         )
-    notes: list[Note] = [("warning", f"{inst}: {NOT_ESTIMABLE}") for inst in left_out]
+    family = instruments_present(data)
+    notes: list[Note] = [
+        ("warning", f"{inst}: {NOT_ESTIMABLE}{_holm_families(len(family), len(left_out))}")
+        for inst in left_out
+    ]
     if data["agree"].nunique() > 1:  # else design() says every answer is the same
         data = data[~data["instrument"].isin(left_out)]
     data, y, X, info = design(data)
     return data, y, X, notes + [("info", text) for text in info]
+
+
+def _holm_families(answered: int, left_out: int) -> str:
+    """What the warning of an instrument left out of the fits adds: the Holm families it still
+    counts in, with their sizes, so that p_adj can be recomputed from the rows shown (review r2
+    F4; `_checked` and `wald_contrasts` adjust so)."""
+    pairs = _pairs(answered)
+    return (
+        ", and counts in their Holm families as p = 1: its term among the "
+        f"{answered} instrument terms of mixed_laplace and gee (p_adj), its {answered - 1} pairs "
+        f"among the {pairs} pairs of instrument_contrasts ({_pairs(answered - left_out)} shown)"
+    )
 
 
 def implausible_terms(table: pd.DataFrame) -> list[str]:

@@ -58,7 +58,15 @@ MIXED_NOTE = (
     "Instrument terms: each instrument's log-odds at its own trials' mean margin (covariates "
     "centred within instrument); Wald test of log-odds 0 (consent 0.5) against t on the "
     "instrument's trials - 1 df, allowing for participants and trials crossed, Holm across "
-    "instruments (p_adj); covariates are not adjusted."
+    "instruments (p_adj); covariates are not adjusted. An instrument left out of the fit counts "
+    "as p = 1 in the Holm family (its warning gives the family's size)."
+)
+# An instrument left out of the fits (every answer agrees, or none does) has no row in these
+# tables but is in their Holm families: without saying so, p_adj cannot be recomputed from the
+# rows shown (review r2 F4).
+CONTRASTS_NOTE = (
+    "Holm across all pairs of the instruments answered (p_adj): a pair with an instrument left "
+    "out of the fit counts as p = 1 and has no row (its warning gives the family's size)."
 )
 VARIATIONAL_NOTE = (
     "Descriptive: the variational (mean-field) posterior intervals are known to be too narrow "
@@ -83,6 +91,7 @@ NOTES = {
     "(p_adj in mixed_laplace) and the crossed table.",
     "mixed": VARIATIONAL_NOTE,
     "mixed_laplace": MIXED_NOTE,
+    "instrument_contrasts": CONTRASTS_NOTE,
     "reliability": "Trial-bootstrap percentile intervals: with few trials (under 40) they are "
     "too narrow, covering 77-82 % at 10 trials and 90-91 % at 30 at nominal 95 % in simulation; "
     "a warning names each instrument with so few.",
@@ -94,7 +103,8 @@ NOTES = {
     "catch": ANSWER_LEVEL_NOTE,
     "test_retest": ANSWER_LEVEL_NOTE,
     "gee": "Instrument terms: Wald t test of log-odds 0 (consent 0.5) on participants - 1 df, "
-    "Mancl-DeRouen bias-reduced sandwich se, Holm across instruments (p_adj). Robust to "
+    "Mancl-DeRouen bias-reduced sandwich se, Holm across instruments (p_adj; an instrument "
+    "left out of the fit counts as p = 1 and has no row). Robust to "
     "clustering by participant only, not by trial: its se leaves out between-trial variation, "
     "so with few trials it rejects a true 0.5 far too often (about 0.3 at 10 trials per "
     "instrument and trial SD 1 in simulation). A cross-check; the crossed and mixed_laplace "

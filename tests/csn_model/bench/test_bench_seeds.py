@@ -256,6 +256,35 @@ def test_it_still_refuses_configs_that_differ_in_a_field_that_can_change_outcome
     assert f"{field} (" in _refused(capsys, [a, b])
 
 
+def _seed_run_of_newer_code(tmp_path, seed: int, **features) -> Path:
+    """A copy of the committed seed-0 folder as a run of today's code with another seed: its
+    config.yaml (written before features.db_ref and train.gain_db) as csn bench saves it now."""
+    from csn_model.bench_config import load_bench_config
+    from csn_model.config import save_config
+
+    folder = Path(shutil.copytree(COMMITTED, tmp_path / f"seed{seed}"))
+    override = [f"train.seed={seed}", f"separator.seed={seed}"]
+    override += [f"features.{k}={v}" for k, v in features.items()]
+    save_config(load_bench_config(folder / "config.yaml", override), folder / "config.yaml")
+    return folder
+
+
+def test_it_combines_a_run_saved_before_new_config_fields_with_one_saved_after(tmp_path, capsys):
+    old = yaml.safe_load((COMMITTED / "config.yaml").read_text())
+    assert "db_ref" not in old["features"] and "gain_db" not in old["train"]  # before the fields
+    new = _seed_run_of_newer_code(tmp_path, 1)
+    saved = yaml.safe_load((new / "config.yaml").read_text())
+    assert (saved["features"]["db_ref"], saved["train"]["gain_db"]) == ("one", [0.0, 0.0])
+    # compared through the schema, as csn bench does: an absent field is its default
+    assert main([str(COMMITTED), str(new)]) == 0, capsys.readouterr().err
+
+
+def test_it_still_refuses_a_run_whose_new_field_is_not_the_default(tmp_path, capsys):
+    new = _seed_run_of_newer_code(tmp_path, 1, db_ref="max")
+    err = _refused(capsys, [COMMITTED, new])
+    assert f"features.db_ref (one in {COMMITTED}, max in {new})" in err, err
+
+
 def test_it_refuses_two_runs_with_the_same_seeds(tmp_path, capsys):
     stacked = _stacked(THREE_SEEDS)
     a = _write_run(tmp_path / "a", stacked, 0, 4)

@@ -102,6 +102,12 @@ SMALL = ["model.channels=[4, 8]", "model.kernels=[3, 3]", "model.strides=[2, 2]"
         (["features.fmax=.nan"], "features.fmax", "finite"),
         (["features.top_db=-5"], "features.top_db", "positive"),
         (["features.top_db=.inf"], "features.top_db", "finite"),
+        # no floor: digital silence sits at the amin floor, which db_ref max shifts by the gain
+        (
+            ["features.db_ref=max", "features.top_db=null"],
+            "features.top_db",
+            "features.db_ref is 'max'",
+        ),
         (["features.segment_seconds=.inf"], "features.segment_seconds", "finite"),
         (["features.segment_seconds=.nan"], "features.segment_seconds", "finite"),
         (["features.segment_seconds=-1"], "features.segment_seconds", "positive"),

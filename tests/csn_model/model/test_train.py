@@ -91,6 +91,18 @@ def test_it_refuses_to_continue_a_run_with_another_config(smoke_cfg, tiny_datase
         train_run(_fast(smoke_cfg, lr=0.5), tiny_dataset, smoke_run.parent, progress=False)
 
 
+def test_it_names_the_fields_that_differ_when_it_refuses_another_config(
+    smoke_cfg, tiny_dataset, smoke_run
+):
+    # the demo config now sets features.db_ref max: a run folder of the older config holds one
+    cfg = replace(smoke_cfg, features=replace(smoke_cfg.features, db_ref="max"))
+    with pytest.raises(ConfigError) as refused:
+        train_run(_fast(cfg, lr=0.5), tiny_dataset, smoke_run.parent, progress=False)
+    message = str(refused.value)
+    assert "features.db_ref 'one' (expected 'max')" in message, message
+    assert f"train.lr {smoke_cfg.train.lr!r} (expected 0.5)" in message, message
+
+
 def test_it_asks_for_teachers_when_the_aux_loss_is_on(smoke_cfg, tiny_dataset, tmp_path):
     with pytest.raises(TrainError, match="teachers"):
         train_run(_fast(smoke_cfg, aux_loss=1.0), tiny_dataset, tmp_path, progress=False)

@@ -236,6 +236,8 @@ def test_it_counts_a_unanimous_instruments_undefined_p_in_the_holm_family():
     assert np.isnan(got.loc["overall", "p_adj"])
     (note,) = notes  # the undefined p is reported with its reason
     assert "drums" in note and "all 96 answers are equal" in note
+    # and with the family it counts in, so p_adj can be recomputed from the table (review r2 F4)
+    assert "its p counts as 1 in the Holm family of the 3 instruments" in note, note
 
 
 def test_it_puts_the_crossed_table_in_the_report_with_null_not_a_zero_width_interval():

@@ -67,3 +67,4 @@ def test_it_counts_an_instrument_every_answer_chose_a_in_the_holm_family():
     assert np.isclose(rows.loc["guitar", "p_adj"], min(1.0, 2 * p), rtol=1e-12, atol=0)
     (note,) = notes  # reported with its reason
     assert "drums" in note and "answers are equal" in note
+    assert "its p counts as 1 in the Holm family of the 2 instruments" in note, note  # r2 F4

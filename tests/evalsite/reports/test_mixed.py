@@ -197,6 +197,26 @@ def test_it_counts_the_pairs_with_a_separated_instrument_in_the_contrasts_holm_f
     assert contrasts["p_adj"].to_numpy() == pytest.approx(expected, rel=1e-12)
 
 
+def test_it_says_in_which_holm_families_a_separated_instrument_counts_as_p_1(answers):
+    """Review r2 F4: with drums left out, instrument_contrasts shows 6 rows adjusted over 10
+    pairs; the report must say so, or p_adj cannot be recomputed from what it shows."""
+    from evalsite.reports.rendering.summary import markdown_summary, note
+
+    report = build_report(_all_agree(answers, "drums"), ReportConfig(n_boot=20))
+    assert len(report.tables["instrument_contrasts"]) == 6
+    (said,) = [
+        m for m in report.messages if m["text"].startswith("drums: ") and NOT_ESTIMABLE in m["text"]
+    ]
+    text = said["text"]
+    assert said["level"] == "warning" and "counts in their Holm families as p = 1" in text, text
+    assert "its term among the 5 instrument terms of mixed_laplace and gee" in text, text
+    assert "its 4 pairs among the 10 pairs of instrument_contrasts (6 shown)" in text, text
+    assert said in report.to_dict()["messages"]  # report.json
+    assert text in markdown_summary(report)  # summary.md
+    for name in ("mixed_laplace", "gee", "instrument_contrasts"):
+        assert "left out of the fit counts as p = 1" in note(name), name
+
+
 def test_it_leaves_out_an_instrument_with_a_single_answer_instead_of_returning_nan(answers):
     some = _all_agree(answers, "drums")
     bass = some.index[(some["instrument"] == "bass") & some["model_choice"].notna()]
