@@ -167,37 +167,46 @@ def env_database(name: str, default: str, conn_max_age: int = 0) -> DBConfig:
 
 def without_password(url: str) -> tuple[str, str]:
     """`url` with the password of its `scheme://user:password@` part as ***, and that password
-    ("" if none). The password ends at the first @ that a host (and port) follows, itself
-    followed by / ? or the end: a password with a raw @ / or # in it is hidden whole, while an
-    @ in a query value after `host:port/` (`?application_name=ci@runner`) is not taken for the
-    end of one. Where in doubt it hides more, never less."""
-    head = re.match(r"[^:/]*://[^:/@?#]*:", url)
+    ("" if none). The password ends at the last @ that a host (and port) and a path follow, else
+    at the first @ a host follows: a password with a raw @ / ? or # in it is hidden whole. Not a
+    password: `host:port/` and a path, query or fragment with an @ after which no `host/` follows
+    (`?application_name=ci@runner`). Where in doubt it hides more, never less."""
+    head = re.match(r"[^:/]*://(?:\[[^\]/]*\]|[^:/@?#\[]*):", url)  # scheme://user: or [v6]:
     if not head:
         return url, ""
-    for at in (m.start() for m in re.finditer("@", url)):
-        if at < head.end() or not re.match(r"[^@/?#]*(?:[/?]|$)", url[at + 1 :]):
-            continue
+    after_host = re.compile(r"[^@/?#]*(?:[/?]|$)")  # a host (and port), then / ? or the end
+    ats = [m.start() for m in re.finditer("@", url) if m.start() > head.end()]
+    hosts = [at for at in ats if after_host.match(url[at + 1 :])]
+    with_path = [at for at in hosts if re.match(r"[^@/?#]*/", url[at + 1 :])]
+    if hosts:  # the last @ a host and a path follow (`u:ab@cd/ef@h/db`), else the first
+        at = with_path[-1] if with_path else hosts[0]
         password = url[head.end() : at]
         if not password:
             return url, ""
-        if re.fullmatch(r"\d*", re.split(r"[/?#]", password, maxsplit=1)[0]) and "?" in password:
-            return url, ""  # host:port/path?query with an @ in the query: no password
+        if re.match(r"\d*/", password) and not with_path:
+            return url, ""  # host:port/ then an @ in the path, query or fragment
         return f"{url[: head.end()]}***{url[at:]}", password
     at = url.rfind("@")  # no host after any @ (`user:pw@host#x`): up to the last one
-    if at > head.end():
+    if at > head.end() and not re.match(r"\d*/", url[head.end() : at]):
         return f"{url[: head.end()]}***{url[at:]}", url[head.end() : at]
     return url, ""
 
 
+# Query parameters whose values are secrets (libpq's password and client-key passphrase).
+SECRET_PARAMS = ("password", "sslpassword")
+
+
 def shown_url(url: str) -> str:
     """`url` as logs may show it: the password before the host and the value of every
-    `password=` parameter as ***; the rest (user, host, database name) as written."""
+    `password=` or `sslpassword=` parameter as *** (to the next &: a raw # is part of it, as
+    libpq reads it); the rest (user, host, database name) as written."""
 
     def masked(param: re.Match[str]) -> str:
         key, value = param.group(2), param.group(3)
-        return f"{param.group(1)}{key}={'***' if unquote_plus(key) == 'password' else value}"
+        secret = unquote_plus(key) in SECRET_PARAMS
+        return f"{param.group(1)}{key}={'***' if secret else value}"
 
-    return re.sub(r"([?&])([^=&#]*)=([^&#]*)", masked, without_password(url)[0])
+    return re.sub(r"([?&])([^=&#]*)=([^&]*)", masked, without_password(url)[0])
 
 
 def hide_url(text: str, url: str) -> str:

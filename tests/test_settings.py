@@ -557,6 +557,17 @@ def test_it_reads_the_report_queue_back_off(tmp_path):
         ("postgresql://u:pa/ss@db.example/n", "postgresql://u:***@db.example/n"),  # a raw /
         ("postgresql://u:1234/5@db.example/n", "postgresql://u:***@db.example/n"),
         ("postgresql://u:hunter2@db.example#x", "postgresql://u:***@db.example#x"),
+        # review r4: a password of digits and a raw ? was taken for host:port?query
+        ("postgresql://u:2024?Secret@127.0.0.1:5432/n", "postgresql://u:***@127.0.0.1:5432/n"),
+        ("postgresql://u:?secret@127.0.0.1:5432/n", "postgresql://u:***@127.0.0.1:5432/n"),
+        ("postgresql://[::1]:5432/n?application_name=ci@runner",
+         "postgresql://[::1]:5432/n?application_name=ci@runner"),
+        ("postgresql://u:pw@[::1]:5432/n", "postgresql://u:***@[::1]:5432/n"),
+        ("postgresql://127.0.0.1:5432/n#x@y", "postgresql://127.0.0.1:5432/n#x@y"),
+        ("postgresql://u@h/n?sslpassword=KeyPass1&sslmode=bogus",
+         "postgresql://u@h/n?sslpassword=***&sslmode=bogus"),
+        ("postgresql://u@h/n?password=sec#ret", "postgresql://u@h/n?password=***"),
+        ("postgresql://u:ab@cd/ef@127.0.0.1:5432/n", "postgresql://u:***@127.0.0.1:5432/n"),
     ],
 )  # fmt: skip
 def test_it_shows_a_urls_host_and_query_and_hides_only_its_password(url, shown):
