@@ -35,6 +35,7 @@ from csn_model import CONDITIONS
 
 # features.db_ref: dB re power 1.0 (librosa ref=1.0) | re each clip's maximum (ref=np.max)
 DB_REFS = ("one", "max")
+AMIN = 1e-10  # librosa.power_to_db's floor on power before the log (features)
 
 
 class ConfigError(ValueError):
@@ -177,12 +178,13 @@ def _feature_rules(f: FeatureConfig) -> list[tuple[bool, str, str, Any]]:
         (f.db_ref in DB_REFS, "features.db_ref", "'one' or 'max'", f.db_ref),
         (
             # Without a floor, bins at the amin floor (digital silence) stay put while "max"
-            # subtracts the segment's peak, so they move with the gain (review r2 F3).
-            f.db_ref != "max" or f.top_db is not None,
+            # subtracts the segment's peak, so they move with the gain (review r2 F3); so with a
+            # floor at or below amin's (-100 dB) for every clip up to full scale (review r4).
+            f.db_ref != "max" or (f.top_db is not None and f.top_db < -10 * math.log10(AMIN)),
             "features.top_db",
-            "a finite, positive number of dB when features.db_ref is 'max' (null leaves digital "
-            "silence at the amin floor, which the maximum reference moves with the clip's gain: "
-            "the input would not be level-invariant)",
+            "a finite, positive number of dB under 100 when features.db_ref is 'max' (null, or "
+            "100 or more, leaves digital silence at the amin floor of -100 dB, which the maximum "
+            "reference moves with the clip's gain: the input would not be level-invariant)",
             f.top_db,
         ),
         (

@@ -22,9 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from csn_model.config import DB_REFS
+from csn_model.config import AMIN, DB_REFS
 
-AMIN = 1e-10  # librosa.power_to_db's floor on power before the log
 CPU_CHUNK = 8  # clips per chunk on CPU: keeps the frames and spectra of one chunk in cache
 MEL_GROUPS = 8  # mel bands in groups of 128/8; each group multiplies only its frequency range
 

@@ -108,6 +108,8 @@ SMALL = ["model.channels=[4, 8]", "model.kernels=[3, 3]", "model.strides=[2, 2]"
             "features.top_db",
             "features.db_ref is 'max'",
         ),
+        # a floor at or below amin's -100 dB for every clip up to full scale: the same (review r4)
+        (["features.db_ref=max", "features.top_db=200"], "features.top_db", "under 100"),
         (["features.segment_seconds=.inf"], "features.segment_seconds", "finite"),
         (["features.segment_seconds=.nan"], "features.segment_seconds", "finite"),
         (["features.segment_seconds=-1"], "features.segment_seconds", "positive"),
