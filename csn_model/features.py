@@ -9,8 +9,9 @@ shifts every dB value of a clip by the same amount, which this takes away, so th
 the model's embedding, do not depend on the level the clip arrives at (exactly, up to float
 rounding, while the top_db floor lies above the amin floor: a clip whose mel peak is above
 10*log10(amin) + top_db = -20 dB with the defaults; a silent clip is all zeros at any gain).
-Without a top_db floor it is not (silent bins stay at the amin floor), so the config check
-refuses db_ref "max" with top_db null.
+Without a top_db floor it is not (silent bins stay at the amin floor), nor with one of 100 dB or
+more (at or below amin's -100 dB for every clip up to full scale), so the config check
+refuses db_ref "max" with either.
 It runs on the module's device, so a model moved to CUDA computes its features there.
 """
 
